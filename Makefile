@@ -1,0 +1,190 @@
+# SPDX-License-Identifier: MPL-2.0
+# byok: the one build file. Non-recursive except for build variants
+# (`make asan` re-enters with O=build/asan SAN=1). Quiet unless V=1.
+#
+#   make            build/vault-plugin-secrets-byok, build/byok-agent
+#   make deps       install the Debian packages the build and tests need
+#   make check      the whole suite; ends with "N passed, N failed"
+#   make asan       the same binaries with ASan+UBSan under build/asan
+#   make bench      benchmarks (figures go to README.md by hand)
+#   make demo       build, start plugin under Vault (or the stand-in), agent, mock provider; one keyless call
+#   make format / lint / clean
+
+O ?= build
+GEN := build/gen
+GOBUILD := build/go
+VERSION := 0.1.0
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+CC ?= cc
+WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wvla -Wno-unused-parameter
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+CPPFLAGS_ALL := -I. -I$(GEN) -D_GNU_SOURCE -DBYOK_VERSION=\"$(VERSION)\" -MMD -MP
+CFLAGS_ALL := -std=gnu11 -g -O2 -fPIE -fstack-protector-strong -D_FORTIFY_SOURCE=2 $(WARN)
+LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now
+ifeq ($(SAN),1)
+CFLAGS_ALL := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined $(WARN)
+LDFLAGS_ALL := -fsanitize=address,undefined
+endif
+
+# ---- generated protobuf C ---------------------------------------------------
+PROTOS := sdk/plugin/pb/backend.proto sdk/logical/identity.proto sdk/logical/plugin.proto \
+	sdk/logical/event.proto sdk/logical/version.proto sdk/helper/pluginutil/multiplexing.proto \
+	plugin/grpc_broker.proto plugin/grpc_controller.proto plugin/grpc_stdio.proto \
+	grpc/health/v1/health.proto
+WKT := google/protobuf/timestamp.proto google/protobuf/struct.proto google/protobuf/empty.proto
+PROTO_C := $(addprefix $(GEN)/,$(PROTOS:.proto=.pb-c.c) $(WKT:.proto=.pb-c.c))
+PROTO_H := $(PROTO_C:.c=.h)
+
+$(GEN)/.stamp: $(addprefix proto/,$(PROTOS))
+	@mkdir -p $(GEN)
+	@echo "  PROTOC-C proto/"
+	$(Q)protoc-c --c_out=$(GEN) -Iproto -I/usr/include $(addprefix proto/,$(PROTOS))
+	$(Q)protoc-c --c_out=$(GEN) -I/usr/include $(addprefix /usr/include/,$(WKT))
+	$(Q)touch $@
+$(PROTO_C) $(PROTO_H): $(GEN)/.stamp
+
+# ---- sources -------------------------------------------------------------------
+COMMON_SRCS := $(sort $(wildcard common/*.c))
+PLUGIN_SRCS := $(filter-out plugin/main.c,$(sort $(wildcard plugin/*.c)))
+AGENT_SRCS := $(filter-out agent/main.c,$(sort $(wildcard agent/*.c)))
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+BENCH_C_SRCS := $(sort $(wildcard tests/bench/*.c))
+
+obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
+COMMON_OBJS := $(call obj,$(COMMON_SRCS))
+PLUGIN_OBJS := $(call obj,$(PLUGIN_SRCS)) $(patsubst $(GEN)/%.c,$(O)/obj/gen/%.o,$(PROTO_C))
+AGENT_OBJS := $(call obj,$(AGENT_SRCS))
+
+PLUGIN := $(O)/vault-plugin-secrets-byok
+AGENT := $(O)/byok-agent
+UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/unit/%,$(UNIT_SRCS))
+BENCH_C_BINS := $(patsubst tests/bench/%.c,$(O)/tests/bench/%,$(BENCH_C_SRCS))
+
+# ---- libraries -----------------------------------------------------------------
+# The plugin is one file an administrator copies into Vault's plugin directory:
+# gRPC, absl, protobuf-c, jansson and OpenSSL are linked statically from Debian's
+# archives; only glibc, libstdc++ and libgcc stay dynamic.
+GRPC_STATIC := $(filter-out -pthread -ldl -lrt -latomic -Wl%,$(shell pkg-config --static --libs grpc 2>/dev/null))
+PLUGIN_LIBS_STATIC := -Wl,-Bstatic -Wl,--start-group $(GRPC_STATIC) -lprotobuf-c -ljansson -lssl -lcrypto \
+	-latomic -Wl,--end-group -Wl,-Bdynamic -lstdc++ -lm -lpthread -ldl -lrt
+PLUGIN_LIBS_DYNAMIC := $(shell pkg-config --libs grpc libprotobuf-c jansson openssl 2>/dev/null) -lpthread -lm
+AGENT_LIBS := $(shell pkg-config --libs libevent libevent_pthreads libcurl jansson openssl 2>/dev/null) -lpthread -lm
+UNIT_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null) $(PLUGIN_LIBS_DYNAMIC) $(AGENT_LIBS)
+
+ifeq ($(SAN),1)
+PLUGIN_LIBS := $(PLUGIN_LIBS_DYNAMIC)
+else
+PLUGIN_LIBS := $(PLUGIN_LIBS_STATIC)
+endif
+
+# ---- rules -----------------------------------------------------------------------
+.PHONY: all plugin agent unit tools deps check asan bench demo format lint clean go vaultsim mockprovider
+all: plugin agent
+
+plugin: $(PLUGIN)
+agent: $(AGENT)
+unit: $(UNIT_BINS)
+
+$(O)/obj/%.o: %.c $(GEN)/.stamp
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -c -o $@ $<
+
+# Generated code is not ours to warn about.
+$(O)/obj/gen/%.o: $(GEN)/%.c $(GEN)/.stamp
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(filter-out -W%,$(CFLAGS_ALL)) -w -c -o $@ $<
+
+$(O)/libcommon.a: $(COMMON_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(O)/libplugin.a: $(PLUGIN_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(O)/libagent.a: $(AGENT_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(PLUGIN): $(call obj,plugin/main.c) $(O)/libplugin.a $(O)/libcommon.a
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PLUGIN_LIBS)
+
+$(AGENT): $(call obj,agent/main.c) $(O)/libagent.a $(O)/libcommon.a
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(AGENT_LIBS)
+
+$(O)/tests/unit/%: $(O)/obj/tests/unit/%.o $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< -Wl,--start-group $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a -Wl,--end-group $(UNIT_LIBS)
+
+$(O)/tests/bench/%: $(O)/obj/tests/bench/%.o $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< -Wl,--start-group $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a -Wl,--end-group $(UNIT_LIBS)
+
+# ---- Go: the Vault stand-in and the mock provider (GOPATH mode, Debian's packages) ----
+GOENV := GO111MODULE=off GOPATH=$(CURDIR)/$(GOBUILD):/usr/share/gocode GOCACHE=$(CURDIR)/build/go-cache GOFLAGS=-mod=mod
+GO_PROTOS := sdk/plugin/pb/backend.proto sdk/logical/identity.proto sdk/logical/plugin.proto \
+	sdk/logical/event.proto sdk/logical/version.proto sdk/helper/pluginutil/multiplexing.proto
+$(GOBUILD)/.stamp: $(addprefix proto/,$(GO_PROTOS))
+	@mkdir -p $(GOBUILD)/src/byok
+	@echo "  PROTOC-GO proto/"
+	$(Q)protoc --go_out=$(GOBUILD)/src --go-grpc_out=$(GOBUILD)/src -Iproto -I/usr/include \
+		$(addprefix proto/,$(GO_PROTOS))
+	$(Q)ln -sfn $(CURDIR)/tests/vaultsim $(GOBUILD)/src/byok/vaultsim
+	$(Q)ln -sfn $(CURDIR)/tests/mockprovider $(GOBUILD)/src/byok/mockprovider
+	$(Q)touch $@
+
+GO_SRCS := $(wildcard tests/vaultsim/*.go tests/vaultsim/*/*.go tests/mockprovider/*.go)
+build/vaultsim: $(GOBUILD)/.stamp $(GO_SRCS)
+	@echo "  GO      $@"
+	$(Q)$(GOENV) go build -o $@ byok/vaultsim/cmd/vaultsim
+build/mockprovider: $(GOBUILD)/.stamp $(GO_SRCS)
+	@echo "  GO      $@"
+	$(Q)$(GOENV) go build -o $@ byok/mockprovider
+vaultsim: build/vaultsim
+mockprovider: build/mockprovider
+go: vaultsim mockprovider
+
+# ---- variants, checks, tools ----------------------------------------------------------
+asan:
+	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=1 plugin agent unit
+
+tools: all unit go $(BENCH_C_BINS)
+
+deps:
+	$(Q)tests/deps.sh
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory tools
+	$(Q)$(MAKE) --no-print-directory asan
+	$(Q)tests/run-all.sh
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory tools
+	$(Q)tests/bench/run.sh
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory tools
+	$(Q)tests/demo.sh
+
+FORMAT_SRCS = $(shell git ls-files '*.c' '*.h')
+format:
+	$(Q)clang-format -i $(FORMAT_SRCS)
+
+lint: $(GEN)/.stamp
+	$(Q)clang-tidy --quiet $(filter %.c,$(FORMAT_SRCS)) -- $(CPPFLAGS_ALL) -std=gnu11 $(shell pkg-config --cflags jansson libevent libcurl cmocka 2>/dev/null)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * hclog-shaped JSON lines. The encoder escapes by hand rather than building a
+ * jansson tree: it runs on every request's failure path and must not allocate.
+ * It does not sanitise secrets (callers never pass them) and does not buffer.
+ */
+#include "common/log.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static FILE *log_out;
+static enum log_level log_min = LOGL_INFO;
+
+static const char *const log_names[] = {"trace", "debug", "info", "warn", "error", "off"};
+
+void log_init(FILE *out, enum log_level min_level)
+{
+    log_out = out;
+    log_min = min_level;
+}
+
+int log_level_parse(const char *name)
+{
+    if (name == NULL) {
+        return -1;
+    }
+    for (int i = 0; i <= LOGL_OFF; i++) {
+        if (strcmp(name, log_names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+int log_enabled(enum log_level level)
+{
+    return level >= log_min && level < LOGL_OFF;
+}
+
+struct line {
+    char buf[LOG_MAX_LINE];
+    size_t len;
+};
+
+static void line_raw(struct line *l, const char *s, size_t n)
+{
+    /* Keep room for a closing quote, "null" and "}\n" so a cut line stays valid JSON. */
+    if (l->len + n > sizeof(l->buf) - 8) {
+        n = l->len < sizeof(l->buf) - 8 ? sizeof(l->buf) - 8 - l->len : 0;
+    }
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void line_str(struct line *l, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    line_raw(l, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        char esc[6];
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            line_raw(l, esc, 2);
+        } else if (*p == '\n') {
+            line_raw(l, "\\n", 2);
+        } else if (*p == '\t') {
+            line_raw(l, "\\t", 2);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            esc[0] = '\\';
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+            line_raw(l, esc, 6);
+        } else {
+            line_raw(l, (const char *)p, 1);
+        }
+    }
+    l->buf[l->len++] = '"';
+}
+
+void log_kv(enum log_level level, const char *msg, ...)
+{
+    if (!log_enabled(level)) {
+        return;
+    }
+    struct line l;
+    l.len = 0;
+
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[64];
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec);
+
+    line_raw(&l, "{\"@level\":", 10);
+    line_str(&l, log_names[level]);
+    line_raw(&l, ",\"@message\":", 12);
+    line_str(&l, msg != NULL ? msg : "");
+    line_raw(&l, ",\"@timestamp\":", 14);
+    line_str(&l, ts);
+
+    va_list ap;
+    va_start(ap, msg);
+    for (;;) {
+        const char *key = va_arg(ap, const char *);
+        if (key == NULL) {
+            break;
+        }
+        const char *val = va_arg(ap, const char *);
+        line_raw(&l, ",", 1);
+        line_str(&l, key);
+        line_raw(&l, ":", 1);
+        if (val == NULL) {
+            line_raw(&l, "null", 4);
+        } else {
+            line_str(&l, val);
+        }
+    }
+    va_end(ap);
+    l.buf[l.len++] = '}';
+    l.buf[l.len++] = '\n';
+
+    /* One write(2) per line keeps lines whole across threads and processes. */
+    int fd = fileno(log_out != NULL ? log_out : stderr);
+    const char *p = l.buf;
+    size_t left = l.len;
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n <= 0) {
+            break;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+}
