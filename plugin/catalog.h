@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The provider catalog: built-in entries for the 15 providers byok knows,
+ * overridable by admin writes stored under "providers/<name>" (see docs/api.md
+ * for the entry shape). A delete of an override restores the built-in entry.
+ */
+#ifndef BYOK_PLUGIN_CATALOG_H
+#define BYOK_PLUGIN_CATALOG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "common/err.h"
+#include "plugin/framework.h"
+#include "plugin/storage.h"
+
+struct byok;
+
+#define CATALOG_STORAGE_PREFIX "providers/"
+#define CATALOG_MAX_MODELS 512
+
+/*
+ * The effective entry for a provider (override if any, else built-in) as a new
+ * reference, with "builtin" and "overridden" set. ERR_NOTFOUND for an unknown provider.
+ */
+MUST_USE enum err catalog_get(struct byok *b, struct storage *st, const char *name,
+                              json_t **ret_entry);
+
+/* Is this a built-in provider name? */
+bool catalog_is_builtin(const char *name);
+
+/* The built-in entry (new reference) or NULL. */
+json_t *catalog_builtin(const char *name);
+
+/*
+ * Price of a call in USD from an entry's model list: tokens x price per 1M.
+ * ERR_NOTFOUND when the model is not in the entry.
+ */
+MUST_USE enum err catalog_price(const json_t *entry, const char *model, long long prompt_tokens,
+                                long long completion_tokens, double *ret_usd);
+
+/* Paths: providers/ (list), providers/<name> (read, create, update, delete). */
+extern const struct fw_path paths_providers[];
+
+#endif

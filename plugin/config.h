@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The mount's settings (path `config`, see docs/api.md), stored at storage key
+ * "config" and cached in memory (dropped by byok_invalidate("config")).
+ */
+#ifndef BYOK_PLUGIN_CONFIG_H
+#define BYOK_PLUGIN_CONFIG_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "plugin/framework.h"
+#include "plugin/storage.h"
+
+struct byok;
+
+#define CONFIG_STORAGE_KEY "config"
+
+/*
+ * The effective config with defaults filled in, as a new reference the caller
+ * json_decref's: {creds_ttl (seconds), max_key_versions, default_budget_tier,
+ * allowed_providers [], local_hosts []}. Served from the cache when warm.
+ */
+MUST_USE enum err config_get(struct byok *b, struct storage *st, json_t **ret_config);
+
+/* Paths: config (read, update). */
+extern const struct fw_path paths_config[];
+
+#endif
