@@ -31,7 +31,7 @@ CFLAGS_ALL := -std=gnu11 -g -O2 -fPIE -fstack-protector-strong -D_FORTIFY_SOURCE
 LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now
 ifeq ($(SAN),1)
 CFLAGS_ALL := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-	-fno-sanitize-recover=undefined $(WARN)
+	-fno-sanitize-recover=undefined $(WARN) $(CFLAGS_EXTRA)
 LDFLAGS_ALL := -fsanitize=address,undefined
 endif
 
@@ -69,6 +69,7 @@ PLUGIN := $(O)/vault-plugin-secrets-byok
 AGENT := $(O)/byok-agent
 UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/unit/%,$(UNIT_SRCS))
 BENCH_C_BINS := $(patsubst tests/bench/%.c,$(O)/tests/bench/%,$(BENCH_C_SRCS))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(O)/tests/fuzz/%,$(FUZZ_SRCS))
 
 # ---- libraries -----------------------------------------------------------------
 # The plugin is one file an administrator copies into Vault's plugin directory:
@@ -88,12 +89,13 @@ PLUGIN_LIBS := $(PLUGIN_LIBS_STATIC)
 endif
 
 # ---- rules -----------------------------------------------------------------------
-.PHONY: all plugin agent unit tools deps check asan bench demo format lint clean go vaultsim mockprovider
+.PHONY: all plugin agent unit fuzzbins fuzz tools deps check asan bench demo format lint clean go vaultsim mockprovider
 all: plugin agent
 
 plugin: $(PLUGIN)
 agent: $(AGENT)
 unit: $(UNIT_BINS)
+fuzzbins: $(FUZZ_BINS)
 
 $(O)/obj/%.o: %.c $(GEN)/.stamp
 	@mkdir -p $(dir $@)
@@ -131,6 +133,25 @@ $(O)/tests/bench/%: $(O)/obj/tests/bench/%.o $(O)/libplugin.a $(O)/libagent.a $(
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< -Wl,--start-group $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a -Wl,--end-group $(UNIT_LIBS)
 
+# Fuzz targets linked with a replay driver (gcc; what `make check` runs over the corpora).
+$(O)/tests/fuzz/%: $(O)/obj/tests/fuzz/%.o $(O)/obj/tests/fuzz/driver.o $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< $(O)/obj/tests/fuzz/driver.o -Wl,--start-group $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a -Wl,--end-group $(UNIT_LIBS)
+
+# Real fuzzing with libFuzzer (clang; needs Debian's libclang-rt-14-dev):
+#   make fuzz FUZZ_TARGET=fuzz_fw_request FUZZ_SECONDS=60
+FUZZ_TARGET ?= fuzz_fw_request
+FUZZ_SECONDS ?= 60
+fuzz:
+	$(Q)$(MAKE) --no-print-directory O=build/fuzz SAN=1 CC=clang \
+		CFLAGS_EXTRA=-fsanitize=fuzzer-no-link build/fuzz/libplugin.a build/fuzz/libagent.a build/fuzz/libcommon.a
+	$(Q)clang -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS_ALL) -o build/fuzz/$(FUZZ_TARGET) \
+		tests/fuzz/$(FUZZ_TARGET).c -Wl,--start-group build/fuzz/libplugin.a build/fuzz/libagent.a \
+		build/fuzz/libcommon.a -Wl,--end-group $(UNIT_LIBS)
+	$(Q)mkdir -p build/fuzz/corpus-$(FUZZ_TARGET) && build/fuzz/$(FUZZ_TARGET) \
+		-max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$(FUZZ_TARGET) tests/fuzz/corpus/$(FUZZ_TARGET)
+
 # ---- Go: the Vault stand-in and the mock provider (GOPATH mode, Debian's packages) ----
 GOENV := GO111MODULE=off GOPATH=$(CURDIR)/$(GOBUILD):/usr/share/gocode GOCACHE=$(CURDIR)/build/go-cache GOFLAGS=-mod=mod
 GO_PROTOS := sdk/plugin/pb/backend.proto sdk/logical/identity.proto sdk/logical/plugin.proto \
@@ -157,7 +178,7 @@ go: vaultsim mockprovider
 
 # ---- variants, checks, tools ----------------------------------------------------------
 asan:
-	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=1 plugin agent unit
+	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=1 plugin agent unit fuzzbins
 
 tools: all unit go $(BENCH_C_BINS)
 

@@ -42,16 +42,25 @@ int log_enabled(enum log_level level)
     return level >= log_min && level < LOGL_OFF;
 }
 
+/*
+ * A line is built in a fixed buffer. String contents stop at LINE_CONTENT_MAX;
+ * the remaining bytes are reserved for the closing quotes, braces and newline,
+ * so a cut line is still one valid JSON object.
+ */
+#define LINE_RESERVE 64
+#define LINE_CONTENT_MAX (LOG_MAX_LINE - LINE_RESERVE)
+
 struct line {
     char buf[LOG_MAX_LINE];
     size_t len;
+    int full;
 };
 
 static void line_raw(struct line *l, const char *s, size_t n)
 {
-    /* Keep room for a closing quote, "null" and "}\n" so a cut line stays valid JSON. */
-    if (l->len + n > sizeof(l->buf) - 8) {
-        n = l->len < sizeof(l->buf) - 8 ? sizeof(l->buf) - 8 - l->len : 0;
+    if (l->len + n > sizeof(l->buf) - 2) {
+        l->full = 1;
+        return;
     }
     memcpy(l->buf + l->len, s, n);
     l->len += n;
@@ -63,14 +72,19 @@ static void line_str(struct line *l, const char *s)
     line_raw(l, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
         char esc[6];
+        size_t n;
         if (*p == '"' || *p == '\\') {
             esc[0] = '\\';
             esc[1] = (char)*p;
-            line_raw(l, esc, 2);
+            n = 2;
         } else if (*p == '\n') {
-            line_raw(l, "\\n", 2);
+            esc[0] = '\\';
+            esc[1] = 'n';
+            n = 2;
         } else if (*p == '\t') {
-            line_raw(l, "\\t", 2);
+            esc[0] = '\\';
+            esc[1] = 't';
+            n = 2;
         } else if (*p < 0x20 || *p == 0x7f) {
             esc[0] = '\\';
             esc[1] = 'u';
@@ -78,12 +92,19 @@ static void line_str(struct line *l, const char *s)
             esc[3] = '0';
             esc[4] = hex[*p >> 4];
             esc[5] = hex[*p & 15];
-            line_raw(l, esc, 6);
+            n = 6;
         } else {
-            line_raw(l, (const char *)p, 1);
+            esc[0] = (char)*p;
+            n = 1;
         }
+        if (l->len + n > LINE_CONTENT_MAX) {
+            l->full = 1;
+            break;
+        }
+        memcpy(l->buf + l->len, esc, n);
+        l->len += n;
     }
-    l->buf[l->len++] = '"';
+    line_raw(l, "\"", 1);
 }
 
 void log_kv(enum log_level level, const char *msg, ...)
@@ -93,6 +114,7 @@ void log_kv(enum log_level level, const char *msg, ...)
     }
     struct line l;
     l.len = 0;
+    l.full = 0;
 
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -113,7 +135,7 @@ void log_kv(enum log_level level, const char *msg, ...)
     va_start(ap, msg);
     for (;;) {
         const char *key = va_arg(ap, const char *);
-        if (key == NULL) {
+        if (key == NULL || l.full) {
             break;
         }
         const char *val = va_arg(ap, const char *);

@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/* Unit tests for common/: err, buf (caps, wiping), secret (secure heap), log (JSON shape). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/secret.h"
+
+static void test_err_names(void **state)
+{
+    (void)state;
+    assert_string_equal(err_name(ERR_NOMEM), "NOMEM");
+    assert_string_equal(err_str(ERR_OK), "success");
+    assert_string_equal(err_name((enum err)9999), "UNKNOWN");
+    for (int e = 0; e < ERR__COUNT; e++) {
+        assert_non_null(err_str((enum err)e));
+        assert_true(strlen(err_name((enum err)e)) > 0);
+    }
+}
+
+static void test_buf_cap_at_and_past_limit(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 16);
+    assert_int_equal(buf_append(&b, "0123456789abcdef", 16), ERR_OK); /* at the limit */
+    assert_int_equal(b.len, 16);
+    assert_int_equal(b.data[16], '\0');
+    assert_int_equal(buf_append(&b, "x", 1), ERR_TOOBIG); /* one past */
+    assert_int_equal(b.len, 0);
+    assert_null(b.data);
+    buf_done(&b);
+}
+
+static void test_buf_printf_grows(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 4096);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(buf_printf(&b, "%d,", i), ERR_OK);
+    }
+    assert_true(strncmp(b.data, "0,1,2,", 6) == 0);
+    char big[1000];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(buf_printf(&b, "%s", big), ERR_OK);
+    assert_int_equal(b.data[b.len - 1], 'a');
+    size_t len = 0;
+    char *p = buf_take(&b, &len);
+    assert_non_null(p);
+    assert_int_equal(strlen(p), len);
+    free(p);
+    assert_null(b.data);
+    buf_done(&b);
+}
+
+static void test_buf_printf_past_cap(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 300);
+    char big[400];
+    memset(big, 'b', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(buf_printf(&b, "%s", big), ERR_TOOBIG);
+    buf_done(&b);
+}
+
+static void test_secret_roundtrip(void **state)
+{
+    (void)state;
+    assert_int_equal(secret_heap_init(1 << 20), ERR_OK);
+    struct secret *a = secret_from("sk-canary-123", 13);
+    struct secret *b = secret_from("sk-canary-123", 13);
+    struct secret *c = secret_from("sk-canary-124", 13);
+    assert_non_null(a);
+    assert_int_equal(a->len, 13);
+    assert_int_equal(a->data[13], '\0');
+    assert_true(secret_equal(a, b));
+    assert_false(secret_equal(a, c));
+    secret_free(&a);
+    assert_null(a);
+    secret_free(&a); /* idempotent */
+    secret_free(&b);
+    secret_free(&c);
+}
+
+static void test_secret_limits(void **state)
+{
+    (void)state;
+    assert_int_equal(secret_heap_init(1 << 20), ERR_OK);
+    struct secret *s = secret_new(SECRET_MAX_LEN); /* at the limit */
+    assert_non_null(s);
+    secret_free(&s);
+    assert_null(secret_new(SECRET_MAX_LEN + 1)); /* one past */
+}
+
+static void test_log_json_shape(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/byok-logtest-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w+");
+    assert_non_null(f);
+    log_init(f, LOGL_INFO);
+    log_kv(LOGL_DEBUG, "hidden", NULL);
+    log_kv(LOGL_INFO, "hello \"world\"\n", "key", "va\x01lue", "nothing", NULL, NULL);
+    fflush(f);
+    rewind(f);
+    char line[LOG_MAX_LINE + 8];
+    assert_non_null(fgets(line, sizeof(line), f));
+    json_error_t jerr;
+    json_t *j = json_loads(line, 0, &jerr);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "@level")), "info");
+    assert_string_equal(json_string_value(json_object_get(j, "@message")), "hello \"world\"\n");
+    assert_string_equal(json_string_value(json_object_get(j, "key")), "va\x01lue");
+    assert_true(json_is_null(json_object_get(j, "nothing")));
+    const char *ts = json_string_value(json_object_get(j, "@timestamp"));
+    /* 2006-01-02T15:04:05.000000Z07:00 with Z for UTC: 27 characters. */
+    assert_int_equal(strlen(ts), 27);
+    assert_int_equal(ts[26], 'Z');
+    json_decref(j);
+    assert_null(fgets(line, sizeof(line), f)); /* the debug line was not written */
+
+    /* A line over the cap is cut but stays one valid JSON object. */
+    rewind(f);
+    assert_int_equal(ftruncate(fd, 0), 0);
+    char *big = malloc(LOG_MAX_LINE * 2);
+    assert_non_null(big);
+    memset(big, 'x', LOG_MAX_LINE * 2 - 1);
+    big[LOG_MAX_LINE * 2 - 1] = '\0';
+    log_kv(LOGL_ERROR, big, NULL);
+    free(big);
+    fflush(f);
+    rewind(f);
+    char *buf2 = malloc(LOG_MAX_LINE * 2);
+    assert_non_null(fgets(buf2, LOG_MAX_LINE * 2, f));
+    j = json_loads(buf2, 0, &jerr);
+    assert_non_null(j);
+    json_decref(j);
+    free(buf2);
+    fclose(f);
+    unlink(path);
+    log_init(NULL, LOGL_INFO);
+}
+
+static void test_log_level_parse(void **state)
+{
+    (void)state;
+    assert_int_equal(log_level_parse("warn"), LOGL_WARN);
+    assert_int_equal(log_level_parse("off"), LOGL_OFF);
+    assert_int_equal(log_level_parse("WARN"), -1);
+    assert_int_equal(log_level_parse(NULL), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_err_names),
+        cmocka_unit_test(test_buf_cap_at_and_past_limit),
+        cmocka_unit_test(test_buf_printf_grows),
+        cmocka_unit_test(test_buf_printf_past_cap),
+        cmocka_unit_test(test_secret_roundtrip),
+        cmocka_unit_test(test_secret_limits),
+        cmocka_unit_test(test_log_json_shape),
+        cmocka_unit_test(test_log_level_parse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
