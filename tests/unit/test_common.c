@@ -170,14 +170,10 @@ static void test_log_level_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_err_names),
-        cmocka_unit_test(test_buf_cap_at_and_past_limit),
-        cmocka_unit_test(test_buf_printf_grows),
-        cmocka_unit_test(test_buf_printf_past_cap),
-        cmocka_unit_test(test_secret_roundtrip),
-        cmocka_unit_test(test_secret_limits),
-        cmocka_unit_test(test_log_json_shape),
-        cmocka_unit_test(test_log_level_parse),
+        cmocka_unit_test(test_err_names),        cmocka_unit_test(test_buf_cap_at_and_past_limit),
+        cmocka_unit_test(test_buf_printf_grows), cmocka_unit_test(test_buf_printf_past_cap),
+        cmocka_unit_test(test_secret_roundtrip), cmocka_unit_test(test_secret_limits),
+        cmocka_unit_test(test_log_json_shape),   cmocka_unit_test(test_log_level_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
