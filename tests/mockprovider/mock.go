@@ -1,0 +1,917 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxRecords bounds the in-memory request log served by /_mock/requests; the
+// JSONL file (-record) keeps everything.
+const maxRecords = 20000
+
+type record struct {
+	Seq      int64               `json:"seq"`
+	TS       string              `json:"ts"`
+	Listener string              `json:"listener"`
+	Method   string              `json:"method"`
+	Path     string              `json:"path"`
+	Query    string              `json:"query"`
+	Headers  map[string][]string `json:"headers"`
+	Body     string              `json:"body"`
+	BodyLen  int                 `json:"body_len"`
+	Style    string              `json:"style"`
+	Kind     string              `json:"kind"`
+	Model    string              `json:"model"`
+	Stream   bool                `json:"stream"`
+	Scenario string              `json:"scenario"`
+	Auth     string              `json:"auth"`
+	Status   int                 `json:"status"`
+}
+
+type control struct {
+	Scenario string `json:"scenario"`
+	// Count is how many more requests get Scenario; -1 means until reset.
+	Count int `json:"count"`
+}
+
+type mock struct {
+	o *options
+
+	mu        sync.Mutex
+	seq       int64
+	records   []*record
+	recFile   *os.File
+	ctl       control
+	keys      map[string]bool
+	keysStamp string
+}
+
+func newMock(o *options) (*mock, error) {
+	m := &mock{o: o, keys: map[string]bool{}}
+	if o.recordFile != "" {
+		f, err := os.OpenFile(o.recordFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		m.recFile = f
+	}
+	return m, nil
+}
+
+func (m *mock) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.recFile != nil {
+		m.recFile.Close()
+	}
+}
+
+// acceptedKeys returns the current key set: -keys, MOCK_KEYS and -keys-file,
+// the file re-read whenever its size or mtime changes so a test can add a
+// tenant's key after the mock started.
+func (m *mock) acceptedKeys() map[string]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	stamp := ""
+	if m.o.keysFile != "" {
+		if st, err := os.Stat(m.o.keysFile); err == nil {
+			stamp = fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	if stamp == m.keysStamp && len(m.keys) > 0 {
+		return m.keys
+	}
+	keys := map[string]bool{}
+	for _, src := range []string{m.o.keys, os.Getenv("MOCK_KEYS")} {
+		for _, k := range strings.Split(src, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				keys[k] = true
+			}
+		}
+	}
+	if m.o.keysFile != "" {
+		if b, err := os.ReadFile(m.o.keysFile); err == nil {
+			for _, k := range strings.Split(string(b), "\n") {
+				if k = strings.TrimSpace(k); k != "" {
+					keys[k] = true
+				}
+			}
+		}
+	}
+	m.keys, m.keysStamp = keys, stamp
+	return keys
+}
+
+func (m *mock) addRecord(r *record) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.records) >= maxRecords {
+		m.records = m.records[1:]
+	}
+	m.records = append(m.records, r)
+}
+
+// finishRecord writes the record to the JSONL file once its status is known.
+func (m *mock) finishRecord(r *record, status int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r.Status = status
+	if m.recFile != nil {
+		b, _ := json.Marshal(r)
+		m.recFile.Write(append(b, '\n'))
+	}
+}
+
+// nextControlled consumes one request's worth of the /_mock/scenario setting.
+func (m *mock) nextControlled() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ctl.Scenario == "" || m.ctl.Count == 0 {
+		return ""
+	}
+	if m.ctl.Count > 0 {
+		m.ctl.Count--
+	}
+	return m.ctl.Scenario
+}
+
+func writeJSON(w http.ResponseWriter, status int, v interface{}) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// controlHandler serves /_mock/*: the test's side door (never used by the agent).
+func (m *mock) controlHandler(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/_mock/health":
+		writeJSON(w, 200, map[string]string{"status": "ok"})
+	case r.URL.Path == "/_mock/requests" && r.Method == http.MethodGet:
+		since, _ := strconv.ParseInt(r.URL.Query().Get("since"), 10, 64)
+		m.mu.Lock()
+		out := []*record{}
+		for _, rec := range m.records {
+			if rec.Seq > since {
+				out = append(out, rec)
+			}
+		}
+		b, _ := json.Marshal(map[string]interface{}{"requests": out, "last_seq": m.seq})
+		m.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	case r.URL.Path == "/_mock/requests" && r.Method == http.MethodDelete:
+		m.mu.Lock()
+		m.records = nil
+		m.mu.Unlock()
+		w.WriteHeader(204)
+	case r.URL.Path == "/_mock/scenario" && r.Method == http.MethodGet:
+		m.mu.Lock()
+		c := m.ctl
+		m.mu.Unlock()
+		writeJSON(w, 200, c)
+	case r.URL.Path == "/_mock/scenario" && (r.Method == http.MethodPost || r.Method == http.MethodPut):
+		var c control
+		c.Count = -1
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&c); err != nil {
+			writeJSON(w, 400, map[string]string{"error": "bad JSON: " + err.Error()})
+			return
+		}
+		if _, ok := scenarios[c.Scenario]; !ok {
+			writeJSON(w, 400, map[string]string{"error": "unknown scenario " + strconv.Quote(c.Scenario)})
+			return
+		}
+		m.mu.Lock()
+		m.ctl = c
+		m.mu.Unlock()
+		writeJSON(w, 200, c)
+	case r.URL.Path == "/_mock/scenario" && r.Method == http.MethodDelete:
+		m.mu.Lock()
+		m.ctl = control{}
+		m.mu.Unlock()
+		w.WriteHeader(204)
+	default:
+		writeJSON(w, 404, map[string]string{"error": "unknown control path"})
+	}
+}
+
+// route is one upstream endpoint the mock imitates. Paths are matched by
+// suffix so the agent may keep any prefix in a provider's base_url.
+type route struct {
+	method string
+	style  string // openai | azure | anthropic
+	kind   string // chat | embeddings | models | messages
+	match  func(path string) (deployment string, ok bool)
+}
+
+func suffix(s string) func(string) (string, bool) {
+	return func(p string) (string, bool) { return "", strings.HasSuffix(p, s) }
+}
+
+// azureMatch matches .../openai/deployments/{d}/<op>.
+func azureMatch(op string) func(string) (string, bool) {
+	return func(p string) (string, bool) {
+		i := strings.Index(p, "/openai/deployments/")
+		if i < 0 || !strings.HasSuffix(p, "/"+op) {
+			return "", false
+		}
+		d := strings.TrimSuffix(p[i+len("/openai/deployments/"):], "/"+op)
+		if d == "" || strings.Contains(d, "/") {
+			return "", false
+		}
+		return d, true
+	}
+}
+
+// Order matters: Azure paths also end in /chat/completions.
+var routes = []route{
+	{"POST", "azure", "chat", azureMatch("chat/completions")},
+	{"POST", "azure", "embeddings", azureMatch("embeddings")},
+	{"POST", "openai", "chat", suffix("/chat/completions")},
+	{"POST", "openai", "embeddings", suffix("/embeddings")},
+	{"GET", "openai", "models", suffix("/models")},
+	{"POST", "anthropic", "messages", suffix("/messages")},
+}
+
+// call is one upstream request being answered.
+type call struct {
+	m          *mock
+	w          http.ResponseWriter
+	r          *http.Request
+	rec        *record
+	style      string
+	kind       string
+	deployment string
+	body       map[string]interface{}
+	model      string
+	stream     bool
+	usage      bool // OpenAI stream_options.include_usage
+	prompt     int
+	words      int
+	status     int
+}
+
+func (m *mock) handler(listener string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/_mock/") {
+			m.controlHandler(w, r)
+			return
+		}
+		m.serveUpstream(listener, w, r)
+	})
+}
+
+func (m *mock) serveUpstream(listener string, w http.ResponseWriter, r *http.Request) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, m.o.maxRequestBody+1))
+	m.mu.Lock()
+	m.seq++
+	seq := m.seq
+	m.mu.Unlock()
+	rec := &record{
+		Seq: seq, TS: time.Now().UTC().Format(time.RFC3339Nano), Listener: listener,
+		Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+		Headers: map[string][]string(r.Header.Clone()), BodyLen: len(raw),
+	}
+	if len(raw) > m.o.maxRecordedBody {
+		rec.Body = string(raw[:m.o.maxRecordedBody])
+	} else {
+		rec.Body = string(raw)
+	}
+	m.addRecord(rec)
+	c := &call{m: m, w: w, r: r, rec: rec}
+	defer func() { m.finishRecord(rec, c.status) }()
+
+	var rt *route
+	for i := range routes {
+		if d, ok := routes[i].match(r.URL.Path); ok {
+			rt = &routes[i]
+			c.deployment = d
+			break
+		}
+	}
+	if rt == nil {
+		c.style = "openai"
+		c.fail(404, "not_found_error", "unknown_url", "Unknown request URL: "+r.Method+" "+r.URL.Path)
+		return
+	}
+	c.style, c.kind = rt.style, rt.kind
+	rec.Style, rec.Kind = c.style, c.kind
+	if r.Method != rt.method {
+		c.fail(405, "invalid_request_error", "method_not_allowed", "method "+r.Method+" not allowed")
+		return
+	}
+	if err != nil {
+		c.fail(400, "invalid_request_error", "bad_body", "could not read body")
+		return
+	}
+	if int64(len(raw)) > m.o.maxRequestBody {
+		c.fail(413, "invalid_request_error", "request_too_large", "request body too large")
+		return
+	}
+
+	rec.Auth = c.checkAuth()
+	if c.style == "azure" && r.URL.Query().Get("api-version") == "" {
+		// Azure answers a missing api-version before looking at the key.
+		c.status = 404
+		writeJSON(w, 404, map[string]interface{}{"error": map[string]string{
+			"code": "404", "message": "Resource not found"}})
+		return
+	}
+	if c.style == "anthropic" && r.Header.Get("anthropic-version") == "" {
+		c.fail(400, "invalid_request_error", "", "anthropic-version: header is required")
+		return
+	}
+	if c.style == "anthropic" && m.o.anthropicVersion != "" && r.Header.Get("anthropic-version") != m.o.anthropicVersion {
+		c.fail(400, "invalid_request_error", "", "unsupported anthropic-version")
+		return
+	}
+	if rec.Auth != "ok" {
+		c.authFail()
+		return
+	}
+
+	if c.kind != "models" {
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.UseNumber()
+		if err := dec.Decode(&c.body); err != nil || c.body == nil {
+			c.fail(400, "invalid_request_error", "invalid_json",
+				"We could not parse the JSON body of your request.")
+			return
+		}
+		if !c.parseBody() {
+			return
+		}
+	}
+	rec.Model, rec.Stream = c.model, c.stream
+
+	sc := c.chooseScenario()
+	rec.Scenario = sc
+	scenarios[sc](c)
+}
+
+// checkAuth reports "ok", "missing", "bad_scheme" or "bad_key" for the style's auth header.
+func (c *call) checkAuth() string {
+	keys := c.m.acceptedKeys()
+	var got string
+	switch c.style {
+	case "openai":
+		h := c.r.Header.Get("Authorization")
+		if h == "" {
+			return "missing"
+		}
+		if !strings.HasPrefix(h, "Bearer ") {
+			return "bad_scheme"
+		}
+		got = strings.TrimPrefix(h, "Bearer ")
+	case "azure":
+		got = c.r.Header.Get("api-key")
+	case "anthropic":
+		got = c.r.Header.Get("x-api-key")
+	}
+	if got == "" {
+		return "missing"
+	}
+	if len(c.r.Header.Values("Authorization"))+len(c.r.Header.Values("api-key"))+len(c.r.Header.Values("x-api-key")) > 1 {
+		// More than one credential header: the agent should send exactly one.
+		return "bad_scheme"
+	}
+	if len(keys) == 0 || keys[got] {
+		return "ok"
+	}
+	return "bad_key"
+}
+
+// parseBody pulls model, stream flags and deterministic token counts out of the body.
+func (c *call) parseBody() bool {
+	if v, ok := c.body["model"]; ok {
+		s, isStr := v.(string)
+		if !isStr {
+			c.fail(400, "invalid_request_error", "invalid_type", "model must be a string")
+			return false
+		}
+		c.model = s
+	}
+	if c.model == "" {
+		c.model = c.deployment
+	}
+	if c.model == "" && c.kind != "embeddings" {
+		c.fail(400, "invalid_request_error", "missing_required_parameter", "you must provide a model parameter")
+		return false
+	}
+	if v, ok := c.body["stream"]; ok {
+		b, isBool := v.(bool)
+		if !isBool {
+			c.fail(400, "invalid_request_error", "invalid_type", "stream must be a boolean")
+			return false
+		}
+		c.stream = b
+	}
+	if so, ok := c.body["stream_options"].(map[string]interface{}); ok {
+		c.usage, _ = so["include_usage"].(bool)
+	}
+	c.words = c.m.o.defaultWords
+	for _, f := range []string{"max_tokens", "max_completion_tokens"} {
+		if v, ok := c.body[f]; ok {
+			n, isNum := v.(json.Number)
+			i, err := strconv.Atoi(string(n))
+			if !isNum || err != nil || i < 1 {
+				c.fail(400, "invalid_request_error", "invalid_value", f+" must be a positive integer")
+				return false
+			}
+			c.words = i
+		}
+	}
+	if c.words > c.m.o.maxWords {
+		c.words = c.m.o.maxWords
+	}
+	switch c.kind {
+	case "chat", "messages":
+		msgs, ok := c.body["messages"].([]interface{})
+		if !ok || len(msgs) == 0 {
+			c.fail(400, "invalid_request_error", "invalid_value", "messages must be a non-empty array")
+			return false
+		}
+		for _, mv := range msgs {
+			mm, _ := mv.(map[string]interface{})
+			c.prompt += countWords(mm["content"])
+		}
+		if c.kind == "messages" {
+			c.prompt += countWords(c.body["system"])
+			if _, ok := c.body["max_tokens"]; !ok {
+				c.fail(400, "invalid_request_error", "", "max_tokens: Field required")
+				return false
+			}
+		}
+	case "embeddings":
+		in, ok := c.body["input"]
+		if !ok {
+			c.fail(400, "invalid_request_error", "missing_required_parameter", "you must provide an input parameter")
+			return false
+		}
+		c.prompt = countWords(in)
+	}
+	return true
+}
+
+// countWords counts whitespace-separated words in a string, in an array of
+// strings, and in content parts {"type":"text","text":...}; token arrays count
+// one per element.
+func countWords(v interface{}) int {
+	switch t := v.(type) {
+	case string:
+		return len(strings.Fields(t))
+	case []interface{}:
+		n := 0
+		for _, e := range t {
+			switch p := e.(type) {
+			case map[string]interface{}:
+				n += countWords(p["text"])
+			case json.Number:
+				n++
+			default:
+				n += countWords(p)
+			}
+		}
+		return n
+	}
+	return 0
+}
+
+func (c *call) chooseScenario() string {
+	if h := c.r.Header.Get("X-Mock-Scenario"); h != "" {
+		if _, ok := scenarios[h]; ok {
+			return h
+		}
+	}
+	if name := strings.TrimPrefix(c.model, "mock-"); name != c.model {
+		if _, ok := scenarios[name]; ok {
+			return name
+		}
+	}
+	if s := c.m.nextControlled(); s != "" {
+		return s
+	}
+	return c.m.o.defaultScenario
+}
+
+// fail answers with the error shape of the call's provider style.
+func (c *call) fail(status int, typ, code, msg string) {
+	c.status = status
+	if c.style == "anthropic" {
+		writeJSON(c.w, status, map[string]interface{}{"type": "error",
+			"error": map[string]string{"type": typ, "message": msg}})
+		return
+	}
+	var codeV interface{}
+	if code != "" {
+		codeV = code
+	}
+	writeJSON(c.w, status, map[string]interface{}{"error": map[string]interface{}{
+		"message": msg, "type": typ, "param": nil, "code": codeV}})
+}
+
+// authFail never echoes the presented key (real providers echo a masked form;
+// the mock echoes nothing so the canary check stays simple).
+func (c *call) authFail() {
+	switch c.style {
+	case "openai":
+		c.fail(401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided.")
+	case "azure":
+		c.status = 401
+		writeJSON(c.w, 401, map[string]interface{}{"error": map[string]string{"code": "401",
+			"message": "Access denied due to invalid subscription key or wrong API endpoint."}})
+	case "anthropic":
+		c.fail(401, "authentication_error", "", "invalid x-api-key")
+	}
+}
+
+// replyText is "w0 w1 ... w<n-1>"; piece i is what stream chunk i carries.
+func piece(i int) string {
+	if i == 0 {
+		return "w0"
+	}
+	return " w" + strconv.Itoa(i)
+}
+
+func replyText(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteString(piece(i))
+	}
+	return b.String()
+}
+
+// sse writes and flushes one server-sent event; errors mean the client left.
+func (c *call) sse(event string, v interface{}) error {
+	var b strings.Builder
+	if event != "" {
+		b.WriteString("event: " + event + "\n")
+	}
+	switch d := v.(type) {
+	case string:
+		b.WriteString("data: " + d + "\n\n")
+	default:
+		j, _ := json.Marshal(d)
+		b.WriteString("data: " + string(j) + "\n\n")
+	}
+	if _, err := io.WriteString(c.w, b.String()); err != nil {
+		return err
+	}
+	if f, ok := c.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	return c.r.Context().Err()
+}
+
+func (c *call) startStream() {
+	c.status = 200
+	h := c.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	c.w.WriteHeader(200)
+	if f, ok := c.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (c *call) pause(d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-c.r.Context().Done():
+		return c.r.Context().Err()
+	}
+}
+
+func (c *call) id() string {
+	switch c.style {
+	case "anthropic":
+		return fmt.Sprintf("msg_mock_%d", c.rec.Seq)
+	case "azure":
+		return fmt.Sprintf("chatcmpl-azmock-%d", c.rec.Seq)
+	}
+	return fmt.Sprintf("chatcmpl-mock-%d", c.rec.Seq)
+}
+
+func (c *call) openaiUsage() map[string]interface{} {
+	return map[string]interface{}{"prompt_tokens": c.prompt, "completion_tokens": c.words,
+		"total_tokens": c.prompt + c.words}
+}
+
+// chatBody is the complete non-streamed reply of chat/messages.
+func (c *call) chatBody(text string) map[string]interface{} {
+	if c.style == "anthropic" {
+		return map[string]interface{}{"id": c.id(), "type": "message", "role": "assistant",
+			"model": c.model, "content": []interface{}{map[string]string{"type": "text", "text": text}},
+			"stop_reason": "end_turn", "stop_sequence": nil,
+			"usage": map[string]int{"input_tokens": c.prompt, "output_tokens": c.words}}
+	}
+	return map[string]interface{}{"id": c.id(), "object": "chat.completion",
+		"created": time.Now().Unix(), "model": c.model, "system_fingerprint": "fp_mock",
+		"choices": []interface{}{map[string]interface{}{"index": 0,
+			"message":       map[string]interface{}{"role": "assistant", "content": text},
+			"logprobs":      nil,
+			"finish_reason": "stop"}},
+		"usage": c.openaiUsage()}
+}
+
+func (c *call) embeddingsBody() map[string]interface{} {
+	n := 1
+	if arr, ok := c.body["input"].([]interface{}); ok && len(arr) > 0 {
+		if _, isNum := arr[0].(json.Number); !isNum {
+			n = len(arr)
+		}
+	}
+	data := make([]interface{}, n)
+	for i := range data {
+		vec := make([]float64, 8)
+		for j := range vec {
+			vec[j] = float64((i+1)*(j+1)) / 100
+		}
+		data[i] = map[string]interface{}{"object": "embedding", "index": i, "embedding": vec}
+	}
+	return map[string]interface{}{"object": "list", "data": data, "model": c.model,
+		"usage": map[string]int{"prompt_tokens": c.prompt, "total_tokens": c.prompt}}
+}
+
+func modelsBody() map[string]interface{} {
+	var data []interface{}
+	for _, name := range scenarioNames() {
+		data = append(data, map[string]interface{}{"id": "mock-" + name, "object": "model",
+			"created": 1700000000, "owned_by": "mock"})
+	}
+	return map[string]interface{}{"object": "list", "data": data}
+}
+
+// normal answers in full: JSON, or a stream with one word per chunk.
+func (c *call) normal(interval time.Duration) {
+	switch c.kind {
+	case "models":
+		c.status = 200
+		writeJSON(c.w, 200, modelsBody())
+		return
+	case "embeddings":
+		c.status = 200
+		writeJSON(c.w, 200, c.embeddingsBody())
+		return
+	}
+	if !c.stream {
+		c.status = 200
+		writeJSON(c.w, 200, c.chatBody(replyText(c.words)))
+		return
+	}
+	c.streamWords(c.words, interval)
+}
+
+// streamWords streams the first n words (n < c.words cuts the stream short:
+// the caller then aborts the connection).
+func (c *call) streamWords(n int, interval time.Duration) {
+	c.startStream()
+	if c.style == "anthropic" {
+		c.anthropicStream(n, interval)
+		return
+	}
+	created := time.Now().Unix()
+	chunk := func(delta map[string]interface{}, finish interface{}) map[string]interface{} {
+		return map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk",
+			"created": created, "model": c.model, "system_fingerprint": "fp_mock",
+			"choices": []interface{}{map[string]interface{}{"index": 0, "delta": delta,
+				"logprobs": nil, "finish_reason": finish}}}
+	}
+	if c.style == "azure" {
+		// Azure opens with a content-filter chunk that has no choices.
+		if c.sse("", map[string]interface{}{"id": "", "object": "", "created": 0, "model": "",
+			"choices": []interface{}{}, "prompt_filter_results": []interface{}{map[string]interface{}{
+				"prompt_index": 0, "content_filter_results": map[string]interface{}{}}}}) != nil {
+			return
+		}
+	}
+	if c.sse("", chunk(map[string]interface{}{"role": "assistant", "content": ""}, nil)) != nil {
+		return
+	}
+	for i := 0; i < n; i++ {
+		if c.pause(interval) != nil {
+			return
+		}
+		if c.sse("", chunk(map[string]interface{}{"content": piece(i)}, nil)) != nil {
+			return
+		}
+	}
+	if n < c.words {
+		return
+	}
+	if c.sse("", chunk(map[string]interface{}{}, "stop")) != nil {
+		return
+	}
+	if c.usage {
+		u := map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk", "created": created,
+			"model": c.model, "choices": []interface{}{}, "usage": c.openaiUsage()}
+		if c.sse("", u) != nil {
+			return
+		}
+	}
+	c.sse("", "[DONE]")
+}
+
+func (c *call) anthropicStream(n int, interval time.Duration) {
+	ev := []struct {
+		name string
+		v    interface{}
+	}{
+		{"message_start", map[string]interface{}{"type": "message_start", "message": map[string]interface{}{
+			"id": c.id(), "type": "message", "role": "assistant", "model": c.model,
+			"content": []interface{}{}, "stop_reason": nil, "stop_sequence": nil,
+			"usage": map[string]int{"input_tokens": c.prompt, "output_tokens": 1}}}},
+		{"content_block_start", map[string]interface{}{"type": "content_block_start", "index": 0,
+			"content_block": map[string]string{"type": "text", "text": ""}}},
+		{"ping", map[string]string{"type": "ping"}},
+	}
+	for _, e := range ev {
+		if c.sse(e.name, e.v) != nil {
+			return
+		}
+	}
+	for i := 0; i < n; i++ {
+		if c.pause(interval) != nil {
+			return
+		}
+		if c.sse("content_block_delta", map[string]interface{}{"type": "content_block_delta", "index": 0,
+			"delta": map[string]string{"type": "text_delta", "text": piece(i)}}) != nil {
+			return
+		}
+	}
+	if n < c.words {
+		return
+	}
+	tail := []struct {
+		name string
+		v    interface{}
+	}{
+		{"content_block_stop", map[string]interface{}{"type": "content_block_stop", "index": 0}},
+		{"message_delta", map[string]interface{}{"type": "message_delta",
+			"delta": map[string]interface{}{"stop_reason": "end_turn", "stop_sequence": nil},
+			"usage": map[string]int{"output_tokens": c.words}}},
+		{"message_stop", map[string]string{"type": "message_stop"}},
+	}
+	for _, e := range tail {
+		if c.sse(e.name, e.v) != nil {
+			return
+		}
+	}
+}
+
+// Scenarios, by name. A request picks one with model "mock-<name>", the
+// X-Mock-Scenario header, or POST /_mock/scenario {"scenario":..., "count":N}.
+var scenarios map[string]func(*call)
+
+func scenarioNames() []string {
+	return []string{"normal", "slow", "slowstream", "429", "500", "502", "503", "529", "401",
+		"stall", "cut", "malformed", "oversized"}
+}
+
+func errorScenario(status int) func(*call) {
+	return func(c *call) {
+		switch {
+		case status == 429:
+			c.w.Header().Set("Retry-After", strconv.Itoa(c.m.o.retryAfter))
+			if c.style == "anthropic" {
+				c.fail(429, "rate_limit_error", "", "Number of requests has exceeded your rate limit.")
+			} else {
+				c.fail(429, "requests", "rate_limit_exceeded", "Rate limit reached for requests.")
+			}
+		case status == 529 && c.style == "anthropic":
+			c.fail(529, "overloaded_error", "", "Overloaded")
+		case c.style == "anthropic":
+			c.fail(status, "api_error", "", "Internal server error")
+		default:
+			c.fail(status, "server_error", "", "The server had an error while processing your request.")
+		}
+	}
+}
+
+func init() {
+	scenarios = map[string]func(*call){
+		"normal": func(c *call) { c.normal(c.m.o.streamInterval) },
+		"slow": func(c *call) {
+			if c.pause(c.m.o.slow) == nil {
+				c.normal(c.m.o.streamInterval)
+			}
+		},
+		"slowstream": func(c *call) { c.normal(c.m.o.slowStream) },
+		"429":        errorScenario(429),
+		"500":        errorScenario(500),
+		"502":        errorScenario(502),
+		"503":        errorScenario(503),
+		"529":        errorScenario(529),
+		"401":        func(c *call) { c.authFail() },
+		// stall: headers never come; the mock holds the request until the
+		// client gives up (or -stall-max passes).
+		"stall": func(c *call) {
+			c.status = 0
+			t := time.NewTimer(c.m.o.stallMax)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-c.r.Context().Done():
+			}
+			panic(http.ErrAbortHandler)
+		},
+		// cut: half the answer, then the connection is reset.
+		"cut": func(c *call) {
+			if c.stream && (c.kind == "chat" || c.kind == "messages") {
+				c.streamWords(c.words/2, c.m.o.streamInterval)
+				panic(http.ErrAbortHandler)
+			}
+			b, _ := json.Marshal(c.chatBody(replyText(c.words)))
+			c.status = 200
+			c.w.Header().Set("Content-Type", "application/json")
+			c.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			c.w.WriteHeader(200)
+			c.w.Write(b[:len(b)/2])
+			if f, ok := c.w.(http.Flusher); ok {
+				f.Flush()
+			}
+			panic(http.ErrAbortHandler)
+		},
+		// malformed: a 200 whose JSON (or SSE data) does not parse.
+		"malformed": func(c *call) {
+			c.status = 200
+			if c.stream {
+				c.startStream()
+				c.sse("", `{"id":"chatcmpl-broken","choices":[{"delta":{"content":"w0"`)
+				c.sse("", "[DONE]")
+				return
+			}
+			c.w.Header().Set("Content-Type", "application/json")
+			c.w.WriteHeader(200)
+			io.WriteString(c.w, `{"id":"chatcmpl-broken","object":"chat.completion","choices":[{"message":{"content":`)
+		},
+		// oversized: a well-formed reply of -oversized-bytes.
+		"oversized": func(c *call) {
+			c.status = 200
+			total := c.m.o.oversizedBytes
+			if c.stream {
+				c.startStream()
+				bw := bufio.NewWriterSize(c.w, 64<<10)
+				pad := strings.Repeat("x", 4000)
+				line := `data: {"id":"` + c.id() + `","object":"chat.completion.chunk","model":"` + c.model +
+					`","choices":[{"index":0,"delta":{"content":"` + pad + `"},"finish_reason":null}]}` + "\n\n"
+				for sent := int64(0); sent < total; sent += int64(len(line)) {
+					if _, err := bw.WriteString(line); err != nil {
+						return
+					}
+				}
+				bw.WriteString("data: [DONE]\n\n")
+				bw.Flush()
+				return
+			}
+			head := `{"id":"` + c.id() + `","object":"chat.completion","model":"` + c.model +
+				`","choices":[{"index":0,"message":{"role":"assistant","content":"`
+			tailS := `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
+			padN := total - int64(len(head)+len(tailS))
+			if padN < 0 {
+				padN = 0
+			}
+			c.w.Header().Set("Content-Type", "application/json")
+			c.w.Header().Set("Content-Length", strconv.FormatInt(int64(len(head)+len(tailS))+padN, 10))
+			c.w.WriteHeader(200)
+			bw := bufio.NewWriterSize(c.w, 64<<10)
+			bw.WriteString(head)
+			chunk := strings.Repeat("x", 64<<10)
+			for left := padN; left > 0; {
+				n := int64(len(chunk))
+				if left < n {
+					n = left
+				}
+				if _, err := bw.WriteString(chunk[:n]); err != nil {
+					return
+				}
+				left -= n
+			}
+			bw.WriteString(tailS)
+			bw.Flush()
+		},
+	}
+	for _, n := range scenarioNames() {
+		if _, ok := scenarios[n]; !ok {
+			log.Fatalf("scenario %s listed but not defined", n)
+		}
+	}
+}
