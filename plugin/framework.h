@@ -163,6 +163,13 @@ MUST_USE enum err fw_handle(const struct fw_path *const *tables, struct fw_reque
 MUST_USE enum err fw_exists(const struct fw_path *const *tables, struct fw_request *req,
                             bool *ret_found, bool *ret_exists, struct fw_response *resp);
 
+/*
+ * The OpenAPI 3.0.2 document for every path in the tables, as a new reference
+ * (the same document root help returns under "openapi"). Built once per tables
+ * list and copied; NULL on out of memory.
+ */
+json_t *fw_openapi(const struct fw_path *const *tables);
+
 /* Parses "30d", "720h", "15m", "90s", "90" into seconds. ERR_INVAL on bad text or overflow. */
 MUST_USE enum err fw_duration_parse(const char *s, int64_t *ret_seconds);
 

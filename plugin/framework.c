@@ -1,0 +1,1177 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The path framework (see framework.h and docs/internals/framework.md): route a
+ * request through static path tables, validate and coerce its fields once,
+ * answer help with help text and an OpenAPI document built from the same
+ * tables, and normalise handler outcomes into Vault's error shapes.
+ *
+ * Matching is segment by segment, not by regular expression: patterns are a
+ * handful of literal and {named} segments, so a byte comparison per segment is
+ * both simpler to audit and cheaper than compiling RE2-like expressions (the
+ * hot `config` read must stay near the transport floor). This module does not
+ * touch storage or gRPC and never logs: handler failures come back to the
+ * transport, which logs once per request.
+ */
+#include "plugin/framework.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef BYOK_VERSION
+#define BYOK_VERSION "0.0.0"
+#endif
+
+/* ---- names, operations ---------------------------------------------------------- */
+
+bool fw_name_valid(const char *s)
+{
+    if (s == NULL) {
+        return false;
+    }
+    size_t i = 0;
+    for (; s[i] != '\0'; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (i > FW_NAME_MAX - 1 || !(alnum || (i > 0 && (c == '_' || c == '-')))) {
+            return false;
+        }
+    }
+    return i > 0;
+}
+
+static const char *const fw_op_names[FW_OP__COUNT] = {
+    [FW_OP_READ] = "read",     [FW_OP_CREATE] = "create", [FW_OP_UPDATE] = "update",
+    [FW_OP_DELETE] = "delete", [FW_OP_LIST] = "list",     [FW_OP_PATCH] = "patch",
+    [FW_OP_HELP] = "help",
+};
+
+int fw_op_parse(const char *s)
+{
+    if (s == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < FW_OP__COUNT; i++) {
+        if (strcmp(s, fw_op_names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+const char *fw_op_name(enum fw_op op)
+{
+    return (unsigned)op < FW_OP__COUNT ? fw_op_names[op] : "unknown";
+}
+
+/* ---- typed getters -------------------------------------------------------------- */
+
+static json_t *fw_field_value(const struct fw_request *req, const char *name)
+{
+    return req->fields != NULL ? json_object_get(req->fields, name) : NULL;
+}
+
+const char *fw_str(const struct fw_request *req, const char *name)
+{
+    return json_string_value(fw_field_value(req, name));
+}
+
+int64_t fw_int(const struct fw_request *req, const char *name)
+{
+    return json_integer_value(fw_field_value(req, name));
+}
+
+double fw_float(const struct fw_request *req, const char *name)
+{
+    return json_number_value(fw_field_value(req, name));
+}
+
+bool fw_bool(const struct fw_request *req, const char *name)
+{
+    return json_is_true(fw_field_value(req, name));
+}
+
+json_t *fw_json(const struct fw_request *req, const char *name)
+{
+    return fw_field_value(req, name);
+}
+
+bool fw_provided(const struct fw_request *req, const char *name)
+{
+    return req->provided != NULL && json_object_get(req->provided, name) != NULL;
+}
+
+/* ---- responses ------------------------------------------------------------------ */
+
+void fw_response_init(struct fw_response *resp)
+{
+    memset(resp, 0, sizeof(*resp));
+    resp->status = FW_OK;
+}
+
+void fw_response_done(struct fw_response *resp)
+{
+    json_decref(resp->data);
+    json_decref(resp->warnings);
+    resp->data = NULL;
+    resp->warnings = NULL;
+}
+
+static void fw_vset(struct fw_response *resp, enum fw_status status, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void fw_vset(struct fw_response *resp, enum fw_status status, const char *fmt, va_list ap)
+{
+    /* An error replaces any data a handler may have set before failing. */
+    json_decref(resp->data);
+    resp->data = NULL;
+    resp->status = status;
+    vsnprintf(resp->message, sizeof(resp->message), fmt, ap); /* cut at FW_MAX_MESSAGE */
+}
+
+void fw_error(struct fw_response *resp, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fw_vset(resp, FW_BAD_REQUEST, fmt, ap);
+    va_end(ap);
+}
+
+void fw_error_coded(struct fw_response *resp, int http_code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fw_vset(resp, FW_CODED, fmt, ap);
+    va_end(ap);
+    resp->http_code = http_code;
+}
+
+static void fw_status_set(struct fw_response *resp, enum fw_status status, const char *msg)
+{
+    json_decref(resp->data);
+    resp->data = NULL;
+    resp->status = status;
+    snprintf(resp->message, sizeof(resp->message), "%s", msg);
+}
+
+void fw_reply(struct fw_response *resp, json_t *data)
+{
+    json_decref(resp->data);
+    resp->data = data;
+}
+
+void fw_warn(struct fw_response *resp, const char *fmt, ...)
+{
+    char msg[FW_MAX_MESSAGE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (resp->warnings == NULL) {
+        resp->warnings = json_array();
+        if (resp->warnings == NULL) {
+            return; /* a lost warning is not worth failing the request */
+        }
+    }
+    json_array_append_new(resp->warnings, json_string(msg));
+}
+
+/* ---- durations ------------------------------------------------------------------ */
+
+static const struct {
+    char unit;
+    int64_t seconds;
+} fw_duration_units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+
+enum err fw_duration_parse(const char *s, int64_t *ret_seconds)
+{
+    /*
+     * Like Vault's parseutil.ParseDurationSecond: a bare integer is seconds,
+     * otherwise integer+unit terms ("1h30m"); "d" is accepted because admins
+     * write "30d". Negative and fractional values are refused.
+     */
+    if (s == NULL || *s == '\0' || strlen(s) > 64) {
+        return ERR_INVAL;
+    }
+    int64_t total = 0;
+    const char *p = s;
+    bool bare = true;
+    while (*p != '\0') {
+        if (*p < '0' || *p > '9') {
+            return ERR_INVAL;
+        }
+        int64_t n = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (n > (INT64_MAX - (*p - '0')) / 10) {
+                return ERR_INVAL;
+            }
+            n = n * 10 + (*p - '0');
+            p++;
+        }
+        int64_t mult = 0;
+        if (*p == '\0') {
+            if (!bare) {
+                return ERR_INVAL; /* "1h30": a unitless tail is ambiguous */
+            }
+            mult = 1;
+        } else {
+            for (size_t i = 0; i < sizeof(fw_duration_units) / sizeof(fw_duration_units[0]); i++) {
+                if (*p == fw_duration_units[i].unit) {
+                    mult = fw_duration_units[i].seconds;
+                }
+            }
+            if (mult == 0) {
+                return ERR_INVAL;
+            }
+            p++;
+            bare = false;
+        }
+        if (n > INT64_MAX / mult || total > INT64_MAX - n * mult) {
+            return ERR_INVAL;
+        }
+        total += n * mult;
+    }
+    *ret_seconds = total;
+    return ERR_OK;
+}
+
+/* ---- field coercion ------------------------------------------------------------- */
+
+static const char *const fw_type_names[] = {
+    [FW_TYPE_STRING] = "string", [FW_TYPE_SECRET] = "string", [FW_TYPE_INT] = "int",
+    [FW_TYPE_FLOAT] = "float",   [FW_TYPE_BOOL] = "bool",     [FW_TYPE_DURATION] = "duration",
+    [FW_TYPE_STRINGS] = "list",  [FW_TYPE_MAP] = "map",       [FW_TYPE_JSON] = "json",
+};
+
+/* A value as text for string-like types: strings as they are, numbers and bools printed. */
+static json_t *fw_stringify(json_t *v)
+{
+    char tmp[64];
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return json_incref(v);
+    case JSON_INTEGER:
+        snprintf(tmp, sizeof(tmp), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return json_string(tmp);
+    case JSON_REAL:
+        snprintf(tmp, sizeof(tmp), "%.17g", json_real_value(v));
+        return json_string(tmp);
+    case JSON_TRUE:
+        return json_string("true");
+    case JSON_FALSE:
+        return json_string("false");
+    default:
+        return NULL;
+    }
+}
+
+static bool fw_parse_int(const char *s, int64_t *ret)
+{
+    if (*s == '\0' || strlen(s) > 32) {
+        return false;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s || (s[0] != '-' && (s[0] < '0' || s[0] > '9'))) {
+        return false;
+    }
+    *ret = n;
+    return true;
+}
+
+static const struct {
+    const char *text;
+    bool value;
+} fw_bool_words[] = {
+    /* Go's strconv.ParseBool, which Vault's FieldData uses for strings. */
+    {"1", true},  {"t", true},  {"T", true},  {"true", true},   {"TRUE", true},   {"True", true},
+    {"0", false}, {"f", false}, {"F", false}, {"false", false}, {"FALSE", false}, {"False", false},
+};
+
+static bool fw_string_ok(const json_t *s, size_t max, char *why, size_t whylen)
+{
+    size_t len = json_string_length(s);
+    if (len > max) {
+        snprintf(why, whylen, "longer than %zu bytes", max);
+        return false;
+    }
+    if (memchr(json_string_value(s), '\0', len) != NULL) {
+        snprintf(why, whylen, "contains a NUL byte");
+        return false;
+    }
+    return true;
+}
+
+/* Splits "a, b,,c" into ["a","b","c"] (parseutil.ParseCommaStringSlice). */
+static json_t *fw_split_commas(const char *s, size_t max_items, size_t max_len, char *why,
+                               size_t whylen)
+{
+    json_t *arr = json_array();
+    if (arr == NULL) {
+        return NULL;
+    }
+    const char *p = s;
+    while (*p != '\0') {
+        const char *comma = strchr(p, ',');
+        const char *end = comma != NULL ? comma : p + strlen(p);
+        const char *a = p, *b = end;
+        while (a < b && (*a == ' ' || *a == '\t')) {
+            a++;
+        }
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t')) {
+            b--;
+        }
+        if (b > a) {
+            if ((size_t)(b - a) > max_len) {
+                snprintf(why, whylen, "an item is longer than %zu bytes", max_len);
+                goto out_fail;
+            }
+            if (json_array_size(arr) >= max_items) {
+                snprintf(why, whylen, "more than %zu items", max_items);
+                goto out_fail;
+            }
+            if (json_array_append_new(arr, json_stringn(a, (size_t)(b - a))) != 0) {
+                snprintf(why, whylen, "out of memory");
+                goto out_fail;
+            }
+        }
+        p = comma != NULL ? comma + 1 : end;
+    }
+    return arr;
+out_fail:
+    json_decref(arr);
+    return NULL;
+}
+
+/*
+ * Coerces one input value to the field's type. On failure returns NULL with a
+ * reason in why that never quotes the value (it may be a secret, and quoting
+ * peer text into messages invites log injection).
+ */
+static json_t *fw_coerce(const struct fw_field *f, json_t *v, char *why, size_t whylen)
+{
+    size_t max_str = f->max_len != 0 ? f->max_len : FW_MAX_STRING;
+    size_t max_items = f->max_len != 0 ? f->max_len : FW_MAX_LIST;
+    bool ranged = f->min < f->max;
+    json_t *out = NULL;
+    int64_t n = 0;
+
+    switch (f->type) {
+    case FW_TYPE_STRING:
+        out = fw_stringify(v);
+        if (out == NULL) {
+            snprintf(why, whylen, "expected a string");
+            return NULL;
+        }
+        if (!fw_string_ok(out, max_str, why, whylen)) {
+            json_decref(out);
+            return NULL;
+        }
+        return out;
+    case FW_TYPE_SECRET:
+        if (!json_is_string(v)) {
+            snprintf(why, whylen, "expected a string");
+            return NULL;
+        }
+        if (!fw_string_ok(v, max_str, why, whylen)) {
+            return NULL;
+        }
+        return json_incref(v);
+    case FW_TYPE_INT:
+    case FW_TYPE_DURATION:
+        if (json_is_integer(v)) {
+            n = json_integer_value(v);
+        } else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+                   fabs(json_real_value(v)) < 9.0e15) {
+            n = (int64_t)json_real_value(v); /* 10.0 from a Go float64 round trip */
+        } else if (json_is_string(v) && f->type == FW_TYPE_INT &&
+                   fw_parse_int(json_string_value(v), &n)) {
+            /* "10" from a query string */
+        } else if (json_is_string(v) && f->type == FW_TYPE_DURATION &&
+                   fw_duration_parse(json_string_value(v), &n) == ERR_OK) {
+            /* "30d", "720h", "90" */
+        } else {
+            snprintf(why, whylen, "%s",
+                     f->type == FW_TYPE_INT
+                         ? "expected an integer"
+                         : "expected a duration such as 90, 90s, 15m, 720h or 30d");
+            return NULL;
+        }
+        if (f->type == FW_TYPE_DURATION && n < 0) {
+            snprintf(why, whylen, "a duration cannot be negative");
+            return NULL;
+        }
+        if (ranged && (n < f->min || n > f->max)) {
+            snprintf(why, whylen, "must be between %lld and %lld%s", (long long)f->min,
+                     (long long)f->max, f->type == FW_TYPE_DURATION ? " seconds" : "");
+            return NULL;
+        }
+        return json_integer(n);
+    case FW_TYPE_FLOAT: {
+        double d = 0;
+        if (json_is_number(v)) {
+            d = json_number_value(v);
+        } else if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 64) {
+            char *end = NULL;
+            errno = 0;
+            d = strtod(json_string_value(v), &end);
+            if (errno != 0 || *end != '\0') {
+                snprintf(why, whylen, "expected a number");
+                return NULL;
+            }
+        } else {
+            snprintf(why, whylen, "expected a number");
+            return NULL;
+        }
+        if (!isfinite(d)) {
+            snprintf(why, whylen, "expected a finite number");
+            return NULL;
+        }
+        if (ranged && (d < (double)f->min || d > (double)f->max)) {
+            snprintf(why, whylen, "must be between %lld and %lld", (long long)f->min,
+                     (long long)f->max);
+            return NULL;
+        }
+        return json_real(d);
+    }
+    case FW_TYPE_BOOL:
+        if (json_is_boolean(v)) {
+            return json_incref(v);
+        }
+        if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1)) {
+            return json_boolean(json_integer_value(v) == 1);
+        }
+        if (json_is_string(v)) {
+            for (size_t i = 0; i < sizeof(fw_bool_words) / sizeof(fw_bool_words[0]); i++) {
+                if (strcmp(json_string_value(v), fw_bool_words[i].text) == 0) {
+                    return json_boolean(fw_bool_words[i].value);
+                }
+            }
+        }
+        snprintf(why, whylen, "expected a boolean");
+        return NULL;
+    case FW_TYPE_STRINGS:
+        if (json_is_string(v)) {
+            if (!fw_string_ok(v, FW_MAX_DATA, why, whylen)) {
+                return NULL;
+            }
+            return fw_split_commas(json_string_value(v), max_items, FW_MAX_STRING, why, whylen);
+        }
+        if (!json_is_array(v)) {
+            snprintf(why, whylen, "expected a list of strings");
+            return NULL;
+        }
+        if (json_array_size(v) > max_items) {
+            snprintf(why, whylen, "more than %zu items", max_items);
+            return NULL;
+        }
+        out = json_array();
+        if (out == NULL) {
+            snprintf(why, whylen, "out of memory");
+            return NULL;
+        }
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            json_t *s = fw_stringify(item);
+            if (s == NULL) {
+                snprintf(why, whylen, "item %zu is not a string", i);
+                goto out_fail;
+            }
+            if (!fw_string_ok(s, FW_MAX_STRING, why, whylen)) {
+                json_decref(s);
+                goto out_fail;
+            }
+            json_array_append_new(out, s);
+        }
+        return out;
+    case FW_TYPE_MAP:
+        if (!json_is_object(v)) {
+            snprintf(why, whylen, "expected an object");
+            return NULL;
+        }
+        if (json_object_size(v) > max_items) {
+            snprintf(why, whylen, "more than %zu entries", max_items);
+            return NULL;
+        }
+        return json_incref(v);
+    case FW_TYPE_JSON:
+        return json_incref(v);
+    }
+    snprintf(why, whylen, "unsupported field type");
+    return NULL;
+out_fail:
+    json_decref(out);
+    return NULL;
+}
+
+/* ---- matching ------------------------------------------------------------------- */
+
+struct fw_match {
+    const struct fw_path *path;
+    size_t nseg;
+    struct {
+        const char *name; /* points into the pattern */
+        size_t name_len;
+        const char *value; /* points into the request path */
+        size_t value_len;
+        bool any;
+    } seg[FW_MAX_SEGMENTS];
+};
+
+/*
+ * Matches path against pattern structurally: literal segments byte for byte,
+ * named segments against one non-empty path segment. A trailing "/" on the
+ * pattern makes it a list path, matching with or without the slash.
+ */
+static bool fw_match_one(const struct fw_path *p, const char *path, struct fw_match *m)
+{
+    const char *pat = p->pattern;
+    size_t plen = strlen(pat);
+    size_t slen = strlen(path);
+    bool list = plen > 0 && pat[plen - 1] == '/';
+    if (list) {
+        plen--;
+        if (slen > 0 && path[slen - 1] == '/') {
+            slen--;
+        }
+    }
+    m->path = p;
+    m->nseg = 0;
+    size_t i = 0, j = 0;
+    while (i < plen) {
+        if (pat[i] == '{') {
+            const char *close = memchr(pat + i, '}', plen - i);
+            if (close == NULL || m->nseg == FW_MAX_SEGMENTS) {
+                return false; /* malformed table entry: never matches */
+            }
+            size_t k = j;
+            while (k < slen && path[k] != '/') {
+                k++;
+            }
+            if (k == j) {
+                return false;
+            }
+            const char *name = pat + i + 1;
+            size_t nlen = (size_t)(close - name);
+            bool any = false;
+            const char *colon = memchr(name, ':', nlen);
+            if (colon != NULL) {
+                any = strncmp(colon, ":any", 4) == 0;
+                nlen = (size_t)(colon - name);
+            }
+            m->seg[m->nseg].name = name;
+            m->seg[m->nseg].name_len = nlen;
+            m->seg[m->nseg].value = path + j;
+            m->seg[m->nseg].value_len = k - j;
+            m->seg[m->nseg].any = any;
+            m->nseg++;
+            i = (size_t)(close - pat) + 1;
+            j = k;
+            continue;
+        }
+        if (j >= slen || pat[i] != path[j]) {
+            return false;
+        }
+        i++;
+        j++;
+    }
+    return j == slen;
+}
+
+/* Is every named segment a valid name? Sets field on failure. */
+static bool fw_match_names_ok(const struct fw_match *m, size_t *ret_bad)
+{
+    for (size_t s = 0; s < m->nseg; s++) {
+        if (m->seg[s].any) {
+            continue;
+        }
+        char tmp[FW_NAME_MAX + 2];
+        if (m->seg[s].value_len > FW_NAME_MAX) {
+            *ret_bad = s;
+            return false;
+        }
+        memcpy(tmp, m->seg[s].value, m->seg[s].value_len);
+        tmp[m->seg[s].value_len] = '\0';
+        if (!fw_name_valid(tmp)) {
+            *ret_bad = s;
+            return false;
+        }
+    }
+    return true;
+}
+
+enum fw_route {
+    FW_ROUTE_OK,
+    FW_ROUTE_NONE,
+    FW_ROUTE_BAD_NAME,
+};
+
+/*
+ * First structurally matching path whose names are valid wins. If paths match
+ * only with an invalid name, the first of them is reported (a 400 naming the
+ * field) rather than a 404, as docs/api.md promises.
+ */
+static enum fw_route fw_route(const struct fw_path *const *tables, const char *path,
+                              struct fw_match *m, size_t *ret_bad)
+{
+    struct fw_match cand;
+    bool have_bad = false;
+    for (size_t t = 0; tables[t] != NULL; t++) {
+        for (const struct fw_path *p = tables[t]; p->pattern != NULL; p++) {
+            if (!fw_match_one(p, path, &cand)) {
+                continue;
+            }
+            size_t bad = 0;
+            if (fw_match_names_ok(&cand, &bad)) {
+                *m = cand;
+                return FW_ROUTE_OK;
+            }
+            if (!have_bad) {
+                *m = cand;
+                *ret_bad = bad;
+                have_bad = true;
+            }
+        }
+    }
+    return have_bad ? FW_ROUTE_BAD_NAME : FW_ROUTE_NONE;
+}
+
+static bool fw_is_segment(const struct fw_match *m, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t s = 0; s < m->nseg; s++) {
+        if (m->seg[s].name_len == len && memcmp(m->seg[s].name, name, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const struct fw_field *fw_field_find(const struct fw_path *p, const char *name)
+{
+    for (const struct fw_field *f = p->fields; f != NULL && f->name != NULL; f++) {
+        if (strcmp(f->name, name) == 0) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
+static int fw_strcmp_qsort(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Adds "<prefix>[a b c]" with the names sorted, as Go prints a []string with %v. */
+static void fw_warn_names(struct fw_response *resp, const char *prefix, const char **names,
+                          size_t n)
+{
+    char msg[FW_MAX_MESSAGE];
+    qsort(names, n, sizeof(*names), fw_strcmp_qsort);
+    size_t off = (size_t)snprintf(msg, sizeof(msg), "%s[", prefix);
+    for (size_t i = 0; i < n && off < sizeof(msg); i++) {
+        off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s%.*s", i > 0 ? " " : "", 128,
+                                names[i]);
+    }
+    if (off < sizeof(msg)) {
+        snprintf(msg + off, sizeof(msg) - off, "]");
+    }
+    fw_warn(resp, "%s", msg);
+}
+
+/*
+ * Builds req->fields and req->provided from the body, the defaults and the
+ * path segments. Returns false with resp set to a 400 on a validation failure.
+ */
+static enum err fw_fields_build(const struct fw_match *m, struct fw_request *req,
+                                struct fw_response *resp, bool *ret_ok)
+{
+    const struct fw_path *p = m->path;
+    json_t *data = json_is_object(req->data) ? req->data : NULL;
+    char why[256];
+    *ret_ok = false;
+
+    if (req->data != NULL && !json_is_object(req->data) && !json_is_null(req->data)) {
+        fw_error(resp, "request data must be a JSON object");
+        return ERR_OK;
+    }
+    req->fields = json_object();
+    req->provided = json_object();
+    if (req->fields == NULL || req->provided == NULL) {
+        return ERR_NOMEM;
+    }
+
+    for (const struct fw_field *f = p->fields; f != NULL && f->name != NULL; f++) {
+        if (fw_is_segment(m, f->name)) {
+            continue; /* the path wins; set below */
+        }
+        json_t *v = data != NULL ? json_object_get(data, f->name) : NULL;
+        bool from_default = false;
+        json_t *def = NULL;
+        if (v == NULL || json_is_null(v)) {
+            if (f->def == NULL) {
+                if (f->required && (req->op == FW_OP_CREATE || req->op == FW_OP_UPDATE)) {
+                    fw_error(resp, "missing required field '%s'", f->name);
+                    return ERR_OK;
+                }
+                continue;
+            }
+            def = json_string(f->def);
+            if (def == NULL) {
+                return ERR_NOMEM;
+            }
+            v = def;
+            from_default = true;
+        }
+        json_t *c = fw_coerce(f, v, why, sizeof(why));
+        json_decref(def);
+        if (c == NULL) {
+            if (from_default) {
+                /* A broken table is our bug, not the caller's. */
+                return ERR_INTERNAL;
+            }
+            fw_error(resp, "invalid value for field '%s': %s", f->name, why);
+            return ERR_OK;
+        }
+        if (json_object_set_new(req->fields, f->name, c) != 0) {
+            return ERR_NOMEM;
+        }
+        if (!from_default && json_object_set_new(req->provided, f->name, json_true()) != 0) {
+            return ERR_NOMEM;
+        }
+    }
+
+    const char *replaced[FW_MAX_SEGMENTS];
+    size_t nreplaced = 0;
+    for (size_t s = 0; s < m->nseg; s++) {
+        char name[FW_NAME_MAX + 1];
+        size_t nlen = m->seg[s].name_len < FW_NAME_MAX ? m->seg[s].name_len : FW_NAME_MAX;
+        memcpy(name, m->seg[s].name, nlen);
+        name[nlen] = '\0';
+        json_t *v = json_stringn(m->seg[s].value, m->seg[s].value_len);
+        if (v == NULL || json_object_set_new(req->fields, name, v) != 0 ||
+            json_object_set_new(req->provided, name, json_true()) != 0) {
+            return ERR_NOMEM;
+        }
+        if (data != NULL && json_object_get(data, name) != NULL) {
+            /* Keep the table's own key pointer: name is on this stack frame. */
+            replaced[nreplaced++] = json_object_iter_key(json_object_iter_at(data, name));
+        }
+    }
+    if (nreplaced > 0) {
+        fw_warn_names(resp,
+                      "Endpoint replaced the value of these parameters with the values captured "
+                      "from the endpoint's path: ",
+                      replaced, nreplaced);
+    }
+
+    if (data != NULL && !p->takes_arbitrary_input) {
+        const char *ignored[64];
+        size_t nignored = 0;
+        const char *key;
+        json_t *v;
+        json_object_foreach(data, key, v)
+        {
+            if (fw_field_find(p, key) != NULL || fw_is_segment(m, key)) {
+                continue;
+            }
+            /* "?list=true" arrives as data on some Vault versions. */
+            if (req->op == FW_OP_LIST && strcmp(key, "list") == 0) {
+                continue;
+            }
+            if (nignored < sizeof(ignored) / sizeof(ignored[0])) {
+                ignored[nignored++] = key;
+            }
+        }
+        if (nignored > 0) {
+            fw_warn_names(resp, "Endpoint ignored these unrecognized parameters: ", ignored,
+                          nignored);
+        }
+    }
+    *ret_ok = true;
+    return ERR_OK;
+}
+
+/* ---- help and OpenAPI ------------------------------------------------------------ */
+
+static const char *const fw_oas_types[] = {
+    [FW_TYPE_STRING] = "string", [FW_TYPE_SECRET] = "string", [FW_TYPE_INT] = "integer",
+    [FW_TYPE_FLOAT] = "number",  [FW_TYPE_BOOL] = "boolean",  [FW_TYPE_DURATION] = "string",
+    [FW_TYPE_STRINGS] = "array", [FW_TYPE_MAP] = "object",    [FW_TYPE_JSON] = "object",
+};
+
+/* "tenants/{tenant:any}/keys/" -> "/tenants/{tenant}/keys/" */
+static void fw_oas_path_name(const char *pattern, char *out, size_t outlen)
+{
+    size_t o = 0;
+    if (o + 1 < outlen) {
+        out[o++] = '/';
+    }
+    bool in_name = false, skip = false;
+    for (const char *p = pattern; *p != '\0' && o + 1 < outlen; p++) {
+        if (*p == '{') {
+            in_name = true;
+            skip = false;
+        } else if (*p == '}') {
+            in_name = false;
+            skip = false;
+        } else if (in_name && *p == ':') {
+            skip = true;
+            continue;
+        }
+        if (!skip) {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
+static json_t *fw_oas_schema(const struct fw_field *f)
+{
+    json_t *s = json_pack("{s:s, s:s}", "type", fw_oas_types[f->type], "description",
+                          f->description != NULL ? f->description : "");
+    if (s == NULL) {
+        return NULL;
+    }
+    if (f->type == FW_TYPE_STRINGS) {
+        json_object_set_new(s, "items", json_pack("{s:s}", "type", "string"));
+    }
+    if (f->type == FW_TYPE_DURATION) {
+        json_object_set_new(s, "format", json_string("duration"));
+    }
+    if (f->type == FW_TYPE_SECRET) {
+        json_object_set_new(s, "format", json_string("password"));
+    }
+    if (f->def != NULL) {
+        json_object_set_new(s, "default", json_string(f->def));
+    }
+    return s;
+}
+
+static json_t *fw_oas_path_item(const struct fw_path *p)
+{
+    json_t *item = json_object();
+    json_t *params = json_array();
+    json_t *props = json_object();
+    json_t *required = json_array();
+    if (item == NULL || params == NULL || props == NULL || required == NULL) {
+        goto out_fail;
+    }
+    json_object_set_new(item, "description", json_string(p->synopsis != NULL ? p->synopsis : ""));
+    /* Named segments are path parameters. */
+    for (const char *c = strchr(p->pattern, '{'); c != NULL; c = strchr(c + 1, '{')) {
+        const char *end = strpbrk(c, ":}");
+        if (end == NULL) {
+            break;
+        }
+        json_array_append_new(params, json_pack("{s:s%, s:s, s:s, s:{s:s}, s:b}", "name", c + 1,
+                                                (size_t)(end - c - 1), "description", "", "in",
+                                                "path", "schema", "type", "string", "required", 1));
+    }
+    for (const struct fw_field *f = p->fields; f != NULL && f->name != NULL; f++) {
+        if (strstr(p->pattern, f->name) != NULL && strchr(p->pattern, '{') != NULL) {
+            char needle[FW_NAME_MAX + 3];
+            snprintf(needle, sizeof(needle), "{%s", f->name);
+            if (strstr(p->pattern, needle) != NULL) {
+                continue;
+            }
+        }
+        json_object_set_new(props, f->name, fw_oas_schema(f));
+        if (f->required) {
+            json_array_append_new(required, json_string(f->name));
+        }
+    }
+    if (json_array_size(params) > 0) {
+        json_object_set(item, "parameters", params);
+    }
+    static const struct {
+        enum fw_op op;
+        const char *method;
+    } methods[] = {
+        {FW_OP_READ, "get"},    {FW_OP_LIST, "get"},      {FW_OP_UPDATE, "post"},
+        {FW_OP_CREATE, "post"}, {FW_OP_DELETE, "delete"}, {FW_OP_PATCH, "patch"},
+    };
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        if (p->handlers[methods[i].op] == NULL || json_object_get(item, methods[i].method)) {
+            continue;
+        }
+        json_t *op =
+            json_pack("{s:s, s:{s:{s:s}}}", "summary", p->synopsis != NULL ? p->synopsis : "",
+                      "responses", "200", "description", "OK");
+        if (op == NULL) {
+            goto out_fail;
+        }
+        if (methods[i].op == FW_OP_LIST) {
+            json_object_set_new(op, "parameters",
+                                json_pack("[{s:s, s:s, s:s, s:{s:s, s:[s]}, s:b}]", "name", "list",
+                                          "description", "Must be set to `true`", "in", "query",
+                                          "schema", "type", "string", "enum", "true", "required",
+                                          1));
+        }
+        if (methods[i].op == FW_OP_UPDATE || methods[i].op == FW_OP_CREATE ||
+            methods[i].op == FW_OP_PATCH) {
+            json_t *schema = json_pack("{s:s, s:O}", "type", "object", "properties", props);
+            if (schema != NULL && json_array_size(required) > 0) {
+                json_object_set(schema, "required", required);
+            }
+            json_object_set_new(op, "requestBody",
+                                json_pack("{s:b, s:{s:{s:o}}}", "required", 1, "content",
+                                          "application/json", "schema", schema));
+        }
+        json_object_set_new(item, methods[i].method, op);
+    }
+    json_decref(params);
+    json_decref(props);
+    json_decref(required);
+    return item;
+out_fail:
+    json_decref(item);
+    json_decref(params);
+    json_decref(props);
+    json_decref(required);
+    return NULL;
+}
+
+static json_t *fw_oas_doc(void)
+{
+    return json_pack("{s:s, s:{s:s, s:s, s:s, s:{s:s, s:s}}, s:{}, s:{s:{}}}", "openapi", "3.0.2",
+                     "info", "title", "byok", "description",
+                     "Bring-your-own-key secrets engine for AI provider API keys", "version",
+                     BYOK_VERSION, "license", "name", "Mozilla Public License 2.0", "url",
+                     "https://www.mozilla.org/en-US/MPL/2.0", "paths", "components", "schemas");
+}
+
+static enum err fw_oas_add(json_t *doc, const struct fw_path *p)
+{
+    char name[FW_MAX_PATH];
+    fw_oas_path_name(p->pattern, name, sizeof(name));
+    json_t *paths = json_object_get(doc, "paths");
+    json_t *item = fw_oas_path_item(p);
+    if (item == NULL) {
+        return ERR_NOMEM;
+    }
+    json_t *have = json_object_get(paths, name);
+    if (have != NULL) {
+        /* Two table entries for one OpenAPI path: merge their methods. */
+        json_object_update_missing(have, item);
+        json_decref(item);
+        return ERR_OK;
+    }
+    return json_object_set_new(paths, name, item) == 0 ? ERR_OK : ERR_NOMEM;
+}
+
+/* The root document is built once per tables list: the tables are static. */
+static pthread_mutex_t fw_oas_lock = PTHREAD_MUTEX_INITIALIZER;
+static const struct fw_path *const *fw_oas_tables;
+static json_t *fw_oas_root;
+
+json_t *fw_openapi(const struct fw_path *const *tables)
+{
+    json_t *out = NULL;
+    pthread_mutex_lock(&fw_oas_lock);
+    if (fw_oas_root == NULL || fw_oas_tables != tables) {
+        json_t *doc = fw_oas_doc();
+        for (size_t t = 0; doc != NULL && tables[t] != NULL; t++) {
+            for (const struct fw_path *p = tables[t]; p->pattern != NULL; p++) {
+                if (fw_oas_add(doc, p) != ERR_OK) {
+                    json_decref(doc);
+                    doc = NULL;
+                    break;
+                }
+            }
+        }
+        if (doc != NULL) {
+            json_decref(fw_oas_root);
+            fw_oas_root = doc;
+            fw_oas_tables = tables;
+        }
+    }
+    /* A copy: the caller owns and may serialise it concurrently with others. */
+    if (fw_oas_root != NULL) {
+        out = json_deep_copy(fw_oas_root);
+    }
+    pthread_mutex_unlock(&fw_oas_lock);
+    return out;
+}
+
+static const char *fw_field_type_name(const struct fw_field *f)
+{
+    return fw_type_names[f->type];
+}
+
+static json_t *fw_help_path(const struct fw_path *p, const char *req_path)
+{
+    char text[8192];
+    size_t off = 0;
+    off += (size_t)snprintf(text + off, sizeof(text) - off,
+                            "Request:        %.256s\nMatching Route: %s\n\n%s\n\n## PARAMETERS\n",
+                            req_path, p->pattern, p->synopsis != NULL ? p->synopsis : "");
+    for (const struct fw_field *f = p->fields; f != NULL && f->name != NULL && off < sizeof(text);
+         f++) {
+        off +=
+            (size_t)snprintf(text + off, sizeof(text) - off, "\n%s (%s)\n\n    %s\n", f->name,
+                             fw_field_type_name(f), f->description != NULL ? f->description : "");
+    }
+    if (off < sizeof(text)) {
+        snprintf(text + off, sizeof(text) - off, "\n## DESCRIPTION\n\n%s\n",
+                 p->description != NULL ? p->description : "");
+    }
+    json_t *doc = fw_oas_doc();
+    if (doc == NULL || fw_oas_add(doc, p) != ERR_OK) {
+        json_decref(doc);
+        return NULL;
+    }
+    return json_pack("{s:s, s:n, s:o}", "help", text, "see_also", "openapi", doc);
+}
+
+static json_t *fw_help_root(const struct fw_path *const *tables)
+{
+    char text[16384];
+    size_t off = (size_t)snprintf(text, sizeof(text),
+                                  "## DESCRIPTION\n\nThe byok secrets engine stores tenants' AI "
+                                  "provider API keys under envelope encryption and hands them to "
+                                  "agents.\n\n## PATHS\n\nThe following paths are supported by "
+                                  "this backend. To view help for any of the paths below, use the "
+                                  "help command with any route matching the path pattern.\n");
+    for (size_t t = 0; tables[t] != NULL; t++) {
+        for (const struct fw_path *p = tables[t]; p->pattern != NULL && off < sizeof(text); p++) {
+            off += (size_t)snprintf(text + off, sizeof(text) - off, "\n    %s\n        %s\n",
+                                    p->pattern, p->synopsis != NULL ? p->synopsis : "");
+        }
+    }
+    json_t *doc = fw_openapi(tables);
+    if (doc == NULL) {
+        return NULL;
+    }
+    return json_pack("{s:s, s:n, s:o}", "help", text, "see_also", "openapi", doc);
+}
+
+/* ---- dispatch -------------------------------------------------------------------- */
+
+static void fw_request_reset(struct fw_request *req)
+{
+    json_decref(req->fields);
+    json_decref(req->provided);
+    req->fields = NULL;
+    req->provided = NULL;
+}
+
+/* Common front half of fw_handle and fw_exists: limits, routing, names. */
+static bool fw_front(const struct fw_path *const *tables, struct fw_request *req,
+                     struct fw_response *resp, struct fw_match *m)
+{
+    if (req->path == NULL || strnlen(req->path, FW_MAX_PATH + 1) > FW_MAX_PATH) {
+        fw_error(resp, "path longer than %d bytes", FW_MAX_PATH);
+        return false;
+    }
+    size_t bad = 0;
+    switch (fw_route(tables, req->path, m, &bad)) {
+    case FW_ROUTE_OK:
+        return true;
+    case FW_ROUTE_BAD_NAME:
+        fw_error(resp, "invalid value for field '%.*s': must match [a-z0-9][a-z0-9_-]{0,62}",
+                 (int)m->seg[bad].name_len, m->seg[bad].name);
+        return false;
+    case FW_ROUTE_NONE:
+        break;
+    }
+    fw_status_set(resp, FW_UNSUPPORTED_PATH, "unsupported path");
+    return false;
+}
+
+enum err fw_handle(const struct fw_path *const *tables, struct fw_request *req,
+                   struct fw_response *resp)
+{
+    struct fw_match m;
+    enum err e = ERR_OK;
+
+    if ((unsigned)req->op >= FW_OP__COUNT) {
+        fw_status_set(resp, FW_UNSUPPORTED_OPERATION, "unsupported operation");
+        return ERR_OK;
+    }
+    if (req->op == FW_OP_HELP && req->path != NULL && req->path[0] == '\0') {
+        /* Vault's OpenAPI endpoint dereferences this response: never leave it empty. */
+        json_t *h = fw_help_root(tables);
+        if (h == NULL) {
+            h = json_pack("{s:s, s:n}", "help", "byok secrets engine", "see_also");
+        }
+        fw_reply(resp, h);
+        return h != NULL ? ERR_OK : ERR_NOMEM;
+    }
+    if (!fw_front(tables, req, resp, &m)) {
+        return ERR_OK;
+    }
+    if (req->op == FW_OP_HELP) {
+        json_t *h = fw_help_path(m.path, req->path);
+        if (h == NULL) {
+            fw_status_set(resp, FW_INTERNAL, "internal error");
+            return ERR_NOMEM;
+        }
+        fw_reply(resp, h);
+        return ERR_OK;
+    }
+    fw_handler_fn fn = m.path->handlers[req->op];
+    if (fn == NULL) {
+        fw_status_set(resp, FW_UNSUPPORTED_OPERATION, "unsupported operation");
+        return ERR_OK;
+    }
+    bool ok = false;
+    e = fw_fields_build(&m, req, resp, &ok);
+    if (e != ERR_OK) {
+        goto out_internal;
+    }
+    if (!ok) {
+        goto out;
+    }
+    e = fn(req, resp);
+    if (e != ERR_OK) {
+        goto out_internal;
+    }
+out:
+    fw_request_reset(req);
+    return ERR_OK;
+out_internal:
+    fw_request_reset(req);
+    /* Keep the warnings, drop anything else: the message stays generic. */
+    fw_status_set(resp, FW_INTERNAL, "internal error");
+    return e;
+}
+
+enum err fw_exists(const struct fw_path *const *tables, struct fw_request *req, bool *ret_found,
+                   bool *ret_exists, struct fw_response *resp)
+{
+    struct fw_match m;
+    *ret_found = false;
+    *ret_exists = false;
+    if (!fw_front(tables, req, resp, &m)) {
+        return ERR_OK;
+    }
+    if (m.path->exists == NULL) {
+        return ERR_OK;
+    }
+    bool ok = false;
+    enum err e = fw_fields_build(&m, req, resp, &ok);
+    if (e == ERR_OK && ok) {
+        bool exists = false;
+        e = m.path->exists(req, &exists);
+        if (e == ERR_OK) {
+            *ret_found = true;
+            *ret_exists = exists;
+        }
+    }
+    fw_request_reset(req);
+    /* A check must not leave the field warnings behind: the real request adds them again. */
+    json_decref(resp->warnings);
+    resp->warnings = NULL;
+    if (e != ERR_OK) {
+        fw_status_set(resp, FW_INTERNAL, "internal error");
+    }
+    return e;
+}

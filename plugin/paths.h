@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The path tables of the byok engine and the lifecycle hooks of the modules
+ * that own them. byok.c builds byok_path_tables from these at start-up.
+ *
+ * The tables of the keys modules (tenants, keys, creds, usage, rotate-root) and
+ * their hooks are declared weak here so that the plugin links while those
+ * modules are still being written: byok.c skips any that are absent (NULL).
+ * Once every module exists this stays correct: a defined symbol wins.
+ */
+#ifndef BYOK_PLUGIN_PATHS_H
+#define BYOK_PLUGIN_PATHS_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "plugin/framework.h"
+#include "plugin/storage.h"
+
+struct byok;
+
+/* config.c, catalog.c (always present). */
+extern const struct fw_path paths_config[];
+extern const struct fw_path paths_providers[];
+
+/* The keys modules; may be absent at link time. Order here is routing order. */
+extern const struct fw_path paths_rotate_root[] __attribute__((weak)); /* config/rotate-root */
+extern const struct fw_path paths_tenants[] __attribute__((weak));
+extern const struct fw_path paths_keys[] __attribute__((weak));
+extern const struct fw_path paths_creds[] __attribute__((weak));
+extern const struct fw_path paths_usage[] __attribute__((weak));
+
+/*
+ * Lifecycle hooks a path module may export (every member optional). byok.c
+ * calls them in order from the matching byok_* function. `state` is a per-
+ * struct-byok slot the module owns: create it in init, free it in free; get it
+ * back in handlers with byok_hooks_state(req->backend, &your_hooks).
+ */
+struct byok_hooks {
+    enum err (*init)(struct byok *b, void **ret_state);         /* byok_new; no storage */
+    void (*free)(void *state);                                  /* byok_free; accepts NULL */
+    enum err (*initialize)(struct byok *b, struct storage *st); /* byok_initialize */
+    void (*invalidate)(struct byok *b, const char *key);        /* byok_invalidate; never block */
+    enum err (*periodic)(struct byok *b, struct storage *st);   /* byok_periodic */
+    void (*cleanup)(struct byok *b); /* byok_cleanup: drop caches, wipe */
+    /* Current KEK version for `config` read; absent hook reads as 0. */
+    enum err (*kek_version)(struct byok *b, struct storage *st, int64_t *ret_version);
+};
+
+/* The keys engineer's hooks (envelope, tenants, keys...); weak until defined. */
+extern const struct byok_hooks byok_hooks_keys __attribute__((weak));
+
+/* A module's state slot (what its init returned), or NULL. */
+void *byok_hooks_state(struct byok *b, const struct byok_hooks *hooks);
+
+/* The engine's document cache (plugin/cache.h); byok_invalidate drops keys from it. */
+struct cache *byok_cache(struct byok *b);
+
+/* The mount options given to byok_setup (borrowed; an empty object before Setup). */
+const json_t *byok_mount_config(const struct byok *b);
+
+/* Current KEK version via byok_hooks_keys.kek_version (0 when that hook is absent). */
+MUST_USE enum err byok_kek_version(struct byok *b, struct storage *st, int64_t *ret_version);
+
+#endif
