@@ -1,29 +1,1094 @@
 /* SPDX-License-Identifier: MPL-2.0 */
-/* Skeleton: replaced by the full module shortly. */
+/*
+ * The provider catalog: a static table of the 15 built-in providers, turned
+ * into JSON once (on first use) and shared read-only afterwards, plus admin
+ * overrides stored under "providers/<name>" and the `providers/` paths.
+ *
+ * An override is a whole entry: a write to a built-in provider starts from the
+ * built-in entry and replaces the fields given, and the result is stored; a
+ * delete of the override brings the built-in entry back. Entries are checked
+ * here, field by field, with 400s that name the field, because the agent
+ * trusts base_url (it sends tenants' keys there) and the prices (budgets).
+ */
 #include "plugin/catalog.h"
 
-enum err catalog_get(struct byok *b, struct storage *st, const char *name, json_t **ret_entry)
+#include <ctype.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin/cache.h"
+#include "plugin/config.h"
+#include "plugin/paths.h"
+
+/* Limits on admin-written entries (docs/api.md). */
+#define CATALOG_MAX_DISPLAY_NAME 128
+#define CATALOG_MAX_URL 512
+#define CATALOG_MAX_MODEL_NAME 128
+#define CATALOG_MAX_PREFIXES 16
+#define CATALOG_MAX_PREFIX_LEN 32
+#define CATALOG_MAX_KEY_MIN_LENGTH 8192
+#define CATALOG_MAX_TOKENS 100000000 /* context window / output tokens */
+#define CATALOG_MAX_PRICE 100000.0   /* USD per 1M tokens: above it is a typo, not a price */
+#define CATALOG_MAX_PROVIDERS 1024   /* overrides listed at most */
+
+/* ---- the built-in table -------------------------------------------------------- */
+
+/*
+ * Prices are USD per 1M tokens (input / output) from the providers' public
+ * pricing pages as of mid-2025 (standard tier, no batch or cache discounts,
+ * the smallest context band where a price depends on it). They go stale:
+ * admins override entries with `vault write byok/providers/<name> ...`.
+ * Local providers cost nothing. Model capabilities and limits are from the
+ * providers' model pages of the same date.
+ */
+#define CATALOG_BUILTIN_MODELS 6
+#define CATALOG_BUILTIN_CAPS 8
+
+struct catalog_model_def {
+    const char *name;
+    long long context_window;
+    long long max_output_tokens;
+    const char *caps[CATALOG_BUILTIN_CAPS + 1];
+    const char *tier;
+    double input_per_1m;
+    double output_per_1m;
+};
+
+struct catalog_def {
+    const char *name;
+    const char *display_name;
+    const char *api_style;
+    const char *base_url; /* {resource}, {region}, {project} are filled from the key's metadata */
+    bool local;
+    const char *regions[4];
+    const char *key_prefixes[5];
+    int key_min_length;
+    const char *default_model;
+    struct catalog_model_def models[CATALOG_BUILTIN_MODELS];
+};
+
+#define CAPS(...)                                                                                  \
+    {                                                                                              \
+        __VA_ARGS__, NULL                                                                          \
+    }
+
+static const struct catalog_def catalog_defs[] = {
+    {"openai",
+     "OpenAI",
+     "openai",
+     "https://api.openai.com/v1",
+     false,
+     {"us"},
+     {"sk-"},
+     40,
+     "gpt-4o-mini",
+     {{"gpt-4o", 128000, 16384, CAPS("chat", "vision", "tools", "json", "streaming"), "HIGH", 2.5,
+       10.0},
+      {"gpt-4o-mini", 128000, 16384, CAPS("chat", "vision", "tools", "json", "streaming"), "LOW",
+       0.15, 0.6},
+      {"gpt-4.1", 1047576, 32768, CAPS("chat", "vision", "tools", "json", "streaming", "code"),
+       "HIGH", 2.0, 8.0},
+      {"o3-mini", 200000, 100000, CAPS("chat", "tools", "json", "streaming", "reasoning", "code"),
+       "MEDIUM", 1.1, 4.4},
+      {"text-embedding-3-small", 8191, 0, CAPS("embedding"), "LOW", 0.02, 0.0}}},
+    {"anthropic",
+     "Anthropic",
+     "anthropic",
+     "https://api.anthropic.com/v1",
+     false,
+     {"us"},
+     {"sk-ant-"},
+     40,
+     "claude-3-5-haiku-20241022",
+     {{"claude-sonnet-4-20250514", 200000, 64000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0},
+      {"claude-opus-4-1-20250805", 200000, 32000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 15.0, 75.0},
+      {"claude-3-5-haiku-20241022", 200000, 8192, CAPS("chat", "vision", "tools", "streaming"),
+       "MEDIUM", 0.8, 4.0}}},
+    {"azure",
+     "Azure OpenAI",
+     "azure",
+     "https://{resource}.openai.azure.com/openai",
+     false,
+     {"eu", "us", "global"},
+     {NULL},
+     32,
+     "gpt-4o-mini",
+     {{"gpt-4o", 128000, 16384, CAPS("chat", "vision", "tools", "json", "streaming"), "HIGH", 2.5,
+       10.0},
+      {"gpt-4o-mini", 128000, 16384, CAPS("chat", "vision", "tools", "json", "streaming"), "LOW",
+       0.15, 0.6},
+      {"gpt-4.1", 1047576, 32768, CAPS("chat", "vision", "tools", "json", "streaming", "code"),
+       "HIGH", 2.0, 8.0},
+      {"text-embedding-3-small", 8191, 0, CAPS("embedding"), "LOW", 0.02, 0.0}}},
+    {"bedrock",
+     "Amazon Bedrock",
+     "bedrock",
+     "https://bedrock-runtime.{region}.amazonaws.com",
+     false,
+     {"eu", "us"},
+     {"AKIA", "ASIA", "ABSK"},
+     20,
+     "anthropic.claude-3-5-haiku-20241022-v1:0",
+     {{"anthropic.claude-sonnet-4-20250514-v1:0", 200000, 64000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0},
+      {"anthropic.claude-3-5-haiku-20241022-v1:0", 200000, 8192, CAPS("chat", "tools", "streaming"),
+       "MEDIUM", 0.8, 4.0},
+      {"amazon.nova-pro-v1:0", 300000, 5000, CAPS("chat", "vision", "tools", "streaming"), "MEDIUM",
+       0.8, 3.2},
+      {"amazon.nova-micro-v1:0", 128000, 5000, CAPS("chat", "tools", "streaming"), "LOW", 0.035,
+       0.14},
+      {"meta.llama3-1-70b-instruct-v1:0", 128000, 2048, CAPS("chat", "tools", "streaming"), "LOW",
+       0.72, 0.72}}},
+    {"vertex",
+     "Google Vertex AI",
+     "vertex",
+     "https://{region}-aiplatform.googleapis.com/v1",
+     false,
+     {"eu", "us", "global"},
+     {"{"},
+     100,
+     "gemini-2.5-flash",
+     {{"gemini-2.5-pro", 1048576, 65536,
+       CAPS("chat", "vision", "tools", "json", "streaming", "reasoning", "code"), "HIGH", 1.25,
+       10.0},
+      {"gemini-2.5-flash", 1048576, 65536,
+       CAPS("chat", "vision", "tools", "json", "streaming", "reasoning"), "MEDIUM", 0.3, 2.5},
+      {"gemini-2.0-flash-001", 1048576, 8192, CAPS("chat", "vision", "tools", "json", "streaming"),
+       "LOW", 0.15, 0.6}}},
+    {"gemini",
+     "Google Gemini API",
+     "openai",
+     "https://generativelanguage.googleapis.com/v1beta/openai",
+     false,
+     {"global"},
+     {"AIza"},
+     39,
+     "gemini-2.5-flash",
+     {{"gemini-2.5-pro", 1048576, 65536,
+       CAPS("chat", "vision", "tools", "json", "streaming", "reasoning", "code"), "HIGH", 1.25,
+       10.0},
+      {"gemini-2.5-flash", 1048576, 65536,
+       CAPS("chat", "vision", "tools", "json", "streaming", "reasoning"), "MEDIUM", 0.3, 2.5},
+      {"gemini-2.5-flash-lite", 1048576, 65536,
+       CAPS("chat", "vision", "tools", "json", "streaming"), "LOW", 0.1, 0.4},
+      {"gemini-2.0-flash", 1048576, 8192, CAPS("chat", "vision", "tools", "json", "streaming"),
+       "LOW", 0.1, 0.4},
+      {"text-embedding-004", 2048, 0, CAPS("embedding"), "FREE", 0.0, 0.0}}},
+    {"cohere",
+     "Cohere",
+     "cohere",
+     "https://api.cohere.com/v2",
+     false,
+     {"us"},
+     {NULL},
+     40,
+     "command-r-08-2024",
+     {{"command-a-03-2025", 256000, 8000, CAPS("chat", "tools", "json", "streaming"), "HIGH", 2.5,
+       10.0},
+      {"command-r-plus-08-2024", 128000, 4000, CAPS("chat", "tools", "json", "streaming"), "HIGH",
+       2.5, 10.0},
+      {"command-r-08-2024", 128000, 4000, CAPS("chat", "tools", "json", "streaming"), "LOW", 0.15,
+       0.6},
+      {"command-r7b-12-2024", 128000, 4000, CAPS("chat", "tools", "json", "streaming"), "LOW",
+       0.0375, 0.15},
+      {"embed-english-v3.0", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0}}},
+    {"mistral",
+     "Mistral AI",
+     "openai",
+     "https://api.mistral.ai/v1",
+     false,
+     {"eu"},
+     {NULL},
+     32,
+     "mistral-small-latest",
+     {{"mistral-large-latest", 128000, 8192, CAPS("chat", "tools", "json", "streaming", "code"),
+       "HIGH", 2.0, 6.0},
+      {"mistral-medium-latest", 128000, 8192,
+       CAPS("chat", "vision", "tools", "json", "streaming", "code"), "MEDIUM", 0.4, 2.0},
+      {"mistral-small-latest", 128000, 8192, CAPS("chat", "vision", "tools", "json", "streaming"),
+       "LOW", 0.1, 0.3},
+      {"codestral-latest", 256000, 8192, CAPS("chat", "json", "streaming", "code"), "LOW", 0.3,
+       0.9},
+      {"mistral-embed", 8192, 0, CAPS("embedding"), "LOW", 0.1, 0.0}}},
+    {"deepseek",
+     "DeepSeek",
+     "openai",
+     "https://api.deepseek.com/v1",
+     false,
+     {"global"},
+     {"sk-"},
+     35,
+     "deepseek-chat",
+     {{"deepseek-chat", 64000, 8192, CAPS("chat", "tools", "json", "streaming", "code"), "LOW",
+       0.27, 1.1},
+      {"deepseek-reasoner", 64000, 64000, CAPS("chat", "json", "streaming", "reasoning", "code"),
+       "MEDIUM", 0.55, 2.19}}},
+    {"perplexity",
+     "Perplexity",
+     "openai",
+     "https://api.perplexity.ai",
+     false,
+     {"us"},
+     {"pplx-"},
+     40,
+     "sonar",
+     {{"sonar", 127072, 8000, CAPS("chat", "streaming"), "MEDIUM", 1.0, 1.0},
+      {"sonar-pro", 200000, 8000, CAPS("chat", "streaming"), "HIGH", 3.0, 15.0},
+      {"sonar-reasoning", 127072, 8000, CAPS("chat", "streaming", "reasoning"), "MEDIUM", 1.0, 5.0},
+      {"sonar-reasoning-pro", 127072, 8000, CAPS("chat", "streaming", "reasoning"), "HIGH", 2.0,
+       8.0}}},
+    {"openrouter",
+     "OpenRouter",
+     "openai",
+     "https://openrouter.ai/api/v1",
+     false,
+     {"global"},
+     {"sk-or-"},
+     40,
+     "openai/gpt-4o-mini",
+     {{"openai/gpt-4o-mini", 128000, 16384, CAPS("chat", "vision", "tools", "json", "streaming"),
+       "LOW", 0.15, 0.6},
+      {"anthropic/claude-sonnet-4", 200000, 64000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0},
+      {"google/gemini-2.5-flash", 1048576, 65536,
+       CAPS("chat", "vision", "tools", "json", "streaming"), "MEDIUM", 0.3, 2.5},
+      {"meta-llama/llama-3.3-70b-instruct", 131072, 16384, CAPS("chat", "tools", "streaming"),
+       "LOW", 0.13, 0.4}}},
+    /* Inference Providers bill at the routed provider's price; these are typical figures. */
+    {"huggingface",
+     "Hugging Face",
+     "openai",
+     "https://router.huggingface.co/v1",
+     false,
+     {"global"},
+     {"hf_"},
+     37,
+     "meta-llama/Llama-3.1-8B-Instruct",
+     {{"meta-llama/Llama-3.1-8B-Instruct", 131072, 8192, CAPS("chat", "tools", "streaming"), "LOW",
+       0.1, 0.1},
+      {"meta-llama/Llama-3.3-70B-Instruct", 131072, 8192, CAPS("chat", "tools", "streaming"),
+       "MEDIUM", 0.6, 0.6},
+      {"Qwen/Qwen2.5-Coder-32B-Instruct", 32768, 8192, CAPS("chat", "streaming", "code"), "LOW",
+       0.2, 0.2}}},
+    {"ollama",
+     "Ollama (local)",
+     "openai",
+     "http://127.0.0.1:11434/v1",
+     true,
+     {"eu", "us", "global"},
+     {NULL},
+     0,
+     "llama3.2",
+     {{"llama3.2", 131072, 8192, CAPS("chat", "tools", "json", "streaming"), "FREE", 0.0, 0.0},
+      {"qwen2.5-coder:7b", 32768, 8192, CAPS("chat", "json", "streaming", "code"), "FREE", 0.0,
+       0.0},
+      {"nomic-embed-text", 8192, 0, CAPS("embedding"), "FREE", 0.0, 0.0}}},
+    {"lmstudio",
+     "LM Studio (local)",
+     "openai",
+     "http://127.0.0.1:1234/v1",
+     true,
+     {"eu", "us", "global"},
+     {NULL},
+     0,
+     "qwen2.5-7b-instruct",
+     {{"qwen2.5-7b-instruct", 32768, 8192, CAPS("chat", "tools", "json", "streaming"), "FREE", 0.0,
+       0.0},
+      {"llama-3.2-3b-instruct", 131072, 8192, CAPS("chat", "streaming"), "FREE", 0.0, 0.0}}},
+    {"vllm",
+     "vLLM (local)",
+     "openai",
+     "http://127.0.0.1:8000/v1",
+     true,
+     {"eu", "us", "global"},
+     {NULL},
+     0,
+     "meta-llama/Llama-3.1-8B-Instruct",
+     {{"meta-llama/Llama-3.1-8B-Instruct", 131072, 8192, CAPS("chat", "tools", "json", "streaming"),
+       "FREE", 0.0, 0.0},
+      {"Qwen/Qwen2.5-7B-Instruct", 32768, 8192, CAPS("chat", "tools", "json", "streaming"), "FREE",
+       0.0, 0.0}}},
+};
+
+#define CATALOG_NBUILTIN (sizeof(catalog_defs) / sizeof(catalog_defs[0]))
+
+/* The built-in entries as JSON, built once; immutable afterwards. */
+static pthread_once_t catalog_once = PTHREAD_ONCE_INIT;
+static json_t *catalog_json[CATALOG_NBUILTIN];
+
+static json_t *catalog_strings(const char *const *v, size_t max)
 {
-    return ERR_NOTFOUND;
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < max && v[i] != NULL; i++) {
+        json_array_append_new(a, json_string(v[i]));
+    }
+    return a;
+}
+
+static json_t *catalog_def_json(const struct catalog_def *d)
+{
+    json_t *models = json_array();
+    for (size_t i = 0; models != NULL && i < CATALOG_BUILTIN_MODELS && d->models[i].name != NULL;
+         i++) {
+        const struct catalog_model_def *m = &d->models[i];
+        json_array_append_new(
+            models, json_pack("{s:s, s:I, s:I, s:o, s:s, s:f, s:f}", "name", m->name,
+                              "context_window", (json_int_t)m->context_window, "max_output_tokens",
+                              (json_int_t)m->max_output_tokens, "capabilities",
+                              catalog_strings(m->caps, CATALOG_BUILTIN_CAPS), "tier", m->tier,
+                              "input_per_1m", m->input_per_1m, "output_per_1m", m->output_per_1m));
+    }
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:i, s:s, s:o}", "name", d->name,
+                     "display_name", d->display_name, "api_style", d->api_style, "base_url",
+                     d->base_url, "local", d->local, "regions", catalog_strings(d->regions, 4),
+                     "key_prefixes", catalog_strings(d->key_prefixes, 5), "key_min_length",
+                     d->key_min_length, "default_model", d->default_model, "models", models);
+}
+
+static void catalog_build(void)
+{
+    for (size_t i = 0; i < CATALOG_NBUILTIN; i++) {
+        catalog_json[i] = catalog_def_json(&catalog_defs[i]);
+    }
+}
+
+static const json_t *catalog_builtin_ref(const char *name)
+{
+    pthread_once(&catalog_once, catalog_build);
+    for (size_t i = 0; i < CATALOG_NBUILTIN; i++) {
+        if (strcmp(catalog_defs[i].name, name) == 0) {
+            return catalog_json[i];
+        }
+    }
+    return NULL;
 }
 
 bool catalog_is_builtin(const char *name)
 {
+    for (size_t i = 0; name != NULL && i < CATALOG_NBUILTIN; i++) {
+        if (strcmp(catalog_defs[i].name, name) == 0) {
+            return true;
+        }
+    }
     return false;
 }
 
 json_t *catalog_builtin(const char *name)
 {
-    return NULL;
+    const json_t *e = name != NULL ? catalog_builtin_ref(name) : NULL;
+    return e != NULL ? json_deep_copy(e) : NULL;
+}
+
+/* ---- effective entries ---------------------------------------------------------- */
+
+/*
+ * The stored override for name, via the cache: a new reference, or NULL with
+ * ERR_OK when there is none (cached as JSON null so misses are cheap too).
+ */
+static enum err catalog_override(struct byok *b, struct storage *st, const char *name,
+                                 json_t **ret_override)
+{
+    char key[STORAGE_MAX_KEY];
+    snprintf(key, sizeof(key), "%s%s", CATALOG_STORAGE_PREFIX, name);
+    struct cache *cache = b != NULL ? byok_cache(b) : NULL;
+    uint64_t gen = 0;
+    json_t *v = cache != NULL ? cache_get(cache, key, &gen) : NULL;
+    if (v == NULL) {
+        enum err e = storage_get_json(st, key, &v);
+        if (e == ERR_NOTFOUND) {
+            v = json_null();
+        } else if (e != ERR_OK) {
+            return e;
+        } else if (!json_is_object(v)) {
+            json_decref(v);
+            return ERR_PROTO;
+        }
+        if (cache != NULL) {
+            cache_put(cache, key, v, gen);
+        }
+    }
+    if (json_is_null(v)) {
+        json_decref(v);
+        v = NULL;
+    }
+    *ret_override = v;
+    return ERR_OK;
+}
+
+enum err catalog_get(struct byok *b, struct storage *st, const char *name, json_t **ret_entry)
+{
+    if (!fw_name_valid(name)) {
+        return ERR_NOTFOUND;
+    }
+    json_t *over = NULL;
+    enum err e = catalog_override(b, st, name, &over);
+    if (e != ERR_OK) {
+        return e;
+    }
+    bool builtin = catalog_is_builtin(name);
+    json_t *entry = over != NULL ? json_deep_copy(over) : catalog_builtin(name);
+    json_decref(over);
+    if (entry == NULL) {
+        return builtin || over != NULL ? ERR_NOMEM : ERR_NOTFOUND;
+    }
+    if (json_object_set_new(entry, "name", json_string(name)) != 0 ||
+        json_object_set_new(entry, "builtin", json_boolean(builtin)) != 0 ||
+        json_object_set_new(entry, "overridden", json_boolean(builtin && over != NULL)) != 0) {
+        json_decref(entry);
+        return ERR_NOMEM;
+    }
+    *ret_entry = entry;
+    return ERR_OK;
 }
 
 enum err catalog_price(const json_t *entry, const char *model, long long prompt_tokens,
                        long long completion_tokens, double *ret_usd)
 {
+    if (entry == NULL || model == NULL || prompt_tokens < 0 || completion_tokens < 0) {
+        return ERR_INVAL;
+    }
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(entry, "models"), i, m)
+    {
+        if (json_is_string(json_object_get(m, "name")) &&
+            strcmp(json_string_value(json_object_get(m, "name")), model) == 0) {
+            double in = json_number_value(json_object_get(m, "input_per_1m"));
+            double out = json_number_value(json_object_get(m, "output_per_1m"));
+            *ret_usd = ((double)prompt_tokens * in + (double)completion_tokens * out) / 1e6;
+            return ERR_OK;
+        }
+    }
     return ERR_NOTFOUND;
 }
 
+/* ---- validation of admin writes --------------------------------------------------- */
+
+static const char *const catalog_api_styles[] = {"openai", "azure",  "anthropic", "bedrock",
+                                                 "vertex", "gemini", "cohere",    NULL};
+static const char *const catalog_regions[] = {"eu", "us", "global", NULL};
+static const char *const catalog_caps[] = {"chat",      "embedding", "vision", "tools", "json",
+                                           "streaming", "reasoning", "code",   NULL};
+static const char *const catalog_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", NULL};
+/* Placeholders the agent fills from the key's metadata (see docs/admin-guide.md). */
+static const char *const catalog_placeholders[] = {"{resource}", "{region}", "{project}", NULL};
+
+static bool catalog_in(const char *s, const char *const *set)
+{
+    for (size_t i = 0; s != NULL && set[i] != NULL; i++) {
+        if (strcmp(s, set[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Model names as providers spell them: "gpt-4.1", "claude-3-5-haiku-20241022",
+ * "anthropic.claude-3-5-haiku-20241022-v1:0", "meta-llama/Llama-3.1-8B-Instruct",
+ * "qwen2.5-coder:7b". Stricter than that they cannot be; no spaces, quotes,
+ * control characters or path tricks.
+ */
+static bool catalog_model_name_valid(const char *s)
+{
+    size_t len = s != NULL ? strlen(s) : 0;
+    if (len == 0 || len > CATALOG_MAX_MODEL_NAME || !isalnum((unsigned char)s[0])) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(isalnum(c) || c == '.' || c == '_' || c == '-' || c == ':' || c == '/' || c == '@')) {
+            return false;
+        }
+    }
+    return strstr(s, "..") == NULL && strstr(s, "//") == NULL;
+}
+
+/* Host part of a URL: DNS-ish characters, an IPv6 literal in brackets, or a placeholder. */
+static bool catalog_host_chars_ok(const char *h, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        bool matched = false;
+        for (size_t p = 0; catalog_placeholders[p] != NULL; p++) {
+            size_t pl = strlen(catalog_placeholders[p]);
+            if (len - i >= pl && memcmp(h + i, catalog_placeholders[p], pl) == 0) {
+                i += pl;
+                matched = true;
+                break;
+            }
+        }
+        if (matched) {
+            continue;
+        }
+        unsigned char c = (unsigned char)h[i];
+        if (!(isalnum(c) || c == '.' || c == '-')) {
+            return false;
+        }
+        i++;
+    }
+    return true;
+}
+
+/*
+ * Checks base_url. https:// with a host for everyone; http:// only for local
+ * providers and only to a host in config.local_hosts. No credentials, query
+ * or fragment in the URL: keys go in headers, never in URLs.
+ */
+static bool catalog_url_ok(const char *url, bool local, const json_t *local_hosts, char *why,
+                           size_t whylen)
+{
+    size_t len = strlen(url);
+    if (len > CATALOG_MAX_URL) {
+        snprintf(why, whylen, "longer than %d bytes", CATALOG_MAX_URL);
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c <= 0x20 || c >= 0x7f || c == '@' || c == '?' || c == '#' || c == '\\') {
+            snprintf(why, whylen, "must not contain spaces, credentials, a query or a fragment");
+            return false;
+        }
+    }
+    bool https = strncmp(url, "https://", 8) == 0;
+    bool http = strncmp(url, "http://", 7) == 0;
+    if (!https && !(http && local)) {
+        snprintf(why, whylen, "%s",
+                 http ? "must be https:// (plain http:// only for local providers)"
+                      : "must be an https:// URL");
+        return false;
+    }
+    const char *host = url + (https ? 8 : 7);
+    const char *end;
+    size_t hlen;
+    char hostbuf[CATALOG_MAX_URL + 1];
+    if (host[0] == '[') {
+        end = strchr(host, ']');
+        if (end == NULL) {
+            snprintf(why, whylen, "has an unterminated IPv6 address");
+            return false;
+        }
+        hlen = (size_t)(end - host - 1);
+        memcpy(hostbuf, host + 1, hlen);
+        end++;
+    } else {
+        end = host + strcspn(host, ":/");
+        hlen = (size_t)(end - host);
+        memcpy(hostbuf, host, hlen);
+        if (!catalog_host_chars_ok(host, hlen)) {
+            snprintf(why, whylen, "has an invalid host");
+            return false;
+        }
+    }
+    hostbuf[hlen] = '\0';
+    if (hlen == 0) {
+        snprintf(why, whylen, "has no host");
+        return false;
+    }
+    if (*end == ':') {
+        const char *p = end + 1;
+        size_t digits = strspn(p, "0123456789");
+        if (digits == 0 || digits > 5 || (p[digits] != '\0' && p[digits] != '/') ||
+            atoi(p) > 65535 || atoi(p) == 0) {
+            snprintf(why, whylen, "has an invalid port");
+            return false;
+        }
+        end = p + digits;
+    }
+    if (*end != '\0' && *end != '/') {
+        snprintf(why, whylen, "has an invalid host");
+        return false;
+    }
+    if (http) {
+        bool allowed = false;
+        size_t i;
+        json_t *h;
+        json_array_foreach(local_hosts, i, h)
+        {
+            allowed = allowed || (json_is_string(h) && strcmp(json_string_value(h), hostbuf) == 0);
+        }
+        if (!allowed) {
+            snprintf(why, whylen, "may use http:// only to a host in config local_hosts");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Validates one model object; on failure sets resp naming the field and item. */
+static bool catalog_model_ok(const json_t *m, size_t idx, struct fw_response *resp)
+{
+    static const char *const keys[] = {
+        "name", "context_window", "max_output_tokens", "capabilities",
+        "tier", "input_per_1m",   "output_per_1m",     NULL};
+    if (!json_is_object(m)) {
+        fw_error(resp, "invalid value for field 'models': item %zu is not an object", idx);
+        return false;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)m, k, v)
+    {
+        if (!catalog_in(k, keys)) {
+            fw_error(resp, "invalid value for field 'models': item %zu has an unknown key", idx);
+            return false;
+        }
+    }
+    if (!catalog_model_name_valid(json_string_value(json_object_get(m, "name")))) {
+        fw_error(resp,
+                 "invalid value for field 'models': item %zu 'name' must be 1..%d characters of "
+                 "letters, digits and . _ - : / @",
+                 idx, CATALOG_MAX_MODEL_NAME);
+        return false;
+    }
+    static const char *const counts[] = {"context_window", "max_output_tokens", NULL};
+    for (size_t i = 0; counts[i] != NULL; i++) {
+        v = json_object_get(m, counts[i]);
+        if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                          json_integer_value(v) > CATALOG_MAX_TOKENS)) {
+            fw_error(resp,
+                     "invalid value for field 'models': item %zu '%s' must be an integer "
+                     "0..%d",
+                     idx, counts[i], CATALOG_MAX_TOKENS);
+            return false;
+        }
+    }
+    static const char *const prices[] = {"input_per_1m", "output_per_1m", NULL};
+    for (size_t i = 0; prices[i] != NULL; i++) {
+        v = json_object_get(m, prices[i]);
+        if (v == NULL || !json_is_number(v) || !isfinite(json_number_value(v)) ||
+            json_number_value(v) < 0 || json_number_value(v) > CATALOG_MAX_PRICE) {
+            fw_error(resp,
+                     "invalid value for field 'models': item %zu '%s' must be a non-negative "
+                     "number (USD per 1M tokens)",
+                     idx, prices[i]);
+            return false;
+        }
+    }
+    v = json_object_get(m, "tier");
+    if (v != NULL && !catalog_in(json_string_value(v), catalog_tiers)) {
+        fw_error(resp,
+                 "invalid value for field 'models': item %zu 'tier' must be FREE, LOW, MEDIUM or "
+                 "HIGH",
+                 idx);
+        return false;
+    }
+    v = json_object_get(m, "capabilities");
+    if (v != NULL) {
+        size_t i;
+        json_t *c;
+        bool ok = json_is_array(v) && json_array_size(v) <= CATALOG_BUILTIN_CAPS;
+        json_array_foreach(v, i, c)
+        {
+            ok = ok && catalog_in(json_string_value(c), catalog_caps);
+        }
+        if (!ok) {
+            fw_error(resp,
+                     "invalid value for field 'models': item %zu 'capabilities' must be a list of "
+                     "chat, embedding, vision, tools, json, streaming, reasoning, code",
+                     idx);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Normalised copy of a valid model: defaults for the optional keys. */
+static json_t *catalog_model_norm(const json_t *m)
+{
+    json_t *n = json_deep_copy(m);
+    if (n == NULL) {
+        return NULL;
+    }
+    if (json_object_get(n, "context_window") == NULL) {
+        json_object_set_new(n, "context_window", json_integer(0));
+    }
+    if (json_object_get(n, "max_output_tokens") == NULL) {
+        json_object_set_new(n, "max_output_tokens", json_integer(0));
+    }
+    if (json_object_get(n, "capabilities") == NULL) {
+        json_object_set_new(n, "capabilities", json_pack("[s]", "chat"));
+    }
+    if (json_object_get(n, "tier") == NULL) {
+        json_object_set_new(n, "tier", json_string("MEDIUM"));
+    }
+    /* Prices as reals so every reader sees one type. */
+    json_object_set_new(n, "input_per_1m",
+                        json_real(json_number_value(json_object_get(m, "input_per_1m"))));
+    json_object_set_new(n, "output_per_1m",
+                        json_real(json_number_value(json_object_get(m, "output_per_1m"))));
+    return n;
+}
+
+/* ---- paths -------------------------------------------------------------------------- */
+
+static const struct fw_field catalog_fields[] = {
+    {.name = "display_name",
+     .type = FW_TYPE_STRING,
+     .description = "Human name of the provider.",
+     .max_len = CATALOG_MAX_DISPLAY_NAME},
+    {.name = "api_style",
+     .type = FW_TYPE_STRING,
+     .description = "Wire protocol: openai, azure, anthropic, bedrock, vertex, gemini or cohere.",
+     .max_len = 16},
+    {.name = "base_url",
+     .type = FW_TYPE_STRING,
+     .description = "API base URL; https:// (http:// only for local providers to "
+                    "config local_hosts). {resource}, {region}, {project} are filled from the "
+                    "key's metadata.",
+     .max_len = CATALOG_MAX_URL},
+    {.name = "local",
+     .type = FW_TYPE_BOOL,
+     .description = "A provider on the node itself (ollama, lmstudio, vllm)."},
+    {.name = "regions",
+     .type = FW_TYPE_STRINGS,
+     .description = "Residency the provider serves from: eu, us, global.",
+     .max_len = 3},
+    {.name = "key_prefixes",
+     .type = FW_TYPE_STRINGS,
+     .description = "Documented key prefixes, used to validate key writes.",
+     .max_len = CATALOG_MAX_PREFIXES},
+    {.name = "key_min_length",
+     .type = FW_TYPE_INT,
+     .description = "Shortest plausible key.",
+     .min = 0,
+     .max = CATALOG_MAX_KEY_MIN_LENGTH},
+    {.name = "default_model",
+     .type = FW_TYPE_STRING,
+     .description = "Model used when a request names none; must be one of models.",
+     .max_len = CATALOG_MAX_MODEL_NAME},
+    {.name = "models",
+     .type = FW_TYPE_JSON,
+     .description = "List of models: name, context_window, max_output_tokens, capabilities, "
+                    "tier, input_per_1m, output_per_1m (USD per 1M tokens)."},
+    {.name = NULL},
+};
+
+static int catalog_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static enum err catalog_list(struct fw_request *req, struct fw_response *resp)
+{
+    char **keys = NULL;
+    size_t n = 0;
+    const char **names = NULL;
+    json_t *out_keys = NULL, *out_info = NULL;
+    enum err e = storage_list(req->storage, CATALOG_STORAGE_PREFIX, &keys, &n);
+    if (e != ERR_OK) {
+        return e;
+    }
+    size_t cap = CATALOG_NBUILTIN + (n < CATALOG_MAX_PROVIDERS ? n : CATALOG_MAX_PROVIDERS);
+    names = calloc(cap, sizeof(*names));
+    out_keys = json_array();
+    out_info = json_object();
+    if (names == NULL || out_keys == NULL || out_info == NULL) {
+        e = ERR_NOMEM;
+        goto out;
+    }
+    size_t nn = 0;
+    for (size_t i = 0; i < CATALOG_NBUILTIN; i++) {
+        names[nn++] = catalog_defs[i].name;
+    }
+    for (size_t i = 0; i < n && nn < cap; i++) {
+        /* Sub-folders and foreign keys are not entries; built-ins are listed once. */
+        if (fw_name_valid(keys[i]) && !catalog_is_builtin(keys[i])) {
+            names[nn++] = keys[i];
+        }
+    }
+    qsort(names, nn, sizeof(*names), catalog_cmp);
+    for (size_t i = 0; i < nn; i++) {
+        json_t *entry = NULL;
+        e = catalog_get(req->backend, req->storage, names[i], &entry);
+        if (e == ERR_NOTFOUND) {
+            continue; /* deleted between the list and the read */
+        }
+        if (e != ERR_OK) {
+            goto out;
+        }
+        json_t *ki = json_pack(
+            "{s:O, s:O, s:O, s:O}", "display_name", json_object_get(entry, "display_name"),
+            "api_style", json_object_get(entry, "api_style"), "builtin",
+            json_object_get(entry, "builtin"), "overridden", json_object_get(entry, "overridden"));
+        json_decref(entry);
+        if (ki == NULL || json_array_append_new(out_keys, json_string(names[i])) != 0 ||
+            json_object_set_new(out_info, names[i], ki) != 0) {
+            e = ERR_NOMEM;
+            goto out;
+        }
+    }
+    fw_reply(resp, json_pack("{s:O, s:O}", "keys", out_keys, "key_info", out_info));
+    e = resp->data != NULL ? ERR_OK : ERR_NOMEM;
+out:
+    free(names);
+    storage_keys_free(keys, n);
+    json_decref(out_keys);
+    json_decref(out_info);
+    return e;
+}
+
+static enum err catalog_read(struct fw_request *req, struct fw_response *resp)
+{
+    json_t *entry = NULL;
+    enum err e = catalog_get(req->backend, req->storage, fw_str(req, "name"), &entry);
+    if (e == ERR_NOTFOUND) {
+        return ERR_OK; /* no data: Vault answers 404 */
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    fw_reply(resp, entry);
+    return ERR_OK;
+}
+
+static enum err catalog_exists(struct fw_request *req, bool *ret_exists)
+{
+    json_t *entry = NULL;
+    enum err e = catalog_get(req->backend, req->storage, fw_str(req, "name"), &entry);
+    if (e == ERR_NOTFOUND) {
+        *ret_exists = false;
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_decref(entry);
+    *ret_exists = true;
+    return ERR_OK;
+}
+
+/* Copies the provided scalar fields of the request over the entry. */
+static enum err catalog_apply(struct fw_request *req, json_t *entry)
+{
+    static const char *const names[] = {"display_name",   "api_style",     "base_url",
+                                        "local",          "regions",       "key_prefixes",
+                                        "key_min_length", "default_model", NULL};
+    for (size_t i = 0; names[i] != NULL; i++) {
+        if (fw_provided(req, names[i]) &&
+            json_object_set(entry, names[i], fw_json(req, names[i])) != 0) {
+            return ERR_NOMEM;
+        }
+    }
+    return ERR_OK;
+}
+
+/*
+ * Validates the merged entry (so that an update cannot leave an entry that a
+ * create would refuse). Returns false with a 400 in resp.
+ */
+static bool catalog_entry_ok(const json_t *entry, const json_t *local_hosts,
+                             struct fw_response *resp)
+{
+    char why[160];
+    const char *s = json_string_value(json_object_get(entry, "display_name"));
+    if (s == NULL || s[0] == '\0') {
+        fw_error(resp, "missing required field 'display_name'");
+        return false;
+    }
+    s = json_string_value(json_object_get(entry, "api_style"));
+    if (s == NULL) {
+        fw_error(resp, "missing required field 'api_style'");
+        return false;
+    }
+    if (!catalog_in(s, catalog_api_styles)) {
+        fw_error(resp, "invalid value for field 'api_style': must be one of openai, azure, "
+                       "anthropic, bedrock, vertex, gemini, cohere");
+        return false;
+    }
+    s = json_string_value(json_object_get(entry, "base_url"));
+    if (s == NULL) {
+        fw_error(resp, "missing required field 'base_url'");
+        return false;
+    }
+    if (!catalog_url_ok(s, json_is_true(json_object_get(entry, "local")), local_hosts, why,
+                        sizeof(why))) {
+        fw_error(resp, "invalid value for field 'base_url': %s", why);
+        return false;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(entry, "regions"), i, v)
+    {
+        if (!catalog_in(json_string_value(v), catalog_regions)) {
+            fw_error(resp, "invalid value for field 'regions': item %zu must be eu, us or global",
+                     i);
+            return false;
+        }
+    }
+    json_array_foreach(json_object_get(entry, "key_prefixes"), i, v)
+    {
+        const char *p = json_string_value(v);
+        size_t len = p != NULL ? strlen(p) : 0;
+        bool ok = len > 0 && len <= CATALOG_MAX_PREFIX_LEN;
+        for (size_t c = 0; ok && c < len; c++) {
+            ok = p[c] > 0x20 && p[c] < 0x7f;
+        }
+        if (!ok) {
+            fw_error(resp,
+                     "invalid value for field 'key_prefixes': item %zu must be 1..%d printable "
+                     "characters",
+                     i, CATALOG_MAX_PREFIX_LEN);
+            return false;
+        }
+    }
+    json_t *models = json_object_get(entry, "models");
+    if (!json_is_array(models)) {
+        fw_error(resp, "invalid value for field 'models': expected a list of model objects");
+        return false;
+    }
+    if (json_array_size(models) > CATALOG_MAX_MODELS) {
+        fw_error(resp, "invalid value for field 'models': more than %d models", CATALOG_MAX_MODELS);
+        return false;
+    }
+    json_array_foreach(models, i, v)
+    {
+        if (!catalog_model_ok(v, i, resp)) {
+            return false;
+        }
+        const char *name = json_string_value(json_object_get(v, "name"));
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(json_string_value(json_object_get(json_array_get(models, j), "name")),
+                       name) == 0) {
+                fw_error(resp,
+                         "invalid value for field 'models': item %zu repeats the name of "
+                         "item %zu",
+                         i, j);
+                return false;
+            }
+        }
+    }
+    s = json_string_value(json_object_get(entry, "default_model"));
+    if (s != NULL && s[0] != '\0') {
+        bool found = false;
+        json_array_foreach(models, i, v)
+        {
+            found = found || strcmp(json_string_value(json_object_get(v, "name")), s) == 0;
+        }
+        if (!found) {
+            fw_error(resp, "invalid value for field 'default_model': not one of the models");
+            return false;
+        }
+    }
+    return true;
+}
+
+static enum err catalog_write(struct fw_request *req, struct fw_response *resp)
+{
+    const char *name = fw_str(req, "name");
+    json_t *entry = NULL, *config = NULL;
+    enum err e = catalog_get(req->backend, req->storage, name, &entry);
+    if (e == ERR_NOTFOUND) {
+        /* A new provider: start empty; required fields are checked on the result. */
+        entry = json_pack("{s:s, s:b, s:[], s:[], s:i, s:s, s:[]}", "display_name", name, "local",
+                          0, "regions", "key_prefixes", "key_min_length", 0, "default_model", "",
+                          "models");
+        e = entry != NULL ? ERR_OK : ERR_NOMEM;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_object_del(entry, "name");
+    json_object_del(entry, "builtin");
+    json_object_del(entry, "overridden");
+    e = catalog_apply(req, entry);
+    if (e != ERR_OK) {
+        goto out;
+    }
+    if (fw_provided(req, "models")) {
+        const json_t *in = fw_json(req, "models");
+        if (!json_is_array(in)) {
+            fw_error(resp, "invalid value for field 'models': expected a list of model objects");
+            goto out;
+        }
+        if (json_array_size(in) > CATALOG_MAX_MODELS) {
+            fw_error(resp, "invalid value for field 'models': more than %d models",
+                     CATALOG_MAX_MODELS);
+            goto out;
+        }
+        json_t *norm = json_array();
+        size_t i;
+        json_t *m;
+        json_array_foreach(in, i, m)
+        {
+            if (!catalog_model_ok(m, i, resp)) {
+                json_decref(norm);
+                goto out;
+            }
+            json_array_append_new(norm, catalog_model_norm(m));
+        }
+        json_object_set_new(entry, "models", norm);
+    }
+    e = config_get(req->backend, req->storage, &config);
+    if (e != ERR_OK) {
+        goto out;
+    }
+    if (!catalog_entry_ok(entry, json_object_get(config, "local_hosts"), resp)) {
+        goto out;
+    }
+    char key[STORAGE_MAX_KEY];
+    snprintf(key, sizeof(key), "%s%s", CATALOG_STORAGE_PREFIX, name);
+    e = storage_put_json(req->storage, key, entry, false);
+    cache_invalidate(byok_cache(req->backend), key);
+out:
+    json_decref(config);
+    json_decref(entry);
+    return e;
+}
+
+static enum err catalog_delete(struct fw_request *req, struct fw_response *resp)
+{
+    const char *name = fw_str(req, "name");
+    json_t *over = NULL;
+    enum err e = catalog_override(req->backend, req->storage, name, &over);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (over == NULL) {
+        if (catalog_is_builtin(name)) {
+            fw_error(resp,
+                     "invalid value for field 'name': '%s' is a built-in provider without an "
+                     "override; there is nothing to delete",
+                     name);
+        }
+        return ERR_OK; /* deleting what does not exist is not an error in Vault */
+    }
+    json_decref(over);
+    char key[STORAGE_MAX_KEY];
+    snprintf(key, sizeof(key), "%s%s", CATALOG_STORAGE_PREFIX, name);
+    e = storage_delete(req->storage, key);
+    cache_invalidate(byok_cache(req->backend), key);
+    return e;
+}
+
 const struct fw_path paths_providers[] = {
-    {.pattern = "providers/", .synopsis = "Provider catalog."},
+    {
+        .pattern = "providers/",
+        .handlers = {[FW_OP_LIST] = catalog_list},
+        .synopsis = "List the provider catalog.",
+        .description = "Lists built-in and admin-defined providers, with display name, API "
+                       "style and whether a built-in entry is overridden.",
+    },
+    {
+        .pattern = "providers/{name}",
+        .fields = catalog_fields,
+        .handlers = {[FW_OP_READ] = catalog_read,
+                     [FW_OP_CREATE] = catalog_write,
+                     [FW_OP_UPDATE] = catalog_write,
+                     [FW_OP_DELETE] = catalog_delete},
+        .exists = catalog_exists,
+        .synopsis = "Read, override or delete a provider catalog entry.",
+        .description = "A write to a built-in provider stores an override (the fields given "
+                       "replace the built-in ones); deleting the override restores the built-in "
+                       "entry. A write to a new name creates a provider: api_style and base_url "
+                       "are then required. base_url must be https:// unless "
+                       "the provider is local and the host is in config local_hosts; at most "
+                       "512 models; prices are non-negative USD per 1M tokens.",
+    },
     {.pattern = NULL},
 };

@@ -1,12 +1,135 @@
 /* SPDX-License-Identifier: MPL-2.0 */
-/* Skeleton: replaced by the full module shortly. */
+/*
+ * The mount's settings: the `config` path and config_get for the other path
+ * modules. The effective config (stored values over defaults) is cached in
+ * the engine's document cache under its storage key, so a warm `config` read
+ * does no storage round trip; our own writes drop the entry, and so does
+ * Vault's InvalidateKey("config") through byok_invalidate. Validation of the
+ * individual fields is the framework's (types, ranges); what is left here is
+ * the enumerations and name lists.
+ */
 #include "plugin/config.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#include "plugin/cache.h"
+#include "plugin/paths.h"
+
+#define CONFIG_DEFAULT_CREDS_TTL "5m"
+#define CONFIG_DEFAULT_MAX_KEY_VERSIONS "10"
+#define CONFIG_DEFAULT_TIER "MEDIUM"
+#define CONFIG_DEFAULT_LOCAL_HOSTS "127.0.0.1,localhost,::1"
+#define CONFIG_MAX_LOCAL_HOSTS 32
+#define CONFIG_MAX_HOST_LEN 253 /* a DNS name (RFC 1035) */
+
+static const char *const config_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED", NULL};
+
+static const struct fw_field config_fields[] = {
+    {.name = "creds_ttl",
+     .type = FW_TYPE_DURATION,
+     .def = CONFIG_DEFAULT_CREDS_TTL,
+     .description = "How long an agent may cache a key read from creds (1s..24h).",
+     .min = 1,
+     .max = 86400},
+    {.name = "max_key_versions",
+     .type = FW_TYPE_INT,
+     .def = CONFIG_DEFAULT_MAX_KEY_VERSIONS,
+     .description = "Versions kept per key (1..100); older ones are destroyed.",
+     .min = 1,
+     .max = 100},
+    {.name = "default_budget_tier",
+     .type = FW_TYPE_STRING,
+     .def = CONFIG_DEFAULT_TIER,
+     .description = "Budget tier of tenants without settings: FREE, LOW, MEDIUM, HIGH, UNLIMITED.",
+     .max_len = 16},
+    {.name = "allowed_providers",
+     .type = FW_TYPE_STRINGS,
+     .def = "",
+     .description = "Providers tenants may store keys for; empty means all."},
+    {.name = "local_hosts",
+     .type = FW_TYPE_STRINGS,
+     .def = CONFIG_DEFAULT_LOCAL_HOSTS,
+     .description = "Hosts a local provider may use with plain http.",
+     .max_len = CONFIG_MAX_LOCAL_HOSTS},
+    {.name = NULL},
+};
+
+/* The defaults as a config document; a new object. */
+static json_t *config_defaults(void)
+{
+    json_t *hosts = json_pack("[sss]", "127.0.0.1", "localhost", "::1");
+    return json_pack("{s:I, s:I, s:s, s:[], s:o}", "creds_ttl", (json_int_t)300, "max_key_versions",
+                     (json_int_t)10, "default_budget_tier", CONFIG_DEFAULT_TIER,
+                     "allowed_providers", "local_hosts", hosts);
+}
+
+/*
+ * Fills what a stored document lacks (written by an older version, or by
+ * hand) with defaults, and ignores values of the wrong type rather than
+ * passing them on to the other modules.
+ */
+static json_t *config_effective(const json_t *stored)
+{
+    json_t *c = config_defaults();
+    if (c == NULL || stored == NULL) {
+        return c;
+    }
+    json_t *v;
+    if (json_is_integer(v = json_object_get(stored, "creds_ttl")) && json_integer_value(v) > 0) {
+        json_object_set(c, "creds_ttl", v);
+    }
+    if (json_is_integer(v = json_object_get(stored, "max_key_versions")) &&
+        json_integer_value(v) > 0) {
+        json_object_set(c, "max_key_versions", v);
+    }
+    if (json_is_string(v = json_object_get(stored, "default_budget_tier"))) {
+        json_object_set(c, "default_budget_tier", v);
+    }
+    if (json_is_array(v = json_object_get(stored, "allowed_providers"))) {
+        json_object_set_new(c, "allowed_providers", json_deep_copy(v));
+    }
+    if (json_is_array(v = json_object_get(stored, "local_hosts"))) {
+        json_object_set_new(c, "local_hosts", json_deep_copy(v));
+    }
+    return c;
+}
+
+/* The shared, immutable cached config (new reference). */
+static enum err config_load(struct byok *b, struct storage *st, json_t **ret_config)
+{
+    struct cache *cache = byok_cache(b);
+    uint64_t gen = 0;
+    json_t *c = cache_get(cache, CONFIG_STORAGE_KEY, &gen);
+    if (c != NULL) {
+        *ret_config = c;
+        return ERR_OK;
+    }
+    json_t *stored = NULL;
+    enum err e = storage_get_json(st, CONFIG_STORAGE_KEY, &stored);
+    if (e != ERR_OK && e != ERR_NOTFOUND) {
+        return e;
+    }
+    c = config_effective(stored);
+    json_decref(stored);
+    if (c == NULL) {
+        return ERR_NOMEM;
+    }
+    cache_put(cache, CONFIG_STORAGE_KEY, c, gen);
+    *ret_config = c;
+    return ERR_OK;
+}
 
 enum err config_get(struct byok *b, struct storage *st, json_t **ret_config)
 {
-    json_t *c = json_pack("{s:i, s:i, s:s, s:[], s:[sss]}", "creds_ttl", 300, "max_key_versions",
-                          10, "default_budget_tier", "MEDIUM", "allowed_providers", "local_hosts",
-                          "127.0.0.1", "localhost", "::1");
+    json_t *shared = NULL;
+    enum err e = config_load(b, st, &shared);
+    if (e != ERR_OK) {
+        return e;
+    }
+    /* Callers may edit what they get; the cached document must stay untouched. */
+    json_t *c = json_deep_copy(shared);
+    json_decref(shared);
     if (c == NULL) {
         return ERR_NOMEM;
     }
@@ -14,7 +137,133 @@ enum err config_get(struct byok *b, struct storage *st, json_t **ret_config)
     return ERR_OK;
 }
 
+static enum err config_read(struct fw_request *req, struct fw_response *resp)
+{
+    json_t *shared = NULL;
+    enum err e = config_load(req->backend, req->storage, &shared);
+    if (e != ERR_OK) {
+        return e;
+    }
+    int64_t kek = 0;
+    e = byok_kek_version(req->backend, req->storage, &kek);
+    if (e != ERR_OK) {
+        json_decref(shared);
+        return e;
+    }
+    /* A shallow copy: the arrays are shared read-only with the cache. */
+    json_t *out = json_copy(shared);
+    json_decref(shared);
+    if (out == NULL || json_object_set_new(out, "kek_version", json_integer(kek)) != 0) {
+        json_decref(out);
+        return ERR_NOMEM;
+    }
+    fw_reply(resp, out);
+    return ERR_OK;
+}
+
+static bool config_host_valid(const char *h)
+{
+    size_t len = strlen(h);
+    if (len == 0 || len > CONFIG_MAX_HOST_LEN) {
+        return false;
+    }
+    /* DNS names, IPv4 and IPv6 literals (without brackets). */
+    for (const char *p = h; *p != '\0'; p++) {
+        if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == ':')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static enum err config_write(struct fw_request *req, struct fw_response *resp)
+{
+    struct byok *b = req->backend;
+    json_t *cur = NULL;
+    enum err e = config_load(b, req->storage, &cur);
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *next = json_deep_copy(cur);
+    json_decref(cur);
+    if (next == NULL) {
+        return ERR_NOMEM;
+    }
+
+    if (fw_provided(req, "creds_ttl")) {
+        json_object_set(next, "creds_ttl", fw_json(req, "creds_ttl"));
+    }
+    if (fw_provided(req, "max_key_versions")) {
+        json_object_set(next, "max_key_versions", fw_json(req, "max_key_versions"));
+    }
+    if (fw_provided(req, "default_budget_tier")) {
+        char tier[17];
+        const char *in = fw_str(req, "default_budget_tier");
+        size_t i = 0;
+        for (; in[i] != '\0' && i < sizeof(tier) - 1; i++) {
+            tier[i] = (char)toupper((unsigned char)in[i]);
+        }
+        tier[i] = '\0';
+        bool ok = false;
+        for (size_t t = 0; config_tiers[t] != NULL; t++) {
+            ok = ok || strcmp(tier, config_tiers[t]) == 0;
+        }
+        if (!ok) {
+            fw_error(resp, "invalid value for field 'default_budget_tier': must be one of FREE, "
+                           "LOW, MEDIUM, HIGH, UNLIMITED");
+            goto out;
+        }
+        json_object_set_new(next, "default_budget_tier", json_string(tier));
+    }
+    if (fw_provided(req, "allowed_providers")) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(fw_json(req, "allowed_providers"), i, v)
+        {
+            if (!fw_name_valid(json_string_value(v))) {
+                fw_error(resp,
+                         "invalid value for field 'allowed_providers': item %zu must match "
+                         "[a-z0-9][a-z0-9_-]{0,62}",
+                         i);
+                goto out;
+            }
+        }
+        json_object_set(next, "allowed_providers", fw_json(req, "allowed_providers"));
+    }
+    if (fw_provided(req, "local_hosts")) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(fw_json(req, "local_hosts"), i, v)
+        {
+            if (!config_host_valid(json_string_value(v))) {
+                fw_error(resp,
+                         "invalid value for field 'local_hosts': item %zu is not a host name or "
+                         "IP address",
+                         i);
+                goto out;
+            }
+        }
+        json_object_set(next, "local_hosts", fw_json(req, "local_hosts"));
+    }
+
+    e = storage_put_json(req->storage, CONFIG_STORAGE_KEY, next, false);
+    /* Drop the entry even on failure: the write may have landed. */
+    cache_invalidate(byok_cache(b), CONFIG_STORAGE_KEY);
+out:
+    json_decref(next);
+    return e;
+}
+
 const struct fw_path paths_config[] = {
-    {.pattern = "config", .synopsis = "Mount settings."},
+    {
+        .pattern = "config",
+        .fields = config_fields,
+        .handlers = {[FW_OP_READ] = config_read, [FW_OP_UPDATE] = config_write},
+        .synopsis = "Configure the byok secrets engine.",
+        .description = "Mount-wide settings: how long agents may cache credentials, how many "
+                       "versions of a key are kept, the default budget tier, which providers "
+                       "tenants may use and which hosts local providers may reach over http. "
+                       "Read also returns the current key-encryption key version.",
+    },
     {.pattern = NULL},
 };
