@@ -688,17 +688,18 @@ static void fw_warn_names(struct fw_response *resp, const char *prefix, const ch
 
 /*
  * Builds req->fields and req->provided from the body, the defaults and the
- * path segments. Returns false with resp set to a 400 on a validation failure.
+ * path segments. *ret_ok = false with resp set to a 400 on a validation
+ * failure. lenient (for existence checks): skip required fields and bad values.
  */
 static enum err fw_fields_build(const struct fw_match *m, struct fw_request *req,
-                                struct fw_response *resp, bool *ret_ok)
+                                struct fw_response *resp, bool lenient, bool *ret_ok)
 {
     const struct fw_path *p = m->path;
     json_t *data = json_is_object(req->data) ? req->data : NULL;
     char why[256];
     *ret_ok = false;
 
-    if (req->data != NULL && !json_is_object(req->data) && !json_is_null(req->data)) {
+    if (req->data != NULL && !json_is_object(req->data) && !json_is_null(req->data) && !lenient) {
         fw_error(resp, "request data must be a JSON object");
         return ERR_OK;
     }
@@ -717,7 +718,8 @@ static enum err fw_fields_build(const struct fw_match *m, struct fw_request *req
         json_t *def = NULL;
         if (v == NULL || json_is_null(v)) {
             if (f->def == NULL) {
-                if (f->required && (req->op == FW_OP_CREATE || req->op == FW_OP_UPDATE)) {
+                if (f->required && !lenient &&
+                    (req->op == FW_OP_CREATE || req->op == FW_OP_UPDATE)) {
                     fw_error(resp, "missing required field '%s'", f->name);
                     return ERR_OK;
                 }
@@ -736,6 +738,9 @@ static enum err fw_fields_build(const struct fw_match *m, struct fw_request *req
             if (from_default) {
                 /* A broken table is our bug, not the caller's. */
                 return ERR_INTERNAL;
+            }
+            if (lenient) {
+                continue; /* the request itself will report it */
             }
             fw_error(resp, "invalid value for field '%s': %s", f->name, why);
             return ERR_OK;
@@ -1123,7 +1128,7 @@ enum err fw_handle(const struct fw_path *const *tables, struct fw_request *req,
         return ERR_OK;
     }
     bool ok = false;
-    e = fw_fields_build(&m, req, resp, &ok);
+    e = fw_fields_build(&m, req, resp, false, &ok);
     if (e != ERR_OK) {
         goto out_internal;
     }
@@ -1157,7 +1162,11 @@ enum err fw_exists(const struct fw_path *const *tables, struct fw_request *req, 
         return ERR_OK;
     }
     bool ok = false;
-    enum err e = fw_fields_build(&m, req, resp, &ok);
+    /*
+     * Vault's existence check sees the raw data without validation: a missing
+     * or bad field is reported by the request that follows, not here.
+     */
+    enum err e = fw_fields_build(&m, req, resp, true, &ok);
     if (e == ERR_OK && ok) {
         bool exists = false;
         e = m.path->exists(req, &exists);
