@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package vaultsim
+
+// Transport tests: the plugin as a go-plugin server, seen from the host.
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/plugin/pb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// startMounted starts the plugin with in-memory storage and runs the mount
+// sequence (Setup, Type, SpecialPaths, Initialize).
+func startMounted(t *testing.T) (*Plugin, *Storage, *LogBuffer) {
+	t.Helper()
+	st, _ := NewStorage("")
+	log := NewLogBuffer(nil)
+	p, err := StartPlugin(PluginConfig{Path: pluginPath(t), Name: "vault-plugin-secrets-byok",
+		BackendUUID: newUUID(), Storage: st, Stderr: log,
+		System: &SystemView{DefaultLeaseTTL: DefaultLeaseTTL, MaxLeaseTTL: DefaultLeaseTTL}})
+	if err != nil {
+		t.Fatalf("StartPlugin: %v", err)
+	}
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("plugin log:\n%s", tail(log.String(), 8000))
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Setup(ctx); err != nil {
+		t.Fatalf("mount sequence: %v", err)
+	}
+	return p, st, log
+}
+
+func TestHandshakeLine(t *testing.T) {
+	r, err := LaunchRaw(pluginPath(t), nil, 30*time.Second)
+	if err != nil {
+		t.Fatalf("launch: %v", err)
+	}
+	defer r.Kill()
+	f := strings.Split(r.Line, "|")
+	if len(f) != 6 {
+		t.Fatalf("handshake line has %d fields, want 6 (no 7th without PLUGIN_MULTIPLEX_GRPC): %q", len(f), r.Line)
+	}
+	defer os.Remove(f[3])
+	if f[0] != "1" || f[1] != "5" || f[2] != "unix" || f[4] != "grpc" {
+		t.Fatalf("fields 1,2,3,5 = %q %q %q %q, want 1 5 unix grpc", f[0], f[1], f[2], f[4])
+	}
+	if !filepath.IsAbs(f[3]) {
+		t.Errorf("address %q is not an absolute path", f[3])
+	}
+	if fi, err := os.Stat(f[3]); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("address %q is not a listening socket when the line is printed: %v", f[3], err)
+	}
+	if strings.ContainsAny(f[5], "=\n-_") {
+		t.Errorf("certificate field is not raw standard base64 (padding or URL alphabet): %.40q...", f[5])
+	}
+	der, err := base64.RawStdEncoding.DecodeString(f[5])
+	if err != nil {
+		t.Fatalf("certificate field: %v", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatalf("certificate DER: %v", err)
+	}
+	hasLocalhost := false
+	for _, n := range cert.DNSNames {
+		hasLocalhost = hasLocalhost || n == "localhost"
+	}
+	if !hasLocalhost {
+		t.Errorf("certificate has no DNS SAN localhost: %v", cert.DNSNames)
+	}
+	if len(cert.ExtKeyUsage) > 0 {
+		var srv, cli bool
+		for _, u := range cert.ExtKeyUsage {
+			srv = srv || u == x509.ExtKeyUsageServerAuth
+			cli = cli || u == x509.ExtKeyUsageClientAuth
+		}
+		if !srv || !cli {
+			t.Errorf("certificate EKU must include serverAuth and clientAuth: %v", cert.ExtKeyUsage)
+		}
+	}
+	if time.Now().Before(cert.NotBefore) || time.Now().After(cert.NotAfter) {
+		t.Errorf("certificate not currently valid: %v..%v", cert.NotBefore, cert.NotAfter)
+	}
+	if cert.SerialNumber.Sign() <= 0 {
+		t.Errorf("certificate serial must be positive")
+	}
+}
+
+func TestTypeAndSpecialPaths(t *testing.T) {
+	p, _, _ := startMounted(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr, err := p.Backend.Type(ctx, &pb.Empty{})
+	if err != nil || tr.Type != 1 {
+		t.Fatalf("Type = %v, %v; want 1 (logical)", tr, err)
+	}
+	sp, err := p.Backend.SpecialPaths(ctx, &pb.Empty{})
+	if err != nil || sp.Paths == nil {
+		t.Fatalf("SpecialPaths = %v, %v", sp, err)
+	}
+	found := false
+	for _, s := range sp.Paths.SealWrapStorage {
+		found = found || s == "kek/"
+	}
+	if !found {
+		t.Errorf("SpecialPaths.seal_wrap_storage = %v, want it to contain kek/", sp.Paths.SealWrapStorage)
+	}
+	if p.Multiplex != "false" && p.Multiplex != "unimplemented" {
+		t.Errorf("MultiplexingSupport answered %q", p.Multiplex)
+	}
+}
+
+var semverRe = regexp.MustCompile(`^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+
+func TestRegistrationMode(t *testing.T) {
+	log := NewLogBuffer(nil)
+	v, err := Register(pluginPath(t), log)
+	if err != nil {
+		t.Fatalf("registration (Setup with no storage, empty config): %v\nplugin log:\n%s", err, log.String())
+	}
+	if !semverRe.MatchString(v) {
+		t.Errorf("PluginVersion = %q, want a semantic version", v)
+	}
+}
+
+func TestUnknownMethodUnimplemented(t *testing.T) {
+	p, _, _ := startMounted(t)
+	for _, m := range []string{"/pb.Backend/Nope", "/no.such.Service/Method", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := p.Conn.Invoke(ctx, m, &pb.Empty{}, &pb.Empty{})
+		cancel()
+		if status.Code(err) != codes.Unimplemented {
+			t.Errorf("%s: got %v, want Unimplemented (a DeadlineExceeded means the call hung)", m, err)
+		}
+	}
+	// The connection is still usable afterwards.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := p.Backend.Type(ctx, &pb.Empty{}); err != nil {
+		t.Errorf("Type after unknown methods: %v", err)
+	}
+}
+
+func TestShutdownExitsAndRemovesSocket(t *testing.T) {
+	p, _, _ := startMounted(t)
+	sock := p.Addr.String()
+	if _, err := os.Stat(sock); err != nil {
+		t.Fatalf("plugin socket %s: %v", sock, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil && status.Code(err) != codes.Unavailable {
+		t.Fatalf("GRPCController/Shutdown: %v", err)
+	}
+	// Vault SIGKILLs a plugin that is still alive 2 s after Shutdown: the
+	// plugin must be gone by then on its own.
+	deadline := time.Now().Add(2 * time.Second)
+	for !p.Exited() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !p.Exited() {
+		t.Fatalf("plugin still running 2 s after Shutdown (Vault would SIGKILL it)")
+	}
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket %s left behind after exit (stat: %v)", sock, err)
+	}
+}
+
+// runPlugin execs the plugin with exactly env and returns exit code, stdout, stderr.
+func runPlugin(t *testing.T, env []string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, pluginPath(t))
+	cmd.Env = env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running plugin: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("plugin did not exit within 20 s with env %v", env)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestRefusesToRunWithoutHost(t *testing.T) {
+	certPEM, _, err := GenerateCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"PLUGIN_PROTOCOL_VERSIONS=5", "PLUGIN_CLIENT_CERT=" + string(certPEM), "PATH=/usr/bin:/bin"}
+	cases := []struct {
+		name string
+		env  []string
+	}{
+		{"wrong cookie", append([]string{MagicCookieKey + "=not-the-cookie"}, base...)},
+		{"no cookie", base},
+		{"by hand (empty environment)", []string{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runPlugin(t, c.env)
+			if code != 1 {
+				t.Errorf("exit status %d, want 1", code)
+			}
+			if out != "" {
+				t.Errorf("printed on stdout (a host would read it as a handshake): %q", out)
+			}
+			msg := strings.ToLower(errOut)
+			if !strings.Contains(msg, "plugin") || !(strings.Contains(msg, "vault") || strings.Contains(msg, "directly")) {
+				t.Errorf("stderr does not explain that this is a Vault plugin not meant to be run directly: %q", errOut)
+			}
+		})
+	}
+}
+
+// tlsRejects dials addr with cert (nil: none) and reports whether the peer
+// rejected the TLS handshake (with TLS 1.3 the server's verdict on the
+// client certificate arrives with the first read).
+func tlsRejects(t *testing.T, addr string, roots *x509.CertPool, cert *tls.Certificate) bool {
+	t.Helper()
+	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"h2"}}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "unix", addr, cfg)
+	if err != nil {
+		return true
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 64)
+	_, err = conn.Read(buf)
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	return true
+}
+
+func TestPluginRejectsForeignClientCert(t *testing.T) {
+	p, _, _ := startMounted(t)
+	addr := p.Addr.String()
+	roots := p.TLS.RootCAs
+	// Control: the certificate sent in PLUGIN_CLIENT_CERT is accepted.
+	host := p.TLS.Certificates[0]
+	if tlsRejects(t, addr, roots, &host) {
+		t.Fatalf("plugin rejected the host's own certificate (control)")
+	}
+	certPEM, keyPEM, err := GenerateCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tlsRejects(t, addr, roots, &other) {
+		t.Errorf("plugin accepted a client certificate not issued from PLUGIN_CLIENT_CERT")
+	}
+	if !tlsRejects(t, addr, roots, nil) {
+		t.Errorf("plugin accepted a connection without a client certificate")
+	}
+}
+
+// The stand-in's broker must be as strict as Vault's: only the plugin's
+// handshake certificate is accepted.
+func TestBrokerRequiresPluginCert(t *testing.T) {
+	p, _, _ := startMounted(t)
+	if p.brokerLis == nil {
+		t.Fatal("no broker listener")
+	}
+	certPEM, keyPEM, _ := GenerateCert()
+	other, _ := tls.X509KeyPair(certPEM, keyPEM)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM) // trust anything: the server side is under test
+	cfg := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{other}}
+	conn, err := tls.Dial("unix", p.brokerLis.Addr().String(), cfg)
+	if err == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = conn.Read(make([]byte, 16))
+		conn.Close()
+	}
+	var ne net.Error
+	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		t.Errorf("broker accepted a foreign client certificate")
+	}
+}
