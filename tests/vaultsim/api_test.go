@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package vaultsim
+
+// The plugin's config and providers paths through Vault's HTTP API:
+// CRUD, validation, persistence across plugin and stand-in restarts,
+// help/OpenAPI, and concurrency.
+
+import (
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func keysOf(t *testing.T, resp map[string]any) []string {
+	t.Helper()
+	raw, _ := Data(resp)["keys"].([]any)
+	out := make([]string, 0, len(raw))
+	for _, k := range raw {
+		s, ok := k.(string)
+		if !ok {
+			t.Fatalf("non-string key %v", k)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestHealth(t *testing.T) {
+	s := newSim(t)
+	m := s.MustCall(t, 200, "", "GET", "sys/health", nil)
+	if m["initialized"] != true || m["sealed"] != false || m["standby"] != false {
+		t.Errorf("sys/health = %v", m)
+	}
+}
+
+func TestConfigReadUpdate(t *testing.T) {
+	s := newSim(t)
+	m := s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)
+	d := Data(m)
+	for _, f := range []string{"creds_ttl", "max_key_versions", "default_budget_tier", "allowed_providers", "local_hosts", "kek_version"} {
+		if _, ok := d[f]; !ok {
+			t.Errorf("config read lacks %q: %v", f, d)
+		}
+	}
+	if d["max_key_versions"] != float64(10) || d["default_budget_tier"] != "MEDIUM" {
+		t.Errorf("defaults: max_key_versions=%v default_budget_tier=%v", d["max_key_versions"], d["default_budget_tier"])
+	}
+	code, _ := s.Call(t, s.RootToken, "PUT", "byok/config", map[string]any{"max_key_versions": 7, "default_budget_tier": "HIGH"})
+	if code != 200 && code != 204 {
+		t.Fatalf("config update: status %d", code)
+	}
+	d = Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil))
+	if d["max_key_versions"] != float64(7) || d["default_budget_tier"] != "HIGH" {
+		t.Errorf("after update: %v", d)
+	}
+	for field, bad := range map[string]any{"max_key_versions": 101, "default_budget_tier": "PLATINUM", "creds_ttl": "48h"} {
+		code, m := s.Call(t, s.RootToken, "PUT", "byok/config", map[string]any{field: bad})
+		if code != 400 || !strings.Contains(Errors(m), field) {
+			t.Errorf("config %s=%v: status %d errors %q, want 400 naming the field", field, bad, code, Errors(m))
+		}
+	}
+	// A failed update changes nothing.
+	d = Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil))
+	if d["max_key_versions"] != float64(7) {
+		t.Errorf("a rejected update changed config: %v", d)
+	}
+	// Unknown path and unsupported operation.
+	if code, _ := s.Call(t, s.RootToken, "GET", "byok/no/such/path", nil); code != 404 {
+		t.Errorf("unknown path: status %d, want 404", code)
+	}
+	if code, _ := s.Call(t, s.RootToken, "DELETE", "byok/config", nil); code != 405 {
+		t.Errorf("delete on config: status %d, want 405", code)
+	}
+}
+
+func newProvider(name string) map[string]any {
+	return map[string]any{
+		"display_name": "Custom " + name, "api_style": "openai",
+		"base_url": "https://" + name + ".example.com/v1", "regions": []string{"eu"},
+		"models": []map[string]any{{"name": "m1", "context_window": 8192, "max_output_tokens": 1024,
+			"capabilities": []string{"chat"}, "tier": "LOW", "input_per_1m": 0.1, "output_per_1m": 0.2}},
+	}
+}
+
+func TestProvidersCatalog(t *testing.T) {
+	s := newSim(t)
+	list := s.MustCall(t, 200, s.RootToken, "LIST", "byok/providers", nil)
+	keys := keysOf(t, list)
+	for _, p := range []string{"openai", "anthropic"} {
+		if !contains(keys, p) {
+			t.Errorf("built-in %q not listed: %v", p, keys)
+		}
+	}
+	if !sort.StringsAreSorted(keys) {
+		t.Errorf("keys not sorted: %v", keys)
+	}
+	info, _ := Data(list)["key_info"].(map[string]any)
+	if oi, _ := info["openai"].(map[string]any); oi == nil || oi["builtin"] != true {
+		t.Errorf("key_info.openai = %v", info["openai"])
+	}
+	// GET ?list=true is the same operation.
+	if k2 := keysOf(t, s.MustCall(t, 200, s.RootToken, "GET", "byok/providers?list=true", nil)); !reflect.DeepEqual(k2, keys) {
+		t.Errorf("GET ?list=true keys %v != LIST keys %v", k2, keys)
+	}
+
+	orig := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/providers/openai", nil))
+	if orig["builtin"] != true || orig["overridden"] != false || orig["name"] != "openai" {
+		t.Fatalf("built-in openai: %v", orig)
+	}
+	// Override the built-in entry.
+	over := newProvider("openai")
+	over["display_name"] = "OpenAI via proxy"
+	code, m := s.Call(t, s.RootToken, "PUT", "byok/providers/openai", over)
+	if code != 200 && code != 204 {
+		t.Fatalf("override: %d %v", code, m)
+	}
+	got := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/providers/openai", nil))
+	if got["overridden"] != true || got["base_url"] != "https://openai.example.com/v1" || got["display_name"] != "OpenAI via proxy" {
+		t.Errorf("after override: %v", got)
+	}
+	// Delete restores the built-in entry.
+	if code, _ := s.Call(t, s.RootToken, "DELETE", "byok/providers/openai", nil); code != 204 && code != 200 {
+		t.Fatalf("delete override: %d", code)
+	}
+	got = Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/providers/openai", nil))
+	if got["overridden"] != false || got["base_url"] != orig["base_url"] {
+		t.Errorf("after deleting the override: %v (built-in base_url %v)", got, orig["base_url"])
+	}
+	// A built-in entry without override cannot be deleted.
+	if code, m := s.Call(t, s.RootToken, "DELETE", "byok/providers/openai", nil); code != 400 {
+		t.Errorf("delete built-in: %d %v, want 400", code, m)
+	}
+
+	// A new provider.
+	code, m = s.Call(t, s.RootToken, "PUT", "byok/providers/custom1", newProvider("custom1"))
+	if code != 200 && code != 204 {
+		t.Fatalf("create custom1: %d %v", code, m)
+	}
+	if !contains(keysOf(t, s.MustCall(t, 200, s.RootToken, "LIST", "byok/providers", nil)), "custom1") {
+		t.Errorf("custom1 not listed")
+	}
+	got = Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/providers/custom1", nil))
+	if got["builtin"] != false || got["display_name"] != "Custom custom1" {
+		t.Errorf("custom1: %v", got)
+	}
+	s.MustCall(t, 204, s.RootToken, "DELETE", "byok/providers/custom1", nil)
+	if code, _ := s.Call(t, s.RootToken, "GET", "byok/providers/custom1", nil); code != 404 {
+		t.Errorf("deleted custom1: status %d, want 404", code)
+	}
+
+	// Validation: bad base_url and bad names are 400s naming the field.
+	for _, u := range []string{"http://evil.example.com/v1", "ftp://x.example.com", "https://", "not a url"} {
+		p := newProvider("bad")
+		p["base_url"] = u
+		code, m := s.Call(t, s.RootToken, "PUT", "byok/providers/bad", p)
+		if code != 400 || !strings.Contains(Errors(m), "base_url") {
+			t.Errorf("base_url %q: %d %q, want 400 naming base_url", u, code, Errors(m))
+		}
+	}
+	if code, _ := s.Call(t, s.RootToken, "GET", "byok/providers/bad", nil); code != 404 {
+		t.Errorf("rejected provider was stored (status %d)", code)
+	}
+	code, m = s.Call(t, s.RootToken, "PUT", "byok/providers/Bad.Name", newProvider("x"))
+	if code != 400 && code != 404 {
+		t.Errorf("invalid provider name: %d %v, want 400 (or 404 when the path pattern rejects it)", code, m)
+	}
+}
+
+// state written through the API that must survive restarts.
+func writeState(t *testing.T, s *Sim) {
+	t.Helper()
+	code, m := s.Call(t, s.RootToken, "PUT", "byok/config", map[string]any{"max_key_versions": 3})
+	if code != 200 && code != 204 {
+		t.Fatalf("config write: %d %v", code, m)
+	}
+	code, m = s.Call(t, s.RootToken, "PUT", "byok/providers/persist1", newProvider("persist1"))
+	if code != 200 && code != 204 {
+		t.Fatalf("provider write: %d %v", code, m)
+	}
+}
+
+func checkState(t *testing.T, s *Sim, when string) {
+	t.Helper()
+	if d := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)); d["max_key_versions"] != float64(3) {
+		t.Errorf("%s: config max_key_versions = %v, want 3", when, d["max_key_versions"])
+	}
+	if d := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/providers/persist1", nil)); d["base_url"] != "https://persist1.example.com/v1" {
+		t.Errorf("%s: provider = %v", when, d)
+	}
+}
+
+func TestPersistenceAcrossPluginReload(t *testing.T) {
+	s := newSim(t)
+	writeState(t, s)
+	pid := s.Plugin().Pid
+	s.ReloadPlugin(t)
+	if s.Plugin().Pid == pid {
+		t.Fatalf("reload did not start a new process")
+	}
+	checkState(t, s, "after ReloadPlugin")
+	// The HTTP endpoint does the same.
+	s.MustCall(t, 204, s.RootToken, "PUT", "sys/plugins/reload/backend", map[string]any{"mounts": []string{"byok"}})
+	checkState(t, s, "after sys/plugins/reload/backend")
+	if code, _ := s.Call(t, s.RootToken, "PUT", "sys/plugins/reload/backend", map[string]any{"plugin": "nope"}); code != 400 {
+		t.Errorf("reload of an unknown plugin: status %d, want 400", code)
+	}
+}
+
+func TestPersistenceAcrossStandInRestart(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "storage.json")
+	s1 := newSim(t, WithStorageFile(file))
+	writeState(t, s1)
+	before := s1.RawStorage()
+	s1.Close()
+	s2 := newSim(t, WithStorageFile(file))
+	if !reflect.DeepEqual(s2.RawStorage(), before) {
+		t.Errorf("storage file did not round-trip: %d entries before, %d after", len(before), len(s2.RawStorage()))
+	}
+	checkState(t, s2, "after stand-in restart")
+}
+
+func TestHelpAndOpenAPI(t *testing.T) {
+	s := newSim(t)
+	m := s.MustCall(t, 200, s.RootToken, "GET", "byok/config?help=1", nil)
+	if h, _ := m["help"].(string); h == "" {
+		t.Errorf("config help: no help text: %v", m)
+	}
+	root := s.MustCall(t, 200, s.RootToken, "GET", "byok/?help=1", nil)
+	if h, _ := root["help"].(string); !strings.Contains(h, "config") {
+		t.Errorf("root help does not list config: %q", h)
+	}
+	oas, _ := root["openapi"].(map[string]any)
+	paths, _ := oas["paths"].(map[string]any)
+	if _, ok := paths["/config"]; !ok {
+		t.Errorf("root help openapi paths lack /config: %v", keysOfMap(paths))
+	}
+	spec := s.MustCall(t, 200, s.RootToken, "GET", "sys/internal/specs/openapi", nil)
+	sp, _ := spec["paths"].(map[string]any)
+	for _, want := range []string{"/byok/config", "/byok/providers/{name}"} {
+		if _, ok := sp[want]; !ok {
+			t.Errorf("OpenAPI document lacks %s: %v", want, keysOfMap(sp))
+		}
+	}
+	// help on an unknown path is a 404, as any operation there.
+	if code, _ := s.Call(t, s.RootToken, "GET", "byok/no/such?help=1", nil); code != 404 {
+		t.Errorf("help on unknown path: status %d, want 404", code)
+	}
+}
+
+func keysOfMap(m map[string]any) []string {
+	var k []string
+	for x := range m {
+		k = append(k, x)
+	}
+	sort.Strings(k)
+	return k
+}
+
+func TestConcurrentRequests(t *testing.T) {
+	s := newSim(t)
+	const n = 64
+	var wg sync.WaitGroup
+	errs := make(chan string, n*8)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			name := fmt.Sprintf("conc%02d", i)
+			check := func(step string, code int, m map[string]any, err error, ok ...int) bool {
+				if err != nil {
+					errs <- fmt.Sprintf("%s %s: %v", name, step, err)
+					return false
+				}
+				for _, c := range ok {
+					if c == code {
+						return true
+					}
+				}
+				errs <- fmt.Sprintf("%s %s: status %d %v", name, step, code, m)
+				return false
+			}
+			p := newProvider(name)
+			code, m, err := s.Server.Call(s.RootToken, "PUT", "byok/providers/"+name, p)
+			if !check("create", code, m, err, 200, 204) {
+				return
+			}
+			for r := 0; r < 3; r++ {
+				code, m, err = s.Server.Call(s.RootToken, "GET", "byok/providers/"+name, nil)
+				if !check("read", code, m, err, 200) {
+					return
+				}
+				if Data(m)["display_name"] != p["display_name"] {
+					errs <- fmt.Sprintf("%s: read back %v", name, Data(m)["display_name"])
+				}
+				p["display_name"] = fmt.Sprintf("round %d", r)
+				code, m, err = s.Server.Call(s.RootToken, "PUT", "byok/providers/"+name, p)
+				if !check("update", code, m, err, 200, 204) {
+					return
+				}
+			}
+			code, m, err = s.Server.Call(s.RootToken, "GET", "byok/config", nil)
+			check("config read", code, m, err, 200)
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	keys := keysOf(t, s.MustCall(t, 200, s.RootToken, "LIST", "byok/providers", nil))
+	for i := 0; i < n; i++ {
+		if !contains(keys, fmt.Sprintf("conc%02d", i)) {
+			t.Errorf("conc%02d missing from the list", i)
+		}
+	}
+}
