@@ -1,0 +1,915 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Envelope encryption: AES-256-GCM through OpenSSL's EVP interface, the
+ * versioned KEKs, the per-tenant DEKs and their caches.
+ *
+ * Locking, from outermost to innermost:
+ *   rot_mu   serialises KEK rotations;
+ *   kek_rw   readers: anything that reads a wrapped DEK and unwraps it, or
+ *            creates a DEK with the current KEK; writer: switching the current
+ *            version and removing old KEK versions. So a reader that saw a DEK
+ *            record wrapped by KEK n always finds KEK n, and a DEK is never
+ *            created with a version that a rotation has already left behind;
+ *   cache_mu guards the in-memory caches only and is never held across I/O.
+ *
+ * This module does not decide who may read which tenant: the path handlers
+ * and Vault's ACLs do. It never logs.
+ */
+#include "plugin/envelope.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ENVELOPE_FORMAT_V1 0x01
+#define ENVELOPE_DEK_BUCKETS 1024
+/* Raw KEK record: format byte then the key. Raw (not JSON) so that every copy can be wiped. */
+#define ENVELOPE_KEK_RECORD_LEN (1 + ENVELOPE_KEY_LEN)
+
+/* ---- AEAD primitives -------------------------------------------------------------- */
+
+static bool envelope_key_ok(const struct secret *key)
+{
+    return key != NULL && key->len == ENVELOPE_KEY_LEN;
+}
+
+enum err envelope_seal(const struct secret *key, const void *ad, size_t ad_len,
+                       const unsigned char *pt, size_t pt_len, unsigned char **ret_ct,
+                       size_t *ret_ct_len)
+{
+    if (!envelope_key_ok(key) || (pt == NULL && pt_len != 0) || (ad == NULL && ad_len != 0) ||
+        ret_ct == NULL || ret_ct_len == NULL) {
+        return ERR_INVAL;
+    }
+    if (pt_len > ENVELOPE_MAX_PLAINTEXT || ad_len > ENVELOPE_MAX_AD) {
+        return ERR_TOOBIG;
+    }
+    enum err e = ERR_CRYPTO;
+    size_t ct_len = pt_len + ENVELOPE_OVERHEAD;
+    unsigned char *ct = malloc(ct_len);
+    if (ct == NULL) {
+        return ERR_NOMEM;
+    }
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL) {
+        e = ERR_NOMEM;
+        goto out_free_ct;
+    }
+    unsigned char *nonce = ct + 1;
+    unsigned char *body = nonce + ENVELOPE_NONCE_LEN;
+    unsigned char *tag = body + pt_len;
+    ct[0] = ENVELOPE_FORMAT_V1;
+    if (RAND_bytes(nonce, ENVELOPE_NONCE_LEN) != 1) {
+        goto out_free_ctx;
+    }
+    int n = 0;
+    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->data, nonce) != 1) {
+        goto out_free_ctx;
+    }
+    /* The format byte is authenticated too: a downgrade is a tampered ciphertext. */
+    if (EVP_EncryptUpdate(ctx, NULL, &n, ct, 1) != 1 ||
+        (ad_len > 0 && EVP_EncryptUpdate(ctx, NULL, &n, ad, (int)ad_len) != 1)) {
+        goto out_free_ctx;
+    }
+    if (pt_len > 0 && EVP_EncryptUpdate(ctx, body, &n, pt, (int)pt_len) != 1) {
+        goto out_free_ctx;
+    }
+    if (EVP_EncryptFinal_ex(ctx, body + pt_len, &n) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, ENVELOPE_TAG_LEN, tag) != 1) {
+        goto out_free_ctx;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    *ret_ct = ct;
+    *ret_ct_len = ct_len;
+    return ERR_OK;
+
+out_free_ctx:
+    EVP_CIPHER_CTX_free(ctx);
+out_free_ct:
+    free(ct);
+    return e;
+}
+
+enum err envelope_open(const struct secret *key, const void *ad, size_t ad_len,
+                       const unsigned char *ct, size_t ct_len, struct secret **ret_pt)
+{
+    if (!envelope_key_ok(key) || ct == NULL || (ad == NULL && ad_len != 0) || ret_pt == NULL) {
+        return ERR_INVAL;
+    }
+    if (ad_len > ENVELOPE_MAX_AD || ct_len > ENVELOPE_MAX_PLAINTEXT + ENVELOPE_OVERHEAD) {
+        return ERR_TOOBIG;
+    }
+    if (ct_len < ENVELOPE_OVERHEAD || ct[0] != ENVELOPE_FORMAT_V1) {
+        return ERR_CRYPTO;
+    }
+    size_t pt_len = ct_len - ENVELOPE_OVERHEAD;
+    const unsigned char *nonce = ct + 1;
+    const unsigned char *body = nonce + ENVELOPE_NONCE_LEN;
+    const unsigned char *tag = body + pt_len;
+    enum err e = ERR_CRYPTO;
+    struct secret *pt = secret_new(pt_len);
+    if (pt == NULL) {
+        return ERR_NOMEM;
+    }
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL) {
+        e = ERR_NOMEM;
+        goto out_free_pt;
+    }
+    int n = 0;
+    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->data, nonce) != 1 ||
+        EVP_DecryptUpdate(ctx, NULL, &n, ct, 1) != 1 ||
+        (ad_len > 0 && EVP_DecryptUpdate(ctx, NULL, &n, ad, (int)ad_len) != 1) ||
+        (pt_len > 0 && EVP_DecryptUpdate(ctx, pt->data, &n, body, (int)pt_len) != 1) ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, ENVELOPE_TAG_LEN, (void *)tag) != 1 ||
+        EVP_DecryptFinal_ex(ctx, pt->data + pt_len, &n) != 1) {
+        goto out_free_ctx;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    *ret_pt = pt;
+    return ERR_OK;
+
+out_free_ctx:
+    EVP_CIPHER_CTX_free(ctx);
+out_free_pt:
+    secret_free(&pt); /* wipes whatever unauthenticated plaintext was written */
+    return e;
+}
+
+enum err envelope_key_ad(const char *tenant, const char *provider, const char *key_type,
+                         int64_t version, char *out, size_t out_size)
+{
+    if (tenant == NULL || provider == NULL || key_type == NULL || out == NULL) {
+        return ERR_INVAL;
+    }
+    int n = snprintf(out, out_size, "%s|%s|%s|%" PRId64, tenant, provider, key_type, version);
+    if (n < 0 || (size_t)n >= out_size || (size_t)n > ENVELOPE_MAX_AD) {
+        return ERR_TOOBIG;
+    }
+    return ERR_OK;
+}
+
+enum err envelope_b64_encode(const unsigned char *in, size_t len, char **ret)
+{
+    if ((in == NULL && len != 0) || ret == NULL || len > INT_MAX / 2) {
+        return ERR_INVAL;
+    }
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+    *ret = out;
+    return ERR_OK;
+}
+
+enum err envelope_b64_decode(const char *in, unsigned char **ret, size_t *ret_len)
+{
+    if (in == NULL || ret == NULL || ret_len == NULL) {
+        return ERR_INVAL;
+    }
+    size_t len = strlen(in);
+    if (len % 4 != 0 || len > INT_MAX / 2) {
+        return ERR_INVAL;
+    }
+    size_t pad = 0;
+    if (len > 0 && in[len - 1] == '=') {
+        pad++;
+        if (in[len - 2] == '=') {
+            pad++;
+        }
+    }
+    unsigned char *out = malloc(len / 4 * 3 + 1);
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    /* EVP_DecodeBlock counts padding as zero bytes; we take them off below. */
+    int n = len == 0 ? 0 : EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+    if (n < 0 || (size_t)n < pad) {
+        free(out);
+        return ERR_INVAL;
+    }
+    *ret = out;
+    *ret_len = (size_t)n - pad;
+    return ERR_OK;
+}
+
+/* ---- state ------------------------------------------------------------------------ */
+
+struct envelope_dek_entry {
+    struct envelope_dek_entry *next;
+    struct secret *dek;
+    char tenant[64];
+};
+
+struct envelope_kek_entry {
+    int64_t version; /* 0 = empty slot */
+    struct secret *kek;
+};
+
+struct envelope {
+    pthread_mutex_t rot_mu;
+    pthread_rwlock_t kek_rw;
+    pthread_mutex_t cache_mu;
+    /* under cache_mu: */
+    int64_t current; /* current KEK version, 0 = not loaded */
+    uint64_t gen;    /* bumped by every DEK invalidation */
+    size_t n_dek;
+    struct envelope_dek_entry *dek[ENVELOPE_DEK_BUCKETS];
+    struct envelope_kek_entry kek[ENVELOPE_KEK_CACHE_MAX];
+    size_t kek_next; /* round-robin eviction */
+};
+
+static size_t envelope_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL;
+    }
+    return (size_t)(h % ENVELOPE_DEK_BUCKETS);
+}
+
+struct envelope *envelope_new(void)
+{
+    struct envelope *env = calloc(1, sizeof(*env));
+    if (env == NULL) {
+        return NULL;
+    }
+    if (pthread_mutex_init(&env->rot_mu, NULL) != 0) {
+        goto out_free;
+    }
+    if (pthread_rwlock_init(&env->kek_rw, NULL) != 0) {
+        goto out_rot;
+    }
+    if (pthread_mutex_init(&env->cache_mu, NULL) != 0) {
+        goto out_rw;
+    }
+    return env;
+
+out_rw:
+    pthread_rwlock_destroy(&env->kek_rw);
+out_rot:
+    pthread_mutex_destroy(&env->rot_mu);
+out_free:
+    free(env);
+    return NULL;
+}
+
+static void envelope_dek_clear_locked(struct envelope *env)
+{
+    for (size_t i = 0; i < ENVELOPE_DEK_BUCKETS; i++) {
+        struct envelope_dek_entry *e = env->dek[i];
+        while (e != NULL) {
+            struct envelope_dek_entry *next = e->next;
+            secret_free(&e->dek);
+            free(e);
+            e = next;
+        }
+        env->dek[i] = NULL;
+    }
+    env->n_dek = 0;
+    env->gen++;
+}
+
+static void envelope_kek_clear_locked(struct envelope *env)
+{
+    for (size_t i = 0; i < ENVELOPE_KEK_CACHE_MAX; i++) {
+        secret_free(&env->kek[i].kek);
+        env->kek[i].version = 0;
+    }
+}
+
+void envelope_drop_all(struct envelope *env)
+{
+    if (env == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&env->cache_mu);
+    envelope_dek_clear_locked(env);
+    envelope_kek_clear_locked(env);
+    env->current = 0;
+    pthread_mutex_unlock(&env->cache_mu);
+}
+
+void envelope_free(struct envelope *env)
+{
+    if (env == NULL) {
+        return;
+    }
+    envelope_drop_all(env);
+    pthread_mutex_destroy(&env->cache_mu);
+    pthread_rwlock_destroy(&env->kek_rw);
+    pthread_mutex_destroy(&env->rot_mu);
+    free(env);
+}
+
+static void envelope_dek_drop_locked(struct envelope *env, const char *tenant)
+{
+    env->gen++;
+    for (struct envelope_dek_entry **pe = &env->dek[envelope_hash(tenant)]; *pe != NULL;
+         pe = &(*pe)->next) {
+        if (strcmp((*pe)->tenant, tenant) == 0) {
+            struct envelope_dek_entry *old = *pe;
+            *pe = old->next;
+            secret_free(&old->dek);
+            free(old);
+            env->n_dek--;
+            return;
+        }
+    }
+}
+
+void envelope_invalidate(struct envelope *env, const char *key)
+{
+    if (env == NULL || key == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&env->cache_mu);
+    if (strncmp(key, ENVELOPE_KEK_PREFIX, strlen(ENVELOPE_KEK_PREFIX)) == 0) {
+        /* A KEK changed on another node (rotation): forget them all, they are few. */
+        envelope_kek_clear_locked(env);
+        env->current = 0;
+    } else if (strncmp(key, "tenants/", 8) == 0) {
+        const char *t = key + 8;
+        const char *slash = strchr(t, '/');
+        if (slash != NULL && strcmp(slash, "/dek") == 0 && (size_t)(slash - t) < 64) {
+            char tenant[64];
+            memcpy(tenant, t, (size_t)(slash - t));
+            tenant[slash - t] = '\0';
+            envelope_dek_drop_locked(env, tenant);
+        }
+    }
+    pthread_mutex_unlock(&env->cache_mu);
+}
+
+/* ---- KEKs ------------------------------------------------------------------------- */
+
+static enum err envelope_kek_key(int64_t version, char *out, size_t size)
+{
+    int n = snprintf(out, size, ENVELOPE_KEK_PREFIX "%" PRId64, version);
+    return n > 0 && (size_t)n < size ? ERR_OK : ERR_TOOBIG;
+}
+
+/* A copy of KEK `version` (cache, else storage). Caller holds kek_rw (either side). */
+static enum err envelope_kek_get(struct envelope *env, struct storage *st, int64_t version,
+                                 struct secret **ret_kek)
+{
+    if (version <= 0) {
+        return ERR_NOTFOUND;
+    }
+    struct secret *copy = NULL;
+    pthread_mutex_lock(&env->cache_mu);
+    for (size_t i = 0; i < ENVELOPE_KEK_CACHE_MAX; i++) {
+        if (env->kek[i].version == version) {
+            copy = secret_from(env->kek[i].kek->data, env->kek[i].kek->len);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&env->cache_mu);
+    if (copy != NULL) {
+        *ret_kek = copy;
+        return ERR_OK;
+    }
+    char key[64];
+    enum err e = envelope_kek_key(version, key, sizeof(key));
+    if (e != ERR_OK) {
+        return e;
+    }
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    e = storage_get(st, key, &raw, &len);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (len != ENVELOPE_KEK_RECORD_LEN || raw[0] != ENVELOPE_FORMAT_V1) {
+        e = ERR_PROTO;
+        goto out_wipe;
+    }
+    struct secret *kek = secret_from(raw + 1, ENVELOPE_KEY_LEN);
+    copy = kek != NULL ? secret_from(kek->data, kek->len) : NULL;
+    if (copy == NULL) {
+        secret_free(&kek);
+        e = ERR_NOMEM;
+        goto out_wipe;
+    }
+    pthread_mutex_lock(&env->cache_mu);
+    struct envelope_kek_entry *slot = &env->kek[env->kek_next];
+    env->kek_next = (env->kek_next + 1) % ENVELOPE_KEK_CACHE_MAX;
+    secret_free(&slot->kek);
+    slot->kek = kek;
+    slot->version = version;
+    pthread_mutex_unlock(&env->cache_mu);
+    *ret_kek = copy;
+    e = ERR_OK;
+out_wipe:
+    OPENSSL_cleanse(raw, len);
+    free(raw);
+    return e;
+}
+
+static enum err envelope_kek_create(struct storage *st, int64_t version)
+{
+    unsigned char raw[ENVELOPE_KEK_RECORD_LEN];
+    char key[64];
+    enum err e = envelope_kek_key(version, key, sizeof(key));
+    if (e != ERR_OK) {
+        return e;
+    }
+    raw[0] = ENVELOPE_FORMAT_V1;
+    if (RAND_priv_bytes(raw + 1, ENVELOPE_KEY_LEN) != 1) {
+        e = ERR_CRYPTO;
+        goto out_wipe;
+    }
+    /* kek/ is in SpecialPaths.seal_wrap_storage; seal_wrap asks Vault to wrap it with its seal too.
+     */
+    e = storage_put(st, key, raw, sizeof(raw), true);
+out_wipe:
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return e;
+}
+
+static enum err envelope_current_put(struct storage *st, int64_t version)
+{
+    json_t *doc = json_pack("{sI}", "version", (json_int_t)version);
+    if (doc == NULL) {
+        return ERR_NOMEM;
+    }
+    enum err e = storage_put_json(st, ENVELOPE_KEK_CURRENT, doc, true);
+    json_decref(doc);
+    return e;
+}
+
+/* Reads kek/current into env->current if not loaded; 0 when the mount has no KEK. */
+static enum err envelope_current_load(struct envelope *env, struct storage *st, int64_t *ret)
+{
+    pthread_mutex_lock(&env->cache_mu);
+    int64_t cur = env->current;
+    pthread_mutex_unlock(&env->cache_mu);
+    if (cur > 0) {
+        *ret = cur;
+        return ERR_OK;
+    }
+    json_t *doc = NULL;
+    enum err e = storage_get_json(st, ENVELOPE_KEK_CURRENT, &doc);
+    if (e == ERR_NOTFOUND) {
+        *ret = 0;
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *v = json_object_get(doc, "version");
+    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+        json_decref(doc);
+        return ERR_PROTO;
+    }
+    cur = json_integer_value(v);
+    json_decref(doc);
+    pthread_mutex_lock(&env->cache_mu);
+    env->current = cur;
+    pthread_mutex_unlock(&env->cache_mu);
+    *ret = cur;
+    return ERR_OK;
+}
+
+enum err envelope_kek_version(struct envelope *env, struct storage *st, int64_t *ret_version)
+{
+    if (env == NULL || ret_version == NULL) {
+        return ERR_INVAL;
+    }
+    return envelope_current_load(env, st, ret_version);
+}
+
+enum err envelope_initialize(struct envelope *env, struct storage *st)
+{
+    if (env == NULL || st == NULL) {
+        return ERR_INVAL;
+    }
+    pthread_mutex_lock(&env->rot_mu);
+    pthread_rwlock_wrlock(&env->kek_rw);
+    int64_t cur = 0;
+    enum err e = envelope_current_load(env, st, &cur);
+    if (e == ERR_OK && cur == 0) {
+        e = envelope_kek_create(st, 1);
+        if (e == ERR_OK) {
+            e = envelope_current_put(st, 1);
+        }
+        if (e == ERR_OK) {
+            pthread_mutex_lock(&env->cache_mu);
+            env->current = 1;
+            pthread_mutex_unlock(&env->cache_mu);
+        }
+    }
+    pthread_rwlock_unlock(&env->kek_rw);
+    pthread_mutex_unlock(&env->rot_mu);
+    return e;
+}
+
+/* ---- DEKs ------------------------------------------------------------------------- */
+
+static enum err envelope_dek_key(const char *tenant, char *out, size_t size)
+{
+    int n = snprintf(out, size, "tenants/%s/dek", tenant);
+    return n > 0 && (size_t)n < size ? ERR_OK : ERR_TOOBIG;
+}
+
+static enum err envelope_dek_ad(const char *tenant, int64_t kek_version, char *out, size_t size)
+{
+    /* "dek|" cannot collide with a key version's AD: tenant names have no '|'. */
+    int n = snprintf(out, size, "dek|%s|%" PRId64, tenant, kek_version);
+    return n > 0 && (size_t)n < size ? ERR_OK : ERR_TOOBIG;
+}
+
+/* Unwraps a DEK record; caller holds kek_rw. */
+static enum err envelope_dek_unwrap(struct envelope *env, struct storage *st, const char *tenant,
+                                    const json_t *rec, int64_t *ret_kek_version,
+                                    struct secret **ret_dek)
+{
+    json_t *jv = json_object_get(rec, "kek_version");
+    const char *wrapped = json_string_value(json_object_get(rec, "wrapped"));
+    if (!json_is_integer(jv) || wrapped == NULL) {
+        return ERR_PROTO;
+    }
+    int64_t kv = json_integer_value(jv);
+    char ad[128];
+    enum err e = envelope_dek_ad(tenant, kv, ad, sizeof(ad));
+    if (e != ERR_OK) {
+        return e;
+    }
+    unsigned char *ct = NULL;
+    size_t ct_len = 0;
+    e = envelope_b64_decode(wrapped, &ct, &ct_len);
+    if (e != ERR_OK) {
+        return ERR_PROTO;
+    }
+    struct secret *kek = NULL;
+    e = envelope_kek_get(env, st, kv, &kek);
+    if (e != ERR_OK) {
+        goto out_free_ct;
+    }
+    struct secret *dek = NULL;
+    e = envelope_open(kek, ad, strlen(ad), ct, ct_len, &dek);
+    secret_free(&kek);
+    if (e != ERR_OK) {
+        goto out_free_ct;
+    }
+    if (dek->len != ENVELOPE_KEY_LEN) {
+        secret_free(&dek);
+        e = ERR_PROTO;
+        goto out_free_ct;
+    }
+    *ret_kek_version = kv;
+    *ret_dek = dek;
+out_free_ct:
+    free(ct);
+    return e;
+}
+
+/* Wraps dek with KEK `kv` and stores the record; caller holds kek_rw. */
+static enum err envelope_dek_store(struct envelope *env, struct storage *st, const char *tenant,
+                                   const struct secret *dek, int64_t kv, const char *created_at)
+{
+    char ad[128], key[STORAGE_MAX_KEY];
+    enum err e = envelope_dek_ad(tenant, kv, ad, sizeof(ad));
+    if (e == ERR_OK) {
+        e = envelope_dek_key(tenant, key, sizeof(key));
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    struct secret *kek = NULL;
+    e = envelope_kek_get(env, st, kv, &kek);
+    if (e != ERR_OK) {
+        return e;
+    }
+    unsigned char *ct = NULL;
+    size_t ct_len = 0;
+    e = envelope_seal(kek, ad, strlen(ad), dek->data, dek->len, &ct, &ct_len);
+    secret_free(&kek);
+    if (e != ERR_OK) {
+        return e;
+    }
+    char *b64 = NULL;
+    e = envelope_b64_encode(ct, ct_len, &b64);
+    free(ct);
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *rec = json_pack("{sIss}", "kek_version", (json_int_t)kv, "wrapped", b64);
+    free(b64);
+    if (rec == NULL) {
+        return ERR_NOMEM;
+    }
+    if (created_at != NULL) {
+        json_object_set_new(rec, "created_at", json_string(created_at));
+    }
+    e = storage_put_json(st, key, rec, false);
+    json_decref(rec);
+    return e;
+}
+
+static void envelope_now(char *out, size_t size)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void envelope_dek_cache_put(struct envelope *env, const char *tenant,
+                                   const struct secret *dek, uint64_t gen)
+{
+    struct envelope_dek_entry *ne = malloc(sizeof(*ne));
+    if (ne == NULL) {
+        return;
+    }
+    ne->dek = secret_from(dek->data, dek->len);
+    if (ne->dek == NULL) {
+        free(ne); /* the secure heap is full: an uncached DEK is still correct */
+        return;
+    }
+    snprintf(ne->tenant, sizeof(ne->tenant), "%s", tenant);
+    pthread_mutex_lock(&env->cache_mu);
+    if (gen != env->gen) {
+        goto out_unlock; /* invalidated (shred, rotation on another node) while we read */
+    }
+    size_t h = envelope_hash(tenant);
+    for (struct envelope_dek_entry *e = env->dek[h]; e != NULL; e = e->next) {
+        if (strcmp(e->tenant, tenant) == 0) {
+            goto out_unlock;
+        }
+    }
+    if (env->n_dek >= ENVELOPE_DEK_CACHE_MAX) {
+        envelope_dek_clear_locked(env);
+        env->gen--; /* our own clear must not stop this insert */
+    }
+    ne->next = env->dek[h];
+    env->dek[h] = ne;
+    env->n_dek++;
+    ne = NULL;
+out_unlock:
+    pthread_mutex_unlock(&env->cache_mu);
+    if (ne != NULL) {
+        secret_free(&ne->dek);
+        free(ne);
+    }
+}
+
+enum err envelope_tenant_dek(struct envelope *env, struct storage *st, const char *tenant,
+                             bool create, struct secret **ret_dek)
+{
+    if (env == NULL || tenant == NULL || ret_dek == NULL || strlen(tenant) >= 64) {
+        return ERR_INVAL;
+    }
+    struct secret *dek = NULL;
+    pthread_mutex_lock(&env->cache_mu);
+    uint64_t gen = env->gen;
+    for (struct envelope_dek_entry *e = env->dek[envelope_hash(tenant)]; e != NULL; e = e->next) {
+        if (strcmp(e->tenant, tenant) == 0) {
+            dek = secret_from(e->dek->data, e->dek->len);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&env->cache_mu);
+    if (dek != NULL) {
+        *ret_dek = dek;
+        return ERR_OK;
+    }
+
+    char key[STORAGE_MAX_KEY];
+    enum err e = envelope_dek_key(tenant, key, sizeof(key));
+    if (e != ERR_OK) {
+        return e;
+    }
+    pthread_rwlock_rdlock(&env->kek_rw);
+    json_t *rec = NULL;
+    int64_t kv = 0;
+    e = storage_get_json(st, key, &rec);
+    if (e == ERR_OK) {
+        e = envelope_dek_unwrap(env, st, tenant, rec, &kv, &dek);
+        json_decref(rec);
+    } else if (e == ERR_NOTFOUND && create) {
+        e = envelope_current_load(env, st, &kv);
+        if (e == ERR_OK && kv == 0) {
+            e = ERR_CONFIG; /* not initialized: no KEK */
+        }
+        if (e == ERR_OK) {
+            dek = secret_new(ENVELOPE_KEY_LEN);
+            e = dek == NULL ? ERR_NOMEM : ERR_OK;
+        }
+        if (e == ERR_OK && RAND_priv_bytes(dek->data, ENVELOPE_KEY_LEN) != 1) {
+            e = ERR_CRYPTO;
+        }
+        if (e == ERR_OK) {
+            char now[32];
+            envelope_now(now, sizeof(now));
+            e = envelope_dek_store(env, st, tenant, dek, kv, now);
+        }
+        if (e != ERR_OK) {
+            secret_free(&dek);
+        }
+    }
+    pthread_rwlock_unlock(&env->kek_rw);
+    if (e != ERR_OK) {
+        return e;
+    }
+    envelope_dek_cache_put(env, tenant, dek, gen);
+    *ret_dek = dek;
+    return ERR_OK;
+}
+
+enum err envelope_tenant_shred(struct envelope *env, struct storage *st, const char *tenant)
+{
+    if (env == NULL || tenant == NULL || strlen(tenant) >= 64) {
+        return ERR_INVAL;
+    }
+    char key[STORAGE_MAX_KEY];
+    enum err e = envelope_dek_key(tenant, key, sizeof(key));
+    if (e != ERR_OK) {
+        return e;
+    }
+    pthread_mutex_lock(&env->cache_mu);
+    envelope_dek_drop_locked(env, tenant);
+    pthread_mutex_unlock(&env->cache_mu);
+    e = storage_delete(st, key);
+    /* Again: a reader that fetched the record before the delete must not re-cache it. */
+    pthread_mutex_lock(&env->cache_mu);
+    envelope_dek_drop_locked(env, tenant);
+    pthread_mutex_unlock(&env->cache_mu);
+    return e == ERR_NOTFOUND ? ERR_OK : e;
+}
+
+/* ---- rotation ---------------------------------------------------------------------- */
+
+static enum err envelope_rewrap_one(struct envelope *env, struct storage *st, const char *tenant,
+                                    int64_t nv, bool *ret_done)
+{
+    char key[STORAGE_MAX_KEY];
+    enum err e = envelope_dek_key(tenant, key, sizeof(key));
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *rec = NULL;
+    e = storage_get_json(st, key, &rec);
+    if (e == ERR_NOTFOUND) {
+        *ret_done = false; /* a tenant with settings only, or shredded meanwhile */
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *jv = json_object_get(rec, "kek_version");
+    if (json_is_integer(jv) && json_integer_value(jv) == nv) {
+        json_decref(rec);
+        *ret_done = false; /* created after the switch */
+        return ERR_OK;
+    }
+    struct secret *dek = NULL;
+    int64_t old = 0;
+    pthread_rwlock_rdlock(&env->kek_rw);
+    e = envelope_dek_unwrap(env, st, tenant, rec, &old, &dek);
+    if (e == ERR_OK) {
+        const char *created = json_string_value(json_object_get(rec, "created_at"));
+        e = envelope_dek_store(env, st, tenant, dek, nv, created);
+    }
+    pthread_rwlock_unlock(&env->kek_rw);
+    secret_free(&dek);
+    json_decref(rec);
+    *ret_done = e == ERR_OK;
+    return e;
+}
+
+/* Removes every KEK version below keep; caller holds kek_rw for writing. */
+static enum err envelope_kek_prune(struct envelope *env, struct storage *st, int64_t keep)
+{
+    char **keys = NULL;
+    size_t n = 0;
+    enum err e = storage_list(st, ENVELOPE_KEK_PREFIX, &keys, &n);
+    if (e != ERR_OK) {
+        return e;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(keys[i], &end, 10);
+        if (errno != 0 || end == keys[i] || *end != '\0' || v <= 0 || v >= keep) {
+            continue; /* "current", or a version still in use */
+        }
+        char key[64];
+        if (envelope_kek_key(v, key, sizeof(key)) == ERR_OK) {
+            enum err de = storage_delete(st, key);
+            if (de != ERR_OK && de != ERR_NOTFOUND) {
+                e = de;
+            }
+        }
+        pthread_mutex_lock(&env->cache_mu);
+        for (size_t j = 0; j < ENVELOPE_KEK_CACHE_MAX; j++) {
+            if (env->kek[j].version == v) {
+                secret_free(&env->kek[j].kek);
+                env->kek[j].version = 0;
+            }
+        }
+        pthread_mutex_unlock(&env->cache_mu);
+    }
+    storage_keys_free(keys, n);
+    return e;
+}
+
+enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_lock)(void *),
+                         void (*each_unlock)(void *), void *lock_arg, int64_t *ret_version,
+                         int64_t *ret_rewrapped)
+{
+    if (env == NULL || st == NULL || ret_version == NULL || ret_rewrapped == NULL) {
+        return ERR_INVAL;
+    }
+    pthread_mutex_lock(&env->rot_mu);
+    int64_t cur = 0, rewrapped = 0;
+    size_t failed = 0;
+    enum err e = envelope_current_load(env, st, &cur);
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
+    int64_t nv = cur + 1;
+    e = envelope_kek_create(st, nv);
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
+    /*
+     * Switch under the writer side and the caller's tenant lock: a DEK being
+     * created right now either finishes before the switch (and is listed
+     * below) or starts after it (and uses nv).
+     */
+    if (each_lock != NULL) {
+        each_lock(lock_arg);
+    }
+    pthread_rwlock_wrlock(&env->kek_rw);
+    e = envelope_current_put(st, nv);
+    if (e == ERR_OK) {
+        pthread_mutex_lock(&env->cache_mu);
+        env->current = nv;
+        pthread_mutex_unlock(&env->cache_mu);
+    }
+    pthread_rwlock_unlock(&env->kek_rw);
+    if (each_unlock != NULL) {
+        each_unlock(lock_arg);
+    }
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
+
+    /*
+     * Storage.List has no paging in our storage API, so the tenant names come
+     * in one list; the DEKs themselves are handled one at a time and wiped.
+     */
+    char **names = NULL;
+    size_t n = 0;
+    e = storage_list(st, "tenants/", &names, &n);
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(names[i]);
+        if (len < 2 || names[i][len - 1] != '/' || len - 1 >= 64) {
+            continue;
+        }
+        names[i][len - 1] = '\0';
+        bool done = false;
+        if (each_lock != NULL) {
+            each_lock(lock_arg);
+        }
+        enum err re = envelope_rewrap_one(env, st, names[i], nv, &done);
+        if (each_unlock != NULL) {
+            each_unlock(lock_arg);
+        }
+        if (re != ERR_OK) {
+            failed++;
+            e = re;
+        } else if (done) {
+            rewrapped++;
+        }
+    }
+    storage_keys_free(names, n);
+    if (failed == 0) {
+        /* Readers hold kek_rw while unwrapping: none is half-way through an old KEK. */
+        pthread_rwlock_wrlock(&env->kek_rw);
+        e = envelope_kek_prune(env, st, nv);
+        pthread_rwlock_unlock(&env->kek_rw);
+    }
+    if (e == ERR_OK) {
+        *ret_version = nv;
+        *ret_rewrapped = rewrapped;
+    }
+out_unlock:
+    pthread_mutex_unlock(&env->rot_mu);
+    return e;
+}

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Envelope encryption for provider keys (DESIGN 3.4).
+ *
+ *   KEK (256-bit, versioned)  storage "kek/<n>" (seal-wrapped), "kek/current"
+ *     wraps
+ *   DEK (256-bit, one per tenant)  storage "tenants/<t>/dek": {kek_version, wrapped}
+ *     seals
+ *   key versions (AES-256-GCM, random 96-bit nonce, AD = "tenant|provider|key_type|version")
+ *
+ * Two layers of API: the pure AEAD primitives (envelope_seal/envelope_open,
+ * no state, no I/O) and struct envelope, which owns the KEK and DEK caches and
+ * the locks that make KEK rotation safe under concurrent reads. Unwrapped keys
+ * live only in struct secret (secure heap) and are wiped when dropped.
+ *
+ * Thread-safe. Functions taking a storage may block on I/O; envelope_invalidate
+ * and envelope_drop_all never do.
+ */
+#ifndef BYOK_PLUGIN_ENVELOPE_H
+#define BYOK_PLUGIN_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/secret.h"
+#include "plugin/storage.h"
+
+#define ENVELOPE_KEY_LEN 32   /* AES-256 */
+#define ENVELOPE_NONCE_LEN 12 /* 96-bit GCM nonce (NIST SP 800-38D 8.2.2, random) */
+#define ENVELOPE_TAG_LEN 16
+/* Format byte, nonce, tag: a ciphertext is this much longer than its plaintext. */
+#define ENVELOPE_OVERHEAD (1 + ENVELOPE_NONCE_LEN + ENVELOPE_TAG_LEN)
+/* Largest plaintext we seal (a provider key or a service-account JSON). */
+#define ENVELOPE_MAX_PLAINTEXT SECRET_MAX_LEN
+/* Largest associated data. */
+#define ENVELOPE_MAX_AD 512
+/* Unwrapped tenant DEKs cached at most; past it the cache is emptied. */
+#define ENVELOPE_DEK_CACHE_MAX 8192
+/* KEK versions held in memory at most (older ones are re-read on demand). */
+#define ENVELOPE_KEK_CACHE_MAX 16
+
+#define ENVELOPE_KEK_PREFIX "kek/"
+#define ENVELOPE_KEK_CURRENT "kek/current"
+
+/*
+ * AES-256-GCM with a fresh random nonce. key must be ENVELOPE_KEY_LEN bytes.
+ * *ret_ct is malloc'd (ciphertext is not secret): format byte 1 | nonce | ct | tag.
+ * ERR_TOOBIG past ENVELOPE_MAX_PLAINTEXT / ENVELOPE_MAX_AD; ERR_INVAL on a bad key.
+ */
+MUST_USE enum err envelope_seal(const struct secret *key, const void *ad, size_t ad_len,
+                                const unsigned char *pt, size_t pt_len, unsigned char **ret_ct,
+                                size_t *ret_ct_len);
+
+/*
+ * Opens what envelope_seal made. Any tampering (format byte, nonce, ciphertext,
+ * tag, AD, wrong key) is ERR_CRYPTO; *ret_pt is a secret only on success.
+ */
+MUST_USE enum err envelope_open(const struct secret *key, const void *ad, size_t ad_len,
+                                const unsigned char *ct, size_t ct_len, struct secret **ret_pt);
+
+/* The AD of a key version: "tenant|provider|key_type|version". ERR_TOOBIG if it does not fit. */
+MUST_USE enum err envelope_key_ad(const char *tenant, const char *provider, const char *key_type,
+                                  int64_t version, char *out, size_t out_size);
+
+/* Standard base64 with padding. *ret is malloc'd and NUL-terminated. */
+MUST_USE enum err envelope_b64_encode(const unsigned char *in, size_t len, char **ret);
+/* Decodes into malloc'd bytes; ERR_INVAL on anything that is not canonical base64. */
+MUST_USE enum err envelope_b64_decode(const char *in, unsigned char **ret, size_t *ret_len);
+
+struct envelope;
+
+/* NULL on out of memory. envelope_free wipes and accepts NULL. */
+struct envelope *envelope_new(void);
+void envelope_free(struct envelope *env);
+
+/* Loads the current KEK version, creating KEK 1 when the mount has none. */
+MUST_USE enum err envelope_initialize(struct envelope *env, struct storage *st);
+
+/* The current KEK version (0 if none yet). */
+MUST_USE enum err envelope_kek_version(struct envelope *env, struct storage *st,
+                                       int64_t *ret_version);
+
+/*
+ * The tenant's DEK as a new secret the caller frees. With create, a tenant
+ * without one gets a fresh DEK wrapped by the current KEK (the caller must
+ * serialise creation per tenant, e.g. under keystore's write lock);
+ * without it, ERR_NOTFOUND. Served from the DEK cache when warm.
+ */
+MUST_USE enum err envelope_tenant_dek(struct envelope *env, struct storage *st, const char *tenant,
+                                      bool create, struct secret **ret_dek);
+
+/*
+ * Crypto-shred: deletes the tenant's wrapped DEK from storage and the cache.
+ * After it, nothing sealed for the tenant can be opened again.
+ */
+MUST_USE enum err envelope_tenant_shred(struct envelope *env, struct storage *st,
+                                        const char *tenant);
+
+/*
+ * KEK rotation: new KEK version n+1 becomes current, every tenant DEK is
+ * rewrapped (tenants listed from storage and handled one at a time), KEK
+ * versions nothing uses any more are removed. each_lock/each_unlock (may be
+ * NULL) bracket the rewrap of one tenant so callers can exclude a concurrent
+ * tenant delete or creation. Concurrent envelope_tenant_dek calls keep working.
+ */
+MUST_USE enum err envelope_rotate(struct envelope *env, struct storage *st,
+                                  void (*each_lock)(void *), void (*each_unlock)(void *),
+                                  void *lock_arg, int64_t *ret_version, int64_t *ret_rewrapped);
+
+/* InvalidateKey: drops the cached DEK for "tenants/<t>/dek", KEKs for "kek/..." */
+void envelope_invalidate(struct envelope *env, const char *key);
+
+/* Drops and wipes every cached key (Cleanup). */
+void envelope_drop_all(struct envelope *env);
+
+#endif

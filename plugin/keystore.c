@@ -1,0 +1,692 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The keys engine's shared state (envelope, settings cache, usage counters,
+ * write lock), the storage layout documented in keystore.h, and the lifecycle
+ * hooks byok.c calls. Path handlers live in paths_*.c; this file holds what
+ * more than one of them needs. It never logs (byok.c logs hook failures).
+ */
+#include "plugin/keystore.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin/cache.h"
+#include "plugin/config.h"
+
+#define KEYSTORE_COUNTER_BUCKETS 4096
+
+struct keystore_counter {
+    struct keystore_counter *next;
+    int64_t hits;
+    time_t last_used;
+    char tenant[64], provider[64], key_type[64];
+};
+
+struct keystore {
+    struct envelope *env;
+    struct cache *settings; /* "tenants/<t>/settings" -> stored document */
+    pthread_mutex_t write_mu;
+    pthread_mutex_t counter_mu;
+    size_t n_counters;
+    struct keystore_counter *counters[KEYSTORE_COUNTER_BUCKETS];
+};
+
+/* ---- clock and time text ------------------------------------------------------------ */
+
+static time_t (*keystore_clock)(void);
+
+time_t keystore_now(void)
+{
+    return keystore_clock != NULL ? keystore_clock() : time(NULL);
+}
+
+void keystore_set_clock(time_t (*now)(void))
+{
+    keystore_clock = now;
+}
+
+void keystore_time_format(time_t t, char *out, size_t size)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    if (strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 && size > 0) {
+        out[0] = '\0';
+    }
+}
+
+static bool keystore_digits(const char *s, int n, int *ret)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    *ret = v;
+    return true;
+}
+
+enum err keystore_time_parse(const char *s, time_t *ret)
+{
+    /* RFC 3339 section 5.6: full-date "T" full-time; 't'/'z' accepted as it allows. */
+    int y, mo, d, h, mi, sec;
+    if (s == NULL || ret == NULL || strlen(s) < 20 || !keystore_digits(s, 4, &y) || s[4] != '-' ||
+        !keystore_digits(s + 5, 2, &mo) || s[7] != '-' || !keystore_digits(s + 8, 2, &d) ||
+        (s[10] != 'T' && s[10] != 't') || !keystore_digits(s + 11, 2, &h) || s[13] != ':' ||
+        !keystore_digits(s + 14, 2, &mi) || s[16] != ':' || !keystore_digits(s + 17, 2, &sec)) {
+        return ERR_INVAL;
+    }
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
+        return ERR_INVAL;
+    }
+    const char *p = s + 19;
+    if (*p == '.') {
+        p++;
+        const char *start = p;
+        while (*p >= '0' && *p <= '9') {
+            p++;
+        }
+        if (p == start || p - start > 9) {
+            return ERR_INVAL;
+        }
+    }
+    long offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om;
+        if (!keystore_digits(p + 1, 2, &oh) || p[3] != ':' || !keystore_digits(p + 4, 2, &om) ||
+            oh > 23 || om > 59) {
+            return ERR_INVAL;
+        }
+        offset = (oh * 3600L + om * 60L) * (*p == '+' ? 1 : -1);
+        p += 6;
+    } else {
+        return ERR_INVAL;
+    }
+    if (*p != '\0') {
+        return ERR_INVAL;
+    }
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap)) {
+        return ERR_INVAL;
+    }
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec > 59 ? 59 : sec};
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1) {
+        return ERR_INVAL;
+    }
+    *ret = t - offset;
+    return ERR_OK;
+}
+
+/* ---- storage keys ------------------------------------------------------------------- */
+
+enum err keystore_path_key(char *out, size_t size, const char *tenant, const char *provider,
+                           const char *key_type)
+{
+    int n = snprintf(out, size, "tenants/%s/keys/%s/%s", tenant, provider, key_type);
+    return n > 0 && (size_t)n < size && (size_t)n < STORAGE_MAX_KEY ? ERR_OK : ERR_TOOBIG;
+}
+
+enum err keystore_path_tenant(char *out, size_t size, const char *tenant, const char *rest)
+{
+    int n = snprintf(out, size, "tenants/%s/%s", tenant, rest);
+    return n > 0 && (size_t)n < size && (size_t)n < STORAGE_MAX_KEY ? ERR_OK : ERR_TOOBIG;
+}
+
+/* ---- state and hooks ---------------------------------------------------------------- */
+
+static struct keystore *keystore_new(void)
+{
+    struct keystore *ks = calloc(1, sizeof(*ks));
+    if (ks == NULL) {
+        return NULL;
+    }
+    ks->env = envelope_new();
+    ks->settings = cache_new();
+    if (ks->env == NULL || ks->settings == NULL) {
+        goto out_free;
+    }
+    if (pthread_mutex_init(&ks->write_mu, NULL) != 0) {
+        goto out_free;
+    }
+    if (pthread_mutex_init(&ks->counter_mu, NULL) != 0) {
+        pthread_mutex_destroy(&ks->write_mu);
+        goto out_free;
+    }
+    return ks;
+
+out_free:
+    envelope_free(ks->env);
+    cache_free(ks->settings);
+    free(ks);
+    return NULL;
+}
+
+static void keystore_counters_clear_locked(struct keystore *ks)
+{
+    for (size_t i = 0; i < KEYSTORE_COUNTER_BUCKETS; i++) {
+        struct keystore_counter *c = ks->counters[i];
+        while (c != NULL) {
+            struct keystore_counter *next = c->next;
+            free(c);
+            c = next;
+        }
+        ks->counters[i] = NULL;
+    }
+    ks->n_counters = 0;
+}
+
+static void keystore_free(void *state)
+{
+    struct keystore *ks = state;
+    if (ks == NULL) {
+        return;
+    }
+    keystore_counters_clear_locked(ks);
+    envelope_free(ks->env);
+    cache_free(ks->settings);
+    pthread_mutex_destroy(&ks->counter_mu);
+    pthread_mutex_destroy(&ks->write_mu);
+    free(ks);
+}
+
+static enum err keystore_hook_init(struct byok *b, void **ret_state)
+{
+    struct keystore *ks = keystore_new();
+    if (ks == NULL) {
+        return ERR_NOMEM;
+    }
+    *ret_state = ks;
+    return ERR_OK;
+}
+
+struct keystore *keystore_of(struct byok *b)
+{
+    return b != NULL ? byok_hooks_state(b, &byok_hooks_keys) : NULL;
+}
+
+struct envelope *keystore_envelope(struct keystore *ks)
+{
+    return ks->env;
+}
+
+static enum err keystore_hook_initialize(struct byok *b, struct storage *st)
+{
+    struct keystore *ks = keystore_of(b);
+    return ks != NULL ? envelope_initialize(ks->env, st) : ERR_INTERNAL;
+}
+
+static void keystore_hook_invalidate(struct byok *b, const char *key)
+{
+    struct keystore *ks = keystore_of(b);
+    if (ks == NULL || key == NULL) {
+        return;
+    }
+    envelope_invalidate(ks->env, key);
+    if (strncmp(key, "tenants/", 8) == 0) {
+        cache_invalidate(ks->settings, key);
+    }
+}
+
+static enum err keystore_hook_periodic(struct byok *b, struct storage *st)
+{
+    struct keystore *ks = keystore_of(b);
+    if (ks == NULL) {
+        return ERR_INTERNAL;
+    }
+    enum err e = keystore_usage_flush(ks, st);
+    enum err e2 = keystore_grace_sweep(ks, st);
+    return e != ERR_OK ? e : e2;
+}
+
+static void keystore_hook_cleanup(struct byok *b)
+{
+    struct keystore *ks = keystore_of(b);
+    if (ks == NULL) {
+        return;
+    }
+    envelope_drop_all(ks->env);
+    cache_invalidate(ks->settings, NULL);
+    pthread_mutex_lock(&ks->counter_mu);
+    keystore_counters_clear_locked(ks);
+    pthread_mutex_unlock(&ks->counter_mu);
+}
+
+static enum err keystore_hook_kek_version(struct byok *b, struct storage *st, int64_t *ret)
+{
+    struct keystore *ks = keystore_of(b);
+    return ks != NULL ? envelope_kek_version(ks->env, st, ret) : ERR_INTERNAL;
+}
+
+const struct byok_hooks byok_hooks_keys = {
+    .init = keystore_hook_init,
+    .free = keystore_free,
+    .initialize = keystore_hook_initialize,
+    .invalidate = keystore_hook_invalidate,
+    .periodic = keystore_hook_periodic,
+    .cleanup = keystore_hook_cleanup,
+    .kek_version = keystore_hook_kek_version,
+};
+
+void keystore_lock(struct keystore *ks)
+{
+    pthread_mutex_lock(&ks->write_mu);
+}
+
+void keystore_unlock(struct keystore *ks)
+{
+    pthread_mutex_unlock(&ks->write_mu);
+}
+
+void keystore_lock_cb(void *ks)
+{
+    keystore_lock(ks);
+}
+
+void keystore_unlock_cb(void *ks)
+{
+    keystore_unlock(ks);
+}
+
+/* ---- settings ------------------------------------------------------------------------ */
+
+enum err keystore_settings_stored(struct storage *st, const char *tenant, json_t **ret_stored)
+{
+    char key[STORAGE_MAX_KEY];
+    enum err e = keystore_path_tenant(key, sizeof(key), tenant, "settings");
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *doc = NULL;
+    e = storage_get_json(st, key, &doc);
+    if (e == ERR_NOTFOUND) {
+        doc = json_object();
+        e = doc != NULL ? ERR_OK : ERR_NOMEM;
+    } else if (e == ERR_OK && !json_is_object(doc)) {
+        json_decref(doc);
+        e = ERR_PROTO;
+    }
+    if (e == ERR_OK) {
+        *ret_stored = doc;
+    }
+    return e;
+}
+
+enum err keystore_settings_get(struct byok *b, struct storage *st, const char *tenant,
+                               json_t **ret_settings)
+{
+    struct keystore *ks = keystore_of(b);
+    if (ks == NULL) {
+        return ERR_INTERNAL;
+    }
+    char key[STORAGE_MAX_KEY];
+    enum err e = keystore_path_tenant(key, sizeof(key), tenant, "settings");
+    if (e != ERR_OK) {
+        return e;
+    }
+    uint64_t gen = 0;
+    json_t *stored = cache_get(ks->settings, key, &gen);
+    if (stored == NULL) {
+        e = keystore_settings_stored(st, tenant, &stored);
+        if (e != ERR_OK) {
+            return e;
+        }
+        cache_put(ks->settings, key, stored, gen);
+    }
+    json_t *config = NULL;
+    e = config_get(b, st, &config);
+    if (e != ERR_OK) {
+        json_decref(stored);
+        return e;
+    }
+    const char *tier = json_string_value(json_object_get(config, "default_budget_tier"));
+    json_t *out = json_pack(
+        "{ss s[] s[] sf ss s[] sI sI}", "budget_tier", tier != NULL ? tier : "MEDIUM",
+        "preferred_providers", "fallback_providers", "max_monthly_cost", 0.0, "residency", "any",
+        "allowed_task_types", "rpm_limit", (json_int_t)0, "tpm_limit", (json_int_t)0);
+    json_decref(config);
+    if (out == NULL) {
+        json_decref(stored);
+        return ERR_NOMEM;
+    }
+    /* The cached value is shared: copy from it, never into it. */
+    const char *k;
+    json_t *v;
+    json_object_foreach(stored, k, v)
+    {
+        json_object_set_new(out, k, json_deep_copy(v));
+    }
+    json_decref(stored);
+    *ret_settings = out;
+    return ERR_OK;
+}
+
+enum err keystore_settings_put(struct byok *b, struct storage *st, const char *tenant,
+                               const json_t *stored)
+{
+    struct keystore *ks = keystore_of(b);
+    char key[STORAGE_MAX_KEY];
+    enum err e = keystore_path_tenant(key, sizeof(key), tenant, "settings");
+    if (e != ERR_OK) {
+        return e;
+    }
+    e = storage_put_json(st, key, stored, false);
+    if (ks != NULL) {
+        cache_invalidate(ks->settings, key);
+    }
+    return e;
+}
+
+/* ---- usage counters ------------------------------------------------------------------- */
+
+static size_t keystore_counter_hash(const char *t, const char *p, const char *kt)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const char *parts[3] = {t, p, kt};
+    for (int i = 0; i < 3; i++) {
+        for (const unsigned char *c = (const unsigned char *)parts[i]; *c != '\0'; c++) {
+            h ^= *c;
+            h *= 1099511628211ULL;
+        }
+        h ^= '/';
+        h *= 1099511628211ULL;
+    }
+    return (size_t)(h % KEYSTORE_COUNTER_BUCKETS);
+}
+
+static bool keystore_counter_is(const struct keystore_counter *c, const char *t, const char *p,
+                                const char *kt)
+{
+    return strcmp(c->tenant, t) == 0 && strcmp(c->provider, p) == 0 && strcmp(c->key_type, kt) == 0;
+}
+
+void keystore_usage_hit(struct keystore *ks, const char *tenant, const char *provider,
+                        const char *key_type, time_t now)
+{
+    if (strlen(tenant) >= 64 || strlen(provider) >= 64 || strlen(key_type) >= 64) {
+        return;
+    }
+    size_t h = keystore_counter_hash(tenant, provider, key_type);
+    pthread_mutex_lock(&ks->counter_mu);
+    struct keystore_counter *c = ks->counters[h];
+    while (c != NULL && !keystore_counter_is(c, tenant, provider, key_type)) {
+        c = c->next;
+    }
+    if (c == NULL && ks->n_counters < KEYSTORE_MAX_COUNTERS) {
+        c = calloc(1, sizeof(*c));
+        if (c != NULL) {
+            snprintf(c->tenant, sizeof(c->tenant), "%s", tenant);
+            snprintf(c->provider, sizeof(c->provider), "%s", provider);
+            snprintf(c->key_type, sizeof(c->key_type), "%s", key_type);
+            c->next = ks->counters[h];
+            ks->counters[h] = c;
+            ks->n_counters++;
+        }
+    }
+    /* A full table drops the hit: usage_count is advisory, the creds read must not fail. */
+    if (c != NULL) {
+        c->hits++;
+        if (now > c->last_used) {
+            c->last_used = now;
+        }
+    }
+    pthread_mutex_unlock(&ks->counter_mu);
+}
+
+static void keystore_rec_add_usage(json_t *rec, int64_t hits, time_t last_used)
+{
+    json_int_t count = json_integer_value(json_object_get(rec, "usage_count"));
+    json_object_set_new(rec, "usage_count", json_integer(count + hits));
+    time_t prev = 0;
+    const char *s = json_string_value(json_object_get(rec, "last_used_at"));
+    if (s == NULL || keystore_time_parse(s, &prev) != ERR_OK || last_used > prev) {
+        char buf[32];
+        keystore_time_format(last_used, buf, sizeof(buf));
+        json_object_set_new(rec, "last_used_at", json_string(buf));
+    }
+}
+
+void keystore_usage_merge(struct keystore *ks, const char *tenant, const char *provider,
+                          const char *key_type, json_t *rec)
+{
+    size_t h = keystore_counter_hash(tenant, provider, key_type);
+    pthread_mutex_lock(&ks->counter_mu);
+    for (struct keystore_counter *c = ks->counters[h]; c != NULL; c = c->next) {
+        if (keystore_counter_is(c, tenant, provider, key_type)) {
+            if (c->hits > 0) {
+                keystore_rec_add_usage(rec, c->hits, c->last_used);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ks->counter_mu);
+}
+
+void keystore_usage_forget(struct keystore *ks, const char *tenant, const char *provider,
+                           const char *key_type)
+{
+    pthread_mutex_lock(&ks->counter_mu);
+    for (size_t i = 0; i < KEYSTORE_COUNTER_BUCKETS; i++) {
+        struct keystore_counter **pc = &ks->counters[i];
+        while (*pc != NULL) {
+            struct keystore_counter *c = *pc;
+            bool match = strcmp(c->tenant, tenant) == 0 &&
+                         (provider == NULL || strcmp(c->provider, provider) == 0) &&
+                         (key_type == NULL || strcmp(c->key_type, key_type) == 0);
+            if (match) {
+                *pc = c->next;
+                free(c);
+                ks->n_counters--;
+            } else {
+                pc = &c->next;
+            }
+        }
+    }
+    pthread_mutex_unlock(&ks->counter_mu);
+}
+
+/* Takes the whole counter table, leaving an empty one (so creds reads never wait on I/O). */
+static struct keystore_counter *keystore_counters_take(struct keystore *ks)
+{
+    struct keystore_counter *list = NULL;
+    pthread_mutex_lock(&ks->counter_mu);
+    for (size_t i = 0; i < KEYSTORE_COUNTER_BUCKETS; i++) {
+        struct keystore_counter *c = ks->counters[i];
+        while (c != NULL) {
+            struct keystore_counter *next = c->next;
+            c->next = list;
+            list = c;
+            c = next;
+        }
+        ks->counters[i] = NULL;
+    }
+    ks->n_counters = 0;
+    pthread_mutex_unlock(&ks->counter_mu);
+    return list;
+}
+
+/* Puts a taken counter back, merging with hits that arrived meanwhile; takes c. */
+static void keystore_counter_putback(struct keystore *ks, struct keystore_counter *c)
+{
+    size_t h = keystore_counter_hash(c->tenant, c->provider, c->key_type);
+    pthread_mutex_lock(&ks->counter_mu);
+    for (struct keystore_counter *n = ks->counters[h]; n != NULL; n = n->next) {
+        if (keystore_counter_is(n, c->tenant, c->provider, c->key_type)) {
+            n->hits += c->hits;
+            if (c->last_used > n->last_used) {
+                n->last_used = c->last_used;
+            }
+            free(c);
+            c = NULL;
+            break;
+        }
+    }
+    if (c != NULL) {
+        c->next = ks->counters[h];
+        ks->counters[h] = c;
+        ks->n_counters++;
+    }
+    pthread_mutex_unlock(&ks->counter_mu);
+}
+
+enum err keystore_usage_flush(struct keystore *ks, struct storage *st)
+{
+    enum err result = ERR_OK;
+    /*
+     * Under the write lock for the whole flush: key reads merge pending hits
+     * under it too, so no reader sees a hit both in storage and in memory.
+     */
+    keystore_lock(ks);
+    struct keystore_counter *list = keystore_counters_take(ks);
+    while (list != NULL) {
+        struct keystore_counter *c = list;
+        list = c->next;
+        char key[STORAGE_MAX_KEY];
+        json_t *rec = NULL;
+        enum err e = keystore_path_key(key, sizeof(key), c->tenant, c->provider, c->key_type);
+        if (e == ERR_OK) {
+            e = storage_get_json(st, key, &rec);
+        }
+        if (e == ERR_OK) {
+            keystore_rec_add_usage(rec, c->hits, c->last_used);
+            e = storage_put_json(st, key, rec, false);
+            json_decref(rec);
+        }
+        if (e == ERR_NOTFOUND) {
+            e = ERR_OK; /* the key or tenant was deleted since */
+        }
+        if (e != ERR_OK) {
+            keystore_counter_putback(ks, c); /* keep the hits for the next tick */
+            c = NULL;
+            result = e;
+        }
+        free(c);
+    }
+    keystore_unlock(ks);
+    return result;
+}
+
+/* ---- versions, status, grace ------------------------------------------------------------ */
+
+const char *keystore_key_status(const json_t *rec, time_t now)
+{
+    const char *status = json_string_value(json_object_get(rec, "status"));
+    if (status != NULL && strcmp(status, "revoked") == 0) {
+        return "revoked";
+    }
+    const char *exp = json_string_value(json_object_get(rec, "expires_at"));
+    time_t t = 0;
+    if (exp != NULL && keystore_time_parse(exp, &t) == ERR_OK && t <= now) {
+        return "expired";
+    }
+    return "active";
+}
+
+bool keystore_versions_revoke_due(json_t *rec, time_t now)
+{
+    bool changed = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(rec, "versions"), i, v)
+    {
+        const char *at = json_string_value(json_object_get(v, "revoke_at"));
+        time_t t = 0;
+        if (at == NULL || keystore_time_parse(at, &t) != ERR_OK || t > now) {
+            continue;
+        }
+        json_object_set_new(v, "status", json_string("revoked"));
+        json_object_set_new(v, "revoked_at", json_string(at));
+        json_object_del(v, "revoke_at");
+        json_object_del(v, "ct");
+        changed = true;
+    }
+    return changed;
+}
+
+enum err keystore_grace_mark(struct storage *st, const char *tenant, const char *provider,
+                             const char *key_type, bool pending)
+{
+    char key[STORAGE_MAX_KEY];
+    int n =
+        snprintf(key, sizeof(key), KEYSTORE_GRACE_PREFIX "%s:%s:%s", tenant, provider, key_type);
+    if (n < 0 || (size_t)n >= sizeof(key)) {
+        return ERR_TOOBIG;
+    }
+    if (!pending) {
+        enum err e = storage_delete(st, key);
+        return e == ERR_NOTFOUND ? ERR_OK : e;
+    }
+    json_t *doc = json_object();
+    if (doc == NULL) {
+        return ERR_NOMEM;
+    }
+    enum err e = storage_put_json(st, key, doc, false);
+    json_decref(doc);
+    return e;
+}
+
+static bool keystore_has_pending_grace(const json_t *rec)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(rec, "versions"), i, v)
+    {
+        if (json_object_get(v, "revoke_at") != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+enum err keystore_grace_sweep(struct keystore *ks, struct storage *st)
+{
+    char **names = NULL;
+    size_t n = 0;
+    enum err e = storage_list(st, KEYSTORE_GRACE_PREFIX, &names, &n);
+    if (e != ERR_OK) {
+        return e == ERR_NOTFOUND ? ERR_OK : e;
+    }
+    time_t now = keystore_now();
+    for (size_t i = 0; i < n; i++) {
+        char t[64], p[64], kt[64];
+        if (sscanf(names[i], "%63[a-z0-9_-]:%63[a-z0-9_-]:%63[a-z0-9_-]", t, p, kt) != 3) {
+            continue;
+        }
+        char key[STORAGE_MAX_KEY];
+        if (keystore_path_key(key, sizeof(key), t, p, kt) != ERR_OK) {
+            continue;
+        }
+        keystore_lock(ks);
+        json_t *rec = NULL;
+        enum err ge = storage_get_json(st, key, &rec);
+        if (ge == ERR_OK) {
+            if (keystore_versions_revoke_due(rec, now)) {
+                ge = storage_put_json(st, key, rec, false);
+            }
+            if (ge == ERR_OK && !keystore_has_pending_grace(rec)) {
+                ge = keystore_grace_mark(st, t, p, kt, false);
+            }
+            json_decref(rec);
+        } else if (ge == ERR_NOTFOUND) {
+            ge = keystore_grace_mark(st, t, p, kt, false);
+        }
+        keystore_unlock(ks);
+        if (ge != ERR_OK) {
+            e = ge;
+        }
+    }
+    storage_keys_free(names, n);
+    return e;
+}

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The keys engine's state and storage layout, shared by the path modules
+ * paths_tenants, paths_keys, paths_creds, paths_usage and paths_rotate.
+ *
+ * Storage layout (keys relative to the mount; every value is JSON unless said):
+ *
+ *   kek/current                        {"version": n}                      seal-wrapped
+ *   kek/<n>                            raw: 0x01 | 32-byte KEK             seal-wrapped
+ *   tenants/<t>/dek                    {"kek_version", "wrapped" (b64 of envelope_seal(KEK,
+ *                                       AD "dek|<t>|<kek_version>", DEK)), "created_at"}
+ *   tenants/<t>/settings               the settings fields the tenant set (defaults are not
+ *                                       stored: they follow `config`)
+ *   tenants/<t>/keys/<p>/<kt>          key record: metadata, "versions" [{version, status,
+ *                                       created_at, revoked_at?, revoke_at?, ct?}], where ct
+ *                                       (b64 of envelope_seal(DEK, AD "<t>|<p>|<kt>|<version>",
+ *                                       key)) exists only while the version is not revoked.
+ *                                       A revoked key keeps its record (tombstone, for audit).
+ *   tenants/<t>/usage/<YYYY-MM>        month totals: requests, tokens, cost, by_provider, by_model
+ *   tenants/<t>/usage/batches/<id>     {"accepted", "month", "at"}: idempotency of usage batches
+ *   grace/<t>:<p>:<kt>                 {} while a version of that key waits for its grace period
+ *                                       to end; byok_periodic revokes and removes it
+ *
+ * Everything of one tenant lives under tenants/<t>/, so a tenant delete is the
+ * DEK shred plus a walk of that prefix.
+ */
+#ifndef BYOK_PLUGIN_KEYSTORE_H
+#define BYOK_PLUGIN_KEYSTORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "plugin/envelope.h"
+#include "plugin/paths.h"
+#include "plugin/storage.h"
+
+struct byok;
+struct keystore;
+
+/* Usage counters held in memory between flushes, at most (past it a hit is flushed on the next
+ * tick). */
+#define KEYSTORE_MAX_COUNTERS 65536
+/* Longest key value accepted on a write (docs/api.md: 8..8192 printable ASCII). */
+#define KEYSTORE_KEY_MIN 8
+#define KEYSTORE_KEY_MAX 8192
+/* Metadata: entries and bytes per value. */
+#define KEYSTORE_MAX_METADATA 64
+#define KEYSTORE_MAX_METADATA_VALUE 1024
+/* Storage walk per tenant delete: keys deleted at most per list level. */
+#define KEYSTORE_GRACE_PREFIX "grace/"
+
+/* The hooks byok.c calls (declared weak in plugin/paths.h). */
+extern const struct byok_hooks byok_hooks_keys;
+
+/* The state hanging off struct byok (NULL if byok.c did not create it). */
+struct keystore *keystore_of(struct byok *b);
+struct envelope *keystore_envelope(struct keystore *ks);
+
+/*
+ * The write lock: every read-modify-write of a tenant's records (keys,
+ * settings, usage, delete, DEK creation, a rotation's per-tenant rewrap) runs
+ * under it, so two writers never lose each other's update. Creds reads never take it.
+ */
+void keystore_lock(struct keystore *ks);
+void keystore_unlock(struct keystore *ks);
+/* The same as callbacks for envelope_rotate (arg: struct keystore *). */
+void keystore_lock_cb(void *ks);
+void keystore_unlock_cb(void *ks);
+
+/* Wall clock in seconds; tests replace it to step over expiry and grace periods. */
+time_t keystore_now(void);
+void keystore_set_clock(time_t (*now)(void));
+/* RFC 3339 UTC "2026-11-25T20:00:00Z"; out must hold 32 bytes. */
+void keystore_time_format(time_t t, char *out, size_t size);
+/* RFC 3339 with 'Z' or an offset, optional fraction. ERR_INVAL otherwise. */
+MUST_USE enum err keystore_time_parse(const char *s, time_t *ret);
+
+/* Storage key builders; ERR_TOOBIG when it would not fit STORAGE_MAX_KEY. */
+MUST_USE enum err keystore_path_key(char *out, size_t size, const char *tenant,
+                                    const char *provider, const char *key_type);
+MUST_USE enum err keystore_path_tenant(char *out, size_t size, const char *tenant,
+                                       const char *rest);
+
+/*
+ * Settings of a tenant with defaults from `config` filled in (new reference).
+ * Served from an in-memory cache dropped by InvalidateKey.
+ */
+MUST_USE enum err keystore_settings_get(struct byok *b, struct storage *st, const char *tenant,
+                                        json_t **ret_settings);
+/* Stores the tenant's own settings document (without defaults) and drops the cache entry. */
+MUST_USE enum err keystore_settings_put(struct byok *b, struct storage *st, const char *tenant,
+                                        const json_t *stored);
+/* The stored settings document only (new reference); an empty object when none. */
+MUST_USE enum err keystore_settings_stored(struct storage *st, const char *tenant,
+                                           json_t **ret_stored);
+
+/* Usage counters: creds reads count in memory; metadata reads merge; byok_periodic flushes. */
+void keystore_usage_hit(struct keystore *ks, const char *tenant, const char *provider,
+                        const char *key_type, time_t now);
+/* Adds pending hits to rec's usage_count / last_used_at (for a read reply). */
+void keystore_usage_merge(struct keystore *ks, const char *tenant, const char *provider,
+                          const char *key_type, json_t *rec);
+/* Forgets pending hits of one key (key_type != NULL) or of a whole tenant. */
+void keystore_usage_forget(struct keystore *ks, const char *tenant, const char *provider,
+                           const char *key_type);
+/* Writes pending hits into the key records. Takes the write lock. */
+MUST_USE enum err keystore_usage_flush(struct keystore *ks, struct storage *st);
+
+/*
+ * Revokes versions of rec whose grace period ended at or before now (drops
+ * their ciphertext). Returns true when rec changed.
+ */
+bool keystore_versions_revoke_due(json_t *rec, time_t now);
+/* Grace index entries (see layout). */
+MUST_USE enum err keystore_grace_mark(struct storage *st, const char *tenant, const char *provider,
+                                      const char *key_type, bool pending);
+/* Revokes due grace versions everywhere. Takes the write lock per key. */
+MUST_USE enum err keystore_grace_sweep(struct keystore *ks, struct storage *st);
+
+/* Status of a key record now: "active", "expired" or "revoked". */
+const char *keystore_key_status(const json_t *rec, time_t now);
+
+#endif

@@ -1,0 +1,831 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Paths tenants/<t>/keys/...: store, describe, rotate and revoke a tenant's
+ * provider keys (docs/api.md). The value is write-only: a read returns
+ * metadata, a masked value, the version history and the validation block,
+ * never the key (only paths_creds.c opens a ciphertext).
+ *
+ * Every check on caller input happens before the first storage write, so a
+ * refused request leaves storage exactly as it was. Deleting a key revokes it:
+ * the record stays as a tombstone for audit, every version's ciphertext is
+ * destroyed, and a later write starts a new version.
+ */
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "plugin/catalog.h"
+#include "plugin/config.h"
+#include "plugin/envelope.h"
+#include "plugin/keystore.h"
+#include "plugin/keyvalidate.h"
+#include "plugin/paths.h"
+
+/* Names of free-text fields and permissions. */
+#define KEYS_MAX_NAME 256
+#define KEYS_MAX_PERMISSION 64
+#define KEYS_MAX_PERMISSIONS 64
+#define KEYS_MAX_RATE_LIMIT 100000000
+/* Longest expiry or grace period we accept: ten years / ninety days. */
+#define KEYS_MAX_EXPIRES_IN (10LL * 365 * 86400)
+#define KEYS_MAX_GRACE (90LL * 86400)
+
+/* ---- input checks ------------------------------------------------------------------ */
+
+/* 8..8192 printable ASCII without whitespace. The message never shows the value. */
+static bool keys_value_ok(const char *v, size_t len)
+{
+    if (len < KEYSTORE_KEY_MIN || len > KEYSTORE_KEY_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c < 0x21 || c > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool keys_text_ok(const char *s, size_t max)
+{
+    size_t len = strlen(s);
+    if (len > max) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool keys_names_ok(struct fw_request *req, struct fw_response *resp)
+{
+    static const char *const segs[] = {"tenant", "provider", "key_type"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = fw_str(req, segs[i]);
+        if (v != NULL && !fw_name_valid(v)) {
+            fw_error(resp, "invalid value for field '%s': must match [a-z0-9][a-z0-9_-]{0,62}",
+                     segs[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The provider must be in the catalog and allowed by config. */
+static enum err keys_provider_check(struct fw_request *req, struct fw_response *resp,
+                                    const json_t *config, json_t **ret_entry, bool *ret_ok)
+{
+    const char *p = fw_str(req, "provider");
+    json_t *entry = NULL;
+    *ret_ok = false;
+    enum err e = catalog_get(req->backend, req->storage, p, &entry);
+    if (e == ERR_NOTFOUND) {
+        fw_error(resp, "invalid value for field 'provider': unknown provider '%s'", p);
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *allowed = json_object_get(config, "allowed_providers");
+    if (json_array_size(allowed) > 0) {
+        bool found = false;
+        size_t i;
+        json_t *v;
+        json_array_foreach(allowed, i, v)
+        {
+            if (json_is_string(v) && strcmp(json_string_value(v), p) == 0) {
+                found = true;
+            }
+        }
+        if (!found) {
+            json_decref(entry);
+            fw_error(resp, "invalid value for field 'provider': '%s' is not in allowed_providers",
+                     p);
+            return ERR_OK;
+        }
+    }
+    *ret_entry = entry;
+    *ret_ok = true;
+    return ERR_OK;
+}
+
+/* Checks the metadata fields of a write; *ret_expires (0 = none) when given. */
+static bool keys_meta_ok(struct fw_request *req, struct fw_response *resp, time_t now,
+                         bool *ret_has_expiry, time_t *ret_expires)
+{
+    if (fw_provided(req, "key_value")) {
+        const char *v = fw_str(req, "key_value");
+        if (v == NULL || !keys_value_ok(v, strlen(v))) {
+            fw_error(resp,
+                     "invalid value for field 'key_value': must be %d..%d printable ASCII "
+                     "characters without whitespace",
+                     KEYSTORE_KEY_MIN, KEYSTORE_KEY_MAX);
+            return false;
+        }
+    }
+    if (fw_provided(req, "name") && !keys_text_ok(fw_str(req, "name"), KEYS_MAX_NAME)) {
+        fw_error(resp,
+                 "invalid value for field 'name': at most %d characters, no control "
+                 "characters",
+                 KEYS_MAX_NAME);
+        return false;
+    }
+    if (fw_provided(req, "permissions")) {
+        json_t *perms = fw_json(req, "permissions");
+        size_t i;
+        json_t *v;
+        if (json_array_size(perms) > KEYS_MAX_PERMISSIONS) {
+            fw_error(resp, "invalid value for field 'permissions': at most %d entries",
+                     KEYS_MAX_PERMISSIONS);
+            return false;
+        }
+        json_array_foreach(perms, i, v)
+        {
+            const char *s = json_string_value(v);
+            if (s == NULL || s[0] == '\0' || strlen(s) > KEYS_MAX_PERMISSION ||
+                strpbrk(s, " \t\r\n") != NULL || !keys_text_ok(s, KEYS_MAX_PERMISSION)) {
+                fw_error(resp,
+                         "invalid value for field 'permissions': entries are 1..%d "
+                         "characters without whitespace",
+                         KEYS_MAX_PERMISSION);
+                return false;
+            }
+        }
+    }
+    if (fw_provided(req, "rate_limit") &&
+        (fw_int(req, "rate_limit") < 0 || fw_int(req, "rate_limit") > KEYS_MAX_RATE_LIMIT)) {
+        fw_error(resp, "invalid value for field 'rate_limit': must be between 0 and %d",
+                 KEYS_MAX_RATE_LIMIT);
+        return false;
+    }
+    if (fw_provided(req, "metadata")) {
+        json_t *md = fw_json(req, "metadata");
+        const char *k;
+        json_t *v;
+        if (!json_is_object(md) || json_object_size(md) > KEYSTORE_MAX_METADATA) {
+            fw_error(resp, "invalid value for field 'metadata': an object of at most %d strings",
+                     KEYSTORE_MAX_METADATA);
+            return false;
+        }
+        json_object_foreach(md, k, v)
+        {
+            if (!json_is_string(v) || strlen(k) == 0 || !keys_text_ok(k, 128) ||
+                !keys_text_ok(json_string_value(v), KEYSTORE_MAX_METADATA_VALUE)) {
+                fw_error(resp,
+                         "invalid value for field 'metadata': values are strings of at "
+                         "most %d characters, no control characters",
+                         KEYSTORE_MAX_METADATA_VALUE);
+                return false;
+            }
+        }
+    }
+    bool in = fw_provided(req, "expires_in"), at = fw_provided(req, "expires_at");
+    *ret_has_expiry = in || at;
+    *ret_expires = 0;
+    if (in && at) {
+        fw_error(resp, "invalid value for field 'expires_at': give expires_in or expires_at, "
+                       "not both");
+        return false;
+    }
+    if (in) {
+        int64_t secs = fw_int(req, "expires_in");
+        if (secs <= 0 || secs > KEYS_MAX_EXPIRES_IN) {
+            fw_error(resp, "invalid value for field 'expires_in': must be between 1s and %llds",
+                     (long long)KEYS_MAX_EXPIRES_IN);
+            return false;
+        }
+        *ret_expires = now + (time_t)secs;
+    }
+    if (at) {
+        const char *s = fw_str(req, "expires_at");
+        time_t t = 0;
+        if (s == NULL || (s[0] != '\0' && keystore_time_parse(s, &t) != ERR_OK)) {
+            fw_error(resp, "invalid value for field 'expires_at': expected RFC 3339 such as "
+                           "2026-12-31T00:00:00Z");
+            return false;
+        }
+        if (s[0] != '\0' && t <= now) {
+            fw_error(resp, "invalid value for field 'expires_at': in the past");
+            return false;
+        }
+        *ret_expires = t; /* "" clears the expiry */
+    }
+    return true;
+}
+
+/* ---- records ----------------------------------------------------------------------- */
+
+/* What a read shows of a value: first 7 + "..." + last 3, less for short keys. */
+static void keys_mask(const char *v, size_t len, char *out, size_t size)
+{
+    /* Never reveal more than a third of the value. */
+    size_t head = 7, tail = 3;
+    while (head + tail > len / 3 && head > 0) {
+        if (head > tail * 2 || tail == 0) {
+            head--;
+        } else {
+            tail--;
+        }
+    }
+    snprintf(out, size, "%.*s...%.*s", (int)head, v, (int)tail, v + len - tail);
+}
+
+static json_t *keys_load(struct fw_request *req, enum err *ret_e)
+{
+    char key[STORAGE_MAX_KEY];
+    json_t *rec = NULL;
+    *ret_e = keystore_path_key(key, sizeof(key), fw_str(req, "tenant"), fw_str(req, "provider"),
+                               fw_str(req, "key_type"));
+    if (*ret_e == ERR_OK) {
+        *ret_e = storage_get_json(req->storage, key, &rec);
+    }
+    if (*ret_e == ERR_OK && !json_is_object(rec)) {
+        json_decref(rec);
+        rec = NULL;
+        *ret_e = ERR_PROTO;
+    }
+    return rec;
+}
+
+static enum err keys_save(struct fw_request *req, const json_t *rec)
+{
+    char key[STORAGE_MAX_KEY];
+    enum err e = keystore_path_key(key, sizeof(key), fw_str(req, "tenant"), fw_str(req, "provider"),
+                                   fw_str(req, "key_type"));
+    return e == ERR_OK ? storage_put_json(req->storage, key, rec, false) : e;
+}
+
+/* The read shape: the record without ciphertexts, with the status computed now. */
+static json_t *keys_view(const json_t *rec, time_t now)
+{
+    json_t *out = json_deep_copy(rec);
+    if (out == NULL) {
+        return NULL;
+    }
+    keystore_versions_revoke_due(out, now);
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(out, "versions"), i, v)
+    {
+        json_object_del(v, "ct");
+    }
+    json_object_set_new(out, "status", json_string(keystore_key_status(rec, now)));
+    return out;
+}
+
+/* Revokes every version except keep_a and keep_b (-1: none), destroying ciphertexts. */
+static void keys_revoke_versions(json_t *rec, const char *now_s, int64_t keep_a, int64_t keep_b)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(rec, "versions"), i, v)
+    {
+        int64_t n = json_integer_value(json_object_get(v, "version"));
+        if (n == keep_a || n == keep_b) {
+            continue;
+        }
+        const char *st = json_string_value(json_object_get(v, "status"));
+        if (st == NULL || strcmp(st, "revoked") != 0) {
+            json_object_set_new(v, "status", json_string("revoked"));
+            json_object_set_new(v, "revoked_at", json_string(now_s));
+        }
+        json_object_del(v, "ct");
+        json_object_del(v, "revoke_at");
+    }
+}
+
+/* Adds a sealed version of the request's key_value; stores validation and mask. */
+static enum err keys_add_version(struct fw_request *req, struct fw_response *resp, json_t *rec,
+                                 const json_t *entry, const char *now_s, int64_t *ret_version)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    const char *t = fw_str(req, "tenant"), *p = fw_str(req, "provider"),
+               *kt = fw_str(req, "key_type");
+    const char *value = fw_str(req, "key_value");
+    size_t len = strlen(value);
+    int64_t version = json_integer_value(json_object_get(rec, "current_version")) + 1;
+    char ad[ENVELOPE_MAX_AD + 1];
+    enum err e = envelope_key_ad(t, p, kt, version, ad, sizeof(ad));
+    if (e != ERR_OK) {
+        return e;
+    }
+    struct secret *dek = NULL;
+    e = envelope_tenant_dek(keystore_envelope(ks), req->storage, t, true, &dek);
+    if (e != ERR_OK) {
+        return e;
+    }
+    unsigned char *ct = NULL;
+    size_t ct_len = 0;
+    e = envelope_seal(dek, ad, strlen(ad), (const unsigned char *)value, len, &ct, &ct_len);
+    secret_free(&dek);
+    if (e != ERR_OK) {
+        return e;
+    }
+    char *b64 = NULL;
+    e = envelope_b64_encode(ct, ct_len, &b64);
+    free(ct);
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *ver = json_pack("{sIssssss}", "version", (json_int_t)version, "status", "active",
+                            "created_at", now_s, "ct", b64);
+    free(b64);
+    json_t *validation = keyvalidate_check((const unsigned char *)value, len, entry);
+    char masked[32];
+    keys_mask(value, len, masked, sizeof(masked));
+    if (ver == NULL || validation == NULL) {
+        json_decref(ver);
+        json_decref(validation);
+        return ERR_NOMEM;
+    }
+    if (!json_is_array(json_object_get(rec, "versions"))) {
+        json_object_set_new(rec, "versions", json_array());
+    }
+    json_array_append_new(json_object_get(rec, "versions"), ver);
+    json_object_set_new(rec, "current_version", json_integer(version));
+    json_object_set_new(rec, "masked_value", json_string(masked));
+    if (!json_is_true(json_object_get(validation, "is_valid"))) {
+        fw_warn(resp, "key_value does not look like a %s key; see validation.issues",
+                json_string_value(json_object_get(entry, "name")) != NULL
+                    ? json_string_value(json_object_get(entry, "name"))
+                    : p);
+    }
+    json_object_set_new(rec, "validation", validation);
+    *ret_version = version;
+    return ERR_OK;
+}
+
+/*
+ * Keeps at most max versions, dropping the oldest revoked ones (their
+ * ciphertext is already gone); a version still live (current or in grace) is
+ * never dropped, so the list may exceed max by one during a grace period.
+ */
+static void keys_trim(json_t *rec, int64_t max)
+{
+    json_t *vs = json_object_get(rec, "versions");
+    size_t i = 0;
+    while (max > 0 && (int64_t)json_array_size(vs) > max && i < json_array_size(vs)) {
+        const char *st = json_string_value(json_object_get(json_array_get(vs, i), "status"));
+        if (st != NULL && strcmp(st, "revoked") == 0) {
+            json_array_remove(vs, i);
+        } else {
+            i++;
+        }
+    }
+}
+
+static void keys_apply_meta(struct fw_request *req, json_t *rec, bool has_expiry, time_t expires)
+{
+    if (fw_provided(req, "name")) {
+        json_object_set_new(rec, "name", json_string(fw_str(req, "name")));
+    }
+    if (fw_provided(req, "permissions")) {
+        json_object_set_new(rec, "permissions", json_deep_copy(fw_json(req, "permissions")));
+    }
+    if (fw_provided(req, "rate_limit")) {
+        json_object_set_new(rec, "rate_limit", json_integer(fw_int(req, "rate_limit")));
+    }
+    if (fw_provided(req, "metadata")) {
+        json_object_set_new(rec, "metadata", json_deep_copy(fw_json(req, "metadata")));
+    }
+    if (has_expiry) {
+        if (expires == 0) {
+            json_object_set_new(rec, "expires_at", json_null());
+        } else {
+            char buf[32];
+            keystore_time_format(expires, buf, sizeof(buf));
+            json_object_set_new(rec, "expires_at", json_string(buf));
+        }
+    }
+}
+
+static json_t *keys_new_record(struct fw_request *req, const char *now_s)
+{
+    unsigned char id[8];
+    char key_id[20];
+    if (RAND_bytes(id, sizeof(id)) != 1) {
+        return NULL;
+    }
+    snprintf(key_id, sizeof(key_id), "k_%02x%02x%02x%02x%02x%02x%02x%02x", id[0], id[1], id[2],
+             id[3], id[4], id[5], id[6], id[7]);
+    return json_pack("{ss ss ss ss ss ss s[] sI ss ss sn sn sI sI s[] s{}}", "key_id", key_id,
+                     "tenant", fw_str(req, "tenant"), "provider", fw_str(req, "provider"),
+                     "key_type", fw_str(req, "key_type"), "name", "", "status", "active",
+                     "permissions", "rate_limit", (json_int_t)0, "created_at", now_s, "updated_at",
+                     now_s, "expires_at", "last_used_at", "usage_count", (json_int_t)0,
+                     "current_version", (json_int_t)0, "versions", "metadata");
+}
+
+/* ---- handlers ---------------------------------------------------------------------- */
+
+static enum err keys_reply_view(struct fw_request *req, struct fw_response *resp, const json_t *rec,
+                                time_t now)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    json_t *view = keys_view(rec, now);
+    if (view == NULL) {
+        return ERR_NOMEM;
+    }
+    keystore_usage_merge(ks, fw_str(req, "tenant"), fw_str(req, "provider"),
+                         fw_str(req, "key_type"), view);
+    fw_reply(resp, view);
+    return ERR_OK;
+}
+
+/* create and update: a key_value makes a new version; other fields update metadata. */
+static enum err keys_write(struct fw_request *req, struct fw_response *resp)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    if (ks == NULL) {
+        return ERR_INTERNAL;
+    }
+    if (!keys_names_ok(req, resp)) {
+        return ERR_OK;
+    }
+    time_t now = keystore_now();
+    bool has_expiry = false;
+    time_t expires = 0;
+    if (!keys_meta_ok(req, resp, now, &has_expiry, &expires)) {
+        return ERR_OK;
+    }
+    json_t *config = NULL, *entry = NULL, *rec = NULL;
+    enum err e = config_get(req->backend, req->storage, &config);
+    if (e != ERR_OK) {
+        return e;
+    }
+    bool ok = false;
+    e = keys_provider_check(req, resp, config, &entry, &ok);
+    if (e != ERR_OK || !ok) {
+        goto out_config;
+    }
+    char now_s[32];
+    keystore_time_format(now, now_s, sizeof(now_s));
+    bool has_value = fw_provided(req, "key_value");
+
+    keystore_lock(ks);
+    rec = keys_load(req, &e);
+    if (e == ERR_NOTFOUND) {
+        if (!has_value) {
+            fw_error(resp, "missing required field 'key_value'");
+            e = ERR_OK;
+            goto out_unlock;
+        }
+        rec = keys_new_record(req, now_s);
+        e = rec != NULL ? ERR_OK : ERR_NOMEM;
+    }
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
+    bool revoked = strcmp(keystore_key_status(rec, now), "revoked") == 0;
+    if (revoked && !has_value) {
+        fw_error(resp, "key is revoked: write key_value to store a new version");
+        goto out_unlock;
+    }
+    if (has_value) {
+        int64_t version = 0;
+        e = keys_add_version(req, resp, rec, entry, now_s, &version);
+        if (e != ERR_OK) {
+            goto out_unlock;
+        }
+        /* A plain write replaces the value at once; rotate is the path with a grace period. */
+        keys_revoke_versions(rec, now_s, version, -1);
+        keys_trim(rec, json_integer_value(json_object_get(config, "max_key_versions")));
+        json_object_set_new(rec, "status", json_string("active"));
+        json_object_del(rec, "revoked_at");
+        e = keystore_grace_mark(req->storage, fw_str(req, "tenant"), fw_str(req, "provider"),
+                                fw_str(req, "key_type"), false);
+        if (e != ERR_OK) {
+            goto out_unlock;
+        }
+    }
+    keys_apply_meta(req, rec, has_expiry, expires);
+    json_object_set_new(rec, "updated_at", json_string(now_s));
+    e = keys_save(req, rec);
+    if (e == ERR_OK) {
+        e = keys_reply_view(req, resp, rec, now);
+    }
+out_unlock:
+    keystore_unlock(ks);
+    json_decref(rec);
+    json_decref(entry);
+out_config:
+    json_decref(config);
+    return e;
+}
+
+static enum err keys_read(struct fw_request *req, struct fw_response *resp)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    if (ks == NULL) {
+        return ERR_INTERNAL;
+    }
+    enum err e;
+    /* Under the write lock so a concurrent usage flush is either all in storage or all pending. */
+    keystore_lock(ks);
+    json_t *rec = keys_load(req, &e);
+    if (e == ERR_OK) {
+        e = keys_reply_view(req, resp, rec, keystore_now());
+    } else if (e == ERR_NOTFOUND) {
+        e = ERR_OK; /* no data: 404 */
+    }
+    keystore_unlock(ks);
+    json_decref(rec);
+    return e;
+}
+
+static enum err keys_delete(struct fw_request *req, struct fw_response *resp)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    if (ks == NULL) {
+        return ERR_INTERNAL;
+    }
+    if (!keys_names_ok(req, resp)) {
+        return ERR_OK;
+    }
+    const char *t = fw_str(req, "tenant"), *p = fw_str(req, "provider"),
+               *kt = fw_str(req, "key_type");
+    enum err e;
+    keystore_lock(ks);
+    json_t *rec = keys_load(req, &e);
+    if (e == ERR_NOTFOUND) {
+        e = ERR_OK; /* deleting what is not there succeeds, as in Vault */
+        goto out_unlock;
+    }
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
+    char now_s[32];
+    keystore_time_format(keystore_now(), now_s, sizeof(now_s));
+    keys_revoke_versions(rec, now_s, -1, -1);
+    if (strcmp(json_string_value(json_object_get(rec, "status")) != NULL
+                   ? json_string_value(json_object_get(rec, "status"))
+                   : "",
+               "revoked") != 0) {
+        json_object_set_new(rec, "revoked_at", json_string(now_s));
+    }
+    json_object_set_new(rec, "status", json_string("revoked"));
+    json_object_set_new(rec, "updated_at", json_string(now_s));
+    e = keys_save(req, rec);
+    if (e == ERR_OK) {
+        e = keystore_grace_mark(req->storage, t, p, kt, false);
+    }
+    /* Pending hits of a revoked key are history; flush them now would race the tombstone. */
+    keystore_usage_forget(ks, t, p, kt);
+out_unlock:
+    keystore_unlock(ks);
+    json_decref(rec);
+    return e;
+}
+
+static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    if (ks == NULL) {
+        return ERR_INTERNAL;
+    }
+    if (!keys_names_ok(req, resp)) {
+        return ERR_OK;
+    }
+    const char *value = fw_str(req, "key_value");
+    if (value == NULL || !keys_value_ok(value, strlen(value))) {
+        fw_error(resp,
+                 "invalid value for field 'key_value': must be %d..%d printable ASCII characters "
+                 "without whitespace",
+                 KEYSTORE_KEY_MIN, KEYSTORE_KEY_MAX);
+        return ERR_OK;
+    }
+    int64_t grace = fw_int(req, "grace_period");
+    if (grace < 0 || grace > KEYS_MAX_GRACE) {
+        fw_error(resp, "invalid value for field 'grace_period': must be between 0 and %llds",
+                 (long long)KEYS_MAX_GRACE);
+        return ERR_OK;
+    }
+    time_t now = keystore_now();
+    json_t *config = NULL, *entry = NULL, *rec = NULL;
+    enum err e = config_get(req->backend, req->storage, &config);
+    if (e != ERR_OK) {
+        return e;
+    }
+    bool ok = false;
+    e = keys_provider_check(req, resp, config, &entry, &ok);
+    if (e != ERR_OK || !ok) {
+        goto out_config;
+    }
+    char now_s[32], grace_s[32];
+    keystore_time_format(now, now_s, sizeof(now_s));
+    keystore_time_format(now + (time_t)grace, grace_s, sizeof(grace_s));
+
+    keystore_lock(ks);
+    rec = keys_load(req, &e);
+    if (e == ERR_NOTFOUND) {
+        fw_error_coded(resp, 404, "no key to rotate");
+        e = ERR_OK;
+        goto out_unlock;
+    }
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
+    if (strcmp(keystore_key_status(rec, now), "revoked") == 0) {
+        fw_error(resp, "key is revoked: write key_value to the key path to store a new version");
+        goto out_unlock;
+    }
+    int64_t old = json_integer_value(json_object_get(rec, "current_version"));
+    int64_t version = 0;
+    e = keys_add_version(req, resp, rec, entry, now_s, &version);
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
+    /*
+     * Only the version being replaced gets the grace period; a version still
+     * in grace from an earlier rotation is revoked now, so at most two values
+     * are ever live.
+     */
+    keys_revoke_versions(rec, now_s, version, grace > 0 ? old : -1);
+    if (grace > 0) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(rec, "versions"), i, v)
+        {
+            if (json_integer_value(json_object_get(v, "version")) == old &&
+                json_object_get(v, "ct") != NULL) {
+                json_object_set_new(v, "revoke_at", json_string(grace_s));
+            }
+        }
+    }
+    keys_trim(rec, json_integer_value(json_object_get(config, "max_key_versions")));
+    json_object_set_new(rec, "updated_at", json_string(now_s));
+    e = keys_save(req, rec);
+    if (e == ERR_OK) {
+        e = keystore_grace_mark(req->storage, fw_str(req, "tenant"), fw_str(req, "provider"),
+                                fw_str(req, "key_type"), grace > 0);
+    }
+    if (e == ERR_OK) {
+        e = keys_reply_view(req, resp, rec, now);
+    }
+out_unlock:
+    keystore_unlock(ks);
+    json_decref(rec);
+    json_decref(entry);
+out_config:
+    json_decref(config);
+    return e;
+}
+
+static enum err keys_exists(struct fw_request *req, bool *ret_exists)
+{
+    enum err e;
+    json_t *rec = keys_load(req, &e);
+    json_decref(rec);
+    if (e == ERR_NOTFOUND) {
+        *ret_exists = false;
+        return ERR_OK;
+    }
+    *ret_exists = e == ERR_OK;
+    return e;
+}
+
+static enum err keys_list_storage(struct fw_request *req, struct fw_response *resp,
+                                  const char *prefix, bool with_info)
+{
+    char **names = NULL;
+    size_t n = 0;
+    enum err e = storage_list(req->storage, prefix, &names, &n);
+    if (e == ERR_NOTFOUND) {
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *keys = json_array();
+    json_t *info = json_object();
+    time_t now = keystore_now();
+    for (size_t i = 0; i < n && keys != NULL; i++) {
+        json_array_append_new(keys, json_string(names[i]));
+        if (!with_info || strchr(names[i], '/') != NULL) {
+            continue;
+        }
+        char key[STORAGE_MAX_KEY];
+        json_t *rec = NULL;
+        if ((size_t)snprintf(key, sizeof(key), "%s%s", prefix, names[i]) < sizeof(key) &&
+            storage_get_json(req->storage, key, &rec) == ERR_OK) {
+            json_object_set_new(info, names[i],
+                                json_pack("{sOsssOsO}", "name", json_object_get(rec, "name"),
+                                          "status", keystore_key_status(rec, now),
+                                          "current_version",
+                                          json_object_get(rec, "current_version"), "key_id",
+                                          json_object_get(rec, "key_id")));
+            json_decref(rec);
+        }
+    }
+    storage_keys_free(names, n);
+    if (keys == NULL || info == NULL) {
+        json_decref(keys);
+        json_decref(info);
+        return ERR_NOMEM;
+    }
+    if (json_array_size(keys) == 0) {
+        json_decref(keys);
+        json_decref(info);
+        return ERR_OK; /* Vault answers an empty list with 404 */
+    }
+    json_t *out = json_pack("{so}", "keys", keys);
+    if (with_info) {
+        json_object_set_new(out, "key_info", info);
+    } else {
+        json_decref(info);
+    }
+    fw_reply(resp, out);
+    return ERR_OK;
+}
+
+static enum err keys_list_tenant(struct fw_request *req, struct fw_response *resp)
+{
+    char prefix[STORAGE_MAX_KEY];
+    enum err e = keystore_path_tenant(prefix, sizeof(prefix), fw_str(req, "tenant"), "keys/");
+    return e == ERR_OK ? keys_list_storage(req, resp, prefix, false) : e;
+}
+
+static enum err keys_list_provider(struct fw_request *req, struct fw_response *resp)
+{
+    char prefix[STORAGE_MAX_KEY];
+    int n = snprintf(prefix, sizeof(prefix), "tenants/%s/keys/%s/", fw_str(req, "tenant"),
+                     fw_str(req, "provider"));
+    if (n < 0 || (size_t)n >= sizeof(prefix)) {
+        return ERR_TOOBIG;
+    }
+    return keys_list_storage(req, resp, prefix, true);
+}
+
+static const struct fw_field keys_fields[] = {
+    {.name = "key_value",
+     .type = FW_TYPE_SECRET,
+     .max_len = KEYSTORE_KEY_MAX + 1, /* one past: refused below with our own message */
+     .description = "The provider key (write-only): 8..8192 printable ASCII, no whitespace."},
+    {.name = "name", .type = FW_TYPE_STRING, .description = "A label for people."},
+    {.name = "permissions",
+     .type = FW_TYPE_STRINGS,
+     .description = "What the key may be used for."},
+    {.name = "rate_limit", .type = FW_TYPE_INT, .description = "Requests per minute (0 = none)."},
+    {.name = "expires_in", .type = FW_TYPE_DURATION, .description = "Expiry from now."},
+    {.name = "expires_at",
+     .type = FW_TYPE_STRING,
+     .description = "Expiry as RFC 3339 (\"\" clears it)."},
+    {.name = "metadata",
+     .type = FW_TYPE_MAP,
+     .description = "Provider extras (Azure api_version, deployment; Bedrock region...)."},
+    {.name = NULL},
+};
+
+static const struct fw_field keys_rotate_fields[] = {
+    {.name = "key_value",
+     .type = FW_TYPE_SECRET,
+     .required = true,
+     .max_len = KEYSTORE_KEY_MAX + 1,
+     .description = "The new provider key (write-only)."},
+    {.name = "grace_period",
+     .type = FW_TYPE_DURATION,
+     .def = "0",
+     .description = "How long the replaced version stays usable (0 = revoke at once)."},
+    {.name = NULL},
+};
+
+const struct fw_path paths_keys[] = {
+    {
+        .pattern = "tenants/{tenant}/keys/",
+        .handlers = {[FW_OP_LIST] = keys_list_tenant},
+        .synopsis = "List the providers a tenant has keys for.",
+        .description = "Returns provider folders (\"openai/\").",
+    },
+    {
+        .pattern = "tenants/{tenant}/keys/{provider}/",
+        .handlers = {[FW_OP_LIST] = keys_list_provider},
+        .synopsis = "List a tenant's key types for one provider.",
+        .description = "Returns key types with key_info (name, status, current_version).",
+    },
+    {
+        .pattern = "tenants/{tenant}/keys/{provider}/{key_type}/rotate",
+        .fields = keys_rotate_fields,
+        .handlers = {[FW_OP_UPDATE] = keys_rotate, [FW_OP_CREATE] = keys_rotate},
+        .synopsis = "Rotate a key: the new value becomes active.",
+        .description = "The replaced version is revoked at once, or after grace_period.",
+    },
+    {
+        .pattern = "tenants/{tenant}/keys/{provider}/{key_type}",
+        .fields = keys_fields,
+        .handlers = {[FW_OP_READ] = keys_read,
+                     [FW_OP_CREATE] = keys_write,
+                     [FW_OP_UPDATE] = keys_write,
+                     [FW_OP_DELETE] = keys_delete},
+        .exists = keys_exists,
+        .synopsis = "Store, describe or revoke a tenant's provider key.",
+        .description = "The value is write-only; reads return metadata, a masked value, "
+                       "versions and validation. Delete revokes and keeps a tombstone.",
+    },
+    {.pattern = NULL},
+};

@@ -1,0 +1,455 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Paths tenants/ (list), tenants/<t> (read a summary, delete) and
+ * tenants/<t>/settings (read, update). A tenant exists as soon as anything is
+ * stored under tenants/<t>/ (a key or settings); there is no separate create.
+ *
+ * Delete is a crypto-shred: the tenant's DEK is destroyed first, so every
+ * ciphertext of the tenant, including copies in old snapshots and backups,
+ * can never be opened again; then the tenant's records are removed.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "plugin/byok.h"
+#include "plugin/catalog.h"
+#include "plugin/config.h"
+#include "plugin/envelope.h"
+#include "plugin/keystore.h"
+#include "plugin/paths.h"
+
+#define TENANTS_MAX_COST 1.0e9
+#define TENANTS_MAX_LIMIT 1000000000LL
+/* Depth of the layout under tenants/<t>/ (keys/<p>/<kt>, usage/batches/<id>). */
+#define TENANTS_MAX_DEPTH 4
+
+static const char *const tenants_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED", NULL};
+static const char *const tenants_residencies[] = {"any", "eu", "us", NULL};
+static const char *const tenants_tasks[] = {"chat",     "code",          "analysis",
+                                            "creative", "summarization", "embedding",
+                                            "vision",   "reasoning",     NULL};
+
+static bool tenants_in(const char *const *set, const char *s)
+{
+    for (size_t i = 0; set[i] != NULL; i++) {
+        if (s != NULL && strcmp(set[i], s) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- list, summary ------------------------------------------------------------------ */
+
+static enum err tenants_list(struct fw_request *req, struct fw_response *resp)
+{
+    char **names = NULL;
+    size_t n = 0;
+    enum err e = storage_list(req->storage, "tenants/", &names, &n);
+    if (e == ERR_NOTFOUND) {
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *keys = json_array();
+    for (size_t i = 0; i < n && keys != NULL; i++) {
+        size_t len = strlen(names[i]);
+        if (len > 1 && names[i][len - 1] == '/') {
+            names[i][len - 1] = '\0';
+            json_array_append_new(keys, json_string(names[i]));
+        }
+    }
+    storage_keys_free(names, n);
+    if (keys == NULL) {
+        return ERR_NOMEM;
+    }
+    if (json_array_size(keys) == 0) {
+        json_decref(keys);
+        return ERR_OK;
+    }
+    fw_reply(resp, json_pack("{so}", "keys", keys));
+    return ERR_OK;
+}
+
+static enum err tenants_exists_in_storage(struct storage *st, const char *tenant, bool *ret)
+{
+    char prefix[STORAGE_MAX_KEY];
+    enum err e = keystore_path_tenant(prefix, sizeof(prefix), tenant, "");
+    if (e != ERR_OK) {
+        return e;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    e = storage_list(st, prefix, &names, &n);
+    if (e == ERR_NOTFOUND) {
+        *ret = false;
+        return ERR_OK;
+    }
+    if (e == ERR_OK) {
+        *ret = n > 0;
+        storage_keys_free(names, n);
+    }
+    return e;
+}
+
+static enum err tenants_read(struct fw_request *req, struct fw_response *resp)
+{
+    const char *t = fw_str(req, "tenant");
+    bool exists = false;
+    enum err e = tenants_exists_in_storage(req->storage, t, &exists);
+    if (e != ERR_OK || !exists) {
+        return e; /* no data: 404 */
+    }
+    char prefix[STORAGE_MAX_KEY];
+    e = keystore_path_tenant(prefix, sizeof(prefix), t, "keys/");
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *providers = json_array();
+    json_int_t total = 0, active = 0, revoked = 0, expired = 0;
+    char **pnames = NULL;
+    size_t np = 0;
+    e = storage_list(req->storage, prefix, &pnames, &np);
+    if (e == ERR_NOTFOUND) {
+        e = ERR_OK;
+    }
+    time_t now = keystore_now();
+    for (size_t i = 0; e == ERR_OK && i < np; i++) {
+        char pprefix[STORAGE_MAX_KEY];
+        if ((size_t)snprintf(pprefix, sizeof(pprefix), "%s%s", prefix, pnames[i]) >=
+            sizeof(pprefix)) {
+            continue;
+        }
+        char pname[64];
+        snprintf(pname, sizeof(pname), "%.*s", (int)strcspn(pnames[i], "/"), pnames[i]);
+        json_array_append_new(providers, json_string(pname));
+        char **kts = NULL;
+        size_t nk = 0;
+        if (storage_list(req->storage, pprefix, &kts, &nk) != ERR_OK) {
+            continue;
+        }
+        for (size_t j = 0; j < nk; j++) {
+            char key[STORAGE_MAX_KEY];
+            json_t *rec = NULL;
+            if ((size_t)snprintf(key, sizeof(key), "%s%s", pprefix, kts[j]) >= sizeof(key) ||
+                storage_get_json(req->storage, key, &rec) != ERR_OK) {
+                continue;
+            }
+            const char *st = keystore_key_status(rec, now);
+            total++;
+            active += strcmp(st, "active") == 0;
+            revoked += strcmp(st, "revoked") == 0;
+            expired += strcmp(st, "expired") == 0;
+            json_decref(rec);
+        }
+        storage_keys_free(kts, nk);
+    }
+    storage_keys_free(pnames, np);
+    json_t *settings = NULL;
+    if (e == ERR_OK) {
+        e = keystore_settings_get(req->backend, req->storage, t, &settings);
+    }
+    if (e != ERR_OK) {
+        json_decref(providers);
+        return e;
+    }
+    char dek_key[STORAGE_MAX_KEY];
+    unsigned char *raw = NULL;
+    size_t raw_len = 0;
+    bool has_dek = keystore_path_tenant(dek_key, sizeof(dek_key), t, "dek") == ERR_OK &&
+                   storage_get(req->storage, dek_key, &raw, &raw_len) == ERR_OK;
+    free(raw);
+    fw_reply(resp, json_pack("{ss so s{sIsIsIsI} so sb}", "tenant", t, "providers", providers,
+                             "keys", "total", total, "active", active, "revoked", revoked,
+                             "expired", expired, "settings", settings, "has_data_key", has_dek));
+    return ERR_OK;
+}
+
+/* ---- delete (crypto-shred) ------------------------------------------------------------ */
+
+static enum err tenants_delete_tree(struct storage *st, const char *prefix, int depth)
+{
+    if (depth > TENANTS_MAX_DEPTH) {
+        return ERR_OK;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    enum err e = storage_list(st, prefix, &names, &n);
+    if (e == ERR_NOTFOUND) {
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char key[STORAGE_MAX_KEY];
+        if ((size_t)snprintf(key, sizeof(key), "%s%s", prefix, names[i]) >= sizeof(key)) {
+            continue;
+        }
+        size_t len = strlen(key);
+        enum err de =
+            key[len - 1] == '/' ? tenants_delete_tree(st, key, depth + 1) : storage_delete(st, key);
+        if (de != ERR_OK && de != ERR_NOTFOUND) {
+            e = de;
+        }
+    }
+    storage_keys_free(names, n);
+    return e;
+}
+
+static enum err tenants_delete_grace(struct storage *st, const char *tenant)
+{
+    char **names = NULL;
+    size_t n = 0;
+    enum err e = storage_list(st, KEYSTORE_GRACE_PREFIX, &names, &n);
+    if (e == ERR_NOTFOUND) {
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    size_t tl = strlen(tenant);
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(names[i], tenant, tl) == 0 && names[i][tl] == ':') {
+            char key[STORAGE_MAX_KEY];
+            if ((size_t)snprintf(key, sizeof(key), KEYSTORE_GRACE_PREFIX "%s", names[i]) <
+                sizeof(key)) {
+                enum err de = storage_delete(st, key);
+                if (de != ERR_OK && de != ERR_NOTFOUND) {
+                    e = de;
+                }
+            }
+        }
+    }
+    storage_keys_free(names, n);
+    return e;
+}
+
+static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    if (ks == NULL) {
+        return ERR_INTERNAL;
+    }
+    const char *t = fw_str(req, "tenant");
+    char prefix[STORAGE_MAX_KEY], settings_key[STORAGE_MAX_KEY];
+    enum err e = keystore_path_tenant(prefix, sizeof(prefix), t, "");
+    if (e == ERR_OK) {
+        e = keystore_path_tenant(settings_key, sizeof(settings_key), t, "settings");
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    keystore_lock(ks);
+    /* The shred first: if anything below fails, the ciphertexts left are already useless. */
+    e = envelope_tenant_shred(keystore_envelope(ks), req->storage, t);
+    if (e == ERR_OK) {
+        e = tenants_delete_tree(req->storage, prefix, 0);
+    }
+    if (e == ERR_OK) {
+        e = tenants_delete_grace(req->storage, t);
+    }
+    keystore_usage_forget(ks, t, NULL, NULL);
+    keystore_unlock(ks);
+    /* Drop the cached settings (InvalidateKey does the same on other nodes). */
+    byok_invalidate(req->backend, settings_key);
+    return e;
+}
+
+/* ---- settings ------------------------------------------------------------------------- */
+
+static bool tenants_providers_ok(struct fw_request *req, struct fw_response *resp,
+                                 const char *field, enum err *ret_e)
+{
+    json_t *list = fw_json(req, field);
+    size_t i;
+    json_t *v;
+    *ret_e = ERR_OK;
+    json_array_foreach(list, i, v)
+    {
+        const char *p = json_string_value(v);
+        if (p == NULL || !fw_name_valid(p)) {
+            fw_error(resp,
+                     "invalid value for field '%s': provider names must match "
+                     "[a-z0-9][a-z0-9_-]{0,62}",
+                     field);
+            return false;
+        }
+        json_t *entry = NULL;
+        enum err e = catalog_get(req->backend, req->storage, p, &entry);
+        json_decref(entry);
+        if (e == ERR_NOTFOUND) {
+            fw_error(resp, "invalid value for field '%s': unknown provider '%s'", field, p);
+            return false;
+        }
+        if (e != ERR_OK) {
+            *ret_e = e;
+            return false;
+        }
+    }
+    return true;
+}
+
+static enum err tenants_settings_read(struct fw_request *req, struct fw_response *resp)
+{
+    json_t *settings = NULL;
+    enum err e =
+        keystore_settings_get(req->backend, req->storage, fw_str(req, "tenant"), &settings);
+    if (e == ERR_OK) {
+        fw_reply(resp, settings);
+    }
+    return e;
+}
+
+static enum err tenants_settings_write(struct fw_request *req, struct fw_response *resp)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    if (ks == NULL) {
+        return ERR_INTERNAL;
+    }
+    const char *t = fw_str(req, "tenant");
+    enum err e = ERR_OK;
+    /* Every check before the first write. */
+    if (fw_provided(req, "budget_tier") && !tenants_in(tenants_tiers, fw_str(req, "budget_tier"))) {
+        fw_error(resp, "invalid value for field 'budget_tier': must be one of FREE, LOW, MEDIUM, "
+                       "HIGH, UNLIMITED");
+        return ERR_OK;
+    }
+    if (fw_provided(req, "residency") &&
+        !tenants_in(tenants_residencies, fw_str(req, "residency"))) {
+        fw_error(resp, "invalid value for field 'residency': must be one of any, eu, us");
+        return ERR_OK;
+    }
+    if (fw_provided(req, "max_monthly_cost")) {
+        double c = fw_float(req, "max_monthly_cost");
+        if (!isfinite(c) || c < 0.0 || c > TENANTS_MAX_COST) {
+            fw_error(resp, "invalid value for field 'max_monthly_cost': must be between 0 and %.0f",
+                     TENANTS_MAX_COST);
+            return ERR_OK;
+        }
+    }
+    static const char *const limits[] = {"rpm_limit", "tpm_limit"};
+    for (size_t i = 0; i < 2; i++) {
+        if (fw_provided(req, limits[i]) &&
+            (fw_int(req, limits[i]) < 0 || fw_int(req, limits[i]) > TENANTS_MAX_LIMIT)) {
+            fw_error(resp, "invalid value for field '%s': must be between 0 and %lld", limits[i],
+                     (long long)TENANTS_MAX_LIMIT);
+            return ERR_OK;
+        }
+    }
+    if (fw_provided(req, "allowed_task_types")) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(fw_json(req, "allowed_task_types"), i, v)
+        {
+            if (!tenants_in(tenants_tasks, json_string_value(v))) {
+                fw_error(resp, "invalid value for field 'allowed_task_types': must be among chat, "
+                               "code, analysis, creative, summarization, embedding, vision, "
+                               "reasoning");
+                return ERR_OK;
+            }
+        }
+    }
+    static const char *const plists[] = {"preferred_providers", "fallback_providers"};
+    for (size_t i = 0; i < 2; i++) {
+        if (fw_provided(req, plists[i]) && !tenants_providers_ok(req, resp, plists[i], &e)) {
+            return e;
+        }
+    }
+
+    static const char *const fields[] = {
+        "budget_tier", "preferred_providers", "fallback_providers", "max_monthly_cost",
+        "residency",   "allowed_task_types",  "rpm_limit",          "tpm_limit"};
+    keystore_lock(ks);
+    json_t *stored = NULL, *settings = NULL;
+    e = keystore_settings_stored(req->storage, t, &stored);
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        if (fw_provided(req, fields[i])) {
+            json_object_set_new(stored, fields[i], json_deep_copy(fw_json(req, fields[i])));
+        }
+    }
+    e = keystore_settings_put(req->backend, req->storage, t, stored);
+    if (e == ERR_OK) {
+        e = keystore_settings_get(req->backend, req->storage, t, &settings);
+    }
+    if (e == ERR_OK) {
+        fw_reply(resp, settings);
+    }
+out_unlock:
+    keystore_unlock(ks);
+    json_decref(stored);
+    return e;
+}
+
+static enum err tenants_settings_exists(struct fw_request *req, bool *ret_exists)
+{
+    char key[STORAGE_MAX_KEY];
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    enum err e = keystore_path_tenant(key, sizeof(key), fw_str(req, "tenant"), "settings");
+    if (e == ERR_OK) {
+        e = storage_get(req->storage, key, &raw, &len);
+    }
+    free(raw);
+    *ret_exists = e == ERR_OK;
+    return e == ERR_NOTFOUND ? ERR_OK : e;
+}
+
+static const struct fw_field tenants_settings_fields[] = {
+    {.name = "budget_tier",
+     .type = FW_TYPE_STRING,
+     .max_len = 16,
+     .description = "FREE, LOW, MEDIUM, HIGH or UNLIMITED (default: config.default_budget_tier)."},
+    {.name = "preferred_providers",
+     .type = FW_TYPE_STRINGS,
+     .max_len = 64,
+     .description = "Providers tried first, in order."},
+    {.name = "fallback_providers",
+     .type = FW_TYPE_STRINGS,
+     .max_len = 64,
+     .description = "Providers tried when the preferred ones fail."},
+    {.name = "max_monthly_cost",
+     .type = FW_TYPE_FLOAT,
+     .description = "Monthly cap in USD (0 = no cap)."},
+    {.name = "residency", .type = FW_TYPE_STRING, .max_len = 8, .description = "any, eu or us."},
+    {.name = "allowed_task_types",
+     .type = FW_TYPE_STRINGS,
+     .max_len = 16,
+     .description = "Task types the tenant may use ([] = all)."},
+    {.name = "rpm_limit", .type = FW_TYPE_INT, .description = "Requests per minute (0 = none)."},
+    {.name = "tpm_limit", .type = FW_TYPE_INT, .description = "Tokens per minute (0 = none)."},
+    {.name = NULL},
+};
+
+const struct fw_path paths_tenants[] = {
+    {
+        .pattern = "tenants/",
+        .handlers = {[FW_OP_LIST] = tenants_list},
+        .synopsis = "List tenants.",
+        .description = "Every tenant with a key or settings stored.",
+    },
+    {
+        .pattern = "tenants/{tenant}/settings",
+        .fields = tenants_settings_fields,
+        .handlers = {[FW_OP_READ] = tenants_settings_read,
+                     [FW_OP_CREATE] = tenants_settings_write,
+                     [FW_OP_UPDATE] = tenants_settings_write},
+        .exists = tenants_settings_exists,
+        .synopsis = "A tenant's routing and budget settings.",
+        .description = "Budget tier, preferred and fallback providers, monthly cost cap, "
+                       "residency, allowed task types and rate limits. Unset fields follow config.",
+    },
+    {
+        .pattern = "tenants/{tenant}",
+        .handlers = {[FW_OP_READ] = tenants_read, [FW_OP_DELETE] = tenants_delete},
+        .synopsis = "A tenant's summary; delete crypto-shreds the tenant.",
+        .description = "Delete destroys the tenant's data key first, then its keys, settings and "
+                       "usage: nothing sealed for the tenant can be opened again.",
+    },
+    {.pattern = NULL},
+};

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Path tenants/<t>/usage: agents report usage in batches (update), tenants
+ * read month-to-date totals (read). A batch is idempotent by batch_id: agents
+ * resend a batch until it is acknowledged, so a replay is acknowledged again
+ * and not counted twice. The batch marker is written after the totals: a
+ * crash in between can count a batch twice, never lose one (agents keep a
+ * batch in their journal until acknowledged).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "plugin/keystore.h"
+#include "plugin/paths.h"
+
+#define USAGE_MAX_RECORDS 10000
+#define USAGE_MAX_BATCH_ID 128
+#define USAGE_MAX_MODEL 128
+#define USAGE_MAX_TOKENS 1000000000000LL /* per record */
+#define USAGE_MAX_COST 1.0e9             /* USD per record */
+/* Distinct models tracked per month; the rest is summed under "<provider>/other". */
+#define USAGE_MAX_MODELS 1024
+/* Months one batch may touch (records are ordered by time; a batch spans minutes). */
+#define USAGE_MAX_MONTHS 3
+
+static const char *const usage_counts[] = {"requests", "prompt_tokens", "completion_tokens",
+                                           "cached_tokens", NULL};
+
+static bool usage_batch_id_ok(const char *s)
+{
+    size_t len = s != NULL ? strlen(s) : 0;
+    if (len == 0 || len > USAGE_MAX_BATCH_ID) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.';
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool usage_text_ok(const char *s, size_t max)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > max) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x21 || c > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Checks one record; writes why into msg. Sets *ret_month "YYYY-MM". */
+static bool usage_record_ok(const json_t *r, char *msg, size_t size, char *ret_month)
+{
+    if (!json_is_object(r)) {
+        snprintf(msg, size, "each record must be an object");
+        return false;
+    }
+    const char *ts = json_string_value(json_object_get(r, "ts"));
+    time_t t = 0;
+    if (ts == NULL || keystore_time_parse(ts, &t) != ERR_OK) {
+        snprintf(msg, size, "ts must be RFC 3339");
+        return false;
+    }
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ret_month, 8, "%Y-%m", &tm);
+    const char *p = json_string_value(json_object_get(r, "provider"));
+    if (p == NULL || !fw_name_valid(p)) {
+        snprintf(msg, size, "provider must match [a-z0-9][a-z0-9_-]{0,62}");
+        return false;
+    }
+    const char *model = json_string_value(json_object_get(r, "model"));
+    if (model == NULL || !usage_text_ok(model, USAGE_MAX_MODEL)) {
+        snprintf(msg, size, "model must be 1..%d printable characters", USAGE_MAX_MODEL);
+        return false;
+    }
+    for (size_t i = 0; usage_counts[i] != NULL; i++) {
+        json_t *v = json_object_get(r, usage_counts[i]);
+        if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                          json_integer_value(v) > USAGE_MAX_TOKENS)) {
+            snprintf(msg, size, "%s must be an integer between 0 and %lld", usage_counts[i],
+                     (long long)USAGE_MAX_TOKENS);
+            return false;
+        }
+    }
+    json_t *cost = json_object_get(r, "cost_usd");
+    if (cost != NULL && (!json_is_number(cost) || !isfinite(json_number_value(cost)) ||
+                         json_number_value(cost) < 0 || json_number_value(cost) > USAGE_MAX_COST)) {
+        snprintf(msg, size, "cost_usd must be a number between 0 and %.0f", USAGE_MAX_COST);
+        return false;
+    }
+    return true;
+}
+
+static json_t *usage_zero(void)
+{
+    return json_pack("{sIsIsIsIsf}", "requests", (json_int_t)0, "prompt_tokens", (json_int_t)0,
+                     "completion_tokens", (json_int_t)0, "cached_tokens", (json_int_t)0, "cost_usd",
+                     0.0);
+}
+
+static void usage_add(json_t *tot, const json_t *r)
+{
+    for (size_t i = 0; usage_counts[i] != NULL; i++) {
+        json_int_t add = json_integer_value(json_object_get(r, usage_counts[i]));
+        json_int_t cur = json_integer_value(json_object_get(tot, usage_counts[i]));
+        json_object_set_new(tot, usage_counts[i], json_integer(cur + add));
+    }
+    double c = json_number_value(json_object_get(tot, "cost_usd")) +
+               json_number_value(json_object_get(r, "cost_usd"));
+    json_object_set_new(tot, "cost_usd", json_real(c));
+}
+
+static json_t *usage_bucket(json_t *map, const char *name)
+{
+    json_t *b = json_object_get(map, name);
+    if (b == NULL) {
+        b = usage_zero();
+        json_object_set_new(map, name, b);
+    }
+    return b;
+}
+
+static json_t *usage_month_new(const char *month)
+{
+    json_t *m = usage_zero();
+    if (m != NULL) {
+        json_object_set_new(m, "month", json_string(month));
+        json_object_set_new(m, "by_provider", json_object());
+        json_object_set_new(m, "by_model", json_object());
+    }
+    return m;
+}
+
+static enum err usage_month_load(struct storage *st, const char *tenant, const char *month,
+                                 json_t **ret)
+{
+    char rest[32], key[STORAGE_MAX_KEY];
+    snprintf(rest, sizeof(rest), "usage/%s", month);
+    enum err e = keystore_path_tenant(key, sizeof(key), tenant, rest);
+    if (e != ERR_OK) {
+        return e;
+    }
+    e = storage_get_json(st, key, ret);
+    if (e == ERR_NOTFOUND) {
+        *ret = usage_month_new(month);
+        return *ret != NULL ? ERR_OK : ERR_NOMEM;
+    }
+    return e;
+}
+
+static enum err usage_update(struct fw_request *req, struct fw_response *resp)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    if (ks == NULL) {
+        return ERR_INTERNAL;
+    }
+    const char *t = fw_str(req, "tenant");
+    const char *batch = fw_str(req, "batch_id");
+    json_t *records = fw_json(req, "records");
+    if (!usage_batch_id_ok(batch)) {
+        fw_error(resp, "invalid value for field 'batch_id': 1..%d characters of [A-Za-z0-9._-]",
+                 USAGE_MAX_BATCH_ID);
+        return ERR_OK;
+    }
+    if (!json_is_array(records) || json_array_size(records) > USAGE_MAX_RECORDS) {
+        fw_error(resp, "invalid value for field 'records': an array of at most %d records",
+                 USAGE_MAX_RECORDS);
+        return ERR_OK;
+    }
+    char months[USAGE_MAX_MONTHS][8];
+    size_t n_months = 0;
+    size_t i;
+    json_t *r;
+    json_array_foreach(records, i, r)
+    {
+        char msg[160], month[8];
+        if (!usage_record_ok(r, msg, sizeof(msg), month)) {
+            fw_error(resp, "invalid value for field 'records': record %zu: %s", i, msg);
+            return ERR_OK;
+        }
+        size_t m = 0;
+        while (m < n_months && strcmp(months[m], month) != 0) {
+            m++;
+        }
+        if (m == n_months) {
+            if (n_months == USAGE_MAX_MONTHS) {
+                fw_error(resp,
+                         "invalid value for field 'records': a batch spans at most %d "
+                         "months",
+                         USAGE_MAX_MONTHS);
+                return ERR_OK;
+            }
+            memcpy(months[n_months++], month, sizeof(month));
+        }
+    }
+
+    char rest[STORAGE_MAX_KEY], marker[STORAGE_MAX_KEY];
+    snprintf(rest, sizeof(rest), "usage/batches/%s", batch);
+    enum err e = keystore_path_tenant(marker, sizeof(marker), t, rest);
+    if (e != ERR_OK) {
+        return e;
+    }
+    keystore_lock(ks);
+    json_t *seen = NULL;
+    e = storage_get_json(req->storage, marker, &seen);
+    if (e == ERR_OK) {
+        fw_reply(resp, json_pack("{sssOsb}", "batch_id", batch, "accepted",
+                                 json_object_get(seen, "accepted"), "duplicate", 1));
+        json_decref(seen);
+        goto out_unlock;
+    }
+    if (e != ERR_NOTFOUND) {
+        goto out_unlock;
+    }
+    e = ERR_OK; /* marker absent: count the batch */
+    for (size_t m = 0; m < n_months && e == ERR_OK; m++) {
+        json_t *doc = NULL;
+        e = usage_month_load(req->storage, t, months[m], &doc);
+        if (e != ERR_OK) {
+            break;
+        }
+        json_array_foreach(records, i, r)
+        {
+            char month[8], msg[8];
+            (void)usage_record_ok(r, msg, 0, month);
+            if (strcmp(month, months[m]) != 0) {
+                continue;
+            }
+            const char *p = json_string_value(json_object_get(r, "provider"));
+            const char *model = json_string_value(json_object_get(r, "model"));
+            char mkey[200];
+            snprintf(mkey, sizeof(mkey), "%s/%s", p, model);
+            json_t *by_model = json_object_get(doc, "by_model");
+            if (json_object_get(by_model, mkey) == NULL &&
+                json_object_size(by_model) >= USAGE_MAX_MODELS) {
+                snprintf(mkey, sizeof(mkey), "%s/other", p);
+            }
+            usage_add(doc, r);
+            usage_add(usage_bucket(json_object_get(doc, "by_provider"), p), r);
+            usage_add(usage_bucket(by_model, mkey), r);
+        }
+        char mrest[32], key[STORAGE_MAX_KEY];
+        snprintf(mrest, sizeof(mrest), "usage/%s", months[m]);
+        e = keystore_path_tenant(key, sizeof(key), t, mrest);
+        if (e == ERR_OK) {
+            e = storage_put_json(req->storage, key, doc, false);
+        }
+        json_decref(doc);
+    }
+    if (e == ERR_OK) {
+        char now_s[32];
+        keystore_time_format(keystore_now(), now_s, sizeof(now_s));
+        json_t *mark =
+            json_pack("{sIss}", "accepted", (json_int_t)json_array_size(records), "at", now_s);
+        e = mark != NULL ? storage_put_json(req->storage, marker, mark, false) : ERR_NOMEM;
+        json_decref(mark);
+    }
+    if (e == ERR_OK) {
+        fw_reply(resp, json_pack("{sssIsb}", "batch_id", batch, "accepted",
+                                 (json_int_t)json_array_size(records), "duplicate", 0));
+    }
+out_unlock:
+    keystore_unlock(ks);
+    return e;
+}
+
+static enum err usage_read(struct fw_request *req, struct fw_response *resp)
+{
+    char month[16];
+    const char *want = fw_str(req, "month");
+    if (want != NULL && want[0] != '\0') {
+        int y, m;
+        char extra;
+        if (strlen(want) != 7 || sscanf(want, "%4d-%2d%c", &y, &m, &extra) != 2 || m < 1 ||
+            m > 12 || y < 1970 || y > 9999 || want[4] != '-') {
+            fw_error(resp, "invalid value for field 'month': expected YYYY-MM");
+            return ERR_OK;
+        }
+        snprintf(month, sizeof(month), "%04d-%02d", y, m);
+    } else {
+        time_t now = keystore_now();
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(month, sizeof(month), "%Y-%m", &tm);
+    }
+    json_t *doc = NULL;
+    enum err e = usage_month_load(req->storage, fw_str(req, "tenant"), month, &doc);
+    if (e == ERR_OK) {
+        fw_reply(resp, doc);
+    }
+    return e;
+}
+
+static const struct fw_field usage_fields[] = {
+    {.name = "batch_id",
+     .type = FW_TYPE_STRING,
+     .max_len = USAGE_MAX_BATCH_ID + 1,
+     .description = "Idempotency key of the batch (update)."},
+    {.name = "records",
+     .type = FW_TYPE_JSON,
+     .description = "Usage records (update); see docs/api.md."},
+    {.name = "month",
+     .type = FW_TYPE_STRING,
+     .max_len = 16,
+     .description = "YYYY-MM to read (default: the current month, UTC)."},
+    {.name = NULL},
+};
+
+const struct fw_path paths_usage[] = {
+    {
+        .pattern = "tenants/{tenant}/usage",
+        .fields = usage_fields,
+        .handlers = {[FW_OP_READ] = usage_read,
+                     [FW_OP_UPDATE] = usage_update,
+                     [FW_OP_CREATE] = usage_update},
+        .synopsis = "Report usage (agents) or read month-to-date totals.",
+        .description = "Update is idempotent by batch_id. Read returns requests, tokens and cost "
+                       "for the month, by provider and by provider/model.",
+    },
+    {.pattern = NULL},
+};
