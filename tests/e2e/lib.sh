@@ -423,7 +423,10 @@ agent_config() {
 
 # agent_start: runs the agent on AGENT_CONFIG and waits for every listener socket.
 agent_start() {
-    lib_spawn "$AGENT_LOG" "$AGENT_BIN" -c "$AGENT_CONFIG"
+    # The agent runs in its own directory so any file it writes (journal,
+    # state) is inside the run's directory and covered by the canary scan.
+    lib_spawn "$AGENT_LOG" bash -c 'cd "$1" && exec "$2" "$3" "$4"' agent "$AGENT_DIR" "$AGENT_BIN" \
+        ${AGENT_CONFIG_FLAG:--c} "$AGENT_CONFIG"
     AGENT_PID=$LIB_LAST_PID
     local s
     for s in $(jq -r '.listeners[].path' "$AGENT_CONFIG"); do

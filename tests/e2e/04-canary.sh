@@ -1,0 +1,143 @@
+#!/bin/bash
+# SPDX-License-Identifier: MPL-2.0
+#
+# Where a provider key may appear: only in the request the provider received.
+# This run drives every error path that could leak one (provider 401 with a
+# key the provider rejects, upstream 429/5xx/stall/cut/malformed/oversized for
+# each provider style, Vault down, metrics, usage) and then scans everything:
+# agent log and files, Vault stand-in log and storage, every response header
+# and body. A core dump of the agent taken with gcore after the key cache
+# expired (creds_ttl 2s) must not hold a key either.
+. "$(dirname "$0")/lib.sh"
+
+PROVIDERS=(openai azure anthropic)
+FAULTS=(429 500 503 stall cut malformed oversized)
+CASES=("provider 401: error to the app" "provider 401: the key in the reply is not echoed")
+for p in "${PROVIDERS[@]}"; do
+    for f in "${FAULTS[@]}"; do CASES+=("$p upstream $f: clear error"); done
+    CASES+=("$p stream cut after first byte: explicit error, no [DONE]")
+done
+CASES+=("metrics and usage endpoints answer" "core dump after key expiry: taken"
+    "core dump after key expiry: holds agent memory" "core dump after key expiry: no canary"
+    "Vault down: clear 5xx error" "Vault down: agent alive" "agent alive"
+    "canary: nowhere but the provider request")
+
+if ! lib_up || ! lib_require "$AGENT_BIN"; then
+    t_blocked "${CASES[@]}"
+    t_done
+    exit 1
+fi
+
+declare -A KEY
+for p in "${PROVIDERS[@]}"; do
+    KEY[$p]=$(lib_canary)
+    key_put acme "$p" "${KEY[$p]}"
+done
+# A key the provider will refuse: stored in Vault, not in the mock's list.
+KEY_REJECTED=$(lib_canary)
+vault_api PUT byok/tenants/rejected/keys/openai/production \
+    "$(K=$KEY_REJECTED jq -n '{key_value: env.K}')" "$ADMIN_TOKEN" >/dev/null
+vault_api PUT byok/config '{"creds_ttl":"2s"}' "$ADMIN_TOKEN" >/dev/null
+[ "$VAULT_CODE" -lt 300 ] || t_diag "config creds_ttl=2s: HTTP $VAULT_CODE"
+
+SOCK=$AGENT_DIR/acme.sock
+agent_config "$(jq -n --arg d "$AGENT_DIR" '[
+    {path: ($d + "/acme.sock"), mode: "0660", tenant: "acme", app: "canary"},
+    {path: ($d + "/rejected.sock"), mode: "0660", tenant: "rejected", app: "canary"}]')" \
+    '.keycache.max_ttl_s = 2 | .upstream.first_byte_timeout_ms = 2000'
+if ! agent_start; then
+    LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
+    t_blocked "${CASES[@]}"
+    t_done
+    exit 1
+fi
+
+# is_error_shape: the last body is OpenAI's error object.
+is_error_shape() { echo "$BODY" | jq -e '.error.message | type == "string" and length > 0' >/dev/null 2>&1; }
+
+call "$AGENT_DIR/rejected.sock" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini)"
+if [[ $CODE =~ ^(401|403|502)$ ]] && is_error_shape; then t_ok "provider 401: error to the app"; else
+    t_fail "provider 401: error to the app" "HTTP $CODE body ${BODY:0:200}"
+fi
+if [[ $BODY$HDRS != *"${KEY_REJECTED:10}"* ]]; then t_ok "provider 401: the key in the reply is not echoed"; else
+    t_fail "provider 401: the key in the reply is not echoed" "reply holds the rejected key"
+fi
+
+# fault_ok FAULT: the status classes an app may see for each upstream fault
+# once the agent's one candidate failed (no other provider to fail over to).
+fault_ok() {
+    case $1 in
+    429) [[ $CODE =~ ^(429|502|503)$ ]] ;;
+    500 | 503) [[ $CODE =~ ^(502|503)$ ]] ;;
+    stall) [[ $CODE =~ ^(502|504)$ ]] ;;
+    cut | malformed | oversized) [[ $CODE =~ ^(502)$ ]] ;;
+    *) false ;;
+    esac
+}
+
+for p in "${PROVIDERS[@]}"; do
+    for f in "${FAULTS[@]}"; do
+        since=$(mock_last_seq)
+        call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-$f" false 4)"
+        n=$(mock_requests_since "$since" | jq length)
+        if fault_ok "$f" && is_error_shape && [ "$n" -ge 1 ]; then
+            t_ok "$p upstream $f: clear error"
+        else
+            t_fail "$p upstream $f: clear error" "HTTP $CODE, mock saw $n requests, body ${BODY:0:200}"
+        fi
+    done
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-cut" true 8)" -N
+    # The mock sends 4 of 8 words and resets: the app must see them end in an error event.
+    if [ "$CODE" = 200 ] && [[ $BODY == *w0* ]] && ! echo "$BODY" | grep -qx 'data: \[DONE\]' &&
+        echo "$BODY" | grep -q '"error"'; then
+        t_ok "$p stream cut after first byte: explicit error, no [DONE]"
+    else
+        t_fail "$p stream cut after first byte: explicit error, no [DONE]" "HTTP $CODE body ${BODY:0:300}"
+    fi
+done
+
+call "$SOCK" GET /metrics ""
+m=$CODE
+call "$SOCK" GET /v1/byok/usage ""
+t_eq "metrics and usage endpoints answer" "$m $CODE" "200 200"
+
+# One good call per provider loads every key into the cache; then it must expire.
+for p in "${PROVIDERS[@]}"; do call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-normal")"; done
+sleep 5 # creds_ttl 2s and keycache.max_ttl_s 2: every key is past its expiry
+CORE=$LIB_TMP/agent-core
+if timeout 120 gcore -o "$CORE" "$AGENT_PID" >"$LIB_TMP/gcore.log" 2>&1 && [ -s "$CORE.$AGENT_PID" ]; then
+    t_ok "core dump after key expiry: taken"
+    # The dump must really hold the agent's memory: its config strings are in it.
+    if grep -qaF "$AGENT_DIR/rejected.sock" "$CORE.$AGENT_PID"; then
+        t_ok "core dump after key expiry: holds agent memory"
+    else
+        t_fail "core dump after key expiry: holds agent memory" "listener path not found in the core"
+    fi
+    hits=""
+    for k in "${KEY[@]}" "$KEY_REJECTED"; do
+        grep -qaF "$k" "$CORE.$AGENT_PID" && hits+="${k:0:13}... "
+    done
+    if [ -z "$hits" ]; then t_ok "core dump after key expiry: no canary"; else
+        t_fail "core dump after key expiry: no canary" "found: $hits"
+    fi
+    rm -f "$CORE.$AGENT_PID"
+else
+    t_fail "core dump after key expiry: taken" "$(tail -n 3 "$LIB_TMP/gcore.log")"
+    t_fail "core dump after key expiry: holds agent memory" "no core"
+    t_fail "core dump after key expiry: no canary" "no core"
+fi
+kill -CONT "$AGENT_PID" 2>/dev/null
+
+# Vault down: the key expired, so the agent must ask Vault, which is gone.
+lib_stop "$VAULT_PID"
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-normal)"
+if [[ $CODE =~ ^(502|503|504)$ ]] && is_error_shape; then t_ok "Vault down: clear 5xx error"; else
+    t_fail "Vault down: clear 5xx error" "HTTP $CODE body ${BODY:0:200}"
+fi
+t_check "Vault down: agent alive" kill -0 "$AGENT_PID"
+call "$SOCK" GET /metrics ""
+
+t_check "agent alive" kill -0 "$AGENT_PID"
+canary_scan "canary: nowhere but the provider request" "${KEY[@]}" "$KEY_REJECTED"
+t_done
+[ "$T_FAILED" -eq 0 ]

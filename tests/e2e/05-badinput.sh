@@ -1,0 +1,212 @@
+#!/bin/bash
+# SPDX-License-Identifier: MPL-2.0
+#
+# Bad input on the agent's socket: malformed JSON, wrong types, bodies at and
+# past the configured limit (1 MiB here) and 10 MiB, unknown models and
+# providers, header injection and request smuggling attempts, oversized
+# headers, slowloris clients (closed after client_timeout_s), 1,000 idle
+# connections. Every answer must be a clear error in OpenAI's shape; nothing
+# bad reaches the provider; the agent stays up.
+. "$(dirname "$0")/lib.sh"
+
+LIMIT=1048576
+CASES=("malformed JSON: 400" "truncated JSON: 400" "empty body: 400" "JSON array instead of object: 400"
+    "model is a number: 400" "messages is a string: 400" "stream is a string: 400"
+    "max_tokens is a string: 400" "no messages: 400" "bad input reached no provider"
+    "body at the limit: accepted" "body one past the limit: 413" "10 MiB body: 413"
+    "unknown model: 4xx, nothing sent" "unknown provider: 4xx, nothing sent"
+    "CRLF in model: refused or harmless" "obs-fold header line: no injected header upstream"
+    "bare LF header injection: no injected header upstream" "NUL in header: 400 or closed"
+    "Content-Length and Transfer-Encoding together: refused" "two different Content-Length: 400"
+    "header block past the limit: 4xx" "slowloris headers: closed by the agent"
+    "slowloris body: closed by the agent" "1000 idle connections: held"
+    "1000 idle connections: a new call still succeeds" "agent alive" "healthz after all"
+    "canary: nowhere but the provider request")
+
+if ! lib_up || ! lib_require "$AGENT_BIN"; then
+    t_blocked "${CASES[@]}"
+    t_done
+    exit 1
+fi
+K=$(lib_canary)
+key_put acme openai "$K"
+SOCK=$AGENT_DIR/acme.sock
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"bad\"}]" \
+    ".limits.max_body_bytes = $LIMIT | .limits.client_timeout_s = 3"
+if ! agent_start; then
+    LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
+    t_blocked "${CASES[@]}"
+    t_done
+    exit 1
+fi
+
+is_error_shape() { echo "$BODY" | jq -e '.error.message | type == "string" and length > 0' >/dev/null 2>&1; }
+
+# bad NAME WANT_CODE BODY
+bad() {
+    call "$SOCK" POST /v1/chat/completions "$3"
+    if [ "$CODE" = "$2" ] && is_error_shape; then t_ok "$1"; else
+        t_fail "$1" "HTTP $CODE body ${BODY:0:200}"
+    fi
+}
+
+since=$(mock_last_seq)
+bad "malformed JSON: 400" 400 '{"model": "openai/gpt-4o-mini", "messages": [}'
+bad "truncated JSON: 400" 400 '{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}'
+# An empty body cannot go through call's stdin; send it explicitly.
+call "$SOCK" POST /v1/chat/completions "" -H 'Content-Type: application/json' --data-binary ''
+if [ "$CODE" = 400 ] && is_error_shape; then t_ok "empty body: 400"; else t_fail "empty body: 400" "HTTP $CODE"; fi
+bad "JSON array instead of object: 400" 400 '[1, 2, 3]'
+bad "model is a number: 400" 400 '{"model": 42, "messages": [{"role": "user", "content": "x"}]}'
+bad "messages is a string: 400" 400 '{"model": "openai/gpt-4o-mini", "messages": "hello"}'
+bad "stream is a string: 400" 400 '{"model": "openai/gpt-4o-mini", "stream": "yes", "messages": [{"role": "user", "content": "x"}]}'
+bad "max_tokens is a string: 400" 400 '{"model": "openai/gpt-4o-mini", "max_tokens": "ten", "messages": [{"role": "user", "content": "x"}]}'
+bad "no messages: 400" 400 '{"model": "openai/gpt-4o-mini"}'
+t_eq "bad input reached no provider" "$(mock_requests_since "$since" | jq length)" 0
+
+# padded_body SIZE: a valid chat request of exactly SIZE bytes (padding is JSON whitespace).
+padded_body() {
+    "$PY" -c '
+import json, sys
+size = int(sys.argv[1])
+b = json.dumps({"model": "openai/gpt-4o-mini", "max_tokens": 2, "messages": [{"role": "user", "content": "pad"}]})
+sys.stdout.write(b[:-1] + " " * (size - len(b)) + "}")' "$1"
+}
+padded_body "$LIMIT" >"$LIB_TMP/at-limit.json"
+padded_body $((LIMIT + 1)) >"$LIB_TMP/past-limit.json"
+padded_body $((10 * 1024 * 1024)) >"$LIB_TMP/10mib.json"
+t_diag "body sizes: $(stat -c %s "$LIB_TMP/at-limit.json" "$LIB_TMP/past-limit.json" "$LIB_TMP/10mib.json" | tr '\n' ' ')"
+call "$SOCK" POST /v1/chat/completions "" -H 'Content-Type: application/json' --data-binary "@$LIB_TMP/at-limit.json"
+t_eq "body at the limit: accepted" "$CODE" 200
+call "$SOCK" POST /v1/chat/completions "" -H 'Content-Type: application/json' --data-binary "@$LIB_TMP/past-limit.json"
+if [ "$CODE" = 413 ] && is_error_shape; then t_ok "body one past the limit: 413"; else t_fail "body one past the limit: 413" "HTTP $CODE ${BODY:0:200}"; fi
+call "$SOCK" POST /v1/chat/completions "" -H 'Content-Type: application/json' --data-binary "@$LIB_TMP/10mib.json"
+if [ "$CODE" = 413 ]; then t_ok "10 MiB body: 413"; else t_fail "10 MiB body: 413" "HTTP $CODE ${BODY:0:200}"; fi
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/no-such-model)"
+n=$(mock_requests_since "$since" | jq length)
+if [[ $CODE =~ ^4[0-9][0-9]$ ]] && is_error_shape && [ "$n" = 0 ]; then t_ok "unknown model: 4xx, nothing sent"; else
+    t_fail "unknown model: 4xx, nothing sent" "HTTP $CODE, mock saw $n"
+fi
+call "$SOCK" POST /v1/chat/completions "$(chat_body nosuchprovider/model-x)"
+n=$(mock_requests_since "$since" | jq length)
+if [[ $CODE =~ ^4[0-9][0-9]$ ]] && is_error_shape && [ "$n" = 0 ]; then t_ok "unknown provider: 4xx, nothing sent"; else
+    t_fail "unknown provider: 4xx, nothing sent" "HTTP $CODE, mock saw $n"
+fi
+
+# injected_upstream SINCE: how many upstream requests carry an injected header
+# or a credential other than the tenant's key.
+injected_upstream() {
+    mock_requests_since "$1" | K=$K jq '[.[] | select((.headers | has("X-Injected")) or
+        ((.headers.Authorization // ["Bearer " + env.K]) != ["Bearer " + env.K]))] | length'
+}
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions '{"model": "openai/gpt-4o-mini\r\nX-Injected: 1", "messages": [{"role": "user", "content": "x"}]}'
+inj=$(injected_upstream "$since")
+if [ "$inj" = 0 ] && [[ $CODE =~ ^(200|400|404)$ ]]; then t_ok "CRLF in model: refused or harmless"; else
+    t_fail "CRLF in model: refused or harmless" "HTTP $CODE, $inj upstream requests with injected headers"
+fi
+
+# raw REQUEST_BYTES (python escapes): sends raw bytes, prints the status code
+# (or "closed") of the reply.
+raw() {
+    SOCK=$SOCK REQ=$1 timeout 30 "$PY" -c '
+import os, socket
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(os.environ["SOCK"])
+s.sendall(os.environ["REQ"].encode().decode("unicode_escape").encode("latin-1"))
+data = b""
+try:
+    while b"\r\n\r\n" not in data:
+        c = s.recv(65536)
+        if not c: break
+        data += c
+except Exception: pass
+print(data.split(b" ")[1].decode() if data.startswith(b"HTTP/1.") else "closed")' 2>>"$LIB_TMP/raw.err"
+}
+BODY1='{"model":"openai/gpt-4o-mini","max_tokens":2,"messages":[{"role":"user","content":"x"}]}'
+LEN1=${#BODY1}
+since=$(mock_last_seq)
+r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-BYOK-Task: chat\r\n X-Injected: 1\r\nContent-Length: $LEN1\r\n\r\n$BODY1")
+inj=$(injected_upstream "$since")
+if [ "$inj" = 0 ] && [[ $r =~ ^(200|400|closed)$ ]]; then t_ok "obs-fold header line: no injected header upstream"; else
+    t_fail "obs-fold header line: no injected header upstream" "reply $r, $inj injected"
+fi
+since=$(mock_last_seq)
+r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-BYOK-Task: chat\nX-Injected: 1\nAuthorization: Bearer stolen\r\nContent-Length: $LEN1\r\n\r\n$BODY1")
+inj=$(injected_upstream "$since")
+if [ "$inj" = 0 ] && [[ $r =~ ^(200|400|closed)$ ]]; then t_ok "bare LF header injection: no injected header upstream"; else
+    t_fail "bare LF header injection: no injected header upstream" "reply $r, $inj injected"
+fi
+r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-BYOK-Task: ch\x00at\r\nContent-Length: $LEN1\r\n\r\n$BODY1")
+t_match "NUL in header: 400 or closed" "$r" '^(400|closed)$'
+r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+t_match "Content-Length and Transfer-Encoding together: refused" "$r" '^(400|411|closed)$'
+r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: $LEN1\r\nContent-Length: 5\r\n\r\n$BODY1")
+t_match "two different Content-Length: 400" "$r" '^(400|closed)$'
+BIGH=$("$PY" -c 'print("X-Pad: " + "a" * 70000)')
+call "$SOCK" GET /v1/models "" -H "$BIGH"
+t_match "header block past the limit: 4xx" "$CODE" '^(400|413|431)$'
+
+# slow SECONDS MODE: a client that trickles one byte per second; prints how
+# long the agent took to close the connection ("open" if it never did).
+slow() {
+    SOCK=$SOCK MODE=$2 LIMIT_S=$1 timeout 60 "$PY" -c '
+import os, socket, time
+s = socket.socket(socket.AF_UNIX); s.connect(os.environ["SOCK"]); s.settimeout(1)
+if os.environ["MODE"] == "headers":
+    head, drip = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", b"X-Slow: " + b"a" * 100
+else:
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    drip = b" " * 100
+t0 = time.monotonic(); s.sendall(head); i = 0
+while time.monotonic() - t0 < float(os.environ["LIMIT_S"]):
+    try:
+        if s.recv(4096) == b"":
+            print("%.1f" % (time.monotonic() - t0)); raise SystemExit
+    except socket.timeout: pass
+    except OSError:
+        print("%.1f" % (time.monotonic() - t0)); raise SystemExit
+    try: s.sendall(drip[i:i+1]); i += 1
+    except OSError:
+        print("%.1f" % (time.monotonic() - t0)); raise SystemExit
+print("open")'
+}
+r=$(slow 20 headers)
+t_match "slowloris headers: closed by the agent" "$r" '^[0-9]+\.[0-9]$'
+t_diag "slowloris headers closed after ${r}s (client_timeout_s 3)"
+r=$(slow 20 body)
+t_match "slowloris body: closed by the agent" "$r" '^[0-9]+\.[0-9]$'
+t_diag "slowloris body closed after ${r}s (client_timeout_s 3)"
+
+# 1000 idle connections, held while one normal call is made on a new connection.
+IDLE_READY=$LIB_TMP/idle.ready
+SOCK=$SOCK READY=$IDLE_READY timeout 60 "$PY" -c '
+import os, socket, time, resource
+resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+conns = []
+for i in range(1000):
+    s = socket.socket(socket.AF_UNIX); s.connect(os.environ["SOCK"]); conns.append(s)
+open(os.environ["READY"], "w").write("%d\n" % len(conns))
+time.sleep(8)
+' >"$LIB_TMP/idle.out" 2>&1 &
+IDLE_PID=$!
+if lib_wait_for 30 test -s "$IDLE_READY"; then
+    t_eq "1000 idle connections: held" "$(cat "$IDLE_READY")" 1000
+    call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 2 "still there")"
+    t_eq "1000 idle connections: a new call still succeeds" "$CODE" 200
+    t_diag "agent RSS with 1000 idle connections: $(awk '/VmRSS/ {print $2 " kB"}' /proc/"$AGENT_PID"/status)"
+else
+    t_fail "1000 idle connections: held" "$(tail -n 3 "$LIB_TMP/idle.out")"
+    t_fail "1000 idle connections: a new call still succeeds" "connections not held"
+fi
+kill "$IDLE_PID" 2>/dev/null
+wait "$IDLE_PID" 2>/dev/null
+
+t_check "agent alive" kill -0 "$AGENT_PID"
+call "$SOCK" GET /healthz ""
+t_eq "healthz after all" "$CODE" 200
+canary_scan "canary: nowhere but the provider request" "$K"
+t_done
+[ "$T_FAILED" -eq 0 ]
