@@ -1,0 +1,631 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Unit tests for plugin/catalog.c: the built-in table is complete and
+ * self-consistent, CRUD through the framework with Vault's create/update
+ * choice, override and restore, validation of every field (400s naming the
+ * field, limits at and one past), prices, and cache invalidation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin/byok.h"
+#include "plugin/catalog.h"
+#include "plugin/config.h"
+#include "plugin/framework.h"
+#include "plugin/storage.h"
+
+static const struct fw_path *const tables[] = {paths_config, paths_providers, NULL};
+
+static const char *const builtins[] = {"openai",   "anthropic",  "azure",      "bedrock",
+                                       "vertex",   "gemini",     "cohere",     "mistral",
+                                       "deepseek", "perplexity", "openrouter", "huggingface",
+                                       "ollama",   "lmstudio",   "vllm",       NULL};
+
+struct env {
+    struct byok *b;
+    struct storage *st;
+};
+
+static int setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    e->b = byok_new();
+    e->st = storage_mem_new();
+    *state = e;
+    return e->b != NULL && e->st != NULL ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    struct env *e = *state;
+    byok_free(e->b);
+    storage_mem_free(e->st);
+    free(e);
+    return 0;
+}
+
+struct result {
+    enum fw_status status;
+    json_t *data;
+    char msg[FW_MAX_MESSAGE];
+};
+
+static void result_done(struct result *r)
+{
+    json_decref(r->data);
+    r->data = NULL;
+}
+
+/* One request; for writes, does the existence check first and picks create/update like Vault. */
+static struct result run(struct env *e, enum fw_op op, const char *path, json_t *data)
+{
+    struct result r = {0};
+    struct fw_request req = {
+        .op = op, .path = path, .data = data, .storage = e->st, .backend = e->b};
+    struct fw_response resp;
+    fw_response_init(&resp);
+    if (op == FW_OP_UPDATE) {
+        bool found = false, exists = false;
+        assert_int_equal(fw_exists(tables, &req, &found, &exists, &resp), ERR_OK);
+        if (found && !exists) {
+            req.op = FW_OP_CREATE;
+        }
+    }
+    enum err rc = fw_handle(tables, &req, &resp);
+    assert_int_equal(rc != ERR_OK, resp.status == FW_INTERNAL);
+    r.status = resp.status;
+    r.data = json_incref(resp.data);
+    snprintf(r.msg, sizeof(r.msg), "%s", resp.message);
+    fw_response_done(&resp);
+    return r;
+}
+
+static struct result write_json(struct env *e, const char *path, const char *body)
+{
+    json_t *data = json_loads(body, 0, NULL);
+    if (data == NULL) {
+        fail_msg("bad test JSON: %s", body);
+    }
+    struct result r = run(e, FW_OP_UPDATE, path, data);
+    json_decref(data);
+    return r;
+}
+
+static void expect_400(struct env *e, const char *path, const char *body, const char *field)
+{
+    struct result r = write_json(e, path, body);
+    if (r.status != FW_BAD_REQUEST) {
+        fail_msg("%s %s: status %d, want 400", path, body, r.status);
+    }
+    char needle[64];
+    snprintf(needle, sizeof(needle), "'%s'", field);
+    if (strstr(r.msg, needle) == NULL) {
+        fail_msg("%s: message '%s' does not name %s", body, r.msg, field);
+    }
+    result_done(&r);
+}
+
+static void expect_ok(struct env *e, const char *path, const char *body)
+{
+    struct result r = write_json(e, path, body);
+    if (r.status != FW_OK) {
+        fail_msg("%s %s: status %d (%s)", path, body, r.status, r.msg);
+    }
+    result_done(&r);
+}
+
+static json_t *read_entry(struct env *e, const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "providers/%s", name);
+    struct result r = run(e, FW_OP_READ, path, NULL);
+    assert_int_equal(r.status, FW_OK);
+    return r.data; /* NULL: not found (Vault answers 404) */
+}
+
+/* ---- the built-in table ------------------------------------------------------------- */
+
+static bool in_set(const char *s, const char *const *set)
+{
+    for (size_t i = 0; s != NULL && set[i] != NULL; i++) {
+        if (strcmp(s, set[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void test_builtins_complete_and_consistent(void **state)
+{
+    (void)state;
+    static const char *const styles[] = {"openai", "azure",  "anthropic", "bedrock",
+                                         "vertex", "gemini", "cohere",    NULL};
+    static const char *const caps[] = {"chat",      "embedding", "vision", "tools", "json",
+                                       "streaming", "reasoning", "code",   NULL};
+    static const char *const tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", NULL};
+    static const char *const regions[] = {"eu", "us", "global", NULL};
+    for (size_t i = 0; builtins[i] != NULL; i++) {
+        const char *n = builtins[i];
+        assert_true(catalog_is_builtin(n));
+        json_t *b = catalog_builtin(n);
+        if (b == NULL) {
+            fail_msg("no built-in entry for %s", n);
+        }
+        assert_string_equal(json_string_value(json_object_get(b, "name")), n);
+        assert_true(strlen(json_string_value(json_object_get(b, "display_name"))) > 0);
+        if (!in_set(json_string_value(json_object_get(b, "api_style")), styles)) {
+            fail_msg("%s: bad api_style", n);
+        }
+        const char *url = json_string_value(json_object_get(b, "base_url"));
+        bool local = json_is_true(json_object_get(b, "local"));
+        if (local) {
+            assert_true(strncmp(url, "http://127.0.0.1:", 17) == 0);
+        } else {
+            assert_true(strncmp(url, "https://", 8) == 0);
+        }
+        size_t k;
+        json_t *v;
+        assert_true(json_array_size(json_object_get(b, "regions")) > 0);
+        json_array_foreach(json_object_get(b, "regions"), k, v)
+        {
+            assert_true(in_set(json_string_value(v), regions));
+        }
+        assert_true(json_is_array(json_object_get(b, "key_prefixes")));
+        assert_true(json_is_integer(json_object_get(b, "key_min_length")));
+        json_t *models = json_object_get(b, "models");
+        if (json_array_size(models) < 2 || json_array_size(models) > 6) {
+            fail_msg("%s: %zu models", n, json_array_size(models));
+        }
+        bool has_default = false;
+        json_array_foreach(models, k, v)
+        {
+            const char *mn = json_string_value(json_object_get(v, "name"));
+            assert_non_null(mn);
+            has_default = has_default ||
+                          strcmp(mn, json_string_value(json_object_get(b, "default_model"))) == 0;
+            assert_true(json_integer_value(json_object_get(v, "context_window")) > 0);
+            assert_true(json_integer_value(json_object_get(v, "max_output_tokens")) >= 0);
+            assert_true(in_set(json_string_value(json_object_get(v, "tier")), tiers));
+            double in = json_number_value(json_object_get(v, "input_per_1m"));
+            double out = json_number_value(json_object_get(v, "output_per_1m"));
+            assert_true(in >= 0 && out >= 0);
+            if (local) {
+                assert_true(in == 0 && out == 0);
+            }
+            size_t c;
+            json_t *cap;
+            assert_true(json_array_size(json_object_get(v, "capabilities")) > 0);
+            json_array_foreach(json_object_get(v, "capabilities"), c, cap)
+            {
+                assert_true(in_set(json_string_value(cap), caps));
+            }
+        }
+        if (!has_default) {
+            fail_msg("%s: default_model not among models", n);
+        }
+        json_decref(b);
+    }
+    assert_false(catalog_is_builtin("acme"));
+    assert_false(catalog_is_builtin(NULL));
+    assert_null(catalog_builtin("acme"));
+    /* The local ones are where the brief says. */
+    json_t *o = catalog_builtin("ollama");
+    assert_string_equal(json_string_value(json_object_get(o, "base_url")),
+                        "http://127.0.0.1:11434/v1");
+    json_decref(o);
+    o = catalog_builtin("gemini");
+    assert_string_equal(json_string_value(json_object_get(o, "base_url")),
+                        "https://generativelanguage.googleapis.com/v1beta/openai");
+    json_decref(o);
+}
+
+/* Every built-in entry passes the validation admins' writes go through. */
+static void test_builtins_pass_write_validation(void **state)
+{
+    struct env *e = *state;
+    for (size_t i = 0; builtins[i] != NULL; i++) {
+        json_t *b = catalog_builtin(builtins[i]);
+        json_object_del(b, "name");
+        char path[64];
+        snprintf(path, sizeof(path), "providers/%s", builtins[i]);
+        struct result r = run(e, FW_OP_UPDATE, path, b);
+        if (r.status != FW_OK) {
+            fail_msg("%s: %s", builtins[i], r.msg);
+        }
+        result_done(&r);
+        json_decref(b);
+    }
+}
+
+/* ---- CRUD, override, restore ---------------------------------------------------------- */
+
+static void test_list(void **state)
+{
+    struct env *e = *state;
+    struct result r = run(e, FW_OP_LIST, "providers/", NULL);
+    assert_int_equal(r.status, FW_OK);
+    json_t *keys = json_object_get(r.data, "keys");
+    assert_int_equal(json_array_size(keys), 15);
+    for (size_t i = 1; i < json_array_size(keys); i++) {
+        assert_true(strcmp(json_string_value(json_array_get(keys, i - 1)),
+                           json_string_value(json_array_get(keys, i))) < 0);
+    }
+    json_t *ki = json_object_get(json_object_get(r.data, "key_info"), "azure");
+    assert_string_equal(json_string_value(json_object_get(ki, "display_name")), "Azure OpenAI");
+    assert_string_equal(json_string_value(json_object_get(ki, "api_style")), "azure");
+    assert_true(json_is_true(json_object_get(ki, "builtin")));
+    assert_true(json_is_false(json_object_get(ki, "overridden")));
+    result_done(&r);
+    /* Without the trailing slash too. */
+    r = run(e, FW_OP_LIST, "providers", NULL);
+    assert_int_equal(json_array_size(json_object_get(r.data, "keys")), 15);
+    result_done(&r);
+}
+
+static void test_override_and_restore(void **state)
+{
+    struct env *e = *state;
+    json_t *d = read_entry(e, "openai");
+    assert_true(json_is_true(json_object_get(d, "builtin")));
+    assert_true(json_is_false(json_object_get(d, "overridden")));
+    assert_string_equal(json_string_value(json_object_get(d, "name")), "openai");
+    size_t nmodels = json_array_size(json_object_get(d, "models"));
+    json_decref(d);
+
+    expect_ok(e, "providers/openai", "{\"display_name\": \"OpenAI (EU)\", \"regions\": \"eu\"}");
+    d = read_entry(e, "openai");
+    assert_string_equal(json_string_value(json_object_get(d, "display_name")), "OpenAI (EU)");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(d, "regions"), 0)), "eu");
+    assert_true(json_is_true(json_object_get(d, "overridden")));
+    assert_true(json_is_true(json_object_get(d, "builtin")));
+    /* Fields not given come from the built-in entry. */
+    assert_int_equal(json_array_size(json_object_get(d, "models")), nmodels);
+    assert_string_equal(json_string_value(json_object_get(d, "base_url")),
+                        "https://api.openai.com/v1");
+    json_decref(d);
+
+    struct result r = run(e, FW_OP_LIST, "providers/", NULL);
+    json_t *ki = json_object_get(json_object_get(r.data, "key_info"), "openai");
+    assert_true(json_is_true(json_object_get(ki, "overridden")));
+    assert_int_equal(json_array_size(json_object_get(r.data, "keys")), 15); /* still once */
+    result_done(&r);
+
+    /* Other modules see the override. */
+    json_t *got = NULL;
+    assert_int_equal(catalog_get(e->b, e->st, "openai", &got), ERR_OK);
+    assert_string_equal(json_string_value(json_object_get(got, "display_name")), "OpenAI (EU)");
+    json_decref(got);
+
+    /* Delete restores the built-in entry. */
+    r = run(e, FW_OP_DELETE, "providers/openai", NULL);
+    assert_int_equal(r.status, FW_OK);
+    result_done(&r);
+    d = read_entry(e, "openai");
+    assert_string_equal(json_string_value(json_object_get(d, "display_name")), "OpenAI");
+    assert_true(json_is_false(json_object_get(d, "overridden")));
+    json_decref(d);
+
+    /* Deleting a built-in without an override is a 400 naming the field. */
+    r = run(e, FW_OP_DELETE, "providers/openai", NULL);
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.msg, "'name'"));
+    result_done(&r);
+}
+
+static const char *const acme_body =
+    "{\"display_name\": \"Acme LLM\", \"api_style\": \"openai\", \"base_url\": "
+    "\"https://llm.acme.example/v1\", \"regions\": [\"eu\"], \"key_prefixes\": [\"acme-\"], "
+    "\"key_min_length\": 20, \"default_model\": \"acme-1\", \"models\": [{\"name\": \"acme-1\", "
+    "\"context_window\": 32000, \"max_output_tokens\": 4096, \"capabilities\": [\"chat\"], "
+    "\"tier\": \"LOW\", \"input_per_1m\": 0.5, \"output_per_1m\": 1}]}";
+
+static void test_create_new_provider(void **state)
+{
+    struct env *e = *state;
+    assert_null(read_entry(e, "acme"));
+    json_t *got = NULL;
+    assert_int_equal(catalog_get(e->b, e->st, "acme", &got), ERR_NOTFOUND);
+
+    expect_ok(e, "providers/acme", acme_body);
+    json_t *d = read_entry(e, "acme");
+    assert_non_null(d);
+    assert_true(json_is_false(json_object_get(d, "builtin")));
+    assert_true(json_is_false(json_object_get(d, "overridden")));
+    json_t *m = json_array_get(json_object_get(d, "models"), 0);
+    assert_true(json_number_value(json_object_get(m, "output_per_1m")) == 1.0);
+    json_decref(d);
+
+    struct result r = run(e, FW_OP_LIST, "providers/", NULL);
+    json_t *keys = json_object_get(r.data, "keys");
+    assert_int_equal(json_array_size(keys), 16);
+    assert_string_equal(json_string_value(json_array_get(keys, 0)), "acme"); /* sorted */
+    result_done(&r);
+
+    /* An update of the new provider merges too. */
+    expect_ok(e, "providers/acme", "{\"display_name\": \"Acme 2\"}");
+    d = read_entry(e, "acme");
+    assert_string_equal(json_string_value(json_object_get(d, "display_name")), "Acme 2");
+    assert_string_equal(json_string_value(json_object_get(d, "default_model")), "acme-1");
+    json_decref(d);
+
+    r = run(e, FW_OP_DELETE, "providers/acme", NULL);
+    assert_int_equal(r.status, FW_OK);
+    result_done(&r);
+    assert_null(read_entry(e, "acme"));
+    /* Deleting what does not exist: nothing to do, no error (Vault's convention). */
+    r = run(e, FW_OP_DELETE, "providers/acme", NULL);
+    assert_int_equal(r.status, FW_OK);
+    result_done(&r);
+}
+
+static void test_create_requires_fields(void **state)
+{
+    struct env *e = *state;
+    expect_400(e, "providers/newco", "{\"base_url\": \"https://x.example\"}", "api_style");
+    expect_400(e, "providers/newco", "{\"api_style\": \"openai\"}", "base_url");
+    expect_ok(e, "providers/newco",
+              "{\"api_style\": \"openai\", \"base_url\": \"https://x.example\"}");
+    json_t *d = read_entry(e, "newco");
+    assert_string_equal(json_string_value(json_object_get(d, "display_name")), "newco");
+    json_decref(d);
+    /* Names in the path are checked. */
+    expect_400(e, "providers/New_Co", "{}", "name");
+    expect_400(e, "providers/a.b", "{}", "name");
+}
+
+static void test_base_url_validation(void **state)
+{
+    struct env *e = *state;
+    static const struct {
+        const char *provider, *url;
+        bool ok;
+    } cases[] = {
+        {"openai", "https://api.openai.com/v1", true},
+        {"openai", "https://[::1]:8443/v1", true},
+        {"openai", "https://gw.example:443", true},
+        {"azure", "https://{resource}.openai.azure.com/openai", true},
+        {"openai", "https://{evil}.example/v1", false},
+        {"openai", "http://api.openai.com/v1", false},
+        {"openai", "ftp://api.openai.com", false},
+        {"openai", "api.openai.com", false},
+        {"openai", "https://", false},
+        {"openai", "https:///v1", false},
+        {"openai", "https://user:pw@api.openai.com/v1", false},
+        {"openai", "https://api.openai.com/v1?key=x", false},
+        {"openai", "https://api.openai.com/v1#x", false},
+        {"openai", "https://api openai.com/v1", false},
+        {"openai", "https://api.openai.com:99999/v1", false},
+        {"openai", "https://api.openai.com:0/v1", false},
+        {"openai", "https://api.openai.com:/v1", false},
+        {"openai", "https://[::1/v1", false},
+        {"ollama", "http://127.0.0.1:9999/v1", true},
+        {"ollama", "http://localhost:11434/v1", true},
+        {"ollama", "http://[::1]:11434/v1", true},
+        {"ollama", "https://ollama.internal.example/v1", true},
+        {"ollama", "http://ollama.internal.example/v1", false},
+        {"ollama", "http://127.0.0.2/v1", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "providers/%s", cases[i].provider);
+        json_t *body = json_pack("{s:s}", "base_url", cases[i].url);
+        struct result r = run(e, FW_OP_UPDATE, path, body);
+        json_decref(body);
+        if (cases[i].ok && r.status != FW_OK) {
+            fail_msg("case %zu %s: %s", i, cases[i].url, r.msg);
+        }
+        if (!cases[i].ok && (r.status != FW_BAD_REQUEST || strstr(r.msg, "'base_url'") == NULL)) {
+            fail_msg("case %zu %s: status %d msg %s, want a 400 naming base_url", i, cases[i].url,
+                     r.status, r.msg);
+        }
+        result_done(&r);
+    }
+    /* local: true on a new entry needs the host in config local_hosts. */
+    expect_400(e, "providers/gpubox",
+               "{\"api_style\": \"openai\", \"local\": true, \"base_url\": "
+               "\"http://gpu-box:8000/v1\"}",
+               "base_url");
+    expect_ok(e, "config", "{\"local_hosts\": [\"127.0.0.1\", \"gpu-box\"]}");
+    expect_ok(e, "providers/gpubox",
+              "{\"api_style\": \"openai\", \"local\": true, \"base_url\": "
+              "\"http://gpu-box:8000/v1\"}");
+    /* Turning local off with an http URL is refused. */
+    expect_400(e, "providers/gpubox", "{\"local\": false}", "base_url");
+    /* URL length at and past the limit (512). */
+    char url[600];
+    strcpy(url, "https://a.example/");
+    size_t n = strlen(url);
+    memset(url + n, 'p', 512 - n);
+    url[512] = '\0';
+    json_t *body = json_pack("{s:s}", "base_url", url);
+    struct result r = run(e, FW_OP_UPDATE, "providers/openai", body);
+    assert_int_equal(r.status, FW_OK);
+    result_done(&r);
+    json_decref(body);
+    url[512] = 'p';
+    url[513] = '\0';
+    body = json_pack("{s:s}", "base_url", url);
+    r = run(e, FW_OP_UPDATE, "providers/openai", body);
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.msg, "'base_url'"));
+    result_done(&r);
+    json_decref(body);
+}
+
+static void test_field_validation(void **state)
+{
+    struct env *e = *state;
+    const char *p = "providers/openai";
+    expect_400(e, p, "{\"api_style\": \"soap\"}", "api_style");
+    expect_400(e, p, "{\"regions\": [\"mars\"]}", "regions");
+    expect_400(e, p, "{\"regions\": [\"eu\", \"us\", \"global\", \"eu\"]}", "regions");
+    expect_400(e, p, "{\"key_prefixes\": [\"has space\"]}", "key_prefixes");
+    expect_400(e, p, "{\"key_prefixes\": [\"\"]}", "key_prefixes");
+    expect_400(e, p, "{\"key_min_length\": -1}", "key_min_length");
+    expect_400(e, p, "{\"key_min_length\": 8193}", "key_min_length");
+    expect_ok(e, p, "{\"key_min_length\": 8192}");
+    expect_400(e, p, "{\"default_model\": \"not-a-model\"}", "default_model");
+    expect_400(e, p, "{\"display_name\": \"\"}", "display_name");
+    expect_400(e, p, "{\"local\": \"maybe\"}", "local");
+    const char *bad_models[] = {
+        "{\"models\": {}}",
+        "{\"models\": \"gpt-4o\"}",
+        "{\"models\": [1]}",
+        "{\"models\": [{\"name\": \"bad name\", \"input_per_1m\": 1, \"output_per_1m\": 1}]}",
+        "{\"models\": [{\"name\": \"../etc\", \"input_per_1m\": 1, \"output_per_1m\": 1}]}",
+        "{\"models\": [{\"name\": \"\", \"input_per_1m\": 1, \"output_per_1m\": 1}]}",
+        "{\"models\": [{\"input_per_1m\": 1, \"output_per_1m\": 1}]}",
+        "{\"models\": [{\"name\": \"m\", \"input_per_1m\": -0.01, \"output_per_1m\": 1}]}",
+        "{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": -1}]}",
+        "{\"models\": [{\"name\": \"m\", \"input_per_1m\": \"1\", \"output_per_1m\": 1}]}",
+        "{\"models\": [{\"name\": \"m\", \"output_per_1m\": 1}]}",
+        "{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1e9, \"output_per_1m\": 1}]}",
+        "{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+        "\"tier\": \"GOLD\"}]}",
+        "{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+        "\"capabilities\": [\"telepathy\"]}]}",
+        "{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+        "\"context_window\": -5}]}",
+        "{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+        "\"context_window\": 1.5}]}",
+        "{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+        "\"colour\": \"blue\"}]}",
+        "{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1}, "
+        "{\"name\": \"m\", \"input_per_1m\": 2, \"output_per_1m\": 2}]}",
+    };
+    for (size_t i = 0; i < sizeof(bad_models) / sizeof(bad_models[0]); i++) {
+        expect_400(e, p, bad_models[i], "models");
+    }
+    /* Model names as providers spell them are fine; the default must then be among them. */
+    expect_ok(e, p,
+              "{\"default_model\": \"meta-llama/Llama-3.1-8B-Instruct\", \"models\": "
+              "[{\"name\": \"meta-llama/Llama-3.1-8B-Instruct\", \"input_per_1m\": 0, "
+              "\"output_per_1m\": 0}, {\"name\": \"anthropic.claude-v2:1\", \"input_per_1m\": 8, "
+              "\"output_per_1m\": 24}]}");
+    json_t *d = read_entry(e, "openai");
+    json_t *m = json_array_get(json_object_get(d, "models"), 0);
+    /* Optional model keys get defaults. */
+    assert_string_equal(json_string_value(json_object_get(m, "tier")), "MEDIUM");
+    assert_int_equal(json_integer_value(json_object_get(m, "context_window")), 0);
+    json_decref(d);
+    /* Nothing invalid was stored along the way. */
+    expect_400(e, p, "{\"display_name\": \"x\", \"api_style\": \"soap\"}", "api_style");
+    d = read_entry(e, "openai");
+    assert_string_equal(json_string_value(json_object_get(d, "display_name")), "OpenAI");
+    json_decref(d);
+}
+
+static void test_models_limit(void **state)
+{
+    struct env *e = *state;
+    for (int extra = 0; extra <= 1; extra++) {
+        json_t *models = json_array();
+        for (int i = 0; i < CATALOG_MAX_MODELS + extra; i++) {
+            char name[32];
+            snprintf(name, sizeof(name), "m-%d", i);
+            json_array_append_new(models, json_pack("{s:s, s:f, s:f}", "name", name, "input_per_1m",
+                                                    0.1, "output_per_1m", 0.2));
+        }
+        json_t *body = json_pack("{s:o, s:s}", "models", models, "default_model", "m-0");
+        struct result r = run(e, FW_OP_UPDATE, "providers/mistral", body);
+        json_decref(body);
+        if (extra == 0) {
+            assert_int_equal(r.status, FW_OK);
+        } else {
+            assert_int_equal(r.status, FW_BAD_REQUEST);
+            assert_non_null(strstr(r.msg, "'models'"));
+        }
+        result_done(&r);
+    }
+    json_t *d = read_entry(e, "mistral");
+    assert_int_equal(json_array_size(json_object_get(d, "models")), CATALOG_MAX_MODELS);
+    json_decref(d);
+}
+
+static void test_price(void **state)
+{
+    struct env *e = *state;
+    json_t *entry = NULL;
+    assert_int_equal(catalog_get(e->b, e->st, "openai", &entry), ERR_OK);
+    double usd = -1;
+    assert_int_equal(catalog_price(entry, "gpt-4o-mini", 1000000, 1000000, &usd), ERR_OK);
+    assert_true(fabs(usd - 0.75) < 1e-9);
+    assert_int_equal(catalog_price(entry, "gpt-4o-mini", 12, 34, &usd), ERR_OK);
+    assert_true(fabs(usd - (12 * 0.15 + 34 * 0.6) / 1e6) < 1e-12);
+    assert_int_equal(catalog_price(entry, "gpt-4o-mini", 0, 0, &usd), ERR_OK);
+    assert_true(usd == 0);
+    assert_int_equal(catalog_price(entry, "no-such-model", 1, 1, &usd), ERR_NOTFOUND);
+    assert_int_equal(catalog_price(entry, "gpt-4o-mini", -1, 1, &usd), ERR_INVAL);
+    assert_int_equal(catalog_price(NULL, "gpt-4o-mini", 1, 1, &usd), ERR_INVAL);
+    json_decref(entry);
+    assert_int_equal(catalog_get(e->b, e->st, "Not Valid", &entry), ERR_NOTFOUND);
+}
+
+static void test_cache_and_invalidate(void **state)
+{
+    struct env *e = *state;
+    json_t *d = read_entry(e, "cohere"); /* caches "no override" */
+    json_decref(d);
+    /* Another node stores an override underneath us. */
+    json_t *b = catalog_builtin("cohere");
+    json_object_set_new(b, "display_name", json_string("Cohere (replicated)"));
+    assert_int_equal(storage_put_json(e->st, "providers/cohere", b, false), ERR_OK);
+    json_decref(b);
+    d = read_entry(e, "cohere");
+    assert_string_equal(json_string_value(json_object_get(d, "display_name")), "Cohere");
+    json_decref(d);
+    byok_invalidate(e->b, "providers/cohere");
+    d = read_entry(e, "cohere");
+    assert_string_equal(json_string_value(json_object_get(d, "display_name")),
+                        "Cohere (replicated)");
+    assert_true(json_is_true(json_object_get(d, "overridden")));
+    json_decref(d);
+    /* A corrupt stored entry is an internal error, not a crash or a 400. */
+    assert_int_equal(storage_put(e->st, "providers/cohere", (const unsigned char *)"[1]", 3, false),
+                     ERR_OK);
+    byok_invalidate(e->b, "providers/cohere");
+    struct result r = run(e, FW_OP_READ, "providers/cohere", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    result_done(&r);
+}
+
+static void test_help(void **state)
+{
+    struct env *e = *state;
+    struct result r = run(e, FW_OP_HELP, "providers/openai", NULL);
+    assert_int_equal(r.status, FW_OK);
+    json_t *paths = json_object_get(json_object_get(r.data, "openapi"), "paths");
+    json_t *item = json_object_get(paths, "/providers/{name}");
+    assert_non_null(json_object_get(item, "get"));
+    assert_non_null(json_object_get(item, "post"));
+    assert_non_null(json_object_get(item, "delete"));
+    result_done(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_builtins_complete_and_consistent),
+        cmocka_unit_test_setup_teardown(test_builtins_pass_write_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_override_and_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_new_provider, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_requires_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_base_url_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_field_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_models_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_price, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_and_invalidate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_help, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
