@@ -165,16 +165,19 @@ $(GOBUILD)/.stamp: $(addprefix proto/,$(GO_PROTOS))
 	$(Q)ln -sfn $(CURDIR)/tests/mockprovider $(GOBUILD)/src/byok/mockprovider
 	$(Q)touch $@
 
-GO_SRCS := $(wildcard tests/vaultsim/*.go tests/vaultsim/*/*.go tests/mockprovider/*.go)
+GO_SRCS := $(wildcard tests/vaultsim/*.go tests/vaultsim/*/*.go tests/vaultsim/*/*/*.go tests/mockprovider/*.go)
 build/vaultsim: $(GOBUILD)/.stamp $(GO_SRCS)
 	@echo "  GO      $@"
 	$(Q)$(GOENV) go build -o $@ byok/vaultsim/cmd/vaultsim
 build/mockprovider: $(GOBUILD)/.stamp $(GO_SRCS)
 	@echo "  GO      $@"
 	$(Q)$(GOENV) go build -o $@ byok/mockprovider
+build/vaultbench: $(GOBUILD)/.stamp $(GO_SRCS)
+	@echo "  GO      $@"
+	$(Q)$(GOENV) go build -o $@ byok/vaultsim/cmd/vaultbench
 vaultsim: build/vaultsim
 mockprovider: build/mockprovider
-go: vaultsim mockprovider
+go: vaultsim mockprovider build/vaultbench
 
 # ---- variants, checks, tools ----------------------------------------------------------
 asan:
