@@ -5,10 +5,23 @@
  * an unknown method is seen and answered UNIMPLEMENTED here instead of
  * hanging. Dispatch is the static table below.
  *
- * Every call is a small state object whose batches complete on the one
- * server completion queue. A reference count (one per outstanding batch, one
- * while a worker holds the call) decides when it is freed; it is atomic
- * because workers start batches while the queue thread completes others.
+ * Two completion queues, so that nothing that waits on Vault can starve what
+ * it waits for:
+ *  - the control queue, drained by one thread that never blocks, receives
+ *    the broker stream (StartStream, i.e. every ConnInfo) and
+ *    GRPCController/Shutdown, both requested as registered methods bound to
+ *    that queue;
+ *  - the worker queue, drained by RPC_WORKERS threads, receives every other
+ *    call (generic requests) and its handler runs on the thread that took the
+ *    completion. A handler blocked on a storage round trip holds one worker;
+ *    the others keep draining; the storage reply arrives on the call's own
+ *    pluck queue (broker.c), and Setup's ConnInfo on the control queue.
+ * Running handlers where the completion lands avoids a thread hand-off per
+ * request, which on a small machine costs more than a cached read.
+ *
+ * Every call is a small state object; a reference count (one per outstanding
+ * batch) decides when it is freed. It is atomic because two completions of
+ * one call may be taken by two workers at once.
  *
  * Deliberately not here: message contents (backend.c), broker addresses
  * (broker.c), process start-up and exit (main.c).
@@ -39,10 +52,9 @@
 #include "sdk/logical/version.pb-c.h"
 
 enum rpc_kind {
-    RPC_INLINE,   /* unary, never blocks: run on the completion-queue thread */
-    RPC_WORKER,   /* unary, may block on Vault: run on a worker */
-    RPC_SHUTDOWN, /* unary; once the reply is sent, rpc_wait returns */
-    RPC_BROKER,   /* GRPCBroker/StartStream: bidi stream of ConnInfo */
+    RPC_UNARY,    /* unary, runs on a worker (may block on Vault) */
+    RPC_SHUTDOWN, /* unary on the control queue; once the reply is sent, rpc_wait returns */
+    RPC_BROKER,   /* GRPCBroker/StartStream on the control queue: bidi stream of ConnInfo */
 };
 
 struct rpc_method {
@@ -59,25 +71,26 @@ static void rpc_empty(const uint8_t *req, size_t len, struct rpc_reply *reply);
 /*
  * Everything Vault calls. GRPCStdio/StreamStdio is absent on purpose: Vault
  * accepts UNIMPLEMENTED ("stdio service not available") and discards plugin
- * stdio anyway. Setup is a worker call because it waits for the broker's
- * ConnInfo, which arrives on the completion-queue thread.
+ * stdio anyway. Setup waits for the broker's ConnInfo, which arrives on the
+ * control queue, so it is safe on a worker.
  */
 static const struct rpc_method rpc_methods[] = {
-    {"/grpc.health.v1.Health/Check", rpc_health_check, RPC_INLINE},
+    {"/grpc.health.v1.Health/Check", rpc_health_check, RPC_UNARY},
     {"/plugin.GRPCBroker/StartStream", NULL, RPC_BROKER},
     {"/plugin.GRPCController/Shutdown", rpc_empty, RPC_SHUTDOWN},
     {"/pluginutil.multiplexing.PluginMultiplexing/MultiplexingSupport", rpc_multiplexing,
-     RPC_INLINE},
-    {"/logical.PluginVersion/Version", rpc_version, RPC_INLINE},
-    {"/pb.Backend/HandleRequest", backend_handle_request, RPC_WORKER},
-    {"/pb.Backend/HandleExistenceCheck", backend_handle_existence_check, RPC_WORKER},
-    {"/pb.Backend/SpecialPaths", backend_special_paths, RPC_INLINE},
-    {"/pb.Backend/Type", backend_type, RPC_INLINE},
-    {"/pb.Backend/Setup", backend_setup, RPC_WORKER},
-    {"/pb.Backend/Initialize", backend_initialize, RPC_WORKER},
-    {"/pb.Backend/Cleanup", backend_cleanup, RPC_WORKER},
-    {"/pb.Backend/InvalidateKey", backend_invalidate_key, RPC_WORKER},
+     RPC_UNARY},
+    {"/logical.PluginVersion/Version", rpc_version, RPC_UNARY},
+    {"/pb.Backend/HandleRequest", backend_handle_request, RPC_UNARY},
+    {"/pb.Backend/HandleExistenceCheck", backend_handle_existence_check, RPC_UNARY},
+    {"/pb.Backend/SpecialPaths", backend_special_paths, RPC_UNARY},
+    {"/pb.Backend/Type", backend_type, RPC_UNARY},
+    {"/pb.Backend/Setup", backend_setup, RPC_UNARY},
+    {"/pb.Backend/Initialize", backend_initialize, RPC_UNARY},
+    {"/pb.Backend/Cleanup", backend_cleanup, RPC_UNARY},
+    {"/pb.Backend/InvalidateKey", backend_invalidate_key, RPC_UNARY},
 };
+#define RPC_NMETHODS (sizeof(rpc_methods) / sizeof(rpc_methods[0]))
 
 enum rpc_ev { EV_NEW, EV_RECV, EV_SEND, EV_INITMD, EV_CLOSE, EV_SERVER_DOWN };
 
@@ -96,21 +109,22 @@ struct rpc_call {
     grpc_byte_buffer *send_bb;
     grpc_slice status_detail; /* static text: no unref needed */
     int cancelled;
+    int initmd_sent; /* headers go out once: with the reply, or at stream start */
     int refs;
     const struct rpc_method *m;
-    struct rpc_call *next; /* worker queue */
+    const struct rpc_method *registered; /* requested as this registered method, or NULL */
+    gpr_timespec deadline;               /* filled by registered requests */
 };
 
 static grpc_server *rpc_server;
-static grpc_completion_queue *rpc_cq;
+static grpc_completion_queue *rpc_cq;     /* workers */
+static grpc_completion_queue *rpc_ctl_cq; /* control thread */
+/* Handles of the methods requested on the control queue (by index in rpc_methods). */
+static void *rpc_registered[RPC_NMETHODS];
 static struct rpc_tag rpc_down_tag = {NULL, EV_SERVER_DOWN};
 
 static pthread_mutex_t rpc_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t rpc_work_cv = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t rpc_state_cv = PTHREAD_COND_INITIALIZER;
-static struct rpc_call *rpc_queue_head;
-static struct rpc_call *rpc_queue_tail;
-static size_t rpc_queued;
 static bool rpc_stop_requested;
 static bool rpc_shutting_down;
 static bool rpc_server_down;
@@ -224,8 +238,8 @@ static void rpc_batch(struct rpc_call *c, const grpc_op *ops, size_t n, struct r
     }
 }
 
-/* Posts one accept slot for any method. */
-static void rpc_request_one(void)
+/* Posts one accept slot: for any method on the worker queue, or for one registered method. */
+static void rpc_request_one(const struct rpc_method *registered)
 {
     struct rpc_call *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -241,8 +255,17 @@ static void rpc_request_one(void)
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
     c->refs = 1; /* the accept slot */
-    grpc_call_error e = grpc_server_request_call(rpc_server, &c->call, &c->details, &c->md, rpc_cq,
-                                                 rpc_cq, &c->t_new);
+    grpc_call_error e;
+    if (registered != NULL) {
+        c->registered = registered;
+        c->m = registered;
+        e = grpc_server_request_registered_call(
+            rpc_server, rpc_registered[registered - rpc_methods], &c->call, &c->deadline, &c->md,
+            NULL, rpc_ctl_cq, rpc_ctl_cq, &c->t_new);
+    } else {
+        e = grpc_server_request_call(rpc_server, &c->call, &c->details, &c->md, rpc_cq, rpc_cq,
+                                     &c->t_new);
+    }
     if (e != GRPC_CALL_OK) {
         log_kv(LOGL_ERROR, "grpc_server_request_call failed", "error", grpc_call_error_to_string(e),
                NULL);
@@ -256,7 +279,10 @@ static void rpc_finish(struct rpc_call *c, struct rpc_reply *r)
     grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof(ops));
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (!c->initmd_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->initmd_sent = 1;
+    }
     if (r->has_msg) {
         if (r->status == GRPC_STATUS_OK) {
             c->send_bb = grpc_raw_byte_buffer_create(&r->msg, 1);
@@ -300,49 +326,6 @@ static void rpc_run(struct rpc_call *c)
     rpc_finish(c, &r);
 }
 
-/* ---- workers ---- */
-
-static void *rpc_worker_main(void *arg)
-{
-    for (;;) {
-        pthread_mutex_lock(&rpc_mu);
-        while (rpc_queue_head == NULL) {
-            pthread_cond_wait(&rpc_work_cv, &rpc_mu);
-        }
-        struct rpc_call *c = rpc_queue_head;
-        rpc_queue_head = c->next;
-        if (rpc_queue_head == NULL) {
-            rpc_queue_tail = NULL;
-        }
-        rpc_queued--;
-        pthread_mutex_unlock(&rpc_mu);
-        c->next = NULL;
-        rpc_run(c);
-        rpc_call_unref(c); /* the worker's reference */
-    }
-    return NULL;
-}
-
-static bool rpc_enqueue(struct rpc_call *c)
-{
-    pthread_mutex_lock(&rpc_mu);
-    if (rpc_queued >= RPC_MAX_QUEUED) {
-        pthread_mutex_unlock(&rpc_mu);
-        return false;
-    }
-    rpc_call_ref(c);
-    if (rpc_queue_tail != NULL) {
-        rpc_queue_tail->next = c;
-    } else {
-        rpc_queue_head = c;
-    }
-    rpc_queue_tail = c;
-    rpc_queued++;
-    pthread_cond_signal(&rpc_work_cv);
-    pthread_mutex_unlock(&rpc_mu);
-    return true;
-}
-
 /* ---- completion-queue thread ---- */
 
 static const struct rpc_method *rpc_lookup(grpc_slice method)
@@ -374,10 +357,12 @@ static void rpc_on_new(struct rpc_call *c, bool ok)
     bool down = rpc_shutting_down;
     pthread_mutex_unlock(&rpc_mu);
     if (!down) {
-        rpc_request_one();
+        rpc_request_one(c->registered);
     }
 
-    c->m = rpc_lookup(c->details.method);
+    if (c->registered == NULL) {
+        c->m = rpc_lookup(c->details.method);
+    }
     grpc_op ops[3];
     memset(ops, 0, sizeof(ops));
     if (c->m == NULL) {
@@ -405,6 +390,7 @@ static void rpc_on_new(struct rpc_call *c, bool ok)
         /* Headers now: the stream lives as long as the plugin and we never send on it. */
         memset(ops, 0, sizeof(ops));
         ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->initmd_sent = 1;
         rpc_batch(c, ops, 1, &c->t_initmd);
     }
     rpc_post_recv(c);
@@ -459,15 +445,7 @@ static void rpc_on_recv(struct rpc_call *c, bool ok)
         rpc_call_unref(c);
         return;
     }
-    if (c->m->kind == RPC_WORKER) {
-        if (!rpc_enqueue(c)) {
-            struct rpc_reply r = {.status = GRPC_STATUS_OK};
-            rpc_reply_status(&r, GRPC_STATUS_RESOURCE_EXHAUSTED, "plugin overloaded");
-            rpc_finish(c, &r);
-        }
-    } else {
-        rpc_run(c);
-    }
+    rpc_run(c);
     rpc_call_unref(c); /* the receive batch's reference */
 }
 
@@ -480,11 +458,12 @@ static void rpc_on_send(struct rpc_call *c, bool ok)
     rpc_call_unref(c);
 }
 
+/* Drains one queue: the control thread's or, shared by all workers, the worker queue. */
 static void *rpc_cq_main(void *arg)
 {
+    grpc_completion_queue *cq = arg;
     for (;;) {
-        grpc_event ev =
-            grpc_completion_queue_next(rpc_cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) {
             break;
         }
@@ -520,14 +499,14 @@ static void *rpc_cq_main(void *arg)
 
 /* ---- lifecycle ---- */
 
-static enum err rpc_thread(void *(*fn)(void *))
+static enum err rpc_thread(void *(*fn)(void *), void *arg)
 {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, RPC_THREAD_STACK);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t th;
-    int rc = pthread_create(&th, &attr, fn, NULL);
+    int rc = pthread_create(&th, &attr, fn, arg);
     pthread_attr_destroy(&attr);
     return rc == 0 ? ERR_OK : ERR_NOMEM;
 }
@@ -545,7 +524,19 @@ enum err rpc_start(const struct rpc_config *cfg)
     grpc_channel_args sargs = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
     rpc_server = grpc_server_create(&sargs, NULL);
     rpc_cq = grpc_completion_queue_create_for_next(NULL);
+    rpc_ctl_cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(rpc_server, rpc_cq, NULL);
+    grpc_server_register_completion_queue(rpc_server, rpc_ctl_cq, NULL);
+    for (size_t i = 0; i < RPC_NMETHODS; i++) {
+        if (rpc_methods[i].kind != RPC_UNARY) {
+            /* Registered methods win over generic requests: these land on the control queue. */
+            rpc_registered[i] = grpc_server_register_method(rpc_server, rpc_methods[i].name, NULL,
+                                                            GRPC_SRM_PAYLOAD_NONE, 0);
+            if (rpc_registered[i] == NULL) {
+                return ERR_INTERNAL;
+            }
+        }
+    }
 
     /* Vault presents its AutoMTLS certificate; nothing else may connect. Never cap TLS at 1.2:
        the core then refuses Vault's P-521 certificate ("wrong curve"). */
@@ -565,13 +556,20 @@ enum err rpc_start(const struct rpc_config *cfg)
     }
     grpc_server_start(rpc_server);
     for (int i = 0; i < RPC_PREPOSTED_CALLS; i++) {
-        rpc_request_one();
+        rpc_request_one(NULL);
     }
-    if (rpc_thread(rpc_cq_main) != ERR_OK) {
+    for (size_t i = 0; i < RPC_NMETHODS; i++) {
+        if (rpc_registered[i] != NULL) {
+            for (int k = 0; k < RPC_PREPOSTED_CONTROL; k++) {
+                rpc_request_one(&rpc_methods[i]);
+            }
+        }
+    }
+    if (rpc_thread(rpc_cq_main, rpc_ctl_cq) != ERR_OK) {
         return ERR_NOMEM;
     }
     for (int i = 0; i < RPC_WORKERS; i++) {
-        if (rpc_thread(rpc_worker_main) != ERR_OK) {
+        if (rpc_thread(rpc_cq_main, rpc_cq) != ERR_OK) {
             return ERR_NOMEM;
         }
     }
@@ -618,7 +616,7 @@ void rpc_stop(int timeout_ms)
         return;
     }
     /* Graceful first, so the Shutdown reply and in-flight replies reach Vault. */
-    grpc_server_shutdown_and_notify(rpc_server, rpc_cq, &rpc_down_tag);
+    grpc_server_shutdown_and_notify(rpc_server, rpc_ctl_cq, &rpc_down_tag);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     long grace_ms = timeout_ms / 4;

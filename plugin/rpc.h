@@ -8,13 +8,12 @@
  * deadline).
  *
  * Threads (docs/internals/transport.md):
- *  - one completion-queue thread drains the server queue: it accepts calls,
- *    runs the cheap non-blocking handlers inline (Health, Type, SpecialPaths,
- *    Version, MultiplexingSupport, Shutdown) and feeds the broker stream;
- *  - RPC_WORKERS worker threads run the handlers that may block on Vault
- *    (every pb.Backend call that can reach storage, and Setup, which waits for
- *    a ConnInfo that arrives on the completion-queue thread).
- * Handlers may be called concurrently from several workers.
+ *  - one control thread drains the control completion queue: the broker
+ *    stream (every ConnInfo) and GRPCController/Shutdown; it never blocks;
+ *  - RPC_WORKERS worker threads drain the worker completion queue and run
+ *    every other handler where its message arrives; handlers may block on a
+ *    storage round trip to Vault (on a queue of the call's own, broker.c).
+ * Handlers are called concurrently from several workers.
  */
 #ifndef BYOK_PLUGIN_RPC_H
 #define BYOK_PLUGIN_RPC_H
@@ -33,8 +32,8 @@
 #define RPC_THREAD_STACK (512 * 1024)
 /* Calls requested from the core ahead of time (each is an accept slot). */
 #define RPC_PREPOSTED_CALLS 32
-/* Calls waiting for a worker; past this a call gets RESOURCE_EXHAUSTED instead of queueing. */
-#define RPC_MAX_QUEUED 4096
+/* Accept slots per control method (StartStream, Shutdown): Vault opens one of each. */
+#define RPC_PREPOSTED_CONTROL 2
 /* Longest Unix socket path (sockaddr_un.sun_path is 108 bytes with the NUL). */
 #define RPC_MAX_SOCKET_PATH 107
 /* Largest ConnInfo we unpack from the broker stream. */
@@ -50,7 +49,7 @@ struct rpc_reply {
 
 /*
  * A unary handler: req/len is the packed request (borrowed for the call).
- * Runs on the completion-queue thread (inline) or a worker, per the table.
+ * Runs on a worker thread; may block; called concurrently.
  */
 typedef void (*rpc_handler_fn)(const uint8_t *req, size_t len, struct rpc_reply *reply);
 
