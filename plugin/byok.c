@@ -14,11 +14,7 @@
 #include "plugin/cache.h"
 #include "plugin/paths.h"
 
-/*
- * Routing order: fixed paths before patterns that could shadow them. The weak
- * tables sit last: an absent (NULL) one ends the list early, which only
- * happens while the keys modules are not yet linked in.
- */
+/* Routing order: fixed paths before patterns that could shadow them. */
 const struct fw_path *const byok_path_tables[] = {
     paths_config, paths_rotate_root, paths_providers, paths_tenants,
     paths_keys,   paths_creds,       paths_usage,     NULL,
@@ -26,7 +22,7 @@ const struct fw_path *const byok_path_tables[] = {
 
 const char *const byok_seal_wrap_storage[] = {"kek/", NULL};
 
-/* The modules with lifecycle hooks, in call order. Absent weak ones are skipped. */
+/* The modules with lifecycle hooks, in call order. */
 #define BYOK_MAX_HOOKS 4
 
 struct byok {
@@ -53,9 +49,7 @@ struct byok *byok_new(void)
     if (b->cache == NULL || b->mount_config == NULL) {
         goto out_free;
     }
-    if (&byok_hooks_keys != NULL) {
-        b->hooks[b->nhooks++] = &byok_hooks_keys;
-    }
+    b->hooks[b->nhooks++] = &byok_hooks_keys;
     for (size_t i = 0; i < b->nhooks; i++) {
         if (b->hooks[i]->init != NULL && b->hooks[i]->init(b, &b->state[i]) != ERR_OK) {
             goto out_free;

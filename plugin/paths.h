@@ -3,10 +3,9 @@
  * The path tables of the byok engine and the lifecycle hooks of the modules
  * that own them. byok.c builds byok_path_tables from these at start-up.
  *
- * The tables of the keys modules (tenants, keys, creds, usage, rotate-root) and
- * their hooks are declared weak here so that the plugin links while those
- * modules are still being written: byok.c skips any that are absent (NULL).
- * Once every module exists this stays correct: a defined symbol wins.
+ * Ordinary (strong) references on purpose: the plugin links libplugin.a, and
+ * only an undefined strong reference makes the linker pull a module's object
+ * out of the archive.
  */
 #ifndef BYOK_PLUGIN_PATHS_H
 #define BYOK_PLUGIN_PATHS_H
@@ -24,12 +23,13 @@ struct byok;
 extern const struct fw_path paths_config[];
 extern const struct fw_path paths_providers[];
 
-/* The keys modules; may be absent at link time. Order here is routing order. */
-extern const struct fw_path paths_rotate_root[] __attribute__((weak)); /* config/rotate-root */
-extern const struct fw_path paths_tenants[] __attribute__((weak));
-extern const struct fw_path paths_keys[] __attribute__((weak));
-extern const struct fw_path paths_creds[] __attribute__((weak));
-extern const struct fw_path paths_usage[] __attribute__((weak));
+/* The keys modules (paths_rotate.c, paths_tenants.c, paths_keys.c, paths_creds.c, paths_usage.c).
+ */
+extern const struct fw_path paths_rotate_root[]; /* config/rotate-root */
+extern const struct fw_path paths_tenants[];
+extern const struct fw_path paths_keys[];
+extern const struct fw_path paths_creds[];
+extern const struct fw_path paths_usage[];
 
 /*
  * Lifecycle hooks a path module may export (every member optional). byok.c
@@ -48,8 +48,8 @@ struct byok_hooks {
     enum err (*kek_version)(struct byok *b, struct storage *st, int64_t *ret_version);
 };
 
-/* The keys engineer's hooks (envelope, tenants, keys...); weak until defined. */
-extern const struct byok_hooks byok_hooks_keys __attribute__((weak));
+/* The keys modules' hooks (keystore.c: envelope, caches, grace-period revocations). */
+extern const struct byok_hooks byok_hooks_keys;
 
 /* A module's state slot (what its init returned), or NULL. */
 void *byok_hooks_state(struct byok *b, const struct byok_hooks *hooks);

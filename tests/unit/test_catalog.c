@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/secret.h"
 #include "plugin/byok.h"
 #include "plugin/catalog.h"
 #include "plugin/config.h"
@@ -41,7 +42,16 @@ static int setup(void **state)
     e->b = byok_new();
     e->st = storage_mem_new();
     *state = e;
-    return e->b != NULL && e->st != NULL ? 0 : -1;
+    if (e->b == NULL || e->st == NULL) {
+        return -1;
+    }
+    /* As the transport does after Setup: the keys modules create KEK 1 here. */
+    return byok_initialize(e->b, e->st) == ERR_OK ? 0 : -1;
+}
+
+static int group_setup(void **state)
+{
+    return secret_heap_init(1024 * 1024) == ERR_OK ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -627,5 +637,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_and_invalidate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/secret.h"
 #include "plugin/byok.h"
 #include "plugin/config.h"
 #include "plugin/framework.h"
@@ -33,7 +34,16 @@ static int setup(void **state)
     e->b = byok_new();
     e->st = storage_mem_new();
     *state = e;
-    return e->b != NULL && e->st != NULL ? 0 : -1;
+    if (e->b == NULL || e->st == NULL) {
+        return -1;
+    }
+    /* As the transport does after Setup: the keys modules create KEK 1 here. */
+    return byok_initialize(e->b, e->st) == ERR_OK ? 0 : -1;
+}
+
+static int group_setup(void **state)
+{
+    return secret_heap_init(1024 * 1024) == ERR_OK ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -116,10 +126,10 @@ static void test_defaults(void **state)
     assert_string_equal(json_string_value(json_array_get(hosts, 0)), "127.0.0.1");
     assert_string_equal(json_string_value(json_array_get(hosts, 1)), "localhost");
     assert_string_equal(json_string_value(json_array_get(hosts, 2)), "::1");
-    /* No keys module hooks in this test binary: version 0. */
-    assert_int_equal(json_integer_value(json_object_get(d, "kek_version")), 0);
+    /* From the keys modules' hook: byok_initialize created KEK 1. */
+    assert_int_equal(json_integer_value(json_object_get(d, "kek_version")), 1);
     json_decref(d);
-    /* Reading creates nothing in storage. */
+    /* Reading config creates nothing in storage. */
     json_t *stored = NULL;
     assert_int_equal(storage_get_json(e->st, CONFIG_STORAGE_KEY, &stored), ERR_NOTFOUND);
 }
@@ -324,5 +334,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_storage_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_stored_config, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, NULL);
 }
