@@ -301,8 +301,16 @@ static void record(struct conn *c, double done)
         long want = 0;
         bool bad = false;
         const char *p = c->body, *end = c->body + c->body_len;
-        while (p < end && (p = memmem(p, (size_t)(end - p), "\"content\":\"", 11)) != NULL) {
-            p += 11;
+        while (p < end && (p = memmem(p, (size_t)(end - p), "\"content\":", 10)) != NULL) {
+            /* Any JSON spacing: "content":"w1", "content": " w1". */
+            p += 10;
+            while (p < end && *p == ' ') {
+                p++;
+            }
+            if (p >= end || *p != '"') {
+                continue;
+            }
+            p++;
             if (p < end && *p == ' ') {
                 p++;
             }

@@ -1,0 +1,252 @@
+#!/bin/bash
+# SPDX-License-Identifier: MPL-2.0
+#
+# Agent benchmark. In one run, interleaved round by round so that machine noise
+# hits every target alike, the same load generator (build/tests/bench/loadgen)
+# drives:
+#   direct       loadgen -> mock provider (TCP loopback, plain HTTP)
+#   nginx-http   loadgen -> nginx (Unix socket) -> mock (plain HTTP, upstream keep-alive)
+#   agent-http   loadgen -> byok-agent (Unix socket) -> mock (plain HTTP: a "local" provider)
+#   nginx-https  loadgen -> nginx -> mock (HTTPS, upstream keep-alive, verified)
+#   agent-https  loadgen -> byok-agent -> mock (HTTPS, verified against the test CA)
+# nginx is Debian's nginx-light, one worker, configured in a temp dir as a
+# plain reverse proxy that adds the Authorization header (what the agent does,
+# minus everything else). Reported:
+#   - added latency (p50, p99) vs direct at BENCH_RATE req/s open loop (2,000)
+#   - saturation throughput (closed loop, BENCH_CONNS connections)
+#   - streaming: added time to first byte at BENCH_STREAM_RATE req/s open loop
+#   - 1,000 concurrent streams: agent RSS peak, lost/reordered frames (loadgen
+#     checks the mock's w0..wN sequence in every stream), same for nginx
+#   - idle agent RSS
+# and the ratios to nginx. Nothing is asserted: timings are for reading.
+#
+# Env: BYOK_BUILD (default build), BENCH_ROUNDS (3), BENCH_SECS (5), BENCH_RATE
+# (2000), BENCH_CONNS (16), BENCH_STREAM_RATE (200), BENCH_STREAMS (1000).
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+BYOK_ROOT=${BYOK_ROOT:-$(cd "$HERE/../.." && pwd)}
+BYOK_BUILD=${BYOK_BUILD:-$BYOK_ROOT/build}
+. "$BYOK_ROOT/tests/e2e/lib.sh"
+
+LOADGEN=${LOADGEN:-$BYOK_BUILD/tests/bench/loadgen}
+ROUNDS=${BENCH_ROUNDS:-3}
+SECS=${BENCH_SECS:-5}
+RATE=${BENCH_RATE:-2000}
+CONNS=${BENCH_CONNS:-16}
+SRATE=${BENCH_STREAM_RATE:-200}
+NSTREAMS=${BENCH_STREAMS:-1000}
+NGINX=${NGINX:-/usr/sbin/nginx}
+
+say() { echo "bench: $*" >&2; }
+
+for b in "$LOADGEN" "$NGINX"; do
+    [ -x "$b" ] || { say "missing $b (make tools; apt-get install nginx-light)"; exit 1; }
+done
+if ! lib_up || ! lib_require "$AGENT_BIN"; then
+    say "cannot start the system: $LIB_BLOCKED_REASON"
+    exit 1
+fi
+
+# The plain-HTTP path needs a "local" provider: vllm pointed at the mock's HTTP port.
+PROVIDER_MODEL[vllm]=gpt-4o-mini
+PRICE_IN[vllm]=1000
+PRICE_OUT[vllm]=2000
+vault_api PUT byok/providers/vllm \
+    "$(provider_entry vllm openai "http://127.0.0.1:$MOCK_HTTP/v1" | jq '.local = true | .key_prefixes = []')" \
+    "$ADMIN_TOKEN" >/dev/null
+[ "$VAULT_CODE" -lt 300 ] || { say "vllm override: HTTP $VAULT_CODE"; exit 1; }
+BENCH_KEY=sk-bench-$(lib_random_hex 16)
+key_put bench openai "$BENCH_KEY" || exit 1
+key_put bench vllm "$BENCH_KEY" || exit 1
+
+ASOCK=$AGENT_DIR/bench.sock
+agent_config "[{\"path\": \"$ASOCK\", \"mode\": \"0660\", \"tenant\": \"bench\", \"app\": \"bench\"}]" \
+    '.providers = ["openai", "vllm"] | .log_level = "warn" | .limits.max_connections = 20000
+     | .limits.client_timeout_s = 60 | .keycache.max_ttl_s = 3600 | .usage.report_interval_s = 5'
+vault_api PUT byok/config '{"creds_ttl":"1h"}' "$ADMIN_TOKEN" >/dev/null
+agent_start || { say "agent did not start: $(tail -n 5 "$AGENT_LOG")"; exit 1; }
+
+# ---- nginx ----
+NG=$LIB_TMP/nginx
+mkdir -p "$NG/tmp"
+cat >"$NG/nginx.conf" <<EOF
+user root root;
+worker_processes 1;
+daemon off;
+pid $NG/nginx.pid;
+error_log $NG/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $NG/tmp/body;
+    proxy_temp_path $NG/tmp/proxy;
+    fastcgi_temp_path $NG/tmp/fastcgi;
+    uwsgi_temp_path $NG/tmp/uwsgi;
+    scgi_temp_path $NG/tmp/scgi;
+    client_max_body_size 1m;
+    keepalive_requests 1000000;
+    upstream mock_http { server 127.0.0.1:$MOCK_HTTP; keepalive 512; keepalive_requests 1000000; }
+    upstream mock_https { server 127.0.0.1:$MOCK_HTTPS; keepalive 512; keepalive_requests 1000000; }
+    server {
+        listen unix:$NG/http.sock;
+        location / {
+            proxy_pass http://mock_http;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer $BENCH_KEY";
+            proxy_buffering off;
+        }
+    }
+    server {
+        listen unix:$NG/https.sock;
+        location / {
+            proxy_pass https://mock_https;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer $BENCH_KEY";
+            proxy_buffering off;
+            proxy_ssl_trusted_certificate $MOCK_CA;
+            proxy_ssl_verify on;
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+        }
+    }
+}
+EOF
+lib_spawn "$NG/stderr.log" "$NGINX" -p "$NG" -c "$NG/nginx.conf" -e "$NG/error.log"
+NGINX_PID=$LIB_LAST_PID
+lib_wait_proc "$NGINX_PID" 10 test -S "$NG/https.sock" || { say "nginx did not start: $(cat "$NG/error.log" "$NG/stderr.log")"; exit 1; }
+
+# ---- targets ----
+body() { jq -cn --arg m "$1" --argjson s "$2" --argjson n "$3" \
+    '{model: $m, stream: $s, max_tokens: $n, messages: [{role: "user", content: "benchmark prompt of six words"}]}
+     + (if $s then {stream_options: {include_usage: true}} else {} end)'; }
+declare -A SOCKOF MODEL
+SOCKOF[nginx-http]=$NG/http.sock
+SOCKOF[agent-http]=$ASOCK
+SOCKOF[nginx-https]=$NG/https.sock
+SOCKOF[agent-https]=$ASOCK
+MODEL[direct]=gpt-4o-mini
+MODEL[nginx-http]=gpt-4o-mini
+MODEL[agent-http]=vllm/gpt-4o-mini
+MODEL[nginx-https]=gpt-4o-mini
+MODEL[agent-https]=openai/gpt-4o-mini
+ORDER=(direct nginx-http agent-http nginx-https agent-https)
+RES=$LIB_TMP/results.txt
+: >"$RES"
+
+# run TARGET TEST LOADGEN-ARGS...: one loadgen run, RESULT line tagged and kept.
+run() {
+    local t=$1 test=$2
+    shift 2
+    local -a a
+    case $t in
+    direct) a=(-t "127.0.0.1:$MOCK_HTTP" -H "Authorization: Bearer $BENCH_KEY") ;;
+    *) a=(-u "${SOCKOF[$t]}") ;;
+    esac
+    "$LOADGEN" "${a[@]}" -p /v1/chat/completions -n "$test/$t" "$@" >"$LIB_TMP/lg.out" 2>&1
+    grep '^RESULT' "$LIB_TMP/lg.out" | sed "s|^RESULT |RESULT target=$t test=$test |" >>"$RES"
+    local e
+    e=$(grep -o 'http_err=[0-9]* io_err=[0-9]* timeouts=[0-9]* verify_err=[0-9]*' "$LIB_TMP/lg.out")
+    [[ $e == "http_err=0 io_err=0 timeouts=0 verify_err=0" ]] || say "$test/$t: $e"
+}
+
+for t in "${ORDER[@]}"; do
+    body "${MODEL[$t]}" false 16 >"$LIB_TMP/body-$t.json"
+    body "${MODEL[$t]}" true 20 >"$LIB_TMP/sbody-$t.json"
+    body "${MODEL[$t]/gpt-4o-mini/mock-slowstream}" true 50 >"$LIB_TMP/slow-$t.json"
+    # Warm every path (connections, key cache, TLS sessions).
+    run "$t" warm -b "$LIB_TMP/body-$t.json" -c 4 -d 1
+done
+: >"$RES"
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+IDLE_RSS=$(rss_kb "$AGENT_PID")
+
+for r in $(seq "$ROUNDS"); do
+    say "round $r/$ROUNDS: open loop $RATE req/s, closed loop $CONNS conns, streams $SRATE req/s"
+    for t in "${ORDER[@]}"; do
+        run "$t" open -b "$LIB_TMP/body-$t.json" -c 64 -r "$RATE" -d "$SECS" -w 1
+    done
+    for t in "${ORDER[@]}"; do
+        run "$t" closed -b "$LIB_TMP/body-$t.json" -c "$CONNS" -d "$SECS" -w 1
+    done
+    for t in "${ORDER[@]}"; do
+        run "$t" stream -b "$LIB_TMP/sbody-$t.json" -c 64 -r "$SRATE" -d "$SECS" -w 1 -S -e 20
+    done
+done
+
+# 1,000 concurrent streams (mock-slowstream: 50 words, 20 ms apart: ~1 s each).
+peak_rss() { # PIDS... -> samples the sum every 100 ms into $LIB_TMP/peak until killed
+    local peak=0 s p
+    while :; do
+        s=0
+        for p in "$@"; do s=$((s + $(rss_kb "$p" || echo 0))); done
+        [ "$s" -gt "$peak" ] && peak=$s && echo "$peak" >"$LIB_TMP/peak"
+        sleep 0.1
+    done
+}
+declare -A PEAK
+for t in agent-https nginx-https agent-http nginx-http; do
+    case $t in
+    agent-*) pids=("$AGENT_PID") ;;
+    nginx-*) mapfile -t pids < <(pgrep -P "$NGINX_PID"; echo "$NGINX_PID") ;;
+    esac
+    echo 0 >"$LIB_TMP/peak"
+    peak_rss "${pids[@]}" &
+    SAMPLER=$!
+    run "$t" streams1000 -b "$LIB_TMP/slow-$t.json" -c "$NSTREAMS" -d $((SECS * 2)) -w 2 -S -e 50 -T 60
+    kill "$SAMPLER"
+    wait "$SAMPLER" 2>/dev/null
+    PEAK[$t]=$(cat "$LIB_TMP/peak")
+done
+AFTER_RSS=$(rss_kb "$AGENT_PID")
+
+# ---- report: medians over rounds ----
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else print v[int((NR + 1) / 2)] }'; }
+m() { grep "target=$1 test=$2 " "$RES" | field "$3" | median; }
+sum() { grep "target=$1 test=$2 " "$RES" | field "$3" | awk '{ s += $1 } END { print s + 0 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 <= 0 || a != a + 0) print "n/a"; else printf "%.2fx", a / b }'; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != a + 0 || b != b + 0) print "nan"; else printf "%.0f", a - b }'; }
+
+D50=$(m direct open p50_us)
+D99=$(m direct open p99_us)
+echo
+echo "byok-agent benchmark: $(nproc) CPUs, $ROUNDS interleaved rounds of ${SECS}s, medians; loadgen, mock, proxy on the same machine"
+echo
+printf '%-12s | %10s %10s | %10s %10s | %12s | %10s %10s\n' target "p50 us" "p99 us" "+p50 us" "+p99 us" "sat. req/s" "ttfb p50" "+ttfb p50"
+printf '%s\n' "-------------+-----------------------+-----------------------+--------------+----------------------"
+DT=$(m direct stream ttfb_p50_us)
+for t in "${ORDER[@]}"; do
+    p50=$(m "$t" open p50_us)
+    p99=$(m "$t" open p99_us)
+    tt=$(m "$t" stream ttfb_p50_us)
+    printf '%-12s | %10s %10s | %10s %10s | %12s | %10s %10s\n' "$t" "$p50" "$p99" \
+        "$(minus "$p50" "$D50")" "$(minus "$p99" "$D99")" "$(m "$t" closed rps)" "$tt" \
+        "$( [ "$tt" = nan ] && echo - || minus "$tt" "$DT")"
+done
+echo
+echo "open loop at $RATE req/s (latency from the intended send time), closed loop with $CONNS connections,"
+echo "streams at $SRATE req/s (20 words; ttfb = first body byte)."
+echo
+for v in http https; do
+    a50=$(minus "$(m agent-$v open p50_us)" "$D50")
+    n50=$(minus "$(m nginx-$v open p50_us)" "$D50")
+    a99=$(minus "$(m agent-$v open p99_us)" "$D99")
+    n99=$(minus "$(m nginx-$v open p99_us)" "$D99")
+    echo "agent/nginx ($v upstream): added p50 $(ratio "$a50" "$n50"), added p99 $(ratio "$a99" "$n99"), saturation $(ratio "$(m agent-$v closed rps)" "$(m nginx-$v closed rps)")"
+done
+echo
+echo "$NSTREAMS concurrent streams (50 frames each, 20 ms apart, $((SECS * 2)) s):"
+for t in agent-https nginx-https agent-http nginx-http; do
+    printf '  %-12s streams ok %6s  lost/reordered/cut %4s  errors %4s  peak RSS %7s kB\n' "$t" \
+        "$(sum "$t" streams1000 ok)" "$(sum "$t" streams1000 verify_err)" \
+        "$(($(sum "$t" streams1000 http_err) + $(sum "$t" streams1000 io_err) + $(sum "$t" streams1000 timeouts)))" "${PEAK[$t]}"
+done
+echo
+echo "agent RSS: idle (after warm-up) $IDLE_RSS kB, after the run $AFTER_RSS kB"
+echo
+echo "raw RESULT lines: $RES (kept with KEEP_TMP=1)"
+[ "${KEEP_TMP:-0}" = 1 ] || cp "$RES" "$BYOK_ROOT/build/bench-agent-results.txt"
+T_FAILED=0
