@@ -1024,6 +1024,28 @@ static enum err catalog_write(struct fw_request *req, struct fw_response *resp)
         }
         json_object_set_new(entry, "models", norm);
     }
+    if (fw_provided(req, "models") && !fw_provided(req, "default_model")) {
+        /*
+         * New models without a new default: keep the old default if it is still
+         * there, else take the first model, rather than refusing the write
+         * over a field the admin did not touch.
+         */
+        const char *def = json_string_value(json_object_get(entry, "default_model"));
+        bool found = false;
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(entry, "models"), i, m)
+        {
+            found = found || (def != NULL &&
+                              strcmp(json_string_value(json_object_get(m, "name")), def) == 0);
+        }
+        if (!found) {
+            json_t *first =
+                json_object_get(json_array_get(json_object_get(entry, "models"), 0), "name");
+            json_object_set_new(entry, "default_model",
+                                json_string(first != NULL ? json_string_value(first) : ""));
+        }
+    }
     e = config_get(req->backend, req->storage, &config);
     if (e != ERR_OK) {
         goto out;

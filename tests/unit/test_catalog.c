@@ -515,6 +515,24 @@ static void test_field_validation(void **state)
     for (size_t i = 0; i < sizeof(bad_models) / sizeof(bad_models[0]); i++) {
         expect_400(e, p, bad_models[i], "models");
     }
+    /* New models without a default: the old default stays if present, else the first model. */
+    expect_ok(e, p,
+              "{\"models\": [{\"name\": \"x-1\", \"input_per_1m\": 1, \"output_per_1m\": 2}, "
+              "{\"name\": \"x-2\", \"input_per_1m\": 1, \"output_per_1m\": 2}]}");
+    json_t *d0 = read_entry(e, "openai");
+    assert_string_equal(json_string_value(json_object_get(d0, "default_model")), "x-1");
+    json_decref(d0);
+    expect_ok(e, p,
+              "{\"models\": [{\"name\": \"x-0\", \"input_per_1m\": 1, \"output_per_1m\": 2}, "
+              "{\"name\": \"x-1\", \"input_per_1m\": 1, \"output_per_1m\": 2}]}");
+    d0 = read_entry(e, "openai");
+    assert_string_equal(json_string_value(json_object_get(d0, "default_model")), "x-1");
+    json_decref(d0);
+    /* A default given explicitly must be among the models. */
+    expect_400(e, p,
+               "{\"default_model\": \"x-9\", \"models\": [{\"name\": \"x-1\", "
+               "\"input_per_1m\": 1, \"output_per_1m\": 2}]}",
+               "default_model");
     /* Model names as providers spell them are fine; the default must then be among them. */
     expect_ok(e, p,
               "{\"default_model\": \"meta-llama/Llama-3.1-8B-Instruct\", \"models\": "
