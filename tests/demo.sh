@@ -47,7 +47,8 @@ echo "   admin: PUT byok/providers/openai  base_url=$MOCK_URL/v1  (gpt-4o-mini a
 step "3. The tenant stores its key (write-only)"
 KEY=sk-demo-$(lib_random_hex 20)
 key_put acme openai "$KEY" || fail "key write failed"
-masked=$(vault_api GET byok/tenants/acme/keys/openai/production "" "$ADMIN_TOKEN" | jq -r '.data.masked_value // "?"')
+vault_api GET byok/tenants/acme/keys/openai/production "" "$ADMIN_TOKEN"
+masked=$(echo "$VAULT_BODY" | jq -r '.data.masked_value // "?"')
 echo "   PUT byok/tenants/acme/keys/openai/production key_value=<secret>"
 echo "   reading it back shows only: $masked"
 

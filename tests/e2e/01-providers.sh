@@ -147,7 +147,8 @@ t_match "metrics" "$CODE $(echo "$BODY" | grep -c '^[a-z_]\+.* [0-9]')" "^200 [1
 
 # The agent ships usage in batches (report_interval_s 1); wait a bounded time.
 usage_matches() {
-    USAGE=$(vault_api GET "byok/tenants/$TENANT/usage" "" "$ADMIN_TOKEN")
+    vault_api GET "byok/tenants/$TENANT/usage" "" "$ADMIN_TOKEN"
+    USAGE=$VAULT_BODY
     [ "$VAULT_CODE" = 200 ] || return 1
     local p
     for p in "${PROVIDERS[@]}"; do

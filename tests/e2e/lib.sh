@@ -297,7 +297,8 @@ vault_start_real() {
     [ "$VAULT_CODE" -lt 300 ] || { vault_api GET sys/mounts/byok/tune >/dev/null; [ "$VAULT_CODE" = 200 ]; }
 }
 
-# vault_api METHOD PATH [JSON] [TOKEN]: prints the body; VAULT_CODE holds the status.
+# vault_api METHOD PATH [JSON] [TOKEN]: sets VAULT_BODY and VAULT_CODE (never
+# call it in $(...): the variables would stay in the subshell).
 # Bodies go through stdin so a key value never appears in argv.
 vault_api() {
     local method=$1 path=$2 body=${3:-} token=${4:-$ROOT_TOKEN} out
@@ -305,7 +306,7 @@ vault_api() {
         ${body:+-H 'Content-Type: application/json' --data-binary @-} \
         -w '\n%{http_code}' "$VAULT_ADDR/v1/$path")
     VAULT_CODE=${out##*$'\n'}
-    printf '%s' "${out%$'\n'*}"
+    VAULT_BODY=${out%$'\n'*}
 }
 
 AGENT_POLICY='path "byok/tenants/+/creds/*" { capabilities = ["read"] }
@@ -326,14 +327,16 @@ vault_setup() {
     p=$(jq -n --arg p "$ADMIN_POLICY" '{policy: $p}')
     vault_api PUT sys/policies/acl/byok-admin "$p" >/dev/null
     [ "$VAULT_CODE" -lt 300 ] || return 1
-    ADMIN_TOKEN=$(vault_api POST auth/token/create '{"policies":["byok-admin"],"ttl":"2h"}' |
-        jq -r .auth.client_token)
+    vault_api POST auth/token/create '{"policies":["byok-admin"],"ttl":"2h"}'
     [ "$VAULT_CODE" = 200 ] || return 1
+    ADMIN_TOKEN=$(echo "$VAULT_BODY" | jq -r .auth.client_token)
+    vault_api POST auth/token/create '{"policies":["byok-agent"],"ttl":"2h","renewable":true}'
+    [ "$VAULT_CODE" = 200 ] || return 1
+    local out=$VAULT_BODY
     AGENT_TOKEN_FILE=$LIB_TMP/agent-token
     (
         umask 077
-        vault_api POST auth/token/create '{"policies":["byok-agent"],"ttl":"2h","renewable":true}' |
-            jq -r -j .auth.client_token >"$AGENT_TOKEN_FILE"
+        echo "$out" | jq -r -j .auth.client_token >"$AGENT_TOKEN_FILE"
     )
     [ -s "$AGENT_TOKEN_FILE" ]
 }
@@ -389,7 +392,7 @@ key_put() {
     if [ "$p" = azure ]; then
         local deps
         deps=$(printf '%s\n' "${PROVIDER_MODEL[azure]}" "${MOCK_MODELS[@]}" text-embedding-3-small |
-            jq -R . | jq -s 'map({key: ., value: (if startswith("mock-") then . else "dep-" + . end)}) | from_entries | tojson')
+            jq -R . | jq -rs 'map({key: ., value: (if startswith("mock-") then . else "dep-" + . end)}) | from_entries | tojson')
         body=$(echo "$body" | jq --arg d "$deps" '.metadata = {api_version: "2024-06-01", deployment: $d}')
     fi
     mock_accept "$k"
