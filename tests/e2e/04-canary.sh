@@ -105,7 +105,13 @@ t_eq "metrics and usage endpoints answer" "$m $CODE" "200 200"
 for p in "${PROVIDERS[@]}"; do call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-normal")"; done
 sleep 5 # creds_ttl 2s and keycache.max_ttl_s 2: every key is past its expiry
 CORE=$LIB_TMP/agent-core
-if timeout 120 gcore -o "$CORE" "$AGENT_PID" >"$LIB_TMP/gcore.log" 2>&1 && [ -s "$CORE.$AGENT_PID" ]; then
+if ldd "$AGENT_BIN" 2>/dev/null | grep -q libasan; then
+    # ASan maps terabytes of shadow memory: gcore of it is neither quick nor meaningful.
+    for c in "core dump after key expiry: taken" "core dump after key expiry: holds agent memory" \
+        "core dump after key expiry: no canary"; do
+        t_skip "$c" "ASan build (the normal build runs it)"
+    done
+elif timeout 120 gcore -o "$CORE" "$AGENT_PID" >"$LIB_TMP/gcore.log" 2>&1 && [ -s "$CORE.$AGENT_PID" ]; then
     t_ok "core dump after key expiry: taken"
     # The dump must really hold the agent's memory: its config strings are in it.
     if grep -qaF "$AGENT_DIR/rejected.sock" "$CORE.$AGENT_PID"; then
