@@ -1156,6 +1156,16 @@ enum err fw_exists(const struct fw_path *const *tables, struct fw_request *req, 
     *ret_found = false;
     *ret_exists = false;
     if (!fw_front(tables, req, resp, &m)) {
+        /*
+         * Only "no such path" is an answer here (Vault reads ProtoError 6 as
+         * "no check"). Any other error from a check becomes a 500 in Vault,
+         * so a bad name or an overlong path is left for HandleRequest to
+         * refuse with its 400.
+         */
+        if (resp->status == FW_BAD_REQUEST) {
+            fw_response_done(resp);
+            fw_response_init(resp);
+        }
         return ERR_OK;
     }
     if (m.path->exists == NULL) {

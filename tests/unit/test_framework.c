@@ -767,6 +767,11 @@ static void test_exists(void **state)
     assert_int_equal(fw_exists(tables, &req, &found, &ex, &resp), ERR_OK);
     assert_false(found);
     assert_int_equal(resp.status, FW_OK);
+    /* A bad name is not the check's to refuse (Vault would make it a 500): no check. */
+    req.path = "items/Bad.Name";
+    assert_int_equal(fw_exists(tables, &req, &found, &ex, &resp), ERR_OK);
+    assert_false(found);
+    assert_int_equal(resp.status, FW_OK);
     /* No path at all. */
     req.path = "nowhere";
     assert_int_equal(fw_exists(tables, &req, &found, &ex, &resp), ERR_OK);
