@@ -15,6 +15,7 @@ for p in "${PROVIDERS[@]}"; do
     for s in false true; do
         for c in "HTTP 200" "answer text" "usage tokens" "provider and model headers" \
             "cost" "upstream request"; do
+            [ "$s/$c" = true/cost ] && continue
             CASES+=("$p stream=$s: $c")
         done
     done
@@ -118,10 +119,9 @@ for p in "${PROVIDERS[@]}"; do
         want=$(cost_of "$p" 4 "$NTOK")
         cost=$(hdr X-BYOK-Cost-USD)
         if [ "$s" = true ] && [ -z "$cost" ]; then
-            # A stream's cost is known only at its end: the header may be absent;
-            # then the cost is checked through the usage reported to Vault below.
-            t_ok "$p stream=$s: cost"
-            t_diag "no cost header on a stream: its cost is checked in the Vault usage below"
+            # A stream's cost is known only at its end, after the headers: it is
+            # checked through the usage reported to Vault below, not here.
+            t_diag "$p stream: no cost header; its cost is checked in the Vault usage below"
         else
             t_num_eq "$p stream=$s: cost" "$cost" "$want" 1e-9
         fi
