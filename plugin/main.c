@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <poll.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -174,18 +176,37 @@ static bool plugin_socket_group(void)
     return true;
 }
 
-/* SIGTERM (an operator, or a supervisor) ends us like Shutdown does. */
-static void *plugin_signal_main(void *arg)
+/*
+ * Ends us like Shutdown does when SIGTERM arrives (an operator, a supervisor)
+ * or when Vault is gone: our stdout is the pipe go-plugin reads; its read end
+ * closing (Vault crashed or was killed) shows as POLLERR/POLLHUP on fd 1. A Go
+ * plugin dies of SIGPIPE on its next log line in that case; we ignore SIGPIPE,
+ * so we watch instead of lingering with a socket nobody will dial.
+ */
+static void *plugin_watch_main(void *arg)
 {
-    sigset_t *set = arg;
-    int sig = 0;
-    while (sigwait(set, &sig) == 0) {
-        if (sig == SIGTERM) {
+    int sfd = *(int *)arg;
+    struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = STDOUT_FILENO, .events = 0}};
+    for (;;) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return NULL;
+        }
+        if (fds[0].revents & POLLIN) {
             log_kv(LOGL_INFO, "SIGTERM received", NULL);
-            rpc_request_stop();
             break;
         }
+        if (fds[1].revents & (POLLERR | POLLHUP)) {
+            log_kv(LOGL_WARN, "Vault closed our stdout; exiting", NULL);
+            break;
+        }
+        if (fds[1].revents & POLLNVAL) {
+            fds[1].fd = -1; /* stdout closed by ourselves: nothing to watch */
+        }
     }
+    rpc_request_stop();
     return NULL;
 }
 
@@ -240,15 +261,20 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* Signals are taken by one thread; every thread created from here on inherits the mask. */
-    static sigset_t sigs;
+    /* SIGTERM is read from a signalfd by the watcher; threads created from here on inherit
+       the blocked mask, so no gRPC thread is interrupted by it. */
+    sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    pthread_t sig_thread;
-    if (pthread_create(&sig_thread, NULL, plugin_signal_main, &sigs) == 0) {
-        pthread_detach(sig_thread);
+    static int sfd;
+    sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    pthread_t watcher;
+    if (sfd < 0 || pthread_create(&watcher, NULL, plugin_watch_main, &sfd) != 0) {
+        log_kv(LOGL_ERROR, "cannot start the signal watcher", NULL);
+        return 1;
     }
+    pthread_detach(watcher);
 
     gpr_set_log_function(plugin_grpc_log);
     grpc_init();
