@@ -1,0 +1,1074 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Unit tests for the keys engine (paths_tenants, paths_keys, paths_creds,
+ * paths_usage, paths_rotate, keystore) through fw_handle with in-memory
+ * storage, as the transport would call them: the key lifecycle, expiry,
+ * grace periods, usage counting, tenant crypto-shred, KEK rotation under
+ * concurrent creds reads, a matrix of bad input that must leave storage
+ * untouched, and canary scans of storage and every non-creds response.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/secret.h"
+#include "plugin/byok.h"
+#include "plugin/envelope.h"
+#include "plugin/framework.h"
+#include "plugin/keystore.h"
+#include "plugin/storage.h"
+
+/* ---- harness ------------------------------------------------------------------------ */
+
+static time_t fake_now;
+static time_t fake_clock(void)
+{
+    return fake_now;
+}
+
+struct env {
+    struct byok *b;
+    struct storage *st;
+    const char *canaries[8]; /* responses other than creds must not contain these */
+    size_t n_canaries;
+};
+
+struct result {
+    enum fw_status status;
+    int http;
+    json_t *data;
+    json_t *warnings;
+    char message[FW_MAX_MESSAGE];
+};
+
+static int group_setup(void **state)
+{
+    return secret_heap_init(4 * 1024 * 1024) == ERR_OK ? 0 : -1;
+}
+
+static int setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    fake_now = 1795000000; /* 2026-11-18 */
+    keystore_set_clock(fake_clock);
+    e->b = byok_new();
+    e->st = storage_mem_new();
+    assert_non_null(e->b);
+    assert_non_null(e->st);
+    assert_int_equal(byok_initialize(e->b, e->st), ERR_OK);
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct env *e = *state;
+    byok_cleanup(e->b);
+    byok_free(e->b);
+    storage_mem_free(e->st);
+    free(e);
+    keystore_set_clock(NULL);
+    return 0;
+}
+
+static void no_canary_in(struct env *e, const json_t *j, const char *what)
+{
+    if (j == NULL) {
+        return;
+    }
+    char *text = json_dumps(j, JSON_ENCODE_ANY);
+    for (size_t i = 0; i < e->n_canaries; i++) {
+        if (strstr(text, e->canaries[i]) != NULL) {
+            fail_msg("canary in %s", what);
+        }
+    }
+    free(text);
+}
+
+static struct result call(struct env *e, enum fw_op op, const char *path, const char *body)
+{
+    struct result r = {0};
+    json_t *data = NULL;
+    if (body != NULL) {
+        json_error_t jerr;
+        data = json_loads(body, JSON_ALLOW_NUL, &jerr);
+        if (data == NULL) {
+            fail_msg("bad test body %s: %s", body, jerr.text);
+        }
+    }
+    struct fw_request req = {
+        .op = op, .path = path, .data = data, .storage = e->st, .backend = e->b};
+    struct fw_response resp;
+    fw_response_init(&resp);
+    enum err rc = fw_handle(byok_path_tables, &req, &resp);
+    assert_int_equal(rc != ERR_OK, resp.status == FW_INTERNAL);
+    r.status = resp.status;
+    r.http = resp.http_code;
+    r.data = json_incref(resp.data);
+    r.warnings = json_incref(resp.warnings);
+    snprintf(r.message, sizeof(r.message), "%s", resp.message);
+    fw_response_done(&resp);
+    json_decref(data);
+    /* The one path allowed to return plaintext is creds. */
+    if (strstr(path, "/creds/") == NULL) {
+        no_canary_in(e, r.data, path);
+    }
+    no_canary_in(e, r.warnings, path);
+    for (size_t i = 0; i < e->n_canaries; i++) {
+        assert_null(strstr(r.message, e->canaries[i]));
+    }
+    return r;
+}
+
+static void done(struct result *r)
+{
+    json_decref(r->data);
+    json_decref(r->warnings);
+    r->data = NULL;
+    r->warnings = NULL;
+}
+
+static json_t *ok(struct env *e, enum fw_op op, const char *path, const char *body)
+{
+    struct result r = call(e, op, path, body);
+    if (r.status != FW_OK) {
+        fail_msg("%s %s: status %d (%s)", fw_op_name(op), path, r.status, r.message);
+    }
+    json_decref(r.warnings);
+    return r.data;
+}
+
+static void ok0(struct env *e, enum fw_op op, const char *path, const char *body)
+{
+    json_decref(ok(e, op, path, body));
+}
+
+static void add_canary(struct env *e, const char *c)
+{
+    assert_true(e->n_canaries < 8);
+    e->canaries[e->n_canaries++] = c;
+}
+
+static void put_key(struct env *e, const char *path, const char *value, const char *extra)
+{
+    char body[9000];
+    snprintf(body, sizeof(body), "{\"key_value\": \"%s\"%s%s}", value, extra != NULL ? ", " : "",
+             extra != NULL ? extra : "");
+    ok0(e, FW_OP_UPDATE, path, body);
+}
+
+static const char *creds_value(struct env *e, const char *path, json_t **ret_data)
+{
+    json_t *d = ok(e, FW_OP_READ, path, NULL);
+    assert_non_null(d);
+    *ret_data = d;
+    return json_string_value(json_object_get(d, "api_key"));
+}
+
+static void expect_creds_404(struct env *e, const char *path, const char *body)
+{
+    struct result r = call(e, FW_OP_READ, path, body);
+    if (!(r.status == FW_CODED && r.http == 404)) {
+        fail_msg("creds %s: status %d http %d (%s), want 404", path, r.status, r.http, r.message);
+    }
+    assert_null(r.data);
+    done(&r);
+}
+
+/* A digest of all of storage: keys and values. */
+struct digest {
+    EVP_MD_CTX *ctx;
+    size_t n;
+};
+
+static void digest_fn(const char *key, const unsigned char *val, size_t len, void *arg)
+{
+    struct digest *d = arg;
+    EVP_DigestUpdate(d->ctx, key, strlen(key) + 1);
+    EVP_DigestUpdate(d->ctx, &len, sizeof(len));
+    EVP_DigestUpdate(d->ctx, val, len);
+    d->n++;
+}
+
+static void storage_digest(struct storage *st, unsigned char out[32])
+{
+    struct digest d = {.ctx = EVP_MD_CTX_new()};
+    EVP_DigestInit_ex(d.ctx, EVP_sha256(), NULL);
+    storage_mem_foreach(st, digest_fn, &d);
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(d.ctx, out, &n);
+    EVP_MD_CTX_free(d.ctx);
+}
+
+struct scan {
+    const char *needles[64];
+    size_t n;
+    const char *hit;
+    const char *hit_key;
+};
+
+static void scan_fn(const char *key, const unsigned char *val, size_t len, void *arg)
+{
+    struct scan *s = arg;
+    for (size_t i = 0; i < s->n; i++) {
+        if (memmem(val, len, s->needles[i], strlen(s->needles[i])) != NULL ||
+            strstr(key, s->needles[i]) != NULL) {
+            s->hit = s->needles[i];
+            s->hit_key = key;
+        }
+    }
+}
+
+/* The canary, and its base64 at the three alignments it could sit at inside a longer blob. */
+static size_t canary_needles(const char *canary, char **out)
+{
+    size_t n = 0;
+    out[n++] = strdup(canary);
+    for (size_t shift = 0; shift < 3; shift++) {
+        char *b64 = NULL;
+        assert_int_equal(envelope_b64_encode((const unsigned char *)canary + shift,
+                                             strlen(canary) - shift, &b64),
+                         ERR_OK);
+        /* Drop the tail that depends on what follows (last 4 chars) to match inside blobs. */
+        b64[strlen(b64) - 4] = '\0';
+        out[n++] = b64;
+    }
+    return n;
+}
+
+static void assert_storage_clean(struct env *e, const char **canaries, size_t n_canaries)
+{
+    char *needles[64];
+    struct scan s = {0};
+    for (size_t i = 0; i < n_canaries; i++) {
+        size_t k = canary_needles(canaries[i], needles + s.n);
+        for (size_t j = 0; j < k; j++) {
+            s.needles[s.n + j] = needles[s.n + j];
+        }
+        s.n += k;
+    }
+    storage_mem_foreach(e->st, scan_fn, &s);
+    if (s.hit != NULL) {
+        fail_msg("canary material found in storage key %s", s.hit_key);
+    }
+    for (size_t i = 0; i < s.n; i++) {
+        free(needles[i]);
+    }
+}
+
+#define KP "tenants/acme/keys/openai/production"
+#define CREDS "tenants/acme/creds/openai"
+static const char canary1[] = "sk-CANARY1acme0000000000000000000000000000zQ";
+static const char canary2[] = "sk-CANARY2acme1111111111111111111111111111yR";
+static const char canary3[] = "sk-CANARY3acme2222222222222222222222222222xS";
+static const char canary4[] = "sk-CANARY4acme3333333333333333333333333333wT";
+static const char canary5[] = "sk-CANARY5acme4444444444444444444444444444vU";
+
+static json_t *version_of(json_t *rec, int64_t v)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(rec, "versions"), i, x)
+    {
+        if (json_integer_value(json_object_get(x, "version")) == v) {
+            return x;
+        }
+    }
+    return NULL;
+}
+
+static const char *str(const json_t *j, const char *k)
+{
+    return json_string_value(json_object_get(j, k));
+}
+
+static int64_t num(const json_t *j, const char *k)
+{
+    return json_integer_value(json_object_get(j, k));
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------- */
+
+static void test_lifecycle(void **state)
+{
+    struct env *e = *state;
+    add_canary(e, canary1);
+    add_canary(e, canary2);
+    add_canary(e, canary3);
+    add_canary(e, canary4);
+    add_canary(e, canary5);
+
+    put_key(e, KP, canary1, "\"name\": \"prod key\", \"permissions\": [\"chat\"]");
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(d, "masked_value"), "sk-CANA...0zQ");
+    assert_string_equal(str(d, "status"), "active");
+    assert_string_equal(str(d, "name"), "prod key");
+    assert_string_equal(str(d, "tenant"), "acme");
+    assert_string_equal(str(d, "provider"), "openai");
+    assert_string_equal(str(d, "key_type"), "production");
+    assert_int_equal(num(d, "current_version"), 1);
+    assert_int_equal(json_array_size(json_object_get(d, "versions")), 1);
+    assert_null(json_object_get(version_of(d, 1), "ct"));
+    assert_true(json_is_object(json_object_get(d, "validation")));
+    assert_true(json_is_null(json_object_get(d, "expires_at")));
+    assert_int_equal(num(d, "usage_count"), 0);
+    const char *key_id = str(d, "key_id");
+    assert_non_null(key_id);
+    assert_memory_equal(key_id, "k_", 2);
+    char id[32];
+    snprintf(id, sizeof(id), "%s", key_id);
+    json_decref(d);
+
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, CREDS, &c), canary1);
+    assert_int_equal(num(c, "version"), 1);
+    assert_string_equal(str(c, "key_id"), id);
+    assert_int_equal(num(c, "ttl"), 300);
+    assert_string_equal(str(c, "tenant"), "acme");
+    assert_string_equal(str(json_object_get(c, "provider"), "name"), "openai");
+    assert_string_equal(str(json_object_get(c, "settings"), "budget_tier"), "MEDIUM");
+    json_decref(c);
+
+    /* A plain write replaces the value: version 2, version 1 revoked. */
+    put_key(e, KP, canary2, NULL);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "current_version"), 2);
+    assert_string_equal(str(version_of(d, 1), "status"), "revoked");
+    assert_non_null(str(version_of(d, 1), "revoked_at"));
+    assert_string_equal(str(version_of(d, 2), "status"), "active");
+    assert_string_equal(str(d, "key_id"), id); /* same key, new version */
+    json_decref(d);
+    assert_string_equal(creds_value(e, CREDS, &c), canary2);
+    json_decref(c);
+    expect_creds_404(e, CREDS, "{\"version\": 1}");
+
+    /* Rotate without grace: version 3, version 2 revoked at once. */
+    char body[256];
+    snprintf(body, sizeof(body), "{\"key_value\": \"%s\"}", canary3);
+    ok0(e, FW_OP_UPDATE, KP "/rotate", body);
+    assert_string_equal(creds_value(e, CREDS, &c), canary3);
+    json_decref(c);
+    expect_creds_404(e, CREDS, "{\"version\": 2}");
+
+    /* Rotate with a one-hour grace: version 3 still readable by number until it ends. */
+    snprintf(body, sizeof(body), "{\"key_value\": \"%s\", \"grace_period\": \"1h\"}", canary4);
+    d = ok(e, FW_OP_UPDATE, KP "/rotate", body);
+    assert_int_equal(num(d, "current_version"), 4);
+    assert_string_equal(str(version_of(d, 3), "status"), "active");
+    assert_non_null(str(version_of(d, 3), "revoke_at"));
+    json_decref(d);
+    assert_string_equal(creds_value(e, CREDS, &c), canary4);
+    json_decref(c);
+    struct result r = call(e, FW_OP_READ, CREDS, "{\"version\": 3}");
+    assert_int_equal(r.status, FW_OK);
+    assert_string_equal(str(r.data, "api_key"), canary3);
+    done(&r);
+    fake_now += 3601;
+    expect_creds_404(e, CREDS, "{\"version\": 3}");
+    /* The periodic tick makes it final in storage (and destroys the ciphertext). */
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    json_t *stored = NULL;
+    assert_int_equal(storage_get_json(e->st, KP, &stored), ERR_OK);
+    assert_string_equal(str(version_of(stored, 3), "status"), "revoked");
+    assert_null(json_object_get(version_of(stored, 3), "ct"));
+    assert_non_null(json_object_get(version_of(stored, 4), "ct"));
+    json_decref(stored);
+    char **names = NULL;
+    size_t n = 0;
+    assert_int_equal(storage_list(e->st, "grace/", &names, &n), ERR_OK);
+    assert_int_equal(n, 0);
+    storage_keys_free(names, n);
+
+    /* Delete revokes: tombstone kept, no ciphertext left, creds 404. */
+    ok0(e, FW_OP_DELETE, KP, NULL);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(d, "status"), "revoked");
+    assert_non_null(str(d, "revoked_at"));
+    assert_string_equal(str(version_of(d, 4), "status"), "revoked");
+    json_decref(d);
+    assert_int_equal(storage_get_json(e->st, KP, &stored), ERR_OK);
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(stored, "versions"), i, v)
+    {
+        assert_null(json_object_get(v, "ct"));
+    }
+    json_decref(stored);
+    expect_creds_404(e, CREDS, NULL);
+    /* Rotating a revoked key is refused; metadata-only updates too. */
+    r = call(e, FW_OP_UPDATE, KP "/rotate", body);
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    done(&r);
+    r = call(e, FW_OP_UPDATE, KP, "{\"name\": \"x\"}");
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    done(&r);
+
+    /* A later write starts a new version. */
+    put_key(e, KP, canary5, NULL);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(d, "status"), "active");
+    assert_int_equal(num(d, "current_version"), 5);
+    assert_null(json_object_get(d, "revoked_at"));
+    json_decref(d);
+    assert_string_equal(creds_value(e, CREDS, &c), canary5);
+    json_decref(c);
+
+    /* Nothing of any version is in storage in the clear or as base64. */
+    const char *all[] = {canary1, canary2, canary3, canary4, canary5};
+    assert_storage_clean(e, all, 5);
+}
+
+static void test_metadata_update_and_rotate_missing(void **state)
+{
+    struct env *e = *state;
+    add_canary(e, canary1);
+    /* A metadata write without a value on a new key is a 400 and stores nothing. */
+    struct result r = call(e, FW_OP_UPDATE, KP, "{\"name\": \"x\"}");
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "key_value"));
+    done(&r);
+    r = call(e, FW_OP_UPDATE, KP "/rotate", "{\"key_value\": \"sk-abcdefghijklmnop\"}");
+    assert_int_equal(r.status, FW_CODED);
+    assert_int_equal(r.http, 404);
+    done(&r);
+
+    put_key(e, KP, canary1, "\"metadata\": {\"api_version\": \"2024-10-21\"}, \"rate_limit\": 60");
+    ok0(e, FW_OP_UPDATE, KP, "{\"name\": \"renamed\", \"permissions\": \"chat,embedding\"}");
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(d, "name"), "renamed");
+    assert_int_equal(num(d, "current_version"), 1); /* no value: no new version */
+    assert_int_equal(num(d, "rate_limit"), 60);
+    assert_int_equal(json_array_size(json_object_get(d, "permissions")), 2);
+    assert_string_equal(str(json_object_get(d, "metadata"), "api_version"), "2024-10-21");
+    json_decref(d);
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, CREDS, &c), canary1);
+    assert_string_equal(str(json_object_get(c, "metadata"), "api_version"), "2024-10-21");
+    json_decref(c);
+
+    /* Existence check: what Vault uses to pick create or update. */
+    bool found = false, exists = true;
+    struct fw_request req = {.op = FW_OP_UPDATE,
+                             .path = "tenants/acme/keys/openai/staging",
+                             .storage = e->st,
+                             .backend = e->b};
+    struct fw_response resp;
+    fw_response_init(&resp);
+    assert_int_equal(fw_exists(byok_path_tables, &req, &found, &exists, &resp), ERR_OK);
+    assert_true(found);
+    assert_false(exists);
+    req.path = KP;
+    assert_int_equal(fw_exists(byok_path_tables, &req, &found, &exists, &resp), ERR_OK);
+    assert_true(exists);
+    fw_response_done(&resp);
+}
+
+/* ---- expiry, limits ----------------------------------------------------------------- */
+
+static void test_expiry(void **state)
+{
+    struct env *e = *state;
+    add_canary(e, canary1);
+    put_key(e, KP, canary1, "\"expires_in\": \"1h\"");
+    json_t *c = NULL;
+    creds_value(e, CREDS, &c);
+    assert_int_equal(num(c, "ttl"), 300);
+    assert_non_null(str(c, "expires_at"));
+    json_decref(c);
+    fake_now += 3600 - 100;
+    creds_value(e, CREDS, &c);
+    assert_int_equal(num(c, "ttl"), 100); /* capped by the expiry */
+    json_decref(c);
+    fake_now += 100;
+    expect_creds_404(e, CREDS, NULL);
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(d, "status"), "expired");
+    json_decref(d);
+    /* A new expiry revives it; "" clears it. */
+    ok0(e, FW_OP_UPDATE, KP, "{\"expires_at\": \"2099-01-01T00:00:00Z\"}");
+    creds_value(e, CREDS, &c);
+    json_decref(c);
+    ok0(e, FW_OP_UPDATE, KP, "{\"expires_at\": \"\"}");
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_true(json_is_null(json_object_get(d, "expires_at")));
+    json_decref(d);
+    /* Offsets are understood. */
+    ok0(e, FW_OP_UPDATE, KP, "{\"expires_at\": \"2099-01-01T02:00:00+02:00\"}");
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(d, "expires_at"), "2099-01-01T00:00:00Z");
+    json_decref(d);
+}
+
+static void test_key_value_limits(void **state)
+{
+    struct env *e = *state;
+    /* 8 and 8192 characters are accepted (with a validation warning for the short one). */
+    put_key(e, "tenants/acme/keys/ollama/tiny", "abcdefgh", NULL);
+    char *big = malloc(KEYSTORE_KEY_MAX + 1);
+    for (size_t i = 0; i < KEYSTORE_KEY_MAX; i++) {
+        big[i] = (char)('!' + (i * 31) % 94);
+        if (big[i] == '"' || big[i] == '\\') {
+            big[i] = 'x';
+        }
+    }
+    big[KEYSTORE_KEY_MAX] = '\0';
+    put_key(e, "tenants/acme/keys/ollama/huge", big, NULL);
+    expect_creds_404(e, "tenants/acme/creds/ollama", NULL); /* no "production" key */
+    struct result r = call(e, FW_OP_READ, "tenants/acme/creds/ollama", "{\"key_type\": \"huge\"}");
+    assert_int_equal(r.status, FW_OK);
+    assert_string_equal(str(r.data, "api_key"), big);
+    done(&r);
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/keys/ollama/tiny", NULL);
+    /* A short key shows less than a third of itself. */
+    assert_true(strlen(str(d, "masked_value")) <= 3 + 8 / 3);
+    json_decref(d);
+    free(big);
+}
+
+static void test_max_versions(void **state)
+{
+    struct env *e = *state;
+    ok0(e, FW_OP_UPDATE, "config", "{\"max_key_versions\": 2}");
+    char v[64];
+    for (int i = 0; i < 5; i++) {
+        snprintf(v, sizeof(v), "sk-versions-%d-abcdefghijklmnopqrstuvwxyz0123456789", i);
+        put_key(e, KP, v, NULL);
+    }
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "current_version"), 5);
+    assert_int_equal(json_array_size(json_object_get(d, "versions")), 2);
+    assert_non_null(version_of(d, 5));
+    assert_non_null(version_of(d, 4));
+    json_decref(d);
+}
+
+/* ---- usage counting ----------------------------------------------------------------- */
+
+static void test_usage_count_no_write_per_read(void **state)
+{
+    struct env *e = *state;
+    add_canary(e, canary1);
+    put_key(e, KP, canary1, NULL);
+    unsigned char before[32], after[32];
+    storage_digest(e->st, before);
+    for (int i = 0; i < 3; i++) {
+        json_t *c = NULL;
+        creds_value(e, CREDS, &c);
+        json_decref(c);
+    }
+    storage_digest(e->st, after);
+    assert_memory_equal(before, after, 32); /* creds reads wrote nothing */
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "usage_count"), 3); /* merged from memory */
+    assert_non_null(str(d, "last_used_at"));
+    json_decref(d);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    json_t *stored = NULL;
+    assert_int_equal(storage_get_json(e->st, KP, &stored), ERR_OK);
+    assert_int_equal(num(stored, "usage_count"), 3);
+    json_decref(stored);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "usage_count"), 3); /* not counted twice */
+    json_decref(d);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "usage_count"), 3);
+    json_decref(d);
+}
+
+static void test_usage_batches(void **state)
+{
+    struct env *e = *state;
+    const char *batch =
+        "{\"batch_id\": \"node1-000042\", \"records\": ["
+        "{\"ts\": \"2026-11-18T10:00:00Z\", \"provider\": \"openai\", \"model\": \"gpt-4o-mini\","
+        " \"key_type\": \"production\", \"app\": \"web\", \"requests\": 1, \"prompt_tokens\": 12,"
+        " \"completion_tokens\": 34, \"cached_tokens\": 0, \"cost_usd\": 0.0000222, \"status\": "
+        "\"ok\"},"
+        "{\"ts\": \"2026-11-18T10:00:01Z\", \"provider\": \"anthropic\", \"model\": "
+        "\"claude-3-5-haiku-20241022\", \"requests\": 2, \"prompt_tokens\": 100,"
+        " \"completion_tokens\": 10, \"cost_usd\": 0.001}]}";
+    json_t *d = ok(e, FW_OP_UPDATE, "tenants/acme/usage", batch);
+    assert_int_equal(num(d, "accepted"), 2);
+    assert_false(json_is_true(json_object_get(d, "duplicate")));
+    json_decref(d);
+    d = ok(e, FW_OP_UPDATE, "tenants/acme/usage", batch);
+    assert_int_equal(num(d, "accepted"), 2);
+    assert_true(json_is_true(json_object_get(d, "duplicate")));
+    json_decref(d);
+    d = ok(e, FW_OP_READ, "tenants/acme/usage", NULL);
+    assert_string_equal(str(d, "month"), "2026-11");
+    assert_int_equal(num(d, "requests"), 3);
+    assert_int_equal(num(d, "prompt_tokens"), 112);
+    assert_int_equal(num(d, "completion_tokens"), 44);
+    assert_int_equal(num(json_object_get(json_object_get(d, "by_provider"), "openai"), "requests"),
+                     1);
+    assert_non_null(json_object_get(json_object_get(d, "by_model"), "openai/gpt-4o-mini"));
+    json_decref(d);
+    d = ok(e, FW_OP_READ, "tenants/acme/usage", "{\"month\": \"2026-10\"}");
+    assert_int_equal(num(d, "requests"), 0);
+    json_decref(d);
+    /* Another tenant's usage is separate. */
+    d = ok(e, FW_OP_READ, "tenants/globex/usage", NULL);
+    assert_int_equal(num(d, "requests"), 0);
+    json_decref(d);
+}
+
+/* ---- tenants -------------------------------------------------------------------------- */
+
+static void test_settings(void **state)
+{
+    struct env *e = *state;
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_string_equal(str(d, "budget_tier"), "MEDIUM");
+    assert_string_equal(str(d, "residency"), "any");
+    assert_int_equal(num(d, "rpm_limit"), 0);
+    json_decref(d);
+    d = ok(e, FW_OP_UPDATE, "tenants/acme/settings",
+           "{\"budget_tier\": \"HIGH\", \"preferred_providers\": [\"openai\", \"anthropic\"], "
+           "\"fallback_providers\": \"mistral\", \"max_monthly_cost\": 250.5, \"residency\": "
+           "\"eu\", \"allowed_task_types\": [\"chat\", \"code\"], \"rpm_limit\": 60}");
+    assert_string_equal(str(d, "budget_tier"), "HIGH");
+    json_decref(d);
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"tpm_limit\": 100000}");
+    d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_string_equal(str(d, "budget_tier"), "HIGH"); /* partial update keeps the rest */
+    assert_string_equal(str(d, "residency"), "eu");
+    assert_int_equal(num(d, "tpm_limit"), 100000);
+    assert_int_equal(num(d, "rpm_limit"), 60);
+    assert_int_equal(json_array_size(json_object_get(d, "preferred_providers")), 2);
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(d, "fallback_providers"), 0)), "mistral");
+    json_decref(d);
+    /* Defaults follow config. */
+    ok0(e, FW_OP_UPDATE, "config", "{\"default_budget_tier\": \"LOW\"}");
+    d = ok(e, FW_OP_READ, "tenants/globex/settings", NULL);
+    assert_string_equal(str(d, "budget_tier"), "LOW");
+    json_decref(d);
+    /* The creds reply carries the settings. */
+    put_key(e, KP, canary1, NULL);
+    json_t *c = NULL;
+    creds_value(e, CREDS, &c);
+    assert_string_equal(str(json_object_get(c, "settings"), "residency"), "eu");
+    json_decref(c);
+}
+
+static void test_tenants_list_read_delete(void **state)
+{
+    struct env *e = *state;
+    add_canary(e, canary1);
+    add_canary(e, canary2);
+    put_key(e, KP, canary1, NULL);
+    put_key(e, "tenants/acme/keys/anthropic/production",
+            "sk-ant-CANARYx0000000000000000000000000000000000", NULL);
+    put_key(e, "tenants/globex/keys/openai/production", canary2, NULL);
+    ok0(e, FW_OP_DELETE, "tenants/acme/keys/anthropic/production", NULL);
+
+    json_t *d = ok(e, FW_OP_LIST, "tenants/", NULL);
+    assert_int_equal(json_array_size(json_object_get(d, "keys")), 2);
+    json_decref(d);
+    d = ok(e, FW_OP_LIST, "tenants/acme/keys/", NULL);
+    assert_int_equal(json_array_size(json_object_get(d, "keys")), 2);
+    json_decref(d);
+    d = ok(e, FW_OP_LIST, "tenants/acme/keys/openai/", NULL);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(d, "keys"), 0)),
+                        "production");
+    assert_string_equal(
+        str(json_object_get(json_object_get(d, "key_info"), "production"), "status"), "active");
+    json_decref(d);
+    d = ok(e, FW_OP_READ, "tenants/acme", NULL);
+    assert_string_equal(str(d, "tenant"), "acme");
+    assert_int_equal(num(json_object_get(d, "keys"), "total"), 2);
+    assert_int_equal(num(json_object_get(d, "keys"), "active"), 1);
+    assert_int_equal(num(json_object_get(d, "keys"), "revoked"), 1);
+    assert_true(json_is_true(json_object_get(d, "has_data_key")));
+    json_decref(d);
+    struct result r = call(e, FW_OP_READ, "tenants/nobody", NULL);
+    assert_int_equal(r.status, FW_OK);
+    assert_null(r.data); /* 404 */
+    done(&r);
+
+    /* Keep a copy of acme's record, delete the tenant, then put the copy back. */
+    unsigned char *raw = NULL;
+    size_t raw_len = 0;
+    assert_int_equal(storage_get(e->st, KP, &raw, &raw_len), ERR_OK);
+    json_t *c = NULL;
+    creds_value(e, CREDS, &c); /* warms the DEK cache: the delete must drop it */
+    json_decref(c);
+    ok0(e, FW_OP_DELETE, "tenants/acme", NULL);
+    d = ok(e, FW_OP_LIST, "tenants/", NULL);
+    assert_int_equal(json_array_size(json_object_get(d, "keys")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(d, "keys"), 0)), "globex");
+    json_decref(d);
+    char **names = NULL;
+    size_t n = 0;
+    assert_int_equal(storage_list(e->st, "tenants/acme/", &names, &n) == ERR_OK ? (int)n : 0, 0);
+    storage_keys_free(names, n);
+    expect_creds_404(e, CREDS, NULL);
+
+    /* A restored ciphertext (from a backup) never opens again... */
+    assert_int_equal(storage_put(e->st, KP, raw, raw_len, false), ERR_OK);
+    r = call(e, FW_OP_READ, CREDS, NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    assert_null(r.data);
+    done(&r);
+    /* ...not even after the tenant gets a new data key. */
+    put_key(e, "tenants/acme/keys/openai/staging", "sk-newdata-abcdefghijklmnopqrstuvwxyz012345",
+            NULL);
+    r = call(e, FW_OP_READ, CREDS, NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    free(raw);
+    /* globex still works. */
+    creds_value(e, "tenants/globex/creds/openai", &c);
+    assert_string_equal(str(c, "api_key"), canary2);
+    json_decref(c);
+}
+
+/* A key record copied to another tenant or another path does not open. */
+static void test_record_moved(void **state)
+{
+    struct env *e = *state;
+    add_canary(e, canary1);
+    put_key(e, KP, canary1, NULL);
+    put_key(e, "tenants/evil/keys/openai/production", "sk-evilevilevilevilevilevilevilevil0123456",
+            NULL);
+    unsigned char *raw = NULL;
+    size_t raw_len = 0;
+    assert_int_equal(storage_get(e->st, KP, &raw, &raw_len), ERR_OK);
+    const char *targets[] = {"tenants/evil/keys/openai/production",
+                             "tenants/acme/keys/openai/staging",
+                             "tenants/acme/keys/mistral/production"};
+    const char *creds[] = {"tenants/evil/creds/openai", "tenants/acme/creds/openai",
+                           "tenants/acme/creds/mistral"};
+    const char *bodies[] = {NULL, "{\"key_type\": \"staging\"}", NULL};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(storage_put(e->st, targets[i], raw, raw_len, false), ERR_OK);
+        struct result r = call(e, FW_OP_READ, creds[i], bodies[i]);
+        assert_int_equal(r.status, FW_INTERNAL);
+        assert_null(r.data);
+        done(&r);
+    }
+    free(raw);
+}
+
+/* ---- rotate-root under concurrent creds reads ------------------------------------------ */
+
+#define ROT_TENANTS 8
+#define ROT_READERS 4
+
+struct reader {
+    struct env *e;
+    volatile bool *stop;
+    int failures;
+    int reads;
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader *rd = arg;
+    unsigned i = 0;
+    while (!*rd->stop || rd->reads < 20) {
+        char path[64], want[64];
+        unsigned t = i++ % ROT_TENANTS;
+        snprintf(path, sizeof(path), "tenants/t%u/creds/openai", t);
+        snprintf(want, sizeof(want), "sk-rotate-tenant-%u-abcdefghijklmnopqrstuvwxyz0123", t);
+        struct fw_request req = {
+            .op = FW_OP_READ, .path = path, .storage = rd->e->st, .backend = rd->e->b};
+        struct fw_response resp;
+        fw_response_init(&resp);
+        enum err rc = fw_handle(byok_path_tables, &req, &resp);
+        const char *got = json_string_value(json_object_get(resp.data, "api_key"));
+        if (rc != ERR_OK || resp.status != FW_OK || got == NULL || strcmp(got, want) != 0) {
+            rd->failures++;
+        }
+        rd->reads++;
+        fw_response_done(&resp);
+        if (rd->reads % 50 == 0) {
+            /* Also drop the DEK cache now and then so readers unwrap during the rotation. */
+            char dek[64];
+            snprintf(dek, sizeof(dek), "tenants/t%u/dek", t);
+            byok_invalidate(rd->e->b, dek);
+        }
+    }
+    return NULL;
+}
+
+static void test_rotate_root_concurrent(void **state)
+{
+    struct env *e = *state;
+    keystore_set_clock(NULL); /* real time: threads */
+    for (unsigned t = 0; t < ROT_TENANTS; t++) {
+        char path[64], value[64];
+        snprintf(path, sizeof(path), "tenants/t%u/keys/openai/production", t);
+        snprintf(value, sizeof(value), "sk-rotate-tenant-%u-abcdefghijklmnopqrstuvwxyz0123", t);
+        put_key(e, path, value, NULL);
+    }
+    volatile bool stop = false;
+    struct reader rd[ROT_READERS];
+    pthread_t th[ROT_READERS];
+    for (int i = 0; i < ROT_READERS; i++) {
+        rd[i] = (struct reader){.e = e, .stop = &stop};
+        assert_int_equal(pthread_create(&th[i], NULL, reader_main, &rd[i]), 0);
+    }
+    for (int round = 0; round < 5; round++) {
+        json_t *d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+        assert_int_equal(num(d, "kek_version"), 2 + round);
+        assert_int_equal(num(d, "tenants_rewrapped"), ROT_TENANTS);
+        json_decref(d);
+    }
+    stop = true;
+    int failures = 0, reads = 0;
+    for (int i = 0; i < ROT_READERS; i++) {
+        pthread_join(th[i], NULL);
+        failures += rd[i].failures;
+        reads += rd[i].reads;
+    }
+    assert_true(reads > 0);
+    assert_int_equal(failures, 0);
+    /* Only the current KEK is left. */
+    char **names = NULL;
+    size_t n = 0;
+    assert_int_equal(storage_list(e->st, "kek/", &names, &n), ERR_OK);
+    assert_int_equal(n, 2); /* "6" and "current" */
+    storage_keys_free(names, n);
+    json_t *d = ok(e, FW_OP_READ, "config", NULL);
+    assert_int_equal(num(d, "kek_version"), 6);
+    json_decref(d);
+    /* A reload (new state, same storage) reads everything. */
+    byok_cleanup(e->b);
+    byok_free(e->b);
+    e->b = byok_new();
+    assert_int_equal(byok_initialize(e->b, e->st), ERR_OK);
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, "tenants/t3/creds/openai", &c),
+                        "sk-rotate-tenant-3-abcdefghijklmnopqrstuvwxyz0123");
+    json_decref(c);
+}
+
+/* ---- bad input: 400 naming the field, storage unchanged ----------------------------------- */
+
+struct bad_case {
+    enum fw_op op;
+    const char *path;
+    const char *body;
+    const char *field;
+};
+
+static const struct bad_case bad_cases[] = {
+    /* names */
+    {FW_OP_UPDATE, "tenants/ACME/keys/openai/production", "{\"key_value\": \"sk-x12345678\"}",
+     "tenant"},
+    {FW_OP_UPDATE, "tenants/-acme/keys/openai/production", "{\"key_value\": \"sk-x12345678\"}",
+     "tenant"},
+    {FW_OP_UPDATE,
+     "tenants/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/keys/openai/"
+     "production",
+     "{\"key_value\": \"sk-x12345678\"}", "tenant"},
+    {FW_OP_UPDATE, "tenants/acme/keys/Open.AI/production", "{\"key_value\": \"sk-x12345678\"}",
+     "provider"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/PROD", "{\"key_value\": \"sk-x12345678\"}",
+     "key_type"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/prod~1", "{\"key_value\": \"sk-x12345678\"}",
+     "key_type"},
+    {FW_OP_UPDATE, "tenants/acme/keys/nosuchprovider/production",
+     "{\"key_value\": \"sk-x12345678\"}", "provider"},
+    {FW_OP_READ, "tenants/acme/creds/openai", "{\"key_type\": \"PROD\"}", "key_type"},
+    {FW_OP_READ, "tenants/acme/creds/openai", "{\"version\": -1}", "version"},
+    /* key values */
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production", "{\"key_value\": \"\"}", "key_value"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production", "{\"key_value\": \"sk-1234\"}",
+     "key_value"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abc def-ghijklmnop\"}", "key_value"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdef\\nghijklmnop\"}", "key_value"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdef\\tghijklmnop\"}", "key_value"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdef\\u0001ghijklmnop\"}", "key_value"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdef\\u007fghijklmnop\"}", "key_value"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdef\\u00e9ghijklmnop\"}", "key_value"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \" sk-abcdefghijklmnop\"}", "key_value"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production", "{\"key_value\": 12345678901}",
+     "key_value"},
+    /* other key fields */
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"expires_in\": \"10x\"}", "expires_in"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"expires_in\": \"-5m\"}", "expires_in"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"expires_in\": 0}", "expires_in"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"expires_at\": \"tomorrow\"}", "expires_at"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"expires_at\": \"2020-01-01T00:00:00Z\"}",
+     "expires_at"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"expires_at\": \"2099-02-30T00:00:00Z\"}",
+     "expires_at"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"expires_in\": \"1h\", \"expires_at\": "
+     "\"2099-01-01T00:00:00Z\"}",
+     "expires_at"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"rate_limit\": -1}", "rate_limit"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"rate_limit\": \"many\"}", "rate_limit"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"metadata\": {\"a\": 1}}", "metadata"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"name\": \"a\\nb\"}", "name"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"permissions\": [\"a b\"]}", "permissions"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production/rotate",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"grace_period\": \"soon\"}", "grace_period"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production/rotate",
+     "{\"key_value\": \"sk-abcdefghijklmnop\", \"grace_period\": \"1000d\"}", "grace_period"},
+    {FW_OP_UPDATE, "tenants/acme/keys/openai/production/rotate", "{\"key_value\": \"short\"}",
+     "key_value"},
+    /* settings */
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"rpm_limit\": -1}", "rpm_limit"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"tpm_limit\": -5}", "tpm_limit"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"max_monthly_cost\": -0.01}", "max_monthly_cost"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"max_monthly_cost\": \"lots\"}", "max_monthly_cost"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"residency\": \"mars\"}", "residency"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"budget_tier\": \"HUGE\"}", "budget_tier"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"preferred_providers\": [\"nosuch\"]}",
+     "preferred_providers"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"fallback_providers\": [\"Bad!\"]}",
+     "fallback_providers"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"allowed_task_types\": [\"mining\"]}",
+     "allowed_task_types"},
+    {FW_OP_UPDATE, "tenants/ACME/settings", "{\"rpm_limit\": 1}", "tenant"},
+    /* usage */
+    {FW_OP_UPDATE, "tenants/acme/usage", "{\"batch_id\": \"bad id!\", \"records\": []}",
+     "batch_id"},
+    {FW_OP_UPDATE, "tenants/acme/usage", "{\"batch_id\": \"b1\", \"records\": {}}", "records"},
+    {FW_OP_UPDATE, "tenants/acme/usage",
+     "{\"batch_id\": \"b1\", \"records\": [{\"ts\": \"2026-11-18T10:00:00Z\", \"provider\": "
+     "\"openai\", \"model\": \"m\", \"prompt_tokens\": -1}]}",
+     "records"},
+    {FW_OP_UPDATE, "tenants/acme/usage",
+     "{\"batch_id\": \"b1\", \"records\": [{\"ts\": \"yesterday\", \"provider\": \"openai\", "
+     "\"model\": \"m\"}]}",
+     "records"},
+    {FW_OP_UPDATE, "tenants/acme/usage",
+     "{\"batch_id\": \"b1\", \"records\": [{\"ts\": \"2026-11-18T10:00:00Z\", \"provider\": "
+     "\"openai\", \"model\": \"m\", \"cost_usd\": -2}]}",
+     "records"},
+    {FW_OP_READ, "tenants/acme/usage", "{\"month\": \"2026-13\"}", "month"},
+};
+
+static void test_bad_input_matrix(void **state)
+{
+    struct env *e = *state;
+    add_canary(e, canary1);
+    /* Something stored already, so "unchanged" means more than "still empty". */
+    put_key(e, KP, canary1, NULL);
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"rpm_limit\": 5}");
+    unsigned char before[32], after[32];
+    storage_digest(e->st, before);
+    for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        const struct bad_case *c = &bad_cases[i];
+        struct result r = call(e, c->op, c->path, c->body);
+        if (r.status != FW_BAD_REQUEST) {
+            fail_msg("case %zu (%s %s): status %d (%s), want 400", i, c->path, c->body, r.status,
+                     r.message);
+        }
+        char needle[80];
+        snprintf(needle, sizeof(needle), "'%s'", c->field);
+        if (strstr(r.message, needle) == NULL) {
+            fail_msg("case %zu: message \"%s\" does not name %s", i, r.message, c->field);
+        }
+        /* Never echo a value back. */
+        assert_null(strstr(r.message, "abcdef"));
+        done(&r);
+        storage_digest(e->st, after);
+        if (memcmp(before, after, 32) != 0) {
+            fail_msg("case %zu (%s): storage changed", i, c->path);
+        }
+    }
+    /* 8193 characters: one past the limit. */
+    char *big = malloc(KEYSTORE_KEY_MAX + 64);
+    strcpy(big, "{\"key_value\": \"");
+    size_t off = strlen(big);
+    memset(big + off, 'k', KEYSTORE_KEY_MAX + 1);
+    strcpy(big + off + KEYSTORE_KEY_MAX + 1, "\"}");
+    struct result r = call(e, FW_OP_UPDATE, KP, big);
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "'key_value'"));
+    done(&r);
+    free(big);
+    storage_digest(e->st, after);
+    assert_memory_equal(before, after, 32);
+}
+
+/* Several tenants and providers: no canary or its base64 anywhere in storage. */
+static void test_canary_scan(void **state)
+{
+    struct env *e = *state;
+    static const char *const c[] = {
+        "sk-CANARYscanA000000000000000000000000000000001",
+        "sk-ant-CANARYscanB0000000000000000000000000000002",
+        "CANARYscanC-azure-0000000000000000000000000003",
+        "sk-CANARYscanD000000000000000000000000000000004",
+    };
+    for (size_t i = 0; i < 4; i++) {
+        add_canary(e, c[i]);
+    }
+    put_key(e, "tenants/t1/keys/openai/production", c[0], NULL);
+    put_key(e, "tenants/t1/keys/anthropic/production", c[1], NULL);
+    put_key(e, "tenants/t2/keys/azure/production", c[2],
+            "\"metadata\": {\"resource\": \"r\", \"api_version\": \"2024-10-21\"}");
+    put_key(e, "tenants/t3/keys/openai/staging", c[3], NULL);
+    ok0(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    ok0(e, FW_OP_UPDATE, "tenants/t3/keys/openai/staging/rotate",
+        "{\"key_value\": \"sk-CANARYscanE000000000000000000000000000000005\", \"grace_period\": "
+        "\"1h\"}");
+    const char *all[] = {c[0], c[1], c[2], c[3], "sk-CANARYscanE000000000000000000000000000000005"};
+    assert_storage_clean(e, all, 5);
+    /* And reads, lists and summaries never return them (call() checks every response). */
+    json_decref(ok(e, FW_OP_READ, "tenants/t1/keys/openai/production", NULL));
+    json_decref(ok(e, FW_OP_LIST, "tenants/t1/keys/openai/", NULL));
+    json_decref(ok(e, FW_OP_READ, "tenants/t1", NULL));
+    json_decref(ok(e, FW_OP_READ, "tenants/t3/keys/openai/staging", NULL));
+    json_t *d = NULL;
+    creds_value(e, "tenants/t2/creds/azure", &d);
+    assert_string_equal(str(d, "api_key"), c[2]);
+    json_decref(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metadata_update_and_rotate_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_value_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_count_no_write_per_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_moved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_root_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input_matrix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_canary_scan, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, NULL);
+}
