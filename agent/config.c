@@ -1,0 +1,715 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Schema-driven JSON config parser. Each object is a static table of fields
+ * {name, type, offset, range, sub-schema}; one walker checks them all, so a
+ * new key is one table row and can never be silently accepted unvalidated.
+ * Semantic rules that span keys (a listener is bound to a tenant XOR maps
+ * peers, exactly one Vault auth method) run after the walk.
+ */
+#include "agent/config.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *const config_default_providers[] = {
+    "openai",     "anthropic",   "azure",  "gemini", "mistral", "deepseek", "openrouter",
+    "perplexity", "huggingface", "cohere", "ollama", "vllm",    "lmstudio", NULL};
+
+enum cfg_type { CFG_STR, CFG_NAME, CFG_INT, CFG_BOOL, CFG_OBJ, CFG_ARRAY, CFG_STRLIST };
+
+struct cfg_field {
+    const char *name;
+    enum cfg_type type;
+    size_t off;
+    long min, max;               /* CFG_INT range; CFG_STR/STRLIST max length/count */
+    const struct cfg_field *sub; /* CFG_OBJ / CFG_ARRAY element schema */
+    size_t elem_size;            /* CFG_ARRAY */
+    size_t count_off;            /* CFG_ARRAY: offset of the size_t count */
+    bool required;
+};
+
+#define F_STR(s, m, req)                                                                           \
+    {                                                                                              \
+#m, CFG_STR, offsetof(s, m), 0, CONFIG_MAX_STR, NULL, 0, 0, req                            \
+    }
+#define F_NAME(s, m, req)                                                                          \
+    {                                                                                              \
+#m, CFG_NAME, offsetof(s, m), 0, CONFIG_MAX_NAME, NULL, 0, 0, req                          \
+    }
+#define F_INT(s, m, lo, hi)                                                                        \
+    {                                                                                              \
+#m, CFG_INT, offsetof(s, m), lo, hi, NULL, 0, 0, false                                     \
+    }
+#define F_BOOL(s, m)                                                                               \
+    {                                                                                              \
+#m, CFG_BOOL, offsetof(s, m), 0, 0, NULL, 0, 0, false                                      \
+    }
+#define F_OBJ(s, m, sch)                                                                           \
+    {                                                                                              \
+#m, CFG_OBJ, offsetof(s, m), 0, 0, sch, 0, 0, false                                        \
+    }
+#define F_END                                                                                      \
+    {                                                                                              \
+        NULL, 0, 0, 0, 0, NULL, 0, 0, false                                                        \
+    }
+
+static const struct cfg_field schema_peer[] = {
+    F_INT(struct config_peer, uid, 0, 0x7fffffffL),
+    F_INT(struct config_peer, gid, 0, 0x7fffffffL),
+    F_NAME(struct config_peer, tenant, true),
+    F_NAME(struct config_peer, app, false),
+    F_END,
+};
+
+static const struct cfg_field schema_listener[] = {
+    F_STR(struct config_listener, path, true),
+    F_STR(struct config_listener, mode, false),
+    F_STR(struct config_listener, owner, false),
+    F_STR(struct config_listener, group, false),
+    F_NAME(struct config_listener, tenant, false),
+    F_NAME(struct config_listener, app, false),
+    {"peers", CFG_ARRAY, offsetof(struct config_listener, peers), 1, CONFIG_MAX_PEERS, schema_peer,
+     sizeof(struct config_peer), offsetof(struct config_listener, n_peers), false},
+    F_END,
+};
+
+#define VS(m) offsetof(struct config, vault.m)
+static const struct cfg_field schema_approle[] = {
+    {"role_id_file", CFG_STR, 0, 0, CONFIG_MAX_STR, NULL, 0, 0, true},
+    {"secret_id_file", CFG_STR, sizeof(char *), 0, CONFIG_MAX_STR, NULL, 0, 0, true},
+    {"mount", CFG_STR, 2 * sizeof(char *), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
+    F_END,
+};
+static const struct cfg_field schema_kubernetes[] = {
+    {"role", CFG_STR, 0, 0, CONFIG_MAX_STR, NULL, 0, 0, true},
+    {"jwt_file", CFG_STR, sizeof(char *), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
+    {"mount", CFG_STR, 2 * sizeof(char *), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
+    F_END,
+};
+/* Offsets below are relative to struct config's vault member. */
+#define VO(m) (offsetof(struct config, vault.m) - offsetof(struct config, vault))
+static const struct cfg_field schema_vault[] = {
+    {"address", CFG_STR, VO(address), 0, CONFIG_MAX_STR, NULL, 0, 0, true},
+    {"ca_file", CFG_STR, VO(ca_file), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
+    {"mount", CFG_STR, VO(mount), 0, 128, NULL, 0, 0, false},
+    {"key_type", CFG_NAME, VO(key_type), 0, CONFIG_MAX_NAME, NULL, 0, 0, false},
+    {"timeout_ms", CFG_INT, VO(timeout_ms), 100, 600000, NULL, 0, 0, false},
+    {"token_file", CFG_STR, VO(token_file), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
+    {"approle", CFG_OBJ, VO(approle), 0, 0, schema_approle, 0, 0, false},
+    {"kubernetes", CFG_OBJ, VO(kubernetes), 0, 0, schema_kubernetes, 0, 0, false},
+    F_END,
+};
+#define UO(m) (offsetof(struct config, upstream.m) - offsetof(struct config, upstream))
+static const struct cfg_field schema_upstream[] = {
+    {"connect_timeout_ms", CFG_INT, UO(connect_timeout_ms), 100, 600000, NULL, 0, 0, false},
+    {"first_byte_timeout_ms", CFG_INT, UO(first_byte_timeout_ms), 100, 3600000, NULL, 0, 0, false},
+    {"idle_timeout_ms", CFG_INT, UO(idle_timeout_ms), 100, 3600000, NULL, 0, 0, false},
+    {"total_timeout_ms", CFG_INT, UO(total_timeout_ms), 0, 86400000, NULL, 0, 0, false},
+    {"max_response_bytes", CFG_INT, UO(max_response_bytes), 1024, 64L * 1024 * 1024, NULL, 0, 0,
+     false},
+    {"max_host_connections", CFG_INT, UO(max_host_connections), 0, 65536, NULL, 0, 0, false},
+    {"ca_file", CFG_STR, UO(ca_file), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
+    F_END,
+};
+#define LO(m) (offsetof(struct config, limits.m) - offsetof(struct config, limits))
+static const struct cfg_field schema_limits[] = {
+    {"max_body_bytes", CFG_INT, LO(max_body_bytes), 1024, 64L * 1024 * 1024, NULL, 0, 0, false},
+    {"max_header_bytes", CFG_INT, LO(max_header_bytes), 1024, 1024 * 1024, NULL, 0, 0, false},
+    {"max_connections", CFG_INT, LO(max_connections), 1, 1000000, NULL, 0, 0, false},
+    {"client_timeout_s", CFG_INT, LO(client_timeout_s), 1, 3600, NULL, 0, 0, false},
+    F_END,
+};
+#define KO(m) (offsetof(struct config, keycache.m) - offsetof(struct config, keycache))
+static const struct cfg_field schema_keycache[] = {
+    {"max_ttl_s", CFG_INT, KO(max_ttl_s), 1, 86400, NULL, 0, 0, false},
+    {"negative_ttl_s", CFG_INT, KO(negative_ttl_s), 0, 3600, NULL, 0, 0, false},
+    {"max_entries", CFG_INT, KO(max_entries), 1, 1000000, NULL, 0, 0, false},
+    F_END,
+};
+#define SO(m) (offsetof(struct config, usage.m) - offsetof(struct config, usage))
+static const struct cfg_field schema_usage[] = {
+    {"report_interval_s", CFG_INT, SO(report_interval_s), 1, 86400, NULL, 0, 0, false},
+    {"max_pending_records", CFG_INT, SO(max_pending_records), 1, 10000000, NULL, 0, 0, false},
+    {"batch_records", CFG_INT, SO(batch_records), 1, 10000, NULL, 0, 0, false},
+    {"node_id", CFG_NAME, SO(node_id), 0, CONFIG_MAX_NAME, NULL, 0, 0, false},
+    F_END,
+};
+static const struct cfg_field schema_stream[] = {
+    {"high_water_bytes", CFG_INT, 0, 4096, 64L * 1024 * 1024, NULL, 0, 0, false},
+    F_END,
+};
+
+static const struct cfg_field schema_top[] = {
+    {"listeners", CFG_ARRAY, offsetof(struct config, listeners), 1, CONFIG_MAX_LISTENERS,
+     schema_listener, sizeof(struct config_listener), offsetof(struct config, n_listeners), true},
+    {"vault", CFG_OBJ, offsetof(struct config, vault), 0, 0, schema_vault, 0, 0, true},
+    {"upstream", CFG_OBJ, offsetof(struct config, upstream), 0, 0, schema_upstream, 0, 0, false},
+    {"limits", CFG_OBJ, offsetof(struct config, limits), 0, 0, schema_limits, 0, 0, false},
+    {"keycache", CFG_OBJ, offsetof(struct config, keycache), 0, 0, schema_keycache, 0, 0, false},
+    {"usage", CFG_OBJ, offsetof(struct config, usage), 0, 0, schema_usage, 0, 0, false},
+    {"stream", CFG_OBJ, offsetof(struct config, stream), 0, 0, schema_stream, 0, 0, false},
+    {"providers", CFG_STRLIST, offsetof(struct config, providers), 1, CONFIG_MAX_LIST, NULL, 0, 0,
+     false},
+    {"forward_headers", CFG_STRLIST, offsetof(struct config, forward_headers), 0, CONFIG_MAX_LIST,
+     NULL, 0, 0, false},
+    F_STR(struct config, log_level, false),
+    F_BOOL(struct config, log_prompts),
+    F_INT(struct config, drain_timeout_s, 0, 3600),
+    F_INT(struct config, default_max_tokens, 1, 1000000),
+    F_END,
+};
+
+/* vsnprintf behind a function: names are cut at the buffer size, on purpose. */
+static void cfg_fmt(char *out, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cfg_fmt(char *out, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, size, fmt, ap);
+    va_end(ap);
+}
+
+static void cfg_err(char *errbuf, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cfg_err(char *errbuf, const char *path, const char *fmt, ...)
+{
+    char msg[CONFIG_ERR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cfg_fmt(errbuf, CONFIG_ERR_LEN, "%s: %s", path[0] != '\0' ? path : "(top level)", msg);
+}
+
+bool config_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONFIG_MAX_NAME) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && (c == '_' || c == '-'));
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void cfg_free_fields(const struct cfg_field *schema, void *base);
+
+static void cfg_free_strlist(struct config_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i]);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+static void cfg_free_fields(const struct cfg_field *schema, void *base)
+{
+    for (const struct cfg_field *f = schema; f->name != NULL; f++) {
+        char *p = (char *)base + f->off;
+        switch (f->type) {
+        case CFG_STR:
+        case CFG_NAME:
+            free(*(char **)p);
+            *(char **)p = NULL;
+            break;
+        case CFG_OBJ:
+            cfg_free_fields(f->sub, p);
+            break;
+        case CFG_ARRAY: {
+            char *arr = *(char **)p;
+            size_t *count = (size_t *)((char *)base + f->count_off);
+            for (size_t i = 0; arr != NULL && i < *count; i++) {
+                cfg_free_fields(f->sub, arr + i * f->elem_size);
+            }
+            free(arr);
+            *(char **)p = NULL;
+            *count = 0;
+            break;
+        }
+        case CFG_STRLIST:
+            cfg_free_strlist((struct config_strlist *)p);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static enum err cfg_walk(const json_t *obj, const struct cfg_field *schema, void *base,
+                         const char *path, char *errbuf);
+
+static enum err cfg_field_parse(const json_t *v, const struct cfg_field *f, void *base,
+                                const char *path, char *errbuf)
+{
+    char *p = (char *)base + f->off;
+    switch (f->type) {
+    case CFG_STR:
+    case CFG_NAME: {
+        if (!json_is_string(v)) {
+            cfg_err(errbuf, path, "must be a string");
+            return ERR_CONFIG;
+        }
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (n > (size_t)f->max || strlen(s) != n) {
+            cfg_err(errbuf, path, "must be at most %ld bytes without NUL", f->max);
+            return ERR_CONFIG;
+        }
+        if (f->type == CFG_NAME && !config_name_valid(s)) {
+            cfg_err(errbuf, path, "must match [a-z0-9][a-z0-9_-]{0,62}");
+            return ERR_CONFIG;
+        }
+        char *dup = strdup(s);
+        if (dup == NULL) {
+            return ERR_NOMEM;
+        }
+        free(*(char **)p);
+        *(char **)p = dup;
+        return ERR_OK;
+    }
+    case CFG_INT: {
+        if (!json_is_integer(v)) {
+            cfg_err(errbuf, path, "must be an integer");
+            return ERR_CONFIG;
+        }
+        json_int_t i = json_integer_value(v);
+        if (i < f->min || i > f->max) {
+            cfg_err(errbuf, path, "must be between %ld and %ld", f->min, f->max);
+            return ERR_CONFIG;
+        }
+        *(long *)p = (long)i;
+        return ERR_OK;
+    }
+    case CFG_BOOL:
+        if (!json_is_boolean(v)) {
+            cfg_err(errbuf, path, "must be true or false");
+            return ERR_CONFIG;
+        }
+        *(bool *)p = json_is_true(v);
+        return ERR_OK;
+    case CFG_OBJ:
+        if (!json_is_object(v)) {
+            cfg_err(errbuf, path, "must be an object");
+            return ERR_CONFIG;
+        }
+        return cfg_walk(v, f->sub, p, path, errbuf);
+    case CFG_ARRAY: {
+        if (!json_is_array(v)) {
+            cfg_err(errbuf, path, "must be an array");
+            return ERR_CONFIG;
+        }
+        size_t n = json_array_size(v);
+        if (n < (size_t)f->min || n > (size_t)f->max) {
+            cfg_err(errbuf, path, "must have between %ld and %ld entries", f->min, f->max);
+            return ERR_CONFIG;
+        }
+        char *arr = calloc(n, f->elem_size);
+        if (arr == NULL) {
+            return ERR_NOMEM;
+        }
+        *(char **)p = arr;
+        size_t *count = (size_t *)((char *)base + f->count_off);
+        *count = n;
+        for (size_t i = 0; i < n; i++) {
+            char sub[CONFIG_ERR_LEN];
+            cfg_fmt(sub, sizeof(sub), "%s[%zu]", path, i);
+            const json_t *e = json_array_get(v, i);
+            if (!json_is_object(e)) {
+                cfg_err(errbuf, sub, "must be an object");
+                return ERR_CONFIG;
+            }
+            if (f->sub == schema_peer) {
+                struct config_peer *peer = (struct config_peer *)(arr + i * f->elem_size);
+                peer->uid = -1;
+                peer->gid = -1;
+            }
+            enum err e2 = cfg_walk(e, f->sub, arr + i * f->elem_size, sub, errbuf);
+            if (e2 != ERR_OK) {
+                return e2;
+            }
+        }
+        return ERR_OK;
+    }
+    case CFG_STRLIST: {
+        struct config_strlist *l = (struct config_strlist *)p;
+        if (!json_is_array(v)) {
+            cfg_err(errbuf, path, "must be an array of strings");
+            return ERR_CONFIG;
+        }
+        size_t n = json_array_size(v);
+        if (n < (size_t)f->min || n > (size_t)f->max) {
+            cfg_err(errbuf, path, "must have between %ld and %ld entries", f->min, f->max);
+            return ERR_CONFIG;
+        }
+        cfg_free_strlist(l);
+        l->items = calloc(n + 1, sizeof(char *));
+        if (l->items == NULL) {
+            return ERR_NOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const json_t *e = json_array_get(v, i);
+            if (!json_is_string(e) || json_string_length(e) == 0 ||
+                json_string_length(e) > CONFIG_MAX_NAME ||
+                strlen(json_string_value(e)) != json_string_length(e)) {
+                char sub[CONFIG_ERR_LEN];
+                cfg_fmt(sub, sizeof(sub), "%s[%zu]", path, i);
+                cfg_err(errbuf, sub, "must be a non-empty string of at most %d bytes",
+                        CONFIG_MAX_NAME);
+                return ERR_CONFIG;
+            }
+            l->items[i] = strdup(json_string_value(e));
+            if (l->items[i] == NULL) {
+                return ERR_NOMEM;
+            }
+            l->n = i + 1;
+        }
+        return ERR_OK;
+    }
+    }
+    return ERR_INTERNAL;
+}
+
+static enum err cfg_walk(const json_t *obj, const struct cfg_field *schema, void *base,
+                         const char *path, char *errbuf)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        char sub[CONFIG_ERR_LEN];
+        cfg_fmt(sub, sizeof(sub), "%s%s%s", path, path[0] != '\0' ? "." : "", key);
+        const struct cfg_field *f = schema;
+        while (f->name != NULL && strcmp(f->name, key) != 0) {
+            f++;
+        }
+        if (f->name == NULL) {
+            cfg_err(errbuf, sub, "unknown key");
+            return ERR_CONFIG;
+        }
+        enum err e = cfg_field_parse(v, f, base, sub, errbuf);
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    for (const struct cfg_field *f = schema; f->name != NULL; f++) {
+        if (f->required && json_object_get(obj, f->name) == NULL) {
+            char sub[CONFIG_ERR_LEN];
+            cfg_fmt(sub, sizeof(sub), "%s%s%s", path, path[0] != '\0' ? "." : "", f->name);
+            cfg_err(errbuf, sub, "is required");
+            return ERR_CONFIG;
+        }
+    }
+    return ERR_OK;
+}
+
+static enum err cfg_strdup_default(char **p, const char *def)
+{
+    if (*p != NULL) {
+        return ERR_OK;
+    }
+    *p = strdup(def);
+    return *p != NULL ? ERR_OK : ERR_NOMEM;
+}
+
+static void cfg_defaults(struct config *c)
+{
+    c->vault.timeout_ms = 5000;
+    c->upstream.connect_timeout_ms = 5000;
+    c->upstream.first_byte_timeout_ms = 60000;
+    c->upstream.idle_timeout_ms = 60000;
+    c->upstream.total_timeout_ms = 600000;
+    c->upstream.max_response_bytes = 16L * 1024 * 1024;
+    c->upstream.max_host_connections = 256;
+    c->limits.max_body_bytes = 1024L * 1024;
+    c->limits.max_header_bytes = 16L * 1024;
+    c->limits.max_connections = 4096;
+    c->limits.client_timeout_s = 60;
+    c->keycache.max_ttl_s = 300;
+    c->keycache.negative_ttl_s = 30;
+    c->keycache.max_entries = 10000;
+    c->usage.report_interval_s = 10;
+    c->usage.max_pending_records = 100000;
+    c->usage.batch_records = 500;
+    c->stream.high_water_bytes = 256L * 1024;
+    c->drain_timeout_s = 30;
+    c->default_max_tokens = 4096;
+}
+
+static enum err cfg_validate(struct config *c, char *errbuf)
+{
+    char path[CONFIG_ERR_LEN];
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        struct config_listener *l = &c->listeners[i];
+        cfg_fmt(path, sizeof(path), "listeners[%zu]", i);
+        if (l->path[0] != '/' || strlen(l->path) >= 108) {
+            cfg_err(errbuf, path, "path must be absolute and shorter than 108 bytes");
+            return ERR_CONFIG;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c->listeners[j].path, l->path) == 0) {
+                cfg_err(errbuf, path, "path is used by listeners[%zu] too", j);
+                return ERR_CONFIG;
+            }
+        }
+        if ((l->tenant != NULL) == (l->n_peers > 0)) {
+            cfg_err(errbuf, path, "needs exactly one of \"tenant\" or \"peers\"");
+            return ERR_CONFIG;
+        }
+        if (l->mode == NULL) {
+            l->mode_bits = 0660;
+        } else {
+            char *end = NULL;
+            errno = 0;
+            unsigned long m = strtoul(l->mode, &end, 8);
+            if (l->mode[0] == '\0' || *end != '\0' || errno != 0 || m > 0777) {
+                cfg_fmt(path, sizeof(path), "listeners[%zu].mode", i);
+                cfg_err(errbuf, path, "must be an octal string like \"0660\"");
+                return ERR_CONFIG;
+            }
+            l->mode_bits = (unsigned)m;
+        }
+        for (size_t j = 0; j < l->n_peers; j++) {
+            if (l->peers[j].uid < 0 && l->peers[j].gid < 0) {
+                cfg_fmt(path, sizeof(path), "listeners[%zu].peers[%zu]", i, j);
+                cfg_err(errbuf, path, "needs \"uid\" or \"gid\"");
+                return ERR_CONFIG;
+            }
+            if (cfg_strdup_default(&l->peers[j].app, "default") != ERR_OK) {
+                return ERR_NOMEM;
+            }
+        }
+        if (cfg_strdup_default(&l->app, "default") != ERR_OK) {
+            return ERR_NOMEM;
+        }
+    }
+    const char *a = c->vault.address;
+    if (strncmp(a, "https://", 8) != 0 && strncmp(a, "http://", 7) != 0 &&
+        !(strncmp(a, "unix:/", 6) == 0 && strlen(a) < 6 + 108)) {
+        cfg_err(errbuf, "vault.address", "must start with https://, http:// or unix:/");
+        return ERR_CONFIG;
+    }
+    int methods = (c->vault.token_file != NULL) + (c->vault.approle.role_id_file != NULL) +
+                  (c->vault.kubernetes.role != NULL);
+    if (methods != 1) {
+        cfg_err(errbuf, "vault",
+                "needs exactly one of \"token_file\", \"approle\" or \"kubernetes\"");
+        return ERR_CONFIG;
+    }
+    if (c->log_level != NULL && log_level_parse(c->log_level) < 0) {
+        cfg_err(errbuf, "log_level", "must be one of trace, debug, info, warn, error, off");
+        return ERR_CONFIG;
+    }
+    for (size_t i = 0; i < c->providers.n; i++) {
+        if (!config_name_valid(c->providers.items[i])) {
+            cfg_fmt(path, sizeof(path), "providers[%zu]", i);
+            cfg_err(errbuf, path, "must match [a-z0-9][a-z0-9_-]{0,62}");
+            return ERR_CONFIG;
+        }
+    }
+    for (size_t i = 0; i < c->forward_headers.n; i++) {
+        const char *h = c->forward_headers.items[i];
+        for (const char *p = h; *p != '\0'; p++) {
+            bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                      (*p >= '0' && *p <= '9') || *p == '-';
+            if (!ok) {
+                cfg_fmt(path, sizeof(path), "forward_headers[%zu]", i);
+                cfg_err(errbuf, path, "must be a header name (letters, digits, '-')");
+                return ERR_CONFIG;
+            }
+        }
+        static const char *const forbidden[] = {
+            "authorization",     "x-api-key",  "api-key", "host",          "content-length",
+            "transfer-encoding", "connection", "cookie",  "x-vault-token", NULL};
+        for (const char *const *fb = forbidden; *fb != NULL; fb++) {
+            if (strcasecmp(h, *fb) == 0) {
+                cfg_fmt(path, sizeof(path), "forward_headers[%zu]", i);
+                cfg_err(errbuf, path, "may not forward credential or framing header %s", *fb);
+                return ERR_CONFIG;
+            }
+        }
+    }
+    if (cfg_strdup_default(&c->vault.mount, "byok") != ERR_OK ||
+        cfg_strdup_default(&c->vault.key_type, "production") != ERR_OK ||
+        cfg_strdup_default(&c->log_level, "info") != ERR_OK) {
+        return ERR_NOMEM;
+    }
+    if (c->vault.approle.role_id_file != NULL &&
+        cfg_strdup_default(&c->vault.approle.mount, "approle") != ERR_OK) {
+        return ERR_NOMEM;
+    }
+    if (c->vault.kubernetes.role != NULL &&
+        (cfg_strdup_default(&c->vault.kubernetes.mount, "kubernetes") != ERR_OK ||
+         cfg_strdup_default(&c->vault.kubernetes.jwt_file,
+                            "/var/run/secrets/kubernetes.io/serviceaccount/token") != ERR_OK)) {
+        return ERR_NOMEM;
+    }
+    if (c->usage.node_id == NULL) {
+        char host[256] = "node";
+        (void)gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        /* Hostnames may hold upper case and dots; node_id must be a name. */
+        char id[CONFIG_MAX_NAME + 1];
+        size_t n = 0;
+        for (const char *p = host; *p != '\0' && n < CONFIG_MAX_NAME; p++) {
+            char ch = *p;
+            if (ch >= 'A' && ch <= 'Z') {
+                ch = (char)(ch - 'A' + 'a');
+            }
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))) {
+                ch = '-';
+            }
+            id[n++] = ch;
+        }
+        id[n] = '\0';
+        if (n == 0 || id[0] == '-') {
+            cfg_fmt(id, sizeof(id), "node");
+        }
+        c->usage.node_id = strdup(id);
+        if (c->usage.node_id == NULL) {
+            return ERR_NOMEM;
+        }
+    }
+    if (c->providers.n == 0) {
+        size_t n = 0;
+        while (config_default_providers[n] != NULL) {
+            n++;
+        }
+        c->providers.items = calloc(n + 1, sizeof(char *));
+        if (c->providers.items == NULL) {
+            return ERR_NOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+            c->providers.items[i] = strdup(config_default_providers[i]);
+            if (c->providers.items[i] == NULL) {
+                return ERR_NOMEM;
+            }
+            c->providers.n = i + 1;
+        }
+    }
+    return ERR_OK;
+}
+
+enum err config_parse(const char *text, size_t len, struct config **ret_cfg, char *errbuf)
+{
+    errbuf[0] = '\0';
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        cfg_fmt(errbuf, CONFIG_ERR_LEN, "(file): invalid JSON at line %d column %d: %s", jerr.line,
+                jerr.column, jerr.text);
+        return ERR_CONFIG;
+    }
+    enum err e = ERR_NOMEM;
+    struct config *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        goto out_root;
+    }
+    c->refs = 1;
+    cfg_defaults(c);
+    if (!json_is_object(root)) {
+        cfg_err(errbuf, "", "must be a JSON object");
+        e = ERR_CONFIG;
+        goto out_cfg;
+    }
+    e = cfg_walk(root, schema_top, c, "", errbuf);
+    if (e != ERR_OK) {
+        goto out_cfg;
+    }
+    e = cfg_validate(c, errbuf);
+    if (e != ERR_OK) {
+        goto out_cfg;
+    }
+    json_decref(root);
+    *ret_cfg = c;
+    return ERR_OK;
+
+out_cfg:
+    config_unref(&c);
+out_root:
+    json_decref(root);
+    if (e == ERR_NOMEM && errbuf[0] == '\0') {
+        cfg_fmt(errbuf, CONFIG_ERR_LEN, "(file): out of memory");
+    }
+    return e;
+}
+
+enum err config_load(const char *path, struct config **ret_cfg, char *errbuf)
+{
+    errbuf[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cfg_fmt(errbuf, CONFIG_ERR_LEN, "%s: cannot open: %s", path, strerror(errno));
+        return ERR_IO;
+    }
+    char *text = malloc(CONFIG_MAX_FILE + 1);
+    if (text == NULL) {
+        close(fd);
+        return ERR_NOMEM;
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, text + len, CONFIG_MAX_FILE + 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            cfg_fmt(errbuf, CONFIG_ERR_LEN, "%s: read failed: %s", path, strerror(errno));
+            close(fd);
+            free(text);
+            return ERR_IO;
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+        if (len > CONFIG_MAX_FILE) {
+            cfg_fmt(errbuf, CONFIG_ERR_LEN, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+            close(fd);
+            free(text);
+            return ERR_CONFIG;
+        }
+    }
+    close(fd);
+    enum err e = config_parse(text, len, ret_cfg, errbuf);
+    free(text);
+    return e;
+}
+
+struct config *config_ref(struct config *c)
+{
+    c->refs++;
+    return c;
+}
+
+void config_unref(struct config **cp)
+{
+    if (cp == NULL || *cp == NULL) {
+        return;
+    }
+    struct config *c = *cp;
+    *cp = NULL;
+    if (--c->refs > 0) {
+        return;
+    }
+    cfg_free_fields(schema_top, c);
+    free(c);
+}

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The agent's configuration: one JSON file (docs/agent.md lists every key).
+ * Parsing is driven by static schema tables; every key is checked for type and
+ * range, unknown keys are refused, and an error names the key path and the
+ * reason ("listeners[0].mode: must be an octal string like \"0660\"").
+ * A parsed config is immutable and reference counted, so that a SIGHUP reload
+ * can swap it while requests that started under the old one finish with it.
+ */
+#ifndef BYOK_AGENT_CONFIG_H
+#define BYOK_AGENT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+
+#define CONFIG_MAX_FILE (1024 * 1024)
+#define CONFIG_MAX_LISTENERS 64
+#define CONFIG_MAX_PEERS 4096
+#define CONFIG_MAX_LIST 256
+#define CONFIG_MAX_STR 1024
+#define CONFIG_MAX_NAME 63 /* tenant, app and provider names: [a-z0-9][a-z0-9_-]{0,62} */
+#define CONFIG_ERR_LEN 256
+
+struct config_peer {
+    long uid; /* -1 = any */
+    long gid; /* -1 = any */
+    char *tenant;
+    char *app;
+};
+
+struct config_listener {
+    char *path;
+    char *mode; /* octal text; mode_bits is the parsed value */
+    unsigned mode_bits;
+    char *owner;
+    char *group;
+    char *tenant; /* bound tenant, or NULL when peers maps callers */
+    char *app;
+    struct config_peer *peers;
+    size_t n_peers;
+};
+
+struct config_strlist {
+    char **items;
+    size_t n;
+};
+
+struct config {
+    int refs;
+    struct config_listener *listeners;
+    size_t n_listeners;
+    struct {
+        char *address; /* http(s)://host[:port] or unix:/path */
+        char *ca_file;
+        char *mount;
+        char *key_type;
+        long timeout_ms;
+        char *token_file;
+        struct {
+            char *role_id_file;
+            char *secret_id_file;
+            char *mount;
+        } approle;
+        struct {
+            char *role;
+            char *jwt_file;
+            char *mount;
+        } kubernetes;
+    } vault;
+    struct {
+        long connect_timeout_ms;
+        long first_byte_timeout_ms;
+        long idle_timeout_ms;
+        long total_timeout_ms;
+        long max_response_bytes;
+        long max_host_connections;
+        char *ca_file;
+    } upstream;
+    struct {
+        long max_body_bytes;
+        long max_header_bytes;
+        long max_connections;
+        long client_timeout_s;
+    } limits;
+    struct {
+        long max_ttl_s;
+        long negative_ttl_s;
+        long max_entries;
+    } keycache;
+    struct {
+        long report_interval_s;
+        long max_pending_records;
+        long batch_records;
+        char *node_id;
+    } usage;
+    struct {
+        long high_water_bytes;
+    } stream;
+    struct config_strlist providers;
+    struct config_strlist forward_headers;
+    char *log_level;
+    bool log_prompts;
+    long drain_timeout_s;
+    long default_max_tokens;
+};
+
+/*
+ * Parses JSON text. On error returns ERR_CONFIG (or ERR_NOMEM) and writes a
+ * message naming the key into errbuf (CONFIG_ERR_LEN bytes).
+ */
+MUST_USE enum err config_parse(const char *text, size_t len, struct config **ret_cfg, char *errbuf);
+/* Reads and parses a file (at most CONFIG_MAX_FILE bytes). */
+MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *errbuf);
+
+struct config *config_ref(struct config *c);
+/* Drops a reference; frees at zero; sets *c to NULL. Accepts NULL. */
+void config_unref(struct config **c);
+
+/* Is s a valid tenant/provider/app name ([a-z0-9][a-z0-9_-]{0,62})? */
+bool config_name_valid(const char *s);
+
+/* The built-in provider names probed when "providers" is not set. */
+extern const char *const config_default_providers[];
+
+#endif

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The agent's process-wide context: the event base and the long-lived
+ * modules, plus the current config. Plain data, owned by main.c; every
+ * request borrows it. Single-threaded: touched only from the event loop.
+ */
+#ifndef BYOK_AGENT_CTX_H
+#define BYOK_AGENT_CTX_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+
+#include "agent/config.h"
+#include "agent/keycache.h"
+#include "agent/upstream.h"
+#include "agent/usage.h"
+#include "agent/vault.h"
+
+struct server;
+
+struct agent_ctx {
+    struct event_base *base;
+    struct config *cfg; /* current; requests take a reference at start */
+    struct upstream *up;
+    struct vault *vault;
+    struct keycache *keys;
+    struct usage *usage;
+    struct server *server;
+    size_t inflight; /* requests being answered */
+    bool draining;   /* SIGTERM: no new connections; exit when inflight reaches 0 */
+    unsigned long long req_seq;
+    unsigned long long req_seed;
+};
+
+#endif

@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * byok-agent: process set-up (hardening, limits, signals) and the event loop.
+ *   byok-agent -c FILE                 run
+ *   byok-agent --check-config -c FILE  validate the config and exit
+ * SIGHUP reloads the config (an invalid one is logged and ignored); SIGTERM
+ * and SIGINT stop accepting, drain in-flight requests for drain_timeout_s,
+ * flush usage, and exit.
+ */
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/ctx.h"
+#include "agent/jalloc.h"
+#include "agent/keycache.h"
+#include "agent/metrics.h"
+#include "agent/server.h"
+#include "agent/upstream.h"
+#include "agent/usage.h"
+#include "agent/vault.h"
+#include "common/log.h"
+#include "common/secret.h"
+
+/* Secure heap for keys and the Vault token: 10,000 cached keys of typical size fit. */
+#define AGENT_SECURE_HEAP (4u * 1024 * 1024)
+#define AGENT_DRAIN_TICK_MS 50
+
+static struct agent_ctx agent;
+static const char *agent_config_path;
+static struct event *agent_drain_timer;
+static double agent_drain_deadline;
+
+static void agent_usage_text(FILE *f)
+{
+    fprintf(f, "usage: byok-agent -c FILE [--check-config]\n"
+               "       byok-agent --version\n");
+}
+
+static void agent_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void agent_reload(void)
+{
+    char err[CONFIG_ERR_LEN];
+    struct config *cfg = NULL;
+    if (config_load(agent_config_path, &cfg, err) != ERR_OK) {
+        log_kv(LOGL_ERROR, "reload failed; keeping the running config", "error", err, NULL);
+        return;
+    }
+    char serr[512];
+    if (server_apply(agent.server, cfg, serr, sizeof(serr)) != ERR_OK) {
+        log_kv(LOGL_ERROR, "reload failed; keeping the running config", "error", serr, NULL);
+        config_unref(&cfg);
+        return;
+    }
+    vault_set_config(agent.vault, cfg);
+    keycache_set_config(agent.keys, cfg);
+    usage_set_config(agent.usage, cfg);
+    log_init(NULL, (enum log_level)log_level_parse(cfg->log_level));
+    config_unref(&agent.cfg);
+    agent.cfg = cfg;
+    log_kv(LOGL_INFO, "config reloaded", "file", agent_config_path, NULL);
+}
+
+static void agent_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (agent.inflight == 0 && usage_inflight(agent.usage) == 0) {
+        log_kv(LOGL_INFO, "drained; exiting", NULL);
+        event_base_loopbreak(agent.base);
+        return;
+    }
+    if (now >= agent_drain_deadline) {
+        char n[32];
+        snprintf(n, sizeof(n), "%zu", agent.inflight);
+        log_kv(LOGL_WARN, "drain timeout; exiting with requests in flight", "inflight", n, NULL);
+        event_base_loopbreak(agent.base);
+    }
+}
+
+static void agent_signal(evutil_socket_t sig, short what, void *arg)
+{
+    if (sig == SIGHUP) {
+        if (!agent.draining) {
+            agent_reload();
+        }
+        return;
+    }
+    if (agent.draining) {
+        return;
+    }
+    agent.draining = true;
+    log_kv(LOGL_INFO, "draining", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+    server_stop_accepting(agent.server);
+    usage_flush(agent.usage);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    agent_drain_deadline =
+        (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + (double)agent.cfg->drain_timeout_s;
+    agent_drain_timer = event_new(agent.base, -1, EV_PERSIST, agent_drain_tick, NULL);
+    struct timeval tv = {0, AGENT_DRAIN_TICK_MS * 1000};
+    if (agent_drain_timer == NULL || event_add(agent_drain_timer, &tv) != 0) {
+        event_base_loopbreak(agent.base);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"check-config", no_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    bool check = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            agent_config_path = optarg;
+            break;
+        case 'k':
+            check = true;
+            break;
+        case 'V':
+            printf("byok-agent %s\n", BYOK_VERSION);
+            return 0;
+        case 'h':
+            agent_usage_text(stdout);
+            return 0;
+        default:
+            agent_usage_text(stderr);
+            return 2;
+        }
+    }
+    if (agent_config_path == NULL || optind != argc) {
+        agent_usage_text(stderr);
+        return 2;
+    }
+    umask(077);
+    jalloc_install();
+    log_init(NULL, LOGL_INFO);
+    char err[CONFIG_ERR_LEN];
+    struct config *cfg = NULL;
+    if (config_load(agent_config_path, &cfg, err) != ERR_OK) {
+        fprintf(stderr, "byok-agent: config: %s\n", err);
+        return 1;
+    }
+    if (check) {
+        printf("byok-agent: %s: OK\n", agent_config_path);
+        config_unref(&cfg);
+        return 0;
+    }
+    log_init(NULL, (enum log_level)log_level_parse(cfg->log_level));
+    if (secret_heap_init(AGENT_SECURE_HEAP) != ERR_OK) {
+        log_kv(LOGL_ERROR, "cannot set up the secure heap", NULL);
+        return 1;
+    }
+    agent_raise_nofile();
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_kv(LOGL_ERROR, "curl_global_init failed", NULL);
+        return 1;
+    }
+    int rc = 1;
+    agent.cfg = cfg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    agent.req_seed = ((unsigned long long)ts.tv_sec << 32) ^ (unsigned long long)ts.tv_nsec ^
+                     ((unsigned long long)getpid() << 16);
+    agent.base = event_base_new();
+    if (agent.base == NULL) {
+        goto out;
+    }
+    agent.up = upstream_new(agent.base, cfg->upstream.max_host_connections);
+    agent.vault = agent.up != NULL ? vault_new(agent.base, agent.up, cfg) : NULL;
+    agent.keys = agent.vault != NULL ? keycache_new(agent.base, agent.vault, cfg) : NULL;
+    agent.usage = agent.vault != NULL ? usage_new(agent.base, agent.vault, cfg) : NULL;
+    agent.server = server_new(&agent);
+    if (agent.keys == NULL || agent.usage == NULL || agent.server == NULL) {
+        log_kv(LOGL_ERROR, "start-up failed: out of memory", NULL);
+        goto out;
+    }
+    char serr[512];
+    if (server_apply(agent.server, cfg, serr, sizeof(serr)) != ERR_OK) {
+        log_kv(LOGL_ERROR, "cannot listen", "error", serr, NULL);
+        goto out;
+    }
+    struct event *sigs[3];
+    const int signums[3] = {SIGHUP, SIGTERM, SIGINT};
+    for (size_t i = 0; i < 3; i++) {
+        sigs[i] = evsignal_new(agent.base, signums[i], agent_signal, NULL);
+        if (sigs[i] == NULL || event_add(sigs[i], NULL) != 0) {
+            goto out;
+        }
+    }
+    vault_start(agent.vault);
+    log_kv(LOGL_INFO, "byok-agent started", "version", BYOK_VERSION, "config", agent_config_path,
+           NULL);
+    event_base_dispatch(agent.base);
+    for (size_t i = 0; i < 3; i++) {
+        event_free(sigs[i]);
+    }
+    rc = 0;
+out:
+    if (agent_drain_timer != NULL) {
+        event_free(agent_drain_timer);
+    }
+    /* Order matters: connections first (their requests reference the rest), then users of Vault. */
+    server_free(agent.server);
+    usage_free(agent.usage);
+    keycache_free(agent.keys);
+    vault_free(agent.vault);
+    upstream_free(agent.up);
+    metrics_reset();
+    config_unref(&agent.cfg);
+    if (agent.base != NULL) {
+        event_base_free(agent.base);
+    }
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Series live in one chained hash table keyed by (metric, labels). The
+ * families table below is the single place that names and documents them.
+ */
+#include "agent/metrics.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double metrics_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                         0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
+#define METRICS_NBUCKETS (sizeof(metrics_buckets) / sizeof(metrics_buckets[0]))
+#define METRICS_HASH 4096
+
+static const struct {
+    const char *name;
+    const char *type;
+    const char *help;
+} metrics_families[M__COUNT] = {
+    [M_REQUESTS] = {"byok_requests_total", "counter", "Requests answered, by route and status."},
+    [M_REQUEST_SECONDS] = {"byok_request_duration_seconds", "histogram",
+                           "Time from request to the end of the response, by route."},
+    [M_UPSTREAM] = {"byok_upstream_requests_total", "counter",
+                    "Provider calls, by provider and HTTP status (0: no answer)."},
+    [M_UPSTREAM_SECONDS] = {"byok_upstream_first_byte_seconds", "histogram",
+                            "Time from sending to a provider until its first byte."},
+    [M_ERRORS] = {"byok_errors_total", "counter", "Error responses, by error code."},
+    [M_FAILOVERS] = {"byok_failovers_total", "counter",
+                     "Attempts that failed over to the next candidate, by provider."},
+    [M_TOKENS] = {"byok_tokens_total", "counter",
+                  "Tokens by tenant, provider, model and kind (prompt, completion, cached)."},
+    [M_COST] = {"byok_cost_usd_total", "counter", "Cost in USD from catalog prices."},
+    [M_CACHE] = {"byok_keycache_lookups_total", "counter",
+                 "Key cache lookups by result (hit, miss, shared)."},
+    [M_VAULT] = {"byok_vault_requests_total", "counter", "Vault calls by operation and result."},
+    [M_USAGE_BATCHES] = {"byok_usage_batches_total", "counter",
+                         "Usage batches sent to Vault by result."},
+};
+
+struct mseries {
+    enum metric_id id;
+    char *labels;
+    double value;             /* counters; histogram sum */
+    unsigned long long count; /* histogram count */
+    unsigned long long *buckets;
+    struct mseries *next;  /* hash chain */
+    struct mseries *order; /* creation order, for rendering */
+};
+
+static struct mseries *metrics_table[METRICS_HASH];
+static struct mseries *metrics_first, *metrics_last;
+static size_t metrics_nseries;
+static unsigned long long metrics_dropped;
+
+static bool metrics_is_hist(enum metric_id id)
+{
+    return strcmp(metrics_families[id].type, "histogram") == 0;
+}
+
+static struct mseries *metrics_get(enum metric_id id, const char *labels)
+{
+    unsigned h = 2166136261u ^ (unsigned)id;
+    for (const char *p = labels; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    }
+    h %= METRICS_HASH;
+    for (struct mseries *s = metrics_table[h]; s != NULL; s = s->next) {
+        if (s->id == id && strcmp(s->labels, labels) == 0) {
+            return s;
+        }
+    }
+    if (metrics_nseries >= METRICS_MAX_SERIES) {
+        metrics_dropped++;
+        return NULL;
+    }
+    struct mseries *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return NULL;
+    }
+    s->id = id;
+    s->labels = strdup(labels);
+    if (metrics_is_hist(id)) {
+        s->buckets = calloc(METRICS_NBUCKETS, sizeof(*s->buckets));
+    }
+    if (s->labels == NULL || (metrics_is_hist(id) && s->buckets == NULL)) {
+        free(s->labels);
+        free(s->buckets);
+        free(s);
+        return NULL;
+    }
+    s->next = metrics_table[h];
+    metrics_table[h] = s;
+    if (metrics_last != NULL) {
+        metrics_last->order = s;
+    } else {
+        metrics_first = s;
+    }
+    metrics_last = s;
+    metrics_nseries++;
+    return s;
+}
+
+void metrics_add(enum metric_id id, double v, const char *labels)
+{
+    struct mseries *s = metrics_get(id, labels != NULL ? labels : "");
+    if (s != NULL) {
+        s->value += v;
+    }
+}
+
+void metrics_observe(enum metric_id id, double seconds, const char *labels)
+{
+    struct mseries *s = metrics_get(id, labels != NULL ? labels : "");
+    if (s == NULL || s->buckets == NULL) {
+        return;
+    }
+    s->value += seconds;
+    s->count++;
+    for (size_t i = 0; i < METRICS_NBUCKETS; i++) {
+        if (seconds <= metrics_buckets[i]) {
+            s->buckets[i]++;
+        }
+    }
+}
+
+void metrics_labels(char *out, size_t size, ...)
+{
+    va_list ap;
+    va_start(ap, size);
+    size_t n = 0;
+    const char *k;
+    out[0] = '\0';
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        const char *v = va_arg(ap, const char *);
+        if (v == NULL) {
+            v = "";
+        }
+        size_t need = strlen(k) + 4;
+        if (n + need >= size) {
+            break;
+        }
+        n += (size_t)snprintf(out + n, size - n, "%s%s=\"", n > 0 ? "," : "", k);
+        for (const char *p = v; *p != '\0' && n + 4 < size; p++) {
+            if (*p == '"' || *p == '\\') {
+                out[n++] = '\\';
+                out[n++] = *p;
+            } else if (*p == '\n') {
+                out[n++] = '\\';
+                out[n++] = 'n';
+            } else {
+                out[n++] = *p;
+            }
+        }
+        if (n + 2 >= size) {
+            break;
+        }
+        out[n++] = '"';
+        out[n] = '\0';
+    }
+    va_end(ap);
+}
+
+enum err metrics_gauge(struct buf *out, const char *name, const char *help, double v)
+{
+    return buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+enum err metrics_render(struct buf *out)
+{
+    enum err e = ERR_OK;
+    for (int id = 0; id < M__COUNT && e == ERR_OK; id++) {
+        const char *name = metrics_families[id].name;
+        e = buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, metrics_families[id].help, name,
+                       metrics_families[id].type);
+        for (struct mseries *s = metrics_first; s != NULL && e == ERR_OK; s = s->order) {
+            if (s->id != (enum metric_id)id) {
+                continue;
+            }
+            const char *sep = s->labels[0] != '\0' ? "," : "";
+            if (s->buckets == NULL) {
+                e = buf_printf(out, "%s{%s} %.17g\n", name, s->labels, s->value);
+                continue;
+            }
+            /* Prometheus histograms are cumulative: bucket i counts observations <= le. */
+            for (size_t i = 0; i < METRICS_NBUCKETS && e == ERR_OK; i++) {
+                e = buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, s->labels, sep,
+                               metrics_buckets[i], s->buckets[i]);
+            }
+            if (e == ERR_OK) {
+                e = buf_printf(out,
+                               "%s_bucket{%s%sle=\"+Inf\"} %llu\n%s_sum{%s} %.17g\n"
+                               "%s_count{%s} %llu\n",
+                               name, s->labels, sep, s->count, name, s->labels, s->value, name,
+                               s->labels, s->count);
+            }
+        }
+    }
+    if (e == ERR_OK) {
+        e = buf_printf(out,
+                       "# HELP byok_metrics_dropped_series_total Observations dropped because "
+                       "the series limit was reached.\n# TYPE byok_metrics_dropped_series_total "
+                       "counter\nbyok_metrics_dropped_series_total %llu\n",
+                       metrics_dropped);
+    }
+    return e;
+}
+
+void metrics_reset(void)
+{
+    struct mseries *s = metrics_first;
+    while (s != NULL) {
+        struct mseries *n = s->order;
+        free(s->labels);
+        free(s->buckets);
+        free(s);
+        s = n;
+    }
+    memset(metrics_table, 0, sizeof(metrics_table));
+    metrics_first = metrics_last = NULL;
+    metrics_nseries = 0;
+    metrics_dropped = 0;
+}

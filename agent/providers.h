@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Provider adapters, a static table keyed by the catalog's api_style:
+ *   "openai"    OpenAI and every OpenAI-compatible API (DeepSeek, Mistral,
+ *               OpenRouter, Perplexity, Gemini's OpenAI endpoint, HuggingFace,
+ *               Ollama, vLLM, LM Studio): Authorization: Bearer
+ *   "azure"     Azure OpenAI: api-key header, deployment URL, api-version
+ *   "anthropic" Anthropic Messages API, translated to and from OpenAI's chat
+ *               completion shapes, streaming events included
+ * An adapter builds the upstream HTTP request from an OpenAI-shaped request,
+ * turns a buffered response into OpenAI's shape, and turns one streamed SSE
+ * event into OpenAI chat.completion.chunk bytes. Adapters never log and never
+ * copy the key anywhere but the (wiped) curl header list.
+ */
+#ifndef BYOK_AGENT_PROVIDERS_H
+#define BYOK_AGENT_PROVIDERS_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/secret.h"
+
+enum provider_op { PROVIDER_CHAT, PROVIDER_EMBEDDINGS };
+
+struct provider_usage {
+    long long prompt_tokens;
+    long long completion_tokens;
+    long long cached_tokens;
+    bool seen;
+};
+
+/* What an adapter needs to build one upstream request. All borrowed. */
+struct provider_call {
+    enum provider_op op;
+    json_t *req;       /* the app's OpenAI-shaped request; may be modified */
+    const char *model; /* the provider's model name to ask for */
+    bool stream;
+    const json_t *entry;    /* catalog entry from creds: base_url, local, models ... */
+    const json_t *metadata; /* key metadata (Azure deployment, api_version) or NULL */
+    const struct secret *key;
+    long default_max_tokens;
+};
+
+/* The upstream request; body and headers are owned (handed to upstream_xfer_start). */
+struct provider_http {
+    char url[4096];
+    char *body;
+    size_t body_len;
+    struct curl_slist *headers;
+    bool allow_http;
+};
+
+/* Per-stream translation state. */
+struct provider_stream {
+    char id[128];
+    char model[128];
+    long long created;
+    bool started;
+    bool done;   /* the stream's end marker was seen ([DONE] / message_stop) */
+    bool failed; /* the provider sent an error event */
+    char error_type[64];
+    struct provider_usage usage;
+};
+
+struct provider_adapter {
+    const char *api_style;
+    bool stream_passthrough; /* upstream SSE is already OpenAI's: forward bytes as they are */
+    MUST_USE enum err (*build)(const struct provider_call *c, struct provider_http *out);
+    /* A 2xx body to OpenAI's shape (new reference) and its usage. */
+    MUST_USE enum err (*response)(enum provider_op op, const char *body, size_t len,
+                                  const char *model, json_t **ret_json,
+                                  struct provider_usage *ret_usage);
+    /* One SSE event; appends OpenAI SSE bytes to out (not for passthrough adapters' forwarding). */
+    MUST_USE enum err (*stream_event)(struct provider_stream *st, const char *event,
+                                      const char *data, size_t len, struct buf *out);
+};
+
+/* The adapter for an api_style, or NULL (bedrock, vertex, cohere: not supported yet). */
+const struct provider_adapter *provider_find(const char *api_style);
+
+/* Usage from an OpenAI "usage" object (prompt/completion/cached tokens). */
+void provider_usage_from_openai(const json_t *usage, struct provider_usage *u);
+
+/* Price from a catalog entry's models[] (input_per_1m, output_per_1m); 0 when unknown. */
+double provider_cost(const json_t *entry, const char *model, const struct provider_usage *u);
+
+/* Frees a provider_http's body (wiped) and headers. */
+void provider_http_done(struct provider_http *h);
+
+/* Exposed for tests: Anthropic request/response translation. */
+MUST_USE enum err provider_anthropic_request(const json_t *openai_req, const char *model,
+                                             bool stream, long default_max_tokens, json_t **ret);
+MUST_USE enum err provider_anthropic_response(const json_t *msg, json_t **ret,
+                                              struct provider_usage *ret_usage);
+
+#endif

@@ -1,0 +1,1035 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * One struct call per provider-bound request. Its life:
+ *   parse + validate the app's JSON -> classify `model` -> (auto / bare model)
+ *   probe the tenant's keys for every configured provider in parallel ->
+ *   plan candidates -> attempt candidate i: key, adapter, upstream transfer ->
+ *   on connect error / timeout / 429 / 5xx before the first byte reached the
+ *   app, attempt i+1 -> reply (buffered) or stream (SSE, chunk by chunk).
+ * Streaming applies backpressure: when the app's socket buffer is above
+ * stream.high_water_bytes the curl transfer is paused and resumed when evhttp
+ * reports the buffer drained. A failure after the first byte ends the stream
+ * with an explicit error event, never a silent truncation.
+ *
+ * Keys are touched only inside providers.c's build step, which puts them in a
+ * wiped curl header list. Provider error bodies are read (capped) to classify
+ * them and never forwarded: they may echo parts of a key.
+ */
+#include "agent/proxy.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/keycache.h"
+#include "agent/metrics.h"
+#include "agent/providers.h"
+#include "agent/route.h"
+#include "agent/sse.h"
+#include "agent/upstream.h"
+#include "agent/usage.h"
+#include "common/log.h"
+
+#define PROXY_MAX_PROBE 64
+
+enum call_shape { SHAPE_OPENAI, SHAPE_BRAIN, SHAPE_MODELS };
+
+struct call;
+
+struct probe_slot {
+    struct call *c;
+    size_t i;
+    struct keycache_wait *wait;
+    struct keycache_entry *ent;
+};
+
+struct call {
+    struct request *r;
+    struct agent_ctx *ctx;
+    enum provider_op op;
+    enum call_shape shape;
+    json_t *req;
+    bool stream;
+    char task[PROXY_MAX_HINT + 1];
+    char tier[PROXY_MAX_HINT + 1];
+    json_t *fwd; /* forwarded header lines ("Name: value") */
+    enum route_kind kind;
+    struct route_candidate cands[ROUTE_MAX_CANDIDATES];
+    size_t n_cands, cur;
+    struct probe_slot probes[PROXY_MAX_PROBE];
+    size_t n_probes, probe_pending;
+    enum err probe_err;
+    /* current attempt */
+    struct keycache_wait *wait;
+    struct keycache_entry *ent;
+    const struct provider_adapter *ad;
+    struct upstream_xfer *xfer;
+    long up_status;
+    bool up_ok;
+    bool too_big;
+    struct buf body;
+    double attempt_start;
+    /* streaming */
+    bool reply_started;
+    bool paused;
+    struct sse sse;
+    bool sse_ready;
+    struct provider_stream st;
+    struct buf tbuf;
+    struct evbuffer *chunk;
+    /* outcome */
+    struct provider_usage usage;
+    enum err last_err;
+    long last_status;
+};
+
+static void call_attempt(struct call *c);
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static void call_release_attempt(struct call *c)
+{
+    upstream_xfer_cancel(c->xfer);
+    c->xfer = NULL;
+    keycache_cancel(c->wait);
+    c->wait = NULL;
+    keycache_put(&c->ent);
+    buf_done(&c->body);
+}
+
+static void call_free(struct call *c)
+{
+    call_release_attempt(c);
+    for (size_t i = 0; i < c->n_probes; i++) {
+        keycache_cancel(c->probes[i].wait);
+        keycache_put(&c->probes[i].ent);
+    }
+    if (c->sse_ready) {
+        sse_done(&c->sse);
+    }
+    buf_done(&c->tbuf);
+    if (c->chunk != NULL) {
+        evbuffer_free(c->chunk);
+    }
+    json_decref(c->req);
+    json_decref(c->fwd);
+    if (c->r != NULL) {
+        c->r->call = NULL;
+        c->r->abort = NULL;
+    }
+    free(c);
+}
+
+/* Detaches the call from its request and frees it; the request is finished by the caller. */
+static struct request *call_end(struct call *c)
+{
+    struct request *r = c->r;
+    r->attempts = (int)(c->cur < c->n_cands ? c->cur + 1 : c->n_cands);
+    call_free(c);
+    return r;
+}
+
+static void call_error(struct call *c, int status, const char *type, const char *code,
+                       const char *msg)
+{
+    struct request *r = call_end(c);
+    server_reply_error(r, status, type, code, msg);
+}
+
+static void call_param_error(struct request *r, const char *param, const char *code,
+                             const char *msg)
+{
+    r->error_code = code;
+    json_t *body = json_pack("{s:{s:s,s:s,s:s?,s:s}}", "error", "message", msg, "type",
+                             "invalid_request_error", "param", param, "code", code);
+    server_reply_json(r, 400, body);
+}
+
+/* The app went away: stop everything, no reply. */
+static void call_abort(struct request *r)
+{
+    struct call *c = r->call;
+    if (c != NULL) {
+        call_free(c);
+    }
+    r->status = 499;
+    r->error_code = "client_closed";
+    server_finish(r);
+}
+
+static void call_record_usage(struct call *c, const char *status)
+{
+    struct request *r = c->r;
+    const struct route_candidate *cand = &c->cands[c->cur];
+    double cost = 0;
+    if (c->ent != NULL && c->ent->entry != NULL) {
+        cost = provider_cost(c->ent->entry, cand->model, &c->usage);
+    }
+    r->prompt_tokens = c->usage.prompt_tokens;
+    r->completion_tokens = c->usage.completion_tokens;
+    r->cached_tokens = c->usage.cached_tokens;
+    r->cost_usd = cost;
+    struct usage_record rec = {
+        .tenant = r->tenant,
+        .app = r->app,
+        .provider = cand->provider,
+        .model = cand->model,
+        .key_type = r->cfg->vault.key_type,
+        .status = status,
+        .tokens = c->usage,
+        .cost_usd = cost,
+    };
+    usage_record(c->ctx->usage, &rec);
+}
+
+static void call_success_headers(struct call *c)
+{
+    struct request *r = c->r;
+    const struct route_candidate *cand = &c->cands[c->cur];
+    char att[16];
+    snprintf(att, sizeof(att), "%zu", c->cur + 1);
+    server_header(r, "X-BYOK-Provider", cand->provider);
+    server_header(r, "X-BYOK-Model", cand->model);
+    server_header(r, "X-BYOK-Attempts", att);
+    snprintf(r->provider, sizeof(r->provider), "%s", cand->provider);
+    snprintf(r->model, sizeof(r->model), "%s", cand->model);
+}
+
+/* ---- upstream callbacks -----------------------------------------------------------------------
+ */
+
+static void call_on_status(void *arg, long status)
+{
+    struct call *c = arg;
+    c->up_status = status;
+    c->up_ok = status >= 200 && status < 300;
+    char labels[METRICS_MAX_LABELS];
+    metrics_labels(labels, sizeof(labels), "provider", c->cands[c->cur].provider, NULL);
+    metrics_observe(M_UPSTREAM_SECONDS, server_now() - c->attempt_start, labels);
+    if (!c->up_ok) {
+        /* Error bodies are only classified: keep a small cap. */
+        buf_done(&c->body);
+        buf_init(&c->body, PROXY_MAX_ERROR_BODY);
+    }
+}
+
+static int call_sse_event(void *arg, const char *event, const char *data, size_t len)
+{
+    struct call *c = arg;
+    if (c->ad->stream_event(&c->st, event, data, len, &c->tbuf) != ERR_OK) {
+        return 1;
+    }
+    return 0;
+}
+
+static void call_drained(struct evhttp_connection *evcon, void *arg)
+{
+    struct call *c = arg;
+    if (c->paused && c->xfer != NULL) {
+        c->paused = false;
+        upstream_xfer_resume(c->xfer);
+    }
+}
+
+static size_t call_app_backlog(const struct call *c)
+{
+    if (c->r->ev == NULL) {
+        return 0;
+    }
+    struct evhttp_connection *evcon = evhttp_request_get_connection(c->r->ev);
+    if (evcon == NULL) {
+        return 0;
+    }
+    return evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(evcon)));
+}
+
+static void call_stream_start(struct call *c)
+{
+    struct request *r = c->r;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-BYOK-Request-Id", r->id);
+    call_success_headers(c);
+    evhttp_send_reply_start(r->ev, 200, "OK");
+    c->reply_started = true;
+    r->status = 200;
+}
+
+static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t len)
+{
+    struct call *c = arg;
+    if (!c->up_ok || !c->stream) {
+        if (buf_append(&c->body, data, len) != ERR_OK) {
+            if (!c->up_ok) {
+                return UPSTREAM_CONTINUE; /* the error body is only a hint; drop the rest */
+            }
+            c->too_big = true;
+            return UPSTREAM_ABORT;
+        }
+        return UPSTREAM_CONTINUE;
+    }
+    if (c->r->ev == NULL) {
+        return UPSTREAM_ABORT;
+    }
+    if (!c->reply_started) {
+        call_stream_start(c);
+    } else if (call_app_backlog(c) > (size_t)c->r->cfg->stream.high_water_bytes) {
+        /* The app reads slower than the provider writes: hold the provider. */
+        c->paused = true;
+        return UPSTREAM_PAUSE;
+    }
+    enum err e = sse_feed(&c->sse, data, len);
+    if (e != ERR_OK) {
+        c->st.failed = true;
+        snprintf(c->st.error_type, sizeof(c->st.error_type), "%s",
+                 e == ERR_TOOBIG ? "stream_event_too_large" : "stream_parse_error");
+        return UPSTREAM_ABORT;
+    }
+    if (c->ad->stream_passthrough) {
+        evbuffer_add(c->chunk, data, len);
+    } else if (c->tbuf.len > 0) {
+        evbuffer_add(c->chunk, c->tbuf.data, c->tbuf.len);
+        buf_reset(&c->tbuf);
+    }
+    if (evbuffer_get_length(c->chunk) > 0) {
+        evhttp_send_reply_chunk_with_cb(c->r->ev, c->chunk, call_drained, c);
+    }
+    return UPSTREAM_CONTINUE;
+}
+
+/* Ends a started stream; an error code adds an explicit error event first. */
+static void call_stream_end(struct call *c, const char *error_code, const char *message)
+{
+    struct request *r = c->r;
+    if (error_code != NULL && r->ev != NULL) {
+        json_t *ev = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", message, "type",
+                               "upstream_error", "param", "code", error_code);
+        char *s = ev != NULL ? json_dumps(ev, JSON_COMPACT) : NULL;
+        json_decref(ev);
+        if (s != NULL) {
+            evbuffer_add_printf(c->chunk, "event: error\ndata: %s\n\n", s);
+            free(s);
+            evhttp_send_reply_chunk(r->ev, c->chunk);
+        }
+        r->error_code = error_code;
+    }
+    c->usage = c->st.usage;
+    call_record_usage(c, error_code != NULL ? error_code : "ok");
+    if (r->ev != NULL) {
+        evhttp_send_reply_end(r->ev);
+    }
+    r = call_end(c);
+    server_finish(r);
+}
+
+static bool call_failover_ok(const struct call *c, enum err e, long status)
+{
+    if (c->reply_started) {
+        return false;
+    }
+    if (e != ERR_OK) {
+        return e == ERR_TIMEOUT || e == ERR_UNAVAIL || e == ERR_CRYPTO || e == ERR_UPSTREAM;
+    }
+    return status == 429 || status >= 500;
+}
+
+static void call_next(struct call *c)
+{
+    char labels[METRICS_MAX_LABELS];
+    metrics_labels(labels, sizeof(labels), "provider", c->cands[c->cur].provider, NULL);
+    metrics_add(M_FAILOVERS, 1, labels);
+    call_release_attempt(c);
+    c->cur++;
+    call_attempt(c);
+}
+
+/* All candidates failed (or there were none): the last failure decides the status. */
+static void call_exhausted(struct call *c)
+{
+    if (c->last_err == ERR_TIMEOUT) {
+        call_error(c, 504, "upstream_error", "upstream_timeout",
+                   "the provider did not answer in time");
+    } else if (c->last_err == ERR_OK && c->last_status == 429) {
+        call_error(c, 429, "rate_limit_error", "rate_limited",
+                   "the provider is rate limiting this key");
+    } else if (c->last_err == ERR_UNAVAIL && c->last_status == -1) {
+        call_error(c, 503, "server_error", "vault_unavailable", "the key store is unreachable");
+    } else if (c->last_err == ERR_NOTFOUND) {
+        call_error(c, 404, "invalid_request_error", "no_provider_key",
+                   "the tenant has no active key for this provider");
+    } else if (c->last_err == ERR_UNSUPPORTED) {
+        call_error(c, 400, "invalid_request_error", "unsupported",
+                   "no candidate provider supports this request");
+    } else {
+        call_error(c, 502, "upstream_error", "provider_error", "the provider call failed");
+    }
+}
+
+static void call_reply_success(struct call *c)
+{
+    struct request *r = c->r;
+    const struct route_candidate *cand = &c->cands[c->cur];
+    json_t *out = NULL;
+    struct provider_usage u = {0};
+    enum err e = c->ad->response(c->op, c->body.data != NULL ? c->body.data : "", c->body.len,
+                                 cand->model, &out, &u);
+    if (e != ERR_OK) {
+        call_error(c, 502, "upstream_error", "bad_provider_response",
+                   "the provider's response could not be read");
+        return;
+    }
+    c->usage = u;
+    call_record_usage(c, "ok");
+    char cost[32];
+    snprintf(cost, sizeof(cost), "%.8f", r->cost_usd);
+    call_success_headers(c);
+    server_header(r, "X-BYOK-Cost-USD", cost);
+    if (c->shape == SHAPE_BRAIN) {
+        const json_t *msg =
+            json_object_get(json_array_get(json_object_get(out, "choices"), 0), "message");
+        json_t *b =
+            json_pack("{s:O?,s:s,s:s,s:{s:I,s:I,s:I},s:f}", "response",
+                      json_object_get(msg, "content"), "provider", cand->provider, "model",
+                      cand->model, "usage", "prompt_tokens", (json_int_t)u.prompt_tokens,
+                      "completion_tokens", (json_int_t)u.completion_tokens, "total_tokens",
+                      (json_int_t)(u.prompt_tokens + u.completion_tokens), "cost_usd", r->cost_usd);
+        json_decref(out);
+        r = call_end(c);
+        server_reply_json(r, 200, b);
+        return;
+    }
+    if (c->ad->stream_passthrough) {
+        /* OpenAI-shaped already: forward the provider's bytes without re-serialising. */
+        json_decref(out);
+        struct evbuffer *eb = evbuffer_new();
+        if (eb != NULL) {
+            evbuffer_add(eb, c->body.data, c->body.len);
+        }
+        r = call_end(c);
+        if (eb == NULL) {
+            server_reply_error(r, 500, "server_error", "internal", "out of memory");
+            return;
+        }
+        server_reply_buf(r, 200, "application/json", eb);
+        evbuffer_free(eb);
+        return;
+    }
+    r = call_end(c);
+    server_reply_json(r, 200, out);
+}
+
+static void call_on_done(void *arg, enum err e, long status)
+{
+    struct call *c = arg;
+    c->xfer = NULL;
+    struct request *r = c->r;
+    char labels[METRICS_MAX_LABELS];
+    char st[16];
+    snprintf(st, sizeof(st), "%ld", e == ERR_OK ? status : 0L);
+    metrics_labels(labels, sizeof(labels), "provider", c->cands[c->cur].provider, "status", st,
+                   NULL);
+    metrics_add(M_UPSTREAM, 1, labels);
+    if (c->too_big) {
+        e = ERR_TOOBIG;
+    }
+    if (c->reply_started) {
+        if (e != ERR_OK || !c->up_ok) {
+            call_stream_end(c, e == ERR_TIMEOUT ? "upstream_timeout" : "upstream_stream_error",
+                            "the provider stream failed after it started");
+        } else if (c->st.failed) {
+            call_stream_end(c, "provider_stream_error",
+                            "the provider reported an error mid-stream");
+        } else if (!c->st.done || !sse_idle(&c->sse)) {
+            call_stream_end(c, "stream_truncated", "the provider stream ended early");
+        } else {
+            call_stream_end(c, NULL, NULL);
+        }
+        return;
+    }
+    if (e == ERR_OK && c->up_ok) {
+        if (c->stream) {
+            /* A 2xx with an empty body: nothing was streamed. */
+            call_error(c, 502, "upstream_error", "empty_stream", "the provider sent no data");
+            return;
+        }
+        call_reply_success(c);
+        return;
+    }
+    c->last_err = e;
+    c->last_status = e == ERR_OK ? status : 0;
+    if (e == ERR_OK && (status == 401 || status == 403)) {
+        /* The key was refused: drop it so the next call fetches a fresh (maybe rotated) one. */
+        keycache_invalidate(c->ctx->keys, r->tenant, c->cands[c->cur].provider);
+    }
+    if (call_failover_ok(c, e, status)) {
+        call_next(c);
+        return;
+    }
+    if (e == ERR_TOOBIG) {
+        call_error(c, 502, "upstream_error", "response_too_large",
+                   "the provider's response exceeded upstream.max_response_bytes");
+    } else if (e != ERR_OK) {
+        call_error(c, 502, "upstream_error", "provider_error", "the provider call failed");
+    } else if (status == 401 || status == 403) {
+        call_error(c, 502, "upstream_error", "provider_auth_failed",
+                   "the provider refused the tenant's key");
+    } else if (status == 404) {
+        call_error(c, 404, "invalid_request_error", "model_not_found",
+                   "the provider does not know this model");
+    } else if (status == 413) {
+        call_error(c, 413, "invalid_request_error", "request_too_large",
+                   "the provider refused the request size");
+    } else {
+        call_error(c, 400, "invalid_request_error", "provider_rejected_request",
+                   "the provider rejected the request");
+    }
+}
+
+/* ---- attempts ---------------------------------------------------------------------------------
+ */
+
+static void call_attempt_with(struct call *c, struct keycache_entry *ent)
+{
+    struct request *r = c->r;
+    const struct config *cfg = r->cfg;
+    const struct route_candidate *cand = &c->cands[c->cur];
+    c->ent = ent;
+    const char *style = json_string_value(json_object_get(ent->entry, "api_style"));
+    c->ad = provider_find(style);
+    if (c->ad == NULL) {
+        c->last_err = ERR_UNSUPPORTED;
+        call_next(c);
+        return;
+    }
+    if (ent->key == NULL) {
+        c->last_err = ERR_AUTH;
+        call_next(c);
+        return;
+    }
+    struct provider_call pc = {
+        .op = c->op,
+        .req = c->req,
+        .model = cand->model,
+        .stream = c->stream,
+        .entry = ent->entry,
+        .metadata = ent->metadata,
+        .key = ent->key,
+        .default_max_tokens = cfg->default_max_tokens,
+    };
+    struct provider_http h;
+    memset(&h, 0, sizeof(h));
+    enum err e = c->ad->build(&pc, &h);
+    size_t i;
+    const json_t *line;
+    json_array_foreach(c->fwd, i, line)
+    {
+        if (e == ERR_OK) {
+            e = upstream_header_add(&h.headers, json_string_value(line));
+        }
+    }
+    if (e == ERR_INVAL) {
+        provider_http_done(&h);
+        struct request *rr = call_end(c);
+        call_param_error(rr, "messages", "invalid_messages",
+                         "messages cannot be translated for this provider");
+        return;
+    }
+    if (e != ERR_OK) {
+        provider_http_done(&h);
+        c->last_err = e == ERR_NOMEM ? ERR_UPSTREAM : ERR_UNSUPPORTED;
+        call_next(c);
+        return;
+    }
+    struct upstream_opts o = {
+        .connect_timeout_ms = cfg->upstream.connect_timeout_ms,
+        .first_byte_timeout_ms = cfg->upstream.first_byte_timeout_ms,
+        .idle_timeout_ms = cfg->upstream.idle_timeout_ms,
+        .total_timeout_ms = cfg->upstream.total_timeout_ms,
+        .allow_http = h.allow_http,
+        .ca_file = cfg->upstream.ca_file,
+        .unix_socket = NULL,
+    };
+    static const struct upstream_cbs cbs = {call_on_status, call_on_data, call_on_done};
+    c->up_status = 0;
+    c->up_ok = false;
+    c->too_big = false;
+    buf_done(&c->body);
+    buf_init(&c->body, (size_t)cfg->upstream.max_response_bytes);
+    if (c->stream) {
+        if (c->sse_ready) {
+            sse_done(&c->sse);
+        }
+        sse_init(&c->sse, (size_t)cfg->upstream.max_response_bytes, call_sse_event, c);
+        c->sse_ready = true;
+        memset(&c->st, 0, sizeof(c->st));
+        snprintf(c->st.model, sizeof(c->st.model), "%s", cand->model);
+    }
+    c->attempt_start = server_now();
+    e = upstream_xfer_start(c->ctx->up, "POST", h.url, h.body, h.body_len, h.headers, &o, &cbs, c,
+                            &c->xfer);
+    if (e != ERR_OK) {
+        c->last_err = ERR_UPSTREAM;
+        call_next(c);
+    }
+}
+
+static void call_key_ready(void *arg, enum err e, struct keycache_entry *ent)
+{
+    struct call *c = arg;
+    c->wait = NULL;
+    if (e != ERR_OK) {
+        c->last_err = e;
+        /* Vault trouble is reported as such when no other candidate is left. */
+        c->last_status = (e == ERR_UNAVAIL || e == ERR_TIMEOUT || e == ERR_DENIED) ? -1 : 0;
+        if (e == ERR_TIMEOUT || e == ERR_DENIED) {
+            c->last_err = ERR_UNAVAIL;
+        }
+        metrics_add(M_CACHE, 1, "result=\"error\"");
+        c->cur++;
+        call_attempt(c);
+        return;
+    }
+    call_attempt_with(c, ent);
+}
+
+static void call_attempt(struct call *c)
+{
+    if (c->cur >= c->n_cands) {
+        call_exhausted(c);
+        return;
+    }
+    const struct route_candidate *cand = &c->cands[c->cur];
+    for (size_t i = 0; i < c->n_probes; i++) {
+        struct keycache_entry *pe = c->probes[i].ent;
+        if (pe != NULL && strcmp(pe->provider, cand->provider) == 0) {
+            pe->refs++;
+            call_attempt_with(c, pe);
+            return;
+        }
+    }
+    struct keycache_wait *w = NULL;
+    enum err e = keycache_get(c->ctx->keys, c->r->tenant, cand->provider, call_key_ready, c, &w);
+    if (e != ERR_OK) {
+        call_key_ready(c, e, NULL);
+        return;
+    }
+    c->wait = w;
+}
+
+/* ---- probing and planning ------------------------------------------------------------------- */
+
+static void call_models_reply(struct call *c)
+{
+    json_t *data = json_array();
+    for (size_t i = 0; i < c->n_probes; i++) {
+        const struct keycache_entry *ent = c->probes[i].ent;
+        if (ent == NULL) {
+            continue;
+        }
+        size_t k;
+        const json_t *m;
+        json_array_foreach(json_object_get(ent->entry, "models"), k, m)
+        {
+            const char *name = json_string_value(json_object_get(m, "name"));
+            if (name == NULL) {
+                continue;
+            }
+            char id[CONFIG_MAX_NAME + ROUTE_MAX_MODEL + 2];
+            snprintf(id, sizeof(id), "%s/%s", ent->provider, name);
+            json_array_append_new(
+                data, json_pack("{s:s,s:s,s:i,s:s,s:O?,s:O?}", "id", id, "object", "model",
+                                "created", 0, "owned_by", ent->provider, "capabilities",
+                                json_object_get(m, "capabilities"), "context_window",
+                                json_object_get(m, "context_window")));
+        }
+    }
+    struct request *r = call_end(c);
+    server_reply_json(r, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+}
+
+static void call_plan(struct call *c)
+{
+    struct route_view views[PROXY_MAX_PROBE];
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_probes; i++) {
+        const struct keycache_entry *ent = c->probes[i].ent;
+        if (ent != NULL && ent->entry != NULL) {
+            views[n].provider = ent->provider;
+            views[n].entry = ent->entry;
+            views[n].settings = ent->settings;
+            n++;
+        }
+    }
+    if (n == 0 && (c->probe_err == ERR_UNAVAIL || c->probe_err == ERR_TIMEOUT ||
+                   c->probe_err == ERR_DENIED)) {
+        call_error(c, 503, "server_error", "vault_unavailable", "the key store is unreachable");
+        return;
+    }
+    if (c->shape == SHAPE_MODELS) {
+        call_models_reply(c);
+        return;
+    }
+    struct route_want w = {
+        .model = json_string_value(json_object_get(c->req, "model")),
+        .task = c->task[0] ? c->task : NULL,
+        .tier = c->tier[0] ? c->tier : NULL,
+        .op = c->op,
+    };
+    enum err e = route_plan(c->kind, &w, views, n, c->cands, &c->n_cands);
+    if (e == ERR_DENIED) {
+        call_error(c, 403, "permission_error", "task_not_allowed",
+                   "the tenant's settings do not allow this task type");
+        return;
+    }
+    if (e == ERR_INVAL) {
+        call_error(c, 400, "invalid_request_error", "invalid_hint",
+                   "X-BYOK-Task or X-BYOK-Tier has an unknown value");
+        return;
+    }
+    if (e != ERR_OK) {
+        if (n == 0) {
+            call_error(c, 404, "invalid_request_error", "no_provider_key",
+                       "the tenant has no active provider key");
+        } else {
+            call_error(c, 404, "invalid_request_error", "model_not_found",
+                       "no provider the tenant has a key for serves this model");
+        }
+        return;
+    }
+    c->cur = 0;
+    call_attempt(c);
+}
+
+static void call_probe_done(void *arg, enum err e, struct keycache_entry *ent)
+{
+    struct probe_slot *s = arg;
+    struct call *c = s->c;
+    s->wait = NULL;
+    if (e == ERR_OK) {
+        s->ent = ent;
+    } else if (e != ERR_NOTFOUND && c->probe_err == ERR_OK) {
+        c->probe_err = e;
+    }
+    if (--c->probe_pending == 0) {
+        call_plan(c);
+    }
+}
+
+static void call_probe(struct call *c)
+{
+    const struct config *cfg = c->r->cfg;
+    c->n_probes = cfg->providers.n < PROXY_MAX_PROBE ? cfg->providers.n : PROXY_MAX_PROBE;
+    /* One extra count held while issuing, so synchronous answers cannot finish the probe early. */
+    c->probe_pending = 1;
+    for (size_t i = 0; i < c->n_probes; i++) {
+        struct probe_slot *s = &c->probes[i];
+        s->c = c;
+        s->i = i;
+        c->probe_pending++;
+        struct keycache_wait *w = NULL;
+        enum err e = keycache_get(c->ctx->keys, c->r->tenant, cfg->providers.items[i],
+                                  call_probe_done, s, &w);
+        if (e != ERR_OK) {
+            call_probe_done(s, e, NULL);
+        } else {
+            s->wait = w;
+        }
+    }
+    if (--c->probe_pending == 0) {
+        call_plan(c);
+    }
+}
+
+/* ---- request parsing ------------------------------------------------------------------------ */
+
+static struct call *call_new(struct request *r, enum provider_op op, enum call_shape shape)
+{
+    struct call *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->r = r;
+    c->ctx = r->ctx;
+    c->op = op;
+    c->shape = shape;
+    c->chunk = evbuffer_new();
+    c->fwd = json_array();
+    buf_init(&c->tbuf, 16 * 1024 * 1024);
+    if (c->chunk == NULL || c->fwd == NULL) {
+        if (c->chunk != NULL) {
+            evbuffer_free(c->chunk);
+        }
+        json_decref(c->fwd);
+        free(c);
+        return NULL;
+    }
+    r->call = c;
+    r->abort = call_abort;
+    return c;
+}
+
+/* Routing hints and the documented allow-list of headers forwarded upstream. */
+static bool call_headers(struct call *c)
+{
+    struct request *r = c->r;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(r->ev);
+    static const struct {
+        const char *name;
+        size_t off;
+    } hints[] = {{"X-BYOK-Task", offsetof(struct call, task)},
+                 {"X-BYOK-Tier", offsetof(struct call, tier)}};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = evhttp_find_header(in, hints[i].name);
+        if (v == NULL) {
+            continue;
+        }
+        if (strlen(v) > PROXY_MAX_HINT || strpbrk(v, "\r\n") != NULL) {
+            call_param_error(r, hints[i].name, "invalid_header",
+                             "routing header too long or invalid");
+            return false;
+        }
+        snprintf((char *)c + hints[i].off, PROXY_MAX_HINT + 1, "%s", v);
+    }
+    const struct config_strlist *allow = &r->cfg->forward_headers;
+    for (size_t i = 0; i < allow->n; i++) {
+        const char *v = evhttp_find_header(in, allow->items[i]);
+        if (v == NULL) {
+            continue;
+        }
+        /* Header injection: a value with CR or LF would start a new upstream header. */
+        if (strpbrk(v, "\r\n") != NULL || strlen(v) > 1024) {
+            call_param_error(r, allow->items[i], "invalid_header", "header value not allowed");
+            return false;
+        }
+        char line[1200];
+        snprintf(line, sizeof(line), "%s: %s", allow->items[i], v);
+        json_array_append_new(c->fwd, json_string(line));
+    }
+    return true;
+}
+
+static json_t *call_read_body(struct request *r)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+    size_t len = evbuffer_get_length(in);
+    if ((long)len > r->cfg->limits.max_body_bytes) {
+        server_reply_error(r, 413, "invalid_request_error", "body_too_large",
+                           "request body exceeds limits.max_body_bytes");
+        return NULL;
+    }
+    const char *data = (const char *)evbuffer_pullup(in, -1);
+    json_error_t jerr;
+    json_t *j = json_loadb(data != NULL ? data : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (j == NULL) {
+        call_param_error(r, NULL, "invalid_json", "request body is not valid JSON");
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        call_param_error(r, NULL, "invalid_json", "request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* Type checks for the fields we rely on; the rest is forwarded as the app sent it. */
+static bool call_validate(struct request *r, json_t *j, enum provider_op op)
+{
+    const json_t *model = json_object_get(j, "model");
+    if (model != NULL && !json_is_string(model)) {
+        call_param_error(r, "model", "invalid_type", "model must be a string");
+        return false;
+    }
+    const json_t *stream = json_object_get(j, "stream");
+    if (stream != NULL && !json_is_boolean(stream)) {
+        call_param_error(r, "stream", "invalid_type", "stream must be a boolean");
+        return false;
+    }
+    static const char *const ints[] = {"max_tokens", "max_completion_tokens", "n", NULL};
+    for (const char *const *k = ints; *k != NULL; k++) {
+        const json_t *v = json_object_get(j, *k);
+        if (v != NULL && !json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) < 1)) {
+            call_param_error(r, *k, "invalid_type", "must be a positive integer");
+            return false;
+        }
+    }
+    const json_t *temp = json_object_get(j, "temperature");
+    if (temp != NULL && !json_is_null(temp) && !json_is_number(temp)) {
+        call_param_error(r, "temperature", "invalid_type", "temperature must be a number");
+        return false;
+    }
+    const json_t *so = json_object_get(j, "stream_options");
+    if (so != NULL && !json_is_null(so) && !json_is_object(so)) {
+        call_param_error(r, "stream_options", "invalid_type", "stream_options must be an object");
+        return false;
+    }
+    if (op == PROVIDER_EMBEDDINGS) {
+        const json_t *input = json_object_get(j, "input");
+        if (!json_is_string(input) && !(json_is_array(input) && json_array_size(input) > 0)) {
+            call_param_error(r, "input", "invalid_type",
+                             "input must be a string or a non-empty array");
+            return false;
+        }
+        return true;
+    }
+    const json_t *msgs = json_object_get(j, "messages");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+        call_param_error(r, "messages", "invalid_type", "messages must be a non-empty array");
+        return false;
+    }
+    size_t i;
+    const json_t *m;
+    json_array_foreach(msgs, i, m)
+    {
+        const json_t *content = json_object_get(m, "content");
+        if (!json_is_object(m) || !json_is_string(json_object_get(m, "role")) ||
+            !(content == NULL || json_is_null(content) || json_is_string(content) ||
+              json_is_array(content))) {
+            call_param_error(r, "messages", "invalid_type",
+                             "each message needs a string role and string or array content");
+            return false;
+        }
+    }
+    return true;
+}
+
+static void call_start(struct call *c)
+{
+    struct request *r = c->r;
+    if (r->cfg->log_prompts) {
+        const json_t *p = json_object_get(c->req, c->op == PROVIDER_CHAT ? "messages" : "input");
+        r->prompt_log = json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
+    const char *model = json_string_value(json_object_get(c->req, "model"));
+    if (model == NULL) {
+        json_object_set_new(c->req, "model", json_string("auto"));
+        model = "auto";
+    }
+    struct route_candidate one;
+    memset(&one, 0, sizeof(one));
+    if (route_classify(model, &r->cfg->providers, &c->kind, &one) != ERR_OK) {
+        struct request *rr = call_end(c);
+        call_param_error(rr, "model", "invalid_model", "model name is empty, too long or invalid");
+        return;
+    }
+    if (c->kind == ROUTE_EXPLICIT) {
+        c->cands[0] = one;
+        c->n_cands = 1;
+        c->cur = 0;
+        call_attempt(c);
+        return;
+    }
+    call_probe(c);
+}
+
+static void proxy_openai(struct request *r, enum provider_op op)
+{
+    json_t *j = call_read_body(r);
+    if (j == NULL) {
+        return;
+    }
+    if (!call_validate(r, j, op)) {
+        json_decref(j);
+        return;
+    }
+    struct call *c = call_new(r, op, SHAPE_OPENAI);
+    if (c == NULL) {
+        json_decref(j);
+        server_reply_error(r, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    c->req = j;
+    c->stream = op == PROVIDER_CHAT && json_is_true(json_object_get(j, "stream"));
+    if (!call_headers(c)) {
+        c->r = NULL; /* the reply was sent: do not touch the request again */
+        call_free(c);
+        return;
+    }
+    call_start(c);
+}
+
+void proxy_chat(struct request *r)
+{
+    proxy_openai(r, PROVIDER_CHAT);
+}
+
+void proxy_embeddings(struct request *r)
+{
+    proxy_openai(r, PROVIDER_EMBEDDINGS);
+}
+
+void proxy_brain_chat(struct request *r)
+{
+    json_t *j = call_read_body(r);
+    if (j == NULL) {
+        return;
+    }
+    const json_t *msg = json_object_get(j, "message");
+    const json_t *task = json_object_get(j, "task_type");
+    const json_t *pref = json_object_get(j, "model_preference");
+    if (!json_is_string(msg) || json_string_length(msg) == 0) {
+        json_decref(j);
+        call_param_error(r, "message", "invalid_type", "message must be a non-empty string");
+        return;
+    }
+    if ((task != NULL && !json_is_null(task) && !json_is_string(task)) ||
+        (pref != NULL && !json_is_null(pref) && !json_is_string(pref))) {
+        json_decref(j);
+        call_param_error(r,
+                         task != NULL && !json_is_string(task) ? "task_type" : "model_preference",
+                         "invalid_type", "must be a string");
+        return;
+    }
+    const char *model =
+        json_is_string(pref) && json_string_length(pref) > 0 ? json_string_value(pref) : "auto";
+    json_t *oreq = json_pack("{s:s,s:[{s:s,s:O}]}", "model", model, "messages", "role", "user",
+                             "content", msg);
+    struct call *c = oreq != NULL ? call_new(r, PROVIDER_CHAT, SHAPE_BRAIN) : NULL;
+    if (c == NULL) {
+        json_decref(oreq);
+        json_decref(j);
+        server_reply_error(r, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    c->req = oreq;
+    if (json_is_string(task)) {
+        if (json_string_length(task) > PROXY_MAX_HINT) {
+            json_decref(j);
+            struct request *rr = call_end(c);
+            call_param_error(rr, "task_type", "invalid_task", "unknown task_type");
+            return;
+        }
+        snprintf(c->task, sizeof(c->task), "%s", json_string_value(task));
+    }
+    json_decref(j);
+    if (!call_headers(c)) {
+        c->r = NULL;
+        call_free(c);
+        return;
+    }
+    call_start(c);
+}
+
+void proxy_models(struct request *r)
+{
+    struct call *c = call_new(r, PROVIDER_CHAT, SHAPE_MODELS);
+    if (c == NULL) {
+        server_reply_error(r, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    call_probe(c);
+}
+
+void proxy_usage(struct request *r)
+{
+    json_t *u = usage_tenant_json(r->ctx->usage, r->tenant);
+    if (u == NULL) {
+        server_reply_error(r, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    server_reply_json(r, 200, u);
+}

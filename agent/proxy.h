@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The provider-facing request handlers: chat completions (streamed or not),
+ * embeddings, the model list, the tenant's usage, and the original platform's
+ * /api/brain/ai/chat. A call resolves candidates (route.c), gets keys
+ * (keycache.c), calls providers (providers.c over upstream.c) with failover
+ * before the first byte, streams SSE with backpressure, and accounts usage.
+ * Each handler owns its request until it calls one of server.h's replies.
+ */
+#ifndef BYOK_AGENT_PROXY_H
+#define BYOK_AGENT_PROXY_H
+
+#include "agent/server.h"
+
+/* Cap on a provider's error body we read (to classify it; it is never forwarded). */
+#define PROXY_MAX_ERROR_BODY (64 * 1024)
+/* Longest X-BYOK-Task / X-BYOK-Tier value. */
+#define PROXY_MAX_HINT 32
+
+void proxy_chat(struct request *r);
+void proxy_embeddings(struct request *r);
+void proxy_models(struct request *r);
+void proxy_usage(struct request *r);
+void proxy_brain_chat(struct request *r);
+
+#endif

@@ -1,0 +1,705 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Listeners, connections, the route table and reply helpers.
+ *
+ * Connections are tracked in an array indexed by file descriptor (sized from
+ * RLIMIT_NOFILE) so that a request can find its connection's state (peer
+ * credentials, the request in progress) without a hash lookup, and the
+ * connection's close callback can cancel the upstream work of a request whose
+ * app went away. evhttp detaches, but does not free, a request whose
+ * connection fails before the reply was finished; we free it then.
+ *
+ * Not done here: anything provider-specific (proxy.c).
+ */
+#include "agent/server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/metrics.h"
+#include "agent/proxy.h"
+#include "common/log.h"
+
+#define SERVER_BACKLOG 4096
+
+struct listener {
+    struct server *s;
+    char *path;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    const struct config_listener *lc; /* points into the current config */
+    bool retired;
+    struct listener *next;
+};
+
+struct server_conn {
+    struct server *s;
+    struct evhttp_connection *evcon;
+    struct listener *l;
+    bool have_cred;
+    struct ucred cred;
+    struct request *active;
+};
+
+struct server {
+    struct agent_ctx *ctx;
+    struct listener *listeners;
+    struct server_conn **conns;
+    size_t n_slots;
+    size_t n_conns;
+};
+
+typedef void (*server_handler)(struct request *r);
+
+static void server_healthz(struct request *r);
+static void server_metrics(struct request *r);
+
+/* The routes. needs_tenant: the caller must map to a tenant (403 otherwise). */
+static const struct {
+    enum evhttp_cmd_type method;
+    const char *path;
+    server_handler handler;
+    bool needs_tenant;
+} server_routes[] = {
+    {EVHTTP_REQ_POST, "/v1/chat/completions", proxy_chat, true},
+    {EVHTTP_REQ_POST, "/v1/embeddings", proxy_embeddings, true},
+    {EVHTTP_REQ_GET, "/v1/models", proxy_models, true},
+    {EVHTTP_REQ_GET, "/v1/byok/usage", proxy_usage, true},
+    {EVHTTP_REQ_POST, "/api/brain/ai/chat", proxy_brain_chat, true},
+    {EVHTTP_REQ_GET, "/healthz", server_healthz, false},
+    {EVHTTP_REQ_GET, "/metrics", server_metrics, false},
+};
+
+double server_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void server_header(struct request *r, const char *name, const char *value)
+{
+    if (r->ev == NULL || strpbrk(value, "\r\n") != NULL) {
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+}
+
+void server_finish(struct request *r)
+{
+    if (r->done) {
+        return;
+    }
+    r->done = true;
+    struct agent_ctx *ctx = r->ctx;
+    double secs = server_now() - r->start;
+    char labels[METRICS_MAX_LABELS];
+    char status[16];
+    snprintf(status, sizeof(status), "%d", r->status);
+    metrics_labels(labels, sizeof(labels), "route", r->route, "status", status, NULL);
+    metrics_add(M_REQUESTS, 1, labels);
+    metrics_labels(labels, sizeof(labels), "route", r->route, NULL);
+    metrics_observe(M_REQUEST_SECONDS, secs, labels);
+    if (r->error_code != NULL) {
+        metrics_labels(labels, sizeof(labels), "code", r->error_code, NULL);
+        metrics_add(M_ERRORS, 1, labels);
+    }
+    enum log_level lvl = r->status >= 500 ? LOGL_WARN : LOGL_INFO;
+    if (log_enabled(lvl)) {
+        char lat[32], pt[24], ct[24], cached[24], cost[32], att[16];
+        snprintf(lat, sizeof(lat), "%.3f", secs * 1000);
+        snprintf(pt, sizeof(pt), "%lld", r->prompt_tokens);
+        snprintf(ct, sizeof(ct), "%lld", r->completion_tokens);
+        snprintf(cached, sizeof(cached), "%lld", r->cached_tokens);
+        snprintf(cost, sizeof(cost), "%.8f", r->cost_usd);
+        snprintf(att, sizeof(att), "%d", r->attempts);
+        log_kv(lvl, "request", "request_id", r->id, "route", r->route, "tenant",
+               r->tenant[0] ? r->tenant : NULL, "app", r->app[0] ? r->app : NULL, "provider",
+               r->provider[0] ? r->provider : NULL, "model", r->model[0] ? r->model : NULL,
+               "status", status, "error", r->error_code, "latency_ms", lat, "attempts", att,
+               "prompt_tokens", pt, "completion_tokens", ct, "cached_tokens", cached, "cost_usd",
+               cost, "prompt", r->prompt_log, NULL);
+    }
+    if (r->conn != NULL && r->conn->active == r) {
+        r->conn->active = NULL;
+    }
+    free(r->prompt_log);
+    config_unref(&r->cfg);
+    ctx->inflight--;
+    free(r);
+}
+
+static void server_common_headers(struct request *r, const char *content_type)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+    evhttp_add_header(h, "Content-Type", content_type);
+    evhttp_add_header(h, "X-BYOK-Request-Id", r->id);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+}
+
+void server_reply_buf(struct request *r, int status, const char *content_type, struct evbuffer *b)
+{
+    r->status = status;
+    if (r->ev != NULL) {
+        server_common_headers(r, content_type);
+        evhttp_send_reply(r->ev, status, NULL, b);
+    }
+    server_finish(r);
+}
+
+void server_reply_json(struct request *r, int status, json_t *body)
+{
+    struct evbuffer *b = evbuffer_new();
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (b == NULL || text == NULL) {
+        if (b != NULL) {
+            evbuffer_free(b);
+        }
+        free(text);
+        r->error_code = "internal";
+        r->status = 500;
+        if (r->ev != NULL) {
+            evhttp_send_error(r->ev, 500, NULL);
+        }
+        server_finish(r);
+        return;
+    }
+    evbuffer_add_reference(b, text, strlen(text), NULL, NULL);
+    server_reply_buf(r, status, "application/json", b);
+    evbuffer_free(b);
+    free(text);
+}
+
+void server_reply_error(struct request *r, int status, const char *type, const char *code,
+                        const char *message)
+{
+    r->error_code = code;
+    json_t *body = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", message, "type", type,
+                             "param", "code", code);
+    server_reply_json(r, status, body);
+}
+
+static void server_healthz(struct request *r)
+{
+    const struct agent_ctx *ctx = r->ctx;
+    json_t *body = json_pack(
+        "{s:s,s:s,s:s,s:I,s:I}", "status", ctx->draining ? "draining" : "ok", "version",
+        BYOK_VERSION, "vault", vault_ok(ctx->vault) ? "ok" : "unavailable", "inflight",
+        (json_int_t)ctx->inflight, "connections", (json_int_t)server_connections(ctx->server));
+    server_reply_json(r, ctx->draining ? 503 : 200, body);
+}
+
+static void server_metrics(struct request *r)
+{
+    struct agent_ctx *ctx = r->ctx;
+    struct buf b;
+    buf_init(&b, 64 * 1024 * 1024);
+    const struct keycache_stats *ks = keycache_stats(ctx->keys);
+    const struct vault_stats *vs = vault_stats(ctx->vault);
+    enum err e = metrics_render(&b);
+    if (e == ERR_OK) {
+        e = buf_printf(&b,
+                       "# HELP byok_keycache_total Key cache events.\n"
+                       "# TYPE byok_keycache_total counter\n"
+                       "byok_keycache_total{event=\"hit\"} %llu\n"
+                       "byok_keycache_total{event=\"miss\"} %llu\n"
+                       "byok_keycache_total{event=\"shared\"} %llu\n"
+                       "byok_keycache_total{event=\"fetch\"} %llu\n"
+                       "byok_keycache_total{event=\"wipe\"} %llu\n"
+                       "# HELP byok_vault_calls_total Vault client events.\n"
+                       "# TYPE byok_vault_calls_total counter\n"
+                       "byok_vault_calls_total{event=\"request\"} %llu\n"
+                       "byok_vault_calls_total{event=\"error\"} %llu\n"
+                       "byok_vault_calls_total{event=\"login\"} %llu\n"
+                       "byok_vault_calls_total{event=\"renewal\"} %llu\n",
+                       ks->hits, ks->misses, ks->shared, ks->fetches, ks->wipes, vs->requests,
+                       vs->errors, vs->logins, vs->renewals);
+    }
+    if (e == ERR_OK) {
+        e = metrics_gauge(&b, "byok_inflight_requests", "Requests being answered.",
+                          (double)ctx->inflight);
+    }
+    if (e == ERR_OK) {
+        e = metrics_gauge(&b, "byok_connections", "Open app connections.",
+                          (double)server_connections(ctx->server));
+    }
+    if (e == ERR_OK) {
+        e = metrics_gauge(&b, "byok_upstream_transfers", "Provider and Vault transfers in flight.",
+                          (double)upstream_active(ctx->up));
+    }
+    if (e == ERR_OK) {
+        e = metrics_gauge(&b, "byok_vault_up", "1 when Vault answered the last call.",
+                          vault_ok(ctx->vault) ? 1 : 0);
+    }
+    if (e == ERR_OK) {
+        e = metrics_gauge(&b, "byok_usage_pending_records", "Usage records not yet acknowledged.",
+                          (double)usage_pending(ctx->usage));
+    }
+    if (e == ERR_OK) {
+        e = metrics_gauge(&b, "byok_usage_dropped_records", "Usage records dropped over the bound.",
+                          (double)usage_dropped(ctx->usage));
+    }
+    if (e != ERR_OK) {
+        buf_done(&b);
+        server_reply_error(r, 500, "server_error", "internal", "metrics unavailable");
+        return;
+    }
+    struct evbuffer *eb = evbuffer_new();
+    if (eb == NULL) {
+        buf_done(&b);
+        server_reply_error(r, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    evbuffer_add(eb, b.data, b.len);
+    buf_done(&b);
+    server_reply_buf(r, 200, "text/plain; version=0.0.4", eb);
+    evbuffer_free(eb);
+}
+
+/* ---- connections ------------------------------------------------------------------------- */
+
+static void server_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct server_conn *c = arg;
+    struct server *s = c->s;
+    struct request *r = c->active;
+    int fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+    if (r != NULL) {
+        c->active = NULL;
+        r->conn = NULL;
+        struct evhttp_request *ev = r->ev;
+        r->ev = NULL;
+        /* evhttp detached the unfinished request from the dying connection: it is ours to free. */
+        if (ev != NULL && evhttp_request_get_connection(ev) == NULL) {
+            evhttp_request_free(ev);
+        }
+        if (r->abort != NULL) {
+            r->abort(r);
+        } else {
+            r->status = 499;
+            r->error_code = "client_closed";
+            server_finish(r);
+        }
+    }
+    if (fd >= 0 && (size_t)fd < s->n_slots && s->conns[fd] == c) {
+        s->conns[fd] = NULL;
+    }
+    s->n_conns--;
+    free(c);
+}
+
+static struct server_conn *server_conn_get(struct server *s, struct listener *l,
+                                           struct evhttp_request *ev)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+    if (evcon == NULL) {
+        return NULL;
+    }
+    int fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+    if (fd < 0 || (size_t)fd >= s->n_slots) {
+        return NULL;
+    }
+    struct server_conn *c = s->conns[fd];
+    if (c != NULL && c->evcon == evcon) {
+        return c;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->s = s;
+    c->evcon = evcon;
+    c->l = l;
+    socklen_t len = sizeof(c->cred);
+    c->have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) == 0;
+    s->conns[fd] = c;
+    s->n_conns++;
+    evhttp_connection_set_closecb(evcon, server_conn_closed, c);
+    return c;
+}
+
+size_t server_connections(const struct server *s)
+{
+    return s->n_conns;
+}
+
+/* The caller's tenant: the listener's bound tenant or the first peers entry matching uid/gid. */
+static bool server_map_tenant(const struct listener *l, const struct server_conn *c,
+                              struct request *r)
+{
+    const struct config_listener *lc = l->lc;
+    if (lc->tenant != NULL) {
+        snprintf(r->tenant, sizeof(r->tenant), "%s", lc->tenant);
+        snprintf(r->app, sizeof(r->app), "%s", lc->app);
+        return true;
+    }
+    if (!c->have_cred) {
+        return false;
+    }
+    for (size_t i = 0; i < lc->n_peers; i++) {
+        const struct config_peer *p = &lc->peers[i];
+        if ((p->uid < 0 || (uid_t)p->uid == c->cred.uid) &&
+            (p->gid < 0 || (gid_t)p->gid == c->cred.gid)) {
+            snprintf(r->tenant, sizeof(r->tenant), "%s", p->tenant);
+            snprintf(r->app, sizeof(r->app), "%s", p->app);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void server_gencb(struct evhttp_request *ev, void *arg)
+{
+    struct listener *l = arg;
+    struct server *s = l->s;
+    struct agent_ctx *ctx = s->ctx;
+    struct server_conn *c = server_conn_get(s, l, ev);
+    struct request *r = calloc(1, sizeof(*r));
+    if (c == NULL || r == NULL) {
+        free(r);
+        evhttp_send_error(ev, 503, "Service Unavailable");
+        return;
+    }
+    r->ctx = ctx;
+    r->cfg = config_ref(ctx->cfg);
+    r->ev = ev;
+    r->conn = c;
+    r->start = server_now();
+    r->route = "unknown";
+    ctx->inflight++;
+    c->active = r;
+    unsigned long long seq = ++ctx->req_seq;
+    snprintf(r->id, sizeof(r->id), "req_%08llx%016llx", ctx->req_seed & 0xffffffffULL,
+             seq ^ (ctx->req_seed >> 32));
+    if (s->n_conns > (size_t)r->cfg->limits.max_connections) {
+        evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
+        server_reply_error(r, 503, "server_error", "too_many_connections",
+                           "the agent has too many open connections; retry later");
+        return;
+    }
+    if (ctx->draining) {
+        evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
+        server_reply_error(r, 503, "server_error", "shutting_down", "the agent is shutting down");
+        return;
+    }
+    const char *uri = evhttp_request_get_uri(ev);
+    size_t plen = strcspn(uri, "?");
+    enum evhttp_cmd_type method = evhttp_request_get_command(ev);
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof(server_routes) / sizeof(server_routes[0]); i++) {
+        if (strlen(server_routes[i].path) != plen ||
+            memcmp(server_routes[i].path, uri, plen) != 0) {
+            continue;
+        }
+        path_known = true;
+        if (server_routes[i].method != method) {
+            continue;
+        }
+        r->route = server_routes[i].path;
+        if (server_routes[i].needs_tenant && !server_map_tenant(l, c, r)) {
+            server_reply_error(r, 403, "permission_error", "no_tenant",
+                               "this caller is not mapped to a tenant");
+            return;
+        }
+        server_routes[i].handler(r);
+        return;
+    }
+    if (path_known) {
+        server_reply_error(r, 405, "invalid_request_error", "method_not_allowed",
+                           "method not allowed on this path");
+        return;
+    }
+    server_reply_error(r, 404, "invalid_request_error", "unknown_route", "unknown route");
+}
+
+/* ---- listeners ----------------------------------------------------------------------------- */
+
+static enum err server_lookup_ids(const struct config_listener *lc, uid_t *uid, gid_t *gid,
+                                  char *errbuf, size_t errlen)
+{
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
+    char tmp[4096];
+    if (lc->owner != NULL) {
+        struct passwd pw, *res = NULL;
+        char *end;
+        unsigned long n = strtoul(lc->owner, &end, 10);
+        if (*end == '\0' && lc->owner[0] != '\0') {
+            *uid = (uid_t)n;
+        } else if (getpwnam_r(lc->owner, &pw, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
+            *uid = pw.pw_uid;
+        } else {
+            snprintf(errbuf, errlen, "listener %s: owner: unknown user %s", lc->path, lc->owner);
+            return ERR_CONFIG;
+        }
+    }
+    if (lc->group != NULL) {
+        struct group gr, *res = NULL;
+        char *end;
+        unsigned long n = strtoul(lc->group, &end, 10);
+        if (*end == '\0' && lc->group[0] != '\0') {
+            *gid = (gid_t)n;
+        } else if (getgrnam_r(lc->group, &gr, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
+            *gid = gr.gr_gid;
+        } else {
+            snprintf(errbuf, errlen, "listener %s: group: unknown group %s", lc->path, lc->group);
+            return ERR_CONFIG;
+        }
+    }
+    return ERR_OK;
+}
+
+static enum err server_socket_perms(const struct config_listener *lc, char *errbuf, size_t errlen)
+{
+    uid_t uid;
+    gid_t gid;
+    enum err e = server_lookup_ids(lc, &uid, &gid, errbuf, errlen);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(lc->path, uid, gid) != 0) {
+        snprintf(errbuf, errlen, "listener %s: chown: %s", lc->path, strerror(errno));
+        return ERR_IO;
+    }
+    if (chmod(lc->path, lc->mode_bits) != 0) {
+        snprintf(errbuf, errlen, "listener %s: chmod: %s", lc->path, strerror(errno));
+        return ERR_IO;
+    }
+    return ERR_OK;
+}
+
+static void server_http_limits(struct evhttp *http, const struct config *cfg)
+{
+    evhttp_set_max_body_size(http, cfg->limits.max_body_bytes);
+    evhttp_set_max_headers_size(http, cfg->limits.max_header_bytes);
+    /* Read and write timeout per connection: a slowloris client is dropped after this. */
+    evhttp_set_timeout(http, (int)cfg->limits.client_timeout_s);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+}
+
+static struct listener *server_listener_new(struct server *s, const struct config_listener *lc,
+                                            const struct config *cfg, char *errbuf, size_t errlen)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        snprintf(errbuf, errlen, "listener %s: socket: %s", lc->path, strerror(errno));
+        return NULL;
+    }
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", lc->path);
+    /* A stale socket from a previous run is replaced; any other file is left alone. */
+    struct stat st;
+    if (lstat(lc->path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        unlink(lc->path);
+    }
+    /* Bind with a closed mode so nobody can connect before chmod/chown. */
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc != 0) {
+        snprintf(errbuf, errlen, "listener %s: bind: %s", lc->path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (server_socket_perms(lc, errbuf, errlen) != ERR_OK) {
+        unlink(lc->path);
+        close(fd);
+        return NULL;
+    }
+    if (listen(fd, SERVER_BACKLOG) != 0) {
+        snprintf(errbuf, errlen, "listener %s: listen: %s", lc->path, strerror(errno));
+        unlink(lc->path);
+        close(fd);
+        return NULL;
+    }
+    struct listener *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        unlink(lc->path);
+        close(fd);
+        return NULL;
+    }
+    l->s = s;
+    l->lc = lc;
+    l->path = strdup(lc->path);
+    l->http = evhttp_new(s->ctx->base);
+    if (l->path == NULL || l->http == NULL) {
+        goto fail;
+    }
+    server_http_limits(l->http, cfg);
+    evhttp_set_gencb(l->http, server_gencb, l);
+    l->bound = evhttp_accept_socket_with_handle(l->http, fd);
+    if (l->bound == NULL) {
+        goto fail;
+    }
+    return l;
+fail:
+    snprintf(errbuf, errlen, "listener %s: cannot start", lc->path);
+    if (l->http != NULL) {
+        evhttp_free(l->http);
+    }
+    unlink(lc->path);
+    close(fd);
+    free(l->path);
+    free(l);
+    return NULL;
+}
+
+static void server_listener_stop(struct listener *l)
+{
+    if (l->bound != NULL) {
+        evhttp_del_accept_socket(l->http, l->bound);
+        l->bound = NULL;
+    }
+}
+
+enum err server_apply(struct server *s, struct config *cfg, char *errbuf, size_t errlen)
+{
+    struct listener *fresh[CONFIG_MAX_LISTENERS] = {0};
+    struct listener *kept[CONFIG_MAX_LISTENERS] = {0};
+    /* Pass 1: bind what is new; on failure undo only what this call bound. */
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct config_listener *lc = &cfg->listeners[i];
+        for (struct listener *l = s->listeners; l != NULL; l = l->next) {
+            if (!l->retired && strcmp(l->path, lc->path) == 0) {
+                kept[i] = l;
+            }
+        }
+        if (kept[i] != NULL) {
+            if (server_socket_perms(lc, errbuf, errlen) != ERR_OK) {
+                goto undo;
+            }
+            continue;
+        }
+        fresh[i] = server_listener_new(s, lc, cfg, errbuf, errlen);
+        if (fresh[i] == NULL) {
+            goto undo;
+        }
+    }
+    /* Pass 2: commit. Retire listeners that are gone; point kept ones at the new config. */
+    for (struct listener *l = s->listeners; l != NULL; l = l->next) {
+        bool keep = false;
+        for (size_t i = 0; i < cfg->n_listeners; i++) {
+            keep = keep || kept[i] == l;
+        }
+        if (!keep && !l->retired) {
+            server_listener_stop(l);
+            unlink(l->path);
+            l->retired = true;
+            log_kv(LOGL_INFO, "listener retired", "path", l->path, NULL);
+        }
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct listener *l = kept[i] != NULL ? kept[i] : fresh[i];
+        l->lc = &cfg->listeners[i];
+        server_http_limits(l->http, cfg);
+        if (fresh[i] != NULL) {
+            l->next = s->listeners;
+            s->listeners = l;
+            log_kv(LOGL_INFO, "listening", "path", l->path, "tenant", l->lc->tenant, NULL);
+        }
+    }
+    return ERR_OK;
+undo:
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        if (fresh[i] != NULL) {
+            server_listener_stop(fresh[i]);
+            evhttp_free(fresh[i]->http);
+            unlink(fresh[i]->path);
+            free(fresh[i]->path);
+            free(fresh[i]);
+        }
+    }
+    return ERR_CONFIG;
+}
+
+void server_stop_accepting(struct server *s)
+{
+    for (struct listener *l = s->listeners; l != NULL; l = l->next) {
+        if (!l->retired) {
+            server_listener_stop(l);
+            unlink(l->path);
+            l->retired = true;
+        }
+    }
+}
+
+struct server *server_new(struct agent_ctx *ctx)
+{
+    struct server *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return NULL;
+    }
+    s->ctx = ctx;
+    struct rlimit rl;
+    size_t slots = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        slots = (size_t)rl.rlim_cur;
+    }
+    if (slots > 1u << 20) {
+        slots = 1u << 20;
+    }
+    s->conns = calloc(slots, sizeof(*s->conns));
+    if (s->conns == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->n_slots = slots;
+    return s;
+}
+
+void server_free(struct server *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    /*
+     * evhttp_free frees a connection's requests before its close callback
+     * runs: abort requests in progress first, leaving their evhttp requests
+     * to evhttp.
+     */
+    for (size_t fd = 0; fd < s->n_slots; fd++) {
+        struct server_conn *c = s->conns[fd];
+        if (c != NULL && c->active != NULL) {
+            struct request *r = c->active;
+            c->active = NULL;
+            r->conn = NULL;
+            r->ev = NULL;
+            if (r->abort != NULL) {
+                r->abort(r);
+            } else {
+                server_finish(r);
+            }
+        }
+    }
+    struct listener *l = s->listeners;
+    while (l != NULL) {
+        struct listener *n = l->next;
+        if (!l->retired) {
+            server_listener_stop(l);
+            unlink(l->path);
+        }
+        /* Closes the listener's open connections (their close callbacks run now). */
+        evhttp_free(l->http);
+        free(l->path);
+        free(l);
+        l = n;
+    }
+    free(s->conns);
+    free(s);
+}

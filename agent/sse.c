@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * SSE line splitting and field handling. Lines are accumulated in a capped
+ * buffer only when a chunk ends mid-line; complete lines inside a chunk are
+ * handled in place without copying.
+ */
+#include "agent/sse.h"
+
+#include <string.h>
+
+void sse_init(struct sse *p, size_t max_data, sse_event_cb cb, void *arg)
+{
+    buf_init(&p->line, SSE_MAX_LINE);
+    buf_init(&p->data, max_data);
+    p->event[0] = '\0';
+    p->has_data = false;
+    p->last_cr = false;
+    p->cb = cb;
+    p->arg = arg;
+}
+
+void sse_done(struct sse *p)
+{
+    buf_done(&p->line);
+    buf_done(&p->data);
+}
+
+bool sse_idle(const struct sse *p)
+{
+    return p->line.len == 0 && !p->has_data;
+}
+
+static enum err sse_dispatch(struct sse *p)
+{
+    if (!p->has_data) {
+        p->event[0] = '\0';
+        return ERR_OK;
+    }
+    size_t n = p->data.len;
+    /* The spec drops the last newline added after each data line. */
+    if (n > 0 && p->data.data[n - 1] == '\n') {
+        n--;
+        p->data.data[n] = '\0';
+    }
+    int rc = p->cb(p->arg, p->event[0] != '\0' ? p->event : "message",
+                   p->data.data != NULL ? p->data.data : "", n);
+    buf_reset(&p->data);
+    p->has_data = false;
+    p->event[0] = '\0';
+    return rc != 0 ? ERR_CANCELLED : ERR_OK;
+}
+
+static enum err sse_line(struct sse *p, const char *s, size_t n)
+{
+    if (n == 0) {
+        return sse_dispatch(p);
+    }
+    if (s[0] == ':') {
+        return ERR_OK;
+    }
+    const char *colon = memchr(s, ':', n);
+    size_t flen = colon != NULL ? (size_t)(colon - s) : n;
+    const char *v = colon != NULL ? colon + 1 : s + n;
+    size_t vlen = n - (size_t)(v - s);
+    if (vlen > 0 && v[0] == ' ') {
+        v++;
+        vlen--;
+    }
+    if (flen == 4 && memcmp(s, "data", 4) == 0) {
+        enum err e = buf_append(&p->data, v, vlen);
+        if (e == ERR_OK) {
+            e = buf_append(&p->data, "\n", 1);
+        }
+        if (e != ERR_OK) {
+            return e;
+        }
+        p->has_data = true;
+    } else if (flen == 5 && memcmp(s, "event", 5) == 0) {
+        if (vlen > SSE_MAX_EVENT_NAME) {
+            return ERR_TOOBIG;
+        }
+        memcpy(p->event, v, vlen);
+        p->event[vlen] = '\0';
+    }
+    return ERR_OK;
+}
+
+enum err sse_feed(struct sse *p, const char *data, size_t len)
+{
+    size_t i = 0;
+    if (p->last_cr && len > 0 && data[0] == '\n') {
+        i = 1; /* the LF of a CRLF split across chunks */
+    }
+    p->last_cr = false;
+    while (i < len) {
+        const char *start = data + i;
+        size_t rest = len - i;
+        size_t k = 0;
+        while (k < rest && start[k] != '\n' && start[k] != '\r') {
+            k++;
+        }
+        if (k == rest) {
+            /* No line end in this chunk: keep the partial line. */
+            return buf_append(&p->line, start, rest);
+        }
+        enum err e;
+        if (p->line.len > 0) {
+            e = buf_append(&p->line, start, k);
+            if (e == ERR_OK) {
+                e = sse_line(p, p->line.data, p->line.len);
+            }
+            buf_reset(&p->line);
+        } else {
+            e = sse_line(p, start, k);
+        }
+        if (e != ERR_OK) {
+            return e;
+        }
+        i += k + 1;
+        if (start[k] == '\r') {
+            if (i < len && data[i] == '\n') {
+                i++;
+            } else if (i == len) {
+                p->last_cr = true;
+            }
+        }
+    }
+    return ERR_OK;
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Incremental parser for server-sent events (WHATWG HTML "event stream
+ * interpretation") as providers stream them: bytes arrive in arbitrary chunks,
+ * a frame may be split anywhere (even between CR and LF). Only the "event"
+ * and "data" fields matter to us; "id", "retry" and comments are skipped.
+ */
+#ifndef BYOK_AGENT_SSE_H
+#define BYOK_AGENT_SSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+/* Longest line we hold while waiting for its end. */
+#define SSE_MAX_LINE (1024 * 1024)
+/* Longest event name. */
+#define SSE_MAX_EVENT_NAME 64
+
+/* Return 0 to go on, nonzero to stop parsing (sse_feed returns ERR_CANCELLED). */
+typedef int (*sse_event_cb)(void *arg, const char *event, const char *data, size_t len);
+
+struct sse {
+    struct buf line;
+    struct buf data;
+    char event[SSE_MAX_EVENT_NAME + 1];
+    bool has_data;
+    bool last_cr;
+    sse_event_cb cb;
+    void *arg;
+};
+
+/* max_data: cap on one event's data (ERR_TOOBIG past it). */
+void sse_init(struct sse *p, size_t max_data, sse_event_cb cb, void *arg);
+void sse_done(struct sse *p);
+/* ERR_TOOBIG (line or event over its limit), ERR_CANCELLED (callback stopped), ERR_NOMEM. */
+MUST_USE enum err sse_feed(struct sse *p, const char *data, size_t len);
+/* True when no partial line or event is buffered (the stream ended on a frame boundary). */
+bool sse_idle(const struct sse *p);
+
+#endif

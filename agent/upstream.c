@@ -1,0 +1,501 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * libcurl multi-socket on libevent (curl's hiperfifo pattern). Curl tells us
+ * which sockets to watch (socket callback) and when to wake it (timer
+ * callback); libevent tells curl when a socket is ready. Every transfer also
+ * has one timer of ours for the deadlines curl cannot express: time to first
+ * byte and idle time between chunks (curl's low-speed check would also count
+ * time spent paused by our own backpressure).
+ *
+ * Not done here: retries, failover, parsing. Callers own that.
+ */
+#include "agent/upstream.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct upstream {
+    struct event_base *base;
+    CURLM *multi;
+    CURLSH *share;
+    struct event *timer;
+    size_t active;
+    struct upstream_xfer *xfers; /* doubly linked, for upstream_free */
+};
+
+struct upstream_xfer {
+    struct upstream *up;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *body;
+    size_t body_len;
+    struct event *deadline;
+    struct upstream_cbs cbs;
+    void *arg;
+    long first_byte_ms;
+    long idle_ms;
+    bool got_status;
+    bool got_data;
+    bool paused;
+    bool in_curl_cb; /* inside a curl callback: curl_multi_remove_handle is forbidden */
+    bool cancelled;  /* cancel requested from inside a callback; freed at completion */
+    bool timed_out;
+    struct upstream_xfer *prev, *next;
+};
+
+/* One libevent event per socket curl watches; curl_multi_assign keeps it for us. */
+struct upstream_sock {
+    struct event *ev;
+    struct upstream *up;
+};
+
+static void upstream_check_done(struct upstream *up);
+
+static void upstream_list_remove(struct upstream_xfer *x)
+{
+    if (x->prev != NULL) {
+        x->prev->next = x->next;
+    } else {
+        x->up->xfers = x->next;
+    }
+    if (x->next != NULL) {
+        x->next->prev = x->prev;
+    }
+    x->prev = x->next = NULL;
+}
+
+static void upstream_body_free(char *body, size_t len)
+{
+    if (body != NULL) {
+        OPENSSL_cleanse(body, len);
+        free(body);
+    }
+}
+
+static void upstream_xfer_destroy(struct upstream_xfer *x)
+{
+    struct upstream *up = x->up;
+    upstream_list_remove(x);
+    if (x->deadline != NULL) {
+        event_free(x->deadline);
+    }
+    curl_multi_remove_handle(up->multi, x->easy);
+    curl_easy_cleanup(x->easy);
+    upstream_headers_free(x->headers);
+    upstream_body_free(x->body, x->body_len);
+    up->active--;
+    free(x);
+}
+
+static void upstream_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *up = arg;
+    int flags = 0;
+    int running = 0;
+    if (what & EV_READ) {
+        flags |= CURL_CSELECT_IN;
+    }
+    if (what & EV_WRITE) {
+        flags |= CURL_CSELECT_OUT;
+    }
+    curl_multi_socket_action(up->multi, fd, flags, &running);
+    upstream_check_done(up);
+}
+
+static void upstream_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *up = arg;
+    int running = 0;
+    curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    upstream_check_done(up);
+}
+
+static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct upstream *up = userp;
+    struct upstream_sock *us = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (us != NULL) {
+            event_free(us->ev);
+            free(us);
+            curl_multi_assign(up->multi, s, NULL);
+        }
+        return 0;
+    }
+    short kind = EV_PERSIST;
+    if (what & CURL_POLL_IN) {
+        kind |= EV_READ;
+    }
+    if (what & CURL_POLL_OUT) {
+        kind |= EV_WRITE;
+    }
+    if (us == NULL) {
+        us = calloc(1, sizeof(*us));
+        if (us == NULL) {
+            return -1;
+        }
+        us->up = up;
+        curl_multi_assign(up->multi, s, us);
+    } else {
+        event_free(us->ev);
+    }
+    us->ev = event_new(up->base, s, kind, upstream_event_cb, up);
+    if (us->ev == NULL) {
+        curl_multi_assign(up->multi, s, NULL);
+        free(us);
+        return -1;
+    }
+    event_add(us->ev, NULL);
+    return 0;
+}
+
+static int upstream_timerfn_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct upstream *up = userp;
+    if (timeout_ms < 0) {
+        evtimer_del(up->timer);
+        return 0;
+    }
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(up->timer, &tv);
+    return 0;
+}
+
+static void upstream_arm_deadline(struct upstream_xfer *x, long ms)
+{
+    if (ms <= 0) {
+        evtimer_del(x->deadline);
+        return;
+    }
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(x->deadline, &tv);
+}
+
+static void upstream_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream_xfer *x = arg;
+    struct upstream_cbs cbs = x->cbs;
+    void *cb_arg = x->arg;
+    x->timed_out = true;
+    upstream_xfer_destroy(x);
+    if (cbs.on_done != NULL) {
+        cbs.on_done(cb_arg, ERR_TIMEOUT, 0);
+    }
+}
+
+static void upstream_emit_status(struct upstream_xfer *x)
+{
+    if (x->got_status) {
+        return;
+    }
+    x->got_status = true;
+    long code = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (x->cbs.on_status != NULL) {
+        x->cbs.on_status(x->arg, code);
+    }
+}
+
+static size_t upstream_write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct upstream_xfer *x = userp;
+    size_t len = size * nmemb;
+    if (x->cancelled) {
+        return 0;
+    }
+    x->in_curl_cb = true;
+    upstream_emit_status(x);
+    if (x->cancelled) {
+        x->in_curl_cb = false;
+        return 0;
+    }
+    enum upstream_data_rc rc = UPSTREAM_CONTINUE;
+    if (x->cbs.on_data != NULL && len > 0) {
+        rc = x->cbs.on_data(x->arg, data, len);
+    }
+    x->in_curl_cb = false;
+    if (x->cancelled || rc == UPSTREAM_ABORT) {
+        return 0;
+    }
+    if (rc == UPSTREAM_PAUSE) {
+        x->paused = true;
+        evtimer_del(x->deadline);
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    x->got_data = true;
+    upstream_arm_deadline(x, x->idle_ms);
+    return len;
+}
+
+static enum err upstream_map_code(CURLcode c)
+{
+    switch (c) {
+    case CURLE_OK:
+        return ERR_OK;
+    case CURLE_OPERATION_TIMEDOUT:
+        return ERR_TIMEOUT;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return ERR_UNAVAIL;
+    case CURLE_FILESIZE_EXCEEDED:
+        return ERR_TOOBIG;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+        return ERR_CRYPTO;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return ERR_UNSUPPORTED;
+    default:
+        return ERR_UPSTREAM;
+    }
+}
+
+static void upstream_check_done(struct upstream *up)
+{
+    CURLMsg *msg;
+    int left = 0;
+    while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+        struct upstream_xfer *x = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        CURLcode code = msg->data.result;
+        if (x == NULL) {
+            continue;
+        }
+        bool cancelled = x->cancelled;
+        struct upstream_cbs cbs = x->cbs;
+        void *arg = x->arg;
+        long status = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (!cancelled && code == CURLE_OK) {
+            /* A response without a body still reports its status first. */
+            upstream_emit_status(x);
+            cancelled = x->cancelled;
+        }
+        upstream_xfer_destroy(x);
+        if (!cancelled && cbs.on_done != NULL) {
+            cbs.on_done(arg, upstream_map_code(code), status);
+        }
+    }
+}
+
+struct upstream *upstream_new(struct event_base *base, long max_host_connections)
+{
+    struct upstream *up = calloc(1, sizeof(*up));
+    if (up == NULL) {
+        return NULL;
+    }
+    up->base = base;
+    up->multi = curl_multi_init();
+    up->timer = evtimer_new(base, upstream_timer_cb, up);
+    up->share = curl_share_init();
+    if (up->multi == NULL || up->timer == NULL || up->share == NULL) {
+        upstream_free(up);
+        return NULL;
+    }
+    /* Single-threaded loop: no share locks needed. DNS and TLS sessions are reused. */
+    curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, upstream_socket_cb);
+    curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+    curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, upstream_timerfn_cb);
+    curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+    curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
+    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
+                      max_host_connections > 0 ? max_host_connections * 4 : 1024L);
+    /* Providers may speak HTTP/2; multiplexing keeps one connection per host busy. */
+    curl_multi_setopt(up->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    return up;
+}
+
+void upstream_free(struct upstream *up)
+{
+    if (up == NULL) {
+        return;
+    }
+    while (up->xfers != NULL) {
+        upstream_xfer_destroy(up->xfers);
+    }
+    if (up->multi != NULL) {
+        curl_multi_cleanup(up->multi);
+    }
+    if (up->share != NULL) {
+        curl_share_cleanup(up->share);
+    }
+    if (up->timer != NULL) {
+        event_free(up->timer);
+    }
+    free(up);
+}
+
+size_t upstream_active(const struct upstream *up)
+{
+    return up->active;
+}
+
+enum err upstream_header_secret(struct curl_slist **list, const char *prefix,
+                                const struct secret *s)
+{
+    size_t plen = strlen(prefix);
+    if (s == NULL || memchr(s->data, '\r', s->len) != NULL ||
+        memchr(s->data, '\n', s->len) != NULL) {
+        return ERR_INVAL;
+    }
+    size_t n = plen + s->len + 1;
+    char *line = malloc(n);
+    if (line == NULL) {
+        return ERR_NOMEM;
+    }
+    memcpy(line, prefix, plen);
+    memcpy(line + plen, s->data, s->len);
+    line[n - 1] = '\0';
+    struct curl_slist *nl = curl_slist_append(*list, line);
+    OPENSSL_cleanse(line, n);
+    free(line);
+    if (nl == NULL) {
+        return ERR_NOMEM;
+    }
+    *list = nl;
+    return ERR_OK;
+}
+
+enum err upstream_header_add(struct curl_slist **list, const char *line)
+{
+    if (strpbrk(line, "\r\n") != NULL) {
+        return ERR_INVAL;
+    }
+    struct curl_slist *nl = curl_slist_append(*list, line);
+    if (nl == NULL) {
+        return ERR_NOMEM;
+    }
+    *list = nl;
+    return ERR_OK;
+}
+
+void upstream_headers_free(struct curl_slist *list)
+{
+    for (struct curl_slist *l = list; l != NULL; l = l->next) {
+        if (l->data != NULL) {
+            OPENSSL_cleanse(l->data, strlen(l->data));
+        }
+    }
+    curl_slist_free_all(list);
+}
+
+enum err upstream_xfer_start(struct upstream *up, const char *method, const char *url, char *body,
+                             size_t body_len, struct curl_slist *headers,
+                             const struct upstream_opts *opts, const struct upstream_cbs *cbs,
+                             void *arg, struct upstream_xfer **ret_xfer)
+{
+    enum err e = ERR_NOMEM;
+    if (strlen(url) > UPSTREAM_MAX_URL) {
+        upstream_headers_free(headers);
+        upstream_body_free(body, body_len);
+        return ERR_TOOBIG;
+    }
+    struct upstream_xfer *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        upstream_headers_free(headers);
+        upstream_body_free(body, body_len);
+        return ERR_NOMEM;
+    }
+    x->up = up;
+    x->headers = headers;
+    x->body = body;
+    x->body_len = body_len;
+    x->cbs = *cbs;
+    x->arg = arg;
+    x->first_byte_ms = opts->first_byte_timeout_ms;
+    x->idle_ms = opts->idle_timeout_ms;
+    x->easy = curl_easy_init();
+    x->deadline = evtimer_new(up->base, upstream_deadline_cb, x);
+    if (x->easy == NULL || x->deadline == NULL) {
+        goto out_free;
+    }
+    CURL *h = x->easy;
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(h, CURLOPT_SHARE, up->share);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, upstream_write_cb);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    /* Credentials are bound to their origin: never follow a redirect (curl CREDENTIALS.md). */
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, opts->allow_http ? "http,https" : "https");
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (opts->ca_file != NULL) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, opts->ca_file);
+    }
+    if (opts->unix_socket != NULL) {
+        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, opts->unix_socket);
+    }
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
+    if (opts->total_timeout_ms > 0) {
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->total_timeout_ms);
+    }
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    /* Bodies are passed through as the provider sent them; no transparent decoding. */
+    curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+    } else if (strcmp(method, "GET") != 0) {
+        e = ERR_INVAL;
+        goto out_free;
+    }
+    if (curl_multi_add_handle(up->multi, h) != CURLM_OK) {
+        goto out_free;
+    }
+    x->next = up->xfers;
+    if (up->xfers != NULL) {
+        up->xfers->prev = x;
+    }
+    up->xfers = x;
+    up->active++;
+    upstream_arm_deadline(x, x->first_byte_ms);
+    *ret_xfer = x;
+    return ERR_OK;
+
+out_free:
+    if (x->deadline != NULL) {
+        event_free(x->deadline);
+    }
+    if (x->easy != NULL) {
+        curl_easy_cleanup(x->easy);
+    }
+    upstream_headers_free(x->headers);
+    upstream_body_free(x->body, x->body_len);
+    free(x);
+    return e;
+}
+
+void upstream_xfer_cancel(struct upstream_xfer *x)
+{
+    if (x == NULL) {
+        return;
+    }
+    if (x->in_curl_cb) {
+        x->cancelled = true;
+        return;
+    }
+    upstream_xfer_destroy(x);
+}
+
+void upstream_xfer_resume(struct upstream_xfer *x)
+{
+    if (x == NULL || !x->paused) {
+        return;
+    }
+    x->paused = false;
+    upstream_arm_deadline(x, x->got_data ? x->idle_ms : x->first_byte_ms);
+    curl_easy_pause(x->easy, CURLPAUSE_CONT);
+}

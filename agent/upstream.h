@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Outgoing HTTP for the agent: libcurl's multi-socket API driven by the same
+ * libevent base as the Unix-socket server, so provider calls and Vault calls
+ * never block the loop and share one connection cache (keep-alive).
+ *
+ * A transfer is started with upstream_xfer_start and reports through three
+ * callbacks, all called from the event loop:
+ *   on_status  once, when the response status is known (before any data)
+ *   on_data    for each body chunk as it arrives; may return UPSTREAM_PAUSE
+ *              WITHOUT consuming the chunk (curl re-delivers it after
+ *              upstream_xfer_resume), UPSTREAM_ABORT to stop the transfer
+ *   on_done    exactly once at the end (unless upstream_xfer_cancel was
+ *              called first); the transfer is freed right after it returns.
+ * Header lists given to a transfer are owned by it and wiped before they are
+ * freed, because they may carry a provider key or a Vault token.
+ */
+#ifndef BYOK_AGENT_UPSTREAM_H
+#define BYOK_AGENT_UPSTREAM_H
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/err.h"
+#include "common/secret.h"
+
+/* Hard ceiling for one buffered response body, whatever the config says. */
+#define UPSTREAM_MAX_RESPONSE_CEILING (64u * 1024 * 1024)
+/* Longest URL we build. */
+#define UPSTREAM_MAX_URL 4096
+
+enum upstream_data_rc { UPSTREAM_CONTINUE = 0, UPSTREAM_PAUSE = 1, UPSTREAM_ABORT = 2 };
+
+struct upstream_opts {
+    long connect_timeout_ms;    /* TCP+TLS connect */
+    long first_byte_timeout_ms; /* from start to the first body byte */
+    long idle_timeout_ms;       /* between two body chunks (not counted while paused) */
+    long total_timeout_ms;      /* whole transfer; 0 = none */
+    bool allow_http;            /* plain http allowed (local providers, Vault on loopback) */
+    const char *ca_file;        /* NULL = system store; copied by curl */
+    const char *unix_socket;    /* connect through this Unix socket (Vault); NULL = TCP */
+};
+
+struct upstream_cbs {
+    void (*on_status)(void *arg, long status);
+    enum upstream_data_rc (*on_data)(void *arg, const char *data, size_t len);
+    void (*on_done)(void *arg, enum err e, long status);
+};
+
+struct upstream;
+struct upstream_xfer;
+
+/* max_host_connections: CURLMOPT_MAX_HOST_CONNECTIONS (0 = unlimited). NULL on failure. */
+struct upstream *upstream_new(struct event_base *base, long max_host_connections);
+/* Cancels every transfer (no callbacks) and frees. Accepts NULL. */
+void upstream_free(struct upstream *up);
+/* Transfers in flight. */
+size_t upstream_active(const struct upstream *up);
+
+/*
+ * Appends "<prefix><secret>" to *list, building the line in a buffer that is
+ * wiped before return. ERR_NOMEM on failure (the list is left as it was).
+ */
+MUST_USE enum err upstream_header_secret(struct curl_slist **list, const char *prefix,
+                                         const struct secret *s);
+/* Appends a plain header line; refuses CR/LF (ERR_INVAL). */
+MUST_USE enum err upstream_header_add(struct curl_slist **list, const char *line);
+/* Wipes every line and frees the list. Accepts NULL. */
+void upstream_headers_free(struct curl_slist *list);
+
+/*
+ * Starts a transfer. method is "GET" or "POST". body (malloc'd, may be NULL)
+ * and headers are taken over in every case (also on error) and wiped when the
+ * transfer ends: curl reads the body in place (no copy), and bodies may hold
+ * a Vault secret_id or a prompt. On error no callback is called.
+ */
+MUST_USE enum err upstream_xfer_start(struct upstream *up, const char *method, const char *url,
+                                      char *body, size_t body_len, struct curl_slist *headers,
+                                      const struct upstream_opts *opts,
+                                      const struct upstream_cbs *cbs, void *arg,
+                                      struct upstream_xfer **ret_xfer);
+/* Stops a transfer without calling on_done; safe from inside its callbacks. Accepts NULL. */
+void upstream_xfer_cancel(struct upstream_xfer *x);
+/* Resumes a transfer whose on_data returned UPSTREAM_PAUSE. */
+void upstream_xfer_resume(struct upstream_xfer *x);
+
+#endif

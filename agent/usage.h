@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Usage accounting: every finished provider call becomes one record (tokens
+ * from the provider's usage fields, cost from the catalog price). Records are
+ * counted in memory (GET /v1/byok/usage, metrics) and shipped to the plugin's
+ * tenants/<tenant>/usage path in batches with a unique batch_id. A batch that
+ * fails is kept and re-sent later with the SAME batch_id (the plugin is
+ * idempotent by batch_id). Unsent records are bounded by
+ * usage.max_pending_records; past it the oldest are dropped and counted.
+ */
+#ifndef BYOK_AGENT_USAGE_H
+#define BYOK_AGENT_USAGE_H
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "agent/config.h"
+#include "agent/providers.h"
+#include "agent/vault.h"
+#include "common/err.h"
+
+struct usage;
+
+struct usage_record {
+    const char *tenant;
+    const char *app;
+    const char *provider;
+    const char *model;
+    const char *key_type;
+    const char *status; /* "ok" or an error code */
+    struct provider_usage tokens;
+    double cost_usd;
+};
+
+struct usage *usage_new(struct event_base *base, struct vault *v, struct config *cfg);
+void usage_free(struct usage *u);
+void usage_set_config(struct usage *u, struct config *cfg);
+/* Counts and queues one record. Out of memory drops the record (counted). */
+void usage_record(struct usage *u, const struct usage_record *r);
+/* Totals since start for one tenant (new reference, never NULL unless out of memory). */
+json_t *usage_tenant_json(struct usage *u, const char *tenant);
+/* Seals and sends every pending batch now (at shutdown). */
+void usage_flush(struct usage *u);
+/* Batches in flight to Vault. */
+size_t usage_inflight(const struct usage *u);
+/* Records not yet acknowledged by Vault, and records dropped over the bound. */
+size_t usage_pending(const struct usage *u);
+unsigned long long usage_dropped(const struct usage *u);
+
+#endif

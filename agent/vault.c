@@ -1,0 +1,739 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Vault client state machine. One token at a time; requests that arrive while
+ * no token is held wait in a bounded queue until a login finishes. A 403 on a
+ * request made with the current token drops that token (Vault revoked it or it
+ * expired) and the request is retried once after a fresh login; a 403 after
+ * the retry goes to the caller. Renewal is scheduled at two thirds of the
+ * token's TTL as reported by lookup-self, login or renew-self.
+ *
+ * Not done here: parsing of path-specific replies (keycache.c, usage.c).
+ */
+#include "agent/vault.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/secret.h"
+
+/* Minimum seconds between two "vault unreachable" lines: an outage must not flood the log. */
+#define VAULT_LOG_INTERVAL_S 10
+
+enum vault_state { VAULT_NO_TOKEN, VAULT_LOGGING_IN, VAULT_READY };
+
+struct vault_req {
+    struct vault *v;
+    char method[8];
+    char *path;
+    char *body; /* kept for a retry; wiped at free */
+    size_t body_len;
+    vault_cb cb;
+    void *arg;
+    struct upstream_xfer *xfer;
+    struct buf resp;
+    unsigned long token_gen;
+    bool retried;
+    bool no_token; /* login calls */
+    bool queued;
+    bool too_big;
+    struct vault_req *prev, *next;
+};
+
+struct vault {
+    struct event_base *base;
+    struct upstream *up;
+    struct config *cfg;
+    struct secret *token;
+    unsigned long token_gen;
+    enum vault_state state;
+    struct vault_req *queue_head, *queue_tail;
+    size_t queued;
+    struct event *renew_timer;
+    struct vault_req *login; /* the login or lookup in flight */
+    struct stat token_st;    /* token_file identity when last read */
+    bool reachable;
+    time_t last_unreach_log;
+    struct vault_stats stats;
+};
+
+static void vault_send(struct vault_req *r);
+static void vault_login(struct vault *v);
+
+static time_t vault_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static void vault_req_free(struct vault_req *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    buf_done(&r->resp);
+    if (r->body != NULL) {
+        OPENSSL_cleanse(r->body, r->body_len);
+        free(r->body);
+    }
+    free(r->path);
+    free(r);
+}
+
+static void vault_queue_push(struct vault *v, struct vault_req *r)
+{
+    r->queued = true;
+    r->next = NULL;
+    r->prev = v->queue_tail;
+    if (v->queue_tail != NULL) {
+        v->queue_tail->next = r;
+    } else {
+        v->queue_head = r;
+    }
+    v->queue_tail = r;
+    v->queued++;
+}
+
+static void vault_queue_remove(struct vault *v, struct vault_req *r)
+{
+    if (r->prev != NULL) {
+        r->prev->next = r->next;
+    } else {
+        v->queue_head = r->next;
+    }
+    if (r->next != NULL) {
+        r->next->prev = r->prev;
+    } else {
+        v->queue_tail = r->prev;
+    }
+    r->prev = r->next = NULL;
+    r->queued = false;
+    v->queued--;
+}
+
+static void vault_mark_reachable(struct vault *v, bool ok, enum err e)
+{
+    if (ok) {
+        if (!v->reachable && v->last_unreach_log != 0) {
+            log_kv(LOGL_INFO, "vault reachable again", "address", v->cfg->vault.address, NULL);
+        }
+        v->reachable = true;
+        return;
+    }
+    v->stats.errors++;
+    time_t now = vault_now();
+    if (v->reachable || v->last_unreach_log == 0 ||
+        now - v->last_unreach_log >= VAULT_LOG_INTERVAL_S) {
+        log_kv(LOGL_ERROR, "vault unreachable", "address", v->cfg->vault.address, "error",
+               err_name(e), "detail", err_str(e), NULL);
+        v->last_unreach_log = now;
+    }
+    v->reachable = false;
+}
+
+/* Fails every queued request (login failed). */
+static void vault_fail_queue(struct vault *v, enum err e)
+{
+    while (v->queue_head != NULL) {
+        struct vault_req *r = v->queue_head;
+        vault_queue_remove(v, r);
+        vault_cb cb = r->cb;
+        void *arg = r->arg;
+        vault_req_free(r);
+        cb(arg, e, 0, NULL);
+    }
+}
+
+static void vault_flush_queue(struct vault *v)
+{
+    while (v->queue_head != NULL && v->state == VAULT_READY) {
+        struct vault_req *r = v->queue_head;
+        vault_queue_remove(v, r);
+        vault_send(r);
+    }
+}
+
+/*
+ * Reads a credential file into the secure heap, trimming trailing whitespace.
+ * check_mode: refuse group/world-accessible files (house rule for credential
+ * files); a Kubernetes service-account token is mounted 0644 by the kubelet
+ * and is checked by Vault against the TokenReview API instead.
+ */
+static enum err vault_read_file(const char *path, bool check_mode, struct secret **ret,
+                                struct stat *ret_st)
+{
+    enum err e = ERR_IO;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return ERR_IO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        goto out_close;
+    }
+    if (check_mode && (st.st_mode & 077) != 0) {
+        e = ERR_DENIED;
+        goto out_close;
+    }
+    char *tmp = malloc(VAULT_MAX_CRED_FILE + 1);
+    if (tmp == NULL) {
+        e = ERR_NOMEM;
+        goto out_close;
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, tmp + len, VAULT_MAX_CRED_FILE + 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            goto out_wipe;
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+        if (len > VAULT_MAX_CRED_FILE) {
+            e = ERR_TOOBIG;
+            goto out_wipe;
+        }
+    }
+    while (len > 0 && (tmp[len - 1] == '\n' || tmp[len - 1] == '\r' || tmp[len - 1] == ' ' ||
+                       tmp[len - 1] == '\t')) {
+        len--;
+    }
+    if (len == 0) {
+        e = ERR_INVAL;
+        goto out_wipe;
+    }
+    struct secret *s = secret_from(tmp, len);
+    if (s == NULL) {
+        e = ERR_NOMEM;
+        goto out_wipe;
+    }
+    *ret = s;
+    if (ret_st != NULL) {
+        *ret_st = st;
+    }
+    e = ERR_OK;
+out_wipe:
+    OPENSSL_cleanse(tmp, VAULT_MAX_CRED_FILE + 1);
+    free(tmp);
+out_close:
+    close(fd);
+    return e;
+}
+
+static void vault_set_token(struct vault *v, struct secret *tok)
+{
+    secret_free(&v->token);
+    v->token = tok;
+    v->token_gen++;
+    v->state = tok != NULL ? VAULT_READY : VAULT_NO_TOKEN;
+}
+
+static void vault_schedule_renew(struct vault *v, long ttl, bool renewable)
+{
+    evtimer_del(v->renew_timer);
+    if (ttl <= 0) {
+        return; /* root-like token without expiry */
+    }
+    /* Renew at 2/3 of the TTL; a non-renewable token is replaced by a new login instead. */
+    long at = ttl * 2 / 3;
+    if (at < 1) {
+        at = 1;
+    }
+    (void)renewable;
+    struct timeval tv = {at, 0};
+    evtimer_add(v->renew_timer, &tv);
+}
+
+/* Parses {"auth": {"client_token", "lease_duration", "renewable"}} or {"data": {"ttl",
+ * "renewable"}}. */
+static void vault_parse_lease(struct buf *body, struct secret **ret_token, long *ret_ttl,
+                              bool *ret_renewable)
+{
+    *ret_ttl = 0;
+    *ret_renewable = false;
+    if (body == NULL || body->len == 0) {
+        return;
+    }
+    json_t *root = json_loadb(body->data, body->len, 0, NULL);
+    if (root == NULL) {
+        return;
+    }
+    json_t *auth = json_object_get(root, "auth");
+    if (json_is_object(auth)) {
+        json_t *tok = json_object_get(auth, "client_token");
+        if (ret_token != NULL && json_is_string(tok) && json_string_length(tok) > 0) {
+            *ret_token = secret_from(json_string_value(tok), json_string_length(tok));
+        }
+        *ret_ttl = (long)json_integer_value(json_object_get(auth, "lease_duration"));
+        *ret_renewable = json_is_true(json_object_get(auth, "renewable"));
+    } else {
+        json_t *data = json_object_get(root, "data");
+        *ret_ttl = (long)json_integer_value(json_object_get(data, "ttl"));
+        *ret_renewable = json_is_true(json_object_get(data, "renewable"));
+    }
+    json_decref(root);
+}
+
+static enum err vault_internal(struct vault *v, const char *method, const char *path, char *body,
+                               bool no_token, vault_cb cb, struct vault_req **ret);
+
+static void vault_lookup_done(void *arg, enum err e, long status, struct buf *body)
+{
+    struct vault *v = arg;
+    v->login = NULL;
+    if (e != ERR_OK || status != 200) {
+        return; /* the token still works for reads; renewal will not be scheduled */
+    }
+    long ttl;
+    bool renewable;
+    vault_parse_lease(body, NULL, &ttl, &renewable);
+    vault_schedule_renew(v, ttl, renewable);
+}
+
+static void vault_token_file_load(struct vault *v)
+{
+    struct secret *tok = NULL;
+    struct stat st;
+    enum err e = vault_read_file(v->cfg->vault.token_file, true, &tok, &st);
+    if (e != ERR_OK) {
+        log_kv(LOGL_ERROR, "vault token file unusable", "file", v->cfg->vault.token_file, "error",
+               err_name(e), "detail",
+               e == ERR_DENIED ? "group/world accessible (chmod 600)" : err_str(e), NULL);
+        vault_set_token(v, NULL);
+        vault_fail_queue(v, ERR_AUTH);
+        return;
+    }
+    v->token_st = st;
+    vault_set_token(v, tok);
+    v->stats.logins++;
+    vault_flush_queue(v);
+    if (v->login == NULL) {
+        (void)vault_internal(v, "GET", "auth/token/lookup-self", NULL, false, vault_lookup_done,
+                             &v->login);
+    }
+}
+
+/* The token file was rewritten (Vault Agent's sink renewed or replaced it). */
+static bool vault_token_file_changed(struct vault *v)
+{
+    struct stat st;
+    if (stat(v->cfg->vault.token_file, &st) != 0) {
+        return false;
+    }
+    return st.st_ino != v->token_st.st_ino || st.st_size != v->token_st.st_size ||
+           st.st_mtim.tv_sec != v->token_st.st_mtim.tv_sec ||
+           st.st_mtim.tv_nsec != v->token_st.st_mtim.tv_nsec;
+}
+
+static void vault_login_done(void *arg, enum err e, long status, struct buf *body)
+{
+    struct vault *v = arg;
+    v->login = NULL;
+    if (e != ERR_OK) {
+        vault_set_token(v, NULL);
+        vault_fail_queue(v, e);
+        return;
+    }
+    struct secret *tok = NULL;
+    long ttl;
+    bool renewable;
+    if (status == 200) {
+        vault_parse_lease(body, &tok, &ttl, &renewable);
+    }
+    if (tok == NULL) {
+        log_kv(LOGL_ERROR, "vault login failed", "address", v->cfg->vault.address, "method",
+               v->cfg->vault.approle.role_id_file != NULL ? "approle" : "kubernetes", "status",
+               status == 200 ? "200 without client_token" : (status == 403 ? "403" : "error"),
+               NULL);
+        vault_set_token(v, NULL);
+        vault_fail_queue(v, ERR_AUTH);
+        return;
+    }
+    v->stats.logins++;
+    vault_set_token(v, tok);
+    vault_schedule_renew(v, ttl, renewable);
+    log_kv(LOGL_INFO, "vault login ok", "address", v->cfg->vault.address, NULL);
+    vault_flush_queue(v);
+}
+
+static void vault_login(struct vault *v)
+{
+    if (v->state == VAULT_LOGGING_IN) {
+        return;
+    }
+    const struct config *c = v->cfg;
+    if (c->vault.token_file != NULL) {
+        vault_token_file_load(v);
+        return;
+    }
+    struct secret *a = NULL, *b = NULL;
+    char path[256];
+    json_t *req = NULL;
+    enum err e;
+    if (c->vault.approle.role_id_file != NULL) {
+        e = vault_read_file(c->vault.approle.role_id_file, true, &a, NULL);
+        if (e == ERR_OK) {
+            e = vault_read_file(c->vault.approle.secret_id_file, true, &b, NULL);
+        }
+        if (e == ERR_OK) {
+            req = json_pack("{s:s%,s:s%}", "role_id", (const char *)a->data, a->len, "secret_id",
+                            (const char *)b->data, b->len);
+        }
+        snprintf(path, sizeof(path), "auth/%s/login", c->vault.approle.mount);
+    } else {
+        e = vault_read_file(c->vault.kubernetes.jwt_file, false, &a, NULL);
+        if (e == ERR_OK) {
+            req = json_pack("{s:s%,s:s}", "jwt", (const char *)a->data, a->len, "role",
+                            c->vault.kubernetes.role);
+        }
+        snprintf(path, sizeof(path), "auth/%s/login", c->vault.kubernetes.mount);
+    }
+    secret_free(&a);
+    secret_free(&b);
+    if (e != ERR_OK || req == NULL) {
+        log_kv(LOGL_ERROR, "vault login credentials unreadable", "error",
+               err_name(e != ERR_OK ? e : ERR_NOMEM), NULL);
+        json_decref(req);
+        vault_fail_queue(v, ERR_AUTH);
+        return;
+    }
+    /* The dump holds the secret_id/JWT: the upstream transfer wipes it when done. */
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (body == NULL) {
+        vault_fail_queue(v, ERR_NOMEM);
+        return;
+    }
+    v->state = VAULT_LOGGING_IN;
+    e = vault_internal(v, "POST", path, body, true, vault_login_done, &v->login);
+    if (e != ERR_OK) {
+        v->state = VAULT_NO_TOKEN;
+        vault_fail_queue(v, e);
+    }
+}
+
+static void vault_renew_done(void *arg, enum err e, long status, struct buf *body)
+{
+    struct vault *v = arg;
+    v->login = NULL;
+    if (e != ERR_OK) {
+        /* Unreachable: try again in a while, the token may still be valid. */
+        struct timeval tv = {VAULT_LOG_INTERVAL_S, 0};
+        evtimer_add(v->renew_timer, &tv);
+        return;
+    }
+    if (status != 200) {
+        log_kv(LOGL_WARN, "vault token renewal refused; logging in again", NULL);
+        vault_set_token(v, NULL);
+        vault_login(v);
+        return;
+    }
+    long ttl;
+    bool renewable;
+    vault_parse_lease(body, NULL, &ttl, &renewable);
+    v->stats.renewals++;
+    vault_schedule_renew(v, ttl, renewable);
+}
+
+static void vault_renew_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vault *v = arg;
+    if (v->state != VAULT_READY || v->login != NULL) {
+        return;
+    }
+    char *body = strdup("{}");
+    if (body == NULL) {
+        return;
+    }
+    (void)vault_internal(v, "POST", "auth/token/renew-self", body, false, vault_renew_done,
+                         &v->login);
+}
+
+static enum upstream_data_rc vault_on_data(void *arg, const char *data, size_t len)
+{
+    struct vault_req *r = arg;
+    if (buf_append(&r->resp, data, len) != ERR_OK) {
+        r->too_big = true;
+        return UPSTREAM_ABORT;
+    }
+    return UPSTREAM_CONTINUE;
+}
+
+static void vault_on_done(void *arg, enum err e, long status)
+{
+    struct vault_req *r = arg;
+    struct vault *v = r->v;
+    r->xfer = NULL;
+    if (r->too_big) {
+        e = ERR_TOOBIG;
+    }
+    vault_mark_reachable(v, e == ERR_OK || e == ERR_TOOBIG, e);
+    if (e == ERR_OK && status == 403 && !r->no_token && !r->retried) {
+        /* The token was revoked or expired: log in again and retry this request once. */
+        r->retried = true;
+        buf_reset(&r->resp);
+        if (r->token_gen == v->token_gen) {
+            vault_set_token(v, NULL);
+        }
+        if (v->queued >= VAULT_MAX_QUEUED) {
+            goto deliver;
+        }
+        vault_queue_push(v, r);
+        if (v->state == VAULT_NO_TOKEN) {
+            vault_login(v);
+        } else if (v->state == VAULT_READY) {
+            vault_flush_queue(v);
+        }
+        return;
+    }
+deliver:;
+    vault_cb cb = r->cb;
+    void *cb_arg = r->arg;
+    struct buf resp = r->resp;
+    buf_init(&r->resp, 0);
+    vault_req_free(r);
+    cb(cb_arg, e, status, &resp);
+    buf_done(&resp);
+}
+
+static void vault_send(struct vault_req *r)
+{
+    struct vault *v = r->v;
+    const struct config *c = v->cfg;
+    enum err e = ERR_NOMEM;
+    char url[UPSTREAM_MAX_URL + 1];
+    const char *addr = c->vault.address;
+    struct upstream_opts o = {
+        .connect_timeout_ms = c->vault.timeout_ms,
+        .first_byte_timeout_ms = c->vault.timeout_ms,
+        .idle_timeout_ms = c->vault.timeout_ms,
+        .total_timeout_ms = c->vault.timeout_ms,
+        .allow_http = strncmp(addr, "https://", 8) != 0,
+        .ca_file = c->vault.ca_file,
+        .unix_socket = NULL,
+    };
+    int n;
+    if (strncmp(addr, "unix:", 5) == 0) {
+        o.unix_socket = addr + 5;
+        n = snprintf(url, sizeof(url), "http://localhost/v1/%s", r->path);
+    } else {
+        size_t al = strlen(addr);
+        while (al > 0 && addr[al - 1] == '/') {
+            al--;
+        }
+        n = snprintf(url, sizeof(url), "%.*s/v1/%s", (int)al, addr, r->path);
+    }
+    if (n < 0 || (size_t)n >= sizeof(url)) {
+        e = ERR_TOOBIG;
+        goto fail;
+    }
+    struct curl_slist *h = NULL;
+    if (!r->no_token) {
+        if (v->token == NULL || upstream_header_secret(&h, "X-Vault-Token: ", v->token) != ERR_OK) {
+            e = ERR_AUTH;
+            goto fail;
+        }
+        r->token_gen = v->token_gen;
+    }
+    if (upstream_header_add(&h, "Accept: application/json") != ERR_OK) {
+        upstream_headers_free(h);
+        goto fail;
+    }
+    char *body = NULL;
+    if (r->body != NULL) {
+        body = malloc(r->body_len + 1);
+        if (body == NULL) {
+            upstream_headers_free(h);
+            goto fail;
+        }
+        memcpy(body, r->body, r->body_len + 1);
+        if (upstream_header_add(&h, "Content-Type: application/json") != ERR_OK) {
+            upstream_headers_free(h);
+            free(body);
+            goto fail;
+        }
+    }
+    static const struct upstream_cbs cbs = {NULL, vault_on_data, vault_on_done};
+    buf_done(&r->resp);
+    buf_init(&r->resp, VAULT_MAX_RESPONSE);
+    r->too_big = false;
+    v->stats.requests++;
+    e = upstream_xfer_start(v->up, r->method, url, body, r->body_len, h, &o, &cbs, r, &r->xfer);
+    if (e != ERR_OK) {
+        goto fail;
+    }
+    return;
+fail:;
+    vault_cb cb = r->cb;
+    void *arg = r->arg;
+    vault_req_free(r);
+    cb(arg, e, 0, NULL);
+}
+
+static struct vault_req *vault_req_new(struct vault *v, const char *method, const char *path,
+                                       char *body, vault_cb cb, void *arg)
+{
+    struct vault_req *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        goto fail;
+    }
+    r->v = v;
+    snprintf(r->method, sizeof(r->method), "%s", method);
+    r->path = strdup(path);
+    if (r->path == NULL) {
+        free(r);
+        goto fail;
+    }
+    r->body = body;
+    r->body_len = body != NULL ? strlen(body) : 0;
+    r->cb = cb;
+    r->arg = arg;
+    buf_init(&r->resp, VAULT_MAX_RESPONSE);
+    return r;
+fail:
+    if (body != NULL) {
+        OPENSSL_cleanse(body, strlen(body));
+        free(body);
+    }
+    return NULL;
+}
+
+static enum err vault_internal(struct vault *v, const char *method, const char *path, char *body,
+                               bool no_token, vault_cb cb, struct vault_req **ret)
+{
+    struct vault_req *r = vault_req_new(v, method, path, body, cb, v);
+    if (r == NULL) {
+        return ERR_NOMEM;
+    }
+    r->no_token = no_token;
+    r->retried = true; /* internal calls handle their own 403 */
+    *ret = r;
+    vault_send(r);
+    return ERR_OK;
+}
+
+enum err vault_request(struct vault *v, const char *method, const char *path, char *body,
+                       vault_cb cb, void *arg, struct vault_req **ret_req)
+{
+    if (v->queued >= VAULT_MAX_QUEUED) {
+        if (body != NULL) {
+            OPENSSL_cleanse(body, strlen(body));
+            free(body);
+        }
+        return ERR_BUSY;
+    }
+    struct vault_req *r = vault_req_new(v, method, path, body, cb, arg);
+    if (r == NULL) {
+        return ERR_NOMEM;
+    }
+    *ret_req = r;
+    if (v->cfg->vault.token_file != NULL && v->state == VAULT_READY &&
+        vault_token_file_changed(v)) {
+        vault_set_token(v, NULL);
+    }
+    if (v->state == VAULT_READY) {
+        vault_send(r);
+        return ERR_OK;
+    }
+    vault_queue_push(v, r);
+    if (v->state == VAULT_NO_TOKEN) {
+        vault_login(v);
+    }
+    return ERR_OK;
+}
+
+void vault_request_cancel(struct vault_req *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    if (r->queued) {
+        vault_queue_remove(r->v, r);
+    }
+    upstream_xfer_cancel(r->xfer);
+    r->xfer = NULL;
+    vault_req_free(r);
+}
+
+struct vault *vault_new(struct event_base *base, struct upstream *up, struct config *cfg)
+{
+    struct vault *v = calloc(1, sizeof(*v));
+    if (v == NULL) {
+        return NULL;
+    }
+    v->base = base;
+    v->up = up;
+    v->cfg = config_ref(cfg);
+    v->reachable = true;
+    v->renew_timer = evtimer_new(base, vault_renew_cb, v);
+    if (v->renew_timer == NULL) {
+        vault_free(v);
+        return NULL;
+    }
+    return v;
+}
+
+void vault_start(struct vault *v)
+{
+    if (v->state == VAULT_NO_TOKEN) {
+        vault_login(v);
+    }
+}
+
+void vault_set_config(struct vault *v, struct config *cfg)
+{
+    struct config *old = v->cfg;
+    v->cfg = config_ref(cfg);
+    bool auth_changed =
+        (old->vault.token_file == NULL) != (cfg->vault.token_file == NULL) ||
+        (old->vault.token_file != NULL && strcmp(old->vault.token_file, cfg->vault.token_file)) ||
+        strcmp(old->vault.address, cfg->vault.address) != 0;
+    config_unref(&old);
+    if (auth_changed && v->state == VAULT_READY) {
+        vault_set_token(v, NULL);
+    }
+}
+
+void vault_free(struct vault *v)
+{
+    if (v == NULL) {
+        return;
+    }
+    while (v->queue_head != NULL) {
+        struct vault_req *r = v->queue_head;
+        vault_queue_remove(v, r);
+        vault_req_free(r);
+    }
+    if (v->login != NULL) {
+        vault_request_cancel(v->login);
+    }
+    if (v->renew_timer != NULL) {
+        event_free(v->renew_timer);
+    }
+    secret_free(&v->token);
+    config_unref(&v->cfg);
+    free(v);
+}
+
+bool vault_ok(const struct vault *v)
+{
+    return v->reachable && v->state == VAULT_READY;
+}
+
+const struct vault_stats *vault_stats(const struct vault *v)
+{
+    return &v->stats;
+}

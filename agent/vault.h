@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The agent's Vault client: authenticates with a token file (re-read when it
+ * changes), AppRole or Kubernetes auth; renews its token before it expires;
+ * logs in again on a 403 and retries the request once. All calls go through
+ * the shared curl multi (upstream.h), so nothing blocks the event loop.
+ *
+ * The token lives in a struct secret; it reaches curl only through a wiped
+ * header list. Response bodies handed to callbacks are wiped after the
+ * callback returns (creds responses carry a provider key).
+ */
+#ifndef BYOK_AGENT_VAULT_H
+#define BYOK_AGENT_VAULT_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+
+#include "agent/config.h"
+#include "agent/upstream.h"
+#include "common/buf.h"
+#include "common/err.h"
+
+/* Largest Vault response we read (a creds reply with a 512-model catalog entry fits). */
+#define VAULT_MAX_RESPONSE (1024 * 1024)
+/* Largest credential file (token, role_id, secret_id, service-account JWT). */
+#define VAULT_MAX_CRED_FILE (16 * 1024)
+/* Requests waiting for a login at most; past it new ones fail with ERR_BUSY. */
+#define VAULT_MAX_QUEUED 10000
+
+struct vault;
+struct vault_req;
+
+/*
+ * e: ERR_OK when Vault answered (any status), ERR_UNAVAIL/ERR_TIMEOUT when it
+ * could not be reached, ERR_AUTH when no token could be obtained.
+ * body: the response (may be empty); borrowed, wiped after the callback.
+ */
+typedef void (*vault_cb)(void *arg, enum err e, long status, struct buf *body);
+
+struct vault *vault_new(struct event_base *base, struct upstream *up, struct config *cfg);
+/* Cancels queued requests without callbacks; wipes the token. Accepts NULL. */
+void vault_free(struct vault *v);
+/* A reloaded config: new auth settings take effect at the next login. */
+void vault_set_config(struct vault *v, struct config *cfg);
+/* Starts authentication now (at start-up) rather than at the first request. */
+void vault_start(struct vault *v);
+
+/*
+ * method "GET" or "POST"; path below /v1/ (e.g. "byok/tenants/acme/creds/openai");
+ * body (malloc'd JSON or NULL) is taken over. On error no callback is called.
+ */
+MUST_USE enum err vault_request(struct vault *v, const char *method, const char *path, char *body,
+                                vault_cb cb, void *arg, struct vault_req **ret_req);
+/* No callback after this. Accepts NULL. */
+void vault_request_cancel(struct vault_req *r);
+
+/* True when the last call reached Vault and a token is held. */
+bool vault_ok(const struct vault *v);
+/* Counters for metrics. */
+struct vault_stats {
+    unsigned long long requests;
+    unsigned long long errors;
+    unsigned long long logins;
+    unsigned long long renewals;
+};
+const struct vault_stats *vault_stats(const struct vault *v);
+
+#endif
