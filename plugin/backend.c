@@ -25,11 +25,6 @@
 #include "plugin/storage_grpc.h"
 #include "sdk/plugin/pb/backend.pb-c.h"
 
-/* Entries in SetupArgs.Config (mount options plus Vault's plugin_name/type/version). */
-#define BACKEND_MAX_CONFIG 256
-/* Warnings copied into one Response. */
-#define BACKEND_MAX_WARNINGS 64
-
 /* ProtoError.err_type values (Vault sdk/plugin/pb/translation.go). */
 enum backend_errtype {
     ERRTYPE_USER = 1,

@@ -22,6 +22,11 @@
 
 struct byok;
 
+/* Entries accepted in SetupArgs.Config (mount options plus plugin_name/type/version). */
+#define BACKEND_MAX_CONFIG 256
+/* Warnings copied into one Response; more are dropped. */
+#define BACKEND_MAX_WARNINGS 64
+
 /* The engine state the handlers use (borrowed; lives as long as the process). */
 void backend_init(struct byok *b);
 
