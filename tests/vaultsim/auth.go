@@ -44,15 +44,15 @@ type Entity struct {
 }
 
 type approleRole struct {
-	Name          string
-	RoleID        string
-	Policies      []string
-	TokenTTL      time.Duration
-	TokenMaxTTL   time.Duration
-	SecretIDTTL   time.Duration
-	TokenPeriod   time.Duration
-	secretIDs     map[string]time.Time // secret id -> expiry (zero: none)
-	BindSecretID  bool
+	Name         string
+	RoleID       string
+	Policies     []string
+	TokenTTL     time.Duration
+	TokenMaxTTL  time.Duration
+	SecretIDTTL  time.Duration
+	TokenPeriod  time.Duration
+	secretIDs    map[string]time.Time // secret id -> expiry (zero: none)
+	BindSecretID bool
 }
 
 type k8sRole struct {

@@ -425,7 +425,9 @@ func (s *systemServer) EntityInfo(_ context.Context, a *pb.EntityInfoArgs) (*pb.
 	return &pb.EntityInfoReply{Entity: s.v.EntityInfo(a.EntityId)}, nil
 }
 
-type missingSystem struct{ pb.UnimplementedSystemViewServer }
+type missingSystem struct {
+	pb.UnimplementedSystemViewServer
+}
 
 func (missingSystem) DefaultLeaseTTL(context.Context, *pb.Empty) (*pb.TTLReply, error) {
 	return nil, errors.New(errMissingSystemView)

@@ -283,7 +283,7 @@ func (s *Server) handleOpenAPI(rc *reqCtx) error {
 		return errStatus(http.StatusInternalServerError, "help response data: "+err.Error())
 	}
 	doc := map[string]any{"openapi": "3.0.2",
-		"info": map[string]any{"title": "HashiCorp Vault API", "version": VaultVersion},
+		"info":  map[string]any{"title": "HashiCorp Vault API", "version": VaultVersion},
 		"paths": map[string]any{}, "components": map[string]any{"schemas": map[string]any{}}}
 	if oas, ok := data["openapi"].(map[string]any); ok {
 		if paths, ok := oas["paths"].(map[string]any); ok {
@@ -422,8 +422,21 @@ func protoErrToAPI(pe *pb.ProtoError, haveResp bool) *apiError {
 	case 10:
 		msg = "unrecoverable error"
 	}
-	if pe.ErrType < 3 && msg == "permission denied" {
-		code = http.StatusForbidden
+	if pe.ErrType < 3 {
+		// errwrap.Contains: a plain error whose whole message is a
+		// sentinel's maps like the sentinel.
+		switch msg {
+		case "permission denied":
+			code = http.StatusForbidden
+		case "unsupported operation":
+			code = http.StatusMethodNotAllowed
+		case "unsupported path":
+			code = http.StatusNotFound
+		case "invalid request":
+			code = http.StatusBadRequest
+		case "upstream rate limited":
+			code = http.StatusBadGateway
+		}
 	}
 	return errStatus(code, msg)
 }
@@ -522,19 +535,16 @@ func (s *Server) respond(rc *reqCtx, op, rel string, reply *pb.HandleRequestRepl
 		return protoErrToAPI(reply.Err, resp != nil)
 	}
 	if resp == nil {
-		if op == "read" || op == "patch" {
+		if op == "read" || op == "patch" || op == "list" {
 			return errStatus(http.StatusNotFound)
 		}
 		rc.w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
 	var data map[string]any
-	if resp.Data != "" {
-		if err := json.Unmarshal([]byte(resp.Data), &data); err != nil {
-			return errStatus(http.StatusInternalServerError, "failed to decode response data: "+err.Error())
-		}
-	} else {
-		return errStatus(http.StatusInternalServerError, "unexpected end of JSON input")
+	// Vault: json.Unmarshal into a map; "" and non-objects fail the request.
+	if err := json.Unmarshal([]byte(resp.Data), &data); err != nil {
+		return errStatus(http.StatusInternalServerError, err.Error())
 	}
 	if e, ok := data["error"]; ok && e != nil {
 		msg, ok := e.(string)
@@ -581,10 +591,8 @@ func (s *Server) respond(rc *reqCtx, op, rel string, reply *pb.HandleRequestRepl
 		env["lease_id"] = s.opts.Mount + "/" + rel + "/" + randHex(12)
 		env["lease_duration"] = int(ttl / time.Second)
 	}
-	if data == nil && len(resp.Warnings) == 0 && resp.Secret == nil {
-		rc.w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
+	// A non-nil response is always a 200 with the envelope, even with no
+	// data (http/logical.go respondLogical -> respondOk).
 	writeJSON(rc.w, http.StatusOK, env)
 	return nil
 }

@@ -24,18 +24,18 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	PluginPath    string
-	PluginName    string // default: base name of PluginPath
-	PluginVersion string
-	Mount         string // default "byok"
-	MountOptions  map[string]string
-	Listen        string // "unix:/path", "/path" (unix) or "127.0.0.1:port"; default 127.0.0.1:0
-	StorageFile   string // "" = in memory
-	RootToken     string // default: random
-	LogWriter     io.Writer
-	ReadyFile     string
-	HostLogger    hclog.Logger // go-plugin's host-side log (nil: discard)
-	Config        *FileConfig  // pre-created policies, entities, tokens, roles
+	PluginPath     string
+	PluginName     string // default: base name of PluginPath
+	PluginVersion  string
+	Mount          string // default "byok"
+	MountOptions   map[string]string
+	Listen         string // "unix:/path", "/path" (unix) or "127.0.0.1:port"; default 127.0.0.1:0
+	StorageFile    string // "" = in memory
+	RootToken      string // default: random
+	LogWriter      io.Writer
+	ReadyFile      string
+	HostLogger     hclog.Logger // go-plugin's host-side log (nil: discard)
+	Config         *FileConfig  // pre-created policies, entities, tokens, roles
 	RequestTimeout time.Duration
 }
 
@@ -85,6 +85,10 @@ type Server struct {
 	Addr     string // "unix:/path" or "127.0.0.1:port"
 	sockPath string
 	closed   bool
+
+	clientOnce sync.Once
+	client     *http.Client
+	base       string
 }
 
 // New starts the plugin, mounts it and starts the HTTP listener.
@@ -220,9 +224,14 @@ func (s *Server) listen() error {
 	return nil
 }
 
-// HTTPClient returns a client that reaches the server (unix or tcp) and the
-// base URL to use with it.
+// HTTPClient returns a (shared, keep-alive) client that reaches the server
+// (unix or tcp) and the base URL to use with it.
 func (s *Server) HTTPClient() (*http.Client, string) {
+	s.clientOnce.Do(func() { s.client, s.base = s.newHTTPClient() })
+	return s.client, s.base
+}
+
+func (s *Server) newHTTPClient() (*http.Client, string) {
 	if s.sockPath != "" {
 		path := s.sockPath
 		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -243,6 +252,9 @@ func (s *Server) Close() {
 		return
 	}
 	s.closed = true
+	if s.client != nil {
+		s.client.CloseIdleConnections()
+	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.http.Shutdown(ctx)
