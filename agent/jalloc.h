@@ -2,8 +2,13 @@
 /*
  * Wiping allocator for jansson. Creds replies carry a provider key and login
  * replies a Vault token; jansson copies strings into its own allocations, so
- * every jansson free must wipe. jansson's free callback gets no size, hence
- * a size prefix in front of each block.
+ * every jansson free must wipe.
+ *
+ * jansson's free callback gets no size. A size prefix in front of each block
+ * would make every json_dumps() result a pointer that plain free() must never
+ * see (one slip is heap corruption), so the size comes from glibc's
+ * malloc_usable_size() instead: blocks stay ordinary malloc blocks, and the
+ * whole usable size (>= the requested size) is wiped.
  */
 #ifndef BYOK_AGENT_JALLOC_H
 #define BYOK_AGENT_JALLOC_H

@@ -79,6 +79,7 @@ struct call {
     bool sse_ready;
     struct provider_stream st;
     struct buf tbuf;
+    struct buf hold; /* passthrough: bytes of an unfinished SSE frame */
     struct evbuffer *chunk;
     /* outcome */
     struct provider_usage usage;
@@ -111,6 +112,7 @@ static void call_free(struct call *c)
         sse_done(&c->sse);
     }
     buf_done(&c->tbuf);
+    buf_done(&c->hold);
     if (c->chunk != NULL) {
         evbuffer_free(c->chunk);
     }
@@ -259,6 +261,47 @@ static void call_stream_start(struct call *c)
     r->status = 200;
 }
 
+/* Length of data up to and including its last SSE frame end (a blank line), or 0. */
+static size_t call_last_frame_end(const char *data, size_t len)
+{
+    for (size_t i = len; i >= 2; i--) {
+        if (data[i - 1] != '\n') {
+            continue;
+        }
+        if (data[i - 2] == '\n' || (i >= 3 && data[i - 2] == '\r' && data[i - 3] == '\n')) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Passthrough forwards whole SSE frames only: bytes after the last frame end
+ * wait for the next chunk, so a stream cut mid-frame never hands the app half
+ * an event glued to our error event.
+ */
+static enum err call_forward_frames(struct call *c, const char *data, size_t len)
+{
+    if (c->hold.len == 0) {
+        size_t end = call_last_frame_end(data, len);
+        evbuffer_add(c->chunk, data, end);
+        return end < len ? buf_append(&c->hold, data + end, len - end) : ERR_OK;
+    }
+    enum err e = buf_append(&c->hold, data, len);
+    if (e != ERR_OK) {
+        return e;
+    }
+    size_t end = call_last_frame_end(c->hold.data, c->hold.len);
+    if (end > 0) {
+        evbuffer_add(c->chunk, c->hold.data, end);
+        size_t rest = c->hold.len - end;
+        memmove(c->hold.data, c->hold.data + end, rest);
+        c->hold.len = rest;
+        c->hold.data[rest] = '\0';
+    }
+    return ERR_OK;
+}
+
 static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t len)
 {
     struct call *c = arg;
@@ -290,7 +333,9 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
         return UPSTREAM_ABORT;
     }
     if (c->ad->stream_passthrough) {
-        evbuffer_add(c->chunk, data, len);
+        if (call_forward_frames(c, data, len) != ERR_OK) {
+            return UPSTREAM_ABORT;
+        }
     } else if (c->tbuf.len > 0) {
         evbuffer_add(c->chunk, c->tbuf.data, c->tbuf.len);
         buf_reset(&c->tbuf);
@@ -369,6 +414,11 @@ static void call_exhausted(struct call *c)
     }
 }
 
+static void call_free_body(const void *data, size_t len, void *arg)
+{
+    free((void *)data);
+}
+
 static void call_reply_success(struct call *c)
 {
     struct request *r = c->r;
@@ -407,7 +457,11 @@ static void call_reply_success(struct call *c)
         json_decref(out);
         struct evbuffer *eb = evbuffer_new();
         if (eb != NULL) {
-            evbuffer_add(eb, c->body.data, c->body.len);
+            size_t len = 0;
+            char *data = buf_take(&c->body, &len);
+            if (data != NULL && evbuffer_add_reference(eb, data, len, call_free_body, NULL) != 0) {
+                free(data);
+            }
         }
         r = call_end(c);
         if (eb == NULL) {
@@ -566,6 +620,8 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         sse_init(&c->sse, (size_t)cfg->upstream.max_response_bytes, call_sse_event, c);
         c->sse_ready = true;
         memset(&c->st, 0, sizeof(c->st));
+        buf_done(&c->hold);
+        buf_init(&c->hold, (size_t)cfg->upstream.max_response_bytes);
         snprintf(c->st.model, sizeof(c->st.model), "%s", cand->model);
     }
     c->attempt_start = server_now();

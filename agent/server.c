@@ -160,6 +160,11 @@ void server_reply_buf(struct request *r, int status, const char *content_type, s
     server_finish(r);
 }
 
+static void server_free_text(const void *data, size_t len, void *arg)
+{
+    free((void *)data);
+}
+
 void server_reply_json(struct request *r, int status, json_t *body)
 {
     struct evbuffer *b = evbuffer_new();
@@ -178,10 +183,12 @@ void server_reply_json(struct request *r, int status, json_t *body)
         server_finish(r);
         return;
     }
-    evbuffer_add_reference(b, text, strlen(text), NULL, NULL);
+    /* Zero copy: the text is freed when evhttp has written it, not when we return. */
+    if (evbuffer_add_reference(b, text, strlen(text), server_free_text, NULL) != 0) {
+        free(text);
+    }
     server_reply_buf(r, status, "application/json", b);
     evbuffer_free(b);
-    free(text);
 }
 
 void server_reply_error(struct request *r, int status, const char *type, const char *code,
