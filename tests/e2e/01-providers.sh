@@ -76,12 +76,12 @@ check_upstream() {
     creds=$(echo "$r" | jq '[.headers | to_entries[] | select(.key | test("^(authorization|api-key|x-api-key)$"; "i"))] | length')
     [ "$creds" = 1 ] || why+="$creds credential headers; "
     case $p in
-    openai) [[ $(echo "$r" | jq -r .path) == */v1/chat/completions ]] || why+="path $(echo "$r" | jq -r .path); "
+    openai) [ "$(echo "$r" | jq -r .path)" = /v1/chat/completions ] || why+="path $(echo "$r" | jq -r .path); "
         [ "$(echo "$r" | jq -r .model)" = gpt-4o-mini ] || why+="model $(echo "$r" | jq -r .model); " ;;
-    azure) [[ $(echo "$r" | jq -r .path) == */openai/deployments/dep-gpt-4o-mini/chat/completions ]] ||
+    azure) [ "$(echo "$r" | jq -r .path)" = /openai/deployments/dep-gpt-4o-mini/chat/completions ] ||
         why+="path $(echo "$r" | jq -r .path); "
         [[ $(echo "$r" | jq -r .query) == *api-version=2024-06-01* ]] || why+="query $(echo "$r" | jq -r .query); " ;;
-    anthropic) [[ $(echo "$r" | jq -r .path) == */v1/messages ]] || why+="path $(echo "$r" | jq -r .path); "
+    anthropic) [ "$(echo "$r" | jq -r .path)" = /v1/messages ] || why+="path $(echo "$r" | jq -r .path); "
         [ -n "$(echo "$r" | jq -r '.headers["Anthropic-Version"][0] // ""')" ] || why+="no anthropic-version; "
         [ "$(echo "$r" | jq -r '.body | fromjson | .max_tokens')" = 5 ] || why+="max_tokens not passed; " ;;
     esac

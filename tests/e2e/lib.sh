@@ -367,14 +367,20 @@ provider_entry() {
 }
 
 # providers_point_at_mock: override openai, azure and anthropic to reach the mock.
+# The base URL keeps the path of the built-in entry (only scheme and host are
+# replaced), so the agent builds its URLs exactly as it would for the real
+# provider and the mock sees the real paths.
 providers_point_at_mock() {
     local p style url
     for p in openai azure anthropic; do
-        case $p in
-        openai) style=openai url=$MOCK_URL/v1 ;;
-        azure) style=azure url=$MOCK_URL ;;
-        anthropic) style=anthropic url=$MOCK_URL ;;
-        esac
+        style=$p
+        vault_api GET "byok/providers/$p" "" "$ADMIN_TOKEN"
+        url=$(echo "$VAULT_BODY" | jq -r '.data.base_url // empty' 2>/dev/null)
+        if [ "$VAULT_CODE" != 200 ] || [ -z "$url" ]; then
+            echo "# built-in provider $p: HTTP $VAULT_CODE"
+            return 1
+        fi
+        url=$MOCK_URL$(echo "$url" | sed -E 's#^https?://[^/]*##')
         vault_api PUT "byok/providers/$p" "$(provider_entry $p $style "$url")" "$ADMIN_TOKEN" >/dev/null
         if [ "$VAULT_CODE" -ge 300 ]; then
             echo "# provider override $p: HTTP $VAULT_CODE"
