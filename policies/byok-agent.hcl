@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: MPL-2.0
+#
+# byok-agent: the node agents (byok-agent), logged in with AppRole, Kubernetes
+# auth or a token file. They read a tenant's key when that tenant's app makes
+# a call, report usage and take budget leases. They cannot write keys,
+# settings or config: a compromised node can use keys (which it must, to make
+# calls) but cannot plant, rotate or revoke them.
+#
+# Scope agents per tenant group by replacing "+" with tenant ids (or use one
+# role per node pool with its own copy of this policy).
+
+# The only plaintext path.
+path "byok/tenants/+/creds/*" {
+  capabilities = ["read"]
+}
+
+path "byok/tenants/+/usage" {
+  capabilities = ["create", "update"]
+}
+
+path "byok/tenants/+/budget-lease" {
+  capabilities = ["create", "update"]
+}
+
+# Routing needs the tenant's settings and which keys exist (names only).
+path "byok/tenants/+/settings" {
+  capabilities = ["read"]
+}
+
+path "byok/tenants/+/keys" {
+  capabilities = ["list"]
+}
+
+path "byok/tenants/+/keys/+" {
+  capabilities = ["list"]
+}
+
+path "byok/providers" {
+  capabilities = ["list"]
+}
+
+path "byok/providers/*" {
+  capabilities = ["read"]
+}

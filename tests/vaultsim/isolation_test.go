@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package vaultsim
+
+// Tenant isolation through Vault's HTTP API with the real policy files
+// (policies/byok-*.hcl) loaded into the stand-in's ACL engine: what a tenant
+// token, an agent token and an admin token can and cannot do, and that no
+// provider key is ever at rest in the clear, in a response other than creds,
+// or in the plugin's log.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type isoSim struct {
+	*Sim
+	admin, tenantA, tenantB, agent, nobody string
+	canaries                               []string
+}
+
+func newIsoSim(t *testing.T) *isoSim {
+	s := &isoSim{Sim: newSim(t)}
+	s.PutPolicyFile(t, "byok-admin", "policies/byok-admin.hcl")
+	s.PutPolicyFile(t, "byok-tenant", "policies/byok-tenant.hcl")
+	s.PutPolicyFile(t, "byok-agent", "policies/byok-agent.hcl")
+	s.admin = s.CreateToken(t, []string{"byok-admin"}, nil)
+	s.tenantA = s.CreateToken(t, []string{"byok-tenant"}, map[string]string{"tenant": "acme"})
+	s.tenantB = s.CreateToken(t, []string{"byok-tenant"}, map[string]string{"tenant": "globex"})
+	s.agent = s.CreateToken(t, []string{"byok-agent"}, nil)
+	// A tenant-policy token whose entity has no tenant metadata gets nothing.
+	s.nobody = s.CreateToken(t, []string{"byok-tenant"}, map[string]string{"team": "x"})
+	s.canaries = []string{
+		"sk-CANARYisoA00000000000000000000000000000000000A",
+		"sk-CANARYisoB00000000000000000000000000000000000B",
+		"sk-ant-CANARYisoC0000000000000000000000000000000C",
+	}
+	return s
+}
+
+// expect calls and checks the status; every non-creds response is scanned for canaries.
+func (s *isoSim) expect(t *testing.T, want int, who, token, method, path string, body any) map[string]any {
+	t.Helper()
+	code, m := checkedCall(t, s.Sim, s.canaries, token, method, path, body)
+	if code != want {
+		t.Errorf("%s: %s %s: status %d, want %d (%s)", who, method, path, code, want, Errors(m))
+	}
+	return m
+}
+
+func TestIsolationMatrix(t *testing.T) {
+	s := newIsoSim(t)
+	a, b, c := s.canaries[0], s.canaries[1], s.canaries[2]
+	// Each tenant stores its own keys with its own token.
+	s.expect(t, 200, "tenant A", s.tenantA, "PUT", "byok/tenants/acme/keys/openai/production", map[string]any{"key_value": a})
+	s.expect(t, 200, "tenant A", s.tenantA, "PUT", "byok/tenants/acme/keys/anthropic/production", map[string]any{"key_value": c})
+	s.expect(t, 200, "tenant B", s.tenantB, "PUT", "byok/tenants/globex/keys/openai/production", map[string]any{"key_value": b})
+
+	// Tenant A against tenant B: everything is denied.
+	bPaths := []struct{ method, path string }{
+		{"LIST", "byok/tenants/globex/keys"},
+		{"LIST", "byok/tenants/globex/keys/openai"},
+		{"GET", "byok/tenants/globex/keys/openai/production"},
+		{"PUT", "byok/tenants/globex/keys/openai/production"},
+		{"PUT", "byok/tenants/globex/keys/openai/staging"},
+		{"PUT", "byok/tenants/globex/keys/openai/production/rotate"},
+		{"DELETE", "byok/tenants/globex/keys/openai/production"},
+		{"GET", "byok/tenants/globex/settings"},
+		{"PUT", "byok/tenants/globex/settings"},
+		{"GET", "byok/tenants/globex/usage"},
+		{"PUT", "byok/tenants/globex/usage"},
+		{"GET", "byok/tenants/globex"},
+		{"DELETE", "byok/tenants/globex"},
+		{"GET", "byok/tenants/globex/creds/openai"},
+	}
+	body := map[string]any{"key_value": "sk-INTRUDER0000000000000000000000000000000000", "rpm_limit": 1}
+	for _, p := range bPaths {
+		s.expect(t, 403, "tenant A on B", s.tenantA, p.method, p.path, body)
+		s.expect(t, 403, "no-metadata token", s.nobody, p.method, p.path, body)
+	}
+	// Tenant A cannot read creds even for itself, nor touch mount-wide paths.
+	for _, p := range []struct{ method, path string }{
+		{"GET", "byok/tenants/acme/creds/openai"},
+		{"GET", "byok/tenants/acme/creds/anthropic"},
+		{"DELETE", "byok/tenants/acme"},
+		{"LIST", "byok/tenants"},
+		{"PUT", "byok/config"},
+		{"GET", "byok/config"},
+		{"PUT", "byok/config/rotate-root"},
+		{"PUT", "byok/providers/evil"},
+		{"DELETE", "byok/providers/openai"},
+	} {
+		s.expect(t, 403, "tenant A", s.tenantA, p.method, p.path, map[string]any{"base_url": "https://evil.example"})
+	}
+	// What tenant A may do on its own paths.
+	s.expect(t, 200, "tenant A", s.tenantA, "GET", "byok/tenants/acme/keys/openai/production", nil)
+	s.expect(t, 200, "tenant A", s.tenantA, "LIST", "byok/tenants/acme/keys", nil)
+	s.expect(t, 200, "tenant A", s.tenantA, "LIST", "byok/tenants/acme/keys/openai", nil)
+	s.expect(t, 200, "tenant A", s.tenantA, "PUT", "byok/tenants/acme/settings", map[string]any{"rpm_limit": 30})
+	s.expect(t, 200, "tenant A", s.tenantA, "GET", "byok/tenants/acme/settings", nil)
+	s.expect(t, 200, "tenant A", s.tenantA, "GET", "byok/tenants/acme/usage", nil)
+	s.expect(t, 200, "tenant A", s.tenantA, "GET", "byok/tenants/acme", nil)
+	s.expect(t, 200, "tenant A", s.tenantA, "GET", "byok/providers/openai", nil)
+	s.expect(t, 200, "tenant A", s.tenantA, "PUT", "byok/tenants/acme/keys/anthropic/production/rotate",
+		map[string]any{"key_value": c})
+	s.expect(t, 204, "tenant A", s.tenantA, "DELETE", "byok/tenants/acme/keys/anthropic/production", nil)
+
+	// The agent reads creds but writes nothing but usage.
+	m := s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/acme/creds/openai", nil)
+	if jstr(Data(m), "api_key") != a {
+		t.Errorf("agent creds for acme: wrong key")
+	}
+	m = s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/globex/creds/openai", nil)
+	if jstr(Data(m), "api_key") != b {
+		t.Errorf("agent creds for globex: wrong key")
+	}
+	for _, p := range []struct{ method, path string }{
+		{"PUT", "byok/tenants/acme/keys/openai/production"},
+		{"PUT", "byok/tenants/acme/keys/openai/new"},
+		{"PUT", "byok/tenants/acme/keys/openai/production/rotate"},
+		{"DELETE", "byok/tenants/acme/keys/openai/production"},
+		{"GET", "byok/tenants/acme/keys/openai/production"},
+		{"PUT", "byok/tenants/acme/settings"},
+		{"DELETE", "byok/tenants/acme"},
+		{"PUT", "byok/config"},
+		{"PUT", "byok/config/rotate-root"},
+		{"PUT", "byok/providers/openai"},
+	} {
+		s.expect(t, 403, "agent", s.agent, p.method, p.path, body)
+	}
+	s.expect(t, 200, "agent", s.agent, "PUT", "byok/tenants/acme/usage", map[string]any{
+		"batch_id": "n1-1", "records": []any{map[string]any{"ts": "2026-11-25T20:00:00Z",
+			"provider": "openai", "model": "gpt-4o-mini", "requests": 1}}})
+	s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/acme/settings", nil)
+	s.expect(t, 200, "agent", s.agent, "LIST", "byok/tenants/acme/keys", nil)
+
+	// The admin manages config, providers, tenants; never creds.
+	s.expect(t, 204, "admin", s.admin, "PUT", "byok/config", map[string]any{"creds_ttl": "10m"})
+	s.expect(t, 200, "admin", s.admin, "GET", "byok/config", nil)
+	s.expect(t, 204, "admin", s.admin, "PUT", "byok/providers/custom1", map[string]any{
+		"display_name": "Custom", "api_style": "openai", "base_url": "https://llm.example.com/v1",
+		"regions": []string{"eu"}, "models": []any{}})
+	s.expect(t, 200, "admin", s.admin, "LIST", "byok/tenants", nil)
+	s.expect(t, 200, "admin", s.admin, "GET", "byok/tenants/globex/keys/openai/production", nil)
+	s.expect(t, 200, "admin", s.admin, "PUT", "byok/config/rotate-root", nil)
+	s.expect(t, 403, "admin", s.admin, "GET", "byok/tenants/acme/creds/openai", nil)
+	s.expect(t, 200, "admin", s.admin, "PUT", "byok/tenants/doomed/keys/openai/production",
+		map[string]any{"key_value": "sk-doomed00000000000000000000000000000000000"})
+	s.expect(t, 204, "admin", s.admin, "DELETE", "byok/tenants/doomed", nil)
+
+	// Nothing tenant A tried changed tenant B: B's key is as B wrote it.
+	m = s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/globex/creds/openai", nil)
+	if jstr(Data(m), "api_key") != b || jnum(Data(m), "version") != 1 {
+		t.Errorf("tenant B's key changed")
+	}
+	m = s.expect(t, 200, "tenant B", s.tenantB, "GET", "byok/tenants/globex/settings", nil)
+	if jnum(Data(m), "rpm_limit") != 0 {
+		t.Errorf("tenant B's settings changed: %v", Data(m))
+	}
+	if _, ok := s.RawStorage()["tenants/globex/keys/openai/staging"]; ok {
+		t.Errorf("tenant A created a key for tenant B")
+	}
+}
+
+func TestNoPlaintextAtRest(t *testing.T) {
+	s := newIsoSim(t)
+	tenants := []string{"acme", "globex", "initech", "umbrella"}
+	var all []string
+	for i, tn := range tenants {
+		for j, p := range []string{"openai", "mistral"} {
+			k := fmt.Sprintf("sk-CANARYrest%d%d%s000000000000000000000000000%d%d", i, j, tn, i, j)
+			all = append(all, k)
+			s.expect(t, 200, "admin", s.admin, "PUT", fmt.Sprintf("byok/tenants/%s/keys/%s/production", tn, p),
+				map[string]any{"key_value": k, "name": "n"})
+		}
+	}
+	s.canaries = all
+	s.expect(t, 200, "admin", s.admin, "PUT", "byok/config/rotate-root", nil)
+	s.expect(t, 200, "admin", s.admin, "PUT", "byok/tenants/acme/keys/openai/production/rotate",
+		map[string]any{"key_value": "sk-CANARYrestRotated00000000000000000000000000", "grace_period": "1h"})
+	all = append(all, "sk-CANARYrestRotated00000000000000000000000000")
+	s.canaries = all
+	// Every read-like response other than creds is scanned by expect().
+	for _, tn := range tenants {
+		s.expect(t, 200, "admin", s.admin, "GET", "byok/tenants/"+tn, nil)
+		s.expect(t, 200, "admin", s.admin, "GET", "byok/tenants/"+tn+"/keys/openai/production", nil)
+		s.expect(t, 200, "admin", s.admin, "LIST", "byok/tenants/"+tn+"/keys/mistral", nil)
+		m := s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/"+tn+"/creds/mistral", nil)
+		if !strings.HasPrefix(jstr(Data(m), "api_key"), "sk-CANARYrest") {
+			t.Errorf("creds for %s: no key", tn)
+		}
+	}
+	s.ReloadPlugin(t)
+	s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/acme/creds/openai", nil)
+
+	var raw []byte
+	for k, v := range s.RawStorage() {
+		raw = append(raw, k...)
+		raw = append(raw, v...)
+	}
+	noCanaries(t, "raw storage", raw, all)
+	noCanaries(t, "plugin log", []byte(s.PluginLog()), all)
+	// Storage is the whole of what a snapshot holds: not even a masked value of a short key.
+	b, _ := json.Marshal(s.RawStorage())
+	if len(b) == 0 {
+		t.Fatalf("empty storage snapshot")
+	}
+}
+
+// The rendered per-tenant policy grants what the templated one does, for one tenant only.
+func TestRenderedTenantPolicy(t *testing.T) {
+	root := repoRoot(t)
+	script := filepath.Join(root, "policies", "render-tenant-policy.sh")
+	out, err := exec.Command(script, "acme").Output()
+	if err != nil {
+		t.Fatalf("render-tenant-policy.sh acme: %v", err)
+	}
+	if strings.Contains(string(out), "{{") {
+		t.Fatalf("template left in rendered policy")
+	}
+	for _, bad := range []string{"ACME", "a*", "a+b", "acme/../globex", "", "-x", strings.Repeat("a", 64)} {
+		cmd := exec.Command(script, bad)
+		cmd.Stderr = nil
+		if err := cmd.Run(); err == nil {
+			t.Errorf("render-tenant-policy.sh %q: accepted", bad)
+		}
+	}
+	s := newIsoSim(t)
+	s.PutPolicy(t, "byok-tenant-acme", string(out))
+	tok := s.CreateToken(t, []string{"byok-tenant-acme"}, nil)
+	s.expect(t, 200, "rendered", tok, "PUT", "byok/tenants/acme/keys/openai/production",
+		map[string]any{"key_value": s.canaries[0]})
+	s.expect(t, 200, "rendered", tok, "GET", "byok/tenants/acme/keys/openai/production", nil)
+	s.expect(t, 403, "rendered", tok, "GET", "byok/tenants/acme/creds/openai", nil)
+	s.expect(t, 403, "rendered", tok, "PUT", "byok/tenants/globex/keys/openai/production",
+		map[string]any{"key_value": s.canaries[1]})
+	s.expect(t, 403, "rendered", tok, "GET", "byok/tenants/globex/settings", nil)
+}

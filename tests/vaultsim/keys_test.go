@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package vaultsim
+
+// The keys engine through Vault's HTTP API under the stand-in: the key
+// lifecycle (create, read masked, creds, rotate, revoke, re-create),
+// settings, usage batches, bad input, KEK rotation, and persistence across
+// a plugin reload.
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// canaryNeedles returns the canary and its base64 at the three alignments it
+// could have inside a longer base64 blob (tails that depend on what follows
+// are cut off).
+func canaryNeedles(canary string) []string {
+	out := []string{canary}
+	for shift := 0; shift < 3; shift++ {
+		b := base64.StdEncoding.EncodeToString([]byte(canary[shift:]))
+		out = append(out, b[:len(b)-4])
+		u := base64.RawURLEncoding.EncodeToString([]byte(canary[shift:]))
+		out = append(out, u[:len(u)-4])
+	}
+	return out
+}
+
+// noCanaries fails if text holds any canary (or its base64).
+func noCanaries(t *testing.T, where string, text []byte, canaries []string) {
+	t.Helper()
+	for _, c := range canaries {
+		for _, n := range canaryNeedles(c) {
+			if strings.Contains(string(text), n) {
+				t.Errorf("%s contains canary material (%q...)", where, c[:10])
+				return
+			}
+		}
+	}
+}
+
+// checkedCall is Call plus a canary scan of every response that is not creds.
+func checkedCall(t *testing.T, s *Sim, canaries []string, token, method, path string, body any) (int, map[string]any) {
+	t.Helper()
+	code, m := s.Call(t, token, method, path, body)
+	if !strings.Contains(path, "/creds/") {
+		b, _ := json.Marshal(m)
+		noCanaries(t, fmt.Sprintf("response to %s %s", method, path), b, canaries)
+	}
+	return code, m
+}
+
+func jstr(m map[string]any, k string) string {
+	v, _ := m[k].(string)
+	return v
+}
+
+func jnum(m map[string]any, k string) int64 {
+	switch v := m[k].(type) {
+	case float64:
+		return int64(v)
+	case json.Number:
+		n, _ := v.Int64()
+		return n
+	}
+	return -1
+}
+
+const (
+	kp    = "byok/tenants/acme/keys/openai/production"
+	creds = "byok/tenants/acme/creds/openai"
+)
+
+func TestKeysLifecycleHTTP(t *testing.T) {
+	s := newSim(t)
+	root := s.RootToken
+	c := []string{
+		"sk-CANARYhttp1acme000000000000000000000000000001",
+		"sk-CANARYhttp2acme000000000000000000000000000002",
+		"sk-CANARYhttp3acme000000000000000000000000000003",
+	}
+	call := func(want int, method, path string, body any) map[string]any {
+		t.Helper()
+		code, m := checkedCall(t, s, c, root, method, path, body)
+		if code != want {
+			t.Fatalf("%s %s: status %d, want %d: %v", method, path, code, want, m)
+		}
+		return m
+	}
+
+	d := Data(call(200, "PUT", kp, map[string]any{"key_value": c[0], "name": "prod", "permissions": []string{"chat"}}))
+	if jstr(d, "masked_value") != "sk-CANA...001" || jstr(d, "status") != "active" || jnum(d, "current_version") != 1 {
+		t.Fatalf("write reply: %v", d)
+	}
+	keyID := jstr(d, "key_id")
+	if !strings.HasPrefix(keyID, "k_") {
+		t.Fatalf("key_id %q", keyID)
+	}
+	d = Data(call(200, "GET", kp, nil))
+	if jstr(d, "name") != "prod" || jstr(d, "tenant") != "acme" || d["validation"] == nil {
+		t.Fatalf("read: %v", d)
+	}
+	cr := Data(call(200, "GET", creds, nil))
+	if jstr(cr, "api_key") != c[0] || jnum(cr, "version") != 1 || jstr(cr, "key_id") != keyID || jnum(cr, "ttl") != 300 {
+		t.Fatalf("creds: version %v key_id %v ttl %v", cr["version"], cr["key_id"], cr["ttl"])
+	}
+	if p, _ := cr["provider"].(map[string]any); jstr(p, "name") != "openai" {
+		t.Errorf("creds provider entry: %v", cr["provider"])
+	}
+	if st, _ := cr["settings"].(map[string]any); jstr(st, "budget_tier") == "" {
+		t.Errorf("creds settings: %v", cr["settings"])
+	}
+
+	// Warm creds reads cost one storage round trip and write nothing.
+	call(200, "GET", creds, nil)
+	g0, p0, l0, d0 := s.Storage.OpCounts()
+	for i := 0; i < 5; i++ {
+		call(200, "GET", creds, nil)
+	}
+	g1, p1, l1, d1 := s.Storage.OpCounts()
+	if g1-g0 != 5 || p1 != p0 || l1 != l0 || d1 != d0 {
+		t.Errorf("5 warm creds reads: %d gets, %d puts, %d lists, %d deletes; want 5, 0, 0, 0",
+			g1-g0, p1-p0, l1-l0, d1-d0)
+	}
+
+	// Rotate with a grace period: the old version stays readable by number.
+	d = Data(call(200, "PUT", kp+"/rotate", map[string]any{"key_value": c[1], "grace_period": "1h"}))
+	if jnum(d, "current_version") != 2 {
+		t.Fatalf("rotate: %v", d)
+	}
+	if got := jstr(Data(call(200, "GET", creds, nil)), "api_key"); got != c[1] {
+		t.Fatalf("creds after rotate: wrong key")
+	}
+	if got := jstr(Data(call(200, "GET", creds+"?version=1", nil)), "api_key"); got != c[0] {
+		t.Fatalf("creds version 1 in grace: wrong key")
+	}
+
+	// Revoke: creds 404, the record stays as a tombstone.
+	call(204, "DELETE", kp, nil)
+	code, m := s.Call(t, root, "GET", creds, nil)
+	if code != 404 || !strings.Contains(Errors(m), "no active key") {
+		t.Fatalf("creds after revoke: %d %v", code, m)
+	}
+	if d = Data(call(200, "GET", kp, nil)); jstr(d, "status") != "revoked" {
+		t.Fatalf("revoked read: %v", d)
+	}
+	// A new write is a new version of the same key.
+	d = Data(call(200, "PUT", kp, map[string]any{"key_value": c[2]}))
+	if jnum(d, "current_version") != 3 || jstr(d, "key_id") != keyID {
+		t.Fatalf("re-create: %v", d)
+	}
+
+	// KEK rotation, then a reload: everything still opens.
+	d = Data(call(200, "PUT", "byok/config/rotate-root", nil))
+	if jnum(d, "kek_version") != 2 || jnum(d, "tenants_rewrapped") != 1 {
+		t.Fatalf("rotate-root: %v", d)
+	}
+	s.ReloadPlugin(t)
+	if got := jstr(Data(call(200, "GET", creds, nil)), "api_key"); got != c[2] {
+		t.Fatalf("creds after reload: wrong key")
+	}
+	d = Data(call(200, "GET", kp, nil))
+	if jnum(d, "current_version") != 3 || jstr(d, "key_id") != keyID {
+		t.Fatalf("read after reload: %v", d)
+	}
+	if d = Data(call(200, "GET", "byok/config", nil)); jnum(d, "kek_version") != 2 {
+		t.Fatalf("config kek_version after reload: %v", d)
+	}
+	// The KEK is seal-wrapped; nothing else needs to be.
+	if !s.Storage.SealWrapped("kek/2") {
+		t.Errorf("kek/2 was not written with seal_wrap")
+	}
+
+	// Lists and the tenant summary.
+	l := Data(call(200, "LIST", "byok/tenants", nil))
+	if keys, _ := l["keys"].([]any); len(keys) != 1 || keys[0] != "acme" {
+		t.Fatalf("tenants list: %v", l)
+	}
+	l = Data(call(200, "LIST", "byok/tenants/acme/keys/openai", nil))
+	if keys, _ := l["keys"].([]any); len(keys) != 1 || keys[0] != "production" {
+		t.Fatalf("keys list: %v", l)
+	}
+	if d = Data(call(200, "GET", "byok/tenants/acme", nil)); jstr(d, "tenant") != "acme" {
+		t.Fatalf("tenant summary: %v", d)
+	}
+
+	for _, where := range []string{"raw storage", "plugin log"} {
+		var text []byte
+		if where == "plugin log" {
+			text = []byte(s.PluginLog())
+		} else {
+			for k, v := range s.RawStorage() {
+				text = append(text, k...)
+				text = append(text, v...)
+			}
+		}
+		noCanaries(t, where, text, c)
+	}
+}
+
+func TestKeysSettingsUsageHTTP(t *testing.T) {
+	s := newSim(t)
+	root := s.RootToken
+	m := s.MustCall(t, 200, root, "PUT", "byok/tenants/acme/settings", map[string]any{
+		"budget_tier": "HIGH", "preferred_providers": []string{"openai"}, "residency": "eu", "rpm_limit": 60,
+	})
+	if jstr(Data(m), "budget_tier") != "HIGH" {
+		t.Fatalf("settings: %v", m)
+	}
+	code, m := s.Call(t, root, "PUT", "byok/tenants/acme/settings", map[string]any{"preferred_providers": []string{"nosuch"}})
+	if code != 400 || !strings.Contains(Errors(m), "preferred_providers") {
+		t.Fatalf("unknown provider in settings: %d %v", code, m)
+	}
+	batch := map[string]any{"batch_id": "node1-000001", "records": []any{
+		map[string]any{"ts": "2026-11-25T20:00:00Z", "provider": "openai", "model": "gpt-4o-mini", "requests": 1,
+			"prompt_tokens": 12, "completion_tokens": 34, "cost_usd": 0.0000222, "status": "ok"},
+	}}
+	d := Data(s.MustCall(t, 200, root, "PUT", "byok/tenants/acme/usage", batch))
+	if jnum(d, "accepted") != 1 || d["duplicate"] != false {
+		t.Fatalf("usage: %v", d)
+	}
+	d = Data(s.MustCall(t, 200, root, "PUT", "byok/tenants/acme/usage", batch))
+	if d["duplicate"] != true {
+		t.Fatalf("usage replay: %v", d)
+	}
+	d = Data(s.MustCall(t, 200, root, "GET", "byok/tenants/acme/usage?month=2026-11", nil))
+	if jnum(d, "requests") != 1 || jnum(d, "prompt_tokens") != 12 {
+		t.Fatalf("usage read: %v", d)
+	}
+}
+
+func TestKeysBadInputHTTP(t *testing.T) {
+	s := newSim(t)
+	root := s.RootToken
+	canary := "sk-CANARYbad00000000000000000000000000000000000"
+	cases := []struct {
+		path  string
+		body  map[string]any
+		field string
+	}{
+		{kp, map[string]any{"key_value": "sk-abc def ghijklmnop"}, "key_value"},
+		{kp, map[string]any{"key_value": "sk-abc\ndefghijklmnop"}, "key_value"},
+		{kp, map[string]any{"key_value": ""}, "key_value"},
+		{kp, map[string]any{"key_value": strings.Repeat("k", 8193)}, "key_value"},
+		{kp, map[string]any{"key_value": canary, "expires_in": "soon"}, "expires_in"},
+		{kp, map[string]any{"key_value": canary, "rate_limit": -1}, "rate_limit"},
+		{"byok/tenants/acme/keys/nosuch/production", map[string]any{"key_value": canary}, "provider"},
+		{"byok/tenants/ACME/keys/openai/production", map[string]any{"key_value": canary}, "tenant"},
+		{"byok/tenants/acme/settings", map[string]any{"tpm_limit": -1}, "tpm_limit"},
+	}
+	for _, c := range cases {
+		code, m := s.Call(t, root, "PUT", c.path, c.body)
+		if code != 400 || !strings.Contains(Errors(m), "'"+c.field+"'") {
+			t.Errorf("PUT %s %v: %d %v, want 400 naming %s", c.path, c.field, code, m, c.field)
+		}
+		b, _ := json.Marshal(m)
+		noCanaries(t, "error response", b, []string{canary})
+	}
+	if n := len(s.RawStorage()); n > 3 { // config-free mount: kek/1, kek/current only
+		t.Errorf("bad input stored something: %d entries", n)
+	}
+	for k := range s.RawStorage() {
+		if strings.HasPrefix(k, "tenants/") {
+			t.Errorf("bad input stored %s", k)
+		}
+	}
+	noCanaries(t, "plugin log", []byte(s.PluginLog()), []string{canary})
+}
