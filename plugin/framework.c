@@ -1097,6 +1097,9 @@ enum err fw_handle(const struct fw_path *const *tables, struct fw_request *req,
     struct fw_match m;
     enum err e = ERR_OK;
 
+    if (req->path == NULL) {
+        req->path = ""; /* Vault sends "" for the mount root; treat a missing path alike */
+    }
     if ((unsigned)req->op >= FW_OP__COUNT) {
         fw_status_set(resp, FW_UNSUPPORTED_OPERATION, "unsupported operation");
         return ERR_OK;
