@@ -58,11 +58,34 @@ func newSim(t *testing.T, opts ...Option) *Sim {
 	sim := &Sim{Server: srv, RootToken: srv.RootToken(), t: t}
 	t.Cleanup(func() {
 		srv.Close()
+		checkPluginLog(t, srv.PluginLog())
 		if t.Failed() {
 			t.Logf("plugin log:\n%s", tail(srv.PluginLog(), 8000))
 		}
 	})
 	return sim
+}
+
+// sanitizerMarkers are what ASan, LSan and UBSan print; the ASan build of
+// the plugin runs these same tests, and a report at exit (leaks) would
+// otherwise go unnoticed.
+var sanitizerMarkers = []string{"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+	"runtime error:", "UndefinedBehaviorSanitizer", "SUMMARY: AddressSanitizer"}
+
+// checkPluginLog fails the test when the plugin's stderr (complete once the
+// plugin was killed) holds a sanitizer report.
+func checkPluginLog(t *testing.T, log string) {
+	t.Helper()
+	for _, m := range sanitizerMarkers {
+		if i := strings.Index(log, m); i >= 0 {
+			end := i + 3000
+			if end > len(log) {
+				end = len(log)
+			}
+			t.Errorf("sanitizer report in the plugin's stderr:\n%s", log[i:end])
+			return
+		}
+	}
 }
 
 func tail(s string, n int) string {

@@ -39,6 +39,7 @@ func startMounted(t *testing.T) (*Plugin, *Storage, *LogBuffer) {
 	}
 	t.Cleanup(func() {
 		p.Kill()
+		checkPluginLog(t, log.String())
 		if t.Failed() {
 			t.Logf("plugin log:\n%s", tail(log.String(), 8000))
 		}
