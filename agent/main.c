@@ -31,8 +31,8 @@
 #include "common/log.h"
 #include "common/secret.h"
 
-/* Secure heap for keys and the Vault token: 10,000 cached keys of typical size fit. */
-#define AGENT_SECURE_HEAP (4u * 1024 * 1024)
+/* Secure heap for keys and the Vault token: ~8,000 cached keys of typical size (<100 B) fit. */
+#define AGENT_SECURE_HEAP (1024u * 1024)
 #define AGENT_DRAIN_TICK_MS 50
 
 static struct agent_ctx agent;
