@@ -328,3 +328,17 @@ func TestConcurrentRequests(t *testing.T) {
 		}
 	}
 }
+
+// Vault sends {operation: rollback, path: ""} to every mount each minute;
+// the plugin must answer with no error or unsupported operation (anything
+// else is logged by Vault every minute), and keep working.
+func TestRollbackTolerated(t *testing.T) {
+	s := newSim(t)
+	for i := 0; i < 3; i++ {
+		if err := s.Rollback(); err != nil {
+			t.Fatalf("rollback %d: %v", i, err)
+		}
+	}
+	s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)
+	t.Logf("GRPCStdio/StreamStdio: %s", s.Plugin().StdioResult())
+}

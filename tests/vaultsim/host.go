@@ -84,20 +84,25 @@ func (backendPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, c *grpc
 // Plugin is one running plugin process, connected and (unless in
 // registration mode) set up.
 type Plugin struct {
-	cfg        PluginConfig
-	client     *plugin.Client
-	Conn       *grpc.ClientConn
-	Broker     *plugin.GRPCBroker
-	Backend    pb.BackendClient
-	Addr       net.Addr
-	Pid        int
-	TLS        *tls.Config // the host's client TLS config (host cert, plugin cert as root)
-	brokerSrv  *grpc.Server
-	brokerLis  net.Listener
-	Paths      *pb.Paths
-	Multiplex  string // "unimplemented" or "false" (what MultiplexingSupport answered)
-	closeOnce  sync.Once
-	brokerDone chan struct{}
+	cfg       PluginConfig
+	client    *plugin.Client
+	Conn      *grpc.ClientConn
+	Broker    *plugin.GRPCBroker
+	Backend   pb.BackendClient
+	Addr      net.Addr
+	Pid       int
+	TLS       *tls.Config // the host's client TLS config (host cert, plugin cert as root)
+	brokerSrv *grpc.Server
+	brokerLis net.Listener
+	Paths     *pb.Paths
+	Multiplex string // "unimplemented" or "false" (what MultiplexingSupport answered)
+	// StdioResult is how the GRPCStdio/StreamStdio stream ended (or
+	// "open"); Vault logs and ignores it.
+	stdioMu     sync.Mutex
+	stdioResult string
+	stdioCancel context.CancelFunc
+	closeOnce   sync.Once
+	brokerDone  chan struct{}
 }
 
 // hostEnv is the environment Vault adds for a v5 plugin (run_config.go).
@@ -163,6 +168,7 @@ func StartPlugin(cfg PluginConfig) (*Plugin, error) {
 	d := raw.(*dispensed)
 	p.Conn, p.Broker, p.Backend = d.conn, d.broker, pb.NewBackendClient(d.conn)
 
+	p.openStdio()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	mr, err := pluginutil.NewPluginMultiplexingClient(p.Conn).MultiplexingSupport(ctx, &pluginutil.MultiplexingSupportRequest{})
@@ -179,6 +185,45 @@ func StartPlugin(cfg PluginConfig) (*Plugin, error) {
 		p.Multiplex = "false"
 	}
 	return p, nil
+}
+
+// openStdio opens GRPCStdio/StreamStdio as newer go-plugin hosts (Vault)
+// do right after connecting; Unimplemented, Unavailable or EOF are fine,
+// and so is a stream held open until the plugin goes away.
+func (p *Plugin) openStdio() {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stdioCancel = cancel
+	p.setStdio("open")
+	go func() {
+		st, err := p.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/plugin.GRPCStdio/StreamStdio")
+		if err == nil {
+			err = st.SendMsg(&pb.Empty{}) // google.protobuf.Empty: same (empty) encoding
+		}
+		if err == nil {
+			err = st.CloseSend()
+		}
+		for err == nil {
+			err = st.RecvMsg(&pb.Empty{})
+		}
+		if err == io.EOF {
+			p.setStdio("EOF")
+		} else {
+			p.setStdio(status.Code(err).String())
+		}
+	}()
+}
+
+func (p *Plugin) setStdio(s string) {
+	p.stdioMu.Lock()
+	p.stdioResult = s
+	p.stdioMu.Unlock()
+}
+
+// StdioResult reports how StreamStdio ended ("open" while it is held open).
+func (p *Plugin) StdioResult() string {
+	p.stdioMu.Lock()
+	defer p.stdioMu.Unlock()
+	return p.stdioResult
 }
 
 // brokerTLS is the broker server's TLS config: the host certificate, and the
@@ -307,6 +352,9 @@ func (p *Plugin) stopBroker() {
 // GRPCController/Shutdown, close the connection, SIGKILL after 2 s.
 func (p *Plugin) Kill() {
 	p.closeOnce.Do(func() {
+		if p.stdioCancel != nil {
+			p.stdioCancel()
+		}
 		p.client.Kill()
 		p.stopBroker()
 	})

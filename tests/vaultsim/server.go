@@ -20,6 +20,7 @@ import (
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/plugin/pb"
 )
 
 // Options configure a Server.
@@ -37,6 +38,9 @@ type Options struct {
 	HostLogger     hclog.Logger // go-plugin's host-side log (nil: discard)
 	Config         *FileConfig  // pre-created policies, entities, tokens, roles
 	RequestTimeout time.Duration
+	// RollbackPeriod: how often the mount gets Vault's periodic
+	// {operation: rollback, path: ""} request (Vault: 1 minute; 0 = off).
+	RollbackPeriod time.Duration
 }
 
 // Option modifies Options.
@@ -86,6 +90,12 @@ type Server struct {
 	sockPath string
 	closed   bool
 
+	stopRollback chan struct{}
+	// RollbackErrors counts rollback requests the plugin failed (other than
+	// unsupported operation, which Vault ignores).
+	rollbackMu     sync.Mutex
+	rollbackErrors []string
+
 	clientOnce sync.Once
 	client     *http.Client
 	base       string
@@ -93,7 +103,7 @@ type Server struct {
 
 // New starts the plugin, mounts it and starts the HTTP listener.
 func New(opts ...Option) (*Server, error) {
-	o := Options{Mount: "byok", Listen: "127.0.0.1:0", RequestTimeout: 60 * time.Second}
+	o := Options{Mount: "byok", Listen: "127.0.0.1:0", RequestTimeout: 60 * time.Second, RollbackPeriod: time.Minute}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -124,6 +134,10 @@ func New(opts ...Option) (*Server, error) {
 	if err := s.listen(); err != nil {
 		s.killPlugin()
 		return nil, err
+	}
+	if o.RollbackPeriod > 0 {
+		s.stopRollback = make(chan struct{})
+		go s.rollbackLoop(o.RollbackPeriod)
 	}
 	if o.ReadyFile != "" {
 		if err := writeFileAtomic(o.ReadyFile, []byte(s.Addr+"\n"), 0o644); err != nil {
@@ -252,6 +266,9 @@ func (s *Server) Close() {
 		return
 	}
 	s.closed = true
+	if s.stopRollback != nil {
+		close(s.stopRollback)
+	}
 	if s.client != nil {
 		s.client.CloseIdleConnections()
 	}
@@ -340,4 +357,57 @@ func newUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// Rollback sends Vault's periodic rollback request to the mount and returns
+// the plugin's error, if any (unsupported operation is not an error: Vault
+// ignores it).
+func (s *Server) Rollback() error {
+	s.pmu.RLock()
+	defer s.pmu.RUnlock()
+	if s.closed {
+		return nil
+	}
+	if s.plugin == nil {
+		return errors.New("plugin not running")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	defer cancel()
+	r, err := s.plugin.Backend.HandleRequest(ctx, &pb.HandleRequestArgs{Request: &pb.Request{
+		Id: newUUID(), Operation: "rollback", Path: "", Data: `{"immediate":false}`,
+		MountPoint: s.opts.Mount + "/", MountType: s.opts.PluginName}})
+	if err != nil {
+		return err
+	}
+	if r.Err != nil && r.Err.ErrType != 5 {
+		return fmt.Errorf("rollback: error type %d: %s", r.Err.ErrType, r.Err.ErrMsg)
+	}
+	return nil
+}
+
+// RollbackErrors returns the errors of periodic rollbacks so far.
+func (s *Server) RollbackErrors() []string {
+	s.rollbackMu.Lock()
+	defer s.rollbackMu.Unlock()
+	return append([]string(nil), s.rollbackErrors...)
+}
+
+func (s *Server) rollbackLoop(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopRollback:
+			return
+		case <-t.C:
+			if err := s.Rollback(); err != nil {
+				s.rollbackMu.Lock()
+				s.rollbackErrors = append(s.rollbackErrors, err.Error())
+				s.rollbackMu.Unlock()
+				if s.opts.HostLogger != nil {
+					s.opts.HostLogger.Error("rollback failed", "error", err)
+				}
+			}
+		}
+	}
 }
