@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "plugin/cache.h"
+#include "plugin/catalog.h"
 #include "plugin/paths.h"
 
 /* Routing order: fixed paths before patterns that could shadow them. */
@@ -55,6 +56,13 @@ struct byok *byok_new(void)
             goto out_free;
         }
     }
+    /*
+     * Build the shared read-only documents now (the built-in catalog as JSON,
+     * the root OpenAPI document) so that no request pays for them. Failure
+     * here is not fatal: they are built on first use instead.
+     */
+    json_decref(catalog_builtin("openai"));
+    json_decref(fw_openapi(byok_path_tables));
     return b;
 out_free:
     byok_free(b);
