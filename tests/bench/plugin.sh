@@ -12,8 +12,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
-make --no-print-directory plugin build/vaultbench >/dev/null
-PLUGIN=${BYOK_PLUGIN:-$ROOT/build/vault-plugin-secrets-byok}
+if [ -n "${BYOK_PLUGIN:-}" ]; then
+    make --no-print-directory build/vaultbench >/dev/null
+    PLUGIN=$BYOK_PLUGIN
+else
+    make --no-print-directory plugin build/vaultbench >/dev/null
+    PLUGIN=$ROOT/build/vault-plugin-secrets-byok
+fi
 mkdir -p build/bench
 # A fake key in OpenAI's documented shape; never a real one.
 KEY="sk-bench$(printf 'x%.0s' $(seq 1 48))"
