@@ -593,8 +593,8 @@ static bool catalog_url_ok(const char *url, bool local, const json_t *local_host
     if (*end == ':') {
         const char *p = end + 1;
         size_t digits = strspn(p, "0123456789");
-        if (digits == 0 || digits > 5 || (p[digits] != '\0' && p[digits] != '/') ||
-            atoi(p) > 65535 || atoi(p) == 0) {
+        long port = digits > 0 && digits <= 5 ? strtol(p, NULL, 10) : 0;
+        if (port < 1 || port > 65535 || (p[digits] != '\0' && p[digits] != '/')) {
             snprintf(why, whylen, "has an invalid port");
             return false;
         }

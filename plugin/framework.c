@@ -389,12 +389,11 @@ static json_t *fw_coerce(const struct fw_field *f, json_t *v, char *why, size_t 
         } else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
                    fabs(json_real_value(v)) < 9.0e15) {
             n = (int64_t)json_real_value(v); /* 10.0 from a Go float64 round trip */
-        } else if (json_is_string(v) && f->type == FW_TYPE_INT &&
-                   fw_parse_int(json_string_value(v), &n)) {
-            /* "10" from a query string */
-        } else if (json_is_string(v) && f->type == FW_TYPE_DURATION &&
-                   fw_duration_parse(json_string_value(v), &n) == ERR_OK) {
-            /* "30d", "720h", "90" */
+        } else if (json_is_string(v) &&
+                   (f->type == FW_TYPE_INT
+                        ? fw_parse_int(json_string_value(v), &n) /* "10" from a query string */
+                        : fw_duration_parse(json_string_value(v), &n) == ERR_OK)) {
+            /* parsed into n */
         } else {
             snprintf(why, whylen, "%s",
                      f->type == FW_TYPE_INT
