@@ -39,7 +39,12 @@ func repoRoot(t *testing.T) string {
 	if r := os.Getenv("BYOK_ROOT"); r != "" {
 		return r
 	}
+	// The package is reached through build/go/src/byok/vaultsim, a symlink
+	// to tests/vaultsim: resolve it before going up.
 	wd, _ := os.Getwd()
+	if real, err := filepath.EvalSymlinks(wd); err == nil {
+		wd = real
+	}
 	return filepath.Clean(filepath.Join(wd, "..", ".."))
 }
 
