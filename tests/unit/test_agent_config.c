@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/* Unit tests for agent/config: defaults, every kind of bad key, limits at and past the edge. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+
+#define BASE_VAULT "\"vault\":{\"address\":\"http://127.0.0.1:8200\",\"token_file\":\"/t\"}"
+#define BASE_LISTENER "\"listeners\":[{\"path\":\"/run/byok/a.sock\",\"tenant\":\"acme\"}]"
+
+static struct config *parse_ok(const char *text)
+{
+    struct config *c = NULL;
+    char err[CONFIG_ERR_LEN];
+    enum err e = config_parse(text, strlen(text), &c, err);
+    if (e != ERR_OK) {
+        fprintf(stderr, "unexpected error: %s\n", err);
+    }
+    assert_int_equal(e, ERR_OK);
+    assert_non_null(c);
+    return c;
+}
+
+/* Parses text expecting failure; the message must start with the key path. */
+static void parse_bad(const char *text, const char *key_path)
+{
+    struct config *c = NULL;
+    char err[CONFIG_ERR_LEN];
+    assert_int_equal(config_parse(text, strlen(text), &c, err), ERR_CONFIG);
+    assert_null(c);
+    if (strncmp(err, key_path, strlen(key_path)) != 0) {
+        fprintf(stderr, "error \"%s\" does not name \"%s\"\n", err, key_path);
+        fail();
+    }
+}
+
+static void test_minimal_defaults(void **state)
+{
+    (void)state;
+    struct config *c = parse_ok("{" BASE_LISTENER "," BASE_VAULT "}");
+    assert_int_equal(c->n_listeners, 1);
+    assert_string_equal(c->listeners[0].tenant, "acme");
+    assert_string_equal(c->listeners[0].app, "default");
+    assert_int_equal(c->listeners[0].mode_bits, 0660);
+    assert_string_equal(c->vault.mount, "byok");
+    assert_string_equal(c->vault.key_type, "production");
+    assert_int_equal(c->limits.max_body_bytes, 1024 * 1024);
+    assert_int_equal(c->limits.max_header_bytes, 16 * 1024);
+    assert_int_equal(c->keycache.max_ttl_s, 300);
+    assert_int_equal(c->upstream.connect_timeout_ms, 5000);
+    assert_string_equal(c->log_level, "info");
+    assert_false(c->log_prompts);
+    assert_true(c->providers.n > 3);
+    assert_string_equal(c->providers.items[0], "openai");
+    assert_non_null(c->usage.node_id);
+    assert_true(config_name_valid(c->usage.node_id));
+    config_unref(&c);
+    assert_null(c);
+}
+
+static void test_full_config(void **state)
+{
+    (void)state;
+    const char *text =
+        "{\"listeners\":[{\"path\":\"/run/byok/a.sock\",\"mode\":\"0600\",\"owner\":\"0\","
+        "\"group\":\"0\",\"tenant\":\"acme\",\"app\":\"web\"},"
+        "{\"path\":\"/run/byok/b.sock\",\"peers\":[{\"uid\":1000,\"tenant\":\"t1\",\"app\":\"a1\"},"
+        "{\"gid\":50,\"tenant\":\"t2\"}]}],"
+        "\"vault\":{\"address\":\"unix:/run/vault.sock\",\"approle\":{\"role_id_file\":\"/r\","
+        "\"secret_id_file\":\"/s\"},\"timeout_ms\":100},"
+        "\"upstream\":{\"ca_file\":\"/ca.pem\",\"max_response_bytes\":1024},"
+        "\"limits\":{\"max_connections\":1},\"stream\":{\"high_water_bytes\":4096},"
+        "\"providers\":[\"openai\",\"anthropic\"],\"forward_headers\":[\"OpenAI-Beta\"],"
+        "\"log_level\":\"debug\",\"log_prompts\":true,\"drain_timeout_s\":0}";
+    struct config *c = parse_ok(text);
+    assert_int_equal(c->listeners[0].mode_bits, 0600);
+    assert_null(c->listeners[1].tenant);
+    assert_int_equal(c->listeners[1].n_peers, 2);
+    assert_int_equal(c->listeners[1].peers[0].uid, 1000);
+    assert_int_equal(c->listeners[1].peers[0].gid, -1);
+    assert_int_equal(c->listeners[1].peers[1].uid, -1);
+    assert_int_equal(c->listeners[1].peers[1].gid, 50);
+    assert_string_equal(c->listeners[1].peers[1].app, "default");
+    assert_string_equal(c->vault.approle.mount, "approle");
+    assert_int_equal(c->vault.timeout_ms, 100);
+    assert_int_equal(c->upstream.max_response_bytes, 1024);
+    assert_int_equal(c->providers.n, 2);
+    assert_true(c->log_prompts);
+    struct config *ref = config_ref(c);
+    config_unref(&c);
+    assert_string_equal(ref->forward_headers.items[0], "OpenAI-Beta");
+    config_unref(&ref);
+}
+
+static void test_unknown_keys(void **state)
+{
+    (void)state;
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"bogus\":1}", "bogus: unknown key");
+    parse_bad("{" BASE_LISTENER ",\"vault\":{\"address\":\"http://v\",\"token_file\":\"/t\","
+              "\"tokn\":1}}",
+              "vault.tokn: unknown key");
+    parse_bad("{\"listeners\":[{\"path\":\"/a\",\"tenant\":\"a\",\"port\":80}]," BASE_VAULT "}",
+              "listeners[0].port: unknown key");
+    parse_bad("{\"listeners\":[{\"path\":\"/"
+              "a\",\"peers\":[{\"uid\":1,\"tenant\":\"a\",\"x\":1}]}]," BASE_VAULT "}",
+              "listeners[0].peers[0].x: unknown key");
+}
+
+static void test_wrong_types(void **state)
+{
+    (void)state;
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"log_prompts\":\"yes\"}", "log_prompts: must be");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":{\"max_body_bytes\":\"1M\"}}",
+              "limits.max_body_bytes: must be an integer");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":[]}", "limits: must be an object");
+    parse_bad("{\"listeners\":{}," BASE_VAULT "}", "listeners: must be an array");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"providers\":[1]}", "providers[0]: must be");
+    parse_bad("[]", "(top level): must be a JSON object");
+    parse_bad("{\"listeners\":", "(file): invalid JSON");
+}
+
+static void test_ranges_at_and_past_limit(void **state)
+{
+    (void)state;
+    /* max_body_bytes: 1024 .. 64 MiB */
+    struct config *c =
+        parse_ok("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":{\"max_body_bytes\":67108864}}");
+    assert_int_equal(c->limits.max_body_bytes, 67108864);
+    config_unref(&c);
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":{\"max_body_bytes\":67108865}}",
+              "limits.max_body_bytes: must be between");
+    c = parse_ok("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":{\"max_body_bytes\":1024}}");
+    config_unref(&c);
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":{\"max_body_bytes\":1023}}",
+              "limits.max_body_bytes: must be between");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"keycache\":{\"max_ttl_s\":0}}",
+              "keycache.max_ttl_s: must be between");
+    /* Name length: 63 accepted, 64 refused. */
+    char text[1024];
+    char name[80];
+    memset(name, 'a', 63);
+    name[63] = '\0';
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/a\",\"tenant\":\"%s\"}]," BASE_VAULT "}", name);
+    c = parse_ok(text);
+    config_unref(&c);
+    memset(name, 'a', 64);
+    name[64] = '\0';
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/a\",\"tenant\":\"%s\"}]," BASE_VAULT "}", name);
+    parse_bad(text, "listeners[0].tenant: must be");
+    /* Listener count: 64 accepted, 65 refused. */
+    size_t cap = 65 * 64 + 256;
+    char *big = malloc(cap);
+    for (int n = 64; n <= 65; n++) {
+        size_t len = (size_t)snprintf(big, cap, "{\"listeners\":[");
+        for (int i = 0; i < n; i++) {
+            len += (size_t)snprintf(big + len, cap - len, "%s{\"path\":\"/s%d\",\"tenant\":\"a\"}",
+                                    i ? "," : "", i);
+        }
+        snprintf(big + len, cap - len, "]," BASE_VAULT "}");
+        if (n == 64) {
+            c = parse_ok(big);
+            assert_int_equal(c->n_listeners, 64);
+            config_unref(&c);
+        } else {
+            parse_bad(big, "listeners: must have between 1 and 64");
+        }
+    }
+    free(big);
+    /* Path: 107 bytes fit sun_path, 108 do not. */
+    char path[120];
+    path[0] = '/';
+    memset(path + 1, 'p', 106);
+    path[107] = '\0';
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"%s\",\"tenant\":\"a\"}]," BASE_VAULT "}", path);
+    c = parse_ok(text);
+    config_unref(&c);
+    path[107] = 'p';
+    path[108] = '\0';
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"%s\",\"tenant\":\"a\"}]," BASE_VAULT "}", path);
+    parse_bad(text, "listeners[0]: path must be absolute");
+}
+
+static void test_semantic_rules(void **state)
+{
+    (void)state;
+    parse_bad("{\"listeners\":[{\"path\":\"/a\"}]," BASE_VAULT "}",
+              "listeners[0]: needs exactly one of");
+    parse_bad("{\"listeners\":[{\"path\":\"/a\",\"tenant\":\"x\",\"peers\":[{\"uid\":1,"
+              "\"tenant\":\"y\"}]}]," BASE_VAULT "}",
+              "listeners[0]: needs exactly one of");
+    parse_bad("{\"listeners\":[{\"path\":\"/a\",\"peers\":[{\"tenant\":\"y\"}]}]," BASE_VAULT "}",
+              "listeners[0].peers[0]: needs \"uid\" or \"gid\"");
+    parse_bad("{\"listeners\":[{\"path\":\"/a\",\"tenant\":\"x\"},{\"path\":\"/"
+              "a\",\"tenant\":\"y\"}]," BASE_VAULT "}",
+              "listeners[1]: path is used");
+    parse_bad("{\"listeners\":[{\"path\":\"rel.sock\",\"tenant\":\"x\"}]," BASE_VAULT "}",
+              "listeners[0]: path must be absolute");
+    parse_bad("{\"listeners\":[{\"path\":\"/a\",\"tenant\":\"x\",\"mode\":\"0999\"}]," BASE_VAULT
+              "}",
+              "listeners[0].mode: must be an octal");
+    parse_bad("{\"listeners\":[{\"path\":\"/a\",\"tenant\":\"Acme\"}]," BASE_VAULT "}",
+              "listeners[0].tenant: must match");
+    parse_bad("{" BASE_LISTENER ",\"vault\":{\"address\":\"ftp://v\",\"token_file\":\"/t\"}}",
+              "vault.address: must start with");
+    parse_bad("{" BASE_LISTENER ",\"vault\":{\"address\":\"http://v\"}}",
+              "vault: needs exactly one of");
+    parse_bad("{" BASE_LISTENER ",\"vault\":{\"address\":\"http://v\",\"token_file\":\"/t\","
+              "\"kubernetes\":{\"role\":\"r\"}}}",
+              "vault: needs exactly one of");
+    parse_bad("{" BASE_LISTENER ",\"vault\":{\"token_file\":\"/t\"}}",
+              "vault.address: is required");
+    parse_bad("{" BASE_VAULT "}", "listeners: is required");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"log_level\":\"loud\"}",
+              "log_level: must be one");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"forward_headers\":[\"Authorization\"]}",
+              "forward_headers[0]: may not forward");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"forward_headers\":[\"X-A:b\"]}",
+              "forward_headers[0]: must be a header name");
+    /* Duplicate keys are refused rather than silently last-one-wins. */
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"log_level\":\"info\",\"log_level\":\"off\"}",
+              "(file): invalid JSON");
+}
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/byok-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "{" BASE_LISTENER "," BASE_VAULT "}";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct config *c = NULL;
+    char err[CONFIG_ERR_LEN];
+    assert_int_equal(config_load(path, &c, err), ERR_OK);
+    config_unref(&c);
+    unlink(path);
+    assert_int_equal(config_load(path, &c, err), ERR_IO);
+    assert_non_null(strstr(err, "cannot open"));
+    /* A file of CONFIG_MAX_FILE + 1 bytes is refused before parsing. */
+    strcpy(path, "/tmp/byok-test-config-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    char *big = malloc(CONFIG_MAX_FILE + 1);
+    memset(big, ' ', CONFIG_MAX_FILE + 1);
+    assert_int_equal(write(fd, big, CONFIG_MAX_FILE + 1), CONFIG_MAX_FILE + 1);
+    close(fd);
+    free(big);
+    assert_int_equal(config_load(path, &c, err), ERR_CONFIG);
+    assert_non_null(strstr(err, "larger than"));
+    unlink(path);
+}
+
+static void test_name_valid(void **state)
+{
+    (void)state;
+    assert_true(config_name_valid("acme"));
+    assert_true(config_name_valid("a-b_c9"));
+    assert_false(config_name_valid(""));
+    assert_false(config_name_valid("-a"));
+    assert_false(config_name_valid("_a"));
+    assert_false(config_name_valid("a/b"));
+    assert_false(config_name_valid("a b"));
+    assert_false(config_name_valid("A"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_minimal_defaults),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_ranges_at_and_past_limit),
+        cmocka_unit_test(test_semantic_rules),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_name_valid),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

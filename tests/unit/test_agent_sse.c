@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/* Unit tests for agent/sse: frames split anywhere, CR/LF variants, fields, limits. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/sse.h"
+
+struct collected {
+    char events[16][64];
+    char data[16][256];
+    size_t n;
+    int stop_after; /* 0 = never */
+};
+
+static int collect(void *arg, const char *event, const char *data, size_t len)
+{
+    struct collected *c = arg;
+    assert_true(c->n < 16);
+    snprintf(c->events[c->n], sizeof(c->events[0]), "%s", event);
+    assert_true(len < sizeof(c->data[0]));
+    memcpy(c->data[c->n], data, len);
+    c->data[c->n][len] = '\0';
+    c->n++;
+    return c->stop_after != 0 && (int)c->n >= c->stop_after;
+}
+
+static const char stream[] = "event: message_start\ndata: {\"a\":1}\n\n"
+                             ": keep-alive comment\n\n"
+                             "data: line1\r\ndata: line2\r\n\r\n"
+                             "id: 7\rretry: 10\rdata:nospace\r\r"
+                             "data: [DONE]\n\n";
+
+static void check_stream(const struct collected *c)
+{
+    assert_int_equal(c->n, 4);
+    assert_string_equal(c->events[0], "message_start");
+    assert_string_equal(c->data[0], "{\"a\":1}");
+    assert_string_equal(c->events[1], "message");
+    assert_string_equal(c->data[1], "line1\nline2");
+    assert_string_equal(c->data[2], "nospace");
+    assert_string_equal(c->data[3], "[DONE]");
+}
+
+static void test_whole_stream(void **state)
+{
+    (void)state;
+    struct collected c = {0};
+    struct sse p;
+    sse_init(&p, 4096, collect, &c);
+    assert_int_equal(sse_feed(&p, stream, strlen(stream)), ERR_OK);
+    assert_true(sse_idle(&p));
+    check_stream(&c);
+    sse_done(&p);
+}
+
+/* Every split point, and byte by byte: the result must not depend on chunking. */
+static void test_split_everywhere(void **state)
+{
+    (void)state;
+    size_t n = strlen(stream);
+    for (size_t cut = 0; cut <= n; cut++) {
+        struct collected c = {0};
+        struct sse p;
+        sse_init(&p, 4096, collect, &c);
+        assert_int_equal(sse_feed(&p, stream, cut), ERR_OK);
+        assert_int_equal(sse_feed(&p, stream + cut, n - cut), ERR_OK);
+        check_stream(&c);
+        sse_done(&p);
+    }
+    struct collected c = {0};
+    struct sse p;
+    sse_init(&p, 4096, collect, &c);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(sse_feed(&p, stream + i, 1), ERR_OK);
+    }
+    check_stream(&c);
+    sse_done(&p);
+}
+
+static void test_partial_not_dispatched(void **state)
+{
+    (void)state;
+    struct collected c = {0};
+    struct sse p;
+    sse_init(&p, 4096, collect, &c);
+    assert_int_equal(sse_feed(&p, "data: {\"half\":", 14), ERR_OK);
+    assert_int_equal(c.n, 0);
+    assert_false(sse_idle(&p));
+    assert_int_equal(sse_feed(&p, "1}\n", 3), ERR_OK);
+    assert_int_equal(c.n, 0); /* a frame ends only at a blank line */
+    assert_false(sse_idle(&p));
+    assert_int_equal(sse_feed(&p, "\n", 1), ERR_OK);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.data[0], "{\"half\":1}");
+    assert_true(sse_idle(&p));
+    sse_done(&p);
+}
+
+static void test_data_limit(void **state)
+{
+    (void)state;
+    /* max_data counts data bytes plus one newline per data line. */
+    char line[64];
+    struct collected c = {0};
+    struct sse p;
+    sse_init(&p, 11, collect, &c);
+    snprintf(line, sizeof(line), "data: 0123456789\n\n"); /* 10 + 1 = 11: at the limit */
+    assert_int_equal(sse_feed(&p, line, strlen(line)), ERR_OK);
+    assert_int_equal(c.n, 1);
+    sse_done(&p);
+    sse_init(&p, 11, collect, &c);
+    snprintf(line, sizeof(line), "data: 0123456789A\n\n"); /* one past */
+    assert_int_equal(sse_feed(&p, line, strlen(line)), ERR_TOOBIG);
+    sse_done(&p);
+}
+
+static void test_line_limit(void **state)
+{
+    (void)state;
+    struct collected c = {0};
+    struct sse p;
+    sse_init(&p, SSE_MAX_LINE * 2, collect, &c);
+    char *big = malloc(SSE_MAX_LINE + 2);
+    memset(big, 'x', SSE_MAX_LINE + 1);
+    memcpy(big, "data:", 5);
+    /* A partial line of exactly SSE_MAX_LINE bytes is held; one more byte is refused. */
+    assert_int_equal(sse_feed(&p, big, SSE_MAX_LINE), ERR_OK);
+    assert_int_equal(sse_feed(&p, big, 1), ERR_TOOBIG);
+    sse_done(&p);
+    free(big);
+}
+
+static void test_event_name_limit(void **state)
+{
+    (void)state;
+    char text[256];
+    char name[SSE_MAX_EVENT_NAME + 2];
+    memset(name, 'e', SSE_MAX_EVENT_NAME);
+    name[SSE_MAX_EVENT_NAME] = '\0';
+    struct collected c = {0};
+    struct sse p;
+    sse_init(&p, 4096, collect, &c);
+    snprintf(text, sizeof(text), "event: %s\ndata: x\n\n", name);
+    assert_int_equal(sse_feed(&p, text, strlen(text)), ERR_OK);
+    assert_int_equal(c.n, 1);
+    sse_done(&p);
+    name[SSE_MAX_EVENT_NAME] = 'e';
+    name[SSE_MAX_EVENT_NAME + 1] = '\0';
+    sse_init(&p, 4096, collect, &c);
+    snprintf(text, sizeof(text), "event: %s\ndata: x\n\n", name);
+    assert_int_equal(sse_feed(&p, text, strlen(text)), ERR_TOOBIG);
+    sse_done(&p);
+}
+
+static void test_callback_stops(void **state)
+{
+    (void)state;
+    struct collected c = {.stop_after = 1};
+    struct sse p;
+    sse_init(&p, 4096, collect, &c);
+    assert_int_equal(sse_feed(&p, "data: a\n\ndata: b\n\n", 18), ERR_CANCELLED);
+    assert_int_equal(c.n, 1);
+    sse_done(&p);
+}
+
+static void test_blank_without_data(void **state)
+{
+    (void)state;
+    struct collected c = {0};
+    struct sse p;
+    sse_init(&p, 4096, collect, &c);
+    /* An event name with no data dispatches nothing, and does not leak into the next frame. */
+    assert_int_equal(sse_feed(&p, "event: ping\n\n\n\ndata: x\n\n", 24), ERR_OK);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.events[0], "message");
+    sse_done(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_whole_stream),
+        cmocka_unit_test(test_split_everywhere),
+        cmocka_unit_test(test_partial_not_dispatched),
+        cmocka_unit_test(test_data_limit),
+        cmocka_unit_test(test_line_limit),
+        cmocka_unit_test(test_event_name_limit),
+        cmocka_unit_test(test_callback_stops),
+        cmocka_unit_test(test_blank_without_data),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
