@@ -78,6 +78,15 @@ func TestConfigReadUpdate(t *testing.T) {
 	if d["max_key_versions"] != float64(7) {
 		t.Errorf("a rejected update changed config: %v", d)
 	}
+	// Query parameters become request data: an unknown one is ignored with
+	// the framework's warning.
+	m = s.MustCall(t, 200, s.RootToken, "GET", "byok/config?colour=red", nil)
+	if w, _ := m["warnings"].([]any); len(w) == 0 || !strings.Contains(fmt.Sprint(w), "colour") {
+		t.Errorf("unknown query parameter: warnings %v", m["warnings"])
+	}
+	if code, _ := s.Call(t, s.RootToken, "GET", "byok/providers?list=maybe", nil); code != 400 {
+		t.Errorf("?list=maybe: status %d, want 400 (as Vault)", code)
+	}
 	// Unknown path and unsupported operation.
 	if code, _ := s.Call(t, s.RootToken, "GET", "byok/no/such/path", nil); code != 404 {
 		t.Errorf("unknown path: status %d, want 404", code)

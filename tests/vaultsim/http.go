@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -98,55 +99,55 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (http/logical.go buildLogicalRequestNoAuth).
 func (s *Server) parse(rc *reqCtx) error {
 	q := rc.r.URL.Query()
+	useQuery := true
 	switch rc.r.Method {
 	case http.MethodGet:
 		rc.op = "read"
 		if v := q.Get("list"); v != "" {
-			if b, _ := strconv.ParseBool(v); b {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errStatus(http.StatusBadRequest)
+			}
+			if b {
+				q.Del("list")
 				rc.op = "list"
 			}
 		}
 	case "LIST":
 		rc.op = "list"
 	case http.MethodPut, http.MethodPost:
-		rc.op = "update"
+		rc.op, useQuery = "update", false
 	case http.MethodDelete:
 		rc.op = "delete"
 	case http.MethodPatch:
-		rc.op = "patch"
+		rc.op, useQuery = "patch", false
+		ct, _, err := mime.ParseMediaType(rc.r.Header.Get("Content-Type"))
+		if err != nil {
+			return errStatus(http.StatusBadRequest, err.Error())
+		}
+		if ct != "application/merge-patch+json" {
+			return errStatus(http.StatusUnsupportedMediaType,
+				"PATCH requires Content-Type of application/merge-patch+json, provided "+ct)
+		}
 	case http.MethodHead:
 		rc.op = "header"
+	case "HELP":
+		rc.op = "help"
 	default:
 		return errStatus(http.StatusMethodNotAllowed)
 	}
 	if rc.op == "list" && !strings.HasSuffix(rc.path, "/") {
 		rc.path += "/"
 	}
-	if h := q.Get("help"); h != "" {
-		if b, _ := strconv.ParseBool(h); b {
-			rc.op = "help"
-		}
+	// http/help.go: any non-empty help parameter (or the HELP method).
+	if q.Get("help") != "" {
+		rc.op = "help"
 	}
-	// Body for writes, query parameters otherwise.
-	switch rc.op {
-	case "update", "patch":
-		body, err := io.ReadAll(io.LimitReader(rc.r.Body, maxRequestSize+1))
-		if err != nil {
-			return errStatus(http.StatusBadRequest, "error reading request body")
-		}
-		if len(body) > maxRequestSize {
-			return errStatus(http.StatusRequestEntityTooLarge, "http: request body too large")
-		}
-		if len(bytes.TrimSpace(body)) > 0 {
-			dec := json.NewDecoder(bytes.NewReader(body))
-			dec.UseNumber()
-			if err := dec.Decode(&rc.data); err != nil {
-				return errStatus(http.StatusBadRequest, "failed to parse JSON input: "+err.Error())
-			}
-		}
-	default:
+	if useQuery {
+		// http/logical.go parseQuery: single value -> string, repeated ->
+		// list, "help" dropped; no parameters -> null.
 		for k, v := range q {
-			if k == "help" || k == "list" {
+			if k == "help" || len(v) == 0 {
 				continue
 			}
 			if rc.data == nil {
@@ -162,7 +163,26 @@ func (s *Server) parse(rc *reqCtx) error {
 				rc.data[k] = l
 			}
 		}
+		return s.parseToken(rc)
 	}
+	body, err := io.ReadAll(io.LimitReader(rc.r.Body, maxRequestSize+1))
+	if err != nil {
+		return errStatus(http.StatusBadRequest, "error reading data")
+	}
+	if len(body) > maxRequestSize {
+		return errStatus(http.StatusRequestEntityTooLarge, "http: request body too large")
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&rc.data); err != nil {
+			return errStatus(http.StatusBadRequest, "error parsing JSON")
+		}
+	}
+	return s.parseToken(rc)
+}
+
+func (s *Server) parseToken(rc *reqCtx) error {
 	rc.token = rc.r.Header.Get("X-Vault-Token")
 	if rc.token == "" {
 		if a := rc.r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
@@ -366,7 +386,7 @@ func (s *Server) buildRequest(rc *reqCtx, op, path string, data map[string]any) 
 		pn, _ := strconv.Atoi(port)
 		req.Connection = &pb.Connection{RemoteAddr: host, RemotePort: int32(pn)}
 	} else {
-		req.Connection = &pb.Connection{RemoteAddr: "127.0.0.1"}
+		req.Connection = &pb.Connection{} // unix socket: Vault leaves it empty
 	}
 	return req
 }
