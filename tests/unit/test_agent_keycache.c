@@ -1,0 +1,443 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Unit tests for agent/keycache (with agent/vault and agent/upstream under it):
+ * one Vault fetch shared by concurrent callers, hits, negative caching, wipe on
+ * invalidate and expiry, Vault errors, token refusal, cancellation, and the
+ * creds parser's bad-input matrix. Vault is a tiny HTTP server on a Unix
+ * socket in a thread of this process, counting the requests it serves.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/jalloc.h"
+#include "agent/keycache.h"
+#include "agent/upstream.h"
+#include "agent/vault.h"
+#include "common/secret.h"
+
+#define CANARY "sk-CANARY-keycache-7f3a9"
+
+static char dir[48];
+static char sock_path[96];
+static char token_path[128];
+static atomic_int creds_calls[8]; /* by provider index below */
+static atomic_int lookups;
+static int listen_fd = -1;
+static pthread_t vault_thread;
+
+static const char *const fake_providers[] = {"openai", "none", "boom", "badjson", "short", NULL};
+
+static int provider_index(const char *p)
+{
+    for (int i = 0; fake_providers[i] != NULL; i++) {
+        if (strcmp(fake_providers[i], p) == 0) {
+            return i;
+        }
+    }
+    return 7;
+}
+
+static void reply(int fd, int status, const char *body)
+{
+    char head[256];
+    int n =
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                 status, strlen(body));
+    (void)!write(fd, head, (size_t)n);
+    (void)!write(fd, body, strlen(body));
+}
+
+static void *vault_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int fd = accept(listen_fd, NULL, NULL);
+        if (fd < 0) {
+            return NULL;
+        }
+        char req[8192];
+        size_t len = 0;
+        for (;;) {
+            ssize_t n = read(fd, req + len, sizeof(req) - 1 - len);
+            if (n <= 0) {
+                break;
+            }
+            len += (size_t)n;
+            req[len] = '\0';
+            char *end = strstr(req, "\r\n\r\n");
+            if (end == NULL) {
+                continue;
+            }
+            /* GET requests only here: no body to read. */
+            char token[64] = "";
+            const char *t = strcasestr(req, "X-Vault-Token: ");
+            if (t != NULL) {
+                sscanf(t + 15, "%63[^\r]", token);
+            }
+            char path[512] = "";
+            sscanf(req, "%*s %511s", path);
+            size_t used = (size_t)(end + 4 - req);
+            memmove(req, req + used, len - used);
+            len -= used;
+            req[len] = '\0';
+            if (strcmp(token, "tok1") != 0) {
+                reply(fd, 403, "{\"errors\":[\"permission denied\"]}");
+                continue;
+            }
+            if (strcmp(path, "/v1/auth/token/lookup-self") == 0) {
+                atomic_fetch_add(&lookups, 1);
+                reply(fd, 200, "{\"data\":{\"ttl\":0,\"renewable\":false}}");
+                continue;
+            }
+            char prov[64] = "";
+            if (sscanf(path, "/v1/byok/tenants/acme/creds/%63[^?]", prov) != 1) {
+                reply(fd, 404, "{\"errors\":[]}");
+                continue;
+            }
+            atomic_fetch_add(&creds_calls[provider_index(prov)], 1);
+            if (strcmp(prov, "openai") == 0 || strcmp(prov, "short") == 0) {
+                char body[1024];
+                snprintf(
+                    body, sizeof(body),
+                    "{\"data\":{\"tenant\":\"acme\",\"provider\":{\"name\":\"%s\",\"api_style\":"
+                    "\"openai\",\"base_url\":\"https://x\"},\"api_key\":\"" CANARY "\","
+                    "\"ttl\":%d,\"settings\":{\"budget_tier\":\"LOW\"},\"metadata\":{}}}",
+                    prov, strcmp(prov, "short") == 0 ? 1 : 300);
+                reply(fd, 200, body);
+            } else if (strcmp(prov, "boom") == 0) {
+                reply(fd, 500, "{\"errors\":[\"internal\"]}");
+            } else if (strcmp(prov, "badjson") == 0) {
+                reply(fd, 200, "{\"data\":");
+            } else {
+                reply(fd, 404, "{\"errors\":[\"no active key\"]}");
+            }
+        }
+        close(fd);
+    }
+}
+
+static void write_token(const char *tok)
+{
+    char tmp[160];
+    snprintf(tmp, sizeof(tmp), "%s.new", token_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, tok, strlen(tok)), (ssize_t)strlen(tok));
+    close(fd);
+    /* rename gives a new inode: the client notices the change whatever the clock resolution. */
+    assert_int_equal(rename(tmp, token_path), 0);
+}
+
+struct env {
+    struct event_base *base;
+    struct config *cfg;
+    struct upstream *up;
+    struct vault *vault;
+    struct keycache *kc;
+};
+
+static struct env E;
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/byok-kc-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock_path, sizeof(sock_path), "%s/vault.sock", dir);
+    snprintf(token_path, sizeof(token_path), "%s/token", dir);
+    write_token("tok1\n");
+    listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+    assert_int_equal(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(listen_fd, 64), 0);
+    assert_int_equal(pthread_create(&vault_thread, NULL, vault_main, NULL), 0);
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
+             "\"vault\":{\"address\":\"unix:%s\",\"token_file\":\"%s\",\"timeout_ms\":5000},"
+             "\"keycache\":{\"max_ttl_s\":300,\"negative_ttl_s\":60}}",
+             sock_path, token_path);
+    char err[CONFIG_ERR_LEN];
+    assert_int_equal(config_parse(text, strlen(text), &E.cfg, err), ERR_OK);
+    E.base = event_base_new();
+    E.up = upstream_new(E.base, 16);
+    E.vault = vault_new(E.base, E.up, E.cfg);
+    E.kc = keycache_new(E.base, E.vault, E.cfg);
+    assert_non_null(E.kc);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    keycache_free(E.kc);
+    vault_free(E.vault);
+    upstream_free(E.up);
+    event_base_free(E.base);
+    config_unref(&E.cfg);
+    shutdown(listen_fd, SHUT_RDWR);
+    close(listen_fd);
+    pthread_join(vault_thread, NULL);
+    unlink(sock_path);
+    unlink(token_path);
+    rmdir(dir);
+    return 0;
+}
+
+struct got {
+    int calls;
+    enum err e;
+    struct keycache_entry *ent;
+};
+
+static void got_cb(void *arg, enum err e, struct keycache_entry *ent)
+{
+    struct got *g = arg;
+    g->calls++;
+    g->e = e;
+    g->ent = ent;
+}
+
+static void run_until(const int *counter, int want)
+{
+    while (*counter < want) {
+        assert_int_equal(event_base_loop(E.base, EVLOOP_ONCE), 0);
+    }
+}
+
+static void get_one(const char *provider, struct got *g)
+{
+    memset(g, 0, sizeof(*g));
+    struct keycache_wait *w = NULL;
+    assert_int_equal(keycache_get(E.kc, "acme", provider, got_cb, g, &w), ERR_OK);
+    run_until(&g->calls, 1);
+}
+
+static void test_single_flight(void **state)
+{
+    (void)state;
+    enum { N = 10 };
+    struct got g[N];
+    memset(g, 0, sizeof(g));
+    int done = 0;
+    for (int i = 0; i < N; i++) {
+        struct keycache_wait *w = NULL;
+        assert_int_equal(keycache_get(E.kc, "acme", "openai", got_cb, &g[i], &w), ERR_OK);
+        assert_non_null(w); /* nothing cached yet: every caller waits */
+    }
+    while (done < N) {
+        assert_int_equal(event_base_loop(E.base, EVLOOP_ONCE), 0);
+        done = 0;
+        for (int i = 0; i < N; i++) {
+            done += g[i].calls;
+        }
+    }
+    assert_int_equal(atomic_load(&creds_calls[0]), 1);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(g[i].calls, 1);
+        assert_int_equal(g[i].e, ERR_OK);
+        assert_ptr_equal(g[i].ent, g[0].ent);
+    }
+    struct keycache_entry *ent = g[0].ent;
+    assert_int_equal(ent->key->len, strlen(CANARY));
+    assert_memory_equal(ent->key->data, CANARY, strlen(CANARY));
+    /* The key is held only as a secret: the JSON kept for routing has no api_key. */
+    assert_null(json_object_get(ent->creds, "api_key"));
+    char *dump = json_dumps(ent->creds, 0);
+    assert_null(strstr(dump, "CANARY"));
+    free(dump);
+    assert_string_equal(json_string_value(json_object_get(ent->entry, "name")), "openai");
+    assert_string_equal(json_string_value(json_object_get(ent->settings, "budget_tier")), "LOW");
+    for (int i = 0; i < N; i++) {
+        keycache_put(&g[i].ent);
+        assert_null(g[i].ent);
+    }
+    assert_int_equal(keycache_stats(E.kc)->shared, N - 1);
+}
+
+static void test_hit_and_invalidate(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    struct keycache_wait *w = (struct keycache_wait *)1;
+    assert_int_equal(keycache_get(E.kc, "acme", "openai", got_cb, &g, &w), ERR_OK);
+    /* A hit answers synchronously. */
+    assert_null(w);
+    assert_int_equal(g.calls, 1);
+    assert_int_equal(g.e, ERR_OK);
+    int before = atomic_load(&creds_calls[0]);
+    unsigned long long wipes = keycache_stats(E.kc)->wipes;
+    /* A provider 401: the key goes at once, even while referenced. */
+    keycache_invalidate(E.kc, "acme", "openai");
+    assert_null(g.ent->key);
+    assert_null(keycache_peek(E.kc, "acme", "openai"));
+    assert_int_equal(keycache_stats(E.kc)->wipes, wipes + 1);
+    keycache_put(&g.ent);
+    get_one("openai", &g);
+    assert_int_equal(g.e, ERR_OK);
+    assert_non_null(g.ent->key);
+    assert_int_equal(atomic_load(&creds_calls[0]), before + 1);
+    keycache_put(&g.ent);
+}
+
+static void test_negative_and_errors(void **state)
+{
+    (void)state;
+    struct got g;
+    get_one("none", &g);
+    assert_int_equal(g.e, ERR_NOTFOUND);
+    assert_null(g.ent);
+    get_one("none", &g);
+    assert_int_equal(g.e, ERR_NOTFOUND);
+    assert_int_equal(atomic_load(&creds_calls[1]), 1); /* remembered */
+    get_one("boom", &g);
+    assert_int_equal(g.e, ERR_UNAVAIL);
+    get_one("boom", &g);
+    assert_int_equal(atomic_load(&creds_calls[2]), 2); /* errors are not cached */
+    get_one("badjson", &g);
+    assert_int_equal(g.e, ERR_PROTO);
+    assert_null(keycache_peek(E.kc, "acme", "badjson"));
+}
+
+static void test_token_refused_then_fixed(void **state)
+{
+    (void)state;
+    keycache_invalidate(E.kc, "acme", "openai");
+    write_token("wrong-token");
+    struct got g;
+    get_one("openai", &g);
+    /* The 403 made the client re-read its token file and retry once; still refused. */
+    assert_int_equal(g.e, ERR_DENIED);
+    write_token("tok1");
+    get_one("openai", &g);
+    assert_int_equal(g.e, ERR_OK);
+    keycache_put(&g.ent);
+}
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    keycache_invalidate(E.kc, "acme", "openai");
+    int before = atomic_load(&creds_calls[0]);
+    struct got cancelled = {0}, other = {0};
+    struct keycache_wait *w1 = NULL, *w2 = NULL;
+    assert_int_equal(keycache_get(E.kc, "acme", "openai", got_cb, &cancelled, &w1), ERR_OK);
+    assert_int_equal(keycache_get(E.kc, "acme", "openai", got_cb, &other, &w2), ERR_OK);
+    keycache_cancel(w1);
+    run_until(&other.calls, 1);
+    assert_int_equal(cancelled.calls, 0);
+    assert_int_equal(other.e, ERR_OK);
+    assert_int_equal(atomic_load(&creds_calls[0]), before + 1);
+    keycache_put(&other.ent);
+    /* The fetch outlived the cancelled caller and serves the next one from the cache. */
+    assert_non_null(keycache_peek(E.kc, "acme", "openai"));
+}
+
+static void test_expiry(void **state)
+{
+    (void)state;
+    struct got g;
+    get_one("short", &g);
+    assert_int_equal(g.e, ERR_OK);
+    keycache_put(&g.ent);
+    assert_non_null(keycache_peek(E.kc, "acme", "short"));
+    /* ttl 1 s: after two seconds the entry must be gone (not a timing assertion: TTL semantics). */
+    sleep(2);
+    assert_null(keycache_peek(E.kc, "acme", "short"));
+    get_one("short", &g);
+    assert_int_equal(atomic_load(&creds_calls[4]), 2);
+    keycache_put(&g.ent);
+}
+
+static void test_parse_creds_matrix(void **state)
+{
+    (void)state;
+    struct secret *k = NULL;
+    json_t *c = NULL;
+    long ttl = -1;
+    const char *ok = "{\"api_key\":\"abc\",\"ttl\":5,\"provider\":{}}";
+    assert_int_equal(keycache_parse_creds(ok, strlen(ok), &k, &c, &ttl), ERR_OK);
+    assert_int_equal(ttl, 5);
+    assert_null(json_object_get(c, "api_key"));
+    secret_free(&k);
+    json_decref(c);
+    static const char *const bad[] = {
+        "",
+        "{",
+        "[]",
+        "{\"ttl\":5}",
+        "{\"api_key\":5}",
+        "{\"api_key\":\"\"}",
+        "{\"api_key\":\"a\\r\\nX-Injected: 1\"}",
+        "{\"api_key\":\"a\\u0000b\"}",
+        "{\"api_key\":\"abc\",\"provider\":\"openai\"}",
+        NULL,
+    };
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        k = NULL;
+        c = NULL;
+        assert_int_equal(keycache_parse_creds(bad[i], strlen(bad[i]), &k, &c, &ttl), ERR_PROTO);
+        assert_null(k);
+        assert_null(c);
+    }
+    /* Key length: KEYCACHE_MAX_KEY accepted, one more refused. */
+    size_t cap = KEYCACHE_MAX_KEY + 64;
+    char *text = malloc(cap);
+    for (size_t n = KEYCACHE_MAX_KEY; n <= KEYCACHE_MAX_KEY + 1; n++) {
+        size_t len = (size_t)snprintf(text, cap, "{\"api_key\":\"");
+        memset(text + len, 'k', n);
+        len += n;
+        len += (size_t)snprintf(text + len, cap - len, "\"}");
+        enum err e = keycache_parse_creds(text, len, &k, &c, &ttl);
+        if (n == KEYCACHE_MAX_KEY) {
+            assert_int_equal(e, ERR_OK);
+            assert_int_equal(k->len, KEYCACHE_MAX_KEY);
+            secret_free(&k);
+            json_decref(c);
+        } else {
+            assert_int_equal(e, ERR_PROTO);
+        }
+    }
+    free(text);
+}
+
+int main(void)
+{
+    jalloc_install();
+    if (secret_heap_init(1 << 20) != ERR_OK) {
+        return 1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_single_flight),
+        cmocka_unit_test(test_hit_and_invalidate),
+        cmocka_unit_test(test_negative_and_errors),
+        cmocka_unit_test(test_token_refused_then_fixed),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_parse_creds_matrix),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}
