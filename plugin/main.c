@@ -16,7 +16,10 @@
 #include <grpc/support/log.h>
 #include <jansson.h>
 #include <malloc.h>
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -65,6 +68,19 @@ static void plugin_refuse(const char *why)
 {
     fprintf(stderr, "%s\n%s", why, plugin_refusal);
     exit(1);
+}
+
+/* Does text start with (after blanks) a PEM certificate OpenSSL can parse? */
+static bool plugin_pem_cert_ok(const char *text)
+{
+    BIO *bio = BIO_new_mem_buf(text, -1);
+    if (bio == NULL) {
+        return false;
+    }
+    X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    X509_free(x);
+    return x != NULL;
 }
 
 /* Is "5" one of the comma-separated versions Vault offers? */
@@ -229,9 +245,13 @@ int main(int argc, char **argv)
                       "(Vault 1.12 or newer, or OpenBao, is required).");
     }
     const char *client_cert = getenv("PLUGIN_CLIENT_CERT");
-    if (client_cert == NULL || strstr(client_cert, "-----BEGIN CERTIFICATE-----") == NULL) {
+    if (client_cert == NULL || client_cert[0] == '\0') {
         plugin_refuse("vault-plugin-secrets-byok: PLUGIN_CLIENT_CERT is missing: the host must "
                       "use AutoMTLS.");
+    }
+    if (!plugin_pem_cert_ok(client_cert)) {
+        /* gRPC would accept it and then fail every TLS handshake with a vaguer message. */
+        plugin_refuse("vault-plugin-secrets-byok: PLUGIN_CLIENT_CERT is not a PEM certificate.");
     }
 
     int lvl = log_level_parse(getenv("BYOK_LOG_LEVEL"));
