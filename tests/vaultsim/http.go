@@ -233,6 +233,19 @@ func (s *Server) route(rc *reqCtx) error {
 		return s.handleReload(rc)
 	case p == "sys/internal/specs/openapi":
 		return s.handleOpenAPI(rc)
+	case strings.HasPrefix(p, "sys/internal/ui/mounts/"):
+		// The vault CLI's KV preflight (`vault read byok/...`) asks which
+		// mount a path is on.
+		if err := s.requireToken(rc); err != nil {
+			return err
+		}
+		rel := strings.TrimPrefix(p, "sys/internal/ui/mounts/")
+		if rel != s.opts.Mount && !strings.HasPrefix(rel, mount) {
+			return errStatus(http.StatusBadRequest, "cannot find mount for path")
+		}
+		writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"path": mount, "type": s.opts.PluginName,
+			"description": "", "options": nil, "plugin_version": s.opts.PluginVersion}, nil, nil))
+		return nil
 	case strings.HasPrefix(p, "sys/") || strings.HasPrefix(p, "auth/") || strings.HasPrefix(p, "identity/"):
 		return s.handleAuthAPI(rc)
 	}
