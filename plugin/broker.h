@@ -34,7 +34,7 @@
 /* Deadline of one storage call; Vault's own storage (Raft, Consul) answers far sooner. */
 #define BROKER_CALL_TIMEOUT_MS 60000
 /* Largest reply we unpack from Vault: a storage value (1 MiB) plus framing, or a long List. */
-#define BROKER_MAX_REPLY (64 * 1024 * 1024)
+#define BROKER_MAX_REPLY ((size_t)64 * 1024 * 1024)
 /* Longest gRPC status message kept for the caller. */
 #define BROKER_MAX_DETAIL 256
 

@@ -50,7 +50,7 @@
 /* Longest PLUGIN_PROTOCOL_VERSIONS value we parse. */
 #define PLUGIN_MAX_VERSIONS_ENV 64
 /* Locked arena for keys: DEKs, KEKs, the TLS key and plaintext provider keys while in use. */
-#define PLUGIN_SECURE_HEAP (1024 * 1024)
+#define PLUGIN_SECURE_HEAP ((size_t)1024 * 1024)
 /* malloc arenas shared by all threads (glibc's default is 8 per core). */
 #define PLUGIN_MALLOC_ARENAS 2
 /* Vault SIGKILLs 2 s after Shutdown; leave margin for unlinking and logging. */

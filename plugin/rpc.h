@@ -29,7 +29,7 @@
 /* Worker threads for blocking handlers. Enough for Vault's concurrency; each is cheap when idle. */
 #define RPC_WORKERS 8
 /* Stack of each thread we create: handlers use jansson and OpenSSL, no deep recursion. */
-#define RPC_THREAD_STACK (512 * 1024)
+#define RPC_THREAD_STACK ((size_t)512 * 1024)
 /* Calls requested from the core ahead of time (each is an accept slot). */
 #define RPC_PREPOSTED_CALLS 32
 /* Accept slots per control method (StartStream, Shutdown): Vault opens one of each. */
