@@ -673,7 +673,11 @@ static void call_attempt(struct call *c)
         call_key_ready(c, e, NULL);
         return;
     }
-    c->wait = w;
+    /* A cache hit has already run call_key_ready (which may have ended the call): w is NULL then.
+     */
+    if (w != NULL) {
+        c->wait = w;
+    }
 }
 
 /* ---- probing and planning ------------------------------------------------------------------- */
