@@ -28,6 +28,7 @@ struct keystore_counter {
 struct keystore {
     struct envelope *env;
     struct cache *settings; /* "tenants/<t>/settings" -> stored document */
+    struct cache *records;  /* "tenants/<t>/keys/<p>/<kt>" -> key record */
     pthread_mutex_t write_mu;
     pthread_mutex_t counter_mu;
     size_t n_counters;
@@ -155,7 +156,8 @@ static struct keystore *keystore_new(void)
     }
     ks->env = envelope_new();
     ks->settings = cache_new();
-    if (ks->env == NULL || ks->settings == NULL) {
+    ks->records = cache_new();
+    if (ks->env == NULL || ks->settings == NULL || ks->records == NULL) {
         goto out_free;
     }
     if (pthread_mutex_init(&ks->write_mu, NULL) != 0) {
@@ -170,6 +172,7 @@ static struct keystore *keystore_new(void)
 out_free:
     envelope_free(ks->env);
     cache_free(ks->settings);
+    cache_free(ks->records);
     free(ks);
     return NULL;
 }
@@ -197,6 +200,7 @@ static void keystore_free(void *state)
     keystore_counters_clear_locked(ks);
     envelope_free(ks->env);
     cache_free(ks->settings);
+    cache_free(ks->records);
     pthread_mutex_destroy(&ks->counter_mu);
     pthread_mutex_destroy(&ks->write_mu);
     free(ks);
@@ -237,6 +241,7 @@ static void keystore_hook_invalidate(struct byok *b, const char *key)
     envelope_invalidate(ks->env, key);
     if (strncmp(key, "tenants/", 8) == 0) {
         cache_invalidate(ks->settings, key);
+        cache_invalidate(ks->records, key);
     }
 }
 
@@ -259,6 +264,7 @@ static void keystore_hook_cleanup(struct byok *b)
     }
     envelope_drop_all(ks->env);
     cache_invalidate(ks->settings, NULL);
+    cache_invalidate(ks->records, NULL);
     pthread_mutex_lock(&ks->counter_mu);
     keystore_counters_clear_locked(ks);
     pthread_mutex_unlock(&ks->counter_mu);
@@ -387,6 +393,60 @@ enum err keystore_settings_put(struct byok *b, struct storage *st, const char *t
         cache_invalidate(ks->settings, key);
     }
     return e;
+}
+
+/* ---- key records ------------------------------------------------------------------------ */
+
+enum err keystore_record_get(struct keystore *ks, struct storage *st, const char *key,
+                             json_t **ret_shared)
+{
+    uint64_t gen = 0;
+    json_t *rec = cache_get(ks->records, key, &gen);
+    if (rec != NULL) {
+        *ret_shared = rec;
+        return ERR_OK;
+    }
+    enum err e = storage_get_json(st, key, &rec);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (!json_is_object(rec)) {
+        json_decref(rec);
+        return ERR_PROTO;
+    }
+    cache_put(ks->records, key, rec, gen);
+    *ret_shared = rec;
+    return ERR_OK;
+}
+
+enum err keystore_record_put(struct keystore *ks, struct storage *st, const char *key,
+                             const json_t *rec)
+{
+    /*
+     * Drop before the write, drop again after it, and cache the new record
+     * under the generation taken after the second drop: a reader that loaded
+     * the old record meanwhile holds an older generation and cannot re-cache
+     * it. The next existence check and write then need no storage read.
+     */
+    cache_invalidate(ks->records, key);
+    enum err e = storage_put_json(st, key, rec, false);
+    cache_invalidate(ks->records, key);
+    if (e == ERR_OK) {
+        uint64_t gen = 0;
+        json_t *none = cache_get(ks->records, key, &gen);
+        json_decref(none);
+        json_t *copy = json_deep_copy(rec);
+        if (copy != NULL) {
+            cache_put(ks->records, key, copy, gen);
+            json_decref(copy);
+        }
+    }
+    return e;
+}
+
+void keystore_record_forget(struct keystore *ks, const char *key)
+{
+    cache_invalidate(ks->records, key);
 }
 
 /* ---- usage counters ------------------------------------------------------------------- */
@@ -561,7 +621,7 @@ enum err keystore_usage_flush(struct keystore *ks, struct storage *st)
         }
         if (e == ERR_OK) {
             keystore_rec_add_usage(rec, c->hits, c->last_used);
-            e = storage_put_json(st, key, rec, false);
+            e = keystore_record_put(ks, st, key, rec);
             json_decref(rec);
         }
         if (e == ERR_NOTFOUND) {
@@ -673,7 +733,7 @@ enum err keystore_grace_sweep(struct keystore *ks, struct storage *st)
         enum err ge = storage_get_json(st, key, &rec);
         if (ge == ERR_OK) {
             if (keystore_versions_revoke_due(rec, now)) {
-                ge = storage_put_json(st, key, rec, false);
+                ge = keystore_record_put(ks, st, key, rec);
             }
             if (ge == ERR_OK && !keystore_has_pending_grace(rec)) {
                 ge = keystore_grace_mark(st, t, p, kt, false);

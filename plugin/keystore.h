@@ -97,6 +97,21 @@ MUST_USE enum err keystore_settings_put(struct byok *b, struct storage *st, cons
 MUST_USE enum err keystore_settings_stored(struct storage *st, const char *tenant,
                                            json_t **ret_stored);
 
+/*
+ * Key records (tenants/<t>/keys/<p>/<kt>) through an in-memory cache, so a
+ * warm creds read and a key write's existence check need no storage round
+ * trip. InvalidateKey drops entries (Vault sends it when another node
+ * writes); every local write goes through keystore_record_put, which drops
+ * the entry too. record_get returns a SHARED document: never modify it
+ * (json_deep_copy first). ERR_NOTFOUND when absent.
+ */
+MUST_USE enum err keystore_record_get(struct keystore *ks, struct storage *st, const char *key,
+                                      json_t **ret_shared);
+MUST_USE enum err keystore_record_put(struct keystore *ks, struct storage *st, const char *key,
+                                      const json_t *rec);
+/* Drops cached records: one key, or every one (key NULL; tenant delete). */
+void keystore_record_forget(struct keystore *ks, const char *key);
+
 /* Usage counters: creds reads count in memory; metadata reads merge; byok_periodic flushes. */
 void keystore_usage_hit(struct keystore *ks, const char *tenant, const char *provider,
                         const char *key_type, time_t now);

@@ -103,7 +103,8 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
     char skey[STORAGE_MAX_KEY];
     e = keystore_path_key(skey, sizeof(skey), t, p, kt);
     if (e == ERR_OK) {
-        e = storage_get_json(req->storage, skey, &rec); /* the one round trip */
+        /* Shared, read-only: at most one storage round trip, none when warm. */
+        e = keystore_record_get(ks, req->storage, skey, &rec);
     }
     if (e == ERR_NOTFOUND) {
         fw_error_coded(resp, 404, "no active key");

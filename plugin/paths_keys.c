@@ -236,19 +236,20 @@ static void keys_mask(const char *v, size_t len, char *out, size_t size)
     snprintf(out, size, "%.*s...%.*s", (int)head, v, (int)tail, v + len - tail);
 }
 
+/* A private (mutable) copy of the key record. */
 static json_t *keys_load(struct fw_request *req, enum err *ret_e)
 {
     char key[STORAGE_MAX_KEY];
-    json_t *rec = NULL;
+    json_t *shared = NULL, *rec = NULL;
     *ret_e = keystore_path_key(key, sizeof(key), fw_str(req, "tenant"), fw_str(req, "provider"),
                                fw_str(req, "key_type"));
     if (*ret_e == ERR_OK) {
-        *ret_e = storage_get_json(req->storage, key, &rec);
+        *ret_e = keystore_record_get(keystore_of(req->backend), req->storage, key, &shared);
     }
-    if (*ret_e == ERR_OK && !json_is_object(rec)) {
-        json_decref(rec);
-        rec = NULL;
-        *ret_e = ERR_PROTO;
+    if (*ret_e == ERR_OK) {
+        rec = json_deep_copy(shared);
+        json_decref(shared);
+        *ret_e = rec != NULL ? ERR_OK : ERR_NOMEM;
     }
     return rec;
 }
@@ -258,7 +259,7 @@ static enum err keys_save(struct fw_request *req, const json_t *rec)
     char key[STORAGE_MAX_KEY];
     enum err e = keystore_path_key(key, sizeof(key), fw_str(req, "tenant"), fw_str(req, "provider"),
                                    fw_str(req, "key_type"));
-    return e == ERR_OK ? storage_put_json(req->storage, key, rec, false) : e;
+    return e == ERR_OK ? keystore_record_put(keystore_of(req->backend), req->storage, key, rec) : e;
 }
 
 /* The read shape: the record without ciphertexts, with the status computed now. */
@@ -277,6 +278,19 @@ static json_t *keys_view(const json_t *rec, time_t now)
     }
     json_object_set_new(out, "status", json_string(keystore_key_status(rec, now)));
     return out;
+}
+
+static bool keys_grace_pending(const json_t *rec)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(rec, "versions"), i, v)
+    {
+        if (json_object_get(v, "revoke_at") != NULL) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Revokes every version except keep_a and keep_b (-1: none), destroying ciphertexts. */
@@ -494,12 +508,16 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
             goto out_unlock;
         }
         /* A plain write replaces the value at once; rotate is the path with a grace period. */
+        bool had_grace = keys_grace_pending(rec);
         keys_revoke_versions(rec, now_s, version, -1);
         keys_trim(rec, json_integer_value(json_object_get(config, "max_key_versions")));
         json_object_set_new(rec, "status", json_string("active"));
         json_object_del(rec, "revoked_at");
-        e = keystore_grace_mark(req->storage, fw_str(req, "tenant"), fw_str(req, "provider"),
-                                fw_str(req, "key_type"), false);
+        /* Only when a grace period was cut short: a write costs no extra round trip otherwise. */
+        if (had_grace) {
+            e = keystore_grace_mark(req->storage, fw_str(req, "tenant"), fw_str(req, "provider"),
+                                    fw_str(req, "key_type"), false);
+        }
         if (e != ERR_OK) {
             goto out_unlock;
         }
@@ -562,17 +580,16 @@ static enum err keys_delete(struct fw_request *req, struct fw_response *resp)
     }
     char now_s[32];
     keystore_time_format(keystore_now(), now_s, sizeof(now_s));
+    bool had_grace = keys_grace_pending(rec);
     keys_revoke_versions(rec, now_s, -1, -1);
-    if (strcmp(json_string_value(json_object_get(rec, "status")) != NULL
-                   ? json_string_value(json_object_get(rec, "status"))
-                   : "",
-               "revoked") != 0) {
+    const char *status = json_string_value(json_object_get(rec, "status"));
+    if (status == NULL || strcmp(status, "revoked") != 0) {
         json_object_set_new(rec, "revoked_at", json_string(now_s));
     }
     json_object_set_new(rec, "status", json_string("revoked"));
     json_object_set_new(rec, "updated_at", json_string(now_s));
     e = keys_save(req, rec);
-    if (e == ERR_OK) {
+    if (e == ERR_OK && had_grace) {
         e = keystore_grace_mark(req->storage, t, p, kt, false);
     }
     /* Pending hits of a revoked key are history; flush them now would race the tombstone. */
@@ -679,15 +696,16 @@ out_config:
 
 static enum err keys_exists(struct fw_request *req, bool *ret_exists)
 {
-    enum err e;
-    json_t *rec = keys_load(req, &e);
-    json_decref(rec);
-    if (e == ERR_NOTFOUND) {
-        *ret_exists = false;
-        return ERR_OK;
+    char key[STORAGE_MAX_KEY];
+    json_t *shared = NULL;
+    enum err e = keystore_path_key(key, sizeof(key), fw_str(req, "tenant"), fw_str(req, "provider"),
+                                   fw_str(req, "key_type"));
+    if (e == ERR_OK) {
+        e = keystore_record_get(keystore_of(req->backend), req->storage, key, &shared);
     }
+    json_decref(shared);
     *ret_exists = e == ERR_OK;
-    return e;
+    return e == ERR_NOTFOUND ? ERR_OK : e;
 }
 
 static enum err keys_list_storage(struct fw_request *req, struct fw_response *resp,

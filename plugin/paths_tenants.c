@@ -252,6 +252,7 @@ static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
         e = tenants_delete_grace(req->storage, t);
     }
     keystore_usage_forget(ks, t, NULL, NULL);
+    keystore_record_forget(ks, NULL); /* rare: simpler than walking the cache by prefix */
     keystore_unlock(ks);
     /* Drop the cached settings (InvalidateKey does the same on other nodes). */
     byok_invalidate(req->backend, settings_key);

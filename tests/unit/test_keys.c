@@ -719,6 +719,7 @@ static void test_tenants_list_read_delete(void **state)
 
     /* A restored ciphertext (from a backup) never opens again... */
     assert_int_equal(storage_put(e->st, KP, raw, raw_len, false), ERR_OK);
+    byok_invalidate(e->b, KP); /* what Vault sends when storage changes under us */
     r = call(e, FW_OP_READ, CREDS, NULL);
     assert_int_equal(r.status, FW_INTERNAL);
     assert_null(r.data);
@@ -755,6 +756,7 @@ static void test_record_moved(void **state)
     const char *bodies[] = {NULL, "{\"key_type\": \"staging\"}", NULL};
     for (size_t i = 0; i < 3; i++) {
         assert_int_equal(storage_put(e->st, targets[i], raw, raw_len, false), ERR_OK);
+        byok_invalidate(e->b, targets[i]);
         struct result r = call(e, FW_OP_READ, creds[i], bodies[i]);
         assert_int_equal(r.status, FW_INTERNAL);
         assert_null(r.data);

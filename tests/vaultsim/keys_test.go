@@ -114,15 +114,15 @@ func TestKeysLifecycleHTTP(t *testing.T) {
 		t.Errorf("creds settings: %v", cr["settings"])
 	}
 
-	// Warm creds reads cost one storage round trip and write nothing.
+	// Warm creds reads cost at most one storage round trip each (none with the record cache) and write nothing.
 	call(200, "GET", creds, nil)
 	g0, p0, l0, d0 := s.Storage.OpCounts()
 	for i := 0; i < 5; i++ {
 		call(200, "GET", creds, nil)
 	}
 	g1, p1, l1, d1 := s.Storage.OpCounts()
-	if g1-g0 != 5 || p1 != p0 || l1 != l0 || d1 != d0 {
-		t.Errorf("5 warm creds reads: %d gets, %d puts, %d lists, %d deletes; want 5, 0, 0, 0",
+	if g1-g0 > 5 || p1 != p0 || l1 != l0 || d1 != d0 {
+		t.Errorf("5 warm creds reads: %d gets, %d puts, %d lists, %d deletes; want <= 5, 0, 0, 0",
 			g1-g0, p1-p0, l1-l0, d1-d0)
 	}
 
