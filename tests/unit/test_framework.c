@@ -112,6 +112,9 @@ static const struct fw_path table_b[] = {
     {.pattern = "t/{tenant}/k/{provider}/{key_type}", .handlers = {[FW_OP_READ] = echo}},
     {.pattern = "t/{tenant}/k/", .handlers = {[FW_OP_LIST] = list_items}},
     {.pattern = "broken", .handlers = {[FW_OP_READ] = fails}},
+    /* FW_MAX_SEGMENTS named segments: usable; one more: the entry never matches. */
+    {.pattern = "s8/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}", .handlers = {[FW_OP_READ] = echo}},
+    {.pattern = "s9/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}", .handlers = {[FW_OP_READ] = echo}},
     {.pattern = NULL},
 };
 
@@ -350,6 +353,31 @@ static void test_route_any_segment(void **state)
     call_done(&c);
     call_run(&c, FW_OP_READ, "raw/", NULL); /* empty segment never matches */
     assert_int_equal(c.resp.status, FW_UNSUPPORTED_PATH);
+    call_done(&c);
+}
+
+static void test_route_segment_limit(void **state)
+{
+    (void)state;
+    _Static_assert(FW_MAX_SEGMENTS == 8, "the s8/s9 test patterns assume 8");
+    struct call c;
+    call_run(&c, FW_OP_READ, "s8/a/b/c/d/e/f/g/h", NULL);
+    assert_int_equal(c.resp.status, FW_OK);
+    assert_string_equal(json_string_value(field(&c, "h")), "h");
+    call_done(&c);
+    call_run(&c, FW_OP_READ, "s9/a/b/c/d/e/f/g/h/i", NULL);
+    assert_int_equal(c.resp.status, FW_UNSUPPORTED_PATH);
+    call_done(&c);
+}
+
+static void test_list_parameter_is_not_unknown(void **state)
+{
+    (void)state;
+    /* Some Vault versions pass ?list=true through as data on list requests. */
+    struct call c;
+    call_run(&c, FW_OP_LIST, "items/", "{\"list\": \"true\"}");
+    assert_int_equal(c.resp.status, FW_OK);
+    assert_null(c.resp.warnings);
     call_done(&c);
 }
 
@@ -914,6 +942,8 @@ int main(void)
         cmocka_unit_test(test_route_invalid_name_is_400_naming_field),
         cmocka_unit_test(test_route_any_segment),
         cmocka_unit_test(test_route_path_limit),
+        cmocka_unit_test(test_route_segment_limit),
+        cmocka_unit_test(test_list_parameter_is_not_unknown),
         cmocka_unit_test(test_unsupported_operation_and_path),
         cmocka_unit_test(test_handler_failure_is_internal),
         cmocka_unit_test(test_field_coercion_table),
