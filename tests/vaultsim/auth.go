@@ -101,7 +101,8 @@ func (a *authState) lookup(id string) *Token {
 	if t == nil || (!t.Expires.IsZero() && time.Now().After(t.Expires)) {
 		return nil
 	}
-	return t
+	c := *t // a snapshot: renew-self changes the stored entry under the lock
+	return &c
 }
 
 // effectivePolicies is the token's policies plus its entity's policies.
@@ -637,10 +638,16 @@ func (s *Server) handleRenew(rc *reqCtx) error {
 		exp = max
 	}
 	s.auth.mu.Lock()
-	t.Expires = exp
-	t.TTL = exp.Sub(now).Round(time.Second)
+	stored := s.auth.tokens[t.ID]
+	if stored == nil {
+		s.auth.mu.Unlock()
+		return errPermissionDenied
+	}
+	stored.Expires = exp
+	stored.TTL = exp.Sub(now).Round(time.Second)
+	c := *stored
 	s.auth.mu.Unlock()
-	writeJSON(rc.w, http.StatusOK, s.authEnvelope(t))
+	writeJSON(rc.w, http.StatusOK, s.authEnvelope(&c))
 	return nil
 }
 
