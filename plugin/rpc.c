@@ -301,28 +301,52 @@ static void rpc_finish(struct rpc_call *c, struct rpc_reply *r)
     rpc_batch(c, ops, n, &c->t_send);
 }
 
+/* Wipes every slice of a received message in place: we are its last reader. */
+static void rpc_wipe_message(grpc_byte_buffer *bb)
+{
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+        return;
+    }
+    grpc_slice *s = NULL;
+    while (grpc_byte_buffer_reader_peek(&reader, &s)) {
+        OPENSSL_cleanse(GRPC_SLICE_START_PTR(*s), GRPC_SLICE_LENGTH(*s));
+    }
+    grpc_byte_buffer_reader_destroy(&reader);
+}
+
 /* Runs a unary handler on the call's received message. */
 static void rpc_run(struct rpc_call *c)
 {
     struct rpc_reply r = {.status = GRPC_STATUS_OK};
-    if (c->recv_bb == NULL) {
+    grpc_byte_buffer_reader reader;
+    if (c->recv_bb == NULL || !grpc_byte_buffer_reader_init(&reader, c->recv_bb)) {
         rpc_reply_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "missing request message");
         rpc_finish(c, &r);
         return;
     }
-    grpc_byte_buffer_reader reader;
-    if (!grpc_byte_buffer_reader_init(&reader, c->recv_bb)) {
-        rpc_reply_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "cannot read request message");
-        rpc_finish(c, &r);
-        return;
+    /* A message in one slice (the usual case) is read in place; only a split one is copied. */
+    grpc_slice *first = NULL;
+    grpc_slice *second = NULL;
+    int whole = grpc_byte_buffer_reader_peek(&reader, &first);
+    if (whole && !grpc_byte_buffer_reader_peek(&reader, &second)) {
+        c->m->fn(GRPC_SLICE_START_PTR(*first), GRPC_SLICE_LENGTH(*first), &r);
+        grpc_byte_buffer_reader_destroy(&reader);
+    } else {
+        grpc_byte_buffer_reader_destroy(&reader);
+        if (!grpc_byte_buffer_reader_init(&reader, c->recv_bb)) {
+            rpc_reply_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "cannot read request message");
+            rpc_finish(c, &r);
+            return;
+        }
+        grpc_slice in = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+        c->m->fn(GRPC_SLICE_START_PTR(in), GRPC_SLICE_LENGTH(in), &r);
+        OPENSSL_cleanse(GRPC_SLICE_START_PTR(in), GRPC_SLICE_LENGTH(in));
+        grpc_slice_unref(in);
     }
-    /* readall returns a reference, not a copy, when the message is one slice (the usual case). */
-    grpc_slice in = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    c->m->fn(GRPC_SLICE_START_PTR(in), GRPC_SLICE_LENGTH(in), &r);
-    /* Requests may carry a provider key (key writes): we are the last reader of these bytes. */
-    OPENSSL_cleanse(GRPC_SLICE_START_PTR(in), GRPC_SLICE_LENGTH(in));
-    grpc_slice_unref(in);
+    /* Requests may carry a provider key (key writes). */
+    rpc_wipe_message(c->recv_bb);
     rpc_finish(c, &r);
 }
 
