@@ -158,7 +158,11 @@ MUST_USE enum err fw_handle(const struct fw_path *const *tables, struct fw_reque
 
 /*
  * Existence check for create/update: *ret_found = false when the path has no
- * exists function; FW_UNSUPPORTED_PATH in resp when no path matches.
+ * exists function; FW_UNSUPPORTED_PATH in resp when no path matches. Like
+ * Vault's, the check does not validate: fields are built without the required
+ * check and bad values are skipped, and a bad name in the path gives
+ * *ret_found = false (HandleRequest then answers the 400), because Vault turns
+ * any other error from a check into a 500.
  */
 MUST_USE enum err fw_exists(const struct fw_path *const *tables, struct fw_request *req,
                             bool *ret_found, bool *ret_exists, struct fw_response *resp);
