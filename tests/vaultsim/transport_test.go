@@ -256,7 +256,7 @@ func tlsRejects(t *testing.T, addr string, roots *x509.CertPool, cert *tls.Certi
 		return true
 	}
 	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 64)
 	_, err = conn.Read(buf)
 	if err == nil {
@@ -308,7 +308,7 @@ func TestBrokerRequiresPluginCert(t *testing.T) {
 	cfg := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{other}}
 	conn, err := tls.Dial("unix", p.brokerLis.Addr().String(), cfg)
 	if err == nil {
-		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, err = conn.Read(make([]byte, 16))
 		conn.Close()
 	}
