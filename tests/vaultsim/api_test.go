@@ -8,12 +8,15 @@ package vaultsim
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func keysOf(t *testing.T, resp map[string]any) []string {
@@ -350,4 +353,28 @@ func TestRollbackTolerated(t *testing.T) {
 	}
 	s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)
 	t.Logf("GRPCStdio/StreamStdio: %s", s.Plugin().StdioResult())
+}
+
+// A plugin killed underneath the stand-in makes requests fail (500, never a
+// hang); a reload brings the mount back with its stored state.
+func TestPluginKilledThenReloaded(t *testing.T) {
+	s := newSim(t)
+	writeState(t, s)
+	p := s.Plugin()
+	proc, err := os.FindProcess(p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 500 && !p.Exited(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = os.Remove(p.Addr.String()) // a SIGKILLed plugin cannot remove its socket
+	if code, m := s.Call(t, s.RootToken, "GET", "byok/config", nil); code != 500 {
+		t.Errorf("request to a dead plugin: %d %v, want 500", code, m)
+	}
+	s.MustCall(t, 204, s.RootToken, "PUT", "sys/plugins/reload/backend", map[string]any{"plugin": s.Plugin().cfg.Name})
+	checkState(t, s, "after crash and reload")
 }
