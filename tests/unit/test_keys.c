@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -772,7 +773,7 @@ static void test_record_moved(void **state)
 
 struct reader {
     struct env *e;
-    volatile bool *stop;
+    atomic_bool *stop;
     int failures;
     int reads;
 };
@@ -781,7 +782,7 @@ static void *reader_main(void *arg)
 {
     struct reader *rd = arg;
     unsigned i = 0;
-    while (!*rd->stop || rd->reads < 20) {
+    while (!atomic_load(rd->stop) || rd->reads < 20) {
         char path[64], want[64];
         unsigned t = i++ % ROT_TENANTS;
         snprintf(path, sizeof(path), "tenants/t%u/creds/openai", t);
@@ -817,7 +818,7 @@ static void test_rotate_root_concurrent(void **state)
         snprintf(value, sizeof(value), "sk-rotate-tenant-%u-abcdefghijklmnopqrstuvwxyz0123", t);
         put_key(e, path, value, NULL);
     }
-    volatile bool stop = false;
+    atomic_bool stop = false;
     struct reader rd[ROT_READERS];
     pthread_t th[ROT_READERS];
     for (int i = 0; i < ROT_READERS; i++) {
@@ -830,7 +831,7 @@ static void test_rotate_root_concurrent(void **state)
         assert_int_equal(num(d, "tenants_rewrapped"), ROT_TENANTS);
         json_decref(d);
     }
-    stop = true;
+    atomic_store(&stop, true);
     int failures = 0, reads = 0;
     for (int i = 0; i < ROT_READERS; i++) {
         pthread_join(th[i], NULL);
