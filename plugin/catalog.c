@@ -23,16 +23,7 @@
 #include "plugin/config.h"
 #include "plugin/paths.h"
 
-/* Limits on admin-written entries (docs/api.md). */
-#define CATALOG_MAX_DISPLAY_NAME 128
-#define CATALOG_MAX_URL 512
-#define CATALOG_MAX_MODEL_NAME 128
-#define CATALOG_MAX_PREFIXES 16
-#define CATALOG_MAX_PREFIX_LEN 32
-#define CATALOG_MAX_KEY_MIN_LENGTH 8192
-#define CATALOG_MAX_TOKENS 100000000 /* context window / output tokens */
-#define CATALOG_MAX_PRICE 100000.0   /* USD per 1M tokens: above it is a typo, not a price */
-#define CATALOG_MAX_PROVIDERS 1024   /* overrides listed at most */
+/* The limits on admin-written entries are in catalog.h. */
 
 /* ---- the built-in table -------------------------------------------------------- */
 
@@ -984,6 +975,21 @@ static enum err catalog_write(struct fw_request *req, struct fw_response *resp)
     json_t *entry = NULL, *config = NULL;
     enum err e = catalog_get(req->backend, req->storage, name, &entry);
     if (e == ERR_NOTFOUND) {
+        char **keys = NULL;
+        size_t n = 0;
+        e = storage_list(req->storage, CATALOG_STORAGE_PREFIX, &keys, &n);
+        storage_keys_free(keys, n);
+        if (e != ERR_OK) {
+            return e;
+        }
+        /* Overrides of built-ins count too: a bound on what list has to read. */
+        if (n >= CATALOG_MAX_PROVIDERS) {
+            fw_error(resp,
+                     "invalid value for field 'name': the catalog already holds %d admin "
+                     "entries; delete one first",
+                     CATALOG_MAX_PROVIDERS);
+            return ERR_OK;
+        }
         /* A new provider: start empty; required fields are checked on the result. */
         entry = json_pack("{s:s, s:b, s:[], s:[], s:i, s:s, s:[]}", "display_name", name, "local",
                           0, "regions", "key_prefixes", "key_min_length", 0, "default_model", "",

@@ -19,6 +19,17 @@ struct byok;
 #define CATALOG_STORAGE_PREFIX "providers/"
 #define CATALOG_MAX_MODELS 512
 
+/* Limits on admin-written entries (docs/api.md), each a 400 naming the field. */
+#define CATALOG_MAX_DISPLAY_NAME 128
+#define CATALOG_MAX_URL 512
+#define CATALOG_MAX_MODEL_NAME 128
+#define CATALOG_MAX_PREFIXES 16
+#define CATALOG_MAX_PREFIX_LEN 32
+#define CATALOG_MAX_KEY_MIN_LENGTH 8192
+#define CATALOG_MAX_TOKENS 100000000 /* context window / output tokens */
+#define CATALOG_MAX_PRICE 100000.0   /* USD per 1M tokens: above it is a typo, not a price */
+#define CATALOG_MAX_PROVIDERS 1024   /* admin entries (new providers and overrides) */
+
 /*
  * The effective entry for a provider (override if any, else built-in) as a new
  * reference, with "builtin" and "overridden" set. ERR_NOTFOUND for an unknown provider.

@@ -20,8 +20,6 @@
 #define CONFIG_DEFAULT_MAX_KEY_VERSIONS "10"
 #define CONFIG_DEFAULT_TIER "MEDIUM"
 #define CONFIG_DEFAULT_LOCAL_HOSTS "127.0.0.1,localhost,::1"
-#define CONFIG_MAX_LOCAL_HOSTS 32
-#define CONFIG_MAX_HOST_LEN 253 /* a DNS name (RFC 1035) */
 
 static const char *const config_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED", NULL};
 

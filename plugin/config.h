@@ -16,6 +16,9 @@
 struct byok;
 
 #define CONFIG_STORAGE_KEY "config"
+/* Limits on config writes, each a 400 naming the field. */
+#define CONFIG_MAX_LOCAL_HOSTS 32
+#define CONFIG_MAX_HOST_LEN 253 /* a DNS name (RFC 1035) */
 
 /*
  * The effective config with defaults filled in, as a new reference the caller

@@ -579,6 +579,81 @@ static void test_models_limit(void **state)
     json_decref(d);
 }
 
+/* A string of n copies of c (static buffer, reused). */
+static const char *rep(char c, size_t n)
+{
+    static char buf[1024];
+    assert_true(n < sizeof(buf));
+    memset(buf, c, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Each limit of catalog.h at the limit (accepted) and one past it (400 naming the field). */
+static void test_entry_limits(void **state)
+{
+    struct env *e = *state;
+    const char *p = "providers/anthropic";
+    for (int past = 0; past <= 1; past++) {
+        json_t *bodies[6];
+        const char *fields[6] = {"display_name", "models", "key_prefixes",
+                                 "key_prefixes", "models", "models"};
+        bodies[0] = json_pack("{s:s}", "display_name", rep('d', CATALOG_MAX_DISPLAY_NAME + past));
+        bodies[1] = json_pack("{s:[{s:s, s:i, s:i}]}", "models", "name",
+                              rep('m', CATALOG_MAX_MODEL_NAME + past), "input_per_1m", 1,
+                              "output_per_1m", 1);
+        json_t *prefixes = json_array();
+        for (int i = 0; i < CATALOG_MAX_PREFIXES + past; i++) {
+            json_array_append_new(prefixes, json_string("sk-"));
+        }
+        bodies[2] = json_pack("{s:o}", "key_prefixes", prefixes);
+        bodies[3] = json_pack("{s:[s]}", "key_prefixes", rep('k', CATALOG_MAX_PREFIX_LEN + past));
+        bodies[4] =
+            json_pack("{s:[{s:s, s:i, s:i, s:I}]}", "models", "name", "m", "input_per_1m", 1,
+                      "output_per_1m", 1, "context_window", (json_int_t)CATALOG_MAX_TOKENS + past);
+        bodies[5] = json_pack("{s:[{s:s, s:i, s:f}]}", "models", "name", "m", "input_per_1m", 1,
+                              "output_per_1m", CATALOG_MAX_PRICE + past);
+        for (size_t i = 0; i < 6; i++) {
+            struct result r = run(e, FW_OP_UPDATE, p, bodies[i]);
+            if (!past && r.status != FW_OK) {
+                fail_msg("body %zu at the limit: %s", i, r.msg);
+            }
+            if (past) {
+                char needle[64];
+                snprintf(needle, sizeof(needle), "'%s'", fields[i]);
+                if (r.status != FW_BAD_REQUEST || strstr(r.msg, needle) == NULL) {
+                    fail_msg("body %zu one past the limit: status %d msg %s", i, r.status, r.msg);
+                }
+            }
+            result_done(&r);
+            json_decref(bodies[i]);
+        }
+    }
+}
+
+static void test_provider_count_limit(void **state)
+{
+    struct env *e = *state;
+    /* Admin entries up to one below the limit, stored directly (fast). */
+    json_t *entry = json_pack("{s:s, s:s, s:s, s:[]}", "display_name", "p", "api_style", "openai",
+                              "base_url", "https://p.example", "models");
+    char key[64];
+    for (int i = 0; i < CATALOG_MAX_PROVIDERS - 1; i++) {
+        snprintf(key, sizeof(key), "providers/p%04d", i);
+        assert_int_equal(storage_put_json(e->st, key, entry, false), ERR_OK);
+    }
+    json_decref(entry);
+    const char *body = "{\"api_style\": \"openai\", \"base_url\": \"https://x.example\"}";
+    expect_ok(e, "providers/last-one", body); /* the limit-th entry */
+    expect_400(e, "providers/one-too-many", body, "name");
+    /* Updating existing entries and overriding... */
+    expect_ok(e, "providers/last-one", "{\"display_name\": \"still fine\"}");
+    /* ...and every entry is listed. */
+    struct result r = run(e, FW_OP_LIST, "providers/", NULL);
+    assert_int_equal(json_array_size(json_object_get(r.data, "keys")), CATALOG_MAX_PROVIDERS + 15);
+    result_done(&r);
+}
+
 static void test_price(void **state)
 {
     struct env *e = *state;
@@ -651,6 +726,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_base_url_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_field_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entry_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_provider_count_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_price, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_and_invalidate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help, setup, teardown),

@@ -189,10 +189,25 @@ static void test_validation_limits(void **state)
     expect_400(e, "{\"allowed_providers\": [{}]}", "allowed_providers");
     expect_400(e, "{\"local_hosts\": [\"gpu box\"]}", "local_hosts");
     expect_400(e, "{\"local_hosts\": [\"\"]}", "local_hosts");
+    /* A host name of CONFIG_MAX_HOST_LEN bytes, then one more. */
+    for (int past = 0; past <= 1; past++) {
+        char host[CONFIG_MAX_HOST_LEN + 2];
+        memset(host, 'h', CONFIG_MAX_HOST_LEN + past);
+        host[CONFIG_MAX_HOST_LEN + past] = '\0';
+        json_t *b = json_pack("{s:[s]}", "local_hosts", host);
+        char *t = json_dumps(b, 0);
+        if (past) {
+            expect_400(e, t, "local_hosts");
+        } else {
+            expect_ok(e, t);
+        }
+        free(t);
+        json_decref(b);
+    }
 
-    /* local_hosts: 32 at the limit, 33 one past. */
+    /* local_hosts: CONFIG_MAX_LOCAL_HOSTS at the limit, one more past it. */
     json_t *hosts = json_array();
-    for (int i = 0; i < 32; i++) {
+    for (int i = 0; i < CONFIG_MAX_LOCAL_HOSTS; i++) {
         char h[32];
         snprintf(h, sizeof(h), "host%d", i);
         json_array_append_new(hosts, json_string(h));
@@ -215,7 +230,7 @@ static void test_validation_limits(void **state)
     assert_int_equal(json_integer_value(json_object_get(d, "creds_ttl")), 86400);
     assert_int_equal(json_integer_value(json_object_get(d, "max_key_versions")), 100);
     assert_string_equal(json_string_value(json_object_get(d, "default_budget_tier")), "UNLIMITED");
-    assert_int_equal(json_array_size(json_object_get(d, "local_hosts")), 32);
+    assert_int_equal(json_array_size(json_object_get(d, "local_hosts")), CONFIG_MAX_LOCAL_HOSTS);
     json_decref(d);
 }
 

@@ -134,6 +134,36 @@ static void test_limits(void **state)
     assert_int_equal(storage_get(st, "", &v, &len), ERR_INVAL);
 }
 
+/* A backend whose List returns as many keys as list_n says. */
+static size_t list_n;
+static enum err many_list(void *ctx, const char *prefix, char ***ret_keys, size_t *ret_n)
+{
+    char **keys = calloc(list_n, sizeof(*keys));
+    for (size_t i = 0; i < list_n; i++) {
+        keys[i] = strdup("k");
+    }
+    *ret_keys = keys;
+    *ret_n = list_n;
+    return ERR_OK;
+}
+
+static void test_list_limit(void **state)
+{
+    (void)state;
+    static const struct storage_ops ops = {.list = many_list};
+    struct storage st = {.ops = &ops};
+    char **keys = NULL;
+    size_t n = 0;
+    list_n = STORAGE_MAX_LIST; /* at the limit */
+    assert_int_equal(storage_list(&st, "", &keys, &n), ERR_OK);
+    assert_int_equal(n, STORAGE_MAX_LIST);
+    storage_keys_free(keys, n);
+    list_n = STORAGE_MAX_LIST + 1; /* one past: refused, and freed (LSan checks) */
+    keys = NULL;
+    assert_int_equal(storage_list(&st, "", &keys, &n), ERR_TOOBIG);
+    assert_null(keys);
+}
+
 static void test_json_helpers(void **state)
 {
     struct storage *st = *state;
@@ -252,6 +282,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_like_vault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_helpers, setup, teardown),
+        cmocka_unit_test(test_list_limit),
         cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
     };
