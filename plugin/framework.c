@@ -258,7 +258,13 @@ static json_t *fw_stringify(json_t *v)
         snprintf(tmp, sizeof(tmp), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return json_string(tmp);
     case JSON_REAL:
-        snprintf(tmp, sizeof(tmp), "%.17g", json_real_value(v));
+        /* The shortest text that reads back as the same double: 0.1, not 0.10000000000000001. */
+        for (int prec = 15; prec <= 17; prec++) {
+            snprintf(tmp, sizeof(tmp), "%.*g", prec, json_real_value(v));
+            if (strtod(tmp, NULL) == json_real_value(v)) {
+                break;
+            }
+        }
         return json_string(tmp);
     case JSON_TRUE:
         return json_string("true");
@@ -853,7 +859,7 @@ static json_t *fw_oas_schema(const struct fw_field *f)
     if (f->type == FW_TYPE_SECRET) {
         json_object_set_new(s, "format", json_string("password"));
     }
-    if (f->def != NULL) {
+    if (f->def != NULL && f->type != FW_TYPE_SECRET) {
         json_object_set_new(s, "default", json_string(f->def));
     }
     return s;
