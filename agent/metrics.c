@@ -127,6 +127,7 @@ void metrics_observe(enum metric_id id, double seconds, const char *labels)
     }
 }
 
+/* Hand-written rather than snprintf: this runs several times per request. */
 void metrics_labels(char *out, size_t size, ...)
 {
     va_list ap;
@@ -139,11 +140,18 @@ void metrics_labels(char *out, size_t size, ...)
         if (v == NULL) {
             v = "";
         }
-        size_t need = strlen(k) + 4;
-        if (n + need >= size) {
+        size_t kl = strlen(k);
+        /* Room for [,]k=" plus at least the closing quote and NUL. */
+        if (n + kl + 5 >= size) {
             break;
         }
-        n += (size_t)snprintf(out + n, size - n, "%s%s=\"", n > 0 ? "," : "", k);
+        if (n > 0) {
+            out[n++] = ',';
+        }
+        memcpy(out + n, k, kl);
+        n += kl;
+        out[n++] = '=';
+        out[n++] = '"';
         for (const char *p = v; *p != '\0' && n + 4 < size; p++) {
             if (*p == '"' || *p == '\\') {
                 out[n++] = '\\';
@@ -154,9 +162,6 @@ void metrics_labels(char *out, size_t size, ...)
             } else {
                 out[n++] = *p;
             }
-        }
-        if (n + 2 >= size) {
-            break;
         }
         out[n++] = '"';
         out[n] = '\0';

@@ -225,17 +225,63 @@ static enum err azure_build(const struct provider_call *c, struct provider_http 
     return e;
 }
 
+/*
+ * The "usage" object of an OpenAI response without parsing the whole body.
+ * The byte sequence "usage" followed by ':' can only be an object key: inside
+ * a JSON string every quote is escaped. The last such key is the top-level one
+ * (nested objects come before it in every provider's output we know, and a
+ * wrong pick only costs accounting, which the full parse below then does).
+ */
+static bool openai_usage_scan(const char *body, size_t len, struct provider_usage *u)
+{
+    static const char key[] = "\"usage\"";
+    const char *hit = NULL;
+    for (const char *p = body; (p = memmem(p, len - (size_t)(p - body), key, 7)) != NULL; p += 7) {
+        hit = p;
+    }
+    if (hit == NULL) {
+        return false;
+    }
+    const char *v = hit + 7;
+    const char *end = body + len;
+    while (v < end && (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r')) {
+        v++;
+    }
+    if (v >= end || *v != ':') {
+        return false;
+    }
+    v++;
+    json_t *j = json_loadb(v, (size_t)(end - v), JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return false;
+    }
+    provider_usage_from_openai(j, u);
+    json_decref(j);
+    return true;
+}
+
 static enum err openai_response(enum provider_op op, const char *body, size_t len,
                                 const char *model, json_t **ret_json,
                                 struct provider_usage *ret_usage)
 {
+    if (ret_json == NULL) {
+        /* Passthrough: the body goes to the app as it is; only usage is needed. */
+        if (openai_usage_scan(body, len, ret_usage)) {
+            return ERR_OK;
+        }
+    }
     json_t *j = json_loadb(body, len, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
         return ERR_PROTO;
     }
     provider_usage_from_openai(json_object_get(j, "usage"), ret_usage);
-    *ret_json = j;
+    if (ret_json != NULL) {
+        *ret_json = j;
+    } else {
+        json_decref(j);
+    }
     return ERR_OK;
 }
 

@@ -69,7 +69,11 @@ struct provider_adapter {
     const char *api_style;
     bool stream_passthrough; /* upstream SSE is already OpenAI's: forward bytes as they are */
     MUST_USE enum err (*build)(const struct provider_call *c, struct provider_http *out);
-    /* A 2xx body to OpenAI's shape (new reference) and its usage. */
+    /*
+     * A 2xx body to OpenAI's shape (new reference) and its usage. ret_json may
+     * be NULL when only usage is wanted (passthrough adapters may then skip
+     * the full parse); ERR_PROTO when the body is not a JSON object.
+     */
     MUST_USE enum err (*response)(enum provider_op op, const char *body, size_t len,
                                   const char *model, json_t **ret_json,
                                   struct provider_usage *ret_usage);

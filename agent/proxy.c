@@ -425,8 +425,9 @@ static void call_reply_success(struct call *c)
     const struct route_candidate *cand = &c->cands[c->cur];
     json_t *out = NULL;
     struct provider_usage u = {0};
+    bool passthrough = c->ad->stream_passthrough && c->shape != SHAPE_BRAIN;
     enum err e = c->ad->response(c->op, c->body.data != NULL ? c->body.data : "", c->body.len,
-                                 cand->model, &out, &u);
+                                 cand->model, passthrough ? NULL : &out, &u);
     if (e != ERR_OK) {
         call_error(c, 502, "upstream_error", "bad_provider_response",
                    "the provider's response could not be read");
@@ -452,9 +453,8 @@ static void call_reply_success(struct call *c)
         server_reply_json(r, 200, b);
         return;
     }
-    if (c->ad->stream_passthrough) {
+    if (passthrough) {
         /* OpenAI-shaped already: forward the provider's bytes without re-serialising. */
-        json_decref(out);
         struct evbuffer *eb = evbuffer_new();
         if (eb != NULL) {
             size_t len = 0;

@@ -15,8 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Easy handles kept for reuse (curl_easy_reset): saves an allocation-heavy init per call. */
+#define UPSTREAM_POOL_MAX 256
+
 struct upstream {
     struct event_base *base;
+    CURL *pool[UPSTREAM_POOL_MAX];
+    size_t n_pool;
     CURLM *multi;
     CURLSH *share;
     struct event *timer;
@@ -42,12 +47,6 @@ struct upstream_xfer {
     bool cancelled;  /* cancel requested from inside a callback; freed at completion */
     bool timed_out;
     struct upstream_xfer *prev, *next;
-};
-
-/* One libevent event per socket curl watches; curl_multi_assign keeps it for us. */
-struct upstream_sock {
-    struct event *ev;
-    struct upstream *up;
 };
 
 static void upstream_check_done(struct upstream *up);
@@ -81,7 +80,12 @@ static void upstream_xfer_destroy(struct upstream_xfer *x)
         event_free(x->deadline);
     }
     curl_multi_remove_handle(up->multi, x->easy);
-    curl_easy_cleanup(x->easy);
+    if (up->n_pool < UPSTREAM_POOL_MAX) {
+        curl_easy_reset(x->easy);
+        up->pool[up->n_pool++] = x->easy;
+    } else {
+        curl_easy_cleanup(x->easy);
+    }
     upstream_headers_free(x->headers);
     upstream_body_free(x->body, x->body_len);
     up->active--;
@@ -111,6 +115,12 @@ static void upstream_timer_cb(evutil_socket_t fd, short what, void *arg)
     upstream_check_done(up);
 }
 
+/* One libevent event per socket curl watches; curl_multi_assign keeps it for us. */
+struct upstream_sock {
+    struct event *ev;
+    short kind;
+};
+
 static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct upstream *up = userp;
@@ -135,17 +145,20 @@ static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp
         if (us == NULL) {
             return -1;
         }
-        us->up = up;
+        us->ev = event_new(up->base, s, kind, upstream_event_cb, up);
+        if (us->ev == NULL) {
+            free(us);
+            return -1;
+        }
         curl_multi_assign(up->multi, s, us);
+    } else if (us->kind == kind) {
+        return 0; /* unchanged: no epoll_ctl */
     } else {
-        event_free(us->ev);
+        /* Re-arm in place rather than free/new: curl flips IN/OUT on every request. */
+        event_del(us->ev);
+        event_assign(us->ev, up->base, s, kind, upstream_event_cb, up);
     }
-    us->ev = event_new(up->base, s, kind, upstream_event_cb, up);
-    if (us->ev == NULL) {
-        curl_multi_assign(up->multi, s, NULL);
-        free(us);
-        return -1;
-    }
+    us->kind = kind;
     event_add(us->ev, NULL);
     return 0;
 }
@@ -321,6 +334,9 @@ void upstream_free(struct upstream *up)
     while (up->xfers != NULL) {
         upstream_xfer_destroy(up->xfers);
     }
+    while (up->n_pool > 0) {
+        curl_easy_cleanup(up->pool[--up->n_pool]);
+    }
     if (up->multi != NULL) {
         curl_multi_cleanup(up->multi);
     }
@@ -412,7 +428,7 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     x->arg = arg;
     x->first_byte_ms = opts->first_byte_timeout_ms;
     x->idle_ms = opts->idle_timeout_ms;
-    x->easy = curl_easy_init();
+    x->easy = up->n_pool > 0 ? up->pool[--up->n_pool] : curl_easy_init();
     x->deadline = evtimer_new(up->base, upstream_deadline_cb, x);
     if (x->easy == NULL || x->deadline == NULL) {
         goto out_free;

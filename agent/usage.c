@@ -23,10 +23,40 @@ struct ubatch {
     struct ubatch *next;
 };
 
+struct utotals {
+    long long requests, prompt_tokens, completion_tokens, cached_tokens;
+    double cost_usd;
+};
+
+/* Totals under a name (a provider, or "provider/model"). */
+struct unamed {
+    char name[CONFIG_MAX_NAME + 260];
+    struct utotals t;
+    struct unamed *next;
+};
+
+/*
+ * One batch row: requests with the same provider, model, app, key type and
+ * status since the last seal are summed into one record ("requests": N), so
+ * the hot path adds integers instead of building JSON per request.
+ */
+struct urow {
+    char provider[CONFIG_MAX_NAME + 1];
+    char model[257];
+    char app[CONFIG_MAX_NAME + 1];
+    char key_type[CONFIG_MAX_NAME + 1];
+    char status[48];
+    char ts[32];
+    struct utotals t;
+    struct urow *next;
+};
+
 struct utenant {
     char *name;
-    json_t *totals; /* {requests, prompt_tokens, ..., by_provider: {}, by_model: {}} */
-    json_t *open;   /* records not yet in a batch */
+    struct utotals totals;
+    struct unamed *by_provider, *by_model;
+    struct urow *open; /* rows not yet in a batch */
+    size_t n_open;
     struct ubatch *sealed, *sealed_tail;
     struct vault_req *inflight;
     bool busy; /* a batch is in flight (set before the call: it may complete synchronously) */
@@ -40,7 +70,7 @@ struct usage {
     struct config *cfg;
     struct event *timer;
     struct utenant *tenants;
-    size_t pending;
+    size_t pending; /* rows not yet acknowledged (open + sealed) */
     size_t inflight;
     unsigned long long seq;
     unsigned long long dropped;
@@ -62,14 +92,7 @@ static struct utenant *usage_tenant(struct usage *u, const char *name, bool crea
         return NULL;
     }
     t->name = strdup(name);
-    t->totals = json_pack("{s:i,s:i,s:i,s:i,s:f,s:{},s:{}}", "requests", 0, "prompt_tokens", 0,
-                          "completion_tokens", 0, "cached_tokens", 0, "cost_usd", 0.0,
-                          "by_provider", "by_model");
-    t->open = json_array();
-    if (t->name == NULL || t->totals == NULL || t->open == NULL) {
-        free(t->name);
-        json_decref(t->totals);
-        json_decref(t->open);
+    if (t->name == NULL) {
         free(t);
         return NULL;
     }
@@ -79,52 +102,73 @@ static struct utenant *usage_tenant(struct usage *u, const char *name, bool crea
     return t;
 }
 
-static void usage_add_int(json_t *o, const char *k, long long v)
+static void usage_add(struct utotals *t, const struct usage_record *r)
 {
-    json_object_set_new(o, k, json_integer(json_integer_value(json_object_get(o, k)) + v));
+    t->requests++;
+    t->prompt_tokens += r->tokens.prompt_tokens;
+    t->completion_tokens += r->tokens.completion_tokens;
+    t->cached_tokens += r->tokens.cached_tokens;
+    t->cost_usd += r->cost_usd;
 }
 
-static void usage_add_totals(json_t *o, const struct usage_record *r)
+static struct unamed *usage_named(struct unamed **list, const char *a, const char *b)
 {
-    usage_add_int(o, "requests", 1);
-    usage_add_int(o, "prompt_tokens", r->tokens.prompt_tokens);
-    usage_add_int(o, "completion_tokens", r->tokens.completion_tokens);
-    usage_add_int(o, "cached_tokens", r->tokens.cached_tokens);
-    json_object_set_new(o, "cost_usd",
-                        json_real(json_number_value(json_object_get(o, "cost_usd")) + r->cost_usd));
-}
-
-static json_t *usage_sub(json_t *parent, const char *key)
-{
-    json_t *o = json_object_get(parent, key);
-    if (o == NULL) {
-        o = json_pack("{s:i,s:i,s:i,s:i,s:f}", "requests", 0, "prompt_tokens", 0,
-                      "completion_tokens", 0, "cached_tokens", 0, "cost_usd", 0.0);
-        if (o == NULL || json_object_set_new(parent, key, o) != 0) {
-            return NULL;
+    char name[sizeof(((struct unamed *)0)->name)];
+    snprintf(name, sizeof(name), "%s%s%s", a, b != NULL ? "/" : "", b != NULL ? b : "");
+    for (struct unamed *n = *list; n != NULL; n = n->next) {
+        if (strcmp(n->name, name) == 0) {
+            return n;
         }
     }
-    return o;
+    struct unamed *n = calloc(1, sizeof(*n));
+    if (n == NULL) {
+        return NULL;
+    }
+    memcpy(n->name, name, sizeof(name));
+    n->next = *list;
+    *list = n;
+    return n;
 }
 
-/* Drops the oldest unsent records of any tenant until we are under the bound. */
+static json_t *usage_totals_json(const struct utotals *t)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:f}", "requests", (json_int_t)t->requests, "prompt_tokens",
+                     (json_int_t)t->prompt_tokens, "completion_tokens",
+                     (json_int_t)t->completion_tokens, "cached_tokens",
+                     (json_int_t)t->cached_tokens, "cost_usd", t->cost_usd);
+}
+
+/* Drops the oldest unsent rows of any tenant until we are under the bound. */
 static void usage_enforce_bound(struct usage *u)
 {
     size_t max = (size_t)u->cfg->usage.max_pending_records;
     while (u->pending > max) {
         bool dropped = false;
         for (struct utenant *t = u->tenants; t != NULL && u->pending > max; t = t->next) {
-            if (json_array_size(t->open) > 0) {
-                json_array_remove(t->open, 0);
-                u->pending--;
-                u->dropped++;
-                dropped = true;
+            /* The list is newest first: drop its last (oldest) row. */
+            struct urow **pp = &t->open;
+            if (*pp == NULL) {
+                continue;
             }
+            while ((*pp)->next != NULL) {
+                pp = &(*pp)->next;
+            }
+            u->dropped += (unsigned long long)(*pp)->t.requests;
+            free(*pp);
+            *pp = NULL;
+            t->n_open--;
+            u->pending--;
+            dropped = true;
         }
         if (!dropped) {
             break; /* everything left is sealed; sealed batches are never dropped */
         }
     }
+}
+
+static const char *usage_field(const char *s)
+{
+    return s != NULL ? s : "";
 }
 
 void usage_record(struct usage *u, const struct usage_record *r)
@@ -147,78 +191,127 @@ void usage_record(struct usage *u, const struct usage_record *r)
         u->dropped++;
         return;
     }
-    usage_add_totals(t->totals, r);
-    json_t *bp = usage_sub(json_object_get(t->totals, "by_provider"), r->provider);
+    usage_add(&t->totals, r);
+    struct unamed *bp = usage_named(&t->by_provider, r->provider, NULL);
     if (bp != NULL) {
-        usage_add_totals(bp, r);
+        usage_add(&bp->t, r);
     }
-    char pm[256];
-    snprintf(pm, sizeof(pm), "%s/%s", r->provider, r->model);
-    json_t *bm = usage_sub(json_object_get(t->totals, "by_model"), pm);
+    struct unamed *bm = usage_named(&t->by_model, r->provider, r->model);
     if (bm != NULL) {
-        usage_add_totals(bm, r);
+        usage_add(&bm->t, r);
     }
-    char ts[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:f,s:s}", "ts", ts, "provider",
-                            r->provider, "model", r->model, "key_type", r->key_type, "app", r->app,
-                            "requests", 1, "prompt_tokens", (json_int_t)r->tokens.prompt_tokens,
-                            "completion_tokens", (json_int_t)r->tokens.completion_tokens,
-                            "cached_tokens", (json_int_t)r->tokens.cached_tokens, "cost_usd",
-                            r->cost_usd, "status", r->status);
-    if (rec == NULL || json_array_append_new(t->open, rec) != 0) {
-        u->dropped++;
-        return;
+    struct urow *row = t->open;
+    while (row != NULL &&
+           !(strcmp(row->provider, r->provider) == 0 && strcmp(row->model, r->model) == 0 &&
+             strcmp(row->app, usage_field(r->app)) == 0 &&
+             strcmp(row->key_type, usage_field(r->key_type)) == 0 &&
+             strcmp(row->status, usage_field(r->status)) == 0)) {
+        row = row->next;
     }
-    u->pending++;
+    if (row == NULL) {
+        row = calloc(1, sizeof(*row));
+        if (row == NULL) {
+            u->dropped++;
+            return;
+        }
+        snprintf(row->provider, sizeof(row->provider), "%s", r->provider);
+        snprintf(row->model, sizeof(row->model), "%s", r->model);
+        snprintf(row->app, sizeof(row->app), "%s", usage_field(r->app));
+        snprintf(row->key_type, sizeof(row->key_type), "%s", usage_field(r->key_type));
+        snprintf(row->status, sizeof(row->status), "%s", usage_field(r->status));
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(row->ts, sizeof(row->ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        row->next = t->open;
+        t->open = row;
+        t->n_open++;
+        u->pending++;
+    }
+    usage_add(&row->t, r);
     usage_enforce_bound(u);
 }
 
 json_t *usage_tenant_json(struct usage *u, const char *tenant)
 {
     struct utenant *t = usage_tenant(u, tenant, false);
+    struct utotals zero = {0};
+    json_t *out = usage_totals_json(t != NULL ? &t->totals : &zero);
+    json_t *bp = json_object();
+    json_t *bm = json_object();
+    if (out == NULL || bp == NULL || bm == NULL) {
+        json_decref(out);
+        json_decref(bp);
+        json_decref(bm);
+        return NULL;
+    }
     size_t pending = 0;
     if (t != NULL) {
-        pending = json_array_size(t->open);
+        for (struct unamed *n = t->by_provider; n != NULL; n = n->next) {
+            json_object_set_new(bp, n->name, usage_totals_json(&n->t));
+        }
+        for (struct unamed *n = t->by_model; n != NULL; n = n->next) {
+            json_object_set_new(bm, n->name, usage_totals_json(&n->t));
+        }
+        for (struct urow *r = t->open; r != NULL; r = r->next) {
+            pending += (size_t)r->t.requests;
+        }
         for (struct ubatch *b = t->sealed; b != NULL; b = b->next) {
-            pending += json_array_size(b->records);
+            size_t i;
+            json_t *rec;
+            json_array_foreach(b->records, i, rec)
+            {
+                pending += (size_t)json_integer_value(json_object_get(rec, "requests"));
+            }
         }
     }
-    json_t *out = t != NULL ? json_deep_copy(t->totals)
-                            : json_pack("{s:i,s:i,s:i,s:i,s:f,s:{},s:{}}", "requests", 0,
-                                        "prompt_tokens", 0, "completion_tokens", 0, "cached_tokens",
-                                        0, "cost_usd", 0.0, "by_provider", "by_model");
-    if (out != NULL) {
-        json_object_set_new(out, "tenant", json_string(tenant));
-        json_object_set_new(out, "since", json_integer(u->boot));
-        json_object_set_new(out, "pending_records", json_integer((json_int_t)pending));
-    }
+    json_object_set_new(out, "by_provider", bp);
+    json_object_set_new(out, "by_model", bm);
+    json_object_set_new(out, "tenant", json_string(tenant));
+    json_object_set_new(out, "since", json_integer(u->boot));
+    json_object_set_new(out, "pending_requests", json_integer((json_int_t)pending));
     return out;
 }
 
+static json_t *usage_row_json(const struct urow *r)
+{
+    return json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:s}", "ts", r->ts, "provider", r->provider,
+        "model", r->model, "key_type", r->key_type, "app", r->app, "requests",
+        (json_int_t)r->t.requests, "prompt_tokens", (json_int_t)r->t.prompt_tokens,
+        "completion_tokens", (json_int_t)r->t.completion_tokens, "cached_tokens",
+        (json_int_t)r->t.cached_tokens, "cost_usd", r->t.cost_usd, "status", r->status);
+}
+
+/* Moves open rows into sealed batches of at most usage.batch_records rows, each with a new id. */
 static void usage_seal(struct usage *u, struct utenant *t)
 {
-    while (json_array_size(t->open) > 0) {
+    while (t->open != NULL) {
         struct ubatch *b = calloc(1, sizeof(*b));
-        if (b == NULL) {
+        json_t *records = json_array();
+        if (b == NULL || records == NULL) {
+            free(b);
+            json_decref(records);
             return;
         }
-        size_t n = json_array_size(t->open);
-        size_t take =
-            n < (size_t)u->cfg->usage.batch_records ? n : (size_t)u->cfg->usage.batch_records;
-        if (take == n) {
-            b->records = t->open;
-            t->open = json_array();
-        } else {
-            b->records = json_array();
-            for (size_t i = 0; i < take; i++) {
-                json_array_append(b->records, json_array_get(t->open, 0));
-                json_array_remove(t->open, 0);
+        size_t take = 0;
+        while (t->open != NULL && take < (size_t)u->cfg->usage.batch_records) {
+            struct urow *r = t->open;
+            json_t *rec = usage_row_json(r);
+            if (rec == NULL || json_array_append_new(records, rec) != 0) {
+                break;
             }
+            t->open = r->next;
+            t->n_open--;
+            free(r);
+            take++;
         }
+        if (take == 0) {
+            free(b);
+            json_decref(records);
+            return;
+        }
+        b->records = records;
         snprintf(b->id, sizeof(b->id), "%s-%lx-%06llu", u->cfg->usage.node_id,
                  (unsigned long)u->boot, ++u->seq);
         if (t->sealed_tail != NULL) {
@@ -227,9 +320,6 @@ static void usage_seal(struct usage *u, struct utenant *t)
             t->sealed = b;
         }
         t->sealed_tail = b;
-        if (t->open == NULL) {
-            return;
-        }
     }
 }
 
@@ -252,7 +342,13 @@ static void usage_sent(void *arg, enum err e, long status, struct buf *body)
             log_kv(LOGL_ERROR, "usage batch refused by vault; dropped", "tenant", t->name,
                    "batch_id", b->id, NULL);
             metrics_add(M_USAGE_BATCHES, 1, "result=\"refused\"");
-            u->dropped += json_array_size(b->records);
+            size_t i;
+            json_t *rec;
+            json_array_foreach(b->records, i, rec)
+            {
+                u->dropped +=
+                    (unsigned long long)json_integer_value(json_object_get(rec, "requests"));
+            }
         } else {
             metrics_add(M_USAGE_BATCHES, 1, "result=\"ok\"");
         }
@@ -359,8 +455,19 @@ void usage_free(struct usage *u)
             free(b);
             b = bn;
         }
-        json_decref(t->open);
-        json_decref(t->totals);
+        while (t->open != NULL) {
+            struct urow *r = t->open;
+            t->open = r->next;
+            free(r);
+        }
+        struct unamed *lists[2] = {t->by_provider, t->by_model};
+        for (size_t i = 0; i < 2; i++) {
+            while (lists[i] != NULL) {
+                struct unamed *n2 = lists[i]->next;
+                free(lists[i]);
+                lists[i] = n2;
+            }
+        }
         free(t->name);
         free(t);
         t = n;

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
- * Usage accounting: every finished provider call becomes one record (tokens
- * from the provider's usage fields, cost from the catalog price). Records are
- * counted in memory (GET /v1/byok/usage, metrics) and shipped to the plugin's
- * tenants/<tenant>/usage path in batches with a unique batch_id. A batch that
- * fails is kept and re-sent later with the SAME batch_id (the plugin is
- * idempotent by batch_id). Unsent records are bounded by
- * usage.max_pending_records; past it the oldest are dropped and counted.
+ * Usage accounting: every finished provider call is counted (tokens from the
+ * provider's usage fields, cost from the catalog price) in memory (GET
+ * /v1/byok/usage, metrics) and in a batch row. Calls with the same provider,
+ * model, app, key type and status between two reports share one row
+ * ("requests": N), so the hot path adds integers and builds no JSON. Rows are
+ * shipped to the plugin's tenants/<tenant>/usage path in batches with a unique
+ * batch_id; a batch that fails is kept and re-sent later with the SAME
+ * batch_id (the plugin is idempotent by batch_id). Unsent rows are bounded by
+ * usage.max_pending_records; past it the oldest are dropped and their
+ * requests counted.
  */
 #ifndef BYOK_AGENT_USAGE_H
 #define BYOK_AGENT_USAGE_H
@@ -43,7 +46,7 @@ json_t *usage_tenant_json(struct usage *u, const char *tenant);
 void usage_flush(struct usage *u);
 /* Batches in flight to Vault. */
 size_t usage_inflight(const struct usage *u);
-/* Records not yet acknowledged by Vault, and records dropped over the bound. */
+/* Rows not yet acknowledged by Vault, and requests dropped over the bound. */
 size_t usage_pending(const struct usage *u);
 unsigned long long usage_dropped(const struct usage *u);
 
