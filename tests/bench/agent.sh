@@ -26,6 +26,7 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 BYOK_ROOT=${BYOK_ROOT:-$(cd "$HERE/../.." && pwd)}
 BYOK_BUILD=${BYOK_BUILD:-$BYOK_ROOT/build}
+MOCK_BENCH=1
 . "$BYOK_ROOT/tests/e2e/lib.sh"
 
 LOADGEN=${LOADGEN:-$BYOK_BUILD/tests/bench/loadgen}
@@ -149,7 +150,8 @@ run() {
     grep '^RESULT' "$LIB_TMP/lg.out" | sed "s|^RESULT |RESULT target=$t test=$test |" >>"$RES"
     local e
     e=$(grep -o 'http_err=[0-9]* io_err=[0-9]* timeouts=[0-9]* verify_err=[0-9]*' "$LIB_TMP/lg.out")
-    [[ $e == "http_err=0 io_err=0 timeouts=0 verify_err=0" ]] || say "$test/$t: $e"
+    [[ $e == "http_err=0 io_err=0 timeouts=0 verify_err=0" ]] ||
+        say "$test/$t: $e $(grep -o 'non-2xx:.*' "$LIB_TMP/lg.out")"
 }
 
 for t in "${ORDER[@]}"; do

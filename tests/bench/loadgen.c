@@ -119,6 +119,8 @@ static size_t request_len;
 static struct sample *samples;
 static size_t n_samples, cap_samples;
 static long long n_ok, n_http_err, n_io_err, n_timeout, n_verify_err, n_reconnects;
+/* Non-2xx answers by status, to tell a 429 from a 502 in the report. */
+static long long status_count[600];
 static double measure_start, measure_end;
 
 static double now_s(void)
@@ -293,6 +295,9 @@ static void record(struct conn *c, double done)
     }
     if (c->status < 200 || c->status > 299) {
         n_http_err++;
+        if (c->status > 0 && c->status < 600) {
+            status_count[c->status]++;
+        }
         return;
     }
     if (opt.stream && opt.expect_words >= 0) {
@@ -612,6 +617,15 @@ static void report(double elapsed)
            "%lld timeouts, %lld stream check failures, %.0f req/s\n",
            opt.name, opt.rate > 0 ? "open" : "closed", opt.stream ? " streaming" : "", opt.conns,
            elapsed, n_ok, n_http_err, n_io_err, n_timeout, n_verify_err, rps);
+    if (n_http_err > 0) {
+        printf("  non-2xx:");
+        for (int st = 0; st < 600; st++) {
+            if (status_count[st] > 0) {
+                printf(" %d x%lld", st, status_count[st]);
+            }
+        }
+        printf("\n");
+    }
     printf("  latency us: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n", pct(lat, n_samples, 50),
            pct(lat, n_samples, 90), pct(lat, n_samples, 99), n_samples ? lat[n_samples - 1] : NAN);
     if (opt.stream) {

@@ -224,8 +224,11 @@ mock_start() {
     mkdir -p "$MOCK_DIR"
     touch "$MOCK_KEYS"
     chmod 600 "$MOCK_KEYS"
+    # Benchmarks set MOCK_BENCH=1: no request log (it costs the mock time and memory).
+    local rec=(-record "$MOCK_RECORD")
+    [ "${MOCK_BENCH:-0}" = 1 ] && rec=(-keep 0)
     lib_spawn "$MOCK_DIR/stderr.log" "$MOCK_BIN" -cert-dir "$MOCK_DIR/certs" \
-        -ports-file "$MOCK_DIR/ports.json" -keys-file "$MOCK_KEYS" -record "$MOCK_RECORD" \
+        -ports-file "$MOCK_DIR/ports.json" -keys-file "$MOCK_KEYS" "${rec[@]}" \
         -log "$MOCK_DIR/mock.log" -slow 2s -stall-max 60s "$@"
     MOCK_PID=$LIB_LAST_PID
     if ! lib_wait_proc "$MOCK_PID" "$LIB_WAIT_START" test -s "$MOCK_DIR/ports.json"; then

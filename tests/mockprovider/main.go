@@ -52,6 +52,7 @@ type options struct {
 	maxWords         int
 	retryAfter       int
 	maxRecordedBody  int
+	keepRecords      int
 	maxRequestBody   int64
 	disableHTTP2     bool
 	logFile          string
@@ -77,6 +78,7 @@ func parseFlags() *options {
 	flag.IntVar(&o.maxWords, "max-words", 100000, "cap on completion tokens")
 	flag.IntVar(&o.retryAfter, "retry-after", 1, "Retry-After seconds of the '429' scenario")
 	flag.IntVar(&o.maxRecordedBody, "max-recorded-body", 1<<20, "bytes of each request body kept in the record")
+	flag.IntVar(&o.keepRecords, "keep", 20000, "requests kept in memory for /_mock/requests (0: none, for benchmarks)")
 	flag.Int64Var(&o.maxRequestBody, "max-request-body", 64<<20, "request bodies larger than this get a 413")
 	flag.BoolVar(&o.disableHTTP2, "no-http2", false, "offer HTTP/1.1 only over TLS")
 	flag.StringVar(&o.logFile, "log", "", "log file (default stderr)")

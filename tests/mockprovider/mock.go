@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-// maxRecords bounds the in-memory request log served by /_mock/requests; the
-// JSONL file (-record) keeps everything.
-const maxRecords = 20000
+// maxRecords bounds the in-memory request log served by /_mock/requests (-keep
+// lowers it); the JSONL file (-record) keeps everything.
+const maxRecords = 100000
 
 type record struct {
 	Seq      int64               `json:"seq"`
@@ -116,7 +116,14 @@ func (m *mock) acceptedKeys() map[string]bool {
 func (m *mock) addRecord(r *record) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.records) >= maxRecords {
+	limit := m.o.keepRecords
+	if limit > maxRecords {
+		limit = maxRecords
+	}
+	if limit <= 0 {
+		return
+	}
+	if len(m.records) >= limit {
 		m.records = m.records[1:]
 	}
 	m.records = append(m.records, r)
