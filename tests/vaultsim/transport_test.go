@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -315,5 +316,46 @@ func TestBrokerRequiresPluginCert(t *testing.T) {
 	var ne net.Error
 	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
 		t.Errorf("broker accepted a foreign client certificate")
+	}
+}
+
+// hclogTimestamp is the only @timestamp layout go-plugin parses
+// ("2006-01-02T15:04:05.000000Z07:00"); other layouts make the line plain text.
+var hclogTimestamp = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$`)
+
+// Every stderr line is relayed into Vault's log: go-plugin parses it as
+// hclog JSON and Vault type-asserts @level and @message to strings.
+func TestStderrIsHclogJSON(t *testing.T) {
+	s := newSim(t)
+	// Some traffic, including bad input and unknown paths, to make it log.
+	s.Call(t, s.RootToken, "GET", "byok/config", nil)
+	s.Call(t, s.RootToken, "PUT", "byok/config", map[string]any{"max_key_versions": "many"})
+	s.Call(t, s.RootToken, "GET", "byok/no/such", nil)
+	s.Call(t, s.RootToken, "PUT", "byok/providers/x", "{not json")
+	s.ReloadPlugin(t)
+	log := s.PluginLog()
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	if len(lines) == 0 || lines[0] == "" {
+		t.Fatalf("the plugin logged nothing on stderr (not even its start)")
+	}
+	levels := map[string]bool{"trace": true, "debug": true, "info": true, "warn": true, "error": true}
+	for i, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Errorf("stderr line %d is not a JSON object: %q", i+1, tail(l, 200))
+			continue
+		}
+		lv, ok := m["@level"].(string)
+		if !ok || !levels[lv] {
+			t.Errorf("line %d: @level %v is not one of trace|debug|info|warn|error", i+1, m["@level"])
+		}
+		if _, ok := m["@message"].(string); !ok {
+			t.Errorf("line %d: @message %v is not a string", i+1, m["@message"])
+		}
+		if ts, ok := m["@timestamp"]; ok {
+			if tss, _ := ts.(string); !hclogTimestamp.MatchString(tss) {
+				t.Errorf("line %d: @timestamp %v not in go-plugin's layout", i+1, ts)
+			}
+		}
 	}
 }
