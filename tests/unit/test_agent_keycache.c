@@ -121,7 +121,7 @@ static void *vault_main(void *arg)
                     "{\"data\":{\"tenant\":\"acme\",\"provider\":{\"name\":\"%s\",\"api_style\":"
                     "\"openai\",\"base_url\":\"https://x\"},\"api_key\":\"" CANARY "\","
                     "\"ttl\":%d,\"settings\":{\"budget_tier\":\"LOW\"},\"metadata\":{}}}",
-                    prov, strcmp(prov, "short") == 0 ? 1 : 300);
+                    prov, strcmp(prov, "short") == 0 ? 2 : 300);
                 reply(fd, 200, body);
             } else if (strcmp(prov, "boom") == 0) {
                 reply(fd, 500, "{\"errors\":[\"internal\"]}");
@@ -361,8 +361,8 @@ static void test_expiry(void **state)
     assert_int_equal(g.e, ERR_OK);
     keycache_put(&g.ent);
     assert_non_null(keycache_peek(E.kc, "acme", "short"));
-    /* ttl 1 s: after two seconds the entry must be gone (not a timing assertion: TTL semantics). */
-    sleep(2);
+    /* ttl 2 s: after four seconds the entry must be gone (TTL semantics, not a speed check). */
+    sleep(4);
     assert_null(keycache_peek(E.kc, "acme", "short"));
     get_one("short", &g);
     assert_int_equal(atomic_load(&creds_calls[4]), 2);
