@@ -52,7 +52,13 @@ struct catalog_def {
     const char *name;
     const char *display_name;
     const char *api_style;
-    const char *base_url; /* {resource}, {region}, {project} are filled from the key's metadata */
+    /*
+     * {resource}, {region}, {project} mark the per-customer part of the URL
+     * (Azure resource, AWS/GCP region, GCP project): an admin override puts
+     * the real value in. Azure's is the resource endpoint without "/openai":
+     * the agent appends "/openai/deployments/<deployment>/..." itself.
+     */
+    const char *base_url;
     bool local;
     const char *regions[4];
     const char *key_prefixes[5];
@@ -103,7 +109,7 @@ static const struct catalog_def catalog_defs[] = {
     {"azure",
      "Azure OpenAI",
      "azure",
-     "https://{resource}.openai.azure.com/openai",
+     "https://{resource}.openai.azure.com",
      false,
      {"eu", "us", "global"},
      {NULL},
@@ -466,7 +472,7 @@ static const char *const catalog_regions[] = {"eu", "us", "global", NULL};
 static const char *const catalog_caps[] = {"chat",      "embedding", "vision", "tools", "json",
                                            "streaming", "reasoning", "code",   NULL};
 static const char *const catalog_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", NULL};
-/* Placeholders the agent fills from the key's metadata (see docs/admin-guide.md). */
+/* Placeholders for the per-customer part of a URL (see docs/admin-guide.md). */
 static const char *const catalog_placeholders[] = {"{resource}", "{region}", "{project}", NULL};
 
 static bool catalog_in(const char *s, const char *const *set)
@@ -730,8 +736,8 @@ static const struct fw_field catalog_fields[] = {
     {.name = "base_url",
      .type = FW_TYPE_STRING,
      .description = "API base URL; https:// (http:// only for local providers to "
-                    "config local_hosts). {resource}, {region}, {project} are filled from the "
-                    "key's metadata.",
+                    "config local_hosts). {resource}, {region}, {project} mark the per-customer "
+                    "part that an override fills in.",
      .max_len = CATALOG_MAX_URL},
     {.name = "local",
      .type = FW_TYPE_BOOL,

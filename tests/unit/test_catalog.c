@@ -403,6 +403,8 @@ static void test_base_url_validation(void **state)
         {"openai", "https://[::1]:8443/v1", true},
         {"openai", "https://gw.example:443", true},
         {"azure", "https://{resource}.openai.azure.com/openai", true},
+        {"azure", "https://{resource}.openai.azure.com", true},
+        {"azure", "https://contoso-eu.openai.azure.com", true},
         {"openai", "https://{evil}.example/v1", false},
         {"openai", "http://api.openai.com/v1", false},
         {"openai", "ftp://api.openai.com", false},
