@@ -359,3 +359,39 @@ func TestStderrIsHclogJSON(t *testing.T) {
 		}
 	}
 }
+
+// Vault sends messages up to MaxInt32; gRPC C core's default receive limit
+// is 4 MiB. A request above 4 MiB must reach the plugin's own validation and
+// come back as a 4xx: the existence check (which Vault runs first for every
+// write) must not fail it, since Vault turns any existence-check error other
+// than "unsupported path" into a 500.
+func TestLargeRequestPassesTransport(t *testing.T) {
+	s := newSim(t)
+	pad := strings.Repeat("x", 5<<20)
+	data, _ := json.Marshal(map[string]any{"pad": pad})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := &pb.Request{Id: "big", Operation: "update", Path: "config", Data: string(data), MountPoint: "byok/"}
+	ec, err := s.Plugin().Backend.HandleExistenceCheck(ctx, &pb.HandleExistenceCheckArgs{Request: req})
+	if err != nil {
+		t.Fatalf("HandleExistenceCheck with 5 MiB of data: transport error %v", err)
+	}
+	if ec.Err != nil && ec.Err.ErrType != 6 {
+		t.Errorf("HandleExistenceCheck with 5 MiB of data: error type %d %q (Vault answers 500; "+
+			"leave validation to HandleRequest)", ec.Err.ErrType, ec.Err.ErrMsg)
+	}
+	hr, err := s.Plugin().Backend.HandleRequest(ctx, &pb.HandleRequestArgs{Request: req})
+	if err != nil {
+		t.Fatalf("HandleRequest with 5 MiB of data: transport error %v", err)
+	}
+	if hr.Err != nil && hr.Response == nil && hr.Err.ErrType < 4 {
+		t.Errorf("HandleRequest with 5 MiB of data: bare error type %d %q (Vault answers 500; use an error response)",
+			hr.Err.ErrType, hr.Err.ErrMsg)
+	}
+	code, m := s.Call(t, s.RootToken, "PUT", "byok/config", map[string]any{"pad": pad})
+	if code < 400 || code >= 500 {
+		t.Errorf("5 MiB request over HTTP: status %d %q, want a 4xx", code, tail(Errors(m), 300))
+	}
+	// And the plugin is still serving.
+	s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)
+}
