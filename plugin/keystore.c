@@ -8,6 +8,7 @@
 #include "plugin/keystore.h"
 
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,19 +430,49 @@ enum err keystore_record_put(struct keystore *ks, struct storage *st, const char
      * it. The next existence check and write then need no storage read.
      */
     cache_invalidate(ks->records, key);
-    enum err e = storage_put_json(st, key, rec, false);
+    /*
+     * One compact dump (storage_put_json sizes and sorts in two passes; a
+     * key write is dominated by that serialisation), wiped after the write.
+     */
+    enum err e = ERR_NOMEM;
+    char *text = json_dumps(rec, JSON_COMPACT);
+    if (text != NULL) {
+        size_t len = strlen(text);
+        e = storage_put(st, key, (const unsigned char *)text, len, false);
+        OPENSSL_cleanse(text, len);
+        free(text);
+    }
     cache_invalidate(ks->records, key);
     if (e == ERR_OK) {
         uint64_t gen = 0;
         json_t *none = cache_get(ks->records, key, &gen);
         json_decref(none);
-        json_t *copy = json_deep_copy(rec);
-        if (copy != NULL) {
-            cache_put(ks->records, key, copy, gen);
-            json_decref(copy);
-        }
+        cache_put(ks->records, key, (json_t *)rec, gen); /* shared from now on: see keystore.h */
     }
     return e;
+}
+
+json_t *keystore_record_clone(const json_t *rec)
+{
+    json_t *out = json_copy((json_t *)rec);
+    json_t *vs = json_array();
+    if (out == NULL || vs == NULL) {
+        json_decref(out);
+        json_decref(vs);
+        return NULL;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(rec, "versions"), i, v)
+    {
+        if (json_array_append_new(vs, json_copy(v)) != 0) {
+            json_decref(out);
+            json_decref(vs);
+            return NULL;
+        }
+    }
+    json_object_set_new(out, "versions", vs);
+    return out;
 }
 
 void keystore_record_forget(struct keystore *ks, const char *key)

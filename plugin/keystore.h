@@ -103,12 +103,19 @@ MUST_USE enum err keystore_settings_stored(struct storage *st, const char *tenan
  * trip. InvalidateKey drops entries (Vault sends it when another node
  * writes); every local write goes through keystore_record_put, which drops
  * the entry too. record_get returns a SHARED document: never modify it
- * (json_deep_copy first). ERR_NOTFOUND when absent.
+ * (json_deep_copy first). ERR_NOTFOUND when absent. record_put caches rec
+ * itself (a new reference): the caller must not modify rec afterwards.
  */
 MUST_USE enum err keystore_record_get(struct keystore *ks, struct storage *st, const char *key,
                                       json_t **ret_shared);
 MUST_USE enum err keystore_record_put(struct keystore *ks, struct storage *st, const char *key,
                                       const json_t *rec);
+/*
+ * A private copy of a record to modify: the object and its "versions" (array
+ * and entries) are new, every other member is shared with rec. So replace
+ * members (json_object_set_new), never edit a nested value in place.
+ */
+json_t *keystore_record_clone(const json_t *rec);
 /* Drops cached records: one key, or every one (key NULL; tenant delete). */
 void keystore_record_forget(struct keystore *ks, const char *key);
 

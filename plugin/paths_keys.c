@@ -247,7 +247,7 @@ static json_t *keys_load(struct fw_request *req, enum err *ret_e)
         *ret_e = keystore_record_get(keystore_of(req->backend), req->storage, key, &shared);
     }
     if (*ret_e == ERR_OK) {
-        rec = json_deep_copy(shared);
+        rec = keystore_record_clone(shared);
         json_decref(shared);
         *ret_e = rec != NULL ? ERR_OK : ERR_NOMEM;
     }
@@ -265,7 +265,7 @@ static enum err keys_save(struct fw_request *req, const json_t *rec)
 /* The read shape: the record without ciphertexts, with the status computed now. */
 static json_t *keys_view(const json_t *rec, time_t now)
 {
-    json_t *out = json_deep_copy(rec);
+    json_t *out = keystore_record_clone(rec);
     if (out == NULL) {
         return NULL;
     }
