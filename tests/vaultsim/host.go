@@ -551,12 +551,7 @@ func LaunchRaw(path string, env []string, timeout time.Duration) (*RawLaunch, er
 		if err != nil {
 			return nil, err
 		}
-		env = append(hostEnv(nil),
-			MagicCookieKey+"="+MagicCookieValue,
-			"PLUGIN_MIN_PORT=10000", "PLUGIN_MAX_PORT=25000",
-			"PLUGIN_PROTOCOL_VERSIONS=5",
-			"PLUGIN_CLIENT_CERT="+string(certPEM))
-		env = append(env, os.Environ()...)
+		env = RawEnv(certPEM)
 	}
 	cmd := exec.Command(path)
 	cmd.Env = env
@@ -599,6 +594,35 @@ func LaunchRaw(path string, env []string, timeout time.Duration) (*RawLaunch, er
 		return nil, errors.New("timeout waiting for the handshake line")
 	}
 	return r, nil
+}
+
+// RawEnv is the environment go-plugin gives a v5 AutoMTLS plugin (host
+// environment first, then Vault's and go-plugin's variables); overrides
+// ("K=V", or "K" alone to drop K) replace entries with the same key.
+func RawEnv(certPEM []byte, overrides ...string) []string {
+	env := append(os.Environ(), hostEnv(nil)...)
+	env = append(env,
+		MagicCookieKey+"="+MagicCookieValue,
+		"PLUGIN_MIN_PORT=10000", "PLUGIN_MAX_PORT=25000",
+		"PLUGIN_PROTOCOL_VERSIONS=5",
+		"PLUGIN_CLIENT_CERT="+string(certPEM))
+	for _, o := range overrides {
+		key := o
+		if i := strings.IndexByte(o, '='); i >= 0 {
+			key = o[:i]
+		}
+		out := env[:0]
+		for _, e := range env {
+			if !strings.HasPrefix(e, key+"=") {
+				out = append(out, e)
+			}
+		}
+		env = out
+		if strings.Contains(o, "=") {
+			env = append(env, o)
+		}
+	}
+	return env
 }
 
 // Kill kills a raw launch and reaps it.

@@ -395,3 +395,74 @@ func TestLargeRequestPassesTransport(t *testing.T) {
 	// And the plugin is still serving.
 	s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)
 }
+
+// launchWith starts the plugin by hand with the host environment plus
+// overrides and returns the handshake fields (socket removed at cleanup).
+func launchWith(t *testing.T, overrides ...string) []string {
+	t.Helper()
+	certPEM, _, err := GenerateCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := LaunchRaw(pluginPath(t), RawEnv(certPEM, overrides...), 30*time.Second)
+	if err != nil {
+		t.Fatalf("launch with %v: %v", overrides, err)
+	}
+	f := strings.Split(r.Line, "|")
+	t.Cleanup(func() {
+		r.Kill()
+		if len(f) >= 4 {
+			_ = os.Remove(f[3])
+		}
+	})
+	return f
+}
+
+func TestHandshakeEnvironment(t *testing.T) {
+	// go-plugin >= 1.6 hosts that ask for broker multiplexing expect a 7th
+	// field; the plugin cannot multiplex and must say so.
+	f := launchWith(t, "PLUGIN_MULTIPLEX_GRPC=true")
+	if len(f) != 7 || f[6] != "false" {
+		t.Errorf("with PLUGIN_MULTIPLEX_GRPC=true: %d fields, last %q; want 7 ending in false", len(f), f[len(f)-1])
+	}
+	// The version is chosen from the host's list.
+	f = launchWith(t, "PLUGIN_PROTOCOL_VERSIONS=4,5")
+	if len(f) < 2 || f[1] != "5" {
+		t.Errorf("PLUGIN_PROTOCOL_VERSIONS=4,5: version field %v, want 5", f)
+	}
+	// Containerized hosts choose the socket directory.
+	dir, err := os.MkdirTemp("", "vs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	f = launchWith(t, "PLUGIN_UNIX_SOCKET_DIR="+dir)
+	if len(f) < 4 || filepath.Dir(f[3]) != dir {
+		t.Errorf("PLUGIN_UNIX_SOCKET_DIR=%s: socket %v not in it", dir, f)
+	}
+}
+
+func TestRefusesUnsupportedHost(t *testing.T) {
+	certPEM, _, err := GenerateCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, env := range map[string][]string{
+		"protocol 3,4 only (v4 host)":         RawEnv(certPEM, "PLUGIN_PROTOCOL_VERSIONS=3,4"),
+		"no PLUGIN_CLIENT_CERT (no AutoMTLS)": RawEnv(certPEM, "PLUGIN_CLIENT_CERT"),
+		"garbage PLUGIN_CLIENT_CERT":          RawEnv(certPEM, "PLUGIN_CLIENT_CERT=-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, out, errOut := runPlugin(t, env)
+			if code != 1 {
+				t.Errorf("exit status %d, want 1", code)
+			}
+			if out != "" {
+				t.Errorf("printed a handshake anyway: %q", out)
+			}
+			if strings.TrimSpace(errOut) == "" {
+				t.Errorf("no explanation on stderr")
+			}
+		})
+	}
+}
