@@ -185,7 +185,16 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &ts);
     agent.req_seed = ((unsigned long long)ts.tv_sec << 32) ^ (unsigned long long)ts.tv_nsec ^
                      ((unsigned long long)getpid() << 16);
-    agent.base = event_base_new();
+    /*
+     * The changelist folds several interest changes on one fd within a loop
+     * iteration into one epoll_ctl (evhttp toggles read/write per request).
+     */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg != NULL) {
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        agent.base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+    }
     if (agent.base == NULL) {
         goto out;
     }
