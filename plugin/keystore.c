@@ -331,8 +331,8 @@ enum err keystore_settings_stored(struct storage *st, const char *tenant, json_t
     return e;
 }
 
-enum err keystore_settings_get(struct byok *b, struct storage *st, const char *tenant,
-                               json_t **ret_settings)
+enum err keystore_settings_with(struct byok *b, struct storage *st, const char *tenant,
+                                const json_t *config, json_t **ret_settings)
 {
     struct keystore *ks = keystore_of(b);
     if (ks == NULL) {
@@ -352,18 +352,11 @@ enum err keystore_settings_get(struct byok *b, struct storage *st, const char *t
         }
         cache_put(ks->settings, key, stored, gen);
     }
-    json_t *config = NULL;
-    e = config_get(b, st, &config);
-    if (e != ERR_OK) {
-        json_decref(stored);
-        return e;
-    }
     const char *tier = json_string_value(json_object_get(config, "default_budget_tier"));
     json_t *out = json_pack(
         "{ss s[] s[] sf ss s[] sI sI}", "budget_tier", tier != NULL ? tier : "MEDIUM",
         "preferred_providers", "fallback_providers", "max_monthly_cost", 0.0, "residency", "any",
         "allowed_task_types", "rpm_limit", (json_int_t)0, "tpm_limit", (json_int_t)0);
-    json_decref(config);
     if (out == NULL) {
         json_decref(stored);
         return ERR_NOMEM;
@@ -378,6 +371,18 @@ enum err keystore_settings_get(struct byok *b, struct storage *st, const char *t
     json_decref(stored);
     *ret_settings = out;
     return ERR_OK;
+}
+
+enum err keystore_settings_get(struct byok *b, struct storage *st, const char *tenant,
+                               json_t **ret_settings)
+{
+    json_t *config = NULL;
+    enum err e = config_get(b, st, &config);
+    if (e == ERR_OK) {
+        e = keystore_settings_with(b, st, tenant, config, ret_settings);
+        json_decref(config);
+    }
+    return e;
 }
 
 enum err keystore_settings_put(struct byok *b, struct storage *st, const char *tenant,

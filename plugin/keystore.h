@@ -90,6 +90,9 @@ MUST_USE enum err keystore_path_tenant(char *out, size_t size, const char *tenan
  */
 MUST_USE enum err keystore_settings_get(struct byok *b, struct storage *st, const char *tenant,
                                         json_t **ret_settings);
+/* The same with the effective config already in hand (the creds hot path). */
+MUST_USE enum err keystore_settings_with(struct byok *b, struct storage *st, const char *tenant,
+                                         const json_t *config, json_t **ret_settings);
 /* Stores the tenant's own settings document (without defaults) and drops the cache entry. */
 MUST_USE enum err keystore_settings_put(struct byok *b, struct storage *st, const char *tenant,
                                         const json_t *stored);

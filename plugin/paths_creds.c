@@ -133,7 +133,7 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
         goto out;
     }
     if (e == ERR_OK) {
-        e = keystore_settings_get(req->backend, req->storage, t, &settings);
+        e = keystore_settings_with(req->backend, req->storage, t, config, &settings);
     }
     if (e != ERR_OK) {
         goto out;
