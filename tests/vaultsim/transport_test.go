@@ -466,3 +466,38 @@ func TestRefusesUnsupportedHost(t *testing.T) {
 		})
 	}
 }
+
+// On unmount Vault calls Cleanup and stops its broker server; on kill it
+// closes the broker stream before GRPCController/Shutdown. The plugin must
+// survive both: a storage-backed request fails promptly (no hang, no crash)
+// and Shutdown still ends the process.
+func TestSurvivesBrokerGoingAway(t *testing.T) {
+	p, _, _ := startMounted(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.Backend.Cleanup(ctx, &pb.Empty{}); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	p.stopBroker()
+	_ = p.Broker.Close()
+	data, _ := json.Marshal(map[string]any{"display_name": "X", "api_style": "openai", "base_url": "https://x.example.com/v1"})
+	_, err := p.Backend.HandleRequest(ctx, &pb.HandleRequestArgs{Request: &pb.Request{
+		Id: "after-cleanup", Operation: "create", Path: "providers/after", Data: string(data), MountPoint: "byok/"}})
+	switch status.Code(err) {
+	case codes.DeadlineExceeded:
+		t.Fatalf("a storage-backed request after the broker went away hung")
+	case codes.Unavailable:
+		t.Fatalf("the plugin went away with the broker: %v", err)
+	}
+	// A live plugin answers Shutdown (a crashed one would be Unavailable).
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown after the broker went away: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !p.Exited() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !p.Exited() {
+		t.Errorf("plugin still running 2 s after Shutdown once the broker was gone")
+	}
+}
