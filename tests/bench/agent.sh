@@ -89,7 +89,7 @@ http {
     upstream mock_http { server 127.0.0.1:$MOCK_HTTP; keepalive 512; keepalive_requests 1000000; }
     upstream mock_https { server 127.0.0.1:$MOCK_HTTPS; keepalive 512; keepalive_requests 1000000; }
     server {
-        listen unix:$NG/http.sock;
+        listen unix:$NG/http.sock backlog=4096;
         location / {
             proxy_pass http://mock_http;
             proxy_http_version 1.1;
@@ -99,7 +99,7 @@ http {
         }
     }
     server {
-        listen unix:$NG/https.sock;
+        listen unix:$NG/https.sock backlog=4096;
         location / {
             proxy_pass https://mock_https;
             proxy_http_version 1.1;

@@ -118,7 +118,8 @@ static char *request;
 static size_t request_len;
 static struct sample *samples;
 static size_t n_samples, cap_samples;
-static long long n_ok, n_http_err, n_io_err, n_timeout, n_verify_err, n_reconnects;
+static long long n_ok, n_http_err, n_io_err, n_timeout, n_verify_err, n_reconnects,
+    n_connect_retries;
 /* Non-2xx answers by status, to tell a 429 from a 502 in the report. */
 static long long status_count[600];
 static double measure_start, measure_end;
@@ -280,6 +281,11 @@ static void conn_open(struct conn *c)
     conn_reset_response(c);
     if (connect(c->fd, (struct sockaddr *)&target, target_len) == 0) {
         c->state = CONN_IDLE;
+    } else if (errno == EAGAIN && target.ss_family == AF_UNIX) {
+        /* A Unix socket's listen backlog is full: nothing was connected; try
+         * again on a later turn of the loop (not an error of the server). */
+        n_connect_retries++;
+        conn_close(c);
     } else if (errno == EINPROGRESS || errno == EAGAIN) {
         c->state = CONN_CONNECTING;
     } else {
@@ -614,9 +620,11 @@ static void report(double elapsed)
     qsort(ttfb, n_samples, sizeof(double), cmp_double);
     double rps = elapsed > 0 ? (double)n_ok / elapsed : 0;
     printf("%s: %s loop%s, %d conns, %.1f s: %lld ok, %lld http errors, %lld io errors, "
-           "%lld timeouts, %lld stream check failures, %.0f req/s\n",
+           "%lld timeouts, %lld stream check failures, %.0f req/s (%lld reconnects, %lld "
+           "connects retried on a full backlog)\n",
            opt.name, opt.rate > 0 ? "open" : "closed", opt.stream ? " streaming" : "", opt.conns,
-           elapsed, n_ok, n_http_err, n_io_err, n_timeout, n_verify_err, rps);
+           elapsed, n_ok, n_http_err, n_io_err, n_timeout, n_verify_err, rps, n_reconnects,
+           n_connect_retries);
     if (n_http_err > 0) {
         printf("  non-2xx:");
         for (int st = 0; st < 600; st++) {
