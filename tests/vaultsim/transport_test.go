@@ -501,3 +501,19 @@ func TestSurvivesBrokerGoingAway(t *testing.T) {
 		t.Errorf("plugin still running 2 s after Shutdown once the broker was gone")
 	}
 }
+
+// Vault calls InvalidateKey when replicated storage changes underneath; it
+// must answer (no error) for any key, known or not.
+func TestInvalidateKeyAnswers(t *testing.T) {
+	p, _, _ := startMounted(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, k := range []string{"config", "kek/current", "providers/openai", "no/such/key", ""} {
+		if _, err := p.Backend.InvalidateKey(ctx, &pb.InvalidateKeyArgs{Key: k}); err != nil {
+			t.Errorf("InvalidateKey(%q): %v", k, err)
+		}
+	}
+	if _, err := p.Backend.Type(ctx, &pb.Empty{}); err != nil {
+		t.Errorf("plugin not answering after InvalidateKey: %v", err)
+	}
+}
