@@ -12,8 +12,12 @@ BYOK_BUILD=${BYOK_BUILD:-$BYOK_ROOT/build}
 if command -v vault >/dev/null 2>&1; then BYOK_VAULT=${BYOK_VAULT:-real}; fi
 . "$BYOK_ROOT/tests/e2e/lib.sh"
 
-B=$(tput bold 2>/dev/null || true)
-N=$(tput sgr0 2>/dev/null || true)
+B=""
+N=""
+if [ -t 1 ]; then
+    B=$(tput bold 2>/dev/null || true)
+    N=$(tput sgr0 2>/dev/null || true)
+fi
 step() { echo; echo "${B}$*${N}"; }
 fail() {
     echo "demo: $*" >&2
@@ -40,9 +44,15 @@ echo "   policies byok-admin and byok-agent written; the agent's token is in a 0
 
 step "2. The AI provider"
 echo "   mock OpenAI-compatible provider at $MOCK_URL (test CA $(rel "$MOCK_CA"))"
-vault_api PUT byok/providers/openai "$(provider_entry openai openai "$MOCK_URL/v1")" "$ADMIN_TOKEN" >/dev/null
-[ "$VAULT_CODE" -lt 300 ] || fail "catalog override: HTTP $VAULT_CODE"
-echo "   admin: PUT byok/providers/openai  base_url=$MOCK_URL/v1  (gpt-4o-mini at \$${PRICE_IN[openai]}/\$${PRICE_OUT[openai]} per 1M tokens, demo prices)"
+# The built-in OpenAI entry (models, prices) with only its base URL pointed at the mock.
+vault_api GET byok/providers/openai "" "$ADMIN_TOKEN"
+[ "$VAULT_CODE" = 200 ] || fail "reading the built-in openai entry: HTTP $VAULT_CODE"
+entry=$(echo "$VAULT_BODY" | jq --arg u "$MOCK_URL/v1" '.data | del(.builtin, .overridden) | .base_url = $u')
+vault_api PUT byok/providers/openai "$entry" "$ADMIN_TOKEN"
+[ "$VAULT_CODE" -lt 300 ] || fail "catalog override: HTTP $VAULT_CODE $VAULT_BODY"
+prices=$(echo "$entry" | jq -r '.models[] | select(.name == "gpt-4o-mini") | "$\(.input_per_1m) in, $\(.output_per_1m) out"')
+echo "   admin: PUT byok/providers/openai base_url=$MOCK_URL/v1"
+echo "   (the built-in entry otherwise: gpt-4o-mini at $prices per 1M tokens)"
 
 step "3. The tenant stores its key (write-only)"
 KEY=sk-demo-$(lib_random_hex 20)
