@@ -7,6 +7,8 @@ package vaultsim
 // help/OpenAPI, and concurrency.
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/plugin/pb"
 )
 
 func keysOf(t *testing.T, resp map[string]any) []string {
@@ -377,4 +381,33 @@ func TestPluginKilledThenReloaded(t *testing.T) {
 	}
 	s.MustCall(t, 204, s.RootToken, "PUT", "sys/plugins/reload/backend", map[string]any{"plugin": s.Plugin().cfg.Name})
 	checkState(t, s, "after crash and reload")
+}
+
+// InvalidateKey("config") after storage changed underneath (what Vault does
+// on replicated writes) makes the plugin read the new value.
+func TestInvalidateKeyDropsCachedConfig(t *testing.T) {
+	s := newSim(t)
+	code, m := s.Call(t, s.RootToken, "PUT", "byok/config", map[string]any{"max_key_versions": 7})
+	if code != 200 && code != 204 {
+		t.Fatalf("config write: %d %v", code, m)
+	}
+	s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil) // warm any cache
+	raw, ok, _ := s.Storage.Get("config")
+	var stored map[string]any
+	if !ok || json.Unmarshal(raw, &stored) != nil || stored["max_key_versions"] == nil {
+		t.Fatalf("config is not stored as a JSON object under \"config\" with max_key_versions: %q", raw)
+	}
+	stored["max_key_versions"] = 9
+	b, _ := json.Marshal(stored)
+	if err := s.Storage.Put("config", b, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Plugin().Backend.InvalidateKey(ctx, &pb.InvalidateKeyArgs{Key: "config"}); err != nil {
+		t.Fatalf("InvalidateKey: %v", err)
+	}
+	if d := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)); d["max_key_versions"] != float64(9) {
+		t.Errorf("after InvalidateKey(config): max_key_versions %v, want the replicated 9", d["max_key_versions"])
+	}
 }
