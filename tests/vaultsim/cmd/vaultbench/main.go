@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -200,6 +202,7 @@ func main() {
 	dur := flag.Duration("d", 2*time.Second, "duration of each measured case")
 	clients := flag.Int("clients", 8, "concurrent clients for the throughput cases")
 	jsonOut := flag.String("json", "", "also write the JSON summary to this file")
+	httpCase := flag.Bool("http", true, "also measure a config read through the stand-in's HTTP API")
 	flag.Var(&specs, "spec", "measured request op:path[:json] (repeatable, run in order), e.g. read:tenants/t1/creds/openai")
 	flag.Var(&setups, "setup", "request op:path[:json] run once before measuring (repeatable)")
 	flag.Parse()
@@ -292,6 +295,40 @@ func main() {
 		sum.Results = append(sum.Results, run(name, 1, *dur, fn), run(name, *clients, *dur, fn))
 	}
 	sum.RSSAfterKiB = vmRSS(p.Pid)
+
+	if *httpCase {
+		// The same read through the stand-in's HTTP API (token lookup, ACL,
+		// JSON envelope): what an agent sees, minus Vault's own costs.
+		dir, err := os.MkdirTemp("", "vaultbench")
+		if err != nil {
+			fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		srv, err := vaultsim.New(vaultsim.WithPlugin(*plugin), vaultsim.WithListen("unix:"+dir+"/v.sock"))
+		if err != nil {
+			fatal(fmt.Errorf("stand-in: %v", err))
+		}
+		defer srv.Close()
+		c, base := srv.HTTPClient()
+		root := srv.RootToken()
+		httpFn := func(ctx context.Context) error {
+			req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/byok/config", nil)
+			req.Header.Set("X-Vault-Token", root)
+			resp, err := c.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}
+		sum.Results = append(sum.Results,
+			run("HTTP GET /v1/byok/config (stand-in)", 1, *dur, httpFn),
+			run("HTTP GET /v1/byok/config (stand-in)", *clients, *dur, httpFn))
+	}
 
 	fmt.Printf("plugin: %s\n", *plugin)
 	fmt.Printf("exec -> handshake line: median %.2f ms (min %.2f, max %.2f, %d launches)\n",
