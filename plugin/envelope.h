@@ -32,7 +32,7 @@
 /* Format byte, nonce, tag: a ciphertext is this much longer than its plaintext. */
 #define ENVELOPE_OVERHEAD (1 + ENVELOPE_NONCE_LEN + ENVELOPE_TAG_LEN)
 /* Largest plaintext we seal (a provider key or a service-account JSON). */
-#define ENVELOPE_MAX_PLAINTEXT SECRET_MAX_LEN
+#define ENVELOPE_MAX_PLAINTEXT ((size_t)SECRET_MAX_LEN)
 /* Largest associated data. */
 #define ENVELOPE_MAX_AD 512
 /* Unwrapped tenant DEKs cached at most; past it the cache is emptied. */

@@ -128,14 +128,18 @@ json_t *keyvalidate_check(const unsigned char *key, size_t len, const json_t *en
     if (!prefix_ok) {
         valid = false;
         char list[128] = "";
+        size_t used = 0;
         for (size_t i = 0; i < n_prefixes && i < 4; i++) {
             const char *p = json_string_value(json_array_get(prefixes, i));
-            if (p != NULL && strlen(list) + strlen(p) + 3 < sizeof(list)) {
-                if (list[0] != '\0') {
-                    strcat(list, ", ");
-                }
-                strcat(list, p);
+            if (p == NULL) {
+                continue;
             }
+            int n = snprintf(list + used, sizeof(list) - used, "%s%s", used > 0 ? ", " : "", p);
+            if (n < 0 || (size_t)n >= sizeof(list) - used) {
+                list[used] = '\0'; /* does not fit: leave it out rather than cut it */
+                break;
+            }
+            used += (size_t)n;
         }
         snprintf(msg, sizeof(msg), "does not start with a prefix documented for %s (%s)", display,
                  list);

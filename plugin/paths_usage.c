@@ -8,6 +8,7 @@
  * batch in their journal until acknowledged).
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -281,10 +282,15 @@ static enum err usage_read(struct fw_request *req, struct fw_response *resp)
     char month[16];
     const char *want = fw_str(req, "month");
     if (want != NULL && want[0] != '\0') {
-        int y, m;
-        char extra;
-        if (strlen(want) != 7 || sscanf(want, "%4d-%2d%c", &y, &m, &extra) != 2 || m < 1 ||
-            m > 12 || y < 1970 || y > 9999 || want[4] != '-') {
+        bool digits = strlen(want) == 7 && want[4] == '-';
+        for (size_t i = 0; digits && i < 7; i++) {
+            digits = i == 4 || (want[i] >= '0' && want[i] <= '9');
+        }
+        int y = digits ? (want[0] - '0') * 1000 + (want[1] - '0') * 100 + (want[2] - '0') * 10 +
+                             (want[3] - '0')
+                       : 0;
+        int m = digits ? (want[5] - '0') * 10 + (want[6] - '0') : 0;
+        if (!digits || m < 1 || m > 12 || y < 1970) {
             fw_error(resp, "invalid value for field 'month': expected YYYY-MM");
             return ERR_OK;
         }

@@ -35,6 +35,8 @@ static int run(size_t key_len, long iters)
     unsigned char *pt = malloc(key_len);
     if (dek == NULL || pt == NULL) {
         fprintf(stderr, "out of memory\n");
+        free(pt);
+        secret_free(&dek);
         return 1;
     }
     for (size_t i = 0; i < ENVELOPE_KEY_LEN; i++) {
@@ -45,6 +47,8 @@ static int run(size_t key_len, long iters)
     }
     char ad[ENVELOPE_MAX_AD + 1];
     if (envelope_key_ad("acme", "openai", "production", 3, ad, sizeof(ad)) != ERR_OK) {
+        free(pt);
+        secret_free(&dek);
         return 1;
     }
     size_t ad_len = strlen(ad);
@@ -76,14 +80,22 @@ static int run(size_t key_len, long iters)
     return failures != 0;
 }
 
+/* A positive count from the command line, or -1. */
+static long bench_arg(const char *s)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    return end != s && *end == '\0' && v > 0 ? v : -1;
+}
+
 int main(int argc, char **argv)
 {
-    long iters = argc > 1 ? atol(argv[1]) : 50000;
+    long iters = argc > 1 ? bench_arg(argv[1]) : 50000;
     if (iters <= 0) {
         fprintf(stderr, "usage: %s [iterations]\n", argv[0]);
         return 2;
     }
-    if (secret_heap_init(1024 * 1024) != ERR_OK) {
+    if (secret_heap_init((size_t)1024 * 1024) != ERR_OK) {
         fprintf(stderr, "secure heap unavailable\n");
         return 1;
     }

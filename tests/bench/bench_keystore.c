@@ -66,15 +66,23 @@ static long read_all(struct byok *b, struct storage *st, long tenants, long keys
     return failures;
 }
 
+/* A positive count from the command line, or -1. */
+static long bench_arg(const char *s)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    return end != s && *end == '\0' && v > 0 ? v : -1;
+}
+
 int main(int argc, char **argv)
 {
-    long tenants = argc > 1 ? atol(argv[1]) : 10000;
-    long keys = argc > 2 ? atol(argv[2]) : 3;
+    long tenants = argc > 1 ? bench_arg(argv[1]) : 10000;
+    long keys = argc > 2 ? bench_arg(argv[2]) : 3;
     if (tenants <= 0 || keys <= 0 || keys > 5) {
         fprintf(stderr, "usage: %s [tenants] [keys-per-tenant (1..5)]\n", argv[0]);
         return 2;
     }
-    if (secret_heap_init(8 * 1024 * 1024) != ERR_OK) {
+    if (secret_heap_init((size_t)8 * 1024 * 1024) != ERR_OK) {
         fprintf(stderr, "secure heap unavailable\n");
         return 1;
     }

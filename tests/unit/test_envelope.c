@@ -21,7 +21,7 @@
 
 static int group_setup(void **state)
 {
-    return secret_heap_init(1024 * 1024) == ERR_OK ? 0 : -1;
+    return secret_heap_init((size_t)1024 * 1024) == ERR_OK ? 0 : -1;
 }
 
 static struct secret *key_of(unsigned char fill)

@@ -55,7 +55,7 @@ struct result {
 
 static int group_setup(void **state)
 {
-    return secret_heap_init(4 * 1024 * 1024) == ERR_OK ? 0 : -1;
+    return secret_heap_init((size_t)4 * 1024 * 1024) == ERR_OK ? 0 : -1;
 }
 
 static int setup(void **state)
@@ -1008,10 +1008,12 @@ static void test_bad_input_matrix(void **state)
     }
     /* 8193 characters: one past the limit. */
     char *big = malloc(KEYSTORE_KEY_MAX + 64);
-    strcpy(big, "{\"key_value\": \"");
-    size_t off = strlen(big);
+    assert_non_null(big);
+    static const char head[] = "{\"key_value\": \"", tail[] = "\"}";
+    size_t off = sizeof(head) - 1;
+    memcpy(big, head, off);
     memset(big + off, 'k', KEYSTORE_KEY_MAX + 1);
-    strcpy(big + off + KEYSTORE_KEY_MAX + 1, "\"}");
+    memcpy(big + off + KEYSTORE_KEY_MAX + 1, tail, sizeof(tail));
     struct result r = call(e, FW_OP_UPDATE, KP, big);
     assert_int_equal(r.status, FW_BAD_REQUEST);
     assert_non_null(strstr(r.message, "'key_value'"));
