@@ -383,10 +383,13 @@ static void vault_login(struct vault *v)
     char path[256];
     json_t *req = NULL;
     enum err e;
+    const char *file;
     if (c->vault.approle.role_id_file != NULL) {
-        e = vault_read_file(c->vault.approle.role_id_file, true, &a, NULL);
+        file = c->vault.approle.role_id_file;
+        e = vault_read_file(file, true, &a, NULL);
         if (e == ERR_OK) {
-            e = vault_read_file(c->vault.approle.secret_id_file, true, &b, NULL);
+            file = c->vault.approle.secret_id_file;
+            e = vault_read_file(file, true, &b, NULL);
         }
         if (e == ERR_OK) {
             req = json_pack("{s:s%,s:s%}", "role_id", (const char *)a->data, a->len, "secret_id",
@@ -394,7 +397,8 @@ static void vault_login(struct vault *v)
         }
         snprintf(path, sizeof(path), "auth/%s/login", c->vault.approle.mount);
     } else {
-        e = vault_read_file(c->vault.kubernetes.jwt_file, false, &a, NULL);
+        file = c->vault.kubernetes.jwt_file;
+        e = vault_read_file(file, false, &a, NULL);
         if (e == ERR_OK) {
             req = json_pack("{s:s%,s:s}", "jwt", (const char *)a->data, a->len, "role",
                             c->vault.kubernetes.role);
@@ -404,8 +408,11 @@ static void vault_login(struct vault *v)
     secret_free(&a);
     secret_free(&b);
     if (e != ERR_OK || req == NULL) {
-        log_kv(LOGL_ERROR, "vault login credentials unreadable", "error",
-               err_name(e != ERR_OK ? e : ERR_NOMEM), NULL);
+        log_kv(LOGL_ERROR, "vault login credentials unreadable", "file", file, "error",
+               err_name(e != ERR_OK ? e : ERR_NOMEM), "detail",
+               e == ERR_DENIED ? "group/world accessible (chmod 600)"
+                               : err_str(e != ERR_OK ? e : ERR_NOMEM),
+               NULL);
         json_decref(req);
         vault_fail_queue(v, ERR_AUTH);
         return;
