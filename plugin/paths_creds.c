@@ -144,6 +144,11 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
     if (exp != NULL && keystore_time_parse(exp, &exp_t) == ERR_OK && exp_t - now < ttl) {
         ttl = exp_t - now; /* an agent must not cache a key past its expiry */
     }
+    const char *revoke_at = json_string_value(json_object_get(ver, "revoke_at"));
+    if (revoke_at != NULL && keystore_time_parse(revoke_at, &exp_t) == ERR_OK &&
+        exp_t - now < ttl) {
+        ttl = exp_t - now; /* nor a version past its grace period */
+    }
     json_t *metadata = json_object_get(rec, "metadata");
     json_t *expires = json_object_get(rec, "expires_at");
     /*

@@ -522,6 +522,11 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
             goto out_unlock;
         }
     }
+    /* An expiry that has passed belonged to the old value: a new value without one clears it. */
+    if (has_value && !has_expiry && strcmp(keystore_key_status(rec, now), "expired") == 0) {
+        has_expiry = true;
+        expires = 0;
+    }
     keys_apply_meta(req, rec, has_expiry, expires);
     json_object_set_new(rec, "updated_at", json_string(now_s));
     e = keys_save(req, rec);
@@ -651,6 +656,9 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     if (strcmp(keystore_key_status(rec, now), "revoked") == 0) {
         fw_error(resp, "key is revoked: write key_value to the key path to store a new version");
         goto out_unlock;
+    }
+    if (strcmp(keystore_key_status(rec, now), "expired") == 0) {
+        json_object_set_new(rec, "expires_at", json_null()); /* as for a plain write */
     }
     int64_t old = json_integer_value(json_object_get(rec, "current_version"));
     int64_t version = 0;

@@ -375,6 +375,11 @@ static void test_lifecycle(void **state)
     assert_int_equal(r.status, FW_OK);
     assert_string_equal(str(r.data, "api_key"), canary3);
     done(&r);
+    fake_now += 3600 - 60;
+    r = call(e, FW_OP_READ, CREDS, "{\"version\": 3}");
+    assert_int_equal(num(r.data, "ttl"), 60); /* capped by the end of the grace period */
+    done(&r);
+    fake_now -= 3600 - 60;
     fake_now += 3601;
     expect_creds_404(e, CREDS, "{\"version\": 3}");
     /* The periodic tick makes it final in storage (and destroys the ciphertext). */
@@ -496,6 +501,20 @@ static void test_expiry(void **state)
     json_t *d = ok(e, FW_OP_READ, KP, NULL);
     assert_string_equal(str(d, "status"), "expired");
     json_decref(d);
+    /* Metadata writes keep it expired; a new value (without an expiry) revives it. */
+    ok0(e, FW_OP_UPDATE, KP, "{\"name\": \"still expired\"}");
+    expect_creds_404(e, CREDS, NULL);
+    add_canary(e, canary2);
+    put_key(e, KP, canary2, NULL);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(d, "status"), "active");
+    assert_true(json_is_null(json_object_get(d, "expires_at")));
+    json_decref(d);
+    assert_string_equal(creds_value(e, CREDS, &c), canary2);
+    json_decref(c);
+    ok0(e, FW_OP_UPDATE, KP, "{\"expires_in\": 60}");
+    fake_now += 60;
+    expect_creds_404(e, CREDS, NULL);
     /* A new expiry revives it; "" clears it. */
     ok0(e, FW_OP_UPDATE, KP, "{\"expires_at\": \"2099-01-01T00:00:00Z\"}");
     creds_value(e, CREDS, &c);
