@@ -378,7 +378,16 @@ void backend_handle_existence_check(const uint8_t *req, size_t len, struct rpc_r
         }
         be_request_done(&fr);
     }
-    if (resp.status != FW_OK) {
+    if (resp.status == FW_BAD_REQUEST) {
+        /*
+         * Vault turns any existence-check error other than "unsupported path"
+         * into a 500 (request_handling.go). Bad input (a body over the limit,
+         * malformed data) is the caller's fault: answer "no check" so Vault
+         * runs the request as an update, and HandleRequest gives the 400.
+         */
+        out.check_found = false;
+        out.exists = false;
+    } else if (resp.status != FW_OK) {
         perr.err_type = be_errtype_for(resp.status);
         switch (resp.status) {
         case FW_UNSUPPORTED_PATH:
