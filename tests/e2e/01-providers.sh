@@ -105,7 +105,7 @@ for p in "${PROVIDERS[@]}"; do
             usage=$(echo "$BODY" | sed -n 's/^data: //p' | grep -v '^\[DONE\]$' | jq -c 'select(.usage != null) | .usage' 2>/dev/null | tail -1)
             pt=$(echo "$usage" | jq -r '.prompt_tokens // empty' 2>/dev/null)
             ct=$(echo "$usage" | jq -r '.completion_tokens // empty' 2>/dev/null)
-            if ! echo "$BODY" | grep -qx 'data: \[DONE\]'; then text="$text (no [DONE])"; fi
+            if ! grep -qx 'data: \[DONE\]' <<<"$BODY"; then text="$text (no [DONE])"; fi
         fi
         t_eq "$p stream=$s: answer text" "$text" "$(words $NTOK)"
         t_eq "$p stream=$s: usage tokens" "$pt/$ct" "4/$NTOK"

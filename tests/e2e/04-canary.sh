@@ -88,8 +88,8 @@ for p in "${PROVIDERS[@]}"; do
     done
     call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-cut" true 8)" -N
     # The mock sends 4 of 8 words and resets: the app must see them end in an error event.
-    if [ "$CODE" = 200 ] && [[ $BODY == *w0* ]] && ! echo "$BODY" | grep -qx 'data: \[DONE\]' &&
-        echo "$BODY" | grep -q '"error"'; then
+    if [ "$CODE" = 200 ] && [[ $BODY == *w0* ]] && ! grep -qx 'data: \[DONE\]' <<<"$BODY" &&
+        grep -q '"error"' <<<"$BODY"; then
         t_ok "$p stream cut after first byte: explicit error, no [DONE]"
     else
         t_fail "$p stream cut after first byte: explicit error, no [DONE]" "HTTP $CODE body ${BODY:0:300}"
@@ -105,13 +105,16 @@ t_eq "metrics and usage endpoints answer" "$m $CODE" "200 200"
 for p in "${PROVIDERS[@]}"; do call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-normal")"; done
 sleep 5 # creds_ttl 2s and keycache.max_ttl_s 2: every key is past its expiry
 CORE=$LIB_TMP/agent-core
-if ldd "$AGENT_BIN" 2>/dev/null | grep -q libasan; then
+# (no "| grep -q" under pipefail: ldd would die of SIGPIPE and the test read false)
+if [[ $(ldd "$AGENT_BIN" 2>/dev/null) == *libasan* ]]; then
     # ASan maps terabytes of shadow memory: gcore of it is neither quick nor meaningful.
     for c in "core dump after key expiry: taken" "core dump after key expiry: holds agent memory" \
         "core dump after key expiry: no canary"; do
         t_skip "$c" "ASan build (the normal build runs it)"
     done
-elif timeout 120 gcore -o "$CORE" "$AGENT_PID" >"$LIB_TMP/gcore.log" 2>&1 && [ -s "$CORE.$AGENT_PID" ]; then
+# A core is bounded to 2 GiB (ulimit -f, in KiB) so a runaway mapping cannot fill the disk.
+elif (ulimit -f 2097152 && timeout 120 gcore -o "$CORE" "$AGENT_PID") >"$LIB_TMP/gcore.log" 2>&1 &&
+    [ -s "$CORE.$AGENT_PID" ]; then
     t_ok "core dump after key expiry: taken"
     # The dump must really hold the agent's memory: its config strings are in it.
     if grep -qaF "$AGENT_DIR/rejected.sock" "$CORE.$AGENT_PID"; then

@@ -82,6 +82,7 @@ call "$SOCK" POST /v1/chat/completions "" -H 'Content-Type: application/json' --
 if [ "$CODE" = 413 ] && is_error_shape; then t_ok "body one past the limit: 413"; else t_fail "body one past the limit: 413" "HTTP $CODE ${BODY:0:200}"; fi
 call "$SOCK" POST /v1/chat/completions "" -H 'Content-Type: application/json' --data-binary "@$LIB_TMP/10mib.json"
 if [ "$CODE" = 413 ]; then t_ok "10 MiB body: 413"; else t_fail "10 MiB body: 413" "HTTP $CODE ${BODY:0:200}"; fi
+rm -f "$LIB_TMP/at-limit.json" "$LIB_TMP/past-limit.json" "$LIB_TMP/10mib.json" # kept runs stay small
 
 since=$(mock_last_seq)
 call "$SOCK" POST /v1/chat/completions "$(chat_body openai/no-such-model)"
