@@ -21,7 +21,8 @@ for p in "${PROVIDERS[@]}"; do
     done
 done
 CASES+=("embeddings" "models list" "healthz" "metrics" "usage reported to Vault"
-    "usage cost per provider" "agent alive" "canary: nowhere but the provider request")
+    "usage cost per provider" "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
+    "canary: nowhere but the provider request")
 
 if ! lib_up || ! lib_require "$AGENT_BIN"; then
     t_blocked "${CASES[@]}"
@@ -171,6 +172,7 @@ done
 if [ -z "$why" ]; then t_ok "usage cost per provider"; else t_fail "usage cost per provider" "$why"; fi
 
 t_check "agent alive" kill -0 "$AGENT_PID"
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "${KEY[@]}"
 t_done
 [ "$T_FAILED" -eq 0 ]

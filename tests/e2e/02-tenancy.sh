@@ -33,7 +33,8 @@ for round in 1 2; do
     for row in "${MATRIX[@]}"; do CASES+=("round $round: ${row%%|*}"); done
 done
 CASES+=("tenant without a key for the provider: refused, nothing sent"
-    "403 body is an OpenAI-shaped error" "agent alive" "canary: nowhere but the provider request")
+    "403 body is an OpenAI-shaped error" "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
+    "canary: nowhere but the provider request")
 
 if ! lib_up || ! lib_require "$AGENT_BIN"; then
     t_blocked "${CASES[@]}"
@@ -110,6 +111,7 @@ t_match "403 body is an OpenAI-shaped error" \
     "^403 true string$"
 
 t_check "agent alive" kill -0 "$AGENT_PID"
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "${KEY[@]}" "$KEY_GAMMA_ANTHROPIC"
 t_done
 [ "$T_FAILED" -eq 0 ]

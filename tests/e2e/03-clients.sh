@@ -16,7 +16,8 @@ CASES=("curl: chat" "curl: streamed chat" "curl: app's Authorization not forward
     "python httpx uds: chat" "python httpx uds: streamed chat, frames in order"
     "python httpx uds: embeddings" "python httpx uds: error shape on unknown model"
     "node openai sdk: chat" "node openai sdk: streamed chat"
-    "agent alive" "canary: nowhere but the provider request")
+    "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
+    "canary: nowhere but the provider request")
 
 if ! lib_up || ! lib_require "$AGENT_BIN"; then
     t_blocked "${CASES[@]}"
@@ -161,6 +162,7 @@ else
 fi
 
 t_check "agent alive" kill -0 "$AGENT_PID"
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "$K"
 t_done
 [ "$T_FAILED" -eq 0 ]

@@ -20,6 +20,7 @@ done
 CASES+=("metrics and usage endpoints answer" "core dump after key expiry: taken"
     "core dump after key expiry: holds agent memory" "core dump after key expiry: no canary"
     "Vault down: clear 5xx error" "Vault down: agent alive" "agent alive"
+    "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
 if ! lib_up || ! lib_require "$AGENT_BIN"; then
@@ -147,6 +148,7 @@ t_check "Vault down: agent alive" kill -0 "$AGENT_PID"
 call "$SOCK" GET /metrics ""
 
 t_check "agent alive" kill -0 "$AGENT_PID"
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "${KEY[@]}" "$KEY_REJECTED"
 t_done
 [ "$T_FAILED" -eq 0 ]

@@ -20,7 +20,7 @@ CASES=("malformed JSON: 400" "truncated JSON: 400" "empty body: 400" "JSON array
     "Content-Length and Transfer-Encoding together: refused" "two different Content-Length: 400"
     "header block past the limit: 4xx" "slowloris headers: closed by the agent"
     "slowloris body: closed by the agent" "1000 idle connections: held"
-    "1000 idle connections: a new call still succeeds" "agent alive" "healthz after all"
+    "1000 idle connections: a new call still succeeds" "agent alive" "healthz after all" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
 if ! lib_up || ! lib_require "$AGENT_BIN"; then
@@ -214,6 +214,7 @@ kill "$IDLE_PID" 2>/dev/null
 wait "$IDLE_PID" 2>/dev/null
 
 t_check "agent alive" kill -0 "$AGENT_PID"
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 call "$SOCK" GET /healthz ""
 t_eq "healthz after all" "$CODE" 200
 canary_scan "canary: nowhere but the provider request" "$K"

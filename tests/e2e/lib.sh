@@ -450,6 +450,29 @@ agent_start() {
     kill -0 "$AGENT_PID" 2>/dev/null
 }
 
+# agent_stop_check NAME: SIGTERM, then the agent must exit 0 within its drain
+# time, with no sanitizer report (ASan/UBSan/LeakSanitizer) in its log.
+agent_stop_check() {
+    local name=$1 rc i
+    kill -TERM "$AGENT_PID" 2>/dev/null
+    for i in $(seq 400); do
+        kill -0 "$AGENT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$AGENT_PID" 2>/dev/null; then
+        t_fail "$name" "still running 40 s after SIGTERM"
+        kill -KILL "$AGENT_PID" 2>/dev/null
+        return
+    fi
+    wait "$AGENT_PID"
+    rc=$?
+    local san
+    san=$(grep -m1 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$AGENT_LOG")
+    if [ "$rc" = 0 ] && [ -z "$san" ]; then t_ok "$name"; else
+        t_fail "$name" "exit status $rc${san:+; $san}"
+    fi
+}
+
 # call SOCKET METHOD PATH [BODY] [CURL ARGS...]: one request to the agent.
 # Sets CODE, BODY, HDRS (raw header block); logs both for the canary scan.
 call() {
