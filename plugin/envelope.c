@@ -243,6 +243,11 @@ enum err envelope_b64_decode(const char *in, unsigned char **ret, size_t *ret_le
                 return ERR_INVAL;
             }
         }
+        /* Canonical only: the bits that padding drops must be zero (RFC 4648 3.5). */
+        if ((pad == 1 && (v[2] & 0x3) != 0) || (pad == 2 && (v[1] & 0xf) != 0)) {
+            free(out);
+            return ERR_INVAL;
+        }
         unsigned long w = ((unsigned long)v[0] << 18) | ((unsigned long)v[1] << 12) |
                           ((unsigned long)v[2] << 6) | (unsigned long)v[3];
         out[n++] = (unsigned char)(w >> 16);
