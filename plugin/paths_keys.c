@@ -452,6 +452,32 @@ static enum err keys_reply_view(struct fw_request *req, struct fw_response *resp
     return ERR_OK;
 }
 
+/*
+ * What a write answers: the key's identity, state and validation, without the
+ * version history (read the key for it). Writes are frequent in automation;
+ * serialising the history on each one is wasted work.
+ */
+static enum err keys_reply_summary(struct fw_response *resp, const json_t *rec, time_t now)
+{
+    static const char *const members[] = {
+        "key_id",       "tenant",     "provider",   "key_type",   "name", "current_version",
+        "masked_value", "validation", "expires_at", "updated_at", NULL};
+    json_t *out = json_object();
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; members[i] != NULL; i++) {
+        json_t *v = json_object_get(rec, members[i]);
+        if (v != NULL && json_object_set(out, members[i], v) != 0) {
+            json_decref(out);
+            return ERR_NOMEM;
+        }
+    }
+    json_object_set_new(out, "status", json_string(keystore_key_status(rec, now)));
+    fw_reply(resp, out);
+    return ERR_OK;
+}
+
 /* create and update: a key_value makes a new version; other fields update metadata. */
 static enum err keys_write(struct fw_request *req, struct fw_response *resp)
 {
@@ -531,7 +557,7 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     json_object_set_new(rec, "updated_at", json_string(now_s));
     e = keys_save(req, rec);
     if (e == ERR_OK) {
-        e = keys_reply_view(req, resp, rec, now);
+        e = keys_reply_summary(resp, rec, now);
     }
 out_unlock:
     keystore_unlock(ks);
