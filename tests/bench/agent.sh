@@ -11,7 +11,9 @@
 #   agent-https  loadgen -> byok-agent -> mock (HTTPS, verified against the test CA)
 # nginx is Debian's nginx-light, one worker, configured in a temp dir as a
 # plain reverse proxy that adds the Authorization header (what the agent does,
-# minus everything else). Reported:
+# minus everything else). The agent's upstream timeouts are set to nginx's
+# defaults (60 s) so that overload shows as latency in both, not as 504s in one.
+# Reported:
 #   - added latency (p50, p99) vs direct at BENCH_RATE req/s open loop (2,000)
 #   - saturation throughput (closed loop, BENCH_CONNS connections)
 #   - streaming: added time to first byte at BENCH_STREAM_RATE req/s open loop
@@ -63,7 +65,9 @@ key_put bench vllm "$BENCH_KEY" || exit 1
 ASOCK=$AGENT_DIR/bench.sock
 agent_config "[{\"path\": \"$ASOCK\", \"mode\": \"0660\", \"tenant\": \"bench\", \"app\": \"bench\"}]" \
     '.providers = ["openai", "vllm"] | .log_level = "warn" | .limits.max_connections = 20000
-     | .limits.client_timeout_s = 60 | .keycache.max_ttl_s = 3600 | .usage.report_interval_s = 5'
+     | .limits.client_timeout_s = 60 | .keycache.max_ttl_s = 3600 | .usage.report_interval_s = 5
+     | .upstream.connect_timeout_ms = 60000 | .upstream.first_byte_timeout_ms = 60000
+     | .upstream.idle_timeout_ms = 60000'
 vault_api PUT byok/config '{"creds_ttl":"1h"}' "$ADMIN_TOKEN" >/dev/null
 agent_start || { say "agent did not start: $(tail -n 5 "$AGENT_LOG")"; exit 1; }
 
