@@ -17,6 +17,15 @@
 
 /* Installs the allocator (json_set_alloc_funcs). Call before any jansson use. */
 void jalloc_install(void);
+
+/*
+ * The same wipe-on-free for OpenSSL (CRYPTO_set_mem_functions: TLS buffers
+ * hold Vault replies in plaintext after decryption) and libcurl
+ * (curl_global_init_mem: request buffers hold the credential header, receive
+ * buffers the creds reply). Call first thing in main, before any OpenSSL or
+ * curl use; it also performs curl_global_init. Returns 0 on success.
+ */
+int jalloc_install_libs(void);
 /* Exposed for tests. */
 void *jalloc_malloc(size_t n);
 void jalloc_free(void *p);

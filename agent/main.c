@@ -155,6 +155,11 @@ int main(int argc, char **argv)
         return 2;
     }
     umask(077);
+    /* Before anything allocates through OpenSSL or curl (also does curl_global_init). */
+    if (jalloc_install_libs() != 0) {
+        fprintf(stderr, "byok-agent: cannot install wiping allocators\n");
+        return 1;
+    }
     jalloc_install();
     log_init(NULL, LOGL_INFO);
     char err[CONFIG_ERR_LEN];
@@ -175,10 +180,6 @@ int main(int argc, char **argv)
     }
     agent_raise_nofile();
     signal(SIGPIPE, SIG_IGN);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        log_kv(LOGL_ERROR, "curl_global_init failed", NULL);
-        return 1;
-    }
     int rc = 1;
     agent.cfg = cfg;
     struct timespec ts;

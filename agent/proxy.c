@@ -546,6 +546,29 @@ static void call_on_done(void *arg, enum err e, long status)
 /* ---- attempts ---------------------------------------------------------------------------------
  */
 
+/*
+ * The catalog is the list of models a provider serves: an explicit
+ * "<provider>/<model>" outside it is refused before anything is sent. An
+ * entry without a model list (a local server whose models vary) allows any.
+ */
+static bool call_model_listed(const json_t *entry, const char *model)
+{
+    const json_t *models = json_object_get(entry, "models");
+    if (json_array_size(models) == 0) {
+        return true;
+    }
+    size_t i;
+    const json_t *m;
+    json_array_foreach(models, i, m)
+    {
+        const char *name = json_string_value(json_object_get(m, "name"));
+        if (name != NULL && strcmp(name, model) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void call_attempt_with(struct call *c, struct keycache_entry *ent)
 {
     struct request *r = c->r;
@@ -562,6 +585,13 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     if (ent->key == NULL) {
         c->last_err = ERR_AUTH;
         call_next(c);
+        return;
+    }
+    if (c->kind == ROUTE_EXPLICIT && !call_model_listed(ent->entry, cand->model)) {
+        struct request *rr = call_end(c);
+        rr->error_code = "model_not_found";
+        server_reply_error(rr, 404, "invalid_request_error", "model_not_found",
+                           "the provider's catalog entry does not list this model");
         return;
     }
     struct provider_call pc = {

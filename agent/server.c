@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -34,6 +35,8 @@
 #include "common/log.h"
 
 #define SERVER_BACKLOG 4096
+/* Bytes past limits.max_body_bytes that evhttp still reads so that we answer the 413. */
+#define SERVER_BODY_SLACK (64 * 1024)
 
 struct listener {
     struct server *s;
@@ -45,10 +48,28 @@ struct listener {
     struct listener *next;
 };
 
+/*
+ * Every accepted connection, from accept (evhttp's bufferevent callback) to
+ * close. evhttp's own timeout is an inactivity timeout, which a client
+ * trickling one byte a second never trips; this list gives each connection a
+ * deadline to deliver a whole request (limits.client_timeout_s from accept or
+ * from the end of the previous answer), checked by a sweep every second.
+ * We hold a reference on each bufferevent so that it stays valid memory after
+ * evhttp frees the connection; evhttp's bufferevent_free clears its callbacks,
+ * which is how the sweep learns the connection is gone.
+ */
+struct server_watch {
+    struct bufferevent *bev;
+    double deadline; /* monotonic seconds; ignored while busy */
+    bool busy;       /* a request is being answered */
+    struct server_watch *prev, *next;
+};
+
 struct server_conn {
     struct server *s;
     struct evhttp_connection *evcon;
     struct listener *l;
+    struct server_watch *watch;
     bool have_cred;
     struct ucred cred;
     struct request *active;
@@ -60,7 +81,12 @@ struct server {
     struct server_conn **conns;
     size_t n_slots;
     size_t n_conns;
+    struct server_watch *watches;
+    size_t n_watches; /* accepted connections still open */
+    struct event *sweep;
 };
+
+#define SERVER_SWEEP_MS 500
 
 typedef void (*server_handler)(struct request *r);
 
@@ -135,6 +161,10 @@ void server_finish(struct request *r)
     }
     if (r->conn != NULL && r->conn->active == r) {
         r->conn->active = NULL;
+        if (r->conn->watch != NULL) {
+            r->conn->watch->busy = false;
+            r->conn->watch->deadline = server_now() + (double)ctx->cfg->limits.client_timeout_s;
+        }
     }
     free(r->prompt_log);
     config_unref(&r->cfg);
@@ -279,6 +309,76 @@ static void server_metrics(struct request *r)
 
 /* ---- connections ------------------------------------------------------------------------- */
 
+static void server_watch_remove(struct server *s, struct server_watch *w)
+{
+    if (w->prev != NULL) {
+        w->prev->next = w->next;
+    } else {
+        s->watches = w->next;
+    }
+    if (w->next != NULL) {
+        w->next->prev = w->prev;
+    }
+    s->n_watches--;
+    bufferevent_decref(w->bev);
+    free(w);
+}
+
+static struct bufferevent *server_bevcb(struct event_base *base, void *arg)
+{
+    struct listener *l = arg;
+    struct server *s = l->s;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        return NULL;
+    }
+    struct server_watch *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return bev; /* served without a deadline; evhttp's inactivity timeout still applies */
+    }
+    bufferevent_incref(bev);
+    w->bev = bev;
+    w->deadline = server_now() + (double)s->ctx->cfg->limits.client_timeout_s;
+    w->next = s->watches;
+    if (s->watches != NULL) {
+        s->watches->prev = w;
+    }
+    s->watches = w;
+    s->n_watches++;
+    return bev;
+}
+
+static void server_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    double now = server_now();
+    struct server_watch *w = s->watches;
+    while (w != NULL) {
+        struct server_watch *next = w->next;
+        bufferevent_data_cb readcb = NULL;
+        void *cbarg = NULL;
+        bufferevent_getcb(w->bev, &readcb, NULL, NULL, &cbarg);
+        if (readcb == NULL) {
+            server_watch_remove(s, w); /* evhttp closed it */
+        } else if (!w->busy && now >= w->deadline && cbarg != NULL) {
+            /* No whole request within client_timeout_s: slowloris or idle keep-alive. */
+            evhttp_connection_free((struct evhttp_connection *)cbarg);
+            server_watch_remove(s, w);
+        }
+        w = next;
+    }
+}
+
+static struct server_watch *server_watch_find(struct server *s, struct bufferevent *bev)
+{
+    for (struct server_watch *w = s->watches; w != NULL; w = w->next) {
+        if (w->bev == bev) {
+            return w;
+        }
+    }
+    return NULL;
+}
+
 static void server_conn_closed(struct evhttp_connection *evcon, void *arg)
 {
     struct server_conn *c = arg;
@@ -304,6 +404,10 @@ static void server_conn_closed(struct evhttp_connection *evcon, void *arg)
     }
     if (fd >= 0 && (size_t)fd < s->n_slots && s->conns[fd] == c) {
         s->conns[fd] = NULL;
+    }
+    if (c->watch != NULL) {
+        c->watch->busy = false;
+        c->watch->deadline = 0; /* the sweep drops it (its callbacks are cleared by now) */
     }
     s->n_conns--;
     free(c);
@@ -331,6 +435,7 @@ static struct server_conn *server_conn_get(struct server *s, struct listener *l,
     c->s = s;
     c->evcon = evcon;
     c->l = l;
+    c->watch = server_watch_find(s, evhttp_connection_get_bufferevent(evcon));
     socklen_t len = sizeof(c->cred);
     c->have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) == 0;
     s->conns[fd] = c;
@@ -341,7 +446,7 @@ static struct server_conn *server_conn_get(struct server *s, struct listener *l,
 
 size_t server_connections(const struct server *s)
 {
-    return s->n_conns;
+    return s->n_watches > s->n_conns ? s->n_watches : s->n_conns;
 }
 
 /* The caller's tenant: the listener's bound tenant or the first peers entry matching uid/gid. */
@@ -389,10 +494,13 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
     r->route = "unknown";
     ctx->inflight++;
     c->active = r;
+    if (c->watch != NULL) {
+        c->watch->busy = true;
+    }
     unsigned long long seq = ++ctx->req_seq;
     snprintf(r->id, sizeof(r->id), "req_%08llx%016llx", ctx->req_seed & 0xffffffffULL,
              seq ^ (ctx->req_seed >> 32));
-    if (s->n_conns > (size_t)r->cfg->limits.max_connections) {
+    if (server_connections(s) > (size_t)r->cfg->limits.max_connections) {
         evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
         server_reply_error(r, 503, "server_error", "too_many_connections",
                            "the agent has too many open connections; retry later");
@@ -401,6 +509,23 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
     if (ctx->draining) {
         evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
         server_reply_error(r, 503, "server_error", "shutting_down", "the agent is shutting down");
+        return;
+    }
+    /*
+     * Two Content-Length headers are a request-smuggling vector (RFC 9112
+     * 6.3): evhttp used one of them to frame the body, the rest of the bytes
+     * would be read as another request. Refuse and close.
+     */
+    int n_cl = 0;
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(ev), next)
+    {
+        n_cl += evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0;
+    }
+    if (n_cl > 1) {
+        evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
+        server_reply_error(r, 400, "invalid_request_error", "bad_framing",
+                           "more than one Content-Length header");
         return;
     }
     const char *uri = evhttp_request_get_uri(ev);
@@ -491,7 +616,12 @@ static enum err server_socket_perms(const struct config_listener *lc, char *errb
 
 static void server_http_limits(struct evhttp *http, const struct config *cfg)
 {
-    evhttp_set_max_body_size(http, cfg->limits.max_body_bytes);
+    /*
+     * evhttp answers a body over its limit itself, with an HTML page. With a
+     * little slack, a body just over limits.max_body_bytes reaches us and gets
+     * the JSON 413; only grossly oversized bodies get evhttp's (still 413).
+     */
+    evhttp_set_max_body_size(http, cfg->limits.max_body_bytes + SERVER_BODY_SLACK);
     evhttp_set_max_headers_size(http, cfg->limits.max_header_bytes);
     /* Read and write timeout per connection: a slowloris client is dropped after this. */
     evhttp_set_timeout(http, (int)cfg->limits.client_timeout_s);
@@ -550,6 +680,7 @@ static struct listener *server_listener_new(struct server *s, const struct confi
     }
     server_http_limits(l->http, cfg);
     evhttp_set_gencb(l->http, server_gencb, l);
+    evhttp_set_bevcb(l->http, server_bevcb, l);
     l->bound = evhttp_accept_socket_with_handle(l->http, fd);
     if (l->bound == NULL) {
         goto fail;
@@ -667,6 +798,16 @@ struct server *server_new(struct agent_ctx *ctx)
         return NULL;
     }
     s->n_slots = slots;
+    s->sweep = event_new(ctx->base, -1, EV_PERSIST, server_sweep_cb, s);
+    struct timeval tv = {0, SERVER_SWEEP_MS * 1000};
+    if (s->sweep == NULL || event_add(s->sweep, &tv) != 0) {
+        if (s->sweep != NULL) {
+            event_free(s->sweep);
+        }
+        free(s->conns);
+        free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -707,6 +848,11 @@ void server_free(struct server *s)
         free(l);
         l = n;
     }
+    /* The connections are gone: drop our references (this closes their sockets). */
+    while (s->watches != NULL) {
+        server_watch_remove(s, s->watches);
+    }
+    event_free(s->sweep);
     free(s->conns);
     free(s);
 }

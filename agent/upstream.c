@@ -12,6 +12,7 @@
 #include "agent/upstream.h"
 
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,7 @@ struct upstream_xfer {
     bool in_curl_cb; /* inside a curl callback: curl_multi_remove_handle is forbidden */
     bool cancelled;  /* cancel requested from inside a callback; freed at completion */
     bool timed_out;
+    bool sensitive;
     struct upstream_xfer *prev, *next;
 };
 
@@ -80,7 +82,7 @@ static void upstream_xfer_destroy(struct upstream_xfer *x)
         event_free(x->deadline);
     }
     curl_multi_remove_handle(up->multi, x->easy);
-    if (up->n_pool < UPSTREAM_POOL_MAX) {
+    if (up->n_pool < UPSTREAM_POOL_MAX && !x->sensitive) {
         curl_easy_reset(x->easy);
         up->pool[up->n_pool++] = x->easy;
     } else {
@@ -241,6 +243,13 @@ static size_t upstream_write_cb(char *data, size_t size, size_t nmemb, void *use
     return len;
 }
 
+/* Decrypted records must not linger in OpenSSL's read buffer: release (and so wipe) them. */
+static CURLcode upstream_ssl_ctx_cb(CURL *easy, void *ssl_ctx, void *arg)
+{
+    SSL_CTX_set_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    return CURLE_OK;
+}
+
 static enum err upstream_map_code(CURLcode c)
 {
     switch (c) {
@@ -321,8 +330,6 @@ struct upstream *upstream_new(struct event_base *base, long max_host_connections
     curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
     curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
                       max_host_connections > 0 ? max_host_connections * 4 : 1024L);
-    /* Providers may speak HTTP/2; multiplexing keeps one connection per host busy. */
-    curl_multi_setopt(up->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     return up;
 }
 
@@ -427,6 +434,7 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     x->cbs = *cbs;
     x->arg = arg;
     x->first_byte_ms = opts->first_byte_timeout_ms;
+    x->sensitive = opts->sensitive;
     x->idle_ms = opts->idle_timeout_ms;
     x->easy = up->n_pool > 0 ? up->pool[--up->n_pool] : curl_easy_init();
     x->deadline = evtimer_new(up->base, upstream_deadline_cb, x);
@@ -453,10 +461,19 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     if (opts->unix_socket != NULL) {
         curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, opts->unix_socket);
     }
+    if (opts->sensitive) {
+        curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, upstream_ssl_ctx_cb);
+    }
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
     if (opts->total_timeout_ms > 0) {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->total_timeout_ms);
     }
+    /*
+     * HTTP/1.1 only: HTTP/2's HPACK dynamic table (nghttp2, as curl 7.88 sends
+     * every header indexable) would keep "authorization: Bearer <key>" in
+     * memory for the life of the connection, out of reach of any wipe.
+     */
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     /* Bodies are passed through as the provider sent them; no transparent decoding. */

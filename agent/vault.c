@@ -531,6 +531,7 @@ static void vault_send(struct vault_req *r)
         .allow_http = strncmp(addr, "https://", 8) != 0,
         .ca_file = c->vault.ca_file,
         .unix_socket = NULL,
+        .sensitive = true,
     };
     int n;
     if (strncmp(addr, "unix:", 5) == 0) {
