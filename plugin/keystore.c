@@ -593,84 +593,112 @@ void keystore_usage_forget(struct keystore *ks, const char *tenant, const char *
     pthread_mutex_unlock(&ks->counter_mu);
 }
 
-/* Takes the whole counter table, leaving an empty one (so creds reads never wait on I/O). */
-static struct keystore_counter *keystore_counters_take(struct keystore *ks)
+struct keystore_counter_name {
+    char tenant[64], provider[64], key_type[64];
+};
+
+/* Subtracts flushed hits; a counter that reaches zero is freed. Caller holds counter_mu. */
+static void keystore_counter_settle_locked(struct keystore *ks,
+                                           const struct keystore_counter_name *n, int64_t hits)
 {
-    struct keystore_counter *list = NULL;
-    pthread_mutex_lock(&ks->counter_mu);
-    for (size_t i = 0; i < KEYSTORE_COUNTER_BUCKETS; i++) {
-        struct keystore_counter *c = ks->counters[i];
-        while (c != NULL) {
-            struct keystore_counter *next = c->next;
-            c->next = list;
-            list = c;
-            c = next;
+    size_t h = keystore_counter_hash(n->tenant, n->provider, n->key_type);
+    for (struct keystore_counter **pc = &ks->counters[h]; *pc != NULL; pc = &(*pc)->next) {
+        struct keystore_counter *c = *pc;
+        if (keystore_counter_is(c, n->tenant, n->provider, n->key_type)) {
+            c->hits -= hits;
+            if (c->hits <= 0) {
+                *pc = c->next;
+                free(c);
+                ks->n_counters--;
+            }
+            return;
         }
-        ks->counters[i] = NULL;
     }
-    ks->n_counters = 0;
-    pthread_mutex_unlock(&ks->counter_mu);
-    return list;
 }
 
-/* Puts a taken counter back, merging with hits that arrived meanwhile; takes c. */
-static void keystore_counter_putback(struct keystore *ks, struct keystore_counter *c)
+/* Flushes one key's pending hits; caller holds the write lock. */
+static enum err keystore_counter_flush(struct keystore *ks, struct storage *st,
+                                       const struct keystore_counter_name *n)
 {
-    size_t h = keystore_counter_hash(c->tenant, c->provider, c->key_type);
+    int64_t hits = 0;
+    time_t last_used = 0;
+    size_t h = keystore_counter_hash(n->tenant, n->provider, n->key_type);
     pthread_mutex_lock(&ks->counter_mu);
-    for (struct keystore_counter *n = ks->counters[h]; n != NULL; n = n->next) {
-        if (keystore_counter_is(n, c->tenant, c->provider, c->key_type)) {
-            n->hits += c->hits;
-            if (c->last_used > n->last_used) {
-                n->last_used = c->last_used;
-            }
-            free(c);
-            c = NULL;
-            break;
+    for (struct keystore_counter *c = ks->counters[h]; c != NULL; c = c->next) {
+        if (keystore_counter_is(c, n->tenant, n->provider, n->key_type)) {
+            hits = c->hits;
+            last_used = c->last_used;
         }
     }
-    if (c != NULL) {
-        c->next = ks->counters[h];
-        ks->counters[h] = c;
-        ks->n_counters++;
-    }
     pthread_mutex_unlock(&ks->counter_mu);
+    if (hits <= 0) {
+        return ERR_OK; /* forgotten meanwhile (key revoked, tenant deleted) */
+    }
+    char key[STORAGE_MAX_KEY];
+    json_t *rec = NULL;
+    enum err e = keystore_path_key(key, sizeof(key), n->tenant, n->provider, n->key_type);
+    if (e == ERR_OK) {
+        e = storage_get_json(st, key, &rec);
+    }
+    if (e == ERR_OK) {
+        keystore_rec_add_usage(rec, hits, last_used);
+        e = keystore_record_put(ks, st, key, rec);
+        json_decref(rec);
+    }
+    if (e == ERR_NOTFOUND) {
+        e = ERR_OK; /* the key or tenant was deleted since: drop its hits */
+    }
+    if (e == ERR_OK) {
+        /* Hits that arrived during the write stay pending for the next tick. */
+        pthread_mutex_lock(&ks->counter_mu);
+        keystore_counter_settle_locked(ks, n, hits);
+        pthread_mutex_unlock(&ks->counter_mu);
+    }
+    return e;
 }
 
 enum err keystore_usage_flush(struct keystore *ks, struct storage *st)
 {
     enum err result = ERR_OK;
     /*
-     * Under the write lock for the whole flush: key reads merge pending hits
-     * under it too, so no reader sees a hit both in storage and in memory.
+     * One key at a time under the write lock: key reads merge pending hits
+     * under it too, so a reader never sees a hit both in storage and in
+     * memory, and writers wait for one key's flush at most, not the whole
+     * table's. The table is walked bucket by bucket (names copied out, the
+     * counter mutex never held across I/O).
      */
-    keystore_lock(ks);
-    struct keystore_counter *list = keystore_counters_take(ks);
-    while (list != NULL) {
-        struct keystore_counter *c = list;
-        list = c->next;
-        char key[STORAGE_MAX_KEY];
-        json_t *rec = NULL;
-        enum err e = keystore_path_key(key, sizeof(key), c->tenant, c->provider, c->key_type);
-        if (e == ERR_OK) {
-            e = storage_get_json(st, key, &rec);
+    for (size_t b = 0; b < KEYSTORE_COUNTER_BUCKETS; b++) {
+        struct keystore_counter_name *names = NULL;
+        size_t n = 0;
+        pthread_mutex_lock(&ks->counter_mu);
+        for (struct keystore_counter *c = ks->counters[b]; c != NULL; c = c->next) {
+            n++;
         }
-        if (e == ERR_OK) {
-            keystore_rec_add_usage(rec, c->hits, c->last_used);
-            e = keystore_record_put(ks, st, key, rec);
-            json_decref(rec);
+        if (n > 0) {
+            names = calloc(n, sizeof(*names));
         }
-        if (e == ERR_NOTFOUND) {
-            e = ERR_OK; /* the key or tenant was deleted since */
+        size_t i = 0;
+        for (struct keystore_counter *c = ks->counters[b]; names != NULL && c != NULL;
+             c = c->next, i++) {
+            memcpy(names[i].tenant, c->tenant, sizeof(c->tenant));
+            memcpy(names[i].provider, c->provider, sizeof(c->provider));
+            memcpy(names[i].key_type, c->key_type, sizeof(c->key_type));
         }
-        if (e != ERR_OK) {
-            keystore_counter_putback(ks, c); /* keep the hits for the next tick */
-            c = NULL;
-            result = e;
+        pthread_mutex_unlock(&ks->counter_mu);
+        if (n > 0 && names == NULL) {
+            result = ERR_NOMEM; /* try again next tick */
+            continue;
         }
-        free(c);
+        for (i = 0; i < n; i++) {
+            keystore_lock(ks);
+            enum err e = keystore_counter_flush(ks, st, &names[i]);
+            keystore_unlock(ks);
+            if (e != ERR_OK) {
+                result = e;
+            }
+        }
+        free(names);
     }
-    keystore_unlock(ks);
     return result;
 }
 

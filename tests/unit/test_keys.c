@@ -645,6 +645,62 @@ static void test_usage_batches(void **state)
     json_decref(d);
 }
 
+#define HIT_THREADS 4
+#define HIT_READS 250
+
+struct hitter {
+    struct env *e;
+    int failures;
+};
+
+static void *hitter_main(void *arg)
+{
+    struct hitter *h = arg;
+    for (int i = 0; i < HIT_READS; i++) {
+        struct fw_request req = {
+            .op = FW_OP_READ, .path = CREDS, .storage = h->e->st, .backend = h->e->b};
+        struct fw_response resp;
+        fw_response_init(&resp);
+        if (fw_handle(byok_path_tables, &req, &resp) != ERR_OK || resp.status != FW_OK) {
+            h->failures++;
+        }
+        fw_response_done(&resp);
+    }
+    return NULL;
+}
+
+/* Flushes racing creds reads: every hit is counted exactly once. */
+static void test_usage_count_concurrent_flush(void **state)
+{
+    struct env *e = *state;
+    keystore_set_clock(NULL);
+    put_key(e, KP, canary1, NULL);
+    struct hitter h[HIT_THREADS];
+    pthread_t th[HIT_THREADS];
+    for (int i = 0; i < HIT_THREADS; i++) {
+        h[i] = (struct hitter){.e = e};
+        assert_int_equal(pthread_create(&th[i], NULL, hitter_main, &h[i]), 0);
+    }
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+        json_t *d = ok(e, FW_OP_READ, KP, NULL);
+        assert_true(num(d, "usage_count") <= HIT_THREADS * HIT_READS);
+        json_decref(d);
+    }
+    for (int i = 0; i < HIT_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(h[i].failures, 0);
+    }
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "usage_count"), HIT_THREADS * HIT_READS);
+    json_decref(d);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    json_t *stored = NULL;
+    assert_int_equal(storage_get_json(e->st, KP, &stored), ERR_OK);
+    assert_int_equal(num(stored, "usage_count"), HIT_THREADS * HIT_READS);
+    json_decref(stored);
+}
+
 /* ---- tenants -------------------------------------------------------------------------- */
 
 static void test_settings(void **state)
@@ -1086,6 +1142,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_value_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_count_no_write_per_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_count_concurrent_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
