@@ -3,12 +3,19 @@
  * Path tenants/<t>/usage: agents report usage in batches (update), tenants
  * read month-to-date totals (read). A batch is idempotent by batch_id: agents
  * resend a batch until it is acknowledged, so a replay is acknowledged again
- * and not counted twice. The batch marker is written after the totals: a
- * crash in between can count a batch twice, never lose one (agents keep a
- * batch in their journal until acknowledged).
+ * and not counted twice.
+ *
+ * Seen batch ids live in sets sharded by a hash of the id, per month of the
+ * batch's first record: tenants/<t>/usage/<YYYY-MM>/batches/<shard>. The
+ * month comes from the records, so a replay finds the same shard; the sets
+ * of months before the previous one are deleted when a new shard is first
+ * written, so storage does not grow with every batch forever. The set is
+ * written after the totals: a crash in between can count a batch twice,
+ * never lose one (agents keep a batch in their journal until acknowledged).
  */
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +29,9 @@
 #define USAGE_MAX_COST 1.0e9             /* USD per record */
 /* Distinct models tracked per month; the rest is summed under "<provider>/other". */
 #define USAGE_MAX_MODELS 1024
+/* Shards of a month's set of seen batch ids, and ids kept per shard (oldest dropped past it). */
+#define USAGE_BATCH_SHARDS 64
+#define USAGE_MAX_SHARD_IDS 4096
 /* Months one batch may touch (records are ordered by time; a batch spans minutes). */
 #define USAGE_MAX_MONTHS 3
 
@@ -161,6 +171,106 @@ static enum err usage_month_load(struct storage *st, const char *tenant, const c
     return e;
 }
 
+/* The month a batch belongs to: its first record's, or the current one for an empty batch. */
+static void usage_batch_month(const json_t *records, char month[8])
+{
+    char msg[8];
+    if (json_array_size(records) == 0 ||
+        !usage_record_ok(json_array_get(records, 0), msg, 0, month)) {
+        time_t now = keystore_now();
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(month, 8, "%Y-%m", &tm);
+    }
+}
+
+static enum err usage_shard_key(const char *tenant, const char *month, const char *batch, char *out,
+                                size_t size)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)batch; *p != '\0'; p++) {
+        h = (h ^ *p) * 16777619u;
+    }
+    char rest[64];
+    snprintf(rest, sizeof(rest), "usage/%s/batches/%02x", month,
+             (unsigned)(h % USAGE_BATCH_SHARDS));
+    return keystore_path_tenant(out, size, tenant, rest);
+}
+
+/* "YYYY-MM" as a month count, for comparisons; -1 if malformed. */
+static long usage_month_index(const char *m)
+{
+    if (strlen(m) < 7 || m[4] != '-') {
+        return -1;
+    }
+    long y = 0, mo = 0;
+    for (int i = 0; i < 7; i++) {
+        if (i == 4) {
+            continue;
+        }
+        if (m[i] < '0' || m[i] > '9') {
+            return -1;
+        }
+        if (i < 4) {
+            y = y * 10 + (m[i] - '0');
+        } else {
+            mo = mo * 10 + (m[i] - '0');
+        }
+    }
+    return y * 12 + mo - 1;
+}
+
+/*
+ * Deletes the batch-id sets of months before the one preceding `month`:
+ * replays arrive within minutes or hours, never months. Month totals stay.
+ */
+static enum err usage_prune(struct storage *st, const char *tenant, const char *month)
+{
+    char prefix[STORAGE_MAX_KEY];
+    enum err e = keystore_path_tenant(prefix, sizeof(prefix), tenant, "usage/");
+    if (e != ERR_OK) {
+        return e;
+    }
+    long keep_from = usage_month_index(month) - 1;
+    char **names = NULL;
+    size_t n = 0;
+    e = storage_list(st, prefix, &names, &n);
+    if (e == ERR_NOTFOUND) {
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    for (size_t i = 0; i < n; i++) {
+        long idx = usage_month_index(names[i]);
+        if (strlen(names[i]) != 8 || names[i][7] != '/' || idx < 0 || idx >= keep_from) {
+            continue; /* a totals document, the sets we keep, or something else */
+        }
+        char sets[STORAGE_MAX_KEY];
+        if ((size_t)snprintf(sets, sizeof(sets), "%s%sbatches/", prefix, names[i]) >=
+            sizeof(sets)) {
+            continue;
+        }
+        char **shards = NULL;
+        size_t ns = 0;
+        if (storage_list(st, sets, &shards, &ns) != ERR_OK) {
+            continue;
+        }
+        for (size_t j = 0; j < ns; j++) {
+            char key[STORAGE_MAX_KEY];
+            if ((size_t)snprintf(key, sizeof(key), "%s%s", sets, shards[j]) < sizeof(key)) {
+                enum err de = storage_delete(st, key);
+                if (de != ERR_OK && de != ERR_NOTFOUND) {
+                    e = de;
+                }
+            }
+        }
+        storage_keys_free(shards, ns);
+    }
+    storage_keys_free(names, n);
+    return e;
+}
+
 static enum err usage_update(struct fw_request *req, struct fw_response *resp)
 {
     struct keystore *ks = keystore_of(req->backend);
@@ -207,25 +317,34 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
         }
     }
 
-    char rest[STORAGE_MAX_KEY], marker[STORAGE_MAX_KEY];
-    snprintf(rest, sizeof(rest), "usage/batches/%s", batch);
-    enum err e = keystore_path_tenant(marker, sizeof(marker), t, rest);
+    char marker[STORAGE_MAX_KEY], batch_month[8];
+    usage_batch_month(records, batch_month);
+    enum err e = usage_shard_key(t, batch_month, batch, marker, sizeof(marker));
     if (e != ERR_OK) {
         return e;
     }
     keystore_lock(ks);
-    json_t *seen = NULL;
-    e = storage_get_json(req->storage, marker, &seen);
-    if (e == ERR_OK) {
-        fw_reply(resp, json_pack("{sssOsb}", "batch_id", batch, "accepted",
-                                 json_object_get(seen, "accepted"), "duplicate", 1));
-        json_decref(seen);
+    json_t *shard = NULL;
+    e = storage_get_json(req->storage, marker, &shard);
+    bool new_shard = e == ERR_NOTFOUND;
+    if (new_shard) {
+        shard = json_pack("{s{}}", "ids");
+        e = shard != NULL ? ERR_OK : ERR_NOMEM;
+    }
+    if (e != ERR_OK) {
         goto out_unlock;
     }
-    if (e != ERR_NOTFOUND) {
+    json_t *ids = json_object_get(shard, "ids");
+    if (!json_is_object(ids)) {
+        e = ERR_PROTO;
         goto out_unlock;
     }
-    e = ERR_OK; /* marker absent: count the batch */
+    json_t *seen = json_object_get(ids, batch);
+    if (seen != NULL) {
+        fw_reply(resp, json_pack("{sssOsb}", "batch_id", batch, "accepted", seen, "duplicate", 1));
+        goto out_unlock;
+    }
+    e = ERR_OK; /* not seen: count the batch */
     for (size_t m = 0; m < n_months && e == ERR_OK; m++) {
         json_t *doc = NULL;
         e = usage_month_load(req->storage, t, months[m], &doc);
@@ -261,12 +380,16 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
         json_decref(doc);
     }
     if (e == ERR_OK) {
-        char now_s[32];
-        keystore_time_format(keystore_now(), now_s, sizeof(now_s));
-        json_t *mark =
-            json_pack("{sIss}", "accepted", (json_int_t)json_array_size(records), "at", now_s);
-        e = mark != NULL ? storage_put_json(req->storage, marker, mark, false) : ERR_NOMEM;
-        json_decref(mark);
+        /* Insertion order is kept: past the cap, the oldest ids go first. */
+        while (json_object_size(ids) >= USAGE_MAX_SHARD_IDS) {
+            void *it = json_object_iter(ids);
+            json_object_del(ids, json_object_iter_key(it));
+        }
+        json_object_set_new(ids, batch, json_integer((json_int_t)json_array_size(records)));
+        e = storage_put_json(req->storage, marker, shard, false);
+    }
+    if (e == ERR_OK && new_shard) {
+        e = usage_prune(req->storage, t, batch_month);
     }
     if (e == ERR_OK) {
         fw_reply(resp, json_pack("{sssIsb}", "batch_id", batch, "accepted",
@@ -274,6 +397,7 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
     }
 out_unlock:
     keystore_unlock(ks);
+    json_decref(shard);
     return e;
 }
 

@@ -701,6 +701,67 @@ static void test_usage_count_concurrent_flush(void **state)
     json_decref(stored);
 }
 
+static void usage_batch(struct env *e, const char *id, const char *ts, bool want_dup)
+{
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"batch_id\": \"%s\", \"records\": [{\"ts\": \"%s\", \"provider\": "
+             "\"openai\", \"model\": \"gpt-4o\", \"requests\": 1}]}",
+             id, ts);
+    json_t *d = ok(e, FW_OP_UPDATE, "tenants/acme/usage", body);
+    if (json_is_true(json_object_get(d, "duplicate")) != want_dup) {
+        fail_msg("batch %s: duplicate=%d, want %d", id,
+                 json_is_true(json_object_get(d, "duplicate")), want_dup);
+    }
+    json_decref(d);
+}
+
+static void count_prefix_fn(const char *key, const unsigned char *val, size_t len, void *arg)
+{
+    struct scan *s = arg;
+    if (strncmp(key, s->needles[0], strlen(s->needles[0])) == 0) {
+        s->n++;
+    }
+}
+
+static size_t count_prefix(struct env *e, const char *prefix)
+{
+    struct scan s = {.needles = {prefix}};
+    storage_mem_foreach(e->st, count_prefix_fn, &s);
+    return s.n;
+}
+
+/* Seen-batch sets are kept for the batch's month and the one before, then deleted. */
+static void test_usage_batch_retention(void **state)
+{
+    struct env *e = *state;
+    usage_batch(e, "sep-1", "2026-09-10T00:00:00Z", false);
+    usage_batch(e, "oct-1", "2026-10-10T00:00:00Z", false);
+    usage_batch(e, "sep-1", "2026-09-10T00:00:00Z", true);
+    assert_true(count_prefix(e, "tenants/acme/usage/2026-09/batches/") > 0);
+    /* Many ids in one month land in several shards; each is found again. */
+    char id[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(id, sizeof(id), "nov-%d", i);
+        usage_batch(e, id, "2026-11-10T00:00:00Z", false);
+    }
+    for (int i = 0; i < 100; i += 7) {
+        snprintf(id, sizeof(id), "nov-%d", i);
+        usage_batch(e, id, "2026-11-10T00:00:00Z", true);
+    }
+    assert_true(count_prefix(e, "tenants/acme/usage/2026-11/batches/") > 1);
+    /* November's first shard pruned September's sets; October's stay; totals stay. */
+    assert_int_equal(count_prefix(e, "tenants/acme/usage/2026-09/batches/"), 0);
+    assert_true(count_prefix(e, "tenants/acme/usage/2026-10/batches/") > 0);
+    usage_batch(e, "oct-1", "2026-10-10T00:00:00Z", true);
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/usage", "{\"month\": \"2026-09\"}");
+    assert_int_equal(num(d, "requests"), 1);
+    json_decref(d);
+    d = ok(e, FW_OP_READ, "tenants/acme/usage", "{\"month\": \"2026-11\"}");
+    assert_int_equal(num(d, "requests"), 100);
+    json_decref(d);
+}
+
 /* ---- tenants -------------------------------------------------------------------------- */
 
 static void test_settings(void **state)
@@ -1144,6 +1205,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_count_no_write_per_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_count_concurrent_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_moved, setup, teardown),
