@@ -17,7 +17,9 @@
  *                                       key)) exists only while the version is not revoked.
  *                                       A revoked key keeps its record (tombstone, for audit).
  *   tenants/<t>/usage/<YYYY-MM>        month totals: requests, tokens, cost, by_provider, by_model
- *   tenants/<t>/usage/batches/<id>     {"accepted", "month", "at"}: idempotency of usage batches
+ *   tenants/<t>/usage/<YYYY-MM>/batches/<xx>   {"ids": {batch_id: accepted}}: batch ids seen,
+ *                                       64 shards (hash of the id) per month of the batch's
+ *                                       first record; months before the previous one pruned
  *   grace/<t>:<p>:<kt>                 {} while a version of that key waits for its grace period
  *                                       to end; byok_periodic revokes and removes it
  *
