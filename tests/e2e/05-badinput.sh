@@ -214,9 +214,9 @@ kill "$IDLE_PID" 2>/dev/null
 wait "$IDLE_PID" 2>/dev/null
 
 t_check "agent alive" kill -0 "$AGENT_PID"
-agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 call "$SOCK" GET /healthz ""
 t_eq "healthz after all" "$CODE" 200
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "$K"
 t_done
 [ "$T_FAILED" -eq 0 ]
