@@ -331,6 +331,44 @@ enum err keystore_settings_stored(struct storage *st, const char *tenant, json_t
     return e;
 }
 
+/* The stored settings document (shared, read-only) from the cache or storage. */
+static enum err keystore_settings_shared(struct keystore *ks, struct storage *st,
+                                         const char *tenant, const char *key, json_t **ret)
+{
+    uint64_t gen = 0;
+    json_t *stored = cache_get(ks->settings, key, &gen);
+    if (stored == NULL) {
+        enum err e = keystore_settings_stored(st, tenant, &stored);
+        if (e != ERR_OK) {
+            return e;
+        }
+        cache_put(ks->settings, key, stored, gen);
+    }
+    *ret = stored;
+    return ERR_OK;
+}
+
+enum err keystore_settings_cached(struct byok *b, struct storage *st, const char *tenant,
+                                  json_t **ret_copy)
+{
+    struct keystore *ks = keystore_of(b);
+    if (ks == NULL) {
+        return ERR_INTERNAL;
+    }
+    char key[STORAGE_MAX_KEY];
+    json_t *stored = NULL;
+    enum err e = keystore_path_tenant(key, sizeof(key), tenant, "settings");
+    if (e == ERR_OK) {
+        e = keystore_settings_shared(ks, st, tenant, key, &stored);
+    }
+    if (e == ERR_OK) {
+        *ret_copy = json_deep_copy(stored);
+        json_decref(stored);
+        e = *ret_copy != NULL ? ERR_OK : ERR_NOMEM;
+    }
+    return e;
+}
+
 enum err keystore_settings_with(struct byok *b, struct storage *st, const char *tenant,
                                 const json_t *config, json_t **ret_settings)
 {
@@ -343,14 +381,10 @@ enum err keystore_settings_with(struct byok *b, struct storage *st, const char *
     if (e != ERR_OK) {
         return e;
     }
-    uint64_t gen = 0;
-    json_t *stored = cache_get(ks->settings, key, &gen);
-    if (stored == NULL) {
-        e = keystore_settings_stored(st, tenant, &stored);
-        if (e != ERR_OK) {
-            return e;
-        }
-        cache_put(ks->settings, key, stored, gen);
+    json_t *stored = NULL;
+    e = keystore_settings_shared(ks, st, tenant, key, &stored);
+    if (e != ERR_OK) {
+        return e;
     }
     const char *tier = json_string_value(json_object_get(config, "default_budget_tier"));
     json_t *out = json_pack(
@@ -394,9 +428,21 @@ enum err keystore_settings_put(struct byok *b, struct storage *st, const char *t
     if (e != ERR_OK) {
         return e;
     }
-    e = storage_put_json(st, key, stored, false);
     if (ks != NULL) {
         cache_invalidate(ks->settings, key);
+    }
+    e = storage_put_json(st, key, stored, false);
+    if (ks != NULL) {
+        /* As keystore_record_put: drop, write, drop, then cache what was written. */
+        cache_invalidate(ks->settings, key);
+        json_t *copy = e == ERR_OK ? json_deep_copy(stored) : NULL;
+        if (copy != NULL) {
+            uint64_t gen = 0;
+            json_t *none = cache_get(ks->settings, key, &gen);
+            json_decref(none);
+            cache_put(ks->settings, key, copy, gen);
+            json_decref(copy);
+        }
     }
     return e;
 }

@@ -98,6 +98,9 @@ MUST_USE enum err keystore_settings_with(struct byok *b, struct storage *st, con
 /* Stores the tenant's own settings document (without defaults) and drops the cache entry. */
 MUST_USE enum err keystore_settings_put(struct byok *b, struct storage *st, const char *tenant,
                                         const json_t *stored);
+/* A private copy of the stored settings document, through the cache; {} when none. */
+MUST_USE enum err keystore_settings_cached(struct byok *b, struct storage *st, const char *tenant,
+                                           json_t **ret_copy);
 /* The stored settings document only (new reference); an empty object when none. */
 MUST_USE enum err keystore_settings_stored(struct storage *st, const char *tenant,
                                            json_t **ret_stored);

@@ -365,7 +365,7 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
         "residency",   "allowed_task_types",  "rpm_limit",          "tpm_limit"};
     keystore_lock(ks);
     json_t *stored = NULL, *settings = NULL;
-    e = keystore_settings_stored(req->storage, t, &stored);
+    e = keystore_settings_cached(req->backend, req->storage, t, &stored);
     if (e != ERR_OK) {
         goto out_unlock;
     }
@@ -389,16 +389,13 @@ out_unlock:
 
 static enum err tenants_settings_exists(struct fw_request *req, bool *ret_exists)
 {
-    char key[STORAGE_MAX_KEY];
-    unsigned char *raw = NULL;
-    size_t len = 0;
-    enum err e = keystore_path_tenant(key, sizeof(key), fw_str(req, "tenant"), "settings");
-    if (e == ERR_OK) {
-        e = storage_get(req->storage, key, &raw, &len);
-    }
-    free(raw);
-    *ret_exists = e == ERR_OK;
-    return e == ERR_NOTFOUND ? ERR_OK : e;
+    /* From the cache: a write's existence check costs no storage round trip when warm. */
+    json_t *stored = NULL;
+    enum err e =
+        keystore_settings_cached(req->backend, req->storage, fw_str(req, "tenant"), &stored);
+    *ret_exists = e == ERR_OK && json_object_size(stored) > 0;
+    json_decref(stored);
+    return e;
 }
 
 static const struct fw_field tenants_settings_fields[] = {
