@@ -39,10 +39,10 @@
 
 /* Limits on what the peer controls. */
 #define LOADGEN_MAX_CONNS 20000
-#define LOADGEN_MAX_HEADER_BYTES (64 * 1024)
-#define LOADGEN_MAX_KEPT_BODY (4 * 1024 * 1024) /* body bytes kept for stream checks */
+#define LOADGEN_MAX_HEADER_BYTES ((size_t)64 * 1024)
+#define LOADGEN_MAX_KEPT_BODY ((size_t)4 * 1024 * 1024) /* body bytes kept for stream checks */
 #define LOADGEN_MAX_EXTRA_HEADERS 32
-#define LOADGEN_READ_CHUNK (64 * 1024)
+#define LOADGEN_READ_CHUNK ((size_t)64 * 1024)
 
 enum conn_state {
     CONN_IDLE,
@@ -161,6 +161,19 @@ static void usage(void)
     exit(2);
 }
 
+/* A command-line number, checked: garbage or out of range is a usage error. */
+static double arg_num(const char *s, double lo, double hi, const char *what)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "loadgen: bad %s: %s\n", what, s);
+        exit(2);
+    }
+    return v;
+}
+
 static void load_body_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -225,7 +238,7 @@ static void resolve_target(void)
             exit(2);
         }
         su->sun_family = AF_UNIX;
-        strcpy(su->sun_path, opt.unix_path);
+        memcpy(su->sun_path, opt.unix_path, strlen(opt.unix_path) + 1);
         target_len = sizeof(*su);
         return;
     }
@@ -238,7 +251,7 @@ static void resolve_target(void)
     host[colon - opt.tcp_addr] = '\0';
     struct sockaddr_in *si = (struct sockaddr_in *)&target;
     si->sin_family = AF_INET;
-    si->sin_port = htons((uint16_t)atoi(colon + 1));
+    si->sin_port = htons((uint16_t)arg_num(colon + 1, 1, 65535, "port"));
     if (inet_pton(AF_INET, host, &si->sin_addr) != 1) {
         fprintf(stderr, "loadgen: -t takes an IPv4 address:port\n");
         exit(2);
@@ -403,7 +416,14 @@ static bool parse_headers(struct conn *c)
         conn_close(c);
         return false;
     }
-    c->status = atoi(c->in + 9);
+    char *st_end;
+    long st = strtol(c->in + 9, &st_end, 10);
+    if (st_end != c->in + 12 || st < 100 || st > 599) {
+        n_io_err++;
+        conn_close(c);
+        return false;
+    }
+    c->status = (int)st;
     if (strncmp(c->in, "HTTP/1.0", 8) == 0) {
         c->close_after = true;
     }
@@ -412,7 +432,13 @@ static bool parse_headers(struct conn *c)
     for (char *line = strstr(c->in, "\r\n"); line != NULL; line = strstr(line, "\r\n")) {
         line += 2;
         if (strncasecmp(line, "content-length:", 15) == 0) {
-            clen = atoll(line + 15);
+            char *e;
+            clen = strtoll(line + 15, &e, 10);
+            if (e == line + 15 || clen < 0 || (*e != '\r' && *e != '\0' && *e != ' ')) {
+                n_io_err++;
+                conn_close(c);
+                return false;
+            }
         } else if (strncasecmp(line, "transfer-encoding:", 18) == 0) {
             chunked = strcasestr(line, "chunked") != NULL;
         } else if (strncasecmp(line, "connection:", 11) == 0) {
@@ -717,25 +743,25 @@ int main(int argc, char **argv)
             opt.headers[opt.n_headers++] = optarg;
             break;
         case 'c':
-            opt.conns = atoi(optarg);
+            opt.conns = (int)arg_num(optarg, 1, LOADGEN_MAX_CONNS, "-c");
             break;
         case 'd':
-            opt.duration = atof(optarg);
+            opt.duration = arg_num(optarg, 0.001, 86400, "-d");
             break;
         case 'w':
-            opt.warmup = atof(optarg);
+            opt.warmup = arg_num(optarg, 0, 86400, "-w");
             break;
         case 'r':
-            opt.rate = atof(optarg);
+            opt.rate = arg_num(optarg, 0, 10000000, "-r");
             break;
         case 'T':
-            opt.timeout = atof(optarg);
+            opt.timeout = arg_num(optarg, 0.001, 86400, "-T");
             break;
         case 'S':
             opt.stream = true;
             break;
         case 'e':
-            opt.expect_words = atol(optarg);
+            opt.expect_words = (long)arg_num(optarg, 0, 100000000, "-e");
             break;
         case 'n':
             opt.name = optarg;
