@@ -55,8 +55,8 @@ struct listener {
  * deadline to deliver a whole request (limits.client_timeout_s from accept or
  * from the end of the previous answer), checked by a sweep every second.
  * We hold a reference on each bufferevent so that it stays valid memory after
- * evhttp frees the connection; evhttp's bufferevent_free clears its callbacks,
- * which is how the sweep learns the connection is gone.
+ * evhttp frees the connection; bufferevent_free clears its callback argument
+ * (evhttp's connection while alive), which is how the sweep learns it is gone.
  */
 struct server_watch {
     struct bufferevent *bev;
@@ -355,12 +355,16 @@ static void server_sweep_cb(evutil_socket_t fd, short what, void *arg)
     struct server_watch *w = s->watches;
     while (w != NULL) {
         struct server_watch *next = w->next;
-        bufferevent_data_cb readcb = NULL;
         void *cbarg = NULL;
-        bufferevent_getcb(w->bev, &readcb, NULL, NULL, &cbarg);
-        if (readcb == NULL) {
+        bufferevent_getcb(w->bev, NULL, NULL, NULL, &cbarg);
+        /*
+         * evhttp keeps its connection as the callback argument for the whole
+         * life of the connection (the read callback alone is cleared while a
+         * reply is written); bufferevent_free clears them all.
+         */
+        if (cbarg == NULL) {
             server_watch_remove(s, w); /* evhttp closed it */
-        } else if (!w->busy && now >= w->deadline && cbarg != NULL) {
+        } else if (!w->busy && now >= w->deadline) {
             /* No whole request within client_timeout_s: slowloris or idle keep-alive. */
             evhttp_connection_free((struct evhttp_connection *)cbarg);
             server_watch_remove(s, w);
