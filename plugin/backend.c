@@ -494,6 +494,15 @@ void backend_initialize(const uint8_t *req, size_t len, struct rpc_reply *reply)
 
 void backend_cleanup(const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
+    /*
+     * Cleanup precedes a reload, a seal or an unmount. Flush what the periodic
+     * tick would have written (pending usage counters) while the broker is still
+     * there; on a seal or unmount storage may refuse, which loses nothing more
+     * than not trying would.
+     */
+    if (byok_periodic(be_state, storage_grpc()) != ERR_OK) {
+        log_kv(LOGL_WARN, "final flush before cleanup failed", NULL);
+    }
     byok_cleanup(be_state);
     broker_close();
     Pb__Empty out = PB__EMPTY__INIT;
