@@ -253,6 +253,6 @@ done
 echo
 echo "agent RSS: idle (after warm-up) $IDLE_RSS kB, after the run $AFTER_RSS kB"
 echo
-echo "raw RESULT lines: $RES (kept with KEEP_TMP=1)"
-[ "${KEEP_TMP:-0}" = 1 ] || cp "$RES" "$BYOK_ROOT/build/bench-agent-results.txt"
+cp "$RES" "$BYOK_ROOT/build/bench-agent-results.txt"
+echo "raw RESULT lines (one per loadgen run): build/bench-agent-results.txt"
 T_FAILED=0
