@@ -1,0 +1,98 @@
+#!/bin/bash
+# SPDX-License-Identifier: MPL-2.0
+#
+# Failover along the router's chain. Tenant acme has OpenAI and Anthropic keys,
+# prefers openai and falls back to anthropic; model "auto". The mock's
+# /_mock/scenario makes exactly the next upstream request fail (429, 503, a
+# stall before the first byte of a stream), so the second attempt must carry
+# the answer: the app sees one clean 200, X-BYOK-Attempts 2, and the provider
+# that answered; the mock sees the failed request with the first provider's
+# key and the good one with the second's. A bare model every provider lists
+# ("mock-503") that fails everywhere ends in one clear error after trying each.
+. "$(dirname "$0")/lib.sh"
+
+CASES=("auto, no fault: preferred provider, 1 attempt"
+    "auto, 429 first: answered by the fallback"
+    "auto, 429 first: upstream saw openai then anthropic, each with its key"
+    "auto, 503 first: answered by the fallback"
+    "auto, stream stalls before its first byte: complete stream from the fallback"
+    "every candidate fails: one clear error after trying each"
+    "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
+    "canary: nowhere but the provider request")
+
+if ! lib_up || ! lib_require "$AGENT_BIN"; then
+    t_blocked "${CASES[@]}"
+    t_done
+    exit 1
+fi
+declare -A KEY
+for p in openai anthropic; do
+    KEY[$p]=$(lib_canary)
+    key_put acme "$p" "${KEY[$p]}"
+done
+vault_api PUT byok/tenants/acme/settings \
+    '{"preferred_providers":["openai"],"fallback_providers":["anthropic"],"budget_tier":"HIGH"}' "$ADMIN_TOKEN"
+[ "$VAULT_CODE" -lt 300 ] || t_diag "tenant settings: HTTP $VAULT_CODE $VAULT_BODY"
+SOCK=$AGENT_DIR/acme.sock
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"failover\"}]" \
+    '.upstream.first_byte_timeout_ms = 2000 | .providers = ["openai", "anthropic"]'
+if ! agent_start; then
+    LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
+    t_blocked "${CASES[@]}"
+    t_done
+    exit 1
+fi
+
+# upstream_trace SINCE: "style:scenario:keyowner" per request the mock saw.
+upstream_trace() {
+    mock_requests_since "$1" | KO=${KEY[openai]} KA=${KEY[anthropic]} jq -r '[.[] |
+        ((.headers.Authorization[0] // "" | sub("^Bearer "; "")) + (.headers["X-Api-Key"][0] // "")) as $k |
+        "\(.style):\(.scenario):\(if $k == env.KO then "openai-key" elif $k == env.KA then "anthropic-key" else "other-key" end)"]
+        | join(",")'
+}
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+t_eq "auto, no fault: preferred provider, 1 attempt" \
+    "$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $(upstream_trace "$since")" \
+    "200 openai 1 openai:normal:openai-key"
+
+for f in 429 503; do
+    mock_ctl POST /_mock/scenario "{\"scenario\":\"$f\",\"count\":1}" >/dev/null
+    since=$(mock_last_seq)
+    call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+    text=$(echo "$BODY" | jq -r '.choices[0].message.content' 2>/dev/null)
+    t_eq "auto, $f first: answered by the fallback" \
+        "$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $text" "200 anthropic 2 $(words 3)"
+    if [ "$f" = 429 ]; then
+        t_eq "auto, 429 first: upstream saw openai then anthropic, each with its key" \
+            "$(upstream_trace "$since")" "openai:429:openai-key,anthropic:normal:anthropic-key"
+    fi
+done
+
+mock_ctl POST /_mock/scenario '{"scenario":"stall","count":1}' >/dev/null
+call "$SOCK" POST /v1/chat/completions "$(chat_body auto true 6)" -N
+if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "$(words 6)" ] &&
+    grep -qx 'data: \[DONE\]' <<<"$BODY" && [ "$(hdr X-BYOK-Provider)" = anthropic ]; then
+    t_ok "auto, stream stalls before its first byte: complete stream from the fallback"
+else
+    t_fail "auto, stream stalls before its first byte: complete stream from the fallback" \
+        "HTTP $CODE provider '$(hdr X-BYOK-Provider)' body ${BODY:0:300}"
+fi
+mock_ctl DELETE /_mock/scenario >/dev/null
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body mock-503 false 3)"
+trace=$(upstream_trace "$since")
+if [[ $CODE =~ ^(502|503)$ ]] && echo "$BODY" | jq -e '.error.message | length > 0' >/dev/null 2>&1 &&
+    [[ $trace == *openai:503:openai-key* ]] && [[ $trace == *anthropic:503:anthropic-key* ]]; then
+    t_ok "every candidate fails: one clear error after trying each"
+else
+    t_fail "every candidate fails: one clear error after trying each" "HTTP $CODE, upstream: $trace, body ${BODY:0:200}"
+fi
+
+t_check "agent alive" kill -0 "$AGENT_PID"
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
+canary_scan "canary: nowhere but the provider request" "${KEY[@]}"
+t_done
+[ "$T_FAILED" -eq 0 ]
