@@ -365,8 +365,11 @@ static void usage_sent(void *arg, enum err e, long status, struct buf *body)
         return;
     }
     metrics_add(M_USAGE_BATCHES, 1, "result=\"retry\"");
+    char st[16];
+    snprintf(st, sizeof(st), "%ld", status);
     log_kv(LOGL_WARN, "usage batch not acknowledged; will retry", "tenant", t->name, "batch_id",
-           b->id, "error", e != ERR_OK ? err_name(e) : "http status", NULL);
+           b->id, "error", e != ERR_OK ? err_name(e) : "http status", "status",
+           e == ERR_OK ? st : NULL, NULL);
 }
 
 static void usage_send(struct usage *u, struct utenant *t)

@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Unit tests for agent/usage: rows aggregated per (provider, model, app, key
+ * type, status), totals, batches posted to an in-process Vault with unique
+ * batch ids, a failed batch re-sent with the SAME id, a refused batch dropped,
+ * and the bound on unsent rows at the limit and one past it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/jalloc.h"
+#include "agent/upstream.h"
+#include "agent/usage.h"
+#include "agent/vault.h"
+#include "common/secret.h"
+
+static char dir[48];
+static char sock_path[96];
+static char token_path[96];
+static int listen_fd = -1;
+static pthread_t vault_thread;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static json_t *posts;          /* every usage body received, under mu */
+static atomic_int next_status; /* status for the next usage POST (200 default) */
+
+static void reply(int fd, int status, const char *body)
+{
+    char head[256];
+    int n =
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                 status, strlen(body));
+    (void)!write(fd, head, (size_t)n);
+    (void)!write(fd, body, strlen(body));
+}
+
+static void *vault_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int fd = accept(listen_fd, NULL, NULL);
+        if (fd < 0) {
+            return NULL;
+        }
+        static char req[1 << 20];
+        size_t len = 0;
+        for (;;) {
+            ssize_t n = read(fd, req + len, sizeof(req) - 1 - len);
+            if (n <= 0) {
+                break;
+            }
+            len += (size_t)n;
+            req[len] = '\0';
+            char *end;
+            while ((end = strstr(req, "\r\n\r\n")) != NULL) {
+                size_t cl = 0;
+                const char *h = strcasestr(req, "Content-Length: ");
+                if (h != NULL && h < end) {
+                    cl = strtoul(h + 16, NULL, 10);
+                }
+                size_t head = (size_t)(end + 4 - req);
+                if (len < head + cl) {
+                    break; /* body incomplete: read more */
+                }
+                char path[256] = "";
+                sscanf(req, "%*s %255s", path);
+                if (strncmp(path, "/v1/auth/token/lookup-self", 26) == 0) {
+                    reply(fd, 200, "{\"data\":{\"ttl\":0}}");
+                } else if (strstr(path, "/usage") != NULL) {
+                    int st = atomic_exchange(&next_status, 200);
+                    json_t *b = json_loadb(req + head, cl, 0, NULL);
+                    pthread_mutex_lock(&mu);
+                    json_array_append_new(posts, json_pack("{s:i,s:o*}", "status", st, "body", b));
+                    pthread_mutex_unlock(&mu);
+                    reply(fd, st,
+                          st == 200 ? "{\"data\":{\"accepted\":1}}" : "{\"errors\":[\"x\"]}");
+                } else {
+                    reply(fd, 404, "{\"errors\":[]}");
+                }
+                memmove(req, req + head + cl, len - head - cl);
+                len -= head + cl;
+                req[len] = '\0';
+            }
+        }
+        close(fd);
+    }
+}
+
+struct env {
+    struct event_base *base;
+    struct config *cfg;
+    struct upstream *up;
+    struct vault *vault;
+    struct usage *u;
+};
+static struct env E;
+
+static void env_start(long max_pending, long batch_records)
+{
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
+             "\"vault\":{\"address\":\"unix:%s\",\"token_file\":\"%s\"},"
+             "\"usage\":{\"report_interval_s\":3600,\"max_pending_records\":%ld,"
+             "\"batch_records\":%ld,\"node_id\":\"n1\"}}",
+             sock_path, token_path, max_pending, batch_records);
+    char err[CONFIG_ERR_LEN];
+    assert_int_equal(config_parse(text, strlen(text), &E.cfg, err), ERR_OK);
+    E.base = event_base_new();
+    E.up = upstream_new(E.base, 4);
+    E.vault = vault_new(E.base, E.up, E.cfg);
+    E.u = usage_new(E.base, E.vault, E.cfg);
+    assert_non_null(E.u);
+    pthread_mutex_lock(&mu);
+    json_array_clear(posts);
+    pthread_mutex_unlock(&mu);
+}
+
+static void env_stop(void)
+{
+    usage_free(E.u);
+    vault_free(E.vault);
+    upstream_free(E.up);
+    event_base_free(E.base);
+    config_unref(&E.cfg);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    posts = json_array();
+    snprintf(dir, sizeof(dir), "/tmp/byok-us-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock_path, sizeof(sock_path), "%s/vault.sock", dir);
+    snprintf(token_path, sizeof(token_path), "%s/token", dir);
+    int fd = open(token_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_int_equal(write(fd, "tok", 3), 3);
+    close(fd);
+    listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+    assert_int_equal(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(listen_fd, 16), 0);
+    assert_int_equal(pthread_create(&vault_thread, NULL, vault_main, NULL), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    shutdown(listen_fd, SHUT_RDWR);
+    close(listen_fd);
+    pthread_join(vault_thread, NULL);
+    unlink(sock_path);
+    unlink(token_path);
+    rmdir(dir);
+    json_decref(posts);
+    return 0;
+}
+
+static void rec(const char *provider, const char *model, const char *status, long long p,
+                long long c, double cost)
+{
+    struct usage_record r = {
+        .tenant = "acme",
+        .app = "web",
+        .provider = provider,
+        .model = model,
+        .key_type = "production",
+        .status = status,
+        .tokens = {p, c, 1, true},
+        .cost_usd = cost,
+    };
+    usage_record(E.u, &r);
+}
+
+static size_t n_posts(void)
+{
+    pthread_mutex_lock(&mu);
+    size_t n = json_array_size(posts);
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+/* Runs the loop until Vault has seen `want` usage posts and nothing is in flight. */
+static void flush_until(size_t want)
+{
+    usage_flush(E.u);
+    while (n_posts() < want || usage_inflight(E.u) > 0) {
+        assert_int_equal(event_base_loop(E.base, EVLOOP_ONCE), 0);
+    }
+}
+
+static json_t *post_body(size_t i)
+{
+    pthread_mutex_lock(&mu);
+    json_t *b = json_object_get(json_array_get(posts, i), "body");
+    pthread_mutex_unlock(&mu);
+    return b;
+}
+
+static void test_aggregation_and_totals(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    rec("openai", "gpt-4o", "ok", 10, 5, 0.5);
+    rec("openai", "gpt-4o", "ok", 20, 5, 0.25);
+    rec("openai", "gpt-4o", "stream_truncated", 1, 0, 0.0);
+    rec("anthropic", "claude", "ok", 7, 3, 1.0);
+    assert_int_equal(usage_pending(E.u), 3); /* rows, not requests */
+    json_t *t = usage_tenant_json(E.u, "acme");
+    assert_int_equal(json_integer_value(json_object_get(t, "requests")), 4);
+    assert_int_equal(json_integer_value(json_object_get(t, "prompt_tokens")), 38);
+    assert_int_equal(json_integer_value(json_object_get(t, "completion_tokens")), 13);
+    assert_int_equal(json_integer_value(json_object_get(t, "cached_tokens")), 4);
+    assert_true(json_real_value(json_object_get(t, "cost_usd")) == 1.75);
+    assert_int_equal(json_integer_value(json_object_get(t, "pending_requests")), 4);
+    const json_t *bp = json_object_get(json_object_get(t, "by_provider"), "openai");
+    assert_int_equal(json_integer_value(json_object_get(bp, "requests")), 3);
+    const json_t *bm = json_object_get(json_object_get(t, "by_model"), "anthropic/claude");
+    assert_int_equal(json_integer_value(json_object_get(bm, "prompt_tokens")), 7);
+    json_decref(t);
+    t = usage_tenant_json(E.u, "nobody");
+    assert_int_equal(json_integer_value(json_object_get(t, "requests")), 0);
+    json_decref(t);
+
+    flush_until(1);
+    json_t *b = post_body(0);
+    const char *id = json_string_value(json_object_get(b, "batch_id"));
+    assert_non_null(id);
+    assert_true(strncmp(id, "n1-", 3) == 0);
+    const json_t *recs = json_object_get(b, "records");
+    assert_int_equal(json_array_size(recs), 3);
+    long long reqs = 0;
+    size_t i;
+    const json_t *r;
+    json_array_foreach(recs, i, r)
+    {
+        reqs += json_integer_value(json_object_get(r, "requests"));
+        assert_string_equal(json_string_value(json_object_get(r, "app")), "web");
+        assert_string_equal(json_string_value(json_object_get(r, "key_type")), "production");
+        assert_non_null(json_string_value(json_object_get(r, "ts")));
+        if (strcmp(json_string_value(json_object_get(r, "status")), "ok") == 0 &&
+            strcmp(json_string_value(json_object_get(r, "provider")), "openai") == 0) {
+            assert_int_equal(json_integer_value(json_object_get(r, "requests")), 2);
+            assert_int_equal(json_integer_value(json_object_get(r, "prompt_tokens")), 30);
+        }
+    }
+    assert_int_equal(reqs, 4);
+    assert_int_equal(usage_pending(E.u), 0);
+    /* Totals are since start, not since the last report. */
+    t = usage_tenant_json(E.u, "acme");
+    assert_int_equal(json_integer_value(json_object_get(t, "requests")), 4);
+    assert_int_equal(json_integer_value(json_object_get(t, "pending_requests")), 0);
+    json_decref(t);
+    env_stop();
+}
+
+static void test_retry_keeps_batch_id(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    rec("openai", "gpt-4o", "ok", 1, 1, 0.1);
+    atomic_store(&next_status, 503);
+    flush_until(1);
+    assert_int_equal(usage_pending(E.u), 1);  /* kept */
+    rec("openai", "gpt-4o", "ok", 1, 1, 0.1); /* goes to a new open row, not the sealed batch */
+    flush_until(3);
+    const char *first = json_string_value(json_object_get(post_body(0), "batch_id"));
+    const char *again = json_string_value(json_object_get(post_body(1), "batch_id"));
+    const char *next = json_string_value(json_object_get(post_body(2), "batch_id"));
+    assert_string_equal(first, again);
+    assert_string_not_equal(first, next);
+    assert_int_equal(usage_pending(E.u), 0);
+    env_stop();
+}
+
+static void test_refused_batch_dropped(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    rec("openai", "gpt-4o", "ok", 1, 1, 0.1);
+    rec("openai", "gpt-4o", "ok", 1, 1, 0.1);
+    atomic_store(&next_status, 400);
+    flush_until(1);
+    assert_int_equal(usage_pending(E.u), 0);
+    assert_int_equal(usage_dropped(E.u), 2); /* counted in requests */
+    usage_flush(E.u);
+    assert_int_equal(n_posts(), 1); /* nothing left to send */
+    env_stop();
+}
+
+static void test_batches_split(void **state)
+{
+    (void)state;
+    env_start(1000, 1);
+    rec("openai", "a", "ok", 1, 1, 0);
+    rec("openai", "b", "ok", 1, 1, 0);
+    flush_until(2);
+    const char *id0 = json_string_value(json_object_get(post_body(0), "batch_id"));
+    const char *id1 = json_string_value(json_object_get(post_body(1), "batch_id"));
+    assert_string_not_equal(id0, id1);
+    assert_int_equal(json_array_size(json_object_get(post_body(0), "records")), 1);
+    env_stop();
+}
+
+static void test_pending_bound(void **state)
+{
+    (void)state;
+    env_start(2, 500);
+    rec("openai", "a", "ok", 1, 1, 0);
+    rec("openai", "b", "ok", 1, 1, 0);
+    assert_int_equal(usage_pending(E.u), 2); /* at the limit */
+    assert_int_equal(usage_dropped(E.u), 0);
+    rec("openai", "b", "ok", 1, 1, 0); /* same row: no growth */
+    assert_int_equal(usage_pending(E.u), 2);
+    rec("openai", "c", "ok", 1, 1, 0); /* one past: the oldest row goes */
+    assert_int_equal(usage_pending(E.u), 2);
+    assert_int_equal(usage_dropped(E.u), 1);
+    flush_until(1);
+    const json_t *recs = json_object_get(post_body(0), "records");
+    assert_int_equal(json_array_size(recs), 2);
+    size_t i;
+    const json_t *r;
+    json_array_foreach(recs, i, r)
+    {
+        assert_string_not_equal(json_string_value(json_object_get(r, "model")), "a");
+    }
+    env_stop();
+}
+
+int main(void)
+{
+    /* The in-process Vault writes to sockets the client may have closed. */
+    signal(SIGPIPE, SIG_IGN);
+    jalloc_install();
+    if (secret_heap_init(1 << 16) != ERR_OK) {
+        return 1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    atomic_store(&next_status, 200);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_aggregation_and_totals), cmocka_unit_test(test_retry_keeps_batch_id),
+        cmocka_unit_test(test_refused_batch_dropped),  cmocka_unit_test(test_batches_split),
+        cmocka_unit_test(test_pending_bound),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}
