@@ -19,7 +19,7 @@ for p in "${PROVIDERS[@]}"; do
 done
 CASES+=("metrics and usage endpoints answer" "core dump after key expiry: taken"
     "core dump after key expiry: holds agent memory" "core dump after key expiry: no canary"
-    "Vault down: clear 5xx error" "Vault down: agent alive" "agent alive"
+    "Vault down: clear 5xx error" "Vault down: agent alive" "Vault back: calls succeed again" "agent alive"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -146,6 +146,21 @@ if [[ $CODE =~ ^(502|503|504)$ ]] && is_error_shape; then t_ok "Vault down: clea
 fi
 t_check "Vault down: agent alive" kill -0 "$AGENT_PID"
 call "$SOCK" GET /metrics ""
+
+# Vault back on the same address with the same storage (keys, KEK): the stand-in
+# keeps tokens in memory, so policies and tokens are made again and the new
+# agent token lands in the token file, which the agent re-reads.
+if vault_start && vault_setup; then
+    recovered() {
+        call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-normal)"
+        [ "$CODE" = 200 ]
+    }
+    if lib_wait_for 30 recovered; then t_ok "Vault back: calls succeed again"; else
+        t_fail "Vault back: calls succeed again" "last HTTP $CODE body ${BODY:0:200}"
+    fi
+else
+    t_fail "Vault back: calls succeed again" "Vault did not restart: $LIB_BLOCKED_REASON"
+fi
 
 t_check "agent alive" kill -0 "$AGENT_PID"
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"

@@ -168,11 +168,12 @@ lib_stop() {
     return 0
 }
 
-# lib_wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds or time is up.
+# lib_wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds or SECONDS of
+# wall time have passed (however long each try takes).
 lib_wait_for() {
-    local secs=$1 i
+    local deadline=$((SECONDS + $1))
     shift
-    for i in $(seq $((secs * 20))); do
+    while [ "$SECONDS" -lt "$deadline" ]; do
         "$@" && return 0
         sleep 0.05
     done
@@ -181,9 +182,9 @@ lib_wait_for() {
 
 # lib_wait_proc PID SECONDS CMD...: like lib_wait_for, but gives up at once if PID exits.
 lib_wait_proc() {
-    local pid=$1 secs=$2 i
+    local pid=$1 deadline=$((SECONDS + $2))
     shift 2
-    for i in $(seq $((secs * 20))); do
+    while [ "$SECONDS" -lt "$deadline" ]; do
         "$@" && return 0
         kill -0 "$pid" 2>/dev/null || return 1
         sleep 0.05
@@ -261,7 +262,9 @@ ROOT_TOKEN=root-$(lib_random_hex 8)
 vault_start() {
     mkdir -p "$VAULT_DIR"
     local port
-    port=$(lib_free_port)
+    # A restart (vault_start again) keeps the port: the agent's config names it.
+    port=${VAULT_PORT:-$(lib_free_port)}
+    VAULT_PORT=$port
     VAULT_ADDR=http://127.0.0.1:$port
     export VAULT_ADDR
     if [ "$BYOK_VAULT" = real ]; then
