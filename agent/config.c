@@ -438,7 +438,12 @@ static void cfg_defaults(struct config *c)
     c->upstream.idle_timeout_ms = 60000;
     c->upstream.total_timeout_ms = 600000;
     c->upstream.max_response_bytes = 16L * 1024 * 1024;
-    c->upstream.max_host_connections = 256;
+    /*
+     * HTTP/1.1: one connection per concurrent stream, so 1,000 streams must
+     * not queue behind a small cap; each TLS connection costs ~60 KiB in
+     * OpenSSL 3 (curl makes an SSL_CTX per connection), which bounds memory.
+     */
+    c->upstream.max_host_connections = 1024;
     c->limits.max_body_bytes = 1024L * 1024;
     c->limits.max_header_bytes = 16L * 1024;
     c->limits.max_connections = 4096;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
- * malloc + wipe-on-free. OPENSSL_cleanse cannot be elided by the compiler.
+ * malloc + wipe-on-free (explicit_bzero cannot be elided by the compiler).
  */
 #include "agent/jalloc.h"
 
@@ -21,7 +21,12 @@ void jalloc_free(void *ptr)
     if (ptr == NULL) {
         return;
     }
-    OPENSSL_cleanse(ptr, malloc_usable_size(ptr));
+    /*
+     * explicit_bzero, not OPENSSL_cleanse: both survive the optimiser, but
+     * glibc's is a vectorised memset and OpenSSL's a plain store loop; this
+     * runs on every free of curl, OpenSSL and jansson, record buffers included.
+     */
+    explicit_bzero(ptr, malloc_usable_size(ptr));
     free(ptr);
 }
 

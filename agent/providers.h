@@ -56,7 +56,7 @@ struct provider_http {
 /* Per-stream translation state. */
 struct provider_stream {
     char id[128];
-    char model[128];
+    char model[260];
     long long created;
     bool started;
     bool done;   /* the stream's end marker was seen ([DONE] / message_stop) */

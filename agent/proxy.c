@@ -57,9 +57,11 @@ struct call {
     char tier[PROXY_MAX_HINT + 1];
     json_t *fwd; /* forwarded header lines ("Name: value") */
     enum route_kind kind;
-    struct route_candidate cands[ROUTE_MAX_CANDIDATES];
+    /* Allocated only as large as needed: a call lives as long as its stream. */
+    struct route_candidate *cands; /* &one, or ROUTE_MAX_CANDIDATES from the planner */
+    struct route_candidate one;
     size_t n_cands, cur;
-    struct probe_slot probes[PROXY_MAX_PROBE];
+    struct probe_slot *probes; /* one per configured provider, only when probing */
     size_t n_probes, probe_pending;
     enum err probe_err;
     /* current attempt */
@@ -107,6 +109,10 @@ static void call_free(struct call *c)
     for (size_t i = 0; i < c->n_probes; i++) {
         keycache_cancel(c->probes[i].wait);
         keycache_put(&c->probes[i].ent);
+    }
+    free(c->probes);
+    if (c->cands != &c->one) {
+        free(c->cands);
     }
     if (c->sse_ready) {
         sse_done(&c->sse);
@@ -769,6 +775,12 @@ static void call_plan(struct call *c)
         .tier = c->tier[0] ? c->tier : NULL,
         .op = c->op,
     };
+    c->cands = calloc(ROUTE_MAX_CANDIDATES, sizeof(*c->cands));
+    if (c->cands == NULL) {
+        c->cands = &c->one;
+        call_error(c, 500, "server_error", "internal", "out of memory");
+        return;
+    }
     enum err e = route_plan(c->kind, &w, views, n, c->cands, &c->n_cands);
     if (e == ERR_DENIED) {
         call_error(c, 403, "permission_error", "task_not_allowed",
@@ -812,7 +824,13 @@ static void call_probe_done(void *arg, enum err e, struct keycache_entry *ent)
 static void call_probe(struct call *c)
 {
     const struct config *cfg = c->r->cfg;
-    c->n_probes = cfg->providers.n < PROXY_MAX_PROBE ? cfg->providers.n : PROXY_MAX_PROBE;
+    size_t n = cfg->providers.n < PROXY_MAX_PROBE ? cfg->providers.n : PROXY_MAX_PROBE;
+    c->probes = calloc(n, sizeof(*c->probes));
+    if (c->probes == NULL) {
+        call_error(c, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    c->n_probes = n;
     /* One extra count held while issuing, so synchronous answers cannot finish the probe early. */
     c->probe_pending = 1;
     for (size_t i = 0; i < c->n_probes; i++) {
@@ -846,6 +864,7 @@ static struct call *call_new(struct request *r, enum provider_op op, enum call_s
     c->ctx = r->ctx;
     c->op = op;
     c->shape = shape;
+    c->cands = &c->one;
     c->chunk = evbuffer_new();
     c->fwd = json_array();
     buf_init(&c->tbuf, 16 * 1024 * 1024);
@@ -1007,7 +1026,7 @@ static void call_start(struct call *c)
         return;
     }
     if (c->kind == ROUTE_EXPLICIT) {
-        c->cands[0] = one;
+        c->one = one;
         c->n_cands = 1;
         c->cur = 0;
         call_attempt(c);

@@ -18,6 +18,7 @@
 
 /* Easy handles kept for reuse (curl_easy_reset): saves an allocation-heavy init per call. */
 #define UPSTREAM_POOL_MAX 256
+#define UPSTREAM_MAX_IDLE_CONNECTIONS 128L
 /* curl's receive buffer (CURLOPT_BUFFERSIZE; curl's default is 16 KiB). */
 #define UPSTREAM_RECV_BUFFER 4096L
 /* curl's upload buffer (CURLOPT_UPLOAD_BUFFERSIZE; 16 KiB is curl's minimum). */
@@ -248,23 +249,14 @@ static size_t upstream_write_cb(char *data, size_t size, size_t nmemb, void *use
 }
 
 /*
- * OpenSSL's record buffers (about 17 KiB each way). On Vault connections the
- * decrypted creds reply must not linger in the read buffer: release the
- * buffers after each use, so our allocator wipes them. On provider
- * connections (curl asks for release by default) keep them for the
- * connection's life instead: wiping two 17 KiB blocks per call cost ~7% CPU
- * in the benchmark, and they hold ciphertext or provider answers, not keys
- * (TLS encrypts the request, credential header included, in place).
+ * On Vault connections the decrypted creds reply must not linger in OpenSSL's
+ * read buffer: release the record buffers after each use, so that our
+ * allocator wipes them. (curl asks for this on every connection already; we
+ * make sure for the connections that matter.)
  */
 static CURLcode upstream_ssl_ctx_sensitive(CURL *easy, void *ssl_ctx, void *arg)
 {
     SSL_CTX_set_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
-    return CURLE_OK;
-}
-
-static CURLcode upstream_ssl_ctx_keep(CURL *easy, void *ssl_ctx, void *arg)
-{
-    SSL_CTX_clear_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
     return CURLE_OK;
 }
 
@@ -346,8 +338,8 @@ struct upstream *upstream_new(struct event_base *base, long max_host_connections
     curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, upstream_timerfn_cb);
     curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
     curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
-    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
-                      max_host_connections > 0 ? max_host_connections * 4 : 1024L);
+    /* Idle connections kept for reuse. */
+    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, UPSTREAM_MAX_IDLE_CONNECTIONS);
     return up;
 }
 
@@ -479,8 +471,9 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     if (opts->unix_socket != NULL) {
         curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, opts->unix_socket);
     }
-    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION,
-                     opts->sensitive ? upstream_ssl_ctx_sensitive : upstream_ssl_ctx_keep);
+    if (opts->sensitive) {
+        curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, upstream_ssl_ctx_sensitive);
+    }
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
     if (opts->total_timeout_ms > 0) {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->total_timeout_ms);

@@ -56,6 +56,7 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(c->limits.max_header_bytes, 16 * 1024);
     assert_int_equal(c->keycache.max_ttl_s, 300);
     assert_int_equal(c->upstream.connect_timeout_ms, 5000);
+    assert_int_equal(c->upstream.max_host_connections, 1024);
     assert_string_equal(c->log_level, "info");
     assert_false(c->log_prompts);
     assert_true(c->providers.n > 3);
