@@ -43,7 +43,10 @@ struct listener {
     char *path;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
-    const struct config_listener *lc; /* points into the current config */
+    const struct config_listener *lc; /* points into cfg */
+    struct config *cfg;               /* reference keeping lc valid (retired listeners keep
+                                         the config they last had: old connections may still
+                                         send requests on them) */
     bool retired;
     struct listener *next;
 };
@@ -677,6 +680,7 @@ static struct listener *server_listener_new(struct server *s, const struct confi
     }
     l->s = s;
     l->lc = lc;
+    l->cfg = config_ref((struct config *)cfg);
     l->path = strdup(lc->path);
     l->http = evhttp_new(s->ctx->base);
     if (l->path == NULL || l->http == NULL) {
@@ -697,6 +701,7 @@ fail:
     }
     unlink(lc->path);
     close(fd);
+    config_unref(&l->cfg);
     free(l->path);
     free(l);
     return NULL;
@@ -749,6 +754,10 @@ enum err server_apply(struct server *s, struct config *cfg, char *errbuf, size_t
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         struct listener *l = kept[i] != NULL ? kept[i] : fresh[i];
         l->lc = &cfg->listeners[i];
+        if (l->cfg != cfg) {
+            config_unref(&l->cfg);
+            l->cfg = config_ref(cfg);
+        }
         server_http_limits(l->http, cfg);
         if (fresh[i] != NULL) {
             l->next = s->listeners;
@@ -763,6 +772,7 @@ undo:
             server_listener_stop(fresh[i]);
             evhttp_free(fresh[i]->http);
             unlink(fresh[i]->path);
+            config_unref(&fresh[i]->cfg);
             free(fresh[i]->path);
             free(fresh[i]);
         }
@@ -848,6 +858,7 @@ void server_free(struct server *s)
         }
         /* Closes the listener's open connections (their close callbacks run now). */
         evhttp_free(l->http);
+        config_unref(&l->cfg);
         free(l->path);
         free(l);
         l = n;
