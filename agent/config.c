@@ -124,7 +124,7 @@ static const struct cfg_field schema_upstream[] = {
 #define LO(m) (offsetof(struct config, limits.m) - offsetof(struct config, limits))
 static const struct cfg_field schema_limits[] = {
     {"max_body_bytes", CFG_INT, LO(max_body_bytes), 1024, 64L * 1024 * 1024, NULL, 0, 0, false},
-    {"max_header_bytes", CFG_INT, LO(max_header_bytes), 1024, 1024 * 1024, NULL, 0, 0, false},
+    {"max_header_bytes", CFG_INT, LO(max_header_bytes), 1024, 1024L * 1024, NULL, 0, 0, false},
     {"max_connections", CFG_INT, LO(max_connections), 1, 1000000, NULL, 0, 0, false},
     {"client_timeout_s", CFG_INT, LO(client_timeout_s), 1, 3600, NULL, 0, 0, false},
     F_END,
@@ -687,7 +687,7 @@ enum err config_load(const char *path, struct config **ret_cfg, char *errbuf)
         }
         len += (size_t)n;
         if (len > CONFIG_MAX_FILE) {
-            cfg_fmt(errbuf, CONFIG_ERR_LEN, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+            cfg_fmt(errbuf, CONFIG_ERR_LEN, "%s: larger than %zu bytes", path, CONFIG_MAX_FILE);
             close(fd);
             free(text);
             return ERR_CONFIG;

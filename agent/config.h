@@ -16,7 +16,7 @@
 
 #include "common/err.h"
 
-#define CONFIG_MAX_FILE (1024 * 1024)
+#define CONFIG_MAX_FILE ((size_t)1024 * 1024)
 #define CONFIG_MAX_LISTENERS 64
 #define CONFIG_MAX_PEERS 4096
 #define CONFIG_MAX_LIST 256

@@ -32,7 +32,7 @@
 #include "common/secret.h"
 
 /* Secure heap for keys and the Vault token: ~8,000 cached keys of typical size (<100 B) fit. */
-#define AGENT_SECURE_HEAP (1024u * 1024)
+#define AGENT_SECURE_HEAP ((size_t)1024 * 1024)
 #define AGENT_DRAIN_TICK_MS 50
 
 static struct agent_ctx agent;
@@ -116,7 +116,7 @@ static void agent_signal(evutil_socket_t sig, short what, void *arg)
     agent_drain_deadline =
         (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + (double)agent.cfg->drain_timeout_s;
     agent_drain_timer = event_new(agent.base, -1, EV_PERSIST, agent_drain_tick, NULL);
-    struct timeval tv = {0, AGENT_DRAIN_TICK_MS * 1000};
+    struct timeval tv = {0, AGENT_DRAIN_TICK_MS * 1000L};
     if (agent_drain_timer == NULL || event_add(agent_drain_timer, &tv) != 0) {
         event_base_loopbreak(agent.base);
     }

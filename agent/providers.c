@@ -328,7 +328,7 @@ static json_t *anth_text_of(const json_t *content)
         return json_incref((json_t *)content);
     }
     struct buf b;
-    buf_init(&b, 16 * 1024 * 1024);
+    buf_init(&b, (size_t)16 * 1024 * 1024);
     size_t i;
     const json_t *part;
     json_array_foreach(content, i, part)
@@ -410,7 +410,7 @@ enum err provider_anthropic_request(const json_t *oreq, const char *model, bool 
     json_t *out = json_object();
     json_t *amsgs = json_array();
     struct buf system;
-    buf_init(&system, 16 * 1024 * 1024);
+    buf_init(&system, (size_t)16 * 1024 * 1024);
     enum err e = ERR_NOMEM;
     if (out == NULL || amsgs == NULL) {
         goto fail;

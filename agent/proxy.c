@@ -867,7 +867,7 @@ static struct call *call_new(struct request *r, enum provider_op op, enum call_s
     c->cands = &c->one;
     c->chunk = evbuffer_new();
     c->fwd = json_array();
-    buf_init(&c->tbuf, 16 * 1024 * 1024);
+    buf_init(&c->tbuf, (size_t)16 * 1024 * 1024);
     if (c->chunk == NULL || c->fwd == NULL) {
         if (c->chunk != NULL) {
             evbuffer_free(c->chunk);

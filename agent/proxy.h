@@ -13,7 +13,7 @@
 #include "agent/server.h"
 
 /* Cap on a provider's error body we read (to classify it; it is never forwarded). */
-#define PROXY_MAX_ERROR_BODY (64 * 1024)
+#define PROXY_MAX_ERROR_BODY ((size_t)64 * 1024)
 /* Longest X-BYOK-Task / X-BYOK-Tier value. */
 #define PROXY_MAX_HINT 32
 

@@ -36,7 +36,7 @@
 
 #define SERVER_BACKLOG 4096
 /* Bytes past limits.max_body_bytes that evhttp still reads so that we answer the 413. */
-#define SERVER_BODY_SLACK (64 * 1024)
+#define SERVER_BODY_SLACK (64L * 1024)
 
 struct listener {
     struct server *s;
@@ -247,7 +247,7 @@ static void server_metrics(struct request *r)
 {
     struct agent_ctx *ctx = r->ctx;
     struct buf b;
-    buf_init(&b, 64 * 1024 * 1024);
+    buf_init(&b, (size_t)64 * 1024 * 1024);
     const struct keycache_stats *ks = keycache_stats(ctx->keys);
     const struct vault_stats *vs = vault_stats(ctx->vault);
     enum err e = metrics_render(&b);
@@ -753,6 +753,9 @@ enum err server_apply(struct server *s, struct config *cfg, char *errbuf, size_t
     }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         struct listener *l = kept[i] != NULL ? kept[i] : fresh[i];
+        if (l == NULL) {
+            abort(); /* pass 1 gave every entry a listener or jumped to undo */
+        }
         l->lc = &cfg->listeners[i];
         if (l->cfg != cfg) {
             config_unref(&l->cfg);
@@ -813,7 +816,7 @@ struct server *server_new(struct agent_ctx *ctx)
     }
     s->n_slots = slots;
     s->sweep = event_new(ctx->base, -1, EV_PERSIST, server_sweep_cb, s);
-    struct timeval tv = {0, SERVER_SWEEP_MS * 1000};
+    struct timeval tv = {0, SERVER_SWEEP_MS * 1000L};
     if (s->sweep == NULL || event_add(s->sweep, &tv) != 0) {
         if (s->sweep != NULL) {
             event_free(s->sweep);

@@ -15,7 +15,7 @@
 #include "common/err.h"
 
 /* Longest line we hold while waiting for its end. */
-#define SSE_MAX_LINE (1024 * 1024)
+#define SSE_MAX_LINE ((size_t)1024 * 1024)
 /* Longest event name. */
 #define SSE_MAX_EVENT_NAME 64
 

@@ -27,7 +27,7 @@
 #include "common/secret.h"
 
 /* Hard ceiling for one buffered response body, whatever the config says. */
-#define UPSTREAM_MAX_RESPONSE_CEILING (64u * 1024 * 1024)
+#define UPSTREAM_MAX_RESPONSE_CEILING ((size_t)64 * 1024 * 1024)
 /* Longest URL we build. */
 #define UPSTREAM_MAX_URL 4096
 

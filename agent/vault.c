@@ -705,10 +705,10 @@ void vault_set_config(struct vault *v, struct config *cfg)
 {
     struct config *old = v->cfg;
     v->cfg = config_ref(cfg);
-    bool auth_changed =
-        (old->vault.token_file == NULL) != (cfg->vault.token_file == NULL) ||
-        (old->vault.token_file != NULL && strcmp(old->vault.token_file, cfg->vault.token_file)) ||
-        strcmp(old->vault.address, cfg->vault.address) != 0;
+    bool auth_changed = (old->vault.token_file == NULL) != (cfg->vault.token_file == NULL) ||
+                        (old->vault.token_file != NULL &&
+                         strcmp(old->vault.token_file, cfg->vault.token_file) != 0) ||
+                        strcmp(old->vault.address, cfg->vault.address) != 0;
     config_unref(&old);
     if (auth_changed && v->state == VAULT_READY) {
         vault_set_token(v, NULL);
