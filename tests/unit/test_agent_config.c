@@ -264,6 +264,25 @@ static void test_load_file(void **state)
     unlink(path);
 }
 
+/* The shipped example must stay valid (run from the repository root, as tests/run-all.sh does). */
+static void test_example_config(void **state)
+{
+    (void)state;
+    struct config *c = NULL;
+    char err[CONFIG_ERR_LEN];
+    if (access("agent/example-config.json", R_OK) != 0) {
+        skip();
+    }
+    enum err e = config_load("agent/example-config.json", &c, err);
+    if (e != ERR_OK) {
+        fprintf(stderr, "%s\n", err);
+    }
+    assert_int_equal(e, ERR_OK);
+    assert_int_equal(c->n_listeners, 2);
+    assert_non_null(c->vault.approle.role_id_file);
+    config_unref(&c);
+}
+
 static void test_name_valid(void **state)
 {
     (void)state;
@@ -287,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_ranges_at_and_past_limit),
         cmocka_unit_test(test_semantic_rules),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_name_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
