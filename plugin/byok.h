@@ -38,7 +38,8 @@ MUST_USE enum err byok_initialize(struct byok *b, struct storage *st);
 /* InvalidateKey: drop whatever is cached for this storage key. Never blocks on I/O. */
 void byok_invalidate(struct byok *b, const char *key);
 
-/* The periodic rollback tick (about once a minute): housekeeping such as grace-period revocations. */
+/* The periodic rollback tick (about once a minute): housekeeping such as grace-period revocations.
+ */
 MUST_USE enum err byok_periodic(struct byok *b, struct storage *st);
 
 /* Cleanup: drop caches and wipe key material. */

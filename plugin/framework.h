@@ -48,7 +48,8 @@ enum fw_op {
     FW_OP__COUNT
 };
 
-/* "read" -> FW_OP_READ; -1 for operations the framework does not route (revoke, renew, rollback, ...). */
+/* "read" -> FW_OP_READ; -1 for operations the framework does not route (revoke, renew, rollback,
+ * ...). */
 int fw_op_parse(const char *s);
 const char *fw_op_name(enum fw_op op);
 
@@ -58,7 +59,8 @@ enum fw_type {
     FW_TYPE_INT,      /* integer; "10" accepted */
     FW_TYPE_FLOAT,    /* number; "1.5" accepted */
     FW_TYPE_BOOL,     /* true/false, "true"/"false"/"1"/"0" */
-    FW_TYPE_DURATION, /* seconds as an integer, "90", "90s", "15m", "720h", "30d"; stored as seconds */
+    FW_TYPE_DURATION, /* seconds as an integer, "90", "90s", "15m", "720h", "30d"; stored as seconds
+                       */
     FW_TYPE_STRINGS,  /* list of strings: JSON array or comma-separated string */
     FW_TYPE_MAP,      /* JSON object (string keys) */
     FW_TYPE_JSON,     /* any JSON value, validated by the handler */
@@ -67,23 +69,23 @@ enum fw_type {
 struct fw_field {
     const char *name; /* NULL ends the table */
     enum fw_type type;
-    bool required;      /* on create/update; a 400 "missing required field 'x'" otherwise */
-    const char *def;    /* default, as text parsed like input; NULL = none */
+    bool required;   /* on create/update; a 400 "missing required field 'x'" otherwise */
+    const char *def; /* default, as text parsed like input; NULL = none */
     const char *description;
-    size_t max_len;     /* strings: bytes; lists: items; 0 = FW_MAX_STRING / FW_MAX_LIST */
-    int64_t min, max;   /* ints and durations: inclusive range when min < max */
+    size_t max_len;   /* strings: bytes; lists: items; 0 = FW_MAX_STRING / FW_MAX_LIST */
+    int64_t min, max; /* ints and durations: inclusive range when min < max */
 };
 
 struct fw_request {
     enum fw_op op;
-    const char *path;      /* relative to the mount, e.g. "tenants/acme/keys/openai/production" */
-    json_t *data;          /* request body object as Vault sent it (borrowed; may be NULL) */
-    json_t *fields;        /* validated, coerced values by field name (owned by the framework):
-                              strings, integers (durations in seconds), reals, booleans,
-                              arrays of strings, objects; defaults filled in; path segments too */
-    json_t *provided;      /* object: field name -> true for fields the caller sent */
+    const char *path; /* relative to the mount, e.g. "tenants/acme/keys/openai/production" */
+    json_t *data;     /* request body object as Vault sent it (borrowed; may be NULL) */
+    json_t *fields;   /* validated, coerced values by field name (owned by the framework):
+                         strings, integers (durations in seconds), reals, booleans,
+                         arrays of strings, objects; defaults filled in; path segments too */
+    json_t *provided; /* object: field name -> true for fields the caller sent */
     struct storage *storage;
-    void *backend;         /* the plugin's state (struct byok *), passed through */
+    void *backend; /* the plugin's state (struct byok *), passed through */
     const char *request_id;
     const char *entity_id;
     const char *display_name;
@@ -100,13 +102,13 @@ json_t *fw_json(const struct fw_request *req, const char *name); /* borrowed */
 bool fw_provided(const struct fw_request *req, const char *name);
 
 enum fw_status {
-    FW_OK,                   /* data (may be NULL: 404 on read, 204 otherwise) */
-    FW_BAD_REQUEST,          /* error response {"error": message}: HTTP 400 */
-    FW_UNSUPPORTED_PATH,     /* ProtoError 6: 404 */
-    FW_UNSUPPORTED_OPERATION,/* ProtoError 5: 405 */
-    FW_PERMISSION_DENIED,    /* ProtoError 8: 403 */
-    FW_CODED,                /* ProtoError 3 with http_code (e.g. 409, 412, 429) */
-    FW_INTERNAL,             /* ProtoError 2, message is generic: 500 */
+    FW_OK,                    /* data (may be NULL: 404 on read, 204 otherwise) */
+    FW_BAD_REQUEST,           /* error response {"error": message}: HTTP 400 */
+    FW_UNSUPPORTED_PATH,      /* ProtoError 6: 404 */
+    FW_UNSUPPORTED_OPERATION, /* ProtoError 5: 405 */
+    FW_PERMISSION_DENIED,     /* ProtoError 8: 403 */
+    FW_CODED,                 /* ProtoError 3 with http_code (e.g. 409, 412, 429) */
+    FW_INTERNAL,              /* ProtoError 2, message is generic: 500 */
 };
 
 struct fw_response {
@@ -137,10 +139,13 @@ typedef enum err (*fw_handler_fn)(struct fw_request *req, struct fw_response *re
 typedef enum err (*fw_exists_fn)(struct fw_request *req, bool *ret_exists);
 
 struct fw_path {
-    const char *pattern; /* NULL ends a table. "config", "providers/", "tenants/{tenant}/keys/{provider}/{key_type}".
-                            A trailing "/" means a list path: it matches "x" and "x/". */
-    const struct fw_field *fields; /* may be NULL; path segments are fields implicitly (type string) */
-    fw_handler_fn handlers[FW_OP__COUNT]; /* indexed by enum fw_op; FW_OP_HELP is answered by the framework */
+    const char *pattern; /* NULL ends a table. "config", "providers/",
+                            "tenants/{tenant}/keys/{provider}/{key_type}". A trailing "/" means a
+                            list path: it matches "x" and "x/". */
+    const struct fw_field
+        *fields; /* may be NULL; path segments are fields implicitly (type string) */
+    fw_handler_fn
+        handlers[FW_OP__COUNT]; /* indexed by enum fw_op; FW_OP_HELP is answered by the framework */
     fw_exists_fn exists;
     const char *synopsis;
     const char *description;

@@ -47,7 +47,8 @@ MUST_USE enum err storage_list(struct storage *st, const char *prefix, char ***r
                                size_t *ret_n);
 void storage_keys_free(char **keys, size_t n);
 
-/* JSON helpers: the value is a JSON document. get: ERR_NOTFOUND when absent, ERR_PROTO if not JSON. */
+/* JSON helpers: the value is a JSON document. get: ERR_NOTFOUND when absent, ERR_PROTO if not JSON.
+ */
 MUST_USE enum err storage_get_json(struct storage *st, const char *key, json_t **ret_json);
 MUST_USE enum err storage_put_json(struct storage *st, const char *key, const json_t *json,
                                    bool seal_wrap);

@@ -234,7 +234,8 @@ static void test_b64(void **state)
         free(dec);
         free(enc);
     }
-    const char *bad[] = {"abc", "a===", "ab!d", "abcd=", "@@@@", "ab=c", "=abc", "ab==abcd", "sA1=", "sB=="};
+    const char *bad[] = {"abc",  "a===", "ab!d",     "abcd=", "@@@@",
+                         "ab=c", "=abc", "ab==abcd", "sA1=",  "sB=="};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         unsigned char *dec = NULL;
         size_t dec_len = 0;
