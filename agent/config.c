@@ -80,6 +80,7 @@ static const struct cfg_field schema_listener[] = {
     F_NAME(struct config_listener, app, false),
     {"peers", CFG_ARRAY, offsetof(struct config_listener, peers), 1, CONFIG_MAX_PEERS, schema_peer,
      sizeof(struct config_peer), offsetof(struct config_listener, n_peers), false},
+    F_BOOL(struct config_listener, metrics),
     F_END,
 };
 

@@ -41,6 +41,7 @@ struct config_listener {
     char *app;
     struct config_peer *peers;
     size_t n_peers;
+    bool metrics; /* serve GET /metrics here (it shows every tenant's counters) */
 };
 
 struct config_strlist {

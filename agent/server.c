@@ -96,20 +96,25 @@ typedef void (*server_handler)(struct request *r);
 static void server_healthz(struct request *r);
 static void server_metrics(struct request *r);
 
-/* The routes. needs_tenant: the caller must map to a tenant (403 otherwise). */
+/*
+ * The routes. needs_tenant: the caller must map to a tenant (403 otherwise).
+ * needs_metrics: only on listeners configured with "metrics": true (404
+ * elsewhere), because the answer shows every tenant's counters.
+ */
 static const struct {
     enum evhttp_cmd_type method;
     const char *path;
     server_handler handler;
     bool needs_tenant;
+    bool needs_metrics;
 } server_routes[] = {
-    {EVHTTP_REQ_POST, "/v1/chat/completions", proxy_chat, true},
-    {EVHTTP_REQ_POST, "/v1/embeddings", proxy_embeddings, true},
-    {EVHTTP_REQ_GET, "/v1/models", proxy_models, true},
-    {EVHTTP_REQ_GET, "/v1/byok/usage", proxy_usage, true},
-    {EVHTTP_REQ_POST, "/api/brain/ai/chat", proxy_brain_chat, true},
-    {EVHTTP_REQ_GET, "/healthz", server_healthz, false},
-    {EVHTTP_REQ_GET, "/metrics", server_metrics, false},
+    {EVHTTP_REQ_POST, "/v1/chat/completions", proxy_chat, true, false},
+    {EVHTTP_REQ_POST, "/v1/embeddings", proxy_embeddings, true, false},
+    {EVHTTP_REQ_GET, "/v1/models", proxy_models, true, false},
+    {EVHTTP_REQ_GET, "/v1/byok/usage", proxy_usage, true, false},
+    {EVHTTP_REQ_POST, "/api/brain/ai/chat", proxy_brain_chat, true, false},
+    {EVHTTP_REQ_GET, "/healthz", server_healthz, false, false},
+    {EVHTTP_REQ_GET, "/metrics", server_metrics, false, true},
 };
 
 double server_now(void)
@@ -541,7 +546,8 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
     bool path_known = false;
     for (size_t i = 0; i < sizeof(server_routes) / sizeof(server_routes[0]); i++) {
         if (strlen(server_routes[i].path) != plen ||
-            memcmp(server_routes[i].path, uri, plen) != 0) {
+            memcmp(server_routes[i].path, uri, plen) != 0 ||
+            (server_routes[i].needs_metrics && !l->lc->metrics)) {
             continue;
         }
         path_known = true;

@@ -38,7 +38,7 @@ for p in "${PROVIDERS[@]}"; do
 done
 
 SOCK=$AGENT_DIR/acme.sock
-agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"$TENANT\", \"app\": \"e2e\"}]"
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"$TENANT\", \"app\": \"e2e\", \"metrics\": true}]"
 if ! agent_start; then
     LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
     t_blocked "${CASES[@]}"

@@ -17,7 +17,8 @@ for p in "${PROVIDERS[@]}"; do
     for f in "${FAULTS[@]}"; do CASES+=("$p upstream $f: clear error"); done
     CASES+=("$p stream cut after first byte: explicit error, no [DONE]")
 done
-CASES+=("metrics and usage endpoints answer" "core dump after key expiry: taken"
+CASES+=("metrics and usage endpoints answer" "usage endpoint: only the caller's tenant"
+    "metrics: 404 on a listener without metrics: true" "core dump after key expiry: taken"
     "core dump after key expiry: holds agent memory" "core dump after key expiry: no canary"
     "Vault down: clear 5xx error" "Vault down: agent alive" "Vault back: calls succeed again" "agent alive"
     "agent stops cleanly on SIGTERM, no sanitizer report"
@@ -43,7 +44,7 @@ vault_api PUT byok/config '{"creds_ttl":"2s"}' "$ADMIN_TOKEN" >/dev/null
 
 SOCK=$AGENT_DIR/acme.sock
 agent_config "$(jq -n --arg d "$AGENT_DIR" '[
-    {path: ($d + "/acme.sock"), mode: "0660", tenant: "acme", app: "canary"},
+    {path: ($d + "/acme.sock"), mode: "0660", tenant: "acme", app: "canary", metrics: true},
     {path: ($d + "/rejected.sock"), mode: "0660", tenant: "rejected", app: "canary"}]')" \
     '.keycache.max_ttl_s = 2 | .upstream.first_byte_timeout_ms = 2000'
 if ! agent_start; then
@@ -101,6 +102,10 @@ call "$SOCK" GET /metrics ""
 m=$CODE
 call "$SOCK" GET /v1/byok/usage ""
 t_eq "metrics and usage endpoints answer" "$m $CODE" "200 200"
+t_eq "usage endpoint: only the caller's tenant" "$(echo "$BODY" | jq -r .tenant 2>/dev/null)" "acme"
+# /metrics shows every tenant's counters: only on listeners configured with metrics: true.
+call "$AGENT_DIR/rejected.sock" GET /metrics ""
+t_eq "metrics: 404 on a listener without metrics: true" "$CODE" "404"
 
 # One good call per provider loads every key into the cache; then it must expire.
 for p in "${PROVIDERS[@]}"; do call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-normal")"; done

@@ -50,6 +50,7 @@ static void test_minimal_defaults(void **state)
     assert_string_equal(c->listeners[0].tenant, "acme");
     assert_string_equal(c->listeners[0].app, "default");
     assert_int_equal(c->listeners[0].mode_bits, 0660);
+    assert_false(c->listeners[0].metrics);
     assert_string_equal(c->vault.mount, "byok");
     assert_string_equal(c->vault.key_type, "production");
     assert_int_equal(c->limits.max_body_bytes, 1024 * 1024);
@@ -72,7 +73,7 @@ static void test_full_config(void **state)
     (void)state;
     const char *text =
         "{\"listeners\":[{\"path\":\"/run/byok/a.sock\",\"mode\":\"0600\",\"owner\":\"0\","
-        "\"group\":\"0\",\"tenant\":\"acme\",\"app\":\"web\"},"
+        "\"group\":\"0\",\"tenant\":\"acme\",\"app\":\"web\",\"metrics\":true},"
         "{\"path\":\"/run/byok/b.sock\",\"peers\":[{\"uid\":1000,\"tenant\":\"t1\",\"app\":\"a1\"},"
         "{\"gid\":50,\"tenant\":\"t2\"}]}],"
         "\"vault\":{\"address\":\"unix:/run/vault.sock\",\"approle\":{\"role_id_file\":\"/r\","
@@ -83,6 +84,8 @@ static void test_full_config(void **state)
         "\"log_level\":\"debug\",\"log_prompts\":true,\"drain_timeout_s\":0}";
     struct config *c = parse_ok(text);
     assert_int_equal(c->listeners[0].mode_bits, 0600);
+    assert_true(c->listeners[0].metrics);
+    assert_false(c->listeners[1].metrics);
     assert_null(c->listeners[1].tenant);
     assert_int_equal(c->listeners[1].n_peers, 2);
     assert_int_equal(c->listeners[1].peers[0].uid, 1000);
@@ -119,6 +122,8 @@ static void test_wrong_types(void **state)
 {
     (void)state;
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"log_prompts\":\"yes\"}", "log_prompts: must be");
+    parse_bad("{\"listeners\":[{\"path\":\"/a\",\"tenant\":\"a\",\"metrics\":1}]," BASE_VAULT "}",
+              "listeners[0].metrics: must be true or false");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":{\"max_body_bytes\":\"1M\"}}",
               "limits.max_body_bytes: must be an integer");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":[]}", "limits: must be an object");
@@ -278,7 +283,11 @@ static void test_example_config(void **state)
         fprintf(stderr, "%s\n", err);
     }
     assert_int_equal(e, ERR_OK);
-    assert_int_equal(c->n_listeners, 2);
+    assert_int_equal(c->n_listeners, 3);
+    /* only the scraper's socket serves /metrics (every tenant's counters) */
+    assert_false(c->listeners[0].metrics);
+    assert_true(c->listeners[1].metrics);
+    assert_false(c->listeners[2].metrics);
     assert_non_null(c->vault.approle.role_id_file);
     config_unref(&c);
 }
