@@ -8,8 +8,11 @@
  *   app, attempt i+1 -> reply (buffered) or stream (SSE, chunk by chunk).
  * Streaming applies backpressure: when the app's socket buffer is above
  * stream.high_water_bytes the curl transfer is paused and resumed when evhttp
- * reports the buffer drained. A failure after the first byte ends the stream
- * with an explicit error event, never a silent truncation.
+ * reports the buffer drained. The same pause forwards every chunk as soon as
+ * it arrives: curl reads a socket for as long as it has data before it
+ * returns to the event loop, and evhttp writes only from the loop, so a
+ * provider burst would otherwise reach the app in one piece at its end. A failure after the first
+ * byte ends the stream with an explicit error event, never a silent truncation.
  *
  * Keys are touched only inside providers.c's build step, which puts them in a
  * wiped curl header list. Provider error bodies are read (capped) to classify
@@ -77,6 +80,7 @@ struct call {
     /* streaming */
     bool reply_started;
     bool paused;
+    unsigned long sent_round; /* upstream_round() when a chunk was last queued to the app */
     struct sse sse;
     bool sse_ready;
     struct provider_stream st;
@@ -326,10 +330,19 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     }
     if (!c->reply_started) {
         call_stream_start(c);
-    } else if (call_app_backlog(c) > (size_t)c->r->cfg->stream.high_water_bytes) {
-        /* The app reads slower than the provider writes: hold the provider. */
-        c->paused = true;
-        return UPSTREAM_PAUSE;
+    } else {
+        size_t backlog = call_app_backlog(c);
+        /*
+         * Above the high-water mark the app reads slower than the provider
+         * writes; with anything queued in this same read loop of curl, the
+         * queued bytes have not had a chance to leave yet. Either way, hold
+         * the provider until evhttp has written the queue (call_drained).
+         */
+        if (backlog > (size_t)c->r->cfg->stream.high_water_bytes ||
+            (backlog > 0 && c->sent_round == upstream_round(c->ctx->up))) {
+            c->paused = true;
+            return UPSTREAM_PAUSE;
+        }
     }
     enum err e = sse_feed(&c->sse, data, len);
     if (e != ERR_OK) {
@@ -348,6 +361,7 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     }
     if (evbuffer_get_length(c->chunk) > 0) {
         evhttp_send_reply_chunk_with_cb(c->r->ev, c->chunk, call_drained, c);
+        c->sent_round = upstream_round(c->ctx->up);
     }
     return UPSTREAM_CONTINUE;
 }

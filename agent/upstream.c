@@ -15,6 +15,8 @@
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* Easy handles kept for reuse (curl_easy_reset): saves an allocation-heavy init per call. */
 #define UPSTREAM_POOL_MAX 256
@@ -32,6 +34,9 @@ struct upstream {
     CURLSH *share;
     struct event *timer;
     size_t active;
+    unsigned long round;
+    struct upstream_sock **socks; /* by descriptor: connection sockets curl opened */
+    size_t n_socks;
     struct upstream_xfer *xfers; /* doubly linked, for upstream_free */
 };
 
@@ -99,17 +104,117 @@ static void upstream_xfer_destroy(struct upstream_xfer *x)
     free(x);
 }
 
+/*
+ * One libevent event per socket curl watches; curl_multi_assign keeps it for
+ * us. curl stops watching a connection's socket at the end of every transfer
+ * and watches it again when the next transfer reuses the connection: that was
+ * an epoll_ctl pair per request. Connection sockets (opened through
+ * upstream_open_cb) therefore stay registered while idle in curl's cache, and
+ * their events are freed only when curl closes them (upstream_close_cb),
+ * before the descriptor number can be reused. Other sockets (a resolver's
+ * wake-up pipe) are unregistered at once, as before.
+ */
+struct upstream_sock {
+    struct upstream *up;
+    struct event *ev; /* NULL until first watched */
+    curl_socket_t fd;
+    short kind; /* event flags it is added with; 0 when not added */
+    bool lazy;  /* connection socket: stays registered while idle */
+    bool idle;  /* curl does not watch it now */
+};
+
+static void upstream_sock_free(struct upstream_sock *us)
+{
+    if (us != NULL) {
+        if (us->ev != NULL) {
+            event_free(us->ev);
+        }
+        free(us);
+    }
+}
+
+/* The table slot of a descriptor (grown when asked to), or NULL. */
+static struct upstream_sock **upstream_slot(struct upstream *up, curl_socket_t fd, bool grow)
+{
+    if (fd < 0) {
+        return NULL;
+    }
+    if ((size_t)fd >= up->n_socks) {
+        if (!grow) {
+            return NULL;
+        }
+        size_t n = up->n_socks > 0 ? up->n_socks : 64;
+        while (n <= (size_t)fd) {
+            n *= 2;
+        }
+        struct upstream_sock **t = realloc(up->socks, n * sizeof(*t));
+        if (t == NULL) {
+            return NULL;
+        }
+        memset(t + up->n_socks, 0, (n - up->n_socks) * sizeof(*t));
+        up->socks = t;
+        up->n_socks = n;
+    }
+    return &up->socks[fd];
+}
+
+static curl_socket_t upstream_open_cb(void *clientp, curlsocktype purpose,
+                                      struct curl_sockaddr *addr)
+{
+    struct upstream *up = clientp;
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd == CURL_SOCKET_BAD || purpose != CURLSOCKTYPE_IPCXN) {
+        return fd;
+    }
+    struct upstream_sock **slot = upstream_slot(up, fd, true);
+    struct upstream_sock *us = slot != NULL ? calloc(1, sizeof(*us)) : NULL;
+    if (us == NULL) {
+        return fd; /* watched the plain way */
+    }
+    upstream_sock_free(*slot); /* none expected: every close comes through upstream_close_cb */
+    us->up = up;
+    us->fd = fd;
+    us->lazy = true;
+    us->idle = true;
+    *slot = us;
+    return fd;
+}
+
+static int upstream_close_cb(void *clientp, curl_socket_t fd)
+{
+    struct upstream *up = clientp;
+    struct upstream_sock **slot = upstream_slot(up, fd, false);
+    if (slot != NULL && *slot != NULL) {
+        upstream_sock_free(*slot);
+        *slot = NULL;
+    }
+    return close(fd);
+}
+
 static void upstream_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct upstream *up = arg;
+    struct upstream_sock *us = arg;
+    struct upstream *up = us->up;
     int flags = 0;
     int running = 0;
+    if (us->idle) {
+        /*
+         * A cached connection became readable while no transfer uses it (the
+         * server closed it): stop watching. curl checks a cached connection
+         * before it reuses one.
+         */
+        event_del(us->ev);
+        us->kind = 0;
+        return;
+    }
     if (what & EV_READ) {
         flags |= CURL_CSELECT_IN;
     }
     if (what & EV_WRITE) {
         flags |= CURL_CSELECT_OUT;
     }
+    up->round++;
+    /* us may be freed in here (curl closes the socket): not used after. */
     curl_multi_socket_action(up->multi, fd, flags, &running);
     upstream_check_done(up);
 }
@@ -118,25 +223,27 @@ static void upstream_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct upstream *up = arg;
     int running = 0;
+    up->round++;
     curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     upstream_check_done(up);
 }
-
-/* One libevent event per socket curl watches; curl_multi_assign keeps it for us. */
-struct upstream_sock {
-    struct event *ev;
-    short kind;
-};
 
 static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct upstream *up = userp;
     struct upstream_sock *us = socketp;
+    if (us == NULL) {
+        struct upstream_sock **slot = upstream_slot(up, s, false);
+        us = slot != NULL ? *slot : NULL;
+    }
     if (what == CURL_POLL_REMOVE) {
         if (us != NULL) {
-            event_free(us->ev);
-            free(us);
             curl_multi_assign(up->multi, s, NULL);
+            if (us->lazy) {
+                us->idle = true; /* stays registered until it is closed or wakes up */
+            } else {
+                upstream_sock_free(us);
+            }
         }
         return 0;
     }
@@ -152,18 +259,29 @@ static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp
         if (us == NULL) {
             return -1;
         }
-        us->ev = event_new(up->base, s, kind, upstream_event_cb, up);
+        us->up = up;
+        us->fd = s;
+    }
+    us->idle = false;
+    curl_multi_assign(up->multi, s, us);
+    if (us->kind == kind) {
+        return 0; /* unchanged, or still registered from the last transfer: no epoll_ctl */
+    }
+    if (us->ev == NULL) {
+        us->ev = event_new(up->base, s, kind, upstream_event_cb, us);
         if (us->ev == NULL) {
-            free(us);
+            curl_multi_assign(up->multi, s, NULL);
+            if (!us->lazy) {
+                free(us);
+            }
             return -1;
         }
-        curl_multi_assign(up->multi, s, us);
-    } else if (us->kind == kind) {
-        return 0; /* unchanged: no epoll_ctl */
     } else {
         /* Re-arm in place rather than free/new: curl flips IN/OUT on every request. */
-        event_del(us->ev);
-        event_assign(us->ev, up->base, s, kind, upstream_event_cb, up);
+        if (us->kind != 0) {
+            event_del(us->ev);
+        }
+        event_assign(us->ev, up->base, s, kind, upstream_event_cb, us);
     }
     us->kind = kind;
     event_add(us->ev, NULL);
@@ -357,6 +475,10 @@ void upstream_free(struct upstream *up)
     if (up->multi != NULL) {
         curl_multi_cleanup(up->multi);
     }
+    for (size_t i = 0; i < up->n_socks; i++) {
+        upstream_sock_free(up->socks[i]);
+    }
+    free(up->socks);
     if (up->share != NULL) {
         curl_share_cleanup(up->share);
     }
@@ -369,6 +491,11 @@ void upstream_free(struct upstream *up)
 size_t upstream_active(const struct upstream *up)
 {
     return up->active;
+}
+
+unsigned long upstream_round(const struct upstream *up)
+{
+    return up->round;
 }
 
 enum err upstream_header_secret(struct curl_slist **list, const char *prefix,
@@ -459,6 +586,10 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, upstream_open_cb);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, up);
+    curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, upstream_close_cb);
+    curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, up);
     /* Credentials are bound to their origin: never follow a redirect (curl CREDENTIALS.md). */
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, opts->allow_http ? "http,https" : "https");

@@ -63,6 +63,14 @@ void upstream_free(struct upstream *up);
 size_t upstream_active(const struct upstream *up);
 
 /*
+ * A number that changes every time libevent hands curl a socket or timer
+ * event. Data callbacks that see the same round came from one read loop of
+ * curl (which reads for as long as the socket has data, without returning to
+ * the event loop).
+ */
+unsigned long upstream_round(const struct upstream *up);
+
+/*
  * Appends "<prefix><secret>" to *list, building the line in a buffer that is
  * wiped before return. ERR_NOMEM on failure (the list is left as it was).
  */
