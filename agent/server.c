@@ -18,6 +18,7 @@
 #include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,8 @@ struct server {
     struct server_watch *watches;
     size_t n_watches; /* accepted connections still open */
     struct event *sweep;
+    unsigned long long sweep_seq; /* ctx->req_seq at the last sweep */
+    unsigned long long trim_seq;  /* ctx->req_seq at the last malloc_trim */
 };
 
 #define SERVER_SWEEP_MS 500
@@ -379,6 +382,17 @@ static void server_sweep_cb(evutil_socket_t fd, short what, void *arg)
         }
         w = next;
     }
+    /*
+     * Quiet for a whole sweep after some traffic: hand freed heap pages back
+     * to the kernel. A burst (1,000 TLS streams) leaves tens of MB free inside
+     * the heap that glibc keeps otherwise, since live blocks pin its top.
+     */
+    struct agent_ctx *ctx = s->ctx;
+    if (ctx->inflight == 0 && ctx->req_seq == s->sweep_seq && ctx->req_seq != s->trim_seq) {
+        malloc_trim(0);
+        s->trim_seq = ctx->req_seq;
+    }
+    s->sweep_seq = ctx->req_seq;
 }
 
 static struct server_watch *server_watch_find(struct server *s, struct bufferevent *bev)
