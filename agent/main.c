@@ -23,6 +23,7 @@
 #include "agent/ctx.h"
 #include "agent/jalloc.h"
 #include "agent/keycache.h"
+#include "agent/logbuf.h"
 #include "agent/metrics.h"
 #include "agent/server.h"
 #include "agent/upstream.h"
@@ -199,6 +200,9 @@ int main(int argc, char **argv)
     if (agent.base == NULL) {
         goto out;
     }
+    if (logbuf_start(agent.base) != ERR_OK) {
+        goto out;
+    }
     agent.up = upstream_new(agent.base, cfg->upstream.max_host_connections);
     agent.vault = agent.up != NULL ? vault_new(agent.base, agent.up, cfg) : NULL;
     agent.keys = agent.vault != NULL ? keycache_new(agent.base, agent.vault, cfg) : NULL;
@@ -241,6 +245,7 @@ out:
     upstream_free(agent.up);
     metrics_reset();
     config_unref(&agent.cfg);
+    logbuf_stop();
     if (agent.base != NULL) {
         event_base_free(agent.base);
     }

@@ -15,6 +15,8 @@
 
 static FILE *log_out;
 static enum log_level log_min = LOGL_INFO;
+static log_sink_fn log_sink;
+static void *log_sink_arg;
 
 static const char *const log_names[] = {"trace", "debug", "info", "warn", "error", "off"};
 
@@ -22,6 +24,26 @@ void log_init(FILE *out, enum log_level min_level)
 {
     log_out = out;
     log_min = min_level;
+}
+
+void log_set_sink(log_sink_fn sink, void *arg)
+{
+    log_sink = sink;
+    log_sink_arg = arg;
+}
+
+void log_write_raw(const char *p, size_t left)
+{
+    /* One write(2) per call keeps lines whole across threads and processes. */
+    int fd = fileno(log_out != NULL ? log_out : stderr);
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n <= 0) {
+            break;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
 }
 
 int log_level_parse(const char *name)
@@ -152,16 +174,9 @@ void log_kv(enum log_level level, const char *msg, ...)
     l.buf[l.len++] = '}';
     l.buf[l.len++] = '\n';
 
-    /* One write(2) per line keeps lines whole across threads and processes. */
-    int fd = fileno(log_out != NULL ? log_out : stderr);
-    const char *p = l.buf;
-    size_t left = l.len;
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n <= 0) {
-            break;
-        }
-        p += n;
-        left -= (size_t)n;
+    if (log_sink != NULL) {
+        log_sink(level, l.buf, l.len, log_sink_arg);
+        return;
     }
+    log_write_raw(l.buf, l.len);
 }

@@ -37,4 +37,16 @@ int log_enabled(enum log_level level);
  */
 void log_kv(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 
+/*
+ * Optional: finished lines (newline included) go to sink instead of one
+ * write(2) each, so that a single-threaded caller can batch them (the agent
+ * writes a loop turn's lines at once). NULL restores the direct write. Set
+ * before threads start.
+ */
+typedef void (*log_sink_fn)(enum log_level level, const char *line, size_t len, void *arg);
+void log_set_sink(log_sink_fn sink, void *arg);
+
+/* Writes bytes to the log stream in full, as log_kv does without a sink. */
+void log_write_raw(const char *p, size_t len);
+
 #endif
