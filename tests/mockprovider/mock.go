@@ -37,6 +37,10 @@ type record struct {
 	Scenario string              `json:"scenario"`
 	Auth     string              `json:"auth"`
 	Status   int                 `json:"status"`
+	// Stream progress, for backpressure and cancellation tests: SSE events
+	// fully written, and whether the client left before the answer ended.
+	EventsSent int  `json:"events_sent"`
+	ClientGone bool `json:"client_gone"`
 }
 
 type control struct {
@@ -574,12 +578,26 @@ func (c *call) sse(event string, v interface{}) error {
 		b.WriteString("data: " + string(j) + "\n\n")
 	}
 	if _, err := io.WriteString(c.w, b.String()); err != nil {
+		c.progress(false)
 		return err
 	}
 	if f, ok := c.w.(http.Flusher); ok {
 		f.Flush()
 	}
-	return c.r.Context().Err()
+	err := c.r.Context().Err()
+	c.progress(err == nil)
+	return err
+}
+
+// progress counts one SSE event written, or marks the client gone.
+func (c *call) progress(sent bool) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	if sent {
+		c.rec.EventsSent++
+	} else {
+		c.rec.ClientGone = true
+	}
 }
 
 func (c *call) startStream() {
@@ -603,6 +621,7 @@ func (c *call) pause(d time.Duration) error {
 	case <-t.C:
 		return nil
 	case <-c.r.Context().Done():
+		c.progress(false)
 		return c.r.Context().Err()
 	}
 }
