@@ -48,8 +48,10 @@ if agent_start; then
     since=$(mock_last_seq)
     call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
     t_eq "approle: agent logs in and the call succeeds" "$CODE $(hdr X-BYOK-Provider)" "200 openai"
-    sent=$(mock_requests_since "$since" | jq -r '[.[].headers.Authorization[0] // ""] | join(",")')
-    t_eq "approle: the provider saw the tenant's key" "$sent" "Bearer $KEY"
+    # Compared in jq so that a failure never prints the key.
+    seen=$(mock_requests_since "$since" | K="Bearer $KEY" jq -r \
+        '"\(length) request(s), \([.[] | select(.headers.Authorization[0] == env.K)] | length) with the tenant key"')
+    t_eq "approle: the provider saw the tenant's key" "$seen" "1 request(s), 1 with the tenant key"
 
     call "$SOCK" POST /api/brain/ai/chat '{"message":"hello platform","task_type":"chat","model_preference":"openai/gpt-4o-mini"}'
     shape=$(echo "$BODY" | jq -r '[(.response|type), .provider, .model, (.usage.prompt_tokens|type), (.usage.completion_tokens|type), (.cost_usd|type)] | join(" ")' 2>/dev/null)

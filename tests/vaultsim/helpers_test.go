@@ -117,9 +117,32 @@ func (s *Sim) MustCall(t *testing.T, want int, token, method, path string, body 
 	t.Helper()
 	code, m := s.Call(t, token, method, path, body)
 	if code != want {
-		t.Fatalf("%s %s: status %d, want %d; body %v", method, path, code, want, m)
+		t.Fatalf("%s %s: status %d, want %d; body %v", method, path, code, want, redacted(m))
 	}
 	return m
+}
+
+// redacted is resp for a failure message: a creds answer that should not have
+// been given (an isolation failure) must not put the key in the test output.
+func redacted(resp map[string]any) map[string]any {
+	d, ok := resp["data"].(map[string]any)
+	if !ok {
+		return resp
+	}
+	if _, has := d["api_key"]; !has {
+		return resp
+	}
+	out := map[string]any{}
+	for k, v := range resp {
+		out[k] = v
+	}
+	dd := map[string]any{}
+	for k, v := range d {
+		dd[k] = v
+	}
+	dd["api_key"] = "<redacted>"
+	out["data"] = dd
+	return out
 }
 
 // RawStorage returns a copy of every storage entry the plugin wrote.

@@ -86,7 +86,7 @@ func TestKeysLifecycleHTTP(t *testing.T) {
 		t.Helper()
 		code, m := checkedCall(t, s, c, root, method, path, body)
 		if code != want {
-			t.Fatalf("%s %s: status %d, want %d: %v", method, path, code, want, m)
+			t.Fatalf("%s %s: status %d, want %d: %v", method, path, code, want, redacted(m))
 		}
 		return m
 	}
@@ -142,7 +142,7 @@ func TestKeysLifecycleHTTP(t *testing.T) {
 	call(204, "DELETE", kp, nil)
 	code, m := s.Call(t, root, "GET", creds, nil)
 	if code != 404 || !strings.Contains(Errors(m), "no active key") {
-		t.Fatalf("creds after revoke: %d %v", code, m)
+		t.Fatalf("creds after revoke: %d %v", code, redacted(m))
 	}
 	if d = Data(call(200, "GET", kp, nil)); jstr(d, "status") != "revoked" {
 		t.Fatalf("revoked read: %v", d)

@@ -2,7 +2,11 @@
 
 package vaultsim
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
 
 // Creds reads count usage in the plugin's memory (no storage write on the hot
 // path); Cleanup, which Vault sends before a reload, seal or unmount, must flush
@@ -22,5 +26,17 @@ func TestUsageCountSurvivesReload(t *testing.T) {
 	}
 	if d["last_used_at"] == nil {
 		t.Fatalf("last_used_at not set after reload: %v", d)
+	}
+}
+
+// Failure messages print response bodies: a creds body must come out without its key.
+func TestRedactedHidesKey(t *testing.T) {
+	resp := map[string]any{"data": map[string]any{"api_key": "sk-canary-redact", "version": 1.0}}
+	out := fmt.Sprintf("%v", redacted(resp))
+	if strings.Contains(out, "sk-canary-redact") || !strings.Contains(out, "version") {
+		t.Fatalf("redacted: %s", out)
+	}
+	if d := resp["data"].(map[string]any); d["api_key"] != "sk-canary-redact" {
+		t.Fatalf("redacted changed the original response")
 	}
 }
