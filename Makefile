@@ -57,6 +57,7 @@ COMMON_SRCS := $(sort $(wildcard common/*.c))
 PLUGIN_SRCS := $(filter-out plugin/main.c,$(sort $(wildcard plugin/*.c)))
 AGENT_SRCS := $(filter-out agent/main.c,$(sort $(wildcard agent/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+TEST_HELPER_SRCS := $(sort $(wildcard tests/unit/helpers/*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 BENCH_C_SRCS := $(sort $(wildcard tests/bench/*.c))
 
@@ -125,10 +126,12 @@ $(AGENT): $(call obj,agent/main.c) $(O)/libagent.a $(O)/libcommon.a
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(AGENT_LIBS)
 
-$(O)/tests/unit/%: $(O)/obj/tests/unit/%.o $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a
+# Shared test helpers (tests/unit/helpers/) are linked into every unit test.
+TEST_HELPER_OBJS = $(call obj,$(TEST_HELPER_SRCS))
+$(O)/tests/unit/%: $(O)/obj/tests/unit/%.o $(TEST_HELPER_OBJS) $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< -Wl,--start-group $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a -Wl,--end-group $(UNIT_LIBS)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< $(TEST_HELPER_OBJS) -Wl,--start-group $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a -Wl,--end-group $(UNIT_LIBS)
 
 $(O)/tests/bench/%: $(O)/obj/tests/bench/%.o $(O)/libplugin.a $(O)/libagent.a $(O)/libcommon.a
 	@mkdir -p $(dir $@)

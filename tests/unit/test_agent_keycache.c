@@ -33,16 +33,13 @@
 #include "agent/upstream.h"
 #include "agent/vault.h"
 #include "common/secret.h"
+#include "tests/unit/helpers/fakevault.h"
 
 #define CANARY "sk-CANARY-keycache-7f3a9"
 
-static char dir[48];
-static char sock_path[96];
-static char token_path[128];
+static struct fakevault fv;
 static atomic_int creds_calls[8]; /* by provider index below */
 static atomic_int lookups;
-static int listen_fd = -1;
-static pthread_t vault_thread;
 
 static const char *const fake_providers[] = {"openai", "none", "boom", "badjson", "short", NULL};
 
@@ -56,96 +53,42 @@ static int provider_index(const char *p)
     return 7;
 }
 
-static void reply(int fd, int status, const char *body)
+static void vault_handle(const struct fakevault_req *r, int *status, char *out)
 {
-    char head[256];
-    int n =
-        snprintf(head, sizeof(head),
-                 "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                 status, strlen(body));
-    (void)!write(fd, head, (size_t)n);
-    (void)!write(fd, body, strlen(body));
-}
-
-static void *vault_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        int fd = accept(listen_fd, NULL, NULL);
-        if (fd < 0) {
-            return NULL;
-        }
-        char req[8192];
-        size_t len = 0;
-        for (;;) {
-            ssize_t n = read(fd, req + len, sizeof(req) - 1 - len);
-            if (n <= 0) {
-                break;
-            }
-            len += (size_t)n;
-            req[len] = '\0';
-            char *end = strstr(req, "\r\n\r\n");
-            if (end == NULL) {
-                continue;
-            }
-            /* GET requests only here: no body to read. */
-            char token[64] = "";
-            const char *t = strcasestr(req, "X-Vault-Token: ");
-            if (t != NULL) {
-                sscanf(t + 15, "%63[^\r]", token);
-            }
-            char path[512] = "";
-            sscanf(req, "%*s %511s", path);
-            size_t used = (size_t)(end + 4 - req);
-            memmove(req, req + used, len - used);
-            len -= used;
-            req[len] = '\0';
-            if (strcmp(token, "tok1") != 0) {
-                reply(fd, 403, "{\"errors\":[\"permission denied\"]}");
-                continue;
-            }
-            if (strcmp(path, "/v1/auth/token/lookup-self") == 0) {
-                atomic_fetch_add(&lookups, 1);
-                reply(fd, 200, "{\"data\":{\"ttl\":0,\"renewable\":false}}");
-                continue;
-            }
-            char prov[64] = "";
-            if (sscanf(path, "/v1/byok/tenants/acme/creds/%63[^?]", prov) != 1) {
-                reply(fd, 404, "{\"errors\":[]}");
-                continue;
-            }
-            atomic_fetch_add(&creds_calls[provider_index(prov)], 1);
-            if (strcmp(prov, "openai") == 0 || strcmp(prov, "short") == 0) {
-                char body[1024];
-                snprintf(
-                    body, sizeof(body),
-                    "{\"data\":{\"tenant\":\"acme\",\"provider\":{\"name\":\"%s\",\"api_style\":"
-                    "\"openai\",\"base_url\":\"https://x\"},\"api_key\":\"" CANARY "\","
-                    "\"ttl\":%d,\"settings\":{\"budget_tier\":\"LOW\"},\"metadata\":{}}}",
-                    prov, strcmp(prov, "short") == 0 ? 2 : 300);
-                reply(fd, 200, body);
-            } else if (strcmp(prov, "boom") == 0) {
-                reply(fd, 500, "{\"errors\":[\"internal\"]}");
-            } else if (strcmp(prov, "badjson") == 0) {
-                reply(fd, 200, "{\"data\":");
-            } else {
-                reply(fd, 404, "{\"errors\":[\"no active key\"]}");
-            }
-        }
-        close(fd);
+    if (strcmp(r->token, "tok1") != 0) {
+        *status = 403;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"permission denied\"]}");
+        return;
     }
-}
-
-static void write_token(const char *tok)
-{
-    char tmp[160];
-    snprintf(tmp, sizeof(tmp), "%s.new", token_path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, tok, strlen(tok)), (ssize_t)strlen(tok));
-    close(fd);
-    /* rename gives a new inode: the client notices the change whatever the clock resolution. */
-    assert_int_equal(rename(tmp, token_path), 0);
+    if (strcmp(r->path, "/v1/auth/token/lookup-self") == 0) {
+        atomic_fetch_add(&lookups, 1);
+        *status = 200;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":{\"ttl\":0,\"renewable\":false}}");
+        return;
+    }
+    char prov[64] = "";
+    if (sscanf(r->path, "/v1/byok/tenants/acme/creds/%63[^?]", prov) != 1) {
+        *status = 404;
+        return;
+    }
+    atomic_fetch_add(&creds_calls[provider_index(prov)], 1);
+    if (strcmp(prov, "openai") == 0 || strcmp(prov, "short") == 0) {
+        *status = 200;
+        snprintf(out, FAKEVAULT_MAX_REPLY,
+                 "{\"data\":{\"tenant\":\"acme\",\"provider\":{\"name\":\"%s\",\"api_style\":"
+                 "\"openai\",\"base_url\":\"https://x\"},\"api_key\":\"" CANARY "\","
+                 "\"ttl\":%d,\"settings\":{\"budget_tier\":\"LOW\"},\"metadata\":{}}}",
+                 prov, strcmp(prov, "short") == 0 ? 2 : 300);
+    } else if (strcmp(prov, "boom") == 0) {
+        *status = 500;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"internal\"]}");
+    } else if (strcmp(prov, "badjson") == 0) {
+        *status = 200;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":");
+    } else {
+        *status = 404;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"no active key\"]}");
+    }
 }
 
 struct env {
@@ -161,23 +104,13 @@ static struct env E;
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/byok-kc-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(sock_path, sizeof(sock_path), "%s/vault.sock", dir);
-    snprintf(token_path, sizeof(token_path), "%s/token", dir);
-    write_token("tok1\n");
-    listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
-    assert_int_equal(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(listen_fd, 64), 0);
-    assert_int_equal(pthread_create(&vault_thread, NULL, vault_main, NULL), 0);
+    fakevault_start(&fv, "tok1\n", vault_handle);
     char text[1024];
     snprintf(text, sizeof(text),
              "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
              "\"vault\":{\"address\":\"unix:%s\",\"token_file\":\"%s\",\"timeout_ms\":5000},"
              "\"keycache\":{\"max_ttl_s\":300,\"negative_ttl_s\":60}}",
-             sock_path, token_path);
+             fv.sock_path, fv.token_path);
     char err[CONFIG_ERR_LEN];
     assert_int_equal(config_parse(text, strlen(text), &E.cfg, err), ERR_OK);
     E.base = event_base_new();
@@ -196,12 +129,7 @@ static int teardown(void **state)
     upstream_free(E.up);
     event_base_free(E.base);
     config_unref(&E.cfg);
-    shutdown(listen_fd, SHUT_RDWR);
-    close(listen_fd);
-    pthread_join(vault_thread, NULL);
-    unlink(sock_path);
-    unlink(token_path);
-    rmdir(dir);
+    fakevault_stop(&fv);
     return 0;
 }
 
@@ -324,12 +252,12 @@ static void test_token_refused_then_fixed(void **state)
 {
     (void)state;
     keycache_invalidate(E.kc, "acme", "openai");
-    write_token("wrong-token");
+    fakevault_write_token(&fv, "wrong-token");
     struct got g;
     get_one("openai", &g);
     /* The 403 made the client re-read its token file and retry once; still refused. */
     assert_int_equal(g.e, ERR_DENIED);
-    write_token("tok1");
+    fakevault_write_token(&fv, "tok1");
     get_one("openai", &g);
     assert_int_equal(g.e, ERR_OK);
     keycache_put(&g.ent);

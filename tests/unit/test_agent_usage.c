@@ -31,76 +31,29 @@
 #include "agent/usage.h"
 #include "agent/vault.h"
 #include "common/secret.h"
+#include "tests/unit/helpers/fakevault.h"
 
-static char dir[48];
-static char sock_path[96];
-static char token_path[96];
-static int listen_fd = -1;
-static pthread_t vault_thread;
+static struct fakevault fv;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static json_t *posts;          /* every usage body received, under mu */
 static atomic_int next_status; /* status for the next usage POST (200 default) */
 
-static void reply(int fd, int status, const char *body)
+static void vault_handle(const struct fakevault_req *r, int *status, char *out)
 {
-    char head[256];
-    int n =
-        snprintf(head, sizeof(head),
-                 "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                 status, strlen(body));
-    (void)!write(fd, head, (size_t)n);
-    (void)!write(fd, body, strlen(body));
-}
-
-static void *vault_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        int fd = accept(listen_fd, NULL, NULL);
-        if (fd < 0) {
-            return NULL;
-        }
-        static char req[1 << 20];
-        size_t len = 0;
-        for (;;) {
-            ssize_t n = read(fd, req + len, sizeof(req) - 1 - len);
-            if (n <= 0) {
-                break;
-            }
-            len += (size_t)n;
-            req[len] = '\0';
-            char *end;
-            while ((end = strstr(req, "\r\n\r\n")) != NULL) {
-                size_t cl = 0;
-                const char *h = strcasestr(req, "Content-Length: ");
-                if (h != NULL && h < end) {
-                    cl = strtoul(h + 16, NULL, 10);
-                }
-                size_t head = (size_t)(end + 4 - req);
-                if (len < head + cl) {
-                    break; /* body incomplete: read more */
-                }
-                char path[256] = "";
-                sscanf(req, "%*s %255s", path);
-                if (strncmp(path, "/v1/auth/token/lookup-self", 26) == 0) {
-                    reply(fd, 200, "{\"data\":{\"ttl\":0}}");
-                } else if (strstr(path, "/usage") != NULL) {
-                    int st = atomic_exchange(&next_status, 200);
-                    json_t *b = json_loadb(req + head, cl, 0, NULL);
-                    pthread_mutex_lock(&mu);
-                    json_array_append_new(posts, json_pack("{s:i,s:o*}", "status", st, "body", b));
-                    pthread_mutex_unlock(&mu);
-                    reply(fd, st,
-                          st == 200 ? "{\"data\":{\"accepted\":1}}" : "{\"errors\":[\"x\"]}");
-                } else {
-                    reply(fd, 404, "{\"errors\":[]}");
-                }
-                memmove(req, req + head + cl, len - head - cl);
-                len -= head + cl;
-                req[len] = '\0';
-            }
-        }
-        close(fd);
+    if (strncmp(r->path, "/v1/auth/token/lookup-self", 26) == 0) {
+        *status = 200;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":{\"ttl\":0}}");
+    } else if (strstr(r->path, "/usage") != NULL) {
+        int st = atomic_exchange(&next_status, 200);
+        json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
+        pthread_mutex_lock(&mu);
+        json_array_append_new(posts, json_pack("{s:i,s:o*}", "status", st, "body", b));
+        pthread_mutex_unlock(&mu);
+        *status = st;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "%s",
+                 st == 200 ? "{\"data\":{\"accepted\":1}}" : "{\"errors\":[\"x\"]}");
+    } else {
+        *status = 404;
     }
 }
 
@@ -121,7 +74,7 @@ static void env_start(long max_pending, long batch_records)
              "\"vault\":{\"address\":\"unix:%s\",\"token_file\":\"%s\"},"
              "\"usage\":{\"report_interval_s\":3600,\"max_pending_records\":%ld,"
              "\"batch_records\":%ld,\"node_id\":\"n1\"}}",
-             sock_path, token_path, max_pending, batch_records);
+             fv.sock_path, fv.token_path, max_pending, batch_records);
     char err[CONFIG_ERR_LEN];
     assert_int_equal(config_parse(text, strlen(text), &E.cfg, err), ERR_OK);
     E.base = event_base_new();
@@ -147,31 +100,14 @@ static int setup(void **state)
 {
     (void)state;
     posts = json_array();
-    snprintf(dir, sizeof(dir), "/tmp/byok-us-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(sock_path, sizeof(sock_path), "%s/vault.sock", dir);
-    snprintf(token_path, sizeof(token_path), "%s/token", dir);
-    int fd = open(token_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_int_equal(write(fd, "tok", 3), 3);
-    close(fd);
-    listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
-    assert_int_equal(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(listen_fd, 16), 0);
-    assert_int_equal(pthread_create(&vault_thread, NULL, vault_main, NULL), 0);
+    fakevault_start(&fv, "tok", vault_handle);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    shutdown(listen_fd, SHUT_RDWR);
-    close(listen_fd);
-    pthread_join(vault_thread, NULL);
-    unlink(sock_path);
-    unlink(token_path);
-    rmdir(dir);
+    fakevault_stop(&fv);
     json_decref(posts);
     return 0;
 }
