@@ -92,6 +92,9 @@ PLUGIN_LIBS := $(PLUGIN_LIBS_STATIC)
 endif
 
 # ---- rules -----------------------------------------------------------------------
+# Objects built by pattern rules are not intermediates to delete: keeping them is
+# what makes a second `make` do nothing.
+.SECONDARY:
 .PHONY: all plugin agent unit fuzzbins fuzz tools deps check asan bench demo format lint clean go vaultsim mockprovider
 all: plugin agent
 

@@ -23,6 +23,7 @@
 #include "plugin/config.h"
 #include "plugin/framework.h"
 #include "plugin/storage.h"
+#include "tests/unit/helpers/pluginenv.h"
 
 static const struct fw_path *const tables[] = {paths_config, paths_providers, NULL};
 
@@ -30,38 +31,6 @@ static const char *const builtins[] = {"openai",   "anthropic",  "azure",      "
                                        "vertex",   "gemini",     "cohere",     "mistral",
                                        "deepseek", "perplexity", "openrouter", "huggingface",
                                        "ollama",   "lmstudio",   "vllm",       NULL};
-
-struct env {
-    struct byok *b;
-    struct storage *st;
-};
-
-static int setup(void **state)
-{
-    struct env *e = calloc(1, sizeof(*e));
-    e->b = byok_new();
-    e->st = storage_mem_new();
-    *state = e;
-    if (e->b == NULL || e->st == NULL) {
-        return -1;
-    }
-    /* As the transport does after Setup: the keys modules create KEK 1 here. */
-    return byok_initialize(e->b, e->st) == ERR_OK ? 0 : -1;
-}
-
-static int group_setup(void **state)
-{
-    return secret_heap_init(1024 * 1024) == ERR_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    struct env *e = *state;
-    byok_free(e->b);
-    storage_mem_free(e->st);
-    free(e);
-    return 0;
-}
 
 struct result {
     enum fw_status status;
@@ -720,19 +689,26 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builtins_complete_and_consistent),
-        cmocka_unit_test_setup_teardown(test_builtins_pass_write_validation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_override_and_restore, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_new_provider, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_requires_fields, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_base_url_validation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_field_validation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_models_limit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_entry_limits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_provider_count_limit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_price, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cache_and_invalidate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_help, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_builtins_pass_write_validation, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_list, pluginenv_setup, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_override_and_restore, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_create_new_provider, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_create_requires_fields, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_base_url_validation, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_field_validation, pluginenv_setup, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_models_limit, pluginenv_setup, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_entry_limits, pluginenv_setup, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_provider_count_limit, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_price, pluginenv_setup, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_and_invalidate, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_help, pluginenv_setup, pluginenv_teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, NULL);
+    return cmocka_run_group_tests(tests, pluginenv_group_setup, NULL);
 }

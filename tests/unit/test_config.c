@@ -20,40 +20,9 @@
 #include "plugin/config.h"
 #include "plugin/framework.h"
 #include "plugin/storage.h"
+#include "tests/unit/helpers/pluginenv.h"
 
 static const struct fw_path *const tables[] = {paths_config, NULL};
-
-struct env {
-    struct byok *b;
-    struct storage *st;
-};
-
-static int setup(void **state)
-{
-    struct env *e = calloc(1, sizeof(*e));
-    e->b = byok_new();
-    e->st = storage_mem_new();
-    *state = e;
-    if (e->b == NULL || e->st == NULL) {
-        return -1;
-    }
-    /* As the transport does after Setup: the keys modules create KEK 1 here. */
-    return byok_initialize(e->b, e->st) == ERR_OK ? 0 : -1;
-}
-
-static int group_setup(void **state)
-{
-    return secret_heap_init(1024 * 1024) == ERR_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    struct env *e = *state;
-    byok_free(e->b);
-    storage_mem_free(e->st);
-    free(e);
-    return 0;
-}
 
 /* Runs one request; returns the status, leaves data (owned) in *ret_data if asked. */
 static enum fw_status run(struct env *e, struct storage *st, enum fw_op op, const char *body,
@@ -341,13 +310,18 @@ static void test_corrupt_stored_config(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_update_and_partial_update, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_validation_limits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_parameter_and_operations, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cache_and_invalidate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_storage_down, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_corrupt_stored_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_defaults, pluginenv_setup, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_update_and_partial_update, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_validation_limits, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_parameter_and_operations, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_and_invalidate, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_storage_down, pluginenv_setup, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_stored_config, pluginenv_setup,
+                                        pluginenv_teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, NULL);
+    return cmocka_run_group_tests(tests, pluginenv_group_setup, NULL);
 }

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * cmocka fixtures for path-module tests: a fresh engine (struct byok) over
+ * in-memory storage, initialised as the transport does after Setup, and the
+ * secure heap the keys modules need.
+ */
+#ifndef BYOK_TESTS_PLUGINENV_H
+#define BYOK_TESTS_PLUGINENV_H
+
+#include "plugin/byok.h"
+#include "plugin/storage.h"
+
+struct env {
+    struct byok *b;
+    struct storage *st;
+};
+
+/* cmocka setup/teardown: *state is a struct env *. */
+int pluginenv_setup(void **state);
+int pluginenv_teardown(void **state);
+/* cmocka group setup: the secure heap (1 MiB). */
+int pluginenv_group_setup(void **state);
+
+#endif
