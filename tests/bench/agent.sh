@@ -162,10 +162,22 @@ for t in "${ORDER[@]}"; do
     body "${MODEL[$t]}" false 16 >"$LIB_TMP/body-$t.json"
     body "${MODEL[$t]}" true 20 >"$LIB_TMP/sbody-$t.json"
     body "${MODEL[$t]/gpt-4o-mini/mock-slowstream}" true 50 >"$LIB_TMP/slow-$t.json"
-    # Warm every path (connections, key cache, TLS sessions).
-    run "$t" warm -b "$LIB_TMP/body-$t.json" -c 4 -d 1
+    # Warm every path (connections, key cache, TLS sessions) at the concurrency of
+    # the measured runs: otherwise round 1 pays for growing the upstream connection
+    # pools (TLS handshakes), which showed as the agent's HTTPS p99.
+    run "$t" warm -b "$LIB_TMP/body-$t.json" -c 64 -r "$RATE" -d 1
 done
 : >"$RES"
+# Upstream connections (to the mock's HTTP and HTTPS ports) per proxy, from ss:
+# a growth during the measured rounds means new connects (and TLS handshakes).
+upconns() { # PROCESS-NAME PORT
+    ss -tnpH state established "( dport = :$2 )" 2>/dev/null | grep -c "\"$1\""
+}
+conns_line() {
+    echo "agent $(upconns byok-agent "$MOCK_HTTP")/$(upconns byok-agent "$MOCK_HTTPS")," \
+        "nginx $(upconns nginx "$MOCK_HTTP")/$(upconns nginx "$MOCK_HTTPS")"
+}
+CONNS_WARM=$(conns_line)
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 IDLE_RSS=$(rss_kb "$AGENT_PID")
 
@@ -181,6 +193,8 @@ for r in $(seq "$ROUNDS"); do
         run "$t" stream -b "$LIB_TMP/sbody-$t.json" -c 64 -r "$SRATE" -d "$SECS" -w 1 -S -e 20
     done
 done
+
+CONNS_ROUNDS=$(conns_line)
 
 # 1,000 concurrent streams (mock-slowstream: 50 words, 20 ms apart: ~1 s each).
 peak_rss() { # PIDS... -> samples the sum every 100 ms into $LIB_TMP/peak until killed
@@ -243,6 +257,7 @@ for v in http https; do
     n99=$(minus "$(m nginx-$v open p99_us)" "$D99")
     echo "agent/nginx ($v upstream): added p50 $(ratio "$a50" "$n50"), added p99 $(ratio "$a99" "$n99"), saturation $(ratio "$(m agent-$v closed rps)" "$(m nginx-$v closed rps)")"
 done
+echo "upstream connections (HTTP/HTTPS) after warm-up: $CONNS_WARM; after the rounds: $CONNS_ROUNDS"
 echo
 echo "$NSTREAMS concurrent streams (50 frames each, 20 ms apart, $((SECS * 2)) s):"
 for t in agent-https nginx-https agent-http nginx-http; do

@@ -77,6 +77,7 @@ struct conn {
 };
 
 struct sample {
+    double at; /* intended (open loop) or actual send time */
     double latency;
     double ttfb;
 };
@@ -98,6 +99,7 @@ struct opts {
     double rate;
     double timeout;
     bool stream;
+    const char *samples_file;
     long expect_words;
 };
 
@@ -153,11 +155,13 @@ static void usage(void)
         stderr,
         "usage: loadgen (-u SOCKET | -t HOST:PORT) [-X METHOD] [-p PATH] [-b BODYFILE | -B BODY]\n"
         "               [-H 'Name: value']... [-c CONNS] [-d SECONDS] [-w WARMUP] [-r RATE]\n"
-        "               [-T TIMEOUT] [-S] [-e WORDS] [-n NAME]\n"
+        "               [-T TIMEOUT] [-S] [-e WORDS] [-n NAME] [-L FILE]\n"
         "  -r RATE   open loop at RATE req/s, latency from the intended send time\n"
         "            (without -r: closed loop, every connection back to back)\n"
         "  -S        streaming: record time to first body byte; -e N checks the\n"
-        "            mock's words w0..w(N-1) arrive once each and in order\n");
+        "            mock's words w0..w(N-1) arrive once each and in order\n"
+        "  -L FILE   every sample as a line \"send_s latency_us ttfb_us\" (send_s from\n"
+        "            the start of the run): where in time the tail is\n");
     exit(2);
 }
 
@@ -361,6 +365,7 @@ static void record(struct conn *c, double done)
         samples = xrealloc(samples, cap_samples * sizeof(*samples));
     }
     double base = opt.rate > 0 ? c->intended : c->sent;
+    samples[n_samples].at = base;
     samples[n_samples].latency = done - base;
     samples[n_samples].ttfb = c->first_byte > 0 ? c->first_byte - base : done - base;
     n_samples++;
@@ -634,6 +639,20 @@ static double pct(const double *v, size_t n, double p)
     return v[i];
 }
 
+static void write_samples(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "loadgen: %s: cannot write\n", path);
+        return;
+    }
+    for (size_t i = 0; i < n_samples; i++) {
+        fprintf(f, "%.6f %.0f %.0f\n", samples[i].at - measure_start, samples[i].latency * 1e6,
+                samples[i].ttfb * 1e6);
+    }
+    fclose(f);
+}
+
 static void report(double elapsed)
 {
     double *lat = xrealloc(NULL, (n_samples + 1) * sizeof(double));
@@ -715,7 +734,7 @@ static bool busy(const struct conn *c)
 int main(int argc, char **argv)
 {
     int ch;
-    while ((ch = getopt(argc, argv, "u:t:X:p:b:B:H:c:d:w:r:T:Se:n:h:")) != -1) {
+    while ((ch = getopt(argc, argv, "u:t:X:p:b:B:H:c:d:w:r:T:Se:n:h:L:")) != -1) {
         switch (ch) {
         case 'u':
             opt.unix_path = optarg;
@@ -768,6 +787,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             opt.host = optarg;
+            break;
+        case 'L':
+            opt.samples_file = optarg;
             break;
         default:
             usage();
@@ -910,6 +932,9 @@ int main(int argc, char **argv)
         elapsed = (now_s() < measure_end ? now_s() : measure_end) - measure_start;
     }
     report(elapsed);
+    if (opt.samples_file != NULL) {
+        write_samples(opt.samples_file);
+    }
     for (int i = 0; i < opt.conns; i++) {
         if (conns[i].fd >= 0) {
             close(conns[i].fd);
