@@ -23,9 +23,11 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/util.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "agent/keycache.h"
 #include "agent/metrics.h"
@@ -37,6 +39,8 @@
 #include "common/log.h"
 
 #define PROXY_MAX_PROBE 64
+/* Stream bytes queued to the app in one curl read loop before the provider is held. */
+#define PROXY_ROUND_BYTES ((size_t)4096)
 
 enum call_shape { SHAPE_OPENAI, SHAPE_BRAIN, SHAPE_MODELS };
 
@@ -81,6 +85,7 @@ struct call {
     bool reply_started;
     bool paused;
     unsigned long sent_round; /* upstream_round() when a chunk was last queued to the app */
+    size_t round_bytes;       /* bytes queued to the app in that round */
     struct sse sse;
     bool sse_ready;
     struct provider_stream st;
@@ -328,18 +333,23 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     if (c->r->ev == NULL) {
         return UPSTREAM_ABORT;
     }
-    if (!c->reply_started) {
+    unsigned long round = upstream_round(c->ctx->up);
+    bool first = !c->reply_started;
+    if (first) {
         call_stream_start(c);
     } else {
         size_t backlog = call_app_backlog(c);
         /*
          * Above the high-water mark the app reads slower than the provider
-         * writes; with anything queued in this same read loop of curl, the
-         * queued bytes have not had a chance to leave yet. Either way, hold
-         * the provider until evhttp has written the queue (call_drained).
+         * writes. Within one read loop of curl (which reads a socket for as
+         * long as it has data), queued bytes have not had a chance to leave
+         * yet: frames that came together go together, up to
+         * PROXY_ROUND_BYTES, then the provider is held until evhttp has
+         * written the queue (call_drained). The first frame goes alone, so
+         * that the app sees it at once.
          */
         if (backlog > (size_t)c->r->cfg->stream.high_water_bytes ||
-            (backlog > 0 && c->sent_round == upstream_round(c->ctx->up))) {
+            (backlog > 0 && c->sent_round == round && c->round_bytes >= PROXY_ROUND_BYTES)) {
             c->paused = true;
             return UPSTREAM_PAUSE;
         }
@@ -359,9 +369,14 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
         evbuffer_add(c->chunk, c->tbuf.data, c->tbuf.len);
         buf_reset(&c->tbuf);
     }
-    if (evbuffer_get_length(c->chunk) > 0) {
+    size_t n = evbuffer_get_length(c->chunk);
+    if (n > 0) {
         evhttp_send_reply_chunk_with_cb(c->r->ev, c->chunk, call_drained, c);
-        c->sent_round = upstream_round(c->ctx->up);
+        c->round_bytes = c->sent_round == round ? c->round_bytes + n : n;
+        c->sent_round = round;
+        if (first) {
+            c->round_bytes = PROXY_ROUND_BYTES;
+        }
     }
     return UPSTREAM_CONTINUE;
 }
@@ -879,17 +894,8 @@ static struct call *call_new(struct request *r, enum provider_op op, enum call_s
     c->op = op;
     c->shape = shape;
     c->cands = &c->one;
-    c->chunk = evbuffer_new();
-    c->fwd = json_array();
+    /* c->chunk (streams) and c->fwd (forwarded headers) are made only when needed. */
     buf_init(&c->tbuf, (size_t)16 * 1024 * 1024);
-    if (c->chunk == NULL || c->fwd == NULL) {
-        if (c->chunk != NULL) {
-            evbuffer_free(c->chunk);
-        }
-        json_decref(c->fwd);
-        free(c);
-        return NULL;
-    }
     r->call = c;
     r->abort = call_abort;
     return c;
@@ -899,38 +905,53 @@ static struct call *call_new(struct request *r, enum provider_op op, enum call_s
 static bool call_headers(struct call *c)
 {
     struct request *r = c->r;
-    struct evkeyvalq *in = evhttp_request_get_input_headers(r->ev);
     static const struct {
         const char *name;
         size_t off;
     } hints[] = {{"X-BYOK-Task", offsetof(struct call, task)},
                  {"X-BYOK-Tier", offsetof(struct call, tier)}};
-    for (size_t i = 0; i < 2; i++) {
-        const char *v = evhttp_find_header(in, hints[i].name);
-        if (v == NULL) {
-            continue;
-        }
-        if (strlen(v) > PROXY_MAX_HINT || strpbrk(v, "\r\n") != NULL) {
-            call_param_error(r, hints[i].name, "invalid_header",
-                             "routing header too long or invalid");
-            return false;
-        }
-        snprintf((char *)c + hints[i].off, PROXY_MAX_HINT + 1, "%s", v);
-    }
     const struct config_strlist *allow = &r->cfg->forward_headers;
-    for (size_t i = 0; i < allow->n; i++) {
-        const char *v = evhttp_find_header(in, allow->items[i]);
-        if (v == NULL) {
-            continue;
+    /*
+     * One pass over the request's headers (evhttp_find_header per name walked
+     * them once per hint and per allowed name). The first of repeated headers
+     * counts, as with evhttp_find_header.
+     */
+    bool hint_seen[2] = {false, false};
+    bool allow_seen[CONFIG_MAX_LIST] = {false};
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(r->ev), next)
+    {
+        const char *v = kv->value;
+        for (size_t i = 0; i < 2; i++) {
+            if (hint_seen[i] || evutil_ascii_strcasecmp(kv->key, hints[i].name) != 0) {
+                continue;
+            }
+            hint_seen[i] = true;
+            if (strlen(v) > PROXY_MAX_HINT || strpbrk(v, "\r\n") != NULL) {
+                call_param_error(r, hints[i].name, "invalid_header",
+                                 "routing header too long or invalid");
+                return false;
+            }
+            snprintf((char *)c + hints[i].off, PROXY_MAX_HINT + 1, "%s", v);
         }
-        /* Header injection: a value with CR or LF would start a new upstream header. */
-        if (strpbrk(v, "\r\n") != NULL || strlen(v) > 1024) {
-            call_param_error(r, allow->items[i], "invalid_header", "header value not allowed");
-            return false;
+        for (size_t i = 0; i < allow->n && i < CONFIG_MAX_LIST; i++) {
+            if (allow_seen[i] || evutil_ascii_strcasecmp(kv->key, allow->items[i]) != 0) {
+                continue;
+            }
+            allow_seen[i] = true;
+            /* Header injection: a value with CR or LF would start a new upstream header. */
+            if (strpbrk(v, "\r\n") != NULL || strlen(v) > 1024) {
+                call_param_error(r, allow->items[i], "invalid_header", "header value not allowed");
+                return false;
+            }
+            if (c->fwd == NULL && (c->fwd = json_array()) == NULL) {
+                server_reply_error(r, 500, "server_error", "internal", "out of memory");
+                return false;
+            }
+            char line[1200];
+            snprintf(line, sizeof(line), "%s: %s", allow->items[i], v);
+            json_array_append_new(c->fwd, json_string(line));
         }
-        char line[1200];
-        snprintf(line, sizeof(line), "%s: %s", allow->items[i], v);
-        json_array_append_new(c->fwd, json_string(line));
     }
     return true;
 }
@@ -1067,6 +1088,10 @@ static void proxy_openai(struct request *r, enum provider_op op)
     }
     c->req = j;
     c->stream = op == PROVIDER_CHAT && json_is_true(json_object_get(j, "stream"));
+    if (c->stream && (c->chunk = evbuffer_new()) == NULL) {
+        call_error(c, 500, "server_error", "internal", "out of memory");
+        return;
+    }
     if (!call_headers(c)) {
         c->r = NULL; /* the reply was sent: do not touch the request again */
         call_free(c);
