@@ -111,9 +111,7 @@ void cache_put(struct cache *c, const char *key, json_t *val, uint64_t gen)
             struct cache_entry *old = *pe;
             ne->next = old->next;
             *pe = ne;
-            ne = NULL;
-            json_decref(old->val);
-            free(old);
+            ne = old; /* freed after unlocking */
             goto out_unlock;
         }
     }
@@ -135,6 +133,7 @@ out_unlock:
 
 void cache_invalidate(struct cache *c, const char *key)
 {
+    struct cache_entry *old = NULL;
     pthread_rwlock_wrlock(&c->lock);
     c->gen++;
     if (key == NULL) {
@@ -143,14 +142,17 @@ void cache_invalidate(struct cache *c, const char *key)
     }
     for (struct cache_entry **pe = &c->buckets[cache_hash(key)]; *pe != NULL; pe = &(*pe)->next) {
         if (strcmp((*pe)->key, key) == 0) {
-            struct cache_entry *old = *pe;
+            old = *pe;
             *pe = old->next;
-            json_decref(old->val);
-            free(old);
             c->n--;
             break;
         }
     }
 out_unlock:
     pthread_rwlock_unlock(&c->lock);
+    /* Freeing a large document (a key record) need not hold readers up. */
+    if (old != NULL) {
+        json_decref(old->val);
+        free(old);
+    }
 }

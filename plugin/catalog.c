@@ -384,59 +384,97 @@ json_t *catalog_builtin(const char *name)
 /* ---- effective entries ---------------------------------------------------------- */
 
 /*
- * The stored override for name, via the cache: a new reference, or NULL with
- * ERR_OK when there is none (cached as JSON null so misses are cheap too).
+ * The effective entry for name from its stored override (NULL: none): a new
+ * object with "name", "builtin" and "overridden" set, or JSON null for an
+ * unknown provider. NULL on out of memory.
  */
-static enum err catalog_override(struct byok *b, struct storage *st, const char *name,
-                                 json_t **ret_override)
+static json_t *catalog_effective(const char *name, const json_t *over)
+{
+    bool builtin = catalog_is_builtin(name);
+    json_t *entry = over != NULL ? json_deep_copy(over) : catalog_builtin(name);
+    if (entry == NULL) {
+        return builtin || over != NULL ? NULL : json_null();
+    }
+    if (json_object_set_new(entry, "name", json_string(name)) != 0 ||
+        json_object_set_new(entry, "builtin", json_boolean(builtin)) != 0 ||
+        json_object_set_new(entry, "overridden", json_boolean(builtin && over != NULL)) != 0) {
+        json_decref(entry);
+        return NULL;
+    }
+    return entry;
+}
+
+/*
+ * The effective entry, shared and immutable, cached under the override's
+ * storage key: our writes and deletes and Vault's InvalidateKey("providers/<name>")
+ * drop exactly that key. A new reference; JSON null (cached too, so misses are
+ * cheap) when the provider is unknown. Building the entry per call (a deep
+ * copy of a built-in's models) cost a key write and a creds read more than the
+ * rest of their catalog work together.
+ */
+static enum err catalog_load(struct byok *b, struct storage *st, const char *name,
+                             json_t **ret_entry)
 {
     char key[STORAGE_MAX_KEY];
     snprintf(key, sizeof(key), "%s%s", CATALOG_STORAGE_PREFIX, name);
     struct cache *cache = b != NULL ? byok_cache(b) : NULL;
     uint64_t gen = 0;
     json_t *v = cache != NULL ? cache_get(cache, key, &gen) : NULL;
+    if (v != NULL) {
+        *ret_entry = v;
+        return ERR_OK;
+    }
+    json_t *over = NULL;
+    enum err e = storage_get_json(st, key, &over);
+    if (e != ERR_OK && e != ERR_NOTFOUND) {
+        return e;
+    }
+    if (e == ERR_OK && !json_is_object(over)) {
+        json_decref(over);
+        return ERR_PROTO;
+    }
+    v = catalog_effective(name, over);
+    json_decref(over);
     if (v == NULL) {
-        enum err e = storage_get_json(st, key, &v);
-        if (e == ERR_NOTFOUND) {
-            v = json_null();
-        } else if (e != ERR_OK) {
-            return e;
-        } else if (!json_is_object(v)) {
-            json_decref(v);
-            return ERR_PROTO;
-        }
-        if (cache != NULL) {
-            cache_put(cache, key, v, gen);
-        }
+        return ERR_NOMEM;
+    }
+    if (cache != NULL) {
+        cache_put(cache, key, v, gen);
+    }
+    *ret_entry = v;
+    return ERR_OK;
+}
+
+enum err catalog_get_shared(struct byok *b, struct storage *st, const char *name,
+                            json_t **ret_entry)
+{
+    if (!fw_name_valid(name)) {
+        return ERR_NOTFOUND;
+    }
+    json_t *v = NULL;
+    enum err e = catalog_load(b, st, name, &v);
+    if (e != ERR_OK) {
+        return e;
     }
     if (json_is_null(v)) {
         json_decref(v);
-        v = NULL;
+        return ERR_NOTFOUND;
     }
-    *ret_override = v;
+    *ret_entry = v;
     return ERR_OK;
 }
 
 enum err catalog_get(struct byok *b, struct storage *st, const char *name, json_t **ret_entry)
 {
-    if (!fw_name_valid(name)) {
-        return ERR_NOTFOUND;
-    }
-    json_t *over = NULL;
-    enum err e = catalog_override(b, st, name, &over);
+    json_t *shared = NULL;
+    enum err e = catalog_get_shared(b, st, name, &shared);
     if (e != ERR_OK) {
         return e;
     }
-    bool builtin = catalog_is_builtin(name);
-    json_t *entry = over != NULL ? json_deep_copy(over) : catalog_builtin(name);
-    json_decref(over);
+    /* Callers may edit what they get; the cached entry must stay untouched. */
+    json_t *entry = json_deep_copy(shared);
+    json_decref(shared);
     if (entry == NULL) {
-        return builtin || over != NULL ? ERR_NOMEM : ERR_NOTFOUND;
-    }
-    if (json_object_set_new(entry, "name", json_string(name)) != 0 ||
-        json_object_set_new(entry, "builtin", json_boolean(builtin)) != 0 ||
-        json_object_set_new(entry, "overridden", json_boolean(builtin && over != NULL)) != 0) {
-        json_decref(entry);
         return ERR_NOMEM;
     }
     *ret_entry = entry;
@@ -802,7 +840,7 @@ static enum err catalog_list(struct fw_request *req, struct fw_response *resp)
     qsort(names, nn, sizeof(*names), catalog_cmp);
     for (size_t i = 0; i < nn; i++) {
         json_t *entry = NULL;
-        e = catalog_get(req->backend, req->storage, names[i], &entry);
+        e = catalog_get_shared(req->backend, req->storage, names[i], &entry);
         if (e == ERR_NOTFOUND) {
             continue; /* deleted between the list and the read */
         }
@@ -847,7 +885,7 @@ static enum err catalog_read(struct fw_request *req, struct fw_response *resp)
 static enum err catalog_exists(struct fw_request *req, bool *ret_exists)
 {
     json_t *entry = NULL;
-    enum err e = catalog_get(req->backend, req->storage, fw_str(req, "name"), &entry);
+    enum err e = catalog_get_shared(req->backend, req->storage, fw_str(req, "name"), &entry);
     if (e == ERR_NOTFOUND) {
         *ret_exists = false;
         return ERR_OK;
@@ -1058,7 +1096,7 @@ static enum err catalog_write(struct fw_request *req, struct fw_response *resp)
                                 json_string(first != NULL ? json_string_value(first) : ""));
         }
     }
-    e = config_get(req->backend, req->storage, &config);
+    e = config_get_shared(req->backend, req->storage, &config);
     if (e != ERR_OK) {
         goto out;
     }
@@ -1078,12 +1116,16 @@ out:
 static enum err catalog_delete(struct fw_request *req, struct fw_response *resp)
 {
     const char *name = fw_str(req, "name");
-    json_t *over = NULL;
-    enum err e = catalog_override(req->backend, req->storage, name, &over);
-    if (e != ERR_OK) {
+    json_t *entry = NULL;
+    enum err e = catalog_get_shared(req->backend, req->storage, name, &entry);
+    if (e != ERR_OK && e != ERR_NOTFOUND) {
         return e;
     }
-    if (over == NULL) {
+    /* An admin entry exists: an override of a built-in, or a provider of its own. */
+    bool stored = entry != NULL && (json_is_true(json_object_get(entry, "overridden")) ||
+                                    !json_is_true(json_object_get(entry, "builtin")));
+    json_decref(entry);
+    if (!stored) {
         if (catalog_is_builtin(name)) {
             fw_error(resp,
                      "invalid value for field 'name': '%s' is a built-in provider without an "
@@ -1092,7 +1134,6 @@ static enum err catalog_delete(struct fw_request *req, struct fw_response *resp)
         }
         return ERR_OK; /* deleting what does not exist is not an error in Vault */
     }
-    json_decref(over);
     char key[STORAGE_MAX_KEY];
     snprintf(key, sizeof(key), "%s%s", CATALOG_STORAGE_PREFIX, name);
     e = storage_delete(req->storage, key);

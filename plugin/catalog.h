@@ -37,6 +37,13 @@ struct byok;
 MUST_USE enum err catalog_get(struct byok *b, struct storage *st, const char *name,
                               json_t **ret_entry);
 
+/*
+ * As catalog_get, but the cached entry itself: shared and immutable (never
+ * modify it), cheap enough for every key write and creds read.
+ */
+MUST_USE enum err catalog_get_shared(struct byok *b, struct storage *st, const char *name,
+                                     json_t **ret_entry);
+
 /* Is this a built-in provider name? */
 bool catalog_is_builtin(const char *name);
 

@@ -118,6 +118,11 @@ static enum err config_load(struct byok *b, struct storage *st, json_t **ret_con
     return ERR_OK;
 }
 
+enum err config_get_shared(struct byok *b, struct storage *st, json_t **ret_config)
+{
+    return config_load(b, st, ret_config);
+}
+
 enum err config_get(struct byok *b, struct storage *st, json_t **ret_config)
 {
     json_t *shared = NULL;

@@ -27,6 +27,9 @@ struct byok;
  */
 MUST_USE enum err config_get(struct byok *b, struct storage *st, json_t **ret_config);
 
+/* The cached effective config itself: shared and immutable (never modify it). */
+MUST_USE enum err config_get_shared(struct byok *b, struct storage *st, json_t **ret_config);
+
 /* Paths: config (read, update). */
 extern const struct fw_path paths_config[];
 

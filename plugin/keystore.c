@@ -411,7 +411,7 @@ enum err keystore_settings_get(struct byok *b, struct storage *st, const char *t
                                json_t **ret_settings)
 {
     json_t *config = NULL;
-    enum err e = config_get(b, st, &config);
+    enum err e = config_get_shared(b, st, &config);
     if (e == ERR_OK) {
         e = keystore_settings_with(b, st, tenant, config, ret_settings);
         json_decref(config);

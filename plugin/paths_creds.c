@@ -96,7 +96,7 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
     time_t now = keystore_now();
     json_t *config = NULL, *rec = NULL, *entry = NULL, *settings = NULL, *out = NULL;
     struct secret *key = NULL;
-    enum err e = config_get(req->backend, req->storage, &config);
+    enum err e = config_get_shared(req->backend, req->storage, &config);
     if (e != ERR_OK) {
         return e;
     }
@@ -126,7 +126,7 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
     if (e != ERR_OK) {
         goto out;
     }
-    e = catalog_get(req->backend, req->storage, p, &entry);
+    e = catalog_get_shared(req->backend, req->storage, p, &entry);
     if (e == ERR_NOTFOUND) {
         fw_error_coded(resp, 404, "provider '%s' is no longer in the catalog", p);
         e = ERR_OK;

@@ -84,7 +84,7 @@ static enum err keys_provider_check(struct fw_request *req, struct fw_response *
     const char *p = fw_str(req, "provider");
     json_t *entry = NULL;
     *ret_ok = false;
-    enum err e = catalog_get(req->backend, req->storage, p, &entry);
+    enum err e = catalog_get_shared(req->backend, req->storage, p, &entry);
     if (e == ERR_NOTFOUND) {
         fw_error(resp, "invalid value for field 'provider': unknown provider '%s'", p);
         return ERR_OK;
@@ -495,7 +495,7 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
         return ERR_OK;
     }
     json_t *config = NULL, *entry = NULL, *rec = NULL;
-    enum err e = config_get(req->backend, req->storage, &config);
+    enum err e = config_get_shared(req->backend, req->storage, &config);
     if (e != ERR_OK) {
         return e;
     }
@@ -656,7 +656,7 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     }
     time_t now = keystore_now();
     json_t *config = NULL, *entry = NULL, *rec = NULL;
-    enum err e = config_get(req->backend, req->storage, &config);
+    enum err e = config_get_shared(req->backend, req->storage, &config);
     if (e != ERR_OK) {
         return e;
     }

@@ -279,7 +279,7 @@ static bool tenants_providers_ok(struct fw_request *req, struct fw_response *res
             return false;
         }
         json_t *entry = NULL;
-        enum err e = catalog_get(req->backend, req->storage, p, &entry);
+        enum err e = catalog_get_shared(req->backend, req->storage, p, &entry);
         json_decref(entry);
         if (e == ERR_NOTFOUND) {
             fw_error(resp, "invalid value for field '%s': unknown provider '%s'", field, p);
