@@ -8,7 +8,10 @@
  * thread that also receives the ConnInfos; blocking there on a reply from
  * Vault would deadlock Setup and stall every other RPC. A pluck queue owned
  * by the calling (worker) thread keeps each blocking call to itself, and the
- * one channel multiplexes all of them as HTTP/2 streams.
+ * one channel multiplexes all of them as HTTP/2 streams. The queues are
+ * pooled: creating one and shutting it down (a pollset set up, kicked and torn
+ * down) cost a key write's storage round trip about as much as the rest of
+ * its CPU work, and a queue whose one call has completed has nothing left in it.
  */
 #include "plugin/broker.h"
 
@@ -18,6 +21,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +40,9 @@ struct broker_chan {
     int refs;
 };
 
+/* Idle pluck queues kept for reuse; more than the workers that can call at once is waste. */
+#define BROKER_CQ_POOL 16
+
 static pthread_mutex_t broker_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t broker_cv;
 static int broker_cv_ready;
@@ -44,6 +51,57 @@ static unsigned long broker_seq;
 static struct broker_chan *broker_cur;
 static const struct tlsgen *broker_tls;
 static const char *broker_root_pem;
+static grpc_completion_queue *broker_cq_pool[BROKER_CQ_POOL];
+static size_t broker_cq_n;
+
+/* An idle pluck queue from the pool, or a new one (NULL on out of memory). */
+static grpc_completion_queue *broker_cq_take(void)
+{
+    grpc_completion_queue *cq = NULL;
+    pthread_mutex_lock(&broker_mu);
+    if (broker_cq_n > 0) {
+        cq = broker_cq_pool[--broker_cq_n];
+    }
+    pthread_mutex_unlock(&broker_mu);
+    return cq != NULL ? cq : grpc_completion_queue_create_for_pluck(NULL);
+}
+
+static void broker_cq_destroy(grpc_completion_queue *cq)
+{
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(cq);
+}
+
+/* Back to the pool: only a queue with no event pending (its call's one batch plucked, or none). */
+static void broker_cq_give(grpc_completion_queue *cq)
+{
+    pthread_mutex_lock(&broker_mu);
+    if (broker_cq_n < BROKER_CQ_POOL) {
+        broker_cq_pool[broker_cq_n++] = cq;
+        cq = NULL;
+    }
+    pthread_mutex_unlock(&broker_mu);
+    if (cq != NULL) {
+        broker_cq_destroy(cq);
+    }
+}
+
+/* Destroys the pooled queues (calls still running return theirs later, which is fine). */
+static void broker_cq_pool_drain(void)
+{
+    grpc_completion_queue *cqs[BROKER_CQ_POOL];
+    pthread_mutex_lock(&broker_mu);
+    size_t n = broker_cq_n;
+    memcpy(cqs, broker_cq_pool, n * sizeof(cqs[0]));
+    broker_cq_n = 0;
+    pthread_mutex_unlock(&broker_mu);
+    for (size_t i = 0; i < n; i++) {
+        broker_cq_destroy(cqs[i]);
+    }
+}
 
 enum err broker_init(const struct tlsgen *tls, const char *client_root_pem)
 {
@@ -245,6 +303,7 @@ void broker_close(void)
     broker_cur = NULL;
     pthread_mutex_unlock(&broker_mu);
     broker_chan_unref(old);
+    broker_cq_pool_drain();
 }
 
 void broker_reset(void)
@@ -292,7 +351,9 @@ enum err broker_call(const char *method, const ProtobufCMessage *req,
     grpc_status_code status = GRPC_STATUS_UNKNOWN;
     grpc_slice details = grpc_empty_slice();
 
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    /* Set once the queue is known to hold nothing more: it may then be reused. */
+    bool cq_idle = false;
+    grpc_completion_queue *cq = broker_cq_take();
     if (cq == NULL) {
         goto out_chan;
     }
@@ -309,6 +370,7 @@ enum err broker_call(const char *method, const ProtobufCMessage *req,
     call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                     grpc_slice_from_static_string(method), NULL, deadline, NULL);
     if (call == NULL) {
+        cq_idle = true;
         goto out_cq;
     }
 
@@ -328,6 +390,7 @@ enum err broker_call(const char *method, const ProtobufCMessage *req,
     ops[5].data.recv_status_on_client.status_details = &details;
     if (grpc_call_start_batch(call, ops, 6, call, NULL) != GRPC_CALL_OK) {
         rc = ERR_INTERNAL;
+        cq_idle = true; /* a refused batch queues no completion */
         goto out_call;
     }
     grpc_event ev =
@@ -336,6 +399,7 @@ enum err broker_call(const char *method, const ProtobufCMessage *req,
         rc = ERR_INTERNAL;
         goto out_call;
     }
+    cq_idle = true;
     if (status != GRPC_STATUS_OK) {
         broker_detail(ret_detail, details);
         rc = status == GRPC_STATUS_DEADLINE_EXCEEDED ? ERR_TIMEOUT : ERR_UNAVAIL;
@@ -365,11 +429,11 @@ out_call:
         grpc_call_unref(call);
     }
 out_cq:
-    grpc_completion_queue_shutdown(cq);
-    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN) {
+    if (cq_idle) {
+        broker_cq_give(cq);
+    } else {
+        broker_cq_destroy(cq);
     }
-    grpc_completion_queue_destroy(cq);
 out_chan:
     if (send_bb != NULL) {
         grpc_byte_buffer_destroy(send_bb);
