@@ -207,7 +207,10 @@ peak_rss() { # PIDS... -> samples the sum every 100 ms into $LIB_TMP/peak until 
     done
 }
 declare -A PEAK
-for t in agent-https nginx-https agent-http nginx-http; do
+# HTTP first: glibc keeps the heap a run of 1,000 TLS streams grew (malloc_trim
+# returns only wholly free pages), so an HTTP run after it would report the
+# HTTPS run's heap rather than what HTTP streams cost.
+for t in agent-http nginx-http agent-https nginx-https; do
     case $t in
     agent-*) pids=("$AGENT_PID") ;;
     nginx-*) mapfile -t pids < <(pgrep -P "$NGINX_PID"; echo "$NGINX_PID") ;;
