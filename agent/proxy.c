@@ -39,6 +39,8 @@
 #include "common/log.h"
 
 #define PROXY_MAX_PROBE 64
+/* Longest value of a forwarded (allow-listed) header. */
+#define PROXY_MAX_FORWARD_VALUE 1024
 /* Stream bytes queued to the app in one curl read loop before the provider is held. */
 #define PROXY_ROUND_BYTES ((size_t)4096)
 
@@ -928,8 +930,10 @@ static bool call_headers(struct call *c)
             }
             hint_seen[i] = true;
             if (strlen(v) > PROXY_MAX_HINT || strpbrk(v, "\r\n") != NULL) {
-                call_param_error(r, hints[i].name, "invalid_header",
-                                 "routing header too long or invalid");
+                char msg[128];
+                snprintf(msg, sizeof(msg), "header '%s': longer than %d bytes or contains CR/LF",
+                         hints[i].name, PROXY_MAX_HINT);
+                call_param_error(r, hints[i].name, "invalid_header", msg);
                 return false;
             }
             snprintf((char *)c + hints[i].off, PROXY_MAX_HINT + 1, "%s", v);
@@ -940,8 +944,12 @@ static bool call_headers(struct call *c)
             }
             allow_seen[i] = true;
             /* Header injection: a value with CR or LF would start a new upstream header. */
-            if (strpbrk(v, "\r\n") != NULL || strlen(v) > 1024) {
-                call_param_error(r, allow->items[i], "invalid_header", "header value not allowed");
+            if (strpbrk(v, "\r\n") != NULL || strlen(v) > PROXY_MAX_FORWARD_VALUE) {
+                char msg[CONFIG_MAX_STR + 96];
+                snprintf(msg, sizeof(msg),
+                         "forwarded header '%s': longer than %d bytes or contains CR/LF",
+                         allow->items[i], PROXY_MAX_FORWARD_VALUE);
+                call_param_error(r, allow->items[i], "invalid_header", msg);
                 return false;
             }
             if (c->fwd == NULL && (c->fwd = json_array()) == NULL) {

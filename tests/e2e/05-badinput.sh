@@ -18,7 +18,9 @@ CASES=("malformed JSON: 400" "truncated JSON: 400" "empty body: 400" "JSON array
     "CRLF in model: refused or harmless" "obs-fold header line: no injected header upstream"
     "bare LF header injection: no injected header upstream" "NUL in header: no crash, nothing injected"
     "Content-Length and Transfer-Encoding together: refused" "two different Content-Length: 400"
-    "header block past the limit: 4xx" "slowloris headers: closed by the agent"
+    "header block past the limit: 4xx" "forward_headers: listed headers reach the provider, first of repeats wins"
+    "forward_headers: unlisted headers and the app's Authorization stay behind"
+    "forward_headers: an over-long listed value: 400 naming the header, nothing sent" "slowloris headers: closed by the agent"
     "slowloris body: closed by the agent" "1000 idle connections: held"
     "1000 idle connections: a new call still succeeds" "agent alive" "healthz after all" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
@@ -32,7 +34,7 @@ K=$(lib_canary)
 key_put acme openai "$K"
 SOCK=$AGENT_DIR/acme.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"bad\"}]" \
-    ".limits.max_body_bytes = $LIMIT | .limits.client_timeout_s = 3"
+    ".limits.max_body_bytes = $LIMIT | .limits.client_timeout_s = 3 | .forward_headers = [\"OpenAI-Beta\", \"X-Trace-Id\"]"
 if ! agent_start; then
     LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
     t_blocked "${CASES[@]}"
@@ -154,6 +156,32 @@ r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nT
 t_match "Content-Length and Transfer-Encoding together: refused" "$r" '^(400|411|closed)$'
 r=$(raw "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: $LEN1\r\nContent-Length: 5\r\n\r\n$BODY1")
 t_match "two different Content-Length: 400" "$r" '^(400|closed)$'
+# forward_headers (the allow-list): listed headers are copied to the provider,
+# the first of repeated ones counts; nothing else of the app's goes along.
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$BODY1" -H 'OpenAI-Beta: assistants=v2' -H 'x-trace-id: t-1' \
+    -H 'X-Trace-Id: t-2' -H 'X-Other: no' -H 'Authorization: Bearer app-token'
+fw=$(mock_requests_since "$since" | jq -c '[.[] | .headers] | last // {}')
+if [ "$CODE" = 200 ] && [ "$(echo "$fw" | jq -c '[.["Openai-Beta"], .["X-Trace-Id"]]')" = '[["assistants=v2"],["t-1"]]' ]; then
+    t_ok "forward_headers: listed headers reach the provider, first of repeats wins"
+else
+    t_fail "forward_headers: listed headers reach the provider, first of repeats wins" "HTTP $CODE, upstream headers $(echo "$fw" | jq -c 'del(.Authorization)')"
+fi
+if [ "$CODE" = 200 ] && echo "$fw" | K=$K jq -e 'has("X-Other") | not' >/dev/null &&
+    echo "$fw" | K=$K jq -e '.Authorization == ["Bearer " + env.K]' >/dev/null; then
+    t_ok "forward_headers: unlisted headers and the app's Authorization stay behind"
+else
+    t_fail "forward_headers: unlisted headers and the app's Authorization stay behind" "HTTP $CODE, X-Other or a foreign Authorization upstream"
+fi
+since=$(mock_last_seq)
+LONGV=$("$PY" -c 'print("v" * 1100)')
+call "$SOCK" POST /v1/chat/completions "$BODY1" -H "X-Trace-Id: $LONGV"
+sent=$(mock_requests_since "$since" | jq length)
+if [ "$CODE" = 400 ] && echo "$BODY" | jq -e '.error.message | test("X-Trace-Id")' >/dev/null && [ "$sent" = 0 ]; then
+    t_ok "forward_headers: an over-long listed value: 400 naming the header, nothing sent"
+else
+    t_fail "forward_headers: an over-long listed value: 400 naming the header, nothing sent" "HTTP $CODE, ${BODY:0:200}, $sent sent"
+fi
 BIGH=$("$PY" -c 'print("X-Pad: " + "a" * 70000)')
 call "$SOCK" GET /v1/models "" -H "$BIGH"
 t_match "header block past the limit: 4xx" "$CODE" '^(400|413|431)$'
