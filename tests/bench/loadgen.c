@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -809,6 +810,8 @@ int main(int argc, char **argv)
     }
     resolve_target();
     build_request();
+    /* Wake at the intended send times, not up to 50 us later (the default slack). */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 
     struct conn *conns = calloc((size_t)opt.conns, sizeof(*conns));
     struct pollfd *pfds = calloc((size_t)opt.conns, sizeof(*pfds));
@@ -888,18 +891,27 @@ int main(int argc, char **argv)
                 np++;
             }
         }
-        int wait_ms = 100;
+        /*
+         * Sleep until the next intended send time with nanosecond resolution
+         * (ppoll; timer slack set to 1 ns at start). poll(2)'s millisecond
+         * timeout sent open-loop requests up to 1 ms late, in bursts, which
+         * added several hundred microseconds of the client's own scheduling
+         * to every target's latency and buried the tails being compared.
+         */
+        double wait_s = 0.1;
         if (opt.rate > 0 && next < sched_end) {
-            double d = (next - now_s()) * 1000.0;
-            wait_ms = d <= 0 ? 0 : (int)ceil(d);
+            double d = next - now_s();
+            wait_s = d <= 0 ? 0 : d;
         }
-        if (np == 0 && wait_ms > 0) {
+        if (np == 0 && wait_s > 0.01) {
             /* Nothing to watch: all connections broke; pace the reconnects. */
-            wait_ms = wait_ms > 10 ? 10 : wait_ms;
+            wait_s = 0.01;
         }
-        int r = poll(pfds, (nfds_t)opt.conns, wait_ms);
+        struct timespec wait_ts = {.tv_sec = (time_t)wait_s,
+                                   .tv_nsec = (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
+        int r = ppoll(pfds, (nfds_t)opt.conns, &wait_ts, NULL);
         if (r < 0 && errno != EINTR) {
-            die("poll");
+            die("ppoll");
         }
         t = now_s();
         for (int i = 0; r > 0 && i < opt.conns; i++) {
