@@ -24,27 +24,18 @@ CASES+=("embeddings" "models list" "healthz" "metrics" "usage reported to Vault"
     "usage cost per provider" "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
-if ! lib_up || ! lib_require "$AGENT_BIN"; then
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+lib_up && lib_require "$AGENT_BIN" || t_block_all
 
 declare -A KEY
 TENANT=acme
 for p in "${PROVIDERS[@]}"; do
     KEY[$p]=$(lib_canary)
-    key_put "$TENANT" "$p" "${KEY[$p]}" || { LIB_BLOCKED_REASON="key write failed"; t_blocked "${CASES[@]}"; t_done; exit 1; }
+    key_put "$TENANT" "$p" "${KEY[$p]}" || { LIB_BLOCKED_REASON="key write failed"; t_block_all; }
 done
 
 SOCK=$AGENT_DIR/acme.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"$TENANT\", \"app\": \"e2e\", \"metrics\": true}]"
-if ! agent_start; then
-    LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+agent_start || t_block_all
 
 declare -A SUM_REQ SUM_PT SUM_CT
 for p in "${PROVIDERS[@]}"; do SUM_REQ[$p]=0 SUM_PT[$p]=0 SUM_CT[$p]=0; done

@@ -36,16 +36,12 @@ CASES+=("tenant without a key for the provider: refused, nothing sent"
     "403 body is an OpenAI-shaped error" "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
-if ! lib_up || ! lib_require "$AGENT_BIN"; then
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+lib_up && lib_require "$AGENT_BIN" || t_block_all
 
 declare -A KEY
 for t in alpha beta; do
     KEY[$t]=$(lib_canary)
-    key_put "$t" openai "${KEY[$t]}" || { LIB_BLOCKED_REASON="key write failed"; t_blocked "${CASES[@]}"; t_done; exit 1; }
+    key_put "$t" openai "${KEY[$t]}" || { LIB_BLOCKED_REASON="key write failed"; t_block_all; }
 done
 KEY_GAMMA_ANTHROPIC=$(lib_canary)
 key_put gamma anthropic "$KEY_GAMMA_ANTHROPIC"
@@ -56,12 +52,7 @@ agent_config "$(jq -n --arg d "$AGENT_DIR" --argjson u "$OTHER_UID" '[
     {path: ($d + "/gamma.sock"), mode: "0660", tenant: "gamma", app: "g"},
     {path: ($d + "/peer.sock"), mode: "0666",
      peers: [{uid: 0, tenant: "alpha", app: "root"}, {uid: $u, tenant: "beta", app: "nobody"}]}]')"
-if ! agent_start; then
-    LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+agent_start || t_block_all
 
 BODY_JSON=$(chat_body openai/gpt-4o-mini false 3 "hello tenant")
 for round in 1 2; do

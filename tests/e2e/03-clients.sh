@@ -19,21 +19,12 @@ CASES=("curl: chat" "curl: streamed chat" "curl: app's Authorization not forward
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
-if ! lib_up || ! lib_require "$AGENT_BIN"; then
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+lib_up && lib_require "$AGENT_BIN" || t_block_all
 K=$(lib_canary)
 key_put acme openai "$K"
 SOCK=$AGENT_DIR/app.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"clients\"}]"
-if ! agent_start; then
-    LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+agent_start || t_block_all
 
 # ---- curl ----
 since=$(mock_last_seq)

@@ -24,11 +24,7 @@ CASES+=("metrics and usage endpoints answer" "usage endpoint: only the caller's 
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
-if ! lib_up || ! lib_require "$AGENT_BIN"; then
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+lib_up && lib_require "$AGENT_BIN" || t_block_all
 
 declare -A KEY
 for p in "${PROVIDERS[@]}"; do
@@ -47,12 +43,7 @@ agent_config "$(jq -n --arg d "$AGENT_DIR" '[
     {path: ($d + "/acme.sock"), mode: "0660", tenant: "acme", app: "canary", metrics: true},
     {path: ($d + "/rejected.sock"), mode: "0660", tenant: "rejected", app: "canary"}]')" \
     '.keycache.max_ttl_s = 2 | .upstream.first_byte_timeout_ms = 2000'
-if ! agent_start; then
-    LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+agent_start || t_block_all
 
 # is_error_shape: the last body is OpenAI's error object.
 is_error_shape() { echo "$BODY" | jq -e '.error.message | type == "string" and length > 0' >/dev/null 2>&1; }

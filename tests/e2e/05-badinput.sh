@@ -25,22 +25,13 @@ CASES=("malformed JSON: 400" "truncated JSON: 400" "empty body: 400" "JSON array
     "1000 idle connections: a new call still succeeds" "agent alive" "healthz after all" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
-if ! lib_up || ! lib_require "$AGENT_BIN"; then
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+lib_up && lib_require "$AGENT_BIN" || t_block_all
 K=$(lib_canary)
 key_put acme openai "$K"
 SOCK=$AGENT_DIR/acme.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"bad\"}]" \
     ".limits.max_body_bytes = $LIMIT | .limits.client_timeout_s = 3 | .forward_headers = [\"OpenAI-Beta\", \"X-Trace-Id\"]"
-if ! agent_start; then
-    LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+agent_start || t_block_all
 
 is_error_shape() { echo "$BODY" | jq -e '.error.message | type == "string" and length > 0' >/dev/null 2>&1; }
 

@@ -20,11 +20,7 @@ CASES=("auto, no fault: preferred provider, 1 attempt"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
-if ! lib_up || ! lib_require "$AGENT_BIN"; then
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+lib_up && lib_require "$AGENT_BIN" || t_block_all
 declare -A KEY
 for p in openai anthropic; do
     KEY[$p]=$(lib_canary)
@@ -36,12 +32,7 @@ vault_api PUT byok/tenants/acme/settings \
 SOCK=$AGENT_DIR/acme.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"failover\"}]" \
     '.upstream.first_byte_timeout_ms = 2000 | .providers = ["openai", "anthropic"]'
-if ! agent_start; then
-    LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+agent_start || t_block_all
 
 # upstream_trace SINCE: "style:scenario:keyowner" per request the mock saw.
 upstream_trace() {

@@ -20,22 +20,13 @@ CASES=("cancel: app leaves mid-stream, the provider sees its client go"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
-if ! lib_up || ! lib_require "$AGENT_BIN"; then
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+lib_up && lib_require "$AGENT_BIN" || t_block_all
 KEY=$(lib_canary)
 key_put acme openai "$KEY"
 SOCK=$AGENT_DIR/acme.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"flow\"}]" \
     '.upstream.idle_timeout_ms = 20000 | .upstream.total_timeout_ms = 60000 | .limits.client_timeout_s = 30'
-if ! agent_start; then
-    LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
-    t_blocked "${CASES[@]}"
-    t_done
-    exit 1
-fi
+agent_start || t_block_all
 
 # mock_record SEQ: the mock's record of request SEQ (JSON), or empty.
 mock_record() { mock_requests_since $(($1 - 1)) | jq -c --argjson s "$1" '.[] | select(.seq == $s)'; }

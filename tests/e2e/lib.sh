@@ -116,6 +116,14 @@ t_done() {
     fi
 }
 
+# t_block_all: every case named in the script's CASES fails as blocked
+# (LIB_BLOCKED_REASON says why), the plan is printed, and the script ends.
+t_block_all() {
+    t_blocked "${CASES[@]}"
+    t_done
+    exit 1
+}
+
 # ---- process management -------------------------------------------------------------
 
 LIB_MAIN_PID=$BASHPID
@@ -447,10 +455,14 @@ agent_start() {
     for s in $(jq -r '.listeners[].path' "$AGENT_CONFIG"); do
         if ! lib_wait_proc "$AGENT_PID" "$LIB_WAIT_START" test -S "$s"; then
             echo "# agent socket $s did not appear: $(tail -n 5 "$AGENT_LOG")"
+            LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
             return 1
         fi
     done
-    kill -0 "$AGENT_PID" 2>/dev/null
+    kill -0 "$AGENT_PID" 2>/dev/null || {
+        LIB_BLOCKED_REASON="byok-agent did not start (see $AGENT_LOG)"
+        return 1
+    }
 }
 
 # agent_stop_check NAME: SIGTERM, then the agent must exit 0 within its drain
