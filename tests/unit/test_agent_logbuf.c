@@ -28,40 +28,58 @@ static const char *out_read(FILE *f)
     return out_text;
 }
 
+/* Each test: a log file and an event base with the log sink started on it. */
+struct fixture {
+    FILE *f;
+    struct event_base *base;
+};
+
+static int fixture_setup(void **state)
+{
+    static struct fixture fx;
+    fx.f = tmpfile();
+    fx.base = event_base_new();
+    if (fx.f == NULL || fx.base == NULL) {
+        return -1;
+    }
+    log_init(fx.f, LOGL_DEBUG);
+    if (logbuf_start(fx.base) != ERR_OK) {
+        return -1;
+    }
+    *state = &fx;
+    return 0;
+}
+
+static int fixture_teardown(void **state)
+{
+    struct fixture *fx = *state;
+    logbuf_stop();
+    event_base_free(fx->base);
+    log_init(NULL, LOGL_INFO);
+    fclose(fx->f);
+    return 0;
+}
+
 static void test_batched_per_turn(void **state)
 {
-    (void)state;
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    struct event_base *base = event_base_new();
-    assert_non_null(base);
-    log_init(f, LOGL_DEBUG);
-    assert_int_equal(logbuf_start(base), ERR_OK);
+    struct fixture *fx = *state;
+    FILE *f = fx->f;
     log_kv(LOGL_INFO, "first", NULL);
     log_kv(LOGL_DEBUG, "second", NULL);
     assert_string_equal(out_read(f), ""); /* nothing written before the loop turn */
-    event_base_loop(base, EVLOOP_NONBLOCK);
+    event_base_loop(fx->base, EVLOOP_NONBLOCK);
     const char *t = out_read(f);
     const char *a = strstr(t, "\"first\"");
     const char *b = strstr(t, "\"second\"");
     assert_non_null(a);
     assert_non_null(b);
     assert_true(a < b);
-    logbuf_stop();
-    event_base_free(base);
-    log_init(NULL, LOGL_INFO);
-    fclose(f);
 }
 
 static void test_warn_flushes_in_order(void **state)
 {
-    (void)state;
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    struct event_base *base = event_base_new();
-    assert_non_null(base);
-    log_init(f, LOGL_DEBUG);
-    assert_int_equal(logbuf_start(base), ERR_OK);
+    struct fixture *fx = *state;
+    FILE *f = fx->f;
     log_kv(LOGL_INFO, "before", NULL);
     log_kv(LOGL_WARN, "alarm", NULL);
     const char *t = out_read(f); /* no loop turn: the warn line wrote both */
@@ -75,9 +93,6 @@ static void test_warn_flushes_in_order(void **state)
     assert_non_null(strstr(out_read(f), "\"at stop\""));
     log_kv(LOGL_INFO, "direct", NULL); /* no sink any more: written at once */
     assert_non_null(strstr(out_read(f), "\"direct\""));
-    event_base_free(base);
-    log_init(NULL, LOGL_INFO);
-    fclose(f);
 }
 
 static void test_stop_without_start(void **state)
@@ -90,8 +105,9 @@ static void test_stop_without_start(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_batched_per_turn),
-        cmocka_unit_test(test_warn_flushes_in_order),
+        cmocka_unit_test_setup_teardown(test_batched_per_turn, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_warn_flushes_in_order, fixture_setup,
+                                        fixture_teardown),
         cmocka_unit_test(test_stop_without_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
