@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
- * The mount's settings: the `config` path and config_get for the other path
- * modules. The effective config (stored values over defaults) is cached in
+ * The mount's settings: the `config` path and config_get_shared for the other
+ * path modules. The effective config (stored values over defaults) is cached in
  * the engine's document cache under its storage key, so a warm `config` read
  * does no storage round trip; our own writes drop the entry, and so does
  * Vault's InvalidateKey("config") through byok_invalidate. Validation of the
@@ -121,23 +121,6 @@ static enum err config_load(struct byok *b, struct storage *st, json_t **ret_con
 enum err config_get_shared(struct byok *b, struct storage *st, json_t **ret_config)
 {
     return config_load(b, st, ret_config);
-}
-
-enum err config_get(struct byok *b, struct storage *st, json_t **ret_config)
-{
-    json_t *shared = NULL;
-    enum err e = config_load(b, st, &shared);
-    if (e != ERR_OK) {
-        return e;
-    }
-    /* Callers may edit what they get; the cached document must stay untouched. */
-    json_t *c = json_deep_copy(shared);
-    json_decref(shared);
-    if (c == NULL) {
-        return ERR_NOMEM;
-    }
-    *ret_config = c;
-    return ERR_OK;
 }
 
 static enum err config_read(struct fw_request *req, struct fw_response *resp)

@@ -23,11 +23,9 @@ struct byok;
 /*
  * The effective config with defaults filled in, as a new reference the caller
  * json_decref's: {creds_ttl (seconds), max_key_versions, default_budget_tier,
- * allowed_providers [], local_hosts []}. Served from the cache when warm.
+ * allowed_providers [], local_hosts []}. It is the cached document itself when
+ * warm, shared between threads: never modify it (json_deep_copy to edit).
  */
-MUST_USE enum err config_get(struct byok *b, struct storage *st, json_t **ret_config);
-
-/* The cached effective config itself: shared and immutable (never modify it). */
 MUST_USE enum err config_get_shared(struct byok *b, struct storage *st, json_t **ret_config);
 
 /* Paths: config (read, update). */
