@@ -226,6 +226,21 @@ static void *plugin_watch_main(void *arg)
     return NULL;
 }
 
+/*
+ * absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore).
+ * Debian builds abseil without NDEBUG, so its debug deadlock detector runs on
+ * every absl::Mutex acquisition, and gRPC's gpr_mu is an absl::Mutex: each
+ * lock updates a global lock graph under a global spin lock. That was about
+ * 2 % of the plugin's CPU on key writes (GraphCycles::GetId, DeadlockCheck in
+ * perf) and serialises every thread on that spin lock. Our own locks are
+ * pthread ones, which it never watched. C cannot name a C++ function, so the
+ * declaration carries the symbol of Debian 12's abseil (inline namespace
+ * "debian3"); another abseil fails the link, never the run.
+ */
+enum { ABSL_ON_DEADLOCK_CYCLE_IGNORE = 0 };
+extern void absl_set_mutex_deadlock_detection_mode(int mode) __asm__(
+    "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE");
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-version") == 0)) {
@@ -296,6 +311,7 @@ int main(int argc, char **argv)
     }
     pthread_detach(watcher);
 
+    absl_set_mutex_deadlock_detection_mode(ABSL_ON_DEADLOCK_CYCLE_IGNORE);
     gpr_set_log_function(plugin_grpc_log);
     grpc_init();
 
