@@ -5,6 +5,12 @@
 // floor), HandleRequest read of config, idle RSS, and any number of
 // request specs (-spec op:path[:json]) such as creds reads and key writes.
 // It prints a table and a JSON summary. Timings are measured, never asserted.
+//
+// The one-client cases (the floor, the config read and every spec) run in
+// -rounds interleaved rounds, so that a slow spell of the machine hits the
+// floor and the cases alike: each one-client row is the median over rounds,
+// and its "x floor" is the median of the per-round ratios of its p50 to the
+// floor's p50 in the same round. The multi-client cases run once, after.
 package main
 
 import (
@@ -69,6 +75,39 @@ type Result struct {
 	ReqPerS  float64 `json:"req_per_s"`
 	P50us    float64 `json:"p50_us"`
 	P99us    float64 `json:"p99_us"`
+	// One-client cases: median of the per-round p50 ratios to the floor, and each round's p50.
+	XFloor    float64   `json:"x_floor,omitempty"`
+	P50Rounds []float64 `json:"p50_us_rounds,omitempty"`
+}
+
+// median of xs (the lower middle for an even count); 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[(len(s)-1)/2]
+}
+
+// combine folds one case's per-round results into one row: medians of p50,
+// p99 and rate, summed counts, and the median ratio to the floor's rounds.
+func combine(rounds, floor []Result) Result {
+	out := Result{Name: rounds[0].Name, Clients: rounds[0].Clients}
+	var p50, p99, rps, x []float64
+	for i, r := range rounds {
+		out.Requests += r.Requests
+		out.Errors += r.Errors
+		p50 = append(p50, r.P50us)
+		p99 = append(p99, r.P99us)
+		rps = append(rps, r.ReqPerS)
+		if floor[i].P50us > 0 {
+			x = append(x, r.P50us/floor[i].P50us)
+		}
+	}
+	out.P50us, out.P99us, out.ReqPerS, out.XFloor = median(p50), median(p99), median(rps), median(x)
+	out.P50Rounds = p50
+	return out
 }
 
 // Summary is the JSON output.
@@ -81,6 +120,7 @@ type Summary struct {
 	MountMs         float64  `json:"mount_sequence_ms"`
 	RSSIdleKiB      int      `json:"rss_idle_kib"`
 	RSSAfterKiB     int      `json:"rss_after_kib"`
+	Rounds          int      `json:"rounds"`
 	Results         []Result `json:"results"`
 	DurationPerCase string   `json:"duration_per_case"`
 }
@@ -199,7 +239,8 @@ func main() {
 	var specs, setups specList
 	plugin := flag.String("plugin", "", "plugin binary (required)")
 	launches := flag.Int("launches", 20, "launches for the exec -> handshake median")
-	dur := flag.Duration("d", 2*time.Second, "duration of each measured case")
+	dur := flag.Duration("d", 2*time.Second, "duration of each measured case (per round)")
+	rounds := flag.Int("rounds", 3, "interleaved rounds of the one-client cases")
 	clients := flag.Int("clients", 8, "concurrent clients for the throughput cases")
 	jsonOut := flag.String("json", "", "also write the JSON summary to this file")
 	httpCase := flag.Bool("http", true, "also measure a config read through the stand-in's HTTP API")
@@ -225,7 +266,10 @@ func main() {
 		}
 		parsedSetup = append(parsedSetup, sp)
 	}
-	sum := Summary{Plugin: *plugin, Launches: *launches, DurationPerCase: dur.String()}
+	if *rounds < 1 {
+		fatal(fmt.Errorf("-rounds must be at least 1"))
+	}
+	sum := Summary{Plugin: *plugin, Launches: *launches, DurationPerCase: dur.String(), Rounds: *rounds}
 
 	// 1. exec -> first stdout line.
 	var hs []time.Duration
@@ -279,20 +323,31 @@ func main() {
 		return err
 	}
 	cfg := spec{op: "read", path: "config", data: "null"}
-	cfgFn := func(ctx context.Context) error { return request(ctx, p, cfg) }
-	sum.Results = append(sum.Results,
-		run("Health/Check", 1, *dur, healthFn),
-		run("Health/Check", *clients, *dur, healthFn),
-		run("read config", 1, *dur, cfgFn),
-		run("read config", *clients, *dur, cfgFn))
+	type bcase struct {
+		name string
+		fn   func(ctx context.Context) error
+	}
+	cases := []bcase{{"Health/Check", healthFn},
+		{"read config", func(ctx context.Context) error { return request(ctx, p, cfg) }}}
 	for _, sp := range parsed {
 		sp := sp
 		fn := func(ctx context.Context) error { return request(ctx, p, sp) }
 		if err := fn(context.Background()); err != nil {
 			fmt.Fprintf(os.Stderr, "vaultbench: warning: %s: %v\n", sp.raw, err)
 		}
-		name := sp.op + " " + sp.path
-		sum.Results = append(sum.Results, run(name, 1, *dur, fn), run(name, *clients, *dur, fn))
+		cases = append(cases, bcase{sp.op + " " + sp.path, fn})
+	}
+	per := make([][]Result, len(cases))
+	for r := 0; r < *rounds; r++ {
+		for i, c := range cases {
+			per[i] = append(per[i], run(c.name, 1, *dur, c.fn))
+		}
+	}
+	for i := range cases {
+		sum.Results = append(sum.Results, combine(per[i], per[0]))
+	}
+	for _, c := range cases {
+		sum.Results = append(sum.Results, run(c.name, *clients, *dur, c.fn))
 	}
 	sum.RSSAfterKiB = vmRSS(p.Pid)
 
@@ -336,13 +391,19 @@ func main() {
 	fmt.Printf("mount sequence (start, Setup, Type, SpecialPaths, Initialize): %.2f ms\n", sum.MountMs)
 	fmt.Printf("VmRSS idle after setup: %.1f MiB; after the run: %.1f MiB\n\n",
 		float64(sum.RSSIdleKiB)/1024, float64(sum.RSSAfterKiB)/1024)
-	fmt.Printf("%-52s %7s %9s %7s %10s %9s %9s\n", "case", "clients", "requests", "errors", "req/s", "p50 us", "p99 us")
+	fmt.Printf("one-client rows: medians over %d interleaved rounds of %s; x floor: median of the per-round p50 ratios\n",
+		*rounds, dur.String())
+	fmt.Printf("%-52s %7s %9s %7s %10s %9s %9s %8s\n", "case", "clients", "requests", "errors", "req/s", "p50 us", "p99 us", "x floor")
 	for _, r := range sum.Results {
 		name := r.Name
 		if len(name) > 52 {
 			name = name[:49] + "..."
 		}
-		fmt.Printf("%-52s %7d %9d %7d %10.0f %9.0f %9.0f\n", name, r.Clients, r.Requests, r.Errors, r.ReqPerS, r.P50us, r.P99us)
+		x := ""
+		if r.XFloor > 0 {
+			x = fmt.Sprintf("%.2f", r.XFloor)
+		}
+		fmt.Printf("%-52s %7d %9d %7d %10.0f %9.0f %9.0f %8s\n", name, r.Clients, r.Requests, r.Errors, r.ReqPerS, r.P50us, r.P99us, x)
 	}
 	js, _ := json.Marshal(sum)
 	fmt.Printf("\nJSON %s\n", js)
