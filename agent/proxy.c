@@ -383,25 +383,50 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     return UPSTREAM_CONTINUE;
 }
 
+/* Sends one stream frame: prefix, the compact dump of j (taken), a blank line. */
+static void call_stream_send_json(struct call *c, const char *prefix, json_t *j)
+{
+    char *s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (s != NULL) {
+        evbuffer_add_printf(c->chunk, "%s%s\n\n", prefix, s);
+        free(s);
+        evhttp_send_reply_chunk(c->r->ev, c->chunk);
+    }
+}
+
+/*
+ * A stream's cost is known only at its end, long after the headers left, so
+ * no X-BYOK-Cost-USD header can carry it. The stream closes instead with an
+ * SSE comment line, ": x-byok-usage {json}", that SSE readers (EventSource,
+ * the OpenAI SDKs) skip and an app that wants the figure can read.
+ */
+static void call_stream_usage_comment(struct call *c)
+{
+    struct request *r = c->r;
+    const struct route_candidate *cand = &c->cands[c->cur];
+    call_stream_send_json(
+        c, ": x-byok-usage ",
+        json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:f}", "request_id", r->id, "provider", cand->provider,
+                  "model", cand->model, "prompt_tokens", (json_int_t)c->usage.prompt_tokens,
+                  "completion_tokens", (json_int_t)c->usage.completion_tokens, "cached_tokens",
+                  (json_int_t)c->usage.cached_tokens, "cost_usd", r->cost_usd));
+}
+
 /* Ends a started stream; an error code adds an explicit error event first. */
 static void call_stream_end(struct call *c, const char *error_code, const char *message)
 {
     struct request *r = c->r;
     if (error_code != NULL && r->ev != NULL) {
-        json_t *ev = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", message, "type",
-                               "upstream_error", "param", "code", error_code);
-        char *s = ev != NULL ? json_dumps(ev, JSON_COMPACT) : NULL;
-        json_decref(ev);
-        if (s != NULL) {
-            evbuffer_add_printf(c->chunk, "event: error\ndata: %s\n\n", s);
-            free(s);
-            evhttp_send_reply_chunk(r->ev, c->chunk);
-        }
+        call_stream_send_json(c, "event: error\ndata: ",
+                              json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", message,
+                                        "type", "upstream_error", "param", "code", error_code));
         r->error_code = error_code;
     }
     c->usage = c->st.usage;
     call_record_usage(c, error_code != NULL ? error_code : "ok");
     if (r->ev != NULL) {
+        call_stream_usage_comment(c);
         evhttp_send_reply_end(r->ev);
     }
     r = call_end(c);

@@ -79,7 +79,10 @@ def stream():
                   "max_tokens": 40, "messages": [{"role": "user", "content": "stream please"}]}) as r:
         status = r.status_code
         for ev in sse_events(r):
-            data = "".join(l[6:] for l in ev.split("\n") if l.startswith("data: "))
+            lines = [l[6:] for l in ev.split("\n") if l.startswith("data: ")]
+            if not lines:
+                continue  # comment-only events (": ..."), as SSE readers skip them
+            data = "".join(lines)
             if data == "[DONE]":
                 done = True
                 continue
