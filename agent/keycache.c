@@ -187,8 +187,7 @@ static void kc_deliver(struct keycache_entry *ent, enum err e)
 {
     struct keycache_wait *w = ent->waiters;
     ent->waiters = NULL;
-    /* Hold the entry across the callbacks: one of them may invalidate it. */
-    ent->refs++;
+    /* The caller (kc_fetch_done) holds the entry across the callbacks: one may invalidate it. */
     while (w != NULL) {
         struct keycache_wait *next = w->next;
         if (e == ERR_OK) {
@@ -200,7 +199,6 @@ static void kc_deliver(struct keycache_entry *ent, enum err e)
         free(w);
         w = next;
     }
-    keycache_put(&ent);
 }
 
 static void kc_fetch_finish(struct keycache_entry *ent, enum err e, long status, struct buf *body)

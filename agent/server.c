@@ -887,8 +887,11 @@ void server_free(struct server *s)
         l = n;
     }
     /* The connections are gone: drop our references (this closes their sockets). */
-    while (s->watches != NULL) {
-        server_watch_remove(s, s->watches);
+    struct server_watch *w = s->watches;
+    while (w != NULL) {
+        struct server_watch *next = w->next; /* removing w touches no other watch */
+        server_watch_remove(s, w);
+        w = next;
     }
     event_free(s->sweep);
     free(s->conns);

@@ -466,8 +466,11 @@ void upstream_free(struct upstream *up)
     if (up == NULL) {
         return;
     }
-    while (up->xfers != NULL) {
-        upstream_xfer_destroy(up->xfers);
+    struct upstream_xfer *x = up->xfers;
+    while (x != NULL) {
+        struct upstream_xfer *next = x->next; /* destroying x touches no other transfer */
+        upstream_xfer_destroy(x);
+        x = next;
     }
     while (up->n_pool > 0) {
         curl_easy_cleanup(up->pool[--up->n_pool]);

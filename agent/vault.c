@@ -140,12 +140,30 @@ static void vault_mark_reachable(struct vault *v, bool ok, enum err e)
     v->reachable = false;
 }
 
-/* Fails every queued request (login failed). */
+/* Unlinks and returns the oldest queued request (the head has no prev), or NULL. */
+static struct vault_req *vault_queue_pop(struct vault *v)
+{
+    struct vault_req *r = v->queue_head;
+    if (r == NULL) {
+        return NULL;
+    }
+    v->queue_head = r->next;
+    if (r->next != NULL) {
+        r->next->prev = NULL;
+    } else {
+        v->queue_tail = NULL;
+    }
+    r->next = NULL;
+    r->queued = false;
+    v->queued--;
+    return r;
+}
+
+/* Fails every queued request (login failed), also any a callback queues meanwhile. */
 static void vault_fail_queue(struct vault *v, enum err e)
 {
-    while (v->queue_head != NULL) {
-        struct vault_req *r = v->queue_head;
-        vault_queue_remove(v, r);
+    struct vault_req *r;
+    while ((r = vault_queue_pop(v)) != NULL) {
         vault_cb cb = r->cb;
         void *arg = r->arg;
         vault_req_free(r);
@@ -155,9 +173,8 @@ static void vault_fail_queue(struct vault *v, enum err e)
 
 static void vault_flush_queue(struct vault *v)
 {
-    while (v->queue_head != NULL && v->state == VAULT_READY) {
-        struct vault_req *r = v->queue_head;
-        vault_queue_remove(v, r);
+    struct vault_req *r;
+    while (v->state == VAULT_READY && (r = vault_queue_pop(v)) != NULL) {
         vault_send(r);
     }
 }
@@ -720,9 +737,8 @@ void vault_free(struct vault *v)
     if (v == NULL) {
         return;
     }
-    while (v->queue_head != NULL) {
-        struct vault_req *r = v->queue_head;
-        vault_queue_remove(v, r);
+    struct vault_req *r;
+    while ((r = vault_queue_pop(v)) != NULL) {
         vault_req_free(r);
     }
     if (v->login != NULL) {

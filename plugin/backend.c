@@ -113,13 +113,20 @@ static enum err be_response(struct be_out *o, const struct fw_response *resp, co
     return ERR_OK;
 }
 
+/* An empty reply: nothing allocated, nothing for be_out_done to free. */
+static void be_out_init(struct be_out *o)
+{
+    *o = (struct be_out){
+        .reply = PB__HANDLE_REQUEST_REPLY__INIT,
+        .response = PB__RESPONSE__INIT,
+        .perr = PB__PROTO_ERROR__INIT,
+    };
+}
+
 /* Fills o from resp; strings in o borrow from resp. */
 static enum err be_out_build(const struct fw_response *resp, struct be_out *o)
 {
-    memset(o, 0, sizeof(*o));
-    o->reply = (Pb__HandleRequestReply)PB__HANDLE_REQUEST_REPLY__INIT;
-    o->response = (Pb__Response)PB__RESPONSE__INIT;
-    o->perr = (Pb__ProtoError)PB__PROTO_ERROR__INIT;
+    be_out_init(o);
     enum err rc = ERR_OK;
 
     switch (resp->status) {
@@ -175,9 +182,7 @@ static void be_out_build_safe(const struct fw_response *resp, struct be_out *o)
     if (rc != ERR_OK) {
         log_kv(LOGL_ERROR, "cannot encode the response", "error", err_name(rc), NULL);
         be_out_done(o);
-        memset(o, 0, sizeof(*o));
-        o->reply = (Pb__HandleRequestReply)PB__HANDLE_REQUEST_REPLY__INIT;
-        o->perr = (Pb__ProtoError)PB__PROTO_ERROR__INIT;
+        be_out_init(o);
         be_proto_error(o, ERRTYPE_INTERNAL, err_str(ERR_INTERNAL), 0);
     }
 }

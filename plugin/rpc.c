@@ -225,16 +225,19 @@ static void rpc_call_ref(struct rpc_call *c)
     __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
 }
 
-/* Starts a batch that holds a reference until it completes. */
+/*
+ * Starts a batch that holds a reference until it completes. The caller holds a
+ * reference of its own across the call, so the batch's is never the last one.
+ */
 static void rpc_batch(struct rpc_call *c, const grpc_op *ops, size_t n, struct rpc_tag *tag)
 {
     rpc_call_ref(c);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
     if (e != GRPC_CALL_OK) {
-        /* Only a programming error gets here (two batches of one kind): drop the call's ref. */
+        /* Only a programming error gets here (two batches of one kind): drop the batch's ref. */
         log_kv(LOGL_ERROR, "grpc_call_start_batch failed", "error", grpc_call_error_to_string(e),
                NULL);
-        rpc_call_unref(c);
+        __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL); /* not the last: the caller's stays */
     }
 }
 
