@@ -829,7 +829,7 @@ struct server *server_new(struct agent_ctx *ctx)
     if (slots > 1u << 20) {
         slots = 1u << 20;
     }
-    s->conns = calloc(slots, sizeof(*s->conns));
+    s->conns = calloc(slots, sizeof(struct server_conn *)); /* an array of pointers */
     if (s->conns == NULL) {
         free(s);
         return NULL;

@@ -147,11 +147,11 @@ static struct upstream_sock **upstream_slot(struct upstream *up, curl_socket_t f
         while (n <= (size_t)fd) {
             n *= 2;
         }
-        struct upstream_sock **t = realloc(up->socks, n * sizeof(*t));
+        struct upstream_sock **t = realloc(up->socks, n * sizeof(struct upstream_sock *));
         if (t == NULL) {
             return NULL;
         }
-        memset(t + up->n_socks, 0, (n - up->n_socks) * sizeof(*t));
+        memset(t + up->n_socks, 0, (n - up->n_socks) * sizeof(struct upstream_sock *));
         up->socks = t;
         up->n_socks = n;
     }

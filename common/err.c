@@ -5,7 +5,7 @@
 #include "common/err.h"
 
 static const char *const err_messages[] = {
-#define ERR_MSG_ENTRY(name, msg) [ERR_##name] = msg,
+#define ERR_MSG_ENTRY(name, msg) [ERR_##name] = (msg),
     ERR_MAP(ERR_MSG_ENTRY)
 #undef ERR_MSG_ENTRY
 };

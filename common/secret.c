@@ -14,7 +14,7 @@
 
 enum err secret_heap_init(size_t size)
 {
-    size_t n = 64 * 1024;
+    size_t n = (size_t)64 * 1024;
     while (n < size) {
         n *= 2;
     }
@@ -34,7 +34,7 @@ enum err secret_heap_init(size_t size)
 
 struct secret *secret_new(size_t len)
 {
-    if (len > SECRET_MAX_LEN || !CRYPTO_secure_malloc_initialized()) {
+    if (len > (size_t)SECRET_MAX_LEN || !CRYPTO_secure_malloc_initialized()) {
         return NULL;
     }
     struct secret *s = OPENSSL_secure_zalloc(sizeof(*s) + len + 1);

@@ -218,7 +218,7 @@ static bool be_parse_data(const char *text, json_t **ret_data, struct fw_respons
 {
     *ret_data = NULL;
     size_t len = strlen(text);
-    if (len > FW_MAX_DATA) {
+    if (len > (size_t)FW_MAX_DATA) {
         fw_error(resp, "request data too large (limit %d bytes)", FW_MAX_DATA);
         return false;
     }

@@ -95,7 +95,7 @@ static void broker_cq_pool_drain(void)
     grpc_completion_queue *cqs[BROKER_CQ_POOL];
     pthread_mutex_lock(&broker_mu);
     size_t n = broker_cq_n;
-    memcpy(cqs, broker_cq_pool, n * sizeof(cqs[0]));
+    memcpy(cqs, broker_cq_pool, n * sizeof(grpc_completion_queue *));
     broker_cq_n = 0;
     pthread_mutex_unlock(&broker_mu);
     for (size_t i = 0; i < n; i++) {

@@ -462,7 +462,7 @@ static json_t *fw_coerce(const struct fw_field *f, json_t *v, char *why, size_t 
         return NULL;
     case FW_TYPE_STRINGS:
         if (json_is_string(v)) {
-            if (!fw_string_ok(v, FW_MAX_DATA, why, whylen)) {
+            if (!fw_string_ok(v, (size_t)FW_MAX_DATA, why, whylen)) {
                 return NULL;
             }
             return fw_split_commas(json_string_value(v), max_items, FW_MAX_STRING, why, whylen);

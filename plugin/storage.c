@@ -29,7 +29,7 @@ enum err storage_get(struct storage *st, const char *key, unsigned char **ret_va
         return e;
     }
     /* Vault could hand back anything; never hold more than we would write. */
-    if (len > STORAGE_MAX_VALUE) {
+    if (len > (size_t)STORAGE_MAX_VALUE) {
         OPENSSL_cleanse(val, len);
         free(val);
         return ERR_TOOBIG;
@@ -45,7 +45,7 @@ enum err storage_put(struct storage *st, const char *key, const unsigned char *v
     if (st == NULL || !storage_key_ok(key) || (val == NULL && len != 0)) {
         return ERR_INVAL;
     }
-    if (len > STORAGE_MAX_VALUE) {
+    if (len > (size_t)STORAGE_MAX_VALUE) {
         return ERR_TOOBIG;
     }
     return st->ops->put(st->ctx, key, val, len, seal_wrap);
@@ -124,7 +124,7 @@ enum err storage_put_json(struct storage *st, const char *key, const json_t *jso
     if (need == 0) {
         return ERR_INVAL;
     }
-    if (need > STORAGE_MAX_VALUE) {
+    if (need > (size_t)STORAGE_MAX_VALUE) {
         return ERR_TOOBIG;
     }
     char *text = malloc(need);

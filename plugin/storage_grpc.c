@@ -85,7 +85,7 @@ static enum err sg_get(void *ctx, const char *key, unsigned char **ret_val, size
         return ERR_NOTFOUND;
     }
     size_t len = r->entry->value.len;
-    if (len > STORAGE_MAX_VALUE) {
+    if (len > (size_t)STORAGE_MAX_VALUE) {
         e = ERR_TOOBIG;
         goto out;
     }

@@ -16,7 +16,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
 
-#define DRIVER_MAX_INPUT (4 * 1024 * 1024)
+#define DRIVER_MAX_INPUT ((size_t)4 * 1024 * 1024)
 
 static int run_file(const char *path)
 {

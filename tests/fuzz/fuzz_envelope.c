@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (envelope_open(fz_key, "a|b|c|1", 7, data, size, &pt) == ERR_OK) {
         abort();
     }
-    if (size > 64 * 1024) {
+    if (size > (size_t)64 * 1024) {
         return 0;
     }
     char *text = malloc(size + 1);

@@ -27,7 +27,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     log_init(NULL, LOGL_OFF);
-    if (secret_heap_init(4 * 1024 * 1024) != ERR_OK) {
+    if (secret_heap_init((size_t)4 * 1024 * 1024) != ERR_OK) {
         abort();
     }
     fz_byok = byok_new();
@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fz_byok == NULL) {
         LLVMFuzzerInitialize(NULL, NULL);
     }
-    if (size > FW_MAX_DATA) {
+    if (size > (size_t)FW_MAX_DATA) {
         return 0;
     }
     char *text = malloc(size + 1);

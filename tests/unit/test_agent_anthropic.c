@@ -103,6 +103,7 @@ static void test_request_bad_input(void **state)
         "{\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}",
         "{\"messages\":[{\"role\":\"user\",\"content\":5}]}",
         "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"audio\"}]}]}",
+        /* NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one literal over two lines */
         "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\","
         "\"image_url\":{\"url\":\"data:image/png,notbase64\"}}]}]}",
         "{\"messages\":[{\"role\":\"tool\",\"content\":\"no id\"}]}",

@@ -294,7 +294,7 @@ static char *object_of_size(size_t n)
 static void test_handle_data_limit(void **state)
 {
     (void)state;
-    char *at = object_of_size(FW_MAX_DATA);
+    char *at = object_of_size((size_t)FW_MAX_DATA);
     /* At the limit the body is accepted and routed (an unknown path then gives 6). */
     Pb__HandleRequestReply *r = call_handle("update", "no/such/path", at);
     assert_non_null(r->err);
@@ -375,9 +375,10 @@ static void test_type_and_special_paths(void **state)
 static char *setup_with_options(size_t n)
 {
     Pb__SetupArgs args = PB__SETUP_ARGS__INIT;
-    Pb__SetupArgs__ConfigEntry *entries = calloc(n, sizeof(*entries));
-    Pb__SetupArgs__ConfigEntry **ptrs = calloc(n, sizeof(*ptrs));
-    char(*keys)[32] = calloc(n, sizeof(*keys));
+    size_t alloc_n = n > 0 ? n : 1; /* calloc(0) may return NULL */
+    Pb__SetupArgs__ConfigEntry *entries = calloc(alloc_n, sizeof(*entries));
+    Pb__SetupArgs__ConfigEntry **ptrs = calloc(alloc_n, sizeof(Pb__SetupArgs__ConfigEntry *));
+    char(*keys)[32] = calloc(alloc_n, sizeof(*keys));
     for (size_t i = 0; i < n; i++) {
         entries[i] = (Pb__SetupArgs__ConfigEntry)PB__SETUP_ARGS__CONFIG_ENTRY__INIT;
         snprintf(keys[i], sizeof(keys[i]), "opt%zu", i);
@@ -425,7 +426,7 @@ static int group_setup(void **state)
 {
     (void)state;
     log_init(stderr, LOGL_OFF);
-    if (secret_heap_init(64 * 1024) != ERR_OK) {
+    if (secret_heap_init((size_t)64 * 1024) != ERR_OK) {
         return -1;
     }
     struct byok *b = byok_new();

@@ -161,7 +161,7 @@ static int group_setup(void **state)
 {
     (void)state;
     log_init(stderr, LOGL_OFF);
-    if (secret_heap_init(64 * 1024) != ERR_OK || tlsgen_make(&tls) != ERR_OK) {
+    if (secret_heap_init((size_t)64 * 1024) != ERR_OK || tlsgen_make(&tls) != ERR_OK) {
         return -1;
     }
     grpc_init();

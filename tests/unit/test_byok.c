@@ -142,7 +142,7 @@ static void test_invalidate_drops_cache(void **state)
 
 static int group_setup(void **state)
 {
-    return secret_heap_init(1024 * 1024) == ERR_OK ? 0 : -1;
+    return secret_heap_init((size_t)1024 * 1024) == ERR_OK ? 0 : -1;
 }
 
 int main(void)

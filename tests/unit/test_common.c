@@ -101,7 +101,7 @@ static void test_secret_limits(void **state)
 {
     (void)state;
     assert_int_equal(secret_heap_init(1 << 20), ERR_OK);
-    struct secret *s = secret_new(SECRET_MAX_LEN); /* at the limit */
+    struct secret *s = secret_new((size_t)SECRET_MAX_LEN); /* at the limit */
     assert_non_null(s);
     secret_free(&s);
     assert_null(secret_new(SECRET_MAX_LEN + 1)); /* one past */
@@ -139,7 +139,7 @@ static void test_log_json_shape(void **state)
     /* A line over the cap is cut but stays one valid JSON object. */
     rewind(f);
     assert_int_equal(ftruncate(fd, 0), 0);
-    char *big = malloc(LOG_MAX_LINE * 2);
+    char *big = malloc((size_t)LOG_MAX_LINE * 2);
     assert_non_null(big);
     memset(big, 'x', LOG_MAX_LINE * 2 - 1);
     big[LOG_MAX_LINE * 2 - 1] = '\0';
@@ -147,7 +147,7 @@ static void test_log_json_shape(void **state)
     free(big);
     fflush(f);
     rewind(f);
-    char *buf2 = malloc(LOG_MAX_LINE * 2);
+    char *buf2 = malloc((size_t)LOG_MAX_LINE * 2);
     assert_non_null(fgets(buf2, LOG_MAX_LINE * 2, f));
     j = json_loads(buf2, 0, &jerr);
     assert_non_null(j);

@@ -214,8 +214,8 @@ static void test_duration_parse(void **state)
         const char *in;
         int64_t want;
     } good[] = {
-        {"30d", 30 * 86400},
-        {"720h", 720 * 3600},
+        {"30d", INT64_C(30) * 86400},
+        {"720h", INT64_C(720) * 3600},
         {"90", 90},
         {"90s", 90},
         {"15m", 900},
@@ -555,7 +555,7 @@ static void test_field_string_default_limit(void **state)
     assert_non_null(body);
     int n = snprintf(body, FW_MAX_STRING + 32, "{\"s\": \"");
     memset(body + n, 'a', FW_MAX_STRING);
-    strcpy(body + n + FW_MAX_STRING, "\"}");
+    memcpy(body + n + FW_MAX_STRING, "\"}", sizeof("\"}"));
     struct call c;
     call_run(&c, FW_OP_UPDATE, "typed", body);
     assert_int_equal(c.resp.status, FW_OK);
@@ -563,7 +563,7 @@ static void test_field_string_default_limit(void **state)
     call_done(&c);
     n = snprintf(body, FW_MAX_STRING + 32, "{\"s\": \"");
     memset(body + n, 'a', FW_MAX_STRING + 1);
-    strcpy(body + n + FW_MAX_STRING + 1, "\"}");
+    memcpy(body + n + FW_MAX_STRING + 1, "\"}", sizeof("\"}"));
     call_run(&c, FW_OP_UPDATE, "typed", body);
     assert_int_equal(c.resp.status, FW_BAD_REQUEST);
     assert_non_null(strstr(c.resp.message, "'s'"));

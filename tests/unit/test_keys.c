@@ -684,7 +684,7 @@ static void test_usage_count_concurrent_flush(void **state)
     for (int i = 0; i < 50; i++) {
         assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
         json_t *d = ok(e, FW_OP_READ, KP, NULL);
-        assert_true(num(d, "usage_count") <= HIT_THREADS * HIT_READS);
+        assert_true(num(d, "usage_count") <= (int64_t)HIT_THREADS * HIT_READS);
         json_decref(d);
     }
     for (int i = 0; i < HIT_THREADS; i++) {

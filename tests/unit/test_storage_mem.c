@@ -122,7 +122,7 @@ static void test_limits(void **state)
 
     unsigned char *big = calloc(1, STORAGE_MAX_VALUE + 1);
     assert_non_null(big);
-    assert_int_equal(storage_put(st, "big", big, STORAGE_MAX_VALUE, false), ERR_OK);
+    assert_int_equal(storage_put(st, "big", big, (size_t)STORAGE_MAX_VALUE, false), ERR_OK);
     assert_int_equal(storage_put(st, "big2", big, STORAGE_MAX_VALUE + 1, false), ERR_TOOBIG);
     assert_int_equal(storage_get(st, "big2", &v, &len), ERR_NOTFOUND);
     free(big);
@@ -190,7 +190,7 @@ static void test_json_helpers(void **state)
     assert_int_equal(storage_put_json(st, "nulldoc", NULL, false), ERR_INVAL);
 
     /* A document one byte past the value limit is refused before any write. */
-    char *s = malloc(STORAGE_MAX_VALUE);
+    char *s = malloc((size_t)STORAGE_MAX_VALUE);
     memset(s, 'a', STORAGE_MAX_VALUE - 1);
     s[STORAGE_MAX_VALUE - 1] = '\0';
     json_t *huge = json_pack("[s]", s); /* ["aaa..."]: 4 bytes of syntax */

@@ -153,8 +153,8 @@ static void test_handshake_field_is_raw_b64_of_der(void **state)
     /* Decode with padding restored: the bytes are the DER. */
     char *padded = calloc(n + 4, 1);
     memcpy(padded, t.cert_b64, n);
-    while (strlen(padded) % 4 != 0) {
-        strcat(padded, "=");
+    for (size_t plen = strlen(padded); plen % 4 != 0; plen++) {
+        padded[plen] = '='; /* calloc'd: the byte after stays NUL */
     }
     unsigned char *der = malloc(strlen(padded));
     int len = EVP_DecodeBlock(der, (const unsigned char *)padded, (int)strlen(padded));
@@ -193,7 +193,7 @@ static int group_setup(void **state)
 static int heap_setup(void **state)
 {
     (void)state;
-    return secret_heap_init(64 * 1024) == ERR_OK ? 0 : -1;
+    return secret_heap_init((size_t)64 * 1024) == ERR_OK ? 0 : -1;
 }
 
 int main(void)

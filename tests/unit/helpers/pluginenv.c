@@ -36,5 +36,5 @@ int pluginenv_teardown(void **state)
 int pluginenv_group_setup(void **state)
 {
     (void)state;
-    return secret_heap_init(1024 * 1024) == ERR_OK ? 0 : -1;
+    return secret_heap_init((size_t)1024 * 1024) == ERR_OK ? 0 : -1;
 }
