@@ -33,15 +33,34 @@ void provider_http_done(struct provider_http *h)
     h->headers = NULL;
 }
 
+/* A provider's token count: an integer or a whole real, clamped to 0..PROVIDER_MAX_TOKENS. */
+static long long prov_count(const json_t *v)
+{
+    if (json_is_integer(v)) {
+        json_int_t n = json_integer_value(v);
+        return n <= 0 ? 0 : n >= PROVIDER_MAX_TOKENS ? PROVIDER_MAX_TOKENS : (long long)n;
+    }
+    double d = json_real_value(v); /* 0 for anything but a real */
+    if (!(d > 0)) {
+        return 0; /* also NaN */
+    }
+    return d >= (double)PROVIDER_MAX_TOKENS ? PROVIDER_MAX_TOKENS : (long long)d;
+}
+
+static long long prov_min(long long a, long long b)
+{
+    return a < b ? a : b;
+}
+
 void provider_usage_from_openai(const json_t *usage, struct provider_usage *u)
 {
     if (!json_is_object(usage)) {
         return;
     }
-    u->prompt_tokens = json_integer_value(json_object_get(usage, "prompt_tokens"));
-    u->completion_tokens = json_integer_value(json_object_get(usage, "completion_tokens"));
+    u->prompt_tokens = prov_count(json_object_get(usage, "prompt_tokens"));
+    u->completion_tokens = prov_count(json_object_get(usage, "completion_tokens"));
     const json_t *d = json_object_get(usage, "prompt_tokens_details");
-    u->cached_tokens = json_integer_value(json_object_get(d, "cached_tokens"));
+    u->cached_tokens = prov_min(prov_count(json_object_get(d, "cached_tokens")), u->prompt_tokens);
     u->seen = true;
 }
 
@@ -547,17 +566,18 @@ static void anth_usage(const json_t *u, struct provider_usage *out, bool input_s
         return;
     }
     if (input_side || json_object_get(u, "input_tokens") != NULL) {
-        long long in = json_integer_value(json_object_get(u, "input_tokens"));
-        long long cr = json_integer_value(json_object_get(u, "cache_read_input_tokens"));
-        long long cc = json_integer_value(json_object_get(u, "cache_creation_input_tokens"));
+        /* Each is at most PROVIDER_MAX_TOKENS, so the sum cannot overflow. */
+        long long in = prov_count(json_object_get(u, "input_tokens"));
+        long long cr = prov_count(json_object_get(u, "cache_read_input_tokens"));
+        long long cc = prov_count(json_object_get(u, "cache_creation_input_tokens"));
         /* OpenAI's prompt_tokens include cached ones; Anthropic's input_tokens do not. */
         if (in + cr + cc > 0 || input_side) {
-            out->prompt_tokens = in + cr + cc;
-            out->cached_tokens = cr;
+            out->prompt_tokens = prov_min(in + cr + cc, PROVIDER_MAX_TOKENS);
+            out->cached_tokens = prov_min(cr, out->prompt_tokens);
         }
     }
     if (json_object_get(u, "output_tokens") != NULL) {
-        out->completion_tokens = json_integer_value(json_object_get(u, "output_tokens"));
+        out->completion_tokens = prov_count(json_object_get(u, "output_tokens"));
     }
     out->seen = true;
 }
@@ -655,11 +675,19 @@ static enum err anthropic_response(enum provider_op op, const char *body, size_t
                                    struct provider_usage *ret_usage)
 {
     json_t *j = json_loadb(body, len, 0, NULL);
-    if (j == NULL) {
+    if (!json_is_object(j)) {
+        json_decref(j);
         return ERR_PROTO;
     }
-    enum err e = provider_anthropic_response(j, ret_json, ret_usage);
+    /* ret_json may be NULL (usage only): the translation is still how usage is read. */
+    json_t *out = NULL;
+    enum err e = provider_anthropic_response(j, &out, ret_usage);
     json_decref(j);
+    if (ret_json != NULL) {
+        *ret_json = out;
+    } else {
+        json_decref(out);
+    }
     return e;
 }
 

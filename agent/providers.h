@@ -25,6 +25,13 @@
 
 enum provider_op { PROVIDER_CHAT, PROVIDER_EMBEDDINGS };
 
+/*
+ * The most tokens of one kind one call may report: 10x the largest context
+ * window we know of (~10^7). Provider usage counts are clamped to
+ * 0..PROVIDER_MAX_TOKENS (see provider_usage_from_openai).
+ */
+#define PROVIDER_MAX_TOKENS 100000000LL
+
 struct provider_usage {
     long long prompt_tokens;
     long long completion_tokens;
@@ -86,6 +93,13 @@ struct provider_adapter {
 const struct provider_adapter *provider_find(const char *api_style);
 
 /* Usage from an OpenAI "usage" object (prompt/completion/cached tokens). */
+/*
+ * Reads OpenAI's usage object into u (prompt, completion, cached tokens).
+ * Counts come from a peer: a negative, non-numeric or absurd count must not
+ * lower a tenant's spend, overflow a total, or get a whole usage batch
+ * refused by the plugin (which bounds every count), so each is clamped to
+ * 0..PROVIDER_MAX_TOKENS and cached tokens to at most the prompt tokens.
+ */
 void provider_usage_from_openai(const json_t *usage, struct provider_usage *u);
 
 /* Price from a catalog entry's models[] (input_per_1m, output_per_1m); 0 when unknown. */

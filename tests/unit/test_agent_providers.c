@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Unit tests for the usage counts the adapters take from provider replies:
+ * whatever a provider reports (negative, fractional, absurd, not a number),
+ * the counts stay in 0..PROVIDER_MAX_TOKENS, cached tokens never exceed
+ * prompt tokens, and the cost stays finite and non-negative. A count outside
+ * the plugin's bounds would get a whole usage batch refused (and dropped).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#include "agent/providers.h"
+
+/* An OpenAI chat answer whose usage object is the given JSON text. */
+static char *openai_body(const char *usage)
+{
+    static char b[1024];
+    snprintf(b, sizeof(b),
+             "{\"id\":\"c1\",\"object\":\"chat.completion\",\"choices\":[{\"index\":0,"
+             "\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},\"finish_reason\":\"stop\"}],"
+             "\"usage\":%s}",
+             usage);
+    return b;
+}
+
+static void check_bounded(const struct provider_usage *u)
+{
+    assert_true(u->prompt_tokens >= 0 && u->prompt_tokens <= PROVIDER_MAX_TOKENS);
+    assert_true(u->completion_tokens >= 0 && u->completion_tokens <= PROVIDER_MAX_TOKENS);
+    assert_true(u->cached_tokens >= 0 && u->cached_tokens <= u->prompt_tokens);
+}
+
+/* Both ways an OpenAI-style body is read: the passthrough scan and the full parse. */
+static void openai_usage(const char *usage, struct provider_usage *scan,
+                         struct provider_usage *full)
+{
+    const struct provider_adapter *ad = provider_find("openai");
+    assert_non_null(ad);
+    const char *body = openai_body(usage);
+    memset(scan, 0, sizeof(*scan));
+    memset(full, 0, sizeof(*full));
+    assert_int_equal(ad->response(PROVIDER_CHAT, body, strlen(body), "m", NULL, scan), ERR_OK);
+    json_t *out = NULL;
+    assert_int_equal(ad->response(PROVIDER_CHAT, body, strlen(body), "m", &out, full), ERR_OK);
+    json_decref(out);
+    check_bounded(scan);
+    check_bounded(full);
+    assert_memory_equal(scan, full, sizeof(*scan));
+}
+
+static void test_openai_counts_clamped(void **state)
+{
+    (void)state;
+    struct provider_usage s, f;
+    openai_usage("{\"prompt_tokens\":12,\"completion_tokens\":5,"
+                 "\"prompt_tokens_details\":{\"cached_tokens\":4}}",
+                 &s, &f);
+    assert_int_equal(s.prompt_tokens, 12);
+    assert_int_equal(s.completion_tokens, 5);
+    assert_int_equal(s.cached_tokens, 4);
+    assert_true(s.seen);
+
+    openai_usage("{\"prompt_tokens\":-1000000,\"completion_tokens\":-1}", &s, &f);
+    assert_int_equal(s.prompt_tokens, 0);
+    assert_int_equal(s.completion_tokens, 0);
+
+    openai_usage("{\"prompt_tokens\":9223372036854775807,\"completion_tokens\":1e300}", &s, &f);
+    assert_int_equal(s.prompt_tokens, PROVIDER_MAX_TOKENS);
+    assert_int_equal(s.completion_tokens, PROVIDER_MAX_TOKENS);
+
+    openai_usage("{\"prompt_tokens\":12.0,\"completion_tokens\":\"7\","
+                 "\"prompt_tokens_details\":{\"cached_tokens\":50}}",
+                 &s, &f);
+    assert_int_equal(s.prompt_tokens, 12);
+    assert_int_equal(s.completion_tokens, 0); /* a string is not a count */
+    assert_int_equal(s.cached_tokens, 12);    /* never more than the prompt */
+
+    openai_usage("{\"prompt_tokens\":null,\"completion_tokens\":[3],\"prompt_tokens_details\":7}",
+                 &s, &f);
+    assert_int_equal(s.prompt_tokens, 0);
+    assert_int_equal(s.completion_tokens, 0);
+    assert_int_equal(s.cached_tokens, 0);
+}
+
+static void test_openai_stream_counts_clamped(void **state)
+{
+    (void)state;
+    const struct provider_adapter *ad = provider_find("openai");
+    assert_non_null(ad);
+    static const char ev[] = "{\"choices\":[],\"usage\":{\"prompt_tokens\":-5,"
+                             "\"completion_tokens\":123456789012,"
+                             "\"prompt_tokens_details\":{\"cached_tokens\":-2}}}";
+    struct provider_stream st;
+    memset(&st, 0, sizeof(st));
+    struct buf out;
+    buf_init(&out, 1 << 16);
+    assert_int_equal(ad->stream_event(&st, "", ev, strlen(ev), &out), ERR_OK);
+    check_bounded(&st.usage);
+    assert_int_equal(st.usage.prompt_tokens, 0);
+    assert_int_equal(st.usage.completion_tokens, PROVIDER_MAX_TOKENS);
+    assert_int_equal(st.usage.cached_tokens, 0);
+    buf_done(&out);
+}
+
+static void test_anthropic_counts_clamped(void **state)
+{
+    (void)state;
+    json_t *m = json_loads(
+        "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\","
+        "\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],\"stop_reason\":\"end_turn\","
+        "\"usage\":{\"input_tokens\":-10,\"cache_read_input_tokens\":9000000000000000000,"
+        "\"cache_creation_input_tokens\":99999999,\"output_tokens\":-3}}",
+        0, NULL);
+    assert_non_null(m);
+    json_t *o = NULL;
+    struct provider_usage u = {0};
+    assert_int_equal(provider_anthropic_response(m, &o, &u), ERR_OK);
+    check_bounded(&u);
+    assert_int_equal(u.prompt_tokens, PROVIDER_MAX_TOKENS); /* the sum, clamped, no overflow */
+    assert_int_equal(u.cached_tokens, PROVIDER_MAX_TOKENS);
+    assert_int_equal(u.completion_tokens, 0);
+    const json_t *ou = json_object_get(o, "usage");
+    assert_int_equal(json_integer_value(json_object_get(ou, "total_tokens")), PROVIDER_MAX_TOKENS);
+    json_decref(o);
+    json_decref(m);
+
+    const struct provider_adapter *ad = provider_find("anthropic");
+    assert_non_null(ad);
+    static const char start[] = "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":"
+                                "\"c\",\"usage\":{\"input_tokens\":-1,\"output_tokens\":1}}}";
+    static const char delta[] = "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+                                "\"end_turn\"},\"usage\":{\"output_tokens\":1e30}}";
+    struct provider_stream st;
+    memset(&st, 0, sizeof(st));
+    struct buf out;
+    buf_init(&out, 1 << 16);
+    assert_int_equal(ad->stream_event(&st, "message_start", start, strlen(start), &out), ERR_OK);
+    assert_int_equal(ad->stream_event(&st, "message_delta", delta, strlen(delta), &out), ERR_OK);
+    check_bounded(&st.usage);
+    assert_int_equal(st.usage.prompt_tokens, 0);
+    assert_int_equal(st.usage.completion_tokens, PROVIDER_MAX_TOKENS);
+    buf_done(&out);
+}
+
+/* ret_json NULL asks for usage only: every adapter must honour it, translating ones too. */
+static void test_usage_only(void **state)
+{
+    (void)state;
+    static const char anth[] = "{\"id\":\"m\",\"type\":\"message\",\"content\":[{\"type\":"
+                               "\"text\",\"text\":\"hi\"}],\"stop_reason\":\"end_turn\","
+                               "\"usage\":{\"input_tokens\":3,\"output_tokens\":2}}";
+    const struct provider_adapter *ad = provider_find("anthropic");
+    assert_non_null(ad);
+    struct provider_usage u = {0};
+    assert_int_equal(ad->response(PROVIDER_CHAT, anth, strlen(anth), "m", NULL, &u), ERR_OK);
+    assert_int_equal(u.prompt_tokens, 3);
+    assert_int_equal(u.completion_tokens, 2);
+    /* Not an object: refused whether or not the answer is wanted. */
+    json_t *out = NULL;
+    assert_int_equal(ad->response(PROVIDER_CHAT, "[1]", 3, "m", &out, &u), ERR_PROTO);
+    assert_null(out);
+    assert_int_equal(ad->response(PROVIDER_CHAT, "[1]", 3, "m", NULL, &u), ERR_PROTO);
+}
+
+static void test_cost_finite(void **state)
+{
+    (void)state;
+    json_t *entry = json_loads("{\"models\":[{\"name\":\"m\",\"input_per_1m\":100000,"
+                               "\"output_per_1m\":100000}]}",
+                               0, NULL);
+    assert_non_null(entry);
+    struct provider_usage u = {.prompt_tokens = PROVIDER_MAX_TOKENS,
+                               .completion_tokens = PROVIDER_MAX_TOKENS};
+    double c = provider_cost(entry, "m", &u);
+    assert_true(isfinite(c) && c > 0);
+    /* The plugin refuses a usage record above 1e9 USD; one call stays far below. */
+    assert_true(c <= 1e8);
+    json_decref(entry);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_openai_counts_clamped),
+        cmocka_unit_test(test_openai_stream_counts_clamped),
+        cmocka_unit_test(test_anthropic_counts_clamped),
+        cmocka_unit_test(test_usage_only),
+        cmocka_unit_test(test_cost_finite),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
