@@ -212,7 +212,11 @@ static bool azure_name_ok(const char *s)
             return false;
         }
     }
-    return s[0] != '\0' && strlen(s) <= 128;
+    /*
+     * Not a leading dot: "." and ".." would be dot segments, which curl
+     * resolves (RFC 3986 5.2.4), and the call would leave the deployment's path.
+     */
+    return s[0] != '\0' && s[0] != '.' && strlen(s) <= 128;
 }
 
 static enum err azure_build(const struct provider_call *c, struct provider_http *out)

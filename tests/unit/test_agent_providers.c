@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "agent/providers.h"
+#include "common/secret.h"
 
 /* An OpenAI chat answer whose usage object is the given JSON text. */
 static char *openai_body(const char *usage)
@@ -169,6 +170,67 @@ static void test_usage_only(void **state)
     assert_int_equal(ad->response(PROVIDER_CHAT, "[1]", 3, "m", NULL, &u), ERR_PROTO);
 }
 
+/* Azure puts the deployment and api_version from key metadata into the URL. */
+static enum err azure_url(const char *metadata, char *url, size_t size)
+{
+    const struct provider_adapter *ad = provider_find("azure");
+    assert_non_null(ad);
+    json_t *entry = json_loads("{\"base_url\":\"https://r.openai.azure.com/\"}", 0, NULL);
+    json_t *md = json_loads(metadata, 0, NULL);
+    json_t *req = json_loads("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 0, NULL);
+    struct secret *key = secret_from("k-canary-0123456789", 19);
+    assert_non_null(entry);
+    assert_non_null(md);
+    assert_non_null(req);
+    assert_non_null(key);
+    struct provider_call c = {.op = PROVIDER_CHAT,
+                              .req = req,
+                              .model = "gpt-4o",
+                              .entry = entry,
+                              .metadata = md,
+                              .key = key,
+                              .default_max_tokens = 16};
+    struct provider_http h;
+    memset(&h, 0, sizeof(h));
+    enum err e = ad->build(&c, &h);
+    snprintf(url, size, "%s", e == ERR_OK ? h.url : "");
+    provider_http_done(&h);
+    secret_free(&key);
+    json_decref(req);
+    json_decref(md);
+    json_decref(entry);
+    return e;
+}
+
+static void test_azure_url_segments(void **state)
+{
+    (void)state;
+    char url[4096];
+    assert_int_equal(
+        azure_url("{\"deployment\":\"dep-1.5\",\"api_version\":\"2024-06-01\"}", url, sizeof(url)),
+        ERR_OK);
+    assert_string_equal(url,
+                        "https://r.openai.azure.com/openai/deployments/dep-1.5/chat/completions"
+                        "?api-version=2024-06-01");
+    /* The model's own name when no deployment is given; one map entry per model. */
+    assert_int_equal(azure_url("{\"deployment\":{\"gpt-4o\":\"d4o\"}}", url, sizeof(url)), ERR_OK);
+    assert_non_null(strstr(url, "/openai/deployments/d4o/chat/completions?api-version="));
+    static const char *const bad[] = {
+        "{\"deployment\":\"..\"}",
+        "{\"deployment\":\".\"}",
+        "{\"deployment\":\".hidden\"}",
+        "{\"deployment\":\"a/b\"}",
+        "{\"deployment\":\"a?b\"}",
+        "{\"deployment\":\"a b\"}",
+        "{\"deployment\":\"{\\\"gpt-4o\\\":\\\"..\\\"}\"}",
+        "{\"api_version\":\"..\"}",
+        "{\"api_version\":\"1&x=y\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(azure_url(bad[i], url, sizeof(url)), ERR_CONFIG);
+    }
+}
+
 static void test_cost_finite(void **state)
 {
     (void)state;
@@ -185,6 +247,12 @@ static void test_cost_finite(void **state)
     json_decref(entry);
 }
 
+static int setup(void **state)
+{
+    (void)state;
+    return secret_heap_init((size_t)64 * 1024) == ERR_OK ? 0 : -1;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,7 +260,8 @@ int main(void)
         cmocka_unit_test(test_openai_stream_counts_clamped),
         cmocka_unit_test(test_anthropic_counts_clamped),
         cmocka_unit_test(test_usage_only),
+        cmocka_unit_test(test_azure_url_segments),
         cmocka_unit_test(test_cost_finite),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, NULL);
 }
