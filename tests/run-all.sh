@@ -5,6 +5,8 @@
 # each test case counts once. Logs go to build/test-logs/. Exit status 1 on any failure.
 #
 # Suites, in order:
+#   lint      `make lint` (clang-tidy with .clang-tidy): one case, passes with no findings;
+#             skipped, and said so, when clang-tidy is not installed
 #   unit      tests/unit/test_* (cmocka, TAP output), normal build then ASan/UBSan build
 #   vaultsim  Go tests of the plugin under the Vault stand-in, normal then ASan plugin
 #   e2e       tests/e2e/*.sh (TAP), normal build then ASan build (BYOK_BUILD selects)
@@ -103,6 +105,31 @@ run_fuzz() {
     suite_status "fuzz/replay" "$rc" "$log"
 }
 
+run_lint() {
+    local n=lint log="$LOGS/lint.log"
+    if ! command -v clang-tidy >/dev/null 2>&1; then
+        skip=$((skip + 1))
+        printf '  %-44s skipped: clang-tidy is not installed (make deps installs it)\n' "$n"
+        return 0
+    fi
+    timeout 900 make --no-print-directory lint >"$log" 2>&1
+    local rc=$?
+    if [ "$rc" -eq 0 ]; then
+        pass=$((pass + 1))
+        printf '  %-44s %4d passed %3d failed %3d skipped\n' "$n" 1 0 0
+        return 0
+    fi
+    fail=$((fail + 1))
+    local summary
+    summary=$(grep -E '^lint: [0-9]+ findings' "$log" | sed 's/^lint: //')
+    failed_names+=("$n: ${summary:-exited with status $rc} (see $log)")
+    printf '  %-44s %4d passed %3d failed %3d skipped\n' "$n" 0 1 0
+    # The findings themselves (their note trails are in the log).
+    grep -E '^[^ ]+:[0-9]+:[0-9]+: (warning|error): |^lint: ' "$log" | sed 's/^/    /'
+}
+
+echo "== lint"
+run_lint
 echo "== unit"
 run_unit normal build
 run_unit asan build/asan
