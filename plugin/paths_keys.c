@@ -77,6 +77,49 @@ static bool keys_names_ok(struct fw_request *req, struct fw_response *resp)
     return true;
 }
 
+/*
+ * An Azure deployment or api_version: the agent puts both into the request
+ * URL (agent/providers.c azure_name_ok), so the same rule holds here and a bad
+ * one is refused when the key is written, not on every call: 1..128 of
+ * A-Z a-z 0-9 . _ - and no leading dot (a dot segment would leave the path).
+ */
+static bool keys_azure_name_ok(const char *s)
+{
+    if (s == NULL || s[0] == '\0' || s[0] == '.' || strlen(s) > 128) {
+        return false;
+    }
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+           strlen(s);
+}
+
+/* Azure key metadata: "deployment" is a name or a JSON object of model -> name; "api_version". */
+static bool keys_azure_meta_ok(struct fw_request *req, struct fw_response *resp)
+{
+    const json_t *md = fw_json(req, "metadata");
+    const char *dep = json_string_value(json_object_get(md, "deployment"));
+    const char *ver = json_string_value(json_object_get(md, "api_version"));
+    bool ok = ver == NULL || keys_azure_name_ok(ver);
+    if (ok && dep != NULL && dep[0] == '{') {
+        json_t *map = json_loads(dep, 0, NULL);
+        const char *k;
+        json_t *v;
+        ok = json_is_object(map) && json_object_size(map) > 0;
+        json_object_foreach(map, k, v)
+        {
+            ok = ok && keys_azure_name_ok(json_string_value(v));
+        }
+        json_decref(map);
+    } else if (ok && dep != NULL) {
+        ok = keys_azure_name_ok(dep);
+    }
+    if (!ok) {
+        fw_error(resp, "invalid value for field 'metadata': an Azure deployment (a name, or a JSON "
+                       "object of model to name) and api_version are 1..128 of A-Z a-z 0-9 . _ - "
+                       "and do not start with a dot");
+    }
+    return ok;
+}
+
 /* The provider must be in the catalog and allowed by config. */
 static enum err keys_provider_check(struct fw_request *req, struct fw_response *resp,
                                     const json_t *config, json_t **ret_entry, bool *ret_ok)
@@ -502,6 +545,12 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     bool ok = false;
     e = keys_provider_check(req, resp, config, &entry, &ok);
     if (e != ERR_OK || !ok) {
+        goto out_config;
+    }
+    const char *style = json_string_value(json_object_get(entry, "api_style"));
+    if (fw_provided(req, "metadata") && style != NULL && strcmp(style, "azure") == 0 &&
+        !keys_azure_meta_ok(req, resp)) {
+        json_decref(entry);
         goto out_config;
     }
     char now_s[32];

@@ -1070,6 +1070,27 @@ static const struct bad_case bad_cases[] = {
      "{\"key_value\": \"sk-abcdefghijklmnop\", \"rate_limit\": \"many\"}", "rate_limit"},
     {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
      "{\"key_value\": \"sk-abcdefghijklmnop\", \"metadata\": {\"a\": 1}}", "metadata"},
+    /* Azure: deployment and api_version go into the agent's request URL. */
+    {FW_OP_UPDATE, "tenants/acme/keys/azure/production",
+     "{\"key_value\": \"0123456789abcdef0123456789abcdef\", \"metadata\": {\"deployment\": "
+     "\"..\"}}",
+     "metadata"},
+    {FW_OP_UPDATE, "tenants/acme/keys/azure/production",
+     "{\"key_value\": \"0123456789abcdef0123456789abcdef\", \"metadata\": {\"deployment\": "
+     "\"a/b\"}}",
+     "metadata"},
+    {FW_OP_UPDATE, "tenants/acme/keys/azure/production",
+     "{\"key_value\": \"0123456789abcdef0123456789abcdef\", \"metadata\": {\"deployment\": "
+     "\"{\\\"gpt-4o\\\": \\\".hidden\\\"}\"}}",
+     "metadata"},
+    {FW_OP_UPDATE, "tenants/acme/keys/azure/production",
+     "{\"key_value\": \"0123456789abcdef0123456789abcdef\", \"metadata\": {\"deployment\": "
+     "\"{}\"}}",
+     "metadata"},
+    {FW_OP_UPDATE, "tenants/acme/keys/azure/production",
+     "{\"key_value\": \"0123456789abcdef0123456789abcdef\", \"metadata\": {\"api_version\": "
+     "\"2024-06-01&x=1\"}}",
+     "metadata"},
     {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
      "{\"key_value\": \"sk-abcdefghijklmnop\", \"name\": \"a\\nb\"}", "name"},
     {FW_OP_UPDATE, "tenants/acme/keys/openai/production",
