@@ -133,6 +133,18 @@ static double route_price(const json_t *m)
            json_number_value(json_object_get(m, "output_per_1m"));
 }
 
+/*
+ * A catalog model's name when it can be a candidate: 1..ROUTE_MAX_MODEL
+ * characters. The plugin checks names when the catalog is written; an entry
+ * that still holds another (an older plugin, a damaged store) is skipped
+ * rather than sent upstream empty or cut short.
+ */
+static const char *route_model_name(const json_t *m)
+{
+    const char *name = json_string_value(json_object_get(m, "name"));
+    return name != NULL && name[0] != '\0' && strlen(name) <= ROUTE_MAX_MODEL ? name : NULL;
+}
+
 /* The provider's model for this want: default_model if it fits, else the cheapest that does. */
 static const char *route_pick_model(const json_t *entry, const char *op_cap, const char *task_cap,
                                     int tier)
@@ -144,7 +156,7 @@ static const char *route_pick_model(const json_t *entry, const char *op_cap, con
     const json_t *m;
     json_array_foreach(models, i, m)
     {
-        const char *name = json_string_value(json_object_get(m, "name"));
+        const char *name = route_model_name(m);
         if (name == NULL || !route_fits(m, op_cap, task_cap, tier)) {
             continue;
         }
@@ -155,7 +167,7 @@ static const char *route_pick_model(const json_t *entry, const char *op_cap, con
             best = m;
         }
     }
-    return best != NULL ? json_string_value(json_object_get(best, "name")) : NULL;
+    return best != NULL ? route_model_name(best) : NULL;
 }
 
 static bool route_has_model(const json_t *entry, const char *model)
@@ -164,7 +176,7 @@ static bool route_has_model(const json_t *entry, const char *model)
     const json_t *m;
     json_array_foreach(json_object_get(entry, "models"), i, m)
     {
-        const char *name = json_string_value(json_object_get(m, "name"));
+        const char *name = route_model_name(m);
         if (name != NULL && strcmp(name, model) == 0) {
             return true;
         }

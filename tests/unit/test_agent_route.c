@@ -191,6 +191,32 @@ static const char *find_header(const struct curl_slist *l, const char *prefix)
     return NULL;
 }
 
+/* A catalog model without a usable name (empty, too long) is never a candidate. */
+static void test_unnamed_models_skipped(void **state)
+{
+    (void)state;
+    char longname[ROUTE_MAX_MODEL + 2];
+    memset(longname, 'm', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    json_t *entry = json_pack("{s:s,s:[{s:s,s:f},{s:s,s:f},{s:s,s:f}]}", "default_model", "",
+                              "models", "name", "", "input_per_1m", 0.0, "name", longname,
+                              "input_per_1m", 0.0, "name", "ok-model", "input_per_1m", 5.0);
+    json_t *settings = json_object();
+    assert_non_null(entry);
+    struct route_view v = {"openai", entry, settings};
+    struct route_want w = {.model = "auto", .op = PROVIDER_CHAT};
+    struct route_candidate out[ROUTE_MAX_CANDIDATES];
+    size_t n = 0;
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].model, "ok-model");
+    /* Asked for by name, an empty one is not found either. */
+    struct route_want bare = {.model = "", .op = PROVIDER_CHAT};
+    assert_int_equal(route_plan(ROUTE_BARE, &bare, &v, 1, out, &n), ERR_NOTFOUND);
+    json_decref(settings);
+    json_decref(entry);
+}
+
 static void test_build_requests(void **state)
 {
     (void)state;
@@ -293,6 +319,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auto_task_and_tier, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_allowed_tasks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bare_model, fx_setup, fx_teardown),
+        cmocka_unit_test(test_unnamed_models_skipped),
         cmocka_unit_test(test_build_requests),
         cmocka_unit_test(test_cost),
     };
