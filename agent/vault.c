@@ -274,17 +274,15 @@ static void vault_schedule_renew(struct vault *v, long ttl, bool renewable)
     evtimer_add(v->renew_timer, &tv);
 }
 
-/* Parses {"auth": {"client_token", "lease_duration", "renewable"}} or {"data": {"ttl",
- * "renewable"}}. */
-static void vault_parse_lease(struct buf *body, struct secret **ret_token, long *ret_ttl,
-                              bool *ret_renewable)
+void vault_parse_lease(const char *body, size_t len, struct secret **ret_token, long *ret_ttl,
+                       bool *ret_renewable)
 {
     *ret_ttl = 0;
     *ret_renewable = false;
-    if (body == NULL || body->len == 0) {
+    if (body == NULL || len == 0) {
         return;
     }
-    json_t *root = json_loadb(body->data, body->len, 0, NULL);
+    json_t *root = json_loadb(body, len, 0, NULL);
     if (root == NULL) {
         return;
     }
@@ -301,7 +299,20 @@ static void vault_parse_lease(struct buf *body, struct secret **ret_token, long 
         *ret_ttl = (long)json_integer_value(json_object_get(data, "ttl"));
         *ret_renewable = json_is_true(json_object_get(data, "renewable"));
     }
+    /* A peer's number: bounded before the renewal time is computed from it (ttl * 2 / 3). */
+    if (*ret_ttl < 0) {
+        *ret_ttl = 0;
+    } else if (*ret_ttl > VAULT_MAX_LEASE_S) {
+        *ret_ttl = VAULT_MAX_LEASE_S;
+    }
     json_decref(root);
+}
+
+static void vault_parse_lease_buf(const struct buf *body, struct secret **ret_token, long *ret_ttl,
+                                  bool *ret_renewable)
+{
+    vault_parse_lease(body != NULL ? body->data : NULL, body != NULL ? body->len : 0, ret_token,
+                      ret_ttl, ret_renewable);
 }
 
 static enum err vault_internal(struct vault *v, const char *method, const char *path, char *body,
@@ -316,7 +327,7 @@ static void vault_lookup_done(void *arg, enum err e, long status, struct buf *bo
     }
     long ttl;
     bool renewable;
-    vault_parse_lease(body, NULL, &ttl, &renewable);
+    vault_parse_lease_buf(body, NULL, &ttl, &renewable);
     vault_schedule_renew(v, ttl, renewable);
 }
 
@@ -368,7 +379,7 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
     long ttl;
     bool renewable;
     if (status == 200) {
-        vault_parse_lease(body, &tok, &ttl, &renewable);
+        vault_parse_lease_buf(body, &tok, &ttl, &renewable);
     }
     if (tok == NULL) {
         log_kv(LOGL_ERROR, "vault login failed", "address", v->cfg->vault.address, "method",
@@ -467,7 +478,7 @@ static void vault_renew_done(void *arg, enum err e, long status, struct buf *bod
     }
     long ttl;
     bool renewable;
-    vault_parse_lease(body, NULL, &ttl, &renewable);
+    vault_parse_lease_buf(body, NULL, &ttl, &renewable);
     v->stats.renewals++;
     vault_schedule_renew(v, ttl, renewable);
 }

@@ -65,4 +65,15 @@ struct vault_stats {
 };
 const struct vault_stats *vault_stats(const struct vault *v);
 
+/* Longest token lease we schedule a renewal for (ten years; Vault's own max_lease_ttl is less). */
+#define VAULT_MAX_LEASE_S (10L * 365 * 86400)
+/*
+ * Reads a login or token-lookup reply: {"auth": {"client_token",
+ * "lease_duration", "renewable"}} or {"data": {"ttl", "renewable"}}. The
+ * token (when ret_token is given and one is there) goes to secure memory;
+ * the TTL is clamped to 0..VAULT_MAX_LEASE_S. Exposed for the unit test.
+ */
+void vault_parse_lease(const char *body, size_t len, struct secret **ret_token, long *ret_ttl,
+                       bool *ret_renewable);
+
 #endif
