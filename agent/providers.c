@@ -75,7 +75,9 @@ double provider_cost(const json_t *entry, const char *model, const struct provid
         if (name != NULL && strcmp(name, model) == 0) {
             double in = json_number_value(json_object_get(m, "input_per_1m"));
             double out = json_number_value(json_object_get(m, "output_per_1m"));
-            if (in < 0 || out < 0) {
+            /* The plugin bounds prices when the catalog is written; a creds reply that says
+               otherwise costs nothing rather than a cost the usage report would be refused for. */
+            if (!(in >= 0 && in <= PROVIDER_MAX_PRICE && out >= 0 && out <= PROVIDER_MAX_PRICE)) {
                 return 0;
             }
             return ((double)u->prompt_tokens * in + (double)u->completion_tokens * out) / 1e6;

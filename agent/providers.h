@@ -31,6 +31,8 @@ enum provider_op { PROVIDER_CHAT, PROVIDER_EMBEDDINGS };
  * 0..PROVIDER_MAX_TOKENS (see provider_usage_from_openai).
  */
 #define PROVIDER_MAX_TOKENS 100000000LL
+/* The highest catalog price (USD per 1M tokens) a cost is computed from: the plugin's bound. */
+#define PROVIDER_MAX_PRICE 100000.0
 
 struct provider_usage {
     long long prompt_tokens;

@@ -245,6 +245,13 @@ static void test_cost_finite(void **state)
     /* The plugin refuses a usage record above 1e9 USD; one call stays far below. */
     assert_true(c <= 1e8);
     json_decref(entry);
+    /* A price above the plugin's bound (or negative) costs nothing rather than infinity. */
+    entry = json_loads("{\"models\":[{\"name\":\"m\",\"input_per_1m\":1e308,"
+                       "\"output_per_1m\":1}]}",
+                       0, NULL);
+    assert_non_null(entry);
+    assert_true(provider_cost(entry, "m", &u) == 0);
+    json_decref(entry);
 }
 
 static int setup(void **state)
