@@ -33,7 +33,7 @@ void provider_http_done(struct provider_http *h)
     h->headers = NULL;
 }
 
-/* A provider's token count: an integer or a whole real, clamped to 0..PROVIDER_MAX_TOKENS. */
+/* A provider's token count: an integer or a real (truncated), clamped to 0..PROVIDER_MAX_TOKENS. */
 static long long prov_count(const json_t *v)
 {
     if (json_is_integer(v)) {
