@@ -6,7 +6,6 @@
  * inputs on purpose (a write followed by a read reaches more code).
  */
 #include <jansson.h>
-#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include "plugin/byok.h"
 #include "plugin/framework.h"
 #include "plugin/storage.h"
+#include "tests/fuzz/fz_plugin.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -27,24 +27,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    log_init(NULL, LOGL_OFF);
-    /*
-     * OpenSSL's DRBGs first: made after the secure heap exists, they are
-     * reachable only through it (an mmap'ed arena LeakSanitizer does not
-     * scan), and libFuzzer's leak check reports them as leaked.
-     */
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1 || RAND_priv_bytes(b, sizeof(b)) != 1) {
-        abort();
-    }
-    if (secret_heap_init((size_t)4 * 1024 * 1024) != ERR_OK) {
-        abort();
-    }
-    fz_byok = byok_new();
-    fz_storage = storage_mem_new();
-    if (fz_byok == NULL || fz_storage == NULL || byok_initialize(fz_byok, fz_storage) != ERR_OK) {
-        abort();
-    }
+    fz_plugin_start(&fz_byok, &fz_storage);
     return 0;
 }
 

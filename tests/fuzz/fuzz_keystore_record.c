@@ -10,7 +10,6 @@
  * cache never answers from an earlier input; the record is deleted after.
  */
 #include <jansson.h>
-#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include "plugin/framework.h"
 #include "plugin/keystore.h"
 #include "plugin/storage.h"
+#include "tests/fuzz/fz_plugin.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -67,20 +67,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    log_init(NULL, LOGL_OFF);
-    /* OpenSSL's DRBGs before the secure heap: see fuzz_fw_request.c. */
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1 || RAND_priv_bytes(b, sizeof(b)) != 1) {
-        abort();
-    }
-    if (secret_heap_init((size_t)4 * 1024 * 1024) != ERR_OK) {
-        abort();
-    }
-    fz_byok = byok_new();
-    fz_storage = storage_mem_new();
-    if (fz_byok == NULL || fz_storage == NULL || byok_initialize(fz_byok, fz_storage) != ERR_OK) {
-        abort();
-    }
+    fz_plugin_start(&fz_byok, &fz_storage);
     /* A real key first, so the tenant has a data key and a summary to build. */
     fz_call(FW_OP_UPDATE, "tenants/t/keys/openai/production",
             "{\"key_value\": \"sk-fuzz0123456789abcdef0123456789abcdef0123456789\"}");

@@ -90,24 +90,35 @@ static void test_openai_counts_clamped(void **state)
     assert_int_equal(s.cached_tokens, 0);
 }
 
-static void test_openai_stream_counts_clamped(void **state)
+/* The usage a style's stream adapter has after events {name, data}..., checked bounded. */
+static struct provider_usage stream_usage(const char *style, const char *const (*events)[2],
+                                          size_t n)
 {
-    (void)state;
-    const struct provider_adapter *ad = provider_find("openai");
+    const struct provider_adapter *ad = provider_find(style);
     assert_non_null(ad);
-    static const char ev[] = "{\"choices\":[],\"usage\":{\"prompt_tokens\":-5,"
-                             "\"completion_tokens\":123456789012,"
-                             "\"prompt_tokens_details\":{\"cached_tokens\":-2}}}";
     struct provider_stream st;
     memset(&st, 0, sizeof(st));
     struct buf out;
     buf_init(&out, 1 << 16);
-    assert_int_equal(ad->stream_event(&st, "", ev, strlen(ev), &out), ERR_OK);
-    check_bounded(&st.usage);
-    assert_int_equal(st.usage.prompt_tokens, 0);
-    assert_int_equal(st.usage.completion_tokens, PROVIDER_MAX_TOKENS);
-    assert_int_equal(st.usage.cached_tokens, 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(
+            ad->stream_event(&st, events[i][0], events[i][1], strlen(events[i][1]), &out), ERR_OK);
+    }
     buf_done(&out);
+    check_bounded(&st.usage);
+    return st.usage;
+}
+
+static void test_openai_stream_counts_clamped(void **state)
+{
+    (void)state;
+    static const char *const ev[][2] = {{"", "{\"choices\":[],\"usage\":{\"prompt_tokens\":-5,"
+                                             "\"completion_tokens\":123456789012,"
+                                             "\"prompt_tokens_details\":{\"cached_tokens\":-2}}}"}};
+    struct provider_usage u = stream_usage("openai", ev, 1);
+    assert_int_equal(u.prompt_tokens, 0);
+    assert_int_equal(u.completion_tokens, PROVIDER_MAX_TOKENS);
+    assert_int_equal(u.cached_tokens, 0);
 }
 
 static void test_anthropic_counts_clamped(void **state)
@@ -132,22 +143,14 @@ static void test_anthropic_counts_clamped(void **state)
     json_decref(o);
     json_decref(m);
 
-    const struct provider_adapter *ad = provider_find("anthropic");
-    assert_non_null(ad);
-    static const char start[] = "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":"
-                                "\"c\",\"usage\":{\"input_tokens\":-1,\"output_tokens\":1}}}";
-    static const char delta[] = "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
-                                "\"end_turn\"},\"usage\":{\"output_tokens\":1e30}}";
-    struct provider_stream st;
-    memset(&st, 0, sizeof(st));
-    struct buf out;
-    buf_init(&out, 1 << 16);
-    assert_int_equal(ad->stream_event(&st, "message_start", start, strlen(start), &out), ERR_OK);
-    assert_int_equal(ad->stream_event(&st, "message_delta", delta, strlen(delta), &out), ERR_OK);
-    check_bounded(&st.usage);
-    assert_int_equal(st.usage.prompt_tokens, 0);
-    assert_int_equal(st.usage.completion_tokens, PROVIDER_MAX_TOKENS);
-    buf_done(&out);
+    static const char *const ev[][2] = {
+        {"message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":"
+                          "\"c\",\"usage\":{\"input_tokens\":-1,\"output_tokens\":1}}}"},
+        {"message_delta", "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+                          "\"end_turn\"},\"usage\":{\"output_tokens\":1e30}}"}};
+    struct provider_usage su = stream_usage("anthropic", ev, 2);
+    assert_int_equal(su.prompt_tokens, 0);
+    assert_int_equal(su.completion_tokens, PROVIDER_MAX_TOKENS);
 }
 
 /* ret_json NULL asks for usage only: every adapter must honour it, translating ones too. */
