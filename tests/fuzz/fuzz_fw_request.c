@@ -66,38 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (body != NULL && *body != '\0') {
         jdata = json_loads(body, JSON_DECODE_ANY, NULL);
     }
-    struct fw_request req = {
-        .op = (enum fw_op)opn,
-        .path = path,
-        .data = jdata,
-        .storage = fz_storage,
-        .backend = fz_byok,
-        .request_id = "fuzz",
-    };
-    struct fw_response resp;
-    fw_response_init(&resp);
-    if (req.op == FW_OP_CREATE || req.op == FW_OP_UPDATE) {
-        bool found = false;
-        bool exists = false;
-        struct fw_response eresp;
-        fw_response_init(&eresp);
-        if (fw_exists(byok_path_tables, &req, &found, &exists, &eresp) != ERR_OK) {
-            found = false;
-        }
-        fw_response_done(&eresp);
-    }
-    if (fw_handle(byok_path_tables, &req, &resp) != ERR_OK && resp.status == FW_OK) {
-        abort(); /* an internal failure must be reported in resp */
-    }
-    /* Whatever happened, the reply must serialise (Vault needs valid JSON). */
-    if (resp.data != NULL) {
-        char *s = json_dumps(resp.data, JSON_COMPACT);
-        if (s == NULL) {
-            abort();
-        }
-        free(s);
-    }
-    fw_response_done(&resp);
+    fz_plugin_request(fz_byok, fz_storage, (enum fw_op)opn, path, jdata);
     json_decref(jdata);
     free(text);
     return 0;

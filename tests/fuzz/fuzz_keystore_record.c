@@ -33,33 +33,7 @@ static unsigned long fz_n;
 static void fz_call(enum fw_op op, const char *path, const char *body)
 {
     json_t *jdata = body != NULL ? json_loads(body, 0, NULL) : NULL;
-    struct fw_request req = {.op = op,
-                             .path = path,
-                             .data = jdata,
-                             .storage = fz_storage,
-                             .backend = fz_byok,
-                             .request_id = "fuzz"};
-    struct fw_response resp;
-    if (op == FW_OP_CREATE || op == FW_OP_UPDATE) {
-        bool found = false, exists = false;
-        fw_response_init(&resp);
-        if (fw_exists(byok_path_tables, &req, &found, &exists, &resp) != ERR_OK) {
-            found = false;
-        }
-        fw_response_done(&resp);
-    }
-    fw_response_init(&resp);
-    if (fw_handle(byok_path_tables, &req, &resp) != ERR_OK && resp.status == FW_OK) {
-        abort(); /* an internal failure must be reported in resp */
-    }
-    if (resp.data != NULL) {
-        char *s = json_dumps(resp.data, JSON_COMPACT);
-        if (s == NULL) {
-            abort();
-        }
-        free(s);
-    }
-    fw_response_done(&resp);
+    fz_plugin_request(fz_byok, fz_storage, op, path, jdata);
     json_decref(jdata);
 }
 

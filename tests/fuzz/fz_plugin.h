@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/secret.h"
 #include "plugin/byok.h"
+#include "plugin/framework.h"
 #include "plugin/storage.h"
 
 /* Aborts on failure: a target that cannot start has nothing to fuzz. */
@@ -36,6 +37,40 @@ static inline void fz_plugin_start(struct byok **ret_byok, struct storage **ret_
         byok_initialize(*ret_byok, *ret_storage) != ERR_OK) {
         abort();
     }
+}
+
+/*
+ * Runs one request as Vault does (the existence check first for writes) and
+ * checks what every reply must hold: an internal failure is reported in the
+ * response, and the response serialises (Vault needs valid JSON). Aborts
+ * otherwise. data stays the caller's.
+ */
+static inline void fz_plugin_request(struct byok *b, struct storage *st, enum fw_op op,
+                                     const char *path, json_t *data)
+{
+    struct fw_request req = {
+        .op = op, .path = path, .data = data, .storage = st, .backend = b, .request_id = "fuzz"};
+    struct fw_response resp;
+    if (op == FW_OP_CREATE || op == FW_OP_UPDATE) {
+        bool found = false, exists = false;
+        fw_response_init(&resp);
+        if (fw_exists(byok_path_tables, &req, &found, &exists, &resp) != ERR_OK) {
+            found = false;
+        }
+        fw_response_done(&resp);
+    }
+    fw_response_init(&resp);
+    if (fw_handle(byok_path_tables, &req, &resp) != ERR_OK && resp.status == FW_OK) {
+        abort();
+    }
+    if (resp.data != NULL) {
+        char *s = json_dumps(resp.data, JSON_COMPACT);
+        if (s == NULL) {
+            abort();
+        }
+        free(s);
+    }
+    fw_response_done(&resp);
 }
 
 #endif
