@@ -172,7 +172,11 @@ static void call_abort(struct request *r)
 {
     struct call *c = r->call;
     if (c != NULL) {
-        call_free(c);
+        if (c->cur < c->n_cands) { /* the log line names the provider being called */
+            snprintf(r->provider, sizeof(r->provider), "%s", c->cands[c->cur].provider);
+            snprintf(r->model, sizeof(r->model), "%s", c->cands[c->cur].model);
+        }
+        (void)call_end(c);
     }
     r->status = 499;
     r->error_code = "client_closed";
@@ -374,6 +378,7 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     size_t n = evbuffer_get_length(c->chunk);
     if (n > 0) {
         evhttp_send_reply_chunk_with_cb(c->r->ev, c->chunk, call_drained, c);
+        server_flush_soon(c->r);
         c->round_bytes = c->sent_round == round ? c->round_bytes + n : n;
         c->sent_round = round;
         if (first) {
@@ -392,6 +397,7 @@ static void call_stream_send_json(struct call *c, const char *prefix, json_t *j)
         evbuffer_add_printf(c->chunk, "%s%s\n\n", prefix, s);
         free(s);
         evhttp_send_reply_chunk(c->r->ev, c->chunk);
+        server_flush_soon(c->r);
     }
 }
 
@@ -428,6 +434,7 @@ static void call_stream_end(struct call *c, const char *error_code, const char *
     if (r->ev != NULL) {
         call_stream_usage_comment(c);
         evhttp_send_reply_end(r->ev);
+        server_flush_soon(r);
     }
     r = call_end(c);
     server_finish(r);

@@ -66,7 +66,10 @@ struct server_watch {
     struct bufferevent *bev;
     double deadline; /* monotonic seconds; ignored while busy */
     bool busy;       /* a request is being answered */
+    bool quiet;      /* read timeout off while the request is answered (server_gencb) */
+    bool flush_queued;
     struct server_watch *prev, *next;
+    struct server_watch *flush_next; /* server.flush queue */
 };
 
 struct server_conn {
@@ -88,8 +91,11 @@ struct server {
     struct server_watch *watches;
     size_t n_watches; /* accepted connections still open */
     struct event *sweep;
-    unsigned long long sweep_seq; /* ctx->req_seq at the last sweep */
-    unsigned long long trim_seq;  /* ctx->req_seq at the last malloc_trim */
+    struct event *flush;             /* made active when flush_head has entries */
+    struct server_watch *flush_head; /* connections with reply bytes to write this turn, */
+    struct server_watch *flush_tail; /* in the order they were given them */
+    unsigned long long sweep_seq;    /* ctx->req_seq at the last sweep */
+    unsigned long long trim_seq;     /* ctx->req_seq at the last malloc_trim */
 };
 
 #define SERVER_SWEEP_MS 500
@@ -197,6 +203,7 @@ void server_reply_buf(struct request *r, int status, const char *content_type, s
     if (r->ev != NULL) {
         server_common_headers(r, content_type);
         evhttp_send_reply(r->ev, status, NULL, b);
+        server_flush_soon(r);
     }
     server_finish(r);
 }
@@ -220,6 +227,7 @@ void server_reply_json(struct request *r, int status, json_t *body)
         r->status = 500;
         if (r->ev != NULL) {
             evhttp_send_error(r->ev, 500, NULL);
+            server_flush_soon(r);
         }
         server_finish(r);
         return;
@@ -320,6 +328,28 @@ static void server_metrics(struct request *r)
 
 /* ---- connections ------------------------------------------------------------------------- */
 
+/* Takes w off the server's flush queue (see server_flush_one). */
+static void server_flush_unqueue(struct server *s, struct server_watch *w)
+{
+    struct server_watch *prev = NULL;
+    for (struct server_watch *q = s->flush_head; q != NULL; prev = q, q = q->flush_next) {
+        if (q != w) {
+            continue;
+        }
+        if (prev != NULL) {
+            prev->flush_next = w->flush_next;
+        } else {
+            s->flush_head = w->flush_next;
+        }
+        if (s->flush_tail == w) {
+            s->flush_tail = prev;
+        }
+        w->flush_next = NULL;
+        w->flush_queued = false;
+        return;
+    }
+}
+
 static void server_watch_remove(struct server *s, struct server_watch *w)
 {
     if (w->prev != NULL) {
@@ -331,8 +361,123 @@ static void server_watch_remove(struct server *s, struct server_watch *w)
         w->next->prev = w->prev;
     }
     s->n_watches--;
+    if (w->flush_queued) {
+        server_flush_unqueue(s, w);
+    }
     bufferevent_decref(w->bev);
     free(w);
+}
+
+/* ---- writing a reply in the turn it is made ---------------------------------------------- */
+
+/*
+ * evhttp leaves a reply in the connection's bufferevent until epoll next
+ * reports the socket writable: one more loop turn, and three epoll_ctl calls
+ * per request (reading off when the request arrives, reading and writing on
+ * for the reply, writing off once it is out). Instead, a reply (or stream
+ * chunk) made during a turn is queued here and written when the turn's
+ * callbacks are done (one event made active: no system call), so that frames
+ * curl delivers together still leave in one write. When all of it is written,
+ * evhttp's write-done callback runs at once and the bufferevent's write
+ * interest, added and removed within the turn, never reaches epoll. A partial
+ * write leaves the rest to the bufferevent as before (a slow app's
+ * backpressure). server_gencb keeps the socket readable while the request is
+ * answered (no read callback, as evhttp itself does while it writes), so the
+ * connection's epoll interest does not change at all across a request, and an
+ * app that disconnects mid-call is noticed (its upstream call is cancelled).
+ */
+static void server_flush_one(struct bufferevent *bev)
+{
+    void *cbarg = NULL;
+    bufferevent_getcb(bev, NULL, NULL, NULL, &cbarg);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (cbarg == NULL || fd < 0 || (bufferevent_get_enabled(bev) & EV_WRITE) == 0 ||
+        evbuffer_get_length(out) == 0) {
+        return; /* closed, or nothing evhttp is waiting to write */
+    }
+    /* The socket bufferevent freezes its output's front; it unfreezes it the same way to write. */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    if (n <= 0 || evbuffer_get_length(out) > 0) {
+        return; /* the write event, still enabled, finishes or reports the error */
+    }
+    bufferevent_disable(bev, EV_WRITE);
+    /* What the bufferevent does once its output is empty: evhttp's write-done callback. */
+    bufferevent_trigger(bev, EV_WRITE, 0);
+}
+
+static void server_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    struct server_watch *w;
+    /* A callback may queue more (a resumed stream's next chunk): served too, in order. */
+    while ((w = s->flush_head) != NULL) {
+        s->flush_head = w->flush_next;
+        if (s->flush_head == NULL) {
+            s->flush_tail = NULL;
+        }
+        w->flush_next = NULL;
+        w->flush_queued = false;
+        server_flush_one(w->bev);
+    }
+}
+
+/* Queues the connection of a request whose reply bytes evhttp has just been given. */
+static void server_queue_flush(struct server *s, struct server_watch *w, long timeout_s)
+{
+    if (w == NULL) {
+        return;
+    }
+    if (w->quiet) {
+        /* Answering: the inactivity timeout applies again to writing and reading. */
+        struct timeval tv = {timeout_s, 0};
+        bufferevent_set_timeouts(w->bev, &tv, &tv);
+        w->quiet = false;
+    }
+    if (w->flush_queued || s->flush == NULL) {
+        return;
+    }
+    w->flush_queued = true;
+    w->flush_next = NULL;
+    if (s->flush_tail != NULL) {
+        s->flush_tail->flush_next = w;
+    } else {
+        s->flush_head = w;
+    }
+    s->flush_tail = w;
+    event_active(s->flush, EV_WRITE, 0);
+}
+
+void server_flush_soon(struct request *r)
+{
+    if (r->conn != NULL) {
+        server_queue_flush(r->ctx->server, r->conn->watch, r->cfg->limits.client_timeout_s);
+    }
+}
+
+/*
+ * While a request is answered (maybe for minutes: a long completion), the
+ * socket stays readable with no read callback and no timeout: bytes an app
+ * pipelines wait in the input buffer (bounded by the read high-water mark set
+ * at accept), and its EOF reaches evhttp's error callback, which closes the
+ * connection and so aborts the call.
+ */
+static void server_keep_reading(struct server_conn *c)
+{
+    if (c->watch == NULL) {
+        return;
+    }
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+    bufferevent_data_cb wcb = NULL;
+    bufferevent_event_cb ecb = NULL;
+    void *arg = NULL;
+    bufferevent_getcb(bev, NULL, &wcb, &ecb, &arg);
+    bufferevent_setcb(bev, NULL, wcb, ecb, arg);
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    c->watch->quiet = true;
+    bufferevent_enable(bev, EV_READ);
 }
 
 static struct bufferevent *server_bevcb(struct event_base *base, void *arg)
@@ -348,6 +493,17 @@ static struct bufferevent *server_bevcb(struct event_base *base, void *arg)
         return bev; /* served without a deadline; evhttp's inactivity timeout still applies */
     }
     bufferevent_incref(bev);
+    /*
+     * Reading stops when this much waits unparsed, so that bytes an app sends
+     * while its request is answered (server_keep_reading) are not read without
+     * bound. evhttp frames a body with a Content-Length only once all of it is
+     * in, so the mark is one whole request at the limits plus a margin that
+     * lets evhttp see an over-long one and refuse it.
+     */
+    const struct config *cfg = s->ctx->cfg;
+    bufferevent_setwatermark(bev, EV_READ, 0,
+                             (size_t)cfg->limits.max_header_bytes +
+                                 (size_t)cfg->limits.max_body_bytes + 2 * SERVER_BODY_SLACK);
     w->bev = bev;
     w->deadline = server_now() + (double)s->ctx->cfg->limits.client_timeout_s;
     w->next = s->watches;
@@ -512,6 +668,7 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
         evhttp_send_error(ev, 503, "Service Unavailable");
         return;
     }
+    server_keep_reading(c);
     r->ctx = ctx;
     r->cfg = config_ref(ctx->cfg);
     r->ev = ev;
@@ -835,11 +992,16 @@ struct server *server_new(struct agent_ctx *ctx)
         return NULL;
     }
     s->n_slots = slots;
+    /* Never added, only made active: it runs after the callbacks already due this turn. */
+    s->flush = event_new(ctx->base, -1, 0, server_flush_cb, s);
     s->sweep = event_new(ctx->base, -1, EV_PERSIST, server_sweep_cb, s);
     struct timeval tv = {0, SERVER_SWEEP_MS * 1000L};
-    if (s->sweep == NULL || event_add(s->sweep, &tv) != 0) {
+    if (s->flush == NULL || s->sweep == NULL || event_add(s->sweep, &tv) != 0) {
         if (s->sweep != NULL) {
             event_free(s->sweep);
+        }
+        if (s->flush != NULL) {
+            event_free(s->flush);
         }
         free(s->conns);
         free(s);
@@ -894,6 +1056,7 @@ void server_free(struct server *s)
         w = next;
     }
     event_free(s->sweep);
+    event_free(s->flush);
     free(s->conns);
     free(s);
 }

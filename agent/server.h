@@ -69,6 +69,11 @@ void server_reply_buf(struct request *r, int status, const char *content_type, s
 /* OpenAI's error shape {"error": {message, type, param, code}}. */
 void server_reply_error(struct request *r, int status, const char *type, const char *code,
                         const char *message);
+/*
+ * After giving evhttp reply bytes for r by other means (a stream's start,
+ * chunks, end): writes them at the end of this loop turn instead of the next.
+ */
+void server_flush_soon(struct request *r);
 /* Ends a request whose reply was sent by other means (streaming); logs and counts it. */
 void server_finish(struct request *r);
 /* Adds a response header (no CR/LF allowed; silently dropped otherwise). */

@@ -33,6 +33,7 @@ struct upstream {
     CURLM *multi;
     CURLSH *share;
     struct event *timer;
+    bool in_timer; /* inside upstream_timer_cb */
     size_t active;
     unsigned long round;
     struct upstream_sock **socks; /* by descriptor: connection sockets curl opened */
@@ -224,7 +225,9 @@ static void upstream_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct upstream *up = arg;
     int running = 0;
     up->round++;
+    up->in_timer = true;
     curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    up->in_timer = false;
     upstream_check_done(up);
 }
 
@@ -293,6 +296,17 @@ static int upstream_timerfn_cb(CURLM *multi, long timeout_ms, void *userp)
     struct upstream *up = userp;
     if (timeout_ms < 0) {
         evtimer_del(up->timer);
+        return 0;
+    }
+    if (timeout_ms == 0 && !up->in_timer) {
+        /*
+         * "Now" (a transfer was just added: curl sends from its timeout): run
+         * after this turn's callbacks rather than in a turn of its own, which
+         * would cost an epoll_wait per request. From inside the timer callback
+         * a zero timeout goes through the timer, so the loop still polls.
+         */
+        evtimer_del(up->timer);
+        event_active(up->timer, EV_TIMEOUT, 0);
         return 0;
     }
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};

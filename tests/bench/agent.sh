@@ -140,6 +140,23 @@ MODEL[agent-http]=vllm/gpt-4o-mini
 MODEL[nginx-https]=gpt-4o-mini
 MODEL[agent-https]=openai/gpt-4o-mini
 ORDER=(direct nginx-http agent-http nginx-https agent-https)
+# A/B: BENCH_AGENT_B=/path/to/another/byok-agent runs a second agent, same
+# config on its own socket, as targets agentB-http and agentB-https, interleaved
+# with the others (the 1,000-stream and RSS figures are the first agent's only).
+VARIANTS=(agent)
+if [ -n "${BENCH_AGENT_B:-}" ]; then
+    BSOCK=$AGENT_DIR/bench-b.sock
+    jq --arg p "$BSOCK" '.listeners[0].path = $p' "$AGENT_CONFIG" >"$AGENT_DIR/agent-b.json"
+    lib_spawn "$AGENT_DIR/agent-b.log" bash -c 'cd "$1" && exec "$2" -c "$3"' agent "$AGENT_DIR" \
+        "$BENCH_AGENT_B" "$AGENT_DIR/agent-b.json"
+    lib_wait_proc "$LIB_LAST_PID" 10 test -S "$BSOCK" || { say "agent B did not start: $(tail -n 5 "$AGENT_DIR/agent-b.log")"; exit 1; }
+    SOCKOF[agentB-http]=$BSOCK
+    SOCKOF[agentB-https]=$BSOCK
+    MODEL[agentB-http]=${MODEL[agent-http]}
+    MODEL[agentB-https]=${MODEL[agent-https]}
+    ORDER+=(agentB-http agentB-https)
+    VARIANTS+=(agentB)
+fi
 RES=$LIB_TMP/results.txt
 : >"$RES"
 
@@ -163,7 +180,7 @@ run() {
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 # Idle RSS of an agent that has served its first calls (key fetched, upstream
 # connections and TLS sessions up) but no load yet: what a quiet node holds.
-for t in agent-http agent-https; do
+for t in agent-http agent-https ${BENCH_AGENT_B:+agentB-http agentB-https}; do
     body "${MODEL[$t]}" false 16 >"$LIB_TMP/first-$t.json"
     run "$t" first -b "$LIB_TMP/first-$t.json" -c 1 -r 20 -d 1
 done
@@ -220,7 +237,9 @@ declare -A PEAK
 # HTTP first: glibc keeps the heap a run of 1,000 TLS streams grew (malloc_trim
 # returns only wholly free pages), so an HTTP run after it would report the
 # HTTPS run's heap rather than what HTTP streams cost.
-for t in agent-http nginx-http agent-https nginx-https; do
+STREAM_TARGETS=(agent-http nginx-http agent-https nginx-https)
+[ "$NSTREAMS" -gt 0 ] || STREAM_TARGETS=() # BENCH_STREAMS=0: skip this part
+for t in "${STREAM_TARGETS[@]}"; do
     case $t in
     agent-*) pids=("$AGENT_PID") ;;
     nginx-*) mapfile -t pids < <(pgrep -P "$NGINX_PID"; echo "$NGINX_PID") ;;
@@ -263,17 +282,22 @@ echo
 echo "open loop at $RATE req/s (latency from the intended send time), closed loop with $CONNS connections,"
 echo "streams at $SRATE req/s (20 words; ttfb = first body byte)."
 echo
-for v in http https; do
-    a50=$(minus "$(m agent-$v open p50_us)" "$D50")
-    n50=$(minus "$(m nginx-$v open p50_us)" "$D50")
-    a99=$(minus "$(m agent-$v open p99_us)" "$D99")
-    n99=$(minus "$(m nginx-$v open p99_us)" "$D99")
-    echo "agent/nginx ($v upstream): added p50 $(ratio "$a50" "$n50"), added p99 $(ratio "$a99" "$n99"), saturation $(ratio "$(m agent-$v closed rps)" "$(m nginx-$v closed rps)")"
+for a in "${VARIANTS[@]}"; do
+    for v in http https; do
+        a50=$(minus "$(m $a-$v open p50_us)" "$D50")
+        n50=$(minus "$(m nginx-$v open p50_us)" "$D50")
+        a99=$(minus "$(m $a-$v open p99_us)" "$D99")
+        n99=$(minus "$(m nginx-$v open p99_us)" "$D99")
+        at=$(minus "$(m $a-$v stream ttfb_p50_us)" "$DT")
+        nt=$(minus "$(m nginx-$v stream ttfb_p50_us)" "$DT")
+        echo "$a/nginx ($v upstream): added p50 $(ratio "$a50" "$n50"), added p99 $(ratio "$a99" "$n99"), saturation $(ratio "$(m $a-$v closed rps)" "$(m nginx-$v closed rps)"), stream added ttfb $(ratio "$at" "$nt")"
+    done
 done
 echo "upstream connections (HTTP/HTTPS) after warm-up: $CONNS_WARM; after the rounds: $CONNS_ROUNDS"
 echo
-echo "$NSTREAMS concurrent streams (50 frames each, 20 ms apart, $((SECS * 2)) s):"
+[ "$NSTREAMS" -gt 0 ] && echo "$NSTREAMS concurrent streams (50 frames each, 20 ms apart, $((SECS * 2)) s):"
 for t in agent-https nginx-https agent-http nginx-http; do
+    [ -n "${PEAK[$t]:-}" ] || continue
     printf '  %-12s streams ok %6s  lost/reordered/cut %4s  errors %4s  peak RSS %7s kB\n' "$t" \
         "$(sum "$t" streams1000 ok)" "$(sum "$t" streams1000 verify_err)" \
         "$(($(sum "$t" streams1000 http_err) + $(sum "$t" streams1000 io_err) + $(sum "$t" streams1000 timeouts)))" "${PEAK[$t]}"
