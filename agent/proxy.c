@@ -167,22 +167,6 @@ static void call_param_error(struct request *r, const char *param, const char *c
     server_reply_json(r, 400, body);
 }
 
-/* The app went away: stop everything, no reply. */
-static void call_abort(struct request *r)
-{
-    struct call *c = r->call;
-    if (c != NULL) {
-        if (c->cur < c->n_cands) { /* the log line names the provider being called */
-            snprintf(r->provider, sizeof(r->provider), "%s", c->cands[c->cur].provider);
-            snprintf(r->model, sizeof(r->model), "%s", c->cands[c->cur].model);
-        }
-        (void)call_end(c);
-    }
-    r->status = 499;
-    r->error_code = "client_closed";
-    server_finish(r);
-}
-
 static void call_record_usage(struct call *c, const char *status)
 {
     struct request *r = c->r;
@@ -206,6 +190,31 @@ static void call_record_usage(struct call *c, const char *status)
         .cost_usd = cost,
     };
     usage_record(c->ctx->usage, &rec);
+}
+
+/* The app went away: stop everything, no reply. */
+static void call_abort(struct request *r)
+{
+    struct call *c = r->call;
+    if (c != NULL) {
+        if (c->cur < c->n_cands) { /* the log line names the provider being called */
+            snprintf(r->provider, sizeof(r->provider), "%s", c->cands[c->cur].provider);
+            snprintf(r->model, sizeof(r->model), "%s", c->cands[c->cur].model);
+        }
+        if (c->xfer != NULL) {
+            /*
+             * The provider has the request and may bill it: the ledger keeps
+             * the call, with what is known of its usage (a stream's usage
+             * chunk, if it came before the app left; else none).
+             */
+            c->usage = c->st.usage;
+            call_record_usage(c, "client_closed");
+        }
+        (void)call_end(c);
+    }
+    r->status = 499;
+    r->error_code = "client_closed";
+    server_finish(r);
 }
 
 static void call_success_headers(struct call *c)

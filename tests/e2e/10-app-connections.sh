@@ -8,7 +8,8 @@
 #     "slow" scenario takes 2 s) still arrives: that timeout is for apps that
 #     do not send, not for providers that think;
 #   - an app that leaves during a non-streamed call makes the agent drop the
-#     upstream transfer (the mock sees its client go) and log a 499;
+#     upstream transfer (the mock sees its client go), log a 499 and still
+#     report the call to the usage ledger (the provider may bill it);
 #   - requests pipelined in one write are answered, in order, on the same
 #     connection, including one sent while the previous answer is still slow;
 #   - an idle keep-alive connection is still closed after client_timeout_s.
@@ -17,6 +18,7 @@
 CASES=("slower than client_timeout_s: the answer arrives"
     "app leaves during a non-streamed call: the provider sees its client go"
     "app leaves during a non-streamed call: logged as 499 client_closed"
+    "app leaves during a non-streamed call: the call is in the usage ledger"
     "two pipelined requests: two answers, in order"
     "a request pipelined behind a slow one: both answered, in order"
     "idle keep-alive connection: closed after client_timeout_s"
@@ -46,6 +48,14 @@ t_eq "app leaves during a non-streamed call: the provider sees its client go" "$
 lib_wait_for 5 grep -q '"status":"499"' "$AGENT_LOG"
 t_match "app leaves during a non-streamed call: logged as 499 client_closed" \
     "$(grep '"status":"499"' "$AGENT_LOG" | head -1)" '"provider":"openai","model":"mock-slow".*"error":"client_closed"'
+# The provider had the request (and may bill it): the call is reported to the
+# plugin like the answered one before it (2 requests; its tokens are unknown).
+ledger() {
+    vault_api GET byok/tenants/acme/usage "" "$ADMIN_TOKEN"
+    echo "$VAULT_BODY" | jq -r '.data.by_provider.openai.requests // 0' 2>/dev/null
+}
+lib_wait_for 10 test "$(ledger)" = 2
+t_eq "app leaves during a non-streamed call: the call is in the usage ledger" "$(ledger)" "2"
 
 # ---- pipelining: N requests in one write, answers read back in order ----
 # pipeline MODEL...: one request per model, written at once; prints each
