@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,29 +71,54 @@ static size_t fv_serve_buffered(int fd, char *buf, size_t len)
     }
 }
 
+#define FV_CONN_BUF (1 << 20)
+
+/*
+ * One thread per connection: curl may open a second connection while the
+ * first stays in its pool, and a fake that served one connection until EOF
+ * would leave the second in the backlog until the client's timeout. Handlers
+ * run one at a time (fv_mu), as the tests wrote them.
+ */
+static pthread_mutex_t fv_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *fv_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char *buf = malloc(FV_CONN_BUF);
+    size_t len = 0;
+    while (buf != NULL) {
+        ssize_t n = read(fd, buf + len, FV_CONN_BUF - 1 - len);
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        pthread_mutex_lock(&fv_mu);
+        size_t used = fv_serve_buffered(fd, buf, len);
+        pthread_mutex_unlock(&fv_mu);
+        memmove(buf, buf + used, len - used);
+        len -= used;
+        buf[len] = '\0';
+    }
+    free(buf);
+    close(fd);
+    return NULL;
+}
+
 static void *fv_main(void *arg)
 {
     (void)arg;
-    static char buf[1 << 20];
     for (;;) {
         int fd = accept(fv_listen_fd, NULL, NULL);
         if (fd < 0) {
             return NULL;
         }
-        size_t len = 0;
-        for (;;) {
-            ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-            if (n <= 0) {
-                break;
-            }
-            len += (size_t)n;
-            buf[len] = '\0';
-            size_t used = fv_serve_buffered(fd, buf, len);
-            memmove(buf, buf + used, len - used);
-            len -= used;
-            buf[len] = '\0';
+        pthread_t t;
+        if (pthread_create(&t, NULL, fv_conn, (void *)(intptr_t)fd) != 0) {
+            close(fd);
+            continue;
         }
-        close(fd);
+        pthread_detach(t);
     }
 }
 
