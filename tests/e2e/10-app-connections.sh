@@ -43,7 +43,8 @@ since=$(mock_last_seq)
 curl -s -m 0.5 --unix-socket "$SOCK" http://localhost/v1/chat/completions \
     -H 'Content-Type: application/json' -d "$(chat_body openai/mock-slow false 3)" >/dev/null 2>&1
 gone() { mock_requests_since "$since" | jq -r '.[0].client_gone' 2>/dev/null; }
-lib_wait_for 5 test "$(gone)" = true
+is_gone() { [ "$(gone)" = true ]; }
+lib_wait_for 5 is_gone
 t_eq "app leaves during a non-streamed call: the provider sees its client go" "$(gone)" "true"
 lib_wait_for 5 grep -q '"status":"499"' "$AGENT_LOG"
 t_match "app leaves during a non-streamed call: logged as 499 client_closed" \
@@ -54,7 +55,8 @@ ledger() {
     vault_api GET byok/tenants/acme/usage "" "$ADMIN_TOKEN"
     echo "$VAULT_BODY" | jq -r '.data.by_provider.openai.requests // 0' 2>/dev/null
 }
-lib_wait_for 10 test "$(ledger)" = 2
+ledger_has_both() { [ "$(ledger)" = 2 ]; }
+lib_wait_for 10 ledger_has_both
 t_eq "app leaves during a non-streamed call: the call is in the usage ledger" "$(ledger)" "2"
 
 # ---- pipelining: N requests in one write, answers read back in order ----
