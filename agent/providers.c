@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "agent/upstream.h"
+#include "common/azure.h"
 
 #define ANTHROPIC_VERSION "2023-06-01"
 #define AZURE_DEFAULT_API_VERSION "2024-10-21"
@@ -203,22 +204,6 @@ static const char *azure_deployment(const json_t *md, const char *model, json_t 
         return m != NULL ? m : model;
     }
     return s;
-}
-
-static bool azure_name_ok(const char *s)
-{
-    for (const char *p = s; *p != '\0'; p++) {
-        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.';
-        if (!ok) {
-            return false;
-        }
-    }
-    /*
-     * Not a leading dot: "." and ".." would be dot segments, which curl
-     * resolves (RFC 3986 5.2.4), and the call would leave the deployment's path.
-     */
-    return s[0] != '\0' && s[0] != '.' && strlen(s) <= 128;
 }
 
 static enum err azure_build(const struct provider_call *c, struct provider_http *out)

@@ -94,7 +94,6 @@ struct provider_adapter {
 /* The adapter for an api_style, or NULL (bedrock, vertex, cohere: not supported yet). */
 const struct provider_adapter *provider_find(const char *api_style);
 
-/* Usage from an OpenAI "usage" object (prompt/completion/cached tokens). */
 /*
  * Reads OpenAI's usage object into u (prompt, completion, cached tokens).
  * Counts come from a peer: a negative, non-numeric or absurd count must not

@@ -192,14 +192,21 @@ static void call_record_usage(struct call *c, const char *status)
     usage_record(c->ctx->usage, &rec);
 }
 
+/* The request's log line names the candidate being called. */
+static void call_name_candidate(struct call *c)
+{
+    const struct route_candidate *cand = &c->cands[c->cur];
+    snprintf(c->r->provider, sizeof(c->r->provider), "%s", cand->provider);
+    snprintf(c->r->model, sizeof(c->r->model), "%s", cand->model);
+}
+
 /* The app went away: stop everything, no reply. */
 static void call_abort(struct request *r)
 {
     struct call *c = r->call;
     if (c != NULL) {
         if (c->cur < c->n_cands) { /* the log line names the provider being called */
-            snprintf(r->provider, sizeof(r->provider), "%s", c->cands[c->cur].provider);
-            snprintf(r->model, sizeof(r->model), "%s", c->cands[c->cur].model);
+            call_name_candidate(c);
         }
         if (c->xfer != NULL) {
             /*
@@ -226,8 +233,7 @@ static void call_success_headers(struct call *c)
     server_header(r, "X-BYOK-Provider", cand->provider);
     server_header(r, "X-BYOK-Model", cand->model);
     server_header(r, "X-BYOK-Attempts", att);
-    snprintf(r->provider, sizeof(r->provider), "%s", cand->provider);
-    snprintf(r->model, sizeof(r->model), "%s", cand->model);
+    call_name_candidate(c);
 }
 
 /* ---- upstream callbacks -----------------------------------------------------------------------

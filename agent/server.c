@@ -436,7 +436,7 @@ static void server_queue_flush(struct server *s, struct server_watch *w, long ti
         bufferevent_set_timeouts(w->bev, &tv, &tv);
         w->quiet = false;
     }
-    if (w->flush_queued || s->flush == NULL) {
+    if (w->flush_queued) {
         return;
     }
     w->flush_queued = true;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/azure.h"
 #include "plugin/catalog.h"
 #include "plugin/config.h"
 #include "plugin/envelope.h"
@@ -78,27 +79,17 @@ static bool keys_names_ok(struct fw_request *req, struct fw_response *resp)
 }
 
 /*
- * An Azure deployment or api_version: the agent puts both into the request
- * URL (agent/providers.c azure_name_ok), so the same rule holds here and a bad
- * one is refused when the key is written, not on every call: 1..128 of
- * A-Z a-z 0-9 . _ - and no leading dot (a dot segment would leave the path).
+ * Azure key metadata: "deployment" is a name or a JSON object of model -> name;
+ * "api_version". The agent puts both into the request URL, so a bad one is
+ * refused here, when the key is written, with the agent's own rule
+ * (common/azure.h), rather than failing every call.
  */
-static bool keys_azure_name_ok(const char *s)
-{
-    if (s == NULL || s[0] == '\0' || s[0] == '.' || strlen(s) > 128) {
-        return false;
-    }
-    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
-           strlen(s);
-}
-
-/* Azure key metadata: "deployment" is a name or a JSON object of model -> name; "api_version". */
 static bool keys_azure_meta_ok(struct fw_request *req, struct fw_response *resp)
 {
     const json_t *md = fw_json(req, "metadata");
     const char *dep = json_string_value(json_object_get(md, "deployment"));
     const char *ver = json_string_value(json_object_get(md, "api_version"));
-    bool ok = ver == NULL || keys_azure_name_ok(ver);
+    bool ok = ver == NULL || azure_name_ok(ver);
     if (ok && dep != NULL && dep[0] == '{') {
         json_t *map = json_loads(dep, 0, NULL);
         const char *k;
@@ -106,11 +97,11 @@ static bool keys_azure_meta_ok(struct fw_request *req, struct fw_response *resp)
         ok = json_is_object(map) && json_object_size(map) > 0;
         json_object_foreach(map, k, v)
         {
-            ok = ok && keys_azure_name_ok(json_string_value(v));
+            ok = ok && azure_name_ok(json_string_value(v));
         }
         json_decref(map);
     } else if (ok && dep != NULL) {
-        ok = keys_azure_name_ok(dep);
+        ok = azure_name_ok(dep);
     }
     if (!ok) {
         fw_error(resp, "invalid value for field 'metadata': an Azure deployment (a name, or a JSON "

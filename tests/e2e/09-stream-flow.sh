@@ -26,10 +26,11 @@ key_put acme openai "$KEY"
 SOCK=$AGENT_DIR/acme.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"flow\"}]" \
     '.upstream.idle_timeout_ms = 20000 | .upstream.total_timeout_ms = 60000 | .limits.client_timeout_s = 30'
-# Under ASan, RSS also holds the quarantine of freed blocks (up to 256 MB): a
-# streamed answer allocates and frees ~1.8 GB through curl's pause buffers, so
-# RSS would measure when that churn happened, not what the agent holds. A small
-# quarantine keeps RSS about live memory (no effect on a normal build).
+# Under ASan, RSS also holds the quarantine of freed blocks (up to 256 MB): the
+# agent allocates and frees ~1.8 GB over this script (a malloc uprobe, with the
+# same total on a normal build), so RSS would measure when that churn happened,
+# not what the agent holds. A small quarantine keeps RSS about live memory (no
+# effect on a normal build).
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8"
 agent_start || t_block_all
 

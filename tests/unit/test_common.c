@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/azure.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -158,6 +159,26 @@ static void test_log_json_shape(void **state)
     log_init(NULL, LOGL_INFO);
 }
 
+/* The rule the plugin (key metadata) and the agent (request URL) share. */
+static void test_azure_name(void **state)
+{
+    (void)state;
+    char max[AZURE_NAME_MAX + 2];
+    memset(max, 'a', AZURE_NAME_MAX);
+    max[AZURE_NAME_MAX] = '\0';
+    const char *good[] = {"gpt-4o", "prod_east.v2", "2024-10-21", "a", "A.", max};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_true(azure_name_ok(good[i]));
+    }
+    max[AZURE_NAME_MAX] = 'a';
+    max[AZURE_NAME_MAX + 1] = '\0';
+    const char *bad[] = {NULL,  "",      ".",    "..",    ".hidden",    "a/b",
+                         "a b", "a?x=1", "a%2e", "a\r\n", "d\xc3\xa9p", max};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_false(azure_name_ok(bad[i]));
+    }
+}
+
 static void test_log_level_parse(void **state)
 {
     (void)state;
@@ -174,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_buf_printf_grows), cmocka_unit_test(test_buf_printf_past_cap),
         cmocka_unit_test(test_secret_roundtrip), cmocka_unit_test(test_secret_limits),
         cmocka_unit_test(test_log_json_shape),   cmocka_unit_test(test_log_level_parse),
+        cmocka_unit_test(test_azure_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
