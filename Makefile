@@ -44,6 +44,9 @@ WKT := google/protobuf/timestamp.proto google/protobuf/struct.proto google/proto
 PROTO_C := $(addprefix $(GEN)/,$(PROTOS:.proto=.pb-c.c) $(WKT:.proto=.pb-c.c))
 PROTO_H := $(PROTO_C:.c=.h)
 
+# Plain `make` builds both programs (the generated-code rule below comes first).
+.DEFAULT_GOAL := all
+
 $(GEN)/.stamp: $(addprefix proto/,$(PROTOS))
 	@mkdir -p $(GEN)
 	@echo "  PROTOC-C proto/"
