@@ -39,6 +39,9 @@ static const struct {
     [M_VAULT] = {"byok_vault_requests_total", "counter", "Vault calls by operation and result."},
     [M_USAGE_BATCHES] = {"byok_usage_batches_total", "counter",
                          "Usage batches sent to Vault by result."},
+    [M_USAGE_ESTIMATED] = {"byok_usage_estimated_total", "counter",
+                           "Calls counted with estimated tokens (no final usage from the "
+                           "provider: the app left, the stream was cut, or usage not sent)."},
 };
 
 struct mseries {

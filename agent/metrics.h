@@ -28,6 +28,7 @@ enum metric_id {
     M_CACHE,            /* byok_keycache_lookups_total{result} */
     M_VAULT,            /* byok_vault_requests_total{op,result} */
     M_USAGE_BATCHES,    /* byok_usage_batches_total{result} */
+    M_USAGE_ESTIMATED,  /* byok_usage_estimated_total{tenant,provider} */
     M__COUNT
 };
 

@@ -53,6 +53,75 @@ static long long prov_min(long long a, long long b)
     return a < b ? a : b;
 }
 
+/* Characters per token and tokens per chat message of provider_prompt_estimate. */
+#define PROV_EST_CHARS_PER_TOKEN 4
+#define PROV_EST_TOKENS_PER_MESSAGE 4
+#define PROV_EST_TOKENS_REPLY 3
+
+/* Tokens for n characters of text: at least one for any text. */
+static long long prov_est_tokens(long long chars)
+{
+    if (chars <= 0) {
+        return 0;
+    }
+    return prov_min((chars + PROV_EST_CHARS_PER_TOKEN - 1) / PROV_EST_CHARS_PER_TOKEN,
+                    PROVIDER_MAX_TOKENS);
+}
+
+/* Text characters of a message content: a string, or the text of its parts. */
+static long long prov_content_chars(const json_t *content)
+{
+    if (json_is_string(content)) {
+        return (long long)json_string_length(content);
+    }
+    long long n = 0;
+    size_t i;
+    const json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        const json_t *text = json_object_get(part, "text");
+        if (json_is_string(text)) {
+            n += (long long)json_string_length(text);
+        }
+    }
+    return n;
+}
+
+long long provider_prompt_estimate(enum provider_op op, const json_t *req)
+{
+    /* The request is bounded by limits.max_body_bytes: these sums cannot overflow. */
+    long long chars = 0, tokens = 0;
+    size_t i;
+    const json_t *v;
+    if (op == PROVIDER_EMBEDDINGS) {
+        const json_t *in = json_object_get(req, "input");
+        if (json_is_string(in)) {
+            chars = (long long)json_string_length(in);
+        }
+        json_array_foreach(in, i, v)
+        {
+            if (json_is_string(v)) {
+                tokens += prov_est_tokens((long long)json_string_length(v));
+            } else if (json_is_integer(v)) {
+                tokens++; /* a token id */
+            } else if (json_is_array(v)) {
+                tokens += (long long)json_array_size(v); /* token ids */
+            }
+        }
+    } else {
+        const json_t *msgs = json_object_get(req, "messages");
+        json_array_foreach(msgs, i, v)
+        {
+            chars += prov_content_chars(json_object_get(v, "content"));
+            tokens += PROV_EST_TOKENS_PER_MESSAGE;
+        }
+        if (json_array_size(msgs) > 0) {
+            tokens += PROV_EST_TOKENS_REPLY;
+        }
+    }
+    return prov_min(prov_est_tokens(chars) + tokens, PROVIDER_MAX_TOKENS);
+}
+
 void provider_usage_from_openai(const json_t *usage, struct provider_usage *u)
 {
     if (!json_is_object(usage)) {
@@ -307,14 +376,22 @@ static enum err openai_stream_event(struct provider_stream *st, const char *even
         st->done = true;
         return ERR_OK;
     }
-    /* Only chunks that may carry usage or an error are parsed: the rest is forwarded unread. */
-    bool has_usage = prov_contains(data, len, "\"usage\"");
+    /*
+     * Only chunks that may carry usage or an error are parsed: the rest is
+     * forwarded unread. With include_usage OpenAI puts "usage":null in every
+     * chunk but the last; quotes inside strings are escaped, so neither
+     * pattern can match message text.
+     */
+    bool has_usage =
+        prov_contains(data, len, "\"usage\"") && !prov_contains(data, len, "\"usage\":null");
     bool has_error = prov_contains(data, len, "\"error\"");
     if (!has_usage && !has_error) {
+        st->est_completion++;
         return ERR_OK;
     }
     json_t *j = json_loadb(data, len, 0, NULL);
     if (j == NULL) {
+        st->est_completion++;
         return ERR_OK;
     }
     json_t *err = json_object_get(j, "error");
@@ -325,6 +402,9 @@ static enum err openai_stream_event(struct provider_stream *st, const char *even
     }
     if (json_is_object(json_object_get(j, "usage"))) {
         provider_usage_from_openai(json_object_get(j, "usage"), &st->usage);
+        st->usage_final = true;
+    } else if (!json_is_object(err)) {
+        st->est_completion++;
     }
     json_decref(j);
     return ERR_OK;
@@ -744,11 +824,15 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         const char *dt = json_string_value(json_object_get(d, "type"));
         const json_t *text = json_object_get(d, "text");
         if (dt != NULL && strcmp(dt, "text_delta") == 0 && json_is_string(text)) {
+            st->est_completion += prov_est_tokens((long long)json_string_length(text));
             e = anth_emit(out, anth_chunk(st, json_pack("{s:O}", "content", text), NULL));
         }
     } else if (strcmp(type, "message_delta") == 0) {
         const json_t *d = json_object_get(j, "delta");
-        anth_usage(json_object_get(j, "usage"), &st->usage, false);
+        if (json_is_object(json_object_get(j, "usage"))) {
+            anth_usage(json_object_get(j, "usage"), &st->usage, false);
+            st->usage_final = true;
+        }
         const char *finish = anth_finish(json_string_value(json_object_get(d, "stop_reason")));
         if (finish != NULL) {
             e = anth_emit(out, anth_chunk(st, json_object(), finish));

@@ -72,6 +72,13 @@ struct provider_stream {
     bool failed; /* the provider sent an error event */
     char error_type[64];
     struct provider_usage usage;
+    bool usage_final; /* the provider's usage for the whole answer was seen */
+    /*
+     * Completion tokens estimated from what was forwarded so far, for a stream
+     * that ends without usage_final: one per OpenAI chunk (OpenAI sends one
+     * token per chunk), text bytes / 4 per Anthropic delta.
+     */
+    long long est_completion;
 };
 
 struct provider_adapter {
@@ -102,6 +109,14 @@ const struct provider_adapter *provider_find(const char *api_style);
  * 0..PROVIDER_MAX_TOKENS and cached tokens to at most the prompt tokens.
  */
 void provider_usage_from_openai(const json_t *usage, struct provider_usage *u);
+
+/*
+ * Prompt tokens estimated from an OpenAI-shaped request, for a call the
+ * provider billed but never reported: text characters / 4 (OpenAI's rule of
+ * thumb for English) + 4 per chat message + 3; token-id inputs count one
+ * each. Images, tool definitions and non-text parts are not counted.
+ */
+long long provider_prompt_estimate(enum provider_op op, const json_t *req);
 
 /* Price from a catalog entry's models[] (input_per_1m, output_per_1m); 0 when unknown. */
 double provider_cost(const json_t *entry, const char *model, const struct provider_usage *u);

@@ -190,6 +190,37 @@ static void call_record_usage(struct call *c, const char *status)
         .cost_usd = cost,
     };
     usage_record(c->ctx->usage, &rec);
+    if (r->usage_estimated) {
+        char labels[METRICS_MAX_LABELS];
+        metrics_labels(labels, sizeof(labels), "tenant", r->tenant, "provider", cand->provider,
+                       NULL);
+        metrics_add(M_USAGE_ESTIMATED, 1, labels);
+    }
+}
+
+/*
+ * The usage a stream or an abandoned call is counted with. Providers report
+ * usage at the end (a stream's last chunk, Anthropic's message_delta); a call
+ * that ends before, because the app left or the provider cut the stream, or a
+ * provider that ignores include_usage, would count nothing although the
+ * provider may bill it. The missing parts are estimated (prompt from the
+ * request, completion from what was forwarded) and the request is marked.
+ */
+static void call_usage_settle(struct call *c)
+{
+    c->usage = c->st.usage;
+    if (c->stream && c->st.usage_final) {
+        return;
+    }
+    if (c->usage.prompt_tokens == 0) {
+        c->usage.prompt_tokens = provider_prompt_estimate(c->op, c->req);
+    }
+    if (c->usage.completion_tokens < c->st.est_completion) {
+        c->usage.completion_tokens =
+            c->st.est_completion < PROVIDER_MAX_TOKENS ? c->st.est_completion : PROVIDER_MAX_TOKENS;
+    }
+    c->usage.seen = true;
+    c->r->usage_estimated = true;
 }
 
 /* The request's log line names the candidate being called. */
@@ -211,10 +242,10 @@ static void call_abort(struct request *r)
         if (c->xfer != NULL) {
             /*
              * The provider has the request and may bill it: the ledger keeps
-             * the call, with what is known of its usage (a stream's usage
-             * chunk, if it came before the app left; else none).
+             * the call, with its usage estimated where the provider has not
+             * reported it yet.
              */
-            c->usage = c->st.usage;
+            call_usage_settle(c);
             call_record_usage(c, "client_closed");
         }
         (void)call_end(c);
@@ -426,12 +457,13 @@ static void call_stream_usage_comment(struct call *c)
 {
     struct request *r = c->r;
     const struct route_candidate *cand = &c->cands[c->cur];
-    call_stream_send_json(
-        c, ": x-byok-usage ",
-        json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:f}", "request_id", r->id, "provider", cand->provider,
-                  "model", cand->model, "prompt_tokens", (json_int_t)c->usage.prompt_tokens,
-                  "completion_tokens", (json_int_t)c->usage.completion_tokens, "cached_tokens",
-                  (json_int_t)c->usage.cached_tokens, "cost_usd", r->cost_usd));
+    call_stream_send_json(c, ": x-byok-usage ",
+                          json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:f,s:b}", "request_id", r->id,
+                                    "provider", cand->provider, "model", cand->model,
+                                    "prompt_tokens", (json_int_t)c->usage.prompt_tokens,
+                                    "completion_tokens", (json_int_t)c->usage.completion_tokens,
+                                    "cached_tokens", (json_int_t)c->usage.cached_tokens, "cost_usd",
+                                    r->cost_usd, "estimated", (int)r->usage_estimated));
 }
 
 /* Ends a started stream; an error code adds an explicit error event first. */
@@ -444,7 +476,7 @@ static void call_stream_end(struct call *c, const char *error_code, const char *
                                         "type", "upstream_error", "param", "code", error_code));
         r->error_code = error_code;
     }
-    c->usage = c->st.usage;
+    call_usage_settle(c);
     call_record_usage(c, error_code != NULL ? error_code : "ok");
     if (r->ev != NULL) {
         call_stream_usage_comment(c);

@@ -174,7 +174,8 @@ void server_finish(struct request *r)
                r->provider[0] ? r->provider : NULL, "model", r->model[0] ? r->model : NULL,
                "status", status, "error", r->error_code, "latency_ms", lat, "attempts", att,
                "prompt_tokens", pt, "completion_tokens", ct, "cached_tokens", cached, "cost_usd",
-               cost, "prompt", r->prompt_log, NULL);
+               cost, "usage_estimated", r->usage_estimated ? "true" : NULL, "prompt", r->prompt_log,
+               NULL);
     }
     if (r->conn != NULL && r->conn->active == r) {
         r->conn->active = NULL;

@@ -43,7 +43,8 @@ struct request {
     int attempts;
     long long prompt_tokens, completion_tokens, cached_tokens;
     double cost_usd;
-    char *prompt_log; /* only with log_prompts: true; freed at finish */
+    bool usage_estimated; /* tokens partly estimated: the provider reported no (final) usage */
+    char *prompt_log;     /* only with log_prompts: true; freed at finish */
     bool done;
     void *call;                       /* the handler's state (proxy.c) */
     void (*abort)(struct request *r); /* called when the app disconnects first */

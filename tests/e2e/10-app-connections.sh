@@ -10,6 +10,9 @@
 #   - an app that leaves during a non-streamed call makes the agent drop the
 #     upstream transfer (the mock sees its client go), log a 499 and still
 #     report the call to the usage ledger (the provider may bill it);
+#   - calls whose usage the provider never reported (the app left, the
+#     provider cut the stream) are counted with estimated tokens: the prompt
+#     from the request text, the completion from the frames forwarded;
 #   - requests pipelined in one write are answered, in order, on the same
 #     connection, including one sent while the previous answer is still slow;
 #   - an idle keep-alive connection is still closed after client_timeout_s.
@@ -19,6 +22,12 @@ CASES=("slower than client_timeout_s: the answer arrives"
     "app leaves during a non-streamed call: the provider sees its client go"
     "app leaves during a non-streamed call: logged as 499 client_closed"
     "app leaves during a non-streamed call: the call is in the usage ledger"
+    "app leaves during a non-streamed call: prompt tokens estimated from the request"
+    "app leaves a stream: 499, the provider sees its client go"
+    "app leaves a stream: completion tokens between the frames the app got and those the provider sent"
+    "provider cuts a stream: the closing usage comment says estimated, one token per frame"
+    "the ledger holds the tokens of every logged call, estimates included"
+    "estimated calls are counted in byok_usage_estimated_total"
     "two pipelined requests: two answers, in order"
     "a request pipelined behind a slow one: both answered, in order"
     "idle keep-alive connection: closed after client_timeout_s"
@@ -29,7 +38,7 @@ lib_up && lib_require "$AGENT_BIN" || t_block_all
 KEY=$(lib_canary)
 key_put acme openai "$KEY"
 SOCK=$AGENT_DIR/acme.sock
-agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"conn\"}]" \
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"conn\", \"metrics\": true}]" \
     '.limits.client_timeout_s = 1 | .log_level = "info"'
 agent_start || t_block_all
 
@@ -58,6 +67,56 @@ ledger() {
 ledger_has_both() { [ "$(ledger)" = 2 ]; }
 lib_wait_for 10 ledger_has_both
 t_eq "app leaves during a non-streamed call: the call is in the usage ledger" "$(ledger)" "2"
+# "one two three four": ceil(18 / 4) = 5, + 4 for the message, + 3 = 12; no completion known.
+t_match "app leaves during a non-streamed call: prompt tokens estimated from the request" \
+    "$(grep '"status":"499"' "$AGENT_LOG" | head -1)" \
+    '"prompt_tokens":"12","completion_tokens":"0".*"usage_estimated":"true"'
+
+# ---- the app leaves a stream (200 frames 20 ms apart; it leaves after ~1 s) ----
+since=$(mock_last_seq)
+curl -s -N -m 1 --unix-socket "$SOCK" http://localhost/v1/chat/completions \
+    -H 'Content-Type: application/json' -d "$(chat_body openai/mock-slowstream true 200)" \
+    >"$LIB_TMP/left.out" 2>/dev/null
+got=$(sed -n 's/^data: //p' "$LIB_TMP/left.out" | grep -vc '^\[DONE\]$')
+rec() { mock_requests_since "$since" | jq -c '.[0]' 2>/dev/null; }
+rec_gone() { [ "$(rec | jq -r .client_gone)" = true ]; }
+lib_wait_for 5 rec_gone
+lib_wait_for 5 grep -q '"model":"mock-slowstream"' "$AGENT_LOG"
+line=$(grep '"model":"mock-slowstream"' "$AGENT_LOG" | tail -1)
+t_match "app leaves a stream: 499, the provider sees its client go" \
+    "$(echo "$line" | jq -r '.status + " " + .error + " " + .usage_estimated') $(rec | jq -r .client_gone)" \
+    '^499 client_closed true true$'
+sent=$(rec | jq -r .events_sent)
+ct=$(echo "$line" | jq -r .completion_tokens)
+if [ "$got" -gt 0 ] && [ "$ct" -ge "$got" ] && [ "$ct" -le "$sent" ] && [ "$sent" -lt 150 ]; then
+    t_ok "app leaves a stream: completion tokens between the frames the app got and those the provider sent ($got <= $ct <= $sent)"
+else
+    t_fail "app leaves a stream: completion tokens between the frames the app got and those the provider sent" \
+        "app got $got frames, logged $ct tokens, provider sent $sent events"
+fi
+
+# ---- the provider cuts a stream after the role chunk and 4 of 8 words ----
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-cut true 8)" -N
+t_eq "provider cuts a stream: the closing usage comment says estimated, one token per frame" \
+    "$(sed -n 's/^: x-byok-usage //p' "$LIB_TMP/last.body" | jq -c '[.estimated, .prompt_tokens, .completion_tokens]')" \
+    '[true,12,5]'
+
+# Every provider call so far is in the ledger with the tokens its log line shows.
+logged() {
+    grep '^{' "$AGENT_LOG" | jq -s -c '[.[] | select(."@message" == "request" and .provider == "openai")
+        | {p: (.prompt_tokens | tonumber), c: (.completion_tokens | tonumber)}]
+        | [length, (map(.p) | add), (map(.c) | add)]'
+}
+ledger_tokens() {
+    vault_api GET byok/tenants/acme/usage "" "$ADMIN_TOKEN"
+    echo "$VAULT_BODY" | jq -c '.data.by_provider.openai | [.requests, .prompt_tokens, .completion_tokens]' 2>/dev/null
+}
+ledger_caught_up() { [ "$(ledger_tokens)" = "$(logged)" ]; }
+lib_wait_for 10 ledger_caught_up
+t_eq "the ledger holds the tokens of every logged call, estimates included" "$(ledger_tokens)" "$(logged)"
+call "$SOCK" GET /metrics ""
+t_match "estimated calls are counted in byok_usage_estimated_total" "$(grep '^byok_usage_estimated_total' "$LIB_TMP/last.body")" \
+    'tenant="acme",provider="openai"} 3$'
 
 # ---- pipelining: N requests in one write, answers read back in order ----
 # pipeline MODEL...: one request per model, written at once; prints each

@@ -716,10 +716,15 @@ func (c *call) streamWords(n int, interval time.Duration) {
 	}
 	created := time.Now().Unix()
 	chunk := func(delta map[string]interface{}, finish interface{}) map[string]interface{} {
-		return map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk",
+		ch := map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk",
 			"created": created, "model": c.model, "system_fingerprint": "fp_mock",
 			"choices": []interface{}{map[string]interface{}{"index": 0, "delta": delta,
 				"logprobs": nil, "finish_reason": finish}}}
+		if c.usage {
+			// As OpenAI: with include_usage every chunk but the last has "usage": null.
+			ch["usage"] = nil
+		}
+		return ch
 	}
 	if c.style == "azure" {
 		// Azure opens with a content-filter chunk that has no choices.

@@ -5,6 +5,8 @@
  * the counts stay in 0..PROVIDER_MAX_TOKENS, cached tokens never exceed
  * prompt tokens, and the cost stays finite and non-negative. A count outside
  * the plugin's bounds would get a whole usage batch refused (and dropped).
+ * Also the estimates used when a provider never reports usage: prompt tokens
+ * from the request text, completion tokens from the stream events forwarded.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -90,9 +92,9 @@ static void test_openai_counts_clamped(void **state)
     assert_int_equal(s.cached_tokens, 0);
 }
 
-/* The usage a style's stream adapter has after events {name, data}..., checked bounded. */
-static struct provider_usage stream_usage(const char *style, const char *const (*events)[2],
-                                          size_t n)
+/* The stream state after events {name, data}... (usage bounded, est_completion kept). */
+static struct provider_stream stream_state(const char *style, const char *const (*events)[2],
+                                           size_t n)
 {
     const struct provider_adapter *ad = provider_find(style);
     assert_non_null(ad);
@@ -106,7 +108,15 @@ static struct provider_usage stream_usage(const char *style, const char *const (
     }
     buf_done(&out);
     check_bounded(&st.usage);
-    return st.usage;
+    assert_true(st.est_completion >= 0 && st.est_completion <= PROVIDER_MAX_TOKENS);
+    return st;
+}
+
+/* The usage a style's stream adapter has after events {name, data}..., checked bounded. */
+static struct provider_usage stream_usage(const char *style, const char *const (*events)[2],
+                                          size_t n)
+{
+    return stream_state(style, events, n).usage;
 }
 
 static void test_openai_stream_counts_clamped(void **state)
@@ -257,6 +267,98 @@ static void test_cost_finite(void **state)
     json_decref(entry);
 }
 
+/*
+ * A stream cut before its usage chunk: one token per OpenAI chunk forwarded,
+ * "usage":null chunks (OpenAI with include_usage) counted as content, the
+ * final usage chunk marks the usage final and is not counted, [DONE] neither,
+ * and message text that spells "usage" or "error" changes nothing.
+ */
+static void test_openai_stream_estimate(void **state)
+{
+    (void)state;
+    static const char *const ev[][2] = {
+        {"", "{\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],"
+             "\"usage\":null}"},
+        {"", "{\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}"},
+        {"", "{\"choices\":[{\"delta\":{\"content\":\"\\\"usage\\\":{} \\\"error\\\"\"}}]}"},
+        {"", "{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}"}};
+    struct provider_stream st = stream_state("openai", ev, 4);
+    assert_int_equal(st.est_completion, 4);
+    assert_false(st.usage_final);
+    assert_false(st.failed);
+    assert_int_equal(st.usage.completion_tokens, 0);
+
+    static const char *const full[][2] = {
+        {"", "{\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}"},
+        {"", "{\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":1}}"},
+        {"", "[DONE]"}};
+    st = stream_state("openai", full, 3);
+    assert_true(st.usage_final);
+    assert_true(st.done);
+    assert_int_equal(st.est_completion, 1);
+    assert_int_equal(st.usage.prompt_tokens, 7);
+
+    /* An error event is neither content nor usage. */
+    static const char *const err[][2] = {
+        {"", "{\"error\":{\"type\":\"server_error\",\"message\":\"x\"}}"}};
+    st = stream_state("openai", err, 1);
+    assert_true(st.failed);
+    assert_int_equal(st.est_completion, 0);
+}
+
+/* Anthropic: prompt from message_start, completion from delta text (4 bytes a token). */
+static void test_anthropic_stream_estimate(void **state)
+{
+    (void)state;
+    static const char *const ev[][2] = {
+        {"message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":"
+                          "\"c\",\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}"},
+        {"content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                                "{\"type\":\"text_delta\",\"text\":\"Hello world\"}}"},
+        {"content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                                "{\"type\":\"text_delta\",\"text\":\"!\"}}"},
+        {"ping", "{\"type\":\"ping\"}"}};
+    struct provider_stream st = stream_state("anthropic", ev, 4);
+    assert_false(st.usage_final); /* message_start's usage is not the answer's */
+    assert_int_equal(st.usage.prompt_tokens, 25);
+    assert_int_equal(st.est_completion, 3 + 1); /* 11 bytes -> 3, 1 byte -> 1 */
+
+    static const char *const end[][2] = {{"message_delta",
+                                          "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+                                          "\"end_turn\"},\"usage\":{\"output_tokens\":9}}"}};
+    st = stream_state("anthropic", end, 1);
+    assert_true(st.usage_final);
+    assert_int_equal(st.usage.completion_tokens, 9);
+}
+
+static long long estimate(enum provider_op op, const char *json)
+{
+    json_t *req = json_loads(json, 0, NULL);
+    assert_non_null(req);
+    long long n = provider_prompt_estimate(op, req);
+    json_decref(req);
+    return n;
+}
+
+/* Prompt estimate: ceil(chars / 4) + 4 per message + 3; token ids count one each. */
+static void test_prompt_estimate(void **state)
+{
+    (void)state;
+    /* 8 + 9 characters of text (parts: text only) in 2 messages: ceil(17/4) + 8 + 3 */
+    assert_int_equal(estimate(PROVIDER_CHAT, "{\"messages\":[{\"role\":\"system\",\"content\":"
+                                             "\"Be brief\"},{\"role\":\"user\",\"content\":"
+                                             "[{\"type\":\"text\",\"text\":\"Hi there!\"},"
+                                             "{\"type\":\"image_url\",\"image_url\":{}}]}]}"),
+                     5 + 8 + 3);
+    assert_int_equal(estimate(PROVIDER_CHAT, "{\"messages\":[]}"), 0);
+    assert_int_equal(estimate(PROVIDER_CHAT, "{\"messages\":\"not an array\"}"), 0);
+    assert_int_equal(estimate(PROVIDER_EMBEDDINGS, "{\"input\":\"abcdefgh\"}"), 2);
+    assert_int_equal(estimate(PROVIDER_EMBEDDINGS, "{\"input\":[\"abc\",\"abcde\"]}"), 1 + 2);
+    assert_int_equal(estimate(PROVIDER_EMBEDDINGS, "{\"input\":[1,2,3]}"), 3);
+    assert_int_equal(estimate(PROVIDER_EMBEDDINGS, "{\"input\":[[1,2],[3]]}"), 3);
+    assert_int_equal(estimate(PROVIDER_EMBEDDINGS, "{}"), 0);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -272,6 +374,9 @@ int main(void)
         cmocka_unit_test(test_usage_only),
         cmocka_unit_test(test_azure_url_segments),
         cmocka_unit_test(test_cost_finite),
+        cmocka_unit_test(test_openai_stream_estimate),
+        cmocka_unit_test(test_anthropic_stream_estimate),
+        cmocka_unit_test(test_prompt_estimate),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
