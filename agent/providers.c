@@ -122,6 +122,18 @@ long long provider_prompt_estimate(enum provider_op op, const json_t *req)
     return prov_min(prov_est_tokens(chars) + tokens, PROVIDER_MAX_TOKENS);
 }
 
+long long provider_completion_estimate(const json_t *answer)
+{
+    long long chars = 0;
+    size_t i;
+    const json_t *choice;
+    json_array_foreach(json_object_get(answer, "choices"), i, choice)
+    {
+        chars += prov_content_chars(json_object_get(json_object_get(choice, "message"), "content"));
+    }
+    return prov_est_tokens(chars);
+}
+
 void provider_usage_from_openai(const json_t *usage, struct provider_usage *u)
 {
     if (!json_is_object(usage)) {

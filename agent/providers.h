@@ -117,6 +117,8 @@ void provider_usage_from_openai(const json_t *usage, struct provider_usage *u);
  * each. Images, tool definitions and non-text parts are not counted.
  */
 long long provider_prompt_estimate(enum provider_op op, const json_t *req);
+/* Completion tokens estimated from an OpenAI-shaped chat answer: its message text / 4. */
+long long provider_completion_estimate(const json_t *answer);
 
 /* Price from a catalog entry's models[] (input_per_1m, output_per_1m); 0 when unknown. */
 double provider_cost(const json_t *entry, const char *model, const struct provider_usage *u);

@@ -535,6 +535,26 @@ static void call_free_body(const void *data, size_t len, void *arg)
     free((void *)data);
 }
 
+/*
+ * A 2xx answer that reports no usage (some local servers): estimated like an
+ * abandoned call's, the completion from the answer's text. out is the answer
+ * in OpenAI's shape, or NULL when it was not parsed (passthrough).
+ */
+static void call_usage_from_answer(struct call *c, const json_t *out)
+{
+    json_t *own = NULL;
+    if (out == NULL && c->op == PROVIDER_CHAT && c->body.data != NULL) {
+        own = json_loadb(c->body.data, c->body.len, 0, NULL);
+        out = own;
+    }
+    c->usage.prompt_tokens = provider_prompt_estimate(c->op, c->req);
+    c->usage.completion_tokens = c->op == PROVIDER_CHAT ? provider_completion_estimate(out) : 0;
+    c->usage.cached_tokens = 0;
+    c->usage.seen = true;
+    c->r->usage_estimated = true;
+    json_decref(own);
+}
+
 static void call_reply_success(struct call *c)
 {
     struct request *r = c->r;
@@ -550,6 +570,10 @@ static void call_reply_success(struct call *c)
         return;
     }
     c->usage = u;
+    if (!u.seen) {
+        call_usage_from_answer(c, out);
+        u = c->usage;
+    }
     call_record_usage(c, "ok");
     char cost[32];
     snprintf(cost, sizeof(cost), "%.8f", r->cost_usd);

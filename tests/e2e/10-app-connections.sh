@@ -11,7 +11,7 @@
 #     upstream transfer (the mock sees its client go), log a 499 and still
 #     report the call to the usage ledger (the provider may bill it);
 #   - calls whose usage the provider never reported (the app left, the
-#     provider cut the stream) are counted with estimated tokens: the prompt
+#     provider cut the stream, the provider sends none) are counted with estimated tokens: the prompt
 #     from the request text, the completion from the frames forwarded;
 #   - requests pipelined in one write are answered, in order, on the same
 #     connection, including one sent while the previous answer is still slow;
@@ -26,6 +26,8 @@ CASES=("slower than client_timeout_s: the answer arrives"
     "app leaves a stream: 499, the provider sees its client go"
     "app leaves a stream: completion tokens between the frames the app got and those the provider sent"
     "provider cuts a stream: the closing usage comment says estimated, one token per frame"
+    "provider reports no usage: a non-streamed answer is counted with estimated tokens and cost"
+    "provider reports no usage: a stream ignoring include_usage is counted with estimated tokens"
     "the ledger holds the tokens of every logged call, estimates included"
     "estimated calls are counted in byok_usage_estimated_total"
     "two pipelined requests: two answers, in order"
@@ -101,6 +103,20 @@ t_eq "provider cuts a stream: the closing usage comment says estimated, one toke
     "$(sed -n 's/^: x-byok-usage //p' "$LIB_TMP/last.body" | jq -c '[.estimated, .prompt_tokens, .completion_tokens]')" \
     '[true,12,5]'
 
+# ---- a provider that reports no usage (some local servers) ----
+# Answer "w0 … w7": 23 characters -> 6 tokens; prompt 12 as above.
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-nousage false 8)"
+cost=$(grep -i '^x-byok-cost-usd:' "$LIB_TMP/last.hdrs" | tr -d '\r' | awk '{print $2}')
+line=$(grep '"model":"mock-nousage"' "$AGENT_LOG" | tail -1)
+t_eq "provider reports no usage: a non-streamed answer is counted with estimated tokens and cost" \
+    "$CODE $(echo "$line" | jq -r '[.prompt_tokens, .completion_tokens, .usage_estimated] | join(" ")') $cost" \
+    "200 12 6 true $(awk -v c="$(cost_of openai 12 6)" 'BEGIN { printf "%.8f", c }')"
+# Role chunk, 8 words, finish chunk: 10 chunks -> 10 tokens.
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-nousage true 8)" -N
+t_eq "provider reports no usage: a stream ignoring include_usage is counted with estimated tokens" \
+    "$CODE $(sed -n 's/^: x-byok-usage //p' "$LIB_TMP/last.body" | jq -c '[.estimated, .prompt_tokens, .completion_tokens]')" \
+    '200 [true,12,10]'
+
 # Every provider call so far is in the ledger with the tokens its log line shows.
 logged() {
     grep '^{' "$AGENT_LOG" | jq -s -c '[.[] | select(."@message" == "request" and .provider == "openai")
@@ -116,7 +132,7 @@ lib_wait_for 10 ledger_caught_up
 t_eq "the ledger holds the tokens of every logged call, estimates included" "$(ledger_tokens)" "$(logged)"
 call "$SOCK" GET /metrics ""
 t_match "estimated calls are counted in byok_usage_estimated_total" "$(grep '^byok_usage_estimated_total' "$LIB_TMP/last.body")" \
-    'tenant="acme",provider="openai"} 3$'
+    'tenant="acme",provider="openai"} 5$'
 
 # ---- pipelining: N requests in one write, answers read back in order ----
 # pipeline MODEL...: one request per model, written at once; prints each

@@ -814,7 +814,7 @@ var scenarios map[string]func(*call)
 
 func scenarioNames() []string {
 	return []string{"normal", "slow", "slowstream", "429", "500", "502", "503", "529", "401",
-		"stall", "cut", "malformed", "oversized"}
+		"stall", "cut", "malformed", "oversized", "nousage"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -863,6 +863,19 @@ func init() {
 			case <-c.r.Context().Done():
 			}
 			panic(http.ErrAbortHandler)
+		},
+		// nousage: a server that reports no usage (some local ones): no
+		// "usage" in an answer, include_usage ignored in a stream.
+		"nousage": func(c *call) {
+			c.usage = false
+			if !c.stream && (c.kind == "chat" || c.kind == "messages") {
+				b := c.chatBody(replyText(c.words))
+				delete(b, "usage")
+				c.status = 200
+				writeJSON(c.w, 200, b)
+				return
+			}
+			c.normal(c.m.o.streamInterval)
 		},
 		// cut: half the answer, then the connection is reset.
 		"cut": func(c *call) {

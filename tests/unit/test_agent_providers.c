@@ -357,6 +357,15 @@ static void test_prompt_estimate(void **state)
     assert_int_equal(estimate(PROVIDER_EMBEDDINGS, "{\"input\":[1,2,3]}"), 3);
     assert_int_equal(estimate(PROVIDER_EMBEDDINGS, "{\"input\":[[1,2],[3]]}"), 3);
     assert_int_equal(estimate(PROVIDER_EMBEDDINGS, "{}"), 0);
+
+    /* Completion: the answer's message text (string or parts) / 4, rounded up. */
+    json_t *a = json_loads("{\"choices\":[{\"message\":{\"content\":\"w0 w1 w2\"}},"
+                           "{\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"ab\"}]}}]}",
+                           0, NULL);
+    assert_non_null(a);
+    assert_int_equal(provider_completion_estimate(a), 3); /* 8 + 2 characters */
+    json_decref(a);
+    assert_int_equal(provider_completion_estimate(NULL), 0);
 }
 
 static int setup(void **state)
