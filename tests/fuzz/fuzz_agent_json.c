@@ -2,9 +2,9 @@
 /*
  * Fuzzes the agent's JSON inputs from peers: a creds reply from Vault
  * (keycache_parse_creds), an app request translated for Anthropic, an
- * Anthropic response translated back, and the config parser. The first byte
- * picks the parser. Invariants: no crash; a parsed creds reply never keeps
- * api_key in its JSON; a refused input leaves no outputs behind.
+ * Anthropic response translated back (with the usage estimates), and the config parser. The first
+ * byte picks the parser. Invariants: no crash; a parsed creds reply never keeps api_key in its
+ * JSON; a refused input leaves no outputs behind.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -51,6 +51,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1: {
         json_t *req = json_loadb(text, n, 0, NULL);
         json_t *out = NULL;
+        /* Estimates (for calls without provider usage) stay within the plugin's bounds. */
+        long long est[3] = {provider_prompt_estimate(PROVIDER_CHAT, req),
+                            provider_prompt_estimate(PROVIDER_EMBEDDINGS, req),
+                            provider_completion_estimate(req)};
+        for (int i = 0; i < 3; i++) {
+            if (est[i] < 0 || est[i] > PROVIDER_MAX_TOKENS) {
+                abort();
+            }
+        }
         if (req != NULL && provider_anthropic_request(req, "m", (n & 1) != 0, 16, &out) == ERR_OK) {
             if (json_integer_value(json_object_get(out, "max_tokens")) < 1) {
                 abort();

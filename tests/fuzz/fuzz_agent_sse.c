@@ -3,7 +3,8 @@
  * Fuzzes the agent's stream path: provider bytes (split at a point taken from
  * the input) through the SSE parser, and every event through the OpenAI and
  * Anthropic stream adapters. Invariants: no crash, the translated output is
- * whole SSE frames, and usage counters never go negative from valid input.
+ * whole SSE frames, and usage counters and the completion estimate never go
+ * negative.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,6 +35,12 @@ static int fz_event(void *arg, const char *event, const char *d, size_t len)
         }
     }
     buf_reset(&f->out);
+    for (int i = 0; i < 2; i++) {
+        if (f->st[i].est_completion < 0 || f->st[i].usage.prompt_tokens < 0 ||
+            f->st[i].usage.completion_tokens < 0) {
+            abort();
+        }
+    }
     return 0;
 }
 
