@@ -188,6 +188,7 @@ static void call_record_usage(struct call *c, const char *status)
         .status = status,
         .tokens = c->usage,
         .cost_usd = cost,
+        .estimated = r->usage_estimated,
     };
     usage_record(c->ctx->usage, &rec);
     if (r->usage_estimated) {

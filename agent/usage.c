@@ -25,6 +25,7 @@ struct ubatch {
 
 struct utotals {
     long long requests, prompt_tokens, completion_tokens, cached_tokens;
+    long long estimated_requests; /* of requests, those counted with estimated tokens */
     double cost_usd;
 };
 
@@ -105,6 +106,7 @@ static struct utenant *usage_tenant(struct usage *u, const char *name, bool crea
 static void usage_add(struct utotals *t, const struct usage_record *r)
 {
     t->requests++;
+    t->estimated_requests += r->estimated ? 1 : 0;
     t->prompt_tokens += r->tokens.prompt_tokens;
     t->completion_tokens += r->tokens.completion_tokens;
     t->cached_tokens += r->tokens.cached_tokens;
@@ -132,10 +134,11 @@ static struct unamed *usage_named(struct unamed **list, const char *a, const cha
 
 static json_t *usage_totals_json(const struct utotals *t)
 {
-    return json_pack("{s:I,s:I,s:I,s:I,s:f}", "requests", (json_int_t)t->requests, "prompt_tokens",
-                     (json_int_t)t->prompt_tokens, "completion_tokens",
+    return json_pack("{s:I,s:I,s:I,s:I,s:f,s:I}", "requests", (json_int_t)t->requests,
+                     "prompt_tokens", (json_int_t)t->prompt_tokens, "completion_tokens",
                      (json_int_t)t->completion_tokens, "cached_tokens",
-                     (json_int_t)t->cached_tokens, "cost_usd", t->cost_usd);
+                     (json_int_t)t->cached_tokens, "cost_usd", t->cost_usd, "estimated_requests",
+                     (json_int_t)t->estimated_requests);
 }
 
 /* Drops the oldest unsent rows of any tenant until we are under the bound. */
@@ -275,12 +278,13 @@ json_t *usage_tenant_json(struct usage *u, const char *tenant)
 
 static json_t *usage_row_json(const struct urow *r)
 {
-    return json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:s}", "ts", r->ts, "provider", r->provider,
-        "model", r->model, "key_type", r->key_type, "app", r->app, "requests",
-        (json_int_t)r->t.requests, "prompt_tokens", (json_int_t)r->t.prompt_tokens,
-        "completion_tokens", (json_int_t)r->t.completion_tokens, "cached_tokens",
-        (json_int_t)r->t.cached_tokens, "cost_usd", r->t.cost_usd, "status", r->status);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:s,s:I}", "ts", r->ts, "provider",
+                     r->provider, "model", r->model, "key_type", r->key_type, "app", r->app,
+                     "requests", (json_int_t)r->t.requests, "prompt_tokens",
+                     (json_int_t)r->t.prompt_tokens, "completion_tokens",
+                     (json_int_t)r->t.completion_tokens, "cached_tokens",
+                     (json_int_t)r->t.cached_tokens, "cost_usd", r->t.cost_usd, "status", r->status,
+                     "estimated_requests", (json_int_t)r->t.estimated_requests);
 }
 
 /* Moves open rows into sealed batches of at most usage.batch_records rows, each with a new id. */

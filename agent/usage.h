@@ -33,6 +33,7 @@ struct usage_record {
     const char *status; /* "ok" or an error code */
     struct provider_usage tokens;
     double cost_usd;
+    bool estimated; /* tokens partly estimated (the provider reported no final usage) */
 };
 
 struct usage *usage_new(struct event_base *base, struct vault *v, struct config *cfg);

@@ -35,8 +35,9 @@
 /* Months one batch may touch (records are ordered by time; a batch spans minutes). */
 #define USAGE_MAX_MONTHS 3
 
-static const char *const usage_counts[] = {"requests", "prompt_tokens", "completion_tokens",
-                                           "cached_tokens", NULL};
+/* estimated_requests: of requests, those whose tokens the agent estimated (no provider usage). */
+static const char *const usage_counts[] = {
+    "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "estimated_requests", NULL};
 
 static bool usage_batch_id_ok(const char *s)
 {
@@ -105,6 +106,12 @@ static bool usage_record_ok(const json_t *r, char *msg, size_t size, char *ret_m
             return false;
         }
     }
+    json_t *est = json_object_get(r, "estimated_requests");
+    if (est != NULL &&
+        json_integer_value(est) > json_integer_value(json_object_get(r, "requests"))) {
+        snprintf(msg, size, "estimated_requests must not exceed requests");
+        return false;
+    }
     json_t *cost = json_object_get(r, "cost_usd");
     if (cost != NULL && (!json_is_number(cost) || !isfinite(json_number_value(cost)) ||
                          json_number_value(cost) < 0 || json_number_value(cost) > USAGE_MAX_COST)) {
@@ -116,9 +123,9 @@ static bool usage_record_ok(const json_t *r, char *msg, size_t size, char *ret_m
 
 static json_t *usage_zero(void)
 {
-    return json_pack("{sIsIsIsIsf}", "requests", (json_int_t)0, "prompt_tokens", (json_int_t)0,
+    return json_pack("{sIsIsIsIsfsI}", "requests", (json_int_t)0, "prompt_tokens", (json_int_t)0,
                      "completion_tokens", (json_int_t)0, "cached_tokens", (json_int_t)0, "cost_usd",
-                     0.0);
+                     0.0, "estimated_requests", (json_int_t)0);
 }
 
 static void usage_add(json_t *tot, const json_t *r)

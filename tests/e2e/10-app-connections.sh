@@ -28,7 +28,7 @@ CASES=("slower than client_timeout_s: the answer arrives"
     "provider cuts a stream: the closing usage comment says estimated, one token per frame"
     "provider reports no usage: a non-streamed answer is counted with estimated tokens and cost"
     "provider reports no usage: a stream ignoring include_usage is counted with estimated tokens"
-    "the ledger holds the tokens of every logged call, estimates included"
+    "the ledger holds the tokens of every logged call, estimates included and counted"
     "estimated calls are counted in byok_usage_estimated_total"
     "two pipelined requests: two answers, in order"
     "a request pipelined behind a slow one: both answered, in order"
@@ -120,16 +120,16 @@ t_eq "provider reports no usage: a stream ignoring include_usage is counted with
 # Every provider call so far is in the ledger with the tokens its log line shows.
 logged() {
     grep '^{' "$AGENT_LOG" | jq -s -c '[.[] | select(."@message" == "request" and .provider == "openai")
-        | {p: (.prompt_tokens | tonumber), c: (.completion_tokens | tonumber)}]
-        | [length, (map(.p) | add), (map(.c) | add)]'
+        | {p: (.prompt_tokens | tonumber), c: (.completion_tokens | tonumber), e: (.usage_estimated == "true")}]
+        | [length, (map(.p) | add), (map(.c) | add), (map(select(.e)) | length)]'
 }
 ledger_tokens() {
     vault_api GET byok/tenants/acme/usage "" "$ADMIN_TOKEN"
-    echo "$VAULT_BODY" | jq -c '.data.by_provider.openai | [.requests, .prompt_tokens, .completion_tokens]' 2>/dev/null
+    echo "$VAULT_BODY" | jq -c '.data.by_provider.openai | [.requests, .prompt_tokens, .completion_tokens, .estimated_requests]' 2>/dev/null
 }
 ledger_caught_up() { [ "$(ledger_tokens)" = "$(logged)" ]; }
 lib_wait_for 10 ledger_caught_up
-t_eq "the ledger holds the tokens of every logged call, estimates included" "$(ledger_tokens)" "$(logged)"
+t_eq "the ledger holds the tokens of every logged call, estimates included and counted" "$(ledger_tokens)" "$(logged)"
 call "$SOCK" GET /metrics ""
 t_match "estimated calls are counted in byok_usage_estimated_total" "$(grep '^byok_usage_estimated_total' "$LIB_TMP/last.body")" \
     'tenant="acme",provider="openai"} 5$'

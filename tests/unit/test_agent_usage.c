@@ -63,6 +63,7 @@ struct env {
     struct upstream *up;
     struct vault *vault;
     struct usage *u;
+    bool estimated_next; /* the next rec() is an estimated call */
 };
 static struct env E;
 
@@ -124,7 +125,9 @@ static void rec(const char *provider, const char *model, const char *status, lon
         .status = status,
         .tokens = {p, c, 1, true},
         .cost_usd = cost,
+        .estimated = E.estimated_next,
     };
+    E.estimated_next = false;
     usage_record(E.u, &r);
 }
 
@@ -151,6 +154,15 @@ static json_t *post_body(size_t i)
     json_t *b = json_object_get(json_array_get(posts, i), "body");
     pthread_mutex_unlock(&mu);
     return b;
+}
+
+/* Reports now; the records of the first batch posted, checked to be n. */
+static const json_t *first_batch(size_t n)
+{
+    flush_until(1);
+    const json_t *recs = json_object_get(post_body(0), "records");
+    assert_int_equal(json_array_size(recs), n);
+    return recs;
 }
 
 static void test_aggregation_and_totals(void **state)
@@ -207,6 +219,33 @@ static void test_aggregation_and_totals(void **state)
     assert_int_equal(json_integer_value(json_object_get(t, "requests")), 4);
     assert_int_equal(json_integer_value(json_object_get(t, "pending_requests")), 0);
     json_decref(t);
+    env_stop();
+}
+
+/* Calls counted with estimated tokens are counted as such in totals and in each row. */
+static void test_estimated_requests(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    rec("openai", "gpt-4o", "ok", 10, 5, 0.5);
+    E.estimated_next = true;
+    rec("openai", "gpt-4o", "ok", 12, 3, 0.1);
+    E.estimated_next = true;
+    rec("openai", "gpt-4o", "client_closed", 12, 0, 0.01);
+    json_t *t = usage_tenant_json(E.u, "acme");
+    assert_int_equal(json_integer_value(json_object_get(t, "requests")), 3);
+    assert_int_equal(json_integer_value(json_object_get(t, "estimated_requests")), 2);
+    const json_t *bm = json_object_get(json_object_get(t, "by_model"), "openai/gpt-4o");
+    assert_int_equal(json_integer_value(json_object_get(bm, "estimated_requests")), 2);
+    json_decref(t);
+    size_t i;
+    const json_t *r;
+    json_array_foreach(first_batch(2), i, r)
+    {
+        bool ok = strcmp(json_string_value(json_object_get(r, "status")), "ok") == 0;
+        assert_int_equal(json_integer_value(json_object_get(r, "requests")), ok ? 2 : 1);
+        assert_int_equal(json_integer_value(json_object_get(r, "estimated_requests")), 1);
+    }
     env_stop();
 }
 
@@ -271,12 +310,9 @@ static void test_pending_bound(void **state)
     rec("openai", "c", "ok", 1, 1, 0); /* one past: the oldest row goes */
     assert_int_equal(usage_pending(E.u), 2);
     assert_int_equal(usage_dropped(E.u), 1);
-    flush_until(1);
-    const json_t *recs = json_object_get(post_body(0), "records");
-    assert_int_equal(json_array_size(recs), 2);
     size_t i;
     const json_t *r;
-    json_array_foreach(recs, i, r)
+    json_array_foreach(first_batch(2), i, r)
     {
         assert_string_not_equal(json_string_value(json_object_get(r, "model")), "a");
     }
@@ -294,9 +330,9 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     atomic_store(&next_status, 200);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_aggregation_and_totals), cmocka_unit_test(test_retry_keeps_batch_id),
-        cmocka_unit_test(test_refused_batch_dropped),  cmocka_unit_test(test_batches_split),
-        cmocka_unit_test(test_pending_bound),
+        cmocka_unit_test(test_aggregation_and_totals), cmocka_unit_test(test_estimated_requests),
+        cmocka_unit_test(test_retry_keeps_batch_id),   cmocka_unit_test(test_refused_batch_dropped),
+        cmocka_unit_test(test_batches_split),          cmocka_unit_test(test_pending_bound),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();

@@ -618,7 +618,7 @@ static void test_usage_batches(void **state)
         "\"ok\"},"
         "{\"ts\": \"2026-11-18T10:00:01Z\", \"provider\": \"anthropic\", \"model\": "
         "\"claude-3-5-haiku-20241022\", \"requests\": 2, \"prompt_tokens\": 100,"
-        " \"completion_tokens\": 10, \"cost_usd\": 0.001}]}";
+        " \"completion_tokens\": 10, \"cost_usd\": 0.001, \"estimated_requests\": 1}]}";
     json_t *d = ok(e, FW_OP_UPDATE, "tenants/acme/usage", batch);
     assert_int_equal(num(d, "accepted"), 2);
     assert_false(json_is_true(json_object_get(d, "duplicate")));
@@ -632,8 +632,12 @@ static void test_usage_batches(void **state)
     assert_int_equal(num(d, "requests"), 3);
     assert_int_equal(num(d, "prompt_tokens"), 112);
     assert_int_equal(num(d, "completion_tokens"), 44);
+    assert_int_equal(num(d, "estimated_requests"), 1);
     assert_int_equal(num(json_object_get(json_object_get(d, "by_provider"), "openai"), "requests"),
                      1);
+    assert_int_equal(
+        num(json_object_get(json_object_get(d, "by_provider"), "anthropic"), "estimated_requests"),
+        1);
     assert_non_null(json_object_get(json_object_get(d, "by_model"), "openai/gpt-4o-mini"));
     json_decref(d);
     d = ok(e, FW_OP_READ, "tenants/acme/usage", "{\"month\": \"2026-10\"}");
@@ -1130,6 +1134,14 @@ static const struct bad_case bad_cases[] = {
     {FW_OP_UPDATE, "tenants/acme/usage",
      "{\"batch_id\": \"b1\", \"records\": [{\"ts\": \"2026-11-18T10:00:00Z\", \"provider\": "
      "\"openai\", \"model\": \"m\", \"cost_usd\": -2}]}",
+     "records"},
+    {FW_OP_UPDATE, "tenants/acme/usage",
+     "{\"batch_id\": \"b1\", \"records\": [{\"ts\": \"2026-11-18T10:00:00Z\", \"provider\": "
+     "\"openai\", \"model\": \"m\", \"requests\": 1, \"estimated_requests\": 2}]}",
+     "records"},
+    {FW_OP_UPDATE, "tenants/acme/usage",
+     "{\"batch_id\": \"b1\", \"records\": [{\"ts\": \"2026-11-18T10:00:00Z\", \"provider\": "
+     "\"openai\", \"model\": \"m\", \"requests\": 1, \"estimated_requests\": -1}]}",
      "records"},
     {FW_OP_READ, "tenants/acme/usage", "{\"month\": \"2026-13\"}", "month"},
 };
