@@ -26,6 +26,7 @@ CASES=("slower than client_timeout_s: the answer arrives"
     "app leaves a stream: 499, the provider sees its client go"
     "app leaves a stream: completion tokens between the frames the app got and those the provider sent"
     "provider cuts a stream: the closing usage comment says estimated, one token per frame"
+    "provider cuts an Anthropic stream: prompt as reported at its start, completion from the deltas"
     "provider reports no usage: a non-streamed answer is counted with estimated tokens and cost"
     "provider reports no usage: a stream ignoring include_usage is counted with estimated tokens"
     "the ledger holds the tokens of every logged call, estimates included and counted"
@@ -39,6 +40,7 @@ CASES=("slower than client_timeout_s: the answer arrives"
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 KEY=$(lib_canary)
 key_put acme openai "$KEY"
+key_put acme anthropic "$KEY"
 SOCK=$AGENT_DIR/acme.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"conn\", \"metrics\": true}]" \
     '.limits.client_timeout_s = 1 | .log_level = "info"'
@@ -103,6 +105,13 @@ t_eq "provider cuts a stream: the closing usage comment says estimated, one toke
     "$(sed -n 's/^: x-byok-usage //p' "$LIB_TMP/last.body" | jq -c '[.estimated, .prompt_tokens, .completion_tokens]')" \
     '[true,12,5]'
 
+# Anthropic reports input tokens in message_start (the mock: 4 words, 4 tokens); the 4 deltas
+# before the cut ("w0", " w1", " w2", " w3") are 1 token each by text bytes / 4.
+call "$SOCK" POST /v1/chat/completions "$(chat_body anthropic/mock-cut true 8)" -N
+t_eq "provider cuts an Anthropic stream: prompt as reported at its start, completion from the deltas" \
+    "$(sed -n 's/^: x-byok-usage //p' "$LIB_TMP/last.body" | jq -c '[.estimated, .prompt_tokens, .completion_tokens]')" \
+    '[true,4,4]'
+
 # ---- a provider that reports no usage (some local servers) ----
 # Answer "w0 … w7": 23 characters -> 6 tokens; prompt 12 as above.
 call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-nousage false 8)"
@@ -131,8 +140,9 @@ ledger_caught_up() { [ "$(ledger_tokens)" = "$(logged)" ]; }
 lib_wait_for 10 ledger_caught_up
 t_eq "the ledger holds the tokens of every logged call, estimates included and counted" "$(ledger_tokens)" "$(logged)"
 call "$SOCK" GET /metrics ""
-t_match "estimated calls are counted in byok_usage_estimated_total" "$(grep '^byok_usage_estimated_total' "$LIB_TMP/last.body")" \
-    'tenant="acme",provider="openai"} 5$'
+t_eq "estimated calls are counted in byok_usage_estimated_total" \
+    "$(grep '^byok_usage_estimated_total' "$LIB_TMP/last.body" | sort | tr '\n' ';')" \
+    'byok_usage_estimated_total{tenant="acme",provider="anthropic"} 1;byok_usage_estimated_total{tenant="acme",provider="openai"} 5;'
 
 # ---- pipelining: N requests in one write, answers read back in order ----
 # pipeline MODEL...: one request per model, written at once; prints each
