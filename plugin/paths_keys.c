@@ -567,6 +567,7 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
         fw_error(resp, "key is revoked: write key_value to store a new version");
         goto out_unlock;
     }
+    bool had_grace = false;
     if (has_value) {
         int64_t version = 0;
         e = keys_add_version(req, resp, rec, entry, now_s, &version);
@@ -574,19 +575,11 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
             goto out_unlock;
         }
         /* A plain write replaces the value at once; rotate is the path with a grace period. */
-        bool had_grace = keys_grace_pending(rec);
+        had_grace = keys_grace_pending(rec);
         keys_revoke_versions(rec, now_s, version, -1);
         keys_trim(rec, json_integer_value(json_object_get(config, "max_key_versions")));
         json_object_set_new(rec, "status", json_string("active"));
         json_object_del(rec, "revoked_at");
-        /* Only when a grace period was cut short: a write costs no extra round trip otherwise. */
-        if (had_grace) {
-            e = keystore_grace_mark(req->storage, fw_str(req, "tenant"), fw_str(req, "provider"),
-                                    fw_str(req, "key_type"), false);
-        }
-        if (e != ERR_OK) {
-            goto out_unlock;
-        }
     }
     /* An expiry that has passed belonged to the old value: a new value without one clears it. */
     if (has_value && !has_expiry && strcmp(keystore_key_status(rec, now), "expired") == 0) {
@@ -596,6 +589,15 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     keys_apply_meta(req, rec, has_expiry, expires);
     json_object_set_new(rec, "updated_at", json_string(now_s));
     e = keys_save(req, rec);
+    /*
+     * A grace period cut short: its mark goes only once the record no longer
+     * holds it (removed first, a failed save would leave a grace version the
+     * sweep never revokes). No extra round trip otherwise.
+     */
+    if (e == ERR_OK && had_grace) {
+        e = keystore_grace_mark(req->storage, fw_str(req, "tenant"), fw_str(req, "provider"),
+                                fw_str(req, "key_type"), false);
+    }
     if (e == ERR_OK) {
         e = keys_reply_summary(resp, rec, now);
     }
@@ -723,9 +725,15 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
         fw_error(resp, "key is revoked: write key_value to the key path to store a new version");
         goto out_unlock;
     }
-    if (strcmp(keystore_key_status(rec, now), "expired") == 0) {
+    /*
+     * An expired key's value is past its life: it gets no grace period (creds
+     * would serve it again by version), and the expiry belonged to it.
+     */
+    bool expired = strcmp(keystore_key_status(rec, now), "expired") == 0;
+    if (expired) {
         json_object_set_new(rec, "expires_at", json_null()); /* as for a plain write */
     }
+    bool keep_old = grace > 0 && !expired;
     int64_t old = json_integer_value(json_object_get(rec, "current_version"));
     int64_t version = 0;
     e = keys_add_version(req, resp, rec, entry, now_s, &version);
@@ -737,8 +745,8 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
      * in grace from an earlier rotation is revoked now, so at most two values
      * are ever live.
      */
-    keys_revoke_versions(rec, now_s, version, grace > 0 ? old : -1);
-    if (grace > 0) {
+    keys_revoke_versions(rec, now_s, version, keep_old ? old : -1);
+    if (keep_old) {
         size_t i;
         json_t *v;
         json_array_foreach(json_object_get(rec, "versions"), i, v)
@@ -751,10 +759,23 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     }
     keys_trim(rec, json_integer_value(json_object_get(config, "max_key_versions")));
     json_object_set_new(rec, "updated_at", json_string(now_s));
-    e = keys_save(req, rec);
+    /*
+     * The sweep's mark is written before the record that needs it and removed
+     * only after the record that no longer does: a failed save then leaves at
+     * most a mark with nothing pending (the sweep drops it), never a grace
+     * version the sweep cannot find, and a retried rotate starts from the
+     * record as it was.
+     */
+    const char *t = fw_str(req, "tenant"), *p = fw_str(req, "provider"),
+               *kt = fw_str(req, "key_type");
+    if (keep_old) {
+        e = keystore_grace_mark(req->storage, t, p, kt, true);
+    }
     if (e == ERR_OK) {
-        e = keystore_grace_mark(req->storage, fw_str(req, "tenant"), fw_str(req, "provider"),
-                                fw_str(req, "key_type"), grace > 0);
+        e = keys_save(req, rec);
+    }
+    if (e == ERR_OK && !keep_old) {
+        e = keystore_grace_mark(req->storage, t, p, kt, false);
     }
     if (e == ERR_OK) {
         e = keys_reply_view(req, resp, rec, now);

@@ -29,6 +29,12 @@
 #define USAGE_MAX_COST 1.0e9             /* USD per record */
 /* Distinct models tracked per month; the rest is summed under "<provider>/other". */
 #define USAGE_MAX_MODELS 1024
+/* Distinct providers tracked per month; the rest is summed under "other". */
+#define USAGE_MAX_PROVIDERS 256
+/* A month's total of any count: far above any real use, far below int64 overflow. */
+#define USAGE_MAX_TOTAL 1000000000000000000LL
+/* How far ahead of the plugin's clock a record's ts may be (agents' clocks drift). */
+#define USAGE_MAX_AHEAD_S ((time_t)24 * 3600)
 /* Shards of a month's set of seen batch ids, and ids kept per shard (oldest dropped past it). */
 #define USAGE_BATCH_SHARDS 64
 #define USAGE_MAX_SHARD_IDS 4096
@@ -82,6 +88,11 @@ static bool usage_record_ok(const json_t *r, char *msg, size_t size, char *ret_m
     time_t t = 0;
     if (ts == NULL || keystore_time_parse(ts, &t) != ERR_OK) {
         snprintf(msg, size, "ts must be RFC 3339");
+        return false;
+    }
+    /* A month far ahead would also prune the batch ids that make replays idempotent. */
+    if (t > keystore_now() + USAGE_MAX_AHEAD_S) {
+        snprintf(msg, size, "ts must not be more than a day ahead of the plugin's clock");
         return false;
     }
     struct tm tm;
@@ -175,7 +186,20 @@ static enum err usage_month_load(struct storage *st, const char *tenant, const c
         *ret = usage_month_new(month);
         return *ret != NULL ? ERR_OK : ERR_NOMEM;
     }
+    if (e == ERR_OK && (!json_is_object(json_object_get(*ret, "by_provider")) ||
+                        !json_is_object(json_object_get(*ret, "by_model")))) {
+        json_decref(*ret);
+        *ret = NULL;
+        return ERR_PROTO; /* not a month document */
+    }
     return e;
+}
+
+static void usage_month_of(time_t t, char month[8])
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(month, 8, "%Y-%m", &tm);
 }
 
 /* The month a batch belongs to: its first record's, or the current one for an empty batch. */
@@ -184,11 +208,41 @@ static void usage_batch_month(const json_t *records, char month[8])
     char msg[8];
     if (json_array_size(records) == 0 ||
         !usage_record_ok(json_array_get(records, 0), msg, 0, month)) {
-        time_t now = keystore_now();
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(month, 8, "%Y-%m", &tm);
+        usage_month_of(keystore_now(), month);
     }
+}
+
+/*
+ * Whether a month's totals can take the batch's records of that month
+ * without passing USAGE_MAX_TOTAL (each record is bounded, so these sums
+ * cannot overflow). Provider and model buckets are parts of the totals.
+ * On false, resp holds the 400.
+ */
+static bool usage_month_room(const json_t *doc, const json_t *records, const char *month,
+                             struct fw_response *resp)
+{
+    long long sums[sizeof(usage_counts) / sizeof(usage_counts[0])] = {0};
+    size_t i;
+    const json_t *r;
+    json_array_foreach(records, i, r)
+    {
+        char m[8], msg[8];
+        if (!usage_record_ok(r, msg, 0, m) || strcmp(m, month) != 0) {
+            continue;
+        }
+        for (size_t c = 0; usage_counts[c] != NULL; c++) {
+            sums[c] += json_integer_value(json_object_get(r, usage_counts[c]));
+        }
+    }
+    for (size_t c = 0; usage_counts[c] != NULL; c++) {
+        long long total = json_integer_value(json_object_get(doc, usage_counts[c]));
+        if (total < 0 || total > USAGE_MAX_TOTAL - sums[c]) {
+            fw_error(resp, "invalid value for field 'records': the %s total of %s would pass %lld",
+                     usage_counts[c], month, (long long)USAGE_MAX_TOTAL);
+            return false;
+        }
+    }
+    return true;
 }
 
 static enum err usage_shard_key(const char *tenant, const char *month, const char *batch, char *out,
@@ -324,8 +378,9 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
         }
     }
 
-    char marker[STORAGE_MAX_KEY], batch_month[8];
+    char marker[STORAGE_MAX_KEY], batch_month[8], now_month[8];
     usage_batch_month(records, batch_month);
+    usage_month_of(keystore_now(), now_month);
     enum err e = usage_shard_key(t, batch_month, batch, marker, sizeof(marker));
     if (e != ERR_OK) {
         return e;
@@ -352,12 +407,14 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
         goto out_unlock;
     }
     e = ERR_OK; /* not seen: count the batch */
-    for (size_t m = 0; m < n_months && e == ERR_OK; m++) {
-        json_t *doc = NULL;
-        e = usage_month_load(req->storage, t, months[m], &doc);
-        if (e != ERR_OK) {
-            break;
-        }
+    json_t *docs[USAGE_MAX_MONTHS] = {NULL};
+    bool refused = false; /* resp says why; nothing written */
+    for (size_t m = 0; m < n_months && e == ERR_OK && !refused; m++) {
+        e = usage_month_load(req->storage, t, months[m], &docs[m]);
+        refused = e == ERR_OK && !usage_month_room(docs[m], records, months[m], resp);
+    }
+    for (size_t m = 0; m < n_months && e == ERR_OK && !refused; m++) {
+        json_t *doc = docs[m];
         json_array_foreach(records, i, r)
         {
             char month[8], msg[8];
@@ -367,6 +424,11 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
             }
             const char *p = json_string_value(json_object_get(r, "provider"));
             const char *model = json_string_value(json_object_get(r, "model"));
+            json_t *by_provider = json_object_get(doc, "by_provider");
+            if (json_object_get(by_provider, p) == NULL &&
+                json_object_size(by_provider) >= USAGE_MAX_PROVIDERS) {
+                p = "other";
+            }
             char mkey[200];
             snprintf(mkey, sizeof(mkey), "%s/%s", p, model);
             json_t *by_model = json_object_get(doc, "by_model");
@@ -375,7 +437,7 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
                 snprintf(mkey, sizeof(mkey), "%s/other", p);
             }
             usage_add(doc, r);
-            usage_add(usage_bucket(json_object_get(doc, "by_provider"), p), r);
+            usage_add(usage_bucket(by_provider, p), r);
             usage_add(usage_bucket(by_model, mkey), r);
         }
         char mrest[32], key[STORAGE_MAX_KEY];
@@ -384,7 +446,12 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
         if (e == ERR_OK) {
             e = storage_put_json(req->storage, key, doc, false);
         }
-        json_decref(doc);
+    }
+    for (size_t m = 0; m < n_months; m++) {
+        json_decref(docs[m]);
+    }
+    if (refused) {
+        goto out_unlock;
     }
     if (e == ERR_OK) {
         /* Insertion order is kept: past the cap, the oldest ids go first. */
@@ -396,7 +463,9 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
         e = storage_put_json(req->storage, marker, shard, false);
     }
     if (e == ERR_OK && new_shard) {
-        e = usage_prune(req->storage, t, batch_month);
+        e = usage_prune(req->storage, t,
+                        usage_month_index(batch_month) < usage_month_index(now_month) ? batch_month
+                                                                                      : now_month);
     }
     if (e == ERR_OK) {
         fw_reply(resp, json_pack("{sssIsb}", "batch_id", batch, "accepted",

@@ -649,6 +649,211 @@ static void test_usage_batches(void **state)
     json_decref(d);
 }
 
+/* ---- storage faults: a Put or Delete under a key prefix fails ---------------------------- */
+
+static const struct storage_ops *fault_orig;
+static const char *fault_put_prefix, *fault_del_prefix;
+
+static bool fault_match(const char *prefix, const char *key)
+{
+    return prefix != NULL && strncmp(key, prefix, strlen(prefix)) == 0;
+}
+
+static enum err fault_get(void *c, const char *k, unsigned char **v, size_t *l)
+{
+    return fault_orig->get(c, k, v, l);
+}
+
+static enum err fault_put(void *c, const char *k, const unsigned char *v, size_t l, bool seal)
+{
+    return fault_match(fault_put_prefix, k) ? ERR_STORAGE : fault_orig->put(c, k, v, l, seal);
+}
+
+static enum err fault_del(void *c, const char *k)
+{
+    return fault_match(fault_del_prefix, k) ? ERR_STORAGE : fault_orig->del(c, k);
+}
+
+static enum err fault_list(void *c, const char *prefix, char ***k, size_t *n)
+{
+    return fault_orig->list(c, prefix, k, n);
+}
+
+static const struct storage_ops fault_ops = {fault_get, fault_put, fault_del, fault_list};
+
+static void fault_on(struct env *e, const char *put_prefix, const char *del_prefix)
+{
+    fault_orig = e->st->ops;
+    e->st->ops = &fault_ops;
+    fault_put_prefix = put_prefix;
+    fault_del_prefix = del_prefix;
+}
+
+static void fault_off(struct env *e)
+{
+    e->st->ops = fault_orig;
+    fault_put_prefix = fault_del_prefix = NULL;
+}
+
+static size_t grace_marks(struct env *e)
+{
+    char **names = NULL;
+    size_t n = 0;
+    enum err le = storage_list(e->st, "grace/", &names, &n);
+    assert_true(le == ERR_OK || le == ERR_NOTFOUND);
+    storage_keys_free(names, n);
+    return le == ERR_OK ? n : 0;
+}
+
+static bool stored_ct(struct env *e, int64_t version)
+{
+    json_t *rec = NULL;
+    assert_int_equal(storage_get_json(e->st, KP, &rec), ERR_OK);
+    bool has = json_object_get(version_of(rec, version), "ct") != NULL;
+    json_decref(rec);
+    return has;
+}
+
+#define ROTATE_GRACE(v) "{\"key_value\": \"" v "\", \"grace_period\": \"1h\"}"
+
+/* An expired key's value gets no grace period when rotated: creds never serve it again. */
+static void test_rotate_expired_no_grace(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, "\"expires_in\": 60");
+    fake_now += 120;
+    expect_creds_404(e, CREDS, NULL);
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        ROTATE_GRACE("sk-CANARY2acme1111111111111111111111111111yR"));
+    expect_creds_404(e, CREDS, "{\"version\": 1}");
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, CREDS, &c), canary2);
+    json_decref(c);
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(version_of(d, 1), "status"), "revoked");
+    json_decref(d);
+    assert_int_equal(grace_marks(e), 0);
+}
+
+/*
+ * A rotate whose grace mark cannot be written fails before the record
+ * changes, so the operator's retry gives the old value its full grace period.
+ */
+static void test_rotate_mark_fails_then_retry(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    fault_on(e, "grace/", NULL);
+    struct result r = call(e, FW_OP_UPDATE, KP "/rotate",
+                           ROTATE_GRACE("sk-CANARY2acme1111111111111111111111111111yR"));
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "current_version"), 1);
+    json_decref(d);
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        ROTATE_GRACE("sk-CANARY2acme1111111111111111111111111111yR"));
+    r = call(e, FW_OP_READ, CREDS, "{\"version\": 1}");
+    assert_int_equal(r.status, FW_OK);
+    assert_string_equal(str(r.data, "api_key"), canary1);
+    done(&r);
+    assert_int_equal(grace_marks(e), 1);
+}
+
+/*
+ * A plain write that cuts a grace period short but cannot save keeps the
+ * sweep's mark: the grace version is still revoked and destroyed on time.
+ */
+static void test_write_cutting_grace_save_fails(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        ROTATE_GRACE("sk-CANARY2acme1111111111111111111111111111yR"));
+    assert_int_equal(grace_marks(e), 1);
+    fault_on(e, KP, NULL);
+    struct result r = call(e, FW_OP_UPDATE, KP,
+                           "{\"key_value\": \"sk-CANARY3acme2222222222222222222222222222xS\"}");
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(grace_marks(e), 1);
+    fake_now += 7200;
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_false(stored_ct(e, 1));
+    assert_true(stored_ct(e, 2));
+    assert_int_equal(grace_marks(e), 0);
+}
+
+/* A usage record: ts, provider, prompt tokens. */
+static void usage_post(struct env *e, const char *id, const char *ts, const char *provider,
+                       long long prompt, int status_want)
+{
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"batch_id\": \"%s\", \"records\": [{\"ts\": \"%s\", \"provider\": \"%s\", "
+             "\"model\": \"m\", \"requests\": 1, \"prompt_tokens\": %lld}]}",
+             id, ts, provider, prompt);
+    struct result r = call(e, FW_OP_UPDATE, "tenants/acme/usage", body);
+    assert_int_equal(r.status, status_want);
+    if (status_want == FW_BAD_REQUEST) {
+        assert_non_null(strstr(r.message, "records"));
+    }
+    done(&r);
+}
+
+/*
+ * Usage bounds: a ts far ahead is refused (it would also prune the ids that
+ * make replays idempotent); month totals never pass their bound (a refused
+ * batch changes nothing); providers past the cap are summed under "other".
+ */
+static void test_usage_bounds(void **state)
+{
+    struct env *e = *state;
+    usage_post(e, "b1", "2026-11-18T10:00:00Z", "openai", 5, FW_OK);
+    usage_post(e, "b2", "2099-01-01T00:00:00Z", "openai", 5, FW_BAD_REQUEST);
+    usage_post(e, "b3", "2026-11-18T20:00:00Z", "openai", 5, FW_OK); /* 9 h ahead: accepted */
+    usage_post(e, "b1", "2026-11-18T10:00:00Z", "openai", 5, FW_OK); /* a replay */
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/usage", NULL);
+    assert_int_equal(num(d, "requests"), 2);
+    json_decref(d);
+
+    /* Totals near the bound: the batch that would pass it is refused and counts nothing. */
+    json_t *doc = NULL;
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/usage/2026-11", &doc), ERR_OK);
+    json_object_set_new(doc, "prompt_tokens", json_integer(999999999999999990LL));
+    assert_int_equal(storage_put_json(e->st, "tenants/acme/usage/2026-11", doc, false), ERR_OK);
+    json_decref(doc);
+    usage_post(e, "b4", "2026-11-18T10:00:00Z", "openai", 5, FW_OK);
+    usage_post(e, "b5", "2026-11-18T10:00:00Z", "openai", 6, FW_BAD_REQUEST);
+    d = ok(e, FW_OP_READ, "tenants/acme/usage", NULL);
+    assert_int_equal(num(d, "prompt_tokens"), 999999999999999995LL);
+    assert_int_equal(num(d, "requests"), 3);
+    json_decref(d);
+
+    /* 300 made-up providers in one batch: 256 tracked, the rest under "other". */
+    const size_t cap = (size_t)64 * 1024;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    size_t off = (size_t)snprintf(body, cap, "{\"batch_id\": \"b6\", \"records\": [");
+    for (int i = 0; i < 300; i++) {
+        off += (size_t)snprintf(body + off, cap - off,
+                                "%s{\"ts\": \"2026-11-18T10:00:00Z\", \"provider\": \"p%d\", "
+                                "\"model\": \"m\", \"requests\": 1}",
+                                i > 0 ? "," : "", i);
+    }
+    snprintf(body + off, cap - off, "]}");
+    json_decref(ok(e, FW_OP_UPDATE, "tenants/acme/usage", body));
+    free(body);
+    d = ok(e, FW_OP_READ, "tenants/acme/usage", NULL);
+    const json_t *bp = json_object_get(d, "by_provider");
+    assert_int_equal(json_object_size(bp), 257); /* openai + 255 new + other */
+    assert_int_equal(num(json_object_get(bp, "other"), "requests"), 45);
+    assert_non_null(json_object_get(json_object_get(d, "by_model"), "other/m"));
+    json_decref(d);
+}
+
 #define HIT_THREADS 4
 #define HIT_READS 250
 
@@ -1238,6 +1443,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_count_no_write_per_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_count_concurrent_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_expired_no_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_mark_fails_then_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_cutting_grace_save_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
