@@ -226,7 +226,10 @@ static void kc_fetch_finish(struct keycache_entry *ent, enum err e, long status,
     }
     if (status != 200) {
         kc_unlink(kc, ent);
-        kc_deliver(ent, status == 403 ? ERR_DENIED : (status >= 500 ? ERR_UNAVAIL : ERR_PROTO));
+        /* 429: Vault's rate-limit quota; like a 5xx, Vault is not serving us now. */
+        kc_deliver(ent, status == 403                      ? ERR_DENIED
+                        : (status >= 500 || status == 429) ? ERR_UNAVAIL
+                                                           : ERR_PROTO);
         return;
     }
     long ttl = 0;
@@ -371,8 +374,12 @@ const struct keycache_entry *keycache_peek(struct keycache *kc, const char *tena
 
 void keycache_invalidate(struct keycache *kc, const char *tenant, const char *provider)
 {
-    struct keycache_entry *ent = kc_find(kc, tenant, provider);
-    if (ent != NULL && !ent->pending) {
+    keycache_invalidate_entry(kc, kc_find(kc, tenant, provider));
+}
+
+void keycache_invalidate_entry(struct keycache *kc, struct keycache_entry *ent)
+{
+    if (ent != NULL && ent->linked && !ent->pending) {
         kc_unlink(kc, ent);
     }
 }
@@ -398,8 +405,9 @@ struct keycache *keycache_new(struct event_base *base, struct vault *v, struct c
 
 void keycache_set_config(struct keycache *kc, struct config *cfg)
 {
-    config_unref(&kc->cfg);
-    kc->cfg = config_ref(cfg);
+    struct config *old = kc->cfg;
+    kc->cfg = config_ref(cfg); /* before the unref: cfg may be the one held */
+    config_unref(&old);
 }
 
 void keycache_free(struct keycache *kc)

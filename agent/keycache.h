@@ -83,8 +83,15 @@ const struct keycache_entry *keycache_peek(struct keycache *kc, const char *tena
                                            const char *provider);
 
 void keycache_put(struct keycache_entry **ent);
-/* Drops tenant+provider (provider answered 401). */
+/* Drops tenant+provider, whatever entry is cached for them now. */
 void keycache_invalidate(struct keycache *kc, const char *tenant, const char *provider);
+/*
+ * Drops ent if it is still the cached entry (a provider answered 401 to its
+ * key). A newer entry fetched meanwhile for the same tenant+provider (after
+ * an earlier 401, e.g. the rotated key) is left alone: a late 401 for the old
+ * key must not wipe the new one.
+ */
+void keycache_invalidate_entry(struct keycache *kc, struct keycache_entry *ent);
 const struct keycache_stats *keycache_stats(const struct keycache *kc);
 
 /*

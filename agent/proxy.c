@@ -621,7 +621,6 @@ static void call_on_done(void *arg, enum err e, long status)
 {
     struct call *c = arg;
     c->xfer = NULL;
-    struct request *r = c->r;
     char labels[METRICS_MAX_LABELS];
     char st[16];
     snprintf(st, sizeof(st), "%ld", e == ERR_OK ? status : 0L);
@@ -657,8 +656,11 @@ static void call_on_done(void *arg, enum err e, long status)
     c->last_err = e;
     c->last_status = e == ERR_OK ? status : 0;
     if (e == ERR_OK && (status == 401 || status == 403)) {
-        /* The key was refused: drop it so the next call fetches a fresh (maybe rotated) one. */
-        keycache_invalidate(c->ctx->keys, r->tenant, c->cands[c->cur].provider);
+        /*
+         * The key was refused: drop it so the next call fetches a fresh (maybe
+         * rotated) one, unless another call already replaced it.
+         */
+        keycache_invalidate_entry(c->ctx->keys, c->ent);
     }
     if (call_failover_ok(c, e, status)) {
         call_next(c);
@@ -804,6 +806,18 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     }
 }
 
+/*
+ * A key-cache error that is the key store's trouble, not the tenant's: Vault
+ * unreachable, slow, refusing the agent or rate-limiting it, a creds reply
+ * that does not parse, or the cache / Vault queue full. The app gets 503
+ * vault_unavailable for these (when no candidate is left), never 404 no key.
+ */
+static bool call_vault_trouble(enum err e)
+{
+    return e == ERR_UNAVAIL || e == ERR_TIMEOUT || e == ERR_DENIED || e == ERR_BUSY ||
+           e == ERR_PROTO;
+}
+
 static void call_key_ready(void *arg, enum err e, struct keycache_entry *ent)
 {
     struct call *c = arg;
@@ -811,8 +825,8 @@ static void call_key_ready(void *arg, enum err e, struct keycache_entry *ent)
     if (e != ERR_OK) {
         c->last_err = e;
         /* Vault trouble is reported as such when no other candidate is left. */
-        c->last_status = (e == ERR_UNAVAIL || e == ERR_TIMEOUT || e == ERR_DENIED) ? -1 : 0;
-        if (e == ERR_TIMEOUT || e == ERR_DENIED) {
+        c->last_status = call_vault_trouble(e) ? -1 : 0;
+        if (call_vault_trouble(e)) {
             c->last_err = ERR_UNAVAIL;
         }
         metrics_add(M_CACHE, 1, "result=\"error\"");
@@ -895,8 +909,7 @@ static void call_plan(struct call *c)
             n++;
         }
     }
-    if (n == 0 && (c->probe_err == ERR_UNAVAIL || c->probe_err == ERR_TIMEOUT ||
-                   c->probe_err == ERR_DENIED)) {
+    if (n == 0 && call_vault_trouble(c->probe_err)) {
         call_error(c, 503, "server_error", "vault_unavailable", "the key store is unreachable");
         return;
     }

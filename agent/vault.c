@@ -27,6 +27,12 @@
 
 /* Minimum seconds between two "vault unreachable" lines: an outage must not flood the log. */
 #define VAULT_LOG_INTERVAL_S 10
+/*
+ * A 403 on a token younger than this is a policy refusal of that path, not
+ * an expired or revoked token: no new login (one per denied request would
+ * be a login storm, each using up an AppRole secret_id use).
+ */
+#define VAULT_RELOGIN_MIN_AGE_S 10
 
 enum vault_state { VAULT_NO_TOKEN, VAULT_LOGGING_IN, VAULT_READY };
 
@@ -54,11 +60,13 @@ struct vault {
     struct config *cfg;
     struct secret *token;
     unsigned long token_gen;
+    time_t token_since; /* monotonic seconds when the token was set */
     enum vault_state state;
     struct vault_req *queue_head, *queue_tail;
     size_t queued;
     struct event *renew_timer;
-    struct vault_req *login; /* the login or lookup in flight */
+    struct vault_req *login; /* the login, lookup or renewal in flight */
+    unsigned long login_gen; /* token_gen when that lookup or renewal was sent */
     struct stat token_st;    /* token_file identity when last read */
     bool reachable;
     time_t last_unreach_log;
@@ -255,6 +263,7 @@ static void vault_set_token(struct vault *v, struct secret *tok)
     secret_free(&v->token);
     v->token = tok;
     v->token_gen++;
+    v->token_since = vault_now();
     v->state = tok != NULL ? VAULT_READY : VAULT_NO_TOKEN;
 }
 
@@ -322,6 +331,9 @@ static void vault_lookup_done(void *arg, enum err e, long status, struct buf *bo
 {
     struct vault *v = arg;
     v->login = NULL;
+    if (v->login_gen != v->token_gen) {
+        return; /* about a token that has been replaced since */
+    }
     if (e != ERR_OK || status != 200) {
         return; /* the token still works for reads; renewal will not be scheduled */
     }
@@ -348,10 +360,12 @@ static void vault_token_file_load(struct vault *v)
     vault_set_token(v, tok);
     v->stats.logins++;
     vault_flush_queue(v);
-    if (v->login == NULL) {
-        (void)vault_internal(v, "GET", "auth/token/lookup-self", NULL, false, vault_lookup_done,
-                             &v->login);
-    }
+    /* A lookup or renewal in flight was about the previous token. */
+    vault_request_cancel(v->login);
+    v->login = NULL;
+    v->login_gen = v->token_gen;
+    (void)vault_internal(v, "GET", "auth/token/lookup-self", NULL, false, vault_lookup_done,
+                         &v->login);
 }
 
 /* The token file was rewritten (Vault Agent's sink renewed or replaced it). */
@@ -402,6 +416,12 @@ static void vault_login(struct vault *v)
     if (v->state == VAULT_LOGGING_IN) {
         return;
     }
+    /*
+     * A lookup or renewal still in flight is about the token being replaced:
+     * its answer must not drop the new one or start a second login.
+     */
+    vault_request_cancel(v->login);
+    v->login = NULL;
     const struct config *c = v->cfg;
     if (c->vault.token_file != NULL) {
         vault_token_file_load(v);
@@ -464,6 +484,9 @@ static void vault_renew_done(void *arg, enum err e, long status, struct buf *bod
 {
     struct vault *v = arg;
     v->login = NULL;
+    if (v->login_gen != v->token_gen) {
+        return; /* the token changed meanwhile (token file re-read): this answer is stale */
+    }
     if (e != ERR_OK) {
         /* Unreachable: try again in a while, the token may still be valid. */
         struct timeval tv = {VAULT_LOG_INTERVAL_S, 0};
@@ -493,6 +516,7 @@ static void vault_renew_cb(evutil_socket_t fd, short what, void *arg)
     if (body == NULL) {
         return;
     }
+    v->login_gen = v->token_gen;
     (void)vault_internal(v, "POST", "auth/token/renew-self", body, false, vault_renew_done,
                          &v->login);
 }
@@ -516,7 +540,8 @@ static void vault_on_done(void *arg, enum err e, long status)
         e = ERR_TOOBIG;
     }
     vault_mark_reachable(v, e == ERR_OK || e == ERR_TOOBIG, e);
-    if (e == ERR_OK && status == 403 && !r->no_token && !r->retried) {
+    if (e == ERR_OK && status == 403 && !r->no_token && !r->retried &&
+        (r->token_gen != v->token_gen || vault_now() - v->token_since >= VAULT_RELOGIN_MIN_AGE_S)) {
         /* The token was revoked or expired: log in again and retry this request once. */
         r->retried = true;
         buf_reset(&r->resp);
@@ -598,6 +623,7 @@ static void vault_send(struct vault_req *r)
         memcpy(body, r->body, r->body_len + 1);
         if (upstream_header_add(&h, "Content-Type: application/json") != ERR_OK) {
             upstream_headers_free(h);
+            OPENSSL_cleanse(body, r->body_len); /* a login body: secret_id or JWT */
             free(body);
             goto fail;
         }

@@ -41,7 +41,8 @@ static struct fakevault fv;
 static atomic_int creds_calls[8]; /* by provider index below */
 static atomic_int lookups;
 
-static const char *const fake_providers[] = {"openai", "none", "boom", "badjson", "short", NULL};
+static const char *const fake_providers[] = {"openai", "none",  "boom",   "badjson",
+                                             "short",  "quota", "denied", NULL};
 
 static int provider_index(const char *p)
 {
@@ -82,6 +83,13 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
     } else if (strcmp(prov, "boom") == 0) {
         *status = 500;
         snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"internal\"]}");
+    } else if (strcmp(prov, "denied") == 0) {
+        *status = 403; /* the agent's policy does not cover this path */
+        snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"permission denied\"]}");
+    } else if (strcmp(prov, "quota") == 0) {
+        *status = 429; /* Vault's rate-limit quota */
+        snprintf(out, FAKEVAULT_MAX_REPLY,
+                 "{\"errors\":[\"request path: rate limit quota exceeded\"]}");
     } else if (strcmp(prov, "badjson") == 0) {
         *status = 200;
         snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":");
@@ -229,6 +237,53 @@ static void test_hit_and_invalidate(void **state)
     keycache_put(&g.ent);
 }
 
+/*
+ * Two calls used the same key and both get a 401: the first drops it, a third
+ * call fetches the new one, then the second call's late 401 (for the old key)
+ * must leave the new entry and its key alone.
+ */
+static void test_late_401_keeps_newer_key(void **state)
+{
+    (void)state;
+    keycache_invalidate(E.kc, "acme", "openai");
+    struct got a, b, c;
+    get_one("openai", &a);
+    get_one("openai", &b);
+    assert_int_equal(a.e, ERR_OK);
+    assert_true(a.ent == b.ent);
+    keycache_invalidate_entry(E.kc, a.ent); /* call A's 401 */
+    get_one("openai", &c);                  /* call C fetches the (rotated) key */
+    assert_int_equal(c.e, ERR_OK);
+    assert_true(c.ent != a.ent);
+    keycache_invalidate_entry(E.kc, b.ent); /* call B's late 401, for the old key */
+    assert_non_null(c.ent->key);
+    assert_true(keycache_peek(E.kc, "acme", "openai") == c.ent);
+    keycache_put(&a.ent);
+    keycache_put(&b.ent);
+    keycache_put(&c.ent);
+}
+
+/*
+ * A path the agent's policy does not cover answers 403 to a fresh token:
+ * every such request is refused, without a new login (or token-file read
+ * and lookup) per request.
+ */
+static void test_denied_path_no_login_storm(void **state)
+{
+    (void)state;
+    int before = atomic_load(&lookups);
+    for (int i = 0; i < 5; i++) {
+        struct got g;
+        get_one("denied", &g);
+        assert_int_equal(g.e, ERR_DENIED);
+    }
+    assert_true(atomic_load(&lookups) - before <= 1);
+    struct got g;
+    get_one("openai", &g); /* the token still works */
+    assert_int_equal(g.e, ERR_OK);
+    keycache_put(&g.ent);
+}
+
 static void test_negative_and_errors(void **state)
 {
     (void)state;
@@ -243,6 +298,9 @@ static void test_negative_and_errors(void **state)
     assert_int_equal(g.e, ERR_UNAVAIL);
     get_one("boom", &g);
     assert_int_equal(atomic_load(&creds_calls[2]), 2); /* errors are not cached */
+    get_one("quota", &g); /* Vault's 429: unavailable for now, not "no key" */
+    assert_int_equal(g.e, ERR_UNAVAIL);
+    assert_null(keycache_peek(E.kc, "acme", "quota"));
     get_one("badjson", &g);
     assert_int_equal(g.e, ERR_PROTO);
     assert_null(keycache_peek(E.kc, "acme", "badjson"));
@@ -362,6 +420,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_flight),
         cmocka_unit_test(test_hit_and_invalidate),
+        cmocka_unit_test(test_late_401_keeps_newer_key),
+        cmocka_unit_test(test_denied_path_no_login_storm),
         cmocka_unit_test(test_negative_and_errors),
         cmocka_unit_test(test_token_refused_then_fixed),
         cmocka_unit_test(test_cancel),
