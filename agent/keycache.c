@@ -218,7 +218,7 @@ static void kc_fetch_finish(struct keycache_entry *ent, enum err e, long status,
     if (status == 404) {
         ent->negative = true;
         ent->expires = now + c->keycache.negative_ttl_s;
-        if (c->keycache.negative_ttl_s == 0) {
+        if (c->keycache.negative_ttl_s == 0 || ent->stale) {
             kc_unlink(kc, ent);
         }
         kc_deliver(ent, ERR_NOTFOUND);
@@ -245,7 +245,8 @@ static void kc_fetch_finish(struct keycache_entry *ent, enum err e, long status,
     if (ttl <= 0 || ttl > c->keycache.max_ttl_s) {
         ttl = c->keycache.max_ttl_s;
     }
-    ent->expires = now + ttl;
+    /* A fetch from before a reload that moved the keys: its callers use it, nobody after. */
+    ent->expires = ent->stale ? now : now + ttl;
     kc_deliver(ent, ERR_OK);
 }
 
@@ -403,10 +404,40 @@ struct keycache *keycache_new(struct event_base *base, struct vault *v, struct c
     return kc;
 }
 
+static bool kc_str_eq(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 void keycache_set_config(struct keycache *kc, struct config *cfg)
 {
     struct config *old = kc->cfg;
     kc->cfg = config_ref(cfg); /* before the unref: cfg may be the one held */
+    /*
+     * Keys fetched from another Vault, mount or key type are not this
+     * config's: drop them (fetches in flight serve only their own callers).
+     * Otherwise a lower max_ttl_s / negative_ttl_s shortens what is cached.
+     */
+    bool moved = old == NULL || !kc_str_eq(old->vault.address, cfg->vault.address) ||
+                 !kc_str_eq(old->vault.mount, cfg->vault.mount) ||
+                 !kc_str_eq(old->vault.key_type, cfg->vault.key_type);
+    time_t now = kc_now();
+    for (size_t i = 0; i < KEYCACHE_BUCKETS; i++) {
+        struct keycache_entry *e = kc->buckets[i];
+        while (e != NULL) {
+            struct keycache_entry *next = e->next;
+            time_t cap =
+                now + (e->negative ? cfg->keycache.negative_ttl_s : cfg->keycache.max_ttl_s);
+            if (e->pending) {
+                e->stale = e->stale || moved;
+            } else if (moved) {
+                kc_unlink(kc, e);
+            } else if (e->expires > cap) {
+                e->expires = cap;
+            }
+            e = next;
+        }
+    }
     config_unref(&old);
 }
 

@@ -46,6 +46,7 @@ struct keycache_entry {
     bool linked;
     bool pending;
     bool negative;
+    bool stale;     /* fetched under a Vault address, mount or key type no longer configured */
     time_t expires; /* monotonic seconds */
     struct keycache_wait *waiters;
     struct vault_req *fetch;

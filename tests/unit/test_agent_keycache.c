@@ -109,18 +109,25 @@ struct env {
 
 static struct env E;
 
+/* The tests' config against the fake Vault, with a key type and a key TTL. */
+static struct config *test_config(const char *key_type, int max_ttl_s)
+{
+    char text[1024], err[CONFIG_ERR_LEN];
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
+             "\"vault\":{\"address\":\"unix:%s\",\"token_file\":\"%s\",\"timeout_ms\":5000,"
+             "\"key_type\":\"%s\"},\"keycache\":{\"max_ttl_s\":%d,\"negative_ttl_s\":60}}",
+             fv.sock_path, fv.token_path, key_type, max_ttl_s);
+    struct config *c = NULL;
+    assert_int_equal(config_parse(text, strlen(text), &c, err), ERR_OK);
+    return c;
+}
+
 static int setup(void **state)
 {
     (void)state;
     fakevault_start(&fv, "tok1\n", vault_handle);
-    char text[1024];
-    snprintf(text, sizeof(text),
-             "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
-             "\"vault\":{\"address\":\"unix:%s\",\"token_file\":\"%s\",\"timeout_ms\":5000},"
-             "\"keycache\":{\"max_ttl_s\":300,\"negative_ttl_s\":60}}",
-             fv.sock_path, fv.token_path);
-    char err[CONFIG_ERR_LEN];
-    assert_int_equal(config_parse(text, strlen(text), &E.cfg, err), ERR_OK);
+    E.cfg = test_config("production", 300);
     E.base = event_base_new();
     E.up = upstream_new(E.base, 16);
     E.vault = vault_new(E.base, E.up, E.cfg);
@@ -284,6 +291,30 @@ static void test_denied_path_no_login_storm(void **state)
     keycache_put(&g.ent);
 }
 
+/* Reload: keys of another key type are dropped; a lower max_ttl_s shortens cached entries. */
+static void test_reload_moves_or_shortens(void **state)
+{
+    (void)state;
+    struct got g;
+    get_one("openai", &g);
+    assert_int_equal(g.e, ERR_OK);
+    keycache_put(&g.ent);
+    assert_non_null(keycache_peek(E.kc, "acme", "openai"));
+    struct config *c2 = test_config("production", 1);
+    keycache_set_config(E.kc, c2); /* same Vault and key type, max_ttl_s 300 -> 1 */
+    const struct keycache_entry *ent = keycache_peek(E.kc, "acme", "openai");
+    assert_non_null(ent);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    assert_true(ent->expires <= ts.tv_sec + 1);
+    config_unref(&c2);
+    c2 = test_config("staging", 300);
+    keycache_set_config(E.kc, c2); /* another key type: nothing cached is its key */
+    assert_null(keycache_peek(E.kc, "acme", "openai"));
+    keycache_set_config(E.kc, E.cfg); /* back, for the tests after this one */
+    config_unref(&c2);
+}
+
 static void test_negative_and_errors(void **state)
 {
     (void)state;
@@ -422,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_hit_and_invalidate),
         cmocka_unit_test(test_late_401_keeps_newer_key),
         cmocka_unit_test(test_denied_path_no_login_storm),
+        cmocka_unit_test(test_reload_moves_or_shortens),
         cmocka_unit_test(test_negative_and_errors),
         cmocka_unit_test(test_token_refused_then_fixed),
         cmocka_unit_test(test_cancel),
