@@ -245,6 +245,32 @@ static bool usage_month_room(const json_t *doc, const json_t *records, const cha
     return true;
 }
 
+/*
+ * Each seen id maps to [records, seq]; the shard's "seq" counts insertions.
+ * Past USAGE_MAX_SHARD_IDS the ids with the lowest seq go (storage writes
+ * object keys sorted, so an object's order after a reload is alphabetical,
+ * not the order of arrival). A bare integer (sets written before seq) is
+ * older than any sequenced id.
+ */
+static void usage_ids_evict(json_t *ids)
+{
+    while (json_object_size(ids) >= USAGE_MAX_SHARD_IDS) {
+        const char *oldest = NULL;
+        json_int_t min = 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach(ids, k, v)
+        {
+            json_int_t q = json_is_array(v) ? json_integer_value(json_array_get(v, 1)) : -1;
+            if (oldest == NULL || q < min) {
+                oldest = k;
+                min = q;
+            }
+        }
+        json_object_del(ids, oldest);
+    }
+}
+
 static enum err usage_shard_key(const char *tenant, const char *month, const char *batch, char *out,
                                 size_t size)
 {
@@ -403,7 +429,9 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
     }
     json_t *seen = json_object_get(ids, batch);
     if (seen != NULL) {
-        fw_reply(resp, json_pack("{sssOsb}", "batch_id", batch, "accepted", seen, "duplicate", 1));
+        fw_reply(resp,
+                 json_pack("{sssOsb}", "batch_id", batch, "accepted",
+                           json_is_array(seen) ? json_array_get(seen, 0) : seen, "duplicate", 1));
         goto out_unlock;
     }
     e = ERR_OK; /* not seen: count the batch */
@@ -454,12 +482,11 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
         goto out_unlock;
     }
     if (e == ERR_OK) {
-        /* Insertion order is kept: past the cap, the oldest ids go first. */
-        while (json_object_size(ids) >= USAGE_MAX_SHARD_IDS) {
-            void *it = json_object_iter(ids);
-            json_object_del(ids, json_object_iter_key(it));
-        }
-        json_object_set_new(ids, batch, json_integer((json_int_t)json_array_size(records)));
+        usage_ids_evict(ids);
+        json_int_t seq = json_integer_value(json_object_get(shard, "seq")) + 1;
+        json_object_set_new(shard, "seq", json_integer(seq));
+        json_object_set_new(ids, batch,
+                            json_pack("[II]", (json_int_t)json_array_size(records), seq));
         e = storage_put_json(req->storage, marker, shard, false);
     }
     if (e == ERR_OK && new_shard) {

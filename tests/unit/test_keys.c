@@ -971,6 +971,61 @@ static void test_usage_batch_retention(void **state)
     json_decref(d);
 }
 
+/* The plugin's shard of a batch id (FNV-1a mod 64, as paths_usage.c). */
+static unsigned shard_of(const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++) {
+        h = (h ^ *p) * 16777619u;
+    }
+    return (unsigned)(h % 64);
+}
+
+/* An id "<prefix><n>" that lands in shard want. */
+static void id_in_shard(char *out, size_t size, const char *prefix, unsigned want)
+{
+    for (int n = 0;; n++) {
+        snprintf(out, size, "%s%d", prefix, n);
+        if (shard_of(out) == want) {
+            return;
+        }
+    }
+}
+
+/*
+ * A full shard of seen batch ids evicts the OLDEST id, whatever its name:
+ * storage sorts object keys, so order in the stored object is alphabetical.
+ * Here the newest id sorts first; a later replay of it must still be a
+ * duplicate.
+ */
+static void test_usage_batch_ids_evict_oldest(void **state)
+{
+    struct env *e = *state;
+    char newest[32], next[32], key[128];
+    id_in_shard(newest, sizeof(newest), "node-a-", 0);
+    id_in_shard(next, sizeof(next), "node-b-", 0);
+    snprintf(key, sizeof(key), "tenants/acme/usage/2026-11/batches/00");
+    /* A full shard's worth of older ids (one short of the cap), stored as the plugin does. */
+    json_t *ids = json_object();
+    char id[32];
+    for (int i = 0; i < 4095; i++) {
+        snprintf(id, sizeof(id), "node-m-%04d", i);
+        json_object_set_new(ids, id, json_pack("[ii]", 1, i + 1));
+    }
+    json_t *shard = json_pack("{s:o,s:i}", "ids", ids, "seq", 4095);
+    assert_int_equal(storage_put_json(e->st, key, shard, false), ERR_OK);
+    json_decref(shard);
+    usage_batch(e, newest, "2026-11-18T10:00:00Z", false); /* 4,096 ids now */
+    usage_batch(e, next, "2026-11-18T10:00:00Z", false);   /* one has to go */
+    usage_batch(e, newest, "2026-11-18T10:00:00Z", true);  /* still known */
+    assert_int_equal(storage_get_json(e->st, key, &shard), ERR_OK);
+    ids = json_object_get(shard, "ids");
+    assert_int_equal(json_object_size(ids), 4096);
+    assert_null(json_object_get(ids, "node-m-0000")); /* the oldest went */
+    assert_non_null(json_object_get(ids, "node-m-0001"));
+    json_decref(shard);
+}
+
 /* ---- tenants -------------------------------------------------------------------------- */
 
 static void test_settings(void **state)
@@ -1448,6 +1503,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_cutting_grace_save_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_batch_ids_evict_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_moved, setup, teardown),
