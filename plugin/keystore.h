@@ -42,8 +42,11 @@
 struct byok;
 struct keystore;
 
-/* Usage counters held in memory between flushes, at most (past it a hit is flushed on the next
- * tick). */
+/*
+ * Usage counters held in memory between flushes, at most. Past it a hit on a
+ * key without a counter is dropped (usage_count is advisory; a creds read
+ * must not fail or write storage); keys that have a counter keep counting.
+ */
 #define KEYSTORE_MAX_COUNTERS 65536
 /* Longest key value accepted on a write (docs/api.md: 8..8192 printable ASCII). */
 #define KEYSTORE_KEY_MIN 8
