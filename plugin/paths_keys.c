@@ -662,11 +662,16 @@ static enum err keys_delete(struct fw_request *req, struct fw_response *resp)
     json_object_set_new(rec, "status", json_string("revoked"));
     json_object_set_new(rec, "updated_at", json_string(now_s));
     e = keys_save(req, rec);
+    /*
+     * Pending hits of a revoked key are history; flushing them would race the
+     * tombstone. Kept if the tombstone was not saved: the key is still live.
+     */
+    if (e == ERR_OK) {
+        keystore_usage_forget(ks, t, p, kt);
+    }
     if (e == ERR_OK && had_grace) {
         e = keystore_grace_mark(req->storage, t, p, kt, false);
     }
-    /* Pending hits of a revoked key are history; flush them now would race the tombstone. */
-    keystore_usage_forget(ks, t, p, kt);
 out_unlock:
     keystore_unlock(ks);
     json_decref(rec);

@@ -786,6 +786,26 @@ static void test_write_cutting_grace_save_fails(void **state)
     assert_int_equal(grace_marks(e), 0);
 }
 
+/* A delete whose tombstone cannot be saved leaves the key live, with its usage hits kept. */
+static void test_delete_fails_keeps_hits(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    json_t *c = NULL;
+    creds_value(e, CREDS, &c);
+    json_decref(c);
+    fault_on(e, KP, NULL);
+    struct result r = call(e, FW_OP_DELETE, KP, NULL);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(d, "status"), "active");
+    assert_int_equal(num(d, "usage_count"), 1);
+    json_decref(d);
+}
+
 /* A usage record: ts, provider, prompt tokens. */
 static void usage_post(struct env *e, const char *id, const char *ts, const char *provider,
                        long long prompt, int status_want)
@@ -1502,6 +1522,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotate_mark_fails_then_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_cutting_grace_save_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_fails_keeps_hits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_ids_evict_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
