@@ -84,7 +84,11 @@ const struct keycache_entry *keycache_peek(struct keycache *kc, const char *tena
                                            const char *provider);
 
 void keycache_put(struct keycache_entry **ent);
-/* Drops tenant+provider, whatever entry is cached for them now. */
+/*
+ * Drops tenant+provider, whatever entry is cached for them now. The request
+ * path uses keycache_invalidate_entry (a 401 names the entry it refused);
+ * this one is for resetting by name (the unit tests).
+ */
 void keycache_invalidate(struct keycache *kc, const char *tenant, const char *provider);
 /*
  * Drops ent if it is still the cached entry (a provider answered 401 to its
