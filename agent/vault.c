@@ -5,7 +5,11 @@
  * request made with the current token drops that token (Vault revoked it or it
  * expired) and the request is retried once after a fresh login; a 403 after
  * the retry goes to the caller. Renewal is scheduled at two thirds of the
- * token's TTL as reported by lookup-self, login or renew-self.
+ * token's TTL as reported by lookup-self, login or renew-self. A token that
+ * renewal cannot extend (not renewable, or renewals coming back short because
+ * it nears its max TTL) is replaced instead at that time, as Vault's own
+ * LifetimeWatcher does: a new login in the background while the current token
+ * keeps serving (AppRole, Kubernetes), or a re-read of the token file.
  *
  * Not done here: parsing of path-specific replies (keycache.c, usage.c).
  */
@@ -65,6 +69,11 @@ struct vault {
     struct vault_req *queue_head, *queue_tail;
     size_t queued;
     struct event *renew_timer;
+    long lease_first;        /* TTL the current token came with (login, token file lookup) */
+    time_t token_expires;    /* monotonic second the current token expires, 0 = unknown/never */
+    bool replace_due;        /* the renew timer replaces the token instead of renewing it */
+    bool bg_login;           /* the login in flight replaces a token that still works */
+    bool warned_expiring;    /* said once that the token file was not refreshed */
     struct vault_req *login; /* the login, lookup or renewal in flight */
     unsigned long login_gen; /* token_gen when that lookup or renewal was sent */
     struct stat token_st;    /* token_file identity when last read */
@@ -265,21 +274,57 @@ static void vault_set_token(struct vault *v, struct secret *tok)
     v->token_gen++;
     v->token_since = vault_now();
     v->state = tok != NULL ? VAULT_READY : VAULT_NO_TOKEN;
+    v->lease_first = 0;
+    v->token_expires = 0;
+    v->replace_due = false;
+    v->warned_expiring = false;
 }
 
-static void vault_schedule_renew(struct vault *v, long ttl, bool renewable)
+/*
+ * Arms the renew timer at 2/3 of the TTL the current token has left. first:
+ * ttl is the token's whole lease (login, token file lookup); later TTLs come
+ * from renewals. Renewing is pointless for a token that is not renewable, or
+ * whose renewal came back with less than a third of its first lease (Vault
+ * caps renewals at the token's max TTL): the timer then replaces the token.
+ */
+static void vault_schedule_renew(struct vault *v, long ttl, bool renewable, bool first)
 {
     evtimer_del(v->renew_timer);
+    if (first) {
+        v->lease_first = ttl;
+    }
     if (ttl <= 0) {
+        v->token_expires = 0;
         return; /* root-like token without expiry */
     }
-    /* Renew at 2/3 of the TTL; a non-renewable token is replaced by a new login instead. */
+    v->token_expires = vault_now() + ttl;
+    v->replace_due = !renewable || ttl * 3 < v->lease_first;
     long at = ttl * 2 / 3;
     if (at < 1) {
         at = 1;
     }
-    (void)renewable;
     struct timeval tv = {at, 0};
+    evtimer_add(v->renew_timer, &tv);
+}
+
+/* Seconds the current token has left (0 once expired), or -1 when it does not expire. */
+static long vault_token_left(const struct vault *v)
+{
+    if (v->token_expires == 0) {
+        return -1;
+    }
+    time_t now = vault_now();
+    return now >= v->token_expires ? 0 : (long)(v->token_expires - now);
+}
+
+/* Checks again in a while, for as long as the current token lasts. */
+static void vault_replace_later(struct vault *v)
+{
+    long left = vault_token_left(v);
+    if (left == 0) {
+        return; /* expired: the next request's 403 logs in */
+    }
+    struct timeval tv = {left > 0 && left < VAULT_LOG_INTERVAL_S ? left : VAULT_LOG_INTERVAL_S, 0};
     evtimer_add(v->renew_timer, &tv);
 }
 
@@ -340,7 +385,7 @@ static void vault_lookup_done(void *arg, enum err e, long status, struct buf *bo
     long ttl;
     bool renewable;
     vault_parse_lease_buf(body, NULL, &ttl, &renewable);
-    vault_schedule_renew(v, ttl, renewable);
+    vault_schedule_renew(v, ttl, renewable, true);
 }
 
 static void vault_token_file_load(struct vault *v)
@@ -384,44 +429,54 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
 {
     struct vault *v = arg;
     v->login = NULL;
-    if (e != ERR_OK) {
-        vault_set_token(v, NULL);
-        vault_fail_queue(v, e);
-        return;
-    }
+    bool bg = v->bg_login;
+    v->bg_login = false;
     struct secret *tok = NULL;
-    long ttl;
-    bool renewable;
-    if (status == 200) {
+    long ttl = 0;
+    bool renewable = false;
+    if (e == ERR_OK && status == 200) {
         vault_parse_lease_buf(body, &tok, &ttl, &renewable);
     }
     if (tok == NULL) {
-        log_kv(LOGL_ERROR, "vault login failed", "address", v->cfg->vault.address, "method",
-               v->cfg->vault.approle.role_id_file != NULL ? "approle" : "kubernetes", "status",
-               status == 200 ? "200 without client_token" : (status == 403 ? "403" : "error"),
-               NULL);
+        if (e == ERR_OK) {
+            log_kv(LOGL_ERROR, "vault login failed", "address", v->cfg->vault.address, "method",
+                   v->cfg->vault.approle.role_id_file != NULL ? "approle" : "kubernetes", "status",
+                   status == 200 ? "200 without client_token" : (status == 403 ? "403" : "error"),
+                   NULL);
+        }
+        if (bg && v->state == VAULT_READY) {
+            /* The current token still works: keep it and try again in a while. */
+            vault_replace_later(v);
+            return;
+        }
         vault_set_token(v, NULL);
-        vault_fail_queue(v, ERR_AUTH);
+        vault_fail_queue(v, e != ERR_OK ? e : ERR_AUTH);
         return;
     }
     v->stats.logins++;
     vault_set_token(v, tok);
-    vault_schedule_renew(v, ttl, renewable);
+    vault_schedule_renew(v, ttl, renewable, true);
     log_kv(LOGL_INFO, "vault login ok", "address", v->cfg->vault.address, NULL);
     vault_flush_queue(v);
 }
 
-static void vault_login(struct vault *v)
+/*
+ * Logs in. background: the current token still works and keeps serving
+ * requests until the new one arrives (a failed login keeps it).
+ */
+static void vault_login_start(struct vault *v, bool background)
 {
     if (v->state == VAULT_LOGGING_IN) {
         return;
     }
     /*
-     * A lookup or renewal still in flight is about the token being replaced:
-     * its answer must not drop the new one or start a second login.
+     * A lookup, renewal or background login still in flight is about the
+     * token being replaced: its answer must not drop the new one or start a
+     * second login.
      */
     vault_request_cancel(v->login);
     v->login = NULL;
+    v->bg_login = false;
     const struct config *c = v->cfg;
     if (c->vault.token_file != NULL) {
         vault_token_file_load(v);
@@ -472,12 +527,53 @@ static void vault_login(struct vault *v)
         vault_fail_queue(v, ERR_NOMEM);
         return;
     }
+    if (background) {
+        v->bg_login = true;
+        if (vault_internal(v, "POST", path, body, true, vault_login_done, &v->login) != ERR_OK) {
+            v->bg_login = false;
+            vault_replace_later(v);
+        }
+        return;
+    }
     v->state = VAULT_LOGGING_IN;
     e = vault_internal(v, "POST", path, body, true, vault_login_done, &v->login);
     if (e != ERR_OK) {
         v->state = VAULT_NO_TOKEN;
         vault_fail_queue(v, e);
     }
+}
+
+static void vault_login(struct vault *v)
+{
+    vault_login_start(v, false);
+}
+
+/*
+ * The renew timer, for a token renewal cannot extend: a new login while the
+ * current token serves, or the token file again (Vault Agent rewrites it).
+ */
+static void vault_replace_token(struct vault *v)
+{
+    char left[24];
+    snprintf(left, sizeof(left), "%ld", vault_token_left(v));
+    if (v->cfg->vault.token_file == NULL) {
+        log_kv(LOGL_INFO, "vault token cannot be renewed further; logging in again", "expires_in_s",
+               left, NULL);
+        vault_login_start(v, true);
+        return;
+    }
+    if (vault_token_file_changed(v)) {
+        vault_request_cancel(v->login);
+        v->login = NULL;
+        vault_token_file_load(v);
+        return;
+    }
+    if (!v->warned_expiring) {
+        log_kv(LOGL_WARN, "vault token cannot be renewed and the token file has not changed",
+               "file", v->cfg->vault.token_file, "expires_in_s", left, NULL);
+        v->warned_expiring = true;
+    }
+    vault_replace_later(v);
 }
 
 static void vault_renew_done(void *arg, enum err e, long status, struct buf *body)
@@ -503,13 +599,17 @@ static void vault_renew_done(void *arg, enum err e, long status, struct buf *bod
     bool renewable;
     vault_parse_lease_buf(body, NULL, &ttl, &renewable);
     v->stats.renewals++;
-    vault_schedule_renew(v, ttl, renewable);
+    vault_schedule_renew(v, ttl, renewable, false);
 }
 
 static void vault_renew_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vault *v = arg;
     if (v->state != VAULT_READY || v->login != NULL) {
+        return;
+    }
+    if (v->replace_due) {
+        vault_replace_token(v);
         return;
     }
     char *body = strdup("{}");
@@ -541,7 +641,8 @@ static void vault_on_done(void *arg, enum err e, long status)
     }
     vault_mark_reachable(v, e == ERR_OK || e == ERR_TOOBIG, e);
     if (e == ERR_OK && status == 403 && !r->no_token && !r->retried &&
-        (r->token_gen != v->token_gen || vault_now() - v->token_since >= VAULT_RELOGIN_MIN_AGE_S)) {
+        (r->token_gen != v->token_gen || vault_now() - v->token_since >= VAULT_RELOGIN_MIN_AGE_S ||
+         vault_token_left(v) == 0)) {
         /* The token was revoked or expired: log in again and retry this request once. */
         r->retried = true;
         buf_reset(&r->resp);

@@ -3,7 +3,9 @@
 #
 # The agent's other Vault auth methods and the original platform's endpoint.
 # AppRole: the agent logs in with role_id/secret_id files and reads creds with
-# the token it got. Kubernetes: a service-account JWT (RS256, signed here with a
+# the token it got; a token renewed up to its max TTL is replaced by a
+# background login before it expires, and a non-renewable token in a token
+# file is replaced by re-reading the file. Kubernetes: a service-account JWT (RS256, signed here with a
 # throwaway key whose public half Vault's kubernetes auth is configured with)
 # logs in; a JWT signed by another key is refused and the agent answers 503
 # without calling the provider. POST /api/brain/ai/chat answers in the
@@ -15,6 +17,10 @@ CASES=("approle: agent logs in and the call succeeds"
     "brain chat: platform shape (response, provider, model, usage, cost_usd)"
     "brain chat: cost is tokens x catalog price"
     "approle agent stops cleanly on SIGTERM, no sanitizer report"
+    "approle max TTL: calls keep working while the token reaches its max TTL"
+    "approle max TTL: a new login before the token expires, no refused renewal"
+    "approle max TTL agent stops cleanly on SIGTERM, no sanitizer report"
+    "token file, non-renewable token: the file is re-read at 2/3 of the TTL, calls work past the first token's expiry, no renew-self"
     "kubernetes: agent logs in with a service-account JWT and the call succeeds"
     "kubernetes agent stops cleanly on SIGTERM, no sanitizer report"
     "kubernetes: a JWT from another signer is refused (503, nothing sent upstream)"
@@ -27,19 +33,26 @@ key_put acme openai "$KEY"
 SOCK=$AGENT_DIR/acme.sock
 LISTENERS="[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"auth\"}]"
 
+# approle_agent ROLE ROLE_JSON [JQ_FILTER]: creates the AppRole role, writes its
+# role_id and secret_id files (0600) and an agent config that logs in with them.
+approle_agent() {
+    vault_api POST "auth/approle/role/$1" "$2"
+    [ "$VAULT_CODE" -lt 300 ] || t_diag "approle role $1: HTTP $VAULT_CODE $VAULT_BODY"
+    vault_api GET "auth/approle/role/$1/role-id"
+    local role_id secret_id
+    role_id=$(echo "$VAULT_BODY" | jq -r .data.role_id)
+    vault_api POST "auth/approle/role/$1/secret-id"
+    secret_id=$(echo "$VAULT_BODY" | jq -r .data.secret_id)
+    (
+        umask 077
+        printf '%s' "$role_id" >"$LIB_TMP/$1.role_id"
+        printf '%s' "$secret_id" >"$LIB_TMP/$1.secret_id"
+    )
+    agent_config "$LISTENERS" ".vault |= (del(.token_file) | .approle = {role_id_file: \"$LIB_TMP/$1.role_id\", secret_id_file: \"$LIB_TMP/$1.secret_id\"}) | ${3:-.}"
+}
+
 # ---- AppRole ----
-vault_api POST auth/approle/role/byok-agent '{"token_policies":["byok-agent"],"token_ttl":"1h"}'
-[ "$VAULT_CODE" -lt 300 ] || t_diag "approle role: HTTP $VAULT_CODE $VAULT_BODY"
-vault_api GET auth/approle/role/byok-agent/role-id
-ROLE_ID=$(echo "$VAULT_BODY" | jq -r .data.role_id)
-vault_api POST auth/approle/role/byok-agent/secret-id
-SECRET_ID=$(echo "$VAULT_BODY" | jq -r .data.secret_id)
-(
-    umask 077
-    printf '%s' "$ROLE_ID" >"$LIB_TMP/role_id"
-    printf '%s' "$SECRET_ID" >"$LIB_TMP/secret_id"
-)
-agent_config "$LISTENERS" ".vault |= (del(.token_file) | .approle = {role_id_file: \"$LIB_TMP/role_id\", secret_id_file: \"$LIB_TMP/secret_id\"})"
+approle_agent byok-agent '{"token_policies":["byok-agent"],"token_ttl":"1h"}'
 if agent_start; then
     since=$(mock_last_seq)
     call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
@@ -62,6 +75,74 @@ if agent_start; then
 else
     LIB_BLOCKED_REASON="byok-agent with approle did not start (see $AGENT_LOG)"
     t_blocked "${CASES[@]:0:5}"
+fi
+
+# ---- AppRole, a token reaching its max TTL ----
+# token_ttl 9 s, token_max_ttl 18 s: renewals at ~6 s (back to 9 s) and ~12 s
+# (6 s left to the max); the one at ~16 s comes back with ~2 s, less than a
+# third of the first lease, so the agent logs in again in the background at
+# ~17 s instead of renewing into the max TTL (and into 403s). The key cache
+# keeps creds 1 s, so the calls keep reading creds through both tokens.
+approle_agent byok-short '{"token_policies":["byok-agent"],"token_ttl":"9s","token_max_ttl":"18s"}' \
+    '.keycache.max_ttl_s = 1'
+# The log is appended to by every agent of this script: this one's lines come after.
+log_from=$(($(wc -l <"$AGENT_LOG") + 1))
+if agent_start; then
+    ok=0
+    codes=""
+    for i in $(seq 21); do
+        call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
+        if [ "$CODE" = 200 ]; then ok=$((ok + 1)); else codes="$codes $CODE"; fi
+        sleep 1
+    done
+    t_eq "approle max TTL: calls keep working while the token reaches its max TTL" "$ok$codes" "21"
+    # The first two logins' times (seconds since the first), the replacement notice between them.
+    timeline=$(tail -n "+$log_from" "$AGENT_LOG" | grep '^{' | jq -s -r '
+        def t: ."@timestamp" | (.[0:19] + "Z" | fromdate) + ("0" + .[19:26] | tonumber);
+        [.[] | select(."@message" == "vault login ok")] as $l
+        | [.[] | select(."@message" | startswith("vault token cannot be renewed further"))] as $r
+        | if ($l | length) < 2 or ($r | length) < 1 then "\($l | length) login(s), \($r | length) notice(s)"
+          else (($l[1] | t) - ($l[0] | t)) as $d
+          | if $d < 17.9 then "new token before the first expired" else "second login after \($d) s" end
+          end')
+    refused=$(tail -n "+$log_from" "$AGENT_LOG" | grep -c 'renewal refused')
+    t_eq "approle max TTL: a new login before the token expires, no refused renewal" \
+        "$timeline, $refused refused" "new token before the first expired, 0 refused"
+    agent_stop_check "approle max TTL agent stops cleanly on SIGTERM, no sanitizer report"
+else
+    LIB_BLOCKED_REASON="byok-agent with approle did not start (see $AGENT_LOG)"
+    t_blocked "${CASES[@]:5:3}"
+fi
+
+# ---- A token file holding a non-renewable token (e.g. a Vault Agent sink) ----
+# The first token lasts 6 s and cannot be renewed; at ~2 s the file is
+# replaced with the next token, as Vault Agent does. The agent re-reads the
+# file at 2/3 of the TTL instead of asking renew-self (which Vault refuses).
+nr_token() {
+    vault_api POST auth/token/create "{\"policies\":[\"byok-agent\"],\"ttl\":\"$1\",\"renewable\":false}"
+    (
+        umask 077
+        echo "$VAULT_BODY" | jq -r -j .auth.client_token >"$LIB_TMP/nr-token.new"
+    )
+    mv "$LIB_TMP/nr-token.new" "$LIB_TMP/nr-token"
+}
+nr_token 6s
+agent_config "$LISTENERS" ".vault.token_file = \"$LIB_TMP/nr-token\" | .keycache.max_ttl_s = 1"
+log_from=$(($(wc -l <"$AGENT_LOG") + 1))
+if agent_start; then
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
+    first=$CODE
+    sleep 2
+    nr_token 1h
+    sleep 5
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
+    refused=$(tail -n "+$log_from" "$AGENT_LOG" | grep -c 'renewal refused')
+    t_eq "token file, non-renewable token: the file is re-read at 2/3 of the TTL, calls work past the first token's expiry, no renew-self" \
+        "$first $CODE, $refused refused" "200 200, 0 refused"
+    kill -TERM "$AGENT_PID" 2>/dev/null
+    wait "$AGENT_PID" 2>/dev/null
+else
+    t_fail "token file, non-renewable token: the file is re-read at 2/3 of the TTL, calls work past the first token's expiry, no renew-self" "agent did not start"
 fi
 
 # ---- Kubernetes ----
