@@ -5,6 +5,10 @@
 # `vault write identity/entity ... metadata=tenant=acme`). Vault resolves the
 # template per request; a token without that metadata gets nothing from the
 # templated rules (Vault drops a rule whose template cannot be resolved).
+# The metadata value must be a valid tenant id, [a-z0-9][a-z0-9_-]{0,62}:
+# Vault releases before the 2026 templating change substitute a "*" or "+"
+# verbatim, and such a value widens every rule below to other tenants
+# (policies/README.md).
 #
 # Grants: the tenant's own summary, keys (store, describe, rotate, revoke),
 # settings and usage, and read access to the provider catalog.
@@ -34,7 +38,26 @@ path "byok/tenants/{{identity.entity.metadata.tenant}}/usage" {
   capabilities = ["read"]
 }
 
-# Even combined with a policy that grants it, a tenant token never reads plaintext.
+# Creds (plaintext) are denied at the tenant's own id. Vault applies one rule
+# per request, the most specific by its priority order (an exact path, else
+# the longest "*" prefix against the "+" patterns: later first wildcard, then
+# non-glob over glob, then fewer "+"), and a deny wins over a grant only when
+# both are written with the same pattern. These two rules are the most specific
+# shapes that cover creds, so another policy on the same token that grants
+# byok/*, tenants/*, tenants/<id>/*, tenants/<id>/creds/*, tenants/<id>/creds/+
+# or any "+" form of them does not reach plaintext. A grant naming a path
+# inside creds/ more precisely (tenants/<id>/creds/openai, .../creds/op*)
+# still wins: Vault has no rule that outranks it, so never write one for a
+# tenant token.
+path "byok/tenants/{{identity.entity.metadata.tenant}}/creds/*" {
+  capabilities = ["deny"]
+}
+
+path "byok/tenants/{{identity.entity.metadata.tenant}}/creds/+" {
+  capabilities = ["deny"]
+}
+
+# For a token without tenant metadata (the templated rules above are dropped).
 path "byok/tenants/+/creds/*" {
   capabilities = ["deny"]
 }

@@ -332,6 +332,10 @@ type EntityView struct {
 	ID       string
 	Name     string
 	Metadata map[string]string
+	// VerbatimTemplates: a value with "*" or "+" is substituted as is (Vault
+	// before its 2026 releases); otherwise such a path is dropped, as current
+	// Vault refuses a wildcard or glob in a template's rendered value.
+	VerbatimTemplates bool
 }
 
 // resolveTemplate substitutes {{identity.entity.*}} parameters; ok=false when
@@ -368,7 +372,7 @@ func resolveTemplate(path string, e *EntityView) (string, bool) {
 		default:
 			return "", false
 		}
-		if v == "" {
+		if v == "" || (!e.VerbatimTemplates && strings.ContainsAny(v, "*+")) {
 			return "", false
 		}
 		sb.WriteString(v)

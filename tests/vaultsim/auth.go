@@ -73,6 +73,8 @@ type authState struct {
 	k8sKeys  []any // parsed public keys
 	k8sPEM   []string
 	k8sRoles map[string]*k8sRole
+	// verbatimTemplates: Options.VerbatimTemplates.
+	verbatimTemplates bool
 }
 
 func newAuthState(root string) *authState {
@@ -131,7 +133,7 @@ func (a *authState) aclFor(t *Token) *ACL {
 	}
 	var ev *EntityView
 	if e := a.entities[t.EntityID]; e != nil {
-		ev = &EntityView{ID: e.ID, Name: e.Name, Metadata: e.Metadata}
+		ev = &EntityView{ID: e.ID, Name: e.Name, Metadata: e.Metadata, VerbatimTemplates: a.verbatimTemplates}
 	}
 	return NewACL(pols, ev)
 }

@@ -23,8 +23,8 @@ type isoSim struct {
 	canaries                               []string
 }
 
-func newIsoSim(t *testing.T) *isoSim {
-	s := &isoSim{Sim: newSim(t)}
+func newIsoSim(t *testing.T, opts ...Option) *isoSim {
+	s := &isoSim{Sim: newSim(t, opts...)}
 	s.PutPolicyFile(t, "byok-admin", "policies/byok-admin.hcl")
 	s.PutPolicyFile(t, "byok-tenant", "policies/byok-tenant.hcl")
 	s.PutPolicyFile(t, "byok-agent", "policies/byok-agent.hcl")
@@ -239,4 +239,101 @@ func TestRenderedTenantPolicy(t *testing.T) {
 	s.expect(t, 403, "rendered", tok, "PUT", "byok/tenants/globex/keys/openai/production",
 		map[string]any{"key_value": s.canaries[1]})
 	s.expect(t, 403, "rendered", tok, "GET", "byok/tenants/globex/settings", nil)
+}
+
+// Grants that would reach a tenant's creds if added to a tenant token by
+// another policy. Vault lets one rule win by priority (the longest "*" prefix
+// against "+" patterns: later first wildcard, then fewer "+"); "deny wins" only
+// for the same pattern, so byok-tenant denies creds at the tenant's own id.
+var credsGrants = []string{
+	`path "byok/*" { capabilities = ["read"] }`,
+	`path "byok/tenants/*" { capabilities = ["read"] }`,
+	`path "byok/tenants/acme/*" { capabilities = ["read", "list"] }`,
+	`path "byok/tenants/acme/cr*" { capabilities = ["read"] }`,
+	`path "byok/tenants/acme/creds/*" { capabilities = ["read"] }`,
+	`path "byok/tenants/acme/creds/+" { capabilities = ["read"] }`,
+	`path "byok/tenants/+/creds/*" { capabilities = ["read"] }`,
+	`path "byok/tenants/+/creds/+" { capabilities = ["read"] }`,
+	`path "byok/tenants/+/*" { capabilities = ["read"] }`,
+	`path "byok/+/acme/creds/*" { capabilities = ["read"] }`,
+	`path "byok/+/+/creds/+" { capabilities = ["read"] }`,
+}
+
+func TestTenantCredsDenyNotOutranked(t *testing.T) {
+	s := newIsoSim(t)
+	s.expect(t, 200, "A", s.tenantA, "PUT", "byok/tenants/acme/keys/openai/production", map[string]any{"key_value": s.canaries[0]})
+	out, err := exec.Command(filepath.Join(repoRoot(t), "policies", "render-tenant-policy.sh"), "acme").Output()
+	if err != nil {
+		t.Fatalf("render-tenant-policy.sh acme: %v", err)
+	}
+	s.PutPolicy(t, "byok-tenant-acme", string(out))
+	for _, extra := range credsGrants {
+		s.PutPolicy(t, "extra", extra)
+		for _, tc := range []struct {
+			name string
+			tok  string
+		}{
+			{"templated", s.CreateToken(t, []string{"byok-tenant", "extra"}, map[string]string{"tenant": "acme"})},
+			{"rendered", s.CreateToken(t, []string{"byok-tenant-acme", "extra"}, nil)},
+		} {
+			if code, _ := s.Call(t, tc.tok, "GET", "byok/tenants/acme/creds/openai", nil); code != 403 {
+				t.Errorf("%s byok-tenant + %s: creds status %d, want 403", tc.name, extra, code)
+			}
+			// The tenant's own grants still apply.
+			s.expect(t, 200, tc.name+" + extra", tc.tok, "GET", "byok/tenants/acme/keys/openai/production", nil)
+		}
+	}
+	// The agent policy is untouched by the tenant's denies.
+	s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/acme/creds/openai", nil)
+}
+
+// A tenant entity whose metadata is not a tenant id. Current Vault drops a
+// templated path whose rendered value holds "*" or "+" (the stand-in's
+// default), so such a token gets nothing; older Vaults substitute it as is and
+// the token reaches other tenants, which is why docs/SECURITY.md requires the
+// metadata to match the tenant-name rule. A valid id is confined on both.
+func TestTenantMetadataInjection(t *testing.T) {
+	globex := []struct{ method, path string }{
+		{"GET", "byok/tenants/globex"},
+		{"GET", "byok/tenants/globex/keys/openai/production"},
+		{"LIST", "byok/tenants/globex/keys"},
+		{"GET", "byok/tenants/globex/settings"},
+		{"PUT", "byok/tenants/globex/settings"},
+		{"GET", "byok/tenants/globex/creds/openai"},
+	}
+	body := map[string]any{"rpm_limit": 3}
+	for _, verbatim := range []bool{false, true} {
+		var opts []Option
+		if verbatim {
+			opts = append(opts, WithVerbatimTemplates())
+		}
+		s := newIsoSim(t, opts...)
+		s.expect(t, 200, "B", s.tenantB, "PUT", "byok/tenants/globex/keys/openai/production", map[string]any{"key_value": s.canaries[1]})
+		// Valid ids at the edges of the rule are confined to themselves.
+		for _, md := range []string{"a", "acme_1-x", strings.Repeat("z", 63)} {
+			tok := s.CreateToken(t, []string{"byok-tenant"}, map[string]string{"tenant": md})
+			for _, p := range globex {
+				s.expect(t, 403, fmt.Sprintf("verbatim=%v tenant=%q", verbatim, md), tok, p.method, p.path, body)
+			}
+			s.expect(t, 403, "own creds", tok, "GET", "byok/tenants/"+md+"/creds/openai", nil)
+		}
+		for _, md := range []string{"*", "glob*", "+", "g+x", "a*b"} {
+			tok := s.CreateToken(t, []string{"byok-tenant"}, map[string]string{"tenant": md})
+			reached := 0
+			for _, p := range globex {
+				code, _ := checkedCall(t, s.Sim, s.canaries, tok, p.method, p.path, body)
+				if code != 403 {
+					reached++
+				}
+			}
+			if !verbatim && reached > 0 {
+				t.Errorf("tenant=%q: %d of globex's paths allowed, want none", md, reached)
+			}
+			if verbatim && (md == "+" || md == "glob*") && reached == 0 {
+				// If this starts failing the policy no longer depends on valid
+				// metadata: update docs/SECURITY.md and policies/README.md.
+				t.Errorf("verbatim tenant=%q reached nothing (docs say it does)", md)
+			}
+		}
+	}
 }

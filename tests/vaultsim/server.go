@@ -41,6 +41,10 @@ type Options struct {
 	// RollbackPeriod: how often the mount gets Vault's periodic
 	// {operation: rollback, path: ""} request (Vault: 1 minute; 0 = off).
 	RollbackPeriod time.Duration
+	// VerbatimTemplates: substitute identity template values containing "*"
+	// or "+" into policy paths as they are (Vault before its 2026 releases,
+	// where such a value widens the rule); default: drop the path (current Vault).
+	VerbatimTemplates bool
 }
 
 // Option modifies Options.
@@ -72,6 +76,10 @@ func WithPluginVersion(v string) Option { return func(o *Options) { o.PluginVers
 
 // WithConfig pre-creates what cfg lists.
 func WithConfig(cfg *FileConfig) Option { return func(o *Options) { o.Config = cfg } }
+
+// WithVerbatimTemplates makes templated policies behave as in Vault before its
+// 2026 releases: a "*" or "+" in an entity's metadata is substituted as is.
+func WithVerbatimTemplates() Option { return func(o *Options) { o.VerbatimTemplates = true } }
 
 // Server is the Vault stand-in: one plugin mount plus the HTTP API.
 type Server struct {
@@ -123,6 +131,7 @@ func New(opts ...Option) (*Server, error) {
 	}
 	s := &Server{opts: o, Storage: st, Log: NewLogBuffer(o.LogWriter), uuid: newUUID()}
 	s.auth = newAuthState(o.RootToken)
+	s.auth.verbatimTemplates = o.VerbatimTemplates
 	if o.Config != nil {
 		if err := s.auth.apply(o.Config); err != nil {
 			return nil, err
