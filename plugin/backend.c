@@ -299,6 +299,18 @@ static bool be_global_op(const char *op, struct fw_response *resp)
     return true;
 }
 
+/*
+ * The one log line of a request that ends in a 500: the path's pattern (never
+ * the path itself, which names a tenant and could be anything on no match),
+ * the operation and the error name. Never request data.
+ */
+static void be_log_internal(const char *msg, const struct fw_response *resp, const char *op,
+                            enum err e)
+{
+    log_kv(LOGL_ERROR, msg, "path", resp->pattern != NULL ? resp->pattern : "-", "operation",
+           fw_op_parse(op) >= 0 ? op : "-", "error", err_name(e), NULL);
+}
+
 void backend_handle_request(const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
     Pb__HandleRequestArgs *args = pb__handle_request_args__unpack(NULL, len, req);
@@ -319,9 +331,13 @@ void backend_handle_request(const uint8_t *req, size_t len, struct rpc_reply *re
     } else {
         struct fw_request fr;
         if (be_request_init(r, (enum fw_op)op, &fr, &resp)) {
-            /* Failures inside are logged by the framework and arrive as FW_INTERNAL in resp. */
-            if (fw_handle(byok_path_tables, &fr, &resp) != ERR_OK && resp.status == FW_OK) {
+            /* The framework never logs: a handler failure arrives here as FW_INTERNAL. */
+            enum err e = fw_handle(byok_path_tables, &fr, &resp);
+            if (e != ERR_OK && resp.status == FW_OK) {
                 resp.status = FW_INTERNAL;
+            }
+            if (resp.status == FW_INTERNAL) {
+                be_log_internal("request failed", &resp, r->operation, e);
             }
             be_request_done(&fr);
         }
@@ -380,6 +396,9 @@ void backend_handle_existence_check(const uint8_t *req, size_t len, struct rpc_r
         enum err e = fw_exists(byok_path_tables, &fr, &found, &exists, &resp);
         if (e != ERR_OK && resp.status == FW_OK) {
             resp.status = FW_INTERNAL;
+        }
+        if (resp.status == FW_INTERNAL) {
+            be_log_internal("existence check failed", &resp, r->operation, e);
         }
         be_request_done(&fr);
     }

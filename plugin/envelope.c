@@ -13,7 +13,8 @@
  *   cache_mu guards the in-memory caches only and is never held across I/O.
  *
  * This module does not decide who may read which tenant: the path handlers
- * and Vault's ACLs do. It never logs.
+ * and Vault's ACLs do. It logs only what a rotation could not rewrap (the
+ * tenant name and an error name): the request that ran it sees a bare 500.
  */
 #include "plugin/envelope.h"
 
@@ -29,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "common/log.h"
 
 #define ENVELOPE_FORMAT_V1 0x01
 #define ENVELOPE_DEK_BUCKETS 1024
@@ -952,6 +955,8 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
             each_unlock(lock_arg);
         }
         if (re != ERR_OK) {
+            log_kv(LOGL_ERROR, "rotate-root: cannot rewrap the tenant's data key", "tenant",
+                   names[i], "error", err_name(re), NULL);
             failed++;
             e = re;
         } else if (done) {
@@ -959,6 +964,12 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
         }
     }
     storage_keys_free(names, n);
+    if (failed > 0) {
+        char nfailed[24];
+        (void)snprintf(nfailed, sizeof(nfailed), "%zu", failed);
+        log_kv(LOGL_ERROR, "rotate-root incomplete: old KEK versions kept", "failed_tenants",
+               nfailed, NULL);
+    }
     if (failed == 0) {
         /* Readers hold kek_rw while unwrapping: none is half-way through an old KEK. */
         pthread_rwlock_wrlock(&env->kek_rw);

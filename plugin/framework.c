@@ -1121,6 +1121,7 @@ enum err fw_handle(const struct fw_path *const *tables, struct fw_request *req,
     if (!fw_front(tables, req, resp, &m)) {
         return ERR_OK;
     }
+    resp->pattern = m.path->pattern;
     if (req->op == FW_OP_HELP) {
         json_t *h = fw_help_path(m.path, req->path);
         if (h == NULL) {
@@ -1176,6 +1177,7 @@ enum err fw_exists(const struct fw_path *const *tables, struct fw_request *req, 
         }
         return ERR_OK;
     }
+    resp->pattern = m.path->pattern;
     if (m.path->exists == NULL) {
         return ERR_OK;
     }

@@ -117,6 +117,7 @@ struct fw_response {
     json_t *warnings; /* owned: array of strings, or NULL */
     int http_code;    /* for FW_CODED */
     char message[FW_MAX_MESSAGE];
+    const char *pattern; /* the matched path's pattern (static), NULL before a match; for logs */
 };
 
 void fw_response_init(struct fw_response *resp);

@@ -411,3 +411,41 @@ func TestInvalidateKeyDropsCachedConfig(t *testing.T) {
 		t.Errorf("after InvalidateKey(config): max_key_versions %v, want the replicated 9", d["max_key_versions"])
 	}
 }
+
+// A request that ends in a 500 leaves one log line naming the path pattern,
+// the operation and the error (never data); rotate-root also names the
+// tenant it could not rewrap. Other tenants keep working.
+func TestInternalErrorsLogged(t *testing.T) {
+	s := newIsoSim(t)
+	s.expect(t, 200, "admin", s.admin, "PUT", "byok/tenants/acme/keys/openai/production", map[string]any{"key_value": s.canaries[0]})
+	s.expect(t, 200, "admin", s.admin, "PUT", "byok/tenants/globex/keys/openai/production", map[string]any{"key_value": s.canaries[1]})
+	if err := s.Storage.Put("tenants/acme/dek", []byte(`{"kek_version":1,"wrapped":"AAAA"}`), false); err != nil {
+		t.Fatal(err)
+	}
+	s.expect(t, 500, "admin", s.admin, "PUT", "byok/config/rotate-root", nil)
+	s.ReloadPlugin(t) // drops the cached data key: creds must unwrap the bad one
+	s.expect(t, 500, "agent", s.agent, "GET", "byok/tenants/acme/creds/openai", nil)
+	s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/globex/creds/openai", nil)
+	var rotate, rewrap, creds bool
+	for _, l := range strings.Split(s.PluginLog(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil || m["@level"] != "error" {
+			continue
+		}
+		switch m["@message"] {
+		case "request failed":
+			if m["path"] == "config/rotate-root" && m["operation"] == "update" && m["error"] != "" {
+				rotate = true
+			}
+			if m["path"] == "tenants/{tenant}/creds/{provider}" && m["operation"] == "read" {
+				creds = true
+			}
+		case "rotate-root: cannot rewrap the tenant's data key":
+			rewrap = m["tenant"] == "acme" && m["error"] != ""
+		}
+	}
+	if !rotate || !rewrap || !creds {
+		t.Errorf("log lines: rotate-root %v, rewrap of acme %v, creds %v; log:\n%s", rotate, rewrap, creds, s.PluginLog())
+	}
+	noCanaries(t, "plugin log", []byte(s.PluginLog()), s.canaries)
+}
