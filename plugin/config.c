@@ -123,6 +123,23 @@ enum err config_get_shared(struct byok *b, struct storage *st, json_t **ret_conf
     return config_load(b, st, ret_config);
 }
 
+bool config_provider_allowed(const json_t *config, const char *provider)
+{
+    json_t *allowed = json_object_get(config, "allowed_providers");
+    if (json_array_size(allowed) == 0) {
+        return true;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(allowed, i, v)
+    {
+        if (json_is_string(v) && provider != NULL && strcmp(json_string_value(v), provider) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static enum err config_read(struct fw_request *req, struct fw_response *resp)
 {
     json_t *shared = NULL;

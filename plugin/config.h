@@ -28,6 +28,12 @@ struct byok;
  */
 MUST_USE enum err config_get_shared(struct byok *b, struct storage *st, json_t **ret_config);
 
+/*
+ * Whether config (from config_get_shared) lets tenants use provider (key
+ * writes, settings): an empty allowed_providers allows every provider.
+ */
+bool config_provider_allowed(const json_t *config, const char *provider);
+
 /* Paths: config (read, update). */
 extern const struct fw_path paths_config[];
 

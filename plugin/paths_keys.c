@@ -126,23 +126,10 @@ static enum err keys_provider_check(struct fw_request *req, struct fw_response *
     if (e != ERR_OK) {
         return e;
     }
-    json_t *allowed = json_object_get(config, "allowed_providers");
-    if (json_array_size(allowed) > 0) {
-        bool found = false;
-        size_t i;
-        json_t *v;
-        json_array_foreach(allowed, i, v)
-        {
-            if (json_is_string(v) && strcmp(json_string_value(v), p) == 0) {
-                found = true;
-            }
-        }
-        if (!found) {
-            json_decref(entry);
-            fw_error(resp, "invalid value for field 'provider': '%s' is not in allowed_providers",
-                     p);
-            return ERR_OK;
-        }
+    if (!config_provider_allowed(config, p)) {
+        json_decref(entry);
+        fw_error(resp, "invalid value for field 'provider': '%s' is not in allowed_providers", p);
+        return ERR_OK;
     }
     *ret_entry = entry;
     *ret_ok = true;

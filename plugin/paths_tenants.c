@@ -261,8 +261,9 @@ static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
 
 /* ---- settings ------------------------------------------------------------------------- */
 
+/* Each name valid, in the catalog and in config.allowed_providers (as for key writes). */
 static bool tenants_providers_ok(struct fw_request *req, struct fw_response *resp,
-                                 const char *field, enum err *ret_e)
+                                 const json_t *config, const char *field, enum err *ret_e)
 {
     json_t *list = fw_json(req, field);
     size_t i;
@@ -287,6 +288,11 @@ static bool tenants_providers_ok(struct fw_request *req, struct fw_response *res
         }
         if (e != ERR_OK) {
             *ret_e = e;
+            return false;
+        }
+        if (!config_provider_allowed(config, p)) {
+            fw_error(resp, "invalid value for field '%s': '%s' is not in allowed_providers", field,
+                     p);
             return false;
         }
     }
@@ -354,8 +360,19 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
         }
     }
     static const char *const plists[] = {"preferred_providers", "fallback_providers"};
-    for (size_t i = 0; i < 2; i++) {
-        if (fw_provided(req, plists[i]) && !tenants_providers_ok(req, resp, plists[i], &e)) {
+    if (fw_provided(req, plists[0]) || fw_provided(req, plists[1])) {
+        json_t *config = NULL;
+        e = config_get_shared(req->backend, req->storage, &config);
+        if (e != ERR_OK) {
+            return e;
+        }
+        bool ok = true;
+        for (size_t i = 0; i < 2 && ok; i++) {
+            ok = !fw_provided(req, plists[i]) ||
+                 tenants_providers_ok(req, resp, config, plists[i], &e);
+        }
+        json_decref(config);
+        if (!ok) {
             return e;
         }
     }

@@ -1085,6 +1085,44 @@ static void test_settings(void **state)
     json_decref(c);
 }
 
+/* Settings name providers under the same rule as key writes: catalog and allowed_providers. */
+static void test_settings_allowed_providers(void **state)
+{
+    struct env *e = *state;
+    ok0(e, FW_OP_UPDATE, "config", "{\"allowed_providers\": [\"openai\", \"mistral\"]}");
+    static const struct {
+        const char *body, *field;
+    } refused[] = {
+        {"{\"preferred_providers\": [\"anthropic\"]}", "preferred_providers"},
+        {"{\"preferred_providers\": [\"openai\", \"deepseek\"]}", "preferred_providers"},
+        {"{\"fallback_providers\": \"mistral, anthropic\"}", "fallback_providers"},
+    };
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"rpm_limit\": 5}");
+    unsigned char before[32], after[32];
+    storage_digest(e->st, before);
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct result r = call(e, FW_OP_UPDATE, "tenants/acme/settings", refused[i].body);
+        if (r.status != FW_BAD_REQUEST || strstr(r.message, refused[i].field) == NULL ||
+            strstr(r.message, "allowed_providers") == NULL) {
+            fail_msg("%s: status %d (%s)", refused[i].body, r.status, r.message);
+        }
+        json_decref(r.data);
+        json_decref(r.warnings);
+    }
+    storage_digest(e->st, after);
+    assert_memory_equal(before, after, sizeof(before)); /* nothing stored */
+    json_t *d = ok(e, FW_OP_UPDATE, "tenants/acme/settings",
+                   "{\"preferred_providers\": [\"openai\"], \"fallback_providers\": \"mistral\"}");
+    json_decref(d);
+    /* The key write refuses the same provider with the same reason. */
+    struct result r = call(e, FW_OP_UPDATE, "tenants/acme/keys/anthropic/production",
+                           "{\"key_value\": \"sk-ant-abcdefghijklmnopqrstuvwxyz0123\"}");
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "is not in allowed_providers"));
+    json_decref(r.data);
+    json_decref(r.warnings);
+}
+
 static void test_tenants_list_read_delete(void **state)
 {
     struct env *e = *state;
@@ -1526,6 +1564,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_ids_evict_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settings_allowed_providers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_moved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_root_concurrent, setup, teardown),
