@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent/metrics.h"
 #include "common/log.h"
@@ -76,6 +78,13 @@ struct usage {
     unsigned long long seq;
     unsigned long long dropped;
     long boot;
+    /*
+     * Drawn at start: two agents given the same node_id and started in the same
+     * second (or one restarted within a second, or after a clock step) must not
+     * reuse a batch_id, or the plugin would acknowledge the second batch as a
+     * duplicate and count nothing of it.
+     */
+    unsigned long long nonce;
 };
 
 static struct utenant *usage_tenant(struct usage *u, const char *name, bool create)
@@ -316,8 +325,9 @@ static void usage_seal(struct usage *u, struct utenant *t)
             return;
         }
         b->records = records;
-        snprintf(b->id, sizeof(b->id), "%s-%lx-%06llu", u->cfg->usage.node_id,
-                 (unsigned long)u->boot, ++u->seq);
+        /* At most 63 + 1 + 16 + 1 + 16 + 1 + 20 characters: within the plugin's 128. */
+        snprintf(b->id, sizeof(b->id), "%s-%lx-%016llx-%06llu", u->cfg->usage.node_id,
+                 (unsigned long)u->boot, u->nonce, ++u->seq);
         if (t->sealed_tail != NULL) {
             t->sealed_tail->next = b;
         } else {
@@ -418,6 +428,23 @@ void usage_flush(struct usage *u)
     }
 }
 
+/* 64 random bits; without a kernel source (no getrandom), the clock and pid, mixed. */
+static unsigned long long usage_nonce(void)
+{
+    unsigned long long n = 0;
+    if (getrandom(&n, sizeof(n), 0) == (ssize_t)sizeof(n)) {
+        return n;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    n = ((unsigned long long)ts.tv_sec << 30) ^ (unsigned long long)ts.tv_nsec ^
+        ((unsigned long long)getpid() << 40);
+    n ^= n >> 33;
+    n *= 0xff51afd7ed558ccdULL;
+    n ^= n >> 33;
+    return n;
+}
+
 struct usage *usage_new(struct event_base *base, struct vault *v, struct config *cfg)
 {
     struct usage *u = calloc(1, sizeof(*u));
@@ -428,6 +455,7 @@ struct usage *usage_new(struct event_base *base, struct vault *v, struct config 
     u->vault = v;
     u->cfg = config_ref(cfg);
     u->boot = (long)time(NULL);
+    u->nonce = usage_nonce();
     u->timer = event_new(base, -1, EV_PERSIST, usage_tick, u);
     if (u->timer == NULL) {
         usage_free(u);

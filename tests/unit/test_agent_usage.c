@@ -319,6 +319,38 @@ static void test_pending_bound(void **state)
     env_stop();
 }
 
+/* The batch id of the first batch a fresh instance posts, copied into id (64 bytes). */
+static void fresh_batch_id(char *id)
+{
+    env_start(1000, 500);
+    rec("openai", "gpt-4o", "ok", 1, 1, 0.1);
+    flush_until(1);
+    snprintf(id, 64, "%s", json_string_value(json_object_get(post_body(0), "batch_id")));
+    env_stop();
+}
+
+/*
+ * Two agents with the same node_id started in the same second (or a restart
+ * within it) post different batch ids: the plugin would take the second for a
+ * duplicate of the first. The id stays within the plugin's rules.
+ */
+static void test_batch_id_unique_per_start(void **state)
+{
+    (void)state;
+    char a[64], b[64];
+    fresh_batch_id(a);
+    fresh_batch_id(b);
+    assert_string_not_equal(a, b);
+    /* n1-<start second hex>-<16 random hex digits>-<seq>, [A-Za-z0-9._-] only */
+    assert_true(strncmp(a, "n1-", 3) == 0);
+    char *end = NULL;
+    assert_true(strtoul(a + 3, &end, 16) > 0 && *end == '-');
+    const char *nonce = end + 1;
+    assert_int_equal(strspn(nonce, "0123456789abcdef"), 16);
+    assert_true(nonce[16] == '-' && strtoull(nonce + 17, &end, 10) == 1 && *end == '\0');
+    assert_true(strlen(a) <= 128 - (63 - 2)); /* room for a 63-character node_id */
+}
+
 int main(void)
 {
     /* The in-process Vault writes to sockets the client may have closed. */
@@ -330,9 +362,13 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     atomic_store(&next_status, 200);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_aggregation_and_totals), cmocka_unit_test(test_estimated_requests),
-        cmocka_unit_test(test_retry_keeps_batch_id),   cmocka_unit_test(test_refused_batch_dropped),
-        cmocka_unit_test(test_batches_split),          cmocka_unit_test(test_pending_bound),
+        cmocka_unit_test(test_aggregation_and_totals),
+        cmocka_unit_test(test_estimated_requests),
+        cmocka_unit_test(test_retry_keeps_batch_id),
+        cmocka_unit_test(test_refused_batch_dropped),
+        cmocka_unit_test(test_batches_split),
+        cmocka_unit_test(test_pending_bound),
+        cmocka_unit_test(test_batch_id_unique_per_start),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
