@@ -712,6 +712,60 @@ static bool call_model_listed(const json_t *entry, const char *model)
     return false;
 }
 
+/* What the router needs to know of this request. */
+static struct route_want call_want(const struct call *c)
+{
+    long long out = 0;
+    static const char *const outs[] = {"max_tokens", "max_completion_tokens"};
+    for (size_t i = 0; i < 2; i++) {
+        const json_t *v = json_object_get(c->req, outs[i]);
+        if (json_is_integer(v) && json_integer_value(v) > out) {
+            out = (long long)json_integer_value(v);
+        }
+    }
+    struct route_want w = {
+        .model = json_string_value(json_object_get(c->req, "model")),
+        .task = c->task[0] ? c->task : NULL,
+        .tier = c->tier[0] ? c->tier : NULL,
+        .op = c->op,
+        .prompt_tokens = provider_prompt_estimate(c->op, c->req),
+        .max_output = out,
+    };
+    return w;
+}
+
+/*
+ * The router's refusal as an answer: e from route_plan / route_check (not
+ * ERR_OK). False when e is ERR_NOTFOUND for no reason (the caller answers).
+ */
+static bool call_refused(struct call *c, enum err e, enum route_refusal why)
+{
+    if (e == ERR_DENIED) {
+        call_error(c, 403, "permission_error", "task_not_allowed",
+                   "the tenant's settings do not allow this task type");
+    } else if (e == ERR_INVAL) {
+        call_error(c, 400, "invalid_request_error", "invalid_hint",
+                   "X-BYOK-Task or X-BYOK-Tier has an unknown value");
+    } else if (why == ROUTE_RESIDENCY) {
+        call_error(c, 403, "permission_error", "residency_not_allowed",
+                   "the provider does not serve from the tenant's residency (catalog regions)");
+    } else if (why == ROUTE_TIER) {
+        call_error(c, 403, "permission_error", "tier_not_allowed",
+                   "the model is above the tenant's budget_tier (or X-BYOK-Tier)");
+    } else if (why == ROUTE_CONTEXT) {
+        call_error(c, 400, "invalid_request_error", "context_length_exceeded",
+                   "the prompt (estimated) and max_tokens do not fit the model's context window "
+                   "or maximum output");
+    } else if (why == ROUTE_CAPABILITY) {
+        call_error(c, 400, "invalid_request_error", "model_not_supported",
+                   c->op == PROVIDER_EMBEDDINGS ? "the model does not do embeddings"
+                                                : "the model does not do chat completions");
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static void call_attempt_with(struct call *c, struct keycache_entry *ent)
 {
     struct request *r = c->r;
@@ -736,6 +790,19 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         server_reply_error(rr, 404, "invalid_request_error", "model_not_found",
                            "the provider's catalog entry does not list this model");
         return;
+    }
+    if (c->kind == ROUTE_EXPLICIT) {
+        struct route_want w = call_want(c);
+        struct route_view v = {cand->provider, ent->entry, ent->settings};
+        enum route_refusal why;
+        enum err re = route_check(&w, &v, cand->model, &why);
+        if (re != ERR_OK) {
+            if (!call_refused(c, re, why)) {
+                call_error(c, 404, "invalid_request_error", "model_not_found",
+                           "the provider's catalog entry does not list this model");
+            }
+            return;
+        }
     }
     struct provider_call pc = {
         .op = c->op,
@@ -917,27 +984,16 @@ static void call_plan(struct call *c)
         call_models_reply(c);
         return;
     }
-    struct route_want w = {
-        .model = json_string_value(json_object_get(c->req, "model")),
-        .task = c->task[0] ? c->task : NULL,
-        .tier = c->tier[0] ? c->tier : NULL,
-        .op = c->op,
-    };
+    struct route_want w = call_want(c);
     c->cands = calloc(ROUTE_MAX_CANDIDATES, sizeof(*c->cands));
     if (c->cands == NULL) {
         c->cands = &c->one;
         call_error(c, 500, "server_error", "internal", "out of memory");
         return;
     }
-    enum err e = route_plan(c->kind, &w, views, n, c->cands, &c->n_cands);
-    if (e == ERR_DENIED) {
-        call_error(c, 403, "permission_error", "task_not_allowed",
-                   "the tenant's settings do not allow this task type");
-        return;
-    }
-    if (e == ERR_INVAL) {
-        call_error(c, 400, "invalid_request_error", "invalid_hint",
-                   "X-BYOK-Task or X-BYOK-Tier has an unknown value");
+    enum route_refusal why;
+    enum err e = route_plan(c->kind, &w, views, n, c->cands, &c->n_cands, &why);
+    if (e != ERR_OK && call_refused(c, e, why)) {
         return;
     }
     if (e != ERR_OK) {
@@ -1182,7 +1238,14 @@ static void call_start(struct call *c)
     memset(&one, 0, sizeof(one));
     if (route_classify(model, &r->cfg->providers, &c->kind, &one) != ERR_OK) {
         struct request *rr = call_end(c);
-        call_param_error(rr, "model", "invalid_model", "model name is empty, too long or invalid");
+        call_param_error(rr, "model", "invalid_model",
+                         "model name is empty, longer than 128 characters or has characters "
+                         "other than printable ASCII (spaces included)");
+        return;
+    }
+    if (!route_hints_valid(c->task[0] ? c->task : NULL, c->tier[0] ? c->tier : NULL)) {
+        call_error(c, 400, "invalid_request_error", "invalid_hint",
+                   "X-BYOK-Task or X-BYOK-Tier has an unknown value");
         return;
     }
     if (c->kind == ROUTE_EXPLICIT) {

@@ -2,7 +2,10 @@
 /*
  * Candidate planning. Tasks map to catalog capabilities through a static
  * table; a model without a capabilities list is taken to be a chat model.
- * Not done here: health, observed latency or budget ranking (later issues).
+ * Residency: a provider serves a tenant whose residency is eu or us when its
+ * catalog regions list that region ("global" is no residency guarantee), or
+ * when it is local (on the node). Not done here: health, observed latency or
+ * budget ranking (later issues).
  */
 #include "agent/route.h"
 
@@ -63,15 +66,22 @@ enum err route_task_allowed(const json_t *settings, const char *task)
     return ERR_DENIED;
 }
 
+bool route_hints_valid(const char *task, const char *tier)
+{
+    return (task == NULL || route_task_cap(task) != NULL) &&
+           (tier == NULL || route_tier_rank(tier) >= 0);
+}
+
 enum err route_classify(const char *model, const struct config_strlist *providers,
                         enum route_kind *ret_kind, struct route_candidate *ret)
 {
     size_t n = strlen(model);
-    if (n == 0 || n > ROUTE_MAX_MODEL) {
+    if (n == 0 || n > CONFIG_MAX_NAME + 1 + ROUTE_MAX_MODEL) {
         return ERR_INVAL;
     }
+    /* What the plugin's usage ledger accepts as a model name: no spaces or controls. */
     for (const char *p = model; *p != '\0'; p++) {
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e) {
             return ERR_INVAL;
         }
     }
@@ -85,12 +95,18 @@ enum err route_classify(const char *model, const struct config_strlist *provider
         for (size_t i = 0; i < providers->n; i++) {
             const char *pn = providers->items[i];
             if (strlen(pn) == (size_t)(slash - model) && memcmp(pn, model, strlen(pn)) == 0) {
+                if (strlen(slash + 1) > ROUTE_MAX_MODEL) {
+                    return ERR_INVAL;
+                }
                 snprintf(ret->provider, sizeof(ret->provider), "%s", pn);
                 snprintf(ret->model, sizeof(ret->model), "%s", slash + 1);
                 *ret_kind = ROUTE_EXPLICIT;
                 return ERR_OK;
             }
         }
+    }
+    if (n > ROUTE_MAX_MODEL) {
+        return ERR_INVAL;
     }
     snprintf(ret->model, sizeof(ret->model), "%s", model);
     *ret_kind = ROUTE_BARE;
@@ -114,17 +130,54 @@ static bool route_has_cap(const json_t *m, const char *cap)
     return false;
 }
 
-static bool route_fits(const json_t *m, const char *op_cap, const char *task_cap, int tier)
+/* What binds every candidate of one request. */
+struct route_limits {
+    const char *op_cap;
+    int tier;              /* highest tier rank allowed */
+    const char *residency; /* NULL: any */
+    long long need;        /* prompt estimate + max output, 0 = unknown */
+    long long max_output;
+};
+
+static long long route_count(const json_t *m, const char *field)
 {
-    if (!route_has_cap(m, op_cap)) {
-        return false;
-    }
-    if (task_cap != NULL && strcmp(task_cap, op_cap) != 0 && !route_has_cap(m, task_cap)) {
-        return false;
-    }
+    const json_t *v = json_object_get(m, field);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (long long)json_integer_value(v) : 0;
+}
+
+/*
+ * Why the model m cannot serve this request, or ROUTE_FITS. task_cap: a
+ * capability it must also have (NULL: none). context: also check the window.
+ */
+static enum route_refusal route_refuse(const json_t *m, const struct route_limits *l,
+                                       const char *task_cap, bool context)
+{
     const char *mt = json_string_value(json_object_get(m, "tier"));
     int r = mt != NULL ? route_tier_rank(mt) : 0;
-    return r >= 0 && r <= tier;
+    if (r < 0 || r > l->tier) {
+        return ROUTE_TIER;
+    }
+    if (!route_has_cap(m, l->op_cap)) {
+        return ROUTE_CAPABILITY;
+    }
+    if (task_cap != NULL && strcmp(task_cap, l->op_cap) != 0 && !route_has_cap(m, task_cap)) {
+        return ROUTE_CAPABILITY;
+    }
+    if (context) {
+        long long window = route_count(m, "context_window");
+        long long out = route_count(m, "max_output_tokens");
+        if ((window > 0 && l->need > window) || (out > 0 && l->max_output > out)) {
+            return ROUTE_CONTEXT;
+        }
+    }
+    return ROUTE_FITS;
+}
+
+static void route_note(enum route_refusal *why, enum route_refusal r)
+{
+    if (r > *why) {
+        *why = r;
+    }
 }
 
 static double route_price(const json_t *m)
@@ -146,8 +199,8 @@ static const char *route_model_name(const json_t *m)
 }
 
 /* The provider's model for this want: default_model if it fits, else the cheapest that does. */
-static const char *route_pick_model(const json_t *entry, const char *op_cap, const char *task_cap,
-                                    int tier)
+static const char *route_pick_model(const json_t *entry, const struct route_limits *l,
+                                    const char *task_cap, enum route_refusal *why)
 {
     const json_t *models = json_object_get(entry, "models");
     const char *def = json_string_value(json_object_get(entry, "default_model"));
@@ -157,7 +210,12 @@ static const char *route_pick_model(const json_t *entry, const char *op_cap, con
     json_array_foreach(models, i, m)
     {
         const char *name = route_model_name(m);
-        if (name == NULL || !route_fits(m, op_cap, task_cap, tier)) {
+        if (name == NULL) {
+            continue;
+        }
+        enum route_refusal r = route_refuse(m, l, task_cap, true);
+        if (r != ROUTE_FITS) {
+            route_note(why, r);
             continue;
         }
         if (def != NULL && strcmp(name, def) == 0) {
@@ -170,7 +228,7 @@ static const char *route_pick_model(const json_t *entry, const char *op_cap, con
     return best != NULL ? route_model_name(best) : NULL;
 }
 
-static bool route_has_model(const json_t *entry, const char *model)
+static const json_t *route_find_model(const json_t *entry, const char *model)
 {
     size_t i;
     const json_t *m;
@@ -178,10 +236,10 @@ static bool route_has_model(const json_t *entry, const char *model)
     {
         const char *name = route_model_name(m);
         if (name != NULL && strcmp(name, model) == 0) {
-            return true;
+            return m;
         }
     }
-    return false;
+    return NULL;
 }
 
 static bool route_in_list(const json_t *list, const char *name)
@@ -197,24 +255,23 @@ static bool route_in_list(const json_t *list, const char *name)
     return false;
 }
 
-enum err route_plan(enum route_kind kind, const struct route_want *w,
-                    const struct route_view *views, size_t n_views, struct route_candidate *out,
-                    size_t *ret_n)
+/* The limits of want w under the tenant's settings; ERR_INVAL / ERR_DENIED as route_plan. */
+static enum err route_limits_of(const struct route_want *w, const json_t *settings,
+                                struct route_limits *l, const char **ret_task_cap)
 {
-    const json_t *settings = n_views > 0 ? views[0].settings : NULL;
-    const char *op_cap = w->op == PROVIDER_EMBEDDINGS ? "embedding" : "chat";
-    const char *task_cap = NULL;
+    l->op_cap = w->op == PROVIDER_EMBEDDINGS ? "embedding" : "chat";
+    *ret_task_cap = NULL;
     if (w->task != NULL) {
         enum err e = route_task_allowed(settings, w->task);
         if (e != ERR_OK) {
             return e;
         }
-        task_cap = route_task_cap(w->task);
+        *ret_task_cap = route_task_cap(w->task);
     }
-    int tier = 4;
+    l->tier = 4;
     const char *tenant_tier = json_string_value(json_object_get(settings, "budget_tier"));
     if (tenant_tier != NULL && route_tier_rank(tenant_tier) >= 0) {
-        tier = route_tier_rank(tenant_tier);
+        l->tier = route_tier_rank(tenant_tier);
     }
     if (w->tier != NULL) {
         int r = route_tier_rank(w->tier);
@@ -222,9 +279,56 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
             return ERR_INVAL;
         }
         /* A header may ask for a cheaper tier than the tenant's, never a dearer one. */
-        if (r < tier) {
-            tier = r;
+        if (r < l->tier) {
+            l->tier = r;
         }
+    }
+    const char *res = json_string_value(json_object_get(settings, "residency"));
+    l->residency = res != NULL && strcmp(res, "any") != 0 ? res : NULL;
+    l->max_output = w->max_output > 0 ? w->max_output : 0;
+    l->need = w->prompt_tokens > 0 ? w->prompt_tokens + l->max_output : 0;
+    return ERR_OK;
+}
+
+static bool route_serves(const json_t *entry, const char *residency)
+{
+    return residency == NULL || json_is_true(json_object_get(entry, "local")) ||
+           route_in_list(json_object_get(entry, "regions"), residency);
+}
+
+enum err route_check(const struct route_want *w, const struct route_view *v, const char *model,
+                     enum route_refusal *ret_why)
+{
+    *ret_why = ROUTE_FITS;
+    struct route_limits l;
+    const char *task_cap;
+    enum err e = route_limits_of(w, v->settings, &l, &task_cap);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (!route_serves(v->entry, l.residency)) {
+        *ret_why = ROUTE_RESIDENCY;
+        return ERR_NOTFOUND;
+    }
+    const json_t *m = route_find_model(v->entry, model);
+    if (m != NULL) {
+        /* The task is a hint here: the app chose the model. */
+        *ret_why = route_refuse(m, &l, NULL, false);
+    }
+    return *ret_why == ROUTE_FITS ? ERR_OK : ERR_NOTFOUND;
+}
+
+enum err route_plan(enum route_kind kind, const struct route_want *w,
+                    const struct route_view *views, size_t n_views, struct route_candidate *out,
+                    size_t *ret_n, enum route_refusal *ret_why)
+{
+    *ret_why = ROUTE_FITS;
+    const json_t *settings = n_views > 0 ? views[0].settings : NULL;
+    struct route_limits l;
+    const char *task_cap;
+    enum err e = route_limits_of(w, settings, &l, &task_cap);
+    if (e != ERR_OK) {
+        return e;
     }
     /* Order: preferred, then fallback, then the rest in configured order. */
     const json_t *pref = json_object_get(settings, "preferred_providers");
@@ -232,10 +336,10 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
     size_t order[64];
     size_t n_order = 0;
     const json_t *lists[2] = {pref, fall};
-    for (size_t l = 0; l < 2; l++) {
+    for (size_t li = 0; li < 2; li++) {
         size_t i;
         const json_t *v;
-        json_array_foreach(lists[l], i, v)
+        json_array_foreach(lists[li], i, v)
         {
             for (size_t k = 0; k < n_views && n_order < 64; k++) {
                 if (json_is_string(v) && strcmp(json_string_value(v), views[k].provider) == 0) {
@@ -256,17 +360,28 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
         }
     }
     size_t n = 0;
+    enum route_refusal why = ROUTE_FITS;
     for (size_t i = 0; i < n_order && n < ROUTE_MAX_CANDIDATES; i++) {
         const struct route_view *v = &views[order[i]];
         const char *model = NULL;
+        const json_t *m = kind == ROUTE_AUTO ? NULL : route_find_model(v->entry, w->model);
+        if (kind != ROUTE_AUTO && m == NULL) {
+            continue; /* does not serve that model: no reason to give */
+        }
+        if (!route_serves(v->entry, l.residency)) {
+            route_note(&why, ROUTE_RESIDENCY);
+            continue;
+        }
         if (kind == ROUTE_AUTO) {
-            model = route_pick_model(v->entry, op_cap, task_cap, tier);
+            model = route_pick_model(v->entry, &l, task_cap, &why);
             if (model == NULL && task_cap != NULL) {
                 /* No model with the task's capability: any model of the right kind will do. */
-                model = route_pick_model(v->entry, op_cap, NULL, tier);
+                model = route_pick_model(v->entry, &l, NULL, &why);
             }
-        } else if (route_has_model(v->entry, w->model)) {
-            model = w->model;
+        } else {
+            enum route_refusal r = route_refuse(m, &l, NULL, true);
+            route_note(&why, r);
+            model = r == ROUTE_FITS ? w->model : NULL;
         }
         if (model == NULL || strlen(model) > ROUTE_MAX_MODEL) {
             continue;
@@ -276,6 +391,7 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
         n++;
     }
     if (n == 0) {
+        *ret_why = why;
         return ERR_NOTFOUND;
     }
     *ret_n = n;

@@ -8,6 +8,12 @@
  *                       cheapest model that does
  *   "<provider>/<model>" exactly that (provider must be a configured name)
  *   "<model>"           every provider whose catalog lists the model
+ * Whatever the mode, the tenant's settings bind: residency (the provider's
+ * catalog regions, local providers always), budget_tier (lowered further by
+ * X-BYOK-Tier), allowed_task_types, and the model's capability for the
+ * operation. auto and bare names also skip models whose context window or
+ * max output cannot hold the request (an estimate: an explicit choice is sent
+ * as asked and the provider says if it does not fit).
  * Pure functions over catalog JSON: no I/O, no logging.
  */
 #ifndef BYOK_AGENT_ROUTE_H
@@ -22,7 +28,8 @@
 #include "common/err.h"
 
 #define ROUTE_MAX_CANDIDATES 16
-#define ROUTE_MAX_MODEL 256
+/* A model name the plugin's usage ledger accepts: 1..128 printable ASCII, no spaces. */
+#define ROUTE_MAX_MODEL 128
 
 enum route_kind { ROUTE_AUTO, ROUTE_EXPLICIT, ROUTE_BARE };
 
@@ -43,24 +50,53 @@ struct route_want {
     const char *task;  /* X-BYOK-Task or NULL */
     const char *tier;  /* X-BYOK-Tier or NULL */
     enum provider_op op;
+    long long prompt_tokens; /* estimate of the request's prompt, 0 = unknown */
+    long long max_output;    /* max_tokens / max_completion_tokens asked, 0 = none */
+};
+
+/* Why a candidate was left out (larger = reported first when nothing is left). */
+enum route_refusal {
+    ROUTE_FITS,       /* not refused */
+    ROUTE_CAPABILITY, /* the model cannot do this operation (chat, embeddings) */
+    ROUTE_CONTEXT, /* prompt + max_tokens over its context window, or max_tokens over its max output
+                    */
+    ROUTE_TIER,    /* above the tenant's budget_tier or X-BYOK-Tier */
+    ROUTE_RESIDENCY, /* the provider does not serve from the tenant's residency */
 };
 
 /*
  * Classifies model. For ROUTE_EXPLICIT fills ret->provider/model; providers
- * is the configured list of provider names. ERR_INVAL for an empty or too long
- * model name.
+ * is the configured list of provider names. ERR_INVAL for an empty name, a
+ * model part over ROUTE_MAX_MODEL, or a character outside printable ASCII
+ * (spaces included).
  */
 MUST_USE enum err route_classify(const char *model, const struct config_strlist *providers,
                                  enum route_kind *ret_kind, struct route_candidate *ret);
 
 /*
  * Plans candidates for ROUTE_AUTO / ROUTE_BARE over views (in configured
- * order). ERR_NOTFOUND: nothing fits (unknown model / no key). ERR_DENIED: the
- * task type is not in the tenant's allowed_task_types. ERR_INVAL: unknown tier or task.
+ * order). ERR_NOTFOUND: nothing fits; *ret_why says why the last candidates
+ * were left out (ROUTE_FITS: no provider with a key lists such a model).
+ * ERR_DENIED: the task type is not in the tenant's allowed_task_types.
+ * ERR_INVAL: unknown tier or task.
  */
 MUST_USE enum err route_plan(enum route_kind kind, const struct route_want *w,
                              const struct route_view *views, size_t n_views,
-                             struct route_candidate *out, size_t *ret_n);
+                             struct route_candidate *out, size_t *ret_n,
+                             enum route_refusal *ret_why);
+
+/*
+ * Checks an explicit <provider>/<model> against the tenant's settings in
+ * v->settings: ERR_INVAL unknown hint, ERR_DENIED task not allowed,
+ * ERR_NOTFOUND refused with *ret_why (residency, tier, capability; the
+ * context window is not checked here). A model the catalog does not list
+ * (a local server's, with an empty model list) is checked for residency only.
+ */
+MUST_USE enum err route_check(const struct route_want *w, const struct route_view *v,
+                              const char *model, enum route_refusal *ret_why);
+
+/* Are X-BYOK-Task / X-BYOK-Tier (NULL = absent) known values? */
+bool route_hints_valid(const char *task, const char *tier);
 
 /* Is the task allowed by settings.allowed_task_types (empty = all)? ERR_INVAL: unknown task. */
 MUST_USE enum err route_task_allowed(const json_t *settings, const char *task);

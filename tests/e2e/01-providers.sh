@@ -25,12 +25,8 @@ CASES+=("embeddings" "models list" "healthz" "metrics" "usage reported to Vault"
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 
-declare -A KEY
 TENANT=acme
-for p in "${PROVIDERS[@]}"; do
-    KEY[$p]=$(lib_canary)
-    key_put "$TENANT" "$p" "${KEY[$p]}" || { LIB_BLOCKED_REASON="key write failed"; t_block_all; }
-done
+canary_keys "$TENANT" "${PROVIDERS[@]}" || { LIB_BLOCKED_REASON="key write failed"; t_block_all; }
 
 SOCK=$AGENT_DIR/acme.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"$TENANT\", \"app\": \"e2e\", \"metrics\": true}]"

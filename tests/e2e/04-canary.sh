@@ -26,11 +26,7 @@ CASES+=("metrics and usage endpoints answer" "usage endpoint: only the caller's 
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 
-declare -A KEY
-for p in "${PROVIDERS[@]}"; do
-    KEY[$p]=$(lib_canary)
-    key_put acme "$p" "${KEY[$p]}"
-done
+canary_keys acme "${PROVIDERS[@]}"
 # A key the provider will refuse: stored in Vault, not in the mock's list.
 KEY_REJECTED=$(lib_canary)
 vault_api PUT byok/tenants/rejected/keys/openai/production \

@@ -21,11 +21,7 @@ CASES=("auto, no fault: preferred provider, 1 attempt"
     "canary: nowhere but the provider request")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
-declare -A KEY
-for p in openai anthropic; do
-    KEY[$p]=$(lib_canary)
-    key_put acme "$p" "${KEY[$p]}"
-done
+canary_keys acme openai anthropic
 vault_api PUT byok/tenants/acme/settings \
     '{"preferred_providers":["openai"],"fallback_providers":["anthropic"],"budget_tier":"HIGH"}' "$ADMIN_TOKEN"
 [ "$VAULT_CODE" -lt 300 ] || t_diag "tenant settings: HTTP $VAULT_CODE $VAULT_BODY"

@@ -420,6 +420,18 @@ key_put() {
     [ "$VAULT_CODE" -lt 300 ] || { echo "# key write $t/$p: HTTP $VAULT_CODE"; return 1; }
 }
 
+# canary_keys TENANT PROVIDER...: a fresh canary key per provider, stored for
+# TENANT; KEY[provider] holds each. 1 when a key write fails.
+canary_keys() {
+    local t=$1 p
+    shift
+    declare -gA KEY
+    for p in "$@"; do
+        KEY[$p]=$(lib_canary)
+        key_put "$t" "$p" "${KEY[$p]}" || return 1
+    done
+}
+
 # ---- the agent ------------------------------------------------------------------------
 
 AGENT_DIR=$LIB_TMP/agent

@@ -3,11 +3,14 @@
  * Fuzzes the agent's router on what an app and the catalog give it: the
  * model string, the X-BYOK-Task and X-BYOK-Tier hints, the tenant's settings
  * and one provider's catalog entry (the other two are fixed). Input: byte 0
- * picks the operation, then "model\ntask\ntier\nsettings JSON\nentry JSON".
+ * picks the operation (bit 0), the prompt size (bits 1-6, in thousands of
+ * tokens) and whether max_tokens is asked (bit 7), then
+ * "model\ntask\ntier\nsettings JSON\nentry JSON".
  * Invariants: no crash; an explicit model names a configured provider and a
  * model that fits ROUTE_MAX_MODEL; a plan (auto and bare models) has
  * 1..ROUTE_MAX_CANDIDATES candidates, each a provider of the views with a
- * non-empty model that fits.
+ * non-empty model that fits; every candidate the plan or the explicit check
+ * lets through serves from the tenant's residency (or is local).
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -20,6 +23,24 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const names[] = {"openai", "anthropic", "mistral"};
+
+/* The tenant's residency (settings) is served by this catalog entry. */
+static bool serves(const json_t *settings, const json_t *entry)
+{
+    const char *res = json_string_value(json_object_get(settings, "residency"));
+    if (res == NULL || strcmp(res, "any") == 0 || json_is_true(json_object_get(entry, "local"))) {
+        return true;
+    }
+    size_t i;
+    const json_t *v;
+    json_array_foreach(json_object_get(entry, "regions"), i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), res) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
 
 static bool known(const char *p)
 {
@@ -91,11 +112,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct route_want w = {.model = model,
                            .task = task[0] != '\0' ? task : NULL,
                            .tier = tier[0] != '\0' ? tier : NULL,
-                           .op = (data[0] & 1) != 0 ? PROVIDER_EMBEDDINGS : PROVIDER_CHAT};
+                           .op = (data[0] & 1) != 0 ? PROVIDER_EMBEDDINGS : PROVIDER_CHAT,
+                           .prompt_tokens = (long long)((data[0] >> 1) & 0x3f) * 1000,
+                           .max_output = (data[0] & 0x80) != 0 ? 4096 : 0};
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
-    /* As proxy.c: an explicit model is its own candidate; auto and bare ones are planned. */
-    if (classified && kind != ROUTE_EXPLICIT && route_plan(kind, &w, views, 3, out, &n) == ERR_OK) {
+    enum route_refusal why;
+    /* As proxy.c: an explicit model is checked on its own; auto and bare ones are planned. */
+    if (classified && kind == ROUTE_EXPLICIT) {
+        const struct route_view *v = &views[0];
+        for (size_t i = 0; i < 3; i++) {
+            v = strcmp(views[i].provider, c.provider) == 0 ? &views[i] : v;
+        }
+        if (route_check(&w, v, c.model, &why) == ERR_OK && !serves(settings, v->entry)) {
+            abort();
+        }
+    }
+    if (classified && kind != ROUTE_EXPLICIT &&
+        route_plan(kind, &w, views, 3, out, &n, &why) == ERR_OK) {
         if (n < 1 || n > ROUTE_MAX_CANDIDATES) {
             abort();
         }
@@ -103,6 +137,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!known(out[i].provider) || out[i].model[0] == '\0' ||
                 strlen(out[i].model) > ROUTE_MAX_MODEL) {
                 abort();
+            }
+            for (size_t k = 0; k < 3; k++) {
+                if (strcmp(views[k].provider, out[i].provider) == 0 &&
+                    !serves(settings, views[k].entry)) {
+                    abort();
+                }
             }
         }
     }

@@ -49,6 +49,10 @@ static void test_classify(void **state)
     assert_int_equal(k, ROUTE_BARE);
     assert_int_equal(route_classify("", &plist, &k, &c), ERR_INVAL);
     assert_int_equal(route_classify("bad\nmodel", &plist, &k, &c), ERR_INVAL);
+    /* The plugin's usage ledger takes printable ASCII without spaces as model names. */
+    assert_int_equal(route_classify("openai/my model", &plist, &k, &c), ERR_INVAL);
+    assert_int_equal(route_classify("mod\xc3\xa8le", &plist, &k, &c), ERR_INVAL);
+    assert_int_equal(route_classify("tab\tmodel", &plist, &k, &c), ERR_INVAL);
     char m[ROUTE_MAX_MODEL + 2];
     memset(m, 'm', ROUTE_MAX_MODEL);
     m[ROUTE_MAX_MODEL] = '\0';
@@ -56,6 +60,14 @@ static void test_classify(void **state)
     m[ROUTE_MAX_MODEL] = 'm';
     m[ROUTE_MAX_MODEL + 1] = '\0';
     assert_int_equal(route_classify(m, &plist, &k, &c), ERR_INVAL); /* one past */
+    /* The same limit for the model part of <provider>/<model>. */
+    char e[sizeof("openai/") + ROUTE_MAX_MODEL + 1];
+    snprintf(e, sizeof(e), "openai/%.*s", ROUTE_MAX_MODEL, m);
+    assert_int_equal(route_classify(e, &plist, &k, &c), ERR_OK);
+    assert_int_equal(k, ROUTE_EXPLICIT);
+    assert_int_equal(strlen(c.model), ROUTE_MAX_MODEL);
+    snprintf(e, sizeof(e), "openai/%.*s", ROUTE_MAX_MODEL + 1, m);
+    assert_int_equal(route_classify(e, &plist, &k, &c), ERR_INVAL);
 }
 
 struct fixture {
@@ -111,8 +123,9 @@ static void test_auto_order_and_models(void **state)
     struct fixture *f = *state;
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
-    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT};
-    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n), ERR_OK);
+    enum route_refusal why;
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 3);
     /* preferred, then fallback, then the rest */
     assert_string_equal(out[0].provider, "anthropic");
@@ -129,25 +142,26 @@ static void test_auto_task_and_tier(void **state)
     struct fixture *f = *state;
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
-    struct route_want w = {"auto", "code", "LOW", PROVIDER_CHAT};
-    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n), ERR_OK);
+    enum route_refusal why;
+    struct route_want w = {"auto", "code", "LOW", PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].model, "claude-haiku");
     /* mistral-small has no capabilities list: chat only, so the code task falls back to chat */
     assert_string_equal(out[1].model, "mistral-small");
     /* openai: gpt-4o has code but is HIGH; falls back to the chat model */
     assert_string_equal(out[2].model, "gpt-4o-mini");
     /* A header cannot raise the tier above the tenant's. */
-    struct route_want hi = {"auto", "vision", "HIGH", PROVIDER_CHAT};
-    assert_int_equal(route_plan(ROUTE_AUTO, &hi, f->views, 3, out, &n), ERR_OK);
+    struct route_want hi = {"auto", "vision", "HIGH", PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_plan(ROUTE_AUTO, &hi, f->views, 3, out, &n, &why), ERR_OK);
     assert_string_equal(out[2].model, "gpt-4o-mini");
-    struct route_want emb = {"auto", NULL, NULL, PROVIDER_EMBEDDINGS};
-    assert_int_equal(route_plan(ROUTE_AUTO, &emb, f->views, 3, out, &n), ERR_OK);
+    struct route_want emb = {"auto", NULL, NULL, PROVIDER_EMBEDDINGS, 0, 0};
+    assert_int_equal(route_plan(ROUTE_AUTO, &emb, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].model, "text-embedding-3-small");
-    struct route_want badtier = {"auto", NULL, "PLATINUM", PROVIDER_CHAT};
-    assert_int_equal(route_plan(ROUTE_AUTO, &badtier, f->views, 3, out, &n), ERR_INVAL);
-    struct route_want badtask = {"auto", "juggling", NULL, PROVIDER_CHAT};
-    assert_int_equal(route_plan(ROUTE_AUTO, &badtask, f->views, 3, out, &n), ERR_INVAL);
+    struct route_want badtier = {"auto", NULL, "PLATINUM", PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_plan(ROUTE_AUTO, &badtier, f->views, 3, out, &n, &why), ERR_INVAL);
+    struct route_want badtask = {"auto", "juggling", NULL, PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_plan(ROUTE_AUTO, &badtask, f->views, 3, out, &n, &why), ERR_INVAL);
 }
 
 static void test_allowed_tasks(void **state)
@@ -156,10 +170,11 @@ static void test_allowed_tasks(void **state)
     json_object_set_new(f->settings, "allowed_task_types", json_pack("[s]", "chat"));
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
-    struct route_want w = {"auto", "code", NULL, PROVIDER_CHAT};
-    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n), ERR_DENIED);
+    enum route_refusal why;
+    struct route_want w = {"auto", "code", NULL, PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_DENIED);
     w.task = "chat";
-    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n), ERR_OK);
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     json_object_set_new(f->settings, "allowed_task_types", json_array());
 }
 
@@ -168,15 +183,144 @@ static void test_bare_model(void **state)
     struct fixture *f = *state;
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
-    struct route_want w = {"gpt-4o", NULL, NULL, PROVIDER_CHAT};
-    assert_int_equal(route_plan(ROUTE_BARE, &w, f->views, 3, out, &n), ERR_OK);
-    /* Every provider listing the model, in preference order (mistral is the fallback). */
+    enum route_refusal why;
+    struct route_want w = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_plan(ROUTE_BARE, &w, f->views, 3, out, &n, &why), ERR_OK);
+    /* Every provider listing the model within the tenant's tier (MEDIUM): openai's gpt-4o is
+       HIGH, mistral's LOW. */
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].provider, "mistral");
+    json_object_set_new(f->settings, "budget_tier", json_string("UNLIMITED"));
+    assert_int_equal(route_plan(ROUTE_BARE, &w, f->views, 3, out, &n, &why), ERR_OK);
+    /* in preference order (mistral is the fallback) */
     assert_int_equal(n, 2);
     assert_string_equal(out[0].provider, "mistral");
     assert_string_equal(out[1].provider, "openai");
+    /* Only HIGH left: refused for the tier, and said so. */
+    json_object_set_new(f->settings, "budget_tier", json_string("MEDIUM"));
+    w.model = "claude-opus";
+    assert_int_equal(route_plan(ROUTE_BARE, &w, f->views, 3, out, &n, &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_TIER);
+    /* A chat model asked for embeddings. */
+    struct route_want emb = {"gpt-4o-mini", NULL, NULL, PROVIDER_EMBEDDINGS, 0, 0};
+    assert_int_equal(route_plan(ROUTE_BARE, &emb, f->views, 3, out, &n, &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_CAPABILITY);
     w.model = "no-such-model";
-    assert_int_equal(route_plan(ROUTE_BARE, &w, f->views, 3, out, &n), ERR_NOTFOUND);
-    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 0, out, &n), ERR_NOTFOUND);
+    assert_int_equal(route_plan(ROUTE_BARE, &w, f->views, 3, out, &n, &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_FITS);
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 0, out, &n, &why), ERR_NOTFOUND);
+}
+
+/* Residency: regions must list the tenant's (global is no guarantee); local providers serve all. */
+static void test_residency(void **state)
+{
+    struct fixture *f = *state;
+    struct route_candidate out[ROUTE_MAX_CANDIDATES];
+    size_t n = 0;
+    enum route_refusal why;
+    json_object_set_new(f->openai, "regions", json_pack("[s]", "us"));
+    json_object_set_new(f->anthropic, "regions", json_pack("[s,s]", "global", "us"));
+    json_object_set_new(f->mistral, "regions", json_pack("[s]", "eu"));
+    json_object_set_new(f->settings, "residency", json_string("eu"));
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].provider, "mistral");
+    json_object_set_new(f->settings, "residency", json_string("us"));
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].provider, "anthropic");
+    assert_string_equal(out[1].provider, "openai");
+    json_object_set_new(f->settings, "residency", json_string("any"));
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
+    assert_int_equal(n, 3);
+    /* Nothing in the tenant's region: refused for residency. */
+    json_object_set_new(f->mistral, "regions", json_pack("[s]", "us"));
+    json_object_set_new(f->settings, "residency", json_string("eu"));
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_RESIDENCY);
+    struct route_want bare = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_plan(ROUTE_BARE, &bare, f->views, 3, out, &n, &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_RESIDENCY);
+    /* An explicit choice is held to it too; a local provider (on the node) always serves. */
+    assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_RESIDENCY);
+    json_object_set_new(f->openai, "local", json_true());
+    assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_OK);
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].provider, "openai");
+}
+
+/* auto and bare names skip models the request does not fit; an explicit choice is sent as asked. */
+static void test_context_window(void **state)
+{
+    (void)state;
+    json_t *entry = J("{\"default_model\":\"small\",\"models\":["
+                      "{\"name\":\"small\",\"context_window\":1000,\"max_output_tokens\":100,"
+                      "\"input_per_1m\":1,\"output_per_1m\":1},"
+                      "{\"name\":\"big\",\"context_window\":100000,\"max_output_tokens\":4000,"
+                      "\"input_per_1m\":5,\"output_per_1m\":5},"
+                      "{\"name\":\"unknown\",\"input_per_1m\":9,\"output_per_1m\":9}]}");
+    json_t *settings = json_object();
+    struct route_view v = {"openai", entry, settings};
+    struct route_candidate out[ROUTE_MAX_CANDIDATES];
+    size_t n = 0;
+    enum route_refusal why;
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 950, 50};
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_OK);
+    assert_string_equal(out[0].model, "small"); /* 950 + 50 fits 1,000 */
+    w.max_output = 51;
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_OK);
+    assert_string_equal(out[0].model, "big"); /* the cheapest that fits */
+    w.prompt_tokens = 10;
+    w.max_output = 101; /* over small's max output */
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_OK);
+    assert_string_equal(out[0].model, "big");
+    w.prompt_tokens = 200000; /* no known window holds it; a model without one may */
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_OK);
+    assert_string_equal(out[0].model, "unknown");
+    struct route_want bare = {"big", NULL, NULL, PROVIDER_CHAT, 200000, 0};
+    assert_int_equal(route_plan(ROUTE_BARE, &bare, &v, 1, out, &n, &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_CONTEXT);
+    assert_int_equal(route_check(&bare, &v, "big", &why), ERR_OK);
+    json_decref(settings);
+    json_decref(entry);
+}
+
+/* An explicit <provider>/<model> is held to the tenant's tier, tasks, hints and capability. */
+static void test_explicit_check(void **state)
+{
+    struct fixture *f = *state;
+    enum route_refusal why;
+    struct route_want w = {"openai/gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_check(&w, &f->views[0], "gpt-4o", &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_TIER); /* HIGH, the tenant is MEDIUM */
+    assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_OK);
+    w.tier = "FREE"; /* the app's own hint lowers it further */
+    assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_TIER);
+    w.tier = "GOLD";
+    assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_INVAL);
+    w.tier = NULL;
+    w.task = "bogus";
+    assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_INVAL);
+    json_object_set_new(f->settings, "allowed_task_types", json_pack("[s]", "chat"));
+    w.task = "reasoning";
+    assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_DENIED);
+    w.task = "chat";
+    assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_OK);
+    w.task = NULL;
+    w.op = PROVIDER_EMBEDDINGS;
+    assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_CAPABILITY);
+    assert_int_equal(route_check(&w, &f->views[0], "text-embedding-3-small", &why), ERR_OK);
+    /* A model the catalog does not list (a local server's) has nothing to check but residency. */
+    assert_int_equal(route_check(&w, &f->views[0], "llama3:8b", &why), ERR_OK);
+    assert_true(route_hints_valid("code", "LOW"));
+    assert_true(route_hints_valid(NULL, NULL));
+    assert_false(route_hints_valid("juggling", NULL));
+    assert_false(route_hints_valid(NULL, "PLATINUM"));
 }
 
 /* ---- provider request building ---- */
@@ -204,15 +348,16 @@ static void test_unnamed_models_skipped(void **state)
     json_t *settings = json_object();
     assert_non_null(entry);
     struct route_view v = {"openai", entry, settings};
-    struct route_want w = {.model = "auto", .op = PROVIDER_CHAT};
+    struct route_want w = {.model = "auto", .op = PROVIDER_CHAT, 0, 0};
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
-    assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n), ERR_OK);
+    enum route_refusal why;
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].model, "ok-model");
     /* Asked for by name, an empty one is not found either. */
-    struct route_want bare = {.model = "", .op = PROVIDER_CHAT};
-    assert_int_equal(route_plan(ROUTE_BARE, &bare, &v, 1, out, &n), ERR_NOTFOUND);
+    struct route_want bare = {.model = "", .op = PROVIDER_CHAT, 0, 0};
+    assert_int_equal(route_plan(ROUTE_BARE, &bare, &v, 1, out, &n, &why), ERR_NOTFOUND);
     json_decref(settings);
     json_decref(entry);
 }
@@ -319,6 +464,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auto_task_and_tier, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_allowed_tasks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bare_model, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_residency, fx_setup, fx_teardown),
+        cmocka_unit_test(test_context_window),
+        cmocka_unit_test_setup_teardown(test_explicit_check, fx_setup, fx_teardown),
         cmocka_unit_test(test_unnamed_models_skipped),
         cmocka_unit_test(test_build_requests),
         cmocka_unit_test(test_cost),

@@ -1,0 +1,100 @@
+#!/bin/bash
+# SPDX-License-Identifier: MPL-2.0
+#
+# The tenant's settings bind every way of naming a model. Tenant acme has
+# OpenAI and Anthropic keys and prefers anthropic; the catalog says openai
+# serves from the EU and anthropic from the US only, and lists a HIGH-tier
+# model and a model with a 50-token context window. With residency eu, budget
+# tier MEDIUM and chat as the only allowed task: "auto" goes to openai; an
+# explicit or bare anthropic model is 403 residency_not_allowed; the HIGH model
+# is 403 tier_not_allowed whether named explicitly or bare; a disallowed task
+# or an unknown hint on an explicit model is refused; a bare model whose
+# context window cannot hold the prompt is 400 context_length_exceeded; a chat
+# model on /v1/embeddings is 400 model_not_supported; a model name with a space
+# is 400 invalid_model. Nothing refused is sent upstream.
+. "$(dirname "$0")/lib.sh"
+
+CASES=("auto with residency eu: the EU provider answers, not the preferred US one"
+    "explicit US model with residency eu: 403 residency_not_allowed"
+    "bare US-only model with residency eu: 403 residency_not_allowed"
+    "explicit HIGH model, tenant MEDIUM: 403 tier_not_allowed"
+    "bare HIGH model, tenant MEDIUM: 403 tier_not_allowed"
+    "explicit model within the tier: 200"
+    "explicit model, X-BYOK-Tier FREE below the model's LOW: 403 tier_not_allowed"
+    "explicit model, task outside allowed_task_types: 403 task_not_allowed"
+    "explicit model, unknown X-BYOK-Task: 400 invalid_hint"
+    "bare model whose context window cannot hold the prompt: 400 context_length_exceeded"
+    "chat model on /v1/embeddings: 400 model_not_supported"
+    "model name with a space: 400 invalid_model"
+    "nothing refused reached the provider"
+    "agent stops cleanly on SIGTERM, no sanitizer report"
+    "canary: nowhere but the provider request")
+
+lib_up && lib_require "$AGENT_BIN" || t_block_all
+
+# catalog_edit PROVIDER JQ: rewrites the provider's catalog entry with a jq filter.
+catalog_edit() {
+    vault_api GET "byok/providers/$1" "" "$ADMIN_TOKEN"
+    local entry
+    entry=$(echo "$VAULT_BODY" | jq -c ".data | del(.name, .builtin, .overridden) | $2")
+    vault_api PUT "byok/providers/$1" "$entry" "$ADMIN_TOKEN" >/dev/null
+    [ "$VAULT_CODE" -lt 300 ] || t_diag "catalog $1: HTTP $VAULT_CODE $VAULT_BODY"
+}
+catalog_edit openai '.regions = ["eu"]
+    | .models += [{name: "mock-premium", tier: "HIGH", capabilities: ["chat"], context_window: 128000,
+                   input_per_1m: 1000, output_per_1m: 2000},
+                  {name: "mock-tiny", tier: "LOW", capabilities: ["chat"], context_window: 50,
+                   input_per_1m: 1000, output_per_1m: 2000}]'
+catalog_edit anthropic '.regions = ["us"]'
+
+canary_keys acme openai anthropic
+vault_api PUT byok/tenants/acme/settings \
+    '{"preferred_providers":["anthropic"],"budget_tier":"MEDIUM","residency":"eu","allowed_task_types":["chat"]}' \
+    "$ADMIN_TOKEN"
+[ "$VAULT_CODE" -lt 300 ] || t_diag "tenant settings: HTTP $VAULT_CODE $VAULT_BODY"
+SOCK=$AGENT_DIR/acme.sock
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"routing\"}]" \
+    '.providers = ["openai", "anthropic"]'
+agent_start || t_block_all
+
+# refused NAME WANT_STATUS WANT_CODE: the last call's status and error code.
+refused() { t_eq "$1" "$CODE $(echo "$BODY" | jq -r '.error.code' 2>/dev/null)" "$2 $3"; }
+
+call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+t_eq "auto with residency eu: the EU provider answers, not the preferred US one" \
+    "$CODE $(hdr X-BYOK-Provider)" "200 openai"
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body anthropic/claude-3-5-haiku false 3)"
+refused "explicit US model with residency eu: 403 residency_not_allowed" 403 residency_not_allowed
+call "$SOCK" POST /v1/chat/completions "$(chat_body claude-3-5-haiku false 3)"
+refused "bare US-only model with residency eu: 403 residency_not_allowed" 403 residency_not_allowed
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-premium false 3)"
+refused "explicit HIGH model, tenant MEDIUM: 403 tier_not_allowed" 403 tier_not_allowed
+call "$SOCK" POST /v1/chat/completions "$(chat_body mock-premium false 3)"
+refused "bare HIGH model, tenant MEDIUM: 403 tier_not_allowed" 403 tier_not_allowed
+n_refused=$(mock_requests_since "$since" | jq length)
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)"
+t_eq "explicit model within the tier: 200" "$CODE $(hdr X-BYOK-Provider)" "200 openai"
+since2=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)" -H 'X-BYOK-Tier: FREE'
+refused "explicit model, X-BYOK-Tier FREE below the model's LOW: 403 tier_not_allowed" 403 tier_not_allowed
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)" -H 'X-BYOK-Task: reasoning'
+refused "explicit model, task outside allowed_task_types: 403 task_not_allowed" 403 task_not_allowed
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)" -H 'X-BYOK-Task: juggling'
+refused "explicit model, unknown X-BYOK-Task: 400 invalid_hint" 400 invalid_hint
+# About 100 tokens by the agent's estimate (characters / 4) against a 50-token window.
+long=$(printf 'word %.0s' $(seq 80))
+call "$SOCK" POST /v1/chat/completions "$(chat_body mock-tiny false 3 "$long")"
+refused "bare model whose context window cannot hold the prompt: 400 context_length_exceeded" \
+    400 context_length_exceeded
+call "$SOCK" POST /v1/embeddings '{"model":"openai/gpt-4o-mini","input":"hello"}'
+refused "chat model on /v1/embeddings: 400 model_not_supported" 400 model_not_supported
+call "$SOCK" POST /v1/chat/completions "$(chat_body 'openai/my model' false 3)"
+refused "model name with a space: 400 invalid_model" 400 invalid_model
+t_eq "nothing refused reached the provider" \
+    "$n_refused $(mock_requests_since "$since2" | jq length)" "0 0"
+
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
+canary_scan "canary: nowhere but the provider request" "${KEY[openai]}" "${KEY[anthropic]}"
+t_done
