@@ -449,6 +449,14 @@ func (a *ACL) Capabilities(path string, list bool) uint32 {
 		if c, ok := a.exact[strings.TrimSuffix(path, "/")]; ok {
 			return c
 		}
+		// Vault's AllowOperation: a list path ending in "/" is checked without
+		// the slash first, so that glob and "+" rules ending at the listed
+		// directory's name match it.
+		if strings.HasSuffix(path, "/") {
+			if c, ok := a.nonExactFound(strings.TrimSuffix(path, "/")); ok {
+				return c
+			}
+		}
 	}
 	return a.nonExact(path)
 }
@@ -462,6 +470,13 @@ type wcDescr struct {
 }
 
 func (a *ACL) nonExact(path string) uint32 {
+	c, _ := a.nonExactFound(path)
+	return c
+}
+
+// nonExactFound is Vault's CheckAllowedFromNonExactPaths: the winning glob or
+// "+" rule's capabilities, ok=false when none matches.
+func (a *ACL) nonExactFound(path string) (uint32, bool) {
 	var cands []wcDescr
 	// Longest prefix among glob rules.
 	best, found := "", false
@@ -472,7 +487,7 @@ func (a *ACL) nonExact(path string) uint32 {
 	}
 	if found {
 		if len(a.segments) == 0 {
-			return a.prefix[best]
+			return a.prefix[best], true
 		}
 		cands = append(cands, wcDescr{firstWC: len(best), isPrefix: true, path: best, caps: a.prefix[best]})
 	}
@@ -503,10 +518,10 @@ outer:
 		cands = append(cands, d)
 	}
 	if len(cands) == 0 {
-		return 0
+		return 0, false
 	}
 	sort.Slice(cands, func(i, j int) bool { return wcLess(cands[i], cands[j]) })
-	return cands[len(cands)-1].caps
+	return cands[len(cands)-1].caps, true
 }
 
 // wcLess reports whether x has lower priority than y (Vault's order: later

@@ -6,6 +6,8 @@ package vaultsim
 // matching rules from vault/acl.go.
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -256,4 +258,46 @@ func TestPolicyNamesLowercased(t *testing.T) {
 	if err := a.putPolicy("root", `path "x" { capabilities = ["read"] }`); err == nil || !strings.Contains(err.Error(), "root") {
 		t.Errorf("overwriting root policy: %v", err)
 	}
+}
+
+// Vault checks a LIST path ending in "/" against the glob and "+" rules
+// without the slash first (AllowOperation), so "+" and "*" rules that end
+// where the listed directory's name ends grant its listing.
+func TestACLListWithoutTrailingSlash(t *testing.T) {
+	a := NewACL([]*Policy{mustPolicy(t, "p", `
+path "byok/tenants/+/keys/+" { capabilities = ["list"] }
+path "k/pre*" { capabilities = ["list"] }
+path "k/prefix/*" { capabilities = ["deny"] }
+`)}, nil)
+	checkACL(t, a, []aclCase{
+		{"list", "byok/tenants/acme/keys/openai/", true},
+		{"list", "byok/tenants/acme/keys/", true}, // "+" matches the empty segment after "/", as in Vault
+		{"read", "byok/tenants/acme/keys/openai", false},
+		{"list", "k/prefix/", true}, // "k/pre*" matches "k/prefix" before "k/prefix/*" is tried
+		{"list", "k/prefix/x/", false},
+	})
+	// sys/capabilities-self evaluates as a list, like Vault.
+	if got := a.Capabilities("byok/tenants/acme/keys/openai/", true); got&CapList == 0 {
+		t.Errorf("capabilities of keys/openai/: %b", got)
+	}
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "policies", "byok-agent.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := NewACL([]*Policy{mustPolicy(t, "byok-agent", string(src))}, nil)
+	checkACL(t, agent, []aclCase{
+		{"list", "byok/tenants/acme/keys/openai/", true},
+		{"list", "byok/tenants/acme/keys/", true},
+	})
+}
+
+// Through the HTTP API: the agent lists one provider's key types.
+func TestAgentListsProviderKeys(t *testing.T) {
+	s := newIsoSim(t)
+	s.expect(t, 200, "admin", s.admin, "PUT", "byok/tenants/acme/keys/openai/production", map[string]any{"key_value": s.canaries[0]})
+	m := s.expect(t, 200, "agent", s.agent, "LIST", "byok/tenants/acme/keys/openai", nil)
+	if keys, _ := Data(m)["keys"].([]any); len(keys) != 1 {
+		t.Errorf("agent LIST keys/openai: %v", Data(m))
+	}
+	s.expect(t, 403, "agent", s.agent, "GET", "byok/tenants/acme/keys/openai/production", nil)
 }

@@ -363,7 +363,8 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 		out := map[string]any{}
 		var all []string
 		for _, path := range asStrings(rc.data["paths"]) {
-			caps := CapabilityNames(acl.Capabilities(path, false))
+			// Vault evaluates capabilities as a list operation.
+			caps := CapabilityNames(acl.Capabilities(path, true))
 			if acl.IsRoot() {
 				caps = []string{"root"}
 			}
