@@ -947,8 +947,8 @@ static void call_models_reply(struct call *c)
         json_array_foreach(json_object_get(ent->entry, "models"), k, m)
         {
             const char *name = json_string_value(json_object_get(m, "name"));
-            if (name == NULL) {
-                continue;
+            if (name == NULL || !route_usable(ent->settings, ent->entry, m)) {
+                continue; /* outside the tenant's residency or budget tier */
             }
             char id[CONFIG_MAX_NAME + ROUTE_MAX_MODEL + 2];
             snprintf(id, sizeof(id), "%s/%s", ent->provider, name);

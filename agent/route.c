@@ -296,6 +296,20 @@ static bool route_serves(const json_t *entry, const char *residency)
            route_in_list(json_object_get(entry, "regions"), residency);
 }
 
+bool route_usable(const json_t *settings, const json_t *entry, const json_t *m)
+{
+    struct route_want w = {.model = "auto", .op = PROVIDER_CHAT};
+    struct route_limits l;
+    const char *task_cap;
+    if (route_limits_of(&w, settings, &l, &task_cap) != ERR_OK ||
+        !route_serves(entry, l.residency)) {
+        return false;
+    }
+    const char *mt = json_string_value(json_object_get(m, "tier"));
+    int r = mt != NULL ? route_tier_rank(mt) : 0;
+    return r >= 0 && r <= l.tier;
+}
+
 enum err route_check(const struct route_want *w, const struct route_view *v, const char *model,
                      enum route_refusal *ret_why)
 {

@@ -95,6 +95,12 @@ MUST_USE enum err route_plan(enum route_kind kind, const struct route_want *w,
 MUST_USE enum err route_check(const struct route_want *w, const struct route_view *v,
                               const char *model, enum route_refusal *ret_why);
 
+/*
+ * May the tenant (settings) use catalog model m of provider entry at all:
+ * residency and budget_tier (for GET /v1/models).
+ */
+bool route_usable(const json_t *settings, const json_t *entry, const json_t *m);
+
 /* Are X-BYOK-Task / X-BYOK-Tier (NULL = absent) known values? */
 bool route_hints_valid(const char *task, const char *tier);
 

@@ -11,7 +11,8 @@
 # or an unknown hint on an explicit model is refused; a bare model whose
 # context window cannot hold the prompt is 400 context_length_exceeded; a chat
 # model on /v1/embeddings is 400 model_not_supported; a model name with a space
-# is 400 invalid_model. Nothing refused is sent upstream.
+# is 400 invalid_model. Nothing refused is sent upstream. GET /v1/models lists
+# only what the tenant may use.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("auto with residency eu: the EU provider answers, not the preferred US one"
@@ -27,6 +28,7 @@ CASES=("auto with residency eu: the EU provider answers, not the preferred US on
     "chat model on /v1/embeddings: 400 model_not_supported"
     "model name with a space: 400 invalid_model"
     "nothing refused reached the provider"
+    "GET /v1/models: only what the tenant may use (no US provider, nothing above its tier)"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -94,6 +96,11 @@ call "$SOCK" POST /v1/chat/completions "$(chat_body 'openai/my model' false 3)"
 refused "model name with a space: 400 invalid_model" 400 invalid_model
 t_eq "nothing refused reached the provider" \
     "$n_refused $(mock_requests_since "$since2" | jq length)" "0 0"
+
+call "$SOCK" GET /v1/models
+t_eq "GET /v1/models: only what the tenant may use (no US provider, nothing above its tier)" \
+    "$CODE $(echo "$BODY" | jq -r '[.data[].id] | "\(map(select(startswith("anthropic/") or . == "openai/mock-premium")) | length) \(index("openai/gpt-4o-mini") != null)"')" \
+    "200 0 true"
 
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "${KEY[openai]}" "${KEY[anthropic]}"

@@ -317,6 +317,13 @@ static void test_explicit_check(void **state)
     assert_int_equal(route_check(&w, &f->views[0], "text-embedding-3-small", &why), ERR_OK);
     /* A model the catalog does not list (a local server's) has nothing to check but residency. */
     assert_int_equal(route_check(&w, &f->views[0], "llama3:8b", &why), ERR_OK);
+    /* GET /v1/models lists what the tenant may use: within its tier and residency. */
+    const json_t *models = json_object_get(f->openai, "models");
+    assert_false(route_usable(f->settings, f->openai, json_array_get(models, 0))); /* HIGH */
+    assert_true(route_usable(f->settings, f->openai, json_array_get(models, 1)));  /* LOW */
+    json_object_set_new(f->settings, "residency", json_string("eu"));
+    json_object_set_new(f->openai, "regions", json_pack("[s]", "us"));
+    assert_false(route_usable(f->settings, f->openai, json_array_get(models, 1)));
     assert_true(route_hints_valid("code", "LOW"));
     assert_true(route_hints_valid(NULL, NULL));
     assert_false(route_hints_valid("juggling", NULL));
