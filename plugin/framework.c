@@ -355,6 +355,41 @@ out_fail:
 }
 
 /*
+ * A decimal number as Go's strconv.ParseFloat reads one (what Vault accepts
+ * for a float in a query string): [+-]digits[.digits][e[+-]digits], either
+ * side of the point may be empty but not both. No spaces, no hex, no
+ * inf/nan, which strtod would all take.
+ */
+static bool fw_decimal_syntax(const char *s)
+{
+    size_t i = (s[0] == '+' || s[0] == '-') ? 1 : 0;
+    size_t digits = 0;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
+        digits++;
+    }
+    if (s[i] == '.') {
+        for (i++; s[i] >= '0' && s[i] <= '9'; i++) {
+            digits++;
+        }
+    }
+    if (digits == 0) {
+        return false;
+    }
+    if (s[i] == 'e' || s[i] == 'E') {
+        i++;
+        i += (s[i] == '+' || s[i] == '-') ? 1 : 0;
+        size_t exp = 0;
+        for (; s[i] >= '0' && s[i] <= '9'; i++) {
+            exp++;
+        }
+        if (exp == 0) {
+            return false;
+        }
+    }
+    return s[i] == '\0';
+}
+
+/*
  * Coerces one input value to the field's type. On failure returns NULL with a
  * reason in why that never quotes the value (it may be a secret, and quoting
  * peer text into messages invites log injection).
@@ -424,8 +459,9 @@ static json_t *fw_coerce(const struct fw_field *f, json_t *v, char *why, size_t 
         } else if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 64) {
             char *end = NULL;
             errno = 0;
-            d = strtod(json_string_value(v), &end);
-            if (errno != 0 || *end != '\0') {
+            const char *text = json_string_value(v);
+            d = fw_decimal_syntax(text) ? strtod(text, &end) : 0;
+            if (end == NULL || errno != 0 || *end != '\0') {
                 snprintf(why, whylen, "expected a number");
                 return NULL;
             }
