@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "plugin/cache.h"
+#include "plugin/catalog.h"
 #include "plugin/paths.h"
 
 #define CONFIG_DEFAULT_CREDS_TTL "5m"
@@ -223,11 +224,24 @@ static enum err config_write(struct fw_request *req, struct fw_response *resp)
         json_t *v;
         json_array_foreach(fw_json(req, "allowed_providers"), i, v)
         {
-            if (!fw_name_valid(json_string_value(v))) {
+            const char *p = json_string_value(v);
+            if (!fw_name_valid(p)) {
                 fw_error(resp,
                          "invalid value for field 'allowed_providers': item %zu must match "
                          "[a-z0-9][a-z0-9_-]{0,62}",
                          i);
+                goto out;
+            }
+            json_t *entry = NULL;
+            e = catalog_get_shared(b, req->storage, p, &entry);
+            json_decref(entry);
+            if (e == ERR_NOTFOUND) {
+                e = ERR_OK;
+                fw_error(resp, "invalid value for field 'allowed_providers': unknown provider '%s'",
+                         p);
+                goto out;
+            }
+            if (e != ERR_OK) {
                 goto out;
             }
         }

@@ -155,6 +155,7 @@ static void test_validation_limits(void **state)
     expect_ok(e, "{\"default_budget_tier\": \"UNLIMITED\"}");
     expect_400(e, "{\"allowed_providers\": [\"openai\", \"Bad Name\"]}", "allowed_providers");
     expect_400(e, "{\"allowed_providers\": [{}]}", "allowed_providers");
+    expect_400(e, "{\"allowed_providers\": [\"openai\", \"nosuch\"]}", "allowed_providers");
     expect_400(e, "{\"local_hosts\": [\"gpu box\"]}", "local_hosts");
     expect_400(e, "{\"local_hosts\": [\"\"]}", "local_hosts");
     /* A host name of CONFIG_MAX_HOST_LEN bytes, then one more. */
