@@ -12,6 +12,7 @@
  */
 #include "plugin/catalog.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <math.h>
 #include <pthread.h>
@@ -610,6 +611,13 @@ static bool catalog_url_ok(const char *url, bool local, const json_t *local_host
         }
         hlen = (size_t)(end - host - 1);
         memcpy(hostbuf, host + 1, hlen);
+        hostbuf[hlen] = '\0';
+        /* Brackets hold an IPv6 literal and nothing else (no zone id, no path). */
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, hostbuf, &a6) != 1) {
+            snprintf(why, whylen, "has an invalid IPv6 address");
+            return false;
+        }
         end++;
     } else {
         end = host + strcspn(host, ":/");
@@ -925,6 +933,13 @@ static bool catalog_entry_ok(const json_t *entry, const json_t *local_hosts,
     if (s == NULL || s[0] == '\0') {
         fw_error(resp, "missing required field 'display_name'");
         return false;
+    }
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            fw_error(resp, "invalid value for field 'display_name': must not contain control "
+                           "characters");
+            return false;
+        }
     }
     s = json_string_value(json_object_get(entry, "api_style"));
     if (s == NULL) {

@@ -351,6 +351,9 @@ static void test_create_requires_fields(void **state)
     struct env *e = *state;
     expect_400(e, "providers/newco", "{\"base_url\": \"https://x.example\"}", "api_style");
     expect_400(e, "providers/newco", "{\"api_style\": \"openai\"}", "base_url");
+    expect_400(e, "providers/openai", "{\"display_name\": \"OpenAI\\n\"}", "display_name");
+    expect_400(e, "providers/openai", "{\"display_name\": \"Open\\u001bAI\"}", "display_name");
+    expect_400(e, "providers/openai", "{\"display_name\": \"Open\\u007fAI\"}", "display_name");
     expect_ok(e, "providers/newco",
               "{\"api_style\": \"openai\", \"base_url\": \"https://x.example\"}");
     json_t *d = read_entry(e, "newco");
@@ -388,6 +391,12 @@ static void test_base_url_validation(void **state)
         {"openai", "https://api.openai.com:0/v1", false},
         {"openai", "https://api.openai.com:/v1", false},
         {"openai", "https://[::1/v1", false},
+        {"openai", "https://[evil.com/x]/v1", false},
+        {"openai", "https://[evil.com]/v1", false},
+        {"openai", "https://[]/v1", false},
+        {"openai", "https://[::1%25eth0]/v1", false},
+        {"openai", "https://[127.0.0.1]/v1", false},
+        {"openai", "https://[2001:db8::7]/v1", true},
         {"ollama", "http://127.0.0.1:9999/v1", true},
         {"ollama", "http://localhost:11434/v1", true},
         {"ollama", "http://[::1]:11434/v1", true},
