@@ -66,7 +66,6 @@ struct server_watch {
     struct bufferevent *bev;
     double deadline; /* monotonic seconds; ignored while busy */
     bool busy;       /* a request is being answered */
-    bool quiet;      /* read timeout off while the request is answered (server_gencb) */
     bool flush_queued;
     struct server_watch *prev, *next;
     struct server_watch *flush_next; /* server.flush queue */
@@ -426,20 +425,12 @@ static void server_flush_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Queues the connection of a request whose reply bytes evhttp has just been given. */
-static void server_queue_flush(struct server *s, struct server_watch *w, long timeout_s)
+static void server_queue_flush(struct server *s, struct server_watch *w)
 {
-    if (w == NULL) {
+    if (w == NULL || w->flush_queued) {
         return;
     }
-    if (w->quiet) {
-        /* Answering: the inactivity timeout applies again to writing and reading. */
-        struct timeval tv = {timeout_s, 0};
-        bufferevent_set_timeouts(w->bev, &tv, &tv);
-        w->quiet = false;
-    }
-    if (w->flush_queued) {
-        return;
-    }
+
     w->flush_queued = true;
     w->flush_next = NULL;
     if (s->flush_tail != NULL) {
@@ -454,18 +445,21 @@ static void server_queue_flush(struct server *s, struct server_watch *w, long ti
 void server_flush_soon(struct request *r)
 {
     if (r->conn != NULL) {
-        server_queue_flush(r->ctx->server, r->conn->watch, r->cfg->limits.client_timeout_s);
+        server_queue_flush(r->ctx->server, r->conn->watch);
     }
 }
 
 /*
- * While a request is answered (maybe for minutes: a long completion), the
- * socket stays readable with no read callback and no timeout: bytes an app
+ * While a request is answered (maybe for minutes: a long completion, a stream
+ * with long pauses), the socket stays readable with no read callback and no
+ * read timeout: an app waiting for its answer sends nothing. Bytes an app
  * pipelines wait in the input buffer (bounded by the read high-water mark set
  * at accept), and its EOF reaches evhttp's error callback, which closes the
- * connection and so aborts the call.
+ * connection and so aborts the call. Only the write timeout runs, and only
+ * while reply bytes wait to be written: an app that stops reading is dropped
+ * after limits.client_timeout_s without progress.
  */
-static void server_keep_reading(struct server_conn *c)
+static void server_keep_reading(struct server_conn *c, long timeout_s)
 {
     if (c->watch == NULL) {
         return;
@@ -476,9 +470,26 @@ static void server_keep_reading(struct server_conn *c)
     void *arg = NULL;
     bufferevent_getcb(bev, NULL, &wcb, &ecb, &arg);
     bufferevent_setcb(bev, NULL, wcb, ecb, arg);
-    bufferevent_set_timeouts(bev, NULL, NULL);
-    c->watch->quiet = true;
+    struct timeval tv = {timeout_s, 0};
+    bufferevent_set_timeouts(bev, NULL, &tv);
     bufferevent_enable(bev, EV_READ);
+}
+
+/*
+ * evhttp has written the whole reply (its send-done callback; not called for
+ * a connection that failed first): the connection waits for the app's next
+ * request again, so the read timeout is back and its idle deadline starts.
+ */
+static void server_reply_written(struct evhttp_request *ev, void *arg)
+{
+    struct server_conn *c = arg;
+    if (c->watch == NULL) {
+        return;
+    }
+    long timeout_s = c->s->ctx->cfg->limits.client_timeout_s;
+    struct timeval tv = {timeout_s, 0};
+    bufferevent_set_timeouts(c->watch->bev, &tv, &tv);
+    c->watch->deadline = server_now() + (double)timeout_s;
 }
 
 static struct bufferevent *server_bevcb(struct event_base *base, void *arg)
@@ -669,7 +680,8 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
         evhttp_send_error(ev, 503, "Service Unavailable");
         return;
     }
-    server_keep_reading(c);
+    server_keep_reading(c, ctx->cfg->limits.client_timeout_s);
+    evhttp_request_set_on_complete_cb(ev, server_reply_written, c);
     r->ctx = ctx;
     r->cfg = config_ref(ctx->cfg);
     r->ev = ev;
