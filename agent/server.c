@@ -543,8 +543,15 @@ static void server_sweep_cb(evutil_socket_t fd, short what, void *arg)
          */
         if (cbarg == NULL) {
             server_watch_remove(s, w); /* evhttp closed it */
-        } else if (!w->busy && now >= w->deadline) {
-            /* No whole request within client_timeout_s: slowloris or idle keep-alive. */
+        } else if (!w->busy && now >= w->deadline &&
+                   evbuffer_get_length(bufferevent_get_output(w->bev)) == 0) {
+            /*
+             * No whole request within client_timeout_s: slowloris or idle
+             * keep-alive. A reply still being written (a slow reader of a
+             * large answer) is not idle: the deadline starts when evhttp has
+             * written it (server_reply_written), and a write without
+             * progress is bounded by the write timeout.
+             */
             evhttp_connection_free((struct evhttp_connection *)cbarg);
             server_watch_remove(s, w);
         }

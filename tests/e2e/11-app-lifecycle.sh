@@ -5,11 +5,16 @@
 #   - a provider pausing longer than client_timeout_s in the middle of a
 #     stream (the mock's "slowstream" scenario, 1.5 s between chunks): the app
 #     reading it sends nothing meanwhile and still gets every frame and
-#     [DONE]; only a write without progress is bounded by that timeout.
+#     [DONE]; only a write without progress is bounded by that timeout;
+#   - an app reading a large answer (2 MB of embeddings) 256 KB every 0.4 s,
+#     so that its reply is still being written seconds after the agent
+#     handed it over: all of it arrives (the idle deadline starts when the
+#     reply is written, not when it is handed to evhttp).
 . "$(dirname "$0")/lib.sh"
 
 CASES=("stream pausing longer than client_timeout_s: every frame and [DONE]"
     "stream pausing longer than client_timeout_s: logged 200"
+    "slow reader of a 2 MB answer: all of it arrives"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -37,6 +42,48 @@ t_eq "stream pausing longer than client_timeout_s: every frame and [DONE]" \
 t_eq "stream pausing longer than client_timeout_s: logged 200" \
     "$(grep '"model":"mock-slowstream"' "$AGENT_LOG" | tail -1 | jq -r '.status + " " + (.error // "-")')" \
     "200 -"
+
+# ---- a slow reader of a large answer ----
+# burst_read N: POST /v1/embeddings with N inputs, then read at most 256 KB
+# every 0.4 s (each read empties the agent's socket buffer: it makes progress); prints "STATUS complete|truncated GOT of WANT".
+burst_read() {
+    SOCK="$SOCK" python3 - "$1" <<'PY'
+import json, os, socket, sys, time
+n = int(sys.argv[1])
+body = json.dumps({"model": "openai/text-embedding-3-small", "input": ["a"] * n}).encode()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(os.environ["SOCK"])
+s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+s.setblocking(False)
+data, head, rest, want, t0, eof = b"", b"", b"", None, time.monotonic(), False
+while time.monotonic() - t0 < 20 and not eof:
+    time.sleep(0.4)
+    got = 0
+    while got < 256 * 1024:
+        try:
+            d = s.recv(256 * 1024 - got)
+        except BlockingIOError:
+            break
+        if not d:
+            eof = True
+            break
+        data += d
+        got += len(d)
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if sep and want is None:
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                want = int(v)
+    if want is not None and len(rest) >= want:
+        break
+status = head.split(b" ")[1].decode() if head.startswith(b"HTTP/") else "none"
+done = want is not None and len(rest) >= want
+print(status, "complete" if done else "truncated %d of %s" % (len(rest), want))
+PY
+}
+t_eq "slow reader of a 2 MB answer: all of it arrives" "$(burst_read 20000 2>&1)" "200 complete"
 
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "$KEY"
