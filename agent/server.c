@@ -709,10 +709,16 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
                            "the agent has too many open connections; retry later");
         return;
     }
+    const char *uri = evhttp_request_get_uri(ev);
+    size_t plen = strcspn(uri, "?");
     if (ctx->draining) {
+        /* Still answered while draining: /healthz, whose 503 says "draining". */
         evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
-        server_reply_error(r, 503, "server_error", "shutting_down", "the agent is shutting down");
-        return;
+        if (plen != strlen("/healthz") || memcmp(uri, "/healthz", plen) != 0) {
+            server_reply_error(r, 503, "server_error", "shutting_down",
+                               "the agent is shutting down");
+            return;
+        }
     }
     /*
      * Two Content-Length headers are a request-smuggling vector (RFC 9112
@@ -731,8 +737,6 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
                            "more than one Content-Length header");
         return;
     }
-    const char *uri = evhttp_request_get_uri(ev);
-    size_t plen = strcspn(uri, "?");
     enum evhttp_cmd_type method = evhttp_request_get_command(ev);
     bool path_known = false;
     for (size_t i = 0; i < sizeof(server_routes) / sizeof(server_routes[0]); i++) {

@@ -9,12 +9,16 @@
 #   - an app reading a large answer (2 MB of embeddings) 256 KB every 0.4 s,
 #     so that its reply is still being written seconds after the agent
 #     handed it over: all of it arrives (the idle deadline starts when the
-#     reply is written, not when it is handed to evhttp).
+#     reply is written, not when it is handed to evhttp);
+#   - a keep-alive connection asking /healthz while the agent drains (SIGTERM,
+#     a slow call still in flight): the documented 503 {"status":"draining"},
+#     then the connection is closed.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("stream pausing longer than client_timeout_s: every frame and [DONE]"
     "stream pausing longer than client_timeout_s: logged 200"
     "slow reader of a 2 MB answer: all of it arrives"
+    "healthz on a kept-alive connection while draining: 503 draining, then closed"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -84,6 +88,61 @@ print(status, "complete" if done else "truncated %d of %s" % (len(rest), want))
 PY
 }
 t_eq "slow reader of a 2 MB answer: all of it arrives" "$(burst_read 20000 2>&1)" "200 complete"
+
+# keepalive SOCKET PATH1 PATH2 GOFILE: on one connection, GET PATH1; once GOFILE
+# exists, GET PATH2; then whether the agent closes the connection. Prints one
+# line per answer ("STATUS CONNECTION-HEADER BODY") and "closed" or "open".
+keepalive() {
+    python3 - "$@" <<'PY'
+import os, socket, sys, time
+sock, paths, gofile = sys.argv[1], sys.argv[2:4], sys.argv[4]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sock)
+f = s.makefile("rb")
+for i, path in enumerate(paths):
+    if i == 1:
+        t0 = time.monotonic()
+        while not os.path.exists(gofile) and time.monotonic() - t0 < 10:
+            time.sleep(0.02)
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path.encode())
+    status = f.readline().split(b" ")[1:2]
+    length, conn = 0, "-"
+    while True:
+        line = f.readline().strip()
+        if not line:
+            break
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+        if k.strip().lower() == b"connection":
+            conn = v.strip().decode()
+    body = f.read(length).decode()
+    print(status[0].decode() if status else "none", conn, body, flush=True)
+s.settimeout(3)
+try:
+    print("closed" if f.read(1) == b"" else "open")
+except socket.timeout:
+    print("open")
+PY
+}
+
+# ---- /healthz while draining, on a kept-alive connection ----
+curl -s -m 10 --unix-socket "$SOCK" http://localhost/v1/chat/completions -H 'Content-Type: application/json' \
+    -d "$(chat_body openai/mock-slow false 2)" -o /dev/null &
+SLOW_PID=$!
+rm -f "$LIB_TMP/go"
+keepalive "$SOCK" /healthz /healthz "$LIB_TMP/go" >"$LIB_TMP/drain.out" 2>&1 &
+KA_PID=$!
+lib_wait_for 5 grep -q '^200 ' "$LIB_TMP/drain.out"
+kill -TERM "$AGENT_PID"
+lib_wait_for 5 grep -q '"@message":"draining"' "$AGENT_LOG"
+touch "$LIB_TMP/go"
+wait "$KA_PID"
+wait "$SLOW_PID"
+t_match "healthz on a kept-alive connection while draining: 503 draining, then closed" \
+    "$(sed -n 2p "$LIB_TMP/drain.out" | cut -d' ' -f1-2) $(sed -n 2p "$LIB_TMP/drain.out" | cut -d' ' -f3- | jq -r .status 2>&1) $(sed -n 3p "$LIB_TMP/drain.out")" \
+    '^503 close draining closed$'
 
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "$KEY"
