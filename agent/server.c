@@ -202,7 +202,9 @@ void server_reply_buf(struct request *r, int status, const char *content_type, s
     r->status = status;
     if (r->ev != NULL) {
         server_common_headers(r, content_type);
-        evhttp_send_reply(r->ev, status, NULL, b);
+        /* evhttp would write the body of an answer to HEAD (only 405s: no HEAD route). */
+        bool head = evhttp_request_get_command(r->ev) == EVHTTP_REQ_HEAD;
+        evhttp_send_reply(r->ev, status, NULL, head ? NULL : b);
         server_flush_soon(r);
     }
     server_finish(r);
@@ -738,15 +740,17 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
         return;
     }
     enum evhttp_cmd_type method = evhttp_request_get_command(ev);
-    bool path_known = false;
+    char allow[32] = ""; /* the methods of the path, for a 405's Allow header */
     for (size_t i = 0; i < sizeof(server_routes) / sizeof(server_routes[0]); i++) {
         if (strlen(server_routes[i].path) != plen ||
             memcmp(server_routes[i].path, uri, plen) != 0 ||
             (server_routes[i].needs_metrics && !l->lc->metrics)) {
             continue;
         }
-        path_known = true;
         if (server_routes[i].method != method) {
+            size_t n = strlen(allow);
+            snprintf(allow + n, sizeof(allow) - n, "%s%s", n > 0 ? ", " : "",
+                     server_routes[i].method == EVHTTP_REQ_GET ? "GET" : "POST");
             continue;
         }
         r->route = server_routes[i].path;
@@ -758,7 +762,16 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
         server_routes[i].handler(r);
         return;
     }
-    if (path_known) {
+    struct evkeyvalq *h = evhttp_request_get_output_headers(ev);
+    if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_POST) {
+        /*
+         * evhttp reads no body for DELETE, OPTIONS, HEAD or TRACE: bytes an
+         * app sent as one must not be parsed as its next request.
+         */
+        evhttp_add_header(h, "Connection", "close");
+    }
+    if (allow[0] != '\0') {
+        evhttp_add_header(h, "Allow", allow);
         server_reply_error(r, 405, "invalid_request_error", "method_not_allowed",
                            "method not allowed on this path");
         return;
@@ -833,7 +846,16 @@ static void server_http_limits(struct evhttp *http, const struct config *cfg)
     evhttp_set_max_headers_size(http, cfg->limits.max_header_bytes);
     /* Read and write timeout per connection: a slowloris client is dropped after this. */
     evhttp_set_timeout(http, (int)cfg->limits.client_timeout_s);
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    /*
+     * These methods reach the route table, which answers the ones a path
+     * does not take with a JSON 405 (evhttp would answer 501 with HTML).
+     * Only GET and POST routes exist: a HEAD or OPTIONS is never served by a
+     * handler (server_reply_buf leaves out the body of a HEAD's answer).
+     * CONNECT keeps evhttp's 501: evhttp frames no answer to it.
+     */
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
 }
 
 static struct listener *server_listener_new(struct server *s, const struct config_listener *lc,

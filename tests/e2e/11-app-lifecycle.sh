@@ -10,6 +10,10 @@
 #     so that its reply is still being written seconds after the agent
 #     handed it over: all of it arrives (the idle deadline starts when the
 #     reply is written, not when it is handed to evhttp);
+#   - methods other than GET and POST reach the route table: a JSON 405 with
+#     an Allow header on a known path (the answer to a HEAD has no body; a
+#     body evhttp does not read is never parsed as a next request: the
+#     connection is closed), a JSON 404 elsewhere;
 #   - a keep-alive connection asking /healthz while the agent drains (SIGTERM,
 #     a slow call still in flight): the documented 503 {"status":"draining"},
 #     then the connection is closed.
@@ -18,6 +22,10 @@
 CASES=("stream pausing longer than client_timeout_s: every frame and [DONE]"
     "stream pausing longer than client_timeout_s: logged 200"
     "slow reader of a 2 MB answer: all of it arrives"
+    "PUT, DELETE, OPTIONS, PATCH, TRACE on a POST path: JSON 405 method_not_allowed, Allow: POST"
+    "HEAD on a GET path: 405, Allow: GET, no body, connection closed"
+    "DELETE carrying a body: one answer, the body is not read as a request"
+    "PUT on an unknown path: JSON 404 unknown_route"
     "healthz on a kept-alive connection while draining: 503 draining, then closed"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
@@ -88,6 +96,46 @@ print(status, "complete" if done else "truncated %d of %s" % (len(rest), want))
 PY
 }
 t_eq "slow reader of a 2 MB answer: all of it arrives" "$(burst_read 20000 2>&1)" "200 complete"
+
+# ---- methods other than GET and POST ----
+got=""
+for m in PUT DELETE OPTIONS PATCH TRACE; do
+    call "$SOCK" "$m" /v1/chat/completions
+    got+="$m $CODE $(echo "$BODY" | jq -r .error.code 2>&1) $(hdr Allow);"
+done
+t_eq "PUT, DELETE, OPTIONS, PATCH, TRACE on a POST path: JSON 405 method_not_allowed, Allow: POST" "$got" \
+    "PUT 405 method_not_allowed POST;DELETE 405 method_not_allowed POST;OPTIONS 405 method_not_allowed POST;PATCH 405 method_not_allowed POST;TRACE 405 method_not_allowed POST;"
+# raw SOCKET BYTES: sends BYTES (Python escapes) and prints all the agent answers until it closes.
+raw() {
+    python3 - "$@" <<'PY'
+import codecs, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall(codecs.escape_decode(sys.argv[2].encode())[0])
+data = b""
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+except socket.timeout:
+    data += b"<still open>"
+sys.stdout.write(data.decode(errors="replace"))
+PY
+}
+out=$(raw "$SOCK" 'HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n' | tr -d '\r')
+t_eq "HEAD on a GET path: 405, Allow: GET, no body, connection closed" \
+    "$(echo "$out" | head -1) $(echo "$out" | grep -i '^allow:') [$(echo "$out" | sed '1,/^$/d')]" \
+    "HTTP/1.1 405 Method Not Allowed Allow: GET []"
+out=$(raw "$SOCK" 'DELETE /v1/models HTTP/1.1\r\nHost: localhost\r\nContent-Length: 34\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+t_eq "DELETE carrying a body: one answer, the body is not read as a request" \
+    "$(echo "$out" | grep -c '^HTTP/') $(echo "$out" | head -1 | tr -d '\r') $(echo "$out" | grep -c '"status"')" \
+    "1 HTTP/1.1 405 Method Not Allowed 0"
+call "$SOCK" PUT /v1/nothing-here
+t_eq "PUT on an unknown path: JSON 404 unknown_route" "$CODE $(echo "$BODY" | jq -r .error.code 2>&1)" \
+    "404 unknown_route"
 
 # keepalive SOCKET PATH1 PATH2 GOFILE: on one connection, GET PATH1; once GOFILE
 # exists, GET PATH2; then whether the agent closes the connection. Prints one
