@@ -711,6 +711,10 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
                            "the agent has too many open connections; retry later");
         return;
     }
+    if (l->retired) {
+        /* Its socket left the config: answer with the mapping it had, then close. */
+        evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
+    }
     const char *uri = evhttp_request_get_uri(ev);
     size_t plen = strcspn(uri, "?");
     if (ctx->draining) {

@@ -7,7 +7,8 @@
  *
  * Reload: server_apply binds new listeners first and only then retires
  * removed ones, so an invalid reload leaves the running set untouched.
- * Retired listeners stop accepting; their open connections finish normally.
+ * Retired listeners stop accepting; each of their open connections is closed
+ * after the answer to its current (or next) request.
  */
 #ifndef BYOK_AGENT_SERVER_H
 #define BYOK_AGENT_SERVER_H

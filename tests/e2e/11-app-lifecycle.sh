@@ -14,6 +14,9 @@
 #     an Allow header on a known path (the answer to a HEAD has no body; a
 #     body evhttp does not read is never parsed as a next request: the
 #     connection is closed), a JSON 404 elsewhere;
+#   - a keep-alive connection on a socket removed from the config by a
+#     reload (SIGHUP): its next request is answered, with Connection: close,
+#     and the connection is closed;
 #   - a keep-alive connection asking /healthz while the agent drains (SIGTERM,
 #     a slow call still in flight): the documented 503 {"status":"draining"},
 #     then the connection is closed.
@@ -26,6 +29,7 @@ CASES=("stream pausing longer than client_timeout_s: every frame and [DONE]"
     "HEAD on a GET path: 405, Allow: GET, no body, connection closed"
     "DELETE carrying a body: one answer, the body is not read as a request"
     "PUT on an unknown path: JSON 404 unknown_route"
+    "socket removed by a reload: the kept-alive connection's next answer says Connection: close, then closed"
     "healthz on a kept-alive connection while draining: 503 draining, then closed"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
@@ -42,7 +46,9 @@ vault_start && vault_setup && providers_point_at_mock || {
 KEY=$(lib_canary)
 key_put acme openai "$KEY"
 SOCK=$AGENT_DIR/acme.sock
-agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"life\"}]" \
+SOCK2=$AGENT_DIR/acme2.sock
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"life\"},
+    {\"path\": \"$SOCK2\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"life2\"}]" \
     '.limits.client_timeout_s = 1 | .log_level = "info"'
 agent_start || t_block_all
 
@@ -174,6 +180,22 @@ except socket.timeout:
     print("open")
 PY
 }
+
+# ---- a reload removing the socket of a kept-alive connection ----
+rm -f "$LIB_TMP/go"
+keepalive "$SOCK" /v1/byok/usage /v1/byok/usage "$LIB_TMP/go" >"$LIB_TMP/reload.out" 2>&1 &
+KA_PID=$!
+lib_wait_for 5 grep -q '^200 ' "$LIB_TMP/reload.out"
+agent_config "[{\"path\": \"$SOCK2\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"life2\"}]" \
+    '.limits.client_timeout_s = 1 | .log_level = "info"'
+kill -HUP "$AGENT_PID"
+lib_wait_for 5 grep -q '"@message":"config reloaded"' "$AGENT_LOG"
+touch "$LIB_TMP/go"
+wait "$KA_PID"
+t_eq "socket removed by a reload: the kept-alive connection's next answer says Connection: close, then closed" \
+    "$(cut -d' ' -f1-2 "$LIB_TMP/reload.out" | tr '\n' ';') $(test -S "$SOCK" && echo socket-left)" \
+    "200 -;200 close;closed; "
+SOCK=$SOCK2
 
 # ---- /healthz while draining, on a kept-alive connection ----
 curl -s -m 10 --unix-socket "$SOCK" http://localhost/v1/chat/completions -H 'Content-Type: application/json' \
