@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
- * Per-tenant state: running totals (by provider and by provider/model), an
- * open batch receiving new records, and a FIFO of sealed batches awaiting
+ * Per-tenant state: running totals (by provider and by provider/model), open
+ * rows receiving new records, and a FIFO of sealed batches awaiting
  * acknowledgement. One batch per tenant is in flight at a time, so batches are
- * acknowledged in order and a retry never races its own original.
+ * acknowledged in order and a retry never races its own original. Open rows
+ * are sealed only once every earlier batch is acknowledged: during a Vault
+ * outage new calls keep adding to the open rows (one per provider, model,
+ * app, key type and status) instead of piling up a new batch every interval.
  *
  * Not done here: a crash-safe journal (records are in memory only).
  */
@@ -19,9 +22,13 @@
 #include "agent/metrics.h"
 #include "common/log.h"
 
+struct urow;
+
+/* Rows are kept as structs (JSON is built only to send), oldest first. */
 struct ubatch {
     char id[128];
-    json_t *records;
+    struct urow *rows;
+    size_t n;
     struct ubatch *next;
 };
 
@@ -77,6 +84,7 @@ struct usage {
     size_t inflight;
     unsigned long long seq;
     unsigned long long dropped;
+    unsigned long long over_bound; /* requests dropped over the bound since the last warning */
     long boot;
     /*
      * Drawn at start: two agents given the same node_id and started in the same
@@ -150,30 +158,65 @@ static json_t *usage_totals_json(const struct utotals *t)
                      (json_int_t)t->estimated_requests);
 }
 
-/* Drops the oldest unsent rows of any tenant until we are under the bound. */
+static void usage_row_drop(struct usage *u, struct urow *r)
+{
+    u->dropped += (unsigned long long)r->t.requests;
+    u->over_bound += (unsigned long long)r->t.requests;
+    u->pending--;
+    free(r);
+}
+
+/*
+ * Drops a tenant's oldest row not in flight: the first of its first waiting
+ * batch (the one in flight, if any, is left alone: Vault may be counting it),
+ * else its oldest open row. False when it has none.
+ */
+static bool usage_drop_oldest(struct usage *u, struct utenant *t)
+{
+    struct ubatch **pb = &t->sealed;
+    if (t->busy && *pb != NULL) {
+        pb = &(*pb)->next;
+    }
+    struct ubatch *b = *pb;
+    if (b != NULL) {
+        struct urow *r = b->rows;
+        b->rows = r->next;
+        b->n--;
+        usage_row_drop(u, r);
+        if (b->n == 0) {
+            *pb = b->next;
+            if (t->sealed_tail == b) {
+                t->sealed_tail = pb == &t->sealed ? NULL : t->sealed;
+            }
+            free(b);
+        }
+        return true;
+    }
+    /* The open list is newest first: its last row is the oldest. */
+    struct urow **pp = &t->open;
+    if (*pp == NULL) {
+        return false;
+    }
+    while ((*pp)->next != NULL) {
+        pp = &(*pp)->next;
+    }
+    usage_row_drop(u, *pp);
+    *pp = NULL;
+    t->n_open--;
+    return true;
+}
+
+/* Drops the oldest unsent rows, a tenant at a time, until we are under the bound. */
 static void usage_enforce_bound(struct usage *u)
 {
     size_t max = (size_t)u->cfg->usage.max_pending_records;
     while (u->pending > max) {
         bool dropped = false;
         for (struct utenant *t = u->tenants; t != NULL && u->pending > max; t = t->next) {
-            /* The list is newest first: drop its last (oldest) row. */
-            struct urow **pp = &t->open;
-            if (*pp == NULL) {
-                continue;
-            }
-            while ((*pp)->next != NULL) {
-                pp = &(*pp)->next;
-            }
-            u->dropped += (unsigned long long)(*pp)->t.requests;
-            free(*pp);
-            *pp = NULL;
-            t->n_open--;
-            u->pending--;
-            dropped = true;
+            dropped |= usage_drop_oldest(u, t);
         }
         if (!dropped) {
-            break; /* everything left is sealed; sealed batches are never dropped */
+            break; /* everything left is in flight */
         }
     }
 }
@@ -269,11 +312,8 @@ json_t *usage_tenant_json(struct usage *u, const char *tenant)
             pending += (size_t)r->t.requests;
         }
         for (struct ubatch *b = t->sealed; b != NULL; b = b->next) {
-            size_t i;
-            json_t *rec;
-            json_array_foreach(b->records, i, rec)
-            {
-                pending += (size_t)json_integer_value(json_object_get(rec, "requests"));
+            for (struct urow *r = b->rows; r != NULL; r = r->next) {
+                pending += (size_t)r->t.requests;
             }
         }
     }
@@ -301,30 +341,19 @@ static void usage_seal(struct usage *u, struct utenant *t)
 {
     while (t->open != NULL) {
         struct ubatch *b = calloc(1, sizeof(*b));
-        json_t *records = json_array();
-        if (b == NULL || records == NULL) {
-            free(b);
-            json_decref(records);
+        if (b == NULL) {
             return;
         }
-        size_t take = 0;
-        while (t->open != NULL && take < (size_t)u->cfg->usage.batch_records) {
+        /* The open list is newest first; pushing each on the batch's front leaves it oldest first.
+         */
+        while (t->open != NULL && b->n < (size_t)u->cfg->usage.batch_records) {
             struct urow *r = t->open;
-            json_t *rec = usage_row_json(r);
-            if (rec == NULL || json_array_append_new(records, rec) != 0) {
-                break;
-            }
             t->open = r->next;
             t->n_open--;
-            free(r);
-            take++;
+            r->next = b->rows;
+            b->rows = r;
+            b->n++;
         }
-        if (take == 0) {
-            free(b);
-            json_decref(records);
-            return;
-        }
-        b->records = records;
         /* At most 63 + 1 + 16 + 1 + 16 + 1 + 20 characters: within the plugin's 128. */
         snprintf(b->id, sizeof(b->id), "%s-%lx-%016llx-%06llu", u->cfg->usage.node_id,
                  (unsigned long)u->boot, u->nonce, ++u->seq);
@@ -335,6 +364,16 @@ static void usage_seal(struct usage *u, struct utenant *t)
         }
         t->sealed_tail = b;
     }
+}
+
+static void usage_batch_free(struct ubatch *b)
+{
+    while (b->rows != NULL) {
+        struct urow *r = b->rows;
+        b->rows = r->next;
+        free(r);
+    }
+    free(b);
 }
 
 static void usage_send(struct usage *u, struct utenant *t);
@@ -356,23 +395,18 @@ static void usage_sent(void *arg, enum err e, long status, struct buf *body)
             log_kv(LOGL_ERROR, "usage batch refused by vault; dropped", "tenant", t->name,
                    "batch_id", b->id, NULL);
             metrics_add(M_USAGE_BATCHES, 1, "result=\"refused\"");
-            size_t i;
-            json_t *rec;
-            json_array_foreach(b->records, i, rec)
-            {
-                u->dropped +=
-                    (unsigned long long)json_integer_value(json_object_get(rec, "requests"));
+            for (struct urow *r = b->rows; r != NULL; r = r->next) {
+                u->dropped += (unsigned long long)r->t.requests;
             }
         } else {
             metrics_add(M_USAGE_BATCHES, 1, "result=\"ok\"");
         }
-        u->pending -= json_array_size(b->records);
+        u->pending -= b->n;
         t->sealed = b->next;
         if (t->sealed == NULL) {
             t->sealed_tail = NULL;
         }
-        json_decref(b->records);
-        free(b);
+        usage_batch_free(b);
         if (t->sealed != NULL) {
             usage_send(u, t);
         }
@@ -392,7 +426,15 @@ static void usage_send(struct usage *u, struct utenant *t)
     if (b == NULL || t->busy) {
         return;
     }
-    json_t *body = json_pack("{s:s,s:O}", "batch_id", b->id, "records", b->records);
+    json_t *records = json_array();
+    for (struct urow *r = b->rows; r != NULL && records != NULL; r = r->next) {
+        if (json_array_append_new(records, usage_row_json(r)) != 0) {
+            json_decref(records);
+            records = NULL;
+        }
+    }
+    json_t *body =
+        records != NULL ? json_pack("{s:s,s:o}", "batch_id", b->id, "records", records) : NULL;
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL) {
@@ -420,11 +462,23 @@ static void usage_tick(evutil_socket_t fd, short what, void *arg)
 
 void usage_flush(struct usage *u)
 {
+    if (u->over_bound > 0) {
+        char n[32], max[32];
+        snprintf(n, sizeof(n), "%llu", u->over_bound);
+        snprintf(max, sizeof(max), "%ld", u->cfg->usage.max_pending_records);
+        log_kv(LOGL_WARN, "usage rows over usage.max_pending_records; the oldest were dropped",
+               "requests", n, "max_pending_records", max, NULL);
+        u->over_bound = 0;
+    }
     for (struct utenant *t = u->tenants; t != NULL; t = t->next) {
-        if (!t->busy) {
-            usage_seal(u, t);
-            usage_send(u, t);
+        if (t->busy) {
+            continue;
         }
+        /* Waiting batches go first (re-sent with their ids); then the open rows get theirs. */
+        if (t->sealed == NULL) {
+            usage_seal(u, t);
+        }
+        usage_send(u, t);
     }
 }
 
@@ -486,8 +540,7 @@ void usage_free(struct usage *u)
         struct ubatch *b = t->sealed;
         while (b != NULL) {
             struct ubatch *bn = b->next;
-            json_decref(b->records);
-            free(b);
+            usage_batch_free(b);
             b = bn;
         }
         while (t->open != NULL) {

@@ -7,9 +7,11 @@
  * ("requests": N), so the hot path adds integers and builds no JSON. Rows are
  * shipped to the plugin's tenants/<tenant>/usage path in batches with a unique
  * batch_id; a batch that fails is kept and re-sent later with the SAME
- * batch_id (the plugin is idempotent by batch_id). Unsent rows are bounded by
- * usage.max_pending_records; past it the oldest are dropped and their
- * requests counted.
+ * batch_id (the plugin is idempotent by batch_id). While a tenant has a batch
+ * not acknowledged, its new calls keep adding to its open rows (no new batch
+ * per interval). Unsent rows are bounded by usage.max_pending_records; past it
+ * the oldest not in flight are dropped (waiting batches' first, then open
+ * rows), their requests counted (usage_dropped) and logged at the next report.
  */
 #ifndef BYOK_AGENT_USAGE_H
 #define BYOK_AGENT_USAGE_H
@@ -43,7 +45,11 @@ void usage_set_config(struct usage *u, struct config *cfg);
 void usage_record(struct usage *u, const struct usage_record *r);
 /* Totals since start for one tenant (new reference, never NULL unless out of memory). */
 json_t *usage_tenant_json(struct usage *u, const char *tenant);
-/* Seals and sends every pending batch now (at shutdown). */
+/*
+ * Sends each tenant's first waiting batch now, or seals its open rows into
+ * batches and sends the first when none waits (every report interval, and at
+ * shutdown). A tenant with a batch in flight is left alone.
+ */
 void usage_flush(struct usage *u);
 /* Batches in flight to Vault. */
 size_t usage_inflight(const struct usage *u);

@@ -258,6 +258,8 @@ static void test_retry_keeps_batch_id(void **state)
     flush_until(1);
     assert_int_equal(usage_pending(E.u), 1);  /* kept */
     rec("openai", "gpt-4o", "ok", 1, 1, 0.1); /* goes to a new open row, not the sealed batch */
+    flush_until(2);                           /* the waiting batch first, alone */
+    assert_int_equal(json_array_size(json_object_get(post_body(1), "records")), 1);
     flush_until(3);
     const char *first = json_string_value(json_object_get(post_body(0), "batch_id"));
     const char *again = json_string_value(json_object_get(post_body(1), "batch_id"));
@@ -351,6 +353,86 @@ static void test_batch_id_unique_per_start(void **state)
     assert_true(strlen(a) <= 128 - (63 - 2)); /* room for a 63-character node_id */
 }
 
+/* How many usage posts carried batch id `id`. */
+static size_t posts_with_id(const char *id)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < json_array_size(posts); i++) {
+        const json_t *b = json_object_get(json_array_get(posts, i), "body");
+        n += strcmp(json_string_value(json_object_get(b, "batch_id")), id) == 0;
+    }
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+/*
+ * A long Vault outage: one call per report interval, every post refused with
+ * a 503. The batch waiting for its acknowledgement is re-sent as it was, and
+ * new calls add to one open row rather than a new batch per interval: nothing
+ * multiplies, nothing is dropped, and once Vault is back every call arrives.
+ */
+static void test_outage_aggregates(void **state)
+{
+    (void)state;
+    env_start(5, 500);
+    for (size_t i = 1; i <= 8; i++) {
+        rec("openai", "gpt-4o", "ok", 10, 5, 0.001);
+        atomic_store(&next_status, 503);
+        flush_until(i);
+        assert_true(usage_pending(E.u) <= 2); /* the waiting batch's row + one open row */
+        assert_int_equal(usage_dropped(E.u), 0);
+    }
+    const char *id = json_string_value(json_object_get(post_body(0), "batch_id"));
+    assert_int_equal(posts_with_id(id), 8);
+    assert_int_equal(json_array_size(json_object_get(post_body(7), "records")), 1);
+    json_t *t = usage_tenant_json(E.u, "acme");
+    assert_int_equal(json_integer_value(json_object_get(t, "pending_requests")), 8);
+    json_decref(t);
+    /* Vault is back: the waiting batch, then one row for the 7 calls made meanwhile. */
+    flush_until(9);
+    flush_until(10);
+    const json_t *recs = json_object_get(post_body(9), "records");
+    assert_int_equal(json_array_size(recs), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(recs, 0), "requests")), 7);
+    assert_int_equal(usage_pending(E.u), 0);
+    assert_int_equal(usage_dropped(E.u), 0);
+    env_stop();
+}
+
+/*
+ * Past max_pending_records the OLDEST rows go, the rows of a batch waiting
+ * for its acknowledgement included, not the newest calls; the drop is counted.
+ */
+static void test_bound_drops_oldest_waiting(void **state)
+{
+    (void)state;
+    env_start(2, 500);
+    rec("openai", "a", "ok", 1, 1, 0);
+    rec("openai", "b", "ok", 1, 1, 0);
+    atomic_store(&next_status, 503);
+    flush_until(1); /* [a, b] waits for Vault */
+    assert_int_equal(usage_pending(E.u), 2);
+    rec("openai", "c", "ok", 1, 1, 0); /* one past the bound: a, the oldest, goes */
+    assert_int_equal(usage_pending(E.u), 2);
+    assert_int_equal(usage_dropped(E.u), 1);
+    rec("openai", "d", "ok", 1, 1, 0); /* then b: the waiting batch is empty and gone */
+    assert_int_equal(usage_pending(E.u), 2);
+    assert_int_equal(usage_dropped(E.u), 2);
+    flush_until(2); /* Vault is back: the newest rows arrive */
+    const json_t *recs = json_object_get(post_body(1), "records");
+    assert_int_equal(json_array_size(recs), 2);
+    size_t i;
+    const json_t *r;
+    json_array_foreach(recs, i, r)
+    {
+        const char *m = json_string_value(json_object_get(r, "model"));
+        assert_true(strcmp(m, "c") == 0 || strcmp(m, "d") == 0);
+    }
+    assert_int_equal(usage_pending(E.u), 0);
+    env_stop();
+}
+
 int main(void)
 {
     /* The in-process Vault writes to sockets the client may have closed. */
@@ -369,6 +451,8 @@ int main(void)
         cmocka_unit_test(test_batches_split),
         cmocka_unit_test(test_pending_bound),
         cmocka_unit_test(test_batch_id_unique_per_start),
+        cmocka_unit_test(test_outage_aggregates),
+        cmocka_unit_test(test_bound_drops_oldest_waiting),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
