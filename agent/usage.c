@@ -22,6 +22,13 @@
 #include "agent/metrics.h"
 #include "common/log.h"
 
+/*
+ * Distinct provider/model totals kept per tenant; past it calls count under
+ * "<provider>/other" (the plugin's month ledger folds the same way), so a
+ * stream of made-up model names cannot grow memory without bound.
+ */
+#define USAGE_MAX_MODELS 256
+
 struct urow;
 
 /* Rows are kept as structs (JSON is built only to send), oldest first. */
@@ -41,6 +48,7 @@ struct utotals {
 /* Totals under a name (a provider, or "provider/model"). */
 struct unamed {
     char name[CONFIG_MAX_NAME + 260];
+    unsigned long long hash; /* of name: compared before the name */
     struct utotals t;
     struct unamed *next;
 };
@@ -57,6 +65,7 @@ struct urow {
     char key_type[CONFIG_MAX_NAME + 1];
     char status[48];
     char ts[32];
+    unsigned long long key; /* hash of the five fields above: compared before them */
     struct utotals t;
     struct urow *next;
 };
@@ -65,6 +74,7 @@ struct utenant {
     char *name;
     struct utotals totals;
     struct unamed *by_provider, *by_model;
+    size_t n_by_provider, n_by_model;
     struct urow *open; /* rows not yet in a batch */
     size_t n_open;
     struct ubatch *sealed, *sealed_tail;
@@ -130,22 +140,55 @@ static void usage_add(struct utotals *t, const struct usage_record *r)
     t->cost_usd += r->cost_usd;
 }
 
-static struct unamed *usage_named(struct unamed **list, const char *a, const char *b)
+/* FNV-1a over s and its terminating NUL, continuing from h. */
+static unsigned long long usage_hash(unsigned long long h, const char *s)
 {
-    char name[sizeof(((struct unamed *)0)->name)];
-    snprintf(name, sizeof(name), "%s%s%s", a, b != NULL ? "/" : "", b != NULL ? b : "");
-    for (struct unamed *n = *list; n != NULL; n = n->next) {
-        if (strcmp(n->name, name) == 0) {
+    do {
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    } while (*s++ != '\0');
+    return h;
+}
+
+#define USAGE_HASH_SEED 0xcbf29ce484222325ULL
+
+static struct unamed *usage_find(struct unamed *n, const char *name, unsigned long long h)
+{
+    for (; n != NULL; n = n->next) {
+        if (n->hash == h && strcmp(n->name, name) == 0) {
             return n;
         }
     }
-    struct unamed *n = calloc(1, sizeof(*n));
+    return NULL;
+}
+
+/*
+ * The totals under "a" or "a/b", made on first use. Past `cap` names in the
+ * list a new "a/b" counts under "a/other" instead (made past the cap: one per a).
+ */
+static struct unamed *usage_named(struct unamed **list, size_t *count, size_t cap, const char *a,
+                                  const char *b)
+{
+    char name[sizeof(((struct unamed *)0)->name)];
+    snprintf(name, sizeof(name), "%s%s%s", a, b != NULL ? "/" : "", b != NULL ? b : "");
+    unsigned long long h = usage_hash(USAGE_HASH_SEED, name);
+    struct unamed *n = usage_find(*list, name, h);
+    if (n == NULL && b != NULL && *count >= cap) {
+        snprintf(name, sizeof(name), "%s/other", a);
+        h = usage_hash(USAGE_HASH_SEED, name);
+        n = usage_find(*list, name, h);
+    }
+    if (n != NULL) {
+        return n;
+    }
+    n = calloc(1, sizeof(*n));
     if (n == NULL) {
         return NULL;
     }
     memcpy(n->name, name, sizeof(name));
+    n->hash = h;
     n->next = *list;
     *list = n;
+    (*count)++;
     return n;
 }
 
@@ -247,18 +290,28 @@ void usage_record(struct usage *u, const struct usage_record *r)
         return;
     }
     usage_add(&t->totals, r);
-    struct unamed *bp = usage_named(&t->by_provider, r->provider, NULL);
+    /* Providers are few (the configured ones); models are capped. */
+    struct unamed *bp =
+        usage_named(&t->by_provider, &t->n_by_provider, (size_t)-1, r->provider, NULL);
     if (bp != NULL) {
         usage_add(&bp->t, r);
     }
-    struct unamed *bm = usage_named(&t->by_model, r->provider, r->model);
+    struct unamed *bm =
+        usage_named(&t->by_model, &t->n_by_model, USAGE_MAX_MODELS, r->provider, r->model);
     if (bm != NULL) {
         usage_add(&bm->t, r);
     }
+    unsigned long long key = USAGE_HASH_SEED;
+    const char *const fields[] = {usage_field(r->provider), usage_field(r->model),
+                                  usage_field(r->app), usage_field(r->key_type),
+                                  usage_field(r->status)};
+    for (size_t i = 0; i < 5; i++) {
+        key = usage_hash(key, fields[i]);
+    }
     struct urow *row = t->open;
     while (row != NULL &&
-           !(strcmp(row->provider, r->provider) == 0 && strcmp(row->model, r->model) == 0 &&
-             strcmp(row->app, usage_field(r->app)) == 0 &&
+           !(row->key == key && strcmp(row->provider, r->provider) == 0 &&
+             strcmp(row->model, r->model) == 0 && strcmp(row->app, usage_field(r->app)) == 0 &&
              strcmp(row->key_type, usage_field(r->key_type)) == 0 &&
              strcmp(row->status, usage_field(r->status)) == 0)) {
         row = row->next;
@@ -274,6 +327,7 @@ void usage_record(struct usage *u, const struct usage_record *r)
         snprintf(row->app, sizeof(row->app), "%s", usage_field(r->app));
         snprintf(row->key_type, sizeof(row->key_type), "%s", usage_field(r->key_type));
         snprintf(row->status, sizeof(row->status), "%s", usage_field(r->status));
+        row->key = key;
         time_t now = time(NULL);
         struct tm tm;
         gmtime_r(&now, &tm);

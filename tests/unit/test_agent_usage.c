@@ -433,6 +433,49 @@ static void test_bound_drops_oldest_waiting(void **state)
     env_stop();
 }
 
+/*
+ * Per-tenant totals by model are capped at 256 names: past it a new model
+ * counts under "<provider>/other", a known one still under its own name, and
+ * the by_model totals still add up to the tenant's. Rows keep the real names.
+ */
+static void test_by_model_capped(void **state)
+{
+    (void)state;
+    env_start(100000, 500);
+    char m[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(m, sizeof(m), "model-%d", i);
+        rec("vllm", m, "client_closed", 10, 0, 0);
+    }
+    rec("vllm", "model-0", "ok", 10, 0, 0);  /* known: its own name */
+    rec("openai", "gpt-4o", "ok", 10, 0, 0); /* another provider past the cap: its own other */
+    rec("openai", "gpt-4o", "ok", 10, 0, 0);
+    json_t *t = usage_tenant_json(E.u, "acme");
+    const json_t *bm = json_object_get(t, "by_model");
+    assert_int_equal(json_object_size(bm), 256 + 2);
+    const json_t *other = json_object_get(bm, "vllm/other");
+    assert_int_equal(json_integer_value(json_object_get(other, "requests")), 300 - 256);
+    assert_int_equal(json_integer_value(json_object_get(other, "prompt_tokens")), 10 * (300 - 256));
+    other = json_object_get(bm, "openai/other");
+    assert_int_equal(json_integer_value(json_object_get(other, "requests")), 2);
+    const json_t *m0 = json_object_get(bm, "vllm/model-0");
+    assert_int_equal(json_integer_value(json_object_get(m0, "requests")), 2);
+    long long sum = 0;
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)bm, k, v)
+    {
+        sum += json_integer_value(json_object_get(v, "requests"));
+    }
+    assert_int_equal(sum, json_integer_value(json_object_get(t, "requests")));
+    assert_int_equal(sum, 303);
+    const json_t *bp = json_object_get(json_object_get(t, "by_provider"), "vllm");
+    assert_int_equal(json_integer_value(json_object_get(bp, "requests")), 301);
+    json_decref(t);
+    assert_int_equal(usage_pending(E.u), 302); /* rows: 300 models + model-0 ok + gpt-4o */
+    env_stop();
+}
+
 int main(void)
 {
     /* The in-process Vault writes to sockets the client may have closed. */
@@ -453,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_batch_id_unique_per_start),
         cmocka_unit_test(test_outage_aggregates),
         cmocka_unit_test(test_bound_drops_oldest_waiting),
+        cmocka_unit_test(test_by_model_capped),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
