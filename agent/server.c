@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/listener.h>
 #include <event2/keyvalq_struct.h>
 #include <grp.h>
 #include <malloc.h>
@@ -49,6 +50,7 @@ struct listener {
                                          the config they last had: old connections may still
                                          send requests on them) */
     bool retired;
+    struct event *resume; /* re-enables accepting after an accept error (server_accept_error) */
     struct listener *next;
 };
 
@@ -95,7 +97,16 @@ struct server {
     struct server_watch *flush_tail; /* in the order they were given them */
     unsigned long long sweep_seq;    /* ctx->req_seq at the last sweep */
     unsigned long long trim_seq;     /* ctx->req_seq at the last malloc_trim */
+    double accept_log_at;            /* monotonic seconds: next accept error worth a log line */
+    struct server *next_server;      /* server_all */
 };
+
+/* Every server, so that an evconnlistener callback (its argument is the evhttp) finds its listener.
+ */
+static struct server *server_all;
+
+#define SERVER_ACCEPT_PAUSE_S 1
+#define SERVER_ACCEPT_LOG_S 10
 
 #define SERVER_SWEEP_MS 500
 
@@ -785,6 +796,48 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
 
 /* ---- listeners ----------------------------------------------------------------------------- */
 
+static void server_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+    if (l->bound != NULL) {
+        evconnlistener_enable(evhttp_bound_socket_get_listener(l->bound));
+    }
+}
+
+/*
+ * accept failed with something other than "try again": out of file
+ * descriptors (EMFILE, ENFILE) or memory. The socket stays readable, so
+ * libevent would call accept again at once, forever, warning each time:
+ * stop accepting on this listener for a second instead (the kernel queues
+ * new connections meanwhile) and say so at most every SERVER_ACCEPT_LOG_S.
+ */
+static void server_accept_error(struct evconnlistener *lev, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    evconnlistener_disable(lev);
+    for (struct server *s = server_all; s != NULL; s = s->next_server) {
+        for (struct listener *l = s->listeners; l != NULL; l = l->next) {
+            if (l->http != arg || l->bound == NULL) {
+                continue;
+            }
+            struct timeval tv = {SERVER_ACCEPT_PAUSE_S, 0};
+            if (event_add(l->resume, &tv) != 0) {
+                evconnlistener_enable(lev); /* never leave a listener off for good */
+            }
+            double now = server_now();
+            if (now >= s->accept_log_at) {
+                s->accept_log_at = now + SERVER_ACCEPT_LOG_S;
+                char open[24];
+                snprintf(open, sizeof(open), "%zu", server_connections(s));
+                log_kv(LOGL_WARN, "accept failed; listener paused for 1 s", "path", l->path,
+                       "error", strerror(err), "connections", open, NULL);
+            }
+            return;
+        }
+    }
+    evconnlistener_enable(lev); /* not one of ours: leave it as it was */
+}
+
 static enum err server_lookup_ids(const struct config_listener *lc, uid_t *uid, gid_t *gid,
                                   char *errbuf, size_t errlen)
 {
@@ -910,7 +963,8 @@ static struct listener *server_listener_new(struct server *s, const struct confi
     l->cfg = config_ref((struct config *)cfg);
     l->path = strdup(lc->path);
     l->http = evhttp_new(s->ctx->base);
-    if (l->path == NULL || l->http == NULL) {
+    l->resume = event_new(s->ctx->base, -1, 0, server_accept_resume, l);
+    if (l->path == NULL || l->http == NULL || l->resume == NULL) {
         goto fail;
     }
     server_http_limits(l->http, cfg);
@@ -920,11 +974,15 @@ static struct listener *server_listener_new(struct server *s, const struct confi
     if (l->bound == NULL) {
         goto fail;
     }
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(l->bound), server_accept_error);
     return l;
 fail:
     snprintf(errbuf, errlen, "listener %s: cannot start", lc->path);
     if (l->http != NULL) {
         evhttp_free(l->http);
+    }
+    if (l->resume != NULL) {
+        event_free(l->resume);
     }
     unlink(lc->path);
     close(fd);
@@ -936,6 +994,7 @@ fail:
 
 static void server_listener_stop(struct listener *l)
 {
+    event_del(l->resume);
     if (l->bound != NULL) {
         evhttp_del_accept_socket(l->http, l->bound);
         l->bound = NULL;
@@ -1001,6 +1060,7 @@ undo:
         if (fresh[i] != NULL) {
             server_listener_stop(fresh[i]);
             evhttp_free(fresh[i]->http);
+            event_free(fresh[i]->resume);
             unlink(fresh[i]->path);
             config_unref(&fresh[i]->cfg);
             free(fresh[i]->path);
@@ -1057,6 +1117,8 @@ struct server *server_new(struct agent_ctx *ctx)
         free(s);
         return NULL;
     }
+    s->next_server = server_all;
+    server_all = s;
     return s;
 }
 
@@ -1093,6 +1155,7 @@ void server_free(struct server *s)
         }
         /* Closes the listener's open connections (their close callbacks run now). */
         evhttp_free(l->http);
+        event_free(l->resume);
         config_unref(&l->cfg);
         free(l->path);
         free(l);
@@ -1108,5 +1171,11 @@ void server_free(struct server *s)
     event_free(s->sweep);
     event_free(s->flush);
     free(s->conns);
+    for (struct server **p = &server_all; *p != NULL; p = &(*p)->next_server) {
+        if (*p == s) {
+            *p = s->next_server;
+            break;
+        }
+    }
     free(s);
 }

@@ -19,7 +19,10 @@
 #     and the connection is closed;
 #   - a keep-alive connection asking /healthz while the agent drains (SIGTERM,
 #     a slow call still in flight): the documented 503 {"status":"draining"},
-#     then the connection is closed.
+#     then the connection is closed;
+#   - an agent out of file descriptors (RLIMIT_NOFILE 256, 400 app
+#     connections held open): accepting pauses (one log line, no libevent
+#     warning per failed accept) and resumes once connections close.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("stream pausing longer than client_timeout_s: every frame and [DONE]"
@@ -32,6 +35,9 @@ CASES=("stream pausing longer than client_timeout_s: every frame and [DONE]"
     "socket removed by a reload: the kept-alive connection's next answer says Connection: close, then closed"
     "healthz on a kept-alive connection while draining: 503 draining, then closed"
     "agent stops cleanly on SIGTERM, no sanitizer report"
+    "past the fd limit: one 'accept failed' line, no libevent warning flood"
+    "past the fd limit: accepting resumes once the connections close"
+    "fd-limited agent stops cleanly, no sanitizer report"
     "canary: nowhere but the provider request")
 
 lib_require "$MOCK_BIN" "$VAULTSIM_BIN" "$PLUGIN_BIN" "$AGENT_BIN" || t_block_all
@@ -215,5 +221,46 @@ t_match "healthz on a kept-alive connection while draining: 503 draining, then c
     '^503 close draining closed$'
 
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
+# ---- out of file descriptors ----
+# The same agent under RLIMIT_NOFILE 256 (prlimit execs it: AGENT_PID stays its pid).
+printf '#!/bin/sh\nexec prlimit --nofile=256:256 "%s" "$@"\n' "$AGENT_BIN" >"$LIB_TMP/agent-nofile.sh"
+chmod +x "$LIB_TMP/agent-nofile.sh"
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"life\"}]" \
+    '.limits.client_timeout_s = 5 | .log_level = "info"'
+from=$(($(wc -l <"$AGENT_LOG") + 1))
+if ! AGENT_BIN=$LIB_TMP/agent-nofile.sh agent_start; then
+    t_blocked "past the fd limit: one 'accept failed' line, no libevent warning flood" \
+        "past the fd limit: accepting resumes once the connections close" \
+        "fd-limited agent stops cleanly, no sanitizer report"
+else
+    SOCK="$SOCK" python3 - >"$LIB_TMP/hold.out" 2>&1 <<'PY' &
+import os, socket, time
+held = []
+for i in range(400):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        s.connect(os.environ["SOCK"])
+    except BlockingIOError:
+        pass
+    except OSError as e:
+        print("connect", i, e)
+        break
+    held.append(s)
+print("held", len(held), flush=True)
+time.sleep(2.5)
+PY
+    HOLD_PID=$!
+    wait "$HOLD_PID"
+    warns=$(tail -n +"$from" "$AGENT_LOG" | grep -c 'Error from accept')
+    paused=$(tail -n +"$from" "$AGENT_LOG" | grep -c '"@message":"accept failed; listener paused for 1 s"')
+    t_eq "past the fd limit: one 'accept failed' line, no libevent warning flood" \
+        "$(head -1 "$LIB_TMP/hold.out") paused=$paused warnings=$warns" "held 400 paused=1 warnings=0"
+    healthz_ok() { [ "$(curl -s -m 2 --unix-socket "$SOCK" -o /dev/null -w '%{http_code}' http://localhost/healthz)" = 200 ]; }
+    lib_wait_for 10 healthz_ok
+    t_check "past the fd limit: accepting resumes once the connections close" healthz_ok
+    agent_stop_check "fd-limited agent stops cleanly, no sanitizer report"
+fi
+
 canary_scan "canary: nowhere but the provider request" "$KEY"
 t_done
