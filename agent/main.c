@@ -4,8 +4,9 @@
  *   byok-agent -c FILE                 run
  *   byok-agent --check-config -c FILE  validate the config and exit
  * SIGHUP reloads the config (an invalid one is logged and ignored); SIGTERM
- * and SIGINT stop accepting, drain in-flight requests for drain_timeout_s,
- * flush usage, and exit.
+ * and SIGINT stop accepting, let in-flight requests finish, then send usage
+ * until Vault has acknowledged all of it, and exit; all within
+ * drain_timeout_s.
  */
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -35,11 +36,21 @@
 /* Secure heap for keys and the Vault token: ~8,000 cached keys of typical size (<100 B) fit. */
 #define AGENT_SECURE_HEAP ((size_t)1024 * 1024)
 #define AGENT_DRAIN_TICK_MS 50
+/* During the drain, how often usage is sent again (a failed batch re-sent). */
+#define AGENT_DRAIN_FLUSH_S 0.25
 
 static struct agent_ctx agent;
 static const char *agent_config_path;
 static struct event *agent_drain_timer;
 static double agent_drain_deadline;
+static double agent_drain_next_flush;
+
+static double agent_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void agent_usage_text(FILE *f)
 {
@@ -79,21 +90,32 @@ static void agent_reload(void)
     log_kv(LOGL_INFO, "config reloaded", "file", agent_config_path, NULL);
 }
 
+/*
+ * Requests first; once none is left, usage: the rows of calls that finished
+ * during the drain, a tenant's rows that waited behind a batch in flight at
+ * the signal, a batch that failed. Exits when Vault has acknowledged every
+ * row, or at the deadline.
+ */
 static void agent_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    double now = agent_monotonic();
     if (agent.inflight == 0 && usage_inflight(agent.usage) == 0) {
-        log_kv(LOGL_INFO, "drained; exiting", NULL);
-        event_base_loopbreak(agent.base);
-        return;
+        if (usage_pending(agent.usage) == 0) {
+            log_kv(LOGL_INFO, "drained; exiting", NULL);
+            event_base_loopbreak(agent.base);
+            return;
+        }
+        if (now >= agent_drain_next_flush) {
+            usage_flush(agent.usage);
+            agent_drain_next_flush = now + AGENT_DRAIN_FLUSH_S;
+        }
     }
     if (now >= agent_drain_deadline) {
         char n[32];
         snprintf(n, sizeof(n), "%zu", agent.inflight);
         log_kv(LOGL_WARN, "drain timeout; exiting with requests in flight", "inflight", n, NULL);
         event_base_loopbreak(agent.base);
+        /* The usage left (theirs included, once they are ended) is logged at exit. */
     }
 }
 
@@ -112,10 +134,9 @@ static void agent_signal(evutil_socket_t sig, short what, void *arg)
     log_kv(LOGL_INFO, "draining", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
     server_stop_accepting(agent.server);
     usage_flush(agent.usage);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    agent_drain_deadline =
-        (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + (double)agent.cfg->drain_timeout_s;
+    double now = agent_monotonic();
+    agent_drain_deadline = now + (double)agent.cfg->drain_timeout_s;
+    agent_drain_next_flush = now + AGENT_DRAIN_FLUSH_S;
     agent_drain_timer = event_new(agent.base, -1, EV_PERSIST, agent_drain_tick, NULL);
     struct timeval tv = {0, AGENT_DRAIN_TICK_MS * 1000L};
     if (agent_drain_timer == NULL || event_add(agent_drain_timer, &tv) != 0) {
@@ -239,6 +260,14 @@ out:
     }
     /* Order matters: connections first (their requests reference the rest), then users of Vault. */
     server_free(agent.server);
+    /* After server_free: requests still in flight were ended there, and counted. */
+    if (agent.usage != NULL && usage_pending(agent.usage) > 0) {
+        char rows[32], reqs[32];
+        snprintf(rows, sizeof(rows), "%zu", usage_pending(agent.usage));
+        snprintf(reqs, sizeof(reqs), "%llu", usage_pending_requests(agent.usage));
+        log_kv(LOGL_WARN, "exiting with usage not reported to vault", "rows", rows, "requests",
+               reqs, NULL);
+    }
     usage_free(agent.usage);
     keycache_free(agent.keys);
     vault_free(agent.vault);

@@ -341,6 +341,21 @@ void usage_record(struct usage *u, const struct usage_record *r)
     usage_enforce_bound(u);
 }
 
+/* Requests in a tenant's rows not yet acknowledged. */
+static unsigned long long usage_tenant_pending(const struct utenant *t)
+{
+    unsigned long long n = 0;
+    for (const struct urow *r = t->open; r != NULL; r = r->next) {
+        n += (unsigned long long)r->t.requests;
+    }
+    for (const struct ubatch *b = t->sealed; b != NULL; b = b->next) {
+        for (const struct urow *r = b->rows; r != NULL; r = r->next) {
+            n += (unsigned long long)r->t.requests;
+        }
+    }
+    return n;
+}
+
 json_t *usage_tenant_json(struct usage *u, const char *tenant)
 {
     struct utenant *t = usage_tenant(u, tenant, false);
@@ -354,7 +369,7 @@ json_t *usage_tenant_json(struct usage *u, const char *tenant)
         json_decref(bm);
         return NULL;
     }
-    size_t pending = 0;
+    unsigned long long pending = 0;
     if (t != NULL) {
         for (struct unamed *n = t->by_provider; n != NULL; n = n->next) {
             json_object_set_new(bp, n->name, usage_totals_json(&n->t));
@@ -362,14 +377,7 @@ json_t *usage_tenant_json(struct usage *u, const char *tenant)
         for (struct unamed *n = t->by_model; n != NULL; n = n->next) {
             json_object_set_new(bm, n->name, usage_totals_json(&n->t));
         }
-        for (struct urow *r = t->open; r != NULL; r = r->next) {
-            pending += (size_t)r->t.requests;
-        }
-        for (struct ubatch *b = t->sealed; b != NULL; b = b->next) {
-            for (struct urow *r = b->rows; r != NULL; r = r->next) {
-                pending += (size_t)r->t.requests;
-            }
-        }
+        pending = usage_tenant_pending(t);
     }
     json_object_set_new(out, "by_provider", bp);
     json_object_set_new(out, "by_model", bm);
@@ -629,6 +637,15 @@ size_t usage_inflight(const struct usage *u)
 size_t usage_pending(const struct usage *u)
 {
     return u->pending;
+}
+
+unsigned long long usage_pending_requests(const struct usage *u)
+{
+    unsigned long long n = 0;
+    for (const struct utenant *t = u->tenants; t != NULL; t = t->next) {
+        n += usage_tenant_pending(t);
+    }
+    return n;
 }
 
 unsigned long long usage_dropped(const struct usage *u)

@@ -47,14 +47,16 @@ void usage_record(struct usage *u, const struct usage_record *r);
 json_t *usage_tenant_json(struct usage *u, const char *tenant);
 /*
  * Sends each tenant's first waiting batch now, or seals its open rows into
- * batches and sends the first when none waits (every report interval, and at
- * shutdown). A tenant with a batch in flight is left alone.
+ * batches and sends the first when none waits (every report interval, and
+ * during the SIGTERM drain until nothing is left). A tenant with a batch in
+ * flight is left alone.
  */
 void usage_flush(struct usage *u);
 /* Batches in flight to Vault. */
 size_t usage_inflight(const struct usage *u);
-/* Rows not yet acknowledged by Vault, and requests dropped over the bound. */
+/* Rows not yet acknowledged by Vault, the requests they count, and requests dropped. */
 size_t usage_pending(const struct usage *u);
+unsigned long long usage_pending_requests(const struct usage *u);
 unsigned long long usage_dropped(const struct usage *u);
 
 #endif
