@@ -82,6 +82,7 @@ struct call {
     bool up_ok;
     bool too_big;
     struct buf body;
+    size_t received; /* bytes of a 2xx body received (non-streamed), kept past too_big */
     double attempt_start;
     /* streaming */
     bool reply_started;
@@ -374,6 +375,7 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
 {
     struct call *c = arg;
     if (!c->up_ok || !c->stream) {
+        c->received += c->up_ok ? len : 0;
         if (buf_append(&c->body, data, len) != ERR_OK) {
             if (!c->up_ok) {
                 return UPSTREAM_CONTINUE; /* the error body is only a hint; drop the rest */
@@ -556,6 +558,30 @@ static void call_usage_from_answer(struct call *c, const json_t *out)
     json_decref(own);
 }
 
+/*
+ * A 2xx the call cannot complete: its body cut, unreadable or over
+ * upstream.max_response_bytes, or an empty stream. The provider answered and
+ * may bill it, so it is counted, with estimated usage (prompt from the
+ * request; completion from the bytes received, / 4), under the error code,
+ * and never failed over.
+ */
+static void call_answered_error(struct call *c, int status, const char *code, const char *msg)
+{
+    call_name_candidate(c); /* the log line names the provider that answered */
+    if (c->stream) {
+        call_usage_settle(c);
+    } else {
+        c->usage.prompt_tokens = provider_prompt_estimate(c->op, c->req);
+        long long est = (long long)(c->received / 4);
+        c->usage.completion_tokens = est < PROVIDER_MAX_TOKENS ? est : PROVIDER_MAX_TOKENS;
+        c->usage.cached_tokens = 0;
+        c->usage.seen = true;
+        c->r->usage_estimated = true;
+    }
+    call_record_usage(c, code);
+    call_error(c, status, "upstream_error", code, msg);
+}
+
 static void call_reply_success(struct call *c)
 {
     struct request *r = c->r;
@@ -566,8 +592,8 @@ static void call_reply_success(struct call *c)
     enum err e = c->ad->response(c->op, c->body.data != NULL ? c->body.data : "", c->body.len,
                                  cand->model, passthrough ? NULL : &out, &u);
     if (e != ERR_OK) {
-        call_error(c, 502, "upstream_error", "bad_provider_response",
-                   "the provider's response could not be read");
+        call_answered_error(c, 502, "bad_provider_response",
+                            "the provider's response could not be read");
         return;
     }
     c->usage = u;
@@ -667,8 +693,8 @@ static void call_on_done(void *arg, enum err e, long status)
         return;
     }
     if (e == ERR_TOOBIG) {
-        call_error(c, 502, "upstream_error", "response_too_large",
-                   "the provider's response exceeded upstream.max_response_bytes");
+        call_answered_error(c, 502, "response_too_large",
+                            "the provider's response exceeded upstream.max_response_bytes");
     } else if (e != ERR_OK) {
         call_error(c, 502, "upstream_error", "provider_error", "the provider call failed");
     } else if (status == 401 || status == 403) {
