@@ -4,8 +4,10 @@
  *   parse + validate the app's JSON -> classify `model` -> (auto / bare model)
  *   probe the tenant's keys for every configured provider in parallel ->
  *   plan candidates -> attempt candidate i: key, adapter, upstream transfer ->
- *   on connect error / timeout / 429 / 5xx before the first byte reached the
- *   app, attempt i+1 -> reply (buffered) or stream (SSE, chunk by chunk).
+ *   on connect error / timeout / 429 / 5xx before the provider answered 2xx,
+ *   attempt i+1 -> reply (buffered) or stream (SSE, chunk by chunk). A 2xx
+ *   the call cannot complete (cut, unreadable, too large) is counted with
+ *   estimated usage and answered 502: the provider may have billed it.
  * Streaming applies backpressure: when the app's socket buffer is above
  * stream.high_water_bytes the curl transfer is paused and resumed when evhttp
  * reports the buffer drained. The same pause forwards every chunk as soon as
@@ -492,7 +494,8 @@ static void call_stream_end(struct call *c, const char *error_code, const char *
 
 static bool call_failover_ok(const struct call *c, enum err e, long status)
 {
-    if (c->reply_started) {
+    /* After a 2xx the provider has done the work (and may bill it): never a second call. */
+    if (c->reply_started || c->up_ok) {
         return false;
     }
     if (e != ERR_OK) {
@@ -673,10 +676,24 @@ static void call_on_done(void *arg, enum err e, long status)
     if (e == ERR_OK && c->up_ok) {
         if (c->stream) {
             /* A 2xx with an empty body: nothing was streamed. */
-            call_error(c, 502, "upstream_error", "empty_stream", "the provider sent no data");
+            call_answered_error(c, 502, "empty_stream", "the provider sent no data");
             return;
         }
         call_reply_success(c);
+        return;
+    }
+    if (c->up_ok) {
+        /* The provider answered 2xx and the transfer then failed: no failover. */
+        if (e == ERR_TOOBIG) {
+            call_answered_error(c, 502, "response_too_large",
+                                "the provider's response exceeded upstream.max_response_bytes");
+        } else if (e == ERR_TIMEOUT) {
+            call_answered_error(c, 504, "upstream_timeout",
+                                "the provider's answer stopped before its end");
+        } else {
+            call_answered_error(c, 502, "provider_error",
+                                "the provider's answer was cut before its end");
+        }
         return;
     }
     c->last_err = e;
@@ -692,10 +709,7 @@ static void call_on_done(void *arg, enum err e, long status)
         call_next(c);
         return;
     }
-    if (e == ERR_TOOBIG) {
-        call_answered_error(c, 502, "response_too_large",
-                            "the provider's response exceeded upstream.max_response_bytes");
-    } else if (e != ERR_OK) {
+    if (e != ERR_OK) {
         call_error(c, 502, "upstream_error", "provider_error", "the provider call failed");
     } else if (status == 401 || status == 403) {
         call_error(c, 502, "upstream_error", "provider_auth_failed",
