@@ -76,6 +76,22 @@ static void test_batched_per_turn(void **state)
     assert_true(a < b);
 }
 
+/* libevent's own warnings become JSON lines (not "[warn]" text), at most one a second. */
+static void test_libevent_warnings(void **state)
+{
+    struct fixture *fx = *state;
+    /* A public call that makes libevent warn: fcntl on fd -1. */
+    assert_int_equal(evutil_make_socket_nonblocking(-1), -1);
+    assert_int_equal(evutil_make_socket_nonblocking(-1), -1);
+    const char *t = out_read(fx->f);
+    const char *a = strstr(t, "\"@message\":\"libevent\"");
+    assert_non_null(a);
+    assert_non_null(strstr(t, "\"@level\":\"warn\""));
+    assert_non_null(strstr(t, "fcntl"));
+    assert_null(strstr(a + 1, "\"@message\":\"libevent\"")); /* the second one held back */
+    assert_null(strstr(t, "[warn]"));
+}
+
 static void test_warn_flushes_in_order(void **state)
 {
     struct fixture *fx = *state;
@@ -108,6 +124,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batched_per_turn, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_warn_flushes_in_order, fixture_setup,
                                         fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_libevent_warnings, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_stop_without_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
