@@ -494,7 +494,13 @@ static void call_stream_end(struct call *c, const char *error_code, const char *
 
 static bool call_failover_ok(const struct call *c, enum err e, long status)
 {
-    /* After a 2xx the provider has done the work (and may bill it): never a second call. */
+    /*
+     * Once a 2xx body has begun (up_ok is set by its first bytes) the provider
+     * has done the work and may bill it: never a second call, streamed or
+     * not. A 2xx whose first body byte never comes within
+     * upstream.first_byte_timeout_ms (the time-to-first-token deadline) still
+     * fails over.
+     */
     if (c->reply_started || c->up_ok) {
         return false;
     }
@@ -683,7 +689,7 @@ static void call_on_done(void *arg, enum err e, long status)
         return;
     }
     if (c->up_ok) {
-        /* The provider answered 2xx and the transfer then failed: no failover. */
+        /* The provider answered 2xx and the transfer then failed: counted, no failover. */
         if (e == ERR_TOOBIG) {
             call_answered_error(c, 502, "response_too_large",
                                 "the provider's response exceeded upstream.max_response_bytes");

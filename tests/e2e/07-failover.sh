@@ -4,7 +4,8 @@
 # Failover along the router's chain. Tenant acme has OpenAI and Anthropic keys,
 # prefers openai and falls back to anthropic; model "auto". The mock's
 # /_mock/scenario makes exactly the next upstream request fail (429, 503, a
-# stall before the first byte of a stream), so the second attempt must carry
+# stall before the first byte of a stream, or a 200 whose first token never
+# comes), so the second attempt must carry
 # the answer: the app sees one clean 200, X-BYOK-Attempts 2, and the provider
 # that answered; the mock sees the failed request with the first provider's
 # key and the good one with the second's. A bare model every provider lists
@@ -16,6 +17,8 @@ CASES=("auto, no fault: preferred provider, 1 attempt"
     "auto, 429 first: upstream saw openai then anthropic, each with its key"
     "auto, 503 first: answered by the fallback"
     "auto, stream stalls before its first byte: complete stream from the fallback"
+    "auto, stream answers 200 but its first token never comes: complete stream from the fallback"
+    "auto, non-streamed 200 whose body never comes: answered by the fallback"
     "every candidate fails: one clear error after trying each"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
@@ -66,6 +69,23 @@ else
     t_fail "auto, stream stalls before its first byte: complete stream from the fallback" \
         "HTTP $CODE provider '$(hdr X-BYOK-Provider)' body ${BODY:0:300}"
 fi
+mock_ctl DELETE /_mock/scenario >/dev/null
+
+# A 200 with its headers, then no body byte: the time-to-first-token deadline
+# (first_byte_timeout_ms) moves the call on, streamed or not. (Once body bytes
+# of a 2xx have come, the provider has done the work: no failover, see 12.)
+mock_ctl POST /_mock/scenario '{"scenario":"stallbody","count":1}' >/dev/null
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body auto true 6)" -N
+t_eq "auto, stream answers 200 but its first token never comes: complete stream from the fallback" \
+    "$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $(echo "$BODY" | sse_content) $(upstream_trace "$since")" \
+    "200 anthropic 2 $(words 6) openai:stallbody:openai-key,anthropic:normal:anthropic-key"
+mock_ctl POST /_mock/scenario '{"scenario":"stallbody","count":1}' >/dev/null
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+t_eq "auto, non-streamed 200 whose body never comes: answered by the fallback" \
+    "$CODE $(hdr X-BYOK-Provider) $(upstream_trace "$since")" \
+    "200 anthropic openai:stallbody:openai-key,anthropic:normal:anthropic-key"
 mock_ctl DELETE /_mock/scenario >/dev/null
 
 since=$(mock_last_seq)

@@ -814,7 +814,7 @@ var scenarios map[string]func(*call)
 
 func scenarioNames() []string {
 	return []string{"normal", "slow", "slowstream", "429", "500", "502", "503", "529", "401",
-		"stall", "cut", "malformed", "oversized", "nousage"}
+		"stall", "stallbody", "cut", "malformed", "oversized", "nousage"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -856,6 +856,28 @@ func init() {
 		// client gives up (or -stall-max passes).
 		"stall": func(c *call) {
 			c.status = 0
+			t := time.NewTimer(c.m.o.stallMax)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-c.r.Context().Done():
+			}
+			panic(http.ErrAbortHandler)
+		},
+		// stallbody: 200 and its headers (a stream's, or JSON's), then no
+		// byte of the body until the client leaves (or -stall-max passes):
+		// a first token that never comes.
+		"stallbody": func(c *call) {
+			if c.stream {
+				c.startStream()
+			} else {
+				c.status = 200
+				c.w.Header().Set("Content-Type", "application/json")
+				c.w.WriteHeader(200)
+				if f, ok := c.w.(http.Flusher); ok {
+					f.Flush()
+				}
+			}
 			t := time.NewTimer(c.m.o.stallMax)
 			defer t.Stop()
 			select {
