@@ -355,10 +355,11 @@ out_fail:
 }
 
 /*
- * A decimal number as Go's strconv.ParseFloat reads one (what Vault accepts
- * for a float in a query string): [+-]digits[.digits][e[+-]digits], either
- * side of the point may be empty but not both. No spaces, no hex, no
- * inf/nan, which strtod would all take.
+ * A plain decimal number: [+-]digits[.digits][e[+-]digits], either side of
+ * the point may be empty but not both. No spaces, no hex, no inf/nan, which
+ * strtod would all take. Stricter than Go's strconv.ParseFloat (what Vault
+ * uses for a float in a query string), which also takes hex floats such as
+ * "0x1p4", "Inf" and "NaN": none of them is a sensible limit or price.
  */
 static bool fw_decimal_syntax(const char *s)
 {
