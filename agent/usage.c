@@ -398,22 +398,39 @@ static json_t *usage_row_json(const struct urow *r)
                      "estimated_requests", (json_int_t)r->t.estimated_requests);
 }
 
+/* Reverses a row list (the open list is newest first). */
+static struct urow *usage_rows_reverse(struct urow *r)
+{
+    struct urow *out = NULL;
+    while (r != NULL) {
+        struct urow *next = r->next;
+        r->next = out;
+        out = r;
+        r = next;
+    }
+    return out;
+}
+
 /* Moves open rows into sealed batches of at most usage.batch_records rows, each with a new id. */
 static void usage_seal(struct usage *u, struct utenant *t)
 {
-    while (t->open != NULL) {
+    /* Oldest first, so that the first batch holds the oldest rows (sent first, dropped first). */
+    struct urow *old = usage_rows_reverse(t->open);
+    t->open = NULL;
+    while (old != NULL) {
         struct ubatch *b = calloc(1, sizeof(*b));
         if (b == NULL) {
+            t->open = usage_rows_reverse(old); /* what is left waits, newest first again */
             return;
         }
-        /* The open list is newest first; pushing each on the batch's front leaves it oldest first.
-         */
-        while (t->open != NULL && b->n < (size_t)u->cfg->usage.batch_records) {
-            struct urow *r = t->open;
-            t->open = r->next;
+        struct urow **tail = &b->rows;
+        while (old != NULL && b->n < (size_t)u->cfg->usage.batch_records) {
+            struct urow *r = old;
+            old = r->next;
+            r->next = NULL;
+            *tail = r;
+            tail = &r->next;
             t->n_open--;
-            r->next = b->rows;
-            b->rows = r;
             b->n++;
         }
         /* At most 63 + 1 + 16 + 1 + 16 + 1 + 20 characters: within the plugin's 128. */

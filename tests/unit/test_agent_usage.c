@@ -434,6 +434,37 @@ static void test_bound_drops_oldest_waiting(void **state)
 }
 
 /*
+ * Rows sealed in several batches at once go out oldest first, and the bound
+ * drops from the oldest batch: with one row per batch, a (the oldest) goes,
+ * and b, c, then d arrive in that order.
+ */
+static void test_sealed_oldest_first(void **state)
+{
+    (void)state;
+    env_start(3, 1);
+    rec("openai", "a", "ok", 1, 1, 0);
+    rec("openai", "b", "ok", 1, 1, 0);
+    rec("openai", "c", "ok", 1, 1, 0);
+    atomic_store(&next_status, 503);
+    flush_until(1); /* [a] [b] [c] sealed; [a] is tried and refused */
+    const json_t *first = json_array_get(json_object_get(post_body(0), "records"), 0);
+    assert_string_equal(json_string_value(json_object_get(first, "model")), "a");
+    rec("openai", "d", "ok", 1, 1, 0); /* one past the bound: a goes */
+    assert_int_equal(usage_dropped(E.u), 1);
+    atomic_store(&next_status, 200);
+    for (size_t n = 2; n <= 4; n++) {
+        flush_until(n); /* one batch per report */
+    }
+    static const char *const want[] = {"b", "c", "d"};
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *r = json_array_get(json_object_get(post_body(i + 1), "records"), 0);
+        assert_string_equal(json_string_value(json_object_get(r, "model")), want[i]);
+    }
+    assert_int_equal(usage_pending(E.u), 0);
+    env_stop();
+}
+
+/*
  * Per-tenant totals by model are capped at 256 names: past it a new model
  * counts under "<provider>/other", a known one still under its own name, and
  * the by_model totals still add up to the tenant's. Rows keep the real names.
@@ -496,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_batch_id_unique_per_start),
         cmocka_unit_test(test_outage_aggregates),
         cmocka_unit_test(test_bound_drops_oldest_waiting),
+        cmocka_unit_test(test_sealed_oldest_first),
         cmocka_unit_test(test_by_model_capped),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
