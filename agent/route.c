@@ -286,7 +286,11 @@ static enum err route_limits_of(const struct route_want *w, const json_t *settin
     const char *res = json_string_value(json_object_get(settings, "residency"));
     l->residency = res != NULL && strcmp(res, "any") != 0 ? res : NULL;
     l->max_output = w->max_output > 0 ? w->max_output : 0;
-    l->need = w->prompt_tokens > 0 ? w->prompt_tokens + l->max_output : 0;
+    /*
+     * An embedding model's window bounds each input, not the sum of a batch
+     * (the estimate adds them all up): embeddings are not filtered by it.
+     */
+    l->need = w->op == PROVIDER_CHAT && w->prompt_tokens > 0 ? w->prompt_tokens + l->max_output : 0;
     return ERR_OK;
 }
 

@@ -284,6 +284,16 @@ static void test_context_window(void **state)
     assert_int_equal(route_plan(ROUTE_BARE, &bare, &v, 1, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_CONTEXT);
     assert_int_equal(route_check(&bare, &v, "big", &why), ERR_OK);
+    /* An embedding model's window bounds each input, not a batch's sum: not filtered. */
+    json_t *emb = J("{\"models\":[{\"name\":\"e\",\"capabilities\":[\"embedding\"],"
+                    "\"context_window\":8191}]}");
+    struct route_view ev = {"openai", emb, settings};
+    struct route_want batch = {"auto", NULL, NULL, PROVIDER_EMBEDDINGS, 100000, 0};
+    assert_int_equal(route_plan(ROUTE_AUTO, &batch, &ev, 1, out, &n, &why), ERR_OK);
+    assert_string_equal(out[0].model, "e");
+    batch.model = "e";
+    assert_int_equal(route_plan(ROUTE_BARE, &batch, &ev, 1, out, &n, &why), ERR_OK);
+    json_decref(emb);
     json_decref(settings);
     json_decref(entry);
 }
