@@ -517,14 +517,22 @@ static void vault_login_start(struct vault *v, bool background)
                                : err_str(e != ERR_OK ? e : ERR_NOMEM),
                NULL);
         json_decref(req);
-        vault_fail_queue(v, ERR_AUTH);
+        if (background) {
+            vault_replace_later(v); /* the current token still serves; the file may be back */
+        } else {
+            vault_fail_queue(v, ERR_AUTH);
+        }
         return;
     }
     /* The dump holds the secret_id/JWT: the upstream transfer wipes it when done. */
     char *body = json_dumps(req, JSON_COMPACT);
     json_decref(req);
     if (body == NULL) {
-        vault_fail_queue(v, ERR_NOMEM);
+        if (background) {
+            vault_replace_later(v);
+        } else {
+            vault_fail_queue(v, ERR_NOMEM);
+        }
         return;
     }
     if (background) {
