@@ -611,6 +611,18 @@ func (c *call) startStream() {
 	}
 }
 
+// holdThenAbort sends nothing more until the client leaves (or -stall-max
+// passes), then drops the connection.
+func (c *call) holdThenAbort() {
+	t := time.NewTimer(c.m.o.stallMax)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.r.Context().Done():
+	}
+	panic(http.ErrAbortHandler)
+}
+
 func (c *call) pause(d time.Duration) error {
 	if d <= 0 {
 		return nil
@@ -856,13 +868,7 @@ func init() {
 		// client gives up (or -stall-max passes).
 		"stall": func(c *call) {
 			c.status = 0
-			t := time.NewTimer(c.m.o.stallMax)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-c.r.Context().Done():
-			}
-			panic(http.ErrAbortHandler)
+			c.holdThenAbort()
 		},
 		// stallbody: 200 and its headers (a stream's, or JSON's), then no
 		// byte of the body until the client leaves (or -stall-max passes):
@@ -878,13 +884,7 @@ func init() {
 					f.Flush()
 				}
 			}
-			t := time.NewTimer(c.m.o.stallMax)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-c.r.Context().Done():
-			}
-			panic(http.ErrAbortHandler)
+			c.holdThenAbort()
 		},
 		// nousage: a server that reports no usage (some local ones): no
 		// "usage" in an answer, include_usage ignored in a stream.
