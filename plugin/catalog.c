@@ -934,12 +934,10 @@ static bool catalog_entry_ok(const json_t *entry, const json_t *local_hosts,
         fw_error(resp, "missing required field 'display_name'");
         return false;
     }
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            fw_error(resp, "invalid value for field 'display_name': must not contain control "
-                           "characters");
-            return false;
-        }
+    if (!fw_text_ok(s)) {
+        fw_error(resp, "invalid value for field 'display_name': must not contain control, line "
+                       "separator or bidirectional characters");
+        return false;
     }
     s = json_string_value(json_object_get(entry, "api_style"));
     if (s == NULL) {

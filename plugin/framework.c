@@ -44,6 +44,26 @@ bool fw_name_valid(const char *s)
     return i > 0;
 }
 
+bool fw_text_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return false;
+        }
+        if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            return false; /* C1 */
+        }
+        if (p[0] == 0xe2 && p[1] == 0x80 &&
+            (p[2] == 0x8e || p[2] == 0x8f || (p[2] >= 0xa8 && p[2] <= 0xae))) {
+            return false; /* LRM, RLM, LS, PS, LRE..RLO */
+        }
+        if (p[0] == 0xe2 && p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9) {
+            return false; /* LRI..PDI */
+        }
+    }
+    return true;
+}
+
 static const char *const fw_op_names[FW_OP__COUNT] = {
     [FW_OP_READ] = "read",     [FW_OP_CREATE] = "create", [FW_OP_UPDATE] = "update",
     [FW_OP_DELETE] = "delete", [FW_OP_LIST] = "list",     [FW_OP_PATCH] = "patch",

@@ -37,6 +37,15 @@
 #define FW_NAME_MAX 63
 bool fw_name_valid(const char *s);
 
+/*
+ * Free text shown to people (display names, key names, metadata values): no
+ * control characters, ASCII (below 0x20, 0x7f) or Unicode C1 (U+0080-U+009F),
+ * no line or paragraph separators (U+2028, U+2029) and no bidirectional
+ * controls (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069), which could make a
+ * name read differently in a UI or a log. s is UTF-8 (jansson checks that).
+ */
+bool fw_text_ok(const char *s);
+
 enum fw_op {
     FW_OP_READ,
     FW_OP_CREATE,

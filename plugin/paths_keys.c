@@ -51,17 +51,7 @@ static bool keys_value_ok(const char *v, size_t len)
 
 static bool keys_text_ok(const char *s, size_t max)
 {
-    size_t len = strlen(s);
-    if (len > max) {
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return false;
-        }
-    }
-    return true;
+    return strlen(s) <= max && fw_text_ok(s);
 }
 
 static bool keys_names_ok(struct fw_request *req, struct fw_response *resp)

@@ -354,6 +354,9 @@ static void test_create_requires_fields(void **state)
     expect_400(e, "providers/openai", "{\"display_name\": \"OpenAI\\n\"}", "display_name");
     expect_400(e, "providers/openai", "{\"display_name\": \"Open\\u001bAI\"}", "display_name");
     expect_400(e, "providers/openai", "{\"display_name\": \"Open\\u007fAI\"}", "display_name");
+    /* C1 controls and bidirectional overrides would make a name read differently in a UI. */
+    expect_400(e, "providers/openai", "{\"display_name\": \"Open\\u0085AI\"}", "display_name");
+    expect_400(e, "providers/openai", "{\"display_name\": \"Open\\u202eAI\"}", "display_name");
     expect_ok(e, "providers/newco",
               "{\"api_style\": \"openai\", \"base_url\": \"https://x.example\"}");
     json_t *d = read_entry(e, "newco");

@@ -192,6 +192,37 @@ static void test_name_valid(void **state)
     assert_false(fw_name_valid(NULL));
 }
 
+/* Free text for people: no control, separator or bidirectional characters; other Unicode is fine.
+ */
+static void test_text_ok(void **state)
+{
+    (void)state;
+    const char *good[] = {"",
+                          "OpenAI (EU project)",
+                          "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac",
+                          "emoji \xf0\x9f\x94\x91",
+                          "\xc2\xa0nbsp",
+                          "dash \xe2\x80\x94"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_true(fw_text_ok(good[i]));
+    }
+    const char *bad[] = {
+        "tab\tx",           "nl\nx",
+        "del\x7fx",         "nel\xc2\x85x", /* C1 */
+        "c1\xc2\x9fx",      "ls\xe2\x80\xa8x",
+        "ps\xe2\x80\xa9x", /* separators */
+        "rlo\xe2\x80\xaex", "lre\xe2\x80\xaax",
+        "rlm\xe2\x80\x8fx", /* bidi */
+        "lri\xe2\x81\xa6x", "pdi\xe2\x81\xa9x",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_false(fw_text_ok(bad[i]));
+    }
+    /* A lead byte at the end of the string is read safely. */
+    assert_true(fw_text_ok("x\xc2"));
+    assert_true(fw_text_ok("x\xe2\x80"));
+}
+
 static void test_op_names(void **state)
 {
     (void)state;
@@ -951,6 +982,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_name_valid),
+        cmocka_unit_test(test_text_ok),
         cmocka_unit_test(test_op_names),
         cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_route_list_path_trailing_slash),
