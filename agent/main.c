@@ -45,13 +45,6 @@ static struct event *agent_drain_timer;
 static double agent_drain_deadline;
 static double agent_drain_next_flush;
 
-static double agent_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void agent_usage_text(FILE *f)
 {
     fprintf(f, "usage: byok-agent -c FILE [--check-config]\n"
@@ -98,7 +91,7 @@ static void agent_reload(void)
  */
 static void agent_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
-    double now = agent_monotonic();
+    double now = server_now();
     if (agent.inflight == 0 && usage_inflight(agent.usage) == 0) {
         if (usage_pending(agent.usage) == 0) {
             log_kv(LOGL_INFO, "drained; exiting", NULL);
@@ -134,7 +127,7 @@ static void agent_signal(evutil_socket_t sig, short what, void *arg)
     log_kv(LOGL_INFO, "draining", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
     server_stop_accepting(agent.server);
     usage_flush(agent.usage);
-    double now = agent_monotonic();
+    double now = server_now();
     agent_drain_deadline = now + (double)agent.cfg->drain_timeout_s;
     agent_drain_next_flush = now + AGENT_DRAIN_FLUSH_S;
     agent_drain_timer = event_new(agent.base, -1, EV_PERSIST, agent_drain_tick, NULL);

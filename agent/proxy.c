@@ -552,6 +552,17 @@ static void call_free_body(const void *data, size_t len, void *arg)
  * abandoned call's, the completion from the answer's text. out is the answer
  * in OpenAI's shape, or NULL when it was not parsed (passthrough).
  */
+/* Usage wholly estimated: the prompt from the request, completion as given (capped). */
+static void call_usage_estimated(struct call *c, long long completion)
+{
+    c->usage.prompt_tokens = provider_prompt_estimate(c->op, c->req);
+    c->usage.completion_tokens =
+        completion < PROVIDER_MAX_TOKENS ? completion : PROVIDER_MAX_TOKENS;
+    c->usage.cached_tokens = 0;
+    c->usage.seen = true;
+    c->r->usage_estimated = true;
+}
+
 static void call_usage_from_answer(struct call *c, const json_t *out)
 {
     json_t *own = NULL;
@@ -559,11 +570,7 @@ static void call_usage_from_answer(struct call *c, const json_t *out)
         own = json_loadb(c->body.data, c->body.len, 0, NULL);
         out = own;
     }
-    c->usage.prompt_tokens = provider_prompt_estimate(c->op, c->req);
-    c->usage.completion_tokens = c->op == PROVIDER_CHAT ? provider_completion_estimate(out) : 0;
-    c->usage.cached_tokens = 0;
-    c->usage.seen = true;
-    c->r->usage_estimated = true;
+    call_usage_estimated(c, c->op == PROVIDER_CHAT ? provider_completion_estimate(out) : 0);
     json_decref(own);
 }
 
@@ -580,12 +587,7 @@ static void call_answered_error(struct call *c, int status, const char *code, co
     if (c->stream) {
         call_usage_settle(c);
     } else {
-        c->usage.prompt_tokens = provider_prompt_estimate(c->op, c->req);
-        long long est = (long long)(c->received / 4);
-        c->usage.completion_tokens = est < PROVIDER_MAX_TOKENS ? est : PROVIDER_MAX_TOKENS;
-        c->usage.cached_tokens = 0;
-        c->usage.seen = true;
-        c->r->usage_estimated = true;
+        call_usage_estimated(c, (long long)(c->received / 4));
     }
     call_record_usage(c, code);
     call_error(c, status, "upstream_error", code, msg);
@@ -758,8 +760,12 @@ static bool call_model_listed(const json_t *entry, const char *model)
     return false;
 }
 
-/* What the router needs to know of this request. */
-static struct route_want call_want(const struct call *c)
+/*
+ * What the router needs to know of this request. context: the planner will
+ * check context windows (auto and bare names), so the prompt is estimated;
+ * an explicit model's check does not use it.
+ */
+static struct route_want call_want(const struct call *c, bool context)
 {
     long long out = 0;
     static const char *const outs[] = {"max_tokens", "max_completion_tokens"};
@@ -774,7 +780,7 @@ static struct route_want call_want(const struct call *c)
         .task = c->task[0] ? c->task : NULL,
         .tier = c->tier[0] ? c->tier : NULL,
         .op = c->op,
-        .prompt_tokens = provider_prompt_estimate(c->op, c->req),
+        .prompt_tokens = context ? provider_prompt_estimate(c->op, c->req) : 0,
         .max_output = out,
     };
     return w;
@@ -838,7 +844,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         return;
     }
     if (c->kind == ROUTE_EXPLICIT) {
-        struct route_want w = call_want(c);
+        struct route_want w = call_want(c, false);
         struct route_view v = {cand->provider, ent->entry, ent->settings};
         enum route_refusal why;
         enum err re = route_check(&w, &v, cand->model, &why);
@@ -1030,7 +1036,7 @@ static void call_plan(struct call *c)
         call_models_reply(c);
         return;
     }
-    struct route_want w = call_want(c);
+    struct route_want w = call_want(c, true);
     c->cands = calloc(ROUTE_MAX_CANDIDATES, sizeof(*c->cands));
     if (c->cands == NULL) {
         c->cands = &c->one;

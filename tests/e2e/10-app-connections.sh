@@ -64,10 +64,7 @@ t_match "app leaves during a non-streamed call: logged as 499 client_closed" \
     "$(grep '"status":"499"' "$AGENT_LOG" | head -1)" '"provider":"openai","model":"mock-slow".*"error":"client_closed"'
 # The provider had the request (and may bill it): the call is reported to the
 # plugin like the answered one before it (2 requests; its tokens are unknown).
-ledger() {
-    vault_api GET byok/tenants/acme/usage "" "$ADMIN_TOKEN"
-    echo "$VAULT_BODY" | jq -r '.data.by_provider.openai.requests // 0' 2>/dev/null
-}
+ledger() { usage_ledger acme '.by_provider.openai.requests // 0'; }
 ledger_has_both() { [ "$(ledger)" = 2 ]; }
 lib_wait_for 10 ledger_has_both
 t_eq "app leaves during a non-streamed call: the call is in the usage ledger" "$(ledger)" "2"
@@ -133,8 +130,7 @@ logged() {
         | [length, (map(.p) | add), (map(.c) | add), (map(select(.e)) | length)]'
 }
 ledger_tokens() {
-    vault_api GET byok/tenants/acme/usage "" "$ADMIN_TOKEN"
-    echo "$VAULT_BODY" | jq -c '.data.by_provider.openai | [.requests, .prompt_tokens, .completion_tokens, .estimated_requests]' 2>/dev/null
+    usage_ledger acme '.by_provider.openai | [.requests, .prompt_tokens, .completion_tokens, .estimated_requests]'
 }
 ledger_caught_up() { [ "$(ledger_tokens)" = "$(logged)" ]; }
 lib_wait_for 10 ledger_caught_up

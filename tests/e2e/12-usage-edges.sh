@@ -145,10 +145,7 @@ lib_wait_for 10 test -S "$AGENT_DIR/b1.sock"
 lib_wait_for 10 test -S "$AGENT_DIR/b2.sock"
 call "$AGENT_DIR/b1.sock" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)"
 call "$AGENT_DIR/b2.sock" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)"
-beta() {
-    vault_api GET byok/tenants/beta/usage "" "$ADMIN_TOKEN"
-    echo "$VAULT_BODY" | jq -r '.data.requests // 0' 2>/dev/null
-}
+beta() { usage_ledger beta '.requests // 0'; }
 # Both report within a second; a duplicate id would leave the ledger at 1 for good.
 both() { [ "$(beta)" = 2 ]; }
 lib_wait_for 5 both

@@ -420,6 +420,13 @@ key_put() {
     [ "$VAULT_CODE" -lt 300 ] || { echo "# key write $t/$p: HTTP $VAULT_CODE"; return 1; }
 }
 
+# usage_ledger TENANT JQ_FILTER: the filter applied to the tenant's month-to-date
+# usage ledger (the plugin's `data`), compact; empty when the read fails.
+usage_ledger() {
+    vault_api GET "byok/tenants/$1/usage" "" "$ADMIN_TOKEN"
+    echo "$VAULT_BODY" | jq -c ".data | $2" 2>/dev/null
+}
+
 # canary_keys TENANT PROVIDER...: a fresh canary key per provider, stored for
 # TENANT; KEY[provider] holds each. 1 when a key write fails.
 canary_keys() {
