@@ -22,6 +22,7 @@
 
 #include "plugin/cache.h"
 #include "plugin/config.h"
+#include "plugin/keystore.h"
 #include "plugin/paths.h"
 
 /* The limits on admin-written entries are in catalog.h. */
@@ -1026,7 +1027,7 @@ static bool catalog_entry_ok(const json_t *entry, const json_t *local_hosts,
     return true;
 }
 
-static enum err catalog_write(struct fw_request *req, struct fw_response *resp)
+static enum err catalog_write_unlocked(struct fw_request *req, struct fw_response *resp)
 {
     const char *name = fw_str(req, "name");
     json_t *entry = NULL, *config = NULL;
@@ -1123,6 +1124,15 @@ static enum err catalog_write(struct fw_request *req, struct fw_response *resp)
 out:
     json_decref(config);
     json_decref(entry);
+    return e;
+}
+
+/* Under the engine's write lock: two concurrent writes must not lose each other's fields. */
+static enum err catalog_write(struct fw_request *req, struct fw_response *resp)
+{
+    struct keystore *ks = keystore_write_begin(req->backend);
+    enum err e = catalog_write_unlocked(req, resp);
+    keystore_write_end(ks);
     return e;
 }
 

@@ -15,6 +15,7 @@
 
 #include "plugin/cache.h"
 #include "plugin/catalog.h"
+#include "plugin/keystore.h"
 #include "plugin/paths.h"
 
 #define CONFIG_DEFAULT_CREDS_TTL "5m"
@@ -180,7 +181,7 @@ static bool config_host_valid(const char *h)
     return true;
 }
 
-static enum err config_write(struct fw_request *req, struct fw_response *resp)
+static enum err config_write_unlocked(struct fw_request *req, struct fw_response *resp)
 {
     struct byok *b = req->backend;
     json_t *cur = NULL;
@@ -268,6 +269,15 @@ static enum err config_write(struct fw_request *req, struct fw_response *resp)
     cache_invalidate(byok_cache(b), CONFIG_STORAGE_KEY);
 out:
     json_decref(next);
+    return e;
+}
+
+/* Under the engine's write lock: two concurrent writes must not lose each other's fields. */
+static enum err config_write(struct fw_request *req, struct fw_response *resp)
+{
+    struct keystore *ks = keystore_write_begin(req->backend);
+    enum err e = config_write_unlocked(req, resp);
+    keystore_write_end(ks);
     return e;
 }
 

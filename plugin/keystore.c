@@ -297,6 +297,22 @@ void keystore_unlock(struct keystore *ks)
     pthread_mutex_unlock(&ks->write_mu);
 }
 
+struct keystore *keystore_write_begin(struct byok *b)
+{
+    struct keystore *ks = keystore_of(b);
+    if (ks != NULL) {
+        keystore_lock(ks);
+    }
+    return ks;
+}
+
+void keystore_write_end(struct keystore *ks)
+{
+    if (ks != NULL) {
+        keystore_unlock(ks);
+    }
+}
+
 void keystore_lock_cb(void *ks)
 {
     keystore_lock(ks);

@@ -71,6 +71,13 @@ struct envelope *keystore_envelope(struct keystore *ks);
  */
 void keystore_lock(struct keystore *ks);
 void keystore_unlock(struct keystore *ks);
+/*
+ * The same lock for writers outside the keys engine (config, provider
+ * catalog): takes it if b has a keystore and returns that keystore (or NULL)
+ * for keystore_write_end.
+ */
+struct keystore *keystore_write_begin(struct byok *b);
+void keystore_write_end(struct keystore *ks);
 /* The same as callbacks for envelope_rotate (arg: struct keystore *). */
 void keystore_lock_cb(void *ks);
 void keystore_unlock_cb(void *ks);

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -697,6 +698,59 @@ static void test_help(void **state)
     result_done(&r);
 }
 
+/*
+ * Two admins editing different fields of one provider at once: each write
+ * reads, merges and stores the whole entry, so both fields must survive
+ * (storage slow on provider reads, both writes started together).
+ */
+struct cwriter {
+    struct env *e;
+    pthread_barrier_t *go;
+    bool name; /* display_name "OpenAI <i>", else key_min_length 40 + i */
+    int failures;
+};
+
+static void *cwriter_main(void *arg)
+{
+    struct cwriter *w = arg;
+    for (int i = 0; i < 20; i++) {
+        char body[96];
+        if (w->name) {
+            snprintf(body, sizeof(body), "{\"display_name\": \"OpenAI %d\"}", i);
+        } else {
+            snprintf(body, sizeof(body), "{\"key_min_length\": %d}", 40 + i);
+        }
+        pthread_barrier_wait(w->go);
+        struct result r = write_json(w->e, "providers/openai", body);
+        w->failures += r.status != FW_OK;
+        result_done(&r);
+    }
+    return NULL;
+}
+
+static void test_concurrent_writes_keep_both_fields(void **state)
+{
+    struct env *e = *state;
+    struct storage slow;
+    pluginenv_slow_storage(&slow, e->st, "providers/", 2000);
+    struct env shared = {.b = e->b, .st = &slow};
+    pthread_barrier_t go;
+    assert_int_equal(pthread_barrier_init(&go, NULL, 2), 0);
+    struct cwriter a = {&shared, &go, true, 0};
+    struct cwriter b = {&shared, &go, false, 0};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, cwriter_main, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, cwriter_main, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_barrier_destroy(&go);
+    assert_int_equal(a.failures + b.failures, 0);
+    json_t *d = read_entry(e, "openai");
+    assert_string_equal(json_string_value(json_object_get(d, "display_name")), "OpenAI 19");
+    assert_int_equal(json_integer_value(json_object_get(d, "key_min_length")), 59);
+    json_decref(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -721,6 +775,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_and_invalidate, pluginenv_setup,
                                         pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_help, pluginenv_setup, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writes_keep_both_fields, pluginenv_setup,
+                                        pluginenv_teardown),
     };
     return cmocka_run_group_tests(tests, pluginenv_group_setup, NULL);
 }

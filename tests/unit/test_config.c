@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +290,56 @@ static void test_storage_down(void **state)
     assert_int_equal(run(e, &down, FW_OP_READ, NULL, NULL, NULL, 0), FW_OK);
 }
 
+/*
+ * Two admins writing different fields at once: each write is a read-modify-
+ * write of one document, so both fields must survive. Storage here is slow on
+ * reads of the config (2 ms) and both writes start together, so without the
+ * engine's write lock the second Put would carry the first write's old value.
+ */
+struct writer {
+    struct env *e;
+    struct storage *st;
+    pthread_barrier_t *go;
+    const char *field;
+    int base;
+    int failures;
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    for (int i = 0; i < 5; i++) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"%s\": %d}", w->field, w->base + i);
+        pthread_barrier_wait(w->go);
+        /* cmocka asserts are not thread-safe: count here, assert in the test. */
+        w->failures += run(w->e, w->st, FW_OP_UPDATE, body, NULL, NULL, 0) != FW_OK;
+    }
+    return NULL;
+}
+
+static void test_concurrent_writes_keep_both_fields(void **state)
+{
+    struct env *e = *state;
+    struct storage slow;
+    pluginenv_slow_storage(&slow, e->st, CONFIG_STORAGE_KEY, 2000);
+    pthread_barrier_t go;
+    assert_int_equal(pthread_barrier_init(&go, NULL, 2), 0);
+    struct writer a = {e, &slow, &go, "creds_ttl", 100, 0};
+    struct writer b = {e, &slow, &go, "max_key_versions", 20, 0};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, writer_main, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, writer_main, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_barrier_destroy(&go);
+    assert_int_equal(a.failures + b.failures, 0);
+    json_t *d = read_config(e);
+    assert_int_equal(json_integer_value(json_object_get(d, "creds_ttl")), 104);
+    assert_int_equal(json_integer_value(json_object_get(d, "max_key_versions")), 24);
+    json_decref(d);
+}
+
 static void test_corrupt_stored_config(void **state)
 {
     struct env *e = *state;
@@ -321,6 +372,8 @@ int main(void)
                                         pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_storage_down, pluginenv_setup, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_stored_config, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writes_keep_both_fields, pluginenv_setup,
                                         pluginenv_teardown),
     };
     return cmocka_run_group_tests(tests, pluginenv_group_setup, NULL);

@@ -21,4 +21,13 @@ int pluginenv_teardown(void **state);
 /* cmocka group setup: the secure heap (1 MiB). */
 int pluginenv_group_setup(void **state);
 
+/*
+ * A storage over inner that concurrent threads may share (each operation under
+ * one mutex), whose reads and writes of keys starting with slow_prefix sleep
+ * usec first (outside the mutex): two read-modify-writes started together
+ * overlap. One at a time (static state).
+ */
+void pluginenv_slow_storage(struct storage *out, struct storage *inner, const char *slow_prefix,
+                            long usec);
+
 #endif
