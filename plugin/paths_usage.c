@@ -17,8 +17,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "plugin/envelope.h"
 #include "plugin/keystore.h"
 #include "plugin/paths.h"
 
@@ -358,6 +360,27 @@ static enum err usage_prune(struct storage *st, const char *tenant, const char *
     return e;
 }
 
+/* ERR_OK if the tenant has a data key or stored settings, ERR_NOTFOUND if neither. */
+static enum err usage_tenant_exists(struct keystore *ks, struct storage *st, const char *t)
+{
+    struct secret *dek = NULL;
+    enum err e = envelope_tenant_dek(keystore_envelope(ks), st, t, false, &dek);
+    secret_free(&dek);
+    if (e != ERR_NOTFOUND) {
+        return e;
+    }
+    char key[STORAGE_MAX_KEY];
+    e = keystore_path_tenant(key, sizeof(key), t, "settings");
+    if (e != ERR_OK) {
+        return e;
+    }
+    unsigned char *val = NULL;
+    size_t len = 0;
+    e = storage_get(st, key, &val, &len);
+    free(val);
+    return e;
+}
+
 static enum err usage_update(struct fw_request *req, struct fw_response *resp)
 {
     struct keystore *ks = keystore_of(req->backend);
@@ -413,6 +436,25 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
     }
     keystore_lock(ks);
     json_t *shard = NULL;
+    /*
+     * Only a tenant that exists takes usage: one with a data key (it stored a
+     * key, which creds needs before any call) or settings. A batch replayed
+     * after the tenant was deleted, or naming a tenant that never existed, must
+     * not bring back a ledger under tenants/<t>/. Checked under the lock tenant
+     * delete holds.
+     */
+    e = usage_tenant_exists(ks, req->storage, t);
+    if (e == ERR_NOTFOUND) {
+        fw_error(resp,
+                 "invalid value for field 'tenant': tenant '%s' does not exist (deleted, or it "
+                 "never stored a key or settings); usage for it is not recorded",
+                 t);
+        e = ERR_OK;
+        goto out_unlock;
+    }
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
     e = storage_get_json(req->storage, marker, &shard);
     bool new_shard = e == ERR_NOTFOUND;
     if (new_shard) {

@@ -607,9 +607,16 @@ static void test_usage_count_no_write_per_read(void **state)
     json_decref(d);
 }
 
+/* Usage is taken only for a tenant that stored a key (it has a data key). */
+static void usage_tenant(struct env *e)
+{
+    put_key(e, KP, canary1, NULL);
+}
+
 static void test_usage_batches(void **state)
 {
     struct env *e = *state;
+    usage_tenant(e);
     const char *batch =
         "{\"batch_id\": \"node1-000042\", \"records\": ["
         "{\"ts\": \"2026-11-18T10:00:00Z\", \"provider\": \"openai\", \"model\": \"gpt-4o-mini\","
@@ -831,6 +838,7 @@ static void usage_post(struct env *e, const char *id, const char *ts, const char
 static void test_usage_bounds(void **state)
 {
     struct env *e = *state;
+    usage_tenant(e);
     usage_post(e, "b1", "2026-11-18T10:00:00Z", "openai", 5, FW_OK);
     usage_post(e, "b2", "2099-01-01T00:00:00Z", "openai", 5, FW_BAD_REQUEST);
     usage_post(e, "b3", "2026-11-18T20:00:00Z", "openai", 5, FW_OK); /* 9 h ahead: accepted */
@@ -964,6 +972,7 @@ static size_t count_prefix(struct env *e, const char *prefix)
 static void test_usage_batch_retention(void **state)
 {
     struct env *e = *state;
+    usage_tenant(e);
     usage_batch(e, "sep-1", "2026-09-10T00:00:00Z", false);
     usage_batch(e, "oct-1", "2026-10-10T00:00:00Z", false);
     usage_batch(e, "sep-1", "2026-09-10T00:00:00Z", true);
@@ -1021,6 +1030,7 @@ static void id_in_shard(char *out, size_t size, const char *prefix, unsigned wan
 static void test_usage_batch_ids_evict_oldest(void **state)
 {
     struct env *e = *state;
+    usage_tenant(e);
     char newest[32], next[32], key[128];
     id_in_shard(newest, sizeof(newest), "node-a-", 0);
     id_in_shard(next, sizeof(next), "node-b-", 0);
@@ -1044,6 +1054,42 @@ static void test_usage_batch_ids_evict_oldest(void **state)
     assert_null(json_object_get(ids, "node-m-0000")); /* the oldest went */
     assert_non_null(json_object_get(ids, "node-m-0001"));
     json_decref(shard);
+}
+
+/*
+ * A batch for a tenant without a data key is refused and stores nothing: one
+ * that never existed, and a replay after the tenant was deleted (which must not
+ * bring back its ledger or its listing).
+ */
+static void test_usage_unknown_tenant(void **state)
+{
+    struct env *e = *state;
+    const char *batch = "{\"batch_id\": \"b1\", \"records\": [{\"ts\": \"2026-11-18T10:00:00Z\", "
+                        "\"provider\": \"openai\", \"model\": \"m\", \"requests\": 1}]}";
+    struct result r = call(e, FW_OP_UPDATE, "tenants/ghost/usage", batch);
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "'tenant'"));
+    done(&r);
+    assert_int_equal(count_prefix(e, "tenants/ghost/"), 0);
+
+    usage_tenant(e);
+    json_t *d = ok(e, FW_OP_UPDATE, "tenants/acme/usage", batch);
+    assert_false(json_is_true(json_object_get(d, "duplicate")));
+    json_decref(d);
+    ok0(e, FW_OP_DELETE, "tenants/acme", NULL);
+    assert_int_equal(count_prefix(e, "tenants/acme/"), 0);
+    r = call(e, FW_OP_UPDATE, "tenants/acme/usage", batch);
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    done(&r);
+    assert_int_equal(count_prefix(e, "tenants/acme/"), 0);
+    r = call(e, FW_OP_READ, "tenants/acme", NULL);
+    assert_null(r.data); /* 404 */
+    done(&r);
+    /* Settings alone make a tenant too. */
+    ok0(e, FW_OP_UPDATE, "tenants/ghost/settings", "{\"rpm_limit\": 5}");
+    d = ok(e, FW_OP_UPDATE, "tenants/ghost/usage", batch);
+    assert_int_equal(num(d, "accepted"), 1);
+    json_decref(d);
 }
 
 /* ---- tenants -------------------------------------------------------------------------- */
@@ -1563,6 +1609,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_fails_keeps_hits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_ids_evict_oldest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_unknown_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_allowed_providers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
