@@ -65,9 +65,7 @@ static enum err creds_open(struct fw_request *req, const json_t *ver, int64_t ve
     struct secret *dek = NULL;
     e = envelope_tenant_dek(keystore_envelope(keystore_of(req->backend)), req->storage, t, false,
                             &dek);
-    if (e == ERR_NOTFOUND) {
-        e = ERR_CRYPTO; /* a key record without a DEK: shredded tenant, or a copied record */
-    }
+    /* ERR_NOTFOUND passes through: a key record without a DEK (the tenant was shredded). */
     if (e == ERR_OK) {
         e = envelope_open(dek, ad, strlen(ad), ct, ct_len, ret_key);
         secret_free(&dek);
@@ -123,6 +121,16 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
     }
     int64_t version = json_integer_value(json_object_get(ver, "version"));
     e = creds_open(req, ver, version, &key);
+    if (e == ERR_NOTFOUND) {
+        /*
+         * The tenant's data key is gone while a key record is still seen: a
+         * tenant delete that shredded the DEK but could not remove every
+         * record (it is retried by deleting again). Nothing can be served.
+         */
+        fw_error_coded(resp, 404, "no active key (the tenant's data key was destroyed)");
+        e = ERR_OK;
+        goto out;
+    }
     if (e != ERR_OK) {
         goto out;
     }

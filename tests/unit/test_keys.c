@@ -1092,6 +1092,29 @@ static void test_usage_unknown_tenant(void **state)
     json_decref(d);
 }
 
+/*
+ * A tenant delete that shreds the data key but cannot remove every record
+ * (storage fails on the key records): creds answers 404, not a 500, while the
+ * record is still there; deleting again finishes the job.
+ */
+static void test_delete_partly_failed(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    json_t *c = NULL;
+    creds_value(e, "tenants/acme/creds/openai", &c);
+    json_decref(c);
+    fault_on(e, NULL, "tenants/acme/keys/");
+    struct result r = call(e, FW_OP_DELETE, "tenants/acme", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    fault_off(e);
+    expect_creds_404(e, "tenants/acme/creds/openai", NULL);
+    ok0(e, FW_OP_DELETE, "tenants/acme", NULL);
+    assert_int_equal(count_prefix(e, "tenants/acme/"), 0);
+    expect_creds_404(e, "tenants/acme/creds/openai", NULL);
+}
+
 /* ---- tenants -------------------------------------------------------------------------- */
 
 static void test_settings(void **state)
@@ -1222,13 +1245,10 @@ static void test_tenants_list_read_delete(void **state)
     storage_keys_free(names, n);
     expect_creds_404(e, CREDS, NULL);
 
-    /* A restored ciphertext (from a backup) never opens again... */
+    /* A restored ciphertext (from a backup) never opens again: no data key, nothing served... */
     assert_int_equal(storage_put(e->st, KP, raw, raw_len, false), ERR_OK);
     byok_invalidate(e->b, KP); /* what Vault sends when storage changes under us */
-    r = call(e, FW_OP_READ, CREDS, NULL);
-    assert_int_equal(r.status, FW_INTERNAL);
-    assert_null(r.data);
-    done(&r);
+    expect_creds_404(e, CREDS, NULL);
     /* ...not even after the tenant gets a new data key. */
     put_key(e, "tenants/acme/keys/openai/staging", "sk-newdata-abcdefghijklmnopqrstuvwxyz012345",
             NULL);
@@ -1607,6 +1627,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_cutting_grace_save_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_fails_keeps_hits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_partly_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_ids_evict_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_unknown_tenant, setup, teardown),
