@@ -892,6 +892,15 @@ static enum err server_socket_perms(const struct config_listener *lc, char *errb
     return ERR_OK;
 }
 
+/* Puts back a socket's owner and mode as stat found them (best effort: a failed reload's undo). */
+static void server_socket_restore(const char *path, const struct stat *st)
+{
+    if (chown(path, st->st_uid, st->st_gid) != 0 || chmod(path, st->st_mode & 07777) != 0) {
+        log_kv(LOGL_ERROR, "listener permissions could not be restored", "path", path, "error",
+               strerror(errno), NULL);
+    }
+}
+
 static void server_http_limits(struct evhttp *http, const struct config *cfg)
 {
     /*
@@ -1005,6 +1014,8 @@ enum err server_apply(struct server *s, struct config *cfg, char *errbuf, size_t
 {
     struct listener *fresh[CONFIG_MAX_LISTENERS] = {0};
     struct listener *kept[CONFIG_MAX_LISTENERS] = {0};
+    struct stat before[CONFIG_MAX_LISTENERS]; /* kept sockets' owner and mode, for a failure */
+    size_t changed = 0;
     /* Pass 1: bind what is new; on failure undo only what this call bound. */
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct config_listener *lc = &cfg->listeners[i];
@@ -1014,7 +1025,9 @@ enum err server_apply(struct server *s, struct config *cfg, char *errbuf, size_t
             }
         }
         if (kept[i] != NULL) {
-            if (server_socket_perms(lc, errbuf, errlen) != ERR_OK) {
+            uid_t uid;
+            gid_t gid;
+            if (server_lookup_ids(lc, &uid, &gid, errbuf, errlen) != ERR_OK) {
                 goto undo;
             }
             continue;
@@ -1022,6 +1035,25 @@ enum err server_apply(struct server *s, struct config *cfg, char *errbuf, size_t
         fresh[i] = server_listener_new(s, lc, cfg, errbuf, errlen);
         if (fresh[i] == NULL) {
             goto undo;
+        }
+    }
+    /*
+     * Every new socket is bound: now the kept ones get their (possibly new)
+     * owner and mode. A failure puts back the ones already changed, so a
+     * failed reload leaves every socket as it was.
+     */
+    for (; changed < cfg->n_listeners; changed++) {
+        const struct config_listener *lc = &cfg->listeners[changed];
+        if (kept[changed] == NULL) {
+            continue;
+        }
+        if (stat(lc->path, &before[changed]) != 0) {
+            snprintf(errbuf, errlen, "listener %s: stat: %s", lc->path, strerror(errno));
+            goto restore;
+        }
+        if (server_socket_perms(lc, errbuf, errlen) != ERR_OK) {
+            server_socket_restore(lc->path, &before[changed]);
+            goto restore;
         }
     }
     /* Pass 2: commit. Retire listeners that are gone; point kept ones at the new config. */
@@ -1055,6 +1087,12 @@ enum err server_apply(struct server *s, struct config *cfg, char *errbuf, size_t
         }
     }
     return ERR_OK;
+restore:
+    for (size_t i = 0; i < changed; i++) {
+        if (kept[i] != NULL) {
+            server_socket_restore(cfg->listeners[i].path, &before[i]);
+        }
+    }
 undo:
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         if (fresh[i] != NULL) {
