@@ -134,7 +134,7 @@ static const struct cfg_field schema_limits[] = {
 static const struct cfg_field schema_keycache[] = {
     {"max_ttl_s", CFG_INT, KO(max_ttl_s), 1, 86400, NULL, 0, 0, false},
     {"negative_ttl_s", CFG_INT, KO(negative_ttl_s), 0, 3600, NULL, 0, 0, false},
-    {"max_entries", CFG_INT, KO(max_entries), 1, 1000000, NULL, 0, 0, false},
+    {"max_entries", CFG_INT, KO(max_entries), 1, CONFIG_MAX_KEYCACHE_ENTRIES, NULL, 0, 0, false},
     F_END,
 };
 #define SO(m) (offsetof(struct config, usage.m) - offsetof(struct config, usage))
@@ -718,4 +718,28 @@ void config_unref(struct config **cp)
     }
     cfg_free_fields(schema_top, c);
     free(c);
+}
+
+size_t config_secure_heap_bytes(const struct config *c)
+{
+    size_t entries = (size_t)c->keycache.max_entries;
+    size_t need = entries * CONFIG_KEY_SLOT + entries * CONFIG_KEY_SLOT / 4 + CONFIG_HEAP_RESERVE;
+    size_t n = CONFIG_HEAP_MIN;
+    while (n < need) {
+        n *= 2;
+    }
+    return n;
+}
+
+enum err config_check_heap(const struct config *c, size_t heap_bytes, char *errbuf)
+{
+    size_t need = config_secure_heap_bytes(c);
+    if (need <= heap_bytes) {
+        return ERR_OK;
+    }
+    cfg_fmt(errbuf, CONFIG_ERR_LEN,
+            "keycache.max_entries: %ld needs a %zu MiB secure heap; the running agent has %zu MiB "
+            "(fixed at start: restart to apply)",
+            c->keycache.max_entries, need >> 20, heap_bytes >> 20);
+    return ERR_CONFIG;
 }

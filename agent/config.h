@@ -123,6 +123,30 @@ void config_unref(struct config **c);
 /* Is s a valid tenant/provider/app name ([a-z0-9][a-z0-9_-]{0,62})? */
 bool config_name_valid(const char *s);
 
+/*
+ * The secure (locked) heap holding cached provider keys and the Vault token
+ * is fixed when the agent starts, so it is sized from keycache.max_entries:
+ * CONFIG_KEY_SLOT bytes an entry (the heap hands out power-of-two blocks; a
+ * key of up to 503 bytes takes one 512-byte block with its 8-byte length
+ * and NUL), a quarter more for keys replaced while requests still use the
+ * old ones, and CONFIG_HEAP_RESERVE for the Vault token and credential
+ * files; then rounded up to a power of two, at least CONFIG_HEAP_MIN.
+ * keycache.max_entries is capped at CONFIG_MAX_KEYCACHE_ENTRIES (64 MiB).
+ */
+#define CONFIG_KEY_SLOT ((size_t)512)
+#define CONFIG_HEAP_RESERVE ((size_t)256 * 1024)
+#define CONFIG_HEAP_MIN ((size_t)1024 * 1024)
+#define CONFIG_MAX_KEYCACHE_ENTRIES 100000L
+
+/* The secure heap size (a power of two) the config's keycache.max_entries needs. */
+size_t config_secure_heap_bytes(const struct config *c);
+/*
+ * ERR_CONFIG (message naming keycache.max_entries in errbuf, CONFIG_ERR_LEN
+ * bytes) when the config needs a larger secure heap than heap_bytes, the one
+ * set up at start (a reload cannot grow it).
+ */
+MUST_USE enum err config_check_heap(const struct config *c, size_t heap_bytes, char *errbuf);
+
 /* The built-in provider names probed when "providers" is not set. */
 extern const char *const config_default_providers[];
 

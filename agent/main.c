@@ -33,13 +33,13 @@
 #include "common/log.h"
 #include "common/secret.h"
 
-/* Secure heap for keys and the Vault token: ~8,000 cached keys of typical size (<100 B) fit. */
-#define AGENT_SECURE_HEAP ((size_t)1024 * 1024)
 #define AGENT_DRAIN_TICK_MS 50
 /* During the drain, how often usage is sent again (a failed batch re-sent). */
 #define AGENT_DRAIN_FLUSH_S 0.25
 
 static struct agent_ctx agent;
+/* The secure heap for keys and the Vault token, sized at start from keycache.max_entries. */
+static size_t agent_heap_bytes;
 static const char *agent_config_path;
 static struct event *agent_drain_timer;
 static double agent_drain_deadline;
@@ -60,12 +60,42 @@ static void agent_raise_nofile(void)
     }
 }
 
+/*
+ * The secure heap is locked in memory where RLIMIT_MEMLOCK allows (OpenSSL
+ * falls back to an unlocked one otherwise): the soft limit is raised to the
+ * hard one, and a heap still over it is said once at start.
+ */
+static void agent_raise_memlock(size_t heap)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0) {
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_MEMLOCK, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < heap && geteuid() != 0) {
+        char h[32], lim[32];
+        snprintf(h, sizeof(h), "%zu", heap);
+        snprintf(lim, sizeof(lim), "%llu", (unsigned long long)rl.rlim_cur);
+        log_kv(LOGL_WARN,
+               "secure heap larger than RLIMIT_MEMLOCK: keys may not be locked in memory",
+               "secure_heap_bytes", h, "memlock_bytes", lim, NULL);
+    }
+}
+
 static void agent_reload(void)
 {
     char err[CONFIG_ERR_LEN];
     struct config *cfg = NULL;
     if (config_load(agent_config_path, &cfg, err) != ERR_OK) {
         log_kv(LOGL_ERROR, "reload failed; keeping the running config", "error", err, NULL);
+        return;
+    }
+    if (config_check_heap(cfg, agent_heap_bytes, err) != ERR_OK) {
+        log_kv(LOGL_ERROR, "reload failed; keeping the running config", "error", err, NULL);
+        config_unref(&cfg);
         return;
     }
     char serr[512];
@@ -189,8 +219,12 @@ int main(int argc, char **argv)
         return 0;
     }
     log_init(NULL, (enum log_level)log_level_parse(cfg->log_level));
-    if (secret_heap_init(AGENT_SECURE_HEAP) != ERR_OK) {
-        log_kv(LOGL_ERROR, "cannot set up the secure heap", NULL);
+    agent_heap_bytes = config_secure_heap_bytes(cfg);
+    agent_raise_memlock(agent_heap_bytes);
+    if (secret_heap_init(agent_heap_bytes) != ERR_OK) {
+        char h[32];
+        snprintf(h, sizeof(h), "%zu", agent_heap_bytes);
+        log_kv(LOGL_ERROR, "cannot set up the secure heap", "secure_heap_bytes", h, NULL);
         return 1;
     }
     agent_raise_nofile();
@@ -240,8 +274,10 @@ int main(int argc, char **argv)
         }
     }
     vault_start(agent.vault);
+    char heap[32];
+    snprintf(heap, sizeof(heap), "%zu", agent_heap_bytes);
     log_kv(LOGL_INFO, "byok-agent started", "version", BYOK_VERSION, "config", agent_config_path,
-           NULL);
+           "secure_heap_bytes", heap, NULL);
     event_base_dispatch(agent.base);
     for (size_t i = 0; i < 3; i++) {
         event_free(sigs[i]);
