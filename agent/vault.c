@@ -37,6 +37,13 @@
  * be a login storm, each using up an AppRole secret_id use).
  */
 #define VAULT_RELOGIN_MIN_AGE_S 10
+/*
+ * A token file's token whose lookup-self failed (Vault not up yet, sealed,
+ * unreachable) is looked up again after 1, 2, 4 ... seconds, at most this
+ * far apart, until a lookup answers: only a lookup tells its TTL, and so
+ * when to renew it.
+ */
+#define VAULT_LOOKUP_MAX_BACKOFF_S 30
 
 enum vault_state { VAULT_NO_TOKEN, VAULT_LOGGING_IN, VAULT_READY };
 
@@ -69,14 +76,16 @@ struct vault {
     struct vault_req *queue_head, *queue_tail;
     size_t queued;
     struct event *renew_timer;
-    long lease_first;        /* TTL the current token came with (login, token file lookup) */
-    time_t token_expires;    /* monotonic second the current token expires, 0 = unknown/never */
-    bool replace_due;        /* the renew timer replaces the token instead of renewing it */
-    bool bg_login;           /* the login in flight replaces a token that still works */
-    bool warned_expiring;    /* said once that the token file was not refreshed */
-    struct vault_req *login; /* the login, lookup or renewal in flight */
-    unsigned long login_gen; /* token_gen when that lookup or renewal was sent */
-    struct stat token_st;    /* token_file identity when last read */
+    long lease_first;         /* TTL the current token came with (login, token file lookup) */
+    time_t token_expires;     /* monotonic second the current token expires, 0 = unknown/never */
+    bool replace_due;         /* the renew timer replaces the token instead of renewing it */
+    bool bg_login;            /* the login in flight replaces a token that still works */
+    bool warned_expiring;     /* said once that the token file was not refreshed */
+    bool lookup_due;          /* the renew timer looks the token up again (a lookup failed) */
+    unsigned lookup_failures; /* failed lookups of the current token in a row */
+    struct vault_req *login;  /* the login, lookup or renewal in flight */
+    unsigned long login_gen;  /* token_gen when that lookup or renewal was sent */
+    struct stat token_st;     /* token_file identity when last read */
     bool reachable;
     time_t last_unreach_log;
     struct vault_stats stats;
@@ -278,6 +287,8 @@ static void vault_set_token(struct vault *v, struct secret *tok)
     v->token_expires = 0;
     v->replace_due = false;
     v->warned_expiring = false;
+    v->lookup_due = false;
+    v->lookup_failures = 0;
 }
 
 /*
@@ -372,6 +383,26 @@ static void vault_parse_lease_buf(const struct buf *body, struct secret **ret_to
 static enum err vault_internal(struct vault *v, const char *method, const char *path, char *body,
                                bool no_token, vault_cb cb, struct vault_req **ret);
 
+/*
+ * After a failed lookup: the renew timer looks the token up again, 1, 2, 4 ...
+ * VAULT_LOOKUP_MAX_BACKOFF_S seconds later. The token keeps serving meanwhile.
+ */
+static void vault_lookup_retry(struct vault *v, const char *why)
+{
+    if (v->lookup_failures == 0) {
+        log_kv(LOGL_WARN, "vault token lookup failed; retrying (renewal waits for it)", "error",
+               why, NULL);
+    }
+    long delay = VAULT_LOOKUP_MAX_BACKOFF_S;
+    if (v->lookup_failures < 5) {
+        delay = 1L << v->lookup_failures;
+    }
+    v->lookup_failures++;
+    v->lookup_due = true;
+    struct timeval tv = {delay, 0};
+    evtimer_add(v->renew_timer, &tv);
+}
+
 static void vault_lookup_done(void *arg, enum err e, long status, struct buf *body)
 {
     struct vault *v = arg;
@@ -380,12 +411,28 @@ static void vault_lookup_done(void *arg, enum err e, long status, struct buf *bo
         return; /* about a token that has been replaced since */
     }
     if (e != ERR_OK || status != 200) {
-        return; /* the token still works for reads; renewal will not be scheduled */
+        char st[32];
+        snprintf(st, sizeof(st), "http status %ld", status);
+        vault_lookup_retry(v, e != ERR_OK ? err_name(e) : st);
+        return;
     }
+    v->lookup_due = false;
+    v->lookup_failures = 0;
     long ttl;
     bool renewable;
     vault_parse_lease_buf(body, NULL, &ttl, &renewable);
     vault_schedule_renew(v, ttl, renewable, true);
+}
+
+/* Asks Vault the current token's TTL (lookup-self); the answer schedules its renewal. */
+static void vault_lookup_start(struct vault *v)
+{
+    v->login_gen = v->token_gen;
+    if (vault_internal(v, "GET", "auth/token/lookup-self", NULL, false, vault_lookup_done,
+                       &v->login) != ERR_OK) {
+        v->login = NULL;
+        vault_lookup_retry(v, "request not sent");
+    }
 }
 
 static void vault_token_file_load(struct vault *v)
@@ -408,9 +455,7 @@ static void vault_token_file_load(struct vault *v)
     /* A lookup or renewal in flight was about the previous token. */
     vault_request_cancel(v->login);
     v->login = NULL;
-    v->login_gen = v->token_gen;
-    (void)vault_internal(v, "GET", "auth/token/lookup-self", NULL, false, vault_lookup_done,
-                         &v->login);
+    vault_lookup_start(v);
 }
 
 /* The token file was rewritten (Vault Agent's sink renewed or replaced it). */
@@ -614,6 +659,10 @@ static void vault_renew_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vault *v = arg;
     if (v->state != VAULT_READY || v->login != NULL) {
+        return;
+    }
+    if (v->lookup_due) {
+        vault_lookup_start(v);
         return;
     }
     if (v->replace_due) {
