@@ -28,6 +28,18 @@
  * stream of made-up model names cannot grow memory without bound.
  */
 #define USAGE_MAX_MODELS 256
+/*
+ * A batch's JSON stays within this many bytes (besides usage.batch_records
+ * rows): the plugin refuses request data over 1 MiB (400, and a refused batch
+ * is dropped), and Vault hands the plugin the body re-encoded, where each of
+ * < > & in a string becomes six bytes. Measured as Vault will send it, with
+ * the other half of the plugin's limit left as margin.
+ */
+#define USAGE_BATCH_MAX_BYTES ((size_t)512 * 1024)
+/* The batch's own JSON around its records: {"batch_id":"<id up to 127>","records":[...]}. */
+#define USAGE_BATCH_FRAME_BYTES ((size_t)256)
+/* How much of the plugin's error message a "refused" log line carries. */
+#define USAGE_REFUSAL_MAX 300
 
 struct urow;
 
@@ -411,7 +423,32 @@ static struct urow *usage_rows_reverse(struct urow *r)
     return out;
 }
 
-/* Moves open rows into sealed batches of at most usage.batch_records rows, each with a new id. */
+/*
+ * The bytes a row takes in the body Vault passes to the plugin: its JSON plus
+ * five for each < > & (Go's encoder writes them as \u003c ...). A row that
+ * cannot be encoded counts as a whole batch, so it goes alone.
+ */
+static size_t usage_row_bytes(const struct urow *r)
+{
+    json_t *j = usage_row_json(r);
+    char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (text == NULL) {
+        return USAGE_BATCH_MAX_BYTES;
+    }
+    size_t n = 0;
+    for (const char *p = text; *p != '\0'; p++) {
+        n += *p == '<' || *p == '>' || *p == '&' ? 6 : 1;
+    }
+    free(text);
+    return n + 1; /* the comma after it */
+}
+
+/*
+ * Moves open rows into sealed batches, each with a new id, of at most
+ * usage.batch_records rows and USAGE_BATCH_MAX_BYTES of JSON (a batch is
+ * sealed once: a retry sends the same rows under the same id).
+ */
 static void usage_seal(struct usage *u, struct utenant *t)
 {
     /* Oldest first, so that the first batch holds the oldest rows (sent first, dropped first). */
@@ -424,7 +461,13 @@ static void usage_seal(struct usage *u, struct utenant *t)
             return;
         }
         struct urow **tail = &b->rows;
+        size_t bytes = USAGE_BATCH_FRAME_BYTES;
         while (old != NULL && b->n < (size_t)u->cfg->usage.batch_records) {
+            size_t rb = usage_row_bytes(old);
+            if (b->n > 0 && bytes + rb > USAGE_BATCH_MAX_BYTES) {
+                break;
+            }
+            bytes += rb;
             struct urow *r = old;
             old = r->next;
             r->next = NULL;
@@ -457,6 +500,21 @@ static void usage_batch_free(struct ubatch *b)
 
 static void usage_send(struct usage *u, struct utenant *t);
 
+/*
+ * The first message of Vault's {"errors": [...]} reply, cut to fit `out`
+ * (usage data and field names only: the plugin never puts a key in it).
+ */
+static void usage_refusal(const struct buf *body, char *out, size_t size)
+{
+    snprintf(out, size, "(no message)");
+    json_t *root = body != NULL ? json_loadb(body->data, body->len, 0, NULL) : NULL;
+    const char *msg = json_string_value(json_array_get(json_object_get(root, "errors"), 0));
+    if (msg != NULL && msg[0] != '\0') {
+        snprintf(out, size, "%s", msg);
+    }
+    json_decref(root);
+}
+
 static void usage_sent(void *arg, enum err e, long status, struct buf *body)
 {
     struct utenant *t = arg;
@@ -471,8 +529,10 @@ static void usage_sent(void *arg, enum err e, long status, struct buf *body)
     if (e == ERR_OK && (status == 200 || status == 204 || status == 400)) {
         if (status == 400) {
             /* The plugin refused the batch's shape: re-sending it would fail forever. */
+            char why[USAGE_REFUSAL_MAX + 1];
+            usage_refusal(body, why, sizeof(why));
             log_kv(LOGL_ERROR, "usage batch refused by vault; dropped", "tenant", t->name,
-                   "batch_id", b->id, NULL);
+                   "batch_id", b->id, "error", why, NULL);
             metrics_add(M_USAGE_BATCHES, 1, "result=\"refused\"");
             for (struct urow *r = b->rows; r != NULL; r = r->next) {
                 u->dropped += (unsigned long long)r->t.requests;

@@ -299,6 +299,83 @@ static void test_batches_split(void **state)
     env_stop();
 }
 
+/*
+ * Reports now and waits until nothing is in flight (every batch answered, or
+ * one failed): unlike flush_until it returns when a batch never arrives.
+ */
+static void flush_all(void)
+{
+    usage_flush(E.u);
+    while (usage_inflight(E.u) > 0) {
+        assert_int_equal(event_base_loop(E.base, EVLOOP_ONCE), 0);
+    }
+}
+
+/*
+ * Checks the posts against the plugin's 1 MiB request data limit with the
+ * agent's margin (512 KiB of JSON as Vault re-encodes it: < > & take six
+ * bytes), and that all `rows` records arrived under distinct batch ids.
+ */
+static size_t check_batches_bounded(size_t rows)
+{
+    size_t n = n_posts(), total = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *b = post_body(i);
+        char *text = json_dumps(b, JSON_COMPACT);
+        assert_non_null(text);
+        size_t bytes = 0;
+        for (const char *p = text; *p != '\0'; p++) {
+            bytes += *p == '<' || *p == '>' || *p == '&' ? 6 : 1;
+        }
+        free(text);
+        assert_true(bytes <= (size_t)512 * 1024);
+        total += json_array_size(json_object_get(b, "records"));
+        for (size_t j = 0; j < i; j++) {
+            assert_string_not_equal(json_string_value(json_object_get(b, "batch_id")),
+                                    json_string_value(json_object_get(post_body(j), "batch_id")));
+        }
+    }
+    assert_int_equal(total, rows);
+    assert_int_equal(usage_pending(E.u), 0);
+    assert_int_equal(usage_dropped(E.u), 0);
+    return n;
+}
+
+/*
+ * 4,500 rows of ~250 bytes with usage.batch_records 10,000: one batch would be
+ * ~1.1 MB, past the plugin's 1 MiB (it answered 400 and the batch was dropped).
+ * Sealed by size too, they go as several batches of at most 512 KiB.
+ */
+static void test_batches_bounded_by_bytes(void **state)
+{
+    (void)state;
+    env_start(100000, 10000);
+    for (int i = 0; i < 4500; i++) {
+        char model[32];
+        snprintf(model, sizeof(model), "model-%05d", i);
+        rec("openai", model, "ok", 1234, 567, 0.000123456);
+    }
+    flush_all();
+    assert_true(check_batches_bounded(4500) >= 3);
+    env_stop();
+}
+
+/* Models full of < > &, which Vault's encoder writes as six bytes each, count as such. */
+static void test_batch_bytes_count_escapes(void **state)
+{
+    (void)state;
+    env_start(100000, 10000);
+    char model[128];
+    memset(model, '<', 100);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(model + 100, sizeof(model) - 100, "%04d", i);
+        rec("openai", model, "ok", 1, 1, 0);
+    }
+    flush_all();
+    assert_true(check_batches_bounded(1000) >= 2);
+    env_stop();
+}
+
 static void test_pending_bound(void **state)
 {
     (void)state;
@@ -523,6 +600,8 @@ int main(void)
         cmocka_unit_test(test_retry_keeps_batch_id),
         cmocka_unit_test(test_refused_batch_dropped),
         cmocka_unit_test(test_batches_split),
+        cmocka_unit_test(test_batches_bounded_by_bytes),
+        cmocka_unit_test(test_batch_bytes_count_escapes),
         cmocka_unit_test(test_pending_bound),
         cmocka_unit_test(test_batch_id_unique_per_start),
         cmocka_unit_test(test_outage_aggregates),
