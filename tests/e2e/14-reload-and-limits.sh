@@ -1,0 +1,84 @@
+#!/bin/bash
+# SPDX-License-Identifier: MPL-2.0
+#
+# Reloads (SIGHUP) that fail change nothing, and the limits a config is
+# checked against:
+#   - a reload whose second listener cannot bind (its directory does not
+#     exist) is refused as a whole: the kept socket keeps its mode (0600, not
+#     the new config's 0666), the agent keeps serving on it; a reload that
+#     succeeds then applies the new mode;
+#   - the secure heap for keys is sized at start from keycache.max_entries
+#     (8 MiB for the default 10,000); a reload asking for more entries than it
+#     holds is refused naming keycache.max_entries, and --check-config refuses
+#     a max_entries over the cap (100,000);
+#   - the plugin's request data limit the agent's usage batches stay under
+#     (docs/agent.md "Usage reporting"): a 512 KiB batch (the agent's bound)
+#     is counted, a batch over 1 MiB is refused with a 400 saying so.
+. "$(dirname "$0")/lib.sh"
+
+CASES=("failed reload: the kept socket keeps its mode"
+    "failed reload: logged as failed, the agent still answers on the kept socket"
+    "successful reload: the new mode applies"
+    "the secure heap is sized from keycache.max_entries (8 MiB for 10,000)"
+    "reload needing a larger secure heap: refused naming keycache.max_entries, old config kept"
+    "--check-config: max_entries over 100,000 refused"
+    "plugin: a 512 KiB usage batch (the agent's bound) is counted"
+    "plugin: a usage batch over 1 MiB is refused (400) with a message naming the limit"
+    "agent stops cleanly on SIGTERM, no sanitizer report")
+
+lib_up && lib_require "$AGENT_BIN" || t_block_all
+key_put acme openai "$(lib_canary)" || t_block_all # usage is recorded for tenants with a key
+S=$AGENT_DIR/a.sock
+
+# ---- a failed reload changes no socket ----
+agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0600\"}]"
+agent_start || t_block_all
+agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0666\"},
+    {\"path\": \"$LIB_TMP/no-such-dir/b.sock\", \"tenant\": \"acme\"}]"
+kill -HUP "$AGENT_PID"
+lib_wait_for 5 grep -q '"@message":"reload failed; keeping the running config"' "$AGENT_LOG"
+t_eq "failed reload: the kept socket keeps its mode" "$(stat -c %a "$S")" 600
+call "$S" GET /healthz
+t_eq "failed reload: logged as failed, the agent still answers on the kept socket" \
+    "$(grep -c '"@message":"reload failed; keeping the running config"' "$AGENT_LOG") $CODE" "1 200"
+agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0660\"}]"
+kill -HUP "$AGENT_PID"
+lib_wait_for 5 grep -q '"@message":"config reloaded"' "$AGENT_LOG"
+t_eq "successful reload: the new mode applies" "$(stat -c %a "$S")" 660
+
+# ---- the secure heap and keycache.max_entries ----
+t_eq "the secure heap is sized from keycache.max_entries (8 MiB for 10,000)" \
+    "$(grep '"@message":"byok-agent started"' "$AGENT_LOG" | jq -r .secure_heap_bytes)" 8388608
+agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0600\"}]" \
+    '.keycache.max_entries = 100000'
+kill -HUP "$AGENT_PID"
+lib_wait_for 5 test "$(grep -c '"@message":"reload failed' "$AGENT_LOG")" = 2
+t_match "reload needing a larger secure heap: refused naming keycache.max_entries, old config kept" \
+    "$(grep '"@message":"reload failed' "$AGENT_LOG" | tail -n 1 | jq -r .error) mode $(stat -c %a "$S")" \
+    '^keycache.max_entries: 100000 needs a 64 MiB secure heap; the running agent has 8 MiB.* mode 660$'
+jq '.keycache.max_entries = 100001' "$AGENT_CONFIG" >"$LIB_TMP/big.json"
+out=$("$AGENT_BIN" --check-config -c "$LIB_TMP/big.json" 2>&1)
+t_match "--check-config: max_entries over 100,000 refused" "$? $out" '^1 .*keycache\.max_entries'
+
+# ---- the plugin's request data limit ----
+# batch RECORDS ID: a usage batch of RECORDS records of ~250 bytes each.
+batch() {
+    jq -cn --argjson n "$1" --arg id "$2" --arg ts "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+        '{batch_id: $id, records: [range($n) | {ts: $ts, provider: "openai",
+          model: "model-\(. | tostring)", key_type: "production", app: "web", requests: 1,
+          prompt_tokens: 1234, completion_tokens: 567, cached_tokens: 0, cost_usd: 0.000123456,
+          status: "ok", estimated_requests: 0}]}'
+}
+batch 2000 "e2e-limit-512k-$$" >"$LIB_TMP/b512.json"
+vault_api POST byok/tenants/acme/usage "$(cat "$LIB_TMP/b512.json")" "$ADMIN_TOKEN"
+t_eq "plugin: a 512 KiB usage batch (the agent's bound) is counted" \
+    "$(($(stat -c %s "$LIB_TMP/b512.json") <= 512 * 1024)) $VAULT_CODE $(echo "$VAULT_BODY" | jq -r .data.accepted)" \
+    "1 200 2000"
+batch 4500 "e2e-limit-1m-$$" >"$LIB_TMP/b1m.json"
+vault_api POST byok/tenants/acme/usage "$(cat "$LIB_TMP/b1m.json")" "$ADMIN_TOKEN"
+t_match "plugin: a usage batch over 1 MiB is refused (400) with a message naming the limit" \
+    "$(stat -c %s "$LIB_TMP/b1m.json") $VAULT_CODE $(echo "$VAULT_BODY" | jq -r '.errors[0]')" \
+    '^1[0-9]{6} 400 .*too large'
+
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
+t_done
