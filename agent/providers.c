@@ -12,6 +12,7 @@
 #include "agent/providers.h"
 
 #include <openssl/crypto.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,7 +222,7 @@ static enum err prov_common_headers(struct provider_http *out, bool stream)
 }
 
 /* The OpenAI body: the app's request with our model name and usage reporting switched on. */
-static enum err prov_openai_body(const struct provider_call *c, bool set_model,
+static enum err prov_openai_body(const struct provider_call *c, bool set_model, bool usage_option,
                                  struct provider_http *out)
 {
     json_t *req = c->req;
@@ -232,7 +233,10 @@ static enum err prov_openai_body(const struct provider_call *c, bool set_model,
     } else {
         json_object_del(req, "model");
     }
-    if (c->op == PROVIDER_CHAT && c->stream) {
+    if (c->op == PROVIDER_CHAT && c->stream && !usage_option) {
+        /* The API would refuse the whole request for it; the agent estimates the usage. */
+        json_object_del(req, "stream_options");
+    } else if (c->op == PROVIDER_CHAT && c->stream) {
         json_t *so = json_object_get(req, "stream_options");
         if (!json_is_object(so)) {
             so = json_object();
@@ -252,7 +256,7 @@ static enum err openai_build(const struct provider_call *c, struct provider_http
     enum err e =
         prov_url(out, c->entry, c->op == PROVIDER_CHAT ? "/chat/completions" : "/embeddings");
     if (e == ERR_OK) {
-        e = prov_openai_body(c, true, out);
+        e = prov_openai_body(c, true, true, out);
     }
     if (e == ERR_OK) {
         e = prov_common_headers(out, c->stream);
@@ -287,6 +291,25 @@ static const char *azure_deployment(const json_t *md, const char *model, json_t 
     return s;
 }
 
+/*
+ * Azure takes stream_options (and so reports a stream's usage) from
+ * api-version 2024-09-01-preview on (GA 2024-10-21); older versions answer
+ * 400 "Unrecognized request argument supplied: stream_options". A version is
+ * compared by its date prefix, a preview counting as its date; one that does
+ * not start with a date ("preview", "latest" of the v1 API) is newer.
+ */
+bool provider_azure_stream_options(const char *ver)
+{
+    static const char first[] = "2024-09-01";
+    for (size_t i = 0; i < sizeof(first) - 1; i++) {
+        bool digit = ver[i] >= '0' && ver[i] <= '9';
+        if (first[i] == '-' ? ver[i] != '-' : !digit) {
+            return true;
+        }
+    }
+    return strncmp(ver, first, sizeof(first) - 1) >= 0;
+}
+
 static enum err azure_build(const struct provider_call *c, struct provider_http *out)
 {
     json_t *tmp = NULL;
@@ -305,7 +328,7 @@ static enum err azure_build(const struct provider_call *c, struct provider_http 
     }
     json_decref(tmp);
     if (e == ERR_OK) {
-        e = prov_openai_body(c, false, out);
+        e = prov_openai_body(c, false, provider_azure_stream_options(ver), out);
     }
     if (e == ERR_OK) {
         e = prov_common_headers(out, c->stream);
@@ -502,12 +525,345 @@ static json_t *anth_content(const json_t *content)
     return arr;
 }
 
-enum err provider_anthropic_request(const json_t *oreq, const char *model, bool stream,
-                                    long default_max_tokens, json_t **ret)
+/* Records why a request cannot be translated (param formatted); always ERR_INVAL. */
+static enum err anth_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum err anth_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
+{
+    if (bad != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(bad->param, sizeof(bad->param), fmt, ap);
+        va_end(ap);
+        snprintf(bad->msg, sizeof(bad->msg), "%s", msg);
+    }
+    return ERR_INVAL;
+}
+
+/* OpenAI's tools [{type: function, function: {name, description, parameters}}] to Anthropic's. */
+static enum err anth_tools(const json_t *tools, struct provider_bad *bad, json_t **ret)
+{
+    if (!json_is_array(tools)) {
+        return anth_bad(bad, "must be an array of tools", "tools");
+    }
+    json_t *out = json_array();
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const char *type = json_string_value(json_object_get(t, "type"));
+        const json_t *fn = json_object_get(t, "function");
+        const json_t *name = json_object_get(fn, "name");
+        const json_t *desc = json_object_get(fn, "description");
+        const json_t *params = json_object_get(fn, "parameters");
+        enum err e = ERR_OK;
+        if (type == NULL || strcmp(type, "function") != 0) {
+            e = anth_bad(bad, "only function tools can be translated", "tools[%zu].type", i);
+        } else if (!json_is_string(name) || json_string_length(name) == 0) {
+            e = anth_bad(bad, "must be a non-empty string", "tools[%zu].function.name", i);
+        } else if (desc != NULL && !json_is_null(desc) && !json_is_string(desc)) {
+            e = anth_bad(bad, "must be a string", "tools[%zu].function.description", i);
+        } else if (params != NULL && !json_is_object(params)) {
+            e = anth_bad(bad, "must be a JSON Schema object", "tools[%zu].function.parameters", i);
+        }
+        if (e != ERR_OK) {
+            json_decref(out);
+            return e;
+        }
+        /* Anthropic requires input_schema; OpenAI's default is a function without parameters. */
+        json_t *at = params != NULL ? json_pack("{s:O,s:O}", "name", name, "input_schema", params)
+                                    : json_pack("{s:O,s:{s:s,s:{}}}", "name", name, "input_schema",
+                                                "type", "object", "properties");
+        if (at == NULL || json_array_append_new(out, at) != 0 ||
+            (json_is_string(desc) && json_object_set(at, "description", (json_t *)desc) != 0)) {
+            json_decref(out);
+            return ERR_NOMEM;
+        }
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+/*
+ * OpenAI's tool_choice ("auto", "none", "required", {type: function, function:
+ * {name}}) and parallel_tool_calls: false to Anthropic's tool_choice; NULL
+ * when neither was given (Anthropic's default is auto, parallel allowed).
+ */
+static enum err anth_tool_choice(const json_t *oreq, struct provider_bad *bad, json_t **ret)
+{
+    const json_t *tc = json_object_get(oreq, "tool_choice");
+    bool one = json_is_false(json_object_get(oreq, "parallel_tool_calls"));
+    const char *s = json_string_value(tc);
+    json_t *out = NULL;
+    *ret = NULL;
+    if (tc == NULL || json_is_null(tc)) {
+        if (!one) {
+            return ERR_OK;
+        }
+        out = json_pack("{s:s}", "type", "auto");
+    } else if (s != NULL && strcmp(s, "auto") == 0) {
+        out = json_pack("{s:s}", "type", "auto");
+    } else if (s != NULL && strcmp(s, "none") == 0) {
+        /* Tools stay defined (earlier tool_use blocks need them); none takes no other field. */
+        one = false;
+        out = json_pack("{s:s}", "type", "none");
+    } else if (s != NULL && strcmp(s, "required") == 0) {
+        out = json_pack("{s:s}", "type", "any");
+    } else {
+        const char *type = json_string_value(json_object_get(tc, "type"));
+        const json_t *name = json_object_get(json_object_get(tc, "function"), "name");
+        if (type == NULL || strcmp(type, "function") != 0 || !json_is_string(name)) {
+            return anth_bad(bad,
+                            "must be auto, none, required or {\"type\":\"function\","
+                            "\"function\":{\"name\":...}}",
+                            "tool_choice");
+        }
+        out = json_pack("{s:s,s:O}", "type", "tool", "name", name);
+    }
+    if (out == NULL ||
+        (one && json_object_set_new(out, "disable_parallel_tool_use", json_true()) != 0)) {
+        json_decref(out);
+        return ERR_NOMEM;
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+/*
+ * An assistant message with tool_calls: its text (if any), then one tool_use
+ * block per call, the input parsed from the call's arguments string.
+ */
+static enum err anth_assistant_tools(const json_t *m, size_t mi, struct provider_bad *bad,
+                                     json_t **ret)
+{
+    const json_t *content = json_object_get(m, "content");
+    const json_t *calls = json_object_get(m, "tool_calls");
+    json_t *blocks = NULL;
+    if (json_is_array(content)) {
+        blocks = anth_content(content);
+        if (blocks == NULL) {
+            return anth_bad(bad, "has a part that cannot be translated", "messages[%zu].content",
+                            mi);
+        }
+    } else if (content == NULL || json_is_null(content) || json_is_string(content)) {
+        blocks = json_array();
+        /* Anthropic refuses an empty text block. */
+        if (blocks != NULL && json_string_length(content) > 0 &&
+            json_array_append_new(blocks,
+                                  json_pack("{s:s,s:O}", "type", "text", "text", content)) != 0) {
+            json_decref(blocks);
+            return ERR_NOMEM;
+        }
+    } else {
+        return anth_bad(bad, "must be a string, an array of parts or null", "messages[%zu].content",
+                        mi);
+    }
+    if (blocks == NULL) {
+        return ERR_NOMEM;
+    }
+    size_t j;
+    const json_t *call;
+    json_array_foreach(calls, j, call)
+    {
+        const json_t *id = json_object_get(call, "id");
+        const json_t *fn = json_object_get(call, "function");
+        const json_t *name = json_object_get(fn, "name");
+        const json_t *args = json_object_get(fn, "arguments");
+        enum err e = ERR_OK;
+        json_t *input = NULL;
+        if (!json_is_string(id) || json_string_length(id) == 0) {
+            e = anth_bad(bad, "must be a non-empty string", "messages[%zu].tool_calls[%zu].id", mi,
+                         j);
+        } else if (!json_is_string(name) || json_string_length(name) == 0) {
+            e = anth_bad(bad, "must be a non-empty string",
+                         "messages[%zu].tool_calls[%zu].function.name", mi, j);
+        } else if (!json_is_string(args)) {
+            e = anth_bad(bad, "must be a string holding a JSON object",
+                         "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
+        } else if (json_string_length(args) == 0) {
+            input = json_object(); /* a call without arguments */
+        } else {
+            input = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
+            if (!json_is_object(input)) {
+                e = anth_bad(bad, "is not a JSON object",
+                             "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
+            }
+        }
+        if (e == ERR_OK &&
+            json_array_append_new(blocks, json_pack("{s:s,s:O,s:O,s:o}", "type", "tool_use", "id",
+                                                    id, "name", name, "input", input)) != 0) {
+            e = ERR_NOMEM;
+        } else if (e != ERR_OK) {
+            json_decref(input);
+        }
+        if (e != ERR_OK) {
+            json_decref(blocks);
+            return e;
+        }
+    }
+    *ret = blocks;
+    return ERR_OK;
+}
+
+/* A tool message to a tool_result block. */
+static enum err anth_tool_result(const json_t *m, size_t mi, struct provider_bad *bad, json_t **ret)
+{
+    const json_t *id = json_object_get(m, "tool_call_id");
+    const json_t *content = json_object_get(m, "content");
+    if (!json_is_string(id) || json_string_length(id) == 0) {
+        return anth_bad(bad, "must be a non-empty string", "messages[%zu].tool_call_id", mi);
+    }
+    if (!json_is_string(content) && !json_is_array(content)) {
+        return anth_bad(bad, "must be a string or an array of text parts", "messages[%zu].content",
+                        mi);
+    }
+    json_t *t = anth_text_of(content);
+    json_t *blk =
+        t == NULL ? NULL : json_pack("{s:s,s:O}", "type", "tool_result", "tool_use_id", id);
+    /* content is optional in a tool_result; an empty one is left out. */
+    if (blk == NULL || (json_string_length(t) > 0 && json_object_set(blk, "content", t) != 0)) {
+        json_decref(blk);
+        json_decref(t);
+        return ERR_NOMEM;
+    }
+    json_decref(t);
+    *ret = blk;
+    return ERR_OK;
+}
+
+/* The messages: system text into *system, the rest into amsgs. */
+static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *amsgs,
+                              struct provider_bad *bad)
+{
+    /* The content array of the user message holding the tool results just before, or NULL. */
+    json_t *results = NULL;
+    size_t i;
+    const json_t *m;
+    json_array_foreach(msgs, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const json_t *content = json_object_get(m, "content");
+        if (role == NULL) {
+            return anth_bad(bad, "is missing", "messages[%zu].role", i);
+        }
+        enum err e = ERR_OK;
+        if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+            /* Anthropic takes the system prompt as a top-level field, not a message. */
+            if (!json_is_string(content) && !json_is_array(content)) {
+                return anth_bad(bad, "must be a string or an array of text parts",
+                                "messages[%zu].content", i);
+            }
+            json_t *t = anth_text_of(content);
+            if (t == NULL) {
+                return ERR_NOMEM;
+            }
+            if (system->len > 0) {
+                e = buf_append(system, "\n\n", 2);
+            }
+            if (e == ERR_OK) {
+                e = buf_append(system, json_string_value(t), json_string_length(t));
+            }
+            json_decref(t);
+            if (e != ERR_OK) {
+                return e;
+            }
+            continue;
+        }
+        const json_t *calls = json_object_get(m, "tool_calls");
+        if (calls != NULL && !json_is_null(calls) &&
+            (!json_is_array(calls) || strcmp(role, "assistant") != 0)) {
+            return anth_bad(bad, "must be an array, in an assistant message",
+                            "messages[%zu].tool_calls", i);
+        }
+        json_t *c = NULL;
+        if (strcmp(role, "tool") == 0) {
+            e = anth_tool_result(m, i, bad, &c);
+            if (e != ERR_OK) {
+                return e;
+            }
+            /*
+             * Every tool_use must be answered in the next message: the results
+             * of consecutive tool messages go into one user message.
+             */
+            if (results != NULL) {
+                if (json_array_append_new(results, c) != 0) {
+                    return ERR_NOMEM;
+                }
+                continue;
+            }
+            results = json_array();
+            if (results == NULL || json_array_append_new(results, c) != 0) {
+                json_decref(results);
+                return ERR_NOMEM;
+            }
+            c = results;
+            role = "user";
+        } else if (strcmp(role, "assistant") == 0 &&
+                   json_array_size(json_object_get(m, "tool_calls")) > 0) {
+            results = NULL;
+            e = anth_assistant_tools(m, i, bad, &c);
+        } else if (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0) {
+            results = NULL;
+            c = anth_content(content);
+            if (c == NULL) {
+                e = anth_bad(bad, "must be a string or an array of text and image_url parts",
+                             "messages[%zu].content", i);
+            }
+        } else {
+            e = anth_bad(bad, "must be system, developer, user, assistant or tool",
+                         "messages[%zu].role", i);
+        }
+        if (e != ERR_OK) {
+            return e;
+        }
+        if (json_array_append_new(amsgs, json_pack("{s:s,s:o}", "role", role, "content", c)) != 0) {
+            return ERR_NOMEM;
+        }
+    }
+    if (json_array_size(amsgs) == 0) {
+        return anth_bad(bad, "has no user or assistant message", "messages");
+    }
+    return ERR_OK;
+}
+
+/* tools, tool_choice and parallel_tool_calls into out (a request without tools takes neither). */
+static enum err anth_set_tools(const json_t *oreq, json_t *out, struct provider_bad *bad)
+{
+    const json_t *tools = json_object_get(oreq, "tools");
+    if (tools == NULL || json_is_null(tools) ||
+        (json_is_array(tools) && json_array_size(tools) == 0)) {
+        return ERR_OK;
+    }
+    json_t *at = NULL, *tc = NULL;
+    enum err e = anth_tools(tools, bad, &at);
+    if (e == ERR_OK) {
+        e = anth_tool_choice(oreq, bad, &tc);
+    }
+    if (e != ERR_OK) {
+        json_decref(at);
+        json_decref(tc);
+        return e;
+    }
+    if (json_object_set_new(out, "tools", at) != 0) {
+        json_decref(tc);
+        return ERR_NOMEM;
+    }
+    if (tc != NULL && json_object_set_new(out, "tool_choice", tc) != 0) {
+        return ERR_NOMEM;
+    }
+    return ERR_OK;
+}
+
+static enum err anth_request(const json_t *oreq, const char *model, bool stream,
+                             long default_max_tokens, struct provider_bad *bad, json_t **ret)
 {
     const json_t *msgs = json_object_get(oreq, "messages");
     if (!json_is_array(msgs)) {
-        return ERR_INVAL;
+        return anth_bad(bad, "must be an array", "messages");
     }
     json_t *out = json_object();
     json_t *amsgs = json_array();
@@ -517,67 +873,14 @@ enum err provider_anthropic_request(const json_t *oreq, const char *model, bool 
     if (out == NULL || amsgs == NULL) {
         goto fail;
     }
-    size_t i;
-    const json_t *m;
-    json_array_foreach(msgs, i, m)
-    {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        const json_t *content = json_object_get(m, "content");
-        if (role == NULL) {
-            e = ERR_INVAL;
-            goto fail;
-        }
-        if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
-            /* Anthropic takes the system prompt as a top-level field, not a message. */
-            json_t *t = anth_text_of(content);
-            if (t == NULL) {
-                e = ERR_INVAL;
-                goto fail;
-            }
-            enum err ae = ERR_OK;
-            if (system.len > 0) {
-                ae = buf_append(&system, "\n\n", 2);
-            }
-            if (ae == ERR_OK) {
-                ae = buf_append(&system, json_string_value(t), json_string_length(t));
-            }
-            json_decref(t);
-            if (ae != ERR_OK) {
-                e = ae;
-                goto fail;
-            }
-            continue;
-        }
-        json_t *am = NULL;
-        if (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0) {
-            json_t *c = anth_content(content);
-            if (c == NULL) {
-                e = ERR_INVAL;
-                goto fail;
-            }
-            am = json_pack("{s:s,s:o}", "role", role, "content", c);
-        } else if (strcmp(role, "tool") == 0) {
-            json_t *t = anth_text_of(content);
-            const char *id = json_string_value(json_object_get(m, "tool_call_id"));
-            if (t == NULL || id == NULL) {
-                json_decref(t);
-                e = ERR_INVAL;
-                goto fail;
-            }
-            am = json_pack("{s:s,s:[{s:s,s:s,s:o}]}", "role", "user", "content", "type",
-                           "tool_result", "tool_use_id", id, "content", t);
-        } else {
-            e = ERR_INVAL;
-            goto fail;
-        }
-        if (am == NULL || json_array_append_new(amsgs, am) != 0) {
-            goto fail;
-        }
+    e = anth_messages(msgs, &system, amsgs, bad);
+    if (e == ERR_OK) {
+        e = anth_set_tools(oreq, out, bad);
     }
-    if (json_array_size(amsgs) == 0) {
-        e = ERR_INVAL;
+    if (e != ERR_OK) {
         goto fail;
     }
+    e = ERR_NOMEM;
     json_int_t max_tokens = default_max_tokens;
     const json_t *mt = json_object_get(oreq, "max_tokens");
     if (!json_is_integer(mt)) {
@@ -624,6 +927,12 @@ fail:
     json_decref(out);
     buf_done(&system);
     return e;
+}
+
+enum err provider_anthropic_request(const json_t *oreq, const char *model, bool stream,
+                                    long default_max_tokens, json_t **ret)
+{
+    return anth_request(oreq, model, stream, default_max_tokens, NULL, ret);
 }
 
 static const char *anth_finish(const char *stop_reason)
@@ -673,6 +982,36 @@ static json_t *prov_usage_json(const struct provider_usage *u)
                      "cached_tokens", (json_int_t)u->cached_tokens);
 }
 
+/* A tool_use block's id and name, checked and bounded: NULL when either is not usable. */
+static bool anth_tool_ident(const json_t *blk, const char **id, const char **name)
+{
+    const json_t *i = json_object_get(blk, "id");
+    const json_t *n = json_object_get(blk, "name");
+    if (!json_is_string(i) || json_string_length(i) == 0 ||
+        json_string_length(i) > PROVIDER_MAX_TOOL_ID || !json_is_string(n) ||
+        json_string_length(n) == 0 || json_string_length(n) > PROVIDER_MAX_TOOL_NAME) {
+        return false;
+    }
+    *id = json_string_value(i);
+    *name = json_string_value(n);
+    return true;
+}
+
+/* A tool_use block to an OpenAI tool call {id, type: function, function: {name, arguments}}. */
+static json_t *anth_tool_call(const json_t *blk)
+{
+    const char *id, *name;
+    const json_t *input = json_object_get(blk, "input");
+    if (!anth_tool_ident(blk, &id, &name) || (input != NULL && !json_is_object(input))) {
+        return NULL;
+    }
+    char *args = input != NULL ? json_dumps(input, JSON_COMPACT) : NULL;
+    json_t *tc = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function",
+                           "name", name, "arguments", args != NULL ? args : "{}");
+    free(args);
+    return tc;
+}
+
 enum err provider_anthropic_response(const json_t *msg, json_t **ret,
                                      struct provider_usage *ret_usage)
 {
@@ -682,36 +1021,48 @@ enum err provider_anthropic_response(const json_t *msg, json_t **ret,
     struct buf text;
     buf_init(&text, UPSTREAM_MAX_RESPONSE_CEILING);
     json_t *tool_calls = json_array();
+    enum err e = tool_calls != NULL ? ERR_OK : ERR_NOMEM;
     size_t i;
     const json_t *blk;
     json_array_foreach(json_object_get(msg, "content"), i, blk)
     {
         const char *type = json_string_value(json_object_get(blk, "type"));
-        if (type != NULL && strcmp(type, "text") == 0) {
-            const char *t = json_string_value(json_object_get(blk, "text"));
-            if (t != NULL && buf_append_str(&text, t) != ERR_OK) {
-                buf_done(&text);
-                json_decref(tool_calls);
-                return ERR_NOMEM;
-            }
-        } else if (type != NULL && strcmp(type, "tool_use") == 0) {
-            char *args = json_dumps(json_object_get(blk, "input"), JSON_COMPACT);
-            json_array_append_new(tool_calls,
-                                  json_pack("{s:O?,s:s,s:{s:O?,s:s}}", "id",
-                                            json_object_get(blk, "id"), "type", "function",
-                                            "function", "name", json_object_get(blk, "name"),
-                                            "arguments", args != NULL ? args : "{}"));
-            free(args);
+        if (e != ERR_OK || type == NULL) {
+            continue;
         }
+        if (strcmp(type, "text") == 0) {
+            const char *t = json_string_value(json_object_get(blk, "text"));
+            if (t != NULL) {
+                e = buf_append_str(&text, t);
+            }
+        } else if (strcmp(type, "tool_use") == 0) {
+            json_t *tc = anth_tool_call(blk);
+            if (tc == NULL || json_array_size(tool_calls) >= PROVIDER_MAX_TOOL_CALLS) {
+                e = ERR_PROTO; /* a tool call the app could not use */
+                json_decref(tc);
+            } else if (json_array_append_new(tool_calls, tc) != 0) {
+                e = ERR_NOMEM;
+            }
+        }
+    }
+    if (e != ERR_OK) {
+        buf_done(&text);
+        json_decref(tool_calls);
+        return e;
     }
     anth_usage(json_object_get(msg, "usage"), ret_usage, true);
     const char *finish = anth_finish(json_string_value(json_object_get(msg, "stop_reason")));
-    json_t *message = json_pack("{s:s,s:s#}", "role", "assistant", "content",
-                                text.data != NULL ? text.data : "", text.len);
-    buf_done(&text);
-    if (message != NULL && json_array_size(tool_calls) > 0) {
-        json_object_set(message, "tool_calls", tool_calls);
+    json_t *message;
+    if (json_array_size(tool_calls) > 0) {
+        /* As OpenAI: content null when the answer is only tool calls. */
+        message = json_pack("{s:s,s:o,s:O}", "role", "assistant", "content",
+                            text.len > 0 ? json_stringn(text.data, text.len) : json_null(),
+                            "tool_calls", tool_calls);
+    } else {
+        message = json_pack("{s:s,s:s#}", "role", "assistant", "content",
+                            text.data != NULL ? text.data : "", text.len);
     }
+    buf_done(&text);
     json_decref(tool_calls);
     json_t *out =
         json_pack("{s:O?,s:s,s:I,s:O?,s:[{s:i,s:o,s:s?}],s:o}", "id", json_object_get(msg, "id"),
@@ -735,7 +1086,7 @@ static enum err anthropic_build(const struct provider_call *c, struct provider_h
         return e;
     }
     json_t *areq = NULL;
-    e = provider_anthropic_request(c->req, c->model, c->stream, c->default_max_tokens, &areq);
+    e = anth_request(c->req, c->model, c->stream, c->default_max_tokens, &out->bad, &areq);
     if (e != ERR_OK) {
         return e;
     }
@@ -803,6 +1154,40 @@ static json_t *anth_chunk(const struct provider_stream *st, json_t *delta, const
                      st->model, "choices", "index", 0, "delta", delta, "finish_reason", finish);
 }
 
+/* A stream event's content block index; -1 when it has none. */
+static long long anth_block_index(const json_t *ev)
+{
+    const json_t *i = json_object_get(ev, "index");
+    return json_is_integer(i) && json_integer_value(i) >= 0 ? (long long)json_integer_value(i) : -1;
+}
+
+/*
+ * content_block_start of a tool_use block: a chunk that opens OpenAI tool call
+ * number st->tool_calls (its ordinal among the answer's tool calls, not the
+ * Anthropic block index) with its id and name and empty arguments.
+ */
+static enum err anth_block_start(struct provider_stream *st, const json_t *ev, struct buf *out)
+{
+    const json_t *blk = json_object_get(ev, "content_block");
+    const char *type = json_string_value(json_object_get(blk, "type"));
+    if (type == NULL || strcmp(type, "tool_use") != 0) {
+        return ERR_OK;
+    }
+    const char *id, *name;
+    long long index = anth_block_index(ev);
+    if (!anth_tool_ident(blk, &id, &name) || index < 0 ||
+        st->tool_calls >= PROVIDER_MAX_TOOL_CALLS) {
+        return ERR_PROTO;
+    }
+    json_t *delta =
+        json_pack("{s:[{s:i,s:s,s:s,s:{s:s,s:s}}]}", "tool_calls", "index", st->tool_calls, "id",
+                  id, "type", "function", "function", "name", name, "arguments", "");
+    st->tool_calls++;
+    st->tool_open = true;
+    st->tool_block = index;
+    return anth_emit(out, anth_chunk(st, delta, NULL));
+}
+
 static enum err anthropic_stream_event(struct provider_stream *st, const char *event,
                                        const char *data, size_t len, struct buf *out)
 {
@@ -831,13 +1216,30 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         anth_usage(json_object_get(m, "usage"), &st->usage, true);
         e = anth_emit(
             out, anth_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
+    } else if (strcmp(type, "content_block_start") == 0) {
+        e = anth_block_start(st, j, out);
     } else if (strcmp(type, "content_block_delta") == 0) {
         const json_t *d = json_object_get(j, "delta");
         const char *dt = json_string_value(json_object_get(d, "type"));
         const json_t *text = json_object_get(d, "text");
+        const json_t *partial = json_object_get(d, "partial_json");
         if (dt != NULL && strcmp(dt, "text_delta") == 0 && json_is_string(text)) {
             st->est_completion += prov_est_tokens((long long)json_string_length(text));
             e = anth_emit(out, anth_chunk(st, json_pack("{s:O}", "content", text), NULL));
+        } else if (dt != NULL && strcmp(dt, "input_json_delta") == 0 && json_is_string(partial) &&
+                   json_string_length(partial) > 0 && st->tool_open &&
+                   anth_block_index(j) == st->tool_block) {
+            /* A fragment of the open tool call's arguments. */
+            st->est_completion += prov_est_tokens((long long)json_string_length(partial));
+            e = anth_emit(
+                out, anth_chunk(st,
+                                json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index",
+                                          st->tool_calls - 1, "function", "arguments", partial),
+                                NULL));
+        }
+    } else if (strcmp(type, "content_block_stop") == 0) {
+        if (st->tool_open && anth_block_index(j) == st->tool_block) {
+            st->tool_open = false;
         }
     } else if (strcmp(type, "message_delta") == 0) {
         const json_t *d = json_object_get(j, "delta");
@@ -864,7 +1266,7 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         snprintf(st->error_type, sizeof(st->error_type), "%s", et != NULL ? et : "provider_error");
         st->failed = true;
     }
-    /* ping, content_block_start, content_block_stop carry nothing OpenAI clients need. */
+    /* ping, and the start and stop of text blocks, carry nothing OpenAI clients need. */
     json_decref(j);
     return e;
 }

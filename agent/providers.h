@@ -53,6 +53,17 @@ struct provider_call {
     long default_max_tokens;
 };
 
+/*
+ * Why a request cannot be translated (build returned ERR_INVAL): the field, as
+ * a path into the app's request ("messages[2].tool_calls[0].function.arguments"),
+ * and the reason. Empty when the adapter did not say. Never holds a value from
+ * the request, so it is safe to log and to answer with.
+ */
+struct provider_bad {
+    char param[128];
+    char msg[128];
+};
+
 /* The upstream request; body and headers are owned (handed to upstream_xfer_start). */
 struct provider_http {
     char url[4096];
@@ -60,6 +71,7 @@ struct provider_http {
     size_t body_len;
     struct curl_slist *headers;
     bool allow_http;
+    struct provider_bad bad; /* set with ERR_INVAL when the adapter knows the field */
 };
 
 /* Per-stream translation state. */
@@ -79,7 +91,20 @@ struct provider_stream {
      * token per chunk), text bytes / 4 per Anthropic delta.
      */
     long long est_completion;
+    /*
+     * Anthropic tool_use blocks: how many have started (the next OpenAI
+     * tool_calls index) and the Anthropic block index of the open one, whose
+     * input_json_delta events become that tool call's argument fragments.
+     */
+    int tool_calls;
+    bool tool_open;
+    long long tool_block;
 };
+
+/* The most tool calls one answer may carry, and the longest tool call id and name taken from it. */
+#define PROVIDER_MAX_TOOL_CALLS 1024
+#define PROVIDER_MAX_TOOL_ID 256
+#define PROVIDER_MAX_TOOL_NAME 256
 
 struct provider_adapter {
     const char *api_style;
@@ -126,9 +151,15 @@ double provider_cost(const json_t *entry, const char *model, const struct provid
 /* Frees a provider_http's body (wiped) and headers. */
 void provider_http_done(struct provider_http *h);
 
-/* Exposed for tests: Anthropic request/response translation. */
+/*
+ * Exposed for tests: Anthropic request/response translation. ERR_INVAL when
+ * the request cannot be translated (the adapter's build also names the field
+ * in provider_http.bad).
+ */
 MUST_USE enum err provider_anthropic_request(const json_t *openai_req, const char *model,
                                              bool stream, long default_max_tokens, json_t **ret);
+/* Whether an Azure api-version takes stream_options (2024-09-01-preview and later). */
+bool provider_azure_stream_options(const char *api_version);
 MUST_USE enum err provider_anthropic_response(const json_t *msg, json_t **ret,
                                               struct provider_usage *ret_usage);
 

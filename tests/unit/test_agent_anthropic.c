@@ -118,6 +118,211 @@ static void test_request_bad_input(void **state)
     }
 }
 
+/* A JSON value's compact text, for comparing translated shapes whole. */
+static void assert_json(const json_t *got, const char *want)
+{
+    char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    json_t *w = J(want);
+    char *ws = json_dumps(w, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    assert_non_null(g);
+    assert_non_null(ws);
+    assert_string_equal(g, ws);
+    free(g);
+    free(ws);
+    json_decref(w);
+}
+
+/*
+ * OpenAI tools, a tool-calling assistant turn and its results: tools get
+ * input_schema, the assistant's tool_calls become tool_use blocks (input
+ * parsed from arguments), consecutive tool messages one user message of
+ * tool_result blocks answering them in order.
+ */
+static void test_request_tools(void **state)
+{
+    (void)state;
+    json_t *o =
+        J("{\"messages\":[{\"role\":\"user\",\"content\":\"weather in Paris and Rome?\"},"
+          "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":["
+          "{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+          "\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}},"
+          "{\"id\":\"call_2\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+          "\"arguments\":\"{\\\"city\\\":\\\"Rome\\\"}\"}}]},"
+          "{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"sunny\"},"
+          "{\"role\":\"tool\",\"tool_call_id\":\"call_2\",\"content\":[{\"type\":\"text\","
+          "\"text\":\"rain\"}]},"
+          "{\"role\":\"assistant\",\"content\":\"Checking the time.\",\"tool_calls\":["
+          "{\"id\":\"call_3\",\"type\":\"function\",\"function\":{\"name\":\"now\","
+          "\"arguments\":\"\"}}]},"
+          "{\"role\":\"tool\",\"tool_call_id\":\"call_3\",\"content\":\"\"},"
+          "{\"role\":\"user\",\"content\":\"thanks\"}],"
+          "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+          "\"description\":\"Weather now\",\"strict\":true,\"parameters\":{\"type\":\"object\","
+          "\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}},"
+          "{\"type\":\"function\",\"function\":{\"name\":\"now\"}}],"
+          "\"tool_choice\":\"auto\"}");
+    json_t *a = NULL;
+    assert_int_equal(provider_anthropic_request(o, "m", false, 64, &a), ERR_OK);
+    assert_json(json_object_get(a, "tools"),
+                "[{\"name\":\"get_weather\",\"description\":\"Weather now\",\"input_schema\":"
+                "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},"
+                "\"required\":[\"city\"]}},"
+                "{\"name\":\"now\",\"input_schema\":{\"type\":\"object\",\"properties\":{}}}]");
+    assert_json(json_object_get(a, "tool_choice"), "{\"type\":\"auto\"}");
+    assert_json(json_object_get(a, "messages"),
+                "[{\"role\":\"user\",\"content\":\"weather in Paris and Rome?\"},"
+                "{\"role\":\"assistant\",\"content\":["
+                "{\"type\":\"tool_use\",\"id\":\"call_1\",\"name\":\"get_weather\","
+                "\"input\":{\"city\":\"Paris\"}},"
+                "{\"type\":\"tool_use\",\"id\":\"call_2\",\"name\":\"get_weather\","
+                "\"input\":{\"city\":\"Rome\"}}]},"
+                "{\"role\":\"user\",\"content\":["
+                "{\"type\":\"tool_result\",\"tool_use_id\":\"call_1\",\"content\":\"sunny\"},"
+                "{\"type\":\"tool_result\",\"tool_use_id\":\"call_2\",\"content\":\"rain\"}]},"
+                "{\"role\":\"assistant\",\"content\":["
+                "{\"type\":\"text\",\"text\":\"Checking the time.\"},"
+                "{\"type\":\"tool_use\",\"id\":\"call_3\",\"name\":\"now\",\"input\":{}}]},"
+                "{\"role\":\"user\",\"content\":["
+                "{\"type\":\"tool_result\",\"tool_use_id\":\"call_3\"}]},"
+                "{\"role\":\"user\",\"content\":\"thanks\"}]");
+    /* OpenAI-only fields never reach Anthropic. */
+    assert_null(json_object_get(a, "parallel_tool_calls"));
+    json_decref(a);
+    json_decref(o);
+}
+
+/* tool_choice and parallel_tool_calls to Anthropic's tool_choice. */
+static void test_request_tool_choice(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *extra, *want; /* want NULL: no tool_choice */
+    } cases[] = {
+        {"", NULL},
+        {",\"tool_choice\":null", NULL},
+        {",\"tool_choice\":\"auto\"", "{\"type\":\"auto\"}"},
+        {",\"tool_choice\":\"none\"", "{\"type\":\"none\"}"},
+        {",\"tool_choice\":\"required\"", "{\"type\":\"any\"}"},
+        {",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"f\"}}",
+         "{\"type\":\"tool\",\"name\":\"f\"}"},
+        {",\"parallel_tool_calls\":false",
+         "{\"type\":\"auto\",\"disable_parallel_tool_use\":true}"},
+        {",\"parallel_tool_calls\":true", NULL},
+        {",\"parallel_tool_calls\":false,\"tool_choice\":\"required\"",
+         "{\"type\":\"any\",\"disable_parallel_tool_use\":true}"},
+        {",\"parallel_tool_calls\":false,\"tool_choice\":{\"type\":\"function\",\"function\":"
+         "{\"name\":\"f\"}}",
+         "{\"type\":\"tool\",\"name\":\"f\",\"disable_parallel_tool_use\":true}"},
+        /* none takes no other field */
+        {",\"parallel_tool_calls\":false,\"tool_choice\":\"none\"", "{\"type\":\"none\"}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":"
+                 "\"function\",\"function\":{\"name\":\"f\"}}]%s}",
+                 cases[i].extra);
+        json_t *o = J(text);
+        json_t *a = NULL;
+        assert_int_equal(provider_anthropic_request(o, "m", false, 64, &a), ERR_OK);
+        if (cases[i].want == NULL) {
+            assert_null(json_object_get(a, "tool_choice"));
+        } else {
+            assert_json(json_object_get(a, "tool_choice"), cases[i].want);
+        }
+        json_decref(a);
+        json_decref(o);
+    }
+    /* Without tools neither is sent (Anthropic refuses a tool_choice without tools). */
+    json_t *o = J("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[],"
+                  "\"tool_choice\":\"required\",\"parallel_tool_calls\":false}");
+    json_t *a = NULL;
+    assert_int_equal(provider_anthropic_request(o, "m", false, 64, &a), ERR_OK);
+    assert_null(json_object_get(a, "tools"));
+    assert_null(json_object_get(a, "tool_choice"));
+    json_decref(a);
+    json_decref(o);
+}
+
+static void test_request_tools_bad(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        /* arguments that are not a JSON object */
+        "{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\","
+        "\"function\":{\"name\":\"f\",\"arguments\":\"{oops\"}}]}]}",
+        "{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\","
+        "\"function\":{\"name\":\"f\",\"arguments\":\"42\"}}]}]}",
+        "{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\","
+        "\"function\":{\"name\":\"f\",\"arguments\":{\"a\":1}}}]}]}",
+        /* no id, no name */
+        "{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{"
+        "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}]}",
+        "{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\","
+        "\"function\":{\"arguments\":\"{}\"}}]}]}",
+        /* tool_calls not an array, or not in an assistant message */
+        "{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\",\"tool_calls\":{}}]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]}",
+        /* a tool message without content */
+        "{\"messages\":[{\"role\":\"tool\",\"tool_call_id\":\"c\"}]}",
+        /* tools */
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":{}}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\","
+        "\"function\":{\"name\":\"\"}}]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\","
+        "\"function\":{\"name\":\"f\",\"description\":5}}]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\","
+        "\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\"}}",
+        NULL,
+    };
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        json_t *o = J(bad[i]);
+        json_t *a = NULL;
+        assert_int_equal(provider_anthropic_request(o, "m", false, 10, &a), ERR_INVAL);
+        assert_null(a);
+        json_decref(o);
+    }
+}
+
+/* An answer that is only tool calls: content null, as OpenAI's. */
+static void test_response_tool_only(void **state)
+{
+    (void)state;
+    json_t *m =
+        J("{\"id\":\"msg_2\",\"model\":\"c\",\"content\":["
+          "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\","
+          "\"input\":{\"city\":\"Paris\"}},"
+          "{\"type\":\"tool_use\",\"id\":\"toolu_2\",\"name\":\"now\",\"input\":{}}],"
+          "\"stop_reason\":\"tool_use\",\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}");
+    json_t *o = NULL;
+    struct provider_usage u = {0};
+    assert_int_equal(provider_anthropic_response(m, &o, &u), ERR_OK);
+    const json_t *ch = json_array_get(json_object_get(o, "choices"), 0);
+    assert_string_equal(json_string_value(json_object_get(ch, "finish_reason")), "tool_calls");
+    assert_json(json_object_get(ch, "message"),
+                "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":["
+                "{\"id\":\"toolu_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+                "\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}},"
+                "{\"id\":\"toolu_2\",\"type\":\"function\",\"function\":{\"name\":\"now\","
+                "\"arguments\":\"{}\"}}]}");
+    json_decref(o);
+    json_decref(m);
+    /* A tool call the app could not use is a bad answer, not a silently dropped call. */
+    static const char *const bad[] = {
+        "{\"content\":[{\"type\":\"tool_use\",\"name\":\"f\",\"input\":{}}]}",
+        "{\"content\":[{\"type\":\"tool_use\",\"id\":\"t\",\"input\":{}}]}",
+        "{\"content\":[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":[1]}]}",
+        NULL,
+    };
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        m = J(bad[i]);
+        o = NULL;
+        assert_int_equal(provider_anthropic_response(m, &o, &u), ERR_PROTO);
+        assert_null(o);
+        json_decref(m);
+    }
+}
+
 static void test_response(void **state)
 {
     (void)state;
@@ -192,12 +397,36 @@ static int replay_cb(void *arg, const char *event, const char *data, size_t len)
     return 0;
 }
 
+/* Feeds events[n] through the Anthropic adapter into st and replays the OpenAI SSE it wrote. */
+static struct replay run_stream(const char *const (*events)[2], size_t n,
+                                struct provider_stream *st)
+{
+    const struct provider_adapter *ad = provider_find("anthropic");
+    assert_non_null(ad);
+    memset(st, 0, sizeof(*st));
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    for (size_t i = 0; i < n; i++) {
+        assert_false(st->done);
+        assert_int_equal(
+            ad->stream_event(st, events[i][0], events[i][1], strlen(events[i][1]), &out), ERR_OK);
+    }
+    assert_true(st->done);
+    struct replay r = {json_array(), false};
+    struct sse p;
+    sse_init(&p, 1 << 20, replay_cb, &r);
+    assert_int_equal(sse_feed(&p, out.data, out.len), ERR_OK);
+    assert_true(sse_idle(&p));
+    sse_done(&p);
+    buf_done(&out);
+    assert_true(r.done);
+    return r;
+}
+
 static void test_stream_events(void **state)
 {
     (void)state;
-    const struct provider_adapter *ad = provider_find("anthropic");
-    assert_non_null(ad);
-    assert_false(ad->stream_passthrough);
+    assert_false(provider_find("anthropic")->stream_passthrough);
     static const char *const events[][2] = {
         {"message_start",
          "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_9\",\"model\":"
@@ -216,27 +445,11 @@ static void test_stream_events(void **state)
         {"message_stop", "{\"type\":\"message_stop\"}"},
     };
     struct provider_stream st;
-    memset(&st, 0, sizeof(st));
-    struct buf out;
-    buf_init(&out, 1 << 20);
-    for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
-        assert_false(st.done);
-        assert_int_equal(
-            ad->stream_event(&st, events[i][0], events[i][1], strlen(events[i][1]), &out), ERR_OK);
-    }
-    assert_true(st.done);
+    struct replay r = run_stream(events, sizeof(events) / sizeof(events[0]), &st);
     assert_false(st.failed);
     assert_int_equal(st.usage.prompt_tokens, 15);
     assert_int_equal(st.usage.cached_tokens, 3);
     assert_int_equal(st.usage.completion_tokens, 9);
-
-    struct replay r = {json_array(), false};
-    struct sse p;
-    sse_init(&p, 1 << 20, replay_cb, &r);
-    assert_int_equal(sse_feed(&p, out.data, out.len), ERR_OK);
-    assert_true(sse_idle(&p));
-    sse_done(&p);
-    assert_true(r.done);
     /* role chunk, two text chunks, finish chunk, usage chunk */
     assert_int_equal(json_array_size(r.chunks), 5);
     size_t i;
@@ -262,6 +475,90 @@ static void test_stream_events(void **state)
         json_integer_value(json_object_get(json_object_get(last, "usage"), "completion_tokens")),
         9);
     json_decref(r.chunks);
+}
+
+/* The delta of chunk i of a replay. */
+static const json_t *delta_of(const struct replay *r, size_t i)
+{
+    return json_object_get(
+        json_array_get(json_object_get(json_array_get(r->chunks, i), "choices"), 0), "delta");
+}
+
+/*
+ * Text, then two tool_use blocks: each opens OpenAI tool call 0, 1 (the
+ * ordinal among tool calls, not Anthropic's block index 1, 2) with its id and
+ * name, its input_json_delta fragments become that call's arguments, and the
+ * answer finishes with tool_calls.
+ */
+static void test_stream_tool_calls(void **state)
+{
+    (void)state;
+    static const char *const events[][2] = {
+        {"message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_t\",\"model\":"
+                          "\"claude-x\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}"},
+        {"content_block_start", "{\"type\":\"content_block_start\",\"index\":0,"
+                                "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}"},
+        {"content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                                "{\"type\":\"text_delta\",\"text\":\"Let me check.\"}}"},
+        {"content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}"},
+        {"content_block_start",
+         "{\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":"
+         "\"tool_use\",\"id\":\"toolu_a\",\"name\":\"get_weather\",\"input\":{}}}"},
+        {"content_block_delta", "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":"
+                                "{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}"},
+        {"content_block_delta", "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":"
+                                "{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"ci\"}}"},
+        {"ping", "{\"type\":\"ping\"}"},
+        {"content_block_delta",
+         "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":"
+         "{\"type\":\"input_json_delta\",\"partial_json\":\"ty\\\": \\\"Paris\\\"}\"}}"},
+        {"content_block_stop", "{\"type\":\"content_block_stop\",\"index\":1}"},
+        {"content_block_start",
+         "{\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":"
+         "\"tool_use\",\"id\":\"toolu_b\",\"name\":\"now\",\"input\":{}}}"},
+        {"content_block_delta", "{\"type\":\"content_block_delta\",\"index\":2,\"delta\":"
+                                "{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}"},
+        /* a fragment for a block that is not the open tool call carries nothing */
+        {"content_block_delta", "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":"
+                                "{\"type\":\"input_json_delta\",\"partial_json\":\"x\"}}"},
+        {"content_block_stop", "{\"type\":\"content_block_stop\",\"index\":2}"},
+        {"message_delta", "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},"
+                          "\"usage\":{\"output_tokens\":30}}"},
+        {"message_stop", "{\"type\":\"message_stop\"}"},
+    };
+    struct provider_stream st;
+    struct replay r = run_stream(events, sizeof(events) / sizeof(events[0]), &st);
+    assert_false(st.failed);
+    assert_int_equal(st.tool_calls, 2);
+    /* role, text, call 0 opens, 2 fragments, call 1 opens, 1 fragment, finish, usage */
+    assert_int_equal(json_array_size(r.chunks), 9);
+    assert_json(delta_of(&r, 1), "{\"content\":\"Let me check.\"}");
+    assert_json(delta_of(&r, 2), "{\"tool_calls\":[{\"index\":0,\"id\":\"toolu_a\",\"type\":"
+                                 "\"function\",\"function\":{\"name\":\"get_weather\","
+                                 "\"arguments\":\"\"}}]}");
+    assert_json(delta_of(&r, 3),
+                "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"ci\"}}]}");
+    assert_json(delta_of(&r, 4), "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":"
+                                 "\"ty\\\": \\\"Paris\\\"}\"}}]}");
+    assert_json(delta_of(&r, 5), "{\"tool_calls\":[{\"index\":1,\"id\":\"toolu_b\",\"type\":"
+                                 "\"function\",\"function\":{\"name\":\"now\",\"arguments\":"
+                                 "\"\"}}]}");
+    assert_json(delta_of(&r, 6), "{\"tool_calls\":[{\"index\":1,\"function\":{\"arguments\":"
+                                 "\"{}\"}}]}");
+    const json_t *fin = json_array_get(json_object_get(json_array_get(r.chunks, 7), "choices"), 0);
+    assert_string_equal(json_string_value(json_object_get(fin, "finish_reason")), "tool_calls");
+    assert_int_equal(st.usage.completion_tokens, 30);
+    json_decref(r.chunks);
+
+    /* A tool_use block without a usable id or name ends the stream as a bad answer. */
+    const struct provider_adapter *ad = provider_find("anthropic");
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    memset(&st, 0, sizeof(st));
+    const char *noid = "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+                       "{\"type\":\"tool_use\",\"name\":\"f\",\"input\":{}}}";
+    assert_int_equal(ad->stream_event(&st, "content_block_start", noid, strlen(noid), &out),
+                     ERR_PROTO);
     buf_done(&out);
 }
 
@@ -319,8 +616,13 @@ int main(void)
         cmocka_unit_test(test_request_system_hoisted),
         cmocka_unit_test(test_request_max_tokens_and_parts),
         cmocka_unit_test(test_request_bad_input),
+        cmocka_unit_test(test_request_tools),
+        cmocka_unit_test(test_request_tool_choice),
+        cmocka_unit_test(test_request_tools_bad),
         cmocka_unit_test(test_response),
+        cmocka_unit_test(test_response_tool_only),
         cmocka_unit_test(test_stream_events),
+        cmocka_unit_test(test_stream_tool_calls),
         cmocka_unit_test(test_stream_error_and_garbage),
         cmocka_unit_test(test_openai_stream_usage),
     };

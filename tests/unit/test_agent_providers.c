@@ -7,6 +7,8 @@
  * the plugin's bounds would get a whole usage batch refused (and dropped).
  * Also the estimates used when a provider never reports usage: prompt tokens
  * from the request text, completion tokens from the stream events forwarded.
+ * And what an adapter builds: Azure's stream_options by api-version, the
+ * field an untranslatable Anthropic request is refused for.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agent/providers.h"
@@ -183,36 +186,148 @@ static void test_usage_only(void **state)
     assert_int_equal(ad->response(PROVIDER_CHAT, "[1]", 3, "m", NULL, &u), ERR_PROTO);
 }
 
-/* Azure puts the deployment and api_version from key metadata into the URL. */
-static enum err azure_url(const char *metadata, char *url, size_t size)
+/*
+ * Builds one upstream request with an adapter: style's adapter, catalog entry
+ * at https://r.example/, key metadata (JSON text or NULL), the app's request.
+ * On ERR_OK the caller frees h with provider_http_done.
+ */
+static enum err build_call(const char *style, const char *metadata, const char *request,
+                           bool stream, struct provider_http *h)
 {
-    const struct provider_adapter *ad = provider_find("azure");
+    const struct provider_adapter *ad = provider_find(style);
     assert_non_null(ad);
     json_t *entry = json_loads("{\"base_url\":\"https://r.openai.azure.com/\"}", 0, NULL);
-    json_t *md = json_loads(metadata, 0, NULL);
-    json_t *req = json_loads("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 0, NULL);
+    json_t *md = metadata != NULL ? json_loads(metadata, 0, NULL) : NULL;
+    json_t *req = json_loads(request, 0, NULL);
     struct secret *key = secret_from("k-canary-0123456789", 19);
     assert_non_null(entry);
-    assert_non_null(md);
+    assert_true(metadata == NULL || md != NULL);
     assert_non_null(req);
     assert_non_null(key);
     struct provider_call c = {.op = PROVIDER_CHAT,
                               .req = req,
                               .model = "gpt-4o",
+                              .stream = stream,
                               .entry = entry,
                               .metadata = md,
                               .key = key,
                               .default_max_tokens = 16};
-    struct provider_http h;
-    memset(&h, 0, sizeof(h));
-    enum err e = ad->build(&c, &h);
-    snprintf(url, size, "%s", e == ERR_OK ? h.url : "");
-    provider_http_done(&h);
+    memset(h, 0, sizeof(*h));
+    enum err e = ad->build(&c, h);
+    if (e != ERR_OK) {
+        provider_http_done(h);
+    }
     secret_free(&key);
     json_decref(req);
     json_decref(md);
     json_decref(entry);
     return e;
+}
+
+static const char one_message[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
+
+/* Azure puts the deployment and api_version from key metadata into the URL. */
+static enum err azure_url(const char *metadata, char *url, size_t size)
+{
+    struct provider_http h;
+    enum err e = build_call("azure", metadata, one_message, false, &h);
+    snprintf(url, size, "%s", e == ERR_OK ? h.url : "");
+    if (e == ERR_OK) {
+        provider_http_done(&h);
+    }
+    return e;
+}
+
+/* The stream_options an Azure stream request carries for an api-version ("" when none). */
+static void azure_stream_options(const char *version, const char *request, char *got, size_t size)
+{
+    char md[256];
+    snprintf(md, sizeof(md), "{\"deployment\":\"d\",\"api_version\":\"%s\"}", version);
+    struct provider_http h;
+    assert_int_equal(build_call("azure", md, request, true, &h), ERR_OK);
+    json_t *body = json_loadb(h.body, h.body_len, 0, NULL);
+    assert_non_null(body);
+    char *so = json_dumps(json_object_get(body, "stream_options"), JSON_COMPACT | JSON_ENCODE_ANY);
+    snprintf(got, size, "%s", so != NULL ? so : "");
+    free(so);
+    json_decref(body);
+    provider_http_done(&h);
+}
+
+/*
+ * Azure refuses stream_options before api-version 2024-09-01-preview (400
+ * "Unrecognized request argument supplied: stream_options"): it is left out
+ * for those (also when the app sent it), and asked for from that date on.
+ */
+static void test_azure_stream_options_by_version(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *version;
+        bool takes;
+    } v[] = {
+        {"2023-05-15", false}, {"2024-02-01", false},
+        {"2024-06-01", false}, {"2024-08-01-preview", false},
+        {"2024-09-01", true},  {"2024-09-01-preview", true},
+        {"2024-10-21", true},  {"2025-04-01-preview", true},
+        {"preview", true}, /* the v1 API's versions are not dates: newer than any */
+        {"latest", true},      {"2024", true},
+        {"2024-9-01", true},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        assert_int_equal(provider_azure_stream_options(v[i].version), v[i].takes);
+    }
+    char got[256];
+    azure_stream_options("2024-06-01", one_message, got, sizeof(got));
+    assert_string_equal(got, "");
+    azure_stream_options("2024-06-01",
+                         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                         "\"stream_options\":{\"include_usage\":true}}",
+                         got, sizeof(got));
+    assert_string_equal(got, "");
+    azure_stream_options("2024-10-21", one_message, got, sizeof(got));
+    assert_string_equal(got, "{\"include_usage\":true}");
+    azure_stream_options("2024-09-01-preview", one_message, got, sizeof(got));
+    assert_string_equal(got, "{\"include_usage\":true}");
+}
+
+/* A request the Anthropic adapter cannot translate: its build names the field and the reason. */
+static void test_anthropic_bad_field_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *request, *param;
+    } cases[] = {
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"w\"},{\"role\":\"assistant\","
+         "\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":"
+         "{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}},{\"id\":\"c2\",\"type\":\"function\","
+         "\"function\":{\"name\":\"f\",\"arguments\":\"not json\"}}]}]}",
+         "messages[1].tool_calls[1].function.arguments"},
+        {"{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+         "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"[1]\"}}]}]}",
+         "messages[0].tool_calls[0].function.arguments"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],\"tools\":[{\"type\":\"function\","
+         "\"function\":{\"name\":\"f\"}},{\"type\":\"function\",\"function\":{\"name\":\"g\","
+         "\"parameters\":\"x\"}}]}",
+         "tools[1].function.parameters"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],\"tools\":[{\"type\":\"custom\","
+         "\"custom\":{\"name\":\"f\"}}]}",
+         "tools[0].type"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"w\"}],\"tools\":[{\"type\":\"function\","
+         "\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"sometimes\"}",
+         "tool_choice"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"w\"},{\"role\":\"tool\",\"content\":"
+         "\"r\"}]}",
+         "messages[1].tool_call_id"},
+        {"{\"messages\":[{\"role\":\"wizard\",\"content\":\"w\"}]}", "messages[0].role"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct provider_http h;
+        assert_int_equal(build_call("anthropic", NULL, cases[i].request, false, &h), ERR_INVAL);
+        assert_string_equal(h.bad.param, cases[i].param);
+        assert_true(h.bad.msg[0] != '\0');
+        assert_null(strstr(h.bad.msg, "not json")); /* no value from the request */
+    }
 }
 
 static void test_azure_url_segments(void **state)
@@ -382,6 +497,8 @@ int main(void)
         cmocka_unit_test(test_anthropic_counts_clamped),
         cmocka_unit_test(test_usage_only),
         cmocka_unit_test(test_azure_url_segments),
+        cmocka_unit_test(test_azure_stream_options_by_version),
+        cmocka_unit_test(test_anthropic_bad_field_named),
         cmocka_unit_test(test_cost_finite),
         cmocka_unit_test(test_openai_stream_estimate),
         cmocka_unit_test(test_anthropic_stream_estimate),
