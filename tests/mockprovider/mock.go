@@ -365,6 +365,13 @@ func (m *mock) serveUpstream(listener string, w http.ResponseWriter, r *http.Req
 			return
 		}
 	}
+	if _, ok := c.body["stream_options"]; ok && c.style == "azure" &&
+		azureBeforeStreamOptions(r.URL.Query().Get("api-version")) {
+		// As Azure: api-versions before 2024-09-01-preview refuse stream_options.
+		c.fail(400, "invalid_request_error", "",
+			"Unrecognized request argument supplied: stream_options")
+		return
+	}
 	rec.Model, rec.Stream = c.model, c.stream
 
 	sc := c.chooseScenario()
@@ -462,6 +469,10 @@ func (c *call) parseBody() bool {
 			c.prompt += countWords(c.body["system"])
 			if _, ok := c.body["max_tokens"]; !ok {
 				c.fail(400, "invalid_request_error", "", "max_tokens: Field required")
+				return false
+			}
+			if msg := checkAnthropicTools(c.body); msg != "" {
+				c.fail(400, "invalid_request_error", "", msg)
 				return false
 			}
 		}
@@ -773,17 +784,25 @@ func (c *call) streamWords(n int, interval time.Duration) {
 	c.sse("", "[DONE]")
 }
 
+// anthropicMessageStart is the message_start event of an Anthropic stream.
+func (c *call) anthropicMessageStart() map[string]interface{} {
+	return map[string]interface{}{"type": "message_start", "message": map[string]interface{}{
+		"id": c.id(), "type": "message", "role": "assistant", "model": c.model,
+		"content": []interface{}{}, "stop_reason": nil, "stop_sequence": nil,
+		"usage": map[string]int{"input_tokens": c.prompt, "output_tokens": 1}}}
+}
+
+// textBlockStart opens an Anthropic stream's text block (index 0).
+var textBlockStart = map[string]interface{}{"type": "content_block_start", "index": 0,
+	"content_block": map[string]string{"type": "text", "text": ""}}
+
 func (c *call) anthropicStream(n int, interval time.Duration) {
 	ev := []struct {
 		name string
 		v    interface{}
 	}{
-		{"message_start", map[string]interface{}{"type": "message_start", "message": map[string]interface{}{
-			"id": c.id(), "type": "message", "role": "assistant", "model": c.model,
-			"content": []interface{}{}, "stop_reason": nil, "stop_sequence": nil,
-			"usage": map[string]int{"input_tokens": c.prompt, "output_tokens": 1}}}},
-		{"content_block_start", map[string]interface{}{"type": "content_block_start", "index": 0,
-			"content_block": map[string]string{"type": "text", "text": ""}}},
+		{"message_start", c.anthropicMessageStart()},
+		{"content_block_start", textBlockStart},
 		{"ping", map[string]string{"type": "ping"}},
 	}
 	for _, e := range ev {
@@ -826,7 +845,7 @@ var scenarios map[string]func(*call)
 
 func scenarioNames() []string {
 	return []string{"normal", "slow", "slowstream", "429", "500", "502", "503", "529", "401",
-		"stall", "stallbody", "cut", "malformed", "oversized", "nousage"}
+		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -899,6 +918,8 @@ func init() {
 			}
 			c.normal(c.m.o.streamInterval)
 		},
+		// tools: an Anthropic answer calling the request's tools (see tools.go).
+		"tools": func(c *call) { c.toolsAnswer() },
 		// cut: half the answer, then the connection is reset.
 		"cut": func(c *call) {
 			if c.stream && (c.kind == "chat" || c.kind == "messages") {
