@@ -67,7 +67,7 @@ check_upstream() {
         [ "$(echo "$r" | jq -r .model)" = gpt-4o-mini ] || why+="model $(echo "$r" | jq -r .model); " ;;
     azure) [ "$(echo "$r" | jq -r .path)" = /openai/deployments/dep-gpt-4o-mini/chat/completions ] ||
         why+="path $(echo "$r" | jq -r .path); "
-        [[ $(echo "$r" | jq -r .query) == *api-version=2024-06-01* ]] || why+="query $(echo "$r" | jq -r .query); " ;;
+        [[ $(echo "$r" | jq -r .query) == *api-version=2024-10-21* ]] || why+="query $(echo "$r" | jq -r .query); " ;;
     anthropic) [ "$(echo "$r" | jq -r .path)" = /v1/messages ] || why+="path $(echo "$r" | jq -r .path); "
         [ -n "$(echo "$r" | jq -r '.headers["Anthropic-Version"][0] // ""')" ] || why+="no anthropic-version; "
         [ "$(echo "$r" | jq -r '.body | fromjson | .max_tokens')" = 5 ] || why+="max_tokens not passed; " ;;

@@ -413,7 +413,7 @@ key_put() {
         local deps
         deps=$(printf '%s\n' "${PROVIDER_MODEL[azure]}" "${MOCK_MODELS[@]}" text-embedding-3-small |
             jq -R . | jq -rs 'map({key: ., value: (if startswith("mock-") then . else "dep-" + . end)}) | from_entries | tojson')
-        body=$(echo "$body" | jq --arg d "$deps" '.metadata = {api_version: "2024-06-01", deployment: $d}')
+        body=$(echo "$body" | jq --arg d "$deps" '.metadata = {api_version: "2024-10-21", deployment: $d}')
     fi
     mock_accept "$k"
     vault_api PUT "byok/tenants/$t/keys/$p/$kt" "$body" "$ADMIN_TOKEN" >/dev/null
