@@ -78,6 +78,8 @@ struct call {
     /* current attempt */
     struct keycache_wait *wait;
     struct keycache_entry *ent;
+    bool refetched;  /* this candidate's key was wiped once and fetched again */
+    bool key_logged; /* a key-cache failure has been logged for this call */
     const struct provider_adapter *ad;
     struct upstream_xfer *xfer;
     long up_status;
@@ -104,6 +106,9 @@ struct call {
 };
 
 static void call_attempt(struct call *c);
+static void call_fetch_key(struct call *c);
+static void call_key_failure_log(struct call *c, const char *provider, enum err e);
+static void call_key_failure_reply(struct call *c, enum err e);
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
@@ -531,6 +536,8 @@ static void call_exhausted(struct call *c)
                    "the provider is rate limiting this key");
     } else if (c->last_err == ERR_UNAVAIL && c->last_status == -1) {
         call_error(c, 503, "server_error", "vault_unavailable", "the key store is unreachable");
+    } else if (c->last_status == -1) {
+        call_key_failure_reply(c, c->last_err);
     } else if (c->last_err == ERR_NOTFOUND) {
         call_error(c, 404, "invalid_request_error", "no_provider_key",
                    "the tenant has no active key for this provider");
@@ -824,15 +831,24 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     const struct config *cfg = r->cfg;
     const struct route_candidate *cand = &c->cands[c->cur];
     c->ent = ent;
+    if (ent->key == NULL) {
+        /* Wiped between its delivery and now: fetched again, once. */
+        keycache_put(&c->ent);
+        if (!c->refetched) {
+            c->refetched = true;
+            call_fetch_key(c);
+            return;
+        }
+        c->last_err = ERR_CANCELLED;
+        c->last_status = -1;
+        call_key_failure_log(c, cand->provider, ERR_CANCELLED);
+        call_next(c);
+        return;
+    }
     const char *style = json_string_value(json_object_get(ent->entry, "api_style"));
     c->ad = provider_find(style);
     if (c->ad == NULL) {
         c->last_err = ERR_UNSUPPORTED;
-        call_next(c);
-        return;
-    }
-    if (ent->key == NULL) {
-        c->last_err = ERR_AUTH;
         call_next(c);
         return;
     }
@@ -937,16 +953,53 @@ static bool call_vault_trouble(enum err e)
            e == ERR_PROTO;
 }
 
+/*
+ * A key-cache failure that is neither the key store's trouble nor "no key":
+ * the secure heap full (ERR_NOMEM), a key wiped again before the call could
+ * use it (ERR_CANCELLED), anything unexpected. Not the provider's fault: it
+ * is logged once a call at error level and answered 503, never 502.
+ */
+static bool call_key_failure(enum err e)
+{
+    return e != ERR_OK && e != ERR_NOTFOUND && !call_vault_trouble(e);
+}
+
+static void call_key_failure_log(struct call *c, const char *provider, enum err e)
+{
+    if (c->key_logged) {
+        return;
+    }
+    c->key_logged = true;
+    log_kv(LOGL_ERROR,
+           e == ERR_NOMEM ? "provider key not held: the secure heap is full"
+                          : "provider key could not be used",
+           "request_id", c->r->id, "tenant", c->r->tenant, "provider", provider, "error",
+           err_name(e), NULL);
+}
+
+static void call_key_failure_reply(struct call *c, enum err e)
+{
+    if (e == ERR_NOMEM) {
+        call_error(c, 503, "server_error", "key_memory_full",
+                   "the agent could not hold the provider key in locked memory");
+    } else {
+        call_error(c, 503, "server_error", "key_unavailable",
+                   "the agent could not get the provider key");
+    }
+}
+
 static void call_key_ready(void *arg, enum err e, struct keycache_entry *ent)
 {
     struct call *c = arg;
     c->wait = NULL;
     if (e != ERR_OK) {
         c->last_err = e;
-        /* Vault trouble is reported as such when no other candidate is left. */
-        c->last_status = call_vault_trouble(e) ? -1 : 0;
+        /* Key store or key cache trouble is reported as such when no other candidate is left. */
+        c->last_status = e == ERR_NOTFOUND ? 0 : -1;
         if (call_vault_trouble(e)) {
             c->last_err = ERR_UNAVAIL;
+        } else if (call_key_failure(e)) {
+            call_key_failure_log(c, c->cands[c->cur].provider, e);
         }
         metrics_add(M_CACHE, 1, "result=\"error\"");
         c->cur++;
@@ -956,23 +1009,12 @@ static void call_key_ready(void *arg, enum err e, struct keycache_entry *ent)
     call_attempt_with(c, ent);
 }
 
-static void call_attempt(struct call *c)
+/* Gets the current candidate's key from the key cache (call_key_ready). */
+static void call_fetch_key(struct call *c)
 {
-    if (c->cur >= c->n_cands) {
-        call_exhausted(c);
-        return;
-    }
-    const struct route_candidate *cand = &c->cands[c->cur];
-    for (size_t i = 0; i < c->n_probes; i++) {
-        struct keycache_entry *pe = c->probes[i].ent;
-        if (pe != NULL && strcmp(pe->provider, cand->provider) == 0) {
-            pe->refs++;
-            call_attempt_with(c, pe);
-            return;
-        }
-    }
     struct keycache_wait *w = NULL;
-    enum err e = keycache_get(c->ctx->keys, c->r->tenant, cand->provider, call_key_ready, c, &w);
+    enum err e =
+        keycache_get(c->ctx->keys, c->r->tenant, c->cands[c->cur].provider, call_key_ready, c, &w);
     if (e != ERR_OK) {
         call_key_ready(c, e, NULL);
         return;
@@ -982,6 +1024,36 @@ static void call_attempt(struct call *c)
     if (w != NULL) {
         c->wait = w;
     }
+}
+
+static void call_attempt(struct call *c)
+{
+    if (c->cur >= c->n_cands) {
+        call_exhausted(c);
+        return;
+    }
+    const struct route_candidate *cand = &c->cands[c->cur];
+    c->refetched = false;
+    for (size_t i = 0; i < c->n_probes; i++) {
+        struct keycache_entry *pe = c->probes[i].ent;
+        if (pe == NULL || strcmp(pe->provider, cand->provider) != 0) {
+            continue;
+        }
+        if (pe->key != NULL) {
+            pe->refs++;
+            call_attempt_with(c, pe);
+            return;
+        }
+        /*
+         * The probe's key was wiped while the call waited (on Vault for the
+         * other probes, or on an earlier candidate): expired and swept,
+         * dropped by another call's provider 401 or by a reload. Fetched
+         * again, once.
+         */
+        c->refetched = true;
+        break;
+    }
+    call_fetch_key(c);
 }
 
 /* ---- probing and planning ------------------------------------------------------------------- */
@@ -1032,6 +1104,10 @@ static void call_plan(struct call *c)
         call_error(c, 503, "server_error", "vault_unavailable", "the key store is unreachable");
         return;
     }
+    if (n == 0 && call_key_failure(c->probe_err)) {
+        call_key_failure_reply(c, c->probe_err);
+        return;
+    }
     if (c->shape == SHAPE_MODELS) {
         call_models_reply(c);
         return;
@@ -1071,6 +1147,9 @@ static void call_probe_done(void *arg, enum err e, struct keycache_entry *ent)
         s->ent = ent;
     } else if (e != ERR_NOTFOUND && c->probe_err == ERR_OK) {
         c->probe_err = e;
+    }
+    if (call_key_failure(e)) {
+        call_key_failure_log(c, c->r->cfg->providers.items[s->i], e);
     }
     if (--c->probe_pending == 0) {
         call_plan(c);
