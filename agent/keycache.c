@@ -107,11 +107,16 @@ void keycache_put(struct keycache_entry **ep)
     }
 }
 
+/*
+ * A stale entry (a fetch from before a reload that moved the keys) stays in
+ * its chain until its fetch ends, for keycache_free, but is never found: a
+ * caller after the reload starts a fetch of its own under the new config.
+ */
 static struct keycache_entry *kc_find(struct keycache *kc, const char *tenant, const char *provider)
 {
     for (struct keycache_entry *e = kc->buckets[kc_hash(tenant, provider)]; e != NULL;
          e = e->next) {
-        if (strcmp(e->tenant, tenant) == 0 && strcmp(e->provider, provider) == 0) {
+        if (!e->stale && strcmp(e->tenant, tenant) == 0 && strcmp(e->provider, provider) == 0) {
             return e;
         }
     }
@@ -245,9 +250,12 @@ static void kc_fetch_finish(struct keycache_entry *ent, enum err e, long status,
     if (ttl <= 0 || ttl > c->keycache.max_ttl_s) {
         ttl = c->keycache.max_ttl_s;
     }
-    /* A fetch from before a reload that moved the keys: its callers use it, nobody after. */
-    ent->expires = ent->stale ? now : now + ttl;
+    ent->expires = now + ttl;
     kc_deliver(ent, ERR_OK);
+    if (ent->stale) {
+        /* A fetch from before a reload that moved the keys: its callers used it, nobody after. */
+        kc_unlink(kc, ent);
+    }
 }
 
 static void kc_fetch_done(void *arg, enum err e, long status, struct buf *body)

@@ -46,7 +46,8 @@ struct keycache_entry {
     bool linked;
     bool pending;
     bool negative;
-    bool stale;     /* fetched under a Vault address, mount or key type no longer configured */
+    /* Fetched under a Vault address, mount or key type no longer configured: no lookup finds it. */
+    bool stale;
     time_t expires; /* monotonic seconds */
     struct keycache_wait *waiters;
     struct vault_req *fetch;

@@ -315,6 +315,42 @@ static void test_reload_moves_or_shortens(void **state)
     config_unref(&c2);
 }
 
+/*
+ * A reload to another key type while a fetch is in flight: the fetch serves
+ * only the caller already waiting; a caller after the reload starts a fetch
+ * of its own (the old code let it join the stale one and get the old key
+ * type's key), and that fetch is what is cached.
+ */
+static void test_stale_fetch_not_shared_after_reload(void **state)
+{
+    (void)state;
+    keycache_invalidate(E.kc, "acme", "openai");
+    int fetches = atomic_load(&creds_calls[0]);
+    struct got before = {0}, after = {0};
+    struct keycache_wait *w = NULL;
+    assert_int_equal(keycache_get(E.kc, "acme", "openai", got_cb, &before, &w), ERR_OK);
+    assert_non_null(w);
+    struct config *c2 = test_config("staging", 300);
+    keycache_set_config(E.kc, c2);
+    assert_int_equal(keycache_get(E.kc, "acme", "openai", got_cb, &after, &w), ERR_OK);
+    assert_non_null(w); /* not a hit on anything of the old key type */
+    run_until(&before.calls, 1);
+    run_until(&after.calls, 1);
+    assert_int_equal(before.e, ERR_OK);
+    assert_int_equal(after.e, ERR_OK);
+    assert_int_equal(atomic_load(&creds_calls[0]), fetches + 2);
+    assert_true(after.ent != before.ent);
+    assert_true(keycache_peek(E.kc, "acme", "openai") == after.ent);
+    /* The stale fetch's key served its caller and is not kept: nobody after it uses it. */
+    assert_null(before.ent->key);
+    assert_non_null(after.ent->key);
+    keycache_put(&before.ent);
+    keycache_put(&after.ent);
+    keycache_set_config(E.kc, E.cfg); /* back, for the tests after this one */
+    keycache_invalidate(E.kc, "acme", "openai");
+    config_unref(&c2);
+}
+
 static void test_negative_and_errors(void **state)
 {
     (void)state;
@@ -454,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_late_401_keeps_newer_key),
         cmocka_unit_test(test_denied_path_no_login_storm),
         cmocka_unit_test(test_reload_moves_or_shortens),
+        cmocka_unit_test(test_stale_fetch_not_shared_after_reload),
         cmocka_unit_test(test_negative_and_errors),
         cmocka_unit_test(test_token_refused_then_fixed),
         cmocka_unit_test(test_cancel),
