@@ -73,7 +73,7 @@ sleep 8
 kill -CONT "$VAULT_PID"
 wait "$bg"
 t_eq "auto: a key wiped while the other probes wait on Vault is fetched again (200 openai, 1 call)" \
-    "$(cat "$LIB_TMP/auto.out" | xargs) $(key_owner "$since")" "200 openai 1 solo"
+    "$(xargs <"$LIB_TMP/auto.out") $(key_owner "$since")" "200 openai 1 solo"
 
 # 2. failover: openai stalls 8 s; anthropic's probed key (2 s) is swept meanwhile.
 mock_ctl POST /_mock/scenario '{"scenario":"stall","count":1}' >/dev/null
