@@ -346,6 +346,20 @@ static enum err azure_build(const struct provider_call *c, struct provider_http 
  * (nested objects come before it in every provider's output we know, and a
  * wrong pick only costs accounting, which the full parse below then does).
  */
+/* First and last non-blank bytes are '{' and '}'. */
+static bool prov_object_shaped(const char *body, size_t len)
+{
+    size_t i = 0, j = len;
+    while (i < j && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r')) {
+        i++;
+    }
+    while (j > i && (body[j - 1] == ' ' || body[j - 1] == '\t' || body[j - 1] == '\n' ||
+                     body[j - 1] == '\r')) {
+        j--;
+    }
+    return j - i >= 2 && body[i] == '{' && body[j - 1] == '}';
+}
+
 static bool openai_usage_scan(const char *body, size_t len, struct provider_usage *u)
 {
     static const char key[] = "\"usage\"";
@@ -380,8 +394,13 @@ static enum err openai_response(enum provider_op op, const char *body, size_t le
                                 struct provider_usage *ret_usage)
 {
     if (ret_json == NULL) {
-        /* Passthrough: the body goes to the app as it is; only usage is needed. */
-        if (openai_usage_scan(body, len, ret_usage)) {
+        /*
+         * Passthrough: the body goes to the app as it is; only usage is needed.
+         * The scan skips a full parse, so it is trusted only for a body shaped
+         * as one JSON object (an HTML page quoting usage is not); anything else
+         * is parsed below and refused if it does not parse.
+         */
+        if (prov_object_shaped(body, len) && openai_usage_scan(body, len, ret_usage)) {
             return ERR_OK;
         }
     }

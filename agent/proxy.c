@@ -97,7 +97,8 @@ struct call {
     bool sse_ready;
     struct provider_stream st;
     struct buf tbuf;
-    struct buf hold; /* passthrough: bytes of an unfinished SSE frame */
+    struct buf hold;  /* passthrough: bytes of an unfinished SSE frame */
+    bool fwd_stopped; /* passthrough: the provider sent an error event; nothing more goes on */
     struct evbuffer *chunk;
     /* outcome */
     struct provider_usage usage;
@@ -356,8 +357,41 @@ static size_t call_last_frame_end(const char *data, size_t len)
  * wait for the next chunk, so a stream cut mid-frame never hands the app half
  * an event glued to our error event.
  */
+/*
+ * The provider reported an error mid-stream (the parser saw a top-level
+ * "error" object in a frame of this read). Its text is never forwarded: it may
+ * echo key fragments. The frames before it go on; the frame holding the first
+ * "error" and everything after are dropped, and the stream ends with the
+ * agent's own error event.
+ */
+static void call_forward_until_error(struct call *c, const char *data, size_t len)
+{
+    c->fwd_stopped = true;
+    const char *hit = memmem(data, len, "\"error\"", 7);
+    if (hit == NULL) {
+        return;
+    }
+    size_t end = call_last_frame_end(data, (size_t)(hit - data));
+    evbuffer_add(c->chunk, data, end);
+}
+
 static enum err call_forward_frames(struct call *c, const char *data, size_t len)
 {
+    if (c->fwd_stopped) {
+        return ERR_OK;
+    }
+    if (c->st.failed) {
+        if (c->hold.len == 0) {
+            call_forward_until_error(c, data, len);
+            return ERR_OK;
+        }
+        enum err e = buf_append(&c->hold, data, len);
+        if (e == ERR_OK) {
+            call_forward_until_error(c, c->hold.data, c->hold.len);
+        }
+        buf_reset(&c->hold);
+        return e;
+    }
     if (c->hold.len == 0) {
         size_t end = call_last_frame_end(data, len);
         evbuffer_add(c->chunk, data, end);
@@ -441,7 +475,8 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
             c->round_bytes = PROXY_ROUND_BYTES;
         }
     }
-    return UPSTREAM_CONTINUE;
+    /* After the provider's error event nothing more is wanted from it. */
+    return c->st.failed ? UPSTREAM_ABORT : UPSTREAM_CONTINUE;
 }
 
 /* Sends one stream frame: prefix, the compact dump of j (taken), a blank line. */
@@ -512,7 +547,9 @@ static bool call_failover_ok(const struct call *c, enum err e, long status)
     if (e != ERR_OK) {
         return e == ERR_TIMEOUT || e == ERR_UNAVAIL || e == ERR_CRYPTO || e == ERR_UPSTREAM;
     }
-    return status == 429 || status >= 500;
+    /* A redirect is not followed (it could carry the key elsewhere): the provider is misconfigured.
+     */
+    return status == 429 || status >= 500 || (status >= 300 && status < 400);
 }
 
 static void call_next(struct call *c)
@@ -534,6 +571,10 @@ static void call_exhausted(struct call *c)
     } else if (c->last_err == ERR_OK && c->last_status == 429) {
         call_error(c, 429, "rate_limit_error", "rate_limited",
                    "the provider is rate limiting this key");
+    } else if (c->last_err == ERR_OK && c->last_status >= 300 && c->last_status < 400) {
+        call_error(c, 502, "upstream_error", "provider_redirect",
+                   "the provider answered with a redirect, which is not followed: check its "
+                   "base_url in the catalog");
     } else if (c->last_err == ERR_UNAVAIL && c->last_status == -1) {
         call_error(c, 503, "server_error", "vault_unavailable", "the key store is unreachable");
     } else if (c->last_status == -1) {
@@ -675,12 +716,13 @@ static void call_on_done(void *arg, enum err e, long status)
         e = ERR_TOOBIG;
     }
     if (c->reply_started) {
-        if (e != ERR_OK || !c->up_ok) {
-            call_stream_end(c, e == ERR_TIMEOUT ? "upstream_timeout" : "upstream_stream_error",
-                            "the provider stream failed after it started");
-        } else if (c->st.failed) {
+        if (c->st.failed) {
+            /* Checked first: the transfer was aborted on the provider's error event. */
             call_stream_end(c, "provider_stream_error",
                             "the provider reported an error mid-stream");
+        } else if (e != ERR_OK || !c->up_ok) {
+            call_stream_end(c, e == ERR_TIMEOUT ? "upstream_timeout" : "upstream_stream_error",
+                            "the provider stream failed after it started");
         } else if (!c->st.done || !sse_idle(&c->sse)) {
             call_stream_end(c, "stream_truncated", "the provider stream ended early");
         } else {
@@ -894,10 +936,18 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         }
     }
     if (e == ERR_INVAL) {
+        /* The adapter names the field when it knows it; never a value from the request. */
+        struct provider_bad bad = h.bad;
         provider_http_done(&h);
         struct request *rr = call_end(c);
-        call_param_error(rr, "messages", "invalid_messages",
-                         "messages cannot be translated for this provider");
+        if (bad.param[0] != '\0') {
+            char msg[sizeof(bad.param) + sizeof(bad.msg) + 2];
+            snprintf(msg, sizeof(msg), "%s %s", bad.param, bad.msg);
+            call_param_error(rr, bad.param, "invalid_messages", msg);
+        } else {
+            call_param_error(rr, "messages", "invalid_messages",
+                             "messages cannot be translated for this provider");
+        }
         return;
     }
     if (e != ERR_OK) {

@@ -16,7 +16,10 @@ CASES=("provider 401: error to the app" "provider 401: the key in the reply is n
 for p in "${PROVIDERS[@]}"; do
     for f in "${FAULTS[@]}"; do CASES+=("$p upstream $f: clear error"); done
     CASES+=("$p stream cut after first byte: explicit error, no [DONE]")
+    CASES+=("$p stream error event echoing the key: frames before it, the agent's own error, not the provider's text")
+    CASES+=("$p upstream redirect: 502 provider_redirect, not followed")
 done
+CASES+=("openai 200 HTML quoting usage: 502 bad_provider_response")
 CASES+=("metrics and usage endpoints answer" "usage endpoint: only the caller's tenant"
     "metrics: 404 on a listener without metrics: true" "core dump after key expiry: taken"
     "core dump after key expiry: holds agent memory" "core dump after key expiry: no canary"
@@ -83,7 +86,25 @@ for p in "${PROVIDERS[@]}"; do
     else
         t_fail "$p stream cut after first byte: explicit error, no [DONE]" "HTTP $CODE body ${BODY:0:300}"
     fi
+    # The mock streams 2 words, then an error event whose message holds the request's key.
+    c="$p stream error event echoing the key: frames before it, the agent's own error, not the provider's text"
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-streamerror" true 8)" -N
+    if [ "$CODE" = 200 ] && [[ $BODY == *w1* ]] && ! grep -qx 'data: \[DONE\]' <<<"$BODY" &&
+        [[ $BODY == *'"code":"provider_stream_error"'* ]] && [[ $BODY != *"API key provided"* ]] &&
+        [[ $BODY != *"invalid x-api-key"* ]] && [[ $BODY != *"${KEY[$p]}"* ]]; then
+        t_ok "$c"
+    else
+        t_fail "$c" "HTTP $CODE body ${BODY:0:400}"
+    fi
+    since=$(mock_last_seq)
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-302" false 4)"
+    t_eq "$p upstream redirect: 502 provider_redirect, not followed" \
+        "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq length)" \
+        "502 provider_redirect 1"
 done
+call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-htmlusage" false 4)"
+t_eq "openai 200 HTML quoting usage: 502 bad_provider_response" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" "502 bad_provider_response"
 
 call "$SOCK" GET /metrics ""
 m=$CODE

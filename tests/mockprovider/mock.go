@@ -845,7 +845,8 @@ var scenarios map[string]func(*call)
 
 func scenarioNames() []string {
 	return []string{"normal", "slow", "slowstream", "429", "500", "502", "503", "529", "401",
-		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools"}
+		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
+		"streamerror", "htmlusage"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -917,6 +918,43 @@ func init() {
 				return
 			}
 			c.normal(c.m.o.streamInterval)
+		},
+		// 302: a redirect (to a port nothing listens on); the agent never follows one.
+		"302": func(c *call) {
+			c.status = 302
+			c.w.Header().Set("Location", "https://127.0.0.1:1/v1/elsewhere")
+			c.w.WriteHeader(302)
+		},
+		// streamerror: a stream that begins, then sends an error event in its
+		// data whose message echoes the request's credential, as some
+		// providers' error texts echo key fragments (non-streamed: the same
+		// as a 200 answer, the scenario is about streams).
+		"streamerror": func(c *call) {
+			if !c.stream {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.streamWords(2, c.m.o.streamInterval)
+			cred := strings.TrimPrefix(c.r.Header.Get("Authorization"), "Bearer ")
+			if cred == "" {
+				cred = c.r.Header.Get("api-key") + c.r.Header.Get("x-api-key")
+			}
+			if c.style == "anthropic" {
+				c.sse("error", map[string]interface{}{"type": "error", "error": map[string]interface{}{
+					"type": "authentication_error", "message": "invalid x-api-key " + cred}})
+				return
+			}
+			c.sse("", map[string]interface{}{"error": map[string]interface{}{
+				"message": "Incorrect API key provided: " + cred, "type": "invalid_request_error",
+				"code": "invalid_api_key"}})
+		},
+		// htmlusage: a 200 whose body is not JSON (an HTML error page from a
+		// proxy in front of the provider) but holds a usage-like pattern.
+		"htmlusage": func(c *call) {
+			c.status = 200
+			c.w.Header().Set("Content-Type", "application/json")
+			c.w.WriteHeader(200)
+			io.WriteString(c.w, `<html><body><pre>{"usage":{"prompt_tokens":1,"completion_tokens":1}}</pre></body></html>`)
 		},
 		// tools: an Anthropic answer calling the request's tools (see tools.go).
 		"tools": func(c *call) { c.toolsAnswer() },
