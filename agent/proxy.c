@@ -85,6 +85,7 @@ struct call {
     long up_status;
     bool up_ok;
     bool too_big;
+    bool err_body_cut; /* a non-2xx body passed its cap: the transfer was dropped */
     struct buf body;
     size_t received; /* bytes of a 2xx body received (non-streamed), kept past too_big */
     double attempt_start;
@@ -419,7 +420,12 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
         c->received += c->up_ok ? len : 0;
         if (buf_append(&c->body, data, len) != ERR_OK) {
             if (!c->up_ok) {
-                return UPSTREAM_CONTINUE; /* the error body is only a hint; drop the rest */
+                /*
+                 * The error body is only a hint and its status is known: stop
+                 * reading rather than wait out an endless one before failing over.
+                 */
+                c->err_body_cut = true;
+                return UPSTREAM_ABORT;
             }
             c->too_big = true;
             return UPSTREAM_ABORT;
@@ -706,6 +712,9 @@ static void call_on_done(void *arg, enum err e, long status)
 {
     struct call *c = arg;
     c->xfer = NULL;
+    if (c->err_body_cut && !c->up_ok && status > 0) {
+        e = ERR_OK; /* aborted on purpose past the error body's cap: the status decides */
+    }
     char labels[METRICS_MAX_LABELS];
     char st[16];
     snprintf(st, sizeof(st), "%ld", e == ERR_OK ? status : 0L);
@@ -969,6 +978,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     c->up_status = 0;
     c->up_ok = false;
     c->too_big = false;
+    c->err_body_cut = false;
     buf_done(&c->body);
     buf_init(&c->body, (size_t)cfg->upstream.max_response_bytes);
     if (c->stream) {

@@ -3,9 +3,10 @@
 #
 # Failover along the router's chain. Tenant acme has OpenAI and Anthropic keys,
 # prefers openai and falls back to anthropic; model "auto". The mock's
-# /_mock/scenario makes exactly the next upstream request fail (429, 503, a
-# stall before the first byte of a stream, or a 200 whose first token never
-# comes), so the second attempt must carry
+# /_mock/scenario makes exactly the next upstream request fail (429, 503, a 302
+# (never followed), a 503 whose error body never ends (read up to its 64 KiB
+# cap, then dropped), a stall before the first byte of a stream, or a 200 whose
+# first token never comes), so the second attempt must carry
 # the answer: the app sees one clean 200, X-BYOK-Attempts 2, and the provider
 # that answered; the mock sees the failed request with the first provider's
 # key and the good one with the second's. A bare model every provider lists
@@ -16,6 +17,8 @@ CASES=("auto, no fault: preferred provider, 1 attempt"
     "auto, 429 first: answered by the fallback"
     "auto, 429 first: upstream saw openai then anthropic, each with its key"
     "auto, 503 first: answered by the fallback"
+    "auto, 302 first: answered by the fallback (the redirect not followed)"
+    "auto, 503 whose error body never ends: answered by the fallback"
     "auto, stream stalls before its first byte: complete stream from the fallback"
     "auto, stream answers 200 but its first token never comes: complete stream from the fallback"
     "auto, non-streamed 200 whose body never comes: answered by the fallback"
@@ -47,13 +50,18 @@ t_eq "auto, no fault: preferred provider, 1 attempt" \
     "$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $(upstream_trace "$since")" \
     "200 openai 1 openai:normal:openai-key"
 
-for f in 429 503; do
+for f in 429 503 302 endlesserror; do
     mock_ctl POST /_mock/scenario "{\"scenario\":\"$f\",\"count\":1}" >/dev/null
     since=$(mock_last_seq)
     call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
     text=$(echo "$BODY" | jq -r '.choices[0].message.content' 2>/dev/null)
-    t_eq "auto, $f first: answered by the fallback" \
-        "$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $text" "200 anthropic 2 $(words 3)"
+    case $f in
+    302) c="auto, 302 first: answered by the fallback (the redirect not followed)" ;;
+    endlesserror) c="auto, 503 whose error body never ends: answered by the fallback" ;;
+    *) c="auto, $f first: answered by the fallback" ;;
+    esac
+    t_eq "$c" "$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $text $(upstream_trace "$since")" \
+        "200 anthropic 2 $(words 3) openai:$f:openai-key,anthropic:normal:anthropic-key"
     if [ "$f" = 429 ]; then
         t_eq "auto, 429 first: upstream saw openai then anthropic, each with its key" \
             "$(upstream_trace "$since")" "openai:429:openai-key,anthropic:normal:anthropic-key"

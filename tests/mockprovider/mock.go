@@ -846,7 +846,7 @@ var scenarios map[string]func(*call)
 func scenarioNames() []string {
 	return []string{"normal", "slow", "slowstream", "429", "500", "502", "503", "529", "401",
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
-		"streamerror", "htmlusage"}
+		"streamerror", "htmlusage", "endlesserror"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -947,6 +947,28 @@ func init() {
 			c.sse("", map[string]interface{}{"error": map[string]interface{}{
 				"message": "Incorrect API key provided: " + cred, "type": "invalid_request_error",
 				"code": "invalid_api_key"}})
+		},
+		// endlesserror: a 503 whose body (JSON padding, 4 KiB every 50 ms, never
+		// idle) never ends until the client leaves (or -stall-max passes).
+		"endlesserror": func(c *call) {
+			c.status = 503
+			c.w.Header().Set("Content-Type", "application/json")
+			c.w.WriteHeader(503)
+			io.WriteString(c.w, `{"error":{"message":"`)
+			pad := strings.Repeat("x", 4<<10)
+			deadline := time.Now().Add(c.m.o.stallMax)
+			for time.Now().Before(deadline) {
+				if _, err := io.WriteString(c.w, pad); err != nil {
+					return
+				}
+				if f, ok := c.w.(http.Flusher); ok {
+					f.Flush()
+				}
+				if c.pause(50*time.Millisecond) != nil {
+					return
+				}
+			}
+			panic(http.ErrAbortHandler)
 		},
 		// htmlusage: a 200 whose body is not JSON (an HTML error page from a
 		// proxy in front of the provider) but holds a usage-like pattern.
