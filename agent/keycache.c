@@ -171,7 +171,15 @@ enum err keycache_parse_creds(const char *body, size_t len, struct secret **ret_
     if (prov != NULL && !json_is_object(prov)) {
         goto out;
     }
-    struct secret *key = secret_from(ks, kl);
+    /*
+     * Keys never take the heap's last CONFIG_HEAP_RESERVE bytes: those are
+     * for the Vault token and credential files, so a heap full of keys never
+     * stops the agent from logging in again.
+     */
+    struct secret *key =
+        secret_heap_free() >= 2 * (kl + sizeof(struct secret) + 1) + CONFIG_HEAP_RESERVE
+            ? secret_from(ks, kl)
+            : NULL;
     if (key == NULL) {
         e = ERR_NOMEM;
         goto out;

@@ -12,6 +12,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+/* The arena's size, from the first successful secret_heap_init. */
+static size_t secret_heap_size;
+
 enum err secret_heap_init(size_t size)
 {
     size_t n = (size_t)64 * 1024;
@@ -29,7 +32,14 @@ enum err secret_heap_init(size_t size)
     if (rc == 0) {
         return ERR_NOMEM;
     }
+    secret_heap_size = n;
     return ERR_OK;
+}
+
+size_t secret_heap_free(void)
+{
+    size_t used = CRYPTO_secure_used();
+    return secret_heap_size > used ? secret_heap_size - used : 0;
 }
 
 struct secret *secret_new(size_t len)

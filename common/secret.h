@@ -29,6 +29,12 @@ struct secret {
  */
 MUST_USE enum err secret_heap_init(size_t size);
 
+/*
+ * Bytes of the arena not handed out (0 before secret_heap_init). Blocks are
+ * powers of two: a secret of n bytes takes the next one above n + 9.
+ */
+size_t secret_heap_free(void);
+
 /* A zeroed secret of len bytes, or NULL (arena full, len too large). */
 struct secret *secret_new(size_t len);
 /* A copy of data into the secure heap, or NULL. */

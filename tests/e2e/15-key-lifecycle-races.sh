@@ -15,7 +15,8 @@
 #   the call waiting on it gets the production key; a call after the reload
 #   fetches the staging key (before: it joined the old fetch and got the
 #   production key).
-# - The secure heap full (70 providers with 8 KiB keys, 1 MiB heap): a call
+# - The secure heap full (70 providers with 8 KiB keys, 1 MiB heap, of which
+#   keys leave the last 256 KiB to the Vault token: about 47 keys fit): a call
 #   whose key cannot be held is 503 key_memory_full, never 502, and each such
 #   call is logged once at error level.
 . "$(dirname "$0")/lib.sh"
@@ -146,7 +147,7 @@ done
 n_ok=$(echo "$codes" | tr ' ' '\n' | grep -c '^200:ok$')
 n_full=$(echo "$codes" | tr ' ' '\n' | grep -c '^503:key_memory_full$')
 n_other=$(echo "$codes" | tr ' ' '\n' | grep -v -e '^200:ok$' -e '^503:key_memory_full$' -e '^$' | sort | uniq -c | xargs)
-if [ "$models_code" = 200 ] && [ "$n_ok" -ge 50 ] && [ "$n_full" -ge 1 ] && [ -z "$n_other" ]; then
+if [ "$models_code" = 200 ] && [ "$n_ok" -ge 40 ] && [ "$n_full" -ge 1 ] && [ -z "$n_other" ]; then
     t_ok "secure heap full: 8 KiB keys cached until the heap is full, then 503 key_memory_full, never 502"
 else
     t_fail "secure heap full: 8 KiB keys cached until the heap is full, then 503 key_memory_full, never 502" \

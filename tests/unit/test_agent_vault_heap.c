@@ -36,6 +36,8 @@
 
 static struct fakevault fv;
 static atomic_int lookups, renewals, lookups_to_fail;
+/* The length of the keys the fake Vault serves (W1_KEY_LEN unless a test says). */
+static atomic_int key_len = W1_KEY_LEN;
 
 static void vault_handle(const struct fakevault_req *r, int *status, char *out)
 {
@@ -67,9 +69,10 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
         *status = 404;
         return;
     }
-    char key[W1_KEY_LEN + 1];
-    memset(key, 'k', W1_KEY_LEN);
-    key[W1_KEY_LEN] = '\0';
+    char key[3600];
+    int kl = atomic_load(&key_len);
+    memset(key, 'k', (size_t)kl);
+    key[kl] = '\0';
     *status = 200;
     snprintf(out, FAKEVAULT_MAX_REPLY,
              "{\"data\":{\"provider\":{\"name\":\"%s\",\"api_style\":\"openai\"},"
@@ -106,6 +109,7 @@ static int setup(void **state)
     atomic_store(&lookups, 0);
     atomic_store(&renewals, 0);
     atomic_store(&lookups_to_fail, 0);
+    atomic_store(&key_len, W1_KEY_LEN);
     fakevault_start(&fv, "tok1\n", vault_handle);
     E.cfg = test_config("\"max_ttl_s\":300");
     E.base = event_base_new();
@@ -212,6 +216,33 @@ static void test_heap_holds_max_entries(void **state)
     assert_int_equal(vault_stats(E.vault)->logins, logins + 1);
 }
 
+/*
+ * Keys (3,500 bytes: 4 KiB blocks) fetched until the heap refuses one; the
+ * token file is then rotated and the new token must still be read in: keys
+ * leave CONFIG_HEAP_RESERVE for it. Before, keys took the heap to its last
+ * block and a token change stopped every Vault call.
+ */
+static void test_heap_full_leaves_token_room(void **state)
+{
+    (void)state;
+    atomic_store(&key_len, 3500);
+    long held = 0;
+    enum err e = ERR_OK;
+    for (; held < 5000 && e == ERR_OK; held++) {
+        char tenant[32];
+        snprintf(tenant, sizeof(tenant), "h%ld", held);
+        e = fetch(tenant);
+    }
+    fprintf(stderr, "# keys held before the heap refused one: %ld; free %zu\n", held - 1,
+            secret_heap_free());
+    assert_int_equal(e, ERR_NOMEM);
+    assert_true(secret_heap_free() >= CONFIG_HEAP_RESERVE);
+    unsigned long logins = vault_stats(E.vault)->logins;
+    fakevault_write_token(&fv, "tok3");
+    assert_int_equal(fetch("after-rotation"), ERR_NOMEM);       /* the key: still no room */
+    assert_int_equal(vault_stats(E.vault)->logins, logins + 1); /* the token: read in */
+}
+
 static void test_heap_sizes(void **state)
 {
     (void)state;
@@ -262,6 +293,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lookup_retried_until_renewed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heap_holds_max_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heap_full_leaves_token_room, setup, teardown),
         cmocka_unit_test(test_heap_sizes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
