@@ -32,6 +32,7 @@
     X(BUDGET, "budget exceeded")                                                                   \
     X(UPSTREAM, "upstream error")                                                                  \
     X(CANCELLED, "cancelled")                                                                      \
+    X(READONLY, "cannot write to readonly storage")                                                \
     X(INTERNAL, "internal error")
 
 enum err {

@@ -27,6 +27,7 @@
 
 /* ProtoError.err_type values (Vault sdk/plugin/pb/translation.go). */
 enum backend_errtype {
+    ERRTYPE_UNKNOWN = 0, /* errors.New(msg) */
     ERRTYPE_USER = 1,
     ERRTYPE_INTERNAL = 2,
     ERRTYPE_CODED = 3,
@@ -171,6 +172,10 @@ static enum err be_out_build(const struct fw_response *resp, struct be_out *o)
         be_proto_error(o, ERRTYPE_INTERNAL,
                        resp->message[0] != '\0' ? resp->message : err_str(ERR_INTERNAL), 0);
         return ERR_OK;
+    case FW_READONLY:
+        /* Exactly logical.ErrReadOnly's text: Vault matches it to forward the request. */
+        be_proto_error(o, ERRTYPE_UNKNOWN, err_str(ERR_READONLY), 0);
+        return ERR_OK;
     }
     return ERR_INTERNAL;
 }
@@ -289,7 +294,8 @@ static bool be_global_op(const char *op, struct fw_response *resp)
     if (strcmp(op, "rollback") == 0) {
         /* Vault's periodic tick (about once a minute, also during unmount): housekeeping. */
         enum err e = byok_periodic(be_state, storage_grpc());
-        if (e != ERR_OK) {
+        /* A standby cannot write: housekeeping is the active node's job. */
+        if (e != ERR_OK && e != ERR_READONLY) {
             log_kv(LOGL_WARN, "periodic housekeeping failed", "error", err_name(e), NULL);
         }
         return true; /* nil response either way: the next tick retries */
@@ -365,6 +371,8 @@ static uint32_t be_errtype_for(enum fw_status st)
         return ERRTYPE_PERMISSION_DENIED;
     case FW_CODED:
         return ERRTYPE_CODED;
+    case FW_READONLY:
+        return ERRTYPE_UNKNOWN;
     default:
         return ERRTYPE_INTERNAL;
     }

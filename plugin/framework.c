@@ -1210,6 +1210,11 @@ out:
     return ERR_OK;
 out_internal:
     fw_request_reset(req);
+    if (e == ERR_READONLY) {
+        /* Not a failure of ours: a standby's storage; Vault retries on the active node. */
+        fw_status_set(resp, FW_READONLY, err_str(ERR_READONLY));
+        return ERR_OK;
+    }
     /* Keep the warnings, drop anything else: the message stays generic. */
     fw_status_set(resp, FW_INTERNAL, "internal error");
     return e;

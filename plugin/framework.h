@@ -118,6 +118,7 @@ enum fw_status {
     FW_PERMISSION_DENIED,     /* ProtoError 8: 403 */
     FW_CODED,                 /* ProtoError 3 with http_code (e.g. 409, 412, 429) */
     FW_INTERNAL,              /* ProtoError 2, message is generic: 500 */
+    FW_READONLY, /* ProtoError 0 "cannot write to readonly storage": Vault forwards to the active */
 };
 
 struct fw_response {

@@ -45,7 +45,7 @@ static void sg_log(const char *op, const char *key, enum err e, const char *deta
     }
 }
 
-/* Runs one call; an `err` string in the reply becomes ERR_STORAGE. */
+/* Runs one call; an `err` string in the reply becomes ERR_STORAGE (ERR_READONLY on a standby). */
 static enum err sg_call(const char *op, const char *method, const char *key,
                         const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
                         ProtobufCMessage **ret_reply, size_t err_offset)
@@ -59,10 +59,18 @@ static enum err sg_call(const char *op, const char *method, const char *key,
     }
     const char *verr = *(char **)((char *)reply + err_offset);
     if (verr != NULL && verr[0] != '\0') {
+        /*
+         * A standby (OpenBao HA reads, Vault performance standbys) refuses
+         * writes with logical.ErrReadOnly: kept apart so the request's error
+         * says so, and Vault forwards the request to the active node.
+         */
+        enum err se = strstr(verr, err_str(ERR_READONLY)) != NULL ? ERR_READONLY : ERR_STORAGE;
         snprintf(detail, sizeof(detail), "%s", verr);
         protobuf_c_message_free_unpacked(reply, NULL);
-        sg_log(op, key, ERR_STORAGE, detail);
-        return ERR_STORAGE;
+        if (se != ERR_READONLY) { /* expected on a standby: not worth a warning */
+            sg_log(op, key, se, detail);
+        }
+        return se;
     }
     *ret_reply = reply;
     return ERR_OK;

@@ -449,3 +449,34 @@ func TestInternalErrorsLogged(t *testing.T) {
 	}
 	noCanaries(t, "plugin log", []byte(s.PluginLog()), s.canaries)
 }
+
+// On a standby (OpenBao HA reads, Vault performance standbys) storage refuses
+// writes with logical.ErrReadOnly, and Vault forwards the request to the
+// active node only if the plugin's error says exactly that. The plugin must
+// pass the text on (not "internal error"), and reads keep working.
+func TestReadOnlyStorageErrorPassedOn(t *testing.T) {
+	s := newSim(t)
+	s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)
+	s.Storage.SetReadOnly(true)
+	for _, w := range []struct {
+		path string
+		body map[string]any
+	}{
+		{"byok/config", map[string]any{"max_key_versions": 7}},
+		{"byok/tenants/acme/keys/openai/production", map[string]any{"key_value": "sk-" + strings.Repeat("r", 48)}},
+		{"byok/tenants/acme/settings", map[string]any{"rpm_limit": 5}},
+	} {
+		code, m := s.Call(t, s.RootToken, "PUT", w.path, w.body)
+		if code != 500 || Errors(m) != ErrReadOnly.Error() {
+			t.Errorf("PUT %s on read-only storage: %d %q, want 500 %q", w.path, code, Errors(m), ErrReadOnly.Error())
+		}
+	}
+	s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)
+	if log := s.PluginLog(); strings.Contains(log, "internal error") || strings.Contains(log, "request failed") {
+		t.Errorf("a read-only refusal was logged as a failure:\n%s", log)
+	}
+	s.Storage.SetReadOnly(false)
+	if code, m := s.Call(t, s.RootToken, "PUT", "byok/config", map[string]any{"max_key_versions": 7}); code != 200 && code != 204 {
+		t.Errorf("write after read-only: %d %v", code, m)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,9 @@ type Storage struct {
 	data     map[string][]byte
 	sealWrap map[string]bool
 	file     string
+	// readOnly makes Put and Delete fail as a standby's storage does
+	// (logical.ErrReadOnly), for tests.
+	readOnly atomic.Bool
 	// Ops counts storage RPCs served (for tests and benchmarks).
 	ops struct {
 		sync.Mutex
@@ -86,11 +90,21 @@ func (s *Storage) Get(key string) ([]byte, bool, error) {
 	return append([]byte(nil), v...), true, nil
 }
 
+// ErrReadOnly is Vault's logical.ErrReadOnly text: what a standby's storage
+// answers to a write, and what Vault matches to forward the request.
+var ErrReadOnly = errors.New("cannot write to readonly storage")
+
+// SetReadOnly makes writes fail with ErrReadOnly (true) or work again.
+func (s *Storage) SetReadOnly(ro bool) { s.readOnly.Store(ro) }
+
 // Put stores key.
 func (s *Storage) Put(key string, value []byte, sealWrap bool) error {
 	s.count(&s.ops.put)
 	if err := checkKey(key); err != nil {
 		return err
+	}
+	if s.readOnly.Load() {
+		return ErrReadOnly
 	}
 	if key == "" {
 		return errors.New("missing key")
@@ -111,6 +125,9 @@ func (s *Storage) Delete(key string) error {
 	s.count(&s.ops.del)
 	if err := checkKey(key); err != nil {
 		return err
+	}
+	if s.readOnly.Load() {
+		return ErrReadOnly
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
