@@ -2,7 +2,7 @@
 #
 # byok-agent: the node agents (byok-agent), logged in with AppRole, Kubernetes
 # auth or a token file. They read a tenant's key when that tenant's app makes
-# a call, report usage and take budget leases. They cannot write keys,
+# a call and report usage (budget leases: reserved, below). They cannot write keys,
 # settings or config: a compromised node can use keys (which it must, to make
 # calls) but cannot plant, rotate or revoke them.
 #
@@ -18,6 +18,8 @@ path "byok/tenants/+/usage" {
   capabilities = ["create", "update"]
 }
 
+# Reserved: budget leases are not built yet (the plugin has no such path);
+# the grant is here so agents need no policy change when they are.
 path "byok/tenants/+/budget-lease" {
   capabilities = ["create", "update"]
 }

@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: MPL-2.0
 #
 # byok-tenant: a tenant's administrators, through an identity entity whose
-# metadata has tenant=<tenant id> (set by the auth method's alias or by
-# `vault write identity/entity ... metadata=tenant=acme`). Vault resolves the
+# own metadata has tenant=<tenant id> (`vault write identity/entity ...
+# metadata=tenant=acme`). Auth-method mappings such as OIDC claim_mappings set
+# alias metadata, which identity.entity.metadata does not see; to use them,
+# template on identity.entity.aliases.<mount accessor>.metadata.tenant
+# instead (policies/README.md). Vault resolves the
 # template per request; a token without that metadata gets nothing from the
 # templated rules (Vault drops a rule whose template cannot be resolved).
 # The metadata value must be a valid tenant id, [a-z0-9][a-z0-9_-]{0,62}:
