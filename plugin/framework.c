@@ -415,6 +415,30 @@ static bool fw_decimal_syntax(const char *s)
  * reason in why that never quotes the value (it may be a secret, and quoting
  * peer text into messages invites log injection).
  */
+/*
+ * A JSON object or array given as a string, as `vault write path
+ * field='{...}'` sends it: parsed (it lies within the request's data, so it is
+ * bounded by FW_MAX_DATA). A new reference; NULL with why when it does not parse.
+ */
+static json_t *fw_json_text(json_t *v, char *why, size_t whylen)
+{
+    const char *t = json_string_value(v);
+    size_t i = 0;
+    while (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r') {
+        i++;
+    }
+    if (t[i] != '{' && t[i] != '[') {
+        return json_incref(v);
+    }
+    json_error_t err;
+    json_t *parsed = json_loadb(t, json_string_length(v), JSON_REJECT_DUPLICATES, &err);
+    if (parsed == NULL) {
+        /* Line and column only: err.text may quote the input. */
+        snprintf(why, whylen, "not valid JSON (line %d, column %d)", err.line, err.column);
+    }
+    return parsed;
+}
+
 static json_t *fw_coerce(const struct fw_field *f, json_t *v, char *why, size_t whylen)
 {
     size_t max_str = f->max_len != 0 ? f->max_len : FW_MAX_STRING;
@@ -554,17 +578,21 @@ static json_t *fw_coerce(const struct fw_field *f, json_t *v, char *why, size_t 
         }
         return out;
     case FW_TYPE_MAP:
-        if (!json_is_object(v)) {
+        out = json_is_string(v) ? fw_json_text(v, why, whylen) : json_incref(v);
+        if (out == NULL) {
+            return NULL;
+        }
+        if (!json_is_object(out)) {
             snprintf(why, whylen, "expected an object");
-            return NULL;
+            goto out_fail;
         }
-        if (json_object_size(v) > max_items) {
+        if (json_object_size(out) > max_items) {
             snprintf(why, whylen, "more than %zu entries", max_items);
-            return NULL;
+            goto out_fail;
         }
-        return json_incref(v);
+        return out;
     case FW_TYPE_JSON:
-        return json_incref(v);
+        return json_is_string(v) ? fw_json_text(v, why, whylen) : json_incref(v);
     }
     snprintf(why, whylen, "unsupported field type");
     return NULL;

@@ -345,6 +345,22 @@ static void test_create_new_provider(void **state)
     r = run(e, FW_OP_DELETE, "providers/acme", NULL);
     assert_int_equal(r.status, FW_OK);
     result_done(&r);
+
+    /* models as a JSON string, as `vault write byok/providers/acme models='[...]'` sends it. */
+    json_t *body = json_loads(acme_body, 0, NULL);
+    char *models = json_dumps(json_object_get(body, "models"), JSON_COMPACT);
+    json_object_set_new(body, "models", json_string(models));
+    free(models);
+    r = run(e, FW_OP_UPDATE, "providers/acme", body);
+    json_decref(body);
+    assert_int_equal(r.status, FW_OK);
+    result_done(&r);
+    d = read_entry(e, "acme");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(d, "models"), 0), "name")),
+        "acme-1");
+    json_decref(d);
+    expect_400(e, "providers/acme", "{\"models\": \"[{\\\"name\\\": \"}", "models");
 }
 
 static void test_create_requires_fields(void **state)

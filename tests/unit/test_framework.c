@@ -553,7 +553,14 @@ static const struct coerce_case coerce_cases[] = {
     {"{\"m\": {\"k\": \"v\"}}", "m", "{\"k\": \"v\"}"},
     {"{\"m\": [\"k\"]}", "m", NULL},
     {"{\"m\": \"k=v\"}", "m", NULL},
+    /* An object or array as a JSON string, as `vault write path m='{...}'` sends it. */
+    {"{\"m\": \" {\\\"k\\\": \\\"v\\\"}\"}", "m", "{\"k\": \"v\"}"},
+    {"{\"m\": \"[\\\"k\\\"]\"}", "m", NULL},
+    {"{\"m\": \"{\\\"k\\\": \"}", "m", NULL},
+    {"{\"m\": \"{\\\"k\\\": 1, \\\"k\\\": 2}\"}", "m", NULL}, /* duplicate key */
     {"{\"j\": [1, {\"a\": null}]}", "j", "[1, {\"a\": null}]"},
+    {"{\"j\": \"[1, {\\\"a\\\": null}]\"}", "j", "[1, {\"a\": null}]"},
+    {"{\"j\": \"plain text\"}", "j", "\"plain text\""},
 };
 
 static void test_field_coercion_table(void **state)
