@@ -480,3 +480,16 @@ func TestReadOnlyStorageErrorPassedOn(t *testing.T) {
 		t.Errorf("write after read-only: %d %v", code, m)
 	}
 }
+
+// Vault refuses a write to a path ending in "/" before any backend sees it
+// (request_handling.go); reads and lists of such paths still reach the plugin.
+func TestWriteToTrailingSlashRefused(t *testing.T) {
+	s := newSim(t)
+	code, m := s.Call(t, s.RootToken, "PUT", "byok/tenants/", map[string]any{"x": 1})
+	if code != 400 || Errors(m) != "cannot write to a path ending in '/'" {
+		t.Errorf("PUT byok/tenants/: %d %q, want 400 \"cannot write to a path ending in '/'\"", code, Errors(m))
+	}
+	if code, m := s.Call(t, s.RootToken, "LIST", "byok/providers/", nil); code != 200 {
+		t.Errorf("LIST byok/providers/: %d %v", code, m)
+	}
+}

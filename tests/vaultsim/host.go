@@ -285,7 +285,13 @@ func (p *Plugin) Setup(ctx context.Context) error {
 		args.Config["plugin_version"] = p.cfg.Version
 		args.BackendUUID = p.cfg.BackendUUID
 	}
+	if p.cfg.Storage != nil {
+		p.cfg.Storage.inSetup.Store(true)
+	}
 	r, err := p.Backend.Setup(ctx, args)
+	if p.cfg.Storage != nil {
+		p.cfg.Storage.inSetup.Store(false)
+	}
 	if err != nil {
 		return fmt.Errorf("Setup: %w", err)
 	}

@@ -506,6 +506,10 @@ func (s *Server) handleLogical(rc *reqCtx, rel string) error {
 		writeJSON(rc.w, http.StatusOK, data)
 		return nil
 	}
+	if op == "update" && strings.HasSuffix(rel, "/") {
+		// vault/request_handling.go refuses these before any backend sees them.
+		return errStatus(http.StatusBadRequest, "cannot write to a path ending in '/'")
+	}
 	if op == "update" {
 		found, exists, err := s.existenceCheck(rc, rel)
 		if err != nil {

@@ -33,6 +33,9 @@ type Storage struct {
 	// readOnly makes Put and Delete fail as a standby's storage does
 	// (logical.ErrReadOnly), for tests.
 	readOnly atomic.Bool
+	// inSetup makes Put and Delete fail while the plugin runs Setup, as
+	// Vault's mount does (vault/mount.go: the view is read-only until then).
+	inSetup atomic.Bool
 	// Ops counts storage RPCs served (for tests and benchmarks).
 	ops struct {
 		sync.Mutex
@@ -97,14 +100,28 @@ var ErrReadOnly = errors.New("cannot write to readonly storage")
 // SetReadOnly makes writes fail with ErrReadOnly (true) or work again.
 func (s *Storage) SetReadOnly(ro bool) { s.readOnly.Store(ro) }
 
+// errDuringSetup is what Vault's storage view answers a write during Setup.
+var errDuringSetup = errors.New("cannot write to storage during setup")
+
+// writeErr is the error a write gets now, or nil.
+func (s *Storage) writeErr() error {
+	if s.inSetup.Load() {
+		return errDuringSetup
+	}
+	if s.readOnly.Load() {
+		return ErrReadOnly
+	}
+	return nil
+}
+
 // Put stores key.
 func (s *Storage) Put(key string, value []byte, sealWrap bool) error {
 	s.count(&s.ops.put)
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if s.readOnly.Load() {
-		return ErrReadOnly
+	if err := s.writeErr(); err != nil {
+		return err
 	}
 	if key == "" {
 		return errors.New("missing key")
@@ -126,8 +143,8 @@ func (s *Storage) Delete(key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if s.readOnly.Load() {
-		return ErrReadOnly
+	if err := s.writeErr(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
