@@ -130,7 +130,12 @@ static const struct catalog_def catalog_defs[] = {
      "https://bedrock-runtime.{region}.amazonaws.com",
      false,
      {"eu", "us"},
-     {"AKIA", "ASIA", "ABSK"},
+     /*
+      * Bedrock API keys (a bearer token). An IAM access key ID (AKIA/ASIA) is
+      * not a secret and needs its secret access key beside it: not a key byok
+      * stores.
+      */
+     {"ABSK"},
      20,
      "anthropic.claude-3-5-haiku-20241022-v1:0",
      {{"anthropic.claude-sonnet-4-20250514-v1:0", 200000, 64000,
@@ -149,8 +154,12 @@ static const struct catalog_def catalog_defs[] = {
      "https://{region}-aiplatform.googleapis.com/v1",
      false,
      {"eu", "us", "global"},
-     {"{"},
-     100,
+     /*
+      * A Google API key (Vertex AI express mode). A service-account JSON holds
+      * whitespace and newlines, which a key value may not (it goes into a header).
+      */
+     {"AIza"},
+     39,
      "gemini-2.5-flash",
      {{"gemini-2.5-pro", 1048576, 65536,
        CAPS("chat", "vision", "tools", "json", "streaming", "reasoning", "code"), "HIGH", 1.25,

@@ -616,20 +616,23 @@ static void keystore_rec_add_usage(json_t *rec, int64_t hits, time_t last_used)
     }
 }
 
-void keystore_usage_merge(struct keystore *ks, const char *tenant, const char *provider,
-                          const char *key_type, json_t *rec)
+int64_t keystore_usage_merge(struct keystore *ks, const char *tenant, const char *provider,
+                             const char *key_type, json_t *rec)
 {
+    int64_t hits = 0;
     size_t h = keystore_counter_hash(tenant, provider, key_type);
     pthread_mutex_lock(&ks->counter_mu);
     for (struct keystore_counter *c = ks->counters[h]; c != NULL; c = c->next) {
         if (keystore_counter_is(c, tenant, provider, key_type)) {
             if (c->hits > 0) {
                 keystore_rec_add_usage(rec, c->hits, c->last_used);
+                hits = c->hits;
             }
             break;
         }
     }
     pthread_mutex_unlock(&ks->counter_mu);
+    return hits;
 }
 
 void keystore_usage_forget(struct keystore *ks, const char *tenant, const char *provider,
@@ -676,6 +679,18 @@ static void keystore_counter_settle_locked(struct keystore *ks,
             return;
         }
     }
+}
+
+void keystore_usage_settle(struct keystore *ks, const char *tenant, const char *provider,
+                           const char *key_type, int64_t hits)
+{
+    struct keystore_counter_name n;
+    snprintf(n.tenant, sizeof(n.tenant), "%s", tenant);
+    snprintf(n.provider, sizeof(n.provider), "%s", provider);
+    snprintf(n.key_type, sizeof(n.key_type), "%s", key_type);
+    pthread_mutex_lock(&ks->counter_mu);
+    keystore_counter_settle_locked(ks, &n, hits);
+    pthread_mutex_unlock(&ks->counter_mu);
 }
 
 /* Flushes one key's pending hits; caller holds the write lock. */

@@ -140,9 +140,18 @@ void keystore_record_forget(struct keystore *ks, const char *key);
 /* Usage counters: creds reads count in memory; metadata reads merge; byok_periodic flushes. */
 void keystore_usage_hit(struct keystore *ks, const char *tenant, const char *provider,
                         const char *key_type, time_t now);
-/* Adds pending hits to rec's usage_count / last_used_at (for a read reply). */
-void keystore_usage_merge(struct keystore *ks, const char *tenant, const char *provider,
-                          const char *key_type, json_t *rec);
+/*
+ * Adds pending hits to rec's usage_count / last_used_at (for a read reply, or
+ * a record about to be saved) and returns how many it added.
+ */
+int64_t keystore_usage_merge(struct keystore *ks, const char *tenant, const char *provider,
+                             const char *key_type, json_t *rec);
+/*
+ * Hits merged into a record that was then saved (under the write lock): no
+ * longer pending. Hits counted since stay pending for the next flush.
+ */
+void keystore_usage_settle(struct keystore *ks, const char *tenant, const char *provider,
+                           const char *key_type, int64_t hits);
 /* Forgets pending hits of one key (key_type != NULL) or of a whole tenant. */
 void keystore_usage_forget(struct keystore *ks, const char *tenant, const char *provider,
                            const char *key_type);

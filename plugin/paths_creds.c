@@ -98,6 +98,11 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
     if (e != ERR_OK) {
         return e;
     }
+    if (!config_provider_allowed(config, p)) {
+        /* Narrowing allowed_providers keeps tenants off a provider: its keys too. */
+        fw_error_coded(resp, 404, "provider '%s' is not in allowed_providers", p);
+        goto out;
+    }
     char skey[STORAGE_MAX_KEY];
     e = keystore_path_key(skey, sizeof(skey), t, p, kt);
     if (e == ERR_OK) {

@@ -558,8 +558,11 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
         json_object_set_new(rec, "status", json_string("active"));
         json_object_del(rec, "revoked_at");
     }
-    /* An expiry that has passed belonged to the old value: a new value without one clears it. */
-    if (has_value && !has_expiry && strcmp(keystore_key_status(rec, now), "expired") == 0) {
+    /*
+     * An expiry belongs to the value it was given with: a new value without
+     * one has none (it does not inherit the old value's date, passed or not).
+     */
+    if (has_value && !has_expiry) {
         has_expiry = true;
         expires = 0;
     }
@@ -638,13 +641,15 @@ static enum err keys_delete(struct fw_request *req, struct fw_response *resp)
     }
     json_object_set_new(rec, "status", json_string("revoked"));
     json_object_set_new(rec, "updated_at", json_string(now_s));
-    e = keys_save(req, rec);
     /*
-     * Pending hits of a revoked key are history; flushing them would race the
-     * tombstone. Kept if the tombstone was not saved: the key is still live.
+     * The tombstone keeps the key's whole use for audit: creds reads counted
+     * in memory go into it. Kept pending if it was not saved (the key is still
+     * live); reads racing the delete stay pending and are flushed into it.
      */
-    if (e == ERR_OK) {
-        keystore_usage_forget(ks, t, p, kt);
+    int64_t hits = keystore_usage_merge(ks, t, p, kt, rec);
+    e = keys_save(req, rec);
+    if (e == ERR_OK && hits > 0) {
+        keystore_usage_settle(ks, t, p, kt, hits);
     }
     if (e == ERR_OK && had_grace) {
         e = keystore_grace_mark(req->storage, t, p, kt, false);
@@ -679,6 +684,11 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
         return ERR_OK;
     }
     time_t now = keystore_now();
+    bool has_expiry = false;
+    time_t expires = 0;
+    if (!keys_meta_ok(req, resp, now, &has_expiry, &expires)) {
+        return ERR_OK;
+    }
     json_t *config = NULL, *entry = NULL, *rec = NULL;
     enum err e = config_get_shared(req->backend, req->storage, &config);
     if (e != ERR_OK) {
@@ -709,12 +719,11 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     }
     /*
      * An expired key's value is past its life: it gets no grace period (creds
-     * would serve it again by version), and the expiry belonged to it.
+     * would serve it again by version). The expiry belonged to the old value:
+     * the new one has the expiry given with it, or none.
      */
     bool expired = strcmp(keystore_key_status(rec, now), "expired") == 0;
-    if (expired) {
-        json_object_set_new(rec, "expires_at", json_null()); /* as for a plain write */
-    }
+    keys_apply_meta(req, rec, true, has_expiry ? expires : 0);
     bool keep_old = grace > 0 && !expired;
     int64_t old = json_integer_value(json_object_get(rec, "current_version"));
     int64_t version = 0;
@@ -887,6 +896,12 @@ static const struct fw_field keys_rotate_fields[] = {
      .type = FW_TYPE_DURATION,
      .def = "0",
      .description = "How long the replaced version stays usable (0 = revoke at once)."},
+    {.name = "expires_in",
+     .type = FW_TYPE_DURATION,
+     .description = "Expiry of the new value from now (none if neither is given)."},
+    {.name = "expires_at",
+     .type = FW_TYPE_STRING,
+     .description = "Expiry of the new value as RFC 3339."},
     {.name = NULL},
 };
 

@@ -1115,6 +1115,88 @@ static void test_delete_partly_failed(void **state)
     expect_creds_404(e, "tenants/acme/creds/openai", NULL);
 }
 
+/*
+ * A deleted key's tombstone keeps its whole use: creds reads still pending in
+ * memory go into it, and are not flushed a second time. Before, delete forgot
+ * them (usage_count 0 on the tombstone).
+ */
+static void test_delete_keeps_pending_usage(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    for (int i = 0; i < 3; i++) {
+        json_t *c = NULL;
+        creds_value(e, CREDS, &c);
+        json_decref(c);
+    }
+    ok0(e, FW_OP_DELETE, KP, NULL);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    json_t *stored = NULL;
+    assert_int_equal(storage_get_json(e->st, KP, &stored), ERR_OK);
+    assert_int_equal(num(stored, "usage_count"), 3);
+    assert_non_null(str(stored, "last_used_at"));
+    json_decref(stored);
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "usage_count"), 3); /* not merged twice */
+    assert_string_equal(str(d, "status"), "revoked");
+    json_decref(d);
+}
+
+/*
+ * An expiry belongs to the value it came with: a rotated or rewritten value
+ * without one has none, one given with the rotation applies, and creds serves
+ * the new value past the old value's date. Before, the old value's future
+ * expiry carried over and the key just rotated in died with it.
+ */
+static void test_new_value_has_its_own_expiry(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, "\"expires_in\": \"10s\"");
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        "{\"key_value\": \"sk-CANARY2acme1111111111111111111111111111yR\", \"grace_period\": "
+        "\"1h\"}");
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_true(json_is_null(json_object_get(d, "expires_at")));
+    json_decref(d);
+    fake_now += 20;
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, CREDS, &c), canary2);
+    json_decref(c);
+    /* An expiry given with the rotation is the new value's. */
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        "{\"key_value\": \"sk-CANARY3acme2222222222222222222222222222xS\", \"expires_in\": "
+        "\"1h\"}");
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_non_null(str(d, "expires_at"));
+    json_decref(d);
+    struct result r = call(e, FW_OP_UPDATE, KP "/rotate",
+                           "{\"key_value\": \"sk-CANARY4acme3333333333333333333333333333wT\", "
+                           "\"expires_at\": \"2001-01-01T00:00:00Z\"}");
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "'expires_at'"));
+    done(&r);
+    /* A plain write of a new value without an expiry clears the one set. */
+    put_key(e, KP, canary4, NULL);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_true(json_is_null(json_object_get(d, "expires_at")));
+    json_decref(d);
+}
+
+/* A provider taken out of config.allowed_providers: creds no longer serves its keys. */
+static void test_creds_respects_allowed_providers(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    json_t *c = NULL;
+    creds_value(e, CREDS, &c);
+    json_decref(c);
+    ok0(e, FW_OP_UPDATE, "config", "{\"allowed_providers\": [\"anthropic\"]}");
+    expect_creds_404(e, CREDS, NULL);
+    ok0(e, FW_OP_UPDATE, "config", "{\"allowed_providers\": []}");
+    creds_value(e, CREDS, &c);
+    json_decref(c);
+}
+
 /* ---- tenants -------------------------------------------------------------------------- */
 
 static void test_settings(void **state)
@@ -1628,6 +1710,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_fails_keeps_hits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_partly_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_keeps_pending_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_value_has_its_own_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_creds_respects_allowed_providers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_ids_evict_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_unknown_tenant, setup, teardown),
