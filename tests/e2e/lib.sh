@@ -569,19 +569,54 @@ cost_of() { awk -v p="$2" -v c="$3" -v pi="${PRICE_IN[$1]}" -v po="${PRICE_OUT[$
 
 # ---- the canary scan --------------------------------------------------------------------
 
-# canary_scan NAME CANARY...: no canary anywhere in the run's artifacts except
-# the mock's request record and the mock's key list (the two places a key must be).
-canary_scan() {
-    local name=$1 hits="" k
+# canary_needles FORM CANARY...: the strings that betray each canary, one a line
+# (FORM: all, or one of key b64 b64url hex window). b64/b64url: the key's base64
+# at the three byte shifts it can have inside any longer base64 text, without
+# the last quantum (it depends on what follows; as canaryNeedles in
+# tests/vaultsim/keys_test.go); hex: the key's bytes in lower and upper case hex;
+# window: every 16 characters of the random part (after the last '-': what
+# lib_canary draws), so a long prefix or any slice of the key is found too.
+# Keys go through pipes only, never argv.
+canary_needles() {
+    local form=$1 k s b
     shift
     for k in "$@"; do
-        local h
-        h=$(grep -rlaF -- "$k" "$LIB_TMP" 2>/dev/null |
-            grep -vxF -e "$MOCK_RECORD" -e "$MOCK_KEYS")
-        [ -n "$h" ] && hits+="$h "
+        case $form in all | key) printf '%s\n' "$k" ;; esac
+        for s in 0 1 2; do
+            b=$(printf '%s' "${k:s}" | base64 -w0)
+            [ "${#b}" -gt 8 ] || continue
+            case $form in all | b64) printf '%s\n' "${b:0:${#b}-4}" ;; esac
+            b=$(printf '%s' "${b%%=*}" | tr '+/' '-_')
+            case $form in all | b64url) printf '%s\n' "${b:0:${#b}-4}" ;; esac
+        done
+        case $form in all | hex)
+            b=$(printf '%s' "$k" | od -An -v -tx1 | tr -d ' \n')
+            printf '%s\n%s\n' "$b" "$(printf '%s' "$b" | tr a-f A-F)"
+            ;;
+        esac
+        case $form in all | window)
+            printf '%s\n' "${k##*-}" | awk '{ for (i = 1; i + 15 <= length($0); i++) print substr($0, i, 16) }'
+            ;;
+        esac
     done
+}
+
+# canary_scan NAME CANARY...: no canary (in any form canary_needles lists)
+# anywhere in the run's artifacts except the mock's request record and the
+# mock's key list (the two places a key must be). The needles go to grep
+# through a pipe: no file holds them.
+canary_scan() {
+    local name=$1 hits form forms=""
+    shift
+    hits=$(grep -rlaF -f <(canary_needles all "$@") -- "$LIB_TMP" 2>/dev/null |
+        grep -vxF -e "$MOCK_RECORD" -e "$MOCK_KEYS" | tr '\n' ' ')
     if [ -n "$hits" ]; then
-        t_fail "$name" "canary found in: $hits"
+        # Which forms, by name only: the failure message never holds key material.
+        for form in key b64 b64url hex window; do
+            # shellcheck disable=SC2086 # $hits: the file list, split on spaces
+            grep -qaF -f <(canary_needles "$form" "$@") -- $hits 2>/dev/null && forms+="$form "
+        done
+        t_fail "$name" "canary ($forms) found in: $hits"
     else
         t_ok "$name"
     fi
