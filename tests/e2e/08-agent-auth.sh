@@ -115,10 +115,17 @@ else
 fi
 
 # ---- A token file holding a non-renewable token (e.g. a Vault Agent sink) ----
-# The first token lasts 6 s and cannot be renewed; at ~2 s the file is
-# replaced with the next token, as Vault Agent does. The agent re-reads the
-# file at 2/3 of the TTL instead of asking renew-self (which Vault refuses).
+# The first token lasts 9 s and cannot be renewed; right after the first call
+# the file is replaced with the next token, as Vault Agent does. The agent's
+# renew timer re-reads the file at 2/3 of the TTL (~6 s) instead of asking
+# renew-self (which Vault refuses). A request also re-reads a changed file, so
+# no call to Vault may happen between the rewrite and the check: only /metrics
+# is asked (it never calls Vault), usage reports wait an hour, and the login
+# count (a token file load counts as one) must reach 2 before the first
+# token's TTL ends.
+NR_TTL=9
 nr_token() {
+    NR_CREATED=$(date +%s.%N)
     vault_api POST auth/token/create "{\"policies\":[\"byok-agent\"],\"ttl\":\"$1\",\"renewable\":false}"
     (
         umask 077
@@ -126,19 +133,42 @@ nr_token() {
     )
     mv "$LIB_TMP/nr-token.new" "$LIB_TMP/nr-token"
 }
-nr_token 6s
-agent_config "$LISTENERS" ".vault.token_file = \"$LIB_TMP/nr-token\" | .keycache.max_ttl_s = 1"
+# nr_logins: the agent's Vault login count (token file loads included), from /metrics.
+nr_logins() {
+    call "$SOCK" GET /metrics ""
+    echo "$BODY" | awk '$1 == "byok_vault_calls_total{event=\"login\"}" { print $2 }'
+}
+# now_since T: seconds from T (date +%s.%N) to now.
+now_since() { awk -v t="$1" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - t }'; }
+nr_token "${NR_TTL}s"
+first_created=$NR_CREATED
+agent_config "$LISTENERS" ".vault.token_file = \"$LIB_TMP/nr-token\" | .keycache.max_ttl_s = 1 | .usage.report_interval_s = 3600 | .listeners[0].metrics = true"
 log_from=$(($(wc -l <"$AGENT_LOG") + 1))
 if agent_start; then
     call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
     first=$CODE
-    sleep 2
+    logins0=$(nr_logins)
     nr_token 1h
-    sleep 5
+    picked="login count ${logins0:-none} at start"
+    while :; do
+        n=$(nr_logins)
+        at=$(now_since "$first_created")
+        if [ "$logins0" = 1 ] && [ "$n" = 2 ]; then
+            picked="new token loaded by the timer before the first expired"
+            break
+        fi
+        if awk -v a="$at" -v t="$NR_TTL" 'BEGIN { exit !(a >= t) }'; then
+            picked="login count ${n:-none} (from ${logins0:-none}) at $at s, the first token's TTL is $NR_TTL s"
+            break
+        fi
+        sleep 0.2
+    done
+    # Past the first token's expiry: calls work with the new one.
+    sleep "$(awk -v a="$(now_since "$first_created")" -v t="$NR_TTL" 'BEGIN { d = t + 1 - a; print (d > 0 ? d : 0) }')"
     call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
     refused=$(tail -n "+$log_from" "$AGENT_LOG" | grep -c 'renewal refused')
     t_eq "token file, non-renewable token: the file is re-read at 2/3 of the TTL, calls work past the first token's expiry, no renew-self" \
-        "$first $CODE, $refused refused" "200 200, 0 refused"
+        "$first $CODE, $picked, $refused refused" "200 200, new token loaded by the timer before the first expired, 0 refused"
     kill -TERM "$AGENT_PID" 2>/dev/null
     wait "$AGENT_PID" 2>/dev/null
 else
