@@ -52,7 +52,9 @@ t_eq "the secure heap is sized from keycache.max_entries (8 MiB for 10,000)" \
 agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0600\"}]" \
     '.keycache.max_entries = 100000'
 kill -HUP "$AGENT_PID"
-lib_wait_for 5 test "$(grep -c '"@message":"reload failed' "$AGENT_LOG")" = 2
+# reload_failures N: the log holds N failed reloads (grepped again on every try).
+reload_failures() { [ "$(grep -c '"@message":"reload failed' "$AGENT_LOG")" = "$1" ]; }
+lib_wait_for 5 reload_failures 2
 t_match "reload needing a larger secure heap: refused naming keycache.max_entries, old config kept" \
     "$(grep '"@message":"reload failed' "$AGENT_LOG" | tail -n 1 | jq -r .error) mode $(stat -c %a "$S")" \
     '^keycache.max_entries: 100000 needs a 64 MiB secure heap; the running agent has 8 MiB.* mode 660$'
