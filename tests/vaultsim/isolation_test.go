@@ -9,7 +9,6 @@ package vaultsim
 // or in the plugin's log.
 
 import (
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -197,18 +196,19 @@ func TestNoPlaintextAtRest(t *testing.T) {
 	s.ReloadPlugin(t)
 	s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/acme/creds/openai", nil)
 
+	// Storage is the whole of what a snapshot holds: not even a masked value of
+	// a short key. An empty snapshot would pass the scan without holding anything.
+	storage := s.RawStorage()
+	if len(storage) == 0 {
+		t.Fatalf("empty storage snapshot: nothing to scan")
+	}
 	var raw []byte
-	for k, v := range s.RawStorage() {
+	for k, v := range storage {
 		raw = append(raw, k...)
 		raw = append(raw, v...)
 	}
 	noCanaries(t, "raw storage", raw, all)
 	noCanaries(t, "plugin log", []byte(s.PluginLog()), all)
-	// Storage is the whole of what a snapshot holds: not even a masked value of a short key.
-	b, _ := json.Marshal(s.RawStorage())
-	if len(b) == 0 {
-		t.Fatalf("empty storage snapshot")
-	}
 }
 
 // The rendered per-tenant policy grants what the templated one does, for one tenant only.
