@@ -120,6 +120,7 @@ static const struct cfg_field schema_upstream[] = {
      false},
     {"max_host_connections", CFG_INT, UO(max_host_connections), 0, 65536, NULL, 0, 0, false},
     {"ca_file", CFG_STR, UO(ca_file), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
+    {"proxy", CFG_STR, UO(proxy), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
     F_END,
 };
 #define LO(m) (offsetof(struct config, limits.m) - offsetof(struct config, limits))
@@ -512,6 +513,21 @@ static enum err cfg_validate(struct config *c, char *errbuf)
         !(strncmp(a, "unix:/", 6) == 0 && strlen(a) < 6 + 108)) {
         cfg_err(errbuf, "vault.address", "must start with https://, http:// or unix:/");
         return ERR_CONFIG;
+    }
+    const char *px = c->upstream.proxy;
+    if (px != NULL) {
+        const char *host = strncmp(px, "http://", 7) == 0    ? px + 7
+                           : strncmp(px, "https://", 8) == 0 ? px + 8
+                                                             : NULL;
+        bool ok = host != NULL && host[0] != '\0' && host[0] != '/';
+        for (const char *p = px; ok && *p != '\0'; p++) {
+            ok = *p > ' ' && *p < 0x7f;
+        }
+        if (!ok) {
+            cfg_err(errbuf, "upstream.proxy",
+                    "must be http://host:port or https://host:port (printable, no spaces)");
+            return ERR_CONFIG;
+        }
     }
     int methods = (c->vault.token_file != NULL) + (c->vault.approle.role_id_file != NULL) +
                   (c->vault.kubernetes.role != NULL);

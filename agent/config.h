@@ -79,6 +79,7 @@ struct config {
         long max_response_bytes;
         long max_host_connections;
         char *ca_file;
+        char *proxy; /* http(s)://host:port for provider calls, or NULL: no proxy at all */
     } upstream;
     struct {
         long max_body_bytes;

@@ -339,14 +339,21 @@ static void call_stream_start(struct call *c)
     r->status = 200;
 }
 
-/* Length of data up to and including its last SSE frame end (a blank line), or 0. */
+/*
+ * Length of data up to and including its last SSE frame end (a blank line), or
+ * 0. Lines end in CRLF, LF or CR (WHATWG), as sse.c parses them: a frame ends
+ * where a line terminator directly follows another one.
+ */
 static size_t call_last_frame_end(const char *data, size_t len)
 {
     for (size_t i = len; i >= 2; i--) {
-        if (data[i - 1] != '\n') {
+        size_t j = i - 1; /* the last byte of the terminator that would end the frame */
+        if (data[j] != '\n' && data[j] != '\r') {
             continue;
         }
-        if (data[i - 2] == '\n' || (i >= 3 && data[i - 2] == '\r' && data[i - 3] == '\n')) {
+        /* A CRLF is one terminator: the one before it must end just before its CR. */
+        size_t prev = data[j] == '\n' && data[j - 1] == '\r' ? j - 1 : j;
+        if (prev >= 1 && (data[prev - 1] == '\n' || data[prev - 1] == '\r')) {
             return i;
         }
     }
@@ -973,6 +980,8 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         .allow_http = h.allow_http,
         .ca_file = cfg->upstream.ca_file,
         .unix_socket = NULL,
+        /* A provider on the node is reached directly, never through the proxy. */
+        .proxy = json_is_true(json_object_get(c->ent->entry, "local")) ? NULL : cfg->upstream.proxy,
     };
     static const struct upstream_cbs cbs = {call_on_status, call_on_data, call_on_done};
     c->up_status = 0;

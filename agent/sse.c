@@ -15,6 +15,8 @@ void sse_init(struct sse *p, size_t max_data, sse_event_cb cb, void *arg)
     p->event[0] = '\0';
     p->has_data = false;
     p->last_cr = false;
+    p->started = false;
+    p->bom = 0;
     p->cb = cb;
     p->arg = arg;
 }
@@ -88,8 +90,27 @@ static enum err sse_line(struct sse *p, const char *s, size_t n)
 enum err sse_feed(struct sse *p, const char *data, size_t len)
 {
     size_t i = 0;
-    if (p->last_cr && len > 0 && data[0] == '\n') {
-        i = 1; /* the LF of a CRLF split across chunks */
+    /* A leading UTF-8 byte order mark is not part of the stream (WHATWG), even split. */
+    static const unsigned char bom[3] = {0xEF, 0xBB, 0xBF};
+    while (!p->started && i < len) {
+        if ((unsigned char)data[i] == bom[p->bom]) {
+            i++;
+            p->started = ++p->bom == sizeof(bom);
+            continue;
+        }
+        p->started = true;
+        if (p->bom > 0) { /* a BOM's first bytes, then something else: they were text */
+            enum err e = buf_append(&p->line, (const char *)bom, p->bom);
+            if (e != ERR_OK) {
+                return e;
+            }
+        }
+    }
+    if (i == len) {
+        return ERR_OK; /* nothing else (an empty chunk keeps a pending CR's state too) */
+    }
+    if (p->last_cr && data[i] == '\n') {
+        i++; /* the LF of a CRLF split across chunks */
     }
     p->last_cr = false;
     while (i < len) {

@@ -28,6 +28,8 @@ struct sse {
     char event[SSE_MAX_EVENT_NAME + 1];
     bool has_data;
     bool last_cr;
+    bool started;      /* past the stream's first bytes (a leading UTF-8 BOM is dropped) */
+    unsigned char bom; /* BOM bytes matched so far at the start of the stream */
     sse_event_cb cb;
     void *arg;
 };

@@ -58,6 +58,8 @@ struct upstream_xfer {
     bool in_curl_cb; /* inside a curl callback: curl_multi_remove_handle is forbidden */
     bool cancelled;  /* cancel requested from inside a callback; freed at completion */
     bool timed_out;
+    enum err
+        failed; /* != ERR_OK: curl failed the transfer inside a resume; ended by the deadline */
     bool sensitive;
     struct upstream_xfer *prev, *next;
 };
@@ -329,10 +331,16 @@ static void upstream_deadline_cb(evutil_socket_t fd, short what, void *arg)
     struct upstream_xfer *x = arg;
     struct upstream_cbs cbs = x->cbs;
     void *cb_arg = x->arg;
-    x->timed_out = true;
+    bool cancelled = x->cancelled;
+    enum err e = x->failed != ERR_OK ? x->failed : ERR_TIMEOUT;
+    x->timed_out = x->failed == ERR_OK;
+    long status = 0;
+    if (x->failed != ERR_OK) {
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    }
     upstream_xfer_destroy(x);
-    if (cbs.on_done != NULL) {
-        cbs.on_done(cb_arg, ERR_TIMEOUT, 0);
+    if (!cancelled && cbs.on_done != NULL) {
+        cbs.on_done(cb_arg, e, status);
     }
 }
 
@@ -437,8 +445,14 @@ static void upstream_check_done(struct upstream *up)
         long status = 0;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
         if (!cancelled && code == CURLE_OK) {
-            /* A response without a body still reports its status first. */
+            /*
+             * A response without a body still reports its status first. As a
+             * callback: a cancel from on_status only marks the transfer, which
+             * is freed just below (freeing it there would be a use after free).
+             */
+            x->in_curl_cb = true;
             upstream_emit_status(x);
+            x->in_curl_cb = false;
             cancelled = x->cancelled;
         }
         upstream_xfer_destroy(x);
@@ -619,6 +633,12 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     if (opts->unix_socket != NULL) {
         curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, opts->unix_socket);
     }
+    /*
+     * Only the configured proxy, never one from the environment: libcurl
+     * would otherwise send Vault tokens, creds replies and keys over plain
+     * http to whatever http_proxy names. Set on every use: handles are pooled.
+     */
+    curl_easy_setopt(h, CURLOPT_PROXY, opts->proxy != NULL ? opts->proxy : "");
     if (opts->sensitive) {
         curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, upstream_ssl_ctx_sensitive);
     }
@@ -696,5 +716,21 @@ void upstream_xfer_resume(struct upstream_xfer *x)
     }
     x->paused = false;
     upstream_arm_deadline(x, x->got_data ? x->idle_ms : x->first_byte_ms);
-    curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    /*
+     * curl 7.88 hands the held data to on_data inside curl_easy_pause. If
+     * on_data aborts (or cancels) there, curl fails the call and neither
+     * finishes the transfer nor watches its socket again: end it here, on the
+     * next loop turn (the deadline at 0 ms), not from inside the caller.
+     */
+    x->in_curl_cb = true;
+    CURLcode rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    x->in_curl_cb = false;
+    if (rc != CURLE_OK || x->cancelled) {
+        x->failed = rc != CURLE_OK ? upstream_map_code(rc) : ERR_CANCELLED;
+        if (x->failed == ERR_OK) {
+            x->failed = ERR_UPSTREAM;
+        }
+        struct timeval now = {0, 0};
+        evtimer_add(x->deadline, &now);
+    }
 }

@@ -41,6 +41,8 @@ struct upstream_opts {
     bool allow_http;            /* plain http allowed (local providers, Vault on loopback) */
     const char *ca_file;        /* NULL = system store; copied by curl */
     const char *unix_socket;    /* connect through this Unix socket (Vault); NULL = TCP */
+    const char *proxy;          /* HTTP(S) proxy URL; NULL = none, whatever the environment
+                                   (http_proxy, HTTPS_PROXY, ALL_PROXY are never used) */
     bool sensitive;             /* the response carries secrets (Vault): the easy handle is not
                                    pooled (its receive buffer is freed, so wiped) and OpenSSL
                                    releases its record buffers after each use */

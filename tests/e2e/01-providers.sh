@@ -21,6 +21,7 @@ for p in "${PROVIDERS[@]}"; do
 done
 CASES+=("embeddings" "models list" "healthz" "metrics" "usage reported to Vault"
     "usage cost per provider" "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
+    "proxy variables in the agent's environment ignored: nothing reached the proxy they name"
     "canary: nowhere but the provider request")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
@@ -30,7 +31,23 @@ canary_keys "$TENANT" "${PROVIDERS[@]}" || { LIB_BLOCKED_REASON="key write faile
 
 SOCK=$AGENT_DIR/acme.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"$TENANT\", \"app\": \"e2e\", \"metrics\": true}]"
-agent_start || t_block_all
+# Every proxy variable libcurl reads points at a catcher that records what it
+# gets: the agent (Vault over plain http here, providers over https) must use
+# none of them (only upstream.proxy, unset here).
+PROXY_SEEN=$LIB_TMP/proxy-seen.bin
+: >"$PROXY_SEEN"
+PX=$(lib_free_port)
+lib_spawn "$LIB_TMP/proxy-catcher.log" "$PY" -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+while True:
+    c, _ = s.accept()
+    with open(sys.argv[2], "ab") as f:
+        f.write(c.recv(65536) or b"(connection)")
+    c.close()' "$PX" "$PROXY_SEEN"
+http_proxy=http://127.0.0.1:$PX HTTPS_PROXY=http://127.0.0.1:$PX ALL_PROXY=http://127.0.0.1:$PX \
+    HTTP_PROXY=http://127.0.0.1:$PX https_proxy=http://127.0.0.1:$PX agent_start || t_block_all
 
 declare -A SUM_REQ SUM_PT SUM_CT
 for p in "${PROVIDERS[@]}"; do SUM_REQ[$p]=0 SUM_PT[$p]=0 SUM_CT[$p]=0; done
@@ -164,6 +181,8 @@ if [ -z "$why" ]; then t_ok "usage cost per provider"; else t_fail "usage cost p
 
 t_check "agent alive" kill -0 "$AGENT_PID"
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
+t_eq "proxy variables in the agent's environment ignored: nothing reached the proxy they name" \
+    "$(wc -c <"$PROXY_SEEN")" "0"
 canary_scan "canary: nowhere but the provider request" "${KEY[@]}"
 t_done
 [ "$T_FAILED" -eq 0 ]

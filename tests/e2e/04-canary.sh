@@ -20,6 +20,10 @@ for p in "${PROVIDERS[@]}"; do
     CASES+=("$p upstream redirect: 502 provider_redirect, not followed")
 done
 CASES+=("openai 200 HTML quoting usage: 502 bad_provider_response")
+for p in openai azure; do
+    CASES+=("$p stream: frames and an error event in one read, the agent holding the stream back: the error ends it at once")
+    CASES+=("$p stream with CR-only line ends: every frame passed through")
+done
 CASES+=("metrics and usage endpoints answer" "usage endpoint: only the caller's tenant"
     "metrics: 404 on a listener without metrics: true" "core dump after key expiry: taken"
     "core dump after key expiry: holds agent memory" "core dump after key expiry: no canary"
@@ -105,6 +109,23 @@ done
 call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-htmlusage" false 4)"
 t_eq "openai 200 HTML quoting usage: 502 bad_provider_response" \
     "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" "502 bad_provider_response"
+for p in openai azure; do
+    # The agent sends the first frame alone and holds the rest of curl's read:
+    # the error event comes back inside the resume. Bounded by -m 10 (the
+    # provider idle timeout is 60 s): the stream must end on the error itself.
+    c="$p stream: frames and an error event in one read, the agent holding the stream back: the error ends it at once"
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-bursterror" true 8)" -N -m 10
+    if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "w0 w1" ] &&
+        [[ $BODY == *'"code":"provider_stream_error"'* ]] && [[ $BODY != *"had an error"* ]]; then
+        t_ok "$c"
+    else
+        t_fail "$c" "HTTP $CODE body ${BODY:0:300}"
+    fi
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-crstream" true 6)" -N -m 10
+    t_eq "$p stream with CR-only line ends: every frame passed through" \
+        "$CODE $(printf '%s' "$BODY" | tr '\r' '\n' | sse_content) $(printf '%s' "$BODY" | tr '\r' '\n' | grep -c '^data: \[DONE\]')" \
+        "200 $(words 6) 1"
+done
 
 call "$SOCK" GET /metrics ""
 m=$CODE

@@ -846,7 +846,7 @@ var scenarios map[string]func(*call)
 func scenarioNames() []string {
 	return []string{"normal", "slow", "slowstream", "429", "500", "502", "503", "529", "401",
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
-		"streamerror", "htmlusage", "endlesserror"}
+		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -947,6 +947,64 @@ func init() {
 			c.sse("", map[string]interface{}{"error": map[string]interface{}{
 				"message": "Incorrect API key provided: " + cred, "type": "invalid_request_error",
 				"code": "invalid_api_key"}})
+		},
+		// bursterror: a stream's first frames and an error event written as
+		// separate HTTP chunks in one flush (one TCP write): a client reads
+		// them in one go, after holding the stream back at its first frame.
+		"bursterror": func(c *call) {
+			if !c.stream || c.style == "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.status = 200
+			c.w.Header().Set("Content-Type", "text/event-stream")
+			c.w.Header().Set("Cache-Control", "no-cache")
+			c.w.WriteHeader(200)
+			chunk := func(content string) string {
+				j, _ := json.Marshal(map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk",
+					"model": c.model, "choices": []interface{}{map[string]interface{}{"index": 0,
+						"delta": map[string]interface{}{"content": content}, "finish_reason": nil}}})
+				return "data: " + string(j) + "\n\n"
+			}
+			for _, part := range []string{chunk(""), chunk(piece(0)), chunk(piece(1)),
+				`data: {"error":{"message":"The server had an error while processing your request.","type":"server_error"}}` + "\n\n"} {
+				io.WriteString(c.w, part) // one HTTP chunk each, not flushed yet
+			}
+			if f, ok := c.w.(http.Flusher); ok {
+				f.Flush()
+			}
+		},
+		// crstream: a complete OpenAI-style stream whose lines end in CR only
+		// (allowed by the SSE format).
+		"crstream": func(c *call) {
+			if !c.stream || c.style == "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.status = 200
+			c.w.Header().Set("Content-Type", "text/event-stream")
+			c.w.WriteHeader(200)
+			write := func(v interface{}) {
+				j, _ := json.Marshal(v)
+				io.WriteString(c.w, "data: "+string(j)+"\r\r")
+				if f, ok := c.w.(http.Flusher); ok {
+					f.Flush()
+				}
+			}
+			delta := func(d map[string]interface{}, finish interface{}) map[string]interface{} {
+				return map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk", "model": c.model,
+					"choices": []interface{}{map[string]interface{}{"index": 0, "delta": d, "finish_reason": finish}}}
+			}
+			write(delta(map[string]interface{}{"role": "assistant", "content": ""}, nil))
+			for i := 0; i < c.words; i++ {
+				write(delta(map[string]interface{}{"content": piece(i)}, nil))
+			}
+			write(delta(map[string]interface{}{}, "stop"))
+			if c.usage {
+				write(map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk", "model": c.model,
+					"choices": []interface{}{}, "usage": c.openaiUsage()})
+			}
+			io.WriteString(c.w, "data: [DONE]\r\r")
 		},
 		// endlesserror: a 503 whose body (JSON padding, 4 KiB every 50 ms, never
 		// idle) never ends until the client leaves (or -stall-max passes).

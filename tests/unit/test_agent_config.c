@@ -131,6 +131,20 @@ static void test_wrong_types(void **state)
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"providers\":[1]}", "providers[0]: must be");
     parse_bad("[]", "(top level): must be a JSON object");
     parse_bad("{\"listeners\":", "(file): invalid JSON");
+    /* upstream.proxy: an http(s) URL with a host, nothing else. */
+    struct config *c = parse_ok("{" BASE_LISTENER "," BASE_VAULT
+                                ",\"upstream\":{\"proxy\":\"http://proxy.internal:3128\"}}");
+    assert_string_equal(c->upstream.proxy, "http://proxy.internal:3128");
+    config_unref(&c);
+    c = parse_ok("{" BASE_LISTENER "," BASE_VAULT "}");
+    assert_null(c->upstream.proxy); /* none, whatever the environment says */
+    config_unref(&c);
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"proxy\":\"socks5://p:1080\"}}",
+              "upstream.proxy: must be");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"proxy\":\"http://\"}}",
+              "upstream.proxy: must be");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"proxy\":\"http://a b:1\"}}",
+              "upstream.proxy: must be");
 }
 
 static void test_ranges_at_and_past_limit(void **state)

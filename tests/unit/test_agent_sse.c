@@ -84,6 +84,49 @@ static void test_split_everywhere(void **state)
     sse_done(&p);
 }
 
+/*
+ * A leading UTF-8 BOM is dropped (WHATWG), also split across chunks, and only
+ * at the very start; BOM-like bytes that turn out to be text stay text.
+ * An empty chunk between a CR and its LF changes nothing.
+ */
+static void test_bom_and_empty_chunks(void **state)
+{
+    (void)state;
+    static const char bom_stream[] = "\xEF\xBB\xBF"
+                                     "data: first\n\ndata: second\n\n";
+    size_t n = strlen(bom_stream);
+    for (size_t cut = 0; cut <= n; cut++) {
+        struct collected c = {0};
+        struct sse p;
+        sse_init(&p, 4096, collect, &c);
+        assert_int_equal(sse_feed(&p, bom_stream, cut), ERR_OK);
+        assert_int_equal(sse_feed(&p, "", 0), ERR_OK);
+        assert_int_equal(sse_feed(&p, bom_stream + cut, n - cut), ERR_OK);
+        assert_int_equal(c.n, 2);
+        assert_string_equal(c.data[0], "first");
+        assert_string_equal(c.data[1], "second");
+        sse_done(&p);
+    }
+    /* Two bytes of a BOM, then a field name: they belong to the name (no "data" field). */
+    struct collected c = {0};
+    struct sse p;
+    sse_init(&p, 4096, collect, &c);
+    assert_int_equal(sse_feed(&p, "\xEF\xBB", 2), ERR_OK);
+    assert_int_equal(sse_feed(&p, "data: x\n\ndata: y\n\n", 18), ERR_OK);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.data[0], "y");
+    sse_done(&p);
+    /* CR, an empty chunk, LF: one line end, not two (no spurious empty event). */
+    memset(&c, 0, sizeof(c));
+    sse_init(&p, 4096, collect, &c);
+    assert_int_equal(sse_feed(&p, "data: a\r", 8), ERR_OK);
+    assert_int_equal(sse_feed(&p, "", 0), ERR_OK);
+    assert_int_equal(sse_feed(&p, "\ndata: b\n\n", 10), ERR_OK);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.data[0], "a\nb");
+    sse_done(&p);
+}
+
 static void test_partial_not_dispatched(void **state)
 {
     (void)state;
@@ -190,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_whole_stream),
         cmocka_unit_test(test_split_everywhere),
         cmocka_unit_test(test_partial_not_dispatched),
+        cmocka_unit_test(test_bom_and_empty_chunks),
         cmocka_unit_test(test_data_limit),
         cmocka_unit_test(test_line_limit),
         cmocka_unit_test(test_event_name_limit),
