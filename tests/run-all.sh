@@ -20,17 +20,43 @@ pass=0
 fail=0
 skip=0
 failed_names=()
+skipped_names=()
 
-# count_tap NAME LOGFILE: adds the TAP results in LOGFILE to the totals.
+# count_tap NAME LOGFILE: adds the TAP results in LOGFILE to the totals. A
+# missing plan, a plan that does not match the cases reported (a suite that
+# stopped early) or a "Bail out!" counts as one more failure.
 count_tap() {
-    local name=$1 log=$2 p f s
+    local name=$1 log=$2 p f s plan
     p=$(grep -Ec '^ok [0-9]+' "$log" | head -1)
     s=$(grep -Ec '^ok [0-9]+.*# *(SKIP|skip)' "$log" | head -1)
     f=$(grep -Ec '^not ok [0-9]+' "$log" | head -1)
+    plan=$(grep -E '^1\.\.[0-9]+' "$log" | tail -n 1 | cut -d. -f3)
+    local lines=$((p + f))
     p=$((p - s))
     pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
     while IFS= read -r l; do failed_names+=("$name: $l"); done < <(grep -E '^not ok [0-9]+' "$log")
+    while IFS= read -r l; do skipped_names+=("$name: $l"); done < <(grep -E '^ok [0-9]+.*# *(SKIP|skip)' "$log")
     printf '  %-44s %4d passed %3d failed %3d skipped\n' "$name" "$p" "$f" "$s"
+    local why=""
+    if grep -q '^Bail out!' "$log"; then
+        why="bailed out"
+    elif [ -z "$plan" ]; then
+        why="no TAP plan"
+    elif [ "$plan" -ne "$lines" ]; then
+        why="plan 1..$plan but $lines cases reported"
+    fi
+    if [ -n "$why" ]; then
+        fail=$((fail + 1))
+        failed_names+=("$name: $why (see $log)")
+        printf '  %-44s %s\n' "$name" "$why"
+    fi
+}
+
+# missing NAME WHAT: a suite that should exist and does not counts as a failure.
+missing() {
+    fail=$((fail + 1))
+    failed_names+=("$1: $2")
+    printf '  %-44s %s\n' "$1" "$2"
 }
 
 # count_go NAME LOGFILE
@@ -55,7 +81,12 @@ suite_status() {
 }
 
 run_unit() {
-    local variant=$1 dir=$2
+    local variant=$1 dir=$2 src
+    # Every test source has its binary: a missing one (a build that failed) fails.
+    for src in tests/unit/test_*.c; do
+        [ -x "$dir/tests/unit/$(basename "$src" .c)" ] ||
+            missing "unit/$variant/$(basename "$src" .c)" "not built in $dir"
+    done
     for t in "$dir"/tests/unit/test_*; do
         [ -x "$t" ] || continue
         local n log
@@ -84,9 +115,12 @@ run_vaultsim() {
 
 run_e2e() {
     local variant=$1 build=$2
-    for t in tests/e2e/*.sh; do
-        [ -x "$t" ] || continue
+    for t in tests/e2e/[0-9]*.sh; do
         local n log
+        if [ ! -x "$t" ]; then
+            missing "e2e/$variant/$(basename "$t" .sh)" "not executable"
+            continue
+        fi
         n="e2e/$variant/$(basename "$t" .sh)"
         log="$LOGS/$(echo "$n" | tr / _).log"
         BYOK_ROOT="$ROOT" BYOK_BUILD="$ROOT/$build" timeout 900 "$t" >"$log" 2>&1
@@ -148,6 +182,11 @@ else
     echo "== real Vault: skipped (no 'vault' binary on PATH); the stand-in ran every scenario"
 fi
 
+if [ ${#skipped_names[@]} -gt 0 ]; then
+    echo
+    echo "skipped (with their reasons):"
+    printf '  %s\n' "${skipped_names[@]}"
+fi
 if [ ${#failed_names[@]} -gt 0 ]; then
     echo
     echo "failures:"

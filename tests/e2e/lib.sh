@@ -109,11 +109,21 @@ t_blocked() {
     for n in "$@"; do t_fail "$n" "blocked: $LIB_BLOCKED_REASON"; done
 }
 
+# t_done: the end of a script. Every case the script names in CASES must have
+# been reported (a script that stopped early fails); the plugin under the
+# stand-in is stopped and its log checked for sanitizer reports (each fails
+# as one more case); then the plan. Returns non-zero when anything failed, so
+# a script ending in t_done exits with its result.
 t_done() {
+    if [ "${CASES+set}" = set ] && [ "$T_N" -ne "${#CASES[@]}" ]; then
+        t_fail "every case named in CASES reported" "$T_N reported, ${#CASES[@]} named"
+    fi
+    lib_vault_stop_check
     echo "1..$T_N"
     if [ "$T_FAILED" -gt 0 ]; then
         echo "# $T_FAILED of $T_N failed; artifacts kept in $LIB_TMP"
     fi
+    [ "$T_FAILED" -eq 0 ]
 }
 
 # t_block_all: every case named in the script's CASES fails as blocked
@@ -292,6 +302,25 @@ vault_start() {
 }
 
 vault_up() { curl -s -m 2 -o /dev/null "$VAULT_ADDR/v1/sys/health"; }
+
+# lib_vault_stop_check: stops the stand-in (it shuts the plugin down as Vault
+# does, so an ASan plugin runs its leak check) and fails one case if the
+# plugin's log, over every start of this run, holds a sanitizer report.
+lib_vault_stop_check() {
+    [ "$BYOK_VAULT" = sim ] && [ -n "${VAULT_PID:-}" ] || return 0
+    local i san
+    if kill -0 "$VAULT_PID" 2>/dev/null; then
+        kill -CONT "$VAULT_PID" 2>/dev/null
+        kill -TERM "$VAULT_PID" 2>/dev/null
+        for i in $(seq 200); do
+            kill -0 "$VAULT_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    san=$(grep -h -m1 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+        "$VAULT_DIR/vaultsim.log" "$VAULT_DIR/stderr.log" 2>/dev/null | head -n 1)
+    [ -z "$san" ] || t_fail "plugin under the stand-in: no sanitizer report" "$san (see $VAULT_DIR/vaultsim.log)"
+}
 
 # A real Vault in dev mode: the plugin copied to its plugin directory, registered
 # by sha256 and enabled at byok/, exactly as an administrator would.
