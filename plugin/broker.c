@@ -4,14 +4,16 @@
  * to Vault. It deliberately knows nothing about pb.Storage: storage_grpc.c
  * builds the messages, broker_call moves them.
  *
- * Why a completion queue per call: the server's queue is drained by one
- * thread that also receives the ConnInfos; blocking there on a reply from
- * Vault would deadlock Setup and stall every other RPC. A pluck queue owned
- * by the calling (worker) thread keeps each blocking call to itself, and the
- * one channel multiplexes all of them as HTTP/2 streams. The queues are
- * pooled: creating one and shutting it down (a pollset set up, kicked and torn
- * down) cost a key write's storage round trip about as much as the rest of
- * its CPU work, and a queue whose one call has completed has nothing left in it.
+ * Why a completion queue per call: the server's queue is drained by whichever
+ * worker holds the turn (pool.h), so a reply landing there would reach that
+ * worker, not the one waiting for it. A pluck queue owned by the calling
+ * worker keeps each blocking call to itself, and the one channel multiplexes
+ * all of them as HTTP/2 streams. While the caller keeps its turn (the first
+ * BROKER_GRACE_US) no other thread polls, so it reads its reply itself with
+ * no hand-off. The queues are pooled: creating one and shutting it down (a
+ * pollset set up, kicked and torn down) cost a key write's storage round trip
+ * about as much as the rest of its CPU work, and a queue whose one call has
+ * completed has nothing left in it.
  */
 #include "plugin/broker.h"
 
@@ -26,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "plugin/pool.h"
 
 struct broker_conninfo {
     uint32_t id;
@@ -258,9 +262,12 @@ enum err broker_connect(uint32_t service_id, int wait_ms)
         until.tv_nsec -= 1000000000L;
     }
 
+    /* The ConnInfo arrives on the server's queue: another worker must drain it meanwhile. */
+    pool_block_begin();
     pthread_mutex_lock(&broker_mu);
     if (broker_tls == NULL) {
         pthread_mutex_unlock(&broker_mu);
+        pool_block_end();
         return ERR_INVAL;
     }
     int found;
@@ -271,6 +278,7 @@ enum err broker_connect(uint32_t service_id, int wait_ms)
         }
     }
     pthread_mutex_unlock(&broker_mu);
+    pool_block_end();
     if (!found) {
         return ERR_TIMEOUT;
     }
@@ -393,8 +401,17 @@ enum err broker_call(const char *method, const ProtobufCMessage *req,
         cq_idle = true; /* a refused batch queues no completion */
         goto out_call;
     }
-    grpc_event ev =
-        grpc_completion_queue_pluck(cq, call, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    /* Within the grace this thread is the only one polling, so it reads the reply itself. */
+    grpc_event ev = grpc_completion_queue_pluck(
+        cq, call,
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                     gpr_time_from_micros(BROKER_GRACE_US, GPR_TIMESPAN)),
+        NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        pool_block_begin();
+        ev = grpc_completion_queue_pluck(cq, call, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        pool_block_end();
+    }
     if (ev.type != GRPC_OP_COMPLETE) {
         rc = ERR_INTERNAL;
         goto out_call;

@@ -33,6 +33,9 @@
 #define BROKER_WAIT_MS 5000
 /* Deadline of one storage call; Vault's own storage (Raft, Consul) answers far sooner. */
 #define BROKER_CALL_TIMEOUT_MS 60000
+/* A worker waits this long for a storage reply while holding its turn (pool.h), then hands the
+   server's queue to another worker: most replies come sooner, and a hand-off costs a wake-up. */
+#define BROKER_GRACE_US 250
 /* Largest reply we unpack from Vault: a storage value (1 MiB) plus framing, or a long List. */
 #define BROKER_MAX_REPLY ((size_t)64 * 1024 * 1024)
 /* Longest gRPC status message kept for the caller. */

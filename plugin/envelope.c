@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "plugin/pool.h"
 
 #define ENVELOPE_FORMAT_V1 0x01
 #define ENVELOPE_DEK_BUCKETS 1024
@@ -558,8 +559,8 @@ enum err envelope_initialize(struct envelope *env, struct storage *st)
     if (env == NULL || st == NULL) {
         return ERR_INVAL;
     }
-    pthread_mutex_lock(&env->rot_mu);
-    pthread_rwlock_wrlock(&env->kek_rw);
+    pool_mutex_lock(&env->rot_mu);
+    pool_rwlock_wrlock(&env->kek_rw);
     int64_t cur = 0;
     enum err e = envelope_current_load(env, st, &cur);
     if (e == ERR_OK && cur == 0) {
@@ -754,7 +755,7 @@ enum err envelope_tenant_dek(struct envelope *env, struct storage *st, const cha
     if (e != ERR_OK) {
         return e;
     }
-    pthread_rwlock_rdlock(&env->kek_rw);
+    pool_rwlock_rdlock(&env->kek_rw);
     json_t *rec = NULL;
     int64_t kv = 0;
     e = storage_get_json(st, key, &rec);
@@ -839,7 +840,7 @@ static enum err envelope_rewrap_one(struct envelope *env, struct storage *st, co
     }
     struct secret *dek = NULL;
     int64_t old = 0;
-    pthread_rwlock_rdlock(&env->kek_rw);
+    pool_rwlock_rdlock(&env->kek_rw);
     e = envelope_dek_unwrap(env, st, tenant, rec, &old, &dek);
     if (e == ERR_OK) {
         const char *created = json_string_value(json_object_get(rec, "created_at"));
@@ -895,7 +896,7 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
     if (env == NULL || st == NULL || ret_version == NULL || ret_rewrapped == NULL) {
         return ERR_INVAL;
     }
-    pthread_mutex_lock(&env->rot_mu);
+    pool_mutex_lock(&env->rot_mu);
     int64_t cur = 0, rewrapped = 0;
     size_t failed = 0;
     enum err e = envelope_current_load(env, st, &cur);
@@ -915,7 +916,7 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
     if (each_lock != NULL) {
         each_lock(lock_arg);
     }
-    pthread_rwlock_wrlock(&env->kek_rw);
+    pool_rwlock_wrlock(&env->kek_rw);
     e = envelope_current_put(st, nv);
     if (e == ERR_OK) {
         pthread_mutex_lock(&env->cache_mu);
@@ -972,7 +973,7 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
     }
     if (failed == 0) {
         /* Readers hold kek_rw while unwrapping: none is half-way through an old KEK. */
-        pthread_rwlock_wrlock(&env->kek_rw);
+        pool_rwlock_wrlock(&env->kek_rw);
         e = envelope_kek_prune(env, st, nv);
         pthread_rwlock_unlock(&env->kek_rw);
     }

@@ -16,6 +16,7 @@
 
 #include "plugin/cache.h"
 #include "plugin/config.h"
+#include "plugin/pool.h"
 
 #define KEYSTORE_COUNTER_BUCKETS 4096
 
@@ -289,7 +290,8 @@ const struct byok_hooks byok_hooks_keys = {
 
 void keystore_lock(struct keystore *ks)
 {
-    pthread_mutex_lock(&ks->write_mu);
+    /* Held across storage round trips: a waiter hands its worker turn on (pool.h). */
+    pool_mutex_lock(&ks->write_mu);
 }
 
 void keystore_unlock(struct keystore *ks)

@@ -5,19 +5,18 @@
  * an unknown method is seen and answered UNIMPLEMENTED here instead of
  * hanging. Dispatch is the static table below.
  *
- * Two completion queues, so that nothing that waits on Vault can starve what
- * it waits for:
- *  - the control queue, drained by one thread that never blocks, receives
- *    the broker stream (StartStream, i.e. every ConnInfo) and
- *    GRPCController/Shutdown, both requested as registered methods bound to
- *    that queue;
- *  - the worker queue, drained by RPC_WORKERS threads, receives every other
- *    call (generic requests) and its handler runs on the thread that took the
- *    completion. A handler blocked on a storage round trip holds one worker;
- *    the others keep draining; the storage reply arrives on the call's own
- *    pluck queue (broker.c), and Setup's ConnInfo on the control queue.
- * Running handlers where the completion lands avoids a thread hand-off per
- * request, which on a small machine costs more than a cached read.
+ * One completion queue for everything Vault calls, drained by one worker at a
+ * time (pool.h): the worker that holds the turn takes a completion and runs
+ * its handler right there, then takes the next. The other RPC_WORKERS - 1
+ * are parked outside gRPC. With several threads inside the queue, gRPC
+ * core's epoll1 poller handed its role to another one (a futex wake-up and a
+ * context switch) every time it left with a message, several times per key
+ * write; one drainer reads, runs and replies on one thread. A handler that
+ * waits (a storage round trip past its grace in broker.c, a contended engine
+ * lock, Setup waiting for the broker's ConnInfo) first hands the turn to a
+ * parked worker, so a slow Vault never stalls the other calls, and what a
+ * handler waits for (its storage reply on the call's own pluck queue, a
+ * ConnInfo on the broker stream) always has a thread to receive it.
  *
  * Every call is a small state object; a reference count (one per outstanding
  * batch) decides when it is freed. It is atomic because two completions of
@@ -48,13 +47,14 @@
 #include "plugin/broker.h"
 #include "plugin/grpc_broker.pb-c.h"
 #include "plugin/grpc_controller.pb-c.h"
+#include "plugin/pool.h"
 #include "sdk/helper/pluginutil/multiplexing.pb-c.h"
 #include "sdk/logical/version.pb-c.h"
 
 enum rpc_kind {
     RPC_UNARY,    /* unary, runs on a worker (may block on Vault) */
-    RPC_SHUTDOWN, /* unary on the control queue; once the reply is sent, rpc_wait returns */
-    RPC_BROKER,   /* GRPCBroker/StartStream on the control queue: bidi stream of ConnInfo */
+    RPC_SHUTDOWN, /* unary, registered; once the reply is sent, rpc_wait returns */
+    RPC_BROKER,   /* GRPCBroker/StartStream, registered: bidi stream of ConnInfo */
 };
 
 struct rpc_method {
@@ -71,8 +71,9 @@ static void rpc_empty(const uint8_t *req, size_t len, struct rpc_reply *reply);
 /*
  * Everything Vault calls. GRPCStdio/StreamStdio is absent on purpose: Vault
  * accepts UNIMPLEMENTED ("stdio service not available") and discards plugin
- * stdio anyway. Setup waits for the broker's ConnInfo, which arrives on the
- * control queue, so it is safe on a worker.
+ * stdio anyway. Setup waits for the broker's ConnInfo on the StartStream
+ * stream; it hands its turn to another worker first (broker_connect), so the
+ * ConnInfo is received meanwhile.
  */
 static const struct rpc_method rpc_methods[] = {
     {"/grpc.health.v1.Health/Check", rpc_health_check, RPC_UNARY},
@@ -117,9 +118,8 @@ struct rpc_call {
 };
 
 static grpc_server *rpc_server;
-static grpc_completion_queue *rpc_cq;     /* workers */
-static grpc_completion_queue *rpc_ctl_cq; /* control thread */
-/* Handles of the methods requested on the control queue (by index in rpc_methods). */
+static grpc_completion_queue *rpc_cq; /* every call's completions */
+/* Handles of the registered methods (StartStream, Shutdown), by index in rpc_methods. */
 static void *rpc_registered[RPC_NMETHODS];
 static struct rpc_tag rpc_down_tag = {NULL, EV_SERVER_DOWN};
 
@@ -264,7 +264,7 @@ static void rpc_request_one(const struct rpc_method *registered)
         c->m = registered;
         e = grpc_server_request_registered_call(
             rpc_server, rpc_registered[registered - rpc_methods], &c->call, &c->deadline, &c->md,
-            NULL, rpc_ctl_cq, rpc_ctl_cq, &c->t_new);
+            NULL, rpc_cq, rpc_cq, &c->t_new);
     } else {
         e = grpc_server_request_call(rpc_server, &c->call, &c->details, &c->md, rpc_cq, rpc_cq,
                                      &c->t_new);
@@ -485,16 +485,19 @@ static void rpc_on_send(struct rpc_call *c, bool ok)
     rpc_call_unref(c);
 }
 
-/* Drains one queue: the control thread's or, shared by all workers, the worker queue. */
-static void *rpc_cq_main(void *arg)
+/* A worker: one completion per turn (pool.h). */
+static void *rpc_worker_main(void *arg)
 {
-    grpc_completion_queue *cq = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        pool_turn_take();
+        grpc_event ev =
+            grpc_completion_queue_next(rpc_cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+            pool_turn_end();
             break;
         }
         if (ev.type != GRPC_OP_COMPLETE) {
+            pool_turn_end();
             continue;
         }
         struct rpc_tag *t = ev.tag;
@@ -520,23 +523,12 @@ static void *rpc_cq_main(void *arg)
             pthread_mutex_unlock(&rpc_mu);
             break;
         }
+        pool_turn_end();
     }
     return NULL;
 }
 
 /* ---- lifecycle ---- */
-
-static enum err rpc_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, RPC_THREAD_STACK);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t th;
-    int rc = pthread_create(&th, &attr, fn, arg);
-    pthread_attr_destroy(&attr);
-    return rc == 0 ? ERR_OK : ERR_NOMEM;
-}
 
 enum err rpc_start(const struct rpc_config *cfg)
 {
@@ -551,12 +543,10 @@ enum err rpc_start(const struct rpc_config *cfg)
     grpc_channel_args sargs = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
     rpc_server = grpc_server_create(&sargs, NULL);
     rpc_cq = grpc_completion_queue_create_for_next(NULL);
-    rpc_ctl_cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(rpc_server, rpc_cq, NULL);
-    grpc_server_register_completion_queue(rpc_server, rpc_ctl_cq, NULL);
     for (size_t i = 0; i < RPC_NMETHODS; i++) {
         if (rpc_methods[i].kind != RPC_UNARY) {
-            /* Registered methods win over generic requests: these land on the control queue. */
+            /* Registered methods win over generic requests: these never reach rpc_lookup. */
             rpc_registered[i] = grpc_server_register_method(rpc_server, rpc_methods[i].name, NULL,
                                                             GRPC_SRM_PAYLOAD_NONE, 0);
             if (rpc_registered[i] == NULL) {
@@ -592,15 +582,7 @@ enum err rpc_start(const struct rpc_config *cfg)
             }
         }
     }
-    if (rpc_thread(rpc_cq_main, rpc_ctl_cq) != ERR_OK) {
-        return ERR_NOMEM;
-    }
-    for (int i = 0; i < RPC_WORKERS; i++) {
-        if (rpc_thread(rpc_cq_main, rpc_cq) != ERR_OK) {
-            return ERR_NOMEM;
-        }
-    }
-    return ERR_OK;
+    return pool_start(RPC_WORKERS, rpc_worker_main, RPC_THREAD_STACK) == 0 ? ERR_OK : ERR_NOMEM;
 }
 
 void rpc_request_stop(void)
@@ -643,7 +625,7 @@ void rpc_stop(int timeout_ms)
         return;
     }
     /* Graceful first, so the Shutdown reply and in-flight replies reach Vault. */
-    grpc_server_shutdown_and_notify(rpc_server, rpc_ctl_cq, &rpc_down_tag);
+    grpc_server_shutdown_and_notify(rpc_server, rpc_cq, &rpc_down_tag);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     long grace_ms = timeout_ms / 4;

@@ -7,12 +7,10 @@
  * leave it hanging, and Vault waits on GRPCController/Shutdown without a
  * deadline).
  *
- * Threads (docs/internals/transport.md):
- *  - one control thread drains the control completion queue: the broker
- *    stream (every ConnInfo) and GRPCController/Shutdown; it never blocks;
- *  - RPC_WORKERS worker threads drain the worker completion queue and run
- *    every other handler where its message arrives; handlers may block on a
- *    storage round trip to Vault (on a queue of the call's own, broker.c).
+ * Threads (docs/internals/transport.md): RPC_WORKERS workers share one
+ * completion queue, one at a time (pool.h), and run each handler where its
+ * message arrives; handlers may block on a storage round trip to Vault (on a
+ * queue of the call's own, broker.c), handing the queue to another worker.
  * Handlers are called concurrently from several workers.
  */
 #ifndef BYOK_PLUGIN_RPC_H
@@ -26,7 +24,8 @@
 
 #include "common/err.h"
 
-/* Worker threads for blocking handlers. Enough for Vault's concurrency; each is cheap when idle. */
+/* Workers started with the server: one drains, the rest stand in for handlers waiting on Vault
+   (the pool grows past this when all of them wait, pool.h). */
 #define RPC_WORKERS 8
 /* Stack of each thread we create: handlers use jansson and OpenSSL, no deep recursion. */
 #define RPC_THREAD_STACK ((size_t)512 * 1024)

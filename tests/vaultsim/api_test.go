@@ -493,3 +493,65 @@ func TestWriteToTrailingSlashRefused(t *testing.T) {
 		t.Errorf("LIST byok/providers/: %d %v", code, m)
 	}
 }
+
+// A slow storage backend holds only the calls that wait for it. Twelve
+// settings writes are held in storage at once (one in its Put, the others
+// queued behind the engine's write lock): more than the eight workers the
+// plugin starts with, so its pool must grow, and a read served from memory
+// and the health check must still answer meanwhile. On a plugin that lets
+// waiting handlers keep the only thread draining its queue, the reads hang.
+func TestSlowStorageDoesNotStallOtherCalls(t *testing.T) {
+	s := newSim(t)
+	s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil) // cached from now on
+	_, puts0, _, _ := s.Storage.OpCounts()
+	release := s.Storage.HoldWrites()
+	defer release()
+	const writers = 12
+	done := make(chan error, writers)
+	for i := 0; i < writers; i++ {
+		go func(i int) {
+			code, m, err := s.Server.Call(s.RootToken, "PUT", fmt.Sprintf("byok/tenants/slow%d/settings", i),
+				map[string]any{"rpm_limit": 5})
+			if err == nil && code != 200 && code != 204 {
+				err = fmt.Errorf("status %d: %v", code, m)
+			}
+			done <- err
+		}(i)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, puts, _, _ := s.Storage.OpCounts(); puts > puts0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no settings write reached storage")
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // let the other writers queue behind the lock
+	for i := 0; i < 3; i++ {
+		got := make(chan error, 1)
+		go func() {
+			code, m, err := s.Server.Call(s.RootToken, "GET", "byok/config", nil)
+			if err == nil && code != 200 {
+				err = fmt.Errorf("status %d: %v", code, m)
+			}
+			got <- err
+		}()
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatalf("config read while writes are held: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a config read served from memory hung while storage writes were held")
+		}
+	}
+	if err := s.Plugin().Ping(); err != nil {
+		t.Fatalf("health check while storage writes were held: %v", err)
+	}
+	release()
+	for i := 0; i < writers; i++ {
+		if err := <-done; err != nil {
+			t.Errorf("held settings write: %v", err)
+		}
+	}
+}

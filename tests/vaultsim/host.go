@@ -369,6 +369,15 @@ func (p *Plugin) Kill() {
 // Exited reports whether the plugin process has exited.
 func (p *Plugin) Exited() bool { return p.client.Exited() }
 
+// Ping is go-plugin's health check (grpc.health.v1.Health/Check "plugin").
+func (p *Plugin) Ping() error {
+	rp, err := p.client.Client()
+	if err != nil {
+		return err
+	}
+	return rp.Ping()
+}
+
 // Shutdown sends GRPCController/Shutdown itself (without the kill that
 // follows in Kill), for tests that check the plugin exits on its own.
 func (p *Plugin) Shutdown(ctx context.Context) error {

@@ -36,6 +36,9 @@ type Storage struct {
 	// inSetup makes Put and Delete fail while the plugin runs Setup, as
 	// Vault's mount does (vault/mount.go: the view is read-only until then).
 	inSetup atomic.Bool
+	// hold, when set, is a channel every Put waits on until it is closed: a
+	// slow storage backend, for tests of what the plugin does meanwhile.
+	hold atomic.Pointer[chan struct{}]
 	// Ops counts storage RPCs served (for tests and benchmarks).
 	ops struct {
 		sync.Mutex
@@ -100,6 +103,20 @@ var ErrReadOnly = errors.New("cannot write to readonly storage")
 // SetReadOnly makes writes fail with ErrReadOnly (true) or work again.
 func (s *Storage) SetReadOnly(ro bool) { s.readOnly.Store(ro) }
 
+// HoldWrites makes every Put wait (as a slow backend would) until the
+// returned release function is called; Puts already waiting then proceed.
+func (s *Storage) HoldWrites() (release func()) {
+	ch := make(chan struct{})
+	s.hold.Store(&ch)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.hold.Store(nil)
+			close(ch)
+		})
+	}
+}
+
 // errDuringSetup is what Vault's storage view answers a write during Setup.
 var errDuringSetup = errors.New("cannot write to storage during setup")
 
@@ -117,6 +134,9 @@ func (s *Storage) writeErr() error {
 // Put stores key.
 func (s *Storage) Put(key string, value []byte, sealWrap bool) error {
 	s.count(&s.ops.put)
+	if h := s.hold.Load(); h != nil {
+		<-*h
+	}
 	if err := checkKey(key); err != nil {
 		return err
 	}

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/* The worker pool's turn-taking; see pool.h for why. */
+#include "plugin/pool.h"
+
+#include <stdbool.h>
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static int pool_active; /* workers holding a turn: draining or running a handler */
+static int pool_parked; /* workers waiting in pool_turn_take */
+static int pool_total;  /* workers started */
+static void *(*pool_fn)(void *);
+static size_t pool_stack;
+
+static __thread bool pool_worker; /* the calling thread is a pool worker */
+static __thread int pool_blocked; /* nesting depth of pool_block_begin on this thread */
+
+static int pool_spawn(void)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, pool_stack);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    int rc = pthread_create(&th, &attr, pool_fn, NULL);
+    pthread_attr_destroy(&attr);
+    return rc == 0 ? 0 : -1;
+}
+
+int pool_start(int n, void *(*fn)(void *), size_t stack)
+{
+    pool_fn = fn;
+    pool_stack = stack;
+    int started = 0;
+    for (int i = 0; i < n && i < POOL_MAX_WORKERS; i++) {
+        if (pool_spawn() == 0) {
+            started++;
+        }
+    }
+    pthread_mutex_lock(&pool_mu);
+    pool_total = started;
+    pthread_mutex_unlock(&pool_mu);
+    return started > 0 ? 0 : -1;
+}
+
+void pool_turn_take(void)
+{
+    pool_worker = true;
+    pthread_mutex_lock(&pool_mu);
+    while (pool_active > 0) {
+        pool_parked++;
+        pthread_cond_wait(&pool_cv, &pool_mu);
+        pool_parked--;
+    }
+    pool_active++;
+    pthread_mutex_unlock(&pool_mu);
+}
+
+void pool_turn_end(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    pool_active--;
+    pthread_mutex_unlock(&pool_mu);
+}
+
+void pool_block_begin(void)
+{
+    if (!pool_worker || pool_blocked++ > 0) {
+        return;
+    }
+    bool grow = false;
+    pthread_mutex_lock(&pool_mu);
+    /* Nobody else drains: hand the queue to a parked worker, or a new one, before we wait. */
+    if (--pool_active == 0) {
+        if (pool_parked > 0) {
+            pthread_cond_signal(&pool_cv);
+        } else if (pool_total < POOL_MAX_WORKERS) {
+            pool_total++;
+            grow = true;
+        }
+    }
+    pthread_mutex_unlock(&pool_mu);
+    if (grow && pool_spawn() != 0) {
+        pthread_mutex_lock(&pool_mu);
+        pool_total--;
+        pthread_mutex_unlock(&pool_mu);
+    }
+}
+
+void pool_block_end(void)
+{
+    if (!pool_worker || --pool_blocked > 0) {
+        return;
+    }
+    /* Back with a turn: if another worker took over meanwhile, one of us parks after its event. */
+    pthread_mutex_lock(&pool_mu);
+    pool_active++;
+    pthread_mutex_unlock(&pool_mu);
+}
+
+void pool_mutex_lock(pthread_mutex_t *mu)
+{
+    if (pthread_mutex_trylock(mu) == 0) {
+        return;
+    }
+    pool_block_begin();
+    pthread_mutex_lock(mu);
+    pool_block_end();
+}
+
+void pool_rwlock_rdlock(pthread_rwlock_t *rw)
+{
+    if (pthread_rwlock_tryrdlock(rw) == 0) {
+        return;
+    }
+    pool_block_begin();
+    pthread_rwlock_rdlock(rw);
+    pool_block_end();
+}
+
+void pool_rwlock_wrlock(pthread_rwlock_t *rw)
+{
+    if (pthread_rwlock_trywrlock(rw) == 0) {
+        return;
+    }
+    pool_block_begin();
+    pthread_rwlock_wrlock(rw);
+    pool_block_end();
+}

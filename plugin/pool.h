@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The worker pool's turn-taking (docs/internals/transport.md, "Threads and
+ * queues"). gRPC core's epoll1 engine hands the poller role to another
+ * waiting thread whenever the polling thread leaves with an event: with
+ * eight workers in grpc_completion_queue_next, every message cost a futex
+ * wake-up and a context switch, several per key write. So one worker at a
+ * time drains the queue (it holds the turn) and the rest are parked here.
+ * A handler that is about to wait (a storage round trip past its grace, a
+ * contended engine lock, the broker's ConnInfo) gives the turn away first,
+ * waking a parked worker if nobody else holds one; when it is done it takes
+ * a turn again, and a worker that finds another turn-holder after its event
+ * parks. No lock here is held while anyone waits on Vault. When every
+ * worker waits and none is parked, the pool starts one more (up to
+ * POOL_MAX_WORKERS), so that many slow storage calls at once never leave the
+ * queue without a drainer.
+ *
+ * Threads that are not pool workers (tests, benchmarks, the main thread)
+ * may call every function: the blocking hints are then no-ops.
+ */
+#ifndef BYOK_PLUGIN_POOL_H
+#define BYOK_PLUGIN_POOL_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+/* Most workers the pool starts (each waiting one holds a thread and its stack). */
+#define POOL_MAX_WORKERS 64
+
+/*
+ * Starts n workers running fn (which loops on pool_turn_take / pool_turn_end)
+ * with the given stack size; fn is also what the pool starts when it grows.
+ * Returns 0, or -1 if not even one thread could be started.
+ */
+int pool_start(int n, void *(*fn)(void *), size_t stack);
+/* Marks the calling thread as a pool worker and parks it until no other worker holds a turn. */
+void pool_turn_take(void);
+/* The worker finished one event; it takes its next turn with pool_turn_take. */
+void pool_turn_end(void);
+
+/* Around a wait inside a handler: give the turn away, then take it back. */
+void pool_block_begin(void);
+void pool_block_end(void);
+
+/* Locks that may be held across a storage round trip: blocking hints when contended. */
+void pool_mutex_lock(pthread_mutex_t *mu);
+void pool_rwlock_rdlock(pthread_rwlock_t *rw);
+void pool_rwlock_wrlock(pthread_rwlock_t *rw);
+
+#endif
