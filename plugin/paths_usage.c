@@ -9,9 +9,16 @@
  * batch's first record: tenants/<t>/usage/<YYYY-MM>/batches/<shard>. The
  * month comes from the records, so a replay finds the same shard; the sets
  * of months before the previous one are deleted when a new shard is first
- * written, so storage does not grow with every batch forever. The set is
- * written after the totals: a crash in between can count a batch twice,
- * never lose one (agents keep a batch in their journal until acknowledged).
+ * written, so storage does not grow with every batch forever.
+ *
+ * The set is written after the totals, so a failure in between (a storage
+ * error, a crash, a batch whose second month's write fails) leaves a batch
+ * counted but not marked; the agent then resends it. So each month document
+ * also names the last USAGE_MONTH_BATCHES batches whose records it holds, in
+ * the same write as the counts: a resent batch skips the months that already
+ * have it, completes the others, then is marked. Nothing is counted twice
+ * and nothing is lost (agents keep a batch in their journal until it is
+ * acknowledged). Reads leave that list out.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -40,6 +47,8 @@
 /* Shards of a month's set of seen batch ids, and ids kept per shard (oldest dropped past it). */
 #define USAGE_BATCH_SHARDS 64
 #define USAGE_MAX_SHARD_IDS 4096
+/* Batch ids a month document keeps of its own: resends come within minutes, not 128 batches. */
+#define USAGE_MONTH_BATCHES 128
 /* Months one batch may touch (records are ordered by time; a batch spans minutes). */
 #define USAGE_MAX_MONTHS 3
 
@@ -249,14 +258,14 @@ static bool usage_month_room(const json_t *doc, const json_t *records, const cha
 
 /*
  * Each seen id maps to [records, seq]; the shard's "seq" counts insertions.
- * Past USAGE_MAX_SHARD_IDS the ids with the lowest seq go (storage writes
+ * Past max ids the ids with the lowest seq go (storage writes
  * object keys sorted, so an object's order after a reload is alphabetical,
  * not the order of arrival). A bare integer (sets written before seq) is
  * older than any sequenced id.
  */
-static void usage_ids_evict(json_t *ids)
+static void usage_ids_evict(json_t *ids, size_t max)
 {
-    while (json_object_size(ids) >= USAGE_MAX_SHARD_IDS) {
+    while (json_object_size(ids) >= max) {
         const char *oldest = NULL;
         json_int_t min = 0;
         const char *k;
@@ -271,6 +280,25 @@ static void usage_ids_evict(json_t *ids)
         }
         json_object_del(ids, oldest);
     }
+}
+
+/* Names batch (with its record count in this month) in a month document's own list. */
+static enum err usage_month_mark(json_t *doc, const char *batch, size_t records)
+{
+    json_t *ids = json_object_get(doc, "batches");
+    if (!json_is_object(ids)) {
+        ids = json_object();
+        if (ids == NULL || json_object_set_new(doc, "batches", ids) != 0) {
+            return ERR_NOMEM;
+        }
+    }
+    usage_ids_evict(ids, USAGE_MONTH_BATCHES);
+    json_int_t seq = json_integer_value(json_object_get(doc, "batch_seq")) + 1;
+    if (json_object_set_new(doc, "batch_seq", json_integer(seq)) != 0 ||
+        json_object_set_new(ids, batch, json_pack("[II]", (json_int_t)records, seq)) != 0) {
+        return ERR_NOMEM;
+    }
+    return ERR_OK;
 }
 
 static enum err usage_shard_key(const char *tenant, const char *month, const char *batch, char *out,
@@ -476,15 +504,22 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
                            json_is_array(seen) ? json_array_get(seen, 0) : seen, "duplicate", 1));
         goto out_unlock;
     }
-    e = ERR_OK; /* not seen: count the batch */
+    e = ERR_OK; /* not seen: count the batch, in each month that does not hold it yet */
     json_t *docs[USAGE_MAX_MONTHS] = {NULL};
+    bool done[USAGE_MAX_MONTHS] = {false};
     bool refused = false; /* resp says why; nothing written */
     for (size_t m = 0; m < n_months && e == ERR_OK && !refused; m++) {
         e = usage_month_load(req->storage, t, months[m], &docs[m]);
-        refused = e == ERR_OK && !usage_month_room(docs[m], records, months[m], resp);
+        done[m] =
+            e == ERR_OK && json_object_get(json_object_get(docs[m], "batches"), batch) != NULL;
+        refused = e == ERR_OK && !done[m] && !usage_month_room(docs[m], records, months[m], resp);
     }
     for (size_t m = 0; m < n_months && e == ERR_OK && !refused; m++) {
+        if (done[m]) {
+            continue; /* an earlier attempt wrote this month, then failed before the mark */
+        }
         json_t *doc = docs[m];
+        size_t in_month = 0;
         json_array_foreach(records, i, r)
         {
             char month[8], msg[8];
@@ -492,6 +527,7 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
             if (strcmp(month, months[m]) != 0) {
                 continue;
             }
+            in_month++;
             const char *p = json_string_value(json_object_get(r, "provider"));
             const char *model = json_string_value(json_object_get(r, "model"));
             json_t *by_provider = json_object_get(doc, "by_provider");
@@ -510,9 +546,12 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
             usage_add(usage_bucket(by_provider, p), r);
             usage_add(usage_bucket(by_model, mkey), r);
         }
+        e = usage_month_mark(doc, batch, in_month);
         char mrest[32], key[STORAGE_MAX_KEY];
         snprintf(mrest, sizeof(mrest), "usage/%s", months[m]);
-        e = keystore_path_tenant(key, sizeof(key), t, mrest);
+        if (e == ERR_OK) {
+            e = keystore_path_tenant(key, sizeof(key), t, mrest);
+        }
         if (e == ERR_OK) {
             e = storage_put_json(req->storage, key, doc, false);
         }
@@ -524,7 +563,7 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
         goto out_unlock;
     }
     if (e == ERR_OK) {
-        usage_ids_evict(ids);
+        usage_ids_evict(ids, USAGE_MAX_SHARD_IDS);
         json_int_t seq = json_integer_value(json_object_get(shard, "seq")) + 1;
         json_object_set_new(shard, "seq", json_integer(seq));
         json_object_set_new(ids, batch,
@@ -573,6 +612,9 @@ static enum err usage_read(struct fw_request *req, struct fw_response *resp)
     json_t *doc = NULL;
     enum err e = usage_month_load(req->storage, fw_str(req, "tenant"), month, &doc);
     if (e == ERR_OK) {
+        /* The month's own list of batch ids is bookkeeping for resends, not usage. */
+        json_object_del(doc, "batches");
+        json_object_del(doc, "batch_seq");
         fw_reply(resp, doc);
     }
     return e;

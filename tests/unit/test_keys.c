@@ -1061,6 +1061,87 @@ static void test_usage_batch_ids_evict_oldest(void **state)
  * that never existed, and a replay after the tenant was deleted (which must not
  * bring back its ledger or its listing).
  */
+/* Requests counted in a month's totals (the read strips the month's own batch list). */
+static long long usage_requests(struct env *e, const char *month)
+{
+    char body[64];
+    snprintf(body, sizeof(body), "{\"month\": \"%s\"}", month);
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/usage", body);
+    assert_null(json_object_get(d, "batches"));
+    assert_null(json_object_get(d, "batch_seq"));
+    long long n = num(d, "requests");
+    json_decref(d);
+    return n;
+}
+
+/*
+ * A batch whose write fails part-way is resent by the agent: the months it
+ * already reached must not count it again. Two cases: the seen-marker's write
+ * fails after the month totals were written; a batch spanning two months
+ * whose second month's write fails.
+ */
+static void test_usage_resend_after_partial_write(void **state)
+{
+    struct env *e = *state;
+    usage_tenant(e);
+    const char *one = "{\"batch_id\": \"n1-1\", \"records\": [{\"ts\": \"2026-11-18T10:00:00Z\", "
+                      "\"provider\": \"openai\", \"model\": \"m\", \"requests\": 1}]}";
+    fault_on(e, "tenants/acme/usage/2026-11/batches/", NULL);
+    struct result r = call(e, FW_OP_UPDATE, "tenants/acme/usage", one);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(usage_requests(e, "2026-11"), 1); /* counted, not marked */
+    json_t *d = ok(e, FW_OP_UPDATE, "tenants/acme/usage", one);
+    assert_int_equal(num(d, "accepted"), 1);
+    json_decref(d);
+    assert_int_equal(usage_requests(e, "2026-11"), 1);
+    d = ok(e, FW_OP_UPDATE, "tenants/acme/usage", one);
+    assert_true(json_is_true(json_object_get(d, "duplicate")));
+    json_decref(d);
+    assert_int_equal(usage_requests(e, "2026-11"), 1);
+
+    const char *two =
+        "{\"batch_id\": \"n1-2\", \"records\": ["
+        "{\"ts\": \"2026-10-31T23:59:58Z\", \"provider\": \"openai\", \"model\": \"m\", "
+        "\"requests\": 2},"
+        "{\"ts\": \"2026-11-01T00:00:01Z\", \"provider\": \"openai\", \"model\": \"m\", "
+        "\"requests\": 3}]}";
+    fault_on(e, "tenants/acme/usage/2026-11", NULL);
+    r = call(e, FW_OP_UPDATE, "tenants/acme/usage", two);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(usage_requests(e, "2026-10"), 2); /* the first month got there */
+    assert_int_equal(usage_requests(e, "2026-11"), 1);
+    d = ok(e, FW_OP_UPDATE, "tenants/acme/usage", two);
+    assert_int_equal(num(d, "accepted"), 2);
+    assert_false(json_is_true(json_object_get(d, "duplicate")));
+    json_decref(d);
+    assert_int_equal(usage_requests(e, "2026-10"), 2);
+    assert_int_equal(usage_requests(e, "2026-11"), 4);
+    d = ok(e, FW_OP_UPDATE, "tenants/acme/usage", two);
+    assert_true(json_is_true(json_object_get(d, "duplicate")));
+    json_decref(d);
+    assert_int_equal(usage_requests(e, "2026-10"), 2);
+    assert_int_equal(usage_requests(e, "2026-11"), 4);
+
+    /* The month's own list stays bounded: the oldest names go. */
+    for (int i = 0; i < 140; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "n2-%d", i);
+        usage_post(e, id, "2026-11-18T10:30:00Z", "openai", 1, FW_OK);
+    }
+    assert_int_equal(usage_requests(e, "2026-11"), 144);
+    json_t *raw = NULL;
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/usage/2026-11", &raw), ERR_OK);
+    json_t *ids = json_object_get(raw, "batches");
+    assert_true(json_object_size(ids) <= 128);
+    assert_non_null(json_object_get(ids, "n2-139"));
+    assert_null(json_object_get(ids, "n1-1"));
+    json_decref(raw);
+}
+
 static void test_usage_unknown_tenant(void **state)
 {
     struct env *e = *state;
@@ -1716,6 +1797,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_ids_evict_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_unknown_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_resend_after_partial_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_allowed_providers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
