@@ -7,8 +7,8 @@
  * operations and denials are the ProtoError sentinels Vault compares by type.
  *
  * The handlers follow rpc_handler_fn and are listed in rpc.c's method table;
- * Type and SpecialPaths never block (inline on the completion-queue thread),
- * every other handler may reach Vault's storage and runs on a worker.
+ * Type and SpecialPaths never block; every other handler may reach Vault's
+ * storage. All run on the pool worker that took the call's message (rpc.c).
  */
 #ifndef BYOK_PLUGIN_BACKEND_H
 #define BYOK_PLUGIN_BACKEND_H

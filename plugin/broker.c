@@ -9,8 +9,8 @@
  * worker, not the one waiting for it. A pluck queue owned by the calling
  * worker keeps each blocking call to itself, and the one channel multiplexes
  * all of them as HTTP/2 streams. While the caller keeps its turn (the first
- * BROKER_GRACE_US) no other thread polls, so it reads its reply itself with
- * no hand-off. The queues are pooled: creating one and shutting it down (a
+ * BROKER_GRACE_US) usually no other thread polls, so it reads its reply
+ * itself with no hand-off. The queues are pooled: creating one and shutting it down (a
  * pollset set up, kicked and torn down) cost a key write's storage round trip
  * about as much as the rest of its CPU work, and a queue whose one call has
  * completed has nothing left in it.
@@ -401,12 +401,15 @@ enum err broker_call(const char *method, const ProtobufCMessage *req,
         cq_idle = true; /* a refused batch queues no completion */
         goto out_call;
     }
-    /* Within the grace this thread is the only one polling, so it reads the reply itself. */
-    grpc_event ev = grpc_completion_queue_pluck(
-        cq, call,
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                     gpr_time_from_micros(BROKER_GRACE_US, GPR_TIMESPAN)),
-        NULL);
+    /*
+     * Within the grace this thread is usually the only one polling, so it reads
+     * the reply itself. A handler past its slice (pool.h) hands the queue on at once.
+     */
+    gpr_timespec grace = pool_turn_overdue()
+                             ? gpr_inf_past(GPR_CLOCK_MONOTONIC)
+                             : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                            gpr_time_from_micros(BROKER_GRACE_US, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_pluck(cq, call, grace, NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
         pool_block_begin();
         ev = grpc_completion_queue_pluck(cq, call, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);

@@ -9,11 +9,12 @@
  * the certificate of the handshake line) and PLUGIN_CLIENT_CERT as the only
  * root; every storage call reuses that one channel.
  *
- * Threads: broker_conninfo_put runs on the server's completion-queue thread
- * and never blocks. broker_connect (Setup) may wait BROKER_WAIT_MS for its
- * ConnInfo, so it must run on a worker thread. broker_call blocks for one
- * round trip to Vault on a completion queue of its own: callable from any
- * thread except the server's completion-queue thread.
+ * Threads: broker_conninfo_put runs on whichever worker drains the server's
+ * queue and never blocks. broker_connect (Setup) may wait BROKER_WAIT_MS for
+ * its ConnInfo, which arrives on that same queue, so it hands the queue to
+ * another worker first (pool.h). broker_call blocks for one round trip to
+ * Vault on a completion queue of its own, handing the server's queue on past
+ * BROKER_GRACE_US; callable from any thread.
  */
 #ifndef BYOK_PLUGIN_BROKER_H
 #define BYOK_PLUGIN_BROKER_H

@@ -6,14 +6,18 @@
  * eight workers in grpc_completion_queue_next, every message cost a futex
  * wake-up and a context switch, several per key write. So one worker at a
  * time drains the queue (it holds the turn) and the rest are parked here.
+ *
  * A handler that is about to wait (a storage round trip past its grace, a
  * contended engine lock, the broker's ConnInfo) gives the turn away first,
  * waking a parked worker if nobody else holds one; when it is done it takes
  * a turn again, and a worker that finds another turn-holder after its event
- * parks. No lock here is held while anyone waits on Vault. When every
- * worker waits and none is parked, the pool starts one more (up to
- * POOL_MAX_WORKERS), so that many slow storage calls at once never leave the
- * queue without a drainer.
+ * parks. A handler that has run longer than POOL_SLICE_US (rotate-root, a
+ * round trip per tenant) gives its turn up for good at its next wait and
+ * finishes in the background, so that a long run of fast storage calls does
+ * not keep everything else waiting. No lock here is held while anyone waits
+ * on Vault. When every worker waits and none is parked, the pool starts one
+ * more, up to POOL_MAX_WORKERS; past that, new calls (Vault's Shutdown
+ * included) wait until a waiting handler returns.
  *
  * Threads that are not pool workers (tests, benchmarks, the main thread)
  * may call every function: the blocking hints are then no-ops.
@@ -22,10 +26,13 @@
 #define BYOK_PLUGIN_POOL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
-/* Most workers the pool starts (each waiting one holds a thread and its stack). */
-#define POOL_MAX_WORKERS 64
+/* Most workers the pool starts (a waiting one holds a thread; its stack is mostly untouched). */
+#define POOL_MAX_WORKERS 256
+/* How long a handler may hold its turn before its next wait gives the turn up for good. */
+#define POOL_SLICE_US 1000
 
 /*
  * Starts n workers running fn (which loops on pool_turn_take / pool_turn_end)
@@ -37,8 +44,14 @@ int pool_start(int n, void *(*fn)(void *), size_t stack);
 void pool_turn_take(void);
 /* The worker finished one event; it takes its next turn with pool_turn_take. */
 void pool_turn_end(void);
+/*
+ * Whether a wait should hand the turn on at once instead of after a grace: the
+ * handler has held it past POOL_SLICE_US, or already gave it up. False off
+ * the pool.
+ */
+bool pool_turn_overdue(void);
 
-/* Around a wait inside a handler: give the turn away, then take it back. */
+/* Around a wait inside a handler: give the turn away, then take it back (or not, see above). */
 void pool_block_begin(void);
 void pool_block_end(void);
 
@@ -46,5 +59,10 @@ void pool_block_end(void);
 void pool_mutex_lock(pthread_mutex_t *mu);
 void pool_rwlock_rdlock(pthread_rwlock_t *rw);
 void pool_rwlock_wrlock(pthread_rwlock_t *rw);
+
+/* Workers holding a turn now (tests and diagnostics). */
+int pool_active_workers(void);
+/* Replaces POOL_SLICE_US (tests: 0 makes every wait give the turn up). */
+void pool_set_slice_us(long us);
 
 #endif

@@ -241,7 +241,7 @@ static void rpc_batch(struct rpc_call *c, const grpc_op *ops, size_t n, struct r
     }
 }
 
-/* Posts one accept slot: for any method on the worker queue, or for one registered method. */
+/* Posts one accept slot: for any method, or for one registered method. */
 static void rpc_request_one(const struct rpc_method *registered)
 {
     struct rpc_call *c = calloc(1, sizeof(*c));
@@ -353,7 +353,7 @@ static void rpc_run(struct rpc_call *c)
     rpc_finish(c, &r);
 }
 
-/* ---- completion-queue thread ---- */
+/* ---- workers ---- */
 
 static const struct rpc_method *rpc_lookup(grpc_slice method)
 {

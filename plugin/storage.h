@@ -4,8 +4,9 @@
  * key space). Implementations: storage_grpc (pb.Storage over the broker
  * connection, the real one) and storage_mem (in memory, for unit tests and
  * benchmarks). Keys are relative to the mount; List returns immediate children,
- * sub-folders suffixed by "/". Every call may block on a round trip to Vault:
- * never call these from the gRPC server's completion-queue thread.
+ * sub-folders suffixed by "/". Every call may block on a round trip to Vault;
+ * on a worker of the gRPC server's pool it hands the server's queue on while
+ * it waits (broker.c, pool.h).
  */
 #ifndef BYOK_PLUGIN_STORAGE_H
 #define BYOK_PLUGIN_STORAGE_H
