@@ -32,6 +32,13 @@ extern const struct fw_path paths_creds[];
 extern const struct fw_path paths_usage[];
 
 /*
+ * paths_usage.c: the tenant's totals for the current month (UTC) as
+ * `tenants/<t>/usage` reads them, without the by-model breakdown (all zero if
+ * nothing was reported). For the tenant summary.
+ */
+enum err paths_usage_month_to_date(struct storage *st, const char *tenant, json_t **ret);
+
+/*
  * Lifecycle hooks a path module may export (every member optional). byok.c
  * calls them in order from the matching byok_* function. `state` is a per-
  * struct-byok slot the module owns: create it in init, free it in free; get it

@@ -151,8 +151,13 @@ static enum err tenants_read(struct fw_request *req, struct fw_response *resp)
     if (e == ERR_OK) {
         e = keystore_settings_get(req->backend, req->storage, t, &settings);
     }
+    json_t *usage = NULL;
+    if (e == ERR_OK) {
+        e = paths_usage_month_to_date(req->storage, t, &usage);
+    }
     if (e != ERR_OK) {
         json_decref(providers);
+        json_decref(settings);
         return e;
     }
     char dek_key[STORAGE_MAX_KEY];
@@ -161,9 +166,10 @@ static enum err tenants_read(struct fw_request *req, struct fw_response *resp)
     bool has_dek = keystore_path_tenant(dek_key, sizeof(dek_key), t, "dek") == ERR_OK &&
                    storage_get(req->storage, dek_key, &raw, &raw_len) == ERR_OK;
     free(raw);
-    fw_reply(resp, json_pack("{ss so s{sIsIsIsI} so sb}", "tenant", t, "providers", providers,
-                             "keys", "total", total, "active", active, "revoked", revoked,
-                             "expired", expired, "settings", settings, "has_data_key", has_dek));
+    fw_reply(resp,
+             json_pack("{ss so s{sIsIsIsI} so so sb}", "tenant", t, "providers", providers, "keys",
+                       "total", total, "active", active, "revoked", revoked, "expired", expired,
+                       "settings", settings, "usage", usage, "has_data_key", has_dek));
     return ERR_OK;
 }
 

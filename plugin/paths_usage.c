@@ -213,6 +213,28 @@ static void usage_month_of(time_t t, char month[8])
     strftime(month, 8, "%Y-%m", &tm);
 }
 
+/* A month document as readers see it: the month's own batch ids are bookkeeping for resends. */
+static void usage_month_public(json_t *doc)
+{
+    json_object_del(doc, "batches");
+    json_object_del(doc, "batch_seq");
+}
+
+enum err paths_usage_month_to_date(struct storage *st, const char *tenant, json_t **ret)
+{
+    char month[8];
+    usage_month_of(keystore_now(), month);
+    json_t *doc = NULL;
+    enum err e = usage_month_load(st, tenant, month, &doc);
+    if (e != ERR_OK) {
+        return e;
+    }
+    usage_month_public(doc);
+    json_object_del(doc, "by_model");
+    *ret = doc;
+    return ERR_OK;
+}
+
 /* The month a batch belongs to: its first record's, or the current one for an empty batch. */
 static void usage_batch_month(const json_t *records, char month[8])
 {
@@ -612,9 +634,7 @@ static enum err usage_read(struct fw_request *req, struct fw_response *resp)
     json_t *doc = NULL;
     enum err e = usage_month_load(req->storage, fw_str(req, "tenant"), month, &doc);
     if (e == ERR_OK) {
-        /* The month's own list of batch ids is bookkeeping for resends, not usage. */
-        json_object_del(doc, "batches");
-        json_object_del(doc, "batch_seq");
+        usage_month_public(doc);
         fw_reply(resp, doc);
     }
     return e;

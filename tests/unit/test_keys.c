@@ -650,6 +650,17 @@ static void test_usage_batches(void **state)
     d = ok(e, FW_OP_READ, "tenants/acme/usage", "{\"month\": \"2026-10\"}");
     assert_int_equal(num(d, "requests"), 0);
     json_decref(d);
+    /* The tenant's summary carries the month to date, without the by-model breakdown. */
+    d = ok(e, FW_OP_READ, "tenants/acme", NULL);
+    json_t *u = json_object_get(d, "usage");
+    assert_string_equal(str(u, "month"), "2026-11");
+    assert_int_equal(num(u, "requests"), 3);
+    assert_int_equal(num(u, "prompt_tokens"), 112);
+    assert_int_equal(num(json_object_get(json_object_get(u, "by_provider"), "openai"), "requests"),
+                     1);
+    assert_null(json_object_get(u, "by_model"));
+    assert_null(json_object_get(u, "batches"));
+    json_decref(d);
     /* Another tenant's usage is separate. */
     d = ok(e, FW_OP_READ, "tenants/globex/usage", NULL);
     assert_int_equal(num(d, "requests"), 0);
