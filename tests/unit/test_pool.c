@@ -183,18 +183,22 @@ static void job_wait_for_other(void *arg)
     pool_block_end();
     w->overdue_after = pool_turn_overdue();
     /* Let the worker that took over finish its job and wait for the next one. */
-    struct timespec t = {0, 20 * 1000 * 1000L};
+    struct timespec t = {0, 20L * 1000 * 1000};
     nanosleep(&t, NULL);
     w->active_after = pool_active_workers();
 }
 
-static void run_waiter(struct waiter *w)
+/* Static: a job that outlives a failed test must not point into a returned stack frame. */
+static struct flag other_flag = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+static struct waiter waiter;
+
+static void run_waiter(void)
 {
-    struct flag f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    w->other = &f;
+    other_flag.up = false;
+    waiter.other = &other_flag;
     int before = jobs_done;
-    submit(job_wait_for_other, w);
-    submit(flag_raise, &f);
+    submit(job_wait_for_other, &waiter);
+    submit(flag_raise, &other_flag);
     assert_true(wait_done(before + 2));
 }
 
@@ -203,9 +207,10 @@ static void test_wait_hands_turn_on(void **state)
 {
     (void)state;
     pool_set_slice_us(60L * 1000 * 1000); /* never past its slice here */
-    struct waiter w = {0};
-    run_waiter(&w);
+    waiter = (struct waiter){0};
+    run_waiter();
     pool_set_slice_us(POOL_SLICE_US);
+    struct waiter w = waiter;
     assert_true(w.saw_other);
     assert_false(w.overdue);
     /* Back within its slice, the job holds a turn again (the other worker may still hold one). */
@@ -220,9 +225,10 @@ static void test_overdue_gives_turn_up(void **state)
     (void)state;
     assert_true(settle());
     pool_set_slice_us(0); /* every turn is past its slice */
-    struct waiter w = {0};
-    run_waiter(&w);
+    waiter = (struct waiter){0};
+    run_waiter();
     pool_set_slice_us(POOL_SLICE_US);
+    struct waiter w = waiter;
     assert_true(w.saw_other);
     assert_true(w.overdue);
     assert_true(w.overdue_after);
@@ -241,21 +247,22 @@ static void job_lock_held(void *arg)
     pthread_mutex_unlock(&held);
 }
 
+static bool lock_got;
+static struct flag lock_flag = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+
 static void test_contended_lock_hands_turn_on(void **state)
 {
     (void)state;
-    bool got = false;
     pthread_mutex_lock(&held);
     int before = jobs_done;
-    submit(job_lock_held, &got);
+    submit(job_lock_held, &lock_got);
     /* The main thread holds the lock until the next job runs: only another worker can run it. */
-    struct flag f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    submit(flag_raise, &f);
-    bool ran = flag_wait(&f);
+    submit(flag_raise, &lock_flag);
+    bool ran = flag_wait(&lock_flag);
     pthread_mutex_unlock(&held);
     assert_true(ran);
     assert_true(wait_done(before + 2));
-    assert_true(got);
+    assert_true(lock_got);
 }
 
 /* Off the pool the hints do nothing and the locks still lock. */
@@ -287,7 +294,7 @@ static void test_off_pool_noops(void **state)
 static int setup(void **state)
 {
     (void)state;
-    return pool_start(1, worker, 256 * 1024);
+    return pool_start(1, worker, (size_t)256 * 1024);
 }
 
 int main(void)
