@@ -202,60 +202,107 @@ void fw_warn(struct fw_response *resp, const char *fmt, ...)
 
 /* ---- durations ------------------------------------------------------------------ */
 
+#define FW_NS INT64_C(1000000000)
+
+/* Go's units (time.ParseDuration) and "d"; longest first, so that "ms" wins over "m". */
 static const struct {
-    char unit;
-    int64_t seconds;
-} fw_duration_units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    const char *unit;
+    int64_t ns;
+} fw_duration_units[] = {
+    {"ns", 1},    {"us", 1000},      {"\xc2\xb5s", 1000}, {"\xce\xbcs", 1000},  {"ms", 1000000},
+    {"s", FW_NS}, {"m", 60 * FW_NS}, {"h", 3600 * FW_NS}, {"d", 86400 * FW_NS},
+};
+
+/* Adds n to *sec unless that overflows. */
+static bool fw_add_seconds(int64_t *sec, int64_t n)
+{
+    if (n < 0 || *sec > INT64_MAX - n) {
+        return false;
+    }
+    *sec += n;
+    return true;
+}
 
 enum err fw_duration_parse(const char *s, int64_t *ret_seconds)
 {
     /*
      * Like Vault's parseutil.ParseDurationSecond: a bare integer is seconds,
-     * otherwise integer+unit terms ("1h30m"); "d" is accepted because admins
-     * write "30d". Negative and fractional values are refused.
+     * otherwise terms of a number (fractions allowed, "1.5h") and a unit of
+     * Go's time.ParseDuration (ns, us, ms, s, m, h), plus "d" because admins
+     * write "30d" (Vault takes "d" alone; we also take it in a sum, "1d12h").
+     * Sub-second parts truncate toward zero, as Vault's int(d.Seconds()).
+     * Negative values, exponents and signs are refused.
      */
     if (s == NULL || *s == '\0' || strlen(s) > 64) {
         return ERR_INVAL;
     }
-    int64_t total = 0;
+    int64_t sec = 0, nsec = 0; /* nsec stays below FW_NS between terms */
     const char *p = s;
     bool bare = true;
     while (*p != '\0') {
-        if (*p < '0' || *p > '9') {
-            return ERR_INVAL;
-        }
-        int64_t n = 0;
-        while (*p >= '0' && *p <= '9') {
+        int64_t n = 0, frac = 0, den = 1;
+        bool digits = false, point = false;
+        for (; *p >= '0' && *p <= '9'; p++, digits = true) {
             if (n > (INT64_MAX - (*p - '0')) / 10) {
                 return ERR_INVAL;
             }
             n = n * 10 + (*p - '0');
-            p++;
         }
-        int64_t mult = 0;
-        if (*p == '\0') {
-            if (!bare) {
-                return ERR_INVAL; /* "1h30": a unitless tail is ambiguous */
-            }
-            mult = 1;
-        } else {
-            for (size_t i = 0; i < sizeof(fw_duration_units) / sizeof(fw_duration_units[0]); i++) {
-                if (*p == fw_duration_units[i].unit) {
-                    mult = fw_duration_units[i].seconds;
+        if (*p == '.') {
+            point = true;
+            for (p++; *p >= '0' && *p <= '9'; p++, digits = true) {
+                if (den <
+                    FW_NS) { /* nanoseconds are the finest unit: later digits change nothing */
+                    frac = frac * 10 + (*p - '0');
+                    den *= 10;
                 }
             }
-            if (mult == 0) {
-                return ERR_INVAL;
-            }
-            p++;
-            bare = false;
         }
-        if (n > INT64_MAX / mult || total > INT64_MAX - n * mult) {
+        if (!digits) {
             return ERR_INVAL;
         }
-        total += n * mult;
+        if (*p == '\0') {
+            if (!bare || point) {
+                return ERR_INVAL; /* "1h30", "1.5": a unitless number is seconds only alone */
+            }
+            sec = n;
+            break;
+        }
+        int64_t unit = 0;
+        size_t ulen = 0;
+        for (size_t i = 0; i < sizeof(fw_duration_units) / sizeof(fw_duration_units[0]); i++) {
+            size_t l = strlen(fw_duration_units[i].unit);
+            if (l > ulen && strncmp(p, fw_duration_units[i].unit, l) == 0) {
+                unit = fw_duration_units[i].ns;
+                ulen = l;
+            }
+        }
+        if (unit == 0) {
+            return ERR_INVAL;
+        }
+        p += ulen;
+        bare = false;
+        if (unit >= FW_NS) {
+            int64_t us = unit / FW_NS; /* whole seconds per unit */
+            int64_t q = frac * us;     /* at most 999999999 * 86400 */
+            if (n > INT64_MAX / us || !fw_add_seconds(&sec, n * us) ||
+                !fw_add_seconds(&sec, q / den)) {
+                return ERR_INVAL;
+            }
+            nsec += (q % den) * (FW_NS / den);
+        } else {
+            int64_t per = FW_NS / unit; /* units per second */
+            if (!fw_add_seconds(&sec, n / per)) {
+                return ERR_INVAL;
+            }
+            nsec += (n % per) * unit + frac * unit / den;
+        }
+        if (!fw_add_seconds(&sec, nsec / FW_NS)) {
+            return ERR_INVAL;
+        }
+        nsec %= FW_NS;
     }
-    *ret_seconds = total;
+    *ret_seconds = sec;
     return ERR_OK;
 }
 
@@ -484,7 +531,7 @@ static json_t *fw_coerce(const struct fw_field *f, json_t *v, char *why, size_t 
             snprintf(why, whylen, "%s",
                      f->type == FW_TYPE_INT
                          ? "expected an integer"
-                         : "expected a duration such as 90, 90s, 15m, 720h or 30d");
+                         : "expected a duration such as 90, 90s, 15m, 1.5h, 720h or 30d");
             return NULL;
         }
         if (f->type == FW_TYPE_DURATION && n < 0) {

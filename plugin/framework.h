@@ -190,7 +190,8 @@ MUST_USE enum err fw_exists(const struct fw_path *const *tables, struct fw_reque
  */
 json_t *fw_openapi(const struct fw_path *const *tables);
 
-/* Parses "30d", "720h", "15m", "90s", "90" into seconds. ERR_INVAL on bad text or overflow. */
+/* Parses "30d", "720h", "1.5h", "15m", "90s", "90" into seconds (Vault's rules, fw_duration_parse
+   in framework.c). ERR_INVAL on bad text or overflow. */
 MUST_USE enum err fw_duration_parse(const char *s, int64_t *ret_seconds);
 
 #endif
