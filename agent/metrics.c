@@ -35,8 +35,8 @@ static const struct {
                   "Tokens by tenant, provider, model and kind (prompt, completion, cached)."},
     [M_COST] = {"byok_cost_usd_total", "counter", "Cost in USD from catalog prices."},
     [M_CACHE] = {"byok_keycache_lookups_total", "counter",
-                 "Key cache lookups by result (hit, miss, shared)."},
-    [M_VAULT] = {"byok_vault_requests_total", "counter", "Vault calls by operation and result."},
+                 "Key lookups that failed (result=error: the key could not be held); hits, "
+                 "misses and fetches are in byok_keycache_total."},
     [M_USAGE_BATCHES] = {"byok_usage_batches_total", "counter",
                          "Usage batches sent to Vault by result."},
     [M_USAGE_ESTIMATED] = {"byok_usage_estimated_total", "counter",

@@ -26,7 +26,6 @@ enum metric_id {
     M_TOKENS,           /* byok_tokens_total{tenant,provider,model,kind} */
     M_COST,             /* byok_cost_usd_total{tenant,provider,model} */
     M_CACHE,            /* byok_keycache_lookups_total{result} */
-    M_VAULT,            /* byok_vault_requests_total{op,result} */
     M_USAGE_BATCHES,    /* byok_usage_batches_total{result} */
     M_USAGE_ESTIMATED,  /* byok_usage_estimated_total{tenant,provider} */
     M__COUNT

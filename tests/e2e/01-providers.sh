@@ -19,7 +19,8 @@ for p in "${PROVIDERS[@]}"; do
         done
     done
 done
-CASES+=("embeddings" "models list" "healthz" "metrics" "usage reported to Vault"
+CASES+=("embeddings" "models list" "healthz" "metrics" "metrics: tokens and cost per provider"
+    "metrics: key cache and Vault calls" "agent usage endpoint: totals per provider" "usage reported to Vault"
     "usage cost per provider" "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "proxy variables in the agent's environment ignored: nothing reached the proxy they name"
     "canary: nowhere but the provider request")
@@ -154,6 +155,48 @@ call "$SOCK" GET /healthz ""
 t_eq "healthz" "$CODE" 200
 call "$SOCK" GET /metrics ""
 t_match "metrics" "$CODE $(echo "$BODY" | grep -c '^[a-z_]\+.* [0-9]')" "^200 [1-9]"
+METRICS=$BODY
+# Sum of a family's samples whose labels contain every given label="value".
+metric_sum() {
+    local name=$1
+    shift
+    echo "$METRICS" | awk -v n="$name" -v want="$*" '
+        index($0, n "{") == 1 {
+            k = split(want, w, " "); ok = 1
+            for (i = 1; i <= k; i++) if (index($0, w[i]) == 0) ok = 0
+            if (ok) s += $NF
+        }
+        END { printf "%.10g", s + 0 }'
+}
+why=""
+for p in "${PROVIDERS[@]}"; do
+    pt=$(metric_sum byok_tokens_total "tenant=\"$TENANT\"" "provider=\"$p\"" 'kind="prompt"')
+    ct=$(metric_sum byok_tokens_total "tenant=\"$TENANT\"" "provider=\"$p\"" 'kind="completion"')
+    cost=$(metric_sum byok_cost_usd_total "tenant=\"$TENANT\"" "provider=\"$p\"")
+    want=$(cost_of "$p" "${SUM_PT[$p]}" "${SUM_CT[$p]}")
+    [ "$pt/$ct" = "${SUM_PT[$p]}/${SUM_CT[$p]}" ] || why+="$p tokens $pt/$ct, want ${SUM_PT[$p]}/${SUM_CT[$p]}; "
+    awk -v a="$cost" -v b="$want" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-9 + 1e-6 * b) }' ||
+        why+="$p cost $cost, want $want; "
+done
+if [ -z "$why" ]; then t_ok "metrics: tokens and cost per provider"; else t_fail "metrics: tokens and cost per provider" "$why"; fi
+hits=$(metric_sum byok_keycache_total 'event="hit"')
+fetches=$(metric_sum byok_keycache_total 'event="fetch"')
+vreq=$(metric_sum byok_vault_calls_total 'event="request"')
+# One fetch per provider (then hits), and at least those fetches went to Vault.
+if [ "$fetches" -ge 3 ] && [ "$hits" -ge 1 ] && [ "$vreq" -ge "$fetches" ]; then
+    t_ok "metrics: key cache and Vault calls"
+else
+    t_fail "metrics: key cache and Vault calls" "keycache hit=$hits fetch=$fetches, vault requests=$vreq"
+fi
+call "$SOCK" GET /v1/byok/usage ""
+why=""
+for p in "${PROVIDERS[@]}"; do
+    got=$(echo "$BODY" | jq -r --arg p "$p" '.by_provider[$p] | "\(.requests)/\(.prompt_tokens)/\(.completion_tokens)"' 2>/dev/null)
+    [ "$got" = "${SUM_REQ[$p]}/${SUM_PT[$p]}/${SUM_CT[$p]}" ] ||
+        why+="$p $got, want ${SUM_REQ[$p]}/${SUM_PT[$p]}/${SUM_CT[$p]}; "
+done
+[ "$CODE" = 200 ] || why+="status $CODE; "
+if [ -z "$why" ]; then t_ok "agent usage endpoint: totals per provider"; else t_fail "agent usage endpoint: totals per provider" "$why ${BODY:0:300}"; fi
 
 # The agent ships usage in batches (report_interval_s 1); wait a bounded time.
 usage_matches() {
