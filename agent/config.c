@@ -12,7 +12,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -672,6 +674,79 @@ out_root:
         cfg_fmt(errbuf, CONFIG_ERR_LEN, "(file): out of memory");
     }
     return e;
+}
+
+enum err config_listener_ids(const struct config_listener *lc, uid_t *uid, gid_t *gid, char *errbuf,
+                             size_t errlen)
+{
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
+    char tmp[4096];
+    if (lc->owner != NULL) {
+        struct passwd pw, *res = NULL;
+        char *end;
+        unsigned long n = strtoul(lc->owner, &end, 10);
+        if (*end == '\0' && lc->owner[0] != '\0') {
+            *uid = (uid_t)n;
+        } else if (getpwnam_r(lc->owner, &pw, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
+            *uid = pw.pw_uid;
+        } else {
+            snprintf(errbuf, errlen, "listener %s: owner: unknown user %s", lc->path, lc->owner);
+            return ERR_CONFIG;
+        }
+    }
+    if (lc->group != NULL) {
+        struct group gr, *res = NULL;
+        char *end;
+        unsigned long n = strtoul(lc->group, &end, 10);
+        if (*end == '\0' && lc->group[0] != '\0') {
+            *gid = (gid_t)n;
+        } else if (getgrnam_r(lc->group, &gr, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
+            *gid = gr.gr_gid;
+        } else {
+            snprintf(errbuf, errlen, "listener %s: group: unknown group %s", lc->path, lc->group);
+            return ERR_CONFIG;
+        }
+    }
+    return ERR_OK;
+}
+
+/* A file the agent will read later (a CA bundle): it must open now. */
+static enum err cfg_check_readable(const char *file, const char *key, char *errbuf)
+{
+    if (file == NULL) {
+        return ERR_OK;
+    }
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cfg_err(errbuf, key, "cannot read %s: %s", file, strerror(errno));
+        return ERR_CONFIG;
+    }
+    close(fd);
+    return ERR_OK;
+}
+
+enum err config_check_host(const struct config *c, char *errbuf)
+{
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        const struct config_listener *lc = &c->listeners[i];
+        uid_t uid;
+        gid_t gid;
+        char msg[CONFIG_ERR_LEN];
+        if (config_listener_ids(lc, &uid, &gid, msg, sizeof(msg)) != ERR_OK) {
+            bool owner = uid == (uid_t)-1 && lc->owner != NULL; /* the owner is resolved first */
+            char key[64];
+            cfg_fmt(key, sizeof(key), "listeners[%zu].%s", i, owner ? "owner" : "group");
+            cfg_err(errbuf, key, "no such %s on this host: %s", owner ? "user" : "group",
+                    owner ? lc->owner : lc->group);
+            return ERR_CONFIG;
+        }
+    }
+    if (cfg_check_readable(c->vault.ca_file, "vault.ca_file", errbuf) != ERR_OK ||
+        cfg_check_readable(c->upstream.ca_file, "upstream.ca_file", errbuf) != ERR_OK) {
+        return ERR_CONFIG;
+    }
+    return ERR_OK;
 }
 
 enum err config_load(const char *path, struct config **ret_cfg, char *errbuf)

@@ -117,6 +117,16 @@ MUST_USE enum err config_parse(const char *text, size_t len, struct config **ret
 /* Reads and parses a file (at most CONFIG_MAX_FILE bytes). */
 MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *errbuf);
 
+/*
+ * What parsing cannot see: each listener's owner and group resolve to ids,
+ * and the CA files can be read. ERR_CONFIG with a message naming the key in
+ * errbuf (CONFIG_ERR_LEN bytes). Run at start, by --check-config and on reload.
+ */
+MUST_USE enum err config_check_host(const struct config *c, char *errbuf);
+/* A listener's owner and group as ids ((uid_t)-1 / (gid_t)-1 when unset): names or numbers. */
+MUST_USE enum err config_listener_ids(const struct config_listener *lc, uid_t *uid, gid_t *gid,
+                                      char *errbuf, size_t errlen);
+
 struct config *config_ref(struct config *c);
 /* Drops a reference; frees at zero; sets *c to NULL. Accepts NULL. */
 void config_unref(struct config **c);

@@ -89,8 +89,10 @@ static void agent_reload(void)
 {
     char err[CONFIG_ERR_LEN];
     struct config *cfg = NULL;
-    if (config_load(agent_config_path, &cfg, err) != ERR_OK) {
+    if (config_load(agent_config_path, &cfg, err) != ERR_OK ||
+        config_check_host(cfg, err) != ERR_OK) {
         log_kv(LOGL_ERROR, "reload failed; keeping the running config", "error", err, NULL);
+        config_unref(&cfg);
         return;
     }
     if (config_check_heap(cfg, agent_heap_bytes, err) != ERR_OK) {
@@ -209,8 +211,10 @@ int main(int argc, char **argv)
     log_init(NULL, LOGL_INFO);
     char err[CONFIG_ERR_LEN];
     struct config *cfg = NULL;
-    if (config_load(agent_config_path, &cfg, err) != ERR_OK) {
+    if (config_load(agent_config_path, &cfg, err) != ERR_OK ||
+        config_check_host(cfg, err) != ERR_OK) {
         fprintf(stderr, "byok-agent: config: %s\n", err);
+        config_unref(&cfg);
         return 1;
     }
     if (check) {

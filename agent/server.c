@@ -838,46 +838,11 @@ static void server_accept_error(struct evconnlistener *lev, void *arg)
     evconnlistener_enable(lev); /* not one of ours: leave it as it was */
 }
 
-static enum err server_lookup_ids(const struct config_listener *lc, uid_t *uid, gid_t *gid,
-                                  char *errbuf, size_t errlen)
-{
-    *uid = (uid_t)-1;
-    *gid = (gid_t)-1;
-    char tmp[4096];
-    if (lc->owner != NULL) {
-        struct passwd pw, *res = NULL;
-        char *end;
-        unsigned long n = strtoul(lc->owner, &end, 10);
-        if (*end == '\0' && lc->owner[0] != '\0') {
-            *uid = (uid_t)n;
-        } else if (getpwnam_r(lc->owner, &pw, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
-            *uid = pw.pw_uid;
-        } else {
-            snprintf(errbuf, errlen, "listener %s: owner: unknown user %s", lc->path, lc->owner);
-            return ERR_CONFIG;
-        }
-    }
-    if (lc->group != NULL) {
-        struct group gr, *res = NULL;
-        char *end;
-        unsigned long n = strtoul(lc->group, &end, 10);
-        if (*end == '\0' && lc->group[0] != '\0') {
-            *gid = (gid_t)n;
-        } else if (getgrnam_r(lc->group, &gr, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
-            *gid = gr.gr_gid;
-        } else {
-            snprintf(errbuf, errlen, "listener %s: group: unknown group %s", lc->path, lc->group);
-            return ERR_CONFIG;
-        }
-    }
-    return ERR_OK;
-}
-
 static enum err server_socket_perms(const struct config_listener *lc, char *errbuf, size_t errlen)
 {
     uid_t uid;
     gid_t gid;
-    enum err e = server_lookup_ids(lc, &uid, &gid, errbuf, errlen);
+    enum err e = config_listener_ids(lc, &uid, &gid, errbuf, errlen);
     if (e != ERR_OK) {
         return e;
     }
@@ -1027,7 +992,7 @@ enum err server_apply(struct server *s, struct config *cfg, char *errbuf, size_t
         if (kept[i] != NULL) {
             uid_t uid;
             gid_t gid;
-            if (server_lookup_ids(lc, &uid, &gid, errbuf, errlen) != ERR_OK) {
+            if (config_listener_ids(lc, &uid, &gid, errbuf, errlen) != ERR_OK) {
                 goto undo;
             }
             continue;

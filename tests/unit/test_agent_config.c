@@ -104,6 +104,33 @@ static void test_full_config(void **state)
     config_unref(&ref);
 }
 
+/* What parsing cannot see, checked against the host: owner/group names and CA files. */
+static void test_check_host(void **state)
+{
+    (void)state;
+    char err[CONFIG_ERR_LEN];
+    struct config *c = parse_ok(
+        "{\"listeners\":[{\"path\":\"/run/byok/a.sock\",\"owner\":\"root\",\"group\":\"0\","
+        "\"tenant\":\"acme\"}]," BASE_VAULT ",\"upstream\":{\"ca_file\":\"/dev/null\"}}");
+    assert_int_equal(config_check_host(c, err), ERR_OK);
+    config_unref(&c);
+    c = parse_ok("{\"listeners\":[{\"path\":\"/run/byok/a.sock\",\"owner\":\"no-such-user-x\","
+                 "\"tenant\":\"acme\"}]," BASE_VAULT "}");
+    assert_int_equal(config_check_host(c, err), ERR_CONFIG);
+    assert_non_null(strstr(err, "listeners[0].owner: no such user on this host: no-such-user-x"));
+    config_unref(&c);
+    c = parse_ok("{\"listeners\":[{\"path\":\"/run/byok/a.sock\",\"group\":\"no-such-group-x\","
+                 "\"tenant\":\"acme\"}]," BASE_VAULT "}");
+    assert_int_equal(config_check_host(c, err), ERR_CONFIG);
+    assert_non_null(strstr(err, "listeners[0].group: no such group on this host"));
+    config_unref(&c);
+    c = parse_ok("{" BASE_LISTENER "," BASE_VAULT
+                 ",\"upstream\":{\"ca_file\":\"/nonexistent/ca.pem\"}}");
+    assert_int_equal(config_check_host(c, err), ERR_CONFIG);
+    assert_non_null(strstr(err, "upstream.ca_file: cannot read /nonexistent/ca.pem"));
+    config_unref(&c);
+}
+
 static void test_unknown_keys(void **state)
 {
     (void)state;
@@ -331,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_name_valid),
+        cmocka_unit_test(test_check_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
