@@ -123,6 +123,86 @@ type Summary struct {
 	Rounds          int      `json:"rounds"`
 	Results         []Result `json:"results"`
 	DurationPerCase string   `json:"duration_per_case"`
+	Bulk            *Bulk    `json:"bulk,omitempty"`
+}
+
+// Bulk is the -bulk case: many tenants' keys written through the plugin's
+// gRPC interface (existence check + update, storage over the broker), then
+// one config/rotate-root rewrapping every tenant's data key.
+type Bulk struct {
+	Tenants       int     `json:"tenants"`
+	KeysPerTenant int     `json:"keys_per_tenant"`
+	Clients       int     `json:"clients"`
+	CreateS       float64 `json:"create_s"`
+	RotateS       float64 `json:"rotate_s"`
+	Rewrapped     float64 `json:"tenants_rewrapped"`
+}
+
+// bulk writes tenants x providers keys with clients workers, then rotates the KEK.
+func bulk(p *vaultsim.Plugin, tenants, clients int, key string) (*Bulk, error) {
+	providers := []string{"openai", "mistral", "deepseek"}
+	b := &Bulk{Tenants: tenants, KeysPerTenant: len(providers), Clients: clients}
+	jobs := make(chan int)
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				for _, pr := range providers {
+					sp := spec{op: "update", path: fmt.Sprintf("tenants/bulk%d/keys/%s/production", i, pr),
+						data: fmt.Sprintf(`{"key_value":%q}`, key)}
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					err := request(ctx, p, sp)
+					cancel()
+					if err != nil {
+						select {
+						case errs <- err:
+						default:
+						}
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := 0; i < tenants; i++ {
+		select {
+		case err := <-errs:
+			close(jobs)
+			wg.Wait()
+			return nil, err
+		case jobs <- i:
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	b.CreateS = time.Since(t0).Seconds()
+	t0 = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	reply, err := p.Backend.HandleRequest(ctx, &pb.HandleRequestArgs{Request: &pb.Request{
+		Id: "bench", Operation: "update", Path: "config/rotate-root", Data: "{}", MountPoint: "byok/",
+		MountType: "vault-plugin-secrets-byok", ClientToken: "bench"}})
+	if err != nil {
+		return nil, err
+	}
+	if reply.Err != nil || reply.Response == nil {
+		return nil, fmt.Errorf("rotate-root: %v", reply.Err)
+	}
+	b.RotateS = time.Since(t0).Seconds()
+	var m map[string]any
+	if json.Unmarshal([]byte(reply.Response.Data), &m) == nil {
+		b.Rewrapped, _ = m["tenants_rewrapped"].(float64)
+	}
+	return b, nil
 }
 
 func pct(d []time.Duration, p float64) float64 {
@@ -244,6 +324,8 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent clients for the throughput cases")
 	jsonOut := flag.String("json", "", "also write the JSON summary to this file")
 	httpCase := flag.Bool("http", true, "also measure a config read through the stand-in's HTTP API")
+	bulkTenants := flag.Int("bulk", 0, "also create this many tenants x 3 keys with -clients workers, then rotate the KEK (0: skip)")
+	bulkKey := flag.String("bulk-key", "sk-bench"+strings.Repeat("x", 48), "key value the -bulk case writes")
 	flag.Var(&specs, "spec", "measured request op:path[:json] (repeatable, run in order), e.g. read:tenants/t1/creds/openai")
 	flag.Var(&setups, "setup", "request op:path[:json] run once before measuring (repeatable)")
 	flag.Parse()
@@ -350,6 +432,13 @@ func main() {
 		sum.Results = append(sum.Results, run(c.name, *clients, *dur, c.fn))
 	}
 	sum.RSSAfterKiB = vmRSS(p.Pid)
+	if *bulkTenants > 0 {
+		b, err := bulk(p, *bulkTenants, *clients, *bulkKey)
+		if err != nil {
+			fatal(fmt.Errorf("bulk: %v", err))
+		}
+		sum.Bulk = b
+	}
 
 	if *httpCase {
 		// The same read through the stand-in's HTTP API (token lookup, ACL,
@@ -404,6 +493,12 @@ func main() {
 			x = fmt.Sprintf("%.2f", r.XFloor)
 		}
 		fmt.Printf("%-52s %7d %9d %7d %10.0f %9.0f %9.0f %8s\n", name, r.Clients, r.Requests, r.Errors, r.ReqPerS, r.P50us, r.P99us, x)
+	}
+	if b := sum.Bulk; b != nil {
+		fmt.Printf("\nbulk: %d tenants x %d keys written by %d clients in %.2f s (%.0f writes/s); "+
+			"config/rotate-root rewrapped %.0f tenant data keys in %.2f s; together %.2f s\n",
+			b.Tenants, b.KeysPerTenant, b.Clients, b.CreateS, float64(b.Tenants*b.KeysPerTenant)/b.CreateS,
+			b.Rewrapped, b.RotateS, b.CreateS+b.RotateS)
 	}
 	js, _ := json.Marshal(sum)
 	fmt.Printf("\nJSON %s\n", js)
