@@ -4,7 +4,8 @@
 # Tenant isolation. Two tenants, alpha and beta, each with its own OpenAI key.
 # Matrix over both binding modes: sockets bound to a tenant (alpha.sock,
 # beta.sock) and a socket that maps the caller's SO_PEERCRED uid (peer.sock:
-# uid 0 -> alpha, uid 65534 -> beta), callers run as those uids with setpriv.
+# uid 0 -> alpha, uid 65534 -> beta, gid 12345 -> beta), callers run as those
+# uids and gids with setpriv. A listener's owner, group and mode are applied.
 # The provider must receive exactly the caller's tenant key, whatever the caller
 # claims in headers or query; an unmapped uid gets 403 and reaches no provider.
 # The matrix runs twice so the second round is served from the agent's key cache.
@@ -12,6 +13,7 @@
 
 OTHER_UID=$(getent passwd nobody | cut -d: -f3)
 UNMAPPED_UID=4242 # no passwd entry needed: setpriv takes numbers
+MAPPED_GID=12345  # mapped by gid only
 
 # name | socket | uid | expected tenant ("-" = refused with 403) | extra curl args
 MATRIX=(
@@ -27,12 +29,13 @@ MATRIX=(
     "peercred uid 0, claims beta by header|peer.sock|0|alpha|-H X-BYOK-Tenant:beta"
     "peercred unmapped uid -> 403|peer.sock|$UNMAPPED_UID|-|"
     "unmapped uid with tenant header -> 403|peer.sock|$UNMAPPED_UID|-|-H X-BYOK-Tenant:alpha"
+    "peercred gid $MAPPED_GID, uid unmapped -> beta|peer.sock|$UNMAPPED_UID:$MAPPED_GID|beta|"
 )
 CASES=()
 for round in 1 2; do
     for row in "${MATRIX[@]}"; do CASES+=("round $round: ${row%%|*}"); done
 done
-CASES+=("tenant without a key for the provider: refused, nothing sent"
+CASES+=("listener owner, group and mode applied" "tenant without a key for the provider: refused, nothing sent"
     "403 body is an OpenAI-shaped error" "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -51,7 +54,9 @@ agent_config "$(jq -n --arg d "$AGENT_DIR" --argjson u "$OTHER_UID" '[
     {path: ($d + "/beta.sock"), mode: "0666", tenant: "beta", app: "b"},
     {path: ($d + "/gamma.sock"), mode: "0660", tenant: "gamma", app: "g"},
     {path: ($d + "/peer.sock"), mode: "0666",
-     peers: [{uid: 0, tenant: "alpha", app: "root"}, {uid: $u, tenant: "beta", app: "nobody"}]}]')"
+     peers: [{uid: 0, tenant: "alpha", app: "root"}, {uid: $u, tenant: "beta", app: "nobody"},
+             {gid: '"$MAPPED_GID"', tenant: "beta", app: "bygid"}]},
+    {path: ($d + "/owned.sock"), mode: "0640", owner: "nobody", group: "nogroup", tenant: "alpha", app: "o"}]')"
 agent_start || t_block_all
 
 BODY_JSON=$(chat_body openai/gpt-4o-mini false 3 "hello tenant")
@@ -85,6 +90,8 @@ for round in 1 2; do
         fi
     done
 done
+
+t_eq "listener owner, group and mode applied" "$(stat -c '%U %G %a' "$AGENT_DIR/owned.sock")" "nobody nogroup 640"
 
 # gamma has only an Anthropic key: asking for OpenAI must not borrow anyone's key.
 since=$(mock_last_seq)

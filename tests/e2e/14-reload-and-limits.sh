@@ -11,6 +11,8 @@
 #     (8 MiB for the default 10,000); a reload asking for more entries than it
 #     holds is refused naming keycache.max_entries, and --check-config refuses
 #     a max_entries over the cap (100,000);
+#   - a reload keeps an open keep-alive connection serving, and applies
+#     log_prompts: the prompt text appears in the log only once it is on;
 #   - the plugin's request data limit the agent's usage batches stay under
 #     (docs/agent.md "Usage reporting"): a 512 KiB batch (the agent's bound)
 #     is counted, a batch over 1 MiB is refused with a 400 saying so.
@@ -22,6 +24,8 @@ CASES=("failed reload: the kept socket keeps its mode"
     "the secure heap is sized from keycache.max_entries (8 MiB for 10,000)"
     "reload needing a larger secure heap: refused naming keycache.max_entries, old config kept"
     "--check-config: max_entries over 100,000 refused"
+    "a keep-alive connection is served before and after a reload (two answers, no close)"
+    "prompts are not logged by default; log_prompts (applied by the reload) logs them"
     "plugin: a 512 KiB usage batch (the agent's bound) is counted"
     "plugin: a usage batch over 1 MiB is refused (400) with a message naming the limit"
     "agent stops cleanly on SIGTERM, no sanitizer report")
@@ -61,6 +65,59 @@ t_match "reload needing a larger secure heap: refused naming keycache.max_entrie
 jq '.keycache.max_entries = 100001' "$AGENT_CONFIG" >"$LIB_TMP/big.json"
 out=$("$AGENT_BIN" --check-config -c "$LIB_TMP/big.json" 2>&1)
 t_match "--check-config: max_entries over 100,000 refused" "$? $out" '^1 .*keycache\.max_entries'
+
+# ---- a connection and the prompt log across a reload ----
+agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0660\"}]"
+kill -HUP "$AGENT_PID"
+reloads() { [ "$(grep -c '"@message":"config reloaded"' "$AGENT_LOG")" -ge "$1" ]; }
+lib_wait_for 5 reloads 2
+MARK1=prompt-before-$(lib_random_hex 8)
+MARK2=prompt-after-$(lib_random_hex 8)
+chat_body openai/gpt-4o-mini false 3 "$MARK1" >"$LIB_TMP/p1.json"
+chat_body openai/gpt-4o-mini false 3 "$MARK2" >"$LIB_TMP/p2.json"
+agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0660\"}]" '.log_prompts = true'
+# One connection: a request, SIGHUP (applying log_prompts), then a request on the same connection.
+ka=$("$PY" - "$S" "$AGENT_PID" "$AGENT_LOG" "$LIB_TMP/p1.json" "$LIB_TMP/p2.json" <<'PYEOF' 2>&1
+import os, signal, socket, sys, time
+sock_path, pid, log, b1, b2 = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(20)
+s.connect(sock_path)
+buf = b""
+def call(body):
+    global buf
+    data = open(body, "rb").read()
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
+              + b"Content-Length: %d\r\n\r\n" % len(data) + data)
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            return "eof"
+        buf += chunk
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    hdrs = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip() for l in lines[1:]}
+    n = int(hdrs.get("content-length", "0"))
+    while len(buf) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            return "eof"
+        buf += chunk
+    buf = buf[n:]
+    return lines[0].split()[1] + ("/close" if hdrs.get("connection", "").lower() == "close" else "")
+first = call(b1)
+before = open(log).read().count('"@message":"config reloaded"')
+os.kill(pid, signal.SIGHUP)
+for _ in range(100):
+    if open(log).read().count('"@message":"config reloaded"') > before:
+        break
+    time.sleep(0.05)
+print(first, call(b2))
+PYEOF
+)
+t_eq "a keep-alive connection is served before and after a reload (two answers, no close)" "$ka" "200 200"
+t_eq "prompts are not logged by default; log_prompts (applied by the reload) logs them" \
+    "$(grep -c "$MARK1" "$AGENT_LOG") $(grep -c "$MARK2" "$AGENT_LOG")" "0 1"
 
 # ---- the plugin's request data limit ----
 # batch RECORDS ID: a usage batch of RECORDS records of ~250 bytes each.

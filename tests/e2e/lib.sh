@@ -556,13 +556,14 @@ call() {
     } >>"$LIB_RESP_LOG"
 }
 
-# call_as UID SOCKET METHOD PATH [BODY] [CURL ARGS...]: call, as another uid
-# (setpriv, no supplementary groups) so the agent sees that uid in SO_PEERCRED.
-# The output comes back through a pipe: the other uid writes no file.
+# call_as UID[:GID] SOCKET METHOD PATH [BODY] [CURL ARGS...]: call, as another
+# uid and gid (the gid defaults to the uid; setpriv, no supplementary groups) so
+# the agent sees them in SO_PEERCRED. The output comes back through a pipe: the
+# other uid writes no file.
 call_as() {
-    local uid=$1 sock=$2 method=$3 path=$4 body=${5:-} out
+    local uid=${1%%:*} gid=${1#*:} sock=$2 method=$3 path=$4 body=${5:-} out
     shift 5 2>/dev/null || shift $#
-    out=$(printf '%s' "$body" | setpriv --reuid="$uid" --regid="$uid" --clear-groups -- \
+    out=$(printf '%s' "$body" | setpriv --reuid="$uid" --regid="$gid" --clear-groups -- \
         curl -sS -m "$LIB_CURL_MAX" --unix-socket "$sock" -X "$method" \
         ${body:+-H 'Content-Type: application/json' --data-binary @-} -i -w '\n%{http_code}' \
         "$@" "http://localhost$path" 2>&1)
@@ -572,7 +573,7 @@ call_as() {
     HDRS=${out%%$'\n\n'*}
     BODY=${out#*$'\n\n'}
     {
-        echo "=== uid $uid $method $path -> $CODE"
+        echo "=== uid $uid gid $gid $method $path -> $CODE"
         echo "$out"
     } >>"$LIB_RESP_LOG"
 }
