@@ -846,7 +846,7 @@ var scenarios map[string]func(*call)
 func scenarioNames() []string {
 	return []string{"normal", "slow", "slowstream", "429", "500", "502", "503", "529", "401",
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
-		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream"}
+		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -900,6 +900,24 @@ func init() {
 				c.status = 200
 				c.w.Header().Set("Content-Type", "application/json")
 				c.w.WriteHeader(200)
+				if f, ok := c.w.(http.Flusher); ok {
+					f.Flush()
+				}
+			}
+			c.holdThenAbort()
+		},
+		// stallmid: 200, then the first two words of a stream (or the first
+		// bytes of a JSON answer), then nothing until the client leaves (or
+		// -stall-max passes): a gap between two body chunks, which the client's
+		// idle timeout bounds.
+		"stallmid": func(c *call) {
+			if c.stream && c.words > 2 {
+				c.streamWords(2, 0)
+			} else {
+				c.status = 200
+				c.w.Header().Set("Content-Type", "application/json")
+				c.w.WriteHeader(200)
+				_, _ = c.w.Write([]byte(`{"id": "chatcmpl-mock", "object": "chat.completion", `))
 				if f, ok := c.w.(http.Flusher); ok {
 					f.Flush()
 				}
