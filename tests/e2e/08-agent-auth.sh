@@ -3,7 +3,9 @@
 #
 # The agent's other Vault auth methods and the original platform's endpoint.
 # AppRole: the agent logs in with role_id/secret_id files and reads creds with
-# the token it got; a token renewed up to its max TTL is replaced by a
+# the token it got; once that token is revoked (by accessor, as an operator
+# would), the next creds read gets 403 and the agent logs in again and
+# retries; a token renewed up to its max TTL is replaced by a
 # background login before it expires, and a non-renewable token in a token
 # file is replaced by re-reading the file. Kubernetes: a service-account JWT (RS256, signed here with a
 # throwaway key whose public half Vault's kubernetes auth is configured with)
@@ -16,6 +18,7 @@ CASES=("approle: agent logs in and the call succeeds"
     "approle: the provider saw the tenant's key"
     "brain chat: platform shape (response, provider, model, usage, cost_usd)"
     "brain chat: cost is tokens x catalog price"
+    "approle: a revoked token is replaced by a new login (403 on creds, then the call succeeds)"
     "approle agent stops cleanly on SIGTERM, no sanitizer report"
     "approle max TTL: calls keep working while the token reaches its max TTL"
     "approle max TTL: a new login before the token expires, no refused renewal"
@@ -29,6 +32,7 @@ CASES=("approle: agent logs in and the call succeeds"
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 KEY=$(lib_canary)
+KEY2=$(lib_canary)
 key_put acme openai "$KEY"
 SOCK=$AGENT_DIR/acme.sock
 LISTENERS="[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"auth\"}]"
@@ -71,10 +75,31 @@ if agent_start; then
     want=$(cost_of openai "$p" "$c")
     got=$(echo "$BODY" | jq -r .cost_usd 2>/dev/null)
     t_num_eq "brain chat: cost is tokens x catalog price" "$got" "$want"
+
+    # Revoke the agent's AppRole token by its accessor, then make a call whose
+    # key is not cached yet (anthropic): its creds read gets 403. A 403 on a
+    # token younger than 10 s is taken for a policy refusal (no login storm),
+    # so wait that out first.
+    key_put acme anthropic "$KEY2"
+    sleep 10
+    vault_api LIST auth/token/accessors
+    revoked=0
+    for acc in $(echo "$VAULT_BODY" | jq -r '.data.keys[]'); do
+        vault_api POST auth/token/lookup-accessor "{\"accessor\": \"$acc\"}"
+        if [ "$(echo "$VAULT_BODY" | jq -r .data.path)" = auth/approle/login ]; then
+            vault_api POST auth/token/revoke-accessor "{\"accessor\": \"$acc\"}"
+            [ "$VAULT_CODE" = 204 ] && revoked=$((revoked + 1))
+        fi
+    done
+    logins=$(grep -c '"@message":"vault login ok"' "$AGENT_LOG")
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "anthropic/${PROVIDER_MODEL[anthropic]}" false 4)"
+    t_eq "approle: a revoked token is replaced by a new login (403 on creds, then the call succeeds)" \
+        "revoked $revoked, $CODE $(hdr X-BYOK-Provider), new logins $(($(grep -c '"@message":"vault login ok"' "$AGENT_LOG") - logins))" \
+        "revoked 1, 200 anthropic, new logins 1"
     agent_stop_check "approle agent stops cleanly on SIGTERM, no sanitizer report"
 else
     LIB_BLOCKED_REASON="byok-agent with approle did not start (see $AGENT_LOG)"
-    t_blocked "${CASES[@]:0:5}"
+    t_blocked "${CASES[@]:0:6}"
 fi
 
 # ---- AppRole, a token reaching its max TTL ----
@@ -219,5 +244,5 @@ else
     t_fail "kubernetes (bad signer) agent stops cleanly on SIGTERM, no sanitizer report" "agent did not start"
 fi
 
-canary_scan "canary: nowhere but the provider request" "$KEY"
+canary_scan "canary: nowhere but the provider request" "$KEY" "$KEY2"
 t_done

@@ -431,6 +431,53 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 			return err
 		}
 		return s.handleRenew(rc)
+	case p == "auth/token/accessors":
+		// Vault: LIST with sudo; the accessors of every token.
+		if rc.op != "list" {
+			return errStatus(http.StatusMethodNotAllowed, "unsupported operation")
+		}
+		if err := s.authorize(rc, "list", p, true); err != nil {
+			return err
+		}
+		a.mu.RLock()
+		keys := []any{}
+		for _, t := range a.tokens {
+			keys = append(keys, t.Accessor)
+		}
+		a.mu.RUnlock()
+		sort.Slice(keys, func(i, j int) bool { return keys[i].(string) < keys[j].(string) })
+		writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"keys": keys}, nil, nil))
+		return nil
+	case p == "auth/token/lookup-accessor" || p == "auth/token/revoke-accessor":
+		if rc.op != "update" {
+			return errStatus(http.StatusMethodNotAllowed, "unsupported operation")
+		}
+		if err := s.authorize(rc, "update", p, false); err != nil {
+			return err
+		}
+		acc, _ := rc.data["accessor"].(string)
+		a.mu.Lock()
+		var found *Token
+		for _, t := range a.tokens {
+			if acc != "" && t.Accessor == acc {
+				found = t
+			}
+		}
+		if found != nil && p == "auth/token/revoke-accessor" {
+			delete(a.tokens, found.ID)
+		}
+		a.mu.Unlock()
+		if found == nil {
+			return errStatus(http.StatusBadRequest, "invalid accessor")
+		}
+		if p == "auth/token/revoke-accessor" {
+			rc.w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		d := s.tokenData(found)
+		d["id"] = "" // Vault never returns the token itself for an accessor lookup
+		writeJSON(rc.w, http.StatusOK, envelope(d, nil, nil))
+		return nil
 	case p == "auth/token/revoke-self":
 		if err := s.requireToken(rc); err != nil {
 			return err
