@@ -1,0 +1,35 @@
+#!/bin/bash
+# SPDX-License-Identifier: MPL-2.0
+#
+# What ships for deployment, checked as far as this machine allows:
+#   - agent/byok-agent.service passes `systemd-analyze verify` (every directive
+#     and value known to this systemd), with ExecStart pointing at the built
+#     agent (skipped where systemd-analyze is not installed: it is not a
+#     make deps package);
+#   - agent/example-config.json parses (`--check-config`), once its host
+#     specifics (listener groups, the Vault CA file) are replaced by ones that
+#     exist here.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BYOK_BUILD:-$ROOT/build}
+AGENT=$BUILD/byok-agent
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+notok() { n=$((n + 1)); echo "not ok $n - $1"; [ $# -gt 1 ] && echo "# $2"; }
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
+echo "1..2"
+
+if command -v systemd-analyze >/dev/null; then
+    sed "s|/usr/local/bin/byok-agent|$AGENT|g" "$ROOT/agent/byok-agent.service" >"$T/byok-agent.service"
+    out=$(systemd-analyze verify --man=no "$T/byok-agent.service" 2>&1)
+    if [ -z "$out" ]; then ok "systemd unit verifies"; else notok "systemd unit verifies" "$(echo "$out" | tr '\n' ' ')"; fi
+else
+    skip "systemd unit verifies" "systemd-analyze not installed"
+fi
+
+jq --arg ca /dev/null '.listeners |= map(.group = "0") | .vault.ca_file = $ca' \
+    "$ROOT/agent/example-config.json" >"$T/agent.json"
+out=$("$AGENT" --check-config -c "$T/agent.json" 2>&1)
+if [ $? = 0 ]; then ok "example config passes --check-config"; else notok "example config passes --check-config" "$out"; fi
