@@ -236,7 +236,12 @@ static bool be_parse_data(const char *text, json_t **ret_data, struct fw_respons
         json_decref(data);
         if (data == NULL) {
             /* jerr.text may quote the input, which may hold a key: keep it out of the reply. */
-            fw_error(resp, "request data is not valid JSON");
+            if (json_error_code(&jerr) == json_error_null_character) {
+                fw_error(resp, "request data is not valid JSON: a string holds \\u0000 (NUL), "
+                               "which no field accepts");
+            } else {
+                fw_error(resp, "request data is not valid JSON");
+            }
             return false;
         }
         return true;

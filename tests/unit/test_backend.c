@@ -277,6 +277,10 @@ static void test_handle_bad_data(void **state)
     r = call_handle("update", "config", "{\"key_value\": \"" CANARY "\" oops}");
     assert_error_response(r, "not valid JSON");
     pb__handle_request_reply__free_unpacked(r, NULL);
+    /* A NUL in a string (a key value pasted with one) is named as such; nothing is echoed. */
+    r = call_handle("update", "config", "{\"key_value\": \"" CANARY "\\u0000x\"}");
+    assert_error_response(r, "a string holds \\u0000 (NUL)");
+    pb__handle_request_reply__free_unpacked(r, NULL);
 }
 
 /* A JSON object of exactly n bytes: {"p":"xxxx..."} padded. */
