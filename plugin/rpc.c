@@ -14,9 +14,10 @@
  * write; one drainer reads, runs and replies on one thread. A handler that
  * waits (a storage round trip past its grace in broker.c, a contended engine
  * lock, Setup waiting for the broker's ConnInfo) first hands the turn to a
- * parked worker, so a slow Vault never stalls the other calls, and what a
- * handler waits for (its storage reply on the call's own pluck queue, a
- * ConnInfo on the broker stream) always has a thread to receive it.
+ * parked worker (or a new one, up to POOL_MAX_WORKERS waiting at once), so a
+ * slow Vault does not stall the other calls, and what a handler waits for
+ * (its storage reply on the call's own pluck queue, a ConnInfo on the broker
+ * stream) has a thread to receive it.
  *
  * Every call is a small state object; a reference count (one per outstanding
  * batch) decides when it is freed. It is atomic because two completions of
