@@ -676,37 +676,56 @@ out_root:
     return e;
 }
 
+/*
+ * A user (group) given by number or by name: the id, or false when this host
+ * has no such one. A string of digits is a number; anything else ("-5"
+ * included) is looked up as a name.
+ */
+static bool cfg_lookup_id(const char *name, bool group, unsigned long *ret)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long n = name[0] >= '0' && name[0] <= '9' ? strtoul(name, &end, 10) : 0;
+    if (end != NULL && *end == '\0' && errno == 0 && n < (unsigned long)(uid_t)-1) {
+        *ret = n;
+        return true;
+    }
+    char tmp[4096];
+    if (group) {
+        struct group gr, *res = NULL;
+        if (getgrnam_r(name, &gr, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
+            *ret = gr.gr_gid;
+            return true;
+        }
+        return false;
+    }
+    struct passwd pw, *res = NULL;
+    if (getpwnam_r(name, &pw, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
+        *ret = pw.pw_uid;
+        return true;
+    }
+    return false;
+}
+
 enum err config_listener_ids(const struct config_listener *lc, uid_t *uid, gid_t *gid, char *errbuf,
                              size_t errlen)
 {
+    unsigned long id = 0;
     *uid = (uid_t)-1;
     *gid = (gid_t)-1;
-    char tmp[4096];
     if (lc->owner != NULL) {
-        struct passwd pw, *res = NULL;
-        char *end;
-        unsigned long n = strtoul(lc->owner, &end, 10);
-        if (*end == '\0' && lc->owner[0] != '\0') {
-            *uid = (uid_t)n;
-        } else if (getpwnam_r(lc->owner, &pw, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
-            *uid = pw.pw_uid;
-        } else {
+        if (!cfg_lookup_id(lc->owner, false, &id)) {
             snprintf(errbuf, errlen, "listener %s: owner: unknown user %s", lc->path, lc->owner);
             return ERR_CONFIG;
         }
+        *uid = (uid_t)id;
     }
     if (lc->group != NULL) {
-        struct group gr, *res = NULL;
-        char *end;
-        unsigned long n = strtoul(lc->group, &end, 10);
-        if (*end == '\0' && lc->group[0] != '\0') {
-            *gid = (gid_t)n;
-        } else if (getgrnam_r(lc->group, &gr, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
-            *gid = gr.gr_gid;
-        } else {
+        if (!cfg_lookup_id(lc->group, true, &id)) {
             snprintf(errbuf, errlen, "listener %s: group: unknown group %s", lc->path, lc->group);
             return ERR_CONFIG;
         }
+        *gid = (gid_t)id;
     }
     return ERR_OK;
 }
@@ -730,15 +749,15 @@ enum err config_check_host(const struct config *c, char *errbuf)
 {
     for (size_t i = 0; i < c->n_listeners; i++) {
         const struct config_listener *lc = &c->listeners[i];
-        uid_t uid;
-        gid_t gid;
-        char msg[CONFIG_ERR_LEN];
-        if (config_listener_ids(lc, &uid, &gid, msg, sizeof(msg)) != ERR_OK) {
-            bool owner = uid == (uid_t)-1 && lc->owner != NULL; /* the owner is resolved first */
+        unsigned long id;
+        const char *bad = lc->owner != NULL && !cfg_lookup_id(lc->owner, false, &id)  ? "owner"
+                          : lc->group != NULL && !cfg_lookup_id(lc->group, true, &id) ? "group"
+                                                                                      : NULL;
+        if (bad != NULL) {
             char key[64];
-            cfg_fmt(key, sizeof(key), "listeners[%zu].%s", i, owner ? "owner" : "group");
-            cfg_err(errbuf, key, "no such %s on this host: %s", owner ? "user" : "group",
-                    owner ? lc->owner : lc->group);
+            cfg_fmt(key, sizeof(key), "listeners[%zu].%s", i, bad);
+            cfg_err(errbuf, key, "no such %s on this host: %s", bad[0] == 'o' ? "user" : "group",
+                    bad[0] == 'o' ? lc->owner : lc->group);
             return ERR_CONFIG;
         }
     }

@@ -124,6 +124,12 @@ static void test_check_host(void **state)
     assert_int_equal(config_check_host(c, err), ERR_CONFIG);
     assert_non_null(strstr(err, "listeners[0].group: no such group on this host"));
     config_unref(&c);
+    /* Digits are a number; a sign makes it a name, which no host has. */
+    c = parse_ok("{\"listeners\":[{\"path\":\"/run/byok/a.sock\",\"owner\":\"-5\","
+                 "\"tenant\":\"acme\"}]," BASE_VAULT "}");
+    assert_int_equal(config_check_host(c, err), ERR_CONFIG);
+    assert_non_null(strstr(err, "listeners[0].owner: no such user on this host: -5"));
+    config_unref(&c);
     c = parse_ok("{" BASE_LISTENER "," BASE_VAULT
                  ",\"upstream\":{\"ca_file\":\"/nonexistent/ca.pem\"}}");
     assert_int_equal(config_check_host(c, err), ERR_CONFIG);
