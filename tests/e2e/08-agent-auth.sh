@@ -56,6 +56,10 @@ approle_agent() {
 }
 
 # ---- AppRole ----
+# Enabled as an operator would (`vault auth enable approle`): a real Vault in
+# dev mode has only token auth, and so has the stand-in.
+vault_api POST sys/auth/approle '{"type":"approle"}'
+[ "$VAULT_CODE" -lt 300 ] || t_diag "enabling approle: HTTP $VAULT_CODE $VAULT_BODY"
 approle_agent byok-agent '{"token_policies":["byok-agent"],"token_ttl":"1h"}'
 if agent_start; then
     since=$(mock_last_seq)
@@ -201,47 +205,60 @@ else
 fi
 
 # ---- Kubernetes ----
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-make_jwt() { # make_jwt KEYFILE: a service-account token for byok/byok-agent, valid 10 minutes
-    local now header payload sig
-    now=$(date +%s)
-    header=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
-    payload=$(printf '{"iss":"kubernetes/serviceaccount","sub":"system:serviceaccount:byok:byok-agent","kubernetes.io/serviceaccount/namespace":"byok","kubernetes.io/serviceaccount/service-account.name":"byok-agent","iat":%d,"exp":%d}' \
-        "$now" $((now + 600)) | b64url)
-    sig=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -sign "$1" -binary | b64url)
-    printf '%s.%s.%s' "$header" "$payload" "$sig"
-}
-openssl genrsa -out "$LIB_TMP/sa.key" 2048 2>/dev/null
-openssl rsa -in "$LIB_TMP/sa.key" -pubout -out "$LIB_TMP/sa.pub" 2>/dev/null
-openssl genrsa -out "$LIB_TMP/other.key" 2048 2>/dev/null
-vault_api POST auth/kubernetes/config "$(jq -n --rawfile k "$LIB_TMP/sa.pub" '{pem_keys: [$k]}')"
-[ "$VAULT_CODE" -lt 300 ] || t_diag "kubernetes config: HTTP $VAULT_CODE $VAULT_BODY"
-vault_api POST auth/kubernetes/role/byok-agent \
-    '{"bound_service_account_names":["byok-agent"],"bound_service_account_namespaces":["byok"],"token_policies":["byok-agent"],"token_ttl":"1h"}'
-[ "$VAULT_CODE" -lt 300 ] || t_diag "kubernetes role: HTTP $VAULT_CODE $VAULT_BODY"
-make_jwt "$LIB_TMP/sa.key" >"$LIB_TMP/sa.jwt"
-agent_config "$LISTENERS" ".vault |= (del(.token_file) | .kubernetes = {role: \"byok-agent\", jwt_file: \"$LIB_TMP/sa.jwt\"})"
-if agent_start; then
-    call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
-    t_eq "kubernetes: agent logs in with a service-account JWT and the call succeeds" \
-        "$CODE $(hdr X-BYOK-Provider)" "200 openai"
-    agent_stop_check "kubernetes agent stops cleanly on SIGTERM, no sanitizer report"
+# A real Vault's kubernetes auth checks each JWT with a Kubernetes API server
+# (TokenReview) and needs kubernetes_host: there is none here.
+if [ "$BYOK_VAULT" = real ]; then
+    for c in "kubernetes: agent logs in with a service-account JWT and the call succeeds" \
+        "kubernetes agent stops cleanly on SIGTERM, no sanitizer report" \
+        "kubernetes: a JWT from another signer is refused (503, nothing sent upstream)" \
+        "kubernetes (bad signer) agent stops cleanly on SIGTERM, no sanitizer report"; do
+        t_skip "$c" "a real Vault's kubernetes auth needs a Kubernetes API server (TokenReview)"
+    done
 else
-    t_fail "kubernetes: agent logs in with a service-account JWT and the call succeeds" "agent did not start"
-    t_fail "kubernetes agent stops cleanly on SIGTERM, no sanitizer report" "agent did not start"
-fi
+    b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+    make_jwt() { # make_jwt KEYFILE: a service-account token for byok/byok-agent, valid 10 minutes
+        local now header payload sig
+        now=$(date +%s)
+        header=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
+        payload=$(printf '{"iss":"kubernetes/serviceaccount","sub":"system:serviceaccount:byok:byok-agent","kubernetes.io/serviceaccount/namespace":"byok","kubernetes.io/serviceaccount/service-account.name":"byok-agent","iat":%d,"exp":%d}' \
+            "$now" $((now + 600)) | b64url)
+        sig=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -sign "$1" -binary | b64url)
+        printf '%s.%s.%s' "$header" "$payload" "$sig"
+    }
+    vault_api POST sys/auth/kubernetes '{"type":"kubernetes"}'
+    [ "$VAULT_CODE" -lt 300 ] || t_diag "enabling kubernetes: HTTP $VAULT_CODE $VAULT_BODY"
+    openssl genrsa -out "$LIB_TMP/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$LIB_TMP/sa.key" -pubout -out "$LIB_TMP/sa.pub" 2>/dev/null
+    openssl genrsa -out "$LIB_TMP/other.key" 2048 2>/dev/null
+    vault_api POST auth/kubernetes/config "$(jq -n --rawfile k "$LIB_TMP/sa.pub" '{pem_keys: [$k]}')"
+    [ "$VAULT_CODE" -lt 300 ] || t_diag "kubernetes config: HTTP $VAULT_CODE $VAULT_BODY"
+    vault_api POST auth/kubernetes/role/byok-agent \
+        '{"bound_service_account_names":["byok-agent"],"bound_service_account_namespaces":["byok"],"token_policies":["byok-agent"],"token_ttl":"1h"}'
+    [ "$VAULT_CODE" -lt 300 ] || t_diag "kubernetes role: HTTP $VAULT_CODE $VAULT_BODY"
+    make_jwt "$LIB_TMP/sa.key" >"$LIB_TMP/sa.jwt"
+    agent_config "$LISTENERS" ".vault |= (del(.token_file) | .kubernetes = {role: \"byok-agent\", jwt_file: \"$LIB_TMP/sa.jwt\"})"
+    if agent_start; then
+        call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
+        t_eq "kubernetes: agent logs in with a service-account JWT and the call succeeds" \
+            "$CODE $(hdr X-BYOK-Provider)" "200 openai"
+        agent_stop_check "kubernetes agent stops cleanly on SIGTERM, no sanitizer report"
+    else
+        t_fail "kubernetes: agent logs in with a service-account JWT and the call succeeds" "agent did not start"
+        t_fail "kubernetes agent stops cleanly on SIGTERM, no sanitizer report" "agent did not start"
+    fi
 
-make_jwt "$LIB_TMP/other.key" >"$LIB_TMP/sa.jwt"
-if agent_start; then
-    since=$(mock_last_seq)
-    call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
-    n=$(mock_requests_since "$since" | jq length)
-    t_eq "kubernetes: a JWT from another signer is refused (503, nothing sent upstream)" \
-        "$CODE $(echo "$BODY" | jq -r '.error | type' 2>/dev/null) $n" "503 object 0"
-    agent_stop_check "kubernetes (bad signer) agent stops cleanly on SIGTERM, no sanitizer report"
-else
-    t_fail "kubernetes: a JWT from another signer is refused (503, nothing sent upstream)" "agent did not start"
-    t_fail "kubernetes (bad signer) agent stops cleanly on SIGTERM, no sanitizer report" "agent did not start"
+    make_jwt "$LIB_TMP/other.key" >"$LIB_TMP/sa.jwt"
+    if agent_start; then
+        since=$(mock_last_seq)
+        call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
+        n=$(mock_requests_since "$since" | jq length)
+        t_eq "kubernetes: a JWT from another signer is refused (503, nothing sent upstream)" \
+            "$CODE $(echo "$BODY" | jq -r '.error | type' 2>/dev/null) $n" "503 object 0"
+        agent_stop_check "kubernetes (bad signer) agent stops cleanly on SIGTERM, no sanitizer report"
+    else
+        t_fail "kubernetes: a JWT from another signer is refused (503, nothing sent upstream)" "agent did not start"
+        t_fail "kubernetes (bad signer) agent stops cleanly on SIGTERM, no sanitizer report" "agent did not start"
+    fi
 fi
 
 canary_scan "canary: nowhere but the provider request" "$KEY" "$KEY2"

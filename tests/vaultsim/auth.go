@@ -73,6 +73,9 @@ type authState struct {
 	k8sKeys  []any // parsed public keys
 	k8sPEM   []string
 	k8sRoles map[string]*k8sRole
+	mounts   map[string]*authMount    // enabled auth methods by path (without the slash)
+	userpass map[string]*userpassUser // by user name
+	aliases  map[string]*entityAlias  // by alias id
 	// verbatimTemplates: Options.VerbatimTemplates.
 	verbatimTemplates bool
 }
@@ -81,6 +84,7 @@ func newAuthState(root string) *authState {
 	a := &authState{
 		root: root, policies: map[string]*Policy{}, tokens: map[string]*Token{},
 		entities: map[string]*Entity{}, approle: map[string]*approleRole{}, k8sRoles: map[string]*k8sRole{},
+		mounts: newAuthMounts(), userpass: map[string]*userpassUser{}, aliases: map[string]*entityAlias{},
 	}
 	a.tokens[root] = &Token{ID: root, Accessor: randHex(12), Policies: []string{"root"},
 		DisplayName: "root", Path: "auth/token/root", Created: time.Now(), Meta: map[string]string{}}
@@ -378,10 +382,8 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 		if rc.op != "update" {
 			return errStatus(http.StatusMethodNotAllowed, "unsupported operation")
 		}
-		if err := s.authorize(rc, "update", "identity/entity", false); err != nil {
-			if err2 := s.authorize(rc, "create", "identity/entity", false); err2 != nil {
-				return err
-			}
+		if err := s.authorizeOp(rc, "update", "identity/entity", false); err != nil {
+			return err
 		}
 		e := a.createEntity(asString(rc.data["id"]), asString(rc.data["name"]),
 			asStringMap(rc.data["metadata"]), asStrings(rc.data["policies"]))
@@ -487,10 +489,16 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 		a.mu.Unlock()
 		rc.w.WriteHeader(http.StatusNoContent)
 		return nil
-	case strings.HasPrefix(p, "auth/approle/"):
+	case p == "sys/auth" || strings.HasPrefix(p, "sys/auth/"):
+		return s.handleSysAuth(rc, p)
+	case p == "identity/entity-alias" || strings.HasPrefix(p, "identity/entity-alias/id/"):
+		return s.handleEntityAlias(rc, p)
+	case strings.HasPrefix(p, "auth/approle/") && a.mounted("approle"):
 		return s.handleAppRole(rc, strings.TrimPrefix(p, "auth/approle/"))
-	case strings.HasPrefix(p, "auth/kubernetes/"):
+	case strings.HasPrefix(p, "auth/kubernetes/") && a.mounted("kubernetes"):
 		return s.handleKubernetes(rc, strings.TrimPrefix(p, "auth/kubernetes/"))
+	case strings.HasPrefix(p, "auth/userpass/") && a.mounted("userpass"):
+		return s.handleUserpass(rc, strings.TrimPrefix(p, "auth/userpass/"))
 	}
 	return errStatus(http.StatusNotFound, fmt.Sprintf("no handler for route %q. route entry not found.", rc.path))
 }
@@ -597,10 +605,8 @@ func (s *Server) handleTokenCreate(rc *reqCtx, path string) error {
 	if rc.op != "update" {
 		return errStatus(http.StatusMethodNotAllowed, "unsupported operation")
 	}
-	if err := s.authorize(rc, "update", path, false); err != nil {
-		if err2 := s.authorize(rc, "create", path, false); err2 != nil {
-			return err
-		}
+	if err := s.authorizeOp(rc, "update", path, false); err != nil {
+		return err
 	}
 	d := rc.data
 	pols := asStrings(d["policies"])
@@ -749,10 +755,8 @@ func (s *Server) handleAppRole(rc *reqCtx, p string) error {
 		sub = parts[1]
 	}
 	op := rc.op
-	if err := s.authorize(rc, op, "auth/approle/"+p, false); err != nil {
-		if op != "update" || s.authorize(rc, "create", "auth/approle/"+p, false) != nil {
-			return err
-		}
+	if err := s.authorizeOp(rc, op, "auth/approle/"+p, false); err != nil {
+		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -832,10 +836,8 @@ func (s *Server) handleKubernetes(rc *reqCtx, p string) error {
 		}
 		return s.k8sLogin(rc)
 	case p == "config":
-		if err := s.authorize(rc, rc.op, "auth/kubernetes/config", false); err != nil {
-			if rc.op != "update" || s.authorize(rc, "create", "auth/kubernetes/config", false) != nil {
-				return err
-			}
+		if err := s.authorizeOp(rc, rc.op, "auth/kubernetes/config", false); err != nil {
+			return err
 		}
 		if rc.op == "read" {
 			a.mu.RLock()
@@ -864,10 +866,8 @@ func (s *Server) handleKubernetes(rc *reqCtx, p string) error {
 		return nil
 	case strings.HasPrefix(p, "role/"):
 		name := strings.ToLower(strings.TrimPrefix(p, "role/"))
-		if err := s.authorize(rc, rc.op, "auth/kubernetes/"+p, false); err != nil {
-			if rc.op != "update" || s.authorize(rc, "create", "auth/kubernetes/"+p, false) != nil {
-				return err
-			}
+		if err := s.authorizeOp(rc, rc.op, "auth/kubernetes/"+p, false); err != nil {
+			return err
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()

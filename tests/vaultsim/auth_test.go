@@ -156,6 +156,7 @@ path "byok/config" { capabilities = ["read"] }
 func TestAppRoleLogin(t *testing.T) {
 	s := newSim(t)
 	s.PutPolicy(t, "agent", `path "byok/config" { capabilities = ["read"] }`)
+	s.EnableAuth(t, "approle")
 	s.MustCall(t, 204, s.RootToken, "POST", "auth/approle/role/agent",
 		map[string]any{"token_policies": []string{"agent"}, "token_ttl": "20m", "token_max_ttl": "1h", "secret_id_ttl": "10m"})
 	roleID, _ := Data(s.MustCall(t, 200, s.RootToken, "GET", "auth/approle/role/agent/role-id", nil))["role_id"].(string)
@@ -220,6 +221,7 @@ func TestKubernetesLogin(t *testing.T) {
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	s.PutPolicy(t, "agent", `path "byok/config" { capabilities = ["read"] }`)
+	s.EnableAuth(t, "kubernetes")
 	s.MustCall(t, 204, s.RootToken, "POST", "auth/kubernetes/config",
 		map[string]any{"pem_keys": []string{pubPEM(t, rsaKey.Public()), pubPEM(t, ecKey.Public())}})
 	s.MustCall(t, 204, s.RootToken, "POST", "auth/kubernetes/role/agent", map[string]any{
@@ -306,4 +308,58 @@ func newRequest(method, url, bearer string) (*http.Request, error) {
 	}
 	r.Header.Set("Authorization", "Bearer "+bearer)
 	return r, nil
+}
+
+// Tenant identities the way an operator sets them up on a real Vault: an
+// entity with tenant metadata and the byok-tenant policy, a userpass user
+// attached to it by an entity alias, and a login.
+func TestUserpassEntityAliasLogin(t *testing.T) {
+	s := newSim(t)
+	s.PutPolicyFile(t, "byok-tenant", "policies/byok-tenant.hcl")
+	// Not mounted yet: Vault has no route for it.
+	s.MustCall(t, 404, s.RootToken, "POST", "auth/userpass/users/alice", map[string]any{"password": "pw-a"})
+	s.MustCall(t, 403, "", "POST", "sys/auth/userpass", map[string]any{"type": "userpass"})
+	s.EnableAuth(t, "userpass")
+	s.MustCall(t, 400, s.RootToken, "POST", "sys/auth/userpass", map[string]any{"type": "userpass"})
+	s.MustCall(t, 400, s.RootToken, "POST", "sys/auth/ldap", map[string]any{"type": "ldap"})
+	mounts := s.MustCall(t, 200, s.RootToken, "GET", "sys/auth", nil)
+	up, _ := Data(mounts)["userpass/"].(map[string]any)
+	acc, _ := up["accessor"].(string)
+	top, _ := mounts["userpass/"].(map[string]any)
+	if acc == "" || top == nil || top["accessor"] != acc || Data(mounts)["token/"] == nil {
+		t.Fatalf("sys/auth: %v", mounts)
+	}
+	ent := Data(s.MustCall(t, 200, s.RootToken, "POST", "identity/entity", map[string]any{
+		"name": "acme-admins", "metadata": map[string]string{"tenant": "acme"}, "policies": []string{"byok-tenant"}}))
+	id, _ := ent["id"].(string)
+	s.MustCall(t, 400, s.RootToken, "POST", "identity/entity-alias",
+		map[string]any{"name": "alice", "canonical_id": id, "mount_accessor": "auth_nope"})
+	s.MustCall(t, 400, s.RootToken, "POST", "identity/entity-alias",
+		map[string]any{"name": "alice", "canonical_id": "no-such-entity", "mount_accessor": acc})
+	al := Data(s.MustCall(t, 200, s.RootToken, "POST", "identity/entity-alias",
+		map[string]any{"name": "alice", "canonical_id": id, "mount_accessor": acc}))
+	if al["canonical_id"] != id || al["id"] == "" {
+		t.Errorf("alias: %v", al)
+	}
+	s.MustCall(t, 204, s.RootToken, "POST", "auth/userpass/users/alice", map[string]any{"password": "pw-a"})
+	s.MustCall(t, 204, s.RootToken, "POST", "auth/userpass/users/bob", map[string]any{"password": "pw-b", "token_policies": "byok-tenant"})
+	s.MustCall(t, 400, "", "POST", "auth/userpass/login/alice", map[string]any{"password": "wrong"})
+	s.MustCall(t, 400, "", "POST", "auth/userpass/login/nobody", map[string]any{"password": "pw-a"})
+	a := authOf(t, s.MustCall(t, 200, "", "POST", "auth/userpass/login/alice", map[string]any{"password": "pw-a"}))
+	if a["entity_id"] != id {
+		t.Errorf("alice's login entity %v, want %s", a["entity_id"], id)
+	}
+	alice := a["client_token"].(string)
+	s.MustCall(t, 200, alice, "GET", "byok/tenants/acme/settings", nil)
+	s.MustCall(t, 403, alice, "GET", "byok/tenants/globex/settings", nil)
+	// bob has the policy but no alias: a fresh entity without metadata, so nothing.
+	b := authOf(t, s.MustCall(t, 200, "", "POST", "auth/userpass/login/bob", map[string]any{"password": "pw-b"}))
+	if b["entity_id"] == "" || b["entity_id"] == id {
+		t.Errorf("bob's entity %v", b["entity_id"])
+	}
+	s.MustCall(t, 403, b["client_token"].(string), "GET", "byok/tenants/acme/settings", nil)
+	// Disabling the method revokes its tokens and forgets its users.
+	s.MustCall(t, 204, s.RootToken, "DELETE", "sys/auth/userpass", nil)
+	s.MustCall(t, 403, alice, "GET", "byok/tenants/acme/settings", nil)
+	s.MustCall(t, 404, "", "POST", "auth/userpass/login/alice", map[string]any{"password": "pw-a"})
 }

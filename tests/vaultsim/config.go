@@ -201,8 +201,10 @@ func (a *authState) apply(c *FileConfig) error {
 			role.secretIDs[r.SecretID] = time.Time{}
 		}
 		a.approle[strings.ToLower(r.Name)] = role
+		a.mountConfigured("approle")
 	}
 	if k := c.Kubernetes; k != nil {
+		a.mountConfigured("kubernetes")
 		pems := append([]string(nil), k.PEMKeys...)
 		for _, f := range k.PEMKeyFiles {
 			b, err := os.ReadFile(c.Resolve(f))

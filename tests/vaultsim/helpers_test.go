@@ -165,6 +165,12 @@ func (s *Sim) PutPolicy(t *testing.T, name, hcl string) {
 	s.MustCall(t, 204, s.RootToken, "PUT", "sys/policies/acl/"+name, map[string]any{"policy": hcl})
 }
 
+// EnableAuth enables the auth method typ at typ/ (sys/auth), as root.
+func (s *Sim) EnableAuth(t *testing.T, typ string) {
+	t.Helper()
+	s.MustCall(t, 204, s.RootToken, "POST", "sys/auth/"+typ, map[string]any{"type": typ})
+}
+
 // PutPolicyFile stores policies/<file> from the repository under name.
 func (s *Sim) PutPolicyFile(t *testing.T, name, file string) {
 	t.Helper()
