@@ -110,8 +110,18 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
         e = keystore_record_get(ks, req->storage, skey, &rec);
     }
     if (e == ERR_NOTFOUND) {
-        fw_error_coded(resp, 404, "no active key");
-        e = ERR_OK;
+        /*
+         * Still a 404 (agents cache "no key" answers), but one that says why
+         * when the provider itself is unknown. The catalog lookup is cached.
+         */
+        e = catalog_get_shared(req->backend, req->storage, p, &entry);
+        if (e == ERR_NOTFOUND) {
+            fw_error_coded(resp, 404, "no active key: unknown provider '%s' (not in the catalog)",
+                           p);
+        } else if (e == ERR_OK) {
+            fw_error_coded(resp, 404, "no active key");
+        }
+        e = e == ERR_NOTFOUND ? ERR_OK : e;
         goto out;
     }
     if (e != ERR_OK) {

@@ -141,8 +141,13 @@ func TestKeysLifecycleHTTP(t *testing.T) {
 	// Revoke: creds 404, the record stays as a tombstone.
 	call(204, "DELETE", kp, nil)
 	code, m := s.Call(t, root, "GET", creds, nil)
-	if code != 404 || !strings.Contains(Errors(m), "no active key") {
+	if code != 404 || !strings.Contains(Errors(m), "no active key") || strings.Contains(Errors(m), "unknown provider") {
 		t.Fatalf("creds after revoke: %d %v", code, redacted(m))
+	}
+	// A provider the catalog does not have: the 404 says so.
+	code, m = s.Call(t, root, "GET", "byok/tenants/acme/creds/nosuchprovider", nil)
+	if code != 404 || !strings.Contains(Errors(m), "unknown provider 'nosuchprovider'") {
+		t.Fatalf("creds for an unknown provider: %d %v", code, redacted(m))
 	}
 	if d = Data(call(200, "GET", kp, nil)); jstr(d, "status") != "revoked" {
 		t.Fatalf("revoked read: %v", d)
