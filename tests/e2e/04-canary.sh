@@ -183,8 +183,15 @@ call "$SOCK" GET /metrics ""
 
 # Vault back on the same address with the same storage (keys, KEK): the stand-in
 # keeps tokens in memory, so policies and tokens are made again and the new
-# agent token lands in the token file, which the agent re-reads.
-if vault_start && vault_setup; then
+# agent token lands in the token file, which the agent re-reads. A real Vault
+# in dev mode keeps nothing (in-memory storage): the catalog overrides and the
+# tenant's key are written again too.
+vault_back() {
+    vault_start && vault_setup || return 1
+    [ "$BYOK_VAULT" = real ] || return 0
+    providers_point_at_mock && key_put acme openai "${KEY[openai]}"
+}
+if vault_back; then
     recovered() {
         call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-normal)"
         [ "$CODE" = 200 ]
