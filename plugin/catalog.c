@@ -524,6 +524,13 @@ static const char *const catalog_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", NUL
 /* Placeholders for the per-customer part of a URL (see docs/admin-guide.md). */
 static const char *const catalog_placeholders[] = {"{resource}", "{region}", "{project}", NULL};
 
+static bool catalog_in(const char *s, const char *const *set);
+
+bool catalog_capability_valid(const char *s)
+{
+    return catalog_in(s, catalog_caps);
+}
+
 static bool catalog_in(const char *s, const char *const *set)
 {
     for (size_t i = 0; s != NULL && set[i] != NULL; i++) {
@@ -742,8 +749,8 @@ static bool catalog_model_ok(const json_t *m, size_t idx, struct fw_response *re
         }
         if (!ok) {
             fw_error(resp,
-                     "invalid value for field 'models': item %zu 'capabilities' must be a list of "
-                     "chat, embedding, vision, tools, json, streaming, reasoning, code",
+                     "invalid value for field 'models': item %zu 'capabilities' must be a list "
+                     "of " CATALOG_CAPABILITIES,
                      idx);
             return false;
         }

@@ -47,6 +47,10 @@ MUST_USE enum err catalog_get_shared(struct byok *b, struct storage *st, const c
 /* Is this a built-in provider name? */
 bool catalog_is_builtin(const char *name);
 
+/* The capability names a model may list (and a key's permissions): CATALOG_CAPABILITIES. */
+#define CATALOG_CAPABILITIES "chat, embedding, vision, tools, json, streaming, reasoning, code"
+bool catalog_capability_valid(const char *s);
+
 /* The built-in entry (new reference) or NULL. */
 json_t *catalog_builtin(const char *name);
 

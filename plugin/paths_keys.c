@@ -23,9 +23,8 @@
 #include "plugin/keyvalidate.h"
 #include "plugin/paths.h"
 
-/* Names of free-text fields and permissions. */
+/* The name (free text) and the number of permissions (capability names). */
 #define KEYS_MAX_NAME 256
-#define KEYS_MAX_PERMISSION 64
 #define KEYS_MAX_PERMISSIONS 64
 #define KEYS_MAX_RATE_LIMIT 100000000
 /* Longest expiry or grace period we accept: ten years / ninety days. */
@@ -158,13 +157,16 @@ static bool keys_meta_ok(struct fw_request *req, struct fw_response *resp, time_
         }
         json_array_foreach(perms, i, v)
         {
-            const char *s = json_string_value(v);
-            if (s == NULL || s[0] == '\0' || strlen(s) > KEYS_MAX_PERMISSION ||
-                strpbrk(s, " \t\r\n") != NULL || !keys_text_ok(s, KEYS_MAX_PERMISSION)) {
+            /*
+             * The catalog's capability names: a typo is an error, not a silent
+             * no-op. The entry is named by position, never echoed (it could be
+             * a key pasted into the wrong field).
+             */
+            if (!catalog_capability_valid(json_string_value(v))) {
                 fw_error(resp,
-                         "invalid value for field 'permissions': entries are 1..%d "
-                         "characters without whitespace",
-                         KEYS_MAX_PERMISSION);
+                         "invalid value for field 'permissions': entry %zu is not one "
+                         "of " CATALOG_CAPABILITIES,
+                         i + 1);
                 return false;
             }
         }
@@ -874,7 +876,8 @@ static const struct fw_field keys_fields[] = {
     {.name = "name", .type = FW_TYPE_STRING, .description = "A label for people."},
     {.name = "permissions",
      .type = FW_TYPE_STRINGS,
-     .description = "What the key may be used for."},
+     .description =
+         "What the key is meant for, as catalog capability names: " CATALOG_CAPABILITIES "."},
     {.name = "rate_limit", .type = FW_TYPE_INT, .description = "Requests per minute (0 = none)."},
     {.name = "expires_in", .type = FW_TYPE_DURATION, .description = "Expiry from now."},
     {.name = "expires_at",
