@@ -309,10 +309,21 @@ enum err fw_duration_parse(const char *s, int64_t *ret_seconds)
 /* ---- field coercion ------------------------------------------------------------- */
 
 static const char *const fw_type_names[] = {
-    [FW_TYPE_STRING] = "string", [FW_TYPE_SECRET] = "string", [FW_TYPE_INT] = "int",
-    [FW_TYPE_FLOAT] = "float",   [FW_TYPE_BOOL] = "bool",     [FW_TYPE_DURATION] = "duration",
-    [FW_TYPE_STRINGS] = "list",  [FW_TYPE_MAP] = "map",       [FW_TYPE_JSON] = "json",
+    [FW_TYPE_STRING] = "string",   [FW_TYPE_SECRET] = "string", [FW_TYPE_INT] = "int",
+    [FW_TYPE_FLOAT] = "float",     [FW_TYPE_BOOL] = "bool",     [FW_TYPE_DURATION] = "duration",
+    [FW_TYPE_STRINGS] = "list",    [FW_TYPE_MAP] = "map",       [FW_TYPE_JSON] = "json",
+    [FW_TYPE_KVPAIRS] = "keypair",
 };
+
+/* A JSON string whose text is an object ("{...}", leading blanks allowed). */
+static bool fw_looks_like_object(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    while (s != NULL && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) {
+        s++;
+    }
+    return s != NULL && *s == '{';
+}
 
 /* A value as text for string-like types: strings as they are, numbers and bools printed. */
 static json_t *fw_stringify(json_t *v)
@@ -418,6 +429,69 @@ static json_t *fw_split_commas(const char *s, size_t max_items, size_t max_len, 
     return arr;
 out_fail:
     json_decref(arr);
+    return NULL;
+}
+
+/*
+ * key=value pairs as Vault's TypeKVPairs takes them: a list of "k=v"
+ * strings, or one string of comma-separated pairs. Split at the first '=';
+ * the key may not be empty; a later pair overrides an earlier one.
+ */
+static json_t *fw_kv_pairs(json_t *v, size_t max_items, char *why, size_t whylen)
+{
+    json_t *items = NULL;
+    if (json_is_string(v)) {
+        if (!fw_string_ok(v, (size_t)FW_MAX_DATA, why, whylen)) {
+            return NULL;
+        }
+        items = fw_split_commas(json_string_value(v), max_items, FW_MAX_STRING, why, whylen);
+        if (items == NULL) {
+            return NULL;
+        }
+    } else if (json_is_array(v) && json_array_size(v) <= max_items) {
+        items = json_incref(v);
+    } else if (json_is_array(v)) {
+        snprintf(why, whylen, "more than %zu items", max_items);
+        return NULL;
+    } else {
+        snprintf(why, whylen, "expected an object or key=value pairs");
+        return NULL;
+    }
+    json_t *out = json_object();
+    if (out == NULL) {
+        snprintf(why, whylen, "out of memory");
+        goto out_fail;
+    }
+    size_t i;
+    json_t *item;
+    json_array_foreach(items, i, item)
+    {
+        const char *pair = json_string_value(item);
+        if (pair != NULL && !fw_string_ok(item, FW_MAX_STRING, why, whylen)) {
+            goto out_fail;
+        }
+        const char *eq = pair != NULL ? strchr(pair, '=') : NULL;
+        if (eq == NULL || eq == pair) {
+            snprintf(why, whylen, "item %zu is not key=value", i + 1);
+            goto out_fail;
+        }
+        char *key = strndup(pair, (size_t)(eq - pair));
+        if (key == NULL || json_object_set_new(out, key, json_string(eq + 1)) != 0) {
+            free(key);
+            snprintf(why, whylen, "out of memory");
+            goto out_fail;
+        }
+        free(key);
+    }
+    if (json_object_size(out) > max_items) {
+        snprintf(why, whylen, "more than %zu entries", max_items);
+        goto out_fail;
+    }
+    json_decref(items);
+    return out;
+out_fail:
+    json_decref(items);
+    json_decref(out);
     return NULL;
 }
 
@@ -624,6 +698,12 @@ static json_t *fw_coerce(const struct fw_field *f, json_t *v, char *why, size_t 
             json_array_append_new(out, s);
         }
         return out;
+    case FW_TYPE_KVPAIRS:
+        if (!json_is_object(v) && !fw_looks_like_object(v)) {
+            return fw_kv_pairs(v, max_items, why, whylen);
+        }
+        /* An object, or the JSON text of one: as a map. */
+        __attribute__((fallthrough));
     case FW_TYPE_MAP:
         out = json_is_string(v) ? fw_json_text(v, why, whylen) : json_incref(v);
         if (out == NULL) {
@@ -944,9 +1024,10 @@ static enum err fw_fields_build(const struct fw_match *m, struct fw_request *req
 /* ---- help and OpenAPI ------------------------------------------------------------ */
 
 static const char *const fw_oas_types[] = {
-    [FW_TYPE_STRING] = "string", [FW_TYPE_SECRET] = "string", [FW_TYPE_INT] = "integer",
-    [FW_TYPE_FLOAT] = "number",  [FW_TYPE_BOOL] = "boolean",  [FW_TYPE_DURATION] = "string",
-    [FW_TYPE_STRINGS] = "array", [FW_TYPE_MAP] = "object",    [FW_TYPE_JSON] = "object",
+    [FW_TYPE_STRING] = "string",  [FW_TYPE_SECRET] = "string", [FW_TYPE_INT] = "integer",
+    [FW_TYPE_FLOAT] = "number",   [FW_TYPE_BOOL] = "boolean",  [FW_TYPE_DURATION] = "string",
+    [FW_TYPE_STRINGS] = "array",  [FW_TYPE_MAP] = "object",    [FW_TYPE_JSON] = "object",
+    [FW_TYPE_KVPAIRS] = "object",
 };
 
 /* "tenants/{tenant:any}/keys/" -> "/tenants/{tenant}/keys/" */

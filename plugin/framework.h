@@ -73,6 +73,8 @@ enum fw_type {
     FW_TYPE_STRINGS,  /* list of strings: JSON array or comma-separated string */
     FW_TYPE_MAP,      /* JSON object (string keys) */
     FW_TYPE_JSON,     /* any JSON value, validated by the handler */
+    FW_TYPE_KVPAIRS,  /* Vault's TypeKVPairs: a JSON object, or key=value pairs (a list, or one
+                         comma-separated string, as the CLI's `field=k=v` sends) */
 };
 
 struct fw_field {

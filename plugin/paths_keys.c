@@ -884,7 +884,7 @@ static const struct fw_field keys_fields[] = {
      .type = FW_TYPE_STRING,
      .description = "Expiry as RFC 3339 (\"\" clears it)."},
     {.name = "metadata",
-     .type = FW_TYPE_MAP,
+     .type = FW_TYPE_KVPAIRS,
      .description = "Provider extras (Azure api_version, deployment; Bedrock region...)."},
     {.name = NULL},
 };

@@ -462,6 +462,12 @@ static void test_metadata_update_and_rotate_missing(void **state)
     assert_string_equal(creds_value(e, CREDS, &c), canary1);
     assert_string_equal(str(json_object_get(c, "metadata"), "api_version"), "2024-10-21");
     json_decref(c);
+    /* The CLI's metadata=k=v form (a list of key=value strings) replaces the map. */
+    ok0(e, FW_OP_UPDATE, KP, "{\"metadata\": [\"api_version=2025-01-01\", \"team=ml\"]}");
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(json_object_get(d, "metadata"), "api_version"), "2025-01-01");
+    assert_string_equal(str(json_object_get(d, "metadata"), "team"), "ml");
+    json_decref(d);
 
     /* Existence check: what Vault uses to pick create or update. */
     bool found = false, exists = true;
