@@ -287,6 +287,44 @@ func asStrings(v any) []string {
 	return []string{asString(v)}
 }
 
+// asKVPairs reads a TypeKVPairs field as Vault does: an object, or key=value
+// pairs (a list, or one comma-separated string, as `vault write ... metadata=k=v`
+// sends). nil when absent.
+func asKVPairs(v any) (map[string]string, error) {
+	var items []string
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case map[string]any:
+		return asStringMap(x), nil
+	case string:
+		for _, it := range strings.Split(x, ",") {
+			if it = strings.TrimSpace(it); it != "" {
+				items = append(items, it)
+			}
+		}
+	case []any:
+		for _, it := range x {
+			s, ok := it.(string)
+			if !ok {
+				return nil, fmt.Errorf("expected key=value strings")
+			}
+			items = append(items, s)
+		}
+	default:
+		return nil, fmt.Errorf("expected a map or key=value pairs")
+	}
+	out := make(map[string]string, len(items))
+	for _, it := range items {
+		k, val, ok := strings.Cut(it, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value", it)
+		}
+		out[k] = val
+	}
+	return out, nil
+}
+
 func asStringMap(v any) map[string]string {
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -385,8 +423,11 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 		if err := s.authorizeOp(rc, "update", "identity/entity", false); err != nil {
 			return err
 		}
-		e := a.createEntity(asString(rc.data["id"]), asString(rc.data["name"]),
-			asStringMap(rc.data["metadata"]), asStrings(rc.data["policies"]))
+		md, err := asKVPairs(rc.data["metadata"])
+		if err != nil {
+			return errStatus(http.StatusBadRequest, "invalid metadata: "+err.Error())
+		}
+		e := a.createEntity(asString(rc.data["id"]), asString(rc.data["name"]), md, asStrings(rc.data["policies"]))
 		writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"id": e.ID, "name": e.Name, "aliases": nil}, nil, nil))
 		return nil
 	case strings.HasPrefix(p, "identity/entity/id/"):
@@ -394,13 +435,17 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 		if err := s.authorize(rc, rc.op, p, false); err != nil {
 			return err
 		}
+		md, err := asKVPairs(rc.data["metadata"])
+		if err != nil {
+			return errStatus(http.StatusBadRequest, "invalid metadata: "+err.Error())
+		}
 		a.mu.Lock()
 		e := a.entities[id]
 		switch rc.op {
 		case "read":
 		case "update":
 			if e != nil {
-				if md := asStringMap(rc.data["metadata"]); md != nil {
+				if md != nil {
 					e.Metadata = md
 				}
 				if v, ok := rc.data["policies"]; ok {

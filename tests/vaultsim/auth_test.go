@@ -329,8 +329,10 @@ func TestUserpassEntityAliasLogin(t *testing.T) {
 	if acc == "" || top == nil || top["accessor"] != acc || Data(mounts)["token/"] == nil {
 		t.Fatalf("sys/auth: %v", mounts)
 	}
+	// metadata as the CLI sends metadata=tenant=acme (key=value pairs).
 	ent := Data(s.MustCall(t, 200, s.RootToken, "POST", "identity/entity", map[string]any{
-		"name": "acme-admins", "metadata": map[string]string{"tenant": "acme"}, "policies": []string{"byok-tenant"}}))
+		"name": "alice", "metadata": "tenant=acme", "policies": []string{"byok-tenant"}}))
+	s.MustCall(t, 400, s.RootToken, "POST", "identity/entity", map[string]any{"name": "x", "metadata": "tenant"})
 	id, _ := ent["id"].(string)
 	s.MustCall(t, 400, s.RootToken, "POST", "identity/entity-alias",
 		map[string]any{"name": "alice", "canonical_id": id, "mount_accessor": "auth_nope"})
@@ -341,6 +343,9 @@ func TestUserpassEntityAliasLogin(t *testing.T) {
 	if al["canonical_id"] != id || al["id"] == "" {
 		t.Errorf("alias: %v", al)
 	}
+	// One alias per auth mount per entity, as in Vault: bob needs an entity of his own.
+	s.MustCall(t, 400, s.RootToken, "POST", "identity/entity-alias",
+		map[string]any{"name": "bob", "canonical_id": id, "mount_accessor": acc})
 	s.MustCall(t, 204, s.RootToken, "POST", "auth/userpass/users/alice", map[string]any{"password": "pw-a"})
 	s.MustCall(t, 204, s.RootToken, "POST", "auth/userpass/users/bob", map[string]any{"password": "pw-b", "token_policies": "byok-tenant"})
 	s.MustCall(t, 400, "", "POST", "auth/userpass/login/alice", map[string]any{"password": "wrong"})

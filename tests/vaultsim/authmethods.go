@@ -367,11 +367,18 @@ func (s *Server) handleEntityAlias(rc *reqCtx, p string) error {
 		for _, al := range a.aliases {
 			if al.MountAccessor == accessor && al.Name == name {
 				if al.CanonicalID != canonical {
-					return errStatus(http.StatusBadRequest, "alias already exists for requested entity")
+					return errStatus(http.StatusBadRequest, "alias \""+name+"\" of that mount is tied to another entity")
 				}
 				writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"id": al.ID,
 					"canonical_id": al.CanonicalID}, nil, nil))
 				return nil
+			}
+		}
+		// Vault: an entity has at most one alias per auth mount, so each
+		// person (each login) needs an entity of their own.
+		for _, al := range a.aliases {
+			if al.MountAccessor == accessor && al.CanonicalID == canonical {
+				return errStatus(http.StatusBadRequest, "Alias already exists for requested entity and mount accessor")
 			}
 		}
 		al := &entityAlias{ID: newUUID(), Name: name, CanonicalID: canonical, MountAccessor: accessor}
