@@ -745,6 +745,54 @@ static enum err cfg_check_readable(const char *file, const char *key, char *errb
     return ERR_OK;
 }
 
+/*
+ * A Vault credential file the agent reads at login (see config_check_host).
+ * Opened (non-blocking, so a FIFO cannot hang the check) but never read.
+ * missing_ok: a token file that is absent or empty passes.
+ */
+static enum err cfg_check_cred_file(const char *file, const char *key, bool check_mode,
+                                    bool missing_ok, char *errbuf)
+{
+    if (file == NULL) {
+        return ERR_OK;
+    }
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int err = errno;
+        if (err == ENOENT && missing_ok) {
+            return ERR_OK;
+        }
+        if (err == ENOENT) {
+            cfg_err(errbuf, key, "%s: missing", file);
+        } else if (err == EACCES) {
+            cfg_err(errbuf, key, "%s: not readable by this user (uid %u)", file,
+                    (unsigned)geteuid());
+        } else {
+            cfg_err(errbuf, key, "%s: cannot open: %s", file, strerror(err));
+        }
+        return ERR_CONFIG;
+    }
+    struct stat st;
+    const char *why = NULL;
+    char big[48];
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        why = "not a regular file";
+    } else if (check_mode && !CONFIG_CRED_MODE_OK(st.st_mode)) {
+        why = CONFIG_CRED_MODE_HINT;
+    } else if (st.st_size == 0 && !missing_ok) {
+        why = "empty";
+    } else if ((size_t)st.st_size > CONFIG_MAX_CRED_FILE) {
+        cfg_fmt(big, sizeof(big), "larger than %zu bytes", CONFIG_MAX_CRED_FILE);
+        why = big;
+    }
+    close(fd);
+    if (why != NULL) {
+        cfg_err(errbuf, key, "%s: %s", file, why);
+        return ERR_CONFIG;
+    }
+    return ERR_OK;
+}
+
 enum err config_check_host(const struct config *c, char *errbuf)
 {
     for (size_t i = 0; i < c->n_listeners; i++) {
@@ -763,6 +811,16 @@ enum err config_check_host(const struct config *c, char *errbuf)
     }
     if (cfg_check_readable(c->vault.ca_file, "vault.ca_file", errbuf) != ERR_OK ||
         cfg_check_readable(c->upstream.ca_file, "upstream.ca_file", errbuf) != ERR_OK) {
+        return ERR_CONFIG;
+    }
+    if (cfg_check_cred_file(c->vault.token_file, "vault.token_file", true, true, errbuf) !=
+            ERR_OK ||
+        cfg_check_cred_file(c->vault.approle.role_id_file, "vault.approle.role_id_file", true,
+                            false, errbuf) != ERR_OK ||
+        cfg_check_cred_file(c->vault.approle.secret_id_file, "vault.approle.secret_id_file", true,
+                            false, errbuf) != ERR_OK ||
+        cfg_check_cred_file(c->vault.kubernetes.jwt_file, "vault.kubernetes.jwt_file", false, false,
+                            errbuf) != ERR_OK) {
         return ERR_CONFIG;
     }
     return ERR_OK;

@@ -117,10 +117,25 @@ MUST_USE enum err config_parse(const char *text, size_t len, struct config **ret
 /* Reads and parses a file (at most CONFIG_MAX_FILE bytes). */
 MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *errbuf);
 
+/* Largest Vault credential file (token, role_id, secret_id, service-account JWT). */
+#define CONFIG_MAX_CRED_FILE ((size_t)16 * 1024)
+/*
+ * The mode rule for the token, role_id and secret_id files, at login and in
+ * config_check_host: no group or world access bits. (The service-account
+ * JWT is exempt: the kubelet mounts it 0644.)
+ */
+#define CONFIG_CRED_MODE_OK(mode) (((mode)&077) == 0)
+#define CONFIG_CRED_MODE_HINT "group/world accessible (chmod 600)"
+
 /*
  * What parsing cannot see: each listener's owner and group resolve to ids,
- * and the CA files can be read. ERR_CONFIG with a message naming the key in
- * errbuf (CONFIG_ERR_LEN bytes). Run at start, by --check-config and on reload.
+ * the CA files can be read, and the Vault auth files are usable: the AppRole
+ * role_id and secret_id files and the Kubernetes JWT file exist, are regular
+ * files this user can open, are neither empty nor over CONFIG_MAX_CRED_FILE,
+ * and pass CONFIG_CRED_MODE_OK (not the JWT); a token_file may be absent or
+ * empty (Vault Agent's sink writes it later), else the same rules hold. No
+ * file's content is read. ERR_CONFIG with a message naming the key in errbuf
+ * (CONFIG_ERR_LEN bytes). Run at start, by --check-config and on reload.
  */
 MUST_USE enum err config_check_host(const struct config *c, char *errbuf);
 /* A listener's owner and group as ids ((uid_t)-1 / (gid_t)-1 when unset): names or numbers. */

@@ -223,7 +223,7 @@ static enum err vault_read_file(const char *path, bool check_mode, struct secret
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         goto out_close;
     }
-    if (check_mode && (st.st_mode & 077) != 0) {
+    if (check_mode && !CONFIG_CRED_MODE_OK(st.st_mode)) {
         e = ERR_DENIED;
         goto out_close;
     }
@@ -442,8 +442,7 @@ static void vault_token_file_load(struct vault *v)
     enum err e = vault_read_file(v->cfg->vault.token_file, true, &tok, &st);
     if (e != ERR_OK) {
         log_kv(LOGL_ERROR, "vault token file unusable", "file", v->cfg->vault.token_file, "error",
-               err_name(e), "detail",
-               e == ERR_DENIED ? "group/world accessible (chmod 600)" : err_str(e), NULL);
+               err_name(e), "detail", e == ERR_DENIED ? CONFIG_CRED_MODE_HINT : err_str(e), NULL);
         vault_set_token(v, NULL);
         vault_fail_queue(v, ERR_AUTH);
         return;
@@ -558,8 +557,7 @@ static void vault_login_start(struct vault *v, bool background)
     if (e != ERR_OK || req == NULL) {
         log_kv(LOGL_ERROR, "vault login credentials unreadable", "file", file, "error",
                err_name(e != ERR_OK ? e : ERR_NOMEM), "detail",
-               e == ERR_DENIED ? "group/world accessible (chmod 600)"
-                               : err_str(e != ERR_OK ? e : ERR_NOMEM),
+               e == ERR_DENIED ? CONFIG_CRED_MODE_HINT : err_str(e != ERR_OK ? e : ERR_NOMEM),
                NULL);
         json_decref(req);
         if (background) {

@@ -23,7 +23,7 @@
 /* Largest Vault response we read (a creds reply with a 512-model catalog entry fits). */
 #define VAULT_MAX_RESPONSE ((size_t)1024 * 1024)
 /* Largest credential file (token, role_id, secret_id, service-account JWT). */
-#define VAULT_MAX_CRED_FILE ((size_t)16 * 1024)
+#define VAULT_MAX_CRED_FILE CONFIG_MAX_CRED_FILE
 /* Requests waiting for a login at most; past it new ones fail with ERR_BUSY. */
 #define VAULT_MAX_QUEUED 10000
 

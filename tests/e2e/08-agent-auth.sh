@@ -28,6 +28,7 @@ CASES=("approle: agent logs in and the call succeeds"
     "kubernetes agent stops cleanly on SIGTERM, no sanitizer report"
     "kubernetes: a JWT from another signer is refused (503, nothing sent upstream)"
     "kubernetes (bad signer) agent stops cleanly on SIGTERM, no sanitizer report"
+    "--check-config: missing, group-readable or unreadable AppRole files and a missing JWT refused naming the key; an absent token_file passes"
     "canary: nowhere but the provider request")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
@@ -260,6 +261,54 @@ else
         t_fail "kubernetes (bad signer) agent stops cleanly on SIGTERM, no sanitizer report" "agent did not start"
     fi
 fi
+
+# ---- Vault auth files checked before start ----
+# --check-config (also the systemd unit's ExecStartPre, the start and every
+# reload) refuses AppRole files that are missing, group/world accessible or
+# not readable by the agent's user, and a missing Kubernetes JWT, naming the
+# key and the reason; a token_file may be absent (a Vault Agent sink writes it
+# later). Never a file's content in the message.
+approle_agent byok-backoff '{"token_policies":["byok-agent"],"token_ttl":"1h"}'
+good_secret=$(cat "$LIB_TMP/byok-backoff.secret_id")
+cfg_check() { # cfg_check JQ_FILTER: --check-config on AGENT_CONFIG adjusted; "rc message"
+    jq "$1" "$AGENT_CONFIG" >"$LIB_TMP/check.json"
+    local out rc
+    out=$("$AGENT_BIN" --check-config -c "$LIB_TMP/check.json" 2>&1)
+    rc=$?
+    echo "$rc ${out//$good_secret/SECRET-LEAKED}"
+}
+checks=()
+checks+=("$(cfg_check ".vault.approle.secret_id_file = \"$LIB_TMP/no-such-secret_id\"")")
+chmod 0640 "$LIB_TMP/byok-backoff.secret_id"
+checks+=("$(cfg_check .)")
+chmod 0600 "$LIB_TMP/byok-backoff.secret_id"
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    # As root every file opens: check as nobody instead (the files stay root's,
+    # 0600; the directory is opened to search for that check only).
+    mode=$(stat -c %a "$LIB_TMP")
+    chmod 0711 "$LIB_TMP"
+    jq 'del(.upstream.ca_file)' "$AGENT_CONFIG" >"$LIB_TMP/check.json" && chmod 0644 "$LIB_TMP/check.json"
+    out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$AGENT_BIN" --check-config -c "$LIB_TMP/check.json" 2>&1)
+    checks+=("$? ${out//$good_secret/SECRET-LEAKED}")
+    chmod "$mode" "$LIB_TMP"
+else
+    chmod 0000 "$LIB_TMP/byok-backoff.role_id"
+    checks+=("$(cfg_check .)")
+    chmod 0600 "$LIB_TMP/byok-backoff.role_id"
+fi
+checks+=("$(cfg_check ".vault |= (del(.approle) | .kubernetes = {role: \"r\", jwt_file: \"$LIB_TMP/no-such-jwt\"})")")
+checks+=("$(cfg_check ".vault |= (del(.approle) | .token_file = \"$LIB_TMP/no-token-yet\")")")
+want=("1 byok-agent: config: vault.approle.secret_id_file: $LIB_TMP/no-such-secret_id: missing"
+    "1 byok-agent: config: vault.approle.secret_id_file: $LIB_TMP/byok-backoff.secret_id: group/world accessible (chmod 600)"
+    "1 byok-agent: config: vault.approle.role_id_file: $LIB_TMP/byok-backoff.role_id: not readable by this user (uid "
+    "1 byok-agent: config: vault.kubernetes.jwt_file: $LIB_TMP/no-such-jwt: missing"
+    "0 byok-agent: $LIB_TMP/check.json: OK")
+bad=""
+for i in "${!want[@]}"; do
+    case "${checks[$i]}" in "${want[$i]}"*) ;; *) bad="$bad [${checks[$i]}] wanted [${want[$i]}...]" ;; esac
+done
+t_eq "--check-config: missing, group-readable or unreadable AppRole files and a missing JWT refused naming the key; an absent token_file passes" \
+    "${bad:-all as expected}" "all as expected"
 
 canary_scan "canary: nowhere but the provider request" "$KEY" "$KEY2"
 t_done

@@ -6,9 +6,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/config.h"
@@ -135,6 +138,165 @@ static void test_check_host(void **state)
     assert_int_equal(config_check_host(c, err), ERR_CONFIG);
     assert_non_null(strstr(err, "upstream.ca_file: cannot read /nonexistent/ca.pem"));
     config_unref(&c);
+}
+
+/* A temporary directory for the Vault auth files of test_check_host_vault_files. */
+static char auth_dir[64];
+
+static void auth_file(char *path, size_t len, const char *name, const char *text, mode_t mode)
+{
+    snprintf(path, len, "%s/%s", auth_dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* config_check_host on the given "vault" members; the error (or "") in err. */
+static enum err check_vault(const char *members, char *err)
+{
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "{" BASE_LISTENER ",\"vault\":{\"address\":\"http://127.0.0.1:8200\",%s}}", members);
+    struct config *c = parse_ok(text);
+    err[0] = '\0';
+    enum err e = config_check_host(c, err);
+    config_unref(&c);
+    return e;
+}
+
+/* The check refuses: the message names the key and the reason, and holds no file content. */
+static void expect_refused(const char *members, const char *key, const char *why)
+{
+    char err[CONFIG_ERR_LEN];
+    assert_int_equal(check_vault(members, err), ERR_CONFIG);
+    assert_true(strncmp(err, key, strlen(key)) == 0);
+    assert_non_null(strstr(err, why));
+    assert_null(strstr(err, "sk-canary"));
+}
+
+/*
+ * As user nobody (when run as root, where every file opens) or with the file
+ * mode 000 (otherwise): the check refuses an auth file this user cannot read.
+ */
+static void expect_unreadable(const char *members, const char *path, const char *want)
+{
+    char err[CONFIG_ERR_LEN];
+    if (geteuid() != 0) {
+        assert_int_equal(chmod(path, 0), 0);
+        assert_int_equal(check_vault(members, err), ERR_CONFIG);
+        assert_non_null(strstr(err, want));
+        assert_int_equal(chmod(path, 0600), 0);
+        return;
+    }
+    /* The other auth files (the role_id for a secret_id test) are nobody's, so readable. */
+    assert_int_equal(chmod(auth_dir, 0711), 0);
+    DIR *d = opendir(auth_dir);
+    assert_non_null(d);
+    struct dirent *de;
+    char other[340];
+    while ((de = readdir(d)) != NULL) {
+        snprintf(other, sizeof(other), "%s/%s", auth_dir, de->d_name);
+        if (de->d_name[0] != '.' && strcmp(other, path) != 0) {
+            assert_int_equal(chown(other, 65534, 65534), 0);
+        }
+    }
+    closedir(d);
+    assert_int_equal(chown(path, 0, 0), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0) {
+            _exit(3);
+        }
+        enum err e = check_vault(members, err);
+        if (e != ERR_CONFIG || strstr(err, want) == NULL) {
+            fprintf(stderr, "as nobody, want \"%s\", got \"%s\"\n", want, err);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/*
+ * The Vault auth files: a missing, unreadable, group-readable, empty or
+ * non-regular role_id/secret_id file, and a missing JWT, are refused naming
+ * the key and the reason, never the content; a token_file may be absent.
+ * Before the fix config_check_host passed all of them (the agent then
+ * started and answered every call 503).
+ */
+static void test_check_host_vault_files(void **state)
+{
+    (void)state;
+    snprintf(auth_dir, sizeof(auth_dir), "/tmp/byok-cfg-XXXXXX");
+    assert_non_null(mkdtemp(auth_dir));
+    char role[128], secret[128], jwt[128], tok[128], members[600], err[CONFIG_ERR_LEN];
+    const char *canary = "sk-canary-secret-id-0123456789";
+    auth_file(role, sizeof(role), "role_id", "role-1\n", 0600);
+    auth_file(secret, sizeof(secret), "secret_id", canary, 0600);
+    auth_file(jwt, sizeof(jwt), "jwt", "eyJhbGciOi.x.y", 0644);
+#define APPROLE(r, s)                                                                              \
+    snprintf(members, sizeof(members),                                                             \
+             "\"approle\":{\"role_id_file\":\"%s\",\"secret_id_file\":\"%s\"}", r, s)
+    APPROLE(role, secret);
+    assert_int_equal(check_vault(members, err), ERR_OK);
+
+    APPROLE("/nonexistent/role_id", secret);
+    assert_int_equal(check_vault(members, err), ERR_CONFIG);
+    assert_string_equal(err, "vault.approle.role_id_file: /nonexistent/role_id: missing");
+
+    assert_int_equal(chmod(secret, 0640), 0);
+    APPROLE(role, secret);
+    expect_refused(members,
+                   "vault.approle.secret_id_file: ", ": group/world accessible (chmod 600)");
+    assert_int_equal(chmod(secret, 0604), 0);
+    expect_refused(members,
+                   "vault.approle.secret_id_file: ", ": group/world accessible (chmod 600)");
+    assert_int_equal(chmod(secret, 0600), 0);
+    expect_unreadable(members, secret, "vault.approle.secret_id_file: ");
+    expect_unreadable(members, secret, ": not readable by this user (uid ");
+
+    char empty[128];
+    auth_file(empty, sizeof(empty), "empty", "", 0600);
+    APPROLE(role, empty);
+    expect_refused(members, "vault.approle.secret_id_file: ", ": empty");
+    APPROLE(auth_dir, secret);
+    expect_refused(members, "vault.approle.role_id_file: ", ": not a regular file");
+#undef APPROLE
+
+    /* Kubernetes: the JWT must be there and readable; 0644 is fine (the kubelet's mode). */
+    snprintf(members, sizeof(members), "\"kubernetes\":{\"role\":\"r\",\"jwt_file\":\"%s\"}", jwt);
+    assert_int_equal(check_vault(members, err), ERR_OK);
+    assert_int_equal(chmod(jwt, 0600), 0); /* as root, only the owner bits keep nobody out */
+    expect_unreadable(members, jwt, "vault.kubernetes.jwt_file: ");
+    assert_int_equal(chmod(jwt, 0644), 0);
+    snprintf(members, sizeof(members),
+             "\"kubernetes\":{\"role\":\"r\",\"jwt_file\":\"/nonexistent/token\"}");
+    assert_int_equal(check_vault(members, err), ERR_CONFIG);
+    assert_string_equal(err, "vault.kubernetes.jwt_file: /nonexistent/token: missing");
+
+    /* token_file: absent is fine (a Vault Agent sink writes it later); present, the rules hold. */
+    snprintf(tok, sizeof(tok), "%s/token", auth_dir);
+    snprintf(members, sizeof(members), "\"token_file\":\"%s\"", tok);
+    assert_int_equal(check_vault(members, err), ERR_OK);
+    auth_file(tok, sizeof(tok), "token", canary, 0644);
+    expect_refused(members, "vault.token_file: ", ": group/world accessible (chmod 600)");
+    assert_int_equal(chmod(tok, 0600), 0);
+    assert_int_equal(check_vault(members, err), ERR_OK);
+    expect_unreadable(members, tok, "vault.token_file: ");
+
+    unlink(role);
+    unlink(secret);
+    unlink(jwt);
+    unlink(empty);
+    unlink(tok);
+    assert_int_equal(rmdir(auth_dir), 0);
 }
 
 static void test_unknown_keys(void **state)
@@ -365,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_name_valid),
         cmocka_unit_test(test_check_host),
+        cmocka_unit_test(test_check_host_vault_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
