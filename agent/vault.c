@@ -38,14 +38,25 @@
  */
 #define VAULT_RELOGIN_MIN_AGE_S 10
 /*
- * A token file's token whose lookup-self failed (Vault not up yet, sealed,
- * unreachable) is looked up again after 1, 2, 4 ... seconds, at most this
- * far apart, until a lookup answers: only a lookup tells its TTL, and so
- * when to renew it.
+ * Retry delays of 1, 2, 4 ... seconds, at most this far apart: for a token
+ * file's token whose lookup-self failed (Vault not up yet, sealed,
+ * unreachable; only a lookup tells its TTL, and so when to renew it), and
+ * for a login that failed (Vault refused it, or the credential files could
+ * not be read): until that delay ends, requests fail at once without a new
+ * login, unless a credential file changed meanwhile.
  */
-#define VAULT_LOOKUP_MAX_BACKOFF_S 30
+#define VAULT_MAX_BACKOFF_S 30
 
 enum vault_state { VAULT_NO_TOKEN, VAULT_LOGGING_IN, VAULT_READY };
+
+/* What a credential file looked like when a login failed; a change allows a new login at once. */
+struct vault_file_id {
+    bool exists;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtim, ctim; /* ctime: also a chmod or chown */
+};
 
 struct vault_req {
     struct vault *v;
@@ -86,6 +97,9 @@ struct vault {
     struct vault_req *login;  /* the login, lookup or renewal in flight */
     unsigned long login_gen;  /* token_gen when that lookup or renewal was sent */
     struct stat token_st;     /* token_file identity when last read */
+    unsigned login_failures;  /* failed logins in a row (refused, or files unreadable) */
+    long long login_retry_ms; /* monotonic ms before which no new login is tried */
+    struct vault_file_id cred_ids[2]; /* the credential files when the last login failed */
     bool reachable;
     time_t last_unreach_log;
     struct vault_stats stats;
@@ -99,6 +113,79 @@ static time_t vault_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec;
+}
+
+static long long vault_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The delay after the n-th failure in a row (n from 0): 1, 2, 4 ... VAULT_MAX_BACKOFF_S. */
+static long vault_backoff_s(unsigned n)
+{
+    return n < 5 ? 1L << n : VAULT_MAX_BACKOFF_S;
+}
+
+/* The files the configured auth method reads: token file, role_id + secret_id, or the JWT. */
+static void vault_cred_ids(const struct vault *v, struct vault_file_id out[2])
+{
+    const struct config *c = v->cfg;
+    const char *files[2] = {c->vault.token_file, NULL};
+    if (c->vault.token_file == NULL && c->vault.approle.role_id_file != NULL) {
+        files[0] = c->vault.approle.role_id_file;
+        files[1] = c->vault.approle.secret_id_file;
+    } else if (c->vault.token_file == NULL) {
+        files[0] = c->vault.kubernetes.jwt_file;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        struct stat st;
+        out[i] = (struct vault_file_id){0};
+        if (files[i] != NULL && stat(files[i], &st) == 0) {
+            out[i] = (struct vault_file_id){true,       st.st_dev,  st.st_ino,
+                                            st.st_size, st.st_mtim, st.st_ctim};
+        }
+    }
+}
+
+static bool vault_file_id_eq(const struct vault_file_id *a, const struct vault_file_id *b)
+{
+    return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtim.tv_sec == b->mtim.tv_sec && a->mtim.tv_nsec == b->mtim.tv_nsec &&
+           a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
+}
+
+/*
+ * A login failed: none again until the backoff ends. retry_in gets the delay
+ * in seconds for the failure's log line (one line per step, not per request).
+ * background: a replacement login failed while the current token serves; it
+ * is tried again by the renew timer (every VAULT_LOG_INTERVAL_S), no backoff.
+ */
+static void vault_login_failed(struct vault *v, bool background, char *retry_in, size_t len)
+{
+    if (background) {
+        snprintf(retry_in, len, "%d", VAULT_LOG_INTERVAL_S);
+        return;
+    }
+    long delay = vault_backoff_s(v->login_failures);
+    if (v->login_failures < 64) {
+        v->login_failures++;
+    }
+    v->login_retry_ms = vault_now_ms() + delay * 1000;
+    vault_cred_ids(v, v->cred_ids);
+    snprintf(retry_in, len, "%ld", delay);
+}
+
+/* True while a failed login's backoff runs and no credential file has changed since. */
+static bool vault_login_held(const struct vault *v)
+{
+    if (v->login_failures == 0 || vault_now_ms() >= v->login_retry_ms) {
+        return false;
+    }
+    struct vault_file_id now[2];
+    vault_cred_ids(v, now);
+    return vault_file_id_eq(&now[0], &v->cred_ids[0]) && vault_file_id_eq(&now[1], &v->cred_ids[1]);
 }
 
 static void vault_req_free(struct vault_req *r)
@@ -393,10 +480,7 @@ static void vault_lookup_retry(struct vault *v, const char *why)
         log_kv(LOGL_WARN, "vault token lookup failed; retrying (renewal waits for it)", "error",
                why, NULL);
     }
-    long delay = VAULT_LOOKUP_MAX_BACKOFF_S;
-    if (v->lookup_failures < 5) {
-        delay = 1L << v->lookup_failures;
-    }
+    long delay = vault_backoff_s(v->lookup_failures);
     v->lookup_failures++;
     v->lookup_due = true;
     struct timeval tv = {delay, 0};
@@ -441,14 +525,18 @@ static void vault_token_file_load(struct vault *v)
     struct stat st;
     enum err e = vault_read_file(v->cfg->vault.token_file, true, &tok, &st);
     if (e != ERR_OK) {
+        char retry_in[24];
+        vault_login_failed(v, false, retry_in, sizeof(retry_in));
         log_kv(LOGL_ERROR, "vault token file unusable", "file", v->cfg->vault.token_file, "error",
-               err_name(e), "detail", e == ERR_DENIED ? CONFIG_CRED_MODE_HINT : err_str(e), NULL);
+               err_name(e), "detail", e == ERR_DENIED ? CONFIG_CRED_MODE_HINT : err_str(e),
+               "retry_in_s", retry_in, NULL);
         vault_set_token(v, NULL);
         vault_fail_queue(v, ERR_AUTH);
         return;
     }
     v->token_st = st;
     vault_set_token(v, tok);
+    v->login_failures = 0;
     v->stats.logins++;
     vault_flush_queue(v);
     /* A lookup or renewal in flight was about the previous token. */
@@ -482,13 +570,21 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
         vault_parse_lease_buf(body, &tok, &ttl, &renewable);
     }
     if (tok == NULL) {
+        bool keep = bg && v->state == VAULT_READY;
         if (e == ERR_OK) {
+            /* Refused (not unreachable): no new login before the backoff ends. */
+            char st[32], retry_in[24];
+            if (status == 200) {
+                snprintf(st, sizeof(st), "200 without client_token");
+            } else {
+                snprintf(st, sizeof(st), "%ld", status);
+            }
+            vault_login_failed(v, keep, retry_in, sizeof(retry_in));
             log_kv(LOGL_ERROR, "vault login failed", "address", v->cfg->vault.address, "method",
                    v->cfg->vault.approle.role_id_file != NULL ? "approle" : "kubernetes", "status",
-                   status == 200 ? "200 without client_token" : (status == 403 ? "403" : "error"),
-                   NULL);
+                   st, "retry_in_s", retry_in, NULL);
         }
-        if (bg && v->state == VAULT_READY) {
+        if (keep) {
             /* The current token still works: keep it and try again in a while. */
             vault_replace_later(v);
             return;
@@ -498,6 +594,7 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
         return;
     }
     v->stats.logins++;
+    v->login_failures = 0;
     vault_set_token(v, tok);
     vault_schedule_renew(v, ttl, renewable, true);
     log_kv(LOGL_INFO, "vault login ok", "address", v->cfg->vault.address, NULL);
@@ -555,10 +652,12 @@ static void vault_login_start(struct vault *v, bool background)
     secret_free(&a);
     secret_free(&b);
     if (e != ERR_OK || req == NULL) {
+        char retry_in[24];
+        vault_login_failed(v, background, retry_in, sizeof(retry_in));
         log_kv(LOGL_ERROR, "vault login credentials unreadable", "file", file, "error",
                err_name(e != ERR_OK ? e : ERR_NOMEM), "detail",
                e == ERR_DENIED ? CONFIG_CRED_MODE_HINT : err_str(e != ERR_OK ? e : ERR_NOMEM),
-               NULL);
+               "retry_in_s", retry_in, NULL);
         json_decref(req);
         if (background) {
             vault_replace_later(v); /* the current token still serves; the file may be back */
@@ -596,6 +695,11 @@ static void vault_login_start(struct vault *v, bool background)
 
 static void vault_login(struct vault *v)
 {
+    if (vault_login_held(v)) {
+        /* A login failed moments ago and nothing changed: fail fast, no login, no log line. */
+        vault_fail_queue(v, ERR_AUTH);
+        return;
+    }
     vault_login_start(v, false);
 }
 
@@ -920,6 +1024,7 @@ void vault_set_config(struct vault *v, struct config *cfg)
                          strcmp(old->vault.token_file, cfg->vault.token_file) != 0) ||
                         strcmp(old->vault.address, cfg->vault.address) != 0;
     config_unref(&old);
+    v->login_failures = 0; /* a reload may have fixed the credentials: the next request logs in */
     if (auth_changed && v->state == VAULT_READY) {
         vault_set_token(v, NULL);
     }

@@ -29,6 +29,10 @@ CASES=("approle: agent logs in and the call succeeds"
     "kubernetes: a JWT from another signer is refused (503, nothing sent upstream)"
     "kubernetes (bad signer) agent stops cleanly on SIGTERM, no sanitizer report"
     "--check-config: missing, group-readable or unreadable AppRole files and a missing JWT refused naming the key; an absent token_file passes"
+    "approle, wrong secret_id: 5 auto calls get 503 vault_unavailable with at most 3 logins and 3 'login failed' lines"
+    "approle, secret_id made group-readable: 5 auto calls log 'credentials unreadable' at most twice"
+    "approle, a fixed secret_id file is tried at once: the next call succeeds"
+    "approle (backoff) agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
@@ -262,7 +266,7 @@ else
     fi
 fi
 
-# ---- Vault auth files checked before start ----
+# ---- Vault auth files checked before start; login backoff ----
 # --check-config (also the systemd unit's ExecStartPre, the start and every
 # reload) refuses AppRole files that are missing, group/world accessible or
 # not readable by the agent's user, and a missing Kubernetes JWT, naming the
@@ -309,6 +313,56 @@ for i in "${!want[@]}"; do
 done
 t_eq "--check-config: missing, group-readable or unreadable AppRole files and a missing JWT refused naming the key; an absent token_file passes" \
     "${bad:-all as expected}" "all as expected"
+
+# A wrong secret_id: Vault refuses the login. Before the backoff every call
+# logged in again (6 logins for 5 calls); now a failed login holds further
+# ones for 1 s, then 2, 4 ... 30 s, and the calls fail at once. Made
+# group-readable, the file is logged once per backoff step (before: once per
+# probed provider, 13 a call). Rewritten with the right secret_id, it is
+# tried at once. Logins counted from the agent's Vault request counter
+# (while no token is held, every Vault request it sends is a login).
+(
+    umask 077
+    printf 'not-the-secret-id' >"$LIB_TMP/byok-backoff.secret_id"
+)
+agent_config "$LISTENERS" ".vault |= (del(.token_file) | .approle = {role_id_file: \"$LIB_TMP/byok-backoff.role_id\", secret_id_file: \"$LIB_TMP/byok-backoff.secret_id\"}) | .listeners[0].metrics = true"
+log_from=$(($(wc -l <"$AGENT_LOG") + 1))
+vault_requests() {
+    call "$SOCK" GET /metrics ""
+    echo "$BODY" | awk '$1 == "byok_vault_calls_total{event=\"request\"}" { print $2 }'
+}
+log_count() { tail -n "+$log_from" "$AGENT_LOG" | grep -c "\"@message\":\"$1\""; }
+if agent_start; then
+    codes=""
+    for i in 1 2 3 4 5; do
+        call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 4)"
+        codes="$codes $CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)"
+    done
+    n=$(vault_requests)
+    failed=$(log_count "vault login failed")
+    t_eq "approle, wrong secret_id: 5 auto calls get 503 vault_unavailable with at most 3 logins and 3 'login failed' lines" \
+        "$codes, $([ "${n:-99}" -le 3 ] && [ "$failed" -le 3 ] && echo few || echo "$n logins, $failed lines")" \
+        "$(printf ' 503 vault_unavailable%.0s' 1 2 3 4 5), few"
+    chmod 0640 "$LIB_TMP/byok-backoff.secret_id"
+    for i in 1 2 3 4 5; do
+        call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 4)"
+    done
+    unreadable=$(log_count "vault login credentials unreadable")
+    t_eq "approle, secret_id made group-readable: 5 auto calls log 'credentials unreadable' at most twice" \
+        "$CODE $([ "$unreadable" -ge 1 ] && [ "$unreadable" -le 2 ] && echo "1 or 2" || echo "$unreadable") line(s)" "503 1 or 2 line(s)"
+    (
+        umask 077
+        printf '%s' "$good_secret" >"$LIB_TMP/byok-backoff.secret_id.new"
+    )
+    mv "$LIB_TMP/byok-backoff.secret_id.new" "$LIB_TMP/byok-backoff.secret_id"
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
+    t_eq "approle, a fixed secret_id file is tried at once: the next call succeeds" \
+        "$CODE $(hdr X-BYOK-Provider) $(log_count "vault login ok")" "200 openai 1"
+    agent_stop_check "approle (backoff) agent stops cleanly on SIGTERM, no sanitizer report"
+else
+    LIB_BLOCKED_REASON="byok-agent with approle did not start (see $AGENT_LOG)"
+    t_blocked "${CASES[@]:15:4}"
+fi
 
 canary_scan "canary: nowhere but the provider request" "$KEY" "$KEY2"
 t_done

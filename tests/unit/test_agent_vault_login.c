@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Unit tests for the agent's Vault login backoff, against the fake Vault:
+ * - a refused AppRole login (wrong secret_id) is not tried again by every
+ *   request: requests fail fast (ERR_AUTH, as the key cache turns into 503
+ *   vault_unavailable) until the backoff (1 s, then 2 s ...) ends, with one
+ *   log line per failed login; a rewritten secret_id file is tried at once,
+ *   and a success resets the backoff;
+ * - credential files that cannot be read are logged once per backoff step,
+ *   not once per request;
+ * - a token file that is not there yet is picked up at once when it appears.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/jalloc.h"
+#include "agent/upstream.h"
+#include "agent/vault.h"
+#include "common/log.h"
+#include "common/secret.h"
+#include "tests/unit/helpers/fakevault.h"
+
+static struct fakevault fv;
+static atomic_int logins, reads;
+static char role_path[160], secret_path[160];
+
+static void vault_handle(const struct fakevault_req *r, int *status, char *out)
+{
+    if (strcmp(r->path, "/v1/auth/approle/login") == 0) {
+        atomic_fetch_add(&logins, 1);
+        if (strstr(r->body, "\"secret_id\":\"good\"") == NULL) {
+            *status = 400;
+            snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"invalid role or secret ID\"]}");
+            return;
+        }
+        *status = 200;
+        snprintf(out, FAKEVAULT_MAX_REPLY,
+                 "{\"auth\":{\"client_token\":\"tok-a\",\"lease_duration\":3600,"
+                 "\"renewable\":true}}");
+        return;
+    }
+    if (strcmp(r->path, "/v1/auth/token/lookup-self") == 0) {
+        *status = 200;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":{\"ttl\":3600,\"renewable\":true}}");
+        return;
+    }
+    if (strncmp(r->token, "tok", 3) != 0) {
+        *status = 403;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"permission denied\"]}");
+        return;
+    }
+    atomic_fetch_add(&reads, 1);
+    *status = 200;
+    snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":{}}");
+}
+
+/* Log lines by message, counted through the log sink. */
+static int lines_failed, lines_unreadable, lines_token;
+
+static void count_sink(enum log_level level, const char *line, size_t len, void *arg)
+{
+    (void)level;
+    (void)len;
+    (void)arg;
+    lines_failed += strstr(line, "\"@message\":\"vault login failed\"") != NULL;
+    lines_unreadable += strstr(line, "\"@message\":\"vault login credentials unreadable\"") != NULL;
+    lines_token += strstr(line, "\"@message\":\"vault token file unusable\"") != NULL;
+}
+
+static struct event_base *base;
+static struct upstream *up;
+static struct vault *vault;
+static struct config *cfg;
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    char tmp[200];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(chmod(tmp, mode), 0);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+static void start(const char *vault_members)
+{
+    char text[1024], err[CONFIG_ERR_LEN];
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
+             "\"vault\":{\"address\":\"unix:%s\",\"timeout_ms\":5000,%s}}",
+             fv.sock_path, vault_members);
+    assert_int_equal(config_parse(text, strlen(text), &cfg, err), ERR_OK);
+    base = event_base_new();
+    up = upstream_new(base, 16);
+    vault = vault_new(base, up, cfg);
+    assert_non_null(vault);
+}
+
+/* AppRole: role_id and secret_id files (the secret_id's text and mode given). */
+static void start_approle(const char *secret_id, mode_t mode)
+{
+    write_file(role_path, "role\n", 0600);
+    write_file(secret_path, secret_id, mode);
+    char members[512];
+    snprintf(members, sizeof(members),
+             "\"approle\":{\"role_id_file\":\"%s\",\"secret_id_file\":\"%s\"}", role_path,
+             secret_path);
+    start(members);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    atomic_store(&logins, 0);
+    atomic_store(&reads, 0);
+    lines_failed = lines_unreadable = lines_token = 0;
+    fakevault_start(&fv, "unused\n", vault_handle);
+    snprintf(role_path, sizeof(role_path), "%s/role_id", fv.dir);
+    snprintf(secret_path, sizeof(secret_path), "%s/secret_id", fv.dir);
+    log_set_sink(count_sink, NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    log_set_sink(NULL, NULL);
+    vault_free(vault);
+    upstream_free(up);
+    event_base_free(base);
+    config_unref(&cfg);
+    unlink(role_path);
+    unlink(secret_path);
+    fakevault_stop(&fv);
+    return 0;
+}
+
+struct got {
+    int calls;
+    enum err e;
+    long status;
+};
+
+static void got_cb(void *arg, enum err e, long status, struct buf *body)
+{
+    (void)body;
+    struct got *g = arg;
+    g->calls++;
+    g->e = e;
+    g->status = status;
+}
+
+/* One creds-like read; runs the loop until it is answered. */
+static enum err one_request(void)
+{
+    struct got g = {0};
+    struct vault_req *r = NULL;
+    assert_int_equal(
+        vault_request(vault, "GET", "byok/tenants/acme/creds/openai", NULL, got_cb, &g, &r),
+        ERR_OK);
+    while (g.calls == 0) {
+        assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
+    }
+    return g.e == ERR_OK && g.status != 200 ? ERR_PROTO : g.e;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/*
+ * A wrong secret_id: one login, then 20 requests (as 20 app calls, or one
+ * `auto` call probing many providers) without another; after the 1 s backoff
+ * one more login, then none for the next 2 s step. A new secret_id file is
+ * tried at once, and works. Before the fix each request logged in (21 logins
+ * and 21 log lines for the first 21 requests).
+ */
+static void test_refused_login_backs_off(void **state)
+{
+    (void)state;
+    start_approle("wrong\n", 0600);
+    for (int i = 0; i < 21; i++) {
+        assert_int_equal(one_request(), ERR_AUTH);
+    }
+    fprintf(stderr, "# 21 requests: %d login(s), %d log line(s)\n", atomic_load(&logins),
+            lines_failed);
+    assert_int_equal(atomic_load(&logins), 1);
+    assert_int_equal(lines_failed, 1);
+    assert_int_equal(vault_stats(vault)->requests, 1);
+
+    sleep_ms(1100); /* the first step: 1 s */
+    assert_int_equal(one_request(), ERR_AUTH);
+    assert_int_equal(atomic_load(&logins), 2);
+    sleep_ms(1100); /* the second step is 2 s: still held */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(one_request(), ERR_AUTH);
+    }
+    assert_int_equal(atomic_load(&logins), 2);
+    assert_int_equal(lines_failed, 2);
+
+    /* The secret_id file rewritten (rotation): tried at once, and a success resets the backoff. */
+    write_file(secret_path, "good\n", 0600);
+    assert_int_equal(one_request(), ERR_OK);
+    assert_int_equal(atomic_load(&logins), 3);
+    assert_int_equal(atomic_load(&reads), 1);
+    assert_int_equal(vault_stats(vault)->logins, 1);
+}
+
+/*
+ * A secret_id file that is group readable: logged once, not once per request;
+ * chmod 600 (the inode changes: ctime) lets the next request log in at once.
+ */
+static void test_unreadable_credentials_logged_once_per_step(void **state)
+{
+    (void)state;
+    start_approle("good\n", 0640);
+    vault_start(vault); /* as main() does: the first attempt, at start */
+    for (int i = 0; i < 13; i++) {
+        assert_int_equal(one_request(), ERR_AUTH);
+    }
+    fprintf(stderr, "# start + 13 requests: %d 'credentials unreadable' line(s)\n",
+            lines_unreadable);
+    assert_int_equal(lines_unreadable, 1);
+    assert_int_equal(atomic_load(&logins), 0);
+    assert_int_equal(chmod(secret_path, 0600), 0);
+    assert_int_equal(one_request(), ERR_OK);
+    assert_int_equal(atomic_load(&logins), 1);
+    assert_int_equal(lines_unreadable, 1);
+}
+
+/*
+ * A token file that Vault Agent's sink has not written yet: one log line for
+ * many requests, and the file is read as soon as it appears (no waiting out
+ * the backoff).
+ */
+static void test_token_file_appears(void **state)
+{
+    (void)state;
+    char path[200], members[512];
+    snprintf(path, sizeof(path), "%s/sink-token", fv.dir);
+    snprintf(members, sizeof(members), "\"token_file\":\"%s\"", path);
+    start(members);
+    vault_start(vault);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(one_request(), ERR_AUTH);
+    }
+    assert_int_equal(lines_token, 1);
+    write_file(path, "tok-sink\n", 0600);
+    assert_int_equal(one_request(), ERR_OK);
+    assert_int_equal(atomic_load(&reads), 1);
+    unlink(path);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    jalloc_install();
+    if (secret_heap_init((size_t)1 << 20) != ERR_OK) {
+        return 1;
+    }
+    log_init(NULL, LOGL_INFO);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_refused_login_backs_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_credentials_logged_once_per_step, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_token_file_appears, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
