@@ -826,6 +826,48 @@ enum err config_check_host(const struct config *c, char *errbuf)
     return ERR_OK;
 }
 
+bool config_vault_cleartext(const struct config *c)
+{
+    const char *a = c->vault.address;
+    if (strncmp(a, "http://", 7) != 0) {
+        return false;
+    }
+    const char *host = a + 7;
+    size_t n = strcspn(host, "/?#");
+    const char *at = memchr(host, '@', n);
+    while (at != NULL) { /* userinfo@host */
+        n -= (size_t)(at + 1 - host);
+        host = at + 1;
+        at = memchr(host, '@', n);
+    }
+    size_t hl;
+    if (n > 0 && host[0] == '[') {
+        const char *rb = memchr(host, ']', n);
+        if (rb == NULL) {
+            return true;
+        }
+        host++;
+        hl = (size_t)(rb - host);
+    } else {
+        hl = strcspn(host, ":/?#");
+        hl = hl < n ? hl : n;
+    }
+    if ((hl == 9 && strncasecmp(host, "localhost", 9) == 0) ||
+        (hl == 3 && memcmp(host, "::1", 3) == 0)) {
+        return false;
+    }
+    /* 127.0.0.0/8 as a dotted quad: "127." then digits and dots only. */
+    if (hl > 4 && memcmp(host, "127.", 4) == 0) {
+        for (size_t i = 4; i < hl; i++) {
+            if (!(host[i] == '.' || (host[i] >= '0' && host[i] <= '9'))) {
+                return true;
+            }
+        }
+        return false;
+    }
+    return true;
+}
+
 enum err config_load(const char *path, struct config **ret_cfg, char *errbuf)
 {
     errbuf[0] = '\0';

@@ -138,6 +138,12 @@ MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *e
  * (CONFIG_ERR_LEN bytes). Run at start, by --check-config and on reload.
  */
 MUST_USE enum err config_check_host(const struct config *c, char *errbuf);
+/*
+ * True when vault.address is http:// to a host that is not loopback
+ * (127.0.0.0/8, ::1, localhost): the token and keys then cross the network in
+ * clear. The agent warns about it at start and on reload.
+ */
+bool config_vault_cleartext(const struct config *c);
 /* A listener's owner and group as ids ((uid_t)-1 / (gid_t)-1 when unset): names or numbers. */
 MUST_USE enum err config_listener_ids(const struct config_listener *lc, uid_t *uid, gid_t *gid,
                                       char *errbuf, size_t errlen);

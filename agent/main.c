@@ -85,6 +85,17 @@ static void agent_raise_memlock(size_t heap)
     }
 }
 
+#define AGENT_CLEARTEXT_WARNING                                                                    \
+    "vault.address is http:// to a host that is not loopback: the Vault token and provider keys "  \
+    "cross the network unencrypted"
+
+static void agent_warn_cleartext(const struct config *cfg)
+{
+    if (config_vault_cleartext(cfg)) {
+        log_kv(LOGL_WARN, AGENT_CLEARTEXT_WARNING, "address", cfg->vault.address, NULL);
+    }
+}
+
 static void agent_reload(void)
 {
     char err[CONFIG_ERR_LEN];
@@ -113,6 +124,7 @@ static void agent_reload(void)
     config_unref(&agent.cfg);
     agent.cfg = cfg;
     log_kv(LOGL_INFO, "config reloaded", "file", agent_config_path, NULL);
+    agent_warn_cleartext(cfg);
 }
 
 /*
@@ -218,6 +230,9 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
+        if (config_vault_cleartext(cfg)) {
+            fprintf(stderr, "byok-agent: warning: %s\n", AGENT_CLEARTEXT_WARNING);
+        }
         printf("byok-agent: %s: OK\n", agent_config_path);
         config_unref(&cfg);
         return 0;
@@ -282,6 +297,7 @@ int main(int argc, char **argv)
     snprintf(heap, sizeof(heap), "%zu", agent_heap_bytes);
     log_kv(LOGL_INFO, "byok-agent started", "version", BYOK_VERSION, "config", agent_config_path,
            "secure_heap_bytes", heap, NULL);
+    agent_warn_cleartext(agent.cfg);
     event_base_dispatch(agent.base);
     for (size_t i = 0; i < 3; i++) {
         event_free(sigs[i]);

@@ -33,6 +33,7 @@ CASES=("approle: agent logs in and the call succeeds"
     "approle, secret_id made group-readable: 5 auto calls log 'credentials unreadable' at most twice"
     "approle, a fixed secret_id file is tried at once: the next call succeeds"
     "approle (backoff) agent stops cleanly on SIGTERM, no sanitizer report"
+    "vault.address http:// to a non-loopback host: --check-config warns (exit 0); the loopback agents above never did"
     "canary: nowhere but the provider request")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
@@ -363,6 +364,12 @@ else
     LIB_BLOCKED_REASON="byok-agent with approle did not start (see $AGENT_LOG)"
     t_blocked "${CASES[@]:15:4}"
 fi
+
+# ---- vault.address over http:// to another host: tokens and keys in clear ----
+warn_check=$(cfg_check '.vault.address = "http://vault.example:8200"' | head -n 1)
+t_eq "vault.address http:// to a non-loopback host: --check-config warns (exit 0); the loopback agents above never did" \
+    "$warn_check; $(grep -c 'host that is not loopback' "$AGENT_LOG") in the agents' log" \
+    "0 byok-agent: warning: vault.address is http:// to a host that is not loopback: the Vault token and provider keys cross the network unencrypted; 0 in the agents' log"
 
 canary_scan "canary: nowhere but the provider request" "$KEY" "$KEY2"
 t_done

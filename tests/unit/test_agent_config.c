@@ -299,6 +299,39 @@ static void test_check_host_vault_files(void **state)
     assert_int_equal(rmdir(auth_dir), 0);
 }
 
+/*
+ * vault.address over http:// to a host that is not loopback: the agent warns
+ * (the token and keys cross the network in clear). Before, nothing said so.
+ */
+static void test_vault_cleartext(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *address;
+        bool cleartext;
+    } cases[] = {
+        {"http://127.0.0.1:8200", false},   {"http://127.3.4.5", false},
+        {"http://localhost:8200/", false},  {"http://LOCALHOST", false},
+        {"http://[::1]:8200", false},       {"https://vault.example:8200", false},
+        {"unix:/run/vault.sock", false},    {"http://vault.example:8200", true},
+        {"http://10.0.0.5:8200", true},     {"http://127.evil.example", true},
+        {"http://localhost.example", true}, {"http://[2001:db8::1]:8200", true},
+        {"http://x@vault.example", true},   {"http://vault.example@127.0.0.1", false},
+        {"http://128.0.0.1", true},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "{" BASE_LISTENER ",\"vault\":{\"address\":\"%s\",\"token_file\":\"/t\"}}",
+                 cases[i].address);
+        struct config *c = parse_ok(text);
+        if (config_vault_cleartext(c) != cases[i].cleartext) {
+            fail_msg("%s: cleartext should be %d", cases[i].address, cases[i].cleartext);
+        }
+        config_unref(&c);
+    }
+}
+
 static void test_unknown_keys(void **state)
 {
     (void)state;
@@ -528,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_name_valid),
         cmocka_unit_test(test_check_host),
         cmocka_unit_test(test_check_host_vault_files),
+        cmocka_unit_test(test_vault_cleartext),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
