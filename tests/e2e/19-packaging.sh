@@ -7,8 +7,9 @@
 #     agent (skipped where systemd-analyze is not installed: it is not a
 #     make deps package);
 #   - agent/example-config.json parses (`--check-config`), once its host
-#     specifics (listener groups, the Vault CA file) are replaced by ones that
-#     exist here.
+#     specifics (listener groups, the Vault CA file, the AppRole credential
+#     files, which --check-config requires to exist, 0600) are replaced by ones
+#     that exist here.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BYOK_BUILD:-$ROOT/build}
@@ -29,7 +30,13 @@ else
     skip "systemd unit verifies" "systemd-analyze not installed"
 fi
 
-jq --arg ca /dev/null '.listeners |= map(.group = "0") | .vault.ca_file = $ca' \
+(
+    umask 077
+    printf 'role-id' >"$T/role_id"
+    printf 'secret-id' >"$T/secret_id"
+)
+jq --arg ca /dev/null --arg d "$T" '.listeners |= map(.group = "0") | .vault.ca_file = $ca
+    | .vault.approle = {role_id_file: ($d + "/role_id"), secret_id_file: ($d + "/secret_id")}' \
     "$ROOT/agent/example-config.json" >"$T/agent.json"
 out=$("$AGENT" --check-config -c "$T/agent.json" 2>&1)
 if [ $? = 0 ]; then ok "example config passes --check-config"; else notok "example config passes --check-config" "$out"; fi
