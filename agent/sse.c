@@ -29,7 +29,8 @@ void sse_done(struct sse *p)
 
 bool sse_idle(const struct sse *p)
 {
-    return p->line.len == 0 && !p->has_data;
+    /* The first bytes of a BOM not yet matched in full are held too (in bom, not line). */
+    return p->line.len == 0 && !p->has_data && (p->started || p->bom == 0);
 }
 
 static enum err sse_dispatch(struct sse *p)

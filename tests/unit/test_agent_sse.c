@@ -112,9 +112,16 @@ static void test_bom_and_empty_chunks(void **state)
     struct sse p;
     sse_init(&p, 4096, collect, &c);
     assert_int_equal(sse_feed(&p, "\xEF\xBB", 2), ERR_OK);
+    assert_false(sse_idle(&p)); /* the two bytes are held: not idle (found by fuzz_agent_sse) */
     assert_int_equal(sse_feed(&p, "data: x\n\ndata: y\n\n", 18), ERR_OK);
     assert_int_equal(c.n, 1);
     assert_string_equal(c.data[0], "y");
+    sse_done(&p);
+    /* A whole BOM and nothing else: an empty stream, idle. */
+    memset(&c, 0, sizeof(c));
+    sse_init(&p, 4096, collect, &c);
+    assert_int_equal(sse_feed(&p, "\xEF\xBB\xBF", 3), ERR_OK);
+    assert_true(sse_idle(&p));
     sse_done(&p);
     /* CR, an empty chunk, LF: one line end, not two (no spurious empty event). */
     memset(&c, 0, sizeof(c));
