@@ -524,13 +524,6 @@ static const char *const catalog_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", NUL
 /* Placeholders for the per-customer part of a URL (see docs/admin-guide.md). */
 static const char *const catalog_placeholders[] = {"{resource}", "{region}", "{project}", NULL};
 
-static bool catalog_in(const char *s, const char *const *set);
-
-bool catalog_capability_valid(const char *s)
-{
-    return catalog_in(s, catalog_caps);
-}
-
 static bool catalog_in(const char *s, const char *const *set)
 {
     for (size_t i = 0; s != NULL && set[i] != NULL; i++) {
@@ -539,6 +532,11 @@ static bool catalog_in(const char *s, const char *const *set)
         }
     }
     return false;
+}
+
+bool catalog_capability_valid(const char *s)
+{
+    return catalog_in(s, catalog_caps);
 }
 
 /*

@@ -315,14 +315,14 @@ static const char *const fw_type_names[] = {
     [FW_TYPE_KVPAIRS] = "keypair",
 };
 
-/* A JSON string whose text is an object ("{...}", leading blanks allowed). */
-static bool fw_looks_like_object(const json_t *v)
+/* The first non-blank character of a JSON string ('{' or '[': JSON text), or 0. */
+static char fw_text_start(const json_t *v)
 {
     const char *s = json_string_value(v);
     while (s != NULL && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) {
         s++;
     }
-    return s != NULL && *s == '{';
+    return s != NULL ? *s : '\0';
 }
 
 /* A value as text for string-like types: strings as they are, numbers and bools printed. */
@@ -699,7 +699,14 @@ static json_t *fw_coerce(const struct fw_field *f, json_t *v, char *why, size_t 
         }
         return out;
     case FW_TYPE_KVPAIRS:
-        if (!json_is_object(v) && !fw_looks_like_object(v)) {
+        if (fw_text_start(v) == '[') {
+            /* The JSON text of a list of pairs, as `field='["k=v"]'` sends it. */
+            json_t *list = fw_json_text(v, why, whylen);
+            out = list != NULL ? fw_kv_pairs(list, max_items, why, whylen) : NULL;
+            json_decref(list);
+            return out;
+        }
+        if (!json_is_object(v) && fw_text_start(v) != '{') {
             return fw_kv_pairs(v, max_items, why, whylen);
         }
         /* An object, or the JSON text of one: as a map. */
