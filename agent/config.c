@@ -170,6 +170,7 @@ static const struct cfg_field schema_top[] = {
     F_BOOL(struct config, log_prompts),
     F_INT(struct config, drain_timeout_s, 0, 3600),
     F_INT(struct config, default_max_tokens, 1, 1000000),
+    F_INT(struct config, sched_slice_us, 0, 100000),
     F_END,
 };
 
@@ -461,6 +462,7 @@ static void cfg_defaults(struct config *c)
     c->stream.high_water_bytes = 256L * 1024;
     c->drain_timeout_s = 30;
     c->default_max_tokens = 4096;
+    c->sched_slice_us = CONFIG_DEFAULT_SCHED_SLICE_US;
 }
 
 static enum err cfg_validate(struct config *c, char *errbuf)
@@ -540,6 +542,11 @@ static enum err cfg_validate(struct config *c, char *errbuf)
     }
     if (c->log_level != NULL && log_level_parse(c->log_level) < 0) {
         cfg_err(errbuf, "log_level", "must be one of trace, debug, info, warn, error, off");
+        return ERR_CONFIG;
+    }
+    if (c->sched_slice_us > 0 && c->sched_slice_us < CONFIG_MIN_SCHED_SLICE_US) {
+        cfg_err(errbuf, "sched_slice_us",
+                "must be 0 (the kernel's default) or 100..100000 (the kernel's range)");
         return ERR_CONFIG;
     }
     for (size_t i = 0; i < c->providers.n; i++) {

@@ -107,6 +107,7 @@ struct config {
     bool log_prompts;
     long drain_timeout_s;
     long default_max_tokens;
+    long sched_slice_us; /* 0: the kernel's default slice */
 };
 
 /*
@@ -116,6 +117,10 @@ struct config {
 MUST_USE enum err config_parse(const char *text, size_t len, struct config **ret_cfg, char *errbuf);
 /* Reads and parses a file (at most CONFIG_MAX_FILE bytes). */
 MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *errbuf);
+
+/* The agent's scheduler slice (Linux 6.12+ EEVDF custom slice); the kernel allows 100..100000. */
+#define CONFIG_DEFAULT_SCHED_SLICE_US 100L
+#define CONFIG_MIN_SCHED_SLICE_US 100L
 
 /* Largest Vault credential file (token, role_id, secret_id, service-account JWT). */
 #define CONFIG_MAX_CRED_FILE ((size_t)16 * 1024)

@@ -13,6 +13,9 @@
 #     a max_entries over the cap (100,000);
 #   - a reload keeps an open keep-alive connection serving, and applies
 #     log_prompts: the prompt text appears in the log only once it is on;
+#   - the agent's scheduler slice (sched_slice_us, Linux 6.12+ custom slices,
+#     read back from /proc/PID/sched): 100 us by default, a reload sets
+#     another, 0 gives back the kernel's default;
 #   - the plugin's request data limit the agent's usage batches stay under
 #     (docs/agent.md "Usage reporting"): a 512 KiB batch (the agent's bound)
 #     is counted, a batch over 1 MiB is refused with a 400 saying so.
@@ -26,6 +29,8 @@ CASES=("failed reload: the kept socket keeps its mode"
     "--check-config: max_entries over 100,000 refused"
     "a keep-alive connection is served before and after a reload (two answers, no close)"
     "prompts are not logged by default; log_prompts (applied by the reload) logs them"
+    "scheduler slice: 100 us by default"
+    "scheduler slice: a reload sets 300 us, then 0 gives back the kernel's default"
     "plugin: a 512 KiB usage batch (the agent's bound) is counted"
     "plugin: a usage batch over 1 MiB is refused (400) with a message naming the limit"
     "agent stops cleanly on SIGTERM, no sanitizer report")
@@ -118,6 +123,34 @@ PYEOF
 t_eq "a keep-alive connection is served before and after a reload (two answers, no close)" "$ka" "200 200"
 t_eq "prompts are not logged by default; log_prompts (applied by the reload) logs them" \
     "$(grep -c "$MARK1" "$AGENT_LOG") $(grep -c "$MARK2" "$AGENT_LOG")" "0 1"
+
+# ---- the scheduler slice ----
+slice_of() { awk '$1 == "se.slice" { print $3 }' "/proc/$1/sched" 2>/dev/null; }
+kernel_slices() { # custom slices for fair tasks: Linux 6.12+
+    local v maj min
+    v=$(uname -r)
+    maj=${v%%.*}
+    min=${v#*.}
+    min=${min%%.*}
+    [ "$maj" -gt 6 ] || { [ "$maj" -eq 6 ] && [ "$min" -ge 12 ]; }
+}
+if kernel_slices && [ -n "$(slice_of "$AGENT_PID")" ]; then
+    t_eq "scheduler slice: 100 us by default" "$(slice_of "$AGENT_PID")" 100000
+    agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0660\"}]" '.sched_slice_us = 300'
+    kill -HUP "$AGENT_PID"
+    lib_wait_for 5 reloads 4
+    s300=$(slice_of "$AGENT_PID")
+    agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0660\"}]" '.sched_slice_us = 0'
+    kill -HUP "$AGENT_PID"
+    lib_wait_for 5 reloads 5
+    # This shell never set a slice: it has the kernel's default.
+    t_eq "scheduler slice: a reload sets 300 us, then 0 gives back the kernel's default" \
+        "$s300 $(slice_of "$AGENT_PID")" "300000 $(slice_of "$BASHPID")"
+else
+    t_skip "scheduler slice: 100 us by default" "kernel $(uname -r) has no per-task slices (6.12+)"
+    t_skip "scheduler slice: a reload sets 300 us, then 0 gives back the kernel's default" \
+        "kernel $(uname -r) has no per-task slices (6.12+)"
+fi
 
 # ---- the plugin's request data limit ----
 # batch RECORDS ID: a usage batch of RECORDS records of ~250 bytes each.

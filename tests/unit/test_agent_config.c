@@ -63,6 +63,7 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(c->upstream.max_host_connections, 1024);
     assert_string_equal(c->log_level, "info");
     assert_false(c->log_prompts);
+    assert_int_equal(c->sched_slice_us, 100);
     assert_true(c->providers.n > 3);
     assert_string_equal(c->providers.items[0], "openai");
     assert_non_null(c->usage.node_id);
@@ -84,7 +85,7 @@ static void test_full_config(void **state)
         "\"upstream\":{\"ca_file\":\"/ca.pem\",\"max_response_bytes\":1024},"
         "\"limits\":{\"max_connections\":1},\"stream\":{\"high_water_bytes\":4096},"
         "\"providers\":[\"openai\",\"anthropic\"],\"forward_headers\":[\"OpenAI-Beta\"],"
-        "\"log_level\":\"debug\",\"log_prompts\":true,\"drain_timeout_s\":0}";
+        "\"log_level\":\"debug\",\"log_prompts\":true,\"drain_timeout_s\":0,\"sched_slice_us\":0}";
     struct config *c = parse_ok(text);
     assert_int_equal(c->listeners[0].mode_bits, 0600);
     assert_true(c->listeners[0].metrics);
@@ -101,6 +102,7 @@ static void test_full_config(void **state)
     assert_int_equal(c->upstream.max_response_bytes, 1024);
     assert_int_equal(c->providers.n, 2);
     assert_true(c->log_prompts);
+    assert_int_equal(c->sched_slice_us, 0);
     struct config *ref = config_ref(c);
     config_unref(&c);
     assert_string_equal(ref->forward_headers.items[0], "OpenAI-Beta");
@@ -472,6 +474,12 @@ static void test_semantic_rules(void **state)
     parse_bad("{" BASE_VAULT "}", "listeners: is required");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"log_level\":\"loud\"}",
               "log_level: must be one");
+    /* The kernel's custom slices are 100 us .. 100 ms; 0 keeps the kernel's default. */
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"sched_slice_us\":99}",
+              "sched_slice_us: must be 0 (the kernel's default) or 100..100000");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"sched_slice_us\":100001}", "sched_slice_us: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"sched_slice_us\":-1}", "sched_slice_us: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"sched_slice_us\":\"100\"}", "sched_slice_us: ");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"forward_headers\":[\"Authorization\"]}",
               "forward_headers[0]: may not forward");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"forward_headers\":[\"X-A:b\"]}",
