@@ -121,6 +121,8 @@ static void agent_apply_slice(const struct config *cfg)
     if (cfg->sched_slice_us == applied) {
         return;
     }
+    /* Tried once per value: a refusal is said at start and at a reload that changes it. */
+    applied = cfg->sched_slice_us;
     struct agent_sched_attr a;
     memset(&a, 0, sizeof(a));
     if (syscall(SYS_sched_getattr, 0, &a, (unsigned)sizeof(a), 0U) != 0) {
@@ -130,7 +132,6 @@ static void agent_apply_slice(const struct config *cfg)
     }
     if (a.policy != SCHED_OTHER && a.policy != SCHED_BATCH && a.policy != SCHED_IDLE) {
         log_kv(LOGL_INFO, "not a fair-scheduled process; sched_slice_us not applied", NULL);
-        applied = cfg->sched_slice_us;
         return;
     }
     a.size = (uint32_t)sizeof(a);
@@ -142,7 +143,6 @@ static void agent_apply_slice(const struct config *cfg)
                strerror(errno), NULL);
         return;
     }
-    applied = cfg->sched_slice_us;
     if (cfg->sched_slice_us == 0) {
         return;
     }

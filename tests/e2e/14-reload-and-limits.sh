@@ -15,7 +15,10 @@
 #     log_prompts: the prompt text appears in the log only once it is on;
 #   - the agent's scheduler slice (sched_slice_us, Linux 6.12+ custom slices,
 #     read back from /proc/PID/sched): 100 us by default, a reload sets
-#     another, 0 gives back the kernel's default;
+#     another, 0 gives back the kernel's default; under a seccomp filter that
+#     refuses sched_setattr with EPERM (what the systemd unit's
+#     SystemCallFilter=~@resources would do without its allow line) the agent
+#     says so once, keeps the kernel's slice and serves;
 #   - the plugin's request data limit the agent's usage batches stay under
 #     (docs/agent.md "Usage reporting"): a 512 KiB batch (the agent's bound)
 #     is counted, a batch over 1 MiB is refused with a 400 saying so.
@@ -33,7 +36,8 @@ CASES=("failed reload: the kept socket keeps its mode"
     "scheduler slice: a reload sets 300 us, then 0 gives back the kernel's default"
     "plugin: a 512 KiB usage batch (the agent's bound) is counted"
     "plugin: a usage batch over 1 MiB is refused (400) with a message naming the limit"
-    "agent stops cleanly on SIGTERM, no sanitizer report")
+    "agent stops cleanly on SIGTERM, no sanitizer report"
+    "scheduler slice refused (seccomp EPERM): one warning, the kernel's slice kept, the agent serves, a reload does not warn again")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 key_put acme openai "$(lib_canary)" || t_block_all # usage is recorded for tenants with a key
@@ -173,4 +177,35 @@ t_match "plugin: a usage batch over 1 MiB is refused (400) with a message naming
     '^1[0-9]{6} 400 .*too large'
 
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
+
+# ---- the slice refused by a seccomp filter ----
+NAME="scheduler slice refused (seccomp EPERM): one warning, the kernel's slice kept, the agent serves, a reload does not warn again"
+WARN='"@message":"cannot set the scheduler slice; sched_slice_us not applied"'
+if ! kernel_slices; then
+    t_skip "$NAME" "kernel $(uname -r) has no per-task slices (6.12+)"
+elif ! ${CC:-cc} -O1 -o "$LIB_TMP/deny-sched-setattr" "$BYOK_ROOT/tests/e2e/deny-sched-setattr.c" 2>"$LIB_TMP/cc.err"; then
+    t_skip "$NAME" "cannot build the seccomp helper: $(head -c 200 "$LIB_TMP/cc.err")"
+else
+    printf '#!/bin/bash\nexec "%s" "%s" "$@"\n' "$LIB_TMP/deny-sched-setattr" "$AGENT_BIN" >"$LIB_TMP/agent-denied"
+    chmod +x "$LIB_TMP/agent-denied"
+    REAL_AGENT_BIN=$AGENT_BIN
+    AGENT_BIN=$LIB_TMP/agent-denied
+    AGENT_LOG=$AGENT_DIR/agent-denied.log
+    agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0660\"}]"
+    if agent_start; then
+        call "$S" GET /healthz
+        warned=$(grep -c "$WARN" "$AGENT_LOG")
+        err=$(grep "$WARN" "$AGENT_LOG" | head -n 1 | jq -r .error)
+        kill -HUP "$AGENT_PID"
+        lib_wait_for 5 reloads 1
+        t_eq "$NAME" \
+            "$warned $err | $(slice_of "$AGENT_PID") | $CODE | $(grep -c "$WARN" "$AGENT_LOG")" \
+            "1 Operation not permitted | $(slice_of "$BASHPID") | 200 | 1"
+        kill -TERM "$AGENT_PID"
+        wait "$AGENT_PID" 2>/dev/null
+    else
+        t_fail "$NAME" "the agent did not start under the filter: $(tail -n 3 "$AGENT_LOG")"
+    fi
+    AGENT_BIN=$REAL_AGENT_BIN
+fi
 t_done
