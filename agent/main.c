@@ -136,8 +136,6 @@ static void agent_apply_slice(const struct config *cfg)
     }
     a.size = (uint32_t)sizeof(a);
     a.runtime = (uint64_t)cfg->sched_slice_us * 1000U;
-    a.deadline = 0;
-    a.period = 0;
     if (syscall(SYS_sched_setattr, 0, &a, 0U) != 0) {
         log_kv(LOGL_WARN, "cannot set the scheduler slice; sched_slice_us not applied", "error",
                strerror(errno), NULL);
