@@ -20,6 +20,7 @@
 
 #include "agent/upstream.h"
 #include "common/azure.h"
+#include "common/jsonw.h"
 
 #define ANTHROPIC_VERSION "2023-06-01"
 #define AZURE_DEFAULT_API_VERSION "2024-10-21"
@@ -199,11 +200,10 @@ static enum err prov_url(struct provider_http *out, const json_t *entry, const c
 
 static enum err prov_dump(json_t *body, struct provider_http *out)
 {
-    out->body = json_dumps(body, JSON_COMPACT);
+    out->body = jsonw_dumps(body, &out->body_len);
     if (out->body == NULL) {
         return ERR_NOMEM;
     }
-    out->body_len = strlen(out->body);
     return ERR_OK;
 }
 
@@ -1024,7 +1024,7 @@ static json_t *anth_tool_call(const json_t *blk)
     if (!anth_tool_ident(blk, &id, &name) || (input != NULL && !json_is_object(input))) {
         return NULL;
     }
-    char *args = input != NULL ? json_dumps(input, JSON_COMPACT) : NULL;
+    char *args = input != NULL ? jsonw_dumps(input, NULL) : NULL;
     json_t *tc = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function",
                            "name", name, "arguments", args != NULL ? args : "{}");
     free(args);
@@ -1150,7 +1150,7 @@ static enum err anth_emit(struct buf *out, json_t *chunk)
     if (chunk == NULL) {
         return ERR_NOMEM;
     }
-    char *s = json_dumps(chunk, JSON_COMPACT);
+    char *s = jsonw_dumps(chunk, NULL);
     json_decref(chunk);
     if (s == NULL) {
         return ERR_NOMEM;

@@ -38,6 +38,7 @@
 #include "agent/sse.h"
 #include "agent/upstream.h"
 #include "agent/usage.h"
+#include "common/jsonw.h"
 #include "common/log.h"
 
 #define PROXY_MAX_PROBE 64
@@ -495,7 +496,7 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
 /* Sends one stream frame: prefix, the compact dump of j (taken), a blank line. */
 static void call_stream_send_json(struct call *c, const char *prefix, json_t *j)
 {
-    char *s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *s = j != NULL ? jsonw_dumps(j, NULL) : NULL;
     json_decref(j);
     if (s != NULL) {
         evbuffer_add_printf(c->chunk, "%s%s\n\n", prefix, s);

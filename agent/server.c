@@ -34,6 +34,7 @@
 
 #include "agent/metrics.h"
 #include "agent/proxy.h"
+#include "common/jsonw.h"
 #include "common/log.h"
 
 #define SERVER_BACKLOG 4096
@@ -229,7 +230,7 @@ static void server_free_text(const void *data, size_t len, void *arg)
 void server_reply_json(struct request *r, int status, json_t *body)
 {
     struct evbuffer *b = evbuffer_new();
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body != NULL ? jsonw_dumps(body, NULL) : NULL;
     json_decref(body);
     if (b == NULL || text == NULL) {
         if (b != NULL) {

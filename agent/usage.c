@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agent/metrics.h"
+#include "common/jsonw.h"
 #include "common/log.h"
 
 /*
@@ -431,7 +432,7 @@ static struct urow *usage_rows_reverse(struct urow *r)
 static size_t usage_row_bytes(const struct urow *r)
 {
     json_t *j = usage_row_json(r);
-    char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *text = j != NULL ? jsonw_dumps(j, NULL) : NULL;
     json_decref(j);
     if (text == NULL) {
         return USAGE_BATCH_MAX_BYTES;
@@ -574,7 +575,7 @@ static void usage_send(struct usage *u, struct utenant *t)
     }
     json_t *body =
         records != NULL ? json_pack("{s:s,s:o}", "batch_id", b->id, "records", records) : NULL;
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body != NULL ? jsonw_dumps(body, NULL) : NULL;
     json_decref(body);
     if (text == NULL) {
         return;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/jsonw.h"
 #include "common/log.h"
 #include "plugin/broker.h"
 #include "plugin/byok.h"
@@ -86,7 +87,7 @@ static enum err be_response(struct be_out *o, const struct fw_response *resp, co
     if (!json_is_object(obj)) {
         return ERR_INTERNAL;
     }
-    o->data = json_dumps(obj, JSON_COMPACT);
+    o->data = jsonw_dumps(obj, NULL);
     if (o->data == NULL) {
         return ERR_NOMEM;
     }
