@@ -546,6 +546,64 @@ json_t *keystore_record_clone(const json_t *rec)
     return out;
 }
 
+static bool keystore_only_ref(const json_t *j)
+{
+    /* Pairs with jansson's release decrement: a reader's last use happened before. */
+    return __atomic_load_n(&j->refcount, __ATOMIC_ACQUIRE) == 1;
+}
+
+/* Is rec, with the parts a clone would copy, referenced by its holder only? */
+static bool keystore_record_exclusive(const json_t *rec)
+{
+    if (!keystore_only_ref(rec)) {
+        return false;
+    }
+    const json_t *vs = json_object_get(rec, "versions");
+    if (vs == NULL) {
+        return true;
+    }
+    if (!keystore_only_ref(vs)) {
+        return false;
+    }
+    size_t i;
+    const json_t *v;
+    json_array_foreach(vs, i, v)
+    {
+        if (!keystore_only_ref(v)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+enum err keystore_record_take(struct keystore *ks, struct storage *st, const char *key,
+                              json_t **ret_own)
+{
+    json_t *shared = NULL;
+    enum err e = keystore_record_get(ks, st, key, &shared);
+    if (e != ERR_OK) {
+        return e;
+    }
+    /*
+     * Out of the cache, the record can gain references only from holders
+     * that still have it; with none left (checked after the drop), it is
+     * ours alone. This saves the clone and freeing the old record: about a
+     * quarter of a key write's own instructions.
+     */
+    cache_invalidate(ks->records, key);
+    if (keystore_record_exclusive(shared)) {
+        *ret_own = shared;
+        return ERR_OK;
+    }
+    json_t *own = keystore_record_clone(shared);
+    json_decref(shared);
+    if (own == NULL) {
+        return ERR_NOMEM;
+    }
+    *ret_own = own;
+    return ERR_OK;
+}
+
 void keystore_record_forget(struct keystore *ks, const char *key)
 {
     cache_invalidate(ks->records, key);

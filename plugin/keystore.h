@@ -134,6 +134,17 @@ MUST_USE enum err keystore_record_put(struct keystore *ks, struct storage *st, c
  * members (json_object_set_new), never edit a nested value in place.
  */
 json_t *keystore_record_clone(const json_t *rec);
+/*
+ * The record at key to modify and put back, for a writer holding the
+ * keystore lock: the cache entry is dropped first, so no reader can get the
+ * shared document any more; when no reader still holds it (the record, its
+ * "versions" and every entry referenced once: ours), it is returned itself
+ * and modified in place, otherwise as keystore_record_clone. The same rules
+ * as for a clone apply. A write that fails leaves no cache entry: the next
+ * read loads the stored record.
+ */
+MUST_USE enum err keystore_record_take(struct keystore *ks, struct storage *st, const char *key,
+                                       json_t **ret_own);
 /* Drops cached records: one key, or every one (key NULL; tenant delete). */
 void keystore_record_forget(struct keystore *ks, const char *key);
 

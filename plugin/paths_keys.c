@@ -267,6 +267,19 @@ static json_t *keys_load(struct fw_request *req, enum err *ret_e)
     return rec;
 }
 
+/* The record to modify and save (keystore_record_take); NULL with *ret_e set otherwise. */
+static json_t *keys_take(struct fw_request *req, enum err *ret_e)
+{
+    char key[STORAGE_MAX_KEY];
+    json_t *rec = NULL;
+    *ret_e = keystore_path_key(key, sizeof(key), fw_str(req, "tenant"), fw_str(req, "provider"),
+                               fw_str(req, "key_type"));
+    if (*ret_e == ERR_OK) {
+        *ret_e = keystore_record_take(keystore_of(req->backend), req->storage, key, &rec);
+    }
+    return rec;
+}
+
 static enum err keys_save(struct fw_request *req, const json_t *rec)
 {
     char key[STORAGE_MAX_KEY];
@@ -528,7 +541,7 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     bool has_value = fw_provided(req, "key_value");
 
     keystore_lock(ks);
-    rec = keys_load(req, &e);
+    rec = keys_take(req, &e);
     if (e == ERR_NOTFOUND) {
         if (!has_value) {
             fw_error(resp, "missing required field 'key_value'");

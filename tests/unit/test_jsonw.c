@@ -93,17 +93,19 @@ static uint32_t rnd(uint32_t n)
 
 static json_t *rnd_string(void)
 {
-    static const char *pieces[] = {"a", "\"", "\\", "/", "\n", "\x01", "\x7f", "\xc3\xa9",
-                                   "\xe2\x82\xac", "\xf0\x9f\x94\x91", " ", "sk-", "\t", "\r"};
+    static const char *pieces[] = {
+        "a", "\"",  "\\", "/", "\n", "\x01", "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x94\x91",
+        " ", "sk-", "\t", "\r"};
     char s[64];
     size_t n = 0;
     for (uint32_t k = rnd(12); k > 0; k--) {
         const char *p = pieces[rnd(sizeof(pieces) / sizeof(pieces[0]))];
-        if (n + strlen(p) >= sizeof(s)) {
+        size_t len = strlen(p);
+        if (n + len >= sizeof(s)) {
             break;
         }
-        memcpy(s + n, p, strlen(p));
-        n += strlen(p);
+        memcpy(s + n, p, len + 1); /* with its NUL; json_stringn takes the length */
+        n += len;
     }
     return json_stringn(s, n);
 }

@@ -719,6 +719,18 @@ static void fault_off(struct env *e)
     fault_put_prefix = fault_del_prefix = NULL;
 }
 
+/* A key write at path whose record cannot be saved (storage put fails): refused. */
+static void put_key_save_fails(struct env *e, const char *path, const char *value)
+{
+    char body[256];
+    snprintf(body, sizeof(body), "{\"key_value\": \"%s\"}", value);
+    fault_on(e, path, NULL);
+    struct result r = call(e, FW_OP_UPDATE, path, body);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+}
+
 static size_t grace_marks(struct env *e)
 {
     char **names = NULL;
@@ -741,6 +753,58 @@ static bool stored_ct(struct env *e, int64_t version)
 #define ROTATE_GRACE(v) "{\"key_value\": \"" v "\", \"grace_period\": \"1h\"}"
 
 /* An expired key's value gets no grace period when rotated: creds never serve it again. */
+/*
+ * A key write modifies the cached record in place only when nobody else holds
+ * it: a reader still holding the record, or only one of its versions, keeps
+ * exactly what it had; a write whose save fails leaves the stored record as
+ * the one reads see.
+ */
+static void test_write_leaves_held_record(void **state)
+{
+    struct env *e = *state;
+    struct keystore *ks = keystore_of(e->b);
+    char key[STORAGE_MAX_KEY];
+    assert_int_equal(keystore_path_key(key, sizeof(key), "acme", "openai", "production"), ERR_OK);
+    put_key(e, KP, canary1, NULL);
+
+    json_t *held = NULL;
+    assert_int_equal(keystore_record_get(ks, e->st, key, &held), ERR_OK);
+    char *before = json_dumps(held, JSON_COMPACT);
+    put_key(e, KP, canary2, NULL);
+    char *after = json_dumps(held, JSON_COMPACT);
+    assert_string_equal(after, before);
+    assert_int_equal(num(held, "current_version"), 1);
+    free(before);
+    free(after);
+
+    /* Only a version entry held: the next write revokes version 2 in its own copy. */
+    json_decref(held);
+    assert_int_equal(keystore_record_get(ks, e->st, key, &held), ERR_OK);
+    json_t *v2 = json_incref(version_of(held, 2));
+    json_decref(held);
+    assert_non_null(v2);
+    put_key(e, KP, canary3, NULL);
+    assert_string_equal(str(v2, "status"), "active");
+    json_decref(v2);
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "current_version"), 3);
+    assert_string_equal(str(version_of(d, 2), "status"), "revoked");
+    json_decref(d);
+
+    /* Nobody holds it now: modified in place; a failed save leaves version 3 current. */
+    put_key_save_fails(e, KP, canary4);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "current_version"), 3);
+    assert_string_equal(str(version_of(d, 3), "status"), "active");
+    json_decref(d);
+    assert_string_equal(creds_value(e, CREDS, &d), canary3);
+    json_decref(d);
+    put_key(e, KP, canary4, NULL);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "current_version"), 4);
+    json_decref(d);
+}
+
 static void test_rotate_expired_no_grace(void **state)
 {
     struct env *e = *state;
@@ -796,12 +860,7 @@ static void test_write_cutting_grace_save_fails(void **state)
     ok0(e, FW_OP_UPDATE, KP "/rotate",
         ROTATE_GRACE("sk-CANARY2acme1111111111111111111111111111yR"));
     assert_int_equal(grace_marks(e), 1);
-    fault_on(e, KP, NULL);
-    struct result r = call(e, FW_OP_UPDATE, KP,
-                           "{\"key_value\": \"sk-CANARY3acme2222222222222222222222222222xS\"}");
-    assert_int_not_equal(r.status, FW_OK);
-    done(&r);
-    fault_off(e);
+    put_key_save_fails(e, KP, canary3);
     assert_int_equal(grace_marks(e), 1);
     fake_now += 7200;
     assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
@@ -1809,6 +1868,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_count_concurrent_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_expired_no_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_leaves_held_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_mark_fails_then_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_cutting_grace_save_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_bounds, setup, teardown),
