@@ -44,7 +44,7 @@ static bool jw_grow(struct jw *w, size_t n)
     return true;
 }
 
-/* Room for n more bytes plus the NUL (after a failure: never). */
+/* Room for n more bytes plus the NUL; false when the buffer cannot grow (the dump fails). */
 static inline bool jw_room(struct jw *w, size_t n)
 {
     return n < w->alloc - w->len || jw_grow(w, n);
