@@ -1150,14 +1150,15 @@ static enum err anth_emit(struct buf *out, json_t *chunk)
     if (chunk == NULL) {
         return ERR_NOMEM;
     }
-    char *s = jsonw_dumps(chunk, NULL);
+    size_t len = 0;
+    char *s = jsonw_dumps(chunk, &len);
     json_decref(chunk);
     if (s == NULL) {
         return ERR_NOMEM;
     }
     enum err e = buf_append(out, "data: ", 6);
     if (e == ERR_OK) {
-        e = buf_append_str(out, s);
+        e = buf_append(out, s, len);
     }
     if (e == ERR_OK) {
         e = buf_append(out, "\n\n", 2);

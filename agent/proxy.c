@@ -496,10 +496,13 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
 /* Sends one stream frame: prefix, the compact dump of j (taken), a blank line. */
 static void call_stream_send_json(struct call *c, const char *prefix, json_t *j)
 {
-    char *s = j != NULL ? jsonw_dumps(j, NULL) : NULL;
+    size_t len = 0;
+    char *s = j != NULL ? jsonw_dumps(j, &len) : NULL;
     json_decref(j);
     if (s != NULL) {
-        evbuffer_add_printf(c->chunk, "%s%s\n\n", prefix, s);
+        evbuffer_add(c->chunk, prefix, strlen(prefix));
+        evbuffer_add(c->chunk, s, len);
+        evbuffer_add(c->chunk, "\n\n", 2);
         free(s);
         evhttp_send_reply_chunk(c->r->ev, c->chunk);
         server_flush_soon(c->r);

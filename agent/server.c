@@ -230,7 +230,8 @@ static void server_free_text(const void *data, size_t len, void *arg)
 void server_reply_json(struct request *r, int status, json_t *body)
 {
     struct evbuffer *b = evbuffer_new();
-    char *text = body != NULL ? jsonw_dumps(body, NULL) : NULL;
+    size_t len = 0;
+    char *text = body != NULL ? jsonw_dumps(body, &len) : NULL;
     json_decref(body);
     if (b == NULL || text == NULL) {
         if (b != NULL) {
@@ -247,7 +248,7 @@ void server_reply_json(struct request *r, int status, json_t *body)
         return;
     }
     /* Zero copy: the text is freed when evhttp has written it, not when we return. */
-    if (evbuffer_add_reference(b, text, strlen(text), server_free_text, NULL) != 0) {
+    if (evbuffer_add_reference(b, text, len, server_free_text, NULL) != 0) {
         free(text);
     }
     server_reply_buf(r, status, "application/json", b);

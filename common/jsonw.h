@@ -5,7 +5,7 @@
  *
  * jansson's encoder decodes every character of every string as UTF-8, calls
  * back per run of characters, and keeps a hash table of every container it
- * enters (keyed by a printf'd pointer) to find cycles: a 2 KB key record took
+ * enters (keyed by a printf'd pointer) to find cycles: a 1.7 KB key record took
  * ~157,000 instructions, the largest single part of a key write. Here strings
  * are copied in runs between the bytes JSON must escape (found eight at a
  * time), so the same record takes ~36,000. The output is checked against

@@ -53,14 +53,15 @@ struct be_out {
     Pb__HandleRequestReply reply;
     Pb__Response response;
     Pb__ProtoError perr;
-    char *data; /* json_dumps text, wiped on free: may hold a provider key */
+    char *data; /* compact JSON text, wiped on free: may hold a provider key */
+    size_t data_len;
     char **warnings;
 };
 
 static void be_out_done(struct be_out *o)
 {
     if (o->data != NULL) {
-        OPENSSL_cleanse(o->data, strlen(o->data));
+        OPENSSL_cleanse(o->data, o->data_len);
         free(o->data);
     }
     free(o->warnings);
@@ -87,7 +88,7 @@ static enum err be_response(struct be_out *o, const struct fw_response *resp, co
     if (!json_is_object(obj)) {
         return ERR_INTERNAL;
     }
-    o->data = jsonw_dumps(obj, NULL);
+    o->data = jsonw_dumps(obj, &o->data_len);
     if (o->data == NULL) {
         return ERR_NOMEM;
     }

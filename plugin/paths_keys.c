@@ -249,33 +249,29 @@ static void keys_mask(const char *v, size_t len, char *out, size_t size)
     snprintf(out, size, "%.*s...%.*s", (int)head, v, (int)tail, v + len - tail);
 }
 
-/* A private (mutable) copy of the key record. */
-static json_t *keys_load(struct fw_request *req, enum err *ret_e)
+/*
+ * The key record, to modify: a private copy, or with take (a write that saves
+ * it) the record itself when nobody else holds it (keystore_record_take,
+ * which also drops it from the cache). NULL with *ret_e set otherwise.
+ */
+static json_t *keys_load(struct fw_request *req, bool take, enum err *ret_e)
 {
     char key[STORAGE_MAX_KEY];
+    struct keystore *ks = keystore_of(req->backend);
     json_t *shared = NULL, *rec = NULL;
     *ret_e = keystore_path_key(key, sizeof(key), fw_str(req, "tenant"), fw_str(req, "provider"),
                                fw_str(req, "key_type"));
+    if (*ret_e == ERR_OK && take) {
+        *ret_e = keystore_record_take(ks, req->storage, key, &rec);
+        return rec;
+    }
     if (*ret_e == ERR_OK) {
-        *ret_e = keystore_record_get(keystore_of(req->backend), req->storage, key, &shared);
+        *ret_e = keystore_record_get(ks, req->storage, key, &shared);
     }
     if (*ret_e == ERR_OK) {
         rec = keystore_record_clone(shared);
         json_decref(shared);
         *ret_e = rec != NULL ? ERR_OK : ERR_NOMEM;
-    }
-    return rec;
-}
-
-/* The record to modify and save (keystore_record_take); NULL with *ret_e set otherwise. */
-static json_t *keys_take(struct fw_request *req, enum err *ret_e)
-{
-    char key[STORAGE_MAX_KEY];
-    json_t *rec = NULL;
-    *ret_e = keystore_path_key(key, sizeof(key), fw_str(req, "tenant"), fw_str(req, "provider"),
-                               fw_str(req, "key_type"));
-    if (*ret_e == ERR_OK) {
-        *ret_e = keystore_record_take(keystore_of(req->backend), req->storage, key, &rec);
     }
     return rec;
 }
@@ -541,7 +537,7 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     bool has_value = fw_provided(req, "key_value");
 
     keystore_lock(ks);
-    rec = keys_take(req, &e);
+    rec = keys_load(req, true, &e);
     if (e == ERR_NOTFOUND) {
         if (!has_value) {
             fw_error(resp, "missing required field 'key_value'");
@@ -614,7 +610,7 @@ static enum err keys_read(struct fw_request *req, struct fw_response *resp)
     enum err e;
     /* Under the write lock so a concurrent usage flush is either all in storage or all pending. */
     keystore_lock(ks);
-    json_t *rec = keys_load(req, &e);
+    json_t *rec = keys_load(req, false, &e);
     if (e == ERR_OK) {
         e = keys_reply_view(req, resp, rec, keystore_now());
     } else if (e == ERR_NOTFOUND) {
@@ -638,7 +634,7 @@ static enum err keys_delete(struct fw_request *req, struct fw_response *resp)
                *kt = fw_str(req, "key_type");
     enum err e;
     keystore_lock(ks);
-    json_t *rec = keys_load(req, &e);
+    json_t *rec = keys_load(req, false, &e);
     if (e == ERR_NOTFOUND) {
         e = ERR_OK; /* deleting what is not there succeeds, as in Vault */
         goto out_unlock;
@@ -719,7 +715,7 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     keystore_time_format(now + (time_t)grace, grace_s, sizeof(grace_s));
 
     keystore_lock(ks);
-    rec = keys_load(req, &e);
+    rec = keys_load(req, false, &e);
     if (e == ERR_NOTFOUND) {
         fw_error_coded(resp, 404, "no key to rotate");
         e = ERR_OK;
