@@ -67,26 +67,41 @@ static void agent_raise_nofile(void)
 /*
  * The secure heap is locked in memory where RLIMIT_MEMLOCK allows (OpenSSL
  * falls back to an unlocked one otherwise): the soft limit is raised to the
- * hard one, and a heap still over it is said once at start.
+ * hard one before the heap is made.
  */
-static void agent_raise_memlock(size_t heap)
+static void agent_raise_memlock(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0) {
-        return;
-    }
-    if (rl.rlim_cur < rl.rlim_max) {
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_MEMLOCK, &rl);
     }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < heap && geteuid() != 0) {
-        char h[32], lim[32];
-        snprintf(h, sizeof(h), "%zu", heap);
+}
+
+/*
+ * A heap OpenSSL could not lock (or keep out of core files) is said once at
+ * start, with the likely reason: RLIMIT_MEMLOCK below the heap, else a refused
+ * mlock or madvise (a seccomp filter, a container without the right).
+ */
+static void agent_warn_unlocked(size_t heap)
+{
+    if (secret_heap_locked()) {
+        return;
+    }
+    struct rlimit rl;
+    char h[32], lim[32];
+    snprintf(h, sizeof(h), "%zu", heap);
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < heap) {
         snprintf(lim, sizeof(lim), "%llu", (unsigned long long)rl.rlim_cur);
         log_kv(LOGL_WARN,
                "secure heap larger than RLIMIT_MEMLOCK: keys may not be locked in memory",
                "secure_heap_bytes", h, "memlock_bytes", lim, NULL);
+        return;
     }
+    log_kv(LOGL_WARN,
+           "secure heap not locked in memory (mlock or madvise refused): keys may reach swap or "
+           "a core file",
+           "secure_heap_bytes", h, NULL);
 }
 
 /*
@@ -313,13 +328,14 @@ int main(int argc, char **argv)
     }
     log_init(NULL, (enum log_level)log_level_parse(cfg->log_level));
     agent_heap_bytes = config_secure_heap_bytes(cfg);
-    agent_raise_memlock(agent_heap_bytes);
+    agent_raise_memlock();
     if (secret_heap_init(agent_heap_bytes) != ERR_OK) {
         char h[32];
         snprintf(h, sizeof(h), "%zu", agent_heap_bytes);
         log_kv(LOGL_ERROR, "cannot set up the secure heap", "secure_heap_bytes", h, NULL);
         return 1;
     }
+    agent_warn_unlocked(agent_heap_bytes);
     agent_raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     int rc = 1;

@@ -14,6 +14,8 @@
 
 /* The arena's size, from the first successful secret_heap_init. */
 static size_t secret_heap_size;
+/* CRYPTO_secure_malloc_init returned 1: mlock and MADV_DONTDUMP both took. */
+static bool secret_heap_is_locked;
 
 enum err secret_heap_init(size_t size)
 {
@@ -27,13 +29,19 @@ enum err secret_heap_init(size_t size)
     if (CRYPTO_secure_malloc_initialized()) {
         return ERR_OK;
     }
-    /* Returns 2 when the arena works but could not be mlock'ed (RLIMIT_MEMLOCK). */
+    /* Returns 2 when the arena works but mlock or madvise(MADV_DONTDUMP) failed. */
     int rc = CRYPTO_secure_malloc_init(n, 32);
     if (rc == 0) {
         return ERR_NOMEM;
     }
     secret_heap_size = n;
+    secret_heap_is_locked = rc == 1;
     return ERR_OK;
+}
+
+bool secret_heap_locked(void)
+{
+    return secret_heap_is_locked;
 }
 
 size_t secret_heap_free(void)

@@ -10,6 +10,7 @@
 #ifndef BYOK_COMMON_SECRET_H
 #define BYOK_COMMON_SECRET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/err.h"
@@ -25,9 +26,15 @@ struct secret {
 /*
  * Sets up the secure heap (size rounded up to a power of two, at least 64 KiB)
  * and hardens the process: not dumpable, RLIMIT_CORE 0. Call once at start-up,
- * before threads. ERR_NOMEM if the arena cannot be mapped or locked.
+ * before threads. ERR_NOMEM if the arena cannot be mapped. An arena that
+ * could not be locked in memory or kept out of core files (mlock or
+ * MADV_DONTDUMP refused: RLIMIT_MEMLOCK, a seccomp filter) still works:
+ * secret_heap_locked says so, for the caller to warn.
  */
 MUST_USE enum err secret_heap_init(size_t size);
+
+/* Whether the arena is locked in memory and excluded from core dumps. */
+bool secret_heap_locked(void);
 
 /*
  * Bytes of the arena not handed out (0 before secret_heap_init). Blocks are

@@ -4,8 +4,8 @@
 # What ships for deployment, checked as far as this machine allows:
 #   - agent/byok-agent.service passes `systemd-analyze verify` (every directive
 #     and value known to this systemd), with ExecStart pointing at the built
-#     agent (skipped where systemd-analyze is not installed: it is not a
-#     make deps package);
+#     agent (skipped where systemd-analyze is not installed; make deps
+#     installs the systemd package for it);
 #   - agent/example-config.json parses (`--check-config`), once its host
 #     specifics (listener groups, the Vault CA file, the AppRole credential
 #     files, which --check-config requires to exist, 0600) are replaced by ones

@@ -20,7 +20,9 @@ import (
 
 // loadOrMakeCerts returns the server TLS config from dir/server.pem and
 // dir/server.key, first creating a throw-away CA (dir/ca.pem) and a server
-// certificate for 127.0.0.1, ::1 and localhost when they are missing. The
+// certificate for 127.0.0.1, ::1, localhost and this machine's host name (a
+// name that goes through the resolver: curl answers localhost itself) when
+// they are missing. The
 // agent under test trusts dir/ca.pem and nothing else, so verification stays on.
 func loadOrMakeCerts(dir string) (*tls.Config, error) {
 	caPath := filepath.Join(dir, "ca.pem")
@@ -85,7 +87,7 @@ func makeCerts(caPath, certPath, keyPath string) error {
 		NotAfter:     now.Add(7 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     dnsNames(),
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
@@ -104,4 +106,13 @@ func makeCerts(caPath, certPath, keyPath string) error {
 	}
 	// The certificate is written last: its presence means the set is complete.
 	return writePEM(certPath, "CERTIFICATE", srvDER, 0o644)
+}
+
+// dnsNames: localhost, and the host name when there is a valid one.
+func dnsNames() []string {
+	names := []string{"localhost"}
+	if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" && len(h) <= 253 {
+		names = append(names, h)
+	}
+	return names
 }
