@@ -311,6 +311,15 @@ int main(int argc, char **argv)
         log_kv(LOGL_ERROR, "cannot set up the secure heap", NULL);
         return 1;
     }
+    if (!secret_heap_locked()) {
+        /* RLIMIT_MEMLOCK under the heap without CAP_IPC_LOCK, or mlock refused: it still works. */
+        char h[32];
+        snprintf(h, sizeof(h), "%zu", PLUGIN_SECURE_HEAP);
+        log_kv(LOGL_WARN,
+               "secure heap not locked in memory (RLIMIT_MEMLOCK, or mlock or madvise refused): "
+               "key material may reach swap or a core file",
+               "secure_heap_bytes", h, NULL);
+    }
     json_set_alloc_funcs(malloc, plugin_json_free);
 
     struct tlsgen tls;

@@ -9,7 +9,13 @@
 #   - agent/example-config.json parses (`--check-config`), once its host
 #     specifics (listener groups, the Vault CA file, the AppRole credential
 #     files, which --check-config requires to exist, 0600) are replaced by ones
-#     that exist here.
+#     that exist here;
+#   - agent/k8s-daemonset.yaml: its parts agree with each other and with the
+#     agent (tests/e2e/check-daemonset.py: config file and sockets in the
+#     mounted volumes, the probe on a listener, non-root with no
+#     capabilities, the grace period above the drain time, ...), and the
+#     agent.json its ConfigMap holds passes --check-config once the CA and
+#     service-account token files it names are replaced by ones that exist.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BYOK_BUILD:-$ROOT/build}
@@ -20,7 +26,7 @@ n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 notok() { n=$((n + 1)); echo "not ok $n - $1"; [ $# -gt 1 ] && echo "# $2"; }
 skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-echo "1..2"
+echo "1..4"
 
 if command -v systemd-analyze >/dev/null; then
     sed "s|/usr/local/bin/byok-agent|$AGENT|g" "$ROOT/agent/byok-agent.service" >"$T/byok-agent.service"
@@ -40,3 +46,19 @@ jq --arg ca /dev/null --arg d "$T" '.listeners |= map(.group = "0") | .vault.ca_
     "$ROOT/agent/example-config.json" >"$T/agent.json"
 out=$("$AGENT" --check-config -c "$T/agent.json" 2>&1)
 if [ $? = 0 ]; then ok "example config passes --check-config"; else notok "example config passes --check-config" "$out"; fi
+
+if python3 -c 'import yaml' 2>/dev/null; then
+    out=$(python3 "$ROOT/tests/e2e/check-daemonset.py" "$ROOT/agent/k8s-daemonset.yaml" "$T/ds.json" 2>&1)
+    if [ $? = 0 ]; then ok "DaemonSet manifest: its parts agree"; else notok "DaemonSet manifest: its parts agree" "$(echo "$out" | tr '\n' ';')"; fi
+    printf 'header.payload.signature' >"$T/sa-token"
+    if [ -s "$T/ds.json" ] && jq --arg ca /dev/null --arg jwt "$T/sa-token" \
+        '.vault.ca_file = $ca | .vault.kubernetes.jwt_file = $jwt' "$T/ds.json" >"$T/ds-agent.json"; then
+        out=$("$AGENT" --check-config -c "$T/ds-agent.json" 2>&1)
+        if [ $? = 0 ]; then ok "DaemonSet's agent.json passes --check-config"; else notok "DaemonSet's agent.json passes --check-config" "$out"; fi
+    else
+        notok "DaemonSet's agent.json passes --check-config" "the ConfigMap's agent.json could not be read"
+    fi
+else
+    skip "DaemonSet manifest: its parts agree" "python3-yaml not installed"
+    skip "DaemonSet's agent.json passes --check-config" "python3-yaml not installed"
+fi
