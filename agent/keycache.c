@@ -171,6 +171,20 @@ enum err keycache_parse_creds(const char *body, size_t len, struct secret **ret_
     if (prov != NULL && !json_is_object(prov)) {
         goto out;
     }
+    /* The key's permissions: absent (an older plugin), or at most 64 names. */
+    json_t *perms = json_object_get(root, "permissions");
+    if (perms != NULL && !json_is_null(perms) &&
+        (!json_is_array(perms) || json_array_size(perms) > KEYCACHE_MAX_PERMISSIONS)) {
+        goto out;
+    }
+    size_t pi;
+    json_t *pv;
+    json_array_foreach(perms, pi, pv)
+    {
+        if (!json_is_string(pv)) {
+            goto out;
+        }
+    }
     /*
      * Keys never take the heap's last CONFIG_HEAP_RESERVE bytes: those are
      * for the Vault token and credential files, so a heap full of keys never
@@ -255,6 +269,7 @@ static void kc_fetch_finish(struct keycache_entry *ent, enum err e, long status,
     ent->entry = json_object_get(ent->creds, "provider");
     ent->settings = json_object_get(ent->creds, "settings");
     ent->metadata = json_object_get(ent->creds, "metadata");
+    ent->permissions = json_object_get(ent->creds, "permissions");
     if (ttl <= 0 || ttl > c->keycache.max_ttl_s) {
         ttl = c->keycache.max_ttl_s;
     }

@@ -28,6 +28,8 @@
 
 /* Longest provider key accepted from Vault (docs/api.md: key_value is 8..8192 bytes). */
 #define KEYCACHE_MAX_KEY 8192
+/* The plugin keeps at most 64 permission names per key. */
+#define KEYCACHE_MAX_PERMISSIONS 64
 
 struct keycache;
 struct keycache_wait;
@@ -41,6 +43,7 @@ struct keycache_entry {
     const json_t *entry; /* creds.provider (catalog entry), borrowed from creds */
     const json_t *settings;
     const json_t *metadata;
+    const json_t *permissions; /* the key's permissions (array of names; empty = any use) */
     /* internal */
     int refs;
     bool linked;
@@ -103,7 +106,9 @@ const struct keycache_stats *keycache_stats(const struct keycache *kc);
 /*
  * Parses a creds reply body into an entry's key and creds JSON. Exposed for
  * unit tests. ERR_PROTO when api_key is missing, not a string, empty, longer
- * than KEYCACHE_MAX_KEY or holds CR/LF/NUL. *ret_ttl gets the reply's ttl (0 if absent).
+ * than KEYCACHE_MAX_KEY or holds CR/LF/NUL, or when permissions is present and not
+ * an array of at most KEYCACHE_MAX_PERMISSIONS strings. *ret_ttl gets the reply's
+ * ttl (0 if absent).
  */
 MUST_USE enum err keycache_parse_creds(const char *body, size_t len, struct secret **ret_key,
                                        json_t **ret_creds, long *ret_ttl);

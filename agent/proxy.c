@@ -851,6 +851,7 @@ static struct route_want call_want(const struct call *c, bool context)
         .op = c->op,
         .prompt_tokens = context ? provider_prompt_estimate(c->op, c->req) : 0,
         .max_output = out,
+        .needs = route_needs(c->op, c->req),
     };
     return w;
 }
@@ -881,6 +882,19 @@ static bool call_refused(struct call *c, enum err e, enum route_refusal why)
         call_error(c, 400, "invalid_request_error", "model_not_supported",
                    c->op == PROVIDER_EMBEDDINGS ? "the model does not do embeddings"
                                                 : "the model does not do chat completions");
+    } else if (why == ROUTE_PERMISSION) {
+        /* What the request uses, by permission name: never anything of the key. */
+        char msg[192];
+        size_t n = (size_t)snprintf(msg, sizeof(msg),
+                                    "the tenant's key for the provider does not permit this "
+                                    "request; it uses:");
+        unsigned needs = route_needs(c->op, c->req);
+        for (unsigned b = 1; b < (1U << ROUTE_NEED_COUNT) && n < sizeof(msg); b <<= 1) {
+            if (needs & b) {
+                n += (size_t)snprintf(msg + n, sizeof(msg) - n, " %s", route_need_name(b));
+            }
+        }
+        call_error(c, 403, "permission_error", "key_not_permitted", msg);
     } else {
         return false;
     }
@@ -923,7 +937,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     }
     if (c->kind == ROUTE_EXPLICIT) {
         struct route_want w = call_want(c, false);
-        struct route_view v = {cand->provider, ent->entry, ent->settings};
+        struct route_view v = {cand->provider, ent->entry, ent->settings, ent->permissions};
         enum route_refusal why;
         enum err re = route_check(&w, &v, cand->model, &why);
         if (re != ERR_OK) {
@@ -1144,8 +1158,9 @@ static void call_models_reply(struct call *c)
         json_array_foreach(json_object_get(ent->entry, "models"), k, m)
         {
             const char *name = json_string_value(json_object_get(m, "name"));
-            if (name == NULL || !route_usable(ent->settings, ent->entry, m)) {
-                continue; /* outside the tenant's residency or budget tier */
+            if (name == NULL || !route_usable(ent->settings, ent->entry, m) ||
+                !route_model_permitted(ent->permissions, m)) {
+                continue; /* outside the tenant's residency or budget tier, or its key's use */
             }
             char id[CONFIG_MAX_NAME + ROUTE_MAX_MODEL + 2];
             snprintf(id, sizeof(id), "%s/%s", ent->provider, name);
@@ -1170,6 +1185,7 @@ static void call_plan(struct call *c)
             views[n].provider = ent->provider;
             views[n].entry = ent->entry;
             views[n].settings = ent->settings;
+            views[n].permissions = ent->permissions;
             n++;
         }
     }

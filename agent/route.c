@@ -314,6 +314,93 @@ bool route_usable(const json_t *settings, const json_t *entry, const json_t *m)
     return r >= 0 && r <= l.tier;
 }
 
+static const char *const route_need_names[ROUTE_NEED_COUNT] = {
+    "chat", "embedding", "streaming", "tools", "vision", "json",
+};
+
+const char *route_need_name(unsigned need)
+{
+    for (unsigned i = 0; i < ROUTE_NEED_COUNT; i++) {
+        if (need == 1U << i) {
+            return route_need_names[i];
+        }
+    }
+    return "?";
+}
+
+/* Does any message of a chat request carry an image part (OpenAI's image_url)? */
+static bool route_has_image(const json_t *req)
+{
+    size_t i, k;
+    const json_t *msg, *part;
+    json_array_foreach(json_object_get(req, "messages"), i, msg)
+    {
+        json_array_foreach(json_object_get(msg, "content"), k, part)
+        {
+            const char *type = json_string_value(json_object_get(part, "type"));
+            if (type != NULL && strcmp(type, "image_url") == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+unsigned route_needs(enum provider_op op, const json_t *req)
+{
+    if (op == PROVIDER_EMBEDDINGS) {
+        return ROUTE_NEED_EMBEDDING;
+    }
+    unsigned n = ROUTE_NEED_CHAT;
+    if (json_is_true(json_object_get(req, "stream"))) {
+        n |= ROUTE_NEED_STREAMING;
+    }
+    if (json_array_size(json_object_get(req, "tools")) > 0 ||
+        json_array_size(json_object_get(req, "functions")) > 0) {
+        n |= ROUTE_NEED_TOOLS;
+    }
+    if (route_has_image(req)) {
+        n |= ROUTE_NEED_VISION;
+    }
+    const char *rf =
+        json_string_value(json_object_get(json_object_get(req, "response_format"), "type"));
+    if (rf != NULL && (strcmp(rf, "json_object") == 0 || strcmp(rf, "json_schema") == 0)) {
+        n |= ROUTE_NEED_JSON;
+    }
+    return n;
+}
+
+unsigned route_unpermitted(const json_t *permissions, unsigned needs)
+{
+    if (json_array_size(permissions) == 0) {
+        return 0;
+    }
+    for (unsigned i = 0; i < ROUTE_NEED_COUNT; i++) {
+        if ((needs & (1U << i)) == 0) {
+            continue;
+        }
+        bool held = false;
+        size_t k;
+        const json_t *p;
+        json_array_foreach(permissions, k, p)
+        {
+            const char *s = json_string_value(p);
+            held = held || (s != NULL && strcmp(s, route_need_names[i]) == 0);
+        }
+        if (!held) {
+            return 1U << i;
+        }
+    }
+    return 0;
+}
+
+bool route_model_permitted(const json_t *permissions, const json_t *m)
+{
+    return (route_has_cap(m, "chat") && route_unpermitted(permissions, ROUTE_NEED_CHAT) == 0) ||
+           (route_has_cap(m, "embedding") &&
+            route_unpermitted(permissions, ROUTE_NEED_EMBEDDING) == 0);
+}
+
 enum err route_check(const struct route_want *w, const struct route_view *v, const char *model,
                      enum route_refusal *ret_why)
 {
@@ -326,6 +413,10 @@ enum err route_check(const struct route_want *w, const struct route_view *v, con
     }
     if (!route_serves(v->entry, l.residency)) {
         *ret_why = ROUTE_RESIDENCY;
+        return ERR_NOTFOUND;
+    }
+    if (route_unpermitted(v->permissions, w->needs) != 0) {
+        *ret_why = ROUTE_PERMISSION;
         return ERR_NOTFOUND;
     }
     const json_t *m = route_find_model(v->entry, model);
@@ -388,6 +479,10 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
         }
         if (!route_serves(v->entry, l.residency)) {
             route_note(&why, ROUTE_RESIDENCY);
+            continue;
+        }
+        if (route_unpermitted(v->permissions, w->needs) != 0) {
+            route_note(&why, ROUTE_PERMISSION);
             continue;
         }
         if (kind == ROUTE_AUTO) {

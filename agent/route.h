@@ -11,10 +11,11 @@
  * Whatever the mode, the tenant's settings bind: residency (the provider's
  * catalog regions, local providers always), budget_tier (lowered further by
  * X-BYOK-Tier), allowed_task_types, and the model's capability for the
- * operation. auto and bare names also skip models whose context window or
- * max output cannot hold the request (an estimate: an explicit choice is sent
- * as asked and the provider says if it does not fit).
- * Pure functions over catalog JSON: no I/O, no logging.
+ * operation; and so do the permissions of the tenant's key for the provider
+ * (what the request uses: chat or embedding, streaming, tools, vision, json). auto and bare names
+ * also skip models whose context window or max output cannot hold the request (an estimate: an
+ * explicit choice is sent as asked and the provider says if it does not fit). Pure functions over
+ * catalog JSON: no I/O, no logging.
  */
 #ifndef BYOK_AGENT_ROUTE_H
 #define BYOK_AGENT_ROUTE_H
@@ -43,7 +44,19 @@ struct route_view {
     const char *provider;
     const json_t *entry;
     const json_t *settings;
+    const json_t *permissions; /* the key's (creds "permissions"); NULL or [] = any use */
 };
+
+/* What a request uses, as key permission names (a key's "permissions" must hold each). */
+enum route_need {
+    ROUTE_NEED_CHAT = 1 << 0,      /* "chat": /v1/chat/completions (and the platform's chat) */
+    ROUTE_NEED_EMBEDDING = 1 << 1, /* "embedding": /v1/embeddings */
+    ROUTE_NEED_STREAMING = 1 << 2, /* "streaming": "stream": true */
+    ROUTE_NEED_TOOLS = 1 << 3,     /* "tools": non-empty tools or functions */
+    ROUTE_NEED_VISION = 1 << 4,    /* "vision": an image part in a message */
+    ROUTE_NEED_JSON = 1 << 5,      /* "json": response_format json_object or json_schema */
+};
+#define ROUTE_NEED_COUNT 6
 
 struct route_want {
     const char *model; /* as the app sent it */
@@ -52,6 +65,7 @@ struct route_want {
     enum provider_op op;
     long long prompt_tokens; /* estimate of the request's prompt, 0 = unknown */
     long long max_output;    /* max_tokens / max_completion_tokens asked, 0 = none */
+    unsigned needs;          /* enum route_need bits (route_needs) */
 };
 
 /* Why a candidate was left out (larger = reported first when nothing is left). */
@@ -61,7 +75,8 @@ enum route_refusal {
     ROUTE_CONTEXT, /* prompt + max_tokens over its context window, or max_tokens over its max output
                     */
     ROUTE_TIER,    /* above the tenant's budget_tier or X-BYOK-Tier */
-    ROUTE_RESIDENCY, /* the provider does not serve from the tenant's residency */
+    ROUTE_RESIDENCY,  /* the provider does not serve from the tenant's residency */
+    ROUTE_PERMISSION, /* the tenant's key for the provider does not permit what the request uses */
 };
 
 /*
@@ -100,6 +115,21 @@ MUST_USE enum err route_check(const struct route_want *w, const struct route_vie
  * residency and budget_tier (for GET /v1/models).
  */
 bool route_usable(const json_t *settings, const json_t *entry, const json_t *m);
+
+/* What request req (already validated for op) uses: enum route_need bits. */
+unsigned route_needs(enum provider_op op, const json_t *req);
+
+/* The name of need bit (one of enum route_need), e.g. "streaming". */
+const char *route_need_name(unsigned need);
+
+/*
+ * The first of needs that permissions (a key's list of names; NULL or empty:
+ * any use) does not hold, as an enum route_need bit; 0 when it permits all.
+ */
+unsigned route_unpermitted(const json_t *permissions, unsigned needs);
+
+/* May a key with permissions be used for catalog model m at all (chat or embedding)? */
+bool route_model_permitted(const json_t *permissions, const json_t *m);
 
 /* Are X-BYOK-Task / X-BYOK-Tier (NULL = absent) known values? */
 bool route_hints_valid(const char *task, const char *tier);

@@ -183,7 +183,14 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
                     "expires_at", expires != NULL ? expires : json_null(), "ttl", ttl, "provider",
                     entry, "settings", settings, "metadata",
                     metadata != NULL ? metadata : json_null());
+    /* The key's permissions and rate limit, for the agent to apply ([] and 0: none). */
+    json_t *perms = json_object_get(rec, "permissions");
+    json_t *rate = json_object_get(rec, "rate_limit");
     if (out == NULL ||
+        json_object_set_new(out, "permissions",
+                            json_is_array(perms) ? json_incref(perms) : json_array()) != 0 ||
+        json_object_set_new(out, "rate_limit",
+                            json_is_integer(rate) ? json_incref(rate) : json_integer(0)) != 0 ||
         json_object_set_new(out, "api_key", json_stringn((const char *)key->data, key->len)) != 0) {
         e = ERR_NOMEM;
         goto out;

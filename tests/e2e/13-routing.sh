@@ -13,6 +13,12 @@
 # model on /v1/embeddings is 400 model_not_supported; a model name with a space
 # is 400 invalid_model. Nothing refused is sent upstream. GET /v1/models lists
 # only what the tenant may use.
+# A key's permissions bind the same way. Tenant globex has an OpenAI key that
+# permits only embedding and an Anthropic key that permits only chat: "auto"
+# chat goes past its preferred openai to anthropic; a stream (no key permits
+# streaming) and an explicit openai chat are 403 key_not_permitted; embeddings
+# go to openai; nothing refused is sent; GET /v1/models lists what each key
+# permits.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("auto with residency eu: the EU provider answers, not the preferred US one"
@@ -29,6 +35,12 @@ CASES=("auto with residency eu: the EU provider answers, not the preferred US on
     "model name with a space: 400 invalid_model"
     "nothing refused reached the provider"
     "GET /v1/models: only what the tenant may use (no US provider, nothing above its tier)"
+    "key permissions: auto chat passes the preferred provider's embedding-only key for one that permits chat"
+    "key permissions: a stream no key permits: 403 key_not_permitted naming what the request uses"
+    "key permissions: explicit chat model with an embedding-only key: 403 key_not_permitted"
+    "key permissions: embeddings with the embedding-only key: 200"
+    "key permissions: nothing refused reached the provider"
+    "key permissions: GET /v1/models lists only what each key permits"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -54,8 +66,23 @@ vault_api PUT byok/tenants/acme/settings \
     '{"preferred_providers":["anthropic"],"budget_tier":"MEDIUM","residency":"eu","allowed_task_types":["chat"]}' \
     "$ADMIN_TOKEN"
 [ "$VAULT_CODE" -lt 300 ] || t_diag "tenant settings: HTTP $VAULT_CODE $VAULT_BODY"
+# globex: keys with permissions (no residency: both providers serve it).
+declare -A GKEY=([openai]=$(lib_canary) [anthropic]=$(lib_canary))
+declare -A GPERMS=([openai]='["embedding"]' [anthropic]='["chat"]')
+for p in openai anthropic; do
+    mock_accept "${GKEY[$p]}"
+    vault_api PUT "byok/tenants/globex/keys/$p/production" \
+        "$(K=${GKEY[$p]} jq -n --argjson perms "${GPERMS[$p]}" '{key_value: env.K, permissions: $perms}')" \
+        "$ADMIN_TOKEN" >/dev/null
+    [ "$VAULT_CODE" -lt 300 ] || t_diag "globex key $p: HTTP $VAULT_CODE"
+done
+vault_api PUT byok/tenants/globex/settings '{"preferred_providers":["openai"],"budget_tier":"MEDIUM"}' \
+    "$ADMIN_TOKEN"
+[ "$VAULT_CODE" -lt 300 ] || t_diag "globex settings: HTTP $VAULT_CODE $VAULT_BODY"
 SOCK=$AGENT_DIR/acme.sock
-agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"routing\"}]" \
+GSOCK=$AGENT_DIR/globex.sock
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"routing\"},
+               {\"path\": \"$GSOCK\", \"mode\": \"0660\", \"tenant\": \"globex\", \"app\": \"routing\"}]" \
     '.providers = ["openai", "anthropic"]'
 agent_start || t_block_all
 
@@ -102,6 +129,28 @@ t_eq "GET /v1/models: only what the tenant may use (no US provider, nothing abov
     "$CODE $(echo "$BODY" | jq -r '[.data[].id] | "\(map(select(startswith("anthropic/") or . == "openai/mock-premium")) | length) \(index("openai/gpt-4o-mini") != null)"')" \
     "200 0 true"
 
+# ---- key permissions (globex) ----
+call "$GSOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+t_eq "key permissions: auto chat passes the preferred provider's embedding-only key for one that permits chat" \
+    "$CODE $(hdr X-BYOK-Provider)" "200 anthropic"
+since3=$(mock_last_seq)
+call "$GSOCK" POST /v1/chat/completions "$(chat_body auto true 3)"
+t_eq "key permissions: a stream no key permits: 403 key_not_permitted naming what the request uses" \
+    "$CODE $(echo "$BODY" | jq -r '"\(.error.code) \(.error.message | test("uses: chat streaming$"))"' 2>/dev/null)" \
+    "403 key_not_permitted true"
+call "$GSOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)"
+refused "key permissions: explicit chat model with an embedding-only key: 403 key_not_permitted" \
+    403 key_not_permitted
+n_refused3=$(mock_requests_since "$since3" | jq length)
+call "$GSOCK" POST /v1/embeddings '{"model":"openai/text-embedding-3-small","input":"hello"}'
+t_eq "key permissions: embeddings with the embedding-only key: 200" "$CODE $(hdr X-BYOK-Provider)" "200 openai"
+t_eq "key permissions: nothing refused reached the provider" "$n_refused3" 0
+call "$GSOCK" GET /v1/models
+t_eq "key permissions: GET /v1/models lists only what each key permits" \
+    "$CODE $(echo "$BODY" | jq -c '[.data[].id] | [(map(select(startswith("openai/"))) | sort), (map(select(startswith("anthropic/"))) | length > 0)]')" \
+    '200 [["openai/text-embedding-3-small"],true]'
+
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
-canary_scan "canary: nowhere but the provider request" "${KEY[openai]}" "${KEY[anthropic]}"
+canary_scan "canary: nowhere but the provider request" "${KEY[openai]}" "${KEY[anthropic]}" \
+    "${GKEY[openai]}" "${GKEY[anthropic]}"
 t_done

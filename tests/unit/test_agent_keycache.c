@@ -435,6 +435,19 @@ static void test_parse_creds_matrix(void **state)
     assert_null(json_object_get(c, "api_key"));
     secret_free(&k);
     json_decref(c);
+    /* The key's permissions: a list of names, empty or null. */
+    static const char *const perms_ok[] = {
+        "{\"api_key\":\"abc\",\"permissions\":[\"chat\",\"streaming\"]}",
+        "{\"api_key\":\"abc\",\"permissions\":[]}",
+        "{\"api_key\":\"abc\",\"permissions\":null}",
+        NULL,
+    };
+    for (size_t i = 0; perms_ok[i] != NULL; i++) {
+        assert_int_equal(keycache_parse_creds(perms_ok[i], strlen(perms_ok[i]), &k, &c, &ttl),
+                         ERR_OK);
+        secret_free(&k);
+        json_decref(c);
+    }
     static const char *const bad[] = {
         "",
         "{",
@@ -445,6 +458,17 @@ static void test_parse_creds_matrix(void **state)
         "{\"api_key\":\"a\\r\\nX-Injected: 1\"}",
         "{\"api_key\":\"a\\u0000b\"}",
         "{\"api_key\":\"abc\",\"provider\":\"openai\"}",
+        "{\"api_key\":\"abc\",\"permissions\":\"chat\"}",
+        "{\"api_key\":\"abc\",\"permissions\":[\"chat\",1]}",
+        "{\"api_key\":\"abc\",\"permissions\":[\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\","
+        "\"p\",\"p\","
+        "\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\","
+        "\"p\",\"p\","
+        "\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\","
+        "\"p\",\"p\","
+        "\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\",\"p\","
+        "\"p\",\"p\","
+        "\"p\",\"p\",\"p\",\"p\"]}", /* 65 names */
         NULL,
     };
     for (size_t i = 0; bad[i] != NULL; i++) {

@@ -100,9 +100,9 @@ static int fx_setup(void **state)
         "{\"default_model\":\"mistral-small\",\"models\":["
         "{\"name\":\"mistral-small\",\"tier\":\"LOW\",\"input_per_1m\":0.2,\"output_per_1m\":0.6},"
         "{\"name\":\"gpt-4o\",\"capabilities\":[\"chat\"],\"tier\":\"LOW\"}]}");
-    f->views[0] = (struct route_view){"openai", f->openai, f->settings};
-    f->views[1] = (struct route_view){"anthropic", f->anthropic, f->settings};
-    f->views[2] = (struct route_view){"mistral", f->mistral, f->settings};
+    f->views[0] = (struct route_view){"openai", f->openai, f->settings, NULL};
+    f->views[1] = (struct route_view){"anthropic", f->anthropic, f->settings, NULL};
+    f->views[2] = (struct route_view){"mistral", f->mistral, f->settings, NULL};
     *state = f;
     return 0;
 }
@@ -124,7 +124,7 @@ static void test_auto_order_and_models(void **state)
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
-    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0};
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 3);
     /* preferred, then fallback, then the rest */
@@ -143,7 +143,7 @@ static void test_auto_task_and_tier(void **state)
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
-    struct route_want w = {"auto", "code", "LOW", PROVIDER_CHAT, 0, 0};
+    struct route_want w = {"auto", "code", "LOW", PROVIDER_CHAT, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].model, "claude-haiku");
     /* mistral-small has no capabilities list: chat only, so the code task falls back to chat */
@@ -151,16 +151,16 @@ static void test_auto_task_and_tier(void **state)
     /* openai: gpt-4o has code but is HIGH; falls back to the chat model */
     assert_string_equal(out[2].model, "gpt-4o-mini");
     /* A header cannot raise the tier above the tenant's. */
-    struct route_want hi = {"auto", "vision", "HIGH", PROVIDER_CHAT, 0, 0};
+    struct route_want hi = {"auto", "vision", "HIGH", PROVIDER_CHAT, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_AUTO, &hi, f->views, 3, out, &n, &why), ERR_OK);
     assert_string_equal(out[2].model, "gpt-4o-mini");
-    struct route_want emb = {"auto", NULL, NULL, PROVIDER_EMBEDDINGS, 0, 0};
+    struct route_want emb = {"auto", NULL, NULL, PROVIDER_EMBEDDINGS, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_AUTO, &emb, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].model, "text-embedding-3-small");
-    struct route_want badtier = {"auto", NULL, "PLATINUM", PROVIDER_CHAT, 0, 0};
+    struct route_want badtier = {"auto", NULL, "PLATINUM", PROVIDER_CHAT, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_AUTO, &badtier, f->views, 3, out, &n, &why), ERR_INVAL);
-    struct route_want badtask = {"auto", "juggling", NULL, PROVIDER_CHAT, 0, 0};
+    struct route_want badtask = {"auto", "juggling", NULL, PROVIDER_CHAT, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_AUTO, &badtask, f->views, 3, out, &n, &why), ERR_INVAL);
 }
 
@@ -171,7 +171,7 @@ static void test_allowed_tasks(void **state)
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
-    struct route_want w = {"auto", "code", NULL, PROVIDER_CHAT, 0, 0};
+    struct route_want w = {"auto", "code", NULL, PROVIDER_CHAT, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_DENIED);
     w.task = "chat";
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
@@ -184,7 +184,7 @@ static void test_bare_model(void **state)
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
-    struct route_want w = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0};
+    struct route_want w = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_BARE, &w, f->views, 3, out, &n, &why), ERR_OK);
     /* Every provider listing the model within the tenant's tier (MEDIUM): openai's gpt-4o is
        HIGH, mistral's LOW. */
@@ -202,7 +202,7 @@ static void test_bare_model(void **state)
     assert_int_equal(route_plan(ROUTE_BARE, &w, f->views, 3, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_TIER);
     /* A chat model asked for embeddings. */
-    struct route_want emb = {"gpt-4o-mini", NULL, NULL, PROVIDER_EMBEDDINGS, 0, 0};
+    struct route_want emb = {"gpt-4o-mini", NULL, NULL, PROVIDER_EMBEDDINGS, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_BARE, &emb, f->views, 3, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_CAPABILITY);
     w.model = "no-such-model";
@@ -222,7 +222,7 @@ static void test_residency(void **state)
     json_object_set_new(f->anthropic, "regions", json_pack("[s,s]", "global", "us"));
     json_object_set_new(f->mistral, "regions", json_pack("[s]", "eu"));
     json_object_set_new(f->settings, "residency", json_string("eu"));
-    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0};
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].provider, "mistral");
@@ -239,7 +239,7 @@ static void test_residency(void **state)
     json_object_set_new(f->settings, "residency", json_string("eu"));
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_RESIDENCY);
-    struct route_want bare = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0};
+    struct route_want bare = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0, 0};
     assert_int_equal(route_plan(ROUTE_BARE, &bare, f->views, 3, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_RESIDENCY);
     /* An explicit choice is held to it too; a local provider (on the node) always serves. */
@@ -250,6 +250,124 @@ static void test_residency(void **state)
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].provider, "openai");
+}
+
+/* What a request uses, as key permission names. */
+static void test_needs(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *req;
+        unsigned needs;
+    } cases[] = {
+        {"{}", ROUTE_NEED_CHAT},
+        {"{\"stream\":false,\"tools\":[],\"functions\":[]}", ROUTE_NEED_CHAT},
+        {"{\"stream\":true}", ROUTE_NEED_CHAT | ROUTE_NEED_STREAMING},
+        {"{\"tools\":[{\"type\":\"function\"}]}", ROUTE_NEED_CHAT | ROUTE_NEED_TOOLS},
+        {"{\"functions\":[{\"name\":\"f\"}]}", ROUTE_NEED_CHAT | ROUTE_NEED_TOOLS},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"image_url\"},"
+         "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+         "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:,\"}}]}]}",
+         ROUTE_NEED_CHAT | ROUTE_NEED_VISION},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":"
+         "\"image_url\"}]}]}",
+         ROUTE_NEED_CHAT},
+        {"{\"response_format\":{\"type\":\"json_object\"}}", ROUTE_NEED_CHAT | ROUTE_NEED_JSON},
+        {"{\"response_format\":{\"type\":\"json_schema\"}}", ROUTE_NEED_CHAT | ROUTE_NEED_JSON},
+        {"{\"response_format\":{\"type\":\"text\"}}", ROUTE_NEED_CHAT},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *req = J(cases[i].req);
+        if (route_needs(PROVIDER_CHAT, req) != cases[i].needs) {
+            fail_msg("case %zu: needs %#x, want %#x", i, route_needs(PROVIDER_CHAT, req),
+                     cases[i].needs);
+        }
+        json_decref(req);
+    }
+    json_t *emb = J("{\"input\":\"a\",\"stream\":true}");
+    assert_int_equal(route_needs(PROVIDER_EMBEDDINGS, emb), ROUTE_NEED_EMBEDDING);
+    json_decref(emb);
+    assert_string_equal(route_need_name(ROUTE_NEED_STREAMING), "streaming");
+    assert_string_equal(route_need_name(ROUTE_NEED_JSON), "json");
+    assert_string_equal(route_need_name(3), "?");
+
+    json_t *none = J("[]"), *chat = J("[\"chat\", 7, \"code\"]"),
+           *chat_stream = J("[\"streaming\",\"chat\"]"), *emb_only = J("[\"embedding\"]");
+    unsigned cs = ROUTE_NEED_CHAT | ROUTE_NEED_STREAMING;
+    assert_int_equal(route_unpermitted(NULL, cs), 0);
+    assert_int_equal(route_unpermitted(none, cs), 0);
+    assert_int_equal(route_unpermitted(chat, ROUTE_NEED_CHAT), 0);
+    assert_int_equal(route_unpermitted(chat, cs), ROUTE_NEED_STREAMING);
+    assert_int_equal(route_unpermitted(chat_stream, cs), 0);
+    assert_int_equal(route_unpermitted(emb_only, cs), ROUTE_NEED_CHAT);
+    assert_int_equal(route_unpermitted(emb_only, ROUTE_NEED_EMBEDDING), 0);
+    json_t *m_chat = J("{\"capabilities\":[\"chat\",\"vision\"]}"), *m_plain = J("{}"),
+           *m_emb = J("{\"capabilities\":[\"embedding\"]}");
+    assert_true(route_model_permitted(NULL, m_chat));
+    assert_true(route_model_permitted(chat, m_plain)); /* no capabilities listed: chat */
+    assert_false(route_model_permitted(emb_only, m_chat));
+    assert_true(route_model_permitted(emb_only, m_emb));
+    assert_false(route_model_permitted(chat, m_emb));
+    json_decref(m_chat);
+    json_decref(m_plain);
+    json_decref(m_emb);
+    json_decref(none);
+    json_decref(chat);
+    json_decref(chat_stream);
+    json_decref(emb_only);
+}
+
+/* A key's permissions bind every way of naming a model, as the tenant's settings do. */
+static void test_key_permissions(void **state)
+{
+    struct fixture *f = *state;
+    struct route_candidate out[ROUTE_MAX_CANDIDATES];
+    size_t n = 0;
+    enum route_refusal why;
+    json_t *emb_only = J("[\"embedding\"]"), *chat = J("[\"chat\"]");
+    f->views[1].permissions = emb_only; /* anthropic, the preferred provider */
+    f->views[2].permissions = chat;     /* mistral */
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0, ROUTE_NEED_CHAT};
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].provider, "mistral");
+    assert_string_equal(out[1].provider, "openai");
+    /* A stream: mistral's key permits chat only; openai's key has no list (any use). */
+    w.needs = ROUTE_NEED_CHAT | ROUTE_NEED_STREAMING;
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].provider, "openai");
+    /* Nothing left: refused for the key's permissions, over any other reason. */
+    f->views[0].permissions = chat;
+    json_object_set_new(f->settings, "budget_tier", json_string("FREE"));
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_PERMISSION);
+    json_object_set_new(f->settings, "budget_tier", json_string("MEDIUM"));
+    struct route_want bare = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0, ROUTE_NEED_CHAT};
+    assert_int_equal(route_plan(ROUTE_BARE, &bare, f->views, 3, out, &n, &why), ERR_OK);
+    assert_int_equal(n, 1); /* mistral's gpt-4o (openai's is HIGH, over MEDIUM) */
+    bare.needs |= ROUTE_NEED_STREAMING;
+    assert_int_equal(route_plan(ROUTE_BARE, &bare, f->views, 3, out, &n, &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_PERMISSION);
+    /* Explicit: the same check. */
+    assert_int_equal(route_check(&w, &f->views[1], "claude-haiku", &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_PERMISSION);
+    w.needs = ROUTE_NEED_CHAT;
+    assert_int_equal(route_check(&w, &f->views[2], "mistral-small", &why), ERR_OK);
+    struct route_want we = {"openai/text-embedding-3-small",
+                            NULL,
+                            NULL,
+                            PROVIDER_EMBEDDINGS,
+                            0,
+                            0,
+                            ROUTE_NEED_EMBEDDING};
+    f->views[0].permissions = emb_only;
+    assert_int_equal(route_check(&we, &f->views[0], "text-embedding-3-small", &why), ERR_OK);
+    f->views[0].permissions = chat;
+    assert_int_equal(route_check(&we, &f->views[0], "text-embedding-3-small", &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_PERMISSION);
+    json_decref(emb_only);
+    json_decref(chat);
 }
 
 /* auto and bare names skip models the request does not fit; an explicit choice is sent as asked. */
@@ -263,11 +381,11 @@ static void test_context_window(void **state)
                       "\"input_per_1m\":5,\"output_per_1m\":5},"
                       "{\"name\":\"unknown\",\"input_per_1m\":9,\"output_per_1m\":9}]}");
     json_t *settings = json_object();
-    struct route_view v = {"openai", entry, settings};
+    struct route_view v = {"openai", entry, settings, NULL};
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
-    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 950, 50};
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 950, 50, 0};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].model, "small"); /* 950 + 50 fits 1,000 */
     w.max_output = 51;
@@ -280,15 +398,15 @@ static void test_context_window(void **state)
     w.prompt_tokens = 200000; /* no known window holds it; a model without one may */
     assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].model, "unknown");
-    struct route_want bare = {"big", NULL, NULL, PROVIDER_CHAT, 200000, 0};
+    struct route_want bare = {"big", NULL, NULL, PROVIDER_CHAT, 200000, 0, 0};
     assert_int_equal(route_plan(ROUTE_BARE, &bare, &v, 1, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_CONTEXT);
     assert_int_equal(route_check(&bare, &v, "big", &why), ERR_OK);
     /* An embedding model's window bounds each input, not a batch's sum: not filtered. */
     json_t *emb = J("{\"models\":[{\"name\":\"e\",\"capabilities\":[\"embedding\"],"
                     "\"context_window\":8191}]}");
-    struct route_view ev = {"openai", emb, settings};
-    struct route_want batch = {"auto", NULL, NULL, PROVIDER_EMBEDDINGS, 100000, 0};
+    struct route_view ev = {"openai", emb, settings, NULL};
+    struct route_want batch = {"auto", NULL, NULL, PROVIDER_EMBEDDINGS, 100000, 0, 0};
     assert_int_equal(route_plan(ROUTE_AUTO, &batch, &ev, 1, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].model, "e");
     batch.model = "e";
@@ -303,7 +421,7 @@ static void test_explicit_check(void **state)
 {
     struct fixture *f = *state;
     enum route_refusal why;
-    struct route_want w = {"openai/gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0};
+    struct route_want w = {"openai/gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0, 0};
     assert_int_equal(route_check(&w, &f->views[0], "gpt-4o", &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_TIER); /* HIGH, the tenant is MEDIUM */
     assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_OK);
@@ -364,7 +482,7 @@ static void test_unnamed_models_skipped(void **state)
                               "input_per_1m", 0.0, "name", "ok-model", "input_per_1m", 5.0);
     json_t *settings = json_object();
     assert_non_null(entry);
-    struct route_view v = {"openai", entry, settings};
+    struct route_view v = {"openai", entry, settings, NULL};
     struct route_want w = {.model = "auto", .op = PROVIDER_CHAT, 0, 0};
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
@@ -482,6 +600,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_allowed_tasks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bare_model, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_residency, fx_setup, fx_teardown),
+        cmocka_unit_test(test_needs),
+        cmocka_unit_test_setup_teardown(test_key_permissions, fx_setup, fx_teardown),
         cmocka_unit_test(test_context_window),
         cmocka_unit_test_setup_teardown(test_explicit_check, fx_setup, fx_teardown),
         cmocka_unit_test(test_unnamed_models_skipped),

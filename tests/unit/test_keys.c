@@ -461,6 +461,12 @@ static void test_metadata_update_and_rotate_missing(void **state)
     json_t *c = NULL;
     assert_string_equal(creds_value(e, CREDS, &c), canary1);
     assert_string_equal(str(json_object_get(c, "metadata"), "api_version"), "2024-10-21");
+    /* The agent applies the key's permissions: creds carries them, and the rate limit. */
+    json_t *cp = json_object_get(c, "permissions");
+    assert_int_equal(json_array_size(cp), 2);
+    assert_string_equal(json_string_value(json_array_get(cp, 0)), "chat");
+    assert_string_equal(json_string_value(json_array_get(cp, 1)), "embedding");
+    assert_int_equal(num(c, "rate_limit"), 60);
     json_decref(c);
     /* The CLI's metadata=k=v form (a list of key=value strings) replaces the map. */
     ok0(e, FW_OP_UPDATE, KP, "{\"metadata\": [\"api_version=2025-01-01\", \"team=ml\"]}");
