@@ -5,12 +5,15 @@
  * and one provider's catalog entry (the other two are fixed). Input: byte 0
  * picks the operation (bit 0), the prompt size (bits 1-6, in thousands of
  * tokens) and whether max_tokens is asked (bit 7), then
- * "model\ntask\ntier\nsettings JSON\nentry JSON".
+ * "model\ntask\ntier\nsettings JSON\nentry JSON". The settings JSON is also
+ * read as the request (what it uses) and its "permissions" as two of the
+ * keys' permissions.
  * Invariants: no crash; an explicit model names a configured provider and a
  * model that fits ROUTE_MAX_MODEL; a plan (auto and bare models) has
  * 1..ROUTE_MAX_CANDIDATES candidates, each a provider of the views with a
  * non-empty model that fits; every candidate the plan or the explicit check
- * lets through serves from the tenant's residency (or is local).
+ * lets through serves from the tenant's residency (or is local) and has a key
+ * that permits what the request uses.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -106,15 +109,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (!known(c.provider) || c.model[0] == '\0' || strlen(c.model) > ROUTE_MAX_MODEL)) {
         abort();
     }
-    struct route_view views[3] = {{"openai", entry, settings},
-                                  {"anthropic", fixed[0], settings},
-                                  {"mistral", fixed[1], settings}};
+    /*
+     * The settings JSON doubles as the request (what it uses: route_needs) and
+     * holds the openai and anthropic keys' "permissions"; mistral's key has none.
+     */
+    const json_t *perms = json_object_get(settings, "permissions");
+    struct route_view views[3] = {{"openai", entry, settings, perms},
+                                  {"anthropic", fixed[0], settings, perms},
+                                  {"mistral", fixed[1], settings, NULL}};
     struct route_want w = {.model = model,
                            .task = task[0] != '\0' ? task : NULL,
                            .tier = tier[0] != '\0' ? tier : NULL,
                            .op = (data[0] & 1) != 0 ? PROVIDER_EMBEDDINGS : PROVIDER_CHAT,
                            .prompt_tokens = (long long)((data[0] >> 1) & 0x3f) * 1000,
                            .max_output = (data[0] & 0x80) != 0 ? 4096 : 0};
+    w.needs = route_needs(w.op, settings);
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
@@ -124,7 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < 3; i++) {
             v = strcmp(views[i].provider, c.provider) == 0 ? &views[i] : v;
         }
-        if (route_check(&w, v, c.model, &why) == ERR_OK && !serves(settings, v->entry)) {
+        if (route_check(&w, v, c.model, &why) == ERR_OK &&
+            (!serves(settings, v->entry) || route_unpermitted(v->permissions, w.needs) != 0)) {
             abort();
         }
     }
@@ -140,7 +150,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             for (size_t k = 0; k < 3; k++) {
                 if (strcmp(views[k].provider, out[i].provider) == 0 &&
-                    !serves(settings, views[k].entry)) {
+                    (!serves(settings, views[k].entry) ||
+                     route_unpermitted(views[k].permissions, w.needs) != 0)) {
                     abort();
                 }
             }
