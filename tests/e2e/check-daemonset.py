@@ -98,7 +98,7 @@ def main():
     ca = config.get("vault", {}).get("ca_file")
     if ca:
         at = volume_at(ca)
-        if at is None or at[1] is None or "configMap" not in at[1] and "secret" not in at[1]:
+        if at is None or at[1] is None or ("configMap" not in at[1] and "secret" not in at[1]):
             problems.append(f"vault.ca_file {ca} is not in a mounted ConfigMap or Secret")
 
     psc = pod.get("securityContext", {})
