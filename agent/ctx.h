@@ -20,8 +20,9 @@ struct server;
 
 struct agent_ctx {
     struct event_base *base;
-    struct config *cfg; /* current; requests take a reference at start */
-    struct upstream *up;
+    struct config *cfg;        /* current; requests take a reference at start */
+    struct upstream *up;       /* provider calls */
+    struct upstream *vault_up; /* Vault calls: own connections and CA store */
     struct vault *vault;
     struct keycache *keys;
     struct usage *usage;

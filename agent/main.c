@@ -205,6 +205,9 @@ static void agent_reload(void)
         config_unref(&cfg);
         return;
     }
+    /* CA files may have been replaced in place: new connections read them again. */
+    upstream_ca_reread(agent.up);
+    upstream_ca_reread(agent.vault_up);
     vault_set_config(agent.vault, cfg);
     keycache_set_config(agent.keys, cfg);
     usage_set_config(agent.usage, cfg);
@@ -360,8 +363,15 @@ int main(int argc, char **argv)
     if (logbuf_start(agent.base) != ERR_OK) {
         goto out;
     }
+    /*
+     * Vault gets its own curl multi handle: curl keeps one parsed CA file per
+     * multi handle, and Vault's CA file is usually not the providers'.
+     */
     agent.up = upstream_new(agent.base, cfg->upstream.max_host_connections);
-    agent.vault = agent.up != NULL ? vault_new(agent.base, agent.up, cfg) : NULL;
+    agent.vault_up = upstream_new(agent.base, cfg->upstream.max_host_connections);
+    agent.vault = agent.up != NULL && agent.vault_up != NULL
+                      ? vault_new(agent.base, agent.vault_up, cfg)
+                      : NULL;
     agent.keys = agent.vault != NULL ? keycache_new(agent.base, agent.vault, cfg) : NULL;
     agent.usage = agent.vault != NULL ? usage_new(agent.base, agent.vault, cfg) : NULL;
     agent.server = server_new(&agent);
@@ -411,6 +421,7 @@ out:
     usage_free(agent.usage);
     keycache_free(agent.keys);
     vault_free(agent.vault);
+    upstream_free(agent.vault_up);
     upstream_free(agent.up);
     metrics_reset();
     config_unref(&agent.cfg);

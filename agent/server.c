@@ -310,7 +310,7 @@ static void server_metrics(struct request *r)
     }
     if (e == ERR_OK) {
         e = metrics_gauge(&b, "byok_upstream_transfers", "Provider and Vault transfers in flight.",
-                          (double)upstream_active(ctx->up));
+                          (double)(upstream_active(ctx->up) + upstream_active(ctx->vault_up)));
     }
     if (e == ERR_OK) {
         e = metrics_gauge(&b, "byok_vault_up", "1 when Vault answered the last call.",

@@ -61,8 +61,13 @@ struct upstream_xfer;
 struct upstream *upstream_new(struct event_base *base, long max_host_connections);
 /* Cancels every transfer (no callbacks) and frees. Accepts NULL. */
 void upstream_free(struct upstream *up);
-/* Transfers in flight. */
+/* Transfers in flight (0 for NULL). */
 size_t upstream_active(const struct upstream *up);
+/*
+ * New connections parse the CA file once and share it for an hour. After
+ * this call (SIGHUP: the file may have changed in place) they read it again.
+ */
+void upstream_ca_reread(struct upstream *up);
 
 /*
  * A number that changes every time libevent hands curl a socket or timer

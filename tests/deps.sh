@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-d
 libssl-dev libcurl4-openssl-dev libjansson-dev libevent-dev libcmocka-dev
 golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-google-protobuf-dev
 golang-github-golang-protobuf-1-5-dev protobuf-compiler protoc-gen-go protoc-gen-go-grpc
-curl nginx-light python3 python3-httpx openssl gdb procps iproute2 clang-format clang-tidy jq
+curl nginx-light python3 python3-httpx openssl gdb procps iproute2 clang-format clang-tidy jq strace
 systemd util-linux python3-yaml"
 missing=""
 for p in $PKGS; do
