@@ -64,13 +64,16 @@ struct upstream_xfer {
     bool in_curl_cb; /* inside a curl callback: curl_multi_remove_handle is forbidden */
     bool cancelled;  /* cancel requested from inside a callback; freed at completion */
     bool timed_out;
+    bool send_released; /* upstream_release_send_buffer done */
     enum err
         failed; /* != ERR_OK: curl failed the transfer inside a resume; ended by the deadline */
     bool sensitive;
+    struct upstream_sock *sock; /* the connection socket it uses, if known */
     struct upstream_xfer *prev, *next;
 };
 
 static void upstream_check_done(struct upstream *up);
+static void upstream_unlink(struct upstream_xfer *x);
 
 static void upstream_list_remove(struct upstream_xfer *x)
 {
@@ -97,6 +100,7 @@ static void upstream_xfer_destroy(struct upstream_xfer *x)
 {
     struct upstream *up = x->up;
     upstream_list_remove(x);
+    upstream_unlink(x);
     if (x->deadline != NULL) {
         event_free(x->deadline);
     }
@@ -127,14 +131,42 @@ struct upstream_sock {
     struct upstream *up;
     struct event *ev; /* NULL until first watched */
     curl_socket_t fd;
-    short kind; /* event flags it is added with; 0 when not added */
-    bool lazy;  /* connection socket: stays registered while idle */
-    bool idle;  /* curl does not watch it now */
+    short kind;                 /* event flags it is added with; 0 when not added */
+    bool lazy;                  /* connection socket: stays registered while idle */
+    bool idle;                  /* curl does not watch it now */
+    struct upstream_xfer *xfer; /* the transfer curl watches it for; NULL when idle */
 };
+
+/* Ends the link between a transfer and the socket it used, on either side. */
+static void upstream_unlink(struct upstream_xfer *x)
+{
+    if (x->sock != NULL) {
+        x->sock->xfer = NULL;
+        x->sock = NULL;
+    }
+}
+
+static void upstream_link(struct upstream_sock *us, CURL *easy)
+{
+    struct upstream_xfer *x = NULL;
+    if (us->xfer != NULL) {
+        us->xfer->sock = NULL;
+        us->xfer = NULL;
+    }
+    if (easy != NULL && curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x) == CURLE_OK &&
+        x != NULL) {
+        upstream_unlink(x);
+        x->sock = us;
+        us->xfer = x;
+    }
+}
 
 static void upstream_sock_free(struct upstream_sock *us)
 {
     if (us != NULL) {
+        if (us->xfer != NULL) {
+            us->xfer->sock = NULL;
+        }
         if (us->ev != NULL) {
             event_free(us->ev);
         }
@@ -200,6 +232,34 @@ static int upstream_close_cb(void *clientp, curl_socket_t fd)
     return close(fd);
 }
 
+/*
+ * OpenSSL frees a connection's 16.7 KB record read buffer
+ * (SSL_MODE_RELEASE_BUFFERS, which curl sets) only after handing out
+ * application data; a read that finds nothing keeps it. After a TLS 1.3
+ * handshake, curl's read of the server's session tickets is such a read, so
+ * every new connection held the buffer until the answer's first bytes: at
+ * the start of 1,000 concurrent streams, ~700 buffers (12 MB) at once.
+ * SSL_free_buffers() frees the buffers when they hold no data, after curl has
+ * handled the socket's event. Not before OpenSSL 3.0.14 (CVE-2024-4741).
+ */
+static void upstream_trim_tls(struct upstream *up, curl_socket_t fd)
+{
+    static int usable = -1;
+    if (usable < 0) {
+        /* Fixed in 3.0.14, 3.1.6, 3.2.2 and 3.3.1. */
+        unsigned long v = OpenSSL_version_num();
+        usable = (v >= 0x300000e0L && v < 0x30100000L) || (v >= 0x30100060L && v < 0x30200000L) ||
+                 (v >= 0x30200020L && v < 0x30300000L) || v >= 0x30300010L;
+    }
+    struct upstream_sock **slot = usable ? upstream_slot(up, fd, false) : NULL;
+    struct upstream_xfer *x = slot != NULL && *slot != NULL ? (*slot)->xfer : NULL;
+    struct curl_tlssessioninfo *tls = NULL;
+    if (x != NULL && curl_easy_getinfo(x->easy, CURLINFO_TLS_SSL_PTR, &tls) == CURLE_OK &&
+        tls != NULL && tls->backend == CURLSSLBACKEND_OPENSSL && tls->internals != NULL) {
+        (void)SSL_free_buffers(tls->internals);
+    }
+}
+
 static void upstream_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct upstream_sock *us = arg;
@@ -225,6 +285,7 @@ static void upstream_event_cb(evutil_socket_t fd, short what, void *arg)
     up->round++;
     /* us may be freed in here (curl closes the socket): not used after. */
     curl_multi_socket_action(up->multi, fd, flags, &running);
+    upstream_trim_tls(up, fd);
     upstream_check_done(up);
 }
 
@@ -239,6 +300,31 @@ static void upstream_timer_cb(evutil_socket_t fd, short what, void *arg)
     upstream_check_done(up);
 }
 
+/*
+ * curl 7.88 keeps its upload buffer until the transfer ends, and over TLS it
+ * copies the whole request into it, Authorization header included. A stream
+ * can last minutes. Once the request is out (request bytes written, every
+ * body byte counted as sent), setting the buffer size again frees the buffer
+ * (setopt.c), and our allocator wipes it: the key leaves the heap at once,
+ * and a call in flight holds 16 KiB less. Tried when curl turns to reading
+ * the socket only (a reused connection) and at the first body bytes (a new
+ * one: curl was already reading for the TLS handshake, so it says nothing).
+ */
+static void upstream_release_send_buffer(struct upstream_xfer *x)
+{
+    long request_bytes = 0;
+    curl_off_t sent = -1;
+    if (x->send_released ||
+        curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes) != CURLE_OK ||
+        request_bytes <= 0 ||
+        curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &sent) != CURLE_OK ||
+        sent != (curl_off_t)x->body_len) {
+        return;
+    }
+    curl_easy_setopt(x->easy, CURLOPT_UPLOAD_BUFFERSIZE, UPSTREAM_SEND_BUFFER);
+    x->send_released = true;
+}
+
 static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct upstream *up = userp;
@@ -249,6 +335,7 @@ static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp
     }
     if (what == CURL_POLL_REMOVE) {
         if (us != NULL) {
+            upstream_link(us, NULL);
             curl_multi_assign(up->multi, s, NULL);
             if (us->lazy) {
                 us->idle = true; /* stays registered until it is closed or wakes up */
@@ -257,6 +344,12 @@ static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp
             }
         }
         return 0;
+    }
+    if (what == CURL_POLL_IN && easy != NULL) {
+        struct upstream_xfer *x = NULL;
+        if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x) == CURLE_OK && x != NULL) {
+            upstream_release_send_buffer(x);
+        }
     }
     short kind = EV_PERSIST;
     if (what & CURL_POLL_IN) {
@@ -274,6 +367,9 @@ static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp
         us->fd = s;
     }
     us->idle = false;
+    if (us->xfer == NULL || us->xfer->easy != easy) {
+        upstream_link(us, easy);
+    }
     curl_multi_assign(up->multi, s, us);
     if (us->kind == kind) {
         return 0; /* unchanged, or still registered from the last transfer: no epoll_ctl */
@@ -282,6 +378,7 @@ static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp
         us->ev = event_new(up->base, s, kind, upstream_event_cb, us);
         if (us->ev == NULL) {
             curl_multi_assign(up->multi, s, NULL);
+            upstream_link(us, NULL);
             if (!us->lazy) {
                 free(us);
             }
@@ -375,6 +472,18 @@ static size_t upstream_write_cb(char *data, size_t size, size_t nmemb, void *use
     if (x->cancelled) {
         x->in_curl_cb = false;
         return 0;
+    }
+    upstream_release_send_buffer(x);
+    if (x->headers != NULL) {
+        /*
+         * The answer has begun, so curl will not send the request again (it
+         * does only when a reused connection gave no byte back): the header
+         * list, with the key or Vault token in it, is not needed any more.
+         * Wiped now rather than when a minutes-long stream ends.
+         */
+        curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, NULL);
+        upstream_headers_free(x->headers);
+        x->headers = NULL;
     }
     enum upstream_data_rc rc = UPSTREAM_CONTINUE;
     if (x->cbs.on_data != NULL && len > 0) {

@@ -537,6 +537,41 @@ agent_stop_check() {
     fi
 }
 
+# agent_core_check PREFIX MEMORY_NEEDLE KEY...: dumps the running agent with gcore
+# and reports three cases, "PREFIX: taken", "PREFIX: holds agent memory" (the
+# core holds MEMORY_NEEDLE, e.g. a listener path from the config, so it really
+# is the agent's memory) and "PREFIX: no key" (none of the KEYs is in it).
+# Skipped under ASan, whose terabytes of shadow memory make gcore neither
+# quick nor meaningful.
+agent_core_check() {
+    local prefix=$1 needle=$2 core=$LIB_TMP/agent-core k hits=""
+    shift 2
+    # (no "| grep -q" under pipefail: ldd would die of SIGPIPE and the test read false)
+    if [[ $(ldd "$AGENT_BIN" 2>/dev/null) == *libasan* ]]; then
+        for k in taken "holds agent memory" "no key"; do
+            t_skip "$prefix: $k" "ASan build (the normal build runs it)"
+        done
+        return
+    fi
+    # A core is bounded to 2 GiB (ulimit -f, in KiB) so a runaway mapping cannot fill the disk.
+    if ! (ulimit -f 2097152 && timeout 120 gcore -o "$core" "$AGENT_PID") >"$LIB_TMP/gcore.log" 2>&1 ||
+        [ ! -s "$core.$AGENT_PID" ]; then
+        t_fail "$prefix: taken" "$(tail -n 3 "$LIB_TMP/gcore.log")"
+        t_fail "$prefix: holds agent memory" "no core"
+        t_fail "$prefix: no key" "no core"
+        return
+    fi
+    t_ok "$prefix: taken"
+    if grep -qaF "$needle" "$core.$AGENT_PID"; then t_ok "$prefix: holds agent memory"; else
+        t_fail "$prefix: holds agent memory" "$needle not found in the core"
+    fi
+    for k in "$@"; do
+        grep -qaF "$k" "$core.$AGENT_PID" && hits+="${k:0:13}... "
+    done
+    if [ -z "$hits" ]; then t_ok "$prefix: no key"; else t_fail "$prefix: no key" "found: $hits"; fi
+    rm -f "$core.$AGENT_PID"
+}
+
 # call SOCKET METHOD PATH [BODY] [CURL ARGS...]: one request to the agent.
 # Sets CODE, BODY, HDRS (raw header block); logs both for the canary scan.
 call() {
