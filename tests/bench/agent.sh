@@ -24,6 +24,8 @@
 #
 # Env: BYOK_BUILD (default build), BENCH_ROUNDS (3), BENCH_SECS (5), BENCH_RATE
 # (2000), BENCH_CONNS (16), BENCH_STREAM_RATE (200), BENCH_STREAMS (1000),
+# BENCH_STREAM_TARGETS (which targets run the 1,000 streams: "agent-http
+# nginx-http agent-https nginx-https"),
 # BENCH_TESTS (the round's tests: "open closed stream"; a subset runs faster
 # when only one figure is being investigated).
 set -u
@@ -65,9 +67,14 @@ BENCH_KEY=sk-bench-$(lib_random_hex 16)
 key_put bench openai "$BENCH_KEY" || exit 1
 key_put bench vllm "$BENCH_KEY" || exit 1
 
+# Both proxies trust what a production node trusts, the system CA bundle, plus
+# the test CA: a new TLS connection then costs what it costs in production.
+CA_BUNDLE=$LIB_TMP/ca-bundle.pem
+cat /etc/ssl/certs/ca-certificates.crt "$MOCK_CA" >"$CA_BUNDLE"
 ASOCK=$AGENT_DIR/bench.sock
 agent_config "[{\"path\": \"$ASOCK\", \"mode\": \"0660\", \"tenant\": \"bench\", \"app\": \"bench\"}]" \
     '.providers = ["openai", "vllm"] | .log_level = "warn" | .limits.max_connections = 20000
+     | .upstream.ca_file = "'"$CA_BUNDLE"'"
      | .limits.client_timeout_s = 60 | .keycache.max_ttl_s = 3600 | .usage.report_interval_s = 5
      | .upstream.connect_timeout_ms = 60000 | .upstream.first_byte_timeout_ms = 60000
      | .upstream.idle_timeout_ms = 60000'
@@ -115,7 +122,7 @@ http {
             proxy_set_header Connection "";
             proxy_set_header Authorization "Bearer $BENCH_KEY";
             proxy_buffering off;
-            proxy_ssl_trusted_certificate $MOCK_CA;
+            proxy_ssl_trusted_certificate $CA_BUNDLE;
             proxy_ssl_verify on;
             proxy_ssl_name localhost;
             proxy_ssl_server_name on;
@@ -243,7 +250,7 @@ declare -A PEAK
 # HTTP first: glibc keeps the heap a run of 1,000 TLS streams grew (malloc_trim
 # returns only wholly free pages), so an HTTP run after it would report the
 # HTTPS run's heap rather than what HTTP streams cost.
-STREAM_TARGETS=(agent-http nginx-http agent-https nginx-https)
+STREAM_TARGETS=(${BENCH_STREAM_TARGETS:-agent-http nginx-http agent-https nginx-https})
 [ "$NSTREAMS" -gt 0 ] || STREAM_TARGETS=() # BENCH_STREAMS=0: skip this part
 for t in "${STREAM_TARGETS[@]}"; do
     case $t in
