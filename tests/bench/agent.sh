@@ -56,13 +56,7 @@ if ! lib_up || ! lib_require "$AGENT_BIN"; then
 fi
 
 # The plain-HTTP path needs a "local" provider: vllm pointed at the mock's HTTP port.
-PROVIDER_MODEL[vllm]=gpt-4o-mini
-PRICE_IN[vllm]=1000
-PRICE_OUT[vllm]=2000
-vault_api PUT byok/providers/vllm \
-    "$(provider_entry vllm openai "http://127.0.0.1:$MOCK_HTTP/v1" | jq '.local = true | .key_prefixes = []')" \
-    "$ADMIN_TOKEN" >/dev/null
-[ "$VAULT_CODE" -lt 300 ] || { say "vllm override: HTTP $VAULT_CODE"; exit 1; }
+local_vllm_at_mock || { say "vllm override: HTTP $VAULT_CODE"; exit 1; }
 BENCH_KEY=sk-bench-$(lib_random_hex 16)
 key_put bench openai "$BENCH_KEY" || exit 1
 key_put bench vllm "$BENCH_KEY" || exit 1

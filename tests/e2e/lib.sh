@@ -433,6 +433,18 @@ providers_point_at_mock() {
     done
 }
 
+# local_vllm_at_mock: points the catalog's vllm (a "local" provider: plain http,
+# never through upstream.proxy) at the mock's HTTP port. Returns 1 on failure.
+local_vllm_at_mock() {
+    PROVIDER_MODEL[vllm]=gpt-4o-mini
+    PRICE_IN[vllm]=1000
+    PRICE_OUT[vllm]=2000
+    vault_api PUT byok/providers/vllm \
+        "$(provider_entry vllm openai "http://127.0.0.1:$MOCK_HTTP/v1" | jq '.local = true | .key_prefixes = []')" \
+        "$ADMIN_TOKEN" >/dev/null
+    [ "$VAULT_CODE" -lt 300 ]
+}
+
 # key_put TENANT PROVIDER KEY [KEY_TYPE]: stores a key (Azure keys get their
 # deployment map and api_version as metadata) and tells the mock to accept it.
 key_put() {
@@ -566,7 +578,14 @@ agent_core_check() {
         t_fail "$prefix: holds agent memory" "$needle not found in the core"
     fi
     for k in "$@"; do
-        grep -qaF "$k" "$core.$AGENT_PID" && hits+="${k:0:13}... "
+        # What precedes a hit says which copy it is (e.g. "Authorization: Bearer "): 24
+        # bytes before it, printable ASCII only; never the key itself.
+        grep -qaF "$k" "$core.$AGENT_PID" && hits+="${k:0:13}... after '$(grep -aoF -b "$k" "$core.$AGENT_PID" |
+            head -n 3 | cut -d: -f1 | while read -r off; do
+                dd if="$core.$AGENT_PID" bs=1 skip=$((off > 24 ? off - 24 : 0)) count=$((off > 24 ? 24 : off)) 2>/dev/null |
+                    tr -c '[:print:]' '.'
+                printf ' | '
+            done)' "
     done
     if [ -z "$hits" ]; then t_ok "$prefix: no key"; else t_fail "$prefix: no key" "found: $hits"; fi
     rm -f "$core.$AGENT_PID"
