@@ -345,12 +345,6 @@ static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp
         }
         return 0;
     }
-    if (what == CURL_POLL_IN && easy != NULL) {
-        struct upstream_xfer *x = NULL;
-        if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x) == CURLE_OK && x != NULL) {
-            upstream_release_send_buffer(x);
-        }
-    }
     short kind = EV_PERSIST;
     if (what & CURL_POLL_IN) {
         kind |= EV_READ;
@@ -369,6 +363,9 @@ static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp
     us->idle = false;
     if (us->xfer == NULL || us->xfer->easy != easy) {
         upstream_link(us, easy);
+    }
+    if (what == CURL_POLL_IN && us->xfer != NULL) {
+        upstream_release_send_buffer(us->xfer);
     }
     curl_multi_assign(up->multi, s, us);
     if (us->kind == kind) {

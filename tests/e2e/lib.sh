@@ -592,11 +592,12 @@ agent_core_check() {
     fi
     for k in "$@"; do
         # What precedes a hit says which copy it is (e.g. "Authorization: Bearer "): 24
-        # bytes before it, printable ASCII only; never the key itself.
+        # bytes before it, printable ASCII only, runs of 16+ key characters masked
+        # (another key could precede it); never the key itself.
         grep -qaF "$k" "$core.$AGENT_PID" && hits+="${k:0:13}... after '$(grep -aoF -b "$k" "$core.$AGENT_PID" |
             head -n 3 | cut -d: -f1 | while read -r off; do
                 dd if="$core.$AGENT_PID" bs=1 skip=$((off > 24 ? off - 24 : 0)) count=$((off > 24 ? 24 : off)) 2>/dev/null |
-                    tr -c '[:print:]' '.'
+                    tr -c '[:print:]' '.' | sed -E 's/[A-Za-z0-9_-]{16,}/<masked>/g'
                 printf ' | '
             done)' "
     done
