@@ -8,7 +8,7 @@ libssl-dev libcurl4-openssl-dev libjansson-dev libevent-dev libcmocka-dev
 golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-google-protobuf-dev
 golang-github-golang-protobuf-1-5-dev protobuf-compiler protoc-gen-go protoc-gen-go-grpc
 curl nginx-light python3 python3-httpx openssl gdb procps iproute2 clang-format clang-tidy jq strace
-systemd util-linux python3-yaml"
+systemd systemd-container util-linux python3-yaml"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -14,7 +14,8 @@
 #     SystemCallArchitectures=native, RestrictAddressFamilies= and
 #     MemoryDenyWriteExecute= as a seccomp filter (tests/e2e/unit-sandbox.c);
 #   - RuntimeDirectory= (the socket directory, owned by the service user).
-# Mount namespaces (ProtectSystem=, PrivateTmp=, ...) are not built here.
+# Mount namespaces (ProtectSystem=, PrivateTmp=, ...) are not built here;
+# 25-systemd-unit.sh runs the unit under a real systemd in a container.
 #
 # The agent then runs a workload: calls over HTTPS to a provider named by
 # host name (curl's resolver thread), streamed and not, embeddings, models,
