@@ -5,7 +5,8 @@
 #   - agent/byok-agent.service passes `systemd-analyze verify` (every directive
 #     and value known to this systemd), with ExecStart pointing at the built
 #     agent (skipped where systemd-analyze is not installed; make deps
-#     installs the systemd package for it);
+#     installs the systemd package for it), and `systemd-analyze security`
+#     rates its exposure at most 2.0;
 #   - agent/example-config.json parses (`--check-config`), once its host
 #     specifics (listener groups, the Vault CA file, the AppRole credential
 #     files, which --check-config requires to exist, 0600) are replaced by ones
@@ -26,7 +27,7 @@ n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 notok() { n=$((n + 1)); echo "not ok $n - $1"; [ $# -gt 1 ] && echo "# $2"; }
 skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-echo "1..4"
+echo "1..5"
 
 if command -v systemd-analyze >/dev/null; then
     sed "s|/usr/local/bin/byok-agent|$AGENT|g" "$ROOT/agent/byok-agent.service" >"$T/byok-agent.service"
@@ -34,6 +35,21 @@ if command -v systemd-analyze >/dev/null; then
     if [ -z "$out" ]; then ok "systemd unit verifies"; else notok "systemd unit verifies" "$(echo "$out" | tr '\n' ' ')"; fi
 else
     skip "systemd unit verifies" "systemd-analyze not installed"
+fi
+
+# systemd's own rating of the unit's sandbox (0 = locked down, 10 = none): a
+# regression guard, 2.0 at most (1.7 on 2026-11-27).
+name="systemd-analyze security: exposure at most 2.0"
+if command -v systemd-analyze >/dev/null; then
+    out=$(systemd-analyze security --offline=true --no-pager "$T/byok-agent.service" 2>&1)
+    level=$(echo "$out" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+    if [ -n "$level" ] && awk -v l="$level" 'BEGIN { exit !(l <= 2.0) }'; then
+        ok "$name ($level)"
+    else
+        notok "$name" "${level:-no level}: $(echo "$out" | grep '✗' | head -n 5 | tr -s ' ' | tr '\n' ';')"
+    fi
+else
+    skip "$name" "systemd-analyze not installed"
 fi
 
 (
