@@ -30,6 +30,7 @@
 #include "agent/keycache.h"
 #include "agent/logbuf.h"
 #include "agent/metrics.h"
+#include "agent/sdnotify.h"
 #include "agent/server.h"
 #include "agent/upstream.h"
 #include "agent/usage.h"
@@ -184,7 +185,27 @@ static void agent_warn_cleartext(const struct config *cfg)
     }
 }
 
-static void agent_reload(void)
+/* Tells systemd (Type=notify) that the agent serves, with what it is doing. */
+static void agent_notify_ready(const char *status)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s", status);
+    if (sdnotify(msg) != ERR_OK) {
+        log_kv(LOGL_WARN, "cannot notify systemd", "error", strerror(errno), NULL);
+    }
+}
+
+/* "serving N listeners" for systemctl status. */
+static void agent_notify_serving(const struct config *cfg)
+{
+    char status[64];
+    snprintf(status, sizeof(status), "serving %zu listener%s", cfg->n_listeners,
+             cfg->n_listeners == 1 ? "" : "s");
+    agent_notify_ready(status);
+}
+
+/* Returns false (logged) when the running config is kept. */
+static bool agent_reload_apply(void)
 {
     char err[CONFIG_ERR_LEN];
     struct config *cfg = NULL;
@@ -192,18 +213,18 @@ static void agent_reload(void)
         config_check_host(cfg, err) != ERR_OK) {
         log_kv(LOGL_ERROR, "reload failed; keeping the running config", "error", err, NULL);
         config_unref(&cfg);
-        return;
+        return false;
     }
     if (config_check_heap(cfg, agent_heap_bytes, err) != ERR_OK) {
         log_kv(LOGL_ERROR, "reload failed; keeping the running config", "error", err, NULL);
         config_unref(&cfg);
-        return;
+        return false;
     }
     char serr[512];
     if (server_apply(agent.server, cfg, serr, sizeof(serr)) != ERR_OK) {
         log_kv(LOGL_ERROR, "reload failed; keeping the running config", "error", serr, NULL);
         config_unref(&cfg);
-        return;
+        return false;
     }
     /* CA files may have been replaced in place: new connections read them again. */
     upstream_ca_reread(agent.up);
@@ -217,6 +238,18 @@ static void agent_reload(void)
     log_kv(LOGL_INFO, "config reloaded", "file", agent_config_path, NULL);
     agent_warn_cleartext(cfg);
     agent_apply_slice(cfg);
+    return true;
+}
+
+/* SIGHUP: systemd sees the reload begin and end, and a failed one in the status. */
+static void agent_reload(void)
+{
+    (void)sdnotify_reloading();
+    if (agent_reload_apply()) {
+        agent_notify_serving(agent.cfg);
+    } else {
+        agent_notify_ready("serving; the last reload failed, the running config is kept");
+    }
 }
 
 /*
@@ -261,6 +294,7 @@ static void agent_signal(evutil_socket_t sig, short what, void *arg)
     }
     agent.draining = true;
     log_kv(LOGL_INFO, "draining", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+    (void)sdnotify("STOPPING=1\nSTATUS=draining");
     server_stop_accepting(agent.server);
     usage_flush(agent.usage);
     double now = server_now();
@@ -330,6 +364,8 @@ int main(int argc, char **argv)
         return 0;
     }
     log_init(NULL, (enum log_level)log_level_parse(cfg->log_level));
+    /* Before any thread starts (curl's resolver): it unsets NOTIFY_SOCKET. */
+    sdnotify_init();
     agent_heap_bytes = config_secure_heap_bytes(cfg);
     agent_raise_memlock();
     if (secret_heap_init(agent_heap_bytes) != ERR_OK) {
@@ -399,6 +435,8 @@ int main(int argc, char **argv)
            "secure_heap_bytes", heap, NULL);
     agent_warn_cleartext(agent.cfg);
     agent_apply_slice(agent.cfg);
+    /* Every listener accepts from here: systemctl start returns, units ordered after start. */
+    agent_notify_serving(agent.cfg);
     event_base_dispatch(agent.base);
     for (size_t i = 0; i < 3; i++) {
         event_free(sigs[i]);

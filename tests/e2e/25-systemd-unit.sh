@@ -29,7 +29,7 @@ UNIT_SRC=$BYOK_ROOT/agent/byok-agent.service
 GUIDE=$BYOK_ROOT/docs/admin-guide.md
 CASES=("a systemd container boots (systemd-nspawn; the host's /usr, a copy-on-write /etc)"
     "the admin guide's install steps run as written (system user, binary, man page, unit, config)"
-    "the guide's start: --check-config passes, systemctl enable --now: active"
+    "the guide's start: --check-config passes; systemctl enable --now returns once both listeners accept (Type=notify): active, status line"
     "as byok-agent with only CAP_CHOWN, no_new_privs, a seccomp filter, no core file"
     "the unit's file-system sandbox: /usr and /etc/byok read-only, /home inaccessible, a private /tmp, /run/byok writable, /proc of pids only"
     "listener in /run/byok with the config's mode and group: an app in that group is answered, another user cannot connect"
@@ -40,6 +40,7 @@ CASES=("a systemd container boots (systemd-nspawn; the host's /usr, a copy-on-wr
     "killed with SIGKILL: systemd starts it again (Restart=on-failure) and it answers"
     "systemctl stop with a stream in flight: the stream completes, the unit stops cleanly, /run/byok removed"
     "journal: two starts, a reload, a drained exit, no warning or error from the agent"
+    "a listener that cannot be bound: systemctl start fails (not active then dead), the journal says why"
     "canary: nowhere but the provider request (the container's journal included)")
 
 block_rest() {
@@ -157,10 +158,15 @@ ctr bash -c 'cat >/etc/byok/agent.json' <"$AGENT_CONFIG" || {
     block_rest
 }
 
+SOCK=$ROOTFS$SOCK_IN
+MSOCK=$ROOTFS$MSOCK_IN
+sock_up() { [ -S "$SOCK" ] && [ -S "$MSOCK" ]; }
 out=$(ctr bash -euc "$START" 2>&1)
 rc=$?
-t_eq "${CASES[2]}" "exit $rc, $(ctr systemctl is-active byok-agent 2>&1), restarts $(ctr systemctl show -P NRestarts byok-agent)" \
-    "exit 0, active, restarts 0"
+# Looked at the moment systemctl returns: no wait.
+socks=$(sock_up && echo "sockets there" || echo "sockets missing")
+t_eq "${CASES[2]}" "exit $rc, $socks, $(ctr systemctl is-active byok-agent 2>&1), restarts $(ctr systemctl show -P NRestarts byok-agent), status '$(ctr systemctl show -P StatusText byok-agent)'" \
+    "exit 0, sockets there, active, restarts 0, status 'serving 2 listeners'"
 [ "$rc" = 0 ] || {
     t_diag "$(echo "$out" | tail -n 3)"
     t_diag "$(ctr journalctl -u byok-agent --no-pager -n 5 -o cat 2>&1)"
@@ -168,10 +174,6 @@ t_eq "${CASES[2]}" "exit $rc, $(ctr systemctl is-active byok-agent 2>&1), restar
     block_rest
 }
 
-SOCK=$ROOTFS$SOCK_IN
-MSOCK=$ROOTFS$MSOCK_IN
-sock_up() { [ -S "$SOCK" ] && [ -S "$MSOCK" ]; }
-lib_wait_for 10 sock_up
 MP=$(ctr systemctl show -P MainPID byok-agent)
 
 # ---- what systemd applied ----
@@ -274,5 +276,19 @@ bad=$(grep -E '"@level":"(warn|error)"' "$LIB_TMP/journal-agent.log" | head -n 3
 t_eq "${CASES[12]}" "started $(said "byok-agent started"), reloaded $(said "config reloaded"), drained $(said "drained; exiting")${bad:+; $bad}" \
     "started 2, reloaded 1, drained 1"
 
-canary_scan "${CASES[13]}" "${KEY[openai]}" "${KEY[anthropic]}"
+# A listener in a directory that does not exist passes --check-config (the
+# directory may be made later) but cannot be bound: with Type=notify the start
+# itself fails, where Type=exec would have said "active" and failed after.
+ctr bash -c 'jq ".listeners[1].path = \"/run/byok-missing/metrics.sock\"" /etc/byok/agent.json >/tmp/agent.json &&
+    cat /tmp/agent.json >/etc/byok/agent.json'
+out=$(ctr systemctl start byok-agent 2>&1)
+rc=$?
+state=$(ctr systemctl show -P Result byok-agent) # restarting by now (Restart=on-failure)
+ctr systemctl stop byok-agent 2>/dev/null
+ctr systemctl reset-failed byok-agent 2>/dev/null
+why=$(ctr journalctl -u byok-agent --no-pager -o cat | grep -c '"@message":"cannot listen".*byok-missing')
+t_eq "${CASES[13]}" "exit $rc, result $state, said $([ "$why" -gt 0 ] && echo yes || echo no)" "exit 1, result exit-code, said yes"
+ctr journalctl --no-pager -o short >"$LIB_TMP/journal-end.log" 2>&1
+
+canary_scan "${CASES[14]}" "${KEY[openai]}" "${KEY[anthropic]}"
 t_done
