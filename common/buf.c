@@ -18,6 +18,7 @@ void buf_init(struct buf *b, size_t max)
     b->len = 0;
     b->alloc = 0;
     b->max = max;
+    b->dirty = 0;
 }
 
 void buf_done(struct buf *b)
@@ -29,15 +30,25 @@ void buf_done(struct buf *b)
     b->data = NULL;
     b->len = 0;
     b->alloc = 0;
+    b->dirty = 0;
+}
+
+/* Notes that [0, len] now holds data (the contents and their NUL). */
+static void buf_mark(struct buf *b)
+{
+    if (b->len + 1 > b->dirty) {
+        b->dirty = b->len + 1;
+    }
 }
 
 void buf_reset(struct buf *b)
 {
     if (b->data != NULL) {
-        OPENSSL_cleanse(b->data, b->alloc);
+        OPENSSL_cleanse(b->data, b->dirty < b->alloc ? b->dirty : b->alloc);
         b->data[0] = '\0';
     }
     b->len = 0;
+    b->dirty = 0;
 }
 
 static enum err buf_grow(struct buf *b, size_t need)
@@ -69,6 +80,7 @@ static enum err buf_grow(struct buf *b, size_t need)
     }
     b->data = p;
     b->alloc = n;
+    b->dirty = b->len + 1; /* the rest of the new block never held data */
     return ERR_OK;
 }
 
@@ -87,6 +99,7 @@ enum err buf_append(struct buf *b, const void *data, size_t len)
     }
     b->len += len;
     b->data[b->len] = '\0';
+    buf_mark(b);
     return ERR_OK;
 }
 
@@ -118,6 +131,7 @@ enum err buf_printf(struct buf *b, const char *fmt, ...)
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
+    buf_mark(b);
     OPENSSL_cleanse(small, sizeof(small));
     return ERR_OK;
 }
@@ -131,5 +145,6 @@ char *buf_take(struct buf *b, size_t *ret_len)
     b->data = NULL;
     b->len = 0;
     b->alloc = 0;
+    b->dirty = 0;
     return p;
 }

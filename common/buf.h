@@ -17,6 +17,12 @@ struct buf {
     size_t len;
     size_t alloc;
     size_t max; /* cap on len */
+    /*
+     * Bytes [0, dirty) may hold data since the last wipe: what buf_reset
+     * wipes, so that after one large use each later reset costs its own
+     * size, not the whole allocation (also covers a len shortened by hand).
+     */
+    size_t dirty;
 };
 
 void buf_init(struct buf *b, size_t max);

@@ -79,6 +79,52 @@ static void test_buf_printf_past_cap(void **state)
     buf_done(&b);
 }
 
+/* True when none of the n bytes at p is set. */
+static bool all_zero(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * buf_reset wipes every byte that held data since the last wipe, also when
+ * len was shortened by hand (proxy.c keeps only an unfinished frame), and no
+ * more: after one 1 MiB event, each later small reset must not wipe the
+ * whole allocation again (it did: every SSE event paid a 1-16 MiB memset).
+ */
+static void test_buf_reset_wipes_what_was_used(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 4u << 20);
+    static char big[1 << 20];
+    memset(big, 'k', sizeof(big));
+    assert_int_equal(buf_append(&b, big, sizeof(big)), ERR_OK);
+    size_t alloc = b.alloc;
+    b.len = 10; /* shortened by hand, as a caller keeping a tail does */
+    buf_reset(&b);
+    assert_int_equal(b.len, 0);
+    assert_true(all_zero(b.data, alloc));
+    /* A small use after the large one: only its own bytes are wiped. */
+    assert_int_equal(buf_append(&b, "tail", 4), ERR_OK);
+    b.data[alloc - 1] = 'S'; /* a sentinel past anything used since the wipe */
+    buf_reset(&b);
+    assert_true(all_zero(b.data, 5));
+    assert_int_equal(b.data[alloc - 1], 'S');
+    b.data[alloc - 1] = 0;
+    /* Growth copies to a fresh block: its unused part is not counted. */
+    assert_int_equal(buf_append(&b, big, sizeof(big)), ERR_OK);
+    assert_int_equal(buf_append(&b, big, sizeof(big)), ERR_OK);
+    assert_true(b.alloc > alloc);
+    buf_reset(&b);
+    assert_true(all_zero(b.data, b.alloc));
+    buf_done(&b);
+}
+
 static void test_secret_roundtrip(void **state)
 {
     (void)state;
@@ -191,10 +237,15 @@ static void test_log_level_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_err_names),        cmocka_unit_test(test_buf_cap_at_and_past_limit),
-        cmocka_unit_test(test_buf_printf_grows), cmocka_unit_test(test_buf_printf_past_cap),
-        cmocka_unit_test(test_secret_roundtrip), cmocka_unit_test(test_secret_limits),
-        cmocka_unit_test(test_log_json_shape),   cmocka_unit_test(test_log_level_parse),
+        cmocka_unit_test(test_err_names),
+        cmocka_unit_test(test_buf_cap_at_and_past_limit),
+        cmocka_unit_test(test_buf_printf_grows),
+        cmocka_unit_test(test_buf_printf_past_cap),
+        cmocka_unit_test(test_buf_reset_wipes_what_was_used),
+        cmocka_unit_test(test_secret_roundtrip),
+        cmocka_unit_test(test_secret_limits),
+        cmocka_unit_test(test_log_json_shape),
+        cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_azure_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
