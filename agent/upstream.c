@@ -28,8 +28,6 @@
 #define UPSTREAM_SEND_BUFFER 16384L
 /* How long one parsed CA file serves new connections before curl reads it again. */
 #define UPSTREAM_CA_CACHE_S 3600L
-/* After upstream_ca_reread(): new connections read the CA file themselves for this long. */
-#define UPSTREAM_CA_FRESH_S 2L
 
 struct upstream {
     struct event_base *base;
@@ -44,7 +42,7 @@ struct upstream {
     struct upstream_sock **socks; /* by descriptor: connection sockets curl opened */
     size_t n_socks;
     struct upstream_xfer *xfers; /* doubly linked, for upstream_free */
-    time_t ca_reread;            /* CLOCK_MONOTONIC seconds of upstream_ca_reread(); 0 = never */
+    int64_t ca_reread_ms;        /* CLOCK_MONOTONIC ms of upstream_ca_reread(), + 1; 0 = never */
 };
 
 struct upstream_xfer {
@@ -690,35 +688,33 @@ void upstream_headers_free(struct curl_slist *list)
     curl_slist_free_all(list);
 }
 
-static time_t upstream_now_s(void)
+static int64_t upstream_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void upstream_ca_reread(struct upstream *up)
 {
-    /* Never 0, which means "never": a boot-time clock can read 0 s. */
-    up->ca_reread = upstream_now_s() + 1;
+    /* + 1: never 0, which means "never" (a boot-time clock can read 0). */
+    up->ca_reread_ms = upstream_now_ms() + 1;
 }
 
 /*
  * CURLOPT_CA_CACHE_TIMEOUT for a new transfer. curl drops its cached store
- * when the store is at least this many seconds old, so "seconds since the
- * reread" drops every store parsed before it. Right after the reread, 0 (no
- * cache) instead: whole seconds cannot tell a store parsed just before it.
+ * once the store's age in milliseconds reaches this many seconds; the whole
+ * seconds elapsed since the reread, rounded down, are always less than the
+ * age of a store parsed before it, so every such store is dropped. In the
+ * first second that is 0, which curl takes as "no cache".
  */
 static long upstream_ca_cache_s(const struct upstream *up)
 {
-    if (up->ca_reread == 0) {
+    if (up->ca_reread_ms == 0) {
         return UPSTREAM_CA_CACHE_S;
     }
-    time_t since = upstream_now_s() + 1 - up->ca_reread;
-    if (since < UPSTREAM_CA_FRESH_S) {
-        return 0;
-    }
-    return since < UPSTREAM_CA_CACHE_S ? (long)since : UPSTREAM_CA_CACHE_S;
+    int64_t since_s = (upstream_now_ms() + 1 - up->ca_reread_ms) / 1000;
+    return since_s < UPSTREAM_CA_CACHE_S ? (long)since_s : UPSTREAM_CA_CACHE_S;
 }
 
 enum err upstream_xfer_start(struct upstream *up, const char *method, const char *url, char *body,
