@@ -3,8 +3,8 @@
  * Key cache: a small chained hash table of entries keyed "tenant/provider".
  * An entry is pending (one Vault fetch in flight, callers queued on it),
  * positive (key held) or negative (no key). Expired entries are unlinked
- * lazily on lookup and by a sweep timer, so an idle agent wipes its keys on
- * time even when no request comes.
+ * lazily on lookup and by a sweep timer set for the earliest expiry, so an
+ * idle agent wipes each key when its TTL ends even when no request comes.
  *
  * Not done here: choosing providers (route.c) or using keys (providers.c).
  */
@@ -17,7 +17,6 @@
 #include <string.h>
 
 #define KEYCACHE_BUCKETS 1024
-#define KEYCACHE_SWEEP_S 5
 
 struct keycache_wait {
     struct keycache_entry *ent;
@@ -32,7 +31,8 @@ struct keycache {
     struct config *cfg;
     struct keycache_entry *buckets[KEYCACHE_BUCKETS];
     size_t count;
-    struct event *sweep;
+    struct event *sweep; /* one-shot, for the earliest expiry */
+    time_t sweep_at;     /* when it is set for (kc_now seconds); 0: not set */
     struct keycache_stats stats;
 };
 
@@ -123,24 +123,53 @@ static struct keycache_entry *kc_find(struct keycache *kc, const char *tenant, c
     return NULL;
 }
 
+/*
+ * Sets the sweep for the moment at (kc_now seconds) begins, unless it is set
+ * for earlier already. Timed on the same monotonic clock, to the millisecond.
+ */
+static void kc_sweep_at(struct keycache *kc, time_t at)
+{
+    if (kc->sweep == NULL || (kc->sweep_at != 0 && kc->sweep_at <= at)) {
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ms = ((long long)at - (long long)ts.tv_sec) * 1000LL - ts.tv_nsec / 1000000L;
+    if (ms < 0) {
+        ms = 0;
+    }
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    if (event_add(kc->sweep, &tv) == 0) {
+        kc->sweep_at = at;
+    }
+}
+
 static void kc_sweep(struct keycache *kc, bool all)
 {
     time_t now = kc_now();
+    time_t next_at = 0;
     for (size_t i = 0; i < KEYCACHE_BUCKETS; i++) {
         struct keycache_entry *e = kc->buckets[i];
         while (e != NULL) {
             struct keycache_entry *next = e->next;
             if (!e->pending && (all || e->expires <= now)) {
                 kc_unlink(kc, e);
+            } else if (!e->pending && (next_at == 0 || e->expires < next_at)) {
+                next_at = e->expires;
             }
             e = next;
         }
+    }
+    if (next_at != 0) {
+        kc_sweep_at(kc, next_at);
     }
 }
 
 static void kc_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
-    kc_sweep(arg, false);
+    struct keycache *kc = arg;
+    kc->sweep_at = 0;
+    kc_sweep(kc, false);
 }
 
 enum err keycache_parse_creds(const char *body, size_t len, struct secret **ret_key,
@@ -245,6 +274,7 @@ static void kc_fetch_finish(struct keycache_entry *ent, enum err e, long status,
     if (status == 404) {
         ent->negative = true;
         ent->expires = now + c->keycache.negative_ttl_s;
+        kc_sweep_at(kc, ent->expires);
         if (c->keycache.negative_ttl_s == 0 || ent->stale) {
             kc_unlink(kc, ent);
         }
@@ -274,6 +304,7 @@ static void kc_fetch_finish(struct keycache_entry *ent, enum err e, long status,
         ttl = c->keycache.max_ttl_s;
     }
     ent->expires = now + ttl;
+    kc_sweep_at(kc, ent->expires);
     kc_deliver(ent, ERR_OK);
     if (ent->stale) {
         /* A fetch from before a reload that moved the keys: its callers used it, nobody after. */
@@ -425,13 +456,11 @@ struct keycache *keycache_new(struct event_base *base, struct vault *v, struct c
     kc->base = base;
     kc->vault = v;
     kc->cfg = config_ref(cfg);
-    kc->sweep = event_new(base, -1, EV_PERSIST, kc_sweep_cb, kc);
+    kc->sweep = event_new(base, -1, 0, kc_sweep_cb, kc);
     if (kc->sweep == NULL) {
         keycache_free(kc);
         return NULL;
     }
-    struct timeval tv = {KEYCACHE_SWEEP_S, 0};
-    event_add(kc->sweep, &tv);
     return kc;
 }
 
@@ -465,6 +494,7 @@ void keycache_set_config(struct keycache *kc, struct config *cfg)
                 kc_unlink(kc, e);
             } else if (e->expires > cap) {
                 e->expires = cap;
+                kc_sweep_at(kc, cap);
             }
             e = next;
         }

@@ -423,6 +423,36 @@ static void test_expiry(void **state)
     keycache_put(&g.ent);
 }
 
+static void loop_for_ms(long ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    assert_int_equal(event_base_loopexit(E.base, &tv), 0);
+    assert_int_equal(event_base_dispatch(E.base), 0);
+}
+
+/*
+ * An idle agent wipes a key when its TTL ends, not at some later sweep (the
+ * sweep ran every 5 s, so a key could outlive its TTL by up to 5 s): with no
+ * lookup at all, a key with a TTL of 2 s is wiped within 3 s of its fetch.
+ */
+static void test_idle_key_wiped_at_ttl(void **state)
+{
+    (void)state;
+    struct keycache *kc = keycache_new(E.base, E.vault, E.cfg);
+    assert_non_null(kc);
+    struct got g = {0};
+    struct keycache_wait *w = NULL;
+    assert_int_equal(keycache_get(kc, "acme", "short", got_cb, &g, &w), ERR_OK);
+    run_until(&g.calls, 1);
+    assert_int_equal(g.e, ERR_OK);
+    keycache_put(&g.ent);
+    assert_int_equal(keycache_stats(kc)->wipes, 0);
+    loop_for_ms(3000);
+    assert_int_equal(keycache_stats(kc)->wipes, 1);
+    assert_null(keycache_peek(kc, "acme", "short"));
+    keycache_free(kc);
+}
+
 static void test_parse_creds_matrix(void **state)
 {
     (void)state;
@@ -519,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_token_refused_then_fixed),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_idle_key_wiped_at_ttl),
         cmocka_unit_test(test_parse_creds_matrix),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
