@@ -12,7 +12,12 @@
  *   tenants/<t>/settings               the settings fields the tenant set (defaults are not
  *                                       stored: they follow `config`)
  *   tenants/<t>/keys/<p>/<kt>          key record: metadata, "versions" [{version, status,
- *                                       created_at, revoked_at?, revoke_at?, ct?}], where ct
+ *                                       created_at, revoked_at?, revoke_at?, expires_at?, ct?}],
+ *                                       where a version in its grace period has revoke_at (the
+ *                                       earlier of the grace end and its value's expiry) and
+ *                                       expires_at if its value had one (the record's
+ *                                       expires_at is the current value's; records written
+ *                                       before 2026-11 lack it), and ct
  *                                       (b64 of envelope_seal(DEK, AD "<t>|<p>|<kt>|<version>",
  *                                       key)) exists only while the version is not revoked.
  *                                       A revoked key keeps its record (tombstone, for audit).

@@ -19,8 +19,34 @@
 #include "plugin/keystore.h"
 #include "plugin/paths.h"
 
-/* Finds the version to open: `want` (0 = current), if live and not past its grace. */
-static const json_t *creds_pick(const json_t *rec, int64_t want, time_t now)
+/*
+ * Whether obj's time member `name` (absent: no limit) has passed; lowers *ttl
+ * to the seconds left when it has not. An unreadable time counts as passed.
+ */
+static bool creds_until(const json_t *obj, const char *name, time_t now, json_int_t *ttl)
+{
+    const json_t *v = json_object_get(obj, name);
+    time_t t = 0;
+    if (v == NULL || json_is_null(v)) {
+        return false;
+    }
+    if (keystore_time_parse(json_string_value(v), &t) != ERR_OK || t <= now) {
+        return true;
+    }
+    if (t - now < *ttl) {
+        *ttl = t - now;
+    }
+    return false;
+}
+
+/*
+ * Finds the version to open: `want` (0 = current), if live and not past its
+ * grace period or its own expiry, and caps *ttl so that an agent caches it no
+ * longer than creds would serve it: the key's expiry (the current value's),
+ * and for a version in its grace period the end of it and the expiry of that
+ * value (kept in its entry by a rotation, keys_grace_end in paths_keys.c).
+ */
+static const json_t *creds_pick(const json_t *rec, int64_t want, time_t now, json_int_t *ttl)
 {
     if (want == 0) {
         want = json_integer_value(json_object_get(rec, "current_version"));
@@ -33,12 +59,11 @@ static const json_t *creds_pick(const json_t *rec, int64_t want, time_t now)
             continue;
         }
         const char *st = json_string_value(json_object_get(v, "status"));
-        const char *revoke_at = json_string_value(json_object_get(v, "revoke_at"));
-        time_t t = 0;
         if (st == NULL || strcmp(st, "active") != 0 || json_object_get(v, "ct") == NULL) {
             return NULL;
         }
-        if (revoke_at != NULL && (keystore_time_parse(revoke_at, &t) != ERR_OK || t <= now)) {
+        if (creds_until(rec, "expires_at", now, ttl) || creds_until(v, "revoke_at", now, ttl) ||
+            creds_until(v, "expires_at", now, ttl)) {
             return NULL;
         }
         return v;
@@ -128,8 +153,9 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
         goto out;
     }
     const json_t *ver = NULL;
+    json_int_t ttl = json_integer_value(json_object_get(config, "creds_ttl"));
     if (strcmp(keystore_key_status(rec, now), "active") != 0 ||
-        (ver = creds_pick(rec, want, now)) == NULL) {
+        (ver = creds_pick(rec, want, now, &ttl)) == NULL) {
         /* Revoked, expired, or a version past its grace: never returned. */
         fw_error_coded(resp, 404, "no active key");
         goto out;
@@ -160,17 +186,6 @@ static enum err creds_read(struct fw_request *req, struct fw_response *resp)
     }
     if (e != ERR_OK) {
         goto out;
-    }
-    json_int_t ttl = json_integer_value(json_object_get(config, "creds_ttl"));
-    const char *exp = json_string_value(json_object_get(rec, "expires_at"));
-    time_t exp_t = 0;
-    if (exp != NULL && keystore_time_parse(exp, &exp_t) == ERR_OK && exp_t - now < ttl) {
-        ttl = exp_t - now; /* an agent must not cache a key past its expiry */
-    }
-    const char *revoke_at = json_string_value(json_object_get(ver, "revoke_at"));
-    if (revoke_at != NULL && keystore_time_parse(revoke_at, &exp_t) == ERR_OK &&
-        exp_t - now < ttl) {
-        ttl = exp_t - now; /* nor a version past its grace period */
     }
     json_t *metadata = json_object_get(rec, "metadata");
     json_t *expires = json_object_get(rec, "expires_at");

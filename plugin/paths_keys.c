@@ -302,6 +302,30 @@ static json_t *keys_view(const json_t *rec, time_t now)
     return out;
 }
 
+/*
+ * Where the grace period of the version being replaced ends: after grace
+ * seconds, or at the replaced value's own expiry if that comes first (an
+ * expired value is never served, grace or not: SECURITY.md). The record's
+ * expires_at belongs to the current value and moves on to the new one, so
+ * the replaced version keeps its expiry in its own entry: *ret_old_exp gets
+ * it ("" when the value has none) and *ret_revoke the end of the grace
+ * period, both RFC 3339 in 32 bytes.
+ */
+static void keys_grace_end(const json_t *rec, time_t now, int64_t grace, char ret_old_exp[32],
+                           char ret_revoke[32])
+{
+    const char *exp_s = json_string_value(json_object_get(rec, "expires_at"));
+    time_t end = now + (time_t)grace, exp = 0;
+    ret_old_exp[0] = '\0';
+    if (exp_s != NULL && keystore_time_parse(exp_s, &exp) == ERR_OK) {
+        keystore_time_format(exp, ret_old_exp, 32);
+        if (exp < end) {
+            end = exp;
+        }
+    }
+    keystore_time_format(end, ret_revoke, 32);
+}
+
 static bool keys_grace_pending(const json_t *rec)
 {
     size_t i;
@@ -710,9 +734,8 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     if (e != ERR_OK || !ok) {
         goto out_config;
     }
-    char now_s[32], grace_s[32];
+    char now_s[32];
     keystore_time_format(now, now_s, sizeof(now_s));
-    keystore_time_format(now + (time_t)grace, grace_s, sizeof(grace_s));
 
     keystore_lock(ks);
     rec = keys_load(req, false, &e);
@@ -734,8 +757,10 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
      * the new one has the expiry given with it, or none.
      */
     bool expired = strcmp(keystore_key_status(rec, now), "expired") == 0;
-    keys_apply_meta(req, rec, true, has_expiry ? expires : 0);
     bool keep_old = grace > 0 && !expired;
+    char old_exp_s[32] = "", revoke_s[32];
+    keys_grace_end(rec, now, grace, old_exp_s, revoke_s);
+    keys_apply_meta(req, rec, true, has_expiry ? expires : 0);
     int64_t old = json_integer_value(json_object_get(rec, "current_version"));
     int64_t version = 0;
     e = keys_add_version(req, resp, rec, entry, now_s, &version);
@@ -755,7 +780,10 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
         {
             if (json_integer_value(json_object_get(v, "version")) == old &&
                 json_object_get(v, "ct") != NULL) {
-                json_object_set_new(v, "revoke_at", json_string(grace_s));
+                json_object_set_new(v, "revoke_at", json_string(revoke_s));
+                if (old_exp_s[0] != '\0') {
+                    json_object_set_new(v, "expires_at", json_string(old_exp_s));
+                }
             }
         }
     }

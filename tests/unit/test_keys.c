@@ -1345,6 +1345,106 @@ static void test_new_value_has_its_own_expiry(void **state)
     json_decref(d);
 }
 
+/*
+ * A value kept for a grace period keeps its own expiry: the grace ends at the
+ * earlier of the two, creds' ttl counts down to it, and the version list says
+ * so. Before, the rotation moved the record's expiry to the new value and
+ * creds served version 1 (ttl 300) for the whole 24 h grace, long after it
+ * had expired.
+ */
+static void test_grace_ends_at_own_expiry(void **state)
+{
+    struct env *e = *state;
+    add_canary(e, canary1);
+    add_canary(e, canary2);
+    time_t t0 = fake_now;
+    char exp_s[32];
+    keystore_time_format(t0 + 3600, exp_s, sizeof(exp_s));
+    put_key(e, KP, canary1, "\"expires_in\": \"1h\"");
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        "{\"key_value\": \"sk-CANARY2acme1111111111111111111111111111yR\", \"grace_period\": "
+        "\"24h\"}");
+    fake_now = t0 + 3600 - 100;
+    struct result r = call(e, FW_OP_READ, CREDS, "{\"version\": 1}");
+    assert_int_equal(r.status, FW_OK);
+    assert_string_equal(str(r.data, "api_key"), canary1);
+    assert_int_equal(num(r.data, "ttl"), 100); /* no agent caches it past its expiry */
+    done(&r);
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, CREDS, &c), canary2);
+    assert_int_equal(num(c, "ttl"), 300);
+    json_decref(c);
+
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_true(json_is_null(json_object_get(d, "expires_at"))); /* the new value's: none */
+    assert_string_equal(str(version_of(d, 1), "status"), "active");
+    assert_non_null(str(version_of(d, 1), "expires_at"));
+    assert_string_equal(str(version_of(d, 1), "expires_at"), exp_s);
+    assert_string_equal(str(version_of(d, 1), "revoke_at"), exp_s);
+    json_decref(d);
+
+    fake_now = t0 + (time_t)2 * 3600;
+    expect_creds_404(e, CREDS, "{\"version\": 1}");
+    assert_string_equal(creds_value(e, CREDS, &c), canary2);
+    assert_int_equal(num(c, "ttl"), 300);
+    json_decref(c);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(d, "status"), "active");
+    assert_string_equal(str(version_of(d, 1), "status"), "revoked");
+    assert_string_equal(str(version_of(d, 1), "revoked_at"), exp_s);
+    assert_null(json_object_get(version_of(d, 1), "revoke_at"));
+    json_decref(d);
+    /* The sweep destroys its ciphertext then, not at the end of the 24 h. */
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_false(stored_ct(e, 1));
+    assert_true(stored_ct(e, 2));
+    assert_int_equal(grace_marks(e), 0);
+
+    /* A grace period shorter than the value's life ends first; the expiry is still shown. */
+    char grace_s[32];
+    keystore_time_format(fake_now + 3600, grace_s, sizeof(grace_s));
+    keystore_time_format(fake_now + (time_t)48 * 3600, exp_s, sizeof(exp_s));
+    ok0(e, FW_OP_UPDATE, KP, "{\"expires_in\": \"48h\"}");
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        "{\"key_value\": \"sk-CANARY3acme2222222222222222222222222222xS\", \"grace_period\": "
+        "\"1h\"}");
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(version_of(d, 2), "expires_at"), exp_s);
+    assert_string_equal(str(version_of(d, 2), "revoke_at"), grace_s);
+    json_decref(d);
+    r = call(e, FW_OP_READ, CREDS, "{\"version\": 2}");
+    assert_int_equal(r.status, FW_OK);
+    assert_int_equal(num(r.data, "ttl"), 300);
+    done(&r);
+    fake_now += 3600;
+    expect_creds_404(e, CREDS, "{\"version\": 2}");
+}
+
+/*
+ * Records stored before versions kept their own expiry (a grace version with
+ * revoke_at only) still load and serve until the grace period ends.
+ */
+static void test_grace_record_without_version_expiry(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        "{\"key_value\": \"sk-CANARY2acme1111111111111111111111111111yR\", \"grace_period\": "
+        "\"1h\"}");
+    json_t *rec = NULL;
+    assert_int_equal(storage_get_json(e->st, KP, &rec), ERR_OK);
+    assert_null(json_object_get(version_of(rec, 1), "expires_at"));
+    json_decref(rec);
+    fake_now += 1800;
+    struct result r = call(e, FW_OP_READ, CREDS, "{\"version\": 1}");
+    assert_int_equal(r.status, FW_OK);
+    assert_string_equal(str(r.data, "api_key"), canary1);
+    assert_int_equal(num(r.data, "ttl"), 300);
+    done(&r);
+    fake_now += 1800;
+    expect_creds_404(e, CREDS, "{\"version\": 1}");
+}
+
 /* A provider taken out of config.allowed_providers: creds no longer serves its keys. */
 static void test_creds_respects_allowed_providers(void **state)
 {
@@ -1882,6 +1982,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_partly_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_keeps_pending_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_value_has_its_own_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grace_ends_at_own_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grace_record_without_version_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_creds_respects_allowed_providers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_ids_evict_oldest, setup, teardown),
