@@ -254,14 +254,18 @@ static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
     if (e == ERR_OK) {
         e = tenants_delete_tree(req->storage, prefix, 0);
     }
+    /*
+     * Drop the cached settings (InvalidateKey does the same on other nodes)
+     * before the lock goes: a settings write waiting on it merges into the
+     * cached document, and would store the deleted tenant's settings again.
+     */
+    byok_invalidate(req->backend, settings_key);
     if (e == ERR_OK) {
         e = tenants_delete_grace(req->storage, t);
     }
     keystore_usage_forget(ks, t, NULL, NULL);
     keystore_record_forget(ks, NULL); /* rare: simpler than walking the cache by prefix */
     keystore_unlock(ks);
-    /* Drop the cached settings (InvalidateKey does the same on other nodes). */
-    byok_invalidate(req->backend, settings_key);
     return e;
 }
 

@@ -1537,6 +1537,78 @@ static void test_settings_allowed_providers(void **state)
     json_decref(r.warnings);
 }
 
+/* ---- a tenant delete and a settings write waiting on the write lock ------------------ */
+
+static const struct storage_ops *held_orig;
+static struct env *held_env;
+static json_t *held_settings;
+
+static enum err held_get(void *c, const char *k, unsigned char **v, size_t *l)
+{
+    return held_orig->get(c, k, v, l);
+}
+
+static enum err held_put(void *c, const char *k, const unsigned char *v, size_t l, bool seal)
+{
+    return held_orig->put(c, k, v, l, seal);
+}
+
+static enum err held_del(void *c, const char *k)
+{
+    return held_orig->del(c, k);
+}
+
+/*
+ * The delete's last storage step (its grace marks) runs under the write lock
+ * after the tenant's records are gone: what a settings write waiting on the
+ * lock would merge into once it gets it is read here.
+ */
+static enum err held_list(void *c, const char *prefix, char ***k, size_t *n)
+{
+    if (strcmp(prefix, KEYSTORE_GRACE_PREFIX) == 0 && held_settings == NULL) {
+        assert_int_equal(
+            keystore_settings_cached(held_env->b, held_env->st, "acme", &held_settings), ERR_OK);
+    }
+    return held_orig->list(c, prefix, k, n);
+}
+
+static const struct storage_ops held_ops = {held_get, held_put, held_del, held_list};
+
+/*
+ * A settings write that was waiting on the lock while the tenant was deleted
+ * must not bring the deleted settings back. Before, the delete dropped the
+ * cached settings only after unlocking: the writer read the stale cached
+ * document, merged its field and stored the old tenant's settings again
+ * (seen about once in 200 runs with two threads). Deterministic: the cache is
+ * read at the delete's last step, still under the lock.
+ */
+static void test_tenant_delete_drops_settings_under_lock(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings",
+        "{\"budget_tier\": \"HIGH\", \"residency\": \"eu\"}");
+    ok0(e, FW_OP_READ, "tenants/acme/settings", NULL); /* cached */
+    held_orig = e->st->ops;
+    held_env = e;
+    held_settings = NULL;
+    e->st->ops = &held_ops;
+    ok0(e, FW_OP_DELETE, "tenants/acme", NULL);
+    e->st->ops = held_orig;
+    assert_non_null(held_settings);
+    assert_int_equal(json_object_size(held_settings), 0);
+    json_decref(held_settings);
+    held_settings = NULL;
+
+    /* The waiting write, run now: only its own field is stored. */
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"rpm_limit\": 5}");
+    json_t *doc = NULL;
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/settings", &doc), ERR_OK);
+    assert_int_equal(json_object_size(doc), 1);
+    assert_int_equal(num(doc, "rpm_limit"), 5);
+    json_decref(doc);
+}
+
 static void test_tenants_list_read_delete(void **state)
 {
     struct env *e = *state;
@@ -1992,6 +2064,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_allowed_providers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_delete_drops_settings_under_lock, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_record_moved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_root_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_matrix, setup, teardown),
