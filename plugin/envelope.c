@@ -730,7 +730,7 @@ out_unlock:
 }
 
 enum err envelope_tenant_dek(struct envelope *env, struct storage *st, const char *tenant,
-                             bool create, struct secret **ret_dek)
+                             bool create, struct secret **ret_dek, bool *ret_created)
 {
     if (env == NULL || tenant == NULL || ret_dek == NULL || strlen(tenant) >= 64) {
         return ERR_INVAL;
@@ -747,9 +747,13 @@ enum err envelope_tenant_dek(struct envelope *env, struct storage *st, const cha
     pthread_mutex_unlock(&env->cache_mu);
     if (dek != NULL) {
         *ret_dek = dek;
+        if (ret_created != NULL) {
+            *ret_created = false;
+        }
         return ERR_OK;
     }
 
+    bool created = false;
     char key[STORAGE_MAX_KEY];
     enum err e = envelope_dek_key(tenant, key, sizeof(key));
     if (e != ERR_OK) {
@@ -778,6 +782,7 @@ enum err envelope_tenant_dek(struct envelope *env, struct storage *st, const cha
             char now[32];
             envelope_now(now, sizeof(now));
             e = envelope_dek_store(env, st, tenant, dek, kv, now);
+            created = e == ERR_OK;
         }
         if (e != ERR_OK) {
             secret_free(&dek);
@@ -789,6 +794,9 @@ enum err envelope_tenant_dek(struct envelope *env, struct storage *st, const cha
     }
     envelope_dek_cache_put(env, tenant, dek, gen);
     *ret_dek = dek;
+    if (ret_created != NULL) {
+        *ret_created = created;
+    }
     return ERR_OK;
 }
 

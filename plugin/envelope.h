@@ -86,9 +86,12 @@ MUST_USE enum err envelope_kek_version(struct envelope *env, struct storage *st,
  * without one gets a fresh DEK wrapped by the current KEK (the caller must
  * serialise creation per tenant, e.g. under keystore's write lock);
  * without it, ERR_NOTFOUND. Served from the DEK cache when warm.
+ * *ret_created (ret_created may be NULL) tells whether this call created and
+ * stored the DEK: a caller that then stores nothing sealed with it shreds it,
+ * since a stored DEK alone makes the tenant exist.
  */
 MUST_USE enum err envelope_tenant_dek(struct envelope *env, struct storage *st, const char *tenant,
-                                      bool create, struct secret **ret_dek);
+                                      bool create, struct secret **ret_dek, bool *ret_created);
 
 /*
  * Crypto-shred: deletes the tenant's wrapped DEK from storage and the cache.

@@ -89,7 +89,7 @@ static enum err creds_open(struct fw_request *req, const json_t *ver, int64_t ve
     }
     struct secret *dek = NULL;
     e = envelope_tenant_dek(keystore_envelope(keystore_of(req->backend)), req->storage, t, false,
-                            &dek);
+                            &dek, NULL);
     /* ERR_NOTFOUND passes through: a key record without a DEK (the tenant was shredded). */
     if (e == ERR_OK) {
         e = envelope_open(dek, ad, strlen(ad), ct, ct_len, ret_key);

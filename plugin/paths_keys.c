@@ -360,9 +360,14 @@ static void keys_revoke_versions(json_t *rec, const char *now_s, int64_t keep_a,
     }
 }
 
-/* Adds a sealed version of the request's key_value; stores validation and mask. */
+/*
+ * Adds a sealed version of the request's key_value; stores validation and
+ * mask. *dek_created becomes true when this created the tenant's data key
+ * (see keys_dek_undo), even if a later step fails.
+ */
 static enum err keys_add_version(struct fw_request *req, struct fw_response *resp, json_t *rec,
-                                 const json_t *entry, const char *now_s, int64_t *ret_version)
+                                 const json_t *entry, const char *now_s, bool *dek_created,
+                                 int64_t *ret_version)
 {
     struct keystore *ks = keystore_of(req->backend);
     const char *t = fw_str(req, "tenant"), *p = fw_str(req, "provider"),
@@ -376,7 +381,7 @@ static enum err keys_add_version(struct fw_request *req, struct fw_response *res
         return e;
     }
     struct secret *dek = NULL;
-    e = envelope_tenant_dek(keystore_envelope(ks), req->storage, t, true, &dek);
+    e = envelope_tenant_dek(keystore_envelope(ks), req->storage, t, true, &dek, dek_created);
     if (e != ERR_OK) {
         return e;
     }
@@ -419,6 +424,24 @@ static enum err keys_add_version(struct fw_request *req, struct fw_response *res
     json_object_set_new(rec, "validation", validation);
     *ret_version = version;
     return ERR_OK;
+}
+
+/*
+ * A request that created the tenant's data key and then stored no record
+ * sealed with it takes the key back: a stored DEK alone makes the tenant
+ * exist (listed, has_data_key, usage batches accepted), so a failed first
+ * write would leave a tenant behind. Runs under the write lock, which
+ * serialises DEK creation. Should the failed save have reached storage after
+ * all, that record's version cannot be opened any more (creds: 404, as after a
+ * partly failed tenant delete) and the retried write seals a new version with
+ * a new DEK. The request's own error is what the caller reports; if the shred
+ * fails too, the DEK stays, as it did before.
+ */
+static void keys_dek_undo(struct fw_request *req)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    enum err e = envelope_tenant_shred(keystore_envelope(ks), req->storage, fw_str(req, "tenant"));
+    (void)e;
 }
 
 /*
@@ -559,6 +582,7 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     char now_s[32];
     keystore_time_format(now, now_s, sizeof(now_s));
     bool has_value = fw_provided(req, "key_value");
+    bool dek_created = false, saved = false;
 
     keystore_lock(ks);
     rec = keys_load(req, true, &e);
@@ -582,7 +606,7 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     bool had_grace = false;
     if (has_value) {
         int64_t version = 0;
-        e = keys_add_version(req, resp, rec, entry, now_s, &version);
+        e = keys_add_version(req, resp, rec, entry, now_s, &dek_created, &version);
         if (e != ERR_OK) {
             goto out_unlock;
         }
@@ -604,6 +628,7 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     keys_apply_meta(req, rec, has_expiry, expires);
     json_object_set_new(rec, "updated_at", json_string(now_s));
     e = keys_save(req, rec);
+    saved = e == ERR_OK;
     /*
      * A grace period cut short: its mark goes only once the record no longer
      * holds it (removed first, a failed save would leave a grace version the
@@ -617,6 +642,9 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
         e = keys_reply_summary(resp, rec, now);
     }
 out_unlock:
+    if (dek_created && !saved) {
+        keys_dek_undo(req);
+    }
     keystore_unlock(ks);
     json_decref(rec);
     json_decref(entry);
@@ -737,6 +765,7 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     char now_s[32];
     keystore_time_format(now, now_s, sizeof(now_s));
 
+    bool dek_created = false, saved = false;
     keystore_lock(ks);
     rec = keys_load(req, false, &e);
     if (e == ERR_NOTFOUND) {
@@ -763,7 +792,7 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     keys_apply_meta(req, rec, true, has_expiry ? expires : 0);
     int64_t old = json_integer_value(json_object_get(rec, "current_version"));
     int64_t version = 0;
-    e = keys_add_version(req, resp, rec, entry, now_s, &version);
+    e = keys_add_version(req, resp, rec, entry, now_s, &dek_created, &version);
     if (e != ERR_OK) {
         goto out_unlock;
     }
@@ -803,6 +832,7 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     }
     if (e == ERR_OK) {
         e = keys_save(req, rec);
+        saved = e == ERR_OK;
     }
     if (e == ERR_OK && !keep_old) {
         e = keystore_grace_mark(req->storage, t, p, kt, false);
@@ -811,6 +841,9 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
         e = keys_reply_view(req, resp, rec, now);
     }
 out_unlock:
+    if (dek_created && !saved) {
+        keys_dek_undo(req);
+    }
     keystore_unlock(ks);
     json_decref(rec);
     json_decref(entry);

@@ -414,7 +414,7 @@ static enum err usage_prune(struct storage *st, const char *tenant, const char *
 static enum err usage_tenant_exists(struct keystore *ks, struct storage *st, const char *t)
 {
     struct secret *dek = NULL;
-    enum err e = envelope_tenant_dek(keystore_envelope(ks), st, t, false, &dek);
+    enum err e = envelope_tenant_dek(keystore_envelope(ks), st, t, false, &dek, NULL);
     secret_free(&dek);
     if (e != ERR_NOTFOUND) {
         return e;

@@ -261,7 +261,7 @@ static void scan_fn(const char *key, const unsigned char *val, size_t len, void 
 static struct secret *must_dek(struct envelope *env, struct storage *st, const char *t, bool create)
 {
     struct secret *dek = NULL;
-    assert_int_equal(envelope_tenant_dek(env, st, t, create, &dek), ERR_OK);
+    assert_int_equal(envelope_tenant_dek(env, st, t, create, &dek, NULL), ERR_OK);
     assert_non_null(dek);
     assert_int_equal(dek->len, ENVELOPE_KEY_LEN);
     return dek;
@@ -283,7 +283,7 @@ static void test_state_lifecycle(void **state)
     assert_int_equal(v, 1);
 
     struct secret *dek = NULL;
-    assert_int_equal(envelope_tenant_dek(env, st, "acme", false, &dek), ERR_NOTFOUND);
+    assert_int_equal(envelope_tenant_dek(env, st, "acme", false, &dek, NULL), ERR_NOTFOUND);
     struct secret *a = must_dek(env, st, "acme", true);
     struct secret *a2 = must_dek(env, st, "acme", false);
     assert_true(secret_equal(a, a2));
@@ -338,7 +338,7 @@ static void test_state_lifecycle(void **state)
 
     /* Shred: the DEK is gone; a new one is different and the old ciphertext is dead. */
     assert_int_equal(envelope_tenant_shred(env, st, "acme"), ERR_OK);
-    assert_int_equal(envelope_tenant_dek(env, st, "acme", false, &dek), ERR_NOTFOUND);
+    assert_int_equal(envelope_tenant_dek(env, st, "acme", false, &dek, NULL), ERR_NOTFOUND);
     struct secret *fresh = must_dek(env, st, "acme", true);
     assert_false(secret_equal(a, fresh));
     assert_int_equal(envelope_open(fresh, "x", 1, ct, ct_len, &pt), ERR_CRYPTO);
@@ -373,21 +373,47 @@ static void test_dek_record_moved(void **state)
     assert_int_equal(storage_put(st, "tenants/evil/dek", raw, len, false), ERR_OK);
     free(raw);
     struct secret *dek = NULL;
-    assert_int_equal(envelope_tenant_dek(env, st, "evil", false, &dek), ERR_CRYPTO);
+    assert_int_equal(envelope_tenant_dek(env, st, "evil", false, &dek, NULL), ERR_CRYPTO);
     assert_null(dek);
     /* A corrupt record is a protocol error, never a crash. */
     assert_int_equal(storage_put(st, "tenants/bad/dek", (const unsigned char *)"{}", 2, false),
                      ERR_OK);
-    assert_int_equal(envelope_tenant_dek(env, st, "bad", false, &dek), ERR_PROTO);
+    assert_int_equal(envelope_tenant_dek(env, st, "bad", false, &dek, NULL), ERR_PROTO);
     assert_int_equal(storage_put(st, "kek/1", (const unsigned char *)"short", 5, true), ERR_OK);
     envelope_drop_all(env);
-    assert_int_equal(envelope_tenant_dek(env, st, "acme", false, &dek), ERR_PROTO);
+    assert_int_equal(envelope_tenant_dek(env, st, "acme", false, &dek, NULL), ERR_PROTO);
     /* Bad arguments. */
     char longname[80];
     memset(longname, 'a', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
-    assert_int_equal(envelope_tenant_dek(env, st, longname, true, &dek), ERR_INVAL);
+    assert_int_equal(envelope_tenant_dek(env, st, longname, true, &dek, NULL), ERR_INVAL);
     secret_free(&a);
+    envelope_free(env);
+    storage_mem_free(st);
+}
+
+/* Whether a call created the DEK: only the one that stored it, never a cached or stored one. */
+static void test_dek_created(void **state)
+{
+    struct storage *st = storage_mem_new();
+    struct envelope *env = envelope_new();
+    assert_int_equal(envelope_initialize(env, st), ERR_OK);
+    struct secret *dek = NULL;
+    bool created = true;
+    assert_int_equal(envelope_tenant_dek(env, st, "acme", false, &dek, &created), ERR_NOTFOUND);
+    assert_true(created); /* untouched on failure */
+    created = false;
+    assert_int_equal(envelope_tenant_dek(env, st, "acme", true, &dek, &created), ERR_OK);
+    assert_true(created);
+    secret_free(&dek);
+    assert_int_equal(envelope_tenant_dek(env, st, "acme", true, &dek, &created), ERR_OK);
+    assert_false(created); /* from the cache */
+    secret_free(&dek);
+    envelope_drop_all(env);
+    created = true;
+    assert_int_equal(envelope_tenant_dek(env, st, "acme", true, &dek, &created), ERR_OK);
+    assert_false(created); /* from storage */
+    secret_free(&dek);
     envelope_free(env);
     storage_mem_free(st);
 }
@@ -399,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_tampering),       cmocka_unit_test(test_ad_binding),
         cmocka_unit_test(test_limits),          cmocka_unit_test(test_b64),
         cmocka_unit_test(test_state_lifecycle), cmocka_unit_test(test_dek_record_moved),
+        cmocka_unit_test(test_dek_created),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -1256,6 +1256,44 @@ static void test_usage_unknown_tenant(void **state)
 }
 
 /*
+ * A new tenant's first key write that cannot save its record (500) leaves no
+ * tenant behind: the data key it created is shredded again. Before, the DEK
+ * stayed: the tenant was listed, had has_data_key and took usage batches. A
+ * failed write for a tenant that already had its DEK keeps it.
+ */
+static void test_failed_first_write_leaves_no_tenant(void **state)
+{
+    struct env *e = *state;
+    add_canary(e, canary1);
+    put_key_save_fails(e, "tenants/newco/keys/openai/production", canary1);
+    assert_int_equal(count_prefix(e, "tenants/newco/"), 0);
+    struct result r = call(e, FW_OP_LIST, "tenants/", NULL);
+    assert_null(r.data); /* no tenant: 404 */
+    done(&r);
+    r = call(e, FW_OP_READ, "tenants/newco", NULL);
+    assert_null(r.data);
+    done(&r);
+    const char *batch = "{\"batch_id\": \"b1\", \"records\": [{\"ts\": \"2026-11-18T00:00:00Z\", "
+                        "\"provider\": \"openai\", \"model\": \"gpt-4o\", \"requests\": 1}]}";
+    r = call(e, FW_OP_UPDATE, "tenants/newco/usage", batch);
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "'tenant'"));
+    done(&r);
+    expect_creds_404(e, "tenants/newco/creds/openai", NULL);
+
+    /* The retry works and is served. */
+    put_key(e, "tenants/newco/keys/openai/production", canary1, NULL);
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, "tenants/newco/creds/openai", &c), canary1);
+    json_decref(c);
+    /* Another key of the same tenant failing keeps the DEK the first one is sealed with. */
+    put_key_save_fails(e, "tenants/newco/keys/openai/batch", canary2);
+    assert_string_equal(creds_value(e, "tenants/newco/creds/openai", &c), canary1);
+    json_decref(c);
+    assert_int_equal(count_prefix(e, "tenants/newco/dek"), 1);
+}
+
+/*
  * A tenant delete that shreds the data key but cannot remove every record
  * (storage fails on the key records): creds answers 404, not a 500, while the
  * record is still there; deleting again finishes the job.
@@ -2060,6 +2098,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_batch_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_ids_evict_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_unknown_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_first_write_leaves_no_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_resend_after_partial_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_allowed_providers, setup, teardown),
