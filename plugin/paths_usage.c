@@ -88,6 +88,20 @@ static bool usage_text_ok(const char *s, size_t max)
     return true;
 }
 
+/*
+ * "YYYY-MM" of t, the form of the month keys and of the read path's month
+ * field, zero-padded (glibc's strftime %Y is not: year 1 gives "1-01"). The
+ * modulos only bound the widths for the compiler: t is 1970 or later and
+ * keystore_time_parse reads four-digit years.
+ */
+static void usage_month_of(time_t t, char month[8])
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    unsigned year = (unsigned)(tm.tm_year + 1900) % 10000U, mon = (unsigned)tm.tm_mon % 12U + 1U;
+    snprintf(month, 8, "%04u-%02u", year, mon);
+}
+
 /* Checks one record; writes why into msg. Sets *ret_month "YYYY-MM". */
 static bool usage_record_ok(const json_t *r, char *msg, size_t size, char *ret_month)
 {
@@ -106,9 +120,12 @@ static bool usage_record_ok(const json_t *r, char *msg, size_t size, char *ret_m
         snprintf(msg, size, "ts must not be more than a day ahead of the plugin's clock");
         return false;
     }
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(ret_month, 8, "%Y-%m", &tm);
+    /* The read path takes months from 1970 on: earlier totals could never be read. */
+    if (t < 0) {
+        snprintf(msg, size, "ts must not be before 1970-01-01T00:00:00Z");
+        return false;
+    }
+    usage_month_of(t, ret_month);
     const char *p = json_string_value(json_object_get(r, "provider"));
     if (p == NULL || !fw_name_valid(p)) {
         snprintf(msg, size, "provider must match [a-z0-9][a-z0-9_-]{0,62}");
@@ -204,13 +221,6 @@ static enum err usage_month_load(struct storage *st, const char *tenant, const c
         return ERR_PROTO; /* not a month document */
     }
     return e;
-}
-
-static void usage_month_of(time_t t, char month[8])
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(month, 8, "%Y-%m", &tm);
 }
 
 /* A month document as readers see it: the month's own batch ids are bookkeeping for resends. */

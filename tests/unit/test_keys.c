@@ -1575,6 +1575,43 @@ static void test_settings_allowed_providers(void **state)
     json_decref(r.warnings);
 }
 
+/*
+ * Usage before 1970 is refused with a 400 naming the record's ts, and stores
+ * nothing; 1970-01-01T00:00:00Z itself is taken and read back as 1970-01.
+ * Before, year 1 was accepted under the month key "1-01", which the read path
+ * (YYYY-MM from 1970) could never return and whose batch sets were never
+ * pruned.
+ */
+static void test_usage_before_1970(void **state)
+{
+    struct env *e = *state;
+    usage_tenant(e);
+    static const char *const old[] = {"0001-01-01T00:00:00Z", "1970-01-01T00:30:00+01:00",
+                                      "1970-01-01T00:00:00+01:00"};
+    for (size_t i = 0; i < sizeof(old) / sizeof(old[0]); i++) {
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{\"batch_id\": \"old%zu\", \"records\": [{\"ts\": \"%s\", \"provider\": "
+                 "\"openai\", \"model\": \"m\", \"requests\": 7}]}",
+                 i, old[i]);
+        struct result r = call(e, FW_OP_UPDATE, "tenants/acme/usage", body);
+        assert_int_equal(r.status, FW_BAD_REQUEST);
+        assert_non_null(strstr(r.message, "'records'"));
+        assert_non_null(strstr(r.message, "ts must not be before 1970"));
+        done(&r);
+    }
+    assert_int_equal(count_prefix(e, "tenants/acme/usage/"), 0);
+
+    usage_post(e, "epoch", "1970-01-01T00:00:00Z", "openai", 5, FW_OK);
+    json_t *doc = NULL;
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/usage/1970-01", &doc), ERR_OK);
+    json_decref(doc);
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/usage", "{\"month\": \"1970-01\"}");
+    assert_int_equal(num(d, "requests"), 1);
+    assert_int_equal(num(d, "prompt_tokens"), 5);
+    json_decref(d);
+}
+
 /* ---- a tenant delete and a settings write waiting on the write lock ------------------ */
 
 static const struct storage_ops *held_orig;
@@ -2088,6 +2125,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotate_mark_fails_then_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_cutting_grace_save_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_before_1970, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_fails_keeps_hits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_partly_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_keeps_pending_usage, setup, teardown),
