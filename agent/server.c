@@ -9,6 +9,11 @@
  * app went away. evhttp detaches, but does not free, a request whose
  * connection fails before the reply was finished; we free it then.
  *
+ * A connection is counted from accept to the moment evhttp frees it (its
+ * close callback), and its socket is closed then: a closed connection never
+ * counts against limits.max_connections. A listener that a reload removed is
+ * freed once its last connection has closed.
+ *
  * Not done here: anything provider-specific (proxy.c).
  */
 #include "agent/server.h"
@@ -50,7 +55,8 @@ struct listener {
     struct config *cfg;               /* reference keeping lc valid (retired listeners keep
                                          the config they last had: old connections may still
                                          send requests on them) */
-    bool retired;
+    bool retired; /* removed by a reload (or the drain): freed by server_reap_cb once n_open is 0 */
+    size_t n_open;        /* its accepted connections still open (their server_watch entries) */
     struct event *resume; /* re-enables accepting after an accept error (server_accept_error) */
     struct listener *next;
 };
@@ -60,18 +66,31 @@ struct listener {
  * close. evhttp's own timeout is an inactivity timeout, which a client
  * trickling one byte a second never trips; this list gives each connection a
  * deadline to deliver a whole request (limits.client_timeout_s from accept or
- * from the end of the previous answer), checked by a sweep every second.
- * We hold a reference on each bufferevent so that it stays valid memory after
- * evhttp frees the connection; bufferevent_free clears its callback argument
- * (evhttp's connection while alive), which is how the sweep learns it is gone.
+ * from the end of the previous answer), checked by a sweep every 500 ms.
+ *
+ * evhttp 2.1 creates the connection (struct evhttp_connection) only after
+ * our bufferevent callback returns, and has no callback for a new
+ * connection, so server_adopt_cb (made active at accept: it runs in the same
+ * loop turn, before a byte of the connection can be read) finds it as the
+ * bufferevent's callback argument and gives it a server_conn, whose close
+ * callback (evhttp_connection_free calls it first) removes the watch at once.
+ * We hold a reference on each bufferevent so that it stays valid memory
+ * until then, even if evhttp freed the connection before adoption
+ * (bufferevent_free clears its callback argument, which is how adoption and
+ * the sweep learn it is gone); releasing it is what closes the socket
+ * (BEV_OPT_CLOSE_ON_FREE: evhttp itself only shuts it down for writing).
  */
 struct server_watch {
     struct bufferevent *bev;
-    double deadline; /* monotonic seconds; ignored while busy */
-    bool busy;       /* a request is being answered */
+    struct listener *l;    /* the listener that accepted it (counted in l->n_open) */
+    struct server_conn *c; /* NULL until adopted; its close callback removes the watch */
+    double deadline;       /* monotonic seconds; ignored while busy */
+    bool busy;             /* a request is being answered */
     bool flush_queued;
+    bool adopt_queued;
     struct server_watch *prev, *next;
     struct server_watch *flush_next; /* server.flush queue */
+    struct server_watch *adopt_next; /* server.adopt queue */
 };
 
 struct server_conn {
@@ -93,6 +112,10 @@ struct server {
     struct server_watch *watches;
     size_t n_watches; /* accepted connections still open */
     struct event *sweep;
+    struct event *adopt;             /* made active when adopt_head has entries */
+    struct server_watch *adopt_head; /* connections accepted this turn, not yet adopted */
+    struct server_watch *adopt_tail;
+    struct event *reap;              /* made active when a retired listener has no connection */
     struct event *flush;             /* made active when flush_head has entries */
     struct server_watch *flush_head; /* connections with reply bytes to write this turn, */
     struct server_watch *flush_tail; /* in the order they were given them */
@@ -365,6 +388,36 @@ static void server_flush_unqueue(struct server *s, struct server_watch *w)
     }
 }
 
+/* Takes w off the server's adopt queue (see server_adopt_cb). */
+static void server_adopt_unqueue(struct server *s, struct server_watch *w)
+{
+    struct server_watch *prev = NULL;
+    for (struct server_watch *q = s->adopt_head; q != NULL; prev = q, q = q->adopt_next) {
+        if (q != w) {
+            continue;
+        }
+        if (prev != NULL) {
+            prev->adopt_next = w->adopt_next;
+        } else {
+            s->adopt_head = w->adopt_next;
+        }
+        if (s->adopt_tail == w) {
+            s->adopt_tail = prev;
+        }
+        w->adopt_next = NULL;
+        w->adopt_queued = false;
+        return;
+    }
+}
+
+/*
+ * The connection is gone (or being freed by evhttp): forget it and release
+ * our bufferevent reference, which closes its socket once evhttp has freed
+ * the bufferevent too. The last connection of a retired listener lets the
+ * listener go; not here, since evhttp may still be inside that listener's
+ * evhttp (this runs from its close callback): server_reap_cb does it later
+ * in this loop turn.
+ */
 static void server_watch_remove(struct server *s, struct server_watch *w)
 {
     if (w->prev != NULL) {
@@ -378,6 +431,17 @@ static void server_watch_remove(struct server *s, struct server_watch *w)
     s->n_watches--;
     if (w->flush_queued) {
         server_flush_unqueue(s, w);
+    }
+    if (w->adopt_queued) {
+        server_adopt_unqueue(s, w);
+    }
+    if (w->c != NULL) {
+        w->c->watch = NULL;
+    }
+    struct listener *l = w->l;
+    l->n_open--;
+    if (l->retired && l->n_open == 0) {
+        event_active(s->reap, EV_TIMEOUT, 0);
     }
     bufferevent_decref(w->bev);
     free(w);
@@ -532,6 +596,7 @@ static struct bufferevent *server_bevcb(struct event_base *base, void *arg)
                              (size_t)cfg->limits.max_header_bytes +
                                  (size_t)cfg->limits.max_body_bytes + 2 * SERVER_BODY_SLACK);
     w->bev = bev;
+    w->l = l;
     w->deadline = server_now() + (double)s->ctx->cfg->limits.client_timeout_s;
     w->next = s->watches;
     if (s->watches != NULL) {
@@ -539,6 +604,16 @@ static struct bufferevent *server_bevcb(struct event_base *base, void *arg)
     }
     s->watches = w;
     s->n_watches++;
+    l->n_open++;
+    /* evhttp makes the connection when we return: adopted later in this turn. */
+    w->adopt_queued = true;
+    if (s->adopt_tail != NULL) {
+        s->adopt_tail->adopt_next = w;
+    } else {
+        s->adopt_head = w;
+    }
+    s->adopt_tail = w;
+    event_active(s->adopt, EV_TIMEOUT, 0);
     return bev;
 }
 
@@ -556,8 +631,11 @@ static void server_sweep_cb(evutil_socket_t fd, short what, void *arg)
          * life of the connection (the read callback alone is cleared while a
          * reply is written); bufferevent_free clears them all.
          */
-        if (cbarg == NULL) {
-            server_watch_remove(s, w); /* evhttp closed it */
+        if (w->adopt_queued) {
+            /* Accepted this turn: server_adopt_cb, already due, deals with it. */
+        } else if (cbarg == NULL) {
+            /* evhttp closed it without our close callback (never adopted): not expected. */
+            server_watch_remove(s, w);
         } else if (!w->busy && now >= w->deadline &&
                    evbuffer_get_length(bufferevent_get_output(w->bev)) == 0) {
             /*
@@ -565,8 +643,13 @@ static void server_sweep_cb(evutil_socket_t fd, short what, void *arg)
              * keep-alive. A reply still being written (a slow reader of a
              * large answer) is not idle: the deadline starts when evhttp has
              * written it (server_reply_written), and a write without
-             * progress is bounded by the write timeout.
+             * progress is bounded by the write timeout. The watch is
+             * detached first so that the close callback leaves it to us.
              */
+            if (w->c != NULL) {
+                w->c->watch = NULL;
+                w->c = NULL;
+            }
             evhttp_connection_free((struct evhttp_connection *)cbarg);
             server_watch_remove(s, w);
         }
@@ -622,11 +705,75 @@ static void server_conn_closed(struct evhttp_connection *evcon, void *arg)
         s->conns[fd] = NULL;
     }
     if (c->watch != NULL) {
-        c->watch->busy = false;
-        c->watch->deadline = 0; /* the sweep drops it (its callbacks are cleared by now) */
+        /*
+         * evhttp frees the bufferevent right after this callback: dropping
+         * our reference now lets that close the socket, and the connection
+         * stops counting now.
+         */
+        c->watch->c = NULL;
+        server_watch_remove(s, c->watch);
     }
     s->n_conns--;
     free(c);
+}
+
+/* A server_conn for evhttp's connection evcon (watch w, or NULL if it has none); NULL if out of
+ * memory. */
+static struct server_conn *server_conn_new(struct server *s, struct listener *l,
+                                           struct evhttp_connection *evcon, struct server_watch *w)
+{
+    struct server_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    int fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+    c->s = s;
+    c->evcon = evcon;
+    c->l = l;
+    c->watch = w;
+    if (w != NULL) {
+        w->c = c;
+    }
+    socklen_t len = sizeof(c->cred);
+    c->have_cred = fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) == 0;
+    /* Beyond the table (RLIMIT_NOFILE raised after start): counted, but its requests get 503. */
+    if (fd >= 0 && (size_t)fd < s->n_slots) {
+        s->conns[fd] = c;
+    }
+    s->n_conns++;
+    evhttp_connection_set_closecb(evcon, server_conn_closed, c);
+    return c;
+}
+
+/*
+ * The connections accepted this turn (server_bevcb), now that evhttp has made
+ * them: each gets its server_conn, and so the close callback that ends its
+ * count and closes its socket the moment evhttp frees it.
+ */
+static void server_adopt_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    struct server_watch *w;
+    while ((w = s->adopt_head) != NULL) {
+        s->adopt_head = w->adopt_next;
+        if (s->adopt_head == NULL) {
+            s->adopt_tail = NULL;
+        }
+        w->adopt_next = NULL;
+        w->adopt_queued = false;
+        void *cbarg = NULL;
+        bufferevent_getcb(w->bev, NULL, NULL, NULL, &cbarg);
+        if (cbarg == NULL) {
+            server_watch_remove(s, w); /* evhttp could not set it up and freed it */
+            continue;
+        }
+        struct evhttp_connection *evcon = cbarg; /* evhttp's argument for the connection's life */
+        if (w->c == NULL && server_conn_new(s, w->l, evcon, w) == NULL) {
+            /* Out of memory: refused rather than served without a count or a close callback. */
+            evhttp_connection_free(evcon);
+            server_watch_remove(s, w);
+        }
+    }
 }
 
 static struct server_conn *server_conn_get(struct server *s, struct listener *l,
@@ -644,20 +791,12 @@ static struct server_conn *server_conn_get(struct server *s, struct listener *l,
     if (c != NULL && c->evcon == evcon) {
         return c;
     }
-    c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        return NULL;
-    }
-    c->s = s;
-    c->evcon = evcon;
-    c->l = l;
-    c->watch = server_watch_find(s, evhttp_connection_get_bufferevent(evcon));
-    socklen_t len = sizeof(c->cred);
-    c->have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) == 0;
-    s->conns[fd] = c;
-    s->n_conns++;
-    evhttp_connection_set_closecb(evcon, server_conn_closed, c);
-    return c;
+    /*
+     * Not adopted: a connection that got no watch (out of memory at accept).
+     * A watch still waiting for adoption is taken over here.
+     */
+    struct server_watch *w = server_watch_find(s, evhttp_connection_get_bufferevent(evcon));
+    return server_conn_new(s, l, evcon, w != NULL && w->c == NULL ? w : NULL);
 }
 
 size_t server_connections(const struct server *s)
@@ -977,6 +1116,51 @@ static void server_listener_stop(struct listener *l)
     }
 }
 
+/* Frees a stopped listener (not in s->listeners); evhttp_free closes any connection left on it. */
+static void server_listener_free(struct listener *l)
+{
+    if (l->http != NULL) {
+        evhttp_free(l->http);
+    }
+    event_free(l->resume);
+    config_unref(&l->cfg);
+    free(l->path);
+    free(l);
+}
+
+/* Stops accepting on l and removes its socket; it is freed once its last connection closes. */
+static void server_listener_retire(struct server *s, struct listener *l)
+{
+    server_listener_stop(l);
+    unlink(l->path);
+    l->retired = true;
+    if (l->n_open == 0) {
+        event_active(s->reap, EV_TIMEOUT, 0);
+    }
+}
+
+/*
+ * Frees the retired listeners whose connections have all closed (their
+ * evhttp, config reference and resume event): without it every reload that
+ * removes a socket would keep a whole parsed config until exit. Made active,
+ * never added: it runs after the close callback that found the last one.
+ */
+static void server_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    struct listener **p = &s->listeners;
+    while (*p != NULL) {
+        struct listener *l = *p;
+        if (l->retired && l->n_open == 0) {
+            *p = l->next;
+            log_kv(LOGL_INFO, "retired listener freed", "path", l->path, NULL);
+            server_listener_free(l);
+        } else {
+            p = &l->next;
+        }
+    }
+}
+
 enum err server_apply(struct server *s, struct config *cfg, char *errbuf, size_t errlen)
 {
     struct listener *fresh[CONFIG_MAX_LISTENERS] = {0};
@@ -1030,9 +1214,7 @@ enum err server_apply(struct server *s, struct config *cfg, char *errbuf, size_t
             keep = keep || kept[i] == l;
         }
         if (!keep && !l->retired) {
-            server_listener_stop(l);
-            unlink(l->path);
-            l->retired = true;
+            server_listener_retire(s, l);
             log_kv(LOGL_INFO, "listener retired", "path", l->path, NULL);
         }
     }
@@ -1064,12 +1246,8 @@ undo:
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         if (fresh[i] != NULL) {
             server_listener_stop(fresh[i]);
-            evhttp_free(fresh[i]->http);
-            event_free(fresh[i]->resume);
             unlink(fresh[i]->path);
-            config_unref(&fresh[i]->cfg);
-            free(fresh[i]->path);
-            free(fresh[i]);
+            server_listener_free(fresh[i]);
         }
     }
     return ERR_CONFIG;
@@ -1079,9 +1257,7 @@ void server_stop_accepting(struct server *s)
 {
     for (struct listener *l = s->listeners; l != NULL; l = l->next) {
         if (!l->retired) {
-            server_listener_stop(l);
-            unlink(l->path);
-            l->retired = true;
+            server_listener_retire(s, l);
         }
     }
 }
@@ -1109,14 +1285,17 @@ struct server *server_new(struct agent_ctx *ctx)
     s->n_slots = slots;
     /* Never added, only made active: it runs after the callbacks already due this turn. */
     s->flush = event_new(ctx->base, -1, 0, server_flush_cb, s);
+    s->adopt = event_new(ctx->base, -1, 0, server_adopt_cb, s);
+    s->reap = event_new(ctx->base, -1, 0, server_reap_cb, s);
     s->sweep = event_new(ctx->base, -1, EV_PERSIST, server_sweep_cb, s);
     struct timeval tv = {0, SERVER_SWEEP_MS * 1000L};
-    if (s->flush == NULL || s->sweep == NULL || event_add(s->sweep, &tv) != 0) {
-        if (s->sweep != NULL) {
-            event_free(s->sweep);
-        }
-        if (s->flush != NULL) {
-            event_free(s->flush);
+    if (s->flush == NULL || s->adopt == NULL || s->reap == NULL || s->sweep == NULL ||
+        event_add(s->sweep, &tv) != 0) {
+        struct event *evs[] = {s->sweep, s->flush, s->adopt, s->reap};
+        for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+            if (evs[i] != NULL) {
+                event_free(evs[i]);
+            }
         }
         free(s->conns);
         free(s);
@@ -1151,30 +1330,33 @@ void server_free(struct server *s)
             }
         }
     }
-    struct listener *l = s->listeners;
-    while (l != NULL) {
-        struct listener *n = l->next;
+    for (struct listener *l = s->listeners; l != NULL; l = l->next) {
         if (!l->retired) {
             server_listener_stop(l);
             unlink(l->path);
         }
         /* Closes the listener's open connections (their close callbacks run now). */
         evhttp_free(l->http);
-        event_free(l->resume);
-        config_unref(&l->cfg);
-        free(l->path);
-        free(l);
-        l = n;
+        l->http = NULL;
     }
-    /* The connections are gone: drop our references (this closes their sockets). */
-    struct server_watch *w = s->watches;
-    while (w != NULL) {
-        struct server_watch *next = w->next; /* removing w touches no other watch */
-        server_watch_remove(s, w);
-        w = next;
+    /*
+     * The connections are gone; watches left (not yet adopted) still point
+     * at their listener: drop our references (this closes their sockets)
+     * before the listeners go.
+     */
+    while (s->watches != NULL) {
+        server_watch_remove(s, s->watches);
+    }
+    struct listener *l = s->listeners;
+    while (l != NULL) {
+        struct listener *n = l->next;
+        server_listener_free(l);
+        l = n;
     }
     event_free(s->sweep);
     event_free(s->flush);
+    event_free(s->adopt);
+    event_free(s->reap);
     free(s->conns);
     for (struct server **p = &server_all; *p != NULL; p = &(*p)->next_server) {
         if (*p == s) {

@@ -8,7 +8,8 @@
  * Reload: server_apply binds new listeners first and only then retires
  * removed ones, so an invalid reload leaves the running set untouched.
  * Retired listeners stop accepting; each of their open connections is closed
- * after the answer to its current (or next) request.
+ * after the answer to its current (or next) request, and a retired listener
+ * is freed (its evhttp and config reference) once its last one has closed.
  */
 #ifndef BYOK_AGENT_SERVER_H
 #define BYOK_AGENT_SERVER_H
