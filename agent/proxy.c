@@ -26,6 +26,7 @@
 #include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1394,11 +1395,27 @@ static bool call_validate(struct request *r, json_t *j, enum provider_op op)
         call_param_error(r, "stream", "invalid_type", "stream must be a boolean");
         return false;
     }
-    static const char *const ints[] = {"max_tokens", "max_completion_tokens", "n", NULL};
-    for (const char *const *k = ints; *k != NULL; k++) {
-        const json_t *v = json_object_get(j, *k);
-        if (v != NULL && !json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) < 1)) {
-            call_param_error(r, *k, "invalid_type", "must be a positive integer");
+    /*
+     * Token counts the app asks for are bounded like the counts a provider
+     * reports (PROVIDER_MAX_TOKENS, also the catalog's bound on a model's
+     * max_output_tokens): the router adds them to the prompt estimate, and an
+     * absurd value must be refused here rather than overflow there.
+     */
+    static const struct {
+        const char *name;
+        json_int_t max;
+    } ints[] = {{"max_tokens", PROVIDER_MAX_TOKENS},
+                {"max_completion_tokens", PROVIDER_MAX_TOKENS},
+                {"n", LLONG_MAX}}; /* n is only passed on */
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        const json_t *v = json_object_get(j, ints[i].name);
+        if (v != NULL && !json_is_null(v) &&
+            (!json_is_integer(v) || json_integer_value(v) < 1 ||
+             json_integer_value(v) > ints[i].max)) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "%s must be an integer from 1 to %lld", ints[i].name,
+                     (long long)ints[i].max);
+            call_param_error(r, ints[i].name, "invalid_type", msg);
             return false;
         }
     }

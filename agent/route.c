@@ -9,6 +9,7 @@
  */
 #include "agent/route.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -290,7 +291,11 @@ static enum err route_limits_of(const struct route_want *w, const json_t *settin
      * An embedding model's window bounds each input, not the sum of a batch
      * (the estimate adds them all up): embeddings are not filtered by it.
      */
-    l->need = w->op == PROVIDER_CHAT && w->prompt_tokens > 0 ? w->prompt_tokens + l->max_output : 0;
+    l->need = 0;
+    if (w->op == PROVIDER_CHAT && w->prompt_tokens > 0 &&
+        __builtin_add_overflow(w->prompt_tokens, l->max_output, &l->need)) {
+        l->need = LLONG_MAX; /* saturates: fits no window (the proxy bounds both anyway) */
+    }
     return ERR_OK;
 }
 

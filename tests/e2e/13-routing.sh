@@ -26,13 +26,15 @@ CASES=("auto with residency eu: the EU provider answers, not the preferred US on
     "bare US-only model with residency eu: 403 residency_not_allowed"
     "explicit HIGH model, tenant MEDIUM: 403 tier_not_allowed"
     "bare HIGH model, tenant MEDIUM: 403 tier_not_allowed"
-    "explicit model within the tier: 200"
+    "explicit model within the tier (max_tokens at its bound, 100000000): 200"
     "explicit model, X-BYOK-Tier FREE below the model's LOW: 403 tier_not_allowed"
     "explicit model, task outside allowed_task_types: 403 task_not_allowed"
     "explicit model, unknown X-BYOK-Task: 400 invalid_hint"
     "bare model whose context window cannot hold the prompt: 400 context_length_exceeded"
     "chat model on /v1/embeddings: 400 model_not_supported"
     "model name with a space: 400 invalid_model"
+    "auto, max_tokens 9223372036854775807: 400 invalid_type naming max_tokens"
+    "max_completion_tokens one past 100000000: 400 invalid_type naming it"
     "nothing refused reached the provider"
     "GET /v1/models: only what the tenant may use (no US provider, nothing above its tier)"
     "key permissions: auto chat passes the preferred provider's embedding-only key for one that permits chat"
@@ -103,8 +105,10 @@ refused "explicit HIGH model, tenant MEDIUM: 403 tier_not_allowed" 403 tier_not_
 call "$SOCK" POST /v1/chat/completions "$(chat_body mock-premium false 3)"
 refused "bare HIGH model, tenant MEDIUM: 403 tier_not_allowed" 403 tier_not_allowed
 n_refused=$(mock_requests_since "$since" | jq length)
-call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)"
-t_eq "explicit model within the tier: 200" "$CODE $(hdr X-BYOK-Provider)" "200 openai"
+call "$SOCK" POST /v1/chat/completions \
+    "$(chat_body openai/gpt-4o-mini false 3 | jq -c '.max_tokens = 100000000 | .max_completion_tokens = 3')"
+t_eq "explicit model within the tier (max_tokens at its bound, 100000000): 200" \
+    "$CODE $(hdr X-BYOK-Provider)" "200 openai"
 since2=$(mock_last_seq)
 call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)" -H 'X-BYOK-Tier: FREE'
 refused "explicit model, X-BYOK-Tier FREE below the model's LOW: 403 tier_not_allowed" 403 tier_not_allowed
@@ -121,6 +125,18 @@ call "$SOCK" POST /v1/embeddings '{"model":"openai/gpt-4o-mini","input":"hello"}
 refused "chat model on /v1/embeddings: 400 model_not_supported" 400 model_not_supported
 call "$SOCK" POST /v1/chat/completions "$(chat_body 'openai/my model' false 3)"
 refused "model name with a space: 400 invalid_model" 400 invalid_model
+# Token counts past PROVIDER_MAX_TOKENS (the catalog's bound on max_output_tokens) are refused
+# at the edge: the router adds max_tokens to the prompt estimate, which overflowed before.
+call "$SOCK" POST /v1/chat/completions \
+    '{"model":"auto","max_tokens":9223372036854775807,"messages":[{"role":"user","content":"x"}]}'
+t_eq "auto, max_tokens 9223372036854775807: 400 invalid_type naming max_tokens" \
+    "$CODE $(echo "$BODY" | jq -r '"\(.error.code) \(.error.param)"' 2>/dev/null)" \
+    "400 invalid_type max_tokens"
+call "$SOCK" POST /v1/chat/completions \
+    '{"model":"mock-tiny","max_completion_tokens":100000001,"messages":[{"role":"user","content":"x"}]}'
+t_eq "max_completion_tokens one past 100000000: 400 invalid_type naming it" \
+    "$CODE $(echo "$BODY" | jq -r '"\(.error.code) \(.error.param)"' 2>/dev/null)" \
+    "400 invalid_type max_completion_tokens"
 t_eq "nothing refused reached the provider" \
     "$n_refused $(mock_requests_since "$since2" | jq length)" "0 0"
 

@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <string.h>
 
 #include "agent/config.h"
@@ -416,6 +417,38 @@ static void test_context_window(void **state)
     json_decref(entry);
 }
 
+/*
+ * prompt + max output saturates: a max_tokens near LLONG_MAX (bounded by the
+ * proxy, but the router must not rely on it) never wraps negative and
+ * slips past a window. "win" has a window and no max_output_tokens, so only
+ * the sum can refuse it.
+ */
+static void test_context_sum_saturates(void **state)
+{
+    (void)state;
+    json_t *entry = J("{\"default_model\":\"win\",\"models\":["
+                      "{\"name\":\"win\",\"context_window\":1000,"
+                      "\"input_per_1m\":1,\"output_per_1m\":1}]}");
+    json_t *settings = json_object();
+    struct route_view v = {"openai", entry, settings, NULL};
+    struct route_candidate out[ROUTE_MAX_CANDIDATES];
+    size_t n = 0;
+    enum route_refusal why = ROUTE_FITS;
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 10, LLONG_MAX, 0};
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_CONTEXT);
+    w.prompt_tokens = LLONG_MAX;
+    w.max_output = LLONG_MAX;
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_NOTFOUND);
+    assert_int_equal(why, ROUTE_CONTEXT);
+    w.prompt_tokens = 10;
+    w.max_output = 990; /* at the window: fits */
+    assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_OK);
+    assert_string_equal(out[0].model, "win");
+    json_decref(settings);
+    json_decref(entry);
+}
+
 /* An explicit <provider>/<model> is held to the tenant's tier, tasks, hints and capability. */
 static void test_explicit_check(void **state)
 {
@@ -603,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_needs),
         cmocka_unit_test_setup_teardown(test_key_permissions, fx_setup, fx_teardown),
         cmocka_unit_test(test_context_window),
+        cmocka_unit_test(test_context_sum_saturates),
         cmocka_unit_test_setup_teardown(test_explicit_check, fx_setup, fx_teardown),
         cmocka_unit_test(test_unnamed_models_skipped),
         cmocka_unit_test(test_build_requests),
