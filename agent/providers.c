@@ -431,6 +431,16 @@ static enum err openai_stream_event(struct provider_stream *st, const char *even
         return ERR_OK;
     }
     /*
+     * An error event: "event: error" whatever its data (some servers send
+     * {"message": ...} under it), or a top-level "error" that is an object
+     * (OpenAI, vLLM) or a string (older TGI). Its text is never read: it may
+     * echo the request, even the key.
+     */
+    if (strcmp(event, "error") == 0) {
+        st->failed = true;
+        return ERR_OK;
+    }
+    /*
      * Only chunks that may carry usage or an error are parsed: the rest is
      * forwarded unread. With include_usage OpenAI puts "usage":null in every
      * chunk but the last; quotes inside strings are escaped, so neither
@@ -449,15 +459,15 @@ static enum err openai_stream_event(struct provider_stream *st, const char *even
         return ERR_OK;
     }
     json_t *err = json_object_get(j, "error");
-    if (json_is_object(err)) {
+    if (json_is_object(err) || json_is_string(err)) {
         st->failed = true;
-        const char *t = json_string_value(json_object_get(err, "type"));
-        snprintf(st->error_type, sizeof(st->error_type), "%s", t != NULL ? t : "provider_error");
+        json_decref(j);
+        return ERR_OK;
     }
     if (json_is_object(json_object_get(j, "usage"))) {
         provider_usage_from_openai(json_object_get(j, "usage"), &st->usage);
         st->usage_final = true;
-    } else if (!json_is_object(err)) {
+    } else {
         st->est_completion++;
     }
     json_decref(j);
@@ -1282,9 +1292,7 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         }
         st->done = true;
     } else if (strcmp(type, "error") == 0) {
-        const char *et = json_string_value(json_object_get(json_object_get(j, "error"), "type"));
-        snprintf(st->error_type, sizeof(st->error_type), "%s", et != NULL ? et : "provider_error");
-        st->failed = true;
+        st->failed = true; /* its text is never read: it may echo the request */
     }
     /* ping, and the start and stop of text blocks, carry nothing OpenAI clients need. */
     json_decref(j);

@@ -81,8 +81,7 @@ struct provider_stream {
     long long created;
     bool started;
     bool done;   /* the stream's end marker was seen ([DONE] / message_stop) */
-    bool failed; /* the provider sent an error event */
-    char error_type[64];
+    bool failed; /* the provider sent an error event (its text is not kept) */
     struct provider_usage usage;
     bool usage_final; /* the provider's usage for the whole answer was seen */
     /*

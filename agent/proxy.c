@@ -468,8 +468,6 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     enum err e = sse_feed(&c->sse, data, len);
     if (e != ERR_OK) {
         c->st.failed = true;
-        snprintf(c->st.error_type, sizeof(c->st.error_type), "%s",
-                 e == ERR_TOOBIG ? "stream_event_too_large" : "stream_parse_error");
         return UPSTREAM_ABORT;
     }
     if (c->ad->stream_passthrough) {

@@ -23,6 +23,8 @@ CASES+=("openai 200 HTML quoting usage: 502 bad_provider_response")
 for p in openai azure; do
     CASES+=("$p stream: frames and an error event in one read, the agent holding the stream back: the error ends it at once")
     CASES+=("$p stream with CR-only line ends: every frame passed through")
+    CASES+=("$p stream error as a top-level string echoing the key: the agent's own error event")
+    CASES+=("$p stream 'event: error' without an error member, then usage and [DONE]: the agent's own error event, logged")
 done
 CASES+=("metrics and usage endpoints answer" "usage endpoint: only the caller's tenant"
     "metrics: 404 on a listener without metrics: true" "core dump after key expiry: taken"
@@ -125,6 +127,25 @@ for p in openai azure; do
     t_eq "$p stream with CR-only line ends: every frame passed through" \
         "$CODE $(printf '%s' "$BODY" | tr '\r' '\n' | sse_content) $(printf '%s' "$BODY" | tr '\r' '\n' | grep -c '^data: \[DONE\]')" \
         "200 $(words 6) 1"
+    # Error events in the shapes other servers use: each must end the stream with the agent's own
+    # event, never the provider's text (it echoes the key), never [DONE].
+    for f in streamerrortext streamerrorevent; do
+        [ $f = streamerrortext ] &&
+            c="$p stream error as a top-level string echoing the key: the agent's own error event" ||
+            c="$p stream 'event: error' without an error member, then usage and [DONE]: the agent's own error event, logged"
+        call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-$f" true 8)" -N -m 10
+        sleep 0.3 # the request's log line is written at the end of the loop turn
+        logged=$(grep '"@message":"request"' "$AGENT_LOG" | grep "\"model\":\"mock-$f\"" | tail -1 |
+            jq -r '"\(.status) \(.error)"')
+        if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "w0 w1" ] &&
+            ! grep -qx 'data: \[DONE\]' <<<"$BODY" && [[ $BODY == *'"code":"provider_stream_error"'* ]] &&
+            [[ $BODY != *"failed for key"* ]] && [[ $BODY != *"${KEY[$p]}"* ]] &&
+            [ "$logged" = "200 provider_stream_error" ]; then
+            t_ok "$c"
+        else
+            t_fail "$c" "HTTP $CODE logged '$logged' body ${BODY:0:400}"
+        fi
+    done
 done
 
 call "$SOCK" GET /metrics ""

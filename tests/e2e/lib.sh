@@ -390,7 +390,9 @@ declare -A PRICE_IN=([openai]=1000 [azure]=3000 [anthropic]=5000)
 declare -A PRICE_OUT=([openai]=2000 [azure]=4000 [anthropic]=7000)
 MOCK_MODELS=(mock-normal mock-slow mock-slowstream mock-429 mock-500 mock-502 mock-503 mock-529
     mock-401 mock-stall mock-stallbody mock-cut mock-malformed mock-oversized mock-nousage
-    mock-302 mock-streamerror mock-htmlusage mock-bursterror mock-crstream mock-stallmid)
+    mock-302 mock-streamerror mock-htmlusage mock-bursterror mock-crstream mock-stallmid
+    mock-streamerrortext mock-streamerrorevent mock-concatjson mock-filtererror mock-bigevent
+    mock-hugeline mock-badevent)
 CHAT_MODEL=gpt-4o-mini
 declare -A PROVIDER_MODEL=([openai]=gpt-4o-mini [azure]=gpt-4o-mini [anthropic]=claude-3-5-haiku)
 

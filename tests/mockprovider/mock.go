@@ -649,6 +649,15 @@ func (c *call) pause(d time.Duration) error {
 	}
 }
 
+// credential is the request's key, whichever header carried it.
+func (c *call) credential() string {
+	cred := strings.TrimPrefix(c.r.Header.Get("Authorization"), "Bearer ")
+	if cred == "" {
+		cred = c.r.Header.Get("api-key") + c.r.Header.Get("x-api-key")
+	}
+	return cred
+}
+
 func (c *call) id() string {
 	switch c.style {
 	case "anthropic":
@@ -846,7 +855,9 @@ var scenarios map[string]func(*call)
 func scenarioNames() []string {
 	return []string{"normal", "slow", "slowstream", "429", "500", "502", "503", "529", "401",
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
-		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid"}
+		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
+		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
+		"badevent"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -953,10 +964,7 @@ func init() {
 				return
 			}
 			c.streamWords(2, c.m.o.streamInterval)
-			cred := strings.TrimPrefix(c.r.Header.Get("Authorization"), "Bearer ")
-			if cred == "" {
-				cred = c.r.Header.Get("api-key") + c.r.Header.Get("x-api-key")
-			}
+			cred := c.credential()
 			if c.style == "anthropic" {
 				c.sse("error", map[string]interface{}{"type": "error", "error": map[string]interface{}{
 					"type": "authentication_error", "message": "invalid x-api-key " + cred}})
@@ -1045,6 +1053,113 @@ func init() {
 				}
 			}
 			panic(http.ErrAbortHandler)
+		},
+		// streamerrortext: as streamerror, in the shape of older servers
+		// (TGI): a top-level "error" that is a string, echoing the credential.
+		"streamerrortext": func(c *call) {
+			if !c.stream || c.style == "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.streamWords(2, c.m.o.streamInterval)
+			c.sse("", map[string]interface{}{"error": "upstream failed for key " + c.credential()})
+		},
+		// streamerrorevent: an "event: error" whose data has no "error" member
+		// ({"message": ...} echoing the credential), then a usage chunk and
+		// [DONE] as if nothing had happened.
+		"streamerrorevent": func(c *call) {
+			if !c.stream || c.style == "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.streamWords(2, c.m.o.streamInterval)
+			c.sse("error", map[string]interface{}{"message": "failed for key " + c.credential(),
+				"type": "server_error"})
+			c.sse("", map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk",
+				"model": c.model, "choices": []interface{}{}, "usage": c.openaiUsage()})
+			c.sse("", "[DONE]")
+		},
+		// concatjson: a 200 whose body is two JSON objects back to back, the
+		// second a usage block: starts with '{', ends with '}', not one document.
+		"concatjson": func(c *call) {
+			c.status = 200
+			c.w.Header().Set("Content-Type", "application/json")
+			c.w.WriteHeader(200)
+			io.WriteString(c.w, `{"id":"x","object":"chat.completion","choices":[]}`+
+				`{"usage":{"prompt_tokens":3,"completion_tokens":2}}`)
+		},
+		// filtererror: as bursterror, but the frame before the error event
+		// carries Azure's content_filter_results with a nested "error" object
+		// (the filter could not run): a legitimate frame, to be forwarded.
+		"filtererror": func(c *call) {
+			if !c.stream || c.style == "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.startStream()
+			c.sse("", map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk",
+				"model": c.model, "choices": []interface{}{map[string]interface{}{"index": 0,
+					"delta": map[string]interface{}{"role": "assistant", "content": ""}}}})
+			c.pause(50 * time.Millisecond)
+			filtered := map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk",
+				"model": c.model, "choices": []interface{}{map[string]interface{}{"index": 0,
+					"delta": map[string]interface{}{"content": piece(0)},
+					"content_filter_results": map[string]interface{}{"error": map[string]interface{}{
+						"code": "content_filter_error", "message": "filter unavailable"}}}}}
+			j, _ := json.Marshal(filtered)
+			chunk := func(content string) string {
+				j, _ := json.Marshal(map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk",
+					"model": c.model, "choices": []interface{}{map[string]interface{}{"index": 0,
+						"delta": map[string]interface{}{"content": content}, "finish_reason": nil}}})
+				return "data: " + string(j) + "\n\n"
+			}
+			io.WriteString(c.w, "data: "+string(j)+"\n\n"+chunk(piece(1))+
+				`data: {"error":{"message":"The server had an error while processing your request.","type":"server_error"}}`+"\n\n")
+			if f, ok := c.w.(http.Flusher); ok {
+				f.Flush()
+			}
+		},
+		// bigevent: one 7.5 MB SSE event (7,500 data lines of 1,000 bytes;
+		// the agent's client reads it in pieces of ~16 KB), then a word, the
+		// usage chunk and [DONE]: a large event must cost linear time.
+		"bigevent": func(c *call) {
+			if !c.stream || c.style == "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.startStream()
+			line := "data: " + strings.Repeat("x", 993) + "\n"
+			for i := 0; i < 7500; i++ {
+				if _, err := io.WriteString(c.w, line); err != nil {
+					return
+				}
+			}
+			io.WriteString(c.w, "\n")
+			c.sse("", map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk",
+				"model": c.model, "choices": []interface{}{map[string]interface{}{"index": 0,
+					"delta": map[string]interface{}{"content": piece(0)}, "finish_reason": "stop"}}})
+			c.sse("", map[string]interface{}{"id": c.id(), "object": "chat.completion.chunk",
+				"model": c.model, "choices": []interface{}{}, "usage": c.openaiUsage()})
+			c.sse("", "[DONE]")
+		},
+		// hugeline: two words, then a data line of 1.5 MB (past the agent's
+		// SSE line limit).
+		"hugeline": func(c *call) {
+			if !c.stream || c.style == "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.streamWords(2, c.m.o.streamInterval)
+			io.WriteString(c.w, "data: "+strings.Repeat("y", 1536*1024)+"\n\n")
+		},
+		// badevent: an Anthropic stream whose second event's data is not JSON.
+		"badevent": func(c *call) {
+			if !c.stream || c.style != "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.streamWords(2, c.m.o.streamInterval)
+			c.sse("content_block_delta", "{not json")
 		},
 		// htmlusage: a 200 whose body is not JSON (an HTML error page from a
 		// proxy in front of the provider) but holds a usage-like pattern.

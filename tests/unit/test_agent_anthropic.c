@@ -574,7 +574,6 @@ static void test_stream_error_and_garbage(void **state)
         "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"x\"}}";
     assert_int_equal(ad->stream_event(&st, "error", err, strlen(err), &out), ERR_OK);
     assert_true(st.failed);
-    assert_string_equal(st.error_type, "overloaded_error");
     assert_false(st.done);
     assert_int_equal(out.len, 0); /* the proxy writes the error event; the adapter only flags it */
     assert_int_equal(ad->stream_event(&st, "message_start", "{not json", 9, &out), ERR_PROTO);

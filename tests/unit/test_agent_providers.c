@@ -421,6 +421,39 @@ static void test_openai_stream_estimate(void **state)
     assert_int_equal(st.est_completion, 0);
 }
 
+/*
+ * Every shape of a provider's mid-stream error fails the stream, so that its
+ * text (which may echo the request, even the key) is never passed through:
+ * a top-level "error" object (OpenAI) or string (older TGI), and an
+ * "event: error" whatever its data. "error" elsewhere does not.
+ */
+static void test_openai_stream_error_shapes(void **state)
+{
+    (void)state;
+    static const char *const shapes[][2] = {
+        {"message", "{\"error\":{\"message\":\"k-canary\",\"type\":\"server_error\"}}"},
+        {"message", "{\"error\":\"upstream failed: k-canary\"}"},
+        {"error", "{\"message\":\"k-canary\",\"type\":\"server_error\"}"},
+        {"error", "not json k-canary"},
+        {"error", "{\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}"},
+    };
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        struct provider_stream st = stream_state("openai", &shapes[i], 1);
+        assert_true(st.failed);
+        assert_false(st.usage_final);
+        assert_int_equal(st.est_completion, 0);
+    }
+    /* Not errors: "error" nested in a frame (Azure's content filter), or null. */
+    static const char *const fine[][2] = {
+        {"message", "{\"choices\":[{\"delta\":{\"content\":\"a\"},\"content_filter_results\":"
+                    "{\"error\":{\"code\":\"content_filter_error\"}}}]}"},
+        {"message", "{\"choices\":[{\"delta\":{\"content\":\"b\"}}],\"error\":null}"},
+    };
+    struct provider_stream st = stream_state("openai", fine, 2);
+    assert_false(st.failed);
+    assert_int_equal(st.est_completion, 2);
+}
+
 /* Anthropic: prompt from message_start, completion from delta text (4 bytes a token). */
 static void test_anthropic_stream_estimate(void **state)
 {
@@ -501,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_anthropic_bad_field_named),
         cmocka_unit_test(test_cost_finite),
         cmocka_unit_test(test_openai_stream_estimate),
+        cmocka_unit_test(test_openai_stream_error_shapes),
         cmocka_unit_test(test_anthropic_stream_estimate),
         cmocka_unit_test(test_prompt_estimate),
     };
