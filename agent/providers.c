@@ -339,71 +339,18 @@ static enum err azure_build(const struct provider_call *c, struct provider_http 
     return e;
 }
 
-/*
- * The "usage" object of an OpenAI response without parsing the whole body.
- * The byte sequence "usage" followed by ':' can only be an object key: inside
- * a JSON string every quote is escaped. The last such key is the top-level one
- * (nested objects come before it in every provider's output we know, and a
- * wrong pick only costs accounting, which the full parse below then does).
- */
-/* First and last non-blank bytes are '{' and '}'. */
-static bool prov_object_shaped(const char *body, size_t len)
-{
-    size_t i = 0, j = len;
-    while (i < j && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r')) {
-        i++;
-    }
-    while (j > i && (body[j - 1] == ' ' || body[j - 1] == '\t' || body[j - 1] == '\n' ||
-                     body[j - 1] == '\r')) {
-        j--;
-    }
-    return j - i >= 2 && body[i] == '{' && body[j - 1] == '}';
-}
-
-static bool openai_usage_scan(const char *body, size_t len, struct provider_usage *u)
-{
-    static const char key[] = "\"usage\"";
-    const char *hit = NULL;
-    for (const char *p = body; (p = memmem(p, len - (size_t)(p - body), key, 7)) != NULL; p += 7) {
-        hit = p;
-    }
-    if (hit == NULL) {
-        return false;
-    }
-    const char *v = hit + 7;
-    const char *end = body + len;
-    while (v < end && (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r')) {
-        v++;
-    }
-    if (v >= end || *v != ':') {
-        return false;
-    }
-    v++;
-    json_t *j = json_loadb(v, (size_t)(end - v), JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, NULL);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return false;
-    }
-    provider_usage_from_openai(j, u);
-    json_decref(j);
-    return true;
-}
-
 static enum err openai_response(enum provider_op op, const char *body, size_t len,
                                 const char *model, json_t **ret_json,
                                 struct provider_usage *ret_usage)
 {
-    if (ret_json == NULL) {
-        /*
-         * Passthrough: the body goes to the app as it is; only usage is needed.
-         * The scan skips a full parse, so it is trusted only for a body shaped
-         * as one JSON object (an HTML page quoting usage is not); anything else
-         * is parsed below and refused if it does not parse.
-         */
-        if (prov_object_shaped(body, len) && openai_usage_scan(body, len, ret_usage)) {
-            return ERR_OK;
-        }
-    }
+    /*
+     * Parsed whole even when the body is passed through as it is (ret_json
+     * NULL): only a full parse proves it is one JSON document, and finds the
+     * top-level "usage" rather than one nested in it. A byte scan for "usage"
+     * forwarded two objects back to back, or miscounted a nested usage, as a
+     * 200. It costs ~12,000 instructions for a short answer (docs/agent.md,
+     * Performance).
+     */
     json_t *j = json_loadb(body, len, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);

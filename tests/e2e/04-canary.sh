@@ -20,6 +20,7 @@ for p in "${PROVIDERS[@]}"; do
     CASES+=("$p upstream redirect: 502 provider_redirect, not followed")
 done
 CASES+=("openai 200 HTML quoting usage: 502 bad_provider_response")
+CASES+=("openai 200 of two JSON objects (the second a usage block): 502 bad_provider_response")
 for p in openai azure; do
     CASES+=("$p stream: frames and an error event in one read, the agent holding the stream back: the error ends it at once")
     CASES+=("$p stream with CR-only line ends: every frame passed through")
@@ -110,6 +111,9 @@ for p in "${PROVIDERS[@]}"; do
 done
 call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-htmlusage" false 4)"
 t_eq "openai 200 HTML quoting usage: 502 bad_provider_response" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" "502 bad_provider_response"
+call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-concatjson" false 4)"
+t_eq "openai 200 of two JSON objects (the second a usage block): 502 bad_provider_response" \
     "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" "502 bad_provider_response"
 for p in openai azure; do
     # The agent sends the first frame alone and holds the rest of curl's read:

@@ -166,6 +166,37 @@ static void test_anthropic_counts_clamped(void **state)
     assert_int_equal(su.completion_tokens, PROVIDER_MAX_TOKENS);
 }
 
+/*
+ * A passthrough body (usage only, ret_json NULL) must be one JSON document,
+ * like a parsed one: two objects back to back, the second a usage block, are
+ * refused; and its usage is the top-level one, not a "usage" nested after it.
+ */
+static void test_openai_passthrough_whole_document(void **state)
+{
+    (void)state;
+    const struct provider_adapter *ad = provider_find("openai");
+    static const char *const bad[] = {
+        "{\"id\":\"x\",\"choices\":[]}{\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}",
+        "{\"id\":\"x\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}",
+        "{\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}, \"x\": tru}",
+        "{\"a\":\"\\q\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct provider_usage u = {0};
+        assert_int_equal(ad->response(PROVIDER_CHAT, bad[i], strlen(bad[i]), "m", NULL, &u),
+                         ERR_PROTO);
+        assert_false(u.seen);
+    }
+    static const char nested[] =
+        "{\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":5},\"choices\":[{\"index\":0,"
+        "\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},"
+        "\"tool_meta\":{\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":99999}}}]}";
+    struct provider_usage u = {0};
+    assert_int_equal(ad->response(PROVIDER_CHAT, nested, strlen(nested), "m", NULL, &u), ERR_OK);
+    assert_int_equal(u.prompt_tokens, 12);
+    assert_int_equal(u.completion_tokens, 5);
+}
+
 /* ret_json NULL asks for usage only: every adapter must honour it, translating ones too. */
 static void test_usage_only(void **state)
 {
@@ -529,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_openai_stream_counts_clamped),
         cmocka_unit_test(test_anthropic_counts_clamped),
         cmocka_unit_test(test_usage_only),
+        cmocka_unit_test(test_openai_passthrough_whole_document),
         cmocka_unit_test(test_azure_url_segments),
         cmocka_unit_test(test_azure_stream_options_by_version),
         cmocka_unit_test(test_anthropic_bad_field_named),
