@@ -102,6 +102,12 @@ struct call {
     struct buf tbuf;
     struct buf hold;  /* passthrough: bytes of an unfinished SSE frame */
     bool fwd_stopped; /* passthrough: the provider sent an error event; nothing more goes on */
+    /*
+     * Why the stream is ended early by what the provider sent (the code of
+     * the agent's error event), NULL while it is fine: provider_stream_error,
+     * stream_event_too_large, stream_parse_error.
+     */
+    const char *stream_error;
     struct evbuffer *chunk;
     /* outcome */
     struct provider_usage usage;
@@ -302,6 +308,7 @@ static int call_sse_event(void *arg, const char *event, const char *data, size_t
 {
     struct call *c = arg;
     if (c->ad->stream_event(&c->st, event, data, len, &c->tbuf) != ERR_OK) {
+        c->stream_error = "stream_parse_error";
         return 1;
     }
     return 0;
@@ -467,7 +474,10 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     }
     enum err e = sse_feed(&c->sse, data, len);
     if (e != ERR_OK) {
-        c->st.failed = true;
+        if (c->stream_error == NULL) {
+            /* The parser's own limits (SSE_MAX_LINE, upstream.max_response_bytes per event). */
+            c->stream_error = e == ERR_TOOBIG ? "stream_event_too_large" : "stream_parse_error";
+        }
         return UPSTREAM_ABORT;
     }
     if (c->ad->stream_passthrough) {
@@ -546,6 +556,25 @@ static void call_stream_end(struct call *c, const char *error_code, const char *
     }
     r = call_end(c);
     server_finish(r);
+}
+
+/* The agent's own words for a stream_error code (never the provider's). */
+static const char *call_stream_error_message(const char *code)
+{
+    static const struct {
+        const char *code;
+        const char *message;
+    } messages[] = {
+        {"provider_stream_error", "the provider reported an error mid-stream"},
+        {"stream_event_too_large", "a provider stream event exceeded the agent's size limit"},
+        {"stream_parse_error", "a provider stream event could not be read"},
+    };
+    for (size_t i = 0; i < sizeof(messages) / sizeof(messages[0]); i++) {
+        if (strcmp(messages[i].code, code) == 0) {
+            return messages[i].message;
+        }
+    }
+    return "the provider stream failed after it started";
 }
 
 static bool call_failover_ok(const struct call *c, enum err e, long status)
@@ -735,10 +764,12 @@ static void call_on_done(void *arg, enum err e, long status)
         e = ERR_TOOBIG;
     }
     if (c->reply_started) {
-        if (c->st.failed) {
-            /* Checked first: the transfer was aborted on the provider's error event. */
-            call_stream_end(c, "provider_stream_error",
-                            "the provider reported an error mid-stream");
+        if (c->stream_error == NULL && c->st.failed) {
+            c->stream_error = "provider_stream_error";
+        }
+        if (c->stream_error != NULL) {
+            /* Checked first: the transfer was aborted on a failing event. */
+            call_stream_end(c, c->stream_error, call_stream_error_message(c->stream_error));
         } else if (e != ERR_OK || !c->up_ok) {
             call_stream_end(c, e == ERR_TIMEOUT ? "upstream_timeout" : "upstream_stream_error",
                             "the provider stream failed after it started");

@@ -26,7 +26,9 @@ for p in openai azure; do
     CASES+=("$p stream with CR-only line ends: every frame passed through")
     CASES+=("$p stream error as a top-level string echoing the key: the agent's own error event")
     CASES+=("$p stream 'event: error' without an error member, then usage and [DONE]: the agent's own error event, logged")
+    CASES+=("$p stream: a line past the SSE line limit: frames before it, then stream_event_too_large, logged")
 done
+CASES+=("anthropic stream: an event that is not JSON: frames before it, then stream_parse_error, logged")
 CASES+=("metrics and usage endpoints answer" "usage endpoint: only the caller's tenant"
     "metrics: 404 on a listener without metrics: true" "core dump after key expiry: taken"
     "core dump after key expiry: holds agent memory" "core dump after key expiry: no key"
@@ -150,7 +152,32 @@ for p in openai azure; do
             t_fail "$c" "HTTP $CODE logged '$logged' body ${BODY:0:400}"
         fi
     done
+    for f in hugeline:stream_event_too_large:"$p stream: a line past the SSE line limit: frames before it, then stream_event_too_large, logged"; do
+        m=${f%%:*}; rest=${f#*:}; want=${rest%%:*}; c=${rest#*:}
+        call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-$m" true 8)" -N -m 10
+        sleep 0.3
+        logged=$(grep '"@message":"request"' "$AGENT_LOG" | grep "\"model\":\"mock-$m\"" | tail -1 |
+            jq -r '"\(.status) \(.error)"')
+        if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "w0 w1" ] &&
+            [[ $BODY == *"\"code\":\"$want\""* ]] && [[ $BODY != *yyyyyyyy* ]] &&
+            [ "$logged" = "200 $want" ]; then
+            t_ok "$c"
+        else
+            t_fail "$c" "HTTP $CODE logged '$logged' body ${BODY:0:400}"
+        fi
+    done
 done
+c="anthropic stream: an event that is not JSON: frames before it, then stream_parse_error, logged"
+call "$SOCK" POST /v1/chat/completions "$(chat_body "anthropic/mock-badevent" true 8)" -N -m 10
+sleep 0.3
+logged=$(grep '"@message":"request"' "$AGENT_LOG" | grep '"model":"mock-badevent"' | tail -1 |
+    jq -r '"\(.status) \(.error)"')
+if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "w0 w1" ] &&
+    [[ $BODY == *'"code":"stream_parse_error"'* ]] && [ "$logged" = "200 stream_parse_error" ]; then
+    t_ok "$c"
+else
+    t_fail "$c" "HTTP $CODE logged '$logged' body ${BODY:0:400}"
+fi
 
 call "$SOCK" GET /metrics ""
 m=$CODE
