@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -438,8 +439,22 @@ int main(int argc, char **argv)
     /* Every listener accepts from here: systemctl start returns, units ordered after start. */
     agent_notify_serving(agent.cfg);
     event_base_dispatch(agent.base);
+    /*
+     * Drained: a second SIGTERM (a supervisor, a test repeating its signal)
+     * must not kill the agent during the clean-up that wipes its keys.
+     * Freeing a signal event puts back the disposition from before it was
+     * added (the default: terminate), so the signals are blocked first and
+     * ignored after.
+     */
+    sigset_t quiet;
+    sigemptyset(&quiet);
+    for (size_t i = 0; i < 3; i++) {
+        sigaddset(&quiet, signums[i]);
+    }
+    pthread_sigmask(SIG_BLOCK, &quiet, NULL);
     for (size_t i = 0; i < 3; i++) {
         event_free(sigs[i]);
+        signal(signums[i], SIG_IGN);
     }
     rc = 0;
 out:
