@@ -100,8 +100,7 @@ struct call {
     bool sse_ready;
     struct provider_stream st;
     struct buf tbuf;
-    struct buf hold;  /* passthrough: bytes of an unfinished SSE frame */
-    bool fwd_stopped; /* passthrough: the provider sent an error event; nothing more goes on */
+    struct buf hold; /* passthrough: bytes of an unfinished SSE frame */
     /*
      * Why the stream is ended early by what the provider sent (the code of
      * the agent's error event), NULL while it is fine: provider_stream_error,
@@ -304,14 +303,26 @@ static void call_on_status(void *arg, long status)
     }
 }
 
+/*
+ * One provider event. Parsing stops at the first one that fails the stream
+ * (the provider's error event, or one the adapter cannot read): sse_frame_end
+ * then says where its frame starts, so that exactly the frames before it are
+ * forwarded (and counted), never it or anything after it.
+ */
 static int call_sse_event(void *arg, const char *event, const char *data, size_t len)
 {
     struct call *c = arg;
-    if (c->ad->stream_event(&c->st, event, data, len, &c->tbuf) != ERR_OK) {
-        c->stream_error = "stream_parse_error";
-        return 1;
+    size_t before = c->tbuf.len;
+    enum err e = c->ad->stream_event(&c->st, event, data, len, &c->tbuf);
+    if (e == ERR_OK && !c->st.failed) {
+        return 0;
     }
-    return 0;
+    if (c->tbuf.len > before) { /* nothing of the failing event goes out */
+        c->tbuf.len = before;
+        c->tbuf.data[before] = '\0';
+    }
+    c->stream_error = c->st.failed ? "provider_stream_error" : "stream_parse_error";
+    return 1;
 }
 
 static void call_drained(struct evhttp_connection *evcon, void *arg)
@@ -349,84 +360,30 @@ static void call_stream_start(struct call *c)
 }
 
 /*
- * Length of data up to and including its last SSE frame end (a blank line), or
- * 0. Lines end in CRLF, LF or CR (WHATWG), as sse.c parses them: a frame ends
- * where a line terminator directly follows another one.
+ * Passthrough forwards whole SSE frames only, as the parser delimits them
+ * (sse_frame_end): bytes after the last frame end wait in hold for the next
+ * chunk, so a stream cut mid-frame never hands the app half an event glued to
+ * our error event, and no byte is scanned twice (a large event arriving in
+ * many reads costs linear time). failed: parsing stopped at a frame that ends
+ * the stream (the provider's error event, which may echo key fragments, or
+ * one that could not be read); the frames before it go on, it and everything
+ * after are dropped.
  */
-static size_t call_last_frame_end(const char *data, size_t len)
+static enum err call_forward_frames(struct call *c, const char *data, size_t len, bool failed)
 {
-    for (size_t i = len; i >= 2; i--) {
-        size_t j = i - 1; /* the last byte of the terminator that would end the frame */
-        if (data[j] != '\n' && data[j] != '\r') {
-            continue;
+    size_t end = sse_frame_end(&c->sse);
+    if (end > 0) {
+        if (c->hold.len > 0) {
+            evbuffer_add(c->chunk, c->hold.data, c->hold.len);
+            buf_reset(&c->hold);
         }
-        /* A CRLF is one terminator: the one before it must end just before its CR. */
-        size_t prev = data[j] == '\n' && data[j - 1] == '\r' ? j - 1 : j;
-        if (prev >= 1 && (data[prev - 1] == '\n' || data[prev - 1] == '\r')) {
-            return i;
-        }
+        evbuffer_add(c->chunk, data, end);
     }
-    return 0;
-}
-
-/*
- * Passthrough forwards whole SSE frames only: bytes after the last frame end
- * wait for the next chunk, so a stream cut mid-frame never hands the app half
- * an event glued to our error event.
- */
-/*
- * The provider reported an error mid-stream (the parser saw a top-level
- * "error" object in a frame of this read). Its text is never forwarded: it may
- * echo key fragments. The frames before it go on; the frame holding the first
- * "error" and everything after are dropped, and the stream ends with the
- * agent's own error event.
- */
-static void call_forward_until_error(struct call *c, const char *data, size_t len)
-{
-    c->fwd_stopped = true;
-    const char *hit = memmem(data, len, "\"error\"", 7);
-    if (hit == NULL) {
-        return;
-    }
-    size_t end = call_last_frame_end(data, (size_t)(hit - data));
-    evbuffer_add(c->chunk, data, end);
-}
-
-static enum err call_forward_frames(struct call *c, const char *data, size_t len)
-{
-    if (c->fwd_stopped) {
+    if (failed) {
+        buf_reset(&c->hold);
         return ERR_OK;
     }
-    if (c->st.failed) {
-        if (c->hold.len == 0) {
-            call_forward_until_error(c, data, len);
-            return ERR_OK;
-        }
-        enum err e = buf_append(&c->hold, data, len);
-        if (e == ERR_OK) {
-            call_forward_until_error(c, c->hold.data, c->hold.len);
-        }
-        buf_reset(&c->hold);
-        return e;
-    }
-    if (c->hold.len == 0) {
-        size_t end = call_last_frame_end(data, len);
-        evbuffer_add(c->chunk, data, end);
-        return end < len ? buf_append(&c->hold, data + end, len - end) : ERR_OK;
-    }
-    enum err e = buf_append(&c->hold, data, len);
-    if (e != ERR_OK) {
-        return e;
-    }
-    size_t end = call_last_frame_end(c->hold.data, c->hold.len);
-    if (end > 0) {
-        evbuffer_add(c->chunk, c->hold.data, end);
-        size_t rest = c->hold.len - end;
-        memmove(c->hold.data, c->hold.data + end, rest);
-        c->hold.len = rest;
-        c->hold.data[rest] = '\0';
-    }
-    return ERR_OK;
+    return end < len ? buf_append(&c->hold, data + end, len - end) : ERR_OK;
 }
 
 static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t len)
@@ -473,15 +430,13 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
         }
     }
     enum err e = sse_feed(&c->sse, data, len);
-    if (e != ERR_OK) {
-        if (c->stream_error == NULL) {
-            /* The parser's own limits (SSE_MAX_LINE, upstream.max_response_bytes per event). */
-            c->stream_error = e == ERR_TOOBIG ? "stream_event_too_large" : "stream_parse_error";
-        }
-        return UPSTREAM_ABORT;
+    if (e != ERR_OK && c->stream_error == NULL) {
+        /* The parser's own limits (SSE_MAX_LINE, upstream.max_response_bytes per event). */
+        c->stream_error = e == ERR_TOOBIG ? "stream_event_too_large" : "stream_parse_error";
     }
+    /* What came before a failing frame in this read still goes to the app, then our error. */
     if (c->ad->stream_passthrough) {
-        if (call_forward_frames(c, data, len) != ERR_OK) {
+        if (call_forward_frames(c, data, len, e != ERR_OK) != ERR_OK) {
             return UPSTREAM_ABORT;
         }
     } else if (c->tbuf.len > 0) {
@@ -498,8 +453,8 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
             c->round_bytes = PROXY_ROUND_BYTES;
         }
     }
-    /* After the provider's error event nothing more is wanted from it. */
-    return c->st.failed ? UPSTREAM_ABORT : UPSTREAM_CONTINUE;
+    /* After a failing event nothing more is wanted from the provider. */
+    return e != ERR_OK ? UPSTREAM_ABORT : UPSTREAM_CONTINUE;
 }
 
 /* Sends one stream frame: prefix, the compact dump of j (taken), a blank line. */
@@ -764,9 +719,6 @@ static void call_on_done(void *arg, enum err e, long status)
         e = ERR_TOOBIG;
     }
     if (c->reply_started) {
-        if (c->stream_error == NULL && c->st.failed) {
-            c->stream_error = "provider_stream_error";
-        }
         if (c->stream_error != NULL) {
             /* Checked first: the transfer was aborted on a failing event. */
             call_stream_end(c, c->stream_error, call_stream_error_message(c->stream_error));

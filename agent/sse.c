@@ -17,6 +17,7 @@ void sse_init(struct sse *p, size_t max_data, sse_event_cb cb, void *arg)
     p->last_cr = false;
     p->started = false;
     p->bom = 0;
+    p->frame_end = 0;
     p->cb = cb;
     p->arg = arg;
 }
@@ -25,6 +26,11 @@ void sse_done(struct sse *p)
 {
     buf_done(&p->line);
     buf_done(&p->data);
+}
+
+size_t sse_frame_end(const struct sse *p)
+{
+    return p->frame_end;
 }
 
 bool sse_idle(const struct sse *p)
@@ -91,6 +97,7 @@ static enum err sse_line(struct sse *p, const char *s, size_t n)
 enum err sse_feed(struct sse *p, const char *data, size_t len)
 {
     size_t i = 0;
+    p->frame_end = 0;
     /* A leading UTF-8 byte order mark is not part of the stream (WHATWG), even split. */
     static const unsigned char bom[3] = {0xEF, 0xBB, 0xBF};
     while (!p->started && i < len) {
@@ -126,6 +133,7 @@ enum err sse_feed(struct sse *p, const char *data, size_t len)
             return buf_append(&p->line, start, rest);
         }
         enum err e;
+        bool blank = k == 0 && p->line.len == 0; /* a blank line ends a frame */
         if (p->line.len > 0) {
             e = buf_append(&p->line, start, k);
             if (e == ERR_OK) {
@@ -145,6 +153,9 @@ enum err sse_feed(struct sse *p, const char *data, size_t len)
             } else if (i == len) {
                 p->last_cr = true;
             }
+        }
+        if (blank) {
+            p->frame_end = i; /* the frame was handled: its callback went on */
         }
     }
     return ERR_OK;

@@ -30,6 +30,7 @@ struct sse {
     bool last_cr;
     bool started;      /* past the stream's first bytes (a leading UTF-8 BOM is dropped) */
     unsigned char bom; /* BOM bytes matched so far at the start of the stream */
+    size_t frame_end;  /* see sse_frame_end */
     sse_event_cb cb;
     void *arg;
 };
@@ -41,5 +42,16 @@ void sse_done(struct sse *p);
 MUST_USE enum err sse_feed(struct sse *p, const char *data, size_t len);
 /* True when no partial line or event is buffered (the stream ended on a frame boundary). */
 bool sse_idle(const struct sse *p);
+/*
+ * After sse_feed: how many bytes of the chunk it was given, from its start,
+ * lie before the end of the chunk's last frame handled without error (up to
+ * and including the blank line that ends it); 0 when no frame ended in the
+ * chunk. When sse_feed failed, the frame that failed (its callback stopped,
+ * or a line or event over its limit) starts there, or in an earlier chunk
+ * when it is 0. A passthrough forwards exactly the frames before that point,
+ * without scanning the bytes again. The LF of a CRLF that ends a frame and
+ * arrives in the next chunk is not counted (it belongs to no frame).
+ */
+size_t sse_frame_end(const struct sse *p);
 
 #endif

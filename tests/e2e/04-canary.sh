@@ -26,7 +26,9 @@ for p in openai azure; do
     CASES+=("$p stream with CR-only line ends: every frame passed through")
     CASES+=("$p stream error as a top-level string echoing the key: the agent's own error event")
     CASES+=("$p stream 'event: error' without an error member, then usage and [DONE]: the agent's own error event, logged")
+    CASES+=("$p stream: a frame with a nested content-filter error, then an error event, in one read: frames before the error forwarded and counted")
     CASES+=("$p stream: a line past the SSE line limit: frames before it, then stream_event_too_large, logged")
+    CASES+=("$p stream: one 7.5 MB event in many reads: passed through whole in linear time")
 done
 CASES+=("anthropic stream: an event that is not JSON: frames before it, then stream_parse_error, logged")
 CASES+=("metrics and usage endpoints answer" "usage endpoint: only the caller's tenant"
@@ -152,6 +154,20 @@ for p in openai azure; do
             t_fail "$c" "HTTP $CODE logged '$logged' body ${BODY:0:400}"
         fi
     done
+    # A legitimate frame holding "error" (Azure content_filter_results) before the provider's
+    # error event, all in one read: the frames before the error event reach the app, and the
+    # estimated completion counts exactly the frames it received (role, w0, w1).
+    c="$p stream: a frame with a nested content-filter error, then an error event, in one read: frames before the error forwarded and counted"
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-filtererror" true 8)" -N -m 10
+    frames=$(grep -c '^data: {"choices"' <<<"$BODY")
+    counted=$(sed -n 's/^: x-byok-usage //p' <<<"$BODY" | jq -r '"\(.completion_tokens) \(.estimated)"' 2>/dev/null)
+    if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "w0 w1" ] && [ "$frames" = 3 ] &&
+        [[ $BODY == *content_filter_error* ]] && [[ $BODY == *'"code":"provider_stream_error"'* ]] &&
+        [[ $BODY != *"had an error"* ]] && [ "$counted" = "3 true" ]; then
+        t_ok "$c"
+    else
+        t_fail "$c" "HTTP $CODE frames $frames counted '$counted' body ${BODY:0:600}"
+    fi
     for f in hugeline:stream_event_too_large:"$p stream: a line past the SSE line limit: frames before it, then stream_event_too_large, logged"; do
         m=${f%%:*}; rest=${f#*:}; want=${rest%%:*}; c=${rest#*:}
         call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-$m" true 8)" -N -m 10
@@ -166,6 +182,21 @@ for p in openai azure; do
             t_fail "$c" "HTTP $CODE logged '$logged' body ${BODY:0:400}"
         fi
     done
+    # One 7.5 MB event that curl hands over in ~16 KB reads: before, every read rescanned the
+    # whole held event for its end (quadratic, seconds of CPU); now the parser's frame position
+    # is used. Agent CPU (utime+stime, clock ticks) for the call is bounded well below that.
+    c="$p stream: one 7.5 MB event in many reads: passed through whole in linear time"
+    cpu0=$(awk '{print $14+$15}' "/proc/$AGENT_PID/stat")
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-bigevent" true 1)" -N -m 60
+    cpu1=$(awk '{print $14+$15}' "/proc/$AGENT_PID/stat")
+    ticks=$((cpu1 - cpu0)) hz=$(getconf CLK_TCK)
+    if [ "$CODE" = 200 ] && [ "${#BODY}" -gt 7500000 ] &&
+        [ "$(echo "$BODY" | grep -v '^data: xxxx' | sse_content)" = "w0" ] &&
+        grep -qx 'data: \[DONE\]' <<<"$BODY" && [ "$ticks" -lt "$hz" ]; then
+        t_ok "$c"
+    else
+        t_fail "$c" "HTTP $CODE ${#BODY} bytes, agent CPU $ticks ticks (limit $hz) body ${BODY:0:200}"
+    fi
 done
 c="anthropic stream: an event that is not JSON: frames before it, then stream_parse_error, logged"
 call "$SOCK" POST /v1/chat/completions "$(chat_body "anthropic/mock-badevent" true 8)" -N -m 10

@@ -234,6 +234,86 @@ static void test_blank_without_data(void **state)
     sse_done(&p);
 }
 
+/*
+ * sse_frame_end, as a passthrough uses it: forwarding the bytes up to it and
+ * holding the rest, at every split of the stream in two chunks, forwards
+ * exactly the stream up to its last blank line.
+ */
+static void test_frame_end_split_everywhere(void **state)
+{
+    (void)state;
+    size_t n = strlen(stream);
+    static const char tail[] = "data: part"; /* an unfinished frame after the last one */
+    char all[512];
+    snprintf(all, sizeof(all), "%s%s", stream, tail);
+    size_t total = strlen(all);
+    for (size_t cut = 0; cut <= total; cut++) {
+        struct collected c = {0};
+        struct sse p;
+        sse_init(&p, 4096, collect, &c);
+        char fwd[512];
+        size_t fwd_len = 0, held = 0;
+        const char *chunks[2] = {all, all + cut};
+        size_t lens[2] = {cut, total - cut};
+        for (size_t k = 0; k < 2; k++) {
+            assert_int_equal(sse_feed(&p, chunks[k], lens[k]), ERR_OK);
+            size_t end = sse_frame_end(&p);
+            assert_true(end <= lens[k]);
+            if (end > 0) { /* the held bytes, then the chunk up to its last frame end */
+                memcpy(fwd + fwd_len, chunks[k] - held, held + end);
+                fwd_len += held + end;
+                held = 0;
+            }
+            held += lens[k] - end;
+        }
+        /* Forwarded: the whole frames (a CRLF's LF split off may wait with the tail). */
+        assert_true(fwd_len == n || (fwd_len == n - 1 && all[n - 1] == '\n'));
+        assert_memory_equal(fwd, all, fwd_len);
+        assert_int_equal(held, total - fwd_len);
+        check_stream(&c);
+        sse_done(&p);
+    }
+}
+
+/* A failing frame: sse_frame_end is where it starts, after the frames handled before it. */
+static void test_frame_end_at_failure(void **state)
+{
+    (void)state;
+    static const char three[] = "data: one\n\n: comment\n\ndata: two\n\ndata: three\n\n";
+    struct collected c = {.stop_after = 2};
+    struct sse p;
+    sse_init(&p, 4096, collect, &c);
+    assert_int_equal(sse_feed(&p, three, strlen(three)), ERR_CANCELLED);
+    assert_int_equal(c.n, 2);
+    /* "one" and the comment frame were handled; the frame of "two" failed. */
+    assert_int_equal(sse_frame_end(&p), strstr(three, "data: two") - three);
+    sse_done(&p);
+
+    /* A line over SSE_MAX_LINE after a whole frame: the frame before it is complete. */
+    size_t big = SSE_MAX_LINE + 64;
+    char *b = malloc(big);
+    assert_non_null(b);
+    static const char head[] = "data: ok\r\n\r\ndata: ";
+    memcpy(b, head, sizeof(head) - 1); /* not a C string: fed with its length */
+    memset(b + (sizeof(head) - 1), 'x', big - (sizeof(head) - 1));
+    struct collected d = {0};
+    sse_init(&p, SSE_MAX_LINE * 2, collect, &d);
+    assert_int_equal(sse_feed(&p, b, big), ERR_TOOBIG);
+    assert_int_equal(sse_frame_end(&p), strlen("data: ok\r\n\r\n"));
+    assert_int_equal(d.n, 1);
+    sse_done(&p);
+    free(b);
+
+    /* No frame ends in a chunk: 0, also for the LF of a CRLF split from its CR. */
+    struct collected e = {0};
+    sse_init(&p, 4096, collect, &e);
+    assert_int_equal(sse_feed(&p, "data: a\r\n\r", 10), ERR_OK);
+    assert_int_equal(sse_frame_end(&p), 10);
+    assert_int_equal(sse_feed(&p, "\ndata: b", 8), ERR_OK);
+    assert_int_equal(sse_frame_end(&p), 0);
+    sse_done(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +326,8 @@ int main(void)
         cmocka_unit_test(test_event_name_limit),
         cmocka_unit_test(test_callback_stops),
         cmocka_unit_test(test_blank_without_data),
+        cmocka_unit_test(test_frame_end_split_everywhere),
+        cmocka_unit_test(test_frame_end_at_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
