@@ -7,7 +7,8 @@
  * case. Invariants: no crash; usage counts stay in 0..PROVIDER_MAX_TOKENS with
  * cached <= prompt (the plugin refuses a usage batch with a count outside its
  * bounds); an answer read in full is a JSON object, and a refused one leaves
- * no output behind.
+ * no output behind; an answer accepted, also without the full parse (it is
+ * then forwarded to the app as it is), is one JSON object.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -48,6 +49,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (full && !json_is_object(out)) {
                 abort();
             }
+            json_t *whole = json_loadb(body, n, 0, NULL);
+            if (!json_is_object(whole)) {
+                abort(); /* a body that is not one JSON document went to the app as a 2xx */
+            }
+            json_decref(whole);
         } else if (out != NULL) {
             abort();
         }
