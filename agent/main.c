@@ -191,8 +191,10 @@ static void agent_notify_ready(const char *status)
 {
     char msg[256];
     snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s", status);
-    if (sdnotify(msg) != ERR_OK) {
-        log_kv(LOGL_WARN, "cannot notify systemd", "error", strerror(errno), NULL);
+    enum err e = sdnotify(msg);
+    if (e != ERR_OK) {
+        log_kv(LOGL_WARN, "cannot notify systemd", "error",
+               e == ERR_IO ? strerror(errno) : err_str(e), NULL);
     }
 }
 

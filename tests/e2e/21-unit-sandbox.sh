@@ -240,26 +240,9 @@ agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"group\": \"$APPS_GID\
 chgrp "$AGENT_UID" "$AGENT_CONFIG"
 chmod 0640 "$AGENT_CONFIG"
 
-# workload: the calls; prints one line of what came back.
-workload() {
-    local out="" since got
-    since=$(mock_last_seq)
-    call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3 "unit")"
-    got=$(mock_requests_since "$since" | jq -r '.[0].headers.Authorization[0] // "" | sub("^Bearer "; "")')
-    out+="chat $CODE $([ "$got" == "${KEY[openai]}" ] && echo key-ok || echo key-wrong)"
-    call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini true 4)"
-    out+=" | stream $CODE $(echo "$BODY" | sse_content)"
-    call "$SOCK" POST /v1/chat/completions "$(chat_body anthropic/claude-3-5-haiku true 2)"
-    out+=" | anthropic $CODE $(echo "$BODY" | sse_content)"
-    call "$SOCK" POST /v1/embeddings '{"model": "openai/text-embedding-3-small", "input": "unit"}'
-    out+=" | embeddings $CODE"
-    call "$SOCK" GET /v1/models
-    out+=" | models $CODE"
-    call "$MSOCK" GET /metrics
-    out+=" | metrics $CODE $(echo "$BODY" | grep -c '^byok_requests_total')"
-    echo "$out"
-}
-WANT_WORK="chat 200 key-ok | stream 200 $(words 4) | anthropic 200 $(words 2) | embeddings 200 | models 200 | metrics 200 [1-9][0-9]*"
+# workload: lib.sh's calls on this script's sockets; WANT_WORK the pattern they must match.
+workload() { unit_workload "$SOCK" "$MSOCK"; }
+WANT_WORK=$(unit_workload_want)
 
 slice_of() { awk '$1 == "se.slice" { print $3 }' "/proc/$1/sched" 2>/dev/null; }
 # ledger: calls in the plugin's usage ledger for acme (openai, anthropic).

@@ -212,22 +212,7 @@ t_eq "${CASES[6]}" "VmLck within $MEMLOCK: $within; slice $(ctr cat "/proc/$MP/s
     "VmLck within $MEMLOCK: yes; slice $want_slice"
 
 # ---- the agent at work ----
-since=$(mock_last_seq)
-call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3 "unit")"
-k=$(mock_requests_since "$since" | jq -r '.[0].headers.Authorization[0] // "" | sub("^Bearer "; "")')
-work="chat $CODE $([ "$k" == "${KEY[openai]}" ] && echo key-ok || echo key-wrong)"
-call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini true 4)"
-work+=" | stream $CODE $(echo "$BODY" | sse_content)"
-call "$SOCK" POST /v1/chat/completions "$(chat_body anthropic/claude-3-5-haiku true 2)"
-work+=" | anthropic $CODE $(echo "$BODY" | sse_content)"
-call "$SOCK" POST /v1/embeddings '{"model": "openai/text-embedding-3-small", "input": "unit"}'
-work+=" | embeddings $CODE"
-call "$SOCK" GET /v1/models
-work+=" | models $CODE"
-call "$MSOCK" GET /metrics
-work+=" | metrics $CODE $(echo "$BODY" | grep -c '^byok_requests_total')"
-t_match "${CASES[7]}" "$work" \
-    "^chat 200 key-ok \\| stream 200 $(words 4) \\| anthropic 200 $(words 2) \\| embeddings 200 \\| models 200 \\| metrics 200 [1-9][0-9]*\$"
+t_match "${CASES[7]}" "$(unit_workload "$SOCK" "$MSOCK")" "^$(unit_workload_want)\$"
 
 ledger() { usage_ledger acme '[.by_provider.openai.requests // 0, .by_provider.anthropic.requests // 0]'; }
 ledger_is() { [ "$(ledger)" = "$1" ]; }

@@ -667,6 +667,36 @@ sse_content() { sed -n 's/^data: //p' | grep -v '^\[DONE\]$' | jq -rj '.choices[
 # cost_of PROVIDER PROMPT COMPLETION: tokens x catalog price.
 cost_of() { awk -v p="$2" -v c="$3" -v pi="${PRICE_IN[$1]}" -v po="${PRICE_OUT[$1]}" 'BEGIN { printf "%.10f", (p * pi + c * po) / 1e6 }'; }
 
+# unit_workload SOCKET METRICS_SOCKET: the calls 21-unit-sandbox.sh and
+# 25-systemd-unit.sh make through an agent run as its unit runs it (tenant
+# acme, canary keys KEY[openai] and KEY[anthropic]): a chat checked to carry
+# the tenant's key upstream, an OpenAI and an Anthropic stream, embeddings,
+# models, metrics. Prints one line of what came back, to match against
+# unit_workload_want.
+unit_workload() {
+    local sock=$1 msock=$2 out="" since got
+    since=$(mock_last_seq)
+    call "$sock" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3 "unit")"
+    got=$(mock_requests_since "$since" | jq -r '.[0].headers.Authorization[0] // "" | sub("^Bearer "; "")')
+    out+="chat $CODE $([ "$got" == "${KEY[openai]}" ] && echo key-ok || echo key-wrong)"
+    call "$sock" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini true 4)"
+    out+=" | stream $CODE $(echo "$BODY" | sse_content)"
+    call "$sock" POST /v1/chat/completions "$(chat_body anthropic/claude-3-5-haiku true 2)"
+    out+=" | anthropic $CODE $(echo "$BODY" | sse_content)"
+    call "$sock" POST /v1/embeddings '{"model": "openai/text-embedding-3-small", "input": "unit"}'
+    out+=" | embeddings $CODE"
+    call "$sock" GET /v1/models
+    out+=" | models $CODE"
+    call "$msock" GET /metrics
+    out+=" | metrics $CODE $(echo "$BODY" | grep -c '^byok_requests_total')"
+    echo "$out"
+}
+
+# unit_workload_want: the regular expression (unanchored) unit_workload's line must match.
+unit_workload_want() {
+    echo "chat 200 key-ok \\| stream 200 $(words 4) \\| anthropic 200 $(words 2) \\| embeddings 200 \\| models 200 \\| metrics 200 [1-9][0-9]*"
+}
+
 # ---- the canary scan --------------------------------------------------------------------
 
 # canary_needles FORM CANARY...: the strings that betray each canary, one a line
