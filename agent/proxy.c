@@ -42,7 +42,7 @@
 #include "common/jsonw.h"
 #include "common/log.h"
 
-#define PROXY_MAX_PROBE 64
+#define PROXY_MAX_PROBE CONFIG_MAX_PROVIDERS
 /* Longest value of a forwarded (allow-listed) header. */
 #define PROXY_MAX_FORWARD_VALUE 1024
 /* Stream bytes queued to the app in one curl read loop before the provider is held. */
@@ -110,8 +110,10 @@ struct call {
     struct evbuffer *chunk;
     /* outcome */
     struct provider_usage usage;
+    /* The failure that decides the reply when every candidate failed (call_failed). */
     enum err last_err;
-    long last_status;
+    long last_status; /* the provider's HTTP status, 0 for none, -1 for key trouble */
+    bool failed_transient;
 };
 
 static void call_attempt(struct call *c);
@@ -552,6 +554,25 @@ static bool call_failover_ok(const struct call *c, enum err e, long status)
     return status == 429 || status >= 500 || (status >= 300 && status < 400);
 }
 
+/*
+ * Notes why the current candidate failed. e is ERR_OK when the provider
+ * answered with the failing status; status is -1 for trouble getting the key.
+ * A candidate that cannot serve the request at all (no key, an API style this
+ * agent does not speak) does not hide an earlier candidate's failure that a
+ * retry may not meet (a timeout, a 429, a 5xx, the key store down): the app is
+ * told to come back, not that nothing can serve it.
+ */
+static void call_failed(struct call *c, enum err e, long status)
+{
+    bool permanent = status != -1 && (e == ERR_NOTFOUND || e == ERR_UNSUPPORTED);
+    if (permanent && c->failed_transient) {
+        return;
+    }
+    c->last_err = e;
+    c->last_status = status;
+    c->failed_transient = !permanent;
+}
+
 static void call_next(struct call *c)
 {
     char labels[METRICS_MAX_LABELS];
@@ -755,8 +776,7 @@ static void call_on_done(void *arg, enum err e, long status)
         }
         return;
     }
-    c->last_err = e;
-    c->last_status = e == ERR_OK ? status : 0;
+    call_failed(c, e, e == ERR_OK ? status : 0);
     if (e == ERR_OK && (status == 401 || status == 403)) {
         /*
          * The key was refused: drop it so the next call fetches a fresh (maybe
@@ -897,8 +917,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
             call_fetch_key(c);
             return;
         }
-        c->last_err = ERR_CANCELLED;
-        c->last_status = -1;
+        call_failed(c, ERR_CANCELLED, -1);
         call_key_failure_log(c, cand->provider, ERR_CANCELLED);
         call_next(c);
         return;
@@ -906,7 +925,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     const char *style = json_string_value(json_object_get(ent->entry, "api_style"));
     c->ad = provider_find(style);
     if (c->ad == NULL) {
-        c->last_err = ERR_UNSUPPORTED;
+        call_failed(c, ERR_UNSUPPORTED, 0);
         call_next(c);
         return;
     }
@@ -968,7 +987,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     }
     if (e != ERR_OK) {
         provider_http_done(&h);
-        c->last_err = e == ERR_NOMEM ? ERR_UPSTREAM : ERR_UNSUPPORTED;
+        call_failed(c, e == ERR_NOMEM ? ERR_UPSTREAM : ERR_UNSUPPORTED, 0);
         call_next(c);
         return;
     }
@@ -1005,7 +1024,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     e = upstream_xfer_start(c->ctx->up, "POST", h.url, h.body, h.body_len, h.headers, &o, &cbs, c,
                             &c->xfer);
     if (e != ERR_OK) {
-        c->last_err = ERR_UPSTREAM;
+        call_failed(c, ERR_UPSTREAM, 0);
         call_next(c);
     }
 }
@@ -1062,13 +1081,14 @@ static void call_key_ready(void *arg, enum err e, struct keycache_entry *ent)
     struct call *c = arg;
     c->wait = NULL;
     if (e != ERR_OK) {
-        c->last_err = e;
         /* Key store or key cache trouble is reported as such when no other candidate is left. */
-        c->last_status = e == ERR_NOTFOUND ? 0 : -1;
-        if (call_vault_trouble(e)) {
-            c->last_err = ERR_UNAVAIL;
-        } else if (call_key_failure(e)) {
+        if (e == ERR_NOTFOUND) {
+            call_failed(c, e, 0);
+        } else if (call_vault_trouble(e)) {
+            call_failed(c, ERR_UNAVAIL, -1);
+        } else {
             call_key_failure_log(c, c->cands[c->cur].provider, e);
+            call_failed(c, e, -1);
         }
         metrics_add(M_CACHE, 1, "result=\"error\"");
         c->cur++;

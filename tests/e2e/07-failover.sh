@@ -11,6 +11,10 @@
 # that answered; the mock sees the failed request with the first provider's
 # key and the good one with the second's. A bare model every provider lists
 # ("mock-503") that fails everywhere ends in one clear error after trying each.
+# Tenant beta prefers openai and falls back to bedrock, a catalog style this
+# agent does not speak (gamma the other way round): that candidate is skipped,
+# and when openai failed first its failure (a 503, retriable) decides the
+# reply, not "unsupported" (400).
 . "$(dirname "$0")/lib.sh"
 
 CASES=("auto, no fault: preferred provider, 1 attempt"
@@ -23,6 +27,8 @@ CASES=("auto, no fault: preferred provider, 1 attempt"
     "auto, stream answers 200 but its first token never comes: complete stream from the fallback"
     "auto, non-streamed 200 whose body never comes: answered by the fallback"
     "every candidate fails: one clear error after trying each"
+    "auto, a provider this agent cannot call first: skipped, answered by the next"
+    "auto, 503 then only a provider this agent cannot call: 502 provider_error, not 400"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -31,9 +37,26 @@ canary_keys acme openai anthropic
 vault_api PUT byok/tenants/acme/settings \
     '{"preferred_providers":["openai"],"fallback_providers":["anthropic"],"budget_tier":"HIGH"}' "$ADMIN_TOKEN"
 [ "$VAULT_CODE" -lt 300 ] || t_diag "tenant settings: HTTP $VAULT_CODE $VAULT_BODY"
+declare -A OTHER
+for t in beta gamma; do
+    OTHER[$t-openai]=$(lib_canary)
+    OTHER[$t-bedrock]=$(lib_canary)
+    key_put $t openai "${OTHER[$t-openai]}" && key_put $t bedrock "${OTHER[$t-bedrock]}" ||
+        t_diag "$t keys not written"
+done
+vault_api PUT byok/tenants/beta/settings \
+    '{"preferred_providers":["openai"],"fallback_providers":["bedrock"],"budget_tier":"HIGH"}' "$ADMIN_TOKEN"
+[ "$VAULT_CODE" -lt 300 ] || t_diag "beta settings: HTTP $VAULT_CODE $VAULT_BODY"
+vault_api PUT byok/tenants/gamma/settings \
+    '{"preferred_providers":["bedrock"],"fallback_providers":["openai"],"budget_tier":"HIGH"}' "$ADMIN_TOKEN"
+[ "$VAULT_CODE" -lt 300 ] || t_diag "gamma settings: HTTP $VAULT_CODE $VAULT_BODY"
 SOCK=$AGENT_DIR/acme.sock
-agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"failover\"}]" \
-    '.upstream.first_byte_timeout_ms = 2000 | .providers = ["openai", "anthropic"]'
+BSOCK=$AGENT_DIR/beta.sock
+GSOCK=$AGENT_DIR/gamma.sock
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"failover\"},
+    {\"path\": \"$BSOCK\", \"mode\": \"0660\", \"tenant\": \"beta\", \"app\": \"failover\"},
+    {\"path\": \"$GSOCK\", \"mode\": \"0660\", \"tenant\": \"gamma\", \"app\": \"failover\"}]" \
+    '.upstream.first_byte_timeout_ms = 2000 | .providers = ["openai", "anthropic", "bedrock"]'
 agent_start || t_block_all
 
 # upstream_trace SINCE: "style:scenario:keyowner" per request the mock saw.
@@ -106,8 +129,23 @@ else
     t_fail "every candidate fails: one clear error after trying each" "HTTP $CODE, upstream: $trace, body ${BODY:0:200}"
 fi
 
+# gamma: bedrock first, then openai answers.
+since=$(mock_last_seq)
+call "$GSOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+t_eq "auto, a provider this agent cannot call first: skipped, answered by the next" \
+    "$CODE $(hdr X-BYOK-Provider) $(mock_requests_since "$since" | jq -r 'map(.style) | join(",")')" \
+    "200 openai openai"
+# beta: openai first answers 503, then bedrock cannot be called.
+mock_ctl POST /_mock/scenario '{"scenario":"503","count":1}' >/dev/null
+since=$(mock_last_seq)
+call "$BSOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+t_eq "auto, 503 then only a provider this agent cannot call: 502 provider_error, not 400" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq -r 'map(.style + ":" + .scenario) | join(",")')" \
+    "502 provider_error openai:503"
+mock_ctl DELETE /_mock/scenario >/dev/null
+
 t_check "agent alive" kill -0 "$AGENT_PID"
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
-canary_scan "canary: nowhere but the provider request" "${KEY[@]}"
+canary_scan "canary: nowhere but the provider request" "${KEY[@]}" "${OTHER[@]}"
 t_done
 [ "$T_FAILED" -eq 0 ]
