@@ -20,6 +20,8 @@
 #define CONFIG_MAX_LISTENERS 64
 #define CONFIG_MAX_PEERS 4096
 #define CONFIG_MAX_LIST 256
+/* providers: each is probed for a key on `auto` and bare model names. */
+#define CONFIG_MAX_PROVIDERS 64
 #define CONFIG_MAX_STR 1024
 #define CONFIG_MAX_NAME 63 /* tenant, app and provider names: [a-z0-9][a-z0-9_-]{0,62} */
 #define CONFIG_ERR_LEN 256

@@ -542,6 +542,29 @@ static void test_example_config(void **state)
     config_unref(&c);
 }
 
+/* Every provider listed is probed, so the list is bounded where the probe is. */
+static void test_providers_bound(void **state)
+{
+    (void)state;
+    char text[8192];
+    for (int n = CONFIG_MAX_PROVIDERS; n <= CONFIG_MAX_PROVIDERS + 1; n++) {
+        size_t len = (size_t)snprintf(text, sizeof(text),
+                                      "{" BASE_LISTENER "," BASE_VAULT ",\"providers\":[");
+        for (int i = 0; i < n; i++) {
+            len += (size_t)snprintf(text + len, sizeof(text) - len, "%s\"p%d\"", i ? "," : "", i);
+        }
+        snprintf(text + len, sizeof(text) - len, "]}");
+        if (n == CONFIG_MAX_PROVIDERS) {
+            struct config *c = parse_ok(text);
+            assert_int_equal(c->providers.n, CONFIG_MAX_PROVIDERS);
+            assert_string_equal(c->providers.items[CONFIG_MAX_PROVIDERS - 1], "p63");
+            config_unref(&c);
+        } else {
+            parse_bad(text, "providers: must have between 1 and 64 entries");
+        }
+    }
+}
+
 static void test_name_valid(void **state)
 {
     (void)state;
@@ -567,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_name_valid),
+        cmocka_unit_test(test_providers_bound),
         cmocka_unit_test(test_check_host),
         cmocka_unit_test(test_check_host_vault_files),
         cmocka_unit_test(test_vault_cleartext),
