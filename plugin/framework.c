@@ -14,6 +14,7 @@
  */
 #include "plugin/framework.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -893,19 +894,52 @@ static int fw_strcmp_qsort(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Adds "<prefix>[a b c]" with the names sorted, as Go prints a []string with %v. */
+/*
+ * A parameter name short and plain enough to echo in a warning. A name is the
+ * caller's text and may be a secret pasted into the wrong place (a JSON body
+ * whose key is the key value); provider keys are longer than this.
+ */
+#define FW_ECHO_NAME_MAX 24
+
+static bool fw_name_echoable(const char *name)
+{
+    size_t n = 0;
+    for (; name[n] != '\0'; n++) {
+        unsigned char ch = (unsigned char)name[n];
+        if (n >= FW_ECHO_NAME_MAX || !(isalnum(ch) || ch == '_' || ch == '-')) {
+            return false;
+        }
+    }
+    return n > 0;
+}
+
+/*
+ * Adds "<prefix>[a b c]" with the names sorted, as Go prints a []string with
+ * %v; names that are not echoable, and those past the n collected of total,
+ * are counted after it instead.
+ */
 static void fw_warn_names(struct fw_response *resp, const char *prefix, const char **names,
-                          size_t n)
+                          size_t n, size_t total)
 {
     char msg[FW_MAX_MESSAGE];
     qsort(names, n, sizeof(*names), fw_strcmp_qsort);
     size_t off = (size_t)snprintf(msg, sizeof(msg), "%s[", prefix);
+    size_t shown = 0;
     for (size_t i = 0; i < n && off < sizeof(msg); i++) {
-        off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s%.*s", i > 0 ? " " : "", 128,
-                                names[i]);
+        if (fw_name_echoable(names[i])) {
+            off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s%s", shown > 0 ? " " : "",
+                                    names[i]);
+            shown++;
+        }
     }
     if (off < sizeof(msg)) {
-        snprintf(msg + off, sizeof(msg) - off, "]");
+        off += (size_t)snprintf(msg + off, sizeof(msg) - off, "]");
+    }
+    if (shown < total && off < sizeof(msg)) {
+        snprintf(msg + off, sizeof(msg) - off,
+                 " and %zu more not shown (longer than %d characters, not letters, digits, "
+                 "'_' and '-', or past the first %zu)",
+                 total - shown, FW_ECHO_NAME_MAX, n);
     }
     fw_warn(resp, "%s", msg);
 }
@@ -998,12 +1032,13 @@ static enum err fw_fields_build(const struct fw_match *m, struct fw_request *req
         fw_warn_names(resp,
                       "Endpoint replaced the value of these parameters with the values captured "
                       "from the endpoint's path: ",
-                      replaced, nreplaced);
+                      replaced, nreplaced, nreplaced);
     }
 
     if (data != NULL && !p->takes_arbitrary_input) {
         const char *ignored[64];
         size_t nignored = 0;
+        size_t nunknown = 0;
         const char *key;
         json_t *v;
         json_object_foreach(data, key, v)
@@ -1015,13 +1050,14 @@ static enum err fw_fields_build(const struct fw_match *m, struct fw_request *req
             if (req->op == FW_OP_LIST && strcmp(key, "list") == 0) {
                 continue;
             }
+            nunknown++;
             if (nignored < sizeof(ignored) / sizeof(ignored[0])) {
                 ignored[nignored++] = key;
             }
         }
         if (nignored > 0) {
             fw_warn_names(resp, "Endpoint ignored these unrecognized parameters: ", ignored,
-                          nignored);
+                          nignored, nunknown);
         }
     }
     *ret_ok = true;

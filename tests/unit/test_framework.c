@@ -775,6 +775,30 @@ static void test_unknown_parameter_warning(void **state)
     assert_int_equal(json_array_size(c.resp.warnings), 1);
     assert_true(warned(&c, "Endpoint ignored these unrecognized parameters: [alpha zeta]"));
     call_done(&c);
+    /*
+     * A name that could be a secret pasted as a key (long, or with other
+     * characters) is counted, never echoed.
+     */
+    call_run(&c, FW_OP_UPDATE, "typed",
+             "{\"b\": true, \"key_vaule\": 1, \"sk-proj-CANARYabcdefghijklmnop\": 1, \"a b\": 2}");
+    assert_int_equal(c.resp.status, FW_OK);
+    assert_true(warned(&c, "Endpoint ignored these unrecognized parameters: [key_vaule] and 2 more "
+                           "not shown (longer than 24 characters, not letters, digits, '_' and "
+                           "'-', or past the first 3)"));
+    call_done(&c);
+    /* More unknown names than collected: the rest are counted too. */
+    char body[4096];
+    size_t off = (size_t)snprintf(body, sizeof(body), "{\"b\": true");
+    for (int i = 0; i < 70; i++) {
+        off += (size_t)snprintf(body + off, sizeof(body) - off, ", \"u%02d\": 1", i);
+    }
+    snprintf(body + off, sizeof(body) - off, "}");
+    call_run(&c, FW_OP_UPDATE, "typed", body);
+    assert_int_equal(c.resp.status, FW_OK);
+    const char *w = json_string_value(json_array_get(c.resp.warnings, 0));
+    assert_non_null(w);
+    assert_non_null(strstr(w, "and 6 more not shown"));
+    call_done(&c);
     /* No unknown parameters: no warning at all. */
     call_run(&c, FW_OP_UPDATE, "typed", "{\"b\": true}");
     assert_null(c.resp.warnings);
