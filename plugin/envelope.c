@@ -502,6 +502,45 @@ out_wipe:
     return e;
 }
 
+/*
+ * The first KEK version after cur that storage does not hold. A KEK is never
+ * overwritten: a version left by a rotation that failed half-way may already
+ * wrap data keys (written by a node that read its kek/current), and the
+ * rotation rewraps those too before pruning it.
+ */
+#define ENVELOPE_KEK_SKIP_MAX 16
+
+static enum err envelope_kek_next_free(struct storage *st, int64_t cur, int64_t *ret)
+{
+    for (int64_t v = cur + 1; v <= cur + ENVELOPE_KEK_SKIP_MAX; v++) {
+        char key[64];
+        enum err e = envelope_kek_key(v, key, sizeof(key));
+        if (e != ERR_OK) {
+            return e;
+        }
+        unsigned char *raw = NULL;
+        size_t len = 0;
+        e = storage_get(st, key, &raw, &len);
+        if (e == ERR_NOTFOUND) {
+            *ret = v;
+            return ERR_OK;
+        }
+        if (raw != NULL) {
+            OPENSSL_cleanse(raw, len);
+            free(raw);
+        }
+        if (e != ERR_OK) {
+            return e;
+        }
+        char ver[24];
+        (void)snprintf(ver, sizeof(ver), "%" PRId64, v);
+        log_kv(LOGL_WARN, "rotate-root: KEK version already in storage, kept and skipped",
+               "version", ver, NULL);
+    }
+    log_kv(LOGL_ERROR, "rotate-root: no free KEK version after the current one", NULL);
+    return ERR_EXISTS;
+}
+
 static enum err envelope_current_put(struct storage *st, int64_t version)
 {
     json_t *doc = json_pack("{sI}", "version", (json_int_t)version);
@@ -907,11 +946,23 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
     pool_mutex_lock(&env->rot_mu);
     int64_t cur = 0, rewrapped = 0;
     size_t failed = 0;
+    /*
+     * The current version is read from storage, not from the cache: another
+     * node (or a rotation whose kek/current write failed here but landed) may
+     * have moved it on.
+     */
+    pthread_mutex_lock(&env->cache_mu);
+    env->current = 0;
+    pthread_mutex_unlock(&env->cache_mu);
     enum err e = envelope_current_load(env, st, &cur);
     if (e != ERR_OK) {
         goto out_unlock;
     }
-    int64_t nv = cur + 1;
+    int64_t nv = 0;
+    e = envelope_kek_next_free(st, cur, &nv);
+    if (e != ERR_OK) {
+        goto out_unlock;
+    }
     e = envelope_kek_create(st, nv);
     if (e != ERR_OK) {
         goto out_unlock;

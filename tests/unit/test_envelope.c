@@ -418,6 +418,56 @@ static void test_dek_created(void **state)
     storage_mem_free(st);
 }
 
+/*
+ * A rotation never overwrites a KEK version in storage: not when this node's
+ * cached kek/current is stale (another node rotated and wrapped a data key with
+ * the new version), nor when a version was left by a rotation that failed
+ * after creating it.
+ */
+static void test_rotate_never_overwrites_kek(void **state)
+{
+    struct storage *st = storage_mem_new();
+    struct envelope *env = envelope_new();
+    struct envelope *env2 = envelope_new();
+    assert_int_equal(envelope_initialize(env, st), ERR_OK);
+    struct secret *a = must_dek(env, st, "acme", true);
+    int64_t v = 0, rewrapped = 0;
+    /* The other node rotates to 2 and creates globex's DEK under KEK 2; env's cache says 1. */
+    assert_int_equal(envelope_rotate(env2, st, NULL, NULL, NULL, &v, &rewrapped), ERR_OK);
+    assert_int_equal(v, 2);
+    struct secret *g = must_dek(env2, st, "globex", true);
+    assert_int_equal(envelope_rotate(env, st, NULL, NULL, NULL, &v, &rewrapped), ERR_OK);
+    assert_int_equal(v, 3);
+    assert_int_equal(rewrapped, 2);
+    struct envelope *fresh = envelope_new();
+    struct secret *a2 = must_dek(fresh, st, "acme", false);
+    struct secret *g2 = must_dek(fresh, st, "globex", false);
+    assert_true(secret_equal(a, a2));
+    assert_true(secret_equal(g, g2));
+
+    /* A version already in storage after the current one is skipped, then pruned. */
+    static const unsigned char orphan[] = "left by a failed rotation";
+    assert_int_equal(storage_put(st, "kek/4", orphan, sizeof(orphan), true), ERR_OK);
+    assert_int_equal(envelope_rotate(env, st, NULL, NULL, NULL, &v, &rewrapped), ERR_OK);
+    assert_int_equal(v, 5);
+    unsigned char *raw = NULL;
+    size_t raw_len = 0;
+    assert_int_equal(storage_get(st, "kek/4", &raw, &raw_len), ERR_NOTFOUND);
+    envelope_drop_all(fresh);
+    struct secret *g3 = must_dek(fresh, st, "globex", false);
+    assert_true(secret_equal(g, g3));
+
+    secret_free(&a);
+    secret_free(&a2);
+    secret_free(&g);
+    secret_free(&g2);
+    secret_free(&g3);
+    envelope_free(fresh);
+    envelope_free(env2);
+    envelope_free(env);
+    storage_mem_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -425,7 +475,7 @@ int main(void)
         cmocka_unit_test(test_tampering),       cmocka_unit_test(test_ad_binding),
         cmocka_unit_test(test_limits),          cmocka_unit_test(test_b64),
         cmocka_unit_test(test_state_lifecycle), cmocka_unit_test(test_dek_record_moved),
-        cmocka_unit_test(test_dek_created),
+        cmocka_unit_test(test_dek_created),     cmocka_unit_test(test_rotate_never_overwrites_kek),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
