@@ -9,7 +9,10 @@
  *            creates a DEK with the current KEK; writer: switching the current
  *            version and removing old KEK versions. So a reader that saw a DEK
  *            record wrapped by KEK n always finds KEK n, and a DEK is never
- *            created with a version that a rotation has already left behind;
+ *            created with a version that a rotation has already left behind.
+ *            Writer-preferring (pool_rwlock_init): cold reads arriving all the
+ *            time cannot hold a rotation's switch or clean-up back for ever;
+ *            no thread takes its read side twice;
  *   cache_mu guards the in-memory caches only and is never held across I/O.
  *
  * This module does not decide who may read which tenant: the path handlers
@@ -312,7 +315,7 @@ struct envelope *envelope_new(void)
     if (pthread_mutex_init(&env->rot_mu, NULL) != 0) {
         goto out_free;
     }
-    if (pthread_rwlock_init(&env->kek_rw, NULL) != 0) {
+    if (pool_rwlock_init(&env->kek_rw) != 0) {
         goto out_rot;
     }
     if (pthread_mutex_init(&env->cache_mu, NULL) != 0) {

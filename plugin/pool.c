@@ -174,6 +174,21 @@ void pool_mutex_lock(pthread_mutex_t *mu)
     pool_block_end();
 }
 
+int pool_rwlock_init(pthread_rwlock_t *rw)
+{
+    pthread_rwlockattr_t attr;
+    int rc = pthread_rwlockattr_init(&attr);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    if (rc == 0) {
+        rc = pthread_rwlock_init(rw, &attr);
+    }
+    pthread_rwlockattr_destroy(&attr);
+    return rc;
+}
+
 void pool_rwlock_rdlock(pthread_rwlock_t *rw)
 {
     if (pthread_rwlock_tryrdlock(rw) == 0) {

@@ -55,6 +55,14 @@ bool pool_turn_overdue(void);
 void pool_block_begin(void);
 void pool_block_end(void);
 
+/*
+ * A read-write lock held across storage round trips: writer-preferring, so a
+ * writer waits only for the readers already in (glibc's default lets new
+ * readers in ahead of a waiting writer, which a steady flow of overlapping
+ * readers starves). A thread must not take its read side twice. 0 or an errno.
+ */
+int pool_rwlock_init(pthread_rwlock_t *rw);
+
 /* Locks that may be held across a storage round trip: blocking hints when contended. */
 void pool_mutex_lock(pthread_mutex_t *mu);
 void pool_rwlock_rdlock(pthread_rwlock_t *rw);

@@ -291,6 +291,44 @@ static void test_off_pool_noops(void **state)
     pthread_rwlock_unlock(&rw);
 }
 
+static void *writer_thread(void *arg)
+{
+    pthread_rwlock_t *rw = arg;
+    pool_rwlock_wrlock(rw);
+    pthread_rwlock_unlock(rw);
+    return NULL;
+}
+
+/*
+ * pool_rwlock_init's lock is writer-preferring: once a writer waits, a new
+ * reader is held back (glibc's default lets it in, and overlapping readers
+ * starve the writer: a rotate-root switch or clean-up under steady cold reads).
+ */
+static void test_rwlock_writer_preferred(void **state)
+{
+    (void)state;
+    pthread_rwlock_t rw;
+    assert_int_equal(pool_rwlock_init(&rw), 0);
+    pool_rwlock_rdlock(&rw);
+    pthread_t w;
+    assert_int_equal(pthread_create(&w, NULL, writer_thread, &rw), 0);
+    /* Until the writer is queued a new reader gets in; after, never. Up to 10 s for it to queue. */
+    bool held_back = false;
+    for (int i = 0; i < 10000 && !held_back; i++) {
+        if (pthread_rwlock_tryrdlock(&rw) == 0) {
+            pthread_rwlock_unlock(&rw);
+            struct timespec ms = {0, 1000000L};
+            nanosleep(&ms, NULL);
+        } else {
+            held_back = true;
+        }
+    }
+    pthread_rwlock_unlock(&rw);
+    assert_int_equal(pthread_join(w, NULL), 0);
+    assert_true(held_back);
+    pthread_rwlock_destroy(&rw);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -301,6 +339,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_off_pool_noops),
+        cmocka_unit_test(test_rwlock_writer_preferred),
         cmocka_unit_test(test_one_turn_holder),
         cmocka_unit_test(test_wait_hands_turn_on),
         cmocka_unit_test(test_overdue_gives_turn_up),
