@@ -152,6 +152,23 @@ static void plugin_grpc_log(gpr_log_func_args *args)
     log_kv(level, args->message, "source", "grpc", "file", args->file, "line", line, NULL);
 }
 
+/*
+ * gRPC core tracers that print decrypted traffic. Vault (1.16+) and OpenBao
+ * pass their own environment to the plugin, so a GRPC_TRACE set to debug
+ * Vault reaches grpc_init here; "secure_endpoint" (also part of "all") then
+ * dumps every byte read and written after TLS at INFO: key writes carry a
+ * provider key and creds replies return one. The other tracers print
+ * metadata, states and ciphertext, which may stay available for debugging.
+ */
+static const char *const plugin_grpc_payload_tracers[] = {"secure_endpoint"};
+
+static void plugin_grpc_tracers_off(void)
+{
+    for (size_t i = 0; i < sizeof(plugin_grpc_payload_tracers) / sizeof(char *); i++) {
+        (void)grpc_tracer_set_enabled(plugin_grpc_payload_tracers[i], 0);
+    }
+}
+
 /* jansson holds request bodies and creds replies: wipe its blocks when freed. */
 static void plugin_json_free(void *p)
 {
@@ -347,6 +364,7 @@ int main(int argc, char **argv)
     absl_set_mutex_deadlock_detection_mode(ABSL_ON_DEADLOCK_CYCLE_IGNORE);
     gpr_set_log_function(plugin_grpc_log);
     grpc_init();
+    plugin_grpc_tracers_off();
 
     struct byok *engine = byok_new();
     if (engine == NULL) {

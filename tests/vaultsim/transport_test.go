@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -515,5 +516,36 @@ func TestInvalidateKeyAnswers(t *testing.T) {
 	}
 	if _, err := p.Backend.Type(ctx, &pb.Empty{}); err != nil {
 		t.Errorf("plugin not answering after InvalidateKey: %v", err)
+	}
+}
+
+// Vault (1.16+, and OpenBao) passes its own environment to the plugin, so
+// gRPC core's GRPC_TRACE and GRPC_VERBOSITY set for debugging reach it. The
+// secure_endpoint tracer dumps every decrypted byte at INFO: a key write's
+// provider key and a creds reply would land in Vault's log. With every
+// tracer on, no key material may reach stderr in any encoding.
+func TestGrpcTraceNeverDumpsKeys(t *testing.T) {
+	t.Setenv("GRPC_TRACE", "all")
+	t.Setenv("GRPC_VERBOSITY", "DEBUG")
+	s := newSim(t)
+	canary := "sk-CANARYgrpctrace0000000000000000000000000001"
+	s.MustCall(t, 200, s.RootToken, "PUT", "byok/tenants/acme/keys/openai/production",
+		map[string]any{"key_value": canary, "name": "prod", "permissions": []string{"chat"}})
+	cr := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/tenants/acme/creds/openai", nil))
+	if jstr(cr, "api_key") != canary {
+		t.Fatalf("creds: wrong key")
+	}
+	log := s.PluginLog()
+	if !strings.Contains(log, `"source":"grpc"`) {
+		t.Fatalf("GRPC_TRACE did not reach the plugin (no gRPC core line on stderr): the test proves nothing")
+	}
+	noCanaries(t, "plugin stderr with GRPC_TRACE=all", []byte(log), []string{canary})
+	// secure_endpoint prints "73 6b 2d ..." next to the ASCII column.
+	hex := make([]string, 0, 16)
+	for _, b := range []byte(canary[:16]) {
+		hex = append(hex, fmt.Sprintf("%02x", b))
+	}
+	if strings.Contains(log, strings.Join(hex, " ")) {
+		t.Errorf("plugin stderr with GRPC_TRACE=all holds the key as a hex dump")
 	}
 }
