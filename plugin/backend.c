@@ -492,10 +492,18 @@ void backend_setup(const uint8_t *req, size_t len, struct rpc_reply *reply)
         char id[16];
         snprintf(id, sizeof(id), "%u", args->broker_id);
         if (e == ERR_TIMEOUT) {
-            /* Setup still succeeds so that a registration probe works; storage calls will fail
-               with a clear error until the next Setup. */
-            log_kv(LOGL_WARN, "no broker address announced for setup; storage unavailable",
-                   "broker_id", id, NULL);
+            /*
+             * Vault starts serving the broker before it calls Setup, at
+             * registration too (with a storage that refuses every call), so
+             * no announcement means no storage for this process's life. The
+             * Go SDK fails Setup here (broker.Dial's timeout); so do we, and
+             * Vault refuses the mount with this text.
+             */
+            snprintf(msg, sizeof(msg),
+                     "byok setup: Vault announced no broker connection for broker_id %s within "
+                     "%d ms; storage would be unreachable",
+                     id, BROKER_WAIT_MS);
+            goto out;
         } else if (e != ERR_OK) {
             snprintf(msg, sizeof(msg), "byok setup: cannot dial Vault's broker: %s", err_str(e));
             goto out;

@@ -5,7 +5,7 @@
  * one round trip to Vault on the calling thread: use it from worker threads
  * only (see broker.h).
  *
- * Errors: no broker channel (registration probe, or Setup got no ConnInfo) ->
+ * Errors: no broker channel (Setup had broker id 0, or after Cleanup) ->
  * ERR_UNAVAIL with a logged explanation; a gRPC failure -> ERR_UNAVAIL (or
  * ERR_TIMEOUT); an `err` string in Vault's reply (e.g. "cannot write to
  * storage during setup", "missing storage implementation") -> ERR_STORAGE.

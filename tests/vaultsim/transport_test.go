@@ -549,3 +549,27 @@ func TestGrpcTraceNeverDumpsKeys(t *testing.T) {
 		t.Errorf("plugin stderr with GRPC_TRACE=all holds the key as a hex dump")
 	}
 }
+
+// Setup whose broker connection is never announced must fail, as the Go SDK's
+// does (broker.Dial's timeout is Setup's error): Vault then refuses the mount
+// with that message instead of mounting an engine whose every request fails
+// for want of storage, with nothing to make Vault run Setup again.
+func TestSetupFailsWithoutBrokerConnection(t *testing.T) {
+	st, _ := NewStorage("")
+	p, err := StartPlugin(PluginConfig{Path: pluginPath(t), Name: "vault-plugin-secrets-byok",
+		BackendUUID: newUUID(), Storage: st, Stderr: NewLogBuffer(nil)})
+	if err != nil {
+		t.Fatalf("StartPlugin: %v", err)
+	}
+	defer p.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// An id the host never accepted: no ConnInfo is sent for it.
+	r, err := p.Backend.Setup(ctx, &pb.SetupArgs{BrokerId: 4242, Config: map[string]string{"plugin_name": "byok"}})
+	if err == nil && r.Err == "" {
+		t.Fatalf("Setup succeeded although no broker connection was announced (storage unreachable)")
+	}
+	if err == nil && !strings.Contains(r.Err, "broker") {
+		t.Errorf("Setup error does not say what is missing: %q", r.Err)
+	}
+}
