@@ -6,9 +6,11 @@
  * only (see broker.h).
  *
  * Errors: no broker channel (Setup had broker id 0, or after Cleanup) ->
- * ERR_UNAVAIL with a logged explanation; a gRPC failure -> ERR_UNAVAIL (or
+ * ERR_UNAVAIL with a logged explanation; a gRPC failure (e.g. registration's
+ * "missing storage implementation", a gRPC error in Vault) -> ERR_UNAVAIL (or
  * ERR_TIMEOUT); an `err` string in Vault's reply (e.g. "cannot write to
- * storage during setup", "missing storage implementation") -> ERR_STORAGE.
+ * storage during setup") -> ERR_STORAGE, or ERR_READONLY for a standby's
+ * "cannot write to readonly storage".
  * The failure is logged here, once per distinct message per minute, so that
  * Vault's minute-by-minute rollback in registration mode does not flood the
  * log; callers do not log it again.
