@@ -239,13 +239,18 @@ out:
     return e;
 }
 
+/*
+ * Calls every waiter, taking each off the list before its callback: a
+ * callback may cancel a later wait (keycache_cancel finds and frees it there)
+ * or invalidate the entry. No waiter is added meanwhile: only a pending entry
+ * takes waiters, and this one is no longer pending.
+ */
 static void kc_deliver(struct keycache_entry *ent, enum err e)
 {
-    struct keycache_wait *w = ent->waiters;
-    ent->waiters = NULL;
-    /* The caller (kc_fetch_done) holds the entry across the callbacks: one may invalidate it. */
-    while (w != NULL) {
-        struct keycache_wait *next = w->next;
+    /* The caller (kc_fetch_done) holds the entry across the callbacks. */
+    struct keycache_wait *w;
+    while ((w = ent->waiters) != NULL) {
+        ent->waiters = w->next;
         if (e == ERR_OK) {
             ent->refs++;
             w->cb(w->arg, ERR_OK, ent);
@@ -253,7 +258,6 @@ static void kc_deliver(struct keycache_entry *ent, enum err e)
             w->cb(w->arg, e, NULL);
         }
         free(w);
-        w = next;
     }
 }
 

@@ -407,6 +407,38 @@ static void test_cancel(void **state)
     assert_non_null(keycache_peek(E.kc, "acme", "openai"));
 }
 
+/* A waiter's callback cancelling another wait on the same fetch: that one is not called. */
+struct canceller {
+    struct got got;
+    struct keycache_wait **victim;
+};
+
+static void cancel_cb(void *arg, enum err e, struct keycache_entry *ent)
+{
+    struct canceller *c = arg;
+    got_cb(&c->got, e, ent);
+    keycache_cancel(*c->victim);
+    *c->victim = NULL;
+}
+
+static void test_cancel_during_delivery(void **state)
+{
+    (void)state;
+    keycache_invalidate(E.kc, "acme", "openai");
+    struct got victim = {0};
+    struct keycache_wait *wv = NULL, *wc = NULL;
+    struct canceller c = {.victim = &wv};
+    /* Waiters are called newest first: the canceller runs before its victim. */
+    assert_int_equal(keycache_get(E.kc, "acme", "openai", got_cb, &victim, &wv), ERR_OK);
+    assert_int_equal(keycache_get(E.kc, "acme", "openai", cancel_cb, &c, &wc), ERR_OK);
+    assert_non_null(wv);
+    assert_non_null(wc);
+    run_until(&c.got.calls, 1);
+    assert_int_equal(c.got.e, ERR_OK);
+    assert_int_equal(victim.calls, 0);
+    keycache_put(&c.got.ent);
+}
+
 static void test_expiry(void **state)
 {
     (void)state;
@@ -548,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_negative_and_errors),
         cmocka_unit_test(test_token_refused_then_fixed),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_cancel_during_delivery),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_idle_key_wiped_at_ttl),
         cmocka_unit_test(test_parse_creds_matrix),
