@@ -11,11 +11,14 @@
  * destroyed, and a later write starts a new version.
  */
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/azure.h"
+#include "common/log.h"
 #include "plugin/catalog.h"
 #include "plugin/config.h"
 #include "plugin/envelope.h"
@@ -431,16 +434,41 @@ static enum err keys_add_version(struct fw_request *req, struct fw_response *res
  * sealed with it takes the key back: a stored DEK alone makes the tenant
  * exist (listed, has_data_key, usage batches accepted), so a failed first
  * write would leave a tenant behind. Runs under the write lock, which
- * serialises DEK creation. Should the failed save have reached storage after
- * all, that record's version cannot be opened any more (creds: 404, as after a
- * partly failed tenant delete) and the retried write seals a new version with
- * a new DEK. The request's own error is what the caller reports; if the shred
- * fails too, the DEK stays, as it did before.
+ * serialises DEK creation. A failed Put may still have reached storage (its
+ * reply lost): the record is read back first, and the DEK is shredded only
+ * when storage says it is absent. Found, or unknown (storage failing), the
+ * DEK stays: shredding it would make that version unopenable for good. The
+ * request's own error is what the caller reports.
  */
 static void keys_dek_undo(struct fw_request *req)
 {
     struct keystore *ks = keystore_of(req->backend);
-    enum err e = envelope_tenant_shred(keystore_envelope(ks), req->storage, fw_str(req, "tenant"));
+    const char *t = fw_str(req, "tenant");
+    char key[STORAGE_MAX_KEY];
+    enum err e =
+        keystore_path_key(key, sizeof(key), t, fw_str(req, "provider"), fw_str(req, "key_type"));
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    if (e == ERR_OK) {
+        e = storage_get(req->storage, key, &raw, &len);
+    }
+    if (raw != NULL) {
+        OPENSSL_cleanse(raw, len);
+        free(raw);
+    }
+    if (e == ERR_OK) {
+        log_kv(LOGL_WARN, "key write failed but its record reached storage: data key kept",
+               "tenant", t, NULL);
+        return;
+    }
+    if (e != ERR_NOTFOUND) {
+        log_kv(LOGL_WARN,
+               "key write failed and storage cannot say whether its record was saved: data key "
+               "kept",
+               "tenant", t, "error", err_name(e), NULL);
+        return;
+    }
+    e = envelope_tenant_shred(keystore_envelope(ks), req->storage, t);
     (void)e;
 }
 

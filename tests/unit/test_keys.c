@@ -683,6 +683,8 @@ static void test_usage_batches(void **state)
 
 static const struct storage_ops *fault_orig;
 static const char *fault_put_prefix, *fault_del_prefix;
+/* The Put is made, then reported failed (a reply lost after the write landed). */
+static bool fault_put_lands;
 
 static bool fault_match(const char *prefix, const char *key)
 {
@@ -696,7 +698,14 @@ static enum err fault_get(void *c, const char *k, unsigned char **v, size_t *l)
 
 static enum err fault_put(void *c, const char *k, const unsigned char *v, size_t l, bool seal)
 {
-    return fault_match(fault_put_prefix, k) ? ERR_STORAGE : fault_orig->put(c, k, v, l, seal);
+    if (!fault_match(fault_put_prefix, k)) {
+        return fault_orig->put(c, k, v, l, seal);
+    }
+    if (fault_put_lands) {
+        enum err e = fault_orig->put(c, k, v, l, seal);
+        return e == ERR_OK ? ERR_TIMEOUT : e;
+    }
+    return ERR_STORAGE;
 }
 
 static enum err fault_del(void *c, const char *k)
@@ -723,6 +732,7 @@ static void fault_off(struct env *e)
 {
     e->st->ops = fault_orig;
     fault_put_prefix = fault_del_prefix = NULL;
+    fault_put_lands = false;
 }
 
 /* A key write at path whose record cannot be saved (storage put fails): refused. */
@@ -1291,6 +1301,30 @@ static void test_failed_first_write_leaves_no_tenant(void **state)
     assert_string_equal(creds_value(e, "tenants/newco/creds/openai", &c), canary1);
     json_decref(c);
     assert_int_equal(count_prefix(e, "tenants/newco/dek"), 1);
+}
+
+/*
+ * A first key write whose record did reach storage though the Put reported a
+ * failure (a lost reply): the data key it was sealed with stays, so the
+ * stored version opens. Before, the DEK was shredded and that version could
+ * never be opened again (creds 404).
+ */
+static void test_failed_first_write_that_landed_keeps_dek(void **state)
+{
+    struct env *e = *state;
+    add_canary(e, canary1);
+    fault_on(e, "tenants/newco/keys/openai/production", NULL);
+    fault_put_lands = true;
+    char body[256];
+    snprintf(body, sizeof(body), "{\"key_value\": \"%s\"}", canary1);
+    struct result r = call(e, FW_OP_UPDATE, "tenants/newco/keys/openai/production", body);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(count_prefix(e, "tenants/newco/dek"), 1);
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, "tenants/newco/creds/openai", &c), canary1);
+    json_decref(c);
 }
 
 /*
@@ -2137,6 +2171,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_batch_ids_evict_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_unknown_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_first_write_leaves_no_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_first_write_that_landed_keeps_dek, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_usage_resend_after_partial_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_allowed_providers, setup, teardown),
