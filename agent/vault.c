@@ -73,7 +73,8 @@ struct vault_req {
     bool no_token; /* login calls */
     bool queued;
     bool too_big;
-    struct vault_req *prev, *next;
+    struct vault_req *prev, *next;           /* the login queue, while queued */
+    struct vault_req *sent_prev, *sent_next; /* v->sent, while its transfer runs */
 };
 
 struct vault {
@@ -86,6 +87,7 @@ struct vault {
     enum vault_state state;
     struct vault_req *queue_head, *queue_tail;
     size_t queued;
+    struct vault_req *sent; /* requests whose transfer runs, for vault_free */
     struct event *renew_timer;
     long lease_first;         /* TTL the current token came with (login, token file lookup) */
     time_t token_expires;     /* monotonic second the current token expires, 0 = unknown/never */
@@ -251,6 +253,29 @@ static void vault_mark_reachable(struct vault *v, bool ok, enum err e)
         v->last_unreach_log = now;
     }
     v->reachable = false;
+}
+
+static void vault_sent_push(struct vault *v, struct vault_req *r)
+{
+    r->sent_prev = NULL;
+    r->sent_next = v->sent;
+    if (v->sent != NULL) {
+        v->sent->sent_prev = r;
+    }
+    v->sent = r;
+}
+
+static void vault_sent_remove(struct vault *v, struct vault_req *r)
+{
+    if (r->sent_prev != NULL) {
+        r->sent_prev->sent_next = r->sent_next;
+    } else {
+        v->sent = r->sent_next;
+    }
+    if (r->sent_next != NULL) {
+        r->sent_next->sent_prev = r->sent_prev;
+    }
+    r->sent_prev = r->sent_next = NULL;
 }
 
 /* Unlinks and returns the oldest queued request (the head has no prev), or NULL. */
@@ -795,6 +820,7 @@ static void vault_on_done(void *arg, enum err e, long status)
     struct vault_req *r = arg;
     struct vault *v = r->v;
     r->xfer = NULL;
+    vault_sent_remove(v, r);
     if (r->too_big) {
         e = ERR_TOOBIG;
     }
@@ -897,6 +923,7 @@ static void vault_send(struct vault_req *r)
     if (e != ERR_OK) {
         goto fail;
     }
+    vault_sent_push(v, r);
     return;
 fail:;
     vault_cb cb = r->cb;
@@ -985,8 +1012,11 @@ void vault_request_cancel(struct vault_req *r)
     if (r->queued) {
         vault_queue_remove(r->v, r);
     }
-    upstream_xfer_cancel(r->xfer);
-    r->xfer = NULL;
+    if (r->xfer != NULL) {
+        vault_sent_remove(r->v, r);
+        upstream_xfer_cancel(r->xfer);
+        r->xfer = NULL;
+    }
     vault_req_free(r);
 }
 
@@ -1039,9 +1069,20 @@ void vault_free(struct vault *v)
     while ((r = vault_queue_pop(v)) != NULL) {
         vault_req_free(r);
     }
-    if (v->login != NULL) {
-        vault_request_cancel(v->login);
+    /*
+     * Every transfer still running, the callers' and the login, lookup or
+     * renewal (v->login is one of them): an answer arriving after this would
+     * reach freed memory, and the requests would never be freed.
+     */
+    struct vault_req *s = v->sent;
+    v->sent = NULL;
+    while (s != NULL) {
+        struct vault_req *next = s->sent_next;
+        upstream_xfer_cancel(s->xfer);
+        vault_req_free(s);
+        s = next;
     }
+    v->login = NULL;
     if (v->renew_timer != NULL) {
         event_free(v->renew_timer);
     }

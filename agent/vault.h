@@ -38,7 +38,11 @@ struct vault_req;
 typedef void (*vault_cb)(void *arg, enum err e, long status, struct buf *body);
 
 struct vault *vault_new(struct event_base *base, struct upstream *up, struct config *cfg);
-/* Cancels queued requests without callbacks; wipes the token. Accepts NULL. */
+/*
+ * Cancels every request, queued or in flight (its transfer stopped), without
+ * callbacks; wipes the token. Handles from vault_request are invalid after
+ * it. Accepts NULL.
+ */
 void vault_free(struct vault *v);
 /* A reloaded config: new auth settings take effect at the next login. */
 void vault_set_config(struct vault *v, struct config *cfg);
