@@ -763,10 +763,19 @@ static void vault_renew_done(void *arg, enum err e, long status, struct buf *bod
     if (v->login_gen != v->token_gen) {
         return; /* the token changed meanwhile (token file re-read): this answer is stale */
     }
-    if (e != ERR_OK) {
-        /* Unreachable: try again in a while, the token may still be valid. */
-        struct timeval tv = {VAULT_LOG_INTERVAL_S, 0};
-        evtimer_add(v->renew_timer, &tv);
+    if (e != ERR_OK || status == 429 || status >= 500) {
+        /*
+         * Unreachable, sealed, a standby without an active node, rate
+         * limited: not a refusal, the token may still be valid. Tried again
+         * while it lasts (Vault's LifetimeWatcher ignores renewal errors too);
+         * a new login now would use up a secret_id use for nothing.
+         */
+        if (e == ERR_OK) {
+            char st[24];
+            snprintf(st, sizeof(st), "%ld", status);
+            log_kv(LOGL_WARN, "vault token renewal failed; retrying", "status", st, NULL);
+        }
+        vault_replace_later(v);
         return;
     }
     if (status != 200) {

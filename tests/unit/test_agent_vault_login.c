@@ -8,7 +8,9 @@
  *   and a success resets the backoff;
  * - credential files that cannot be read are logged once per backoff step,
  *   not once per request;
- * - a token file that is not there yet is picked up at once when it appears.
+ * - a token file that is not there yet is picked up at once when it appears;
+ * - a renewal that Vault answers 503 (sealed, or a standby in a failover) or
+ *   429 is tried again while the token lasts: no new login.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,7 +39,9 @@
 #include "tests/unit/helpers/fakevault.h"
 
 static struct fakevault fv;
-static atomic_int logins, reads;
+static atomic_int logins, reads, renewals, renewals_to_fail;
+/* The TTL login and renew-self give (seconds). */
+static atomic_int lease_s = 3600;
 static char role_path[160], secret_path[160];
 
 static void vault_handle(const struct fakevault_req *r, int *status, char *out)
@@ -51,8 +55,24 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
         }
         *status = 200;
         snprintf(out, FAKEVAULT_MAX_REPLY,
-                 "{\"auth\":{\"client_token\":\"tok-a\",\"lease_duration\":3600,"
-                 "\"renewable\":true}}");
+                 "{\"auth\":{\"client_token\":\"tok-a\",\"lease_duration\":%d,"
+                 "\"renewable\":true}}",
+                 atomic_load(&lease_s));
+        return;
+    }
+    if (strcmp(r->path, "/v1/auth/token/renew-self") == 0) {
+        atomic_fetch_add(&renewals, 1);
+        if (atomic_load(&renewals_to_fail) > 0) {
+            atomic_fetch_sub(&renewals_to_fail, 1);
+            *status = 503;
+            snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"Vault is sealed\"]}");
+            return;
+        }
+        *status = 200;
+        snprintf(out, FAKEVAULT_MAX_REPLY,
+                 "{\"auth\":{\"client_token\":\"tok-a\",\"lease_duration\":%d,"
+                 "\"renewable\":true}}",
+                 atomic_load(&lease_s));
         return;
     }
     if (strcmp(r->path, "/v1/auth/token/lookup-self") == 0) {
@@ -131,6 +151,9 @@ static int setup(void **state)
     (void)state;
     atomic_store(&logins, 0);
     atomic_store(&reads, 0);
+    atomic_store(&renewals, 0);
+    atomic_store(&renewals_to_fail, 0);
+    atomic_store(&lease_s, 3600);
     lines_failed = lines_unreadable = lines_token = 0;
     fakevault_start(&fv, "unused\n", vault_handle);
     snprintf(role_path, sizeof(role_path), "%s/role_id", fv.dir);
@@ -271,6 +294,33 @@ static void test_token_file_appears(void **state)
     unlink(path);
 }
 
+/*
+ * A token with a 3 s TTL: renewal at 2 s gets a 503 (Vault sealed for a
+ * moment), so it is tried again while the token lasts (1 s later), and
+ * answers. One login in all. Before the fix the 503 dropped the token and
+ * logged in again (each AppRole login uses up a secret_id use).
+ */
+static void test_renewal_5xx_retried_without_login(void **state)
+{
+    (void)state;
+    atomic_store(&lease_s, 3);
+    atomic_store(&renewals_to_fail, 1);
+    start_approle("good\n", 0600);
+    vault_start(vault);
+    time_t t0 = time(NULL);
+    while (atomic_load(&renewals) < 2 && time(NULL) - t0 < 8) {
+        struct timeval tv = {0, 100000};
+        event_base_loopexit(base, &tv);
+        assert_int_equal(event_base_dispatch(base), 0);
+    }
+    fprintf(stderr, "# %d renewal(s), %d login(s)\n", atomic_load(&renewals), atomic_load(&logins));
+    assert_int_equal(atomic_load(&renewals), 2);
+    assert_int_equal(atomic_load(&logins), 1);
+    assert_int_equal(vault_stats(vault)->renewals, 1);
+    assert_int_equal(one_request(), ERR_OK);
+    assert_int_equal(atomic_load(&logins), 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -285,6 +335,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreadable_credentials_logged_once_per_step, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_token_file_appears, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renewal_5xx_retried_without_login, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
