@@ -327,7 +327,12 @@ static enum err vault_read_file(const char *path, bool check_mode, struct secret
                                 struct stat *ret_st)
 {
     enum err e = ERR_IO;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /*
+     * Non-blocking: a FIFO put in the file's place (the start-up checks refuse
+     * one, but the file is replaced at run time) would otherwise wait for a
+     * writer, and the whole event loop with it. Regular files read as ever.
+     */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         return ERR_IO;
     }

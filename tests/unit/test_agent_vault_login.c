@@ -10,7 +10,9 @@
  *   not once per request;
  * - a token file that is not there yet is picked up at once when it appears;
  * - a renewal that Vault answers 503 (sealed, or a standby in a failover) or
- *   429 is tried again while the token lasts: no new login.
+ *   429 is tried again while the token lasts: no new login;
+ * - a credential file replaced by a FIFO is refused without blocking the
+ *   event loop (open would wait for a writer).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -321,6 +323,36 @@ static void test_renewal_5xx_retried_without_login(void **state)
     assert_int_equal(atomic_load(&logins), 1);
 }
 
+static void watchdog(int sig)
+{
+    (void)sig;
+    static const char msg[] = "# the event loop blocked reading a credential file\n";
+    (void)!write(2, msg, sizeof(msg) - 1);
+    _exit(1);
+}
+
+/*
+ * The token file is a FIFO with no writer (replaced after the start-up
+ * checks, which refuse one): reading it must not block the agent. Before
+ * the fix open() waited for a writer forever, the whole agent with it.
+ */
+static void test_fifo_credential_file_does_not_block(void **state)
+{
+    (void)state;
+    char path[200], members[512];
+    snprintf(path, sizeof(path), "%s/sink-fifo", fv.dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    snprintf(members, sizeof(members), "\"token_file\":\"%s\"", path);
+    start(members);
+    signal(SIGALRM, watchdog);
+    alarm(10);
+    vault_start(vault);
+    assert_int_equal(one_request(), ERR_AUTH);
+    alarm(0);
+    assert_int_equal(lines_token, 1);
+    unlink(path);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -336,6 +368,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_token_file_appears, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renewal_5xx_retried_without_login, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fifo_credential_file_does_not_block, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
