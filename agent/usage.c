@@ -662,10 +662,18 @@ struct usage *usage_new(struct event_base *base, struct vault *v, struct config 
 
 void usage_set_config(struct usage *u, struct config *cfg)
 {
-    config_unref(&u->cfg);
-    u->cfg = config_ref(cfg);
-    struct timeval tv = {cfg->usage.report_interval_s, 0};
-    event_add(u->timer, &tv);
+    struct config *old = u->cfg;
+    u->cfg = config_ref(cfg); /* before the unref: cfg may be the one held */
+    /*
+     * Only a new interval restarts the timer: re-adding it on every reload
+     * would push the next report back each time, and reloads more often
+     * than the interval would keep usage from ever being sent.
+     */
+    if (old->usage.report_interval_s != cfg->usage.report_interval_s) {
+        struct timeval tv = {cfg->usage.report_interval_s, 0};
+        event_add(u->timer, &tv);
+    }
+    config_unref(&old);
 }
 
 void usage_free(struct usage *u)

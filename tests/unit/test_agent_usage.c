@@ -584,6 +584,46 @@ static void test_by_model_capped(void **state)
     env_stop();
 }
 
+/*
+ * Reloads (SIGHUP) more often than usage.report_interval_s, with the same
+ * interval: usage is still reported every interval. Before the fix each
+ * reload restarted the timer, so reloads every second kept a 2 s report
+ * from ever being sent.
+ */
+static void test_reload_keeps_report_schedule(void **state)
+{
+    (void)state;
+    char text[1024], err[CONFIG_ERR_LEN];
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
+             "\"vault\":{\"address\":\"unix:%s\",\"token_file\":\"%s\"},"
+             "\"usage\":{\"report_interval_s\":2,\"node_id\":\"n1\"}}",
+             fv.sock_path, fv.token_path);
+    assert_int_equal(config_parse(text, strlen(text), &E.cfg, err), ERR_OK);
+    E.base = event_base_new();
+    E.up = upstream_new(E.base, 4);
+    E.vault = vault_new(E.base, E.up, E.cfg);
+    E.u = usage_new(E.base, E.vault, E.cfg);
+    assert_non_null(E.u);
+    pthread_mutex_lock(&mu);
+    json_array_clear(posts);
+    pthread_mutex_unlock(&mu);
+    rec("openai", "gpt-4o", "ok", 10, 5, 0.001);
+    for (int i = 0; i < 10 && n_posts() == 0; i++) {
+        struct timeval tv = {0, 500000};
+        event_base_loopexit(E.base, &tv);
+        assert_int_equal(event_base_dispatch(E.base), 0);
+        /* A reload: a new config, the same interval. */
+        struct config *next = NULL;
+        assert_int_equal(config_parse(text, strlen(text), &next, err), ERR_OK);
+        usage_set_config(E.u, next);
+        config_unref(&next);
+    }
+    fprintf(stderr, "# 5 s of reloads every 0.5 s: %zu report(s)\n", n_posts());
+    assert_true(n_posts() >= 1);
+    env_stop();
+}
+
 int main(void)
 {
     /* The in-process Vault writes to sockets the client may have closed. */
@@ -608,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_bound_drops_oldest_waiting),
         cmocka_unit_test(test_sealed_oldest_first),
         cmocka_unit_test(test_by_model_capped),
+        cmocka_unit_test(test_reload_keeps_report_schedule),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
