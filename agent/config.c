@@ -683,6 +683,9 @@ out_root:
     return e;
 }
 
+/* Largest user or group database entry looked up (a group listing thousands of members). */
+#define CONFIG_MAX_ID_ENTRY ((size_t)1024 * 1024)
+
 /*
  * A user (group) given by number or by name: the id, or false when this host
  * has no such one. A string of digits is a number; anything else ("-5"
@@ -697,21 +700,35 @@ static bool cfg_lookup_id(const char *name, bool group, unsigned long *ret)
         *ret = n;
         return true;
     }
-    char tmp[4096];
-    if (group) {
-        struct group gr, *res = NULL;
-        if (getgrnam_r(name, &gr, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
-            *ret = gr.gr_gid;
-            return true;
+    /* A group with many members does not fit a small buffer (ERANGE): grow it. */
+    bool found = false;
+    for (size_t size = 4096; size <= CONFIG_MAX_ID_ENTRY; size *= 2) {
+        char *tmp = malloc(size);
+        if (tmp == NULL) {
+            return false;
         }
-        return false;
+        int rc;
+        if (group) {
+            struct group gr, *res = NULL;
+            rc = getgrnam_r(name, &gr, tmp, size, &res);
+            if (rc == 0 && res != NULL) {
+                *ret = gr.gr_gid;
+                found = true;
+            }
+        } else {
+            struct passwd pw, *res = NULL;
+            rc = getpwnam_r(name, &pw, tmp, size, &res);
+            if (rc == 0 && res != NULL) {
+                *ret = pw.pw_uid;
+                found = true;
+            }
+        }
+        free(tmp);
+        if (rc != ERANGE) {
+            break;
+        }
     }
-    struct passwd pw, *res = NULL;
-    if (getpwnam_r(name, &pw, tmp, sizeof(tmp), &res) == 0 && res != NULL) {
-        *ret = pw.pw_uid;
-        return true;
-    }
-    return false;
+    return found;
 }
 
 enum err config_listener_ids(const struct config_listener *lc, uid_t *uid, gid_t *gid, char *errbuf,
