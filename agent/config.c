@@ -465,6 +465,35 @@ static void cfg_defaults(struct config *c)
     c->sched_slice_us = CONFIG_DEFAULT_SCHED_SLICE_US;
 }
 
+/*
+ * A mount path as it goes into request URLs (/v1/<mount>/...): nothing that
+ * would end the path (?, #), change it (., .., //) or break the URL (spaces,
+ * controls), nor an empty one.
+ */
+static bool cfg_mount_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128 || s[0] == '/' || s[n - 1] == '/' || strstr(s, "//") != NULL) {
+        return false;
+    }
+    for (const char *p = s; *p != '\0'; p++) {
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.' || *p == '/';
+        if (!ok) {
+            return false;
+        }
+    }
+    /* No "." or ".." segment: curl would resolve it to another path. */
+    for (const char *seg = s; seg != NULL;
+         seg = strchr(seg, '/') != NULL ? strchr(seg, '/') + 1 : NULL) {
+        size_t len = strcspn(seg, "/");
+        if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static enum err cfg_validate(struct config *c, char *errbuf)
 {
     char path[CONFIG_ERR_LEN];
@@ -517,6 +546,17 @@ static enum err cfg_validate(struct config *c, char *errbuf)
         !(strncmp(a, "unix:/", 6) == 0 && strlen(a) < 6 + 108)) {
         cfg_err(errbuf, "vault.address", "must start with https://, http:// or unix:/");
         return ERR_CONFIG;
+    }
+    const char *const mounts[][2] = {{"vault.mount", c->vault.mount},
+                                     {"vault.approle.mount", c->vault.approle.mount},
+                                     {"vault.kubernetes.mount", c->vault.kubernetes.mount}};
+    for (size_t i = 0; i < sizeof(mounts) / sizeof(mounts[0]); i++) {
+        if (mounts[i][1] != NULL && !cfg_mount_valid(mounts[i][1])) {
+            cfg_err(errbuf, mounts[i][0],
+                    "must be a Vault mount path: '/'-separated segments of letters, digits, "
+                    "'_', '-' and '.' (not . or ..), at most 128 bytes");
+            return ERR_CONFIG;
+        }
     }
     const char *px = c->upstream.proxy;
     if (px != NULL) {

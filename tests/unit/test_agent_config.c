@@ -16,7 +16,8 @@
 
 #include "agent/config.h"
 
-#define BASE_VAULT "\"vault\":{\"address\":\"http://127.0.0.1:8200\",\"token_file\":\"/t\"}"
+#define BASE_VAULT_NO_END "\"vault\":{\"address\":\"http://127.0.0.1:8200\",\"token_file\":\"/t\""
+#define BASE_VAULT BASE_VAULT_NO_END "}"
 #define BASE_LISTENER "\"listeners\":[{\"path\":\"/run/byok/a.sock\",\"tenant\":\"acme\"}]"
 
 static struct config *parse_ok(const char *text)
@@ -484,6 +485,30 @@ static void test_semantic_rules(void **state)
               "forward_headers[0]: may not forward");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"forward_headers\":[\"X-A:b\"]}",
               "forward_headers[0]: must be a header name");
+    /*
+     * Mounts go into request URLs: an empty one, a query or fragment, a dot
+     * segment, a space or a control would send calls to another path.
+     */
+    static const char *const bad_mounts[] = {"",      "byok?x=1", "byok#f", "a/../sys", "./byok",
+                                             "/byok", "byok/",    "a//b",   "by ok",    "by\\nok"};
+    char text[512];
+    for (size_t i = 0; i < sizeof(bad_mounts) / sizeof(bad_mounts[0]); i++) {
+        snprintf(text, sizeof(text), "{" BASE_LISTENER "," BASE_VAULT_NO_END ",\"mount\":\"%s\"}}",
+                 bad_mounts[i]);
+        parse_bad(text, "vault.mount: must be a Vault mount path");
+    }
+    snprintf(text, sizeof(text),
+             "{" BASE_LISTENER ",\"vault\":{\"address\":\"http://v\",\"approle\":{"
+             "\"role_id_file\":\"/r\",\"secret_id_file\":\"/s\",\"mount\":\"app role\"}}}");
+    parse_bad(text, "vault.approle.mount: must be a Vault mount path");
+    snprintf(text, sizeof(text),
+             "{" BASE_LISTENER ",\"vault\":{\"address\":\"http://v\",\"kubernetes\":{"
+             "\"role\":\"r\",\"mount\":\"k8s?\"}}}");
+    parse_bad(text, "vault.kubernetes.mount: must be a Vault mount path");
+    struct config *c =
+        parse_ok("{" BASE_LISTENER "," BASE_VAULT_NO_END ",\"mount\":\"team-a/byok_v2.1\"}}");
+    assert_string_equal(c->vault.mount, "team-a/byok_v2.1");
+    config_unref(&c);
     /* Duplicate keys are refused rather than silently last-one-wins. */
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"log_level\":\"info\",\"log_level\":\"off\"}",
               "(file): invalid JSON");
