@@ -447,7 +447,7 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
     /* Order: preferred, then fallback, then the rest in configured order. */
     const json_t *pref = json_object_get(settings, "preferred_providers");
     const json_t *fall = json_object_get(settings, "fallback_providers");
-    size_t order[64];
+    size_t order[CONFIG_MAX_PROVIDERS];
     size_t n_order = 0;
     const json_t *lists[2] = {pref, fall};
     for (size_t li = 0; li < 2; li++) {
@@ -455,7 +455,7 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
         const json_t *v;
         json_array_foreach(lists[li], i, v)
         {
-            for (size_t k = 0; k < n_views && n_order < 64; k++) {
+            for (size_t k = 0; k < n_views && n_order < CONFIG_MAX_PROVIDERS; k++) {
                 if (json_is_string(v) && strcmp(json_string_value(v), views[k].provider) == 0) {
                     bool dup = false;
                     for (size_t d = 0; d < n_order; d++) {
@@ -468,7 +468,7 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
             }
         }
     }
-    for (size_t k = 0; k < n_views && n_order < 64; k++) {
+    for (size_t k = 0; k < n_views && n_order < CONFIG_MAX_PROVIDERS; k++) {
         if (!route_in_list(pref, views[k].provider) && !route_in_list(fall, views[k].provider)) {
             order[n_order++] = k;
         }
