@@ -1150,7 +1150,7 @@ static enum err catalog_write(struct fw_request *req, struct fw_response *resp)
     return e;
 }
 
-static enum err catalog_delete(struct fw_request *req, struct fw_response *resp)
+static enum err catalog_delete_unlocked(struct fw_request *req, struct fw_response *resp)
 {
     const char *name = fw_str(req, "name");
     json_t *entry = NULL;
@@ -1175,6 +1175,18 @@ static enum err catalog_delete(struct fw_request *req, struct fw_response *resp)
     snprintf(key, sizeof(key), "%s%s", CATALOG_STORAGE_PREFIX, name);
     e = storage_delete(req->storage, key);
     cache_invalidate(byok_cache(req->backend), key);
+    return e;
+}
+
+/*
+ * Under the write lock too: a delete between a write's read and its put
+ * would be undone by the put (the old entry stored again after a 204).
+ */
+static enum err catalog_delete(struct fw_request *req, struct fw_response *resp)
+{
+    struct keystore *ks = keystore_write_begin(req->backend);
+    enum err e = catalog_delete_unlocked(req, resp);
+    keystore_write_end(ks);
     return e;
 }
 

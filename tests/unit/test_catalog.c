@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/secret.h"
 #include "plugin/byok.h"
@@ -767,6 +768,97 @@ static void test_concurrent_writes_keep_both_fields(void **state)
     json_decref(d);
 }
 
+/*
+ * A delete that lands while a write of the same provider is between its read
+ * and its put: the delete must be ordered before or after the whole write,
+ * never in between (the write would then store the entry the delete just
+ * removed, and the delete's 204 would be a lie). The storage below runs the
+ * delete from another thread when the write puts, and gives it 300 ms.
+ */
+static struct storage *race_inner;
+static struct env *race_env;
+static bool race_armed;
+static pthread_mutex_t race_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t race_cv = PTHREAD_COND_INITIALIZER;
+static bool race_deleted;
+static enum fw_status race_delete_status;
+
+static void *race_deleter_main(void *arg)
+{
+    (void)arg;
+    struct env inner = {.b = race_env->b, .st = race_inner};
+    struct result r = run(&inner, FW_OP_DELETE, "providers/acme", NULL);
+    pthread_mutex_lock(&race_mu);
+    race_delete_status = r.status;
+    race_deleted = true;
+    pthread_cond_signal(&race_cv);
+    pthread_mutex_unlock(&race_mu);
+    result_done(&r);
+    return NULL;
+}
+
+static pthread_t race_deleter;
+
+static enum err race_get(void *c, const char *k, unsigned char **v, size_t *l)
+{
+    (void)c;
+    return storage_get(race_inner, k, v, l);
+}
+
+static enum err race_put(void *c, const char *k, const unsigned char *v, size_t l, bool seal)
+{
+    (void)c;
+    if (race_armed && strcmp(k, "providers/acme") == 0) {
+        race_armed = false;
+        assert_int_equal(pthread_create(&race_deleter, NULL, race_deleter_main, NULL), 0);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 300L * 1000 * 1000;
+        if (until.tv_nsec >= 1000L * 1000 * 1000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000L * 1000 * 1000;
+        }
+        pthread_mutex_lock(&race_mu);
+        while (!race_deleted && pthread_cond_timedwait(&race_cv, &race_mu, &until) == 0) {
+        }
+        pthread_mutex_unlock(&race_mu);
+    }
+    return storage_put(race_inner, k, v, l, seal);
+}
+
+static enum err race_del(void *c, const char *k)
+{
+    (void)c;
+    return storage_delete(race_inner, k);
+}
+
+static enum err race_list(void *c, const char *prefix, char ***k, size_t *n)
+{
+    (void)c;
+    return storage_list(race_inner, prefix, k, n);
+}
+
+static const struct storage_ops race_ops = {race_get, race_put, race_del, race_list};
+
+static void test_delete_during_write(void **state)
+{
+    struct env *e = *state;
+    expect_ok(e, "providers/acme", acme_body);
+    race_inner = e->st;
+    race_env = e;
+    race_deleted = false;
+    race_armed = true;
+    struct storage racy = {.ops = &race_ops, .ctx = NULL};
+    struct env shared = {.b = e->b, .st = &racy};
+    expect_ok(&shared, "providers/acme", "{\"display_name\": \"Acme 2\"}");
+    pthread_join(race_deleter, NULL);
+    assert_int_equal(race_delete_status, FW_OK);
+    /* The delete answered 204 after the write: the provider is gone. */
+    assert_null(read_entry(e, "acme"));
+    json_t *stored = NULL;
+    assert_int_equal(storage_get_json(e->st, "providers/acme", &stored), ERR_NOTFOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -792,6 +884,8 @@ int main(void)
                                         pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_help, pluginenv_setup, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writes_keep_both_fields, pluginenv_setup,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_during_write, pluginenv_setup,
                                         pluginenv_teardown),
     };
     return cmocka_run_group_tests(tests, pluginenv_group_setup, NULL);
