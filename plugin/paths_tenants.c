@@ -127,15 +127,25 @@ static enum err tenants_read(struct fw_request *req, struct fw_response *resp)
         json_array_append_new(providers, json_string(pname));
         char **kts = NULL;
         size_t nk = 0;
-        if (storage_list(req->storage, pprefix, &kts, &nk) != ERR_OK) {
+        /* A storage error is a 500: a summary that leaves keys out would read as their absence. */
+        e = storage_list(req->storage, pprefix, &kts, &nk);
+        if (e == ERR_NOTFOUND) {
+            e = ERR_OK;
             continue;
         }
-        for (size_t j = 0; j < nk; j++) {
+        for (size_t j = 0; e == ERR_OK && j < nk; j++) {
             char key[STORAGE_MAX_KEY];
             json_t *rec = NULL;
-            if ((size_t)snprintf(key, sizeof(key), "%s%s", pprefix, kts[j]) >= sizeof(key) ||
-                storage_get_json(req->storage, key, &rec) != ERR_OK) {
+            if ((size_t)snprintf(key, sizeof(key), "%s%s", pprefix, kts[j]) >= sizeof(key)) {
                 continue;
+            }
+            e = storage_get_json(req->storage, key, &rec);
+            if (e == ERR_NOTFOUND) {
+                e = ERR_OK; /* a folder, or a key deleted since the list */
+                continue;
+            }
+            if (e != ERR_OK) {
+                break;
             }
             const char *st = keystore_key_status(rec, now);
             total++;
@@ -155,17 +165,27 @@ static enum err tenants_read(struct fw_request *req, struct fw_response *resp)
     if (e == ERR_OK) {
         e = paths_usage_month_to_date(req->storage, t, &usage);
     }
+    bool has_dek = false;
+    if (e == ERR_OK) {
+        char dek_key[STORAGE_MAX_KEY];
+        unsigned char *raw = NULL;
+        size_t raw_len = 0;
+        e = keystore_path_tenant(dek_key, sizeof(dek_key), t, "dek");
+        if (e == ERR_OK) {
+            e = storage_get(req->storage, dek_key, &raw, &raw_len);
+        }
+        free(raw); /* the wrapped DEK: ciphertext under the KEK */
+        has_dek = e == ERR_OK;
+        if (e == ERR_NOTFOUND) {
+            e = ERR_OK;
+        }
+    }
     if (e != ERR_OK) {
         json_decref(providers);
         json_decref(settings);
+        json_decref(usage);
         return e;
     }
-    char dek_key[STORAGE_MAX_KEY];
-    unsigned char *raw = NULL;
-    size_t raw_len = 0;
-    bool has_dek = keystore_path_tenant(dek_key, sizeof(dek_key), t, "dek") == ERR_OK &&
-                   storage_get(req->storage, dek_key, &raw, &raw_len) == ERR_OK;
-    free(raw);
     fw_reply(resp,
              json_pack("{ss so s{sIsIsIsI} so so sb}", "tenant", t, "providers", providers, "keys",
                        "total", total, "active", active, "revoked", revoked, "expired", expired,

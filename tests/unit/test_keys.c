@@ -685,6 +685,7 @@ static const struct storage_ops *fault_orig;
 static const char *fault_put_prefix, *fault_del_prefix;
 /* The Put is made, then reported failed (a reply lost after the write landed). */
 static bool fault_put_lands;
+static const char *fault_get_prefix, *fault_list_prefix; /* set after fault_on; fault_off clears */
 
 static bool fault_match(const char *prefix, const char *key)
 {
@@ -693,7 +694,7 @@ static bool fault_match(const char *prefix, const char *key)
 
 static enum err fault_get(void *c, const char *k, unsigned char **v, size_t *l)
 {
-    return fault_orig->get(c, k, v, l);
+    return fault_match(fault_get_prefix, k) ? ERR_STORAGE : fault_orig->get(c, k, v, l);
 }
 
 static enum err fault_put(void *c, const char *k, const unsigned char *v, size_t l, bool seal)
@@ -715,7 +716,7 @@ static enum err fault_del(void *c, const char *k)
 
 static enum err fault_list(void *c, const char *prefix, char ***k, size_t *n)
 {
-    return fault_orig->list(c, prefix, k, n);
+    return fault_match(fault_list_prefix, prefix) ? ERR_STORAGE : fault_orig->list(c, prefix, k, n);
 }
 
 static const struct storage_ops fault_ops = {fault_get, fault_put, fault_del, fault_list};
@@ -731,7 +732,7 @@ static void fault_on(struct env *e, const char *put_prefix, const char *del_pref
 static void fault_off(struct env *e)
 {
     e->st->ops = fault_orig;
-    fault_put_prefix = fault_del_prefix = NULL;
+    fault_put_prefix = fault_del_prefix = fault_get_prefix = fault_list_prefix = NULL;
     fault_put_lands = false;
 }
 
@@ -2143,6 +2144,44 @@ static void test_canary_scan(void **state)
     json_decref(d);
 }
 
+/*
+ * The tenant summary counts every key record: one that storage fails to
+ * read (or a provider folder it fails to list) is a 500, as a read of that
+ * key would be, not a 200 that reports fewer keys than the tenant has; the
+ * same for the data key behind has_data_key.
+ */
+static void test_tenant_summary_storage_errors(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme", NULL);
+    assert_int_equal(num(json_object_get(d, "keys"), "total"), 1);
+    json_decref(d);
+    fault_on(e, NULL, NULL);
+    fault_get_prefix = "tenants/acme/keys/";
+    struct result r = call(e, FW_OP_READ, "tenants/acme", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    fault_off(e);
+    fault_on(e, NULL, NULL);
+    fault_list_prefix = "tenants/acme/keys/openai/";
+    r = call(e, FW_OP_READ, "tenants/acme", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    fault_off(e);
+    /* Nor is a data key storage fails to read reported as shredded (has_data_key false). */
+    fault_on(e, NULL, NULL);
+    fault_get_prefix = "tenants/acme/dek";
+    r = call(e, FW_OP_READ, "tenants/acme", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    fault_off(e);
+    d = ok(e, FW_OP_READ, "tenants/acme", NULL);
+    assert_int_equal(num(json_object_get(d, "keys"), "total"), 1);
+    assert_true(json_is_true(json_object_get(d, "has_data_key")));
+    json_decref(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2162,6 +2201,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_before_1970, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_fails_keeps_hits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_partly_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_summary_storage_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_keeps_pending_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_value_has_its_own_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grace_ends_at_own_expiry, setup, teardown),
