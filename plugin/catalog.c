@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
  * The provider catalog: a static table of the 15 built-in providers, turned
- * into JSON once (on first use) and shared read-only afterwards, plus admin
+ * into JSON on first use (again on the next use if memory ran out) and shared
+ * read-only afterwards, plus admin
  * overrides stored under "providers/<name>" and the `providers/` paths.
  *
  * An override is a whole entry: a write to a built-in provider starts from the
@@ -16,6 +17,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,49 +327,95 @@ static const struct catalog_def catalog_defs[] = {
 
 #define CATALOG_NBUILTIN (sizeof(catalog_defs) / sizeof(catalog_defs[0]))
 
-/* The built-in entries as JSON, built once; immutable afterwards. */
-static pthread_once_t catalog_once = PTHREAD_ONCE_INIT;
+/*
+ * The built-in entries as JSON, built on first use, immutable afterwards. A
+ * build that runs out of memory keeps nothing and the next use tries again
+ * (pthread_once would never run it again: the built-ins would be gone until
+ * a restart), so the table is either complete or absent.
+ */
+static pthread_mutex_t catalog_build_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool catalog_built;
 static json_t *catalog_json[CATALOG_NBUILTIN];
 
+/* NULL unless every string made it into the array. */
 static json_t *catalog_strings(const char *const *v, size_t max)
 {
     json_t *a = json_array();
     for (size_t i = 0; a != NULL && i < max && v[i] != NULL; i++) {
-        json_array_append_new(a, json_string(v[i]));
+        if (json_array_append_new(a, json_string(v[i])) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
     }
     return a;
 }
 
+/* NULL unless the whole entry was built (json_pack frees what "o" was given if it fails). */
 static json_t *catalog_def_json(const struct catalog_def *d)
 {
     json_t *models = json_array();
     for (size_t i = 0; models != NULL && i < CATALOG_BUILTIN_MODELS && d->models[i].name != NULL;
          i++) {
         const struct catalog_model_def *m = &d->models[i];
-        json_array_append_new(
-            models, json_pack("{s:s, s:I, s:I, s:o, s:s, s:f, s:f}", "name", m->name,
-                              "context_window", (json_int_t)m->context_window, "max_output_tokens",
-                              (json_int_t)m->max_output_tokens, "capabilities",
-                              catalog_strings(m->caps, CATALOG_BUILTIN_CAPS), "tier", m->tier,
-                              "input_per_1m", m->input_per_1m, "output_per_1m", m->output_per_1m));
+        json_t *caps = catalog_strings(m->caps, CATALOG_BUILTIN_CAPS);
+        json_t *model =
+            caps != NULL
+                ? json_pack("{s:s, s:I, s:I, s:o, s:s, s:f, s:f}", "name", m->name,
+                            "context_window", (json_int_t)m->context_window, "max_output_tokens",
+                            (json_int_t)m->max_output_tokens, "capabilities", caps, "tier", m->tier,
+                            "input_per_1m", m->input_per_1m, "output_per_1m", m->output_per_1m)
+                : NULL;
+        if (json_array_append_new(models, model) != 0) {
+            json_decref(models);
+            models = NULL;
+        }
+    }
+    json_t *regions = catalog_strings(d->regions, 4);
+    json_t *prefixes = catalog_strings(d->key_prefixes, 5);
+    if (models == NULL || regions == NULL || prefixes == NULL) {
+        json_decref(models);
+        json_decref(regions);
+        json_decref(prefixes);
+        return NULL;
     }
     return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:i, s:s, s:o}", "name", d->name,
                      "display_name", d->display_name, "api_style", d->api_style, "base_url",
-                     d->base_url, "local", d->local, "regions", catalog_strings(d->regions, 4),
-                     "key_prefixes", catalog_strings(d->key_prefixes, 5), "key_min_length",
-                     d->key_min_length, "default_model", d->default_model, "models", models);
+                     d->base_url, "local", d->local, "regions", regions, "key_prefixes", prefixes,
+                     "key_min_length", d->key_min_length, "default_model", d->default_model,
+                     "models", models);
 }
 
-static void catalog_build(void)
+/* Whether the table is there (built now if it was not). */
+static bool catalog_build(void)
 {
-    for (size_t i = 0; i < CATALOG_NBUILTIN; i++) {
-        catalog_json[i] = catalog_def_json(&catalog_defs[i]);
+    if (atomic_load_explicit(&catalog_built, memory_order_acquire)) {
+        return true;
     }
+    pthread_mutex_lock(&catalog_build_mu);
+    bool ok = atomic_load_explicit(&catalog_built, memory_order_relaxed);
+    for (size_t i = 0; !ok && i < CATALOG_NBUILTIN; i++) {
+        catalog_json[i] = catalog_def_json(&catalog_defs[i]);
+        if (catalog_json[i] == NULL) {
+            for (size_t j = 0; j < i; j++) {
+                json_decref(catalog_json[j]);
+                catalog_json[j] = NULL;
+            }
+            break;
+        }
+        if (i + 1 == CATALOG_NBUILTIN) {
+            ok = true;
+            atomic_store_explicit(&catalog_built, true, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&catalog_build_mu);
+    return ok;
 }
 
 static const json_t *catalog_builtin_ref(const char *name)
 {
-    pthread_once(&catalog_once, catalog_build);
+    if (!catalog_build()) {
+        return NULL;
+    }
     for (size_t i = 0; i < CATALOG_NBUILTIN; i++) {
         if (strcmp(catalog_defs[i].name, name) == 0) {
             return catalog_json[i];

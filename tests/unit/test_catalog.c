@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "common/secret.h"
@@ -207,6 +209,98 @@ static void test_builtins_complete_and_consistent(void **state)
     assert_string_equal(json_string_value(json_object_get(o, "base_url")),
                         "https://generativelanguage.googleapis.com/v1beta/openai");
     json_decref(o);
+}
+
+/* ---- out of memory while the built-in table is turned into JSON ------------------------- */
+
+/* jansson's allocator in the test below: the nth allocation from now fails (0: none). */
+static long oom_countdown;
+static bool oom_fired;
+
+static void *oom_malloc(size_t size)
+{
+    if (oom_countdown > 0 && --oom_countdown == 0) {
+        oom_fired = true;
+        return NULL;
+    }
+    return malloc(size);
+}
+
+/* Every built-in entry as one JSON text (sorted keys), "null" for one that is missing. */
+static char *builtins_dump(void)
+{
+    json_t *all = json_object();
+    for (size_t i = 0; builtins[i] != NULL; i++) {
+        json_t *b = catalog_builtin(builtins[i]);
+        json_object_set_new(all, builtins[i], b != NULL ? b : json_null());
+    }
+    char *text = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(all);
+    return text;
+}
+
+/* The table as a process that never ran out of memory builds it (a child: it is built once). */
+static char *builtins_reference(void)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        char *dump = builtins_dump();
+        size_t len = dump != NULL ? strlen(dump) : 0;
+        _exit(dump != NULL && write(fds[1], dump, len) == (ssize_t)len ? 0 : 2);
+    }
+    close(fds[1]);
+    size_t cap = (size_t)1 << 20, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    ssize_t got;
+    while ((got = read(fds[0], buf + len, cap - 1 - len)) > 0) {
+        len += (size_t)got;
+    }
+    close(fds[0]);
+    buf[len] = '\0';
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return buf;
+}
+
+/*
+ * An allocation that fails while the built-in table is built (byok_new warms
+ * it at start-up and says a failure there is "built on first use instead")
+ * must leave nothing, so that the next use builds it, and never an entry
+ * missing or short of a model or a capability. This process's first use of
+ * the catalog is here: each allocation of the build fails in turn, then the
+ * table must equal the one a process with memory to spare builds. It runs
+ * first: the table is built once per process.
+ */
+static void test_builtins_built_after_oom(void **state)
+{
+    (void)state;
+    char *want = builtins_reference();
+    assert_null(strstr(want, "null"));
+    for (long n = 1; n < 100000; n++) {
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        json_t *b = catalog_builtin("openai");
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        json_decref(b);
+        if (!oom_fired) {
+            break;
+        }
+    }
+    char *got = builtins_dump();
+    assert_non_null(got);
+    if (strcmp(got, want) != 0) {
+        fail_msg("the built-in table differs after a build ran out of memory");
+    }
+    free(got);
+    free(want);
 }
 
 /* Every built-in entry passes the validation admins' writes go through. */
@@ -862,6 +956,7 @@ static void test_delete_during_write(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_builtins_built_after_oom),
         cmocka_unit_test(test_builtins_complete_and_consistent),
         cmocka_unit_test_setup_teardown(test_builtins_pass_write_validation, pluginenv_setup,
                                         pluginenv_teardown),
