@@ -167,24 +167,38 @@ static json_t *usage_zero(void)
                      0.0, "estimated_requests", (json_int_t)0);
 }
 
-static void usage_add(json_t *tot, const json_t *r)
+/*
+ * Adds record r to the totals tot (NULL: a bucket that could not be made).
+ * ERR_NOMEM when a count could not be replaced: the document is then not
+ * stored, since a total left behind would lose the record for good once the
+ * batch is acknowledged.
+ */
+static enum err usage_add(json_t *tot, const json_t *r)
 {
+    if (tot == NULL) {
+        return ERR_NOMEM;
+    }
     for (size_t i = 0; usage_counts[i] != NULL; i++) {
         json_int_t add = json_integer_value(json_object_get(r, usage_counts[i]));
         json_int_t cur = json_integer_value(json_object_get(tot, usage_counts[i]));
-        json_object_set_new(tot, usage_counts[i], json_integer(cur + add));
+        if (json_object_set_new(tot, usage_counts[i], json_integer(cur + add)) != 0) {
+            return ERR_NOMEM;
+        }
     }
     double c = json_number_value(json_object_get(tot, "cost_usd")) +
                json_number_value(json_object_get(r, "cost_usd"));
-    json_object_set_new(tot, "cost_usd", json_real(c));
+    return json_object_set_new(tot, "cost_usd", json_real(c)) == 0 ? ERR_OK : ERR_NOMEM;
 }
 
+/* The bucket name of map, made (all zero) if missing; NULL on out of memory. */
 static json_t *usage_bucket(json_t *map, const char *name)
 {
     json_t *b = json_object_get(map, name);
     if (b == NULL) {
         b = usage_zero();
-        json_object_set_new(map, name, b);
+        if (b == NULL || json_object_set_new(map, name, b) != 0) {
+            return NULL; /* set_new has dropped b */
+        }
     }
     return b;
 }
@@ -192,10 +206,11 @@ static json_t *usage_bucket(json_t *map, const char *name)
 static json_t *usage_month_new(const char *month)
 {
     json_t *m = usage_zero();
-    if (m != NULL) {
-        json_object_set_new(m, "month", json_string(month));
-        json_object_set_new(m, "by_provider", json_object());
-        json_object_set_new(m, "by_model", json_object());
+    if (m != NULL && (json_object_set_new(m, "month", json_string(month)) != 0 ||
+                      json_object_set_new(m, "by_provider", json_object()) != 0 ||
+                      json_object_set_new(m, "by_model", json_object()) != 0)) {
+        json_decref(m);
+        m = NULL;
     }
     return m;
 }
@@ -574,11 +589,20 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
                 json_object_size(by_model) >= USAGE_MAX_MODELS) {
                 snprintf(mkey, sizeof(mkey), "%s/other", p);
             }
-            usage_add(doc, r);
-            usage_add(usage_bucket(by_provider, p), r);
-            usage_add(usage_bucket(by_model, mkey), r);
+            e = usage_add(doc, r);
+            if (e == ERR_OK) {
+                e = usage_add(usage_bucket(by_provider, p), r);
+            }
+            if (e == ERR_OK) {
+                e = usage_add(usage_bucket(by_model, mkey), r);
+            }
+            if (e != ERR_OK) {
+                break; /* this month is not stored: the agent resends the batch */
+            }
         }
-        e = usage_month_mark(doc, batch, in_month);
+        if (e == ERR_OK) {
+            e = usage_month_mark(doc, batch, in_month);
+        }
         char mrest[32], key[STORAGE_MAX_KEY];
         snprintf(mrest, sizeof(mrest), "usage/%s", months[m]);
         if (e == ERR_OK) {
@@ -597,9 +621,13 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
     if (e == ERR_OK) {
         usage_ids_evict(ids, USAGE_MAX_SHARD_IDS);
         json_int_t seq = json_integer_value(json_object_get(shard, "seq")) + 1;
-        json_object_set_new(shard, "seq", json_integer(seq));
-        json_object_set_new(ids, batch,
-                            json_pack("[II]", (json_int_t)json_array_size(records), seq));
+        if (json_object_set_new(shard, "seq", json_integer(seq)) != 0 ||
+            json_object_set_new(
+                ids, batch, json_pack("[II]", (json_int_t)json_array_size(records), seq)) != 0) {
+            e = ERR_NOMEM; /* a shard without the id would not answer the resend */
+        }
+    }
+    if (e == ERR_OK) {
         e = storage_put_json(req->storage, marker, shard, false);
     }
     if (e == ERR_OK && new_shard) {

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -2182,6 +2183,94 @@ static void test_tenant_summary_storage_errors(void **state)
     json_decref(d);
 }
 
+/* jansson's allocator for the test below: the nth allocation from now fails (0: none). */
+static long oom_countdown;
+static bool oom_fired;
+
+static void *oom_malloc(size_t size)
+{
+    if (oom_countdown > 0 && --oom_countdown == 0) {
+        oom_fired = true;
+        return NULL;
+    }
+    return malloc(size);
+}
+
+/*
+ * A usage batch whose request runs out of memory (each allocation of the
+ * request in turn) and is then resent with memory to spare, as the agent
+ * does until it gets an answer: every batch counts exactly once, in both
+ * months it spans. Out of memory must be an error (the batch is resent),
+ * never a success that stored totals with a record or a bucket missing.
+ */
+static void test_usage_batch_out_of_memory(void **state)
+{
+    struct env *e = *state;
+    usage_tenant(e);
+    long n = 1;
+    for (bool fired = true; fired; n++) {
+        assert_true(n < 100000);
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{\"batch_id\": \"oom-%ld\", \"records\": ["
+                 "{\"ts\": \"2026-10-31T23:59:00Z\", \"provider\": \"openai\", \"model\": "
+                 "\"gpt-4o\", \"requests\": 1, \"prompt_tokens\": 10, \"cost_usd\": 0.5},"
+                 "{\"ts\": \"2026-11-01T00:01:00Z\", \"provider\": \"p%ld\", \"model\": \"m\", "
+                 "\"requests\": 1, \"prompt_tokens\": 10, \"cost_usd\": 0.5}]}",
+                 n, n % 3);
+        json_t *data = json_loads(body, 0, NULL);
+        assert_non_null(data);
+        struct fw_request req = {.op = FW_OP_UPDATE,
+                                 .path = "tenants/acme/usage",
+                                 .data = data,
+                                 .storage = e->st,
+                                 .backend = e->b};
+        struct fw_response resp;
+        fw_response_init(&resp);
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        enum err rc = fw_handle(byok_path_tables, &req, &resp);
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        fired = oom_fired;
+        /* A 400 would make the agent drop the batch: out of memory is never the caller's fault. */
+        if (resp.status == FW_BAD_REQUEST) {
+            fail_msg("allocation %ld failed: 400 (%s)", n, resp.message);
+        }
+        assert_int_equal(rc != ERR_OK, resp.status == FW_INTERNAL);
+        fw_response_done(&resp);
+        json_decref(data);
+        /* The agent resends until it has an answer; a duplicate is one too. */
+        json_decref(ok(e, FW_OP_UPDATE, "tenants/acme/usage", body));
+    }
+    long batches = n - 1;
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/usage", "{\"month\": \"2026-10\"}");
+    assert_int_equal(num(d, "requests"), batches);
+    assert_int_equal(num(d, "prompt_tokens"), 10 * batches);
+    assert_int_equal(num(json_object_get(json_object_get(d, "by_provider"), "openai"), "requests"),
+                     batches);
+    assert_true(fabs(json_number_value(json_object_get(d, "cost_usd")) - 0.5 * (double)batches) <
+                1e-6);
+    json_decref(d);
+    d = ok(e, FW_OP_READ, "tenants/acme/usage", "{\"month\": \"2026-11\"}");
+    assert_int_equal(num(d, "requests"), batches);
+    json_int_t by_provider = 0, by_model = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(d, "by_provider"), k, v)
+    {
+        by_provider += num(v, "requests");
+    }
+    json_object_foreach(json_object_get(d, "by_model"), k, v)
+    {
+        by_model += num(v, "requests");
+    }
+    assert_int_equal(by_provider, batches);
+    assert_int_equal(by_model, batches);
+    json_decref(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2214,6 +2303,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_first_write_that_landed_keeps_dek, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_usage_resend_after_partial_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_batch_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_allowed_providers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
