@@ -804,30 +804,37 @@ static bool catalog_model_ok(const json_t *m, size_t idx, struct fw_response *re
     return true;
 }
 
-/* Normalised copy of a valid model: defaults for the optional keys. */
+/*
+ * Normalised copy of a valid model: defaults for the optional keys. NULL on
+ * out of memory, never a model with a default or a price type left out.
+ */
 static json_t *catalog_model_norm(const json_t *m)
 {
     json_t *n = json_deep_copy(m);
-    if (n == NULL) {
-        return NULL;
+    bool ok = n != NULL;
+    if (ok && json_object_get(n, "context_window") == NULL) {
+        ok = json_object_set_new(n, "context_window", json_integer(0)) == 0;
     }
-    if (json_object_get(n, "context_window") == NULL) {
-        json_object_set_new(n, "context_window", json_integer(0));
+    if (ok && json_object_get(n, "max_output_tokens") == NULL) {
+        ok = json_object_set_new(n, "max_output_tokens", json_integer(0)) == 0;
     }
-    if (json_object_get(n, "max_output_tokens") == NULL) {
-        json_object_set_new(n, "max_output_tokens", json_integer(0));
+    if (ok && json_object_get(n, "capabilities") == NULL) {
+        ok = json_object_set_new(n, "capabilities", json_pack("[s]", "chat")) == 0;
     }
-    if (json_object_get(n, "capabilities") == NULL) {
-        json_object_set_new(n, "capabilities", json_pack("[s]", "chat"));
-    }
-    if (json_object_get(n, "tier") == NULL) {
-        json_object_set_new(n, "tier", json_string("MEDIUM"));
+    if (ok && json_object_get(n, "tier") == NULL) {
+        ok = json_object_set_new(n, "tier", json_string("MEDIUM")) == 0;
     }
     /* Prices as reals so every reader sees one type. */
-    json_object_set_new(n, "input_per_1m",
-                        json_real(json_number_value(json_object_get(m, "input_per_1m"))));
-    json_object_set_new(n, "output_per_1m",
-                        json_real(json_number_value(json_object_get(m, "output_per_1m"))));
+    ok = ok &&
+         json_object_set_new(n, "input_per_1m",
+                             json_real(json_number_value(json_object_get(m, "input_per_1m")))) == 0;
+    ok = ok && json_object_set_new(
+                   n, "output_per_1m",
+                   json_real(json_number_value(json_object_get(m, "output_per_1m")))) == 0;
+    if (!ok) {
+        json_decref(n);
+        n = NULL;
+    }
     return n;
 }
 
@@ -1146,9 +1153,16 @@ static enum err catalog_write_unlocked(struct fw_request *req, struct fw_respons
                 json_decref(norm);
                 goto out;
             }
-            json_array_append_new(norm, catalog_model_norm(m));
+            if (json_array_append_new(norm, catalog_model_norm(m)) != 0) {
+                json_decref(norm);
+                e = ERR_NOMEM; /* never store the entry short of a model */
+                goto out;
+            }
         }
-        json_object_set_new(entry, "models", norm);
+        if (json_object_set_new(entry, "models", norm) != 0) {
+            e = ERR_NOMEM;
+            goto out;
+        }
     }
     if (fw_provided(req, "models") && !fw_provided(req, "default_model")) {
         /*
@@ -1168,8 +1182,12 @@ static enum err catalog_write_unlocked(struct fw_request *req, struct fw_respons
         if (!found) {
             json_t *first =
                 json_object_get(json_array_get(json_object_get(entry, "models"), 0), "name");
-            json_object_set_new(entry, "default_model",
-                                json_string(first != NULL ? json_string_value(first) : ""));
+            if (json_object_set_new(entry, "default_model",
+                                    json_string(first != NULL ? json_string_value(first) : "")) !=
+                0) {
+                e = ERR_NOMEM;
+                goto out;
+            }
         }
     }
     e = config_get_shared(req->backend, req->storage, &config);

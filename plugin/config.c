@@ -67,7 +67,10 @@ static json_t *config_defaults(void)
 /*
  * Fills what a stored document lacks (written by an older version, or by
  * hand) with defaults, and ignores values of the wrong type rather than
- * passing them on to the other modules.
+ * passing them on to the other modules. NULL on out of memory, never a
+ * document with a default where a stored value did not fit: the result is
+ * cached, and a stored allowed_providers replaced by the default [] would
+ * let tenants use every provider.
  */
 static json_t *config_effective(const json_t *stored)
 {
@@ -76,21 +79,26 @@ static json_t *config_effective(const json_t *stored)
         return c;
     }
     json_t *v;
+    bool ok = true;
     if (json_is_integer(v = json_object_get(stored, "creds_ttl")) && json_integer_value(v) > 0) {
-        json_object_set(c, "creds_ttl", v);
+        ok = ok && json_object_set(c, "creds_ttl", v) == 0;
     }
     if (json_is_integer(v = json_object_get(stored, "max_key_versions")) &&
         json_integer_value(v) > 0) {
-        json_object_set(c, "max_key_versions", v);
+        ok = ok && json_object_set(c, "max_key_versions", v) == 0;
     }
     if (json_is_string(v = json_object_get(stored, "default_budget_tier"))) {
-        json_object_set(c, "default_budget_tier", v);
+        ok = ok && json_object_set(c, "default_budget_tier", v) == 0;
     }
     if (json_is_array(v = json_object_get(stored, "allowed_providers"))) {
-        json_object_set_new(c, "allowed_providers", json_deep_copy(v));
+        ok = ok && json_object_set_new(c, "allowed_providers", json_deep_copy(v)) == 0;
     }
     if (json_is_array(v = json_object_get(stored, "local_hosts"))) {
-        json_object_set_new(c, "local_hosts", json_deep_copy(v));
+        ok = ok && json_object_set_new(c, "local_hosts", json_deep_copy(v)) == 0;
+    }
+    if (!ok) {
+        json_decref(c);
+        c = NULL;
     }
     return c;
 }
@@ -195,11 +203,14 @@ static enum err config_write_unlocked(struct fw_request *req, struct fw_response
         return ERR_NOMEM;
     }
 
-    if (fw_provided(req, "creds_ttl")) {
-        json_object_set(next, "creds_ttl", fw_json(req, "creds_ttl"));
-    }
-    if (fw_provided(req, "max_key_versions")) {
-        json_object_set(next, "max_key_versions", fw_json(req, "max_key_versions"));
+    /* Every set is checked: a write answered 204 must have stored every field it was given. */
+    static const char *const plain[] = {"creds_ttl", "max_key_versions"};
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        if (fw_provided(req, plain[i]) &&
+            json_object_set(next, plain[i], fw_json(req, plain[i])) != 0) {
+            e = ERR_NOMEM;
+            goto out;
+        }
     }
     if (fw_provided(req, "default_budget_tier")) {
         char tier[17];
@@ -218,7 +229,10 @@ static enum err config_write_unlocked(struct fw_request *req, struct fw_response
                            "LOW, MEDIUM, HIGH, UNLIMITED");
             goto out;
         }
-        json_object_set_new(next, "default_budget_tier", json_string(tier));
+        if (json_object_set_new(next, "default_budget_tier", json_string(tier)) != 0) {
+            e = ERR_NOMEM;
+            goto out;
+        }
     }
     if (fw_provided(req, "allowed_providers")) {
         size_t i;
@@ -246,7 +260,10 @@ static enum err config_write_unlocked(struct fw_request *req, struct fw_response
                 goto out;
             }
         }
-        json_object_set(next, "allowed_providers", fw_json(req, "allowed_providers"));
+        if (json_object_set(next, "allowed_providers", fw_json(req, "allowed_providers")) != 0) {
+            e = ERR_NOMEM;
+            goto out;
+        }
     }
     if (fw_provided(req, "local_hosts")) {
         size_t i;
@@ -261,7 +278,10 @@ static enum err config_write_unlocked(struct fw_request *req, struct fw_response
                 goto out;
             }
         }
-        json_object_set(next, "local_hosts", fw_json(req, "local_hosts"));
+        if (json_object_set(next, "local_hosts", fw_json(req, "local_hosts")) != 0) {
+            e = ERR_NOMEM;
+            goto out;
+        }
     }
 
     e = storage_put_json(req->storage, CONFIG_STORAGE_KEY, next, false);
