@@ -417,8 +417,11 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
         goto out_unlock;
     }
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        if (fw_provided(req, fields[i])) {
-            json_object_set_new(stored, fields[i], json_deep_copy(fw_json(req, fields[i])));
+        /* A field that did not fit is a 500, never settings stored without it and a 200. */
+        if (fw_provided(req, fields[i]) &&
+            json_object_set_new(stored, fields[i], json_deep_copy(fw_json(req, fields[i]))) != 0) {
+            e = ERR_NOMEM;
+            goto out_unlock;
         }
     }
     e = keystore_settings_put(req->backend, req->storage, t, stored);

@@ -2271,6 +2271,57 @@ static void test_usage_batch_out_of_memory(void **state)
     json_decref(d);
 }
 
+/*
+ * A settings write that runs out of memory (each allocation in turn) stores
+ * nothing or exactly what it stores with memory to spare, and exactly that
+ * when it answers success: never a 200 with a field left out.
+ */
+static void test_settings_out_of_memory(void **state)
+{
+    struct env *e = *state;
+    const char *body = "{\"budget_tier\": \"HIGH\", \"preferred_providers\": [\"openai\"], "
+                       "\"fallback_providers\": [\"anthropic\"], \"max_monthly_cost\": 250, "
+                       "\"residency\": \"eu\", \"allowed_task_types\": [\"chat\", \"code\"], "
+                       "\"rpm_limit\": 600, \"tpm_limit\": 200000}";
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", body);
+    json_t *want = NULL;
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/settings", &want), ERR_OK);
+    for (long n = 1; n < 100000; n++) {
+        char path[64];
+        snprintf(path, sizeof(path), "tenants/t%ld/settings", n);
+        json_t *data = json_loads(body, 0, NULL);
+        assert_non_null(data);
+        struct fw_request req = {
+            .op = FW_OP_CREATE, .path = path, .data = data, .storage = e->st, .backend = e->b};
+        struct fw_response resp;
+        fw_response_init(&resp);
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        enum err rc = fw_handle(byok_path_tables, &req, &resp);
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        (void)rc; /* framework.c may answer out of memory with a 400 (reported apart) */
+        enum fw_status status = resp.status;
+        fw_response_done(&resp);
+        json_decref(data);
+        char key[64];
+        snprintf(key, sizeof(key), "tenants/t%ld/settings", n);
+        json_t *got = NULL;
+        bool stored = storage_get_json(e->st, key, &got) == ERR_OK;
+        bool same = stored && json_equal(got, want);
+        if (status == FW_OK ? !same : stored && !same) {
+            fail_msg("allocation %ld failed: status %d, settings %s", n, status,
+                     stored ? "stored other than written" : "not stored");
+        }
+        json_decref(got);
+        if (!oom_fired) {
+            break;
+        }
+    }
+    json_decref(want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2305,6 +2356,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_resend_after_partial_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settings_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_allowed_providers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_delete_drops_settings_under_lock, setup,
