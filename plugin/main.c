@@ -38,6 +38,7 @@
 #include "plugin/broker.h"
 #include "plugin/byok.h"
 #include "plugin/rpc.h"
+#include "plugin/storage.h"
 #include "plugin/tlsgen.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -337,7 +338,7 @@ int main(int argc, char **argv)
                "key material may reach swap or a core file",
                "secure_heap_bytes", h, NULL);
     }
-    json_set_alloc_funcs(malloc, plugin_json_free);
+    json_set_alloc_funcs(storage_json_malloc, plugin_json_free);
 
     struct tlsgen tls;
     enum err e = tlsgen_make(&tls);

@@ -92,6 +92,23 @@ void storage_keys_free(char **keys, size_t n)
     free(keys);
 }
 
+/* jansson allocations that failed on this thread (storage_json_malloc). */
+static _Thread_local unsigned long storage_json_failures;
+
+void storage_json_alloc_failed(void)
+{
+    storage_json_failures++;
+}
+
+void *storage_json_malloc(size_t size)
+{
+    void *p = malloc(size);
+    if (p == NULL) {
+        storage_json_alloc_failed();
+    }
+    return p;
+}
+
 enum err storage_get_json(struct storage *st, const char *key, json_t **ret_json)
 {
     if (ret_json == NULL) {
@@ -104,10 +121,15 @@ enum err storage_get_json(struct storage *st, const char *key, json_t **ret_json
         return e;
     }
     json_error_t jerr;
+    unsigned long failures = storage_json_failures;
     json_t *j = json_loadb((const char *)val, len, JSON_REJECT_DUPLICATES, &jerr);
     /* Stored documents may hold wrapped key material: wipe the raw bytes. */
     OPENSSL_cleanse(val, len);
     free(val);
+    if (storage_json_failures != failures) {
+        json_decref(j); /* maybe parsed with a byte missing: never hand it on */
+        return ERR_NOMEM;
+    }
     if (j == NULL) {
         return ERR_PROTO;
     }

@@ -48,11 +48,24 @@ MUST_USE enum err storage_list(struct storage *st, const char *prefix, char ***r
                                size_t *ret_n);
 void storage_keys_free(char **keys, size_t n);
 
-/* JSON helpers: the value is a JSON document. get: ERR_NOTFOUND when absent, ERR_PROTO if not JSON.
+/*
+ * JSON helpers: the value is a JSON document. get: ERR_NOTFOUND when absent, ERR_PROTO if not JSON,
+ * ERR_NOMEM when jansson ran out of memory while parsing it (see storage_json_malloc).
  */
 MUST_USE enum err storage_get_json(struct storage *st, const char *key, json_t **ret_json);
 MUST_USE enum err storage_put_json(struct storage *st, const char *key, const json_t *json,
                                    bool seal_wrap);
+
+/*
+ * jansson's allocator for the plugin (main.c): malloc that counts its failures
+ * per thread. jansson 2.14's parser does not always fail when an allocation
+ * inside a string fails: it drops the byte and goes on (a stored
+ * "allowed_providers" came back as "allowed_providrs"), so storage_get_json
+ * refuses a document parsed while an allocation failed. An allocator of a
+ * test that fails on purpose calls storage_json_alloc_failed.
+ */
+void *storage_json_malloc(size_t size);
+void storage_json_alloc_failed(void);
 
 /* In-memory storage (thread-safe). storage_mem_free accepts NULL. */
 struct storage *storage_mem_new(void);

@@ -221,6 +221,7 @@ static void *oom_malloc(size_t size)
 {
     if (oom_countdown > 0 && --oom_countdown == 0) {
         oom_fired = true;
+        storage_json_alloc_failed(); /* as the plugin's allocator does */
         return NULL;
     }
     return malloc(size);
@@ -1049,6 +1050,45 @@ static void test_writes_out_of_memory(void **state)
     }
 }
 
+/*
+ * The effective config is cached: one built while memory ran out must not
+ * stand in for the stored one (an allowed_providers that fell back to the
+ * default [] would let tenants use every provider until the next write).
+ */
+static void test_config_load_out_of_memory(void **state)
+{
+    struct env *e = *state;
+    expect_ok(e, "config", "{\"allowed_providers\": [\"openai\"], \"local_hosts\": [\"::1\"]}");
+    struct result r = run(e, FW_OP_READ, "config", NULL);
+    assert_int_equal(r.status, FW_OK);
+    char *want = json_dumps(r.data, JSON_COMPACT | JSON_SORT_KEYS);
+    result_done(&r);
+    for (long n = 1; n < 100000; n++) {
+        byok_invalidate(e->b, "config");
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        json_t *c = NULL;
+        enum err rc = config_get_shared(e->b, e->st, &c);
+        json_decref(c);
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        (void)rc;
+        r = run(e, FW_OP_READ, "config", NULL);
+        assert_int_equal(r.status, FW_OK);
+        char *got = json_dumps(r.data, JSON_COMPACT | JSON_SORT_KEYS);
+        result_done(&r);
+        if (strcmp(got, want) != 0) {
+            fail_msg("allocation %ld failed while loading config: then read %s", n, got);
+        }
+        free(got);
+        if (!oom_fired) {
+            break;
+        }
+    }
+    free(want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1079,6 +1119,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_during_write, pluginenv_setup,
                                         pluginenv_teardown),
         cmocka_unit_test(test_writes_out_of_memory),
+        cmocka_unit_test_setup_teardown(test_config_load_out_of_memory, pluginenv_setup,
+                                        pluginenv_teardown),
     };
     return cmocka_run_group_tests(tests, pluginenv_group_setup, NULL);
 }

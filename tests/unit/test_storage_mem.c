@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,55 @@ static void test_concurrent_writers(void **state)
     storage_keys_free(keys, n);
 }
 
+/* jansson's allocator for the test below: the nth allocation from now fails (0: none). */
+static long oom_countdown;
+static bool oom_fired;
+
+static void *oom_malloc(size_t size)
+{
+    if (oom_countdown > 0 && --oom_countdown == 0) {
+        oom_fired = true;
+        storage_json_alloc_failed(); /* as storage_json_malloc does */
+        return NULL;
+    }
+    return malloc(size);
+}
+
+/*
+ * A document read while jansson runs out of memory (each allocation of the
+ * parse in turn) is an error or the document itself: jansson 2.14's parser
+ * may drop a byte of a string and succeed (a key "allowed_providers" read back
+ * as "allowed_providrs", so a config would allow every provider).
+ */
+static void test_get_json_out_of_memory(void **state)
+{
+    struct storage *st = *state;
+    json_t *want = json_pack("{s:[s,s], s:s, s:s, s:{s:s}}", "allowed_providers", "openai",
+                             "anthropic", "status", "revoked", "expires_at", "2026-11-18T10:00:00Z",
+                             "versions", "ct", "c2VhbGVkIGtleQ==");
+    assert_int_equal(storage_put_json(st, "doc", want, false), ERR_OK);
+    for (long n = 1; n < 100000; n++) {
+        json_t *got = NULL;
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        enum err e = storage_get_json(st, "doc", &got);
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        if (e == ERR_OK && !json_equal(got, want)) {
+            char *text = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
+            fail_msg("allocation %ld failed: read back %s", n, text);
+        }
+        assert_true(e == ERR_OK || e == ERR_NOMEM);
+        json_decref(got);
+        if (!oom_fired) {
+            assert_int_equal(e, ERR_OK);
+            break;
+        }
+    }
+    json_decref(want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +332,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_like_vault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_helpers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_json_out_of_memory, setup, teardown),
         cmocka_unit_test(test_list_limit),
         cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
