@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "plugin/broker.h"
 #include "plugin/byok.h"
+#include "plugin/storage.h"
 #include "plugin/storage_grpc.h"
 #include "sdk/plugin/pb/backend.pb-c.h"
 
@@ -233,7 +234,16 @@ static bool be_parse_data(const char *text, json_t **ret_data, struct fw_respons
         return true;
     }
     json_error_t jerr;
+    unsigned long failures = storage_json_failures_seen();
     json_t *data = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+    if (storage_json_failures_seen() != failures) {
+        /* jansson may have parsed it with a byte dropped: not the caller's fault, not usable. */
+        json_decref(data);
+        log_kv(LOGL_ERROR, "out of memory while parsing a request's data", NULL);
+        resp->status = FW_INTERNAL;
+        snprintf(resp->message, sizeof(resp->message), "internal error");
+        return false;
+    }
     if (data == NULL || json_is_null(data)) {
         json_decref(data);
         if (data == NULL) {

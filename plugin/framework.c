@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plugin/storage.h"
+
 #ifndef BYOK_VERSION
 #define BYOK_VERSION "0.0.0"
 #endif
@@ -990,8 +992,14 @@ static enum err fw_fields_build(const struct fw_match *m, struct fw_request *req
             v = def;
             from_default = true;
         }
+        unsigned long failures = storage_json_failures_seen();
         json_t *c = fw_coerce(f, v, why, sizeof(why));
         json_decref(def);
+        if (storage_json_failures_seen() != failures) {
+            /* Out of memory, maybe with a byte dropped from a parsed value: never a 400. */
+            json_decref(c);
+            return ERR_NOMEM;
+        }
         if (c == NULL) {
             if (from_default) {
                 /* A broken table is our bug, not the caller's. */

@@ -100,6 +100,11 @@ void storage_json_alloc_failed(void)
     storage_json_failures++;
 }
 
+unsigned long storage_json_failures_seen(void)
+{
+    return storage_json_failures;
+}
+
 void *storage_json_malloc(size_t size)
 {
     void *p = malloc(size);

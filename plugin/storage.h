@@ -66,6 +66,11 @@ MUST_USE enum err storage_put_json(struct storage *st, const char *key, const js
  */
 void *storage_json_malloc(size_t size);
 void storage_json_alloc_failed(void);
+/*
+ * How many jansson allocations failed on this thread so far: a parse or a
+ * coercion during which it moved may have lost a byte (request bodies too).
+ */
+unsigned long storage_json_failures_seen(void);
 
 /* In-memory storage (thread-safe). storage_mem_free accepts NULL. */
 struct storage *storage_mem_new(void);

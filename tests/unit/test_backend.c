@@ -283,6 +283,38 @@ static void test_handle_bad_data(void **state)
     pb__handle_request_reply__free_unpacked(r, NULL);
 }
 
+/* jansson's allocator failing its nth call from now, counted as the plugin's allocator does. */
+static long oom_countdown;
+
+static void *oom_malloc(size_t size)
+{
+    if (oom_countdown > 0 && --oom_countdown == 0) {
+        storage_json_alloc_failed();
+        return NULL;
+    }
+    return malloc(size);
+}
+
+/*
+ * Out of memory while the request's data is parsed: a 500, never a 400 (the
+ * caller did nothing wrong; an agent drops a usage batch answered 400) nor a
+ * document with a byte dropped.
+ */
+static void test_handle_data_out_of_memory(void **state)
+{
+    (void)state;
+    oom_countdown = 1;
+    json_set_alloc_funcs(oom_malloc, free);
+    Pb__HandleRequestReply *r =
+        call_handle("update", "config", "{\"default_budget_tier\": \"LOW\"}");
+    json_set_alloc_funcs(malloc, free);
+    oom_countdown = 0;
+    assert_null(r->response);
+    assert_non_null(r->err);
+    assert_int_equal(r->err->err_type, 2);
+    pb__handle_request_reply__free_unpacked(r, NULL);
+}
+
 /* A JSON object of exactly n bytes: {"p":"xxxx..."} padded. */
 static char *object_of_size(size_t n)
 {
@@ -463,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_handle_global_operations),
         cmocka_unit_test(test_handle_unknown_path),
         cmocka_unit_test(test_handle_bad_data),
+        cmocka_unit_test(test_handle_data_out_of_memory),
         cmocka_unit_test(test_handle_data_limit),
         cmocka_unit_test(test_handle_path_limit),
         cmocka_unit_test(test_existence_check_unknown_path),

@@ -810,6 +810,63 @@ static void test_unknown_parameter_warning(void **state)
     call_done(&c);
 }
 
+static long oom_countdown;
+static bool oom_fired;
+
+/* jansson's allocator failing its nth call from now, counted as the plugin's allocator does. */
+static void *oom_malloc(size_t size)
+{
+    if (oom_countdown > 0 && --oom_countdown == 0) {
+        oom_fired = true;
+        storage_json_alloc_failed();
+        return NULL;
+    }
+    return malloc(size);
+}
+
+/*
+ * A field given as a JSON string (as `vault write path j='{...}'` sends it),
+ * each allocation of the request failing in turn: the value is whole or the
+ * request is an internal error, never a 400 (out of memory is not the
+ * caller's fault) nor a value with a byte dropped.
+ */
+static void test_json_field_out_of_memory(void **state)
+{
+    (void)state;
+    const char *body = "{\"j\": \"{\\\"allowed_providers\\\": [\\\"openai\\\"]}\"}";
+    json_t *want = json_pack("{s[s]}", "allowed_providers", "openai");
+    for (long n = 1, fired = 1; fired; n++) {
+        assert_true(n < 10000);
+        struct call c;
+        memset(&c.req, 0, sizeof(c.req));
+        c.data = json_loads(body, 0, NULL);
+        assert_non_null(c.data);
+        c.req.op = FW_OP_UPDATE;
+        c.req.path = "typed";
+        c.req.data = c.data;
+        fw_response_init(&c.resp);
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        c.rc = fw_handle(tables, &c.req, &c.resp);
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        fired = oom_fired;
+        if (c.resp.status == FW_BAD_REQUEST) {
+            fail_msg("allocation %ld failed: 400 (%s)", n, c.resp.message);
+        }
+        if (c.resp.status == FW_OK && c.resp.data != NULL) {
+            assert_true(json_equal(field(&c, "j"), want));
+        } else if (c.resp.status == FW_OK) {
+            assert_true(fired); /* the echo handler's own reply could not be built */
+        } else {
+            assert_int_equal(c.resp.status, FW_INTERNAL);
+        }
+        call_done(&c);
+    }
+    json_decref(want);
+}
+
 static void test_path_segment_overrides_body(void **state)
 {
     (void)state;
@@ -1065,6 +1122,7 @@ int main(void)
         cmocka_unit_test(test_required_fields),
         cmocka_unit_test(test_data_null_and_non_object),
         cmocka_unit_test(test_unknown_parameter_warning),
+        cmocka_unit_test(test_json_field_out_of_memory),
         cmocka_unit_test(test_path_segment_overrides_body),
         cmocka_unit_test(test_secret_never_in_messages),
         cmocka_unit_test(test_error_message_limit),
