@@ -547,6 +547,22 @@ static enum err cfg_validate(struct config *c, char *errbuf)
         cfg_err(errbuf, "vault.address", "must start with https://, http:// or unix:/");
         return ERR_CONFIG;
     }
+    for (const char *p = a; *p != '\0'; p++) {
+        if (*p <= ' ' || *p >= 0x7f) {
+            cfg_err(errbuf, "vault.address", "must not hold spaces or control characters");
+            return ERR_CONFIG;
+        }
+    }
+    if (strncmp(a, "unix:", 5) != 0) {
+        /* The address is logged: credentials in it (userinfo@) would be too. Vault needs none. */
+        const char *auth = strstr(a, "://") + 3;
+        if (memchr(auth, '@', strcspn(auth, "/?#")) != NULL) {
+            cfg_err(errbuf, "vault.address",
+                    "must not hold user:password@ (the agent logs in with vault.token_file, "
+                    "approle or kubernetes; the address appears in its logs)");
+            return ERR_CONFIG;
+        }
+    }
     const char *const mounts[][2] = {{"vault.mount", c->vault.mount},
                                      {"vault.approle.mount", c->vault.approle.mount},
                                      {"vault.kubernetes.mount", c->vault.kubernetes.mount}};
@@ -607,9 +623,30 @@ static enum err cfg_validate(struct config *c, char *errbuf)
                 return ERR_CONFIG;
             }
         }
-        static const char *const forbidden[] = {
-            "authorization",     "x-api-key",  "api-key", "host",          "content-length",
-            "transfer-encoding", "connection", "cookie",  "x-vault-token", NULL};
+        /*
+         * Credentials, and headers that frame or steer the connection, the
+         * body's encoding or the proxy hop: the agent sets or refuses those.
+         */
+        static const char *const forbidden[] = {"authorization",
+                                                "x-api-key",
+                                                "api-key",
+                                                "host",
+                                                "content-length",
+                                                "transfer-encoding",
+                                                "connection",
+                                                "cookie",
+                                                "x-vault-token",
+                                                "proxy-authorization",
+                                                "proxy-connection",
+                                                "expect",
+                                                "te",
+                                                "trailer",
+                                                "upgrade",
+                                                "keep-alive",
+                                                "content-type",
+                                                "content-encoding",
+                                                "accept-encoding",
+                                                NULL};
         for (const char *const *fb = forbidden; *fb != NULL; fb++) {
             if (strcasecmp(h, *fb) == 0) {
                 cfg_fmt(path, sizeof(path), "forward_headers[%zu]", i);
