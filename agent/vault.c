@@ -601,6 +601,15 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
     }
     if (tok == NULL) {
         bool keep = bg && v->state == VAULT_READY;
+        /*
+         * Vault sealed, a standby without an active node, rate limited: not a
+         * refusal of these credentials. Held back one step only (1 s), never
+         * the growing backoff, so calls work again soon after Vault does.
+         */
+        bool trouble = e == ERR_OK && (status >= 500 || status == 429);
+        if (trouble) {
+            v->login_failures = 0;
+        }
         if (e == ERR_OK) {
             /* Refused (not unreachable): no new login before the backoff ends. */
             char st[32], retry_in[24];
@@ -620,7 +629,7 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
             return;
         }
         vault_set_token(v, NULL);
-        vault_fail_queue(v, e != ERR_OK ? e : ERR_AUTH);
+        vault_fail_queue(v, e != ERR_OK ? e : (trouble ? ERR_UNAVAIL : ERR_AUTH));
         return;
     }
     v->stats.logins++;

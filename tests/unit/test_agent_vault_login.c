@@ -11,6 +11,7 @@
  * - a token file that is not there yet is picked up at once when it appears;
  * - a renewal that Vault answers 503 (sealed, or a standby in a failover) or
  *   429 is tried again while the token lasts: no new login;
+ * - a login answered 503 holds the next one back 1 s, never a growing backoff;
  * - a credential file replaced by a FIFO is refused without blocking the
  *   event loop (open would wait for a writer).
  */
@@ -41,7 +42,7 @@
 #include "tests/unit/helpers/fakevault.h"
 
 static struct fakevault fv;
-static atomic_int logins, reads, renewals, renewals_to_fail;
+static atomic_int logins, reads, renewals, renewals_to_fail, logins_to_fail;
 /* The TTL login and renew-self give (seconds). */
 static atomic_int lease_s = 3600;
 static char role_path[160], secret_path[160];
@@ -50,6 +51,12 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
 {
     if (strcmp(r->path, "/v1/auth/approle/login") == 0) {
         atomic_fetch_add(&logins, 1);
+        if (atomic_load(&logins_to_fail) > 0) {
+            atomic_fetch_sub(&logins_to_fail, 1);
+            *status = 503;
+            snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"Vault is sealed\"]}");
+            return;
+        }
         if (strstr(r->body, "\"secret_id\":\"good\"") == NULL) {
             *status = 400;
             snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"invalid role or secret ID\"]}");
@@ -155,6 +162,7 @@ static int setup(void **state)
     atomic_store(&reads, 0);
     atomic_store(&renewals, 0);
     atomic_store(&renewals_to_fail, 0);
+    atomic_store(&logins_to_fail, 0);
     atomic_store(&lease_s, 3600);
     lines_failed = lines_unreadable = lines_token = 0;
     fakevault_start(&fv, "unused\n", vault_handle);
@@ -249,6 +257,28 @@ static void test_refused_login_backs_off(void **state)
     assert_int_equal(atomic_load(&logins), 3);
     assert_int_equal(atomic_load(&reads), 1);
     assert_int_equal(vault_stats(vault)->logins, 1);
+}
+
+/*
+ * Logins answered 503 (Vault sealed): each holds the next back 1 s, not a
+ * growing backoff, and requests meanwhile fail as Vault unavailable. Before,
+ * the second 503 held logins for 2 s, the third 4 s ... (up to 30 s of failed
+ * calls after Vault was back).
+ */
+static void test_login_5xx_holds_one_step(void **state)
+{
+    (void)state;
+    atomic_store(&logins_to_fail, 2);
+    start_approle("good\n", 0600);
+    assert_int_equal(one_request(), ERR_UNAVAIL);
+    assert_int_equal(one_request(), ERR_AUTH); /* held: fails fast, no login */
+    assert_int_equal(atomic_load(&logins), 1);
+    sleep_ms(1100);
+    assert_int_equal(one_request(), ERR_UNAVAIL);
+    assert_int_equal(atomic_load(&logins), 2);
+    sleep_ms(1100); /* a growing backoff would still hold the login here */
+    assert_int_equal(one_request(), ERR_OK);
+    assert_int_equal(atomic_load(&logins), 3);
 }
 
 /*
@@ -364,6 +394,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_refused_login_backs_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_5xx_holds_one_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_credentials_logged_once_per_step, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_token_file_appears, setup, teardown),
