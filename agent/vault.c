@@ -1078,7 +1078,22 @@ void vault_set_config(struct vault *v, struct config *cfg)
                         strcmp(old->vault.address, cfg->vault.address) != 0;
     config_unref(&old);
     v->login_failures = 0; /* a reload may have fixed the credentials: the next request logs in */
-    if (auth_changed && v->state == VAULT_READY) {
+    if (!auth_changed) {
+        return;
+    }
+    /*
+     * A login, lookup or renewal still in flight is against the old address
+     * or about the old token: its answer must not install a token the new
+     * Vault does not know. The calls waiting on a login get one against the
+     * new address.
+     */
+    vault_request_cancel(v->login);
+    v->login = NULL;
+    v->bg_login = false;
+    if (v->state == VAULT_LOGGING_IN) {
+        v->state = VAULT_NO_TOKEN;
+        vault_login_start(v, false);
+    } else if (v->state == VAULT_READY) {
         vault_set_token(v, NULL);
     }
 }

@@ -43,6 +43,10 @@
 
 static struct fakevault fv;
 static atomic_int logins, reads, renewals, renewals_to_fail, logins_to_fail;
+/* The first login is answered this late (ms), with token "tok-old"; later ones give "tok-a". */
+static atomic_int first_login_delay_ms;
+/* The token of the last read. */
+static char read_token[64];
 /* The TTL login and renew-self give (seconds). */
 static atomic_int lease_s = 3600;
 static char role_path[160], secret_path[160];
@@ -50,7 +54,17 @@ static char role_path[160], secret_path[160];
 static void vault_handle(const struct fakevault_req *r, int *status, char *out)
 {
     if (strcmp(r->path, "/v1/auth/approle/login") == 0) {
-        atomic_fetch_add(&logins, 1);
+        int nth = atomic_fetch_add(&logins, 1) + 1;
+        if (nth == 1 && atomic_load(&first_login_delay_ms) > 0) {
+            long ms = atomic_load(&first_login_delay_ms);
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            *status = 200;
+            snprintf(out, FAKEVAULT_MAX_REPLY,
+                     "{\"auth\":{\"client_token\":\"tok-old\",\"lease_duration\":3600,"
+                     "\"renewable\":true}}");
+            return;
+        }
         if (atomic_load(&logins_to_fail) > 0) {
             atomic_fetch_sub(&logins_to_fail, 1);
             *status = 503;
@@ -95,6 +109,7 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
         return;
     }
     atomic_fetch_add(&reads, 1);
+    snprintf(read_token, sizeof(read_token), "%s", r->token);
     *status = 200;
     snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":{}}");
 }
@@ -163,6 +178,8 @@ static int setup(void **state)
     atomic_store(&renewals, 0);
     atomic_store(&renewals_to_fail, 0);
     atomic_store(&logins_to_fail, 0);
+    atomic_store(&first_login_delay_ms, 0);
+    read_token[0] = '\0';
     atomic_store(&lease_s, 3600);
     lines_failed = lines_unreadable = lines_token = 0;
     fakevault_start(&fv, "unused\n", vault_handle);
@@ -282,6 +299,53 @@ static void test_login_5xx_holds_one_step(void **state)
 }
 
 /*
+ * A reload that moves vault.address while a login is in flight: that login
+ * (against the old address) is dropped, a new one runs against the new
+ * address, and the waiting request goes out with its token. Before, the old
+ * login's token was installed and used against the new Vault. Both addresses
+ * reach the fake Vault here (the second through a symlink to its socket); its
+ * first login answers late with "tok-old".
+ */
+static void test_reload_moving_address_drops_login_in_flight(void **state)
+{
+    (void)state;
+    atomic_store(&first_login_delay_ms, 600);
+    start_approle("good\n", 0600);
+    char link[200];
+    snprintf(link, sizeof(link), "%s/moved.sock", fv.dir);
+    assert_int_equal(symlink(fv.sock_path, link), 0);
+    struct got g = {0};
+    struct vault_req *r = NULL;
+    assert_int_equal(
+        vault_request(vault, "GET", "byok/tenants/acme/creds/openai", NULL, got_cb, &g, &r),
+        ERR_OK);
+    /* Let the first login reach the fake Vault, then reload. */
+    for (int i = 0; i < 20 && atomic_load(&logins) == 0; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        sleep_ms(10);
+    }
+    assert_int_equal(atomic_load(&logins), 1);
+    char text[1024], err[CONFIG_ERR_LEN];
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
+             "\"vault\":{\"address\":\"unix:%s\",\"timeout_ms\":5000,"
+             "\"approle\":{\"role_id_file\":\"%s\",\"secret_id_file\":\"%s\"}}}",
+             link, role_path, secret_path);
+    struct config *next = NULL;
+    assert_int_equal(config_parse(text, strlen(text), &next, err), ERR_OK);
+    vault_set_config(vault, next);
+    config_unref(&next);
+    while (g.calls == 0) {
+        assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
+    }
+    assert_int_equal(g.e, ERR_OK);
+    assert_int_equal(g.status, 200);
+    assert_string_equal(read_token, "tok-a");
+    assert_int_equal(atomic_load(&logins), 2);
+    unlink(link);
+}
+
+/*
  * A secret_id file that is group readable: logged once, not once per request;
  * chmod 600 (the inode changes: ctime) lets the next request log in at once.
  */
@@ -395,6 +459,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_refused_login_backs_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_5xx_holds_one_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_moving_address_drops_login_in_flight, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_credentials_logged_once_per_step, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_token_file_appears, setup, teardown),
