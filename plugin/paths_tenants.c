@@ -8,6 +8,7 @@
  * ciphertext of the tenant, including copies in old snapshots and backups,
  * can never be opened again; then the tenant's records are removed.
  */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,30 @@ static bool tenants_in(const char *const *set, const char *s)
         }
     }
     return false;
+}
+
+/*
+ * Folds a provided enum field to its canonical case (budget_tier upper, as
+ * config's default_budget_tier; residency lower) in the request's fields, so
+ * the check and the stored value see one spelling. ERR_NOMEM when it cannot.
+ */
+static enum err tenants_fold(struct fw_request *req, const char *name, bool upper)
+{
+    if (!fw_provided(req, name)) {
+        return ERR_OK;
+    }
+    const char *in = fw_str(req, name);
+    char out[16];
+    size_t i = 0;
+    for (; in != NULL && in[i] != '\0'; i++) {
+        if (i == sizeof(out) - 1) {
+            return ERR_OK; /* longer than any value: refused as it is */
+        }
+        unsigned char ch = (unsigned char)in[i];
+        out[i] = (char)(upper ? toupper(ch) : tolower(ch));
+    }
+    out[i] = '\0';
+    return json_object_set_new(req->fields, name, json_string(out)) == 0 ? ERR_OK : ERR_NOMEM;
 }
 
 /* ---- list, summary ------------------------------------------------------------------ */
@@ -347,7 +372,13 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
         return ERR_INTERNAL;
     }
     const char *t = fw_str(req, "tenant");
-    enum err e = ERR_OK;
+    enum err e = tenants_fold(req, "budget_tier", true);
+    if (e == ERR_OK) {
+        e = tenants_fold(req, "residency", false);
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
     /* Every check before the first write. */
     if (fw_provided(req, "budget_tier") && !tenants_in(tenants_tiers, fw_str(req, "budget_tier"))) {
         fw_error(resp, "invalid value for field 'budget_tier': must be one of FREE, LOW, MEDIUM, "

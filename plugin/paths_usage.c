@@ -681,7 +681,7 @@ static enum err usage_read(struct fw_request *req, struct fw_response *resp)
 static const struct fw_field usage_fields[] = {
     {.name = "batch_id",
      .type = FW_TYPE_STRING,
-     .max_len = USAGE_MAX_BATCH_ID + 1,
+     .max_len = USAGE_MAX_BATCH_ID,
      .description = "Idempotency key of the batch (update)."},
     {.name = "records",
      .type = FW_TYPE_JSON,

@@ -643,6 +643,16 @@ static void test_usage_batches(void **state)
     assert_int_equal(num(d, "accepted"), 2);
     assert_false(json_is_true(json_object_get(d, "duplicate")));
     json_decref(d);
+    /* A batch_id past its 128 characters: the message gives the real bound (it said 129). */
+    char long_id[400];
+    snprintf(long_id, sizeof(long_id), "{\"batch_id\": \"%0130d\", \"records\": []}", 7);
+    struct result r = call(e, FW_OP_UPDATE, "tenants/acme/usage", long_id);
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    if (strstr(r.message, "'batch_id'") == NULL || strstr(r.message, "128") == NULL) {
+        fail_msg("batch_id of 130 characters: %s", r.message);
+    }
+    json_decref(r.data);
+    json_decref(r.warnings);
     d = ok(e, FW_OP_UPDATE, "tenants/acme/usage", batch);
     assert_int_equal(num(d, "accepted"), 2);
     assert_true(json_is_true(json_object_get(d, "duplicate")));
@@ -1571,6 +1581,19 @@ static void test_settings(void **state)
     creds_value(e, CREDS, &c);
     assert_string_equal(str(json_object_get(c, "settings"), "residency"), "eu");
     json_decref(c);
+    /* Enum values in any case are stored in their canonical case, as config's tier is. */
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings",
+        "{\"budget_tier\": \"low\", \"residency\": \"US\"}");
+    d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_string_equal(str(d, "budget_tier"), "LOW");
+    assert_string_equal(str(d, "residency"), "us");
+    json_decref(d);
+    struct result r =
+        call(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"budget_tier\": \"lowest\"}");
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "'budget_tier'"));
+    json_decref(r.data);
+    json_decref(r.warnings);
 }
 
 /* Settings name providers under the same rule as key writes: catalog and allowed_providers. */
