@@ -6,8 +6,9 @@
 # alias metadata, which identity.entity.metadata does not see; to use them,
 # template on identity.entity.aliases.<mount accessor>.metadata.tenant
 # instead (policies/README.md). Vault resolves the
-# template per request; a token without that metadata gets nothing from the
-# templated rules (Vault drops a rule whose template cannot be resolved).
+# template per request; a token without that metadata key gets nothing from the
+# templated rules (Vault drops a rule whose template cannot be resolved; an
+# empty value is substituted as "" and reaches no tenant, policies/README.md).
 # The metadata value must be a valid tenant id, [a-z0-9][a-z0-9_-]{0,62}:
 # Vault releases before the 2026 templating change substitute a "*" or "+"
 # verbatim, and such a value widens every rule below to other tenants

@@ -357,12 +357,18 @@ func resolveTemplate(path string, e *EntityView) (string, bool) {
 		if e == nil {
 			return "", false
 		}
+		// sdk/helper/identitytpl simpleTemplateHandler: an empty id or name
+		// is "not found", but a metadata key that is present renders as its
+		// value even when that is "" (only a missing key fails).
 		var v string
 		switch {
-		case param == "identity.entity.id":
-			v = e.ID
-		case param == "identity.entity.name":
-			v = e.Name
+		case param == "identity.entity.id", param == "identity.entity.name":
+			if v = e.ID; param == "identity.entity.name" {
+				v = e.Name
+			}
+			if v == "" {
+				return "", false
+			}
 		case strings.HasPrefix(param, "identity.entity.metadata."):
 			var ok bool
 			v, ok = e.Metadata[strings.TrimPrefix(param, "identity.entity.metadata.")]
@@ -372,7 +378,7 @@ func resolveTemplate(path string, e *EntityView) (string, bool) {
 		default:
 			return "", false
 		}
-		if v == "" || (!e.VerbatimTemplates && strings.ContainsAny(v, "*+")) {
+		if !e.VerbatimTemplates && strings.ContainsAny(v, "*+") {
 			return "", false
 		}
 		sb.WriteString(v)

@@ -301,3 +301,37 @@ func TestAgentListsProviderKeys(t *testing.T) {
 	}
 	s.expect(t, 403, "agent", s.agent, "GET", "byok/tenants/acme/keys/openai/production", nil)
 }
+
+// Vault's identitytpl (simpleTemplateHandler) fails only a missing metadata
+// key or an empty id/name: a metadata key present with an empty value renders
+// as "" and the rule stays, with an empty segment where the value was.
+func TestACLTemplateEmptyMetadataValue(t *testing.T) {
+	p := mustPolicy(t, "p", `
+path "k/{{identity.entity.metadata.team}}/x" { capabilities = ["read"] }
+path "k/n/{{identity.entity.name}}" { capabilities = ["read"] }
+`)
+	a := NewACL([]*Policy{p}, &EntityView{ID: "e-1", Metadata: map[string]string{"team": ""}})
+	checkACL(t, a, []aclCase{
+		{"read", "k//x", true},
+		{"read", "k/n/", false}, // an empty name is not found: the rule is dropped
+	})
+	// The real tenant policy with tenant="": its rules land on byok/tenants/
+	// and byok/tenants//..., none of which is a tenant's path.
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "policies", "byok-tenant.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten := NewACL([]*Policy{mustPolicy(t, "byok-tenant", string(src))},
+		&EntityView{ID: "e-2", Metadata: map[string]string{"tenant": ""}})
+	checkACL(t, ten, []aclCase{
+		{"read", "byok/tenants/", true},
+		{"list", "byok/tenants/", false},
+		{"create", "byok/tenants//keys/openai/production", true},
+		{"read", "byok/tenants//creds/openai", false},
+		{"read", "byok/tenants/acme", false},
+		{"read", "byok/tenants/acme/keys/openai/production", false},
+		{"list", "byok/tenants/acme/keys/", false},
+		{"read", "byok/tenants/acme/settings", false},
+		{"read", "byok/tenants/acme/creds/openai", false},
+	})
+}

@@ -337,3 +337,28 @@ func TestTenantMetadataInjection(t *testing.T) {
 		}
 	}
 }
+
+// An entity whose tenant metadata is present but empty: Vault renders the
+// template as "" (it drops a rule only for a missing key), so byok-tenant's
+// rules land on byok/tenants/ and byok/tenants//..., which name no tenant.
+func TestEmptyTenantMetadata(t *testing.T) {
+	s := newIsoSim(t)
+	s.expect(t, 200, "B", s.tenantB, "PUT", "byok/tenants/globex/keys/openai/production", map[string]any{"key_value": s.canaries[1]})
+	tok := s.CreateToken(t, []string{"byok-tenant"}, map[string]string{"tenant": ""})
+	for _, p := range []struct{ method, path string }{
+		{"GET", "byok/tenants/globex"},
+		{"GET", "byok/tenants/globex/keys/openai/production"},
+		{"LIST", "byok/tenants/globex/keys"},
+		{"GET", "byok/tenants/globex/settings"},
+		{"PUT", "byok/tenants/globex/settings"},
+		{"GET", "byok/tenants/globex/creds/openai"},
+		{"LIST", "byok/tenants"},
+	} {
+		s.expect(t, 403, "tenant=\"\"", tok, p.method, p.path, map[string]any{"rpm_limit": 3})
+	}
+	// The one rule that renders to a real path, read on byok/tenants/, is
+	// let through by the ACL and refused by the plugin (tenants/ lists only).
+	if code, _ := checkedCall(t, s.Sim, s.canaries, tok, "GET", "byok/tenants/", nil); code == 200 || code == 403 {
+		t.Errorf("tenant=\"\": GET byok/tenants/: status %d, want the plugin's refusal", code)
+	}
+}
