@@ -12,6 +12,8 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +83,14 @@ func envelope(data any, warnings []string, auth any) map[string]any {
 
 // ServeHTTP implements the stand-in's subset of Vault's HTTP API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Vault's API sits behind Go's http.ServeMux, which redirects a path with
+	// "//", "." or ".." segments to the cleaned path (301) before any handler,
+	// and so any ACL check, sees it.
+	if p := cleanPath(r.URL.Path); p != r.URL.Path && r.Method != http.MethodConnect {
+		u := &url.URL{Path: p, RawQuery: r.URL.RawQuery}
+		http.Redirect(w, r, u.String(), http.StatusMovedPermanently)
+		return
+	}
 	if !strings.HasPrefix(r.URL.Path, "/v1/") {
 		writeErr(w, errStatus(http.StatusNotFound))
 		return
@@ -674,4 +684,19 @@ func (s *Server) respondRaw(rc *reqCtx, data map[string]any) error {
 	rc.w.WriteHeader(code)
 	_, _ = rc.w.Write(body)
 	return nil
+}
+
+// cleanPath is net/http's (ServeMux): path.Clean, keeping a trailing slash.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }

@@ -10,6 +10,7 @@ package vaultsim
 
 import (
 	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -361,4 +362,41 @@ func TestEmptyTenantMetadata(t *testing.T) {
 	if code, _ := checkedCall(t, s.Sim, s.canaries, tok, "GET", "byok/tenants/", nil); code == 200 || code == 403 {
 		t.Errorf("tenant=\"\": GET byok/tenants/: status %d, want the plugin's refusal", code)
 	}
+}
+
+// Vault serves its API through Go's http.ServeMux, which answers a path with
+// "//", "." or ".." segments with a 301 to the cleaned path before any
+// handler or ACL sees it (hashicorp/vault#18573). The ACL is never asked about
+// tenants/acme/keys/../../globex/...: only the cleaned path is checked.
+func TestUncleanPathRedirected(t *testing.T) {
+	s := newIsoSim(t)
+	s.expect(t, 200, "A", s.tenantA, "PUT", "byok/tenants/acme/keys/openai/production", map[string]any{"key_value": s.canaries[0]})
+	s.expect(t, 200, "B", s.tenantB, "PUT", "byok/tenants/globex/keys/openai/production", map[string]any{"key_value": s.canaries[1]})
+	c, base := s.Server.HTTPClient()
+	nc := *c
+	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, p := range []struct{ method, path, clean string }{
+		{"GET", "byok/tenants/acme/keys/../../globex/settings", "/v1/byok/tenants/globex/settings"},
+		{"GET", "byok/tenants/acme/keys/openai/../../../globex/keys/openai/production", "/v1/byok/tenants/globex/keys/openai/production"},
+		{"PUT", "byok/tenants/acme/keys/./openai/production", "/v1/byok/tenants/acme/keys/openai/production"},
+		{"GET", "byok/tenants/acme//keys/openai/production?version=1", "/v1/byok/tenants/acme/keys/openai/production?version=1"},
+		{"LIST", "byok/tenants/acme/keys/../../globex/keys/", "/v1/byok/tenants/globex/keys/"},
+	} {
+		req, err := http.NewRequest(p.method, base+"/v1/"+p.path, strings.NewReader(`{"rpm_limit": 3}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Vault-Token", s.tenantA)
+		resp, err := nc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != p.clean {
+			t.Errorf("%s %s: %d Location %q, want 301 to %q", p.method, p.path, resp.StatusCode, resp.Header.Get("Location"), p.clean)
+		}
+	}
+	// Followed, the cleaned path is checked like any other.
+	s.expect(t, 403, "A via ..", s.tenantA, "GET", "byok/tenants/acme/keys/../../globex/settings", nil)
+	s.expect(t, 200, "A via //", s.tenantA, "GET", "byok/tenants/acme//keys/openai/../openai/production", nil)
 }
