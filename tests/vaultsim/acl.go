@@ -290,6 +290,9 @@ func ParsePolicy(name, src string) (*Policy, error) {
 			return nil, fmt.Errorf("failed to parse policy: line %d: invalid key %q", b.line, b.typ)
 		}
 		r := PathRule{Path: strings.TrimPrefix(b.label, "/"), Templated: strings.Contains(b.label, "{{")}
+		if strings.Contains(r.Path, "+*") {
+			return nil, fmt.Errorf("failed to parse policy: path %q: invalid use of wildcards ('+*' is forbidden)", r.Path)
+		}
 		for k, v := range b.body {
 			switch k {
 			case "capabilities":
@@ -417,7 +420,7 @@ func NewACL(policies []*Policy, entity *EntityView) *ACL {
 			var tree map[string]uint32
 			key := path
 			switch {
-			case strings.Contains(path, "+"):
+			case hasSegmentWildcards(path):
 				tree = a.segments
 			case strings.HasSuffix(path, "*"):
 				tree = a.prefix
@@ -438,6 +441,12 @@ func NewACL(policies []*Policy, entity *EntityView) *ACL {
 		}
 	}
 	return a
+}
+
+// hasSegmentWildcards is vault/policy.go's test: only a "+" that starts a
+// segment is a wildcard; any other "+" is a literal character.
+func hasSegmentWildcards(path string) bool {
+	return path == "+" || strings.Contains(path, "/+") || strings.HasPrefix(path, "+/")
 }
 
 // IsRoot reports whether the ACL came from the root policy.

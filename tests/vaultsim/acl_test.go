@@ -335,3 +335,31 @@ path "k/n/{{identity.entity.name}}" { capabilities = ["read"] }
 		{"read", "byok/tenants/acme/creds/openai", false},
 	})
 }
+
+// vault/policy.go parsePaths: "+*" anywhere in a path is refused, and only a
+// "+" that starts a segment ("+", "+/...", ".../+...") makes a "+" path; any
+// other "+" is literal, so "a/b+c" is an exact path and "a/b+c*" a prefix.
+func TestPolicyPlusRules(t *testing.T) {
+	for _, b := range []string{
+		`path "a/+*" { capabilities = ["read"] }`,
+		`path "a/b+*" { capabilities = ["read"] }`,
+		`path "a/{{identity.entity.id}}+*" { capabilities = ["read"] }`,
+	} {
+		if _, err := ParsePolicy("bad", b); err == nil {
+			t.Errorf("ParsePolicy(%q) succeeded, want an error", b)
+		}
+	}
+	a := NewACL([]*Policy{mustPolicy(t, "p", `
+path "a/b+c" { capabilities = ["read"] }
+path "p/q+r*" { capabilities = ["update"] }
+`)}, nil)
+	if len(a.segments) != 0 || a.exact["a/b+c"] != CapRead || a.prefix["p/q+r"] != CapUpdate {
+		t.Errorf("literal '+': exact %v prefix %v segments %v", a.exact, a.prefix, a.segments)
+	}
+	checkACL(t, a, []aclCase{
+		{"read", "a/b+c", true},
+		{"read", "a/bxc", false},
+		{"update", "p/q+rs/t", true},
+		{"update", "p/qxr", false},
+	})
+}
