@@ -67,10 +67,16 @@ int log_enabled(enum log_level level)
 /*
  * A line is built in a fixed buffer. String contents stop at LINE_CONTENT_MAX;
  * the remaining bytes are reserved for the closing quotes, braces and newline,
- * so a cut line is still one valid JSON object.
+ * so a cut line is still one valid JSON object. A string is cut only between
+ * whole characters and escapes; a key is written whole or not at all (with
+ * its value and every pair after it), and the message leaves room for the
+ * timestamp that follows it (go-plugin drops the level of a line whose
+ * "@timestamp" does not parse).
  */
 #define LINE_RESERVE 64
 #define LINE_CONTENT_MAX (LOG_MAX_LINE - LINE_RESERVE)
+/* ,"@timestamp":"2006-01-02T15:04:05.000000Z" */
+#define LINE_TIMESTAMP_ROOM 48
 
 struct line {
     char buf[LOG_MAX_LINE];
@@ -88,38 +94,105 @@ static void line_raw(struct line *l, const char *s, size_t n)
     l->len += n;
 }
 
-static void line_str(struct line *l, const char *s)
+/*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms,
+ * surrogates or code points past U+10FFFF), 0 when there is none. The string
+ * is NUL-terminated, and a NUL is never a continuation byte, so no read goes
+ * past its end.
+ */
+static size_t line_utf8_len(const unsigned char *p)
+{
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        n = 2;
+    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        n = 3;
+        lo = p[0] == 0xE0 ? 0xA0 : 0x80;
+        hi = p[0] == 0xED ? 0x9F : 0xBF;
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        n = 4;
+        lo = p[0] == 0xF0 ? 0x90 : 0x80;
+        hi = p[0] == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    if (p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i < n; i++) {
+        if (p[i] < 0x80 || p[i] > 0xBF) {
+            return 0;
+        }
+    }
+    return n;
+}
+
+/*
+ * The JSON text of the character at p into out (at most 6 bytes): an escape
+ * for '"', '\\' and control characters, U+FFFD for a byte that does not start
+ * well-formed UTF-8 (strict JSON readers refuse such a line), else the
+ * character itself. Sets *ret_in to the bytes of p it stands for.
+ */
+static size_t line_char(const unsigned char *p, char out[6], size_t *ret_in)
 {
     static const char hex[] = "0123456789abcdef";
+    *ret_in = 1;
+    if (*p == '"' || *p == '\\') {
+        out[0] = '\\';
+        out[1] = (char)*p;
+        return 2;
+    }
+    if (*p == '\n' || *p == '\t') {
+        out[0] = '\\';
+        out[1] = *p == '\n' ? 'n' : 't';
+        return 2;
+    }
+    if (*p < 0x20 || *p == 0x7f) {
+        out[0] = '\\';
+        out[1] = 'u';
+        out[2] = '0';
+        out[3] = '0';
+        out[4] = hex[*p >> 4];
+        out[5] = hex[*p & 15];
+        return 6;
+    }
+    if (*p < 0x80) {
+        out[0] = (char)*p;
+        return 1;
+    }
+    size_t n = line_utf8_len(p);
+    if (n == 0) {
+        static const char replacement[3] = {'\xef', '\xbf', '\xbd'}; /* U+FFFD */
+        memcpy(out, replacement, sizeof(replacement));
+        return sizeof(replacement);
+    }
+    memcpy(out, p, n);
+    *ret_in = n;
+    return n;
+}
+
+/* Length of s as JSON string contents. */
+static size_t line_str_len(const char *s)
+{
+    size_t total = 0;
+    char esc[6];
+    size_t in;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p += in) {
+        total += line_char(p, esc, &in);
+    }
+    return total;
+}
+
+/* Writes s quoted, cut before the first character that would end past byte max of the line. */
+static void line_str_max(struct line *l, const char *s, size_t max)
+{
     line_raw(l, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        char esc[6];
-        size_t n;
-        if (*p == '"' || *p == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)*p;
-            n = 2;
-        } else if (*p == '\n') {
-            esc[0] = '\\';
-            esc[1] = 'n';
-            n = 2;
-        } else if (*p == '\t') {
-            esc[0] = '\\';
-            esc[1] = 't';
-            n = 2;
-        } else if (*p < 0x20 || *p == 0x7f) {
-            esc[0] = '\\';
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[*p >> 4];
-            esc[5] = hex[*p & 15];
-            n = 6;
-        } else {
-            esc[0] = (char)*p;
-            n = 1;
-        }
-        if (l->len + n > LINE_CONTENT_MAX) {
+    char esc[6];
+    size_t in;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p += in) {
+        size_t n = line_char(p, esc, &in);
+        if (l->len + n > max) {
             l->full = 1;
             break;
         }
@@ -127,6 +200,11 @@ static void line_str(struct line *l, const char *s)
         l->len += n;
     }
     line_raw(l, "\"", 1);
+}
+
+static void line_str(struct line *l, const char *s)
+{
+    line_str_max(l, s, LINE_CONTENT_MAX);
 }
 
 void log_kv(enum log_level level, const char *msg, ...)
@@ -149,7 +227,7 @@ void log_kv(enum log_level level, const char *msg, ...)
     line_raw(&l, "{\"@level\":", 10);
     line_str(&l, log_names[level]);
     line_raw(&l, ",\"@message\":", 12);
-    line_str(&l, msg != NULL ? msg : "");
+    line_str_max(&l, msg != NULL ? msg : "", LINE_CONTENT_MAX - LINE_TIMESTAMP_ROOM);
     line_raw(&l, ",\"@timestamp\":", 14);
     line_str(&l, ts);
 
@@ -161,6 +239,10 @@ void log_kv(enum log_level level, const char *msg, ...)
             break;
         }
         const char *val = va_arg(ap, const char *);
+        /* The key, its quotes, ',' ':' and at least an empty value. */
+        if (l.len + line_str_len(key) + 6 > LINE_CONTENT_MAX) {
+            break;
+        }
         line_raw(&l, ",", 1);
         line_str(&l, key);
         line_raw(&l, ":", 1);

@@ -205,6 +205,105 @@ static void test_log_json_shape(void **state)
     log_init(NULL, LOGL_INFO);
 }
 
+/* Writes one line at info level through a temporary file and returns it parsed (NULL: not JSON). */
+static json_t *log_one(const char *msg, const char *k1, const char *v1, const char *k2,
+                       const char *v2)
+{
+    char path[] = "/tmp/byok-logtest-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w+");
+    assert_non_null(f);
+    log_init(f, LOGL_INFO);
+    log_kv(LOGL_INFO, msg, k1, v1, k2, v2, NULL);
+    log_init(NULL, LOGL_INFO);
+    fflush(f);
+    rewind(f);
+    char *line = malloc((size_t)LOG_MAX_LINE * 2);
+    assert_non_null(line);
+    assert_non_null(fgets(line, LOG_MAX_LINE * 2, f));
+    size_t n = strlen(line);
+    assert_true(n <= LOG_MAX_LINE);
+    assert_int_equal(line[n - 1], '\n');
+    json_t *j = json_loads(line, 0, NULL); /* jansson refuses invalid UTF-8 */
+    free(line);
+    fclose(f);
+    unlink(path);
+    return j;
+}
+
+/* Invalid UTF-8 in a value (a provider's error text, a header) is written as U+FFFD. */
+static void test_log_invalid_utf8(void **state)
+{
+    (void)state;
+    json_t *j = log_one("m\xff", "detail",
+                        "a\xc3(b\xed\xa0\x80"
+                        "c\xf4\x90\x80\x80\xc3",
+                        "ok", "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80");
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "@message")), "m\xef\xbf\xbd");
+    assert_string_equal(json_string_value(json_object_get(j, "detail")),
+                        "a\xef\xbf\xbd(b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                        "c\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    assert_string_equal(json_string_value(json_object_get(j, "ok")),
+                        "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80");
+    json_decref(j);
+}
+
+/* A cut line keeps whole characters and escapes, every key whole, and the timestamp. */
+static void test_log_cut_whole(void **state)
+{
+    (void)state;
+    size_t big = (size_t)LOG_MAX_LINE * 2;
+    char *s = malloc(big + 1);
+    assert_non_null(s);
+    for (int shift = 0; shift < 6; shift++) {
+        /* Two- and three-byte characters and 6-byte escapes at every alignment. */
+        const char *units[] = {"\xc3\xa9", "\xe2\x82\xac", "\x01", "\""};
+        for (size_t u = 0; u < 4; u++) {
+            size_t n = 0;
+            for (int i = 0; i < shift; i++) {
+                s[n++] = 'x';
+            }
+            size_t ul = strlen(units[u]);
+            while (n + ul <= big) {
+                memcpy(s + n, units[u], ul);
+                n += ul;
+            }
+            s[n] = '\0';
+            json_t *j = log_one("m", "detail", s, "after", "v");
+            assert_non_null(j);
+            assert_int_equal(strlen(json_string_value(json_object_get(j, "@timestamp"))), 27);
+            assert_null(json_object_get(j, "after"));
+            json_decref(j);
+            j = log_one(s, "after", "v", NULL, NULL);
+            assert_non_null(j);
+            assert_int_equal(strlen(json_string_value(json_object_get(j, "@timestamp"))), 27);
+            json_decref(j);
+        }
+    }
+    /* A value that ends just at the cap: the next key is left out, not written cut or empty. */
+    for (size_t fill = 16200; fill < 16300; fill++) {
+        memset(s, 'x', fill);
+        s[fill] = '\0';
+        json_t *j = log_one("m", "k", s, "key2", "v");
+        assert_non_null(j);
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v)
+        {
+            assert_true(strcmp(key, "@level") == 0 || strcmp(key, "@message") == 0 ||
+                        strcmp(key, "@timestamp") == 0 || strcmp(key, "k") == 0 ||
+                        strcmp(key, "key2") == 0);
+        }
+        if (json_object_get(j, "key2") != NULL) {
+            assert_string_equal(json_string_value(json_object_get(j, "key2")), "v");
+        }
+        json_decref(j);
+    }
+    free(s);
+}
+
 /* The rule the plugin (key metadata) and the agent (request URL) share. */
 static void test_azure_name(void **state)
 {
@@ -246,6 +345,8 @@ int main(void)
         cmocka_unit_test(test_secret_limits),
         cmocka_unit_test(test_log_json_shape),
         cmocka_unit_test(test_log_level_parse),
+        cmocka_unit_test(test_log_invalid_utf8),
+        cmocka_unit_test(test_log_cut_whole),
         cmocka_unit_test(test_azure_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
