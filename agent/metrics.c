@@ -9,7 +9,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+
+#include "common/utf8.h"
 
 static const double metrics_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                          0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
@@ -130,46 +133,123 @@ void metrics_observe(enum metric_id id, double seconds, const char *labels)
     }
 }
 
-/* Hand-written rather than snprintf: this runs several times per request. */
-void metrics_labels(char *out, size_t size, ...)
+/*
+ * The text of the character at p in a label value (at most 3 bytes): the
+ * text format's escapes for '\\', '"' and newline, U+FFFD for a byte that
+ * starts no well-formed UTF-8 (a scraper refuses the whole exposition for
+ * one invalid value), else the character. Sets *ret_in to the bytes of p it
+ * stands for.
+ */
+static size_t metrics_value_char(const char *p, char out[4], size_t *ret_in)
 {
-    va_list ap;
-    va_start(ap, size);
-    size_t n = 0;
-    const char *k;
-    out[0] = '\0';
-    while ((k = va_arg(ap, const char *)) != NULL) {
-        const char *v = va_arg(ap, const char *);
-        if (v == NULL) {
-            v = "";
-        }
-        size_t kl = strlen(k);
-        /* Room for [,]k=" plus at least the closing quote and NUL. */
-        if (n + kl + 5 >= size) {
-            break;
-        }
-        if (n > 0) {
-            out[n++] = ',';
-        }
-        memcpy(out + n, k, kl);
-        n += kl;
-        out[n++] = '=';
-        out[n++] = '"';
-        for (const char *p = v; *p != '\0' && n + 4 < size; p++) {
-            if (*p == '"' || *p == '\\') {
-                out[n++] = '\\';
-                out[n++] = *p;
-            } else if (*p == '\n') {
-                out[n++] = '\\';
-                out[n++] = 'n';
-            } else {
-                out[n++] = *p;
+    *ret_in = 1;
+    if (*p == '"' || *p == '\\' || *p == '\n') {
+        out[0] = '\\';
+        out[1] = *p == '\n' ? 'n' : *p;
+        return 2;
+    }
+    size_t n = utf8_char_len(p);
+    if (n == 0) {
+        return utf8_put_replacement(out);
+    }
+    memcpy(out, p, n);
+    *ret_in = n;
+    return n;
+}
+
+static size_t metrics_value_len(const char *v)
+{
+    size_t total = 0, in;
+    char c[4];
+    for (; *v != '\0'; v += in) {
+        total += metrics_value_char(v, c, &in);
+    }
+    return total;
+}
+
+/*
+ * The cap on each value's text when the values do not fit in room together:
+ * shorter values keep their whole text, the longer ones share what is left
+ * equally (so a long model name never pushes out the labels after it).
+ */
+static size_t metrics_value_cap(const size_t *len, size_t n, size_t room)
+{
+    bool capped[METRICS_MAX_PAIRS] = {false};
+    size_t left = n;
+    for (;;) {
+        size_t cap = room / left;
+        bool changed = false;
+        for (size_t i = 0; i < n; i++) {
+            if (!capped[i] && len[i] <= cap) {
+                capped[i] = true;
+                room -= len[i];
+                left--;
+                changed = true;
             }
         }
-        out[n++] = '"';
-        out[n] = '\0';
+        if (left == 0) {
+            return SIZE_MAX;
+        }
+        if (!changed) {
+            return cap;
+        }
+    }
+}
+
+/*
+ * Hand-written rather than snprintf: this runs several times per request.
+ * Every key is written; when the values do not all fit, the longest are cut
+ * between whole characters and escapes (metrics_value_cap).
+ */
+void metrics_labels(char *out, size_t size, ...)
+{
+    const char *keys[METRICS_MAX_PAIRS], *vals[METRICS_MAX_PAIRS];
+    size_t vlen[METRICS_MAX_PAIRS];
+    size_t n = 0, fixed = 0, total = 0;
+    va_list ap;
+    va_start(ap, size);
+    const char *k;
+    while (n < METRICS_MAX_PAIRS && (k = va_arg(ap, const char *)) != NULL) {
+        const char *v = va_arg(ap, const char *);
+        keys[n] = k;
+        vals[n] = v != NULL ? v : "";
+        vlen[n] = metrics_value_len(vals[n]);
+        fixed += strlen(k) + 4; /* [,]k="" */
+        total += vlen[n];
+        n++;
     }
     va_end(ap);
+    out[0] = '\0';
+    /* fixed counts one ',' too many: that byte is the NUL's. */
+    if (n == 0 || fixed > size) {
+        return; /* the keys alone do not fit: a caller's buffer is too small */
+    }
+    size_t room = size - fixed;
+    size_t cap = total <= room ? SIZE_MAX : metrics_value_cap(vlen, n, room);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            out[len++] = ',';
+        }
+        size_t kl = strlen(keys[i]);
+        memcpy(out + len, keys[i], kl);
+        len += kl;
+        out[len++] = '=';
+        out[len++] = '"';
+        size_t used = 0, in;
+        char c[4];
+        for (const char *p = vals[i]; *p != '\0'; p += in) {
+            size_t cl = metrics_value_char(p, c, &in);
+            if (used + cl > cap) {
+                break;
+            }
+            memcpy(out + len, c, cl);
+            len += cl;
+            used += cl;
+        }
+        out[len++] = '"';
+    }
+    out[len] = '\0';
 }
 
 enum err metrics_gauge(struct buf *out, const char *name, const char *help, double v)

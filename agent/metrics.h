@@ -15,6 +15,8 @@
 
 #define METRICS_MAX_SERIES 10000
 #define METRICS_MAX_LABELS 512
+/* Label pairs metrics_labels takes; more are left out. */
+#define METRICS_MAX_PAIRS 8
 
 enum metric_id {
     M_REQUESTS,         /* byok_requests_total{route,status} */
@@ -33,7 +35,13 @@ enum metric_id {
 
 void metrics_add(enum metric_id id, double v, const char *labels);
 void metrics_observe(enum metric_id id, double seconds, const char *labels);
-/* Builds a label string k1="v1",k2="v2" (values escaped) into out; pairs end with NULL. */
+/*
+ * Builds a label string k1="v1",k2="v2" into out (size bytes, NUL included);
+ * pairs end with NULL, a NULL value is "". Values are escaped, bytes that are
+ * not UTF-8 become U+FFFD, and when they do not all fit the longest are cut
+ * between whole characters: every key is always written (unless the keys
+ * alone do not fit in size: then out is "").
+ */
 void metrics_labels(char *out, size_t size, ...) __attribute__((sentinel));
 /* Appends the whole exposition. */
 MUST_USE enum err metrics_render(struct buf *out);

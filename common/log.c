@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/utf8.h"
+
 static FILE *log_out;
 static enum log_level log_min = LOGL_INFO;
 static log_sink_fn log_sink;
@@ -95,40 +97,6 @@ static void line_raw(struct line *l, const char *s, size_t n)
 }
 
 /*
- * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms,
- * surrogates or code points past U+10FFFF), 0 when there is none. The string
- * is NUL-terminated, and a NUL is never a continuation byte, so no read goes
- * past its end.
- */
-static size_t line_utf8_len(const unsigned char *p)
-{
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-        n = 2;
-    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-        n = 3;
-        lo = p[0] == 0xE0 ? 0xA0 : 0x80;
-        hi = p[0] == 0xED ? 0x9F : 0xBF;
-    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-        n = 4;
-        lo = p[0] == 0xF0 ? 0x90 : 0x80;
-        hi = p[0] == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < n; i++) {
-        if (p[i] < 0x80 || p[i] > 0xBF) {
-            return 0;
-        }
-    }
-    return n;
-}
-
-/*
  * The JSON text of the character at p into out (at most 6 bytes): an escape
  * for '"', '\\' and control characters, U+FFFD for a byte that does not start
  * well-formed UTF-8 (strict JSON readers refuse such a line), else the
@@ -161,11 +129,9 @@ static size_t line_char(const unsigned char *p, char out[6], size_t *ret_in)
         out[0] = (char)*p;
         return 1;
     }
-    size_t n = line_utf8_len(p);
+    size_t n = utf8_char_len((const char *)p);
     if (n == 0) {
-        static const char replacement[3] = {'\xef', '\xbf', '\xbd'}; /* U+FFFD */
-        memcpy(out, replacement, sizeof(replacement));
-        return sizeof(replacement);
+        return utf8_put_replacement(out);
     }
     memcpy(out, p, n);
     *ret_in = n;

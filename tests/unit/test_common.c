@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MPL-2.0 */
-/* Unit tests for common/: err, buf (caps, wiping), secret (secure heap), log (JSON shape). */
+/* Unit tests for common/: err, buf (caps, wiping), secret (secure heap), log (JSON shape), utf8. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/secret.h"
+#include "common/utf8.h"
 
 static void test_err_names(void **state)
 {
@@ -304,6 +305,45 @@ static void test_log_cut_whole(void **state)
     free(s);
 }
 
+/* RFC 3629's table: the edges of each row, and one past them. */
+static void test_utf8_char_len(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t len;
+    } cases[] = {
+        {"", 0},
+        {"a", 1},
+        {"\x7f", 1},
+        {"\x80", 0},
+        {"\xc1\xbf", 0}, /* overlong */
+        {"\xc2\x80", 2},
+        {"\xdf\xbf", 2},
+        {"\xc2", 0},
+        {"\xc2x", 0},
+        {"\xe0\x9f\xbf", 0}, /* overlong */
+        {"\xe0\xa0\x80", 3},
+        {"\xed\x9f\xbf", 3},
+        {"\xed\xa0\x80", 0}, /* surrogate */
+        {"\xef\xbf\xbf", 3},
+        {"\xe1\x80", 0},
+        {"\xf0\x8f\xbf\xbf", 0}, /* overlong */
+        {"\xf0\x90\x80\x80", 4},
+        {"\xf4\x8f\xbf\xbf", 4},
+        {"\xf4\x90\x80\x80", 0}, /* past U+10FFFF */
+        {"\xf5\x80\x80\x80", 0},
+        {"\xf0\x90\x80", 0},
+        {"\xff", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(utf8_char_len(cases[i].s), cases[i].len);
+    }
+    char out[3];
+    assert_int_equal(utf8_put_replacement(out), 3);
+    assert_memory_equal(out, "\xef\xbf\xbd", 3);
+}
+
 /* The rule the plugin (key metadata) and the agent (request URL) share. */
 static void test_azure_name(void **state)
 {
@@ -347,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_log_invalid_utf8),
         cmocka_unit_test(test_log_cut_whole),
+        cmocka_unit_test(test_utf8_char_len),
         cmocka_unit_test(test_azure_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
