@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/utf8.h"
+
 double keyvalidate_entropy(const unsigned char *s, size_t len)
 {
     if (s == NULL || len == 0) {
@@ -71,9 +73,18 @@ static int keyvalidate_classes(const unsigned char *s, size_t len)
     return lower + upper + digit + other;
 }
 
+/*
+ * A sentence built with snprintf may be cut inside a character of the
+ * display name (catalog text): json_string refuses text that is not UTF-8,
+ * and the sentence would be lost. Its whole characters are kept.
+ */
 static void keyvalidate_add(json_t *arr, const char *text)
 {
-    json_array_append_new(arr, json_string(text));
+    size_t n = 0, c;
+    while ((c = utf8_char_len(text + n)) != 0) {
+        n += c;
+    }
+    json_array_append_new(arr, json_stringn(text, n));
 }
 
 json_t *keyvalidate_check(const unsigned char *key, size_t len, const json_t *entry)

@@ -156,13 +156,42 @@ static void test_edges(void **state)
     json_decref(e);
 }
 
+/*
+ * A long display name (catalog text, any characters) cuts the sentences it is
+ * in: each is still there, cut between whole characters, not dropped.
+ */
+static void test_long_display_name(void **state)
+{
+    (void)state;
+    for (size_t shift = 0; shift < 3; shift++) {
+        char name[700];
+        size_t n = 0;
+        for (size_t i = 0; i < shift; i++) {
+            name[n++] = 'x';
+        }
+        while (n + 3 < sizeof(name)) {
+            memcpy(name + n, "\xe2\x82\xac", 3);
+            n += 3;
+        }
+        name[n] = '\0';
+        json_t *e = entry(name, "[\"sk-\"]", 20);
+        json_t *v = check("nope", e);
+        assert_false(is_valid(v));
+        /* Too short, wrong prefix, low entropy (with a recommendation each), one class. */
+        assert_int_equal(json_array_size(json_object_get(v, "issues")), 4);
+        assert_int_equal(json_array_size(json_object_get(v, "recommendations")), 3);
+        json_decref(v);
+        json_decref(e);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_key),   cmocka_unit_test(test_wrong_prefix),
         cmocka_unit_test(test_min_length), cmocka_unit_test(test_low_entropy_and_runs),
         cmocka_unit_test(test_no_entry),   cmocka_unit_test(test_entropy),
-        cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_edges),      cmocka_unit_test(test_long_display_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
