@@ -26,7 +26,13 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#define JSONW_MAX_DEPTH 2048
+/*
+ * jansson's parser takes 2048 levels (JSON_PARSER_MAX_DEPTH, private to it);
+ * parsed values are then placed a few levels down in what we write (an app's
+ * tool-call arguments become an Anthropic block's "input", five levels
+ * down), so the limit leaves room above the parser's.
+ */
+#define JSONW_MAX_DEPTH (2048 + 64)
 
 /*
  * Compact text of v (an object or an array, as json_dumps without

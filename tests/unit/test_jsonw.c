@@ -154,6 +154,34 @@ static void test_jsonw_random_trees(void **state)
     }
 }
 
+/*
+ * What jansson parses (up to 2048 levels) is wrapped in a few levels of our
+ * own before it is written: an app's tool-call arguments (a JSON text in a
+ * string) become the "input" of an Anthropic content block, five levels
+ * down. That must encode as json_dumps does, not fail as out of memory.
+ */
+static void test_jsonw_parsed_then_wrapped(void **state)
+{
+    (void)state;
+    size_t levels = 2047; /* the deepest text json_loads takes, with a scalar inside */
+    char *text = malloc(2 * levels + 2);
+    assert_non_null(text);
+    for (size_t i = 0; i < levels; i++) {
+        text[i] = '[';
+        text[levels + 1 + i] = ']';
+    }
+    text[levels] = '1';
+    text[2 * levels + 1] = '\0';
+    json_t *args = json_loads(text, 0, NULL);
+    free(text);
+    assert_non_null(args);
+    json_t *body = json_pack("{s:[{s:s,s:[{s:s,s:o}]}]}", "messages", "role", "assistant",
+                             "content", "type", "tool_use", "input", args);
+    assert_non_null(body);
+    assert_same(body);
+    json_decref(body);
+}
+
 static void test_jsonw_refuses(void **state)
 {
     (void)state;
@@ -180,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_jsonw_string_escapes),
         cmocka_unit_test(test_jsonw_reals_are_janssons),
         cmocka_unit_test(test_jsonw_random_trees),
+        cmocka_unit_test(test_jsonw_parsed_then_wrapped),
         cmocka_unit_test(test_jsonw_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
