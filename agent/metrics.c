@@ -162,7 +162,12 @@ static size_t metrics_value_len(const char *v)
     size_t total = 0, in;
     char c[4];
     for (; *v != '\0'; v += in) {
-        total += metrics_value_char(v, c, &in);
+        if (*v >= 0x20 && *v < 0x7f && *v != '"' && *v != '\\') {
+            total++;
+            in = 1;
+        } else {
+            total += metrics_value_char(v, c, &in);
+        }
     }
     return total;
 }
@@ -239,6 +244,16 @@ void metrics_labels(char *out, size_t size, ...)
         size_t used = 0, in;
         char c[4];
         for (const char *p = vals[i]; *p != '\0'; p += in) {
+            if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
+                /* Printable ASCII: the common case, copied as is. */
+                if (used + 1 > cap) {
+                    break;
+                }
+                out[len++] = *p;
+                used++;
+                in = 1;
+                continue;
+            }
             size_t cl = metrics_value_char(p, c, &in);
             if (used + cl > cap) {
                 break;

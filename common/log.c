@@ -157,6 +157,16 @@ static void line_str_max(struct line *l, const char *s, size_t max)
     char esc[6];
     size_t in;
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p += in) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
+            /* Printable ASCII, nearly every byte of a line: no escape, no sequence to check. */
+            if (l->len + 1 > max) {
+                l->full = 1;
+                break;
+            }
+            l->buf[l->len++] = (char)*p;
+            in = 1;
+            continue;
+        }
         size_t n = line_char(p, esc, &in);
         if (l->len + n > max) {
             l->full = 1;
