@@ -115,25 +115,26 @@ enum err buf_printf(struct buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(small, sizeof(small), fmt, ap);
     va_end(ap);
+    enum err e = ERR_INVAL;
     if (n < 0) {
-        return ERR_INVAL;
+        goto out; /* the scratch may hold part of the output: wiped below */
     }
     if ((size_t)n < sizeof(small)) {
-        enum err e = buf_append(b, small, (size_t)n);
-        OPENSSL_cleanse(small, sizeof(small));
-        return e;
+        e = buf_append(b, small, (size_t)n);
+        goto out;
     }
-    enum err e = buf_grow(b, b->len + (size_t)n);
+    e = buf_grow(b, b->len + (size_t)n);
     if (e != ERR_OK) {
-        return e;
+        goto out;
     }
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
     buf_mark(b);
+out:
     OPENSSL_cleanse(small, sizeof(small));
-    return ERR_OK;
+    return e;
 }
 
 char *buf_take(struct buf *b, size_t *ret_len)
