@@ -6,7 +6,11 @@
  */
 #include "common/log.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/time.h>
@@ -15,7 +19,17 @@
 
 #include "common/utf8.h"
 
+/*
+ * A full non-blocking log fd is waited for LOG_WAIT_MS at a time, at most
+ * LOG_MAX_WAITS times per line (0.5 s): a reader that stopped must not stop the
+ * program, and a slow one should not lose lines.
+ */
+#define LOG_WAIT_MS 50
+#define LOG_MAX_WAITS 10
+
 static FILE *log_out;
+/* Set when a line was written in part: the next one starts with a newline. */
+static atomic_bool log_torn;
 static enum log_level log_min = LOGL_INFO;
 static log_sink_fn log_sink;
 static void *log_sink_arg;
@@ -38,14 +52,37 @@ void log_write_raw(const char *p, size_t left)
 {
     /* One write(2) per call keeps lines whole across threads and processes. */
     int fd = fileno(log_out != NULL ? log_out : stderr);
+    int saved = errno; /* callers log between a failure and reading its errno */
+    int waits = 0;
+    bool wrote = false;
+    if (atomic_exchange(&log_torn, false)) {
+        /* The last line was cut short: end it, so this one is not glued to it. */
+        (void)!write(fd, "\n", 1);
+    }
     while (left > 0) {
         ssize_t n = write(fd, p, left);
-        if (n <= 0) {
-            break;
+        if (n > 0) {
+            p += n;
+            left -= (size_t)n;
+            wrote = true;
+            continue;
         }
-        p += n;
-        left -= (size_t)n;
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && waits < LOG_MAX_WAITS) {
+            /* A non-blocking stderr (a pipe shared with a parent that set O_NONBLOCK) is full. */
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            (void)poll(&pfd, 1, LOG_WAIT_MS);
+            waits++;
+            continue;
+        }
+        break; /* closed, or still full after LOG_MAX_WAITS: drop the rest */
     }
+    if (left > 0 && wrote) {
+        atomic_store(&log_torn, true);
+    }
+    errno = saved;
 }
 
 int log_level_parse(const char *name)

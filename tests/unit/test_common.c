@@ -6,7 +6,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,6 +309,105 @@ static void test_log_cut_whole(void **state)
 }
 
 /* RFC 3629's table: the edges of each row, and one past them. */
+/* A pipe whose write end is non-blocking and full; its read end is drained by the tests. */
+struct full_pipe {
+    int fds[2];
+    FILE *w;
+};
+
+static void full_pipe_open(struct full_pipe *fp)
+{
+    assert_int_equal(pipe(fp->fds), 0);
+    assert_int_equal(fcntl(fp->fds[1], F_SETFL, O_NONBLOCK), 0);
+    char block[4096];
+    memset(block, 'f', sizeof(block));
+    while (write(fp->fds[1], block, sizeof(block)) > 0) {
+    }
+    assert_int_equal(errno, EAGAIN);
+    fp->w = fdopen(fp->fds[1], "w");
+    assert_non_null(fp->w);
+    log_init(fp->w, LOGL_INFO);
+}
+
+/* Reads the pipe until it is empty (non-blocking); returns the bytes read into out. */
+static size_t drain_pipe(int fd, char *out, size_t size)
+{
+    int fl = fcntl(fd, F_GETFL);
+    (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    size_t got = 0;
+    char tmp[4096];
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n <= 0) {
+            break;
+        }
+        size_t keep = (size_t)n < size - got ? (size_t)n : size - got;
+        memcpy(out + got, tmp, keep);
+        got += keep;
+    }
+    (void)fcntl(fd, F_SETFL, fl);
+    return got;
+}
+
+static void *drain_later(void *arg)
+{
+    struct full_pipe *fp = arg;
+    usleep(100 * 1000);
+    static char sink[1 << 17];
+    drain_pipe(fp->fds[0], sink, sizeof(sink));
+    return NULL;
+}
+
+/*
+ * A full non-blocking log fd (a parent's pipe) is waited for: the line
+ * arrives whole. It was dropped at the first EAGAIN.
+ */
+static void test_log_waits_for_full_pipe(void **state)
+{
+    (void)state;
+    struct full_pipe fp;
+    full_pipe_open(&fp);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, drain_later, &fp), 0);
+    errno = ENOENT;
+    log_write_raw("whole line\n", 11);
+    assert_int_equal(errno, ENOENT); /* kept for the caller */
+    assert_int_equal(pthread_join(th, NULL), 0);
+    char got[64];
+    size_t n = drain_pipe(fp.fds[0], got, sizeof(got));
+    assert_int_equal(n, 11);
+    assert_memory_equal(got, "whole line\n", 11);
+    log_init(NULL, LOGL_INFO);
+    fclose(fp.w);
+    close(fp.fds[0]);
+}
+
+/*
+ * A line written in part before the reader stopped is ended by the next
+ * write, so the next line starts on its own line.
+ */
+static void test_log_torn_line_ended(void **state)
+{
+    (void)state;
+    struct full_pipe fp;
+    full_pipe_open(&fp);
+    char page[4096];
+    assert_int_equal(read(fp.fds[0], page, sizeof(page)), (ssize_t)sizeof(page));
+    static char line[3 * 4096];
+    memset(line, 'L', sizeof(line) - 1);
+    line[sizeof(line) - 1] = '\n';
+    log_write_raw(line, sizeof(line)); /* one page fits, then the reader never comes */
+    static char got[1 << 17];
+    drain_pipe(fp.fds[0], got, sizeof(got));
+    log_write_raw("next\n", 5);
+    size_t n = drain_pipe(fp.fds[0], got, sizeof(got));
+    assert_int_equal(n, 6);
+    assert_memory_equal(got, "\nnext\n", 6);
+    log_init(NULL, LOGL_INFO);
+    fclose(fp.w);
+    close(fp.fds[0]);
+}
+
 static void test_utf8_char_len(void **state)
 {
     (void)state;
@@ -387,6 +489,8 @@ int main(void)
         cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_log_invalid_utf8),
         cmocka_unit_test(test_log_cut_whole),
+        cmocka_unit_test(test_log_waits_for_full_pipe),
+        cmocka_unit_test(test_log_torn_line_ended),
         cmocka_unit_test(test_utf8_char_len),
         cmocka_unit_test(test_azure_name),
     };
