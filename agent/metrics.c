@@ -60,11 +60,18 @@ struct mseries {
 static struct mseries *metrics_table[METRICS_HASH];
 static struct mseries *metrics_first, *metrics_last;
 static size_t metrics_nseries;
+static size_t metrics_nmodel; /* of them, in families labelled by model */
 static unsigned long long metrics_dropped;
 
 static bool metrics_is_hist(enum metric_id id)
 {
     return strcmp(metrics_families[id].type, "histogram") == 0;
+}
+
+/* Families whose label sets grow with the model names apps and providers use. */
+static bool metrics_by_model(enum metric_id id)
+{
+    return id == M_TOKENS || id == M_COST;
 }
 
 static struct mseries *metrics_get(enum metric_id id, const char *labels)
@@ -79,7 +86,9 @@ static struct mseries *metrics_get(enum metric_id id, const char *labels)
             return s;
         }
     }
-    if (metrics_nseries >= METRICS_MAX_SERIES) {
+    bool by_model = metrics_by_model(id);
+    if (metrics_nseries >= METRICS_MAX_SERIES ||
+        (by_model && metrics_nmodel >= METRICS_MAX_MODEL_SERIES)) {
         metrics_dropped++;
         return NULL;
     }
@@ -107,6 +116,7 @@ static struct mseries *metrics_get(enum metric_id id, const char *labels)
     }
     metrics_last = s;
     metrics_nseries++;
+    metrics_nmodel += by_model;
     return s;
 }
 
@@ -325,5 +335,6 @@ void metrics_reset(void)
     memset(metrics_table, 0, sizeof(metrics_table));
     metrics_first = metrics_last = NULL;
     metrics_nseries = 0;
+    metrics_nmodel = 0;
     metrics_dropped = 0;
 }

@@ -4,7 +4,9 @@
  * histograms. Process-wide state, used from the event loop thread only.
  * Series are created on first use and bounded by METRICS_MAX_SERIES; past it
  * new label sets are counted in byok_metrics_dropped_series_total instead, so
- * a flood of distinct models cannot grow memory without bound.
+ * a flood of distinct models cannot grow memory without bound. The families
+ * labelled by model (tokens, cost) may hold at most METRICS_MAX_MODEL_SERIES
+ * of them, so such a flood cannot crowd out the other families' series.
  * Label values are escaped; never pass a secret as a label.
  */
 #ifndef BYOK_AGENT_METRICS_H
@@ -14,6 +16,7 @@
 #include "common/err.h"
 
 #define METRICS_MAX_SERIES 10000
+#define METRICS_MAX_MODEL_SERIES 8000
 #define METRICS_MAX_LABELS 512
 /* Label pairs metrics_labels takes; more are left out. */
 #define METRICS_MAX_PAIRS 8

@@ -231,7 +231,25 @@ static void test_series_limit(void **state)
         metrics_labels(labels, sizeof(labels), "model", model, NULL);
         metrics_add(M_COST, 1, labels);
     }
+    /* The model-labelled families stop at their own cap: other families still get series. */
+    metrics_add(M_UPSTREAM, 1, "provider=\"openai\",status=\"200\"");
     struct buf b;
+    buf_init(&b, 64 << 20);
+    assert_int_equal(metrics_render(&b), ERR_OK);
+    char want[64];
+    snprintf(want, sizeof(want), "\nbyok_metrics_dropped_series_total %d\n",
+             METRICS_MAX_SERIES + 5 - METRICS_MAX_MODEL_SERIES);
+    assert_non_null(strstr(b.data, want));
+    assert_non_null(
+        strstr(b.data, "\nbyok_upstream_requests_total{provider=\"openai\",status=\"200\"} 1\n"));
+    buf_done(&b);
+    metrics_reset();
+
+    /* The whole table's cap still holds for the others. */
+    for (int i = 0; i < METRICS_MAX_SERIES + 5; i++) {
+        snprintf(labels, sizeof(labels), "provider=\"p%d\",status=\"200\"", i);
+        metrics_add(M_UPSTREAM, 1, labels);
+    }
     buf_init(&b, 64 << 20);
     assert_int_equal(metrics_render(&b), ERR_OK);
     assert_non_null(strstr(b.data, "\nbyok_metrics_dropped_series_total 5\n"));
