@@ -330,11 +330,18 @@ func ParsePolicy(name, src string) (*Policy, error) {
 	return pol, nil
 }
 
+// AliasView is what policy templates can see of one of the entity's aliases.
+type AliasView struct {
+	ID, Name, MountAccessor  string
+	Metadata, CustomMetadata map[string]string
+}
+
 // EntityView is what policy templates can see.
 type EntityView struct {
 	ID       string
 	Name     string
 	Metadata map[string]string
+	Aliases  []AliasView // at most one per mount accessor
 	// VerbatimTemplates: a value with "*" or "+" is substituted as is (Vault
 	// before its 2026 releases); otherwise such a path is dropped, as current
 	// Vault refuses a wildcard or glob in a template's rendered value.
@@ -378,6 +385,11 @@ func resolveTemplate(path string, e *EntityView) (string, bool) {
 			if !ok {
 				return "", false
 			}
+		case strings.HasPrefix(param, "identity.entity.aliases."):
+			var ok bool
+			if v, ok = resolveAlias(strings.TrimPrefix(param, "identity.entity.aliases."), e); !ok {
+				return "", false
+			}
 		default:
 			return "", false
 		}
@@ -387,6 +399,41 @@ func resolveTemplate(path string, e *EntityView) (string, bool) {
 		sb.WriteString(v)
 		path = path[i+j+2:]
 	}
+}
+
+// resolveAlias renders "<mount accessor>.<id|name|metadata.K|custom_metadata.K>"
+// as sdk/helper/identitytpl does in ACL mode: the entity's alias on that mount
+// must exist; an empty id or name, or a missing key, does not resolve; a
+// present key renders its value even when that is "".
+func resolveAlias(sel string, e *EntityView) (string, bool) {
+	acc, field, ok := strings.Cut(sel, ".")
+	if !ok {
+		return "", false
+	}
+	var al *AliasView
+	for i := range e.Aliases {
+		if e.Aliases[i].MountAccessor == acc {
+			al = &e.Aliases[i]
+			break
+		}
+	}
+	if al == nil {
+		return "", false
+	}
+	var v string
+	switch {
+	case field == "id":
+		v = al.ID
+	case field == "name":
+		v = al.Name
+	case strings.HasPrefix(field, "metadata."):
+		v, ok = al.Metadata[strings.TrimPrefix(field, "metadata.")]
+		return v, ok
+	case strings.HasPrefix(field, "custom_metadata."):
+		v, ok = al.CustomMetadata[strings.TrimPrefix(field, "custom_metadata.")]
+		return v, ok
+	}
+	return v, v != ""
 }
 
 // ACL is the merged set of rules of a token's policies (vault/acl.go NewACL).

@@ -196,6 +196,35 @@ path "byok/team/{{identity.entity.metadata.team}}/*" { capabilities = ["read"] }
 	})
 }
 
+// Alias parameters, as sdk/helper/identitytpl renders them in ACL mode.
+func TestACLAliasTemplating(t *testing.T) {
+	p := mustPolicy(t, "alias", `
+path "c/{{identity.entity.aliases.auth_up.custom_metadata.tenant}}" { capabilities = ["read"] }
+path "m/{{identity.entity.aliases.auth_up.metadata.tenant}}" { capabilities = ["read"] }
+path "n/{{identity.entity.aliases.auth_up.name}}" { capabilities = ["read"] }
+path "i/{{identity.entity.aliases.auth_up.id}}" { capabilities = ["read"] }
+path "o/{{identity.entity.aliases.auth_oidc.name}}" { capabilities = ["read"] }
+path "e/{{identity.entity.aliases.auth_up.custom_metadata.empty}}/x" { capabilities = ["read"] }
+path "bad/{{identity.entity.aliases.auth_up}}" { capabilities = ["read"] }
+`)
+	e := &EntityView{ID: "e-1", Name: "alice", Aliases: []AliasView{{ID: "al-1", Name: "alice",
+		MountAccessor: "auth_up", Metadata: map[string]string{"tenant": "globex"},
+		CustomMetadata: map[string]string{"tenant": "acme", "empty": ""}}}}
+	checkACL(t, NewACL([]*Policy{p}, e), []aclCase{
+		{"read", "c/acme", true},
+		{"read", "m/globex", true},
+		{"read", "n/alice", true},
+		{"read", "i/al-1", true},
+		{"read", "o/alice", false}, // no alias on that mount: dropped
+		{"read", "e//x", true},     // a present key renders "" (as for entity metadata)
+		{"read", "bad/", false},
+		{"read", "bad/{{identity.entity.aliases.auth_up}}", false},
+	})
+	// A missing key drops the rule.
+	e.Aliases[0].CustomMetadata = nil
+	checkACL(t, NewACL([]*Policy{p}, e), []aclCase{{"read", "c/acme", false}, {"read", "c/", false}})
+}
+
 func TestACLOperations(t *testing.T) {
 	a := NewACL([]*Policy{mustPolicy(t, "p", `
 path "k/create-only" { capabilities = ["create"] }

@@ -138,6 +138,12 @@ func (a *authState) aclFor(t *Token) *ACL {
 	var ev *EntityView
 	if e := a.entities[t.EntityID]; e != nil {
 		ev = &EntityView{ID: e.ID, Name: e.Name, Metadata: e.Metadata, VerbatimTemplates: a.verbatimTemplates}
+		for _, al := range a.aliases {
+			if al.CanonicalID == e.ID {
+				ev.Aliases = append(ev.Aliases, AliasView{ID: al.ID, Name: al.Name,
+					MountAccessor: al.MountAccessor, CustomMetadata: al.CustomMetadata})
+			}
+		}
 	}
 	return NewACL(pols, ev)
 }
@@ -458,12 +464,24 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 			rc.w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
+		aliases := []any{}
+		for _, al := range a.aliases {
+			if e != nil && al.CanonicalID == e.ID {
+				custom := al.CustomMetadata
+				if custom == nil {
+					custom = map[string]string{}
+				}
+				aliases = append(aliases, map[string]any{"id": al.ID, "name": al.Name,
+					"canonical_id": al.CanonicalID, "mount_accessor": al.MountAccessor,
+					"metadata": map[string]string{}, "custom_metadata": custom})
+			}
+		}
 		a.mu.Unlock()
 		if e == nil {
 			return errStatus(http.StatusNotFound)
 		}
 		writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"id": e.ID, "name": e.Name,
-			"metadata": e.Metadata, "policies": e.Policies}, nil, nil))
+			"metadata": e.Metadata, "policies": e.Policies, "aliases": aliases}, nil, nil))
 		return nil
 	case p == "auth/token/create" || p == "auth/token/create-orphan":
 		return s.handleTokenCreate(rc, p)

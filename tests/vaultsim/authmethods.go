@@ -42,6 +42,10 @@ type entityAlias struct {
 	Name          string
 	CanonicalID   string
 	MountAccessor string
+	// CustomMetadata is set by an operator on identity/entity-alias. Vault's
+	// alias Metadata is set by the auth method at login; the stand-in's
+	// methods set none (Vault's userpass sets none either).
+	CustomMetadata map[string]string
 }
 
 // authTypes are the methods the stand-in implements besides token.
@@ -346,6 +350,10 @@ func (s *Server) handleEntityAlias(rc *reqCtx, p string) error {
 		}
 		name, canonical, accessor := asString(rc.data["name"]), asString(rc.data["canonical_id"]),
 			asString(rc.data["mount_accessor"])
+		custom, err := asKVPairs(rc.data["custom_metadata"])
+		if err != nil {
+			return errStatus(http.StatusBadRequest, "invalid custom_metadata: "+err.Error())
+		}
 		if name == "" {
 			return errStatus(http.StatusBadRequest, "missing alias name")
 		}
@@ -369,6 +377,10 @@ func (s *Server) handleEntityAlias(rc *reqCtx, p string) error {
 				if al.CanonicalID != canonical {
 					return errStatus(http.StatusBadRequest, "alias \""+name+"\" of that mount is tied to another entity")
 				}
+				// Vault updates an existing alias found by (name, mount).
+				if custom != nil {
+					al.CustomMetadata = custom
+				}
 				writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"id": al.ID,
 					"canonical_id": al.CanonicalID}, nil, nil))
 				return nil
@@ -381,7 +393,8 @@ func (s *Server) handleEntityAlias(rc *reqCtx, p string) error {
 				return errStatus(http.StatusBadRequest, "Alias already exists for requested entity and mount accessor")
 			}
 		}
-		al := &entityAlias{ID: newUUID(), Name: name, CanonicalID: canonical, MountAccessor: accessor}
+		al := &entityAlias{ID: newUUID(), Name: name, CanonicalID: canonical, MountAccessor: accessor,
+			CustomMetadata: custom}
 		a.aliases[al.ID] = al
 		writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"id": al.ID, "canonical_id": canonical}, nil, nil))
 		return nil
@@ -398,8 +411,27 @@ func (s *Server) handleEntityAlias(rc *reqCtx, p string) error {
 		if al == nil {
 			return errStatus(http.StatusNotFound)
 		}
+		custom := al.CustomMetadata
+		if custom == nil {
+			custom = map[string]string{}
+		}
 		writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"id": al.ID, "name": al.Name,
-			"canonical_id": al.CanonicalID, "mount_accessor": al.MountAccessor}, nil, nil))
+			"canonical_id": al.CanonicalID, "mount_accessor": al.MountAccessor,
+			"metadata": map[string]string{}, "custom_metadata": custom}, nil, nil))
+		return nil
+	case "update":
+		// Vault: an update by id; only custom_metadata is modelled here.
+		if al == nil {
+			return errStatus(http.StatusBadRequest, "invalid alias ID provided")
+		}
+		custom, err := asKVPairs(rc.data["custom_metadata"])
+		if err != nil {
+			return errStatus(http.StatusBadRequest, "invalid custom_metadata: "+err.Error())
+		}
+		if custom != nil {
+			al.CustomMetadata = custom
+		}
+		writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"id": al.ID, "canonical_id": al.CanonicalID}, nil, nil))
 		return nil
 	case "delete":
 		delete(a.aliases, id)

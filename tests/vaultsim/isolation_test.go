@@ -11,6 +11,7 @@ package vaultsim
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -399,4 +400,99 @@ func TestUncleanPathRedirected(t *testing.T) {
 	// Followed, the cleaned path is checked like any other.
 	s.expect(t, 403, "A via ..", s.tenantA, "GET", "byok/tenants/acme/keys/../../globex/settings", nil)
 	s.expect(t, 200, "A via //", s.tenantA, "GET", "byok/tenants/acme//keys/openai/../openai/production", nil)
+}
+
+// The alias-metadata variant of byok-tenant that policies/README.md suggests
+// (the tenant read from the login's alias on one auth mount, not from the
+// entity): the same isolation, with the tenant set as the alias's
+// custom_metadata. The `metadata.` form reads what the auth method sets at
+// login; userpass sets none, so it resolves for nobody (fails closed).
+func TestAliasMetadataTenantPolicy(t *testing.T) {
+	s := newIsoSim(t)
+	s.EnableAuth(t, "userpass")
+	up, _ := Data(s.MustCall(t, 200, s.RootToken, "GET", "sys/auth", nil))["userpass/"].(map[string]any)
+	acc, _ := up["accessor"].(string)
+	if acc == "" {
+		t.Fatalf("no userpass accessor")
+	}
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "policies/byok-tenant.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entityTpl := "{{identity.entity.metadata.tenant}}"
+	if !strings.Contains(string(b), entityTpl) {
+		t.Fatalf("byok-tenant.hcl no longer uses %s", entityTpl)
+	}
+	custom := strings.ReplaceAll(string(b), entityTpl, "{{identity.entity.aliases."+acc+".custom_metadata.tenant}}")
+	s.PutPolicy(t, "byok-tenant-alias", custom)
+	s.PutPolicy(t, "byok-tenant-authmeta",
+		strings.ReplaceAll(string(b), entityTpl, "{{identity.entity.aliases."+acc+".metadata.tenant}}"))
+	for _, u := range []string{"alice", "bob", "carol"} {
+		s.MustCall(t, 204, s.RootToken, "POST", "auth/userpass/users/"+u,
+			map[string]any{"password": "pw-" + u, "token_policies": "byok-tenant-alias,byok-tenant-authmeta"})
+	}
+	login := func(u string) (tok, entity string) {
+		a := authOf(t, s.MustCall(t, 200, "", "POST", "auth/userpass/login/"+u, map[string]any{"password": "pw-" + u}))
+		tok, _ = a["client_token"].(string)
+		entity, _ = a["entity_id"].(string)
+		return tok, entity
+	}
+	alice, aliceEnt := login("alice")
+	bob, _ := login("bob")
+	carol, carolEnt := login("carol")
+	// alice: tenant acme on her userpass alias (found by name and mount, as Vault updates it).
+	s.MustCall(t, 200, s.RootToken, "POST", "identity/entity-alias", map[string]any{
+		"name": "alice", "canonical_id": aliceEnt, "mount_accessor": acc, "custom_metadata": "tenant=acme"})
+	s.MustCall(t, 400, s.RootToken, "POST", "identity/entity-alias", map[string]any{
+		"name": "alice", "canonical_id": aliceEnt, "mount_accessor": acc, "custom_metadata": "tenant"})
+	// carol: entity metadata only; the alias policies do not read it.
+	s.MustCall(t, 200, s.RootToken, "POST", "identity/entity/id/"+carolEnt, map[string]any{"metadata": "tenant=acme"})
+
+	s.expect(t, 200, "B", s.tenantB, "PUT", "byok/tenants/globex/keys/openai/production", map[string]any{"key_value": s.canaries[1]})
+	s.expect(t, 200, "alice", alice, "PUT", "byok/tenants/acme/keys/openai/production", map[string]any{"key_value": s.canaries[0]})
+	s.expect(t, 200, "alice", alice, "GET", "byok/tenants/acme/keys/openai/production", nil)
+	s.expect(t, 200, "alice", alice, "LIST", "byok/tenants/acme/keys", nil)
+	s.expect(t, 200, "alice", alice, "GET", "byok/tenants/acme", nil)
+	s.expect(t, 200, "alice", alice, "PUT", "byok/tenants/acme/settings", map[string]any{"rpm_limit": 30})
+	body := map[string]any{"key_value": "sk-INTRUDER0000000000000000000000000000000000", "rpm_limit": 1}
+	for _, p := range []struct{ method, path string }{
+		{"GET", "byok/tenants/acme/creds/openai"},
+		{"LIST", "byok/tenants"},
+		{"GET", "byok/tenants/globex"},
+		{"GET", "byok/tenants/globex/keys/openai/production"},
+		{"PUT", "byok/tenants/globex/keys/openai/production"},
+		{"LIST", "byok/tenants/globex/keys"},
+		{"GET", "byok/tenants/globex/settings"},
+		{"GET", "byok/tenants/globex/creds/openai"},
+	} {
+		s.expect(t, 403, "alice", alice, p.method, p.path, body)
+	}
+	for who, tok := range map[string]string{"bob (no alias metadata)": bob, "carol (entity metadata only)": carol} {
+		for _, p := range []struct{ method, path string }{
+			{"GET", "byok/tenants/acme"},
+			{"GET", "byok/tenants/acme/keys/openai/production"},
+			{"LIST", "byok/tenants/acme/keys"},
+			{"GET", "byok/tenants/acme/settings"},
+		} {
+			s.expect(t, 403, who, tok, p.method, p.path, nil)
+		}
+	}
+	// An update by id moves alice to globex at once (the ACL is rebuilt per request).
+	var aliasID string
+	ent := Data(s.MustCall(t, 200, s.RootToken, "GET", "identity/entity/id/"+aliceEnt, nil))
+	if als, _ := ent["aliases"].([]any); len(als) == 1 {
+		if m, _ := als[0].(map[string]any); m != nil {
+			aliasID, _ = m["id"].(string)
+		}
+	}
+	if aliasID == "" {
+		t.Fatalf("alice's entity lists no alias: %v", ent)
+	}
+	s.MustCall(t, 200, s.RootToken, "POST", "identity/entity-alias/id/"+aliasID,
+		map[string]any{"custom_metadata": map[string]any{"tenant": "globex"}})
+	if cm, _ := Data(s.MustCall(t, 200, s.RootToken, "GET", "identity/entity-alias/id/"+aliasID, nil))["custom_metadata"].(map[string]any); cm["tenant"] != "globex" {
+		t.Errorf("alias custom_metadata %v", cm)
+	}
+	s.expect(t, 403, "alice moved", alice, "GET", "byok/tenants/acme", nil)
+	s.expect(t, 200, "alice moved", alice, "GET", "byok/tenants/globex", nil)
 }
