@@ -29,6 +29,7 @@ CASES=("userpass enabled, entities, aliases and logins set up"
     "agent: usage report, settings read, key list allowed"
     "admin: config, providers, tenants allowed; creds 403"
     "tenant B's key and settings unchanged by tenant A"
+    "byok-tenant on the login alias's custom_metadata: own tenant only"
     "canary: nowhere in the run's files but the mock's")
 
 lib_up || t_block_all
@@ -192,5 +193,32 @@ b_rpm=$(echo "$VAULT_BODY" | jq -r '.data.rpm_limit' 2>/dev/null)
 vault_api GET "byok/tenants/$B/keys/openai/staging" "" "$TOK_ADMIN" >/dev/null
 t_eq "${CASES[11]}" "$b_key, rpm_limit $b_rpm, staging $VAULT_CODE" "key v1, rpm_limit 0, staging 404"
 
-canary_scan "${CASES[12]}" "$KEY_A" "$KEY_A2" "$KEY_B"
+# ---- the alias variant of byok-tenant (policies/README.md) ----
+# The tenant read from the login's alias on the userpass mount, set by an
+# admin as the alias's custom_metadata, instead of from the entity.
+vault_api PUT sys/policies/acl/iso-tenant-alias "$(jq -n --rawfile p "$BYOK_ROOT/policies/byok-tenant.hcl" \
+    --arg t "{{identity.entity.aliases.$UP_ACCESSOR.custom_metadata.tenant}}" \
+    '{policy: ($p | gsub("\\{\\{identity\\.entity\\.metadata\\.tenant\\}\\}"; $t))}')"
+[ "$VAULT_CODE" -lt 300 ] || BAD+="policy iso-tenant-alias: $VAULT_CODE; "
+PW_C="pw-$(lib_random_hex 8)"
+vault_api POST auth/userpass/users/carol "$(jq -n --arg p "$PW_C" '{password: $p, token_policies: ["iso-tenant-alias"]}')"
+vault_api POST auth/userpass/login/carol "$(jq -n --arg p "$PW_C" '{password: $p}')"
+TOK_C=$(echo "$VAULT_BODY" | jq -r '.auth.client_token // empty')
+ENT_C=$(echo "$VAULT_BODY" | jq -r '.auth.entity_id // empty')
+# Before the alias carries a tenant, carol's login reaches nothing.
+check 403 GET "byok/tenants/$A" "$TOK_C"
+vault_api POST identity/entity-alias "$(jq -n --arg c "$ENT_C" --arg a "$UP_ACCESSOR" --arg t "$A" \
+    '{name: "carol", canonical_id: $c, mount_accessor: $a, custom_metadata: {tenant: $t}}')"
+[ "$VAULT_CODE" = 200 ] || BAD+="alias custom_metadata: $VAULT_CODE $VAULT_BODY; "
+check 200 GET "byok/tenants/$A/keys/openai/production" "$TOK_C"
+check 200 GET "byok/tenants/$A" "$TOK_C"
+check 200 PUT "byok/tenants/$A/settings" "$TOK_C" '{"rpm_limit": 40}'
+for mp in "GET byok/tenants/$A/creds/openai" "GET byok/tenants/$B" \
+    "GET byok/tenants/$B/keys/openai/production" "PUT byok/tenants/$B/settings" "LIST byok/tenants"; do
+    # shellcheck disable=SC2086
+    check 403 ${mp% *} "${mp#* }" "$TOK_C" "$INTRUDER"
+done
+verdict "${CASES[12]}"
+
+canary_scan "${CASES[13]}" "$KEY_A" "$KEY_A2" "$KEY_B"
 t_done

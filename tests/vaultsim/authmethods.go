@@ -377,13 +377,12 @@ func (s *Server) handleEntityAlias(rc *reqCtx, p string) error {
 				if al.CanonicalID != canonical {
 					return errStatus(http.StatusBadRequest, "alias \""+name+"\" of that mount is tied to another entity")
 				}
-				// Vault updates an existing alias found by (name, mount).
-				if custom != nil {
-					al.CustomMetadata = custom
+				// Vault updates an existing alias found by (name, mount); there an
+				// absent custom_metadata is an empty one, and no change is a 204.
+				if custom == nil {
+					custom = map[string]string{}
 				}
-				writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"id": al.ID,
-					"canonical_id": al.CanonicalID}, nil, nil))
-				return nil
+				return aliasUpdated(rc, al, custom)
 			}
 		}
 		// Vault: an entity has at most one alias per auth mount, so each
@@ -428,15 +427,32 @@ func (s *Server) handleEntityAlias(rc *reqCtx, p string) error {
 		if err != nil {
 			return errStatus(http.StatusBadRequest, "invalid custom_metadata: "+err.Error())
 		}
-		if custom != nil {
-			al.CustomMetadata = custom
+		if custom == nil { // by id, an absent custom_metadata is kept
+			custom = al.CustomMetadata
 		}
-		writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"id": al.ID, "canonical_id": al.CanonicalID}, nil, nil))
-		return nil
+		return aliasUpdated(rc, al, custom)
 	case "delete":
 		delete(a.aliases, id)
 		rc.w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
 	return errStatus(http.StatusMethodNotAllowed, "unsupported operation")
+}
+
+// aliasUpdated sets an alias's custom_metadata and answers as Vault's
+// handleAliasUpdate does: 204 when nothing changed, else {id, canonical_id}.
+func aliasUpdated(rc *reqCtx, al *entityAlias, custom map[string]string) error {
+	same := len(custom) == len(al.CustomMetadata)
+	for k, v := range custom {
+		if w, ok := al.CustomMetadata[k]; !ok || w != v {
+			same = false
+		}
+	}
+	if same {
+		rc.w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	al.CustomMetadata = custom
+	writeJSON(rc.w, http.StatusOK, envelope(map[string]any{"id": al.ID, "canonical_id": al.CanonicalID}, nil, nil))
+	return nil
 }

@@ -443,6 +443,8 @@ func TestAliasMetadataTenantPolicy(t *testing.T) {
 	// alice: tenant acme on her userpass alias (found by name and mount, as Vault updates it).
 	s.MustCall(t, 200, s.RootToken, "POST", "identity/entity-alias", map[string]any{
 		"name": "alice", "canonical_id": aliceEnt, "mount_accessor": acc, "custom_metadata": "tenant=acme"})
+	s.MustCall(t, 204, s.RootToken, "POST", "identity/entity-alias", map[string]any{
+		"name": "alice", "canonical_id": aliceEnt, "mount_accessor": acc, "custom_metadata": "tenant=acme"})
 	s.MustCall(t, 400, s.RootToken, "POST", "identity/entity-alias", map[string]any{
 		"name": "alice", "canonical_id": aliceEnt, "mount_accessor": acc, "custom_metadata": "tenant"})
 	// carol: entity metadata only; the alias policies do not read it.
@@ -490,9 +492,14 @@ func TestAliasMetadataTenantPolicy(t *testing.T) {
 	}
 	s.MustCall(t, 200, s.RootToken, "POST", "identity/entity-alias/id/"+aliasID,
 		map[string]any{"custom_metadata": map[string]any{"tenant": "globex"}})
+	s.MustCall(t, 204, s.RootToken, "POST", "identity/entity-alias/id/"+aliasID, map[string]any{}) // kept
 	if cm, _ := Data(s.MustCall(t, 200, s.RootToken, "GET", "identity/entity-alias/id/"+aliasID, nil))["custom_metadata"].(map[string]any); cm["tenant"] != "globex" {
 		t.Errorf("alias custom_metadata %v", cm)
 	}
 	s.expect(t, 403, "alice moved", alice, "GET", "byok/tenants/acme", nil)
 	s.expect(t, 200, "alice moved", alice, "GET", "byok/tenants/globex", nil)
+	// By name and mount, an absent custom_metadata clears it (as in Vault): alice has nothing.
+	s.MustCall(t, 200, s.RootToken, "POST", "identity/entity-alias", map[string]any{
+		"name": "alice", "canonical_id": aliceEnt, "mount_accessor": acc})
+	s.expect(t, 403, "alice cleared", alice, "GET", "byok/tenants/globex", nil)
 }
