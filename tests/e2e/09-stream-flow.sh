@@ -72,6 +72,7 @@ def rss_kib(pid):
 body = os.environ["BODY"].encode()
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.settimeout(60)  # a stalled agent fails the case instead of hanging the suite
 s.connect(os.environ["SOCK"])
 s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
           + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
@@ -88,7 +89,6 @@ sys.stdout.flush()
 while not os.path.exists(os.environ["SOCK"] + ".flowgo"):
     time.sleep(0.05)
 data = bytearray(first)
-s.settimeout(60)
 while True:
     chunk = s.recv(1 << 16)
     if not chunk:
@@ -97,16 +97,21 @@ while True:
     if data.endswith(b"0\r\n\r\n"):
         break
 s.close()
-# De-chunk (HTTP/1.1 chunked) and check the SSE frames.
-head, _, rest = bytes(data).partition(b"\r\n\r\n")
+# De-chunk (HTTP/1.1 chunked) and check the SSE frames. An offset walks the
+# body: slicing off each chunk copied the ~20 MB rest every time, and with one
+# chunk per frame (100,000 chunks) that took longer than the suite's timeout.
+data = bytes(data)
+pos = data.index(b"\r\n\r\n") + 4
 out = bytearray()
-while rest:
-    line, _, rest = rest.partition(b"\r\n")
-    n = int(line.split(b";")[0], 16)
+nchunks = 0
+while pos < len(data):
+    nchunks += 1
+    eol = data.index(b"\r\n", pos)
+    n = int(data[pos:eol].split(b";")[0], 16)
     if n == 0:
         break
-    out += rest[:n]
-    rest = rest[n + 2:]
+    out += data[eol + 2:eol + 2 + n]
+    pos = eol + 2 + n + 2
 words = []
 done = False
 for ev in out.decode().split("\n\n"):
@@ -124,6 +129,7 @@ for ev in out.decode().split("\n\n"):
 want = [f"w{i}" for i in range(int(os.environ["WORDS"]))]
 print("frames_ok", 1 if words == want else 0)
 print("frames", len(words))
+print("chunks", nchunks)
 print("done", 1 if done else 0)
 PY
 PYPID=$!

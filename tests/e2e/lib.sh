@@ -162,7 +162,8 @@ lib_cleanup() {
     fi
 }
 trap lib_cleanup EXIT
-trap 'exit 130' INT TERM
+# A run stopped by a signal (the suite's timeout) keeps its artifacts like a failed one.
+trap 'T_FAILED=$((T_FAILED + 1)); exit 130' INT TERM
 
 # lib_spawn LOGFILE CMD...: runs CMD in the background, remembers its pid in LIB_LAST_PID.
 lib_spawn() {
