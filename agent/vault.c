@@ -2,14 +2,15 @@
 /*
  * Vault client state machine. One token at a time; requests that arrive while
  * no token is held wait in a bounded queue until a login finishes. A 403 on a
- * request made with the current token drops that token (Vault revoked it or it
- * expired) and the request is retried once after a fresh login; a 403 after
- * the retry goes to the caller. Renewal is scheduled at two thirds of the
- * token's TTL as reported by lookup-self, login or renew-self. A token that
- * renewal cannot extend (not renewable, or renewals coming back short because
- * it nears its max TTL) is replaced instead at that time, as Vault's own
- * LifetimeWatcher does: a new login in the background while the current token
- * keeps serving (AppRole, Kubernetes), or a re-read of the token file.
+ * request made with a token since replaced, or past its TTL, is retried once
+ * (after a fresh login if needed). A 403 with the current token is either a
+ * policy refusal of that path or a revoked token: lookup-self tells (one for
+ * every 403 arriving meanwhile); only a refused lookup drops the token for a
+ * new login and a retry. A 403 after the retry goes to the caller. Renewal is scheduled at two
+ * thirds of the token's TTL as reported by lookup-self, login or renew-self. A token that renewal
+ * cannot extend (not renewable, or renewals coming back short because it nears its max TTL) is
+ * replaced instead at that time, as Vault's own LifetimeWatcher does: a new login in the background
+ * while the current token keeps serving (AppRole, Kubernetes), or a re-read of the token file.
  *
  * Not done here: parsing of path-specific replies (keycache.c, usage.c).
  */
@@ -32,9 +33,10 @@
 /* Minimum seconds between two "vault unreachable" lines: an outage must not flood the log. */
 #define VAULT_LOG_INTERVAL_S 10
 /*
- * A 403 on a token younger than this is a policy refusal of that path, not
- * an expired or revoked token: no new login (one per denied request would
- * be a login storm, each using up an AppRole secret_id use).
+ * A 403 on a token set or checked less than this ago is a policy refusal of
+ * that path, not an expired or revoked token: no new login (one per denied
+ * request would be a login storm, each using up an AppRole secret_id use).
+ * Past it a 403 asks lookup-self whether the token is still valid.
  */
 #define VAULT_RELOGIN_MIN_AGE_S 10
 /*
@@ -71,10 +73,16 @@ struct vault_req {
     unsigned long token_gen;
     bool retried;
     bool no_token; /* login calls */
-    bool queued;
     bool too_big;
-    struct vault_req *prev, *next;           /* the login queue, while queued */
+    struct vault_list *list;                 /* the queue it waits in, or NULL */
+    struct vault_req *prev, *next;           /* that queue's links */
     struct vault_req *sent_prev, *sent_next; /* v->sent, while its transfer runs */
+};
+
+/* A FIFO of requests: those waiting for a login, or a 403 waiting for the token check. */
+struct vault_list {
+    struct vault_req *head, *tail;
+    size_t n;
 };
 
 struct vault {
@@ -83,11 +91,22 @@ struct vault {
     struct config *cfg;
     struct secret *token;
     unsigned long token_gen;
-    time_t token_since; /* monotonic seconds when the token was set */
+    /*
+     * Monotonic second the token was last known valid: when it was set, or
+     * when a lookup-self after a 403 answered 200 (that 403 was a policy
+     * refusal). A 403 within VAULT_RELOGIN_MIN_AGE_S of it is not checked.
+     */
+    time_t token_checked;
     enum vault_state state;
-    struct vault_req *queue_head, *queue_tail;
-    size_t queued;
-    struct vault_req *sent; /* requests whose transfer runs, for vault_free */
+    struct vault_list queue; /* requests waiting for a token (a login) */
+    /*
+     * 403s on an older token waiting for one lookup-self (v->check) to tell a
+     * policy refusal from a revoked token; not sent, so not in v->sent.
+     */
+    struct vault_list checkq;
+    struct vault_req *check; /* that lookup-self, in flight */
+    unsigned long check_gen; /* token_gen when it was sent */
+    struct vault_req *sent;  /* requests whose transfer runs, for vault_free */
     struct event *renew_timer;
     long lease_first;         /* TTL the current token came with (login, token file lookup) */
     time_t token_expires;     /* monotonic second the current token expires, 0 = unknown/never */
@@ -204,35 +223,55 @@ static void vault_req_free(struct vault_req *r)
     free(r);
 }
 
-static void vault_queue_push(struct vault *v, struct vault_req *r)
+static void vault_list_push(struct vault_list *l, struct vault_req *r)
 {
-    r->queued = true;
+    r->list = l;
     r->next = NULL;
-    r->prev = v->queue_tail;
-    if (v->queue_tail != NULL) {
-        v->queue_tail->next = r;
+    r->prev = l->tail;
+    if (l->tail != NULL) {
+        l->tail->next = r;
     } else {
-        v->queue_head = r;
+        l->head = r;
     }
-    v->queue_tail = r;
-    v->queued++;
+    l->tail = r;
+    l->n++;
 }
 
-static void vault_queue_remove(struct vault *v, struct vault_req *r)
+static void vault_list_remove(struct vault_req *r)
 {
+    struct vault_list *l = r->list;
     if (r->prev != NULL) {
         r->prev->next = r->next;
     } else {
-        v->queue_head = r->next;
+        l->head = r->next;
     }
     if (r->next != NULL) {
         r->next->prev = r->prev;
     } else {
-        v->queue_tail = r->prev;
+        l->tail = r->prev;
     }
     r->prev = r->next = NULL;
-    r->queued = false;
-    v->queued--;
+    r->list = NULL;
+    l->n--;
+}
+
+/* Unlinks and returns the oldest request of l (the head has no prev), or NULL. */
+static struct vault_req *vault_list_pop(struct vault_list *l)
+{
+    struct vault_req *r = l->head;
+    if (r == NULL) {
+        return NULL;
+    }
+    l->head = r->next;
+    if (r->next != NULL) {
+        r->next->prev = NULL;
+    } else {
+        l->tail = NULL;
+    }
+    r->next = NULL;
+    r->list = NULL;
+    l->n--;
+    return r;
 }
 
 static void vault_mark_reachable(struct vault *v, bool ok, enum err e)
@@ -278,30 +317,11 @@ static void vault_sent_remove(struct vault *v, struct vault_req *r)
     r->sent_prev = r->sent_next = NULL;
 }
 
-/* Unlinks and returns the oldest queued request (the head has no prev), or NULL. */
-static struct vault_req *vault_queue_pop(struct vault *v)
-{
-    struct vault_req *r = v->queue_head;
-    if (r == NULL) {
-        return NULL;
-    }
-    v->queue_head = r->next;
-    if (r->next != NULL) {
-        r->next->prev = NULL;
-    } else {
-        v->queue_tail = NULL;
-    }
-    r->next = NULL;
-    r->queued = false;
-    v->queued--;
-    return r;
-}
-
 /* Fails every queued request (login failed), also any a callback queues meanwhile. */
 static void vault_fail_queue(struct vault *v, enum err e)
 {
     struct vault_req *r;
-    while ((r = vault_queue_pop(v)) != NULL) {
+    while ((r = vault_list_pop(&v->queue)) != NULL) {
         vault_cb cb = r->cb;
         void *arg = r->arg;
         vault_req_free(r);
@@ -312,7 +332,7 @@ static void vault_fail_queue(struct vault *v, enum err e)
 static void vault_flush_queue(struct vault *v)
 {
     struct vault_req *r;
-    while (v->state == VAULT_READY && (r = vault_queue_pop(v)) != NULL) {
+    while (v->state == VAULT_READY && (r = vault_list_pop(&v->queue)) != NULL) {
         vault_send(r);
     }
 }
@@ -398,7 +418,7 @@ static void vault_set_token(struct vault *v, struct secret *tok)
     secret_free(&v->token);
     v->token = tok;
     v->token_gen++;
-    v->token_since = vault_now();
+    v->token_checked = vault_now();
     v->state = tok != NULL ? VAULT_READY : VAULT_NO_TOKEN;
     v->lease_first = 0;
     v->token_expires = 0;
@@ -838,6 +858,117 @@ static enum upstream_data_rc vault_on_data(void *arg, const char *data, size_t l
     return UPSTREAM_CONTINUE;
 }
 
+/* Hands r's answer to its caller and frees r. */
+static void vault_deliver(struct vault_req *r, enum err e, long status)
+{
+    vault_cb cb = r->cb;
+    void *cb_arg = r->arg;
+    struct buf resp = r->resp;
+    buf_init(&r->resp, 0);
+    vault_req_free(r);
+    cb(cb_arg, e, status, &resp);
+    buf_done(&resp);
+}
+
+/*
+ * r got a 403 with a token that is gone or no longer valid: it goes out once
+ * more with the current token, after a new login (or a re-read of the token
+ * file) if the one it used is still held (then dropped). The waiting queue
+ * full: the 403 goes to the caller (its body dropped with the retry).
+ */
+static void vault_retry(struct vault *v, struct vault_req *r)
+{
+    r->retried = true;
+    buf_reset(&r->resp);
+    if (r->token_gen == v->token_gen) {
+        vault_set_token(v, NULL);
+    }
+    if (v->queue.n >= VAULT_MAX_QUEUED) {
+        vault_deliver(r, ERR_OK, 403);
+        return;
+    }
+    vault_list_push(&v->queue, r);
+    if (v->state == VAULT_NO_TOKEN) {
+        vault_login(v);
+    } else if (v->state == VAULT_READY) {
+        vault_flush_queue(v);
+    }
+}
+
+/*
+ * The lookup-self asked after a 403 answered: 200, the token is valid and the
+ * 403s were the policy's (delivered; no new check for VAULT_RELOGIN_MIN_AGE_S);
+ * 403, the token was revoked or has expired (dropped, a new login, each 403
+ * retried once). Any other outcome (Vault unreachable, sealed, 5xx, 429)
+ * says nothing about the token: the 403s go to their callers and the token
+ * is kept, since a login then could not be told from a useless one (each
+ * AppRole login uses up a secret_id use) and a token really revoked gets its
+ * 403 checked again by the next call.
+ */
+static void vault_check_done(void *arg, enum err e, long status, struct buf *body)
+{
+    (void)body;
+    struct vault *v = arg;
+    v->check = NULL;
+    struct vault_req *r;
+    if (v->check_gen != v->token_gen) {
+        /* The token changed meanwhile: each 403 goes out again with the new one. */
+        while ((r = vault_list_pop(&v->checkq)) != NULL) {
+            vault_retry(v, r);
+        }
+        return;
+    }
+    if (e == ERR_OK && status == 403) {
+        log_kv(LOGL_WARN, "vault token no longer valid (lookup-self refused); logging in again",
+               NULL);
+        while ((r = vault_list_pop(&v->checkq)) != NULL) {
+            vault_retry(v, r);
+        }
+        return;
+    }
+    if (e == ERR_OK && status == 200) {
+        v->token_checked = vault_now();
+        if (v->checkq.head != NULL) {
+            log_kv(LOGL_WARN, "vault refused a path the agent's policy does not cover; token valid",
+                   "path", v->checkq.head->path, NULL);
+        }
+    } else {
+        char st[24];
+        snprintf(st, sizeof(st), "%ld", status);
+        log_kv(LOGL_WARN, "vault token check after a 403 failed; token kept", "error",
+               e != ERR_OK ? err_name(e) : "http status", "status", e == ERR_OK ? st : NULL, NULL);
+    }
+    while ((r = vault_list_pop(&v->checkq)) != NULL) {
+        vault_deliver(r, ERR_OK, 403);
+    }
+}
+
+/*
+ * A 403 on a token older than VAULT_RELOGIN_MIN_AGE_S: r waits for one
+ * lookup-self shared by every such 403 (a burst of refused calls asks once).
+ * False when the wait is full: the 403 is then the caller's.
+ */
+static bool vault_check_wait(struct vault *v, struct vault_req *r)
+{
+    if (v->checkq.n >= VAULT_MAX_QUEUED) {
+        return false;
+    }
+    vault_list_push(&v->checkq, r);
+    if (v->check == NULL) {
+        v->check_gen = v->token_gen;
+        /* A request that could not be sent calls vault_check_done at once: r is answered there. */
+        if (vault_internal(v, "GET", "auth/token/lookup-self", NULL, false, vault_check_done,
+                           &v->check) != ERR_OK) {
+            /* Out of memory before a request was made: no callback came. */
+            struct vault_req *w;
+            while ((w = vault_list_pop(&v->checkq)) != NULL) {
+                vault_deliver(w, ERR_OK, 403);
+            }
+        }
+    }
+    return true;
+}
+
 static void vault_on_done(void *arg, enum err e, long status)
 {
     struct vault_req *r = arg;
@@ -848,34 +979,22 @@ static void vault_on_done(void *arg, enum err e, long status)
         e = ERR_TOOBIG;
     }
     vault_mark_reachable(v, e == ERR_OK || e == ERR_TOOBIG, e);
-    if (e == ERR_OK && status == 403 && !r->no_token && !r->retried &&
-        (r->token_gen != v->token_gen || vault_now() - v->token_since >= VAULT_RELOGIN_MIN_AGE_S ||
-         vault_token_left(v) == 0)) {
-        /* The token was revoked or expired: log in again and retry this request once. */
-        r->retried = true;
-        buf_reset(&r->resp);
-        if (r->token_gen == v->token_gen) {
-            vault_set_token(v, NULL);
+    if (e == ERR_OK && status == 403 && !r->no_token && !r->retried) {
+        if (r->token_gen != v->token_gen || vault_token_left(v) == 0) {
+            /* Sent with a token since replaced, or the token's TTL has run out: retry once. */
+            vault_retry(v, r);
+            return;
         }
-        if (v->queued >= VAULT_MAX_QUEUED) {
-            goto deliver;
+        /*
+         * The current token, still within its TTL: a policy refusal of this
+         * path, or a token revoked. Younger than VAULT_RELOGIN_MIN_AGE_S since
+         * set or checked, it is taken as a refusal; else lookup-self tells.
+         */
+        if (vault_now() - v->token_checked >= VAULT_RELOGIN_MIN_AGE_S && vault_check_wait(v, r)) {
+            return;
         }
-        vault_queue_push(v, r);
-        if (v->state == VAULT_NO_TOKEN) {
-            vault_login(v);
-        } else if (v->state == VAULT_READY) {
-            vault_flush_queue(v);
-        }
-        return;
     }
-deliver:;
-    vault_cb cb = r->cb;
-    void *cb_arg = r->arg;
-    struct buf resp = r->resp;
-    buf_init(&r->resp, 0);
-    vault_req_free(r);
-    cb(cb_arg, e, status, &resp);
-    buf_done(&resp);
+    vault_deliver(r, e, status);
 }
 
 static void vault_send(struct vault_req *r)
@@ -1000,7 +1119,7 @@ static enum err vault_internal(struct vault *v, const char *method, const char *
 enum err vault_request(struct vault *v, const char *method, const char *path, char *body,
                        vault_cb cb, void *arg, struct vault_req **ret_req)
 {
-    if (v->queued >= VAULT_MAX_QUEUED) {
+    if (v->queue.n >= VAULT_MAX_QUEUED) {
         if (body != NULL) {
             OPENSSL_cleanse(body, strlen(body));
             free(body);
@@ -1020,7 +1139,7 @@ enum err vault_request(struct vault *v, const char *method, const char *path, ch
         vault_send(r);
         return ERR_OK;
     }
-    vault_queue_push(v, r);
+    vault_list_push(&v->queue, r);
     if (v->state == VAULT_NO_TOKEN) {
         vault_login(v);
     }
@@ -1032,8 +1151,8 @@ void vault_request_cancel(struct vault_req *r)
     if (r == NULL) {
         return;
     }
-    if (r->queued) {
-        vault_queue_remove(r->v, r);
+    if (r->list != NULL) {
+        vault_list_remove(r);
     }
     if (r->xfer != NULL) {
         vault_sent_remove(r->v, r);
@@ -1104,7 +1223,7 @@ void vault_free(struct vault *v)
         return;
     }
     struct vault_req *r;
-    while ((r = vault_queue_pop(v)) != NULL) {
+    while ((r = vault_list_pop(&v->queue)) != NULL || (r = vault_list_pop(&v->checkq)) != NULL) {
         vault_req_free(r);
     }
     /*
@@ -1121,6 +1240,7 @@ void vault_free(struct vault *v)
         s = next;
     }
     v->login = NULL;
+    v->check = NULL; /* freed above with the transfers: its lookup-self was one */
     if (v->renew_timer != NULL) {
         event_free(v->renew_timer);
     }

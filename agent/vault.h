@@ -2,7 +2,8 @@
 /*
  * The agent's Vault client: authenticates with a token file (re-read when it
  * changes), AppRole or Kubernetes auth; renews its token before it expires;
- * logs in again on a 403 and retries the request once. All calls go through
+ * logs in again on a 403 that lookup-self shows was a token no longer valid
+ * (not a policy refusal) and retries the request once. All calls go through
  * the shared curl multi (upstream.h), so nothing blocks the event loop.
  *
  * The token lives in a struct secret; it reaches curl only through a wiped
