@@ -99,8 +99,14 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
                  role_names[i], n);
         return;
     }
-    int n = 0;
-    int i = sscanf(r->token, "tok-%15[^-]-%d", role, &n) == 2 ? role_index(role) : -1;
+    /* "tok-<role>-<n>" */
+    const char *dash = strrchr(r->token, '-');
+    long n = dash != NULL ? strtol(dash + 1, NULL, 10) : 0;
+    int i = -1;
+    if (strncmp(r->token, "tok-", 4) == 0 && dash != NULL && dash - r->token - 4 < 16) {
+        snprintf(role, sizeof(role), "%.*s", (int)(dash - r->token - 4), r->token + 4);
+        i = role_index(role);
+    }
     bool lookup = strcmp(r->path, "/v1/auth/token/lookup-self") == 0;
     if (i >= 0 && lookup) {
         atomic_fetch_add(&lookups[i], 1); /* asked, whether the token is valid or not */
@@ -134,7 +140,7 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
         return;
     }
     atomic_fetch_add(&reads[i], 1);
-    atomic_store(&read_token_n[i], n);
+    atomic_store(&read_token_n[i], (int)n);
     *status = 200;
     snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":{}}");
 }
