@@ -41,12 +41,31 @@
 #define USAGE_BATCH_FRAME_BYTES ((size_t)256)
 /* How much of the plugin's error message a "refused" log line carries. */
 #define USAGE_REFUSAL_MAX 300
+/*
+ * A tenant's batches refused 403 (the agent's policy) or 404 (no such mount)
+ * are retried every report until an admin fixes it: one log line per tenant
+ * this often, with the attempts since the last, not one per report.
+ */
+#define USAGE_DENIED_LOG_S 300
+/* The plugin's longest batch_id (plugin/paths_usage.c USAGE_MAX_BATCH_ID). */
+#define USAGE_MAX_BATCH_ID 128
 
 struct urow;
 
 /* Rows are kept as structs (JSON is built only to send), oldest first. */
 struct ubatch {
-    char id[128];
+    char id[USAGE_MAX_BATCH_ID + 1];
+    /*
+     * A batch refused 413 (too large for Vault's max_request_size, or a proxy's
+     * limit) is split in two halves, and so on: the batch as sealed is node 1
+     * and the halves of node k are nodes 2k and 2k+1. A half's id is the sealed
+     * id (its first root_len characters) then "." and the node in hex: unique,
+     * fixed once made, so a half re-sent after a failure keeps its id. A
+     * batch holds at most 10,000 rows (usage.batch_records): 14 halvings reach
+     * one row, so a node stays below 2^15 and an id within 118 + 5 characters.
+     */
+    size_t root_len;
+    unsigned long node;
     struct urow *rows;
     size_t n;
     struct ubatch *next;
@@ -93,6 +112,8 @@ struct utenant {
     struct ubatch *sealed, *sealed_tail;
     struct vault_req *inflight;
     bool busy; /* a batch is in flight (set before the call: it may complete synchronously) */
+    time_t denied_logged;       /* when a 403/404 of its batches was last logged (0: never) */
+    unsigned long denied_since; /* 403/404 answers since that line */
     struct usage *u;
     struct utenant *next;
 };
@@ -480,6 +501,8 @@ static void usage_seal(struct usage *u, struct utenant *t)
         /* At most 63 + 1 + 16 + 1 + 16 + 1 + 20 characters: within the plugin's 128. */
         snprintf(b->id, sizeof(b->id), "%s-%lx-%016llx-%06llu", u->cfg->usage.node_id,
                  (unsigned long)u->boot, u->nonce, ++u->seq);
+        b->root_len = strlen(b->id);
+        b->node = 1;
         if (t->sealed_tail != NULL) {
             t->sealed_tail->next = b;
         } else {
@@ -516,6 +539,67 @@ static void usage_refusal(const struct buf *body, char *out, size_t size)
     json_decref(root);
 }
 
+/* Removes a tenant's first waiting batch (acknowledged, or dropped) and frees it. */
+static void usage_batch_done(struct usage *u, struct utenant *t)
+{
+    struct ubatch *b = t->sealed;
+    u->pending -= b->n;
+    t->sealed = b->next;
+    if (t->sealed == NULL) {
+        t->sealed_tail = NULL;
+    }
+    usage_batch_free(b);
+}
+
+/* Drops a tenant's first waiting batch for good, its requests counted as dropped. */
+static void usage_batch_drop(struct usage *u, struct utenant *t)
+{
+    for (struct urow *r = t->sealed->rows; r != NULL; r = r->next) {
+        u->dropped += (unsigned long long)r->t.requests;
+    }
+    usage_batch_done(u, t);
+}
+
+/*
+ * Splits b (n >= 2 rows) into two halves in its place, each with its own id
+ * derived from the sealed one (see struct ubatch). False when out of memory
+ * or the id would not fit (not with batch_records <= 10,000).
+ */
+static bool usage_batch_split(struct utenant *t, struct ubatch *b)
+{
+    struct ubatch *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        return false;
+    }
+    unsigned long node = b->node * 2;
+    char first[sizeof(b->id)];
+    int n1 = snprintf(first, sizeof(first), "%.*s.%lx", (int)b->root_len, b->id, node);
+    int n2 = snprintf(h->id, sizeof(h->id), "%.*s.%lx", (int)b->root_len, b->id, node + 1);
+    if (node < b->node || n1 < 0 || n2 < 0 || (size_t)n2 >= sizeof(h->id)) {
+        free(h); /* b keeps its id: it is tried again as it is */
+        return false;
+    }
+    memcpy(b->id, first, sizeof(first));
+    h->root_len = b->root_len;
+    h->node = node + 1;
+    b->node = node;
+    size_t keep = (b->n + 1) / 2;
+    struct urow *r = b->rows;
+    for (size_t i = 1; i < keep; i++) {
+        r = r->next;
+    }
+    h->rows = r->next;
+    r->next = NULL;
+    h->n = b->n - keep;
+    b->n = keep;
+    h->next = b->next;
+    b->next = h;
+    if (t->sealed_tail == b) {
+        t->sealed_tail = h;
+    }
+    return true;
+}
+
 static void usage_sent(void *arg, enum err e, long status, struct buf *body)
 {
     struct utenant *t = arg;
@@ -527,34 +611,86 @@ static void usage_sent(void *arg, enum err e, long status, struct buf *body)
     if (b == NULL) {
         return;
     }
-    if (e == ERR_OK && (status == 200 || status == 204 || status == 400)) {
-        if (status == 400) {
-            /* The plugin refused the batch's shape: re-sending it would fail forever. */
-            char why[USAGE_REFUSAL_MAX + 1];
+    char why[USAGE_REFUSAL_MAX + 1];
+    char st[16];
+    snprintf(st, sizeof(st), "%ld", status);
+    if (e == ERR_OK && (status == 200 || status == 204)) {
+        metrics_add(M_USAGE_BATCHES, 1, "result=\"ok\"");
+        t->denied_logged = 0; /* a 403 or 404 after this one is logged at once */
+        t->denied_since = 0;
+        usage_batch_done(u, t);
+        usage_send(u, t);
+        return;
+    }
+    if (e == ERR_OK && status == 400) {
+        /* The plugin refused the batch's shape: re-sending it would fail forever. */
+        usage_refusal(body, why, sizeof(why));
+        log_kv(LOGL_ERROR, "usage batch refused by vault; dropped", "tenant", t->name, "batch_id",
+               b->id, "error", why, NULL);
+        metrics_add(M_USAGE_BATCHES, 1, "result=\"refused\"");
+        usage_batch_drop(u, t);
+        usage_send(u, t);
+        return;
+    }
+    if (e == ERR_OK && status == 413) {
+        /*
+         * Too large for Vault's max_request_size (or a proxy's body limit): as
+         * it is it never goes through. Its halves are sent at once, each under
+         * an id of its own (the plugin never saw this one); one row still
+         * refused is dropped.
+         */
+        char rows[24], id[sizeof(b->id)];
+        snprintf(rows, sizeof(rows), "%zu", b->n);
+        memcpy(id, b->id, sizeof(id));
+        if (b->n == 1) {
             usage_refusal(body, why, sizeof(why));
-            log_kv(LOGL_ERROR, "usage batch refused by vault; dropped", "tenant", t->name,
-                   "batch_id", b->id, "error", why, NULL);
-            metrics_add(M_USAGE_BATCHES, 1, "result=\"refused\"");
-            for (struct urow *r = b->rows; r != NULL; r = r->next) {
-                u->dropped += (unsigned long long)r->t.requests;
-            }
+            log_kv(LOGL_ERROR, "usage batch too large for vault (413); dropped", "tenant", t->name,
+                   "batch_id", id, "rows", rows, "error", why, NULL);
+            metrics_add(M_USAGE_BATCHES, 1, "result=\"too_large\"");
+            usage_batch_drop(u, t);
+        } else if (usage_batch_split(t, b)) {
+            log_kv(LOGL_WARN, "usage batch too large for vault (413); split in two", "tenant",
+                   t->name, "batch_id", id, "rows", rows, "first", b->id, "second", b->next->id,
+                   NULL);
+            metrics_add(M_USAGE_BATCHES, 1, "result=\"split\"");
         } else {
-            metrics_add(M_USAGE_BATCHES, 1, "result=\"ok\"");
+            metrics_add(M_USAGE_BATCHES, 1, "result=\"retry\"");
+            return; /* out of memory: tried again at the next report */
         }
-        u->pending -= b->n;
-        t->sealed = b->next;
-        if (t->sealed == NULL) {
-            t->sealed_tail = NULL;
-        }
-        usage_batch_free(b);
-        if (t->sealed != NULL) {
-            usage_send(u, t);
+        usage_send(u, t);
+        return;
+    }
+    if (e == ERR_OK && (status == 403 || status == 404)) {
+        /*
+         * The agent's policy does not grant update on this tenant's usage path
+         * (403), or vault.mount names no mount (404): an admin's fix, after
+         * which the batch goes through as it is. Kept and retried every
+         * report; logged once per USAGE_DENIED_LOG_S per tenant.
+         */
+        metrics_add(M_USAGE_BATCHES, 1,
+                    status == 403 ? "result=\"denied\"" : "result=\"not_found\"");
+        t->denied_since++;
+        time_t now = time(NULL);
+        if (t->denied_logged == 0 || now - t->denied_logged >= USAGE_DENIED_LOG_S ||
+            now < t->denied_logged) {
+            char path[512], n[24];
+            snprintf(path, sizeof(path), "%s/tenants/%s/usage", u->cfg->vault.mount, t->name);
+            snprintf(n, sizeof(n), "%lu", t->denied_since);
+            usage_refusal(body, why, sizeof(why));
+            log_kv(LOGL_ERROR,
+                   status == 403
+                       ? "usage batch denied by vault policy (403); kept and retried: grant the "
+                         "agent's policy update on the path"
+                       : "usage path not found in vault (404); kept and retried: check "
+                         "vault.mount and that the plugin is mounted there",
+                   "tenant", t->name, "path", path, "batch_id", b->id, "status", st, "error", why,
+                   "attempts", n, NULL);
+            t->denied_logged = now;
+            t->denied_since = 0;
         }
         return;
     }
     metrics_add(M_USAGE_BATCHES, 1, "result=\"retry\"");
-    char st[16];
-    snprintf(st, sizeof(st), "%ld", status);
     log_kv(LOGL_WARN, "usage batch not acknowledged; will retry", "tenant", t->name, "batch_id",
            b->id, "error", e != ERR_OK ? err_name(e) : "http status", "status",
            e == ERR_OK ? st : NULL, NULL);

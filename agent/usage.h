@@ -6,8 +6,11 @@
  * model, app, key type and status between two reports share one row
  * ("requests": N), so the hot path adds integers and builds no JSON. Rows are
  * shipped to the plugin's tenants/<tenant>/usage path in batches with a unique
- * batch_id; a batch that fails is kept and re-sent later with the SAME
- * batch_id (the plugin is idempotent by batch_id). While a tenant has a batch
+ * batch_id; a batch that fails (no answer, 5xx, 429, 403, 404) is kept and
+ * re-sent later with the SAME batch_id (the plugin is idempotent by batch_id);
+ * one answered 400 is dropped; one answered 413 (too large for Vault) is split
+ * into halves with ids derived from its own, a single row still refused
+ * dropped. While a tenant has a batch
  * not acknowledged, its new calls keep adding to its open rows (no new batch
  * per interval). Unsent rows are bounded by usage.max_pending_records; past it
  * the oldest not in flight are dropped (waiting batches' first, then open

@@ -3,7 +3,10 @@
  * Unit tests for agent/usage: rows aggregated per (provider, model, app, key
  * type, status), totals, batches posted to an in-process Vault with unique
  * batch ids, a failed batch re-sent with the SAME id, a refused batch dropped,
- * and the bound on unsent rows at the limit and one past it.
+ * and the bound on unsent rows at the limit and one past it; a batch refused
+ * 413 split into halves with derived ids (one row still refused: dropped);
+ * 403 and 404 kept and retried, with their own metric results and a rate
+ * limited log line.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,9 +30,11 @@
 
 #include "agent/config.h"
 #include "agent/jalloc.h"
+#include "agent/metrics.h"
 #include "agent/upstream.h"
 #include "agent/usage.h"
 #include "agent/vault.h"
+#include "common/log.h"
 #include "common/secret.h"
 #include "tests/unit/helpers/fakevault.h"
 
@@ -37,6 +42,8 @@ static struct fakevault fv;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static json_t *posts;          /* every usage body received, under mu */
 static atomic_int next_status; /* status for the next usage POST (200 default) */
+/* A usage POST with more records than this is answered 413 (-1: no limit); next_status waits. */
+static atomic_int too_large_over = -1;
 
 static void vault_handle(const struct fakevault_req *r, int *status, char *out)
 {
@@ -44,8 +51,12 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
         *status = 200;
         snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":{\"ttl\":0}}");
     } else if (strstr(r->path, "/usage") != NULL) {
-        int st = atomic_exchange(&next_status, 200);
         json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
+        int over = atomic_load(&too_large_over);
+        int st = 413; /* Vault's max_request_size, or a proxy's body limit */
+        if (over < 0 || json_array_size(json_object_get(b, "records")) <= (size_t)over) {
+            st = atomic_exchange(&next_status, 200);
+        }
         pthread_mutex_lock(&mu);
         json_array_append_new(posts, json_pack("{s:i,s:o*}", "status", st, "body", b));
         pthread_mutex_unlock(&mu);
@@ -86,6 +97,8 @@ static void env_start(long max_pending, long batch_records)
     pthread_mutex_lock(&mu);
     json_array_clear(posts);
     pthread_mutex_unlock(&mu);
+    atomic_store(&too_large_over, -1);
+    metrics_reset();
 }
 
 static void env_stop(void)
@@ -624,6 +637,189 @@ static void test_reload_keeps_report_schedule(void **state)
     env_stop();
 }
 
+/* The value of byok_usage_batches_total{result="<result>"} (0 when absent). */
+static long batches_metric(const char *result)
+{
+    struct buf b;
+    buf_init(&b, 64 << 20);
+    assert_int_equal(metrics_render(&b), ERR_OK);
+    assert_int_equal(buf_append(&b, "", 1), ERR_OK);
+    char want[96];
+    snprintf(want, sizeof(want), "byok_usage_batches_total{result=\"%s\"} ", result);
+    const char *p = strstr(b.data, want);
+    long n = p != NULL ? strtol(p + strlen(want), NULL, 10) : 0;
+    buf_done(&b);
+    return n;
+}
+
+/* The batch id of post i. */
+static const char *post_id(size_t i)
+{
+    return json_string_value(json_object_get(post_body(i), "batch_id"));
+}
+
+/*
+ * Vault answers 413 to a batch of more than 2 rows (its max_request_size set
+ * low, or a proxy's body limit): the batch is split in halves, each under a
+ * derived id (the sealed id, ".", the half's node), until the parts go
+ * through; every row is acknowledged, none dropped. Before, the batch was
+ * re-sent as it was for ever, holding the tenant's later batches back.
+ */
+static void test_413_batch_split(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    atomic_store(&too_large_over, 2);
+    const char *models[] = {"m1", "m2", "m3", "m4", "m5", "m6", "m7"};
+    for (size_t i = 0; i < 7; i++) {
+        rec("openai", models[i], "ok", 1, 1, 0.1);
+        rec("openai", models[i], "ok", 1, 1, 0.1);
+    }
+    flush_all();
+    size_t n = n_posts();
+    /* 7 -> 4 + 3; 4 -> 2 + 2; 3 -> 2 + 1: 3 refused, 4 accepted. */
+    assert_int_equal(n, 7);
+    assert_int_equal(usage_pending(E.u), 0);
+    assert_int_equal(usage_dropped(E.u), 0);
+    char root[130];
+    snprintf(root, sizeof(root), "%s", post_id(0));
+    static const char *const want[] = {"", ".2", ".4", ".5", ".3", ".6", ".7"};
+    size_t acked = 0;
+    long long requests = 0;
+    for (size_t i = 0; i < n; i++) {
+        char id[140];
+        snprintf(id, sizeof(id), "%s%s", root, want[i]);
+        assert_string_equal(post_id(i), id);
+        assert_true(strlen(post_id(i)) <= 128);
+        const json_t *recs = json_object_get(post_body(i), "records");
+        if (json_array_size(recs) <= 2) {
+            size_t k;
+            const json_t *r;
+            json_array_foreach(recs, k, r)
+            {
+                requests += json_integer_value(json_object_get(r, "requests"));
+            }
+            acked += json_array_size(recs);
+        }
+    }
+    assert_int_equal(acked, 7);
+    assert_int_equal(requests, 14);
+    assert_int_equal(batches_metric("split"), 3);
+    assert_int_equal(batches_metric("ok"), 4);
+
+    env_stop();
+}
+
+/*
+ * A half refused 413 and re-sent after a 503: the same derived id both times.
+ */
+static void test_413_half_retried_with_its_id(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    atomic_store(&too_large_over, 1);
+    rec("openai", "a", "ok", 1, 1, 0);
+    rec("openai", "b", "ok", 1, 1, 0);
+    atomic_store(&next_status, 503); /* for the first post that is not too large: a half */
+    flush_all();
+    assert_int_equal(n_posts(), 2);
+    assert_int_equal(usage_pending(E.u), 2);
+    flush_all(); /* the first half again, then the second */
+    assert_int_equal(n_posts(), 4);
+    assert_string_equal(post_id(1), post_id(2));
+    assert_string_not_equal(post_id(2), post_id(3));
+    assert_int_equal(usage_pending(E.u), 0);
+    assert_int_equal(usage_dropped(E.u), 0);
+    env_stop();
+}
+
+/*
+ * One row still refused 413 cannot be split: dropped, its requests counted
+ * as dropped, nothing sent again. Two rows: split, and each dropped.
+ */
+static void test_413_one_row_dropped(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    atomic_store(&too_large_over, 0);
+    rec("openai", "a", "ok", 1, 1, 0);
+    rec("openai", "a", "ok", 1, 1, 0);
+    rec("openai", "a", "ok", 1, 1, 0);
+    flush_all();
+    assert_int_equal(n_posts(), 1);
+    assert_int_equal(usage_pending(E.u), 0);
+    assert_int_equal(usage_dropped(E.u), 3);
+    assert_int_equal(batches_metric("too_large"), 1);
+    flush_all();
+    assert_int_equal(n_posts(), 1); /* not sent again */
+
+    rec("openai", "b", "ok", 1, 1, 0);
+    rec("openai", "c", "ok", 1, 1, 0);
+    rec("openai", "c", "ok", 1, 1, 0);
+    flush_all();
+    assert_int_equal(n_posts(), 4); /* 2 rows, then each alone */
+    assert_int_equal(usage_pending(E.u), 0);
+    assert_int_equal(usage_dropped(E.u), 6);
+    assert_int_equal(batches_metric("split"), 1);
+    assert_int_equal(batches_metric("too_large"), 3);
+    env_stop();
+}
+
+static int denied_lines, not_found_lines;
+
+static void usage_sink(enum log_level level, const char *line, size_t len, void *arg)
+{
+    (void)level;
+    (void)len;
+    (void)arg;
+    denied_lines += strstr(line, "usage batch denied by vault policy (403)") != NULL;
+    not_found_lines += strstr(line, "usage path not found in vault (404)") != NULL;
+}
+
+/*
+ * 403 (the agent's policy does not cover the tenant's usage path) and 404
+ * (wrong vault.mount) are fixed by an admin, after which the batch goes
+ * through as it is: kept and re-sent with its id, counted under their own
+ * results, and logged once per tenant per 5 minutes, not per report.
+ */
+static void test_403_404_retried(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    denied_lines = not_found_lines = 0;
+    log_set_sink(usage_sink, NULL);
+    rec("openai", "a", "ok", 1, 1, 0);
+    for (int i = 0; i < 3; i++) {
+        atomic_store(&next_status, 403);
+        flush_all();
+    }
+    atomic_store(&next_status, 404);
+    flush_all();
+    atomic_store(&next_status, 404);
+    flush_all();
+    assert_int_equal(n_posts(), 5);
+    assert_int_equal(usage_pending(E.u), 1);
+    assert_int_equal(usage_dropped(E.u), 0);
+    for (size_t i = 1; i < 5; i++) {
+        assert_string_equal(post_id(i), post_id(0));
+    }
+    assert_int_equal(batches_metric("denied"), 3);
+    assert_int_equal(batches_metric("not_found"), 2);
+    assert_int_equal(denied_lines + not_found_lines, 1); /* rate limited per tenant */
+    flush_all();                                         /* fixed */
+    assert_int_equal(n_posts(), 6);
+    assert_string_equal(post_id(5), post_id(0));
+    assert_int_equal(usage_pending(E.u), 0);
+    /* After a success the next 404 is logged at once. */
+    rec("openai", "a", "ok", 1, 1, 0);
+    atomic_store(&next_status, 404);
+    flush_all();
+    assert_int_equal(denied_lines, 1);
+    assert_int_equal(not_found_lines, 1);
+    log_set_sink(NULL, NULL);
+    env_stop();
+}
+
 int main(void)
 {
     /* The in-process Vault writes to sockets the client may have closed. */
@@ -649,6 +845,10 @@ int main(void)
         cmocka_unit_test(test_sealed_oldest_first),
         cmocka_unit_test(test_by_model_capped),
         cmocka_unit_test(test_reload_keeps_report_schedule),
+        cmocka_unit_test(test_413_batch_split),
+        cmocka_unit_test(test_413_half_retried_with_its_id),
+        cmocka_unit_test(test_413_one_row_dropped),
+        cmocka_unit_test(test_403_404_retried),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
