@@ -267,8 +267,8 @@ static bool be_parse_data(const char *text, json_t **ret_data, struct fw_respons
     return true;
 }
 
-static bool be_request_init(const Pb__Request *r, enum fw_op op, struct fw_request *fr,
-                            struct fw_response *resp)
+static bool be_request_init(const Pb__Request *r, enum fw_op op, struct storage *st,
+                            struct fw_request *fr, struct fw_response *resp)
 {
     memset(fr, 0, sizeof(*fr));
     if (strlen(r->path) > FW_MAX_PATH) {
@@ -282,7 +282,7 @@ static bool be_request_init(const Pb__Request *r, enum fw_op op, struct fw_reque
     fr->op = op;
     fr->path = r->path;
     fr->data = data;
-    fr->storage = storage_grpc();
+    fr->storage = st;
     fr->backend = be_state;
     fr->request_id = r->id;
     fr->entity_id = r->entity_id;
@@ -306,11 +306,15 @@ static void be_request_wipe(Pb__Request *r)
 }
 
 /* Operations outside the framework's routing (global ones in Vault's terms). */
-static bool be_global_op(const char *op, struct fw_response *resp)
+static bool be_global_op(const char *op, struct storage *st, struct fw_response *resp)
 {
     if (strcmp(op, "rollback") == 0) {
-        /* Vault's periodic tick (about once a minute, also during unmount): housekeeping. */
-        enum err e = byok_periodic(be_state, storage_grpc());
+        /*
+         * Vault's periodic tick (about once a minute, also during unmount):
+         * housekeeping, bounded by the rollback request's deadline like any
+         * request; what it did not get to stays pending for the next tick.
+         */
+        enum err e = byok_periodic(be_state, st);
         /* A standby cannot write: housekeeping is the active node's job. */
         if (e != ERR_OK && e != ERR_READONLY) {
             log_kv(LOGL_WARN, "periodic housekeeping failed", "error", err_name(e), NULL);
@@ -334,7 +338,8 @@ static void be_log_internal(const char *msg, const struct fw_response *resp, con
            fw_op_parse(op) >= 0 ? op : "-", "error", err_name(e), NULL);
 }
 
-void backend_handle_request(const uint8_t *req, size_t len, struct rpc_reply *reply)
+void backend_handle_request(grpc_call *call, const uint8_t *req, size_t len,
+                            struct rpc_reply *reply)
 {
     Pb__HandleRequestArgs *args = pb__handle_request_args__unpack(NULL, len, req);
     if (args == NULL || args->request == NULL) {
@@ -347,13 +352,16 @@ void backend_handle_request(const uint8_t *req, size_t len, struct rpc_reply *re
     Pb__Request *r = args->request;
     struct fw_response resp;
     fw_response_init(&resp);
+    /* Storage calls made for this request end with it (storage_grpc_for_call). */
+    struct storage st;
+    storage_grpc_for_call(&st, call);
 
     int op = fw_op_parse(r->operation);
     if (op < 0) {
-        (void)be_global_op(r->operation, &resp);
+        (void)be_global_op(r->operation, &st, &resp);
     } else {
         struct fw_request fr;
-        if (be_request_init(r, (enum fw_op)op, &fr, &resp)) {
+        if (be_request_init(r, (enum fw_op)op, &st, &fr, &resp)) {
             /* The framework never logs: a handler failure arrives here as FW_INTERNAL. */
             enum err e = fw_handle(byok_path_tables, &fr, &resp);
             if (e != ERR_OK && resp.status == FW_OK) {
@@ -395,7 +403,8 @@ static uint32_t be_errtype_for(enum fw_status st)
     }
 }
 
-void backend_handle_existence_check(const uint8_t *req, size_t len, struct rpc_reply *reply)
+void backend_handle_existence_check(grpc_call *call, const uint8_t *req, size_t len,
+                                    struct rpc_reply *reply)
 {
     Pb__HandleExistenceCheckArgs *args = pb__handle_existence_check_args__unpack(NULL, len, req);
     if (args == NULL || args->request == NULL) {
@@ -411,13 +420,15 @@ void backend_handle_existence_check(const uint8_t *req, size_t len, struct rpc_r
     Pb__ProtoError perr = PB__PROTO_ERROR__INIT;
     struct fw_response resp;
     fw_response_init(&resp);
+    struct storage st;
+    storage_grpc_for_call(&st, call);
 
     /* Vault asks with the operation it would run (normally update); the check ignores it. */
     int op = fw_op_parse(r->operation);
     struct fw_request fr;
     bool found = false;
     bool exists = false;
-    if (be_request_init(r, op >= 0 ? (enum fw_op)op : FW_OP_UPDATE, &fr, &resp)) {
+    if (be_request_init(r, op >= 0 ? (enum fw_op)op : FW_OP_UPDATE, &st, &fr, &resp)) {
         enum err e = fw_exists(byok_path_tables, &fr, &found, &exists, &resp);
         if (e != ERR_OK && resp.status == FW_OK) {
             resp.status = FW_INTERNAL;
@@ -464,7 +475,7 @@ void backend_handle_existence_check(const uint8_t *req, size_t len, struct rpc_r
     fw_response_done(&resp);
 }
 
-void backend_setup(const uint8_t *req, size_t len, struct rpc_reply *reply)
+void backend_setup(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
     Pb__SetupArgs *args = pb__setup_args__unpack(NULL, len, req);
     if (args == NULL) {
@@ -533,7 +544,12 @@ out:
     pb__setup_args__free_unpacked(args, NULL);
 }
 
-void backend_initialize(const uint8_t *req, size_t len, struct rpc_reply *reply)
+/*
+ * Initialize and Cleanup use storage_grpc(), with no parent: the KEK created
+ * at first Initialize and Cleanup's final flush are each a few writes that
+ * finish or fail on their own deadline, whatever Vault does with its call.
+ */
+void backend_initialize(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
     Pb__InitializeReply out = PB__INITIALIZE_REPLY__INIT;
     Pb__ProtoError perr = PB__PROTO_ERROR__INIT;
@@ -549,7 +565,7 @@ void backend_initialize(const uint8_t *req, size_t len, struct rpc_reply *reply)
     rpc_reply_pack(reply, &out.base);
 }
 
-void backend_cleanup(const uint8_t *req, size_t len, struct rpc_reply *reply)
+void backend_cleanup(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
     /*
      * Cleanup precedes a reload, a seal or an unmount. Flush what the periodic
@@ -566,7 +582,8 @@ void backend_cleanup(const uint8_t *req, size_t len, struct rpc_reply *reply)
     rpc_reply_pack(reply, &out.base);
 }
 
-void backend_invalidate_key(const uint8_t *req, size_t len, struct rpc_reply *reply)
+void backend_invalidate_key(grpc_call *call, const uint8_t *req, size_t len,
+                            struct rpc_reply *reply)
 {
     Pb__InvalidateKeyArgs *args = pb__invalidate_key_args__unpack(NULL, len, req);
     if (args == NULL) {
@@ -579,14 +596,14 @@ void backend_invalidate_key(const uint8_t *req, size_t len, struct rpc_reply *re
     rpc_reply_pack(reply, &out.base);
 }
 
-void backend_type(const uint8_t *req, size_t len, struct rpc_reply *reply)
+void backend_type(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
     Pb__TypeReply out = PB__TYPE_REPLY__INIT;
     out.type = BACKEND_TYPE_LOGICAL;
     rpc_reply_pack(reply, &out.base);
 }
 
-void backend_special_paths(const uint8_t *req, size_t len, struct rpc_reply *reply)
+void backend_special_paths(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
     size_t n = 0;
     while (byok_seal_wrap_storage[n] != NULL) {

@@ -31,14 +31,18 @@ struct byok;
 void backend_init(struct byok *b);
 
 /* pb.Backend RPCs. */
-void backend_handle_request(const uint8_t *req, size_t len, struct rpc_reply *reply);
-void backend_handle_existence_check(const uint8_t *req, size_t len, struct rpc_reply *reply);
-void backend_setup(const uint8_t *req, size_t len, struct rpc_reply *reply);
-void backend_initialize(const uint8_t *req, size_t len, struct rpc_reply *reply);
-void backend_cleanup(const uint8_t *req, size_t len, struct rpc_reply *reply);
-void backend_invalidate_key(const uint8_t *req, size_t len, struct rpc_reply *reply);
-void backend_type(const uint8_t *req, size_t len, struct rpc_reply *reply);
-void backend_special_paths(const uint8_t *req, size_t len, struct rpc_reply *reply);
+void backend_handle_request(grpc_call *call, const uint8_t *req, size_t len,
+                            struct rpc_reply *reply);
+void backend_handle_existence_check(grpc_call *call, const uint8_t *req, size_t len,
+                                    struct rpc_reply *reply);
+void backend_setup(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply);
+void backend_initialize(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply);
+void backend_cleanup(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply);
+void backend_invalidate_key(grpc_call *call, const uint8_t *req, size_t len,
+                            struct rpc_reply *reply);
+void backend_type(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply);
+void backend_special_paths(grpc_call *call, const uint8_t *req, size_t len,
+                           struct rpc_reply *reply);
 
 /*
  * The HandleRequestReply for a framework outcome, packed (what

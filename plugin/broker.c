@@ -334,7 +334,7 @@ static void broker_detail(char *out, grpc_slice details)
     out[n] = '\0';
 }
 
-enum err broker_call(const char *method, const ProtobufCMessage *req,
+enum err broker_call(grpc_call *parent, const char *method, const ProtobufCMessage *req,
                      const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **ret_reply,
                      char ret_detail[BROKER_MAX_DETAIL])
 {
@@ -373,9 +373,16 @@ enum err broker_call(const char *method, const ProtobufCMessage *req,
     send_bb = grpc_raw_byte_buffer_create(&payload, 1);
     grpc_slice_unref(payload);
 
+    /*
+     * A child of the request being handled: the core caps our deadline at the
+     * parent's and cancels this call when the parent ends, so nothing reaches
+     * Vault's storage once Vault has given up on the request (a client retry
+     * would otherwise apply a write twice). A parent that is already
+     * cancelled gives a call that fails at once.
+     */
     gpr_timespec deadline = gpr_time_add(
         gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(BROKER_CALL_TIMEOUT_MS, GPR_TIMESPAN));
-    call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+    call = grpc_channel_create_call(c->ch, parent, GRPC_PROPAGATE_DEFAULTS, cq,
                                     grpc_slice_from_static_string(method), NULL, deadline, NULL);
     if (call == NULL) {
         cq_idle = true;

@@ -19,6 +19,7 @@
 #ifndef BYOK_PLUGIN_BROKER_H
 #define BYOK_PLUGIN_BROKER_H
 
+#include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,12 +73,24 @@ void broker_close(void);
 /*
  * One unary call to Vault over the broker channel: packs req, unpacks the
  * reply with reply_desc into *ret_reply (free with protobuf_c_message_free_unpacked).
+ *
+ * parent is the incoming server call being handled (rpc.c), or NULL outside
+ * one (Setup, Initialize, Cleanup, tests). With a parent the call is its
+ * child with GRPC_PROPAGATE_DEFAULTS: its deadline is the earlier of
+ * BROKER_CALL_TIMEOUT_MS and the parent's (Vault's request deadline, sent
+ * as grpc-timeout), and it is cancelled when the parent is (Vault gave up on
+ * the request, or the parent's deadline passed): a storage write never
+ * lands, nor starts, after Vault has answered the request. The parent must
+ * stay alive (not unref'd) until this returns; rpc.c holds it for the whole
+ * handler.
+ *
  * ERR_UNAVAIL when there is no channel or the call failed at the gRPC level
- * (ret_detail, if given, receives gRPC's status message, cut at
- * BROKER_MAX_DETAIL), ERR_TIMEOUT past BROKER_CALL_TIMEOUT_MS, ERR_PROTO for
- * an undecodable or oversized reply, ERR_NOMEM.
+ * (the parent was cancelled included; ret_detail, if given, receives gRPC's
+ * status message, cut at BROKER_MAX_DETAIL), ERR_TIMEOUT past the deadline
+ * (BROKER_CALL_TIMEOUT_MS or the parent's), ERR_PROTO for an undecodable or
+ * oversized reply, ERR_NOMEM.
  */
-MUST_USE enum err broker_call(const char *method, const ProtobufCMessage *req,
+MUST_USE enum err broker_call(grpc_call *parent, const char *method, const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *reply_desc,
                               ProtobufCMessage **ret_reply, char ret_detail[BROKER_MAX_DETAIL]);
 

@@ -64,10 +64,12 @@ struct rpc_method {
     enum rpc_kind kind;
 };
 
-static void rpc_health_check(const uint8_t *req, size_t len, struct rpc_reply *reply);
-static void rpc_multiplexing(const uint8_t *req, size_t len, struct rpc_reply *reply);
-static void rpc_version(const uint8_t *req, size_t len, struct rpc_reply *reply);
-static void rpc_empty(const uint8_t *req, size_t len, struct rpc_reply *reply);
+static void rpc_health_check(grpc_call *call, const uint8_t *req, size_t len,
+                             struct rpc_reply *reply);
+static void rpc_multiplexing(grpc_call *call, const uint8_t *req, size_t len,
+                             struct rpc_reply *reply);
+static void rpc_version(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply);
+static void rpc_empty(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply);
 
 /*
  * Everything Vault calls. GRPCStdio/StreamStdio is absent on purpose: Vault
@@ -158,7 +160,8 @@ void rpc_reply_status(struct rpc_reply *reply, grpc_status_code status, const ch
 
 /* ---- small handlers that belong to the transport ---- */
 
-static void rpc_health_check(const uint8_t *req, size_t len, struct rpc_reply *reply)
+static void rpc_health_check(grpc_call *call, const uint8_t *req, size_t len,
+                             struct rpc_reply *reply)
 {
     Grpc__Health__V1__HealthCheckRequest *in =
         grpc__health__v1__health_check_request__unpack(NULL, len, req);
@@ -178,7 +181,8 @@ static void rpc_health_check(const uint8_t *req, size_t len, struct rpc_reply *r
     rpc_reply_pack(reply, &out.base);
 }
 
-static void rpc_multiplexing(const uint8_t *req, size_t len, struct rpc_reply *reply)
+static void rpc_multiplexing(grpc_call *call, const uint8_t *req, size_t len,
+                             struct rpc_reply *reply)
 {
     /* One process per mount: byok keeps per-mount state and caches in process memory. */
     Pluginutil__Multiplexing__MultiplexingSupportResponse out =
@@ -187,14 +191,14 @@ static void rpc_multiplexing(const uint8_t *req, size_t len, struct rpc_reply *r
     rpc_reply_pack(reply, &out.base);
 }
 
-static void rpc_version(const uint8_t *req, size_t len, struct rpc_reply *reply)
+static void rpc_version(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
     Logical__VersionReply out = LOGICAL__VERSION_REPLY__INIT;
     out.plugin_version = (char *)"v" BYOK_VERSION;
     rpc_reply_pack(reply, &out.base);
 }
 
-static void rpc_empty(const uint8_t *req, size_t len, struct rpc_reply *reply)
+static void rpc_empty(grpc_call *call, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
     Plugin__Empty out = PLUGIN__EMPTY__INIT;
     rpc_reply_pack(reply, &out.base);
@@ -319,7 +323,15 @@ static void rpc_wipe_message(grpc_byte_buffer *bb)
     grpc_byte_buffer_reader_destroy(&reader);
 }
 
-/* Runs a unary handler on the call's received message. */
+/*
+ * Runs a unary handler on the call's received message. The receive batch's
+ * reference (rpc_on_recv) keeps c->call alive until after rpc_finish, so the
+ * handler may make it the parent of its storage calls (broker.h). The core
+ * cancels those children when the call ends: Vault cancelled it, or its
+ * deadline (grpc-timeout) passed, which the core's server deadline timer
+ * turns into a cancellation; RECV_CLOSE_ON_SERVER, posted first by
+ * rpc_on_new, is what lets the core see that end.
+ */
 static void rpc_run(struct rpc_call *c)
 {
     struct rpc_reply r = {.status = GRPC_STATUS_OK};
@@ -334,7 +346,7 @@ static void rpc_run(struct rpc_call *c)
     grpc_slice *second = NULL;
     int whole = grpc_byte_buffer_reader_peek(&reader, &first);
     if (whole && !grpc_byte_buffer_reader_peek(&reader, &second)) {
-        c->m->fn(GRPC_SLICE_START_PTR(*first), GRPC_SLICE_LENGTH(*first), &r);
+        c->m->fn(c->call, GRPC_SLICE_START_PTR(*first), GRPC_SLICE_LENGTH(*first), &r);
         grpc_byte_buffer_reader_destroy(&reader);
     } else {
         grpc_byte_buffer_reader_destroy(&reader);
@@ -345,7 +357,7 @@ static void rpc_run(struct rpc_call *c)
         }
         grpc_slice in = grpc_byte_buffer_reader_readall(&reader);
         grpc_byte_buffer_reader_destroy(&reader);
-        c->m->fn(GRPC_SLICE_START_PTR(in), GRPC_SLICE_LENGTH(in), &r);
+        c->m->fn(c->call, GRPC_SLICE_START_PTR(in), GRPC_SLICE_LENGTH(in), &r);
         OPENSSL_cleanse(GRPC_SLICE_START_PTR(in), GRPC_SLICE_LENGTH(in));
         grpc_slice_unref(in);
     }

@@ -16,6 +16,7 @@
 #ifndef BYOK_PLUGIN_RPC_H
 #define BYOK_PLUGIN_RPC_H
 
+#include <grpc/grpc.h>
 #include <grpc/slice.h>
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
@@ -47,10 +48,15 @@ struct rpc_reply {
 };
 
 /*
- * A unary handler: req/len is the packed request (borrowed for the call).
- * Runs on a worker thread; may block; called concurrently.
+ * A unary handler: call is the incoming server call, req/len the packed
+ * request (both borrowed for the handler's run: the call is not unref'd
+ * before the handler returns). Calls the handler makes to Vault for this
+ * request pass call as their parent (storage_grpc_for_call), so Vault's
+ * deadline and cancellation reach them. Runs on a worker thread, start to
+ * end on that one thread; may block; called concurrently.
  */
-typedef void (*rpc_handler_fn)(const uint8_t *req, size_t len, struct rpc_reply *reply);
+typedef void (*rpc_handler_fn)(grpc_call *call, const uint8_t *req, size_t len,
+                               struct rpc_reply *reply);
 
 /* Packs m as the reply (status stays OK). */
 void rpc_reply_pack(struct rpc_reply *reply, const ProtobufCMessage *m);

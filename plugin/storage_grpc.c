@@ -46,13 +46,13 @@ static void sg_log(const char *op, const char *key, enum err e, const char *deta
 }
 
 /* Runs one call; an `err` string in the reply becomes ERR_STORAGE (ERR_READONLY on a standby). */
-static enum err sg_call(const char *op, const char *method, const char *key,
+static enum err sg_call(grpc_call *parent, const char *op, const char *method, const char *key,
                         const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
                         ProtobufCMessage **ret_reply, size_t err_offset)
 {
     char detail[BROKER_MAX_DETAIL];
     ProtobufCMessage *reply = NULL;
-    enum err e = broker_call(method, req, desc, &reply, detail);
+    enum err e = broker_call(parent, method, req, desc, &reply, detail);
     if (e != ERR_OK) {
         sg_log(op, key, e, detail);
         return e;
@@ -82,8 +82,8 @@ static enum err sg_get(void *ctx, const char *key, unsigned char **ret_val, size
     args.key = (char *)key;
     ProtobufCMessage *m = NULL;
     enum err e =
-        sg_call("get", "/pb.Storage/Get", key, &args.base, &pb__storage_get_reply__descriptor, &m,
-                offsetof(Pb__StorageGetReply, err));
+        sg_call(ctx, "get", "/pb.Storage/Get", key, &args.base, &pb__storage_get_reply__descriptor,
+                &m, offsetof(Pb__StorageGetReply, err));
     if (e != ERR_OK) {
         return e;
     }
@@ -130,8 +130,8 @@ static enum err sg_put(void *ctx, const char *key, const unsigned char *val, siz
     args.entry = &entry;
     ProtobufCMessage *m = NULL;
     enum err e =
-        sg_call("put", "/pb.Storage/Put", key, &args.base, &pb__storage_put_reply__descriptor, &m,
-                offsetof(Pb__StoragePutReply, err));
+        sg_call(ctx, "put", "/pb.Storage/Put", key, &args.base, &pb__storage_put_reply__descriptor,
+                &m, offsetof(Pb__StoragePutReply, err));
     if (e == ERR_OK) {
         protobuf_c_message_free_unpacked(m, NULL);
     }
@@ -144,7 +144,7 @@ static enum err sg_del(void *ctx, const char *key)
     args.key = (char *)key;
     ProtobufCMessage *m = NULL;
     enum err e =
-        sg_call("delete", "/pb.Storage/Delete", key, &args.base,
+        sg_call(ctx, "delete", "/pb.Storage/Delete", key, &args.base,
                 &pb__storage_delete_reply__descriptor, &m, offsetof(Pb__StorageDeleteReply, err));
     if (e == ERR_OK) {
         protobuf_c_message_free_unpacked(m, NULL);
@@ -158,8 +158,8 @@ static enum err sg_list(void *ctx, const char *prefix, char ***ret_keys, size_t 
     args.prefix = (char *)prefix;
     ProtobufCMessage *m = NULL;
     enum err e =
-        sg_call("list", "/pb.Storage/List", prefix, &args.base, &pb__storage_list_reply__descriptor,
-                &m, offsetof(Pb__StorageListReply, err));
+        sg_call(ctx, "list", "/pb.Storage/List", prefix, &args.base,
+                &pb__storage_list_reply__descriptor, &m, offsetof(Pb__StorageListReply, err));
     if (e != ERR_OK) {
         return e;
     }
@@ -193,9 +193,15 @@ static const struct storage_ops sg_ops = {
     .list = sg_list,
 };
 
+/* ctx is the parent call (grpc_call *), or NULL for none. */
 static struct storage sg_storage = {.ops = &sg_ops, .ctx = NULL};
 
 struct storage *storage_grpc(void)
 {
     return &sg_storage;
+}
+
+void storage_grpc_for_call(struct storage *ret_st, grpc_call *call)
+{
+    *ret_st = (struct storage){.ops = &sg_ops, .ctx = call};
 }

@@ -212,7 +212,7 @@ static Pb__HandleRequestReply *call_handle(const char *op, const char *path, con
     uint8_t *buf = malloc(len);
     pb__handle_request_args__pack(&args, buf);
     struct rpc_reply reply = {.status = GRPC_STATUS_OK};
-    backend_handle_request(buf, len, &reply);
+    backend_handle_request(NULL, buf, len, &reply);
     free(buf);
     assert_int_equal(reply.status, GRPC_STATUS_OK);
     assert_true(reply.has_msg);
@@ -239,7 +239,7 @@ static void test_handle_garbage_is_invalid_argument(void **state)
     (void)state;
     static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
     struct rpc_reply reply = {.status = GRPC_STATUS_OK};
-    backend_handle_request(junk, sizeof(junk), &reply);
+    backend_handle_request(NULL, junk, sizeof(junk), &reply);
     assert_int_equal(reply.status, GRPC_STATUS_INVALID_ARGUMENT);
     assert_false(reply.has_msg);
 }
@@ -374,7 +374,7 @@ static void test_existence_check_unknown_path(void **state)
     uint8_t buf[256];
     size_t len = pb__handle_existence_check_args__pack(&args, buf);
     struct rpc_reply reply = {.status = GRPC_STATUS_OK};
-    backend_handle_existence_check(buf, len, &reply);
+    backend_handle_existence_check(NULL, buf, len, &reply);
     assert_true(reply.has_msg);
     Pb__HandleExistenceCheckReply *r = pb__handle_existence_check_reply__unpack(
         NULL, GRPC_SLICE_LENGTH(reply.msg), GRPC_SLICE_START_PTR(reply.msg));
@@ -390,7 +390,7 @@ static void test_type_and_special_paths(void **state)
 {
     (void)state;
     struct rpc_reply reply = {.status = GRPC_STATUS_OK};
-    backend_type(NULL, 0, &reply);
+    backend_type(NULL, NULL, 0, &reply);
     Pb__TypeReply *t =
         pb__type_reply__unpack(NULL, GRPC_SLICE_LENGTH(reply.msg), GRPC_SLICE_START_PTR(reply.msg));
     grpc_slice_unref(reply.msg);
@@ -398,7 +398,7 @@ static void test_type_and_special_paths(void **state)
     pb__type_reply__free_unpacked(t, NULL);
 
     reply = (struct rpc_reply){.status = GRPC_STATUS_OK};
-    backend_special_paths(NULL, 0, &reply);
+    backend_special_paths(NULL, NULL, 0, &reply);
     Pb__SpecialPathsReply *sp = pb__special_paths_reply__unpack(NULL, GRPC_SLICE_LENGTH(reply.msg),
                                                                 GRPC_SLICE_START_PTR(reply.msg));
     grpc_slice_unref(reply.msg);
@@ -429,7 +429,7 @@ static char *setup_with_options(size_t n)
     uint8_t *buf = malloc(len);
     pb__setup_args__pack(&args, buf);
     struct rpc_reply reply = {.status = GRPC_STATUS_OK};
-    backend_setup(buf, len, &reply);
+    backend_setup(NULL, buf, len, &reply);
     free(buf);
     free(entries);
     free(ptrs);

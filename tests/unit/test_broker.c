@@ -124,8 +124,8 @@ static void test_storage_without_broker_is_unavailable(void **state)
     Pb__StorageGetArgs args = PB__STORAGE_GET_ARGS__INIT;
     args.key = (char *)"config";
     ProtobufCMessage *reply = NULL;
-    assert_int_equal(broker_call("/pb.Storage/Get", &args.base, &pb__storage_get_reply__descriptor,
-                                 &reply, detail),
+    assert_int_equal(broker_call(NULL, "/pb.Storage/Get", &args.base,
+                                 &pb__storage_get_reply__descriptor, &reply, detail),
                      ERR_UNAVAIL);
     assert_null(reply);
     assert_non_null(strstr(detail, "no broker connection"));
@@ -146,8 +146,8 @@ static void test_call_to_dead_socket_fails(void **state)
     args.key = (char *)"config";
     ProtobufCMessage *reply = NULL;
     /* Not wait-for-ready: a dead broker is an error at once, not a hang until the deadline. */
-    assert_int_equal(broker_call("/pb.Storage/Get", &args.base, &pb__storage_get_reply__descriptor,
-                                 &reply, detail),
+    assert_int_equal(broker_call(NULL, "/pb.Storage/Get", &args.base,
+                                 &pb__storage_get_reply__descriptor, &reply, detail),
                      ERR_UNAVAIL);
     assert_null(reply);
     unsigned char *val = NULL;
