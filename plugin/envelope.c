@@ -1017,6 +1017,22 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
         if (each_unlock != NULL) {
             each_unlock(lock_arg);
         }
+        if (re == ERR_TIMEOUT || re == ERR_UNAVAIL) {
+            /*
+             * Storage is out of reach, or the request that runs this rotation
+             * is over (its deadline passed or Vault cancelled it: every later
+             * call would fail at once, storage_grpc.h). Stop here instead of
+             * failing each remaining tenant in turn; this tenant and the rest
+             * keep their DEK wrapped by a KEK that stays (nothing is pruned).
+             */
+            char left[24];
+            (void)snprintf(left, sizeof(left), "%zu", n - i);
+            log_kv(LOGL_ERROR, "rotate-root stopped: storage unreachable or the request ended",
+                   "tenant", names[i], "error", err_name(re), "tenants_left", left, NULL);
+            failed++;
+            e = re;
+            break;
+        }
         if (re != ERR_OK) {
             log_kv(LOGL_ERROR, "rotate-root: cannot rewrap the tenant's data key", "tenant",
                    names[i], "error", err_name(re), NULL);
