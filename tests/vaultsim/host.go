@@ -410,11 +410,16 @@ func (s *storageServer) Get(_ context.Context, a *pb.StorageGetArgs) (*pb.Storag
 	return &pb.StorageGetReply{Entry: &pb.StorageEntry{Key: a.Key, Value: v}}, nil
 }
 
-func (s *storageServer) Put(_ context.Context, a *pb.StoragePutArgs) (*pb.StoragePutReply, error) {
+func (s *storageServer) Put(ctx context.Context, a *pb.StoragePutArgs) (*pb.StoragePutReply, error) {
 	if a.Entry == nil {
 		return &pb.StoragePutReply{Err: "missing entry"}, nil
 	}
-	if err := s.s.Put(a.Entry.Key, a.Entry.Value, a.Entry.SealWrap); err != nil {
+	if err := s.s.PutContext(ctx, a.Entry.Key, a.Entry.Value, a.Entry.SealWrap); err != nil {
+		if ctx.Err() != nil {
+			// The plugin's call is over (its deadline, or it cancelled):
+			// grpc-go has already answered it with that status.
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
 		return &pb.StoragePutReply{Err: err.Error()}, nil
 	}
 	return &pb.StoragePutReply{}, nil

@@ -3,6 +3,7 @@
 package vaultsim
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -36,13 +37,14 @@ type Storage struct {
 	// inSetup makes Put and Delete fail while the plugin runs Setup, as
 	// Vault's mount does (vault/mount.go: the view is read-only until then).
 	inSetup atomic.Bool
-	// hold, when set, is a channel every Put waits on until it is closed: a
-	// slow storage backend, for tests of what the plugin does meanwhile.
-	hold atomic.Pointer[chan struct{}]
-	// Ops counts storage RPCs served (for tests and benchmarks).
+	// hold, when set, is what Puts wait on until it is released: a slow
+	// storage backend, for tests of what the plugin does meanwhile.
+	hold atomic.Pointer[writeHold]
+	// Ops counts storage RPCs served (for tests and benchmarks); putDropped
+	// counts Puts refused because their caller's context ended first.
 	ops struct {
 		sync.Mutex
-		get, put, list, del int
+		get, put, list, del, putDropped int
 	}
 }
 
@@ -103,16 +105,25 @@ var ErrReadOnly = errors.New("cannot write to readonly storage")
 // SetReadOnly makes writes fail with ErrReadOnly (true) or work again.
 func (s *Storage) SetReadOnly(ro bool) { s.readOnly.Store(ro) }
 
+// writeHold holds the Puts to keys starting with prefix until ch is closed.
+type writeHold struct {
+	ch     chan struct{}
+	prefix string
+}
+
 // HoldWrites makes every Put wait (as a slow backend would) until the
 // returned release function is called; Puts already waiting then proceed.
-func (s *Storage) HoldWrites() (release func()) {
-	ch := make(chan struct{})
-	s.hold.Store(&ch)
+func (s *Storage) HoldWrites() (release func()) { return s.HoldWritesTo("") }
+
+// HoldWritesTo is HoldWrites for the Puts to keys starting with prefix only.
+func (s *Storage) HoldWritesTo(prefix string) (release func()) {
+	h := &writeHold{ch: make(chan struct{}), prefix: prefix}
+	s.hold.Store(h)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			s.hold.Store(nil)
-			close(ch)
+			s.hold.CompareAndSwap(h, nil)
+			close(h.ch)
 		})
 	}
 }
@@ -133,9 +144,26 @@ func (s *Storage) writeErr() error {
 
 // Put stores key.
 func (s *Storage) Put(key string, value []byte, sealWrap bool) error {
+	return s.PutContext(context.Background(), key, value, sealWrap)
+}
+
+// PutContext stores key unless ctx ends first. The broker's Storage server
+// passes the gRPC call's context, which ends at the plugin's deadline for
+// the call or when the plugin cancels it. Like Vault's physical backends
+// (inmem checks ctx before it applies a write), a Put whose context has
+// ended by the time it would apply is refused and counted (PutsDropped):
+// a held Put (HoldWrites) gives up as soon as its context ends.
+func (s *Storage) PutContext(ctx context.Context, key string, value []byte, sealWrap bool) error {
 	s.count(&s.ops.put)
-	if h := s.hold.Load(); h != nil {
-		<-*h
+	if h := s.hold.Load(); h != nil && strings.HasPrefix(key, h.prefix) {
+		select {
+		case <-h.ch:
+		case <-ctx.Done():
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		s.count(&s.ops.putDropped)
+		return err
 	}
 	if err := checkKey(key); err != nil {
 		return err
@@ -219,6 +247,14 @@ func (s *Storage) SealWrapped(key string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.sealWrap[key]
+}
+
+// PutsDropped returns how many Puts were refused because their context
+// ended before they applied (see PutContext).
+func (s *Storage) PutsDropped() int {
+	s.ops.Lock()
+	defer s.ops.Unlock()
+	return s.ops.putDropped
 }
 
 // OpCounts returns the number of Get, Put, List and Delete calls served.

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package vaultsim
+
+// Vault's request deadline and cancellation reach the plugin's storage calls.
+// Vault sends HandleRequest with the HTTP request's context (its deadline
+// travels as grpc-timeout) and answers the client with an error once that
+// context ends. The storage calls the plugin makes for the request must end
+// with it: a write that landed afterwards would be applied a second time by
+// the client's retry (two key rotations for one intent).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/plugin/pb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// handleWithContext sends one HandleRequest straight to the plugin with ctx,
+// as Vault does with a request's context.
+func handleWithContext(ctx context.Context, s *Sim, op, path string, data map[string]any) (*pb.HandleRequestReply, error) {
+	js, _ := json.Marshal(data)
+	return s.Plugin().Backend.HandleRequest(ctx, &pb.HandleRequestArgs{Request: &pb.Request{
+		Id: newUUID(), Operation: op, Path: path, Data: string(js),
+		MountPoint: s.opts.Mount + "/", MountType: s.opts.PluginName}})
+}
+
+// waitUntil polls cond every 10 ms for up to d.
+func waitUntil(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); ; time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+	}
+}
+
+// readKeyVersion reads the key's current_version over HTTP, failing the test
+// if the read takes longer than 5 s (a handler Vault gave up on still
+// holding the key's lock).
+func readKeyVersion(t *testing.T, s *Sim, kp string) int64 {
+	t.Helper()
+	type result struct {
+		code int
+		m    map[string]any
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		code, m, err := s.Server.Call(s.RootToken, "GET", kp, nil)
+		got <- result{code, m, err}
+	}()
+	select {
+	case r := <-got:
+		if r.err != nil || r.code != 200 {
+			t.Fatalf("read %s: %d %v %v", kp, r.code, r.m, r.err)
+		}
+		return jnum(Data(r.m), "current_version")
+	case <-time.After(5 * time.Second):
+		t.Errorf("read of %s hung: the request Vault gave up on still holds the key (its storage write "+
+			"did not end with it)", kp)
+		return -1
+	}
+}
+
+const deadlineKP = "byok/tenants/acme/keys/openai/production"
+
+func deadlineKey(n int) string {
+	return fmt.Sprintf("sk-deadline%034d", n)
+}
+
+// A key rotation whose storage write outlives Vault's 300 ms deadline: the
+// write is cancelled at the deadline (it never lands), the handler returns,
+// and the client's retry makes version 2, not 3.
+func TestStorageWriteEndsAtRequestDeadline(t *testing.T) {
+	s := newSim(t)
+	s.MustCall(t, 200, s.RootToken, "PUT", deadlineKP,
+		map[string]any{"key_value": deadlineKey(1), "name": "prod", "permissions": []string{"chat"}})
+	release := s.Storage.HoldWrites()
+	defer release()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := handleWithContext(ctx, s, "update", "tenants/acme/keys/openai/production/rotate",
+		map[string]any{"key_value": deadlineKey(2)})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("rotate with a 300 ms deadline against held storage: %v, want DeadlineExceeded", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("HandleRequest with a 300 ms deadline returned after %v", el)
+	}
+	if !waitUntil(3*time.Second, func() bool { return s.Storage.PutsDropped() > 0 }) {
+		t.Errorf("the rotation's storage Put was still waiting 3 s after Vault's deadline: the " +
+			"deadline did not reach it")
+	}
+	// The handler has returned: the key is readable, still at version 1.
+	if v := readKeyVersion(t, s, deadlineKP); v != 1 && v != -1 {
+		t.Errorf("after the timed-out rotation the key is at version %v, want 1", v)
+	}
+	release()
+	// The client retries the rotation Vault answered with an error.
+	d := Data(s.MustCall(t, 200, s.RootToken, "PUT", deadlineKP+"/rotate",
+		map[string]any{"key_value": deadlineKey(3)}))
+	if v := jnum(d, "current_version"); v != 2 {
+		t.Errorf("the retried rotation made version %v, want 2: the rotation Vault gave up on "+
+			"landed after its deadline", v)
+	}
+	cr := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/tenants/acme/creds/openai", nil))
+	if jstr(cr, "api_key") != deadlineKey(3) {
+		t.Errorf("creds after the retried rotation: not the retry's key")
+	}
+}
+
+// The same when Vault cancels the request (the client went away) while its
+// storage write is in flight.
+func TestStorageWriteEndsWhenRequestCancelled(t *testing.T) {
+	s := newSim(t)
+	s.MustCall(t, 200, s.RootToken, "PUT", deadlineKP,
+		map[string]any{"key_value": deadlineKey(1), "name": "prod", "permissions": []string{"chat"}})
+	_, puts0, _, _ := s.Storage.OpCounts()
+	release := s.Storage.HoldWrites()
+	defer release()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := handleWithContext(ctx, s, "update", "tenants/acme/keys/openai/production/rotate",
+			map[string]any{"key_value": deadlineKey(2)})
+		done <- err
+	}()
+	if !waitUntil(10*time.Second, func() bool { _, p, _, _ := s.Storage.OpCounts(); return p > puts0 }) {
+		t.Fatal("the rotation's storage Put never arrived")
+	}
+	cancel()
+	if err := <-done; status.Code(err) != codes.Canceled {
+		t.Fatalf("cancelled rotate: %v, want Canceled", err)
+	}
+	if !waitUntil(3*time.Second, func() bool { return s.Storage.PutsDropped() > 0 }) {
+		t.Errorf("the rotation's storage Put was still waiting 3 s after Vault cancelled the request: " +
+			"the cancellation did not reach it")
+	}
+	if v := readKeyVersion(t, s, deadlineKP); v != 1 && v != -1 {
+		t.Errorf("after the cancelled rotation the key is at version %v, want 1", v)
+	}
+	release()
+	d := Data(s.MustCall(t, 200, s.RootToken, "PUT", deadlineKP+"/rotate",
+		map[string]any{"key_value": deadlineKey(3)}))
+	if v := jnum(d, "current_version"); v != 2 {
+		t.Errorf("the retried rotation made version %v, want 2: the cancelled rotation landed", v)
+	}
+}
+
+// kekVersionOf is the KEK version that wraps the tenant's stored DEK (0: none).
+func kekVersionOf(t *testing.T, s *Sim, tenant string) int64 {
+	t.Helper()
+	raw, ok := s.RawStorage()["tenants/"+tenant+"/dek"]
+	if !ok {
+		return 0
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		t.Fatalf("tenants/%s/dek: %v", tenant, err)
+	}
+	return jnum(rec, "kek_version")
+}
+
+// config/rotate-root cut by Vault's deadline half-way through the tenants
+// (docs/internals/keys-engine.md): it stops there. The new KEK is current,
+// the tenants done so far use it, the rest keep the old KEK, which is not
+// pruned, so every key still opens. It does not resume: the next call makes
+// another version, rewraps every tenant and prunes both older versions.
+func TestRotateRootCutByDeadline(t *testing.T) {
+	s := newSim(t)
+	tenants := []string{"t1", "t2", "t3"}
+	for i, tn := range tenants {
+		s.MustCall(t, 200, s.RootToken, "PUT", "byok/tenants/"+tn+"/keys/openai/production",
+			map[string]any{"key_value": deadlineKey(10 + i), "name": "prod", "permissions": []string{"chat"}})
+	}
+	release := s.Storage.HoldWritesTo("tenants/t2/dek")
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := handleWithContext(ctx, s, "update", "config/rotate-root", nil)
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("rotate-root with a 1 s deadline, t2's write held: %v, want DeadlineExceeded", err)
+	}
+	if !waitUntil(3*time.Second, func() bool { return s.Storage.PutsDropped() > 0 }) {
+		t.Errorf("rotate-root's held write for t2 was still waiting 3 s after Vault's deadline")
+	}
+	release()
+	time.Sleep(500 * time.Millisecond) // a rotation still running would finish now
+	raw := s.RawStorage()
+	if _, ok := raw["kek/1"]; !ok {
+		t.Errorf("kek/1 pruned although t2 and t3 were never rewrapped")
+	}
+	for tn, want := range map[string]int64{"t1": 2, "t2": 1, "t3": 1} {
+		if got := kekVersionOf(t, s, tn); got != want {
+			t.Errorf("after the cut rotation %s's DEK is wrapped by KEK %v, want %v", tn, got, want)
+		}
+	}
+	for i, tn := range tenants {
+		cr := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/tenants/"+tn+"/creds/openai", nil))
+		if jstr(cr, "api_key") != deadlineKey(10+i) {
+			t.Errorf("creds of %s after the cut rotation: wrong key", tn)
+		}
+	}
+
+	d := Data(s.MustCall(t, 200, s.RootToken, "PUT", "byok/config/rotate-root", nil))
+	if jnum(d, "kek_version") != 3 || jnum(d, "tenants_rewrapped") != 3 {
+		t.Errorf("rotate-root after the cut one: %v, want kek_version 3 and 3 tenants rewrapped", d)
+	}
+	raw = s.RawStorage()
+	for _, k := range []string{"kek/1", "kek/2"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("%s kept after a complete rotation", k)
+		}
+	}
+	for i, tn := range tenants {
+		if got := kekVersionOf(t, s, tn); got != 3 {
+			t.Errorf("%s's DEK wrapped by KEK %v after the complete rotation, want 3", tn, got)
+		}
+		cr := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/tenants/"+tn+"/creds/openai", nil))
+		if jstr(cr, "api_key") != deadlineKey(10+i) {
+			t.Errorf("creds of %s after the complete rotation: wrong key", tn)
+		}
+	}
+}
