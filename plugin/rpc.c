@@ -327,10 +327,10 @@ static void rpc_wipe_message(grpc_byte_buffer *bb)
  * Runs a unary handler on the call's received message. The receive batch's
  * reference (rpc_on_recv) keeps c->call alive until after rpc_finish, so the
  * handler may make it the parent of its storage calls (broker.h). The core
- * cancels those children when the call ends: Vault cancelled it, or its
- * deadline (grpc-timeout) passed, which the core's server deadline timer
- * turns into a cancellation; RECV_CLOSE_ON_SERVER, posted first by
- * rpc_on_new, is what lets the core see that end.
+ * gives those children the call's deadline (grpc-timeout) when it is the
+ * earlier, and cancels them when Vault cancels the call;
+ * RECV_CLOSE_ON_SERVER, posted first by rpc_on_new, is what lets the core
+ * see that end.
  */
 static void rpc_run(struct rpc_call *c)
 {
