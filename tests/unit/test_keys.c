@@ -696,6 +696,8 @@ static const struct storage_ops *fault_orig;
 static const char *fault_put_prefix, *fault_del_prefix;
 /* The Put is made, then reported failed (a reply lost after the write landed). */
 static bool fault_put_lands;
+/* What a failing Put returns (ERR_STORAGE unless set: Vault's `err` string). */
+static enum err fault_put_err;
 static const char *fault_get_prefix, *fault_list_prefix; /* set after fault_on; fault_off clears */
 
 static bool fault_match(const char *prefix, const char *key)
@@ -717,7 +719,7 @@ static enum err fault_put(void *c, const char *k, const unsigned char *v, size_t
         enum err e = fault_orig->put(c, k, v, l, seal);
         return e == ERR_OK ? ERR_TIMEOUT : e;
     }
-    return ERR_STORAGE;
+    return fault_put_err != ERR_OK ? fault_put_err : ERR_STORAGE;
 }
 
 static enum err fault_del(void *c, const char *k)
@@ -745,6 +747,7 @@ static void fault_off(struct env *e)
     e->st->ops = fault_orig;
     fault_put_prefix = fault_del_prefix = fault_get_prefix = fault_list_prefix = NULL;
     fault_put_lands = false;
+    fault_put_err = ERR_OK;
 }
 
 /* A key write at path whose record cannot be saved (storage put fails): refused. */
@@ -1883,6 +1886,71 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
+/* The KEK version wrapping the tenant's stored DEK. */
+static int64_t dek_kek_version(struct env *e, const char *tenant)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "tenants/%s/dek", tenant);
+    json_t *rec = NULL;
+    assert_int_equal(storage_get_json(e->st, key, &rec), ERR_OK);
+    int64_t v = num(rec, "kek_version");
+    json_decref(rec);
+    return v;
+}
+
+/*
+ * rotate-root whose rewrap of t1 meets a storage error that would repeat
+ * (ERR_TIMEOUT, ERR_UNAVAIL: the request's deadline passed or Vault cancelled
+ * it, and every later call fails at once) stops there: t2 is not attempted,
+ * nothing is pruned, every key opens. An error about one tenant's record
+ * (ERR_STORAGE) does not stop the others. A later rotation completes.
+ */
+static void test_rotate_root_stops_when_storage_is_gone(void **state)
+{
+    struct env *e = *state;
+    const char *tenants[] = {"t0", "t1", "t2"};
+    char path[64], value[64];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "tenants/%s/keys/openai/production", tenants[i]);
+        snprintf(value, sizeof(value), "sk-rotate-stop-%d-abcdefghijklmnopqrstuvwxyz0123", i);
+        put_key(e, path, value, NULL);
+    }
+    const enum err errs[] = {ERR_TIMEOUT, ERR_UNAVAIL, ERR_STORAGE};
+    int64_t kek = 1;
+    for (size_t k = 0; k < sizeof(errs) / sizeof(errs[0]); k++) {
+        fault_on(e, "tenants/t1/dek", NULL);
+        fault_put_err = errs[k];
+        struct result r = call(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+        assert_int_not_equal(r.status, FW_OK);
+        done(&r);
+        fault_off(e);
+        kek++;
+        assert_int_equal(dek_kek_version(e, "t0"), kek);
+        assert_int_equal(dek_kek_version(e, "t1"), 1);
+        /* Stopped at t1 for a transport error; went on to t2 for a record error. */
+        assert_int_equal(dek_kek_version(e, "t2"), errs[k] == ERR_STORAGE ? kek : 1);
+    }
+    json_t *d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_equal(num(d, "kek_version"), kek + 1);
+    assert_int_equal(num(d, "tenants_rewrapped"), 3);
+    json_decref(d);
+    char **names = NULL;
+    size_t n = 0;
+    assert_int_equal(storage_list(e->st, "kek/", &names, &n), ERR_OK);
+    assert_int_equal(n, 2); /* the current version and "current" */
+    storage_keys_free(names, n);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "tenants/%s/dek", tenants[i]);
+        byok_invalidate(e->b, path); /* unwrapped again from storage, with the KEK it names */
+        snprintf(path, sizeof(path), "tenants/%s/creds/openai", tenants[i]);
+        snprintf(value, sizeof(value), "sk-rotate-stop-%d-abcdefghijklmnopqrstuvwxyz0123", i);
+        struct result r = call(e, FW_OP_READ, path, NULL);
+        assert_int_equal(r.status, FW_OK);
+        assert_string_equal(str(r.data, "api_key"), value);
+        done(&r);
+    }
+}
+
 static void test_rotate_root_concurrent(void **state)
 {
     struct env *e = *state;
@@ -2385,6 +2453,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenant_delete_drops_settings_under_lock, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_record_moved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_root_stops_when_storage_is_gone, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_rotate_root_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_matrix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_canary_scan, setup, teardown),
