@@ -95,6 +95,8 @@ struct fw_request {
                          strings, integers (durations in seconds), reals, booleans,
                          arrays of strings, objects; defaults filled in; path segments too */
     json_t *provided; /* object: field name -> true for fields the caller sent */
+    /* This request's storage (borrowed; its calls end with the request: storage_grpc.h).
+       Valid only while the handler runs: never keep it. */
     struct storage *storage;
     void *backend; /* the plugin's state (struct byok *), passed through */
     const char *request_id;
