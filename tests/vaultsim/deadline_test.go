@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,5 +233,67 @@ func TestRotateRootCutByDeadline(t *testing.T) {
 		if jstr(cr, "api_key") != deadlineKey(10+i) {
 			t.Errorf("creds of %s after the complete rotation: wrong key", tn)
 		}
+	}
+}
+
+// A tenant's first key write whose record Put outlives the deadline, after its
+// data key was stored: the write's clean-up (read the record back, shred the
+// DEK if absent) runs after the request ended, so its storage calls are
+// children of a finished call. They fail at once (no hang, no crash), the DEK
+// is kept as when storage cannot answer (transport.md, "ambiguous writes"),
+// and the tenant's next key write uses it. Both for a deadline and for a
+// cancellation.
+func TestCallsAfterRequestEndedFailAtOnce(t *testing.T) {
+	for _, how := range []string{"deadline", "cancel"} {
+		t.Run(how, func(t *testing.T) {
+			s := newSim(t)
+			const tenant = "fresh"
+			kp := "tenants/" + tenant + "/keys/openai/production"
+			release := s.Storage.HoldWritesTo(kp)
+			defer release()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if how == "deadline" {
+				ctx, cancel = context.WithTimeout(context.Background(), 500*time.Millisecond)
+			}
+			defer cancel()
+			_, puts0, _, _ := s.Storage.OpCounts()
+			done := make(chan error, 1)
+			go func() {
+				_, err := handleWithContext(ctx, s, "update", kp,
+					map[string]any{"key_value": deadlineKey(20), "name": "prod", "permissions": []string{"chat"}})
+				done <- err
+			}()
+			if how == "cancel" {
+				// The DEK's Put and then the record's (held).
+				if !waitUntil(10*time.Second, func() bool { _, p, _, _ := s.Storage.OpCounts(); return p >= puts0+2 }) {
+					t.Fatal("the key record's Put never arrived")
+				}
+				cancel()
+			}
+			want := map[string]codes.Code{"deadline": codes.DeadlineExceeded, "cancel": codes.Canceled}[how]
+			if err := <-done; status.Code(err) != want {
+				t.Fatalf("first key write: %v, want %v", err, want)
+			}
+			if !waitUntil(3*time.Second, func() bool {
+				return strings.Contains(s.PluginLog(), "storage cannot say whether its record was saved")
+			}) {
+				t.Errorf("the failed write's clean-up did not end at once after the request ended")
+			}
+			if _, ok := s.RawStorage()["tenants/"+tenant+"/dek"]; !ok {
+				t.Errorf("the tenant's data key was shredded although storage could not say whether its record was saved")
+			}
+			// The plugin gives up at its deadline a moment before storage sees
+			// the cancellation arrive: release only once the held Put is gone.
+			if !waitUntil(3*time.Second, func() bool { return s.Storage.PutsDropped() > 0 }) {
+				t.Errorf("the held record Put was still waiting 3 s after the request ended")
+			}
+			release()
+			s.MustCall(t, 200, s.RootToken, "PUT", "byok/"+kp,
+				map[string]any{"key_value": deadlineKey(21), "name": "prod", "permissions": []string{"chat"}})
+			cr := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/tenants/"+tenant+"/creds/openai", nil))
+			if jstr(cr, "api_key") != deadlineKey(21) || jnum(cr, "version") != 1 {
+				t.Errorf("creds after the retried first write: version %v", cr["version"])
+			}
+		})
 	}
 }
