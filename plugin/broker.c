@@ -375,10 +375,10 @@ enum err broker_call(grpc_call *parent, const char *method, const ProtobufCMessa
 
     /*
      * A child of the request being handled: the core caps our deadline at the
-     * parent's and cancels this call when the parent ends, so nothing reaches
-     * Vault's storage once Vault has given up on the request (a client retry
-     * would otherwise apply a write twice). A parent that is already
-     * cancelled gives a call that fails at once.
+     * parent's and cancels this call when the parent ends, so no write of a
+     * request Vault has given up on goes on to land (a client retry would
+     * apply it twice). A parent that has already ended gives a call that
+     * fails at once.
      */
     gpr_timespec deadline = gpr_time_add(
         gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(BROKER_CALL_TIMEOUT_MS, GPR_TIMESPAN));

@@ -79,9 +79,10 @@ void broker_close(void);
  * child with GRPC_PROPAGATE_DEFAULTS: its deadline is the earlier of
  * BROKER_CALL_TIMEOUT_MS and the parent's (Vault's request deadline, sent
  * as grpc-timeout), and it is cancelled when the parent is (Vault gave up on
- * the request, or the parent's deadline passed): a storage write never
- * lands, nor starts, after Vault has answered the request. The parent must
- * stay alive (not unref'd) until this returns; rpc.c holds it for the whole
+ * the request, or the parent's deadline passed): once Vault has answered the
+ * request, no storage call starts for it and the one in flight is cancelled
+ * (a write Vault had already applied stays applied). The parent must stay
+ * alive (not unref'd) until this returns; rpc.c holds it for the whole
  * handler.
  *
  * ERR_UNAVAIL when there is no channel or the call failed at the gRPC level
