@@ -1571,7 +1571,9 @@ void proxy_brain_chat(struct request *r)
     }
     c->req = oreq;
     if (json_is_string(task)) {
-        if (json_string_length(task) > PROXY_MAX_HINT) {
+        /* Checked here: a later refusal would name the X-BYOK-Task header the app did not send. */
+        if (json_string_length(task) > PROXY_MAX_HINT ||
+            !route_hints_valid(json_string_value(task), NULL)) {
             json_decref(j);
             struct request *rr = call_end(c);
             call_param_error(rr, "task_type", "invalid_task", "unknown task_type");

@@ -191,7 +191,12 @@ static bool keys_meta_ok(struct fw_request *req, struct fw_response *resp, time_
         }
         json_object_foreach(md, k, v)
         {
-            if (!json_is_string(v) || strlen(k) == 0 || !keys_text_ok(k, 128) ||
+            if (strlen(k) == 0 || !keys_text_ok(k, 128)) {
+                fw_error(resp, "invalid value for field 'metadata': keys are 1 to 128 characters, "
+                               "no control characters");
+                return false;
+            }
+            if (!json_is_string(v) ||
                 !keys_text_ok(json_string_value(v), KEYSTORE_MAX_METADATA_VALUE)) {
                 fw_error(resp,
                          "invalid value for field 'metadata': values are strings of at "
@@ -419,7 +424,7 @@ static enum err keys_add_version(struct fw_request *req, struct fw_response *res
     json_object_set_new(rec, "current_version", json_integer(version));
     json_object_set_new(rec, "masked_value", json_string(masked));
     if (!json_is_true(json_object_get(validation, "is_valid"))) {
-        fw_warn(resp, "key_value does not look like a %s key; see validation.issues",
+        fw_warn(resp, "key_value does not look like a key of %s; see validation.issues",
                 json_string_value(json_object_get(entry, "name")) != NULL
                     ? json_string_value(json_object_get(entry, "name"))
                     : p);

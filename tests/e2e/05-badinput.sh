@@ -12,7 +12,8 @@
 LIMIT=1048576
 CASES=("malformed JSON: 400" "truncated JSON: 400" "empty body: 400" "JSON array instead of object: 400"
     "model is a number: 400" "messages is a string: 400" "stream is a string: 400"
-    "max_tokens is a string: 400" "no messages: 400" "bad input reached no provider"
+    "max_tokens is a string: 400" "no messages: 400"
+    "brain chat: unknown task_type: 400 naming task_type, not the headers" "bad input reached no provider"
     "body at the limit: accepted" "body one past the limit: 413" "10 MiB body: 413"
     "unknown model: 4xx, nothing sent" "unknown provider: 4xx, nothing sent"
     "CRLF in model: refused or harmless" "obs-fold header line: no injected header upstream"
@@ -55,6 +56,10 @@ bad "messages is a string: 400" 400 '{"model": "openai/gpt-4o-mini", "messages":
 bad "stream is a string: 400" 400 '{"model": "openai/gpt-4o-mini", "stream": "yes", "messages": [{"role": "user", "content": "x"}]}'
 bad "max_tokens is a string: 400" 400 '{"model": "openai/gpt-4o-mini", "max_tokens": "ten", "messages": [{"role": "user", "content": "x"}]}'
 bad "no messages: 400" 400 '{"model": "openai/gpt-4o-mini"}'
+call "$SOCK" POST /api/brain/ai/chat '{"message": "hi", "task_type": "bogus"}'
+t_eq "brain chat: unknown task_type: 400 naming task_type, not the headers" \
+    "$CODE $(echo "$BODY" | jq -r '[.error.code, .error.param, (.error.message | test("X-BYOK"))] | join(" ")' 2>/dev/null)" \
+    "400 invalid_task task_type false"
 t_eq "bad input reached no provider" "$(mock_requests_since "$since" | jq length)" 0
 
 # padded_body SIZE: a valid chat request of exactly SIZE bytes (padding is JSON whitespace).

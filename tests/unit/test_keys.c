@@ -475,6 +475,13 @@ static void test_metadata_update_and_rotate_missing(void **state)
     assert_string_equal(str(json_object_get(d, "metadata"), "api_version"), "2025-01-01");
     assert_string_equal(str(json_object_get(d, "metadata"), "team"), "ml");
     json_decref(d);
+    /* A metadata key past 128 characters is named as a key, not as a value. */
+    char body[300];
+    snprintf(body, sizeof(body), "{\"metadata\": {\"%0129d\": \"v\"}}", 0);
+    r = call(e, FW_OP_UPDATE, KP, body);
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "keys are 1 to 128 characters"));
+    done(&r);
 
     /* Existence check: what Vault uses to pick create or update. */
     bool found = false, exists = true;
