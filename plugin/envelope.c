@@ -865,8 +865,14 @@ enum err envelope_tenant_shred(struct envelope *env, struct storage *st, const c
 
 /* ---- rotation ---------------------------------------------------------------------- */
 
+enum envelope_rewrap {
+    ENVELOPE_REWRAPPED, /* was wrapped by another version, now by nv */
+    ENVELOPE_CURRENT,   /* already wrapped by nv: left alone */
+    ENVELOPE_NO_DEK,    /* no DEK: a tenant with settings only, or shredded meanwhile */
+};
+
 static enum err envelope_rewrap_one(struct envelope *env, struct storage *st, const char *tenant,
-                                    int64_t nv, bool *ret_done)
+                                    int64_t nv, enum envelope_rewrap *ret)
 {
     char key[STORAGE_MAX_KEY];
     enum err e = envelope_dek_key(tenant, key, sizeof(key));
@@ -876,16 +882,21 @@ static enum err envelope_rewrap_one(struct envelope *env, struct storage *st, co
     json_t *rec = NULL;
     e = storage_get_json(st, key, &rec);
     if (e == ERR_NOTFOUND) {
-        *ret_done = false; /* a tenant with settings only, or shredded meanwhile */
+        *ret = ENVELOPE_NO_DEK;
         return ERR_OK;
     }
     if (e != ERR_OK) {
         return e;
     }
+    /*
+     * The record names the version that wraps it, so a DEK already on nv
+     * (created after the switch, or rewrapped by the call this one resumes)
+     * costs this one read and no unwrap.
+     */
     json_t *jv = json_object_get(rec, "kek_version");
     if (json_is_integer(jv) && json_integer_value(jv) == nv) {
         json_decref(rec);
-        *ret_done = false; /* created after the switch */
+        *ret = ENVELOPE_CURRENT;
         return ERR_OK;
     }
     struct secret *dek = NULL;
@@ -899,8 +910,45 @@ static enum err envelope_rewrap_one(struct envelope *env, struct storage *st, co
     pthread_rwlock_unlock(&env->kek_rw);
     secret_free(&dek);
     json_decref(rec);
-    *ret_done = e == ERR_OK;
+    *ret = ENVELOPE_REWRAPPED;
     return e;
+}
+
+/* A KEK version under "kek/" (the part after the prefix), or 0 ("current", anything else). */
+static int64_t envelope_kek_listed_version(const char *name)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(name, &end, 10);
+    if (errno != 0 || end == name || *end != '\0' || v <= 0) {
+        return 0;
+    }
+    return (int64_t)v;
+}
+
+/*
+ * Whether storage holds a KEK version older than cur. Only a rotation that has
+ * not completed leaves one: a DEK may still be wrapped by it (cut before its
+ * tenant was rewrapped) or not (cut after the last rewrap, or a failed prune).
+ * Versions above cur (created by a rotation cut before its switch) wrap
+ * nothing and do not count: the next new rotation skips and prunes them.
+ */
+static enum err envelope_kek_older(struct storage *st, int64_t cur, bool *ret)
+{
+    char **keys = NULL;
+    size_t n = 0;
+    enum err e = storage_list(st, ENVELOPE_KEK_PREFIX, &keys, &n);
+    if (e != ERR_OK) {
+        return e;
+    }
+    bool older = false;
+    for (size_t i = 0; i < n && !older; i++) {
+        int64_t v = envelope_kek_listed_version(keys[i]);
+        older = v > 0 && v < cur;
+    }
+    storage_keys_free(keys, n);
+    *ret = older;
+    return ERR_OK;
 }
 
 /* Removes every KEK version below keep; caller holds kek_rw for writing. */
@@ -913,10 +961,8 @@ static enum err envelope_kek_prune(struct envelope *env, struct storage *st, int
         return e;
     }
     for (size_t i = 0; i < n; i++) {
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(keys[i], &end, 10);
-        if (errno != 0 || end == keys[i] || *end != '\0' || v <= 0 || v >= keep) {
+        int64_t v = envelope_kek_listed_version(keys[i]);
+        if (v <= 0 || v >= keep) {
             continue; /* "current", or a version still in use */
         }
         char key[64];
@@ -940,14 +986,14 @@ static enum err envelope_kek_prune(struct envelope *env, struct storage *st, int
 }
 
 enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_lock)(void *),
-                         void (*each_unlock)(void *), void *lock_arg, int64_t *ret_version,
-                         int64_t *ret_rewrapped)
+                         void (*each_unlock)(void *), void *lock_arg,
+                         struct envelope_rotate_result *ret)
 {
-    if (env == NULL || st == NULL || ret_version == NULL || ret_rewrapped == NULL) {
+    if (env == NULL || st == NULL || ret == NULL) {
         return ERR_INVAL;
     }
     pool_mutex_lock(&env->rot_mu);
-    int64_t cur = 0, rewrapped = 0;
+    int64_t cur = 0, rewrapped = 0, current = 0;
     size_t failed = 0;
     /*
      * The current version is read from storage, not from the cache: another
@@ -961,25 +1007,49 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
     if (e != ERR_OK) {
         goto out_unlock;
     }
-    int64_t nv = 0;
-    e = envelope_kek_next_free(st, cur, &nv);
-    if (e != ERR_OK) {
-        goto out_unlock;
+    /*
+     * An older version still in storage: the previous rotation did not
+     * complete (its request's deadline, a storage error, a crash), so this one
+     * resumes it with the current version instead of adding a version per
+     * attempt and starting over.
+     */
+    bool resume = false;
+    if (cur > 0) {
+        e = envelope_kek_older(st, cur, &resume);
+        if (e != ERR_OK) {
+            goto out_unlock;
+        }
     }
-    e = envelope_kek_create(st, nv);
-    if (e != ERR_OK) {
-        goto out_unlock;
+    int64_t nv = cur;
+    if (resume) {
+        char ver[24];
+        (void)snprintf(ver, sizeof(ver), "%" PRId64, cur);
+        log_kv(LOGL_INFO, "rotate-root resumes an incomplete rotation: no new KEK version",
+               "version", ver, NULL);
+    } else {
+        e = envelope_kek_next_free(st, cur, &nv);
+        if (e == ERR_OK) {
+            e = envelope_kek_create(st, nv);
+        }
+        if (e != ERR_OK) {
+            goto out_unlock;
+        }
     }
     /*
      * Switch under the writer side and the caller's tenant lock: a DEK being
      * created right now either finishes before the switch (and is listed
-     * below) or starts after it (and uses nv).
+     * below) or starts after it (and uses nv). A resumed rotation writes
+     * nothing here but takes the same locks, so that a DEK created with a
+     * version this node had cached (a kek/current write reported failed that
+     * landed) is in storage before the listing too.
      */
     if (each_lock != NULL) {
         each_lock(lock_arg);
     }
     pool_rwlock_wrlock(&env->kek_rw);
-    e = envelope_current_put(st, nv);
+    if (!resume) {
+        e = envelope_current_put(st, nv);
+    }
     if (e == ERR_OK) {
         pthread_mutex_lock(&env->cache_mu);
         env->current = nv;
@@ -1003,17 +1073,19 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
     if (e != ERR_OK) {
         goto out_unlock;
     }
+    char ver[24];
+    (void)snprintf(ver, sizeof(ver), "%" PRId64, nv);
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(names[i]);
         if (len < 2 || names[i][len - 1] != '/' || len - 1 >= 64) {
             continue;
         }
         names[i][len - 1] = '\0';
-        bool done = false;
+        enum envelope_rewrap what = ENVELOPE_NO_DEK;
         if (each_lock != NULL) {
             each_lock(lock_arg);
         }
-        enum err re = envelope_rewrap_one(env, st, names[i], nv, &done);
+        enum err re = envelope_rewrap_one(env, st, names[i], nv, &what);
         if (each_unlock != NULL) {
             each_unlock(lock_arg);
         }
@@ -1023,12 +1095,16 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
              * is over (its deadline passed or Vault cancelled it: every later
              * call would fail at once, storage_grpc.h). Stop here instead of
              * failing each remaining tenant in turn; this tenant and the rest
-             * keep their DEK wrapped by a KEK that stays (nothing is pruned).
+             * keep their DEK wrapped by a KEK that stays (nothing is pruned),
+             * and the next rotate-root resumes from the current version.
              */
             char left[24];
             (void)snprintf(left, sizeof(left), "%zu", n - i);
-            log_kv(LOGL_ERROR, "rotate-root stopped: storage unreachable or the request ended",
-                   "tenant", names[i], "error", err_name(re), "tenants_left", left, NULL);
+            log_kv(LOGL_ERROR,
+                   "rotate-root stopped: storage unreachable or the request ended; "
+                   "config/rotate-root again resumes it",
+                   "tenant", names[i], "error", err_name(re), "version", ver, "tenants_left", left,
+                   NULL);
             failed++;
             e = re;
             break;
@@ -1038,26 +1114,33 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
                    names[i], "error", err_name(re), NULL);
             failed++;
             e = re;
-        } else if (done) {
+        } else if (what == ENVELOPE_REWRAPPED) {
             rewrapped++;
+        } else if (what == ENVELOPE_CURRENT) {
+            current++;
         }
     }
     storage_keys_free(names, n);
     if (failed > 0) {
         char nfailed[24];
         (void)snprintf(nfailed, sizeof(nfailed), "%zu", failed);
-        log_kv(LOGL_ERROR, "rotate-root incomplete: old KEK versions kept", "failed_tenants",
-               nfailed, NULL);
+        log_kv(LOGL_ERROR,
+               "rotate-root incomplete: old KEK versions kept; config/rotate-root again resumes it",
+               "version", ver, "failed_tenants", nfailed, NULL);
     }
     if (failed == 0) {
-        /* Readers hold kek_rw while unwrapping: none is half-way through an old KEK. */
+        /*
+         * Every DEK listed is on nv now, and every DEK created since the
+         * switch above uses nv, so nothing uses a version below it. Readers
+         * hold kek_rw while unwrapping: none is half-way through an old KEK.
+         */
         pool_rwlock_wrlock(&env->kek_rw);
         e = envelope_kek_prune(env, st, nv);
         pthread_rwlock_unlock(&env->kek_rw);
     }
     if (e == ERR_OK) {
-        *ret_version = nv;
-        *ret_rewrapped = rewrapped;
+        *ret = (struct envelope_rotate_result){
+            .version = nv, .rewrapped = rewrapped, .already_current = current, .resumed = resume};
     }
 out_unlock:
     pthread_mutex_unlock(&env->rot_mu);

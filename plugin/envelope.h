@@ -19,6 +19,7 @@
 #ifndef BYOK_PLUGIN_ENVELOPE_H
 #define BYOK_PLUGIN_ENVELOPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,16 +101,30 @@ MUST_USE enum err envelope_tenant_dek(struct envelope *env, struct storage *st, 
 MUST_USE enum err envelope_tenant_shred(struct envelope *env, struct storage *st,
                                         const char *tenant);
 
+/* What envelope_rotate did. */
+struct envelope_rotate_result {
+    int64_t version;         /* the current KEK version when it finished */
+    int64_t rewrapped;       /* tenant DEKs this call rewrapped */
+    int64_t already_current; /* tenant DEKs found already wrapped by that version */
+    bool resumed;            /* true: an incomplete rotation was finished, no new version */
+};
+
 /*
- * KEK rotation: new KEK version n+1 becomes current, every tenant DEK is
- * rewrapped (tenants listed from storage and handled one at a time), KEK
- * versions nothing uses any more are removed. each_lock/each_unlock (may be
- * NULL) bracket the rewrap of one tenant so callers can exclude a concurrent
- * tenant delete or creation. Concurrent envelope_tenant_dek calls keep working.
+ * KEK rotation. When no KEK version older than the current one is left in
+ * storage, a new rotation: KEK n+1 is created and becomes current. Otherwise
+ * a previous rotation is incomplete (cut by the request's deadline, a storage
+ * error, a crash) and this call resumes it: no new version, the current one
+ * stays. Either way every tenant DEK not yet wrapped by the current version is
+ * rewrapped with it (tenants listed from storage and handled one at a time; a
+ * DEK already on it costs one storage read) and, if none failed, KEK versions
+ * older than the current one are removed. each_lock/each_unlock (may be NULL)
+ * bracket the rewrap of one tenant so callers can exclude a concurrent tenant
+ * delete or creation. Concurrent envelope_tenant_dek calls keep working.
+ * *ret is filled only on ERR_OK.
  */
 MUST_USE enum err envelope_rotate(struct envelope *env, struct storage *st,
                                   void (*each_lock)(void *), void (*each_unlock)(void *),
-                                  void *lock_arg, int64_t *ret_version, int64_t *ret_rewrapped);
+                                  void *lock_arg, struct envelope_rotate_result *ret);
 
 /* InvalidateKey: drops the cached DEK for "tenants/<t>/dek", KEKs for "kek/..." */
 void envelope_invalidate(struct envelope *env, const char *key);

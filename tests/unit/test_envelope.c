@@ -34,6 +34,17 @@ static struct secret *key_of(unsigned char fill)
     return k;
 }
 
+/* envelope_rotate with no tenant lock; the new or resumed version and the DEKs rewrapped. */
+static enum err rotate(struct envelope *env, struct storage *st, int64_t *ret_version,
+                       int64_t *ret_rewrapped)
+{
+    struct envelope_rotate_result r = {0};
+    enum err e = envelope_rotate(env, st, NULL, NULL, NULL, &r);
+    *ret_version = r.version;
+    *ret_rewrapped = r.rewrapped;
+    return e;
+}
+
 static const char canary[] = "sk-CANARY-envelope-0123456789abcdefghijklmnop";
 
 static void test_round_trip(void **state)
@@ -310,7 +321,7 @@ static void test_state_lifecycle(void **state)
         envelope_seal(a, "x", 1, (const unsigned char *)canary, strlen(canary), &ct, &ct_len),
         ERR_OK);
     int64_t rewrapped = 0;
-    assert_int_equal(envelope_rotate(env, st, NULL, NULL, NULL, &v, &rewrapped), ERR_OK);
+    assert_int_equal(rotate(env, st, &v, &rewrapped), ERR_OK);
     assert_int_equal(v, 2);
     assert_int_equal(rewrapped, 2);
     /* KEK 1 is gone from storage: nothing uses it. */
@@ -330,7 +341,7 @@ static void test_state_lifecycle(void **state)
     assert_memory_equal(pt->data, canary, strlen(canary));
     secret_free(&pt);
 
-    assert_int_equal(envelope_rotate(env, st, NULL, NULL, NULL, &v, &rewrapped), ERR_OK);
+    assert_int_equal(rotate(env, st, &v, &rewrapped), ERR_OK);
     assert_int_equal(v, 3);
     envelope_drop_all(env);
     struct secret *a5 = must_dek(env, st, "acme", false);
@@ -433,10 +444,10 @@ static void test_rotate_never_overwrites_kek(void **state)
     struct secret *a = must_dek(env, st, "acme", true);
     int64_t v = 0, rewrapped = 0;
     /* The other node rotates to 2 and creates globex's DEK under KEK 2; env's cache says 1. */
-    assert_int_equal(envelope_rotate(env2, st, NULL, NULL, NULL, &v, &rewrapped), ERR_OK);
+    assert_int_equal(rotate(env2, st, &v, &rewrapped), ERR_OK);
     assert_int_equal(v, 2);
     struct secret *g = must_dek(env2, st, "globex", true);
-    assert_int_equal(envelope_rotate(env, st, NULL, NULL, NULL, &v, &rewrapped), ERR_OK);
+    assert_int_equal(rotate(env, st, &v, &rewrapped), ERR_OK);
     assert_int_equal(v, 3);
     assert_int_equal(rewrapped, 2);
     struct envelope *fresh = envelope_new();
@@ -448,7 +459,7 @@ static void test_rotate_never_overwrites_kek(void **state)
     /* A version already in storage after the current one is skipped, then pruned. */
     static const unsigned char orphan[] = "left by a failed rotation";
     assert_int_equal(storage_put(st, "kek/4", orphan, sizeof(orphan), true), ERR_OK);
-    assert_int_equal(envelope_rotate(env, st, NULL, NULL, NULL, &v, &rewrapped), ERR_OK);
+    assert_int_equal(rotate(env, st, &v, &rewrapped), ERR_OK);
     assert_int_equal(v, 5);
     unsigned char *raw = NULL;
     size_t raw_len = 0;

@@ -1905,12 +1905,78 @@ static int64_t dek_kek_version(struct env *e, const char *tenant)
     return v;
 }
 
+/* Whether storage holds kek/<version>. */
+static bool kek_stored(struct env *e, int64_t version)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "kek/%" PRId64, version);
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    enum err rc = storage_get(e->st, key, &raw, &len);
+    free(raw);
+    assert_true(rc == ERR_OK || rc == ERR_NOTFOUND);
+    return rc == ERR_OK;
+}
+
+/* How many entries "kek/" lists (the versions and "current"). */
+static size_t kek_entries(struct env *e)
+{
+    char **names = NULL;
+    size_t n = 0;
+    assert_int_equal(storage_list(e->st, "kek/", &names, &n), ERR_OK);
+    storage_keys_free(names, n);
+    return n;
+}
+
+/* The stored wrapped-DEK record of a tenant, as text (it changes when rewrapped: new nonce). */
+static char *dek_record(struct env *e, const char *tenant)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "tenants/%s/dek", tenant);
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    assert_int_equal(storage_get(e->st, key, &raw, &len), ERR_OK);
+    char *text = strndup((const char *)raw, len);
+    free(raw);
+    assert_non_null(text);
+    return text;
+}
+
+/* The key value of test tenant number i in the rotation tests tagged tag. */
+static void rotate_value(char *out, size_t size, const char *tag, int i)
+{
+    snprintf(out, size, "sk-rotate-%s-%d-abcdefghijklmnopqrstuvwxyz0123", tag, i);
+}
+
+/*
+ * Every tenant's creds (tenants[i] has value number idx[i], or i without idx),
+ * read with its DEK unwrapped again from storage by a reloaded backend.
+ */
+static void rotate_creds_all(struct env *e, const char *tag, const char *const *tenants,
+                             const int *idx, size_t n)
+{
+    byok_cleanup(e->b);
+    byok_free(e->b);
+    e->b = byok_new();
+    assert_int_equal(byok_initialize(e->b, e->st), ERR_OK);
+    for (size_t i = 0; i < n; i++) {
+        char path[64], value[64];
+        snprintf(path, sizeof(path), "tenants/%s/creds/openai", tenants[i]);
+        rotate_value(value, sizeof(value), tag, idx != NULL ? idx[i] : (int)i);
+        json_t *d = NULL;
+        assert_string_equal(creds_value(e, path, &d), value);
+        json_decref(d);
+    }
+}
+
 /*
  * rotate-root whose rewrap of t1 meets a storage error that would repeat
  * (ERR_TIMEOUT, ERR_UNAVAIL: the request's deadline passed or Vault cancelled
  * it, and every later call fails at once) stops there: t2 is not attempted,
  * nothing is pruned, every key opens. An error about one tenant's record
- * (ERR_STORAGE) does not stop the others. A later rotation completes.
+ * (ERR_STORAGE) does not stop the others. Each later call resumes the same
+ * rotation (KEK 2, no new version); the one that gets through rewraps only t1
+ * and prunes. The call after it is a new rotation.
  */
 static void test_rotate_root_stops_when_storage_is_gone(void **state)
 {
@@ -1919,11 +1985,10 @@ static void test_rotate_root_stops_when_storage_is_gone(void **state)
     char path[64], value[64];
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof(path), "tenants/%s/keys/openai/production", tenants[i]);
-        snprintf(value, sizeof(value), "sk-rotate-stop-%d-abcdefghijklmnopqrstuvwxyz0123", i);
+        rotate_value(value, sizeof(value), "stop", i);
         put_key(e, path, value, NULL);
     }
     const enum err errs[] = {ERR_TIMEOUT, ERR_UNAVAIL, ERR_STORAGE};
-    int64_t kek = 1;
     for (size_t k = 0; k < sizeof(errs) / sizeof(errs[0]); k++) {
         fault_on(e, "tenants/t1/dek", NULL);
         fault_put_err = errs[k];
@@ -1931,31 +1996,162 @@ static void test_rotate_root_stops_when_storage_is_gone(void **state)
         assert_int_not_equal(r.status, FW_OK);
         done(&r);
         fault_off(e);
-        kek++;
-        assert_int_equal(dek_kek_version(e, "t0"), kek);
+        assert_int_equal(dek_kek_version(e, "t0"), 2);
         assert_int_equal(dek_kek_version(e, "t1"), 1);
         /* Stopped at t1 for a transport error; went on to t2 for a record error. */
-        assert_int_equal(dek_kek_version(e, "t2"), errs[k] == ERR_STORAGE ? kek : 1);
+        assert_int_equal(dek_kek_version(e, "t2"), errs[k] == ERR_STORAGE ? 2 : 1);
+        assert_true(kek_stored(e, 1));
+        assert_false(kek_stored(e, 3)); /* resumed: no version per attempt */
     }
     json_t *d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
-    assert_int_equal(num(d, "kek_version"), kek + 1);
-    assert_int_equal(num(d, "tenants_rewrapped"), 3);
+    assert_int_equal(num(d, "kek_version"), 2);
+    assert_int_equal(num(d, "tenants_rewrapped"), 1);
+    assert_int_equal(num(d, "tenants_already_current"), 2);
+    assert_true(json_is_true(json_object_get(d, "resumed")));
+    assert_true(json_is_true(json_object_get(d, "complete")));
     json_decref(d);
-    char **names = NULL;
-    size_t n = 0;
-    assert_int_equal(storage_list(e->st, "kek/", &names, &n), ERR_OK);
-    assert_int_equal(n, 2); /* the current version and "current" */
-    storage_keys_free(names, n);
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "tenants/%s/dek", tenants[i]);
-        byok_invalidate(e->b, path); /* unwrapped again from storage, with the KEK it names */
-        snprintf(path, sizeof(path), "tenants/%s/creds/openai", tenants[i]);
-        snprintf(value, sizeof(value), "sk-rotate-stop-%d-abcdefghijklmnopqrstuvwxyz0123", i);
-        struct result r = call(e, FW_OP_READ, path, NULL);
-        assert_int_equal(r.status, FW_OK);
-        assert_string_equal(str(r.data, "api_key"), value);
-        done(&r);
+    assert_int_equal(kek_entries(e), 2); /* "2" and "current" */
+    rotate_creds_all(e, "stop", tenants, NULL, 3);
+
+    d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_equal(num(d, "kek_version"), 3);
+    assert_int_equal(num(d, "tenants_rewrapped"), 3);
+    assert_int_equal(num(d, "tenants_already_current"), 0);
+    assert_true(json_is_false(json_object_get(d, "resumed")));
+    assert_true(json_is_true(json_object_get(d, "complete")));
+    json_decref(d);
+    assert_int_equal(kek_entries(e), 2); /* "3" and "current" */
+    rotate_creds_all(e, "stop", tenants, NULL, 3);
+}
+
+/*
+ * Resume in detail. A rotation to KEK 2 cut at t2 (ERR_TIMEOUT): t0, t1 on 2,
+ * t2, t3 on 1. While it is incomplete a new tenant (t4) gets its DEK from the
+ * current version (2), t2 is deleted, and a stale kek/3 appears (a rotation
+ * cut between creating its version and switching to it). A resume whose
+ * rewrap of t3 fails prunes nothing (t3 still needs KEK 1). The next one
+ * rewraps t3 only (t0, t1, t4 are read and left as they are: same stored
+ * record), prunes KEK 1 and keeps 2 and the stale 3 (above current: it wraps
+ * nothing, the next new rotation skips and prunes it). The call after that is
+ * a new rotation (KEK 4).
+ */
+static void test_rotate_root_resumes(void **state)
+{
+    struct env *e = *state;
+    const char *tenants[] = {"t0", "t1", "t2", "t3", "t4"};
+    char path[64], value[64];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof(path), "tenants/%s/keys/openai/production", tenants[i]);
+        rotate_value(value, sizeof(value), "resume", i);
+        put_key(e, path, value, NULL);
     }
+    ok0(e, FW_OP_UPDATE, "tenants/t5/settings", "{\"rpm_limit\": 5}"); /* no DEK */
+    fault_on(e, "tenants/t2/dek", NULL);
+    fault_put_err = ERR_TIMEOUT;
+    struct result r = call(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(dek_kek_version(e, "t0"), 2);
+    assert_int_equal(dek_kek_version(e, "t1"), 2);
+    assert_int_equal(dek_kek_version(e, "t2"), 1);
+    assert_int_equal(dek_kek_version(e, "t3"), 1);
+
+    /* The incomplete state: a new tenant, a delete, a stale version above the current one. */
+    rotate_value(value, sizeof(value), "resume", 4);
+    put_key(e, "tenants/t4/keys/openai/production", value, NULL);
+    assert_int_equal(dek_kek_version(e, "t4"), 2);
+    ok0(e, FW_OP_DELETE, "tenants/t2", NULL);
+    static const unsigned char orphan[] = "left by a rotation cut before its switch";
+    assert_int_equal(storage_put(e->st, "kek/3", orphan, sizeof(orphan), true), ERR_OK);
+    json_t *d = ok(e, FW_OP_READ, "config", NULL);
+    assert_int_equal(num(d, "kek_version"), 2);
+    json_decref(d);
+
+    /* A resume that cannot rewrap t3 prunes nothing. */
+    fault_on(e, "tenants/t3/dek", NULL);
+    r = call(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(dek_kek_version(e, "t3"), 1);
+    assert_true(kek_stored(e, 1));
+    assert_true(kek_stored(e, 2));
+    assert_true(kek_stored(e, 3));
+    const char *live[] = {"t0", "t1", "t4"};
+    char *before[3];
+    for (int i = 0; i < 3; i++) {
+        before[i] = dek_record(e, live[i]);
+    }
+
+    d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_equal(num(d, "kek_version"), 2);
+    assert_int_equal(num(d, "tenants_rewrapped"), 1); /* t3 */
+    assert_int_equal(num(d, "tenants_already_current"), 3);
+    assert_true(json_is_true(json_object_get(d, "resumed")));
+    assert_true(json_is_true(json_object_get(d, "complete")));
+    json_decref(d);
+    for (int i = 0; i < 3; i++) {
+        char *after = dek_record(e, live[i]);
+        assert_string_equal(after, before[i]); /* skipped, not rewrapped again */
+        free(after);
+        free(before[i]);
+    }
+    assert_int_equal(dek_kek_version(e, "t3"), 2);
+    assert_false(kek_stored(e, 1));
+    assert_true(kek_stored(e, 2));
+    assert_true(kek_stored(e, 3));
+    /* t2 was deleted: its creds are gone, everyone else's open. */
+    r = call(e, FW_OP_READ, "tenants/t2/creds/openai", NULL);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    const char *rest[] = {"t0", "t1", "t3", "t4"};
+    const int rest_idx[] = {0, 1, 3, 4};
+    rotate_creds_all(e, "resume", rest, rest_idx, 4);
+
+    /* Nothing incomplete any more: a new rotation, past the stale version, which it prunes. */
+    d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_equal(num(d, "kek_version"), 4);
+    assert_int_equal(num(d, "tenants_rewrapped"), 4);
+    assert_int_equal(num(d, "tenants_already_current"), 0);
+    assert_true(json_is_false(json_object_get(d, "resumed")));
+    json_decref(d);
+    assert_int_equal(kek_entries(e), 2); /* "4" and "current" */
+    rotate_creds_all(e, "resume", rest, rest_idx, 4);
+}
+
+/*
+ * Every tenant rewrapped but the prune's delete failed: the old version is
+ * still in storage, so the next call resumes (nothing to rewrap, every DEK
+ * already on the current version) and prunes.
+ */
+static void test_rotate_root_resume_after_failed_prune(void **state)
+{
+    struct env *e = *state;
+    const char *tenants[] = {"t0", "t1"};
+    char path[64], value[64];
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "tenants/%s/keys/openai/production", tenants[i]);
+        rotate_value(value, sizeof(value), "prune", i);
+        put_key(e, path, value, NULL);
+    }
+    fault_on(e, NULL, "kek/");
+    struct result r = call(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+    assert_true(kek_stored(e, 1));
+    assert_int_equal(dek_kek_version(e, "t0"), 2);
+    assert_int_equal(dek_kek_version(e, "t1"), 2);
+    json_t *d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_equal(num(d, "kek_version"), 2);
+    assert_int_equal(num(d, "tenants_rewrapped"), 0);
+    assert_int_equal(num(d, "tenants_already_current"), 2);
+    assert_true(json_is_true(json_object_get(d, "resumed")));
+    json_decref(d);
+    assert_false(kek_stored(e, 1));
+    assert_int_equal(kek_entries(e), 2);
+    rotate_creds_all(e, "prune", tenants, NULL, 2);
 }
 
 static void test_rotate_root_concurrent(void **state)
@@ -2461,6 +2657,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_record_moved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_root_stops_when_storage_is_gone, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_root_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_root_resume_after_failed_prune, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rotate_root_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_matrix, setup, teardown),

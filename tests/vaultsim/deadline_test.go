@@ -177,8 +177,9 @@ func kekVersionOf(t *testing.T, s *Sim, tenant string) int64 {
 // config/rotate-root cut by Vault's deadline half-way through the tenants
 // (docs/internals/keys-engine.md): it stops there. The new KEK is current,
 // the tenants done so far use it, the rest keep the old KEK, which is not
-// pruned, so every key still opens. It does not resume: the next call makes
-// another version, rewraps every tenant and prunes both older versions.
+// pruned, so every key still opens. The next call resumes it: no new version,
+// only the tenants still on the old KEK are rewrapped, the old KEK is pruned.
+// The call after that is a new rotation.
 func TestRotateRootCutByDeadline(t *testing.T) {
 	s := newSim(t)
 	tenants := []string{"t1", "t2", "t3"}
@@ -216,8 +217,42 @@ func TestRotateRootCutByDeadline(t *testing.T) {
 	}
 
 	d := Data(s.MustCall(t, 200, s.RootToken, "PUT", "byok/config/rotate-root", nil))
-	if jnum(d, "kek_version") != 3 || jnum(d, "tenants_rewrapped") != 3 {
-		t.Errorf("rotate-root after the cut one: %v, want kek_version 3 and 3 tenants rewrapped", d)
+	if jnum(d, "kek_version") != 2 || jnum(d, "tenants_rewrapped") != 2 ||
+		jnum(d, "tenants_already_current") != 1 || d["resumed"] != true || d["complete"] != true {
+		t.Errorf("rotate-root after the cut one: %v, want it resumed and complete: kek_version 2, "+
+			"2 tenants rewrapped (t2, t3), 1 already current (t1)", d)
+	}
+	raw = s.RawStorage()
+	if _, ok := raw["kek/1"]; ok {
+		t.Errorf("kek/1 kept after the resumed rotation completed")
+	}
+	for _, k := range []string{"kek/2", "kek/current"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("%s missing after the resumed rotation", k)
+		}
+	}
+	if _, ok := raw["kek/3"]; ok {
+		t.Errorf("kek/3 created: the call made a new rotation instead of resuming")
+	}
+	checkTenants := func(when string, want int64) {
+		t.Helper()
+		for i, tn := range tenants {
+			if got := kekVersionOf(t, s, tn); got != want {
+				t.Errorf("%s's DEK wrapped by KEK %v after the %s, want %v", tn, got, when, want)
+			}
+			cr := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/tenants/"+tn+"/creds/openai", nil))
+			if jstr(cr, "api_key") != deadlineKey(10+i) {
+				t.Errorf("creds of %s after the %s: wrong key", tn, when)
+			}
+		}
+	}
+	checkTenants("resumed rotation", 2)
+
+	d = Data(s.MustCall(t, 200, s.RootToken, "PUT", "byok/config/rotate-root", nil))
+	if jnum(d, "kek_version") != 3 || jnum(d, "tenants_rewrapped") != 3 ||
+		jnum(d, "tenants_already_current") != 0 || d["resumed"] != false || d["complete"] != true {
+		t.Errorf("rotate-root after the completed one: %v, want a new rotation: kek_version 3, "+
+			"3 tenants rewrapped, resumed false", d)
 	}
 	raw = s.RawStorage()
 	for _, k := range []string{"kek/1", "kek/2"} {
@@ -225,15 +260,7 @@ func TestRotateRootCutByDeadline(t *testing.T) {
 			t.Errorf("%s kept after a complete rotation", k)
 		}
 	}
-	for i, tn := range tenants {
-		if got := kekVersionOf(t, s, tn); got != 3 {
-			t.Errorf("%s's DEK wrapped by KEK %v after the complete rotation, want 3", tn, got)
-		}
-		cr := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/tenants/"+tn+"/creds/openai", nil))
-		if jstr(cr, "api_key") != deadlineKey(10+i) {
-			t.Errorf("creds of %s after the complete rotation: wrong key", tn)
-		}
-	}
+	checkTenants("new rotation", 3)
 }
 
 // A tenant's first key write whose record Put outlives the deadline, after its
