@@ -24,6 +24,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <limits.h>
@@ -351,6 +352,17 @@ static size_t call_app_backlog(const struct call *c)
 static void call_stream_start(struct call *c)
 {
     struct request *r = c->r;
+    if (r->ev->major == 1 && r->ev->minor == 0) {
+        /*
+         * HTTP/1.0 has no chunked coding: a stream ends when the connection
+         * closes. evhttp keeps a 1.0 connection that asked for keep-alive
+         * open and frames its reply with the length known at the start:
+         * "Content-Length: 0", and the stream's bytes would then be read as
+         * the answer to the app's next request. Closed after the stream.
+         */
+        while (evhttp_remove_header(evhttp_request_get_input_headers(r->ev), "Connection") == 0) {
+        }
+    }
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-store");

@@ -15,7 +15,10 @@
 #     from the request text, the completion from the frames forwarded;
 #   - requests pipelined in one write are answered, in order, on the same
 #     connection, including one sent while the previous answer is still slow;
-#   - an idle keep-alive connection is still closed after client_timeout_s.
+#   - an idle keep-alive connection is still closed after client_timeout_s;
+#   - a stream to an HTTP/1.0 app that asked for keep-alive is delimited by
+#     closing the connection (1.0 has no chunked coding), never framed as an
+#     empty body with the frames left over for the next answer.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("slower than client_timeout_s: the answer arrives"
@@ -34,6 +37,7 @@ CASES=("slower than client_timeout_s: the answer arrives"
     "two pipelined requests: two answers, in order"
     "a request pipelined behind a slow one: both answered, in order"
     "idle keep-alive connection: closed after client_timeout_s"
+    "HTTP/1.0 keep-alive stream: no Content-Length, every frame, then the connection closes"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -198,6 +202,35 @@ case $idle in
 "closed 1" | "closed 2" | "closed 3") t_ok "idle keep-alive connection: closed after client_timeout_s ($idle s)" ;;
 *) t_fail "idle keep-alive connection: closed after client_timeout_s" "got: $idle" ;;
 esac
+
+# ---- HTTP/1.0 with keep-alive: a stream ends with the connection ----
+h10=$(SOCK="$SOCK" BODY="$(chat_body openai/gpt-4o-mini true 3)" python3 - <<'PY'
+import os, re, socket
+body = os.environ["BODY"].encode()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(os.environ["SOCK"])
+s.sendall(b"POST /v1/chat/completions HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n"
+          b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+data = b""
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    end = "closed"
+except socket.timeout:
+    end = "open"
+head, _, rest = data.partition(b"\r\n\r\n")
+lines = head.decode().split("\r\n")
+cl = [l for l in lines if l.lower().startswith("content-length")]
+words = len(re.findall(r'"content":" ?w[0-9]', rest.decode()))
+print(lines[0].split()[1], "content-length" if cl else "no-length", words, b"data: [DONE]" in rest, end)
+PY
+)
+t_eq "HTTP/1.0 keep-alive stream: no Content-Length, every frame, then the connection closes" \
+    "$h10" "200 no-length 3 True closed"
 
 if kill -0 "$AGENT_PID" 2>/dev/null; then t_ok "agent alive"; else t_fail "agent alive" "agent exited"; fi
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
