@@ -450,7 +450,16 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     }
     /* What came before a failing frame in this read still goes to the app, then our error. */
     if (c->ad->stream_passthrough) {
-        if (call_forward_frames(c, data, len, e != ERR_OK) != ERR_OK) {
+        enum err fe = call_forward_frames(c, data, len, e != ERR_OK);
+        if (fe != ERR_OK) {
+            /*
+             * An unfinished frame past upstream.max_response_bytes: its data
+             * may be small (comment lines, many short data lines), the frame
+             * is not. The frames before it still go, then our error event.
+             */
+            if (fe == ERR_TOOBIG && c->stream_error == NULL) {
+                c->stream_error = "stream_event_too_large";
+            }
             return UPSTREAM_ABORT;
         }
     } else if (c->tbuf.len > 0) {

@@ -28,6 +28,7 @@ for p in openai azure; do
     CASES+=("$p stream 'event: error' without an error member, then usage and [DONE]: the agent's own error event, logged")
     CASES+=("$p stream: a frame with a nested content-filter error, then an error event, in one read: frames before the error forwarded and counted")
     CASES+=("$p stream: a line past the SSE line limit: frames before it, then stream_event_too_large, logged")
+    CASES+=("$p stream: a frame of comment lines past upstream.max_response_bytes: frames before it, then stream_event_too_large, logged")
     CASES+=("$p stream: one 7.5 MB event in many reads: passed through whole in linear time")
 done
 CASES+=("anthropic stream: an event that is not JSON: frames before it, then stream_parse_error, logged")
@@ -168,7 +169,8 @@ for p in openai azure; do
     else
         t_fail "$c" "HTTP $CODE frames $frames counted '$counted' body ${BODY:0:600}"
     fi
-    for f in hugeline:stream_event_too_large:"$p stream: a line past the SSE line limit: frames before it, then stream_event_too_large, logged"; do
+    for f in hugeline:stream_event_too_large:"$p stream: a line past the SSE line limit: frames before it, then stream_event_too_large, logged" \
+        bigframe:stream_event_too_large:"$p stream: a frame of comment lines past upstream.max_response_bytes: frames before it, then stream_event_too_large, logged"; do
         m=${f%%:*}; rest=${f#*:}; want=${rest%%:*}; c=${rest#*:}
         call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-$m" true 8)" -N -m 10
         sleep 0.3

@@ -857,7 +857,7 @@ func scenarioNames() []string {
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
-		"badevent"}
+		"badevent", "bigframe"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -1151,6 +1151,23 @@ func init() {
 			}
 			c.streamWords(2, c.m.o.streamInterval)
 			io.WriteString(c.w, "data: "+strings.Repeat("y", 1536*1024)+"\n\n")
+		},
+		// bigframe: two words, then one frame of 9 MB of comment lines (1 KB
+		// each) that never ends: no event, no long line, but a frame larger
+		// than the agent's upstream.max_response_bytes in the e2e config.
+		"bigframe": func(c *call) {
+			if !c.stream || c.style == "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.streamWords(2, c.m.o.streamInterval)
+			line := ": " + strings.Repeat("y", 1021) + "\n"
+			for i := 0; i < 9*1024; i++ {
+				if _, err := io.WriteString(c.w, line); err != nil {
+					return
+				}
+			}
+			io.WriteString(c.w, "\n")
 		},
 		// badevent: an Anthropic stream whose second event's data is not JSON.
 		"badevent": func(c *call) {
