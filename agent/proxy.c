@@ -761,16 +761,23 @@ static void call_on_done(void *arg, enum err e, long status)
         e = ERR_TOOBIG;
     }
     if (c->reply_started) {
+        /*
+         * The end marker ([DONE], message_stop) went out whole: the app has
+         * the complete answer, whatever the transfer did after it (a reset
+         * instead of the body's end, a stall). An error event then would
+         * follow [DONE], and the call would be counted as failed.
+         */
+        bool complete = c->st.done && sse_idle(&c->sse);
         if (c->stream_error != NULL) {
             /* Checked first: the transfer was aborted on a failing event. */
             call_stream_end(c, c->stream_error, call_stream_error_message(c->stream_error));
+        } else if (complete) {
+            call_stream_end(c, NULL, NULL);
         } else if (e != ERR_OK || !c->up_ok) {
             call_stream_end(c, e == ERR_TIMEOUT ? "upstream_timeout" : "upstream_stream_error",
                             "the provider stream failed after it started");
-        } else if (!c->st.done || !sse_idle(&c->sse)) {
-            call_stream_end(c, "stream_truncated", "the provider stream ended early");
         } else {
-            call_stream_end(c, NULL, NULL);
+            call_stream_end(c, "stream_truncated", "the provider stream ended early");
         }
         return;
     }

@@ -30,6 +30,8 @@ CASES=("slower than client_timeout_s: the answer arrives"
     "app leaves a stream: completion tokens between the frames the app got and those the provider sent"
     "provider cuts a stream: the closing usage comment says estimated, one token per frame"
     "provider cuts an Anthropic stream: prompt as reported at its start, completion from the deltas"
+    "provider cuts a stream after [DONE]: the stream ends as complete, no error event, logged 200"
+    "provider cuts an Anthropic stream after message_stop: the stream ends as complete, no error event, logged 200"
     "provider reports no usage: a non-streamed answer is counted with estimated tokens and cost"
     "provider reports no usage: a stream ignoring include_usage is counted with estimated tokens"
     "the ledger holds the tokens of every logged call, estimates included and counted"
@@ -99,6 +101,25 @@ else
     t_fail "app leaves a stream: completion tokens between the frames the app got and those the provider sent" \
         "app got $got frames, logged $ct tokens, provider sent $sent events"
 fi
+
+# ---- the provider resets the connection after the stream's end marker ----
+# The app has every frame and [DONE]: the stream is complete, whatever the transport did next.
+for p in openai anthropic; do
+    c="provider cuts a stream after [DONE]: the stream ends as complete, no error event, logged 200"
+    [ $p = anthropic ] && c="provider cuts an Anthropic stream after message_stop: the stream ends as complete, no error event, logged 200"
+    call "$SOCK" POST /v1/chat/completions "$(chat_body $p/mock-donecut true 3)" -N
+    sleep 0.3
+    logged=$(grep '"@message":"request"' "$AGENT_LOG" | grep '"model":"mock-donecut"' | tail -1 |
+        jq -r '"\(.status) \(.error)"')
+    usage=$(sed -n 's/^: x-byok-usage //p' "$LIB_TMP/last.body" | jq -c '[.estimated, .completion_tokens]')
+    if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "w0 w1 w2" ] &&
+        grep -qx 'data: \[DONE\]' <<<"$BODY" && [[ $BODY != *"event: error"* ]] &&
+        [ "$logged" = "200 null" ] && [ "$usage" = "[false,3]" ]; then
+        t_ok "$c"
+    else
+        t_fail "$c" "HTTP $CODE logged '$logged' usage $usage body ${BODY: -400}"
+    fi
+done
 
 # ---- the provider cuts a stream after the role chunk and 4 of 8 words ----
 call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-cut true 8)" -N

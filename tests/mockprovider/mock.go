@@ -857,7 +857,7 @@ func scenarioNames() []string {
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
-		"badevent", "bigframe"}
+		"badevent", "bigframe", "donecut"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -1188,6 +1188,17 @@ func init() {
 		},
 		// tools: an Anthropic answer calling the request's tools (see tools.go).
 		"tools": func(c *call) { c.toolsAnswer() },
+		// donecut: the whole stream, its end marker ([DONE], message_stop)
+		// included, then the connection is reset instead of the body's end.
+		"donecut": func(c *call) {
+			c.normal(c.m.o.streamInterval)
+			if f, ok := c.w.(http.Flusher); ok {
+				f.Flush()
+			}
+			if c.stream {
+				panic(http.ErrAbortHandler)
+			}
+		},
 		// cut: half the answer, then the connection is reset.
 		"cut": func(c *call) {
 			if c.stream && (c.kind == "chat" || c.kind == "messages") {
