@@ -1379,9 +1379,18 @@ static bool call_headers(struct call *c)
                 server_reply_error(r, 500, "server_error", "internal", "out of memory");
                 return false;
             }
-            char line[1200];
-            snprintf(line, sizeof(line), "%s: %s", allow->items[i], v);
-            json_array_append_new(c->fwd, json_string(line));
+            char line[CONFIG_MAX_NAME + PROXY_MAX_FORWARD_VALUE + 8];
+            int n = snprintf(line, sizeof(line), "%s: %s", allow->items[i], v);
+            /*
+             * Not json_string: it refuses a value that is not UTF-8, and the
+             * header was silently left out. RFC 9110 allows obs-text (bytes
+             * 0x80-0xFF) in a value; curl sends it as it is.
+             */
+            if (n < 0 || (size_t)n >= sizeof(line) ||
+                json_array_append_new(c->fwd, json_stringn_nocheck(line, (size_t)n)) != 0) {
+                server_reply_error(r, 500, "server_error", "internal", "out of memory");
+                return false;
+            }
         }
     }
     return true;

@@ -21,6 +21,7 @@ CASES=("malformed JSON: 400" "truncated JSON: 400" "empty body: 400" "JSON array
     "Content-Length and Transfer-Encoding together: refused" "two different Content-Length: 400"
     "header block past the limit: 4xx" "forward_headers: listed headers reach the provider, first of repeats wins"
     "forward_headers: unlisted headers and the app's Authorization stay behind"
+    "forward_headers: a listed value with bytes past ASCII (obs-text) reaches the provider"
     "forward_headers: an over-long listed value: 400 naming the header, nothing sent" "slowloris headers: closed by the agent"
     "slowloris body: closed by the agent" "1000 idle connections: held"
     "1000 idle connections: a new call still succeeds" "agent alive" "healthz after all" "agent stops cleanly on SIGTERM, no sanitizer report"
@@ -199,6 +200,17 @@ if [ "$CODE" = 200 ] && echo "$fw" | K=$K jq -e 'has("X-Other") | not' >/dev/nul
     t_ok "forward_headers: unlisted headers and the app's Authorization stay behind"
 else
     t_fail "forward_headers: unlisted headers and the app's Authorization stay behind" "HTTP $CODE, X-Other or a foreign Authorization upstream"
+fi
+# RFC 9110 field values may hold obs-text (bytes 0x80-0xFF, e.g. Latin-1): forwarded as they
+# are, not dropped (the mock's record shows the byte that is not UTF-8 as U+FFFD).
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$BODY1" -H $'X-Trace-Id: caf\xe9'
+got=$(mock_requests_since "$since" | jq -r '[.[] | .headers] | last // {} | .["X-Trace-Id"] // [] |
+    map(explode | map(tostring) | join(",")) | join(";")')
+if [ "$CODE" = 200 ] && [ "$got" = "99,97,102,65533" ]; then
+    t_ok "forward_headers: a listed value with bytes past ASCII (obs-text) reaches the provider"
+else
+    t_fail "forward_headers: a listed value with bytes past ASCII (obs-text) reaches the provider" "HTTP $CODE, upstream $got"
 fi
 since=$(mock_last_seq)
 LONGV=$("$PY" -c 'print("v" * 1100)')
