@@ -592,6 +592,7 @@ static void call_failed(struct call *c, enum err e, long status)
     c->last_err = e;
     c->last_status = status;
     c->failed_transient = !permanent;
+    call_name_candidate(c); /* the log line names the provider whose failure decides the reply */
 }
 
 static void call_next(struct call *c)

@@ -139,9 +139,13 @@ t_eq "auto, a provider this agent cannot call first: skipped, answered by the ne
 mock_ctl POST /_mock/scenario '{"scenario":"503","count":1}' >/dev/null
 since=$(mock_last_seq)
 call "$BSOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+# The request's log line names the provider whose failure decided the reply.
+rid=$(hdr X-BYOK-Request-Id)
+lib_wait_for 3 grep -qs "\"request_id\":\"$rid\"" "$AGENT_LOG"
+logged=$(jq -r --arg id "$rid" 'select(.["@message"] == "request" and .request_id == $id) | .provider' "$AGENT_LOG" 2>/dev/null)
 t_eq "auto, 503 then only a provider this agent cannot call: 502 provider_error, not 400" \
-    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq -r 'map(.style + ":" + .scenario) | join(",")')" \
-    "502 provider_error openai:503"
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq -r 'map(.style + ":" + .scenario) | join(",")') logged ${logged:-none}" \
+    "502 provider_error openai:503 logged openai"
 mock_ctl DELETE /_mock/scenario >/dev/null
 
 t_check "agent alive" kill -0 "$AGENT_PID"
