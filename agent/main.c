@@ -232,6 +232,8 @@ static bool agent_reload_apply(void)
     /* CA files may have been replaced in place: new connections read them again. */
     upstream_ca_reread(agent.up);
     upstream_ca_reread(agent.vault_up);
+    upstream_set_max_host_connections(agent.up, cfg->upstream.max_host_connections);
+    upstream_set_max_host_connections(agent.vault_up, cfg->upstream.max_host_connections);
     vault_set_config(agent.vault, cfg);
     keycache_set_config(agent.keys, cfg);
     usage_set_config(agent.usage, cfg);

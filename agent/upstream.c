@@ -599,6 +599,11 @@ struct upstream *upstream_new(struct event_base *base, long max_host_connections
     return up;
 }
 
+void upstream_set_max_host_connections(struct upstream *up, long max_host_connections)
+{
+    curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
+}
+
 void upstream_free(struct upstream *up)
 {
     if (up == NULL) {

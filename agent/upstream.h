@@ -59,6 +59,12 @@ struct upstream_xfer;
 
 /* max_host_connections: CURLMOPT_MAX_HOST_CONNECTIONS (0 = unlimited). NULL on failure. */
 struct upstream *upstream_new(struct event_base *base, long max_host_connections);
+/*
+ * Sets CURLMOPT_MAX_HOST_CONNECTIONS (0 = unlimited) on the running multi
+ * handle (a reload): transfers already connected keep their connections;
+ * new transfers wait or connect by the new limit.
+ */
+void upstream_set_max_host_connections(struct upstream *up, long max_host_connections);
 /* Cancels every transfer (no callbacks) and frees. Accepts NULL. */
 void upstream_free(struct upstream *up);
 /* Transfers in flight (0 for NULL). */

@@ -42,6 +42,7 @@ CASES=("failed reload: the kept socket keeps its mode"
     "prompts are not logged by default; log_prompts (applied by the reload) logs them"
     "scheduler slice: 100 us by default"
     "scheduler slice: a reload sets 300 us, then 0 gives back the kernel's default"
+    "upstream.max_host_connections applied by a reload: 1 queues a second concurrent call, 0 does not"
     "plugin: a 512 KiB usage batch (the agent's bound) is counted"
     "plugin: a usage batch over 1 MiB is refused (400) with a message naming the limit"
     "20 connections the app closed: /healthz and byok_connections stop counting them and their sockets are closed at once"
@@ -168,6 +169,41 @@ else
     t_skip "scheduler slice: a reload sets 300 us, then 0 gives back the kernel's default" \
         "kernel $(uname -r) has no per-task slices (6.12+)"
 fi
+
+# ---- upstream.max_host_connections, changed by a reload ----
+# slow_pair: two concurrent calls the mock answers after -slow (2 s); prints
+# the seconds between the mock receiving the first and the second.
+slow_pair() {
+    local since i
+    since=$(mock_last_seq)
+    for i in 1 2; do
+        curl -s -m 20 --unix-socket "$S" http://localhost/v1/chat/completions \
+            -H 'Content-Type: application/json' -d "$(chat_body openai/mock-slow false 3)" >/dev/null &
+    done
+    wait
+    mock_requests_since "$since" | python3 -c '
+import json, sys, datetime
+def t(s):  # RFC 3339 with up to 9 fraction digits (Go), UTC
+    whole, _, frac = s.rstrip("Z").partition(".")
+    return datetime.datetime.fromisoformat(whole).timestamp() + float("0." + (frac or "0"))
+ts = sorted(t(r["ts"]) for r in json.load(sys.stdin) if r.get("model") == "mock-slow")
+print("%.1f" % (ts[1] - ts[0]) if len(ts) == 2 else "n/a")'
+}
+reload_to() {
+    local before
+    before=$(grep -c '"@message":"config reloaded"' "$AGENT_LOG")
+    agent_config "[{\"path\": \"$S\", \"tenant\": \"acme\", \"mode\": \"0660\"}]" "$1"
+    kill -HUP "$AGENT_PID"
+    lib_wait_for 5 reloads $((before + 1))
+}
+reload_to '.upstream.max_host_connections = 1'
+gap1=$(slow_pair)
+reload_to '.upstream.max_host_connections = 0'
+gap0=$(slow_pair)
+# With one connection per host the second call waits for the first (2 s); unlimited, both go at once.
+t_eq "upstream.max_host_connections applied by a reload: 1 queues a second concurrent call, 0 does not" \
+    "$(awk -v a="$gap1" -v b="$gap0" 'BEGIN { print (a >= 1.5 ? "queued" : "parallel " a), (b < 1 ? "parallel" : "queued " b) }')" \
+    "queued parallel"
 
 # ---- the plugin's request data limit ----
 # batch RECORDS ID: a usage batch of RECORDS records of ~250 bytes each.
