@@ -22,7 +22,8 @@
 /*
  * A full non-blocking log fd is waited for LOG_WAIT_MS at a time, at most
  * LOG_MAX_WAITS times per line (0.5 s): a reader that stopped must not stop the
- * program, and a slow one should not lose lines.
+ * program (after one such give-up, lines are tried once without waiting until
+ * one goes through whole), and a slow one should not lose lines.
  */
 #define LOG_WAIT_MS 50
 #define LOG_MAX_WAITS 10
@@ -30,6 +31,8 @@
 static FILE *log_out;
 /* Set when a line was written in part: the next one starts with a newline. */
 static atomic_bool log_torn;
+/* Set when the last write gave up on a full fd: the next ones do not wait. */
+static atomic_bool log_stalled;
 static enum log_level log_min = LOGL_INFO;
 static log_sink_fn log_sink;
 static void *log_sink_arg;
@@ -53,11 +56,23 @@ void log_write_raw(const char *p, size_t left)
     /* One write(2) per call keeps lines whole across threads and processes. */
     int fd = fileno(log_out != NULL ? log_out : stderr);
     int saved = errno; /* callers log between a failure and reading its errno */
-    int waits = 0;
+    /* After a give-up, no waiting until a write goes through whole: a stuck reader costs 0.5 s
+     * once. */
+    int waits = atomic_load(&log_stalled) ? LOG_MAX_WAITS : 0;
     bool wrote = false;
-    if (atomic_exchange(&log_torn, false)) {
+    if (atomic_load(&log_torn)) {
         /* The last line was cut short: end it, so this one is not glued to it. */
-        (void)!write(fd, "\n", 1);
+        ssize_t n;
+        do {
+            n = write(fd, "\n", 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1) {
+            /* Still full: this line is dropped whole and the newline owed stays owed. */
+            atomic_store(&log_stalled, true);
+            errno = saved;
+            return;
+        }
+        atomic_store(&log_torn, false);
     }
     while (left > 0) {
         ssize_t n = write(fd, p, left);
@@ -82,6 +97,7 @@ void log_write_raw(const char *p, size_t left)
     if (left > 0 && wrote) {
         atomic_store(&log_torn, true);
     }
+    atomic_store(&log_stalled, left > 0);
     errno = saved;
 }
 

@@ -202,7 +202,7 @@ reload_to '.upstream.max_host_connections = 0'
 gap0=$(slow_pair)
 # With one connection per host the second call waits for the first (2 s); unlimited, both go at once.
 t_eq "upstream.max_host_connections applied by a reload: 1 queues a second concurrent call, 0 does not" \
-    "$(awk -v a="$gap1" -v b="$gap0" 'BEGIN { print (a >= 1.5 ? "queued" : "parallel " a), (b < 1 ? "parallel" : "queued " b) }')" \
+    "$(awk -v a="$gap1" -v b="$gap0" 'BEGIN { print (a >= 1.5 ? "queued" : "parallel " a), (b < 1.5 ? "parallel" : "queued " b) }')" \
     "queued parallel"
 
 # ---- the plugin's request data limit ----
