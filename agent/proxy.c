@@ -14,7 +14,8 @@
  * it arrives: curl reads a socket for as long as it has data before it
  * returns to the event loop, and evhttp writes only from the loop, so a
  * provider burst would otherwise reach the app in one piece at its end. A failure after the first
- * byte ends the stream with an explicit error event, never a silent truncation.
+ * byte ends the stream with an explicit error event, never a silent truncation; the provider's
+ * end marker ([DONE], message_stop) ends it at once, and nothing after the marker reaches the app.
  *
  * Keys are touched only inside providers.c's build step, which puts them in a
  * wiped curl header list. Provider error bodies are read (capped) to classify
@@ -121,6 +122,7 @@ static void call_attempt(struct call *c);
 static void call_fetch_key(struct call *c);
 static void call_key_failure_log(struct call *c, const char *provider, enum err e);
 static void call_key_failure_reply(struct call *c, enum err e);
+static void call_stream_complete(struct call *c);
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
@@ -310,7 +312,8 @@ static void call_on_status(void *arg, long status)
  * One provider event. Parsing stops at the first one that fails the stream
  * (the provider's error event, or one the adapter cannot read): sse_frame_end
  * then says where its frame starts, so that exactly the frames before it are
- * forwarded (and counted), never it or anything after it.
+ * forwarded (and counted), never it or anything after it. Parsing also stops
+ * after the stream's end marker, whose frame is the last one forwarded.
  */
 static int call_sse_event(void *arg, const char *event, const char *data, size_t len)
 {
@@ -318,7 +321,8 @@ static int call_sse_event(void *arg, const char *event, const char *data, size_t
     size_t before = c->tbuf.len;
     enum err e = c->ad->stream_event(&c->st, event, data, len, &c->tbuf);
     if (e == ERR_OK && !c->st.failed) {
-        return 0;
+        /* The end marker ([DONE], message_stop): nothing after it is read. */
+        return c->st.done ? SSE_END : 0;
     }
     if (c->tbuf.len > before) { /* nothing of the failing event goes out */
         c->tbuf.len = before;
@@ -378,12 +382,13 @@ static void call_stream_start(struct call *c)
  * (sse_frame_end): bytes after the last frame end wait in hold for the next
  * chunk, so a stream cut mid-frame never hands the app half an event glued to
  * our error event, and no byte is scanned twice (a large event arriving in
- * many reads costs linear time). failed: parsing stopped at a frame that ends
- * the stream (the provider's error event, which may echo key fragments, or
- * one that could not be read); the frames before it go on, it and everything
- * after are dropped.
+ * many reads costs linear time). last: parsing stopped, at a frame that
+ * fails the stream (the provider's error event, which may echo key
+ * fragments, or one that could not be read: the frames before it go on, it
+ * and everything after are dropped) or after the end marker's frame (which
+ * goes on; everything after it is dropped).
  */
-static enum err call_forward_frames(struct call *c, const char *data, size_t len, bool failed)
+static enum err call_forward_frames(struct call *c, const char *data, size_t len, bool last)
 {
     size_t end = sse_frame_end(&c->sse);
     if (end > 0) {
@@ -393,7 +398,7 @@ static enum err call_forward_frames(struct call *c, const char *data, size_t len
         }
         evbuffer_add(c->chunk, data, end);
     }
-    if (failed) {
+    if (last) {
         buf_reset(&c->hold);
         return ERR_OK;
     }
@@ -448,9 +453,10 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
         /* The parser's own limits (SSE_MAX_LINE, upstream.max_response_bytes per event). */
         c->stream_error = e == ERR_TOOBIG ? "stream_event_too_large" : "stream_parse_error";
     }
+    bool ended = e == ERR_OK && sse_ended(&c->sse);
     /* What came before a failing frame in this read still goes to the app, then our error. */
     if (c->ad->stream_passthrough) {
-        enum err fe = call_forward_frames(c, data, len, e != ERR_OK);
+        enum err fe = call_forward_frames(c, data, len, e != ERR_OK || ended);
         if (fe != ERR_OK) {
             /*
              * An unfinished frame past upstream.max_response_bytes: its data
@@ -475,6 +481,10 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
         if (first) {
             c->round_bytes = PROXY_ROUND_BYTES;
         }
+    }
+    if (ended) {
+        call_stream_complete(c); /* c is freed */
+        return UPSTREAM_CONTINUE;
     }
     /* After a failing event nothing more is wanted from the provider. */
     return e != ERR_OK ? UPSTREAM_ABORT : UPSTREAM_CONTINUE;
@@ -534,6 +544,34 @@ static void call_stream_end(struct call *c, const char *error_code, const char *
     }
     r = call_end(c);
     server_finish(r);
+}
+
+/* byok_upstream_requests_total: one per transfer, by the provider's status (0: none). */
+static void call_count_upstream(const struct call *c, enum err e, long status)
+{
+    char labels[METRICS_MAX_LABELS];
+    char st[16];
+    snprintf(st, sizeof(st), "%ld", e == ERR_OK ? status : 0L);
+    metrics_labels(labels, sizeof(labels), "provider", c->cands[c->cur].provider, "status", st,
+                   NULL);
+    metrics_add(M_UPSTREAM, 1, labels);
+}
+
+/*
+ * The end marker ([DONE], message_stop) went out whole: the app has the
+ * complete answer, and its usage (include_usage puts it before [DONE],
+ * Anthropic in message_delta). The stream ends now, counted ok, whatever the
+ * provider does after the marker: more frames (never forwarded or counted),
+ * a stall, a reset instead of the body's end. The transfer is left to
+ * upstream to read to its end (normally the next bytes), so that the
+ * connection serves the next call.
+ */
+static void call_stream_complete(struct call *c)
+{
+    call_count_upstream(c, ERR_OK, c->up_status);
+    upstream_xfer_drain(c->xfer);
+    c->xfer = NULL;
+    call_stream_end(c, NULL, NULL);
 }
 
 /* The agent's own words for a stream_error code (never the provider's). */
@@ -752,28 +790,15 @@ static void call_on_done(void *arg, enum err e, long status)
     if (c->err_body_cut && !c->up_ok && status > 0) {
         e = ERR_OK; /* aborted on purpose past the error body's cap: the status decides */
     }
-    char labels[METRICS_MAX_LABELS];
-    char st[16];
-    snprintf(st, sizeof(st), "%ld", e == ERR_OK ? status : 0L);
-    metrics_labels(labels, sizeof(labels), "provider", c->cands[c->cur].provider, "status", st,
-                   NULL);
-    metrics_add(M_UPSTREAM, 1, labels);
+    call_count_upstream(c, e, status);
     if (c->too_big) {
         e = ERR_TOOBIG;
     }
     if (c->reply_started) {
-        /*
-         * The end marker ([DONE], message_stop) went out whole: the app has
-         * the complete answer, whatever the transfer did after it (a reset
-         * instead of the body's end, a stall). An error event then would
-         * follow [DONE], and the call would be counted as failed.
-         */
-        bool complete = c->st.done && sse_idle(&c->sse);
+        /* A stream whose end marker went out was ended then (call_stream_complete). */
         if (c->stream_error != NULL) {
             /* Checked first: the transfer was aborted on a failing event. */
             call_stream_end(c, c->stream_error, call_stream_error_message(c->stream_error));
-        } else if (complete) {
-            call_stream_end(c, NULL, NULL);
         } else if (e != ERR_OK || !c->up_ok) {
             call_stream_end(c, e == ERR_TIMEOUT ? "upstream_timeout" : "upstream_stream_error",
                             "the provider stream failed after it started");

@@ -18,6 +18,7 @@ void sse_init(struct sse *p, size_t max_data, sse_event_cb cb, void *arg)
     p->started = false;
     p->bom = 0;
     p->frame_end = 0;
+    p->ended = false;
     p->cb = cb;
     p->arg = arg;
 }
@@ -31,6 +32,11 @@ void sse_done(struct sse *p)
 size_t sse_frame_end(const struct sse *p)
 {
     return p->frame_end;
+}
+
+bool sse_ended(const struct sse *p)
+{
+    return p->ended;
 }
 
 bool sse_idle(const struct sse *p)
@@ -56,6 +62,10 @@ static enum err sse_dispatch(struct sse *p)
     buf_reset(&p->data);
     p->has_data = false;
     p->event[0] = '\0';
+    if (rc == SSE_END) {
+        p->ended = true;
+        return ERR_OK;
+    }
     return rc != 0 ? ERR_CANCELLED : ERR_OK;
 }
 
@@ -98,6 +108,9 @@ enum err sse_feed(struct sse *p, const char *data, size_t len)
 {
     size_t i = 0;
     p->frame_end = 0;
+    if (p->ended) {
+        return ERR_OK; /* the stream ended: what follows is not part of it */
+    }
     /* A leading UTF-8 byte order mark is not part of the stream (WHATWG), even split. */
     static const unsigned char bom[3] = {0xEF, 0xBB, 0xBF};
     while (!p->started && i < len) {
@@ -156,6 +169,9 @@ enum err sse_feed(struct sse *p, const char *data, size_t len)
         }
         if (blank) {
             p->frame_end = i; /* the frame was handled: its callback went on */
+            if (p->ended) {
+                return ERR_OK;
+            }
         }
     }
     return ERR_OK;

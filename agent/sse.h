@@ -19,7 +19,14 @@
 /* Longest event name. */
 #define SSE_MAX_EVENT_NAME 64
 
-/* Return 0 to go on, nonzero to stop parsing (sse_feed returns ERR_CANCELLED). */
+/*
+ * What an event callback returns: 0 to go on; SSE_END when the event ends the
+ * stream (its frame is complete: sse_feed returns ERR_OK, sse_frame_end
+ * counts the frame, and every byte after it, in this chunk and in later
+ * ones, is ignored: see sse_ended); any other value to stop parsing before
+ * the event's frame (sse_feed returns ERR_CANCELLED).
+ */
+#define SSE_END 2
 typedef int (*sse_event_cb)(void *arg, const char *event, const char *data, size_t len);
 
 struct sse {
@@ -31,6 +38,7 @@ struct sse {
     bool started;      /* past the stream's first bytes (a leading UTF-8 BOM is dropped) */
     unsigned char bom; /* BOM bytes matched so far at the start of the stream */
     size_t frame_end;  /* see sse_frame_end */
+    bool ended;        /* a callback returned SSE_END */
     sse_event_cb cb;
     void *arg;
 };
@@ -42,6 +50,8 @@ void sse_done(struct sse *p);
 MUST_USE enum err sse_feed(struct sse *p, const char *data, size_t len);
 /* True when no partial line or event is buffered (the stream ended on a frame boundary). */
 bool sse_idle(const struct sse *p);
+/* True once a callback returned SSE_END: nothing more is parsed. */
+bool sse_ended(const struct sse *p);
 /*
  * After sse_feed: how many bytes of the chunk it was given, from its start,
  * lie before the end of the chunk's last frame handled without error (up to

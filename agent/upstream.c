@@ -63,6 +63,8 @@ struct upstream_xfer {
     bool cancelled;  /* cancel requested from inside a callback; freed at completion */
     bool timed_out;
     bool send_released; /* upstream_release_send_buffer done */
+    bool draining;      /* upstream_xfer_drain: the rest of the body is dropped */
+    size_t drained;     /* bytes dropped so far */
     enum err
         failed; /* != ERR_OK: curl failed the transfer inside a resume; ended by the deadline */
     bool sensitive;
@@ -462,6 +464,11 @@ static size_t upstream_write_cb(char *data, size_t size, size_t nmemb, void *use
     if (x->cancelled) {
         return 0;
     }
+    if (x->draining) {
+        /* Past the cap the connection is not worth keeping: the transfer is dropped. */
+        x->drained += len;
+        return x->drained > UPSTREAM_MAX_DRAIN_BYTES ? 0 : len;
+    }
     x->in_curl_cb = true;
     upstream_emit_status(x);
     if (x->cancelled) {
@@ -494,7 +501,9 @@ static size_t upstream_write_cb(char *data, size_t size, size_t nmemb, void *use
         return CURL_WRITEFUNC_PAUSE;
     }
     x->got_data = true;
-    upstream_arm_deadline(x, x->idle_ms);
+    if (!x->draining) { /* a drain keeps its own deadline */
+        upstream_arm_deadline(x, x->idle_ms);
+    }
     return len;
 }
 
@@ -888,4 +897,20 @@ void upstream_xfer_resume(struct upstream_xfer *x)
         struct timeval now = {0, 0};
         evtimer_add(x->deadline, &now);
     }
+}
+
+void upstream_xfer_drain(struct upstream_xfer *x)
+{
+    if (x == NULL) {
+        return;
+    }
+    if (x->paused) {
+        /* Its held data would come back through curl_easy_pause: not worth it. */
+        upstream_xfer_cancel(x);
+        return;
+    }
+    x->draining = true;
+    memset(&x->cbs, 0, sizeof(x->cbs));
+    x->arg = NULL;
+    upstream_arm_deadline(x, UPSTREAM_MAX_DRAIN_MS);
 }

@@ -30,6 +30,12 @@
 #define UPSTREAM_MAX_RESPONSE_CEILING ((size_t)64 * 1024 * 1024)
 /* Longest URL we build. */
 #define UPSTREAM_MAX_URL 4096
+/*
+ * What upstream_xfer_drain reads of the rest of a body, and for how long,
+ * before it closes the connection instead.
+ */
+#define UPSTREAM_MAX_DRAIN_BYTES ((size_t)64 * 1024)
+#define UPSTREAM_MAX_DRAIN_MS 1000L
 
 enum upstream_data_rc { UPSTREAM_CONTINUE = 0, UPSTREAM_PAUSE = 1, UPSTREAM_ABORT = 2 };
 
@@ -109,5 +115,14 @@ MUST_USE enum err upstream_xfer_start(struct upstream *up, const char *method, c
 void upstream_xfer_cancel(struct upstream_xfer *x);
 /* Resumes a transfer whose on_data returned UPSTREAM_PAUSE. */
 void upstream_xfer_resume(struct upstream_xfer *x);
+/*
+ * The caller has what it wanted of the body (a stream's end marker): no
+ * callback is called any more, and the rest of the body is read and dropped
+ * so that the connection can serve another transfer. Past
+ * UPSTREAM_MAX_DRAIN_BYTES or UPSTREAM_MAX_DRAIN_MS the transfer is dropped
+ * and the connection closed instead. For a transfer that is not paused;
+ * safe from inside on_data (return UPSTREAM_CONTINUE). Accepts NULL.
+ */
+void upstream_xfer_drain(struct upstream_xfer *x);
 
 #endif

@@ -32,6 +32,11 @@ CASES=("slower than client_timeout_s: the answer arrives"
     "provider cuts an Anthropic stream: prompt as reported at its start, completion from the deltas"
     "provider cuts a stream after [DONE]: the stream ends as complete, no error event, logged 200"
     "provider cuts an Anthropic stream after message_stop: the stream ends as complete, no error event, logged 200"
+    "provider sends frames after [DONE], then stalls: the app's stream ends at [DONE] at once, the tail unseen, usage and cost as reported before it"
+    "provider sends events after message_stop, then stalls: the app's stream ends at [DONE] at once, the tail unseen, usage and cost as reported before it"
+    "provider sends frames after [DONE], then stalls: the provider transfer is dropped within a second"
+    "provider sends events after message_stop, then stalls: the provider transfer is dropped within a second"
+    "a stream ended at [DONE]: the provider connection serves the next call"
     "provider reports no usage: a non-streamed answer is counted with estimated tokens and cost"
     "provider reports no usage: a stream ignoring include_usage is counted with estimated tokens"
     "the ledger holds the tokens of every logged call, estimates included and counted"
@@ -120,6 +125,55 @@ for p in openai anthropic; do
         t_fail "$c" "HTTP $CODE logged '$logged' usage $usage body ${BODY: -400}"
     fi
 done
+
+# ---- the provider sends more after the stream's end marker, then stalls ----
+# In the same write as [DONE] (message_stop) the mock sends a word " LATE" and usage of 999
+# tokens, then nothing for 60 s. The app's stream ends at the marker, at once (not after the 5 s
+# idle timeout), with the usage the provider reported before it (mock: 4 prompt, 3 completion).
+up200() {
+    call "$SOCK" GET /metrics ""
+    sed -n "s/^byok_upstream_requests_total{provider=\"$1\",status=\"200\"} //p" "$LIB_TMP/last.body"
+}
+for p in openai anthropic; do
+    c="provider sends frames after [DONE], then stalls: the app's stream ends at [DONE] at once, the tail unseen, usage and cost as reported before it"
+    g="provider sends frames after [DONE], then stalls: the provider transfer is dropped within a second"
+    if [ $p = anthropic ]; then
+        c="provider sends events after message_stop, then stalls: the app's stream ends at [DONE] at once, the tail unseen, usage and cost as reported before it"
+        g="provider sends events after message_stop, then stalls: the provider transfer is dropped within a second"
+    fi
+    n200=$(up200 $p)
+    since=$(mock_last_seq)
+    t0=$(date +%s%N)
+    call "$SOCK" POST /v1/chat/completions "$(chat_body $p/mock-donetail true 3)" -N
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    body=$BODY code=$CODE
+    sleep 0.3
+    logged=$(grep '"@message":"request"' "$AGENT_LOG" | grep '"model":"mock-donetail"' | tail -1 |
+        jq -r '"\(.status) \(.error) \(.prompt_tokens) \(.completion_tokens)"')
+    usage=$(sed -n 's/^: x-byok-usage //p' <<<"$body" | jq -c '[.estimated, .prompt_tokens, .completion_tokens, .cost_usd]')
+    cost_ok=$(jq -r --arg want "$(cost_of $p 4 3)" '(.[3] - ($want | tonumber)) | fabs < 1e-12' <<<"$usage" 2>/dev/null)
+    n200b=$(up200 $p)
+    if [ "$code" = 200 ] && [ "$ms" -lt 2000 ] && [ "$(echo "$body" | sse_content)" = "w0 w1 w2" ] &&
+        [[ $body != *LATE* ]] && [ "$(grep -c '^data: \[DONE\]' <<<"$body")" = 1 ] &&
+        [[ $body != *"event: error"* ]] && [ "$logged" = "200 null 4 3" ] &&
+        [ "$(jq -c '.[0:3]' <<<"$usage")" = "[false,4,3]" ] && [ "$cost_ok" = true ] &&
+        [ "$((n200b - ${n200:-0}))" = 1 ]; then
+        t_ok "$c ($ms ms)"
+    else
+        t_fail "$c" "HTTP $code in $ms ms, logged '$logged', usage $usage (cost ok: $cost_ok), upstream 200s $n200 -> $n200b, body ${body: -600}"
+    fi
+    rec_gone() { [ "$(mock_requests_since "$since" | jq -r '.[0].client_gone')" = true ]; }
+    if lib_wait_for 3 rec_gone; then t_ok "$g"; else t_fail "$g" "the mock still holds the request"; fi
+done
+
+# Ending the app's stream at [DONE] leaves the provider transfer to end by itself (the body's
+# last chunk follows [DONE] at once): its connection stays open for the next call.
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini true 3)" -N
+sleep 0.2
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini true 3)" -N
+t_eq "a stream ended at [DONE]: the provider connection serves the next call" \
+    "$(mock_requests_since "$since" | jq -r '[.[].remote] | "\(length) \(unique | length)"')" "2 1"
 
 # ---- the provider cuts a stream after the role chunk and 4 of 8 words ----
 call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-cut true 8)" -N

@@ -37,6 +37,9 @@ type record struct {
 	Scenario string              `json:"scenario"`
 	Auth     string              `json:"auth"`
 	Status   int                 `json:"status"`
+	// Remote is the client's address: two requests with the same one came
+	// over one (kept-alive) connection.
+	Remote string `json:"remote"`
 	// Stream progress, for backpressure and cancellation tests: SSE events
 	// fully written, and whether the client left before the answer ended.
 	EventsSent int  `json:"events_sent"`
@@ -293,7 +296,7 @@ func (m *mock) serveUpstream(listener string, w http.ResponseWriter, r *http.Req
 	rec := &record{
 		Seq: seq, TS: time.Now().UTC().Format(time.RFC3339Nano), Listener: listener,
 		Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
-		Headers: map[string][]string(r.Header.Clone()), BodyLen: len(raw),
+		Headers: map[string][]string(r.Header.Clone()), BodyLen: len(raw), Remote: r.RemoteAddr,
 	}
 	if len(raw) > m.o.maxRecordedBody {
 		rec.Body = string(raw[:m.o.maxRecordedBody])
@@ -848,6 +851,31 @@ func (c *call) anthropicStream(n int, interval time.Duration) {
 	}
 }
 
+// tailWriter adds tail to the write that ends with marker (a stream's end
+// marker), so that both reach the client in one piece.
+type tailWriter struct {
+	http.ResponseWriter
+	marker, tail string
+}
+
+func (t *tailWriter) Write(b []byte) (int, error) {
+	if t.tail == "" || !strings.HasSuffix(string(b), t.marker) {
+		return t.ResponseWriter.Write(b)
+	}
+	tail := t.tail
+	t.tail = ""
+	if _, err := t.ResponseWriter.Write(append(append([]byte{}, b...), tail...)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (t *tailWriter) Flush() {
+	if f, ok := t.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
 // Scenarios, by name. A request picks one with model "mock-<name>", the
 // X-Mock-Scenario header, or POST /_mock/scenario {"scenario":..., "count":N}.
 var scenarios map[string]func(*call)
@@ -857,7 +885,7 @@ func scenarioNames() []string {
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
-		"badevent", "bigframe", "donecut"}
+		"badevent", "bigframe", "donecut", "donetail"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -1198,6 +1226,33 @@ func init() {
 			if c.stream {
 				panic(http.ErrAbortHandler)
 			}
+		},
+		// donetail: the whole stream, then, in the same write as its end
+		// marker ([DONE], message_stop), frames that no client should see: a
+		// word, new usage (OpenAI: a usage chunk, then [DONE] again;
+		// Anthropic: message_delta); then nothing until the client leaves
+		// (or -stall-max). Non-streamed: the normal answer.
+		"donetail": func(c *call) {
+			if !c.stream {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			tw := &tailWriter{ResponseWriter: c.w, marker: "data: [DONE]\n\n",
+				tail: `data: {"id":"` + c.id() + `","object":"chat.completion.chunk","model":"` + c.model +
+					`","choices":[{"index":0,"delta":{"content":" LATE"},"finish_reason":null}]}` + "\n\n" +
+					`data: {"id":"` + c.id() + `","object":"chat.completion.chunk","model":"` + c.model +
+					`","choices":[],"usage":{"prompt_tokens":999,"completion_tokens":999,"total_tokens":1998}}` + "\n\n" +
+					"data: [DONE]\n\n"}
+			if c.style == "anthropic" {
+				tw.marker = `{"type":"message_stop"}` + "\n\n"
+				tw.tail = "event: content_block_delta\n" +
+					`data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" LATE"}}` + "\n\n" +
+					"event: message_delta\n" +
+					`data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":999}}` + "\n\n"
+			}
+			c.w = tw
+			c.normal(c.m.o.streamInterval)
+			c.pause(c.m.o.stallMax)
 		},
 		// cut: half the answer, then the connection is reset.
 		"cut": func(c *call) {

@@ -17,6 +17,7 @@ struct collected {
     char data[16][256];
     size_t n;
     int stop_after; /* 0 = never */
+    int end_after;  /* return SSE_END at this event; 0 = never */
 };
 
 static int collect(void *arg, const char *event, const char *data, size_t len)
@@ -28,6 +29,9 @@ static int collect(void *arg, const char *event, const char *data, size_t len)
     memcpy(c->data[c->n], data, len);
     c->data[c->n][len] = '\0';
     c->n++;
+    if (c->end_after != 0 && (int)c->n == c->end_after) {
+        return SSE_END;
+    }
     return c->stop_after != 0 && (int)c->n >= c->stop_after;
 }
 
@@ -314,6 +318,47 @@ static void test_frame_end_at_failure(void **state)
     sse_done(&p);
 }
 
+/*
+ * A callback ending the stream (the [DONE] frame): its frame is counted in
+ * sse_frame_end, nothing after it is parsed or counted, in this chunk or in
+ * later ones, at every split of the stream in two chunks.
+ */
+static void test_end_ignores_the_rest(void **state)
+{
+    (void)state;
+    static const char all[] =
+        "data: a\n\ndata: [DONE]\r\n\r\ndata: late\n\nevent: error\ndata: x\n\n";
+    size_t total = strlen(all);
+    size_t done_end = (size_t)(strstr(all, "data: late") - all);
+    for (size_t cut = 0; cut <= total; cut++) {
+        struct collected c = {.end_after = 2};
+        struct sse p;
+        sse_init(&p, 4096, collect, &c);
+        size_t fwd_len = 0, held = 0;
+        const char *chunks[2] = {all, all + cut};
+        size_t lens[2] = {cut, total - cut};
+        for (size_t k = 0; k < 2; k++) {
+            assert_int_equal(sse_feed(&p, chunks[k], lens[k]), ERR_OK);
+            size_t end = sse_frame_end(&p);
+            if (end > 0) {
+                fwd_len += held + end;
+                held = 0;
+            }
+            held += lens[k] - end;
+        }
+        assert_true(sse_ended(&p));
+        assert_int_equal(c.n, 2);
+        assert_string_equal(c.data[1], "[DONE]");
+        /* Up to the [DONE] frame's blank line; a CRLF's LF split off is not part of it. */
+        assert_true(fwd_len == done_end || (fwd_len == done_end - 1 && cut == done_end - 1));
+        assert_int_equal(sse_feed(&p, "data: more\n\n", 12), ERR_OK);
+        assert_int_equal(sse_frame_end(&p), 0);
+        assert_int_equal(c.n, 2);
+        assert_true(sse_idle(&p));
+        sse_done(&p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_blank_without_data),
         cmocka_unit_test(test_frame_end_split_everywhere),
         cmocka_unit_test(test_frame_end_at_failure),
+        cmocka_unit_test(test_end_ignores_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,11 @@
  *   error, instead of leaving it unwatched until a deadline;
  * - a cancel from on_data during that resume: on_done never comes;
  * - a cancel from on_status for a response without a body (204): no use
- *   after free (run under ASan), on_done never comes.
+ *   after free (run under ASan), on_done never comes;
+ * - a drain from on_data (a stream's end marker): on_done never comes, the
+ *   rest of the body is read so that the next transfer reuses the
+ *   connection, and a body that does not end is dropped within
+ *   UPSTREAM_MAX_DRAIN_MS.
  * Each run is guarded by a timer: a transfer left hanging (or an on_done that
  * comes when it should not) fails the test without any timing measurement.
  */
@@ -32,30 +36,62 @@
 
 static int srv_fd = -1;
 static int srv_port;
+static pthread_mutex_t srv_mu = PTHREAD_MUTEX_INITIALIZER;
+static int srv_accepts; /* connections accepted so far */
 
-/* One connection: the request line's path picks the answer; the socket then stays open. */
+/* The scripted answers, by request path; keep: the connection serves another request after. */
+static const struct {
+    const char *path;
+    const char *answer;
+    bool keep;
+} srv_answers[] = {
+    {"/two",
+     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "9\r\ndata: a\n\n\r\n9\r\ndata: b\n\n\r\n",
+     false},
+    /* A whole stream: the end marker, then (a separate send) the body's last chunk. */
+    {"/done",
+     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "9\r\ndata: a\n\n\r\ne\r\ndata: [DONE]\n\n\r\n",
+     true},
+    {"/empty", "HTTP/1.1 204 No Content\r\n\r\n", false},
+};
+
+/* One connection: each request line's path picks the answer; the socket then stays open. */
 static void *srv_conn(void *arg)
 {
     int c = (int)(intptr_t)arg;
-    char req[4096];
-    size_t n = 0;
-    while (n < sizeof(req) - 1) {
-        ssize_t r = recv(c, req + n, sizeof(req) - 1 - n, 0);
-        if (r <= 0) {
-            break;
+    bool keep = true;
+    while (keep) {
+        char req[4096];
+        size_t n = 0;
+        req[0] = '\0';
+        while (n < sizeof(req) - 1 && strstr(req, "\r\n\r\n") == NULL) {
+            ssize_t r = recv(c, req + n, sizeof(req) - 1 - n, 0);
+            if (r <= 0) {
+                close(c);
+                return NULL;
+            }
+            n += (size_t)r;
+            req[n] = '\0';
         }
-        n += (size_t)r;
-        req[n] = '\0';
-        if (strstr(req, "\r\n\r\n") != NULL) {
-            break;
+        size_t i = 0;
+        while (i + 1 < sizeof(srv_answers) / sizeof(srv_answers[0])) {
+            char line[64];
+            snprintf(line, sizeof(line), "GET %s ", srv_answers[i].path);
+            if (strstr(req, line) != NULL) {
+                break;
+            }
+            i++;
+        }
+        const char *out = srv_answers[i].answer;
+        (void)send(c, out, strlen(out), MSG_NOSIGNAL);
+        keep = srv_answers[i].keep;
+        if (strcmp(srv_answers[i].path, "/done") == 0) {
+            usleep(20000);
+            (void)send(c, "0\r\n\r\n", 5, MSG_NOSIGNAL);
         }
     }
-    static const char two[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                              "Transfer-Encoding: chunked\r\n\r\n"
-                              "9\r\ndata: a\n\n\r\n9\r\ndata: b\n\n\r\n";
-    static const char empty[] = "HTTP/1.1 204 No Content\r\n\r\n";
-    const char *out = strstr(req, "GET /two ") != NULL ? two : empty;
-    (void)send(c, out, strlen(out), MSG_NOSIGNAL);
     /* Silence: the client decides when the transfer ends. */
     char sink[256];
     while (recv(c, sink, sizeof(sink), 0) > 0) {
@@ -72,6 +108,9 @@ static void *srv_main(void *arg)
         if (c < 0) {
             return NULL;
         }
+        pthread_mutex_lock(&srv_mu);
+        srv_accepts++;
+        pthread_mutex_unlock(&srv_mu);
         pthread_t t;
         if (pthread_create(&t, NULL, srv_conn, (void *)(intptr_t)c) == 0) {
             pthread_detach(t);
@@ -102,7 +141,7 @@ static int group_setup(void **state)
     return 0;
 }
 
-enum mode { ABORT_ON_RESUME, CANCEL_ON_RESUME, CANCEL_IN_STATUS };
+enum mode { ABORT_ON_RESUME, CANCEL_ON_RESUME, CANCEL_IN_STATUS, DRAIN, PLAIN };
 
 struct run {
     enum mode mode;
@@ -114,6 +153,7 @@ struct run {
     int n_done;
     enum err done_err;
     bool guard_fired;
+    struct event *poll; /* DRAIN: ends the loop once no transfer is left */
 };
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -139,6 +179,17 @@ static enum upstream_data_rc on_data(void *arg, const char *data, size_t len)
     struct run *r = arg;
     (void)data;
     (void)len;
+    if (r->mode == PLAIN) {
+        return UPSTREAM_CONTINUE;
+    }
+    if (r->mode == DRAIN) {
+        r->n_data++;
+        upstream_xfer_drain(r->x);
+        r->x = NULL;
+        struct timeval tv = {0, 5000};
+        evtimer_add(r->poll, &tv);
+        return UPSTREAM_CONTINUE;
+    }
     if (++r->n_data == 1) {
         /* Hold the rest back, resume on the next loop turn (as the proxy does on drain). */
         struct timeval tv = {0, 10000};
@@ -172,11 +223,29 @@ static void guard_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(r->base, NULL);
 }
 
-static void run_one(struct run *r, const char *path, long deadline_ms, int guard_s)
+/* DRAIN: the loop ends when the drained transfer has ended. */
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
 {
-    r->base = event_base_new();
-    r->up = upstream_new(r->base, 0);
+    (void)fd;
+    (void)what;
+    struct run *r = arg;
+    if (upstream_active(r->up) == 0) {
+        event_base_loopexit(r->base, NULL);
+        return;
+    }
+    struct timeval tv = {0, 5000};
+    evtimer_add(r->poll, &tv);
+}
+
+/* Runs one transfer on r->up (made when NULL, kept for the caller when keep). */
+static void run_on(struct run *r, const char *path, long deadline_ms, int guard_s, bool keep)
+{
+    if (r->up == NULL) {
+        r->base = event_base_new();
+        r->up = upstream_new(r->base, 0);
+    }
     r->resume = evtimer_new(r->base, resume_cb, r);
+    r->poll = evtimer_new(r->base, poll_cb, r);
     struct event *guard = evtimer_new(r->base, guard_cb, r);
     assert_non_null(r->up);
     char url[64];
@@ -192,10 +261,20 @@ static void run_one(struct run *r, const char *path, long deadline_ms, int guard
     evtimer_add(guard, &tv);
     event_base_dispatch(r->base);
     upstream_xfer_cancel(r->x);
+    r->x = NULL;
     event_free(guard);
     event_free(r->resume);
-    upstream_free(r->up);
-    event_base_free(r->base);
+    event_free(r->poll);
+    if (!keep) {
+        upstream_free(r->up);
+        event_base_free(r->base);
+        r->up = NULL;
+    }
+}
+
+static void run_one(struct run *r, const char *path, long deadline_ms, int guard_s)
+{
+    run_on(r, path, deadline_ms, guard_s, false);
 }
 
 /* Before: the abort inside the resume was lost and the transfer waited for its 30 s deadline. */
@@ -234,12 +313,53 @@ static void test_cancel_in_status_without_body(void **state)
     assert_int_equal(r.n_done, 0);
 }
 
+static int accepts(void)
+{
+    pthread_mutex_lock(&srv_mu);
+    int n = srv_accepts;
+    pthread_mutex_unlock(&srv_mu);
+    return n;
+}
+
+/*
+ * A drain at the end marker: no on_done; the body's last chunk (sent 20 ms
+ * later) is read, so the next transfer to the server reuses the connection.
+ */
+static void test_drain_keeps_the_connection(void **state)
+{
+    (void)state;
+    int before = accepts();
+    struct run r = {.mode = DRAIN};
+    run_on(&r, "/done", 30000, 3, true);
+    assert_false(r.guard_fired);
+    assert_int_equal(r.n_data, 1);
+    assert_int_equal(r.n_done, 0);
+    assert_int_equal(upstream_active(r.up), 0);
+    r.mode = PLAIN;
+    run_on(&r, "/done", 30000, 3, false);
+    assert_int_equal(r.n_done, 1);
+    assert_int_equal(r.done_err, ERR_OK);
+    assert_int_equal(accepts() - before, 1);
+}
+
+/* A drained body that does not end (the server stalls): dropped within UPSTREAM_MAX_DRAIN_MS. */
+static void test_drain_of_a_stall_ends(void **state)
+{
+    (void)state;
+    struct run r = {.mode = DRAIN};
+    run_one(&r, "/two", 30000, (int)(UPSTREAM_MAX_DRAIN_MS / 1000) + 2);
+    assert_false(r.guard_fired);
+    assert_int_equal(r.n_done, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_abort_during_resume_ends_transfer),
         cmocka_unit_test(test_cancel_during_resume_no_done),
         cmocka_unit_test(test_cancel_in_status_without_body),
+        cmocka_unit_test(test_drain_keeps_the_connection),
+        cmocka_unit_test(test_drain_of_a_stall_ends),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
