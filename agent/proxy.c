@@ -89,7 +89,8 @@ struct call {
     long up_status;
     bool up_ok;
     bool too_big;
-    bool err_body_cut; /* a non-2xx body passed its cap: the transfer was dropped */
+    bool err_body_cut;  /* a non-2xx body passed its cap: the transfer was dropped */
+    const char *coding; /* a 2xx body's Content-Encoding, not asked for (upstream_xfer_coding) */
     struct buf body;
     size_t received; /* bytes of a 2xx body received (non-streamed), kept past too_big */
     double attempt_start;
@@ -301,6 +302,15 @@ static void call_on_status(void *arg, long status)
     char labels[METRICS_MAX_LABELS];
     metrics_labels(labels, sizeof(labels), "provider", c->cands[c->cur].provider, NULL);
     metrics_observe(M_UPSTREAM_SECONDS, server_now() - c->attempt_start, labels);
+    if (c->up_ok) {
+        /*
+         * The agent asks for identity and decodes nothing: a body in another
+         * coding can be neither read nor passed on. Refused before a byte of
+         * it reaches the app (call_on_data); a non-2xx body is only
+         * classified, and its status decides whatever its coding.
+         */
+        c->coding = upstream_xfer_coding(c->xfer);
+    }
     if (!c->up_ok) {
         /* Error bodies are only classified: keep a small cap. */
         buf_done(&c->body);
@@ -408,6 +418,9 @@ static enum err call_forward_frames(struct call *c, const char *data, size_t len
 static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t len)
 {
     struct call *c = arg;
+    if (c->coding != NULL) {
+        return UPSTREAM_ABORT;
+    }
     if (!c->up_ok || !c->stream) {
         c->received += c->up_ok ? len : 0;
         if (buf_append(&c->body, data, len) != ERR_OK) {
@@ -790,9 +803,26 @@ static void call_on_done(void *arg, enum err e, long status)
     if (c->err_body_cut && !c->up_ok && status > 0) {
         e = ERR_OK; /* aborted on purpose past the error body's cap: the status decides */
     }
+    if (c->coding != NULL) {
+        e = ERR_OK; /* aborted on purpose at the body's first byte: the status decides */
+    }
     call_count_upstream(c, e, status);
     if (c->too_big) {
         e = ERR_TOOBIG;
+    }
+    if (c->coding != NULL) {
+        /* The agent's words: the coding only when upstream.c knows its name. */
+        char msg[128];
+        if (c->coding[0] != '\0') {
+            snprintf(msg, sizeof(msg),
+                     "the provider replied with Content-Encoding: %s, which was not requested",
+                     c->coding);
+        } else {
+            snprintf(msg, sizeof(msg), "%s",
+                     "the provider replied with a Content-Encoding that was not requested");
+        }
+        call_answered_error(c, 502, "upstream_bad_encoding", msg);
+        return;
     }
     if (c->reply_started) {
         /* A stream whose end marker went out was ended then (call_stream_complete). */
@@ -1061,6 +1091,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     c->up_ok = false;
     c->too_big = false;
     c->err_body_cut = false;
+    c->coding = NULL;
     buf_done(&c->body);
     buf_init(&c->body, (size_t)cfg->upstream.max_response_bytes);
     if (c->stream) {

@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -752,6 +753,20 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     x->headers = headers;
     x->body = body;
     x->body_len = body_len;
+    /*
+     * Bodies reach the caller as the server sent them (no decoding, below),
+     * so the server is asked for them unencoded: a request without
+     * Accept-Encoding accepts any coding (RFC 9110 12.5.3). A header line,
+     * not CURLOPT_ACCEPT_ENCODING: with that option curl 7.88 also reads the
+     * reply's Content-Encoding itself and fails a transfer that lists more
+     * than five codings before its status is reported. upstream_xfer_coding
+     * says what came instead.
+     */
+    struct curl_slist *hl = curl_slist_append(headers, "Accept-Encoding: identity");
+    if (hl == NULL) {
+        goto out_free;
+    }
+    x->headers = hl;
     x->cbs = *cbs;
     x->arg = arg;
     x->first_byte_ms = opts->first_byte_timeout_ms;
@@ -768,7 +783,7 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     curl_easy_setopt(h, CURLOPT_SHARE, up->share);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, upstream_write_cb);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->headers);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, upstream_open_cb);
     curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, up);
@@ -826,7 +841,10 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, UPSTREAM_SEND_BUFFER);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-    /* Bodies are passed through as the provider sent them; no transparent decoding. */
+    /*
+     * Bodies are passed through as the provider sent them; no transparent
+     * decoding (a small compressed body can inflate past every limit).
+     */
     curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
@@ -913,4 +931,36 @@ void upstream_xfer_drain(struct upstream_xfer *x)
     memset(&x->cbs, 0, sizeof(x->cbs));
     x->arg = NULL;
     upstream_arm_deadline(x, UPSTREAM_MAX_DRAIN_MS);
+}
+
+const char *upstream_xfer_coding(struct upstream_xfer *x)
+{
+    /* Content codings in IANA's registry (and the x- aliases RFC 9110 keeps). */
+    static const char *const known[] = {"gzip",         "x-gzip",     "deflate", "br",
+                                        "compress",     "x-compress", "zstd",    "exi",
+                                        "pack200-gzip", "aes128gcm",  "dcb",     "dcz"};
+    struct curl_header *h = NULL;
+    size_t amount = 1;
+    for (size_t n = 0; n < amount; n++) {
+        if (curl_easy_header(x->easy, "Content-Encoding", n, CURLH_HEADER, -1, &h) != CURLHE_OK) {
+            return NULL;
+        }
+        amount = h->amount;
+        /* A list of codings (RFC 9110 8.4): any one but identity is a coding. */
+        for (const char *v = h->value; *v != '\0';) {
+            v += strspn(v, " \t,");
+            size_t len = strcspn(v, " \t,");
+            if (len == 0 || (len == 8 && strncasecmp(v, "identity", 8) == 0)) {
+                v += len;
+                continue;
+            }
+            for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+                if (strlen(known[i]) == len && strncasecmp(v, known[i], len) == 0) {
+                    return known[i];
+                }
+            }
+            return "";
+        }
+    }
+    return NULL;
 }

@@ -124,5 +124,14 @@ void upstream_xfer_resume(struct upstream_xfer *x);
  * safe from inside on_data (return UPSTREAM_CONTINUE). Accepts NULL.
  */
 void upstream_xfer_drain(struct upstream_xfer *x);
+/*
+ * The content coding the response declares (Content-Encoding) when it is
+ * not identity, else NULL. Transfers ask for identity (Accept-Encoding) and
+ * decode nothing, so such a body is not what the caller can read. A coding
+ * the table knows is named ("gzip", "br", ...); any other is "" (the
+ * provider's own string is never handed out). A static string; from
+ * on_status on.
+ */
+const char *upstream_xfer_coding(struct upstream_xfer *x);
 
 #endif

@@ -21,6 +21,12 @@ for p in "${PROVIDERS[@]}"; do
 done
 CASES+=("openai 200 HTML quoting usage: 502 bad_provider_response")
 CASES+=("openai 200 of two JSON objects (the second a usage block): 502 bad_provider_response")
+for p in "${PROVIDERS[@]}"; do
+    for s in answer stream; do
+        CASES+=("$p $s compressed although identity was asked for: 502 upstream_bad_encoding naming the coding, logged, estimated")
+    done
+done
+CASES+=("compressed answers: counted in byok_errors_total{code=\"upstream_bad_encoding\"}")
 for p in openai azure; do
     CASES+=("$p stream: frames and an error event in one read, the agent holding the stream back: the error ends it at once")
     CASES+=("$p stream with CR-only line ends: every frame passed through")
@@ -120,6 +126,29 @@ t_eq "openai 200 HTML quoting usage: 502 bad_provider_response" \
 call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-concatjson" false 4)"
 t_eq "openai 200 of two JSON objects (the second a usage block): 502 bad_provider_response" \
     "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" "502 bad_provider_response"
+# The mock gzips its answer (Content-Encoding: gzip) whatever the request asked for; the agent
+# asks for identity and decodes nothing: a 502 of its own, before any byte reaches the app.
+for p in "${PROVIDERS[@]}"; do
+    for s in answer stream; do
+        c="$p $s compressed although identity was asked for: 502 upstream_bad_encoding naming the coding, logged, estimated"
+        since=$(mock_last_seq)
+        call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-gzip" "$([ $s = stream ] && echo true || echo false)" 4)" -N -m 10
+        ae=$(mock_requests_since "$since" | jq -r '(.[0].headers["Accept-Encoding"] // []) | join(",")')
+        sleep 0.2
+        logged=$(grep '"@message":"request"' "$AGENT_LOG" | grep '"model":"mock-gzip"' | tail -1 |
+            jq -r '"\(.status) \(.error) \(.usage_estimated)"')
+        if [ "$CODE" = 502 ] && [ "$(jq -r .error.code <<<"$BODY")" = upstream_bad_encoding ] &&
+            [ "$(jq -r .error.message <<<"$BODY")" = "the provider replied with Content-Encoding: gzip, which was not requested" ] &&
+            [ "$ae" = identity ] && [ "$logged" = "502 upstream_bad_encoding true" ]; then
+            t_ok "$c"
+        else
+            t_fail "$c" "HTTP $CODE, Accept-Encoding sent '$ae', logged '$logged', body ${BODY:0:300}"
+        fi
+    done
+done
+call "$SOCK" GET /metrics ""
+t_eq "compressed answers: counted in byok_errors_total{code=\"upstream_bad_encoding\"}" \
+    "$(sed -n 's/^byok_errors_total{code="upstream_bad_encoding"} //p' "$LIB_TMP/last.body")" "6"
 for p in openai azure; do
     # The agent sends the first frame alone and holds the rest of curl's read:
     # the error event comes back inside the resume. Bounded by -m 10 (the

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -876,6 +877,26 @@ func (t *tailWriter) Flush() {
 	}
 }
 
+// gzipWriter compresses what is written; Flush sends what is compressed so far.
+type gzipWriter struct {
+	http.ResponseWriter
+	gz *gzip.Writer
+}
+
+func (g *gzipWriter) WriteHeader(status int) {
+	g.Header().Del("Content-Length") // the uncompressed length
+	g.ResponseWriter.WriteHeader(status)
+}
+
+func (g *gzipWriter) Write(b []byte) (int, error) { return g.gz.Write(b) }
+
+func (g *gzipWriter) Flush() {
+	g.gz.Flush()
+	if f, ok := g.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
 // Scenarios, by name. A request picks one with model "mock-<name>", the
 // X-Mock-Scenario header, or POST /_mock/scenario {"scenario":..., "count":N}.
 var scenarios map[string]func(*call)
@@ -885,7 +906,7 @@ func scenarioNames() []string {
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
-		"badevent", "bigframe", "donecut", "donetail"}
+		"badevent", "bigframe", "donecut", "donetail", "gzip"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -1253,6 +1274,16 @@ func init() {
 			c.w = tw
 			c.normal(c.m.o.streamInterval)
 			c.pause(c.m.o.stallMax)
+		},
+		// gzip: the normal answer (JSON or stream, each event flushed),
+		// gzip-compressed and labelled Content-Encoding: gzip, whatever the
+		// request's Accept-Encoding.
+		"gzip": func(c *call) {
+			c.w.Header().Set("Content-Encoding", "gzip")
+			gw := &gzipWriter{ResponseWriter: c.w, gz: gzip.NewWriter(c.w)}
+			c.w = gw
+			c.normal(c.m.o.streamInterval)
+			gw.gz.Close()
 		},
 		// cut: half the answer, then the connection is reset.
 		"cut": func(c *call) {

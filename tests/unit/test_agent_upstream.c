@@ -11,7 +11,9 @@
  * - a drain from on_data (a stream's end marker): on_done never comes, the
  *   rest of the body is read so that the next transfer reuses the
  *   connection, and a body that does not end is dropped within
- *   UPSTREAM_MAX_DRAIN_MS.
+ *   UPSTREAM_MAX_DRAIN_MS;
+ * - every request asks for identity (Accept-Encoding), and a reply's
+ *   Content-Encoding other than identity is named by upstream_xfer_coding.
  * Each run is guarded by a timer: a transfer left hanging (or an on_done that
  * comes when it should not) fails the test without any timing measurement.
  */
@@ -37,7 +39,8 @@
 static int srv_fd = -1;
 static int srv_port;
 static pthread_mutex_t srv_mu = PTHREAD_MUTEX_INITIALIZER;
-static int srv_accepts; /* connections accepted so far */
+static int srv_accepts;           /* connections accepted so far */
+static bool srv_identity_missing; /* a request came without Accept-Encoding: identity */
 
 /* The scripted answers, by request path; keep: the connection serves another request after. */
 static const struct {
@@ -53,6 +56,14 @@ static const struct {
     {"/done",
      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
      "9\r\ndata: a\n\n\r\ne\r\ndata: [DONE]\n\n\r\n",
+     true},
+    {"/gzip",
+     "HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Encoding: GZIP\r\n"
+     "Content-Length: 2\r\n\r\nxx",
+     true},
+    {"/identity", "HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\nxx",
+     true},
+    {"/other", "HTTP/1.1 200 OK\r\nContent-Encoding: x-secret-sauce\r\nContent-Length: 2\r\n\r\nxx",
      true},
     {"/empty", "HTTP/1.1 204 No Content\r\n\r\n", false},
 };
@@ -84,6 +95,9 @@ static void *srv_conn(void *arg)
             }
             i++;
         }
+        pthread_mutex_lock(&srv_mu);
+        srv_identity_missing |= strstr(req, "\r\nAccept-Encoding: identity\r\n") == NULL;
+        pthread_mutex_unlock(&srv_mu);
         const char *out = srv_answers[i].answer;
         (void)send(c, out, strlen(out), MSG_NOSIGNAL);
         keep = srv_answers[i].keep;
@@ -153,6 +167,7 @@ struct run {
     int n_done;
     enum err done_err;
     bool guard_fired;
+    const char *coding; /* upstream_xfer_coding in on_status */
     struct event *poll; /* DRAIN: ends the loop once no transfer is left */
 };
 
@@ -168,6 +183,7 @@ static void on_status(void *arg, long status)
 {
     struct run *r = arg;
     (void)status;
+    r->coding = upstream_xfer_coding(r->x);
     if (r->mode == CANCEL_IN_STATUS) {
         upstream_xfer_cancel(r->x);
         r->x = NULL;
@@ -352,6 +368,32 @@ static void test_drain_of_a_stall_ends(void **state)
     assert_int_equal(r.n_done, 0);
 }
 
+/* Identity asked for; a coding other than identity named, one not in the table as "". */
+static void test_coding(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path;
+        const char *coding;
+    } cases[] = {{"/gzip", "gzip"}, {"/identity", NULL}, {"/other", ""}, {"/done", NULL}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct run r = {.mode = PLAIN};
+        run_one(&r, cases[i].path, 30000, 3);
+        assert_int_equal(r.n_done, 1);
+        assert_int_equal(r.done_err, ERR_OK);
+        if (cases[i].coding == NULL) {
+            assert_null(r.coding);
+        } else {
+            assert_non_null(r.coding);
+            assert_string_equal(r.coding, cases[i].coding);
+        }
+    }
+    pthread_mutex_lock(&srv_mu);
+    bool missing = srv_identity_missing;
+    pthread_mutex_unlock(&srv_mu);
+    assert_false(missing);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -360,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_cancel_in_status_without_body),
         cmocka_unit_test(test_drain_keeps_the_connection),
         cmocka_unit_test(test_drain_of_a_stall_ends),
+        cmocka_unit_test(test_coding),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
