@@ -153,7 +153,7 @@ for p in openai anthropic; do
     usage=$(sed -n 's/^: x-byok-usage //p' <<<"$body" | jq -c '[.estimated, .prompt_tokens, .completion_tokens, .cost_usd]')
     cost_ok=$(jq -r --arg want "$(cost_of $p 4 3)" '(.[3] - ($want | tonumber)) | fabs < 1e-12' <<<"$usage" 2>/dev/null)
     n200b=$(up200 $p)
-    if [ "$code" = 200 ] && [ "$ms" -lt 2000 ] && [ "$(echo "$body" | sse_content)" = "w0 w1 w2" ] &&
+    if [ "$code" = 200 ] && [ "$ms" -lt 4000 ] && [ "$(echo "$body" | sse_content)" = "w0 w1 w2" ] &&
         [[ $body != *LATE* ]] && [ "$(grep -c '^data: \[DONE\]' <<<"$body")" = 1 ] &&
         [[ $body != *"event: error"* ]] && [ "$logged" = "200 null 4 3" ] &&
         [ "$(jq -c '.[0:3]' <<<"$usage")" = "[false,4,3]" ] && [ "$cost_ok" = true ] &&
