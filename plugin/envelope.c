@@ -294,7 +294,21 @@ struct envelope {
     struct envelope_dek_entry *dek[ENVELOPE_DEK_BUCKETS];
     struct envelope_kek_entry kek[ENVELOPE_KEK_CACHE_MAX];
     size_t kek_next; /* round-robin eviction */
+    /*
+     * The last KEK state read from storage for `config` reads: valid while
+     * kst_ok and younger than the maximum age. Every write to "kek/" (ours,
+     * after it returns, whatever it returned) and every InvalidateKey("kek/...")
+     * drops it and bumps kst_gen, so a reader that listed before the change
+     * does not cache what it saw.
+     */
+    struct envelope_kek_state kst;
+    bool kst_ok;
+    uint64_t kst_gen;
+    int64_t kst_at_ms; /* CLOCK_MONOTONIC */
 };
+
+/* Tests may shorten it (envelope_set_kek_state_max_age_ms). */
+static long envelope_kst_max_age_ms = ENVELOPE_KEK_STATE_MAX_AGE_MS;
 
 static size_t envelope_hash(const char *s)
 {
@@ -348,6 +362,21 @@ static void envelope_dek_clear_locked(struct envelope *env)
     env->gen++;
 }
 
+static void envelope_kst_drop_locked(struct envelope *env)
+{
+    envelope_kek_state_done(&env->kst);
+    env->kst_ok = false;
+    env->kst_gen++;
+}
+
+/* After a write to "kek/" returns (landed or not): the next `config` read lists again. */
+static void envelope_kst_drop(struct envelope *env)
+{
+    pthread_mutex_lock(&env->cache_mu);
+    envelope_kst_drop_locked(env);
+    pthread_mutex_unlock(&env->cache_mu);
+}
+
 static void envelope_kek_clear_locked(struct envelope *env)
 {
     for (size_t i = 0; i < ENVELOPE_KEK_CACHE_MAX; i++) {
@@ -364,6 +393,7 @@ void envelope_drop_all(struct envelope *env)
     pthread_mutex_lock(&env->cache_mu);
     envelope_dek_clear_locked(env);
     envelope_kek_clear_locked(env);
+    envelope_kst_drop_locked(env);
     env->current = 0;
     pthread_mutex_unlock(&env->cache_mu);
 }
@@ -405,6 +435,7 @@ void envelope_invalidate(struct envelope *env, const char *key)
     if (strncmp(key, ENVELOPE_KEK_PREFIX, strlen(ENVELOPE_KEK_PREFIX)) == 0) {
         /* A KEK changed on another node (rotation): forget them all, they are few. */
         envelope_kek_clear_locked(env);
+        envelope_kst_drop_locked(env);
         env->current = 0;
     } else if (strncmp(key, "tenants/", 8) == 0) {
         const char *t = key + 8;
@@ -555,16 +586,9 @@ static enum err envelope_current_put(struct storage *st, int64_t version)
     return e;
 }
 
-/* Reads kek/current into env->current if not loaded; 0 when the mount has no KEK. */
-static enum err envelope_current_load(struct envelope *env, struct storage *st, int64_t *ret)
+/* kek/current from storage (no cache); 0 when the mount has no KEK. */
+static enum err envelope_current_read(struct storage *st, int64_t *ret)
 {
-    pthread_mutex_lock(&env->cache_mu);
-    int64_t cur = env->current;
-    pthread_mutex_unlock(&env->cache_mu);
-    if (cur > 0) {
-        *ret = cur;
-        return ERR_OK;
-    }
     json_t *doc = NULL;
     enum err e = storage_get_json(st, ENVELOPE_KEK_CURRENT, &doc);
     if (e == ERR_NOTFOUND) {
@@ -579,8 +603,29 @@ static enum err envelope_current_load(struct envelope *env, struct storage *st, 
         json_decref(doc);
         return ERR_PROTO;
     }
-    cur = json_integer_value(v);
+    *ret = json_integer_value(v);
     json_decref(doc);
+    return ERR_OK;
+}
+
+/* Reads kek/current into env->current if not loaded; 0 when the mount has no KEK. */
+static enum err envelope_current_load(struct envelope *env, struct storage *st, int64_t *ret)
+{
+    pthread_mutex_lock(&env->cache_mu);
+    int64_t cur = env->current;
+    pthread_mutex_unlock(&env->cache_mu);
+    if (cur > 0) {
+        *ret = cur;
+        return ERR_OK;
+    }
+    enum err e = envelope_current_read(st, &cur);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (cur == 0) {
+        *ret = 0;
+        return ERR_OK;
+    }
     pthread_mutex_lock(&env->cache_mu);
     env->current = cur;
     pthread_mutex_unlock(&env->cache_mu);
@@ -615,6 +660,7 @@ enum err envelope_initialize(struct envelope *env, struct storage *st)
             env->current = 1;
             pthread_mutex_unlock(&env->cache_mu);
         }
+        envelope_kst_drop(env);
     }
     pthread_rwlock_unlock(&env->kek_rw);
     pthread_mutex_unlock(&env->rot_mu);
@@ -926,14 +972,14 @@ static int64_t envelope_kek_listed_version(const char *name)
     return (int64_t)v;
 }
 
-/*
- * Whether storage holds a KEK version older than cur. Only a rotation that has
- * not completed leaves one: a DEK may still be wrapped by it (cut before its
- * tenant was rewrapped) or not (cut after the last rewrap, or a failed prune).
- * Versions above cur (created by a rotation cut before its switch) wrap
- * nothing and do not count: the next new rotation skips and prunes them.
- */
-static enum err envelope_kek_older(struct storage *st, int64_t cur, bool *ret)
+static int envelope_version_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Every KEK version stored under "kek/", ascending; *ret_versions is malloc'd (NULL if none). */
+static enum err envelope_kek_list(struct storage *st, int64_t **ret_versions, size_t *ret_n)
 {
     char **keys = NULL;
     size_t n = 0;
@@ -941,14 +987,174 @@ static enum err envelope_kek_older(struct storage *st, int64_t cur, bool *ret)
     if (e != ERR_OK) {
         return e;
     }
-    bool older = false;
-    for (size_t i = 0; i < n && !older; i++) {
+    int64_t *versions = NULL;
+    size_t nv = 0;
+    if (n > 0) {
+        versions = calloc(n, sizeof(*versions));
+        if (versions == NULL) {
+            storage_keys_free(keys, n);
+            return ERR_NOMEM;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
         int64_t v = envelope_kek_listed_version(keys[i]);
-        older = v > 0 && v < cur;
+        if (v > 0) {
+            versions[nv++] = v;
+        }
     }
     storage_keys_free(keys, n);
-    *ret = older;
+    if (nv == 0) {
+        free(versions);
+        versions = NULL;
+    } else {
+        qsort(versions, nv, sizeof(*versions), envelope_version_cmp);
+    }
+    *ret_versions = versions;
+    *ret_n = nv;
     return ERR_OK;
+}
+
+/*
+ * The one definition of an incomplete rotation (envelope_rotate resumes on it,
+ * `config` read reports it): a stored KEK version older than cur. Only a
+ * rotation that has not completed leaves one: a DEK may still be wrapped by it
+ * (cut before its tenant was rewrapped) or not (cut after the last rewrap, or
+ * a failed prune). Versions above cur (created by a rotation cut before its
+ * switch) wrap nothing and do not count: the next new rotation skips and
+ * prunes them.
+ */
+static bool envelope_kek_incomplete(const int64_t *versions, size_t n, int64_t cur)
+{
+    return cur > 0 && n > 0 && versions[0] < cur; /* ascending */
+}
+
+/* Whether storage holds a KEK version older than cur (envelope_kek_incomplete). */
+static enum err envelope_kek_older(struct storage *st, int64_t cur, bool *ret)
+{
+    int64_t *versions = NULL;
+    size_t n = 0;
+    enum err e = envelope_kek_list(st, &versions, &n);
+    if (e != ERR_OK) {
+        return e;
+    }
+    *ret = envelope_kek_incomplete(versions, n, cur);
+    free(versions);
+    return ERR_OK;
+}
+
+static int64_t envelope_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A deep copy of src into *ret (versions malloc'd); *ret is written only on success. */
+static enum err envelope_kek_state_copy(const struct envelope_kek_state *src,
+                                        struct envelope_kek_state *ret)
+{
+    struct envelope_kek_state copy = *src;
+    copy.versions = NULL;
+    if (src->n_versions > 0) {
+        copy.versions = malloc(src->n_versions * sizeof(*copy.versions));
+        if (copy.versions == NULL) {
+            return ERR_NOMEM;
+        }
+        memcpy(copy.versions, src->versions, src->n_versions * sizeof(*copy.versions));
+    }
+    *ret = copy;
+    return ERR_OK;
+}
+
+/*
+ * kek/current and the "kek/" listing, both from storage (not from this node's
+ * cached current version: resume reads storage too), under the read side of
+ * kek_rw: a rotation switches the version and prunes under the write side,
+ * so the two are one state, never a switch seen without its older version or
+ * the reverse. A version being created before its switch is above current and
+ * does not count.
+ */
+static enum err envelope_kek_state_read(struct envelope *env, struct storage *st,
+                                        struct envelope_kek_state *ret)
+{
+    int64_t cur = 0;
+    int64_t *versions = NULL;
+    size_t n = 0;
+    pool_rwlock_rdlock(&env->kek_rw);
+    enum err e = envelope_current_read(st, &cur);
+    if (e == ERR_OK) {
+        e = envelope_kek_list(st, &versions, &n);
+    }
+    pthread_rwlock_unlock(&env->kek_rw);
+    if (e != ERR_OK) {
+        return e;
+    }
+    *ret = (struct envelope_kek_state){.current = cur,
+                                       .versions = versions,
+                                       .n_versions = n,
+                                       .rotation_incomplete =
+                                           envelope_kek_incomplete(versions, n, cur)};
+    return ERR_OK;
+}
+
+enum err envelope_kek_state(struct envelope *env, struct storage *st,
+                            struct envelope_kek_state *ret)
+{
+    if (env == NULL || st == NULL || ret == NULL) {
+        return ERR_INVAL;
+    }
+    /*
+     * Served from memory while nothing under "kek/" changed (every change
+     * drops it, ours and other nodes' through InvalidateKey) and for at most
+     * the maximum age: a write reported failed can still land after the drop.
+     */
+    enum err e = ERR_OK;
+    pthread_mutex_lock(&env->cache_mu);
+    uint64_t gen = env->kst_gen;
+    bool hit = env->kst_ok && envelope_now_ms() - env->kst_at_ms <
+                                  __atomic_load_n(&envelope_kst_max_age_ms, __ATOMIC_RELAXED);
+    if (hit) {
+        e = envelope_kek_state_copy(&env->kst, ret);
+    }
+    pthread_mutex_unlock(&env->cache_mu);
+    if (hit) {
+        return e;
+    }
+    struct envelope_kek_state fresh = {0};
+    e = envelope_kek_state_read(env, st, &fresh);
+    if (e != ERR_OK) {
+        return e;
+    }
+    struct envelope_kek_state keep = {0};
+    if (envelope_kek_state_copy(&fresh, &keep) == ERR_OK) {
+        pthread_mutex_lock(&env->cache_mu);
+        if (gen == env->kst_gen) { /* nothing changed under "kek/" since we started */
+            envelope_kek_state_done(&env->kst);
+            env->kst = keep;
+            env->kst_ok = true;
+            env->kst_at_ms = envelope_now_ms();
+            keep = (struct envelope_kek_state){0};
+        }
+        pthread_mutex_unlock(&env->cache_mu);
+        envelope_kek_state_done(&keep);
+    }
+    *ret = fresh;
+    return ERR_OK;
+}
+
+void envelope_set_kek_state_max_age_ms(long ms)
+{
+    __atomic_store_n(&envelope_kst_max_age_ms, ms, __ATOMIC_RELAXED);
+}
+
+void envelope_kek_state_done(struct envelope_kek_state *state)
+{
+    if (state == NULL) {
+        return;
+    }
+    free(state->versions);
+    state->versions = NULL;
+    state->n_versions = 0;
 }
 
 /* Removes every KEK version below keep; caller holds kek_rw for writing. */
@@ -1030,6 +1236,7 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
         e = envelope_kek_next_free(st, cur, &nv);
         if (e == ERR_OK) {
             e = envelope_kek_create(st, nv);
+            envelope_kst_drop(env);
         }
         if (e != ERR_OK) {
             goto out_unlock;
@@ -1049,6 +1256,7 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
     pool_rwlock_wrlock(&env->kek_rw);
     if (!resume) {
         e = envelope_current_put(st, nv);
+        envelope_kst_drop(env);
     }
     if (e == ERR_OK) {
         pthread_mutex_lock(&env->cache_mu);
@@ -1136,6 +1344,7 @@ enum err envelope_rotate(struct envelope *env, struct storage *st, void (*each_l
          */
         pool_rwlock_wrlock(&env->kek_rw);
         e = envelope_kek_prune(env, st, nv);
+        envelope_kst_drop(env);
         pthread_rwlock_unlock(&env->kek_rw);
     }
     if (e == ERR_OK) {

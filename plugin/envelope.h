@@ -40,6 +40,12 @@
 #define ENVELOPE_DEK_CACHE_MAX 8192
 /* KEK versions held in memory at most (older ones are re-read on demand). */
 #define ENVELOPE_KEK_CACHE_MAX 16
+/*
+ * envelope_kek_state's memory copy is read again after this long even if
+ * nothing dropped it: a "kek/" write reported failed (the request's deadline)
+ * may land after the drop that followed it.
+ */
+#define ENVELOPE_KEK_STATE_MAX_AGE_MS 5000
 
 #define ENVELOPE_KEK_PREFIX "kek/"
 #define ENVELOPE_KEK_CURRENT "kek/current"
@@ -81,6 +87,32 @@ MUST_USE enum err envelope_initialize(struct envelope *env, struct storage *st);
 /* The current KEK version (0 if none yet). */
 MUST_USE enum err envelope_kek_version(struct envelope *env, struct storage *st,
                                        int64_t *ret_version);
+
+/* What storage holds of the KEKs, for `config` read. */
+struct envelope_kek_state {
+    int64_t current;          /* the current KEK version, as envelope_kek_version */
+    int64_t *versions;        /* every version under "kek/", ascending; malloc'd, NULL if none */
+    size_t n_versions;        /* entries in versions */
+    bool rotation_incomplete; /* a version below current is stored: envelope_rotate resumes */
+};
+
+/*
+ * The KEK state as storage holds it: kek/current and the versions under
+ * "kek/". rotation_incomplete is exactly the condition under which
+ * envelope_rotate resumes instead of making a new version; a version above
+ * current (left by a rotation cut before its switch) is listed but wraps
+ * nothing and does not count. Reads no tenant. Served from memory (no storage
+ * round trip) until something under "kek/" changes (this node's rotation, or
+ * envelope_invalidate for another node's) or for ENVELOPE_KEK_STATE_MAX_AGE_MS
+ * at most; otherwise one Get and one List. Free with envelope_kek_state_done;
+ * *ret is filled only on ERR_OK.
+ */
+MUST_USE enum err envelope_kek_state(struct envelope *env, struct storage *st,
+                                     struct envelope_kek_state *ret);
+/* Frees what envelope_kek_state allocated; accepts a zeroed state. */
+void envelope_kek_state_done(struct envelope_kek_state *state);
+/* Tests: replaces ENVELOPE_KEK_STATE_MAX_AGE_MS (0: every call reads storage). */
+void envelope_set_kek_state_max_age_ms(long ms);
 
 /*
  * The tenant's DEK as a new secret the caller frees. With create, a tenant

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/secret.h"
 #include "plugin/envelope.h"
@@ -479,6 +480,112 @@ static void test_rotate_never_overwrites_kek(void **state)
     storage_mem_free(st);
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static enum err down_get(void *ctx, const char *key, unsigned char **v, size_t *l)
+{
+    return ERR_UNAVAIL;
+}
+static enum err down_put(void *ctx, const char *key, const unsigned char *v, size_t l, bool sw)
+{
+    return ERR_UNAVAIL;
+}
+static enum err down_del(void *ctx, const char *key)
+{
+    return ERR_UNAVAIL;
+}
+static enum err down_list(void *ctx, const char *prefix, char ***k, size_t *n)
+{
+    return ERR_UNAVAIL;
+}
+static const struct storage_ops down_ops = {down_get, down_put, down_del, down_list};
+
+/* envelope_kek_state into *ks (freed first), which must succeed. */
+static void kek_state(struct envelope *env, struct storage *st, struct envelope_kek_state *ks)
+{
+    envelope_kek_state_done(ks);
+    assert_int_equal(envelope_kek_state(env, st, ks), ERR_OK);
+}
+
+/*
+ * envelope_kek_state: the stored versions in numeric order ("current" is not
+ * one), and incomplete exactly when one is below the current version, as
+ * envelope_rotate decides to resume: versions above it do not count. Kept in
+ * memory until "kek/" changes (InvalidateKey, a rotation) or it is too old.
+ */
+static void test_kek_state(void **state)
+{
+    struct storage *st = storage_mem_new();
+    struct storage down = {.ops = &down_ops};
+    struct envelope *env = envelope_new();
+    struct envelope_kek_state ks = {0};
+    kek_state(env, st, &ks);
+    assert_int_equal(ks.current, 0); /* a new mount before Initialize */
+    assert_int_equal(ks.n_versions, 0);
+    assert_false(ks.rotation_incomplete);
+    assert_int_equal(envelope_initialize(env, st), ERR_OK); /* drops what was kept */
+    kek_state(env, st, &ks);
+    assert_int_equal(ks.current, 1);
+    assert_int_equal(ks.n_versions, 1);
+    assert_int_equal(ks.versions[0], 1);
+    assert_false(ks.rotation_incomplete);
+    kek_state(env, &down, &ks); /* from memory: no storage call */
+    assert_int_equal(ks.current, 1);
+    assert_int_equal(ks.n_versions, 1);
+
+    /* Versions above the current one (rotations cut before their switch): complete. */
+    static const unsigned char orphan[] = "left by a rotation cut before its switch";
+    assert_int_equal(storage_put(st, "kek/10", orphan, sizeof(orphan), true), ERR_OK);
+    assert_int_equal(storage_put(st, "kek/2", orphan, sizeof(orphan), true), ERR_OK);
+    kek_state(env, st, &ks);
+    assert_int_equal(ks.n_versions, 1); /* not told yet */
+    envelope_invalidate(env, "kek/2");
+    kek_state(env, st, &ks);
+    assert_int_equal(ks.n_versions, 3);
+    assert_int_equal(ks.versions[0], 1);
+    assert_int_equal(ks.versions[1], 2); /* numeric order, not the listing's "10" < "2" */
+    assert_int_equal(ks.versions[2], 10);
+    assert_false(ks.rotation_incomplete);
+
+    /* The current version moves to 2 (another node): 1 is below it. */
+    const char *cur2 = "{\"version\": 2}";
+    assert_int_equal(
+        storage_put(st, "kek/current", (const unsigned char *)cur2, strlen(cur2), true), ERR_OK);
+    envelope_invalidate(env, "kek/current");
+    kek_state(env, st, &ks);
+    assert_int_equal(ks.current, 2);
+    assert_int_equal(ks.n_versions, 3);
+    assert_true(ks.rotation_incomplete);
+
+    /* A change nobody told us of (a write that landed after its drop) shows after the max age. */
+    assert_int_equal(storage_delete(st, "kek/1"), ERR_OK);
+    envelope_set_kek_state_max_age_ms(50);
+    kek_state(env, st, &ks);
+    assert_true(ks.rotation_incomplete);
+    sleep_ms(60);
+    kek_state(env, st, &ks);
+    assert_false(ks.rotation_incomplete);
+    assert_int_equal(ks.n_versions, 2);
+    envelope_set_kek_state_max_age_ms(ENVELOPE_KEK_STATE_MAX_AGE_MS);
+
+    /* Storage down and nothing kept: the error, and *ret untouched. */
+    envelope_drop_all(env);
+    struct envelope_kek_state untouched = {.current = -7};
+    assert_int_equal(envelope_kek_state(env, &down, &untouched), ERR_UNAVAIL);
+    assert_int_equal(untouched.current, -7);
+    envelope_kek_state_done(&ks);
+    envelope_kek_state_done(&ks); /* twice, and on a zeroed state: a no-op */
+    envelope_kek_state_done(NULL);
+    assert_int_equal(envelope_kek_state(env, st, NULL), ERR_INVAL);
+
+    envelope_free(env);
+    storage_mem_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_limits),          cmocka_unit_test(test_b64),
         cmocka_unit_test(test_state_lifecycle), cmocka_unit_test(test_dek_record_moved),
         cmocka_unit_test(test_dek_created),     cmocka_unit_test(test_rotate_never_overwrites_kek),
+        cmocka_unit_test(test_kek_state),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
