@@ -106,14 +106,14 @@ const json_t *byok_mount_config(const struct byok *b)
     return b->mount_config;
 }
 
-enum err byok_kek_version(struct byok *b, struct storage *st, int64_t *ret_version)
+enum err byok_kek_state(struct byok *b, struct storage *st, struct envelope_kek_state *ret)
 {
     for (size_t i = 0; i < b->nhooks; i++) {
-        if (b->hooks[i]->kek_version != NULL) {
-            return b->hooks[i]->kek_version(b, st, ret_version);
+        if (b->hooks[i]->kek_state != NULL) {
+            return b->hooks[i]->kek_state(b, st, ret);
         }
     }
-    *ret_version = 0;
+    *ret = (struct envelope_kek_state){0};
     return ERR_OK;
 }
 

@@ -2,9 +2,10 @@
 /*
  * The mount's settings: the `config` path and config_get_shared for the other
  * path modules. The effective config (stored values over defaults) is cached in
- * the engine's document cache under its storage key, so a warm `config` read
- * does no storage round trip; our own writes drop the entry, and so does
- * Vault's InvalidateKey("config") through byok_invalidate. Validation of the
+ * the engine's document cache under its storage key, so a warm read of the
+ * document does no storage round trip (a `config` read adds the KEK state:
+ * one List of "kek/"); our own writes drop the entry, and so does Vault's
+ * InvalidateKey("config") through byok_invalidate. Validation of the
  * individual fields is the framework's (types, ranges); what is left here is
  * the enumerations and name lists.
  */
@@ -150,6 +151,11 @@ bool config_provider_allowed(const json_t *config, const char *provider)
     return false;
 }
 
+/*
+ * The effective config plus the KEK state: kek_version, kek_versions (one
+ * storage List: a config read is not a hot path) and rotation_incomplete, so
+ * an admin sees a rotation cut short without calling rotate-root.
+ */
 static enum err config_read(struct fw_request *req, struct fw_response *resp)
 {
     json_t *shared = NULL;
@@ -157,8 +163,8 @@ static enum err config_read(struct fw_request *req, struct fw_response *resp)
     if (e != ERR_OK) {
         return e;
     }
-    int64_t kek = 0;
-    e = byok_kek_version(req->backend, req->storage, &kek);
+    struct envelope_kek_state kek = {0};
+    e = byok_kek_state(req->backend, req->storage, &kek);
     if (e != ERR_OK) {
         json_decref(shared);
         return e;
@@ -166,7 +172,18 @@ static enum err config_read(struct fw_request *req, struct fw_response *resp)
     /* A shallow copy: the arrays are shared read-only with the cache. */
     json_t *out = json_copy(shared);
     json_decref(shared);
-    if (out == NULL || json_object_set_new(out, "kek_version", json_integer(kek)) != 0) {
+    json_t *versions = json_array();
+    bool ok = out != NULL && versions != NULL;
+    for (size_t i = 0; ok && i < kek.n_versions; i++) {
+        ok = json_array_append_new(versions, json_integer(kek.versions[i])) == 0;
+    }
+    ok = ok && json_object_set_new(out, "kek_version", json_integer(kek.current)) == 0;
+    ok = ok && json_object_set(out, "kek_versions", versions) == 0;
+    ok = ok && json_object_set_new(out, "rotation_incomplete",
+                                   json_boolean(kek.rotation_incomplete)) == 0;
+    json_decref(versions);
+    envelope_kek_state_done(&kek);
+    if (!ok) {
         json_decref(out);
         return ERR_NOMEM;
     }
@@ -310,7 +327,10 @@ const struct fw_path paths_config[] = {
         .description = "Mount-wide settings: how long agents may cache credentials, how many "
                        "versions of a key are kept, the default budget tier, which providers "
                        "tenants may use and which hosts local providers may reach over http. "
-                       "Read also returns the current key-encryption key version.",
+                       "Read also returns the key-encryption key state: kek_version (the current "
+                       "version), kek_versions (the versions in storage) and rotation_incomplete "
+                       "(true while a version older than the current one is kept: a rotation cut "
+                       "short; write config/rotate-root again to finish it).",
     },
     {.pattern = NULL},
 };

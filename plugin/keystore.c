@@ -273,10 +273,11 @@ static void keystore_hook_cleanup(struct byok *b)
     pthread_mutex_unlock(&ks->counter_mu);
 }
 
-static enum err keystore_hook_kek_version(struct byok *b, struct storage *st, int64_t *ret)
+static enum err keystore_hook_kek_state(struct byok *b, struct storage *st,
+                                        struct envelope_kek_state *ret)
 {
     struct keystore *ks = keystore_of(b);
-    return ks != NULL ? envelope_kek_version(ks->env, st, ret) : ERR_INTERNAL;
+    return ks != NULL ? envelope_kek_state(ks->env, st, ret) : ERR_INTERNAL;
 }
 
 const struct byok_hooks byok_hooks_keys = {
@@ -286,7 +287,7 @@ const struct byok_hooks byok_hooks_keys = {
     .invalidate = keystore_hook_invalidate,
     .periodic = keystore_hook_periodic,
     .cleanup = keystore_hook_cleanup,
-    .kek_version = keystore_hook_kek_version,
+    .kek_state = keystore_hook_kek_state,
 };
 
 void keystore_lock(struct keystore *ks)

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "plugin/envelope.h"
 #include "plugin/framework.h"
 #include "plugin/storage.h"
 
@@ -51,8 +52,8 @@ struct byok_hooks {
     void (*invalidate)(struct byok *b, const char *key);        /* byok_invalidate; never block */
     enum err (*periodic)(struct byok *b, struct storage *st);   /* byok_periodic */
     void (*cleanup)(struct byok *b); /* byok_cleanup: drop caches, wipe */
-    /* Current KEK version for `config` read; absent hook reads as 0. */
-    enum err (*kek_version)(struct byok *b, struct storage *st, int64_t *ret_version);
+    /* KEK version and stored versions for `config` read; absent hook: a zeroed state. */
+    enum err (*kek_state)(struct byok *b, struct storage *st, struct envelope_kek_state *ret);
 };
 
 /* The keys modules' hooks (keystore.c: envelope, caches, grace-period revocations). */
@@ -67,7 +68,12 @@ struct cache *byok_cache(struct byok *b);
 /* The mount options given to byok_setup (borrowed; an empty object before Setup). */
 const json_t *byok_mount_config(const struct byok *b);
 
-/* Current KEK version via byok_hooks_keys.kek_version (0 when that hook is absent). */
-MUST_USE enum err byok_kek_version(struct byok *b, struct storage *st, int64_t *ret_version);
+/*
+ * The KEK state (envelope.h: current version, stored versions, whether a
+ * rotation is incomplete) via byok_hooks_keys.kek_state; zeroed when that
+ * hook is absent. Free with envelope_kek_state_done.
+ */
+MUST_USE enum err byok_kek_state(struct byok *b, struct storage *st,
+                                 struct envelope_kek_state *ret);
 
 #endif

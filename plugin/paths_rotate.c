@@ -41,7 +41,8 @@ const struct fw_path paths_rotate_root[] = {
                        "KEK versions no longer used. While a previous rotation is incomplete, "
                        "resumes it instead (no new version; only tenants not yet on it are "
                        "rewrapped). Returns kek_version, tenants_rewrapped, "
-                       "tenants_already_current, resumed and complete.",
+                       "tenants_already_current, resumed and complete. Reading config shows "
+                       "whether a rotation is incomplete (rotation_incomplete, kek_versions).",
     },
     {.pattern = NULL},
 };

@@ -96,8 +96,12 @@ static void test_defaults(void **state)
     assert_string_equal(json_string_value(json_array_get(hosts, 0)), "127.0.0.1");
     assert_string_equal(json_string_value(json_array_get(hosts, 1)), "localhost");
     assert_string_equal(json_string_value(json_array_get(hosts, 2)), "::1");
-    /* From the keys modules' hook: byok_initialize created KEK 1. */
+    /* From the keys modules' hook: byok_initialize created KEK 1, the only one. */
     assert_int_equal(json_integer_value(json_object_get(d, "kek_version")), 1);
+    json_t *versions = json_object_get(d, "kek_versions");
+    assert_int_equal(json_array_size(versions), 1);
+    assert_int_equal(json_integer_value(json_array_get(versions, 0)), 1);
+    assert_true(json_is_false(json_object_get(d, "rotation_incomplete")));
     json_decref(d);
     /* Reading config creates nothing in storage. */
     json_t *stored = NULL;
@@ -284,7 +288,7 @@ static void test_storage_down(void **state)
                      FW_INTERNAL);
     json_t *c = NULL;
     assert_int_equal(config_get_shared(e->b, &down, &c), ERR_UNAVAIL);
-    /* Once cached, reads no longer need storage. */
+    /* Once cached (the document and the KEK state), reads no longer need storage. */
     json_t *d = read_config(e);
     json_decref(d);
     assert_int_equal(run(e, &down, FW_OP_READ, NULL, NULL, NULL, 0), FW_OK);

@@ -1928,6 +1928,27 @@ static size_t kek_entries(struct env *e)
     return n;
 }
 
+/*
+ * What `config` read says of the KEKs: kek_version, kek_versions (the n
+ * versions in storage, ascending) and rotation_incomplete.
+ */
+static void expect_kek_state(struct env *e, int64_t current, const int64_t *versions, size_t n,
+                             bool incomplete)
+{
+    json_t *d = ok(e, FW_OP_READ, "config", NULL);
+    assert_int_equal(num(d, "kek_version"), current);
+    json_t *got = json_object_get(d, "kek_versions");
+    assert_true(json_is_array(got));
+    assert_int_equal(json_array_size(got), n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(json_integer_value(json_array_get(got, i)), versions[i]);
+    }
+    json_t *inc = json_object_get(d, "rotation_incomplete");
+    assert_true(json_is_boolean(inc));
+    assert_int_equal(json_is_true(inc), incomplete);
+    json_decref(d);
+}
+
 /* The stored wrapped-DEK record of a tenant, as text (it changes when rewrapped: new nonce). */
 static char *dek_record(struct env *e, const char *tenant)
 {
@@ -1988,6 +2009,7 @@ static void test_rotate_root_stops_when_storage_is_gone(void **state)
         rotate_value(value, sizeof(value), "stop", i);
         put_key(e, path, value, NULL);
     }
+    expect_kek_state(e, 1, (const int64_t[]){1}, 1, false); /* kept in memory from here */
     const enum err errs[] = {ERR_TIMEOUT, ERR_UNAVAIL, ERR_STORAGE};
     for (size_t k = 0; k < sizeof(errs) / sizeof(errs[0]); k++) {
         fault_on(e, "tenants/t1/dek", NULL);
@@ -2002,6 +2024,7 @@ static void test_rotate_root_stops_when_storage_is_gone(void **state)
         assert_int_equal(dek_kek_version(e, "t2"), errs[k] == ERR_STORAGE ? 2 : 1);
         assert_true(kek_stored(e, 1));
         assert_false(kek_stored(e, 3)); /* resumed: no version per attempt */
+        expect_kek_state(e, 2, (const int64_t[]){1, 2}, 2, true);
     }
     json_t *d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
     assert_int_equal(num(d, "kek_version"), 2);
@@ -2011,6 +2034,7 @@ static void test_rotate_root_stops_when_storage_is_gone(void **state)
     assert_true(json_is_true(json_object_get(d, "complete")));
     json_decref(d);
     assert_int_equal(kek_entries(e), 2); /* "2" and "current" */
+    expect_kek_state(e, 2, (const int64_t[]){2}, 1, false);
     rotate_creds_all(e, "stop", tenants, NULL, 3);
 
     d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
@@ -2056,6 +2080,7 @@ static void test_rotate_root_resumes(void **state)
     assert_int_equal(dek_kek_version(e, "t1"), 2);
     assert_int_equal(dek_kek_version(e, "t2"), 1);
     assert_int_equal(dek_kek_version(e, "t3"), 1);
+    expect_kek_state(e, 2, (const int64_t[]){1, 2}, 2, true);
 
     /* The incomplete state: a new tenant, a delete, a stale version above the current one. */
     rotate_value(value, sizeof(value), "resume", 4);
@@ -2064,9 +2089,8 @@ static void test_rotate_root_resumes(void **state)
     ok0(e, FW_OP_DELETE, "tenants/t2", NULL);
     static const unsigned char orphan[] = "left by a rotation cut before its switch";
     assert_int_equal(storage_put(e->st, "kek/3", orphan, sizeof(orphan), true), ERR_OK);
-    json_t *d = ok(e, FW_OP_READ, "config", NULL);
-    assert_int_equal(num(d, "kek_version"), 2);
-    json_decref(d);
+    byok_invalidate(e->b, "kek/3"); /* as Vault tells us of another node's write */
+    expect_kek_state(e, 2, (const int64_t[]){1, 2, 3}, 3, true);
 
     /* A resume that cannot rewrap t3 prunes nothing. */
     fault_on(e, "tenants/t3/dek", NULL);
@@ -2078,13 +2102,14 @@ static void test_rotate_root_resumes(void **state)
     assert_true(kek_stored(e, 1));
     assert_true(kek_stored(e, 2));
     assert_true(kek_stored(e, 3));
+    expect_kek_state(e, 2, (const int64_t[]){1, 2, 3}, 3, true);
     const char *live[] = {"t0", "t1", "t4"};
     char *before[3];
     for (int i = 0; i < 3; i++) {
         before[i] = dek_record(e, live[i]);
     }
 
-    d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    json_t *d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
     assert_int_equal(num(d, "kek_version"), 2);
     assert_int_equal(num(d, "tenants_rewrapped"), 1); /* t3 */
     assert_int_equal(num(d, "tenants_already_current"), 3);
@@ -2101,6 +2126,8 @@ static void test_rotate_root_resumes(void **state)
     assert_false(kek_stored(e, 1));
     assert_true(kek_stored(e, 2));
     assert_true(kek_stored(e, 3));
+    /* Two versions, but complete: 3 is above the current one and wraps nothing. */
+    expect_kek_state(e, 2, (const int64_t[]){2, 3}, 2, false);
     /* t2 was deleted: its creds are gone, everyone else's open. */
     r = call(e, FW_OP_READ, "tenants/t2/creds/openai", NULL);
     assert_int_not_equal(r.status, FW_OK);
@@ -2117,6 +2144,7 @@ static void test_rotate_root_resumes(void **state)
     assert_true(json_is_false(json_object_get(d, "resumed")));
     json_decref(d);
     assert_int_equal(kek_entries(e), 2); /* "4" and "current" */
+    expect_kek_state(e, 4, (const int64_t[]){4}, 1, false);
     rotate_creds_all(e, "resume", rest, rest_idx, 4);
 }
 
@@ -2143,6 +2171,8 @@ static void test_rotate_root_resume_after_failed_prune(void **state)
     assert_true(kek_stored(e, 1));
     assert_int_equal(dek_kek_version(e, "t0"), 2);
     assert_int_equal(dek_kek_version(e, "t1"), 2);
+    /* Every DEK is on 2, yet incomplete: KEK 1 is still stored, and the next call resumes. */
+    expect_kek_state(e, 2, (const int64_t[]){1, 2}, 2, true);
     json_t *d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
     assert_int_equal(num(d, "kek_version"), 2);
     assert_int_equal(num(d, "tenants_rewrapped"), 0);
@@ -2151,7 +2181,43 @@ static void test_rotate_root_resume_after_failed_prune(void **state)
     json_decref(d);
     assert_false(kek_stored(e, 1));
     assert_int_equal(kek_entries(e), 2);
+    expect_kek_state(e, 2, (const int64_t[]){2}, 1, false);
     rotate_creds_all(e, "prune", tenants, NULL, 2);
+}
+
+/*
+ * The switch's kek/current write is reported failed (the request's deadline)
+ * but landed: KEK 2 is current in storage, KEK 1 still there. `config` says
+ * what storage says, as the next rotate-root sees it: version 2, incomplete,
+ * although this node had version 1 in memory. That call resumes and
+ * completes.
+ */
+static void test_config_after_failed_switch(void **state)
+{
+    struct env *e = *state;
+    put_key(e, "tenants/t0/keys/openai/production", "sk-switch-0-abcdefghijklmnopqrstuvwxyz0123",
+            NULL);
+    expect_kek_state(e, 1, (const int64_t[]){1}, 1, false);
+    fault_on(e, "kek/current", NULL);
+    fault_put_lands = true;
+    struct result r = call(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+    expect_kek_state(e, 2, (const int64_t[]){1, 2}, 2, true);
+    json_t *d = ok(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_equal(num(d, "kek_version"), 2);
+    assert_true(json_is_true(json_object_get(d, "resumed")));
+    json_decref(d);
+    expect_kek_state(e, 2, (const int64_t[]){2}, 1, false);
+
+    /* A version created and not switched to (the switch failed and did not land): complete. */
+    fault_on(e, "kek/current", NULL);
+    r = call(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+    fault_off(e);
+    expect_kek_state(e, 2, (const int64_t[]){2, 3}, 2, false);
 }
 
 static void test_rotate_root_concurrent(void **state)
@@ -2192,9 +2258,7 @@ static void test_rotate_root_concurrent(void **state)
     assert_int_equal(storage_list(e->st, "kek/", &names, &n), ERR_OK);
     assert_int_equal(n, 2); /* "6" and "current" */
     storage_keys_free(names, n);
-    json_t *d = ok(e, FW_OP_READ, "config", NULL);
-    assert_int_equal(num(d, "kek_version"), 6);
-    json_decref(d);
+    expect_kek_state(e, 6, (const int64_t[]){6}, 1, false);
     /* A reload (new state, same storage) reads everything. */
     byok_cleanup(e->b);
     byok_free(e->b);
@@ -2661,6 +2725,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotate_root_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_root_resume_after_failed_prune, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_config_after_failed_switch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_root_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_matrix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_canary_scan, setup, teardown),

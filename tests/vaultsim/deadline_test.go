@@ -160,6 +160,27 @@ func TestStorageWriteEndsWhenRequestCancelled(t *testing.T) {
 	}
 }
 
+// checkKEKState reads byok/config and checks what it says of the KEKs:
+// kek_version, kek_versions (the versions in storage) and rotation_incomplete.
+func checkKEKState(t *testing.T, s *Sim, when string, current int64, versions []int64, incomplete bool) {
+	t.Helper()
+	d := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil))
+	var got []int64
+	if list, ok := d["kek_versions"].([]any); ok {
+		for _, v := range list {
+			if f, ok := v.(float64); ok {
+				got = append(got, int64(f))
+			}
+		}
+	}
+	if jnum(d, "kek_version") != current || fmt.Sprint(got) != fmt.Sprint(versions) ||
+		d["rotation_incomplete"] != incomplete {
+		t.Errorf("config after the %s: kek_version %v, kek_versions %v, rotation_incomplete %v; "+
+			"want %v, %v, %v", when, d["kek_version"], d["kek_versions"], d["rotation_incomplete"],
+			current, versions, incomplete)
+	}
+}
+
 // kekVersionOf is the KEK version that wraps the tenant's stored DEK (0: none).
 func kekVersionOf(t *testing.T, s *Sim, tenant string) int64 {
 	t.Helper()
@@ -215,6 +236,8 @@ func TestRotateRootCutByDeadline(t *testing.T) {
 			t.Errorf("creds of %s after the cut rotation: wrong key", tn)
 		}
 	}
+	// An admin sees the cut without calling rotate-root.
+	checkKEKState(t, s, "cut rotation", 2, []int64{1, 2}, true)
 
 	d := Data(s.MustCall(t, 200, s.RootToken, "PUT", "byok/config/rotate-root", nil))
 	if jnum(d, "kek_version") != 2 || jnum(d, "tenants_rewrapped") != 2 ||
@@ -247,6 +270,7 @@ func TestRotateRootCutByDeadline(t *testing.T) {
 		}
 	}
 	checkTenants("resumed rotation", 2)
+	checkKEKState(t, s, "resumed rotation", 2, []int64{2}, false)
 
 	d = Data(s.MustCall(t, 200, s.RootToken, "PUT", "byok/config/rotate-root", nil))
 	if jnum(d, "kek_version") != 3 || jnum(d, "tenants_rewrapped") != 3 ||
@@ -261,6 +285,7 @@ func TestRotateRootCutByDeadline(t *testing.T) {
 		}
 	}
 	checkTenants("new rotation", 3)
+	checkKEKState(t, s, "new rotation", 3, []int64{3}, false)
 }
 
 // A tenant's first key write whose record Put outlives the deadline, after its
