@@ -2220,6 +2220,73 @@ static void test_config_after_failed_switch(void **state)
     expect_kek_state(e, 2, (const int64_t[]){2, 3}, 2, false);
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+struct rotation {
+    struct env *e;
+    enum fw_status status;
+};
+
+/* rotate-root on its own thread (no cmocka asserts here: the test checks status). */
+static void *rotation_main(void *arg)
+{
+    struct rotation *ro = arg;
+    struct fw_request req = {.op = FW_OP_UPDATE,
+                             .path = "config/rotate-root",
+                             .storage = ro->e->st,
+                             .backend = ro->e->b};
+    struct fw_response resp;
+    fw_response_init(&resp);
+    enum err rc = fw_handle(byok_path_tables, &req, &resp);
+    ro->status = rc == ERR_OK ? resp.status : FW_INTERNAL;
+    fw_response_done(&resp);
+    return NULL;
+}
+
+/*
+ * A config read between a rotation's new version and its switch sees (and
+ * keeps in memory) version 1 with 2 stored: complete, rightly so then. The
+ * switch must drop that, or the rotation, then cut in its rewraps, would keep
+ * reading as complete. The rotation is held before its switch by the engine's
+ * write lock, which the test takes.
+ */
+static void test_config_read_during_rotation(void **state)
+{
+    struct env *e = *state;
+    keystore_set_clock(NULL); /* real time: threads */
+    put_key(e, "tenants/t0/keys/openai/production", "sk-during-0-abcdefghijklmnopqrstuvwxyz0123",
+            NULL);
+    put_key(e, "tenants/t1/keys/openai/production", "sk-during-1-abcdefghijklmnopqrstuvwxyz0123",
+            NULL);
+    expect_kek_state(e, 1, (const int64_t[]){1}, 1, false);
+    fault_on(e, "tenants/t1/dek", NULL);
+    fault_put_err = ERR_TIMEOUT; /* the rotation is cut at t1 */
+    struct keystore *ks = keystore_of(e->b);
+    keystore_lock(ks);
+    struct rotation ro = {.e = e};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, rotation_main, &ro), 0);
+    for (int i = 0; i < 500 && !kek_stored(e, 2); i++) {
+        sleep_ms(2);
+    }
+    assert_true(kek_stored(e, 2));
+    /* Past its drop after creating KEK 2, now waiting for the write lock. */
+    sleep_ms(50);
+    expect_kek_state(e, 1, (const int64_t[]){1, 2}, 2, false);
+    keystore_unlock(ks);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    fault_off(e);
+    assert_int_not_equal(ro.status, FW_OK);
+    assert_int_equal(dek_kek_version(e, "t1"), 1);
+    expect_kek_state(e, 2, (const int64_t[]){1, 2}, 2, true);
+    ok0(e, FW_OP_UPDATE, "config/rotate-root", NULL);
+    expect_kek_state(e, 2, (const int64_t[]){2}, 1, false);
+}
+
 static void test_rotate_root_concurrent(void **state)
 {
     struct env *e = *state;
@@ -2726,6 +2793,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotate_root_resume_after_failed_prune, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_config_after_failed_switch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_read_during_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_root_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_matrix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_canary_scan, setup, teardown),
