@@ -3,8 +3,8 @@
  * The mount's settings: the `config` path and config_get_shared for the other
  * path modules. The effective config (stored values over defaults) is cached in
  * the engine's document cache under its storage key, so a warm read of the
- * document does no storage round trip (a `config` read adds the KEK state:
- * one List of "kek/"); our own writes drop the entry, and so does Vault's
+ * document does no storage round trip (a `config` read adds the KEK state,
+ * kept in memory too: envelope_kek_state); our own writes drop the entry, and so does Vault's
  * InvalidateKey("config") through byok_invalidate. Validation of the
  * individual fields is the framework's (types, ranges); what is left here is
  * the enumerations and name lists.
@@ -152,9 +152,9 @@ bool config_provider_allowed(const json_t *config, const char *provider)
 }
 
 /*
- * The effective config plus the KEK state: kek_version, kek_versions (one
- * storage List: a config read is not a hot path) and rotation_incomplete, so
- * an admin sees a rotation cut short without calling rotate-root.
+ * The effective config plus the KEK state: kek_version, kek_versions and
+ * rotation_incomplete (envelope_kek_state: from memory while warm), so an
+ * admin sees a rotation cut short without calling rotate-root.
  */
 static enum err config_read(struct fw_request *req, struct fw_response *resp)
 {
