@@ -356,6 +356,17 @@ static enum err openai_response(enum provider_op op, const char *body, size_t le
         json_decref(j);
         return ERR_PROTO;
     }
+    /*
+     * A 2xx that is an error (gateways and some OpenAI-compatible servers
+     * answer 200 with OpenAI's error object, or older TGI's error string):
+     * never an answer, and its text, like a stream's error event, may echo
+     * the request's key ("Incorrect API key provided: sk-..."). Not passed on.
+     */
+    json_t *err = json_object_get(j, "error");
+    if (json_is_object(err) || json_is_string(err)) {
+        json_decref(j);
+        return ERR_UPSTREAM;
+    }
     provider_usage_from_openai(json_object_get(j, "usage"), ret_usage);
     if (ret_json != NULL) {
         *ret_json = j;

@@ -112,7 +112,8 @@ struct provider_adapter {
     /*
      * A 2xx body to OpenAI's shape (new reference) and its usage. ret_json may
      * be NULL when only usage is wanted (passthrough adapters may then skip
-     * the full parse); ERR_PROTO when the body is not a JSON object.
+     * the full parse); ERR_PROTO when the body is not a JSON object,
+     * ERR_UPSTREAM when it is the provider's error (its text is never read).
      */
     MUST_USE enum err (*response)(enum provider_op op, const char *body, size_t len,
                                   const char *model, json_t **ret_json,

@@ -744,6 +744,11 @@ static void call_reply_success(struct call *c)
     bool passthrough = c->ad->stream_passthrough && c->shape != SHAPE_BRAIN;
     enum err e = c->ad->response(c->op, c->body.data != NULL ? c->body.data : "", c->body.len,
                                  cand->model, passthrough ? NULL : &out, &u);
+    if (e == ERR_UPSTREAM) {
+        /* The provider's error in a 2xx: our words, never its text (it may echo the key). */
+        call_answered_error(c, 502, "provider_error", "the provider answered with an error");
+        return;
+    }
     if (e != ERR_OK) {
         call_answered_error(c, 502, "bad_provider_response",
                             "the provider's response could not be read");

@@ -19,6 +19,9 @@ for p in "${PROVIDERS[@]}"; do
     CASES+=("$p stream error event echoing the key: frames before it, the agent's own error, not the provider's text")
     CASES+=("$p upstream redirect: 502 provider_redirect, not followed")
 done
+for p in "${PROVIDERS[@]}"; do
+    CASES+=("$p 200 whose body is an error echoing the key: 502, the agent's own error, not the provider's text")
+done
 CASES+=("openai 200 HTML quoting usage: 502 bad_provider_response")
 CASES+=("openai 200 of two JSON objects (the second a usage block): 502 bad_provider_response")
 for p in "${PROVIDERS[@]}"; do
@@ -119,6 +122,19 @@ for p in "${PROVIDERS[@]}"; do
     t_eq "$p upstream redirect: 502 provider_redirect, not followed" \
         "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq length)" \
         "502 provider_redirect 1"
+done
+# Some gateways answer 200 with the provider's error, whose text echoes the key: the app gets
+# a 502 of the agent's own (before, OpenAI and Azure styles forwarded the body as it was).
+for p in "${PROVIDERS[@]}"; do
+    c="$p 200 whose body is an error echoing the key: 502, the agent's own error, not the provider's text"
+    mock_ctl POST /_mock/scenario '{"scenario":"error200","count":1}' >/dev/null
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/${PROVIDER_MODEL[$p]}" false 4)"
+    if [ "$CODE" = 502 ] && is_error_shape && [[ $BODY != *"API key provided"* ]] &&
+        [[ $BODY != *"invalid x-api-key"* ]] && [[ $BODY != *"${KEY[$p]}"* ]]; then
+        t_ok "$c"
+    else
+        t_fail "$c" "HTTP $CODE, code $(echo "$BODY" | jq -r .error.code 2>/dev/null)"
+    fi
 done
 call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-htmlusage" false 4)"
 t_eq "openai 200 HTML quoting usage: 502 bad_provider_response" \

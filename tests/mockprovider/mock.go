@@ -906,7 +906,7 @@ func scenarioNames() []string {
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
-		"badevent", "bigframe", "donecut", "donetail", "gzip"}
+		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -1102,6 +1102,24 @@ func init() {
 				}
 			}
 			panic(http.ErrAbortHandler)
+		},
+		// error200: a non-streamed answer that is a 200 whose body is the
+		// provider's error echoing the request's credential, as some gateways
+		// and OpenAI-compatible servers answer (streamed: a normal stream).
+		"error200": func(c *call) {
+			if c.stream {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.status = 200
+			if c.style == "anthropic" {
+				writeJSON(c.w, 200, map[string]interface{}{"type": "error", "error": map[string]interface{}{
+					"type": "authentication_error", "message": "invalid x-api-key " + c.credential()}})
+				return
+			}
+			writeJSON(c.w, 200, map[string]interface{}{"error": map[string]interface{}{
+				"message": "Incorrect API key provided: " + c.credential(), "type": "invalid_request_error",
+				"param": nil, "code": "invalid_api_key"}})
 		},
 		// streamerrortext: as streamerror, in the shape of older servers
 		// (TGI): a top-level "error" that is a string, echoing the credential.

@@ -197,6 +197,44 @@ static void test_openai_passthrough_whole_document(void **state)
     assert_int_equal(u.completion_tokens, 5);
 }
 
+/*
+ * A 2xx that is the provider's error (OpenAI's error object, or an older
+ * server's error string) is never an answer: its text may echo the key, so
+ * passthrough adapters refuse it, asked for the answer or for usage only.
+ */
+static void test_openai_error_in_2xx_refused(void **state)
+{
+    (void)state;
+    static const char *const errs[] = {
+        "{\"error\":{\"message\":\"Incorrect API key provided: sk-canary-0123456789abcdef\","
+        "\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}",
+        "{\"error\":\"upstream failed for key sk-canary-0123456789abcdef\","
+        "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}",
+    };
+    static const char *const styles[] = {"openai", "azure", "gemini"};
+    for (size_t s = 0; s < sizeof(styles) / sizeof(styles[0]); s++) {
+        const struct provider_adapter *ad = provider_find(styles[s]);
+        assert_non_null(ad);
+        for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+            struct provider_usage u = {0};
+            json_t *out = NULL;
+            assert_int_equal(ad->response(PROVIDER_CHAT, errs[i], strlen(errs[i]), "m", NULL, &u),
+                             ERR_UPSTREAM);
+            assert_int_equal(ad->response(PROVIDER_CHAT, errs[i], strlen(errs[i]), "m", &out, &u),
+                             ERR_UPSTREAM);
+            assert_null(out);
+            assert_false(u.seen);
+        }
+    }
+    /* "error": null (some servers send it in every answer) is not an error. */
+    static const char ok[] = "{\"error\":null,\"choices\":[],"
+                             "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}";
+    struct provider_usage u = {0};
+    assert_int_equal(
+        provider_find("openai")->response(PROVIDER_CHAT, ok, strlen(ok), "m", NULL, &u), ERR_OK);
+    assert_int_equal(u.completion_tokens, 2);
+}
+
 /* ret_json NULL asks for usage only: every adapter must honour it, translating ones too. */
 static void test_usage_only(void **state)
 {
@@ -561,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_anthropic_counts_clamped),
         cmocka_unit_test(test_usage_only),
         cmocka_unit_test(test_openai_passthrough_whole_document),
+        cmocka_unit_test(test_openai_error_in_2xx_refused),
         cmocka_unit_test(test_azure_url_segments),
         cmocka_unit_test(test_azure_stream_options_by_version),
         cmocka_unit_test(test_anthropic_bad_field_named),
