@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 
 #include "agent/keycache.h"
@@ -91,6 +92,7 @@ struct call {
     bool too_big;
     bool err_body_cut;  /* a non-2xx body passed its cap: the transfer was dropped */
     const char *coding; /* a 2xx body's Content-Encoding, not asked for (upstream_xfer_coding) */
+    bool not_sse;       /* a 2xx stream answer that is not SSE: read whole, never forwarded */
     struct buf body;
     size_t received; /* bytes of a 2xx body received (non-streamed), kept past too_big */
     double attempt_start;
@@ -299,6 +301,17 @@ static void call_on_status(void *arg, long status)
     struct call *c = arg;
     c->up_status = status;
     c->up_ok = status >= 200 && status < 300;
+    /*
+     * A 2xx answer to a stream request labelled other than text/event-stream
+     * is no event stream: the provider's error in JSON (some gateways answer
+     * 200 with it, and its text may echo the key), an HTML page from a proxy,
+     * an answer that ignored "stream". Passthrough would forward its lines as
+     * frames; it is read whole instead, like a non-streamed answer, and never
+     * forwarded. No Content-Type at all is taken as the stream it should be.
+     */
+    const char *ct = upstream_xfer_content_type(c->xfer);
+    c->not_sse =
+        c->stream && c->up_ok && ct != NULL && strncasecmp(ct, "text/event-stream", 17) != 0;
     char labels[METRICS_MAX_LABELS];
     metrics_labels(labels, sizeof(labels), "provider", c->cands[c->cur].provider, NULL);
     metrics_observe(M_UPSTREAM_SECONDS, server_now() - c->attempt_start, labels);
@@ -421,7 +434,7 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     if (c->coding != NULL) {
         return UPSTREAM_ABORT;
     }
-    if (!c->up_ok || !c->stream) {
+    if (!c->up_ok || !c->stream || c->not_sse) {
         c->received += c->up_ok ? len : 0;
         if (buf_append(&c->body, data, len) != ERR_OK) {
             if (!c->up_ok) {
@@ -801,6 +814,24 @@ static void call_reply_success(struct call *c)
     server_reply_json(r, 200, out);
 }
 
+/* A stream request answered 2xx without SSE (call_on_status): our words, never its text. */
+static void call_stream_not_sse(struct call *c)
+{
+    if (c->body.len == 0) {
+        call_answered_error(c, 502, "empty_stream", "the provider sent no data");
+        return;
+    }
+    struct provider_usage u = {0};
+    enum err e = c->ad->response(c->op, c->body.data != NULL ? c->body.data : "", c->body.len,
+                                 c->cands[c->cur].model, NULL, &u);
+    if (e == ERR_UPSTREAM) {
+        call_answered_error(c, 502, "provider_error", "the provider answered with an error");
+    } else {
+        call_answered_error(c, 502, "bad_provider_response",
+                            "the provider answered a stream request without an event stream");
+    }
+}
+
 static void call_on_done(void *arg, enum err e, long status)
 {
     struct call *c = arg;
@@ -840,6 +871,10 @@ static void call_on_done(void *arg, enum err e, long status)
         } else {
             call_stream_end(c, "stream_truncated", "the provider stream ended early");
         }
+        return;
+    }
+    if (e == ERR_OK && c->up_ok && c->not_sse) {
+        call_stream_not_sse(c);
         return;
     }
     if (e == ERR_OK && c->up_ok) {
@@ -1097,6 +1132,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     c->too_big = false;
     c->err_body_cut = false;
     c->coding = NULL;
+    c->not_sse = false;
     buf_done(&c->body);
     buf_init(&c->body, (size_t)cfg->upstream.max_response_bytes);
     if (c->stream) {

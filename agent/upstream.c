@@ -654,6 +654,15 @@ unsigned long upstream_round(const struct upstream *up)
     return up->round;
 }
 
+const char *upstream_xfer_content_type(const struct upstream_xfer *x)
+{
+    char *ct = NULL;
+    if (x == NULL || curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ct) != CURLE_OK) {
+        return NULL;
+    }
+    return ct;
+}
+
 enum err upstream_header_secret(struct curl_slist **list, const char *prefix,
                                 const struct secret *s)
 {

@@ -90,6 +90,13 @@ void upstream_ca_reread(struct upstream *up);
 unsigned long upstream_round(const struct upstream *up);
 
 /*
+ * The answer's Content-Type as the server sent it, or NULL (none, or its
+ * headers have not all come). Valid until the transfer ends; from a callback
+ * of the transfer (on_status, on_data) its headers are complete.
+ */
+const char *upstream_xfer_content_type(const struct upstream_xfer *x);
+
+/*
  * Appends "<prefix><secret>" to *list, building the line in a buffer that is
  * wiped before return. ERR_NOMEM on failure (the list is left as it was).
  */

@@ -1103,12 +1103,19 @@ func init() {
 			}
 			panic(http.ErrAbortHandler)
 		},
-		// error200: a non-streamed answer that is a 200 whose body is the
-		// provider's error echoing the request's credential, as some gateways
-		// and OpenAI-compatible servers answer (streamed: a normal stream).
+		// error200: a 200 whose body is the provider's error echoing the
+		// request's credential, as some gateways and OpenAI-compatible servers
+		// answer. Streamed too: the same JSON (not an event stream), ending in
+		// a blank line, which an SSE reader takes for the end of a frame.
 		"error200": func(c *call) {
-			if c.stream {
-				c.normal(c.m.o.streamInterval)
+			if c.stream && c.style != "anthropic" {
+				c.status = 200
+				c.w.Header().Set("Content-Type", "application/json")
+				c.w.WriteHeader(200)
+				b, _ := json.Marshal(map[string]interface{}{"error": map[string]interface{}{
+					"message": "Incorrect API key provided: " + c.credential(),
+					"type":    "invalid_request_error", "param": nil, "code": "invalid_api_key"}})
+				c.w.Write(append(b, '\n', '\n'))
 				return
 			}
 			c.status = 200
