@@ -22,6 +22,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -334,6 +335,25 @@ static void broker_detail(char *out, grpc_slice details)
     out[n] = '\0';
 }
 
+/*
+ * Wipes every slice of a message in place. Storage calls carry the raw KEK
+ * (kek/<n> Puts and Gets): neither the packed request nor the reply we read
+ * may go back to the allocator holding it. Only once the call has completed
+ * (or was never started): gRPC then holds no reference that still reads them.
+ */
+static void broker_wipe_message(grpc_byte_buffer *bb)
+{
+    grpc_byte_buffer_reader reader;
+    if (bb == NULL || !grpc_byte_buffer_reader_init(&reader, bb)) {
+        return;
+    }
+    grpc_slice *s = NULL;
+    while (grpc_byte_buffer_reader_peek(&reader, &s)) {
+        OPENSSL_cleanse(GRPC_SLICE_START_PTR(*s), GRPC_SLICE_LENGTH(*s));
+    }
+    grpc_byte_buffer_reader_destroy(&reader);
+}
+
 enum err broker_call(grpc_call *parent, const char *method, const ProtobufCMessage *req,
                      const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **ret_reply,
                      char ret_detail[BROKER_MAX_DETAIL])
@@ -444,6 +464,7 @@ enum err broker_call(grpc_call *parent, const char *method, const ProtobufCMessa
     grpc_byte_buffer_reader_destroy(&reader);
     ProtobufCMessage *reply = protobuf_c_message_unpack(reply_desc, NULL, GRPC_SLICE_LENGTH(whole),
                                                         GRPC_SLICE_START_PTR(whole));
+    OPENSSL_cleanse(GRPC_SLICE_START_PTR(whole), GRPC_SLICE_LENGTH(whole));
     grpc_slice_unref(whole);
     if (reply == NULL) {
         goto out_call;
@@ -462,6 +483,11 @@ out_cq:
         broker_cq_destroy(cq);
     }
 out_chan:
+    /* cq_idle: the call completed or never started; otherwise gRPC may still read them. */
+    if (cq_idle) {
+        broker_wipe_message(send_bb);
+        broker_wipe_message(recv_bb);
+    }
     if (send_bb != NULL) {
         grpc_byte_buffer_destroy(send_bb);
     }
