@@ -34,6 +34,7 @@ CASES=("approle: agent logs in and the call succeeds"
     "approle, a fixed secret_id file is tried at once: the next call succeeds"
     "approle (backoff) agent stops cleanly on SIGTERM, no sanitizer report"
     "vault.address http:// to a non-loopback host: --check-config warns (exit 0); the loopback agents above never did"
+    "vault credentials (role_id, secret_id, JWT, token files): in no agent log line, app answer or provider request"
     "canary: nowhere but the provider request")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
@@ -242,6 +243,7 @@ else
         '{"bound_service_account_names":["byok-agent"],"bound_service_account_namespaces":["byok"],"token_policies":["byok-agent"],"token_ttl":"1h"}'
     [ "$VAULT_CODE" -lt 300 ] || t_diag "kubernetes role: HTTP $VAULT_CODE $VAULT_BODY"
     make_jwt "$LIB_TMP/sa.key" >"$LIB_TMP/sa.jwt"
+    cp "$LIB_TMP/sa.jwt" "$LIB_TMP/sa-good.jwt"
     agent_config "$LISTENERS" ".vault |= (del(.token_file) | .kubernetes = {role: \"byok-agent\", jwt_file: \"$LIB_TMP/sa.jwt\"})"
     if agent_start; then
         call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/$CHAT_MODEL" false 4)"
@@ -370,6 +372,20 @@ warn_check=$(cfg_check '.vault.address = "http://vault.example:8200"' | head -n 
 t_eq "vault.address http:// to a non-loopback host: --check-config warns (exit 0); the loopback agents above never did" \
     "$warn_check; $(grep -c 'host that is not loopback' "$AGENT_LOG") in the agents' log" \
     "0 byok-agent: warning: vault.address is http:// to a host that is not loopback: the Vault token and provider keys cross the network unencrypted; 0 in the agents' log"
+
+# The agents' own Vault credentials are secrets too: the files they were read from hold them,
+# nothing the agents wrote or answered may. Needles go to grep through a pipe (never argv);
+# a failure names the files only.
+vault_creds() { # one per line (the files end without a newline)
+    local f
+    for f in "$LIB_TMP"/*.role_id "$LIB_TMP"/*.secret_id "$LIB_TMP"/*.jwt "$LIB_TMP"/*token; do
+        [ -s "$f" ] && { cat "$f"; echo; }
+    done
+}
+hits=$(grep -laF -f <(vault_creds) -- "$AGENT_LOG" "$LIB_RESP_LOG" "$MOCK_RECORD" 2>/dev/null |
+    tr '\n' ' ')
+t_eq "vault credentials (role_id, secret_id, JWT, token files): in no agent log line, app answer or provider request" \
+    "$hits" ""
 
 canary_scan "canary: nowhere but the provider request" "$KEY" "$KEY2"
 t_done
