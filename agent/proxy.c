@@ -428,11 +428,28 @@ static enum err call_forward_frames(struct call *c, const char *data, size_t len
     return end < len ? buf_append(&c->hold, data + end, len - end) : ERR_OK;
 }
 
+/*
+ * Whether a stream's first body bytes open a JSON document: no event stream
+ * begins so (it would be a line of one field named "{..."), whatever the
+ * Content-Type says; an error labelled text/event-stream does.
+ */
+static bool call_starts_json(const char *data, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n')) {
+        i++;
+    }
+    return i < len && (data[i] == '{' || data[i] == '[');
+}
+
 static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t len)
 {
     struct call *c = arg;
     if (c->coding != NULL) {
         return UPSTREAM_ABORT;
+    }
+    if (c->stream && c->up_ok && !c->reply_started && !c->not_sse && call_starts_json(data, len)) {
+        c->not_sse = true; /* read whole, never forwarded: see call_on_status */
     }
     if (!c->up_ok || !c->stream || c->not_sse) {
         c->received += c->up_ok ? len : 0;

@@ -1106,11 +1106,17 @@ func init() {
 		// error200: a 200 whose body is the provider's error echoing the
 		// request's credential, as some gateways and OpenAI-compatible servers
 		// answer. Streamed too: the same JSON (not an event stream), ending in
-		// a blank line, which an SSE reader takes for the end of a frame.
+		// a blank line, which an SSE reader takes for the end of a frame;
+		// labelled application/json (OpenAI style) or, as if the server had
+		// set a stream's headers before it failed, text/event-stream (Azure).
 		"error200": func(c *call) {
 			if c.stream && c.style != "anthropic" {
 				c.status = 200
-				c.w.Header().Set("Content-Type", "application/json")
+				ct := "application/json"
+				if c.style == "azure" {
+					ct = "text/event-stream"
+				}
+				c.w.Header().Set("Content-Type", ct)
 				c.w.WriteHeader(200)
 				b, _ := json.Marshal(map[string]interface{}{"error": map[string]interface{}{
 					"message": "Incorrect API key provided: " + c.credential(),
