@@ -77,6 +77,15 @@ static enum err sse_line(struct sse *p, const char *s, size_t n)
     if (s[0] == ':') {
         return ERR_OK;
     }
+    /*
+     * A line opening a JSON document is no field of an event stream (it would
+     * be one named "{..."): a provider's error written bare, without "data:",
+     * by a server failing mid-stream. Not ignored as the spec would: refused,
+     * so that a passthrough never forwards it (its text may echo the key).
+     */
+    if (s[0] == '{' || s[0] == '[') {
+        return ERR_PROTO;
+    }
     const char *colon = memchr(s, ':', n);
     size_t flen = colon != NULL ? (size_t)(colon - s) : n;
     const char *v = colon != NULL ? colon + 1 : s + n;

@@ -46,7 +46,10 @@ struct sse {
 /* max_data: cap on one event's data (ERR_TOOBIG past it). */
 void sse_init(struct sse *p, size_t max_data, sse_event_cb cb, void *arg);
 void sse_done(struct sse *p);
-/* ERR_TOOBIG (line or event over its limit), ERR_CANCELLED (callback stopped), ERR_NOMEM. */
+/*
+ * ERR_TOOBIG (line or event over its limit), ERR_CANCELLED (callback stopped),
+ * ERR_PROTO (a line opening a JSON document: not an event stream), ERR_NOMEM.
+ */
 MUST_USE enum err sse_feed(struct sse *p, const char *data, size_t len);
 /* True when no partial line or event is buffered (the stream ended on a frame boundary). */
 bool sse_idle(const struct sse *p);
@@ -57,7 +60,7 @@ bool sse_ended(const struct sse *p);
  * lie before the end of the chunk's last frame handled without error (up to
  * and including the blank line that ends it); 0 when no frame ended in the
  * chunk. When sse_feed failed, the frame that failed (its callback stopped,
- * or a line or event over its limit) starts there, or in an earlier chunk
+ * a line or event over its limit, a JSON line) starts there, or in an earlier chunk
  * when it is 0. A passthrough forwards exactly the frames before that point,
  * without scanning the bytes again. The LF of a CRLF that ends a frame and
  * arrives in the next chunk is not counted (it belongs to no frame).

@@ -37,6 +37,7 @@ for p in openai azure; do
     CASES+=("$p stream: frames and an error event in one read, the agent holding the stream back: the error ends it at once")
     CASES+=("$p stream with CR-only line ends: every frame passed through")
     CASES+=("$p stream error as a top-level string echoing the key: the agent's own error event")
+    CASES+=("$p stream error as a bare JSON line (no data:) echoing the key: frames before it, the agent's own error event")
     CASES+=("$p stream 'event: error' without an error member, then usage and [DONE]: the agent's own error event, logged")
     CASES+=("$p stream: a frame with a nested content-filter error, then an error event, in one read: frames before the error forwarded and counted")
     CASES+=("$p stream: a line past the SSE line limit: frames before it, then stream_event_too_large, logged")
@@ -216,6 +217,18 @@ for p in openai azure; do
             t_fail "$c" "HTTP $CODE logged '$logged' body ${BODY:0:400}"
         fi
     done
+    # The provider's error as a bare JSON line mid-stream: SSE would ignore it as an unknown
+    # field, and passthrough forwarded it (key included); it now ends the stream.
+    c="$p stream error as a bare JSON line (no data:) echoing the key: frames before it, the agent's own error event"
+    mock_ctl POST /_mock/scenario '{"scenario":"streamrawerror","count":1}' >/dev/null
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/${PROVIDER_MODEL[$p]}" true 8)" -N -m 10
+    if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "w0 w1" ] &&
+        ! grep -qx 'data: \[DONE\]' <<<"$BODY" && [[ $BODY == *'"code":"stream_parse_error"'* ]] &&
+        [[ $BODY != *"API key provided"* ]] && [[ $BODY != *"${KEY[$p]}"* ]]; then
+        t_ok "$c"
+    else
+        t_fail "$c" "HTTP $CODE, content '$(echo "$BODY" | sse_content)', key echoed: $([[ $BODY == *"${KEY[$p]}"* ]] && echo yes || echo no)"
+    fi
     # A legitimate frame holding "error" (Azure content_filter_results) before the provider's
     # error event, all in one read: the frames before the error event reach the app, and the
     # estimated completion counts exactly the frames it received (role, w0, w1).

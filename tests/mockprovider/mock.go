@@ -906,7 +906,7 @@ func scenarioNames() []string {
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
-		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200"}
+		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "streamrawerror"}
 }
 
 func errorScenario(status int) func(*call) {
@@ -1133,6 +1133,22 @@ func init() {
 			writeJSON(c.w, 200, map[string]interface{}{"error": map[string]interface{}{
 				"message": "Incorrect API key provided: " + c.credential(), "type": "invalid_request_error",
 				"param": nil, "code": "invalid_api_key"}})
+		},
+		// streamrawerror: a stream of two words, then the provider's error as
+		// a bare JSON line echoing the credential (no "data:" field), ended by
+		// a blank line, as a server that fails mid-stream may write it.
+		"streamrawerror": func(c *call) {
+			if !c.stream || c.style == "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.streamWords(2, c.m.o.streamInterval)
+			b, _ := json.Marshal(map[string]interface{}{"error": map[string]interface{}{
+				"message": "Incorrect API key provided: " + c.credential(), "type": "invalid_request_error"}})
+			c.w.Write(append(b, '\n', '\n'))
+			if f, ok := c.w.(http.Flusher); ok {
+				f.Flush()
+			}
 		},
 		// streamerrortext: as streamerror, in the shape of older servers
 		// (TGI): a top-level "error" that is a string, echoing the credential.

@@ -308,6 +308,35 @@ static void test_frame_end_at_failure(void **state)
     sse_done(&p);
     free(b);
 
+    /*
+     * A bare JSON line (a provider's error written without "data:", echoing
+     * the key) is no SSE: refused, also split across chunks, and its frame is
+     * not among those before sse_frame_end, so a passthrough never forwards it.
+     */
+    static const char raw[] = "data: w0\n\n{\"error\":{\"message\":\"sk-canary\"}}\n\n";
+    for (size_t cut = 0; cut < sizeof(raw) - 1; cut++) {
+        struct collected r = {0};
+        sse_init(&p, 4096, collect, &r);
+        enum err e = sse_feed(&p, raw, cut);
+        size_t end = sse_frame_end(&p); /* in the stream, as a passthrough counts it */
+        if (e == ERR_OK) {
+            e = sse_feed(&p, raw + cut, sizeof(raw) - 1 - cut);
+            if (sse_frame_end(&p) > 0) {
+                end = cut + sse_frame_end(&p);
+            }
+        }
+        assert_int_equal(e, ERR_PROTO);
+        assert_int_equal(r.n, 1);
+        assert_string_equal(r.data[0], "w0");
+        assert_int_equal(end, strlen("data: w0\n\n"));
+        sse_done(&p);
+    }
+    struct collected arr = {0};
+    sse_init(&p, 4096, collect, &arr);
+    assert_int_equal(sse_feed(&p, "[1]\n\n", 5), ERR_PROTO);
+    assert_int_equal(arr.n, 0);
+    sse_done(&p);
+
     /* No frame ends in a chunk: 0, also for the LF of a CRLF split from its CR. */
     struct collected e = {0};
     sse_init(&p, 4096, collect, &e);
