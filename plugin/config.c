@@ -269,8 +269,9 @@ static enum err config_write_unlocked(struct fw_request *req, struct fw_response
             json_decref(entry);
             if (e == ERR_NOTFOUND) {
                 e = ERR_OK;
-                fw_error(resp, "invalid value for field 'allowed_providers': unknown provider '%s'",
-                         p);
+                char q[FW_ECHO_NAME_BUF];
+                fw_error(resp, "invalid value for field 'allowed_providers': unknown provider %s",
+                         fw_name_quote(q, p));
                 goto out;
             }
             if (e != ERR_OK) {

@@ -47,6 +47,17 @@ bool fw_name_valid(const char *s)
     return i > 0;
 }
 
+const char *fw_name_quote(char out[FW_ECHO_NAME_BUF], const char *name)
+{
+    size_t n = strlen(name);
+    if (n < FW_ECHO_NAME_MAX) {
+        snprintf(out, FW_ECHO_NAME_BUF, "'%s'", name);
+    } else {
+        snprintf(out, FW_ECHO_NAME_BUF, "(a name of %zu characters, not quoted)", n);
+    }
+    return out;
+}
+
 bool fw_text_ok(const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
@@ -899,10 +910,8 @@ static int fw_strcmp_qsort(const void *a, const void *b)
 /*
  * A parameter name short and plain enough to echo in a warning. A name is the
  * caller's text and may be a secret pasted into the wrong place (a JSON body
- * whose key is the key value); provider keys are longer than this.
+ * whose key is the key value); provider keys are at least FW_ECHO_NAME_MAX.
  */
-#define FW_ECHO_NAME_MAX 24
-
 static bool fw_name_echoable(const char *name)
 {
     size_t n = 0;

@@ -38,6 +38,19 @@
 bool fw_name_valid(const char *s);
 
 /*
+ * A valid name from a request body quoted in an error ('name') when it is
+ * shorter than FW_ECHO_NAME_MAX, else described by its length only: a
+ * provider key pasted into a name field by mistake can be a valid name
+ * (DeepSeek's sk-<32 hex>), and an error's text reaches Vault's audit log
+ * unhashed. Provider names are far shorter; keys are longer (the same bound
+ * keeps unknown parameter names out of warnings). out has FW_ECHO_NAME_BUF
+ * bytes.
+ */
+#define FW_ECHO_NAME_MAX 24
+#define FW_ECHO_NAME_BUF 64
+const char *fw_name_quote(char out[FW_ECHO_NAME_BUF], const char *name);
+
+/*
  * Free text shown to people (display names, key names, metadata values): no
  * control characters, ASCII (below 0x20, 0x7f) or Unicode C1 (U+0080-U+009F),
  * no line or paragraph separators (U+2028, U+2029) and no bidirectional

@@ -338,7 +338,9 @@ static bool tenants_providers_ok(struct fw_request *req, struct fw_response *res
         enum err e = catalog_get_shared(req->backend, req->storage, p, &entry);
         json_decref(entry);
         if (e == ERR_NOTFOUND) {
-            fw_error(resp, "invalid value for field '%s': unknown provider '%s'", field, p);
+            char q[FW_ECHO_NAME_BUF];
+            fw_error(resp, "invalid value for field '%s': unknown provider %s", field,
+                     fw_name_quote(q, p));
             return false;
         }
         if (e != ERR_OK) {
@@ -346,8 +348,9 @@ static bool tenants_providers_ok(struct fw_request *req, struct fw_response *res
             return false;
         }
         if (!config_provider_allowed(config, p)) {
-            fw_error(resp, "invalid value for field '%s': '%s' is not in allowed_providers", field,
-                     p);
+            char q[FW_ECHO_NAME_BUF];
+            fw_error(resp, "invalid value for field '%s': %s is not in allowed_providers", field,
+                     fw_name_quote(q, p));
             return false;
         }
     }

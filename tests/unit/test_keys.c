@@ -1645,6 +1645,46 @@ static void test_settings_allowed_providers(void **state)
 }
 
 /*
+ * A provider key pasted into a provider-name field is a valid name when it is
+ * lowercase (DeepSeek: sk-<32 hex>): the 400 names the field but does not
+ * quote the value (an error's text reaches Vault's audit log unhashed); a
+ * short name is still quoted.
+ */
+static void test_provider_name_errors_do_not_echo_keys(void **state)
+{
+    struct env *e = *state;
+    static const char canary[] = "sk-0123456789abcdef0123456789abcdef";
+    static const struct {
+        const char *path, *body, *field;
+    } cases[] = {
+        {"tenants/acme/settings",
+         "{\"preferred_providers\": [\"sk-0123456789abcdef0123456789abcdef\"]}",
+         "'preferred_providers'"},
+        {"tenants/acme/settings",
+         "{\"fallback_providers\": [\"sk-0123456789abcdef0123456789abcdef\"]}",
+         "'fallback_providers'"},
+        {"config", "{\"allowed_providers\": [\"sk-0123456789abcdef0123456789abcdef\"]}",
+         "'allowed_providers'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct result r = call(e, FW_OP_UPDATE, cases[i].path, cases[i].body);
+        if (r.status != FW_BAD_REQUEST || strstr(r.message, cases[i].field) == NULL ||
+            strstr(r.message, "unknown provider (a name of 35 characters, not quoted)") == NULL ||
+            strstr(r.message, canary) != NULL || strstr(r.message, "0123456789abcdef") != NULL) {
+            fail_msg("%s %s: status %d (%s)", cases[i].path, cases[i].field, r.status, r.message);
+        }
+        json_decref(r.data);
+        json_decref(r.warnings);
+    }
+    struct result r =
+        call(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"preferred_providers\": [\"opneai\"]}");
+    assert_int_equal(r.status, FW_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "unknown provider 'opneai'"));
+    json_decref(r.data);
+    json_decref(r.warnings);
+}
+
+/*
  * Usage before 1970 is refused with a 400 naming the record's ts, and stores
  * nothing; 1970-01-01T00:00:00Z itself is taken and read back as 1970-01.
  * Before, year 1 was accepted under the month key "1-01", which the read path
@@ -2783,6 +2823,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_allowed_providers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_provider_name_errors_do_not_echo_keys, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_delete_drops_settings_under_lock, setup,
                                         teardown),
