@@ -121,6 +121,8 @@ static const struct cfg_field schema_upstream[] = {
     {"max_response_bytes", CFG_INT, UO(max_response_bytes), 1024, 64L * 1024 * 1024, NULL, 0, 0,
      false},
     {"max_host_connections", CFG_INT, UO(max_host_connections), 0, 65536, NULL, 0, 0, false},
+    {"retry_after_max_s", CFG_INT, UO(retry_after_max_s), 0, CONFIG_MAX_RETRY_AFTER_S, NULL, 0, 0,
+     false},
     {"ca_file", CFG_STR, UO(ca_file), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
     {"proxy", CFG_STR, UO(proxy), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
     F_END,
@@ -449,6 +451,7 @@ static void cfg_defaults(struct config *c)
      * OpenSSL 3 (curl makes an SSL_CTX per connection), which bounds memory.
      */
     c->upstream.max_host_connections = 1024;
+    c->upstream.retry_after_max_s = CONFIG_DEFAULT_RETRY_AFTER_MAX_S;
     c->limits.max_body_bytes = 1024L * 1024;
     c->limits.max_header_bytes = 16L * 1024;
     c->limits.max_connections = 4096;

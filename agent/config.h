@@ -80,6 +80,12 @@ struct config {
         long total_timeout_ms;
         long max_response_bytes;
         long max_host_connections;
+        /*
+         * Longest cooldown after a provider's 429 (or 503 with Retry-After): the
+         * provider's Retry-After is capped by it; 0 = no cooldown (Retry-After is
+         * still passed on to the app, capped by CONFIG_DEFAULT_RETRY_AFTER_MAX_S).
+         */
+        long retry_after_max_s;
         char *ca_file;
         char *proxy; /* http(s)://host:port for provider calls, or NULL: no proxy at all */
     } upstream;
@@ -123,6 +129,10 @@ MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *e
 /* The agent's scheduler slice (Linux 6.12+ EEVDF custom slice); the kernel allows 100..100000. */
 #define CONFIG_DEFAULT_SCHED_SLICE_US 100L
 #define CONFIG_MIN_SCHED_SLICE_US 100L
+
+/* upstream.retry_after_max_s: default and largest value. */
+#define CONFIG_DEFAULT_RETRY_AFTER_MAX_S 60L
+#define CONFIG_MAX_RETRY_AFTER_S 3600L
 
 /* Largest Vault credential file (token, role_id, secret_id, service-account JWT). */
 #define CONFIG_MAX_CRED_FILE ((size_t)16 * 1024)

@@ -17,6 +17,7 @@
 #include "agent/vault.h"
 
 struct server;
+struct cooldown;
 
 struct agent_ctx {
     struct event_base *base;
@@ -26,6 +27,7 @@ struct agent_ctx {
     struct vault *vault;
     struct keycache *keys;
     struct usage *usage;
+    struct cooldown *cool; /* providers' Retry-After: tenant keys not to call yet */
     struct server *server;
     size_t inflight; /* requests being answered */
     bool draining;   /* SIGTERM: no new connections; exit when inflight reaches 0 */

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "agent/config.h"
+#include "agent/cooldown.h"
 #include "agent/ctx.h"
 #include "agent/jalloc.h"
 #include "agent/keycache.h"
@@ -237,6 +238,8 @@ static bool agent_reload_apply(void)
     vault_set_config(agent.vault, cfg);
     keycache_set_config(agent.keys, cfg);
     usage_set_config(agent.usage, cfg);
+    /* Cooldowns are the providers' word and outlive a reload, within its retry_after_max_s. */
+    cooldown_cap(agent.cool, server_now(), cfg->upstream.retry_after_max_s);
     log_init(NULL, (enum log_level)log_level_parse(cfg->log_level));
     config_unref(&agent.cfg);
     agent.cfg = cfg;
@@ -415,8 +418,9 @@ int main(int argc, char **argv)
                       : NULL;
     agent.keys = agent.vault != NULL ? keycache_new(agent.base, agent.vault, cfg) : NULL;
     agent.usage = agent.vault != NULL ? usage_new(agent.base, agent.vault, cfg) : NULL;
+    agent.cool = cooldown_new();
     agent.server = server_new(&agent);
-    if (agent.keys == NULL || agent.usage == NULL || agent.server == NULL) {
+    if (agent.keys == NULL || agent.usage == NULL || agent.cool == NULL || agent.server == NULL) {
         log_kv(LOGL_ERROR, "start-up failed: out of memory", NULL);
         goto out;
     }
@@ -477,6 +481,7 @@ out:
     }
     usage_free(agent.usage);
     keycache_free(agent.keys);
+    cooldown_free(agent.cool);
     vault_free(agent.vault);
     upstream_free(agent.vault_up);
     upstream_free(agent.up);

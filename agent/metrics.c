@@ -48,6 +48,9 @@ static const struct {
     [M_USAGE_ESTIMATED] = {"byok_usage_estimated_total", "counter",
                            "Calls counted with estimated tokens (no final usage from the "
                            "provider: the app left, the stream was cut, or usage not sent)."},
+    [M_COOLDOWN_SKIPS] = {"byok_cooldown_skips_total", "counter",
+                          "Candidates not called because the provider's Retry-After for the "
+                          "tenant's key had not passed, by provider."},
 };
 
 struct mseries {

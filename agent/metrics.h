@@ -33,6 +33,7 @@ enum metric_id {
     M_CACHE,            /* byok_keycache_lookups_total{result} */
     M_USAGE_BATCHES,    /* byok_usage_batches_total{result} */
     M_USAGE_ESTIMATED,  /* byok_usage_estimated_total{tenant,provider} */
+    M_COOLDOWN_SKIPS,   /* byok_cooldown_skips_total{provider} */
     M__COUNT
 };
 

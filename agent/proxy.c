@@ -34,7 +34,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <time.h>
 
+#include "agent/cooldown.h"
 #include "agent/keycache.h"
 #include "agent/metrics.h"
 #include "agent/providers.h"
@@ -119,6 +121,11 @@ struct call {
     enum err last_err;
     long last_status; /* the provider's HTTP status, 0 for none, -1 for key trouble */
     bool failed_transient;
+    bool last_cooling; /* the last failure: a candidate skipped, cooling after a Retry-After */
+    /* This attempt's 429 or 503: the provider's wait in ms (cooldown_parse), -1 for none. */
+    long long ra_ms;
+    /* The shortest wait of the candidates that were rate limited or cooling, -1 for none. */
+    long long retry_ms;
 };
 
 static void call_attempt(struct call *c);
@@ -323,6 +330,17 @@ static void call_on_status(void *arg, long status)
          * classified, and its status decides whatever its coding.
          */
         c->coding = upstream_xfer_coding(c->xfer);
+    }
+    if (status == 429 || status == 503) {
+        /* Only a bounded number is kept: the header's own bytes are never logged or passed on. */
+        char ra[COOLDOWN_MAX_HEADER + 1], ra_ms[COOLDOWN_MAX_HEADER + 1];
+        bool has_ra = upstream_xfer_header(c->xfer, "Retry-After", ra, sizeof(ra));
+        bool has_ms = upstream_xfer_header(c->xfer, "retry-after-ms", ra_ms, sizeof(ra_ms));
+        long long ms;
+        c->ra_ms =
+            cooldown_parse(has_ra ? ra : NULL, has_ms ? ra_ms : NULL, time(NULL), &ms) == ERR_OK
+                ? ms
+                : -1;
     }
     if (!c->up_ok) {
         /* Error bodies are only classified: keep a small cap. */
@@ -673,6 +691,7 @@ static void call_failed(struct call *c, enum err e, long status)
     c->last_err = e;
     c->last_status = status;
     c->failed_transient = !permanent;
+    c->last_cooling = false;
     call_name_candidate(c); /* the log line names the provider whose failure decides the reply */
 }
 
@@ -686,15 +705,121 @@ static void call_next(struct call *c)
     call_attempt(c);
 }
 
+/* The tenant's key for the candidate being tried, as cooldowns name it (creds key_id). */
+static const char *call_key_id(const struct keycache_entry *ent)
+{
+    const char *id = json_string_value(json_object_get(ent->creds, "key_id"));
+    return id != NULL ? id : "";
+}
+
+/* The cooldown's cap: upstream.retry_after_max_s, or with cooldowns off the default one. */
+static long long call_retry_cap_ms(const struct call *c)
+{
+    long max_s = c->r->cfg->upstream.retry_after_max_s;
+    return (max_s > 0 ? max_s : CONFIG_DEFAULT_RETRY_AFTER_MAX_S) * 1000LL;
+}
+
+static void call_note_wait(struct call *c, long long ms)
+{
+    if (c->retry_ms < 0 || ms < c->retry_ms) {
+        c->retry_ms = ms;
+    }
+}
+
+/*
+ * The provider answered 429, or 503 with a Retry-After: the tenant's key for
+ * it cools for the provider's wait (COOLDOWN_DEFAULT_MS for a 429 that gave
+ * none usable), capped by upstream.retry_after_max_s. A 503 without one
+ * fails over as before, with no cooldown.
+ */
+static void call_cooldown_note(struct call *c, long status)
+{
+    long long wait = c->ra_ms;
+    if (wait < 0) {
+        if (status != 429) {
+            return;
+        }
+        wait = COOLDOWN_DEFAULT_MS;
+    }
+    long long cap = call_retry_cap_ms(c);
+    if (wait > cap) {
+        wait = cap;
+    }
+    call_note_wait(c, wait);
+    if (c->r->cfg->upstream.retry_after_max_s == 0 || wait == 0 || c->ent == NULL) {
+        return;
+    }
+    const char *provider = c->cands[c->cur].provider;
+    double now = server_now();
+    int started = cooldown_start(c->ctx->cool, c->r->tenant, provider, call_key_id(c->ent),
+                                 now + (double)wait / 1000.0, now);
+    if (started != 0) {
+        char st[16], secs[32];
+        snprintf(st, sizeof(st), "%ld", status);
+        snprintf(secs, sizeof(secs), "%.3f", (double)wait / 1000.0);
+        log_kv(started > 0 ? LOGL_INFO : LOGL_WARN,
+               started > 0 ? "provider asked to wait; the tenant's key cools down"
+                           : "cooldown table full; the provider's wait is not kept",
+               "request_id", c->r->id, "tenant", c->r->tenant, "provider", provider, "status", st,
+               "cooldown_s", secs, NULL);
+    }
+}
+
+/*
+ * Seconds the candidate's key (ent) still cools, 0 when it may be called.
+ * The table is empty unless a provider asked to wait: then no lookup.
+ */
+static double call_cooling(const struct call *c, const struct keycache_entry *ent)
+{
+    if (cooldown_count(c->ctx->cool) == 0) {
+        return 0;
+    }
+    return cooldown_left(c->ctx->cool, c->r->tenant, c->cands[c->cur].provider, call_key_id(ent),
+                         server_now());
+}
+
+/* The candidate's key cools: not called, counted, and the next candidate is tried. */
+static void call_cooling_skip(struct call *c, double left)
+{
+    const char *provider = c->cands[c->cur].provider;
+    char labels[METRICS_MAX_LABELS];
+    metrics_labels(labels, sizeof(labels), "provider", provider, NULL);
+    metrics_add(M_COOLDOWN_SKIPS, 1, labels);
+    long long ms = (long long)(left * 1000.0);
+    call_note_wait(c, (double)ms < left * 1000.0 ? ms + 1 : ms);
+    call_failed(c, ERR_OK, 429);
+    c->last_cooling = true;
+    char secs[32];
+    snprintf(secs, sizeof(secs), "%.3f", left);
+    log_kv(LOGL_DEBUG, "candidate skipped: the tenant's key cools down", "request_id", c->r->id,
+           "tenant", c->r->tenant, "provider", provider, "retry_in_s", secs, NULL);
+    call_release_attempt(c);
+    c->cur++;
+    call_attempt(c);
+}
+
 /* All candidates failed (or there were none): the last failure decides the status. */
 static void call_exhausted(struct call *c)
 {
+    if (c->retry_ms >= 0) {
+        /*
+         * A candidate was rate limited or is cooling: Retry-After says in how
+         * many seconds (rounded up) the first of them may be called again.
+         * The official SDKs wait that long before they retry a 429 or 5xx.
+         */
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%lld", (c->retry_ms + 999) / 1000);
+        server_header(c->r, "Retry-After", ra);
+    }
     if (c->last_err == ERR_TIMEOUT) {
         call_error(c, 504, "upstream_error", "upstream_timeout",
                    "the provider did not answer in time");
     } else if (c->last_err == ERR_OK && c->last_status == 429) {
+        /* Every 429 noted a wait (COOLDOWN_DEFAULT_MS without a usable Retry-After). */
         call_error(c, 429, "rate_limit_error", "rate_limited",
-                   "the provider is rate limiting this key");
+                   c->last_cooling ? "the provider asked to wait before the tenant's key is used "
+                                     "again; retry after Retry-After seconds"
+                                   : "the provider is rate limiting this key");
     } else if (c->last_err == ERR_OK && c->last_status >= 300 && c->last_status < 400) {
         call_error(c, 502, "upstream_error", "provider_redirect",
                    "the provider answered with a redirect, which is not followed: check its "
@@ -918,6 +1043,9 @@ static void call_on_done(void *arg, enum err e, long status)
         return;
     }
     call_failed(c, e, e == ERR_OK ? status : 0);
+    if (e == ERR_OK && (status == 429 || status == 503)) {
+        call_cooldown_note(c, status);
+    }
     if (e == ERR_OK && (status == 401 || status == 403)) {
         /*
          * The key was refused: drop it so the next call fetches a fresh (maybe
@@ -1090,6 +1218,12 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
             return;
         }
     }
+    /* After the explicit checks: a model the provider cannot serve is refused as such. */
+    double left = call_cooling(c, ent);
+    if (left > 0) {
+        call_cooling_skip(c, left);
+        return;
+    }
     struct provider_call pc = {
         .op = c->op,
         .req = c->req,
@@ -1146,6 +1280,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     static const struct upstream_cbs cbs = {call_on_status, call_on_data, call_on_done};
     c->up_status = 0;
     c->up_ok = false;
+    c->ra_ms = -1;
     c->too_big = false;
     c->err_body_cut = false;
     c->coding = NULL;
@@ -1434,6 +1569,7 @@ static struct call *call_new(struct request *r, enum provider_op op, enum call_s
     c->op = op;
     c->shape = shape;
     c->cands = &c->one;
+    c->retry_ms = -1;
     /* c->chunk (streams) and c->fwd (forwarded headers) are made only when needed. */
     buf_init(&c->tbuf, (size_t)16 * 1024 * 1024);
     r->call = c;

@@ -973,3 +973,22 @@ const char *upstream_xfer_coding(struct upstream_xfer *x)
     }
     return NULL;
 }
+
+bool upstream_xfer_header(struct upstream_xfer *x, const char *name, char *out, size_t size)
+{
+    struct curl_header *h = NULL;
+    if (size == 0) {
+        return false;
+    }
+    out[0] = '\0';
+    if (x == NULL || curl_easy_header(x->easy, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK ||
+        h->amount != 1) {
+        return false;
+    }
+    size_t len = strlen(h->value);
+    if (len >= size) {
+        return false;
+    }
+    memcpy(out, h->value, len + 1);
+    return true;
+}

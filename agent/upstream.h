@@ -140,5 +140,13 @@ void upstream_xfer_drain(struct upstream_xfer *x);
  * on_status on.
  */
 const char *upstream_xfer_coding(struct upstream_xfer *x);
+/*
+ * The value of response header name (case-insensitive) copied into out (size
+ * bytes, NUL included), from on_status on. False when the header is absent,
+ * appears more than once, or does not fit: out is then "". For small
+ * informational headers (Retry-After); never for a header that may carry a
+ * secret.
+ */
+bool upstream_xfer_header(struct upstream_xfer *x, const char *name, char *out, size_t size);
 
 #endif

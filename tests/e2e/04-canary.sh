@@ -15,6 +15,7 @@ FAULTS=(429 500 503 stall cut malformed oversized)
 CASES=("provider 401: error to the app" "provider 401: the key in the reply is not echoed")
 for p in "${PROVIDERS[@]}"; do
     for f in "${FAULTS[@]}"; do CASES+=("$p upstream $f: clear error"); done
+    CASES+=("$p upstream 429 with cooldowns off: the provider's Retry-After passed on")
     CASES+=("$p stream cut after first byte: explicit error, no [DONE]")
     CASES+=("$p stream error event echoing the key: frames before it, the agent's own error, not the provider's text")
     CASES+=("$p upstream redirect: 502 provider_redirect, not followed")
@@ -63,10 +64,12 @@ vault_api PUT byok/config '{"creds_ttl":"2s"}' "$ADMIN_TOKEN" >/dev/null
 [ "$VAULT_CODE" -lt 300 ] || t_diag "config creds_ttl=2s: HTTP $VAULT_CODE"
 
 SOCK=$AGENT_DIR/acme.sock
+# Each fault is asked of the same key back to back: no Retry-After cooldown
+# (it would answer the call after a 429 without reaching the mock; 07 tests it).
 agent_config "$(jq -n --arg d "$AGENT_DIR" '[
     {path: ($d + "/acme.sock"), mode: "0660", tenant: "acme", app: "canary", metrics: true},
     {path: ($d + "/rejected.sock"), mode: "0660", tenant: "rejected", app: "canary"}]')" \
-    '.keycache.max_ttl_s = 2 | .upstream.first_byte_timeout_ms = 2000'
+    '.keycache.max_ttl_s = 2 | .upstream.first_byte_timeout_ms = 2000 | .upstream.retry_after_max_s = 0'
 agent_start || t_block_all
 
 # is_error_shape: the last body is OpenAI's error object.
@@ -102,6 +105,9 @@ for p in "${PROVIDERS[@]}"; do
         else
             t_fail "$p upstream $f: clear error" "HTTP $CODE, mock saw $n requests, body ${BODY:0:200}"
         fi
+        # The mock's 429 says Retry-After: 1; the next fault's request reaches it all the same.
+        [ "$f" = 429 ] && t_eq "$p upstream 429 with cooldowns off: the provider's Retry-After passed on" \
+            "$CODE $(hdr Retry-After)" "429 1"
     done
     call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-cut" true 8)" -N
     # The mock sends 4 of 8 words and resets: the app must see them end in an error event.

@@ -15,6 +15,15 @@
 # agent does not speak (gamma the other way round): that candidate is skipped,
 # and when openai failed first its failure (a 503, retriable) decides the
 # reply, not "unsupported" (400).
+#
+# Retry-After: a 429 (or a 503 with Retry-After) cools the tenant's key for
+# that provider for the provider's wait: the next calls skip it (the mock
+# sees no request for it) and go to the other candidates; when every
+# candidate cools (or the pinned one does) the app gets 429 rate_limited at
+# once, with Retry-After, and no request reaches the mock; once the wait has
+# passed the provider is called again. Another tenant's key for the same
+# provider is not held back. The waits are seconds long and the checks only
+# need each back-to-back call to come well within them.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("auto, no fault: preferred provider, 1 attempt"
@@ -29,6 +38,17 @@ CASES=("auto, no fault: preferred provider, 1 attempt"
     "every candidate fails: one clear error after trying each"
     "auto, a provider this agent cannot call first: skipped, answered by the next"
     "auto, 503 then only a provider this agent cannot call: 502 provider_error, not 400"
+    "Retry-After 4 on a 429 from openai: answered by the fallback"
+    "within the wait: the next call skips openai (the mock sees anthropic only)"
+    "a 503 with Retry-After from anthropic, openai cooling: 502 provider_error with Retry-After"
+    "every candidate cooling: 429 rate_limited at once with Retry-After, no request reaches the mock"
+    "pinned to a cooling provider/model: 429 rate_limited with Retry-After, no request reaches the mock"
+    "another tenant's key for the cooling provider is called as usual"
+    "skips are counted: byok_cooldown_skips_total{provider}"
+    "cooldown logged with a bounded number, never the header's bytes"
+    "after the wait: openai is called again"
+    "the last candidate's 429: the app's 429 carries the provider's Retry-After"
+    "Retry-After past retry_after_max_s after a reload: capped (HTTP-date)"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -53,7 +73,7 @@ vault_api PUT byok/tenants/gamma/settings \
 SOCK=$AGENT_DIR/acme.sock
 BSOCK=$AGENT_DIR/beta.sock
 GSOCK=$AGENT_DIR/gamma.sock
-agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"failover\"},
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"failover\", \"metrics\": true},
     {\"path\": \"$BSOCK\", \"mode\": \"0660\", \"tenant\": \"beta\", \"app\": \"failover\"},
     {\"path\": \"$GSOCK\", \"mode\": \"0660\", \"tenant\": \"gamma\", \"app\": \"failover\"}]" \
     '.upstream.first_byte_timeout_ms = 2000 | .providers = ["openai", "anthropic", "bedrock"]'
@@ -88,6 +108,8 @@ for f in 429 503 302 endlesserror; do
     if [ "$f" = 429 ]; then
         t_eq "auto, 429 first: upstream saw openai then anthropic, each with its key" \
             "$(upstream_trace "$since")" "openai:429:openai-key,anthropic:normal:anthropic-key"
+        # The mock's 429 said Retry-After: 1, so openai's key cools for 1 s: wait it out.
+        sleep 2
     fi
 done
 
@@ -147,6 +169,90 @@ t_eq "auto, 503 then only a provider this agent cannot call: 502 provider_error,
     "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq -r 'map(.style + ":" + .scenario) | join(",")') logged ${logged:-none}" \
     "502 provider_error openai:503 logged openai"
 mock_ctl DELETE /_mock/scenario >/dev/null
+
+# ---- Retry-After ----------------------------------------------------------------------------
+# metric NAME_AND_LABELS: its value on /metrics (0 when absent).
+metric() {
+    curl -s -m 5 --unix-socket "$SOCK" http://localhost/metrics |
+        awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
+}
+skips0=$(metric 'byok_cooldown_skips_total{provider="openai"}')
+mock_ctl POST /_mock/scenario '{"scenario":"429","count":1,"retry_after":"4"}' >/dev/null
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+t_eq "Retry-After 4 on a 429 from openai: answered by the fallback" \
+    "$CODE $(hdr X-BYOK-Provider) $(upstream_trace "$since")" \
+    "200 anthropic openai:429:openai-key,anthropic:normal:anthropic-key"
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+t_eq "within the wait: the next call skips openai (the mock sees anthropic only)" \
+    "$CODE $(hdr X-BYOK-Provider) $(upstream_trace "$since")" \
+    "200 anthropic anthropic:normal:anthropic-key"
+# anthropic answers 503 with Retry-After (a 503 without one cools nothing: the
+# cases above fail over after a 503 and then use openai at once). The last
+# failure decides the reply (a 503 is 502 provider_error); it carries the wait.
+mock_ctl POST /_mock/scenario '{"scenario":"503","count":1,"retry_after":"4"}' >/dev/null
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+ra=$(hdr Retry-After)
+t_eq "a 503 with Retry-After from anthropic, openai cooling: 502 provider_error with Retry-After" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(upstream_trace "$since") $([[ $ra =~ ^[1-4]$ ]] && echo ra-ok || echo "ra='$ra'")" \
+    "502 provider_error anthropic:503:anthropic-key ra-ok"
+mock_ctl DELETE /_mock/scenario >/dev/null
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+ra=$(hdr Retry-After)
+t_eq "every candidate cooling: 429 rate_limited at once with Retry-After, no request reaches the mock" \
+    "$CODE $(echo "$BODY" | jq -r '.error.code + " " + .error.type' 2>/dev/null) $(mock_requests_since "$since" | jq length) $([[ $ra =~ ^[1-4]$ ]] && echo ra-ok || echo "ra='$ra'")" \
+    "429 rate_limited rate_limit_error 0 ra-ok"
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)"
+ra2=$(hdr Retry-After)
+t_eq "pinned to a cooling provider/model: 429 rate_limited with Retry-After, no request reaches the mock" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq length) $([[ $ra2 =~ ^[1-4]$ ]] && echo ra-ok || echo "ra='$ra2'")" \
+    "429 rate_limited 0 ra-ok"
+# beta's own openai key: acme's cooldown is not beta's.
+since=$(mock_last_seq)
+call "$BSOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+t_eq "another tenant's key for the cooling provider is called as usual" \
+    "$CODE $(hdr X-BYOK-Provider) $(mock_requests_since "$since" | jq -r --arg k "${OTHER[beta-openai]}" \
+        'map(.style + ":" + (if .headers.Authorization[0] == "Bearer " + $k then "beta-key" else "other-key" end)) | join(",")')" \
+    "200 openai openai:beta-key"
+skips1=$(metric 'byok_cooldown_skips_total{provider="openai"}')
+t_check "skips are counted: byok_cooldown_skips_total{provider}" \
+    awk -v a="$skips0" -v b="$skips1" 'BEGIN { exit !(b - a >= 3) }'
+# One line per cooldown started, with the capped wait as a number.
+logged=$(jq -r 'select(.["@message"] == "provider asked to wait; the tenant'"'"'s key cools down") |
+    "\(.tenant):\(.provider):\(.status):\(.cooldown_s)"' "$AGENT_LOG" 2>/dev/null | tail -n 2 | tr '\n' ' ')
+t_eq "cooldown logged with a bounded number, never the header's bytes" "$logged" \
+    "acme:openai:429:4.000 acme:anthropic:503:4.000 "
+# After the wait the app was told (plus a second), openai is called again.
+sleep $((ra + 1))
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+t_eq "after the wait: openai is called again" \
+    "$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $(upstream_trace "$since")" \
+    "200 openai 1 openai:normal:openai-key"
+# beta has one callable candidate: its 429 (retry-after-ms wins over Retry-After) is the app's.
+mock_ctl POST /_mock/scenario '{"scenario":"429","count":1,"retry_after":"30","retry_after_ms":"1500"}' >/dev/null
+call "$BSOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)"
+t_eq "the last candidate's 429: the app's 429 carries the provider's Retry-After" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(hdr Retry-After)" "429 rate_limited 2"
+mock_ctl DELETE /_mock/scenario >/dev/null
+# A reload lowers the cap to 1 s: an HTTP-date an hour ahead cools gamma's openai key 1 s only.
+jq '.upstream.retry_after_max_s = 1' "$AGENT_CONFIG" >"$AGENT_CONFIG.new" && mv "$AGENT_CONFIG.new" "$AGENT_CONFIG"
+kill -HUP "$AGENT_PID"
+lib_wait_for 5 grep -qs '"config reloaded"' "$AGENT_LOG"
+mock_ctl POST /_mock/scenario "{\"scenario\":\"429\",\"count\":1,\"retry_after\":\"$(TZ=GMT date -d '+1 hour' '+%a, %d %b %Y %H:%M:%S GMT')\"}" >/dev/null
+call "$GSOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)"
+got="$CODE $(hdr Retry-After)"
+mock_ctl DELETE /_mock/scenario >/dev/null
+# Cooling 1 s, not the hour (nor the 60 s of the default cap): called again 2 s later.
+sleep 2
+since=$(mock_last_seq)
+call "$GSOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)"
+t_eq "Retry-After past retry_after_max_s after a reload: capped (HTTP-date)" \
+    "$got $CODE $(mock_requests_since "$since" | jq length)" "429 1 200 1"
 
 t_check "agent alive" kill -0 "$AGENT_PID"
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"

@@ -51,6 +51,11 @@ type control struct {
 	Scenario string `json:"scenario"`
 	// Count is how many more requests get Scenario; -1 means until reset.
 	Count int `json:"count"`
+	// RetryAfter and RetryAfterMs, when set, are the raw Retry-After and
+	// retry-after-ms values of every 429 and 503 until reset (an empty
+	// string sends no such header); unset, a 429 sends -retry-after.
+	RetryAfter   *string `json:"retry_after,omitempty"`
+	RetryAfterMs *string `json:"retry_after_ms,omitempty"`
 }
 
 type mock struct {
@@ -909,11 +914,31 @@ func scenarioNames() []string {
 		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "streamrawerror"}
 }
 
+// retryHeaders sets Retry-After (and retry-after-ms) on a 429 or 503: the
+// control's values when set, else -retry-after on a 429 only.
+func (c *call) retryHeaders(status int) {
+	c.m.mu.Lock()
+	ra, ms := c.m.ctl.RetryAfter, c.m.ctl.RetryAfterMs
+	c.m.mu.Unlock()
+	if ra == nil && status == 429 {
+		s := strconv.Itoa(c.m.o.retryAfter)
+		ra = &s
+	}
+	if ra != nil && *ra != "" {
+		c.w.Header().Set("Retry-After", *ra)
+	}
+	if ms != nil && *ms != "" {
+		c.w.Header().Set("retry-after-ms", *ms)
+	}
+}
+
 func errorScenario(status int) func(*call) {
 	return func(c *call) {
+		if status == 429 || status == 503 {
+			c.retryHeaders(status)
+		}
 		switch {
 		case status == 429:
-			c.w.Header().Set("Retry-After", strconv.Itoa(c.m.o.retryAfter))
 			if c.style == "anthropic" {
 				c.fail(429, "rate_limit_error", "", "Number of requests has exceeded your rate limit.")
 			} else {

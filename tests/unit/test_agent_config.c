@@ -62,6 +62,7 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(c->keycache.max_ttl_s, 300);
     assert_int_equal(c->upstream.connect_timeout_ms, 5000);
     assert_int_equal(c->upstream.max_host_connections, 1024);
+    assert_int_equal(c->upstream.retry_after_max_s, 60);
     assert_string_equal(c->log_level, "info");
     assert_false(c->log_prompts);
     assert_int_equal(c->sched_slice_us, 100);
@@ -83,7 +84,8 @@ static void test_full_config(void **state)
         "{\"gid\":50,\"tenant\":\"t2\"}]}],"
         "\"vault\":{\"address\":\"unix:/run/vault.sock\",\"approle\":{\"role_id_file\":\"/r\","
         "\"secret_id_file\":\"/s\"},\"timeout_ms\":100},"
-        "\"upstream\":{\"ca_file\":\"/ca.pem\",\"max_response_bytes\":1024},"
+        "\"upstream\":{\"ca_file\":\"/ca.pem\",\"max_response_bytes\":1024,"
+        "\"retry_after_max_s\":0},"
         "\"limits\":{\"max_connections\":1},\"stream\":{\"high_water_bytes\":4096},"
         "\"providers\":[\"openai\",\"anthropic\"],\"forward_headers\":[\"OpenAI-Beta\"],"
         "\"log_level\":\"debug\",\"log_prompts\":true,\"drain_timeout_s\":0,\"sched_slice_us\":0}";
@@ -101,6 +103,7 @@ static void test_full_config(void **state)
     assert_string_equal(c->vault.approle.mount, "approle");
     assert_int_equal(c->vault.timeout_ms, 100);
     assert_int_equal(c->upstream.max_response_bytes, 1024);
+    assert_int_equal(c->upstream.retry_after_max_s, 0);
     assert_int_equal(c->providers.n, 2);
     assert_true(c->log_prompts);
     assert_int_equal(c->sched_slice_us, 0);
@@ -496,6 +499,17 @@ static void test_semantic_rules(void **state)
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"sched_slice_us\":100001}", "sched_slice_us: ");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"sched_slice_us\":-1}", "sched_slice_us: ");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"sched_slice_us\":\"100\"}", "sched_slice_us: ");
+    /* The cap on a provider's Retry-After: 0 (no cooldown) .. an hour. */
+    struct config *ra =
+        parse_ok("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"retry_after_max_s\":3600}}");
+    assert_int_equal(ra->upstream.retry_after_max_s, 3600);
+    config_unref(&ra);
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"retry_after_max_s\":3601}}",
+              "upstream.retry_after_max_s: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"retry_after_max_s\":-1}}",
+              "upstream.retry_after_max_s: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"retry_after_max_s\":\"60\"}}",
+              "upstream.retry_after_max_s: ");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"forward_headers\":[\"Authorization\"]}",
               "forward_headers[0]: may not forward");
     /* Hop, proxy and encoding headers too, in any case. */
