@@ -966,6 +966,18 @@ static void call_stream_not_sse(struct call *c)
     struct provider_usage u = {0};
     enum err e = c->ad->response(c->op, c->body.data != NULL ? c->body.data : "", c->body.len,
                                  c->cands[c->cur].model, NULL, &u);
+    /*
+     * Nothing was streamed, so the stream's own estimate is 0: the usage is
+     * the provider's when it reported it (an answer that ignored "stream"
+     * is billed in full), else estimated as for any 2xx the call cannot
+     * use, the completion from the bytes received.
+     */
+    if (e == ERR_OK && u.seen) {
+        c->st.usage = u;
+        c->st.usage_final = true;
+    } else {
+        c->st.est_completion = (long long)(c->received / 4);
+    }
     if (e == ERR_UPSTREAM) {
         call_answered_error(c, 502, "provider_error", "the provider answered with an error");
     } else {

@@ -26,6 +26,9 @@ done
 for p in openai azure; do
     CASES+=("$p stream answered 200 with a JSON error echoing the key: 502, the agent's own error, nothing forwarded")
 done
+for p in "${PROVIDERS[@]}"; do
+    CASES+=("$p stream answered with one JSON answer (stream ignored): 502, logged with the provider's usage")
+done
 CASES+=("openai 200 HTML quoting usage: 502 bad_provider_response")
 CASES+=("openai 200 of two JSON objects (the second a usage block): 502 bad_provider_response")
 for p in "${PROVIDERS[@]}"; do
@@ -158,6 +161,19 @@ for p in openai azure; do
     else
         t_fail "$c" "HTTP $CODE, code $(echo "$BODY" | jq -r .error.code 2>/dev/null)"
     fi
+done
+# A stream request answered with the whole answer as one JSON document (a server that ignores
+# "stream"): not forwarded, but the provider bills it and its usage says what (4 words). Before,
+# nothing streamed meant a completion of 0 tokens, estimated.
+for p in "${PROVIDERS[@]}"; do
+    mock_ctl POST /_mock/scenario '{"scenario":"nostream","count":1}' >/dev/null
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/${PROVIDER_MODEL[$p]}" true 4)" -N -m 10
+    sleep 0.2
+    logged=$(grep '"@message":"request"' "$AGENT_LOG" | tail -1 |
+        jq -r '"\(.status) \(.error) \(.completion_tokens) \(.usage_estimated)"')
+    t_eq "$p stream answered with one JSON answer (stream ignored): 502, logged with the provider's usage" \
+        "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $logged" \
+        "502 bad_provider_response 502 bad_provider_response 4 null"
 done
 call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-htmlusage" false 4)"
 t_eq "openai 200 HTML quoting usage: 502 bad_provider_response" \

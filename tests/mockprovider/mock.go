@@ -911,7 +911,8 @@ func scenarioNames() []string {
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
-		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "streamrawerror"}
+		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "streamrawerror",
+		"nostream"}
 }
 
 // retryHeaders sets Retry-After (and retry-after-ms) on a 429 or 503: the
@@ -1158,6 +1159,13 @@ func init() {
 			writeJSON(c.w, 200, map[string]interface{}{"error": map[string]interface{}{
 				"message": "Incorrect API key provided: " + c.credential(), "type": "invalid_request_error",
 				"param": nil, "code": "invalid_api_key"}})
+		},
+		// nostream: the normal answer as if "stream" had not been asked for
+		// (one JSON document, application/json, with its usage), as a server
+		// that ignores the field answers.
+		"nostream": func(c *call) {
+			c.stream = false
+			c.normal(c.m.o.streamInterval)
 		},
 		// streamrawerror: a stream of two words, then the provider's error as
 		// a bare JSON line echoing the credential (no "data:" field), ended by
