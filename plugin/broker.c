@@ -336,10 +336,21 @@ static void broker_detail(char *out, grpc_slice details)
 }
 
 /*
- * Wipes every slice of a message in place. Storage calls carry the raw KEK
- * (kek/<n> Puts and Gets): neither the packed request nor the reply we read
- * may go back to the allocator holding it. Only once the call has completed
- * (or was never started): gRPC then holds no reference that still reads them.
+ * Storage calls carry the raw KEK (kek/<n> Puts and Gets): neither the packed
+ * request nor the reply we read may go back to the allocator holding it. The
+ * request is packed into a block that this frees, wiped, when gRPC drops its
+ * last reference.
+ */
+static void broker_wipe_free(void *p, size_t len)
+{
+    OPENSSL_cleanse(p, len);
+    free(p);
+}
+
+/*
+ * Wipes every slice of a received message in place. Only once the call has
+ * completed (or was never started): gRPC then holds no reference that still
+ * reads them.
  */
 static void broker_wipe_message(grpc_byte_buffer *bb)
 {
@@ -386,10 +397,19 @@ enum err broker_call(grpc_call *parent, const char *method, const ProtobufCMessa
         goto out_chan;
     }
 
-    /* Pack straight into the slice gRPC will send: no intermediate copy. */
+    /*
+     * Packed into our own block, which the slice wipes when gRPC lets it go:
+     * a kek/ Put carries the raw KEK. (gRPC moves a byte buffer's slices out
+     * when the batch starts, so wiping send_bb afterwards would find it empty.)
+     */
     size_t len = protobuf_c_message_get_packed_size(req);
-    grpc_slice payload = grpc_slice_malloc(len);
-    protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(payload));
+    uint8_t *packed = malloc(len > 0 ? len : 1);
+    if (packed == NULL) {
+        cq_idle = true; /* nothing was started on it */
+        goto out_cq;
+    }
+    protobuf_c_message_pack(req, packed);
+    grpc_slice payload = grpc_slice_new_with_len(packed, len, broker_wipe_free);
     send_bb = grpc_raw_byte_buffer_create(&payload, 1);
     grpc_slice_unref(payload);
 
@@ -483,10 +503,9 @@ out_cq:
         broker_cq_destroy(cq);
     }
 out_chan:
-    /* cq_idle: the call completed or never started; otherwise gRPC may still read them. */
+    /* cq_idle: the call completed or never started; otherwise gRPC may still read it. */
     if (cq_idle) {
-        broker_wipe_message(send_bb);
-        broker_wipe_message(recv_bb);
+        broker_wipe_message(recv_bb); /* the request wipes itself: broker_wipe_free */
     }
     if (send_bb != NULL) {
         grpc_byte_buffer_destroy(send_bb);
