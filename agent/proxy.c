@@ -447,17 +447,29 @@ static enum err call_forward_frames(struct call *c, const char *data, size_t len
 }
 
 /*
- * Whether a stream's first body bytes open a JSON document: no event stream
- * begins so (it would be a line of one field named "{..."), whatever the
- * Content-Type says; an error labelled text/event-stream does.
+ * How a stream's first body bytes begin, before anything went to the app:
+ * LEAD_BLANK when the chunk holds only whitespace and a UTF-8 BOM (nothing
+ * decided yet: the bytes are dropped, they mean nothing to SSE or JSON),
+ * LEAD_JSON when its first other byte opens a JSON document (no event stream
+ * begins so: it would be a line of one field named "{..."; an error labelled
+ * text/event-stream does), LEAD_SSE otherwise.
  */
-static bool call_starts_json(const char *data, size_t len)
+enum call_lead { LEAD_BLANK, LEAD_JSON, LEAD_SSE };
+
+static enum call_lead call_stream_lead(const char *data, size_t len)
 {
     size_t i = 0;
-    while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n')) {
-        i++;
+    while (i < len) {
+        unsigned char ch = (unsigned char)data[i];
+        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
+            i++;
+        } else if (ch == 0xEF && len - i >= 3 && memcmp(data + i, "\xEF\xBB\xBF", 3) == 0) {
+            i += 3;
+        } else {
+            return ch == '{' || ch == '[' ? LEAD_JSON : LEAD_SSE;
+        }
     }
-    return i < len && (data[i] == '{' || data[i] == '[');
+    return LEAD_BLANK;
 }
 
 static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t len)
@@ -466,8 +478,14 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     if (c->coding != NULL) {
         return UPSTREAM_ABORT;
     }
-    if (c->stream && c->up_ok && !c->reply_started && !c->not_sse && call_starts_json(data, len)) {
-        c->not_sse = true; /* read whole, never forwarded: see call_on_status */
+    if (c->stream && c->up_ok && !c->reply_started && !c->not_sse) {
+        enum call_lead lead = call_stream_lead(data, len);
+        if (lead == LEAD_BLANK) {
+            return UPSTREAM_CONTINUE; /* the stream has not begun: nothing to forward or parse */
+        }
+        if (lead == LEAD_JSON) {
+            c->not_sse = true; /* read whole, never forwarded: see call_on_status */
+        }
     }
     if (!c->up_ok || !c->stream || c->not_sse) {
         c->received += c->up_ok ? len : 0;

@@ -25,6 +25,7 @@ for p in "${PROVIDERS[@]}"; do
 done
 for p in openai azure; do
     CASES+=("$p stream answered 200 with a JSON error echoing the key: 502, the agent's own error, nothing forwarded")
+    CASES+=("$p stream answered 200 with a BOM, a blank line, then a JSON error: 502, nothing forwarded")
 done
 for p in "${PROVIDERS[@]}"; do
     CASES+=("$p stream answered with one JSON answer (stream ignored): 502, logged with the provider's usage")
@@ -160,6 +161,19 @@ for p in openai azure; do
         t_ok "$c"
     else
         t_fail "$c" "HTTP $CODE, code $(echo "$BODY" | jq -r .error.code 2>/dev/null)"
+    fi
+done
+# The same under text/event-stream after a BOM and a blank line read on their own: the JSON is
+# recognised at its first byte that is not blank (before, the blank read started the app's stream).
+for p in openai azure; do
+    c="$p stream answered 200 with a BOM, a blank line, then a JSON error: 502, nothing forwarded"
+    mock_ctl POST /_mock/scenario '{"scenario":"error200lead","count":1}' >/dev/null
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/${PROVIDER_MODEL[$p]}" true 4)" -N -m 10
+    if [ "$CODE" = 502 ] && [ "$(echo "$BODY" | jq -r .error.code 2>/dev/null)" = provider_error ] &&
+        [[ $BODY != *"API key provided"* ]] && [[ $BODY != *"${KEY[$p]}"* ]]; then
+        t_ok "$c"
+    else
+        t_fail "$c" "HTTP $CODE, code $(echo "$BODY" | jq -r .error.code 2>/dev/null), body ${BODY:0:200}"
     fi
 done
 # A stream request answered with the whole answer as one JSON document (a server that ignores

@@ -911,7 +911,7 @@ func scenarioNames() []string {
 		"stall", "stallbody", "cut", "malformed", "oversized", "nousage", "tools", "302",
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
-		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "streamrawerror",
+		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "error200lead", "streamrawerror",
 		"nostream"}
 }
 
@@ -1159,6 +1159,29 @@ func init() {
 			writeJSON(c.w, 200, map[string]interface{}{"error": map[string]interface{}{
 				"message": "Incorrect API key provided: " + c.credential(), "type": "invalid_request_error",
 				"param": nil, "code": "invalid_api_key"}})
+		},
+		// error200lead: error200's stream answer, labelled text/event-stream,
+		// after a UTF-8 BOM and a blank line sent on their own (a separate
+		// read for the client).
+		"error200lead": func(c *call) {
+			if !c.stream || c.style == "anthropic" {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			c.status = 200
+			c.w.Header().Set("Content-Type", "text/event-stream")
+			c.w.WriteHeader(200)
+			c.w.Write([]byte("\xEF\xBB\xBF\n"))
+			if f, ok := c.w.(http.Flusher); ok {
+				f.Flush()
+			}
+			if c.pause(50*time.Millisecond) != nil {
+				return
+			}
+			b, _ := json.Marshal(map[string]interface{}{"error": map[string]interface{}{
+				"message": "Incorrect API key provided: " + c.credential(),
+				"type":    "invalid_request_error", "param": nil, "code": "invalid_api_key"}})
+			c.w.Write(append(b, '\n', '\n'))
 		},
 		// nostream: the normal answer as if "stream" had not been asked for
 		// (one JSON document, application/json, with its usage), as a server
