@@ -124,8 +124,11 @@ struct call {
     bool last_cooling; /* the last failure: a candidate skipped, cooling after a Retry-After */
     /* This attempt's 429 or 503: the provider's wait in ms (cooldown_parse), -1 for none. */
     long long ra_ms;
-    /* The shortest wait of the candidates that were rate limited or cooling, -1 for none. */
-    long long retry_ms;
+    /*
+     * When (server_now) the first of the candidates that were rate limited
+     * or cooling may be called again; < 0 for none.
+     */
+    double retry_at;
 };
 
 static void call_attempt(struct call *c);
@@ -739,8 +742,9 @@ static long long call_retry_cap_ms(const struct call *c)
 
 static void call_note_wait(struct call *c, long long ms)
 {
-    if (c->retry_ms < 0 || ms < c->retry_ms) {
-        c->retry_ms = ms;
+    double at = server_now() + (double)ms / 1000.0;
+    if (c->retry_at < 0 || at < c->retry_at) {
+        c->retry_at = at;
     }
 }
 
@@ -819,14 +823,20 @@ static void call_cooling_skip(struct call *c, double left)
 /* All candidates failed (or there were none): the last failure decides the status. */
 static void call_exhausted(struct call *c)
 {
-    if (c->retry_ms >= 0) {
+    if (c->retry_at >= 0) {
         /*
          * A candidate was rate limited or is cooling: Retry-After says in how
-         * many seconds (rounded up) the first of them may be called again.
+         * many seconds (rounded up) from now the first of them may be called
+         * again (0 when that time passed while later candidates were tried).
          * The official SDKs wait that long before they retry a 429 or 5xx.
          */
+        double left = c->retry_at - server_now();
+        long long secs = left > 0 ? (long long)left : 0;
+        if (left > 0 && (double)secs < left) {
+            secs++;
+        }
         char ra[24];
-        snprintf(ra, sizeof(ra), "%lld", (c->retry_ms + 999) / 1000);
+        snprintf(ra, sizeof(ra), "%lld", secs);
         server_header(c->r, "Retry-After", ra);
     }
     if (c->last_err == ERR_TIMEOUT) {
@@ -1599,7 +1609,7 @@ static struct call *call_new(struct request *r, enum provider_op op, enum call_s
     c->op = op;
     c->shape = shape;
     c->cands = &c->one;
-    c->retry_ms = -1;
+    c->retry_at = -1;
     /* c->chunk (streams) and c->fwd (forwarded headers) are made only when needed. */
     buf_init(&c->tbuf, (size_t)16 * 1024 * 1024);
     r->call = c;
