@@ -56,6 +56,11 @@ type control struct {
 	// string sends no such header); unset, a 429 sends -retry-after.
 	RetryAfter   *string `json:"retry_after,omitempty"`
 	RetryAfterMs *string `json:"retry_after_ms,omitempty"`
+	// Then, when set, is the scenario of the ThenCount (default 1)
+	// requests after Count ran out (a 429, then a stall: two candidates of
+	// one call). The Retry-After settings stay.
+	Then      string `json:"then,omitempty"`
+	ThenCount int    `json:"then_count,omitempty"`
 }
 
 type mock struct {
@@ -160,10 +165,17 @@ func (m *mock) nextControlled() string {
 	if m.ctl.Scenario == "" || m.ctl.Count == 0 {
 		return ""
 	}
+	s := m.ctl.Scenario
 	if m.ctl.Count > 0 {
 		m.ctl.Count--
+		if m.ctl.Count == 0 && m.ctl.Then != "" {
+			m.ctl.Scenario, m.ctl.Count, m.ctl.Then = m.ctl.Then, m.ctl.ThenCount, ""
+			if m.ctl.Count == 0 {
+				m.ctl.Count = 1
+			}
+		}
 	}
-	return m.ctl.Scenario
+	return s
 }
 
 func writeJSON(w http.ResponseWriter, status int, v interface{}) {
@@ -211,6 +223,10 @@ func (m *mock) controlHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		if _, ok := scenarios[c.Scenario]; !ok {
 			writeJSON(w, 400, map[string]string{"error": "unknown scenario " + strconv.Quote(c.Scenario)})
+			return
+		}
+		if _, ok := scenarios[c.Then]; c.Then != "" && !ok {
+			writeJSON(w, 400, map[string]string{"error": "unknown scenario " + strconv.Quote(c.Then)})
 			return
 		}
 		m.mu.Lock()
