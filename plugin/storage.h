@@ -75,6 +75,8 @@ unsigned long storage_json_failures_seen(void);
 /* In-memory storage (thread-safe). storage_mem_free accepts NULL. */
 struct storage *storage_mem_new(void);
 void storage_mem_free(struct storage *st);
+/* Storage that is unreachable: every call fails with ERR_UNAVAIL (tests: {.ops = &...}). */
+extern const struct storage_ops storage_down_ops;
 /* Calls fn for every stored (key, value): tests scan raw storage for canaries. */
 void storage_mem_foreach(struct storage *st,
                          void (*fn)(const char *key, const unsigned char *val, size_t len,

@@ -215,6 +215,34 @@ static const struct storage_ops mem_ops = {
     .list = mem_list,
 };
 
+static enum err down_get(void *ctx, const char *key, unsigned char **ret_val, size_t *ret_len)
+{
+    return ERR_UNAVAIL;
+}
+
+static enum err down_put(void *ctx, const char *key, const unsigned char *val, size_t len,
+                         bool seal_wrap)
+{
+    return ERR_UNAVAIL;
+}
+
+static enum err down_del(void *ctx, const char *key)
+{
+    return ERR_UNAVAIL;
+}
+
+static enum err down_list(void *ctx, const char *prefix, char ***ret_keys, size_t *ret_n)
+{
+    return ERR_UNAVAIL;
+}
+
+const struct storage_ops storage_down_ops = {
+    .get = down_get,
+    .put = down_put,
+    .del = down_del,
+    .list = down_list,
+};
+
 struct storage *storage_mem_new(void)
 {
     struct mem_store *m = calloc(1, sizeof(*m));

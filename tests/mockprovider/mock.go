@@ -933,6 +933,15 @@ func scenarioNames() []string {
 
 // retryHeaders sets Retry-After (and retry-after-ms) on a 429 or 503: the
 // control's values when set, else -retry-after on a 429 only.
+// keyEchoError is OpenAI's error body for a refused key, echoing the
+// request's credential as OpenAI's own message does (error200,
+// error200lead, streamrawerror).
+func (c *call) keyEchoError() map[string]interface{} {
+	return map[string]interface{}{"error": map[string]interface{}{
+		"message": "Incorrect API key provided: " + c.credential(),
+		"type":    "invalid_request_error", "param": nil, "code": "invalid_api_key"}}
+}
+
 func (c *call) retryHeaders(status int) {
 	c.m.mu.Lock()
 	ra, ms := c.m.ctl.RetryAfter, c.m.ctl.RetryAfterMs
@@ -1160,9 +1169,7 @@ func init() {
 				}
 				c.w.Header().Set("Content-Type", ct)
 				c.w.WriteHeader(200)
-				b, _ := json.Marshal(map[string]interface{}{"error": map[string]interface{}{
-					"message": "Incorrect API key provided: " + c.credential(),
-					"type":    "invalid_request_error", "param": nil, "code": "invalid_api_key"}})
+				b, _ := json.Marshal(c.keyEchoError())
 				c.w.Write(append(b, '\n', '\n'))
 				return
 			}
@@ -1172,9 +1179,7 @@ func init() {
 					"type": "authentication_error", "message": "invalid x-api-key " + c.credential()}})
 				return
 			}
-			writeJSON(c.w, 200, map[string]interface{}{"error": map[string]interface{}{
-				"message": "Incorrect API key provided: " + c.credential(), "type": "invalid_request_error",
-				"param": nil, "code": "invalid_api_key"}})
+			writeJSON(c.w, 200, c.keyEchoError())
 		},
 		// error200lead: error200's stream answer, labelled text/event-stream,
 		// after a UTF-8 BOM and a blank line sent on their own (a separate
@@ -1194,9 +1199,7 @@ func init() {
 			if c.pause(50*time.Millisecond) != nil {
 				return
 			}
-			b, _ := json.Marshal(map[string]interface{}{"error": map[string]interface{}{
-				"message": "Incorrect API key provided: " + c.credential(),
-				"type":    "invalid_request_error", "param": nil, "code": "invalid_api_key"}})
+			b, _ := json.Marshal(c.keyEchoError())
 			c.w.Write(append(b, '\n', '\n'))
 		},
 		// nostream: the normal answer as if "stream" had not been asked for
@@ -1215,8 +1218,7 @@ func init() {
 				return
 			}
 			c.streamWords(2, c.m.o.streamInterval)
-			b, _ := json.Marshal(map[string]interface{}{"error": map[string]interface{}{
-				"message": "Incorrect API key provided: " + c.credential(), "type": "invalid_request_error"}})
+			b, _ := json.Marshal(c.keyEchoError())
 			c.w.Write(append(b, '\n', '\n'))
 			if f, ok := c.w.(http.Flusher); ok {
 				f.Flush()

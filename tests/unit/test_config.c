@@ -259,28 +259,10 @@ static void test_cache_and_invalidate(void **state)
     json_decref(d);
 }
 
-static enum err down_get(void *ctx, const char *key, unsigned char **v, size_t *l)
-{
-    return ERR_UNAVAIL;
-}
-static enum err down_put(void *ctx, const char *key, const unsigned char *v, size_t l, bool sw)
-{
-    return ERR_UNAVAIL;
-}
-static enum err down_del(void *ctx, const char *key)
-{
-    return ERR_UNAVAIL;
-}
-static enum err down_list(void *ctx, const char *prefix, char ***k, size_t *n)
-{
-    return ERR_UNAVAIL;
-}
-static const struct storage_ops down_ops = {down_get, down_put, down_del, down_list};
-
 static void test_storage_down(void **state)
 {
     struct env *e = *state;
-    struct storage down = {.ops = &down_ops};
+    struct storage down = {.ops = &storage_down_ops};
     char msg[FW_MAX_MESSAGE];
     assert_int_equal(run(e, &down, FW_OP_READ, NULL, NULL, msg, sizeof(msg)), FW_INTERNAL);
     assert_string_equal(msg, "internal error");

@@ -486,24 +486,6 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static enum err down_get(void *ctx, const char *key, unsigned char **v, size_t *l)
-{
-    return ERR_UNAVAIL;
-}
-static enum err down_put(void *ctx, const char *key, const unsigned char *v, size_t l, bool sw)
-{
-    return ERR_UNAVAIL;
-}
-static enum err down_del(void *ctx, const char *key)
-{
-    return ERR_UNAVAIL;
-}
-static enum err down_list(void *ctx, const char *prefix, char ***k, size_t *n)
-{
-    return ERR_UNAVAIL;
-}
-static const struct storage_ops down_ops = {down_get, down_put, down_del, down_list};
-
 /* envelope_kek_state into *ks (freed first), which must succeed. */
 static void kek_state(struct envelope *env, struct storage *st, struct envelope_kek_state *ks)
 {
@@ -520,7 +502,7 @@ static void kek_state(struct envelope *env, struct storage *st, struct envelope_
 static void test_kek_state(void **state)
 {
     struct storage *st = storage_mem_new();
-    struct storage down = {.ops = &down_ops};
+    struct storage down = {.ops = &storage_down_ops};
     struct envelope *env = envelope_new();
     struct envelope_kek_state ks = {0};
     kek_state(env, st, &ks);
