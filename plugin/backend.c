@@ -236,6 +236,9 @@ static bool be_parse_data(const char *text, json_t **ret_data, struct fw_respons
     json_error_t jerr;
     unsigned long failures = storage_json_failures_seen();
     json_t *data = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+    enum json_error_code jcode = json_error_code(&jerr);
+    /* jerr.text may quote the input (a key_value, say): it must not stay on the stack. */
+    OPENSSL_cleanse(&jerr, sizeof(jerr));
     if (storage_json_failures_seen() != failures) {
         /* jansson may have parsed it with a byte dropped: not the caller's fault, not usable. */
         json_decref(data);
@@ -248,7 +251,7 @@ static bool be_parse_data(const char *text, json_t **ret_data, struct fw_respons
         json_decref(data);
         if (data == NULL) {
             /* jerr.text may quote the input, which may hold a key: keep it out of the reply. */
-            if (json_error_code(&jerr) == json_error_null_character) {
+            if (jcode == json_error_null_character) {
                 fw_error(resp, "request data is not valid JSON: a string holds \\u0000 (NUL), "
                                "which no field accepts");
             } else {

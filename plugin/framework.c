@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "plugin/storage.h"
 
 #ifndef BYOK_VERSION
@@ -571,6 +573,7 @@ static json_t *fw_json_text(json_t *v, char *why, size_t whylen)
         /* Line and column only: err.text may quote the input. */
         snprintf(why, whylen, "not valid JSON (line %d, column %d)", err.line, err.column);
     }
+    OPENSSL_cleanse(&err, sizeof(err)); /* nor may it stay on the stack */
     return parsed;
 }
 

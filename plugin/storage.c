@@ -128,8 +128,10 @@ enum err storage_get_json(struct storage *st, const char *key, json_t **ret_json
     json_error_t jerr;
     unsigned long failures = storage_json_failures;
     json_t *j = json_loadb((const char *)val, len, JSON_REJECT_DUPLICATES, &jerr);
-    /* Stored documents may hold wrapped key material: wipe the raw bytes. */
+    /* Stored documents may hold wrapped key material: wipe the raw bytes (and any quote of them).
+     */
     OPENSSL_cleanse(val, len);
+    OPENSSL_cleanse(&jerr, sizeof(jerr));
     free(val);
     if (storage_json_failures != failures) {
         json_decref(j); /* maybe parsed with a byte missing: never hand it on */
