@@ -524,6 +524,9 @@ static void usage_batch_free(struct ubatch *b)
 
 static void usage_send(struct usage *u, struct utenant *t);
 
+/* How the plugin's 400 names one refused record (plugin/paths_usage.c, usage_update). */
+#define USAGE_RECORD_REFUSAL "invalid value for field 'records': record "
+
 /*
  * The first message of Vault's {"errors": [...]} reply, cut to fit `out`
  * (usage data and field names only: the plugin never puts a key in it).
@@ -623,10 +626,33 @@ static void usage_sent(void *arg, enum err e, long status, struct buf *body)
         return;
     }
     if (e == ERR_OK && status == 400) {
-        /* The plugin refused the batch's shape: re-sending it would fail forever. */
+        /*
+         * The plugin refused the batch: re-sending it as it is would fail for
+         * ever. When it names one record (an agent newer than the plugin, say),
+         * the other rows are good: the batch is split in halves as for a 413
+         * until the refused row is alone, and only that row is dropped. The
+         * plugin checks every record before it writes anything, so the halves'
+         * new ids count nothing twice. Any other refusal (the tenant does not
+         * exist, the batch id) holds for every row: the batch is dropped.
+         */
         usage_refusal(body, why, sizeof(why));
+        char rows[24], id[sizeof(b->id)];
+        snprintf(rows, sizeof(rows), "%zu", b->n);
+        memcpy(id, b->id, sizeof(id));
+        if (b->n > 1 && strncmp(why, USAGE_RECORD_REFUSAL, strlen(USAGE_RECORD_REFUSAL)) == 0) {
+            if (!usage_batch_split(t, b)) {
+                metrics_add(M_USAGE_BATCHES, 1, "result=\"retry\"");
+                return; /* out of memory: tried again at the next report */
+            }
+            log_kv(LOGL_WARN, "usage batch refused by vault for one record; split in two", "tenant",
+                   t->name, "batch_id", id, "rows", rows, "first", b->id, "second", b->next->id,
+                   "error", why, NULL);
+            metrics_add(M_USAGE_BATCHES, 1, "result=\"split\"");
+            usage_send(u, t);
+            return;
+        }
         log_kv(LOGL_ERROR, "usage batch refused by vault; dropped", "tenant", t->name, "batch_id",
-               b->id, "error", why, NULL);
+               id, "rows", rows, "error", why, NULL);
         metrics_add(M_USAGE_BATCHES, 1, "result=\"refused\"");
         usage_batch_drop(u, t);
         usage_send(u, t);

@@ -483,6 +483,7 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
     {
         char msg[160], month[8];
         if (!usage_record_ok(r, msg, sizeof(msg), month)) {
+            /* Before any write; the agent splits a batch refused in these words (usage.c). */
             fw_error(resp, "invalid value for field 'records': record %zu: %s", i, msg);
             return ERR_OK;
         }

@@ -5,6 +5,7 @@
  * batch ids, a failed batch re-sent with the SAME id, a refused batch dropped,
  * and the bound on unsent rows at the limit and one past it; a batch refused
  * 413 split into halves with derived ids (one row still refused: dropped);
+ * a 400 naming one record split the same way, only that row dropped;
  * 403 and 404 kept and retried, with their own metric results and a rate
  * limited log line.
  */
@@ -57,12 +58,34 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
         if (over < 0 || json_array_size(json_object_get(b, "records")) <= (size_t)over) {
             st = atomic_exchange(&next_status, 200);
         }
+        /* The plugin's refusal of one record, as usage_update words it. */
+        long bad = -1;
+        size_t k;
+        const json_t *r1;
+        json_array_foreach(json_object_get(b, "records"), k, r1)
+        {
+            const char *m = json_string_value(json_object_get(r1, "model"));
+            if (bad < 0 && m != NULL && strcmp(m, "bad") == 0) {
+                bad = (long)k;
+            }
+        }
+        if (st == 200 && bad >= 0) {
+            st = 400;
+        }
         pthread_mutex_lock(&mu);
         json_array_append_new(posts, json_pack("{s:i,s:o*}", "status", st, "body", b));
         pthread_mutex_unlock(&mu);
         *status = st;
-        snprintf(out, FAKEVAULT_MAX_REPLY, "%s",
-                 st == 200 ? "{\"data\":{\"accepted\":1}}" : "{\"errors\":[\"x\"]}");
+        if (st == 200) {
+            snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":{\"accepted\":1}}");
+        } else if (bad >= 0) {
+            snprintf(out, FAKEVAULT_MAX_REPLY,
+                     "{\"errors\":[\"invalid value for field 'records': record %ld: invalid "
+                     "value for 'model'\"]}",
+                     bad);
+        } else {
+            snprintf(out, FAKEVAULT_MAX_REPLY, "{\"errors\":[\"x\"]}");
+        }
     } else {
         *status = 404;
     }
@@ -765,6 +788,54 @@ static void test_413_one_row_dropped(void **state)
     env_stop();
 }
 
+/*
+ * A 400 naming one record: the batch is split in halves until that row is
+ * alone, and only it is dropped; the other rows are acknowledged. Before,
+ * the whole batch was dropped. A 400 that names no record still drops the
+ * whole batch (test_refused_batch_dropped).
+ */
+static void test_400_one_record_split(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    const char *models[] = {"m1", "m2", "bad", "m4", "m5"};
+    for (size_t i = 0; i < 5; i++) {
+        rec("openai", models[i], "ok", 1, 1, 0.1);
+        rec("openai", models[i], "ok", 1, 1, 0.1);
+    }
+    flush_all();
+    /* 5 rows (400) -> 3 (400) + 2; 3 -> 2 + 1 (400, alone: dropped); both pairs go through. */
+    size_t n = n_posts();
+    assert_int_equal(n, 5);
+    assert_int_equal(usage_pending(E.u), 0);
+    assert_int_equal(usage_dropped(E.u), 2); /* the bad row's two requests */
+    size_t acked = 0;
+    long long requests = 0;
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&mu);
+        json_int_t st = json_integer_value(json_object_get(json_array_get(posts, i), "status"));
+        pthread_mutex_unlock(&mu);
+        if (st != 200) {
+            continue;
+        }
+        size_t k;
+        const json_t *r;
+        json_array_foreach(json_object_get(post_body(i), "records"), k, r)
+        {
+            assert_string_not_equal(json_string_value(json_object_get(r, "model")), "bad");
+            requests += json_integer_value(json_object_get(r, "requests"));
+            acked++;
+        }
+    }
+    assert_int_equal(acked, 4);
+    assert_int_equal(requests, 8);
+    assert_int_equal(batches_metric("refused"), 1);
+    assert_int_equal(batches_metric("split"), 2);
+    flush_all();
+    assert_int_equal(n_posts(), n); /* nothing left to send */
+    env_stop();
+}
+
 static int denied_lines, not_found_lines;
 
 static void usage_sink(enum log_level level, const char *line, size_t len, void *arg)
@@ -848,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_413_batch_split),
         cmocka_unit_test(test_413_half_retried_with_its_id),
         cmocka_unit_test(test_413_one_row_dropped),
+        cmocka_unit_test(test_400_one_record_split),
         cmocka_unit_test(test_403_404_retried),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
