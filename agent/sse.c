@@ -77,15 +77,6 @@ static enum err sse_line(struct sse *p, const char *s, size_t n)
     if (s[0] == ':') {
         return ERR_OK;
     }
-    /*
-     * A line opening a JSON document is no field of an event stream (it would
-     * be one named "{..."): a provider's error written bare, without "data:",
-     * by a server failing mid-stream. Not ignored as the spec would: refused,
-     * so that a passthrough never forwards it (its text may echo the key).
-     */
-    if (s[0] == '{' || s[0] == '[') {
-        return ERR_PROTO;
-    }
     const char *colon = memchr(s, ':', n);
     size_t flen = colon != NULL ? (size_t)(colon - s) : n;
     const char *v = colon != NULL ? colon + 1 : s + n;
@@ -109,6 +100,16 @@ static enum err sse_line(struct sse *p, const char *s, size_t n)
         }
         memcpy(p->event, v, vlen);
         p->event[vlen] = '\0';
+    } else if (!(flen == 2 && memcmp(s, "id", 2) == 0) &&
+               !(flen == 5 && memcmp(s, "retry", 5) == 0)) {
+        /*
+         * Any other line is no field of an event stream: a provider's error
+         * written bare, without "data:" ({"error": ...}), or a proxy's HTML
+         * page, by a server failing mid-stream. The spec would ignore it, and a
+         * passthrough would forward it, text and all, which may echo the key:
+         * refused instead, so that the frame it is in is never forwarded.
+         */
+        return ERR_PROTO;
     }
     return ERR_OK;
 }

@@ -4,6 +4,9 @@
  * interpretation") as providers stream them: bytes arrive in arbitrary chunks,
  * a frame may be split anywhere (even between CR and LF). Only the "event"
  * and "data" fields matter to us; "id", "retry" and comments are skipped.
+ * Any other line is refused (ERR_PROTO), where the spec would ignore it: a
+ * passthrough forwards frames as they came, and such a line is a server's
+ * error text (a bare JSON error, an HTML page), which may echo the key.
  */
 #ifndef BYOK_AGENT_SSE_H
 #define BYOK_AGENT_SSE_H
@@ -48,7 +51,8 @@ void sse_init(struct sse *p, size_t max_data, sse_event_cb cb, void *arg);
 void sse_done(struct sse *p);
 /*
  * ERR_TOOBIG (line or event over its limit), ERR_CANCELLED (callback stopped),
- * ERR_PROTO (a line opening a JSON document: not an event stream), ERR_NOMEM.
+ * ERR_PROTO (a line that is no comment and no data, event, id or retry field:
+ * not an event stream), ERR_NOMEM.
  */
 MUST_USE enum err sse_feed(struct sse *p, const char *data, size_t len);
 /* True when no partial line or event is buffered (the stream ended on a frame boundary). */
@@ -60,7 +64,7 @@ bool sse_ended(const struct sse *p);
  * lie before the end of the chunk's last frame handled without error (up to
  * and including the blank line that ends it); 0 when no frame ended in the
  * chunk. When sse_feed failed, the frame that failed (its callback stopped,
- * a line or event over its limit, a JSON line) starts there, or in an earlier chunk
+ * a line or event over its limit, a line that is no field) starts there, or in an earlier chunk
  * when it is 0. A passthrough forwards exactly the frames before that point,
  * without scanning the bytes again. The LF of a CRLF that ends a frame and
  * arrives in the next chunk is not counted (it belongs to no frame).

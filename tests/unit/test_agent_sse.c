@@ -111,15 +111,17 @@ static void test_bom_and_empty_chunks(void **state)
         assert_string_equal(c.data[1], "second");
         sse_done(&p);
     }
-    /* Two bytes of a BOM, then a field name: they belong to the name (no "data" field). */
+    /*
+     * Two bytes of a BOM, then a field name: they belong to the name, which is
+     * then no field the stream may hold: refused, nothing dispatched.
+     */
     struct collected c = {0};
     struct sse p;
     sse_init(&p, 4096, collect, &c);
     assert_int_equal(sse_feed(&p, "\xEF\xBB", 2), ERR_OK);
     assert_false(sse_idle(&p)); /* the two bytes are held: not idle (found by fuzz_agent_sse) */
-    assert_int_equal(sse_feed(&p, "data: x\n\ndata: y\n\n", 18), ERR_OK);
-    assert_int_equal(c.n, 1);
-    assert_string_equal(c.data[0], "y");
+    assert_int_equal(sse_feed(&p, "data: x\n\ndata: y\n\n", 18), ERR_PROTO);
+    assert_int_equal(c.n, 0);
     sse_done(&p);
     /* A whole BOM and nothing else: an empty stream, idle. */
     memset(&c, 0, sizeof(c));
@@ -336,6 +338,28 @@ static void test_frame_end_at_failure(void **state)
     assert_int_equal(sse_feed(&p, "[1]\n\n", 5), ERR_PROTO);
     assert_int_equal(arr.n, 0);
     sse_done(&p);
+
+    /*
+     * Nor any other line that is no comment and no data, event, id or retry
+     * field: a proxy's HTML page mid-stream (which the spec would ignore and a
+     * passthrough would forward, echoed header and all), an unknown field.
+     */
+    static const char *const not_fields[] = {
+        "data: w0\n\n<html><body>Authorization: Bearer sk-canary</body></html>\n\n",
+        "data: w0\n\n<html>\n\n",
+        "data: w0\n\nfoo: bar\n\n",
+        "data: w0\n\nData: x\n\n",
+        "data: w0\n\ndata: w1\nidx: 1\n\n",
+    };
+    for (size_t i = 0; i < sizeof(not_fields) / sizeof(not_fields[0]); i++) {
+        struct collected h = {0};
+        sse_init(&p, 4096, collect, &h);
+        assert_int_equal(sse_feed(&p, not_fields[i], strlen(not_fields[i])), ERR_PROTO);
+        assert_int_equal(h.n, 1);
+        assert_string_equal(h.data[0], "w0");
+        assert_int_equal(sse_frame_end(&p), strlen("data: w0\n\n"));
+        sse_done(&p);
+    }
 
     /* No frame ends in a chunk: 0, also for the LF of a CRLF split from its CR. */
     struct collected e = {0};
