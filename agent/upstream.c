@@ -17,8 +17,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common/log.h"
 
 /* Easy handles kept for reuse (curl_easy_reset): saves an allocation-heavy init per call. */
 #define UPSTREAM_POOL_MAX 256
@@ -29,6 +32,17 @@
 #define UPSTREAM_SEND_BUFFER 16384L
 /* How long one parsed CA file serves new connections before curl reads it again. */
 #define UPSTREAM_CA_CACHE_S 3600L
+/* How often, at most, a new transfer looks whether the CA file changed (one stat). */
+#define UPSTREAM_CA_CHECK_MS 1000
+
+/* What tells a changed CA file: replaced (inode), rewritten in place (size, times), gone. */
+struct upstream_file_id {
+    bool exists;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtim, ctim;
+};
 
 struct upstream {
     struct event_base *base;
@@ -44,6 +58,9 @@ struct upstream {
     size_t n_socks;
     struct upstream_xfer *xfers; /* doubly linked, for upstream_free */
     int64_t ca_reread_ms;        /* CLOCK_MONOTONIC ms of upstream_ca_reread(), + 1; 0 = never */
+    int64_t ca_checked_ms;       /* when upstream_ca_watch last looked; 0 = never */
+    char *ca_path;               /* the CA file it looked at (NULL: none yet) */
+    struct upstream_file_id ca_id;
 };
 
 struct upstream_xfer {
@@ -641,6 +658,7 @@ void upstream_free(struct upstream *up)
     if (up->timer != NULL) {
         event_free(up->timer);
     }
+    free(up->ca_path);
     free(up);
 }
 
@@ -723,6 +741,63 @@ void upstream_ca_reread(struct upstream *up)
 {
     /* + 1: never 0, which means "never" (a boot-time clock can read 0). */
     up->ca_reread_ms = upstream_now_ms() + 1;
+}
+
+static struct upstream_file_id upstream_file_id(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        return (struct upstream_file_id){0};
+    }
+    return (struct upstream_file_id){true,       st.st_dev,  st.st_ino,
+                                     st.st_size, st.st_mtim, st.st_ctim};
+}
+
+static bool upstream_file_id_eq(const struct upstream_file_id *a, const struct upstream_file_id *b)
+{
+    return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtim.tv_sec == b->mtim.tv_sec && a->mtim.tv_nsec == b->mtim.tv_nsec &&
+           a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
+}
+
+/*
+ * A CA file replaced or rewritten (a ca-certificates upgrade removing a root,
+ * a rotated private CA) is read again by the next new connection, not an
+ * hour later: a new HTTPS transfer looks at the file at most once a second
+ * (one stat) and, when it changed, drops curl's parsed store as a SIGHUP
+ * does. Connections already open are not verified again.
+ */
+static void upstream_ca_watch(struct upstream *up, const char *ca_file)
+{
+    const char *path = ca_file;
+    if (path == NULL) {
+        path = curl_version_info(CURLVERSION_NOW)->cainfo; /* the library's default bundle */
+    }
+    if (path == NULL) {
+        return;
+    }
+    int64_t now = upstream_now_ms();
+    bool same_path = up->ca_path != NULL && strcmp(up->ca_path, path) == 0;
+    if (same_path && now - up->ca_checked_ms < UPSTREAM_CA_CHECK_MS && now >= up->ca_checked_ms) {
+        return;
+    }
+    up->ca_checked_ms = now;
+    struct upstream_file_id id = upstream_file_id(path);
+    if (!same_path) {
+        /* A first look, or a reload naming another file (which rereads anyway). */
+        char *copy = strdup(path);
+        if (copy != NULL) {
+            free(up->ca_path);
+            up->ca_path = copy;
+            up->ca_id = id;
+        }
+        return;
+    }
+    if (!upstream_file_id_eq(&id, &up->ca_id)) {
+        up->ca_id = id;
+        upstream_ca_reread(up);
+        log_kv(LOGL_INFO, "CA file changed; new connections read it again", "path", path, NULL);
+    }
 }
 
 /*
@@ -817,6 +892,9 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
      * configured ca_file trusted that directory's CAs as well.
      */
     curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+    if (strncasecmp(url, "https:", 6) == 0) {
+        upstream_ca_watch(up, opts->ca_file);
+    }
     curl_easy_setopt(h, CURLOPT_CA_CACHE_TIMEOUT, upstream_ca_cache_s(up));
     if (opts->unix_socket != NULL) {
         curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, opts->unix_socket);

@@ -8,9 +8,10 @@
 #   - with upstream.ca_file = the system bundle plus the test CA, eight
 #     concurrent streams over eight new TLS connections are answered, and the
 #     agent opened the CA file once for all of them (strace);
-#   - a CA file changed in place is not read again by new connections (the
-#     parsed store is kept for an hour), until SIGHUP: then the next new
-#     connection reads it again.
+#   - a CA file changed in place is read again by the next new connection
+#     at once after SIGHUP, and without SIGHUP within about a second (a new
+#     transfer looks at the file's identity at most once a second; before,
+#     the parsed store was kept for an hour).
 . "$(dirname "$0")/lib.sh"
 
 CASES=("8 concurrent streams over new TLS connections are answered"
@@ -18,9 +19,12 @@ CASES=("8 concurrent streams over new TLS connections are answered"
     "the CA file was read once for all of them"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "CA file without the test CA: the call fails at TLS verification (502), nothing answered"
-    "the CA file changed in place, no SIGHUP: still the store parsed first"
     "after SIGHUP: the next new connection reads the CA file again and is answered"
     "agent stops cleanly on SIGTERM (after the reload), no sanitizer report"
+    "a fresh agent, CA file without the test CA: 502"
+    "the CA file rewritten in place, no SIGHUP: a new connection 1.5 s later reads it and is answered"
+    "the change is logged with the file's path"
+    "agent stops cleanly on SIGTERM (after the change), no sanitizer report"
     "canary: nowhere but the provider request")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
@@ -80,16 +84,29 @@ agent_start || t_block_all
 call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini)"
 t_eq "CA file without the test CA: the call fails at TLS verification (502), nothing answered" \
     "$CODE $(echo "$BODY" | jq -r '.choices[0].message.content // "none"')" "502 none"
-# The same file, now with the test CA, written in place (same inode).
+# The same file, now with the test CA, written in place (same inode), and SIGHUP at once.
 cat "$SYSTEM_BUNDLE" "$MOCK_CA" >"$BUNDLE"
-call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini)"
-t_eq "the CA file changed in place, no SIGHUP: still the store parsed first" "$CODE" 502
 kill -HUP "$AGENT_PID"
 lib_wait_for 10 grep -q '"config reloaded"' "$AGENT_LOG"
 call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini)"
 t_eq "after SIGHUP: the next new connection reads the CA file again and is answered" \
     "$CODE $(echo "$BODY" | jq -r '.choices[0].message.content')" "200 $(words 5)"
 agent_stop_check "agent stops cleanly on SIGTERM (after the reload), no sanitizer report"
+
+# No SIGHUP: the agent notices the rewritten file by itself (the old code kept
+# the first parsed store for an hour and answered 502 here).
+cp "$SYSTEM_BUNDLE" "$BUNDLE"
+agent_start || t_block_all
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini)"
+t_eq "a fresh agent, CA file without the test CA: 502" "$CODE" 502
+cat "$SYSTEM_BUNDLE" "$MOCK_CA" >"$BUNDLE"
+sleep 1.5
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini)"
+t_eq "the CA file rewritten in place, no SIGHUP: a new connection 1.5 s later reads it and is answered" \
+    "$CODE $(echo "$BODY" | jq -r '.choices[0].message.content')" "200 $(words 5)"
+t_check "the change is logged with the file's path" \
+    grep -q "\"CA file changed; new connections read it again\".*\"path\":\"$BUNDLE\"" "$AGENT_LOG"
+agent_stop_check "agent stops cleanly on SIGTERM (after the change), no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "$KEY"
 t_done
 [ "$T_FAILED" -eq 0 ]
