@@ -9,6 +9,7 @@
 
 #include <inttypes.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +22,25 @@
 
 #define KEYSTORE_COUNTER_BUCKETS 4096
 
+/*
+ * A flush token: 16 hex digits drawn when the keystore is made, '-', and a
+ * sequence number in hex. The random part keeps a token apart from those a
+ * previous process or another node left in records; the sequence from this
+ * process's own earlier ones.
+ */
+#define KEYSTORE_TOKEN_SIZE 40
+
 struct keystore_counter {
     struct keystore_counter *next;
-    int64_t hits;
+    int64_t hits; /* pending: not known to be in storage; includes doubt_hits */
     time_t last_used;
+    /*
+     * The last write of these hits that was reported failed: it may have
+     * been applied all the same (keystore.h, KEYSTORE_USAGE_TOKEN). Empty
+     * when none is in doubt.
+     */
+    char doubt[KEYSTORE_TOKEN_SIZE];
+    int64_t doubt_hits;
     char tenant[64], provider[64], key_type[64];
 };
 
@@ -34,6 +50,8 @@ struct keystore {
     struct cache *records;  /* "tenants/<t>/keys/<p>/<kt>" -> key record */
     pthread_mutex_t write_mu;
     pthread_mutex_t counter_mu;
+    char token_prefix[17];
+    uint64_t token_seq; /* under write_mu */
     size_t n_counters;
     struct keystore_counter *counters[KEYSTORE_COUNTER_BUCKETS];
 };
@@ -214,6 +232,14 @@ static enum err keystore_hook_init(struct byok *b, void **ret_state)
     struct keystore *ks = keystore_new();
     if (ks == NULL) {
         return ERR_NOMEM;
+    }
+    unsigned char r[8];
+    if (RAND_bytes(r, sizeof(r)) != 1) {
+        keystore_free(ks);
+        return ERR_CRYPTO;
+    }
+    for (size_t i = 0; i < sizeof(r); i++) {
+        snprintf(ks->token_prefix + 2 * i, 3, "%02x", r[i]);
     }
     *ret_state = ks;
     return ERR_OK;
@@ -679,23 +705,121 @@ static void keystore_rec_add_usage(json_t *rec, int64_t hits, time_t last_used)
     }
 }
 
+/* The link to the counter of a key, or NULL. Caller holds counter_mu. */
+static struct keystore_counter **keystore_counter_find_locked(struct keystore *ks,
+                                                              const char *tenant,
+                                                              const char *provider,
+                                                              const char *key_type)
+{
+    size_t h = keystore_counter_hash(tenant, provider, key_type);
+    for (struct keystore_counter **pc = &ks->counters[h]; *pc != NULL; pc = &(*pc)->next) {
+        if (keystore_counter_is(*pc, tenant, provider, key_type)) {
+            return pc;
+        }
+    }
+    return NULL;
+}
+
+/* Frees the counter at *pc once nothing is pending. Caller holds counter_mu. */
+static void keystore_counter_drop_empty_locked(struct keystore *ks, struct keystore_counter **pc)
+{
+    struct keystore_counter *c = *pc;
+    if (c->hits <= 0) {
+        *pc = c->next;
+        free(c);
+        ks->n_counters--;
+    }
+}
+
+/*
+ * Settles the write in doubt against stored, the record as storage holds it
+ * (NULL: absent), read after that write was reported failed: its token there
+ * means the write landed, so its hits are in usage_count already; any other
+ * token (a later write replaces it, and every later writer of the record
+ * keeps what it loaded) means it did not, and they stay pending. Caller
+ * holds counter_mu and the write lock (no write can land between the read
+ * and this).
+ */
+static void keystore_counter_resolve_locked(struct keystore_counter *c, const json_t *stored)
+{
+    if (c->doubt[0] == '\0') {
+        return;
+    }
+    const char *token = json_string_value(json_object_get(stored, KEYSTORE_USAGE_TOKEN));
+    if (token != NULL && strcmp(token, c->doubt) == 0) {
+        c->hits -= c->doubt_hits;
+    }
+    c->doubt[0] = '\0';
+    c->doubt_hits = 0;
+}
+
 int64_t keystore_usage_merge(struct keystore *ks, const char *tenant, const char *provider,
-                             const char *key_type, json_t *rec)
+                             const char *key_type, const json_t *stored, json_t *view)
 {
     int64_t hits = 0;
-    size_t h = keystore_counter_hash(tenant, provider, key_type);
     pthread_mutex_lock(&ks->counter_mu);
-    for (struct keystore_counter *c = ks->counters[h]; c != NULL; c = c->next) {
-        if (keystore_counter_is(c, tenant, provider, key_type)) {
-            if (c->hits > 0) {
-                keystore_rec_add_usage(rec, c->hits, c->last_used);
-                hits = c->hits;
-            }
-            break;
+    struct keystore_counter **pc = keystore_counter_find_locked(ks, tenant, provider, key_type);
+    if (pc != NULL) {
+        struct keystore_counter *c = *pc;
+        keystore_counter_resolve_locked(c, stored);
+        if (c->hits > 0) {
+            keystore_rec_add_usage(view, c->hits, c->last_used);
+            hits = c->hits;
         }
+        keystore_counter_drop_empty_locked(ks, pc);
     }
     pthread_mutex_unlock(&ks->counter_mu);
     return hits;
+}
+
+int64_t keystore_usage_save_begin(struct keystore *ks, const char *tenant, const char *provider,
+                                  const char *key_type, json_t *rec)
+{
+    int64_t hits = 0;
+    pthread_mutex_lock(&ks->counter_mu);
+    struct keystore_counter **pc = keystore_counter_find_locked(ks, tenant, provider, key_type);
+    if (pc != NULL) {
+        struct keystore_counter *c = *pc;
+        keystore_counter_resolve_locked(c, rec);
+        if (c->hits > 0) {
+            keystore_rec_add_usage(rec, c->hits, c->last_used);
+            hits = c->hits;
+        }
+        keystore_counter_drop_empty_locked(ks, pc);
+    }
+    pthread_mutex_unlock(&ks->counter_mu);
+    if (hits > 0) {
+        /* A new token for each write, so that it names this write alone. */
+        char token[KEYSTORE_TOKEN_SIZE];
+        snprintf(token, sizeof(token), "%s-%" PRIx64, ks->token_prefix, ks->token_seq++);
+        json_object_set_new(rec, KEYSTORE_USAGE_TOKEN, json_string(token));
+    }
+    return hits;
+}
+
+void keystore_usage_save_end(struct keystore *ks, const char *tenant, const char *provider,
+                             const char *key_type, const json_t *rec, int64_t hits, enum err e)
+{
+    if (hits <= 0) {
+        return;
+    }
+    const char *token = json_string_value(json_object_get(rec, KEYSTORE_USAGE_TOKEN));
+    pthread_mutex_lock(&ks->counter_mu);
+    struct keystore_counter **pc = keystore_counter_find_locked(ks, tenant, provider, key_type);
+    if (pc != NULL && e == ERR_OK) {
+        /* Hits counted during the write stay pending for the next flush. */
+        (*pc)->hits -= hits;
+        keystore_counter_drop_empty_locked(ks, pc);
+    } else if (pc != NULL && token != NULL) {
+        /*
+         * Failed, or so it was reported (a timeout or a cancellation may
+         * come after Vault applied the write): the hits stay pending, and
+         * the next reader of the stored record tells which it was.
+         */
+        snprintf((*pc)->doubt, sizeof((*pc)->doubt), "%s", token);
+        (*pc)->doubt_hits = hits;
+    }
+    pthread_mutex_unlock(&ks->counter_mu);
 }
 
 void keystore_usage_forget(struct keystore *ks, const char *tenant, const char *provider,
@@ -725,53 +849,19 @@ struct keystore_counter_name {
     char tenant[64], provider[64], key_type[64];
 };
 
-/* Subtracts flushed hits; a counter that reaches zero is freed. Caller holds counter_mu. */
-static void keystore_counter_settle_locked(struct keystore *ks,
-                                           const struct keystore_counter_name *n, int64_t hits)
-{
-    size_t h = keystore_counter_hash(n->tenant, n->provider, n->key_type);
-    for (struct keystore_counter **pc = &ks->counters[h]; *pc != NULL; pc = &(*pc)->next) {
-        struct keystore_counter *c = *pc;
-        if (keystore_counter_is(c, n->tenant, n->provider, n->key_type)) {
-            c->hits -= hits;
-            if (c->hits <= 0) {
-                *pc = c->next;
-                free(c);
-                ks->n_counters--;
-            }
-            return;
-        }
-    }
-}
-
-void keystore_usage_settle(struct keystore *ks, const char *tenant, const char *provider,
-                           const char *key_type, int64_t hits)
-{
-    struct keystore_counter_name n;
-    snprintf(n.tenant, sizeof(n.tenant), "%s", tenant);
-    snprintf(n.provider, sizeof(n.provider), "%s", provider);
-    snprintf(n.key_type, sizeof(n.key_type), "%s", key_type);
-    pthread_mutex_lock(&ks->counter_mu);
-    keystore_counter_settle_locked(ks, &n, hits);
-    pthread_mutex_unlock(&ks->counter_mu);
-}
-
 /* Flushes one key's pending hits; caller holds the write lock. */
 static enum err keystore_counter_flush(struct keystore *ks, struct storage *st,
                                        const struct keystore_counter_name *n)
 {
-    int64_t hits = 0;
-    time_t last_used = 0;
-    size_t h = keystore_counter_hash(n->tenant, n->provider, n->key_type);
+    int64_t before = 0;
     pthread_mutex_lock(&ks->counter_mu);
-    for (struct keystore_counter *c = ks->counters[h]; c != NULL; c = c->next) {
-        if (keystore_counter_is(c, n->tenant, n->provider, n->key_type)) {
-            hits = c->hits;
-            last_used = c->last_used;
-        }
+    struct keystore_counter **pc =
+        keystore_counter_find_locked(ks, n->tenant, n->provider, n->key_type);
+    if (pc != NULL) {
+        before = (*pc)->hits;
     }
     pthread_mutex_unlock(&ks->counter_mu);
-    if (hits <= 0) {
+    if (before <= 0) {
         return ERR_OK; /* forgotten meanwhile (key revoked, tenant deleted) */
     }
     char key[STORAGE_MAX_KEY];
@@ -780,20 +870,27 @@ static enum err keystore_counter_flush(struct keystore *ks, struct storage *st,
     if (e == ERR_OK) {
         e = storage_get_json(st, key, &rec);
     }
-    if (e == ERR_OK) {
-        keystore_rec_add_usage(rec, hits, last_used);
-        e = keystore_record_put(ks, st, key, rec);
-        json_decref(rec);
-    }
     if (e == ERR_NOTFOUND) {
-        e = ERR_OK; /* the key or tenant was deleted since: drop its hits */
-    }
-    if (e == ERR_OK) {
-        /* Hits that arrived during the write stay pending for the next tick. */
+        /* The key or tenant was deleted since: drop its hits, those in doubt too. */
         pthread_mutex_lock(&ks->counter_mu);
-        keystore_counter_settle_locked(ks, n, hits);
+        pc = keystore_counter_find_locked(ks, n->tenant, n->provider, n->key_type);
+        if (pc != NULL) {
+            keystore_counter_resolve_locked(*pc, NULL);
+            (*pc)->hits -= before;
+            keystore_counter_drop_empty_locked(ks, pc);
+        }
         pthread_mutex_unlock(&ks->counter_mu);
+        return ERR_OK;
     }
+    if (e != ERR_OK) {
+        return e; /* a write in doubt stays so: nothing was learnt */
+    }
+    int64_t hits = keystore_usage_save_begin(ks, n->tenant, n->provider, n->key_type, rec);
+    if (hits > 0) {
+        e = keystore_record_put(ks, st, key, rec);
+        keystore_usage_save_end(ks, n->tenant, n->provider, n->key_type, rec, hits, e);
+    }
+    json_decref(rec);
     return e;
 }
 

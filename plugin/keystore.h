@@ -21,6 +21,8 @@
  *                                       (b64 of envelope_seal(DEK, AD "<t>|<p>|<kt>|<version>",
  *                                       key)) exists only while the version is not revoked.
  *                                       A revoked key keeps its record (tombstone, for audit).
+ *                                       "usage_flush" names the last write that added pending
+ *                                       usage to the record (KEYSTORE_USAGE_TOKEN); never shown.
  *   tenants/<t>/usage/<YYYY-MM>        month totals: requests, tokens, cost, by_provider, by_model
  *   tenants/<t>/usage/<YYYY-MM>/batches/<xx>   {"ids": {batch_id: accepted}}: batch ids seen,
  *                                       64 shards (hash of the id) per month of the batch's
@@ -153,21 +155,45 @@ MUST_USE enum err keystore_record_take(struct keystore *ks, struct storage *st, 
 /* Drops cached records: one key, or every one (key NULL; tenant delete). */
 void keystore_record_forget(struct keystore *ks, const char *key);
 
-/* Usage counters: creds reads count in memory; metadata reads merge; byok_periodic flushes. */
+/*
+ * Usage counters: creds reads count in memory; metadata reads merge; byok_periodic flushes.
+ *
+ * A write that adds pending hits to a key record also stores a token unique
+ * to that write in the record's KEYSTORE_USAGE_TOKEN member. When the write
+ * is reported failed, Vault may have applied it all the same (a reply lost,
+ * a timeout or cancellation after the write: docs/internals/transport.md),
+ * so the counter keeps the token with the hits, which stay pending. The next
+ * one to read the record under the write lock (a flush, a key read, a delete)
+ * settles it: the token in the record means the write landed and those hits
+ * are already counted; any other token means they are still to add. Every
+ * other writer of key records keeps the member as it loaded it, so the
+ * answer survives a key update, rotation or grace sweep in between.
+ */
+#define KEYSTORE_USAGE_TOKEN "usage_flush"
+
 void keystore_usage_hit(struct keystore *ks, const char *tenant, const char *provider,
                         const char *key_type, time_t now);
 /*
- * Adds pending hits to rec's usage_count / last_used_at (for a read reply, or
- * a record about to be saved) and returns how many it added.
+ * For a read reply, under the write lock: adds the key's pending hits to
+ * view's usage_count / last_used_at and returns how many it added. stored is
+ * the record as storage holds it, which settles a write in doubt (above).
+ * view may be stored itself.
  */
 int64_t keystore_usage_merge(struct keystore *ks, const char *tenant, const char *provider,
-                             const char *key_type, json_t *rec);
+                             const char *key_type, const json_t *stored, json_t *view);
 /*
- * Hits merged into a record that was then saved (under the write lock): no
- * longer pending. Hits counted since stay pending for the next flush.
+ * For a writer saving pending hits with the record, under the write lock:
+ * rec is the record as loaded from storage (usage members and token as
+ * stored). save_begin settles a write in doubt against it, adds the pending
+ * hits and a new token to rec, and returns how many hits it added (0: rec
+ * unchanged). Pass that and the save's result to save_end: ERR_OK settles
+ * the hits (those counted since stay pending); any failure keeps them
+ * pending, in doubt until the record is read again.
  */
-void keystore_usage_settle(struct keystore *ks, const char *tenant, const char *provider,
-                           const char *key_type, int64_t hits);
+int64_t keystore_usage_save_begin(struct keystore *ks, const char *tenant, const char *provider,
+                                  const char *key_type, json_t *rec);
+void keystore_usage_save_end(struct keystore *ks, const char *tenant, const char *provider,
+                             const char *key_type, const json_t *rec, int64_t hits, enum err e);
 /* Forgets pending hits of one key (key_type != NULL) or of a whole tenant. */
 void keystore_usage_forget(struct keystore *ks, const char *tenant, const char *provider,
                            const char *key_type);

@@ -306,6 +306,8 @@ static json_t *keys_view(const json_t *rec, time_t now)
     {
         json_object_del(v, "ct");
     }
+    /* Bookkeeping of the usage flush (keystore.h), meaningless to a reader. */
+    json_object_del(out, KEYSTORE_USAGE_TOKEN);
     json_object_set_new(out, "status", json_string(keystore_key_status(rec, now)));
     return out;
 }
@@ -549,7 +551,7 @@ static enum err keys_reply_view(struct fw_request *req, struct fw_response *resp
         return ERR_NOMEM;
     }
     keystore_usage_merge(ks, fw_str(req, "tenant"), fw_str(req, "provider"),
-                         fw_str(req, "key_type"), view);
+                         fw_str(req, "key_type"), rec, view);
     fw_reply(resp, view);
     return ERR_OK;
 }
@@ -693,7 +695,11 @@ static enum err keys_read(struct fw_request *req, struct fw_response *resp)
         return ERR_INTERNAL;
     }
     enum err e;
-    /* Under the write lock so a concurrent usage flush is either all in storage or all pending. */
+    /*
+     * Under the write lock: a concurrent usage flush is then either all in
+     * storage or all pending, and a flush in doubt is settled against the
+     * record read here (keystore.h).
+     */
     keystore_lock(ks);
     json_t *rec = keys_load(req, false, &e);
     if (e == ERR_OK) {
@@ -740,13 +746,12 @@ static enum err keys_delete(struct fw_request *req, struct fw_response *resp)
     /*
      * The tombstone keeps the key's whole use for audit: creds reads counted
      * in memory go into it. Kept pending if it was not saved (the key is still
-     * live); reads racing the delete stay pending and are flushed into it.
+     * live), in doubt as a flush's if storage may have it after all; reads
+     * racing the delete stay pending and are flushed into it.
      */
-    int64_t hits = keystore_usage_merge(ks, t, p, kt, rec);
+    int64_t hits = keystore_usage_save_begin(ks, t, p, kt, rec);
     e = keys_save(req, rec);
-    if (e == ERR_OK && hits > 0) {
-        keystore_usage_settle(ks, t, p, kt, hits);
-    }
+    keystore_usage_save_end(ks, t, p, kt, rec, hits, e);
     if (e == ERR_OK && had_grace) {
         e = keystore_grace_mark(req->storage, t, p, kt, false);
     }

@@ -122,6 +122,10 @@ static struct result call(struct env *e, enum fw_op op, const char *path, const 
     snprintf(r.message, sizeof(r.message), "%s", resp.message);
     fw_response_done(&resp);
     json_decref(data);
+    /* The usage flush's bookkeeping (keystore.h) is in no response. */
+    char *text = r.data != NULL ? json_dumps(r.data, JSON_ENCODE_ANY) : NULL;
+    assert_true(text == NULL || strstr(text, "\"" KEYSTORE_USAGE_TOKEN "\"") == NULL);
+    free(text);
     /* The one path allowed to return plaintext is creds. */
     if (strstr(path, "/creds/") == NULL) {
         no_canary_in(e, r.data, path);
@@ -1397,6 +1401,185 @@ static void test_delete_keeps_pending_usage(void **state)
     assert_int_equal(num(d, "usage_count"), 3); /* not merged twice */
     assert_string_equal(str(d, "status"), "revoked");
     json_decref(d);
+}
+
+/* ---- usage flush whose outcome is unknown --------------------------------------------- */
+
+static void creds_reads(struct env *e, int n)
+{
+    for (int i = 0; i < n; i++) {
+        json_t *c = NULL;
+        creds_value(e, CREDS, &c);
+        json_decref(c);
+    }
+}
+
+/* A tick whose write of KP is reported failed; lands: Vault applied it all the same. */
+static void flush_fails(struct env *e, bool lands)
+{
+    fault_on(e, KP, NULL);
+    fault_put_lands = lands;
+    assert_int_not_equal(byok_periodic(e->b, e->st), ERR_OK);
+    fault_off(e);
+}
+
+static int64_t stored_usage_of(struct env *e, const char *path)
+{
+    json_t *rec = NULL;
+    assert_int_equal(storage_get_json(e->st, path, &rec), ERR_OK);
+    int64_t n = num(rec, "usage_count");
+    json_decref(rec);
+    return n;
+}
+
+static int64_t stored_usage(struct env *e)
+{
+    return stored_usage_of(e, KP);
+}
+
+static int64_t read_usage(struct env *e)
+{
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    int64_t n = num(d, "usage_count");
+    json_decref(d);
+    return n;
+}
+
+/*
+ * A flush whose write landed though it was reported failed (a lost reply):
+ * its hits are counted once. Before, they stayed pending and the next tick
+ * added them again (usage_count 8 here, for 5 reads).
+ */
+static void test_usage_flush_landed_counted_once(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    creds_reads(e, 3);
+    flush_fails(e, true);
+    assert_int_equal(stored_usage(e), 3);
+    creds_reads(e, 2);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 5);
+    assert_int_equal(read_usage(e), 5);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 5);
+
+    /* Twice in doubt in a row, then a write that did fail. */
+    creds_reads(e, 1);
+    flush_fails(e, true);
+    creds_reads(e, 1);
+    flush_fails(e, true);
+    assert_int_equal(stored_usage(e), 7);
+    creds_reads(e, 1);
+    flush_fails(e, false);
+    assert_int_equal(stored_usage(e), 7);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 8);
+    assert_int_equal(read_usage(e), 8);
+}
+
+/* A flush whose write did not land: its hits are counted by the next one, once. */
+static void test_usage_flush_lost_counted_once(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    creds_reads(e, 3);
+    flush_fails(e, false);
+    assert_int_equal(stored_usage(e), 0);
+    creds_reads(e, 1);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 4);
+    assert_int_equal(read_usage(e), 4);
+}
+
+/*
+ * A key read between a flush in doubt and the next one shows each read once,
+ * whether the write landed or not, and settles it: the next flush neither
+ * adds it again nor loses it. Before, a landed write showed twice (6).
+ */
+static void test_usage_flush_in_doubt_key_read(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    creds_reads(e, 3);
+    flush_fails(e, true);
+    assert_int_equal(read_usage(e), 3);
+    creds_reads(e, 1);
+    assert_int_equal(read_usage(e), 4);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 4);
+
+    creds_reads(e, 2);
+    flush_fails(e, false);
+    assert_int_equal(read_usage(e), 6);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 6);
+    assert_int_equal(read_usage(e), 6);
+}
+
+/*
+ * A key update and a rotation between a flush in doubt and the next one keep
+ * the record's answer: landed hits are not added again, lost ones are added.
+ */
+static void test_usage_flush_in_doubt_then_write(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    creds_reads(e, 3);
+    flush_fails(e, true);
+    ok0(e, FW_OP_UPDATE, KP, "{\"name\": \"renamed\"}");
+    json_t *d = ok(e, FW_OP_UPDATE, KP "/rotate",
+                   "{\"key_value\": \"sk-CANARY2acme1111111111111111111111111111yR\"}");
+    assert_int_equal(num(d, "usage_count"), 3);
+    json_decref(d);
+    creds_reads(e, 2);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 5);
+    assert_int_equal(read_usage(e), 5);
+
+    creds_reads(e, 2);
+    flush_fails(e, false);
+    put_key(e, KP, canary3, NULL);
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        ROTATE_GRACE("sk-CANARY4acme3333333333333333333333333333wT"));
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 7);
+    assert_int_equal(read_usage(e), 7);
+}
+
+/*
+ * A delete after a flush in doubt, and a delete whose own save landed though
+ * reported failed: the tombstone counts each read once. Before, the second
+ * delete's hits were flushed again (4 for 2 reads).
+ */
+static void test_usage_flush_in_doubt_then_delete(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    creds_reads(e, 3);
+    flush_fails(e, true);
+    ok0(e, FW_OP_DELETE, KP, NULL);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 3);
+    assert_int_equal(read_usage(e), 3);
+
+#define KP2 "tenants/acme/keys/openai/batch"
+    put_key(e, KP2, canary2, NULL);
+    for (int i = 0; i < 2; i++) {
+        struct result r = call(e, FW_OP_READ, CREDS, "{\"key_type\": \"batch\"}");
+        assert_int_equal(r.status, FW_OK);
+        done(&r);
+    }
+    fault_on(e, KP2, NULL);
+    fault_put_lands = true;
+    struct result r = call(e, FW_OP_DELETE, KP2, NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(stored_usage_of(e, KP2), 2);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage_of(e, KP2), 2);
+#undef KP2
 }
 
 /*
@@ -2808,6 +2991,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_partly_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_summary_storage_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_keeps_pending_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_flush_landed_counted_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_flush_lost_counted_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_flush_in_doubt_key_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_flush_in_doubt_then_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_flush_in_doubt_then_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_value_has_its_own_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grace_ends_at_own_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grace_record_without_version_expiry, setup, teardown),
