@@ -1005,10 +1005,14 @@ static enum err fw_fields_build(const struct fw_match *m, struct fw_request *req
             from_default = true;
         }
         unsigned long failures = storage_json_failures_seen();
+        why[0] = '\0';
         json_t *c = fw_coerce(f, v, why, sizeof(why));
         json_decref(def);
-        if (storage_json_failures_seen() != failures) {
-            /* Out of memory, maybe with a byte dropped from a parsed value: never a 400. */
+        if (storage_json_failures_seen() != failures || (c == NULL && why[0] == '\0')) {
+            /*
+             * Out of memory, maybe with a byte dropped from a parsed value, or
+             * an allocation that failed with no reason given: never a 400.
+             */
             json_decref(c);
             return ERR_NOMEM;
         }
