@@ -1100,6 +1100,17 @@ static enum err anthropic_response(enum provider_op op, const char *body, size_t
         json_decref(j);
         return ERR_PROTO;
     }
+    /*
+     * Anthropic's error object ({"type":"error","error":{...}}) in a 2xx, as
+     * gateways may send it: the provider's error, as in openai_response, and
+     * its text (which may echo the key) is not read.
+     */
+    const char *type = json_string_value(json_object_get(j, "type"));
+    if ((type != NULL && strcmp(type, "error") == 0) ||
+        json_is_object(json_object_get(j, "error"))) {
+        json_decref(j);
+        return ERR_UPSTREAM;
+    }
     /* ret_json may be NULL (usage only): the translation is still how usage is read. */
     json_t *out = NULL;
     enum err e = provider_anthropic_response(j, &out, ret_usage);

@@ -235,6 +235,34 @@ static void test_openai_error_in_2xx_refused(void **state)
     assert_int_equal(u.completion_tokens, 2);
 }
 
+/*
+ * Anthropic's error object in a 2xx ({"type":"error",...}, or an "error"
+ * object) is the provider's error too, never an answer: as OpenAI's, it is
+ * refused whether the answer or only usage is asked for.
+ */
+static void test_anthropic_error_in_2xx_refused(void **state)
+{
+    (void)state;
+    static const char *const errs[] = {
+        "{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
+        "\"message\":\"invalid x-api-key sk-ant-canary-0123456789abcdef\"}}",
+        "{\"type\":\"error\"}",
+        "{\"error\":{\"message\":\"upstream failed for key sk-ant-canary-0123456789abcdef\"}}",
+    };
+    const struct provider_adapter *ad = provider_find("anthropic");
+    assert_non_null(ad);
+    for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+        struct provider_usage u = {0};
+        json_t *out = NULL;
+        assert_int_equal(ad->response(PROVIDER_CHAT, errs[i], strlen(errs[i]), "m", NULL, &u),
+                         ERR_UPSTREAM);
+        assert_int_equal(ad->response(PROVIDER_CHAT, errs[i], strlen(errs[i]), "m", &out, &u),
+                         ERR_UPSTREAM);
+        assert_null(out);
+        assert_false(u.seen);
+    }
+}
+
 /* ret_json NULL asks for usage only: every adapter must honour it, translating ones too. */
 static void test_usage_only(void **state)
 {
@@ -600,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_usage_only),
         cmocka_unit_test(test_openai_passthrough_whole_document),
         cmocka_unit_test(test_openai_error_in_2xx_refused),
+        cmocka_unit_test(test_anthropic_error_in_2xx_refused),
         cmocka_unit_test(test_azure_url_segments),
         cmocka_unit_test(test_azure_stream_options_by_version),
         cmocka_unit_test(test_anthropic_bad_field_named),
