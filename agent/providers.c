@@ -1124,7 +1124,7 @@ static enum err anthropic_response(enum provider_op op, const char *body, size_t
 }
 
 /* Appends "data: <json>\n\n" for one chunk. */
-static enum err anth_emit(struct buf *out, json_t *chunk)
+static enum err prov_emit(struct buf *out, json_t *chunk)
 {
     if (chunk == NULL) {
         return ERR_NOMEM;
@@ -1184,7 +1184,7 @@ static enum err anth_block_start(struct provider_stream *st, const json_t *ev, s
     st->tool_calls++;
     st->tool_open = true;
     st->tool_block = index;
-    return anth_emit(out, anth_chunk(st, delta, NULL));
+    return prov_emit(out, anth_chunk(st, delta, NULL));
 }
 
 static enum err anthropic_stream_event(struct provider_stream *st, const char *event,
@@ -1213,7 +1213,7 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         st->created = (long long)time(NULL);
         st->started = true;
         anth_usage(json_object_get(m, "usage"), &st->usage, true);
-        e = anth_emit(
+        e = prov_emit(
             out, anth_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
     } else if (strcmp(type, "content_block_start") == 0) {
         e = anth_block_start(st, j, out);
@@ -1224,13 +1224,13 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         const json_t *partial = json_object_get(d, "partial_json");
         if (dt != NULL && strcmp(dt, "text_delta") == 0 && json_is_string(text)) {
             st->est_completion += prov_est_tokens((long long)json_string_length(text));
-            e = anth_emit(out, anth_chunk(st, json_pack("{s:O}", "content", text), NULL));
+            e = prov_emit(out, anth_chunk(st, json_pack("{s:O}", "content", text), NULL));
         } else if (dt != NULL && strcmp(dt, "input_json_delta") == 0 && json_is_string(partial) &&
                    json_string_length(partial) > 0 && st->tool_open &&
                    anth_block_index(j) == st->tool_block) {
             /* A fragment of the open tool call's arguments. */
             st->est_completion += prov_est_tokens((long long)json_string_length(partial));
-            e = anth_emit(
+            e = prov_emit(
                 out, anth_chunk(st,
                                 json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index",
                                           st->tool_calls - 1, "function", "arguments", partial),
@@ -1248,11 +1248,11 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         }
         const char *finish = anth_finish(json_string_value(json_object_get(d, "stop_reason")));
         if (finish != NULL) {
-            e = anth_emit(out, anth_chunk(st, json_object(), finish));
+            e = prov_emit(out, anth_chunk(st, json_object(), finish));
         }
     } else if (strcmp(type, "message_stop") == 0) {
         /* OpenAI's include_usage shape: a last chunk with empty choices, then [DONE]. */
-        e = anth_emit(out, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
+        e = prov_emit(out, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
                                      "chat.completion.chunk", "created", (json_int_t)st->created,
                                      "model", st->model, "choices", "usage",
                                      prov_usage_json(&st->usage)));
@@ -1266,6 +1266,144 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
     /* ping, and the start and stop of text blocks, carry nothing OpenAI clients need. */
     json_decref(j);
     return e;
+}
+
+/* ---- A whole answer as a stream ----------------------------------------------------------- */
+
+/*
+ * One chunk of the answer's stream: the fields every chunk repeats (id,
+ * object, created, model, system_fingerprint when the answer has it), then
+ * choices (taken) and, for the usage chunk, usage (borrowed).
+ */
+static json_t *prov_answer_chunk(const json_t *answer, json_t *choices, const json_t *usage)
+{
+    json_t *chunk = json_object();
+    if (chunk == NULL || choices == NULL) {
+        json_decref(chunk);
+        json_decref(choices);
+        return NULL;
+    }
+    static const char *const head[] = {"id", "object", "created", "model", "system_fingerprint"};
+    for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++) {
+        json_t *v = i == 1 ? json_string("chat.completion.chunk")
+                           : json_incref(json_object_get(answer, head[i]));
+        if (v == NULL ? i == 1 : json_object_set_new(chunk, head[i], v) != 0) {
+            json_decref(chunk);
+            json_decref(choices);
+            return NULL;
+        }
+    }
+    if (json_object_set_new(chunk, "choices", choices) != 0 ||
+        (usage != NULL && json_object_set(chunk, "usage", (json_t *)usage) != 0)) {
+        json_decref(chunk);
+        return NULL;
+    }
+    return chunk;
+}
+
+/*
+ * A choice's message as the delta of its first chunk: role first, as OpenAI's
+ * first chunk has it ("assistant" when missing), content (null when missing,
+ * as in the first chunk of a tool-call answer), every other field as it is
+ * (refusal, annotations ...), and each tool call with its "index", which a
+ * streamed tool call carries and an answer's does not (the SDKs assemble
+ * tool calls by it).
+ */
+static enum err prov_answer_delta(const json_t *msg, json_t **ret_delta)
+{
+    const json_t *role = json_object_get(msg, "role");
+    json_t *d =
+        json_pack("{s:s}", "role", json_is_string(role) ? json_string_value(role) : "assistant");
+    if (d == NULL) {
+        return ERR_NOMEM;
+    }
+    enum err e = json_object_update_missing(d, (json_t *)msg) == 0 ? ERR_OK : ERR_NOMEM;
+    if (e == ERR_OK && json_object_get(d, "content") == NULL &&
+        json_object_set_new(d, "content", json_null()) != 0) {
+        e = ERR_NOMEM;
+    }
+    const json_t *tcs = json_object_get(msg, "tool_calls");
+    if (e == ERR_OK && json_is_array(tcs)) {
+        json_t *indexed = json_array();
+        e = indexed != NULL ? ERR_OK : ERR_NOMEM;
+        size_t i;
+        const json_t *tc;
+        json_array_foreach(tcs, i, tc)
+        {
+            if (e != ERR_OK) {
+                break;
+            }
+            if (!json_is_object(tc)) {
+                e = ERR_PROTO;
+                break;
+            }
+            json_t *t = json_pack("{s:I}", "index", (json_int_t)i);
+            if (t != NULL && json_object_update_missing(t, (json_t *)tc) != 0) {
+                json_decref(t);
+                t = NULL;
+            }
+            if (t == NULL || json_array_append_new(indexed, t) != 0) {
+                e = ERR_NOMEM;
+            }
+        }
+        if (e == ERR_OK && json_object_set_new(d, "tool_calls", indexed) != 0) {
+            e = ERR_NOMEM;
+        } else if (e != ERR_OK) {
+            json_decref(indexed);
+        }
+    }
+    if (e != ERR_OK) {
+        json_decref(d);
+        return e;
+    }
+    *ret_delta = d;
+    return ERR_OK;
+}
+
+enum err provider_stream_from_answer(const json_t *answer, bool include_usage, struct buf *out)
+{
+    const json_t *choices = json_object_get(answer, "choices");
+    if (!json_is_array(choices) || json_array_size(choices) == 0) {
+        return ERR_PROTO;
+    }
+    enum err e = ERR_OK;
+    size_t i;
+    const json_t *ch;
+    json_array_foreach(choices, i, ch)
+    {
+        const json_t *msg = json_object_get(ch, "message");
+        if (!json_is_object(msg)) {
+            return ERR_PROTO;
+        }
+        const json_t *idx = json_object_get(ch, "index");
+        json_int_t index = json_is_integer(idx) ? json_integer_value(idx) : (json_int_t)i;
+        json_t *delta = NULL;
+        e = prov_answer_delta(msg, &delta);
+        if (e == ERR_OK) {
+            /* The answer's logprobs cover the whole message, as the chunk's content does. */
+            e = prov_emit(
+                out, prov_answer_chunk(answer,
+                                       json_pack("[{s:I,s:o,s:O?,s:n}]", "index", index, "delta",
+                                                 delta, "logprobs", json_object_get(ch, "logprobs"),
+                                                 "finish_reason"),
+                                       NULL));
+        }
+        if (e == ERR_OK) {
+            e = prov_emit(out, prov_answer_chunk(answer,
+                                                 json_pack("[{s:I,s:{},s:n,s:O?}]", "index", index,
+                                                           "delta", "logprobs", "finish_reason",
+                                                           json_object_get(ch, "finish_reason")),
+                                                 NULL));
+        }
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    const json_t *usage = json_object_get(answer, "usage");
+    if (include_usage && json_is_object(usage)) {
+        e = prov_emit(out, prov_answer_chunk(answer, json_array(), usage));
+    }
+    return e == ERR_OK ? buf_append_str(out, "data: [DONE]\n\n") : e;
 }
 
 static const struct provider_adapter provider_table[] = {

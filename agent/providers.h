@@ -123,6 +123,20 @@ struct provider_adapter {
                                       const char *data, size_t len, struct buf *out);
 };
 
+/*
+ * A stream request's answer that came back whole (a server that ignored
+ * "stream"), OpenAI-shaped (the adapter's response), as the stream it would
+ * have been: appends to out, as "data: " frames, per choice a
+ * chat.completion.chunk whose delta is the message (role, content, tool calls
+ * with their index, refusal ...) and one with its finish_reason, then with
+ * include_usage the chunk of empty choices carrying the answer's usage (when
+ * it has one), then [DONE]. ERR_PROTO when the answer has no choices to
+ * stream or a choice without a message; ERR_TOOBIG past out's cap (the
+ * chunks repeat the answer's id and model).
+ */
+MUST_USE enum err provider_stream_from_answer(const json_t *answer, bool include_usage,
+                                              struct buf *out);
+
 /* The adapter for an api_style, or NULL (bedrock, vertex, cohere: not supported yet). */
 const struct provider_adapter *provider_find(const char *api_style);
 

@@ -71,6 +71,11 @@ struct call {
     enum call_shape shape;
     json_t *req;
     bool stream;
+    /*
+     * The app asked for the usage chunk (stream_options.include_usage), as it
+     * sent the request: adapters ask the provider for it whatever the app did.
+     */
+    bool include_usage;
     char task[PROXY_MAX_HINT + 1];
     char tier[PROXY_MAX_HINT + 1];
     json_t *fwd; /* forwarded header lines ("Name: value") */
@@ -984,7 +989,38 @@ static void call_reply_success(struct call *c)
     server_reply_json(r, 200, out);
 }
 
-/* A stream request answered 2xx without SSE (call_on_status): our words, never its text. */
+/*
+ * Sends the stream built from a whole answer (sse) as one buffer: it is
+ * bounded, as the answer is and as sse's cap bounds the chunks built from it.
+ * Then it ends as any stream that reached its end marker: the closing usage
+ * comment, counted ok.
+ */
+static void call_stream_send_answer(struct call *c, struct buf *sse)
+{
+    size_t len = 0;
+    char *data = buf_take(sse, &len);
+    if (data == NULL || evbuffer_add_reference(c->chunk, data, len, call_free_body, NULL) != 0) {
+        free(data);
+        call_name_candidate(c);
+        call_usage_settle(c);
+        call_record_usage(c, "internal"); /* the provider answered: it may bill the call */
+        call_error(c, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    call_stream_start(c);
+    evhttp_send_reply_chunk(c->r->ev, c->chunk);
+    server_flush_soon(c->r);
+    call_stream_end(c, NULL, NULL);
+}
+
+/*
+ * A stream request answered 2xx without SSE (call_on_status). A server that
+ * ignored "stream" sent the whole answer: the app gets it as the stream it
+ * asked for (what LiteLLM calls a fake stream), chunks built from the answer
+ * in OpenAI's shape, which the adapter gives for Anthropic too. Anything else
+ * (the provider's error in JSON, a proxy's page, a document that is no chat
+ * answer) is a 502 in our words, never its text: it may echo the key.
+ */
 static void call_stream_not_sse(struct call *c)
 {
     if (c->body.len == 0) {
@@ -992,26 +1028,43 @@ static void call_stream_not_sse(struct call *c)
         return;
     }
     struct provider_usage u = {0};
-    enum err e = c->ad->response(c->op, c->body.data != NULL ? c->body.data : "", c->body.len,
-                                 c->cands[c->cur].model, NULL, &u);
+    json_t *out = NULL;
+    enum err re = c->ad->response(c->op, c->body.data != NULL ? c->body.data : "", c->body.len,
+                                  c->cands[c->cur].model, &out, &u);
     /*
-     * Nothing was streamed, so the stream's own estimate is 0: the usage is
-     * the provider's when it reported it (an answer that ignored "stream"
-     * is billed in full), else estimated as for any 2xx the call cannot
-     * use, the completion from the bytes received.
+     * The chunks repeat the answer's id and model per choice: twice the
+     * largest answer leaves room for them, and bounds an answer of many
+     * choices under a long id.
      */
-    if (e == ERR_OK && u.seen) {
+    struct buf sse;
+    buf_init(&sse, (size_t)c->r->cfg->upstream.max_response_bytes * 2);
+    enum err e = re == ERR_OK ? provider_stream_from_answer(out, c->include_usage, &sse) : re;
+    /*
+     * The usage is the provider's when it reported it (an answer that ignored
+     * "stream" is billed in full), else estimated: from the answer's text
+     * when it is streamed, from the bytes received when the body cannot be used.
+     */
+    if (re == ERR_OK && u.seen) {
         c->st.usage = u;
         c->st.usage_final = true;
     } else {
-        c->st.est_completion = (long long)(c->received / 4);
+        c->st.est_completion =
+            e == ERR_OK ? provider_completion_estimate(out) : (long long)(c->received / 4);
     }
-    if (e == ERR_UPSTREAM) {
+    json_decref(out);
+    if (e == ERR_OK) {
+        call_stream_send_answer(c, &sse);
+    } else if (e == ERR_UPSTREAM) {
         call_answered_error(c, 502, "provider_error", "the provider answered with an error");
+    } else if (e == ERR_TOOBIG) {
+        call_answered_error(c, 502, "response_too_large",
+                            "the provider's answer, as an event stream, exceeded twice "
+                            "upstream.max_response_bytes");
     } else {
         call_answered_error(c, 502, "bad_provider_response",
                             "the provider answered a stream request without an event stream");
     }
+    buf_done(&sse);
 }
 
 static void call_on_done(void *arg, enum err e, long status)
@@ -1842,6 +1895,9 @@ static void proxy_openai(struct request *r, enum provider_op op)
     }
     c->req = j;
     c->stream = op == PROVIDER_CHAT && json_is_true(json_object_get(j, "stream"));
+    c->include_usage =
+        c->stream &&
+        json_is_true(json_object_get(json_object_get(j, "stream_options"), "include_usage"));
     if (c->stream && (c->chunk = evbuffer_new()) == NULL) {
         call_error(c, 500, "server_error", "internal", "out of memory");
         return;

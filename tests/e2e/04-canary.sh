@@ -30,10 +30,14 @@ for p in openai azure; do
     CASES+=("$p stream answered 200 with a BOM, a blank line, then a JSON error: 502, nothing forwarded")
 done
 for p in "${PROVIDERS[@]}"; do
-    CASES+=("$p stream answered with one JSON answer (stream ignored): 502, logged with the provider's usage")
+    for iu in true false; do
+        CASES+=("$p stream answered with one JSON answer (stream ignored), include_usage $iu: an event stream built from it, counted once")
+    done
 done
-CASES+=("openai 200 HTML quoting usage: 502 bad_provider_response")
-CASES+=("openai 200 of two JSON objects (the second a usage block): 502 bad_provider_response")
+for s in answer stream; do
+    CASES+=("openai $s: 200 HTML quoting usage: 502 bad_provider_response")
+    CASES+=("openai $s: 200 of two JSON objects (the second a usage block): 502 bad_provider_response")
+done
 for p in "${PROVIDERS[@]}"; do
     for s in answer stream; do
         CASES+=("$p $s compressed although identity was asked for: 502 upstream_bad_encoding naming the coding, logged, estimated")
@@ -181,24 +185,66 @@ for p in openai azure; do
     fi
 done
 # A stream request answered with the whole answer as one JSON document (a server that ignores
-# "stream"): not forwarded, but the provider bills it and its usage says what (4 words). Before,
-# nothing streamed meant a completion of 0 tokens, estimated.
+# "stream"; Anthropic's answer is a Messages object): the app gets the stream it asked for, built
+# from the answer as a real stream through the agent looks (chunks, the usage chunk when the app
+# asked for it, [DONE], the closing x-byok-usage comment), counted once with the usage the
+# provider reported (4 words). Before, a 502 bad_provider_response.
+usage_of() {
+    call "$SOCK" GET /v1/byok/usage ""
+    jq -c --arg p "$1" '.by_provider[$p] // {} | [.requests // 0, .prompt_tokens // 0, .completion_tokens // 0, .cost_usd // 0]' <<<"$BODY"
+}
 for p in "${PROVIDERS[@]}"; do
-    mock_ctl POST /_mock/scenario '{"scenario":"nostream","count":1}' >/dev/null
-    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/${PROVIDER_MODEL[$p]}" true 4)" -N -m 10
-    sleep 0.2
-    logged=$(grep '"@message":"request"' "$AGENT_LOG" | tail -1 |
-        jq -r '"\(.status) \(.error) \(.completion_tokens) \(.usage_estimated)"')
-    t_eq "$p stream answered with one JSON answer (stream ignored): 502, logged with the provider's usage" \
-        "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $logged" \
-        "502 bad_provider_response 502 bad_provider_response 4 null"
+    for iu in true false; do
+        c="$p stream answered with one JSON answer (stream ignored), include_usage $iu: an event stream built from it, counted once"
+        before=$(usage_of "$p")
+        body=$(chat_body "$p/${PROVIDER_MODEL[$p]}" true 4)
+        [ "$iu" = true ] || body=$(jq -c 'del(.stream_options)' <<<"$body")
+        mock_ctl POST /_mock/scenario '{"scenario":"nostream","count":1}' >/dev/null
+        call "$SOCK" POST /v1/chat/completions "$body" -N -m 10
+        code=$CODE sse=$BODY
+        heads="$(hdr Content-Type) $(hdr X-BYOK-Provider) $(hdr X-BYOK-Model) $([ -n "$(hdr X-BYOK-Request-Id)" ] && echo id)"
+        chunks=$(sed -n 's/^data: //p' <<<"$sse" | grep -v '^\[DONE\]$' | jq -cs . 2>/dev/null)
+        shape=$(jq -r '[length,
+            all(.[]; .object == "chat.completion.chunk" and (.id | type) == "string" and .model != null),
+            (map(select(.choices[0].delta.role == "assistant")) | length),
+            (map(.choices[0].finish_reason // empty) | join(",")),
+            (map(select(.choices == [])) | map(.usage.completion_tokens | tostring) | join(","))] | join(" ")' \
+            <<<"${chunks:-null}" 2>/dev/null)
+        last=$(sed -n 's/^data: //p' <<<"$sse" | tail -1)
+        comment=$(sed -n 's/^: x-byok-usage //p' <<<"$sse" | jq -r '"\(.completion_tokens) \(.estimated) \(.cost_usd)"' 2>/dev/null)
+        sleep 0.2
+        logged=$(grep '"@message":"request"' "$AGENT_LOG" | tail -1 |
+            jq -r '"\(.status) \(.error) \(.completion_tokens) \(.usage_estimated)"')
+        after=$(usage_of "$p")
+        # requests, prompt and completion tokens added; the cost added is the catalog's price of them
+        delta=$(jq -rn --argjson a "$after" --argjson b "$before" '"\($a[0] - $b[0]) \($a[1] - $b[1]) \($a[2] - $b[2])"')
+        dcost=$(jq -rn --argjson a "$after" --argjson b "$before" '$a[3] - $b[3]')
+        want_cost=$(cost_of "$p" "$(cut -d' ' -f2 <<<"$delta")" 4)
+        usage_chunk=$([ "$iu" = true ] && echo 4)
+        if [ "$code" = 200 ] && [ "$heads" = "text/event-stream $p ${PROVIDER_MODEL[$p]} id" ] &&
+            [ "$(sse_content <<<"$sse")" = "$(words 4)" ] &&
+            [ "$shape" = "$([ "$iu" = true ] && echo 3 || echo 2) true 1 stop $usage_chunk" ] &&
+            [ "$last" = "[DONE]" ] && [ "${comment% *}" = "4 false" ] &&
+            [ "$logged" = "200 null 4 null" ] && [[ $delta =~ ^1\ [1-9][0-9]*\ 4$ ]] &&
+            awk -v a="$dcost" -v b="$want_cost" -v c="${comment##* }" \
+                'BEGIN { exit !(a > 0 && a - b < 1e-12 && b - a < 1e-12 && a - c < 1e-12 && c - a < 1e-12) }' &&
+            [[ $sse != *"${KEY[$p]}"* ]]; then
+            t_ok "$c"
+        else
+            t_fail "$c" "HTTP $code headers '$heads' shape '$shape' last '$last' comment '$comment' logged '$logged' usage +'$delta' cost +$dcost (want $want_cost) body ${sse:0:400}"
+        fi
+    done
 done
-call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-htmlusage" false 4)"
-t_eq "openai 200 HTML quoting usage: 502 bad_provider_response" \
-    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" "502 bad_provider_response"
-call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-concatjson" false 4)"
-t_eq "openai 200 of two JSON objects (the second a usage block): 502 bad_provider_response" \
-    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" "502 bad_provider_response"
+# Neither is an answer to stream either: the stream request gets the same 502.
+for s in answer stream; do
+    st=$([ $s = stream ] && echo true || echo false)
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-htmlusage" $st 4)" -N -m 10
+    t_eq "openai $s: 200 HTML quoting usage: 502 bad_provider_response" \
+        "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" "502 bad_provider_response"
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "openai/mock-concatjson" $st 4)" -N -m 10
+    t_eq "openai $s: 200 of two JSON objects (the second a usage block): 502 bad_provider_response" \
+        "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" "502 bad_provider_response"
+done
 # The mock gzips its answer (Content-Encoding: gzip) whatever the request asked for; the agent
 # asks for identity and decodes nothing: a 502 of its own, before any byte reaches the app.
 for p in "${PROVIDERS[@]}"; do

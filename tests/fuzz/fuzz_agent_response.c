@@ -8,7 +8,9 @@
  * cached <= prompt (the plugin refuses a usage batch with a count outside its
  * bounds); an answer read in full is a JSON object, and a refused one leaves
  * no output behind; an answer accepted, also without the full parse (it is
- * then forwarded to the app as it is), is one JSON object.
+ * then forwarded to the app as it is), is one JSON object. A chat answer read
+ * in full is also turned into the stream a stream request gets for it: when
+ * it is, its frames are "data: {...}" and the last is [DONE].
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -18,6 +20,20 @@
 #include "agent/providers.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A whole answer as a stream (a stream request the provider answered without one). */
+static void check_answer_stream(const json_t *answer, bool include_usage)
+{
+    static const char done[] = "data: [DONE]\n\n";
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    if (provider_stream_from_answer(answer, include_usage, &out) == ERR_OK &&
+        (out.len < sizeof(done) - 1 || memcmp(out.data, "data: {", 7) != 0 ||
+         strcmp(out.data + out.len - (sizeof(done) - 1), done) != 0)) {
+        abort();
+    }
+    buf_done(&out);
+}
 
 static void check_usage(const struct provider_usage *u)
 {
@@ -54,6 +70,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort(); /* a body that is not one JSON document went to the app as a 2xx */
             }
             json_decref(whole);
+            if (full && op == PROVIDER_CHAT) {
+                check_answer_stream(out, (data[0] & 32) != 0);
+            }
         } else if (out != NULL) {
             abort();
         }

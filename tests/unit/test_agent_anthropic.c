@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MPL-2.0 */
-/* Unit tests for the Anthropic adapter: request, response and stream translation, bad input. */
+/*
+ * Unit tests for the Anthropic adapter: request, response and stream translation, bad input.
+ * Also a whole answer (OpenAI's, or Anthropic's translated) turned into the stream it would
+ * have been, for a stream request a server answered without one.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -609,6 +613,179 @@ static void test_openai_stream_usage(void **state)
     buf_done(&out);
 }
 
+/* Replays the SSE provider_stream_from_answer wrote for answer; chunks in r.chunks. */
+static struct replay run_answer(const json_t *answer, bool include_usage)
+{
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    assert_int_equal(provider_stream_from_answer(answer, include_usage, &out), ERR_OK);
+    struct replay r = {json_array(), false};
+    struct sse p;
+    sse_init(&p, 1 << 20, replay_cb, &r);
+    assert_int_equal(sse_feed(&p, out.data, out.len), ERR_OK);
+    assert_true(sse_idle(&p));
+    sse_done(&p);
+    /* [DONE] is the last frame */
+    assert_true(out.len > 14 && strcmp(out.data + out.len - 14, "data: [DONE]\n\n") == 0);
+    buf_done(&out);
+    assert_true(r.done);
+    return r;
+}
+
+static const json_t *chunk_choice(const struct replay *r, size_t i)
+{
+    return json_array_get(json_object_get(json_array_get(r->chunks, i), "choices"), 0);
+}
+
+static void test_answer_as_stream(void **state)
+{
+    (void)state;
+    json_t *a = J("{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,"
+                  "\"model\":\"gpt-x\",\"system_fingerprint\":\"fp_1\",\"choices\":["
+                  "{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello\","
+                  "\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"stop\"},"
+                  "{\"index\":1,\"message\":{\"role\":\"assistant\",\"content\":null,"
+                  "\"tool_calls\":[{\"id\":\"call_a\",\"type\":\"function\",\"function\":"
+                  "{\"name\":\"f\",\"arguments\":\"{}\"}},{\"id\":\"call_b\",\"type\":"
+                  "\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{\\\"x\\\":1}\"}}]},"
+                  "\"finish_reason\":\"tool_calls\"}],"
+                  "\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}");
+    struct replay r = run_answer(a, true);
+    /* per choice its message and its finish, then the usage chunk */
+    assert_int_equal(json_array_size(r.chunks), 5);
+    size_t i;
+    const json_t *c;
+    json_array_foreach(r.chunks, i, c)
+    {
+        assert_string_equal(json_string_value(json_object_get(c, "object")),
+                            "chat.completion.chunk");
+        assert_string_equal(json_string_value(json_object_get(c, "id")), "chatcmpl-1");
+        assert_string_equal(json_string_value(json_object_get(c, "model")), "gpt-x");
+        assert_string_equal(json_string_value(json_object_get(c, "system_fingerprint")), "fp_1");
+        assert_int_equal(json_integer_value(json_object_get(c, "created")), 1700000000);
+    }
+    const json_t *d = json_object_get(chunk_choice(&r, 0), "delta");
+    assert_string_equal(json_string_value(json_object_get(d, "role")), "assistant");
+    assert_string_equal(json_string_value(json_object_get(d, "content")), "Hello");
+    assert_true(json_is_null(json_object_get(d, "refusal")));
+    assert_true(json_is_null(json_object_get(chunk_choice(&r, 0), "finish_reason")));
+    assert_int_equal(json_object_size(json_object_get(chunk_choice(&r, 1), "delta")), 0);
+    assert_string_equal(json_string_value(json_object_get(chunk_choice(&r, 1), "finish_reason")),
+                        "stop");
+    assert_int_equal(json_integer_value(json_object_get(chunk_choice(&r, 2), "index")), 1);
+    d = json_object_get(chunk_choice(&r, 2), "delta");
+    assert_true(json_is_null(json_object_get(d, "content")));
+    const json_t *tcs = json_object_get(d, "tool_calls");
+    assert_int_equal(json_array_size(tcs), 2);
+    for (size_t k = 0; k < 2; k++) {
+        const json_t *tc = json_array_get(tcs, k);
+        assert_int_equal(json_integer_value(json_object_get(tc, "index")), (json_int_t)k);
+        assert_string_equal(json_string_value(json_object_get(tc, "id")),
+                            k == 0 ? "call_a" : "call_b");
+    }
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_array_get(tcs, 1), "function"), "arguments")),
+                        "{\"x\":1}");
+    /* the answer's tool calls are left as they were: no index */
+    assert_null(json_object_get(
+        json_array_get(
+            json_object_get(
+                json_object_get(json_array_get(json_object_get(a, "choices"), 1), "message"),
+                "tool_calls"),
+            0),
+        "index"));
+    assert_string_equal(json_string_value(json_object_get(chunk_choice(&r, 3), "finish_reason")),
+                        "tool_calls");
+    const json_t *u = json_array_get(r.chunks, 4);
+    assert_int_equal(json_array_size(json_object_get(u, "choices")), 0);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(u, "usage"), "completion_tokens")), 3);
+    json_decref(r.chunks);
+    /* The app did not ask for the usage chunk. */
+    r = run_answer(a, false);
+    assert_int_equal(json_array_size(r.chunks), 4);
+    json_array_foreach(r.chunks, i, c)
+    {
+        assert_null(json_object_get(c, "usage"));
+        assert_int_equal(json_array_size(json_object_get(c, "choices")), 1);
+    }
+    json_decref(r.chunks);
+    json_decref(a);
+}
+
+/* Anthropic's answer, as the adapter translates it, streams as OpenAI's does. */
+static void test_anthropic_answer_as_stream(void **state)
+{
+    (void)state;
+    static const char body[] =
+        "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\","
+        "\"content\":[{\"type\":\"text\",\"text\":\"hi\"},{\"type\":\"tool_use\",\"id\":"
+        "\"toolu_1\",\"name\":\"f\",\"input\":{\"a\":1}}],\"stop_reason\":\"tool_use\","
+        "\"usage\":{\"input_tokens\":5,\"output_tokens\":4}}";
+    const struct provider_adapter *ad = provider_find("anthropic");
+    json_t *a = NULL;
+    struct provider_usage u = {0};
+    assert_int_equal(ad->response(PROVIDER_CHAT, body, strlen(body), "claude-x", &a, &u), ERR_OK);
+    struct replay r = run_answer(a, true);
+    assert_int_equal(json_array_size(r.chunks), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.chunks, 0), "id")),
+                        "msg_1");
+    const json_t *d = json_object_get(chunk_choice(&r, 0), "delta");
+    assert_string_equal(json_string_value(json_object_get(d, "content")), "hi");
+    const json_t *tc = json_array_get(json_object_get(d, "tool_calls"), 0);
+    assert_int_equal(json_integer_value(json_object_get(tc, "index")), 0);
+    assert_string_equal(json_string_value(json_object_get(tc, "id")), "toolu_1");
+    assert_string_equal(json_string_value(json_object_get(chunk_choice(&r, 1), "finish_reason")),
+                        "tool_calls");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(json_array_get(r.chunks, 2), "usage"),
+                                           "completion_tokens")),
+        4);
+    json_decref(r.chunks);
+    json_decref(a);
+}
+
+/* What is no chat answer is not streamed; the chunks are bounded by the buffer's cap. */
+static void test_answer_as_stream_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "{}",
+        "{\"choices\":[]}",
+        "{\"choices\":{}}",
+        "{\"choices\":[{\"index\":0,\"finish_reason\":\"stop\"}]}",
+        "{\"choices\":[{\"message\":\"hi\"}]}",
+        "{\"choices\":[{\"message\":{\"content\":\"x\",\"tool_calls\":[1]}}]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *a = J(bad[i]);
+        struct buf out;
+        buf_init(&out, 1 << 20);
+        assert_int_equal(provider_stream_from_answer(a, true, &out), ERR_PROTO);
+        buf_done(&out);
+        json_decref(a);
+    }
+    /* A message with neither role nor content still streams, as the assistant's, content null. */
+    json_t *a = J("{\"choices\":[{\"message\":{}}]}");
+    struct replay r = run_answer(a, true);
+    assert_int_equal(json_array_size(r.chunks), 2); /* no usage in the answer: no usage chunk */
+    const json_t *d = json_object_get(chunk_choice(&r, 0), "delta");
+    assert_string_equal(json_string_value(json_object_get(d, "role")), "assistant");
+    assert_true(json_is_null(json_object_get(d, "content")));
+    assert_int_equal(json_integer_value(json_object_get(chunk_choice(&r, 0), "index")), 0);
+    json_decref(r.chunks);
+    json_decref(a);
+    /* Many choices under a long id: past the cap, refused rather than grown. */
+    a = J("{\"id\":\""
+          "0123456789012345678901234567890123456789012345678901234567890123"
+          "\",\"choices\":[{\"message\":{}},{\"message\":{}},{\"message\":{}}]}");
+    struct buf out;
+    buf_init(&out, 512);
+    assert_int_equal(provider_stream_from_answer(a, true, &out), ERR_TOOBIG);
+    buf_done(&out);
+    json_decref(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -624,6 +801,9 @@ int main(void)
         cmocka_unit_test(test_stream_tool_calls),
         cmocka_unit_test(test_stream_error_and_garbage),
         cmocka_unit_test(test_openai_stream_usage),
+        cmocka_unit_test(test_answer_as_stream),
+        cmocka_unit_test(test_anthropic_answer_as_stream),
+        cmocka_unit_test(test_answer_as_stream_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
