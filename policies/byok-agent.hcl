@@ -44,3 +44,15 @@ path "byok/providers" {
 path "byok/providers/*" {
   capabilities = ["read"]
 }
+
+# The agent's own token: it reads its TTL and renews it before it expires, and
+# after a 403 it asks lookup-self whether the token is gone or the path was
+# refused. Vault's "default" policy grants both; they are here so that a role
+# with token_no_default_policy (or a token made with -no-default-policy) works.
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}

@@ -88,8 +88,40 @@ func newAuthState(root string) *authState {
 	}
 	a.tokens[root] = &Token{ID: root, Accessor: randHex(12), Policies: []string{"root"},
 		DisplayName: "root", Path: "auth/token/root", Created: time.Now(), Meta: map[string]string{}}
+	p, err := ParsePolicy("default", defaultPolicy)
+	if err != nil {
+		panic("vaultsim: the default policy does not parse: " + err.Error())
+	}
+	a.policies["default"] = p
 	return a
 }
+
+// defaultPolicy is the part of Vault's built-in "default" policy that covers
+// what the stand-in serves: a token may look itself up, renew and revoke
+// itself and ask its own capabilities only through it (or a policy granting
+// the same), so a token made with no_default_policy gets 403 there, as on
+// Vault. Like Vault, it may be rewritten but not deleted.
+const defaultPolicy = `
+# Allow tokens to look up their own properties
+path "auth/token/lookup-self" {
+    capabilities = ["read"]
+}
+
+# Allow tokens to renew themselves
+path "auth/token/renew-self" {
+    capabilities = ["update"]
+}
+
+# Allow tokens to revoke themselves
+path "auth/token/revoke-self" {
+    capabilities = ["update"]
+}
+
+# Allow a token to look up its own capabilities on a path
+path "sys/capabilities-self" {
+    capabilities = ["update"]
+}
+`
 
 func sha256Hex(s string) string {
 	h := sha256.Sum256([]byte(s))
@@ -404,7 +436,7 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 		name := strings.ToLower(p[strings.LastIndex(p, "/")+1:])
 		return s.handlePolicy(rc, p, name)
 	case p == "sys/capabilities-self":
-		if err := s.requireToken(rc); err != nil {
+		if err := s.authorize(rc, "update", p, false); err != nil { // the default policy grants it
 			return err
 		}
 		acl := a.aclFor(rc.tok)
@@ -486,13 +518,14 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 	case p == "auth/token/create" || p == "auth/token/create-orphan":
 		return s.handleTokenCreate(rc, p)
 	case p == "auth/token/lookup-self":
-		if err := s.requireToken(rc); err != nil {
+		// Granted by the default policy (read); a POST needs update.
+		if err := s.authorize(rc, rc.op, p, false); err != nil {
 			return err
 		}
 		writeJSON(rc.w, http.StatusOK, envelope(s.tokenData(rc.tok), nil, nil))
 		return nil
 	case p == "auth/token/renew-self":
-		if err := s.requireToken(rc); err != nil {
+		if err := s.authorize(rc, "update", p, false); err != nil {
 			return err
 		}
 		return s.handleRenew(rc)
@@ -544,7 +577,7 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 		writeJSON(rc.w, http.StatusOK, envelope(d, nil, nil))
 		return nil
 	case p == "auth/token/revoke-self":
-		if err := s.requireToken(rc); err != nil {
+		if err := s.authorize(rc, "update", p, false); err != nil { // the default policy grants it
 			return err
 		}
 		a.mu.Lock()

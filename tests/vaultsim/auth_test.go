@@ -368,3 +368,38 @@ func TestUserpassEntityAliasLogin(t *testing.T) {
 	s.MustCall(t, 403, alice, "GET", "byok/tenants/acme/settings", nil)
 	s.MustCall(t, 404, "", "POST", "auth/userpass/login/alice", map[string]any{"password": "pw-a"})
 }
+
+// The token's own endpoints are granted by the default policy, as on Vault: a
+// token made with no_default_policy gets 403 there unless one of its policies
+// grants them, as byok-agent.hcl does for the agent's lookup-self and renew-self.
+func TestDefaultPolicyGrantsSelf(t *testing.T) {
+	s := newSim(t)
+	s.MustCall(t, 204, s.RootToken, "PUT", "sys/policies/acl/cfg-read",
+		map[string]any{"policy": `path "byok/config" { capabilities = ["read"] }`})
+	with := authOf(t, s.MustCall(t, 200, s.RootToken, "POST", "auth/token/create",
+		map[string]any{"policies": []string{"cfg-read"}, "ttl": "1h"}))["client_token"].(string)
+	without := authOf(t, s.MustCall(t, 200, s.RootToken, "POST", "auth/token/create",
+		map[string]any{"policies": []string{"cfg-read"}, "ttl": "1h", "no_default_policy": true}))["client_token"].(string)
+	s.MustCall(t, 200, with, "GET", "auth/token/lookup-self", nil)
+	s.MustCall(t, 200, with, "PUT", "auth/token/renew-self", map[string]any{})
+	s.MustCall(t, 200, with, "PUT", "sys/capabilities-self", map[string]any{"paths": []string{"byok/config"}})
+	s.MustCall(t, 403, without, "GET", "auth/token/lookup-self", nil)
+	s.MustCall(t, 403, without, "PUT", "auth/token/renew-self", map[string]any{})
+	s.MustCall(t, 403, without, "PUT", "sys/capabilities-self", map[string]any{"paths": []string{"byok/config"}})
+	s.MustCall(t, 403, without, "PUT", "auth/token/revoke-self", map[string]any{})
+	s.MustCall(t, 200, without, "GET", "byok/config", nil)
+
+	agentPolicy, err := os.ReadFile(filepath.Join(repoRoot(t), "policies", "byok-agent.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.MustCall(t, 204, s.RootToken, "PUT", "sys/policies/acl/byok-agent", map[string]any{"policy": string(agentPolicy)})
+	agent := authOf(t, s.MustCall(t, 200, s.RootToken, "POST", "auth/token/create",
+		map[string]any{"policies": []string{"byok-agent"}, "ttl": "1h", "renewable": true, "no_default_policy": true}))["client_token"].(string)
+	s.MustCall(t, 200, agent, "GET", "auth/token/lookup-self", nil)
+	s.MustCall(t, 200, agent, "PUT", "auth/token/renew-self", map[string]any{})
+	s.MustCall(t, 403, agent, "PUT", "auth/token/revoke-self", map[string]any{})
+	// The default policy itself can be read, and not deleted.
+	s.MustCall(t, 200, s.RootToken, "GET", "sys/policies/acl/default", nil)
+	s.MustCall(t, 400, s.RootToken, "DELETE", "sys/policies/acl/default", nil)
+}
