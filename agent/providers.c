@@ -425,6 +425,10 @@ static enum err openai_stream_event(struct provider_stream *st, const char *even
     if (json_is_object(json_object_get(j, "usage"))) {
         provider_usage_from_openai(json_object_get(j, "usage"), &st->usage);
         st->usage_final = true;
+        const json_t *choices = json_object_get(j, "choices");
+        /* include_usage's own chunk (empty choices), not a content chunk that also has usage. */
+        st->usage_tail =
+            st->skip_usage_chunk && json_is_array(choices) && json_array_size(choices) == 0;
     } else {
         st->est_completion++;
     }
@@ -1252,10 +1256,12 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         }
     } else if (strcmp(type, "message_stop") == 0) {
         /* OpenAI's include_usage shape: a last chunk with empty choices, then [DONE]. */
-        e = prov_emit(out, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
-                                     "chat.completion.chunk", "created", (json_int_t)st->created,
-                                     "model", st->model, "choices", "usage",
-                                     prov_usage_json(&st->usage)));
+        if (!st->skip_usage_chunk) {
+            e = prov_emit(out, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
+                                         "chat.completion.chunk", "created",
+                                         (json_int_t)st->created, "model", st->model, "choices",
+                                         "usage", prov_usage_json(&st->usage)));
+        }
         if (e == ERR_OK) {
             e = buf_append_str(out, "data: [DONE]\n\n");
         }

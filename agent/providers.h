@@ -98,6 +98,16 @@ struct provider_stream {
     int tool_calls;
     bool tool_open;
     long long tool_block;
+    /*
+     * The app did not ask for the usage chunk (stream_options.include_usage),
+     * which the adapters ask the provider for anyway: set by the caller. Its
+     * chunk of empty "choices" is then not the app's: Anthropic's translation
+     * leaves it out, and an OpenAI-style one sets usage_tail when it comes
+     * (its usage read), for the caller to end the stream there instead of
+     * forwarding it (SDK loops reading choices[0] of every chunk break on it).
+     */
+    bool skip_usage_chunk;
+    bool usage_tail;
 };
 
 /* The most tool calls one answer may carry, and the longest tool call id and name taken from it. */

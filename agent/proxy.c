@@ -369,6 +369,10 @@ static int call_sse_event(void *arg, const char *event, const char *data, size_t
     struct call *c = arg;
     size_t before = c->tbuf.len;
     enum err e = c->ad->stream_event(&c->st, event, data, len, &c->tbuf);
+    if (e == ERR_OK && !c->st.failed && c->st.usage_tail) {
+        /* The usage chunk the app did not ask for: the stream ends before it (call_on_data). */
+        return 1;
+    }
     if (e == ERR_OK && !c->st.failed) {
         /* The end marker ([DONE], message_stop): nothing after it is read. */
         return c->st.done ? SSE_END : 0;
@@ -536,14 +540,26 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
         }
     }
     enum err e = sse_feed(&c->sse, data, len);
+    /*
+     * The usage chunk the app did not ask for (include_usage is the agent's,
+     * for billing): its usage is read, the frames before it go, and the
+     * stream ends there with [DONE], as the provider's would right after it.
+     */
+    bool usage_tail = e == ERR_CANCELLED && c->stream_error == NULL && c->st.usage_tail;
+    if (usage_tail) {
+        e = ERR_OK;
+    }
     if (e != ERR_OK && c->stream_error == NULL) {
         /* The parser's own limits (SSE_MAX_LINE, upstream.max_response_bytes per event). */
         c->stream_error = e == ERR_TOOBIG ? "stream_event_too_large" : "stream_parse_error";
     }
-    bool ended = e == ERR_OK && sse_ended(&c->sse);
+    bool ended = usage_tail || (e == ERR_OK && sse_ended(&c->sse));
     /* What came before a failing frame in this read still goes to the app, then our error. */
     if (c->ad->stream_passthrough) {
         enum err fe = call_forward_frames(c, data, len, e != ERR_OK || ended);
+        if (fe == ERR_OK && usage_tail) {
+            evbuffer_add(c->chunk, "data: [DONE]\n\n", 14);
+        }
         if (fe != ERR_OK) {
             /*
              * An unfinished frame past upstream.max_response_bytes: its data
@@ -1387,6 +1403,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         sse_init(&c->sse, (size_t)cfg->upstream.max_response_bytes, call_sse_event, c);
         c->sse_ready = true;
         memset(&c->st, 0, sizeof(c->st));
+        c->st.skip_usage_chunk = !c->include_usage;
         buf_done(&c->hold);
         buf_init(&c->hold, (size_t)cfg->upstream.max_response_bytes);
         snprintf(c->st.model, sizeof(c->st.model), "%s", cand->model);

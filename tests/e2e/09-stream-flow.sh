@@ -10,6 +10,10 @@
 #   buffering: while the app sleeps the mock cannot get most of the answer out
 #   and the agent's RSS stays far below the answer's size; when the app reads
 #   again every frame arrives, in order, ending with [DONE].
+# The usage chunk: the agent asks every provider for usage, but the app gets
+#   the chunk of empty "choices" that carries it only when it asked
+#   (stream_options.include_usage), as from OpenAI: SDK loops that read
+#   choices[0] of every chunk break on it. Its usage is still billed.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("cancel: app leaves mid-stream, the provider sees its client go"
@@ -17,12 +21,18 @@ CASES=("cancel: app leaves mid-stream, the provider sees its client go"
     "backpressure: a non-reading app holds back the provider"
     "backpressure: agent RSS stays far below the answer size"
     "backpressure: every frame arrives in order once the app reads, then [DONE]"
+    "no include_usage, openai: the whole answer, [DONE] last, no chunk of empty choices"
+    "no include_usage, openai: billed with the provider's usage, not an estimate"
+    "no include_usage, anthropic: the whole answer, [DONE] last, no chunk of empty choices"
+    "include_usage, openai and anthropic: the usage chunk, before [DONE]"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 KEY=$(lib_canary)
 key_put acme openai "$KEY"
+AKEY=$(lib_canary)
+key_put acme anthropic "$AKEY"
 SOCK=$AGENT_DIR/acme.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"flow\"}]" \
     '.upstream.idle_timeout_ms = 20000 | .upstream.total_timeout_ms = 60000 | .limits.client_timeout_s = 30'
@@ -155,7 +165,27 @@ t_eq "backpressure: every frame arrives in order once the app reads, then [DONE]
     "$(val frames_ok) $(val frames) $(val done)" "1 $WORDS 1"
 rm -f "$SOCK.flowgo"
 
+# ---- the usage chunk ----
+# stream_shape: "<content>|<chunks of empty choices>|<last data line>" of the last call's body.
+stream_shape() {
+    echo "$(echo "$BODY" | sse_content)|$(echo "$BODY" | sed -n 's/^data: //p' | grep -v '^\[DONE\]$' |
+        jq -c 'select(.choices == [])' | wc -l)|$(echo "$BODY" | sed -n 's/^data: //p' | tail -1)"
+}
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini true 6 | jq -c 'del(.stream_options)')"
+t_eq "no include_usage, openai: the whole answer, [DONE] last, no chunk of empty choices" \
+    "$CODE $(stream_shape)" "200 $(words 6)|0|[DONE]"
+t_eq "no include_usage, openai: billed with the provider's usage, not an estimate" \
+    "$(echo "$BODY" | sed -n 's/^: x-byok-usage //p' | jq -c '[.completion_tokens, .estimated]')" "[6,false]"
+call "$SOCK" POST /v1/chat/completions "$(chat_body anthropic/claude-3-5-haiku true 6 | jq -c 'del(.stream_options)')"
+t_eq "no include_usage, anthropic: the whole answer, [DONE] last, no chunk of empty choices" \
+    "$CODE $(stream_shape)" "200 $(words 6)|0|[DONE]"
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini true 6)"
+o=$(stream_shape)
+call "$SOCK" POST /v1/chat/completions "$(chat_body anthropic/claude-3-5-haiku true 6)"
+t_eq "include_usage, openai and anthropic: the usage chunk, before [DONE]" \
+    "$o $(stream_shape)" "$(words 6)|1|[DONE] $(words 6)|1|[DONE]"
+
 if kill -0 "$AGENT_PID" 2>/dev/null; then t_ok "agent alive"; else t_fail "agent alive" "agent exited"; fi
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
-canary_scan "canary: nowhere but the provider request" "$KEY"
+canary_scan "canary: nowhere but the provider request" "$KEY" "$AKEY"
 t_done

@@ -134,6 +134,63 @@ static void test_openai_stream_counts_clamped(void **state)
     assert_int_equal(u.cached_tokens, 0);
 }
 
+/*
+ * The app did not ask for the usage chunk: include_usage's own chunk (empty
+ * choices) is read for its usage and marked usage_tail, for the proxy to end
+ * the stream before it; a content chunk that also carries usage is not; and
+ * Anthropic's translation leaves the chunk out, [DONE] still last.
+ */
+static void test_usage_chunk_skipped(void **state)
+{
+    (void)state;
+    const struct provider_adapter *oa = provider_find("openai");
+    struct provider_stream st;
+    struct buf out;
+    buf_init(&out, 1 << 16);
+    static const char content_with_usage[] =
+        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],"
+        "\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1}}";
+    static const char usage_only[] =
+        "{\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}";
+    for (int skip = 0; skip <= 1; skip++) {
+        memset(&st, 0, sizeof(st));
+        st.skip_usage_chunk = skip == 1;
+        assert_int_equal(
+            oa->stream_event(&st, "", content_with_usage, strlen(content_with_usage), &out),
+            ERR_OK);
+        assert_false(st.usage_tail);
+        assert_int_equal(oa->stream_event(&st, "", usage_only, strlen(usage_only), &out), ERR_OK);
+        assert_int_equal(st.usage_tail, skip == 1);
+        assert_true(st.usage_final);
+        assert_int_equal(st.usage.completion_tokens, 3);
+    }
+
+    const struct provider_adapter *an = provider_find("anthropic");
+    static const char *const ev[][2] = {
+        {"message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"m1\","
+                          "\"model\":\"claude\",\"usage\":{\"input_tokens\":4}}}"},
+        {"message_delta", "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+                          "\"end_turn\"},\"usage\":{\"output_tokens\":2}}"},
+        {"message_stop", "{\"type\":\"message_stop\"}"},
+    };
+    for (int skip = 0; skip <= 1; skip++) {
+        memset(&st, 0, sizeof(st));
+        st.skip_usage_chunk = skip == 1;
+        buf_reset(&out);
+        for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
+            assert_int_equal(an->stream_event(&st, ev[i][0], ev[i][1], strlen(ev[i][1]), &out),
+                             ERR_OK);
+        }
+        assert_true(st.done);
+        assert_int_equal(st.usage.completion_tokens, 2);
+        assert_int_equal(strstr(out.data, "\"choices\":[]") != NULL, skip == 0);
+        const char *done = "data: [DONE]\n\n";
+        assert_true(out.len >= strlen(done));
+        assert_string_equal(out.data + out.len - strlen(done), done);
+    }
+    buf_done(&out);
+}
+
 static void test_anthropic_counts_clamped(void **state)
 {
     (void)state;
@@ -624,6 +681,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_openai_counts_clamped),
         cmocka_unit_test(test_openai_stream_counts_clamped),
+        cmocka_unit_test(test_usage_chunk_skipped),
         cmocka_unit_test(test_anthropic_counts_clamped),
         cmocka_unit_test(test_usage_only),
         cmocka_unit_test(test_openai_passthrough_whole_document),
