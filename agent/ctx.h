@@ -18,6 +18,7 @@
 
 struct server;
 struct cooldown;
+struct ratelimit;
 
 struct agent_ctx {
     struct event_base *base;
@@ -28,6 +29,7 @@ struct agent_ctx {
     struct keycache *keys;
     struct usage *usage;
     struct cooldown *cool; /* providers' Retry-After: tenant keys not to call yet */
+    struct ratelimit *rl;  /* the agent's own rpm/tpm/rate_limit buckets (this node's share) */
     struct server *server;
     size_t inflight; /* requests being answered */
     bool draining;   /* SIGTERM: no new connections; exit when inflight reaches 0 */

@@ -32,6 +32,7 @@
 #include "agent/keycache.h"
 #include "agent/logbuf.h"
 #include "agent/metrics.h"
+#include "agent/ratelimit.h"
 #include "agent/sdnotify.h"
 #include "agent/server.h"
 #include "agent/upstream.h"
@@ -240,6 +241,7 @@ static bool agent_reload_apply(void)
     usage_set_config(agent.usage, cfg);
     /* Cooldowns are the providers' word and outlive a reload, within its retry_after_max_s. */
     cooldown_cap(agent.cool, server_now(), cfg->upstream.retry_after_max_s);
+    /* Rate-limit buckets are kept as they are: their limits come from Vault, not the config. */
     log_init(NULL, (enum log_level)log_level_parse(cfg->log_level));
     config_unref(&agent.cfg);
     agent.cfg = cfg;
@@ -419,8 +421,10 @@ int main(int argc, char **argv)
     agent.keys = agent.vault != NULL ? keycache_new(agent.base, agent.vault, cfg) : NULL;
     agent.usage = agent.vault != NULL ? usage_new(agent.base, agent.vault, cfg) : NULL;
     agent.cool = cooldown_new();
+    agent.rl = ratelimit_new();
     agent.server = server_new(&agent);
-    if (agent.keys == NULL || agent.usage == NULL || agent.cool == NULL || agent.server == NULL) {
+    if (agent.keys == NULL || agent.usage == NULL || agent.cool == NULL || agent.rl == NULL ||
+        agent.server == NULL) {
         log_kv(LOGL_ERROR, "start-up failed: out of memory", NULL);
         goto out;
     }
@@ -482,6 +486,7 @@ out:
     usage_free(agent.usage);
     keycache_free(agent.keys);
     cooldown_free(agent.cool);
+    ratelimit_free(agent.rl);
     vault_free(agent.vault);
     upstream_free(agent.vault_up);
     upstream_free(agent.up);

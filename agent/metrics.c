@@ -51,6 +51,9 @@ static const struct {
     [M_COOLDOWN_SKIPS] = {"byok_cooldown_skips_total", "counter",
                           "Candidates not called because the provider's Retry-After for the "
                           "tenant's key had not passed, by provider."},
+    [M_RATE_LIMITED] = {"byok_rate_limited_total", "counter",
+                        "Calls refused (rpm_limit, tpm_limit) and candidates skipped (rate_limit: "
+                        "the key's) by this agent's own rate limits, by tenant and limit."},
 };
 
 struct mseries {

@@ -34,6 +34,7 @@ enum metric_id {
     M_USAGE_BATCHES,    /* byok_usage_batches_total{result} */
     M_USAGE_ESTIMATED,  /* byok_usage_estimated_total{tenant,provider} */
     M_COOLDOWN_SKIPS,   /* byok_cooldown_skips_total{provider} */
+    M_RATE_LIMITED,     /* byok_rate_limited_total{tenant,limit} */
     M__COUNT
 };
 

@@ -40,6 +40,7 @@
 #include "agent/keycache.h"
 #include "agent/metrics.h"
 #include "agent/providers.h"
+#include "agent/ratelimit.h"
 #include "agent/route.h"
 #include "agent/sse.h"
 #include "agent/upstream.h"
@@ -126,7 +127,13 @@ struct call {
     enum err last_err;
     long last_status; /* the provider's HTTP status, 0 for none, -1 for key trouble */
     bool failed_transient;
-    bool last_cooling; /* the last failure: a candidate skipped, cooling after a Retry-After */
+    bool last_cooling;     /* the last failure: a candidate skipped, cooling after a Retry-After */
+    bool last_key_limited; /* the last failure: a candidate skipped, its key at its rate_limit */
+    /* The tenant's rpm_limit and tpm_limit were applied (once a call: call_tenant_limits). */
+    bool limits_checked;
+    /* Tokens reserved in the tenant's tpm bucket (of tpm_limit), settled when the call ends. */
+    long long tpm_limit, tpm_reserved;
+    bool usage_counted; /* call_record_usage ran: c->usage is what the call is counted with */
     /* This attempt's 429 or 503: the provider's wait in ms (cooldown_parse), -1 for none. */
     long long ra_ms;
     /*
@@ -141,6 +148,7 @@ static void call_fetch_key(struct call *c);
 static void call_key_failure_log(struct call *c, const char *provider, enum err e);
 static void call_key_failure_reply(struct call *c, enum err e);
 static void call_stream_complete(struct call *c);
+static struct route_want call_want(const struct call *c, bool context);
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
@@ -182,10 +190,29 @@ static void call_free(struct call *c)
     free(c);
 }
 
+/*
+ * The tenant's tpm reservation (call_tenant_limits) becomes what the call is
+ * counted with: the rest goes back to the bucket, or what it used beyond
+ * the reservation is taken too (the bucket may go into debt, which delays
+ * the tenant's next calls). A call that reached no provider, or whose
+ * provider did not answer, is counted with nothing: all of it goes back.
+ */
+static void call_settle_limits(struct call *c)
+{
+    if (c->tpm_limit <= 0) {
+        return;
+    }
+    long long used = c->usage_counted ? c->usage.prompt_tokens + c->usage.completion_tokens : 0;
+    ratelimit_give(c->ctx->rl, RATELIMIT_TPM, c->r->tenant, NULL, NULL, c->tpm_limit,
+                   c->tpm_reserved - used, server_now());
+    c->tpm_limit = 0;
+}
+
 /* Detaches the call from its request and frees it; the request is finished by the caller. */
 static struct request *call_end(struct call *c)
 {
     struct request *r = c->r;
+    call_settle_limits(c);
     r->attempts = (int)(c->cur < c->n_cands ? c->cur + 1 : c->n_cands);
     call_free(c);
     return r;
@@ -219,6 +246,7 @@ static void call_record_usage(struct call *c, const char *status)
     r->completion_tokens = c->usage.completion_tokens;
     r->cached_tokens = c->usage.cached_tokens;
     r->cost_usd = cost;
+    c->usage_counted = true;
     struct usage_record rec = {
         .tenant = r->tenant,
         .app = r->app,
@@ -734,6 +762,7 @@ static void call_failed(struct call *c, enum err e, long status)
     c->last_status = status;
     c->failed_transient = !permanent;
     c->last_cooling = false;
+    c->last_key_limited = false;
     call_name_candidate(c); /* the log line names the provider whose failure decides the reply */
 }
 
@@ -821,24 +850,158 @@ static double call_cooling(const struct call *c, const struct keycache_entry *en
                          server_now());
 }
 
-/* The candidate's key cools: not called, counted, and the next candidate is tried. */
-static void call_cooling_skip(struct call *c, double left)
+/*
+ * The candidate's key cools (key_limited false) or is at its own rate_limit
+ * (true): not called, counted, and the next candidate is tried. Either way
+ * the skip counts as a 429 where the last failure decides the reply, and
+ * left (seconds until the key may be called) goes into its Retry-After.
+ */
+static void call_skip(struct call *c, double left, bool key_limited)
 {
     const char *provider = c->cands[c->cur].provider;
     char labels[METRICS_MAX_LABELS];
-    metrics_labels(labels, sizeof(labels), "provider", provider, NULL);
-    metrics_add(M_COOLDOWN_SKIPS, 1, labels);
+    if (key_limited) {
+        metrics_labels(labels, sizeof(labels), "tenant", c->r->tenant, "limit", "rate_limit", NULL);
+        metrics_add(M_RATE_LIMITED, 1, labels);
+    } else {
+        metrics_labels(labels, sizeof(labels), "provider", provider, NULL);
+        metrics_add(M_COOLDOWN_SKIPS, 1, labels);
+    }
     long long ms = (long long)(left * 1000.0);
     call_note_wait(c, (double)ms < left * 1000.0 ? ms + 1 : ms);
     call_failed(c, ERR_OK, 429);
-    c->last_cooling = true;
+    c->last_cooling = !key_limited;
+    c->last_key_limited = key_limited;
     char secs[32];
     snprintf(secs, sizeof(secs), "%.3f", left);
-    log_kv(LOGL_DEBUG, "candidate skipped: the tenant's key cools down", "request_id", c->r->id,
-           "tenant", c->r->tenant, "provider", provider, "retry_in_s", secs, NULL);
+    log_kv(LOGL_DEBUG,
+           key_limited ? "candidate skipped: the tenant's key is at its rate_limit"
+                       : "candidate skipped: the tenant's key cools down",
+           "request_id", c->r->id, "tenant", c->r->tenant, "provider", provider, "retry_in_s", secs,
+           NULL);
     call_release_attempt(c);
     c->cur++;
     call_attempt(c);
+}
+
+/* The rate-limit table is full of buckets in use: the limit is not applied to this call. */
+static void call_limit_unrecorded(const struct call *c, const char *limit)
+{
+    log_kv(LOGL_WARN, "rate limit table full; the limit is not applied to this call", "request_id",
+           c->r->id, "tenant", c->r->tenant, "limit", limit, NULL);
+}
+
+/*
+ * Seconds until the candidate's key (ent) is back under its rate_limit
+ * (requests per minute, from creds; 0 = none), 0 when it may be called: then
+ * the call has taken its token. The bucket is per tenant × provider ×
+ * key_id, as a cooldown is, and per agent.
+ */
+static double call_key_limit(struct call *c, const struct keycache_entry *ent)
+{
+    long long limit = ratelimit_limit_of(json_object_get(ent->creds, "rate_limit"));
+    if (limit == 0) {
+        return 0;
+    }
+    double wait = 0;
+    int rc = ratelimit_take(c->ctx->rl, RATELIMIT_KEY, c->r->tenant, c->cands[c->cur].provider,
+                            call_key_id(ent), limit, 1, server_now(), &wait);
+    if (rc < 0) {
+        call_limit_unrecorded(c, "rate_limit");
+    }
+    return rc == 0 ? wait : 0;
+}
+
+/*
+ * The tenant's limit (rpm_limit or tpm_limit, of value limit) is reached:
+ * answered 429 at once, no provider called, with Retry-After (seconds,
+ * rounded up, until the bucket holds enough again). The message names the
+ * limit and its value: the tenant's own settings, nothing secret.
+ */
+static void call_tenant_limited(struct call *c, const char *name, long long limit, double wait)
+{
+    char labels[METRICS_MAX_LABELS];
+    metrics_labels(labels, sizeof(labels), "tenant", c->r->tenant, "limit", name, NULL);
+    metrics_add(M_RATE_LIMITED, 1, labels);
+    char ra[24], secs[32], value[24];
+    snprintf(ra, sizeof(ra), "%lld", ratelimit_retry_after(wait));
+    snprintf(secs, sizeof(secs), "%.3f", wait);
+    snprintf(value, sizeof(value), "%lld", limit);
+    log_kv(LOGL_DEBUG, "call refused: the tenant's rate limit is reached", "request_id", c->r->id,
+           "tenant", c->r->tenant, "limit", name, "value", value, "retry_in_s", secs, NULL);
+    server_header(c->r, "Retry-After", ra);
+    bool rpm = strcmp(name, "rpm_limit") == 0;
+    char msg[192];
+    snprintf(msg, sizeof(msg),
+             "the tenant's %s of %lld %s per minute is reached on this agent; retry after "
+             "Retry-After seconds",
+             name, limit, rpm ? "requests" : "tokens");
+    call_error(c, 429, "rate_limit_error", rpm ? "tenant_rpm_exceeded" : "tenant_tpm_exceeded",
+               msg);
+}
+
+/*
+ * The tokens a call reserves in the tenant's tpm bucket: the prompt as the
+ * router estimates it, plus the output the app capped (max_tokens or
+ * max_completion_tokens). Without a cap nothing is reserved for the output:
+ * no bound is known (a guess would refuse calls that fit, or mean nothing),
+ * and what the call used is settled when it ends, the bucket going into debt.
+ */
+static long long call_tpm_estimate(const struct call *c)
+{
+    struct route_want w = call_want(c, true);
+    return w.prompt_tokens + w.max_output;
+}
+
+/*
+ * The tenant's rpm_limit and tpm_limit (its settings, as the creds reply
+ * of this candidate's key carries them; 0 = none), applied once a call,
+ * before its first provider call: one request from the rpm bucket, the
+ * estimate (call_tpm_estimate) reserved in the tpm bucket. Until the agent
+ * has fetched creds for the tenant it knows no settings; a call always has
+ * them here, so the limits apply from the tenant's first call on. False
+ * when the call was answered 429.
+ */
+static bool call_tenant_limits(struct call *c, const struct keycache_entry *ent)
+{
+    if (c->limits_checked) {
+        return true;
+    }
+    c->limits_checked = true;
+    long long rpm = ratelimit_limit_of(json_object_get(ent->settings, "rpm_limit"));
+    long long tpm = ratelimit_limit_of(json_object_get(ent->settings, "tpm_limit"));
+    if (rpm == 0 && tpm == 0) {
+        return true;
+    }
+    const char *tenant = c->r->tenant;
+    double now = server_now();
+    double wait = 0;
+    int rc = ratelimit_take(c->ctx->rl, RATELIMIT_RPM, tenant, NULL, NULL, rpm, 1, now, &wait);
+    if (rc == 0) {
+        call_tenant_limited(c, "rpm_limit", rpm, wait);
+        return false;
+    }
+    if (rc < 0) {
+        call_limit_unrecorded(c, "rpm_limit");
+    }
+    if (tpm == 0) {
+        return true;
+    }
+    long long est = call_tpm_estimate(c);
+    rc = ratelimit_take(c->ctx->rl, RATELIMIT_TPM, tenant, NULL, NULL, tpm, est, now, &wait);
+    if (rc == 0) {
+        /* Refused: the request is not made, so its rpm token goes back. */
+        ratelimit_give(c->ctx->rl, RATELIMIT_RPM, tenant, NULL, NULL, rpm, 1, now);
+        call_tenant_limited(c, "tpm_limit", tpm, wait);
+        return false;
+    }
+    if (rc < 0) {
+        call_limit_unrecorded(c, "tpm_limit");
+        return true;
+    }
+    c->tpm_limit = tpm;
+    c->tpm_reserved = est;
+    return true;
 }
 
 /* All candidates failed (or there were none): the last failure decides the status. */
@@ -863,6 +1026,10 @@ static void call_exhausted(struct call *c)
     if (c->last_err == ERR_TIMEOUT) {
         call_error(c, 504, "upstream_error", "upstream_timeout",
                    "the provider did not answer in time");
+    } else if (c->last_err == ERR_OK && c->last_status == 429 && c->last_key_limited) {
+        call_error(c, 429, "rate_limit_error", "key_rate_limited",
+                   "the tenant's key for the provider is at its rate_limit on this agent; retry "
+                   "after Retry-After seconds");
     } else if (c->last_err == ERR_OK && c->last_status == 429) {
         /* Every 429 noted a wait (COOLDOWN_DEFAULT_MS without a usable Retry-After). */
         call_error(c, 429, "rate_limit_error", "rate_limited",
@@ -1327,10 +1494,22 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
             return;
         }
     }
-    /* After the explicit checks: a model the provider cannot serve is refused as such. */
+    /*
+     * After the explicit checks: a model the provider cannot serve is refused
+     * as such. The tenant's limits before a cooling or rate-limited key: a
+     * request the tenant may not make now is 429 whatever its candidates.
+     */
+    if (!call_tenant_limits(c, ent)) {
+        return;
+    }
     double left = call_cooling(c, ent);
     if (left > 0) {
-        call_cooling_skip(c, left);
+        call_skip(c, left, false);
+        return;
+    }
+    left = call_key_limit(c, ent);
+    if (left > 0) {
+        call_skip(c, left, true);
         return;
     }
     struct provider_call pc = {
