@@ -1,14 +1,16 @@
-/* SPDX-License-Identifier: MPL-2.0 */
 /*
  * Token buckets for the agent's own rate limits (see ratelimit.h).
  *
- * The table is a dense array scanned in full, as cooldown.c's: it holds one
- * bucket per tenant (and key) that made a call in the last minute under a
- * limit, and a scan compares 64-bit hashes. A bucket's level is brought up
- * to date only when it is used: level + elapsed × limit / 60, capped at
- * limit. A bucket that would be full by now is removed (swapped with the
- * last) by every scan, so the table holds only tenants that are using up
- * their limits. It does not read settings and does not log.
+ * A chained hash table on a 64-bit hash of the bucket's name: a call looks
+ * up its tenant's buckets in constant time however many tenants the node
+ * serves (a table scanned in full, as cooldown.c's, cost microseconds per
+ * call once thousands of tenants were under limits). A bucket's level is
+ * brought up to date only when it is used: level + elapsed × limit / 60,
+ * capped at limit. A bucket that is full by now is as good as none: it is
+ * removed when a lookup passes it in its chain, by a sweep of a few slots
+ * on every lookup (every slot within RATELIMIT_SLOTS / RATELIMIT_SWEEP
+ * lookups), and by a sweep of the whole table before a new bucket would
+ * find it full. It does not read settings and does not log.
  */
 #include "agent/ratelimit.h"
 
@@ -21,8 +23,13 @@
 
 /* A level within this of what is needed counts as enough (floating-point noise of the refill). */
 #define RATELIMIT_EPSILON 1e-9
+/* Hash slots (a power of two; the array is allocated with the first bucket). */
+#define RATELIMIT_SLOTS 4096
+/* Slots swept for full buckets on every lookup. */
+#define RATELIMIT_SWEEP 8
 
 struct ratelimit_entry {
+    struct ratelimit_entry *next;
     uint64_t hash;
     enum ratelimit_kind kind;
     double level; /* tokens at stamp; < 0: debt */
@@ -34,8 +41,9 @@ struct ratelimit_entry {
 };
 
 struct ratelimit {
-    struct ratelimit_entry *e;
-    size_t n, cap;
+    struct ratelimit_entry **slot; /* RATELIMIT_SLOTS chains; NULL until the first bucket */
+    size_t n;
+    size_t sweep; /* the next slot the sweep looks at */
 };
 
 long long ratelimit_limit_of(const json_t *v)
@@ -90,7 +98,15 @@ void ratelimit_free(struct ratelimit *rl)
     if (rl == NULL) {
         return;
     }
-    free(rl->e);
+    for (size_t i = 0; rl->slot != NULL && i < RATELIMIT_SLOTS; i++) {
+        struct ratelimit_entry *e = rl->slot[i];
+        while (e != NULL) {
+            struct ratelimit_entry *next = e->next;
+            free(e);
+            e = next;
+        }
+    }
+    free(rl->slot);
     free(rl);
 }
 
@@ -112,53 +128,78 @@ static void ratelimit_refill(struct ratelimit_entry *e, double limit, double now
     }
 }
 
+/* Removes the full buckets of one chain. */
+static void ratelimit_sweep_slot(struct ratelimit *rl, size_t slot, double now)
+{
+    struct ratelimit_entry **pe = &rl->slot[slot];
+    while (*pe != NULL) {
+        struct ratelimit_entry *e = *pe;
+        if (ratelimit_level_at(e, now) >= e->limit) {
+            *pe = e->next;
+            free(e);
+            rl->n--;
+        } else {
+            pe = &e->next;
+        }
+    }
+}
+
 /*
- * The bucket's entry, or NULL; removes every bucket that is full by now on
- * the way (the one looked for included: it is then as good as new).
+ * The bucket's entry, or NULL; removes full buckets on the way: in its chain
+ * (the one looked for included: it is then as good as new) and in the next
+ * RATELIMIT_SWEEP slots of the sweep.
  */
 static struct ratelimit_entry *ratelimit_find(struct ratelimit *rl, enum ratelimit_kind kind,
                                               const char *tenant, const char *provider,
                                               const char *key_id, double now)
 {
+    if (rl->slot == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < RATELIMIT_SWEEP; i++) {
+        ratelimit_sweep_slot(rl, rl->sweep, now);
+        rl->sweep = (rl->sweep + 1) & (RATELIMIT_SLOTS - 1);
+    }
     uint64_t h = ratelimit_hash(kind, tenant, provider, key_id);
-    size_t found = SIZE_MAX;
-    size_t i = 0;
-    while (i < rl->n) {
-        struct ratelimit_entry *e = &rl->e[i];
-        if (ratelimit_level_at(e, now) >= e->limit) {
-            rl->e[i] = rl->e[--rl->n];
-            continue;
-        }
+    size_t slot = (size_t)(h & (RATELIMIT_SLOTS - 1));
+    ratelimit_sweep_slot(rl, slot, now);
+    for (struct ratelimit_entry *e = rl->slot[slot]; e != NULL; e = e->next) {
         if (e->hash == h && e->kind == kind &&
             strncmp(e->tenant, tenant, sizeof(e->tenant) - 1) == 0 &&
             strncmp(e->provider, provider, sizeof(e->provider) - 1) == 0 &&
             strncmp(e->key_id, key_id, RATELIMIT_MAX_KEY_ID) == 0) {
-            found = i;
+            return e;
         }
-        i++;
     }
-    return found != SIZE_MAX ? &rl->e[found] : NULL;
+    return NULL;
 }
 
-/* A new full bucket, or NULL when the table is full (of buckets in use) or out of memory. */
+/*
+ * A new full bucket, or NULL when the table holds RATELIMIT_MAX_ENTRIES
+ * buckets in use (after a sweep of every slot) or out of memory.
+ */
 static struct ratelimit_entry *ratelimit_add(struct ratelimit *rl, enum ratelimit_kind kind,
                                              const char *tenant, const char *provider,
                                              const char *key_id, double limit, double now)
 {
-    if (rl->n == rl->cap) {
-        if (rl->cap >= RATELIMIT_MAX_ENTRIES) {
+    if (rl->slot == NULL) {
+        rl->slot = calloc(RATELIMIT_SLOTS, sizeof(struct ratelimit_entry *));
+        if (rl->slot == NULL) {
             return NULL;
         }
-        size_t cap = rl->cap == 0 ? 16 : rl->cap * 2;
-        struct ratelimit_entry *grown = realloc(rl->e, cap * sizeof(*grown));
-        if (grown == NULL) {
-            return NULL;
-        }
-        rl->e = grown;
-        rl->cap = cap;
     }
-    struct ratelimit_entry *e = &rl->e[rl->n++];
-    memset(e, 0, sizeof(*e));
+    if (rl->n >= RATELIMIT_MAX_ENTRIES) {
+        for (size_t i = 0; i < RATELIMIT_SLOTS; i++) {
+            ratelimit_sweep_slot(rl, i, now);
+        }
+        if (rl->n >= RATELIMIT_MAX_ENTRIES) {
+            return NULL;
+        }
+    }
+    struct ratelimit_entry *e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        return NULL;
+    }
     e->hash = ratelimit_hash(kind, tenant, provider, key_id);
     e->kind = kind;
     e->level = limit;
@@ -167,6 +208,10 @@ static struct ratelimit_entry *ratelimit_add(struct ratelimit *rl, enum ratelimi
     snprintf(e->tenant, sizeof(e->tenant), "%s", tenant);
     snprintf(e->provider, sizeof(e->provider), "%s", provider);
     snprintf(e->key_id, sizeof(e->key_id), "%s", key_id);
+    size_t slot = (size_t)(e->hash & (RATELIMIT_SLOTS - 1));
+    e->next = rl->slot[slot];
+    rl->slot[slot] = e;
+    rl->n++;
     return e;
 }
 

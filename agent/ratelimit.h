@@ -9,10 +9,12 @@
  * minute's worth below zero.
  *
  * Bounded: at most RATELIMIT_MAX_ENTRIES buckets. A full bucket is the same
- * as no bucket (a new one starts full), so full ones are dropped whenever the
- * table is scanned. When the table is full of buckets in use a new bucket is
- * not recorded and the call passes (the caller logs it): the limit is not
- * enforced rather than every tenant refused.
+ * as no bucket (a new one starts full), so full ones are dropped as lookups
+ * come across them (a few hash slots swept per lookup, and every slot before
+ * the table would count as full). When the table is full of buckets in use a
+ * new bucket is not recorded and the call passes (the caller logs it): the
+ * limit is not enforced rather than every tenant refused. A lookup costs the
+ * same whatever the number of buckets.
  *
  * It knows nothing of settings or requests (the caller reads the limits and
  * decides what a refusal means) and does not log. Single-threaded (the

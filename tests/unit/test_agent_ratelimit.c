@@ -219,9 +219,23 @@ static void test_table_bound(void **state)
     /* Buckets already held still work. */
     assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "t7", NULL, NULL, 2, 1, 1.0, &wait), 1);
     assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "t7", NULL, NULL, 2, 1, 1.0, &wait), 0);
-    /* 30 s later every bucket but t7's is full again: all of them are dropped by one scan. */
+    /*
+     * 30 s later every bucket but t7's is full again: the table has room, and
+     * the sweep drops the full ones within 4096 / 8 lookups.
+     */
     assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "late", NULL, NULL, 2, 1, 30.0, &wait), 1);
+    for (int i = 0; i < 512; i++) {
+        assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "probe", NULL, NULL, 2, 0, 30.0, &wait),
+                         1);
+    }
     assert_int_equal(ratelimit_count(rl), 2);
+    /* Full of buckets in use, then all full by now: a new one is recorded, never refused. */
+    for (int i = 0; ratelimit_count(rl) < RATELIMIT_MAX_ENTRIES; i++) {
+        snprintf(t, sizeof(t), "u%d", i);
+        assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, t, NULL, NULL, 2, 1, 31.0, &wait), 1);
+    }
+    assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "later", NULL, NULL, 2, 1, 100.0, &wait), 1);
+    assert_true(ratelimit_count(rl) < RATELIMIT_MAX_ENTRIES);
     ratelimit_free(rl);
 }
 
@@ -233,14 +247,49 @@ static void test_full_dropped(void **state)
     assert_int_equal(take(rl, 60, 30, 0.0, &wait), 1);
     assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "b", NULL, NULL, 60, 1, 0.0, &wait), 1);
     assert_int_equal(ratelimit_count(rl), 2);
-    /* At 1 s b is full (dropped), acme is not (29 + 1 of 60). */
+    /* At 1 s b is full: a lookup of it drops it; acme is not (29 + 1 of 60). */
+    assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "b", NULL, NULL, 60, 0, 1.0, &wait), 1);
+    assert_int_equal(ratelimit_count(rl), 1); /* acme */
     assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "c", NULL, NULL, 60, 60, 1.0, &wait), 1);
-    assert_int_equal(ratelimit_count(rl), 2); /* acme and c */
     /* A dropped bucket comes back full: b takes all 60 at once. */
     assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "b", NULL, NULL, 60, 60, 1.0, &wait), 1);
-    /* acme at 30 s: full, dropped when the table is next scanned. */
-    assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "b", NULL, NULL, 60, 1, 30.0, &wait), 1);
-    assert_int_equal(ratelimit_count(rl), 2); /* b and c, whose 60 are back only at 61 s */
+    assert_int_equal(ratelimit_count(rl), 3);
+    /*
+     * acme at 30 s: full, dropped by the sweep, which passes every slot within
+     * slots / slots-per-lookup lookups (4096 / 8), whichever buckets they ask
+     * for; b and c, whose 60 are back only at 61 s, stay.
+     */
+    for (int i = 0; i < 512; i++) {
+        assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "probe", NULL, NULL, 60, 0, 30.0, &wait),
+                         1);
+    }
+    assert_int_equal(ratelimit_count(rl), 2);
+    assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, "b", NULL, NULL, 60, 60, 30.0, &wait), 0);
+    assert_wait(wait, 31.0);
+    ratelimit_free(rl);
+}
+
+/*
+ * Many buckets in use: every one is found (constant-time lookup in its hash
+ * chain) and keeps its own level.
+ */
+static void test_many_buckets(void **state)
+{
+    (void)state;
+    struct ratelimit *rl = ratelimit_new();
+    double wait = 0;
+    char t[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(t, sizeof(t), "tenant-%d", i);
+        assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, t, NULL, NULL, 2, 2, 0.0, &wait), 1);
+    }
+    assert_int_equal(ratelimit_count(rl), 3000);
+    for (int i = 0; i < 3000; i++) {
+        snprintf(t, sizeof(t), "tenant-%d", i);
+        assert_int_equal(ratelimit_take(rl, RATELIMIT_RPM, t, NULL, NULL, 2, 1, 0.0, &wait), 0);
+        assert_wait(wait, 30.0);
+    }
+    assert_int_equal(ratelimit_count(rl), 3000);
     ratelimit_free(rl);
 }
 
@@ -252,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_debt_bound),      cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_limit_of),        cmocka_unit_test(test_keys),
         cmocka_unit_test(test_table_bound),     cmocka_unit_test(test_full_dropped),
+        cmocka_unit_test(test_many_buckets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
