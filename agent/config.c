@@ -123,6 +123,10 @@ static const struct cfg_field schema_upstream[] = {
     {"max_host_connections", CFG_INT, UO(max_host_connections), 0, 65536, NULL, 0, 0, false},
     {"retry_after_max_s", CFG_INT, UO(retry_after_max_s), 0, CONFIG_MAX_RETRY_AFTER_S, NULL, 0, 0,
      false},
+    {"health_failures", CFG_INT, UO(health_failures), 0, CONFIG_MAX_HEALTH_FAILURES, NULL, 0, 0,
+     false},
+    {"health_demote_s", CFG_INT, UO(health_demote_s), 1, CONFIG_MAX_HEALTH_DEMOTE_S, NULL, 0, 0,
+     false},
     {"ca_file", CFG_STR, UO(ca_file), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
     {"proxy", CFG_STR, UO(proxy), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
     F_END,
@@ -452,6 +456,8 @@ static void cfg_defaults(struct config *c)
      */
     c->upstream.max_host_connections = 1024;
     c->upstream.retry_after_max_s = CONFIG_DEFAULT_RETRY_AFTER_MAX_S;
+    c->upstream.health_failures = CONFIG_DEFAULT_HEALTH_FAILURES;
+    c->upstream.health_demote_s = CONFIG_DEFAULT_HEALTH_DEMOTE_S;
     c->limits.max_body_bytes = 1024L * 1024;
     c->limits.max_header_bytes = 16L * 1024;
     c->limits.max_connections = 4096;

@@ -86,6 +86,12 @@ struct config {
          * still passed on to the app, capped by CONFIG_DEFAULT_RETRY_AFTER_MAX_S).
          */
         long retry_after_max_s;
+        /*
+         * Provider health (health.h): consecutive transport-level failures that
+         * demote a provider (0 = off) and how long a demotion lasts.
+         */
+        long health_failures;
+        long health_demote_s;
         char *ca_file;
         char *proxy; /* http(s)://host:port for provider calls, or NULL: no proxy at all */
     } upstream;
@@ -133,6 +139,12 @@ MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *e
 /* upstream.retry_after_max_s: default and largest value. */
 #define CONFIG_DEFAULT_RETRY_AFTER_MAX_S 60L
 #define CONFIG_MAX_RETRY_AFTER_S 3600L
+
+/* upstream.health_failures and upstream.health_demote_s: defaults and largest values. */
+#define CONFIG_DEFAULT_HEALTH_FAILURES 3L
+#define CONFIG_MAX_HEALTH_FAILURES 1000L
+#define CONFIG_DEFAULT_HEALTH_DEMOTE_S 30L
+#define CONFIG_MAX_HEALTH_DEMOTE_S 3600L
 
 /* Largest Vault credential file (token, role_id, secret_id, service-account JWT). */
 #define CONFIG_MAX_CRED_FILE ((size_t)16 * 1024)

@@ -63,6 +63,8 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(c->upstream.connect_timeout_ms, 5000);
     assert_int_equal(c->upstream.max_host_connections, 1024);
     assert_int_equal(c->upstream.retry_after_max_s, 60);
+    assert_int_equal(c->upstream.health_failures, 3);
+    assert_int_equal(c->upstream.health_demote_s, 30);
     assert_string_equal(c->log_level, "info");
     assert_false(c->log_prompts);
     assert_int_equal(c->sched_slice_us, 100);
@@ -510,6 +512,31 @@ static void test_semantic_rules(void **state)
               "upstream.retry_after_max_s: ");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"retry_after_max_s\":\"60\"}}",
               "upstream.retry_after_max_s: ");
+    /* Provider health: 0 failures turns it off; a demotion lasts 1 s .. an hour. */
+    struct config *hc = parse_ok("{" BASE_LISTENER "," BASE_VAULT
+                                 ",\"upstream\":{\"health_failures\":0,\"health_demote_s\":1}}");
+    assert_int_equal(hc->upstream.health_failures, 0);
+    assert_int_equal(hc->upstream.health_demote_s, 1);
+    config_unref(&hc);
+    hc = parse_ok("{" BASE_LISTENER "," BASE_VAULT
+                  ",\"upstream\":{\"health_failures\":1000,\"health_demote_s\":3600}}");
+    assert_int_equal(hc->upstream.health_failures, 1000);
+    assert_int_equal(hc->upstream.health_demote_s, 3600);
+    config_unref(&hc);
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"health_failures\":1001}}",
+              "upstream.health_failures: must be between 0 and 1000");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"health_failures\":-1}}",
+              "upstream.health_failures: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"health_failures\":\"3\"}}",
+              "upstream.health_failures: must be an integer");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"health_failures\":2.5}}",
+              "upstream.health_failures: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"health_demote_s\":0}}",
+              "upstream.health_demote_s: must be between 1 and 3600");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"health_demote_s\":3601}}",
+              "upstream.health_demote_s: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"health_demote_s\":null}}",
+              "upstream.health_demote_s: ");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"forward_headers\":[\"Authorization\"]}",
               "forward_headers[0]: may not forward");
     /* Hop, proxy and encoding headers too, in any case. */
