@@ -19,6 +19,7 @@
 struct server;
 struct cooldown;
 struct ratelimit;
+struct health;
 
 struct agent_ctx {
     struct event_base *base;
@@ -30,6 +31,7 @@ struct agent_ctx {
     struct usage *usage;
     struct cooldown *cool; /* providers' Retry-After: tenant keys not to call yet */
     struct ratelimit *rl;  /* the agent's own rpm/tpm/rate_limit buckets (this node's share) */
+    struct health *health; /* providers failing at the transport level: tried last for a while */
     struct server *server;
     size_t inflight; /* requests being answered */
     bool draining;   /* SIGTERM: no new connections; exit when inflight reaches 0 */

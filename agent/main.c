@@ -27,6 +27,7 @@
 
 #include "agent/config.h"
 #include "agent/cooldown.h"
+#include "agent/health.h"
 #include "agent/ctx.h"
 #include "agent/jalloc.h"
 #include "agent/keycache.h"
@@ -242,6 +243,9 @@ static bool agent_reload_apply(void)
     /* Cooldowns are the providers' word and outlive a reload, within its retry_after_max_s. */
     cooldown_cap(agent.cool, server_now(), cfg->upstream.retry_after_max_s);
     /* Rate-limit buckets are kept as they are: their limits come from Vault, not the config. */
+    /* Provider health is the providers' state: kept, within the new period (0 failures: off). */
+    health_configure(agent.health, (unsigned)cfg->upstream.health_failures,
+                     (double)cfg->upstream.health_demote_s, server_now());
     log_init(NULL, (enum log_level)log_level_parse(cfg->log_level));
     config_unref(&agent.cfg);
     agent.cfg = cfg;
@@ -422,9 +426,10 @@ int main(int argc, char **argv)
     agent.usage = agent.vault != NULL ? usage_new(agent.base, agent.vault, cfg) : NULL;
     agent.cool = cooldown_new();
     agent.rl = ratelimit_new();
+    agent.health = health_new();
     agent.server = server_new(&agent);
     if (agent.keys == NULL || agent.usage == NULL || agent.cool == NULL || agent.rl == NULL ||
-        agent.server == NULL) {
+        agent.health == NULL || agent.server == NULL) {
         log_kv(LOGL_ERROR, "start-up failed: out of memory", NULL);
         goto out;
     }
@@ -487,6 +492,7 @@ out:
     keycache_free(agent.keys);
     cooldown_free(agent.cool);
     ratelimit_free(agent.rl);
+    health_free(agent.health);
     vault_free(agent.vault);
     upstream_free(agent.vault_up);
     upstream_free(agent.up);

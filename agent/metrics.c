@@ -54,6 +54,10 @@ static const struct {
     [M_RATE_LIMITED] = {"byok_rate_limited_total", "counter",
                         "Calls refused (rpm_limit, tpm_limit) and candidates skipped (rate_limit: "
                         "the key's) by this agent's own rate limits, by tenant and limit."},
+    [M_DEMOTIONS] = {"byok_provider_demotions_total", "counter",
+                     "Providers demoted after upstream.health_failures consecutive connect errors, "
+                     "TLS failures, timeouts or 5xx (tried after the healthy candidates for "
+                     "upstream.health_demote_s), by provider."},
 };
 
 struct mseries {

@@ -35,6 +35,7 @@ enum metric_id {
     M_USAGE_ESTIMATED,  /* byok_usage_estimated_total{tenant,provider} */
     M_COOLDOWN_SKIPS,   /* byok_cooldown_skips_total{provider} */
     M_RATE_LIMITED,     /* byok_rate_limited_total{tenant,limit} */
+    M_DEMOTIONS,        /* byok_provider_demotions_total{provider} */
     M__COUNT
 };
 

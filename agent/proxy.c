@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "agent/cooldown.h"
+#include "agent/health.h"
 #include "agent/keycache.h"
 #include "agent/metrics.h"
 #include "agent/providers.h"
@@ -97,6 +98,7 @@ struct call {
     struct upstream_xfer *xfer;
     long up_status;
     bool up_ok;
+    bool health_noted; /* this attempt's outcome went to the provider's health record */
     bool too_big;
     bool err_body_cut;  /* a non-2xx body passed its cap: the transfer was dropped */
     const char *coding; /* a 2xx body's Content-Encoding, not asked for (upstream_xfer_coding) */
@@ -144,6 +146,7 @@ struct call {
 };
 
 static void call_attempt(struct call *c);
+static void call_health_answered(struct call *c, long status);
 static void call_fetch_key(struct call *c);
 static void call_key_failure_log(struct call *c, const char *provider, enum err e);
 static void call_key_failure_reply(struct call *c, enum err e);
@@ -358,6 +361,7 @@ static void call_on_status(void *arg, long status)
     char labels[METRICS_MAX_LABELS];
     metrics_labels(labels, sizeof(labels), "provider", c->cands[c->cur].provider, NULL);
     metrics_observe(M_UPSTREAM_SECONDS, server_now() - c->attempt_start, labels);
+    call_health_answered(c, status);
     if (c->up_ok) {
         /*
          * The agent asks for identity and decodes nothing: a body in another
@@ -774,6 +778,120 @@ static void call_next(struct call *c)
     call_release_attempt(c);
     c->cur++;
     call_attempt(c);
+}
+
+/* ---- provider health ------------------------------------------------------------------------ */
+
+/*
+ * The provider answered this attempt with a status that shows it is up: a
+ * 2xx, or a 4xx other than 429 (the request's or the key's trouble, not the
+ * provider's; a 429 is the account's, and cools the key instead). Its
+ * health record is cleared. A 3xx (a catalog base_url that redirects) and a
+ * 429 neither clear nor count.
+ */
+static void call_health_answered(struct call *c, long status)
+{
+    bool up = (status >= 200 && status < 300) || (status >= 400 && status < 500 && status != 429);
+    if (!up || c->health_noted) {
+        return;
+    }
+    c->health_noted = true;
+    const char *provider = c->cands[c->cur].provider;
+    if (health_success(c->ctx->health, provider) == HEALTH_RECOVERED) {
+        log_kv(LOGL_INFO, "provider answers again; back in its place", "request_id", c->r->id,
+               "provider", provider, NULL);
+    }
+}
+
+/*
+ * The kind of a transport-level failure, in the agent's words (for the log
+ * line; never the provider's text), or NULL when the outcome says nothing
+ * of the provider's health: e is upstream's, status the provider's (0 for
+ * none).
+ */
+static const char *call_health_kind(enum err e, long status)
+{
+    switch (e) {
+    case ERR_OK:
+        return status >= 500 ? "status_5xx" : NULL;
+    case ERR_UNAVAIL:
+        return "connect_error";
+    case ERR_CRYPTO:
+        return "tls_error";
+    case ERR_TIMEOUT:
+        return "timeout"; /* connect, first byte, idle or total */
+    case ERR_UPSTREAM:
+        return "transport_error"; /* reset, an empty reply, a broken answer */
+    default:
+        return NULL;
+    }
+}
+
+/*
+ * The attempt's transfer ended (e, status as upstream gave them) before the
+ * provider showed it is up (call_health_answered): a connect error, a TLS
+ * failure, a timeout or a 5xx counts against the provider. Once its failures
+ * in a row reach upstream.health_failures it is demoted for
+ * upstream.health_demote_s: counted and logged once, at warn.
+ */
+static void call_health_failed(struct call *c, enum err e, long status)
+{
+    const char *kind = call_health_kind(e, status);
+    if (c->health_noted || c->up_ok || kind == NULL) {
+        return;
+    }
+    c->health_noted = true;
+    const struct config *cfg = c->r->cfg;
+    const char *provider = c->cands[c->cur].provider;
+    unsigned failures = 0;
+    enum health_event ev =
+        health_failure(c->ctx->health, provider, (unsigned)cfg->upstream.health_failures,
+                       (double)cfg->upstream.health_demote_s, server_now(), &failures);
+    if (ev != HEALTH_DEMOTED) {
+        return;
+    }
+    char labels[METRICS_MAX_LABELS];
+    metrics_labels(labels, sizeof(labels), "provider", provider, NULL);
+    metrics_add(M_DEMOTIONS, 1, labels);
+    char n[16], secs[24], st[16];
+    snprintf(n, sizeof(n), "%u", failures);
+    snprintf(secs, sizeof(secs), "%ld", cfg->upstream.health_demote_s);
+    snprintf(st, sizeof(st), "%ld", e == ERR_OK ? status : 0L);
+    log_kv(LOGL_WARN, "provider demoted: tried after the healthy candidates", "request_id",
+           c->r->id, "provider", provider, "failures", n, "demote_s", secs, "last_failure", kind,
+           "status", st, NULL);
+}
+
+/*
+ * Demoted providers go behind the healthy candidates of this call, each
+ * group in the order planned (the tenant's). None is dropped: when every
+ * candidate is demoted the order stays as planned, and a call pinned to one
+ * provider has that one candidate.
+ */
+static void call_health_order(struct call *c)
+{
+    if (c->r->cfg->upstream.health_failures == 0 || c->n_cands < 2 ||
+        health_count(c->ctx->health) == 0) {
+        return;
+    }
+    const char *names[ROUTE_MAX_CANDIDATES];
+    size_t order[ROUTE_MAX_CANDIDATES];
+    for (size_t i = 0; i < c->n_cands; i++) {
+        names[i] = c->cands[i].provider;
+    }
+    size_t demoted = health_order(c->ctx->health, names, c->n_cands, server_now(), order);
+    if (demoted == 0 || demoted == c->n_cands) {
+        return;
+    }
+    struct route_candidate sorted[ROUTE_MAX_CANDIDATES];
+    for (size_t i = 0; i < c->n_cands; i++) {
+        sorted[i] = c->cands[order[i]];
+    }
+    memcpy(c->cands, sorted, c->n_cands * sizeof(*c->cands));
+    char nd[24];
+    snprintf(nd, sizeof(nd), "%zu", demoted);
+    log_kv(LOGL_DEBUG, "demoted providers moved behind the healthy candidates", "request_id",
+           c->r->id, "demoted", nd, "first", c->cands[0].provider, NULL);
 }
 
 /* The tenant's key for the candidate being tried, as cooldowns name it (creds key_id). */
@@ -1261,6 +1379,7 @@ static void call_on_done(void *arg, enum err e, long status)
         e = ERR_OK; /* aborted on purpose at the body's first byte: the status decides */
     }
     call_count_upstream(c, e, status);
+    call_health_failed(c, e, status);
     if (c->too_big) {
         e = ERR_TOOBIG;
     }
@@ -1568,6 +1687,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     static const struct upstream_cbs cbs = {call_on_status, call_on_data, call_on_done};
     c->up_status = 0;
     c->up_ok = false;
+    c->health_noted = false;
     c->ra_ms = -1;
     c->too_big = false;
     c->err_body_cut = false;
@@ -1792,6 +1912,7 @@ static void call_plan(struct call *c)
         }
         return;
     }
+    call_health_order(c);
     c->cur = 0;
     call_attempt(c);
 }
