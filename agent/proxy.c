@@ -3,7 +3,8 @@
  * One struct call per provider-bound request. Its life:
  *   parse + validate the app's JSON -> classify `model` -> (auto / bare model)
  *   probe the tenant's keys for every configured provider in parallel ->
- *   plan candidates -> attempt candidate i: key, adapter, upstream transfer ->
+ *   plan candidates -> move demoted providers last (health.c) ->
+ *   attempt candidate i: key, adapter, upstream transfer ->
  *   on connect error / timeout / 429 / 5xx before the provider answered 2xx,
  *   attempt i+1 -> reply (buffered) or stream (SSE, chunk by chunk). A 2xx
  *   the call cannot complete (cut, unreadable, too large) is counted with

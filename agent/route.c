@@ -4,8 +4,10 @@
  * table; a model without a capabilities list is taken to be a chat model.
  * Residency: a provider serves a tenant whose residency is eu or us when its
  * catalog regions list that region ("global" is no residency guarantee), or
- * when it is local (on the node). Not done here: health, observed latency or
- * budget ranking (later issues).
+ * when it is local (on the node). Not done here: provider health, which the
+ * proxy applies to the planned order (health.c: a demoted provider is moved
+ * last, never dropped); not done at all: ranking providers by observed latency
+ * or cost beyond the tenant's order.
  */
 #include "agent/route.h"
 
