@@ -74,10 +74,12 @@ vault_api PUT byok/tenants/gamma/settings \
 SOCK=$AGENT_DIR/acme.sock
 BSOCK=$AGENT_DIR/beta.sock
 GSOCK=$AGENT_DIR/gamma.sock
+# Provider health off: the cases below fail openai many times in a row and each expects it
+# tried first (27-provider-health.sh covers the demotion that would follow).
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"failover\", \"metrics\": true},
     {\"path\": \"$BSOCK\", \"mode\": \"0660\", \"tenant\": \"beta\", \"app\": \"failover\"},
     {\"path\": \"$GSOCK\", \"mode\": \"0660\", \"tenant\": \"gamma\", \"app\": \"failover\"}]" \
-    '.upstream.first_byte_timeout_ms = 2000 | .providers = ["openai", "anthropic", "bedrock"]'
+    '.upstream.first_byte_timeout_ms = 2000 | .upstream.health_failures = 0 | .providers = ["openai", "anthropic", "bedrock"]'
 agent_start || t_block_all
 
 # upstream_trace SINCE: "style:scenario:keyowner" per request the mock saw.
