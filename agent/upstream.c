@@ -17,10 +17,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/fileid.h"
 #include "common/log.h"
 
 /* Easy handles kept for reuse (curl_easy_reset): saves an allocation-heavy init per call. */
@@ -34,15 +34,6 @@
 #define UPSTREAM_CA_CACHE_S 3600L
 /* How often, at most, a new transfer looks whether the CA file changed (one stat). */
 #define UPSTREAM_CA_CHECK_MS 1000
-
-/* What tells a changed CA file: replaced (inode), rewritten in place (size, times), gone. */
-struct upstream_file_id {
-    bool exists;
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtim, ctim;
-};
 
 struct upstream {
     struct event_base *base;
@@ -60,7 +51,7 @@ struct upstream {
     int64_t ca_reread_ms;        /* CLOCK_MONOTONIC ms of upstream_ca_reread(), + 1; 0 = never */
     int64_t ca_checked_ms;       /* when upstream_ca_watch last looked; 0 = never */
     char *ca_path;               /* the CA file it looked at (NULL: none yet) */
-    struct upstream_file_id ca_id;
+    struct file_id ca_id;        /* what the CA file looked like then */
 };
 
 struct upstream_xfer {
@@ -743,23 +734,6 @@ void upstream_ca_reread(struct upstream *up)
     up->ca_reread_ms = upstream_now_ms() + 1;
 }
 
-static struct upstream_file_id upstream_file_id(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        return (struct upstream_file_id){0};
-    }
-    return (struct upstream_file_id){true,       st.st_dev,  st.st_ino,
-                                     st.st_size, st.st_mtim, st.st_ctim};
-}
-
-static bool upstream_file_id_eq(const struct upstream_file_id *a, const struct upstream_file_id *b)
-{
-    return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-           a->mtim.tv_sec == b->mtim.tv_sec && a->mtim.tv_nsec == b->mtim.tv_nsec &&
-           a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
-}
-
 /*
  * A CA file replaced or rewritten (a ca-certificates upgrade removing a root,
  * a rotated private CA) is read again by the next new connection, not an
@@ -782,7 +756,7 @@ static void upstream_ca_watch(struct upstream *up, const char *ca_file)
         return;
     }
     up->ca_checked_ms = now;
-    struct upstream_file_id id = upstream_file_id(path);
+    struct file_id id = file_id_of(path);
     if (!same_path) {
         /* A first look, or a reload naming another file (which rereads anyway). */
         char *copy = strdup(path);
@@ -793,7 +767,7 @@ static void upstream_ca_watch(struct upstream *up, const char *ca_file)
         }
         return;
     }
-    if (!upstream_file_id_eq(&id, &up->ca_id)) {
+    if (!file_id_eq(&id, &up->ca_id)) {
         up->ca_id = id;
         upstream_ca_reread(up);
         log_kv(LOGL_INFO, "CA file changed; new connections read it again", "path", path, NULL);

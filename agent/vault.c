@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/fileid.h"
 #include "common/log.h"
 #include "common/secret.h"
 
@@ -50,15 +51,6 @@
 #define VAULT_MAX_BACKOFF_S 30
 
 enum vault_state { VAULT_NO_TOKEN, VAULT_LOGGING_IN, VAULT_READY };
-
-/* What a credential file looked like when a login failed; a change allows a new login at once. */
-struct vault_file_id {
-    bool exists;
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtim, ctim; /* ctime: also a chmod or chown */
-};
 
 struct vault_req {
     struct vault *v;
@@ -120,7 +112,9 @@ struct vault {
     struct stat token_st;     /* token_file identity when last read */
     unsigned login_failures;  /* failed logins in a row (refused, or files unreadable) */
     long long login_retry_ms; /* monotonic ms before which no new login is tried */
-    struct vault_file_id cred_ids[2]; /* the credential files when the last login failed */
+    /* What the credential files looked like when the last login failed: a change allows a new one.
+     */
+    struct file_id cred_ids[2];
     bool reachable;
     time_t last_unreach_log;
     struct vault_stats stats;
@@ -150,7 +144,7 @@ static long vault_backoff_s(unsigned n)
 }
 
 /* The files the configured auth method reads: token file, role_id + secret_id, or the JWT. */
-static void vault_cred_ids(const struct vault *v, struct vault_file_id out[2])
+static void vault_cred_ids(const struct vault *v, struct file_id out[2])
 {
     const struct config *c = v->cfg;
     const char *files[2] = {c->vault.token_file, NULL};
@@ -161,20 +155,8 @@ static void vault_cred_ids(const struct vault *v, struct vault_file_id out[2])
         files[0] = c->vault.kubernetes.jwt_file;
     }
     for (size_t i = 0; i < 2; i++) {
-        struct stat st;
-        out[i] = (struct vault_file_id){0};
-        if (files[i] != NULL && stat(files[i], &st) == 0) {
-            out[i] = (struct vault_file_id){true,       st.st_dev,  st.st_ino,
-                                            st.st_size, st.st_mtim, st.st_ctim};
-        }
+        out[i] = file_id_of(files[i]);
     }
-}
-
-static bool vault_file_id_eq(const struct vault_file_id *a, const struct vault_file_id *b)
-{
-    return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-           a->mtim.tv_sec == b->mtim.tv_sec && a->mtim.tv_nsec == b->mtim.tv_nsec &&
-           a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
 }
 
 /*
@@ -204,9 +186,9 @@ static bool vault_login_held(const struct vault *v)
     if (v->login_failures == 0 || vault_now_ms() >= v->login_retry_ms) {
         return false;
     }
-    struct vault_file_id now[2];
+    struct file_id now[2];
     vault_cred_ids(v, now);
-    return vault_file_id_eq(&now[0], &v->cred_ids[0]) && vault_file_id_eq(&now[1], &v->cred_ids[1]);
+    return file_id_eq(&now[0], &v->cred_ids[0]) && file_id_eq(&now[1], &v->cred_ids[1]);
 }
 
 static void vault_req_free(struct vault_req *r)
