@@ -43,8 +43,8 @@ static const struct {
     [M_USAGE_BATCHES] = {"byok_usage_batches_total", "counter",
                          "Usage batches sent to Vault by result: ok, retry (unreachable, "
                          "5xx, 429), denied (403) and not_found (404) (kept and retried), "
-                         "refused (400, dropped), split (413, sent as two halves), too_large "
-                         "(413 on one row, dropped)."},
+                         "refused (400, dropped), split (413, or 400 naming one record: sent "
+                         "as two halves), too_large (413 on one row, dropped)."},
     [M_USAGE_ESTIMATED] = {"byok_usage_estimated_total", "counter",
                            "Calls counted with estimated tokens (no final usage from the "
                            "provider: the app left, the stream was cut, or usage not sent)."},
