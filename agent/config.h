@@ -115,6 +115,10 @@ struct config {
     struct {
         long high_water_bytes;
     } stream;
+    struct {
+        /* A budget lease asks for this percentage of the tenant's max_monthly_cost (budget.h). */
+        long lease_percent;
+    } budget;
     struct config_strlist providers;
     struct config_strlist forward_headers;
     char *log_level;
@@ -145,6 +149,9 @@ MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *e
 #define CONFIG_MAX_HEALTH_FAILURES 1000L
 #define CONFIG_DEFAULT_HEALTH_DEMOTE_S 30L
 #define CONFIG_MAX_HEALTH_DEMOTE_S 3600L
+/* budget.lease_percent: a lease asks for this share of the monthly cap (20 nodes can hold it all).
+ */
+#define CONFIG_DEFAULT_LEASE_PERCENT 5L
 
 /* Largest Vault credential file (token, role_id, secret_id, service-account JWT). */
 #define CONFIG_MAX_CRED_FILE ((size_t)16 * 1024)

@@ -20,6 +20,7 @@ struct server;
 struct cooldown;
 struct ratelimit;
 struct health;
+struct budget;
 
 struct agent_ctx {
     struct event_base *base;
@@ -32,6 +33,7 @@ struct agent_ctx {
     struct cooldown *cool; /* providers' Retry-After: tenant keys not to call yet */
     struct ratelimit *rl;  /* the agent's own rpm/tpm/rate_limit buckets (this node's share) */
     struct health *health; /* providers failing at the transport level: tried last for a while */
+    struct budget *budget; /* tenants' monthly budgets: leases from the plugin */
     struct server *server;
     size_t inflight; /* requests being answered */
     bool draining;   /* SIGTERM: no new connections; exit when inflight reaches 0 */

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/budget.h"
 #include "agent/config.h"
 #include "agent/cooldown.h"
 #include "agent/health.h"
@@ -240,6 +241,7 @@ static bool agent_reload_apply(void)
     vault_set_config(agent.vault, cfg);
     keycache_set_config(agent.keys, cfg);
     usage_set_config(agent.usage, cfg);
+    budget_set_config(agent.budget, cfg);
     /* Cooldowns are the providers' word and outlive a reload, within its retry_after_max_s. */
     cooldown_cap(agent.cool, server_now(), cfg->upstream.retry_after_max_s);
     /* Rate-limit buckets are kept as they are: their limits come from Vault, not the config. */
@@ -427,9 +429,10 @@ int main(int argc, char **argv)
     agent.cool = cooldown_new();
     agent.rl = ratelimit_new();
     agent.health = health_new();
+    agent.budget = agent.usage != NULL ? budget_new(agent.vault, agent.usage, cfg) : NULL;
     agent.server = server_new(&agent);
     if (agent.keys == NULL || agent.usage == NULL || agent.cool == NULL || agent.rl == NULL ||
-        agent.health == NULL || agent.server == NULL) {
+        agent.health == NULL || agent.budget == NULL || agent.server == NULL) {
         log_kv(LOGL_ERROR, "start-up failed: out of memory", NULL);
         goto out;
     }
@@ -488,6 +491,7 @@ out:
         log_kv(LOGL_WARN, "exiting with usage not reported to vault", "rows", rows, "requests",
                reqs, NULL);
     }
+    budget_free(agent.budget);
     usage_free(agent.usage);
     keycache_free(agent.keys);
     cooldown_free(agent.cool);

@@ -58,6 +58,10 @@ static const struct {
                      "Providers demoted after upstream.health_failures consecutive connect errors, "
                      "TLS failures, timeouts or 5xx (tried after the healthy candidates for "
                      "upstream.health_demote_s), by provider."},
+    [M_BUDGET_REFUSED] = {"byok_budget_refused_total", "counter",
+                          "Candidates not called because the tenant's monthly budget "
+                          "(max_monthly_cost) did not cover their estimate (reason=exceeded) or "
+                          "no budget lease could be had (reason=unavailable), by tenant."},
 };
 
 struct mseries {

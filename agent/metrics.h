@@ -36,6 +36,7 @@ enum metric_id {
     M_COOLDOWN_SKIPS,   /* byok_cooldown_skips_total{provider} */
     M_RATE_LIMITED,     /* byok_rate_limited_total{tenant,limit} */
     M_DEMOTIONS,        /* byok_provider_demotions_total{provider} */
+    M_BUDGET_REFUSED,   /* byok_budget_refused_total{tenant,reason} */
     M__COUNT
 };
 

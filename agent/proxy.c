@@ -30,6 +30,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "agent/budget.h"
 #include "agent/cooldown.h"
 #include "agent/health.h"
 #include "agent/keycache.h"
@@ -137,6 +139,13 @@ struct call {
     /* Tokens reserved in the tenant's tpm bucket (of tpm_limit), settled when the call ends. */
     long long tpm_limit, tpm_reserved;
     bool usage_counted; /* call_record_usage ran: c->usage is what the call is counted with */
+    /*
+     * USD reserved of the tenant's monthly budget (budget.h), settled with
+     * the counted cost when the call ends; the wait for a lease, if any.
+     */
+    double budget_reserved;
+    bool budget_taken;
+    struct budget_wait *bwait;
     /* This attempt's 429 or 503: the provider's wait in ms (cooldown_parse), -1 for none. */
     long long ra_ms;
     /*
@@ -162,6 +171,8 @@ static void call_release_attempt(struct call *c)
     c->xfer = NULL;
     keycache_cancel(c->wait);
     c->wait = NULL;
+    budget_cancel(c->bwait);
+    c->bwait = NULL;
     keycache_put(&c->ent);
     buf_done(&c->body);
 }
@@ -203,6 +214,11 @@ static void call_free(struct call *c)
  */
 static void call_settle_limits(struct call *c)
 {
+    if (c->budget_taken) {
+        budget_settle(c->ctx->budget, c->r->tenant, c->budget_reserved,
+                      c->usage_counted ? c->r->cost_usd : 0);
+        c->budget_taken = false;
+    }
     if (c->tpm_limit <= 0) {
         return;
     }
@@ -1142,7 +1158,15 @@ static void call_exhausted(struct call *c)
         snprintf(ra, sizeof(ra), "%lld", secs);
         server_header(c->r, "Retry-After", ra);
     }
-    if (c->last_err == ERR_TIMEOUT) {
+    if (c->last_status == 402 && c->last_err == ERR_OK) {
+        call_error(c, 402, "insufficient_quota", "budget_exceeded",
+                   "the tenant's monthly budget (max_monthly_cost) has less left than this call "
+                   "may cost (its prompt and max_tokens at the model's price)");
+    } else if (c->last_status == 402) {
+        call_error(c, 503, "server_error", "budget_unavailable",
+                   "the tenant's monthly budget could not be checked: no budget lease from the "
+                   "key store");
+    } else if (c->last_err == ERR_TIMEOUT) {
         call_error(c, 504, "upstream_error", "upstream_timeout",
                    "the provider did not answer in time");
     } else if (c->last_err == ERR_OK && c->last_status == 429 && c->last_key_limited) {
@@ -1568,6 +1592,102 @@ static bool call_refused(struct call *c, enum err e, enum route_refusal why)
     return true;
 }
 
+/* ---- monthly budget ------------------------------------------------------------------------- */
+
+/* The tenant's max_monthly_cost, as the creds reply's settings carry it; 0 = no cap. */
+static double call_budget_cap(const struct keycache_entry *ent)
+{
+    double cap = json_number_value(json_object_get(ent->settings, "max_monthly_cost"));
+    return isfinite(cap) && cap > 0 ? cap : 0;
+}
+
+/*
+ * What calling this candidate may cost, as far as the request tells: the
+ * prompt as the router estimates it plus the output the app capped
+ * (max_tokens), or default_max_tokens when it did not, at the catalog's
+ * prices. What the call really cost replaces it when the call ends.
+ */
+static double call_budget_estimate(const struct call *c, const struct keycache_entry *ent)
+{
+    struct route_want w = call_want(c, true);
+    struct provider_usage u = {.prompt_tokens = w.prompt_tokens};
+    if (c->op == PROVIDER_CHAT) {
+        u.completion_tokens = w.max_output > 0 ? w.max_output : c->r->cfg->default_max_tokens;
+    }
+    return provider_cost(ent->entry, c->cands[c->cur].model, &u);
+}
+
+/*
+ * The budget could not cover this candidate (e ERR_OK: what is left of the
+ * month's budget is less than its estimate; ERR_UNAVAIL: no lease could be
+ * had). The next candidate may be cheaper (a local model costs nothing);
+ * when none is left, the status 402 decides the reply (call_exhausted).
+ */
+static void call_budget_skip(struct call *c, enum err e, double est)
+{
+    char labels[METRICS_MAX_LABELS];
+    const char *why = e == ERR_OK ? "exceeded" : "unavailable";
+    metrics_labels(labels, sizeof(labels), "tenant", c->r->tenant, "reason", why, NULL);
+    metrics_add(M_BUDGET_REFUSED, 1, labels);
+    char usd[32];
+    snprintf(usd, sizeof(usd), "%.6f", est);
+    log_kv(LOGL_DEBUG,
+           e == ERR_OK ? "candidate skipped: the tenant's monthly budget does not cover it"
+                       : "candidate skipped: no budget lease could be had",
+           "request_id", c->r->id, "tenant", c->r->tenant, "provider", c->cands[c->cur].provider,
+           "estimate_usd", usd, NULL);
+    call_failed(c, e, 402);
+    call_release_attempt(c);
+    c->cur++;
+    call_attempt(c);
+}
+
+static void call_attempt_with(struct call *c, struct keycache_entry *ent);
+
+/* A lease came (or did not): this candidate is tried again from the top. */
+static void call_budget_ready(void *arg)
+{
+    struct call *c = arg;
+    c->bwait = NULL;
+    call_attempt_with(c, c->ent);
+}
+
+/*
+ * Reserves this candidate's estimate of a capped tenant's budget (the part
+ * not already reserved for an earlier candidate of the call). False when
+ * the call waits for a lease or the candidate was skipped.
+ */
+static bool call_budget(struct call *c, struct keycache_entry *ent)
+{
+    double cap = call_budget_cap(ent);
+    if (cap <= 0) {
+        return true;
+    }
+    double est = call_budget_estimate(c, ent);
+    /* A call that costs nothing (a free local model) needs no lease. */
+    if (est <= 0 || (c->budget_taken && est <= c->budget_reserved)) {
+        return true;
+    }
+    double more = est - (c->budget_taken ? c->budget_reserved : 0);
+    struct budget_wait *w = NULL;
+    switch (budget_take(c->ctx->budget, c->r->tenant, cap, more, call_budget_ready, c, &w)) {
+    case BUDGET_OK:
+        c->budget_reserved += more;
+        c->budget_taken = true;
+        return true;
+    case BUDGET_WAIT:
+        c->bwait = w;
+        return false;
+    case BUDGET_EXHAUSTED:
+        call_budget_skip(c, ERR_OK, est);
+        return false;
+    case BUDGET_UNAVAILABLE:
+    default:
+        call_budget_skip(c, ERR_UNAVAIL, est);
+        return false;
+    }
+}
+
 static void call_attempt_with(struct call *c, struct keycache_entry *ent)
 {
     struct request *r = c->r;
@@ -1620,6 +1740,14 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
      * request the tenant may not make now is 429 whatever its candidates.
      */
     if (!call_tenant_limits(c, ent)) {
+        return;
+    }
+    /*
+     * The budget before cooling and the key's rate_limit: a wait for a lease
+     * tries the candidate again from the top, and those two take their turn
+     * only once.
+     */
+    if (!call_budget(c, ent)) {
         return;
     }
     double left = call_cooling(c, ent);

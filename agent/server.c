@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/budget.h"
 #include "agent/metrics.h"
 #include "agent/proxy.h"
 #include "common/jsonw.h"
@@ -322,6 +323,20 @@ static void server_metrics(struct request *r)
                        "byok_vault_calls_total{event=\"renewal\"} %llu\n",
                        ks->hits, ks->misses, ks->shared, ks->fetches, ks->wipes, vs->requests,
                        vs->errors, vs->logins, vs->renewals);
+    }
+    if (e == ERR_OK) {
+        const struct budget_stats *bs = budget_stats(ctx->budget);
+        e = buf_printf(&b,
+                       "# HELP byok_budget_leases_total Budget lease requests to Vault, by "
+                       "result: granted (as asked), short (less than asked: the budget is nearly "
+                       "used up), unlimited (no cap), error (unreachable, refused, unreadable).\n"
+                       "# TYPE byok_budget_leases_total counter\n"
+                       "byok_budget_leases_total{result=\"granted\"} %llu\n"
+                       "byok_budget_leases_total{result=\"short\"} %llu\n"
+                       "byok_budget_leases_total{result=\"unlimited\"} %llu\n"
+                       "byok_budget_leases_total{result=\"error\"} %llu\n",
+                       bs->leases - bs->short_leases - bs->unlimited, bs->short_leases,
+                       bs->unlimited, bs->errors);
     }
     if (e == ERR_OK) {
         e = metrics_gauge(&b, "byok_inflight_requests", "Requests being answered.",

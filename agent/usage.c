@@ -390,6 +390,24 @@ static unsigned long long usage_tenant_pending(const struct utenant *t)
     return n;
 }
 
+double usage_unreported_usd(struct usage *u, const char *tenant)
+{
+    const struct utenant *t = u != NULL ? usage_tenant(u, tenant, false) : NULL;
+    double usd = 0;
+    if (t == NULL) {
+        return 0;
+    }
+    for (const struct urow *r = t->open; r != NULL; r = r->next) {
+        usd += r->t.cost_usd;
+    }
+    for (const struct ubatch *b = t->sealed; b != NULL; b = b->next) {
+        for (const struct urow *r = b->rows; r != NULL; r = r->next) {
+            usd += r->t.cost_usd;
+        }
+    }
+    return usd;
+}
+
 json_t *usage_tenant_json(struct usage *u, const char *tenant)
 {
     struct utenant *t = usage_tenant(u, tenant, false);

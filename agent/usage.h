@@ -49,6 +49,11 @@ void usage_record(struct usage *u, const struct usage_record *r);
 /* Totals since start for one tenant (new reference, never NULL unless out of memory). */
 json_t *usage_tenant_json(struct usage *u, const char *tenant);
 /*
+ * Cost in USD of the tenant's rows not yet acknowledged by the plugin (open
+ * and sealed): spent, but not in the plugin's ledger yet (budget.c).
+ */
+double usage_unreported_usd(struct usage *u, const char *tenant);
+/*
  * Sends each tenant's first waiting batch now, or seals its open rows into
  * batches and sends the first when none waits (every report interval, and
  * during the SIGTERM drain until nothing is left). A tenant with a batch in

@@ -65,6 +65,7 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(c->upstream.retry_after_max_s, 60);
     assert_int_equal(c->upstream.health_failures, 3);
     assert_int_equal(c->upstream.health_demote_s, 30);
+    assert_int_equal(c->budget.lease_percent, 5);
     assert_string_equal(c->log_level, "info");
     assert_false(c->log_prompts);
     assert_int_equal(c->sched_slice_us, 100);
@@ -537,6 +538,21 @@ static void test_semantic_rules(void **state)
               "upstream.health_demote_s: ");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"health_demote_s\":null}}",
               "upstream.health_demote_s: ");
+    /* A budget lease asks for 1 .. 100 % of the tenant's monthly cap. */
+    struct config *bc =
+        parse_ok("{" BASE_LISTENER "," BASE_VAULT ",\"budget\":{\"lease_percent\":100}}");
+    assert_int_equal(bc->budget.lease_percent, 100);
+    config_unref(&bc);
+    bc = parse_ok("{" BASE_LISTENER "," BASE_VAULT ",\"budget\":{\"lease_percent\":1}}");
+    assert_int_equal(bc->budget.lease_percent, 1);
+    config_unref(&bc);
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"budget\":{\"lease_percent\":0}}",
+              "budget.lease_percent: must be between 1 and 100");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"budget\":{\"lease_percent\":101}}",
+              "budget.lease_percent: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"budget\":{\"lease_percent\":2.5}}",
+              "budget.lease_percent: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"budget\":{\"lease\":5}}", "budget.lease");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"forward_headers\":[\"Authorization\"]}",
               "forward_headers[0]: may not forward");
     /* Hop, proxy and encoding headers too, in any case. */
