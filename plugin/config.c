@@ -23,6 +23,7 @@
 #define CONFIG_DEFAULT_MAX_KEY_VERSIONS "10"
 #define CONFIG_DEFAULT_TIER "MEDIUM"
 #define CONFIG_DEFAULT_LOCAL_HOSTS "127.0.0.1,localhost,::1"
+#define CONFIG_DEFAULT_BUDGET_LEASE_TTL "5m"
 
 static const char *const config_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED", NULL};
 
@@ -53,6 +54,13 @@ static const struct fw_field config_fields[] = {
      .def = CONFIG_DEFAULT_LOCAL_HOSTS,
      .description = "Hosts a local provider may use with plain http.",
      .max_len = CONFIG_MAX_LOCAL_HOSTS},
+    {.name = "budget_lease_ttl",
+     .type = FW_TYPE_DURATION,
+     .def = CONFIG_DEFAULT_BUDGET_LEASE_TTL,
+     .description = "How long a node's budget lease holds its slice of a tenant's monthly budget "
+                    "without renewal (10s..1h).",
+     .min = CONFIG_BUDGET_LEASE_TTL_MIN,
+     .max = CONFIG_BUDGET_LEASE_TTL_MAX},
     {.name = NULL},
 };
 
@@ -60,9 +68,10 @@ static const struct fw_field config_fields[] = {
 static json_t *config_defaults(void)
 {
     json_t *hosts = json_pack("[sss]", "127.0.0.1", "localhost", "::1");
-    return json_pack("{s:I, s:I, s:s, s:[], s:o}", "creds_ttl", (json_int_t)300, "max_key_versions",
-                     (json_int_t)10, "default_budget_tier", CONFIG_DEFAULT_TIER,
-                     "allowed_providers", "local_hosts", hosts);
+    return json_pack("{s:I, s:I, s:s, s:[], s:o, s:I}", "creds_ttl", (json_int_t)300,
+                     "max_key_versions", (json_int_t)10, "default_budget_tier", CONFIG_DEFAULT_TIER,
+                     "allowed_providers", "local_hosts", hosts, "budget_lease_ttl",
+                     (json_int_t)CONFIG_BUDGET_LEASE_TTL_DEFAULT);
 }
 
 /*
@@ -87,6 +96,12 @@ static json_t *config_effective(const json_t *stored)
     if (json_is_integer(v = json_object_get(stored, "max_key_versions")) &&
         json_integer_value(v) > 0) {
         ok = ok && json_object_set(c, "max_key_versions", v) == 0;
+    }
+    /* Out of range (written by hand): the default, not a lease that never or always expires. */
+    if (json_is_integer(v = json_object_get(stored, "budget_lease_ttl")) &&
+        json_integer_value(v) >= CONFIG_BUDGET_LEASE_TTL_MIN &&
+        json_integer_value(v) <= CONFIG_BUDGET_LEASE_TTL_MAX) {
+        ok = ok && json_object_set(c, "budget_lease_ttl", v) == 0;
     }
     if (json_is_string(v = json_object_get(stored, "default_budget_tier"))) {
         ok = ok && json_object_set(c, "default_budget_tier", v) == 0;
@@ -221,7 +236,7 @@ static enum err config_write_unlocked(struct fw_request *req, struct fw_response
     }
 
     /* Every set is checked: a write answered 204 must have stored every field it was given. */
-    static const char *const plain[] = {"creds_ttl", "max_key_versions"};
+    static const char *const plain[] = {"creds_ttl", "max_key_versions", "budget_lease_ttl"};
     for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
         if (fw_provided(req, plain[i]) &&
             json_object_set(next, plain[i], fw_json(req, plain[i])) != 0) {
@@ -327,7 +342,8 @@ const struct fw_path paths_config[] = {
         .synopsis = "Configure the byok secrets engine.",
         .description = "Mount-wide settings: how long agents may cache credentials, how many "
                        "versions of a key are kept, the default budget tier, which providers "
-                       "tenants may use and which hosts local providers may reach over http. "
+                       "tenants may use, which hosts local providers may reach over http and how "
+                       "long a budget lease lasts. "
                        "Read also returns the key-encryption key state: kek_version (the current "
                        "version), kek_versions (the versions in storage) and rotation_incomplete "
                        "(true while a version older than the current one is kept: a rotation cut "

@@ -19,6 +19,10 @@ struct byok;
 /* Limits on config writes, each a 400 naming the field. */
 #define CONFIG_MAX_LOCAL_HOSTS 32
 #define CONFIG_MAX_HOST_LEN 253 /* a DNS name (RFC 1035) */
+/* budget_lease_ttl: seconds a budget lease holds without renewal (paths_budget.c). */
+#define CONFIG_BUDGET_LEASE_TTL_DEFAULT 300
+#define CONFIG_BUDGET_LEASE_TTL_MIN 10
+#define CONFIG_BUDGET_LEASE_TTL_MAX 3600
 
 /*
  * The effective config with defaults filled in, as a new reference the caller

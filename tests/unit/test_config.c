@@ -96,6 +96,7 @@ static void test_defaults(void **state)
     assert_string_equal(json_string_value(json_array_get(hosts, 0)), "127.0.0.1");
     assert_string_equal(json_string_value(json_array_get(hosts, 1)), "localhost");
     assert_string_equal(json_string_value(json_array_get(hosts, 2)), "::1");
+    assert_int_equal(json_integer_value(json_object_get(d, "budget_lease_ttl")), 300);
     /* From the keys modules' hook: byok_initialize created KEK 1, the only one. */
     assert_int_equal(json_integer_value(json_object_get(d, "kek_version")), 1);
     json_t *versions = json_object_get(d, "kek_versions");
@@ -150,6 +151,12 @@ static void test_validation_limits(void **state)
     expect_400(e, "{\"creds_ttl\": \"86401\"}", "creds_ttl");
     expect_400(e, "{\"creds_ttl\": \"25h\"}", "creds_ttl");
     expect_400(e, "{\"creds_ttl\": \"forever\"}", "creds_ttl");
+    expect_ok(e, "{\"budget_lease_ttl\": \"10s\"}"); /* lower bound */
+    expect_ok(e, "{\"budget_lease_ttl\": \"1h\"}");  /* upper bound */
+    expect_ok(e, "{\"budget_lease_ttl\": 90}");
+    expect_400(e, "{\"budget_lease_ttl\": \"9s\"}", "budget_lease_ttl");
+    expect_400(e, "{\"budget_lease_ttl\": 3601}", "budget_lease_ttl");
+    expect_400(e, "{\"budget_lease_ttl\": \"soon\"}", "budget_lease_ttl");
     expect_ok(e, "{\"max_key_versions\": 1}");
     expect_ok(e, "{\"max_key_versions\": 100}");
     expect_400(e, "{\"max_key_versions\": 0}", "max_key_versions");
@@ -333,14 +340,16 @@ static void test_corrupt_stored_config(void **state)
         storage_put(e->st, CONFIG_STORAGE_KEY, (const unsigned char *)"{oops", 5, false), ERR_OK);
     assert_int_equal(run(e, e->st, FW_OP_READ, NULL, NULL, NULL, 0), FW_INTERNAL);
     /* Wrongly typed stored values fall back to defaults instead of leaking through. */
-    json_t *odd =
-        json_pack("{s:s, s:i, s:i}", "creds_ttl", "x", "local_hosts", 3, "max_key_versions", -4);
+    json_t *odd = json_pack("{s:s, s:i, s:i, s:i}", "creds_ttl", "x", "local_hosts", 3,
+                            "max_key_versions", -4, "budget_lease_ttl", 0);
     assert_int_equal(storage_put_json(e->st, CONFIG_STORAGE_KEY, odd, false), ERR_OK);
     json_decref(odd);
     json_t *d = read_config(e);
     assert_int_equal(json_integer_value(json_object_get(d, "creds_ttl")), 300);
     assert_int_equal(json_integer_value(json_object_get(d, "max_key_versions")), 10);
     assert_int_equal(json_array_size(json_object_get(d, "local_hosts")), 3);
+    /* Out of range (a lease that would never last or never end): the default. */
+    assert_int_equal(json_integer_value(json_object_get(d, "budget_lease_ttl")), 300);
     json_decref(d);
 }
 
