@@ -17,8 +17,8 @@
 
 /* Routing order: fixed paths before patterns that could shadow them. */
 const struct fw_path *const byok_path_tables[] = {
-    paths_config, paths_rotate_root, paths_providers, paths_tenants,
-    paths_keys,   paths_creds,       paths_usage,     NULL,
+    paths_config, paths_rotate_root, paths_providers, paths_tenants, paths_keys,
+    paths_creds,  paths_usage,       paths_budget,    NULL,
 };
 
 const char *const byok_seal_wrap_storage[] = {"kek/", NULL};

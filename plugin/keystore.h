@@ -27,6 +27,9 @@
  *   tenants/<t>/usage/<YYYY-MM>/batches/<xx>   {"ids": {batch_id: accepted}}: batch ids seen,
  *                                       64 shards (hash of the id) per month of the batch's
  *                                       first record; months before the previous one pruned
+ *   tenants/<t>/budget                 {"month", "holds": {node: {"usd", "expires"}}}: the budget
+ *                                       leases of the month (paths_budget.c); deleted when none
+ *                                       is held
  *   grace/<t>:<p>:<kt>                 {} while a version of that key waits for its grace period
  *                                       to end; byok_periodic revokes and removes it
  *

@@ -19,6 +19,7 @@
 #include "plugin/storage.h"
 
 struct byok;
+struct keystore;
 
 /* config.c, catalog.c (always present). */
 extern const struct fw_path paths_config[];
@@ -31,6 +32,7 @@ extern const struct fw_path paths_tenants[];
 extern const struct fw_path paths_keys[];
 extern const struct fw_path paths_creds[];
 extern const struct fw_path paths_usage[];
+extern const struct fw_path paths_budget[]; /* paths_budget.c: tenants/<t>/budget-lease */
 
 /*
  * paths_usage.c: the tenant's totals for the current month (UTC) as
@@ -38,6 +40,23 @@ extern const struct fw_path paths_usage[];
  * nothing was reported). For the tenant summary.
  */
 enum err paths_usage_month_to_date(struct storage *st, const char *tenant, json_t **ret);
+
+/*
+ * paths_usage.c: ERR_OK if the tenant exists for writers that must not bring
+ * a deleted tenant back (usage, budget-lease): it has a data key or stored
+ * settings. ERR_NOTFOUND if neither. Call it under keystore_lock, the lock
+ * tenant delete holds.
+ */
+MUST_USE enum err paths_usage_tenant_exists(struct keystore *ks, struct storage *st,
+                                            const char *tenant);
+
+/*
+ * paths_budget.c: the `budget` object of the tenant summary, from the
+ * tenant's effective settings and its month-to-date usage (as
+ * paths_usage_month_to_date gives it) plus the budget holds in storage.
+ */
+MUST_USE enum err paths_budget_summary(struct storage *st, const char *tenant,
+                                       const json_t *settings, const json_t *usage, json_t **ret);
 
 /*
  * Lifecycle hooks a path module may export (every member optional). byok.c

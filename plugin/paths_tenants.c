@@ -190,6 +190,10 @@ static enum err tenants_read(struct fw_request *req, struct fw_response *resp)
     if (e == ERR_OK) {
         e = paths_usage_month_to_date(req->storage, t, &usage);
     }
+    json_t *budget = NULL;
+    if (e == ERR_OK) {
+        e = paths_budget_summary(req->storage, t, settings, usage, &budget);
+    }
     bool has_dek = false;
     if (e == ERR_OK) {
         char dek_key[STORAGE_MAX_KEY];
@@ -209,12 +213,13 @@ static enum err tenants_read(struct fw_request *req, struct fw_response *resp)
         json_decref(providers);
         json_decref(settings);
         json_decref(usage);
+        json_decref(budget);
         return e;
     }
-    fw_reply(resp,
-             json_pack("{ss so s{sIsIsIsI} so so sb}", "tenant", t, "providers", providers, "keys",
-                       "total", total, "active", active, "revoked", revoked, "expired", expired,
-                       "settings", settings, "usage", usage, "has_data_key", has_dek));
+    fw_reply(resp, json_pack("{ss so s{sIsIsIsI} so so so sb}", "tenant", t, "providers", providers,
+                             "keys", "total", total, "active", active, "revoked", revoked,
+                             "expired", expired, "settings", settings, "usage", usage, "budget",
+                             budget, "has_data_key", has_dek));
     return ERR_OK;
 }
 

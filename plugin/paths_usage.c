@@ -435,8 +435,7 @@ static enum err usage_prune(struct storage *st, const char *tenant, const char *
     return e;
 }
 
-/* ERR_OK if the tenant has a data key or stored settings, ERR_NOTFOUND if neither. */
-static enum err usage_tenant_exists(struct keystore *ks, struct storage *st, const char *t)
+enum err paths_usage_tenant_exists(struct keystore *ks, struct storage *st, const char *t)
 {
     struct secret *dek = NULL;
     enum err e = envelope_tenant_dek(keystore_envelope(ks), st, t, false, &dek, NULL);
@@ -519,7 +518,7 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
      * not bring back a ledger under tenants/<t>/. Checked under the lock tenant
      * delete holds.
      */
-    e = usage_tenant_exists(ks, req->storage, t);
+    e = paths_usage_tenant_exists(ks, req->storage, t);
     if (e == ERR_NOTFOUND) {
         fw_error(resp,
                  "invalid value for field 'tenant': tenant '%s' does not exist (deleted, or it "

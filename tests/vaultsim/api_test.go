@@ -58,7 +58,7 @@ func TestConfigReadUpdate(t *testing.T) {
 	s := newSim(t)
 	m := s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)
 	d := Data(m)
-	for _, f := range []string{"creds_ttl", "max_key_versions", "default_budget_tier", "allowed_providers", "local_hosts", "kek_version", "kek_versions", "rotation_incomplete"} {
+	for _, f := range []string{"creds_ttl", "max_key_versions", "default_budget_tier", "allowed_providers", "local_hosts", "budget_lease_ttl", "kek_version", "kek_versions", "rotation_incomplete"} {
 		if _, ok := d[f]; !ok {
 			t.Errorf("config read lacks %q: %v", f, d)
 		}
