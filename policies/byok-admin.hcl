@@ -3,7 +3,8 @@
 # byok-admin: operators of the byok mount. Manages the mount's config, KEK
 # rotation, the provider catalog and every tenant's keys, settings and usage.
 # It deliberately does NOT grant tenants/<t>/creds/*: administering keys never
-# needs their plaintext (only agents read creds, see byok-agent.hcl).
+# needs their plaintext (only agents read creds, see byok-agent.hcl), nor
+# tenants/<t>/budget-lease (agents take leases; the summary shows them).
 # Assumes the engine is mounted at byok/; render another mount with
 #   sed 's#"byok/#"<mount>/#' byok-admin.hcl
 

@@ -2,7 +2,7 @@
 #
 # byok-agent: the node agents (byok-agent), logged in with AppRole, Kubernetes
 # auth or a token file. They read a tenant's key when that tenant's app makes
-# a call and report usage (budget leases: reserved, below). They cannot write keys,
+# a call, report usage and take budget leases. They cannot write keys,
 # settings or config: a compromised node can use keys (which it must, to make
 # calls) but cannot plant, rotate or revoke them.
 #
@@ -18,8 +18,10 @@ path "byok/tenants/+/usage" {
   capabilities = ["create", "update"]
 }
 
-# Reserved: budget leases are not built yet (the plugin has no such path);
-# the grant is here so agents need no policy change when they are.
+# Budget leases: a node takes a slice of a tenant's remaining monthly budget
+# (max_monthly_cost) before spending. An agent token can hold budget of every
+# tenant this rule covers (and so starve a tenant's other nodes), but cannot
+# raise a cap: settings stay read-only below.
 path "byok/tenants/+/budget-lease" {
   capabilities = ["create", "update"]
 }

@@ -16,8 +16,9 @@
 #
 # Grants: the tenant's own summary, keys (store, describe, rotate, revoke),
 # settings and usage, and read access to the provider catalog.
-# Never: creds (plaintext is for agents only), another tenant, config,
-# rotate-root, deleting the tenant itself (a crypto-shred is an admin act).
+# Never: creds (plaintext is for agents only), budget leases (agents only),
+# another tenant, config, rotate-root, deleting the tenant itself (a
+# crypto-shred is an admin act).
 # For setups without identity metadata, render-tenant-policy.sh writes a
 # concrete copy of this policy for one tenant.
 

@@ -74,6 +74,7 @@ func TestIsolationMatrix(t *testing.T) {
 		{"PUT", "byok/tenants/globex/settings"},
 		{"GET", "byok/tenants/globex/usage"},
 		{"PUT", "byok/tenants/globex/usage"},
+		{"PUT", "byok/tenants/globex/budget-lease"},
 		{"GET", "byok/tenants/globex"},
 		{"DELETE", "byok/tenants/globex"},
 		{"GET", "byok/tenants/globex/creds/openai"},
@@ -87,6 +88,7 @@ func TestIsolationMatrix(t *testing.T) {
 	for _, p := range []struct{ method, path string }{
 		{"GET", "byok/tenants/acme/creds/openai"},
 		{"GET", "byok/tenants/acme/creds/anthropic"},
+		{"PUT", "byok/tenants/acme/budget-lease"},
 		{"DELETE", "byok/tenants/acme"},
 		{"LIST", "byok/tenants"},
 		{"PUT", "byok/config"},
@@ -110,7 +112,7 @@ func TestIsolationMatrix(t *testing.T) {
 		map[string]any{"key_value": c})
 	s.expect(t, 204, "tenant A", s.tenantA, "DELETE", "byok/tenants/acme/keys/anthropic/production", nil)
 
-	// The agent reads creds but writes nothing but usage.
+	// The agent reads creds but writes nothing but usage and budget leases.
 	m := s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/acme/creds/openai", nil)
 	if jstr(Data(m), "api_key") != a {
 		t.Errorf("agent creds for acme: wrong key")
@@ -138,6 +140,8 @@ func TestIsolationMatrix(t *testing.T) {
 			"provider": "openai", "model": "gpt-4o-mini", "requests": 1}}})
 	s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/acme/settings", nil)
 	s.expect(t, 200, "agent", s.agent, "LIST", "byok/tenants/acme/keys", nil)
+	s.expect(t, 200, "agent", s.agent, "PUT", "byok/tenants/acme/budget-lease", map[string]any{
+		"node": "n1", "unreported_usd": 0.5, "request_usd": 2})
 
 	// The admin manages config, providers, tenants; never creds.
 	s.expect(t, 204, "admin", s.admin, "PUT", "byok/config", map[string]any{"creds_ttl": "10m"})
