@@ -250,14 +250,14 @@ static void test_node_bound(void **state)
     json_t *d = NULL;
     char msg[FW_MAX_MESSAGE];
     const char *more = "{\"node\": \"n1024\", \"request_usd\": 1}";
-    assert_int_equal(call_on(e, e->st, FW_OP_UPDATE, "tenants/acme/budget-lease", more, &d, msg,
-                             sizeof(msg)),
-                     FW_BAD_REQUEST);
+    assert_int_equal(
+        call_on(e, e->st, FW_OP_UPDATE, "tenants/acme/budget-lease", more, &d, msg, sizeof(msg)),
+        FW_BAD_REQUEST);
     assert_null(d);
     assert_non_null(strstr(msg, "'node'"));
-    json_decref(lease(e, "acme", "n7", 0, 2));      /* a holder renews */
-    json_decref(lease(e, "acme", "n1024", 0, 0));   /* holds nothing: served */
-    json_decref(lease(e, "acme", "n3", 0, 0));      /* a release makes room */
+    json_decref(lease(e, "acme", "n7", 0, 2));    /* a holder renews */
+    json_decref(lease(e, "acme", "n1024", 0, 0)); /* holds nothing: served */
+    json_decref(lease(e, "acme", "n3", 0, 0));    /* a release makes room */
     json_decref(lease(e, "acme", "n1024", 0, 1));
     json_t *b = summary_budget(e, "acme");
     assert_int_equal(json_integer_value(json_object_get(b, "leases")), 1024);
