@@ -30,10 +30,10 @@ struct budget_wait {
 struct btenant {
     char name[CONFIG_MAX_NAME + 1];
     unsigned long long hash;
-    double cap;     /* the cap seen at the last take */
-    double left;    /* of the lease, not reserved yet (INFINITY: the plugin says no cap) */
-    double expires; /* budget_now() when the lease ends; 0: none */
-    char month[8];  /* the lease's month */
+    double cap;            /* the cap seen at the last take */
+    double left;           /* of the lease, not reserved yet (INFINITY: the plugin says no cap) */
+    double expires;        /* budget_now() when the lease ends; 0: none */
+    char month[8];         /* the lease's month */
     double inflight;       /* reservations of calls in flight */
     double short_until;    /* a lease gave less than asked: until then, calls of */
     double short_need;     /* at least this estimate are refused without asking again */

@@ -208,6 +208,7 @@ static enum err budget_lease(struct fw_request *req, struct fw_response *resp)
     /* The framework checked the numbers (finite, 0..BUDGET_MAX_USD); the node is ours. */
     double unreported = fw_float(req, "unreported_usd");
     double request = fw_float(req, "request_usd");
+    double min = fw_float(req, "min_usd");
     if (!budget_node_ok(node)) {
         fw_error(resp, "invalid value for field 'node': 1..%d characters of [A-Za-z0-9._-]",
                  BUDGET_MAX_NODE);
@@ -272,7 +273,11 @@ static enum err budget_lease(struct fw_request *req, struct fw_response *resp)
     }
     double others = budget_held(live, node);
     double available = cap - spent - others - unreported;
-    double granted = fmax(0.0, fmin(request, available));
+    /*
+     * Less than min_usd left: nothing. A slice smaller than the call that
+     * asks is no use to it, and would keep what is left from the other nodes.
+     */
+    double granted = available >= min ? fmax(0.0, fmin(request, available)) : 0.0;
     double hold = unreported + granted;
     time_t expires = now + (time_t)ttl;
     if (hold > 0.0) {
@@ -331,6 +336,13 @@ static const struct fw_field budget_fields[] = {
      .max = BUDGET_MAX_USD,
      .description = "USD of fresh budget the node asks for (0: refresh, or release with "
                     "unreported_usd 0)."},
+    {.name = "min_usd",
+     .type = FW_TYPE_FLOAT,
+     .def = "0",
+     .min = 0,
+     .max = BUDGET_MAX_USD,
+     .description = "Grant nothing unless at least this much is available (the estimate of the "
+                    "call that asks)."},
     {.name = NULL},
 };
 

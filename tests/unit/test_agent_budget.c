@@ -59,9 +59,9 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
     V.request = json_number_value(json_object_get(j, "request_usd"));
     V.min = json_number_value(json_object_get(j, "min_usd"));
     snprintf(V.node, sizeof(V.node), "%s",
-             json_string_value(json_object_get(j, "node")) ? json_string_value(
-                                                                  json_object_get(j, "node"))
-                                                           : "");
+             json_string_value(json_object_get(j, "node"))
+                 ? json_string_value(json_object_get(j, "node"))
+                 : "");
     json_decref(j);
     *status = V.status;
     snprintf(out, FAKEVAULT_MAX_REPLY, "%s", V.reply);

@@ -199,6 +199,35 @@ func TestBudgetLeaseUnreportedAndUsage(t *testing.T) {
 	wantUSD(t, "summary over", bud, "spent_usd", 25.5)
 }
 
+// min_usd: less than it available grants nothing (the hold keeps only the
+// unreported cost), so one dear call does not take the rest of the budget.
+func TestBudgetLeaseMin(t *testing.T) {
+	s := newSim(t)
+	budgetTenant(t, s, "acme", 10)
+	call := func(node string, unreported, request, min float64) map[string]any {
+		return Data(s.MustCall(t, 200, s.RootToken, "PUT", "byok/tenants/acme/budget-lease",
+			map[string]any{"node": node, "unreported_usd": unreported, "request_usd": request,
+				"min_usd": min}))
+	}
+	// 10 available: a call estimated at 20 gets nothing; only its unreported 1 is held.
+	d := call("node-a", 1, 20, 20)
+	wantUSD(t, "over min", d, "granted_usd", 0)
+	wantUSD(t, "over min", d, "hold_usd", 1)
+	wantUSD(t, "over min", d, "remaining_usd", 9)
+	// Another node still gets what is left.
+	wantUSD(t, "other node", call("node-b", 0, 5, 0.5), "granted_usd", 5)
+	// min equal to what is available: granted (up to request).
+	wantUSD(t, "at min", call("node-a", 1, 6, 4), "granted_usd", 4)
+	// Bad min_usd: 400 naming the field.
+	for _, bad := range []any{-1, "x", 2e9} {
+		code, m := s.Call(t, s.RootToken, "PUT", "byok/tenants/acme/budget-lease",
+			map[string]any{"node": "node-c", "min_usd": bad})
+		if code != 400 || !strings.Contains(Errors(m), "min_usd") {
+			t.Errorf("min_usd %v: status %d %q", bad, code, Errors(m))
+		}
+	}
+}
+
 // A hold counts until it expires (budget_lease_ttl, at least 10 s), then no more.
 func TestBudgetLeaseExpiry(t *testing.T) {
 	s := newSim(t)
