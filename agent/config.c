@@ -152,6 +152,7 @@ static const struct cfg_field schema_usage[] = {
     {"max_pending_records", CFG_INT, SO(max_pending_records), 1, 10000000, NULL, 0, 0, false},
     {"batch_records", CFG_INT, SO(batch_records), 1, 10000, NULL, 0, 0, false},
     {"node_id", CFG_NAME, SO(node_id), 0, CONFIG_MAX_NAME, NULL, 0, 0, false},
+    {"journal_dir", CFG_STR, SO(journal_dir), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
     F_END,
 };
 static const struct cfg_field schema_stream[] = {
@@ -923,6 +924,23 @@ enum err config_check_host(const struct config *c, char *errbuf)
             cfg_fmt(key, sizeof(key), "listeners[%zu].%s", i, bad);
             cfg_err(errbuf, key, "no such %s on this host: %s", bad[0] == 'o' ? "user" : "group",
                     bad[0] == 'o' ? lc->owner : lc->group);
+            return ERR_CONFIG;
+        }
+    }
+    if (c->usage.journal_dir != NULL) {
+        struct stat st;
+        const char *d = c->usage.journal_dir;
+        if (stat(d, &st) != 0) {
+            cfg_err(errbuf, "usage.journal_dir", "%s: %s", d, strerror(errno));
+            return ERR_CONFIG;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            cfg_err(errbuf, "usage.journal_dir", "%s: not a directory", d);
+            return ERR_CONFIG;
+        }
+        if (access(d, W_OK | X_OK) != 0) {
+            cfg_err(errbuf, "usage.journal_dir", "%s: not writable by this user (uid %u)", d,
+                    (unsigned)geteuid());
             return ERR_CONFIG;
         }
     }

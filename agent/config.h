@@ -111,6 +111,7 @@ struct config {
         long max_pending_records;
         long batch_records;
         char *node_id;
+        char *journal_dir; /* NULL: usage is kept in memory only (journal.h) */
     } usage;
     struct {
         long high_water_bytes;

@@ -50,6 +50,8 @@
 static struct agent_ctx agent;
 /* The secure heap for keys and the Vault token, sized at start from keycache.max_entries. */
 static size_t agent_heap_bytes;
+/* usage.journal_dir as the agent started with it (a reload cannot move the journal). */
+static char agent_journal_dir[CONFIG_MAX_STR + 1];
 static const char *agent_config_path;
 static struct event *agent_drain_timer;
 static double agent_drain_deadline;
@@ -240,6 +242,12 @@ static bool agent_reload_apply(void)
     upstream_set_max_host_connections(agent.vault_up, cfg->upstream.max_host_connections);
     vault_set_config(agent.vault, cfg);
     keycache_set_config(agent.keys, cfg);
+    const char *jold = agent_journal_dir[0] != '\0' ? agent_journal_dir : NULL,
+               *jnew = cfg->usage.journal_dir;
+    if ((jold == NULL) != (jnew == NULL) || (jold != NULL && strcmp(jold, jnew) != 0)) {
+        log_kv(LOGL_WARN, "usage.journal_dir changes at the next start only", "running",
+               jold != NULL ? jold : "(none)", NULL);
+    }
     usage_set_config(agent.usage, cfg);
     budget_set_config(agent.budget, cfg);
     /* Cooldowns are the providers' word and outlive a reload, within its retry_after_max_s. */
@@ -435,6 +443,15 @@ int main(int argc, char **argv)
         agent.health == NULL || agent.budget == NULL || agent.server == NULL) {
         log_kv(LOGL_ERROR, "start-up failed: out of memory", NULL);
         goto out;
+    }
+    if (cfg->usage.journal_dir != NULL) {
+        /* Before any call: what a crash or restart left unacknowledged is loaded first. */
+        char jerr[CONFIG_ERR_LEN + 64];
+        if (usage_journal_open(agent.usage, cfg->usage.journal_dir, jerr, sizeof(jerr)) != ERR_OK) {
+            log_kv(LOGL_ERROR, "cannot use the usage journal", "error", jerr, NULL);
+            goto out;
+        }
+        snprintf(agent_journal_dir, sizeof(agent_journal_dir), "%s", cfg->usage.journal_dir);
     }
     char serr[512];
     if (server_apply(agent.server, cfg, serr, sizeof(serr)) != ERR_OK) {

@@ -8,7 +8,10 @@
  * outage new calls keep adding to the open rows (one per provider, model,
  * app, key type and status) instead of piling up a new batch every interval.
  *
- * Not done here: a crash-safe journal (records are in memory only).
+ * With usage.journal_dir set, every record is also appended to a journal and
+ * the whole unacknowledged state is snapshotted at each report (journal.h):
+ * a restarted agent loads it and sends what was not acknowledged, batches
+ * under the ids they had (the plugin counts a batch once by its id).
  */
 #include "agent/usage.h"
 
@@ -19,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/journal.h"
 #include "agent/metrics.h"
 #include "common/jsonw.h"
 #include "common/log.h"
@@ -49,6 +53,8 @@
 #define USAGE_DENIED_LOG_S 300
 /* The plugin's longest batch_id (plugin/paths_usage.c USAGE_MAX_BATCH_ID). */
 #define USAGE_MAX_BATCH_ID 128
+/* Largest count a journal row may carry (the plugin's month total bound, 10^18). */
+#define USAGE_MAX_JOURNAL_COUNT 1000000000000000000LL
 
 struct urow;
 
@@ -137,6 +143,9 @@ struct usage {
      * duplicate and count nothing of it.
      */
     unsigned long long nonce;
+    struct journal *journal;    /* NULL: no journal_dir */
+    unsigned long long rec_seq; /* of the last record appended to the journal */
+    bool dirty;                 /* the state changed since the last snapshot */
 };
 
 static struct utenant *usage_tenant(struct usage *u, const char *name, bool create)
@@ -237,6 +246,7 @@ static json_t *usage_totals_json(const struct utotals *t)
 
 static void usage_row_drop(struct usage *u, struct urow *r)
 {
+    u->dirty = true;
     u->dropped += (unsigned long long)r->t.requests;
     u->over_bound += (unsigned long long)r->t.requests;
     u->pending--;
@@ -303,6 +313,54 @@ static const char *usage_field(const char *s)
     return s != NULL ? s : "";
 }
 
+/*
+ * Adds totals to the tenant's open row for these five fields, made (with ts,
+ * the time of its first call) when there is none. False when out of memory.
+ */
+static bool usage_row_add(struct usage *u, struct utenant *t, const char *provider,
+                          const char *model, const char *app, const char *key_type,
+                          const char *status, const char *ts, const struct utotals *add)
+{
+    unsigned long long key = USAGE_HASH_SEED;
+    const char *const fields[] = {provider, model, app, key_type, status};
+    for (size_t i = 0; i < 5; i++) {
+        key = usage_hash(key, fields[i]);
+    }
+    struct urow *row = t->open;
+    while (row != NULL &&
+           !(row->key == key && strcmp(row->provider, provider) == 0 &&
+             strcmp(row->model, model) == 0 && strcmp(row->app, app) == 0 &&
+             strcmp(row->key_type, key_type) == 0 && strcmp(row->status, status) == 0)) {
+        row = row->next;
+    }
+    if (row == NULL) {
+        row = calloc(1, sizeof(*row));
+        if (row == NULL) {
+            return false;
+        }
+        snprintf(row->provider, sizeof(row->provider), "%s", provider);
+        snprintf(row->model, sizeof(row->model), "%s", model);
+        snprintf(row->app, sizeof(row->app), "%s", app);
+        snprintf(row->key_type, sizeof(row->key_type), "%s", key_type);
+        snprintf(row->status, sizeof(row->status), "%s", status);
+        snprintf(row->ts, sizeof(row->ts), "%s", ts);
+        row->key = key;
+        row->next = t->open;
+        t->open = row;
+        t->n_open++;
+        u->pending++;
+    }
+    row->t.requests += add->requests;
+    row->t.estimated_requests += add->estimated_requests;
+    row->t.prompt_tokens += add->prompt_tokens;
+    row->t.completion_tokens += add->completion_tokens;
+    row->t.cached_tokens += add->cached_tokens;
+    row->t.cost_usd += add->cost_usd;
+    return true;
+}
+
+static json_t *usage_row_json(const struct urow *r);
+
 void usage_record(struct usage *u, const struct usage_record *r)
 {
     char labels[METRICS_MAX_LABELS];
@@ -335,43 +393,33 @@ void usage_record(struct usage *u, const struct usage_record *r)
     if (bm != NULL) {
         usage_add(&bm->t, r);
     }
-    unsigned long long key = USAGE_HASH_SEED;
-    const char *const fields[] = {usage_field(r->provider), usage_field(r->model),
-                                  usage_field(r->app), usage_field(r->key_type),
-                                  usage_field(r->status)};
-    for (size_t i = 0; i < 5; i++) {
-        key = usage_hash(key, fields[i]);
+    struct utotals add = {0};
+    usage_add(&add, r);
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!usage_row_add(u, t, usage_field(r->provider), usage_field(r->model), usage_field(r->app),
+                       usage_field(r->key_type), usage_field(r->status), ts, &add)) {
+        u->dropped++;
+        return;
     }
-    struct urow *row = t->open;
-    while (row != NULL &&
-           !(row->key == key && strcmp(row->provider, r->provider) == 0 &&
-             strcmp(row->model, r->model) == 0 && strcmp(row->app, usage_field(r->app)) == 0 &&
-             strcmp(row->key_type, usage_field(r->key_type)) == 0 &&
-             strcmp(row->status, usage_field(r->status)) == 0)) {
-        row = row->next;
-    }
-    if (row == NULL) {
-        row = calloc(1, sizeof(*row));
-        if (row == NULL) {
-            u->dropped++;
-            return;
+    if (u->journal != NULL) {
+        struct urow one = {.t = add};
+        snprintf(one.provider, sizeof(one.provider), "%s", usage_field(r->provider));
+        snprintf(one.model, sizeof(one.model), "%s", usage_field(r->model));
+        snprintf(one.app, sizeof(one.app), "%s", usage_field(r->app));
+        snprintf(one.key_type, sizeof(one.key_type), "%s", usage_field(r->key_type));
+        snprintf(one.status, sizeof(one.status), "%s", usage_field(r->status));
+        memcpy(one.ts, ts, sizeof(ts));
+        json_t *j = usage_row_json(&one);
+        if (j != NULL && json_object_set_new(j, "tenant", json_string(t->name)) == 0) {
+            journal_append(u->journal, j, ++u->rec_seq);
         }
-        snprintf(row->provider, sizeof(row->provider), "%s", r->provider);
-        snprintf(row->model, sizeof(row->model), "%s", r->model);
-        snprintf(row->app, sizeof(row->app), "%s", usage_field(r->app));
-        snprintf(row->key_type, sizeof(row->key_type), "%s", usage_field(r->key_type));
-        snprintf(row->status, sizeof(row->status), "%s", usage_field(r->status));
-        row->key = key;
-        time_t now = time(NULL);
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(row->ts, sizeof(row->ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        row->next = t->open;
-        t->open = row;
-        t->n_open++;
-        u->pending++;
+        json_decref(j);
     }
-    usage_add(&row->t, r);
+    u->dirty = true;
     usage_enforce_bound(u);
 }
 
@@ -521,6 +569,7 @@ static void usage_seal(struct usage *u, struct utenant *t)
                  (unsigned long)u->boot, u->nonce, ++u->seq);
         b->root_len = strlen(b->id);
         b->node = 1;
+        u->dirty = true;
         if (t->sealed_tail != NULL) {
             t->sealed_tail->next = b;
         } else {
@@ -564,6 +613,7 @@ static void usage_refusal(const struct buf *body, char *out, size_t size)
 static void usage_batch_done(struct usage *u, struct utenant *t)
 {
     struct ubatch *b = t->sealed;
+    t->u->dirty = true;
     u->pending -= b->n;
     t->sealed = b->next;
     if (t->sealed == NULL) {
@@ -601,6 +651,7 @@ static bool usage_batch_split(struct utenant *t, struct ubatch *b)
         return false;
     }
     memcpy(b->id, first, sizeof(first));
+    t->u->dirty = true;
     h->root_len = b->root_len;
     h->node = node + 1;
     b->node = node;
@@ -780,6 +831,263 @@ static void usage_tick(evutil_socket_t fd, short what, void *arg)
     usage_flush(arg);
 }
 
+/* ---- journal ----------------------------------------------------------------------------- */
+
+#define USAGE_SNAPSHOT_VERSION 1
+
+static json_t *usage_rows_json(const struct urow *r)
+{
+    json_t *a = json_array();
+    for (; r != NULL && a != NULL; r = r->next) {
+        if (json_array_append_new(a, usage_row_json(r)) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    return a;
+}
+
+/* The whole unacknowledged state: each tenant's open rows (oldest first) and waiting batches. */
+static json_t *usage_snapshot_json(struct usage *u)
+{
+    json_t *tenants = json_array();
+    for (struct utenant *t = u->tenants; t != NULL && tenants != NULL; t = t->next) {
+        if (t->open == NULL && t->sealed == NULL) {
+            continue;
+        }
+        t->open = usage_rows_reverse(t->open);
+        json_t *open = usage_rows_json(t->open);
+        t->open = usage_rows_reverse(t->open);
+        json_t *sealed = json_array();
+        for (const struct ubatch *b = t->sealed; b != NULL && sealed != NULL; b = b->next) {
+            if (json_array_append_new(sealed, json_pack("{s:s,s:I,s:I,s:o}", "id", b->id,
+                                                        "root_len", (json_int_t)b->root_len, "node",
+                                                        (json_int_t)b->node, "rows",
+                                                        usage_rows_json(b->rows))) != 0) {
+                json_decref(sealed);
+                sealed = NULL;
+            }
+        }
+        json_t *tj = open != NULL && sealed != NULL ? json_pack("{s:s,s:O,s:O}", "name", t->name,
+                                                                "open", open, "sealed", sealed)
+                                                    : NULL;
+        json_decref(open);
+        json_decref(sealed);
+        if (tj == NULL || json_array_append_new(tenants, tj) != 0) {
+            json_decref(tenants);
+            tenants = NULL;
+        }
+    }
+    if (tenants == NULL) {
+        return NULL;
+    }
+    return json_pack("{s:i,s:I,s:o}", "v", USAGE_SNAPSHOT_VERSION, "rec_seq",
+                     (json_int_t)u->rec_seq, "tenants", tenants);
+}
+
+/*
+ * Snapshots the state when it changed since the last snapshot (which empties
+ * the log), else syncs the log to disk. A failed snapshot leaves the journal
+ * consistent (the old snapshot and the log) and is tried again next time.
+ */
+static void usage_journal_save(struct usage *u)
+{
+    if (u->journal == NULL) {
+        return;
+    }
+    if (!u->dirty) {
+        journal_sync(u->journal);
+        return;
+    }
+    json_t *doc = usage_snapshot_json(u);
+    if (doc != NULL && journal_snapshot(u->journal, doc) == ERR_OK) {
+        u->dirty = false;
+    }
+    json_decref(doc);
+}
+
+static bool usage_count_ok(const json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) >= 0 &&
+           json_integer_value(v) <= USAGE_MAX_JOURNAL_COUNT;
+}
+
+/* A row as the journal holds it, checked; false for anything else (it is skipped). */
+static bool usage_row_from_json(const json_t *j, struct urow *out)
+{
+    static const char *const counts[] = {"requests", "prompt_tokens", "completion_tokens",
+                                         "cached_tokens", "estimated_requests"};
+    for (size_t i = 0; i < 5; i++) {
+        if (!usage_count_ok(json_object_get(j, counts[i]))) {
+            return false;
+        }
+    }
+    const json_t *cost = json_object_get(j, "cost_usd");
+    double c = json_number_value(cost);
+    const char *ts = json_string_value(json_object_get(j, "ts"));
+    const char *text[] = {json_string_value(json_object_get(j, "provider")),
+                          json_string_value(json_object_get(j, "model")),
+                          json_string_value(json_object_get(j, "app")),
+                          json_string_value(json_object_get(j, "key_type")),
+                          json_string_value(json_object_get(j, "status"))};
+    char *dst[] = {out->provider, out->model, out->app, out->key_type, out->status};
+    const size_t size[] = {sizeof(out->provider), sizeof(out->model), sizeof(out->app),
+                           sizeof(out->key_type), sizeof(out->status)};
+    if (!json_is_number(cost) || !(c >= 0 && c <= 1e12) || ts == NULL ||
+        strlen(ts) >= sizeof(out->ts)) {
+        return false;
+    }
+    for (size_t i = 0; i < 5; i++) {
+        if (text[i] == NULL || strlen(text[i]) >= size[i]) {
+            return false;
+        }
+        memcpy(dst[i], text[i], strlen(text[i]) + 1);
+    }
+    memcpy(out->ts, ts, strlen(ts) + 1);
+    out->t.requests = (long long)json_integer_value(json_object_get(j, "requests"));
+    out->t.prompt_tokens = (long long)json_integer_value(json_object_get(j, "prompt_tokens"));
+    out->t.completion_tokens =
+        (long long)json_integer_value(json_object_get(j, "completion_tokens"));
+    out->t.cached_tokens = (long long)json_integer_value(json_object_get(j, "cached_tokens"));
+    out->t.estimated_requests =
+        (long long)json_integer_value(json_object_get(j, "estimated_requests"));
+    out->t.cost_usd = c;
+    return true;
+}
+
+static bool usage_name_ok(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n == 0 || n > CONFIG_MAX_NAME) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Adds a journal row to the tenant's open rows; false when it is not one (skipped). */
+static bool usage_replay_row(struct usage *u, const char *tenant, const json_t *j)
+{
+    struct urow r;
+    memset(&r, 0, sizeof(r));
+    struct utenant *t = usage_name_ok(tenant) ? usage_tenant(u, tenant, true) : NULL;
+    return t != NULL && usage_row_from_json(j, &r) &&
+           usage_row_add(u, t, r.provider, r.model, r.app, r.key_type, r.status, r.ts, &r.t);
+}
+
+/* A waiting batch from the snapshot, appended to the tenant's list with its id. */
+static bool usage_replay_batch(struct usage *u, struct utenant *t, const json_t *j)
+{
+    const char *id = json_string_value(json_object_get(j, "id"));
+    const json_t *rows = json_object_get(j, "rows");
+    json_int_t root_len = json_integer_value(json_object_get(j, "root_len"));
+    json_int_t node = json_integer_value(json_object_get(j, "node"));
+    struct ubatch *b = NULL;
+    if (id == NULL || strlen(id) == 0 || strlen(id) > USAGE_MAX_BATCH_ID || root_len <= 0 ||
+        (size_t)root_len > strlen(id) || node < 1 || node >= (1L << 20) || !json_is_array(rows) ||
+        json_array_size(rows) == 0 || (b = calloc(1, sizeof(*b))) == NULL) {
+        return false;
+    }
+    snprintf(b->id, sizeof(b->id), "%s", id);
+    b->root_len = (size_t)root_len;
+    b->node = (unsigned long)node;
+    struct urow **tail = &b->rows;
+    size_t i;
+    const json_t *rj;
+    json_array_foreach(rows, i, rj)
+    {
+        struct urow *r = calloc(1, sizeof(*r));
+        if (r == NULL || !usage_row_from_json(rj, r)) {
+            free(r);
+            usage_batch_free(b);
+            return false;
+        }
+        *tail = r;
+        tail = &r->next;
+        b->n++;
+    }
+    if (t->sealed_tail != NULL) {
+        t->sealed_tail->next = b;
+    } else {
+        t->sealed = b;
+    }
+    t->sealed_tail = b;
+    u->pending += b->n;
+    return true;
+}
+
+enum err usage_journal_open(struct usage *u, const char *dir, char *errbuf, size_t errlen)
+{
+    struct journal *j = NULL;
+    enum err e = journal_open(dir, &j, errbuf, errlen);
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *snap = NULL, *records = NULL;
+    unsigned long long seq = 0;
+    e = journal_load(j, &snap, &records, &seq);
+    if (e != ERR_OK) {
+        snprintf(errbuf, errlen, "usage.journal_dir: %s: cannot read the journal: %s", dir,
+                 err_str(e));
+        journal_close(j);
+        return e == ERR_NOMEM ? e : ERR_CONFIG;
+    }
+    size_t skipped = 0, rows = 0, batches = 0;
+    size_t i, k;
+    const json_t *tj, *v;
+    json_array_foreach(json_object_get(snap, "tenants"), i, tj)
+    {
+        const char *name = json_string_value(json_object_get(tj, "name"));
+        struct utenant *t = usage_name_ok(name) ? usage_tenant(u, name, true) : NULL;
+        json_array_foreach(json_object_get(tj, "sealed"), k, v)
+        {
+            if (t != NULL && usage_replay_batch(u, t, v)) {
+                batches++;
+            } else {
+                skipped++;
+            }
+        }
+        json_array_foreach(json_object_get(tj, "open"), k, v)
+        {
+            if (t != NULL && usage_replay_row(u, name, v)) {
+                rows++;
+            } else {
+                skipped++;
+            }
+        }
+    }
+    json_array_foreach(records, i, v)
+    {
+        if (usage_replay_row(u, json_string_value(json_object_get(v, "tenant")), v)) {
+            rows++;
+        } else {
+            skipped++;
+        }
+    }
+    json_decref(snap);
+    json_decref(records);
+    u->journal = j;
+    u->rec_seq = seq;
+    if (rows + batches + skipped > 0) {
+        char nr[24], nb[24], ns[24];
+        snprintf(nr, sizeof(nr), "%zu", rows);
+        snprintf(nb, sizeof(nb), "%zu", batches);
+        snprintf(ns, sizeof(ns), "%zu", skipped);
+        log_kv(skipped > 0 ? LOGL_WARN : LOGL_INFO,
+               "usage journal loaded: unacknowledged usage will be sent", "dir", dir, "records", nr,
+               "batches", nb, "skipped", ns, NULL);
+    }
+    /* One snapshot of what was loaded: the log starts empty. */
+    u->dirty = true;
+    usage_journal_save(u);
+    return ERR_OK;
+}
+
 void usage_flush(struct usage *u)
 {
     if (u->over_bound > 0) {
@@ -791,14 +1099,17 @@ void usage_flush(struct usage *u)
         u->over_bound = 0;
     }
     for (struct utenant *t = u->tenants; t != NULL; t = t->next) {
-        if (t->busy) {
-            continue;
-        }
         /* Waiting batches go first (re-sent with their ids); then the open rows get theirs. */
-        if (t->sealed == NULL) {
+        if (!t->busy && t->sealed == NULL) {
             usage_seal(u, t);
         }
-        usage_send(u, t);
+    }
+    /* A batch id reaches Vault only once the journal holds it: a restart re-sends it as it is. */
+    usage_journal_save(u);
+    for (struct utenant *t = u->tenants; t != NULL; t = t->next) {
+        if (!t->busy) {
+            usage_send(u, t);
+        }
     }
 }
 
@@ -861,6 +1172,9 @@ void usage_free(struct usage *u)
     if (u == NULL) {
         return;
     }
+    /* What is left unacknowledged (a drain that timed out) is sent by the next start. */
+    usage_journal_save(u);
+    journal_close(u->journal);
     struct utenant *t = u->tenants;
     while (t != NULL) {
         struct utenant *n = t->next;

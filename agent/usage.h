@@ -44,6 +44,13 @@ struct usage_record {
 struct usage *usage_new(struct event_base *base, struct vault *v, struct config *cfg);
 void usage_free(struct usage *u);
 void usage_set_config(struct usage *u, struct config *cfg);
+/*
+ * Opens the journal in dir (journal.h), loads what it holds (rows and the
+ * batches not acknowledged before a crash or restart, batches with their
+ * ids) and keeps it from now on. Call once, before any record. ERR_CONFIG
+ * with why in errbuf when the directory cannot be used.
+ */
+MUST_USE enum err usage_journal_open(struct usage *u, const char *dir, char *errbuf, size_t errlen);
 /* Counts and queues one record. Out of memory drops the record (counted). */
 void usage_record(struct usage *u, const struct usage_record *r);
 /* Totals since start for one tenant (new reference, never NULL unless out of memory). */

@@ -58,7 +58,8 @@ fi
     printf 'secret-id' >"$T/secret_id"
 )
 jq --arg ca /dev/null --arg d "$T" '.listeners |= map(.group = "0") | .vault.ca_file = $ca
-    | .vault.approle = {role_id_file: ($d + "/role_id"), secret_id_file: ($d + "/secret_id")}' \
+    | .vault.approle = {role_id_file: ($d + "/role_id"), secret_id_file: ($d + "/secret_id")}
+    | .usage.journal_dir = $d' \
     "$ROOT/agent/example-config.json" >"$T/agent.json"
 out=$("$AGENT" --check-config -c "$T/agent.json" 2>&1)
 if [ $? = 0 ]; then ok "example config passes --check-config"; else notok "example config passes --check-config" "$out"; fi

@@ -151,7 +151,8 @@ MSOCK_IN=/run/byok/metrics.sock
 agent_config "[{\"path\": \"$SOCK_IN\", \"mode\": \"0660\", \"group\": \"byok-apps\", \"tenant\": \"acme\", \"app\": \"unit\"},
                {\"path\": \"$MSOCK_IN\", \"mode\": \"0600\", \"tenant\": \"ops\", \"metrics\": true}]" \
     '.providers = ["openai", "anthropic"] | .log_level = "info"
-     | .vault.token_file = "/etc/byok/token" | .upstream.ca_file = "/etc/byok/provider-ca.pem"'
+     | .vault.token_file = "/etc/byok/token" | .upstream.ca_file = "/etc/byok/provider-ca.pem"
+     | .usage.journal_dir = "/var/lib/byok-agent"'
 # Written over the guide's example, keeping its owner and mode.
 ctr bash -c 'cat >/etc/byok/agent.json' <"$AGENT_CONFIG" || {
     LIB_BLOCKED_REASON="/etc/byok/agent.json could not be written in the container"

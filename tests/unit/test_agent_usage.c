@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/config.h"
@@ -98,6 +99,7 @@ struct env {
     struct vault *vault;
     struct usage *u;
     bool estimated_next; /* the next rec() is an estimated call */
+    char journal[64];    /* usage.journal_dir of the next env_start ("" for none) */
 };
 static struct env E;
 
@@ -108,8 +110,9 @@ static void env_start(long max_pending, long batch_records)
              "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
              "\"vault\":{\"address\":\"unix:%s\",\"token_file\":\"%s\"},"
              "\"usage\":{\"report_interval_s\":3600,\"max_pending_records\":%ld,"
-             "\"batch_records\":%ld,\"node_id\":\"n1\"}}",
-             fv.sock_path, fv.token_path, max_pending, batch_records);
+             "\"batch_records\":%ld,\"node_id\":\"n1\"%s%s%s}}",
+             fv.sock_path, fv.token_path, max_pending, batch_records,
+             E.journal[0] ? ",\"journal_dir\":\"" : "", E.journal, E.journal[0] ? "\"" : "");
     char err[CONFIG_ERR_LEN];
     assert_int_equal(config_parse(text, strlen(text), &E.cfg, err), ERR_OK);
     E.base = event_base_new();
@@ -117,6 +120,9 @@ static void env_start(long max_pending, long batch_records)
     E.vault = vault_new(E.base, E.up, E.cfg);
     E.u = usage_new(E.base, E.vault, E.cfg);
     assert_non_null(E.u);
+    if (E.journal[0] != '\0') {
+        assert_int_equal(usage_journal_open(E.u, E.journal, err, sizeof(err)), ERR_OK);
+    }
     pthread_mutex_lock(&mu);
     json_array_clear(posts);
     pthread_mutex_unlock(&mu);
@@ -891,6 +897,184 @@ static void test_403_404_retried(void **state)
     env_stop();
 }
 
+/* ---- the journal (usage.journal_dir) ----------------------------------------------------------
+ */
+
+static void journal_dir_new(void)
+{
+    snprintf(E.journal, sizeof(E.journal), "/tmp/byok-journal-XXXXXX");
+    assert_non_null(mkdtemp(E.journal));
+}
+
+static void journal_dir_rm(void)
+{
+    char p[128];
+    static const char *const names[] = {"usage.log", "usage.snapshot", "usage.snapshot.tmp",
+                                        "usage.snapshot.bad"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(p, sizeof(p), "%s/%s", E.journal, names[i]);
+        unlink(p);
+    }
+    rmdir(E.journal);
+    E.journal[0] = '\0';
+}
+
+static long long posted_requests(size_t i)
+{
+    long long n = 0;
+    size_t k;
+    const json_t *r;
+    json_array_foreach(json_object_get(post_body(i), "records"), k, r)
+    {
+        n += json_integer_value(json_object_get(r, "requests"));
+    }
+    return n;
+}
+
+/* Unacknowledged usage is sent by the next start; acknowledged usage is not sent again. */
+static void test_journal_restart(void **state)
+{
+    (void)state;
+    journal_dir_new();
+    env_start(1000, 500);
+    rec("openai", "gpt-4o", "ok", 10, 5, 0.5);
+    rec("openai", "gpt-4o", "ok", 20, 5, 0.25);
+    rec("anthropic", "claude", "ok", 7, 3, 1.0);
+    env_stop();
+    env_start(1000, 500);
+    assert_int_equal(usage_pending(E.u), 2);
+    assert_true(usage_unreported_usd(E.u, "acme") == 1.75);
+    flush_until(1);
+    assert_int_equal(posted_requests(0), 3);
+    assert_int_equal(usage_pending(E.u), 0);
+    env_stop();
+    env_start(1000, 500);
+    assert_int_equal(usage_pending(E.u), 0);
+    usage_flush(E.u);
+    assert_int_equal(n_posts(), 0);
+    env_stop();
+    journal_dir_rm();
+}
+
+/* A batch sent but not acknowledged is sent again by the next start under the same id. */
+static void test_journal_keeps_batch_id(void **state)
+{
+    (void)state;
+    journal_dir_new();
+    env_start(1000, 500);
+    rec("openai", "gpt-4o", "ok", 1, 1, 0.1);
+    atomic_store(&next_status, 503);
+    flush_until(1);
+    char id[160];
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(post_body(0), "batch_id")));
+    rec("openai", "gpt-4o", "ok", 1, 1, 0.1); /* an open row besides the waiting batch */
+    env_stop();
+    env_start(1000, 500);
+    assert_int_equal(usage_pending(E.u), 2);
+    flush_until(1);
+    assert_string_equal(json_string_value(json_object_get(post_body(0), "batch_id")), id);
+    assert_int_equal(posted_requests(0), 1);
+    flush_until(2);
+    assert_string_not_equal(json_string_value(json_object_get(post_body(1), "batch_id")), id);
+    assert_int_equal(posted_requests(1), 1);
+    env_stop();
+    journal_dir_rm();
+}
+
+/* A crash (no snapshot, no clean-up): every record appended before it is sent by the next start. */
+static void test_journal_crash(void **state)
+{
+    (void)state;
+    journal_dir_new();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        env_start(1000, 500);
+        rec("openai", "gpt-4o", "ok", 10, 5, 0.5);
+        rec("openai", "gpt-4o", "client_closed", 3, 0, 0.01);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    env_start(1000, 500);
+    assert_int_equal(usage_pending(E.u), 2); /* (flush_until would wait for ever) */
+    flush_until(1);
+    assert_int_equal(json_array_size(json_object_get(post_body(0), "records")), 2);
+    assert_int_equal(posted_requests(0), 2);
+    env_stop();
+    journal_dir_rm();
+}
+
+/* Writes name in the journal directory. */
+static void journal_file(const char *name, const char *text)
+{
+    char p[128];
+    snprintf(p, sizeof(p), "%s/%s", E.journal, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+#define JROW(seq, req)                                                                             \
+    "{\"s\":" #seq ",\"tenant\":\"acme\",\"ts\":\"2026-11-27T10:00:00Z\",\"provider\":"            \
+    "\"openai\",\"model\":\"gpt-4o\",\"key_type\":\"production\",\"app\":\"web\","                 \
+    "\"requests\":" #req ",\"prompt_tokens\":1,\"completion_tokens\":1,\"cached_tokens\":0,"       \
+    "\"cost_usd\":0.5,\"status\":\"ok\",\"estimated_requests\":0}\n"
+
+/*
+ * Log lines the snapshot already holds (its rec_seq) are skipped; a torn
+ * last line and rows that are not rows are skipped; an unreadable snapshot
+ * is set aside.
+ */
+static void test_journal_replay_edges(void **state)
+{
+    (void)state;
+    journal_dir_new();
+    journal_file("usage.snapshot", "{\"v\":1,\"rec_seq\":5,\"tenants\":[]}");
+    journal_file("usage.log", JROW(4, 100) JROW(5, 100)
+                                  JROW(6, 2) "{\"s\":7,\"tenant\":\"Bad Tenant\",\"requests\":1}\n"
+                                             "{\"s\":8,\"tenant\":\"acme\",\"requests\":-1}\n"
+                                             "{\"s\":9,\"tenant\":\"ac");
+    env_start(1000, 500);
+    assert_int_equal(usage_pending(E.u), 1);
+    flush_until(1);
+    assert_int_equal(posted_requests(0), 2);
+    env_stop();
+    /* The snapshot written at start holds what was loaded, and the next start finds it sent. */
+    journal_file("usage.snapshot", "{not json");
+    journal_file("usage.log", JROW(1, 3));
+    env_start(1000, 500);
+    assert_int_equal(usage_pending(E.u), 1);
+    flush_until(1);
+    assert_int_equal(posted_requests(0), 3);
+    char p[128];
+    snprintf(p, sizeof(p), "%s/usage.snapshot.bad", E.journal);
+    assert_int_equal(access(p, F_OK), 0);
+    env_stop();
+    journal_dir_rm();
+}
+
+/* Two agents must not share a journal. */
+static void test_journal_locked(void **state)
+{
+    (void)state;
+    journal_dir_new();
+    env_start(1000, 500);
+    struct usage *other = usage_new(E.base, E.vault, E.cfg);
+    char err[256];
+    assert_int_equal(usage_journal_open(other, E.journal, err, sizeof(err)), ERR_CONFIG);
+    assert_non_null(strstr(err, "in use by another process"));
+    usage_free(other);
+    other = usage_new(E.base, E.vault, E.cfg);
+    assert_int_equal(usage_journal_open(other, "/nonexistent/dir", err, sizeof(err)), ERR_CONFIG);
+    assert_non_null(strstr(err, "usage.journal_dir: /nonexistent/dir"));
+    usage_free(other);
+    env_stop();
+    journal_dir_rm();
+}
+
 int main(void)
 {
     /* The in-process Vault writes to sockets the client may have closed. */
@@ -921,6 +1105,11 @@ int main(void)
         cmocka_unit_test(test_413_one_row_dropped),
         cmocka_unit_test(test_400_one_record_split),
         cmocka_unit_test(test_403_404_retried),
+        cmocka_unit_test(test_journal_restart),
+        cmocka_unit_test(test_journal_keeps_batch_id),
+        cmocka_unit_test(test_journal_crash),
+        cmocka_unit_test(test_journal_replay_edges),
+        cmocka_unit_test(test_journal_locked),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
