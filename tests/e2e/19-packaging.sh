@@ -68,8 +68,9 @@ if python3 -c 'import yaml' 2>/dev/null; then
     out=$(python3 "$ROOT/tests/e2e/check-daemonset.py" "$ROOT/agent/k8s-daemonset.yaml" "$T/ds.json" 2>&1)
     if [ $? = 0 ]; then ok "DaemonSet manifest: its parts agree"; else notok "DaemonSet manifest: its parts agree" "$(echo "$out" | tr '\n' ';')"; fi
     printf 'header.payload.signature' >"$T/sa-token"
-    if [ -s "$T/ds.json" ] && jq --arg ca /dev/null --arg jwt "$T/sa-token" \
-        '.vault.ca_file = $ca | .vault.kubernetes.jwt_file = $jwt' "$T/ds.json" >"$T/ds-agent.json"; then
+    if [ -s "$T/ds.json" ] && jq --arg ca /dev/null --arg jwt "$T/sa-token" --arg d "$T" \
+        '.vault.ca_file = $ca | .vault.kubernetes.jwt_file = $jwt | .usage.journal_dir = $d' \
+        "$T/ds.json" >"$T/ds-agent.json"; then
         out=$("$AGENT" --check-config -c "$T/ds-agent.json" 2>&1)
         if [ $? = 0 ]; then ok "DaemonSet's agent.json passes --check-config"; else notok "DaemonSet's agent.json passes --check-config" "$out"; fi
     else

@@ -9,8 +9,10 @@ expected; the ConfigMap's agent.json is written to CONFIG_OUT.json (the
 caller runs the agent's --check-config on it); the container's -c argument
 names that file where the ConfigMap is mounted; every listener socket is
 under the mounted socket directory, which is a hostPath; the liveness probe
-asks /healthz on one of the listeners; the init container gives the
-directory to the uid the agent runs as; the Vault CA file is in a mounted
+asks /healthz on one of the listeners; usage.journal_dir, when set, is in
+a writable hostPath volume (the journal outlives the pod); the init
+container gives those directories to the uid the agent runs as; the Vault
+CA file is in a mounted
 ConfigMap; the pod and the agent run as non-root with no capabilities, no
 privilege escalation, a read-only root and the runtime's default seccomp
 profile; and the grace period exceeds the agent's drain_timeout_s.
@@ -118,6 +120,15 @@ def main():
     seccomp = csc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
     if seccomp not in ("RuntimeDefault", "Localhost"):
         problems.append(f"seccomp profile {seccomp}: not confined")
+    journal = config.get("usage", {}).get("journal_dir")
+    if journal:
+        at = volume_at(journal)
+        if at is None or at[1] is None or "hostPath" not in at[1]:
+            problems.append(f"usage.journal_dir {journal} is not in a hostPath volume (it must outlive the pod)")
+        else:
+            sock_dirs.add(at[0])
+            if mounts[at[0]].get("readOnly"):
+                problems.append(f"the agent mounts {at[0]} read-only: it cannot write its journal")
     init_cmds = " ".join(" ".join(c.get("command", [])) for c in pod.get("initContainers", []))
     for d in sock_dirs:
         if f"chown {uid}:" not in init_cmds or d not in init_cmds:
