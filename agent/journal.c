@@ -65,11 +65,10 @@ enum err journal_open(const char *dir, struct journal **ret, char *errbuf, size_
         free(j);
         return ERR_CONFIG;
     }
-    j->logfd = openat(j->dirfd, JOURNAL_LOG, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
-                      0600);
+    j->logfd =
+        openat(j->dirfd, JOURNAL_LOG, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (j->logfd < 0) {
-        snprintf(errbuf, errlen, "usage.journal_dir: %s/%s: %s", dir, JOURNAL_LOG,
-                 strerror(errno));
+        snprintf(errbuf, errlen, "usage.journal_dir: %s/%s: %s", dir, JOURNAL_LOG, strerror(errno));
         journal_close(j);
         return ERR_CONFIG;
     }
@@ -267,8 +266,8 @@ enum err journal_snapshot(struct journal *j, const json_t *doc)
     if (text == NULL) {
         return ERR_NOMEM;
     }
-    int fd = openat(j->dirfd, JOURNAL_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                    0600);
+    int fd =
+        openat(j->dirfd, JOURNAL_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     enum err e = fd >= 0 ? journal_write_all(fd, text, strlen(text)) : ERR_IO;
     int err = errno;
     free(text);

@@ -39,8 +39,7 @@ struct journal;
  * errbuf (errlen bytes) when the directory is missing or not writable, or
  * another process holds it.
  */
-MUST_USE enum err journal_open(const char *dir, struct journal **ret, char *errbuf,
-                               size_t errlen);
+MUST_USE enum err journal_open(const char *dir, struct journal **ret, char *errbuf, size_t errlen);
 /* Closes (fdatasync first). Accepts NULL. */
 void journal_close(struct journal *j);
 

@@ -313,9 +313,19 @@ static const char *usage_field(const char *s)
     return s != NULL ? s : "";
 }
 
+/* Now, as a row's ts: RFC 3339, UTC, to the second. */
+static void usage_now_ts(char ts[32])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 /*
  * Adds totals to the tenant's open row for these five fields, made (with ts,
- * the time of its first call) when there is none. False when out of memory.
+ * the time of its first call; NULL: now) when there is none. False when out
+ * of memory.
  */
 static bool usage_row_add(struct usage *u, struct utenant *t, const char *provider,
                           const char *model, const char *app, const char *key_type,
@@ -343,7 +353,11 @@ static bool usage_row_add(struct usage *u, struct utenant *t, const char *provid
         snprintf(row->app, sizeof(row->app), "%s", app);
         snprintf(row->key_type, sizeof(row->key_type), "%s", key_type);
         snprintf(row->status, sizeof(row->status), "%s", status);
-        snprintf(row->ts, sizeof(row->ts), "%s", ts);
+        if (ts != NULL) {
+            snprintf(row->ts, sizeof(row->ts), "%s", ts);
+        } else {
+            usage_now_ts(row->ts);
+        }
         row->key = key;
         row->next = t->open;
         t->open = row;
@@ -395,17 +409,14 @@ void usage_record(struct usage *u, const struct usage_record *r)
     }
     struct utotals add = {0};
     usage_add(&add, r);
-    char ts[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
     if (!usage_row_add(u, t, usage_field(r->provider), usage_field(r->model), usage_field(r->app),
-                       usage_field(r->key_type), usage_field(r->status), ts, &add)) {
+                       usage_field(r->key_type), usage_field(r->status), NULL, &add)) {
         u->dropped++;
         return;
     }
     if (u->journal != NULL) {
+        char ts[32];
+        usage_now_ts(ts);
         struct urow one = {.t = add};
         snprintf(one.provider, sizeof(one.provider), "%s", usage_field(r->provider));
         snprintf(one.model, sizeof(one.model), "%s", usage_field(r->model));
