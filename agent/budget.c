@@ -53,7 +53,7 @@ struct budget {
     struct config *cfg;
     struct btenant *buckets[BUDGET_BUCKETS];
     size_t n;
-    char node[CONFIG_MAX_NAME + 32];
+    unsigned int fallback_rand; /* the node name's random part without a usage module */
     struct budget_stats stats;
 };
 
@@ -92,16 +92,10 @@ struct budget *budget_new(struct vault *v, struct usage *u, struct config *cfg)
     b->vault = v;
     b->usage = u;
     b->cfg = cfg;
-    /*
-     * The node's name at the plugin: node_id and 32 random bits drawn at
-     * start. A restarted agent is a new node (its old hold ends with its
-     * lease), and two agents given one node_id never replace each other's hold.
-     */
-    unsigned int r = 0;
-    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-        r = (unsigned int)time(NULL) ^ (unsigned int)(size_t)b;
+    if (getrandom(&b->fallback_rand, sizeof(b->fallback_rand), 0) !=
+        (ssize_t)sizeof(b->fallback_rand)) {
+        b->fallback_rand = (unsigned int)time(NULL) ^ (unsigned int)(size_t)b;
     }
-    snprintf(b->node, sizeof(b->node), "%s-%08x", cfg->usage.node_id, r);
     return b;
 }
 
@@ -304,7 +298,19 @@ static bool budget_request(struct budget *b, struct btenant *t, double want, dou
      * life (a call whose max_tokens alone costs more than the cap would take
      * it all): the plugin then grants nothing.
      */
-    json_t *j = json_pack("{s:s,s:f,s:f,s:f}", "node", b->node, "unreported_usd", unreported,
+    /*
+     * The node's name at the plugin (usage_lease_node): node_id and 32 random
+     * bits, kept by the journal across restarts. Two agents given one node_id
+     * never replace each other's hold; without a journal a restarted agent is
+     * a new node, and its old hold ends with its lease.
+     */
+    char fallback[CONFIG_MAX_NAME + 16];
+    const char *node = b->usage != NULL ? usage_lease_node(b->usage) : NULL;
+    if (node == NULL) {
+        snprintf(fallback, sizeof(fallback), "%s-%08x", b->cfg->usage.node_id, b->fallback_rand);
+        node = fallback;
+    }
+    json_t *j = json_pack("{s:s,s:f,s:f,s:f}", "node", node, "unreported_usd", unreported,
                           "request_usd", want, "min_usd", need < want ? need : want);
     char *text = j != NULL ? jsonw_dumps(j, NULL) : NULL;
     json_decref(j);

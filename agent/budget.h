@@ -57,7 +57,11 @@ struct budget_stats {
     unsigned long long leases, short_leases, unlimited, errors;
 };
 
-/* node_id: config usage.node_id; a random suffix drawn here makes the lease's node name. */
+/*
+ * Leases are taken under usage_lease_node(u) (usage.node_id and 32 random
+ * bits, kept by the journal across restarts); without u (tests), under
+ * usage.node_id and 32 random bits drawn here.
+ */
 struct budget *budget_new(struct vault *v, struct usage *u, struct config *cfg);
 /* Pending callers get no callback. Accepts NULL. */
 void budget_free(struct budget *b);

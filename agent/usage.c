@@ -143,6 +143,12 @@ struct usage {
      * duplicate and count nothing of it.
      */
     unsigned long long nonce;
+    /*
+     * This agent's node name for budget leases (budget.c): usage.node_id and
+     * 32 random bits drawn at start, or the name the journal kept, so that an
+     * agent restarted on its journal replaces its own hold at the plugin.
+     */
+    char lease_node[CONFIG_MAX_NAME + 16];
     struct journal *journal;    /* NULL: no journal_dir */
     unsigned long long rec_seq; /* of the last record appended to the journal */
     bool dirty;                 /* the state changed since the last snapshot */
@@ -892,8 +898,8 @@ static json_t *usage_snapshot_json(struct usage *u)
     if (tenants == NULL) {
         return NULL;
     }
-    return json_pack("{s:i,s:I,s:o}", "v", USAGE_SNAPSHOT_VERSION, "rec_seq",
-                     (json_int_t)u->rec_seq, "tenants", tenants);
+    return json_pack("{s:i,s:I,s:s,s:o}", "v", USAGE_SNAPSHOT_VERSION, "rec_seq",
+                     (json_int_t)u->rec_seq, "lease_node", u->lease_node, "tenants", tenants);
 }
 
 /*
@@ -963,6 +969,23 @@ static bool usage_row_from_json(const json_t *j, struct urow *out)
     out->t.estimated_requests =
         (long long)json_integer_value(json_object_get(j, "estimated_requests"));
     out->t.cost_usd = c;
+    return true;
+}
+
+/* A node name the plugin's budget-lease path takes: 1..128 of [A-Za-z0-9._-]. */
+static bool usage_lease_node_ok(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n == 0 || n > 128) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.')) {
+            return false;
+        }
+    }
     return true;
 }
 
@@ -1047,6 +1070,10 @@ enum err usage_journal_open(struct usage *u, const char *dir, char *errbuf, size
                  err_str(e));
         journal_close(j);
         return e == ERR_NOMEM ? e : ERR_CONFIG;
+    }
+    const char *node = json_string_value(json_object_get(snap, "lease_node"));
+    if (usage_lease_node_ok(node) && strlen(node) < sizeof(u->lease_node)) {
+        memcpy(u->lease_node, node, strlen(node) + 1);
     }
     size_t skipped = 0, rows = 0, batches = 0;
     size_t i, k;
@@ -1152,6 +1179,8 @@ struct usage *usage_new(struct event_base *base, struct vault *v, struct config 
     u->cfg = config_ref(cfg);
     u->boot = (long)time(NULL);
     u->nonce = usage_nonce();
+    snprintf(u->lease_node, sizeof(u->lease_node), "%s-%08llx", cfg->usage.node_id,
+             usage_nonce() & 0xffffffffULL);
     u->timer = event_new(base, -1, EV_PERSIST, usage_tick, u);
     if (u->timer == NULL) {
         usage_free(u);
@@ -1218,6 +1247,11 @@ void usage_free(struct usage *u)
     }
     config_unref(&u->cfg);
     free(u);
+}
+
+const char *usage_lease_node(const struct usage *u)
+{
+    return u->lease_node;
 }
 
 size_t usage_inflight(const struct usage *u)

@@ -67,6 +67,13 @@ double usage_unreported_usd(struct usage *u, const char *tenant);
  * flight is left alone.
  */
 void usage_flush(struct usage *u);
+/*
+ * The node name this agent takes budget leases under (budget.c): node_id and
+ * 32 random bits drawn at start, or, with a journal, the name the journal
+ * kept, so that a restarted agent replaces its own hold instead of leaving it
+ * to expire.
+ */
+const char *usage_lease_node(const struct usage *u);
 /* Batches in flight to Vault. */
 size_t usage_inflight(const struct usage *u);
 /* Rows not yet acknowledged by Vault, the requests they count, and requests dropped. */

@@ -19,6 +19,8 @@
 #   replay   a batch the plugin has counted, left in a journal as a crash
 #            would leave it: sent under its id at the next start, answered as
 #            a duplicate, not counted again.
+#   lease    with a cap, a restarted agent takes its budget lease under the
+#            node name its journal kept: one hold at the plugin, not two.
 #   files    mode 0600, no key, no prompt; a second agent on the same
 #            directory refuses to start, naming the key; --check-config
 #            refuses a missing directory.
@@ -29,6 +31,7 @@ CASES=("crash: three calls answered, nothing reported yet"
     "inflight: a batch on its way when the agent died is counted once after the restart"
     "drain: a drain that gave up (Vault stopped) leaves the calls to the next start, counted once"
     "replay: a batch the plugin already counted, left in the journal, is acknowledged once and not counted again"
+    "lease node: restarted on its journal, the agent replaces its own budget hold (one lease, not two)"
     "files: usage.log and usage.snapshot are 0600 and hold no key and no prompt"
     "files: a second agent on the same journal refuses to start, naming usage.journal_dir"
     "files: --check-config refuses a journal_dir that does not exist, naming the key"
@@ -147,6 +150,27 @@ refused=$(grep -c 'usage batch refused' "$AGENT_LOG")
 t_eq "replay: a batch the plugin already counted, left in the journal, is acknowledged once and not counted again" \
     "$before $(usage_ledger acme .requests) loaded=$loaded refused=$refused $(jq -c .tenants "$JDIR/usage.snapshot")" \
     "10 10 loaded=1 refused=0 []"
+
+# ---- lease node --------------------------------------------------------------------------------
+# With a cap the agent takes budget leases under a node name the journal keeps:
+# restarted, it replaces its own hold rather than leave the old one to expire.
+vault_api PUT byok/tenants/acme/settings '{"max_monthly_cost": 100}' "$ADMIN_TOKEN" >/dev/null
+restart() {
+    kill -TERM "$AGENT_PID"
+    wait "$AGENT_PID" 2>/dev/null
+    start_agent 1
+}
+leases() {
+    vault_api GET byok/tenants/acme "" "$ADMIN_TOKEN"
+    echo "$VAULT_BODY" | jq -r '.data.budget.leases' 2>/dev/null
+}
+restart || t_block_all # a new key cache: the cap comes with the next creds
+c1=$(calls 1)
+l1=$(leases)
+restart || t_block_all
+c2=$(calls 1)
+t_eq "lease node: restarted on its journal, the agent replaces its own budget hold (one lease, not two)" \
+    "$c1$c2$l1 $(leases)" "200 200 1 1"
 
 # ---- files ------------------------------------------------------------------------------------
 modes=$(stat -c '%a' "$JDIR/usage.log" "$JDIR/usage.snapshot" 2>&1 | tr '\n' ' ')

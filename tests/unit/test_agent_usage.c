@@ -1056,6 +1056,33 @@ static void test_journal_replay_edges(void **state)
     journal_dir_rm();
 }
 
+/*
+ * The budget lease node name: node_id and random bits, new at every start
+ * without a journal, kept by the journal (a restarted agent replaces its own
+ * hold at the plugin).
+ */
+static void test_journal_keeps_lease_node(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    char first[160];
+    snprintf(first, sizeof(first), "%s", usage_lease_node(E.u));
+    assert_int_equal(strncmp(first, "n1-", 3), 0);
+    assert_int_equal(strlen(first), strlen("n1-") + 8);
+    env_stop();
+    env_start(1000, 500);
+    assert_string_not_equal(usage_lease_node(E.u), first);
+    env_stop();
+    journal_dir_new();
+    env_start(1000, 500);
+    snprintf(first, sizeof(first), "%s", usage_lease_node(E.u));
+    env_stop();
+    env_start(1000, 500);
+    assert_string_equal(usage_lease_node(E.u), first);
+    env_stop();
+    journal_dir_rm();
+}
+
 /* Two agents must not share a journal. */
 static void test_journal_locked(void **state)
 {
@@ -1110,6 +1137,7 @@ int main(void)
         cmocka_unit_test(test_journal_crash),
         cmocka_unit_test(test_journal_replay_edges),
         cmocka_unit_test(test_journal_locked),
+        cmocka_unit_test(test_journal_keeps_lease_node),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
