@@ -989,27 +989,13 @@ static bool usage_lease_node_ok(const char *s)
     return true;
 }
 
-static bool usage_name_ok(const char *s)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-    if (n == 0 || n > CONFIG_MAX_NAME) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Adds a journal row to the tenant's open rows; false when it is not one (skipped). */
 static bool usage_replay_row(struct usage *u, const char *tenant, const json_t *j)
 {
     struct urow r;
     memset(&r, 0, sizeof(r));
-    struct utenant *t = usage_name_ok(tenant) ? usage_tenant(u, tenant, true) : NULL;
+    struct utenant *t =
+        tenant != NULL && config_name_valid(tenant) ? usage_tenant(u, tenant, true) : NULL;
     return t != NULL && usage_row_from_json(j, &r) &&
            usage_row_add(u, t, r.provider, r.model, r.app, r.key_type, r.status, r.ts, &r.t);
 }
@@ -1081,7 +1067,8 @@ enum err usage_journal_open(struct usage *u, const char *dir, char *errbuf, size
     json_array_foreach(json_object_get(snap, "tenants"), i, tj)
     {
         const char *name = json_string_value(json_object_get(tj, "name"));
-        struct utenant *t = usage_name_ok(name) ? usage_tenant(u, name, true) : NULL;
+        struct utenant *t =
+            name != NULL && config_name_valid(name) ? usage_tenant(u, name, true) : NULL;
         json_array_foreach(json_object_get(tj, "sealed"), k, v)
         {
             if (t != NULL && usage_replay_batch(u, t, v)) {

@@ -1036,7 +1036,8 @@ static void test_journal_replay_edges(void **state)
     journal_file("usage.log", JROW(4, 100) JROW(5, 100)
                                   JROW(6, 2) "{\"s\":7,\"tenant\":\"Bad Tenant\",\"requests\":1}\n"
                                              "{\"s\":8,\"tenant\":\"acme\",\"requests\":-1}\n"
-                                             "{\"s\":9,\"tenant\":\"ac");
+                                             "{\"s\":9,\"requests\":1}\n"
+                                             "{\"s\":10,\"tenant\":\"ac");
     env_start(1000, 500);
     assert_int_equal(usage_pending(E.u), 1);
     flush_until(1);
