@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "common/jsonw.h"
@@ -21,7 +20,6 @@
 #define BUDGET_MARGIN 0.1
 
 struct budget_wait {
-    struct btenant *t;
     budget_cb cb;
     void *arg;
     struct budget_wait *next, **prevp;
@@ -53,7 +51,6 @@ struct budget {
     struct config *cfg;
     struct btenant *buckets[BUDGET_BUCKETS];
     size_t n;
-    unsigned int fallback_rand; /* the node name's random part without a usage module */
     struct budget_stats stats;
 };
 
@@ -92,10 +89,6 @@ struct budget *budget_new(struct vault *v, struct usage *u, struct config *cfg)
     b->vault = v;
     b->usage = u;
     b->cfg = cfg;
-    if (getrandom(&b->fallback_rand, sizeof(b->fallback_rand), 0) !=
-        (ssize_t)sizeof(b->fallback_rand)) {
-        b->fallback_rand = (unsigned int)time(NULL) ^ (unsigned int)(size_t)b;
-    }
     return b;
 }
 
@@ -304,12 +297,7 @@ static bool budget_request(struct budget *b, struct btenant *t, double want, dou
      * never replace each other's hold; without a journal a restarted agent is
      * a new node, and its old hold ends with its lease.
      */
-    char fallback[CONFIG_MAX_NAME + 16];
-    const char *node = b->usage != NULL ? usage_lease_node(b->usage) : NULL;
-    if (node == NULL) {
-        snprintf(fallback, sizeof(fallback), "%s-%08x", b->cfg->usage.node_id, b->fallback_rand);
-        node = fallback;
-    }
+    const char *node = b->usage != NULL ? usage_lease_node(b->usage) : b->cfg->usage.node_id;
     json_t *j = json_pack("{s:s,s:f,s:f,s:f}", "node", node, "unreported_usd", unreported,
                           "request_usd", want, "min_usd", need < want ? need : want);
     char *text = j != NULL ? jsonw_dumps(j, NULL) : NULL;
@@ -390,7 +378,6 @@ enum budget_rc budget_take(struct budget *b, const char *tenant, double cap, dou
     if (w == NULL) {
         return BUDGET_UNAVAILABLE;
     }
-    w->t = t;
     w->cb = cb;
     w->arg = arg;
     w->next = t->waiters;

@@ -59,8 +59,8 @@ struct budget_stats {
 
 /*
  * Leases are taken under usage_lease_node(u) (usage.node_id and 32 random
- * bits, kept by the journal across restarts); without u (tests), under
- * usage.node_id and 32 random bits drawn here.
+ * bits, kept by the journal across restarts); without u (unit tests), under
+ * usage.node_id alone.
  */
 struct budget *budget_new(struct vault *v, struct usage *u, struct config *cfg);
 /* Pending callers get no callback. Accepts NULL. */

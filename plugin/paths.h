@@ -11,7 +11,10 @@
 #define BYOK_PLUGIN_PATHS_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "common/err.h"
 #include "plugin/envelope.h"
@@ -40,6 +43,17 @@ extern const struct fw_path paths_budget[]; /* paths_budget.c: tenants/<t>/budge
  * nothing was reported). For the tenant summary.
  */
 enum err paths_usage_month_to_date(struct storage *st, const char *tenant, json_t **ret);
+
+/*
+ * paths_usage.c: true when s is 1..max characters of [A-Za-z0-9._-] (a usage
+ * batch_id, a budget lease's node).
+ */
+bool paths_usage_id_ok(const char *s, size_t max);
+/*
+ * paths_usage.c: "YYYY-MM" (UTC, zero-padded) of t: the month of the usage
+ * ledger's keys and of the budget holds.
+ */
+void paths_usage_month_of(time_t t, char month[8]);
 
 /*
  * paths_usage.c: ERR_OK if the tenant exists for writers that must not bring

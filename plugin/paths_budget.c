@@ -38,32 +38,6 @@
 /* Nodes holding budget of one tenant at a time (the document stays small). */
 #define BUDGET_MAX_HOLDS 1024
 
-static bool budget_node_ok(const char *s)
-{
-    size_t len = s != NULL ? strlen(s) : 0;
-    if (len == 0 || len > BUDGET_MAX_NODE) {
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '_' || c == '.';
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* "YYYY-MM" of t (UTC), as paths_usage.c names months. */
-static void budget_month_of(time_t t, char month[8])
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    unsigned year = (unsigned)(tm.tm_year + 1900) % 10000U, mon = (unsigned)tm.tm_mon % 12U + 1U;
-    snprintf(month, 8, "%04u-%02u", year, mon);
-}
-
 /* The tenant's cap (0: none) from its effective settings. */
 static double budget_cap(const json_t *settings)
 {
@@ -110,7 +84,7 @@ static enum err budget_load(struct storage *st, const char *key, const char *mon
         {
             json_t *usd = json_object_get(h, "usd");
             json_t *exp = json_object_get(h, "expires");
-            if (!budget_node_ok(node) || !json_is_number(usd) ||
+            if (!paths_usage_id_ok(node, BUDGET_MAX_NODE) || !json_is_number(usd) ||
                 !isfinite(json_number_value(usd)) || json_number_value(usd) <= 0.0 ||
                 !json_is_integer(exp) || json_integer_value(exp) <= (json_int_t)now) {
                 continue;
@@ -160,7 +134,7 @@ enum err paths_budget_summary(struct storage *st, const char *tenant, const json
         return e;
     }
     time_t now = keystore_now();
-    budget_month_of(now, month);
+    paths_usage_month_of(now, month);
     json_t *stored = NULL, *live = NULL;
     e = budget_load(st, key, month, now, &stored, &live);
     if (e != ERR_OK) {
@@ -209,7 +183,7 @@ static enum err budget_lease(struct fw_request *req, struct fw_response *resp)
     double unreported = fw_float(req, "unreported_usd");
     double request = fw_float(req, "request_usd");
     double min = fw_float(req, "min_usd");
-    if (!budget_node_ok(node)) {
+    if (!paths_usage_id_ok(node, BUDGET_MAX_NODE)) {
         fw_error(resp, "invalid value for field 'node': 1..%d characters of [A-Za-z0-9._-]",
                  BUDGET_MAX_NODE);
         return ERR_OK;
@@ -253,7 +227,7 @@ static enum err budget_lease(struct fw_request *req, struct fw_response *resp)
     }
     time_t now = keystore_now();
     char month[8];
-    budget_month_of(now, month);
+    paths_usage_month_of(now, month);
     double cap = budget_cap(settings), spent = budget_spent(usage);
     if (cap == 0.0) {
         e = storage_delete(req->storage, key); /* a hold left from when there was a cap */

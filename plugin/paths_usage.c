@@ -56,10 +56,10 @@
 static const char *const usage_counts[] = {
     "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "estimated_requests", NULL};
 
-static bool usage_batch_id_ok(const char *s)
+bool paths_usage_id_ok(const char *s, size_t max)
 {
     size_t len = s != NULL ? strlen(s) : 0;
-    if (len == 0 || len > USAGE_MAX_BATCH_ID) {
+    if (len == 0 || len > max) {
         return false;
     }
     for (size_t i = 0; i < len; i++) {
@@ -94,7 +94,7 @@ static bool usage_text_ok(const char *s, size_t max)
  * modulos only bound the widths for the compiler: t is 1970 or later and
  * keystore_time_parse reads four-digit years.
  */
-static void usage_month_of(time_t t, char month[8])
+void paths_usage_month_of(time_t t, char month[8])
 {
     struct tm tm;
     gmtime_r(&t, &tm);
@@ -125,7 +125,7 @@ static bool usage_record_ok(const json_t *r, char *msg, size_t size, char *ret_m
         snprintf(msg, size, "ts must not be before 1970-01-01T00:00:00Z");
         return false;
     }
-    usage_month_of(t, ret_month);
+    paths_usage_month_of(t, ret_month);
     const char *p = json_string_value(json_object_get(r, "provider"));
     if (p == NULL || !fw_name_valid(p)) {
         snprintf(msg, size, "provider must match [a-z0-9][a-z0-9_-]{0,62}");
@@ -248,7 +248,7 @@ static void usage_month_public(json_t *doc)
 enum err paths_usage_month_to_date(struct storage *st, const char *tenant, json_t **ret)
 {
     char month[8];
-    usage_month_of(keystore_now(), month);
+    paths_usage_month_of(keystore_now(), month);
     json_t *doc = NULL;
     enum err e = usage_month_load(st, tenant, month, &doc);
     if (e != ERR_OK) {
@@ -266,7 +266,7 @@ static void usage_batch_month(const json_t *records, char month[8])
     char msg[8];
     if (json_array_size(records) == 0 ||
         !usage_record_ok(json_array_get(records, 0), msg, 0, month)) {
-        usage_month_of(keystore_now(), month);
+        paths_usage_month_of(keystore_now(), month);
     }
 }
 
@@ -464,7 +464,7 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
     const char *t = fw_str(req, "tenant");
     const char *batch = fw_str(req, "batch_id");
     json_t *records = fw_json(req, "records");
-    if (!usage_batch_id_ok(batch)) {
+    if (!paths_usage_id_ok(batch, USAGE_MAX_BATCH_ID)) {
         fw_error(resp, "invalid value for field 'batch_id': 1..%d characters of [A-Za-z0-9._-]",
                  USAGE_MAX_BATCH_ID);
         return ERR_OK;
@@ -504,7 +504,7 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
 
     char marker[STORAGE_MAX_KEY], batch_month[8], now_month[8];
     usage_batch_month(records, batch_month);
-    usage_month_of(keystore_now(), now_month);
+    paths_usage_month_of(keystore_now(), now_month);
     enum err e = usage_shard_key(t, batch_month, batch, marker, sizeof(marker));
     if (e != ERR_OK) {
         return e;

@@ -26,47 +26,7 @@
 #include "plugin/framework.h"
 #include "plugin/keystore.h"
 #include "plugin/storage.h"
-
-static time_t fake_now;
-static time_t fake_clock(void)
-{
-    return fake_now;
-}
-
-struct env {
-    struct byok *b;
-    struct storage *st;
-};
-
-static int group_setup(void **state)
-{
-    return secret_heap_init((size_t)4 * 1024 * 1024) == ERR_OK ? 0 : -1;
-}
-
-static int setup(void **state)
-{
-    struct env *e = calloc(1, sizeof(*e));
-    fake_now = 1795000000; /* 2026-11-18T08:26:40Z */
-    keystore_set_clock(fake_clock);
-    e->b = byok_new();
-    e->st = storage_mem_new();
-    assert_non_null(e->b);
-    assert_non_null(e->st);
-    assert_int_equal(byok_initialize(e->b, e->st), ERR_OK);
-    *state = e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct env *e = *state;
-    byok_cleanup(e->b);
-    byok_free(e->b);
-    storage_mem_free(e->st);
-    free(e);
-    keystore_set_clock(NULL);
-    return 0;
-}
+#include "tests/unit/helpers/pluginenv.h"
 
 static enum fw_status call_on(struct env *e, struct storage *st, enum fw_op op, const char *path,
                               const char *body, json_t **ret_data, char *msg, size_t msglen)
@@ -185,10 +145,10 @@ static void test_expiry_to_the_second(void **state)
     json_t *d = lease(e, "acme", "a", 0, 10);
     assert_int_equal(json_integer_value(json_object_get(d, "ttl")), 30);
     char want[32];
-    keystore_time_format(fake_now + 30, want, sizeof(want));
+    keystore_time_format(pluginenv_now + 30, want, sizeof(want));
     assert_string_equal(json_string_value(json_object_get(d, "expires_at")), want);
     json_decref(d);
-    fake_now += 29;
+    pluginenv_now += 29;
     d = lease(e, "acme", "b", 0, 10);
     assert_usd(d, "granted_usd", 0);
     assert_usd(d, "held_usd", 10);
@@ -196,7 +156,7 @@ static void test_expiry_to_the_second(void **state)
     json_t *b = summary_budget(e, "acme");
     assert_int_equal(json_integer_value(json_object_get(b, "leases")), 1);
     json_decref(b);
-    fake_now += 1; /* a's expires: it counts no more */
+    pluginenv_now += 1; /* a's expires: it counts no more */
     b = summary_budget(e, "acme");
     assert_int_equal(json_integer_value(json_object_get(b, "leases")), 0);
     assert_usd(b, "held_usd", 0);
@@ -217,14 +177,14 @@ static void test_month_rollover(void **state)
 {
     struct env *e = *state;
     set_cap(e, "acme", 10);
-    fake_now = 1796083140; /* 2026-11-30T23:59:00Z */
+    pluginenv_now = 1796083140; /* 2026-11-30T23:59:00Z */
     report(e, "acme", "nov-1", "2026-11-30T23:58:00Z", 4);
     json_t *d = lease(e, "acme", "a", 0, 10);
     assert_string_equal(json_string_value(json_object_get(d, "month")), "2026-11");
     assert_usd(d, "spent_usd", 4);
     assert_usd(d, "granted_usd", 6);
     json_decref(d);
-    fake_now += 120; /* 2026-12-01T00:01:00Z, a's hold has not expired */
+    pluginenv_now += 120; /* 2026-12-01T00:01:00Z, a's hold has not expired */
     d = lease(e, "acme", "b", 0, 10);
     assert_string_equal(json_string_value(json_object_get(d, "month")), "2026-12");
     assert_usd(d, "spent_usd", 0);
@@ -325,7 +285,7 @@ static void test_writes(void **state)
     assert_int_equal(lease_on(e, &st, a12, &d), FW_OK);
     json_decref(d);
     assert_int_equal(c.writes, 1); /* the same hold, the same expiry */
-    fake_now++;
+    pluginenv_now++;
     assert_int_equal(lease_on(e, &st, a12, &d), FW_OK);
     json_decref(d);
     assert_int_equal(c.writes, 2); /* a later expiry */
@@ -379,11 +339,14 @@ static void test_broken_document(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_expiry_to_the_second, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_month_rollover, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_node_bound, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_writes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_broken_document, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiry_to_the_second, pluginenv_setup_clock,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_month_rollover, pluginenv_setup_clock,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_node_bound, pluginenv_setup_clock, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_writes, pluginenv_setup_clock, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_broken_document, pluginenv_setup_clock,
+                                        pluginenv_teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, NULL);
+    return cmocka_run_group_tests(tests, pluginenv_group_setup, NULL);
 }

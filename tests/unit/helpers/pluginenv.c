@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/secret.h"
+#include "plugin/keystore.h"
 
 int pluginenv_setup(void **state)
 {
@@ -25,14 +26,30 @@ int pluginenv_setup(void **state)
     return byok_initialize(e->b, e->st) == ERR_OK ? 0 : -1;
 }
 
+time_t pluginenv_now;
+
+static time_t pluginenv_clock(void)
+{
+    return pluginenv_now;
+}
+
+int pluginenv_setup_clock(void **state)
+{
+    pluginenv_now = 1795000000; /* 2026-11-18T08:26:40Z */
+    keystore_set_clock(pluginenv_clock);
+    return pluginenv_setup(state);
+}
+
 int pluginenv_teardown(void **state)
 {
     struct env *e = *state;
     if (e != NULL) {
+        byok_cleanup(e->b);
         byok_free(e->b);
         storage_mem_free(e->st);
         free(e);
     }
+    keystore_set_clock(NULL);
     return 0;
 }
 

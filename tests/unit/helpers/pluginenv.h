@@ -7,6 +7,8 @@
 #ifndef BYOK_TESTS_PLUGINENV_H
 #define BYOK_TESTS_PLUGINENV_H
 
+#include <time.h>
+
 #include "plugin/byok.h"
 #include "plugin/storage.h"
 
@@ -18,6 +20,13 @@ struct env {
 /* cmocka setup/teardown: *state is a struct env *. */
 int pluginenv_setup(void **state);
 int pluginenv_teardown(void **state);
+/*
+ * pluginenv_setup with the engine's clock (keystore_set_clock) on
+ * pluginenv_now, which starts at 1795000000 (2026-11-18T08:26:40Z) and moves
+ * only when the test sets it. pluginenv_teardown gives the real clock back.
+ */
+extern time_t pluginenv_now;
+int pluginenv_setup_clock(void **state);
 /* cmocka group setup: the secure heap (1 MiB). */
 int pluginenv_group_setup(void **state);
 
