@@ -165,6 +165,12 @@ static const struct cfg_field schema_budget[] = {
     F_END,
 };
 
+static const struct cfg_field schema_router[] = {
+    {"latency_ttl_s", CFG_INT, 0, CONFIG_MIN_LATENCY_TTL_S, CONFIG_MAX_LATENCY_TTL_S, NULL, 0, 0,
+     false},
+    F_END,
+};
+
 static const struct cfg_field schema_top[] = {
     {"listeners", CFG_ARRAY, offsetof(struct config, listeners), 1, CONFIG_MAX_LISTENERS,
      schema_listener, sizeof(struct config_listener), offsetof(struct config, n_listeners), true},
@@ -175,6 +181,7 @@ static const struct cfg_field schema_top[] = {
     {"usage", CFG_OBJ, offsetof(struct config, usage), 0, 0, schema_usage, 0, 0, false},
     {"stream", CFG_OBJ, offsetof(struct config, stream), 0, 0, schema_stream, 0, 0, false},
     {"budget", CFG_OBJ, offsetof(struct config, budget), 0, 0, schema_budget, 0, 0, false},
+    {"router", CFG_OBJ, offsetof(struct config, router), 0, 0, schema_router, 0, 0, false},
     {"providers", CFG_STRLIST, offsetof(struct config, providers), 1, CONFIG_MAX_PROVIDERS, NULL, 0,
      0, false},
     {"forward_headers", CFG_STRLIST, offsetof(struct config, forward_headers), 0, CONFIG_MAX_LIST,
@@ -477,6 +484,7 @@ static void cfg_defaults(struct config *c)
     c->usage.batch_records = 500;
     c->stream.high_water_bytes = 256L * 1024;
     c->budget.lease_percent = CONFIG_DEFAULT_LEASE_PERCENT;
+    c->router.latency_ttl_s = CONFIG_DEFAULT_LATENCY_TTL_S;
     c->drain_timeout_s = 30;
     c->default_max_tokens = 4096;
     c->sched_slice_us = CONFIG_DEFAULT_SCHED_SLICE_US;

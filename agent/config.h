@@ -120,6 +120,11 @@ struct config {
         /* A budget lease asks for this percentage of the tenant's max_monthly_cost (budget.h). */
         long lease_percent;
     } budget;
+    struct {
+        /* A provider/model's measured speed counts this long (latency.h); then it is measured anew.
+         */
+        long latency_ttl_s;
+    } router;
     struct config_strlist providers;
     struct config_strlist forward_headers;
     char *log_level;
@@ -153,6 +158,11 @@ MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *e
 /* budget.lease_percent: a lease asks for this share of the monthly cap (20 nodes can hold it all).
  */
 #define CONFIG_DEFAULT_LEASE_PERCENT 5L
+
+/* router.latency_ttl_s: default and bounds. */
+#define CONFIG_DEFAULT_LATENCY_TTL_S 300L
+#define CONFIG_MIN_LATENCY_TTL_S 10L
+#define CONFIG_MAX_LATENCY_TTL_S 86400L
 
 /* Largest Vault credential file (token, role_id, secret_id, service-account JWT). */
 #define CONFIG_MAX_CRED_FILE ((size_t)16 * 1024)

@@ -20,6 +20,7 @@ struct server;
 struct cooldown;
 struct ratelimit;
 struct health;
+struct latency;
 struct budget;
 
 struct agent_ctx {
@@ -30,10 +31,11 @@ struct agent_ctx {
     struct vault *vault;
     struct keycache *keys;
     struct usage *usage;
-    struct cooldown *cool; /* providers' Retry-After: tenant keys not to call yet */
-    struct ratelimit *rl;  /* the agent's own rpm/tpm/rate_limit buckets (this node's share) */
-    struct health *health; /* providers failing at the transport level: tried last for a while */
-    struct budget *budget; /* tenants' monthly budgets: leases from the plugin */
+    struct cooldown *cool;   /* providers' Retry-After: tenant keys not to call yet */
+    struct ratelimit *rl;    /* the agent's own rpm/tpm/rate_limit buckets (this node's share) */
+    struct health *health;   /* providers failing at the transport level: tried last for a while */
+    struct latency *latency; /* providers' observed speed: the "fastest" strategy ranks by it */
+    struct budget *budget;   /* tenants' monthly budgets: leases from the plugin */
     struct server *server;
     size_t inflight; /* requests being answered */
     bool draining;   /* SIGTERM: no new connections; exit when inflight reaches 0 */

@@ -29,6 +29,7 @@
 #include "agent/config.h"
 #include "agent/cooldown.h"
 #include "agent/health.h"
+#include "agent/latency.h"
 #include "agent/ctx.h"
 #include "agent/jalloc.h"
 #include "agent/keycache.h"
@@ -437,10 +438,12 @@ int main(int argc, char **argv)
     agent.cool = cooldown_new();
     agent.rl = ratelimit_new();
     agent.health = health_new();
+    agent.latency = latency_new();
     agent.budget = agent.usage != NULL ? budget_new(agent.vault, agent.usage, cfg) : NULL;
     agent.server = server_new(&agent);
     if (agent.keys == NULL || agent.usage == NULL || agent.cool == NULL || agent.rl == NULL ||
-        agent.health == NULL || agent.budget == NULL || agent.server == NULL) {
+        agent.health == NULL || agent.latency == NULL || agent.budget == NULL ||
+        agent.server == NULL) {
         log_kv(LOGL_ERROR, "start-up failed: out of memory", NULL);
         goto out;
     }
@@ -514,6 +517,7 @@ out:
     cooldown_free(agent.cool);
     ratelimit_free(agent.rl);
     health_free(agent.health);
+    latency_free(agent.latency);
     vault_free(agent.vault);
     upstream_free(agent.vault_up);
     upstream_free(agent.up);

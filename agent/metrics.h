@@ -25,7 +25,7 @@ enum metric_id {
     M_REQUESTS,         /* byok_requests_total{route,status} */
     M_REQUEST_SECONDS,  /* byok_request_duration_seconds{route} (histogram) */
     M_UPSTREAM,         /* byok_upstream_requests_total{provider,status} */
-    M_UPSTREAM_SECONDS, /* byok_upstream_duration_seconds{provider} (histogram, to first byte) */
+    M_UPSTREAM_SECONDS, /* byok_upstream_first_byte_seconds{provider} (histogram) */
     M_ERRORS,           /* byok_errors_total{code} */
     M_FAILOVERS,        /* byok_failovers_total{provider} */
     M_TOKENS,           /* byok_tokens_total{tenant,provider,model,kind} */

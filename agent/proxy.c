@@ -42,6 +42,7 @@
 #include "agent/cooldown.h"
 #include "agent/health.h"
 #include "agent/keycache.h"
+#include "agent/latency.h"
 #include "agent/metrics.h"
 #include "agent/providers.h"
 #include "agent/ratelimit.h"
@@ -83,7 +84,9 @@ struct call {
     bool include_usage;
     char task[PROXY_MAX_HINT + 1];
     char tier[PROXY_MAX_HINT + 1];
-    json_t *fwd; /* forwarded header lines ("Name: value") */
+    char route[PROXY_MAX_HINT + 1]; /* X-BYOK-Route */
+    enum route_strategy strategy;   /* the header's, or the tenant's routing_strategy */
+    json_t *fwd;                    /* forwarded header lines ("Name: value") */
     enum route_kind kind;
     /* Allocated only as large as needed: a call lives as long as its stream. */
     struct route_candidate *cands; /* &one, or ROUTE_MAX_CANDIDATES from the planner */
@@ -353,6 +356,9 @@ static void call_success_headers(struct call *c)
     server_header(r, "X-BYOK-Provider", cand->provider);
     server_header(r, "X-BYOK-Model", cand->model);
     server_header(r, "X-BYOK-Attempts", att);
+    if (c->kind != ROUTE_EXPLICIT) { /* one candidate: nothing was ranked */
+        server_header(r, "X-BYOK-Route", route_strategy_name(c->strategy));
+    }
     call_name_candidate(c);
 }
 
@@ -377,7 +383,13 @@ static void call_on_status(void *arg, long status)
         c->stream && c->up_ok && ct != NULL && strncasecmp(ct, "text/event-stream", 17) != 0;
     char labels[METRICS_MAX_LABELS];
     metrics_labels(labels, sizeof(labels), "provider", c->cands[c->cur].provider, NULL);
-    metrics_observe(M_UPSTREAM_SECONDS, server_now() - c->attempt_start, labels);
+    double now = server_now();
+    metrics_observe(M_UPSTREAM_SECONDS, now - c->attempt_start, labels);
+    if (c->up_ok) {
+        latency_answered(c->ctx->latency, c->cands[c->cur].provider, c->cands[c->cur].model,
+                         c->stream, now - c->attempt_start, now,
+                         (double)c->r->cfg->router.latency_ttl_s);
+    }
     call_health_answered(c, status);
     if (c->up_ok) {
         /*
@@ -860,10 +872,14 @@ static void call_health_failed(struct call *c, enum err e, long status)
     c->health_noted = true;
     const struct config *cfg = c->r->cfg;
     const char *provider = c->cands[c->cur].provider;
+    double now = server_now();
+    /* The "fastest" ranking counts it too, against this model: its success share drops. */
+    latency_failed(c->ctx->latency, provider, c->cands[c->cur].model, now,
+                   (double)cfg->router.latency_ttl_s);
     unsigned failures = 0;
     enum health_event ev =
         health_failure(c->ctx->health, provider, (unsigned)cfg->upstream.health_failures,
-                       (double)cfg->upstream.health_demote_s, server_now(), &failures);
+                       (double)cfg->upstream.health_demote_s, now, &failures);
     if (ev != HEALTH_DEMOTED) {
         return;
     }
@@ -877,6 +893,35 @@ static void call_health_failed(struct call *c, enum err e, long status)
     log_kv(LOGL_WARN, "provider demoted: tried after the healthy candidates", "request_id",
            c->r->id, "provider", provider, "failures", n, "demote_s", secs, "last_failure", kind,
            "status", st, NULL);
+}
+
+/*
+ * The "fastest" strategy: the candidates ranked by the speed this node
+ * observed (latency.h): the ones not measured within router.latency_ttl_s
+ * first (so they get measured), then by expected time to an answer, then
+ * the ones that only failed lately. Equal ones keep the order planned (the
+ * tenant's). Demotion (call_health_order) applies after it.
+ */
+static void call_rank_fastest(struct call *c)
+{
+    if (c->n_cands < 2) {
+        return;
+    }
+    const char *providers[ROUTE_MAX_CANDIDATES], *models[ROUTE_MAX_CANDIDATES];
+    size_t order[ROUTE_MAX_CANDIDATES];
+    for (size_t i = 0; i < c->n_cands; i++) {
+        providers[i] = c->cands[i].provider;
+        models[i] = c->cands[i].model;
+    }
+    latency_rank(c->ctx->latency, providers, models, c->n_cands, c->stream, server_now(),
+                 (double)c->r->cfg->router.latency_ttl_s, order);
+    struct route_candidate sorted[ROUTE_MAX_CANDIDATES];
+    for (size_t i = 0; i < c->n_cands; i++) {
+        sorted[i] = c->cands[order[i]];
+    }
+    memcpy(c->cands, sorted, c->n_cands * sizeof(*c->cands));
+    log_kv(LOGL_DEBUG, "candidates ranked by observed speed", "request_id", c->r->id, "first",
+           c->cands[0].provider, "model", c->cands[0].model, NULL);
 }
 
 /*
@@ -2020,6 +2065,17 @@ static void call_plan(struct call *c)
         return;
     }
     struct route_want w = call_want(c, true);
+    if (c->route[0] == '\0') {
+        /* The tenant's choice; a value this agent does not know (a newer plugin's) is "ordered". */
+        const char *s =
+            n > 0 ? json_string_value(json_object_get(views[0].settings, "routing_strategy"))
+                  : NULL;
+        if (route_strategy_of(s, &c->strategy) != ERR_OK) {
+            c->strategy = ROUTE_ORDERED;
+        }
+    }
+    w.strategy = c->strategy;
+    w.default_output = c->r->cfg->default_max_tokens;
     c->cands = calloc(ROUTE_MAX_CANDIDATES, sizeof(*c->cands));
     if (c->cands == NULL) {
         c->cands = &c->one;
@@ -2040,6 +2096,9 @@ static void call_plan(struct call *c)
                        "no provider the tenant has a key for serves this model");
         }
         return;
+    }
+    if (c->strategy == ROUTE_FASTEST) {
+        call_rank_fastest(c);
     }
     call_health_order(c);
     c->cur = 0;
@@ -2124,20 +2183,22 @@ static bool call_headers(struct call *c)
         const char *name;
         size_t off;
     } hints[] = {{"X-BYOK-Task", offsetof(struct call, task)},
-                 {"X-BYOK-Tier", offsetof(struct call, tier)}};
+                 {"X-BYOK-Tier", offsetof(struct call, tier)},
+                 {"X-BYOK-Route", offsetof(struct call, route)}};
     const struct config_strlist *allow = &r->cfg->forward_headers;
     /*
      * One pass over the request's headers (evhttp_find_header per name walked
      * them once per hint and per allowed name). The first of repeated headers
      * counts, as with evhttp_find_header.
      */
-    bool hint_seen[2] = {false, false};
+    enum { N_HINTS = sizeof(hints) / sizeof(hints[0]) };
+    bool hint_seen[N_HINTS] = {false};
     bool allow_seen[CONFIG_MAX_LIST] = {false};
     struct evkeyval *kv;
     TAILQ_FOREACH(kv, evhttp_request_get_input_headers(r->ev), next)
     {
         const char *v = kv->value;
-        for (size_t i = 0; i < 2; i++) {
+        for (size_t i = 0; i < N_HINTS; i++) {
             if (hint_seen[i] || evutil_ascii_strcasecmp(kv->key, hints[i].name) != 0) {
                 continue;
             }
@@ -2311,6 +2372,11 @@ static void call_start(struct call *c)
     if (!route_hints_valid(c->task[0] ? c->task : NULL, c->tier[0] ? c->tier : NULL)) {
         call_error(c, 400, "invalid_request_error", "invalid_hint",
                    "X-BYOK-Task or X-BYOK-Tier has an unknown value");
+        return;
+    }
+    if (c->route[0] != '\0' && route_strategy_of(c->route, &c->strategy) != ERR_OK) {
+        call_error(c, 400, "invalid_request_error", "invalid_hint",
+                   "X-BYOK-Route has an unknown value: it must be ordered, cheapest or fastest");
         return;
     }
     if (c->kind == ROUTE_EXPLICIT) {

@@ -6,8 +6,9 @@
  * catalog regions list that region ("global" is no residency guarantee), or
  * when it is local (on the node). Not done here: provider health, which the
  * proxy applies to the planned order (health.c: a demoted provider is moved
- * last, never dropped); not done at all: ranking providers by observed latency
- * or cost beyond the tenant's order.
+ * last, never dropped), and the "fastest" strategy's ranking by observed
+ * speed (latency.c), which needs the node's measurements. The "cheapest"
+ * strategy is done here: it needs only the catalog's prices.
  */
 #include "agent/route.h"
 
@@ -23,6 +24,24 @@ static const struct {
     {"creative", "chat"}, {"summarization", "chat"},  {"embedding", "embedding"},
     {"vision", "vision"}, {"reasoning", "reasoning"},
 };
+
+static const char *const route_strategies[] = {"ordered", "cheapest", "fastest"};
+
+enum err route_strategy_of(const char *name, enum route_strategy *ret)
+{
+    for (size_t i = 0; name != NULL && i < 3; i++) {
+        if (strcmp(name, route_strategies[i]) == 0) {
+            *ret = (enum route_strategy)i;
+            return ERR_OK;
+        }
+    }
+    return ERR_INVAL;
+}
+
+const char *route_strategy_name(enum route_strategy s)
+{
+    return (unsigned)s < 3 ? route_strategies[s] : "ordered";
+}
 
 static const char *const route_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED"};
 
@@ -201,12 +220,34 @@ static const char *route_model_name(const json_t *m)
     return name != NULL && name[0] != '\0' && strlen(name) <= ROUTE_MAX_MODEL ? name : NULL;
 }
 
-/* The provider's model for this want: default_model if it fits, else the cheapest that does. */
-static const char *route_pick_model(const json_t *entry, const struct route_limits *l,
-                                    const char *task_cap, enum route_refusal *why)
+/*
+ * What want w would cost on catalog model m, in USD: its prompt estimate
+ * at the input price, plus for a chat the output it capped (or
+ * w->default_output) at the output price. Only compared, never charged.
+ */
+static double route_estimate(const struct route_want *w, const json_t *m)
+{
+    double in = json_number_value(json_object_get(m, "input_per_1m"));
+    double out = json_number_value(json_object_get(m, "output_per_1m"));
+    long long tokens_out = 0;
+    if (w->op == PROVIDER_CHAT) {
+        tokens_out = w->max_output > 0 ? w->max_output : w->default_output;
+    }
+    return ((double)w->prompt_tokens * in + (double)tokens_out * out) / 1e6;
+}
+
+/*
+ * The provider's model for want w: default_model if it fits, else the
+ * cheapest that does (input + output price). With the cheapest strategy,
+ * always the one whose estimate for w is lowest.
+ */
+static const char *route_pick_model(const json_t *entry, const struct route_want *w,
+                                    const struct route_limits *l, const char *task_cap,
+                                    enum route_refusal *why)
 {
     const json_t *models = json_object_get(entry, "models");
-    const char *def = json_string_value(json_object_get(entry, "default_model"));
+    bool cheapest = w->strategy == ROUTE_CHEAPEST;
+    const char *def = cheapest ? NULL : json_string_value(json_object_get(entry, "default_model"));
     const json_t *best = NULL;
     size_t i;
     const json_t *m;
@@ -224,7 +265,8 @@ static const char *route_pick_model(const json_t *entry, const struct route_limi
         if (def != NULL && strcmp(name, def) == 0) {
             return name;
         }
-        if (best == NULL || route_price(m) < route_price(best)) {
+        if (best == NULL || (cheapest ? route_estimate(w, m) < route_estimate(w, best)
+                                      : route_price(m) < route_price(best))) {
             best = m;
         }
     }
@@ -434,6 +476,23 @@ enum err route_check(const struct route_want *w, const struct route_view *v, con
     return *ret_why == ROUTE_FITS ? ERR_OK : ERR_NOTFOUND;
 }
 
+/* Stable sort of n candidates by cost (equal costs keep the tenant's order). */
+static void route_by_cost(struct route_candidate *c, double *cost, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        struct route_candidate cv = c[i];
+        double v = cost[i];
+        size_t j = i;
+        while (j > 0 && cost[j - 1] > v) {
+            c[j] = c[j - 1];
+            cost[j] = cost[j - 1];
+            j--;
+        }
+        c[j] = cv;
+        cost[j] = v;
+    }
+}
+
 enum err route_plan(enum route_kind kind, const struct route_want *w,
                     const struct route_view *views, size_t n_views, struct route_candidate *out,
                     size_t *ret_n, enum route_refusal *ret_why)
@@ -476,6 +535,7 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
         }
     }
     size_t n = 0;
+    double cost[ROUTE_MAX_CANDIDATES];
     enum route_refusal why = ROUTE_FITS;
     for (size_t i = 0; i < n_order && n < ROUTE_MAX_CANDIDATES; i++) {
         const struct route_view *v = &views[order[i]];
@@ -493,10 +553,10 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
             continue;
         }
         if (kind == ROUTE_AUTO) {
-            model = route_pick_model(v->entry, &l, task_cap, &why);
+            model = route_pick_model(v->entry, w, &l, task_cap, &why);
             if (model == NULL && task_cap != NULL) {
                 /* No model with the task's capability: any model of the right kind will do. */
-                model = route_pick_model(v->entry, &l, NULL, &why);
+                model = route_pick_model(v->entry, w, &l, NULL, &why);
             }
         } else {
             enum route_refusal r = route_refuse(m, &l, NULL, true);
@@ -508,11 +568,15 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
         }
         snprintf(out[n].provider, sizeof(out[n].provider), "%s", v->provider);
         snprintf(out[n].model, sizeof(out[n].model), "%s", model);
+        cost[n] = route_estimate(w, route_find_model(v->entry, model));
         n++;
     }
     if (n == 0) {
         *ret_why = why;
         return ERR_NOTFOUND;
+    }
+    if (w->strategy == ROUTE_CHEAPEST) {
+        route_by_cost(out, cost, n);
     }
     *ret_n = n;
     return ERR_OK;

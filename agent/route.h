@@ -14,8 +14,9 @@
  * operation; and so do the permissions of the tenant's key for the provider
  * (what the request uses: chat or embedding, streaming, tools, vision, json). auto and bare names
  * also skip models whose context window or max output cannot hold the request (an estimate: an
- * explicit choice is sent as asked and the provider says if it does not fit). Pure functions over
- * catalog JSON: no I/O, no logging.
+ * explicit choice is sent as asked and the provider says if it does not fit). The strategy
+ * (enum route_strategy) may then rank the candidates by cost. Pure functions over catalog JSON:
+ * no I/O, no logging.
  */
 #ifndef BYOK_AGENT_ROUTE_H
 #define BYOK_AGENT_ROUTE_H
@@ -33,6 +34,16 @@
 #define ROUTE_MAX_MODEL 128
 
 enum route_kind { ROUTE_AUTO, ROUTE_EXPLICIT, ROUTE_BARE };
+
+/*
+ * How candidates are ranked (the tenant's routing_strategy, or X-BYOK-Route):
+ *   ordered   the tenant's order (preferred, fallback, the rest)
+ *   cheapest  by the call's estimated cost at catalog prices (route_plan; with
+ *             "auto" each provider's cheapest fitting model, not its default)
+ *   fastest   by the speed this node observed (latency.h; applied by the proxy)
+ * Ties keep the tenant's order. Whatever the strategy, demoted providers go last.
+ */
+enum route_strategy { ROUTE_ORDERED, ROUTE_CHEAPEST, ROUTE_FASTEST };
 
 struct route_candidate {
     char provider[CONFIG_MAX_NAME + 1];
@@ -66,6 +77,8 @@ struct route_want {
     long long prompt_tokens; /* estimate of the request's prompt, 0 = unknown */
     long long max_output;    /* max_tokens / max_completion_tokens asked, 0 = none */
     unsigned needs;          /* enum route_need bits (route_needs) */
+    enum route_strategy strategy;
+    long long default_output; /* output tokens a chat without max_output is priced at (cheapest) */
 };
 
 /* Why a candidate was left out (larger = reported first when nothing is left). */
@@ -136,6 +149,15 @@ bool route_hints_valid(const char *task, const char *tier);
 
 /* Is the task allowed by settings.allowed_task_types (empty = all)? ERR_INVAL: unknown task. */
 MUST_USE enum err route_task_allowed(const json_t *settings, const char *task);
+
+/*
+ * The strategy named name ("ordered", "cheapest", "fastest"): ERR_INVAL for
+ * any other (NULL included).
+ */
+MUST_USE enum err route_strategy_of(const char *name, enum route_strategy *ret);
+
+/* The strategy's name. */
+const char *route_strategy_name(enum route_strategy s);
 
 /* Rank of a tier name (FREE=0 .. UNLIMITED=4) or -1. */
 int route_tier_rank(const char *tier);

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "agent/budget.h"
+#include "agent/latency.h"
 #include "agent/metrics.h"
 #include "agent/proxy.h"
 #include "common/jsonw.h"
@@ -361,6 +362,9 @@ static void server_metrics(struct request *r)
     if (e == ERR_OK) {
         e = metrics_gauge(&b, "byok_usage_dropped_records", "Usage records dropped over the bound.",
                           (double)usage_dropped(ctx->usage));
+    }
+    if (e == ERR_OK) {
+        e = latency_render(ctx->latency, &b, server_now(), (double)r->cfg->router.latency_ttl_s);
     }
     if (e != ERR_OK) {
         buf_done(&b);

@@ -66,6 +66,7 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(c->upstream.health_failures, 3);
     assert_int_equal(c->upstream.health_demote_s, 30);
     assert_int_equal(c->budget.lease_percent, 5);
+    assert_int_equal(c->router.latency_ttl_s, 300);
     assert_string_equal(c->log_level, "info");
     assert_false(c->log_prompts);
     assert_int_equal(c->sched_slice_us, 100);
@@ -553,6 +554,22 @@ static void test_semantic_rules(void **state)
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"budget\":{\"lease_percent\":2.5}}",
               "budget.lease_percent: ");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"budget\":{\"lease\":5}}", "budget.lease");
+    /* A measured speed counts 10 s .. 1 day. */
+    bc = parse_ok("{" BASE_LISTENER "," BASE_VAULT ",\"router\":{\"latency_ttl_s\":10}}");
+    assert_int_equal(bc->router.latency_ttl_s, 10);
+    config_unref(&bc);
+    bc = parse_ok("{" BASE_LISTENER "," BASE_VAULT ",\"router\":{\"latency_ttl_s\":86400}}");
+    assert_int_equal(bc->router.latency_ttl_s, 86400);
+    config_unref(&bc);
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"router\":{\"latency_ttl_s\":9}}",
+              "router.latency_ttl_s: must be between 10 and 86400");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"router\":{\"latency_ttl_s\":86401}}",
+              "router.latency_ttl_s: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"router\":{\"latency_ttl_s\":\"300\"}}",
+              "router.latency_ttl_s: ");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"router\":{\"strategy\":\"fastest\"}}",
+              "router.strategy");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"router\":[]}", "router");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"forward_headers\":[\"Authorization\"]}",
               "forward_headers[0]: may not forward");
     /* Hop, proxy and encoding headers too, in any case. */

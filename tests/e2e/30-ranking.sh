@@ -1,0 +1,162 @@
+#!/bin/bash
+# SPDX-License-Identifier: MPL-2.0
+#
+# Ranking strategies (docs/agent.md, Ranking: routing_strategy). openai is the
+# cheapest provider of the mock catalog (1,000 / 2,000 USD per 1M tokens),
+# anthropic the dearest (5,000 / 7,000). Every tenant prefers anthropic (fail:
+# azure) and falls back to openai; each has its own tenant-bound socket. The
+# agent measures every call whatever its strategy, so "fastest" runs first.
+#   fastest   fast (routing_strategy fastest, router.latency_ttl_s 10): both
+#             unknown, the first call goes to anthropic (the tenant's order),
+#             made 2 s slow by the mock; the next goes to openai, not measured
+#             yet; then openai stays first (measured faster). A stream is
+#             measured apart: the first goes to anthropic. The averages are in
+#             byok_provider_latency_seconds. Past the ttl everything is
+#             forgotten: anthropic is tried first again and its new
+#             measurement starts a new average.
+#   failing   fail (fastest, keys for azure and openai): azure, not measured,
+#             is tried first and answers 503 (failed over to openai); azure
+#             having only failed, openai goes first.
+#   ordered   acme (no routing_strategy: the default): "auto" goes to anthropic,
+#             X-BYOK-Route: ordered; the header X-BYOK-Route: cheapest sends one
+#             call to openai; an unknown header value is a 400 with nothing
+#             sent; a provider/model call carries no X-BYOK-Route.
+#   cheapest  cheap (routing_strategy cheapest): openai first, against the
+#             tenant's order; a 503 from openai fails over to anthropic (the
+#             ranking is the failover chain); X-BYOK-Route: ordered gives the
+#             tenant's order back for one call.
+# No key anywhere but in the provider requests.
+. "$(dirname "$0")/lib.sh"
+
+CASES=("fastest, nothing measured: the tenant's order (anthropic, 2 s slow)"
+    "fastest: openai, not measured yet, is tried next"
+    "fastest: openai measured faster stays first (three calls)"
+    "fastest: streams are measured apart: the first stream goes to anthropic"
+    "metrics: byok_provider_latency_seconds holds anthropic's 2 s and openai's speed"
+    "ranking logged at debug: candidates ranked by observed speed"
+    "fastest: past router.latency_ttl_s anthropic, slow before, is tried first again"
+    "fastest: its new measurement starts a new average (not averaged with the old 2 s)"
+    "failing: azure, not measured, is tried first; its 503 fails over to openai"
+    "failing: azure having only failed, openai goes first"
+    "ordered (the default): auto goes to the preferred anthropic, X-BYOK-Route: ordered"
+    "X-BYOK-Route: cheapest for one call: openai, X-BYOK-Route: cheapest"
+    "X-BYOK-Route with an unknown value: 400 invalid_hint naming the header, nothing sent"
+    "provider/model call: no X-BYOK-Route (one candidate, nothing ranked)"
+    "cheapest: openai first against the tenant's order, X-BYOK-Attempts 1"
+    "cheapest: a 503 from openai fails over to anthropic (X-BYOK-Attempts 2)"
+    "cheapest tenant, X-BYOK-Route: ordered: anthropic"
+    "agent stops cleanly on SIGTERM, no sanitizer report"
+    "canary: nowhere but the provider request")
+
+lib_up && lib_require "$AGENT_BIN" || t_block_all
+declare -A KEYS
+# tenant KEY_PROVIDERS SETTINGS_JSON: stores canary keys and settings for tenant $T.
+tenant() {
+    local p k
+    for p in $1; do
+        k=$(lib_canary)
+        KEYS[$T/$p]=$k
+        key_put "$T" "$p" "$k" || t_diag "$T/$p key not written"
+    done
+    vault_api PUT "byok/tenants/$T/settings" "$2" "$ADMIN_TOKEN"
+    [ "$VAULT_CODE" -lt 300 ] || t_diag "$T settings: HTTP $VAULT_CODE $VAULT_BODY"
+}
+ORDER='"preferred_providers":["anthropic"],"fallback_providers":["openai"],"budget_tier":"HIGH"'
+T=acme tenant "openai anthropic" "{$ORDER}"
+T=cheap tenant "openai anthropic" "{$ORDER,\"routing_strategy\":\"cheapest\"}"
+T=fast tenant "openai anthropic" "{$ORDER,\"routing_strategy\":\"fastest\"}"
+T=fail tenant "azure openai" \
+    '{"preferred_providers":["azure"],"fallback_providers":["openai"],"budget_tier":"HIGH","routing_strategy":"fastest"}'
+L=""
+for t in acme cheap fast fail; do
+    L+="${L:+,}{\"path\": \"$AGENT_DIR/$t.sock\", \"mode\": \"0660\", \"tenant\": \"$t\", \"app\": \"rank\", \"metrics\": true}"
+done
+agent_config "[$L]" '.router.latency_ttl_s = 10 | .providers = ["openai", "azure", "anthropic"]'
+agent_start || t_block_all
+
+# attempt SCENARIO TENANT [MODEL] [STREAM] [CURL ARGS...]: one call; unless
+# SCENARIO is "-", the mock answers its next request (the call's first
+# attempt) with SCENARIO. GOT: "status provider attempts route style:scenario,..."
+attempt() {
+    local sc=$1 t=$2 model=${3:-auto} stream=${4:-false} since
+    shift 4 2>/dev/null || shift $#
+    [ "$sc" = - ] || mock_ctl POST /_mock/scenario "{\"scenario\":\"$sc\",\"count\":1}" >/dev/null
+    since=$(mock_last_seq)
+    call "$AGENT_DIR/$t.sock" POST /v1/chat/completions "$(chat_body "$model" "$stream" 3)" -N "$@"
+    [ "$sc" = - ] || mock_ctl DELETE /_mock/scenario >/dev/null
+    GOT="$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $(hdr X-BYOK-Route) $(mock_requests_since "$since" |
+        jq -r 'map(.style + ":" + .scenario) | join(",")')"
+}
+
+# ---- fastest ----------------------------------------------------------------------------------
+# First: nothing is measured yet (the agent measures every call, whatever its strategy).
+attempt slow fast
+t_eq "fastest, nothing measured: the tenant's order (anthropic, 2 s slow)" "$GOT" \
+    "200 anthropic 1 fastest anthropic:slow"
+attempt - fast
+t_eq "fastest: openai, not measured yet, is tried next" "$GOT" "200 openai 1 fastest openai:normal"
+got3=""
+for i in 1 2 3; do
+    attempt - fast
+    got3+="${got3:+; }$GOT"
+done
+t_eq "fastest: openai measured faster stays first (three calls)" "$got3" \
+    "200 openai 1 fastest openai:normal; 200 openai 1 fastest openai:normal; 200 openai 1 fastest openai:normal"
+attempt - fast auto true
+t_eq "fastest: streams are measured apart: the first stream goes to anthropic" \
+    "$GOT $(echo "$BODY" | sse_content)" "200 anthropic 1 fastest anthropic:normal $(words 3)"
+call "$AGENT_DIR/fast.sock" GET /metrics
+lat() {
+    echo "$BODY" | awk -v p="$1" -v s="$2" '$1 ~ "^byok_provider_latency_seconds[{]provider=\"" p "\"" &&
+        $1 ~ "stream=\"" s "\"" { print $2 }'
+}
+t_check "metrics: byok_provider_latency_seconds holds anthropic's 2 s and openai's speed" \
+    awk -v a="$(lat anthropic false)" -v o="$(lat openai false)" -v as="$(lat anthropic true)" \
+    'BEGIN { exit !(a >= 1.9 && a < 10 && o > 0 && o < 1.9 && as > 0 && as < 1.9) }'
+t_check "ranking logged at debug: candidates ranked by observed speed" \
+    grep -q '"candidates ranked by observed speed".*"first":"openai"' "$AGENT_LOG"
+# Past the 10 s ttl every measurement is forgotten: anthropic, slow before, is
+# tried first again (the tenant's order among unknown ones) and measured anew.
+sleep 11
+attempt - fast
+t_eq "fastest: past router.latency_ttl_s anthropic, slow before, is tried first again" \
+    "$GOT" "200 anthropic 1 fastest anthropic:normal"
+call "$AGENT_DIR/fast.sock" GET /metrics
+t_check "fastest: its new measurement starts a new average (not averaged with the old 2 s)" \
+    awk -v a="$(lat anthropic false)" 'BEGIN { exit !(a > 0 && a < 1.5) }'
+
+# ---- failing ----------------------------------------------------------------------------------
+attempt 503 fail
+t_eq "failing: azure, not measured, is tried first; its 503 fails over to openai" "$GOT" \
+    "200 openai 2 fastest azure:503,openai:normal"
+attempt - fail
+t_eq "failing: azure having only failed, openai goes first" "$GOT" "200 openai 1 fastest openai:normal"
+
+# ---- ordered ----------------------------------------------------------------------------------
+attempt - acme
+t_eq "ordered (the default): auto goes to the preferred anthropic, X-BYOK-Route: ordered" "$GOT" \
+    "200 anthropic 1 ordered anthropic:normal"
+attempt - acme auto false -H 'X-BYOK-Route: cheapest'
+t_eq "X-BYOK-Route: cheapest for one call: openai, X-BYOK-Route: cheapest" "$GOT" \
+    "200 openai 1 cheapest openai:normal"
+attempt - acme auto false -H 'X-BYOK-Route: Round-Robin'
+t_eq "X-BYOK-Route with an unknown value: 400 invalid_hint naming the header, nothing sent" \
+    "$CODE $(echo "$BODY" | jq -r '.error.code + " " + .error.message') $(mock_requests_since "$since" | jq length)" \
+    "400 invalid_hint X-BYOK-Route has an unknown value: it must be ordered, cheapest or fastest 0"
+attempt - acme "anthropic/${PROVIDER_MODEL[anthropic]}" false -H 'X-BYOK-Route: cheapest'
+t_eq "provider/model call: no X-BYOK-Route (one candidate, nothing ranked)" "$GOT" \
+    "200 anthropic 1  anthropic:normal"
+
+# ---- cheapest ---------------------------------------------------------------------------------
+attempt - cheap
+t_eq "cheapest: openai first against the tenant's order, X-BYOK-Attempts 1" "$GOT" \
+    "200 openai 1 cheapest openai:normal"
+attempt 503 cheap
+t_eq "cheapest: a 503 from openai fails over to anthropic (X-BYOK-Attempts 2)" "$GOT" \
+    "200 anthropic 2 cheapest openai:503,anthropic:normal"
+attempt - cheap auto false -H 'X-BYOK-Route: ordered'
+t_eq "cheapest tenant, X-BYOK-Route: ordered: anthropic" "$GOT" "200 anthropic 1 ordered anthropic:normal"
+
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
+canary_scan "canary: nowhere but the provider request" "${KEYS[@]}"
+t_done
