@@ -27,6 +27,7 @@
 
 static const char *const tenants_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED", NULL};
 static const char *const tenants_residencies[] = {"any", "eu", "us", NULL};
+static const char *const tenants_routings[] = {"ordered", "cheapest", "fastest", NULL};
 static const char *const tenants_tasks[] = {"chat",     "code",          "analysis",
                                             "creative", "summarization", "embedding",
                                             "vision",   "reasoning",     NULL};
@@ -43,8 +44,9 @@ static bool tenants_in(const char *const *set, const char *s)
 
 /*
  * Folds a provided enum field to its canonical case (budget_tier upper, as
- * config's default_budget_tier; residency lower) in the request's fields, so
- * the check and the stored value see one spelling. ERR_NOMEM when it cannot.
+ * config's default_budget_tier; residency and routing_strategy lower) in the
+ * request's fields, so the check and the stored value see one spelling.
+ * ERR_NOMEM when it cannot.
  */
 static enum err tenants_fold(struct fw_request *req, const char *name, bool upper)
 {
@@ -384,6 +386,9 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
     if (e == ERR_OK) {
         e = tenants_fold(req, "residency", false);
     }
+    if (e == ERR_OK) {
+        e = tenants_fold(req, "routing_strategy", false);
+    }
     if (e != ERR_OK) {
         return e;
     }
@@ -396,6 +401,12 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
     if (fw_provided(req, "residency") &&
         !tenants_in(tenants_residencies, fw_str(req, "residency"))) {
         fw_error(resp, "invalid value for field 'residency': must be one of any, eu, us");
+        return ERR_OK;
+    }
+    if (fw_provided(req, "routing_strategy") &&
+        !tenants_in(tenants_routings, fw_str(req, "routing_strategy"))) {
+        fw_error(resp, "invalid value for field 'routing_strategy': must be one of ordered, "
+                       "cheapest, fastest");
         return ERR_OK;
     }
     if (fw_provided(req, "max_monthly_cost")) {
@@ -447,8 +458,9 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
     }
 
     static const char *const fields[] = {
-        "budget_tier", "preferred_providers", "fallback_providers", "max_monthly_cost",
-        "residency",   "allowed_task_types",  "rpm_limit",          "tpm_limit"};
+        "budget_tier",      "preferred_providers", "fallback_providers",
+        "max_monthly_cost", "residency",           "allowed_task_types",
+        "rpm_limit",        "tpm_limit",           "routing_strategy"};
     keystore_lock(ks);
     json_t *stored = NULL, *settings = NULL;
     e = keystore_settings_cached(req->backend, req->storage, t, &stored);
@@ -504,6 +516,12 @@ static const struct fw_field tenants_settings_fields[] = {
      .type = FW_TYPE_FLOAT,
      .description = "Monthly cap in USD (0 = no cap)."},
     {.name = "residency", .type = FW_TYPE_STRING, .max_len = 8, .description = "any, eu or us."},
+    {.name = "routing_strategy",
+     .type = FW_TYPE_STRING,
+     .max_len = 16,
+     .description = "How the agent ranks candidate providers: ordered (the tenant's order, the "
+                    "default), cheapest (estimated cost at catalog prices) or fastest (latency "
+                    "the agent observed)."},
     {.name = "allowed_task_types",
      .type = FW_TYPE_STRINGS,
      .max_len = 16,
@@ -529,7 +547,8 @@ const struct fw_path paths_tenants[] = {
         .exists = tenants_settings_exists,
         .synopsis = "A tenant's routing and budget settings.",
         .description = "Budget tier, preferred and fallback providers, monthly cost cap, "
-                       "residency, allowed task types and rate limits. Unset fields follow config.",
+                       "residency, routing strategy, allowed task types and rate limits. Unset "
+                       "fields follow config.",
     },
     {
         .pattern = "tenants/{tenant}",

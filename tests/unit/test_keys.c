@@ -2677,6 +2677,8 @@ static const struct bad_case bad_cases[] = {
     {FW_OP_UPDATE, "tenants/acme/settings", "{\"max_monthly_cost\": -0.01}", "max_monthly_cost"},
     {FW_OP_UPDATE, "tenants/acme/settings", "{\"max_monthly_cost\": \"lots\"}", "max_monthly_cost"},
     {FW_OP_UPDATE, "tenants/acme/settings", "{\"residency\": \"mars\"}", "residency"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"routing_strategy\": \"random\"}",
+     "routing_strategy"},
     {FW_OP_UPDATE, "tenants/acme/settings", "{\"budget_tier\": \"HUGE\"}", "budget_tier"},
     {FW_OP_UPDATE, "tenants/acme/settings", "{\"preferred_providers\": [\"nosuch\"]}",
      "preferred_providers"},
@@ -2920,6 +2922,80 @@ static void test_usage_batch_out_of_memory(void **state)
 }
 
 /*
+ * routing_strategy: ordered unless set (a fresh tenant, and one with other
+ * settings), stored in lower case, carried by creds; a value outside the set
+ * is a 400 naming the field that stores nothing.
+ */
+static void test_settings_routing_strategy(void **state)
+{
+    struct env *e = *state;
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_string_equal(str(d, "routing_strategy"), "ordered");
+    json_decref(d);
+    d = ok(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"rpm_limit\": 5}");
+    assert_string_equal(str(d, "routing_strategy"), "ordered");
+    json_decref(d);
+    d = ok(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"routing_strategy\": \"cheapest\"}");
+    assert_string_equal(str(d, "routing_strategy"), "cheapest");
+    json_decref(d);
+    d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_string_equal(str(d, "routing_strategy"), "cheapest");
+    assert_int_equal(num(d, "rpm_limit"), 5); /* partial update keeps the rest */
+    json_decref(d);
+    json_t *got = NULL;
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/settings", &got), ERR_OK);
+    assert_string_equal(str(got, "routing_strategy"), "cheapest");
+    json_decref(got);
+    /* The creds reply carries it to the agent. */
+    put_key(e, KP, canary1, NULL);
+    json_t *c = NULL;
+    creds_value(e, CREDS, &c);
+    assert_string_equal(str(json_object_get(c, "settings"), "routing_strategy"), "cheapest");
+    json_decref(c);
+    /* Folded to lower case, as residency is. */
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"routing_strategy\": \"FASTEST\"}");
+    d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_string_equal(str(d, "routing_strategy"), "fastest");
+    json_decref(d);
+    /* Another tenant still reads the default. */
+    d = ok(e, FW_OP_READ, "tenants/globex/settings", NULL);
+    assert_string_equal(str(d, "routing_strategy"), "ordered");
+    json_decref(d);
+
+    static const char why[] = "invalid value for field 'routing_strategy': must be one of "
+                              "ordered, cheapest, fastest";
+    static const struct {
+        const char *body, *message; /* message NULL: any naming the field */
+    } refused[] = {
+        {"{\"routing_strategy\": \"random\"}", why},
+        {"{\"routing_strategy\": \"\"}", why},
+        {"{\"routing_strategy\": \"ordered \"}", why},
+        {"{\"routing_strategy\": 17}", why},
+        {"{\"routing_strategy\": \"cheapestcheapest\"}", why},   /* 16 bytes: the set refuses */
+        {"{\"routing_strategy\": \"cheapestcheapestc\"}", NULL}, /* 17: past max_len */
+        {"{\"routing_strategy\": \"cheapest\", \"rpm_limit\": -1}", NULL},
+        {"{\"routing_strategy\": \"random\", \"rpm_limit\": 7}", why},
+    };
+    unsigned char before[32], after[32];
+    storage_digest(e->st, before);
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct result r = call(e, FW_OP_UPDATE, "tenants/acme/settings", refused[i].body);
+        const char *field = refused[i].message != NULL ? "'routing_strategy'" : "invalid value";
+        if (r.status != FW_BAD_REQUEST || strstr(r.message, field) == NULL ||
+            (refused[i].message != NULL && strcmp(r.message, refused[i].message) != 0)) {
+            fail_msg("%s: status %d (%s)", refused[i].body, r.status, r.message);
+        }
+        done(&r);
+    }
+    storage_digest(e->st, after);
+    assert_memory_equal(before, after, sizeof(before)); /* nothing stored */
+    d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_string_equal(str(d, "routing_strategy"), "fastest");
+    assert_int_equal(num(d, "rpm_limit"), 5);
+    json_decref(d);
+}
+
+/*
  * A settings write that runs out of memory (each allocation in turn) stores
  * nothing or exactly what it stores with memory to spare, and exactly that
  * when it answers success: never a 200 with a field left out.
@@ -2930,7 +3006,8 @@ static void test_settings_out_of_memory(void **state)
     const char *body = "{\"budget_tier\": \"HIGH\", \"preferred_providers\": [\"openai\"], "
                        "\"fallback_providers\": [\"anthropic\"], \"max_monthly_cost\": 250, "
                        "\"residency\": \"eu\", \"allowed_task_types\": [\"chat\", \"code\"], "
-                       "\"rpm_limit\": 600, \"tpm_limit\": 200000}";
+                       "\"rpm_limit\": 600, \"tpm_limit\": 200000, "
+                       "\"routing_strategy\": \"Cheapest\"}";
     ok0(e, FW_OP_UPDATE, "tenants/acme/settings", body);
     json_t *want = NULL;
     assert_int_equal(storage_get_json(e->st, "tenants/acme/settings", &want), ERR_OK);
@@ -3011,6 +3088,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_allowed_providers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settings_routing_strategy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_provider_name_errors_do_not_echo_keys, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_tenants_list_read_delete, setup, teardown),

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -234,6 +235,77 @@ func TestKeysSettingsUsageHTTP(t *testing.T) {
 	d = Data(s.MustCall(t, 200, root, "GET", "byok/tenants/acme/usage?month=2026-11", nil))
 	if jnum(d, "requests") != 1 || jnum(d, "prompt_tokens") != 12 {
 		t.Fatalf("usage read: %v", d)
+	}
+}
+
+// routing_strategy through the HTTP API with the real policies: ordered for a
+// fresh tenant, written by the tenant's own token (folded to lower case), read
+// back, carried by the creds reply an agent token gets; values outside the set
+// are 400s naming the field that leave storage byte-for-byte as it was.
+func TestSettingsRoutingStrategyHTTP(t *testing.T) {
+	s := newIsoSim(t)
+	a := s.canaries[0]
+	const settings = "byok/tenants/acme/settings"
+	if d := Data(s.expect(t, 200, "tenant A", s.tenantA, "GET", settings, nil)); jstr(d, "routing_strategy") != "ordered" {
+		t.Errorf("fresh tenant: routing_strategy %v, want ordered", d["routing_strategy"])
+	}
+	s.expect(t, 200, "tenant A", s.tenantA, "PUT", "byok/tenants/acme/keys/openai/production", map[string]any{"key_value": a})
+	d := Data(s.expect(t, 200, "tenant A", s.tenantA, "PUT", settings, map[string]any{"routing_strategy": "cheapest", "rpm_limit": 9}))
+	if jstr(d, "routing_strategy") != "cheapest" {
+		t.Errorf("write reply: %v", d)
+	}
+	if d = Data(s.expect(t, 200, "agent", s.agent, "GET", settings, nil)); jstr(d, "routing_strategy") != "cheapest" {
+		t.Errorf("read back: %v", d)
+	}
+	m := s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/acme/creds/openai", nil)
+	cs, _ := Data(m)["settings"].(map[string]any)
+	if jstr(cs, "routing_strategy") != "cheapest" || jnum(cs, "rpm_limit") != 9 {
+		t.Errorf("creds settings: %v", cs)
+	}
+	s.expect(t, 200, "tenant A", s.tenantA, "PUT", settings, map[string]any{"routing_strategy": "FASTEST"})
+	if d = Data(s.expect(t, 200, "tenant A", s.tenantA, "GET", settings, nil)); jstr(d, "routing_strategy") != "fastest" || jnum(d, "rpm_limit") != 9 {
+		t.Errorf("folded: %v", d)
+	}
+	// A tenant that never set it (nor anything else) reads the default, in creds too.
+	s.expect(t, 200, "tenant B", s.tenantB, "PUT", "byok/tenants/globex/keys/openai/production", map[string]any{"key_value": s.canaries[1]})
+	m = s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/globex/creds/openai", nil)
+	if cs, _ = Data(m)["settings"].(map[string]any); jstr(cs, "routing_strategy") != "ordered" {
+		t.Errorf("globex creds settings: %v", cs)
+	}
+
+	const why = "invalid value for field 'routing_strategy': must be one of ordered, cheapest, fastest"
+	before := s.RawStorage()
+	for _, c := range []struct {
+		value any
+		exact bool // the set's message (else the framework's, still naming the field)
+	}{
+		{"random", true},
+		{"", true},
+		{"Ordered!", true},
+		{17, true},
+		{strings.Repeat("f", 16), true},
+		{strings.Repeat("f", 17), false},
+		{"cheapest" + strings.Repeat(" ", 64), false},
+		{[]string{"cheapest"}, false},
+	} {
+		for _, who := range []struct{ name, token string }{{"tenant A", s.tenantA}, {"root", s.RootToken}} {
+			code, m := checkedCall(t, s.Sim, s.canaries, who.token, "PUT", settings, map[string]any{"routing_strategy": c.value})
+			msg := Errors(m)
+			if code != 400 || !strings.Contains(msg, "'routing_strategy'") || (c.exact && msg != why) {
+				t.Errorf("%s: routing_strategy %#v: %d %q, want 400 naming the field", who.name, c.value, code, msg)
+			}
+		}
+	}
+	// With a valid field beside it: still nothing stored.
+	code, m := s.Call(t, s.RootToken, "PUT", settings, map[string]any{"routing_strategy": "random", "rpm_limit": 1})
+	if code != 400 || Errors(m) != why {
+		t.Errorf("bad value beside a good one: %d %v", code, m)
+	}
+	if after := s.RawStorage(); !reflect.DeepEqual(before, after) {
+		t.Errorf("a refused routing_strategy changed storage")
+	}
+	if d = Data(s.expect(t, 200, "agent", s.agent, "GET", settings, nil)); jstr(d, "routing_strategy") != "fastest" || jnum(d, "rpm_limit") != 9 {
+		t.Errorf("after refusals: %v", d)
 	}
 }
 
