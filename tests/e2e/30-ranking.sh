@@ -77,14 +77,15 @@ agent_start || t_block_all
 # attempt SCENARIO TENANT [MODEL] [STREAM] [CURL ARGS...]: one call; unless
 # SCENARIO is "-", the mock answers its next request (the call's first
 # attempt) with SCENARIO. GOT: "status provider attempts route style:scenario,..."
+# (the requests the mock saw since SINCE, its last sequence number before the call).
 attempt() {
-    local sc=$1 t=$2 model=${3:-auto} stream=${4:-false} since
+    local sc=$1 t=$2 model=${3:-auto} stream=${4:-false}
     shift 4 2>/dev/null || shift $#
     [ "$sc" = - ] || mock_ctl POST /_mock/scenario "{\"scenario\":\"$sc\",\"count\":1}" >/dev/null
-    since=$(mock_last_seq)
+    SINCE=$(mock_last_seq)
     call "$AGENT_DIR/$t.sock" POST /v1/chat/completions "$(chat_body "$model" "$stream" 3)" -N "$@"
     [ "$sc" = - ] || mock_ctl DELETE /_mock/scenario >/dev/null
-    GOT="$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $(hdr X-BYOK-Route) $(mock_requests_since "$since" |
+    GOT="$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $(hdr X-BYOK-Route) $(mock_requests_since "$SINCE" |
         jq -r 'map(.style + ":" + .scenario) | join(",")')"
 }
 
@@ -141,7 +142,7 @@ t_eq "X-BYOK-Route: cheapest for one call: openai, X-BYOK-Route: cheapest" "$GOT
     "200 openai 1 cheapest openai:normal"
 attempt - acme auto false -H 'X-BYOK-Route: Round-Robin'
 t_eq "X-BYOK-Route with an unknown value: 400 invalid_hint naming the header, nothing sent" \
-    "$CODE $(echo "$BODY" | jq -r '.error.code + " " + .error.message') $(mock_requests_since "$since" | jq length)" \
+    "$CODE $(echo "$BODY" | jq -r '.error.code + " " + .error.message') $(mock_requests_since "$SINCE" | jq length)" \
     "400 invalid_hint X-BYOK-Route has an unknown value: it must be ordered, cheapest or fastest 0"
 attempt - acme "anthropic/${PROVIDER_MODEL[anthropic]}" false -H 'X-BYOK-Route: cheapest'
 t_eq "provider/model call: no X-BYOK-Route (one candidate, nothing ranked)" "$GOT" \
