@@ -103,15 +103,16 @@ static struct latency_entry *latency_slot(struct latency *l)
  * when out of memory or a name is too long (the router never plans such a
  * candidate).
  */
-static struct latency_entry *latency_get(struct latency *l, const char *provider,
-                                         const char *model, double now, double ttl)
+static struct latency_entry *latency_get(struct latency *l, const char *provider, const char *model,
+                                         double now, double ttl)
 {
     if (l == NULL || strlen(provider) > CONFIG_MAX_NAME || strlen(model) > ROUTE_MAX_MODEL) {
         return NULL;
     }
     struct latency_entry *e = latency_find(l, provider, model);
-    if (e != NULL && (latency_fresh(e->sampled[0], now, ttl) ||
-                      latency_fresh(e->sampled[1], now, ttl) || latency_fresh(e->failed, now, ttl))) {
+    if (e != NULL &&
+        (latency_fresh(e->sampled[0], now, ttl) || latency_fresh(e->sampled[1], now, ttl) ||
+         latency_fresh(e->failed, now, ttl))) {
         e->touched = now;
         return e;
     }
@@ -157,8 +158,8 @@ void latency_failed(struct latency *l, const char *provider, const char *model, 
     e->failed = now > 0 ? now : 1e-9;
 }
 
-double latency_score(const struct latency *l, const char *provider, const char *model,
-                     bool stream, double now, double ttl)
+double latency_score(const struct latency *l, const char *provider, const char *model, bool stream,
+                     double now, double ttl)
 {
     const struct latency_entry *e = latency_find(l, provider, model);
     if (e == NULL) {
@@ -186,9 +187,8 @@ static long long latency_key(double score)
     return (long long)floor(log(ms) / log(LATENCY_STEP));
 }
 
-void latency_rank(const struct latency *l, const char *const *providers,
-                  const char *const *models, size_t n, bool stream, double now, double ttl,
-                  size_t *ret_order)
+void latency_rank(const struct latency *l, const char *const *providers, const char *const *models,
+                  size_t n, bool stream, double now, double ttl, size_t *ret_order)
 {
     long long key[ROUTE_MAX_CANDIDATES];
     for (size_t i = 0; i < n; i++) {

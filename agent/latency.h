@@ -67,8 +67,8 @@ void latency_failed(struct latency *l, const char *provider, const char *model, 
  * failure either; LATENCY_FAILING when it has no such measurement but a
  * failure within ttl.
  */
-double latency_score(const struct latency *l, const char *provider, const char *model,
-                     bool stream, double now, double ttl);
+double latency_score(const struct latency *l, const char *provider, const char *model, bool stream,
+                     double now, double ttl);
 
 /*
  * The order to try n candidates (providers[i] / models[i]) in, for the
@@ -78,9 +78,8 @@ double latency_score(const struct latency *l, const char *provider, const char *
  * count as equal; equal ones keep the order given (stable). Writes n
  * indexes to ret_order.
  */
-void latency_rank(const struct latency *l, const char *const *providers,
-                  const char *const *models, size_t n, bool stream, double now, double ttl,
-                  size_t *ret_order);
+void latency_rank(const struct latency *l, const char *const *providers, const char *const *models,
+                  size_t n, bool stream, double now, double ttl, size_t *ret_order);
 
 /*
  * Appends byok_provider_latency_seconds{provider,model,stream} (the moving

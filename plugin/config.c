@@ -26,6 +26,9 @@
 #define CONFIG_DEFAULT_BUDGET_LEASE_TTL "5m"
 
 static const char *const config_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED", NULL};
+/* The agent's ranking strategies (tenant setting routing_strategy; docs/agent.md, Ranking). */
+static const char *const config_strategies[] = {"ordered", "cheapest", "fastest", NULL};
+#define CONFIG_DEFAULT_STRATEGY "ordered"
 
 static const struct fw_field config_fields[] = {
     {.name = "creds_ttl",
@@ -44,6 +47,11 @@ static const struct fw_field config_fields[] = {
      .type = FW_TYPE_STRING,
      .def = CONFIG_DEFAULT_TIER,
      .description = "Budget tier of tenants without settings: FREE, LOW, MEDIUM, HIGH, UNLIMITED.",
+     .max_len = 16},
+    {.name = "default_routing_strategy",
+     .type = FW_TYPE_STRING,
+     .def = CONFIG_DEFAULT_STRATEGY,
+     .description = "Routing strategy of tenants that set none: ordered, cheapest, fastest.",
      .max_len = 16},
     {.name = "allowed_providers",
      .type = FW_TYPE_STRINGS,
@@ -68,9 +76,10 @@ static const struct fw_field config_fields[] = {
 static json_t *config_defaults(void)
 {
     json_t *hosts = json_pack("[sss]", "127.0.0.1", "localhost", "::1");
-    return json_pack("{s:I, s:I, s:s, s:[], s:o, s:I}", "creds_ttl", (json_int_t)300,
+    return json_pack("{s:I, s:I, s:s, s:s, s:[], s:o, s:I}", "creds_ttl", (json_int_t)300,
                      "max_key_versions", (json_int_t)10, "default_budget_tier", CONFIG_DEFAULT_TIER,
-                     "allowed_providers", "local_hosts", hosts, "budget_lease_ttl",
+                     "default_routing_strategy", CONFIG_DEFAULT_STRATEGY, "allowed_providers",
+                     "local_hosts", hosts, "budget_lease_ttl",
                      (json_int_t)CONFIG_BUDGET_LEASE_TTL_DEFAULT);
 }
 
@@ -105,6 +114,9 @@ static json_t *config_effective(const json_t *stored)
     }
     if (json_is_string(v = json_object_get(stored, "default_budget_tier"))) {
         ok = ok && json_object_set(c, "default_budget_tier", v) == 0;
+    }
+    if (json_is_string(v = json_object_get(stored, "default_routing_strategy"))) {
+        ok = ok && json_object_set(c, "default_routing_strategy", v) == 0;
     }
     if (json_is_array(v = json_object_get(stored, "allowed_providers"))) {
         ok = ok && json_object_set_new(c, "allowed_providers", json_deep_copy(v)) == 0;
@@ -262,6 +274,28 @@ static enum err config_write_unlocked(struct fw_request *req, struct fw_response
             goto out;
         }
         if (json_object_set_new(next, "default_budget_tier", json_string(tier)) != 0) {
+            e = ERR_NOMEM;
+            goto out;
+        }
+    }
+    if (fw_provided(req, "default_routing_strategy")) {
+        char strategy[17];
+        const char *in = fw_str(req, "default_routing_strategy");
+        size_t i = 0;
+        for (; in[i] != '\0' && i < sizeof(strategy) - 1; i++) {
+            strategy[i] = (char)tolower((unsigned char)in[i]);
+        }
+        strategy[i] = '\0';
+        bool ok = false;
+        for (size_t t = 0; config_strategies[t] != NULL; t++) {
+            ok = ok || strcmp(strategy, config_strategies[t]) == 0;
+        }
+        if (!ok) {
+            fw_error(resp, "invalid value for field 'default_routing_strategy': must be one of "
+                           "ordered, cheapest, fastest");
+            goto out;
+        }
+        if (json_object_set_new(next, "default_routing_strategy", json_string(strategy)) != 0) {
             e = ERR_NOMEM;
             goto out;
         }

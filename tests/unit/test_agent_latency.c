@@ -202,8 +202,8 @@ static void test_render(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_averages), cmocka_unit_test(test_ttl),
-        cmocka_unit_test(test_failures), cmocka_unit_test(test_rank),
+        cmocka_unit_test(test_averages),        cmocka_unit_test(test_ttl),
+        cmocka_unit_test(test_failures),        cmocka_unit_test(test_rank),
         cmocka_unit_test(test_bound_and_names), cmocka_unit_test(test_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -90,6 +90,8 @@ static void test_defaults(void **state)
     assert_int_equal(json_integer_value(json_object_get(d, "creds_ttl")), 300);
     assert_int_equal(json_integer_value(json_object_get(d, "max_key_versions")), 10);
     assert_string_equal(json_string_value(json_object_get(d, "default_budget_tier")), "MEDIUM");
+    assert_string_equal(json_string_value(json_object_get(d, "default_routing_strategy")),
+                        "ordered");
     assert_int_equal(json_array_size(json_object_get(d, "allowed_providers")), 0);
     json_t *hosts = json_object_get(d, "local_hosts");
     assert_int_equal(json_array_size(hosts), 3);
@@ -165,6 +167,11 @@ static void test_validation_limits(void **state)
     expect_400(e, "{\"default_budget_tier\": \"PLATINUM\"}", "default_budget_tier");
     expect_400(e, "{\"default_budget_tier\": \"\"}", "default_budget_tier");
     expect_ok(e, "{\"default_budget_tier\": \"UNLIMITED\"}");
+    expect_400(e, "{\"default_routing_strategy\": \"random\"}", "default_routing_strategy");
+    expect_400(e, "{\"default_routing_strategy\": \"\"}", "default_routing_strategy");
+    expect_400(e, "{\"default_routing_strategy\": \"cheapest-first-please\"}",
+               "default_routing_strategy");
+    expect_ok(e, "{\"default_routing_strategy\": \"Cheapest\"}"); /* stored lower case */
     expect_400(e, "{\"allowed_providers\": [\"openai\", \"Bad Name\"]}", "allowed_providers");
     expect_400(e, "{\"allowed_providers\": [{}]}", "allowed_providers");
     expect_400(e, "{\"allowed_providers\": [\"openai\", \"nosuch\"]}", "allowed_providers");
@@ -211,6 +218,8 @@ static void test_validation_limits(void **state)
     assert_int_equal(json_integer_value(json_object_get(d, "creds_ttl")), 86400);
     assert_int_equal(json_integer_value(json_object_get(d, "max_key_versions")), 100);
     assert_string_equal(json_string_value(json_object_get(d, "default_budget_tier")), "UNLIMITED");
+    assert_string_equal(json_string_value(json_object_get(d, "default_routing_strategy")),
+                        "cheapest");
     assert_int_equal(json_array_size(json_object_get(d, "local_hosts")), CONFIG_MAX_LOCAL_HOSTS);
     json_decref(d);
 }

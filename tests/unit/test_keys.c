@@ -2993,6 +2993,20 @@ static void test_settings_routing_strategy(void **state)
     assert_string_equal(str(d, "routing_strategy"), "fastest");
     assert_int_equal(num(d, "rpm_limit"), 5);
     json_decref(d);
+
+    /* The mount's default_routing_strategy is what a tenant that set none reads; a set one stays.
+     */
+    ok0(e, FW_OP_UPDATE, "config", "{\"default_routing_strategy\": \"cheapest\"}");
+    d = ok(e, FW_OP_READ, "tenants/globex/settings", NULL);
+    assert_string_equal(str(d, "routing_strategy"), "cheapest");
+    json_decref(d);
+    d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_string_equal(str(d, "routing_strategy"), "fastest");
+    json_decref(d);
+    ok0(e, FW_OP_UPDATE, "config", "{\"default_routing_strategy\": \"ordered\"}");
+    d = ok(e, FW_OP_READ, "tenants/globex/settings", NULL);
+    assert_string_equal(str(d, "routing_strategy"), "ordered");
+    json_decref(d);
 }
 
 /*

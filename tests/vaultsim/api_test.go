@@ -58,23 +58,27 @@ func TestConfigReadUpdate(t *testing.T) {
 	s := newSim(t)
 	m := s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil)
 	d := Data(m)
-	for _, f := range []string{"creds_ttl", "max_key_versions", "default_budget_tier", "allowed_providers", "local_hosts", "budget_lease_ttl", "kek_version", "kek_versions", "rotation_incomplete"} {
+	for _, f := range []string{"creds_ttl", "max_key_versions", "default_budget_tier", "default_routing_strategy", "allowed_providers", "local_hosts", "budget_lease_ttl", "kek_version", "kek_versions", "rotation_incomplete"} {
 		if _, ok := d[f]; !ok {
 			t.Errorf("config read lacks %q: %v", f, d)
 		}
 	}
-	if d["max_key_versions"] != float64(10) || d["default_budget_tier"] != "MEDIUM" {
-		t.Errorf("defaults: max_key_versions=%v default_budget_tier=%v", d["max_key_versions"], d["default_budget_tier"])
+	if d["max_key_versions"] != float64(10) || d["default_budget_tier"] != "MEDIUM" || d["default_routing_strategy"] != "ordered" {
+		t.Errorf("defaults: max_key_versions=%v default_budget_tier=%v default_routing_strategy=%v", d["max_key_versions"], d["default_budget_tier"], d["default_routing_strategy"])
 	}
-	code, _ := s.Call(t, s.RootToken, "PUT", "byok/config", map[string]any{"max_key_versions": 7, "default_budget_tier": "HIGH"})
+	code, _ := s.Call(t, s.RootToken, "PUT", "byok/config", map[string]any{"max_key_versions": 7, "default_budget_tier": "HIGH", "default_routing_strategy": "Fastest"})
 	if code != 200 && code != 204 {
 		t.Fatalf("config update: status %d", code)
 	}
 	d = Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil))
-	if d["max_key_versions"] != float64(7) || d["default_budget_tier"] != "HIGH" {
+	if d["max_key_versions"] != float64(7) || d["default_budget_tier"] != "HIGH" || d["default_routing_strategy"] != "fastest" {
 		t.Errorf("after update: %v", d)
 	}
-	for field, bad := range map[string]any{"max_key_versions": 101, "default_budget_tier": "PLATINUM", "creds_ttl": "48h"} {
+	// A tenant that set no routing_strategy reads the mount's default.
+	if st := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/tenants/nobody/settings", nil)); st["routing_strategy"] != "fastest" {
+		t.Errorf("tenant without routing_strategy: %v, want the mount's default fastest", st["routing_strategy"])
+	}
+	for field, bad := range map[string]any{"max_key_versions": 101, "default_budget_tier": "PLATINUM", "creds_ttl": "48h", "default_routing_strategy": "round-robin"} {
 		code, m := s.Call(t, s.RootToken, "PUT", "byok/config", map[string]any{field: bad})
 		if code != 400 || !strings.Contains(Errors(m), field) {
 			t.Errorf("config %s=%v: status %d errors %q, want 400 naming the field", field, bad, code, Errors(m))
@@ -82,7 +86,7 @@ func TestConfigReadUpdate(t *testing.T) {
 	}
 	// A failed update changes nothing.
 	d = Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/config", nil))
-	if d["max_key_versions"] != float64(7) {
+	if d["max_key_versions"] != float64(7) || d["default_routing_strategy"] != "fastest" {
 		t.Errorf("a rejected update changed config: %v", d)
 	}
 	// Query parameters become request data: an unknown one is ignored with
