@@ -27,6 +27,8 @@ struct latency_entry {
     char model[ROUTE_MAX_MODEL + 1];
     double avg[2];     /* seconds to the first byte: [0] plain calls, [1] streams */
     double sampled[2]; /* when avg[k] last took a measurement; 0: never */
+    double probing[2]; /* when a call set out to measure it again (latency_probe); 0: none */
+    bool ever[2];      /* avg[k] holds a measurement, however old */
     double success;    /* moving share of attempts answered, 0..1 */
     double failed;     /* the last transport-level failure; 0: none */
     double touched;    /* the last update, for replacement */
@@ -144,6 +146,8 @@ void latency_answered(struct latency *l, const char *provider, const char *model
                     : secs;
     /* A measurement at monotonic time 0 must still count as taken. */
     e->sampled[k] = now > 0 ? now : 1e-9;
+    e->ever[k] = true;
+    e->probing[k] = 0;
     e->success += LATENCY_ALPHA * (1.0 - e->success);
 }
 
@@ -158,6 +162,18 @@ void latency_failed(struct latency *l, const char *provider, const char *model, 
     e->failed = now > 0 ? now : 1e-9;
 }
 
+void latency_probe(struct latency *l, const char *provider, const char *model, bool stream,
+                   double now, double ttl)
+{
+    /* Not latency_get first: a record all forgotten keeps its old average for the probe's time. */
+    struct latency_entry *e = latency_find(l, provider, model);
+    if (e == NULL && (e = latency_get(l, provider, model, now, ttl)) == NULL) {
+        return;
+    }
+    e->probing[stream ? 1 : 0] = now > 0 ? now : 1e-9;
+    e->touched = now;
+}
+
 double latency_score(const struct latency *l, const char *provider, const char *model, bool stream,
                      double now, double ttl)
 {
@@ -166,14 +182,20 @@ double latency_score(const struct latency *l, const char *provider, const char *
         return LATENCY_UNKNOWN;
     }
     int k = stream ? 1 : 0;
+    double s = e->success > LATENCY_MIN_SUCCESS ? e->success : LATENCY_MIN_SUCCESS;
     if (latency_fresh(e->sampled[k], now, ttl)) {
-        double s = e->success > LATENCY_MIN_SUCCESS ? e->success : LATENCY_MIN_SUCCESS;
         return e->avg[k] / s;
+    }
+    if (latency_fresh(e->probing[k], now, ttl)) {
+        return e->ever[k] ? e->avg[k] / s : LATENCY_PROBING;
     }
     return latency_fresh(e->failed, now, ttl) ? LATENCY_FAILING : LATENCY_UNKNOWN;
 }
 
-/* The sort key of a score: unknown first, then measured ones by 10 % step, then failing ones. */
+/*
+ * The sort key of a score: unknown first, then measured ones by 10 % step,
+ * then those being measured for the first time, then failing ones.
+ */
 static long long latency_key(double score)
 {
     if (score == LATENCY_UNKNOWN) {
@@ -181,6 +203,9 @@ static long long latency_key(double score)
     }
     if (score >= LATENCY_FAILING) {
         return LLONG_MAX;
+    }
+    if (score >= LATENCY_PROBING) {
+        return LLONG_MAX - 1;
     }
     /* Below a millisecond every score is as good: the step count starts there. */
     double ms = score * 1000.0 > 1.0 ? score * 1000.0 : 1.0;

@@ -39,6 +39,8 @@
 #define LATENCY_UNKNOWN (-1.0)
 /* latency_score: no measurement within ttl, but a failure. */
 #define LATENCY_FAILING 1e30
+/* latency_score: never measured, and its first measurement is under way. */
+#define LATENCY_PROBING 1e29
 
 struct latency;
 
@@ -61,11 +63,22 @@ void latency_failed(struct latency *l, const char *provider, const char *model, 
                     double ttl);
 
 /*
+ * A call is about to measure provider/model (stream or not) at now: it was
+ * unknown and is tried first. Until that measurement (or ttl) the pair is
+ * not unknown any more, so the calls that start meanwhile do not all go to
+ * it: it ranks by its last, expired average when it had one, else behind
+ * the measured ones (LATENCY_PROBING). A busy tenant thus sends one call,
+ * not every call of a slow provider's answer time, to measure it again.
+ */
+void latency_probe(struct latency *l, const char *provider, const char *model, bool stream,
+                   double now, double ttl);
+
+/*
  * The expected seconds to an answer of provider/model for a stream or not:
- * the moving average divided by the success share. LATENCY_UNKNOWN when it
- * has no measurement of that kind taken within ttl seconds of now and no
- * failure either; LATENCY_FAILING when it has no such measurement but a
- * failure within ttl.
+ * the moving average divided by the success share. Without a measurement of
+ * that kind taken within ttl seconds of now: during a probe (latency_probe)
+ * the expired average so divided, or LATENCY_PROBING when it never had one;
+ * else LATENCY_FAILING when it failed within ttl, LATENCY_UNKNOWN when not.
  */
 double latency_score(const struct latency *l, const char *provider, const char *model, bool stream,
                      double now, double ttl);
@@ -73,7 +86,8 @@ double latency_score(const struct latency *l, const char *provider, const char *
 /*
  * The order to try n candidates (providers[i] / models[i]) in, for the
  * "fastest" strategy: the unknown ones first (to be measured), then the
- * measured ones by score, then the failing ones. Scores are compared in
+ * measured ones by score, then those being measured for the first time,
+ * then the failing ones. Scores are compared in
  * steps of LATENCY_STEP (10 %, on a logarithmic scale), so nearly equal ones
  * count as equal; equal ones keep the order given (stable). Writes n
  * indexes to ret_order.

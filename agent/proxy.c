@@ -898,9 +898,10 @@ static void call_health_failed(struct call *c, enum err e, long status)
 /*
  * The "fastest" strategy: the candidates ranked by the speed this node
  * observed (latency.h): the ones not measured within router.latency_ttl_s
- * first (so they get measured), then by expected time to an answer, then
- * the ones that only failed lately. Equal ones keep the order planned (the
- * tenant's). Demotion (call_health_order) applies after it.
+ * first (so they get measured: call_attempt marks one it calls as being
+ * measured, so that calls starting meanwhile do not all go to it), then by
+ * expected time to an answer, then the ones that only failed lately. Equal ones keep the order
+ * planned (the tenant's). Demotion (call_health_order) applies after it.
  */
 static void call_rank_fastest(struct call *c)
 {
@@ -1882,6 +1883,15 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         snprintf(c->st.model, sizeof(c->st.model), "%s", cand->model);
     }
     c->attempt_start = server_now();
+    if (c->strategy == ROUTE_FASTEST) {
+        double ttl = (double)cfg->router.latency_ttl_s;
+        if (latency_score(c->ctx->latency, cand->provider, cand->model, c->stream, c->attempt_start,
+                          ttl) == LATENCY_UNKNOWN) {
+            /* This attempt measures it: "fastest" calls that start meanwhile go elsewhere. */
+            latency_probe(c->ctx->latency, cand->provider, cand->model, c->stream, c->attempt_start,
+                          ttl);
+        }
+    }
     e = upstream_xfer_start(c->ctx->up, "POST", h.url, h.body, h.body_len, h.headers, &o, &cbs, c,
                             &c->xfer);
     if (e != ERR_OK) {

@@ -3,7 +3,7 @@
  * Unit tests for agent/latency: the moving averages (plain and streamed
  * apart), the success share, the ttl after which a measurement is forgotten,
  * failures without an answer, the "fastest" order (unknown first, measured
- * by score in 10 % steps with ties kept as given, failing last), the size
+ * by score in 10 % steps with ties kept as given, failing last), probes, the size
  * bound, a NULL table, and the metrics text.
  */
 #include <setjmp.h>
@@ -138,6 +138,52 @@ static void test_rank(void **state)
     latency_free(l);
 }
 
+/*
+ * A probe: an unknown pair a call is measuring is not unknown for the calls
+ * that start meanwhile: its expired average if it had one, else behind the
+ * measured ones; the measurement (or the ttl) ends the probe.
+ */
+static void test_probe(void **state)
+{
+    (void)state;
+    struct latency *l = latency_new();
+    latency_answered(l, "slow", "m", false, 4.0, 0, TTL);
+    latency_answered(l, "fast", "m", false, 0.5, 0, TTL);
+    /* Later both are forgotten, then fast is measured again: slow is unknown, tried first. */
+    latency_answered(l, "fast", "m", false, 0.5, TTL + 10, TTL);
+    const char *p[] = {"slow", "fast", "new"};
+    const char *m[] = {"m", "m", "m"};
+    size_t order[3];
+    double now = TTL + 11;
+    assert_true(latency_score(l, "slow", "m", false, now, TTL) == LATENCY_UNKNOWN);
+    latency_rank(l, p, m, 3, false, now, TTL, order);
+    assert_string_equal(p[order[0]], "slow");
+    /* A call sets out to measure slow and new: meanwhile slow ranks by its old 4 s, behind fast,
+       and new (never measured) behind both. */
+    latency_probe(l, "slow", "m", false, now, TTL);
+    latency_probe(l, "new", "m", false, now, TTL);
+    assert_true(fabs(latency_score(l, "slow", "m", false, now + 1, TTL) - 4.0) < 1e-9);
+    assert_true(latency_score(l, "new", "m", false, now + 1, TTL) == LATENCY_PROBING);
+    latency_rank(l, p, m, 3, false, now + 1, TTL, order);
+    assert_string_equal(p[order[0]], "fast");
+    assert_string_equal(p[order[1]], "slow");
+    assert_string_equal(p[order[2]], "new");
+    /* A probe of the plain kind leaves streams unknown. */
+    assert_true(latency_score(l, "slow", "m", true, now + 1, TTL) == LATENCY_UNKNOWN);
+    /* The measurement ends the probe: the new average, not the old one. */
+    latency_answered(l, "slow", "m", false, 0.1, now + 2, TTL);
+    assert_true(fabs(latency_score(l, "slow", "m", false, now + 2, TTL) - 0.1) < 1e-9);
+    /* A probe whose call never ended (the app left) lasts the ttl, then it is unknown again. */
+    assert_true(latency_score(l, "new", "m", false, now + TTL, TTL) == LATENCY_PROBING);
+    assert_true(latency_score(l, "new", "m", false, now + TTL + 1, TTL) == LATENCY_UNKNOWN);
+    /* A failed probe: failing, ranked last. */
+    latency_probe(l, "new", "m", false, now + TTL + 2, TTL);
+    latency_failed(l, "new", "m", now + TTL + 3, TTL);
+    assert_true(latency_score(l, "new", "m", false, now + TTL + 3, TTL) == LATENCY_FAILING);
+    latency_probe(NULL, "p", "m", false, 1, TTL); /* a NULL table: nothing */
+    latency_free(l);
+}
+
 static void test_bound_and_names(void **state)
 {
     (void)state;
@@ -202,9 +248,10 @@ static void test_render(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_averages),        cmocka_unit_test(test_ttl),
-        cmocka_unit_test(test_failures),        cmocka_unit_test(test_rank),
-        cmocka_unit_test(test_bound_and_names), cmocka_unit_test(test_render),
+        cmocka_unit_test(test_averages), cmocka_unit_test(test_ttl),
+        cmocka_unit_test(test_failures), cmocka_unit_test(test_rank),
+        cmocka_unit_test(test_probe),    cmocka_unit_test(test_bound_and_names),
+        cmocka_unit_test(test_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
