@@ -233,6 +233,43 @@ static bool config_host_valid(const char *h)
     return true;
 }
 
+/*
+ * A provided field whose value is one of set (any case: folded to upper or
+ * lower case, as set holds them) into next. False when it is not one of
+ * them (a 400 in resp naming the field and the set) or does not fit
+ * (*e = ERR_NOMEM); true when stored or not provided.
+ */
+static bool config_set_enum(struct fw_request *req, struct fw_response *resp, json_t *next,
+                            const char *field, const char *const *set, bool upper, enum err *e)
+{
+    if (!fw_provided(req, field)) {
+        return true;
+    }
+    char v[17]; /* both fields' max_len is 16 */
+    const char *in = fw_str(req, field);
+    size_t i = 0;
+    for (; in[i] != '\0' && i < sizeof(v) - 1; i++) {
+        v[i] = (char)(upper ? toupper((unsigned char)in[i]) : tolower((unsigned char)in[i]));
+    }
+    v[i] = '\0';
+    char names[128] = "";
+    bool ok = false;
+    for (size_t t = 0; set[t] != NULL; t++) {
+        ok = ok || strcmp(v, set[t]) == 0;
+        size_t len = strlen(names);
+        snprintf(names + len, sizeof(names) - len, "%s%s", t > 0 ? ", " : "", set[t]);
+    }
+    if (!ok) {
+        fw_error(resp, "invalid value for field '%s': must be one of %s", field, names);
+        return false;
+    }
+    if (json_object_set_new(next, field, json_string(v)) != 0) {
+        *e = ERR_NOMEM;
+        return false;
+    }
+    return true;
+}
+
 static enum err config_write_unlocked(struct fw_request *req, struct fw_response *resp)
 {
     struct byok *b = req->backend;
@@ -256,49 +293,10 @@ static enum err config_write_unlocked(struct fw_request *req, struct fw_response
             goto out;
         }
     }
-    if (fw_provided(req, "default_budget_tier")) {
-        char tier[17];
-        const char *in = fw_str(req, "default_budget_tier");
-        size_t i = 0;
-        for (; in[i] != '\0' && i < sizeof(tier) - 1; i++) {
-            tier[i] = (char)toupper((unsigned char)in[i]);
-        }
-        tier[i] = '\0';
-        bool ok = false;
-        for (size_t t = 0; config_tiers[t] != NULL; t++) {
-            ok = ok || strcmp(tier, config_tiers[t]) == 0;
-        }
-        if (!ok) {
-            fw_error(resp, "invalid value for field 'default_budget_tier': must be one of FREE, "
-                           "LOW, MEDIUM, HIGH, UNLIMITED");
-            goto out;
-        }
-        if (json_object_set_new(next, "default_budget_tier", json_string(tier)) != 0) {
-            e = ERR_NOMEM;
-            goto out;
-        }
-    }
-    if (fw_provided(req, "default_routing_strategy")) {
-        char strategy[17];
-        const char *in = fw_str(req, "default_routing_strategy");
-        size_t i = 0;
-        for (; in[i] != '\0' && i < sizeof(strategy) - 1; i++) {
-            strategy[i] = (char)tolower((unsigned char)in[i]);
-        }
-        strategy[i] = '\0';
-        bool ok = false;
-        for (size_t t = 0; config_strategies[t] != NULL; t++) {
-            ok = ok || strcmp(strategy, config_strategies[t]) == 0;
-        }
-        if (!ok) {
-            fw_error(resp, "invalid value for field 'default_routing_strategy': must be one of "
-                           "ordered, cheapest, fastest");
-            goto out;
-        }
-        if (json_object_set_new(next, "default_routing_strategy", json_string(strategy)) != 0) {
-            e = ERR_NOMEM;
-            goto out;
-        }
+    if (!config_set_enum(req, resp, next, "default_budget_tier", config_tiers, true, &e) ||
+        !config_set_enum(req, resp, next, "default_routing_strategy", config_strategies, false,
+                         &e)) {
+        goto out;
     }
     if (fw_provided(req, "allowed_providers")) {
         size_t i;
