@@ -10,7 +10,8 @@
 # X-BYOK-Provider; the exact request the mock recorded (path, one Bearer
 # header with the tenant's key, fields renamed, OpenAI-only ones absent: the
 # mock refuses top_p, stop, stream_options ... with a 400 as Cohere does).
-# Tools, embeddings (/v2/embed and back), a field Cohere cannot take refused
+# Tools both ways (a tool turn sent, tool calls answered streamed and not),
+# embeddings (/v2/embed and back), a field Cohere cannot take refused
 # before anything is sent, a provider 401, a stream ending in Cohere's error,
 # a 503 failing over to OpenAI, and the canary scan.
 . "$(dirname "$0")/lib.sh"
@@ -21,6 +22,8 @@ CASES=("chat: HTTP 200, answer text" "chat: usage from billed_units" "chat: prov
     "stream: cost in the closing usage comment" "stream: the upstream request, no stream_options"
     "stream without include_usage: no usage chunk, usage still counted"
     "tools: tool turn and tool_choice translated, accepted by the mock"
+    "tool calls answered: OpenAI tool_calls, finish_reason tool_calls"
+    "tool calls streamed: assembled by index, finish_reason tool_calls"
     "embeddings: vectors and usage back in OpenAI's shape" "embeddings: the upstream /v2/embed request"
     "a field Cohere cannot take (n=2): 400 naming it, nothing sent"
     "provider 401: the agent's provider_auth_failed, nothing of Cohere's text"
@@ -162,6 +165,29 @@ b=$(upstream_one "$since" | jq -c '.body | fromjson' 2>/dev/null)
 t_eq "tools: tool turn and tool_choice translated, accepted by the mock" \
     "$CODE $(echo "$b" | jq -c '[.tool_choice, (.messages | map(.role)), .messages[2].tool_calls[0].function.arguments, .messages[3].tool_call_id, .tools[0].function.name, has("parallel_tool_calls")]' 2>/dev/null)" \
     '200 ["REQUIRED",["system","user","assistant","tool"],"{\"city\":\"Paris\"}","call_1","get_weather",false]'
+
+# Cohere's tool calls back as OpenAI's: the mock's "tools" scenario answers
+# the next request with a tool plan and one call per tool (streamed: start,
+# two argument fragments, end), finish_reason TOOL_CALL.
+TOOLS_REQ=$(jq -cn '{model: "cohere/command-r-08-2024", messages: [{role: "user", content: "weather in Paris"}],
+    tools: [{type: "function", function: {name: "get_weather", parameters: {type: "object"}}}]}')
+mock_ctl POST /_mock/scenario '{"scenario":"tools","count":1}' >/dev/null
+call "$SOCK" POST /v1/chat/completions "$TOOLS_REQ"
+t_eq "tool calls answered: OpenAI tool_calls, finish_reason tool_calls" \
+    "$CODE $(echo "$BODY" | jq -c '.choices[0] | [.finish_reason, .message.content,
+        (.message.tool_calls | map([(.id | length > 0), .type, .function.name, .function.arguments]))]' 2>/dev/null)" \
+    '200 ["tool_calls",null,[[true,"function","get_weather","{\"city\":\"Paris\"}"]]]'
+mock_ctl POST /_mock/scenario '{"scenario":"tools","count":1}' >/dev/null
+call "$SOCK" POST /v1/chat/completions "$(echo "$TOOLS_REQ" | jq -c '.stream = true')" -N
+got=$(echo "$BODY" | sed -n 's/^data: //p' | grep -v '^\[DONE\]$' | jq -s -c '[
+    ([.[].choices[0].delta.tool_calls // [] | .[]] | group_by(.index)
+        | map([.[0].index, (map(.id // empty) | join("") | length > 0), (map(.function.name // empty) | join("")),
+               (map(.function.arguments // "") | join(""))])),
+    [.[].choices[0].finish_reason // empty]]' 2>/dev/null)
+grep -qx 'data: \[DONE\]' <<<"$BODY" || got+=" (no [DONE])"
+t_eq "tool calls streamed: assembled by index, finish_reason tool_calls" "$CODE $got" \
+    '200 [[[0,true,"get_weather","{\"city\":\"Paris\"}"]],["tool_calls"]]'
+mock_ctl DELETE /_mock/scenario >/dev/null
 
 # Embeddings: 3 words in two inputs -> 2 vectors, 3 billed input tokens.
 since=$(mock_last_seq)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -172,4 +173,87 @@ func (c *call) cohereDoneTail() (marker, tail string) {
 	return `"type":"message-end"}` + "\n\n",
 		"event: content-delta\ndata: " + string(late) + "\n\nevent: message-end\ndata: " +
 			strings.TrimSpace(string(end)) + "\n\n"
+}
+
+// cohereToolCalls: the "tools" scenario's calls for a Cohere request, one per
+// tool (at most two; arguments {"city":"Paris"}, then {}); none when the last
+// message is a tool result (the model then answers in text).
+func (c *call) cohereToolCalls() []toolCall {
+	msgs, _ := c.body["messages"].([]interface{})
+	if len(msgs) > 0 {
+		if last, _ := msgs[len(msgs)-1].(map[string]interface{}); last["role"] == "tool" {
+			return nil
+		}
+	}
+	tools, _ := c.body["tools"].([]interface{})
+	var out []toolCall
+	for i, t := range tools {
+		if i == 2 {
+			break
+		}
+		tm, _ := t.(map[string]interface{})
+		fn, _ := tm["function"].(map[string]interface{})
+		name, _ := fn["name"].(string)
+		in := "{}"
+		if i == 0 {
+			in = `{"city":"Paris"}`
+		}
+		out = append(out, toolCall{fmt.Sprintf("%s_mock_%d_%d", name, c.rec.Seq, i), name, in})
+	}
+	return out
+}
+
+// cohereToolsAnswer: a tool_plan and one tool call per request tool,
+// finish_reason TOOL_CALL; streamed as tool-plan-delta, then per call
+// tool-call-start (empty arguments), two tool-call-delta fragments and
+// tool-call-end, then message-end.
+func (c *call) cohereToolsAnswer(calls []toolCall) {
+	const plan = "I will check the weather."
+	if !c.stream {
+		var tcs []interface{}
+		for _, tc := range calls {
+			tcs = append(tcs, map[string]interface{}{"id": tc.id, "type": "function",
+				"function": map[string]string{"name": tc.name, "arguments": tc.input}})
+		}
+		c.status = 200
+		writeJSON(c.w, 200, map[string]interface{}{"id": c.id(), "finish_reason": "TOOL_CALL",
+			"message": map[string]interface{}{"role": "assistant", "tool_plan": plan, "tool_calls": tcs},
+			"usage":   c.cohereUsage()})
+		return
+	}
+	c.startStream()
+	type ev struct {
+		name string
+		v    interface{}
+	}
+	dm := func(m map[string]interface{}) map[string]interface{} {
+		return map[string]interface{}{"message": m}
+	}
+	evs := []ev{
+		{"message-start", map[string]interface{}{"id": c.id(), "type": "message-start",
+			"delta": dm(map[string]interface{}{"role": "assistant"})}},
+		{"tool-plan-delta", map[string]interface{}{"type": "tool-plan-delta",
+			"delta": dm(map[string]interface{}{"tool_plan": plan})}},
+	}
+	for i, tc := range calls {
+		half := len(tc.input) / 2
+		delta := func(part string) ev {
+			return ev{"tool-call-delta", map[string]interface{}{"type": "tool-call-delta", "index": i,
+				"delta": dm(map[string]interface{}{"tool_calls": map[string]interface{}{
+					"function": map[string]string{"arguments": part}}})}}
+		}
+		evs = append(evs,
+			ev{"tool-call-start", map[string]interface{}{"type": "tool-call-start", "index": i,
+				"delta": dm(map[string]interface{}{"tool_calls": map[string]interface{}{"id": tc.id,
+					"type": "function", "function": map[string]string{"name": tc.name, "arguments": ""}}})}},
+			delta(tc.input[:half]), delta(tc.input[half:]),
+			ev{"tool-call-end", map[string]interface{}{"type": "tool-call-end", "index": i}})
+	}
+	evs = append(evs, ev{"message-end", map[string]interface{}{"type": "message-end",
+		"delta": map[string]interface{}{"finish_reason": "TOOL_CALL", "usage": c.cohereUsage()}}})
+	for _, e := range evs {
+		if c.sse(e.name, e.v) != nil {
+			return
+		}
+	}
 }
