@@ -100,9 +100,17 @@ static void test_request_fields(void **state)
                         "END");
     assert_string_equal(S(json_object_get(c, "response_format"), "type"), "json_object");
     /* OpenAI-only fields never reach Cohere. */
-    static const char *const gone[] = {"top_p",  "top_k",          "stop",     "user",
-                                       "n",      "stream_options", "logprobs", "metadata",
-                                       "tools",  "tool_choice",    "max_completion_tokens"};
+    static const char *const gone[] = {"top_p",
+                                       "top_k",
+                                       "stop",
+                                       "user",
+                                       "n",
+                                       "stream_options",
+                                       "logprobs",
+                                       "metadata",
+                                       "tools",
+                                       "tool_choice",
+                                       "max_completion_tokens"};
     for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
         if (json_object_get(c, gone[i]) != NULL) {
             fail_msg("%s reached Cohere", gone[i]);
@@ -157,8 +165,8 @@ static void test_request_tools(void **state)
     assert_string_equal(S(f0, "description"), "d");
     assert_string_equal(S(json_object_get(f0, "parameters"), "type"), "object");
     assert_null(json_object_get(f0, "strict"));
-    assert_null(json_object_get(json_object_get(json_array_get(tools, 1), "function"),
-                                "parameters"));
+    assert_null(
+        json_object_get(json_object_get(json_array_get(tools, 1), "function"), "parameters"));
     assert_string_equal(S(c, "tool_choice"), "REQUIRED");
     assert_null(json_object_get(c, "parallel_tool_calls"));
     const json_t *msgs = json_object_get(c, "messages");
@@ -265,7 +273,8 @@ static void test_request_refused(void **state)
         assert_null(strstr(bad.msg, "canary"));
         assert_null(strstr(bad.param, "canary"));
         /* Without a bad to fill, the same refusal. */
-        assert_int_equal(provider_cohere_request(PROVIDER_CHAT, o, "m", false, NULL, &c), ERR_INVAL);
+        assert_int_equal(provider_cohere_request(PROVIDER_CHAT, o, "m", false, NULL, &c),
+                         ERR_INVAL);
         json_decref(o);
     }
 }
@@ -289,14 +298,15 @@ static void test_embed_request(void **state)
     assert_string_equal(S(c, "model"), "embed-english-v3.0");
     assert_string_equal(json_string_value(json_array_get(json_object_get(c, "texts"), 0)), "alpha");
     assert_string_equal(S(c, "input_type"), "search_document");
-    assert_string_equal(
-        json_string_value(json_array_get(json_object_get(c, "embedding_types"), 0)), "float");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(c, "embedding_types"), 0)),
+                        "float");
     assert_null(json_object_get(c, "input"));
     assert_null(json_object_get(c, "user"));
     assert_null(json_object_get(c, "encoding_format"));
     assert_null(json_object_get(c, "output_dimension"));
     json_decref(c);
-    c = embed_request("{\"input\":[\"a\",\"b\"],\"input_type\":\"search_query\",\"dimensions\":256}");
+    c = embed_request(
+        "{\"input\":[\"a\",\"b\"],\"input_type\":\"search_query\",\"dimensions\":256}");
     assert_int_equal(json_array_size(json_object_get(c, "texts")), 2);
     assert_string_equal(S(c, "input_type"), "search_query");
     assert_int_equal(json_integer_value(json_object_get(c, "output_dimension")), 256);
@@ -402,9 +412,9 @@ static void test_build(void **state)
     json_decref(body);
     provider_http_done(&h);
 
-    assert_int_equal(build(PROVIDER_EMBEDDINGS, "https://api.cohere.com/v2",
-                           "{\"input\":[\"a\"]}", false, &h),
-                     ERR_OK);
+    assert_int_equal(
+        build(PROVIDER_EMBEDDINGS, "https://api.cohere.com/v2", "{\"input\":[\"a\"]}", false, &h),
+        ERR_OK);
     assert_string_equal(h.url, "https://api.cohere.com/v2/embed");
     assert_true(header_is(h.headers, "Accept: application/json"));
     provider_http_done(&h);
@@ -440,13 +450,14 @@ static void test_response_text(void **state)
     json_t *o;
     struct provider_usage u;
     assert_int_equal(
-        answer(PROVIDER_CHAT,
-               "{\"id\":\"c-1\",\"finish_reason\":\"COMPLETE\",\"message\":{\"role\":\"assistant\","
-               "\"content\":[{\"type\":\"thinking\",\"thinking\":\"hmm\"},{\"type\":\"text\","
-               "\"text\":\"Hel\"},{\"type\":\"text\",\"text\":\"lo\"}]},\"usage\":{\"billed_units\":"
-               "{\"input_tokens\":5,\"output_tokens\":2},\"tokens\":{\"input_tokens\":70,"
-               "\"output_tokens\":3},\"cached_tokens\":4}}",
-               &o, &u),
+        answer(
+            PROVIDER_CHAT,
+            "{\"id\":\"c-1\",\"finish_reason\":\"COMPLETE\",\"message\":{\"role\":\"assistant\","
+            "\"content\":[{\"type\":\"thinking\",\"thinking\":\"hmm\"},{\"type\":\"text\","
+            "\"text\":\"Hel\"},{\"type\":\"text\",\"text\":\"lo\"}]},\"usage\":{\"billed_units\":"
+            "{\"input_tokens\":5,\"output_tokens\":2},\"tokens\":{\"input_tokens\":70,"
+            "\"output_tokens\":3},\"cached_tokens\":4}}",
+            &o, &u),
         ERR_OK);
     assert_string_equal(S(o, "id"), "c-1");
     assert_string_equal(S(o, "object"), "chat.completion");
@@ -481,8 +492,8 @@ static void test_response_text(void **state)
 
     static const struct {
         const char *from, *to;
-    } finish[] = {{"COMPLETE", "stop"},         {"STOP_SEQUENCE", "stop"}, {"MAX_TOKENS", "length"},
-                  {"TOOL_CALL", "tool_calls"},  {"TIMEOUT", "length"},     {"NEW_ONE", "stop"}};
+    } finish[] = {{"COMPLETE", "stop"},        {"STOP_SEQUENCE", "stop"}, {"MAX_TOKENS", "length"},
+                  {"TOOL_CALL", "tool_calls"}, {"TIMEOUT", "length"},     {"NEW_ONE", "stop"}};
     for (size_t i = 0; i < sizeof(finish) / sizeof(finish[0]); i++) {
         char text[256];
         snprintf(text, sizeof(text),
@@ -498,9 +509,9 @@ static void test_response_text(void **state)
     const char *only = "{\"finish_reason\":\"COMPLETE\",\"message\":{},\"usage\":{\"tokens\":"
                        "{\"input_tokens\":3,\"output_tokens\":4}}}";
     memset(&u, 0, sizeof(u));
-    assert_int_equal(provider_find("cohere")->response(PROVIDER_CHAT, only, strlen(only), "m", NULL,
-                                                       &u),
-                     ERR_OK);
+    assert_int_equal(
+        provider_find("cohere")->response(PROVIDER_CHAT, only, strlen(only), "m", NULL, &u),
+        ERR_OK);
     assert_int_equal(u.prompt_tokens + u.completion_tokens, 7);
 }
 
@@ -615,8 +626,11 @@ static void test_embed_response(void **state)
     json_decref(o);
 
     static const char *const bad[] = {
-        "{}", "{\"embeddings\":{}}", "{\"embeddings\":{\"float\":{}}}",
-        "{\"embeddings\":{\"float\":[1]}}", "{\"embeddings\":[[0.1]]}",
+        "{}",
+        "{\"embeddings\":{}}",
+        "{\"embeddings\":{\"float\":{}}}",
+        "{\"embeddings\":{\"float\":[1]}}",
+        "{\"embeddings\":[[0.1]]}",
         "{\"message\":\"no such model\"}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -684,9 +698,11 @@ static const char *finish_of(const json_t *chunks, size_t i)
 }
 
 #define MSG_START                                                                                  \
-    {"message-start", "{\"id\":\"c-9\",\"type\":\"message-start\",\"delta\":{\"message\":"       \
-                      "{\"role\":\"assistant\",\"content\":[],\"tool_plan\":\"\","                 \
-                      "\"tool_calls\":[],\"citations\":[]}}}"}
+    {                                                                                              \
+        "message-start", "{\"id\":\"c-9\",\"type\":\"message-start\",\"delta\":{\"message\":"      \
+                         "{\"role\":\"assistant\",\"content\":[],\"tool_plan\":\"\","              \
+                         "\"tool_calls\":[],\"citations\":[]}}}"                                   \
+    }
 
 static void test_stream_text(void **state)
 {
@@ -761,8 +777,9 @@ static void test_stream_tool_calls(void **state)
                             "\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}}}}"},
         {"tool-call-delta", "{\"type\":\"tool-call-delta\",\"index\":0,\"delta\":{\"message\":"
                             "{\"tool_calls\":{\"function\":{\"arguments\":\"{\\\"city\\\"\"}}}}}"},
-        {"tool-call-delta", "{\"type\":\"tool-call-delta\",\"index\":0,\"delta\":{\"message\":"
-                            "{\"tool_calls\":{\"function\":{\"arguments\":\":\\\"Paris\\\"}\"}}}}}"},
+        {"tool-call-delta",
+         "{\"type\":\"tool-call-delta\",\"index\":0,\"delta\":{\"message\":"
+         "{\"tool_calls\":{\"function\":{\"arguments\":\":\\\"Paris\\\"}\"}}}}}"},
         {"tool-call-end", "{\"type\":\"tool-call-end\",\"index\":0}"},
         {"tool-call-start", "{\"type\":\"tool-call-start\",\"index\":1,\"delta\":{\"message\":"
                             "{\"tool_calls\":{\"id\":\"now_b\",\"type\":\"function\","
@@ -771,8 +788,9 @@ static void test_stream_tool_calls(void **state)
         {"tool-call-delta", "{\"type\":\"tool-call-delta\",\"index\":0,\"delta\":{\"message\":"
                             "{\"tool_calls\":{\"function\":{\"arguments\":\"x\"}}}}}"},
         {"tool-call-end", "{\"type\":\"tool-call-end\",\"index\":1}"},
-        {"message-end", "{\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"TOOL_CALL\","
-                        "\"usage\":{\"billed_units\":{\"input_tokens\":20,\"output_tokens\":30}}}}"},
+        {"message-end",
+         "{\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"TOOL_CALL\","
+         "\"usage\":{\"billed_units\":{\"input_tokens\":20,\"output_tokens\":30}}}}"},
     };
     struct provider_stream st;
     memset(&st, 0, sizeof(st));
@@ -852,9 +870,9 @@ static void test_stream_errors(void **state)
                             "{\"tool_calls\":{\"id\":\"a\",\"function\":{\"name\":\"f\"}}}}}"},
     };
     for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
-        assert_int_equal(ad->stream_event(&st, garbage[i][0], garbage[i][1],
-                                          strlen(garbage[i][1]), &out),
-                         ERR_PROTO);
+        assert_int_equal(
+            ad->stream_event(&st, garbage[i][0], garbage[i][1], strlen(garbage[i][1]), &out),
+            ERR_PROTO);
         assert_int_equal(out.len, 0);
     }
     /* Wrong types in a well-formed event: nothing forwarded, no crash. */
@@ -888,7 +906,8 @@ static void test_stream_errors(void **state)
     buf_done(&out);
 }
 
-/* A stream request Cohere answered whole (a server that ignored "stream"): the answer as a stream. */
+/* A stream request Cohere answered whole (a server that ignored "stream"): the answer as a stream.
+ */
 static void test_answer_as_stream(void **state)
 {
     (void)state;
@@ -909,6 +928,117 @@ static void test_answer_as_stream(void **state)
     json_decref(o);
 }
 
+/* jansson's allocator failing at the n-th allocation: out of memory is an error, never a crash. */
+static long oom_countdown;
+static bool oom_fired;
+
+static void *oom_malloc(size_t size)
+{
+    if (oom_countdown > 0 && --oom_countdown == 0) {
+        oom_fired = true;
+        return NULL;
+    }
+    return malloc(size);
+}
+
+/*
+ * Every translation with its n-th JSON allocation failing, for each n until
+ * one runs without reaching it: each returns an error (ERR_NOMEM, or the
+ * ERR_INVAL / ERR_PROTO a NULL from jansson reads as) or the whole
+ * translation, never a part of it, and leaks nothing (LeakSanitizer in the
+ * ASan build).
+ */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    json_t *req =
+        J("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\","
+          "\"content\":[{\"type\":\"text\",\"text\":\"t\"},{\"type\":\"image_url\","
+          "\"image_url\":{\"url\":\"https://x\"}}]},{\"role\":\"assistant\",\"content\":"
+          "\"a\",\"tool_calls\":[{\"id\":\"c\",\"function\":{\"name\":\"f\",\"arguments\":"
+          "\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"c\",\"content\":\"r\"}],"
+          "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"description\":"
+          "\"d\",\"parameters\":{}}}],\"tool_choice\":\"required\",\"stop\":\"x\","
+          "\"top_p\":0.5,\"max_tokens\":3,\"response_format\":{\"type\":\"json_object\"}}");
+    json_t *ereq = J("{\"input\":[\"a\",\"b\"],\"dimensions\":8}");
+    json_t *ans =
+        J("{\"id\":\"c\",\"finish_reason\":\"TOOL_CALL\",\"message\":{\"content\":"
+          "[{\"type\":\"text\",\"text\":\"x\"}],\"tool_calls\":[{\"id\":\"i\",\"function\":"
+          "{\"name\":\"f\",\"arguments\":\"{}\"}}]},\"usage\":{\"billed_units\":"
+          "{\"input_tokens\":1,\"output_tokens\":2}}}");
+    json_t *eans = J("{\"embeddings\":{\"float\":[[0.1],[0.2]]},\"meta\":{\"billed_units\":"
+                     "{\"input_tokens\":2}}}");
+    static const char *const events[][2] = {
+        MSG_START,
+        {"content-delta", "{\"type\":\"content-delta\",\"delta\":{\"message\":{\"content\":"
+                          "{\"text\":\"hi\"}}}}"},
+        {"tool-call-start", "{\"type\":\"tool-call-start\",\"index\":0,\"delta\":{\"message\":"
+                            "{\"tool_calls\":{\"id\":\"i\",\"function\":{\"name\":\"f\"}}}}}"},
+        {"tool-call-delta", "{\"type\":\"tool-call-delta\",\"index\":0,\"delta\":{\"message\":"
+                            "{\"tool_calls\":{\"function\":{\"arguments\":\"{}\"}}}}}"},
+        {"message-end", "{\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"COMPLETE\","
+                        "\"usage\":{\"billed_units\":{\"input_tokens\":1}}}}"},
+    };
+    const struct provider_adapter *ad = provider_find("cohere");
+    /* The four translations, without and then with a failing allocator. */
+    json_t *ref[4] = {NULL, NULL, NULL, NULL};
+    for (long n = 0; n < 100000; n++) {
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        json_t *got[4] = {NULL, NULL, NULL, NULL};
+        struct provider_usage u;
+        memset(&u, 0, sizeof(u));
+        enum err e[4];
+        e[0] = provider_cohere_request(PROVIDER_CHAT, req, "m", true, NULL, &got[0]);
+        e[1] = provider_cohere_request(PROVIDER_EMBEDDINGS, ereq, "m", false, NULL, &got[1]);
+        e[2] = provider_cohere_response(PROVIDER_CHAT, ans, "m", &got[2], &u);
+        e[3] = provider_cohere_response(PROVIDER_EMBEDDINGS, eans, "m", &got[3], &u);
+        struct provider_stream st;
+        memset(&st, 0, sizeof(st));
+        struct buf out;
+        buf_init(&out, 1 << 20);
+        enum err se = ERR_OK;
+        for (size_t i = 0; i < sizeof(events) / sizeof(events[0]) && se == ERR_OK; i++) {
+            se = ad->stream_event(&st, events[i][0], events[i][1], strlen(events[i][1]), &out);
+        }
+        buf_done(&out);
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        for (size_t i = 0; i < 4; i++) {
+            if (n == 0) {
+                assert_int_equal(e[i], ERR_OK);
+                ref[i] = got[i];
+                continue;
+            }
+            assert_true(e[i] == ERR_OK || e[i] == ERR_NOMEM || e[i] == ERR_INVAL ||
+                        e[i] == ERR_PROTO);
+            /* An ERR_OK is the whole translation, never a part of it ("created" aside). */
+            if (e[i] == ERR_OK) {
+                json_object_del(got[i], "created");
+                json_object_del(ref[i], "created");
+                assert_true(json_equal(got[i], ref[i]));
+            }
+            json_decref(got[i]);
+        }
+        if (n == 0) {
+            assert_int_equal(se, ERR_OK);
+            assert_true(st.done);
+        } else if (!oom_fired) {
+            assert_int_equal(se, ERR_OK);
+            break;
+        }
+    }
+    for (size_t i = 0; i < 4; i++) {
+        json_decref(ref[i]);
+    }
+    assert_false(oom_fired);
+    json_decref(req);
+    json_decref(ereq);
+    json_decref(ans);
+    json_decref(eans);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -918,13 +1048,20 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_fields),     cmocka_unit_test(test_request_tools),
-        cmocka_unit_test(test_request_refused),    cmocka_unit_test(test_embed_request),
-        cmocka_unit_test(test_build),              cmocka_unit_test(test_response_text),
-        cmocka_unit_test(test_response_tool_calls), cmocka_unit_test(test_response_bad),
-        cmocka_unit_test(test_embed_response),     cmocka_unit_test(test_stream_text),
-        cmocka_unit_test(test_stream_tool_calls),  cmocka_unit_test(test_stream_errors),
+        cmocka_unit_test(test_request_fields),
+        cmocka_unit_test(test_request_tools),
+        cmocka_unit_test(test_request_refused),
+        cmocka_unit_test(test_embed_request),
+        cmocka_unit_test(test_build),
+        cmocka_unit_test(test_response_text),
+        cmocka_unit_test(test_response_tool_calls),
+        cmocka_unit_test(test_response_bad),
+        cmocka_unit_test(test_embed_response),
+        cmocka_unit_test(test_stream_text),
+        cmocka_unit_test(test_stream_tool_calls),
+        cmocka_unit_test(test_stream_errors),
         cmocka_unit_test(test_answer_as_stream),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
