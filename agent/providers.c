@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
- * The adapter table and the three adapters. References:
+ * The adapter table and the adapters. References:
  *   OpenAI chat completions and streaming (stream_options.include_usage):
  *     https://platform.openai.com/docs/api-reference/chat
  *   Azure OpenAI REST: {endpoint}/openai/deployments/{deployment}/chat/completions?api-version=
  *   Anthropic Messages API and its streaming events (message_start,
  *     content_block_delta, message_delta, message_stop):
  *     https://docs.anthropic.com/en/api/messages-streaming
+ *   Cohere v2 Chat and Embed, and the chat stream's events (message-start,
+ *     content-delta, tool-call-start, message-end):
+ *     https://docs.cohere.com/reference/chat, /reference/chat-stream,
+ *     /reference/embed, https://docs.cohere.com/v2/docs/streaming
  * Not done here: choosing a provider (route.c), sending (upstream.c).
  */
 #include "agent/providers.h"
@@ -517,10 +521,10 @@ static json_t *anth_content(const json_t *content)
 }
 
 /* Records why a request cannot be translated (param formatted); always ERR_INVAL. */
-static enum err anth_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
+static enum err prov_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static enum err anth_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
+static enum err prov_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
 {
     if (bad != NULL) {
         va_list ap;
@@ -536,7 +540,7 @@ static enum err anth_bad(struct provider_bad *bad, const char *msg, const char *
 static enum err anth_tools(const json_t *tools, struct provider_bad *bad, json_t **ret)
 {
     if (!json_is_array(tools)) {
-        return anth_bad(bad, "must be an array of tools", "tools");
+        return prov_bad(bad, "must be an array of tools", "tools");
     }
     json_t *out = json_array();
     if (out == NULL) {
@@ -553,13 +557,13 @@ static enum err anth_tools(const json_t *tools, struct provider_bad *bad, json_t
         const json_t *params = json_object_get(fn, "parameters");
         enum err e = ERR_OK;
         if (type == NULL || strcmp(type, "function") != 0) {
-            e = anth_bad(bad, "only function tools can be translated", "tools[%zu].type", i);
+            e = prov_bad(bad, "only function tools can be translated", "tools[%zu].type", i);
         } else if (!json_is_string(name) || json_string_length(name) == 0) {
-            e = anth_bad(bad, "must be a non-empty string", "tools[%zu].function.name", i);
+            e = prov_bad(bad, "must be a non-empty string", "tools[%zu].function.name", i);
         } else if (desc != NULL && !json_is_null(desc) && !json_is_string(desc)) {
-            e = anth_bad(bad, "must be a string", "tools[%zu].function.description", i);
+            e = prov_bad(bad, "must be a string", "tools[%zu].function.description", i);
         } else if (params != NULL && !json_is_object(params)) {
-            e = anth_bad(bad, "must be a JSON Schema object", "tools[%zu].function.parameters", i);
+            e = prov_bad(bad, "must be a JSON Schema object", "tools[%zu].function.parameters", i);
         }
         if (e != ERR_OK) {
             json_decref(out);
@@ -608,7 +612,7 @@ static enum err anth_tool_choice(const json_t *oreq, struct provider_bad *bad, j
         const char *type = json_string_value(json_object_get(tc, "type"));
         const json_t *name = json_object_get(json_object_get(tc, "function"), "name");
         if (type == NULL || strcmp(type, "function") != 0 || !json_is_string(name)) {
-            return anth_bad(bad,
+            return prov_bad(bad,
                             "must be auto, none, required or {\"type\":\"function\","
                             "\"function\":{\"name\":...}}",
                             "tool_choice");
@@ -637,7 +641,7 @@ static enum err anth_assistant_tools(const json_t *m, size_t mi, struct provider
     if (json_is_array(content)) {
         blocks = anth_content(content);
         if (blocks == NULL) {
-            return anth_bad(bad, "has a part that cannot be translated", "messages[%zu].content",
+            return prov_bad(bad, "has a part that cannot be translated", "messages[%zu].content",
                             mi);
         }
     } else if (content == NULL || json_is_null(content) || json_is_string(content)) {
@@ -650,7 +654,7 @@ static enum err anth_assistant_tools(const json_t *m, size_t mi, struct provider
             return ERR_NOMEM;
         }
     } else {
-        return anth_bad(bad, "must be a string, an array of parts or null", "messages[%zu].content",
+        return prov_bad(bad, "must be a string, an array of parts or null", "messages[%zu].content",
                         mi);
     }
     if (blocks == NULL) {
@@ -667,20 +671,20 @@ static enum err anth_assistant_tools(const json_t *m, size_t mi, struct provider
         enum err e = ERR_OK;
         json_t *input = NULL;
         if (!json_is_string(id) || json_string_length(id) == 0) {
-            e = anth_bad(bad, "must be a non-empty string", "messages[%zu].tool_calls[%zu].id", mi,
+            e = prov_bad(bad, "must be a non-empty string", "messages[%zu].tool_calls[%zu].id", mi,
                          j);
         } else if (!json_is_string(name) || json_string_length(name) == 0) {
-            e = anth_bad(bad, "must be a non-empty string",
+            e = prov_bad(bad, "must be a non-empty string",
                          "messages[%zu].tool_calls[%zu].function.name", mi, j);
         } else if (!json_is_string(args)) {
-            e = anth_bad(bad, "must be a string holding a JSON object",
+            e = prov_bad(bad, "must be a string holding a JSON object",
                          "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
         } else if (json_string_length(args) == 0) {
             input = json_object(); /* a call without arguments */
         } else {
             input = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
             if (!json_is_object(input)) {
-                e = anth_bad(bad, "is not a JSON object",
+                e = prov_bad(bad, "is not a JSON object",
                              "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
             }
         }
@@ -706,10 +710,10 @@ static enum err anth_tool_result(const json_t *m, size_t mi, struct provider_bad
     const json_t *id = json_object_get(m, "tool_call_id");
     const json_t *content = json_object_get(m, "content");
     if (!json_is_string(id) || json_string_length(id) == 0) {
-        return anth_bad(bad, "must be a non-empty string", "messages[%zu].tool_call_id", mi);
+        return prov_bad(bad, "must be a non-empty string", "messages[%zu].tool_call_id", mi);
     }
     if (!json_is_string(content) && !json_is_array(content)) {
-        return anth_bad(bad, "must be a string or an array of text parts", "messages[%zu].content",
+        return prov_bad(bad, "must be a string or an array of text parts", "messages[%zu].content",
                         mi);
     }
     json_t *t = anth_text_of(content);
@@ -739,13 +743,13 @@ static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *am
         const char *role = json_string_value(json_object_get(m, "role"));
         const json_t *content = json_object_get(m, "content");
         if (role == NULL) {
-            return anth_bad(bad, "is missing", "messages[%zu].role", i);
+            return prov_bad(bad, "is missing", "messages[%zu].role", i);
         }
         enum err e = ERR_OK;
         if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
             /* Anthropic takes the system prompt as a top-level field, not a message. */
             if (!json_is_string(content) && !json_is_array(content)) {
-                return anth_bad(bad, "must be a string or an array of text parts",
+                return prov_bad(bad, "must be a string or an array of text parts",
                                 "messages[%zu].content", i);
             }
             json_t *t = anth_text_of(content);
@@ -767,7 +771,7 @@ static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *am
         const json_t *calls = json_object_get(m, "tool_calls");
         if (calls != NULL && !json_is_null(calls) &&
             (!json_is_array(calls) || strcmp(role, "assistant") != 0)) {
-            return anth_bad(bad, "must be an array, in an assistant message",
+            return prov_bad(bad, "must be an array, in an assistant message",
                             "messages[%zu].tool_calls", i);
         }
         json_t *c = NULL;
@@ -801,11 +805,11 @@ static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *am
             results = NULL;
             c = anth_content(content);
             if (c == NULL) {
-                e = anth_bad(bad, "must be a string or an array of text and image_url parts",
+                e = prov_bad(bad, "must be a string or an array of text and image_url parts",
                              "messages[%zu].content", i);
             }
         } else {
-            e = anth_bad(bad, "must be system, developer, user, assistant or tool",
+            e = prov_bad(bad, "must be system, developer, user, assistant or tool",
                          "messages[%zu].role", i);
         }
         if (e != ERR_OK) {
@@ -816,7 +820,7 @@ static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *am
         }
     }
     if (json_array_size(amsgs) == 0) {
-        return anth_bad(bad, "has no user or assistant message", "messages");
+        return prov_bad(bad, "has no user or assistant message", "messages");
     }
     return ERR_OK;
 }
@@ -854,7 +858,7 @@ static enum err anth_request(const json_t *oreq, const char *model, bool stream,
 {
     const json_t *msgs = json_object_get(oreq, "messages");
     if (!json_is_array(msgs)) {
-        return anth_bad(bad, "must be an array", "messages");
+        return prov_bad(bad, "must be an array", "messages");
     }
     json_t *out = json_object();
     json_t *amsgs = json_array();
@@ -1150,7 +1154,7 @@ static enum err prov_emit(struct buf *out, json_t *chunk)
     return e;
 }
 
-static json_t *anth_chunk(const struct provider_stream *st, json_t *delta, const char *finish)
+static json_t *prov_chunk(const struct provider_stream *st, json_t *delta, const char *finish)
 {
     return json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:s?}]}", "id", st->id, "object",
                      "chat.completion.chunk", "created", (json_int_t)st->created, "model",
@@ -1158,7 +1162,7 @@ static json_t *anth_chunk(const struct provider_stream *st, json_t *delta, const
 }
 
 /* A stream event's content block index; -1 when it has none. */
-static long long anth_block_index(const json_t *ev)
+static long long prov_index(const json_t *ev)
 {
     const json_t *i = json_object_get(ev, "index");
     return json_is_integer(i) && json_integer_value(i) >= 0 ? (long long)json_integer_value(i) : -1;
@@ -1177,7 +1181,7 @@ static enum err anth_block_start(struct provider_stream *st, const json_t *ev, s
         return ERR_OK;
     }
     const char *id, *name;
-    long long index = anth_block_index(ev);
+    long long index = prov_index(ev);
     if (!anth_tool_ident(blk, &id, &name) || index < 0 ||
         st->tool_calls >= PROVIDER_MAX_TOOL_CALLS) {
         return ERR_PROTO;
@@ -1188,7 +1192,7 @@ static enum err anth_block_start(struct provider_stream *st, const json_t *ev, s
     st->tool_calls++;
     st->tool_open = true;
     st->tool_block = index;
-    return prov_emit(out, anth_chunk(st, delta, NULL));
+    return prov_emit(out, prov_chunk(st, delta, NULL));
 }
 
 static enum err anthropic_stream_event(struct provider_stream *st, const char *event,
@@ -1218,7 +1222,7 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         st->started = true;
         anth_usage(json_object_get(m, "usage"), &st->usage, true);
         e = prov_emit(
-            out, anth_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
+            out, prov_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
     } else if (strcmp(type, "content_block_start") == 0) {
         e = anth_block_start(st, j, out);
     } else if (strcmp(type, "content_block_delta") == 0) {
@@ -1228,20 +1232,20 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         const json_t *partial = json_object_get(d, "partial_json");
         if (dt != NULL && strcmp(dt, "text_delta") == 0 && json_is_string(text)) {
             st->est_completion += prov_est_tokens((long long)json_string_length(text));
-            e = prov_emit(out, anth_chunk(st, json_pack("{s:O}", "content", text), NULL));
+            e = prov_emit(out, prov_chunk(st, json_pack("{s:O}", "content", text), NULL));
         } else if (dt != NULL && strcmp(dt, "input_json_delta") == 0 && json_is_string(partial) &&
                    json_string_length(partial) > 0 && st->tool_open &&
-                   anth_block_index(j) == st->tool_block) {
+                   prov_index(j) == st->tool_block) {
             /* A fragment of the open tool call's arguments. */
             st->est_completion += prov_est_tokens((long long)json_string_length(partial));
             e = prov_emit(
-                out, anth_chunk(st,
+                out, prov_chunk(st,
                                 json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index",
                                           st->tool_calls - 1, "function", "arguments", partial),
                                 NULL));
         }
     } else if (strcmp(type, "content_block_stop") == 0) {
-        if (st->tool_open && anth_block_index(j) == st->tool_block) {
+        if (st->tool_open && prov_index(j) == st->tool_block) {
             st->tool_open = false;
         }
     } else if (strcmp(type, "message_delta") == 0) {
@@ -1252,7 +1256,7 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         }
         const char *finish = anth_finish(json_string_value(json_object_get(d, "stop_reason")));
         if (finish != NULL) {
-            e = prov_emit(out, anth_chunk(st, json_object(), finish));
+            e = prov_emit(out, prov_chunk(st, json_object(), finish));
         }
     } else if (strcmp(type, "message_stop") == 0) {
         /* OpenAI's include_usage shape: a last chunk with empty choices, then [DONE]. */
@@ -1270,6 +1274,880 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         st->failed = true; /* its text is never read: it may echo the request */
     }
     /* ping, and the start and stop of text blocks, carry nothing OpenAI clients need. */
+    json_decref(j);
+    return e;
+}
+
+/* ---- Cohere ------------------------------------------------------------------------------- */
+
+/*
+ * Cohere's v2 Chat API is OpenAI-like in its messages and tools and unlike it
+ * in everything around them: p for top_p, stop_sequences, an answer whose
+ * content is a list of parts, upper-case finish reasons, usage split into
+ * billed_units and tokens, and a stream of typed events. The request is built
+ * field by field from the ones below: anything else the app sent is dropped,
+ * never forwarded, and what Cohere cannot do (n > 1, a named tool_choice,
+ * penalties outside 0..1, base64 embeddings) is refused with the field named.
+ */
+
+/* A text or image_url content part, rebuilt with only the fields Cohere takes. */
+static json_t *coh_part(const json_t *part)
+{
+    const char *type = json_string_value(json_object_get(part, "type"));
+    if (type == NULL) {
+        return NULL;
+    }
+    if (strcmp(type, "text") == 0) {
+        const json_t *text = json_object_get(part, "text");
+        return json_is_string(text) ? json_pack("{s:s,s:O}", "type", "text", "text", text) : NULL;
+    }
+    if (strcmp(type, "image_url") == 0) {
+        const json_t *iu = json_object_get(part, "image_url");
+        const json_t *url = json_is_object(iu) ? json_object_get(iu, "url") : iu;
+        return json_is_string(url)
+                   ? json_pack("{s:s,s:{s:O}}", "type", "image_url", "image_url", "url", url)
+                   : NULL;
+    }
+    return NULL;
+}
+
+/* A user message's content: a string as it is, parts rebuilt (text and image_url only). */
+static enum err coh_user_content(const json_t *content, size_t mi, struct provider_bad *bad,
+                                 json_t **ret)
+{
+    if (json_is_string(content)) {
+        *ret = json_incref((json_t *)content);
+        return ERR_OK;
+    }
+    if (!json_is_array(content) || json_array_size(content) == 0) {
+        return prov_bad(bad, "must be a string or a non-empty array of text and image_url parts",
+                        "messages[%zu].content", mi);
+    }
+    json_t *arr = json_array();
+    if (arr == NULL) {
+        return ERR_NOMEM;
+    }
+    size_t i;
+    const json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        json_t *p = coh_part(part);
+        if (p == NULL) {
+            json_decref(arr);
+            return prov_bad(bad, "must be a text or image_url part", "messages[%zu].content[%zu]",
+                            mi, i);
+        }
+        if (json_array_append_new(arr, p) != 0) {
+            json_decref(arr);
+            return ERR_NOMEM;
+        }
+    }
+    *ret = arr;
+    return ERR_OK;
+}
+
+/* A system, developer or tool message's text: a string, or its text parts joined. */
+static enum err coh_text(const json_t *content, size_t mi, struct provider_bad *bad, json_t **ret)
+{
+    if (!json_is_string(content) && !json_is_array(content)) {
+        return prov_bad(bad, "must be a string or an array of text parts", "messages[%zu].content",
+                        mi);
+    }
+    json_t *t = anth_text_of(content);
+    if (t == NULL) {
+        return ERR_NOMEM;
+    }
+    *ret = t;
+    return ERR_OK;
+}
+
+/* An assistant message's tool_calls, rebuilt: id, type function, name, arguments (a string). */
+static enum err coh_tool_calls(const json_t *calls, size_t mi, struct provider_bad *bad,
+                               json_t **ret)
+{
+    json_t *out = json_array();
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    size_t j;
+    const json_t *call;
+    json_array_foreach(calls, j, call)
+    {
+        const json_t *id = json_object_get(call, "id");
+        const json_t *fn = json_object_get(call, "function");
+        const json_t *name = json_object_get(fn, "name");
+        const json_t *args = json_object_get(fn, "arguments");
+        enum err e = ERR_OK;
+        if (!json_is_string(id) || json_string_length(id) == 0) {
+            e = prov_bad(bad, "must be a non-empty string", "messages[%zu].tool_calls[%zu].id", mi,
+                         j);
+        } else if (!json_is_string(name) || json_string_length(name) == 0) {
+            e = prov_bad(bad, "must be a non-empty string",
+                         "messages[%zu].tool_calls[%zu].function.name", mi, j);
+        } else if (!json_is_string(args)) {
+            e = prov_bad(bad, "must be a string holding a JSON object",
+                         "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
+        } else if (json_array_append_new(
+                       out, json_pack("{s:O,s:s,s:{s:O,s:s}}", "id", id, "type", "function",
+                                      "function", "name", name, "arguments",
+                                      json_string_length(args) > 0 ? json_string_value(args)
+                                                                   : "{}")) != 0) {
+            e = ERR_NOMEM;
+        }
+        if (e != ERR_OK) {
+            json_decref(out);
+            return e;
+        }
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+/* One OpenAI message to Cohere's: system/developer to system, the rest by role. */
+static enum err coh_message(const json_t *m, size_t mi, struct provider_bad *bad, json_t **ret)
+{
+    const char *role = json_string_value(json_object_get(m, "role"));
+    const json_t *content = json_object_get(m, "content");
+    if (role == NULL) {
+        return prov_bad(bad, "is missing", "messages[%zu].role", mi);
+    }
+    const json_t *calls = json_object_get(m, "tool_calls");
+    bool has_calls = json_is_array(calls) && json_array_size(calls) > 0;
+    if (calls != NULL && !json_is_null(calls) &&
+        (!json_is_array(calls) || strcmp(role, "assistant") != 0)) {
+        return prov_bad(bad, "must be an array, in an assistant message",
+                        "messages[%zu].tool_calls", mi);
+    }
+    json_t *out = NULL, *c = NULL;
+    enum err e = ERR_OK;
+    if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+        e = coh_text(content, mi, bad, &c);
+        out = e == ERR_OK ? json_pack("{s:s,s:o}", "role", "system", "content", c) : NULL;
+    } else if (strcmp(role, "user") == 0) {
+        e = coh_user_content(content, mi, bad, &c);
+        out = e == ERR_OK ? json_pack("{s:s,s:o}", "role", "user", "content", c) : NULL;
+    } else if (strcmp(role, "tool") == 0) {
+        const json_t *id = json_object_get(m, "tool_call_id");
+        if (!json_is_string(id) || json_string_length(id) == 0) {
+            return prov_bad(bad, "must be a non-empty string", "messages[%zu].tool_call_id", mi);
+        }
+        e = coh_text(content, mi, bad, &c);
+        out = e == ERR_OK
+                  ? json_pack("{s:s,s:O,s:o}", "role", "tool", "tool_call_id", id, "content", c)
+                  : NULL;
+    } else if (strcmp(role, "assistant") == 0) {
+        out = json_pack("{s:s}", "role", "assistant");
+        if (out == NULL) {
+            return ERR_NOMEM;
+        }
+        /* Content is optional next to tool calls; an empty text is left out. */
+        if (json_is_string(content) || json_is_array(content)) {
+            e = coh_text(content, mi, bad, &c);
+            if (e == ERR_OK && json_string_length(c) > 0 &&
+                json_object_set(out, "content", c) != 0) {
+                e = ERR_NOMEM;
+            }
+            json_decref(c);
+        } else if (content != NULL && !json_is_null(content)) {
+            e = prov_bad(bad, "must be a string, an array of text parts or null",
+                         "messages[%zu].content", mi);
+        } else if (!has_calls) {
+            e = prov_bad(bad, "must be given when there are no tool_calls", "messages[%zu].content",
+                         mi);
+        }
+        json_t *tc = NULL;
+        if (e == ERR_OK && has_calls) {
+            e = coh_tool_calls(calls, mi, bad, &tc);
+            if (e == ERR_OK && json_object_set_new(out, "tool_calls", tc) != 0) {
+                e = ERR_NOMEM;
+            }
+        }
+        if (e != ERR_OK) {
+            json_decref(out);
+            return e;
+        }
+    } else {
+        return prov_bad(bad, "must be system, developer, user, assistant or tool",
+                        "messages[%zu].role", mi);
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+/* OpenAI's function tools, rebuilt as Cohere's (the same shape, without "strict"). */
+static enum err coh_tools(const json_t *tools, struct provider_bad *bad, json_t **ret)
+{
+    if (!json_is_array(tools)) {
+        return prov_bad(bad, "must be an array of tools", "tools");
+    }
+    json_t *out = json_array();
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const char *type = json_string_value(json_object_get(t, "type"));
+        const json_t *fn = json_object_get(t, "function");
+        const json_t *name = json_object_get(fn, "name");
+        const json_t *desc = json_object_get(fn, "description");
+        const json_t *params = json_object_get(fn, "parameters");
+        enum err e = ERR_OK;
+        json_t *f = NULL;
+        if (type == NULL || strcmp(type, "function") != 0) {
+            e = prov_bad(bad, "only function tools can be translated", "tools[%zu].type", i);
+        } else if (!json_is_string(name) || json_string_length(name) == 0) {
+            e = prov_bad(bad, "must be a non-empty string", "tools[%zu].function.name", i);
+        } else if (desc != NULL && !json_is_null(desc) && !json_is_string(desc)) {
+            e = prov_bad(bad, "must be a string", "tools[%zu].function.description", i);
+        } else if (params != NULL && !json_is_null(params) && !json_is_object(params)) {
+            e = prov_bad(bad, "must be a JSON Schema object", "tools[%zu].function.parameters", i);
+        } else {
+            f = json_pack("{s:O}", "name", name);
+            json_t *tool = NULL;
+            if (f != NULL &&
+                (!json_is_string(desc) || json_object_set(f, "description", (json_t *)desc) == 0) &&
+                (!json_is_object(params) ||
+                 json_object_set(f, "parameters", (json_t *)params) == 0)) {
+                tool = json_pack("{s:s,s:O}", "type", "function", "function", f);
+            }
+            json_decref(f);
+            if (tool == NULL || json_array_append_new(out, tool) != 0) {
+                e = ERR_NOMEM;
+            }
+        }
+        if (e != ERR_OK) {
+            json_decref(out);
+            return e;
+        }
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+/*
+ * tools and tool_choice: auto is Cohere's default (left out), none and
+ * required are NONE and REQUIRED. Cohere cannot force one named function:
+ * refused rather than widened to "any tool".
+ */
+static enum err coh_set_tools(const json_t *oreq, json_t *out, struct provider_bad *bad)
+{
+    const json_t *tools = json_object_get(oreq, "tools");
+    const json_t *tc = json_object_get(oreq, "tool_choice");
+    const char *s = json_string_value(tc);
+    bool any = json_is_array(tools) && json_array_size(tools) > 0;
+    const char *choice = NULL;
+    if (tc != NULL && !json_is_null(tc) && !(s != NULL && strcmp(s, "auto") == 0)) {
+        if (s != NULL && strcmp(s, "none") == 0) {
+            choice = "NONE";
+        } else if (s != NULL && strcmp(s, "required") == 0) {
+            choice = "REQUIRED";
+        } else {
+            return prov_bad(bad, "must be auto, none or required: Cohere cannot force one function",
+                            "tool_choice");
+        }
+    }
+    if (tools == NULL || json_is_null(tools) || (json_is_array(tools) && !any)) {
+        return ERR_OK; /* no tools: no choice to make either */
+    }
+    json_t *ct = NULL;
+    enum err e = coh_tools(tools, bad, &ct);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (json_object_set_new(out, "tools", ct) != 0 ||
+        (choice != NULL && json_object_set_new(out, "tool_choice", json_string(choice)) != 0)) {
+        return ERR_NOMEM;
+    }
+    return ERR_OK;
+}
+
+/* response_format: json_object as it is, json_schema as json_object with its schema, text left out.
+ */
+static enum err coh_response_format(const json_t *oreq, json_t *out, struct provider_bad *bad)
+{
+    const json_t *rf = json_object_get(oreq, "response_format");
+    if (rf == NULL || json_is_null(rf)) {
+        return ERR_OK;
+    }
+    const char *type = json_string_value(json_object_get(rf, "type"));
+    json_t *c = NULL;
+    if (type != NULL && strcmp(type, "text") == 0) {
+        return ERR_OK;
+    } else if (type != NULL && strcmp(type, "json_object") == 0) {
+        c = json_pack("{s:s}", "type", "json_object");
+    } else if (type != NULL && strcmp(type, "json_schema") == 0) {
+        const json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+        if (!json_is_object(schema)) {
+            return prov_bad(bad, "must be a JSON Schema object",
+                            "response_format.json_schema.schema");
+        }
+        c = json_pack("{s:s,s:O}", "type", "json_object", "json_schema", schema);
+    } else {
+        return prov_bad(bad, "must be text, json_object or json_schema", "response_format.type");
+    }
+    return c != NULL && json_object_set_new(out, "response_format", c) == 0 ? ERR_OK : ERR_NOMEM;
+}
+
+/* The sampling fields: renamed, range-checked where Cohere's range is narrower than OpenAI's. */
+static enum err coh_sampling(const json_t *oreq, json_t *out, struct provider_bad *bad)
+{
+    static const struct {
+        const char *from, *to;
+        bool integer;
+        double min, max; /* checked when min < max */
+    } map[] = {
+        {"temperature", "temperature", false, 0, 0},
+        {"top_p", "p", false, 0, 0},
+        {"top_k", "k", true, 0, 0},
+        {"seed", "seed", true, 0, 0},
+        /* OpenAI takes -2..2; Cohere 0..1 and answers 400 otherwise: said here, by name. */
+        {"frequency_penalty", "frequency_penalty", false, 0, 1},
+        {"presence_penalty", "presence_penalty", false, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        const json_t *v = json_object_get(oreq, map[i].from);
+        if (v == NULL || json_is_null(v)) {
+            continue;
+        }
+        if (map[i].integer ? !json_is_integer(v) : !json_is_number(v)) {
+            return prov_bad(bad, map[i].integer ? "must be an integer" : "must be a number", "%s",
+                            map[i].from);
+        }
+        double d = json_number_value(v);
+        if (map[i].min < map[i].max && !(d >= map[i].min && d <= map[i].max)) {
+            return prov_bad(bad, "must be from 0 to 1 for Cohere", "%s", map[i].from);
+        }
+        if (json_object_set(out, map[i].to, (json_t *)v) != 0) {
+            return ERR_NOMEM;
+        }
+    }
+    const json_t *stop = json_object_get(oreq, "stop");
+    if (json_is_string(stop)) {
+        return json_object_set_new(out, "stop_sequences", json_pack("[O]", stop)) == 0 ? ERR_OK
+                                                                                       : ERR_NOMEM;
+    }
+    if (json_is_array(stop)) {
+        size_t i;
+        const json_t *s;
+        json_array_foreach(stop, i, s)
+        {
+            if (!json_is_string(s)) {
+                return prov_bad(bad, "must be a string", "stop[%zu]", i);
+            }
+        }
+        return json_object_set(out, "stop_sequences", (json_t *)stop) == 0 ? ERR_OK : ERR_NOMEM;
+    }
+    if (stop != NULL && !json_is_null(stop)) {
+        return prov_bad(bad, "must be a string or an array of strings", "stop");
+    }
+    return ERR_OK;
+}
+
+static enum err coh_chat_request(const json_t *oreq, const char *model, bool stream,
+                                 struct provider_bad *bad, json_t **ret)
+{
+    const json_t *msgs = json_object_get(oreq, "messages");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+        return prov_bad(bad, "must be a non-empty array", "messages");
+    }
+    const json_t *n = json_object_get(oreq, "n");
+    if (json_is_integer(n) && json_integer_value(n) != 1) {
+        return prov_bad(bad, "must be 1: Cohere answers with one choice", "n");
+    }
+    json_t *cmsgs = json_array();
+    /* stream is always sent: the API reference lists it as required. */
+    json_t *out = json_pack("{s:s,s:b}", "model", model, "stream", stream);
+    enum err e = cmsgs != NULL && out != NULL ? ERR_OK : ERR_NOMEM;
+    size_t i;
+    const json_t *m;
+    json_array_foreach(msgs, i, m)
+    {
+        json_t *cm = NULL;
+        if (e == ERR_OK) {
+            e = coh_message(m, i, bad, &cm);
+        }
+        if (e == ERR_OK && json_array_append_new(cmsgs, cm) != 0) {
+            e = ERR_NOMEM;
+        }
+    }
+    if (e == ERR_OK && json_object_set(out, "messages", cmsgs) != 0) {
+        e = ERR_NOMEM;
+    }
+    const json_t *mt = json_object_get(oreq, "max_tokens");
+    if (!json_is_integer(mt)) {
+        mt = json_object_get(oreq, "max_completion_tokens");
+    }
+    /* Not filled in when the app set none: Cohere's default is the model's limit, as OpenAI's. */
+    if (e == ERR_OK && json_is_integer(mt) && json_integer_value(mt) > 0 &&
+        json_object_set(out, "max_tokens", (json_t *)mt) != 0) {
+        e = ERR_NOMEM;
+    }
+    if (e == ERR_OK) {
+        e = coh_sampling(oreq, out, bad);
+    }
+    if (e == ERR_OK) {
+        e = coh_response_format(oreq, out, bad);
+    }
+    if (e == ERR_OK) {
+        e = coh_set_tools(oreq, out, bad);
+    }
+    json_decref(cmsgs);
+    if (e != ERR_OK) {
+        json_decref(out);
+        return e;
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+/* Cohere's embed input_type values (required for v3 models and later). */
+static const char *const coh_input_types[] = {"search_document", "search_query", "classification",
+                                              "clustering", NULL};
+
+/*
+ * OpenAI's embeddings request to Cohere's /v2/embed: input (a string or an
+ * array of strings; Cohere embeds text, not token ids) as texts, float
+ * embeddings, dimensions as output_dimension. input_type is the app's when it
+ * sends one Cohere knows (an extension OpenAI's API does not have), else
+ * search_document: text embedded to be found, the use OpenAI's embeddings
+ * serve most.
+ */
+static enum err coh_embed_request(const json_t *oreq, const char *model, struct provider_bad *bad,
+                                  json_t **ret)
+{
+    const json_t *in = json_object_get(oreq, "input");
+    json_t *texts = NULL;
+    if (json_is_string(in)) {
+        texts = json_pack("[O]", in);
+    } else if (json_is_array(in) && json_array_size(in) > 0) {
+        if (json_array_size(in) > PROVIDER_COHERE_MAX_TEXTS) {
+            return prov_bad(bad, "has more inputs than Cohere embeds in one call (96)", "input");
+        }
+        size_t i;
+        const json_t *s;
+        json_array_foreach(in, i, s)
+        {
+            if (!json_is_string(s)) {
+                return prov_bad(bad, "must be a string: Cohere embeds text, not token ids",
+                                "input[%zu]", i);
+            }
+        }
+        texts = json_incref((json_t *)in);
+    } else {
+        return prov_bad(bad, "must be a string or a non-empty array of strings", "input");
+    }
+    const char *fmt = json_string_value(json_object_get(oreq, "encoding_format"));
+    const json_t *dims = json_object_get(oreq, "dimensions");
+    const char *it = json_string_value(json_object_get(oreq, "input_type"));
+    enum err e = ERR_OK;
+    if (fmt != NULL && strcmp(fmt, "float") != 0) {
+        e = prov_bad(bad, "must be float for Cohere", "encoding_format");
+    } else if (dims != NULL && !json_is_null(dims) &&
+               (!json_is_integer(dims) || json_integer_value(dims) < 1)) {
+        e = prov_bad(bad, "must be a positive integer", "dimensions");
+    }
+    const char *input_type = "search_document";
+    for (size_t i = 0; e == ERR_OK && it != NULL && coh_input_types[i] != NULL; i++) {
+        if (strcmp(it, coh_input_types[i]) == 0) {
+            input_type = coh_input_types[i];
+        }
+    }
+    json_t *out = e == ERR_OK ? json_pack("{s:s,s:O,s:s,s:[s]}", "model", model, "texts", texts,
+                                          "input_type", input_type, "embedding_types", "float")
+                              : NULL;
+    json_decref(texts);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (out == NULL ||
+        (json_is_integer(dims) && json_object_set(out, "output_dimension", (json_t *)dims) != 0)) {
+        json_decref(out);
+        return ERR_NOMEM;
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+enum err provider_cohere_request(enum provider_op op, const json_t *oreq, const char *model,
+                                 bool stream, struct provider_bad *bad, json_t **ret)
+{
+    return op == PROVIDER_CHAT ? coh_chat_request(oreq, model, stream, bad, ret)
+                               : coh_embed_request(oreq, model, bad, ret);
+}
+
+static enum err cohere_build(const struct provider_call *c, struct provider_http *out)
+{
+    enum err e = prov_url(out, c->entry, c->op == PROVIDER_CHAT ? "/chat" : "/embed");
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *creq = NULL;
+    e = provider_cohere_request(c->op, c->req, c->model, c->stream, &out->bad, &creq);
+    if (e != ERR_OK) {
+        return e;
+    }
+    e = prov_dump(creq, out);
+    json_decref(creq);
+    if (e == ERR_OK) {
+        e = prov_common_headers(out, c->stream);
+    }
+    if (e == ERR_OK) {
+        e = upstream_header_secret(&out->headers, "Authorization: Bearer ", c->key);
+    }
+    return e;
+}
+
+/*
+ * Cohere's finish_reason to OpenAI's; NULL for none. ERROR is not a finish:
+ * the callers treat it as the provider's error. TIMEOUT (the generation was
+ * cut by Cohere's time limit) is a truncated answer, as length is.
+ */
+static const char *coh_finish(const char *reason)
+{
+    static const struct {
+        const char *from, *to;
+    } map[] = {{"COMPLETE", "stop"},        {"STOP_SEQUENCE", "stop"}, {"MAX_TOKENS", "length"},
+               {"TOOL_CALL", "tool_calls"}, {"TIMEOUT", "length"},     {NULL, NULL}};
+    if (reason == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; map[i].from != NULL; i++) {
+        if (strcmp(map[i].from, reason) == 0) {
+            return map[i].to;
+        }
+    }
+    return "stop";
+}
+
+/*
+ * Cohere's usage: billed_units is what Cohere charges for (tokens also counts
+ * the prompt template Cohere adds, which is not billed), and the catalog's
+ * prices are its billing prices, so each count comes from billed_units and
+ * from tokens only when billed_units lacks it. cached_tokens (the prompt
+ * tokens that hit Cohere's cache) is kept, at most the prompt.
+ */
+static void coh_usage(const json_t *u, const char *in_name, struct provider_usage *out)
+{
+    if (!json_is_object(u)) {
+        return;
+    }
+    const json_t *billed = json_object_get(u, "billed_units");
+    const json_t *tokens = json_object_get(u, "tokens");
+    const char *names[2] = {in_name, "output_tokens"};
+    long long *counts[2] = {&out->prompt_tokens, &out->completion_tokens};
+    for (size_t i = 0; i < 2; i++) {
+        const json_t *v = json_object_get(billed, names[i]);
+        if (v == NULL) {
+            v = json_object_get(tokens, names[i]);
+        }
+        *counts[i] = prov_count(v);
+    }
+    out->cached_tokens =
+        prov_min(prov_count(json_object_get(u, "cached_tokens")), out->prompt_tokens);
+    out->seen = true;
+}
+
+/* A Cohere tool call to OpenAI's: id and name bounded, arguments a string ("{}" when missing). */
+static json_t *coh_tool_call(const json_t *call)
+{
+    const json_t *fn = json_object_get(call, "function");
+    const json_t *id = json_object_get(call, "id");
+    const json_t *name = json_object_get(fn, "name");
+    const json_t *args = json_object_get(fn, "arguments");
+    if (!json_is_string(id) || json_string_length(id) == 0 ||
+        json_string_length(id) > PROVIDER_MAX_TOOL_ID || !json_is_string(name) ||
+        json_string_length(name) == 0 || json_string_length(name) > PROVIDER_MAX_TOOL_NAME ||
+        (args != NULL && !json_is_null(args) && !json_is_string(args))) {
+        return NULL;
+    }
+    return json_pack("{s:O,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function", "name",
+                     name, "arguments",
+                     json_string_length(args) > 0 ? json_string_value(args) : "{}");
+}
+
+static enum err coh_chat_answer(const json_t *j, const char *model, json_t **ret,
+                                struct provider_usage *ret_usage)
+{
+    const json_t *msg = json_object_get(j, "message");
+    const json_t *content = json_object_get(msg, "content");
+    const json_t *calls = json_object_get(msg, "tool_calls");
+    const char *reason = json_string_value(json_object_get(j, "finish_reason"));
+    if (!json_is_object(msg) ||
+        (content != NULL && !json_is_null(content) && !json_is_array(content)) ||
+        (calls != NULL && !json_is_null(calls) && !json_is_array(calls))) {
+        return ERR_PROTO;
+    }
+    /* Read before the ERROR check: a failed generation may still be billed. */
+    coh_usage(json_object_get(j, "usage"), "input_tokens", ret_usage);
+    if (reason != NULL && strcmp(reason, "ERROR") == 0) {
+        return ERR_UPSTREAM;
+    }
+    struct buf text;
+    buf_init(&text, UPSTREAM_MAX_RESPONSE_CEILING);
+    json_t *tool_calls = json_array();
+    enum err e = tool_calls != NULL ? ERR_OK : ERR_NOMEM;
+    size_t i;
+    const json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        /* Text parts only: a reasoning model's "thinking" parts are not the answer. */
+        const char *type = json_string_value(json_object_get(part, "type"));
+        const char *t = json_string_value(json_object_get(part, "text"));
+        if (e == ERR_OK && type != NULL && strcmp(type, "text") == 0 && t != NULL) {
+            e = buf_append(&text, t, json_string_length(json_object_get(part, "text")));
+        }
+    }
+    const json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        if (e != ERR_OK) {
+            break;
+        }
+        json_t *tc = coh_tool_call(call);
+        if (tc == NULL || json_array_size(tool_calls) >= PROVIDER_MAX_TOOL_CALLS) {
+            e = ERR_PROTO; /* a tool call the app could not use */
+            json_decref(tc);
+        } else if (json_array_append_new(tool_calls, tc) != 0) {
+            e = ERR_NOMEM;
+        }
+    }
+    json_t *message = NULL;
+    if (e == ERR_OK && json_array_size(tool_calls) > 0) {
+        /* As OpenAI: content null when the answer is only tool calls (tool_plan is not the answer).
+         */
+        message = json_pack("{s:s,s:o,s:O}", "role", "assistant", "content",
+                            text.len > 0 ? json_stringn(text.data, text.len) : json_null(),
+                            "tool_calls", tool_calls);
+    } else if (e == ERR_OK) {
+        message = json_pack("{s:s,s:s#}", "role", "assistant", "content",
+                            text.data != NULL ? text.data : "", text.len);
+    }
+    buf_done(&text);
+    json_decref(tool_calls);
+    if (e != ERR_OK) {
+        return e;
+    }
+    const char *finish = coh_finish(reason);
+    json_t *out =
+        message == NULL
+            ? NULL
+            : json_pack("{s:O?,s:s,s:I,s:s,s:[{s:i,s:o,s:s?}],s:o}", "id", json_object_get(j, "id"),
+                        "object", "chat.completion", "created", (json_int_t)time(NULL), "model",
+                        model, "choices", "index", 0, "message", message, "finish_reason",
+                        finish != NULL ? finish : "stop", "usage", prov_usage_json(ret_usage));
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+/* Cohere's embed answer ({"embeddings": {"float": [[...]]}, "meta": {...}}) to OpenAI's list. */
+static enum err coh_embed_answer(const json_t *j, const char *model, json_t **ret,
+                                 struct provider_usage *ret_usage)
+{
+    const json_t *vecs = json_object_get(json_object_get(j, "embeddings"), "float");
+    if (!json_is_array(vecs)) {
+        return ERR_PROTO;
+    }
+    json_t *data = json_array();
+    if (data == NULL) {
+        return ERR_NOMEM;
+    }
+    size_t i;
+    const json_t *v;
+    json_array_foreach(vecs, i, v)
+    {
+        if (!json_is_array(v)) {
+            json_decref(data);
+            return ERR_PROTO;
+        }
+        if (json_array_append_new(data, json_pack("{s:s,s:I,s:O}", "object", "embedding", "index",
+                                                  (json_int_t)i, "embedding", v)) != 0) {
+            json_decref(data);
+            return ERR_NOMEM;
+        }
+    }
+    /* Embeddings bill input tokens only; their meta carries billed_units like chat's usage. */
+    coh_usage(json_object_get(j, "meta"), "input_tokens", ret_usage);
+    ret_usage->completion_tokens = 0;
+    json_t *out = json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data, "model",
+                            model, "usage", "prompt_tokens", (json_int_t)ret_usage->prompt_tokens,
+                            "total_tokens", (json_int_t)ret_usage->prompt_tokens);
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+enum err provider_cohere_response(enum provider_op op, const json_t *j, const char *model,
+                                  json_t **ret, struct provider_usage *ret_usage)
+{
+    if (!json_is_object(j)) {
+        return ERR_PROTO;
+    }
+    /*
+     * Cohere's error body is {"message": "..."}; an answer's "message" is an
+     * object. The error in a 2xx (a gateway's) is the provider's, and its
+     * text, which may echo the request, is not read.
+     */
+    if (json_is_string(json_object_get(j, "message")) ||
+        json_is_object(json_object_get(j, "error"))) {
+        return ERR_UPSTREAM;
+    }
+    return op == PROVIDER_CHAT ? coh_chat_answer(j, model, ret, ret_usage)
+                               : coh_embed_answer(j, model, ret, ret_usage);
+}
+
+static enum err cohere_response(enum provider_op op, const char *body, size_t len,
+                                const char *model, json_t **ret_json,
+                                struct provider_usage *ret_usage)
+{
+    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *out = NULL;
+    enum err e = provider_cohere_response(op, j, model, &out, ret_usage);
+    json_decref(j);
+    if (ret_json != NULL && e == ERR_OK) {
+        *ret_json = out;
+    } else {
+        json_decref(out);
+    }
+    return e;
+}
+
+/* The "delta"."message" object of a Cohere stream event (NULL when missing). */
+static const json_t *coh_delta_message(const json_t *ev)
+{
+    return json_object_get(json_object_get(ev, "delta"), "message");
+}
+
+/* tool-call-start: opens OpenAI tool call number st->tool_calls with its id, name and arguments. */
+static enum err coh_tool_start(struct provider_stream *st, const json_t *ev, struct buf *out)
+{
+    const json_t *call = json_object_get(coh_delta_message(ev), "tool_calls");
+    json_t *tc = coh_tool_call(call);
+    long long index = prov_index(ev);
+    if (tc == NULL || index < 0 || st->tool_calls >= PROVIDER_MAX_TOOL_CALLS) {
+        json_decref(tc);
+        return ERR_PROTO;
+    }
+    /* The start carries the arguments so far, usually none: "{}" only for a whole answer's. */
+    const json_t *args = json_object_get(json_object_get(call, "function"), "arguments");
+    json_t *fn = json_object_get(tc, "function");
+    if (json_object_set_new(fn, "arguments",
+                            json_string(json_is_string(args) ? json_string_value(args) : "")) !=
+            0 ||
+        json_object_set_new(tc, "index", json_integer(st->tool_calls)) != 0) {
+        json_decref(tc);
+        return ERR_NOMEM;
+    }
+    st->est_completion += prov_est_tokens((long long)json_string_length(args));
+    st->tool_calls++;
+    st->tool_open = true;
+    st->tool_block = index;
+    return prov_emit(out, prov_chunk(st, json_pack("{s:[o]}", "tool_calls", tc), NULL));
+}
+
+/*
+ * message-end: its usage, then the finish chunk, include_usage's chunk of
+ * empty choices (when the app asked for it) and [DONE]. An error in it
+ * (delta.error, or finish_reason ERROR) fails the stream after the usage is read.
+ */
+static enum err coh_message_end(struct provider_stream *st, const json_t *ev, struct buf *out)
+{
+    const json_t *d = json_object_get(ev, "delta");
+    const char *reason = json_string_value(json_object_get(d, "finish_reason"));
+    if (json_is_object(json_object_get(d, "usage"))) {
+        coh_usage(json_object_get(d, "usage"), "input_tokens", &st->usage);
+        st->usage_final = true;
+    }
+    const json_t *err = json_object_get(d, "error");
+    if ((err != NULL && !json_is_null(err)) || (reason != NULL && strcmp(reason, "ERROR") == 0)) {
+        st->failed = true; /* its text is never read: it may echo the request */
+        return ERR_OK;
+    }
+    const char *finish = coh_finish(reason);
+    enum err e = prov_emit(out, prov_chunk(st, json_object(), finish != NULL ? finish : "stop"));
+    if (e == ERR_OK && !st->skip_usage_chunk) {
+        e = prov_emit(out, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
+                                     "chat.completion.chunk", "created", (json_int_t)st->created,
+                                     "model", st->model, "choices", "usage",
+                                     prov_usage_json(&st->usage)));
+    }
+    if (e == ERR_OK) {
+        e = buf_append_str(out, "data: [DONE]\n\n");
+    }
+    st->done = true;
+    return e;
+}
+
+static enum err cohere_stream_event(struct provider_stream *st, const char *event, const char *data,
+                                    size_t len, struct buf *out)
+{
+    json_t *j = json_loadb(data, len, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return ERR_PROTO;
+    }
+    const char *type = json_string_value(json_object_get(j, "type"));
+    if (type == NULL) {
+        type = event;
+    }
+    const json_t *dm = coh_delta_message(j);
+    enum err e = ERR_OK;
+    if (strcmp(type, "message-start") == 0) {
+        const char *id = json_string_value(json_object_get(j, "id"));
+        if (id != NULL) {
+            snprintf(st->id, sizeof(st->id), "%s", id);
+        }
+        st->created = (long long)time(NULL);
+        st->started = true;
+        e = prov_emit(
+            out, prov_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
+    } else if (strcmp(type, "content-start") == 0 || strcmp(type, "content-delta") == 0) {
+        /* Text only: a reasoning model's "thinking" content is not the answer. */
+        const json_t *text = json_object_get(json_object_get(dm, "content"), "text");
+        if (json_is_string(text) && json_string_length(text) > 0) {
+            st->est_completion += prov_est_tokens((long long)json_string_length(text));
+            e = prov_emit(out, prov_chunk(st, json_pack("{s:O}", "content", text), NULL));
+        }
+    } else if (strcmp(type, "tool-plan-delta") == 0) {
+        /* Not forwarded (OpenAI has no place for it), but generated, so billed. */
+        const json_t *plan = json_object_get(dm, "tool_plan");
+        st->est_completion += prov_est_tokens((long long)json_string_length(plan));
+    } else if (strcmp(type, "tool-call-start") == 0) {
+        e = coh_tool_start(st, j, out);
+    } else if (strcmp(type, "tool-call-delta") == 0) {
+        const json_t *args = json_object_get(
+            json_object_get(json_object_get(dm, "tool_calls"), "function"), "arguments");
+        if (json_is_string(args) && json_string_length(args) > 0 && st->tool_open &&
+            prov_index(j) == st->tool_block) {
+            st->est_completion += prov_est_tokens((long long)json_string_length(args));
+            e = prov_emit(out,
+                          prov_chunk(st,
+                                     json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index",
+                                               st->tool_calls - 1, "function", "arguments", args),
+                                     NULL));
+        }
+    } else if (strcmp(type, "tool-call-end") == 0) {
+        if (st->tool_open && prov_index(j) == st->tool_block) {
+            st->tool_open = false;
+        }
+    } else if (strcmp(type, "message-end") == 0) {
+        e = coh_message_end(st, j, out);
+    } else if (strcmp(type, "error") == 0) {
+        st->failed = true; /* a gateway's error event: its text is never read */
+    }
+    /* content-end, citation-start/end, debug: nothing an OpenAI client needs. */
     json_decref(j);
     return e;
 }
@@ -1418,6 +2296,7 @@ static const struct provider_adapter provider_table[] = {
     {"gemini", true, openai_build, openai_response, openai_stream_event},
     {"azure", true, azure_build, openai_response, openai_stream_event},
     {"anthropic", false, anthropic_build, anthropic_response, anthropic_stream_event},
+    {"cohere", false, cohere_build, cohere_response, cohere_stream_event},
 };
 
 const struct provider_adapter *provider_find(const char *api_style)

@@ -7,6 +7,8 @@
  *   "azure"     Azure OpenAI: api-key header, deployment URL, api-version
  *   "anthropic" Anthropic Messages API, translated to and from OpenAI's chat
  *               completion shapes, streaming events included
+ *   "cohere"    Cohere's v2 Chat and Embed APIs, translated likewise:
+ *               Authorization: Bearer
  * An adapter builds the upstream HTTP request from an OpenAI-shaped request,
  * turns a buffered response into OpenAI's shape, and turns one streamed SSE
  * event into OpenAI chat.completion.chunk bytes. Adapters never log and never
@@ -87,13 +89,14 @@ struct provider_stream {
     /*
      * Completion tokens estimated from what was forwarded so far, for a stream
      * that ends without usage_final: one per OpenAI chunk (OpenAI sends one
-     * token per chunk), text bytes / 4 per Anthropic delta.
+     * token per chunk), text bytes / 4 per Anthropic or Cohere delta.
      */
     long long est_completion;
     /*
-     * Anthropic tool_use blocks: how many have started (the next OpenAI
-     * tool_calls index) and the Anthropic block index of the open one, whose
-     * input_json_delta events become that tool call's argument fragments.
+     * Anthropic tool_use blocks (Cohere tool calls): how many have started
+     * (the next OpenAI tool_calls index) and the provider's index of the open
+     * one, whose input_json_delta (tool-call-delta) events become that tool
+     * call's argument fragments.
      */
     int tool_calls;
     bool tool_open;
@@ -109,6 +112,9 @@ struct provider_stream {
     bool skip_usage_chunk;
     bool usage_tail;
 };
+
+/* The most texts Cohere's /v2/embed takes in one call (its API reference): more are refused. */
+#define PROVIDER_COHERE_MAX_TEXTS 96
 
 /* The most tool calls one answer may carry, and the longest tool call id and name taken from it. */
 #define PROVIDER_MAX_TOOL_CALLS 1024
@@ -147,7 +153,7 @@ struct provider_adapter {
 MUST_USE enum err provider_stream_from_answer(const json_t *answer, bool include_usage,
                                               struct buf *out);
 
-/* The adapter for an api_style, or NULL (bedrock, vertex, cohere: not supported yet). */
+/* The adapter for an api_style, or NULL (bedrock, vertex: not supported yet). */
 const struct provider_adapter *provider_find(const char *api_style);
 
 /*
@@ -186,5 +192,19 @@ MUST_USE enum err provider_anthropic_request(const json_t *openai_req, const cha
 bool provider_azure_stream_options(const char *api_version);
 MUST_USE enum err provider_anthropic_response(const json_t *msg, json_t **ret,
                                               struct provider_usage *ret_usage);
+
+/*
+ * Exposed for tests: Cohere request/response translation. The request is
+ * Cohere's chat (or embed) body for an OpenAI chat (or embeddings) request;
+ * ERR_INVAL with bad (may be NULL) naming the field when it cannot be
+ * translated. The response takes Cohere's parsed answer: ERR_PROTO when it is
+ * not one, ERR_UPSTREAM when it is Cohere's error (its text is never read).
+ */
+MUST_USE enum err provider_cohere_request(enum provider_op op, const json_t *openai_req,
+                                          const char *model, bool stream, struct provider_bad *bad,
+                                          json_t **ret);
+MUST_USE enum err provider_cohere_response(enum provider_op op, const json_t *answer,
+                                           const char *model, json_t **ret,
+                                           struct provider_usage *ret_usage);
 
 #endif

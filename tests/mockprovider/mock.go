@@ -247,7 +247,7 @@ func (m *mock) controlHandler(w http.ResponseWriter, r *http.Request) {
 // suffix so the agent may keep any prefix in a provider's base_url.
 type route struct {
 	method string
-	style  string // openai | azure | anthropic
+	style  string // openai | azure | anthropic | cohere
 	kind   string // chat | embeddings | models | messages
 	match  func(path string) (deployment string, ok bool)
 }
@@ -279,6 +279,9 @@ var routes = []route{
 	{"POST", "openai", "embeddings", suffix("/embeddings")},
 	{"GET", "openai", "models", suffix("/models")},
 	{"POST", "anthropic", "messages", suffix("/messages")},
+	// Cohere's native v2 API: chat and embed (its base URL ends in /v2).
+	{"POST", "cohere", "chat", suffix("/v2/chat")},
+	{"POST", "cohere", "embeddings", suffix("/v2/embed")},
 }
 
 // call is one upstream request being answered.
@@ -409,7 +412,7 @@ func (c *call) checkAuth() string {
 	keys := c.m.acceptedKeys()
 	var got string
 	switch c.style {
-	case "openai":
+	case "openai", "cohere":
 		h := c.r.Header.Get("Authorization")
 		if h == "" {
 			return "missing"
@@ -449,7 +452,7 @@ func (c *call) parseBody() bool {
 	if c.model == "" {
 		c.model = c.deployment
 	}
-	if c.model == "" && c.kind != "embeddings" {
+	if c.model == "" && (c.kind != "embeddings" || c.style == "cohere") {
 		c.fail(400, "invalid_request_error", "missing_required_parameter", "you must provide a model parameter")
 		return false
 	}
@@ -463,6 +466,14 @@ func (c *call) parseBody() bool {
 	}
 	if so, ok := c.body["stream_options"].(map[string]interface{}); ok {
 		c.usage, _ = so["include_usage"].(bool)
+	}
+	if c.style == "cohere" {
+		if msg := checkCohere(c.kind, c.body); msg != "" {
+			c.fail(400, "invalid_request_error", "", msg)
+			return false
+		}
+		// Cohere always reports usage in message-end (nousage clears this).
+		c.usage = true
 	}
 	c.words = c.m.o.defaultWords
 	for _, f := range []string{"max_tokens", "max_completion_tokens"} {
@@ -502,6 +513,10 @@ func (c *call) parseBody() bool {
 			}
 		}
 	case "embeddings":
+		if c.style == "cohere" {
+			c.prompt = countWords(c.body["texts"])
+			break
+		}
 		in, ok := c.body["input"]
 		if !ok {
 			c.fail(400, "invalid_request_error", "missing_required_parameter", "you must provide an input parameter")
@@ -561,6 +576,10 @@ func (c *call) fail(status int, typ, code, msg string) {
 			"error": map[string]string{"type": typ, "message": msg}})
 		return
 	}
+	if c.style == "cohere" {
+		writeJSON(c.w, status, map[string]interface{}{"message": msg})
+		return
+	}
 	var codeV interface{}
 	if code != "" {
 		codeV = code
@@ -581,6 +600,8 @@ func (c *call) authFail() {
 			"message": "Access denied due to invalid subscription key or wrong API endpoint."}})
 	case "anthropic":
 		c.fail(401, "authentication_error", "", "invalid x-api-key")
+	case "cohere":
+		c.fail(401, "", "", "invalid api token")
 	}
 }
 
@@ -674,6 +695,11 @@ func (c *call) pause(d time.Duration) error {
 	}
 }
 
+// openaiStream: the call's stream is OpenAI's format (OpenAI, Azure), which
+// the scenarios that write raw OpenAI frames imitate; Anthropic and Cohere
+// streams get the normal answer from those.
+func (c *call) openaiStream() bool { return c.style == "openai" || c.style == "azure" }
+
 // credential is the request's key, whichever header carried it.
 func (c *call) credential() string {
 	cred := strings.TrimPrefix(c.r.Header.Get("Authorization"), "Bearer ")
@@ -689,6 +715,8 @@ func (c *call) id() string {
 		return fmt.Sprintf("msg_mock_%d", c.rec.Seq)
 	case "azure":
 		return fmt.Sprintf("chatcmpl-azmock-%d", c.rec.Seq)
+	case "cohere":
+		return fmt.Sprintf("cohere-mock-%d", c.rec.Seq)
 	}
 	return fmt.Sprintf("chatcmpl-mock-%d", c.rec.Seq)
 }
@@ -700,6 +728,12 @@ func (c *call) openaiUsage() map[string]interface{} {
 
 // chatBody is the complete non-streamed reply of chat/messages.
 func (c *call) chatBody(text string) map[string]interface{} {
+	if c.style == "cohere" {
+		return map[string]interface{}{"id": c.id(), "finish_reason": "COMPLETE",
+			"message": map[string]interface{}{"role": "assistant",
+				"content": []interface{}{map[string]string{"type": "text", "text": text}}},
+			"usage": c.cohereUsage()}
+	}
 	if c.style == "anthropic" {
 		return map[string]interface{}{"id": c.id(), "type": "message", "role": "assistant",
 			"model": c.model, "content": []interface{}{map[string]string{"type": "text", "text": text}},
@@ -716,6 +750,21 @@ func (c *call) chatBody(text string) map[string]interface{} {
 }
 
 func (c *call) embeddingsBody() map[string]interface{} {
+	if c.style == "cohere" {
+		texts, _ := c.body["texts"].([]interface{})
+		vecs := make([]interface{}, len(texts))
+		for i := range vecs {
+			vec := make([]float64, 8)
+			for j := range vec {
+				vec[j] = float64((i+1)*(j+1)) / 100
+			}
+			vecs[i] = vec
+		}
+		return map[string]interface{}{"id": c.id(), "response_type": "embeddings_by_type",
+			"embeddings": map[string]interface{}{"float": vecs}, "texts": texts,
+			"meta": map[string]interface{}{"api_version": map[string]string{"version": "2"},
+				"billed_units": map[string]int{"input_tokens": c.prompt}}}
+	}
 	n := 1
 	if arr, ok := c.body["input"].([]interface{}); ok && len(arr) > 0 {
 		if _, isNum := arr[0].(json.Number); !isNum {
@@ -769,6 +818,10 @@ func (c *call) streamWords(n int, interval time.Duration) {
 	c.startStream()
 	if c.style == "anthropic" {
 		c.anthropicStream(n, interval)
+		return
+	}
+	if c.style == "cohere" {
+		c.cohereStream(n, interval)
 		return
 	}
 	created := time.Now().Unix()
@@ -1065,6 +1118,10 @@ func init() {
 			}
 			c.streamWords(2, c.m.o.streamInterval)
 			cred := c.credential()
+			if c.style == "cohere" {
+				c.cohereStreamError()
+				return
+			}
 			if c.style == "anthropic" {
 				c.sse("error", map[string]interface{}{"type": "error", "error": map[string]interface{}{
 					"type": "authentication_error", "message": "invalid x-api-key " + cred}})
@@ -1078,7 +1135,7 @@ func init() {
 		// separate HTTP chunks in one flush (one TCP write): a client reads
 		// them in one go, after holding the stream back at its first frame.
 		"bursterror": func(c *call) {
-			if !c.stream || c.style == "anthropic" {
+			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
@@ -1103,7 +1160,7 @@ func init() {
 		// crstream: a complete OpenAI-style stream whose lines end in CR only
 		// (allowed by the SSE format).
 		"crstream": func(c *call) {
-			if !c.stream || c.style == "anthropic" {
+			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
@@ -1161,7 +1218,7 @@ func init() {
 		// labelled application/json (OpenAI style) or, as if the server had
 		// set a stream's headers before it failed, text/event-stream (Azure).
 		"error200": func(c *call) {
-			if c.stream && c.style != "anthropic" {
+			if c.stream && c.openaiStream() {
 				c.status = 200
 				ct := "application/json"
 				if c.style == "azure" {
@@ -1179,13 +1236,17 @@ func init() {
 					"type": "authentication_error", "message": "invalid x-api-key " + c.credential()}})
 				return
 			}
+			if c.style == "cohere" {
+				writeJSON(c.w, 200, map[string]interface{}{"message": "invalid api token " + c.credential()})
+				return
+			}
 			writeJSON(c.w, 200, c.keyEchoError())
 		},
 		// error200lead: error200's stream answer, labelled text/event-stream,
 		// after a UTF-8 BOM and a blank line sent on their own (a separate
 		// read for the client).
 		"error200lead": func(c *call) {
-			if !c.stream || c.style == "anthropic" {
+			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
@@ -1213,7 +1274,7 @@ func init() {
 		// a bare JSON line echoing the credential (no "data:" field), ended by
 		// a blank line, as a server that fails mid-stream may write it.
 		"streamrawerror": func(c *call) {
-			if !c.stream || c.style == "anthropic" {
+			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
@@ -1227,7 +1288,7 @@ func init() {
 		// streamerrortext: as streamerror, in the shape of older servers
 		// (TGI): a top-level "error" that is a string, echoing the credential.
 		"streamerrortext": func(c *call) {
-			if !c.stream || c.style == "anthropic" {
+			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
@@ -1238,7 +1299,7 @@ func init() {
 		// ({"message": ...} echoing the credential), then a usage chunk and
 		// [DONE] as if nothing had happened.
 		"streamerrorevent": func(c *call) {
-			if !c.stream || c.style == "anthropic" {
+			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
@@ -1262,7 +1323,7 @@ func init() {
 		// carries Azure's content_filter_results with a nested "error" object
 		// (the filter could not run): a legitimate frame, to be forwarded.
 		"filtererror": func(c *call) {
-			if !c.stream || c.style == "anthropic" {
+			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
@@ -1293,7 +1354,7 @@ func init() {
 		// the agent's client reads it in pieces of ~16 KB), then a word, the
 		// usage chunk and [DONE]: a large event must cost linear time.
 		"bigevent": func(c *call) {
-			if !c.stream || c.style == "anthropic" {
+			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
@@ -1315,7 +1376,7 @@ func init() {
 		// hugeline: two words, then a data line of 1.5 MB (past the agent's
 		// SSE line limit).
 		"hugeline": func(c *call) {
-			if !c.stream || c.style == "anthropic" {
+			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
@@ -1326,7 +1387,7 @@ func init() {
 		// each) that never ends: no event, no long line, but a frame larger
 		// than the agent's upstream.max_response_bytes in the e2e config.
 		"bigframe": func(c *call) {
-			if !c.stream || c.style == "anthropic" {
+			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
@@ -1341,11 +1402,15 @@ func init() {
 		},
 		// badevent: an Anthropic stream whose second event's data is not JSON.
 		"badevent": func(c *call) {
-			if !c.stream || c.style != "anthropic" {
+			if !c.stream || c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
 			}
 			c.streamWords(2, c.m.o.streamInterval)
+			if c.style == "cohere" {
+				c.sse("content-delta", "{not json")
+				return
+			}
 			c.sse("content_block_delta", "{not json")
 		},
 		// htmlusage: a 200 whose body is not JSON (an HTML error page from a
@@ -1385,6 +1450,9 @@ func init() {
 					`data: {"id":"` + c.id() + `","object":"chat.completion.chunk","model":"` + c.model +
 					`","choices":[],"usage":{"prompt_tokens":999,"completion_tokens":999,"total_tokens":1998}}` + "\n\n" +
 					"data: [DONE]\n\n"}
+			if c.style == "cohere" {
+				tw.marker, tw.tail = c.cohereDoneTail()
+			}
 			if c.style == "anthropic" {
 				tw.marker = `{"type":"message_stop"}` + "\n\n"
 				tw.tail = "event: content_block_delta\n" +

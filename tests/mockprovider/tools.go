@@ -157,6 +157,10 @@ func (c *call) toolCalls() []toolCall {
 // tool_use; streamed as the documented events (input in two input_json_delta
 // fragments after an empty one). Without calls to make, the normal answer.
 func (c *call) toolsAnswer() {
+	if calls := c.cohereToolCalls(); c.style == "cohere" && c.kind == "chat" && len(calls) > 0 {
+		c.cohereToolsAnswer(calls)
+		return
+	}
 	calls := c.toolCalls()
 	if c.style != "anthropic" || c.kind != "messages" || len(calls) == 0 {
 		c.normal(c.m.o.streamInterval)
