@@ -7,6 +7,8 @@
  *   "azure"     Azure OpenAI: api-key header, deployment URL, api-version
  *   "anthropic" Anthropic Messages API, translated to and from OpenAI's chat
  *               completion shapes, streaming events included
+ *   "vertex"    Vertex AI express mode (Gemini generateContent), likewise
+ *               translated: provider_vertex.h
  * An adapter builds the upstream HTTP request from an OpenAI-shaped request,
  * turns a buffered response into OpenAI's shape, and turns one streamed SSE
  * event into OpenAI chat.completion.chunk bytes. Adapters never log and never
@@ -147,7 +149,7 @@ struct provider_adapter {
 MUST_USE enum err provider_stream_from_answer(const json_t *answer, bool include_usage,
                                               struct buf *out);
 
-/* The adapter for an api_style, or NULL (bedrock, vertex, cohere: not supported yet). */
+/* The adapter for an api_style, or NULL (bedrock, cohere: not supported yet). */
 const struct provider_adapter *provider_find(const char *api_style);
 
 /*
