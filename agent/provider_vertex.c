@@ -273,8 +273,8 @@ static enum err vx_messages(const json_t *msgs, json_t *contents, json_t *system
             return ERR_UNSUPPORTED;
         }
         if (!sys && vrole == NULL) {
-            return vx_bad(bad, "must be system, developer, user or assistant",
-                          "messages[%zu].role", i);
+            return vx_bad(bad, "must be system, developer, user or assistant", "messages[%zu].role",
+                          i);
         }
         json_t *parts = NULL;
         enum err e = vx_parts(content, i, sys, bad, &parts);
@@ -590,11 +590,11 @@ enum err provider_vertex_answer(const json_t *resp, const char *model, json_t **
         const char *finish = vx_finish(json_string_value(json_object_get(cand, "finishReason")));
         const json_t *idx = json_object_get(cand, "index");
         json_int_t index = json_is_integer(idx) ? json_integer_value(idx) : (json_int_t)i;
-        if (json_array_append_new(
-                choices, json_pack("{s:I,s:{s:s,s:s%},s:n,s:s}", "index", index, "message", "role",
-                                   "assistant", "content", text.data != NULL ? text.data : "",
-                                   text.len, "logprobs", "finish_reason",
-                                   finish != NULL ? finish : "stop")) != 0) {
+        if (json_array_append_new(choices, json_pack("{s:I,s:{s:s,s:s%},s:n,s:s}", "index", index,
+                                                     "message", "role", "assistant", "content",
+                                                     text.data != NULL ? text.data : "", text.len,
+                                                     "logprobs", "finish_reason",
+                                                     finish != NULL ? finish : "stop")) != 0) {
             e = ERR_NOMEM;
         }
     }
@@ -675,10 +675,10 @@ static enum err vx_stream_end(struct provider_stream *st, const char *finish, st
     enum err e = vx_emit(out, vx_chunk(st, json_object(), finish));
     if (e == ERR_OK && !st->skip_usage_chunk) {
         /* OpenAI's include_usage shape: a last chunk with empty choices. */
-        e = vx_emit(out, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
-                                   "chat.completion.chunk", "created", (json_int_t)st->created,
-                                   "model", st->model, "choices", "usage",
-                                   vx_usage_json(&st->usage)));
+        e = vx_emit(out,
+                    json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
+                              "chat.completion.chunk", "created", (json_int_t)st->created, "model",
+                              st->model, "choices", "usage", vx_usage_json(&st->usage)));
     }
     if (e == ERR_OK) {
         e = buf_append_str(out, "data: [DONE]\n\n");
@@ -727,8 +727,8 @@ enum err provider_vertex_stream_event(struct provider_stream *st, const char *ev
         e = vx_candidate_text(cand, &text, &any);
     }
     if (e == ERR_OK && text.len > 0) {
-        long long tokens = (long long)(text.len + VERTEX_CHARS_PER_TOKEN - 1) /
-                           VERTEX_CHARS_PER_TOKEN;
+        long long tokens =
+            (long long)(text.len + VERTEX_CHARS_PER_TOKEN - 1) / VERTEX_CHARS_PER_TOKEN;
         st->est_completion += tokens;
         e = vx_emit(out, vx_chunk(st, json_pack("{s:s%}", "content", text.data, text.len), NULL));
     }

@@ -96,9 +96,8 @@ static void test_build_url_and_key_header(void **state)
     struct provider_http h;
     assert_int_equal(build(PROVIDER_CHAT, "gemini-2.5-flash", chat, false, &h), ERR_OK);
     assert_string_equal(
-        h.url,
-        "https://aiplatform.googleapis.com/v1/publishers/google/models/gemini-2.5-flash:"
-        "generateContent");
+        h.url, "https://aiplatform.googleapis.com/v1/publishers/google/models/gemini-2.5-flash:"
+               "generateContent");
     assert_true(has_header(h.headers, "x-goog-api-key: " KEY));
     assert_true(has_header(h.headers, "Content-Type: application/json"));
     assert_false(has_header(h.headers, "Authorization: Bearer " KEY));
@@ -110,9 +109,8 @@ static void test_build_url_and_key_header(void **state)
 
     assert_int_equal(build(PROVIDER_CHAT, "gemini-2.0-flash-001", chat, true, &h), ERR_OK);
     assert_string_equal(
-        h.url,
-        "https://aiplatform.googleapis.com/v1/publishers/google/models/gemini-2.0-flash-001:"
-        "streamGenerateContent?alt=sse");
+        h.url, "https://aiplatform.googleapis.com/v1/publishers/google/models/gemini-2.0-flash-001:"
+               "streamGenerateContent?alt=sse");
     assert_true(has_header(h.headers, "Accept: text/event-stream"));
     provider_http_done(&h);
 }
@@ -125,9 +123,9 @@ static void test_build_body(void **state)
     json_t *b = json_loadb(h.body, h.body_len, 0, NULL);
     assert_non_null(b);
     /* OpenAI's fields never reach Vertex: the mock refuses them, as the real API would. */
-    static const char *const gone[] = {"model",  "messages", "max_tokens", "stream_options",
-                                       "stream", "user",     "stop",       "temperature",
-                                       "logprobs", "response_format", NULL};
+    static const char *const gone[] = {
+        "model", "messages",    "max_tokens", "stream_options",  "stream", "user",
+        "stop",  "temperature", "logprobs",   "response_format", NULL};
     for (const char *const *k = gone; *k != NULL; k++) {
         assert_null(json_object_get(b, *k));
     }
@@ -141,8 +139,8 @@ static void test_build_body(void **state)
     assert_int_equal(json_array_size(contents), 3);
     static const char *const roles[] = {"user", "model", "user"};
     for (size_t i = 0; i < 3; i++) {
-        assert_string_equal(
-            json_string_value(json_object_get(json_array_get(contents, i), "role")), roles[i]);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(contents, i), "role")),
+                            roles[i]);
     }
     const json_t *p1 = json_object_get(json_array_get(contents, 1), "parts");
     assert_string_equal(json_string_value(json_object_get(json_array_get(p1, 0), "text")), "Yo");
@@ -200,9 +198,9 @@ static void test_build_unsupported(void **state)
     }
     /* Embeddings (:predict) are not translated. */
     struct provider_http h;
-    assert_int_equal(build(PROVIDER_EMBEDDINGS, "text-embedding-005", "{\"input\":\"x\"}", false,
-                           &h),
-                     ERR_UNSUPPORTED);
+    assert_int_equal(
+        build(PROVIDER_EMBEDDINGS, "text-embedding-005", "{\"input\":\"x\"}", false, &h),
+        ERR_UNSUPPORTED);
 }
 
 /* A request that cannot be translated names the field, never a value from it. */
@@ -244,11 +242,8 @@ static void test_build_invalid_names_field(void **state)
         json_t *entry = J("{\"base_url\":\"https://aiplatform.googleapis.com/v1\"}");
         json_t *req = J(cases[i].req);
         struct secret *key = secret_from(KEY, strlen(KEY));
-        struct provider_call c = {.op = PROVIDER_CHAT,
-                                  .req = req,
-                                  .model = cases[i].model,
-                                  .entry = entry,
-                                  .key = key};
+        struct provider_call c = {
+            .op = PROVIDER_CHAT, .req = req, .model = cases[i].model, .entry = entry, .key = key};
         memset(&h, 0, sizeof(h));
         assert_int_equal(ad->build(&c, &h), ERR_INVAL);
         assert_string_equal(h.bad.param, cases[i].param);
@@ -316,7 +311,8 @@ static void test_response_text_and_usage(void **state)
     struct provider_usage u;
     json_t *a = answer(
         "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"thinking...\","
-        "\"thought\":true},{\"text\":\"Hello\"},{\"text\":\" there\"}]},\"finishReason\":\"STOP\"}],"
+        "\"thought\":true},{\"text\":\"Hello\"},{\"text\":\" "
+        "there\"}]},\"finishReason\":\"STOP\"}],"
         "\"usageMetadata\":{\"promptTokenCount\":12,\"candidatesTokenCount\":5,"
         "\"thoughtsTokenCount\":3,\"cachedContentTokenCount\":4,\"totalTokenCount\":20},"
         "\"modelVersion\":\"gemini-2.5-flash-001\",\"responseId\":\"abc\"}",
@@ -415,17 +411,22 @@ static void test_response_malformed(void **state)
 {
     (void)state;
     struct provider_usage u;
-    static const char *const proto[] = {
-        "", "not json", "[1]", "{}", "{\"candidates\":[]}", "{\"candidates\":{}}",
-        "{\"candidates\":[1]}", "{\"candidates\":[{}],\"x\":", NULL};
+    static const char *const proto[] = {"",
+                                        "not json",
+                                        "[1]",
+                                        "{}",
+                                        "{\"candidates\":[]}",
+                                        "{\"candidates\":{}}",
+                                        "{\"candidates\":[1]}",
+                                        "{\"candidates\":[{}],\"x\":",
+                                        NULL};
     for (const char *const *b = proto; *b != NULL; b++) {
         assert_null(answer(*b, ERR_PROTO, &u));
     }
     /* Google's error object in a 2xx: the provider's error, its text never read. */
-    assert_null(
-        answer("{\"error\":{\"code\":400,\"message\":\"API key not valid " KEY "\","
-               "\"status\":\"INVALID_ARGUMENT\"}}",
-               ERR_UPSTREAM, &u));
+    assert_null(answer("{\"error\":{\"code\":400,\"message\":\"API key not valid " KEY "\","
+                       "\"status\":\"INVALID_ARGUMENT\"}}",
+                       ERR_UPSTREAM, &u));
     /* Usage only (ret_json NULL). */
     const struct provider_adapter *ad = provider_find("vertex");
     const char *ok = "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"x\"}]}}],"
@@ -597,9 +598,12 @@ static void test_stream_error_and_garbage(void **state)
     }
     /* Odd shapes that parse are skipped without a crash, and without an end. */
     static const char *const odd[] = {
-        "{}", "{\"candidates\":7}", "{\"candidates\":[7]}",
+        "{}",
+        "{\"candidates\":7}",
+        "{\"candidates\":[7]}",
         "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":5},7,null]}}]}",
-        "{\"candidates\":[{\"finishReason\":7}],\"usageMetadata\":[]}", NULL};
+        "{\"candidates\":[{\"finishReason\":7}],\"usageMetadata\":[]}",
+        NULL};
     memset(&st, 0, sizeof(st));
     buf_reset(&out);
     for (const char *const *b = odd; *b != NULL; b++) {
