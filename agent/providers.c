@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent/provider_vertex.h"
 #include "agent/upstream.h"
 #include "common/azure.h"
 #include "common/jsonw.h"
@@ -2297,6 +2298,9 @@ static const struct provider_adapter provider_table[] = {
     {"azure", true, azure_build, openai_response, openai_stream_event},
     {"anthropic", false, anthropic_build, anthropic_response, anthropic_stream_event},
     {"cohere", false, cohere_build, cohere_response, cohere_stream_event},
+    /* Vertex AI express mode (provider_vertex.c). */
+    {"vertex", false, provider_vertex_build, provider_vertex_response,
+     provider_vertex_stream_event},
 };
 
 const struct provider_adapter *provider_find(const char *api_style)

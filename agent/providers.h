@@ -9,6 +9,8 @@
  *               completion shapes, streaming events included
  *   "cohere"    Cohere's v2 Chat and Embed APIs, translated likewise:
  *               Authorization: Bearer
+ *   "vertex"    Vertex AI express mode (Gemini generateContent), likewise
+ *               translated: provider_vertex.h
  * An adapter builds the upstream HTTP request from an OpenAI-shaped request,
  * turns a buffered response into OpenAI's shape, and turns one streamed SSE
  * event into OpenAI chat.completion.chunk bytes. Adapters never log and never
@@ -153,7 +155,7 @@ struct provider_adapter {
 MUST_USE enum err provider_stream_from_answer(const json_t *answer, bool include_usage,
                                               struct buf *out);
 
-/* The adapter for an api_style, or NULL (bedrock, vertex: not supported yet). */
+/* The adapter for an api_style, or NULL (bedrock: not supported yet). */
 const struct provider_adapter *provider_find(const char *api_style);
 
 /*

@@ -153,9 +153,14 @@ static const struct catalog_def catalog_defs[] = {
     {"vertex",
      "Google Vertex AI",
      "vertex",
-     "https://{region}-aiplatform.googleapis.com/v1",
+     /*
+      * Express mode: an API key works on the global endpoint only, without
+      * projects or locations (the agent appends /publishers/google/models/...).
+      * The global endpoint may serve from any region: no residency guarantee.
+      */
+     "https://aiplatform.googleapis.com/v1",
      false,
-     {"eu", "us", "global"},
+     {"global"},
      /*
       * A Google API key (Vertex AI express mode). A service-account JSON holds
       * whitespace and newlines, which a key value may not (it goes into a header).

@@ -273,6 +273,8 @@ func azureMatch(op string) func(string) (string, bool) {
 
 // Order matters: Azure paths also end in /chat/completions.
 var routes = []route{
+	{"POST", "vertex", "chat", vertexMatch("generateContent")},
+	{"POST", "vertex", "chat", vertexMatch("streamGenerateContent")},
 	{"POST", "azure", "chat", azureMatch("chat/completions")},
 	{"POST", "azure", "embeddings", azureMatch("embeddings")},
 	{"POST", "openai", "chat", suffix("/chat/completions")},
@@ -425,11 +427,16 @@ func (c *call) checkAuth() string {
 		got = c.r.Header.Get("api-key")
 	case "anthropic":
 		got = c.r.Header.Get("x-api-key")
+	case "vertex":
+		got = c.r.Header.Get("x-goog-api-key")
+		if c.r.URL.Query().Get("key") != "" {
+			return "bad_scheme" // the agent keeps keys out of URLs
+		}
 	}
 	if got == "" {
 		return "missing"
 	}
-	if len(c.r.Header.Values("Authorization"))+len(c.r.Header.Values("api-key"))+len(c.r.Header.Values("x-api-key")) > 1 {
+	if len(c.r.Header.Values("Authorization"))+len(c.r.Header.Values("api-key"))+len(c.r.Header.Values("x-api-key"))+vertexKeyCount(c.r) > 1 {
 		// More than one credential header: the agent should send exactly one.
 		return "bad_scheme"
 	}
@@ -441,6 +448,9 @@ func (c *call) checkAuth() string {
 
 // parseBody pulls model, stream flags and deterministic token counts out of the body.
 func (c *call) parseBody() bool {
+	if c.style == "vertex" {
+		return c.vertexParseBody()
+	}
 	if v, ok := c.body["model"]; ok {
 		s, isStr := v.(string)
 		if !isStr {
@@ -571,6 +581,10 @@ func (c *call) chooseScenario() string {
 // fail answers with the error shape of the call's provider style.
 func (c *call) fail(status int, typ, code, msg string) {
 	c.status = status
+	if c.style == "vertex" {
+		c.vertexFail(status, msg)
+		return
+	}
 	if c.style == "anthropic" {
 		writeJSON(c.w, status, map[string]interface{}{"type": "error",
 			"error": map[string]string{"type": typ, "message": msg}})
@@ -602,6 +616,8 @@ func (c *call) authFail() {
 		c.fail(401, "authentication_error", "", "invalid x-api-key")
 	case "cohere":
 		c.fail(401, "", "", "invalid api token")
+	case "vertex":
+		c.vertexAuthFail()
 	}
 }
 
@@ -704,7 +720,7 @@ func (c *call) openaiStream() bool { return c.style == "openai" || c.style == "a
 func (c *call) credential() string {
 	cred := strings.TrimPrefix(c.r.Header.Get("Authorization"), "Bearer ")
 	if cred == "" {
-		cred = c.r.Header.Get("api-key") + c.r.Header.Get("x-api-key")
+		cred = c.r.Header.Get("api-key") + c.r.Header.Get("x-api-key") + c.r.Header.Get("x-goog-api-key")
 	}
 	return cred
 }
@@ -733,6 +749,9 @@ func (c *call) chatBody(text string) map[string]interface{} {
 			"message": map[string]interface{}{"role": "assistant",
 				"content": []interface{}{map[string]string{"type": "text", "text": text}}},
 			"usage": c.cohereUsage()}
+	}
+	if c.style == "vertex" {
+		return c.vertexBody(text)
 	}
 	if c.style == "anthropic" {
 		return map[string]interface{}{"id": c.id(), "type": "message", "role": "assistant",
@@ -822,6 +841,10 @@ func (c *call) streamWords(n int, interval time.Duration) {
 	}
 	if c.style == "cohere" {
 		c.cohereStream(n, interval)
+		return
+	}
+	if c.style == "vertex" {
+		c.vertexStream(n, interval)
 		return
 	}
 	created := time.Now().Unix()
@@ -1095,6 +1118,7 @@ func init() {
 			if !c.stream && (c.kind == "chat" || c.kind == "messages") {
 				b := c.chatBody(replyText(c.words))
 				delete(b, "usage")
+				delete(b, "usageMetadata")
 				c.status = 200
 				writeJSON(c.w, 200, b)
 				return

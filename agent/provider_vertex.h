@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The "vertex" adapter: Google Vertex AI in express mode (an API key, no
+ * project or location), Gemini's generateContent and streamGenerateContent,
+ * translated to and from OpenAI's chat completion shapes. Chat only: an
+ * embeddings call, tools, a json_schema response_format, n > 1 and images
+ * that are not data: URLs are ERR_UNSUPPORTED (the router tries the next
+ * candidate). Registered in providers.c's table; the functions below are the
+ * table's entries and, for tests, the pure translations.
+ */
+#ifndef BYOK_AGENT_PROVIDER_VERTEX_H
+#define BYOK_AGENT_PROVIDER_VERTEX_H
+
+#include <jansson.h>
+
+#include "agent/providers.h"
+#include "common/buf.h"
+#include "common/err.h"
+
+/* The longest model name put into the URL path (the plugin's ledger bound). */
+#define VERTEX_MAX_MODEL 128
+/* The longest responseId taken as the answer's id. */
+#define VERTEX_MAX_ID 120
+
+/*
+ * The upstream request: base_url + "/publishers/google/models/{model}:generateContent"
+ * (streamed: ":streamGenerateContent?alt=sse"), the key in an x-goog-api-key
+ * header only (never in the URL), the body from provider_vertex_request.
+ * ERR_UNSUPPORTED for embeddings and what the adapter does not translate;
+ * ERR_INVAL with out->bad naming the field for a request that cannot be.
+ */
+MUST_USE enum err provider_vertex_build(const struct provider_call *c, struct provider_http *out);
+
+/* A 2xx GenerateContentResponse to a chat.completion (see provider_vertex_answer). */
+MUST_USE enum err provider_vertex_response(enum provider_op op, const char *body, size_t len,
+                                           const char *model, json_t **ret_json,
+                                           struct provider_usage *ret_usage);
+
+/*
+ * One SSE event of streamGenerateContent?alt=sse (each a whole
+ * GenerateContentResponse with the next piece of text) to chat.completion.chunk
+ * frames. The first event adds the role chunk; the event that carries the
+ * candidate's finishReason (or a blocked prompt's promptFeedback) adds the
+ * finish chunk, the usage chunk (unless st->skip_usage_chunk) and [DONE], and
+ * sets st->done: Vertex sends no end marker of its own. ERR_PROTO for data
+ * that is not a JSON object; an error object sets st->failed (its text is
+ * never read).
+ */
+MUST_USE enum err provider_vertex_stream_event(struct provider_stream *st, const char *event,
+                                               const char *data, size_t len, struct buf *out);
+
+/*
+ * Exposed for tests. The GenerateContentRequest body for an OpenAI chat
+ * request (new reference in *ret). bad (may be NULL) names the field when the
+ * result is ERR_INVAL.
+ */
+MUST_USE enum err provider_vertex_request(const json_t *openai_req, struct provider_bad *bad,
+                                          json_t **ret);
+
+/*
+ * A parsed GenerateContentResponse to OpenAI's chat.completion (new reference)
+ * and its usage. ERR_UPSTREAM for Google's error object, ERR_PROTO when it has
+ * neither candidates nor a blocked prompt's promptFeedback.
+ */
+MUST_USE enum err provider_vertex_answer(const json_t *resp, const char *model, json_t **ret,
+                                         struct provider_usage *ret_usage);
+
+#endif
