@@ -247,7 +247,7 @@ func (m *mock) controlHandler(w http.ResponseWriter, r *http.Request) {
 // suffix so the agent may keep any prefix in a provider's base_url.
 type route struct {
 	method string
-	style  string // openai | azure | anthropic
+	style  string // openai | azure | anthropic | bedrock
 	kind   string // chat | embeddings | models | messages
 	match  func(path string) (deployment string, ok bool)
 }
@@ -273,6 +273,8 @@ func azureMatch(op string) func(string) (string, bool) {
 
 // Order matters: Azure paths also end in /chat/completions.
 var routes = []route{
+	{"POST", "bedrock", "converse", bedrockMatch("converse")},
+	{"POST", "bedrock", "converse-stream", bedrockMatch("converse-stream")},
 	{"POST", "azure", "chat", azureMatch("chat/completions")},
 	{"POST", "azure", "embeddings", azureMatch("embeddings")},
 	{"POST", "openai", "chat", suffix("/chat/completions")},
@@ -386,7 +388,7 @@ func (m *mock) serveUpstream(listener string, w http.ResponseWriter, r *http.Req
 				"We could not parse the JSON body of your request.")
 			return
 		}
-		if !c.parseBody() {
+		if c.style == "bedrock" && !c.parseBedrock() || c.style != "bedrock" && !c.parseBody() {
 			return
 		}
 	}
@@ -401,6 +403,9 @@ func (m *mock) serveUpstream(listener string, w http.ResponseWriter, r *http.Req
 
 	sc := c.chooseScenario()
 	rec.Scenario = sc
+	if c.style == "bedrock" && bedrockScenario(c, sc) {
+		return
+	}
 	scenarios[sc](c)
 }
 
@@ -409,7 +414,7 @@ func (c *call) checkAuth() string {
 	keys := c.m.acceptedKeys()
 	var got string
 	switch c.style {
-	case "openai":
+	case "openai", "bedrock":
 		h := c.r.Header.Get("Authorization")
 		if h == "" {
 			return "missing"
@@ -556,6 +561,10 @@ func (c *call) chooseScenario() string {
 // fail answers with the error shape of the call's provider style.
 func (c *call) fail(status int, typ, code, msg string) {
 	c.status = status
+	if c.style == "bedrock" {
+		c.bedrockFail(status, msg)
+		return
+	}
 	if c.style == "anthropic" {
 		writeJSON(c.w, status, map[string]interface{}{"type": "error",
 			"error": map[string]string{"type": typ, "message": msg}})
@@ -581,6 +590,8 @@ func (c *call) authFail() {
 			"message": "Access denied due to invalid subscription key or wrong API endpoint."}})
 	case "anthropic":
 		c.fail(401, "authentication_error", "", "invalid x-api-key")
+	case "bedrock":
+		c.bedrockAuthFail()
 	}
 }
 
@@ -640,6 +651,9 @@ func (c *call) startStream() {
 	c.status = 200
 	h := c.w.Header()
 	h.Set("Content-Type", "text/event-stream")
+	if c.style == "bedrock" {
+		h.Set("Content-Type", bedrockStreamType)
+	}
 	h.Set("Cache-Control", "no-cache")
 	c.w.WriteHeader(200)
 	if f, ok := c.w.(http.Flusher); ok {
@@ -700,6 +714,9 @@ func (c *call) openaiUsage() map[string]interface{} {
 
 // chatBody is the complete non-streamed reply of chat/messages.
 func (c *call) chatBody(text string) map[string]interface{} {
+	if c.style == "bedrock" {
+		return c.bedrockBody(text)
+	}
 	if c.style == "anthropic" {
 		return map[string]interface{}{"id": c.id(), "type": "message", "role": "assistant",
 			"model": c.model, "content": []interface{}{map[string]string{"type": "text", "text": text}},
@@ -767,6 +784,10 @@ func (c *call) normal(interval time.Duration) {
 // the caller then aborts the connection).
 func (c *call) streamWords(n int, interval time.Duration) {
 	c.startStream()
+	if c.style == "bedrock" {
+		c.bedrockStream(n, interval)
+		return
+	}
 	if c.style == "anthropic" {
 		c.anthropicStream(n, interval)
 		return
