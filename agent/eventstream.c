@@ -114,8 +114,8 @@ static bool evs_named(const unsigned char *name, size_t n, const char *want)
 static int evs_fixed(unsigned type)
 {
     static const int sizes[] = {
-        [EVS_T_TRUE] = 0,      [EVS_T_FALSE] = 0, [EVS_T_BYTE] = 1,   [EVS_T_INT16] = 2,
-        [EVS_T_INT32] = 4,     [EVS_T_INT64] = 8, [EVS_T_BYTES] = 0,  [EVS_T_STRING] = 0,
+        [EVS_T_TRUE] = 0,      [EVS_T_FALSE] = 0, [EVS_T_BYTE] = 1,  [EVS_T_INT16] = 2,
+        [EVS_T_INT32] = 4,     [EVS_T_INT64] = 8, [EVS_T_BYTES] = 0, [EVS_T_STRING] = 0,
         [EVS_T_TIMESTAMP] = 8, [EVS_T_UUID] = 16,
     };
     return type < sizeof(sizes) / sizeof(sizes[0]) ? sizes[type] : -1;

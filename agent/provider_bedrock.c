@@ -102,8 +102,8 @@ static json_t *brk_text_of(const json_t *content)
     json_array_foreach(content, i, part)
     {
         const char *t = json_string_value(json_object_get(part, "text"));
-        if (t != NULL && ((b.len > 0 && buf_append(&b, "\n", 1) != ERR_OK) ||
-                          buf_append_str(&b, t) != ERR_OK)) {
+        if (t != NULL &&
+            ((b.len > 0 && buf_append(&b, "\n", 1) != ERR_OK) || buf_append_str(&b, t) != ERR_OK)) {
             buf_done(&b);
             return NULL;
         }
@@ -228,8 +228,8 @@ static enum err brk_tool_uses(const json_t *calls, size_t mi, struct provider_ba
                                "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
             }
         }
-        if (json_array_append_new(blocks, json_pack("{s:{s:O,s:O,s:o}}", "toolUse", "toolUseId",
-                                                    id, "name", name, "input", input)) != 0) {
+        if (json_array_append_new(blocks, json_pack("{s:{s:O,s:O,s:o}}", "toolUse", "toolUseId", id,
+                                                    "name", name, "input", input)) != 0) {
             return ERR_NOMEM;
         }
     }
@@ -252,8 +252,8 @@ static enum err brk_tool_result(const json_t *m, size_t mi, struct provider_bad 
     json_t *t = brk_text_of(content);
     json_t *parts = t == NULL ? NULL : json_array();
     /* An empty result has no content block (Converse refuses a blank text block). */
-    if (parts == NULL ||
-        (json_string_length(t) > 0 && json_array_append_new(parts, json_pack("{s:O}", "text", t)))) {
+    if (parts == NULL || (json_string_length(t) > 0 &&
+                          json_array_append_new(parts, json_pack("{s:O}", "text", t)))) {
         json_decref(parts);
         json_decref(t);
         return ERR_NOMEM;
@@ -276,13 +276,12 @@ static enum err brk_push(json_t *msgs, const char *role, json_t *blocks)
     json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
     const char *lrole = json_string_value(json_object_get(last, "role"));
     if (lrole != NULL && strcmp(lrole, role) == 0) {
-        enum err e = json_array_extend(json_object_get(last, "content"), blocks) == 0 ? ERR_OK
-                                                                                      : ERR_NOMEM;
+        enum err e =
+            json_array_extend(json_object_get(last, "content"), blocks) == 0 ? ERR_OK : ERR_NOMEM;
         json_decref(blocks);
         return e;
     }
-    return json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", role, "content", blocks)) ==
-                   0
+    return json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", role, "content", blocks)) == 0
                ? ERR_OK
                : ERR_NOMEM;
 }
@@ -427,8 +426,9 @@ static enum err brk_tool_config(const json_t *oreq, struct provider_bad *bad, js
     } else if (s != NULL && strcmp(s, "required") == 0) {
         choice = json_pack("{s:{}}", "any");
     } else if (s != NULL && strcmp(s, "none") == 0) {
-        e = brk_bad(bad, "none cannot be translated: Bedrock's Converse API has no way to forbid "
-                         "the tools it is given",
+        e = brk_bad(bad,
+                    "none cannot be translated: Bedrock's Converse API has no way to forbid "
+                    "the tools it is given",
                     "tool_choice");
     } else {
         const char *type = json_string_value(json_object_get(tc, "type"));
@@ -458,8 +458,8 @@ static enum err brk_tool_config(const json_t *oreq, struct provider_bad *bad, js
  * inferenceConfig: maxTokens (max_tokens, max_completion_tokens or the
  * agent's default), temperature, top_p as topP, stop as stopSequences.
  */
-static enum err brk_inference(const json_t *oreq, long default_max_tokens,
-                              struct provider_bad *bad, json_t *out)
+static enum err brk_inference(const json_t *oreq, long default_max_tokens, struct provider_bad *bad,
+                              json_t *out)
 {
     json_t *ic = json_object();
     if (ic == NULL || json_object_set_new(out, "inferenceConfig", ic) != 0) {
@@ -488,7 +488,7 @@ static enum err brk_inference(const json_t *oreq, long default_max_tokens,
     const json_t *stop = json_object_get(oreq, "stop");
     if (json_is_string(stop)) {
         return json_object_set_new(ic, "stopSequences", json_pack("[O]", stop)) == 0 ? ERR_OK
-                                                                                   : ERR_NOMEM;
+                                                                                     : ERR_NOMEM;
     }
     if (json_is_array(stop)) {
         size_t i;
@@ -523,8 +523,8 @@ static enum err brk_refused(const json_t *oreq, struct provider_bad *bad)
         return brk_bad(bad, "cannot be translated: Bedrock returns no log probabilities",
                        "logprobs");
     }
-    const char *rf = json_string_value(json_object_get(json_object_get(oreq, "response_format"),
-                                                       "type"));
+    const char *rf =
+        json_string_value(json_object_get(json_object_get(oreq, "response_format"), "type"));
     if (rf != NULL && strcmp(rf, "text") != 0) {
         return brk_bad(bad, "only text can be translated for Bedrock", "response_format.type");
     }
@@ -775,11 +775,10 @@ enum err provider_bedrock_answer(const json_t *j, const char *model, json_t **re
     buf_done(&text);
     char id[64];
     brk_id(id, sizeof(id));
-    json_t *out =
-        json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:s?}],s:o}", "id", id, "object",
-                  "chat.completion", "created", (json_int_t)time(NULL), "model", model, "choices",
-                  "index", 0, "message", message, "finish_reason", finish != NULL ? finish : "stop",
-                  "usage", brk_usage_json(ret_usage));
+    json_t *out = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:s?}],s:o}", "id", id, "object",
+                            "chat.completion", "created", (json_int_t)time(NULL), "model", model,
+                            "choices", "index", 0, "message", message, "finish_reason",
+                            finish != NULL ? finish : "stop", "usage", brk_usage_json(ret_usage));
     if (out == NULL) {
         return ERR_NOMEM;
     }
@@ -901,11 +900,11 @@ static enum err brk_block_delta(struct provider_stream *st, const json_t *ev, st
     if (json_is_string(input) && json_string_length(input) > 0 && st->tool_open &&
         brk_block_index(ev) == st->tool_block) {
         st->est_completion += ((long long)json_string_length(input) + 3) / 4;
-        return brk_emit(out, brk_chunk(st,
-                                       json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index",
-                                                 st->tool_calls - 1, "function", "arguments",
-                                                 input),
-                                       NULL));
+        return brk_emit(out,
+                        brk_chunk(st,
+                                  json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index",
+                                            st->tool_calls - 1, "function", "arguments", input),
+                                  NULL));
     }
     return ERR_OK; /* reasoningContent and the like: nothing an OpenAI client reads */
 }
@@ -919,10 +918,10 @@ static enum err brk_metadata(struct provider_stream *st, const json_t *ev, struc
         st->usage_final = true;
     }
     if (!st->skip_usage_chunk) {
-        e = brk_emit(out, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
-                                    "chat.completion.chunk", "created", (json_int_t)st->created,
-                                    "model", st->model, "choices", "usage",
-                                    brk_usage_json(&st->usage)));
+        e = brk_emit(out,
+                     json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
+                               "chat.completion.chunk", "created", (json_int_t)st->created, "model",
+                               st->model, "choices", "usage", brk_usage_json(&st->usage)));
     }
     if (e == ERR_OK) {
         e = buf_append_str(out, "data: [DONE]\n\n");

@@ -53,10 +53,12 @@ static void test_build_url_and_key(void **state)
     (void)state;
     struct secret *key = secret_from("ABSK-CANARY-build", 17);
     assert_non_null(key);
-    json_t *req = J("{\"model\":\"bedrock/x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+    json_t *req =
+        J("{\"model\":\"bedrock/x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
     json_t *entry = J("{\"base_url\":\"https://bedrock-runtime.eu-west-1.amazonaws.com/\"}");
-    struct provider_call pc = {PROVIDER_CHAT, req, "anthropic.claude-3-5-haiku-20241022-v1:0",
-                               false, entry, NULL, key, 100};
+    struct provider_call pc = {PROVIDER_CHAT, req,   "anthropic.claude-3-5-haiku-20241022-v1:0",
+                               false,         entry, NULL,
+                               key,           100};
     const struct provider_adapter *ad = provider_find("bedrock");
     assert_non_null(ad);
     assert_false(ad->stream_passthrough);
@@ -139,25 +141,25 @@ static void test_build_url_and_key(void **state)
 static void test_request_mapping(void **state)
 {
     (void)state;
-    json_t *o = J(
-        "{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
-        "{\"role\":\"developer\",\"content\":[{\"type\":\"text\",\"text\":\"No lists.\"}]},"
-        "{\"role\":\"user\",\"content\":\"Hi\"},"
-        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"there\"},"
-        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AAAA\"}}]},"
-        "{\"role\":\"assistant\",\"content\":\"Yo\"},{\"role\":\"user\",\"content\":\"Again\"}],"
-        "\"temperature\":0.5,\"top_p\":0.9,\"stop\":\"END\",\"max_tokens\":33,\"user\":\"u1\","
-        "\"stream_options\":{\"include_usage\":true},\"seed\":4}");
+    json_t *o =
+        J("{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+          "{\"role\":\"developer\",\"content\":[{\"type\":\"text\",\"text\":\"No lists.\"}]},"
+          "{\"role\":\"user\",\"content\":\"Hi\"},"
+          "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"there\"},"
+          "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AAAA\"}}]},"
+          "{\"role\":\"assistant\",\"content\":\"Yo\"},{\"role\":\"user\",\"content\":\"Again\"}],"
+          "\"temperature\":0.5,\"top_p\":0.9,\"stop\":\"END\",\"max_tokens\":33,\"user\":\"u1\","
+          "\"stream_options\":{\"include_usage\":true},\"seed\":4}");
     json_t *b = NULL;
     assert_int_equal(provider_bedrock_request(o, 4096, NULL, &b), ERR_OK);
-    json_t *want = J(
-        "{\"system\":[{\"text\":\"Be brief.\"},{\"text\":\"No lists.\"}],"
-        "\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"Hi\"},{\"text\":\"there\"},"
-        "{\"image\":{\"format\":\"png\",\"source\":{\"bytes\":\"AAAA\"}}}]},"
-        "{\"role\":\"assistant\",\"content\":[{\"text\":\"Yo\"}]},"
-        "{\"role\":\"user\",\"content\":[{\"text\":\"Again\"}]}],"
-        "\"inferenceConfig\":{\"maxTokens\":33,\"temperature\":0.5,\"topP\":0.9,"
-        "\"stopSequences\":[\"END\"]}}");
+    json_t *want =
+        J("{\"system\":[{\"text\":\"Be brief.\"},{\"text\":\"No lists.\"}],"
+          "\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"Hi\"},{\"text\":\"there\"},"
+          "{\"image\":{\"format\":\"png\",\"source\":{\"bytes\":\"AAAA\"}}}]},"
+          "{\"role\":\"assistant\",\"content\":[{\"text\":\"Yo\"}]},"
+          "{\"role\":\"user\",\"content\":[{\"text\":\"Again\"}]}],"
+          "\"inferenceConfig\":{\"maxTokens\":33,\"temperature\":0.5,\"topP\":0.9,"
+          "\"stopSequences\":[\"END\"]}}");
     /* Consecutive user messages merge (Converse requires turns to alternate); OpenAI-only
        fields (user, seed, stream_options, max_tokens at the top) are not sent. */
     assert_true(json_equal(b, want));
@@ -186,7 +188,8 @@ static void test_request_tools(void **state)
     json_t *o = J(
         "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"},"
         "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"t1\",\"type\":"
-        "\"function\",\"function\":{\"name\":\"wx\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"}},"
+        "\"function\",\"function\":{\"name\":\"wx\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"}}"
+        ","
         "{\"id\":\"t2\",\"type\":\"function\",\"function\":{\"name\":\"wx\",\"arguments\":\"\"}}]},"
         "{\"role\":\"tool\",\"tool_call_id\":\"t1\",\"content\":\"rain\"},"
         "{\"role\":\"tool\",\"tool_call_id\":\"t2\",\"content\":\"\"}],"
@@ -196,25 +199,25 @@ static void test_request_tools(void **state)
         "\"parallel_tool_calls\":false}");
     json_t *b = NULL;
     assert_int_equal(provider_bedrock_request(o, 100, NULL, &b), ERR_OK);
-    json_t *want = J(
-        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"weather?\"}]},"
-        "{\"role\":\"assistant\",\"content\":[{\"toolUse\":{\"toolUseId\":\"t1\",\"name\":\"wx\","
-        "\"input\":{\"city\":\"Oslo\"}}},{\"toolUse\":{\"toolUseId\":\"t2\",\"name\":\"wx\","
-        "\"input\":{}}}]},"
-        "{\"role\":\"user\",\"content\":[{\"toolResult\":{\"toolUseId\":\"t1\",\"content\":"
-        "[{\"text\":\"rain\"}]}},{\"toolResult\":{\"toolUseId\":\"t2\",\"content\":[]}}]}],"
-        "\"inferenceConfig\":{\"maxTokens\":100},"
-        "\"toolConfig\":{\"tools\":[{\"toolSpec\":{\"name\":\"wx\",\"description\":\"d\","
-        "\"inputSchema\":{\"json\":{\"type\":\"object\"}}}},{\"toolSpec\":{\"name\":\"now\","
-        "\"inputSchema\":{\"json\":{\"type\":\"object\",\"properties\":{}}}}}],"
-        "\"toolChoice\":{\"tool\":{\"name\":\"wx\"}}}}");
+    json_t *want =
+        J("{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"weather?\"}]},"
+          "{\"role\":\"assistant\",\"content\":[{\"toolUse\":{\"toolUseId\":\"t1\",\"name\":\"wx\","
+          "\"input\":{\"city\":\"Oslo\"}}},{\"toolUse\":{\"toolUseId\":\"t2\",\"name\":\"wx\","
+          "\"input\":{}}}]},"
+          "{\"role\":\"user\",\"content\":[{\"toolResult\":{\"toolUseId\":\"t1\",\"content\":"
+          "[{\"text\":\"rain\"}]}},{\"toolResult\":{\"toolUseId\":\"t2\",\"content\":[]}}]}],"
+          "\"inferenceConfig\":{\"maxTokens\":100},"
+          "\"toolConfig\":{\"tools\":[{\"toolSpec\":{\"name\":\"wx\",\"description\":\"d\","
+          "\"inputSchema\":{\"json\":{\"type\":\"object\"}}}},{\"toolSpec\":{\"name\":\"now\","
+          "\"inputSchema\":{\"json\":{\"type\":\"object\",\"properties\":{}}}}}],"
+          "\"toolChoice\":{\"tool\":{\"name\":\"wx\"}}}}");
     assert_true(json_equal(b, want));
     json_decref(want);
     json_decref(b);
     json_object_set_new(o, "tool_choice", json_string("required"));
     assert_int_equal(provider_bedrock_request(o, 100, NULL, &b), ERR_OK);
-    assert_non_null(json_object_get(
-        json_object_get(json_object_get(b, "toolConfig"), "toolChoice"), "any"));
+    assert_non_null(
+        json_object_get(json_object_get(json_object_get(b, "toolConfig"), "toolChoice"), "any"));
     json_decref(b);
     json_object_set_new(o, "tool_choice", json_string("auto"));
     assert_int_equal(provider_bedrock_request(o, 100, NULL, &b), ERR_OK);
@@ -318,8 +321,8 @@ static void test_answer_text_and_usage(void **state)
     assert_int_equal(strncmp(json_string_value(json_object_get(a, "id")), "chatcmpl-bedrock-", 17),
                      0);
     const json_t *ch = json_array_get(json_object_get(a, "choices"), 0);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(ch, "message"), "content")),
-                        "w0 w1 w2");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(ch, "message"), "content")), "w0 w1 w2");
     assert_string_equal(json_string_value(json_object_get(ch, "finish_reason")), "stop");
     /* Cached tokens are part of OpenAI's prompt_tokens, not of Bedrock's inputTokens. */
     assert_true(u.seen);
@@ -346,9 +349,10 @@ static void test_answer_stop_reasons(void **state)
                {"something_new", "stop"}};
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         char body[256];
-        snprintf(body, sizeof(body),
-                 "{\"output\":{\"message\":{\"content\":[{\"text\":\"x\"}]}},\"stopReason\":\"%s\"}",
-                 map[i].stop);
+        snprintf(
+            body, sizeof(body),
+            "{\"output\":{\"message\":{\"content\":[{\"text\":\"x\"}]}},\"stopReason\":\"%s\"}",
+            map[i].stop);
         struct provider_usage u = {0};
         json_t *a = answer_of(body, ERR_OK, &u);
         assert_string_equal(json_string_value(json_object_get(
@@ -393,26 +397,30 @@ static void test_answer_malformed(void **state)
         "{\"output\":{}}",
         "{\"output\":{\"message\":{\"content\":\"x\"}}}",
         "{\"output\":{\"message\":{\"content\":[{\"toolUse\":{\"name\":\"f\"}}]}}}",
-        "{\"output\":{\"message\":{\"content\":[{\"toolUse\":{\"toolUseId\":\"\",\"name\":\"f\"}}]}}}",
+        /* NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one literal over two lines */
+        "{\"output\":{\"message\":{\"content\":[{\"toolUse\":{\"toolUseId\":\"\",\"name\":\"f\"}}]}"
+        "}}",
     };
     for (size_t i = 0; i < sizeof(proto) / sizeof(proto[0]); i++) {
         struct provider_usage u = {0};
         assert_null(answer_of(proto[i], ERR_PROTO, &u));
     }
     struct provider_usage u = {0};
-    assert_null(answer_of("{\"message\":\"The security token ABSK... is invalid\"}", ERR_UPSTREAM,
-                          &u));
+    assert_null(
+        answer_of("{\"message\":\"The security token ABSK... is invalid\"}", ERR_UPSTREAM, &u));
     assert_null(answer_of("{\"Message\":\"x\"}", ERR_UPSTREAM, &u));
     /* Absurd counts are clamped. */
-    json_t *a = answer_of("{\"output\":{\"message\":{\"content\":[]}},\"usage\":{\"inputTokens\":-5,"
-                          "\"outputTokens\":1e300}}",
-                          ERR_OK, &u);
+    json_t *a =
+        answer_of("{\"output\":{\"message\":{\"content\":[]}},\"usage\":{\"inputTokens\":-5,"
+                  "\"outputTokens\":1e300}}",
+                  ERR_OK, &u);
     assert_int_equal(u.prompt_tokens, 0);
     assert_int_equal(u.completion_tokens, PROVIDER_MAX_TOKENS);
     json_decref(a);
 }
 
-/* ---- the event stream decoder ------------------------------------------------------------------ */
+/* ---- the event stream decoder ------------------------------------------------------------------
+ */
 
 static void put32(unsigned char *p, uint32_t v)
 {
@@ -427,11 +435,13 @@ static void put_header(unsigned char *h, size_t *n, const char *name, const char
 {
     size_t nl = strlen(name), vl = strlen(value);
     h[(*n)++] = (unsigned char)nl;
+    /* NOLINTNEXTLINE(bugprone-not-null-terminated-result): bytes of a frame, by length */
     memcpy(h + *n, name, nl);
     *n += nl;
     h[(*n)++] = 7;
     h[(*n)++] = (unsigned char)(vl >> 8);
     h[(*n)++] = (unsigned char)vl;
+    /* NOLINTNEXTLINE(bugprone-not-null-terminated-result): bytes of a frame, by length */
     memcpy(h + *n, value, vl);
     *n += vl;
 }
@@ -477,6 +487,7 @@ static size_t frame(unsigned char *out, size_t cap, const char *type, const char
     put32(out + 4, (uint32_t)hn);
     put32(out + 8, evs_crc32(0, out, 8));
     memcpy(out + EVS_PRELUDE_LEN, h, hn);
+    /* NOLINTNEXTLINE(bugprone-not-null-terminated-result): bytes of a frame, by length */
     memcpy(out + EVS_PRELUDE_LEN + hn, payload, pl);
     put32(out + total - 4, evs_crc32(0, out, total - 4));
     return total;
@@ -656,14 +667,14 @@ static void test_decoder_refusals(void **state)
     }
 }
 
-/* ---- stream events as OpenAI chunks ------------------------------------------------------------ */
+/* ---- stream events as OpenAI chunks ------------------------------------------------------------
+ */
 
 /* Feeds one event (as the proxy does with a decoded message) and checks its result. */
-static void ev(struct provider_stream *st, const char *event, const char *payload,
-               struct buf *out, enum err want)
+static void ev(struct provider_stream *st, const char *event, const char *payload, struct buf *out,
+               enum err want)
 {
-    assert_int_equal(
-        provider_bedrock_stream_event(st, event, payload, strlen(payload), out), want);
+    assert_int_equal(provider_bedrock_stream_event(st, event, payload, strlen(payload), out), want);
 }
 
 /* The data: frames of out as JSON (an array), [DONE] as the string "[DONE]". */
@@ -716,10 +727,10 @@ static void test_stream_text_and_usage(void **state)
     const json_t *d0 = json_object_get(json_array_get(json_object_get(c0, "choices"), 0), "delta");
     assert_string_equal(json_string_value(json_object_get(d0, "role")), "assistant");
     for (size_t i = 1; i <= 2; i++) {
-        const json_t *d =
-            json_object_get(json_array_get(json_object_get(json_array_get(f, i), "choices"), 0),
-                            "delta");
-        assert_string_equal(json_string_value(json_object_get(d, "content")), i == 1 ? "w0" : " w1");
+        const json_t *d = json_object_get(
+            json_array_get(json_object_get(json_array_get(f, i), "choices"), 0), "delta");
+        assert_string_equal(json_string_value(json_object_get(d, "content")),
+                            i == 1 ? "w0" : " w1");
         /* Every chunk carries the stream's one id. */
         assert_string_equal(json_string_value(json_object_get(json_array_get(f, i), "id")),
                             json_string_value(json_object_get(c0, "id")));
@@ -761,8 +772,8 @@ static void test_stream_tool_use(void **state)
        "{\"contentBlockIndex\":1,\"delta\":{\"toolUse\":{\"input\":\"{\\\"city\\\"\"}}}", &out,
        ERR_OK);
     /* A fragment for a block that is not the open tool call is not forwarded. */
-    ev(&st, "contentBlockDelta", "{\"contentBlockIndex\":7,\"delta\":{\"toolUse\":{\"input\":\"x\"}}}",
-       &out, ERR_OK);
+    ev(&st, "contentBlockDelta",
+       "{\"contentBlockIndex\":7,\"delta\":{\"toolUse\":{\"input\":\"x\"}}}", &out, ERR_OK);
     ev(&st, "contentBlockDelta",
        "{\"contentBlockIndex\":1,\"delta\":{\"toolUse\":{\"input\":\":\\\"Oslo\\\"}\"}}}", &out,
        ERR_OK);
@@ -772,22 +783,20 @@ static void test_stream_tool_use(void **state)
     json_t *f = frames_of(&out);
     assert_int_equal(json_array_size(f), 5);
     const json_t *open = json_array_get(
-        json_object_get(json_object_get(json_array_get(json_object_get(json_array_get(f, 1),
-                                                                       "choices"),
-                                                       0),
-                                        "delta"),
-                        "tool_calls"),
+        json_object_get(
+            json_object_get(json_array_get(json_object_get(json_array_get(f, 1), "choices"), 0),
+                            "delta"),
+            "tool_calls"),
         0);
     assert_int_equal(json_integer_value(json_object_get(open, "index")), 0);
     assert_string_equal(json_string_value(json_object_get(open, "id")), "tu1");
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(open, "function"), "name")), "wx");
     const json_t *frag = json_array_get(
-        json_object_get(json_object_get(json_array_get(json_object_get(json_array_get(f, 3),
-                                                                       "choices"),
-                                                       0),
-                                        "delta"),
-                        "tool_calls"),
+        json_object_get(
+            json_object_get(json_array_get(json_object_get(json_array_get(f, 3), "choices"), 0),
+                            "delta"),
+            "tool_calls"),
         0);
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(frag, "function"), "arguments")),
@@ -816,10 +825,10 @@ static void test_stream_errors_and_garbage(void **state)
     ev(&st, "contentBlockDelta", "[1]", &out, ERR_PROTO);
     ev(&st, "contentBlockDelta", "", &out, ERR_PROTO);
     ev(&st, "contentBlockDelta", "{\"delta\":{\"text\":5}}", &out, ERR_OK);
-    ev(&st, "contentBlockStart", "{\"contentBlockIndex\":0,\"start\":{\"toolUse\":{\"name\":\"f\"}}}",
-       &out, ERR_PROTO);
     ev(&st, "contentBlockStart",
-       "{\"start\":{\"toolUse\":{\"toolUseId\":\"a\",\"name\":\"f\"}}}", &out, ERR_PROTO);
+       "{\"contentBlockIndex\":0,\"start\":{\"toolUse\":{\"name\":\"f\"}}}", &out, ERR_PROTO);
+    ev(&st, "contentBlockStart", "{\"start\":{\"toolUse\":{\"toolUseId\":\"a\",\"name\":\"f\"}}}",
+       &out, ERR_PROTO);
     ev(&st, "messageStop", "{}", &out, ERR_OK);
     ev(&st, "metadata", "{\"usage\":\"none\"}", &out, ERR_OK);
     assert_true(st.done);
