@@ -667,6 +667,46 @@ static void test_decoder_refusals(void **state)
     }
 }
 
+/*
+ * A message whose headers are exactly hlen bytes (two byte-array headers):
+ * EVS_MAX_HEADERS is taken, one more byte refused from the prelude.
+ */
+static void test_decoder_header_limit(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {EVS_MAX_HEADERS, EVS_MAX_HEADERS + 1};
+    for (size_t k = 0; k < 2; k++) {
+        size_t hlen = sizes[k];
+        size_t total = EVS_OVERHEAD + hlen;
+        unsigned char *m = calloc(1, total);
+        assert_non_null(m);
+        size_t v1 = 65535, v2 = hlen - 2 * 5 - v1; /* each header: 1 + 1 + 1 + 2 + value */
+        unsigned char *h = m + EVS_PRELUDE_LEN;
+        h[0] = 1;
+        h[1] = 'a';
+        h[2] = 6;
+        h[3] = (unsigned char)(v1 >> 8);
+        h[4] = (unsigned char)v1;
+        h += 5 + v1;
+        h[0] = 1;
+        h[1] = 'b';
+        h[2] = 6;
+        h[3] = (unsigned char)(v2 >> 8);
+        h[4] = (unsigned char)v2;
+        put32(m, (uint32_t)total);
+        put32(m + 4, (uint32_t)hlen);
+        put32(m + 8, evs_crc32(0, m, 8));
+        put32(m + total - 4, evs_crc32(0, m, total - 4));
+        struct seen s = {.log = ""};
+        struct evs p;
+        evs_init(&p, 1 << 20, on_message, &s);
+        assert_int_equal(evs_feed(&p, (const char *)m, total), k == 0 ? ERR_OK : ERR_TOOBIG);
+        assert_int_equal(s.calls, k == 0 ? 1 : 0);
+        evs_done(&p);
+        free(m);
+    }
+}
+
 /* ---- stream events as OpenAI chunks ------------------------------------------------------------
  */
 
@@ -854,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_decoder_whole_split_and_joined),
         cmocka_unit_test(test_decoder_end_and_cancel),
         cmocka_unit_test(test_decoder_refusals),
+        cmocka_unit_test(test_decoder_header_limit),
         cmocka_unit_test(test_stream_text_and_usage),
         cmocka_unit_test(test_stream_tool_use),
         cmocka_unit_test(test_stream_errors_and_garbage),
