@@ -680,7 +680,9 @@ static void test_decoder_header_limit(void **state)
         size_t total = EVS_OVERHEAD + hlen;
         unsigned char *m = calloc(1, total);
         assert_non_null(m);
-        size_t v1 = 65535, v2 = hlen - 2 * 5 - v1; /* each header: 1 + 1 + 1 + 2 + value */
+        /* Each header: name length, name, type, 2-byte value length, value. */
+        const size_t head = 5;
+        size_t v1 = 65535, v2 = hlen - head - head - v1;
         unsigned char *h = m + EVS_PRELUDE_LEN;
         h[0] = 1;
         h[1] = 'a';
