@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "agent/provider_vertex.h"
+#include "agent/provider_bedrock.h"
 #include "agent/upstream.h"
 #include "common/azure.h"
 #include "common/jsonw.h"
@@ -2301,7 +2302,28 @@ static const struct provider_adapter provider_table[] = {
     /* Vertex AI express mode (provider_vertex.c). */
     {"vertex", false, provider_vertex_build, provider_vertex_response,
      provider_vertex_stream_event},
+    {"bedrock", false, provider_bedrock_build, provider_bedrock_response,
+     provider_bedrock_stream_event},
 };
+
+/* The styles whose streams are not SSE. */
+static const struct {
+    const char *api_style;
+    enum provider_framing framing;
+} provider_framings[] = {
+    {"bedrock", PROVIDER_FRAMING_EVENTSTREAM},
+};
+
+enum provider_framing provider_stream_framing(const struct provider_adapter *ad)
+{
+    for (size_t i = 0; ad != NULL && i < sizeof(provider_framings) / sizeof(provider_framings[0]);
+         i++) {
+        if (strcmp(provider_framings[i].api_style, ad->api_style) == 0) {
+            return provider_framings[i].framing;
+        }
+    }
+    return PROVIDER_FRAMING_SSE;
+}
 
 const struct provider_adapter *provider_find(const char *api_style)
 {

@@ -11,6 +11,8 @@
  *               Authorization: Bearer
  *   "vertex"    Vertex AI express mode (Gemini generateContent), likewise
  *               translated: provider_vertex.h
+ *   "bedrock"   Amazon Bedrock's Converse API, translated likewise, its binary
+ *               event stream included (provider_bedrock.h)
  * An adapter builds the upstream HTTP request from an OpenAI-shaped request,
  * turns a buffered response into OpenAI's shape, and turns one streamed SSE
  * event into OpenAI chat.completion.chunk bytes. Adapters never log and never
@@ -117,6 +119,8 @@ struct provider_stream {
 
 /* The most texts Cohere's /v2/embed takes in one call (its API reference): more are refused. */
 #define PROVIDER_COHERE_MAX_TEXTS 96
+/* How a provider frames a stream: server-sent events, or AWS's binary event stream. */
+enum provider_framing { PROVIDER_FRAMING_SSE, PROVIDER_FRAMING_EVENTSTREAM };
 
 /* The most tool calls one answer may carry, and the longest tool call id and name taken from it. */
 #define PROVIDER_MAX_TOOL_CALLS 1024
@@ -155,8 +159,17 @@ struct provider_adapter {
 MUST_USE enum err provider_stream_from_answer(const json_t *answer, bool include_usage,
                                               struct buf *out);
 
-/* The adapter for an api_style, or NULL (bedrock: not supported yet). */
+/* The adapter for an api_style, or NULL (a style no adapter speaks). */
 const struct provider_adapter *provider_find(const char *api_style);
+
+/*
+ * How an adapter's upstream stream is framed: SSE unless its style is listed
+ * otherwise. Bedrock's is AWS's binary event stream (agent/eventstream.h),
+ * whose messages reach stream_event as events named by their :event-type
+ * ("error" for an exception). Kept beside the adapter table, not in it, so
+ * that its rows stay five fields.
+ */
+enum provider_framing provider_stream_framing(const struct provider_adapter *ad);
 
 /*
  * Reads OpenAI's usage object into u (prompt, completion, cached tokens).

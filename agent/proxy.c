@@ -40,6 +40,7 @@
 
 #include "agent/budget.h"
 #include "agent/cooldown.h"
+#include "agent/eventstream.h"
 #include "agent/health.h"
 #include "agent/keycache.h"
 #include "agent/latency.h"
@@ -58,6 +59,8 @@
 #define PROXY_MAX_FORWARD_VALUE 1024
 /* Stream bytes queued to the app in one curl read loop before the provider is held. */
 #define PROXY_ROUND_BYTES ((size_t)4096)
+/* The Content-Type of an AWS event stream (Bedrock's ConverseStream). */
+#define PROXY_EVENTSTREAM_TYPE "application/vnd.amazon.eventstream"
 
 enum call_shape { SHAPE_OPENAI, SHAPE_BRAIN, SHAPE_MODELS };
 
@@ -119,6 +122,9 @@ struct call {
     size_t round_bytes;       /* bytes queued to the app in that round */
     struct sse sse;
     bool sse_ready;
+    enum provider_framing framing; /* of the current adapter's streams */
+    struct evs evs;                /* framing PROVIDER_FRAMING_EVENTSTREAM (Bedrock) */
+    bool evs_ready;
     struct provider_stream st;
     struct buf tbuf;
     struct buf hold; /* passthrough: bytes of an unfinished SSE frame */
@@ -159,6 +165,11 @@ struct call {
 };
 
 static void call_attempt(struct call *c);
+/* The current adapter's stream is AWS's binary event stream, not SSE. */
+static bool call_evs(const struct call *c)
+{
+    return c->framing == PROVIDER_FRAMING_EVENTSTREAM;
+}
 static void call_health_answered(struct call *c, long status);
 static void call_fetch_key(struct call *c);
 static void call_key_failure_log(struct call *c, const char *provider, enum err e);
@@ -193,6 +204,9 @@ static void call_free(struct call *c)
     }
     if (c->sse_ready) {
         sse_done(&c->sse);
+    }
+    if (c->evs_ready) {
+        evs_done(&c->evs);
     }
     buf_done(&c->tbuf);
     buf_done(&c->hold);
@@ -379,8 +393,8 @@ static void call_on_status(void *arg, long status)
      * forwarded. No Content-Type at all is taken as the stream it should be.
      */
     const char *ct = upstream_xfer_content_type(c->xfer);
-    c->not_sse =
-        c->stream && c->up_ok && ct != NULL && strncasecmp(ct, "text/event-stream", 17) != 0;
+    const char *want = call_evs(c) ? PROXY_EVENTSTREAM_TYPE : "text/event-stream";
+    c->not_sse = c->stream && c->up_ok && ct != NULL && strncasecmp(ct, want, strlen(want)) != 0;
     char labels[METRICS_MAX_LABELS];
     metrics_labels(labels, sizeof(labels), "provider", c->cands[c->cur].provider, NULL);
     double now = server_now();
@@ -444,6 +458,19 @@ static int call_sse_event(void *arg, const char *event, const char *data, size_t
     }
     c->stream_error = c->st.failed ? "provider_stream_error" : "stream_parse_error";
     return 1;
+}
+
+/*
+ * One message of an AWS event stream (Bedrock): an event goes to the adapter
+ * as the SSE event of its :event-type would, an exception or error message as
+ * an "error" event, so that both framings share call_sse_event's handling.
+ */
+static int call_evs_message(void *arg, const char *message_type, const char *event_type,
+                            const char *payload, size_t len)
+{
+    int rc = call_sse_event(arg, strcmp(message_type, "event") == 0 ? event_type : "error", payload,
+                            len);
+    return rc == SSE_END ? EVS_END : rc;
 }
 
 static void call_drained(struct evhttp_connection *evcon, void *arg)
@@ -551,7 +578,7 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
     if (c->coding != NULL) {
         return UPSTREAM_ABORT;
     }
-    if (c->stream && c->up_ok && !c->reply_started && !c->not_sse) {
+    if (c->stream && c->up_ok && !c->reply_started && !c->not_sse && !call_evs(c)) {
         enum call_lead lead = call_stream_lead(data, len);
         if (lead == LEAD_BLANK) {
             return UPSTREAM_CONTINUE; /* the stream has not begun: nothing to forward or parse */
@@ -600,7 +627,7 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
             return UPSTREAM_PAUSE;
         }
     }
-    enum err e = sse_feed(&c->sse, data, len);
+    enum err e = call_evs(c) ? evs_feed(&c->evs, data, len) : sse_feed(&c->sse, data, len);
     /*
      * The usage chunk the app did not ask for (include_usage is the agent's,
      * for billing): its usage is read, the frames before it go, and the
@@ -614,7 +641,8 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
         /* The parser's own limits (SSE_MAX_LINE, upstream.max_response_bytes per event). */
         c->stream_error = e == ERR_TOOBIG ? "stream_event_too_large" : "stream_parse_error";
     }
-    bool ended = usage_tail || (e == ERR_OK && sse_ended(&c->sse));
+    bool ended =
+        usage_tail || (e == ERR_OK && (call_evs(c) ? evs_ended(&c->evs) : sse_ended(&c->sse)));
     /* What came before a failing frame in this read still goes to the app, then our error. */
     if (c->ad->stream_passthrough) {
         enum err fe = call_forward_frames(c, data, len, e != ERR_OK || ended);
@@ -1755,6 +1783,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     }
     const char *style = json_string_value(json_object_get(ent->entry, "api_style"));
     c->ad = provider_find(style);
+    c->framing = provider_stream_framing(c->ad);
     if (c->ad == NULL) {
         call_failed(c, ERR_UNSUPPORTED, 0);
         call_next(c);
@@ -1876,6 +1905,11 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         }
         sse_init(&c->sse, (size_t)cfg->upstream.max_response_bytes, call_sse_event, c);
         c->sse_ready = true;
+        if (c->evs_ready) {
+            evs_done(&c->evs);
+        }
+        evs_init(&c->evs, (size_t)cfg->upstream.max_response_bytes, call_evs_message, c);
+        c->evs_ready = true;
         memset(&c->st, 0, sizeof(c->st));
         c->st.skip_usage_chunk = !c->include_usage;
         buf_done(&c->hold);

@@ -11,10 +11,14 @@
 # that answered; the mock sees the failed request with the first provider's
 # key and the good one with the second's. A bare model every provider lists
 # ("mock-503") that fails everywhere ends in one clear error after trying each.
-# Tenant beta prefers openai and falls back to bedrock, a catalog style this
-# agent does not speak (gamma the other way round): that candidate is skipped,
-# and when openai failed first its failure (a 503, retriable) decides the
-# reply, not "unsupported" (400).
+# Tenant beta prefers openai and falls back to bedrock, a provider this agent
+# cannot call (gamma the other way round): the built-in bedrock entry, left as
+# shipped, still holds its {region} placeholder in base_url, which the
+# adapter refuses as a configuration error (no request leaves the agent).
+# Before the agent had a Bedrock adapter this case used bedrock as a style it
+# did not speak; the path through the agent is the same (the candidate fails
+# as unsupported). That candidate is skipped, and when openai failed first
+# its failure (a 503, retriable) decides the reply, not "unsupported" (400).
 #
 # Retry-After: a 429 (or a 503 with Retry-After) cools the tenant's key for
 # that provider for the provider's wait: the next calls skip it (the mock

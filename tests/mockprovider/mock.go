@@ -247,7 +247,7 @@ func (m *mock) controlHandler(w http.ResponseWriter, r *http.Request) {
 // suffix so the agent may keep any prefix in a provider's base_url.
 type route struct {
 	method string
-	style  string // openai | azure | anthropic | cohere
+	style  string // openai | azure | anthropic | cohere | vertex | bedrock
 	kind   string // chat | embeddings | models | messages
 	match  func(path string) (deployment string, ok bool)
 }
@@ -275,6 +275,8 @@ func azureMatch(op string) func(string) (string, bool) {
 var routes = []route{
 	{"POST", "vertex", "chat", vertexMatch("generateContent")},
 	{"POST", "vertex", "chat", vertexMatch("streamGenerateContent")},
+	{"POST", "bedrock", "converse", bedrockMatch("converse")},
+	{"POST", "bedrock", "converse-stream", bedrockMatch("converse-stream")},
 	{"POST", "azure", "chat", azureMatch("chat/completions")},
 	{"POST", "azure", "embeddings", azureMatch("embeddings")},
 	{"POST", "openai", "chat", suffix("/chat/completions")},
@@ -391,7 +393,7 @@ func (m *mock) serveUpstream(listener string, w http.ResponseWriter, r *http.Req
 				"We could not parse the JSON body of your request.")
 			return
 		}
-		if !c.parseBody() {
+		if c.style == "bedrock" && !c.parseBedrock() || c.style != "bedrock" && !c.parseBody() {
 			return
 		}
 	}
@@ -406,6 +408,9 @@ func (m *mock) serveUpstream(listener string, w http.ResponseWriter, r *http.Req
 
 	sc := c.chooseScenario()
 	rec.Scenario = sc
+	if c.style == "bedrock" && bedrockScenario(c, sc) {
+		return
+	}
 	scenarios[sc](c)
 }
 
@@ -414,7 +419,7 @@ func (c *call) checkAuth() string {
 	keys := c.m.acceptedKeys()
 	var got string
 	switch c.style {
-	case "openai", "cohere":
+	case "openai", "cohere", "bedrock":
 		h := c.r.Header.Get("Authorization")
 		if h == "" {
 			return "missing"
@@ -585,6 +590,10 @@ func (c *call) fail(status int, typ, code, msg string) {
 		c.vertexFail(status, msg)
 		return
 	}
+	if c.style == "bedrock" {
+		c.bedrockFail(status, msg)
+		return
+	}
 	if c.style == "anthropic" {
 		writeJSON(c.w, status, map[string]interface{}{"type": "error",
 			"error": map[string]string{"type": typ, "message": msg}})
@@ -618,6 +627,8 @@ func (c *call) authFail() {
 		c.fail(401, "", "", "invalid api token")
 	case "vertex":
 		c.vertexAuthFail()
+	case "bedrock":
+		c.bedrockAuthFail()
 	}
 }
 
@@ -677,6 +688,9 @@ func (c *call) startStream() {
 	c.status = 200
 	h := c.w.Header()
 	h.Set("Content-Type", "text/event-stream")
+	if c.style == "bedrock" {
+		h.Set("Content-Type", bedrockStreamType)
+	}
 	h.Set("Cache-Control", "no-cache")
 	c.w.WriteHeader(200)
 	if f, ok := c.w.(http.Flusher); ok {
@@ -752,6 +766,9 @@ func (c *call) chatBody(text string) map[string]interface{} {
 	}
 	if c.style == "vertex" {
 		return c.vertexBody(text)
+	}
+	if c.style == "bedrock" {
+		return c.bedrockBody(text)
 	}
 	if c.style == "anthropic" {
 		return map[string]interface{}{"id": c.id(), "type": "message", "role": "assistant",
@@ -835,6 +852,10 @@ func (c *call) normal(interval time.Duration) {
 // the caller then aborts the connection).
 func (c *call) streamWords(n int, interval time.Duration) {
 	c.startStream()
+	if c.style == "bedrock" {
+		c.bedrockStream(n, interval)
+		return
+	}
 	if c.style == "anthropic" {
 		c.anthropicStream(n, interval)
 		return

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * The Amazon Bedrock adapter (api_style "bedrock"): OpenAI's chat completion
+ * translated to and from Bedrock's Converse API, authenticated with a Bedrock
+ * API key (Authorization: Bearer; no SigV4). Streams are ConverseStream's
+ * binary event stream (agent/eventstream.h), whose messages reach
+ * provider_bedrock_stream_event one by one. Chat only: embeddings are
+ * ERR_UNSUPPORTED. providers.c registers the adapter; this header is its
+ * whole API plus the translations, exposed for tests.
+ */
+#ifndef BYOK_AGENT_PROVIDER_BEDROCK_H
+#define BYOK_AGENT_PROVIDER_BEDROCK_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "agent/providers.h"
+#include "common/buf.h"
+#include "common/err.h"
+
+/* The longest model id (or inference profile ARN) put into a URL path, before encoding. */
+#define BEDROCK_MAX_MODEL_ID 512
+
+/*
+ * The upstream request: POST {base_url}/model/{model id, percent-encoded}/converse
+ * (or /converse-stream), the Converse body, the key as a bearer token.
+ * ERR_UNSUPPORTED for embeddings; ERR_CONFIG for a base_url that is not
+ * https (unless local) or still holds a catalog placeholder ("{region}");
+ * ERR_INVAL (with out->bad) for a request that cannot be translated.
+ */
+MUST_USE enum err provider_bedrock_build(const struct provider_call *c, struct provider_http *out);
+/* A 2xx Converse body to OpenAI's chat.completion (see struct provider_adapter). */
+MUST_USE enum err provider_bedrock_response(enum provider_op op, const char *body, size_t len,
+                                            const char *model, json_t **ret_json,
+                                            struct provider_usage *ret_usage);
+/*
+ * One event stream message: event is its :event-type (messageStart,
+ * contentBlockStart, contentBlockDelta, contentBlockStop, messageStop,
+ * metadata), or "error" for an exception or error message (st->failed is
+ * set; its payload is never read). Appends OpenAI chunks to out; metadata,
+ * the last event, adds the usage chunk (unless st->skip_usage_chunk) and
+ * [DONE] and sets st->done. ERR_PROTO for a payload that is not a JSON
+ * object or a tool call the app could not use.
+ */
+MUST_USE enum err provider_bedrock_stream_event(struct provider_stream *st, const char *event,
+                                                const char *data, size_t len, struct buf *out);
+
+/* Exposed for tests: the Converse body for an OpenAI request; bad may be NULL. */
+MUST_USE enum err provider_bedrock_request(const json_t *openai_req, long default_max_tokens,
+                                           struct provider_bad *bad, json_t **ret);
+/* Exposed for tests: a parsed Converse answer to OpenAI's shape. */
+MUST_USE enum err provider_bedrock_answer(const json_t *converse, const char *model, json_t **ret,
+                                          struct provider_usage *ret_usage);
+
+#endif

@@ -1,0 +1,244 @@
+#!/bin/bash
+# SPDX-License-Identifier: MPL-2.0
+#
+# The Amazon Bedrock adapter (api_style "bedrock", the Converse API, a Bedrock
+# API key) through app -> agent socket -> Vault -> plugin creds -> mock
+# provider: the catalog's bedrock entry is pointed at the mock (a concrete
+# host for its {region} placeholder) and the tenant's key is an ABSK-prefixed
+# canary. Non-streamed and streamed chat: the answer, the frames in order
+# (translated from the binary event stream), usage, cost = tokens x catalog
+# price, X-BYOK-Provider bedrock; the exact request the mock recorded (path
+# with the model id percent-encoded, the key as a bearer token, the Converse
+# body: no OpenAI-only field, which the mock would refuse with a 400). Then a
+# refused key (Bedrock answers 403) gives the agent's provider_auth_failed
+# with no key anywhere, a 503 fails over to openai, an exception mid-stream
+# and a message with a bad CRC end the stream with the agent's error event,
+# embeddings on bedrock are refused as unsupported, and the canary scan.
+. "$(dirname "$0")/lib.sh"
+
+CASES=("non-streamed: HTTP 200, answer text, usage"
+    "non-streamed: provider, model and cost headers"
+    "non-streamed: upstream path, bearer key, Converse body"
+    "streamed: HTTP 200, frames in order, [DONE]"
+    "streamed: usage and cost in the usage comment"
+    "streamed: upstream path, Accept and body"
+    "system, temperature, stop and tools: translated body"
+    "tool call answer comes back as OpenAI tool_calls"
+    "tool_choice none: 400 naming the field, nothing sent"
+    "refused key: 403 from Bedrock, 502 provider_auth_failed, no key in the reply"
+    "503 from bedrock: answered by openai (failover), 2 attempts"
+    "exception mid-stream: the agent's provider_stream_error, no provider text"
+    "bad message CRC mid-stream: the agent's stream_parse_error"
+    "embeddings on bedrock: 400 unsupported, nothing sent upstream"
+    "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
+    "canary: nowhere but the provider request")
+
+# An ABSK-prefixed canary (Bedrock API keys start with ABSK); its random part follows the last
+# '-', which canary_needles' window form slides over.
+bedrock_canary() { echo "ABSK-canary-$(lib_random_hex 16)"; }
+
+MODEL=anthropic.claude-3-5-haiku-20241022-v1:0
+MODEL_PATH=anthropic.claude-3-5-haiku-20241022-v1%3A0
+PROVIDER_MODEL[bedrock]=$MODEL
+PRICE_IN[bedrock]=6000
+PRICE_OUT[bedrock]=9000
+
+lib_up && lib_require "$AGENT_BIN" || t_block_all
+
+# The built-in entry's base_url is https://bedrock-runtime.{region}.amazonaws.com: the
+# operator replaces the host's region; here the whole host is the mock's.
+vault_api PUT byok/providers/bedrock \
+    "$(provider_entry bedrock bedrock "$MOCK_URL" | jq '.key_prefixes = ["ABSK"] | .key_min_length = 20 |
+        .models += [.models[0] + {name: "mock-tools"}]')" \
+    "$ADMIN_TOKEN" >/dev/null
+[ "$VAULT_CODE" -lt 300 ] || { LIB_BLOCKED_REASON="bedrock catalog override: HTTP $VAULT_CODE"; t_block_all; }
+
+declare -gA KEY
+KEY[bedrock]=$(bedrock_canary)
+KEY[openai]=$(lib_canary)
+key_put acme bedrock "${KEY[bedrock]}" && key_put acme openai "${KEY[openai]}" ||
+    { LIB_BLOCKED_REASON="key write failed"; t_block_all; }
+# Tenant beta's Bedrock key is stored but the mock does not accept it: Bedrock refuses it.
+KEY[refused]=$(bedrock_canary)
+vault_api PUT byok/tenants/beta/keys/bedrock/production \
+    "$(K=${KEY[refused]} jq -n '{key_value: env.K, name: "e2e"}')" "$ADMIN_TOKEN" >/dev/null
+[ "$VAULT_CODE" -lt 300 ] || t_diag "beta key write: HTTP $VAULT_CODE"
+# Tenant gamma prefers bedrock and falls back to openai.
+KEY[gamma-bedrock]=$(bedrock_canary)
+KEY[gamma-openai]=$(lib_canary)
+key_put gamma bedrock "${KEY[gamma-bedrock]}" && key_put gamma openai "${KEY[gamma-openai]}" ||
+    t_diag "gamma keys not written"
+vault_api PUT byok/tenants/gamma/settings \
+    '{"preferred_providers":["bedrock"],"fallback_providers":["openai"],"budget_tier":"HIGH"}' "$ADMIN_TOKEN"
+[ "$VAULT_CODE" -lt 300 ] || t_diag "gamma settings: HTTP $VAULT_CODE $VAULT_BODY"
+
+SOCK=$AGENT_DIR/acme.sock
+BSOCK=$AGENT_DIR/beta.sock
+GSOCK=$AGENT_DIR/gamma.sock
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"e2e\"},
+    {\"path\": \"$BSOCK\", \"mode\": \"0660\", \"tenant\": \"beta\", \"app\": \"e2e\"},
+    {\"path\": \"$GSOCK\", \"mode\": \"0660\", \"tenant\": \"gamma\", \"app\": \"e2e\"}]" \
+    '.providers = ["openai", "anthropic", "bedrock"] | .upstream.health_failures = 0'
+agent_start || t_block_all
+
+PROMPT="one two three four" # 4 words: the mock counts 4 prompt tokens
+NTOK=5
+
+# upstream_one SINCE: the one request the mock saw since SINCE (compact JSON), or "".
+upstream_one() {
+    local reqs
+    reqs=$(mock_requests_since "$1")
+    [ "$(echo "$reqs" | jq length)" = 1 ] && echo "$reqs" | jq -c '.[0]'
+}
+
+# check_upstream NAME REQ PATH_SUFFIX STREAM WANT_BODY: what the mock recorded.
+check_upstream() {
+    local name=$1 r=$2 op=$3 s=$4 want=$5 why=""
+    if [ -z "$r" ]; then
+        t_fail "$name" "the mock did not see exactly one request"
+        return
+    fi
+    [ "$(echo "$r" | jq -r .path)" = "/model/$MODEL_PATH/$op" ] || why+="path $(echo "$r" | jq -r .path); "
+    [ "$(echo "$r" | jq -r '.style + "/" + .auth + "/" + (.stream | tostring)')" = "bedrock/ok/$s" ] ||
+        why+="style/auth/stream $(echo "$r" | jq -r '.style + "/" + .auth + "/" + (.stream | tostring)'); "
+    got_key=$(echo "$r" | jq -r '.headers.Authorization[0] // ""')
+    [ "$got_key" == "Bearer ${KEY[bedrock]}" ] || why+="Authorization is not Bearer and the tenant's key; "
+    creds=$(echo "$r" | jq '[.headers | to_entries[] | select(.key | test("^(authorization|api-key|x-api-key)$"; "i"))] | length')
+    [ "$creds" = 1 ] || why+="$creds credential headers; "
+    if [ "$s" = true ]; then
+        [ "$(echo "$r" | jq -r '.headers.Accept[0] // ""')" = application/vnd.amazon.eventstream ] ||
+            why+="Accept $(echo "$r" | jq -r '.headers.Accept[0] // ""'); "
+    fi
+    body=$(echo "$r" | jq -cS '.body | fromjson' 2>/dev/null)
+    [ "$body" = "$(echo "$want" | jq -cS .)" ] || why+="body $body; "
+    if [ -z "$why" ]; then t_ok "$name"; else t_fail "$name" "$why"; fi
+}
+
+BASIC_BODY="{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"$PROMPT\"}]}],\"inferenceConfig\":{\"maxTokens\":$NTOK}}"
+
+# ---- non-streamed -------------------------------------------------------------------------
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" false "$NTOK" "$PROMPT")"
+t_eq "non-streamed: HTTP 200, answer text, usage" \
+    "$CODE $(echo "$BODY" | jq -r '"\(.choices[0].message.content)/\(.choices[0].finish_reason)/\(.usage.prompt_tokens)/\(.usage.completion_tokens)"' 2>/dev/null)" \
+    "200 $(words $NTOK)/stop/4/$NTOK"
+if [ "$(hdr X-BYOK-Provider)" = bedrock ] && [[ $(hdr X-BYOK-Model) =~ ^(bedrock/)?$MODEL$ ]]; then
+    t_num_eq "non-streamed: provider, model and cost headers" "$(hdr X-BYOK-Cost-USD)" \
+        "$(cost_of bedrock 4 $NTOK)" 1e-9
+else
+    t_fail "non-streamed: provider, model and cost headers" \
+        "X-BYOK-Provider='$(hdr X-BYOK-Provider)' X-BYOK-Model='$(hdr X-BYOK-Model)'"
+fi
+check_upstream "non-streamed: upstream path, bearer key, Converse body" "$(upstream_one "$since")" \
+    converse false "$BASIC_BODY"
+
+# ---- streamed -----------------------------------------------------------------------------
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" true "$NTOK" "$PROMPT")"
+# The frames as one line each: role, each word in order, finish, usage, [DONE].
+frames=$(echo "$BODY" | sed -n 's/^data: //p' | while read -r l; do
+    if [ "$l" = "[DONE]" ]; then echo DONE; else
+        echo "$l" | jq -r 'if (.choices | length) == 0 then "usage"
+            elif .choices[0].finish_reason != null then "finish:" + .choices[0].finish_reason
+            elif .choices[0].delta.role != null then "role"
+            else "text:" + .choices[0].delta.content end' 2>/dev/null || echo BAD
+    fi
+done | paste -sd' ')
+want_frames="role"
+for ((i = 0; i < NTOK; i++)); do want_frames+=" text:$([ $i = 0 ] && echo w0 || echo " w$i")"; done
+t_eq "streamed: HTTP 200, frames in order, [DONE]" \
+    "$CODE $(hdr Content-Type) $(hdr X-BYOK-Provider) $frames" \
+    "200 text/event-stream bedrock $want_frames finish:stop usage DONE"
+usage=$(echo "$BODY" | sed -n 's/^data: //p' | grep -v '^\[DONE\]$' | jq -c 'select(.usage != null) | .usage' 2>/dev/null | tail -1)
+u=$(echo "$BODY" | sed -n 's/^: x-byok-usage //p' | tail -1)
+got=$(echo "$u" | jq -r '"\(.provider)/\(.prompt_tokens)/\(.completion_tokens)/\(.estimated)"' 2>/dev/null)
+if [ "$got" = "bedrock/4/$NTOK/false" ] && [ "$(echo "$usage" | jq -r '"\(.prompt_tokens)/\(.completion_tokens)"')" = "4/$NTOK" ]; then
+    t_num_eq "streamed: usage and cost in the usage comment" "$(echo "$u" | jq -r .cost_usd)" \
+        "$(cost_of bedrock 4 $NTOK)" 1e-9
+else
+    t_fail "streamed: usage and cost in the usage comment" "usage chunk '$usage', comment '$u'"
+fi
+check_upstream "streamed: upstream path, Accept and body" "$(upstream_one "$since")" \
+    converse-stream true "$BASIC_BODY"
+
+# ---- a richer request: system, sampling, stop, tools ----------------------------------------
+since=$(mock_last_seq)
+REQ=$(jq -cn --arg m "bedrock/$MODEL" '{model: $m, max_tokens: 3, temperature: 0.5, top_p: 0.9,
+    stop: ["END"], user: "u1", seed: 7, parallel_tool_calls: false,
+    messages: [{role: "system", content: "Be brief."}, {role: "user", content: "weather in Oslo"},
+        {role: "assistant", content: null, tool_calls: [{id: "t1", type: "function",
+            function: {name: "wx", arguments: "{\"city\":\"Oslo\"}"}}]},
+        {role: "tool", tool_call_id: "t1", content: "rain"}],
+    tools: [{type: "function", function: {name: "wx", description: "weather",
+        parameters: {type: "object", properties: {city: {type: "string"}}}}}],
+    tool_choice: "required"}')
+call "$SOCK" POST /v1/chat/completions "$REQ"
+WANT=$(jq -cn '{system: [{text: "Be brief."}],
+    messages: [{role: "user", content: [{text: "weather in Oslo"}]},
+        {role: "assistant", content: [{toolUse: {toolUseId: "t1", name: "wx", input: {city: "Oslo"}}}]},
+        {role: "user", content: [{toolResult: {toolUseId: "t1", content: [{text: "rain"}]}}]}],
+    inferenceConfig: {maxTokens: 3, temperature: 0.5, topP: 0.9, stopSequences: ["END"]},
+    toolConfig: {tools: [{toolSpec: {name: "wx", description: "weather",
+        inputSchema: {json: {type: "object", properties: {city: {type: "string"}}}}}}],
+        toolChoice: {any: {}}}}')
+r=$(upstream_one "$since")
+if [ "$CODE" = 200 ]; then
+    check_upstream "system, temperature, stop and tools: translated body" "$r" converse false "$WANT"
+else
+    t_fail "system, temperature, stop and tools: translated body" "HTTP $CODE ${BODY:0:300}"
+fi
+
+# The mock's tools scenario: Bedrock answers with a toolUse block (streamed: contentBlockStart
+# and input fragments); the app gets OpenAI's tool_calls.
+TREQ=$(jq -cn '{model: "bedrock/mock-tools", messages: [{role: "user", content: "weather?"}],
+    tools: [{type: "function", function: {name: "wx", parameters: {type: "object"}}}]}')
+call "$SOCK" POST /v1/chat/completions "$TREQ"
+plain=$(echo "$BODY" | jq -r '.choices[0] | "\(.finish_reason)/\(.message.content)/\(.message.tool_calls[0].function.name)/\(.message.tool_calls[0].function.arguments)"' 2>/dev/null)
+call "$SOCK" POST /v1/chat/completions "$(echo "$TREQ" | jq -c '.stream = true')"
+streamed=$(echo "$BODY" | sed -n 's/^data: //p' | grep -v '^\[DONE\]$' | jq -rj '.choices[0].delta.tool_calls[0].function.arguments // empty' 2>/dev/null)
+fin=$(echo "$BODY" | sed -n 's/^data: //p' | grep -v '^\[DONE\]$' | jq -r '.choices[0].finish_reason // empty' 2>/dev/null | tail -1)
+t_eq "tool call answer comes back as OpenAI tool_calls" "$plain | $streamed $fin" \
+    'tool_calls/Let me check./wx/{"city":"Paris"} | {"city":"Paris"} tool_calls'
+call "$SOCK" POST /v1/chat/completions "$(echo "$REQ" | jq -c '.tool_choice = "none"')"
+t_eq "tool_choice none: 400 naming the field, nothing sent" \
+    "$CODE $(echo "$BODY" | jq -r .error.param 2>/dev/null)" "400 tool_choice"
+
+# ---- errors ---------------------------------------------------------------------------------
+since=$(mock_last_seq)
+call "$BSOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" false 3)"
+r=$(upstream_one "$since")
+t_eq "refused key: 403 from Bedrock, 502 provider_auth_failed, no key in the reply" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(echo "$r" | jq -r '"\(.status)/\(.auth)"') $(grep -cF -- "${KEY[refused]##*-}" <<<"$HDRS$BODY")" \
+    "502 provider_auth_failed 403/bad_key 0"
+
+mock_ctl POST /_mock/scenario '{"scenario":"503","count":1}' >/dev/null
+since=$(mock_last_seq)
+call "$GSOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
+trace=$(mock_requests_since "$since" | jq -r 'map(.style + ":" + .scenario + ":" + (.status | tostring)) | join(",")')
+t_eq "503 from bedrock: answered by openai (failover), 2 attempts" \
+    "$CODE $(hdr X-BYOK-Provider) $(hdr X-BYOK-Attempts) $trace" \
+    "200 openai 2 bedrock:503:503,openai:normal:200"
+mock_ctl DELETE /_mock/scenario >/dev/null
+
+call "$SOCK" POST /v1/chat/completions "$(chat_body bedrock/mock-streamerror true 6)"
+err=$(echo "$BODY" | grep -A1 '^event: error' | sed -n 's/^data: //p' | jq -r .error.code 2>/dev/null)
+t_eq "exception mid-stream: the agent's provider_stream_error, no provider text" \
+    "$CODE $(echo "$BODY" | sse_content) $err $(grep -c 'not valid for this model' <<<"$BODY")" \
+    "200 w0 w1 provider_stream_error 0"
+
+call "$SOCK" POST /v1/chat/completions "$(chat_body bedrock/mock-malformed true 6)"
+err=$(echo "$BODY" | grep -A1 '^event: error' | sed -n 's/^data: //p' | jq -r .error.code 2>/dev/null)
+t_eq "bad message CRC mid-stream: the agent's stream_parse_error" \
+    "$CODE $(echo "$BODY" | sse_content) $err" "200 w0 w1 stream_parse_error"
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/embeddings '{"model":"bedrock/text-embedding-3-small","input":"alpha beta"}'
+t_eq "embeddings on bedrock: 400 unsupported, nothing sent upstream" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq length)" \
+    "400 unsupported 0"
+
+t_check "agent alive" kill -0 "$AGENT_PID"
+agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
+canary_scan "canary: nowhere but the provider request" "${KEY[@]}"
+t_done
+[ "$T_FAILED" -eq 0 ]
