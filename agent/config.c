@@ -23,9 +23,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Every provider of the plugin's built-in catalog. */
 const char *const config_default_providers[] = {
-    "openai",     "anthropic",   "azure",  "gemini", "mistral", "deepseek", "openrouter",
-    "perplexity", "huggingface", "cohere", "ollama", "vllm",    "lmstudio", NULL};
+    "openai",     "anthropic",  "azure",       "gemini", "mistral", "deepseek",
+    "openrouter", "perplexity", "huggingface", "cohere", "bedrock", "vertex",
+    "ollama",     "vllm",       "lmstudio",    NULL};
 
 enum cfg_type { CFG_STR, CFG_NAME, CFG_INT, CFG_BOOL, CFG_OBJ, CFG_ARRAY, CFG_STRLIST };
 
