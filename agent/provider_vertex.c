@@ -743,3 +743,21 @@ enum err provider_vertex_stream_event(struct provider_stream *st, const char *ev
     json_decref(j);
     return e;
 }
+
+bool provider_vertex_key_refused(long status, const char *body, size_t len)
+{
+    if (status != 400 || body == NULL || len == 0) {
+        return false;
+    }
+    json_t *j = json_loadb(body, len, 0, NULL);
+    bool refused = false;
+    size_t i;
+    const json_t *d;
+    json_array_foreach(json_object_get(json_object_get(j, "error"), "details"), i, d)
+    {
+        const char *reason = json_string_value(json_object_get(d, "reason"));
+        refused = refused || (reason != NULL && strcmp(reason, "API_KEY_INVALID") == 0);
+    }
+    json_decref(j);
+    return refused;
+}

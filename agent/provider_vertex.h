@@ -46,6 +46,14 @@ MUST_USE enum err provider_vertex_response(enum provider_op op, const char *body
  * that is not a JSON object; an error object sets st->failed (its text is
  * never read).
  */
+/*
+ * Google answers an API key it does not know with 400 INVALID_ARGUMENT whose
+ * error.details hold an ErrorInfo with reason API_KEY_INVALID (a missing or
+ * refused one with 401 / 403, which the status alone says): true for such
+ * a body. Reads the JSON body only to classify it; its text goes nowhere.
+ */
+bool provider_vertex_key_refused(long status, const char *body, size_t len);
+
 MUST_USE enum err provider_vertex_stream_event(struct provider_stream *st, const char *event,
                                                const char *data, size_t len, struct buf *out);
 

@@ -2293,36 +2293,47 @@ enum err provider_stream_from_answer(const json_t *answer, bool include_usage, s
 }
 
 static const struct provider_adapter provider_table[] = {
-    {"openai", true, openai_build, openai_response, openai_stream_event},
+    {.api_style = "openai",
+     .stream_passthrough = true,
+     .build = openai_build,
+     .response = openai_response,
+     .stream_event = openai_stream_event},
     /* Gemini through its OpenAI-compatible endpoint (base_url .../v1beta/openai). */
-    {"gemini", true, openai_build, openai_response, openai_stream_event},
-    {"azure", true, azure_build, openai_response, openai_stream_event},
-    {"anthropic", false, anthropic_build, anthropic_response, anthropic_stream_event},
-    {"cohere", false, cohere_build, cohere_response, cohere_stream_event},
+    {.api_style = "gemini",
+     .stream_passthrough = true,
+     .build = openai_build,
+     .response = openai_response,
+     .stream_event = openai_stream_event},
+    {.api_style = "azure",
+     .stream_passthrough = true,
+     .build = azure_build,
+     .response = openai_response,
+     .stream_event = openai_stream_event},
+    {.api_style = "anthropic",
+     .build = anthropic_build,
+     .response = anthropic_response,
+     .stream_event = anthropic_stream_event},
+    {.api_style = "cohere",
+     .build = cohere_build,
+     .response = cohere_response,
+     .stream_event = cohere_stream_event},
     /* Vertex AI express mode (provider_vertex.c). */
-    {"vertex", false, provider_vertex_build, provider_vertex_response,
-     provider_vertex_stream_event},
-    {"bedrock", false, provider_bedrock_build, provider_bedrock_response,
-     provider_bedrock_stream_event},
-};
-
-/* The styles whose streams are not SSE. */
-static const struct {
-    const char *api_style;
-    enum provider_framing framing;
-} provider_framings[] = {
-    {"bedrock", PROVIDER_FRAMING_EVENTSTREAM},
+    {.api_style = "vertex",
+     .build = provider_vertex_build,
+     .response = provider_vertex_response,
+     .stream_event = provider_vertex_stream_event,
+     .key_refused = provider_vertex_key_refused},
+    /* Bedrock's Converse API (provider_bedrock.c). */
+    {.api_style = "bedrock",
+     .build = provider_bedrock_build,
+     .response = provider_bedrock_response,
+     .stream_event = provider_bedrock_stream_event,
+     .framing = PROVIDER_FRAMING_EVENTSTREAM},
 };
 
 enum provider_framing provider_stream_framing(const struct provider_adapter *ad)
 {
-    for (size_t i = 0; ad != NULL && i < sizeof(provider_framings) / sizeof(provider_framings[0]);
-         i++) {
-        if (strcmp(provider_framings[i].api_style, ad->api_style) == 0) {
-            return provider_framings[i].framing;
-        }
-    }
-    return PROVIDER_FRAMING_SSE;
+    return ad != NULL ? ad->framing : PROVIDER_FRAMING_SSE;
 }
 
 const struct provider_adapter *provider_find(const char *api_style)

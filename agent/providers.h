@@ -119,13 +119,14 @@ struct provider_stream {
 
 /* The most texts Cohere's /v2/embed takes in one call (its API reference): more are refused. */
 #define PROVIDER_COHERE_MAX_TEXTS 96
-/* How a provider frames a stream: server-sent events, or AWS's binary event stream. */
-enum provider_framing { PROVIDER_FRAMING_SSE, PROVIDER_FRAMING_EVENTSTREAM };
 
 /* The most tool calls one answer may carry, and the longest tool call id and name taken from it. */
 #define PROVIDER_MAX_TOOL_CALLS 1024
 #define PROVIDER_MAX_TOOL_ID 256
 #define PROVIDER_MAX_TOOL_NAME 256
+
+/* How a provider frames a stream: server-sent events, or AWS's binary event stream. */
+enum provider_framing { PROVIDER_FRAMING_SSE, PROVIDER_FRAMING_EVENTSTREAM };
 
 struct provider_adapter {
     const char *api_style;
@@ -143,6 +144,21 @@ struct provider_adapter {
     /* One SSE event; appends OpenAI SSE bytes to out (not for passthrough adapters' forwarding). */
     MUST_USE enum err (*stream_event)(struct provider_stream *st, const char *event,
                                       const char *data, size_t len, struct buf *out);
+    /*
+     * How the provider frames a stream: SSE (the zero value), or Bedrock's
+     * AWS binary event stream (agent/eventstream.h), whose messages reach
+     * stream_event as events named by their :event-type ("error" for an
+     * exception).
+     */
+    enum provider_framing framing;
+    /*
+     * Does a non-2xx answer (status, its body as far as it was kept) say the
+     * key was refused, though its status is neither 401 nor 403 (which always
+     * do)? Google answers an API key it does not know with 400
+     * INVALID_ARGUMENT. NULL: the status alone says. Only classifies: the
+     * body's text is never passed on.
+     */
+    bool (*key_refused)(long status, const char *body, size_t len);
 };
 
 /*
@@ -163,11 +179,7 @@ MUST_USE enum err provider_stream_from_answer(const json_t *answer, bool include
 const struct provider_adapter *provider_find(const char *api_style);
 
 /*
- * How an adapter's upstream stream is framed: SSE unless its style is listed
- * otherwise. Bedrock's is AWS's binary event stream (agent/eventstream.h),
- * whose messages reach stream_event as events named by their :event-type
- * ("error" for an exception). Kept beside the adapter table, not in it, so
- * that its rows stay five fields.
+ * How an adapter's upstream stream is framed (its framing; SSE for NULL).
  */
 enum provider_framing provider_stream_framing(const struct provider_adapter *ad);
 

@@ -1478,6 +1478,12 @@ static void call_on_done(void *arg, enum err e, long status)
         e = ERR_OK; /* aborted on purpose at the body's first byte: the status decides */
     }
     call_count_upstream(c, e, status);
+    if (e == ERR_OK && !c->up_ok && status != 401 && status != 403 && c->ad != NULL &&
+        c->ad->key_refused != NULL &&
+        c->ad->key_refused(status, c->body.data != NULL ? c->body.data : "", c->body.len)) {
+        /* The key refused in the provider's own words (Vertex's 400): a 401 from here on. */
+        status = 401;
+    }
     call_health_failed(c, e, status);
     if (c->too_big) {
         e = ERR_TOOBIG;

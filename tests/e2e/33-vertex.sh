@@ -8,8 +8,9 @@
 # tokens x catalog price, X-BYOK-Provider vertex, the frames in order; the
 # exact upstream request (path, no key in the URL, the key in x-goog-api-key
 # only, Gemini's body with nothing of OpenAI's). A key Google does not know
-# (400 API_KEY_INVALID) and a refused one (401) give the agent's usual errors
-# with no key in them; a 503 fails over to openai; tools go to openai under
+# (400 API_KEY_INVALID, read from the error's details) and a refused one (401)
+# give the agent's usual 502 provider_auth_failed with no key in them, and the
+# refused key leaves the key cache; a 503 fails over to openai; tools go to openai under
 # auto and are refused when vertex is named; embeddings on a vertex model are
 # refused with nothing sent; no canary anywhere but the provider request.
 . "$(dirname "$0")/lib.sh"
@@ -23,7 +24,8 @@ for s in false true; do
 done
 CASES+=("vertex stream=true: frames in order (role, words, finish stop, usage, [DONE])"
     "system and assistant messages: systemInstruction and role model upstream"
-    "a key Google does not know (400 API_KEY_INVALID): 400 provider_rejected_request, no key in the answer"
+    "a key Google does not know (400 API_KEY_INVALID): 502 provider_auth_failed, no key in the answer"
+    "the refused key is dropped from the key cache: the next call fetches it again"
     "a key Google refuses (401): 502 provider_auth_failed"
     "a 503 from vertex: answered by openai, X-BYOK-Attempts 2"
     "a 503 from vertex: the mock saw vertex then openai, each with its key"
@@ -75,7 +77,7 @@ vault_api PUT byok/tenants/badco/keys/vertex/production \
 SOCK=$AGENT_DIR/acme.sock
 BADSOCK=$AGENT_DIR/badco.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"$TENANT\", \"app\": \"e2e\"},
-    {\"path\": \"$BADSOCK\", \"mode\": \"0660\", \"tenant\": \"badco\", \"app\": \"e2e\"}]" \
+    {\"path\": \"$BADSOCK\", \"mode\": \"0660\", \"tenant\": \"badco\", \"app\": \"e2e\", \"metrics\": true}]" \
     '.providers += ["vertex"]'
 agent_start || t_block_all
 
@@ -165,13 +167,24 @@ t_eq "system and assistant messages: systemInstruction and role model upstream" 
     '200 [{"parts":[{"text":"be brief"}]},["user","model","user"]]'
 
 # Keys Google refuses.
+# keycache_fetches: the agent's Vault reads of creds so far (byok_keycache_total{event="fetch"}).
+keycache_fetches() {
+    call "$BADSOCK" GET /metrics
+    echo "$BODY" | awk '$1 == "byok_keycache_total{event=\"fetch\"}" { print $2 }'
+}
 call "$BADSOCK" POST /v1/chat/completions "$(chat_body vertex/gemini-2.5-flash false 5)"
-if [ "$CODE" = 400 ] && [ "$(echo "$BODY" | jq -r .error.code 2>/dev/null)" = provider_rejected_request ] &&
+if [ "$CODE" = 502 ] && [ "$(echo "$BODY" | jq -r .error.code 2>/dev/null)" = provider_auth_failed ] &&
     [[ $BODY != *AIza* ]]; then
-    t_ok "a key Google does not know (400 API_KEY_INVALID): 400 provider_rejected_request, no key in the answer"
+    t_ok "a key Google does not know (400 API_KEY_INVALID): 502 provider_auth_failed, no key in the answer"
 else
-    t_fail "a key Google does not know (400 API_KEY_INVALID): 400 provider_rejected_request, no key in the answer" "HTTP $CODE $(echo "$BODY" | jq -c .error 2>/dev/null)"
+    t_fail "a key Google does not know (400 API_KEY_INVALID): 502 provider_auth_failed, no key in the answer" "HTTP $CODE $(echo "$BODY" | jq -c .error 2>/dev/null)"
 fi
+# A key the provider refused is wiped: each call reads it from Vault again (a cached one would not).
+f1=$(keycache_fetches)
+call "$BADSOCK" POST /v1/chat/completions "$(chat_body vertex/gemini-2.5-flash false 5)"
+f2=$(keycache_fetches)
+t_check "the refused key is dropped from the key cache: the next call fetches it again" \
+    test "$CODE ${f1:-x} $((${f2:-0} - ${f1:-0}))" = "502 ${f1:-x} 1"
 mock_ctl POST /_mock/scenario '{"scenario":"401","count":1}' >/dev/null
 call "$SOCK" POST /v1/chat/completions "$(chat_body vertex/gemini-2.5-flash false 5)"
 t_eq "a key Google refuses (401): 502 provider_auth_failed" \

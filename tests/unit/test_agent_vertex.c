@@ -620,6 +620,43 @@ static int setup(void **state)
     return secret_heap_init((size_t)64 * 1024) == ERR_OK ? 0 : -1;
 }
 
+/* Google's 400 for an API key it does not know is a refused key; other 400s, and bad bodies, not.
+ */
+static void test_key_refused(void **state)
+{
+    (void)state;
+    static const char invalid[] =
+        "{\"error\":{\"code\":400,\"message\":\"API key not valid. Please pass a valid API "
+        "key.\",\"status\":\"INVALID_ARGUMENT\",\"details\":[{\"@type\":\"type.googleapis.com/"
+        "google.rpc.ErrorInfo\",\"reason\":\"API_KEY_INVALID\",\"domain\":\"googleapis.com\"}]}}";
+    static const char other[] =
+        "{\"error\":{\"code\":400,\"message\":\"Invalid JSON payload received.\","
+        "\"status\":\"INVALID_ARGUMENT\",\"details\":[{\"reason\":\"BAD_REQUEST\"}]}}";
+    const struct provider_adapter *ad = provider_find("vertex");
+    assert_non_null(ad);
+    assert_non_null(ad->key_refused);
+    assert_true(ad->key_refused(400, invalid, strlen(invalid)));
+    assert_false(ad->key_refused(400, other, strlen(other)));
+    /* Another status: the status says (401/403 always refuse the key; 500 never). */
+    assert_false(ad->key_refused(500, invalid, strlen(invalid)));
+    /* Not JSON, cut short, empty, wrong shapes. */
+    assert_false(ad->key_refused(400, "API_KEY_INVALID", 15));
+    assert_false(ad->key_refused(400, invalid, strlen(invalid) / 2));
+    assert_false(ad->key_refused(400, "", 0));
+    assert_false(ad->key_refused(400, NULL, 0));
+    static const char *const shapes[] = {
+        "{\"error\":{\"details\":{\"reason\":\"API_KEY_INVALID\"}}}", /* details not a list */
+        "{\"error\":{\"details\":[{\"reason\":7}]}}",                 /* reason not a string */
+        "{\"details\":[{\"reason\":\"API_KEY_INVALID\"}]}",           /* not under error */
+        "[\"API_KEY_INVALID\"]"};
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        assert_false(ad->key_refused(400, shapes[i], strlen(shapes[i])));
+    }
+    /* The other styles read the status alone. */
+    assert_null(provider_find("openai")->key_refused);
+    assert_null(provider_find("anthropic")->key_refused);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -635,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_stream_in_order_with_usage),
         cmocka_unit_test(test_stream_blocked),
         cmocka_unit_test(test_stream_error_and_garbage),
+        cmocka_unit_test(test_key_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
