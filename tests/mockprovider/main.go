@@ -2,8 +2,9 @@
 
 // Command mockprovider is a scripted AI-provider upstream for byok's end-to-end
 // tests and benchmarks. It speaks enough of OpenAI (chat completions,
-// embeddings, models), Azure OpenAI (deployments) and Anthropic (messages) to
-// check what byok-agent sends: it verifies each style's auth header against
+// embeddings, models), Azure OpenAI (deployments), Anthropic (messages),
+// Cohere (v2 chat, embed), Vertex AI (generateContent, express mode) and
+// Bedrock (Converse, its binary event stream) to check what byok-agent sends: it verifies each style's auth header against
 // the expected keys, records every request, and replies according to a
 // scenario (normal, streamed, slow, 429, 5xx, stalled, cut, malformed,
 // oversized) chosen per request by the model name or by /_mock/scenario.
