@@ -15,48 +15,12 @@
  */
 #include "agent/provider_bedrock.h"
 
-#include <openssl/crypto.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "agent/provider_util.h"
 #include "agent/upstream.h"
-#include "common/jsonw.h"
-
-/* The most text a system prompt or a tool result gathers from parts (as the request cap). */
-#define BEDROCK_MAX_TEXT ((size_t)16 * 1024 * 1024)
-
-/* Records why a request cannot be translated (param formatted); always ERR_INVAL. */
-static enum err brk_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum err brk_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
-{
-    if (bad != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(bad->param, sizeof(bad->param), fmt, ap);
-        va_end(ap);
-        snprintf(bad->msg, sizeof(bad->msg), "%s", msg);
-    }
-    return ERR_INVAL;
-}
-
-/* A provider's token count, clamped to 0..PROVIDER_MAX_TOKENS (as providers.c's prov_count). */
-static long long brk_count(const json_t *v)
-{
-    if (json_is_integer(v)) {
-        json_int_t n = json_integer_value(v);
-        return n <= 0 ? 0 : n >= PROVIDER_MAX_TOKENS ? PROVIDER_MAX_TOKENS : (long long)n;
-    }
-    double d = json_real_value(v);
-    if (!(d > 0)) {
-        return 0;
-    }
-    return d >= (double)PROVIDER_MAX_TOKENS ? PROVIDER_MAX_TOKENS : (long long)d;
-}
 
 /*
  * Bedrock's TokenUsage: inputTokens, outputTokens, and with prompt caching
@@ -69,49 +33,17 @@ static void brk_usage(const json_t *u, struct provider_usage *out)
     if (!json_is_object(u)) {
         return;
     }
-    long long in = brk_count(json_object_get(u, "inputTokens"));
-    long long cr = brk_count(json_object_get(u, "cacheReadInputTokens"));
-    long long cw = brk_count(json_object_get(u, "cacheWriteInputTokens"));
+    long long in = prov_count(json_object_get(u, "inputTokens"));
+    long long cr = prov_count(json_object_get(u, "cacheReadInputTokens"));
+    long long cw = prov_count(json_object_get(u, "cacheWriteInputTokens"));
     long long prompt = in + cr + cw; /* each at most PROVIDER_MAX_TOKENS: no overflow */
-    out->prompt_tokens = prompt < PROVIDER_MAX_TOKENS ? prompt : PROVIDER_MAX_TOKENS;
-    out->cached_tokens = cr < out->prompt_tokens ? cr : out->prompt_tokens;
-    out->completion_tokens = brk_count(json_object_get(u, "outputTokens"));
+    out->prompt_tokens = prov_min(prompt, PROVIDER_MAX_TOKENS);
+    out->cached_tokens = prov_min(cr, out->prompt_tokens);
+    out->completion_tokens = prov_count(json_object_get(u, "outputTokens"));
     out->seen = true;
 }
 
-static json_t *brk_usage_json(const struct provider_usage *u)
-{
-    return json_pack("{s:I,s:I,s:I,s:{s:I}}", "prompt_tokens", (json_int_t)u->prompt_tokens,
-                     "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
-                     (json_int_t)(u->prompt_tokens + u->completion_tokens), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)u->cached_tokens);
-}
-
 /* ---- the request -------------------------------------------------------------------------- */
-
-/* The text of a string or of an array's text parts, joined with newlines (new reference). */
-static json_t *brk_text_of(const json_t *content)
-{
-    if (json_is_string(content)) {
-        return json_incref((json_t *)content);
-    }
-    struct buf b;
-    buf_init(&b, BEDROCK_MAX_TEXT);
-    size_t i;
-    const json_t *part;
-    json_array_foreach(content, i, part)
-    {
-        const char *t = json_string_value(json_object_get(part, "text"));
-        if (t != NULL &&
-            ((b.len > 0 && buf_append(&b, "\n", 1) != ERR_OK) || buf_append_str(&b, t) != ERR_OK)) {
-            buf_done(&b);
-            return NULL;
-        }
-    }
-    json_t *s = json_stringn(b.data != NULL ? b.data : "", b.len);
-    buf_done(&b);
-    return s;
-}
 
 /*
  * An image_url part as an image block. Converse takes the image's bytes
@@ -159,8 +91,8 @@ static enum err brk_content(const json_t *content, size_t mi, struct provider_ba
         return ERR_OK;
     }
     if (!json_is_array(content)) {
-        return brk_bad(bad, "must be a string or an array of text and image_url parts",
-                       "messages[%zu].content", mi);
+        return prov_bad(bad, "must be a string or an array of text and image_url parts",
+                        "messages[%zu].content", mi);
     }
     size_t i;
     const json_t *part;
@@ -177,14 +109,14 @@ static enum err brk_content(const json_t *content, size_t mi, struct provider_ba
         } else if (type != NULL && strcmp(type, "image_url") == 0) {
             blk = brk_image(part);
             if (blk == NULL) {
-                return brk_bad(bad,
-                               "must be a data: URL of a png, jpeg, gif or webp image (Bedrock "
-                               "does not fetch URLs)",
-                               "messages[%zu].content[%zu].image_url", mi, i);
+                return prov_bad(bad,
+                                "must be a data: URL of a png, jpeg, gif or webp image (Bedrock "
+                                "does not fetch URLs)",
+                                "messages[%zu].content[%zu].image_url", mi, i);
             }
         } else {
-            return brk_bad(bad, "only text and image_url parts can be translated",
-                           "messages[%zu].content[%zu].type", mi, i);
+            return prov_bad(bad, "only text and image_url parts can be translated",
+                            "messages[%zu].content[%zu].type", mi, i);
         }
         if (blk == NULL || json_array_append_new(blocks, blk) != 0) {
             return ERR_NOMEM;
@@ -201,32 +133,14 @@ static enum err brk_tool_uses(const json_t *calls, size_t mi, struct provider_ba
     const json_t *call;
     json_array_foreach(calls, j, call)
     {
-        const json_t *id = json_object_get(call, "id");
-        const json_t *fn = json_object_get(call, "function");
-        const json_t *name = json_object_get(fn, "name");
-        const json_t *args = json_object_get(fn, "arguments");
+        const json_t *id, *name, *args;
         json_t *input = NULL;
-        if (!json_is_string(id) || json_string_length(id) == 0) {
-            return brk_bad(bad, "must be a non-empty string", "messages[%zu].tool_calls[%zu].id",
-                           mi, j);
+        enum err e = prov_call_check(call, mi, j, bad, &id, &name, &args);
+        if (e == ERR_OK) {
+            e = prov_call_input(args, mi, j, bad, &input);
         }
-        if (!json_is_string(name) || json_string_length(name) == 0) {
-            return brk_bad(bad, "must be a non-empty string",
-                           "messages[%zu].tool_calls[%zu].function.name", mi, j);
-        }
-        if (!json_is_string(args)) {
-            return brk_bad(bad, "must be a string holding a JSON object",
-                           "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
-        }
-        if (json_string_length(args) == 0) {
-            input = json_object();
-        } else {
-            input = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
-            if (!json_is_object(input)) {
-                json_decref(input);
-                return brk_bad(bad, "is not a JSON object",
-                               "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
-            }
+        if (e != ERR_OK) {
+            return e;
         }
         if (json_array_append_new(blocks, json_pack("{s:{s:O,s:O,s:o}}", "toolUse", "toolUseId", id,
                                                     "name", name, "input", input)) != 0) {
@@ -240,17 +154,13 @@ static enum err brk_tool_uses(const json_t *calls, size_t mi, struct provider_ba
 static enum err brk_tool_result(const json_t *m, size_t mi, struct provider_bad *bad,
                                 json_t *blocks)
 {
-    const json_t *id = json_object_get(m, "tool_call_id");
-    const json_t *content = json_object_get(m, "content");
-    if (!json_is_string(id) || json_string_length(id) == 0) {
-        return brk_bad(bad, "must be a non-empty string", "messages[%zu].tool_call_id", mi);
+    const json_t *id = NULL;
+    json_t *t = NULL;
+    enum err e = prov_tool_result(m, mi, bad, &id, &t);
+    if (e != ERR_OK) {
+        return e;
     }
-    if (!json_is_string(content) && !json_is_array(content)) {
-        return brk_bad(bad, "must be a string or an array of text parts", "messages[%zu].content",
-                       mi);
-    }
-    json_t *t = brk_text_of(content);
-    json_t *parts = t == NULL ? NULL : json_array();
+    json_t *parts = json_array();
     /* An empty result has no content block (Converse refuses a blank text block). */
     if (parts == NULL || (json_string_length(t) > 0 &&
                           json_array_append_new(parts, json_pack("{s:O}", "text", t)))) {
@@ -298,24 +208,20 @@ static enum err brk_messages(const json_t *omsgs, json_t *system, json_t *msgs,
         const json_t *content = json_object_get(m, "content");
         const json_t *calls = json_object_get(m, "tool_calls");
         if (role == NULL) {
-            return brk_bad(bad, "is missing", "messages[%zu].role", i);
+            return prov_bad(bad, "is missing", "messages[%zu].role", i);
         }
         if (calls != NULL && !json_is_null(calls) &&
             (!json_is_array(calls) || strcmp(role, "assistant") != 0)) {
-            return brk_bad(bad, "must be an array, in an assistant message",
-                           "messages[%zu].tool_calls", i);
+            return prov_bad(bad, "must be an array, in an assistant message",
+                            "messages[%zu].tool_calls", i);
         }
         if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
             /* Converse takes system prompts as a top-level list of text blocks. */
-            if (!json_is_string(content) && !json_is_array(content)) {
-                return brk_bad(bad, "must be a string or an array of text parts",
-                               "messages[%zu].content", i);
+            json_t *t = NULL;
+            enum err e = prov_message_text(content, i, bad, &t);
+            if (e != ERR_OK) {
+                return e;
             }
-            json_t *t = brk_text_of(content);
-            if (t == NULL) {
-                return ERR_NOMEM;
-            }
-            enum err e = ERR_OK;
             if (json_string_length(t) > 0 &&
                 json_array_append_new(system, json_pack("{s:O}", "text", t)) != 0) {
                 e = ERR_NOMEM;
@@ -341,11 +247,11 @@ static enum err brk_messages(const json_t *omsgs, json_t *system, json_t *msgs,
                 e = brk_tool_uses(calls, i, bad, blocks);
             }
             if (e == ERR_OK && json_array_size(blocks) == 0) {
-                e = brk_bad(bad, "is empty, which Bedrock refuses", "messages[%zu].content", i);
+                e = prov_bad(bad, "is empty, which Bedrock refuses", "messages[%zu].content", i);
             }
         } else {
-            e = brk_bad(bad, "must be system, developer, user, assistant or tool",
-                        "messages[%zu].role", i);
+            e = prov_bad(bad, "must be system, developer, user, assistant or tool",
+                         "messages[%zu].role", i);
         }
         if (e == ERR_OK) {
             e = brk_push(msgs, to, blocks);
@@ -357,9 +263,24 @@ static enum err brk_messages(const json_t *omsgs, json_t *system, json_t *msgs,
         }
     }
     if (json_array_size(msgs) == 0) {
-        return brk_bad(bad, "has no user or assistant message", "messages");
+        return prov_bad(bad, "has no user or assistant message", "messages");
     }
     return ERR_OK;
+}
+
+/* An OpenAI function tool as Converse's {toolSpec: {name, inputSchema: {json}, description}}. */
+static json_t *brk_tool_spec(const json_t *name, const json_t *desc, const json_t *params)
+{
+    /* Converse requires inputSchema; OpenAI's default is a function without parameters. */
+    json_t *schema = params != NULL ? json_incref((json_t *)params)
+                                    : json_pack("{s:s,s:{}}", "type", "object", "properties");
+    json_t *spec = json_pack("{s:O,s:{s:o}}", "name", name, "inputSchema", "json", schema);
+    if (spec == NULL ||
+        (json_is_string(desc) && json_object_set(spec, "description", (json_t *)desc) != 0)) {
+        json_decref(spec);
+        return NULL;
+    }
+    return json_pack("{s:o}", "toolSpec", spec);
 }
 
 /*
@@ -375,69 +296,35 @@ static enum err brk_tool_config(const json_t *oreq, struct provider_bad *bad, js
         (json_is_array(tools) && json_array_size(tools) == 0)) {
         return ERR_OK;
     }
-    if (!json_is_array(tools)) {
-        return brk_bad(bad, "must be an array of tools", "tools");
+    json_t *specs = NULL;
+    enum err e = prov_tools(tools, false, brk_tool_spec, bad, &specs);
+    if (e != ERR_OK) {
+        return e;
     }
-    json_t *specs = json_array();
     json_t *cfg = json_pack("{s:o}", "tools", specs);
     if (cfg == NULL) {
         return ERR_NOMEM;
     }
-    size_t i;
-    const json_t *t;
-    json_array_foreach(tools, i, t)
-    {
-        const char *type = json_string_value(json_object_get(t, "type"));
-        const json_t *fn = json_object_get(t, "function");
-        const json_t *name = json_object_get(fn, "name");
-        const json_t *desc = json_object_get(fn, "description");
-        const json_t *params = json_object_get(fn, "parameters");
-        enum err e = ERR_OK;
-        if (type == NULL || strcmp(type, "function") != 0) {
-            e = brk_bad(bad, "only function tools can be translated", "tools[%zu].type", i);
-        } else if (!json_is_string(name) || json_string_length(name) == 0) {
-            e = brk_bad(bad, "must be a non-empty string", "tools[%zu].function.name", i);
-        } else if (desc != NULL && !json_is_null(desc) && !json_is_string(desc)) {
-            e = brk_bad(bad, "must be a string", "tools[%zu].function.description", i);
-        } else if (params != NULL && !json_is_object(params)) {
-            e = brk_bad(bad, "must be a JSON Schema object", "tools[%zu].function.parameters", i);
-        }
-        if (e != ERR_OK) {
-            json_decref(cfg);
-            return e;
-        }
-        /* Converse requires inputSchema; OpenAI's default is a function without parameters. */
-        json_t *schema = params != NULL ? json_incref((json_t *)params)
-                                        : json_pack("{s:s,s:{}}", "type", "object", "properties");
-        json_t *spec = json_pack("{s:O,s:{s:o}}", "name", name, "inputSchema", "json", schema);
-        if (spec == NULL ||
-            (json_is_string(desc) && json_object_set(spec, "description", (json_t *)desc) != 0) ||
-            json_array_append_new(specs, json_pack("{s:o}", "toolSpec", spec)) != 0) {
-            json_decref(cfg);
-            return ERR_NOMEM;
-        }
-    }
     const json_t *tc = json_object_get(oreq, "tool_choice");
     const char *s = json_string_value(tc);
     json_t *choice = NULL;
-    enum err e = ERR_OK;
     if (tc == NULL || json_is_null(tc) || (s != NULL && strcmp(s, "auto") == 0)) {
         choice = NULL; /* Converse's default is auto */
     } else if (s != NULL && strcmp(s, "required") == 0) {
         choice = json_pack("{s:{}}", "any");
     } else if (s != NULL && strcmp(s, "none") == 0) {
-        e = brk_bad(bad,
-                    "none cannot be translated: Bedrock's Converse API has no way to forbid "
-                    "the tools it is given",
-                    "tool_choice");
+        e = prov_bad(bad,
+                     "none cannot be translated: Bedrock's Converse API has no way to forbid "
+                     "the tools it is given",
+                     "tool_choice");
     } else {
         const char *type = json_string_value(json_object_get(tc, "type"));
         const json_t *name = json_object_get(json_object_get(tc, "function"), "name");
         if (type == NULL || strcmp(type, "function") != 0 || !json_is_string(name)) {
-            e = brk_bad(bad,
-                        "must be auto, required or {\"type\":\"function\","
-                        "\"function\":{\"name\":...}}",
-                        "tool_choice");
+            e = prov_bad(bad,
+                         "must be auto, required or {\"type\":\"function\","
+                         "\"function\":{\"name\":...}}",
+                         "tool_choice");
         } else {
             choice = json_pack("{s:{s:O}}", "tool", "name", name);
         }
@@ -485,26 +372,7 @@ static enum err brk_inference(const json_t *oreq, long default_max_tokens, struc
             return ERR_NOMEM;
         }
     }
-    const json_t *stop = json_object_get(oreq, "stop");
-    if (json_is_string(stop)) {
-        return json_object_set_new(ic, "stopSequences", json_pack("[O]", stop)) == 0 ? ERR_OK
-                                                                                     : ERR_NOMEM;
-    }
-    if (json_is_array(stop)) {
-        size_t i;
-        const json_t *s;
-        json_array_foreach(stop, i, s)
-        {
-            if (!json_is_string(s)) {
-                return brk_bad(bad, "must be a string", "stop[%zu]", i);
-            }
-        }
-        return json_object_set(ic, "stopSequences", (json_t *)stop) == 0 ? ERR_OK : ERR_NOMEM;
-    }
-    if (stop != NULL && !json_is_null(stop)) {
-        return brk_bad(bad, "must be a string or an array of strings", "stop");
-    }
-    return ERR_OK;
+    return prov_stop_sequences(oreq, "stopSequences", bad, ic);
 }
 
 /*
@@ -517,16 +385,16 @@ static enum err brk_refused(const json_t *oreq, struct provider_bad *bad)
 {
     const json_t *n = json_object_get(oreq, "n");
     if (json_is_integer(n) && json_integer_value(n) > 1) {
-        return brk_bad(bad, "must be 1: Bedrock returns one choice", "n");
+        return prov_bad(bad, "must be 1: Bedrock returns one choice", "n");
     }
     if (json_is_true(json_object_get(oreq, "logprobs"))) {
-        return brk_bad(bad, "cannot be translated: Bedrock returns no log probabilities",
-                       "logprobs");
+        return prov_bad(bad, "cannot be translated: Bedrock returns no log probabilities",
+                        "logprobs");
     }
     const char *rf =
         json_string_value(json_object_get(json_object_get(oreq, "response_format"), "type"));
     if (rf != NULL && strcmp(rf, "text") != 0) {
-        return brk_bad(bad, "only text can be translated for Bedrock", "response_format.type");
+        return prov_bad(bad, "only text can be translated for Bedrock", "response_format.type");
     }
     return ERR_OK;
 }
@@ -536,7 +404,7 @@ enum err provider_bedrock_request(const json_t *oreq, long default_max_tokens,
 {
     const json_t *omsgs = json_object_get(oreq, "messages");
     if (!json_is_array(omsgs)) {
-        return brk_bad(bad, "must be an array", "messages");
+        return prov_bad(bad, "must be an array", "messages");
     }
     enum err e = brk_refused(oreq, bad);
     if (e != ERR_OK) {
@@ -579,13 +447,12 @@ enum err provider_bedrock_request(const json_t *oreq, long default_max_tokens,
  */
 static enum err brk_url(const struct provider_call *c, struct provider_http *out)
 {
-    const char *base = json_string_value(json_object_get(c->entry, "base_url"));
-    if (base == NULL) {
-        return ERR_CONFIG;
-    }
-    bool local = json_is_true(json_object_get(c->entry, "local"));
-    if (strncmp(base, "https://", 8) != 0 && !(local && strncmp(base, "http://", 7) == 0)) {
-        return ERR_CONFIG;
+    const char *base;
+    size_t bl;
+    bool local;
+    enum err e = prov_base_url(c->entry, &base, &bl, &local);
+    if (e != ERR_OK) {
+        return e;
     }
     /* The catalog's "{region}" was never replaced (docs/admin-guide.md): no such host. */
     if (strchr(base, '{') != NULL || strchr(base, '}') != NULL) {
@@ -595,13 +462,9 @@ static enum err brk_url(const struct provider_call *c, struct provider_http *out
     if (ml == 0 || ml > BEDROCK_MAX_MODEL_ID) {
         return ERR_CONFIG;
     }
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/') {
-        bl--;
-    }
     struct buf u;
     buf_init(&u, sizeof(out->url) - 1);
-    enum err e = buf_append(&u, base, bl);
+    e = buf_append(&u, base, bl);
     if (e == ERR_OK) {
         e = buf_append_str(&u, "/model/");
     }
@@ -637,20 +500,11 @@ enum err provider_bedrock_build(const struct provider_call *c, struct provider_h
     if (e != ERR_OK) {
         return e;
     }
-    out->body = jsonw_dumps(body, &out->body_len);
+    e = prov_dump(body, out);
     json_decref(body);
-    if (out->body == NULL) {
-        return ERR_NOMEM;
-    }
-    e = upstream_header_add(&out->headers, "Content-Type: application/json");
     if (e == ERR_OK) {
-        e = upstream_header_add(&out->headers, c->stream
-                                                   ? "Accept: application/vnd.amazon.eventstream"
-                                                   : "Accept: application/json");
-    }
-    /* curl adds "Expect: 100-continue" for large bodies: a round trip we do not want. */
-    if (e == ERR_OK) {
-        e = upstream_header_add(&out->headers, "Expect:");
+        e = prov_json_headers(out, c->stream ? "Accept: application/vnd.amazon.eventstream"
+                                             : "Accept: application/json");
     }
     if (e == ERR_OK) {
         e = upstream_header_secret(&out->headers, "Authorization: Bearer ", c->key);
@@ -663,54 +517,15 @@ enum err provider_bedrock_build(const struct provider_call *c, struct provider_h
 /* Converse's stopReason as OpenAI's finish_reason. */
 static const char *brk_finish(const char *stop_reason)
 {
-    static const struct {
-        const char *from, *to;
-    } map[] = {{"end_turn", "stop"},
-               {"stop_sequence", "stop"},
-               {"max_tokens", "length"},
-               {"model_context_window_exceeded", "length"},
-               {"tool_use", "tool_calls"},
-               {"guardrail_intervened", "content_filter"},
-               {"content_filtered", "content_filter"},
-               {NULL, NULL}};
-    if (stop_reason == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; map[i].from != NULL; i++) {
-        if (strcmp(map[i].from, stop_reason) == 0) {
-            return map[i].to;
-        }
-    }
-    return "stop";
-}
-
-/* A toolUse block's id and name, checked and bounded: false when either is not usable. */
-static bool brk_tool_ident(const json_t *tu, const char **id, const char **name)
-{
-    const json_t *i = json_object_get(tu, "toolUseId");
-    const json_t *n = json_object_get(tu, "name");
-    if (!json_is_string(i) || json_string_length(i) == 0 ||
-        json_string_length(i) > PROVIDER_MAX_TOOL_ID || !json_is_string(n) ||
-        json_string_length(n) == 0 || json_string_length(n) > PROVIDER_MAX_TOOL_NAME) {
-        return false;
-    }
-    *id = json_string_value(i);
-    *name = json_string_value(n);
-    return true;
-}
-
-static json_t *brk_tool_call(const json_t *tu)
-{
-    const char *id, *name;
-    const json_t *input = json_object_get(tu, "input");
-    if (!brk_tool_ident(tu, &id, &name)) {
-        return NULL;
-    }
-    char *args = input != NULL ? jsonw_dumps(input, NULL) : NULL;
-    json_t *tc = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function",
-                           "name", name, "arguments", args != NULL ? args : "{}");
-    free(args);
-    return tc;
+    static const struct prov_finish_map map[] = {{"end_turn", "stop"},
+                                                 {"stop_sequence", "stop"},
+                                                 {"max_tokens", "length"},
+                                                 {"model_context_window_exceeded", "length"},
+                                                 {"tool_use", "tool_calls"},
+                                                 {"guardrail_intervened", "content_filter"},
+                                                 {"content_filtered", "content_filter"},
+                                                 {NULL, NULL}};
+    return prov_finish(map, stop_reason);
 }
 
 /* A completion id: Converse's answer has none (its request id is a response header). */
@@ -744,13 +559,8 @@ enum err provider_bedrock_answer(const json_t *j, const char *model, json_t **re
         if (json_is_string(t)) {
             e = buf_append(&text, json_string_value(t), json_string_length(t));
         } else if (tu != NULL) {
-            json_t *tc = brk_tool_call(tu);
-            if (tc == NULL || json_array_size(tool_calls) >= PROVIDER_MAX_TOOL_CALLS) {
-                e = ERR_PROTO; /* a tool call the app could not use */
-                json_decref(tc);
-            } else if (json_array_append_new(tool_calls, tc) != 0) {
-                e = ERR_NOMEM;
-            }
+            /* Any JSON value as input: Converse's is a JSON document, serialised as it is. */
+            e = prov_tool_calls_add(tool_calls, prov_tool_call(tu, "toolUseId"));
         }
         /* reasoningContent, citations and guard content carry nothing an OpenAI answer has. */
     }
@@ -761,24 +571,14 @@ enum err provider_bedrock_answer(const json_t *j, const char *model, json_t **re
     }
     brk_usage(json_object_get(j, "usage"), ret_usage);
     const char *finish = brk_finish(json_string_value(json_object_get(j, "stopReason")));
-    json_t *message;
-    if (json_array_size(tool_calls) > 0) {
-        /* As OpenAI: content null when the answer is only tool calls. */
-        message = json_pack("{s:s,s:o,s:o}", "role", "assistant", "content",
-                            text.len > 0 ? json_stringn(text.data, text.len) : json_null(),
-                            "tool_calls", tool_calls);
-    } else {
-        json_decref(tool_calls);
-        message = json_pack("{s:s,s:s%}", "role", "assistant", "content",
-                            text.data != NULL ? text.data : "", text.len);
-    }
+    json_t *message = prov_answer_message(&text, tool_calls);
     buf_done(&text);
     char id[64];
     brk_id(id, sizeof(id));
     json_t *out = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:s?}],s:o}", "id", id, "object",
                             "chat.completion", "created", (json_int_t)time(NULL), "model", model,
                             "choices", "index", 0, "message", message, "finish_reason",
-                            finish != NULL ? finish : "stop", "usage", brk_usage_json(ret_usage));
+                            finish != NULL ? finish : "stop", "usage", prov_usage_json(ret_usage));
     if (out == NULL) {
         return ERR_NOMEM;
     }
@@ -819,36 +619,6 @@ enum err provider_bedrock_response(enum provider_op op, const char *body, size_t
 
 /* ---- the stream --------------------------------------------------------------------------- */
 
-/* Appends "data: <json>\n\n" for one chunk (taken). */
-static enum err brk_emit(struct buf *out, json_t *chunk)
-{
-    if (chunk == NULL) {
-        return ERR_NOMEM;
-    }
-    size_t len = 0;
-    char *s = jsonw_dumps(chunk, &len);
-    json_decref(chunk);
-    if (s == NULL) {
-        return ERR_NOMEM;
-    }
-    enum err e = buf_append(out, "data: ", 6);
-    if (e == ERR_OK) {
-        e = buf_append(out, s, len);
-    }
-    if (e == ERR_OK) {
-        e = buf_append(out, "\n\n", 2);
-    }
-    free(s);
-    return e;
-}
-
-static json_t *brk_chunk(const struct provider_stream *st, json_t *delta, const char *finish)
-{
-    return json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:s?}]}", "id", st->id, "object",
-                     "chat.completion.chunk", "created", (json_int_t)st->created, "model",
-                     st->model, "choices", "index", 0, "delta", delta, "finish_reason", finish);
-}
-
 /* The stream's id and time, at its first event (messageStart, or whatever came first). */
 static void brk_stream_start(struct provider_stream *st)
 {
@@ -862,8 +632,7 @@ static void brk_stream_start(struct provider_stream *st)
 /* An event's contentBlockIndex; -1 when it has none. */
 static long long brk_block_index(const json_t *ev)
 {
-    const json_t *i = json_object_get(ev, "contentBlockIndex");
-    return json_is_integer(i) && json_integer_value(i) >= 0 ? (long long)json_integer_value(i) : -1;
+    return prov_block_index(ev, "contentBlockIndex");
 }
 
 /* contentBlockStart of a toolUse block: opens OpenAI tool call number st->tool_calls. */
@@ -873,18 +642,7 @@ static enum err brk_block_start(struct provider_stream *st, const json_t *ev, st
     if (tu == NULL) {
         return ERR_OK;
     }
-    const char *id, *name;
-    long long index = brk_block_index(ev);
-    if (!brk_tool_ident(tu, &id, &name) || index < 0 || st->tool_calls >= PROVIDER_MAX_TOOL_CALLS) {
-        return ERR_PROTO;
-    }
-    json_t *delta =
-        json_pack("{s:[{s:i,s:s,s:s,s:{s:s,s:s}}]}", "tool_calls", "index", st->tool_calls, "id",
-                  id, "type", "function", "function", "name", name, "arguments", "");
-    st->tool_calls++;
-    st->tool_open = true;
-    st->tool_block = index;
-    return brk_emit(out, brk_chunk(st, delta, NULL));
+    return prov_stream_tool_start(st, tu, "toolUseId", brk_block_index(ev), out);
 }
 
 /* contentBlockDelta: text, or a fragment of the open tool call's input. */
@@ -894,40 +652,20 @@ static enum err brk_block_delta(struct provider_stream *st, const json_t *ev, st
     const json_t *text = json_object_get(d, "text");
     const json_t *input = json_object_get(json_object_get(d, "toolUse"), "input");
     if (json_is_string(text)) {
-        st->est_completion += ((long long)json_string_length(text) + 3) / 4;
-        return brk_emit(out, brk_chunk(st, json_pack("{s:O}", "content", text), NULL));
+        return prov_stream_text(st, text, out);
     }
-    if (json_is_string(input) && json_string_length(input) > 0 && st->tool_open &&
-        brk_block_index(ev) == st->tool_block) {
-        st->est_completion += ((long long)json_string_length(input) + 3) / 4;
-        return brk_emit(out,
-                        brk_chunk(st,
-                                  json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index",
-                                            st->tool_calls - 1, "function", "arguments", input),
-                                  NULL));
-    }
-    return ERR_OK; /* reasoningContent and the like: nothing an OpenAI client reads */
+    /* Else a fragment of the open tool call's input; reasoningContent and the like: nothing. */
+    return prov_stream_tool_args(st, input, brk_block_index(ev), out);
 }
 
 /* metadata, the stream's last event: its usage, then the usage chunk and [DONE]. */
 static enum err brk_metadata(struct provider_stream *st, const json_t *ev, struct buf *out)
 {
-    enum err e = ERR_OK;
     if (json_is_object(json_object_get(ev, "usage"))) {
         brk_usage(json_object_get(ev, "usage"), &st->usage);
         st->usage_final = true;
     }
-    if (!st->skip_usage_chunk) {
-        e = brk_emit(out,
-                     json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
-                               "chat.completion.chunk", "created", (json_int_t)st->created, "model",
-                               st->model, "choices", "usage", brk_usage_json(&st->usage)));
-    }
-    if (e == ERR_OK) {
-        e = buf_append_str(out, "data: [DONE]\n\n");
-    }
-    st->done = true;
-    return e;
+    return prov_stream_end(st, NULL, out);
 }
 
 enum err provider_bedrock_stream_event(struct provider_stream *st, const char *event,
@@ -945,19 +683,16 @@ enum err provider_bedrock_stream_event(struct provider_stream *st, const char *e
     brk_stream_start(st);
     enum err e = ERR_OK;
     if (strcmp(event, "messageStart") == 0) {
-        e = brk_emit(
-            out, brk_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
+        e = prov_stream_role(st, out);
     } else if (strcmp(event, "contentBlockStart") == 0) {
         e = brk_block_start(st, j, out);
     } else if (strcmp(event, "contentBlockDelta") == 0) {
         e = brk_block_delta(st, j, out);
     } else if (strcmp(event, "contentBlockStop") == 0) {
-        if (st->tool_open && brk_block_index(j) == st->tool_block) {
-            st->tool_open = false;
-        }
+        prov_stream_tool_stop(st, brk_block_index(j));
     } else if (strcmp(event, "messageStop") == 0) {
         const char *finish = brk_finish(json_string_value(json_object_get(j, "stopReason")));
-        e = brk_emit(out, brk_chunk(st, json_object(), finish != NULL ? finish : "stop"));
+        e = prov_emit(out, prov_chunk(st, json_object(), finish != NULL ? finish : "stop"));
     } else if (strcmp(event, "metadata") == 0) {
         e = brk_metadata(st, j, out);
     }

@@ -22,52 +22,19 @@
  */
 #include "agent/provider_vertex.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "agent/provider_util.h"
 #include "agent/upstream.h"
-#include "common/jsonw.h"
 
 /* The system prompt, and one message's text, are bounded by the app's body cap; this is ours. */
 #define VERTEX_MAX_TEXT ((size_t)16 * 1024 * 1024)
 #define VERTEX_PATH_MODELS "/publishers/google/models/"
-#define VERTEX_CHARS_PER_TOKEN 4
 
 /* ---- helpers ---------------------------------------------------------------------------- */
-
-/* Records why a request cannot be translated (param formatted); always ERR_INVAL. */
-static enum err vx_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum err vx_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
-{
-    if (bad != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(bad->param, sizeof(bad->param), fmt, ap);
-        va_end(ap);
-        snprintf(bad->msg, sizeof(bad->msg), "%s", msg);
-    }
-    return ERR_INVAL;
-}
-
-/* A token count from usageMetadata, clamped to 0..PROVIDER_MAX_TOKENS like every provider's. */
-static long long vx_count(const json_t *v)
-{
-    if (json_is_integer(v)) {
-        json_int_t n = json_integer_value(v);
-        return n <= 0 ? 0 : n >= PROVIDER_MAX_TOKENS ? PROVIDER_MAX_TOKENS : (long long)n;
-    }
-    double d = json_real_value(v);
-    if (!(d > 0)) {
-        return 0;
-    }
-    return d >= (double)PROVIDER_MAX_TOKENS ? PROVIDER_MAX_TOKENS : (long long)d;
-}
 
 /*
  * usageMetadata to OpenAI's counts: promptTokenCount includes cached content
@@ -84,21 +51,13 @@ static bool vx_usage(const json_t *um, struct provider_usage *u)
     if (!json_is_object(um) || (p == NULL && c == NULL && t == NULL)) {
         return false;
     }
-    u->prompt_tokens = vx_count(p);
-    long long out = vx_count(c) + vx_count(t); /* each <= PROVIDER_MAX_TOKENS: no overflow */
-    u->completion_tokens = out < PROVIDER_MAX_TOKENS ? out : PROVIDER_MAX_TOKENS;
-    long long cached = vx_count(json_object_get(um, "cachedContentTokenCount"));
-    u->cached_tokens = cached < u->prompt_tokens ? cached : u->prompt_tokens;
+    u->prompt_tokens = prov_count(p);
+    long long out = prov_count(c) + prov_count(t); /* each <= PROVIDER_MAX_TOKENS: no overflow */
+    u->completion_tokens = prov_min(out, PROVIDER_MAX_TOKENS);
+    long long cached = prov_count(json_object_get(um, "cachedContentTokenCount"));
+    u->cached_tokens = prov_min(cached, u->prompt_tokens);
     u->seen = true;
     return true;
-}
-
-static json_t *vx_usage_json(const struct provider_usage *u)
-{
-    return json_pack("{s:I,s:I,s:I,s:{s:I}}", "prompt_tokens", (json_int_t)u->prompt_tokens,
-                     "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
-                     (json_int_t)(u->prompt_tokens + u->completion_tokens), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)u->cached_tokens);
 }
 
 /*
@@ -109,27 +68,17 @@ static json_t *vx_usage_json(const struct provider_usage *u)
  */
 static const char *vx_finish(const char *reason)
 {
-    static const struct {
-        const char *from, *to;
-    } map[] = {{"STOP", "stop"},
-               {"MAX_TOKENS", "length"},
-               {"SAFETY", "content_filter"},
-               {"RECITATION", "content_filter"},
-               {"BLOCKLIST", "content_filter"},
-               {"PROHIBITED_CONTENT", "content_filter"},
-               {"SPII", "content_filter"},
-               {"IMAGE_SAFETY", "content_filter"},
-               {"MODEL_ARMOR", "content_filter"},
-               {NULL, NULL}};
-    if (reason == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; map[i].from != NULL; i++) {
-        if (strcmp(map[i].from, reason) == 0) {
-            return map[i].to;
-        }
-    }
-    return "stop";
+    static const struct prov_finish_map map[] = {{"STOP", "stop"},
+                                                 {"MAX_TOKENS", "length"},
+                                                 {"SAFETY", "content_filter"},
+                                                 {"RECITATION", "content_filter"},
+                                                 {"BLOCKLIST", "content_filter"},
+                                                 {"PROHIBITED_CONTENT", "content_filter"},
+                                                 {"SPII", "content_filter"},
+                                                 {"IMAGE_SAFETY", "content_filter"},
+                                                 {"MODEL_ARMOR", "content_filter"},
+                                                 {NULL, NULL}};
+    return prov_finish(map, reason);
 }
 
 /* A prompt refused before any candidate (promptFeedback.blockReason). */
@@ -171,12 +120,12 @@ static enum err vx_part(const json_t *part, size_t mi, size_t pi, struct provide
 {
     const char *type = json_string_value(json_object_get(part, "type"));
     if (type == NULL) {
-        return vx_bad(bad, "is missing", "messages[%zu].content[%zu].type", mi, pi);
+        return prov_bad(bad, "is missing", "messages[%zu].content[%zu].type", mi, pi);
     }
     if (strcmp(type, "text") == 0) {
         const json_t *text = json_object_get(part, "text");
         if (!json_is_string(text)) {
-            return vx_bad(bad, "must be a string", "messages[%zu].content[%zu].text", mi, pi);
+            return prov_bad(bad, "must be a string", "messages[%zu].content[%zu].text", mi, pi);
         }
         *ret = json_pack("{s:O}", "text", text);
         return *ret != NULL ? ERR_OK : ERR_NOMEM;
@@ -187,7 +136,8 @@ static enum err vx_part(const json_t *part, size_t mi, size_t pi, struct provide
     const json_t *iu = json_object_get(part, "image_url");
     const char *url = json_string_value(json_is_object(iu) ? json_object_get(iu, "url") : iu);
     if (url == NULL) {
-        return vx_bad(bad, "must be a string", "messages[%zu].content[%zu].image_url.url", mi, pi);
+        return prov_bad(bad, "must be a string", "messages[%zu].content[%zu].image_url.url", mi,
+                        pi);
     }
     if (strncmp(url, "data:", 5) != 0) {
         /* fileData takes gs:// and needs the MIME type the agent does not know: not sent. */
@@ -197,8 +147,8 @@ static enum err vx_part(const json_t *part, size_t mi, size_t pi, struct provide
     const char *comma = strchr(url, ',');
     if (semi == NULL || comma == NULL || semi > comma || strncmp(semi, ";base64,", 8) != 0 ||
         semi == url + 5) {
-        return vx_bad(bad, "must be a data:<type>;base64, URL",
-                      "messages[%zu].content[%zu].image_url.url", mi, pi);
+        return prov_bad(bad, "must be a data:<type>;base64, URL",
+                        "messages[%zu].content[%zu].image_url.url", mi, pi);
     }
     *ret = json_pack("{s:{s:s%,s:s}}", "inlineData", "mimeType", url + 5, (size_t)(semi - url - 5),
                      "data", comma + 1);
@@ -214,7 +164,7 @@ static enum err vx_parts(const json_t *content, size_t mi, bool text_only, struc
         return *ret != NULL ? ERR_OK : ERR_NOMEM;
     }
     if (!json_is_array(content)) {
-        return vx_bad(bad, "must be a string or an array of parts", "messages[%zu].content", mi);
+        return prov_bad(bad, "must be a string or an array of parts", "messages[%zu].content", mi);
     }
     json_t *parts = json_array();
     if (parts == NULL) {
@@ -227,7 +177,7 @@ static enum err vx_parts(const json_t *content, size_t mi, bool text_only, struc
         json_t *p = NULL;
         const char *type = json_string_value(json_object_get(part, "type"));
         enum err e = text_only && (type == NULL || strcmp(type, "text") != 0)
-                         ? vx_bad(bad, "must be a text part", "messages[%zu].content[%zu]", mi, i)
+                         ? prov_bad(bad, "must be a text part", "messages[%zu].content[%zu]", mi, i)
                          : vx_part(part, mi, i, bad, &p);
         if (e == ERR_OK && json_array_append_new(parts, p) != 0) {
             e = ERR_NOMEM;
@@ -239,7 +189,7 @@ static enum err vx_parts(const json_t *content, size_t mi, bool text_only, struc
     }
     if (json_array_size(parts) == 0) {
         json_decref(parts);
-        return vx_bad(bad, "must not be empty", "messages[%zu].content", mi);
+        return prov_bad(bad, "must not be empty", "messages[%zu].content", mi);
     }
     *ret = parts;
     return ERR_OK;
@@ -261,7 +211,7 @@ static enum err vx_messages(const json_t *msgs, json_t *contents, json_t *system
         const char *role = json_string_value(json_object_get(m, "role"));
         const json_t *content = json_object_get(m, "content");
         if (role == NULL) {
-            return vx_bad(bad, "is missing", "messages[%zu].role", i);
+            return prov_bad(bad, "is missing", "messages[%zu].role", i);
         }
         bool sys = strcmp(role, "system") == 0 || strcmp(role, "developer") == 0;
         const char *vrole = strcmp(role, "user") == 0        ? "user"
@@ -273,8 +223,8 @@ static enum err vx_messages(const json_t *msgs, json_t *contents, json_t *system
             return ERR_UNSUPPORTED;
         }
         if (!sys && vrole == NULL) {
-            return vx_bad(bad, "must be system, developer, user or assistant", "messages[%zu].role",
-                          i);
+            return prov_bad(bad, "must be system, developer, user or assistant",
+                            "messages[%zu].role", i);
         }
         json_t *parts = NULL;
         enum err e = vx_parts(content, i, sys, bad, &parts);
@@ -296,7 +246,7 @@ static enum err vx_messages(const json_t *msgs, json_t *contents, json_t *system
         }
     }
     if (json_array_size(contents) == 0) {
-        return vx_bad(bad, "has no user or assistant message", "messages");
+        return prov_bad(bad, "has no user or assistant message", "messages");
     }
     return ERR_OK;
 }
@@ -347,7 +297,7 @@ static enum err vx_generation_config(const json_t *oreq, struct provider_bad *ba
         json_array_foreach(stop, i, s)
         {
             if (!json_is_string(s)) {
-                e = vx_bad(bad, "must be a string", "stop[%zu]", i);
+                e = prov_bad(bad, "must be a string", "stop[%zu]", i);
                 break;
             }
         }
@@ -376,7 +326,7 @@ enum err provider_vertex_request(const json_t *oreq, struct provider_bad *bad, j
 {
     const json_t *msgs = json_object_get(oreq, "messages");
     if (!json_is_array(msgs)) {
-        return vx_bad(bad, "must be an array", "messages");
+        return prov_bad(bad, "must be an array", "messages");
     }
     /* Tools are not translated yet: another candidate may serve the request. */
     if (json_array_size(json_object_get(oreq, "tools")) > 0 ||
@@ -447,17 +397,12 @@ static bool vx_model_ok(const char *model)
 /* base_url (https, or http for a local entry) + the model's method path. */
 static enum err vx_url(const struct provider_call *c, struct provider_http *out)
 {
-    const char *base = json_string_value(json_object_get(c->entry, "base_url"));
-    if (base == NULL) {
-        return ERR_CONFIG;
-    }
-    bool local = json_is_true(json_object_get(c->entry, "local"));
-    if (strncmp(base, "https://", 8) != 0 && !(local && strncmp(base, "http://", 7) == 0)) {
-        return ERR_CONFIG;
-    }
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/') {
-        bl--;
+    const char *base;
+    size_t bl;
+    bool local;
+    enum err e = prov_base_url(c->entry, &base, &bl, &local);
+    if (e != ERR_OK) {
+        return e;
     }
     if (bl > INT32_MAX) {
         return ERR_TOOBIG;
@@ -477,7 +422,7 @@ enum err provider_vertex_build(const struct provider_call *c, struct provider_ht
         return ERR_UNSUPPORTED; /* text embeddings are :predict, not translated */
     }
     if (!vx_model_ok(c->model)) {
-        return vx_bad(&out->bad, "cannot be put in a Vertex URL", "model");
+        return prov_bad(&out->bad, "cannot be put in a Vertex URL", "model");
     }
     enum err e = vx_url(c, out);
     if (e != ERR_OK) {
@@ -488,19 +433,11 @@ enum err provider_vertex_build(const struct provider_call *c, struct provider_ht
     if (e != ERR_OK) {
         return e;
     }
-    out->body = jsonw_dumps(body, &out->body_len);
+    e = prov_dump(body, out);
     json_decref(body);
-    if (out->body == NULL) {
-        return ERR_NOMEM;
-    }
-    e = upstream_header_add(&out->headers, "Content-Type: application/json");
     if (e == ERR_OK) {
-        e = upstream_header_add(&out->headers, c->stream ? "Accept: text/event-stream"
-                                                         : "Accept: application/json");
-    }
-    /* curl adds "Expect: 100-continue" for large bodies: a round trip we do not want. */
-    if (e == ERR_OK) {
-        e = upstream_header_add(&out->headers, "Expect:");
+        e = prov_json_headers(out,
+                              c->stream ? "Accept: text/event-stream" : "Accept: application/json");
     }
     if (e == ERR_OK) {
         e = upstream_header_secret(&out->headers, "x-goog-api-key: ", c->key);
@@ -607,7 +544,7 @@ enum err provider_vertex_answer(const json_t *resp, const char *model, json_t **
     vx_id(resp, id, sizeof(id));
     json_t *out = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", id, "object", "chat.completion",
                             "created", (json_int_t)time(NULL), "model", vx_model(resp, model),
-                            "choices", choices, "usage", vx_usage_json(ret_usage));
+                            "choices", choices, "usage", prov_usage_json(ret_usage));
     if (out == NULL) {
         return ERR_NOMEM;
     }
@@ -639,54 +576,6 @@ enum err provider_vertex_response(enum provider_op op, const char *body, size_t 
 
 /* ---- stream ------------------------------------------------------------------------------- */
 
-/* Appends "data: <json>\n\n" for one chunk (taken). */
-static enum err vx_emit(struct buf *out, json_t *chunk)
-{
-    if (chunk == NULL) {
-        return ERR_NOMEM;
-    }
-    size_t len = 0;
-    char *s = jsonw_dumps(chunk, &len);
-    json_decref(chunk);
-    if (s == NULL) {
-        return ERR_NOMEM;
-    }
-    enum err e = buf_append(out, "data: ", 6);
-    if (e == ERR_OK) {
-        e = buf_append(out, s, len);
-    }
-    if (e == ERR_OK) {
-        e = buf_append(out, "\n\n", 2);
-    }
-    free(s);
-    return e;
-}
-
-static json_t *vx_chunk(const struct provider_stream *st, json_t *delta, const char *finish)
-{
-    return json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:s?}]}", "id", st->id, "object",
-                     "chat.completion.chunk", "created", (json_int_t)st->created, "model",
-                     st->model, "choices", "index", 0, "delta", delta, "finish_reason", finish);
-}
-
-/* The stream's end: the finish chunk, the usage chunk when the app asked for it, [DONE]. */
-static enum err vx_stream_end(struct provider_stream *st, const char *finish, struct buf *out)
-{
-    enum err e = vx_emit(out, vx_chunk(st, json_object(), finish));
-    if (e == ERR_OK && !st->skip_usage_chunk) {
-        /* OpenAI's include_usage shape: a last chunk with empty choices. */
-        e = vx_emit(out,
-                    json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
-                              "chat.completion.chunk", "created", (json_int_t)st->created, "model",
-                              st->model, "choices", "usage", vx_usage_json(&st->usage)));
-    }
-    if (e == ERR_OK) {
-        e = buf_append_str(out, "data: [DONE]\n\n");
-    }
-    st->done = true;
-    return e;
-}
-
 enum err provider_vertex_stream_event(struct provider_stream *st, const char *event,
                                       const char *data, size_t len, struct buf *out)
 {
@@ -712,8 +601,7 @@ enum err provider_vertex_stream_event(struct provider_stream *st, const char *ev
         }
         st->created = (long long)time(NULL);
         st->started = true;
-        e = vx_emit(out,
-                    vx_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
+        e = prov_stream_role(st, out);
     }
     /* The running totals: the last chunk, which has finishReason, holds the answer's. */
     if (vx_usage(json_object_get(j, "usageMetadata"), &st->usage)) {
@@ -727,10 +615,9 @@ enum err provider_vertex_stream_event(struct provider_stream *st, const char *ev
         e = vx_candidate_text(cand, &text, &any);
     }
     if (e == ERR_OK && text.len > 0) {
-        long long tokens =
-            (long long)(text.len + VERTEX_CHARS_PER_TOKEN - 1) / VERTEX_CHARS_PER_TOKEN;
-        st->est_completion += tokens;
-        e = vx_emit(out, vx_chunk(st, json_pack("{s:s%}", "content", text.data, text.len), NULL));
+        st->est_completion += prov_est_tokens((long long)text.len);
+        e = prov_emit(out,
+                      prov_chunk(st, json_pack("{s:s%}", "content", text.data, text.len), NULL));
     }
     buf_done(&text);
     const char *finish = vx_finish(json_string_value(json_object_get(cand, "finishReason")));
@@ -738,7 +625,7 @@ enum err provider_vertex_stream_event(struct provider_stream *st, const char *ev
         finish = "content_filter"; /* the prompt was blocked: no candidate will come */
     }
     if (e == ERR_OK && finish != NULL) {
-        e = vx_stream_end(st, finish, out);
+        e = prov_stream_end(st, finish, out);
     }
     json_decref(j);
     return e;

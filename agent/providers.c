@@ -16,17 +16,16 @@
 #include "agent/providers.h"
 
 #include <openssl/crypto.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "agent/provider_vertex.h"
 #include "agent/provider_bedrock.h"
+#include "agent/provider_util.h"
+#include "agent/provider_vertex.h"
 #include "agent/upstream.h"
 #include "common/azure.h"
-#include "common/jsonw.h"
 
 #define ANTHROPIC_VERSION "2023-06-01"
 #define AZURE_DEFAULT_API_VERSION "2024-10-21"
@@ -42,39 +41,9 @@ void provider_http_done(struct provider_http *h)
     h->headers = NULL;
 }
 
-/* A provider's token count: an integer or a real (truncated), clamped to 0..PROVIDER_MAX_TOKENS. */
-static long long prov_count(const json_t *v)
-{
-    if (json_is_integer(v)) {
-        json_int_t n = json_integer_value(v);
-        return n <= 0 ? 0 : n >= PROVIDER_MAX_TOKENS ? PROVIDER_MAX_TOKENS : (long long)n;
-    }
-    double d = json_real_value(v); /* 0 for anything but a real */
-    if (!(d > 0)) {
-        return 0; /* also NaN */
-    }
-    return d >= (double)PROVIDER_MAX_TOKENS ? PROVIDER_MAX_TOKENS : (long long)d;
-}
-
-static long long prov_min(long long a, long long b)
-{
-    return a < b ? a : b;
-}
-
-/* Characters per token and tokens per chat message of provider_prompt_estimate. */
-#define PROV_EST_CHARS_PER_TOKEN 4
+/* Tokens per chat message of provider_prompt_estimate (prov_est_tokens counts the text). */
 #define PROV_EST_TOKENS_PER_MESSAGE 4
 #define PROV_EST_TOKENS_REPLY 3
-
-/* Tokens for n characters of text: at least one for any text. */
-static long long prov_est_tokens(long long chars)
-{
-    if (chars <= 0) {
-        return 0;
-    }
-    return prov_min((chars + PROV_EST_CHARS_PER_TOKEN - 1) / PROV_EST_CHARS_PER_TOKEN,
-                    PROVIDER_MAX_TOKENS);
-}
 
 /* Text characters of a message content: a string, or the text of its parts. */
 static long long prov_content_chars(const json_t *content)
@@ -179,17 +148,12 @@ double provider_cost(const json_t *entry, const char *model, const struct provid
 /* base_url without trailing slashes + suffix; refuses non-https unless local. */
 static enum err prov_url(struct provider_http *out, const json_t *entry, const char *suffix)
 {
-    const char *base = json_string_value(json_object_get(entry, "base_url"));
-    if (base == NULL) {
-        return ERR_CONFIG;
-    }
-    bool local = json_is_true(json_object_get(entry, "local"));
-    if (strncmp(base, "https://", 8) != 0 && !(local && strncmp(base, "http://", 7) == 0)) {
-        return ERR_CONFIG;
-    }
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/') {
-        bl--;
+    const char *base;
+    size_t bl;
+    bool local;
+    enum err e = prov_base_url(entry, &base, &bl, &local);
+    if (e != ERR_OK) {
+        return e;
     }
     if (bl >= sizeof(out->url)) {
         return ERR_TOOBIG;
@@ -204,27 +168,11 @@ static enum err prov_url(struct provider_http *out, const json_t *entry, const c
     return ERR_OK;
 }
 
-static enum err prov_dump(json_t *body, struct provider_http *out)
-{
-    out->body = jsonw_dumps(body, &out->body_len);
-    if (out->body == NULL) {
-        return ERR_NOMEM;
-    }
-    return ERR_OK;
-}
-
+/* The JSON request headers, accepting an SSE stream or a JSON answer. */
 static enum err prov_common_headers(struct provider_http *out, bool stream)
 {
-    enum err e = upstream_header_add(&out->headers, "Content-Type: application/json");
-    if (e == ERR_OK) {
-        e = upstream_header_add(&out->headers,
-                                stream ? "Accept: text/event-stream" : "Accept: application/json");
-    }
-    /* curl adds "Expect: 100-continue" for large bodies: a round trip we do not want. */
-    if (e == ERR_OK) {
-        e = upstream_header_add(&out->headers, "Expect:");
-    }
-    return e;
+    return prov_json_headers(out,
+                             stream ? "Accept: text/event-stream" : "Accept: application/json");
 }
 
 /* The OpenAI body: the app's request with our model name and usage reporting switched on. */
@@ -444,31 +392,6 @@ static enum err openai_stream_event(struct provider_stream *st, const char *even
 
 /* ---- Anthropic ---------------------------------------------------------------------------- */
 
-static json_t *anth_text_of(const json_t *content)
-{
-    if (json_is_string(content)) {
-        return json_incref((json_t *)content);
-    }
-    struct buf b;
-    buf_init(&b, (size_t)16 * 1024 * 1024);
-    size_t i;
-    const json_t *part;
-    json_array_foreach(content, i, part)
-    {
-        const char *t = json_string_value(json_object_get(part, "text"));
-        if (t != NULL) {
-            if ((b.len > 0 && buf_append(&b, "\n", 1) != ERR_OK) ||
-                buf_append_str(&b, t) != ERR_OK) {
-                buf_done(&b);
-                return NULL;
-            }
-        }
-    }
-    json_t *s = json_stringn(b.data != NULL ? b.data : "", b.len);
-    buf_done(&b);
-    return s;
-}
-
 /* An OpenAI content part to an Anthropic content block (text and images). */
 static json_t *anth_part(const json_t *part)
 {
@@ -522,67 +445,19 @@ static json_t *anth_content(const json_t *content)
     return arr;
 }
 
-/* Records why a request cannot be translated (param formatted); always ERR_INVAL. */
-static enum err prov_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum err prov_bad(struct provider_bad *bad, const char *msg, const char *fmt, ...)
+/* An OpenAI function tool as Anthropic's {name, input_schema, description}. */
+static json_t *anth_tool(const json_t *name, const json_t *desc, const json_t *params)
 {
-    if (bad != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(bad->param, sizeof(bad->param), fmt, ap);
-        va_end(ap);
-        snprintf(bad->msg, sizeof(bad->msg), "%s", msg);
+    /* Anthropic requires input_schema; OpenAI's default is a function without parameters. */
+    json_t *at = params != NULL ? json_pack("{s:O,s:O}", "name", name, "input_schema", params)
+                                : json_pack("{s:O,s:{s:s,s:{}}}", "name", name, "input_schema",
+                                            "type", "object", "properties");
+    if (at != NULL && json_is_string(desc) &&
+        json_object_set(at, "description", (json_t *)desc) != 0) {
+        json_decref(at);
+        return NULL;
     }
-    return ERR_INVAL;
-}
-
-/* OpenAI's tools [{type: function, function: {name, description, parameters}}] to Anthropic's. */
-static enum err anth_tools(const json_t *tools, struct provider_bad *bad, json_t **ret)
-{
-    if (!json_is_array(tools)) {
-        return prov_bad(bad, "must be an array of tools", "tools");
-    }
-    json_t *out = json_array();
-    if (out == NULL) {
-        return ERR_NOMEM;
-    }
-    size_t i;
-    const json_t *t;
-    json_array_foreach(tools, i, t)
-    {
-        const char *type = json_string_value(json_object_get(t, "type"));
-        const json_t *fn = json_object_get(t, "function");
-        const json_t *name = json_object_get(fn, "name");
-        const json_t *desc = json_object_get(fn, "description");
-        const json_t *params = json_object_get(fn, "parameters");
-        enum err e = ERR_OK;
-        if (type == NULL || strcmp(type, "function") != 0) {
-            e = prov_bad(bad, "only function tools can be translated", "tools[%zu].type", i);
-        } else if (!json_is_string(name) || json_string_length(name) == 0) {
-            e = prov_bad(bad, "must be a non-empty string", "tools[%zu].function.name", i);
-        } else if (desc != NULL && !json_is_null(desc) && !json_is_string(desc)) {
-            e = prov_bad(bad, "must be a string", "tools[%zu].function.description", i);
-        } else if (params != NULL && !json_is_object(params)) {
-            e = prov_bad(bad, "must be a JSON Schema object", "tools[%zu].function.parameters", i);
-        }
-        if (e != ERR_OK) {
-            json_decref(out);
-            return e;
-        }
-        /* Anthropic requires input_schema; OpenAI's default is a function without parameters. */
-        json_t *at = params != NULL ? json_pack("{s:O,s:O}", "name", name, "input_schema", params)
-                                    : json_pack("{s:O,s:{s:s,s:{}}}", "name", name, "input_schema",
-                                                "type", "object", "properties");
-        if (at == NULL || json_array_append_new(out, at) != 0 ||
-            (json_is_string(desc) && json_object_set(at, "description", (json_t *)desc) != 0)) {
-            json_decref(out);
-            return ERR_NOMEM;
-        }
-    }
-    *ret = out;
-    return ERR_OK;
+    return at;
 }
 
 /*
@@ -666,36 +541,16 @@ static enum err anth_assistant_tools(const json_t *m, size_t mi, struct provider
     const json_t *call;
     json_array_foreach(calls, j, call)
     {
-        const json_t *id = json_object_get(call, "id");
-        const json_t *fn = json_object_get(call, "function");
-        const json_t *name = json_object_get(fn, "name");
-        const json_t *args = json_object_get(fn, "arguments");
-        enum err e = ERR_OK;
+        const json_t *id = NULL, *name = NULL, *args = NULL;
         json_t *input = NULL;
-        if (!json_is_string(id) || json_string_length(id) == 0) {
-            e = prov_bad(bad, "must be a non-empty string", "messages[%zu].tool_calls[%zu].id", mi,
-                         j);
-        } else if (!json_is_string(name) || json_string_length(name) == 0) {
-            e = prov_bad(bad, "must be a non-empty string",
-                         "messages[%zu].tool_calls[%zu].function.name", mi, j);
-        } else if (!json_is_string(args)) {
-            e = prov_bad(bad, "must be a string holding a JSON object",
-                         "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
-        } else if (json_string_length(args) == 0) {
-            input = json_object(); /* a call without arguments */
-        } else {
-            input = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
-            if (!json_is_object(input)) {
-                e = prov_bad(bad, "is not a JSON object",
-                             "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
-            }
+        enum err e = prov_call_check(call, mi, j, bad, &id, &name, &args);
+        if (e == ERR_OK) {
+            e = prov_call_input(args, mi, j, bad, &input);
         }
         if (e == ERR_OK &&
             json_array_append_new(blocks, json_pack("{s:s,s:O,s:O,s:o}", "type", "tool_use", "id",
                                                     id, "name", name, "input", input)) != 0) {
             e = ERR_NOMEM;
-        } else if (e != ERR_OK) {
-            json_decref(input);
         }
         if (e != ERR_OK) {
             json_decref(blocks);
@@ -709,18 +564,13 @@ static enum err anth_assistant_tools(const json_t *m, size_t mi, struct provider
 /* A tool message to a tool_result block. */
 static enum err anth_tool_result(const json_t *m, size_t mi, struct provider_bad *bad, json_t **ret)
 {
-    const json_t *id = json_object_get(m, "tool_call_id");
-    const json_t *content = json_object_get(m, "content");
-    if (!json_is_string(id) || json_string_length(id) == 0) {
-        return prov_bad(bad, "must be a non-empty string", "messages[%zu].tool_call_id", mi);
+    const json_t *id = NULL;
+    json_t *t = NULL;
+    enum err e = prov_tool_result(m, mi, bad, &id, &t);
+    if (e != ERR_OK) {
+        return e;
     }
-    if (!json_is_string(content) && !json_is_array(content)) {
-        return prov_bad(bad, "must be a string or an array of text parts", "messages[%zu].content",
-                        mi);
-    }
-    json_t *t = anth_text_of(content);
-    json_t *blk =
-        t == NULL ? NULL : json_pack("{s:s,s:O}", "type", "tool_result", "tool_use_id", id);
+    json_t *blk = json_pack("{s:s,s:O}", "type", "tool_result", "tool_use_id", id);
     /* content is optional in a tool_result; an empty one is left out. */
     if (blk == NULL || (json_string_length(t) > 0 && json_object_set(blk, "content", t) != 0)) {
         json_decref(blk);
@@ -750,13 +600,10 @@ static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *am
         enum err e = ERR_OK;
         if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
             /* Anthropic takes the system prompt as a top-level field, not a message. */
-            if (!json_is_string(content) && !json_is_array(content)) {
-                return prov_bad(bad, "must be a string or an array of text parts",
-                                "messages[%zu].content", i);
-            }
-            json_t *t = anth_text_of(content);
-            if (t == NULL) {
-                return ERR_NOMEM;
+            json_t *t = NULL;
+            e = prov_message_text(content, i, bad, &t);
+            if (e != ERR_OK) {
+                return e;
             }
             if (system->len > 0) {
                 e = buf_append(system, "\n\n", 2);
@@ -836,7 +683,7 @@ static enum err anth_set_tools(const json_t *oreq, json_t *out, struct provider_
         return ERR_OK;
     }
     json_t *at = NULL, *tc = NULL;
-    enum err e = anth_tools(tools, bad, &at);
+    enum err e = prov_tools(tools, false, anth_tool, bad, &at);
     if (e == ERR_OK) {
         e = anth_tool_choice(oreq, bad, &tc);
     }
@@ -934,19 +781,10 @@ enum err provider_anthropic_request(const json_t *oreq, const char *model, bool 
 
 static const char *anth_finish(const char *stop_reason)
 {
-    static const struct {
-        const char *from, *to;
-    } map[] = {{"end_turn", "stop"},       {"stop_sequence", "stop"},     {"max_tokens", "length"},
-               {"tool_use", "tool_calls"}, {"refusal", "content_filter"}, {NULL, NULL}};
-    if (stop_reason == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; map[i].from != NULL; i++) {
-        if (strcmp(map[i].from, stop_reason) == 0) {
-            return map[i].to;
-        }
-    }
-    return "stop";
+    static const struct prov_finish_map map[] = {
+        {"end_turn", "stop"},       {"stop_sequence", "stop"},     {"max_tokens", "length"},
+        {"tool_use", "tool_calls"}, {"refusal", "content_filter"}, {NULL, NULL}};
+    return prov_finish(map, stop_reason);
 }
 
 static void anth_usage(const json_t *u, struct provider_usage *out, bool input_side)
@@ -971,42 +809,17 @@ static void anth_usage(const json_t *u, struct provider_usage *out, bool input_s
     out->seen = true;
 }
 
-static json_t *prov_usage_json(const struct provider_usage *u)
-{
-    return json_pack("{s:I,s:I,s:I,s:{s:I}}", "prompt_tokens", (json_int_t)u->prompt_tokens,
-                     "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
-                     (json_int_t)(u->prompt_tokens + u->completion_tokens), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)u->cached_tokens);
-}
-
-/* A tool_use block's id and name, checked and bounded: NULL when either is not usable. */
-static bool anth_tool_ident(const json_t *blk, const char **id, const char **name)
-{
-    const json_t *i = json_object_get(blk, "id");
-    const json_t *n = json_object_get(blk, "name");
-    if (!json_is_string(i) || json_string_length(i) == 0 ||
-        json_string_length(i) > PROVIDER_MAX_TOOL_ID || !json_is_string(n) ||
-        json_string_length(n) == 0 || json_string_length(n) > PROVIDER_MAX_TOOL_NAME) {
-        return false;
-    }
-    *id = json_string_value(i);
-    *name = json_string_value(n);
-    return true;
-}
-
-/* A tool_use block to an OpenAI tool call {id, type: function, function: {name, arguments}}. */
+/*
+ * A tool_use block to an OpenAI tool call {id, type: function, function: {name,
+ * arguments}}; NULL when its input is not an object (Anthropic's always is).
+ */
 static json_t *anth_tool_call(const json_t *blk)
 {
-    const char *id, *name;
     const json_t *input = json_object_get(blk, "input");
-    if (!anth_tool_ident(blk, &id, &name) || (input != NULL && !json_is_object(input))) {
+    if (input != NULL && !json_is_object(input)) {
         return NULL;
     }
-    char *args = input != NULL ? jsonw_dumps(input, NULL) : NULL;
-    json_t *tc = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function",
-                           "name", name, "arguments", args != NULL ? args : "{}");
-    free(args);
-    return tc;
+    return prov_tool_call(blk, "id");
 }
 
 enum err provider_anthropic_response(const json_t *msg, json_t **ret,
@@ -1033,13 +846,7 @@ enum err provider_anthropic_response(const json_t *msg, json_t **ret,
                 e = buf_append_str(&text, t);
             }
         } else if (strcmp(type, "tool_use") == 0) {
-            json_t *tc = anth_tool_call(blk);
-            if (tc == NULL || json_array_size(tool_calls) >= PROVIDER_MAX_TOOL_CALLS) {
-                e = ERR_PROTO; /* a tool call the app could not use */
-                json_decref(tc);
-            } else if (json_array_append_new(tool_calls, tc) != 0) {
-                e = ERR_NOMEM;
-            }
+            e = prov_tool_calls_add(tool_calls, anth_tool_call(blk));
         }
     }
     if (e != ERR_OK) {
@@ -1049,18 +856,8 @@ enum err provider_anthropic_response(const json_t *msg, json_t **ret,
     }
     anth_usage(json_object_get(msg, "usage"), ret_usage, true);
     const char *finish = anth_finish(json_string_value(json_object_get(msg, "stop_reason")));
-    json_t *message;
-    if (json_array_size(tool_calls) > 0) {
-        /* As OpenAI: content null when the answer is only tool calls. */
-        message = json_pack("{s:s,s:o,s:O}", "role", "assistant", "content",
-                            text.len > 0 ? json_stringn(text.data, text.len) : json_null(),
-                            "tool_calls", tool_calls);
-    } else {
-        message = json_pack("{s:s,s:s#}", "role", "assistant", "content",
-                            text.data != NULL ? text.data : "", text.len);
-    }
+    json_t *message = prov_answer_message(&text, tool_calls);
     buf_done(&text);
-    json_decref(tool_calls);
     json_t *out =
         json_pack("{s:O?,s:s,s:I,s:O?,s:[{s:i,s:o,s:s?}],s:o}", "id", json_object_get(msg, "id"),
                   "object", "chat.completion", "created", (json_int_t)time(NULL), "model",
@@ -1133,41 +930,10 @@ static enum err anthropic_response(enum provider_op op, const char *body, size_t
     return e;
 }
 
-/* Appends "data: <json>\n\n" for one chunk. */
-static enum err prov_emit(struct buf *out, json_t *chunk)
-{
-    if (chunk == NULL) {
-        return ERR_NOMEM;
-    }
-    size_t len = 0;
-    char *s = jsonw_dumps(chunk, &len);
-    json_decref(chunk);
-    if (s == NULL) {
-        return ERR_NOMEM;
-    }
-    enum err e = buf_append(out, "data: ", 6);
-    if (e == ERR_OK) {
-        e = buf_append(out, s, len);
-    }
-    if (e == ERR_OK) {
-        e = buf_append(out, "\n\n", 2);
-    }
-    free(s);
-    return e;
-}
-
-static json_t *prov_chunk(const struct provider_stream *st, json_t *delta, const char *finish)
-{
-    return json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:s?}]}", "id", st->id, "object",
-                     "chat.completion.chunk", "created", (json_int_t)st->created, "model",
-                     st->model, "choices", "index", 0, "delta", delta, "finish_reason", finish);
-}
-
-/* A stream event's content block index; -1 when it has none. */
+/* A stream event's content block index (Anthropic's and Cohere's "index"); -1 when it has none. */
 static long long prov_index(const json_t *ev)
 {
-    const json_t *i = json_object_get(ev, "index");
-    return json_is_integer(i) && json_integer_value(i) >= 0 ? (long long)json_integer_value(i) : -1;
+    return prov_block_index(ev, "index");
 }
 
 /*
@@ -1182,19 +948,7 @@ static enum err anth_block_start(struct provider_stream *st, const json_t *ev, s
     if (type == NULL || strcmp(type, "tool_use") != 0) {
         return ERR_OK;
     }
-    const char *id, *name;
-    long long index = prov_index(ev);
-    if (!anth_tool_ident(blk, &id, &name) || index < 0 ||
-        st->tool_calls >= PROVIDER_MAX_TOOL_CALLS) {
-        return ERR_PROTO;
-    }
-    json_t *delta =
-        json_pack("{s:[{s:i,s:s,s:s,s:{s:s,s:s}}]}", "tool_calls", "index", st->tool_calls, "id",
-                  id, "type", "function", "function", "name", name, "arguments", "");
-    st->tool_calls++;
-    st->tool_open = true;
-    st->tool_block = index;
-    return prov_emit(out, prov_chunk(st, delta, NULL));
+    return prov_stream_tool_start(st, blk, "id", prov_index(ev), out);
 }
 
 static enum err anthropic_stream_event(struct provider_stream *st, const char *event,
@@ -1223,8 +977,7 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         st->created = (long long)time(NULL);
         st->started = true;
         anth_usage(json_object_get(m, "usage"), &st->usage, true);
-        e = prov_emit(
-            out, prov_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
+        e = prov_stream_role(st, out);
     } else if (strcmp(type, "content_block_start") == 0) {
         e = anth_block_start(st, j, out);
     } else if (strcmp(type, "content_block_delta") == 0) {
@@ -1233,23 +986,13 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         const json_t *text = json_object_get(d, "text");
         const json_t *partial = json_object_get(d, "partial_json");
         if (dt != NULL && strcmp(dt, "text_delta") == 0 && json_is_string(text)) {
-            st->est_completion += prov_est_tokens((long long)json_string_length(text));
-            e = prov_emit(out, prov_chunk(st, json_pack("{s:O}", "content", text), NULL));
-        } else if (dt != NULL && strcmp(dt, "input_json_delta") == 0 && json_is_string(partial) &&
-                   json_string_length(partial) > 0 && st->tool_open &&
-                   prov_index(j) == st->tool_block) {
+            e = prov_stream_text(st, text, out);
+        } else if (dt != NULL && strcmp(dt, "input_json_delta") == 0) {
             /* A fragment of the open tool call's arguments. */
-            st->est_completion += prov_est_tokens((long long)json_string_length(partial));
-            e = prov_emit(
-                out, prov_chunk(st,
-                                json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index",
-                                          st->tool_calls - 1, "function", "arguments", partial),
-                                NULL));
+            e = prov_stream_tool_args(st, partial, prov_index(j), out);
         }
     } else if (strcmp(type, "content_block_stop") == 0) {
-        if (st->tool_open && prov_index(j) == st->tool_block) {
-            st->tool_open = false;
-        }
+        prov_stream_tool_stop(st, prov_index(j));
     } else if (strcmp(type, "message_delta") == 0) {
         const json_t *d = json_object_get(j, "delta");
         if (json_is_object(json_object_get(j, "usage"))) {
@@ -1262,16 +1005,7 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
         }
     } else if (strcmp(type, "message_stop") == 0) {
         /* OpenAI's include_usage shape: a last chunk with empty choices, then [DONE]. */
-        if (!st->skip_usage_chunk) {
-            e = prov_emit(out, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
-                                         "chat.completion.chunk", "created",
-                                         (json_int_t)st->created, "model", st->model, "choices",
-                                         "usage", prov_usage_json(&st->usage)));
-        }
-        if (e == ERR_OK) {
-            e = buf_append_str(out, "data: [DONE]\n\n");
-        }
-        st->done = true;
+        e = prov_stream_end(st, NULL, out);
     } else if (strcmp(type, "error") == 0) {
         st->failed = true; /* its text is never read: it may echo the request */
     }
@@ -1348,21 +1082,6 @@ static enum err coh_user_content(const json_t *content, size_t mi, struct provid
     return ERR_OK;
 }
 
-/* A system, developer or tool message's text: a string, or its text parts joined. */
-static enum err coh_text(const json_t *content, size_t mi, struct provider_bad *bad, json_t **ret)
-{
-    if (!json_is_string(content) && !json_is_array(content)) {
-        return prov_bad(bad, "must be a string or an array of text parts", "messages[%zu].content",
-                        mi);
-    }
-    json_t *t = anth_text_of(content);
-    if (t == NULL) {
-        return ERR_NOMEM;
-    }
-    *ret = t;
-    return ERR_OK;
-}
-
 /* An assistant message's tool_calls, rebuilt: id, type function, name, arguments (a string). */
 static enum err coh_tool_calls(const json_t *calls, size_t mi, struct provider_bad *bad,
                                json_t **ret)
@@ -1375,25 +1094,13 @@ static enum err coh_tool_calls(const json_t *calls, size_t mi, struct provider_b
     const json_t *call;
     json_array_foreach(calls, j, call)
     {
-        const json_t *id = json_object_get(call, "id");
-        const json_t *fn = json_object_get(call, "function");
-        const json_t *name = json_object_get(fn, "name");
-        const json_t *args = json_object_get(fn, "arguments");
-        enum err e = ERR_OK;
-        if (!json_is_string(id) || json_string_length(id) == 0) {
-            e = prov_bad(bad, "must be a non-empty string", "messages[%zu].tool_calls[%zu].id", mi,
-                         j);
-        } else if (!json_is_string(name) || json_string_length(name) == 0) {
-            e = prov_bad(bad, "must be a non-empty string",
-                         "messages[%zu].tool_calls[%zu].function.name", mi, j);
-        } else if (!json_is_string(args)) {
-            e = prov_bad(bad, "must be a string holding a JSON object",
-                         "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
-        } else if (json_array_append_new(
-                       out, json_pack("{s:O,s:s,s:{s:O,s:s}}", "id", id, "type", "function",
-                                      "function", "name", name, "arguments",
-                                      json_string_length(args) > 0 ? json_string_value(args)
-                                                                   : "{}")) != 0) {
+        const json_t *id = NULL, *name = NULL, *args = NULL;
+        enum err e = prov_call_check(call, mi, j, bad, &id, &name, &args);
+        if (e == ERR_OK && json_array_append_new(
+                               out, json_pack("{s:O,s:s,s:{s:O,s:s}}", "id", id, "type", "function",
+                                              "function", "name", name, "arguments",
+                                              json_string_length(args) > 0 ? json_string_value(args)
+                                                                           : "{}")) != 0) {
             e = ERR_NOMEM;
         }
         if (e != ERR_OK) {
@@ -1423,17 +1130,14 @@ static enum err coh_message(const json_t *m, size_t mi, struct provider_bad *bad
     json_t *out = NULL, *c = NULL;
     enum err e = ERR_OK;
     if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
-        e = coh_text(content, mi, bad, &c);
+        e = prov_message_text(content, mi, bad, &c);
         out = e == ERR_OK ? json_pack("{s:s,s:o}", "role", "system", "content", c) : NULL;
     } else if (strcmp(role, "user") == 0) {
         e = coh_user_content(content, mi, bad, &c);
         out = e == ERR_OK ? json_pack("{s:s,s:o}", "role", "user", "content", c) : NULL;
     } else if (strcmp(role, "tool") == 0) {
-        const json_t *id = json_object_get(m, "tool_call_id");
-        if (!json_is_string(id) || json_string_length(id) == 0) {
-            return prov_bad(bad, "must be a non-empty string", "messages[%zu].tool_call_id", mi);
-        }
-        e = coh_text(content, mi, bad, &c);
+        const json_t *id = NULL;
+        e = prov_tool_result(m, mi, bad, &id, &c);
         out = e == ERR_OK
                   ? json_pack("{s:s,s:O,s:o}", "role", "tool", "tool_call_id", id, "content", c)
                   : NULL;
@@ -1444,7 +1148,7 @@ static enum err coh_message(const json_t *m, size_t mi, struct provider_bad *bad
         }
         /* Content is optional next to tool calls; an empty text is left out. */
         if (json_is_string(content) || json_is_array(content)) {
-            e = coh_text(content, mi, bad, &c);
+            e = prov_message_text(content, mi, bad, &c);
             if (e == ERR_OK && json_string_length(c) > 0 &&
                 json_object_set(out, "content", c) != 0) {
                 e = ERR_NOMEM;
@@ -1482,56 +1186,18 @@ static enum err coh_message(const json_t *m, size_t mi, struct provider_bad *bad
     return ERR_OK;
 }
 
-/* OpenAI's function tools, rebuilt as Cohere's (the same shape, without "strict"). */
-static enum err coh_tools(const json_t *tools, struct provider_bad *bad, json_t **ret)
+/* An OpenAI function tool rebuilt as Cohere's (the same shape, without "strict"). */
+static json_t *coh_tool(const json_t *name, const json_t *desc, const json_t *params)
 {
-    if (!json_is_array(tools)) {
-        return prov_bad(bad, "must be an array of tools", "tools");
+    json_t *f = json_pack("{s:O}", "name", name);
+    json_t *tool = NULL;
+    if (f != NULL &&
+        (!json_is_string(desc) || json_object_set(f, "description", (json_t *)desc) == 0) &&
+        (!json_is_object(params) || json_object_set(f, "parameters", (json_t *)params) == 0)) {
+        tool = json_pack("{s:s,s:O}", "type", "function", "function", f);
     }
-    json_t *out = json_array();
-    if (out == NULL) {
-        return ERR_NOMEM;
-    }
-    size_t i;
-    const json_t *t;
-    json_array_foreach(tools, i, t)
-    {
-        const char *type = json_string_value(json_object_get(t, "type"));
-        const json_t *fn = json_object_get(t, "function");
-        const json_t *name = json_object_get(fn, "name");
-        const json_t *desc = json_object_get(fn, "description");
-        const json_t *params = json_object_get(fn, "parameters");
-        enum err e = ERR_OK;
-        json_t *f = NULL;
-        if (type == NULL || strcmp(type, "function") != 0) {
-            e = prov_bad(bad, "only function tools can be translated", "tools[%zu].type", i);
-        } else if (!json_is_string(name) || json_string_length(name) == 0) {
-            e = prov_bad(bad, "must be a non-empty string", "tools[%zu].function.name", i);
-        } else if (desc != NULL && !json_is_null(desc) && !json_is_string(desc)) {
-            e = prov_bad(bad, "must be a string", "tools[%zu].function.description", i);
-        } else if (params != NULL && !json_is_null(params) && !json_is_object(params)) {
-            e = prov_bad(bad, "must be a JSON Schema object", "tools[%zu].function.parameters", i);
-        } else {
-            f = json_pack("{s:O}", "name", name);
-            json_t *tool = NULL;
-            if (f != NULL &&
-                (!json_is_string(desc) || json_object_set(f, "description", (json_t *)desc) == 0) &&
-                (!json_is_object(params) ||
-                 json_object_set(f, "parameters", (json_t *)params) == 0)) {
-                tool = json_pack("{s:s,s:O}", "type", "function", "function", f);
-            }
-            json_decref(f);
-            if (tool == NULL || json_array_append_new(out, tool) != 0) {
-                e = ERR_NOMEM;
-            }
-        }
-        if (e != ERR_OK) {
-            json_decref(out);
-            return e;
-        }
-    }
-    *ret = out;
-    return ERR_OK;
+    json_decref(f);
+    return tool;
 }
 
 /*
@@ -1560,7 +1226,8 @@ static enum err coh_set_tools(const json_t *oreq, json_t *out, struct provider_b
         return ERR_OK; /* no tools: no choice to make either */
     }
     json_t *ct = NULL;
-    enum err e = coh_tools(tools, bad, &ct);
+    /* Cohere takes null parameters as none (Anthropic and Bedrock refuse them). */
+    enum err e = prov_tools(tools, true, coh_tool, bad, &ct);
     if (e != ERR_OK) {
         return e;
     }
@@ -1631,26 +1298,7 @@ static enum err coh_sampling(const json_t *oreq, json_t *out, struct provider_ba
             return ERR_NOMEM;
         }
     }
-    const json_t *stop = json_object_get(oreq, "stop");
-    if (json_is_string(stop)) {
-        return json_object_set_new(out, "stop_sequences", json_pack("[O]", stop)) == 0 ? ERR_OK
-                                                                                       : ERR_NOMEM;
-    }
-    if (json_is_array(stop)) {
-        size_t i;
-        const json_t *s;
-        json_array_foreach(stop, i, s)
-        {
-            if (!json_is_string(s)) {
-                return prov_bad(bad, "must be a string", "stop[%zu]", i);
-            }
-        }
-        return json_object_set(out, "stop_sequences", (json_t *)stop) == 0 ? ERR_OK : ERR_NOMEM;
-    }
-    if (stop != NULL && !json_is_null(stop)) {
-        return prov_bad(bad, "must be a string or an array of strings", "stop");
-    }
-    return ERR_OK;
+    return prov_stop_sequences(oreq, "stop_sequences", bad, out);
 }
 
 static enum err coh_chat_request(const json_t *oreq, const char *model, bool stream,
@@ -1814,19 +1462,10 @@ static enum err cohere_build(const struct provider_call *c, struct provider_http
  */
 static const char *coh_finish(const char *reason)
 {
-    static const struct {
-        const char *from, *to;
-    } map[] = {{"COMPLETE", "stop"},        {"STOP_SEQUENCE", "stop"}, {"MAX_TOKENS", "length"},
-               {"TOOL_CALL", "tool_calls"}, {"TIMEOUT", "length"},     {NULL, NULL}};
-    if (reason == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; map[i].from != NULL; i++) {
-        if (strcmp(map[i].from, reason) == 0) {
-            return map[i].to;
-        }
-    }
-    return "stop";
+    static const struct prov_finish_map map[] = {
+        {"COMPLETE", "stop"},        {"STOP_SEQUENCE", "stop"}, {"MAX_TOKENS", "length"},
+        {"TOOL_CALL", "tool_calls"}, {"TIMEOUT", "length"},     {NULL, NULL}};
+    return prov_finish(map, reason);
 }
 
 /*
@@ -1913,27 +1552,16 @@ static enum err coh_chat_answer(const json_t *j, const char *model, json_t **ret
         if (e != ERR_OK) {
             break;
         }
-        json_t *tc = coh_tool_call(call);
-        if (tc == NULL || json_array_size(tool_calls) >= PROVIDER_MAX_TOOL_CALLS) {
-            e = ERR_PROTO; /* a tool call the app could not use */
-            json_decref(tc);
-        } else if (json_array_append_new(tool_calls, tc) != 0) {
-            e = ERR_NOMEM;
-        }
+        e = prov_tool_calls_add(tool_calls, coh_tool_call(call));
     }
+    /* tool_plan is not the answer: content is null when the answer is only tool calls. */
     json_t *message = NULL;
-    if (e == ERR_OK && json_array_size(tool_calls) > 0) {
-        /* As OpenAI: content null when the answer is only tool calls (tool_plan is not the answer).
-         */
-        message = json_pack("{s:s,s:o,s:O}", "role", "assistant", "content",
-                            text.len > 0 ? json_stringn(text.data, text.len) : json_null(),
-                            "tool_calls", tool_calls);
-    } else if (e == ERR_OK) {
-        message = json_pack("{s:s,s:s#}", "role", "assistant", "content",
-                            text.data != NULL ? text.data : "", text.len);
+    if (e == ERR_OK) {
+        message = prov_answer_message(&text, tool_calls);
+    } else {
+        json_decref(tool_calls);
     }
     buf_done(&text);
-    json_decref(tool_calls);
     if (e != ERR_OK) {
         return e;
     }
@@ -2078,18 +1706,7 @@ static enum err coh_message_end(struct provider_stream *st, const json_t *ev, st
         return ERR_OK;
     }
     const char *finish = coh_finish(reason);
-    enum err e = prov_emit(out, prov_chunk(st, json_object(), finish != NULL ? finish : "stop"));
-    if (e == ERR_OK && !st->skip_usage_chunk) {
-        e = prov_emit(out, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
-                                     "chat.completion.chunk", "created", (json_int_t)st->created,
-                                     "model", st->model, "choices", "usage",
-                                     prov_usage_json(&st->usage)));
-    }
-    if (e == ERR_OK) {
-        e = buf_append_str(out, "data: [DONE]\n\n");
-    }
-    st->done = true;
-    return e;
+    return prov_stream_end(st, finish != NULL ? finish : "stop", out);
 }
 
 static enum err cohere_stream_event(struct provider_stream *st, const char *event, const char *data,
@@ -2113,14 +1730,12 @@ static enum err cohere_stream_event(struct provider_stream *st, const char *even
         }
         st->created = (long long)time(NULL);
         st->started = true;
-        e = prov_emit(
-            out, prov_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
+        e = prov_stream_role(st, out);
     } else if (strcmp(type, "content-start") == 0 || strcmp(type, "content-delta") == 0) {
         /* Text only: a reasoning model's "thinking" content is not the answer. */
         const json_t *text = json_object_get(json_object_get(dm, "content"), "text");
         if (json_is_string(text) && json_string_length(text) > 0) {
-            st->est_completion += prov_est_tokens((long long)json_string_length(text));
-            e = prov_emit(out, prov_chunk(st, json_pack("{s:O}", "content", text), NULL));
+            e = prov_stream_text(st, text, out);
         }
     } else if (strcmp(type, "tool-plan-delta") == 0) {
         /* Not forwarded (OpenAI has no place for it), but generated, so billed. */
@@ -2131,19 +1746,9 @@ static enum err cohere_stream_event(struct provider_stream *st, const char *even
     } else if (strcmp(type, "tool-call-delta") == 0) {
         const json_t *args = json_object_get(
             json_object_get(json_object_get(dm, "tool_calls"), "function"), "arguments");
-        if (json_is_string(args) && json_string_length(args) > 0 && st->tool_open &&
-            prov_index(j) == st->tool_block) {
-            st->est_completion += prov_est_tokens((long long)json_string_length(args));
-            e = prov_emit(out,
-                          prov_chunk(st,
-                                     json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index",
-                                               st->tool_calls - 1, "function", "arguments", args),
-                                     NULL));
-        }
+        e = prov_stream_tool_args(st, args, prov_index(j), out);
     } else if (strcmp(type, "tool-call-end") == 0) {
-        if (st->tool_open && prov_index(j) == st->tool_block) {
-            st->tool_open = false;
-        }
+        prov_stream_tool_stop(st, prov_index(j));
     } else if (strcmp(type, "message-end") == 0) {
         e = coh_message_end(st, j, out);
     } else if (strcmp(type, "error") == 0) {
