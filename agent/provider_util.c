@@ -21,8 +21,7 @@
 /* Characters per token of prov_est_tokens (OpenAI's rule of thumb for English). */
 #define PROV_EST_CHARS_PER_TOKEN 4
 
-enum err prov_base_url(const json_t *entry, const char **ret_base, size_t *ret_len,
-                       bool *ret_local)
+enum err prov_base_url(const json_t *entry, const char **ret_base, size_t *ret_len, bool *ret_local)
 {
     const char *base = json_string_value(json_object_get(entry, "base_url"));
     if (base == NULL) {
@@ -394,8 +393,8 @@ long long prov_block_index(const json_t *ev, const char *key)
 
 enum err prov_stream_role(struct provider_stream *st, struct buf *out)
 {
-    return prov_emit(out,
-                     prov_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
+    return prov_emit(
+        out, prov_chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
 }
 
 enum err prov_stream_text(struct provider_stream *st, const json_t *text, struct buf *out)

@@ -72,25 +72,25 @@ MUST_USE enum err prov_tools(const json_t *tools, bool null_params,
  * id, a non-empty function name and arguments as a string; borrowed views of
  * them go to the ret_ pointers. ERR_INVAL with bad naming the field otherwise.
  */
-MUST_USE enum err prov_call_check(const json_t *call, size_t mi, size_t j,
-                                  struct provider_bad *bad, const json_t **ret_id,
-                                  const json_t **ret_name, const json_t **ret_args);
+MUST_USE enum err prov_call_check(const json_t *call, size_t mi, size_t j, struct provider_bad *bad,
+                                  const json_t **ret_id, const json_t **ret_name,
+                                  const json_t **ret_args);
 
 /*
  * A checked tool call's arguments string parsed to the JSON object it holds
  * (new reference; an empty string is an empty object). ERR_INVAL with bad
  * naming the field when it holds no object, ERR_NOMEM.
  */
-MUST_USE enum err prov_call_input(const json_t *args, size_t mi, size_t j,
-                                  struct provider_bad *bad, json_t **ret_input);
+MUST_USE enum err prov_call_input(const json_t *args, size_t mi, size_t j, struct provider_bad *bad,
+                                  json_t **ret_input);
 
 /*
  * OpenAI's stop (a string or an array of strings) set in out under key, as an
  * array; nothing when it is missing or null. ERR_INVAL with bad naming the
  * field when it is anything else.
  */
-MUST_USE enum err prov_stop_sequences(const json_t *oreq, const char *key,
-                                      struct provider_bad *bad, json_t *out);
+MUST_USE enum err prov_stop_sequences(const json_t *oreq, const char *key, struct provider_bad *bad,
+                                      json_t *out);
 
 /*
  * The text of message mi's content (new reference, as prov_text_of): a string
@@ -176,8 +176,7 @@ long long prov_block_index(const json_t *ev, const char *key);
 MUST_USE enum err prov_stream_role(struct provider_stream *st, struct buf *out);
 
 /* A chunk of text (a JSON string), counted into the completion estimate. */
-MUST_USE enum err prov_stream_text(struct provider_stream *st, const json_t *text,
-                                   struct buf *out);
+MUST_USE enum err prov_stream_text(struct provider_stream *st, const json_t *text, struct buf *out);
 
 /*
  * A tool call block starting at the provider's block index: a chunk that opens
@@ -206,7 +205,6 @@ void prov_stream_tool_stop(struct provider_stream *st, long long index);
  * chunk of empty choices (OpenAI's include_usage shape) unless
  * st->skip_usage_chunk, then [DONE]. Sets st->done, even on an error.
  */
-MUST_USE enum err prov_stream_end(struct provider_stream *st, const char *finish,
-                                  struct buf *out);
+MUST_USE enum err prov_stream_end(struct provider_stream *st, const char *finish, struct buf *out);
 
 #endif
