@@ -128,6 +128,25 @@ static enum err keys_provider_check(struct fw_request *req, struct fw_response *
     return ERR_OK;
 }
 
+/*
+ * A key stored for a provider whose catalog base_url still holds a
+ * placeholder ({resource}, {region}, {project}: the built-in Azure and
+ * Bedrock entries until an operator sets them) cannot be used yet: the agents
+ * refuse to call such an entry. Said as a warning on the write, not an error:
+ * the key is valid, and storing it before the catalog is set is a fine order.
+ */
+static void keys_warn_placeholder(struct fw_response *resp, const json_t *entry, const char *p)
+{
+    const char *base = json_string_value(json_object_get(entry, "base_url"));
+    if (base != NULL && strchr(base, '{') != NULL) {
+        fw_warn(resp,
+                "provider '%s': the catalog's base_url still holds a placeholder; agents will not "
+                "call it until an operator sets base_url (vault write byok/providers/%s "
+                "base_url=...)",
+                p, p);
+    }
+}
+
 /* Checks the metadata fields of a write; *ret_expires (0 = none) when given. */
 static bool keys_meta_ok(struct fw_request *req, struct fw_response *resp, time_t now,
                          bool *ret_has_expiry, time_t *ret_expires)
@@ -676,6 +695,9 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     if (e == ERR_OK) {
         e = keys_reply_summary(resp, rec, now);
     }
+    if (e == ERR_OK && saved) {
+        keys_warn_placeholder(resp, entry, fw_str(req, "provider"));
+    }
 out_unlock:
     if (dek_created && !saved) {
         keys_dek_undo(req);
@@ -877,6 +899,9 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     }
     if (e == ERR_OK) {
         e = keys_reply_view(req, resp, rec, now);
+    }
+    if (e == ERR_OK) {
+        keys_warn_placeholder(resp, entry, p);
     }
 out_unlock:
     if (dek_created && !saved) {

@@ -346,3 +346,49 @@ func TestKeysBadInputHTTP(t *testing.T) {
 	}
 	noCanaries(t, "plugin log", []byte(s.PluginLog()), []string{canary})
 }
+
+// TestKeyWritePlaceholderWarning: a key stored (or rotated) for a provider whose
+// catalog base_url still holds a placeholder (the built-in bedrock and azure
+// entries) is stored, with a warning that agents will not call it until an
+// operator sets base_url; no warning once base_url is set, nor for a provider
+// without one. The warning never holds the key.
+func TestKeyWritePlaceholderWarning(t *testing.T) {
+	s := newSim(t)
+	warnings := func(m map[string]any) string {
+		w, _ := m["warnings"].([]any)
+		return fmt.Sprint(w)
+	}
+	bedrock := "ABSK" + strings.Repeat("Qx7mP2vL9kR4", 4)
+	m := s.MustCall(t, 200, s.RootToken, "PUT", "byok/tenants/acme/keys/bedrock/production",
+		map[string]any{"key_value": bedrock})
+	if w := warnings(m); !strings.Contains(w, "provider 'bedrock'") || !strings.Contains(w, "placeholder") {
+		t.Errorf("bedrock key write with {region} in base_url: warnings %q, want the placeholder warning", w)
+	}
+	if strings.Contains(warnings(m), bedrock[:12]) {
+		t.Errorf("the warning holds the key")
+	}
+	rotated := "ABSK" + strings.Repeat("Zt3wN8cF5hJ1", 4)
+	m = s.MustCall(t, 200, s.RootToken, "PUT", "byok/tenants/acme/keys/bedrock/production/rotate",
+		map[string]any{"key_value": rotated})
+	if w := warnings(m); !strings.Contains(w, "placeholder") {
+		t.Errorf("bedrock rotate with {region} in base_url: warnings %q, want the placeholder warning", w)
+	}
+	m = s.MustCall(t, 200, s.RootToken, "PUT", "byok/tenants/acme/keys/openai/production",
+		map[string]any{"key_value": "sk-proj-" + strings.Repeat("Hq4rT8yU2iO6", 4)})
+	if w, _ := m["warnings"].([]any); len(w) != 0 {
+		t.Errorf("openai key write: warnings %v, want none", w)
+	}
+	entry := Data(s.MustCall(t, 200, s.RootToken, "GET", "byok/providers/bedrock", nil))
+	for _, k := range []string{"name", "builtin", "overridden"} {
+		delete(entry, k)
+	}
+	entry["base_url"] = "https://bedrock-runtime.eu-central-1.amazonaws.com"
+	if code, m := s.Call(t, s.RootToken, "PUT", "byok/providers/bedrock", entry); code >= 300 {
+		t.Fatalf("bedrock base_url override: status %d %v", code, m)
+	}
+	m = s.MustCall(t, 200, s.RootToken, "PUT", "byok/tenants/acme/keys/bedrock/production",
+		map[string]any{"key_value": "ABSK" + strings.Repeat("Mb6nV1xC9zA5", 4)})
+	if w, _ := m["warnings"].([]any); len(w) != 0 {
+		t.Errorf("bedrock key write once base_url is set: warnings %v, want none", w)
+	}
+}
