@@ -353,12 +353,8 @@ static enum err brk_inference(const json_t *oreq, long default_max_tokens, struc
         return ERR_NOMEM;
     }
     json_int_t max_tokens = default_max_tokens;
-    const json_t *mt = json_object_get(oreq, "max_tokens");
-    if (!json_is_integer(mt)) {
-        mt = json_object_get(oreq, "max_completion_tokens");
-    }
-    if (json_is_integer(mt) && json_integer_value(mt) > 0) {
-        max_tokens = json_integer_value(mt);
+    if (prov_max_output(oreq) > 0) {
+        max_tokens = (json_int_t)prov_max_output(oreq);
     }
     if (max_tokens > 0 && json_object_set_new(ic, "maxTokens", json_integer(max_tokens)) != 0) {
         return ERR_NOMEM;

@@ -273,6 +273,18 @@ long long prov_min(long long a, long long b)
     return a < b ? a : b;
 }
 
+long long prov_max_output(const json_t *oreq)
+{
+    static const char *const names[] = {"max_completion_tokens", "max_tokens"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const json_t *v = json_object_get(oreq, names[i]);
+        if (json_is_integer(v)) {
+            return json_integer_value(v) > 0 ? (long long)json_integer_value(v) : 0;
+        }
+    }
+    return 0;
+}
+
 long long prov_est_tokens(long long chars)
 {
     if (chars <= 0) {

@@ -107,6 +107,14 @@ MUST_USE enum err prov_message_text(const json_t *content, size_t mi, struct pro
 MUST_USE enum err prov_tool_result(const json_t *m, size_t mi, struct provider_bad *bad,
                                    const json_t **ret_id, json_t **ret_text);
 
+/*
+ * The output cap the app asked for: max_completion_tokens, else max_tokens
+ * (OpenAI's newer field wins, as in OpenAI's API; a positive integer, the
+ * proxy has bounded both), 0 when neither is given. One rule for every
+ * translating adapter.
+ */
+long long prov_max_output(const json_t *oreq);
+
 /* ---- the answer ----------------------------------------------------------------------- */
 
 /* A provider's token count: an integer or a real (truncated), clamped to 0..PROVIDER_MAX_TOKENS. */

@@ -279,12 +279,9 @@ static enum err vx_generation_config(const json_t *oreq, struct provider_bad *ba
             e = ERR_NOMEM;
         }
     }
-    const json_t *mt = json_object_get(oreq, "max_completion_tokens");
-    if (!json_is_integer(mt)) {
-        mt = json_object_get(oreq, "max_tokens");
-    }
-    if (e == ERR_OK && json_is_integer(mt) && json_integer_value(mt) > 0 &&
-        json_object_set(gc, "maxOutputTokens", (json_t *)mt) != 0) {
+    long long mt = prov_max_output(oreq);
+    if (e == ERR_OK && mt > 0 &&
+        json_object_set_new(gc, "maxOutputTokens", json_integer((json_int_t)mt)) != 0) {
         e = ERR_NOMEM;
     }
     const json_t *stop = json_object_get(oreq, "stop");

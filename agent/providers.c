@@ -726,12 +726,8 @@ static enum err anth_request(const json_t *oreq, const char *model, bool stream,
     }
     e = ERR_NOMEM;
     json_int_t max_tokens = default_max_tokens;
-    const json_t *mt = json_object_get(oreq, "max_tokens");
-    if (!json_is_integer(mt)) {
-        mt = json_object_get(oreq, "max_completion_tokens");
-    }
-    if (json_is_integer(mt) && json_integer_value(mt) > 0) {
-        max_tokens = json_integer_value(mt);
+    if (prov_max_output(oreq) > 0) {
+        max_tokens = (json_int_t)prov_max_output(oreq);
     }
     if (json_object_set_new(out, "model", json_string(model)) != 0 ||
         json_object_set_new(out, "max_tokens", json_integer(max_tokens)) != 0 ||
@@ -1331,13 +1327,10 @@ static enum err coh_chat_request(const json_t *oreq, const char *model, bool str
     if (e == ERR_OK && json_object_set(out, "messages", cmsgs) != 0) {
         e = ERR_NOMEM;
     }
-    const json_t *mt = json_object_get(oreq, "max_tokens");
-    if (!json_is_integer(mt)) {
-        mt = json_object_get(oreq, "max_completion_tokens");
-    }
     /* Not filled in when the app set none: Cohere's default is the model's limit, as OpenAI's. */
-    if (e == ERR_OK && json_is_integer(mt) && json_integer_value(mt) > 0 &&
-        json_object_set(out, "max_tokens", (json_t *)mt) != 0) {
+    long long mt = prov_max_output(oreq);
+    if (e == ERR_OK && mt > 0 &&
+        json_object_set_new(out, "max_tokens", json_integer((json_int_t)mt)) != 0) {
         e = ERR_NOMEM;
     }
     if (e == ERR_OK) {
