@@ -41,6 +41,7 @@ struct agent_ctx {
     bool draining;   /* SIGTERM: no new connections; exit when inflight reaches 0 */
     unsigned long long req_seq;
     unsigned long long req_seed;
+    unsigned long long route_rng; /* the "weighted" strategy's draws (route_rank_weighted) */
 };
 
 #endif

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -408,6 +409,10 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &ts);
     agent.req_seed = ((unsigned long long)ts.tv_sec << 32) ^ (unsigned long long)ts.tv_nsec ^
                      ((unsigned long long)getpid() << 16);
+    if (getrandom(&agent.route_rng, sizeof(agent.route_rng), 0) !=
+        (ssize_t)sizeof(agent.route_rng)) {
+        agent.route_rng = agent.req_seed; /* no kernel source: the weighted draws still spread */
+    }
     /*
      * The changelist folds several interest changes on one fd within a loop
      * iteration into one epoll_ctl (evhttp toggles read/write per request).

@@ -2149,6 +2149,13 @@ static void call_plan(struct call *c)
     }
     if (c->strategy == ROUTE_FASTEST) {
         call_rank_fastest(c);
+    } else if (c->strategy == ROUTE_WEIGHTED && c->n_cands > 1) {
+        /* The tenant's provider_weights (one settings object for all its views). */
+        route_rank_weighted(c->cands, c->n_cands,
+                            json_object_get(n > 0 ? views[0].settings : NULL, "provider_weights"),
+                            &c->ctx->route_rng);
+        log_kv(LOGL_DEBUG, "candidates drawn by provider_weights", "request_id", c->r->id, "first",
+               c->cands[0].provider, "model", c->cands[0].model, NULL);
     }
     call_health_order(c);
     c->cur = 0;
@@ -2425,8 +2432,9 @@ static void call_start(struct call *c)
         return;
     }
     if (c->route[0] != '\0' && route_strategy_of(c->route, &c->strategy) != ERR_OK) {
-        call_error(c, 400, "invalid_request_error", "invalid_hint",
-                   "X-BYOK-Route has an unknown value: it must be ordered, cheapest or fastest");
+        call_error(
+            c, 400, "invalid_request_error", "invalid_hint",
+            "X-BYOK-Route has an unknown value: it must be ordered, cheapest, fastest or weighted");
         return;
     }
     if (c->kind == ROUTE_EXPLICIT) {

@@ -25,11 +25,12 @@ static const struct {
     {"vision", "vision"}, {"reasoning", "reasoning"},
 };
 
-static const char *const route_strategies[] = {"ordered", "cheapest", "fastest"};
+static const char *const route_strategies[ROUTE_STRATEGY_COUNT] = {"ordered", "cheapest", "fastest",
+                                                                   "weighted"};
 
 enum err route_strategy_of(const char *name, enum route_strategy *ret)
 {
-    for (size_t i = 0; name != NULL && i < 3; i++) {
+    for (size_t i = 0; name != NULL && i < ROUTE_STRATEGY_COUNT; i++) {
         if (strcmp(name, route_strategies[i]) == 0) {
             *ret = (enum route_strategy)i;
             return ERR_OK;
@@ -40,7 +41,62 @@ enum err route_strategy_of(const char *name, enum route_strategy *ret)
 
 const char *route_strategy_name(enum route_strategy s)
 {
-    return (unsigned)s < 3 ? route_strategies[s] : "ordered";
+    return (unsigned)s < ROUTE_STRATEGY_COUNT ? route_strategies[s] : "ordered";
+}
+
+/* splitmix64: a uniform 64-bit value per step; enough to spread calls, not for secrets. */
+static unsigned long long route_next(unsigned long long *state)
+{
+    unsigned long long z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void route_rank_weighted(struct route_candidate *cands, size_t n, const json_t *weights,
+                         unsigned long long *rng)
+{
+    if (n > ROUTE_MAX_CANDIDATES) {
+        n = ROUTE_MAX_CANDIDATES;
+    }
+    struct route_candidate out[ROUTE_MAX_CANDIDATES];
+    unsigned long long w[ROUTE_MAX_CANDIDATES];
+    bool taken[ROUTE_MAX_CANDIDATES] = {false};
+    unsigned long long total = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_int_t v = json_integer_value(json_object_get(weights, cands[i].provider));
+        /* The plugin stores 0..1000; anything else counts as unweighted. */
+        w[i] = v > 0 && v <= 1000000 ? (unsigned long long)v : 0;
+        total += w[i];
+    }
+    size_t k = 0;
+    while (total > 0) {
+        /* Modulo bias: at most 1e6 * 64 / 2^64, nothing a split of calls can show. */
+        unsigned long long x = route_next(rng) % total;
+        size_t pick = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (taken[i] || w[i] == 0) {
+                continue;
+            }
+            pick = i;
+            if (x < w[i]) {
+                break;
+            }
+            x -= w[i];
+        }
+        out[k++] = cands[pick];
+        taken[pick] = true;
+        total -= w[pick];
+    }
+    if (k == 0) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!taken[i]) {
+            out[k++] = cands[i];
+        }
+    }
+    memcpy(cands, out, n * sizeof(*cands));
 }
 
 static const char *const route_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED"};

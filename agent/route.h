@@ -41,9 +41,12 @@ enum route_kind { ROUTE_AUTO, ROUTE_EXPLICIT, ROUTE_BARE };
  *   cheapest  by the call's estimated cost at catalog prices (route_plan; with
  *             "auto" each provider's cheapest fitting model, not its default)
  *   fastest   by the speed this node observed (latency.h; applied by the proxy)
+ *   weighted  drawn at random by the tenant's provider_weights (route_rank_weighted;
+ *             applied by the proxy), the unweighted ones after them
  * Ties keep the tenant's order. Whatever the strategy, demoted providers go last.
  */
-enum route_strategy { ROUTE_ORDERED, ROUTE_CHEAPEST, ROUTE_FASTEST };
+enum route_strategy { ROUTE_ORDERED, ROUTE_CHEAPEST, ROUTE_FASTEST, ROUTE_WEIGHTED };
+#define ROUTE_STRATEGY_COUNT 4
 
 struct route_candidate {
     char provider[CONFIG_MAX_NAME + 1];
@@ -151,13 +154,24 @@ bool route_hints_valid(const char *task, const char *tier);
 MUST_USE enum err route_task_allowed(const json_t *settings, const char *task);
 
 /*
- * The strategy named name ("ordered", "cheapest", "fastest"): ERR_INVAL for
- * any other (NULL included).
+ * The strategy named name ("ordered", "cheapest", "fastest", "weighted"):
+ * ERR_INVAL for any other (NULL included).
  */
 MUST_USE enum err route_strategy_of(const char *name, enum route_strategy *ret);
 
 /* The strategy's name. */
 const char *route_strategy_name(enum route_strategy s);
+
+/*
+ * The "weighted" strategy: reorders the n candidates so that those whose
+ * provider has a weight above 0 in weights (the tenant's provider_weights,
+ * {provider: integer}) come first, in a weighted random order (each next one
+ * drawn from those left with probability weight / sum of the weights left),
+ * followed by the others in the order given. With no weighted candidate the
+ * order is unchanged. *rng is the generator's state (any value; advanced).
+ */
+void route_rank_weighted(struct route_candidate *cands, size_t n, const json_t *weights,
+                         unsigned long long *rng);
 
 /* Rank of a tier name (FREE=0 .. UNLIMITED=4) or -1. */
 int route_tier_rank(const char *tier);

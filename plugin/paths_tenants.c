@@ -24,10 +24,12 @@
 #define TENANTS_MAX_LIMIT 1000000000LL
 /* Depth of the layout under tenants/<t>/ (keys/<p>/<kt>, usage/batches/<id>). */
 #define TENANTS_MAX_DEPTH 4
+/* A provider weight (the "weighted" strategy): 0 (never first) .. this. */
+#define TENANTS_MAX_WEIGHT 1000
 
 static const char *const tenants_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED", NULL};
 static const char *const tenants_residencies[] = {"any", "eu", "us", NULL};
-static const char *const tenants_routings[] = {"ordered", "cheapest", "fastest", NULL};
+static const char *const tenants_routings[] = {"ordered", "cheapest", "fastest", "weighted", NULL};
 static const char *const tenants_tasks[] = {"chat",     "code",          "analysis",
                                             "creative", "summarization", "embedding",
                                             "vision",   "reasoning",     NULL};
@@ -323,43 +325,121 @@ static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
 
 /* ---- settings ------------------------------------------------------------------------- */
 
-/* Each name valid, in the catalog and in config.allowed_providers (as for key writes). */
+/*
+ * Provider p of field `field` is valid, in the catalog and in
+ * config.allowed_providers (as for key writes): false with a 400 in resp
+ * naming the field (or *ret_e set on a storage error) when not.
+ */
+static bool tenants_provider_ok(struct fw_request *req, struct fw_response *resp,
+                                const json_t *config, const char *field, const char *p,
+                                enum err *ret_e)
+{
+    if (p == NULL || !fw_name_valid(p)) {
+        fw_error(resp,
+                 "invalid value for field '%s': provider names must match "
+                 "[a-z0-9][a-z0-9_-]{0,62}",
+                 field);
+        return false;
+    }
+    json_t *entry = NULL;
+    enum err e = catalog_get_shared(req->backend, req->storage, p, &entry);
+    json_decref(entry);
+    if (e == ERR_NOTFOUND) {
+        char q[FW_ECHO_NAME_BUF];
+        fw_error(resp, "invalid value for field '%s': unknown provider %s", field,
+                 fw_name_quote(q, p));
+        return false;
+    }
+    if (e != ERR_OK) {
+        *ret_e = e;
+        return false;
+    }
+    if (!config_provider_allowed(config, p)) {
+        char q[FW_ECHO_NAME_BUF];
+        fw_error(resp, "invalid value for field '%s': %s is not in allowed_providers", field,
+                 fw_name_quote(q, p));
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The providers of list field `field` are catalog entries the mount allows:
+ * false with a 400 in resp naming the field (or *ret_e set) when one is not.
+ */
 static bool tenants_providers_ok(struct fw_request *req, struct fw_response *resp,
                                  const json_t *config, const char *field, enum err *ret_e)
 {
-    json_t *list = fw_json(req, field);
     size_t i;
     json_t *v;
     *ret_e = ERR_OK;
-    json_array_foreach(list, i, v)
+    json_array_foreach(fw_json(req, field), i, v)
     {
-        const char *p = json_string_value(v);
-        if (p == NULL || !fw_name_valid(p)) {
+        if (!tenants_provider_ok(req, resp, config, field, json_string_value(v), ret_e)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A weight as given (a JSON integer, or digits as the CLI's provider=3 sends); -1 if neither. */
+static long long tenants_weight_of(const json_t *v)
+{
+    if (json_is_integer(v)) {
+        return json_integer_value(v);
+    }
+    const char *s = json_string_value(v);
+    if (s == NULL || s[0] == '\0' || strlen(s) > 7) {
+        return -1;
+    }
+    long long n = 0;
+    for (size_t i = 0; s[i] != '\0'; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+        n = n * 10 + (s[i] - '0');
+    }
+    return n;
+}
+
+/*
+ * provider_weights: each key a provider as for preferred_providers, each
+ * value an integer 0..TENANTS_MAX_WEIGHT. On success the request's field is
+ * replaced by the same map with integer values, the form stored.
+ */
+static bool tenants_weights_ok(struct fw_request *req, struct fw_response *resp,
+                               const json_t *config, enum err *ret_e)
+{
+    const char *field = "provider_weights";
+    json_t *out = json_object();
+    const char *p;
+    json_t *v;
+    *ret_e = out != NULL ? ERR_OK : ERR_NOMEM;
+    json_object_foreach(fw_json(req, field), p, v)
+    {
+        if (out == NULL || !tenants_provider_ok(req, resp, config, field, p, ret_e)) {
+            json_decref(out);
+            return false;
+        }
+        long long w = tenants_weight_of(v);
+        if (w < 0 || w > TENANTS_MAX_WEIGHT) {
+            char q[FW_ECHO_NAME_BUF];
             fw_error(resp,
-                     "invalid value for field '%s': provider names must match "
-                     "[a-z0-9][a-z0-9_-]{0,62}",
-                     field);
+                     "invalid value for field '%s': the weight of %s must be an integer between "
+                     "0 and %d",
+                     field, fw_name_quote(q, p), TENANTS_MAX_WEIGHT);
+            json_decref(out);
             return false;
         }
-        json_t *entry = NULL;
-        enum err e = catalog_get_shared(req->backend, req->storage, p, &entry);
-        json_decref(entry);
-        if (e == ERR_NOTFOUND) {
-            char q[FW_ECHO_NAME_BUF];
-            fw_error(resp, "invalid value for field '%s': unknown provider %s", field,
-                     fw_name_quote(q, p));
+        if (json_object_set_new(out, p, json_integer((json_int_t)w)) != 0) {
+            json_decref(out);
+            *ret_e = ERR_NOMEM;
             return false;
         }
-        if (e != ERR_OK) {
-            *ret_e = e;
-            return false;
-        }
-        if (!config_provider_allowed(config, p)) {
-            char q[FW_ECHO_NAME_BUF];
-            fw_error(resp, "invalid value for field '%s': %s is not in allowed_providers", field,
-                     fw_name_quote(q, p));
-            return false;
-        }
+    }
+    if (out == NULL || json_object_set_new(req->fields, field, out) != 0) {
+        *ret_e = ERR_NOMEM;
+        return false;
     }
     return true;
 }
@@ -406,7 +486,7 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
     if (fw_provided(req, "routing_strategy") &&
         !tenants_in(tenants_routings, fw_str(req, "routing_strategy"))) {
         fw_error(resp, "invalid value for field 'routing_strategy': must be one of ordered, "
-                       "cheapest, fastest");
+                       "cheapest, fastest, weighted");
         return ERR_OK;
     }
     if (fw_provided(req, "max_monthly_cost")) {
@@ -440,7 +520,8 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
         }
     }
     static const char *const plists[] = {"preferred_providers", "fallback_providers"};
-    if (fw_provided(req, plists[0]) || fw_provided(req, plists[1])) {
+    bool weights = fw_provided(req, "provider_weights");
+    if (fw_provided(req, plists[0]) || fw_provided(req, plists[1]) || weights) {
         json_t *config = NULL;
         e = config_get_shared(req->backend, req->storage, &config);
         if (e != ERR_OK) {
@@ -451,6 +532,7 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
             ok = !fw_provided(req, plists[i]) ||
                  tenants_providers_ok(req, resp, config, plists[i], &e);
         }
+        ok = ok && (!weights || tenants_weights_ok(req, resp, config, &e));
         json_decref(config);
         if (!ok) {
             return e;
@@ -458,9 +540,9 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
     }
 
     static const char *const fields[] = {
-        "budget_tier",      "preferred_providers", "fallback_providers",
-        "max_monthly_cost", "residency",           "allowed_task_types",
-        "rpm_limit",        "tpm_limit",           "routing_strategy"};
+        "budget_tier",      "preferred_providers", "fallback_providers", "max_monthly_cost",
+        "residency",        "allowed_task_types",  "rpm_limit",          "tpm_limit",
+        "routing_strategy", "provider_weights"};
     keystore_lock(ks);
     json_t *stored = NULL, *settings = NULL;
     e = keystore_settings_cached(req->backend, req->storage, t, &stored);
@@ -520,8 +602,14 @@ static const struct fw_field tenants_settings_fields[] = {
      .type = FW_TYPE_STRING,
      .max_len = 16,
      .description = "How the agent ranks candidate providers: ordered (the tenant's order, the "
-                    "default), cheapest (estimated cost at catalog prices) or fastest (latency "
-                    "the agent observed)."},
+                    "default), cheapest (estimated cost at catalog prices), fastest (latency "
+                    "the agent observed) or weighted (first provider drawn by provider_weights)."},
+    {.name = "provider_weights",
+     .type = FW_TYPE_KVPAIRS,
+     .max_len = 64,
+     .description = "For the weighted strategy: provider=weight pairs (integers 0..1000); a "
+                    "call goes first to a provider drawn with probability proportional to its "
+                    "weight. Unlisted providers weigh 0."},
     {.name = "allowed_task_types",
      .type = FW_TYPE_STRINGS,
      .max_len = 16,

@@ -26,6 +26,12 @@
 #             tenant's order; a 503 from openai fails over to anthropic (the
 #             ranking is the failover chain); X-BYOK-Route: ordered gives the
 #             tenant's order back for one call.
+#   weighted  wtd (routing_strategy weighted, provider_weights openai=3,
+#             anthropic=1, azure=0): of 200 calls about three quarters go
+#             first to openai, the rest to anthropic, none to azure; a 503
+#             from the first fails over to the other weighted one, and azure
+#             (weight 0) comes after both; X-BYOK-Route: weighted on a tenant
+#             without weights keeps the tenant's order.
 # No key anywhere but in the provider requests.
 . "$(dirname "$0")/lib.sh"
 
@@ -47,6 +53,11 @@ CASES=("fastest, nothing measured: the tenant's order (anthropic, 2 s slow)"
     "cheapest: openai first against the tenant's order, X-BYOK-Attempts 1"
     "cheapest: a 503 from openai fails over to anthropic (X-BYOK-Attempts 2)"
     "cheapest tenant, X-BYOK-Route: ordered: anthropic"
+    "weighted: 200 calls split about 3:1 between openai and anthropic, none to azure (weight 0)"
+    "weighted: every answer carries X-BYOK-Route: weighted, one attempt each"
+    "weighted: a 503 from the first fails over to the other weighted provider"
+    "weighted: azure (weight 0) is tried after both weighted providers"
+    "X-BYOK-Route: weighted on a tenant without weights: the tenant's order (anthropic)"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -67,10 +78,12 @@ ORDER='"preferred_providers":["anthropic"],"fallback_providers":["openai"],"budg
 T=acme tenant "openai anthropic" "{$ORDER}"
 T=cheap tenant "openai anthropic" "{$ORDER,\"routing_strategy\":\"cheapest\"}"
 T=fast tenant "openai anthropic" "{$ORDER,\"routing_strategy\":\"fastest\"}"
+T=wtd tenant "openai anthropic azure" \
+    "{$ORDER,\"routing_strategy\":\"weighted\",\"provider_weights\":{\"openai\":3,\"anthropic\":1,\"azure\":0}}"
 T=fail tenant "azure openai" \
     '{"preferred_providers":["azure"],"fallback_providers":["openai"],"budget_tier":"HIGH","routing_strategy":"fastest"}'
 L=""
-for t in acme cheap fast fail; do
+for t in acme cheap fast fail wtd; do
     L+="${L:+,}{\"path\": \"$AGENT_DIR/$t.sock\", \"mode\": \"0660\", \"tenant\": \"$t\", \"app\": \"rank\", \"metrics\": true}"
 done
 agent_config "[$L]" '.router.latency_ttl_s = 10 | .providers = ["openai", "azure", "anthropic"]'
@@ -164,7 +177,7 @@ t_eq "X-BYOK-Route: cheapest for one call: openai, X-BYOK-Route: cheapest" "$GOT
 attempt - acme auto false -H 'X-BYOK-Route: Round-Robin'
 t_eq "X-BYOK-Route with an unknown value: 400 invalid_hint naming the header, nothing sent" \
     "$CODE $(echo "$BODY" | jq -r '.error.code + " " + .error.message') $(mock_requests_since "$SINCE" | jq length)" \
-    "400 invalid_hint X-BYOK-Route has an unknown value: it must be ordered, cheapest or fastest 0"
+    "400 invalid_hint X-BYOK-Route has an unknown value: it must be ordered, cheapest, fastest or weighted 0"
 attempt - acme "anthropic/${PROVIDER_MODEL[anthropic]}" false -H 'X-BYOK-Route: cheapest'
 t_eq "provider/model call: no X-BYOK-Route (one candidate, nothing ranked)" "$GOT" \
     "200 anthropic 1  anthropic:normal"
@@ -178,6 +191,37 @@ t_eq "cheapest: a 503 from openai fails over to anthropic (X-BYOK-Attempts 2)" "
     "200 anthropic 2 cheapest openai:503,anthropic:normal"
 attempt - cheap auto false -H 'X-BYOK-Route: ordered'
 t_eq "cheapest tenant, X-BYOK-Route: ordered: anthropic" "$GOT" "200 anthropic 1 ordered anthropic:normal"
+
+# ---- weighted ---------------------------------------------------------------------------------
+# 3:1 over 200 calls: openai first in 150 expected (sd 6.1); 120..180 fails only for a broken draw.
+declare -A FIRST=()
+routes="" attempts=""
+for i in $(seq 200); do
+    call "$AGENT_DIR/wtd.sock" POST /v1/chat/completions "$(chat_body auto false 1)"
+    p=$(hdr X-BYOK-Provider)
+    FIRST[${p:-none}]=$((${FIRST[${p:-none}]:-0} + 1))
+    routes+=" $CODE:$(hdr X-BYOK-Route)"
+    attempts+=" $(hdr X-BYOK-Attempts)"
+done
+t_check "weighted: 200 calls split about 3:1 between openai and anthropic, none to azure (weight 0)" \
+    awk -v o="${FIRST[openai]:-0}" -v a="${FIRST[anthropic]:-0}" -v n="${#FIRST[@]}" \
+    'BEGIN { exit !(o >= 120 && o <= 180 && o + a == 200 && n == 2) }'
+t_diag "weighted split: openai ${FIRST[openai]:-0}, anthropic ${FIRST[anthropic]:-0}"
+t_eq "weighted: every answer carries X-BYOK-Route: weighted, one attempt each" \
+    "$(echo "$routes" | tr ' ' '\n' | sort -u | xargs) $(echo "$attempts" | tr ' ' '\n' | sort -u | xargs)" \
+    "200:weighted 1"
+attempt 503 wtd
+t_check "weighted: a 503 from the first fails over to the other weighted provider" \
+    grep -Eqx '200 (openai 2 weighted [a-z]+:503,openai:normal|anthropic 2 weighted [a-z]+:503,anthropic:normal)' <<<"$GOT"
+[[ "$GOT" =~ openai:503,openai|anthropic:503,anthropic|azure ]] && t_diag "unexpected: $GOT"
+mock_ctl POST /_mock/scenario '{"scenario":"503","count":2}' >/dev/null
+attempt - wtd
+mock_ctl DELETE /_mock/scenario >/dev/null
+t_check "weighted: azure (weight 0) is tried after both weighted providers" \
+    grep -Eqx '200 azure 3 weighted [a-z]+:503,[a-z]+:503,azure:normal' <<<"$GOT"
+attempt - acme auto false -H 'X-BYOK-Route: weighted'
+t_eq "X-BYOK-Route: weighted on a tenant without weights: the tenant's order (anthropic)" "$GOT" \
+    "200 anthropic 1 weighted anthropic:normal"
 
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "${KEYS[@]}"

@@ -263,6 +263,90 @@ static void test_cheapest(void **state)
     assert_string_equal(route_strategy_name(ROUTE_CHEAPEST), "cheapest");
     assert_string_equal(route_strategy_name(ROUTE_FASTEST), "fastest");
     assert_string_equal(route_strategy_name(ROUTE_ORDERED), "ordered");
+    assert_int_equal(route_strategy_of("weighted", &st), ERR_OK);
+    assert_int_equal(st, ROUTE_WEIGHTED);
+    assert_string_equal(route_strategy_name(ROUTE_WEIGHTED), "weighted");
+    assert_string_equal(route_strategy_name((enum route_strategy)ROUTE_STRATEGY_COUNT), "ordered");
+}
+
+static void wcands(struct route_candidate *c, const char *const *provs, size_t n)
+{
+    memset(c, 0, n * sizeof(*c));
+    for (size_t i = 0; i < n; i++) {
+        snprintf(c[i].provider, sizeof(c[i].provider), "%s", provs[i]);
+        snprintf(c[i].model, sizeof(c[i].model), "m-%s", provs[i]);
+    }
+}
+
+/* "weighted": the weighted candidates first, drawn in proportion; the rest after, in order. */
+static void test_weighted(void **state)
+{
+    (void)state;
+    static const char *const wnames[] = {"openai", "anthropic", "mistral", "ollama"};
+    struct route_candidate c[4];
+    json_t *w = json_pack("{si si si}", "openai", 3, "anthropic", 1, "mistral", 0);
+    unsigned long long rng = 42;
+    int first[4] = {0}, second_openai = 0, second_anthropic = 0;
+    const int rounds = 40000;
+    for (int r = 0; r < rounds; r++) {
+        wcands(c, wnames, 4);
+        route_rank_weighted(c, 4, w, &rng);
+        /* The unweighted ones (mistral: 0, ollama: absent) always last, in the order given. */
+        assert_string_equal(c[2].provider, "mistral");
+        assert_string_equal(c[3].provider, "ollama");
+        assert_string_equal(c[3].model, "m-ollama"); /* whole candidates move */
+        for (int i = 0; i < 4; i++) {
+            if (strcmp(c[0].provider, wnames[i]) == 0) {
+                first[i]++;
+            }
+        }
+        second_openai += strcmp(c[1].provider, "openai") == 0;
+        second_anthropic += strcmp(c[1].provider, "anthropic") == 0;
+    }
+    /* 3:1 -> 30,000 expected first; sd ~87, so 29,500..30,500 fails only for a broken draw. */
+    assert_in_range(first[0], 29500, 30500);
+    assert_int_equal(first[0] + first[1], rounds);
+    assert_int_equal(second_openai, first[1]);
+    assert_int_equal(second_anthropic, first[0]);
+
+    /* Same state, same order: the draw depends on the generator alone. */
+    unsigned long long a = 7, b = 7;
+    struct route_candidate c1[4], c2[4];
+    wcands(c1, wnames, 4);
+    wcands(c2, wnames, 4);
+    route_rank_weighted(c1, 4, w, &a);
+    route_rank_weighted(c2, 4, w, &b);
+    assert_memory_equal(c1, c2, sizeof(c1));
+    assert_true(a == b && a != 7);
+
+    /* No weights (none set, all 0, not integers, out of range): the order as given. */
+    json_t *none[] = {NULL, json_object(), json_pack("{si si}", "openai", 0, "anthropic", 0),
+                      json_pack("{ss sf}", "openai", "3", "anthropic", 2.0),
+                      json_pack("{sI}", "openai", (json_int_t)-5)};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        wcands(c, wnames, 4);
+        unsigned long long before = rng;
+        route_rank_weighted(c, 4, none[i], &rng);
+        for (int k = 0; k < 4; k++) {
+            assert_string_equal(c[k].provider, wnames[k]);
+        }
+        assert_true(rng == before); /* nothing drawn */
+        json_decref(none[i]);
+    }
+    /* One weighted candidate goes first, even when it was last. */
+    json_t *one = json_pack("{si}", "ollama", 1);
+    wcands(c, wnames, 4);
+    route_rank_weighted(c, 4, one, &rng);
+    assert_string_equal(c[0].provider, "ollama");
+    assert_string_equal(c[1].provider, "openai");
+    assert_string_equal(c[3].provider, "mistral");
+    json_decref(one);
+    /* n of 0 and 1 are fine. */
+    route_rank_weighted(c, 0, w, &rng);
+    wcands(c, wnames, 1);
+    route_rank_weighted(c, 1, w, &rng);
+    assert_string_equal(c[0].provider, "openai");
+    json_decref(w);
 }
 
 static void test_allowed_tasks(void **state)
@@ -748,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_build_requests),
         cmocka_unit_test(test_cost),
         cmocka_unit_test_setup_teardown(test_cheapest, fx_setup, fx_teardown),
+        cmocka_unit_test(test_weighted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2680,6 +2680,12 @@ static const struct bad_case bad_cases[] = {
     {FW_OP_UPDATE, "tenants/acme/settings", "{\"routing_strategy\": \"random\"}",
      "routing_strategy"},
     {FW_OP_UPDATE, "tenants/acme/settings", "{\"budget_tier\": \"HUGE\"}", "budget_tier"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"provider_weights\": {\"openai\": 1001}}",
+     "provider_weights"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"provider_weights\": {\"nosuch\": 1}}",
+     "provider_weights"},
+    {FW_OP_UPDATE, "tenants/acme/settings", "{\"provider_weights\": \"openai=-1\"}",
+     "provider_weights"},
     {FW_OP_UPDATE, "tenants/acme/settings", "{\"preferred_providers\": [\"nosuch\"]}",
      "preferred_providers"},
     {FW_OP_UPDATE, "tenants/acme/settings", "{\"fallback_providers\": [\"Bad!\"]}",
@@ -2960,10 +2966,25 @@ static void test_settings_routing_strategy(void **state)
     /* Another tenant still reads the default. */
     d = ok(e, FW_OP_READ, "tenants/globex/settings", NULL);
     assert_string_equal(str(d, "routing_strategy"), "ordered");
+    assert_int_equal(json_object_size(json_object_get(d, "provider_weights")), 0);
     json_decref(d);
+    /* provider_weights: pairs as the CLI sends them, stored (and carried) as integers. */
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings",
+        "{\"routing_strategy\": \"weighted\", \"provider_weights\": \"openai=3,anthropic=0\"}");
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/settings", &got), ERR_OK);
+    assert_string_equal(str(got, "routing_strategy"), "weighted");
+    assert_int_equal(num(json_object_get(got, "provider_weights"), "openai"), 3);
+    assert_int_equal(num(json_object_get(got, "provider_weights"), "anthropic"), 0);
+    assert_int_equal(json_object_size(json_object_get(got, "provider_weights")), 2);
+    json_decref(got);
+    creds_value(e, CREDS, &c);
+    assert_int_equal(
+        num(json_object_get(json_object_get(c, "settings"), "provider_weights"), "openai"), 3);
+    json_decref(c);
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"routing_strategy\": \"fastest\"}");
 
     static const char why[] = "invalid value for field 'routing_strategy': must be one of "
-                              "ordered, cheapest, fastest";
+                              "ordered, cheapest, fastest, weighted";
     static const struct {
         const char *body, *message; /* message NULL: any naming the field */
     } refused[] = {

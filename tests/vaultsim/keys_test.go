@@ -59,6 +59,11 @@ func jstr(m map[string]any, k string) string {
 	return v
 }
 
+func jmap(m map[string]any, k string) map[string]any {
+	v, _ := m[k].(map[string]any)
+	return v
+}
+
 func jnum(m map[string]any, k string) int64 {
 	switch v := m[k].(type) {
 	case float64:
@@ -273,7 +278,7 @@ func TestSettingsRoutingStrategyHTTP(t *testing.T) {
 		t.Errorf("globex creds settings: %v", cs)
 	}
 
-	const why = "invalid value for field 'routing_strategy': must be one of ordered, cheapest, fastest"
+	const why = "invalid value for field 'routing_strategy': must be one of ordered, cheapest, fastest, weighted"
 	before := s.RawStorage()
 	for _, c := range []struct {
 		value any
@@ -306,6 +311,67 @@ func TestSettingsRoutingStrategyHTTP(t *testing.T) {
 	}
 	if d = Data(s.expect(t, 200, "agent", s.agent, "GET", settings, nil)); jstr(d, "routing_strategy") != "fastest" || jnum(d, "rpm_limit") != 9 {
 		t.Errorf("after refusals: %v", d)
+	}
+}
+
+// provider_weights: the weighted strategy's map, in each form Vault's
+// TypeKVPairs takes, stored with integer values, carried in creds; bad
+// entries are a 400 naming the field and store nothing.
+func TestSettingsProviderWeightsHTTP(t *testing.T) {
+	s := newIsoSim(t)
+	const settings = "byok/tenants/acme/settings"
+	if d := Data(s.expect(t, 200, "tenant A", s.tenantA, "GET", settings, nil)); len(jmap(d, "provider_weights")) != 0 {
+		t.Errorf("fresh tenant: provider_weights %v, want {}", d["provider_weights"])
+	}
+	s.expect(t, 200, "tenant A", s.tenantA, "PUT", "byok/tenants/acme/keys/openai/production", map[string]any{"key_value": s.canaries[0]})
+	for _, form := range []any{
+		map[string]any{"openai": 3, "anthropic": "1", "mistral": 0},
+		"openai=3,anthropic=1,mistral=0",                 // the CLI's provider_weights=openai=3,...
+		[]string{"openai=3", "anthropic=1", "mistral=0"}, // repeated provider_weights=k=v
+	} {
+		d := Data(s.expect(t, 200, "tenant A", s.tenantA, "PUT", settings, map[string]any{"routing_strategy": "Weighted", "provider_weights": form}))
+		w := jmap(d, "provider_weights")
+		if jstr(d, "routing_strategy") != "weighted" || len(w) != 3 || jnum(w, "openai") != 3 || jnum(w, "anthropic") != 1 || jnum(w, "mistral") != 0 {
+			t.Errorf("%#v: reply %v", form, d)
+		}
+	}
+	m := s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/acme/creds/openai", nil)
+	cs, _ := Data(m)["settings"].(map[string]any)
+	if w := jmap(cs, "provider_weights"); jstr(cs, "routing_strategy") != "weighted" || jnum(w, "openai") != 3 || jnum(w, "anthropic") != 1 {
+		t.Errorf("creds settings: %v", cs)
+	}
+
+	before := s.RawStorage()
+	for _, bad := range []any{
+		map[string]any{"openai": -1},
+		map[string]any{"openai": 1001},
+		map[string]any{"openai": "3x"},
+		map[string]any{"openai": "", "anthropic": 1},
+		map[string]any{"openai": 1.5},
+		map[string]any{"openai": true},
+		map[string]any{"nosuchprovider": 1},
+		map[string]any{"Bad Name": 1},
+		"openai",
+		"openai=99999999999",
+		17,
+		[]any{1, 2},
+	} {
+		code, m := checkedCall(t, s.Sim, s.canaries, s.tenantA, "PUT", settings, map[string]any{"provider_weights": bad, "rpm_limit": 5})
+		if msg := Errors(m); code != 400 || !strings.Contains(msg, "'provider_weights'") {
+			t.Errorf("provider_weights %#v: %d %q, want 400 naming the field", bad, code, msg)
+		}
+	}
+	if after := s.RawStorage(); !reflect.DeepEqual(before, after) {
+		t.Errorf("a refused provider_weights changed storage")
+	}
+	// An empty map clears the weights.
+	d := Data(s.expect(t, 200, "tenant A", s.tenantA, "PUT", settings, map[string]any{"provider_weights": map[string]any{}}))
+	if len(jmap(d, "provider_weights")) != 0 || jstr(d, "routing_strategy") != "weighted" {
+		t.Errorf("cleared: %v", d)
+	}
+	// Tenant B cannot set tenant A's weights.
+	if code, _ := s.Call(t, s.tenantB, "PUT", settings, map[string]any{"provider_weights": map[string]any{"openai": 1}}); code != 403 {
+		t.Errorf("tenant B wrote A's provider_weights: %d", code)
 	}
 }
 
