@@ -91,6 +91,7 @@ struct call {
     enum route_strategy strategy;   /* the header's, or the tenant's routing_strategy */
     json_t *fwd;                    /* forwarded header lines ("Name: value") */
     enum route_kind kind;
+    bool model_one; /* SHAPE_MODELS: one model (kind, one), GET /v1/models/{model} */
     /* Allocated only as large as needed: a call lives as long as its stream. */
     struct route_candidate *cands; /* &one, or ROUTE_MAX_CANDIDATES from the planner */
     struct route_candidate one;
@@ -2058,6 +2059,13 @@ static void call_attempt(struct call *c)
 
 /* ---- probing and planning ------------------------------------------------------------------- */
 
+/* Does provider's catalog model m answer to what GET /v1/models/{model} asked (c->kind, c->one)? */
+static bool call_model_asked(const struct call *c, const char *provider, const char *name)
+{
+    return strcmp(name, c->one.model) == 0 &&
+           (c->kind != ROUTE_EXPLICIT || strcmp(provider, c->one.provider) == 0);
+}
+
 static void call_models_reply(struct call *c)
 {
     json_t *data = json_array();
@@ -2072,7 +2080,8 @@ static void call_models_reply(struct call *c)
         {
             const char *name = json_string_value(json_object_get(m, "name"));
             if (name == NULL || !route_usable(ent->settings, ent->entry, m) ||
-                !route_model_permitted(ent->permissions, m)) {
+                !route_model_permitted(ent->permissions, m) ||
+                (c->model_one && !call_model_asked(c, ent->provider, name))) {
                 continue; /* outside the tenant's residency or budget tier, or its key's use */
             }
             char id[CONFIG_MAX_NAME + ROUTE_MAX_MODEL + 2];
@@ -2084,8 +2093,21 @@ static void call_models_reply(struct call *c)
                                 json_object_get(m, "context_window")));
         }
     }
+    bool one = c->model_one;
     struct request *r = call_end(c);
-    server_reply_json(r, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+    if (!one) {
+        server_reply_json(r, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+        return;
+    }
+    /* The first provider (in the agent's providers order) that serves it, as a bare model call. */
+    json_t *m = json_incref(json_array_get(data, 0));
+    json_decref(data);
+    if (m == NULL) {
+        server_reply_error(r, 404, "invalid_request_error", "model_not_found",
+                           "no provider the tenant has a key for serves this model");
+        return;
+    }
+    server_reply_json(r, 200, m);
 }
 
 static void call_plan(struct call *c)
@@ -2551,6 +2573,40 @@ void proxy_models(struct request *r)
         server_reply_error(r, 500, "server_error", "internal", "out of memory");
         return;
     }
+    call_probe(c);
+}
+
+void proxy_model(struct request *r)
+{
+    /* The id as the SDKs send it: percent-encoded or not ("openai%2Fgpt-4o", "openai/gpt-4o"). */
+    const char *uri = evhttp_request_get_uri(r->ev);
+    const char *id = uri + strlen(PROXY_MODEL_PREFIX); /* server.c routed on the prefix */
+    size_t len = strcspn(id, "?");
+    char raw[3 * (CONFIG_MAX_NAME + ROUTE_MAX_MODEL + 1) + 1]; /* room for every byte encoded */
+    char *dec = NULL;
+    size_t n = 0;
+    if (len < sizeof(raw)) {
+        memcpy(raw, id, len);
+        raw[len] = '\0';
+        dec = evhttp_uridecode(raw, 0, &n);
+    }
+    struct call *c = call_new(r, PROVIDER_CHAT, SHAPE_MODELS);
+    if (c == NULL) {
+        free(dec);
+        server_reply_error(r, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    c->model_one = true;
+    if (dec == NULL || n != strlen(dec) || strcmp(dec, "auto") == 0 ||
+        route_classify(dec, &r->cfg->providers, &c->kind, &c->one) != ERR_OK) {
+        free(dec);
+        struct request *rr = call_end(c);
+        call_param_error(rr, "model", "invalid_model",
+                         "model name is empty, longer than 128 characters or has characters "
+                         "other than printable ASCII (spaces included)");
+        return;
+    }
+    free(dec);
     call_probe(c);
 }
 

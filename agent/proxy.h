@@ -20,6 +20,13 @@
 void proxy_chat(struct request *r);
 void proxy_embeddings(struct request *r);
 void proxy_models(struct request *r);
+/*
+ * GET /v1/models/{model}: one model of the list, as OpenAI's models.retrieve
+ * takes it ({model} percent-encoded or not; "provider/model" or a bare name,
+ * the first provider serving it); 404 model_not_found when the tenant cannot use it.
+ */
+#define PROXY_MODEL_PREFIX "/v1/models/"
+void proxy_model(struct request *r);
 void proxy_usage(struct request *r);
 void proxy_brain_chat(struct request *r);
 

@@ -152,14 +152,17 @@ static const struct {
     server_handler handler;
     bool needs_tenant;
     bool needs_metrics;
+    bool prefix; /* path is a prefix: a path segment follows (one label in metrics and logs) */
+    const char *label;
 } server_routes[] = {
-    {EVHTTP_REQ_POST, "/v1/chat/completions", proxy_chat, true, false},
-    {EVHTTP_REQ_POST, "/v1/embeddings", proxy_embeddings, true, false},
-    {EVHTTP_REQ_GET, "/v1/models", proxy_models, true, false},
-    {EVHTTP_REQ_GET, "/v1/byok/usage", proxy_usage, true, false},
-    {EVHTTP_REQ_POST, "/api/brain/ai/chat", proxy_brain_chat, true, false},
-    {EVHTTP_REQ_GET, "/healthz", server_healthz, false, false},
-    {EVHTTP_REQ_GET, "/metrics", server_metrics, false, true},
+    {EVHTTP_REQ_POST, "/v1/chat/completions", proxy_chat, true, false, false, NULL},
+    {EVHTTP_REQ_POST, "/v1/embeddings", proxy_embeddings, true, false, false, NULL},
+    {EVHTTP_REQ_GET, "/v1/models", proxy_models, true, false, false, NULL},
+    {EVHTTP_REQ_GET, PROXY_MODEL_PREFIX, proxy_model, true, false, true, "/v1/models/{model}"},
+    {EVHTTP_REQ_GET, "/v1/byok/usage", proxy_usage, true, false, false, NULL},
+    {EVHTTP_REQ_POST, "/api/brain/ai/chat", proxy_brain_chat, true, false, false, NULL},
+    {EVHTTP_REQ_GET, "/healthz", server_healthz, false, false, false, NULL},
+    {EVHTTP_REQ_GET, "/metrics", server_metrics, false, true, false, NULL},
 };
 
 double server_now(void)
@@ -917,8 +920,9 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
     enum evhttp_cmd_type method = evhttp_request_get_command(ev);
     char allow[32] = ""; /* the methods of the path, for a 405's Allow header */
     for (size_t i = 0; i < sizeof(server_routes) / sizeof(server_routes[0]); i++) {
-        if (strlen(server_routes[i].path) != plen ||
-            memcmp(server_routes[i].path, uri, plen) != 0 ||
+        size_t rlen = strlen(server_routes[i].path);
+        if ((server_routes[i].prefix ? plen <= rlen : plen != rlen) ||
+            memcmp(server_routes[i].path, uri, rlen) != 0 ||
             (server_routes[i].needs_metrics && !l->lc->metrics)) {
             continue;
         }
@@ -928,7 +932,7 @@ static void server_gencb(struct evhttp_request *ev, void *arg)
                      server_routes[i].method == EVHTTP_REQ_GET ? "GET" : "POST");
             continue;
         }
-        r->route = server_routes[i].path;
+        r->route = server_routes[i].label != NULL ? server_routes[i].label : server_routes[i].path;
         if (server_routes[i].needs_tenant && !server_map_tenant(l, c, r)) {
             server_reply_error(r, 403, "permission_error", "no_tenant",
                                "this caller is not mapped to a tenant");

@@ -37,6 +37,9 @@ CASES=("auto with residency eu: the EU provider answers, not the preferred US on
     "max_completion_tokens one past 100000000: 400 invalid_type naming it"
     "nothing refused reached the provider"
     "GET /v1/models: only what the tenant may use (no US provider, nothing above its tier)"
+    "GET /v1/models/{model}: a listed model, by provider/model, percent-encoded and bare"
+    "GET /v1/models/{model}: a model the tenant may not use, or unknown: 404 model_not_found"
+    "GET /v1/models/{model}: a malformed id is 400 invalid_model; POST is 405; one metrics label"
     "key permissions: auto chat passes the preferred provider's embedding-only key for one that permits chat"
     "key permissions: a stream no key permits: 403 key_not_permitted naming what the request uses"
     "key permissions: explicit chat model with an embedding-only key: 403 key_not_permitted"
@@ -83,7 +86,7 @@ vault_api PUT byok/tenants/globex/settings '{"preferred_providers":["openai"],"b
 [ "$VAULT_CODE" -lt 300 ] || t_diag "globex settings: HTTP $VAULT_CODE $VAULT_BODY"
 SOCK=$AGENT_DIR/acme.sock
 GSOCK=$AGENT_DIR/globex.sock
-agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"routing\"},
+agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"routing\", \"metrics\": true},
                {\"path\": \"$GSOCK\", \"mode\": \"0660\", \"tenant\": \"globex\", \"app\": \"routing\"}]" \
     '.providers = ["openai", "anthropic"]'
 agent_start || t_block_all
@@ -144,6 +147,36 @@ call "$SOCK" GET /v1/models
 t_eq "GET /v1/models: only what the tenant may use (no US provider, nothing above its tier)" \
     "$CODE $(echo "$BODY" | jq -r '[.data[].id] | "\(map(select(startswith("anthropic/") or . == "openai/mock-premium")) | length) \(index("openai/gpt-4o-mini") != null)"')" \
     "200 0 true"
+
+# models.retrieve: the list's entry, or 404 (anthropic is outside the residency, mock-premium above the tier).
+call "$SOCK" GET /v1/models
+want=$(echo "$BODY" | jq -c '.data[] | select(.id == "openai/gpt-4o-mini")')
+got=""
+for id in openai/gpt-4o-mini openai%2Fgpt-4o-mini gpt-4o-mini; do
+    call "$SOCK" GET "/v1/models/$id"
+    got+="$CODE $(echo "$BODY" | jq -c . 2>/dev/null) | "
+done
+t_eq "GET /v1/models/{model}: a listed model, by provider/model, percent-encoded and bare" "$got" \
+    "200 $want | 200 $want | 200 $want | "
+got=""
+for id in "anthropic/${PROVIDER_MODEL[anthropic]}" openai/mock-premium mock-premium openai/no-such-model \
+    no-such-model nosuchprovider%2Fgpt-4o-mini; do
+    call "$SOCK" GET "/v1/models/$id"
+    got+="$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) "
+done
+t_eq "GET /v1/models/{model}: a model the tenant may not use, or unknown: 404 model_not_found" "$got" \
+    "$(printf '404 model_not_found %.0s' 1 2 3 4 5 6)"
+got=""
+for id in 'gpt%20x' 'gpt%00x' 'auto' "$(printf 'm%.0s' $(seq 200))"; do
+    call "$SOCK" GET "/v1/models/$id"
+    got+="$CODE $(echo "$BODY" | jq -r '.error.code + ":" + .error.param' 2>/dev/null) "
+done
+call "$SOCK" POST /v1/models/gpt-4o-mini '{}'
+got+="$CODE $(hdr Allow) "
+call "$SOCK" GET /metrics
+got+=$(echo "$BODY" | grep -c '^byok_requests_total{route="/v1/models/{model}"')
+t_eq "GET /v1/models/{model}: a malformed id is 400 invalid_model; POST is 405; one metrics label" "$got" \
+    "$(printf '400 invalid_model:model %.0s' 1 2 3 4)405 GET 3"
 
 # ---- key permissions (globex) ----
 call "$GSOCK" POST /v1/chat/completions "$(chat_body auto false 3)"
