@@ -595,30 +595,27 @@ static enum err vx_tools(const json_t *tools, struct provider_bad *bad, json_t *
 static enum err vx_tool_config(const json_t *oreq, const json_t *vtools, struct provider_bad *bad,
                                json_t **ret)
 {
-    const json_t *tc = json_object_get(oreq, "tool_choice");
-    const char *s = json_string_value(tc);
-    const char *mode = NULL;
     const json_t *name = NULL;
+    const char *mode = NULL;
     *ret = NULL;
-    if (tc == NULL || json_is_null(tc)) {
+    switch (prov_tool_choice(oreq, &name)) {
+    case PROV_CHOICE_UNSET:
         return ERR_OK;
-    }
-    if (s != NULL && strcmp(s, "auto") == 0) {
+    case PROV_CHOICE_AUTO:
         mode = "AUTO";
-    } else if (s != NULL && strcmp(s, "none") == 0) {
+        break;
+    case PROV_CHOICE_NONE:
         mode = "NONE";
-    } else if (s != NULL && strcmp(s, "required") == 0) {
+        break;
+    case PROV_CHOICE_REQUIRED:
+    case PROV_CHOICE_FUNCTION:
         mode = "ANY";
-    } else {
-        const char *type = json_string_value(json_object_get(tc, "type"));
-        name = json_object_get(json_object_get(tc, "function"), "name");
-        if (type == NULL || strcmp(type, "function") != 0 || !json_is_string(name)) {
-            return prov_bad(bad,
-                            "must be auto, none, required or {\"type\":\"function\","
-                            "\"function\":{\"name\":...}}",
-                            "tool_choice");
-        }
-        mode = "ANY";
+        break;
+    case PROV_CHOICE_INVALID:
+        return prov_bad(bad,
+                        "must be auto, none, required or {\"type\":\"function\","
+                        "\"function\":{\"name\":...}}",
+                        "tool_choice");
     }
     if (vtools == NULL) {
         if (strcmp(mode, "ANY") == 0) {
