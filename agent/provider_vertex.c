@@ -26,7 +26,10 @@
  * types in its enum's spelling; a type and null becomes nullable; keywords
  * that only annotate are dropped; any other keyword is refused naming the
  * field, never dropped (dropping oneOf or $ref would let the model answer
- * what the app's schema forbids).
+ * what the app's schema forbids). A refusal's path names keywords of this
+ * file's table only, and properties by position ("properties[0]"): a
+ * property name, or a key that is no keyword, is the app's text, which an
+ * error never holds.
  *
  * Not done here: the legacy functions / function_call fields, several
  * candidates (n > 1), images by URL, and text embeddings (:predict). Those
@@ -247,9 +250,10 @@ static void vx_path_pop(struct vx_path *p, size_t len)
 
 /* What the translation does with one JSON Schema keyword. */
 enum vx_kw {
-    VX_KW_REFUSE, /* not in Vertex's subset: the request is refused naming it */
-    VX_KW_COPY,   /* the same keyword and meaning in Vertex's Schema: passed on as it is */
-    VX_KW_DROP,   /* an annotation that constrains nothing: left out */
+    VX_KW_UNKNOWN, /* not a JSON Schema keyword: refused, named by the schema that has it */
+    VX_KW_REFUSE,  /* JSON Schema's, not in Vertex's subset: refused naming it */
+    VX_KW_COPY,    /* the same keyword and meaning in Vertex's Schema: passed on as it is */
+    VX_KW_DROP,    /* an annotation that constrains nothing: left out */
     VX_KW_TYPE,
     VX_KW_ENUM,
     VX_KW_STRINGS,    /* an array of strings (required, propertyOrdering) */
@@ -295,13 +299,45 @@ static enum vx_kw vx_keyword(const char *k)
         {"deprecated", VX_KW_DROP},
         {"readOnly", VX_KW_DROP},
         {"writeOnly", VX_KW_DROP},
+        {"contentEncoding", VX_KW_DROP},
+        {"contentMediaType", VX_KW_DROP},
+        {"oneOf", VX_KW_REFUSE},
+        {"allOf", VX_KW_REFUSE},
+        {"not", VX_KW_REFUSE},
+        {"const", VX_KW_REFUSE},
+        {"$ref", VX_KW_REFUSE},
+        {"$defs", VX_KW_REFUSE},
+        {"definitions", VX_KW_REFUSE},
+        {"$anchor", VX_KW_REFUSE},
+        {"$dynamicRef", VX_KW_REFUSE},
+        {"$dynamicAnchor", VX_KW_REFUSE},
+        {"if", VX_KW_REFUSE},
+        {"then", VX_KW_REFUSE},
+        {"else", VX_KW_REFUSE},
+        {"patternProperties", VX_KW_REFUSE},
+        {"propertyNames", VX_KW_REFUSE},
+        {"unevaluatedProperties", VX_KW_REFUSE},
+        {"dependentRequired", VX_KW_REFUSE},
+        {"dependentSchemas", VX_KW_REFUSE},
+        {"dependencies", VX_KW_REFUSE},
+        {"prefixItems", VX_KW_REFUSE},
+        {"additionalItems", VX_KW_REFUSE},
+        {"unevaluatedItems", VX_KW_REFUSE},
+        {"contains", VX_KW_REFUSE},
+        {"minContains", VX_KW_REFUSE},
+        {"maxContains", VX_KW_REFUSE},
+        {"uniqueItems", VX_KW_REFUSE},
+        {"exclusiveMinimum", VX_KW_REFUSE},
+        {"exclusiveMaximum", VX_KW_REFUSE},
+        {"multipleOf", VX_KW_REFUSE},
+        {"contentSchema", VX_KW_REFUSE},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
         if (strcmp(table[i].name, k) == 0) {
             return table[i].kind;
         }
     }
-    return VX_KW_REFUSE;
+    return VX_KW_UNKNOWN;
 }
 
 /* A JSON Schema type name as Vertex's Type enum spells it; NULL for null and unknown names. */
@@ -363,6 +399,9 @@ static enum err vx_schema_keyword(const char *k, const json_t *v, int depth, jso
     size_t i;
     const json_t *x;
     switch (vx_keyword(k)) {
+    case VX_KW_UNKNOWN:
+        return prov_bad(bad, "has a keyword that neither JSON Schema nor Vertex's subset has", "%s",
+                        p->s);
     case VX_KW_REFUSE:
         return prov_bad(bad, "is a JSON Schema keyword Vertex's schema subset does not have", "%s",
                         p->s);
@@ -423,10 +462,12 @@ static enum err vx_schema_keyword(const char *k, const json_t *v, int depth, jso
         sub = json_object();
         e = sub != NULL ? ERR_OK : ERR_NOMEM;
         const char *name;
+        i = 0;
         json_object_foreach((json_t *)v, name, x)
         {
             json_t *one = NULL;
-            size_t back = vx_path_push(p, ".%s", name);
+            /* By position, not name: a name is the app's text, never put in an error. */
+            size_t back = vx_path_push(p, "[%zu]", i++);
             if (e == ERR_OK) {
                 e = vx_schema(x, depth + 1, p, bad, &one);
             }
@@ -467,7 +508,8 @@ static enum err vx_schema(const json_t *in, int depth, struct vx_path *p, struct
     json_t *v;
     json_object_foreach((json_t *)in, k, v)
     {
-        size_t back = vx_path_push(p, ".%s", k);
+        /* A keyword of the table is named; any other key is the app's text, never echoed. */
+        size_t back = vx_keyword(k) != VX_KW_UNKNOWN ? vx_path_push(p, ".%s", k) : p->len;
         enum err e = vx_schema_keyword(k, v, depth, out, p, bad);
         vx_path_pop(p, back);
         if (e != ERR_OK) {
@@ -514,11 +556,35 @@ static json_t *vx_declaration(const json_t *name, const json_t *desc, const json
 }
 
 /*
+ * Whether a translated parameters schema takes no argument at all: an object
+ * without properties, no other property allowed (additionalProperties missing,
+ * as OpenAI's "no parameters" is written, or false), nothing else but words.
+ */
+static bool vx_no_arguments(const json_t *schema)
+{
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)schema, k, v)
+    {
+        bool none = (strcmp(k, "properties") == 0 && json_object_size(v) == 0) ||
+                    (strcmp(k, "required") == 0 && json_array_size(v) == 0) ||
+                    (strcmp(k, "additionalProperties") == 0 && json_is_false(v)) ||
+                    strcmp(k, "type") == 0 || strcmp(k, "title") == 0 ||
+                    strcmp(k, "description") == 0;
+        if (!none) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
  * Declaration i's name checked and its parameters translated. A function's
- * parameters are an object schema; one without properties (OpenAI's
+ * parameters are an object schema; one that takes no argument (OpenAI's
  * {"type":"object","properties":{}} for a function of no arguments) is left
  * out: Vertex refuses an OBJECT without properties there, and a declaration
- * without parameters means the same.
+ * without parameters means the same. Any other object without properties
+ * (a free-form map, anyOf branches) is sent as it is, for Vertex to judge.
  */
 static enum err vx_declaration_finish(json_t *d, size_t i, struct provider_bad *bad)
 {
@@ -544,8 +610,7 @@ static enum err vx_declaration_finish(json_t *d, size_t i, struct provider_bad *
     if (e != ERR_OK) {
         return e;
     }
-    if (json_object_size(json_object_get(schema, "properties")) == 0 &&
-        !json_is_object(json_object_get(schema, "additionalProperties"))) {
+    if (vx_no_arguments(schema)) {
         json_decref(schema);
         return json_object_del(d, "parameters") == 0 ? ERR_OK : ERR_NOMEM;
     }
@@ -1096,8 +1161,10 @@ static json_t *vx_call_block(const json_t *fc, const char *answer_id, int n)
                      json_object_get(fc, "args"));
 }
 
-/* A candidate's functionCall parts as OpenAI tool calls appended to tool_calls. ERR_PROTO,
- * ERR_NOMEM. */
+/*
+ * A candidate's functionCall parts as OpenAI tool calls appended to
+ * tool_calls. ERR_PROTO for one without a usable name, ERR_NOMEM.
+ */
 static enum err vx_candidate_calls(const json_t *cand, const char *answer_id, json_t *tool_calls)
 {
     const json_t *parts = json_object_get(json_object_get(cand, "content"), "parts");

@@ -325,7 +325,7 @@ t_match "bad input: unknown tool_call_id 400 naming the field, nothing sent" "$(
 since=$(mock_last_seq)
 call "$SOCK" POST /v1/chat/completions "$(ask false | jq -c '.tools[0].function.parameters.properties.city = {oneOf: [{type: "string"}, {type: "integer"}]}')"
 t_match "bad input: a schema keyword Vertex lacks (oneOf) 400 naming the field, nothing sent" "$(err_of "$since")" \
-    '^400 invalid_messages tools\[0\]\.function\.parameters\.properties\.city\.oneOf sent=0$'
+    '^400 invalid_messages tools\[0\]\.function\.parameters\.properties\[0\]\.oneOf sent=0$'
 since=$(mock_last_seq)
 call "$SOCK" POST /v1/chat/completions "$(jq -cn '{model: "vertex/gemini-2.5-flash", messages: [{role: "user", content: "x"}],
     tools: [range(129) | {type: "function", function: {name: "f\(.)"}}]}')"

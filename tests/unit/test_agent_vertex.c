@@ -723,6 +723,25 @@ static void test_build_tools(void **state)
         }
         json_decref(v);
     }
+    /*
+     * Parameters that take no argument are left out (Vertex refuses an OBJECT
+     * without properties there); other objects without properties are sent.
+     */
+    assert_int_equal(
+        vreq("{" USER_X ",'tools':[{'type':'function','function':{'name':'a','parameters':"
+             "{'type':'object','required':[],'additionalProperties':false,'title':'t'}}},"
+             "{'type':'function','function':{'name':'b','parameters':{'type':'object'}}},"
+             "{'type':'function','function':{'name':'c','parameters':{'type':'object',"
+             "'additionalProperties':{'type':'string'}}}},"
+             "{'type':'function','function':{'name':'d','parameters':{'type':'object',"
+             "'properties':{},'additionalProperties':true}}}]}",
+             &bad, &v),
+        ERR_OK);
+    assert_json(json_object_get(v, "tools"),
+                "[{'functionDeclarations':[{'name':'a'},{'name':'b'},{'name':'c','parameters':"
+                "{'type':'OBJECT','additionalProperties':{'type':'STRING'}}},{'name':'d',"
+                "'parameters':{'type':'OBJECT','properties':{},'additionalProperties':true}}]}]");
+    json_decref(v);
     /* Without tools, auto and none mean nothing: neither tools nor toolConfig is sent. */
     assert_int_equal(vreq("{" USER_X ",'tools':[],'tool_choice':'none'}", &bad, &v), ERR_OK);
     assert_int_equal(json_object_size(v), 1);
@@ -853,7 +872,7 @@ static void test_build_tool_limits(void **state)
     free(q);
     q = deep_params(VERTEX_MAX_SCHEMA_DEPTH + 1);
     assert_int_equal(vreq(q, &bad, &v), ERR_INVAL);
-    assert_int_equal(strncmp(bad.param, "tools[0].function.parameters.properties.a", 41), 0);
+    assert_int_equal(strncmp(bad.param, "tools[0].function.parameters.properties[0]", 42), 0);
     assert_non_null(strstr(bad.msg, "deep"));
     free(q);
 
@@ -914,24 +933,24 @@ static void test_build_tools_invalid(void **state)
         {"{" USER_X "," TOOL("{'type':'string'}") "}", "tools[0].function.parameters"},
         {"{" USER_X "," TOOL("[]") "}", "tools[0].function.parameters"},
         {"{" USER_X "," PROP("{'oneOf':[{'type':'string'}]}") "}",
-         "tools[0].function.parameters.properties.x.oneOf"},
+         "tools[0].function.parameters.properties[0].oneOf"},
         {"{" USER_X "," PROP("{'$ref':'#/$defs/a'}") "}",
-         "tools[0].function.parameters.properties.x.$ref"},
+         "tools[0].function.parameters.properties[0].$ref"},
         {"{" USER_X "," PROP("{'type':'string','const':'a'}") "}",
-         "tools[0].function.parameters.properties.x.const"},
+         "tools[0].function.parameters.properties[0].const"},
         {"{" USER_X "," PROP("{'type':['string','integer']}") "}",
-         "tools[0].function.parameters.properties.x.type"},
+         "tools[0].function.parameters.properties[0].type"},
         {"{" USER_X "," PROP("{'type':'null'}") "}",
-         "tools[0].function.parameters.properties.x.type"},
+         "tools[0].function.parameters.properties[0].type"},
         {"{" USER_X "," PROP("{'type':'integer','enum':[1,2]}") "}",
-         "tools[0].function.parameters.properties.x.enum[0]"},
+         "tools[0].function.parameters.properties[0].enum[0]"},
         {"{" USER_X "," PROP("{'type':'array','items':[{'type':'string'}]}") "}",
-         "tools[0].function.parameters.properties.x.items"},
+         "tools[0].function.parameters.properties[0].items"},
         {"{" USER_X "," PROP("{'anyOf':[]}") "}",
-         "tools[0].function.parameters.properties.x.anyOf"},
+         "tools[0].function.parameters.properties[0].anyOf"},
         {"{" USER_X "," PROP("{'anyOf':[{'type':'string'},{'not':{}}]}") "}",
-         "tools[0].function.parameters.properties.x.anyOf[1].not"},
-        {"{" USER_X "," PROP("7") "}", "tools[0].function.parameters.properties.x"},
+         "tools[0].function.parameters.properties[0].anyOf[1].not"},
+        {"{" USER_X "," PROP("7") "}", "tools[0].function.parameters.properties[0]"},
         {"{" USER_X "," TOOL("{'type':'object','properties':{'x':{'type':'string'}},"
                              "'required':[1]}") "}",
          "tools[0].function.parameters.required[0]"},
@@ -947,6 +966,10 @@ static void test_build_tools_invalid(void **state)
          "'schema':{'type':'object','patternProperties':{}}}}}",
          "response_format.json_schema.schema.patternProperties"},
         {"{" USER_X ",'response_format':{'type':'yaml'}}", "response_format.type"},
+        /* A key that is no keyword, and property names, are never echoed: by position. */
+        {"{" USER_X "," TOOL("{'type':'object','properties':{'a':{'type':'string'},"
+                             "'AIzaName':{'AIzaKey':1}}}") "}",
+         "tools[0].function.parameters.properties[1]"},
     };
 #undef CALL
 #undef PROP
