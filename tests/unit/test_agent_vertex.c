@@ -1114,6 +1114,114 @@ static void test_stream_tool_calls(void **state)
     }
 }
 
+/* jansson's allocator failing at the n-th allocation: out of memory is an error, never a crash. */
+static long oom_countdown;
+static bool oom_fired;
+
+static void *oom_malloc(size_t size)
+{
+    if (oom_countdown > 0 && --oom_countdown == 0) {
+        oom_fired = true;
+        return NULL;
+    }
+    return malloc(size);
+}
+
+/*
+ * The tool translations (request, answer, stream) with their n-th JSON
+ * allocation failing, for each n until one runs without reaching it: each
+ * returns an error (ERR_NOMEM, or the ERR_INVAL / ERR_PROTO a NULL from
+ * jansson reads as) or the whole translation; nothing leaks (ASan), and a
+ * failed stream event writes nothing.
+ */
+static void test_tools_out_of_memory(void **state)
+{
+    (void)state;
+    json_t *req =
+        JQ("{'messages':[{'role':'system','content':'s'},{'role':'user','content':'w?'},"
+           "{'role':'assistant','content':'c','tool_calls':[{'id':'a','type':'function',"
+           "'function':{'name':'f','arguments':'{\\'x\\':1}'}},{'id':'b','type':'function',"
+           "'function':{'name':'g','arguments':''}}]},{'role':'tool','tool_call_id':'b',"
+           "'content':'r1'},{'role':'tool','tool_call_id':'a','content':'r2'},"
+           "{'role':'user','content':'ok'}],'tools':[{'type':'function','function':{'name':'f',"
+           "'description':'d','parameters':{'type':'object','properties':{'x':{'type':"
+           "['integer','null'],'enum':['1']},'y':{'anyOf':[{'type':'string'},{'type':'array',"
+           "'items':{'type':'number'}}]}},'required':['x'],'additionalProperties':false}}},"
+           "{'type':'function','function':{'name':'g','parameters':{'type':'object',"
+           "'properties':{}}}}],'tool_choice':{'type':'function','function':{'name':'g'}},"
+           "'response_format':{'type':'json_schema','json_schema':{'name':'r','schema':"
+           "{'type':'object','properties':{'n':{'type':'integer'}}}}}}");
+    json_t *ans = J("{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"t\"},{\"functionCall\":"
+                    "{\"name\":\"f\",\"args\":{\"x\":1}}},{\"functionCall\":{\"id\":\"i\","
+                    "\"name\":\"g\"}}]},\"finishReason\":\"STOP\"}],\"responseId\":\"r\","
+                    "\"usageMetadata\":{\"promptTokenCount\":1,\"candidatesTokenCount\":2}}");
+    static const char *const events[] = {
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"t\"}]}}],\"responseId\":\"r\"}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"f\",\"args\":"
+        "{\"x\":1}}},{\"functionCall\":{\"name\":\"g\"}}]},\"finishReason\":\"STOP\"}],"
+        "\"usageMetadata\":{\"promptTokenCount\":1,\"candidatesTokenCount\":2}}",
+    };
+    const struct provider_adapter *ad = provider_find("vertex");
+    json_t *ref[2] = {NULL, NULL};
+    for (long n = 0; n < 100000; n++) {
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        json_t *got[2] = {NULL, NULL};
+        struct provider_usage u;
+        memset(&u, 0, sizeof(u));
+        enum err e[2];
+        e[0] = provider_vertex_request(req, NULL, &got[0]);
+        e[1] = provider_vertex_answer(ans, "m", &got[1], &u);
+        struct provider_stream st;
+        memset(&st, 0, sizeof(st));
+        struct buf out;
+        buf_init(&out, 1 << 20);
+        enum err se = ERR_OK;
+        for (size_t i = 0; i < sizeof(events) / sizeof(events[0]) && se == ERR_OK; i++) {
+            size_t before = out.len;
+            se = ad->stream_event(&st, "", events[i], strlen(events[i]), &out);
+            if (se != ERR_OK) {
+                assert_int_equal(out.len, before);
+            }
+        }
+        buf_done(&out);
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        for (size_t i = 0; i < 2; i++) {
+            if (n == 0) {
+                assert_int_equal(e[i], ERR_OK);
+                ref[i] = got[i];
+                continue;
+            }
+            assert_true(e[i] == ERR_OK || e[i] == ERR_NOMEM || e[i] == ERR_INVAL ||
+                        e[i] == ERR_PROTO);
+            /* An ERR_OK is the whole translation, never a part of it ("created" aside). */
+            if (e[i] == ERR_OK) {
+                json_object_del(got[i], "created");
+                json_object_del(ref[i], "created");
+                assert_true(json_equal(got[i], ref[i]));
+            } else {
+                assert_null(got[i]);
+            }
+            json_decref(got[i]);
+        }
+        if (n == 0) {
+            assert_int_equal(se, ERR_OK);
+            assert_true(st.done);
+        } else if (!oom_fired) {
+            assert_int_equal(se, ERR_OK);
+            break;
+        }
+    }
+    for (size_t i = 0; i < 2; i++) {
+        json_decref(ref[i]);
+    }
+    assert_false(oom_fired);
+    json_decref(req);
+    json_decref(ans);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1180,6 +1288,7 @@ int main(void)
         cmocka_unit_test(test_build_tools_invalid),
         cmocka_unit_test(test_response_tool_calls),
         cmocka_unit_test(test_stream_tool_calls),
+        cmocka_unit_test(test_tools_out_of_memory),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
