@@ -305,29 +305,30 @@ static enum err brk_tool_config(const json_t *oreq, struct provider_bad *bad, js
     if (cfg == NULL) {
         return ERR_NOMEM;
     }
-    const json_t *tc = json_object_get(oreq, "tool_choice");
-    const char *s = json_string_value(tc);
+    const json_t *name = NULL;
     json_t *choice = NULL;
-    if (tc == NULL || json_is_null(tc) || (s != NULL && strcmp(s, "auto") == 0)) {
-        choice = NULL; /* Converse's default is auto */
-    } else if (s != NULL && strcmp(s, "required") == 0) {
+    switch (prov_tool_choice(oreq, &name)) {
+    case PROV_CHOICE_UNSET:
+    case PROV_CHOICE_AUTO:
+        break; /* Converse's default is auto */
+    case PROV_CHOICE_REQUIRED:
         choice = json_pack("{s:{}}", "any");
-    } else if (s != NULL && strcmp(s, "none") == 0) {
+        break;
+    case PROV_CHOICE_NONE:
         e = prov_bad(bad,
                      "none cannot be translated: Bedrock's Converse API has no way to forbid "
                      "the tools it is given",
                      "tool_choice");
-    } else {
-        const char *type = json_string_value(json_object_get(tc, "type"));
-        const json_t *name = json_object_get(json_object_get(tc, "function"), "name");
-        if (type == NULL || strcmp(type, "function") != 0 || !json_is_string(name)) {
-            e = prov_bad(bad,
-                         "must be auto, required or {\"type\":\"function\","
-                         "\"function\":{\"name\":...}}",
-                         "tool_choice");
-        } else {
-            choice = json_pack("{s:{s:O}}", "tool", "name", name);
-        }
+        break;
+    case PROV_CHOICE_FUNCTION:
+        choice = json_pack("{s:{s:O}}", "tool", "name", name);
+        break;
+    case PROV_CHOICE_INVALID:
+        e = prov_bad(bad,
+                     "must be auto, required or {\"type\":\"function\","
+                     "\"function\":{\"name\":...}}",
+                     "tool_choice");
+        break;
     }
     if (e == ERR_OK && choice != NULL && json_object_set_new(cfg, "toolChoice", choice) != 0) {
         e = ERR_NOMEM;

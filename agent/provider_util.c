@@ -152,6 +152,32 @@ enum err prov_tools(const json_t *tools, bool null_params,
     return ERR_OK;
 }
 
+enum prov_choice prov_tool_choice(const json_t *oreq, const json_t **ret_name)
+{
+    const json_t *tc = json_object_get(oreq, "tool_choice");
+    const char *s = json_string_value(tc);
+    if (tc == NULL || json_is_null(tc)) {
+        return PROV_CHOICE_UNSET;
+    }
+    static const struct {
+        const char *name;
+        enum prov_choice choice;
+    } words[] = {
+        {"auto", PROV_CHOICE_AUTO}, {"none", PROV_CHOICE_NONE}, {"required", PROV_CHOICE_REQUIRED}};
+    for (size_t i = 0; s != NULL && i < sizeof(words) / sizeof(words[0]); i++) {
+        if (strcmp(s, words[i].name) == 0) {
+            return words[i].choice;
+        }
+    }
+    const char *type = json_string_value(json_object_get(tc, "type"));
+    const json_t *name = json_object_get(json_object_get(tc, "function"), "name");
+    if (type == NULL || strcmp(type, "function") != 0 || !json_is_string(name)) {
+        return PROV_CHOICE_INVALID;
+    }
+    *ret_name = name;
+    return PROV_CHOICE_FUNCTION;
+}
+
 enum err prov_call_check(const json_t *call, size_t mi, size_t j, struct provider_bad *bad,
                          const json_t **ret_id, const json_t **ret_name, const json_t **ret_args)
 {

@@ -67,6 +67,23 @@ MUST_USE enum err prov_tools(const json_t *tools, bool null_params,
                                                 const json_t *params),
                              struct provider_bad *bad, json_t **ret);
 
+/* What a request's OpenAI tool_choice asks for (prov_tool_choice). */
+enum prov_choice {
+    PROV_CHOICE_UNSET, /* missing or null */
+    PROV_CHOICE_AUTO,
+    PROV_CHOICE_NONE,
+    PROV_CHOICE_REQUIRED,
+    PROV_CHOICE_FUNCTION, /* {type: function, function: {name}} */
+    PROV_CHOICE_INVALID,  /* none of OpenAI's shapes: the adapter says why, naming tool_choice */
+};
+
+/*
+ * A request's tool_choice: "auto", "none", "required", or one function by
+ * name, whose name (borrowed, a string) goes to *ret_name (left alone
+ * otherwise). How each is translated, or refused, is the adapter's.
+ */
+enum prov_choice prov_tool_choice(const json_t *oreq, const json_t **ret_name);
+
 /*
  * Checks tool call j of message mi (messages[mi].tool_calls[j]): a non-empty
  * id, a non-empty function name and arguments as a string; borrowed views of

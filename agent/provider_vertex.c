@@ -11,24 +11,45 @@
  *     https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference
  *   Candidate.FinishReason (STOP, MAX_TOKENS, SAFETY, RECITATION, BLOCKLIST,
  *     PROHIBITED_CONTENT, SPII, MALFORMED_FUNCTION_CALL, MODEL_ARMOR ...).
+ *   Function calling (tools[].functionDeclarations, at most 128;
+ *     toolConfig.functionCallingConfig; functionCall and functionResponse
+ *     parts):
+ * https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/function-calling Schema, "a
+ * select subset of an OpenAPI 3.0 schema object" (a function's parameters,
+ * generationConfig.responseSchema):
+ *     https://cloud.google.com/vertex-ai/generative-ai/docs/reference/rest/v1/Schema
  * The key goes in the x-goog-api-key header, which Google APIs take as they
  * take ?key=: a key in a URL ends up in access logs and proxies' logs.
  *
- * Not done here: tools (functionDeclarations), json_schema response formats,
- * several candidates (n > 1), images by URL, and text embeddings (:predict).
- * Those requests are ERR_UNSUPPORTED: the proxy tries the next candidate and,
- * when none is left, answers 400 "unsupported". Choosing a provider is
- * route.c's, sending upstream.c's.
+ * A JSON Schema (a tool's parameters, a json_schema response format) is
+ * translated keyword by keyword: what the Schema subset has is passed on,
+ * types in its enum's spelling; a type and null becomes nullable; keywords
+ * that only annotate are dropped; any other keyword is refused naming the
+ * field, never dropped (dropping oneOf or $ref would let the model answer
+ * what the app's schema forbids). A refusal's path names keywords of this
+ * file's table only, and properties by position ("properties[0]"): a
+ * property name, or a key that is no keyword, is the app's text, which an
+ * error never holds.
+ *
+ * Not done here: the legacy functions / function_call fields, several
+ * candidates (n > 1), images by URL, and text embeddings (:predict). Those
+ * requests are ERR_UNSUPPORTED: the proxy tries the next candidate and, when
+ * none is left, answers 400 "unsupported". Choosing a provider is route.c's,
+ * sending upstream.c's.
  */
 #include "agent/provider_vertex.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "agent/provider_util.h"
 #include "agent/upstream.h"
+#include "common/jsonw.h"
 
 /* The system prompt, and one message's text, are bounded by the app's body cap; this is ours. */
 #define VERTEX_MAX_TEXT ((size_t)16 * 1024 * 1024)
@@ -195,41 +216,657 @@ static enum err vx_parts(const json_t *content, size_t mi, bool text_only, struc
     return ERR_OK;
 }
 
+/* ---- schemas and tools -------------------------------------------------------------------- */
+
+/* A field path for prov_bad ("tools[0].function.parameters.properties.city"), cut when too long. */
+struct vx_path {
+    char s[sizeof(((struct provider_bad *)0)->param)];
+    size_t len;
+};
+
+/* Appends to the path; returns the length to go back to. */
+__attribute__((format(printf, 2, 3))) static size_t vx_path_push(struct vx_path *p, const char *fmt,
+                                                                 ...)
+{
+    size_t was = p->len;
+    if (p->len < sizeof(p->s) - 1) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(p->s + p->len, sizeof(p->s) - p->len, fmt, ap);
+        va_end(ap);
+        if (n > 0) {
+            size_t end = p->len + (size_t)n; /* vsnprintf cut it there */
+            p->len = end < sizeof(p->s) - 1 ? end : sizeof(p->s) - 1;
+        }
+    }
+    return was;
+}
+
+static void vx_path_pop(struct vx_path *p, size_t len)
+{
+    p->len = len;
+    p->s[len] = '\0';
+}
+
+/* What the translation does with one JSON Schema keyword. */
+enum vx_kw {
+    VX_KW_UNKNOWN, /* not a JSON Schema keyword: refused, named by the schema that has it */
+    VX_KW_REFUSE,  /* JSON Schema's, not in Vertex's subset: refused naming it */
+    VX_KW_COPY,    /* the same keyword and meaning in Vertex's Schema: passed on as it is */
+    VX_KW_DROP,    /* an annotation that constrains nothing: left out */
+    VX_KW_TYPE,
+    VX_KW_ENUM,
+    VX_KW_STRINGS,    /* an array of strings (required, propertyOrdering) */
+    VX_KW_SCHEMA,     /* one subschema (items) */
+    VX_KW_SCHEMAS,    /* an array of subschemas (anyOf) */
+    VX_KW_PROPERTIES, /* a map of name to subschema */
+    VX_KW_ADDITIONAL, /* a boolean or a subschema */
+};
+
+static enum vx_kw vx_keyword(const char *k)
+{
+    static const struct {
+        const char *name;
+        enum vx_kw kind;
+    } table[] = {
+        {"type", VX_KW_TYPE},
+        {"enum", VX_KW_ENUM},
+        {"properties", VX_KW_PROPERTIES},
+        {"required", VX_KW_STRINGS},
+        {"propertyOrdering", VX_KW_STRINGS},
+        {"items", VX_KW_SCHEMA},
+        {"anyOf", VX_KW_SCHEMAS},
+        {"additionalProperties", VX_KW_ADDITIONAL},
+        {"title", VX_KW_COPY},
+        {"description", VX_KW_COPY},
+        {"format", VX_KW_COPY},
+        {"nullable", VX_KW_COPY},
+        {"pattern", VX_KW_COPY},
+        {"minimum", VX_KW_COPY},
+        {"maximum", VX_KW_COPY},
+        {"minLength", VX_KW_COPY},
+        {"maxLength", VX_KW_COPY},
+        {"minItems", VX_KW_COPY},
+        {"maxItems", VX_KW_COPY},
+        {"minProperties", VX_KW_COPY},
+        {"maxProperties", VX_KW_COPY},
+        {"default", VX_KW_COPY},
+        {"example", VX_KW_COPY},
+        {"$schema", VX_KW_DROP},
+        {"$id", VX_KW_DROP},
+        {"$comment", VX_KW_DROP},
+        {"examples", VX_KW_DROP},
+        {"deprecated", VX_KW_DROP},
+        {"readOnly", VX_KW_DROP},
+        {"writeOnly", VX_KW_DROP},
+        {"contentEncoding", VX_KW_DROP},
+        {"contentMediaType", VX_KW_DROP},
+        {"oneOf", VX_KW_REFUSE},
+        {"allOf", VX_KW_REFUSE},
+        {"not", VX_KW_REFUSE},
+        {"const", VX_KW_REFUSE},
+        {"$ref", VX_KW_REFUSE},
+        {"$defs", VX_KW_REFUSE},
+        {"definitions", VX_KW_REFUSE},
+        {"$anchor", VX_KW_REFUSE},
+        {"$dynamicRef", VX_KW_REFUSE},
+        {"$dynamicAnchor", VX_KW_REFUSE},
+        {"if", VX_KW_REFUSE},
+        {"then", VX_KW_REFUSE},
+        {"else", VX_KW_REFUSE},
+        {"patternProperties", VX_KW_REFUSE},
+        {"propertyNames", VX_KW_REFUSE},
+        {"unevaluatedProperties", VX_KW_REFUSE},
+        {"dependentRequired", VX_KW_REFUSE},
+        {"dependentSchemas", VX_KW_REFUSE},
+        {"dependencies", VX_KW_REFUSE},
+        {"prefixItems", VX_KW_REFUSE},
+        {"additionalItems", VX_KW_REFUSE},
+        {"unevaluatedItems", VX_KW_REFUSE},
+        {"contains", VX_KW_REFUSE},
+        {"minContains", VX_KW_REFUSE},
+        {"maxContains", VX_KW_REFUSE},
+        {"uniqueItems", VX_KW_REFUSE},
+        {"exclusiveMinimum", VX_KW_REFUSE},
+        {"exclusiveMaximum", VX_KW_REFUSE},
+        {"multipleOf", VX_KW_REFUSE},
+        {"contentSchema", VX_KW_REFUSE},
+    };
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        if (strcmp(table[i].name, k) == 0) {
+            return table[i].kind;
+        }
+    }
+    return VX_KW_UNKNOWN;
+}
+
+/* A JSON Schema type name as Vertex's Type enum spells it; NULL for null and unknown names. */
+static const char *vx_type_name(const char *t)
+{
+    static const char *const names[][2] = {{"string", "STRING"},   {"number", "NUMBER"},
+                                           {"integer", "INTEGER"}, {"boolean", "BOOLEAN"},
+                                           {"array", "ARRAY"},     {"object", "OBJECT"}};
+    for (size_t i = 0; t != NULL && i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcasecmp(names[i][0], t) == 0) {
+            return names[i][1];
+        }
+    }
+    return NULL;
+}
+
+/*
+ * type: one type name, or an array of one type and "null" (JSON Schema's
+ * nullable, as OpenAI's strict mode writes optional fields), which is
+ * Vertex's type + nullable. A union of two real types needs anyOf: refused.
+ */
+static enum err vx_schema_type(const json_t *v, json_t *out, struct vx_path *p,
+                               struct provider_bad *bad)
+{
+    const char *name = NULL;
+    bool nullable = false;
+    if (json_is_string(v)) {
+        name = vx_type_name(json_string_value(v));
+    } else if (json_is_array(v) && json_array_size(v) == 2) {
+        const char *a = json_string_value(json_array_get(v, 0));
+        const char *b = json_string_value(json_array_get(v, 1));
+        if (a != NULL && b != NULL) {
+            nullable = strcmp(a, "null") == 0 || strcmp(b, "null") == 0;
+            name = vx_type_name(strcmp(a, "null") == 0 ? b : a);
+        }
+    }
+    if (name == NULL || (json_is_array(v) && !nullable)) {
+        return prov_bad(bad,
+                        "must be string, number, integer, boolean, array or object, or one of "
+                        "them and null",
+                        "%s", p->s);
+    }
+    if (json_object_set_new(out, "type", json_string(name)) != 0 ||
+        (nullable && json_object_set_new(out, "nullable", json_true()) != 0)) {
+        return ERR_NOMEM;
+    }
+    return ERR_OK;
+}
+
+static enum err vx_schema(const json_t *in, int depth, struct vx_path *p, struct provider_bad *bad,
+                          json_t **ret);
+
+/* One keyword of a schema (its path already pushed) into out. */
+static enum err vx_schema_keyword(const char *k, const json_t *v, int depth, json_t *out,
+                                  struct vx_path *p, struct provider_bad *bad)
+{
+    json_t *sub = NULL;
+    enum err e = ERR_OK;
+    size_t i;
+    const json_t *x;
+    switch (vx_keyword(k)) {
+    case VX_KW_UNKNOWN:
+        return prov_bad(bad, "has a keyword that neither JSON Schema nor Vertex's subset has", "%s",
+                        p->s);
+    case VX_KW_REFUSE:
+        return prov_bad(bad, "is a JSON Schema keyword Vertex's schema subset does not have", "%s",
+                        p->s);
+    case VX_KW_DROP:
+        return ERR_OK;
+    case VX_KW_COPY:
+        return json_object_set(out, k, (json_t *)v) == 0 ? ERR_OK : ERR_NOMEM;
+    case VX_KW_TYPE:
+        return vx_schema_type(v, out, p, bad);
+    case VX_KW_ENUM:
+    case VX_KW_STRINGS:
+        json_array_foreach(v, i, x)
+        {
+            if (!json_is_string(x)) {
+                return prov_bad(bad, "must hold strings only (Vertex's enum values are strings)",
+                                "%s[%zu]", p->s, i);
+            }
+        }
+        if (!json_is_array(v)) {
+            return prov_bad(bad, "must be an array of strings", "%s", p->s);
+        }
+        return json_object_set(out, k, (json_t *)v) == 0 ? ERR_OK : ERR_NOMEM;
+    case VX_KW_ADDITIONAL:
+        if (json_is_boolean(v)) {
+            return json_object_set(out, k, (json_t *)v) == 0 ? ERR_OK : ERR_NOMEM;
+        }
+        /* else a subschema */
+        __attribute__((fallthrough));
+    case VX_KW_SCHEMA:
+        if (json_is_array(v)) {
+            return prov_bad(bad, "must be one schema (Vertex has no tuple arrays)", "%s", p->s);
+        }
+        e = vx_schema(v, depth + 1, p, bad, &sub);
+        break;
+    case VX_KW_SCHEMAS:
+        if (!json_is_array(v) || json_array_size(v) == 0) {
+            return prov_bad(bad, "must be a non-empty array of schemas", "%s", p->s);
+        }
+        sub = json_array();
+        e = sub != NULL ? ERR_OK : ERR_NOMEM;
+        json_array_foreach(v, i, x)
+        {
+            json_t *one = NULL;
+            size_t back = vx_path_push(p, "[%zu]", i);
+            if (e == ERR_OK) {
+                e = vx_schema(x, depth + 1, p, bad, &one);
+            }
+            vx_path_pop(p, back);
+            if (e == ERR_OK && json_array_append_new(sub, one) != 0) {
+                e = ERR_NOMEM;
+            }
+        }
+        break;
+    case VX_KW_PROPERTIES:
+        if (!json_is_object(v)) {
+            return prov_bad(bad, "must be an object of schemas", "%s", p->s);
+        }
+        sub = json_object();
+        e = sub != NULL ? ERR_OK : ERR_NOMEM;
+        const char *name;
+        i = 0;
+        json_object_foreach((json_t *)v, name, x)
+        {
+            json_t *one = NULL;
+            /* By position, not name: a name is the app's text, never put in an error. */
+            size_t back = vx_path_push(p, "[%zu]", i++);
+            if (e == ERR_OK) {
+                e = vx_schema(x, depth + 1, p, bad, &one);
+            }
+            vx_path_pop(p, back);
+            if (e == ERR_OK && json_object_set_new(sub, name, one) != 0) {
+                e = ERR_NOMEM;
+            }
+        }
+        break;
+    }
+    if (e == ERR_OK && json_object_set_new(out, k, sub) != 0) {
+        return ERR_NOMEM; /* set_new took sub */
+    }
+    if (e != ERR_OK) {
+        json_decref(sub);
+    }
+    return e;
+}
+
+/*
+ * A JSON Schema (at path p, nesting level depth) to Vertex's Schema (new
+ * reference): see the top of this file. ERR_INVAL naming the field, ERR_NOMEM.
+ */
+static enum err vx_schema(const json_t *in, int depth, struct vx_path *p, struct provider_bad *bad,
+                          json_t **ret)
+{
+    if (!json_is_object(in)) {
+        return prov_bad(bad, "must be a JSON Schema object", "%s", p->s);
+    }
+    if (depth > VERTEX_MAX_SCHEMA_DEPTH) {
+        return prov_bad(bad, "nests more than 32 schemas deep", "%s", p->s);
+    }
+    json_t *out = json_object();
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)in, k, v)
+    {
+        /* A keyword of the table is named; any other key is the app's text, never echoed. */
+        size_t back = vx_keyword(k) != VX_KW_UNKNOWN ? vx_path_push(p, ".%s", k) : p->len;
+        enum err e = vx_schema_keyword(k, v, depth, out, p, bad);
+        vx_path_pop(p, back);
+        if (e != ERR_OK) {
+            json_decref(out);
+            return e;
+        }
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+/*
+ * FunctionDeclaration.name: a letter or '_' first, then letters, digits,
+ * '_', '.' and '-', at most VERTEX_MAX_FUNCTION_NAME bytes (OpenAI also
+ * takes a digit or '-' first, which Vertex refuses).
+ */
+static bool vx_function_name_ok(const char *name, size_t len)
+{
+    if (len == 0 || len > VERTEX_MAX_FUNCTION_NAME) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
+        bool more = (ch >= '0' && ch <= '9') || ch == '.' || ch == '-';
+        if (!(alpha || (i > 0 && more))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* An OpenAI function tool as a FunctionDeclaration; its parameters are translated after. */
+static json_t *vx_declaration(const json_t *name, const json_t *desc, const json_t *params)
+{
+    json_t *d = json_pack("{s:O}", "name", name);
+    if (d != NULL &&
+        ((json_is_string(desc) && json_object_set(d, "description", (json_t *)desc)) ||
+         (json_is_object(params) && json_object_set(d, "parameters", (json_t *)params)))) {
+        json_decref(d);
+        return NULL;
+    }
+    return d;
+}
+
+/*
+ * Whether a translated parameters schema takes no argument at all: an object
+ * without properties, no other property allowed (additionalProperties missing,
+ * as OpenAI's "no parameters" is written, or false), nothing else but words.
+ */
+static bool vx_no_arguments(const json_t *schema)
+{
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)schema, k, v)
+    {
+        bool none = (strcmp(k, "properties") == 0 && json_object_size(v) == 0) ||
+                    (strcmp(k, "required") == 0 && json_array_size(v) == 0) ||
+                    (strcmp(k, "additionalProperties") == 0 && json_is_false(v)) ||
+                    strcmp(k, "type") == 0 || strcmp(k, "title") == 0 ||
+                    strcmp(k, "description") == 0;
+        if (!none) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Declaration i's name checked and its parameters translated. A function's
+ * parameters are an object schema; one that takes no argument (OpenAI's
+ * {"type":"object","properties":{}} for a function of no arguments) is left
+ * out: Vertex refuses an OBJECT without properties there, and a declaration
+ * without parameters means the same. Any other object without properties
+ * (a free-form map, anyOf branches) is sent as it is, for Vertex to judge.
+ */
+static enum err vx_declaration_finish(json_t *d, size_t i, struct provider_bad *bad)
+{
+    const json_t *name = json_object_get(d, "name");
+    if (!vx_function_name_ok(json_string_value(name), json_string_length(name))) {
+        return prov_bad(bad,
+                        "must start with a letter or _ and hold only letters, digits, _ . - "
+                        "(at most 64) for Vertex",
+                        "tools[%zu].function.name", i);
+    }
+    const json_t *params = json_object_get(d, "parameters");
+    if (params == NULL) {
+        return ERR_OK;
+    }
+    struct vx_path p = {.len = 0};
+    vx_path_push(&p, "tools[%zu].function.parameters", i);
+    if (vx_type_name(json_string_value(json_object_get(params, "type"))) == NULL ||
+        strcasecmp(json_string_value(json_object_get(params, "type")), "object") != 0) {
+        return prov_bad(bad, "must be an object schema", "%s", p.s);
+    }
+    json_t *schema = NULL;
+    enum err e = vx_schema(params, 1, &p, bad, &schema);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (vx_no_arguments(schema)) {
+        json_decref(schema);
+        return json_object_del(d, "parameters") == 0 ? ERR_OK : ERR_NOMEM;
+    }
+    return json_object_set_new(d, "parameters", schema) == 0 ? ERR_OK : ERR_NOMEM;
+}
+
+/* tools as [{functionDeclarations: [...]}] (new reference); NULL in *ret when there are none. */
+static enum err vx_tools(const json_t *tools, struct provider_bad *bad, json_t **ret)
+{
+    *ret = NULL;
+    if (tools == NULL || json_is_null(tools) ||
+        (json_is_array(tools) && json_array_size(tools) == 0)) {
+        return ERR_OK;
+    }
+    if (json_array_size(tools) > VERTEX_MAX_TOOLS) {
+        return prov_bad(bad, "has more than 128 functions, Vertex's limit", "tools");
+    }
+    json_t *decls = NULL;
+    /* null parameters are a function without any, as OpenAI's missing ones. */
+    enum err e = prov_tools(tools, true, vx_declaration, bad, &decls);
+    size_t i;
+    json_t *d;
+    json_array_foreach(decls, i, d)
+    {
+        if (e == ERR_OK) {
+            e = vx_declaration_finish(d, i, bad);
+        }
+    }
+    if (e != ERR_OK) {
+        json_decref(decls);
+        return e;
+    }
+    *ret = json_pack("[{s:o}]", "functionDeclarations", decls);
+    return *ret != NULL ? ERR_OK : ERR_NOMEM;
+}
+
+/*
+ * tool_choice as toolConfig.functionCallingConfig (NULL in *ret: none given,
+ * Vertex's default AUTO): auto AUTO, none NONE (the declarations stay: earlier
+ * functionCall turns refer to them), required ANY, one named function ANY
+ * limited to it by allowedFunctionNames. Without tools, auto and none mean
+ * nothing and are left out; required or a named function cannot be met.
+ *
+ * parallel_tool_calls has no Gemini counterpart (the model may answer with
+ * several function calls): false is not translated, as in the Bedrock adapter.
+ */
+static enum err vx_tool_config(const json_t *oreq, const json_t *vtools, struct provider_bad *bad,
+                               json_t **ret)
+{
+    const json_t *name = NULL;
+    const char *mode = NULL;
+    *ret = NULL;
+    switch (prov_tool_choice(oreq, &name)) {
+    case PROV_CHOICE_UNSET:
+        return ERR_OK;
+    case PROV_CHOICE_AUTO:
+        mode = "AUTO";
+        break;
+    case PROV_CHOICE_NONE:
+        mode = "NONE";
+        break;
+    case PROV_CHOICE_REQUIRED:
+    case PROV_CHOICE_FUNCTION:
+        mode = "ANY";
+        break;
+    case PROV_CHOICE_INVALID:
+        return prov_bad(bad,
+                        "must be auto, none, required or {\"type\":\"function\","
+                        "\"function\":{\"name\":...}}",
+                        "tool_choice");
+    }
+    if (vtools == NULL) {
+        if (strcmp(mode, "ANY") == 0) {
+            return prov_bad(bad, "asks for a tool call but the request has no tools",
+                            "tool_choice");
+        }
+        return ERR_OK;
+    }
+    if (name != NULL) {
+        bool found = false;
+        size_t i;
+        const json_t *d;
+        json_array_foreach(json_object_get(json_array_get(vtools, 0), "functionDeclarations"), i, d)
+        {
+            found = found || json_equal(json_object_get(d, "name"), name);
+        }
+        if (!found) {
+            return prov_bad(bad, "names no function of tools", "tool_choice.function.name");
+        }
+    }
+    *ret = name != NULL ? json_pack("{s:{s:s,s:[O]}}", "functionCallingConfig", "mode", mode,
+                                    "allowedFunctionNames", name)
+                        : json_pack("{s:{s:s}}", "functionCallingConfig", "mode", mode);
+    return *ret != NULL ? ERR_OK : ERR_NOMEM;
+}
+
+/*
+ * An assistant message's tool_calls as functionCall parts appended to parts
+ * (the args parsed from each call's arguments string), each id recorded in
+ * ids with its function name for the tool messages that answer it.
+ */
+static enum err vx_function_calls(const json_t *calls, size_t mi, json_t *parts, json_t *ids,
+                                  struct provider_bad *bad)
+{
+    size_t j;
+    const json_t *call;
+    json_array_foreach(calls, j, call)
+    {
+        const json_t *id = NULL, *name = NULL, *args = NULL;
+        json_t *input = NULL;
+        enum err e = prov_call_check(call, mi, j, bad, &id, &name, &args);
+        if (e == ERR_OK) {
+            e = prov_call_input(args, mi, j, bad, &input);
+        }
+        if (e == ERR_OK &&
+            (json_array_append_new(parts, json_pack("{s:{s:O,s:o}}", "functionCall", "name", name,
+                                                    "args", input)) != 0 ||
+             json_object_set(ids, json_string_value(id), (json_t *)name) != 0)) {
+            e = ERR_NOMEM;
+        }
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    return ERR_OK;
+}
+
+/*
+ * A tool message as a functionResponse part. OpenAI's tool message names the
+ * call (tool_call_id), Vertex's the function: the name comes from the earlier
+ * assistant tool_calls of this request (ids); an id none of them has is
+ * refused. The text is the response's "output", which Vertex reads as the
+ * function's output.
+ */
+static enum err vx_function_response(const json_t *m, size_t mi, const json_t *ids,
+                                     struct provider_bad *bad, json_t **ret)
+{
+    const json_t *id = NULL;
+    json_t *text = NULL;
+    enum err e = prov_tool_result(m, mi, bad, &id, &text);
+    if (e != ERR_OK) {
+        return e;
+    }
+    const json_t *name = json_object_get(ids, json_string_value(id));
+    if (name == NULL) {
+        json_decref(text);
+        return prov_bad(bad, "answers no tool call of an earlier assistant message",
+                        "messages[%zu].tool_call_id", mi);
+    }
+    *ret = json_pack("{s:{s:O,s:{s:o}}}", "functionResponse", "name", name, "response", "output",
+                     text);
+    return *ret != NULL ? ERR_OK : ERR_NOMEM;
+}
+
+/*
+ * An assistant message with tool_calls: its text (when there is any) and one
+ * functionCall part per call.
+ */
+static enum err vx_assistant_calls(const json_t *m, size_t mi, json_t *ids,
+                                   struct provider_bad *bad, json_t **ret)
+{
+    const json_t *content = json_object_get(m, "content");
+    json_t *parts = NULL;
+    enum err e = ERR_OK;
+    if ((json_is_string(content) && json_string_length(content) > 0) ||
+        json_array_size(content) > 0) {
+        e = vx_parts(content, mi, false, bad, &parts);
+    } else if (content == NULL || json_is_null(content) || json_is_string(content) ||
+               json_is_array(content)) {
+        parts = json_array(); /* content is optional next to tool calls */
+        e = parts != NULL ? ERR_OK : ERR_NOMEM;
+    } else {
+        e = prov_bad(bad, "must be a string, an array of parts or null", "messages[%zu].content",
+                     mi);
+    }
+    if (e == ERR_OK) {
+        e = vx_function_calls(json_object_get(m, "tool_calls"), mi, parts, ids, bad);
+    }
+    if (e != ERR_OK) {
+        json_decref(parts);
+        return e;
+    }
+    *ret = parts;
+    return ERR_OK;
+}
+
 /*
  * The messages to contents (user, and assistant as "model") and the system
- * and developer messages to systemInstruction's parts, in order. A tool
- * message or an assistant's tool_calls needs the tools this adapter does not
- * translate: ERR_UNSUPPORTED.
+ * and developer messages to systemInstruction's parts, in order. An
+ * assistant's tool_calls are functionCall parts of its "model" turn; tool
+ * messages are functionResponse parts of a "user" turn, those of consecutive
+ * tool messages in one turn (Vertex wants every call of a turn answered in
+ * the next). The legacy function role and function_call are ERR_UNSUPPORTED.
  */
 static enum err vx_messages(const json_t *msgs, json_t *contents, json_t *system,
                             struct provider_bad *bad)
 {
+    /* tool_call_id -> function name, from the assistant messages so far. */
+    json_t *ids = json_object();
+    /* The parts of the "user" turn holding the tool results just before, or NULL. */
+    json_t *results = NULL;
+    enum err e = ids != NULL ? ERR_OK : ERR_NOMEM;
     size_t i;
     const json_t *m;
     json_array_foreach(msgs, i, m)
     {
+        if (e != ERR_OK) {
+            break;
+        }
         const char *role = json_string_value(json_object_get(m, "role"));
         const json_t *content = json_object_get(m, "content");
+        const json_t *calls = json_object_get(m, "tool_calls");
         if (role == NULL) {
-            return prov_bad(bad, "is missing", "messages[%zu].role", i);
+            e = prov_bad(bad, "is missing", "messages[%zu].role", i);
+            break;
+        }
+        if (strcmp(role, "function") == 0 || json_is_object(json_object_get(m, "function_call"))) {
+            e = ERR_UNSUPPORTED; /* the legacy functions API */
+            break;
+        }
+        if (calls != NULL && !json_is_null(calls) &&
+            (!json_is_array(calls) || strcmp(role, "assistant") != 0)) {
+            e = prov_bad(bad, "must be an array, in an assistant message",
+                         "messages[%zu].tool_calls", i);
+            break;
         }
         bool sys = strcmp(role, "system") == 0 || strcmp(role, "developer") == 0;
         const char *vrole = strcmp(role, "user") == 0        ? "user"
                             : strcmp(role, "assistant") == 0 ? "model"
                                                              : NULL;
-        if (strcmp(role, "tool") == 0 || strcmp(role, "function") == 0 ||
-            json_array_size(json_object_get(m, "tool_calls")) > 0 ||
-            json_is_object(json_object_get(m, "function_call"))) {
-            return ERR_UNSUPPORTED;
-        }
-        if (!sys && vrole == NULL) {
-            return prov_bad(bad, "must be system, developer, user or assistant",
-                            "messages[%zu].role", i);
-        }
         json_t *parts = NULL;
-        enum err e = vx_parts(content, i, sys, bad, &parts);
+        if (strcmp(role, "tool") == 0) {
+            json_t *part = NULL;
+            e = vx_function_response(m, i, ids, bad, &part);
+            if (e == ERR_OK && results != NULL) {
+                e = json_array_append_new(results, part) == 0 ? ERR_OK : ERR_NOMEM;
+                continue;
+            }
+            parts = e == ERR_OK ? json_pack("[o]", part) : NULL;
+            if (e == ERR_OK && parts == NULL) {
+                e = ERR_NOMEM;
+            }
+            results = parts;
+            vrole = "user";
+        } else if (!sys && vrole == NULL) {
+            e = prov_bad(bad, "must be system, developer, user, assistant or tool",
+                         "messages[%zu].role", i);
+        } else if (json_array_size(calls) > 0) {
+            results = NULL;
+            e = vx_assistant_calls(m, i, ids, bad, &parts);
+        } else {
+            results = NULL;
+            e = vx_parts(content, i, sys, bad, &parts);
+        }
         if (e != ERR_OK) {
-            return e;
+            break;
         }
         if (sys) {
             /* systemInstruction takes text parts only: each system message's parts, in order. */
@@ -241,12 +878,31 @@ static enum err vx_messages(const json_t *msgs, json_t *contents, json_t *system
                     ? ERR_OK
                     : ERR_NOMEM;
         }
-        if (e != ERR_OK) {
-            return e;
-        }
     }
-    if (json_array_size(contents) == 0) {
-        return prov_bad(bad, "has no user or assistant message", "messages");
+    json_decref(ids);
+    if (e == ERR_OK && json_array_size(contents) == 0) {
+        e = prov_bad(bad, "has no user or assistant message", "messages");
+    }
+    return e;
+}
+
+/* response_format json_schema: its schema as responseSchema, translated as the tools' are. */
+static enum err vx_response_schema(const json_t *rf, json_t *gc, struct provider_bad *bad)
+{
+    const json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+    struct vx_path p = {.len = 0};
+    vx_path_push(&p, "response_format.json_schema.schema");
+    if (!json_is_object(schema)) {
+        return prov_bad(bad, "must be a JSON Schema object", "%s", p.s);
+    }
+    json_t *vs = NULL;
+    enum err e = vx_schema(schema, 1, &p, bad, &vs);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (json_object_set_new(gc, "responseSchema", vs) != 0 ||
+        json_object_set_new(gc, "responseMimeType", json_string("application/json")) != 0) {
+        return ERR_NOMEM;
     }
     return ERR_OK;
 }
@@ -254,8 +910,9 @@ static enum err vx_messages(const json_t *msgs, json_t *contents, json_t *system
 /*
  * OpenAI's sampling fields to generationConfig. max_completion_tokens wins
  * over the older max_tokens; stop (a string or an array) is stopSequences;
- * response_format json_object is responseMimeType application/json (text is
- * the default; json_schema is not translated: ERR_UNSUPPORTED).
+ * response_format json_object is responseMimeType application/json, and
+ * json_schema that with its schema as responseSchema (text is the default).
+ * OpenAI's strict is not sent: Vertex holds the answer to responseSchema.
  */
 static enum err vx_generation_config(const json_t *oreq, struct provider_bad *bad, json_t **ret)
 {
@@ -308,8 +965,11 @@ static enum err vx_generation_config(const json_t *oreq, struct provider_bad *ba
         e = json_object_set_new(gc, "responseMimeType", json_string("application/json")) == 0
                 ? ERR_OK
                 : ERR_NOMEM;
-    } else if (e == ERR_OK && rft != NULL && strcmp(rft, "text") != 0) {
-        e = ERR_UNSUPPORTED; /* json_schema: responseSchema is an OpenAPI subset, not translated */
+    } else if (e == ERR_OK && rft != NULL && strcmp(rft, "json_schema") == 0) {
+        e = vx_response_schema(rf, gc, bad);
+    } else if (e == ERR_OK && rf != NULL && !json_is_null(rf) &&
+               (rft == NULL || strcmp(rft, "text") != 0)) {
+        e = prov_bad(bad, "must be text, json_object or json_schema", "response_format.type");
     }
     if (e != ERR_OK) {
         json_decref(gc);
@@ -325,9 +985,8 @@ enum err provider_vertex_request(const json_t *oreq, struct provider_bad *bad, j
     if (!json_is_array(msgs)) {
         return prov_bad(bad, "must be an array", "messages");
     }
-    /* Tools are not translated yet: another candidate may serve the request. */
-    if (json_array_size(json_object_get(oreq, "tools")) > 0 ||
-        json_array_size(json_object_get(oreq, "functions")) > 0) {
+    /* The legacy functions API is not translated: another candidate may serve the request. */
+    if (json_array_size(json_object_get(oreq, "functions")) > 0) {
         return ERR_UNSUPPORTED;
     }
     const json_t *n = json_object_get(oreq, "n");
@@ -337,12 +996,18 @@ enum err provider_vertex_request(const json_t *oreq, struct provider_bad *bad, j
     json_t *out = json_object();
     json_t *contents = json_array();
     json_t *system = json_array();
-    json_t *gc = NULL;
+    json_t *gc = NULL, *tools = NULL, *tool_config = NULL;
     enum err e = ERR_NOMEM;
     if (out == NULL || contents == NULL || system == NULL) {
         goto out_free;
     }
     e = vx_messages(msgs, contents, system, bad);
+    if (e == ERR_OK) {
+        e = vx_tools(json_object_get(oreq, "tools"), bad, &tools);
+    }
+    if (e == ERR_OK) {
+        e = vx_tool_config(oreq, tools, bad, &tool_config);
+    }
     if (e == ERR_OK) {
         e = vx_generation_config(oreq, bad, &gc);
     }
@@ -360,12 +1025,20 @@ enum err provider_vertex_request(const json_t *oreq, struct provider_bad *bad, j
     if (json_object_size(gc) > 0 && json_object_set(out, "generationConfig", gc) != 0) {
         goto out_free;
     }
+    if ((tools != NULL && json_object_set(out, "tools", tools) != 0) ||
+        (tool_config != NULL && json_object_set(out, "toolConfig", tool_config) != 0)) {
+        goto out_free;
+    }
+    json_decref(tool_config);
+    json_decref(tools);
     json_decref(gc);
     json_decref(system);
     json_decref(contents);
     *ret = out;
     return ERR_OK;
 out_free:
+    json_decref(tool_config);
+    json_decref(tools);
     json_decref(gc);
     json_decref(system);
     json_decref(contents);
@@ -467,6 +1140,63 @@ static const char *vx_model(const json_t *resp, const char *model)
     return model != NULL ? model : "";
 }
 
+/*
+ * Function call n of an answer as a block for prov_tool_call (new reference):
+ * its id is functionCall.id when Vertex gives a usable one, else
+ * "call_<answer>_<n>", unique per answer and the same in its stream; its
+ * name; its args (an object) as the input. NULL when out of memory.
+ */
+static json_t *vx_call_block(const json_t *fc, const char *answer_id, int n)
+{
+    char id[PROVIDER_MAX_TOOL_ID + 1];
+    const json_t *fid = json_object_get(fc, "id");
+    if (json_is_string(fid) && json_string_length(fid) > 0 &&
+        json_string_length(fid) <= PROVIDER_MAX_TOOL_ID) {
+        snprintf(id, sizeof(id), "%s", json_string_value(fid));
+    } else {
+        const char *rid = strncmp(answer_id, "chatcmpl-", 9) == 0 ? answer_id + 9 : answer_id;
+        snprintf(id, sizeof(id), "call_%.*s_%d", VERTEX_MAX_ID + 16, rid, n);
+    }
+    return json_pack("{s:s,s:O*,s:O*}", "id", id, "name", json_object_get(fc, "name"), "input",
+                     json_object_get(fc, "args"));
+}
+
+/*
+ * A candidate's functionCall parts as OpenAI tool calls appended to
+ * tool_calls. ERR_PROTO for one without a usable name, ERR_NOMEM.
+ */
+static enum err vx_candidate_calls(const json_t *cand, const char *answer_id, json_t *tool_calls)
+{
+    const json_t *parts = json_object_get(json_object_get(cand, "content"), "parts");
+    size_t i;
+    const json_t *p;
+    json_array_foreach(parts, i, p)
+    {
+        const json_t *fc = json_object_get(p, "functionCall");
+        if (fc == NULL) {
+            continue;
+        }
+        json_t *blk = json_is_object(fc)
+                          ? vx_call_block(fc, answer_id, (int)json_array_size(tool_calls))
+                          : NULL;
+        enum err e = prov_tool_calls_add(tool_calls, prov_tool_call(blk, "id"));
+        json_decref(blk);
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    return ERR_OK;
+}
+
+/*
+ * The finish_reason of a candidate that made tool calls: tool_calls when it
+ * stopped to have them run (not when it ran out of tokens or was filtered).
+ */
+static const char *vx_finish_calls(const char *finish, bool calls)
+{
+    return calls && finish != NULL && strcmp(finish, "stop") == 0 ? "tool_calls" : finish;
+}
+
 enum err provider_vertex_answer(const json_t *resp, const char *model, json_t **ret,
                                 struct provider_usage *ret_usage)
 {
@@ -503,6 +1233,8 @@ enum err provider_vertex_answer(const json_t *resp, const char *model, json_t **
             e = ERR_NOMEM;
         }
     }
+    char id[sizeof("chatcmpl-") + VERTEX_MAX_ID + 32];
+    vx_id(resp, id, sizeof(id));
     size_t i;
     const json_t *cand;
     json_array_foreach(cands, i, cand)
@@ -517,18 +1249,24 @@ enum err provider_vertex_answer(const json_t *resp, const char *model, json_t **
         bool any = false;
         buf_reset(&text);
         e = vx_candidate_text(cand, &text, &any);
+        json_t *tool_calls = e == ERR_OK ? json_array() : NULL;
+        if (e == ERR_OK) {
+            e = tool_calls != NULL ? vx_candidate_calls(cand, id, tool_calls) : ERR_NOMEM;
+        }
         if (e != ERR_OK) {
+            json_decref(tool_calls);
             break;
         }
         /* A candidate stopped by a filter may have no content at all: empty text, not null. */
         const char *finish = vx_finish(json_string_value(json_object_get(cand, "finishReason")));
+        finish = vx_finish_calls(finish != NULL ? finish : "stop", json_array_size(tool_calls) > 0);
         const json_t *idx = json_object_get(cand, "index");
         json_int_t index = json_is_integer(idx) ? json_integer_value(idx) : (json_int_t)i;
-        if (json_array_append_new(choices, json_pack("{s:I,s:{s:s,s:s%},s:n,s:s}", "index", index,
-                                                     "message", "role", "assistant", "content",
-                                                     text.data != NULL ? text.data : "", text.len,
-                                                     "logprobs", "finish_reason",
-                                                     finish != NULL ? finish : "stop")) != 0) {
+        json_t *message = prov_answer_message(&text, tool_calls);
+        if (message == NULL ||
+            json_array_append_new(choices,
+                                  json_pack("{s:I,s:o,s:n,s:s}", "index", index, "message", message,
+                                            "logprobs", "finish_reason", finish)) != 0) {
             e = ERR_NOMEM;
         }
     }
@@ -537,8 +1275,6 @@ enum err provider_vertex_answer(const json_t *resp, const char *model, json_t **
         json_decref(choices);
         return e;
     }
-    char id[sizeof("chatcmpl-") + VERTEX_MAX_ID + 32];
-    vx_id(resp, id, sizeof(id));
     json_t *out = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", id, "object", "chat.completion",
                             "created", (json_int_t)time(NULL), "model", vx_model(resp, model),
                             "choices", choices, "usage", prov_usage_json(ret_usage));
@@ -573,20 +1309,55 @@ enum err provider_vertex_response(enum provider_op op, const char *body, size_t 
 
 /* ---- stream ------------------------------------------------------------------------------- */
 
-enum err provider_vertex_stream_event(struct provider_stream *st, const char *event,
-                                      const char *data, size_t len, struct buf *out)
+/*
+ * A chunk's functionCall parts: Gemini sends each call whole, so each opens
+ * the next OpenAI tool call (id and name) and gives all its arguments at once.
+ */
+static enum err vx_stream_calls(struct provider_stream *st, const json_t *cand, struct buf *out)
 {
-    (void)event; /* alt=sse sends data lines only */
-    json_t *j = json_loadb(data, len, 0, NULL);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return ERR_PROTO;
+    const json_t *parts = json_object_get(json_object_get(cand, "content"), "parts");
+    size_t i;
+    const json_t *p;
+    json_array_foreach(parts, i, p)
+    {
+        const json_t *fc = json_object_get(p, "functionCall");
+        if (fc == NULL) {
+            continue;
+        }
+        if (!json_is_object(fc)) {
+            return ERR_PROTO;
+        }
+        long long index = st->tool_calls;
+        json_t *blk = vx_call_block(fc, st->id, st->tool_calls);
+        if (blk == NULL) {
+            return ERR_NOMEM;
+        }
+        enum err e = prov_stream_tool_start(st, blk, "id", index, out);
+        json_decref(blk);
+        const json_t *args = json_object_get(fc, "args");
+        size_t n = 0;
+        char *text = e == ERR_OK && args != NULL ? jsonw_dumps(args, &n) : NULL;
+        if (e == ERR_OK && args != NULL && text == NULL) {
+            e = ERR_NOMEM;
+        }
+        json_t *frag =
+            e == ERR_OK ? (text != NULL ? json_stringn(text, n) : json_string("{}")) : NULL;
+        free(text);
+        if (e == ERR_OK) {
+            e = frag != NULL ? prov_stream_tool_args(st, frag, index, out) : ERR_NOMEM;
+        }
+        json_decref(frag);
+        prov_stream_tool_stop(st, index);
+        if (e != ERR_OK) {
+            return e;
+        }
     }
-    if (json_is_object(json_object_get(j, "error"))) {
-        st->failed = true; /* its text is never read: it may echo the request */
-        json_decref(j);
-        return ERR_OK;
-    }
+    return ERR_OK;
+}
+
+/* One event's frames into out (see provider_vertex_stream_event). */
+static enum err vx_stream_frames(struct provider_stream *st, const json_t *j, struct buf *out)
+{
     enum err e = ERR_OK;
     if (!st->started) {
         char id[sizeof(st->id)];
@@ -617,13 +1388,42 @@ enum err provider_vertex_stream_event(struct provider_stream *st, const char *ev
                       prov_chunk(st, json_pack("{s:s%}", "content", text.data, text.len), NULL));
     }
     buf_done(&text);
-    const char *finish = vx_finish(json_string_value(json_object_get(cand, "finishReason")));
+    if (e == ERR_OK && json_is_object(cand)) {
+        e = vx_stream_calls(st, cand, out);
+    }
+    const char *finish = vx_finish_calls(
+        vx_finish(json_string_value(json_object_get(cand, "finishReason"))), st->tool_calls > 0);
     if (finish == NULL && cand == NULL && vx_prompt_blocked(j)) {
         finish = "content_filter"; /* the prompt was blocked: no candidate will come */
     }
     if (e == ERR_OK && finish != NULL) {
         e = prov_stream_end(st, finish, out);
     }
+    return e;
+}
+
+enum err provider_vertex_stream_event(struct provider_stream *st, const char *event,
+                                      const char *data, size_t len, struct buf *out)
+{
+    (void)event; /* alt=sse sends data lines only */
+    json_t *j = json_loadb(data, len, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return ERR_PROTO;
+    }
+    if (json_is_object(json_object_get(j, "error"))) {
+        st->failed = true; /* its text is never read: it may echo the request */
+        json_decref(j);
+        return ERR_OK;
+    }
+    /* The event's frames go to out whole or not at all: no half tool call on an error. */
+    struct buf ev;
+    buf_init(&ev, out->max);
+    enum err e = vx_stream_frames(st, j, &ev);
+    if (e == ERR_OK && ev.len > 0) {
+        e = buf_append(out, ev.data, ev.len);
+    }
+    buf_done(&ev);
     json_decref(j);
     return e;
 }

@@ -2,11 +2,13 @@
 /*
  * The "vertex" adapter: Google Vertex AI in express mode (an API key, no
  * project or location), Gemini's generateContent and streamGenerateContent,
- * translated to and from OpenAI's chat completion shapes. Chat only: an
- * embeddings call, tools, a json_schema response_format, n > 1 and images
- * that are not data: URLs are ERR_UNSUPPORTED (the router tries the next
- * candidate). Registered in providers.c's table; the functions below are the
- * table's entries and, for tests, the pure translations.
+ * translated to and from OpenAI's chat completion shapes, function tools and
+ * json_schema response formats included. Chat only: an embeddings call, the
+ * legacy functions / function_call fields, n > 1 and images that are not
+ * data: URLs are ERR_UNSUPPORTED (the router tries the next candidate); a
+ * tool or schema Vertex cannot take as asked is ERR_INVAL naming the field.
+ * Registered in providers.c's table; the functions below are the table's
+ * entries and, for tests, the pure translations.
  */
 #ifndef BYOK_AGENT_PROVIDER_VERTEX_H
 #define BYOK_AGENT_PROVIDER_VERTEX_H
@@ -21,6 +23,15 @@
 #define VERTEX_MAX_MODEL 128
 /* The longest responseId taken as the answer's id. */
 #define VERTEX_MAX_ID 120
+/* The most function declarations one request may carry: Vertex's documented limit. */
+#define VERTEX_MAX_TOOLS 128
+/* The longest function name Vertex takes (FunctionDeclaration.name). */
+#define VERTEX_MAX_FUNCTION_NAME 64
+/*
+ * The deepest JSON Schema translated (a tool's parameters, response_format's
+ * schema), the root being level 1: the translation recurses once per level.
+ */
+#define VERTEX_MAX_SCHEMA_DEPTH 32
 
 /*
  * The upstream request: base_url + "/publishers/google/models/{model}:generateContent"
@@ -37,16 +48,6 @@ MUST_USE enum err provider_vertex_response(enum provider_op op, const char *body
                                            struct provider_usage *ret_usage);
 
 /*
- * One SSE event of streamGenerateContent?alt=sse (each a whole
- * GenerateContentResponse with the next piece of text) to chat.completion.chunk
- * frames. The first event adds the role chunk; the event that carries the
- * candidate's finishReason (or a blocked prompt's promptFeedback) adds the
- * finish chunk, the usage chunk (unless st->skip_usage_chunk) and [DONE], and
- * sets st->done: Vertex sends no end marker of its own. ERR_PROTO for data
- * that is not a JSON object; an error object sets st->failed (its text is
- * never read).
- */
-/*
  * Google answers an API key it does not know with 400 INVALID_ARGUMENT whose
  * error.details hold an ErrorInfo with reason API_KEY_INVALID (a missing or
  * refused one with 401 / 403, which the status alone says): true for such
@@ -54,6 +55,19 @@ MUST_USE enum err provider_vertex_response(enum provider_op op, const char *body
  */
 bool provider_vertex_key_refused(long status, const char *body, size_t len);
 
+/*
+ * One SSE event of streamGenerateContent?alt=sse (each a whole
+ * GenerateContentResponse with the next piece of text, or whole function
+ * calls) to chat.completion.chunk frames: text as content deltas, each
+ * function call as a tool call opened with its id and name and then its
+ * arguments. The first event adds the role chunk; the event that carries the
+ * candidate's finishReason (or a blocked prompt's promptFeedback) adds the
+ * finish chunk, the usage chunk (unless st->skip_usage_chunk) and [DONE], and
+ * sets st->done: Vertex sends no end marker of its own. ERR_PROTO for data
+ * that is not a JSON object or a function call without a usable name; an
+ * error object sets st->failed (its text is never read). Nothing of an event
+ * that fails is appended to out.
+ */
 MUST_USE enum err provider_vertex_stream_event(struct provider_stream *st, const char *event,
                                                const char *data, size_t len, struct buf *out);
 

@@ -467,34 +467,36 @@ static json_t *anth_tool(const json_t *name, const json_t *desc, const json_t *p
  */
 static enum err anth_tool_choice(const json_t *oreq, struct provider_bad *bad, json_t **ret)
 {
-    const json_t *tc = json_object_get(oreq, "tool_choice");
     bool one = json_is_false(json_object_get(oreq, "parallel_tool_calls"));
-    const char *s = json_string_value(tc);
+    const json_t *name = NULL;
     json_t *out = NULL;
     *ret = NULL;
-    if (tc == NULL || json_is_null(tc)) {
+    switch (prov_tool_choice(oreq, &name)) {
+    case PROV_CHOICE_UNSET:
         if (!one) {
             return ERR_OK;
         }
         out = json_pack("{s:s}", "type", "auto");
-    } else if (s != NULL && strcmp(s, "auto") == 0) {
+        break;
+    case PROV_CHOICE_AUTO:
         out = json_pack("{s:s}", "type", "auto");
-    } else if (s != NULL && strcmp(s, "none") == 0) {
+        break;
+    case PROV_CHOICE_NONE:
         /* Tools stay defined (earlier tool_use blocks need them); none takes no other field. */
         one = false;
         out = json_pack("{s:s}", "type", "none");
-    } else if (s != NULL && strcmp(s, "required") == 0) {
+        break;
+    case PROV_CHOICE_REQUIRED:
         out = json_pack("{s:s}", "type", "any");
-    } else {
-        const char *type = json_string_value(json_object_get(tc, "type"));
-        const json_t *name = json_object_get(json_object_get(tc, "function"), "name");
-        if (type == NULL || strcmp(type, "function") != 0 || !json_is_string(name)) {
-            return prov_bad(bad,
-                            "must be auto, none, required or {\"type\":\"function\","
-                            "\"function\":{\"name\":...}}",
-                            "tool_choice");
-        }
+        break;
+    case PROV_CHOICE_FUNCTION:
         out = json_pack("{s:s,s:O}", "type", "tool", "name", name);
+        break;
+    case PROV_CHOICE_INVALID:
+        return prov_bad(bad,
+                        "must be auto, none, required or {\"type\":\"function\","
+                        "\"function\":{\"name\":...}}",
+                        "tool_choice");
     }
     if (out == NULL ||
         (one && json_object_set_new(out, "disable_parallel_tool_use", json_true()) != 0)) {
@@ -1204,19 +1206,23 @@ static json_t *coh_tool(const json_t *name, const json_t *desc, const json_t *pa
 static enum err coh_set_tools(const json_t *oreq, json_t *out, struct provider_bad *bad)
 {
     const json_t *tools = json_object_get(oreq, "tools");
-    const json_t *tc = json_object_get(oreq, "tool_choice");
-    const char *s = json_string_value(tc);
+    const json_t *name = NULL;
     bool any = json_is_array(tools) && json_array_size(tools) > 0;
     const char *choice = NULL;
-    if (tc != NULL && !json_is_null(tc) && !(s != NULL && strcmp(s, "auto") == 0)) {
-        if (s != NULL && strcmp(s, "none") == 0) {
-            choice = "NONE";
-        } else if (s != NULL && strcmp(s, "required") == 0) {
-            choice = "REQUIRED";
-        } else {
-            return prov_bad(bad, "must be auto, none or required: Cohere cannot force one function",
-                            "tool_choice");
-        }
+    switch (prov_tool_choice(oreq, &name)) {
+    case PROV_CHOICE_UNSET:
+    case PROV_CHOICE_AUTO:
+        break;
+    case PROV_CHOICE_NONE:
+        choice = "NONE";
+        break;
+    case PROV_CHOICE_REQUIRED:
+        choice = "REQUIRED";
+        break;
+    case PROV_CHOICE_FUNCTION:
+    case PROV_CHOICE_INVALID:
+        return prov_bad(bad, "must be auto, none or required: Cohere cannot force one function",
+                        "tool_choice");
     }
     if (tools == NULL || json_is_null(tools) || (json_is_array(tools) && !any)) {
         return ERR_OK; /* no tools: no choice to make either */

@@ -97,10 +97,10 @@ struct provider_stream {
      */
     long long est_completion;
     /*
-     * Anthropic tool_use blocks (Cohere tool calls): how many have started
-     * (the next OpenAI tool_calls index) and the provider's index of the open
-     * one, whose input_json_delta (tool-call-delta) events become that tool
-     * call's argument fragments.
+     * Anthropic tool_use blocks (Cohere, Bedrock and Vertex tool calls): how
+     * many have started (the next OpenAI tool_calls index) and the provider's
+     * index of the open one, whose input_json_delta (tool-call-delta) events
+     * become that tool call's argument fragments.
      */
     int tool_calls;
     bool tool_open;

@@ -10,8 +10,12 @@
 # only, Gemini's body with nothing of OpenAI's). A key Google does not know
 # (400 API_KEY_INVALID, read from the error's details) and a refused one (401)
 # give the agent's usual 502 provider_auth_failed with no key in them, and the
-# refused key leaves the key cache; a 503 fails over to openai; tools go to openai under
-# auto and are refused when vertex is named; embeddings on a vertex model are
+# refused key leaves the key cache; a 503 fails over to openai; tools: the
+# translated request (functionDeclarations, toolConfig, functionCall and
+# functionResponse turns, which the mock checks as Vertex does), tool calls
+# back in OpenAI's shape streamed and not, tool_choice named / none / required,
+# a json_schema response format as responseSchema, and bad tool input refused
+# with 400 naming the field and nothing sent; embeddings on a vertex model are
 # refused with nothing sent; no canary anywhere but the provider request.
 . "$(dirname "$0")/lib.sh"
 
@@ -29,8 +33,20 @@ CASES+=("vertex stream=true: frames in order (role, words, finish stop, usage, [
     "a key Google refuses (401): 502 provider_auth_failed"
     "a 503 from vertex: answered by openai, X-BYOK-Attempts 2"
     "a 503 from vertex: the mock saw vertex then openai, each with its key"
-    "tools under auto: vertex skipped, answered by openai"
-    "tools on vertex/<model>: 400 unsupported, nothing sent"
+    "tools stream=false: the translated request (functionDeclarations, toolConfig ANY)"
+    "tools stream=false: tool calls in OpenAI's shape, finish_reason tool_calls"
+    "tools stream=true: streamed tool calls reassemble from delta.tool_calls"
+    "tools: follow-up turn with the results (mock pairs functionCall and functionResponse)"
+    "tools: follow-up turn's translated contents"
+    "tool_choice named: ANY limited to it, one call of that function"
+    "tool_choice none: mode NONE, a text answer"
+    "tool_choice required without tools: 400 naming tool_choice, nothing sent"
+    "tools under auto: answered by vertex"
+    "json_schema: responseMimeType and responseSchema upstream, answered"
+    "bad input: malformed arguments JSON 400 naming the field, nothing sent"
+    "bad input: unknown tool_call_id 400 naming the field, nothing sent"
+    "bad input: a schema keyword Vertex lacks (oneOf) 400 naming the field, nothing sent"
+    "bad input: 129 tools 400 naming tools, nothing sent"
     "embeddings on a vertex model: 400 unsupported, nothing sent"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
@@ -207,16 +223,113 @@ else
 fi
 mock_ctl DELETE /_mock/scenario >/dev/null
 
-# Tools are not translated: vertex is skipped under auto, refused when named.
-TOOLS='"tools":[{"type":"function","function":{"name":"weather","parameters":{"type":"object"}}}]'
+# Tools. upstream_body SEQ: the one request the mock got since SEQ, its body parsed.
+upstream_body() { mock_requests_since "$1" | jq -c 'if length == 1 then .[0].body | fromjson else empty end' 2>/dev/null; }
+# sent_since SEQ: how many requests the mock got since SEQ.
+sent_since() { mock_requests_since "$1" | jq length; }
+# err_of: "HTTP code param sent=N" of the last call, for the 400 cases.
+err_of() { echo "$CODE $(echo "$BODY" | jq -r '.error | "\(.code) \(.param)"' 2>/dev/null) sent=$(sent_since "$1")"; }
+tools_scenario() { mock_ctl POST /_mock/scenario '{"scenario":"tools","count":1}' >/dev/null; }
+
+TOOLS='[{"type":"function","function":{"name":"get_weather","description":"Weather now","strict":true,
+  "parameters":{"type":"object","properties":{"city":{"type":"string"},"unit":{"type":["string","null"],
+  "enum":["C","F"]}},"required":["city","unit"],"additionalProperties":false}}},
+ {"type":"function","function":{"name":"now","parameters":{"type":"object","properties":{}}}}]'
+ask() { # STREAM [TOOL_CHOICE]
+    jq -cn --argjson s "$1" --argjson t "$TOOLS" --argjson c "${2:-\"required\"}" '{model: "vertex/gemini-2.5-flash",
+        stream: $s, max_tokens: 7, messages: [{role: "user", content: "weather in Paris?"}], tools: $t,
+        tool_choice: $c} + (if $s then {stream_options: {include_usage: true}} else {} end)'
+}
+
 since=$(mock_last_seq)
-call "$SOCK" POST /v1/chat/completions "{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],$TOOLS}"
-t_eq "tools under auto: vertex skipped, answered by openai" \
-    "$CODE $(hdr X-BYOK-Provider) $(mock_requests_since "$since" | jq -c '[.[].style]')" '200 openai ["openai"]'
+tools_scenario
+call "$SOCK" POST /v1/chat/completions "$(ask false)"
+t_eq "tools stream=false: the translated request (functionDeclarations, toolConfig ANY)" \
+    "$(upstream_body "$since" | jq -c '{tools, toolConfig}')" \
+    '{"tools":[{"functionDeclarations":[{"name":"get_weather","description":"Weather now","parameters":{"type":"OBJECT","properties":{"city":{"type":"STRING"},"unit":{"type":"STRING","nullable":true,"enum":["C","F"]}},"required":["city","unit"],"additionalProperties":false}},{"name":"now"}]}],"toolConfig":{"functionCallingConfig":{"mode":"ANY"}}}'
+GOT=$(echo "$BODY" | jq -c '.choices[0] | {finish_reason, content: .message.content,
+    calls: [.message.tool_calls[] | {type, name: .function.name, args: (.function.arguments | fromjson)}],
+    ids: [.message.tool_calls[].id | test("^call_")]}' 2>/dev/null)
+t_eq "tools stream=false: tool calls in OpenAI's shape, finish_reason tool_calls" "$CODE $GOT" \
+    '200 {"finish_reason":"tool_calls","content":"Let me check.","calls":[{"type":"function","name":"get_weather","args":{"city":"Paris"}},{"type":"function","name":"now","args":{}}],"ids":[true,true]}'
+ASSISTANT=$(echo "$BODY" | jq -c '.choices[0].message | {role, content: null, tool_calls}')
+
+tools_scenario
+call "$SOCK" POST /v1/chat/completions "$(ask true)"
+GOT=$(echo "$BODY" | sed -n 's/^data: //p' | grep -v '^\[DONE\]$' | jq -sc '
+    [.[].choices[0].delta.tool_calls // empty | .[]] as $d
+    | {text: ([.[].choices[0].delta.content // empty] | join("")),
+       finish: ([.[].choices[0].finish_reason // empty] | join(",")),
+       calls: [$d | group_by(.index)[] | {index: .[0].index, id_ok: (.[0].id | test("^call_")),
+               type: .[0].type, name: .[0].function.name, args: ([.[].function.arguments] | join(""))}]}' 2>/dev/null)
+grep -qx 'data: \[DONE\]' <<<"$BODY" || GOT+=" (no [DONE])"
+t_eq "tools stream=true: streamed tool calls reassemble from delta.tool_calls" "$CODE $GOT" \
+    '200 {"text":"Let me check.","finish":"tool_calls","calls":[{"index":0,"id_ok":true,"type":"function","name":"get_weather","args":"{\"city\":\"Paris\"}"},{"index":1,"id_ok":true,"type":"function","name":"now","args":"{}"}]}'
+
+# The follow-up: the assistant's turn as received, then one result per call (in another order).
+FOLLOW=$(jq -cn --argjson a "$ASSISTANT" --argjson t "$TOOLS" '{model: "vertex/gemini-2.5-flash", max_tokens: 3,
+    messages: [{role: "user", content: "weather in Paris?"}, $a,
+               {role: "tool", tool_call_id: $a.tool_calls[1].id, content: "noon"},
+               {role: "tool", tool_call_id: $a.tool_calls[0].id, content: [{type: "text", text: "sunny"}]}],
+    tools: $t}')
 since=$(mock_last_seq)
-call "$SOCK" POST /v1/chat/completions "{\"model\":\"vertex/gemini-2.5-flash\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],$TOOLS}"
-t_eq "tools on vertex/<model>: 400 unsupported, nothing sent" \
-    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq length)" "400 unsupported 0"
+tools_scenario
+call "$SOCK" POST /v1/chat/completions "$FOLLOW"
+t_eq "tools: follow-up turn with the results (mock pairs functionCall and functionResponse)" \
+    "$CODE $(echo "$BODY" | jq -c '[.choices[0].finish_reason, .choices[0].message.content]' 2>/dev/null)" \
+    "200 [\"stop\",\"$(words 3)\"]"
+t_eq "tools: follow-up turn's translated contents" "$(upstream_body "$since" | jq -c '.contents[1:]')" \
+    '[{"role":"model","parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}}},{"functionCall":{"name":"now","args":{}}}]},{"role":"user","parts":[{"functionResponse":{"name":"now","response":{"output":"noon"}}},{"functionResponse":{"name":"get_weather","response":{"output":"sunny"}}}]}]'
+
+since=$(mock_last_seq)
+tools_scenario
+call "$SOCK" POST /v1/chat/completions "$(ask false '{"type":"function","function":{"name":"now"}}')"
+t_eq "tool_choice named: ANY limited to it, one call of that function" \
+    "$CODE $(upstream_body "$since" | jq -c .toolConfig) $(echo "$BODY" | jq -c '[.choices[0].message.tool_calls[].function.name]' 2>/dev/null)" \
+    '200 {"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["now"]}} ["now"]'
+since=$(mock_last_seq)
+tools_scenario
+call "$SOCK" POST /v1/chat/completions "$(ask false '"none"')"
+t_eq "tool_choice none: mode NONE, a text answer" \
+    "$CODE $(upstream_body "$since" | jq -c .toolConfig) $(echo "$BODY" | jq -c '.choices[0] | [.finish_reason, .message.content, .message.tool_calls]' 2>/dev/null)" \
+    "200 {\"functionCallingConfig\":{\"mode\":\"NONE\"}} [\"stop\",\"$(words 7)\",null]"
+mock_ctl DELETE /_mock/scenario >/dev/null
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions '{"model":"vertex/gemini-2.5-flash","messages":[{"role":"user","content":"x"}],"tool_choice":"required"}'
+t_match "tool_choice required without tools: 400 naming tool_choice, nothing sent" "$(err_of "$since")" \
+    '^400 invalid_messages tool_choice sent=0$'
+
+# Vertex is the tenant's preferred provider and now takes tools.
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(ask false '"auto"' | jq -c '.model = "auto"')"
+t_eq "tools under auto: answered by vertex" \
+    "$CODE $(hdr X-BYOK-Provider) $(mock_requests_since "$since" | jq -c '[.[].style]')" '200 vertex ["vertex"]'
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions '{"model":"vertex/gemini-2.5-flash","max_tokens":4,
+    "messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{
+    "name":"r","strict":true,"schema":{"type":"object","properties":{"n":{"type":"integer"}},
+    "required":["n"],"additionalProperties":false}}}}'
+t_eq "json_schema: responseMimeType and responseSchema upstream, answered" \
+    "$CODE $(upstream_body "$since" | jq -cS .generationConfig)" \
+    '200 {"maxOutputTokens":4,"responseMimeType":"application/json","responseSchema":{"additionalProperties":false,"properties":{"n":{"type":"INTEGER"}},"required":["n"],"type":"OBJECT"}}'
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(echo "$FOLLOW" | jq -c '.messages[1].tool_calls[0].function.arguments = "{city: Paris"')"
+t_match "bad input: malformed arguments JSON 400 naming the field, nothing sent" "$(err_of "$since")" \
+    '^400 invalid_messages messages\[1\]\.tool_calls\[0\]\.function\.arguments sent=0$'
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(echo "$FOLLOW" | jq -c '.messages[2].tool_call_id = "call_nobody"')"
+t_match "bad input: unknown tool_call_id 400 naming the field, nothing sent" "$(err_of "$since")" \
+    '^400 invalid_messages messages\[2\]\.tool_call_id sent=0$'
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(ask false | jq -c '.tools[0].function.parameters.properties.city = {oneOf: [{type: "string"}, {type: "integer"}]}')"
+t_match "bad input: a schema keyword Vertex lacks (oneOf) 400 naming the field, nothing sent" "$(err_of "$since")" \
+    '^400 invalid_messages tools\[0\]\.function\.parameters\.properties\[0\]\.oneOf sent=0$'
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(jq -cn '{model: "vertex/gemini-2.5-flash", messages: [{role: "user", content: "x"}],
+    tools: [range(129) | {type: "function", function: {name: "f\(.)"}}]}')"
+t_match "bad input: 129 tools 400 naming tools, nothing sent" "$(err_of "$since")" '^400 invalid_messages tools sent=0$'
 
 # Embeddings: the vertex entry lists an embedding model; the adapter does not translate :predict.
 since=$(mock_last_seq)

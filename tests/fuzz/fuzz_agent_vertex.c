@@ -12,9 +12,10 @@
  * prompt; an accepted answer read in full is a chat.completion object with a
  * non-empty choices array, and turns into a stream ending in [DONE]; what a
  * stream event writes is whole frames, and nothing is written after the
- * frame that ends the stream; a built request carries the key in its header
- * only (never in the URL, nor in the body unless the app's text held it), and
- * a refusal that names a field holds no "AIza".
+ * frame that ends the stream, and nothing at all by an event that fails; a
+ * built request carries the key in its header only (never in the URL, nor in
+ * the body unless the app's text held it), and a refusal that names a field
+ * holds no "AIza".
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -80,9 +81,13 @@ static int fz_event(void *arg, const char *event, const char *d, size_t len)
         return SSE_END; /* as the proxy: nothing after the end is read */
     }
     size_t before = f->out.len;
-    if (ad->stream_event(&f->st, event, d, len, &f->out) == ERR_OK && f->out.len > before &&
+    enum err e = ad->stream_event(&f->st, event, d, len, &f->out);
+    if (e == ERR_OK && f->out.len > before &&
         (f->out.len < 2 || memcmp(f->out.data + f->out.len - 2, "\n\n", 2) != 0)) {
         abort();
+    }
+    if (e != ERR_OK && f->out.len != before) {
+        abort(); /* an event that fails writes nothing: no half tool call */
     }
     if (f->st.done && strstr(f->out.data != NULL ? f->out.data : "", "data: [DONE]\n\n") == NULL) {
         abort(); /* the end is [DONE] */

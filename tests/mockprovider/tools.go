@@ -161,6 +161,12 @@ func (c *call) toolsAnswer() {
 		c.cohereToolsAnswer(calls)
 		return
 	}
+	if c.style == "vertex" {
+		if calls := c.vertexToolCalls(); len(calls) > 0 {
+			c.vertexToolsAnswer(calls)
+			return
+		}
+	}
 	calls := c.toolCalls()
 	if c.style != "anthropic" || c.kind != "messages" || len(calls) == 0 {
 		c.normal(c.m.o.streamInterval)

@@ -17,6 +17,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -43,8 +45,9 @@ func vertexMatch(method string) func(string) (string, bool) {
 // it refuses the whole request for any of them, so tests prove the agent
 // translated rather than forwarded.
 var vertexOpenAIFields = []string{"model", "messages", "max_tokens", "max_completion_tokens",
-	"stream", "stream_options", "temperature", "top_p", "stop", "n", "user", "tools",
-	"tool_choice", "response_format", "seed", "presence_penalty", "frequency_penalty"}
+	"stream", "stream_options", "temperature", "top_p", "stop", "n", "user",
+	"tool_choice", "parallel_tool_calls", "functions", "response_format", "seed",
+	"presence_penalty", "frequency_penalty"}
 
 // vertexParseBody checks a GenerateContentRequest and takes the deterministic counts from it.
 func (c *call) vertexParseBody() bool {
@@ -84,6 +87,10 @@ func (c *call) vertexParseBody() bool {
 			return false
 		}
 		c.prompt += countWords(parts)
+	}
+	if why := vertexCheckTools(c.body); why != "" {
+		c.fail(400, "INVALID_ARGUMENT", "", why)
+		return false
 	}
 	if si, ok := c.body["systemInstruction"]; ok {
 		sm, _ := si.(map[string]interface{})
@@ -219,4 +226,290 @@ func vertexKeyCount(r *http.Request) int {
 		n++
 	}
 	return n
+}
+
+// Function calling, as Vertex checks it
+// (https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/function-calling):
+// tools is [{functionDeclarations: [{name, description, parameters}]}], at
+// most 128 declarations; parameters and responseSchema are Schema objects
+// (an OpenAPI subset, types spelled as the Type enum); toolConfig's
+// functionCallingConfig has a mode and, with ANY only, allowedFunctionNames
+// that are declared; a functionCall part belongs to a model turn and the
+// next turn (a user one) answers each of its calls with a functionResponse
+// of the same name. OpenAI's shapes (a "function" wrapper, "strict",
+// lower-case types, JSON Schema keywords outside the subset, a role "tool")
+// are refused as Vertex refuses unknown fields.
+
+var vertexSchemaFields = map[string]bool{"type": true, "format": true, "title": true,
+	"description": true, "nullable": true, "enum": true, "items": true, "minItems": true,
+	"maxItems": true, "properties": true, "required": true, "propertyOrdering": true,
+	"minimum": true, "maximum": true, "minLength": true, "maxLength": true, "pattern": true,
+	"anyOf": true, "default": true, "example": true, "additionalProperties": true,
+	"minProperties": true, "maxProperties": true}
+
+var vertexTypes = map[string]bool{"STRING": true, "NUMBER": true, "INTEGER": true,
+	"BOOLEAN": true, "ARRAY": true, "OBJECT": true}
+
+var vertexFunctionName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$`)
+
+// vertexCheckSchema returns what Vertex would refuse in a Schema at path ("" when nothing).
+func vertexCheckSchema(v interface{}, path string) string {
+	s, ok := v.(map[string]interface{})
+	if !ok {
+		return path + ": Invalid value (a Schema object is expected)"
+	}
+	for k, f := range s {
+		if !vertexSchemaFields[k] {
+			return fmt.Sprintf("Invalid JSON payload received. Unknown name %q at '%s': Cannot find field.", k, path)
+		}
+		switch k {
+		case "type":
+			if t, _ := f.(string); !vertexTypes[t] {
+				return fmt.Sprintf("Invalid value at '%s.type' (type.googleapis.com/google.cloud.aiplatform.v1.Type), %v", path, f)
+			}
+		case "enum", "required", "propertyOrdering":
+			arr, isArr := f.([]interface{})
+			if !isArr {
+				return path + "." + k + ": a list of strings is expected"
+			}
+			for _, e := range arr {
+				if _, isStr := e.(string); !isStr {
+					return fmt.Sprintf("Invalid value at '%s.%s': a string is expected", path, k)
+				}
+			}
+		case "items":
+			if why := vertexCheckSchema(f, path+".items"); why != "" {
+				return why
+			}
+		case "anyOf":
+			arr, _ := f.([]interface{})
+			for i, e := range arr {
+				if why := vertexCheckSchema(e, fmt.Sprintf("%s.anyOf[%d]", path, i)); why != "" {
+					return why
+				}
+			}
+		case "properties":
+			m, isMap := f.(map[string]interface{})
+			if !isMap {
+				return path + ".properties: a map is expected"
+			}
+			for name, e := range m {
+				if why := vertexCheckSchema(e, path+".properties."+name); why != "" {
+					return why
+				}
+			}
+		case "additionalProperties":
+			if _, isBool := f.(bool); !isBool {
+				if why := vertexCheckSchema(f, path+".additionalProperties"); why != "" {
+					return why
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// vertexDeclared: the function names of the request's declarations.
+func vertexDeclared(body map[string]interface{}) map[string]bool {
+	names := map[string]bool{}
+	tools, _ := body["tools"].([]interface{})
+	for _, t := range tools {
+		tm, _ := t.(map[string]interface{})
+		decls, _ := tm["functionDeclarations"].([]interface{})
+		for _, d := range decls {
+			dm, _ := d.(map[string]interface{})
+			if n, ok := dm["name"].(string); ok {
+				names[n] = true
+			}
+		}
+	}
+	return names
+}
+
+// vertexCheckTools returns what Vertex would refuse in tools, toolConfig,
+// the function call turns and responseSchema ("" when nothing).
+func vertexCheckTools(body map[string]interface{}) string {
+	ndecl := 0
+	if tv, ok := body["tools"]; ok {
+		tools, isArr := tv.([]interface{})
+		if !isArr {
+			return "tools: a list is expected"
+		}
+		for i, t := range tools {
+			tm, _ := t.(map[string]interface{})
+			for k := range tm {
+				if k != "functionDeclarations" {
+					return fmt.Sprintf("Invalid JSON payload received. Unknown name %q at 'tools[%d]': Cannot find field.", k, i)
+				}
+			}
+			decls, _ := tm["functionDeclarations"].([]interface{})
+			for j, d := range decls {
+				ndecl++
+				dm, _ := d.(map[string]interface{})
+				path := fmt.Sprintf("tools[%d].function_declarations[%d]", i, j)
+				for k := range dm {
+					if k != "name" && k != "description" && k != "parameters" {
+						return fmt.Sprintf("Invalid JSON payload received. Unknown name %q at '%s': Cannot find field.", k, path)
+					}
+				}
+				if n, _ := dm["name"].(string); !vertexFunctionName.MatchString(n) {
+					return path + ".name: Invalid function name"
+				}
+				if p, ok := dm["parameters"]; ok {
+					if why := vertexCheckSchema(p, path+".parameters"); why != "" {
+						return why
+					}
+					pm, _ := p.(map[string]interface{})
+					props, _ := pm["properties"].(map[string]interface{})
+					if pm["type"] != "OBJECT" || len(props) == 0 {
+						return path + ".parameters.properties: should be non-empty for OBJECT type"
+					}
+				}
+			}
+		}
+		if ndecl > 128 {
+			return "tools: at most 128 function declarations can be provided"
+		}
+	}
+	if tc, ok := body["toolConfig"]; ok {
+		tcm, _ := tc.(map[string]interface{})
+		fcc, _ := tcm["functionCallingConfig"].(map[string]interface{})
+		mode, _ := fcc["mode"].(string)
+		if mode != "AUTO" && mode != "ANY" && mode != "NONE" {
+			return "toolConfig.functionCallingConfig.mode: Invalid value"
+		}
+		if allowed, ok := fcc["allowedFunctionNames"].([]interface{}); ok {
+			declared := vertexDeclared(body)
+			if mode != "ANY" {
+				return "toolConfig.functionCallingConfig.allowedFunctionNames: only set when the Mode is ANY"
+			}
+			for _, a := range allowed {
+				if n, _ := a.(string); !declared[n] {
+					return "toolConfig.functionCallingConfig.allowedFunctionNames: names no declared function"
+				}
+			}
+		}
+		if ndecl == 0 {
+			return "toolConfig: function calling config is set but no function declarations"
+		}
+	}
+	contents, _ := body["contents"].([]interface{})
+	var pending []string // the function calls of the turn before, to be answered now
+	for i, cv := range contents {
+		cm, _ := cv.(map[string]interface{})
+		role, _ := cm["role"].(string)
+		parts, _ := cm["parts"].([]interface{})
+		var calls, answers []string
+		for j, pv := range parts {
+			pm, _ := pv.(map[string]interface{})
+			if fc, ok := pm["functionCall"].(map[string]interface{}); ok {
+				name, _ := fc["name"].(string)
+				if _, isObj := fc["args"].(map[string]interface{}); role != "model" || name == "" || !isObj {
+					return fmt.Sprintf("contents[%d].parts[%d].function_call: a model turn's, with a name and args (an object)", i, j)
+				}
+				calls = append(calls, name)
+			}
+			if fr, ok := pm["functionResponse"].(map[string]interface{}); ok {
+				name, _ := fr["name"].(string)
+				if _, isObj := fr["response"].(map[string]interface{}); role != "user" || name == "" || !isObj {
+					return fmt.Sprintf("contents[%d].parts[%d].function_response: a user turn's, with a name and response (an object)", i, j)
+				}
+				answers = append(answers, name)
+			}
+		}
+		if len(pending) > 0 || len(answers) > 0 {
+			sort.Strings(pending)
+			sort.Strings(answers)
+			if strings.Join(pending, ",") != strings.Join(answers, ",") {
+				return fmt.Sprintf("Please ensure that the number of function response parts is equal to the number of function call parts of the function call turn (contents[%d])", i)
+			}
+		}
+		pending = calls
+	}
+	if gc, ok := body["generationConfig"].(map[string]interface{}); ok {
+		if rs, ok := gc["responseSchema"]; ok {
+			if gc["responseMimeType"] != "application/json" {
+				return "generation_config.response_schema: responseMimeType must be application/json"
+			}
+			if why := vertexCheckSchema(rs, "generation_config.response_schema"); why != "" {
+				return why
+			}
+		}
+	}
+	return ""
+}
+
+// vertexToolCalls: the "tools" scenario's calls for a Vertex request: with
+// mode NONE or when the last turn answers calls, none (the model then answers
+// in text); with allowedFunctionNames, the first of them; else one call per
+// declared function (at most two), args {"city":"Paris"} for the first and {}
+// for the second.
+func (c *call) vertexToolCalls() []toolCall {
+	contents, _ := c.body["contents"].([]interface{})
+	if len(contents) > 0 {
+		last, _ := contents[len(contents)-1].(map[string]interface{})
+		parts, _ := last["parts"].([]interface{})
+		for _, p := range parts {
+			if _, ok := p.(map[string]interface{})["functionResponse"]; ok {
+				return nil
+			}
+		}
+	}
+	tc, _ := c.body["toolConfig"].(map[string]interface{})
+	fcc, _ := tc["functionCallingConfig"].(map[string]interface{})
+	if fcc["mode"] == "NONE" {
+		return nil
+	}
+	var names []string
+	if allowed, ok := fcc["allowedFunctionNames"].([]interface{}); ok && len(allowed) > 0 {
+		n, _ := allowed[0].(string)
+		names = []string{n}
+	} else {
+		tools, _ := c.body["tools"].([]interface{})
+		for _, t := range tools {
+			decls, _ := t.(map[string]interface{})["functionDeclarations"].([]interface{})
+			for _, d := range decls {
+				if n, _ := d.(map[string]interface{})["name"].(string); n != "" && len(names) < 2 {
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	var out []toolCall
+	for i, n := range names {
+		in := "{}"
+		if i == 0 {
+			in = `{"city":"Paris"}`
+		}
+		out = append(out, toolCall{"", n, in})
+	}
+	return out
+}
+
+// vertexToolsAnswer: "Let me check." and a functionCall part per call,
+// finishReason STOP (Gemini has no tool-use reason); streamed, the text in
+// one event and the whole calls with the finish and the counts in the last.
+func (c *call) vertexToolsAnswer(calls []toolCall) {
+	const text = "Let me check."
+	var fcs []interface{}
+	for _, tc := range calls {
+		fcs = append(fcs, map[string]interface{}{"functionCall": map[string]interface{}{
+			"name": tc.name, "args": json.RawMessage(tc.input)}})
+	}
+	withParts := func(r map[string]interface{}, parts []interface{}) map[string]interface{} {
+		cand := r["candidates"].([]interface{})[0].(map[string]interface{})
+		cand["content"] = map[string]interface{}{"role": "model", "parts": parts}
+		return r
+	}
+	if !c.stream {
+		r := c.vertexResponse(text, "STOP", true)
+		c.status = 200
+		writeJSON(c.w, 200, withParts(r, append([]interface{}{map[string]string{"text": text}}, fcs...)))
+		return
+	}
+	c.startStream()
+	if c.sse("", c.vertexResponse(text, "", false)) != nil {
+		return
+	}
+	c.sse("", withParts(c.vertexResponse("", "STOP", true), fcs))
 }

@@ -178,14 +178,12 @@ static void test_build_unsupported(void **state)
 {
     (void)state;
     static const char *const reqs[] = {
-        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\","
-        "\"function\":{\"name\":\"f\"}}]}",
+        /* The legacy functions API (tools, tool messages and json_schema are translated). */
         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"functions\":[{\"name\":\"f\"}]}",
         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"content\":"
-        "null,\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\","
-        "\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"c\",\"content\":\"1\"}]}",
-        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":"
-        "\"json_schema\",\"json_schema\":{\"name\":\"s\",\"schema\":{}}}}",
+        "null,\"function_call\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"function\",\"name\":"
+        "\"f\",\"content\":\"1\"}]}",
         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2}",
         "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":"
         "{\"url\":\"https://x.example/y.png\"}}]}]}",
@@ -614,6 +612,616 @@ static void test_stream_error_and_garbage(void **state)
     buf_done(&out);
 }
 
+/* ---- tools and schemas ------------------------------------------------------------------- */
+
+/* J() for JSON written with ' for " (test readability). */
+static json_t *JQ(const char *text)
+{
+    char *t = strdup(text);
+    assert_non_null(t);
+    for (char *c = t; *c != '\0'; c++) {
+        if (*c == '\'') {
+            *c = '"';
+        }
+    }
+    json_t *j = J(t);
+    free(t);
+    return j;
+}
+
+/* provider_vertex_request on a JQ request; *ret set on ERR_OK, bad filled on ERR_INVAL. */
+static enum err vreq(const char *q, struct provider_bad *bad, json_t **ret)
+{
+    json_t *o = JQ(q);
+    json_t *v = NULL;
+    memset(bad, 0, sizeof(*bad));
+    enum err e = provider_vertex_request(o, bad, &v);
+    json_decref(o);
+    if (e != ERR_OK) {
+        assert_null(v); /* nothing half-built comes out */
+    }
+    *ret = v;
+    return e;
+}
+
+/* Asserts that j serialises (sorted keys) to the JQ text want. */
+static void assert_json(const json_t *j, const char *want)
+{
+    json_t *w = JQ(want);
+    if (!json_equal(j, w)) {
+        char *got = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+        char *exp = json_dumps(w, JSON_SORT_KEYS | JSON_COMPACT);
+        fprintf(stderr, "got  %s\nwant %s\n", got, exp);
+        free(got);
+        free(exp);
+        fail();
+    }
+    json_decref(w);
+}
+
+#define USER_X "'messages':[{'role':'user','content':'x'}]"
+
+static void test_build_tools(void **state)
+{
+    (void)state;
+    struct provider_bad bad;
+    json_t *v = NULL;
+    assert_int_equal(
+        vreq("{" USER_X ",'tools':[{'type':'function','function':{'name':'get_weather',"
+             "'description':'Weather now','strict':true,'parameters':{'$schema':'x',"
+             "'type':'object','additionalProperties':false,'required':['city','days'],"
+             "'properties':{'city':{'type':'string','description':'City','examples':['Paris']},"
+             "'unit':{'type':['string','null'],'enum':['C','F']},"
+             "'days':{'type':'integer','minimum':1,'maximum':7,'format':'int32'},"
+             "'tags':{'type':'array','items':{'type':'string'},'maxItems':3},"
+             "'where':{'anyOf':[{'type':'string'},{'type':'object','properties':{"
+             "'lat':{'type':'number'}},'propertyOrdering':['lat']}]}}}}},"
+             "{'type':'function','function':{'name':'now','parameters':{'type':'object',"
+             "'properties':{}}}},"
+             "{'type':'function','function':{'name':'ping','parameters':null}}],"
+             "'tool_choice':'required','parallel_tool_calls':false}",
+             &bad, &v),
+        ERR_OK);
+    assert_json(json_object_get(v, "tools"),
+                "[{'functionDeclarations':[{'name':'get_weather','description':'Weather now',"
+                "'parameters':{'type':'OBJECT','additionalProperties':false,"
+                "'required':['city','days'],'properties':{"
+                "'city':{'type':'STRING','description':'City'},"
+                "'unit':{'type':'STRING','nullable':true,'enum':['C','F']},"
+                "'days':{'type':'INTEGER','minimum':1,'maximum':7,'format':'int32'},"
+                "'tags':{'type':'ARRAY','items':{'type':'STRING'},'maxItems':3},"
+                "'where':{'anyOf':[{'type':'STRING'},{'type':'OBJECT','properties':{"
+                "'lat':{'type':'NUMBER'}},'propertyOrdering':['lat']}]}}}},"
+                "{'name':'now'},{'name':'ping'}]}]");
+    assert_json(json_object_get(v, "toolConfig"), "{'functionCallingConfig':{'mode':'ANY'}}");
+    /* OpenAI's tool fields never reach Vertex. */
+    assert_null(json_object_get(v, "tool_choice"));
+    assert_null(json_object_get(v, "parallel_tool_calls"));
+    json_decref(v);
+
+    static const struct {
+        const char *choice, *want;
+    } choices[] = {
+        {"'auto'", "{'functionCallingConfig':{'mode':'AUTO'}}"},
+        {"'none'", "{'functionCallingConfig':{'mode':'NONE'}}"},
+        {"'required'", "{'functionCallingConfig':{'mode':'ANY'}}"},
+        {"{'type':'function','function':{'name':'g'}}",
+         "{'functionCallingConfig':{'mode':'ANY','allowedFunctionNames':['g']}}"},
+        {"null", NULL},
+    };
+    for (size_t i = 0; i < sizeof(choices) / sizeof(choices[0]); i++) {
+        char q[512];
+        snprintf(q, sizeof(q),
+                 "{" USER_X ",'tools':[{'type':'function','function':{'name':'f'}},"
+                 "{'type':'function','function':{'name':'g'}}],'tool_choice':%s}",
+                 choices[i].choice);
+        assert_int_equal(vreq(q, &bad, &v), ERR_OK);
+        if (choices[i].want == NULL) {
+            assert_null(json_object_get(v, "toolConfig"));
+        } else {
+            assert_json(json_object_get(v, "toolConfig"), choices[i].want);
+        }
+        json_decref(v);
+    }
+    /*
+     * Parameters that take no argument are left out (Vertex refuses an OBJECT
+     * without properties there); other objects without properties are sent.
+     */
+    assert_int_equal(
+        vreq("{" USER_X ",'tools':[{'type':'function','function':{'name':'a','parameters':"
+             "{'type':'object','required':[],'additionalProperties':false,'title':'t'}}},"
+             "{'type':'function','function':{'name':'b','parameters':{'type':'object'}}},"
+             "{'type':'function','function':{'name':'c','parameters':{'type':'object',"
+             "'additionalProperties':{'type':'string'}}}},"
+             "{'type':'function','function':{'name':'d','parameters':{'type':'object',"
+             "'properties':{},'additionalProperties':true}}}]}",
+             &bad, &v),
+        ERR_OK);
+    assert_json(json_object_get(v, "tools"),
+                "[{'functionDeclarations':[{'name':'a'},{'name':'b'},{'name':'c','parameters':"
+                "{'type':'OBJECT','additionalProperties':{'type':'STRING'}}},{'name':'d',"
+                "'parameters':{'type':'OBJECT','properties':{},'additionalProperties':true}}]}]");
+    json_decref(v);
+    /* Without tools, auto and none mean nothing: neither tools nor toolConfig is sent. */
+    assert_int_equal(vreq("{" USER_X ",'tools':[],'tool_choice':'none'}", &bad, &v), ERR_OK);
+    assert_int_equal(json_object_size(v), 1);
+    json_decref(v);
+}
+
+/* Tool calls and their results as functionCall and functionResponse turns. */
+static void test_build_tool_turns(void **state)
+{
+    (void)state;
+    struct provider_bad bad;
+    json_t *v = NULL;
+    assert_int_equal(
+        vreq("{'messages':[{'role':'user','content':'weather?'},"
+             "{'role':'assistant','content':null,'tool_calls':["
+             "{'id':'call_a','type':'function','function':{'name':'get_weather',"
+             "'arguments':'{\\'city\\':\\'Paris\\'}'}},"
+             "{'id':'call_b','type':'function','function':{'name':'now','arguments':''}}]},"
+             "{'role':'tool','tool_call_id':'call_b','content':'noon'},"
+             "{'role':'tool','tool_call_id':'call_a','content':[{'type':'text','text':'sunny'}]},"
+             "{'role':'assistant','content':'Checking.','tool_calls':["
+             "{'id':'call_c','type':'function','function':{'name':'now','arguments':'{}'}}]},"
+             "{'role':'tool','tool_call_id':'call_c','content':'1pm'},"
+             "{'role':'user','content':'thanks'}],"
+             "'tools':[{'type':'function','function':{'name':'get_weather'}},"
+             "{'type':'function','function':{'name':'now'}}]}",
+             &bad, &v),
+        ERR_OK);
+    assert_json(json_object_get(v, "contents"),
+                "[{'role':'user','parts':[{'text':'weather?'}]},"
+                "{'role':'model','parts':[{'functionCall':{'name':'get_weather',"
+                "'args':{'city':'Paris'}}},{'functionCall':{'name':'now','args':{}}}]},"
+                "{'role':'user','parts':[{'functionResponse':{'name':'now','response':"
+                "{'output':'noon'}}},{'functionResponse':{'name':'get_weather','response':"
+                "{'output':'sunny'}}}]},"
+                "{'role':'model','parts':[{'text':'Checking.'},{'functionCall':{'name':'now',"
+                "'args':{}}}]},"
+                "{'role':'user','parts':[{'functionResponse':{'name':'now','response':"
+                "{'output':'1pm'}}}]},"
+                "{'role':'user','parts':[{'text':'thanks'}]}]");
+    json_decref(v);
+}
+
+static void test_build_json_schema(void **state)
+{
+    (void)state;
+    struct provider_bad bad;
+    json_t *v = NULL;
+    assert_int_equal(
+        vreq("{" USER_X ",'response_format':{'type':'json_schema','json_schema':{'name':'r',"
+             "'strict':true,'schema':{'type':'object','properties':{'n':{'type':'integer'},"
+             "'xs':{'type':'array','items':{'type':['null','string']}}},"
+             "'required':['n','xs'],'additionalProperties':false}}}}",
+             &bad, &v),
+        ERR_OK);
+    assert_json(json_object_get(v, "generationConfig"),
+                "{'responseMimeType':'application/json','responseSchema':{'type':'OBJECT',"
+                "'properties':{'n':{'type':'INTEGER'},'xs':{'type':'ARRAY','items':"
+                "{'type':'STRING','nullable':true}}},'required':['n','xs'],"
+                "'additionalProperties':false}}");
+    json_decref(v);
+    /* An array at the top is fine for an answer (not for parameters). */
+    assert_int_equal(vreq("{" USER_X ",'response_format':{'type':'json_schema','json_schema':{"
+                          "'name':'r','schema':{'type':'array','items':{'type':'number'}}}}}",
+                          &bad, &v),
+                     ERR_OK);
+    assert_json(json_object_get(json_object_get(v, "generationConfig"), "responseSchema"),
+                "{'type':'ARRAY','items':{'type':'NUMBER'}}");
+    json_decref(v);
+}
+
+/* n function tools named f0.., as a request (caller frees). */
+static char *n_tools(size_t n)
+{
+    size_t cap = 64 + n * 64;
+    char *q = malloc(cap);
+    assert_non_null(q);
+    size_t len = (size_t)snprintf(q, cap, "{" USER_X ",'tools':[");
+    for (size_t i = 0; i < n; i++) {
+        len +=
+            (size_t)snprintf(q + len, cap - len, "%s{'type':'function','function':{'name':'f%zu'}}",
+                             i > 0 ? "," : "", i);
+    }
+    snprintf(q + len, cap - len, "]}");
+    return q;
+}
+
+/* A function whose parameters nest depth schemas: object in object ... in a string. */
+static char *deep_params(int depth)
+{
+    size_t cap = 128 + (size_t)depth * 48;
+    char *q = malloc(cap);
+    assert_non_null(q);
+    size_t len = (size_t)snprintf(q, cap,
+                                  "{" USER_X ",'tools':[{'type':'function','function':{'name':"
+                                  "'f','parameters':");
+    for (int i = 1; i < depth; i++) {
+        len += (size_t)snprintf(q + len, cap - len, "{'type':'object','properties':{'a':");
+    }
+    len += (size_t)snprintf(q + len, cap - len, "{'type':'string'}");
+    for (int i = 1; i < depth; i++) {
+        len += (size_t)snprintf(q + len, cap - len, "}}");
+    }
+    snprintf(q + len, cap - len, "}}]}");
+    return q;
+}
+
+static void test_build_tool_limits(void **state)
+{
+    (void)state;
+    struct provider_bad bad;
+    json_t *v = NULL;
+    char *q = n_tools(VERTEX_MAX_TOOLS);
+    assert_int_equal(vreq(q, &bad, &v), ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(json_array_get(json_object_get(v, "tools"), 0),
+                                                     "functionDeclarations")),
+                     VERTEX_MAX_TOOLS);
+    json_decref(v);
+    free(q);
+    q = n_tools(VERTEX_MAX_TOOLS + 1);
+    assert_int_equal(vreq(q, &bad, &v), ERR_INVAL);
+    assert_string_equal(bad.param, "tools");
+    free(q);
+
+    q = deep_params(VERTEX_MAX_SCHEMA_DEPTH);
+    assert_int_equal(vreq(q, &bad, &v), ERR_OK);
+    json_decref(v);
+    free(q);
+    q = deep_params(VERTEX_MAX_SCHEMA_DEPTH + 1);
+    assert_int_equal(vreq(q, &bad, &v), ERR_INVAL);
+    assert_int_equal(strncmp(bad.param, "tools[0].function.parameters.properties[0]", 42), 0);
+    assert_non_null(strstr(bad.msg, "deep"));
+    free(q);
+
+    /* A name of VERTEX_MAX_FUNCTION_NAME bytes is taken, one more is refused. */
+    char name[VERTEX_MAX_FUNCTION_NAME + 2];
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    char r[256];
+    snprintf(r, sizeof(r), "{" USER_X ",'tools':[{'type':'function','function':{'name':'%.*s'}}]}",
+             VERTEX_MAX_FUNCTION_NAME, name);
+    assert_int_equal(vreq(r, &bad, &v), ERR_OK);
+    json_decref(v);
+    snprintf(r, sizeof(r), "{" USER_X ",'tools':[{'type':'function','function':{'name':'%s'}}]}",
+             name);
+    assert_int_equal(vreq(r, &bad, &v), ERR_INVAL);
+    assert_string_equal(bad.param, "tools[0].function.name");
+}
+
+/* Tools, tool turns and schemas Vertex cannot take as asked: 400 naming the field. */
+static void test_build_tools_invalid(void **state)
+{
+    (void)state;
+#define TOOL(params) "'tools':[{'type':'function','function':{'name':'f','parameters':" params "}}]"
+#define PROP(s) TOOL("{'type':'object','properties':{'x':" s "}}")
+#define CALL(args)                                                                                 \
+    "{'messages':[{'role':'user','content':'x'},{'role':'assistant','content':null,"               \
+    "'tool_calls':[{'id':'c1','type':'function','function':{'name':'f','arguments':" args          \
+    "}}]},{'role':'tool','tool_call_id':'c1','content':'r'}]}"
+    static const struct {
+        const char *req, *param;
+    } cases[] = {
+        /* tool turns */
+        {CALL("'{not json'"), "messages[1].tool_calls[0].function.arguments"},
+        {CALL("'[1,2]'"), "messages[1].tool_calls[0].function.arguments"},
+        {CALL("{}"), "messages[1].tool_calls[0].function.arguments"},
+        {"{'messages':[{'role':'user','content':'x'},{'role':'assistant','content':null,"
+         "'tool_calls':[{'id':'c1','type':'function','function':{'name':'f','arguments':'{}'}}]},"
+         "{'role':'tool','tool_call_id':'c2','content':'r'}]}",
+         "messages[2].tool_call_id"},
+        /* a result before the call it answers */
+        {"{'messages':[{'role':'user','content':'x'},{'role':'tool','tool_call_id':'c1',"
+         "'content':'r'},{'role':'assistant','content':null,'tool_calls':[{'id':'c1',"
+         "'type':'function','function':{'name':'f','arguments':'{}'}}]}]}",
+         "messages[1].tool_call_id"},
+        {"{'messages':[{'role':'user','content':'x','tool_calls':[]}]}", "messages[0].tool_calls"},
+        {"{'messages':[{'role':'user','content':'x'},{'role':'tool','content':'r'}]}",
+         "messages[1].tool_call_id"},
+        {"{'messages':[{'role':'user','content':'x'},{'role':'assistant','content':7,"
+         "'tool_calls':[{'id':'c1','type':'function','function':{'name':'f','arguments':'{}'}}]}]}",
+         "messages[1].content"},
+        /* tools */
+        {"{" USER_X ",'tools':{}}", "tools"},
+        {"{" USER_X ",'tools':[{'type':'web_search'}]}", "tools[0].type"},
+        {"{" USER_X ",'tools':[{'type':'function','function':{'name':'9lives'}}]}",
+         "tools[0].function.name"},
+        {"{" USER_X ",'tools':[{'type':'function','function':{'name':'a b'}}]}",
+         "tools[0].function.name"},
+        {"{" USER_X "," TOOL("{'type':'string'}") "}", "tools[0].function.parameters"},
+        {"{" USER_X "," TOOL("[]") "}", "tools[0].function.parameters"},
+        {"{" USER_X "," PROP("{'oneOf':[{'type':'string'}]}") "}",
+         "tools[0].function.parameters.properties[0].oneOf"},
+        {"{" USER_X "," PROP("{'$ref':'#/$defs/a'}") "}",
+         "tools[0].function.parameters.properties[0].$ref"},
+        {"{" USER_X "," PROP("{'type':'string','const':'a'}") "}",
+         "tools[0].function.parameters.properties[0].const"},
+        {"{" USER_X "," PROP("{'type':['string','integer']}") "}",
+         "tools[0].function.parameters.properties[0].type"},
+        {"{" USER_X "," PROP("{'type':'null'}") "}",
+         "tools[0].function.parameters.properties[0].type"},
+        {"{" USER_X "," PROP("{'type':'integer','enum':[1,2]}") "}",
+         "tools[0].function.parameters.properties[0].enum[0]"},
+        {"{" USER_X "," PROP("{'type':'array','items':[{'type':'string'}]}") "}",
+         "tools[0].function.parameters.properties[0].items"},
+        {"{" USER_X "," PROP("{'anyOf':[]}") "}",
+         "tools[0].function.parameters.properties[0].anyOf"},
+        {"{" USER_X "," PROP("{'anyOf':[{'type':'string'},{'not':{}}]}") "}",
+         "tools[0].function.parameters.properties[0].anyOf[1].not"},
+        {"{" USER_X "," PROP("7") "}", "tools[0].function.parameters.properties[0]"},
+        {"{" USER_X "," TOOL("{'type':'object','properties':{'x':{'type':'string'}},"
+                             "'required':[1]}") "}",
+         "tools[0].function.parameters.required[0]"},
+        /* tool_choice */
+        {"{" USER_X "," TOOL("null") ",'tool_choice':'any'}", "tool_choice"},
+        {"{" USER_X "," TOOL("null") ",'tool_choice':{'type':'function','function':{'name':'g'}}}",
+         "tool_choice.function.name"},
+        {"{" USER_X ",'tool_choice':'required'}", "tool_choice"},
+        /* response_format */
+        {"{" USER_X ",'response_format':{'type':'json_schema','json_schema':{'name':'r'}}}",
+         "response_format.json_schema.schema"},
+        {"{" USER_X ",'response_format':{'type':'json_schema','json_schema':{'name':'r',"
+         "'schema':{'type':'object','patternProperties':{}}}}}",
+         "response_format.json_schema.schema.patternProperties"},
+        {"{" USER_X ",'response_format':{'type':'yaml'}}", "response_format.type"},
+        /* A key that is no keyword, and property names, are never echoed: by position. */
+        {"{" USER_X "," TOOL("{'type':'object','properties':{'a':{'type':'string'},"
+                             "'AIzaName':{'AIzaKey':1}}}") "}",
+         "tools[0].function.parameters.properties[1]"},
+    };
+#undef CALL
+#undef PROP
+#undef TOOL
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct provider_bad bad;
+        json_t *v = NULL;
+        enum err e = vreq(cases[i].req, &bad, &v);
+        if (e != ERR_INVAL || strcmp(bad.param, cases[i].param) != 0) {
+            fprintf(stderr, "case %zu: err %d param '%s' (want '%s')\n", i, (int)e, bad.param,
+                    cases[i].param);
+            fail();
+        }
+        assert_true(bad.msg[0] != '\0');
+        json_decref(v);
+    }
+    /* Through the table: no body, no header, nothing to send. */
+    struct provider_http h;
+    const struct provider_adapter *ad = provider_find("vertex");
+    json_t *entry = J("{\"base_url\":\"https://aiplatform.googleapis.com/v1\"}");
+    json_t *req = JQ("{'messages':[{'role':'user','content':'x'},{'role':'assistant','content':"
+                     "null,'tool_calls':[{'id':'c1','type':'function','function':{'name':'f',"
+                     "'arguments':'{'}}]}]}");
+    struct secret *key = secret_from(KEY, strlen(KEY));
+    struct provider_call c = {
+        .op = PROVIDER_CHAT, .req = req, .model = "gemini-2.5-flash", .entry = entry, .key = key};
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(ad->build(&c, &h), ERR_INVAL);
+    assert_string_equal(h.bad.param, "messages[1].tool_calls[0].function.arguments");
+    assert_null(h.body);
+    assert_null(h.headers);
+    provider_http_done(&h);
+    secret_free(&key);
+    json_decref(req);
+    json_decref(entry);
+}
+
+/* functionCall parts to OpenAI tool calls. */
+static void test_response_tool_calls(void **state)
+{
+    (void)state;
+    struct provider_usage u;
+    json_t *a = answer(
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Checking.\"},"
+        "{\"functionCall\":{\"name\":\"get_weather\",\"args\":{\"city\":\"Paris\"}}},"
+        "{\"functionCall\":{\"id\":\"vx-7\",\"name\":\"now\"}}]},\"finishReason\":\"STOP\"}],"
+        "\"responseId\":\"r9\",\"usageMetadata\":{\"promptTokenCount\":3,"
+        "\"candidatesTokenCount\":4}}",
+        ERR_OK, &u);
+    const json_t *ch = json_array_get(json_object_get(a, "choices"), 0);
+    assert_json(json_object_get(ch, "message"),
+                "{'role':'assistant','content':'Checking.','tool_calls':["
+                "{'id':'call_r9_0','type':'function','function':{'name':'get_weather',"
+                "'arguments':'{\\'city\\':\\'Paris\\'}'}},"
+                "{'id':'vx-7','type':'function','function':{'name':'now','arguments':'{}'}}]}");
+    assert_string_equal(choice_str(a, "finish_reason"), "tool_calls");
+    json_decref(a);
+
+    /* Only calls: content null, as OpenAI's. Cut by the token cap: length, calls kept. */
+    a = answer("{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"f\","
+               "\"args\":{}}}]},\"finishReason\":\"MAX_TOKENS\"}]}",
+               ERR_OK, &u);
+    const json_t *msg =
+        json_object_get(json_array_get(json_object_get(a, "choices"), 0), "message");
+    assert_true(json_is_null(json_object_get(msg, "content")));
+    assert_int_equal(json_array_size(json_object_get(msg, "tool_calls")), 1);
+    assert_string_equal(choice_str(a, "finish_reason"), "length");
+    json_decref(a);
+
+    /* A call the app could not use: no answer at all, not half of one. */
+    static const char *const bad[] = {
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"},{\"functionCall\":"
+        "{\"args\":{}}}]},\"finishReason\":\"STOP\"}]}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"\"}}]}}]}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":7}]}}]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_null(answer(bad[i], ERR_PROTO, &u));
+    }
+}
+
+static void test_stream_tool_calls(void **state)
+{
+    (void)state;
+    static const char *const events[] = {
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Let me.\"}]}}],"
+        "\"responseId\":\"r5\"}",
+        "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":["
+        "{\"functionCall\":{\"name\":\"get_weather\",\"args\":{\"city\":\"Paris\"}}},"
+        "{\"functionCall\":{\"name\":\"now\",\"args\":{}}}]},\"finishReason\":\"STOP\"}],"
+        "\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":6},"
+        "\"responseId\":\"r5\"}",
+        NULL};
+    struct provider_stream st;
+    memset(&st, 0, sizeof(st));
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    feed(&st, events, &out);
+    assert_true(st.done);
+    json_t *f = frames(&out);
+    /* role, text, call 0 opened, its arguments, call 1 opened, its arguments, finish, usage, DONE
+     */
+    assert_int_equal(json_array_size(f), 9);
+    assert_string_equal(
+        json_string_value(json_object_get(delta_of(json_array_get(f, 1)), "content")), "Let me.");
+    assert_json(delta_of(json_array_get(f, 2)),
+                "{'tool_calls':[{'index':0,'id':'call_r5_0','type':'function','function':"
+                "{'name':'get_weather','arguments':''}}]}");
+    assert_json(delta_of(json_array_get(f, 3)), "{'tool_calls':[{'index':0,'function':{'arguments':"
+                                                "'{\\'city\\':\\'Paris\\'}'}}]}");
+    assert_json(delta_of(json_array_get(f, 4)),
+                "{'tool_calls':[{'index':1,'id':'call_r5_1','type':'function','function':"
+                "{'name':'now','arguments':''}}]}");
+    assert_json(delta_of(json_array_get(f, 5)),
+                "{'tool_calls':[{'index':1,'function':{'arguments':'{}'}}]}");
+    assert_string_equal(finish_of(json_array_get(f, 6)), "tool_calls");
+    assert_string_equal(json_string_value(json_array_get(f, 8)), "[DONE]");
+    json_decref(f);
+    buf_done(&out);
+
+    /* A call without a name: ERR_PROTO, and nothing of that event reaches the app. */
+    const struct provider_adapter *ad = provider_find("vertex");
+    static const char *const broken[] = {
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"t\"},{\"functionCall\":"
+        "{\"name\":\"f\",\"args\":{}}},{\"functionCall\":{\"args\":{}}}]}}]}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":[]}]}}]}",
+    };
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+        /* First event of the stream: not even the role chunk goes out. */
+        memset(&st, 0, sizeof(st));
+        buf_init(&out, 1 << 20);
+        assert_int_equal(ad->stream_event(&st, "", broken[i], strlen(broken[i]), &out), ERR_PROTO);
+        assert_int_equal(out.len, 0);
+        /* After a good event: out keeps what it had, no more. */
+        memset(&st, 0, sizeof(st));
+        feed(&st, (const char *const[]){events[0], NULL}, &out);
+        size_t had = out.len;
+        assert_int_equal(ad->stream_event(&st, "", broken[i], strlen(broken[i]), &out), ERR_PROTO);
+        assert_int_equal(out.len, had);
+        assert_false(st.done);
+        buf_done(&out);
+    }
+}
+
+/* jansson's allocator failing at the n-th allocation: out of memory is an error, never a crash. */
+static long oom_countdown;
+static bool oom_fired;
+
+static void *oom_malloc(size_t size)
+{
+    if (oom_countdown > 0 && --oom_countdown == 0) {
+        oom_fired = true;
+        return NULL;
+    }
+    return malloc(size);
+}
+
+/*
+ * The tool translations (request, answer, stream) with their n-th JSON
+ * allocation failing, for each n until one runs without reaching it: each
+ * returns an error (ERR_NOMEM, or the ERR_INVAL / ERR_PROTO a NULL from
+ * jansson reads as) or the whole translation; nothing leaks (ASan), and a
+ * failed stream event writes nothing.
+ */
+static void test_tools_out_of_memory(void **state)
+{
+    (void)state;
+    json_t *req =
+        JQ("{'messages':[{'role':'system','content':'s'},{'role':'user','content':'w?'},"
+           "{'role':'assistant','content':'c','tool_calls':[{'id':'a','type':'function',"
+           "'function':{'name':'f','arguments':'{\\'x\\':1}'}},{'id':'b','type':'function',"
+           "'function':{'name':'g','arguments':''}}]},{'role':'tool','tool_call_id':'b',"
+           "'content':'r1'},{'role':'tool','tool_call_id':'a','content':'r2'},"
+           "{'role':'user','content':'ok'}],'tools':[{'type':'function','function':{'name':'f',"
+           "'description':'d','parameters':{'type':'object','properties':{'x':{'type':"
+           "['integer','null'],'enum':['1']},'y':{'anyOf':[{'type':'string'},{'type':'array',"
+           "'items':{'type':'number'}}]}},'required':['x'],'additionalProperties':false}}},"
+           "{'type':'function','function':{'name':'g','parameters':{'type':'object',"
+           "'properties':{}}}}],'tool_choice':{'type':'function','function':{'name':'g'}},"
+           "'response_format':{'type':'json_schema','json_schema':{'name':'r','schema':"
+           "{'type':'object','properties':{'n':{'type':'integer'}}}}}}");
+    json_t *ans = J("{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"t\"},{\"functionCall\":"
+                    "{\"name\":\"f\",\"args\":{\"x\":1}}},{\"functionCall\":{\"id\":\"i\","
+                    "\"name\":\"g\"}}]},\"finishReason\":\"STOP\"}],\"responseId\":\"r\","
+                    "\"usageMetadata\":{\"promptTokenCount\":1,\"candidatesTokenCount\":2}}");
+    static const char *const events[] = {
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"t\"}]}}],\"responseId\":\"r\"}",
+        "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"f\",\"args\":"
+        "{\"x\":1}}},{\"functionCall\":{\"name\":\"g\"}}]},\"finishReason\":\"STOP\"}],"
+        "\"usageMetadata\":{\"promptTokenCount\":1,\"candidatesTokenCount\":2}}",
+    };
+    const struct provider_adapter *ad = provider_find("vertex");
+    json_t *ref[2] = {NULL, NULL};
+    for (long n = 0; n < 100000; n++) {
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        json_t *got[2] = {NULL, NULL};
+        struct provider_usage u;
+        memset(&u, 0, sizeof(u));
+        enum err e[2];
+        e[0] = provider_vertex_request(req, NULL, &got[0]);
+        e[1] = provider_vertex_answer(ans, "m", &got[1], &u);
+        struct provider_stream st;
+        memset(&st, 0, sizeof(st));
+        struct buf out;
+        buf_init(&out, 1 << 20);
+        enum err se = ERR_OK;
+        for (size_t i = 0; i < sizeof(events) / sizeof(events[0]) && se == ERR_OK; i++) {
+            size_t before = out.len;
+            se = ad->stream_event(&st, "", events[i], strlen(events[i]), &out);
+            if (se != ERR_OK) {
+                assert_int_equal(out.len, before);
+            }
+        }
+        buf_done(&out);
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        for (size_t i = 0; i < 2; i++) {
+            if (n == 0) {
+                assert_int_equal(e[i], ERR_OK);
+                ref[i] = got[i];
+                continue;
+            }
+            assert_true(e[i] == ERR_OK || e[i] == ERR_NOMEM || e[i] == ERR_INVAL ||
+                        e[i] == ERR_PROTO);
+            /* An ERR_OK is the whole translation, never a part of it ("created" aside). */
+            if (e[i] == ERR_OK) {
+                json_object_del(got[i], "created");
+                json_object_del(ref[i], "created");
+                assert_true(json_equal(got[i], ref[i]));
+            } else {
+                assert_null(got[i]);
+            }
+            json_decref(got[i]);
+        }
+        if (n == 0) {
+            assert_int_equal(se, ERR_OK);
+            assert_true(st.done);
+        } else if (!oom_fired) {
+            assert_int_equal(se, ERR_OK);
+            break;
+        }
+    }
+    for (size_t i = 0; i < 2; i++) {
+        json_decref(ref[i]);
+    }
+    assert_false(oom_fired);
+    json_decref(req);
+    json_decref(ans);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -673,6 +1281,14 @@ int main(void)
         cmocka_unit_test(test_stream_blocked),
         cmocka_unit_test(test_stream_error_and_garbage),
         cmocka_unit_test(test_key_refused),
+        cmocka_unit_test(test_build_tools),
+        cmocka_unit_test(test_build_tool_turns),
+        cmocka_unit_test(test_build_json_schema),
+        cmocka_unit_test(test_build_tool_limits),
+        cmocka_unit_test(test_build_tools_invalid),
+        cmocka_unit_test(test_response_tool_calls),
+        cmocka_unit_test(test_stream_tool_calls),
+        cmocka_unit_test(test_tools_out_of_memory),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
