@@ -14,9 +14,9 @@
  *   Function calling (tools[].functionDeclarations, at most 128;
  *     toolConfig.functionCallingConfig; functionCall and functionResponse
  *     parts):
- * https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/function-calling Schema, "a
- * select subset of an OpenAPI 3.0 schema object" (a function's parameters,
- * generationConfig.responseSchema):
+ *     https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/function-calling
+ *   Schema, "a select subset of an OpenAPI 3.0 schema object" (a function's
+ *     parameters, generationConfig.responseSchema):
  *     https://cloud.google.com/vertex-ai/generative-ai/docs/reference/rest/v1/Schema
  * The key goes in the x-goog-api-key header, which Google APIs take as they
  * take ?key=: a key in a URL ends up in access logs and proxies' logs.
