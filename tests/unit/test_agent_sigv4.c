@@ -15,11 +15,52 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <curl/curl.h>
+#include <dlfcn.h>
+#include <jansson.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/provider_bedrock.h"
+#include "agent/providers.h"
 #include "agent/sigv4.h"
 #include "common/awskey.h"
+#include "common/secret.h"
+
+/*
+ * Failure injection: the nth curl_slist_append (header list) or HMAC call
+ * from here on fails (0: none). Interposed over libcurl's and libcrypto's,
+ * which the static agent library calls through these definitions.
+ */
+static int slist_fail_at, hmac_fail_at;
+
+struct curl_slist *curl_slist_append(struct curl_slist *list, const char *data);
+struct curl_slist *curl_slist_append(struct curl_slist *list, const char *data)
+{
+    if (slist_fail_at > 0 && --slist_fail_at == 0) {
+        return NULL;
+    }
+    struct curl_slist *(*real)(struct curl_slist *, const char *) =
+        (struct curl_slist * (*)(struct curl_slist *, const char *))
+            dlsym(RTLD_NEXT, "curl_slist_append");
+    return real(list, data);
+}
+
+unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *d,
+                    size_t n, unsigned char *md, unsigned int *md_len);
+unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *d,
+                    size_t n, unsigned char *md, unsigned int *md_len)
+{
+    if (hmac_fail_at > 0 && --hmac_fail_at == 0) {
+        return NULL;
+    }
+    unsigned char *(*real)(const EVP_MD *, const void *, int, const unsigned char *, size_t,
+                           unsigned char *, unsigned int *) =
+        (unsigned char *(*)(const EVP_MD *, const void *, int, const unsigned char *, size_t,
+                            unsigned char *, unsigned int *))dlsym(RTLD_NEXT, "HMAC");
+    return real(evp_md, key, key_len, d, n, md, md_len);
+}
 
 #define SUITE_SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 #define SUITE_TIME 1440938160   /* 20150830T123600Z */
@@ -278,6 +319,58 @@ static void test_canonical_cap(void **state)
     assert_int_equal(sigv4_sign(&r, &suite_key, &s), ERR_TOOBIG);
 }
 
+/*
+ * Every failure on the signing path is an error, never a request sent with
+ * a partial set of headers: each header append of a Bedrock build with
+ * temporary credentials fails in turn (ERR_NOMEM; the caller frees what was
+ * built, ASan sees no leak), then each of the five HMACs (ERR_CRYPTO).
+ */
+static void test_failures(void **state)
+{
+    (void)state;
+    static const char key[] = "ASIAIOSFODNN7EXAMPLE:" SUITE_SECRET ":" TOKEN;
+    struct secret *k = secret_from(key, strlen(key));
+    assert_non_null(k);
+    json_t *req = json_loads("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 0, NULL);
+    json_t *entry =
+        json_loads("{\"base_url\":\"https://bedrock-runtime.eu-west-1.amazonaws.com\"}", 0, NULL);
+    struct provider_call pc = {.op = PROVIDER_CHAT,
+                               .req = req,
+                               .model = "m:0",
+                               .entry = entry,
+                               .key = k,
+                               .default_max_tokens = 5,
+                               .now = BEDROCK_TIME};
+    const struct provider_adapter *ad = provider_find("bedrock");
+    int n;
+    for (n = 1; n < 64; n++) {
+        struct provider_http h;
+        memset(&h, 0, sizeof(h));
+        slist_fail_at = n;
+        enum err e = ad->build(&pc, &h);
+        bool fired = slist_fail_at == 0;
+        slist_fail_at = 0;
+        provider_http_done(&h);
+        if (!fired) {
+            assert_int_equal(e, ERR_OK);
+            break;
+        }
+        assert_int_equal(e, ERR_NOMEM);
+    }
+    assert_true(n > 7); /* Content-Type, Accept, Expect, Host, X-Amz-Date, token, Authorization */
+    for (n = 1; n <= 5; n++) {
+        struct provider_http h;
+        memset(&h, 0, sizeof(h));
+        hmac_fail_at = n;
+        assert_int_equal(ad->build(&pc, &h), ERR_CRYPTO);
+        assert_int_equal(hmac_fail_at, 0);
+        provider_http_done(&h);
+    }
+    secret_free(&k);
+    json_decref(entry);
+    json_decref(req);
+}
+
 /* ---- common/awskey ---------------------------------------------------------------------- */
 
 static void test_awskey_good(void **state)
@@ -353,14 +446,19 @@ static void test_awskey_not_iam(void **state)
 
 int main(void)
 {
+    if (secret_heap_init(1 << 16) != ERR_OK) {
+        fprintf(stderr, "secure heap unavailable\n");
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_vanilla),         cmocka_unit_test(test_post_vanilla),
         cmocka_unit_test(test_query_order),         cmocka_unit_test(test_post_form_body),
         cmocka_unit_test(test_iam_list_users),      cmocka_unit_test(test_signing_key),
         cmocka_unit_test(test_bedrock_converse),    cmocka_unit_test(test_bedrock_session_token),
         cmocka_unit_test(test_no_secret_in_output), cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_canonical_cap),       cmocka_unit_test(test_awskey_good),
-        cmocka_unit_test(test_awskey_bad),          cmocka_unit_test(test_awskey_not_iam),
+        cmocka_unit_test(test_canonical_cap),       cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_awskey_good),         cmocka_unit_test(test_awskey_bad),
+        cmocka_unit_test(test_awskey_not_iam),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
