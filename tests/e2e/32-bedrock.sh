@@ -21,7 +21,7 @@
 # non-streamed and streamed, with and without a session token; a wrong secret
 # is AWS's 403 (InvalidSignatureException), the agent's provider_auth_failed,
 # and the key is dropped from the cache (a rotated key works on the next
-# call); malformed IAM values are refused by the plugin with a 400 naming
+# call); a clock 20 minutes off is AWS's expired signature; malformed IAM values are refused by the plugin with a 400 naming
 # key_value that never quotes them. The secret access key is never sent: it
 # appears in no file of the run but the mock's key list (its input).
 . "$(dirname "$0")/lib.sh"
@@ -46,6 +46,7 @@ CASES=("non-streamed: HTTP 200, answer text, usage"
     "temporary IAM key: session token sent and signed, non-streamed and streamed 200"
     "IAM key, wrong secret: 403 InvalidSignature, 502 provider_auth_failed, no key in the reply"
     "IAM key refused: dropped from the cache, the rotated key answers the next call"
+    "IAM key, clock 20 minutes off: AWS's expired signature, 502 provider_auth_failed"
     "IAM key formats: the plugin refuses each with a 400 naming key_value, never quoting it"
     "IAM key read: masked to the access key ID, valid"
     "canary: nowhere but the provider request"
@@ -362,6 +363,16 @@ rot=$VAULT_CODE
 call "$ZSOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" false 3)"
 t_eq "IAM key refused: dropped from the cache, the rotated key answers the next call" \
     "$rot $CODE $(hdr X-BYOK-Provider)" "200 200 bedrock"
+
+# AWS refuses a signature more than 15 minutes from its clock: the mock's clock 20 minutes ahead.
+mock_ctl POST /_mock/scenario '{"scenario":"normal","count":-1,"clock_offset_s":1200}' >/dev/null
+since=$(mock_last_seq)
+call "$DSOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" false 3)"
+r=$(upstream_one "$since")
+mock_ctl DELETE /_mock/scenario >/dev/null
+t_eq "IAM key, clock 20 minutes off: AWS's expired signature, 502 provider_auth_failed" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(echo "$r" | jq -r '"\(.status)/\(.auth)"')" \
+    "502 provider_auth_failed 403/expired"
 
 # Malformed IAM values: each a 400 naming key_value; the message never quotes the value.
 why=""

@@ -61,6 +61,10 @@ type control struct {
 	// one call). The Retry-After settings stay.
 	Then      string `json:"then,omitempty"`
 	ThenCount int    `json:"then_count,omitempty"`
+	// ClockOffsetS moves the clock SigV4 signatures are checked against
+	// (seconds ahead; negative: behind), as a signer with a skewed clock
+	// would see AWS. It stays until the next scenario POST or DELETE.
+	ClockOffsetS int `json:"clock_offset_s,omitempty"`
 }
 
 type mock struct {

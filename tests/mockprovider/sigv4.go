@@ -127,7 +127,10 @@ func (c *call) checkSigV4(keys map[string]bool, raw []byte) sigv4Result {
 	if err != nil || amzDate[:8] != scope[1] {
 		return "bad_scheme"
 	}
-	if d := time.Since(t); d > sigv4MaxSkew || d < -sigv4MaxSkew {
+	c.m.mu.Lock()
+	offset := time.Duration(c.m.ctl.ClockOffsetS) * time.Second
+	c.m.mu.Unlock()
+	if d := time.Since(t) + offset; d > sigv4MaxSkew || d < -sigv4MaxSkew {
 		return "expired"
 	}
 	// The token must be the key's, and signed when sent.
