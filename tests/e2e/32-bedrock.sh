@@ -21,8 +21,9 @@
 # non-streamed and streamed, with and without a session token; a wrong secret
 # is AWS's 403 (InvalidSignatureException), the agent's provider_auth_failed,
 # and the key is dropped from the cache (a rotated key works on the next
-# call); a clock 20 minutes off is AWS's expired signature; malformed IAM values are refused by the plugin with a 400 naming
-# key_value that never quotes them. The secret access key is never sent: it
+# call); a clock 20 minutes off is AWS's expired signature; malformed IAM
+# values are refused by the plugin with a 400 naming key_value that never
+# quotes them. The secret access key is never sent: it
 # appears in no file of the run but the mock's key list (its input).
 . "$(dirname "$0")/lib.sh"
 
