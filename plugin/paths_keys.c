@@ -1067,7 +1067,9 @@ static const struct fw_field keys_fields[] = {
     {.name = "key_value",
      .type = FW_TYPE_SECRET,
      .max_len = KEYSTORE_KEY_MAX + 1, /* one past: refused below with our own message */
-     .description = "The provider key (write-only): 8..8192 printable ASCII, no whitespace."},
+     .description = "The provider key (write-only): 8..8192 printable ASCII, no whitespace. For "
+                    "Bedrock, an API key or IAM credentials <access_key_id>:<secret_access_key>"
+                    "[:<session_token>]."},
     {.name = "name", .type = FW_TYPE_STRING, .description = "A label for people."},
     {.name = "permissions",
      .type = FW_TYPE_STRINGS,
