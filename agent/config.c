@@ -653,6 +653,8 @@ static enum err cfg_validate(struct config *c, char *errbuf)
         /*
          * Credentials, and headers that frame or steer the connection, the
          * body's encoding or the proxy hop: the agent sets or refuses those.
+         * The x-amz- ones are part of a Bedrock IAM key's signature
+         * (agent/sigv4.h): a second copy would break or alter it.
          */
         static const char *const forbidden[] = {"authorization",
                                                 "x-api-key",
@@ -673,6 +675,9 @@ static enum err cfg_validate(struct config *c, char *errbuf)
                                                 "content-type",
                                                 "content-encoding",
                                                 "accept-encoding",
+                                                "x-amz-date",
+                                                "x-amz-security-token",
+                                                "x-amz-content-sha256",
                                                 NULL};
         for (const char *const *fb = forbidden; *fb != NULL; fb++) {
             if (strcasecmp(h, *fb) == 0) {

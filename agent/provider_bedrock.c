@@ -8,19 +8,27 @@
  *     API_runtime_ConverseStreamOutput.html
  *   Bedrock API keys, sent as "Authorization: Bearer <key>":
  *     https://docs.aws.amazon.com/bedrock/latest/userguide/api-keys-use.html
+ *   IAM credentials, which sign each request (Signature Version 4, service
+ *     "bedrock"): https://docs.aws.amazon.com/IAM/latest/UserGuide/
+ *     reference_sigv.html, and Bedrock's endpoints (bedrock-runtime.<region>
+ *     .amazonaws.com): https://docs.aws.amazon.com/general/latest/gr/bedrock.html
  * What maps to what is in docs/agent.md ("Bedrock translation"). Not here:
- * the event stream's binary framing (eventstream.c), choosing a provider,
- * sending. Like every adapter, it never logs and never copies the key
- * anywhere but the (wiped) curl header list.
+ * the event stream's binary framing (eventstream.c), the signature itself
+ * (sigv4.c), choosing a provider, sending. Like every adapter, it never logs
+ * and never copies the key anywhere but the (wiped) curl header list; an IAM
+ * key's secret access key is not even sent, only the signature made with it.
  */
 #include "agent/provider_bedrock.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "agent/provider_util.h"
+#include "agent/sigv4.h"
 #include "agent/upstream.h"
+#include "common/awskey.h"
 
 /*
  * Bedrock's TokenUsage: inputTokens, outputTokens, and with prompt caching
@@ -456,8 +464,9 @@ static enum err brk_url(const struct provider_call *c, struct provider_http *out
         return ERR_CONFIG;
     }
     size_t ml = strlen(c->model);
-    if (ml == 0 || ml > BEDROCK_MAX_MODEL_ID) {
-        return ERR_CONFIG;
+    if (ml == 0 || ml > BEDROCK_MAX_MODEL_ID || strcmp(c->model, ".") == 0 ||
+        strcmp(c->model, "..") == 0) {
+        return ERR_CONFIG; /* a dot segment, which curl would resolve away (RFC 3986 5.2.4) */
     }
     struct buf u;
     buf_init(&u, sizeof(out->url) - 1);
@@ -483,10 +492,159 @@ static enum err brk_url(const struct provider_call *c, struct provider_http *out
     return e;
 }
 
+/*
+ * The Host header's value for url ("scheme://authority/..."): the authority,
+ * without the scheme's default port (libcurl leaves that out too, and the
+ * signed value must be the one sent). ERR_CONFIG when there is none.
+ */
+static enum err brk_host(const char *url, char *out, size_t n, const char **ret_path)
+{
+    const char *a = strstr(url, "://");
+    if (a == NULL) {
+        return ERR_CONFIG;
+    }
+    bool https = strncmp(url, "https://", 8) == 0;
+    a += 3;
+    size_t al = strcspn(a, "/?#");
+    const char *path = a + al;
+    if (al == 0 || memchr(a, '@', al) != NULL || *path != '/') {
+        return ERR_CONFIG; /* no userinfo: credentials are never in a URL */
+    }
+    if (https && al > 4 && strncmp(a + al - 4, ":443", 4) == 0) {
+        al -= 4;
+    } else if (!https && al > 3 && strncmp(a + al - 3, ":80", 3) == 0) {
+        al -= 3;
+    }
+    if (al >= n || strchr(path, '?') != NULL || strchr(path, '#') != NULL) {
+        return ERR_CONFIG;
+    }
+    memcpy(out, a, al);
+    out[al] = '\0';
+    *ret_path = path;
+    return ERR_OK;
+}
+
+/* A region name: 1..SIGV4_MAX_REGION of a-z 0-9 -, not starting with '-'. */
+static bool brk_region_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > SIGV4_MAX_REGION || s[0] == '-') {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+enum err provider_bedrock_region(const char *host, const json_t *metadata, char *out, size_t n)
+{
+    /*
+     * An AWS endpoint names its region: bedrock-runtime[-fips].<region>
+     * .amazonaws.com[.cn], or a VPC endpoint's vpce-....bedrock-runtime
+     * .<region>.vpce.amazonaws.com. Signing for another region always fails.
+     */
+    size_t hl = strcspn(host, ":");
+    bool aws = (hl > 14 && strncmp(host + hl - 14, ".amazonaws.com", 14) == 0) ||
+               (hl > 17 && strncmp(host + hl - 17, ".amazonaws.com.cn", 17) == 0);
+    static const char *const labels[] = {"bedrock-runtime.", "bedrock-runtime-fips.", NULL};
+    for (const char *const *l = labels; aws && *l != NULL; l++) {
+        for (const char *p = host; (p = strstr(p, *l)) != NULL && p < host + hl; p++) {
+            if (p != host && p[-1] != '.') {
+                continue;
+            }
+            const char *r = p + strlen(*l);
+            size_t rl = strcspn(r, ".:");
+            if (r[rl] == '.' && brk_region_ok(r, rl) && rl < n) {
+                memcpy(out, r, rl);
+                out[rl] = '\0';
+                return ERR_OK;
+            }
+        }
+    }
+    /* Any other host (a proxy, a test double): the key's metadata "region" says. */
+    const char *md = json_string_value(json_object_get(metadata, "region"));
+    if (md != NULL && brk_region_ok(md, strlen(md)) && strlen(md) < n) {
+        memcpy(out, md, strlen(md) + 1);
+        return ERR_OK;
+    }
+    return ERR_CONFIG;
+}
+
+/*
+ * The IAM credential's headers: Host (set here, so that the value signed is
+ * the value sent), X-Amz-Date, X-Amz-Security-Token with temporary
+ * credentials, and the Authorization header, signed over the body exactly
+ * as it is sent. Called once per attempt, so every retry or failover
+ * candidate is signed afresh at the time it goes out.
+ */
+static enum err brk_sign(const struct provider_call *c, const struct awskey *k,
+                         struct provider_http *out)
+{
+    char host[SIGV4_MAX_HOST + 1];
+    char region[SIGV4_MAX_REGION + 1];
+    const char *path = NULL;
+    enum err e = brk_host(out->url, host, sizeof(host), &path);
+    if (e == ERR_OK) {
+        e = provider_bedrock_region(host, c->metadata, region, sizeof(region));
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    struct sigv4_request r = {.method = "POST",
+                              .host = host,
+                              .path = path,
+                              .query = "",
+                              .content_type = "application/json",
+                              .body = out->body,
+                              .body_len = out->body_len,
+                              .region = region,
+                              .service = "bedrock",
+                              .now = c->now != 0 ? c->now : time(NULL)};
+    struct sigv4_signed sig;
+    e = sigv4_sign(&r, k, &sig);
+    if (e != ERR_OK) {
+        return e == ERR_INVAL ? ERR_CONFIG : e;
+    }
+    char line[sizeof(sig.authorization) + SIGV4_MAX_HOST + 32];
+    snprintf(line, sizeof(line), "Host: %s", host);
+    e = upstream_header_add(&out->headers, line);
+    if (e == ERR_OK) {
+        snprintf(line, sizeof(line), "X-Amz-Date: %s", sig.amz_date);
+        e = upstream_header_add(&out->headers, line);
+    }
+    if (e == ERR_OK && k->token_len > 0) {
+        e = upstream_header_secret_bytes(&out->headers, "X-Amz-Security-Token: ", k->token,
+                                         k->token_len);
+    }
+    if (e == ERR_OK) {
+        snprintf(line, sizeof(line), "Authorization: %s", sig.authorization);
+        e = upstream_header_add(&out->headers, line);
+    }
+    OPENSSL_cleanse(line, sizeof(line));
+    OPENSSL_cleanse(&sig, sizeof(sig));
+    return e;
+}
+
 enum err provider_bedrock_build(const struct provider_call *c, struct provider_http *out)
 {
     if (c->op != PROVIDER_CHAT) {
         return ERR_UNSUPPORTED; /* Bedrock's embedding models are not behind Converse */
+    }
+    if (c->key == NULL) {
+        return ERR_INVAL;
+    }
+    /*
+     * An IAM credential (AKIA/ASIA..., or any value with a ':') signs the
+     * request; anything else is a Bedrock API key, sent as a bearer token.
+     * The plugin refused malformed IAM values when they were written: one
+     * that does not parse here is a configuration error, never sent.
+     */
+    struct awskey k;
+    bool iam = awskey_is_iam((const char *)c->key->data, c->key->len);
+    if (iam && !awskey_parse((const char *)c->key->data, c->key->len, &k, NULL)) {
+        return ERR_CONFIG;
     }
     enum err e = brk_url(c, out);
     if (e != ERR_OK) {
@@ -503,7 +661,9 @@ enum err provider_bedrock_build(const struct provider_call *c, struct provider_h
         e = prov_json_headers(out, c->stream ? "Accept: application/vnd.amazon.eventstream"
                                              : "Accept: application/json");
     }
-    if (e == ERR_OK) {
+    if (e == ERR_OK && iam) {
+        e = brk_sign(c, &k, out);
+    } else if (e == ERR_OK) {
         e = upstream_header_secret(&out->headers, "Authorization: Bearer ", c->key);
     }
     return e;

@@ -2,7 +2,9 @@
 /*
  * The Amazon Bedrock adapter (api_style "bedrock"): OpenAI's chat completion
  * translated to and from Bedrock's Converse API, authenticated with a Bedrock
- * API key (Authorization: Bearer; no SigV4). Streams are ConverseStream's
+ * API key (Authorization: Bearer) or IAM credentials ("<access key id>:<secret
+ * access key>[:<session token>]", common/awskey.h), which sign each request
+ * with AWS Signature Version 4 (agent/sigv4.h). Streams are ConverseStream's
  * binary event stream (agent/eventstream.h), whose messages reach
  * provider_bedrock_stream_event one by one. Chat only: embeddings are
  * ERR_UNSUPPORTED. providers.c registers the adapter; this header is its
@@ -22,10 +24,22 @@
 #define BEDROCK_MAX_MODEL_ID 512
 
 /*
+ * The region an IAM key signs for: the one an AWS endpoint's host names
+ * (bedrock-runtime[-fips].<region>.amazonaws.com[.cn], VPC endpoints
+ * included), else the key's metadata "region" (a host that names none: a
+ * proxy, a test double). ERR_CONFIG when neither does. Exposed for tests.
+ */
+MUST_USE enum err provider_bedrock_region(const char *host, const json_t *metadata, char *out,
+                                          size_t n);
+
+/*
  * The upstream request: POST {base_url}/model/{model id, percent-encoded}/converse
- * (or /converse-stream), the Converse body, the key as a bearer token.
+ * (or /converse-stream), the Converse body, the key as a bearer token or,
+ * for an IAM key, Host, X-Amz-Date, X-Amz-Security-Token (temporary
+ * credentials) and a SigV4 Authorization signed at c->now (0: the clock).
  * ERR_UNSUPPORTED for embeddings; ERR_CONFIG for a base_url that is not
- * https (unless local) or still holds a catalog placeholder ("{region}");
+ * https (unless local) or still holds a catalog placeholder ("{region}"), an
+ * IAM key that does not parse, or no region to sign for;
  * ERR_INVAL (with out->bad) for a request that cannot be translated.
  */
 MUST_USE enum err provider_bedrock_build(const struct provider_call *c, struct provider_http *out);

@@ -12,7 +12,8 @@
  *   "vertex"    Vertex AI express mode (Gemini generateContent), likewise
  *               translated: provider_vertex.h
  *   "bedrock"   Amazon Bedrock's Converse API, translated likewise, its binary
- *               event stream included (provider_bedrock.h)
+ *               event stream included (provider_bedrock.h): Authorization:
+ *               Bearer for an API key, a Signature Version 4 for IAM keys
  * An adapter builds the upstream HTTP request from an OpenAI-shaped request,
  * turns a buffered response into OpenAI's shape, and turns one streamed SSE
  * event into OpenAI chat.completion.chunk bytes. Adapters never log and never
@@ -24,6 +25,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -57,6 +59,7 @@ struct provider_call {
     const json_t *metadata; /* key metadata (Azure deployment, api_version) or NULL */
     const struct secret *key;
     long default_max_tokens;
+    time_t now; /* the time a request is signed at (Bedrock IAM keys); 0: the clock's */
 };
 
 /*

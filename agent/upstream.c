@@ -675,18 +675,26 @@ const char *upstream_xfer_content_type(const struct upstream_xfer *x)
 enum err upstream_header_secret(struct curl_slist **list, const char *prefix,
                                 const struct secret *s)
 {
-    size_t plen = strlen(prefix);
-    if (s == NULL || memchr(s->data, '\r', s->len) != NULL ||
-        memchr(s->data, '\n', s->len) != NULL) {
+    if (s == NULL) {
         return ERR_INVAL;
     }
-    size_t n = plen + s->len + 1;
+    return upstream_header_secret_bytes(list, prefix, s->data, s->len);
+}
+
+enum err upstream_header_secret_bytes(struct curl_slist **list, const char *prefix,
+                                      const void *data, size_t len)
+{
+    size_t plen = strlen(prefix);
+    if (data == NULL || memchr(data, '\r', len) != NULL || memchr(data, '\n', len) != NULL) {
+        return ERR_INVAL;
+    }
+    size_t n = plen + len + 1;
     char *line = malloc(n);
     if (line == NULL) {
         return ERR_NOMEM;
     }
     memcpy(line, prefix, plen);
-    memcpy(line + plen, s->data, s->len);
+    memcpy(line + plen, data, len);
     line[n - 1] = '\0';
     struct curl_slist *nl = curl_slist_append(*list, line);
     OPENSSL_cleanse(line, n);

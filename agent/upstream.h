@@ -102,6 +102,12 @@ const char *upstream_xfer_content_type(const struct upstream_xfer *x);
  */
 MUST_USE enum err upstream_header_secret(struct curl_slist **list, const char *prefix,
                                          const struct secret *s);
+/*
+ * The same for len bytes of a secret held elsewhere (a part of one: the
+ * session token inside an IAM credential). ERR_INVAL when they hold CR or LF.
+ */
+MUST_USE enum err upstream_header_secret_bytes(struct curl_slist **list, const char *prefix,
+                                               const void *data, size_t len);
 /* Appends a plain header line; refuses CR/LF (ERR_INVAL). */
 MUST_USE enum err upstream_header_add(struct curl_slist **list, const char *line);
 /* Wipes every line and frees the list. Accepts NULL. */

@@ -133,9 +133,11 @@ static const struct catalog_def catalog_defs[] = {
      false,
      {"eu", "us"},
      /*
-      * Bedrock API keys (a bearer token). An IAM access key ID (AKIA/ASIA) is
-      * not a secret and needs its secret access key beside it: not a key byok
-      * stores.
+      * Bedrock API keys (a bearer token). IAM credentials are stored too, as
+      * "<access key id>:<secret access key>[:<session token>]", and the agent
+      * signs each request with them (SigV4): their format is checked by its
+      * own rule (common/awskey.h, in paths_keys.c and keyvalidate.c), not by
+      * these prefixes.
       */
      {"ABSK"},
      20,

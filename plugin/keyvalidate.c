@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/awskey.h"
 #include "common/utf8.h"
 
 double keyvalidate_entropy(const unsigned char *s, size_t len)
@@ -109,11 +110,30 @@ json_t *keyvalidate_check(const unsigned char *key, size_t len, const json_t *en
         display = "this provider";
     }
 
+    /*
+     * A Bedrock IAM key (common/awskey.h; paths_keys.c refused one that does
+     * not parse): its format is exact, so length and prefix are not in
+     * question, and only its secret access key is secret: the strength is
+     * that of the secret alone (the access key ID is public and fixed-form).
+     */
+    struct awskey ak;
+    const char *style = json_string_value(json_object_get(entry, "api_style"));
+    bool iam = key != NULL && style != NULL && strcmp(style, "bedrock") == 0 &&
+               awskey_is_iam((const char *)key, len) &&
+               awskey_parse((const char *)key, len, &ak, NULL);
+    if (iam && ak.temporary) {
+        keyvalidate_add(recs, "temporary credentials (ASIA) expire within hours to days: set "
+                              "expires_at to their expiry and rotate before it, or store a "
+                              "long-term access key or a Bedrock API key");
+    }
+
     json_int_t min_len = json_integer_value(json_object_get(entry, "key_min_length"));
     if (min_len <= 0) {
         min_len = KEYVALIDATE_DEFAULT_MIN;
     }
-    if ((json_int_t)len < min_len) {
+    if (iam) {
+        min_len = AWSKEY_SECRET_LEN / 2;
+    } else if ((json_int_t)len < min_len) {
         valid = false;
         snprintf(msg, sizeof(msg), "shorter than the %lld characters documented for %s",
                  (long long)min_len, display);
@@ -123,7 +143,7 @@ json_t *keyvalidate_check(const unsigned char *key, size_t len, const json_t *en
 
     /* Prefix: the longest documented prefix the key starts with. */
     json_t *prefixes = json_object_get(entry, "key_prefixes");
-    size_t n_prefixes = json_array_size(prefixes);
+    size_t n_prefixes = iam ? 0 : json_array_size(prefixes);
     size_t prefix_len = 0;
     bool prefix_ok = n_prefixes == 0;
     for (size_t i = 0; i < n_prefixes && i < KEYVALIDATE_MAX_PREFIXES; i++) {
@@ -161,6 +181,11 @@ json_t *keyvalidate_check(const unsigned char *key, size_t len, const json_t *en
 
     const unsigned char *body = key != NULL ? key + prefix_len : NULL;
     size_t body_len = len - prefix_len;
+    if (iam) {
+        body = (const unsigned char *)ak.secret;
+        body_len = ak.secret_len;
+        len = ak.secret_len;
+    }
     double bits = keyvalidate_entropy(body, body_len) * (double)body_len;
     if (bits < KEYVALIDATE_MIN_BITS) {
         valid = false;

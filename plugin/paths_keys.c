@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/awskey.h"
 #include "common/azure.h"
 #include "common/log.h"
 #include "plugin/catalog.h"
@@ -33,6 +34,8 @@
 /* Longest expiry or grace period we accept: ten years / ninety days. */
 #define KEYS_MAX_EXPIRES_IN (10LL * 365 * 86400)
 #define KEYS_MAX_GRACE (90LL * 86400)
+/* The longest AWS region name in Bedrock key metadata (agent/sigv4.h's SIGV4_MAX_REGION). */
+#define KEYS_MAX_REGION 32
 
 /* ---- input checks ------------------------------------------------------------------ */
 
@@ -101,6 +104,45 @@ static bool keys_azure_meta_ok(struct fw_request *req, struct fw_response *resp)
                        "and do not start with a dot");
     }
     return ok;
+}
+
+/* A region name (Bedrock key metadata "region"): 1..32 of a-z 0-9 -, not starting with '-'. */
+static bool keys_region_ok(const char *r)
+{
+    size_t n = r != NULL ? strlen(r) : 0;
+    if (n == 0 || n > KEYS_MAX_REGION || r[0] == '-') {
+        return false;
+    }
+    return strspn(r, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+/*
+ * Bedrock (api_style "bedrock") keys: a value meant as IAM credentials (it
+ * starts with AKIA or ASIA, or holds a ':') must follow common/awskey.h, or
+ * the agent could not sign with it; the reason names the part, never shows
+ * it. The metadata "region" the agent signs for when the catalog's host names
+ * none (agent/provider_bedrock.h) must be a region name.
+ */
+static bool keys_bedrock_ok(struct fw_request *req, struct fw_response *resp)
+{
+    const char *v = fw_provided(req, "key_value") ? fw_str(req, "key_value") : NULL;
+    const char *why = NULL;
+    struct awskey k;
+    if (v != NULL && awskey_is_iam(v, strlen(v)) && !awskey_parse(v, strlen(v), &k, &why)) {
+        fw_error(resp,
+                 "invalid value for field 'key_value': %s (an IAM key for Bedrock is "
+                 "<access_key_id>:<secret_access_key>[:<session_token>])",
+                 why);
+        return false;
+    }
+    const json_t *md = fw_provided(req, "metadata") ? fw_json(req, "metadata") : NULL;
+    const json_t *region = json_object_get(md, "region");
+    if (region != NULL && !keys_region_ok(json_string_value(region))) {
+        fw_error(resp, "invalid value for field 'metadata': region must be an AWS region name "
+                       "(1..32 of a-z 0-9 -, such as eu-west-1)");
+        return false;
+    }
+    return true;
 }
 
 /* The provider must be in the catalog and allowed by config. */
@@ -261,9 +303,23 @@ static bool keys_meta_ok(struct fw_request *req, struct fw_response *resp, time_
 
 /* ---- records ----------------------------------------------------------------------- */
 
-/* What a read shows of a value: first 7 + "..." + last 3, less for short keys. */
-static void keys_mask(const char *v, size_t len, char *out, size_t size)
+/*
+ * What a read shows of a value: first 7 + "..." + last 3, less for short keys.
+ * A Bedrock IAM key shows its access key ID and nothing of the rest
+ * ("AKIAIOSFODNN7EXAMPLE:..."): the ID is not secret (AWS shows it in the
+ * console and in CloudTrail, and it is what a tenant matches the key by),
+ * while the last 3 characters would be the secret access key's or the
+ * session token's.
+ */
+static void keys_mask(const char *v, size_t len, const json_t *entry, char *out, size_t size)
 {
+    const char *style = json_string_value(json_object_get(entry, "api_style"));
+    struct awskey k;
+    if (style != NULL && strcmp(style, "bedrock") == 0 && awskey_is_iam(v, len) &&
+        awskey_parse(v, len, &k, NULL)) {
+        snprintf(out, size, "%.*s:...", (int)k.id_len, k.id);
+        return;
+    }
     /* Never reveal more than a third of the value. */
     size_t head = 7, tail = 3;
     while (head + tail > len / 3 && head > 0) {
@@ -432,7 +488,7 @@ static enum err keys_add_version(struct fw_request *req, struct fw_response *res
     free(b64);
     json_t *validation = keyvalidate_check((const unsigned char *)value, len, entry);
     char masked[32];
-    keys_mask(value, len, masked, sizeof(masked));
+    keys_mask(value, len, entry, masked, sizeof(masked));
     if (ver == NULL || validation == NULL) {
         json_decref(ver);
         json_decref(validation);
@@ -628,8 +684,9 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
         goto out_config;
     }
     const char *style = json_string_value(json_object_get(entry, "api_style"));
-    if (fw_provided(req, "metadata") && style != NULL && strcmp(style, "azure") == 0 &&
-        !keys_azure_meta_ok(req, resp)) {
+    if ((fw_provided(req, "metadata") && style != NULL && strcmp(style, "azure") == 0 &&
+         !keys_azure_meta_ok(req, resp)) ||
+        (style != NULL && strcmp(style, "bedrock") == 0 && !keys_bedrock_ok(req, resp))) {
         json_decref(entry);
         goto out_config;
     }
@@ -822,6 +879,11 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     if (e != ERR_OK || !ok) {
         goto out_config;
     }
+    const char *style = json_string_value(json_object_get(entry, "api_style"));
+    if (style != NULL && strcmp(style, "bedrock") == 0 && !keys_bedrock_ok(req, resp)) {
+        json_decref(entry);
+        goto out_config;
+    }
     char now_s[32];
     keystore_time_format(now, now_s, sizeof(now_s));
 
@@ -1005,7 +1067,9 @@ static const struct fw_field keys_fields[] = {
     {.name = "key_value",
      .type = FW_TYPE_SECRET,
      .max_len = KEYSTORE_KEY_MAX + 1, /* one past: refused below with our own message */
-     .description = "The provider key (write-only): 8..8192 printable ASCII, no whitespace."},
+     .description = "The provider key (write-only): 8..8192 printable ASCII, no whitespace. For "
+                    "Bedrock, an API key or IAM credentials <access_key_id>:<secret_access_key>"
+                    "[:<session_token>]."},
     {.name = "name", .type = FW_TYPE_STRING, .description = "A label for people."},
     {.name = "permissions",
      .type = FW_TYPE_STRINGS,

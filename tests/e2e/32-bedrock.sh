@@ -14,6 +14,17 @@
 # with no key anywhere, a 503 fails over to openai, an exception mid-stream
 # and a message with a bad CRC end the stream with the agent's error event,
 # embeddings on bedrock are refused as unsupported, and the canary scan.
+#
+# IAM keys ("<access key id>:<secret>[:<session token>]"): the agent signs each
+# call with SigV4 for the region in the key's metadata (the mock's host names
+# none) and the mock re-derives the signature from the secret it was given:
+# non-streamed and streamed, with and without a session token; a wrong secret
+# is AWS's 403 (InvalidSignatureException), the agent's provider_auth_failed,
+# and the key is dropped from the cache (a rotated key works on the next
+# call); a clock 20 minutes off is AWS's expired signature; malformed IAM
+# values are refused by the plugin with a 400 naming key_value that never
+# quotes them. The secret access key is never sent: it
+# appears in no file of the run but the mock's key list (its input).
 . "$(dirname "$0")/lib.sh"
 
 CASES=("non-streamed: HTTP 200, answer text, usage"
@@ -31,11 +42,26 @@ CASES=("non-streamed: HTTP 200, answer text, usage"
     "bad message CRC mid-stream: the agent's stream_parse_error"
     "embeddings on bedrock: 400 unsupported, nothing sent upstream"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
-    "canary: nowhere but the provider request")
+    "IAM key: non-streamed 200, SigV4 for us-east-1/bedrock, no bearer, no token"
+    "IAM key: streamed 200, frames in order, signed"
+    "temporary IAM key: session token sent and signed, non-streamed and streamed 200"
+    "IAM key, wrong secret: 403 InvalidSignature, 502 provider_auth_failed, no key in the reply"
+    "IAM key refused: dropped from the cache, the rotated key answers the next call"
+    "IAM key, clock 20 minutes off: AWS's expired signature, 502 provider_auth_failed"
+    "IAM key formats: the plugin refuses each with a 400 naming key_value, never quoting it"
+    "IAM key read: masked to the access key ID, valid"
+    "canary: nowhere but the provider request"
+    "canary: no secret access key anywhere (only the mock's key list holds it)")
 
 # An ABSK-prefixed canary (Bedrock API keys start with ABSK); its random part follows the last
 # '-', which canary_needles' window form slides over.
 bedrock_canary() { echo "ABSK-canary-$(lib_random_hex 16)"; }
+
+# IAM credentials: an access key ID (AKIA/ASIA + 16 of base32), a 40-character secret canary
+# (hex after "CANARYsecret"), a session token canary.
+iam_id() { echo "$1$(head -c 10 /dev/urandom | base32)"; }
+iam_secret() { echo "CANARYsecret$(lib_random_hex 14)"; }
+iam_token() { echo "CANARYtoken$(lib_random_hex 40)"; }
 
 MODEL=anthropic.claude-3-5-haiku-20241022-v1:0
 MODEL_PATH=anthropic.claude-3-5-haiku-20241022-v1%3A0
@@ -72,12 +98,44 @@ vault_api PUT byok/tenants/gamma/settings \
     '{"preferred_providers":["bedrock"],"fallback_providers":["openai"],"budget_tier":"HIGH"}' "$ADMIN_TOKEN"
 [ "$VAULT_CODE" -lt 300 ] || t_diag "gamma settings: HTTP $VAULT_CODE $VAULT_BODY"
 
+# IAM keys. iam_put TENANT VALUE: stored with metadata region us-east-1 (the mock's host names
+# no region); the mock is told the value it accepts separately.
+iam_put() {
+    vault_api PUT "byok/tenants/$1/keys/bedrock/production" \
+        "$(K=$2 jq -n '{key_value: env.K, name: "e2e", metadata: {region: "us-east-1"}}')" "$ADMIN_TOKEN" >/dev/null
+    [ "$VAULT_CODE" -lt 300 ] || { t_diag "IAM key write $1: HTTP $VAULT_CODE"; return 1; }
+}
+declare -gA IAM
+IAM[delta-id]=$(iam_id AKIA)
+IAM[delta-secret]=$(iam_secret)
+IAM[delta]="${IAM[delta-id]}:${IAM[delta-secret]}"
+IAM[eps-id]=$(iam_id ASIA)
+IAM[eps-secret]=$(iam_secret)
+IAM[eps-token]=$(iam_token)
+IAM[eps]="${IAM[eps-id]}:${IAM[eps-secret]}:${IAM[eps-token]}"
+# zeta's stored secret is not the one the mock (AWS) knows for that access key ID.
+IAM[zeta-id]=$(iam_id AKIA)
+IAM[zeta-secret]=$(iam_secret)
+IAM[zeta-aws-secret]=$(iam_secret)
+IAM[zeta]="${IAM[zeta-id]}:${IAM[zeta-secret]}"
+mock_accept "${IAM[delta]}"
+mock_accept "${IAM[eps]}"
+mock_accept "${IAM[zeta-id]}:${IAM[zeta-aws-secret]}"
+iam_put delta "${IAM[delta]}" && iam_put epsilon "${IAM[eps]}" && iam_put zeta "${IAM[zeta]}" ||
+    t_diag "IAM keys not written"
+
 SOCK=$AGENT_DIR/acme.sock
 BSOCK=$AGENT_DIR/beta.sock
 GSOCK=$AGENT_DIR/gamma.sock
+DSOCK=$AGENT_DIR/delta.sock
+ESOCK=$AGENT_DIR/epsilon.sock
+ZSOCK=$AGENT_DIR/zeta.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"e2e\"},
     {\"path\": \"$BSOCK\", \"mode\": \"0660\", \"tenant\": \"beta\", \"app\": \"e2e\"},
-    {\"path\": \"$GSOCK\", \"mode\": \"0660\", \"tenant\": \"gamma\", \"app\": \"e2e\"}]" \
+    {\"path\": \"$GSOCK\", \"mode\": \"0660\", \"tenant\": \"gamma\", \"app\": \"e2e\"},
+    {\"path\": \"$DSOCK\", \"mode\": \"0660\", \"tenant\": \"delta\", \"app\": \"e2e\"},
+    {\"path\": \"$ESOCK\", \"mode\": \"0660\", \"tenant\": \"epsilon\", \"app\": \"e2e\"},
+    {\"path\": \"$ZSOCK\", \"mode\": \"0660\", \"tenant\": \"zeta\", \"app\": \"e2e\"}]" \
     '.providers = ["openai", "anthropic", "bedrock"] | .upstream.health_failures = 0'
 agent_start || t_block_all
 
@@ -237,8 +295,128 @@ t_eq "embeddings on bedrock: 400 unsupported, nothing sent upstream" \
     "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq length)" \
     "400 unsupported 0"
 
+# ---- IAM keys (SigV4) ---------------------------------------------------------------------
+
+# check_signed REQ ID TOKEN: why the recorded request is not signed as it should be ("" if it is).
+check_signed() {
+    local r=$1 id=$2 token=$3 why="" auth want_sh="content-type;host;x-amz-date"
+    [ -n "$token" ] && want_sh+=";x-amz-security-token"
+    [ -n "$r" ] || { echo "the mock did not see exactly one request; "; return; }
+    [ "$(echo "$r" | jq -r '.style + "/" + .auth')" = bedrock/ok ] ||
+        why+="style/auth $(echo "$r" | jq -r '.style + "/" + .auth'); "
+    auth=$(echo "$r" | jq -r '.headers.Authorization[0] // ""')
+    [[ $auth =~ ^AWS4-HMAC-SHA256\ Credential=$id/$(date -u +%Y%m%d)/us-east-1/bedrock/aws4_request,\ SignedHeaders=$want_sh,\ Signature=[0-9a-f]{64}$ ]] ||
+        why+="Authorization not a SigV4 for $id/us-east-1/bedrock with $want_sh; "
+    [[ $(echo "$r" | jq -r '.headers["X-Amz-Date"][0] // ""') =~ ^[0-9]{8}T[0-9]{6}Z$ ]] || why+="no X-Amz-Date; "
+    [ "$(echo "$r" | jq -r '.headers["X-Amz-Security-Token"][0] // ""')" = "$token" ] || why+="X-Amz-Security-Token; "
+    [ "$(echo "$r" | jq '[.headers | to_entries[] | select(.key | test("^(authorization|api-key|x-api-key)$"; "i"))] | length')" = 1 ] ||
+        why+="not one credential header; "
+    echo "$why"
+}
+
+since=$(mock_last_seq)
+call "$DSOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" false "$NTOK" "$PROMPT")"
+got="$CODE $(echo "$BODY" | jq -r '.choices[0].message.content' 2>/dev/null) $(hdr X-BYOK-Provider)"
+why=$(check_signed "$(upstream_one "$since")" "${IAM[delta-id]}" "")
+if [ "$got" = "200 $(words $NTOK) bedrock" ] && [ -z "$why" ]; then
+    t_ok "IAM key: non-streamed 200, SigV4 for us-east-1/bedrock, no bearer, no token"
+else
+    t_fail "IAM key: non-streamed 200, SigV4 for us-east-1/bedrock, no bearer, no token" "$got; $why ${BODY:0:200}"
+fi
+
+since=$(mock_last_seq)
+call "$DSOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" true "$NTOK" "$PROMPT")"
+got="$CODE $(echo "$BODY" | sse_content) $(echo "$BODY" | grep -c '^data: \[DONE\]')"
+r=$(upstream_one "$since")
+why=$(check_signed "$r" "${IAM[delta-id]}" "")
+[ "$(echo "$r" | jq -r .path)" = "/model/$MODEL_PATH/converse-stream" ] || why+="path; "
+if [ "$got" = "200 $(words $NTOK) 1" ] && [ -z "$why" ]; then
+    t_ok "IAM key: streamed 200, frames in order, signed"
+else
+    t_fail "IAM key: streamed 200, frames in order, signed" "$got; $why"
+fi
+
+since=$(mock_last_seq)
+call "$ESOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" false "$NTOK" "$PROMPT")"
+got="$CODE $(echo "$BODY" | jq -r '.choices[0].message.content' 2>/dev/null)"
+why=$(check_signed "$(upstream_one "$since")" "${IAM[eps-id]}" "${IAM[eps-token]}")
+since=$(mock_last_seq)
+call "$ESOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" true "$NTOK" "$PROMPT")"
+got+=" $CODE $(echo "$BODY" | sse_content)"
+why+=$(check_signed "$(upstream_one "$since")" "${IAM[eps-id]}" "${IAM[eps-token]}")
+if [ "$got" = "200 $(words $NTOK) 200 $(words $NTOK)" ] && [ -z "$why" ]; then
+    t_ok "temporary IAM key: session token sent and signed, non-streamed and streamed 200"
+else
+    t_fail "temporary IAM key: session token sent and signed, non-streamed and streamed 200" "$got; $why"
+fi
+
+since=$(mock_last_seq)
+call "$ZSOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" false 3)"
+r=$(upstream_one "$since")
+t_eq "IAM key, wrong secret: 403 InvalidSignature, 502 provider_auth_failed, no key in the reply" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(echo "$r" | jq -r '"\(.status)/\(.auth)"') $(grep -cF -e "${IAM[zeta-secret]}" -e "${IAM[zeta-id]}" <<<"$HDRS$BODY")" \
+    "502 provider_auth_failed 403/bad_signature 0"
+# The refused key was dropped: after a rotation to the secret AWS knows, the next call fetches it.
+IAM[zeta2]="${IAM[zeta-id]}:${IAM[zeta-aws-secret]}"
+vault_api PUT byok/tenants/zeta/keys/bedrock/production/rotate \
+    "$(K=${IAM[zeta2]} jq -n '{key_value: env.K}')" "$ADMIN_TOKEN" >/dev/null
+rot=$VAULT_CODE
+call "$ZSOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" false 3)"
+t_eq "IAM key refused: dropped from the cache, the rotated key answers the next call" \
+    "$rot $CODE $(hdr X-BYOK-Provider)" "200 200 bedrock"
+
+# AWS refuses a signature more than 15 minutes from its clock: the mock's clock 20 minutes ahead.
+mock_ctl POST /_mock/scenario '{"scenario":"normal","count":-1,"clock_offset_s":1200}' >/dev/null
+since=$(mock_last_seq)
+call "$DSOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" false 3)"
+r=$(upstream_one "$since")
+mock_ctl DELETE /_mock/scenario >/dev/null
+t_eq "IAM key, clock 20 minutes off: AWS's expired signature, 502 provider_auth_failed" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(echo "$r" | jq -r '"\(.status)/\(.auth)"')" \
+    "502 provider_auth_failed 403/expired"
+
+# Malformed IAM values: each a 400 naming key_value; the message never quotes the value.
+why=""
+S40=$(iam_secret)
+for v in "$(iam_id AKIA)" "$(iam_id AKIA | cut -c1-19):$S40" "$(iam_id AKIA)x:$S40" \
+    "$(iam_id AKIA):${S40}x" "$(iam_id AKIA):${S40:0:39}-" "$(iam_id ASIA):$S40" \
+    "$(iam_id AKIA):$S40:$(iam_token)" "$(iam_id ASIA):$S40:short" "$(iam_id ASIA):$S40:$(iam_token)-x" \
+    "sk-canary:$S40"; do
+    vault_api PUT byok/tenants/delta/keys/bedrock/production "$(K=$v jq -n '{key_value: env.K}')" "$ADMIN_TOKEN"
+    msg=$(echo "$VAULT_BODY" | jq -r '.errors | join(" ")' 2>/dev/null)
+    [ "$VAULT_CODE" = 400 ] && [[ $msg == *"'key_value'"* ]] || why+="HTTP $VAULT_CODE ($msg); "
+    grep -qF -e "${S40:12:16}" -e "${v:4:16}" <<<"$VAULT_BODY" && why+="value quoted; "
+done
+vault_api PUT byok/tenants/delta/keys/bedrock/production/rotate \
+    "$(K="$(iam_id ASIA):$S40" jq -n '{key_value: env.K}')" "$ADMIN_TOKEN"
+[ "$VAULT_CODE" = 400 ] || why+="rotate: HTTP $VAULT_CODE; "
+vault_api PUT byok/tenants/delta/keys/bedrock/production \
+    "$(K=${IAM[delta]} jq -n '{key_value: env.K, metadata: {region: "US_EAST"}}')" "$ADMIN_TOKEN"
+[ "$VAULT_CODE" = 400 ] && [[ $VAULT_BODY == *"'metadata'"* ]] || why+="bad region: HTTP $VAULT_CODE; "
+if [ -z "$why" ]; then
+    t_ok "IAM key formats: the plugin refuses each with a 400 naming key_value, never quoting it"
+else
+    t_fail "IAM key formats: the plugin refuses each with a 400 naming key_value, never quoting it" "$why"
+fi
+
+vault_api GET byok/tenants/delta/keys/bedrock/production "" "$ADMIN_TOKEN"
+t_eq "IAM key read: masked to the access key ID, valid" \
+    "$VAULT_CODE $(echo "$VAULT_BODY" | jq -r '"\(.data.masked_value) \(.data.validation.is_valid)"')" \
+    "200 ${IAM[delta-id]}:... true"
+
 t_check "agent alive" kill -0 "$AGENT_PID"
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
-canary_scan "canary: nowhere but the provider request" "${KEY[@]}"
+canary_scan "canary: nowhere but the provider request" "${KEY[@]}" "${IAM[delta]}" "${IAM[eps]}" \
+    "${IAM[zeta]}" "${IAM[eps-token]}"
+# The secret access keys are never sent (only signatures made with them): not even the mock's
+# request record holds one. Only the mock's key list does, which is its input, as AWS's IAM holds
+# the secret it checks signatures with.
+hits=$(grep -rlaF -f <(canary_needles all "${IAM[delta-secret]}" "${IAM[eps-secret]}" \
+    "${IAM[zeta-secret]}" "${IAM[zeta-aws-secret]}") -- "$LIB_TMP" 2>/dev/null | grep -vxF -e "$MOCK_KEYS" | tr '\n' ' ')
+if [ -z "$hits" ]; then
+    t_ok "canary: no secret access key anywhere (only the mock's key list holds it)"
+else
+    t_fail "canary: no secret access key anywhere (only the mock's key list holds it)" "found in: $hits"
+fi
 t_done
 [ "$T_FAILED" -eq 0 ]

@@ -15,7 +15,8 @@ import (
 
 // Amazon Bedrock's Converse API, as the agent's "bedrock" adapter calls it:
 // POST …/model/{modelId}/converse and …/converse-stream, a Bedrock API key as
-// Authorization: Bearer, JSON errors {"message": ...} typed by the
+// Authorization: Bearer or a Signature Version 4 made with IAM credentials
+// (verified: sigv4.go), JSON errors {"message": ...} typed by the
 // x-amzn-ErrorType header, and streams in AWS's binary event stream framing
 // (application/vnd.amazon.eventstream), not SSE.
 // References: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html,
@@ -147,6 +148,21 @@ func (c *call) bedrockFail(status int, msg string) {
 // bedrockAuthFail: Bedrock answers a bad or missing API key 403 (never 401);
 // the key is not echoed.
 func (c *call) bedrockAuthFail() {
+	// IAM credentials (SigV4): AWS's own words and types for each refusal.
+	sig := map[string][2]string{
+		"bad_signature": {"InvalidSignatureException", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."},
+		"bad_key":       {"UnrecognizedClientException", "The security token included in the request is invalid."},
+		"bad_token":     {"UnrecognizedClientException", "The security token included in the request is invalid."},
+		"expired":       {"InvalidSignatureException", "Signature expired: the request's X-Amz-Date is more than 15 minutes from the server's time."},
+	}
+	if strings.HasPrefix(c.r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
+		if e, ok := sig[c.rec.Auth]; ok {
+			c.w.Header().Set("x-amzn-ErrorType", e[0]+":http://internal.amazon.com/coral/com.amazon.coral.service/")
+			c.status = 403
+			writeJSON(c.w, 403, map[string]string{"message": e[1]})
+			return
+		}
+	}
 	c.bedrockFail(403, "Authentication failed: Please make sure your API Key is valid.")
 }
 

@@ -61,6 +61,10 @@ type control struct {
 	// one call). The Retry-After settings stay.
 	Then      string `json:"then,omitempty"`
 	ThenCount int    `json:"then_count,omitempty"`
+	// ClockOffsetS moves the clock SigV4 signatures are checked against
+	// (seconds ahead; negative: behind), as a signer with a skewed clock
+	// would see AWS. It stays until the next scenario POST or DELETE.
+	ClockOffsetS int `json:"clock_offset_s,omitempty"`
 }
 
 type mock struct {
@@ -300,7 +304,8 @@ type call struct {
 	body       map[string]interface{}
 	model      string
 	stream     bool
-	usage      bool // OpenAI stream_options.include_usage
+	usage      bool   // OpenAI stream_options.include_usage
+	raw        []byte // the request body as received (Bedrock SigV4 signs it)
 	prompt     int
 	words      int
 	status     int
@@ -333,7 +338,7 @@ func (m *mock) serveUpstream(listener string, w http.ResponseWriter, r *http.Req
 		rec.Body = string(raw)
 	}
 	m.addRecord(rec)
-	c := &call{m: m, w: w, r: r, rec: rec}
+	c := &call{m: m, w: w, r: r, rec: rec, raw: raw}
 	defer func() { m.finishRecord(rec, c.status) }()
 
 	var rt *route
@@ -423,6 +428,12 @@ func (c *call) checkAuth() string {
 		h := c.r.Header.Get("Authorization")
 		if h == "" {
 			return "missing"
+		}
+		if c.style == "bedrock" && strings.HasPrefix(h, "AWS4-HMAC-SHA256 ") {
+			if len(c.r.Header.Values("Authorization")) > 1 {
+				return "bad_scheme"
+			}
+			return string(c.checkSigV4(keys, c.raw))
 		}
 		if !strings.HasPrefix(h, "Bearer ") {
 			return "bad_scheme"

@@ -23,6 +23,7 @@
 #include "agent/eventstream.h"
 #include "agent/provider_bedrock.h"
 #include "agent/providers.h"
+#include "agent/sigv4.h"
 #include "common/secret.h"
 
 static json_t *J(const char *text)
@@ -58,7 +59,7 @@ static void test_build_url_and_key(void **state)
     json_t *entry = J("{\"base_url\":\"https://bedrock-runtime.eu-west-1.amazonaws.com/\"}");
     struct provider_call pc = {PROVIDER_CHAT, req,   "anthropic.claude-3-5-haiku-20241022-v1:0",
                                false,         entry, NULL,
-                               key,           100};
+                               key,           100,   0};
     const struct provider_adapter *ad = provider_find("bedrock");
     assert_non_null(ad);
     assert_false(ad->stream_passthrough);
@@ -136,6 +137,143 @@ static void test_build_url_and_key(void **state)
     json_decref(entry);
     json_decref(req);
     secret_free(&key);
+}
+
+/*
+ * An IAM key signs the request (SigV4, service bedrock): the signature of
+ * this exact body, host and time was computed with botocore 1.43 (an
+ * independent implementation; tests/unit/test_agent_sigv4.c has the same
+ * request). The secret is AWS's documentation example.
+ */
+#define IAM_SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+#define IAM_TOKEN "FwoGZXIvYXdzEXAMPLEtokenAQoDYXdzEPT//////////wEXAMPLE+test/token=="
+
+static void test_build_iam(void **state)
+{
+    (void)state;
+    static const char akey[] = "AKIAIOSFODNN7EXAMPLE:" IAM_SECRET;
+    struct secret *key = secret_from(akey, strlen(akey));
+    json_t *req =
+        J("{\"model\":\"bedrock/x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+    json_t *entry = J("{\"base_url\":\"https://bedrock-runtime.eu-west-1.amazonaws.com\"}");
+    struct provider_call pc = {.op = PROVIDER_CHAT,
+                               .req = req,
+                               .model = "anthropic.claude-3-5-haiku-20241022-v1:0",
+                               .entry = entry,
+                               .key = key,
+                               .default_max_tokens = 5,
+                               .now = 1795846500 /* 20261128T061500Z */};
+    const struct provider_adapter *ad = provider_find("bedrock");
+    struct provider_http h;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(ad->build(&pc, &h), ERR_OK);
+    assert_string_equal(h.url, "https://bedrock-runtime.eu-west-1.amazonaws.com/model/"
+                               "anthropic.claude-3-5-haiku-20241022-v1%3A0/converse");
+    assert_int_equal(h.body_len, strlen(h.body));
+    assert_string_equal(h.body,
+                        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"hi\"}]}],"
+                        "\"inferenceConfig\":{\"maxTokens\":5}}");
+    assert_string_equal(find_header(h.headers, "Host:"),
+                        "Host: bedrock-runtime.eu-west-1.amazonaws.com");
+    assert_string_equal(find_header(h.headers, "X-Amz-Date:"), "X-Amz-Date: 20261128T061500Z");
+    assert_string_equal(find_header(h.headers, "Content-Type:"), "Content-Type: application/json");
+    assert_string_equal(
+        find_header(h.headers, "Authorization:"),
+        "Authorization: AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261128/eu-west-1/"
+        "bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date, "
+        "Signature=dec07009336565edeca6f90a17858bba3048cb86a7920730c910fe6680870c60");
+    assert_null(find_header(h.headers, "X-Amz-Security-Token:"));
+    /* The secret access key is in no header: only the signature made with it. */
+    for (const struct curl_slist *l = h.headers; l != NULL; l = l->next) {
+        assert_null(strstr(l->data, "EXAMPLEKEY"));
+    }
+    provider_http_done(&h);
+
+    /* Temporary credentials: the token is sent and signed. */
+    static const char tkey[] = "ASIAIOSFODNN7EXAMPLE:" IAM_SECRET ":" IAM_TOKEN;
+    struct secret *temp = secret_from(tkey, strlen(tkey));
+    pc.key = temp;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(ad->build(&pc, &h), ERR_OK);
+    assert_string_equal(find_header(h.headers, "X-Amz-Security-Token:"),
+                        "X-Amz-Security-Token: " IAM_TOKEN);
+    assert_string_equal(
+        find_header(h.headers, "Authorization:"),
+        "Authorization: AWS4-HMAC-SHA256 Credential=ASIAIOSFODNN7EXAMPLE/20261128/eu-west-1/"
+        "bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, "
+        "Signature=85554f44ffea3abb2cc62e1be77f0c266647749d48fd71bf19ad9c470970fb99");
+    provider_http_done(&h);
+
+    /* A host that names no region: the key's metadata says, else the call is not made. */
+    json_t *local = J("{\"base_url\":\"http://127.0.0.1:8080\",\"local\":true}");
+    json_t *md = J("{\"region\":\"us-west-2\"}");
+    pc.entry = local;
+    pc.key = key;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(ad->build(&pc, &h), ERR_CONFIG);
+    provider_http_done(&h);
+    pc.metadata = md;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(ad->build(&pc, &h), ERR_OK);
+    assert_string_equal(find_header(h.headers, "Host:"), "Host: 127.0.0.1:8080");
+    assert_non_null(strstr(find_header(h.headers, "Authorization:"), "/us-west-2/bedrock/"));
+    provider_http_done(&h);
+
+    /* A malformed IAM value (the plugin refuses it at write time) is never sent. */
+    struct secret *bad = secret_from("AKIAIOSFODNN7EXAMPLE:short", 26);
+    pc.key = bad;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(ad->build(&pc, &h), ERR_CONFIG);
+    assert_null(h.headers);
+    provider_http_done(&h);
+
+    secret_free(&bad);
+    secret_free(&temp);
+    secret_free(&key);
+    json_decref(md);
+    json_decref(local);
+    json_decref(entry);
+    json_decref(req);
+}
+
+static void test_region(void **state)
+{
+    (void)state;
+    char r[SIGV4_MAX_REGION + 1];
+    static const struct {
+        const char *host, *want;
+    } cases[] = {
+        {"bedrock-runtime.eu-west-1.amazonaws.com", "eu-west-1"},
+        {"bedrock-runtime-fips.us-east-1.amazonaws.com", "us-east-1"},
+        {"bedrock-runtime.cn-north-1.amazonaws.com.cn", "cn-north-1"},
+        {"vpce-0a1b-c2d3.bedrock-runtime.ap-south-1.vpce.amazonaws.com", "ap-south-1"},
+        {"bedrock-runtime.eu-central-1.amazonaws.com:443", "eu-central-1"},
+        {"xbedrock-runtime.eu-west-1.amazonaws.com", NULL}, /* not the label */
+        {"bedrock-runtime.eu-west-1.example.com", NULL},    /* not AWS's */
+        {"bedrock-runtime.EU.amazonaws.com", NULL},
+        {"127.0.0.1:9", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum err e = provider_bedrock_region(cases[i].host, NULL, r, sizeof(r));
+        if (cases[i].want != NULL) {
+            assert_int_equal(e, ERR_OK);
+            assert_string_equal(r, cases[i].want);
+        } else {
+            assert_int_equal(e, ERR_CONFIG);
+        }
+    }
+    json_t *md = J("{\"region\":\"eu-north-1\"}");
+    assert_int_equal(provider_bedrock_region("proxy.internal", md, r, sizeof(r)), ERR_OK);
+    assert_string_equal(r, "eu-north-1");
+    /* The endpoint's own region wins over the metadata's. */
+    assert_int_equal(
+        provider_bedrock_region("bedrock-runtime.us-east-2.amazonaws.com", md, r, sizeof(r)),
+        ERR_OK);
+    assert_string_equal(r, "us-east-2");
+    json_decref(md);
+    md = J("{\"region\":\"eu/north\"}");
+    assert_int_equal(provider_bedrock_region("proxy.internal", md, r, sizeof(r)), ERR_CONFIG);
+    json_decref(md);
 }
 
 static void test_request_mapping(void **state)
@@ -885,6 +1023,8 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_url_and_key),
+        cmocka_unit_test(test_build_iam),
+        cmocka_unit_test(test_region),
         cmocka_unit_test(test_request_mapping),
         cmocka_unit_test(test_request_tools),
         cmocka_unit_test(test_request_refused),

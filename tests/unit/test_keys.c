@@ -274,6 +274,9 @@ static void assert_storage_clean(struct env *e, const char **canaries, size_t n_
 }
 
 #define KP "tenants/acme/keys/openai/production"
+/* The Bedrock key path, and a 40-character secret the bad cases pair with a bad part. */
+#define BKP "tenants/acme/keys/bedrock/production"
+#define IAM_BAD_SECRET "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
 #define CREDS "tenants/acme/creds/openai"
 static const char canary1[] = "sk-CANARY1acme0000000000000000000000000000zQ";
 static const char canary2[] = "sk-CANARY2acme1111111111111111111111111111yR";
@@ -551,6 +554,63 @@ static void test_expiry(void **state)
     ok0(e, FW_OP_UPDATE, KP, "{\"expires_at\": \"2099-01-01T02:00:00+02:00\"}");
     d = ok(e, FW_OP_READ, KP, NULL);
     assert_string_equal(str(d, "expires_at"), "2099-01-01T00:00:00Z");
+    json_decref(d);
+}
+
+/*
+ * Bedrock IAM keys: stored, served by creds whole, masked to the access key
+ * ID alone, validated on the secret; temporary ones get their
+ * recommendation; Bedrock API keys keep the usual mask.
+ */
+static const char iam_secret[] = "CANARYiamSecret0123456789abcdefghijKLMNO";
+static const char iam_key[] = "AKIAIOSFODNN7EXAMPLE:CANARYiamSecret0123456789abcdefghijKLMNO";
+static const char iam_temp[] = "ASIAIOSFODNN7EXAMPLE:CANARYiamSecret0123456789abcdefghijKLMNO:"
+                               "CANARYsessionTOKEN0123456789+/==";
+
+static void test_bedrock_iam(void **state)
+{
+    struct env *e = *state;
+    assert_int_equal(strlen(iam_secret), 40);
+    add_canary(e, iam_secret);
+    add_canary(e, "CANARYsessionTOKEN");
+    put_key(e, BKP, iam_key, "\"metadata\": {\"region\": \"eu-west-1\"}");
+    json_t *d = ok(e, FW_OP_READ, BKP, NULL);
+    assert_string_equal(str(d, "masked_value"), "AKIAIOSFODNN7EXAMPLE:...");
+    const json_t *v = json_object_get(d, "validation");
+    assert_true(json_is_true(json_object_get(v, "is_valid")));
+    assert_true(json_integer_value(json_object_get(v, "strength_score")) >= 90);
+    assert_int_equal(json_array_size(json_object_get(v, "issues")), 0);
+    json_decref(d);
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, "tenants/acme/creds/bedrock", &c), iam_key);
+    json_decref(c);
+
+    /* Temporary credentials, by rotate: the token is kept, never shown. */
+    ok0(e, FW_OP_UPDATE, BKP "/rotate",
+        "{\"key_value\": "
+        "\"ASIAIOSFODNN7EXAMPLE:CANARYiamSecret0123456789abcdefghijKLMNO:"
+        "CANARYsessionTOKEN0123456789+/==\"}");
+    d = ok(e, FW_OP_READ, BKP, NULL);
+    assert_string_equal(str(d, "masked_value"), "ASIAIOSFODNN7EXAMPLE:...");
+    v = json_object_get(d, "validation");
+    assert_true(json_is_true(json_object_get(v, "is_valid")));
+    char *recs = json_dumps(json_object_get(v, "recommendations"), 0);
+    assert_non_null(strstr(recs, "temporary credentials"));
+    free(recs);
+    json_decref(d);
+    assert_string_equal(creds_value(e, "tenants/acme/creds/bedrock", &c), iam_temp);
+    json_decref(c);
+
+    /* A Bedrock API key: the usual mask and checks. */
+    put_key(e, BKP, "ABSKQmVkcm9ja0FQSUtleS1jYW5hcnkxMjM0NTY3OA==", NULL);
+    d = ok(e, FW_OP_READ, BKP, NULL);
+    assert_string_equal(str(d, "masked_value"), "ABSKQmV...A==");
+    json_decref(d);
+
+    /* The same value for another provider is just a value (no IAM rule, the usual mask). */
+    put_key(e, "tenants/acme/keys/ollama/production", iam_key, NULL);
+    d = ok(e, FW_OP_READ, "tenants/acme/keys/ollama/production", NULL);
+    assert_string_equal(str(d, "masked_value"), "AKIAIOS...MNO");
     json_decref(d);
 }
 
@@ -2718,6 +2778,32 @@ static const struct bad_case bad_cases[] = {
      "\"openai\", \"model\": \"m\", \"requests\": 1, \"estimated_requests\": -1}]}",
      "records"},
     {FW_OP_READ, "tenants/acme/usage", "{\"month\": \"2026-13\"}", "month"},
+    /* Bedrock IAM keys (common/awskey.h): every part checked, on write and rotate. */
+    {FW_OP_UPDATE, BKP, "{\"key_value\": \"AKIAIOSFODNN7EXAMPLE\"}", "key_value"},
+    {FW_OP_UPDATE, BKP, "{\"key_value\": \"AKIAIOSFODNN7EXAMPL:" IAM_BAD_SECRET "\"}", "key_value"},
+    {FW_OP_UPDATE, BKP, "{\"key_value\": \"AKIAIOSFODNN7EXAMP1E:" IAM_BAD_SECRET "\"}",
+     "key_value"},
+    {FW_OP_UPDATE, BKP, "{\"key_value\": \"AKIAIOSFODNN7EXAMPLE:" IAM_BAD_SECRET "x\"}",
+     "key_value"},
+    {FW_OP_UPDATE, BKP,
+     "{\"key_value\": \"AKIAIOSFODNN7EXAMPLE:abcdef-hijklmnopqrstuvwxyzABCDEFGHIJKLMN\"}",
+     "key_value"},
+    {FW_OP_UPDATE, BKP,
+     "{\"key_value\": \"AKIAIOSFODNN7EXAMPLE:" IAM_BAD_SECRET ":abcdefabcdefabcdefabcdef\"}",
+     "key_value"},
+    {FW_OP_UPDATE, BKP, "{\"key_value\": \"ASIAIOSFODNN7EXAMPLE:" IAM_BAD_SECRET "\"}",
+     "key_value"},
+    {FW_OP_UPDATE, BKP, "{\"key_value\": \"ASIAIOSFODNN7EXAMPLE:" IAM_BAD_SECRET ":abcdef\"}",
+     "key_value"},
+    {FW_OP_UPDATE, BKP, "{\"key_value\": \"abcdefgh:" IAM_BAD_SECRET "\"}", "key_value"},
+    {FW_OP_UPDATE, BKP "/rotate", "{\"key_value\": \"AKIAIOSFODNN7EXAMPLE:abcdef\"}", "key_value"},
+    {FW_OP_UPDATE, BKP,
+     "{\"key_value\": \"ABSKabcdefghijklmnopqrstuvwxyz\", \"metadata\": {\"region\": \"EU_WEST\"}}",
+     "metadata"},
+    {FW_OP_UPDATE, BKP,
+     "{\"key_value\": \"ABSKabcdefghijklmnopqrstuvwxyz\", \"metadata\": {\"region\": "
+     "\"abcdefghijklmnopqrstuvwxyzabcdefg\"}}",
+     "metadata"},
 };
 
 static void test_bad_input_matrix(void **state)
@@ -3088,6 +3174,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metadata_update_and_rotate_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bedrock_iam, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_value_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_count_no_write_per_read, setup, teardown),

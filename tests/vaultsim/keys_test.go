@@ -458,3 +458,88 @@ func TestKeyWritePlaceholderWarning(t *testing.T) {
 		t.Errorf("bedrock key write once base_url is set: warnings %v, want none", w)
 	}
 }
+
+// TestKeyBedrockIAMHTTP: Bedrock IAM keys ("<access key id>:<secret access
+// key>[:<session token>]") through Vault's HTTP API. Well-formed ones are
+// stored, served whole by creds, masked to the access key ID alone and
+// validated; temporary ones get the expiry recommendation. Each malformed
+// one (write and rotate) is a 400 naming key_value that quotes none of it,
+// stores nothing, and leaves no trace in the plugin's log; so is a metadata
+// region that is not a region name. Bedrock API keys keep working.
+func TestKeyBedrockIAMHTTP(t *testing.T) {
+	s := newSim(t)
+	root := s.RootToken
+	const path = "byok/tenants/acme/keys/bedrock/production"
+	id := "AKIAIOSFODNN7EXAMPLE"
+	secret := "CANARYiamGo0123456789abcdefghijklmnopqrs" // 40 characters
+	token := "CANARYtokenGo" + strings.Repeat("Zm9vYmFy", 12) + "=="
+	if len(secret) != 40 {
+		t.Fatalf("test secret is %d characters", len(secret))
+	}
+	canaries := []string{secret, token}
+
+	m := s.MustCall(t, 200, root, "PUT", path, map[string]any{"key_value": id + ":" + secret,
+		"metadata": map[string]any{"region": "eu-west-1"}})
+	b, _ := json.Marshal(m)
+	noCanaries(t, "write response", b, canaries)
+	d := Data(s.MustCall(t, 200, root, "GET", path, nil))
+	v, _ := d["validation"].(map[string]any)
+	if jstr(d, "masked_value") != id+":..." || v["is_valid"] != true || jnum(v, "strength_score") < 90 {
+		t.Errorf("IAM key read: masked %q validation %v", jstr(d, "masked_value"), v)
+	}
+	b, _ = json.Marshal(d)
+	noCanaries(t, "key read", b, canaries)
+	c := Data(s.MustCall(t, 200, root, "GET", "byok/tenants/acme/creds/bedrock", nil))
+	if jstr(c, "api_key") != id+":"+secret {
+		t.Errorf("creds does not serve the IAM key whole")
+	}
+
+	temp := "ASIAIOSFODNN7EXAMPLE:" + secret + ":" + token
+	s.MustCall(t, 200, root, "PUT", path+"/rotate", map[string]any{"key_value": temp})
+	d = Data(s.MustCall(t, 200, root, "GET", path, nil))
+	v, _ = d["validation"].(map[string]any)
+	if jstr(d, "masked_value") != "ASIAIOSFODNN7EXAMPLE:..." || v["is_valid"] != true ||
+		!strings.Contains(fmt.Sprint(v["recommendations"]), "temporary credentials") {
+		t.Errorf("temporary IAM key read: masked %q validation %v", jstr(d, "masked_value"), v)
+	}
+	if c = Data(s.MustCall(t, 200, root, "GET", "byok/tenants/acme/creds/bedrock", nil)); jstr(c, "api_key") != temp {
+		t.Errorf("creds does not serve the temporary IAM key whole")
+	}
+
+	before := s.RawStorage()
+	bad := []struct {
+		path  string
+		body  map[string]any
+		field string
+	}{
+		{path, map[string]any{"key_value": id}, "key_value"},
+		{path, map[string]any{"key_value": id[:19] + ":" + secret}, "key_value"},
+		{path, map[string]any{"key_value": "AKIAIOSFODNN7EXAMP1E:" + secret}, "key_value"},
+		{path, map[string]any{"key_value": id + ":" + secret + "x"}, "key_value"},
+		{path, map[string]any{"key_value": id + ":" + secret[:39] + "-"}, "key_value"},
+		{path, map[string]any{"key_value": id + ":" + secret + ":" + token}, "key_value"},
+		{path, map[string]any{"key_value": "ASIAIOSFODNN7EXAMPLE:" + secret}, "key_value"},
+		{path, map[string]any{"key_value": "ASIAIOSFODNN7EXAMPLE:" + secret + ":" + token + "-"}, "key_value"},
+		{path, map[string]any{"key_value": "ABSKCANARY:" + secret}, "key_value"},
+		{path + "/rotate", map[string]any{"key_value": id + ":" + secret[:20]}, "key_value"},
+		{path, map[string]any{"key_value": id + ":" + secret, "metadata": map[string]any{"region": "EU_WEST"}}, "metadata"},
+	}
+	for i, c := range bad {
+		code, m := s.Call(t, root, "PUT", c.path, c.body)
+		if code != 400 || !strings.Contains(Errors(m), "'"+c.field+"'") {
+			t.Errorf("case %d: %d %v, want 400 naming %s", i, code, m, c.field)
+		}
+		b, _ := json.Marshal(m)
+		noCanaries(t, "error response", b, canaries)
+	}
+	if after := s.RawStorage(); !reflect.DeepEqual(before, after) {
+		t.Errorf("a refused IAM key changed storage")
+	}
+
+	// A Bedrock API key still goes in, with the usual mask.
+	s.MustCall(t, 200, root, "PUT", path, map[string]any{"key_value": "ABSK" + strings.Repeat("Qx7mP2vL9kR4", 4)})
+	if d = Data(s.MustCall(t, 200, root, "GET", path, nil)); jstr(d, "masked_value") != "ABSKQx7...kR4" {
+		t.Errorf("ABSK key after IAM keys: masked %q", jstr(d, "masked_value"))
+	}
+	noCanaries(t, "plugin log", []byte(s.PluginLog()), canaries)
+}
