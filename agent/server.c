@@ -158,6 +158,7 @@ static const struct {
     {EVHTTP_REQ_GET, "/v1/models", proxy_models, true, false},
     {EVHTTP_REQ_GET, "/v1/byok/usage", proxy_usage, true, false},
     {EVHTTP_REQ_POST, "/api/brain/ai/chat", proxy_brain_chat, true, false},
+    {EVHTTP_REQ_POST, "/v1/responses", proxy_responses, true, false},
     {EVHTTP_REQ_GET, "/healthz", server_healthz, false, false},
     {EVHTTP_REQ_GET, "/metrics", server_metrics, false, true},
 };
