@@ -1329,7 +1329,16 @@ static int rs_sse_event(void *arg, const char *event, const char *data, size_t l
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
         return 0; /* the end: responses_stream_finish */
     }
+    /*
+     * What the frame's events announce is taken back with them when it
+     * fails, so that response.failed follows what the app saw: the sequence
+     * numbers go on from the last event sent, response.created goes out if
+     * it did not, and the items listed are the ones the app saw added.
+     */
     size_t before = s->out->len;
+    long long seq = s->seq;
+    bool started = s->started, has_msg = s->has_msg;
+    size_t n_items = s->n_items, n_calls = s->n_calls;
     json_t *j = json_loadb(data, len, 0, NULL);
     enum err e = json_is_object(j) ? rs_chunk(s, j, s->out) : ERR_PROTO;
     json_decref(j);
@@ -1339,6 +1348,13 @@ static int rs_sse_event(void *arg, const char *event, const char *data, size_t l
     if (s->out->len > before) { /* nothing of the failing frame goes out */
         s->out->len = before;
         s->out->data[before] = '\0';
+    }
+    s->seq = seq;
+    s->started = started;
+    s->has_msg = has_msg;
+    s->n_items = n_items;
+    while (s->n_calls > n_calls) {
+        buf_done(&s->calls[--s->n_calls].args);
     }
     s->err = e;
     return 1;

@@ -695,6 +695,30 @@ static void test_stream_cap_and_failure(void **state)
         buf_done(&out);
         responses_stream_free(&s);
     }
+    /* A frame adding a tool call, then failing past the cap: the call is taken back. */
+    {
+        struct responses_stream *s = NULL;
+        assert_int_equal(responses_stream_new(echo, "resp_c", 1, NULL, 4, &s), ERR_OK);
+        struct buf out;
+        buf_init(&out, 1 << 20);
+        assert_int_equal(feed_str(s,
+                                  "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,"
+                                  "\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":"
+                                  "\"{}\"}},{\"index\":1,\"id\":\"b\",\"function\":{\"name\":"
+                                  "\"g\",\"arguments\":\"{123}\"}}]}}]}\n\n",
+                                  &out),
+                         ERR_TOOBIG);
+        assert_int_equal(out.len, 0);
+        struct provider_usage u = {0};
+        assert_int_equal(responses_stream_fail(s, "response_too_large", "m", &u, &out), ERR_OK);
+        char types[256];
+        json_t *last = NULL;
+        events_of(&out, types, sizeof(types), &last);
+        assert_string_equal(types, "created in_progress failed");
+        json_decref(last);
+        buf_done(&out);
+        responses_stream_free(&s);
+    }
     /* Not a chunk; a tool call without a name; an empty stream still completes. */
     static const char *const bad[] = {
         "data: {nope\n\n", "data: [1]\n\n",
@@ -706,6 +730,17 @@ static void test_stream_cap_and_failure(void **state)
         struct buf out;
         buf_init(&out, 1 << 20);
         assert_int_equal(feed_str(s, bad[i], &out), ERR_PROTO);
+        /* What the failing frame announced (response.created) was taken back: sent now. */
+        assert_int_equal(out.len, 0);
+        struct provider_usage u = {0};
+        assert_int_equal(responses_stream_fail(s, "stream_parse_error", "m", &u, &out), ERR_OK);
+        char types[256];
+        json_t *last = NULL;
+        events_of(&out, types, sizeof(types), &last);
+        assert_string_equal(types, "created in_progress failed");
+        assert_int_equal(
+            json_array_size(json_object_get(json_object_get(last, "response"), "output")), 0);
+        json_decref(last);
         buf_done(&out);
         responses_stream_free(&s);
     }
