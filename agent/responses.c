@@ -1085,7 +1085,13 @@ struct responses_stream {
     struct buf *out; /* during a feed */
     bool has_msg;
     size_t msg_index;
-    struct buf text;
+    /*
+     * The message's content parts, in the order they began: its text
+     * (output_text) and its refusal, each at its content_index, -1 until it
+     * begins.
+     */
+    struct buf text, refusal;
+    int text_ci, refusal_ci, n_parts;
     struct rs_call *calls;
     size_t n_calls, alloc_calls;
     size_t n_items;
@@ -1162,10 +1168,10 @@ static enum err rs_hold(struct responses_stream *s, size_t n)
     return ERR_OK;
 }
 
-static enum err rs_text_delta(struct responses_stream *s, const json_t *delta, struct buf *out)
+/* The message item, and its part (text or refusal) at *ci, begun as needed. */
+static enum err rs_part_begin(struct responses_stream *s, const char *id, bool refusal, int *ci,
+                              struct buf *out)
 {
-    char id[RESPONSES_MAX_ID + 32];
-    snprintf(id, sizeof(id), "msg_%s", rs_base(s->id));
     enum err e = ERR_OK;
     if (!s->has_msg) {
         s->has_msg = true;
@@ -1175,28 +1181,45 @@ static enum err rs_text_delta(struct responses_stream *s, const json_t *delta, s
                               "sequence_number", (json_int_t)s->seq, "output_index",
                               (json_int_t)s->msg_index, "item",
                               rs_message_item(id, "in_progress", json_array())));
-        if (e == ERR_OK) {
-            e = rs_emit(s, out, "response.content_part.added",
-                        json_pack("{s:s,s:I,s:s,s:I,s:i,s:o}", "type",
-                                  "response.content_part.added", "sequence_number",
-                                  (json_int_t)s->seq, "item_id", id, "output_index",
-                                  (json_int_t)s->msg_index, "content_index", 0, "part",
-                                  rs_text_part("", 0)));
-        }
     }
+    if (e == ERR_OK && *ci < 0) {
+        *ci = s->n_parts++;
+        e = rs_emit(s, out, "response.content_part.added",
+                    json_pack("{s:s,s:I,s:s,s:I,s:i,s:o}", "type", "response.content_part.added",
+                              "sequence_number", (json_int_t)s->seq, "item_id", id, "output_index",
+                              (json_int_t)s->msg_index, "content_index", *ci, "part",
+                              refusal ? json_pack("{s:s,s:s}", "type", "refusal", "refusal", "")
+                                      : rs_text_part("", 0)));
+    }
+    return e;
+}
+
+/* A chunk's delta.content (refusal false) or delta.refusal (true). */
+static enum err rs_text_delta(struct responses_stream *s, const json_t *delta, bool refusal,
+                              struct buf *out)
+{
+    char id[RESPONSES_MAX_ID + 32];
+    snprintf(id, sizeof(id), "msg_%s", rs_base(s->id));
+    int *ci = refusal ? &s->refusal_ci : &s->text_ci;
+    enum err e = rs_part_begin(s, id, refusal, ci, out);
     size_t len = json_string_length(delta);
     if (e == ERR_OK) {
         e = rs_hold(s, len);
     }
     if (e == ERR_OK) {
-        e = buf_append(&s->text, json_string_value(delta), len);
+        e = buf_append(refusal ? &s->refusal : &s->text, json_string_value(delta), len);
     }
-    if (e == ERR_OK) {
+    if (e == ERR_OK && refusal) {
+        e = rs_emit(s, out, "response.refusal.delta",
+                    json_pack("{s:s,s:I,s:s,s:I,s:i,s:O}", "type", "response.refusal.delta",
+                              "sequence_number", (json_int_t)s->seq, "item_id", id, "output_index",
+                              (json_int_t)s->msg_index, "content_index", *ci, "delta", delta));
+    } else if (e == ERR_OK) {
         e = rs_emit(s, out, "response.output_text.delta",
                     json_pack("{s:s,s:I,s:s,s:I,s:i,s:O,s:[]}", "type",
                               "response.output_text.delta", "sequence_number", (json_int_t)s->seq,
                               "item_id", id, "output_index", (json_int_t)s->msg_index,
-                              "content_index", 0, "delta", delta, "logprobs"));
+                              "content_index", *ci, "delta", delta, "logprobs"));
     }
     return e;
 }
@@ -1305,7 +1328,11 @@ static enum err rs_chunk(struct responses_stream *s, const json_t *j, struct buf
         const json_t *delta = json_object_get(ch, "delta");
         const json_t *content = json_object_get(delta, "content");
         if (json_string_length(content) > 0) {
-            e = rs_text_delta(s, content, out);
+            e = rs_text_delta(s, content, false, out);
+        }
+        const json_t *refusal = json_object_get(delta, "refusal");
+        if (e == ERR_OK && json_string_length(refusal) > 0) {
+            e = rs_text_delta(s, refusal, true, out);
         }
         size_t k;
         const json_t *tc;
@@ -1339,6 +1366,7 @@ static int rs_sse_event(void *arg, const char *event, const char *data, size_t l
     long long seq = s->seq;
     bool started = s->started, has_msg = s->has_msg;
     size_t n_items = s->n_items, n_calls = s->n_calls;
+    int text_ci = s->text_ci, refusal_ci = s->refusal_ci, n_parts = s->n_parts;
     json_t *j = json_loadb(data, len, 0, NULL);
     enum err e = json_is_object(j) ? rs_chunk(s, j, s->out) : ERR_PROTO;
     json_decref(j);
@@ -1353,6 +1381,9 @@ static int rs_sse_event(void *arg, const char *event, const char *data, size_t l
     s->started = started;
     s->has_msg = has_msg;
     s->n_items = n_items;
+    s->text_ci = text_ci;
+    s->refusal_ci = refusal_ci;
+    s->n_parts = n_parts;
     while (s->n_calls > n_calls) {
         buf_done(&s->calls[--s->n_calls].args);
     }
@@ -1382,6 +1413,9 @@ enum err responses_stream_new(const json_t *echo, const char *id, long long crea
     sse_init(&s->sse, cap < SIZE_MAX / 8 ? 6 * cap + RESPONSES_CHUNK_SLACK : SIZE_MAX / 2,
              rs_sse_event, s);
     buf_init(&s->text, cap);
+    buf_init(&s->refusal, cap);
+    s->text_ci = -1;
+    s->refusal_ci = -1;
     *ret = s;
     return ERR_OK;
 }
@@ -1397,6 +1431,7 @@ void responses_stream_free(struct responses_stream **sp)
     }
     free(s->calls);
     buf_done(&s->text);
+    buf_done(&s->refusal);
     sse_done(&s->sse);
     json_decref(s->echo);
     free(s);
@@ -1422,6 +1457,23 @@ enum err responses_stream_feed(struct responses_stream *s, const char *data, siz
     return e;
 }
 
+/* The message's content parts in content_index order (new array; NULL when out of memory). */
+static json_t *rs_parts(const struct responses_stream *s)
+{
+    json_t *parts = json_array();
+    for (int k = 0; parts != NULL && k < s->n_parts; k++) {
+        json_t *p = k == s->text_ci
+                        ? rs_text_part(s->text.data != NULL ? s->text.data : "", s->text.len)
+                        : json_pack("{s:s,s:s%}", "type", "refusal", "refusal",
+                                    s->refusal.data != NULL ? s->refusal.data : "", s->refusal.len);
+        if (!rs_append(parts, p)) {
+            json_decref(parts);
+            parts = NULL;
+        }
+    }
+    return parts;
+}
+
 /* The items as far as they came, with their status (new array; NULL when out of memory). */
 static json_t *rs_items(const struct responses_stream *s, const char *status)
 {
@@ -1432,10 +1484,7 @@ static json_t *rs_items(const struct responses_stream *s, const char *status)
         json_t *item;
         if (s->has_msg && s->msg_index == i) {
             snprintf(id, sizeof(id), "msg_%s", rs_base(s->id));
-            item = rs_message_item(
-                id, status,
-                json_pack("[o]",
-                          rs_text_part(s->text.data != NULL ? s->text.data : "", s->text.len)));
+            item = rs_message_item(id, status, rs_parts(s));
         } else {
             const struct rs_call *c = &s->calls[k];
             rs_call_id(s, k, id, sizeof(id));
@@ -1459,17 +1508,32 @@ static enum err rs_item_done(struct responses_stream *s, const json_t *items, si
     const json_t *id = json_object_get(item, "id");
     enum err e = ERR_OK;
     if (strcmp(json_string_value(json_object_get(item, "type")), "message") == 0) {
-        const json_t *part = json_array_get(json_object_get(item, "content"), 0);
-        e = rs_emit(s, out, "response.output_text.done",
-                    json_pack("{s:s,s:I,s:O,s:I,s:i,s:O,s:[]}", "type", "response.output_text.done",
-                              "sequence_number", (json_int_t)s->seq, "item_id", id, "output_index",
-                              (json_int_t)i, "content_index", 0, "text",
-                              json_object_get(part, "text"), "logprobs"));
-        if (e == ERR_OK) {
-            e = rs_emit(s, out, "response.content_part.done",
-                        json_pack("{s:s,s:I,s:O,s:I,s:i,s:O}", "type", "response.content_part.done",
-                                  "sequence_number", (json_int_t)s->seq, "item_id", id,
-                                  "output_index", (json_int_t)i, "content_index", 0, "part", part));
+        size_t k;
+        const json_t *part;
+        json_array_foreach(json_object_get(item, "content"), k, part)
+        {
+            bool refusal = strcmp(json_string_value(json_object_get(part, "type")), "refusal") == 0;
+            if (e == ERR_OK && refusal) {
+                e = rs_emit(s, out, "response.refusal.done",
+                            json_pack("{s:s,s:I,s:O,s:I,s:I,s:O}", "type", "response.refusal.done",
+                                      "sequence_number", (json_int_t)s->seq, "item_id", id,
+                                      "output_index", (json_int_t)i, "content_index", (json_int_t)k,
+                                      "refusal", json_object_get(part, "refusal")));
+            } else if (e == ERR_OK) {
+                e = rs_emit(s, out, "response.output_text.done",
+                            json_pack("{s:s,s:I,s:O,s:I,s:I,s:O,s:[]}", "type",
+                                      "response.output_text.done", "sequence_number",
+                                      (json_int_t)s->seq, "item_id", id, "output_index",
+                                      (json_int_t)i, "content_index", (json_int_t)k, "text",
+                                      json_object_get(part, "text"), "logprobs"));
+            }
+            if (e == ERR_OK) {
+                e = rs_emit(s, out, "response.content_part.done",
+                            json_pack("{s:s,s:I,s:O,s:I,s:I,s:O}", "type",
+                                      "response.content_part.done", "sequence_number",
+                                      (json_int_t)s->seq, "item_id", id, "output_index",
+                                      (json_int_t)i, "content_index", (json_int_t)k, "part", part));
+            }
         }
     } else {
         e = rs_emit(s, out, "response.function_call_arguments.done",

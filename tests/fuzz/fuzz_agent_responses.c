@@ -72,8 +72,7 @@ static void check_events(const struct buf *out, char *last, size_t last_len)
         const char *type = json_string_value(json_object_get(j, "type"));
         size_t tl = (size_t)(nl - p - 7);
         if (type == NULL || strlen(type) != tl || strncmp(type, p + 7, tl) != 0 ||
-            json_integer_value(json_object_get(j, "sequence_number")) != seq ||
-            tl >= last_len) {
+            json_integer_value(json_object_get(j, "sequence_number")) != seq || tl >= last_len) {
             abort();
         }
         memcpy(last, type, tl);
@@ -86,11 +85,11 @@ static void check_events(const struct buf *out, char *last, size_t last_len)
 
 static void check_stream(const char *bytes, size_t n, uint8_t flags)
 {
-    json_t *echo = json_pack("{s:n,s:n,s:n,s:n,s:n,s:s,s:{},s:b,s:s,s:[],s:{s:{s:s}},s:{s:n,s:n}}",
-                             "instructions", "max_output_tokens", "temperature", "top_p", "user",
-                             "model", "auto", "metadata", "parallel_tool_calls", 1, "tool_choice",
-                             "auto", "tools", "text", "format", "type", "text", "reasoning",
-                             "effort", "summary");
+    json_t *echo =
+        json_pack("{s:n,s:n,s:n,s:n,s:n,s:s,s:{},s:b,s:s,s:[],s:{s:{s:s}},s:{s:n,s:n}}",
+                  "instructions", "max_output_tokens", "temperature", "top_p", "user", "model",
+                  "auto", "metadata", "parallel_tool_calls", 1, "tool_choice", "auto", "tools",
+                  "text", "format", "type", "text", "reasoning", "effort", "summary");
     struct responses_stream *s = NULL;
     if (echo == NULL || responses_stream_new(echo, "resp_f", 1, NULL, 4096, &s) != ERR_OK) {
         abort();
@@ -126,10 +125,10 @@ static void check_stream(const char *bytes, size_t n, uint8_t flags)
 static void check_answer(const char *body, size_t n)
 {
     json_t *chat = json_loadb(body, n, 0, NULL);
-    json_t *echo = json_pack("{s:n,s:n,s:n,s:n,s:n,s:s,s:{},s:b,s:s,s:[],s:{},s:{}}",
-                             "instructions", "max_output_tokens", "temperature", "top_p", "user",
-                             "model", "auto", "metadata", "parallel_tool_calls", 1, "tool_choice",
-                             "auto", "tools", "text", "reasoning");
+    json_t *echo =
+        json_pack("{s:n,s:n,s:n,s:n,s:n,s:s,s:{},s:b,s:s,s:[],s:{},s:{}}", "instructions",
+                  "max_output_tokens", "temperature", "top_p", "user", "model", "auto", "metadata",
+                  "parallel_tool_calls", 1, "tool_choice", "auto", "tools", "text", "reasoning");
     struct provider_usage u = {.prompt_tokens = 3, .completion_tokens = 4, .seen = true};
     json_t *out = NULL;
     enum err e = responses_answer(echo, chat, &u, "resp_f", 1, "m", &out);

@@ -649,6 +649,46 @@ static void test_stream_tool_calls_and_incomplete(void **state)
     json_decref(echo);
 }
 
+/* A refusal streamed: its own content part after the text, refusal.delta and refusal.done. */
+static void test_stream_refusal(void **state)
+{
+    (void)state;
+    json_t *echo = NULL;
+    json_decref(chat_of("{\"input\":\"x\"}", &echo));
+    struct responses_stream *s = NULL;
+    assert_int_equal(responses_stream_new(echo, "resp_r", 1, "m", 1024, &s), ERR_OK);
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    assert_int_equal(feed_str(s,
+                              "data: {\"choices\":[{\"delta\":{\"content\":\"I\"}}]}\n\n"
+                              "data: {\"choices\":[{\"delta\":{\"refusal\":\"can't \"}}]}\n\n"
+                              "data: {\"choices\":[{\"delta\":{\"refusal\":\"help\"},"
+                              "\"finish_reason\":\"stop\"}]}\n\n",
+                              &out),
+                     ERR_OK);
+    struct provider_usage u = {0};
+    assert_int_equal(responses_stream_finish(s, &u, &out), ERR_OK);
+    char types[1024];
+    json_t *last = NULL;
+    events_of(&out, types, sizeof(types), &last);
+    assert_string_equal(types, "created in_progress output_item.added content_part.added "
+                               "output_text.delta content_part.added refusal.delta refusal.delta "
+                               "output_text.done content_part.done refusal.done content_part.done "
+                               "output_item.done completed");
+    assert_non_null(strstr(out.data, "\"type\":\"response.refusal.done\",\"sequence_number\":10,"
+                                     "\"item_id\":\"msg_r\",\"output_index\":0,\"content_index\":1,"
+                                     "\"refusal\":\"can't help\""));
+    assert_json(json_object_get(
+                    json_array_get(json_object_get(json_object_get(last, "response"), "output"), 0),
+                    "content"),
+                "[{\"type\":\"output_text\",\"text\":\"I\",\"annotations\":[],\"logprobs\":[]},"
+                "{\"type\":\"refusal\",\"refusal\":\"can't help\"}]");
+    json_decref(last);
+    buf_done(&out);
+    responses_stream_free(&s);
+    json_decref(echo);
+}
+
 /* The cap on held text: at it accepted, past it ERR_TOOBIG, the events before it kept whole. */
 static void test_stream_cap_and_failure(void **state)
 {
@@ -888,6 +928,7 @@ int main(void)
         cmocka_unit_test(test_answer_tool_calls_and_incomplete),
         cmocka_unit_test(test_stream_text),
         cmocka_unit_test(test_stream_tool_calls_and_incomplete),
+        cmocka_unit_test(test_stream_refusal),
         cmocka_unit_test(test_stream_cap_and_failure),
         cmocka_unit_test(test_out_of_memory),
     };
