@@ -45,6 +45,7 @@ for f in "${REFUSED[@]}"; do
     CASES+=("refused: $f -> 400 naming it, nothing sent")
 done
 CASES+=("bad JSON type: 400 naming the field"
+    "X-BYOK-Route and X-BYOK-Task work as for chat"
     "request log and metrics label the route /v1/responses"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
@@ -263,6 +264,12 @@ done
 call "$SOCK" POST /v1/responses '{"model": "openai/gpt-4o-mini", "input": [{"role": "user", "content": 5}]}'
 t_eq "bad JSON type: 400 naming the field" \
     "$CODE $(echo "$BODY" | jq -r '"\(.error.param) \(.error.code)"' 2>/dev/null)" "400 input[0].content invalid_type"
+
+call "$SOCK" POST /v1/responses "$(rbody auto false 2)" -H 'X-BYOK-Route: cheapest'
+got="$CODE $(hdr X-BYOK-Route) $(echo "$BODY" | jq -r .status 2>/dev/null)"
+call "$SOCK" POST /v1/responses "$(rbody auto false 2)" -H 'X-BYOK-Task: juggling'
+t_eq "X-BYOK-Route and X-BYOK-Task work as for chat" "$got | $CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" \
+    "200 cheapest completed | 400 invalid_hint"
 
 call "$SOCK" GET /metrics
 n=$(echo "$BODY" | grep '^byok_requests_total{' | grep 'route="/v1/responses"' | grep -c 'status="200"')
