@@ -47,6 +47,7 @@
 #include "agent/metrics.h"
 #include "agent/providers.h"
 #include "agent/ratelimit.h"
+#include "agent/responses.h"
 #include "agent/route.h"
 #include "agent/sse.h"
 #include "agent/upstream.h"
@@ -62,7 +63,13 @@
 /* The Content-Type of an AWS event stream (Bedrock's ConverseStream). */
 #define PROXY_EVENTSTREAM_TYPE "application/vnd.amazon.eventstream"
 
-enum call_shape { SHAPE_OPENAI, SHAPE_BRAIN, SHAPE_MODELS };
+/*
+ * The app-facing shape: OpenAI's (chat, embeddings), the original platform's
+ * brain chat, the model list, or the Responses API bridged onto chat
+ * (responses.h: the request translated before the call, the answer and the
+ * stream's chunks after it).
+ */
+enum call_shape { SHAPE_OPENAI, SHAPE_BRAIN, SHAPE_MODELS, SHAPE_RESPONSES };
 
 struct call;
 
@@ -136,6 +143,14 @@ struct call {
      */
     const char *stream_error;
     struct evbuffer *chunk;
+    /*
+     * SHAPE_RESPONSES: the fields the answer echoes (responses_request), and
+     * for a stream the translator of its chat chunks and the buffer its
+     * events are made in before they go to chunk.
+     */
+    json_t *echo;
+    struct responses_stream *rs;
+    struct buf rbuf;
     /* outcome */
     struct provider_usage usage;
     /* The failure that decides the reply when every candidate failed (call_failed). */
@@ -211,6 +226,9 @@ static void call_free(struct call *c)
     }
     buf_done(&c->tbuf);
     buf_done(&c->hold);
+    json_decref(c->echo);
+    responses_stream_free(&c->rs);
+    buf_done(&c->rbuf);
     if (c->chunk != NULL) {
         evbuffer_free(c->chunk);
     }
@@ -573,6 +591,34 @@ static enum call_lead call_stream_lead(const char *data, size_t len)
     return LEAD_BLANK;
 }
 
+/*
+ * SHAPE_RESPONSES: the OpenAI chat chunks queued in c->chunk (whole frames:
+ * passthrough forwards only whole ones, adapters translate whole events)
+ * become the Responses events they make. On an error the events of the
+ * frames before the failing one are queued all the same, and the stream's
+ * error code is set for call_stream_end.
+ */
+static enum err call_responses_convert(struct call *c)
+{
+    size_t len = evbuffer_get_length(c->chunk);
+    if (c->rs == NULL || len == 0) {
+        return ERR_OK;
+    }
+    const char *data = (const char *)evbuffer_pullup(c->chunk, -1);
+    enum err e = data != NULL ? responses_stream_feed(c->rs, data, len, &c->rbuf) : ERR_NOMEM;
+    evbuffer_drain(c->chunk, len);
+    if (c->rbuf.len > 0 && evbuffer_add(c->chunk, c->rbuf.data, c->rbuf.len) != 0 && e == ERR_OK) {
+        e = ERR_NOMEM;
+    }
+    buf_reset(&c->rbuf);
+    if (e != ERR_OK && c->stream_error == NULL) {
+        c->stream_error = e == ERR_TOOBIG  ? "response_too_large"
+                          : e == ERR_NOMEM ? "internal"
+                                           : "stream_parse_error";
+    }
+    return e;
+}
+
 static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t len)
 {
     struct call *c = arg;
@@ -665,6 +711,11 @@ static enum upstream_data_rc call_on_data(void *arg, const char *data, size_t le
         evbuffer_add(c->chunk, c->tbuf.data, c->tbuf.len);
         buf_reset(&c->tbuf);
     }
+    if (call_responses_convert(c) != ERR_OK) {
+        /* The events before the failing chunk go, then the failure (call_on_done). */
+        ended = false;
+        e = ERR_PROTO;
+    }
     size_t n = evbuffer_get_length(c->chunk);
     if (n > 0) {
         evhttp_send_reply_chunk_with_cb(c->r->ev, c->chunk, call_drained, c);
@@ -718,17 +769,51 @@ static void call_stream_usage_comment(struct call *c)
                                     r->cost_usd, "estimated", (int)r->usage_estimated));
 }
 
+/*
+ * SHAPE_RESPONSES: the stream's last events, response.completed (or
+ * .incomplete) with the usage the call is counted with, or response.failed
+ * naming the error code. Past rbuf's cap or out of memory the closing events
+ * cannot be made: a short response.failed instead, else nothing.
+ */
+static void call_responses_end(struct call *c, const char *error_code, const char *message)
+{
+    /* Frames not yet converted (a passthrough cut mid-frame leaves the whole ones before it). */
+    (void)call_responses_convert(c);
+    enum err e = error_code != NULL
+                     ? responses_stream_fail(c->rs, error_code, message, &c->usage, &c->rbuf)
+                     : responses_stream_finish(c->rs, &c->usage, &c->rbuf);
+    if (e != ERR_OK) {
+        buf_reset(&c->rbuf);
+        responses_stream_free(&c->rs);
+        json_t *ev = json_pack("{s:s,s:s,s:s,s:n}", "type", "error", "code", "response_too_large",
+                               "message", "the answer exceeded the agent's size limit", "param");
+        call_stream_send_json(c, "event: error\ndata: ", ev);
+        c->r->error_code = "response_too_large";
+        return;
+    }
+    evbuffer_add(c->chunk, c->rbuf.data, c->rbuf.len);
+    buf_reset(&c->rbuf);
+    evhttp_send_reply_chunk(c->r->ev, c->chunk);
+    server_flush_soon(c->r);
+}
+
 /* Ends a started stream; an error code adds an explicit error event first. */
 static void call_stream_end(struct call *c, const char *error_code, const char *message)
 {
     struct request *r = c->r;
-    if (error_code != NULL && r->ev != NULL) {
+    /* Before the events: the Responses ones carry the usage the call is counted with. */
+    call_usage_settle(c);
+    if (c->rs != NULL && r->ev != NULL) {
+        if (error_code != NULL) {
+            r->error_code = error_code;
+        }
+        call_responses_end(c, error_code, message);
+    } else if (error_code != NULL && r->ev != NULL) {
         call_stream_send_json(c, "event: error\ndata: ",
                               json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", message,
                                         "type", "upstream_error", "param", "code", error_code));
         r->error_code = error_code;
     }
-    call_usage_settle(c);
     call_record_usage(c, error_code != NULL ? error_code : "ok");
     if (r->ev != NULL) {
         call_stream_usage_comment(c);
@@ -777,6 +862,8 @@ static const char *call_stream_error_message(const char *code)
         {"provider_stream_error", "the provider reported an error mid-stream"},
         {"stream_event_too_large", "a provider stream event exceeded the agent's size limit"},
         {"stream_parse_error", "a provider stream event could not be read"},
+        {"response_too_large", "the answer exceeded upstream.max_response_bytes"},
+        {"internal", "the agent ran out of memory"},
     };
     for (size_t i = 0; i < sizeof(messages) / sizeof(messages[0]); i++) {
         if (strcmp(messages[i].code, code) == 0) {
@@ -1330,7 +1417,7 @@ static void call_reply_success(struct call *c)
     const struct route_candidate *cand = &c->cands[c->cur];
     json_t *out = NULL;
     struct provider_usage u = {0};
-    bool passthrough = c->ad->stream_passthrough && c->shape != SHAPE_BRAIN;
+    bool passthrough = c->ad->stream_passthrough && c->shape == SHAPE_OPENAI;
     enum err e = c->ad->response(c->op, c->body.data != NULL ? c->body.data : "", c->body.len,
                                  cand->model, passthrough ? NULL : &out, &u);
     if (e == ERR_UPSTREAM) {
@@ -1347,6 +1434,20 @@ static void call_reply_success(struct call *c)
     if (!u.seen) {
         call_usage_from_answer(c, out);
         u = c->usage;
+    }
+    json_t *resp = NULL;
+    if (c->shape == SHAPE_RESPONSES) {
+        char id[RESPONSES_MAX_ID + 1];
+        snprintf(id, sizeof(id), "resp_%s", r->id + 4); /* "req_" + 24 hex digits */
+        e = responses_answer(c->echo, out, &u, id, (long long)time(NULL), cand->model, &resp);
+        json_decref(out);
+        out = NULL;
+        if (e != ERR_OK) {
+            call_answered_error(c, 502, "bad_provider_response",
+                                e == ERR_NOMEM ? "the agent ran out of memory"
+                                               : "the provider's response could not be read");
+            return;
+        }
     }
     call_record_usage(c, "ok");
     char cost[32];
@@ -1365,6 +1466,11 @@ static void call_reply_success(struct call *c)
         json_decref(out);
         r = call_end(c);
         server_reply_json(r, 200, b);
+        return;
+    }
+    if (c->shape == SHAPE_RESPONSES) {
+        r = call_end(c);
+        server_reply_json(r, 200, resp);
         return;
     }
     if (passthrough) {
@@ -1409,9 +1515,11 @@ static void call_stream_send_answer(struct call *c, struct buf *sse)
         return;
     }
     call_stream_start(c);
+    bool converted = call_responses_convert(c) == ERR_OK;
     evhttp_send_reply_chunk(c->r->ev, c->chunk);
     server_flush_soon(c->r);
-    call_stream_end(c, NULL, NULL);
+    call_stream_end(c, converted ? NULL : c->stream_error,
+                    converted ? NULL : call_stream_error_message(c->stream_error));
 }
 
 /*
@@ -2510,6 +2618,74 @@ void proxy_chat(struct request *r)
 void proxy_embeddings(struct request *r)
 {
     proxy_openai(r, PROVIDER_EMBEDDINGS);
+}
+
+/*
+ * POST /v1/responses: the Responses request becomes a chat request
+ * (responses.h), which is then called exactly as /v1/chat/completions is;
+ * a refusal names the Responses field and sends nothing.
+ */
+void proxy_responses(struct request *r)
+{
+    json_t *j = call_read_body(r);
+    if (j == NULL) {
+        return;
+    }
+    struct responses_bad bad;
+    json_t *chat = NULL, *echo = NULL;
+    enum err e = responses_request(j, &bad, &chat, &echo);
+    json_decref(j);
+    if (e == ERR_INVAL) {
+        call_param_error(r, bad.param, bad.code, bad.msg);
+        return;
+    }
+    if (e != ERR_OK) {
+        server_reply_error(r, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    /* The chat path's own checks: what responses_request built passes them. */
+    if (!call_validate(r, chat, PROVIDER_CHAT)) {
+        json_decref(chat);
+        json_decref(echo);
+        return;
+    }
+    struct call *c = call_new(r, PROVIDER_CHAT, SHAPE_RESPONSES);
+    if (c == NULL) {
+        json_decref(chat);
+        json_decref(echo);
+        server_reply_error(r, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    c->req = chat;
+    c->echo = echo;
+    c->stream = json_is_true(json_object_get(chat, "stream"));
+    /* The usage chunk is wanted: response.completed carries the usage. */
+    c->include_usage = c->stream;
+    if (c->stream) {
+        /*
+         * What the translator holds (the answer's text and arguments) is
+         * bounded like an answer. The events made at the end repeat it four
+         * times (three .done events and the final response), with JSON's
+         * escapes (two bytes for a newline or a quote: code answers are full
+         * of them), and the echoed request fields (tools, instructions: the
+         * body's bound). rbuf grows only as far as it is used.
+         */
+        size_t max = (size_t)r->cfg->upstream.max_response_bytes;
+        char id[RESPONSES_MAX_ID + 1];
+        snprintf(id, sizeof(id), "resp_%s", r->id + 4); /* "req_" + 24 hex digits */
+        buf_init(&c->rbuf, 8 * max + (size_t)r->cfg->limits.max_body_bytes + (size_t)64 * 1024);
+        if ((c->chunk = evbuffer_new()) == NULL ||
+            responses_stream_new(echo, id, (long long)time(NULL), NULL, max, &c->rs) != ERR_OK) {
+            call_error(c, 500, "server_error", "internal", "out of memory");
+            return;
+        }
+    }
+    if (!call_headers(c)) {
+        c->r = NULL;
+        call_free(c);
+        return;
+    }
+    call_start(c);
 }
 
 void proxy_brain_chat(struct request *r)

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
  * The provider-facing request handlers: chat completions (streamed or not),
- * embeddings, the model list, the tenant's usage, and the original platform's
- * /api/brain/ai/chat. A call resolves candidates (route.c), gets keys
- * (keycache.c), calls providers (providers.c over upstream.c) with failover
+ * embeddings, the model list, the tenant's usage, the original platform's
+ * /api/brain/ai/chat, and OpenAI's Responses API bridged onto chat. A call resolves candidates
+ * (route.c), gets keys (keycache.c), calls providers (providers.c over upstream.c) with failover
  * before the first byte, streams SSE with backpressure, and accounts usage.
  * Each handler owns its request until it calls one of server.h's replies.
  */
@@ -29,5 +29,7 @@ void proxy_models(struct request *r);
 void proxy_model(struct request *r);
 void proxy_usage(struct request *r);
 void proxy_brain_chat(struct request *r);
+/* POST /v1/responses: the Responses API bridged onto chat (responses.h). */
+void proxy_responses(struct request *r);
 
 #endif

@@ -161,6 +161,7 @@ static const struct {
     {EVHTTP_REQ_GET, PROXY_MODEL_PREFIX, proxy_model, true, false, true, "/v1/models/{model}"},
     {EVHTTP_REQ_GET, "/v1/byok/usage", proxy_usage, true, false, false, NULL},
     {EVHTTP_REQ_POST, "/api/brain/ai/chat", proxy_brain_chat, true, false, false, NULL},
+    {EVHTTP_REQ_POST, "/v1/responses", proxy_responses, true, false, false, NULL},
     {EVHTTP_REQ_GET, "/healthz", server_healthz, false, false, false, NULL},
     {EVHTTP_REQ_GET, "/metrics", server_metrics, false, true, false, NULL},
 };

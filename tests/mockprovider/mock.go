@@ -1036,7 +1036,7 @@ func scenarioNames() []string {
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
 		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "error200lead", "streamrawerror",
-		"nostream"}
+		"nostream", "length"}
 }
 
 // retryHeaders sets Retry-After (and retry-after-ms) on a 429 or 503: the
@@ -1156,6 +1156,23 @@ func init() {
 				return
 			}
 			c.normal(c.m.o.streamInterval)
+		},
+		// length: the answer cut by the output cap (OpenAI finish_reason
+		// "length", Anthropic stop_reason "max_tokens"); streams as normal.
+		"length": func(c *call) {
+			if c.stream || (c.kind != "chat" && c.kind != "messages") {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			b := c.chatBody(replyText(c.words))
+			if ch, ok := b["choices"].([]interface{}); ok && len(ch) > 0 {
+				ch[0].(map[string]interface{})["finish_reason"] = "length"
+			}
+			if _, ok := b["stop_reason"]; ok {
+				b["stop_reason"] = "max_tokens"
+			}
+			c.status = 200
+			writeJSON(c.w, 200, b)
 		},
 		// 302: a redirect (to a port nothing listens on); the agent never follows one.
 		"302": func(c *call) {
