@@ -31,7 +31,9 @@ CASES=("chat: HTTP 200, answer text" "chat: usage from billed_units" "chat: prov
     "malformed answer: 502 bad_provider_response"
     "auto, 503 from cohere: answered by the openai fallback"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
-    "canary: nowhere but the provider request")
+    "canary: nowhere but the provider request"
+    "responses: POST /v1/responses through cohere, a response object with the answer and usage"
+    "responses stream: through cohere, the events in order, the text and the usage")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 
@@ -241,6 +243,20 @@ t_eq "auto, 503 from cohere: answered by the openai fallback" \
     "200 openai 2 $(words 3) cohere:503:cohere-key,openai:normal:openai-key"
 
 t_check "agent alive" kill -0 "$AGENT_PID"
+# The Responses API through this translating adapter (docs/agent.md, Responses API).
+call "$SOCK" POST /v1/responses "{\"model\":\"cohere/command-r-08-2024\",\"input\":\"$PROMPT\",\"max_output_tokens\":$NTOK}"
+t_eq "responses: POST /v1/responses through cohere, a response object with the answer and usage" \
+    "$CODE $(echo "$BODY" | jq -c '[.object, .status, [.output[].type], .output[0].content[0].text,
+        .usage.input_tokens, .usage.output_tokens]' 2>/dev/null) $(hdr X-BYOK-Provider)" \
+    "200 [\"response\",\"completed\",[\"message\"],\"$(words $NTOK)\",4,$NTOK] cohere"
+call "$SOCK" POST /v1/responses "{\"model\":\"cohere/command-r-08-2024\",\"input\":\"$PROMPT\",
+    \"max_output_tokens\":$NTOK,\"stream\":true}"
+t_eq "responses stream: through cohere, the events in order, the text and the usage" \
+    "$CODE $(echo "$BODY" | sed -n 's/^data: //p' | jq -sc '[.[0].type, (map(.sequence_number) == [range(length)]),
+        (map(select(.type == "response.output_text.delta") | .delta) | join("")), .[-1].type,
+        .[-1].response.usage.input_tokens, .[-1].response.usage.output_tokens]' 2>/dev/null)" \
+    "200 [\"response.created\",true,\"$(words $NTOK)\",\"response.completed\",4,$NTOK]"
+
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "${KEY[@]}" "$KEY_REJECTED"
 t_done

@@ -49,7 +49,11 @@ CASES+=("vertex stream=true: frames in order (role, words, finish stop, usage, [
     "bad input: 129 tools 400 naming tools, nothing sent"
     "embeddings on a vertex model: 400 unsupported, nothing sent"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
-    "canary: nowhere but the provider request")
+    "canary: nowhere but the provider request"
+    "responses: POST /v1/responses through vertex, a response object with the answer and usage"
+    "responses: instructions became systemInstruction, max_output_tokens maxOutputTokens"
+    "responses stream: through vertex, the events in order and the text from the deltas"
+    "responses stream: tool calls as function_call items with their arguments")
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 
@@ -338,6 +342,36 @@ t_eq "embeddings on a vertex model: 400 unsupported, nothing sent" \
     "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq length)" "400 unsupported 0"
 
 t_check "agent alive" kill -0 "$AGENT_PID"
+# The Responses API through this translating adapter (docs/agent.md, Responses API).
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/responses "{\"model\":\"vertex/gemini-2.5-flash\",\"instructions\":\"be brief\",
+    \"input\":\"$PROMPT\",\"max_output_tokens\":$NTOK}"
+t_eq "responses: POST /v1/responses through vertex, a response object with the answer and usage" \
+    "$CODE $(echo "$BODY" | jq -c '[.object, .status, [.output[].type], .output[0].content[0].text,
+        .usage.input_tokens, .usage.output_tokens, .usage.total_tokens]' 2>/dev/null) $(hdr X-BYOK-Provider)" \
+    "200 [\"response\",\"completed\",[\"message\"],\"$(words $NTOK)\",6,$NTOK,$((6 + NTOK))] vertex"
+t_eq "responses: instructions became systemInstruction, max_output_tokens maxOutputTokens" \
+    "$(upstream_body "$since" | jq -c '[.systemInstruction.parts[0].text, .generationConfig.maxOutputTokens]')" \
+    "[\"be brief\",$NTOK]"
+call "$SOCK" POST /v1/responses "{\"model\":\"vertex/gemini-2.5-flash\",\"input\":\"$PROMPT\",
+    \"max_output_tokens\":$NTOK,\"stream\":true}"
+GOT=$(echo "$BODY" | sed -n 's/^data: //p' | jq -sc '[(map(.type) | unique | map(select(. == "response.created"
+    or . == "response.output_text.delta" or . == "response.completed")) | length),
+    (map(.sequence_number) == [range(length)]), (map(select(.type == "response.output_text.delta") | .delta) | join("")),
+    (.[-1].type), (.[-1].response.usage.output_tokens)]' 2>/dev/null)
+t_eq "responses stream: through vertex, the events in order and the text from the deltas" \
+    "$CODE $GOT $(grep -c '^data: \[DONE\]' <<<"$BODY")" "200 [3,true,\"$(words $NTOK)\",\"response.completed\",$NTOK] 0"
+tools_scenario
+call "$SOCK" POST /v1/responses "$(jq -cn --argjson t "$TOOLS" '{model: "vertex/gemini-2.5-flash", stream: true,
+    input: "weather in Paris?", tool_choice: "required",
+    tools: [$t[] | {type: "function", name: .function.name, description: .function.description,
+                    parameters: .function.parameters}]}')"
+mock_ctl DELETE /_mock/scenario >/dev/null
+t_eq "responses stream: tool calls as function_call items with their arguments" \
+    "$CODE $(echo "$BODY" | sed -n 's/^data: //p' | jq -sc '.[-1].response.output | map(select(.type == "function_call")
+        | [.name, (.arguments | fromjson)])' 2>/dev/null)" \
+    '200 [["get_weather",{"city":"Paris"}],["now",{}]]'
+
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "${KEY[vertex]}" "${KEY[openai]}" "$BAD_KEY"
 t_done
