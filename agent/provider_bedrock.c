@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
  * The Bedrock adapter: OpenAI chat completions to and from Amazon Bedrock's
- * Converse API. References:
+ * Converse API, and OpenAI embeddings through InvokeModel for the embedding
+ * models it knows (Titan Text Embeddings V2, Cohere Embed v3). References:
  *   Converse and ConverseStream (request and response syntax, stop reasons,
  *     the stream's events): https://docs.aws.amazon.com/bedrock/latest/APIReference/
  *     API_runtime_Converse.html, API_runtime_ConverseStream.html,
@@ -445,12 +446,13 @@ enum err provider_bedrock_request(const json_t *oreq, long default_max_tokens,
 }
 
 /*
- * base_url + "/model/" + the model id percent-encoded + op. The model id is
+ * base_url + "/model/" + the model id percent-encoded + op ("/converse",
+ * "/converse-stream" or InvokeModel's "/invoke"). The model id is
  * one path segment: everything but RFC 3986's unreserved characters is
  * encoded, as the AWS SDKs encode the modelId label (":" as %3A, and an
  * inference profile ARN's "/" as %2F).
  */
-static enum err brk_url(const struct provider_call *c, struct provider_http *out)
+static enum err brk_url(const struct provider_call *c, const char *op, struct provider_http *out)
 {
     const char *base;
     size_t bl;
@@ -482,13 +484,194 @@ static enum err brk_url(const struct provider_call *c, struct provider_http *out
         e = unreserved ? buf_append(&u, &c->model[i], 1) : buf_printf(&u, "%%%02X", ch);
     }
     if (e == ERR_OK) {
-        e = buf_append_str(&u, c->stream ? "/converse-stream" : "/converse");
+        e = buf_append_str(&u, op);
     }
     if (e == ERR_OK) {
         memcpy(out->url, u.data, u.len + 1);
         out->allow_http = local;
     }
     buf_done(&u);
+    return e;
+}
+
+/* ---- embeddings (InvokeModel) ------------------------------------------------------------- */
+
+/*
+ * Bedrock's embedding models are not behind Converse: each takes its own body
+ * through InvokeModel (POST /model/{modelId}/invoke, the same host, key and
+ * signature as Converse). References:
+ *   InvokeModel: https://docs.aws.amazon.com/bedrock/latest/APIReference/
+ *     API_runtime_InvokeModel.html
+ *   Titan Text Embeddings V2 ({"inputText", "dimensions", "normalize"} ->
+ *     {"embedding", "inputTextTokenCount"}): https://docs.aws.amazon.com/bedrock/
+ *     latest/userguide/model-parameters-titan-embed-text.html
+ *   Cohere Embed v3 ({"texts", "input_type", "truncate"} -> {"embeddings",
+ *     "id", "response_type", "texts"}): https://docs.aws.amazon.com/bedrock/
+ *     latest/userguide/model-parameters-embed.html
+ */
+enum brk_embed_family { BRK_EMBED_TITAN, BRK_EMBED_COHERE };
+
+static const struct {
+    const char *id; /* found anywhere in the model id: "us." and "eu." profiles included */
+    enum brk_embed_family family;
+} brk_embed_models[] = {
+    {"amazon.titan-embed-text-v2", BRK_EMBED_TITAN},
+    {"cohere.embed-english-v3", BRK_EMBED_COHERE},
+    {"cohere.embed-multilingual-v3", BRK_EMBED_COHERE},
+};
+
+/* The embedding family of a model id; false for a model this translation does not know. */
+static bool brk_embed_family_of(const char *model, enum brk_embed_family *ret)
+{
+    for (size_t i = 0; i < sizeof(brk_embed_models) / sizeof(brk_embed_models[0]); i++) {
+        if (strstr(model, brk_embed_models[i].id) != NULL) {
+            *ret = brk_embed_models[i].family;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Cohere's input_type values (Bedrock's model parameters page); images are not translated. */
+static const char *const brk_input_types[] = {"search_document", "search_query", "classification",
+                                              "clustering", NULL};
+
+/* Characters (UTF-8 code points) of a string, as Cohere's per-text limit counts them. */
+static size_t brk_chars(const json_t *s)
+{
+    const unsigned char *p = (const unsigned char *)json_string_value(s);
+    size_t n = 0;
+    for (size_t i = 0; i < json_string_length(s); i++) {
+        n += (p[i] & 0xC0) != 0x80;
+    }
+    return n;
+}
+
+/*
+ * OpenAI's input as an array of texts (new reference in *ret): a string, or
+ * an array of strings. Token ids (integers, or arrays of them) are text only
+ * OpenAI's tokenizer reads: ERR_UNSUPPORTED, so that another candidate (one
+ * that takes them) gets the request.
+ */
+static enum err brk_embed_texts(const json_t *oreq, struct provider_bad *bad, json_t **ret)
+{
+    const json_t *in = json_object_get(oreq, "input");
+    if (json_is_string(in)) {
+        *ret = json_pack("[O]", in);
+        return *ret != NULL ? ERR_OK : ERR_NOMEM;
+    }
+    if (!json_is_array(in) || json_array_size(in) == 0) {
+        return prov_bad(bad, "must be a string or a non-empty array of strings", "input");
+    }
+    size_t i;
+    const json_t *s;
+    json_array_foreach(in, i, s)
+    {
+        if (!json_is_string(s)) {
+            return ERR_UNSUPPORTED;
+        }
+    }
+    *ret = json_incref((json_t *)in);
+    return ERR_OK;
+}
+
+/*
+ * Titan Text Embeddings V2: one text per call. A batch would be several
+ * upstream calls, which one adapter build does not make (one request per
+ * candidate): an array of more than one string is ERR_UNSUPPORTED, and the
+ * router offers it to another candidate. dimensions must be one of the three
+ * sizes Titan makes; normalize is true, as OpenAI's embeddings are
+ * normalised.
+ */
+static enum err brk_titan_request(const json_t *oreq, const json_t *texts, struct provider_bad *bad,
+                                  json_t **ret)
+{
+    if (json_array_size(texts) != 1) {
+        return ERR_UNSUPPORTED;
+    }
+    const json_t *dims = json_object_get(oreq, "dimensions");
+    if (dims != NULL && !json_is_null(dims)) {
+        json_int_t d = json_is_integer(dims) ? json_integer_value(dims) : 0;
+        if (d != 256 && d != 512 && d != 1024) {
+            return prov_bad(bad, "must be 256, 512 or 1024 for Titan Text Embeddings V2",
+                            "dimensions");
+        }
+    }
+    json_t *out = json_pack("{s:O,s:b}", "inputText", json_array_get(texts, 0), "normalize", 1);
+    if (out == NULL ||
+        (json_is_integer(dims) && json_object_set(out, "dimensions", (json_t *)dims) != 0)) {
+        json_decref(out);
+        return ERR_NOMEM;
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+/*
+ * Cohere Embed v3 on Bedrock: at most BEDROCK_COHERE_MAX_TEXTS texts of at
+ * most BEDROCK_COHERE_MAX_CHARS characters each; its vectors have 1024
+ * dimensions, and no other size. input_type as the Cohere adapter picks it
+ * (the app's when Cohere knows it, else search_document); truncate NONE: an
+ * input too long is Bedrock's error, never silently cut.
+ */
+static enum err brk_cohere_request(const json_t *oreq, json_t *texts, struct provider_bad *bad,
+                                   json_t **ret)
+{
+    if (json_array_size(texts) > BEDROCK_COHERE_MAX_TEXTS) {
+        return prov_bad(bad, "has more inputs than Cohere on Bedrock embeds in one call (96)",
+                        "input");
+    }
+    size_t i;
+    const json_t *s;
+    json_array_foreach(texts, i, s)
+    {
+        if (brk_chars(s) > BEDROCK_COHERE_MAX_CHARS) {
+            return prov_bad(bad, "is longer than Cohere on Bedrock embeds (2048 characters)",
+                            json_is_string(json_object_get(oreq, "input")) ? "input" : "input[%zu]",
+                            i);
+        }
+    }
+    const json_t *dims = json_object_get(oreq, "dimensions");
+    if (dims != NULL && !json_is_null(dims) &&
+        !(json_is_integer(dims) && json_integer_value(dims) == BEDROCK_COHERE_DIMENSIONS)) {
+        return prov_bad(bad, "must be 1024 for Cohere Embed v3 on Bedrock", "dimensions");
+    }
+    const char *it = json_string_value(json_object_get(oreq, "input_type"));
+    const char *input_type = "search_document";
+    for (size_t k = 0; it != NULL && brk_input_types[k] != NULL; k++) {
+        if (strcmp(it, brk_input_types[k]) == 0) {
+            input_type = brk_input_types[k];
+        }
+    }
+    json_t *out =
+        json_pack("{s:O,s:s,s:s}", "texts", texts, "input_type", input_type, "truncate", "NONE");
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+enum err provider_bedrock_embed_request(const json_t *oreq, const char *model,
+                                        struct provider_bad *bad, json_t **ret)
+{
+    enum brk_embed_family fam;
+    if (model == NULL || !brk_embed_family_of(model, &fam)) {
+        return ERR_UNSUPPORTED;
+    }
+    /* Base64 is refused, as the Cohere adapter refuses it: the vectors come back as floats. */
+    const char *fmt = json_string_value(json_object_get(oreq, "encoding_format"));
+    if (fmt != NULL && strcmp(fmt, "float") != 0) {
+        return prov_bad(bad, "must be float for Bedrock", "encoding_format");
+    }
+    json_t *texts = NULL;
+    enum err e = brk_embed_texts(oreq, bad, &texts);
+    if (e != ERR_OK) {
+        return e;
+    }
+    e = fam == BRK_EMBED_TITAN ? brk_titan_request(oreq, texts, bad, ret)
+                               : brk_cohere_request(oreq, texts, bad, ret);
+    json_decref(texts);
     return e;
 }
 
@@ -629,12 +812,10 @@ static enum err brk_sign(const struct provider_call *c, const struct awskey *k,
 
 enum err provider_bedrock_build(const struct provider_call *c, struct provider_http *out)
 {
-    if (c->op != PROVIDER_CHAT) {
-        return ERR_UNSUPPORTED; /* Bedrock's embedding models are not behind Converse */
-    }
     if (c->key == NULL) {
         return ERR_INVAL;
     }
+    bool embed = c->op == PROVIDER_EMBEDDINGS;
     /*
      * An IAM credential (AKIA/ASIA..., or any value with a ':') signs the
      * request; anything else is a Bedrock API key, sent as a bearer token.
@@ -646,20 +827,23 @@ enum err provider_bedrock_build(const struct provider_call *c, struct provider_h
     if (iam && !awskey_parse((const char *)c->key->data, c->key->len, &k, NULL)) {
         return ERR_CONFIG;
     }
-    enum err e = brk_url(c, out);
-    if (e != ERR_OK) {
-        return e;
-    }
     json_t *body = NULL;
-    e = provider_bedrock_request(c->req, c->default_max_tokens, &out->bad, &body);
-    if (e != ERR_OK) {
-        return e;
+    enum err e =
+        embed ? provider_bedrock_embed_request(c->req, c->model, &out->bad, &body) : ERR_OK;
+    if (e == ERR_OK) {
+        e = brk_url(c, embed ? "/invoke" : c->stream ? "/converse-stream" : "/converse", out);
     }
-    e = prov_dump(body, out);
+    if (e == ERR_OK && !embed) {
+        e = provider_bedrock_request(c->req, c->default_max_tokens, &out->bad, &body);
+    }
+    if (e == ERR_OK) {
+        e = prov_dump(body, out);
+    }
     json_decref(body);
     if (e == ERR_OK) {
-        e = prov_json_headers(out, c->stream ? "Accept: application/vnd.amazon.eventstream"
-                                             : "Accept: application/json");
+        e = prov_json_headers(out, c->stream && !embed
+                                       ? "Accept: application/vnd.amazon.eventstream"
+                                       : "Accept: application/json");
     }
     if (e == ERR_OK && iam) {
         e = brk_sign(c, &k, out);
@@ -743,11 +927,79 @@ enum err provider_bedrock_answer(const json_t *j, const char *model, json_t **re
     return ERR_OK;
 }
 
+/*
+ * An InvokeModel embedding answer to OpenAI's list. Titan's {"embedding",
+ * "inputTextTokenCount"} carries its usage. Cohere's {"embeddings": [[...]],
+ * "texts", ...} carries none in its body (Bedrock sends the count in the
+ * X-Amzn-Bedrock-Input-Token-Count header, which adapters are not given): the
+ * answer's usage is the agent's estimate of its texts, the one the proxy makes
+ * from the request, and ret_usage stays unseen, so that the call is counted as
+ * estimated.
+ */
+enum err provider_bedrock_embed_answer(const json_t *j, const char *model, json_t **ret,
+                                       struct provider_usage *ret_usage)
+{
+    const json_t *one = json_object_get(j, "embedding");
+    const json_t *vecs = json_object_get(j, "embeddings");
+    if (json_is_object(vecs)) {
+        vecs = json_object_get(vecs, "float"); /* embeddings_by_type */
+    }
+    json_t *data = json_array();
+    if (data == NULL) {
+        return ERR_NOMEM;
+    }
+    enum err e = ERR_OK;
+    long long prompt = 0;
+    if (json_is_array(one)) {
+        if (json_array_append_new(data, json_pack("{s:s,s:i,s:O}", "object", "embedding", "index",
+                                                  0, "embedding", one)) != 0) {
+            e = ERR_NOMEM;
+        }
+        prompt = prov_count(json_object_get(j, "inputTextTokenCount"));
+        ret_usage->prompt_tokens = prompt;
+        ret_usage->completion_tokens = 0;
+        ret_usage->cached_tokens = 0;
+        ret_usage->seen = true;
+    } else if (json_is_array(vecs)) {
+        size_t i;
+        const json_t *v;
+        json_array_foreach(vecs, i, v)
+        {
+            if (!json_is_array(v)) {
+                e = ERR_PROTO;
+                break;
+            }
+            if (json_array_append_new(data, json_pack("{s:s,s:I,s:O}", "object", "embedding",
+                                                      "index", (json_int_t)i, "embedding", v)) !=
+                0) {
+                e = ERR_NOMEM;
+                break;
+            }
+        }
+        json_t *est = json_pack("{s:O?}", "input", json_object_get(j, "texts"));
+        prompt = est != NULL ? provider_prompt_estimate(PROVIDER_EMBEDDINGS, est) : 0;
+        json_decref(est);
+    } else {
+        e = ERR_PROTO;
+    }
+    if (e != ERR_OK) {
+        json_decref(data);
+        return e;
+    }
+    json_t *out =
+        json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data, "model", model,
+                  "usage", "prompt_tokens", (json_int_t)prompt, "total_tokens", (json_int_t)prompt);
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
 enum err provider_bedrock_response(enum provider_op op, const char *body, size_t len,
                                    const char *model, json_t **ret_json,
                                    struct provider_usage *ret_usage)
 {
-    (void)op;
     json_t *j = json_loadb(body, len, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
@@ -758,13 +1010,16 @@ enum err provider_bedrock_response(enum provider_op op, const char *body, size_t
      * as a gateway may send it: the provider's error, and its text, which may
      * echo the request, is never read.
      */
-    if (json_object_get(j, "output") == NULL &&
+    if (json_object_get(j, "output") == NULL && json_object_get(j, "embedding") == NULL &&
+        json_object_get(j, "embeddings") == NULL &&
         (json_object_get(j, "message") != NULL || json_object_get(j, "Message") != NULL)) {
         json_decref(j);
         return ERR_UPSTREAM;
     }
     json_t *out = NULL;
-    enum err e = provider_bedrock_answer(j, model != NULL ? model : "", &out, ret_usage);
+    enum err e = op == PROVIDER_EMBEDDINGS
+                     ? provider_bedrock_embed_answer(j, model != NULL ? model : "", &out, ret_usage)
+                     : provider_bedrock_answer(j, model != NULL ? model : "", &out, ret_usage);
     json_decref(j);
     if (ret_json != NULL) {
         *ret_json = out;

@@ -39,7 +39,7 @@
  * Local providers cost nothing. Model capabilities and limits are from the
  * providers' model pages of the same date.
  */
-#define CATALOG_BUILTIN_MODELS 6
+#define CATALOG_BUILTIN_MODELS 8
 #define CATALOG_BUILTIN_CAPS 8
 
 struct catalog_model_def {
@@ -151,7 +151,14 @@ static const struct catalog_def catalog_defs[] = {
       {"amazon.nova-micro-v1:0", 128000, 5000, CAPS("chat", "tools", "streaming"), "LOW", 0.035,
        0.14},
       {"meta.llama3-1-70b-instruct-v1:0", 128000, 2048, CAPS("chat", "tools", "streaming"), "LOW",
-       0.72, 0.72}}},
+       0.72, 0.72},
+      /*
+       * Embedding models, called through InvokeModel (agent/provider_bedrock.c).
+       * Their windows bound each input: Titan V2 8,192 tokens, Cohere 512.
+       */
+      {"amazon.titan-embed-text-v2:0", 8192, 0, CAPS("embedding"), "LOW", 0.02, 0.0},
+      {"cohere.embed-english-v3", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0},
+      {"cohere.embed-multilingual-v3", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0}}},
     {"vertex",
      "Google Vertex AI",
      "vertex",

@@ -13,7 +13,16 @@
 # refused key (Bedrock answers 403) gives the agent's provider_auth_failed
 # with no key anywhere, a 503 fails over to openai, an exception mid-stream
 # and a message with a bad CRC end the stream with the agent's error event,
-# embeddings on bedrock are refused as unsupported, and the canary scan.
+# and the canary scan.
+#
+# Embeddings (InvokeModel): the built-in catalog's Titan Text Embeddings V2
+# and Cohere Embed v3 entries and prices are copied into the mock's entry;
+# Titan with an ABSK key and with an IAM key (the exact path, body and
+# signature the mock recorded), Cohere on Bedrock with 3 texts (its usage
+# estimated), each cost = tokens x catalog price; auto and a bare model name
+# reach Bedrock, and 3 texts under auto pass over Titan (one text per call)
+# to another provider (the router takes one model per provider); Titan with 2 texts explicitly, bad dimensions, and an embedding
+# model the translation does not know are 400s with nothing sent.
 #
 # IAM keys ("<access key id>:<secret>[:<session token>]"): the agent signs each
 # call with SigV4 for the region in the key's metadata (the mock's host names
@@ -40,7 +49,17 @@ CASES=("non-streamed: HTTP 200, answer text, usage"
     "503 from bedrock: answered by openai (failover), 2 attempts"
     "exception mid-stream: the agent's provider_stream_error, no provider text"
     "bad message CRC mid-stream: the agent's stream_parse_error"
-    "embeddings on bedrock: 400 unsupported, nothing sent upstream"
+    "embedding model Bedrock's translation does not know: 400 unsupported, nothing sent"
+    "built-in catalog: bedrock lists Titan V2 and Cohere v3 embeddings at \$0.02 and \$0.10 per 1M"
+    "Titan embedding, ABSK key: 200, one vector of 256, usage from Bedrock, cost"
+    "Titan embedding, ABSK key: upstream path, bearer key, InvokeModel body"
+    "Cohere embedding on Bedrock: 3 texts, 3 vectors in order, estimated usage, cost"
+    "Cohere embedding on Bedrock: upstream path and body"
+    "Titan embedding, IAM key: 200, InvokeModel signed with SigV4"
+    "auto and bare model embeddings reach Bedrock"
+    "auto, 3 texts: Titan passed over (one text per call), openai answers; Bedrock only: 400"
+    "Titan, 2 texts asked by name: 400 unsupported, nothing sent"
+    "bad dimensions: 400 naming dimensions, nothing sent"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "IAM key: non-streamed 200, SigV4 for us-east-1/bedrock, no bearer, no token"
     "IAM key: streamed 200, frames in order, signed"
@@ -71,11 +90,21 @@ PRICE_OUT[bedrock]=9000
 
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 
+# The built-in entry's embedding models, with their catalog prices, go into the mock's entry.
+vault_api GET byok/providers/bedrock "" "$ADMIN_TOKEN"
+EMBED_MODELS=$(echo "$VAULT_BODY" | jq -c '[.data.models[] | select(.capabilities | index("embedding"))]' 2>/dev/null)
+[ -n "$EMBED_MODELS" ] || EMBED_MODELS='[]'
+# price MODEL: its input price per 1M tokens in the built-in catalog.
+price() { echo "$EMBED_MODELS" | jq -r --arg m "$1" '.[] | select(.name == $m) | .input_per_1m'; }
+TITAN=amazon.titan-embed-text-v2:0
+TITAN_PATH=amazon.titan-embed-text-v2%3A0
+COHERE=cohere.embed-english-v3
+
 # The built-in entry's base_url is https://bedrock-runtime.{region}.amazonaws.com: the
 # operator replaces the host's region; here the whole host is the mock's.
 vault_api PUT byok/providers/bedrock \
-    "$(provider_entry bedrock bedrock "$MOCK_URL" | jq '.key_prefixes = ["ABSK"] | .key_min_length = 20 |
-        .models += [.models[0] + {name: "mock-tools"}]')" \
+    "$(provider_entry bedrock bedrock "$MOCK_URL" | jq --argjson em "$EMBED_MODELS" '.key_prefixes = ["ABSK"] |
+        .key_min_length = 20 | .models += [.models[0] + {name: "mock-tools"}] + $em')" \
     "$ADMIN_TOKEN" >/dev/null
 [ "$VAULT_CODE" -lt 300 ] || { LIB_BLOCKED_REASON="bedrock catalog override: HTTP $VAULT_CODE"; t_block_all; }
 
@@ -170,6 +199,23 @@ check_upstream() {
     body=$(echo "$r" | jq -cS '.body | fromjson' 2>/dev/null)
     [ "$body" = "$(echo "$want" | jq -cS .)" ] || why+="body $body; "
     if [ -z "$why" ]; then t_ok "$name"; else t_fail "$name" "$why"; fi
+}
+
+# check_signed REQ ID TOKEN: why the recorded request is not signed as it should be ("" if it is).
+check_signed() {
+    local r=$1 id=$2 token=$3 why="" auth want_sh="content-type;host;x-amz-date"
+    [ -n "$token" ] && want_sh+=";x-amz-security-token"
+    [ -n "$r" ] || { echo "the mock did not see exactly one request; "; return; }
+    [ "$(echo "$r" | jq -r '.style + "/" + .auth')" = bedrock/ok ] ||
+        why+="style/auth $(echo "$r" | jq -r '.style + "/" + .auth'); "
+    auth=$(echo "$r" | jq -r '.headers.Authorization[0] // ""')
+    [[ $auth =~ ^AWS4-HMAC-SHA256\ Credential=$id/$(date -u +%Y%m%d)/us-east-1/bedrock/aws4_request,\ SignedHeaders=$want_sh,\ Signature=[0-9a-f]{64}$ ]] ||
+        why+="Authorization not a SigV4 for $id/us-east-1/bedrock with $want_sh; "
+    [[ $(echo "$r" | jq -r '.headers["X-Amz-Date"][0] // ""') =~ ^[0-9]{8}T[0-9]{6}Z$ ]] || why+="no X-Amz-Date; "
+    [ "$(echo "$r" | jq -r '.headers["X-Amz-Security-Token"][0] // ""')" = "$token" ] || why+="X-Amz-Security-Token; "
+    [ "$(echo "$r" | jq '[.headers | to_entries[] | select(.key | test("^(authorization|api-key|x-api-key)$"; "i"))] | length')" = 1 ] ||
+        why+="not one credential header; "
+    echo "$why"
 }
 
 BASIC_BODY="{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"$PROMPT\"}]}],\"inferenceConfig\":{\"maxTokens\":$NTOK}}"
@@ -291,28 +337,94 @@ t_eq "bad message CRC mid-stream: the agent's stream_parse_error" \
 
 since=$(mock_last_seq)
 call "$SOCK" POST /v1/embeddings '{"model":"bedrock/text-embedding-3-small","input":"alpha beta"}'
-t_eq "embeddings on bedrock: 400 unsupported, nothing sent upstream" \
+t_eq "embedding model Bedrock's translation does not know: 400 unsupported, nothing sent" \
     "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq length)" \
     "400 unsupported 0"
 
-# ---- IAM keys (SigV4) ---------------------------------------------------------------------
+# ---- embeddings (InvokeModel) -------------------------------------------------------------
+t_eq "built-in catalog: bedrock lists Titan V2 and Cohere v3 embeddings at \$0.02 and \$0.10 per 1M" \
+    "$(echo "$EMBED_MODELS" | jq -c 'map([.name, .input_per_1m, .context_window])')" \
+    '[["amazon.titan-embed-text-v2:0",0.02,8192],["cohere.embed-english-v3",0.1,512],["cohere.embed-multilingual-v3",0.1,512]]'
 
-# check_signed REQ ID TOKEN: why the recorded request is not signed as it should be ("" if it is).
-check_signed() {
-    local r=$1 id=$2 token=$3 why="" auth want_sh="content-type;host;x-amz-date"
-    [ -n "$token" ] && want_sh+=";x-amz-security-token"
-    [ -n "$r" ] || { echo "the mock did not see exactly one request; "; return; }
-    [ "$(echo "$r" | jq -r '.style + "/" + .auth')" = bedrock/ok ] ||
-        why+="style/auth $(echo "$r" | jq -r '.style + "/" + .auth'); "
-    auth=$(echo "$r" | jq -r '.headers.Authorization[0] // ""')
-    [[ $auth =~ ^AWS4-HMAC-SHA256\ Credential=$id/$(date -u +%Y%m%d)/us-east-1/bedrock/aws4_request,\ SignedHeaders=$want_sh,\ Signature=[0-9a-f]{64}$ ]] ||
-        why+="Authorization not a SigV4 for $id/us-east-1/bedrock with $want_sh; "
-    [[ $(echo "$r" | jq -r '.headers["X-Amz-Date"][0] // ""') =~ ^[0-9]{8}T[0-9]{6}Z$ ]] || why+="no X-Amz-Date; "
-    [ "$(echo "$r" | jq -r '.headers["X-Amz-Security-Token"][0] // ""')" = "$token" ] || why+="X-Amz-Security-Token; "
-    [ "$(echo "$r" | jq '[.headers | to_entries[] | select(.key | test("^(authorization|api-key|x-api-key)$"; "i"))] | length')" = 1 ] ||
-        why+="not one credential header; "
-    echo "$why"
-}
+# embed_cost TOKENS MODEL: the cost of TOKENS input tokens at MODEL's catalog price.
+embed_cost() { awk -v t="$1" -v p="$(price "$2")" 'BEGIN { printf "%.10f", t * p / 1e6 }'; }
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/embeddings "{\"model\":\"bedrock/$TITAN\",\"input\":\"alpha beta gamma\",\"dimensions\":256}"
+got="$CODE $(echo "$BODY" | jq -r '"\(.object)/\(.data | length)/\(.data[0].index)/\(.data[0].embedding | length)/\(.usage.prompt_tokens)/\(.usage.total_tokens)"' 2>/dev/null) $(hdr X-BYOK-Provider)"
+if [ "$got" = "200 list/1/0/256/3/3 bedrock" ]; then
+    t_num_eq "Titan embedding, ABSK key: 200, one vector of 256, usage from Bedrock, cost" \
+        "$(hdr X-BYOK-Cost-USD)" "$(embed_cost 3 "$TITAN")" 1e-9
+else
+    t_fail "Titan embedding, ABSK key: 200, one vector of 256, usage from Bedrock, cost" "$got ${BODY:0:200}"
+fi
+MODEL_PATH=$TITAN_PATH check_upstream "Titan embedding, ABSK key: upstream path, bearer key, InvokeModel body" \
+    "$(upstream_one "$since")" invoke false '{"inputText":"alpha beta gamma","normalize":true,"dimensions":256}'
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/embeddings "{\"model\":\"bedrock/$COHERE\",\"input\":[\"alpha beta\",\"gamma\",\"delta epsilon zeta\"]}"
+got="$CODE $(echo "$BODY" | jq -r '"\(.data | map(.index) | join(","))/\(.data | map(.embedding[0]) | join(","))"' 2>/dev/null)"
+ptok=$(echo "$BODY" | jq -r '.usage.prompt_tokens' 2>/dev/null)
+if [ "$got" = "200 0,1,2/0.01,0.02,0.03" ] && [ "${ptok:-0}" -gt 0 ] 2>/dev/null; then
+    t_num_eq "Cohere embedding on Bedrock: 3 texts, 3 vectors in order, estimated usage, cost" \
+        "$(hdr X-BYOK-Cost-USD)" "$(embed_cost "$ptok" "$COHERE")" 1e-9
+else
+    t_fail "Cohere embedding on Bedrock: 3 texts, 3 vectors in order, estimated usage, cost" "$got tokens=$ptok ${BODY:0:200}"
+fi
+MODEL_PATH=$COHERE check_upstream "Cohere embedding on Bedrock: upstream path and body" \
+    "$(upstream_one "$since")" invoke false \
+    '{"texts":["alpha beta","gamma","delta epsilon zeta"],"input_type":"search_document","truncate":"NONE"}'
+
+since=$(mock_last_seq)
+call "$DSOCK" POST /v1/embeddings "{\"model\":\"bedrock/$TITAN\",\"input\":[\"alpha beta\"]}"
+r=$(upstream_one "$since")
+why=$(check_signed "$r" "${IAM[delta-id]}" "")
+[ "$(echo "$r" | jq -r .path)" = "/model/$TITAN_PATH/invoke" ] || why+="path $(echo "$r" | jq -r .path); "
+got="$CODE $(echo "$BODY" | jq -r '"\(.data | length)/\(.usage.prompt_tokens)"' 2>/dev/null) $(hdr X-BYOK-Provider)"
+if [ "$got" = "200 1/2 bedrock" ] && [ -z "$why" ]; then
+    t_ok "Titan embedding, IAM key: 200, InvokeModel signed with SigV4"
+else
+    t_fail "Titan embedding, IAM key: 200, InvokeModel signed with SigV4" "$got; $why ${BODY:0:200}"
+fi
+
+# Tenant delta has a Bedrock key only: auto and a bare model name have Bedrock's models to pick.
+got=""
+for m in auto "$TITAN" "$COHERE"; do
+    call "$DSOCK" POST /v1/embeddings "{\"model\":\"$m\",\"input\":\"alpha\"}"
+    got+="$CODE $(hdr X-BYOK-Provider) $(echo "$BODY" | jq -r '.data | length' 2>/dev/null); "
+done
+t_eq "auto and bare model embeddings reach Bedrock" "$got" \
+    "200 bedrock 1; 200 bedrock 1; 200 bedrock 1; "
+
+# 3 texts under auto: Bedrock's pick is Titan, its cheapest embedding model (the router takes
+# one model per provider), which refuses them as unsupported. Tenant gamma (bedrock first, then
+# openai): openai answers, nothing went to Bedrock. Tenant delta (Bedrock only): a 400.
+since=$(mock_last_seq)
+call "$GSOCK" POST /v1/embeddings '{"model":"auto","input":["alpha","beta","gamma"]}'
+got="$CODE $(hdr X-BYOK-Provider) $(echo "$BODY" | jq -r '.data | length' 2>/dev/null) $(mock_requests_since "$since" | jq -r 'map(.style) | join(",")')"
+call "$DSOCK" POST /v1/embeddings '{"model":"auto","input":["alpha","beta","gamma"]}'
+got+="; $CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq -r 'map(.style) | join(",")')"
+t_eq "auto, 3 texts: Titan passed over (one text per call), openai answers; Bedrock only: 400" \
+    "$got" "200 openai 3 openai; 400 unsupported openai"
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/embeddings "{\"model\":\"bedrock/$TITAN\",\"input\":[\"alpha\",\"beta\"]}"
+t_eq "Titan, 2 texts asked by name: 400 unsupported, nothing sent" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq length)" \
+    "400 unsupported 0"
+
+since=$(mock_last_seq)
+got=""
+for b in "{\"model\":\"bedrock/$TITAN\",\"input\":\"a\",\"dimensions\":300}" \
+    "{\"model\":\"bedrock/$COHERE\",\"input\":\"a\",\"dimensions\":256}" \
+    "{\"model\":\"$TITAN\",\"input\":\"a\",\"dimensions\":100}"; do
+    call "$SOCK" POST /v1/embeddings "$b"
+    got+="$CODE $(echo "$BODY" | jq -r .error.param 2>/dev/null); "
+done
+t_eq "bad dimensions: 400 naming dimensions, nothing sent" \
+    "$got$(mock_requests_since "$since" | jq length)" "400 dimensions; 400 dimensions; 400 dimensions; 0"
+
+# ---- IAM keys (SigV4) ---------------------------------------------------------------------
 
 since=$(mock_last_seq)
 call "$DSOCK" POST /v1/chat/completions "$(chat_body "bedrock/$MODEL" false "$NTOK" "$PROMPT")"

@@ -11,9 +11,11 @@
  *     (at least 16 bytes per message).
  *   mode 1: the rest is a 2xx Converse body through the adapter's response,
  *     with and without ret_json; an accepted answer is one JSON object with
- *     a choices array and bounded usage.
+ *     a choices array and bounded usage. The same bytes as an InvokeModel
+ *     embedding answer: an accepted one has a data array and bounded usage.
  *   mode 2: the rest is an app's request body through the request
- *     translation; a refusal names a field.
+ *     translation, and through the embeddings translation for Titan and
+ *     Cohere; a refusal names a field.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -88,6 +90,15 @@ static void fz_response(const char *text, size_t n)
     if (e2 == ERR_OK && u2.prompt_tokens != u.prompt_tokens) {
         abort();
     }
+    struct provider_usage u3 = {0};
+    out = NULL;
+    enum err e3 = provider_bedrock_response(PROVIDER_EMBEDDINGS, text, n, "m", &out, &u3);
+    if ((e3 == ERR_OK) != (out != NULL) ||
+        (e3 == ERR_OK && !json_is_array(json_object_get(out, "data"))) || u3.prompt_tokens < 0 ||
+        u3.prompt_tokens > PROVIDER_MAX_TOKENS || u3.completion_tokens != 0) {
+        abort();
+    }
+    json_decref(out);
 }
 
 static void fz_request(const char *text, size_t n)
@@ -104,6 +115,18 @@ static void fz_request(const char *text, size_t n)
         abort();
     }
     json_decref(out);
+    static const char *const embed_models[] = {"amazon.titan-embed-text-v2:0",
+                                               "cohere.embed-english-v3"};
+    for (size_t i = 0; i < sizeof(embed_models) / sizeof(embed_models[0]); i++) {
+        memset(&bad, 0, sizeof(bad));
+        out = NULL;
+        e = provider_bedrock_embed_request(req, embed_models[i], &bad, &out);
+        if ((e == ERR_OK) != (out != NULL) || (e == ERR_INVAL && bad.param[0] == '\0') ||
+            (e != ERR_OK && e != ERR_INVAL && e != ERR_UNSUPPORTED && e != ERR_NOMEM)) {
+            abort();
+        }
+        json_decref(out);
+    }
     json_decref(req);
 }
 

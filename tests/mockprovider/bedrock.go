@@ -14,7 +14,8 @@ import (
 )
 
 // Amazon Bedrock's Converse API, as the agent's "bedrock" adapter calls it:
-// POST …/model/{modelId}/converse and …/converse-stream, a Bedrock API key as
+// POST …/model/{modelId}/converse and …/converse-stream (and InvokeModel's
+// …/invoke for the embedding models: bedrock_embed.go), a Bedrock API key as
 // Authorization: Bearer or a Signature Version 4 made with IAM credentials
 // (verified: sigv4.go), JSON errors {"message": ...} typed by the
 // x-amzn-ErrorType header, and streams in AWS's binary event stream framing
@@ -67,6 +68,9 @@ func (c *call) parseBedrock() bool {
 	c.rec.Path = c.r.URL.EscapedPath()
 	c.m.mu.Unlock()
 	c.usage = true
+	if c.kind == "embeddings" {
+		return c.parseBedrockInvoke()
+	}
 	for k := range c.body {
 		if !bedrockFields[k] {
 			// Real Bedrock: "Malformed input request: extraneous key [max_tokens] is not permitted".
@@ -269,6 +273,9 @@ func (c *call) bedrockStream(n int, interval time.Duration) {
 // errors, stalls, cut, donecut, gzip, nousage, nostream ... go through the
 // style hooks in mock.go).
 func bedrockScenario(c *call, sc string) bool {
+	if c.kind == "embeddings" && sc != "error200" {
+		return false // InvokeModel answers are not streams: the generic scenarios apply
+	}
 	switch sc {
 	// streamerror: two words, then an exception message echoing the request's
 	// credential (as streamerror does for the other styles).

@@ -281,6 +281,7 @@ var routes = []route{
 	{"POST", "vertex", "chat", vertexMatch("streamGenerateContent")},
 	{"POST", "bedrock", "converse", bedrockMatch("converse")},
 	{"POST", "bedrock", "converse-stream", bedrockMatch("converse-stream")},
+	{"POST", "bedrock", "embeddings", bedrockMatch("invoke")},
 	{"POST", "azure", "chat", azureMatch("chat/completions")},
 	{"POST", "azure", "embeddings", azureMatch("embeddings")},
 	{"POST", "openai", "chat", suffix("/chat/completions")},
@@ -797,6 +798,9 @@ func (c *call) chatBody(text string) map[string]interface{} {
 }
 
 func (c *call) embeddingsBody() map[string]interface{} {
+	if c.style == "bedrock" {
+		return c.bedrockEmbeddingsBody()
+	}
 	if c.style == "cohere" {
 		texts, _ := c.body["texts"].([]interface{})
 		vecs := make([]interface{}, len(texts))

@@ -6,7 +6,9 @@
  * field), answer translation (text, tool use, stop reasons, usage), the
  * decoder (whole messages, split at every byte, several in one read, bad
  * CRCs, oversized lengths, exceptions) and the stream events as OpenAI
- * chunks, with malformed input giving a clean error.
+ * chunks, with malformed input giving a clean error; embeddings through
+ * InvokeModel (Titan Text Embeddings V2 and Cohere Embed v3: bodies, paths,
+ * both auth styles, the limits at and one past, refusals, answers, usage).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1016,6 +1018,284 @@ static void test_stream_errors_and_garbage(void **state)
     buf_done(&out);
 }
 
+/* The Titan request's SigV4 signature (test_embed_build_titan), computed with Python. */
+#define TITAN_SIGNATURE "cbf6e771fb20c1f514817f969e072132ff107c14ca7459d212744db7127c6f05"
+
+/* ---- embeddings (InvokeModel) ------------------------------------------------------------- */
+
+/* Builds an embeddings request for model with key; the caller frees h. */
+static enum err embed_build(const char *req_text, const char *model, struct secret *key,
+                            const json_t *entry, struct provider_http *h)
+{
+    json_t *req = J(req_text);
+    struct provider_call pc = {.op = PROVIDER_EMBEDDINGS,
+                               .req = req,
+                               .model = model,
+                               .entry = entry,
+                               .key = key,
+                               .default_max_tokens = 100,
+                               .now = 1795846500 /* 20261128T061500Z */};
+    memset(h, 0, sizeof(*h));
+    enum err e = provider_find("bedrock")->build(&pc, h);
+    json_decref(req);
+    return e;
+}
+
+static void test_embed_build_titan(void **state)
+{
+    (void)state;
+    json_t *entry = J("{\"base_url\":\"https://bedrock-runtime.eu-west-1.amazonaws.com\"}");
+    struct secret *key = secret_from("ABSK-CANARY-embed", 17);
+    struct provider_http h;
+    assert_int_equal(embed_build("{\"model\":\"x\",\"input\":\"hello there\",\"dimensions\":256}",
+                                 "amazon.titan-embed-text-v2:0", key, entry, &h),
+                     ERR_OK);
+    /* The model id encoded as Converse encodes it; InvokeModel's /invoke. */
+    assert_string_equal(h.url, "https://bedrock-runtime.eu-west-1.amazonaws.com/model/"
+                               "amazon.titan-embed-text-v2%3A0/invoke");
+    assert_string_equal(h.body,
+                        "{\"inputText\":\"hello there\",\"normalize\":true,\"dimensions\":256}");
+    assert_string_equal(find_header(h.headers, "Authorization:"),
+                        "Authorization: Bearer ABSK-CANARY-embed");
+    assert_string_equal(find_header(h.headers, "Accept:"), "Accept: application/json");
+    assert_string_equal(find_header(h.headers, "Content-Type:"), "Content-Type: application/json");
+    provider_http_done(&h);
+
+    /* A one-string array is one text; no dimensions: Titan's default (1024). */
+    assert_int_equal(embed_build("{\"input\":[\"hello there\"],\"encoding_format\":\"float\"}",
+                                 "amazon.titan-embed-text-v2:0", key, entry, &h),
+                     ERR_OK);
+    assert_string_equal(h.body, "{\"inputText\":\"hello there\",\"normalize\":true}");
+    provider_http_done(&h);
+
+    /*
+     * IAM credentials sign the InvokeModel request like Converse's. The
+     * signature was computed independently (Python's hmac and hashlib, SigV4
+     * as the IAM user guide gives it) over this exact body and path.
+     */
+    static const char akey[] = "AKIAIOSFODNN7EXAMPLE:" IAM_SECRET;
+    struct secret *iam = secret_from(akey, strlen(akey));
+    assert_int_equal(embed_build("{\"input\":\"hello there\",\"dimensions\":256}",
+                                 "amazon.titan-embed-text-v2:0", iam, entry, &h),
+                     ERR_OK);
+    assert_string_equal(h.url, "https://bedrock-runtime.eu-west-1.amazonaws.com/model/"
+                               "amazon.titan-embed-text-v2%3A0/invoke");
+    assert_string_equal(find_header(h.headers, "Host:"),
+                        "Host: bedrock-runtime.eu-west-1.amazonaws.com");
+    assert_string_equal(find_header(h.headers, "X-Amz-Date:"), "X-Amz-Date: 20261128T061500Z");
+    assert_string_equal(find_header(h.headers, "Authorization:"),
+                        "Authorization: AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261128/"
+                        "eu-west-1/bedrock/aws4_request, SignedHeaders=content-type;host;"
+                        "x-amz-date, Signature=" TITAN_SIGNATURE);
+    for (const struct curl_slist *l = h.headers; l != NULL; l = l->next) {
+        assert_null(strstr(l->data, "EXAMPLEKEY"));
+    }
+    provider_http_done(&h);
+    secret_free(&iam);
+    secret_free(&key);
+    json_decref(entry);
+}
+
+static void test_embed_build_cohere(void **state)
+{
+    (void)state;
+    json_t *entry = J("{\"base_url\":\"https://bedrock-runtime.us-east-1.amazonaws.com\"}");
+    struct secret *key = secret_from("ABSK-CANARY-embed", 17);
+    struct provider_http h;
+    assert_int_equal(embed_build("{\"input\":[\"a b\",\"c\",\"d e f\"],\"dimensions\":1024}",
+                                 "cohere.embed-english-v3", key, entry, &h),
+                     ERR_OK);
+    assert_string_equal(h.url, "https://bedrock-runtime.us-east-1.amazonaws.com/model/"
+                               "cohere.embed-english-v3/invoke");
+    /* search_document by default; truncate NONE: a long input is refused, never cut. */
+    assert_string_equal(h.body, "{\"texts\":[\"a b\",\"c\",\"d e f\"],\"input_type\":"
+                                "\"search_document\",\"truncate\":\"NONE\"}");
+    provider_http_done(&h);
+
+    /* The app's input_type when Cohere knows it; a cross-region profile id is the same model. */
+    assert_int_equal(embed_build("{\"input\":\"q\",\"input_type\":\"search_query\"}",
+                                 "us.cohere.embed-multilingual-v3", key, entry, &h),
+                     ERR_OK);
+    assert_string_equal(
+        h.body, "{\"texts\":[\"q\"],\"input_type\":\"search_query\",\"truncate\":\"NONE\"}");
+    provider_http_done(&h);
+    assert_int_equal(embed_build("{\"input\":\"q\",\"input_type\":\"image\"}",
+                                 "cohere.embed-english-v3", key, entry, &h),
+                     ERR_OK);
+    assert_non_null(strstr(h.body, "\"search_document\""));
+    provider_http_done(&h);
+
+    /* At the limits: 96 texts, and a text of 2048 characters (two-byte ones: counted once). */
+    json_t *req = json_pack("{s:[]}", "input");
+    for (int i = 0; i < BEDROCK_COHERE_MAX_TEXTS; i++) {
+        json_array_append_new(json_object_get(req, "input"), json_string("t"));
+    }
+    static char long_text[2 * BEDROCK_COHERE_MAX_CHARS + 3];
+    for (size_t i = 0; i < BEDROCK_COHERE_MAX_CHARS; i++) {
+        memcpy(long_text + 2 * i, "\xc3\xa9", 2);
+    }
+    long_text[2 * (size_t)BEDROCK_COHERE_MAX_CHARS] = '\0';
+    json_array_set_new(json_object_get(req, "input"), 1, json_string(long_text));
+    json_t *body = NULL;
+    struct provider_bad bad = {0};
+    assert_int_equal(provider_bedrock_embed_request(req, "cohere.embed-english-v3", &bad, &body),
+                     ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(body, "texts")), BEDROCK_COHERE_MAX_TEXTS);
+    json_decref(body);
+
+    /* One past each: refused, naming the field. */
+    long_text[2 * (size_t)BEDROCK_COHERE_MAX_CHARS] = 'x';
+    long_text[2 * (size_t)BEDROCK_COHERE_MAX_CHARS + 1] = '\0';
+    json_array_set_new(json_object_get(req, "input"), 1, json_string(long_text));
+    assert_int_equal(provider_bedrock_embed_request(req, "cohere.embed-english-v3", &bad, &body),
+                     ERR_INVAL);
+    assert_string_equal(bad.param, "input[1]");
+    json_array_set_new(json_object_get(req, "input"), 1, json_string("t"));
+    json_array_append_new(json_object_get(req, "input"), json_string("t"));
+    memset(&bad, 0, sizeof(bad));
+    assert_int_equal(provider_bedrock_embed_request(req, "cohere.embed-english-v3", &bad, &body),
+                     ERR_INVAL);
+    assert_string_equal(bad.param, "input");
+    json_decref(req);
+    secret_free(&key);
+    json_decref(entry);
+}
+
+/* An embeddings request build refuses with want, sending nothing; param is the field named. */
+static void embed_refused(const char *req_text, const char *model, enum err want, const char *param)
+{
+    json_t *entry = J("{\"base_url\":\"https://bedrock-runtime.us-east-1.amazonaws.com\"}");
+    struct secret *key = secret_from("ABSK-CANARY-embed", 17);
+    struct provider_http h;
+    assert_int_equal(embed_build(req_text, model, key, entry, &h), want);
+    assert_null(h.body);
+    assert_null(h.headers);
+    if (param != NULL) {
+        assert_string_equal(h.bad.param, param);
+        assert_null(strstr(h.bad.msg, "CANARY"));
+    }
+    provider_http_done(&h);
+    secret_free(&key);
+    json_decref(entry);
+}
+
+static void test_embed_refused(void **state)
+{
+    (void)state;
+    const char *titan = "amazon.titan-embed-text-v2:0";
+    const char *cohere = "cohere.embed-english-v3";
+    /* 400s naming the field: a size Titan or Cohere does not make, base64, no input. */
+    embed_refused("{\"input\":\"CANARY\",\"dimensions\":300}", titan, ERR_INVAL, "dimensions");
+    embed_refused("{\"input\":\"CANARY\",\"dimensions\":0}", titan, ERR_INVAL, "dimensions");
+    embed_refused("{\"input\":\"CANARY\",\"dimensions\":\"256\"}", titan, ERR_INVAL, "dimensions");
+    embed_refused("{\"input\":\"CANARY\",\"dimensions\":512}", cohere, ERR_INVAL, "dimensions");
+    embed_refused("{\"input\":\"CANARY\",\"encoding_format\":\"base64\"}", titan, ERR_INVAL,
+                  "encoding_format");
+    embed_refused("{\"input\":\"CANARY\",\"encoding_format\":\"base64\"}", cohere, ERR_INVAL,
+                  "encoding_format");
+    embed_refused("{\"input\":[]}", cohere, ERR_INVAL, "input");
+    embed_refused("{\"input\":7}", titan, ERR_INVAL, "input");
+    /*
+     * Unsupported, so that another candidate gets the request: more than one
+     * text for Titan (one per call), token ids, an embedding model this
+     * translation does not know.
+     */
+    embed_refused("{\"input\":[\"a\",\"b\"]}", titan, ERR_UNSUPPORTED, NULL);
+    embed_refused("{\"input\":[1,2,3]}", titan, ERR_UNSUPPORTED, NULL);
+    embed_refused("{\"input\":[[1,2],[3]]}", cohere, ERR_UNSUPPORTED, NULL);
+    embed_refused("{\"input\":\"a\"}", "amazon.titan-embed-image-v1", ERR_UNSUPPORTED, NULL);
+    embed_refused("{\"input\":\"a\"}", "anthropic.claude-3-5-haiku-20241022-v1:0", ERR_UNSUPPORTED,
+                  NULL);
+}
+
+static json_t *embed_answer_of(const char *body, enum err want, struct provider_usage *u)
+{
+    json_t *out = NULL;
+    enum err e =
+        provider_find("bedrock")->response(PROVIDER_EMBEDDINGS, body, strlen(body), "m1", &out, u);
+    assert_int_equal(e, want);
+    return out;
+}
+
+static void test_embed_answer(void **state)
+{
+    (void)state;
+    /* Titan: one vector and its token count. */
+    struct provider_usage u = {0};
+    json_t *a = embed_answer_of("{\"embedding\":[0.5,-0.25,1],\"inputTextTokenCount\":7,"
+                                "\"embeddingsByType\":{\"float\":[0.5,-0.25,1]}}",
+                                ERR_OK, &u);
+    assert_string_equal(json_string_value(json_object_get(a, "object")), "list");
+    assert_string_equal(json_string_value(json_object_get(a, "model")), "m1");
+    const json_t *d0 = json_array_get(json_object_get(a, "data"), 0);
+    assert_int_equal(json_array_size(json_object_get(a, "data")), 1);
+    assert_string_equal(json_string_value(json_object_get(d0, "object")), "embedding");
+    assert_int_equal(json_integer_value(json_object_get(d0, "index")), 0);
+    assert_int_equal(json_array_size(json_object_get(d0, "embedding")), 3);
+    assert_true(json_real_value(json_array_get(json_object_get(d0, "embedding"), 1)) == -0.25);
+    assert_true(u.seen);
+    assert_int_equal(u.prompt_tokens, 7);
+    assert_int_equal(u.completion_tokens, 0);
+    const json_t *usage = json_object_get(a, "usage");
+    assert_int_equal(json_integer_value(json_object_get(usage, "prompt_tokens")), 7);
+    assert_int_equal(json_integer_value(json_object_get(usage, "total_tokens")), 7);
+    json_decref(a);
+
+    /* A negative count from the peer is clamped, never lowering spend below zero. */
+    memset(&u, 0, sizeof(u));
+    a = embed_answer_of("{\"embedding\":[1],\"inputTextTokenCount\":-5}", ERR_OK, &u);
+    assert_int_equal(u.prompt_tokens, 0);
+    json_decref(a);
+
+    /*
+     * Cohere: a vector per text, in order. Its body has no usage: the answer
+     * carries the estimate of its texts, and the usage is left unseen for
+     * the proxy to count as estimated.
+     */
+    memset(&u, 0, sizeof(u));
+    a = embed_answer_of("{\"embeddings\":[[0.1,0.2],[0.3,0.4],[0.5,0.6]],\"id\":\"e1\","
+                        "\"response_type\":\"embeddings_floats\",\"texts\":[\"abcdefgh\","
+                        "\"abcd\",\"abcdefghijkl\"]}",
+                        ERR_OK, &u);
+    assert_int_equal(json_array_size(json_object_get(a, "data")), 3);
+    const json_t *d2 = json_array_get(json_object_get(a, "data"), 2);
+    assert_int_equal(json_integer_value(json_object_get(d2, "index")), 2);
+    assert_true(json_real_value(json_array_get(json_object_get(d2, "embedding"), 0)) == 0.5);
+    assert_false(u.seen);
+    json_t *est = J("{\"input\":[\"abcdefgh\",\"abcd\",\"abcdefghijkl\"]}");
+    long long want = provider_prompt_estimate(PROVIDER_EMBEDDINGS, est);
+    assert_true(want > 0);
+    usage = json_object_get(a, "usage");
+    assert_int_equal(json_integer_value(json_object_get(usage, "prompt_tokens")), want);
+    assert_int_equal(json_integer_value(json_object_get(usage, "total_tokens")), want);
+    json_decref(est);
+    json_decref(a);
+
+    /* embeddings_by_type: the float vectors. */
+    memset(&u, 0, sizeof(u));
+    a = embed_answer_of("{\"embeddings\":{\"float\":[[1],[2]]},\"response_type\":"
+                        "\"embeddings_by_type\",\"texts\":[\"a\",\"b\"]}",
+                        ERR_OK, &u);
+    assert_int_equal(json_array_size(json_object_get(a, "data")), 2);
+    json_decref(a);
+
+    /* Not an embedding answer: ERR_PROTO; Bedrock's error in a 2xx: ERR_UPSTREAM. */
+    static const char *const bad[] = {"[]",
+                                      "{}",
+                                      "{\"embedding\":\"x\"}",
+                                      "{\"embeddings\":[1,2]}",
+                                      "{\"embeddings\":{\"int8\":[[1]]}}",
+                                      "{\"output\":{\"message\":{\"content\":[]}}}",
+                                      "nope"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&u, 0, sizeof(u));
+        assert_null(embed_answer_of(bad[i], ERR_PROTO, &u));
+        assert_false(u.seen);
+    }
+    assert_null(embed_answer_of("{\"message\":\"The security token ABSK-CANARY is invalid\"}",
+                                ERR_UPSTREAM, &u));
+}
+
 int main(void)
 {
     if (secret_heap_init(1 << 16) != ERR_OK) {
@@ -1040,6 +1320,10 @@ int main(void)
         cmocka_unit_test(test_stream_text_and_usage),
         cmocka_unit_test(test_stream_tool_use),
         cmocka_unit_test(test_stream_errors_and_garbage),
+        cmocka_unit_test(test_embed_build_titan),
+        cmocka_unit_test(test_embed_build_cohere),
+        cmocka_unit_test(test_embed_refused),
+        cmocka_unit_test(test_embed_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
