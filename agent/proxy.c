@@ -63,6 +63,11 @@
 /* The Content-Type of an AWS event stream (Bedrock's ConverseStream). */
 #define PROXY_EVENTSTREAM_TYPE "application/vnd.amazon.eventstream"
 
+/* Why route_classify refused a model name (the name is never echoed). */
+#define PROXY_BAD_MODEL                                                                            \
+    "model name is empty, longer than 128 characters or has characters other than printable "      \
+    "ASCII (spaces included)"
+
 /*
  * The app-facing shape: OpenAI's (chat, embeddings), the original platform's
  * brain chat, the model list, or the Responses API bridged onto chat
@@ -2551,9 +2556,7 @@ static void call_start(struct call *c)
     memset(&one, 0, sizeof(one));
     if (route_classify(model, &r->cfg->providers, &c->kind, &one) != ERR_OK) {
         struct request *rr = call_end(c);
-        call_param_error(rr, "model", "invalid_model",
-                         "model name is empty, longer than 128 characters or has characters "
-                         "other than printable ASCII (spaces included)");
+        call_param_error(rr, "model", "invalid_model", PROXY_BAD_MODEL);
         return;
     }
     if (!route_hints_valid(c->task[0] ? c->task : NULL, c->tier[0] ? c->tier : NULL)) {
@@ -2777,9 +2780,7 @@ void proxy_model(struct request *r)
         route_classify(dec, &r->cfg->providers, &c->kind, &c->one) != ERR_OK) {
         free(dec);
         struct request *rr = call_end(c);
-        call_param_error(rr, "model", "invalid_model",
-                         "model name is empty, longer than 128 characters or has characters "
-                         "other than printable ASCII (spaces included)");
+        call_param_error(rr, "model", "invalid_model", PROXY_BAD_MODEL);
         return;
     }
     free(dec);

@@ -19,6 +19,7 @@
 #include "agent/providers.h"
 #include "agent/sse.h"
 #include "common/secret.h"
+#include "tests/unit/oom.h"
 
 #define CANARY "sk-canary-cohere-0123456789"
 
@@ -926,19 +927,6 @@ static void test_answer_as_stream(void **state)
     assert_non_null(memmem(out.data, out.len, "data: [DONE]", 12));
     buf_done(&out);
     json_decref(o);
-}
-
-/* jansson's allocator failing at the n-th allocation: out of memory is an error, never a crash. */
-static long oom_countdown;
-static bool oom_fired;
-
-static void *oom_malloc(size_t size)
-{
-    if (oom_countdown > 0 && --oom_countdown == 0) {
-        oom_fired = true;
-        return NULL;
-    }
-    return malloc(size);
 }
 
 /*

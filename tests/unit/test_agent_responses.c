@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "agent/responses.h"
+#include "tests/unit/oom.h"
 
 static json_t *J(const char *text)
 {
@@ -806,18 +807,6 @@ static void test_stream_cap_and_failure(void **state)
 }
 
 /* ---- out of memory -------------------------------------------------------------------------- */
-
-static long oom_countdown;
-static bool oom_fired;
-
-static void *oom_malloc(size_t size)
-{
-    if (oom_countdown > 0 && --oom_countdown == 0) {
-        oom_fired = true;
-        return NULL;
-    }
-    return malloc(size);
-}
 
 /*
  * Every translation with its n-th JSON allocation failing, for each n until

@@ -20,6 +20,7 @@
 #include "agent/provider_vertex.h"
 #include "agent/providers.h"
 #include "common/secret.h"
+#include "tests/unit/oom.h"
 
 #define KEY "AIzaSyCanary-0123456789abcdefghijklmnopq"
 
@@ -1112,19 +1113,6 @@ static void test_stream_tool_calls(void **state)
         assert_false(st.done);
         buf_done(&out);
     }
-}
-
-/* jansson's allocator failing at the n-th allocation: out of memory is an error, never a crash. */
-static long oom_countdown;
-static bool oom_fired;
-
-static void *oom_malloc(size_t size)
-{
-    if (oom_countdown > 0 && --oom_countdown == 0) {
-        oom_fired = true;
-        return NULL;
-    }
-    return malloc(size);
 }
 
 /*

@@ -30,6 +30,7 @@
 #include "plugin/framework.h"
 #include "plugin/keystore.h"
 #include "plugin/storage.h"
+#include "tests/unit/oom.h"
 
 /* ---- harness ------------------------------------------------------------------------ */
 
@@ -2923,19 +2924,6 @@ static void test_tenant_summary_storage_errors(void **state)
     assert_int_equal(num(json_object_get(d, "keys"), "total"), 1);
     assert_true(json_is_true(json_object_get(d, "has_data_key")));
     json_decref(d);
-}
-
-/* jansson's allocator for the test below: the nth allocation from now fails (0: none). */
-static long oom_countdown;
-static bool oom_fired;
-
-static void *oom_malloc(size_t size)
-{
-    if (oom_countdown > 0 && --oom_countdown == 0) {
-        oom_fired = true;
-        return NULL;
-    }
-    return malloc(size);
 }
 
 /*
