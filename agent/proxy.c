@@ -1047,6 +1047,30 @@ static void call_rank_fastest(struct call *c)
 }
 
 /*
+ * The "balanced" strategy: the planned estimates (cands[i].cost) and this
+ * node's speeds, mixed by the tenant's speed_weight (route_rank_balanced).
+ */
+static void call_rank_balanced(struct call *c, const json_t *settings)
+{
+    if (c->n_cands < 2) {
+        return;
+    }
+    double speed[ROUTE_MAX_CANDIDATES];
+    double now = server_now();
+    double ttl = (double)c->r->cfg->router.latency_ttl_s;
+    for (size_t i = 0; i < c->n_cands; i++) {
+        speed[i] = latency_score(c->ctx->latency, c->cands[i].provider, c->cands[i].model,
+                                 c->stream, now, ttl);
+    }
+    const json_t *sw = json_object_get(settings, "speed_weight");
+    route_rank_balanced(c->cands, c->n_cands, speed,
+                        json_is_integer(sw) ? (long long)json_integer_value(sw)
+                                            : ROUTE_DEFAULT_SPEED_WEIGHT);
+    log_kv(LOGL_DEBUG, "candidates ranked by cost and speed", "request_id", c->r->id, "first",
+           c->cands[0].provider, "model", c->cands[0].model, NULL);
+}
+
+/*
  * Demoted providers go behind the healthy candidates of this call, each
  * group in the order planned (the tenant's). None is dropped: when every
  * candidate is demoted the order stays as planned, and a call pinned to one
@@ -2037,11 +2061,11 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         snprintf(c->st.model, sizeof(c->st.model), "%s", cand->model);
     }
     c->attempt_start = server_now();
-    if (c->strategy == ROUTE_FASTEST) {
+    if (c->strategy == ROUTE_FASTEST || c->strategy == ROUTE_BALANCED) {
         double ttl = (double)cfg->router.latency_ttl_s;
         if (latency_score(c->ctx->latency, cand->provider, cand->model, c->stream, c->attempt_start,
                           ttl) == LATENCY_UNKNOWN) {
-            /* This attempt measures it: "fastest" calls that start meanwhile go elsewhere. */
+            /* This attempt measures it: calls ranked by speed that start meanwhile go elsewhere. */
             latency_probe(c->ctx->latency, cand->provider, cand->model, c->stream, c->attempt_start,
                           ttl);
         }
@@ -2291,6 +2315,8 @@ static void call_plan(struct call *c)
                             &c->ctx->route_rng);
         log_kv(LOGL_DEBUG, "candidates drawn by provider_weights", "request_id", c->r->id, "first",
                c->cands[0].provider, "model", c->cands[0].model, NULL);
+    } else if (c->strategy == ROUTE_BALANCED) {
+        call_rank_balanced(c, n > 0 ? views[0].settings : NULL);
     }
     call_health_order(c);
     c->cur = 0;
@@ -2567,7 +2593,8 @@ static void call_start(struct call *c)
     if (c->route[0] != '\0' && route_strategy_of(c->route, &c->strategy) != ERR_OK) {
         call_error(
             c, 400, "invalid_request_error", "invalid_hint",
-            "X-BYOK-Route has an unknown value: it must be ordered, cheapest, fastest or weighted");
+            "X-BYOK-Route has an unknown value: it must be ordered, cheapest, fastest, weighted or "
+            "balanced");
         return;
     }
     if (c->kind == ROUTE_EXPLICIT) {

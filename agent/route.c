@@ -7,12 +7,16 @@
  * when it is local (on the node). Not done here: provider health, which the
  * proxy applies to the planned order (health.c: a demoted provider is moved
  * last, never dropped), and the "fastest" strategy's ranking by observed
- * speed (latency.c), which needs the node's measurements. The "cheapest"
- * strategy is done here: it needs only the catalog's prices.
+ * speed (latency.c), which needs the node's measurements, and of "balanced"
+ * (route_rank_balanced, given those measurements). The "cheapest" strategy
+ * is done here: it needs only the catalog's prices.
  */
 #include "agent/route.h"
 
+#include "agent/latency.h"
+
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,7 +30,7 @@ static const struct {
 };
 
 static const char *const route_strategies[ROUTE_STRATEGY_COUNT] = {"ordered", "cheapest", "fastest",
-                                                                   "weighted"};
+                                                                   "weighted", "balanced"};
 
 enum err route_strategy_of(const char *name, enum route_strategy *ret)
 {
@@ -97,6 +101,68 @@ void route_rank_weighted(struct route_candidate *cands, size_t n, const json_t *
         }
     }
     memcpy(cands, out, n * sizeof(*cands));
+}
+
+void route_rank_balanced(struct route_candidate *cands, size_t n, const double *speed,
+                         long long speed_weight)
+{
+    if (n > ROUTE_MAX_CANDIDATES) {
+        n = ROUTE_MAX_CANDIDATES;
+    }
+    if (n < 2) {
+        return;
+    }
+    double ws = (speed_weight >= 0 && speed_weight <= 100 ? (double)speed_weight
+                                                          : ROUTE_DEFAULT_SPEED_WEIGHT) /
+                100.0;
+    double max_cost = 0, max_speed = 0, sum_speed = 0;
+    size_t measured = 0;
+    for (size_t i = 0; i < n; i++) {
+        double c = cands[i].cost;
+        if (isfinite(c) && c > max_cost) {
+            max_cost = c;
+        }
+        double s = speed[i];
+        if (s >= 0 && s < LATENCY_PROBING) {
+            measured++;
+            sum_speed += s;
+            max_speed = s > max_speed ? s : max_speed;
+        }
+    }
+    double neutral = measured > 0 ? sum_speed / (double)measured : 0;
+    if (measured == 0) {
+        ws = 0; /* no speed to compare: cost alone, whatever the weight */
+    }
+    double score[ROUTE_MAX_CANDIDATES];
+    for (size_t i = 0; i < n; i++) {
+        double c = cands[i].cost;
+        double cn = max_cost > 0 && isfinite(c) && c > 0 ? c / max_cost : 0;
+        double s = speed[i];
+        if (s >= LATENCY_FAILING) {
+            score[i] = HUGE_VAL; /* only failed within the ttl: last */
+            continue;
+        }
+        if (s == LATENCY_UNKNOWN) {
+            s = 0; /* to be measured: as fast as can be, so it gets its turn */
+        } else if (!(s >= 0 && s < LATENCY_PROBING)) {
+            s = neutral; /* being measured by another call */
+        }
+        double sn = max_speed > 0 ? s / max_speed : 0;
+        score[i] = (1.0 - ws) * cn + ws * sn;
+    }
+    /* Stable insertion sort: equal scores keep the order given (the tenant's). */
+    for (size_t i = 1; i < n; i++) {
+        struct route_candidate cv = cands[i];
+        double v = score[i];
+        size_t j = i;
+        while (j > 0 && score[j - 1] > v) {
+            cands[j] = cands[j - 1];
+            score[j] = score[j - 1];
+            j--;
+        }
+        cands[j] = cv;
+        score[j] = v;
+    }
 }
 
 static const char *const route_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED"};
@@ -533,19 +599,16 @@ enum err route_check(const struct route_want *w, const struct route_view *v, con
 }
 
 /* Stable sort of n candidates by cost (equal costs keep the tenant's order). */
-static void route_by_cost(struct route_candidate *c, double *cost, size_t n)
+static void route_by_cost(struct route_candidate *c, size_t n)
 {
     for (size_t i = 1; i < n; i++) {
         struct route_candidate cv = c[i];
-        double v = cost[i];
         size_t j = i;
-        while (j > 0 && cost[j - 1] > v) {
+        while (j > 0 && c[j - 1].cost > cv.cost) {
             c[j] = c[j - 1];
-            cost[j] = cost[j - 1];
             j--;
         }
         c[j] = cv;
-        cost[j] = v;
     }
 }
 
@@ -591,7 +654,6 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
         }
     }
     size_t n = 0;
-    double cost[ROUTE_MAX_CANDIDATES];
     enum route_refusal why = ROUTE_FITS;
     for (size_t i = 0; i < n_order && n < ROUTE_MAX_CANDIDATES; i++) {
         const struct route_view *v = &views[order[i]];
@@ -624,7 +686,7 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
         }
         snprintf(out[n].provider, sizeof(out[n].provider), "%s", v->provider);
         snprintf(out[n].model, sizeof(out[n].model), "%s", model);
-        cost[n] = route_estimate(w, route_find_model(v->entry, model));
+        out[n].cost = route_estimate(w, route_find_model(v->entry, model));
         n++;
     }
     if (n == 0) {
@@ -632,7 +694,7 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
         return ERR_NOTFOUND;
     }
     if (w->strategy == ROUTE_CHEAPEST) {
-        route_by_cost(out, cost, n);
+        route_by_cost(out, n);
     }
     *ret_n = n;
     return ERR_OK;

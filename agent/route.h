@@ -43,14 +43,25 @@ enum route_kind { ROUTE_AUTO, ROUTE_EXPLICIT, ROUTE_BARE };
  *   fastest   by the speed this node observed (latency.h; applied by the proxy)
  *   weighted  drawn at random by the tenant's provider_weights (route_rank_weighted;
  *             applied by the proxy), the unweighted ones after them
+ *   balanced  by a mix of estimated cost and observed speed, the tenant's
+ *             speed_weight percent of it speed (route_rank_balanced; applied by the proxy)
  * Ties keep the tenant's order. Whatever the strategy, demoted providers go last.
  */
-enum route_strategy { ROUTE_ORDERED, ROUTE_CHEAPEST, ROUTE_FASTEST, ROUTE_WEIGHTED };
-#define ROUTE_STRATEGY_COUNT 4
+enum route_strategy {
+    ROUTE_ORDERED,
+    ROUTE_CHEAPEST,
+    ROUTE_FASTEST,
+    ROUTE_WEIGHTED,
+    ROUTE_BALANCED
+};
+#define ROUTE_STRATEGY_COUNT 5
+/* The balanced strategy's share of speed, in percent, when the tenant set none. */
+#define ROUTE_DEFAULT_SPEED_WEIGHT 50
 
 struct route_candidate {
     char provider[CONFIG_MAX_NAME + 1];
     char model[ROUTE_MAX_MODEL + 1];
+    double cost; /* the call's estimated cost on it, USD at catalog prices (route_plan) */
 };
 
 /* A provider the tenant has a key for, with its catalog entry and the tenant settings. */
@@ -154,7 +165,7 @@ bool route_hints_valid(const char *task, const char *tier);
 MUST_USE enum err route_task_allowed(const json_t *settings, const char *task);
 
 /*
- * The strategy named name ("ordered", "cheapest", "fastest", "weighted"):
+ * The strategy named name ("ordered", "cheapest", "fastest", "weighted", "balanced"):
  * ERR_INVAL for any other (NULL included).
  */
 MUST_USE enum err route_strategy_of(const char *name, enum route_strategy *ret);
@@ -172,6 +183,22 @@ const char *route_strategy_name(enum route_strategy s);
  */
 void route_rank_weighted(struct route_candidate *cands, size_t n, const json_t *weights,
                          unsigned long long *rng);
+
+/*
+ * The "balanced" strategy: reorders the n candidates by a score mixing each
+ * one's estimated cost (cands[i].cost) and expected seconds to an answer
+ * (speed[i], as latency_score gives it), each relative to the largest among
+ * the candidates: (100 - speed_weight)% of cost / max cost plus
+ * speed_weight% of speed / max speed; lower first, ties in the order given.
+ * A candidate not measured within the ttl (LATENCY_UNKNOWN) counts as
+ * instant, so that a call goes to it and measures it unless its cost rules
+ * it out; one being measured by another call (LATENCY_PROBING) counts the
+ * mean speed of the measured ones; with none measured, cost alone ranks.
+ * One that only failed (LATENCY_FAILING) goes last. A
+ * speed_weight outside 0..100 counts as ROUTE_DEFAULT_SPEED_WEIGHT.
+ */
+void route_rank_balanced(struct route_candidate *cands, size_t n, const double *speed,
+                         long long speed_weight);
 
 /* Rank of a tier name (FREE=0 .. UNLIMITED=4) or -1. */
 int route_tier_rank(const char *tier);

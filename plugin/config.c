@@ -27,7 +27,8 @@
 
 static const char *const config_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED", NULL};
 /* The agent's ranking strategies (tenant setting routing_strategy; docs/agent.md, Ranking). */
-static const char *const config_strategies[] = {"ordered", "cheapest", "fastest", "weighted", NULL};
+static const char *const config_strategies[] = {"ordered",  "cheapest", "fastest",
+                                                "weighted", "balanced", NULL};
 #define CONFIG_DEFAULT_STRATEGY "ordered"
 
 static const struct fw_field config_fields[] = {
@@ -52,7 +53,7 @@ static const struct fw_field config_fields[] = {
      .type = FW_TYPE_STRING,
      .def = CONFIG_DEFAULT_STRATEGY,
      .description = "Routing strategy of tenants that set none: ordered, cheapest, fastest, "
-                    "weighted.",
+                    "weighted, balanced.",
      .max_len = 16},
     {.name = "allowed_providers",
      .type = FW_TYPE_STRINGS,

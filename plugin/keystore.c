@@ -435,10 +435,11 @@ enum err keystore_settings_with(struct byok *b, struct storage *st, const char *
     const char *tier = json_string_value(json_object_get(config, "default_budget_tier"));
     const char *strategy = json_string_value(json_object_get(config, "default_routing_strategy"));
     json_t *out = json_pack(
-        "{ss s[] s[] sf ss s[] sI sI ss s{}}", "budget_tier", tier != NULL ? tier : "MEDIUM",
+        "{ss s[] s[] sf ss s[] sI sI ss s{} sI}", "budget_tier", tier != NULL ? tier : "MEDIUM",
         "preferred_providers", "fallback_providers", "max_monthly_cost", 0.0, "residency", "any",
         "allowed_task_types", "rpm_limit", (json_int_t)0, "tpm_limit", (json_int_t)0,
-        "routing_strategy", strategy != NULL ? strategy : "ordered", "provider_weights");
+        "routing_strategy", strategy != NULL ? strategy : "ordered", "provider_weights",
+        "speed_weight", (json_int_t)50);
     if (out == NULL) {
         json_decref(stored);
         return ERR_NOMEM;

@@ -26,10 +26,13 @@
 #define TENANTS_MAX_DEPTH 4
 /* A provider weight (the "weighted" strategy): 0 (never first) .. this. */
 #define TENANTS_MAX_WEIGHT 1000
+/* speed_weight (the "balanced" strategy): percent of the score that is speed. */
+#define TENANTS_MAX_SPEED_WEIGHT 100
 
 static const char *const tenants_tiers[] = {"FREE", "LOW", "MEDIUM", "HIGH", "UNLIMITED", NULL};
 static const char *const tenants_residencies[] = {"any", "eu", "us", NULL};
-static const char *const tenants_routings[] = {"ordered", "cheapest", "fastest", "weighted", NULL};
+static const char *const tenants_routings[] = {"ordered",  "cheapest", "fastest",
+                                               "weighted", "balanced", NULL};
 static const char *const tenants_tasks[] = {"chat",     "code",          "analysis",
                                             "creative", "summarization", "embedding",
                                             "vision",   "reasoning",     NULL};
@@ -486,7 +489,7 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
     if (fw_provided(req, "routing_strategy") &&
         !tenants_in(tenants_routings, fw_str(req, "routing_strategy"))) {
         fw_error(resp, "invalid value for field 'routing_strategy': must be one of ordered, "
-                       "cheapest, fastest, weighted");
+                       "cheapest, fastest, weighted, balanced");
         return ERR_OK;
     }
     if (fw_provided(req, "max_monthly_cost")) {
@@ -496,6 +499,13 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
                      TENANTS_MAX_COST);
             return ERR_OK;
         }
+    }
+    if (fw_provided(req, "speed_weight") &&
+        (fw_int(req, "speed_weight") < 0 ||
+         fw_int(req, "speed_weight") > TENANTS_MAX_SPEED_WEIGHT)) {
+        fw_error(resp, "invalid value for field 'speed_weight': must be between 0 and %d",
+                 TENANTS_MAX_SPEED_WEIGHT);
+        return ERR_OK;
     }
     static const char *const limits[] = {"rpm_limit", "tpm_limit"};
     for (size_t i = 0; i < 2; i++) {
@@ -542,7 +552,7 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
     static const char *const fields[] = {
         "budget_tier",      "preferred_providers", "fallback_providers", "max_monthly_cost",
         "residency",        "allowed_task_types",  "rpm_limit",          "tpm_limit",
-        "routing_strategy", "provider_weights"};
+        "routing_strategy", "provider_weights",    "speed_weight"};
     keystore_lock(ks);
     json_t *stored = NULL, *settings = NULL;
     e = keystore_settings_cached(req->backend, req->storage, t, &stored);
@@ -603,13 +613,18 @@ static const struct fw_field tenants_settings_fields[] = {
      .max_len = 16,
      .description = "How the agent ranks candidate providers: ordered (the tenant's order, the "
                     "default), cheapest (estimated cost at catalog prices), fastest (latency "
-                    "the agent observed) or weighted (first provider drawn by provider_weights)."},
+                    "the agent observed), weighted (first provider drawn by provider_weights) "
+                    "or balanced (a mix of cost and speed, speed_weight)."},
     {.name = "provider_weights",
      .type = FW_TYPE_KVPAIRS,
      .max_len = 64,
      .description = "For the weighted strategy: provider=weight pairs (integers 0..1000); a "
                     "call goes first to a provider drawn with probability proportional to its "
                     "weight. Unlisted providers weigh 0."},
+    {.name = "speed_weight",
+     .type = FW_TYPE_INT,
+     .description = "For the balanced strategy: how much of the ranking is observed speed, in "
+                    "percent (0..100, default 50); the rest is estimated cost."},
     {.name = "allowed_task_types",
      .type = FW_TYPE_STRINGS,
      .max_len = 16,

@@ -32,6 +32,14 @@
 #             from the first fails over to the other weighted one, and azure
 #             (weight 0) comes after both; X-BYOK-Route: weighted on a tenant
 #             without weights keeps the tenant's order.
+#   balanced  bal (routing_strategy balanced, speed_weight 50) and balcost
+#             (speed_weight 20), past the ttl so nothing is measured: cost
+#             alone sends the first call to openai (made 2 s slow); anthropic,
+#             not measured, counts as instant and is tried next; measured fast
+#             it stays first at 50 (speed: 2 s against milliseconds) while at
+#             20 openai's lower price (about a quarter of anthropic's for
+#             these calls) outweighs it; X-BYOK-Route: balanced on the
+#             cheapest tenant uses the default 50 (anthropic).
 # No key anywhere but in the provider requests.
 . "$(dirname "$0")/lib.sh"
 
@@ -58,6 +66,12 @@ CASES=("fastest, nothing measured: the tenant's order (anthropic, 2 s slow)"
     "weighted: a 503 from the first fails over to the other weighted provider"
     "weighted: azure (weight 0) is tried after both weighted providers"
     "X-BYOK-Route: weighted on a tenant without weights: the tenant's order (anthropic)"
+    "balanced, nothing measured: cost alone, openai (2 s slow) against the tenant's order"
+    "balanced: anthropic, not measured, is tried next"
+    "balanced at speed_weight 50: anthropic, measured faster, stays first though dearer"
+    "ranking logged at debug: candidates ranked by cost and speed"
+    "X-BYOK-Route: balanced on the cheapest tenant: the default speed_weight 50 (anthropic)"
+    "balanced at speed_weight 20: openai, cheaper, first though 2 s slow"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -80,10 +94,12 @@ T=cheap tenant "openai anthropic" "{$ORDER,\"routing_strategy\":\"cheapest\"}"
 T=fast tenant "openai anthropic" "{$ORDER,\"routing_strategy\":\"fastest\"}"
 T=wtd tenant "openai anthropic azure" \
     "{$ORDER,\"routing_strategy\":\"weighted\",\"provider_weights\":{\"openai\":3,\"anthropic\":1,\"azure\":0}}"
+T=bal tenant "openai anthropic" "{$ORDER,\"routing_strategy\":\"balanced\",\"speed_weight\":50}"
+T=balcost tenant "openai anthropic" "{$ORDER,\"routing_strategy\":\"balanced\",\"speed_weight\":20}"
 T=fail tenant "azure openai" \
     '{"preferred_providers":["azure"],"fallback_providers":["openai"],"budget_tier":"HIGH","routing_strategy":"fastest"}'
 L=""
-for t in acme cheap fast fail wtd; do
+for t in acme cheap fast fail wtd bal balcost; do
     L+="${L:+,}{\"path\": \"$AGENT_DIR/$t.sock\", \"mode\": \"0660\", \"tenant\": \"$t\", \"app\": \"rank\", \"metrics\": true}"
 done
 agent_config "[$L]" '.router.latency_ttl_s = 10 | .providers = ["openai", "azure", "anthropic"]'
@@ -177,7 +193,7 @@ t_eq "X-BYOK-Route: cheapest for one call: openai, X-BYOK-Route: cheapest" "$GOT
 attempt - acme auto false -H 'X-BYOK-Route: Round-Robin'
 t_eq "X-BYOK-Route with an unknown value: 400 invalid_hint naming the header, nothing sent" \
     "$CODE $(echo "$BODY" | jq -r '.error.code + " " + .error.message') $(mock_requests_since "$SINCE" | jq length)" \
-    "400 invalid_hint X-BYOK-Route has an unknown value: it must be ordered, cheapest, fastest or weighted 0"
+    "400 invalid_hint X-BYOK-Route has an unknown value: it must be ordered, cheapest, fastest, weighted or balanced 0"
 attempt - acme "anthropic/${PROVIDER_MODEL[anthropic]}" false -H 'X-BYOK-Route: cheapest'
 t_eq "provider/model call: no X-BYOK-Route (one candidate, nothing ranked)" "$GOT" \
     "200 anthropic 1  anthropic:normal"
@@ -221,6 +237,26 @@ t_check "weighted: azure (weight 0) is tried after both weighted providers" \
 attempt - acme auto false -H 'X-BYOK-Route: weighted'
 t_eq "X-BYOK-Route: weighted on a tenant without weights: the tenant's order (anthropic)" "$GOT" \
     "200 anthropic 1 weighted anthropic:normal"
+
+# ---- balanced ---------------------------------------------------------------------------------
+# Past the 10 s ttl nothing is measured (the calls above measured both providers).
+sleep 11
+attempt slow bal
+t_eq "balanced, nothing measured: cost alone, openai (2 s slow) against the tenant's order" "$GOT" \
+    "200 openai 1 balanced openai:slow"
+attempt - bal
+t_eq "balanced: anthropic, not measured, is tried next" "$GOT" "200 anthropic 1 balanced anthropic:normal"
+attempt - bal
+t_eq "balanced at speed_weight 50: anthropic, measured faster, stays first though dearer" "$GOT" \
+    "200 anthropic 1 balanced anthropic:normal"
+t_check "ranking logged at debug: candidates ranked by cost and speed" \
+    grep -q '"candidates ranked by cost and speed".*"first":"anthropic"' "$AGENT_LOG"
+attempt - cheap auto false -H 'X-BYOK-Route: balanced'
+t_eq "X-BYOK-Route: balanced on the cheapest tenant: the default speed_weight 50 (anthropic)" "$GOT" \
+    "200 anthropic 1 balanced anthropic:normal"
+attempt - balcost
+t_eq "balanced at speed_weight 20: openai, cheaper, first though 2 s slow" "$GOT" \
+    "200 openai 1 balanced openai:normal"
 
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "${KEYS[@]}"

@@ -10,9 +10,11 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <string.h>
 
 #include "agent/config.h"
+#include "agent/latency.h"
 #include "agent/providers.h"
 #include "agent/route.h"
 #include "common/secret.h"
@@ -266,6 +268,9 @@ static void test_cheapest(void **state)
     assert_int_equal(route_strategy_of("weighted", &st), ERR_OK);
     assert_int_equal(st, ROUTE_WEIGHTED);
     assert_string_equal(route_strategy_name(ROUTE_WEIGHTED), "weighted");
+    assert_int_equal(route_strategy_of("balanced", &st), ERR_OK);
+    assert_int_equal(st, ROUTE_BALANCED);
+    assert_string_equal(route_strategy_name(ROUTE_BALANCED), "balanced");
     assert_string_equal(route_strategy_name((enum route_strategy)ROUTE_STRATEGY_COUNT), "ordered");
 }
 
@@ -347,6 +352,84 @@ static void test_weighted(void **state)
     route_rank_weighted(c, 1, w, &rng);
     assert_string_equal(c[0].provider, "openai");
     json_decref(w);
+}
+
+/* The providers of c in order, space-separated, into out. */
+static const char *border(const struct route_candidate *c, size_t n, char *out, size_t size)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && len < size; i++) {
+        int k = snprintf(out + len, size - len, "%s%s", i > 0 ? " " : "", c[i].provider);
+        len += k > 0 ? (size_t)k : 0;
+    }
+    return out;
+}
+
+/* Ranks a b c d with the given costs and speeds; the order as a string. */
+static const char *brank(const double *cost, const double *speed, size_t n, long long sw, char *out,
+                         size_t size)
+{
+    static const char *const abcd[] = {"a", "b", "c", "d"};
+    struct route_candidate c[4];
+    wcands(c, abcd, n);
+    for (size_t i = 0; i < n; i++) {
+        c[i].cost = cost[i];
+    }
+    route_rank_balanced(c, n, speed, sw);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(strncmp(c[i].model, "m-", 2) == 0); /* whole candidates move */
+        assert_string_equal(c[i].model + 2, c[i].provider);
+    }
+    return border(c, n, out, size);
+}
+
+/* "balanced": cost and speed, each relative to the largest, mixed by speed_weight. */
+static void test_balanced(void **state)
+{
+    (void)state;
+    char o[64];
+    /* a: cheap and slow; b: 10 % dearer and twice as fast; c: dear and fast; d: dearest. */
+    const double cost[] = {1.0, 1.1, 4.0, 8.0};
+    const double speed[] = {2.0, 1.0, 0.9, 1.5};
+    /* Speed alone (100) and cost alone (0) rank like fastest and cheapest. */
+    assert_string_equal(brank(cost, speed, 4, 100, o, sizeof(o)), "c b d a");
+    assert_string_equal(brank(cost, speed, 4, 0, o, sizeof(o)), "a b c d");
+    /* Half each: a = .5 * 1/8 + .5 * 2/2 = .5625; b = .06875 + .25 = .31875;
+       c = .25 + .225 = .475; d = .5 + .375 = .875. */
+    assert_string_equal(brank(cost, speed, 4, 50, o, sizeof(o)), "b c a d");
+    /* Out of range is the default (50). */
+    assert_string_equal(brank(cost, speed, 4, 101, o, sizeof(o)), "b c a d");
+    assert_string_equal(brank(cost, speed, 4, -1, o, sizeof(o)), "b c a d");
+    /* Not measured within the ttl counts as instant, so that it gets measured: d, the dearest,
+       goes before a at 50 (.5 + 0 against .0625 + .5), not at 20 (.8 against .1 + .2). */
+    const double unknown[] = {2.0, 1.0, 0.9, LATENCY_UNKNOWN};
+    assert_string_equal(brank(cost, unknown, 4, 50, o, sizeof(o)), "b c d a");
+    assert_string_equal(brank(cost, unknown, 4, 20, o, sizeof(o)), "b a c d");
+    /* Being measured by another call counts the measured ones' mean: at 100, a unknown is
+       first; a being measured counts (1 + .9 + 1.5) / 3 = 1.13 against c .9, b 1, d 1.5. */
+    const double fresh[] = {LATENCY_UNKNOWN, 1.0, 0.9, 1.5};
+    assert_string_equal(brank(cost, fresh, 4, 100, o, sizeof(o)), "a c b d");
+    const double probing[] = {LATENCY_PROBING, 1.0, 0.9, 1.5};
+    assert_string_equal(brank(cost, probing, 4, 100, o, sizeof(o)), "c b a d");
+    /* Nothing measured: cost alone, whatever the weight. */
+    const double none[] = {LATENCY_UNKNOWN, LATENCY_UNKNOWN, LATENCY_PROBING, LATENCY_UNKNOWN};
+    const double rcost[] = {8.0, 4.0, 1.1, 1.0};
+    assert_string_equal(brank(rcost, none, 4, 100, o, sizeof(o)), "d c b a");
+    /* Failing ones go last, in the order given, however cheap. */
+    const double failing[] = {LATENCY_FAILING, 1.0, LATENCY_FAILING, 1.5};
+    assert_string_equal(brank(cost, failing, 4, 50, o, sizeof(o)), "b d a c");
+    /* No prices (local servers): speed alone decides; equal scores keep the order. */
+    const double free_[] = {0, 0, 0, 0};
+    assert_string_equal(brank(free_, speed, 4, 50, o, sizeof(o)), "c b d a");
+    const double same[] = {1.0, 1.0, 1.0, 1.0};
+    assert_string_equal(brank(free_, same, 4, 50, o, sizeof(o)), "a b c d");
+    /* A cost that is not a finite non-negative number counts as 0. */
+    const double odd[] = {NAN, -1.0, HUGE_VAL, 2.0};
+    assert_string_equal(brank(odd, same, 4, 0, o, sizeof(o)), "a b c d");
+    /* n of 0 and 1 are fine. */
+    assert_string_equal(brank(cost, speed, 1, 50, o, sizeof(o)), "a");
+    assert_string_equal(brank(cost, speed, 0, 50, o, sizeof(o)), "");
 }
 
 static void test_allowed_tasks(void **state)
@@ -833,6 +916,7 @@ int main(void)
         cmocka_unit_test(test_cost),
         cmocka_unit_test_setup_teardown(test_cheapest, fx_setup, fx_teardown),
         cmocka_unit_test(test_weighted),
+        cmocka_unit_test(test_balanced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

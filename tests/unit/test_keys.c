@@ -3058,7 +3058,7 @@ static void test_settings_routing_strategy(void **state)
     ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"routing_strategy\": \"fastest\"}");
 
     static const char why[] = "invalid value for field 'routing_strategy': must be one of "
-                              "ordered, cheapest, fastest, weighted";
+                              "ordered, cheapest, fastest, weighted, balanced";
     static const struct {
         const char *body, *message; /* message NULL: any naming the field */
     } refused[] = {

@@ -278,7 +278,7 @@ func TestSettingsRoutingStrategyHTTP(t *testing.T) {
 		t.Errorf("globex creds settings: %v", cs)
 	}
 
-	const why = "invalid value for field 'routing_strategy': must be one of ordered, cheapest, fastest, weighted"
+	const why = "invalid value for field 'routing_strategy': must be one of ordered, cheapest, fastest, weighted, balanced"
 	before := s.RawStorage()
 	for _, c := range []struct {
 		value any
@@ -372,6 +372,47 @@ func TestSettingsProviderWeightsHTTP(t *testing.T) {
 	// Tenant B cannot set tenant A's weights.
 	if code, _ := s.Call(t, s.tenantB, "PUT", settings, map[string]any{"provider_weights": map[string]any{"openai": 1}}); code != 403 {
 		t.Errorf("tenant B wrote A's provider_weights: %d", code)
+	}
+}
+
+// speed_weight: the balanced strategy's share of speed, 50 by default,
+// an integer 0..100 (Vault's CLI sends strings), carried in creds; anything
+// else is a 400 naming the field and stores nothing.
+func TestSettingsSpeedWeightHTTP(t *testing.T) {
+	s := newIsoSim(t)
+	const settings = "byok/tenants/acme/settings"
+	if d := Data(s.expect(t, 200, "tenant A", s.tenantA, "GET", settings, nil)); jnum(d, "speed_weight") != 50 {
+		t.Errorf("fresh tenant: speed_weight %v, want 50", d["speed_weight"])
+	}
+	s.expect(t, 200, "tenant A", s.tenantA, "PUT", "byok/tenants/acme/keys/openai/production", map[string]any{"key_value": s.canaries[0]})
+	for _, c := range []struct {
+		in   any
+		want int64
+	}{{0, 0}, {"100", 100}, {25, 25}} {
+		d := Data(s.expect(t, 200, "tenant A", s.tenantA, "PUT", settings, map[string]any{"routing_strategy": "Balanced", "speed_weight": c.in}))
+		if jstr(d, "routing_strategy") != "balanced" || jnum(d, "speed_weight") != c.want {
+			t.Errorf("speed_weight %#v: reply %v", c.in, d)
+		}
+	}
+	m := s.expect(t, 200, "agent", s.agent, "GET", "byok/tenants/acme/creds/openai", nil)
+	cs, _ := Data(m)["settings"].(map[string]any)
+	if jstr(cs, "routing_strategy") != "balanced" || jnum(cs, "speed_weight") != 25 {
+		t.Errorf("creds settings: %v", cs)
+	}
+	before := s.RawStorage()
+	for _, bad := range []any{-1, 101, "fast", 1.5, true, []any{1}, map[string]any{"a": 1}, "99999999999999999999"} {
+		code, m := checkedCall(t, s.Sim, s.canaries, s.tenantA, "PUT", settings, map[string]any{"speed_weight": bad, "rpm_limit": 5})
+		if msg := Errors(m); code != 400 || !strings.Contains(msg, "'speed_weight'") {
+			t.Errorf("speed_weight %#v: %d %q, want 400 naming the field", bad, code, msg)
+		}
+	}
+	if after := s.RawStorage(); !reflect.DeepEqual(before, after) {
+		t.Errorf("a refused speed_weight changed storage")
+	}
+	// The mount's default strategy may be balanced too.
+	s.expect(t, 204, "admin", s.RootToken, "PUT", "byok/config", map[string]any{"default_routing_strategy": "balanced"})
+	if d := Data(s.expect(t, 200, "admin", s.RootToken, "GET", "byok/tenants/other/settings", nil)); jstr(d, "routing_strategy") != "balanced" || jnum(d, "speed_weight") != 50 {
+		t.Errorf("default strategy: %v", d)
 	}
 }
 
