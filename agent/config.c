@@ -107,6 +107,7 @@ static const struct cfg_field schema_vault[] = {
     {"address", CFG_STR, VO(address), 0, CONFIG_MAX_STR, NULL, 0, 0, true},
     {"ca_file", CFG_STR, VO(ca_file), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
     {"mount", CFG_STR, VO(mount), 0, 128, NULL, 0, 0, false},
+    {"namespace", CFG_STR, VO(ns), 0, 128, NULL, 0, 0, false},
     {"key_type", CFG_NAME, VO(key_type), 0, CONFIG_MAX_NAME, NULL, 0, 0, false},
     {"timeout_ms", CFG_INT, VO(timeout_ms), 100, 600000, NULL, 0, 0, false},
     {"token_file", CFG_STR, VO(token_file), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
@@ -589,6 +590,12 @@ static enum err cfg_validate(struct config *c, char *errbuf)
                     "approle or kubernetes; the address appears in its logs)");
             return ERR_CONFIG;
         }
+    }
+    if (c->vault.ns != NULL && !cfg_mount_valid(c->vault.ns)) {
+        cfg_err(errbuf, "vault.namespace",
+                "must be a Vault namespace path: '/'-separated segments of letters, digits, "
+                "'_', '-' and '.' (not . or ..), no leading or trailing '/', at most 128 bytes");
+        return ERR_CONFIG;
     }
     const char *const mounts[][2] = {{"vault.mount", c->vault.mount},
                                      {"vault.approle.mount", c->vault.approle.mount},

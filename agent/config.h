@@ -59,6 +59,7 @@ struct config {
         char *address; /* http(s)://host[:port] or unix:/path */
         char *ca_file;
         char *mount;
+        char *ns; /* namespace (Vault Enterprise, HCP Vault, OpenBao); NULL: the root one */
         char *key_type;
         long timeout_ms;
         char *token_file;

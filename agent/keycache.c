@@ -484,6 +484,7 @@ void keycache_set_config(struct keycache *kc, struct config *cfg)
      */
     bool moved = old == NULL || !kc_str_eq(old->vault.address, cfg->vault.address) ||
                  !kc_str_eq(old->vault.mount, cfg->vault.mount) ||
+                 !kc_str_eq(old->vault.ns, cfg->vault.ns) ||
                  !kc_str_eq(old->vault.key_type, cfg->vault.key_type);
     time_t now = kc_now();
     for (size_t i = 0; i < KEYCACHE_BUCKETS; i++) {

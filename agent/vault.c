@@ -1023,6 +1023,15 @@ static void vault_send(struct vault_req *r)
         upstream_headers_free(h);
         goto fail;
     }
+    if (c->vault.ns != NULL) {
+        /* Every request, logins included: a namespace's mounts, auth methods and tokens. */
+        char nsh[160];
+        int hn = snprintf(nsh, sizeof(nsh), "X-Vault-Namespace: %s", c->vault.ns);
+        if (hn < 0 || (size_t)hn >= sizeof(nsh) || upstream_header_add(&h, nsh) != ERR_OK) {
+            upstream_headers_free(h);
+            goto fail;
+        }
+    }
     char *body = NULL;
     if (r->body != NULL) {
         body = malloc(r->body_len + 1);
@@ -1176,7 +1185,9 @@ void vault_set_config(struct vault *v, struct config *cfg)
     bool auth_changed = (old->vault.token_file == NULL) != (cfg->vault.token_file == NULL) ||
                         (old->vault.token_file != NULL &&
                          strcmp(old->vault.token_file, cfg->vault.token_file) != 0) ||
-                        strcmp(old->vault.address, cfg->vault.address) != 0;
+                        strcmp(old->vault.address, cfg->vault.address) != 0 ||
+                        (old->vault.ns == NULL) != (cfg->vault.ns == NULL) ||
+                        (old->vault.ns != NULL && strcmp(old->vault.ns, cfg->vault.ns) != 0);
     config_unref(&old);
     v->login_failures = 0; /* a reload may have fixed the credentials: the next request logs in */
     if (!auth_changed) {

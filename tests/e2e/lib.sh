@@ -344,9 +344,12 @@ vault_start_real() {
 # vault_api METHOD PATH [JSON] [TOKEN]: sets VAULT_BODY and VAULT_CODE (never
 # call it in $(...): the variables would stay in the subshell).
 # Bodies go through stdin so a key value never appears in argv.
+# VAULT_NAMESPACE (set by a script whose stand-in runs in a namespace) is sent
+# as X-Vault-Namespace on every call.
 vault_api() {
     local method=$1 path=$2 body=${3:-} token=${4:-$ROOT_TOKEN} out
     out=$(printf '%s' "$body" | curl -sS -m "$LIB_CURL_MAX" -X "$method" -H "X-Vault-Token: $token" \
+        ${VAULT_NAMESPACE:+-H "X-Vault-Namespace: $VAULT_NAMESPACE"} \
         ${body:+-H 'Content-Type: application/json' --data-binary @-} \
         -w '\n%{http_code}' "$VAULT_ADDR/v1/$path")
     VAULT_CODE=${out##*$'\n'}

@@ -56,6 +56,7 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(c->listeners[0].mode_bits, 0660);
     assert_false(c->listeners[0].metrics);
     assert_string_equal(c->vault.mount, "byok");
+    assert_null(c->vault.ns); /* the root namespace: no X-Vault-Namespace */
     assert_string_equal(c->vault.key_type, "production");
     assert_int_equal(c->limits.max_body_bytes, 1024 * 1024);
     assert_int_equal(c->limits.max_header_bytes, 16 * 1024);
@@ -609,6 +610,19 @@ static void test_semantic_rules(void **state)
     struct config *c =
         parse_ok("{" BASE_LISTENER "," BASE_VAULT_NO_END ",\"mount\":\"team-a/byok_v2.1\"}}");
     assert_string_equal(c->vault.mount, "team-a/byok_v2.1");
+    config_unref(&c);
+    /* A namespace goes into a header: the same rule, and no CR/LF can reach it. */
+    for (size_t i = 0; i < sizeof(bad_mounts) / sizeof(bad_mounts[0]); i++) {
+        snprintf(text, sizeof(text),
+                 "{" BASE_LISTENER "," BASE_VAULT_NO_END ",\"namespace\":\"%s\"}}", bad_mounts[i]);
+        parse_bad(text, "vault.namespace: must be a Vault namespace path");
+    }
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT_NO_END
+              ",\"namespace\":\"a\\r\\nX-Vault-Token: t\"}}",
+              "vault.namespace: must be a Vault namespace path");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT_NO_END ",\"namespace\":7}}", "vault.namespace");
+    c = parse_ok("{" BASE_LISTENER "," BASE_VAULT_NO_END ",\"namespace\":\"admin/team-a\"}}");
+    assert_string_equal(c->vault.ns, "admin/team-a");
     config_unref(&c);
     /* Duplicate keys are refused rather than silently last-one-wins. */
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"log_level\":\"info\",\"log_level\":\"off\"}",

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -557,5 +558,61 @@ func TestSlowStorageDoesNotStallOtherCalls(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("held settings write: %v", err)
 		}
+	}
+}
+
+// nsCall is Server.Call with an X-Vault-Namespace header (none when ns is "").
+func nsCall(t *testing.T, s *Sim, ns, token, method, path string) int {
+	t.Helper()
+	c, base := s.HTTPClient()
+	req, err := http.NewRequest(method, base+"/v1/"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Vault-Token", token)
+	if ns != "" {
+		req.Header.Set("X-Vault-Namespace", ns)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// A stand-in in a namespace answers only requests that name it, as Vault
+// Enterprise, HCP Vault and OpenBao do: the X-Vault-Namespace header, a path
+// prefix, or the header's namespace plus the rest of it in the path.
+func TestNamespaceHTTP(t *testing.T) {
+	s := newSim(t, WithNamespace("/admin/team/"))
+	root := s.RootToken
+	for _, c := range []struct {
+		ns, path string
+		want     int
+	}{
+		{"", "byok/config", 403},
+		{"admin/team", "byok/config", 200},
+		{"admin/team/", "byok/config", 200},
+		{"", "admin/team/byok/config", 200},
+		{"admin", "team/byok/config", 200},
+		{"admin", "byok/config", 403},
+		{"other", "byok/config", 403},
+		{"admin/teams", "byok/config", 403},
+		{"admin/team", "auth/token/lookup-self", 200},
+		{"", "auth/token/lookup-self", 403},
+		{"", "sys/health", 200},
+	} {
+		if got := nsCall(t, s, c.ns, root, "GET", c.path); got != c.want {
+			t.Errorf("namespace %q, path %q: %d, want %d", c.ns, c.path, got, c.want)
+		}
+	}
+	// Without a namespace, one named in a request does not exist.
+	plain := newSim(t)
+	if got := nsCall(t, plain, "admin", plain.RootToken, "GET", "byok/config"); got != 404 {
+		t.Errorf("root-namespace stand-in, X-Vault-Namespace admin: %d, want 404", got)
+	}
+	if got := nsCall(t, plain, "", plain.RootToken, "GET", "byok/config"); got != 200 {
+		t.Errorf("root-namespace stand-in, no namespace: %d, want 200", got)
 	}
 }

@@ -18,6 +18,7 @@ import (
 type FileConfig struct {
 	Plugin        string            `json:"plugin"`
 	Mount         string            `json:"mount"`
+	Namespace     string            `json:"namespace"`
 	Listen        string            `json:"listen"`
 	Storage       string            `json:"storage"`
 	RootToken     string            `json:"root_token"`

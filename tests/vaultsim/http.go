@@ -96,6 +96,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc := &reqCtx{w: w, r: r, path: strings.TrimPrefix(r.URL.Path, "/v1/"), remote: r.RemoteAddr}
+	if err := s.namespace(rc); err != nil {
+		writeErr(w, err)
+		return
+	}
 	if err := s.parse(rc); err != nil {
 		writeErr(w, err)
 		return
@@ -103,6 +107,45 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := s.route(rc); err != nil {
 		writeErr(w, err)
 	}
+}
+
+// namespace strips the namespace a request names from its path (Vault
+// Enterprise: the X-Vault-Namespace header, prefixed to the path, which may
+// name the namespace or the part of it the header left out). With
+// Options.Namespace set, a request that does not end up in it is refused
+// (sys/health excepted, which Vault answers in any namespace).
+func (s *Server) namespace(rc *reqCtx) error {
+	ns := s.opts.Namespace
+	hdr := strings.Trim(rc.r.Header.Get("X-Vault-Namespace"), "/")
+	if hdr == "root" {
+		hdr = ""
+	}
+	if ns == "" {
+		if hdr != "" {
+			return errStatus(http.StatusNotFound, fmt.Sprintf("namespace %q not found", hdr))
+		}
+		return nil
+	}
+	want := ns
+	switch {
+	case hdr == ns:
+		want = ""
+	case hdr == "":
+	case strings.HasPrefix(ns, hdr+"/"):
+		want = strings.TrimPrefix(ns, hdr+"/")
+	default:
+		return errPermissionDenied
+	}
+	if want != "" {
+		if !strings.HasPrefix(rc.path, want+"/") {
+			if rc.path == "sys/health" {
+				return nil
+			}
+			return errPermissionDenied
+		}
+		rc.path = strings.TrimPrefix(rc.path, want+"/")
+	}
+	return nil
 }
 
 // parse maps method and query to the logical operation and request data

@@ -45,6 +45,12 @@ type Options struct {
 	// or "+" into policy paths as they are (Vault before its 2026 releases,
 	// where such a value widens the rule); default: drop the path (current Vault).
 	VerbatimTemplates bool
+	// Namespace: everything (the mount, auth methods, tokens, policies) lives
+	// in this Vault Enterprise / HCP Vault / OpenBao namespace ("admin",
+	// "team/a"): a request must name it with X-Vault-Namespace, a path
+	// prefix or both, else it is refused as Vault refuses a token from
+	// another namespace (403). "" = the root namespace, no header needed.
+	Namespace string
 }
 
 // Option modifies Options.
@@ -80,6 +86,9 @@ func WithConfig(cfg *FileConfig) Option { return func(o *Options) { o.Config = c
 // WithVerbatimTemplates makes templated policies behave as in Vault before its
 // 2026 releases: a "*" or "+" in an entity's metadata is substituted as is.
 func WithVerbatimTemplates() Option { return func(o *Options) { o.VerbatimTemplates = true } }
+
+// WithNamespace puts everything in namespace ns (Options.Namespace).
+func WithNamespace(ns string) Option { return func(o *Options) { o.Namespace = strings.Trim(ns, "/") } }
 
 // Server is the Vault stand-in: one plugin mount plus the HTTP API.
 type Server struct {

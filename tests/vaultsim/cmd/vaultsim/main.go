@@ -23,6 +23,7 @@ func main() {
 		cfgFile   = flag.String("config", "", "JSON config file (policies, entities, tokens, roles; flags override its settings)")
 		plugin    = flag.String("plugin", "", "plugin binary")
 		mount     = flag.String("mount", "", "mount path (default byok)")
+		namespace = flag.String("namespace", "", "put everything in this namespace (requests must name it: X-Vault-Namespace or a path prefix)")
 		listen    = flag.String("listen", "", "listen address: unix:/path, /path or 127.0.0.1:port (default 127.0.0.1:8200)")
 		storage   = flag.String("storage", "", "persist storage to this JSON file (default: in memory)")
 		root      = flag.String("root-token", "", "root token (default: random, printed)")
@@ -73,6 +74,7 @@ func main() {
 	opts := []vaultsim.Option{
 		vaultsim.WithPlugin(pluginPath),
 		vaultsim.WithMount(pick(*mount, cfg.Mount, "byok")),
+		vaultsim.WithNamespace(pick(*namespace, cfg.Namespace, "")),
 		vaultsim.WithListen(pick(*listen, cfg.Resolve(cfg.Listen), "127.0.0.1:8200")),
 		vaultsim.WithStorageFile(pick(*storage, cfg.Resolve(cfg.Storage), "")),
 		vaultsim.WithRootToken(pick(*root, cfg.RootToken, "")),
