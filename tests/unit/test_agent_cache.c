@@ -70,8 +70,8 @@ static void test_anthropic_places(void **state)
     assert_true(json_is_array(sys));
     assert_int_equal(json_array_size(sys), 2);
     assert_null(cc_of(json_array_get(sys, 0)));
-    assert_string_equal(
-        json_string_value(json_object_get(cc_of(json_array_get(sys, 1)), "type")), "ephemeral");
+    assert_string_equal(json_string_value(json_object_get(cc_of(json_array_get(sys, 1)), "type")),
+                        "ephemeral");
     assert_string_equal(ttl_of(json_array_get(sys, 1)), "1h");
     const json_t *msgs = json_object_get(a, "messages");
     assert_int_equal(json_array_size(msgs), 3);
@@ -106,10 +106,9 @@ static void test_anthropic_without_hints_unchanged(void **state)
     json_t *a = NULL;
     assert_int_equal(provider_anthropic_request(o, "m", false, 64, &a), ERR_OK);
     assert_string_equal(json_string_value(json_object_get(a, "system")), "S");
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(json_object_get(a, "messages"), 0),
-                                          "content")),
-        "Hi");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(a, "messages"), 0), "content")),
+                        "Hi");
     json_decref(a);
     json_decref(o);
 }
@@ -298,9 +297,8 @@ static void openai_body(const char *style, const char *name, const json_t *req, 
     assert_non_null(*ret_body);
     /* The app's request (tried on the next candidate after a failover) keeps its hints. */
     assert_non_null(json_object_get(
-        json_array_get(json_object_get(json_array_get(json_object_get(copy, "messages"), 0),
-                                       "content"),
-                       1),
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(copy, "messages"), 0), "content"), 1),
         "cache_control"));
     provider_http_done(&h);
     secret_free(&key);
@@ -313,8 +311,8 @@ static void test_openai_stripped_openrouter_kept(void **state)
     (void)state;
     json_t *o = J(HINTED);
     json_t *body = NULL;
-    static const char *const stripped[][2] = {{"openai", "openai"}, {"openai", "deepseek"},
-                                              {"azure", "azure"}};
+    static const char *const stripped[][2] = {
+        {"openai", "openai"}, {"openai", "deepseek"}, {"azure", "azure"}};
     for (size_t i = 0; i < sizeof(stripped) / sizeof(stripped[0]); i++) {
         openai_body(stripped[i][0], stripped[i][1], o, &body);
         char *text = json_dumps(body, JSON_COMPACT);
@@ -327,10 +325,10 @@ static void test_openai_stripped_openrouter_kept(void **state)
     }
     openai_body("openai", "openrouter", o, &body);
     const json_t *m0 = json_array_get(json_object_get(body, "messages"), 0);
-    assert_non_null(json_object_get(json_array_get(json_object_get(m0, "content"), 1),
-                                    "cache_control"));
-    assert_non_null(json_object_get(json_array_get(json_object_get(body, "tools"), 1),
-                                    "cache_control"));
+    assert_non_null(
+        json_object_get(json_array_get(json_object_get(m0, "content"), 1), "cache_control"));
+    assert_non_null(
+        json_object_get(json_array_get(json_object_get(body, "tools"), 1), "cache_control"));
     json_decref(body);
     json_decref(o);
 }
@@ -354,16 +352,16 @@ static void test_anthropic_usage_writes(void **state)
     const json_t *ou = json_object_get(out, "usage");
     assert_int_equal(json_integer_value(json_object_get(ou, "prompt_tokens")), 510);
     assert_int_equal(json_integer_value(json_object_get(ou, "cache_creation_input_tokens")), 300);
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(ou, "prompt_tokens_details"),
-                                           "cached_tokens")),
-        200);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(ou, "prompt_tokens_details"), "cached_tokens")),
+                     200);
     json_decref(out);
     json_decref(m);
 
     /* Only the split: its sum is the writes. Without writes, no LiteLLM field. */
-    m = J("{\"content\":[],\"usage\":{\"input_tokens\":1,\"cache_creation\":"
-          "{\"ephemeral_5m_input_tokens\":5,\"ephemeral_1h_input_tokens\":6},\"output_tokens\":1}}");
+    m = J(
+        "{\"content\":[],\"usage\":{\"input_tokens\":1,\"cache_creation\":"
+        "{\"ephemeral_5m_input_tokens\":5,\"ephemeral_1h_input_tokens\":6},\"output_tokens\":1}}");
     memset(&u, 0, sizeof(u));
     assert_int_equal(provider_anthropic_response(m, &out, &u), ERR_OK);
     assert_int_equal(u.prompt_tokens, 12);
@@ -404,10 +402,9 @@ static void test_bedrock_usage_writes(void **state)
     assert_int_equal(u.cached_tokens, 20);
     assert_int_equal(u.cache_write_tokens, 30);
     assert_int_equal(u.cache_write_1h_tokens, 0);
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(out, "usage"),
-                                           "cache_creation_input_tokens")),
-        30);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(out, "usage"),
+                                                        "cache_creation_input_tokens")),
+                     30);
     json_decref(out);
 }
 
@@ -449,7 +446,8 @@ static void test_cost_formula(void **state)
                                  .cache_write_1h_tokens = 500};
     double c = provider_cost(entry, "c", &odd);
     assert_true(fabs(c - (80 * 0.3 + 20 * 2 * 3) / 1e6) < 1e-12);
-    struct provider_usage neg = {.prompt_tokens = 10, .cached_tokens = -5, .cache_write_tokens = -5};
+    struct provider_usage neg = {
+        .prompt_tokens = 10, .cached_tokens = -5, .cache_write_tokens = -5};
     assert_true(fabs(provider_cost(entry, "c", &neg) - 10 * 3 / 1e6) < 1e-12);
     /* The largest call stays finite and under the plugin's per-record bound. */
     json_t *dear = J("{\"models\":[{\"name\":\"d\",\"input_per_1m\":100000,\"output_per_1m\":"
