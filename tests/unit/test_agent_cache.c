@@ -333,6 +333,37 @@ static void test_openai_stripped_openrouter_kept(void **state)
     json_decref(o);
 }
 
+/* Cohere and Vertex take no hints: dropped, the rest translated as without them. */
+static void test_cohere_vertex_dropped(void **state)
+{
+    (void)state;
+    static const char *const styles[] = {"cohere", "vertex"};
+    for (size_t i = 0; i < sizeof(styles) / sizeof(styles[0]); i++) {
+        const struct provider_adapter *ad = provider_find(styles[i]);
+        assert_non_null(ad);
+        json_t *entry = json_pack("{s:s,s:s}", "name", styles[i], "base_url", "https://r.example/");
+        struct secret *key = secret_from("k-canary-0123456789", 19);
+        json_t *req = J(HINTED);
+        struct provider_call c = {.op = PROVIDER_CHAT,
+                                  .req = req,
+                                  .model = "m",
+                                  .entry = entry,
+                                  .key = key,
+                                  .default_max_tokens = 16};
+        struct provider_http h;
+        memset(&h, 0, sizeof(h));
+        assert_int_equal(ad->build(&c, &h), ERR_OK);
+        assert_non_null(h.body);
+        assert_null(strstr(h.body, "cache_control"));
+        assert_null(strstr(h.body, "ephemeral"));
+        assert_non_null(strstr(h.body, "Long document."));
+        provider_http_done(&h);
+        secret_free(&key);
+        json_decref(req);
+        json_decref(entry);
+    }
+}
+
 /* Anthropic's usage: writes apart from reads, the 1-hour part of them; LiteLLM's field. */
 static void test_anthropic_usage_writes(void **state)
 {
@@ -517,6 +548,7 @@ int main(void)
         cmocka_unit_test(test_bad_hints),
         cmocka_unit_test(test_bedrock_places),
         cmocka_unit_test(test_openai_stripped_openrouter_kept),
+        cmocka_unit_test(test_cohere_vertex_dropped),
         cmocka_unit_test(test_anthropic_usage_writes),
         cmocka_unit_test(test_bedrock_usage_writes),
         cmocka_unit_test(test_cost_formula),
