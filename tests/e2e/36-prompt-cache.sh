@@ -29,7 +29,7 @@ CASES=("anthropic: HTTP 200, usage with cache reads and writes"
     "openai: hints stripped (none reached the provider), 200"
     "malformed hints: 400 invalid_cache_control naming the field, nothing sent"
     "5 breakpoints: 400 naming the 5th, nothing sent"
-    "agent usage endpoint: cost per provider = sum of the calls"
+    "agent usage endpoint: cost per provider = sum of the calls, cache writes"
     "usage reported to Vault: cost per provider = sum of the calls"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
@@ -227,8 +227,12 @@ for p in anthropic bedrock openai; do
     awk -v a="$got" -v b="${SUM_COST[$p]}" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-8) }' ||
         why+="$p $got, want ${SUM_COST[$p]}; "
 done
-if [ -z "$why" ]; then t_ok "agent usage endpoint: cost per provider = sum of the calls"; else
-    t_fail "agent usage endpoint: cost per provider = sum of the calls" "$why"
+# Two cached calls each through anthropic and bedrock wrote 2,000 tokens each.
+got=$(echo "$BODY" | jq -r '[.by_provider.anthropic.cache_write_tokens, .by_provider.bedrock.cache_write_tokens,
+    .by_provider.openai.cache_write_tokens] | map(tostring) | join("/")' 2>/dev/null)
+[ "$got" = "$((2 * WRITE))/$((2 * WRITE))/0" ] || why+="cache_write_tokens $got; "
+if [ -z "$why" ]; then t_ok "agent usage endpoint: cost per provider = sum of the calls, cache writes"; else
+    t_fail "agent usage endpoint: cost per provider = sum of the calls, cache writes" "$why"
 fi
 
 usage_matches() {
