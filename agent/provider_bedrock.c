@@ -513,6 +513,44 @@ enum err provider_bedrock_request(const json_t *oreq, long default_max_tokens,
 }
 
 /*
+ * Does Bedrock take prompt-cache points for this model? Claude and Amazon
+ * Nova models do (Bedrock's prompt caching page); Converse refuses a
+ * cachePoint for the others (Llama, Mistral, Titan ...), so their requests
+ * go without one: a hint is a hint, not a reason to fail the call. The id
+ * is matched by name, so a cross-region inference profile
+ * ("us.anthropic.claude-...", or its ARN) counts; an application inference
+ * profile's ARN names no model and goes without.
+ */
+static bool brk_model_caches(const char *model)
+{
+    return model != NULL &&
+           (strstr(model, "anthropic.claude") != NULL || strstr(model, "amazon.nova") != NULL);
+}
+
+/* The Converse body for the call, cache hints dropped for a model that takes none. */
+static enum err brk_chat_request(const struct provider_call *c, struct provider_bad *bad,
+                                 json_t **ret)
+{
+    if (brk_model_caches(c->model) || !prov_cache_present(c->req)) {
+        return provider_bedrock_request(c->req, c->default_max_tokens, bad, ret);
+    }
+    /* Bad hints are refused as for any model (the proxy checked them already); a copy goes
+       without the good ones. */
+    enum err e = provider_cache_check(c->req, bad);
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *copy = json_deep_copy(c->req);
+    if (copy == NULL) {
+        return ERR_NOMEM;
+    }
+    (void)prov_cache_strip(copy);
+    e = provider_bedrock_request(copy, c->default_max_tokens, bad, ret);
+    json_decref(copy);
+    return e;
+}
+
+/*
  * base_url + "/model/" + the model id percent-encoded + op ("/converse",
  * "/converse-stream" or InvokeModel's "/invoke"). The model id is
  * one path segment: everything but RFC 3986's unreserved characters is
@@ -901,7 +939,7 @@ enum err provider_bedrock_build(const struct provider_call *c, struct provider_h
         e = brk_url(c, embed ? "/invoke" : c->stream ? "/converse-stream" : "/converse", out);
     }
     if (e == ERR_OK && !embed) {
-        e = provider_bedrock_request(c->req, c->default_max_tokens, &out->bad, &body);
+        e = brk_chat_request(c, &out->bad, &body);
     }
     if (e == ERR_OK) {
         e = prov_dump(body, out);

@@ -6,8 +6,9 @@
 # on a system part with ttl 1h, on a whole user message, on a tool), as
 # LiteLLM and OpenRouter take them: the mock records where each reached
 # Anthropic (cache_control on the system text block, the message's text
-# block, the tool) and Bedrock (cachePoint blocks after them), and that none
-# reached OpenAI (which refuses the member). The mock's "cache" scenario
+# block, the tool) and Bedrock's Claude model (cachePoint blocks after them;
+# a model without prompt caching gets none), and that none reached OpenAI
+# (which refuses the member). The mock's "cache" scenario
 # answers with cache reads and writes (tests/mockprovider/cache.go: 1,000
 # read, 2,000 written, 500 of them for one hour when asked); the cost of each
 # call (header, stream comment, the agent's and the plugin's usage) is the
@@ -26,6 +27,7 @@ CASES=("anthropic: HTTP 200, usage with cache reads and writes"
     "bedrock: cachePoint after the system block, the message's block and the tool"
     "bedrock: cost header = cache formula with the plugin's prices"
     "bedrock stream: comment cost and cache_write_tokens"
+    "bedrock, a model without prompt caching (not Claude or Nova): no cachePoint, 200"
     "openai: hints stripped (none reached the provider), 200"
     "malformed hints: 400 invalid_cache_control naming the field, nothing sent"
     "5 breakpoints: 400 naming the 5th, nothing sent"
@@ -56,13 +58,14 @@ vault_api PUT byok/providers/bedrock \
     "$ADMIN_TOKEN" >/dev/null
 [ "$VAULT_CODE" -lt 300 ] || { LIB_BLOCKED_REASON="bedrock override: HTTP $VAULT_CODE"; t_block_all; }
 
-# PRICE[provider/field]: the mock-cache model's prices as the plugin has them.
-declare -A PRICE
+# PRICE[provider/field]: the prices of the model called with cache usage (anthropic's
+# mock-cache, bedrock's Claude model) as the plugin has them.
+declare -A PRICE CACHE_MODEL=([anthropic]=mock-cache [bedrock]=$BMODEL [openai]=mock-cache)
 for p in anthropic bedrock openai; do
     vault_api GET "byok/providers/$p" "" "$ADMIN_TOKEN"
     for f in input_per_1m output_per_1m cached_input_per_1m cache_write_per_1m; do
-        PRICE[$p/$f]=$(echo "$VAULT_BODY" | jq -r --arg f "$f" \
-            '.data.models[] | select(.name == "mock-cache") | .[$f] // .input_per_1m')
+        PRICE[$p/$f]=$(echo "$VAULT_BODY" | jq -r --arg f "$f" --arg m "${CACHE_MODEL[$p]}" \
+            '.data.models[] | select(.name == $m) | .[$f] // .input_per_1m')
     done
 done
 t_diag "anthropic prices: ${PRICE[anthropic/input_per_1m]} ${PRICE[anthropic/cached_input_per_1m]} ${PRICE[anthropic/cache_write_per_1m]}"
@@ -148,8 +151,12 @@ fi
 add_cost anthropic "$want"
 
 # ---- Bedrock ------------------------------------------------------------------------------
+# Cache points go to Claude and Nova models only: the Claude model, with the mock's cache
+# scenario set through its control API for the next call.
+cache_next() { mock_ctl POST /_mock/scenario '{"scenario": "cache", "count": 1}' >/dev/null; }
 since=$(mock_last_seq)
-call "$SOCK" POST /v1/chat/completions "$(hinted bedrock/mock-cache false)"
+cache_next
+call "$SOCK" POST /v1/chat/completions "$(hinted "bedrock/$BMODEL" false)"
 t_eq "bedrock: HTTP 200, usage with cache reads and writes" \
     "$CODE $(echo "$BODY" | jq -r '.usage | "\(.prompt_tokens)/\(.prompt_tokens_details.cached_tokens)/\(.cache_creation_input_tokens)/\(.completion_tokens)"' 2>/dev/null)" \
     "200 $((UNCACHED + READ + WRITE))/$READ/$WRITE/$NTOK"
@@ -160,7 +167,8 @@ want=$(cache_cost bedrock $UNCACHED $READ $WRITE 0 $NTOK)
 t_num_eq "bedrock: cost header = cache formula with the plugin's prices" "$(hdr X-BYOK-Cost-USD)" "$want" 1e-9
 add_cost bedrock "$want"
 
-call "$SOCK" POST /v1/chat/completions "$(hinted bedrock/mock-cache true)"
+cache_next
+call "$SOCK" POST /v1/chat/completions "$(hinted "bedrock/$BMODEL" true)"
 uc=$(usage_comment)
 if [ "$CODE" = 200 ] && [ "$(echo "$uc" | jq -r '"\(.prompt_tokens)/\(.cached_tokens)/\(.cache_write_tokens)"')" = "$((UNCACHED + READ + WRITE))/$READ/$WRITE" ] &&
     awk -v a="$(echo "$uc" | jq -r .cost_usd)" -v b="$want" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-9) }'; then
@@ -169,6 +177,12 @@ else
     t_fail "bedrock stream: comment cost and cache_write_tokens" "code $CODE comment $uc want cost $want"
 fi
 add_cost bedrock "$want"
+
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/chat/completions "$(hinted bedrock/mock-normal false)"
+t_eq "bedrock, a model without prompt caching (not Claude or Nova): no cachePoint, 200" \
+    "$CODE [$(upstream_cache "$since")]" "200 []"
+add_cost bedrock "$(hdr X-BYOK-Cost-USD)"
 
 # ---- OpenAI: stripped ---------------------------------------------------------------------
 since=$(mock_last_seq)
@@ -180,7 +194,7 @@ add_cost openai "$(hdr X-BYOK-Cost-USD)"
 why=""
 since=$(mock_last_seq)
 while IFS='|' read -r filter param; do
-    for m in anthropic/mock-cache bedrock/mock-cache openai/mock-normal auto; do
+    for m in anthropic/mock-cache "bedrock/$BMODEL" openai/mock-normal auto; do
         call "$SOCK" POST /v1/chat/completions "$(hinted "$m" false | jq -c "$filter")"
         got="$CODE $(echo "$BODY" | jq -r '.error.code + " " + .error.param' 2>/dev/null)"
         [ "$got" = "400 invalid_cache_control $param" ] || why+="$m $filter: $got; "
@@ -204,7 +218,7 @@ since=$(mock_last_seq)
 five='.messages[0].content[0].cache_control = {type: "ephemeral", ttl: "1h"} |
       .messages[1].content = [{type: "text", text: "one two", cache_control: {type: "ephemeral"}},
                               {type: "text", text: "three four"}]'
-for m in anthropic/mock-cache bedrock/mock-cache openai/mock-normal; do
+for m in anthropic/mock-cache "bedrock/$BMODEL" openai/mock-normal; do
     call "$SOCK" POST /v1/chat/completions "$(hinted "$m" false | jq -c "$five")"
     got="$CODE $(echo "$BODY" | jq -r '.error.code + " " + .error.param' 2>/dev/null)"
     [ "$got" = "400 invalid_cache_control messages[1].cache_control" ] || why+="$m: $got; "

@@ -49,6 +49,13 @@ static const char *const HINTED =
     "{\"type\":\"function\",\"function\":{\"name\":\"b\"},"
     "\"cache_control\":{\"type\":\"ephemeral\"}}]}";
 
+/* Does the user message (messages[1]) still carry its hint? */
+static bool user_hinted(const json_t *req)
+{
+    return json_is_object(
+        json_object_get(json_array_get(json_object_get(req, "messages"), 1), "cache_control"));
+}
+
 static const json_t *cc_of(const json_t *blk)
 {
     return json_object_get(blk, "cache_control");
@@ -273,6 +280,52 @@ static void test_bedrock_places(void **state)
                      1);
     json_decref(b);
     json_decref(o);
+}
+
+/* Through the adapter: cache points for Claude and Nova models only (Converse refuses others). */
+static void test_bedrock_models(void **state)
+{
+    (void)state;
+    const struct provider_adapter *ad = provider_find("bedrock");
+    assert_non_null(ad);
+    static const struct {
+        const char *model;
+        bool points;
+    } cases[] = {{"anthropic.claude-3-5-haiku-20241022-v1:0", true},
+                 {"us.anthropic.claude-sonnet-4-20250514-v1:0", true},
+                 {"amazon.nova-pro-v1:0", true},
+                 {"meta.llama3-1-70b-instruct-v1:0", false},
+                 {"mistral.mistral-large-2402-v1:0", false}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *entry = json_pack("{s:s,s:s}", "name", "bedrock", "base_url", "https://r.example");
+        struct secret *key = secret_from("ABSK-canary-0123456789", 22);
+        json_t *req = J(HINTED);
+        struct provider_call c = {.op = PROVIDER_CHAT,
+                                  .req = req,
+                                  .model = cases[i].model,
+                                  .entry = entry,
+                                  .key = key,
+                                  .default_max_tokens = 16};
+        struct provider_http h;
+        memset(&h, 0, sizeof(h));
+        assert_int_equal(ad->build(&c, &h), ERR_OK);
+        assert_true((strstr(h.body, "cachePoint") != NULL) == cases[i].points);
+        assert_null(strstr(h.body, "cache_control"));
+        assert_non_null(strstr(h.body, "Long document."));
+        provider_http_done(&h);
+        /* The app's request keeps its hints (a failover to a caching model has them). */
+        assert_true(user_hinted(req));
+        /* A bad hint is refused whatever the model. */
+        json_object_set_new(json_array_get(json_object_get(req, "messages"), 1), "cache_control",
+                            json_string("x"));
+        memset(&h, 0, sizeof(h));
+        assert_int_equal(ad->build(&c, &h), ERR_INVAL);
+        assert_string_equal(h.bad.param, "messages[1].cache_control");
+        provider_http_done(&h);
+        secret_free(&key);
+        json_decref(req);
+        json_decref(entry);
+    }
 }
 
 /* Builds an OpenAI-style request for the catalog entry named name; the body in *ret_body. */
@@ -547,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_anthropic_tool_messages),
         cmocka_unit_test(test_bad_hints),
         cmocka_unit_test(test_bedrock_places),
+        cmocka_unit_test(test_bedrock_models),
         cmocka_unit_test(test_openai_stripped_openrouter_kept),
         cmocka_unit_test(test_cohere_vertex_dropped),
         cmocka_unit_test(test_anthropic_usage_writes),
