@@ -119,7 +119,12 @@ void provider_usage_from_openai(const json_t *usage, struct provider_usage *u)
     u->prompt_tokens = prov_count(json_object_get(usage, "prompt_tokens"));
     u->completion_tokens = prov_count(json_object_get(usage, "completion_tokens"));
     const json_t *d = json_object_get(usage, "prompt_tokens_details");
-    u->cached_tokens = prov_min(prov_count(json_object_get(d, "cached_tokens")), u->prompt_tokens);
+    const json_t *cached = json_object_get(d, "cached_tokens");
+    if (cached == NULL) {
+        /* DeepSeek's name for its cache hits (part of prompt_tokens, as OpenAI's). */
+        cached = json_object_get(usage, "prompt_cache_hit_tokens");
+    }
+    u->cached_tokens = prov_min(prov_count(cached), u->prompt_tokens);
     /*
      * OpenAI bills no cache writes; OpenRouter reports an Anthropic model's
      * as prompt_tokens_details.cache_write_tokens (part of prompt_tokens).

@@ -468,6 +468,14 @@ static void test_anthropic_usage_writes(void **state)
     assert_int_equal(u.cached_tokens, 60);
     assert_int_equal(u.cache_write_tokens, 40);
     json_decref(ou2);
+    /* DeepSeek's prompt_cache_hit_tokens when there are no prompt_tokens_details. */
+    ou2 = J("{\"prompt_tokens\":100,\"completion_tokens\":1,\"prompt_cache_hit_tokens\":70,"
+            "\"prompt_cache_miss_tokens\":30}");
+    memset(&u, 0, sizeof(u));
+    provider_usage_from_openai(ou2, &u);
+    assert_int_equal(u.cached_tokens, 70);
+    assert_int_equal(u.cache_write_tokens, 0);
+    json_decref(ou2);
 }
 
 static void test_bedrock_usage_writes(void **state)
