@@ -34,8 +34,9 @@ static const struct {
     [M_ERRORS] = {"byok_errors_total", "counter", "Error responses, by error code."},
     [M_FAILOVERS] = {"byok_failovers_total", "counter",
                      "Attempts that failed over to the next candidate, by provider."},
-    [M_TOKENS] = {"byok_tokens_total", "counter",
-                  "Tokens by tenant, provider, model and kind (prompt, completion, cached)."},
+    [M_TOKENS] =
+        {"byok_tokens_total", "counter",
+         "Tokens by tenant, provider, model and kind (prompt, completion, cached, cache_write)."},
     [M_COST] = {"byok_cost_usd_total", "counter", "Cost in USD from catalog prices."},
     [M_CACHE] = {"byok_keycache_lookups_total", "counter",
                  "Key lookups that failed (result=error: the key could not be held); hits, "

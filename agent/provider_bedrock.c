@@ -48,6 +48,8 @@ static void brk_usage(const json_t *u, struct provider_usage *out)
     long long prompt = in + cr + cw; /* each at most PROVIDER_MAX_TOKENS: no overflow */
     out->prompt_tokens = prov_min(prompt, PROVIDER_MAX_TOKENS);
     out->cached_tokens = prov_min(cr, out->prompt_tokens);
+    out->cache_write_tokens = prov_min(cw, out->prompt_tokens - out->cached_tokens);
+    out->cache_write_1h_tokens = 0; /* Converse's cachePoint has one TTL (5 minutes) */
     out->completion_tokens = prov_count(json_object_get(u, "outputTokens"));
     out->seen = true;
 }
@@ -79,6 +81,29 @@ static json_t *brk_image(const json_t *part)
         }
     }
     return NULL;
+}
+
+/*
+ * A cache hint (provider_cache_check has checked it) as Converse's: a
+ * cachePoint block after the block it marks, in a message's content, the
+ * system list or the tools. Converse's cache point has one type ("default",
+ * Bedrock's 5-minute cache): a ttl is not carried. Appended only after a
+ * block (a hint on an empty part has nothing to mark).
+ */
+static enum err brk_cache_point(const json_t *holder, json_t *blocks)
+{
+    if (!prov_cache_hint(holder) || json_array_size(blocks) == 0) {
+        return ERR_OK;
+    }
+    /* A hint on a message whose last part already put one there is one point. */
+    const json_t *last = json_array_get(blocks, json_array_size(blocks) - 1);
+    if (json_object_get(last, "cachePoint") != NULL) {
+        return ERR_OK;
+    }
+    return json_array_append_new(blocks, json_pack("{s:{s:s}}", "cachePoint", "type", "default")) ==
+                   0
+               ? ERR_OK
+               : ERR_NOMEM;
 }
 
 /*
@@ -127,7 +152,8 @@ static enum err brk_content(const json_t *content, size_t mi, struct provider_ba
             return prov_bad(bad, "only text and image_url parts can be translated",
                             "messages[%zu].content[%zu].type", mi, i);
         }
-        if (blk == NULL || json_array_append_new(blocks, blk) != 0) {
+        if (blk == NULL || json_array_append_new(blocks, blk) != 0 ||
+            brk_cache_point(part, blocks) != ERR_OK) {
             return ERR_NOMEM;
         }
     }
@@ -182,6 +208,15 @@ static enum err brk_tool_result(const json_t *m, size_t mi, struct provider_bad 
                                                 "content", parts)) != 0) {
         return ERR_NOMEM;
     }
+    /* The result's text is one block: a hint on a part marks the whole result. */
+    size_t i;
+    const json_t *part;
+    json_array_foreach(json_object_get(m, "content"), i, part)
+    {
+        if (brk_cache_point(part, blocks) != ERR_OK) {
+            return ERR_NOMEM;
+        }
+    }
     return ERR_OK;
 }
 
@@ -231,11 +266,17 @@ static enum err brk_messages(const json_t *omsgs, json_t *system, json_t *msgs,
             if (e != ERR_OK) {
                 return e;
             }
-            if (json_string_length(t) > 0 &&
-                json_array_append_new(system, json_pack("{s:O}", "text", t)) != 0) {
+            size_t tlen = json_string_length(t);
+            if (tlen > 0 && json_array_append_new(system, json_pack("{s:O}", "text", t)) != 0) {
                 e = ERR_NOMEM;
             }
             json_decref(t);
+            /* The message is one system block: a hint on it or a part of it follows it. */
+            if (e == ERR_OK && tlen > 0 && (prov_cache_hint(m) || prov_cache_in_content(content)) &&
+                json_array_append_new(
+                    system, json_pack("{s:{s:s}}", "cachePoint", "type", "default")) != 0) {
+                e = ERR_NOMEM;
+            }
             if (e != ERR_OK) {
                 return e;
             }
@@ -261,6 +302,9 @@ static enum err brk_messages(const json_t *omsgs, json_t *system, json_t *msgs,
         } else {
             e = prov_bad(bad, "must be system, developer, user, assistant or tool",
                          "messages[%zu].role", i);
+        }
+        if (e == ERR_OK) {
+            e = brk_cache_point(m, blocks);
         }
         if (e == ERR_OK) {
             e = brk_push(msgs, to, blocks);
@@ -309,6 +353,25 @@ static enum err brk_tool_config(const json_t *oreq, struct provider_bad *bad, js
     enum err e = prov_tools(tools, false, brk_tool_spec, bad, &specs);
     if (e != ERR_OK) {
         return e;
+    }
+    if (prov_cache_present(oreq)) {
+        /* A tool's hint: a cachePoint after its toolSpec in toolConfig.tools. */
+        json_t *marked = json_array();
+        size_t i;
+        const json_t *t;
+        json_array_foreach(tools, i, t)
+        {
+            if (marked != NULL && (json_array_append(marked, json_array_get(specs, i)) != 0 ||
+                                   brk_cache_point(t, marked) != ERR_OK)) {
+                json_decref(marked);
+                marked = NULL;
+            }
+        }
+        json_decref(specs);
+        if (marked == NULL) {
+            return ERR_NOMEM;
+        }
+        specs = marked;
     }
     json_t *cfg = json_pack("{s:o}", "tools", specs);
     if (cfg == NULL) {
@@ -416,6 +479,10 @@ enum err provider_bedrock_request(const json_t *oreq, long default_max_tokens,
     if (e != ERR_OK) {
         return e;
     }
+    e = provider_cache_check(oreq, bad);
+    if (e != ERR_OK) {
+        return e;
+    }
     json_t *system = json_array();
     json_t *msgs = json_array();
     json_t *out = json_object();
@@ -443,6 +510,44 @@ enum err provider_bedrock_request(const json_t *oreq, long default_max_tokens,
     }
     *ret = out;
     return ERR_OK;
+}
+
+/*
+ * Does Bedrock take prompt-cache points for this model? Claude and Amazon
+ * Nova models do (Bedrock's prompt caching page); Converse refuses a
+ * cachePoint for the others (Llama, Mistral, Titan ...), so their requests
+ * go without one: a hint is a hint, not a reason to fail the call. The id
+ * is matched by name, so a cross-region inference profile
+ * ("us.anthropic.claude-...", or its ARN) counts; an application inference
+ * profile's ARN names no model and goes without.
+ */
+static bool brk_model_caches(const char *model)
+{
+    return model != NULL &&
+           (strstr(model, "anthropic.claude") != NULL || strstr(model, "amazon.nova") != NULL);
+}
+
+/* The Converse body for the call, cache hints dropped for a model that takes none. */
+static enum err brk_chat_request(const struct provider_call *c, struct provider_bad *bad,
+                                 json_t **ret)
+{
+    if (brk_model_caches(c->model) || !prov_cache_present(c->req)) {
+        return provider_bedrock_request(c->req, c->default_max_tokens, bad, ret);
+    }
+    /* Bad hints are refused as for any model (the proxy checked them already); a copy goes
+       without the good ones. */
+    enum err e = provider_cache_check(c->req, bad);
+    if (e != ERR_OK) {
+        return e;
+    }
+    json_t *copy = json_deep_copy(c->req);
+    if (copy == NULL) {
+        return ERR_NOMEM;
+    }
+    (void)prov_cache_strip(copy);
+    e = provider_bedrock_request(copy, c->default_max_tokens, bad, ret);
+    json_decref(copy);
+    return e;
 }
 
 /*
@@ -834,7 +939,7 @@ enum err provider_bedrock_build(const struct provider_call *c, struct provider_h
         e = brk_url(c, embed ? "/invoke" : c->stream ? "/converse-stream" : "/converse", out);
     }
     if (e == ERR_OK && !embed) {
-        e = provider_bedrock_request(c->req, c->default_max_tokens, &out->bad, &body);
+        e = brk_chat_request(c, &out->bad, &body);
     }
     if (e == ERR_OK) {
         e = prov_dump(body, out);

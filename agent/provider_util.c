@@ -322,10 +322,21 @@ long long prov_est_tokens(long long chars)
 
 json_t *prov_usage_json(const struct provider_usage *u)
 {
-    return json_pack("{s:I,s:I,s:I,s:{s:I}}", "prompt_tokens", (json_int_t)u->prompt_tokens,
-                     "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
-                     (json_int_t)(u->prompt_tokens + u->completion_tokens), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)u->cached_tokens);
+    json_t *j = json_pack("{s:I,s:I,s:I,s:{s:I}}", "prompt_tokens", (json_int_t)u->prompt_tokens,
+                          "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
+                          (json_int_t)(u->prompt_tokens + u->completion_tokens),
+                          "prompt_tokens_details", "cached_tokens", (json_int_t)u->cached_tokens);
+    /*
+     * Cache writes (part of prompt_tokens) have no field in OpenAI's usage:
+     * LiteLLM's name for them, only when there were some.
+     */
+    if (j != NULL && u->cache_write_tokens > 0 &&
+        json_object_set_new(j, "cache_creation_input_tokens",
+                            json_integer((json_int_t)u->cache_write_tokens)) != 0) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
 }
 
 const char *prov_finish(const struct prov_finish_map *map, const char *reason)
@@ -497,4 +508,158 @@ enum err prov_stream_end(struct provider_stream *st, const char *finish, struct 
     }
     st->done = true;
     return e;
+}
+
+/* ---- prompt-cache hints --------------------------------------------------------------- */
+
+/*
+ * One cache_control at path (a printf-made field name): absent or null is
+ * no hint; else it must be {"type": "ephemeral"} with an optional "ttl" of
+ * "5m" or "1h" and nothing else (what Anthropic takes; LiteLLM and
+ * OpenRouter accept the same in OpenAI's shape). *points counts the hints.
+ */
+static enum err prov_cache_one(const json_t *holder, const char *path, int *points,
+                               struct provider_bad *bad)
+{
+    const json_t *cc = json_object_get(holder, "cache_control");
+    if (cc == NULL || json_is_null(cc)) {
+        return ERR_OK;
+    }
+    static const char *const why =
+        "must be {\"type\":\"ephemeral\"} with an optional \"ttl\" of \"5m\" or \"1h\"";
+    if (!json_is_object(cc)) {
+        return prov_bad(bad, why, "%s.cache_control", path);
+    }
+    const char *type = json_string_value(json_object_get(cc, "type"));
+    const json_t *ttl = json_object_get(cc, "ttl");
+    const char *ttl_s = json_string_value(ttl);
+    if (type == NULL || strcmp(type, "ephemeral") != 0) {
+        return prov_bad(bad, why, "%s.cache_control.type", path);
+    }
+    if (ttl != NULL && (ttl_s == NULL || (strcmp(ttl_s, "5m") != 0 && strcmp(ttl_s, "1h") != 0))) {
+        return prov_bad(bad, why, "%s.cache_control.ttl", path);
+    }
+    if (json_object_size(cc) != (ttl != NULL ? 2U : 1U)) {
+        return prov_bad(bad, why, "%s.cache_control", path);
+    }
+    if (++*points > PROVIDER_MAX_CACHE_POINTS) {
+        return prov_bad(bad, "is one cache breakpoint too many: at most 4 may be set",
+                        "%s.cache_control", path);
+    }
+    return ERR_OK;
+}
+
+enum err provider_cache_check(const json_t *req, struct provider_bad *bad)
+{
+    char path[64];
+    int points = 0;
+    size_t i, j;
+    const json_t *m, *part, *tool;
+    enum err e = ERR_OK;
+    /* Anthropic's order (tools, system, messages), so a 5th breakpoint is named as it counts. */
+    json_array_foreach(json_object_get(req, "tools"), i, tool)
+    {
+        snprintf(path, sizeof(path), "tools[%zu]", i);
+        if ((e = prov_cache_one(tool, path, &points, bad)) != ERR_OK) {
+            return e;
+        }
+    }
+    json_array_foreach(json_object_get(req, "messages"), i, m)
+    {
+        json_array_foreach(json_object_get(m, "content"), j, part)
+        {
+            snprintf(path, sizeof(path), "messages[%zu].content[%zu]", i, j);
+            if ((e = prov_cache_one(part, path, &points, bad)) != ERR_OK) {
+                return e;
+            }
+        }
+        snprintf(path, sizeof(path), "messages[%zu]", i);
+        if ((e = prov_cache_one(m, path, &points, bad)) != ERR_OK) {
+            return e;
+        }
+    }
+    return ERR_OK;
+}
+
+bool prov_cache_hint(const json_t *holder)
+{
+    return json_is_object(json_object_get(holder, "cache_control"));
+}
+
+bool prov_cache_in_content(const json_t *content)
+{
+    size_t i;
+    const json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        if (prov_cache_hint(part)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+json_t *prov_cache_anthropic(const json_t *holder)
+{
+    const json_t *cc = json_object_get(holder, "cache_control");
+    const json_t *ttl = json_object_get(cc, "ttl");
+    json_t *out = json_pack("{s:s}", "type", "ephemeral");
+    if (out != NULL && json_is_string(ttl) && json_object_set(out, "ttl", (json_t *)ttl) != 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+bool prov_cache_strip(json_t *req)
+{
+    bool any = false;
+    size_t i, j;
+    json_t *m, *part, *tool;
+    json_array_foreach(json_object_get(req, "tools"), i, tool)
+    {
+        if (json_object_del(tool, "cache_control") == 0) {
+            any = true;
+        }
+    }
+    json_array_foreach(json_object_get(req, "messages"), i, m)
+    {
+        json_array_foreach(json_object_get(m, "content"), j, part)
+        {
+            if (json_object_del(part, "cache_control") == 0) {
+                any = true;
+            }
+        }
+        if (json_object_del(m, "cache_control") == 0) {
+            any = true;
+        }
+    }
+    return any;
+}
+
+bool prov_cache_present(const json_t *req)
+{
+    size_t i;
+    const json_t *m, *tool;
+    json_array_foreach(json_object_get(req, "tools"), i, tool)
+    {
+        if (json_object_get(tool, "cache_control") != NULL) {
+            return true;
+        }
+    }
+    json_array_foreach(json_object_get(req, "messages"), i, m)
+    {
+        if (json_object_get(m, "cache_control") != NULL) {
+            return true;
+        }
+        size_t j;
+        const json_t *part;
+        json_array_foreach(json_object_get(m, "content"), j, part)
+        {
+            if (json_object_get(part, "cache_control") != NULL) {
+                return true;
+            }
+        }
+    }
+    return false;
 }

@@ -132,6 +132,30 @@ MUST_USE enum err prov_tool_result(const json_t *m, size_t mi, struct provider_b
  */
 long long prov_max_output(const json_t *oreq);
 
+/* ---- prompt-cache hints (provider_cache_check validates them first) ------------------- */
+
+/* Does holder (a message, a content part, a tool) carry a cache_control object? */
+bool prov_cache_hint(const json_t *holder);
+
+/* Does any part of a content array carry one? false for a string content. */
+bool prov_cache_in_content(const json_t *content);
+
+/*
+ * holder's cache_control as Anthropic's (new reference): {"type": "ephemeral"}
+ * and its "ttl" when it has one. NULL when out of memory.
+ */
+json_t *prov_cache_anthropic(const json_t *holder);
+
+/*
+ * Does the request carry a cache_control member anywhere the hints may be
+ * (any value, so a stripped copy is made even for one the check let through
+ * as null)?
+ */
+bool prov_cache_present(const json_t *req);
+
+/* Removes every cache_control from messages, their parts and tools; true if one was there. */
+bool prov_cache_strip(json_t *req);
+
 /* ---- the answer ----------------------------------------------------------------------- */
 
 /* A provider's token count: an integer or a real (truncated), clamped to 0..PROVIDER_MAX_TOKENS. */

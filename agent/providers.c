@@ -119,8 +119,37 @@ void provider_usage_from_openai(const json_t *usage, struct provider_usage *u)
     u->prompt_tokens = prov_count(json_object_get(usage, "prompt_tokens"));
     u->completion_tokens = prov_count(json_object_get(usage, "completion_tokens"));
     const json_t *d = json_object_get(usage, "prompt_tokens_details");
-    u->cached_tokens = prov_min(prov_count(json_object_get(d, "cached_tokens")), u->prompt_tokens);
+    const json_t *cached = json_object_get(d, "cached_tokens");
+    if (cached == NULL) {
+        /* DeepSeek's name for its cache hits (part of prompt_tokens, as OpenAI's). */
+        cached = json_object_get(usage, "prompt_cache_hit_tokens");
+    }
+    u->cached_tokens = prov_min(prov_count(cached), u->prompt_tokens);
+    /*
+     * OpenAI bills no cache writes; OpenRouter reports an Anthropic model's
+     * as prompt_tokens_details.cache_write_tokens (part of prompt_tokens).
+     */
+    u->cache_write_tokens = prov_min(prov_count(json_object_get(d, "cache_write_tokens")),
+                                     u->prompt_tokens - u->cached_tokens);
+    u->cache_write_1h_tokens = 0;
     u->seen = true;
+}
+
+/*
+ * A model's price under key: *ret the price, or fallback when the model has
+ * none (absent or null). false when it is there but not a price the plugin
+ * would have stored.
+ */
+static bool prov_price(const json_t *m, const char *key, double fallback, double *ret)
+{
+    const json_t *v = json_object_get(m, key);
+    if (v == NULL || json_is_null(v)) {
+        *ret = fallback;
+        return true;
+    }
+    double p = json_number_value(v);
+    *ret = p;
+    return json_is_number(v) && p >= 0 && p <= PROVIDER_MAX_PRICE;
 }
 
 double provider_cost(const json_t *entry, const char *model, const struct provider_usage *u)
@@ -134,12 +163,27 @@ double provider_cost(const json_t *entry, const char *model, const struct provid
         if (name != NULL && strcmp(name, model) == 0) {
             double in = json_number_value(json_object_get(m, "input_per_1m"));
             double out = json_number_value(json_object_get(m, "output_per_1m"));
+            double cin = 0, cw = 0;
             /* The plugin bounds prices when the catalog is written; a creds reply that says
                otherwise costs nothing rather than a cost the usage report would be refused for. */
-            if (!(in >= 0 && in <= PROVIDER_MAX_PRICE && out >= 0 && out <= PROVIDER_MAX_PRICE)) {
+            if (!(in >= 0 && in <= PROVIDER_MAX_PRICE && out >= 0 && out <= PROVIDER_MAX_PRICE) ||
+                !prov_price(m, "cached_input_per_1m", in, &cin) ||
+                !prov_price(m, "cache_write_per_1m", in, &cw)) {
                 return 0;
             }
-            return ((double)u->prompt_tokens * in + (double)u->completion_tokens * out) / 1e6;
+            /* The parts within the whole, whatever the adapter was given (each is clamped). */
+            long long prompt = u->prompt_tokens > 0 ? u->prompt_tokens : 0;
+            long long cached = prov_min(u->cached_tokens > 0 ? u->cached_tokens : 0, prompt);
+            long long writes =
+                prov_min(u->cache_write_tokens > 0 ? u->cache_write_tokens : 0, prompt - cached);
+            long long w1h =
+                prov_min(u->cache_write_1h_tokens > 0 ? u->cache_write_1h_tokens : 0, writes);
+            /* Anthropic bills 1-hour cache writes at 2x the input price (one catalog price:
+               cache_write_per_1m is the 5-minute one, 1.25x there). */
+            double usd = (double)(prompt - cached - writes) * in + (double)cached * cin +
+                         (double)(writes - w1h) * cw + (double)w1h * 2.0 * in +
+                         (double)u->completion_tokens * out;
+            return usd / 1e6;
         }
     }
     return 0;
@@ -175,6 +219,33 @@ static enum err prov_common_headers(struct provider_http *out, bool stream)
                              stream ? "Accept: text/event-stream" : "Accept: application/json");
 }
 
+/*
+ * Prompt-cache hints (cache_control) are Anthropic's: OpenAI and Azure cache
+ * prompts by themselves and refuse the unknown member (400), as may other
+ * OpenAI-compatible servers, so they are left out of what is sent. OpenRouter
+ * (the catalog's "openrouter" entry) takes them in OpenAI's shape and passes
+ * them to the Anthropic and Gemini models it routes to: kept there. The
+ * request may be tried on another candidate next, so a copy is stripped,
+ * made only when there is a hint.
+ */
+static enum err prov_openai_dump(const struct provider_call *c, json_t *req,
+                                 struct provider_http *out)
+{
+    const char *name = json_string_value(json_object_get(c->entry, "name"));
+    if (c->op != PROVIDER_CHAT || (name != NULL && strcmp(name, "openrouter") == 0) ||
+        !prov_cache_present(req)) {
+        return prov_dump(req, out);
+    }
+    json_t *copy = json_deep_copy(req);
+    if (copy == NULL) {
+        return ERR_NOMEM;
+    }
+    (void)prov_cache_strip(copy);
+    enum err e = prov_dump(copy, out);
+    json_decref(copy);
+    return e;
+}
+
 /* The OpenAI body: the app's request with our model name and usage reporting switched on. */
 static enum err prov_openai_body(const struct provider_call *c, bool set_model, bool usage_option,
                                  struct provider_http *out)
@@ -202,7 +273,7 @@ static enum err prov_openai_body(const struct provider_call *c, bool set_model, 
             return ERR_NOMEM;
         }
     }
-    return prov_dump(req, out);
+    return prov_openai_dump(c, req, out);
 }
 
 static enum err openai_build(const struct provider_call *c, struct provider_http *out)
@@ -392,8 +463,33 @@ static enum err openai_stream_event(struct provider_stream *st, const char *even
 
 /* ---- Anthropic ---------------------------------------------------------------------------- */
 
-/* An OpenAI content part to an Anthropic content block (text and images). */
+static json_t *anth_part_block(const json_t *part);
+
+/*
+ * Sets holder's cache hint (a message, a part, a tool: provider_cache_check
+ * has checked it) on an Anthropic block or tool, which Anthropic takes on
+ * each: the cached prefix ends there. false when out of memory.
+ */
+static bool anth_mark(json_t *blk, const json_t *holder)
+{
+    if (!prov_cache_hint(holder)) {
+        return true;
+    }
+    return json_object_set_new(blk, "cache_control", prov_cache_anthropic(holder)) == 0;
+}
+
+/* An OpenAI content part to an Anthropic content block (text and images), its hint kept. */
 static json_t *anth_part(const json_t *part)
+{
+    json_t *blk = anth_part_block(part);
+    if (blk != NULL && !anth_mark(blk, part)) {
+        json_decref(blk);
+        return NULL;
+    }
+    return blk;
+}
+
+static json_t *anth_part_block(const json_t *part)
 {
     const char *type = json_string_value(json_object_get(part, "type"));
     if (type == NULL) {
@@ -443,6 +539,68 @@ static json_t *anth_content(const json_t *content)
         }
     }
     return arr;
+}
+
+/*
+ * A message's own cache hint (m.cache_control) on its translated content *c:
+ * a string becomes one text block carrying it, an array's last block takes
+ * it (LiteLLM's reading of a hint on a whole message). false when out of memory.
+ */
+static bool anth_mark_message(json_t **c, const json_t *m)
+{
+    if (!prov_cache_hint(m)) {
+        return true;
+    }
+    if (json_is_string(*c)) {
+        json_t *arr = json_pack("[{s:s,s:O}]", "type", "text", "text", *c);
+        if (arr == NULL) {
+            return false;
+        }
+        json_decref(*c);
+        *c = arr;
+    }
+    json_t *last = json_array_get(*c, json_array_size(*c) - 1);
+    return last == NULL || anth_mark(last, m);
+}
+
+/*
+ * The system and developer messages as Anthropic's system text blocks, for a
+ * request whose system prompt carries a cache hint (a plain string cannot):
+ * a string content is one block, an array one per text part, each with its
+ * part's hint and the message's own on its last block. Empty text is left
+ * out (Anthropic refuses an empty text block).
+ */
+static enum err anth_system_blocks(const json_t *m, json_t *blocks)
+{
+    const json_t *content = json_object_get(m, "content");
+    size_t first = json_array_size(blocks);
+    if (json_is_string(content) && json_string_length(content) > 0) {
+        if (json_array_append_new(blocks,
+                                  json_pack("{s:s,s:O}", "type", "text", "text", content)) != 0) {
+            return ERR_NOMEM;
+        }
+    }
+    size_t i;
+    const json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        const json_t *text = json_object_get(part, "text");
+        if (!json_is_string(text) || json_string_length(text) == 0) {
+            continue;
+        }
+        json_t *blk = json_pack("{s:s,s:O}", "type", "text", "text", text);
+        if (blk == NULL || !anth_mark(blk, part) || json_array_append_new(blocks, blk) != 0) {
+            json_decref(blk);
+            return ERR_NOMEM;
+        }
+    }
+    json_t *last = json_array_size(blocks) > first
+                       ? json_array_get(blocks, json_array_size(blocks) - 1)
+                       : NULL;
+    if (last != NULL && !anth_mark(last, m)) {
+        return ERR_NOMEM;
+    }
+    return ERR_OK;
 }
 
 /* An OpenAI function tool as Anthropic's {name, input_schema, description}. */
@@ -584,9 +742,12 @@ static enum err anth_tool_result(const json_t *m, size_t mi, struct provider_bad
     return ERR_OK;
 }
 
-/* The messages: system text into *system, the rest into amsgs. */
-static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *amsgs,
-                              struct provider_bad *bad)
+/*
+ * The messages: system text into *system (and as blocks into sysblocks, used
+ * when *sys_hint: a system message carries a cache hint), the rest into amsgs.
+ */
+static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *sysblocks,
+                              bool *sys_hint, json_t *amsgs, struct provider_bad *bad)
 {
     /* The content array of the user message holding the tool results just before, or NULL. */
     json_t *results = NULL;
@@ -614,8 +775,14 @@ static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *am
                 e = buf_append(system, json_string_value(t), json_string_length(t));
             }
             json_decref(t);
+            if (e == ERR_OK) {
+                e = anth_system_blocks(m, sysblocks);
+            }
             if (e != ERR_OK) {
                 return e;
+            }
+            if (prov_cache_hint(m) || prov_cache_in_content(content)) {
+                *sys_hint = true;
             }
             continue;
         }
@@ -630,6 +797,20 @@ static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *am
             e = anth_tool_result(m, i, bad, &c);
             if (e != ERR_OK) {
                 return e;
+            }
+            /* The result's text is one block: a hint on the message or a part marks it. */
+            const json_t *holder = m;
+            size_t j;
+            const json_t *part;
+            json_array_foreach(content, j, part)
+            {
+                if (prov_cache_hint(part)) {
+                    holder = part;
+                }
+            }
+            if (!anth_mark(c, holder)) {
+                json_decref(c);
+                return ERR_NOMEM;
             }
             /*
              * Every tool_use must be answered in the next message: the results
@@ -666,6 +847,10 @@ static enum err anth_messages(const json_t *msgs, struct buf *system, json_t *am
         if (e != ERR_OK) {
             return e;
         }
+        if (!anth_mark_message(&c, m)) {
+            json_decref(c);
+            return ERR_NOMEM;
+        }
         if (json_array_append_new(amsgs, json_pack("{s:s,s:o}", "role", role, "content", c)) != 0) {
             return ERR_NOMEM;
         }
@@ -686,6 +871,14 @@ static enum err anth_set_tools(const json_t *oreq, json_t *out, struct provider_
     }
     json_t *at = NULL, *tc = NULL;
     enum err e = prov_tools(tools, false, anth_tool, bad, &at);
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        if (e == ERR_OK && !anth_mark(json_array_get(at, i), t)) {
+            e = ERR_NOMEM;
+        }
+    }
     if (e == ERR_OK) {
         e = anth_tool_choice(oreq, bad, &tc);
     }
@@ -711,15 +904,21 @@ static enum err anth_request(const json_t *oreq, const char *model, bool stream,
     if (!json_is_array(msgs)) {
         return prov_bad(bad, "must be an array", "messages");
     }
+    enum err e = provider_cache_check(oreq, bad);
+    if (e != ERR_OK) {
+        return e;
+    }
     json_t *out = json_object();
     json_t *amsgs = json_array();
+    json_t *sysblocks = json_array();
+    bool sys_hint = false;
     struct buf system;
     buf_init(&system, (size_t)16 * 1024 * 1024);
-    enum err e = ERR_NOMEM;
-    if (out == NULL || amsgs == NULL) {
+    e = ERR_NOMEM;
+    if (out == NULL || amsgs == NULL || sysblocks == NULL) {
         goto fail;
     }
-    e = anth_messages(msgs, &system, amsgs, bad);
+    e = anth_messages(msgs, &system, sysblocks, &sys_hint, amsgs, bad);
     if (e == ERR_OK) {
         e = anth_set_tools(oreq, out, bad);
     }
@@ -736,8 +935,13 @@ static enum err anth_request(const json_t *oreq, const char *model, bool stream,
         json_object_set(out, "messages", amsgs) != 0) {
         goto fail;
     }
-    if (system.len > 0 &&
-        json_object_set_new(out, "system", json_stringn(system.data, system.len)) != 0) {
+    if (sys_hint && json_array_size(sysblocks) > 0) {
+        /* Text blocks: the only shape of system that takes a cache hint. */
+        if (json_object_set(out, "system", sysblocks) != 0) {
+            goto fail;
+        }
+    } else if (system.len > 0 &&
+               json_object_set_new(out, "system", json_stringn(system.data, system.len)) != 0) {
         goto fail;
     }
     static const char *const passthrough[] = {"temperature", "top_p", "top_k", NULL};
@@ -761,11 +965,13 @@ static enum err anth_request(const json_t *oreq, const char *model, bool stream,
         json_object_set_new(out, "stream", json_true());
     }
     json_decref(amsgs);
+    json_decref(sysblocks);
     buf_done(&system);
     *ret = out;
     return ERR_OK;
 fail:
     json_decref(amsgs);
+    json_decref(sysblocks);
     json_decref(out);
     buf_done(&system);
     return e;
@@ -795,10 +1001,22 @@ static void anth_usage(const json_t *u, struct provider_usage *out, bool input_s
         long long in = prov_count(json_object_get(u, "input_tokens"));
         long long cr = prov_count(json_object_get(u, "cache_read_input_tokens"));
         long long cc = prov_count(json_object_get(u, "cache_creation_input_tokens"));
+        /*
+         * cache_creation splits the writes by TTL; the 1-hour ones are dearer.
+         * Without cache_creation_input_tokens the split's sum is the writes.
+         */
+        const json_t *split = json_object_get(u, "cache_creation");
+        long long w5m = prov_count(json_object_get(split, "ephemeral_5m_input_tokens"));
+        long long w1h = prov_count(json_object_get(split, "ephemeral_1h_input_tokens"));
+        if (cc == 0) {
+            cc = prov_min(w5m + w1h, PROVIDER_MAX_TOKENS);
+        }
         /* OpenAI's prompt_tokens include cached ones; Anthropic's input_tokens do not. */
         if (in + cr + cc > 0 || input_side) {
             out->prompt_tokens = prov_min(in + cr + cc, PROVIDER_MAX_TOKENS);
             out->cached_tokens = prov_min(cr, out->prompt_tokens);
+            out->cache_write_tokens = prov_min(cc, out->prompt_tokens - out->cached_tokens);
+            out->cache_write_1h_tokens = prov_min(w1h, out->cache_write_tokens);
         }
     }
     if (json_object_get(u, "output_tokens") != NULL) {

@@ -42,10 +42,20 @@ enum provider_op { PROVIDER_CHAT, PROVIDER_EMBEDDINGS };
 /* The highest catalog price (USD per 1M tokens) a cost is computed from: the plugin's bound. */
 #define PROVIDER_MAX_PRICE 100000.0
 
+/*
+ * One call's tokens. prompt_tokens counts every input token, as OpenAI's does:
+ * cached_tokens (prompt-cache reads) and cache_write_tokens (prompt-cache
+ * writes, Anthropic's cache_creation_input_tokens, Bedrock's
+ * cacheWriteInputTokens) are parts of it, and cache_write_1h_tokens the part
+ * of the writes made with Anthropic's 1-hour TTL. provider_cost prices each
+ * part at its own catalog price.
+ */
 struct provider_usage {
     long long prompt_tokens;
     long long completion_tokens;
     long long cached_tokens;
+    long long cache_write_tokens;
+    long long cache_write_1h_tokens;
     bool seen;
 };
 
@@ -205,8 +215,29 @@ long long provider_prompt_estimate(enum provider_op op, const json_t *req);
 /* Completion tokens estimated from an OpenAI-shaped chat answer: its message text / 4. */
 long long provider_completion_estimate(const json_t *answer);
 
-/* Price from a catalog entry's models[] (input_per_1m, output_per_1m); 0 when unknown. */
+/*
+ * The cost of u at the prices of model in a catalog entry's models[]; 0 when
+ * the model is unknown or a price is out of the plugin's bounds:
+ *   (prompt - cached - cache writes) x input_per_1m
+ *   + cached x cached_input_per_1m + 5-minute cache writes x cache_write_per_1m
+ *   + 1-hour cache writes x 2 x input_per_1m (Anthropic's multiplier)
+ *   + completion x output_per_1m, all per 1M tokens.
+ * A model without cached_input_per_1m or cache_write_per_1m (older catalogs,
+ * models without prompt caching) has those tokens at input_per_1m.
+ */
 double provider_cost(const json_t *entry, const char *model, const struct provider_usage *u);
+
+/* The most cache breakpoints (cache_control hints) one request may set: Anthropic's limit. */
+#define PROVIDER_MAX_CACHE_POINTS 4
+
+/*
+ * Checks the app's prompt-cache hints (cache_control on messages[i],
+ * messages[i].content[j] and tools[i]) before any provider is called: each
+ * must be {"type": "ephemeral"} with an optional "ttl" of "5m" or "1h", and
+ * at most PROVIDER_MAX_CACHE_POINTS may be set. ERR_INVAL with bad naming
+ * the field (never its value); ERR_OK for a request without hints.
+ */
+MUST_USE enum err provider_cache_check(const json_t *req, struct provider_bad *bad);
 
 /* Frees a provider_http's body (wiped) and headers. */
 void provider_http_done(struct provider_http *h);

@@ -766,12 +766,13 @@ static void call_stream_usage_comment(struct call *c)
     struct request *r = c->r;
     const struct route_candidate *cand = &c->cands[c->cur];
     call_stream_send_json(c, ": x-byok-usage ",
-                          json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:f,s:b}", "request_id", r->id,
+                          json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:b}", "request_id", r->id,
                                     "provider", cand->provider, "model", cand->model,
                                     "prompt_tokens", (json_int_t)c->usage.prompt_tokens,
                                     "completion_tokens", (json_int_t)c->usage.completion_tokens,
-                                    "cached_tokens", (json_int_t)c->usage.cached_tokens, "cost_usd",
-                                    r->cost_usd, "estimated", (int)r->usage_estimated));
+                                    "cached_tokens", (json_int_t)c->usage.cached_tokens,
+                                    "cache_write_tokens", (json_int_t)c->usage.cache_write_tokens,
+                                    "cost_usd", r->cost_usd, "estimated", (int)r->usage_estimated));
 }
 
 /*
@@ -1406,6 +1407,8 @@ static void call_usage_estimated(struct call *c, long long completion)
     c->usage.completion_tokens =
         completion < PROVIDER_MAX_TOKENS ? completion : PROVIDER_MAX_TOKENS;
     c->usage.cached_tokens = 0;
+    c->usage.cache_write_tokens = 0;
+    c->usage.cache_write_1h_tokens = 0;
     c->usage.seen = true;
     c->r->usage_estimated = true;
 }
@@ -2562,6 +2565,18 @@ static bool call_validate(struct request *r, json_t *j, enum provider_op op)
                              "each message needs a string role and string or array content");
             return false;
         }
+    }
+    /*
+     * Prompt-cache hints are checked here, for every provider (those that do
+     * not take them have them stripped), so a bad one reaches none.
+     */
+    struct provider_bad bad;
+    memset(&bad, 0, sizeof(bad));
+    if (provider_cache_check(j, &bad) != ERR_OK) {
+        char msg[sizeof(bad.param) + sizeof(bad.msg) + 2];
+        snprintf(msg, sizeof(msg), "%s %s", bad.param, bad.msg);
+        call_param_error(r, bad.param, "invalid_cache_control", msg);
+        return false;
     }
     return true;
 }

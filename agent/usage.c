@@ -80,6 +80,12 @@ struct ubatch {
 struct utotals {
     long long requests, prompt_tokens, completion_tokens, cached_tokens;
     long long estimated_requests; /* of requests, those counted with estimated tokens */
+    /*
+     * Prompt-cache writes (part of prompt_tokens): in the totals since start
+     * (GET /v1/byok/usage) only; batch rows and the journal do not carry them
+     * (their cost_usd does).
+     */
+    long long cache_write_tokens;
     double cost_usd;
 };
 
@@ -186,6 +192,7 @@ static void usage_add(struct utotals *t, const struct usage_record *r)
     t->prompt_tokens += r->tokens.prompt_tokens;
     t->completion_tokens += r->tokens.completion_tokens;
     t->cached_tokens += r->tokens.cached_tokens;
+    t->cache_write_tokens += r->tokens.cache_write_tokens;
     t->cost_usd += r->cost_usd;
 }
 
@@ -243,11 +250,12 @@ static struct unamed *usage_named(struct unamed **list, size_t *count, size_t ca
 
 static json_t *usage_totals_json(const struct utotals *t)
 {
-    return json_pack("{s:I,s:I,s:I,s:I,s:f,s:I}", "requests", (json_int_t)t->requests,
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:f,s:I}", "requests", (json_int_t)t->requests,
                      "prompt_tokens", (json_int_t)t->prompt_tokens, "completion_tokens",
                      (json_int_t)t->completion_tokens, "cached_tokens",
-                     (json_int_t)t->cached_tokens, "cost_usd", t->cost_usd, "estimated_requests",
-                     (json_int_t)t->estimated_requests);
+                     (json_int_t)t->cached_tokens, "cache_write_tokens",
+                     (json_int_t)t->cache_write_tokens, "cost_usd", t->cost_usd,
+                     "estimated_requests", (json_int_t)t->estimated_requests);
 }
 
 static void usage_row_drop(struct usage *u, struct urow *r)
@@ -384,10 +392,10 @@ static json_t *usage_row_json(const struct urow *r);
 void usage_record(struct usage *u, const struct usage_record *r)
 {
     char labels[METRICS_MAX_LABELS];
-    static const char *const kinds[] = {"prompt", "completion", "cached"};
+    static const char *const kinds[] = {"prompt", "completion", "cached", "cache_write"};
     const long long vals[] = {r->tokens.prompt_tokens, r->tokens.completion_tokens,
-                              r->tokens.cached_tokens};
-    for (size_t i = 0; i < 3; i++) {
+                              r->tokens.cached_tokens, r->tokens.cache_write_tokens};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         metrics_labels(labels, sizeof(labels), "tenant", r->tenant, "provider", r->provider,
                        "model", r->model, "kind", kinds[i], NULL);
         metrics_add(M_TOKENS, (double)vals[i], labels);

@@ -33,8 +33,15 @@
 
 /*
  * Prices are USD per 1M tokens (input / output) from the providers' public
- * pricing pages as of mid-2025 (standard tier, no batch or cache discounts,
- * the smallest context band where a price depends on it). They go stale:
+ * pricing pages as of mid-2025 (standard tier, no batch discounts, the
+ * smallest context band where a price depends on it). Prompt-cache prices
+ * (cached input, cache write) are the same pages' where they list one:
+ * Anthropic (also on Bedrock and OpenRouter) reads 0.1x input, 5-minute
+ * writes 1.25x; OpenAI (and Azure) cached input 0.5x (gpt-4.1 0.25x), writes
+ * not billed apart; Gemini 2.5 reads 0.1x, 2.0 Flash 0.25x; DeepSeek its
+ * cache-hit price; Amazon Nova reads 0.25x. Mistral, Perplexity, Cohere,
+ * Hugging Face and Meta's models list none. Vertex AI's entry has none yet
+ * (its cached tokens cost input_per_1m). They go stale:
  * admins override entries with `vault write byok/providers/<name> ...`.
  * Local providers cost nothing. Model capabilities and limits are from the
  * providers' model pages of the same date.
@@ -50,6 +57,15 @@ struct catalog_model_def {
     const char *tier;
     double input_per_1m;
     double output_per_1m;
+    /*
+     * Prompt-cache prices, USD per 1M tokens: cache reads and (5-minute)
+     * cache writes. 0 here means the entry has none (left out of its JSON:
+     * readers take input_per_1m), so a model without prompt caching, or
+     * whose provider does not bill writes apart (OpenAI, Gemini, DeepSeek),
+     * costs what it did.
+     */
+    double cached_input_per_1m;
+    double cache_write_per_1m;
 };
 
 struct catalog_def {
@@ -87,14 +103,14 @@ static const struct catalog_def catalog_defs[] = {
      40,
      "gpt-4o-mini",
      {{"gpt-4o", 128000, 16384, CAPS("chat", "vision", "tools", "json", "streaming"), "HIGH", 2.5,
-       10.0},
+       10.0, 1.25, 0.0},
       {"gpt-4o-mini", 128000, 16384, CAPS("chat", "vision", "tools", "json", "streaming"), "LOW",
-       0.15, 0.6},
+       0.15, 0.6, 0.075, 0.0},
       {"gpt-4.1", 1047576, 32768, CAPS("chat", "vision", "tools", "json", "streaming", "code"),
-       "HIGH", 2.0, 8.0},
+       "HIGH", 2.0, 8.0, 0.5, 0.0},
       {"o3-mini", 200000, 100000, CAPS("chat", "tools", "json", "streaming", "reasoning", "code"),
-       "MEDIUM", 1.1, 4.4},
-      {"text-embedding-3-small", 8191, 0, CAPS("embedding"), "LOW", 0.02, 0.0}}},
+       "MEDIUM", 1.1, 4.4, 0.55, 0.0},
+      {"text-embedding-3-small", 8191, 0, CAPS("embedding"), "LOW", 0.02, 0.0, 0.0, 0.0}}},
     {"anthropic",
      "Anthropic",
      "anthropic",
@@ -105,11 +121,13 @@ static const struct catalog_def catalog_defs[] = {
      40,
      "claude-3-5-haiku-20241022",
      {{"claude-sonnet-4-20250514", 200000, 64000,
-       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0},
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0, 0.3,
+       3.75},
       {"claude-opus-4-1-20250805", 200000, 32000,
-       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 15.0, 75.0},
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 15.0, 75.0, 1.5,
+       18.75},
       {"claude-3-5-haiku-20241022", 200000, 8192, CAPS("chat", "vision", "tools", "streaming"),
-       "MEDIUM", 0.8, 4.0}}},
+       "MEDIUM", 0.8, 4.0, 0.08, 1.0}}},
     {"azure",
      "Azure OpenAI",
      "azure",
@@ -120,12 +138,12 @@ static const struct catalog_def catalog_defs[] = {
      32,
      "gpt-4o-mini",
      {{"gpt-4o", 128000, 16384, CAPS("chat", "vision", "tools", "json", "streaming"), "HIGH", 2.5,
-       10.0},
+       10.0, 1.25, 0.0},
       {"gpt-4o-mini", 128000, 16384, CAPS("chat", "vision", "tools", "json", "streaming"), "LOW",
-       0.15, 0.6},
+       0.15, 0.6, 0.075, 0.0},
       {"gpt-4.1", 1047576, 32768, CAPS("chat", "vision", "tools", "json", "streaming", "code"),
-       "HIGH", 2.0, 8.0},
-      {"text-embedding-3-small", 8191, 0, CAPS("embedding"), "LOW", 0.02, 0.0}}},
+       "HIGH", 2.0, 8.0, 0.5, 0.0},
+      {"text-embedding-3-small", 8191, 0, CAPS("embedding"), "LOW", 0.02, 0.0, 0.0, 0.0}}},
     {"bedrock",
      "Amazon Bedrock",
      "bedrock",
@@ -143,22 +161,23 @@ static const struct catalog_def catalog_defs[] = {
      20,
      "anthropic.claude-3-5-haiku-20241022-v1:0",
      {{"anthropic.claude-sonnet-4-20250514-v1:0", 200000, 64000,
-       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0},
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0, 0.3,
+       3.75},
       {"anthropic.claude-3-5-haiku-20241022-v1:0", 200000, 8192, CAPS("chat", "tools", "streaming"),
-       "MEDIUM", 0.8, 4.0},
+       "MEDIUM", 0.8, 4.0, 0.08, 1.0},
       {"amazon.nova-pro-v1:0", 300000, 5000, CAPS("chat", "vision", "tools", "streaming"), "MEDIUM",
-       0.8, 3.2},
+       0.8, 3.2, 0.2, 0.0},
       {"amazon.nova-micro-v1:0", 128000, 5000, CAPS("chat", "tools", "streaming"), "LOW", 0.035,
-       0.14},
+       0.14, 0.00875, 0.0},
       {"meta.llama3-1-70b-instruct-v1:0", 128000, 2048, CAPS("chat", "tools", "streaming"), "LOW",
-       0.72, 0.72},
+       0.72, 0.72, 0.0, 0.0},
       /*
        * Embedding models, called through InvokeModel (agent/provider_bedrock.c).
        * Their windows bound each input: Titan V2 8,192 tokens, Cohere 512.
        */
-      {"amazon.titan-embed-text-v2:0", 8192, 0, CAPS("embedding"), "LOW", 0.02, 0.0},
-      {"cohere.embed-english-v3", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0},
-      {"cohere.embed-multilingual-v3", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0}}},
+      {"amazon.titan-embed-text-v2:0", 8192, 0, CAPS("embedding"), "LOW", 0.02, 0.0, 0.0, 0.0},
+      {"cohere.embed-english-v3", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0},
+      {"cohere.embed-multilingual-v3", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0}}},
     {"vertex",
      "Google Vertex AI",
      "vertex",
@@ -179,11 +198,12 @@ static const struct catalog_def catalog_defs[] = {
      "gemini-2.5-flash",
      {{"gemini-2.5-pro", 1048576, 65536,
        CAPS("chat", "vision", "tools", "json", "streaming", "reasoning", "code"), "HIGH", 1.25,
-       10.0},
+       10.0, 0.0, 0.0},
       {"gemini-2.5-flash", 1048576, 65536,
-       CAPS("chat", "vision", "tools", "json", "streaming", "reasoning"), "MEDIUM", 0.3, 2.5},
+       CAPS("chat", "vision", "tools", "json", "streaming", "reasoning"), "MEDIUM", 0.3, 2.5, 0.0,
+       0.0},
       {"gemini-2.0-flash-001", 1048576, 8192, CAPS("chat", "vision", "tools", "json", "streaming"),
-       "LOW", 0.15, 0.6}}},
+       "LOW", 0.15, 0.6, 0.0, 0.0}}},
     {"gemini",
      "Google Gemini API",
      "openai",
@@ -195,14 +215,15 @@ static const struct catalog_def catalog_defs[] = {
      "gemini-2.5-flash",
      {{"gemini-2.5-pro", 1048576, 65536,
        CAPS("chat", "vision", "tools", "json", "streaming", "reasoning", "code"), "HIGH", 1.25,
-       10.0},
+       10.0, 0.125, 0.0},
       {"gemini-2.5-flash", 1048576, 65536,
-       CAPS("chat", "vision", "tools", "json", "streaming", "reasoning"), "MEDIUM", 0.3, 2.5},
+       CAPS("chat", "vision", "tools", "json", "streaming", "reasoning"), "MEDIUM", 0.3, 2.5, 0.03,
+       0.0},
       {"gemini-2.5-flash-lite", 1048576, 65536,
-       CAPS("chat", "vision", "tools", "json", "streaming"), "LOW", 0.1, 0.4},
+       CAPS("chat", "vision", "tools", "json", "streaming"), "LOW", 0.1, 0.4, 0.01, 0.0},
       {"gemini-2.0-flash", 1048576, 8192, CAPS("chat", "vision", "tools", "json", "streaming"),
-       "LOW", 0.1, 0.4},
-      {"text-embedding-004", 2048, 0, CAPS("embedding"), "FREE", 0.0, 0.0}}},
+       "LOW", 0.1, 0.4, 0.025, 0.0},
+      {"text-embedding-004", 2048, 0, CAPS("embedding"), "FREE", 0.0, 0.0, 0.0, 0.0}}},
     {"cohere",
      "Cohere",
      "cohere",
@@ -213,14 +234,14 @@ static const struct catalog_def catalog_defs[] = {
      40,
      "command-r-08-2024",
      {{"command-a-03-2025", 256000, 8000, CAPS("chat", "tools", "json", "streaming"), "HIGH", 2.5,
-       10.0},
+       10.0, 0.0, 0.0},
       {"command-r-plus-08-2024", 128000, 4000, CAPS("chat", "tools", "json", "streaming"), "HIGH",
-       2.5, 10.0},
+       2.5, 10.0, 0.0, 0.0},
       {"command-r-08-2024", 128000, 4000, CAPS("chat", "tools", "json", "streaming"), "LOW", 0.15,
-       0.6},
+       0.6, 0.0, 0.0},
       {"command-r7b-12-2024", 128000, 4000, CAPS("chat", "tools", "json", "streaming"), "LOW",
-       0.0375, 0.15},
-      {"embed-english-v3.0", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0}}},
+       0.0375, 0.15, 0.0, 0.0},
+      {"embed-english-v3.0", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0}}},
     {"mistral",
      "Mistral AI",
      "openai",
@@ -231,14 +252,14 @@ static const struct catalog_def catalog_defs[] = {
      32,
      "mistral-small-latest",
      {{"mistral-large-latest", 128000, 8192, CAPS("chat", "tools", "json", "streaming", "code"),
-       "HIGH", 2.0, 6.0},
+       "HIGH", 2.0, 6.0, 0.0, 0.0},
       {"mistral-medium-latest", 128000, 8192,
-       CAPS("chat", "vision", "tools", "json", "streaming", "code"), "MEDIUM", 0.4, 2.0},
+       CAPS("chat", "vision", "tools", "json", "streaming", "code"), "MEDIUM", 0.4, 2.0, 0.0, 0.0},
       {"mistral-small-latest", 128000, 8192, CAPS("chat", "vision", "tools", "json", "streaming"),
-       "LOW", 0.1, 0.3},
-      {"codestral-latest", 256000, 8192, CAPS("chat", "json", "streaming", "code"), "LOW", 0.3,
-       0.9},
-      {"mistral-embed", 8192, 0, CAPS("embedding"), "LOW", 0.1, 0.0}}},
+       "LOW", 0.1, 0.3, 0.0, 0.0},
+      {"codestral-latest", 256000, 8192, CAPS("chat", "json", "streaming", "code"), "LOW", 0.3, 0.9,
+       0.0, 0.0},
+      {"mistral-embed", 8192, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0}}},
     {"deepseek",
      "DeepSeek",
      "openai",
@@ -249,9 +270,9 @@ static const struct catalog_def catalog_defs[] = {
      35,
      "deepseek-chat",
      {{"deepseek-chat", 64000, 8192, CAPS("chat", "tools", "json", "streaming", "code"), "LOW",
-       0.27, 1.1},
+       0.27, 1.1, 0.07, 0.0},
       {"deepseek-reasoner", 64000, 64000, CAPS("chat", "json", "streaming", "reasoning", "code"),
-       "MEDIUM", 0.55, 2.19}}},
+       "MEDIUM", 0.55, 2.19, 0.14, 0.0}}},
     {"perplexity",
      "Perplexity",
      "openai",
@@ -261,11 +282,12 @@ static const struct catalog_def catalog_defs[] = {
      {"pplx-"},
      40,
      "sonar",
-     {{"sonar", 127072, 8000, CAPS("chat", "streaming"), "MEDIUM", 1.0, 1.0},
-      {"sonar-pro", 200000, 8000, CAPS("chat", "streaming"), "HIGH", 3.0, 15.0},
-      {"sonar-reasoning", 127072, 8000, CAPS("chat", "streaming", "reasoning"), "MEDIUM", 1.0, 5.0},
+     {{"sonar", 127072, 8000, CAPS("chat", "streaming"), "MEDIUM", 1.0, 1.0, 0.0, 0.0},
+      {"sonar-pro", 200000, 8000, CAPS("chat", "streaming"), "HIGH", 3.0, 15.0, 0.0, 0.0},
+      {"sonar-reasoning", 127072, 8000, CAPS("chat", "streaming", "reasoning"), "MEDIUM", 1.0, 5.0,
+       0.0, 0.0},
       {"sonar-reasoning-pro", 127072, 8000, CAPS("chat", "streaming", "reasoning"), "HIGH", 2.0,
-       8.0}}},
+       8.0, 0.0, 0.0}}},
     {"openrouter",
      "OpenRouter",
      "openai",
@@ -276,13 +298,14 @@ static const struct catalog_def catalog_defs[] = {
      40,
      "openai/gpt-4o-mini",
      {{"openai/gpt-4o-mini", 128000, 16384, CAPS("chat", "vision", "tools", "json", "streaming"),
-       "LOW", 0.15, 0.6},
+       "LOW", 0.15, 0.6, 0.075, 0.0},
       {"anthropic/claude-sonnet-4", 200000, 64000,
-       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0},
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0, 0.3,
+       3.75},
       {"google/gemini-2.5-flash", 1048576, 65536,
-       CAPS("chat", "vision", "tools", "json", "streaming"), "MEDIUM", 0.3, 2.5},
+       CAPS("chat", "vision", "tools", "json", "streaming"), "MEDIUM", 0.3, 2.5, 0.03, 0.0},
       {"meta-llama/llama-3.3-70b-instruct", 131072, 16384, CAPS("chat", "tools", "streaming"),
-       "LOW", 0.13, 0.4}}},
+       "LOW", 0.13, 0.4, 0.0, 0.0}}},
     /* Inference Providers bill at the routed provider's price; these are typical figures. */
     {"huggingface",
      "Hugging Face",
@@ -294,11 +317,11 @@ static const struct catalog_def catalog_defs[] = {
      37,
      "meta-llama/Llama-3.1-8B-Instruct",
      {{"meta-llama/Llama-3.1-8B-Instruct", 131072, 8192, CAPS("chat", "tools", "streaming"), "LOW",
-       0.1, 0.1},
+       0.1, 0.1, 0.0, 0.0},
       {"meta-llama/Llama-3.3-70B-Instruct", 131072, 8192, CAPS("chat", "tools", "streaming"),
-       "MEDIUM", 0.6, 0.6},
+       "MEDIUM", 0.6, 0.6, 0.0, 0.0},
       {"Qwen/Qwen2.5-Coder-32B-Instruct", 32768, 8192, CAPS("chat", "streaming", "code"), "LOW",
-       0.2, 0.2}}},
+       0.2, 0.2, 0.0, 0.0}}},
     {"ollama",
      "Ollama (local)",
      "openai",
@@ -308,10 +331,11 @@ static const struct catalog_def catalog_defs[] = {
      {NULL},
      0,
      "llama3.2",
-     {{"llama3.2", 131072, 8192, CAPS("chat", "tools", "json", "streaming"), "FREE", 0.0, 0.0},
-      {"qwen2.5-coder:7b", 32768, 8192, CAPS("chat", "json", "streaming", "code"), "FREE", 0.0,
+     {{"llama3.2", 131072, 8192, CAPS("chat", "tools", "json", "streaming"), "FREE", 0.0, 0.0, 0.0,
        0.0},
-      {"nomic-embed-text", 8192, 0, CAPS("embedding"), "FREE", 0.0, 0.0}}},
+      {"qwen2.5-coder:7b", 32768, 8192, CAPS("chat", "json", "streaming", "code"), "FREE", 0.0, 0.0,
+       0.0, 0.0},
+      {"nomic-embed-text", 8192, 0, CAPS("embedding"), "FREE", 0.0, 0.0, 0.0, 0.0}}},
     {"lmstudio",
      "LM Studio (local)",
      "openai",
@@ -322,8 +346,9 @@ static const struct catalog_def catalog_defs[] = {
      0,
      "qwen2.5-7b-instruct",
      {{"qwen2.5-7b-instruct", 32768, 8192, CAPS("chat", "tools", "json", "streaming"), "FREE", 0.0,
-       0.0},
-      {"llama-3.2-3b-instruct", 131072, 8192, CAPS("chat", "streaming"), "FREE", 0.0, 0.0}}},
+       0.0, 0.0, 0.0},
+      {"llama-3.2-3b-instruct", 131072, 8192, CAPS("chat", "streaming"), "FREE", 0.0, 0.0, 0.0,
+       0.0}}},
     {"vllm",
      "vLLM (local)",
      "openai",
@@ -334,9 +359,9 @@ static const struct catalog_def catalog_defs[] = {
      0,
      "meta-llama/Llama-3.1-8B-Instruct",
      {{"meta-llama/Llama-3.1-8B-Instruct", 131072, 8192, CAPS("chat", "tools", "json", "streaming"),
-       "FREE", 0.0, 0.0},
+       "FREE", 0.0, 0.0, 0.0, 0.0},
       {"Qwen/Qwen2.5-7B-Instruct", 32768, 8192, CAPS("chat", "tools", "json", "streaming"), "FREE",
-       0.0, 0.0}}},
+       0.0, 0.0, 0.0, 0.0}}},
 };
 
 #define CATALOG_NBUILTIN (sizeof(catalog_defs) / sizeof(catalog_defs[0]))
@@ -379,6 +404,15 @@ static json_t *catalog_def_json(const struct catalog_def *d)
                             (json_int_t)m->max_output_tokens, "capabilities", caps, "tier", m->tier,
                             "input_per_1m", m->input_per_1m, "output_per_1m", m->output_per_1m)
                 : NULL;
+        if (model != NULL && ((m->cached_input_per_1m > 0 &&
+                               json_object_set_new(model, "cached_input_per_1m",
+                                                   json_real(m->cached_input_per_1m)) != 0) ||
+                              (m->cache_write_per_1m > 0 &&
+                               json_object_set_new(model, "cache_write_per_1m",
+                                                   json_real(m->cache_write_per_1m)) != 0))) {
+            json_decref(model);
+            model = NULL;
+        }
         if (json_array_append_new(models, model) != 0) {
             json_decref(models);
             models = NULL;
@@ -744,8 +778,8 @@ static bool catalog_url_ok(const char *url, bool local, const json_t *local_host
 static bool catalog_model_ok(const json_t *m, size_t idx, struct fw_response *resp)
 {
     static const char *const keys[] = {
-        "name", "context_window", "max_output_tokens", "capabilities",
-        "tier", "input_per_1m",   "output_per_1m",     NULL};
+        "name",         "context_window", "max_output_tokens",   "capabilities",       "tier",
+        "input_per_1m", "output_per_1m",  "cached_input_per_1m", "cache_write_per_1m", NULL};
     if (!json_is_object(m)) {
         fw_error(resp, "invalid value for field 'models': item %zu is not an object", idx);
         return false;
@@ -778,15 +812,25 @@ static bool catalog_model_ok(const json_t *m, size_t idx, struct fw_response *re
             return false;
         }
     }
-    static const char *const prices[] = {"input_per_1m", "output_per_1m", NULL};
-    for (size_t i = 0; prices[i] != NULL; i++) {
-        v = json_object_get(m, prices[i]);
+    /* The prompt-cache prices are optional: a model without them has input_per_1m there. */
+    static const struct {
+        const char *name;
+        bool optional;
+    } prices[] = {{"input_per_1m", false},
+                  {"output_per_1m", false},
+                  {"cached_input_per_1m", true},
+                  {"cache_write_per_1m", true}};
+    for (size_t i = 0; i < sizeof(prices) / sizeof(prices[0]); i++) {
+        v = json_object_get(m, prices[i].name);
+        if (v == NULL && prices[i].optional) {
+            continue;
+        }
         if (v == NULL || !json_is_number(v) || !isfinite(json_number_value(v)) ||
             json_number_value(v) < 0 || json_number_value(v) > CATALOG_MAX_PRICE) {
             fw_error(resp,
                      "invalid value for field 'models': item %zu '%s' must be a non-negative "
                      "number (USD per 1M tokens)",
-                     idx, prices[i]);
+                     idx, prices[i].name);
             return false;
         }
     }
@@ -845,6 +889,19 @@ static json_t *catalog_model_norm(const json_t *m)
     ok = ok && json_object_set_new(
                    n, "output_per_1m",
                    json_real(json_number_value(json_object_get(m, "output_per_1m")))) == 0;
+    /*
+     * The prompt-cache prices stay absent when not given rather than being
+     * stored as input_per_1m: every reader (the agent's cost) takes the input
+     * price for an absent one, as for entries stored before they existed, and
+     * a later change of input_per_1m then applies to them too.
+     */
+    static const char *const cache_prices[] = {"cached_input_per_1m", "cache_write_per_1m", NULL};
+    for (size_t i = 0; ok && cache_prices[i] != NULL; i++) {
+        const json_t *v = json_object_get(m, cache_prices[i]);
+        if (v != NULL) {
+            ok = json_object_set_new(n, cache_prices[i], json_real(json_number_value(v))) == 0;
+        }
+    }
     if (!ok) {
         json_decref(n);
         n = NULL;
@@ -892,7 +949,9 @@ static const struct fw_field catalog_fields[] = {
     {.name = "models",
      .type = FW_TYPE_JSON,
      .description = "List of models: name, context_window, max_output_tokens, capabilities, "
-                    "tier, input_per_1m, output_per_1m (USD per 1M tokens)."},
+                    "tier, input_per_1m, output_per_1m (USD per 1M tokens), and optionally "
+                    "cached_input_per_1m (prompt-cache reads) and cache_write_per_1m "
+                    "(prompt-cache writes), which are input_per_1m when absent."},
     {.name = NULL},
 };
 

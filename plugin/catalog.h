@@ -55,8 +55,10 @@ bool catalog_capability_valid(const char *s);
 json_t *catalog_builtin(const char *name);
 
 /*
- * Price of a call in USD from an entry's model list: tokens x price per 1M.
- * ERR_NOTFOUND when the model is not in the entry.
+ * Price of a call in USD from an entry's model list: tokens x price per 1M,
+ * every prompt token at input_per_1m (no prompt-cache parts: the agent prices
+ * those, agent/providers.h provider_cost). ERR_NOTFOUND when the model is not
+ * in the entry.
  */
 MUST_USE enum err catalog_price(const json_t *entry, const char *model, long long prompt_tokens,
                                 long long completion_tokens, double *ret_usd);

@@ -171,6 +171,12 @@ func (c *call) bedrockAuthFail() {
 }
 
 func (c *call) bedrockUsage() map[string]int {
+	if c.cacheUsage {
+		// inputTokens counts neither reads nor writes; totalTokens all of them.
+		return map[string]int{"inputTokens": c.prompt, "outputTokens": c.words,
+			"cacheReadInputTokens": mockCacheRead, "cacheWriteInputTokens": mockCacheWrite,
+			"totalTokens": c.prompt + c.words + mockCacheRead + mockCacheWrite}
+	}
 	return map[string]int{"inputTokens": c.prompt, "outputTokens": c.words,
 		"totalTokens": c.prompt + c.words}
 }

@@ -45,6 +45,8 @@ type record struct {
 	// fully written, and whether the client left before the answer ended.
 	EventsSent int  `json:"events_sent"`
 	ClientGone bool `json:"client_gone"`
+	// Cache lists where the request carried prompt-cache hints (cache.go).
+	Cache []string `json:"cache,omitempty"`
 }
 
 type control struct {
@@ -310,6 +312,8 @@ type call struct {
 	prompt     int
 	words      int
 	status     int
+	cacheUsage bool // the "cache" scenario: prompt-cache reads and writes in the usage
+	cache1h    bool // an Anthropic hint asked for the 1-hour TTL
 }
 
 func (m *mock) handler(listener string) http.Handler {
@@ -400,6 +404,9 @@ func (m *mock) serveUpstream(listener string, w http.ResponseWriter, r *http.Req
 			return
 		}
 		if c.style == "bedrock" && !c.parseBedrock() || c.style != "bedrock" && !c.parseBody() {
+			return
+		}
+		if c.kind != "embeddings" && !c.checkCacheHints() {
 			return
 		}
 	}
@@ -786,7 +793,7 @@ func (c *call) chatBody(text string) map[string]interface{} {
 		return map[string]interface{}{"id": c.id(), "type": "message", "role": "assistant",
 			"model": c.model, "content": []interface{}{map[string]string{"type": "text", "text": text}},
 			"stop_reason": "end_turn", "stop_sequence": nil,
-			"usage": map[string]int{"input_tokens": c.prompt, "output_tokens": c.words}}
+			"usage": c.anthropicUsage(c.words)}
 	}
 	return map[string]interface{}{"id": c.id(), "object": "chat.completion",
 		"created": time.Now().Unix(), "model": c.model, "system_fingerprint": "fp_mock",
@@ -935,7 +942,7 @@ func (c *call) anthropicMessageStart() map[string]interface{} {
 	return map[string]interface{}{"type": "message_start", "message": map[string]interface{}{
 		"id": c.id(), "type": "message", "role": "assistant", "model": c.model,
 		"content": []interface{}{}, "stop_reason": nil, "stop_sequence": nil,
-		"usage": map[string]int{"input_tokens": c.prompt, "output_tokens": 1}}}
+		"usage": c.anthropicUsage(1)}}
 }
 
 // textBlockStart opens an Anthropic stream's text block (index 0).
@@ -1040,7 +1047,7 @@ func scenarioNames() []string {
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
 		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "error200lead", "streamrawerror",
-		"nostream", "length"}
+		"nostream", "length", "cache"}
 }
 
 // retryHeaders sets Retry-After (and retry-after-ms) on a 429 or 503: the
@@ -1095,6 +1102,11 @@ func errorScenario(status int) func(*call) {
 func init() {
 	scenarios = map[string]func(*call){
 		"normal": func(c *call) { c.normal(c.m.o.streamInterval) },
+		// cache: as normal, with prompt-cache reads and writes in the usage (cache.go).
+		"cache": func(c *call) {
+			c.cacheUsage = true
+			c.normal(c.m.o.streamInterval)
+		},
 		"slow": func(c *call) {
 			if c.pause(c.m.o.slow) == nil {
 				c.normal(c.m.o.streamInterval)

@@ -888,7 +888,7 @@ static void test_cost(void **state)
 {
     (void)state;
     json_t *e = J("{\"models\":[{\"name\":\"m\",\"input_per_1m\":2.0,\"output_per_1m\":8.0}]}");
-    struct provider_usage u = {1000000, 500000, 0, true};
+    struct provider_usage u = {.prompt_tokens = 1000000, .completion_tokens = 500000, .seen = true};
     assert_true(provider_cost(e, "m", &u) == 6.0);
     assert_true(provider_cost(e, "other", &u) == 0.0);
     json_decref(e);

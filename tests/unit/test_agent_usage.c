@@ -98,8 +98,9 @@ struct env {
     struct upstream *up;
     struct vault *vault;
     struct usage *u;
-    bool estimated_next; /* the next rec() is an estimated call */
-    char journal[64];    /* usage.journal_dir of the next env_start ("" for none) */
+    bool estimated_next;        /* the next rec() is an estimated call */
+    long long cache_write_next; /* the next rec()'s prompt-cache writes */
+    char journal[64];           /* usage.journal_dir of the next env_start ("" for none) */
 };
 static struct env E;
 
@@ -165,11 +166,16 @@ static void rec(const char *provider, const char *model, const char *status, lon
         .model = model,
         .key_type = "production",
         .status = status,
-        .tokens = {p, c, 1, true},
+        .tokens = {.prompt_tokens = p,
+                   .completion_tokens = c,
+                   .cached_tokens = 1,
+                   .cache_write_tokens = E.cache_write_next,
+                   .seen = true},
         .cost_usd = cost,
         .estimated = E.estimated_next,
     };
     E.estimated_next = false;
+    E.cache_write_next = 0;
     usage_record(E.u, &r);
 }
 
@@ -288,6 +294,36 @@ static void test_estimated_requests(void **state)
         assert_int_equal(json_integer_value(json_object_get(r, "requests")), ok ? 2 : 1);
         assert_int_equal(json_integer_value(json_object_get(r, "estimated_requests")), 1);
     }
+    env_stop();
+}
+
+/*
+ * Prompt-cache writes: in the totals since start (by provider and model too)
+ * and in the tokens metric, not in the rows reported to the plugin (their
+ * cost carries them).
+ */
+static void test_cache_writes(void **state)
+{
+    (void)state;
+    env_start(1000, 500);
+    E.cache_write_next = 40;
+    rec("anthropic", "claude", "ok", 100, 5, 0.5);
+    rec("anthropic", "claude", "ok", 10, 5, 0.25);
+    json_t *t = usage_tenant_json(E.u, "acme");
+    assert_int_equal(json_integer_value(json_object_get(t, "cache_write_tokens")), 40);
+    const json_t *bm = json_object_get(json_object_get(t, "by_model"), "anthropic/claude");
+    assert_int_equal(json_integer_value(json_object_get(bm, "cache_write_tokens")), 40);
+    json_decref(t);
+    struct buf b;
+    buf_init(&b, 64 << 20);
+    assert_int_equal(metrics_render(&b), ERR_OK);
+    assert_int_equal(buf_append(&b, "", 1), ERR_OK);
+    assert_non_null(strstr(b.data, "kind=\"cache_write\"} 40"));
+    buf_done(&b);
+    const json_t *recs = first_batch(1);
+    assert_null(json_object_get(json_array_get(recs, 0), "cache_write_tokens"));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(recs, 0), "prompt_tokens")),
+                     110);
     env_stop();
 }
 
@@ -1116,6 +1152,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aggregation_and_totals),
         cmocka_unit_test(test_estimated_requests),
+        cmocka_unit_test(test_cache_writes),
         cmocka_unit_test(test_retry_keeps_batch_id),
         cmocka_unit_test(test_refused_batch_dropped),
         cmocka_unit_test(test_batches_split),

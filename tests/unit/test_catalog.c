@@ -184,6 +184,11 @@ static void test_builtins_complete_and_consistent(void **state)
             if (local) {
                 assert_true(in == 0 && out == 0);
             }
+            /* Cache reads are a discount, cache writes a surcharge, where a model has them. */
+            const json_t *cin = json_object_get(v, "cached_input_per_1m");
+            const json_t *cw = json_object_get(v, "cache_write_per_1m");
+            assert_true(cin == NULL || (json_number_value(cin) > 0 && json_number_value(cin) < in));
+            assert_true(cw == NULL || json_number_value(cw) > in);
             size_t c;
             json_t *cap;
             assert_true(json_array_size(json_object_get(v, "capabilities")) > 0);
@@ -750,6 +755,81 @@ static void test_provider_count_limit(void **state)
     result_done(&r);
 }
 
+/* Prompt-cache prices: optional, checked like input_per_1m, stored as given or left absent. */
+static void test_cache_prices(void **state)
+{
+    struct env *e = *state;
+    /* Built-in: Anthropic's reads 0.1x and 5-minute writes 1.25x input; OpenAI's reads only. */
+    json_t *d = read_entry(e, "anthropic");
+    json_t *m = json_array_get(json_object_get(d, "models"), 0);
+    double in = json_number_value(json_object_get(m, "input_per_1m"));
+    assert_true(fabs(json_number_value(json_object_get(m, "cached_input_per_1m")) - in * 0.1) <
+                1e-9);
+    assert_true(fabs(json_number_value(json_object_get(m, "cache_write_per_1m")) - in * 1.25) <
+                1e-9);
+    json_decref(d);
+    d = read_entry(e, "openai");
+    m = json_array_get(json_object_get(d, "models"), 0);
+    assert_true(json_is_real(json_object_get(m, "cached_input_per_1m")));
+    assert_null(json_object_get(m, "cache_write_per_1m"));
+    json_decref(d);
+    /* Models without caching (local, Mistral) have neither. */
+    d = read_entry(e, "mistral");
+    assert_null(
+        json_object_get(json_array_get(json_object_get(d, "models"), 0), "cached_input_per_1m"));
+    json_decref(d);
+
+    const char *p = "providers/anthropic";
+    static const char *const bad[][2] = {
+        {"{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+         "\"cached_input_per_1m\": -0.01}]}",
+         "cached_input_per_1m"},
+        {"{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+         "\"cached_input_per_1m\": \"0.1\"}]}",
+         "cached_input_per_1m"},
+        {"{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+         "\"cached_input_per_1m\": null}]}",
+         "cached_input_per_1m"},
+        {"{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+         "\"cache_write_per_1m\": 100000.01}]}",
+         "cache_write_per_1m"},
+        {"{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+         "\"cache_write_per_1m\": true}]}",
+         "cache_write_per_1m"},
+        {"{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1}, "
+         "{\"name\": \"n\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+         "\"cache_write_per_1m\": -1}]}",
+         "cache_write_per_1m"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        expect_400(e, p, bad[i][0], "models");
+        struct result r = write_json(e, p, bad[i][0]);
+        assert_non_null(strstr(r.msg, bad[i][1]));
+        /* The item is named: the second model for the last case. */
+        assert_non_null(strstr(r.msg, i + 1 == sizeof(bad) / sizeof(bad[0]) ? "item 1" : "item 0"));
+        result_done(&r);
+    }
+    /* Nothing was stored: the built-in entry is still what is read. */
+    d = read_entry(e, "anthropic");
+    assert_true(json_is_false(json_object_get(d, "overridden")));
+    json_decref(d);
+
+    /* At the bounds: stored as reals; absent stays absent (readers use input_per_1m). */
+    expect_ok(e, p,
+              "{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+              "\"cached_input_per_1m\": 0, \"cache_write_per_1m\": 100000}, {\"name\": \"n\", "
+              "\"input_per_1m\": 2, \"output_per_1m\": 2}], \"default_model\": \"m\"}");
+    d = read_entry(e, "anthropic");
+    m = json_array_get(json_object_get(d, "models"), 0);
+    assert_true(json_is_real(json_object_get(m, "cached_input_per_1m")));
+    assert_true(json_real_value(json_object_get(m, "cached_input_per_1m")) == 0.0);
+    assert_true(json_real_value(json_object_get(m, "cache_write_per_1m")) == 100000.0);
+    m = json_array_get(json_object_get(d, "models"), 1);
+    assert_null(json_object_get(m, "cached_input_per_1m"));
+    assert_null(json_object_get(m, "cache_write_per_1m"));
+    json_decref(d);
+}
+
 static void test_price(void **state)
 {
     struct env *e = *state;
@@ -1111,6 +1191,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_provider_count_limit, pluginenv_setup,
                                         pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_price, pluginenv_setup, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_prices, pluginenv_setup, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_cache_and_invalidate, pluginenv_setup,
                                         pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_help, pluginenv_setup, pluginenv_teardown),
