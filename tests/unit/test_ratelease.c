@@ -370,6 +370,41 @@ static void test_oom(void **state)
     assert_true(left >= 1000000 - 500);
 }
 
+/*
+ * The table holds 65,536 tenant × kind windows: past it, entries of earlier
+ * windows make room; a table full of this minute's answers 503 and counts
+ * nothing.
+ */
+static void test_table_bound(void **state)
+{
+    struct env *e = *state;
+    enum { MAX = 65536 };
+    at_minute(0);
+    char path[64];
+    for (int i = 0; i < MAX; i++) {
+        char tenant[16];
+        snprintf(tenant, sizeof(tenant), "t%d", i);
+        /* Settings straight into storage: 65,536 settings writes through paths would be slow. */
+        snprintf(path, sizeof(path), "tenants/%s/settings", tenant);
+        json_t *doc = json_pack("{sI}", "rpm_limit", (json_int_t)5);
+        assert_int_equal(storage_put_json(e->st, path, doc, false), ERR_OK);
+        json_decref(doc);
+        assert_int_equal(take(e, tenant, "rpm", 1, "a"), 1);
+    }
+    set_limits(e, "late", 5, 0);
+    char msg[FW_MAX_MESSAGE];
+    const char *body = "{\"kind\": \"rpm\", \"amount\": 1, \"node\": \"a\"}";
+    assert_int_equal(
+        call_on(e, e->st, FW_OP_UPDATE, "tenants/late/rate-lease", body, NULL, msg, sizeof(msg)),
+        FW_CODED);
+    assert_non_null(strstr(msg, "table full"));
+    /* A tenant already in the table is still served. */
+    assert_int_equal(take(e, "t7", "rpm", 9, "b"), 4);
+    /* The next minute: the old windows make room. */
+    pluginenv_now += 60;
+    assert_int_equal(take(e, "late", "rpm", 9, "a"), 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +418,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_input, pluginenv_setup_clock, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_standby, pluginenv_setup_clock, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_oom, pluginenv_setup_clock, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_table_bound, pluginenv_setup_clock,
+                                        pluginenv_teardown),
     };
     return cmocka_run_group_tests(tests, pluginenv_group_setup, NULL);
 }
