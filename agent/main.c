@@ -27,7 +27,6 @@
 #include <unistd.h>
 
 #include "agent/budget.h"
-#include "agent/ratelease.h"
 #include "agent/config.h"
 #include "agent/cooldown.h"
 #include "agent/health.h"
@@ -37,6 +36,7 @@
 #include "agent/keycache.h"
 #include "agent/logbuf.h"
 #include "agent/metrics.h"
+#include "agent/ratelease.h"
 #include "agent/ratelimit.h"
 #include "agent/sdnotify.h"
 #include "agent/server.h"

@@ -39,7 +39,6 @@
 #include <time.h>
 
 #include "agent/budget.h"
-#include "agent/ratelease.h"
 #include "agent/cooldown.h"
 #include "agent/eventstream.h"
 #include "agent/health.h"
@@ -47,6 +46,7 @@
 #include "agent/latency.h"
 #include "agent/metrics.h"
 #include "agent/providers.h"
+#include "agent/ratelease.h"
 #include "agent/ratelimit.h"
 #include "agent/responses.h"
 #include "agent/route.h"
@@ -1316,9 +1316,11 @@ static void call_limits_ready(void *arg)
  * Takes n of the tenant's limit of kind: from this node's rate lease when
  * the limit is shared across the nodes (ratelease.h), else (the config says
  * per node, or the shared path failed and the node fell back) from the
- * node's own bucket. 1: taken (*ret_shared, *ret_window say where from); 0:
- * the call waits for a lease (call_limits_ready comes); -1: refused, for
- * *ret_wait seconds (the caller answers 429; *ret_shared: by the shared limit).
+ * node's own bucket. 1: taken (*ret_shared, *ret_window say where from); 2:
+ * passed without being recorded (the node's bucket table is full: nothing to
+ * settle); 0: the call waits for a lease (call_limits_ready comes); -1:
+ * refused, for *ret_wait seconds (the caller answers 429; *ret_shared: by the
+ * shared limit).
  */
 static int call_limit_take(struct call *c, enum ratelease_kind kind, long long limit, long long n,
                            bool *ret_shared, double *ret_window, double *ret_wait)
@@ -1346,6 +1348,7 @@ static int call_limit_take(struct call *c, enum ratelease_kind kind, long long l
     }
     if (lrc < 0) {
         call_limit_unrecorded(c, kind == RATELEASE_RPM ? "rpm_limit" : "tpm_limit");
+        return 2;
     }
     return 1;
 }
@@ -1405,6 +1408,10 @@ static bool call_tenant_limits(struct call *c, const struct keycache_entry *ent)
             }
             call_tenant_limited(c, "tpm_limit", tpm, wait, shared);
             return false;
+        }
+        if (rc == 2) {
+            c->limits_checked = true;
+            return true; /* not recorded: nothing to settle */
         }
         c->tpm_limit = tpm;
         c->tpm_reserved = est;

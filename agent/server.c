@@ -38,10 +38,10 @@
 #include <unistd.h>
 
 #include "agent/budget.h"
-#include "agent/ratelease.h"
 #include "agent/latency.h"
 #include "agent/metrics.h"
 #include "agent/proxy.h"
+#include "agent/ratelease.h"
 #include "common/jsonw.h"
 #include "common/log.h"
 
