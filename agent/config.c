@@ -140,6 +140,8 @@ static const struct cfg_field schema_limits[] = {
     {"max_header_bytes", CFG_INT, LO(max_header_bytes), 1024, 1024L * 1024, NULL, 0, 0, false},
     {"max_connections", CFG_INT, LO(max_connections), 1, 1000000, NULL, 0, 0, false},
     {"client_timeout_s", CFG_INT, LO(client_timeout_s), 1, 3600, NULL, 0, 0, false},
+    {"shared_rate_limits", CFG_BOOL, LO(shared_rate_limits), 0, 0, NULL, 0, 0, false},
+    {"rate_lease_percent", CFG_INT, LO(rate_lease_percent), 1, 100, NULL, 0, 0, false},
     F_END,
 };
 #define KO(m) (offsetof(struct config, keycache.m) - offsetof(struct config, keycache))
@@ -479,6 +481,8 @@ static void cfg_defaults(struct config *c)
     c->limits.max_header_bytes = 16L * 1024;
     c->limits.max_connections = 4096;
     c->limits.client_timeout_s = 60;
+    c->limits.shared_rate_limits = true;
+    c->limits.rate_lease_percent = CONFIG_DEFAULT_RATE_LEASE_PERCENT;
     c->keycache.max_ttl_s = 300;
     c->keycache.negative_ttl_s = 30;
     c->keycache.max_entries = 10000;

@@ -101,6 +101,13 @@ struct config {
         long max_header_bytes;
         long max_connections;
         long client_timeout_s;
+        /*
+         * A tenant's rpm_limit and tpm_limit hold across every agent node
+         * (rate leases from the plugin, ratelease.h); false: per node only.
+         */
+        bool shared_rate_limits;
+        /* A rate lease asks for this percentage of the limit (at least what the call needs). */
+        long rate_lease_percent;
     } limits;
     struct {
         long max_ttl_s;
@@ -159,6 +166,9 @@ MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *e
 /* budget.lease_percent: a lease asks for this share of the monthly cap (20 nodes can hold it all).
  */
 #define CONFIG_DEFAULT_LEASE_PERCENT 5L
+
+/* limits.rate_lease_percent: a rate lease asks for this share of the tenant's rpm/tpm limit. */
+#define CONFIG_DEFAULT_RATE_LEASE_PERCENT 10L
 
 /* router.latency_ttl_s: default and bounds. */
 #define CONFIG_DEFAULT_LATENCY_TTL_S 300L

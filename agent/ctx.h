@@ -22,6 +22,7 @@ struct ratelimit;
 struct health;
 struct latency;
 struct budget;
+struct ratelease;
 
 struct agent_ctx {
     struct event_base *base;
@@ -36,6 +37,7 @@ struct agent_ctx {
     struct health *health;   /* providers failing at the transport level: tried last for a while */
     struct latency *latency; /* providers' observed speed: the "fastest" strategy ranks by it */
     struct budget *budget;   /* tenants' monthly budgets: leases from the plugin */
+    struct ratelease *ratelease; /* tenants' rpm/tpm limits across the nodes: rate leases */
     struct server *server;
     size_t inflight; /* requests being answered */
     bool draining;   /* SIGTERM: no new connections; exit when inflight reaches 0 */

@@ -36,6 +36,7 @@
 #include "agent/keycache.h"
 #include "agent/logbuf.h"
 #include "agent/metrics.h"
+#include "agent/ratelease.h"
 #include "agent/ratelimit.h"
 #include "agent/sdnotify.h"
 #include "agent/server.h"
@@ -252,6 +253,7 @@ static bool agent_reload_apply(void)
     }
     usage_set_config(agent.usage, cfg);
     budget_set_config(agent.budget, cfg);
+    ratelease_set_config(agent.ratelease, cfg);
     /* Cooldowns are the providers' word and outlive a reload, within its retry_after_max_s. */
     cooldown_cap(agent.cool, server_now(), cfg->upstream.retry_after_max_s);
     /* Rate-limit buckets are kept as they are: their limits come from Vault, not the config. */
@@ -445,10 +447,11 @@ int main(int argc, char **argv)
     agent.health = health_new();
     agent.latency = latency_new();
     agent.budget = agent.usage != NULL ? budget_new(agent.vault, agent.usage, cfg) : NULL;
+    agent.ratelease = agent.usage != NULL ? ratelease_new(agent.vault, agent.usage, cfg) : NULL;
     agent.server = server_new(&agent);
     if (agent.keys == NULL || agent.usage == NULL || agent.cool == NULL || agent.rl == NULL ||
         agent.health == NULL || agent.latency == NULL || agent.budget == NULL ||
-        agent.server == NULL) {
+        agent.ratelease == NULL || agent.server == NULL) {
         log_kv(LOGL_ERROR, "start-up failed: out of memory", NULL);
         goto out;
     }
@@ -517,6 +520,7 @@ out:
                reqs, NULL);
     }
     budget_free(agent.budget);
+    ratelease_free(agent.ratelease);
     usage_free(agent.usage);
     keycache_free(agent.keys);
     cooldown_free(agent.cool);

@@ -46,6 +46,7 @@
 #include "agent/latency.h"
 #include "agent/metrics.h"
 #include "agent/providers.h"
+#include "agent/ratelease.h"
 #include "agent/ratelimit.h"
 #include "agent/responses.h"
 #include "agent/route.h"
@@ -166,8 +167,21 @@ struct call {
     bool last_key_limited; /* the last failure: a candidate skipped, its key at its rate_limit */
     /* The tenant's rpm_limit and tpm_limit were applied (once a call: call_tenant_limits). */
     bool limits_checked;
-    /* Tokens reserved in the tenant's tpm bucket (of tpm_limit), settled when the call ends. */
+    /*
+     * Its rpm request was taken: from this node's rate lease (rpm_shared,
+     * of the window ending rpm_window) or from the node's own bucket.
+     */
+    bool rpm_taken, rpm_shared;
+    double rpm_window;
+    /*
+     * Tokens reserved of the tenant's tpm_limit, settled when the call ends:
+     * from the rate lease (tpm_shared, window tpm_window) or the node's bucket.
+     */
     long long tpm_limit, tpm_reserved;
+    bool tpm_shared;
+    double tpm_window;
+    /* The wait for a rate lease, if any. */
+    struct ratelease_wait *rlwait;
     bool usage_counted; /* call_record_usage ran: c->usage is what the call is counted with */
     /*
      * USD reserved of the tenant's monthly budget (budget.h), settled with
@@ -208,6 +222,8 @@ static void call_release_attempt(struct call *c)
     c->wait = NULL;
     budget_cancel(c->bwait);
     c->bwait = NULL;
+    ratelease_cancel(c->rlwait);
+    c->rlwait = NULL;
     keycache_put(&c->ent);
     buf_done(&c->body);
 }
@@ -264,8 +280,13 @@ static void call_settle_limits(struct call *c)
         return;
     }
     long long used = c->usage_counted ? c->usage.prompt_tokens + c->usage.completion_tokens : 0;
-    ratelimit_give(c->ctx->rl, RATELIMIT_TPM, c->r->tenant, NULL, NULL, c->tpm_limit,
-                   c->tpm_reserved - used, server_now());
+    if (c->tpm_shared) {
+        ratelease_give(c->ctx->ratelease, c->r->tenant, RATELEASE_TPM, c->tpm_limit,
+                       c->tpm_reserved - used, c->tpm_window);
+    } else {
+        ratelimit_give(c->ctx->rl, RATELIMIT_TPM, c->r->tenant, NULL, NULL, c->tpm_limit,
+                       c->tpm_reserved - used, server_now());
+    }
     c->tpm_limit = 0;
 }
 
@@ -1245,7 +1266,8 @@ static double call_key_limit(struct call *c, const struct keycache_entry *ent)
  * rounded up, until the bucket holds enough again). The message names the
  * limit and its value: the tenant's own settings, nothing secret.
  */
-static void call_tenant_limited(struct call *c, const char *name, long long limit, double wait)
+static void call_tenant_limited(struct call *c, const char *name, long long limit, double wait,
+                                bool shared)
 {
     char labels[METRICS_MAX_LABELS];
     metrics_labels(labels, sizeof(labels), "tenant", c->r->tenant, "limit", name, NULL);
@@ -1260,9 +1282,10 @@ static void call_tenant_limited(struct call *c, const char *name, long long limi
     bool rpm = strcmp(name, "rpm_limit") == 0;
     char msg[192];
     snprintf(msg, sizeof(msg),
-             "the tenant's %s of %lld %s per minute is reached on this agent; retry after "
-             "Retry-After seconds",
-             name, limit, rpm ? "requests" : "tokens");
+             "the tenant's %s of %lld %s per minute is reached %s; retry after Retry-After "
+             "seconds",
+             name, limit, rpm ? "requests" : "tokens",
+             shared ? "across the agents (this minute)" : "on this agent");
     call_error(c, 429, "rate_limit_error", rpm ? "tenant_rpm_exceeded" : "tenant_tpm_exceeded",
                msg);
 }
@@ -1280,54 +1303,123 @@ static long long call_tpm_estimate(const struct call *c)
     return w.prompt_tokens + w.max_output;
 }
 
+static void call_attempt_with(struct call *c, struct keycache_entry *ent);
+
+/* A rate lease came (or did not): this candidate is tried again from the top. */
+static void call_limits_ready(void *arg)
+{
+    struct call *c = arg;
+    c->rlwait = NULL;
+    call_attempt_with(c, c->ent);
+}
+
+/*
+ * Takes n of the tenant's limit of kind: from this node's rate lease when
+ * the limit is shared across the nodes (ratelease.h), else (the config says
+ * per node, or the shared path failed and the node fell back) from the
+ * node's own bucket. 1: taken (*ret_shared, *ret_window say where from); 2:
+ * passed without being recorded (the node's bucket table is full: nothing to
+ * settle); 0: the call waits for a lease (call_limits_ready comes); -1:
+ * refused, for *ret_wait seconds (the caller answers 429; *ret_shared: by the
+ * shared limit).
+ */
+static int call_limit_take(struct call *c, enum ratelease_kind kind, long long limit, long long n,
+                           bool *ret_shared, double *ret_window, double *ret_wait)
+{
+    long long retry = 0;
+    enum ratelease_rc rc = ratelease_take(c->ctx->ratelease, c->r->tenant, kind, limit, n,
+                                          call_limits_ready, c, &c->rlwait, ret_window, &retry);
+    *ret_shared = rc == RATELEASE_OK || rc == RATELEASE_REFUSED;
+    switch (rc) {
+    case RATELEASE_OK:
+        return 1;
+    case RATELEASE_WAIT:
+        return 0;
+    case RATELEASE_REFUSED:
+        *ret_wait = (double)retry;
+        return -1;
+    case RATELEASE_LOCAL:
+    default:
+        break;
+    }
+    int lrc = ratelimit_take(c->ctx->rl, kind == RATELEASE_RPM ? RATELIMIT_RPM : RATELIMIT_TPM,
+                             c->r->tenant, NULL, NULL, limit, n, server_now(), ret_wait);
+    if (lrc == 0) {
+        return -1;
+    }
+    if (lrc < 0) {
+        call_limit_unrecorded(c, kind == RATELEASE_RPM ? "rpm_limit" : "tpm_limit");
+        return 2;
+    }
+    return 1;
+}
+
+/* Gives back the rpm request the call took (its tpm reservation was refused). */
+static void call_rpm_give_back(struct call *c, long long rpm)
+{
+    if (c->rpm_shared) {
+        ratelease_give(c->ctx->ratelease, c->r->tenant, RATELEASE_RPM, rpm, 1, c->rpm_window);
+    } else {
+        ratelimit_give(c->ctx->rl, RATELIMIT_RPM, c->r->tenant, NULL, NULL, rpm, 1, server_now());
+    }
+}
+
 /*
  * The tenant's rpm_limit and tpm_limit (its settings, as the creds reply
  * of this candidate's key carries them; 0 = none), applied once a call,
- * before its first provider call: one request from the rpm bucket, the
- * estimate (call_tpm_estimate) reserved in the tpm bucket. Until the agent
- * has fetched creds for the tenant it knows no settings; a call always has
- * them here, so the limits apply from the tenant's first call on. False
- * when the call was answered 429.
+ * before its first provider call: one request of rpm_limit, the estimate
+ * (call_tpm_estimate) reserved of tpm_limit, each from this node's rate
+ * lease (shared across the nodes) or its own bucket (call_limit_take).
+ * Until the agent has fetched creds for the tenant it knows no settings; a
+ * call always has them here, so the limits apply from the tenant's first
+ * call on. False when the call was answered 429 or waits for a rate lease
+ * (then it comes back here, and what it already took stays taken).
  */
 static bool call_tenant_limits(struct call *c, const struct keycache_entry *ent)
 {
     if (c->limits_checked) {
         return true;
     }
-    c->limits_checked = true;
     long long rpm = ratelimit_limit_of(json_object_get(ent->settings, "rpm_limit"));
     long long tpm = ratelimit_limit_of(json_object_get(ent->settings, "tpm_limit"));
-    if (rpm == 0 && tpm == 0) {
-        return true;
-    }
-    const char *tenant = c->r->tenant;
-    double now = server_now();
     double wait = 0;
-    int rc = ratelimit_take(c->ctx->rl, RATELIMIT_RPM, tenant, NULL, NULL, rpm, 1, now, &wait);
-    if (rc == 0) {
-        call_tenant_limited(c, "rpm_limit", rpm, wait);
-        return false;
+    if (rpm > 0 && !c->rpm_taken) {
+        int rc = call_limit_take(c, RATELEASE_RPM, rpm, 1, &c->rpm_shared, &c->rpm_window, &wait);
+        if (rc < 0) {
+            call_tenant_limited(c, "rpm_limit", rpm, wait, c->rpm_shared);
+            return false;
+        }
+        if (rc == 0) {
+            return false;
+        }
+        c->rpm_taken = true;
     }
-    if (rc < 0) {
-        call_limit_unrecorded(c, "rpm_limit");
+    if (tpm > 0) {
+        long long est = call_tpm_estimate(c);
+        bool shared = false;
+        double window = 0;
+        int rc = call_limit_take(c, RATELEASE_TPM, tpm, est, &shared, &window, &wait);
+        if (rc == 0) {
+            return false;
+        }
+        if (rc < 0) {
+            /* Refused: the request is not made, so its rpm request goes back. */
+            if (rpm > 0 && c->rpm_taken) {
+                call_rpm_give_back(c, rpm);
+            }
+            call_tenant_limited(c, "tpm_limit", tpm, wait, shared);
+            return false;
+        }
+        if (rc == 2) {
+            c->limits_checked = true;
+            return true; /* not recorded: nothing to settle */
+        }
+        c->tpm_limit = tpm;
+        c->tpm_reserved = est;
+        c->tpm_shared = shared;
+        c->tpm_window = window;
     }
-    if (tpm == 0) {
-        return true;
-    }
-    long long est = call_tpm_estimate(c);
-    rc = ratelimit_take(c->ctx->rl, RATELIMIT_TPM, tenant, NULL, NULL, tpm, est, now, &wait);
-    if (rc == 0) {
-        /* Refused: the request is not made, so its rpm token goes back. */
-        ratelimit_give(c->ctx->rl, RATELIMIT_RPM, tenant, NULL, NULL, rpm, 1, now);
-        call_tenant_limited(c, "tpm_limit", tpm, wait);
-        return false;
-    }
-    if (rc < 0) {
-        call_limit_unrecorded(c, "tpm_limit");
-        return true;
-    }
-    c->tpm_limit = tpm;
-    c->tpm_reserved = est;
+    c->limits_checked = true;
     return true;
 }
 
@@ -1862,8 +1954,6 @@ static void call_budget_skip(struct call *c, enum err e, double est)
     c->cur++;
     call_attempt(c);
 }
-
-static void call_attempt_with(struct call *c, struct keycache_entry *ent);
 
 /* A lease came (or did not): this candidate is tried again from the top. */
 static void call_budget_ready(void *arg)

@@ -41,6 +41,7 @@
 #include "agent/latency.h"
 #include "agent/metrics.h"
 #include "agent/proxy.h"
+#include "agent/ratelease.h"
 #include "common/jsonw.h"
 #include "common/log.h"
 
@@ -342,6 +343,25 @@ static void server_metrics(struct request *r)
                        "byok_budget_leases_total{result=\"error\"} %llu\n",
                        bs->leases - bs->short_leases - bs->unlimited, bs->short_leases,
                        bs->unlimited, bs->errors);
+    }
+    if (e == ERR_OK && ctx->ratelease != NULL) {
+        const struct ratelease_stats *rs = ratelease_stats(ctx->ratelease);
+        e = buf_printf(&b,
+                       "# HELP byok_rate_leases_total Rate lease requests to Vault (a tenant's "
+                       "rpm_limit/tpm_limit shared across the nodes), by result: granted (as "
+                       "asked), short (less than asked: the minute is used up), unlimited (no "
+                       "such limit), error (refused, unreachable, unreadable).\n"
+                       "# TYPE byok_rate_leases_total counter\n"
+                       "byok_rate_leases_total{result=\"granted\"} %llu\n"
+                       "byok_rate_leases_total{result=\"short\"} %llu\n"
+                       "byok_rate_leases_total{result=\"unlimited\"} %llu\n"
+                       "byok_rate_leases_total{result=\"error\"} %llu\n"
+                       "# HELP byok_rate_lease_fallbacks_total Times a tenant's rpm_limit or "
+                       "tpm_limit fell back to per-node enforcement for 60 s (the rate-lease path "
+                       "refused or unreachable).\n"
+                       "# TYPE byok_rate_lease_fallbacks_total counter\n"
+                       "byok_rate_lease_fallbacks_total %llu\n",
+                       rs->granted, rs->short_leases, rs->unlimited, rs->errors, rs->fallbacks);
     }
     if (e == ERR_OK) {
         e = metrics_gauge(&b, "byok_inflight_requests", "Requests being answered.",

@@ -17,8 +17,8 @@
 
 /* Routing order: fixed paths before patterns that could shadow them. */
 const struct fw_path *const byok_path_tables[] = {
-    paths_config, paths_rotate_root, paths_providers, paths_tenants, paths_keys,
-    paths_creds,  paths_usage,       paths_budget,    NULL,
+    paths_config, paths_rotate_root, paths_providers, paths_tenants,   paths_keys,
+    paths_creds,  paths_usage,       paths_budget,    paths_ratelease, NULL,
 };
 
 const char *const byok_seal_wrap_storage[] = {"kek/", NULL};
@@ -51,6 +51,7 @@ struct byok *byok_new(void)
         goto out_free;
     }
     b->hooks[b->nhooks++] = &byok_hooks_keys;
+    b->hooks[b->nhooks++] = &byok_hooks_ratelease;
     for (size_t i = 0; i < b->nhooks; i++) {
         if (b->hooks[i]->init != NULL && b->hooks[i]->init(b, &b->state[i]) != ERR_OK) {
             goto out_free;

@@ -30,6 +30,10 @@
  *   tenants/<t>/budget                 {"month", "holds": {node: {"usd", "expires"}}}: the budget
  *                                       leases of the month (paths_budget.c); deleted when none
  *                                       is held
+ *   rate-lease/probe                   never exists: tenants/<t>/rate-lease deletes it to learn
+ *                                       whether this node's storage takes writes (a standby's
+ *                                       does not); the rate-lease windows are in memory only
+ *                                       (paths_ratelease.c)
  *   grace/<t>:<p>:<kt>                 {} while a version of that key waits for its grace period
  *                                       to end; byok_periodic revokes and removes it
  *

@@ -36,6 +36,8 @@ extern const struct fw_path paths_keys[];
 extern const struct fw_path paths_creds[];
 extern const struct fw_path paths_usage[];
 extern const struct fw_path paths_budget[]; /* paths_budget.c: tenants/<t>/budget-lease */
+/* paths_ratelease.c: tenants/<t>/rate-lease */
+extern const struct fw_path paths_ratelease[];
 
 /*
  * paths_usage.c: the tenant's totals for the current month (UTC) as
@@ -91,6 +93,8 @@ struct byok_hooks {
 
 /* The keys modules' hooks (keystore.c: envelope, caches, grace-period revocations). */
 extern const struct byok_hooks byok_hooks_keys;
+/* The rate-lease windows (paths_ratelease.c: an in-memory table, dropped by cleanup). */
+extern const struct byok_hooks byok_hooks_ratelease;
 
 /* A module's state slot (what its init returned), or NULL. */
 void *byok_hooks_state(struct byok *b, const struct byok_hooks *hooks);

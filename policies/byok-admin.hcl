@@ -4,7 +4,8 @@
 # rotation, the provider catalog and every tenant's keys, settings and usage.
 # It deliberately does NOT grant tenants/<t>/creds/*: administering keys never
 # needs their plaintext (only agents read creds, see byok-agent.hcl), nor
-# tenants/<t>/budget-lease (agents take leases; the summary shows them).
+# tenants/<t>/budget-lease or rate-lease (agents take leases; the summary
+# shows the budget's).
 # Assumes the engine is mounted at byok/; render another mount with
 #   sed 's#"byok/#"<mount>/#' byok-admin.hcl
 

@@ -2,7 +2,7 @@
 #
 # byok-agent: the node agents (byok-agent), logged in with AppRole, Kubernetes
 # auth or a token file. They read a tenant's key when that tenant's app makes
-# a call, report usage and take budget leases. They cannot write keys,
+# a call, report usage and take budget and rate leases. They cannot write keys,
 # settings or config: a compromised node can use keys (which it must, to make
 # calls) but cannot plant, rotate or revoke them.
 #
@@ -23,6 +23,15 @@ path "byok/tenants/+/usage" {
 # tenant this rule covers (and so starve a tenant's other nodes), but cannot
 # raise a cap: settings stay read-only below.
 path "byok/tenants/+/budget-lease" {
+  capabilities = ["create", "update"]
+}
+
+# Rate leases: a node takes a slice of the current minute of a tenant's
+# rpm_limit or tpm_limit, so that the limit holds across every node. An agent
+# token can take a tenant's whole minute (and so refuse its calls on the other
+# nodes for up to a minute), but cannot raise a limit. Without this rule the
+# agent enforces the limits per node (docs/admin-guide.md).
+path "byok/tenants/+/rate-lease" {
   capabilities = ["create", "update"]
 }
 

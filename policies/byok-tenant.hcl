@@ -16,7 +16,8 @@
 #
 # Grants: the tenant's own summary, keys (store, describe, rotate, revoke),
 # settings and usage, and read access to the provider catalog.
-# Never: creds (plaintext is for agents only), budget leases (agents only),
+# Never: creds (plaintext is for agents only), budget and rate leases (agents
+# only: a tenant could take its own allowance away from its nodes),
 # another tenant, config, rotate-root, deleting the tenant itself (a
 # crypto-shred is an admin act).
 # For setups without identity metadata, render-tenant-policy.sh writes a

@@ -11,10 +11,10 @@
 # uses its entity_id token extension instead).
 #
 # Tenant A cannot list, read, write, rotate or delete anything of tenant B and
-# cannot read creds, even its own; a login whose entity has no tenant metadata
-# gets nothing; the agent token reads creds and reports usage but writes no
-# key or setting; the admin manages config, providers and tenants, never
-# creds. Nothing tenant A tried changed tenant B.
+# cannot read creds, even its own, nor take budget or rate leases; a login
+# whose entity has no tenant metadata gets nothing; the agent token reads
+# creds, reports usage and takes rate leases but writes no key or setting;
+# the admin manages config, providers and tenants, never creds. Nothing tenant A tried changed tenant B.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("userpass enabled, entities, aliases and logins set up"
@@ -22,11 +22,11 @@ CASES=("userpass enabled, entities, aliases and logins set up"
     "tenants store their own keys"
     "tenant A on every path of tenant B: 403"
     "a login without tenant metadata on tenant B's paths: 403"
-    "tenant A: creds (even its own), tenant delete and mount-wide paths: 403"
+    "tenant A: creds (even its own), budget and rate leases, tenant delete and mount-wide paths: 403"
     "tenant A on its own keys, settings, usage, summary, catalog: allowed"
     "agent: reads creds of each tenant (the right key)"
     "agent: no key, setting, config or provider writes (403)"
-    "agent: usage report, settings read, key list allowed"
+    "agent: usage report, rate lease, settings read, key list allowed"
     "admin: config, providers, tenants allowed; creds 403"
     "tenant B's key and settings unchanged by tenant A"
     "byok-tenant on the login alias's custom_metadata: own tenant only"
@@ -119,7 +119,8 @@ B_PATHS=("LIST byok/tenants/$B/keys" "LIST byok/tenants/$B/keys/openai"
     "PUT byok/tenants/$B/keys/openai/staging" "PUT byok/tenants/$B/keys/openai/production/rotate"
     "DELETE byok/tenants/$B/keys/openai/production" "GET byok/tenants/$B/settings"
     "PUT byok/tenants/$B/settings" "GET byok/tenants/$B/usage" "PUT byok/tenants/$B/usage"
-    "GET byok/tenants/$B" "DELETE byok/tenants/$B" "GET byok/tenants/$B/creds/openai")
+    "GET byok/tenants/$B" "DELETE byok/tenants/$B" "GET byok/tenants/$B/creds/openai"
+    "PUT byok/tenants/$B/budget-lease" "PUT byok/tenants/$B/rate-lease")
 for who in TOK_A TOK_NONE; do
     for mp in "${B_PATHS[@]}"; do
         # shellcheck disable=SC2086 # "METHOD PATH"
@@ -131,7 +132,8 @@ verdict "${CASES[4]}"
 
 EVIL=$(jq -n '{base_url: "https://evil.example"}')
 for mp in "GET byok/tenants/$A/creds/openai" "GET byok/tenants/$A/creds/anthropic" \
-    "DELETE byok/tenants/$A" "LIST byok/tenants" "PUT byok/config" "GET byok/config" \
+    "PUT byok/tenants/$A/budget-lease" "PUT byok/tenants/$A/rate-lease" "DELETE byok/tenants/$A" \
+    "LIST byok/tenants" "PUT byok/config" "GET byok/config" \
     "PUT byok/config/rotate-root" "PUT byok/providers/evil" "DELETE byok/providers/openai"; do
     # shellcheck disable=SC2086
     check 403 ${mp% *} "${mp#* }" "$TOK_A" "$EVIL"
@@ -168,6 +170,7 @@ done
 verdict "${CASES[8]}"
 check 200 PUT "byok/tenants/$A/usage" "$TOK_AGENT" "$(jq -n '{batch_id: "iso-1", records: [{ts: (now | todate),
     provider: "openai", model: "gpt-4o-mini", requests: 1}]}')"
+check 200 PUT "byok/tenants/$A/rate-lease" "$TOK_AGENT" '{"kind": "rpm", "amount": 1, "node": "iso-1"}'
 check 200 GET "byok/tenants/$A/settings" "$TOK_AGENT"
 check 200 LIST "byok/tenants/$A/keys" "$TOK_AGENT"
 verdict "${CASES[9]}"

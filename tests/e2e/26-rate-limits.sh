@@ -1,8 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: MPL-2.0
 #
-# The agent's own rate limits (docs/agent.md, Rate limits), each tenant on its
-# own socket, limits small enough that no bucket refills noticeably within the
+# The agent's own rate limits per node (docs/agent.md, Rate limits), with
+# limits.shared_rate_limits false (35-shared-rate-limits.sh covers the limits
+# shared across nodes through rate leases), each tenant on its own socket,
+# limits small enough that no bucket refills noticeably within the
 # few seconds a case takes (the smallest refill counted on is 12 s away):
 #   rpm     rpm_limit 3: three calls pass; the fourth is 429 tenant_rpm_exceeded
 #           at once (OpenAI's error shape, Retry-After, the limit named) and
@@ -67,7 +69,7 @@ listeners=""
 for t in rpm tpm keyrl single; do
     listeners+="${listeners:+,}{\"path\": \"$AGENT_DIR/$t.sock\", \"mode\": \"0660\", \"tenant\": \"$t\", \"app\": \"rl\", \"metrics\": true}"
 done
-agent_config "[$listeners]"
+agent_config "[$listeners]" '.limits.shared_rate_limits = false'
 agent_start || t_block_all
 
 # sent SINCE: the mock's requests since SINCE, as "style" joined by commas.

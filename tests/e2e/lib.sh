@@ -359,6 +359,7 @@ vault_api() {
 AGENT_POLICY='path "byok/tenants/+/creds/*" { capabilities = ["read"] }
 path "byok/tenants/+/usage" { capabilities = ["update"] }
 path "byok/tenants/+/budget-lease" { capabilities = ["update"] }
+path "byok/tenants/+/rate-lease" { capabilities = ["update"] }
 path "auth/token/renew-self" { capabilities = ["update"] }
 path "auth/token/lookup-self" { capabilities = ["read"] }'
 

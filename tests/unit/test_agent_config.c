@@ -67,6 +67,8 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(c->upstream.health_failures, 3);
     assert_int_equal(c->upstream.health_demote_s, 30);
     assert_int_equal(c->budget.lease_percent, 5);
+    assert_true(c->limits.shared_rate_limits);
+    assert_int_equal(c->limits.rate_lease_percent, 10);
     assert_int_equal(c->router.latency_ttl_s, 300);
     assert_string_equal(c->log_level, "info");
     assert_false(c->log_prompts);
@@ -401,6 +403,18 @@ static void test_ranges_at_and_past_limit(void **state)
               "limits.max_body_bytes: must be between");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"keycache\":{\"max_ttl_s\":0}}",
               "keycache.max_ttl_s: must be between");
+    /* Rate leases: a share of 1..100 %, shared or not. */
+    c = parse_ok("{" BASE_LISTENER "," BASE_VAULT
+                 ",\"limits\":{\"rate_lease_percent\":100,\"shared_rate_limits\":false}}");
+    assert_int_equal(c->limits.rate_lease_percent, 100);
+    assert_false(c->limits.shared_rate_limits);
+    config_unref(&c);
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":{\"rate_lease_percent\":0}}",
+              "limits.rate_lease_percent: must be between");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":{\"rate_lease_percent\":101}}",
+              "limits.rate_lease_percent: must be between");
+    parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"limits\":{\"shared_rate_limits\":\"yes\"}}",
+              "limits.shared_rate_limits: must be true or false");
     /* Name length: 63 accepted, 64 refused. */
     char text[1024];
     char name[80];

@@ -470,6 +470,8 @@ func TestReadOnlyStorageErrorPassedOn(t *testing.T) {
 		{"byok/config", map[string]any{"max_key_versions": 7}},
 		{"byok/tenants/acme/keys/openai/production", map[string]any{"key_value": "sk-" + strings.Repeat("r", 48)}},
 		{"byok/tenants/acme/settings", map[string]any{"rpm_limit": 5}},
+		// Writes nothing, but a grant on a standby would split the count: refused the same way.
+		{"byok/tenants/acme/rate-lease", map[string]any{"kind": "rpm", "amount": 1, "node": "n1"}},
 	} {
 		code, m := s.Call(t, s.RootToken, "PUT", w.path, w.body)
 		if code != 500 || Errors(m) != ErrReadOnly.Error() {

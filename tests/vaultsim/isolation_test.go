@@ -75,6 +75,7 @@ func TestIsolationMatrix(t *testing.T) {
 		{"GET", "byok/tenants/globex/usage"},
 		{"PUT", "byok/tenants/globex/usage"},
 		{"PUT", "byok/tenants/globex/budget-lease"},
+		{"PUT", "byok/tenants/globex/rate-lease"},
 		{"GET", "byok/tenants/globex"},
 		{"DELETE", "byok/tenants/globex"},
 		{"GET", "byok/tenants/globex/creds/openai"},
@@ -89,6 +90,7 @@ func TestIsolationMatrix(t *testing.T) {
 		{"GET", "byok/tenants/acme/creds/openai"},
 		{"GET", "byok/tenants/acme/creds/anthropic"},
 		{"PUT", "byok/tenants/acme/budget-lease"},
+		{"PUT", "byok/tenants/acme/rate-lease"},
 		{"DELETE", "byok/tenants/acme"},
 		{"LIST", "byok/tenants"},
 		{"PUT", "byok/config"},
@@ -142,6 +144,8 @@ func TestIsolationMatrix(t *testing.T) {
 	s.expect(t, 200, "agent", s.agent, "LIST", "byok/tenants/acme/keys", nil)
 	s.expect(t, 200, "agent", s.agent, "PUT", "byok/tenants/acme/budget-lease", map[string]any{
 		"node": "n1", "unreported_usd": 0.5, "request_usd": 2})
+	s.expect(t, 200, "agent", s.agent, "PUT", "byok/tenants/acme/rate-lease", map[string]any{
+		"kind": "rpm", "amount": 1, "node": "n1"})
 
 	// The admin manages config, providers, tenants; never creds.
 	s.expect(t, 204, "admin", s.admin, "PUT", "byok/config", map[string]any{"creds_ttl": "10m"})

@@ -1,0 +1,488 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Unit tests for agent/ratelease (with agent/vault and agent/upstream under
+ * it): one lease request shared by the calls that need it, slices of two
+ * "nodes" summing to the tenant's limit, a used-up window refusing until it
+ * ends without asking again, the window's end dropping what is left (but not
+ * debt), tpm settling (unused back, overuse owed), the fallback to per-node
+ * buckets on 403/404/5xx/unreadable replies and the retry after 60 s, an
+ * "unlimited" answer, a changed limit, the config switch, cancellation and a
+ * failing allocator. Vault is tests/unit/helpers/fakevault playing the
+ * plugin's window table on a fake clock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/config.h"
+#include "agent/ratelease.h"
+#include "agent/upstream.h"
+#include "agent/vault.h"
+#include "common/secret.h"
+#include "tests/unit/helpers/fakevault.h"
+#include "tests/unit/oom.h"
+
+static struct fakevault fv;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * The fake plugin: a limit per kind, what it granted in the current window
+ * (of the fake clock), or a status/reply to answer instead (status != 0).
+ * Under mu.
+ */
+static struct {
+    double now;
+    long long limit[2], granted[2];
+    long long window[2];
+    int status;
+    char reply[512];
+    bool unlimited;
+    int requests;
+    long long last_amount;
+    char last_kind[8], last_node[160], last_path[256];
+} V;
+
+static double fake_now(void)
+{
+    pthread_mutex_lock(&mu);
+    double t = V.now;
+    pthread_mutex_unlock(&mu);
+    return t;
+}
+
+static void advance(double secs)
+{
+    pthread_mutex_lock(&mu);
+    V.now += secs;
+    pthread_mutex_unlock(&mu);
+}
+
+static void vault_handle(const struct fakevault_req *r, int *status, char *out)
+{
+    if (strcmp(r->path, "/v1/auth/token/lookup-self") == 0) {
+        *status = 200;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "{\"data\":{\"ttl\":0,\"renewable\":false}}");
+        return;
+    }
+    pthread_mutex_lock(&mu);
+    V.requests++;
+    snprintf(V.last_path, sizeof(V.last_path), "%s", r->path);
+    /* Parsed by hand: jansson's allocator may be the failing one of test_oom. */
+    snprintf(V.last_kind, sizeof(V.last_kind), "%s",
+             strstr(r->body, "\"tpm\"") != NULL ? "tpm" : "rpm");
+    const char *nd = strstr(r->body, "\"node\":");
+    V.last_node[0] = '\0';
+    if (nd != NULL && (nd = strchr(nd + 7, '"')) != NULL) {
+        size_t len = strcspn(nd + 1, "\"");
+        snprintf(V.last_node, sizeof(V.last_node), "%.*s", (int)len, nd + 1);
+    }
+    const char *am = strstr(r->body, "\"amount\":");
+    V.last_amount = am != NULL ? strtoll(am + 9, NULL, 10) : 0;
+    int k = strcmp(V.last_kind, "tpm") == 0 ? 1 : 0;
+    long long t = (long long)V.now;
+    long long window = t - t % 60;
+    if (V.status != 0) {
+        *status = V.status;
+        snprintf(out, FAKEVAULT_MAX_REPLY, "%s", V.reply);
+    } else if (V.unlimited) {
+        *status = 200;
+        snprintf(out, FAKEVAULT_MAX_REPLY,
+                 "{\"data\":{\"unlimited\":true,\"limit\":0,\"granted\":%lld,\"window_end\":%lld}}",
+                 V.last_amount, window + 60);
+    } else {
+        if (V.window[k] != window) {
+            V.window[k] = window;
+            V.granted[k] = 0;
+        }
+        long long left = V.limit[k] - V.granted[k];
+        long long g = left <= 0 ? 0 : (V.last_amount < left ? V.last_amount : left);
+        V.granted[k] += g;
+        *status = 200;
+        snprintf(out, FAKEVAULT_MAX_REPLY,
+                 "{\"data\":{\"unlimited\":false,\"limit\":%lld,\"granted\":%lld,"
+                 "\"window_end\":%lld}}",
+                 V.limit[k], g, window + 60);
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+static void answer_status(int status, const char *reply)
+{
+    pthread_mutex_lock(&mu);
+    V.status = status;
+    snprintf(V.reply, sizeof(V.reply), "%s", reply);
+    pthread_mutex_unlock(&mu);
+}
+
+static int requests(void)
+{
+    pthread_mutex_lock(&mu);
+    int n = V.requests;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+static long long last_amount(void)
+{
+    pthread_mutex_lock(&mu);
+    long long n = V.last_amount;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+struct env {
+    struct event_base *base;
+    struct config *cfg;
+    struct upstream *up;
+    struct vault *vault;
+    struct ratelease *a, *b; /* two nodes */
+};
+static struct env E;
+
+static int setup_with(const char *limits)
+{
+    memset(&V, 0, sizeof(V));
+    V.now = 1794999965.0; /* 5 s into a minute (it ends at 1795000020) */
+    V.limit[0] = 20;
+    V.limit[1] = 1000;
+    ratelease_set_clock(fake_now);
+    fakevault_start(&fv, "tok1\n", vault_handle);
+    char text[1024], err[CONFIG_ERR_LEN];
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
+             "\"vault\":{\"address\":\"unix:%s\",\"token_file\":\"%s\",\"timeout_ms\":5000},"
+             "\"usage\":{\"node_id\":\"node-7\"},\"limits\":{%s}}",
+             fv.sock_path, fv.token_path, limits);
+    assert_int_equal(config_parse(text, strlen(text), &E.cfg, err), ERR_OK);
+    E.base = event_base_new();
+    E.up = upstream_new(E.base, 16);
+    E.vault = vault_new(E.base, E.up, E.cfg);
+    E.a = ratelease_new(E.vault, NULL, E.cfg);
+    E.b = ratelease_new(E.vault, NULL, E.cfg);
+    assert_non_null(E.a);
+    assert_non_null(E.b);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return setup_with("\"rate_lease_percent\":10");
+}
+
+static int setup_off(void **state)
+{
+    (void)state;
+    return setup_with("\"shared_rate_limits\":false");
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    ratelease_free(E.a);
+    ratelease_free(E.b);
+    vault_free(E.vault);
+    upstream_free(E.up);
+    event_base_free(E.base);
+    config_unref(&E.cfg);
+    fakevault_stop(&fv);
+    ratelease_set_clock(NULL);
+    return 0;
+}
+
+static void woke(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void run_until(const int *counter, int want)
+{
+    while (*counter < want) {
+        assert_int_equal(event_base_loop(E.base, EVLOOP_ONCE), 0);
+    }
+}
+
+static double last_window;
+static long long last_retry;
+
+/* Takes n; when it waits, runs the loop until woken and takes again. */
+static enum ratelease_rc take(struct ratelease *rl, enum ratelease_kind kind, long long limit,
+                              long long n)
+{
+    int woken = 0;
+    struct ratelease_wait *w = NULL;
+    enum ratelease_rc rc =
+        ratelease_take(rl, "acme", kind, limit, n, woke, &woken, &w, &last_window, &last_retry);
+    if (rc != RATELEASE_WAIT) {
+        return rc;
+    }
+    assert_non_null(w);
+    run_until(&woken, 1);
+    rc = ratelease_take(rl, "acme", kind, limit, n, woke, &woken, &w, &last_window, &last_retry);
+    assert_int_not_equal(rc, RATELEASE_WAIT);
+    return rc;
+}
+
+static void test_one_request_for_many(void **state)
+{
+    (void)state;
+    enum { N = 2 };
+    int woken = 0;
+    struct ratelease_wait *w[N];
+    double win;
+    long long retry;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(
+            ratelease_take(E.a, "acme", RATELEASE_RPM, 20, 1, woke, &woken, &w[i], &win, &retry),
+            RATELEASE_WAIT);
+    }
+    run_until(&woken, N);
+    assert_int_equal(requests(), 1);
+    pthread_mutex_lock(&mu);
+    assert_string_equal(V.last_path, "/v1/byok/tenants/acme/rate-lease");
+    assert_string_equal(V.last_kind, "rpm");
+    assert_string_equal(V.last_node, "node-7");
+    assert_int_equal(V.last_amount, 2); /* 10 % of 20 */
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(
+            ratelease_take(E.a, "acme", RATELEASE_RPM, 20, 1, woke, &woken, &w[i], &win, &retry),
+            RATELEASE_OK);
+        assert_true(win == 1795000020.0); /* the minute's end */
+    }
+    /* The slice of 2 is used: the third call asks again. */
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(requests(), 2);
+    assert_int_equal(ratelease_stats(E.a)->granted, 2);
+}
+
+/* Two nodes together get the limit, no more; then both refuse until the window ends. */
+static void test_two_nodes_share_the_limit(void **state)
+{
+    (void)state;
+    int ok = 0;
+    for (int i = 0; i < 30; i++) {
+        ok += take(i % 2 ? E.b : E.a, RATELEASE_RPM, 20, 1) == RATELEASE_OK;
+    }
+    assert_int_equal(ok, 20);
+    int asked = requests();
+    /* Used up: refused without asking, Retry-After until the minute ends (55 s). */
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_REFUSED);
+    assert_int_equal(last_retry, 55);
+    assert_int_equal(take(E.b, RATELEASE_RPM, 20, 1), RATELEASE_REFUSED);
+    assert_int_equal(requests(), asked);
+    assert_true(ratelease_stats(E.a)->short_leases >= 1);
+    advance(54.5);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_REFUSED);
+    assert_int_equal(last_retry, 1);
+    /* The next minute: granted again. */
+    advance(0.5);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(take(E.b, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(requests(), asked + 2);
+}
+
+/* What is left of a slice when its window ends is gone; a new window asks again. */
+static void test_window_end_drops_the_rest(void **state)
+{
+    (void)state;
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK); /* slice of 2, 1 left */
+    advance(55);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(requests(), 2);
+    pthread_mutex_lock(&mu);
+    assert_int_equal(V.granted[0], 2); /* the new window granted 2 */
+    pthread_mutex_unlock(&mu);
+}
+
+/* tpm: an estimate above the share asks for the estimate; unused goes back; overuse is owed. */
+static void test_tpm_settle_and_debt(void **state)
+{
+    (void)state;
+    assert_int_equal(take(E.a, RATELEASE_TPM, 1000, 300), RATELEASE_OK);
+    assert_int_equal(last_amount(), 300); /* more than 10 % of 1000 */
+    double win = last_window;
+    /* It used 100: 200 back, enough for a call of 150 without asking. */
+    ratelease_give(E.a, "acme", RATELEASE_TPM, 1000, 200, win);
+    assert_int_equal(take(E.a, RATELEASE_TPM, 1000, 150), RATELEASE_OK);
+    assert_int_equal(requests(), 1);
+    /* 50 left; the call used 450 (300 more than reserved): 250 owed. */
+    ratelease_give(E.a, "acme", RATELEASE_TPM, 1000, -300, win);
+    assert_int_equal(take(E.a, RATELEASE_TPM, 1000, 10), RATELEASE_OK);
+    assert_int_equal(last_amount(), 260); /* the call's 10 and the 250 owed */
+    /* A give for an ended window is dropped; debt is not. */
+    advance(60);
+    ratelease_give(E.a, "acme", RATELEASE_TPM, 1000, 500, win);
+    assert_int_equal(take(E.a, RATELEASE_TPM, 1000, 50), RATELEASE_OK);
+    assert_int_equal(last_amount(), 100);
+    /* An estimate above the whole limit passes a grant of the whole limit, and leaves debt. */
+    advance(60);
+    assert_int_equal(take(E.a, RATELEASE_TPM, 1000, 5000), RATELEASE_OK);
+    assert_int_equal(last_amount(), 1000);
+    advance(60);
+    /* One limit of debt at most, and the call: more than a minute has, so that minute is gone. */
+    assert_int_equal(take(E.a, RATELEASE_TPM, 1000, 1), RATELEASE_REFUSED);
+    assert_int_equal(last_amount(), 1001);
+}
+
+/* A refused or failing path: per node (LOCAL) for 60 s without asking, then the shared path again.
+ */
+static void test_fallback(void **state)
+{
+    (void)state;
+    static const struct {
+        int status;
+        const char *reply;
+    } bad[] = {
+        {403, "{\"errors\":[\"permission denied\"]}"},
+        {404, "{\"errors\":[\"unsupported path\"]}"},
+        {405, "{\"errors\":[\"unsupported operation\"]}"},
+        {500, "{\"errors\":[\"internal error\"]}"},
+        {503, "{\"errors\":[\"rate-lease table full\"]}"},
+        {200, "{\"data\":{\"granted\":\"lots\",\"window_end\":1795000060,\"unlimited\":false}}"},
+        {200, "{\"data\":{\"granted\":99,\"window_end\":1795000060,\"unlimited\":false}}"},
+        {200, "{\"data\":{\"granted\":1,\"window_end\":17950000600,\"unlimited\":false}}"},
+        {200, "not json"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        answer_status(bad[i].status, bad[i].reply);
+        int before = requests();
+        assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_LOCAL);
+        assert_int_equal(requests(), before + 1);
+        /* Within 60 s: per node, no request. */
+        advance(59);
+        assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_LOCAL);
+        assert_int_equal(requests(), before + 1);
+        advance(1);
+    }
+    assert_int_equal(ratelease_stats(E.a)->fallbacks, sizeof(bad) / sizeof(bad[0]));
+    assert_int_equal(ratelease_stats(E.a)->errors, sizeof(bad) / sizeof(bad[0]));
+    /* Vault is back: shared again. */
+    answer_status(0, "");
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    /* The other kind and the other node were not affected. */
+    answer_status(403, "{}");
+    assert_int_equal(take(E.a, RATELEASE_TPM, 1000, 1), RATELEASE_LOCAL);
+    answer_status(0, "");
+    assert_int_equal(take(E.b, RATELEASE_TPM, 1000, 1), RATELEASE_OK);
+}
+
+/* "unlimited": per node until the limit seen changes; a new limit drops the slice. */
+static void test_unlimited_and_limit_change(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&mu);
+    V.unlimited = true;
+    pthread_mutex_unlock(&mu);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_LOCAL);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_LOCAL);
+    assert_int_equal(requests(), 1);
+    assert_int_equal(ratelease_stats(E.a)->unlimited, 1);
+    pthread_mutex_lock(&mu);
+    V.unlimited = false;
+    V.limit[0] = 30;
+    pthread_mutex_unlock(&mu);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 30, 1), RATELEASE_OK);
+    assert_int_equal(last_amount(), 3);
+    /* 2 left of the slice, but the limit changed: asked again. */
+    assert_int_equal(take(E.a, RATELEASE_RPM, 40, 1), RATELEASE_OK);
+    assert_int_equal(requests(), 3);
+    assert_int_equal(last_amount(), 4);
+}
+
+/* limits.shared_rate_limits false: always per node, Vault never asked. */
+static void test_config_off(void **state)
+{
+    (void)state;
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_LOCAL);
+    assert_int_equal(take(E.a, RATELEASE_TPM, 1000, 10), RATELEASE_LOCAL);
+    assert_int_equal(requests(), 0);
+}
+
+/* A cancelled wait is never called back; the others are. */
+static void test_cancel(void **state)
+{
+    (void)state;
+    int n = 0, m = 0;
+    struct ratelease_wait *w1 = NULL, *w2 = NULL;
+    double win;
+    long long retry;
+    assert_int_equal(ratelease_take(E.a, "acme", RATELEASE_RPM, 20, 1, woke, &n, &w1, &win, &retry),
+                     RATELEASE_WAIT);
+    assert_int_equal(ratelease_take(E.a, "acme", RATELEASE_RPM, 20, 1, woke, &m, &w2, &win, &retry),
+                     RATELEASE_WAIT);
+    ratelease_cancel(w1);
+    run_until(&m, 1);
+    assert_int_equal(n, 0);
+    /* Freed with a request in flight and a waiter: no callback, no leak (teardown). */
+    int k = 0;
+    struct ratelease_wait *w3 = NULL;
+    assert_int_equal(
+        ratelease_take(E.b, "beta", RATELEASE_TPM, 1000, 1, woke, &k, &w3, &win, &retry),
+        RATELEASE_WAIT);
+}
+
+/* A failing allocator at every step of a take and its answer: a result, never a crash. */
+static void test_oom(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&mu);
+    V.limit[0] = 1000000; /* one fake window for every tenant of the loop */
+    pthread_mutex_unlock(&mu);
+    bool fired = true;
+    for (long n = 1; fired && n < 400; n++) {
+        char tenant[32];
+        snprintf(tenant, sizeof(tenant), "t%ld", n);
+        int woken = 0;
+        struct ratelease_wait *w = NULL;
+        double win;
+        long long retry;
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        enum ratelease_rc rc =
+            ratelease_take(E.a, tenant, RATELEASE_RPM, 20, 1, woke, &woken, &w, &win, &retry);
+        if (rc == RATELEASE_WAIT) {
+            run_until(&woken, 1);
+            rc = ratelease_take(E.a, tenant, RATELEASE_RPM, 20, 1, woke, &woken, &w, &win, &retry);
+        }
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        fired = oom_fired;
+        assert_true(rc == RATELEASE_OK || rc == RATELEASE_LOCAL);
+    }
+    assert_false(fired);
+}
+
+int main(void)
+{
+    /* The in-process Vault writes to sockets the client may have closed. */
+    signal(SIGPIPE, SIG_IGN);
+    if (secret_heap_init(1 << 20) != ERR_OK) {
+        return 1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_one_request_for_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_nodes_share_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_end_drops_the_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tpm_settle_and_debt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unlimited_and_limit_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_off, setup_off, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: MPL-2.0 */
+/*
+ * Unit tests for rate leases (paths_ratelease.c) through fw_handle with
+ * in-memory storage and a fake clock: grants of several nodes sum to the
+ * limit, the window rolls over on the minute, rpm and tpm count apart, a
+ * tenant without the limit is "unlimited" and keeps nothing, a lowered limit
+ * applies at once, bad input is a 400 naming the field and changes nothing,
+ * a standby's read-only storage gets the read-only error (Vault forwards),
+ * no storage is written, and a failing allocator breaks nothing.
+ * tests/vaultsim covers the same path through Vault's HTTP API.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "plugin/byok.h"
+#include "plugin/framework.h"
+#include "plugin/keystore.h"
+#include "plugin/storage.h"
+#include "tests/unit/helpers/pluginenv.h"
+#include "tests/unit/oom.h"
+
+/* One request with a parsed body (NULL: none). */
+static enum fw_status call_data(struct env *e, struct storage *st, enum fw_op op, const char *path,
+                                json_t *data, json_t **ret_data, char *msg, size_t msglen)
+{
+    struct fw_request req = {.op = op, .path = path, .data = data, .storage = st, .backend = e->b};
+    struct fw_response resp;
+    fw_response_init(&resp);
+    enum err rc = fw_handle(byok_path_tables, &req, &resp);
+    assert_int_equal(rc != ERR_OK, resp.status == FW_INTERNAL);
+    enum fw_status s = resp.status;
+    if (ret_data != NULL) {
+        *ret_data = json_incref(resp.data);
+    }
+    if (msg != NULL) {
+        snprintf(msg, msglen, "%s", resp.message);
+    }
+    fw_response_done(&resp);
+    return s;
+}
+
+static enum fw_status call_on(struct env *e, struct storage *st, enum fw_op op, const char *path,
+                              const char *body, json_t **ret_data, char *msg, size_t msglen)
+{
+    json_t *data = NULL;
+    if (body != NULL) {
+        json_error_t jerr;
+        data = json_loads(body, 0, &jerr);
+        if (data == NULL) {
+            fail_msg("bad test body %s: %s", body, jerr.text);
+        }
+    }
+    enum fw_status s = call_data(e, st, op, path, data, ret_data, msg, msglen);
+    json_decref(data);
+    return s;
+}
+
+static json_t *ok(struct env *e, enum fw_op op, const char *path, const char *body)
+{
+    json_t *d = NULL;
+    char msg[FW_MAX_MESSAGE];
+    enum fw_status s = call_on(e, e->st, op, path, body, &d, msg, sizeof(msg));
+    if (s != FW_OK) {
+        fail_msg("%s %s: status %d (%s)", fw_op_name(op), path, s, msg);
+    }
+    return d;
+}
+
+static void set_limits(struct env *e, const char *tenant, long long rpm, long long tpm)
+{
+    char path[128], body[128];
+    snprintf(path, sizeof(path), "tenants/%s/settings", tenant);
+    snprintf(body, sizeof(body), "{\"rpm_limit\": %lld, \"tpm_limit\": %lld}", rpm, tpm);
+    json_decref(ok(e, FW_OP_UPDATE, path, body));
+}
+
+static json_t *lease(struct env *e, const char *tenant, const char *kind, long long amount,
+                     const char *node)
+{
+    char path[128], body[256];
+    snprintf(path, sizeof(path), "tenants/%s/rate-lease", tenant);
+    snprintf(body, sizeof(body), "{\"kind\": \"%s\", \"amount\": %lld, \"node\": \"%s\"}", kind,
+             amount, node);
+    return ok(e, FW_OP_UPDATE, path, body);
+}
+
+static long long num(const json_t *d, const char *k)
+{
+    json_t *v = json_object_get(d, k);
+    if (!json_is_integer(v)) {
+        fail_msg("%s is not an integer", k);
+    }
+    return (long long)json_integer_value(v);
+}
+
+/* Granted amount of one lease. */
+static long long take(struct env *e, const char *tenant, const char *kind, long long amount,
+                      const char *node)
+{
+    json_t *d = lease(e, tenant, kind, amount, node);
+    long long g = num(d, "granted");
+    json_decref(d);
+    return g;
+}
+
+/* A window starting at a whole minute, a few seconds in. */
+static void at_minute(long long secs_in)
+{
+    pluginenv_now = pluginenv_now - pluginenv_now % 60 + 60 + secs_in;
+}
+
+/* Grants of several nodes sum to the limit; the reply says the limit and the window's end. */
+static void test_grants_sum_to_limit(void **state)
+{
+    struct env *e = *state;
+    set_limits(e, "acme", 6, 0);
+    at_minute(5);
+    json_t *d = lease(e, "acme", "rpm", 4, "node-a");
+    assert_int_equal(num(d, "granted"), 4);
+    assert_int_equal(num(d, "limit"), 6);
+    assert_int_equal(num(d, "remaining"), 2);
+    assert_int_equal(num(d, "window_end"), pluginenv_now - 5 + 60);
+    assert_true(json_is_false(json_object_get(d, "unlimited")));
+    assert_string_equal(json_string_value(json_object_get(d, "kind")), "rpm");
+    json_decref(d);
+    assert_int_equal(take(e, "acme", "rpm", 4, "node-b"), 2);
+    assert_int_equal(take(e, "acme", "rpm", 1, "node-a"), 0);
+    assert_int_equal(take(e, "acme", "rpm", 1, "node-c"), 0);
+    /* Another tenant counts apart. */
+    set_limits(e, "beta", 3, 0);
+    assert_int_equal(take(e, "beta", "rpm", 10, "node-a"), 3);
+}
+
+/* The window ends on the minute: the last second still counts, the next starts again. */
+static void test_window_rollover(void **state)
+{
+    struct env *e = *state;
+    set_limits(e, "acme", 10, 0);
+    at_minute(0);
+    assert_int_equal(take(e, "acme", "rpm", 7, "a"), 7);
+    pluginenv_now += 59;
+    assert_int_equal(take(e, "acme", "rpm", 7, "b"), 3);
+    pluginenv_now += 1;
+    json_t *d = lease(e, "acme", "rpm", 7, "b");
+    assert_int_equal(num(d, "granted"), 7);
+    assert_int_equal(num(d, "window_end"), pluginenv_now + 60);
+    json_decref(d);
+    /* A window long past: the entry starts again too. */
+    pluginenv_now += 3600;
+    assert_int_equal(take(e, "acme", "rpm", 10, "a"), 10);
+}
+
+/* rpm and tpm are counted apart; a lowered limit applies at once, a raised one too. */
+static void test_kinds_and_changes(void **state)
+{
+    struct env *e = *state;
+    set_limits(e, "acme", 5, 1000);
+    at_minute(1);
+    assert_int_equal(take(e, "acme", "tpm", 600, "a"), 600);
+    assert_int_equal(take(e, "acme", "rpm", 5, "a"), 5);
+    assert_int_equal(take(e, "acme", "tpm", 600, "b"), 400);
+    set_limits(e, "acme", 2, 500); /* below what was granted: nothing more */
+    assert_int_equal(take(e, "acme", "rpm", 1, "a"), 0);
+    assert_int_equal(take(e, "acme", "tpm", 1, "a"), 0);
+    set_limits(e, "acme", 8, 1500);
+    assert_int_equal(take(e, "acme", "rpm", 10, "a"), 3);
+    assert_int_equal(take(e, "acme", "tpm", 1000, "a"), 500);
+}
+
+/* No limit of that kind (or no tenant at all): "unlimited", the amount granted, nothing kept. */
+static void test_unlimited(void **state)
+{
+    struct env *e = *state;
+    set_limits(e, "acme", 5, 0);
+    json_t *d = lease(e, "acme", "tpm", 123, "a");
+    assert_true(json_is_true(json_object_get(d, "unlimited")));
+    assert_int_equal(num(d, "limit"), 0);
+    assert_int_equal(num(d, "granted"), 123);
+    json_decref(d);
+    d = lease(e, "nobody", "rpm", 2, "a");
+    assert_true(json_is_true(json_object_get(d, "unlimited")));
+    json_decref(d);
+    /* Nothing of this path is in storage. */
+    char **keys = NULL;
+    size_t n = 0;
+    assert_int_equal(storage_list(e->st, "rate-lease/", &keys, &n), ERR_OK);
+    assert_int_equal(n, 0);
+    storage_keys_free(keys, n);
+    assert_int_equal(storage_list(e->st, "tenants/nobody/", &keys, &n), ERR_OK);
+    assert_int_equal(n, 0);
+    storage_keys_free(keys, n);
+}
+
+/* Every bad field is a 400 that names it, and changes nothing. */
+static void test_bad_input(void **state)
+{
+    struct env *e = *state;
+    set_limits(e, "acme", 4, 0);
+    at_minute(2);
+    static const struct {
+        const char *body, *field;
+    } bad[] = {
+        {"{\"kind\": \"rpd\", \"amount\": 1, \"node\": \"a\"}", "'kind'"},
+        {"{\"kind\": \"\", \"amount\": 1, \"node\": \"a\"}", "'kind'"},
+        {"{\"kind\": \"rpm-and-more-than-eight\", \"amount\": 1, \"node\": \"a\"}", "'kind'"},
+        {"{\"amount\": 1, \"node\": \"a\"}", "'kind'"},
+        {"{\"kind\": \"rpm\", \"amount\": 0, \"node\": \"a\"}", "'amount'"},
+        {"{\"kind\": \"rpm\", \"amount\": -3, \"node\": \"a\"}", "'amount'"},
+        {"{\"kind\": \"rpm\", \"amount\": 1000000001, \"node\": \"a\"}", "'amount'"},
+        {"{\"kind\": \"rpm\", \"amount\": 1.5, \"node\": \"a\"}", "'amount'"},
+        {"{\"kind\": \"rpm\", \"amount\": \"x\", \"node\": \"a\"}", "'amount'"},
+        {"{\"kind\": \"rpm\", \"node\": \"a\"}", "'amount'"},
+        {"{\"kind\": \"rpm\", \"amount\": 1, \"node\": \"a b\"}", "'node'"},
+        {"{\"kind\": \"rpm\", \"amount\": 1, \"node\": \"\"}", "'node'"},
+        {"{\"kind\": \"rpm\", \"amount\": 1}", "'node'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char msg[FW_MAX_MESSAGE];
+        enum fw_status s = call_on(e, e->st, FW_OP_UPDATE, "tenants/acme/rate-lease", bad[i].body,
+                                   NULL, msg, sizeof(msg));
+        if (s != FW_BAD_REQUEST || strstr(msg, bad[i].field) == NULL) {
+            fail_msg("%s: status %d, message %s (want 400 naming %s)", bad[i].body, s, msg,
+                     bad[i].field);
+        }
+    }
+    char node[200];
+    memset(node, 'n', sizeof(node) - 1);
+    node[sizeof(node) - 1] = '\0';
+    char body[300], msg[FW_MAX_MESSAGE];
+    snprintf(body, sizeof(body), "{\"kind\": \"rpm\", \"amount\": 1, \"node\": \"%s\"}", node);
+    assert_int_equal(
+        call_on(e, e->st, FW_OP_UPDATE, "tenants/acme/rate-lease", body, NULL, msg, sizeof(msg)),
+        FW_BAD_REQUEST);
+    assert_non_null(strstr(msg, "'node'"));
+    /* A bad tenant name in the path. */
+    assert_int_equal(call_on(e, e->st, FW_OP_UPDATE, "tenants/Bad!/rate-lease",
+                             "{\"kind\": \"rpm\", \"amount\": 1, \"node\": \"a\"}", NULL, msg,
+                             sizeof(msg)),
+                     FW_BAD_REQUEST);
+    /* Read and delete are not operations of this path. */
+    assert_int_equal(
+        call_on(e, e->st, FW_OP_READ, "tenants/acme/rate-lease", NULL, NULL, msg, sizeof(msg)),
+        FW_UNSUPPORTED_OPERATION);
+    assert_int_equal(
+        call_on(e, e->st, FW_OP_DELETE, "tenants/acme/rate-lease", NULL, NULL, msg, sizeof(msg)),
+        FW_UNSUPPORTED_OPERATION);
+    /* Nothing was counted. */
+    assert_int_equal(take(e, "acme", "rpm", 10, "a"), 4);
+}
+
+/* A standby's storage: writes refused. The probe sees it, the request gets the read-only error. */
+struct ro {
+    struct storage *inner;
+    bool readonly;
+    int deletes;
+};
+
+static enum err ro_get(void *ctx, const char *key, unsigned char **v, size_t *n)
+{
+    struct ro *r = ctx;
+    return storage_get(r->inner, key, v, n);
+}
+
+static enum err ro_put(void *ctx, const char *key, const unsigned char *v, size_t n, bool sw)
+{
+    struct ro *r = ctx;
+    return r->readonly ? ERR_READONLY : storage_put(r->inner, key, v, n, sw);
+}
+
+static enum err ro_del(void *ctx, const char *key)
+{
+    struct ro *r = ctx;
+    r->deletes++;
+    return r->readonly ? ERR_READONLY : storage_delete(r->inner, key);
+}
+
+static enum err ro_list(void *ctx, const char *prefix, char ***keys, size_t *n)
+{
+    struct ro *r = ctx;
+    return storage_list(r->inner, prefix, keys, n);
+}
+
+static const struct storage_ops ro_ops = {ro_get, ro_put, ro_del, ro_list};
+
+static void test_standby(void **state)
+{
+    struct env *e = *state;
+    set_limits(e, "acme", 4, 0);
+    at_minute(3);
+    byok_cleanup(e->b); /* a fresh table: the next request probes */
+    struct ro r = {.inner = e->st, .readonly = true};
+    struct storage st = {.ops = &ro_ops, .ctx = &r};
+    const char *body = "{\"kind\": \"rpm\", \"amount\": 3, \"node\": \"a\"}";
+    char msg[FW_MAX_MESSAGE];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(
+            call_on(e, &st, FW_OP_UPDATE, "tenants/acme/rate-lease", body, NULL, msg, sizeof(msg)),
+            FW_READONLY);
+    }
+    assert_int_equal(r.deletes, 3); /* every request on a standby probes */
+    /* Promoted: the next request probes, succeeds, and later ones within 10 s do not probe. */
+    r.readonly = false;
+    json_t *d = NULL;
+    assert_int_equal(
+        call_on(e, &st, FW_OP_UPDATE, "tenants/acme/rate-lease", body, &d, msg, sizeof(msg)),
+        FW_OK);
+    assert_int_equal(num(d, "granted"), 3);
+    json_decref(d);
+    assert_int_equal(
+        call_on(e, &st, FW_OP_UPDATE, "tenants/acme/rate-lease", body, &d, msg, sizeof(msg)),
+        FW_OK);
+    assert_int_equal(num(d, "granted"), 1);
+    json_decref(d);
+    assert_int_equal(r.deletes, 4);
+    pluginenv_now += 10;
+    assert_int_equal(
+        call_on(e, &st, FW_OP_UPDATE, "tenants/acme/rate-lease", body, NULL, msg, sizeof(msg)),
+        FW_OK);
+    assert_int_equal(r.deletes, 5);
+    /* Demoted: within 10 s of the last probe it is not seen; after it, refused again. */
+    r.readonly = true;
+    pluginenv_now += 10;
+    assert_int_equal(
+        call_on(e, &st, FW_OP_UPDATE, "tenants/acme/rate-lease", body, NULL, msg, sizeof(msg)),
+        FW_READONLY);
+}
+
+/* A failing allocator at every step: an internal error or a good answer, never more granted. */
+static void test_oom(void **state)
+{
+    struct env *e = *state;
+    set_limits(e, "acme", 1000000, 0);
+    at_minute(4);
+    long long total = 0;
+    bool fired = true;
+    json_t *body = json_pack("{sssIss}", "kind", "rpm", "amount", (json_int_t)1, "node", "a");
+    assert_non_null(body);
+    for (long n = 1; fired && n < 500; n++) {
+        json_t *d = NULL;
+        char msg[FW_MAX_MESSAGE];
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        enum fw_status s = call_data(e, e->st, FW_OP_UPDATE, "tenants/acme/rate-lease", body, &d,
+                                     msg, sizeof(msg));
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        fired = oom_fired;
+        assert_true(s == FW_OK || s == FW_INTERNAL || s == FW_BAD_REQUEST);
+        if (s == FW_OK && d != NULL) {
+            total += num(d, "granted");
+        }
+        json_decref(d);
+    }
+    json_decref(body);
+    assert_false(fired);
+    /* What was granted (answered or not) is never more than was asked. */
+    long long left = take(e, "acme", "rpm", 1000000, "a");
+    assert_true(left + total <= 1000000);
+    assert_true(left >= 1000000 - 500);
+}
+
+/*
+ * The table holds 65,536 tenant × kind windows: past it, entries of earlier
+ * windows make room; a table full of this minute's answers 503 and counts
+ * nothing.
+ */
+static void test_table_bound(void **state)
+{
+    struct env *e = *state;
+    enum { MAX = 65536 };
+    at_minute(0);
+    char path[64];
+    for (int i = 0; i < MAX; i++) {
+        char tenant[16];
+        snprintf(tenant, sizeof(tenant), "t%d", i);
+        /* Settings straight into storage: 65,536 settings writes through paths would be slow. */
+        snprintf(path, sizeof(path), "tenants/%s/settings", tenant);
+        json_t *doc = json_pack("{sI}", "rpm_limit", (json_int_t)5);
+        assert_int_equal(storage_put_json(e->st, path, doc, false), ERR_OK);
+        json_decref(doc);
+        assert_int_equal(take(e, tenant, "rpm", 1, "a"), 1);
+    }
+    set_limits(e, "late", 5, 0);
+    char msg[FW_MAX_MESSAGE];
+    const char *body = "{\"kind\": \"rpm\", \"amount\": 1, \"node\": \"a\"}";
+    assert_int_equal(
+        call_on(e, e->st, FW_OP_UPDATE, "tenants/late/rate-lease", body, NULL, msg, sizeof(msg)),
+        FW_CODED);
+    assert_non_null(strstr(msg, "table full"));
+    /* A tenant already in the table is still served. */
+    assert_int_equal(take(e, "t7", "rpm", 9, "b"), 4);
+    /* The next minute: the old windows make room. */
+    pluginenv_now += 60;
+    assert_int_equal(take(e, "late", "rpm", 9, "a"), 5);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_grants_sum_to_limit, pluginenv_setup_clock,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_window_rollover, pluginenv_setup_clock,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_kinds_and_changes, pluginenv_setup_clock,
+                                        pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_unlimited, pluginenv_setup_clock, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, pluginenv_setup_clock, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_standby, pluginenv_setup_clock, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_oom, pluginenv_setup_clock, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_table_bound, pluginenv_setup_clock,
+                                        pluginenv_teardown),
+    };
+    return cmocka_run_group_tests(tests, pluginenv_group_setup, NULL);
+}
