@@ -472,6 +472,23 @@ const struct provider_adapter *messages_adapter(void)
     return &msg_adapter;
 }
 
+bool messages_output_fits(const json_t *req, const json_t *entry, const char *model)
+{
+    const json_t *mt = json_object_get(req, "max_tokens");
+    size_t i;
+    const json_t *m;
+    json_array_foreach(json_object_get(entry, "models"), i, m)
+    {
+        const char *name = json_string_value(json_object_get(m, "name"));
+        const json_t *max = json_object_get(m, "max_output_tokens");
+        if (name != NULL && strcmp(name, model) == 0 && json_is_integer(mt) &&
+            json_is_integer(max) && json_integer_value(max) > 0) {
+            return json_integer_value(mt) <= json_integer_value(max);
+        }
+    }
+    return true;
+}
+
 /* ---- errors --------------------------------------------------------------------------------- */
 
 const char *messages_error_type(int status)

@@ -114,6 +114,13 @@ MUST_USE enum err messages_build(const struct messages_call *m, struct provider_
  */
 const struct provider_adapter *messages_adapter(void);
 
+/*
+ * Does the body's max_tokens fit the catalog's max_output_tokens for model
+ * (entry's models[])? True when either is missing: the router checks the
+ * candidates it plans, this also an explicit provider/model.
+ */
+bool messages_output_fits(const json_t *req, const json_t *entry, const char *model);
+
 /* Anthropic's error type for an HTTP status the agent answers with. */
 const char *messages_error_type(int status);
 

@@ -2062,6 +2062,12 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
                                "/v1/messages is passed through to Anthropic-style providers only");
             return;
         }
+        if (!messages_output_fits(c->req, ent->entry, cand->model)) {
+            call_error(c, 400, "invalid_request_error", "context_length_exceeded",
+                       "max_tokens is above the model's maximum output (catalog "
+                       "max_output_tokens)");
+            return;
+        }
         c->ad = messages_adapter();
     }
     c->framing = provider_stream_framing(c->ad);
