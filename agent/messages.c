@@ -217,15 +217,21 @@ static size_t msg_skip_value(const char *s, size_t len, size_t i)
     return i;
 }
 
-/* Is the key s[a..b) (quotes included) "model", escapes decoded? */
-static bool msg_key_is_model(const char *s, size_t a, size_t b)
+/*
+ * Is the key s[a..b) (quotes included) "model", escapes decoded? 1 yes, 0
+ * no, -1 out of memory (a key jansson parsed once cannot fail otherwise).
+ */
+static int msg_key_is_model(const char *s, size_t a, size_t b)
 {
     if (memchr(s + a, '\\', b - a) == NULL) {
         return b - a == 7 && memcmp(s + a + 1, "model", 5) == 0;
     }
     json_t *k = json_loadb(s + a, b - a, JSON_DECODE_ANY, NULL);
-    bool is = json_is_string(k) && strcmp(json_string_value(k), "model") == 0 &&
-              json_string_length(k) == 5;
+    if (k == NULL) {
+        return -1;
+    }
+    int is = json_is_string(k) && strcmp(json_string_value(k), "model") == 0 &&
+             json_string_length(k) == 5;
     json_decref(k);
     return is;
 }
@@ -248,7 +254,11 @@ enum err messages_body(const char *body, size_t len, const char *model, char **r
         }
         i = msg_ws(body, len, i + 1);
         size_t end = msg_skip_value(body, len, i);
-        if (msg_key_is_model(body, ks, ke)) {
+        int is = msg_key_is_model(body, ks, ke);
+        if (is < 0) {
+            return ERR_NOMEM;
+        }
+        if (is > 0) {
             vs = i;
             ve = end;
             break;

@@ -126,7 +126,7 @@ const char *messages_error_type(int status);
 
 /*
  * {"type":"error","error":{"type":...,"message":...},"request_id":...}
- * (new reference, NULL when out of memory); request_id may be NULL.
+ * (new reference, NULL when out of memory); request_id may be NULL (null).
  */
 json_t *messages_error_json(int status, const char *message, const char *request_id);
 
