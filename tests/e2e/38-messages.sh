@@ -27,8 +27,9 @@ CASES=("auto: HTTP 200, Anthropic's message with the answer"
     "stream: events in order, message_start to message_stop"
     "stream: the text of the deltas, the provider's frames as they were"
     "stream: the closing usage comment with the mock's usage and cost"
+    "app leaves a stream: logged 499 client_closed, usage estimated, the provider sees its client go"
     "failover: a 500 from the first Anthropic provider, the second answers"
-    "anthropic-version and anthropic-beta forwarded"
+    "anthropic-version and anthropic-beta forwarded (and ?beta=true taken)"
     "malformed anthropic-version: 400 in Anthropic's shape, nothing sent"
     "malformed anthropic-beta: 400 in Anthropic's shape, nothing sent"
     "bad JSON: 400 invalid_request_error, nothing sent"
@@ -163,6 +164,18 @@ t_eq "stream: the closing usage comment with the mock's usage and cost" \
     "$(echo "$u" | jq -c '[.provider, .prompt_tokens, .completion_tokens, .estimated]' 2>/dev/null) $(echo "$u" | jq -r '.cost_usd * 1e8 | round' 2>/dev/null)" \
     "[\"anthropic\",$PROMPT_TOKENS,$NTOK,false] $(awk -v c="$cost" 'BEGIN { printf "%d", c * 1e8 + 0.5 }')"
 
+since=$(mock_last_seq)
+curl -s -N -m 1 --unix-socket "$SOCK" http://localhost/v1/messages -H 'Content-Type: application/json' \
+    -d "$(NTOK=200 mbody anthropic/mock-slowstream true)" >"$LIB_TMP/left.out" 2>/dev/null
+rec() { mock_requests_since "$since" | jq -c '.[0]' 2>/dev/null; }
+rec_gone() { [ "$(rec | jq -r .client_gone)" = true ]; }
+lib_wait_for 5 rec_gone
+lib_wait_for 5 grep -q '"model":"mock-slowstream"' "$AGENT_LOG"
+line=$(grep '"model":"mock-slowstream"' "$AGENT_LOG" | tail -1)
+t_eq "app leaves a stream: logged 499 client_closed, usage estimated, the provider sees its client go" \
+    "$(echo "$line" | jq -c '[.route, .status, .error, .usage_estimated]' 2>/dev/null) $(rec | jq -r .client_gone) $(grep -c '^event: message_start' "$LIB_TMP/left.out")" \
+    '["/v1/messages","499","client_closed","true"] true 1'
+
 # ---- failover between two Anthropic providers (tenant beta) ------------------------------------------
 since=$(mock_last_seq)
 mock_ctl POST /_mock/scenario '{"scenario":"500","count":1}' >/dev/null
@@ -174,11 +187,12 @@ t_eq "failover: a 500 from the first Anthropic provider, the second answers" \
 
 # ---- headers ------------------------------------------------------------------------------------------
 since=$(mock_last_seq)
-call "$SOCK" POST /v1/messages "$(mbody anthropic/claude-3-5-haiku)" -H 'anthropic-version: 2023-06-01' \
+# Claude Code calls /v1/messages?beta=true: the query is the SDK's marker, not sent on.
+call "$SOCK" POST '/v1/messages?beta=true' "$(mbody anthropic/claude-3-5-haiku)" -H 'anthropic-version: 2023-06-01' \
     -H 'anthropic-beta: prompt-caching-2024-07-31, token-efficient-tools-2025-02-19'
-t_eq "anthropic-version and anthropic-beta forwarded" \
-    "$CODE $(upstream_one "$since" | jq -c '[.headers["Anthropic-Version"], .headers["Anthropic-Beta"]]')" \
-    '200 [["2023-06-01"],["prompt-caching-2024-07-31, token-efficient-tools-2025-02-19"]]'
+t_eq "anthropic-version and anthropic-beta forwarded (and ?beta=true taken)" \
+    "$CODE $(upstream_one "$since" | jq -c '[.path, .query, .headers["Anthropic-Version"], .headers["Anthropic-Beta"]]')" \
+    '200 ["/v1/messages","",["2023-06-01"],["prompt-caching-2024-07-31, token-efficient-tools-2025-02-19"]]'
 since=$(mock_last_seq)
 call "$SOCK" POST /v1/messages "$(mbody auto)" -H 'anthropic-version: 2023-6-1'
 t_eq "malformed anthropic-version: 400 in Anthropic's shape, nothing sent" \
