@@ -1025,6 +1025,11 @@ static void anth_usage(const json_t *u, struct provider_usage *out, bool input_s
     out->seen = true;
 }
 
+void provider_anthropic_usage(const json_t *usage, struct provider_usage *u, bool input_side)
+{
+    anth_usage(usage, u, input_side);
+}
+
 /*
  * A tool_use block to an OpenAI tool call {id, type: function, function: {name,
  * arguments}}; NULL when its input is not an object (Anthropic's always is).

@@ -253,6 +253,13 @@ MUST_USE enum err provider_anthropic_request(const json_t *openai_req, const cha
 bool provider_azure_stream_options(const char *api_version);
 MUST_USE enum err provider_anthropic_response(const json_t *msg, json_t **ret,
                                               struct provider_usage *ret_usage);
+/*
+ * Reads Anthropic's usage object into u, as the Anthropic adapter does
+ * (prompt tokens include cache reads and writes, counts clamped).
+ * input_side: the object of a whole answer or of message_start, whose input
+ * counts are taken even when zero; message_delta's only when it has them.
+ */
+void provider_anthropic_usage(const json_t *usage, struct provider_usage *u, bool input_side);
 
 /*
  * Exposed for tests: Cohere request/response translation. The request is

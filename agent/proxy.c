@@ -44,6 +44,7 @@
 #include "agent/health.h"
 #include "agent/keycache.h"
 #include "agent/latency.h"
+#include "agent/messages.h"
 #include "agent/metrics.h"
 #include "agent/providers.h"
 #include "agent/ratelease.h"
@@ -73,9 +74,11 @@
  * The app-facing shape: OpenAI's (chat, embeddings), the original platform's
  * brain chat, the model list, or the Responses API bridged onto chat
  * (responses.h: the request translated before the call, the answer and the
- * stream's chunks after it).
+ * stream's chunks after it), or Anthropic's Messages API passed through to
+ * Anthropic-style providers (messages.h: the app's body and the answer's
+ * bytes as they are, errors in Anthropic's shape).
  */
-enum call_shape { SHAPE_OPENAI, SHAPE_BRAIN, SHAPE_MODELS, SHAPE_RESPONSES };
+enum call_shape { SHAPE_OPENAI, SHAPE_BRAIN, SHAPE_MODELS, SHAPE_RESPONSES, SHAPE_MESSAGES };
 
 struct call;
 
@@ -157,6 +160,16 @@ struct call {
     json_t *echo;
     struct responses_stream *rs;
     struct buf rbuf;
+    /*
+     * SHAPE_MESSAGES: the app's body as it sent it (sent on with the model
+     * spliced in), count_tokens, and the app's anthropic-version and
+     * anthropic-beta headers (validated; empty when it sent none).
+     */
+    char *raw;
+    size_t raw_len;
+    bool count_tokens;
+    char anth_version[MESSAGES_VERSION_LEN + 1];
+    char anth_beta[MESSAGES_MAX_BETA + 1];
     /* outcome */
     struct provider_usage usage;
     /* The failure that decides the reply when every candidate failed (call_failed). */
@@ -250,6 +263,7 @@ static void call_free(struct call *c)
     json_decref(c->echo);
     responses_stream_free(&c->rs);
     buf_done(&c->rbuf);
+    free(c->raw);
     if (c->chunk != NULL) {
         evbuffer_free(c->chunk);
     }
@@ -310,6 +324,10 @@ static void call_error(struct call *c, int status, const char *type, const char 
 static void call_param_error(struct request *r, const char *param, const char *code,
                              const char *msg)
 {
+    if (messages_route(r->route)) { /* Anthropic's shape has no param */
+        server_reply_error(r, 400, "invalid_request_error", code, msg);
+        return;
+    }
     r->error_code = code;
     json_t *body = json_pack("{s:{s:s,s:s,s:s?,s:s}}", "error", "message", msg, "type",
                              "invalid_request_error", "param", param, "code", code);
@@ -319,6 +337,9 @@ static void call_param_error(struct request *r, const char *param, const char *c
 static void call_record_usage(struct call *c, const char *status)
 {
     struct request *r = c->r;
+    if (c->count_tokens) {
+        return; /* counting tokens costs nothing: no usage, no cost */
+    }
     const struct route_candidate *cand = &c->cands[c->cur];
     double cost = 0;
     if (c->ent != NULL && c->ent->entry != NULL) {
@@ -349,6 +370,20 @@ static void call_record_usage(struct call *c, const char *status)
     }
 }
 
+/* The prompt tokens the request is estimated at (its own shape's fields). */
+static long long call_prompt_estimate(const struct call *c)
+{
+    return c->shape == SHAPE_MESSAGES ? messages_prompt_estimate(c->req)
+                                      : provider_prompt_estimate(c->op, c->req);
+}
+
+/* The route_need bits of the request. */
+static unsigned call_needs(const struct call *c)
+{
+    return c->shape == SHAPE_MESSAGES ? messages_needs(c->req, c->count_tokens)
+                                      : route_needs(c->op, c->req);
+}
+
 /*
  * The usage a stream or an abandoned call is counted with. Providers report
  * usage at the end (a stream's last chunk, Anthropic's message_delta); a call
@@ -364,7 +399,7 @@ static void call_usage_settle(struct call *c)
         return;
     }
     if (c->usage.prompt_tokens == 0) {
-        c->usage.prompt_tokens = provider_prompt_estimate(c->op, c->req);
+        c->usage.prompt_tokens = call_prompt_estimate(c);
     }
     if (c->usage.completion_tokens < c->st.est_completion) {
         c->usage.completion_tokens =
@@ -835,6 +870,10 @@ static void call_stream_end(struct call *c, const char *error_code, const char *
             r->error_code = error_code;
         }
         call_responses_end(c, error_code, message);
+    } else if (error_code != NULL && r->ev != NULL && c->shape == SHAPE_MESSAGES) {
+        /* Anthropic's error event; the code is in the request's log line. */
+        call_stream_send_json(c, "event: error\ndata: ", messages_error_json(500, message, r->id));
+        r->error_code = error_code;
     } else if (error_code != NULL && r->ev != NULL) {
         call_stream_send_json(c, "event: error\ndata: ",
                               json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", message,
@@ -1299,6 +1338,9 @@ static void call_tenant_limited(struct call *c, const char *name, long long limi
  */
 static long long call_tpm_estimate(const struct call *c)
 {
+    if (c->count_tokens) {
+        return 0; /* counting tokens uses none */
+    }
     struct route_want w = call_want(c, true);
     return w.prompt_tokens + w.max_output;
 }
@@ -1495,7 +1537,7 @@ static void call_free_body(const void *data, size_t len, void *arg)
 /* Usage wholly estimated: the prompt from the request, completion as given (capped). */
 static void call_usage_estimated(struct call *c, long long completion)
 {
-    c->usage.prompt_tokens = provider_prompt_estimate(c->op, c->req);
+    c->usage.prompt_tokens = call_prompt_estimate(c);
     c->usage.completion_tokens =
         completion < PROVIDER_MAX_TOKENS ? completion : PROVIDER_MAX_TOKENS;
     c->usage.cached_tokens = 0;
@@ -1535,10 +1577,60 @@ static void call_answered_error(struct call *c, int status, const char *code, co
     call_error(c, status, "upstream_error", code, msg);
 }
 
+/*
+ * SHAPE_MESSAGES: the provider's 2xx answer goes to the app as its bytes,
+ * counted with its usage (Anthropic's usage object; estimated when it has
+ * none). A count_tokens answer is passed on and counts nothing.
+ */
+static void call_messages_reply(struct call *c)
+{
+    struct provider_usage u = {0};
+    enum err e = c->ad->response(c->op, c->body.data != NULL ? c->body.data : "", c->body.len,
+                                 c->cands[c->cur].model, NULL, &u);
+    if (e == ERR_UPSTREAM) {
+        call_answered_error(c, 502, "provider_error", "the provider answered with an error");
+        return;
+    }
+    if (e != ERR_OK) {
+        call_answered_error(c, 502, "bad_provider_response",
+                            "the provider's response could not be read");
+        return;
+    }
+    c->usage = u;
+    if (!u.seen && !c->count_tokens) {
+        call_usage_estimated(c, (long long)(c->received / 4));
+    }
+    call_record_usage(c, "ok");
+    struct request *r = c->r;
+    char cost[32];
+    snprintf(cost, sizeof(cost), "%.8f", r->cost_usd);
+    call_success_headers(c);
+    server_header(r, "X-BYOK-Cost-USD", cost);
+    struct evbuffer *eb = evbuffer_new();
+    if (eb != NULL) {
+        size_t len = 0;
+        char *data = buf_take(&c->body, &len);
+        if (data != NULL && evbuffer_add_reference(eb, data, len, call_free_body, NULL) != 0) {
+            free(data);
+        }
+    }
+    r = call_end(c);
+    if (eb == NULL) {
+        server_reply_error(r, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    server_reply_buf(r, 200, "application/json", eb);
+    evbuffer_free(eb);
+}
+
 static void call_reply_success(struct call *c)
 {
     struct request *r = c->r;
     const struct route_candidate *cand = &c->cands[c->cur];
+    if (c->shape == SHAPE_MESSAGES) {
+        call_messages_reply(c);
+        return;
+    }
     json_t *out = NULL;
     struct provider_usage u = {0};
     bool passthrough = c->ad->stream_passthrough && c->shape == SHAPE_OPENAI;
@@ -1658,6 +1750,12 @@ static void call_stream_not_sse(struct call *c)
 {
     if (c->body.len == 0) {
         call_answered_error(c, 502, "empty_stream", "the provider sent no data");
+        return;
+    }
+    if (c->shape == SHAPE_MESSAGES) {
+        /* A passthrough has no stream to make of a whole answer in the app's shape. */
+        call_answered_error(c, 502, "bad_provider_response",
+                            "the provider answered a stream request without an event stream");
         return;
     }
     struct provider_usage u = {0};
@@ -1853,9 +1951,9 @@ static struct route_want call_want(const struct call *c, bool context)
         .task = c->task[0] ? c->task : NULL,
         .tier = c->tier[0] ? c->tier : NULL,
         .op = c->op,
-        .prompt_tokens = context ? provider_prompt_estimate(c->op, c->req) : 0,
+        .prompt_tokens = context ? call_prompt_estimate(c) : 0,
         .max_output = out,
-        .needs = route_needs(c->op, c->req),
+        .needs = call_needs(c),
     };
     return w;
 }
@@ -1892,7 +1990,7 @@ static bool call_refused(struct call *c, enum err e, enum route_refusal why)
         size_t n = (size_t)snprintf(msg, sizeof(msg),
                                     "the tenant's key for the provider does not permit this "
                                     "request; it uses:");
-        unsigned needs = route_needs(c->op, c->req);
+        unsigned needs = call_needs(c);
         for (unsigned b = 1; b < (1U << ROUTE_NEED_COUNT) && n < sizeof(msg); b <<= 1) {
             if (needs & b) {
                 n += (size_t)snprintf(msg + n, sizeof(msg) - n, " %s", route_need_name(b));
@@ -1922,6 +2020,9 @@ static double call_budget_cap(const struct keycache_entry *ent)
  */
 static double call_budget_estimate(const struct call *c, const struct keycache_entry *ent)
 {
+    if (c->count_tokens) {
+        return 0; /* counting tokens costs nothing */
+    }
     struct route_want w = call_want(c, true);
     struct provider_usage u = {.prompt_tokens = w.prompt_tokens};
     if (c->op == PROVIDER_CHAT) {
@@ -1953,6 +2054,31 @@ static void call_budget_skip(struct call *c, enum err e, double est)
     call_release_attempt(c);
     c->cur++;
     call_attempt(c);
+}
+
+/* SHAPE_MESSAGES: is the catalog entry's api_style Anthropic's? Only those are candidates. */
+static bool call_messages_style(const json_t *entry)
+{
+    const char *style = json_string_value(json_object_get(entry, "api_style"));
+    return style != NULL && strcmp(style, "anthropic") == 0;
+}
+
+/* SHAPE_MESSAGES: the upstream request for the current candidate (messages_build). */
+static enum err call_messages_build(const struct call *c, const struct keycache_entry *ent,
+                                    struct provider_http *h)
+{
+    struct messages_call mc = {
+        .body = c->raw,
+        .len = c->raw_len,
+        .model = c->cands[c->cur].model,
+        .stream = c->stream,
+        .count = c->count_tokens,
+        .version = c->anth_version[0] != '\0' ? c->anth_version : NULL,
+        .beta = c->anth_beta[0] != '\0' ? c->anth_beta : NULL,
+        .entry = ent->entry,
+        .key = ent->key,
+    };
+    return messages_build(&mc, h);
 }
 
 /* A lease came (or did not): this candidate is tried again from the top. */
@@ -2020,6 +2146,23 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     }
     const char *style = json_string_value(json_object_get(ent->entry, "api_style"));
     c->ad = provider_find(style);
+    if (c->shape == SHAPE_MESSAGES) {
+        if (!call_messages_style(ent->entry)) {
+            /* An explicit provider/model: the planner leaves other styles out. */
+            struct request *rr = call_end(c);
+            server_reply_error(rr, 404, "invalid_request_error", "model_not_found",
+                               "the provider does not speak Anthropic's Messages API: "
+                               "/v1/messages is passed through to Anthropic-style providers only");
+            return;
+        }
+        if (!messages_output_fits(c->req, ent->entry, cand->model)) {
+            call_error(c, 400, "invalid_request_error", "context_length_exceeded",
+                       "max_tokens is above the model's maximum output (catalog "
+                       "max_output_tokens)");
+            return;
+        }
+        c->ad = messages_adapter();
+    }
     c->framing = provider_stream_framing(c->ad);
     if (c->ad == NULL) {
         call_failed(c, ERR_UNSUPPORTED, 0);
@@ -2084,7 +2227,8 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     };
     struct provider_http h;
     memset(&h, 0, sizeof(h));
-    enum err e = c->ad->build(&pc, &h);
+    enum err e =
+        c->shape == SHAPE_MESSAGES ? call_messages_build(c, ent, &h) : c->ad->build(&pc, &h);
     size_t i;
     const json_t *line;
     json_array_foreach(c->fwd, i, line)
@@ -2346,7 +2490,8 @@ static void call_plan(struct call *c)
     size_t n = 0;
     for (size_t i = 0; i < c->n_probes; i++) {
         const struct keycache_entry *ent = c->probes[i].ent;
-        if (ent != NULL && ent->entry != NULL) {
+        if (ent != NULL && ent->entry != NULL &&
+            (c->shape != SHAPE_MESSAGES || call_messages_style(ent->entry))) {
             views[n].provider = ent->provider;
             views[n].entry = ent->entry;
             views[n].settings = ent->settings;
@@ -2390,7 +2535,11 @@ static void call_plan(struct call *c)
         return;
     }
     if (e != ERR_OK) {
-        if (n == 0) {
+        if (n == 0 && c->shape == SHAPE_MESSAGES) {
+            call_error(c, 404, "invalid_request_error", "model_not_found",
+                       "the tenant has no key for an Anthropic-style provider that serves this "
+                       "model");
+        } else if (n == 0) {
             call_error(c, 404, "invalid_request_error", "no_provider_key",
                        "the tenant has no active provider key");
         } else {
@@ -2927,4 +3076,100 @@ void proxy_usage(struct request *r)
         return;
     }
     server_reply_json(r, 200, u);
+}
+
+/*
+ * An app's anthropic-version or anthropic-beta header into dst (size
+ * bytes), validated: false when it was refused (answered 400, naming the
+ * header, never its value). Absent: dst stays empty.
+ */
+static bool call_anthropic_header(struct request *r, const char *name, bool (*valid)(const char *),
+                                  const char *what, char *dst, size_t size)
+{
+    const char *v = evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+    if (v == NULL) {
+        return true;
+    }
+    if (strlen(v) >= size || !valid(v)) {
+        char msg[192];
+        snprintf(msg, sizeof(msg), "header '%s' must be %s", name, what);
+        call_param_error(r, name, "invalid_header", msg);
+        return false;
+    }
+    snprintf(dst, size, "%s", v);
+    return true;
+}
+
+/*
+ * POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API,
+ * passed through to Anthropic-style providers (messages.h). The body is
+ * checked, kept as the app wrote it, and routed and limited as a chat call is.
+ */
+static void proxy_messages_call(struct request *r, bool count)
+{
+    json_t *j = call_read_body(r);
+    if (j == NULL) {
+        return;
+    }
+    struct messages_bad bad;
+    if (messages_validate(j, count, &bad) != ERR_OK) {
+        json_decref(j);
+        call_param_error(r, bad.param, "invalid_request", bad.msg);
+        return;
+    }
+    char version[MESSAGES_VERSION_LEN + 1] = "";
+    char beta[MESSAGES_MAX_BETA + 1] = "";
+    if (!call_anthropic_header(r, "anthropic-version", messages_version_valid, "a date YYYY-MM-DD",
+                               version, sizeof(version)) ||
+        !call_anthropic_header(r, "anthropic-beta", messages_beta_valid,
+                               "comma-separated names of letters, digits, '-' and '_', at most "
+                               "512 bytes",
+                               beta, sizeof(beta))) {
+        json_decref(j);
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+    size_t len = evbuffer_get_length(in);
+    const char *data = (const char *)evbuffer_pullup(in, -1);
+    struct call *c = call_new(r, PROVIDER_CHAT, SHAPE_MESSAGES);
+    char *raw = malloc(len + 1);
+    if (c == NULL || raw == NULL || data == NULL) {
+        free(raw);
+        json_decref(j);
+        if (c != NULL) {
+            call_error(c, 500, "server_error", "internal", "out of memory");
+            return;
+        }
+        server_reply_error(r, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    memcpy(raw, data, len);
+    raw[len] = '\0';
+    c->raw = raw;
+    c->raw_len = len;
+    c->req = j;
+    c->count_tokens = count;
+    c->stream = !count && json_is_true(json_object_get(j, "stream"));
+    snprintf(c->anth_version, sizeof(c->anth_version), "%s", version);
+    snprintf(c->anth_beta, sizeof(c->anth_beta), "%s", beta);
+    if (c->stream && (c->chunk = evbuffer_new()) == NULL) {
+        call_error(c, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    if (!call_headers(c)) {
+        c->r = NULL;
+        call_free(c);
+        return;
+    }
+    call_start(c);
+}
+
+void proxy_messages(struct request *r)
+{
+    proxy_messages_call(r, false);
+}
+
+void proxy_messages_count(struct request *r)
+{
+    proxy_messages_call(r, true);
 }

@@ -31,5 +31,12 @@ void proxy_usage(struct request *r);
 void proxy_brain_chat(struct request *r);
 /* POST /v1/responses: the Responses API bridged onto chat (responses.h). */
 void proxy_responses(struct request *r);
+/*
+ * POST /v1/messages: Anthropic's Messages API passed through to
+ * Anthropic-style providers (messages.h); POST /v1/messages/count_tokens
+ * likewise, counting no usage.
+ */
+void proxy_messages(struct request *r);
+void proxy_messages_count(struct request *r);
 
 #endif

@@ -39,6 +39,7 @@
 
 #include "agent/budget.h"
 #include "agent/latency.h"
+#include "agent/messages.h"
 #include "agent/metrics.h"
 #include "agent/proxy.h"
 #include "agent/ratelease.h"
@@ -163,6 +164,8 @@ static const struct {
     {EVHTTP_REQ_GET, "/v1/byok/usage", proxy_usage, true, false, false, NULL},
     {EVHTTP_REQ_POST, "/api/brain/ai/chat", proxy_brain_chat, true, false, false, NULL},
     {EVHTTP_REQ_POST, "/v1/responses", proxy_responses, true, false, false, NULL},
+    {EVHTTP_REQ_POST, MESSAGES_ROUTE, proxy_messages, true, false, false, NULL},
+    {EVHTTP_REQ_POST, MESSAGES_COUNT_ROUTE, proxy_messages_count, true, false, false, NULL},
     {EVHTTP_REQ_GET, "/healthz", server_healthz, false, false, false, NULL},
     {EVHTTP_REQ_GET, "/metrics", server_metrics, false, true, false, NULL},
 };
@@ -289,6 +292,11 @@ void server_reply_error(struct request *r, int status, const char *type, const c
                         const char *message)
 {
     r->error_code = code;
+    if (messages_route(r->route)) {
+        /* Anthropic's SDKs read their own shape; the code is in the request's log line. */
+        server_reply_json(r, status, messages_error_json(status, message, r->id));
+        return;
+    }
     json_t *body = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", message, "type", type,
                              "param", "code", code);
     server_reply_json(r, status, body);

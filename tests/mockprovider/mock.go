@@ -290,6 +290,8 @@ var routes = []route{
 	{"POST", "openai", "embeddings", suffix("/embeddings")},
 	{"GET", "openai", "models", suffix("/models")},
 	{"POST", "anthropic", "messages", suffix("/messages")},
+	// Anthropic's token counting: the prompt's words as input_tokens.
+	{"POST", "anthropic", "count_tokens", suffix("/messages/count_tokens")},
 	// Cohere's native v2 API: chat and embed (its base URL ends in /v2).
 	{"POST", "cohere", "chat", suffix("/v2/chat")},
 	{"POST", "cohere", "embeddings", suffix("/v2/embed")},
@@ -525,7 +527,7 @@ func (c *call) parseBody() bool {
 		c.words = c.m.o.maxWords
 	}
 	switch c.kind {
-	case "chat", "messages":
+	case "chat", "messages", "count_tokens":
 		msgs, ok := c.body["messages"].([]interface{})
 		if !ok || len(msgs) == 0 {
 			c.fail(400, "invalid_request_error", "invalid_value", "messages must be a non-empty array")
@@ -534,6 +536,9 @@ func (c *call) parseBody() bool {
 		for _, mv := range msgs {
 			mm, _ := mv.(map[string]interface{})
 			c.prompt += countWords(mm["content"])
+		}
+		if c.kind == "count_tokens" {
+			c.prompt += countWords(c.body["system"])
 		}
 		if c.kind == "messages" {
 			c.prompt += countWords(c.body["system"])
@@ -860,6 +865,10 @@ func (c *call) normal(interval time.Duration) {
 	case "embeddings":
 		c.status = 200
 		writeJSON(c.w, 200, c.embeddingsBody())
+		return
+	case "count_tokens":
+		c.status = 200
+		writeJSON(c.w, 200, map[string]int{"input_tokens": c.prompt})
 		return
 	}
 	if !c.stream {
