@@ -49,6 +49,7 @@
 
 #include "agent/provider_util.h"
 #include "agent/upstream.h"
+#include "common/gcpkey.h"
 #include "common/jsonw.h"
 
 /* The system prompt, and one message's text, are bounded by the app's body cap; this is ours. */
@@ -1086,15 +1087,93 @@ static enum err vx_url(const struct provider_call *c, struct provider_http *out)
     return ERR_OK;
 }
 
+/* The key metadata's region (a Google Cloud location), or VERTEX_DEFAULT_REGION. */
+static const char *vx_region(const json_t *metadata)
+{
+    const char *r = json_string_value(json_object_get(metadata, "region"));
+    size_t n = r != NULL ? strlen(r) : 0;
+    if (n == 0 || n > VERTEX_MAX_REGION || r[0] == '-' ||
+        strspn(r, "abcdefghijklmnopqrstuvwxyz0123456789-") != n) {
+        return VERTEX_DEFAULT_REGION;
+    }
+    return r;
+}
+
+enum err provider_vertex_sa_prefix(const json_t *entry, const json_t *metadata, const char *project,
+                                   char *out, size_t size, bool *ret_local)
+{
+    const char *base;
+    size_t bl;
+    bool local;
+    enum err e = prov_base_url(entry, &base, &bl, &local);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (bl > INT32_MAX) {
+        return ERR_TOOBIG;
+    }
+    *ret_local = local;
+    int n;
+    if (memmem(base, bl, "/projects/", 10) != NULL) {
+        /* An admin's base_url with its own project and location: used as it is. */
+        n = snprintf(out, size, "%.*s", (int)bl, base);
+    } else {
+        const char *region = vx_region(metadata);
+        static const char global[] = "https://aiplatform.googleapis.com";
+        size_t gl = sizeof(global) - 1;
+        if (bl >= gl && memcmp(base, global, gl) == 0 && (bl == gl || base[gl] == '/') &&
+            strcmp(region, "global") != 0) {
+            /* The built-in global host: the location's own host serves its models. */
+            n = snprintf(out, size,
+                         "https://%s-aiplatform.googleapis.com%.*s/projects/%s/locations/%s",
+                         region, (int)(bl - gl), base + gl, project, region);
+        } else {
+            n = snprintf(out, size, "%.*s/projects/%s/locations/%s", (int)bl, base, project,
+                         region);
+        }
+    }
+    return n < 0 || (size_t)n >= size ? ERR_TOOBIG : ERR_OK;
+}
+
+/*
+ * A service-account key: the regional URL for its project, and the access
+ * token traded for it as a bearer token. The key itself is never sent.
+ */
+static enum err vx_sa_url(const struct provider_call *c, struct provider_http *out,
+                          const char *method)
+{
+    struct gcpkey k;
+    if (c->token == NULL || !gcpkey_parse((const char *)c->key->data, c->key->len, &k, NULL)) {
+        return ERR_CONFIG;
+    }
+    char prefix[UPSTREAM_MAX_URL];
+    bool local = false;
+    enum err e = provider_vertex_sa_prefix(c->entry, c->metadata, k.project_id, prefix,
+                                           sizeof(prefix), &local);
+    if (e != ERR_OK) {
+        return e;
+    }
+    int n = snprintf(out->url, sizeof(out->url), "%s" VERTEX_PATH_MODELS "%s%s", prefix, c->model,
+                     method);
+    if (n < 0 || (size_t)n >= sizeof(out->url)) {
+        return ERR_TOOBIG;
+    }
+    out->allow_http = local;
+    return ERR_OK;
+}
+
 enum err provider_vertex_build(const struct provider_call *c, struct provider_http *out)
 {
+    bool sa = gcpkey_is_sa((const char *)c->key->data, c->key->len);
     if (c->op != PROVIDER_CHAT) {
         return ERR_UNSUPPORTED; /* text embeddings are :predict, not translated */
     }
     if (!vx_model_ok(c->model)) {
         return prov_bad(&out->bad, "cannot be put in a Vertex URL", "model");
     }
-    enum err e = vx_url(c, out);
+    enum err e =
+        sa ? vx_sa_url(c, out, c->stream ? ":streamGenerateContent?alt=sse" : ":generateContent")
+           : vx_url(c, out);
     if (e != ERR_OK) {
         return e;
     }
@@ -1110,7 +1189,8 @@ enum err provider_vertex_build(const struct provider_call *c, struct provider_ht
                               c->stream ? "Accept: text/event-stream" : "Accept: application/json");
     }
     if (e == ERR_OK) {
-        e = upstream_header_secret(&out->headers, "x-goog-api-key: ", c->key);
+        e = sa ? upstream_header_secret(&out->headers, "Authorization: Bearer ", c->token)
+               : upstream_header_secret(&out->headers, "x-goog-api-key: ", c->key);
     }
     return e;
 }

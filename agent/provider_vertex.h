@@ -33,6 +33,24 @@
  */
 #define VERTEX_MAX_SCHEMA_DEPTH 32
 
+/* The location a service-account key's calls go to when its metadata names none. */
+#define VERTEX_DEFAULT_REGION "us-central1"
+/* The longest region (key metadata "region") taken. */
+#define VERTEX_MAX_REGION 32
+
+/*
+ * The URL prefix for a service-account key's calls, up to the
+ * "/publishers/..." part: base_url as it is when it already names
+ * "/projects/"; else base_url + "/projects/{project}/locations/{region}",
+ * the built-in global host https://aiplatform.googleapis.com becoming the
+ * region's https://{region}-aiplatform.googleapis.com (unless the region is
+ * "global"). region: the key metadata's, else VERTEX_DEFAULT_REGION.
+ * ERR_CONFIG for an unusable base_url, ERR_TOOBIG past size.
+ */
+MUST_USE enum err provider_vertex_sa_prefix(const json_t *entry, const json_t *metadata,
+                                            const char *project, char *out, size_t size,
+                                            bool *ret_local);
+
 /*
  * The upstream request: base_url + "/publishers/google/models/{model}:generateContent"
  * (streamed: ":streamGenerateContent?alt=sse"), the key in an x-goog-api-key

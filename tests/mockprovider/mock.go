@@ -314,8 +314,16 @@ type call struct {
 
 func (m *mock) handler(listener string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_mock/google" {
+			m.googleControl(w, r)
+			return
+		}
 		if strings.HasPrefix(r.URL.Path, "/_mock/") {
 			m.controlHandler(w, r)
+			return
+		}
+		if r.URL.Path == "/token" {
+			m.googleToken(listener, w, r)
 			return
 		}
 		m.serveUpstream(listener, w, r)
@@ -449,6 +457,14 @@ func (c *call) checkAuth() string {
 		if c.r.URL.Query().Get("key") != "" {
 			return "bad_scheme" // the agent keeps keys out of URLs
 		}
+		if h := c.r.Header.Get("Authorization"); h != "" {
+			// A service-account key's access token (gtoken.go), on the regional path.
+			if got != "" || len(c.r.Header.Values("Authorization")) > 1 || !strings.HasPrefix(h, "Bearer ") {
+				return "bad_scheme"
+			}
+			return googleBearer(c.r, strings.TrimPrefix(h, "Bearer "))
+		}
+
 	}
 	if got == "" {
 		return "missing"

@@ -157,6 +157,15 @@ func (c *call) vertexFail(status int, msg string) {
 // 401 scenario's refusal of a good key) with 401 UNAUTHENTICATED. The key is
 // never echoed.
 func (c *call) vertexAuthFail() {
+	if c.r.Header.Get("Authorization") != "" {
+		// A bearer token: Google answers 401 UNAUTHENTICATED, or 403 for another project's path.
+		if c.rec.Auth == "bad_path" {
+			c.vertexFail(403, "Permission denied on resource project.")
+		} else {
+			c.vertexFail(401, "Request had invalid authentication credentials.")
+		}
+		return
+	}
 	if c.rec.Auth != "bad_key" {
 		c.vertexFail(401, "Request is missing required authentication credential.")
 		return
