@@ -171,8 +171,10 @@ static const struct catalog_def catalog_defs[] = {
      false,
      {"global"},
      /*
-      * A Google API key (Vertex AI express mode). A service-account JSON holds
-      * whitespace and newlines, which a key value may not (it goes into a header).
+      * A Google API key (Vertex AI express mode), or a service-account key
+      * file (common/gcpkey.h: checked by its own rule in paths_keys.c and
+      * keyvalidate.c, not by these; the agent then calls the regional
+      * endpoint of the key's project with an access token).
       */
      {"AIza"},
      39,

@@ -1152,7 +1152,8 @@ static const struct fw_field keys_fields[] = {
      .max_len = KEYSTORE_KEY_MAX + 1, /* one past: refused below with our own message */
      .description = "The provider key (write-only): 8..8192 printable ASCII, no whitespace. For "
                     "Bedrock, an API key or IAM credentials <access_key_id>:<secret_access_key>"
-                    "[:<session_token>]."},
+                    "[:<session_token>]. For Vertex, a Google API key or a service-account key "
+                    "file (JSON, stored compacted)."},
     {.name = "name", .type = FW_TYPE_STRING, .description = "A label for people."},
     {.name = "permissions",
      .type = FW_TYPE_STRINGS,
@@ -1165,7 +1166,8 @@ static const struct fw_field keys_fields[] = {
      .description = "Expiry as RFC 3339 (\"\" clears it)."},
     {.name = "metadata",
      .type = FW_TYPE_KVPAIRS,
-     .description = "Provider extras (Azure api_version, deployment; Bedrock region...)."},
+     .description =
+         "Provider extras (Azure api_version, deployment; Bedrock or Vertex region...)."},
     {.name = NULL},
 };
 

@@ -99,8 +99,8 @@ static void fz_key(const char *v, size_t n)
     for (size_t i = 0; i < jn; i++) {
         dots += jwt[i] == '.';
     }
-    if (dots != 2 || strspn(jwt, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
-                         jn) {
+    if (dots != 2 ||
+        strspn(jwt, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") != jn) {
         abort();
     }
     free(jwt);
