@@ -80,7 +80,7 @@ void gcptoken_cancel(struct gcptoken_wait *w);
 /* Wipes the entry's token (Vertex refused it): the next call trades again. */
 void gcptoken_drop(struct keycache_entry *ent);
 
-/* Trades started, trades joined by a later caller, and calls served by a held token. */
+/* Trades started, calls that joined one under way, and trades that gave no token (metrics). */
 struct gcptoken_stats {
     unsigned long long fetches, shared, failures;
 };

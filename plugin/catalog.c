@@ -185,7 +185,17 @@ static const struct catalog_def catalog_defs[] = {
       {"gemini-2.5-flash", 1048576, 65536,
        CAPS("chat", "vision", "tools", "json", "streaming", "reasoning"), "MEDIUM", 0.3, 2.5},
       {"gemini-2.0-flash-001", 1048576, 8192, CAPS("chat", "vision", "tools", "json", "streaming"),
-       "LOW", 0.15, 0.6}}},
+       "LOW", 0.15, 0.6},
+      /*
+       * Embeddings (:predict), with a service-account key only: express mode
+       * has no embeddings endpoint. 2,048 input tokens each. gemini-embedding-001
+       * is $0.15 per 1M input tokens. Unverified: Google bills the two
+       * text-embedding models per character ($0.025 per 1M characters online);
+       * 0.1 per 1M tokens assumes ~4 characters a token.
+       */
+      {"text-embedding-005", 2048, 0, CAPS("embedding"), "LOW", 0.1, 0.0},
+      {"text-multilingual-embedding-002", 2048, 0, CAPS("embedding"), "LOW", 0.1, 0.0},
+      {"gemini-embedding-001", 2048, 0, CAPS("embedding"), "LOW", 0.15, 0.0}}},
     {"gemini",
      "Google Gemini API",
      "openai",

@@ -38,6 +38,13 @@ CASES+=("the token endpoint: one JWT bearer grant, verified by the mock (RS256, 
     "token endpoint refusal drops the key from the key cache: the next call reads Vault again"
     "token endpoint refusal logged without key material"
     "token endpoint 503: failover to openai"
+    "embeddings text-embedding-005: a batch of two on :predict, vectors in order, usage and cost"
+    "embeddings: the :predict body (instances, autoTruncate false) on the regional path with the bearer token"
+    "embeddings: dimensions as outputDimensionality, task_type passed on"
+    "embeddings gemini-embedding-001: one text answered"
+    "embeddings gemini-embedding-001: a batch is 400 unsupported, nothing sent to vertex"
+    "embeddings: encoding_format base64 400 naming it, dimensions out of range 400 naming it, nothing sent"
+    "embeddings with an express-mode API key: 400 unsupported, nothing sent"
     "Vertex refuses the access token (401): 502 provider_auth_failed, the next call trades again"
     "an express-mode API key on the same agent still uses x-goog-api-key on the global path"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
@@ -58,7 +65,8 @@ vertex_at_mock() {
     url=$MOCK_URL$(echo "$url" | sed -E 's#^https?://[^/]*##')
     vault_api PUT byok/providers/vertex "$(provider_entry vertex vertex "$url" |
         jq --argjson b "$builtin" '.key_prefixes = $b.data.key_prefixes
-            | .key_min_length = $b.data.key_min_length | .regions = $b.data.regions')" "$ADMIN_TOKEN" >/dev/null
+            | .key_min_length = $b.data.key_min_length | .regions = $b.data.regions
+            | .models += [$b.data.models[] | select(.capabilities | index("embedding"))]')" "$ADMIN_TOKEN" >/dev/null
     [ "$VAULT_CODE" -lt 300 ]
 }
 vertex_at_mock || { LIB_BLOCKED_REASON="vertex catalog override failed (HTTP $VAULT_CODE)"; t_block_all; }
@@ -208,7 +216,8 @@ for i in 1 2 3 4 5 6; do
     pids+=($!)
 done
 wait "${pids[@]}"
-t_eq "concurrent first calls of another tenant: one token fetch for six calls" "$(($(google_calls) - G2))" 1
+t_eq "concurrent first calls of another tenant: one token fetch for six calls" \
+    "$(($(google_calls) - G2)) $(call "$AGENT_DIR/beta.sock" GET /metrics; echo "$BODY" | awk '$1 == "byok_google_token_total{event=\"shared\"}" { print $2 }')" "1 5"
 codes=$(for i in 1 2 3 4 5 6; do printf '%s:%s ' "$(cat "$LIB_TMP/conc.$i.code")" \
     "$(tr -d '\r' <"$LIB_TMP/conc.$i.h" | awk -F': ' 'tolower($1) == "x-byok-provider" { print $2 }')"; done)
 t_eq "concurrent first calls: all six answered 200 by vertex" "$codes" "200:vertex 200:vertex 200:vertex 200:vertex 200:vertex 200:vertex "
@@ -255,6 +264,41 @@ t_eq "token endpoint 503: failover to openai" \
     "$CODE $(hdr X-BYOK-Provider) $(mock_requests_since "$since" | jq -c '[.[] | "\(.style)/\(.status)"]')" \
     '200 openai ["google/503","openai/200"]'
 mock_ctl DELETE /_mock/google >/dev/null
+
+# Embeddings (:predict) with the service-account key.
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/embeddings '{"model":"vertex/text-embedding-005","input":["alpha beta gamma","delta"]}'
+t_eq "embeddings text-embedding-005: a batch of two on :predict, vectors in order, usage and cost" \
+    "$CODE $(echo "$BODY" | jq -c '[.object, [.data[] | [.index, (.embedding | length), .embedding[0]]], .usage.prompt_tokens]' 2>/dev/null) $(hdr X-BYOK-Provider) $(awk -v c="$(hdr X-BYOK-Cost-USD)" 'BEGIN { d = c - 4 * 0.1 / 1e6; print (d < 1e-12 && d > -1e-12) ? "cost-ok" : c }')" \
+    '200 ["list",[[0,8,0.01],[1,8,0.02]],4] vertex cost-ok'
+r=$(mock_requests_since "$since" | jq -c '[.[] | select(.style == "vertex")]')
+t_eq "embeddings: the :predict body (instances, autoTruncate false) on the regional path with the bearer token" \
+    "$(echo "$r" | jq -c '[length, .[0].path, .[0].auth, (.[0].headers.Authorization[0] | split(" ")[0]), (.[0].body | fromjson)]')" \
+    "[1,\"/v1/projects/$PROJECT/locations/europe-west4/publishers/google/models/text-embedding-005:predict\",\"ok\",\"Bearer\",{\"instances\":[{\"content\":\"alpha beta gamma\"},{\"content\":\"delta\"}],\"parameters\":{\"autoTruncate\":false}}]"
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/embeddings '{"model":"vertex/text-multilingual-embedding-002","input":"uno dos","dimensions":16,"task_type":"RETRIEVAL_QUERY"}'
+t_eq "embeddings: dimensions as outputDimensionality, task_type passed on" \
+    "$CODE $(echo "$BODY" | jq -c '[(.data[0].embedding | length), .usage.prompt_tokens]' 2>/dev/null) $(mock_requests_since "$since" | jq -c '.[0].body | fromjson')" \
+    '200 [16,2] {"instances":[{"content":"uno dos","task_type":"RETRIEVAL_QUERY"}],"parameters":{"autoTruncate":false,"outputDimensionality":16}}'
+call "$SOCK" POST /v1/embeddings '{"model":"vertex/gemini-embedding-001","input":["just one text"],"dimensions":3072}'
+t_eq "embeddings gemini-embedding-001: one text answered" \
+    "$CODE $(echo "$BODY" | jq -c '[(.data | length), (.data[0].embedding | length), .usage.prompt_tokens]' 2>/dev/null)" '200 [1,3072,3]'
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/embeddings '{"model":"vertex/gemini-embedding-001","input":["one","two"]}'
+t_eq "embeddings gemini-embedding-001: a batch is 400 unsupported, nothing sent to vertex" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq '[.[] | select(.style == "vertex")] | length')" \
+    "400 unsupported 0"
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/embeddings '{"model":"vertex/text-embedding-005","input":"x","encoding_format":"base64"}'
+got="$CODE $(echo "$BODY" | jq -r .error.param 2>/dev/null)"
+call "$SOCK" POST /v1/embeddings '{"model":"vertex/text-embedding-005","input":"x","dimensions":769}'
+t_eq "embeddings: encoding_format base64 400 naming it, dimensions out of range 400 naming it, nothing sent" \
+    "$got / $CODE $(echo "$BODY" | jq -r .error.param 2>/dev/null) $(mock_requests_since "$since" | jq length)" \
+    "400 encoding_format / 400 dimensions 0"
+since=$(mock_last_seq)
+call "$AGENT_DIR/express.sock" POST /v1/embeddings '{"model":"vertex/text-embedding-005","input":"x"}'
+t_eq "embeddings with an express-mode API key: 400 unsupported, nothing sent" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(mock_requests_since "$since" | jq length)" "400 unsupported 0"
 
 # Vertex refuses the token (the mock's 401 scenario): key and token dropped, traded again next time.
 mock_ctl POST /_mock/scenario '{"scenario":"401","count":1}' >/dev/null

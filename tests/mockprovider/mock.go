@@ -279,6 +279,7 @@ func azureMatch(op string) func(string) (string, bool) {
 var routes = []route{
 	{"POST", "vertex", "chat", vertexMatch("generateContent")},
 	{"POST", "vertex", "chat", vertexMatch("streamGenerateContent")},
+	{"POST", "vertex", "embeddings", vertexMatch("predict")},
 	{"POST", "bedrock", "converse", bedrockMatch("converse")},
 	{"POST", "bedrock", "converse-stream", bedrockMatch("converse-stream")},
 	{"POST", "bedrock", "embeddings", bedrockMatch("invoke")},
@@ -816,6 +817,9 @@ func (c *call) chatBody(text string) map[string]interface{} {
 func (c *call) embeddingsBody() map[string]interface{} {
 	if c.style == "bedrock" {
 		return c.bedrockEmbeddingsBody()
+	}
+	if c.style == "vertex" {
+		return c.vertexPredictBody()
 	}
 	if c.style == "cohere" {
 		texts, _ := c.body["texts"].([]interface{})

@@ -376,6 +376,17 @@ static void test_oom(void **state)
     char *ref = NULL;
     size_t ref_n = 0;
     assert_int_equal(gcpkey_compact(v, vl, &ref, &ref_n), ERR_OK);
+    json_t *ereq = json_loads("{\"input\":[\"a b\",\"c\"],\"dimensions\":64,\"task_type\":"
+                              "\"CLUSTERING\"}",
+                              0, NULL);
+    json_t *eans = json_loads("{\"predictions\":[{\"embeddings\":{\"statistics\":{\"token_count\":"
+                              "2},\"values\":[0.5,1]}},{\"embeddings\":{\"values\":[2]}}]}",
+                              0, NULL);
+    json_t *eref[2] = {NULL, NULL};
+    struct provider_usage eu;
+    assert_int_equal(provider_vertex_embed_request(ereq, "text-embedding-005", NULL, &eref[0]),
+                     ERR_OK);
+    assert_int_equal(provider_vertex_embed_answer(eans, "m", &eref[1], &eu), ERR_OK);
     bool fired = true;
     for (long n = 1; fired && n < 100000; n++) {
         oom_fired = false;
@@ -392,6 +403,10 @@ static void test_oom(void **state)
         const char ans[] =
             "{\"access_token\":\"ya29.x\",\"expires_in\":3599,\"token_type\":\"Bearer\"}";
         enum err te = gcptoken_parse_answer(ans, sizeof(ans) - 1, &tok, &exp);
+        json_t *eg[2] = {NULL, NULL};
+        enum err ee[2];
+        ee[0] = provider_vertex_embed_request(ereq, "text-embedding-005", NULL, &eg[0]);
+        ee[1] = provider_vertex_embed_answer(eans, "m", &eg[1], &eu);
         fired = oom_fired;
         json_set_alloc_funcs(malloc, free);
         oom_countdown = 0;
@@ -419,8 +434,21 @@ static void test_oom(void **state)
         secret_free(&tok);
         free(c);
         free(jwt);
+        for (int i = 0; i < 2; i++) {
+            assert_true(ee[i] == ERR_OK || ee[i] == ERR_NOMEM);
+            if (ee[i] == ERR_OK) {
+                assert_true(json_equal(eg[i], eref[i]));
+            } else {
+                assert_null(eg[i]);
+            }
+            json_decref(eg[i]);
+        }
     }
     assert_false(fired);
+    json_decref(eref[0]);
+    json_decref(eref[1]);
+    json_decref(ereq);
+    json_decref(eans);
     free(ref);
     free(v);
 }
@@ -628,6 +656,221 @@ static void test_build_with_sa_key(void **state)
     json_decref(req);
 }
 
+static json_t *JL(const char *t)
+{
+    json_t *j = json_loads(t, 0, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+static void embed_is(const char *model, const char *req, const char *want)
+{
+    json_t *r = JL(req);
+    json_t *got = NULL;
+    struct provider_bad bad;
+    memset(&bad, 0, sizeof(bad));
+    assert_int_equal(provider_vertex_embed_request(r, model, &bad, &got), ERR_OK);
+    json_t *w = JL(want);
+    if (!json_equal(got, w)) {
+        char *g = json_dumps(got, JSON_SORT_KEYS);
+        fail_msg("got %s", g);
+    }
+    json_decref(w);
+    json_decref(got);
+    json_decref(r);
+}
+
+static void embed_refused(const char *model, const char *req, enum err want, const char *param)
+{
+    json_t *r = JL(req);
+    json_t *got = NULL;
+    struct provider_bad bad;
+    memset(&bad, 0, sizeof(bad));
+    assert_int_equal(provider_vertex_embed_request(r, model, &bad, &got), want);
+    assert_null(got);
+    if (param != NULL) {
+        assert_string_equal(bad.param, param);
+        assert_true(bad.msg[0] != '\0');
+    }
+    json_decref(r);
+}
+
+static void test_embed_request(void **state)
+{
+    (void)state;
+    embed_is(
+        "text-embedding-005", "{\"input\":\"alpha beta\"}",
+        "{\"instances\":[{\"content\":\"alpha beta\"}],\"parameters\":{\"autoTruncate\":false}}");
+    embed_is("text-multilingual-embedding-002",
+             "{\"input\":[\"a\",\"b c\"],\"dimensions\":256,\"task_type\":\"RETRIEVAL_DOCUMENT\","
+             "\"encoding_format\":\"float\",\"model\":\"x\",\"user\":\"u\"}",
+             "{\"instances\":[{\"content\":\"a\",\"task_type\":\"RETRIEVAL_DOCUMENT\"},"
+             "{\"content\":\"b c\",\"task_type\":\"RETRIEVAL_DOCUMENT\"}],"
+             "\"parameters\":{\"autoTruncate\":false,\"outputDimensionality\":256}}");
+    embed_is("gemini-embedding-001", "{\"input\":[\"one\"],\"dimensions\":3072}",
+             "{\"instances\":[{\"content\":\"one\"}],\"parameters\":{\"autoTruncate\":false,"
+             "\"outputDimensionality\":3072}}");
+    embed_is("text-embedding-005", "{\"input\":\"x\",\"dimensions\":null,\"task_type\":null}",
+             "{\"instances\":[{\"content\":\"x\"}],\"parameters\":{\"autoTruncate\":false}}");
+    /* gemini-embedding takes one text: a batch goes to another candidate. */
+    embed_refused("gemini-embedding-001", "{\"input\":[\"a\",\"b\"]}", ERR_UNSUPPORTED, NULL);
+    embed_refused("text-embedding-005", "{\"input\":[1,2,3]}", ERR_UNSUPPORTED, NULL);
+    embed_refused("text-embedding-005", "{\"input\":[[1,2]]}", ERR_UNSUPPORTED, NULL);
+    embed_refused("text-embedding-005", "{\"input\":[]}", ERR_INVAL, "input");
+    embed_refused("text-embedding-005", "{\"input\":7}", ERR_INVAL, "input");
+    embed_refused("text-embedding-005", "{}", ERR_INVAL, "input");
+    embed_refused("text-embedding-005", "{\"input\":\"x\",\"encoding_format\":\"base64\"}",
+                  ERR_INVAL, "encoding_format");
+    embed_refused("text-embedding-005", "{\"input\":\"x\",\"dimensions\":769}", ERR_INVAL,
+                  "dimensions");
+    embed_refused("text-embedding-005", "{\"input\":\"x\",\"dimensions\":0}", ERR_INVAL,
+                  "dimensions");
+    embed_refused("text-embedding-005", "{\"input\":\"x\",\"dimensions\":\"256\"}", ERR_INVAL,
+                  "dimensions");
+    embed_refused("gemini-embedding-001", "{\"input\":\"x\",\"dimensions\":3073}", ERR_INVAL,
+                  "dimensions");
+    embed_refused("text-embedding-005", "{\"input\":\"x\",\"task_type\":\"retrieval_query\"}",
+                  ERR_INVAL, "task_type");
+    embed_refused("text-embedding-005", "{\"input\":\"x\",\"task_type\":3}", ERR_INVAL,
+                  "task_type");
+    /* 250 texts, and one past. */
+    json_t *r = json_pack("{s:[]}", "input");
+    for (int i = 0; i < VERTEX_MAX_EMBED_TEXTS; i++) {
+        json_array_append_new(json_object_get(r, "input"), json_string("t"));
+    }
+    json_t *got = NULL;
+    struct provider_bad bad;
+    memset(&bad, 0, sizeof(bad));
+    assert_int_equal(provider_vertex_embed_request(r, "text-embedding-005", &bad, &got), ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(got, "instances")), VERTEX_MAX_EMBED_TEXTS);
+    json_decref(got);
+    json_array_append_new(json_object_get(r, "input"), json_string("t"));
+    got = NULL;
+    assert_int_equal(provider_vertex_embed_request(r, "text-embedding-005", &bad, &got), ERR_INVAL);
+    assert_string_equal(bad.param, "input");
+    assert_null(got);
+    json_decref(r);
+}
+
+static void test_embed_answer(void **state)
+{
+    (void)state;
+    json_t *a = JL("{\"predictions\":[{\"embeddings\":{\"statistics\":{\"truncated\":false,"
+                   "\"token_count\":6},\"values\":[0.1,-0.2,3]}},{\"embeddings\":{\"statistics\":"
+                   "{\"token_count\":4.0},\"values\":[1,2,3]}}],\"metadata\":{"
+                   "\"billableCharacterCount\":20}}");
+    json_t *out = NULL;
+    struct provider_usage u;
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(provider_vertex_embed_answer(a, "text-embedding-005", &out, &u), ERR_OK);
+    json_t *want = JL("{\"object\":\"list\",\"model\":\"text-embedding-005\",\"data\":["
+                      "{\"object\":\"embedding\",\"index\":0,\"embedding\":[0.1,-0.2,3]},"
+                      "{\"object\":\"embedding\",\"index\":1,\"embedding\":[1,2,3]}],"
+                      "\"usage\":{\"prompt_tokens\":10,\"total_tokens\":10}}");
+    assert_true(json_equal(out, want));
+    assert_true(u.seen);
+    assert_int_equal(u.prompt_tokens, 10);
+    assert_int_equal(u.completion_tokens, 0);
+    json_decref(want);
+    json_decref(out);
+    json_decref(a);
+    /* Counts from a peer are bounded; a missing count is 0. */
+    a = JL("{\"predictions\":[{\"embeddings\":{\"statistics\":{\"token_count\":-5},\"values\":[]}},"
+           "{\"embeddings\":{\"statistics\":{\"token_count\":1e300},\"values\":[1]}},"
+           "{\"embeddings\":{\"values\":[1]}}]}");
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(provider_vertex_embed_answer(a, "m", &out, &u), ERR_OK);
+    assert_int_equal(u.prompt_tokens, PROVIDER_MAX_TOKENS);
+    json_decref(out);
+    json_decref(a);
+    static const char *const bad[] = {
+        "{}",
+        "{\"predictions\":[]}",
+        "{\"predictions\":{}}",
+        "{\"predictions\":[{}]}",
+        "{\"predictions\":[{\"embeddings\":{\"values\":{}}}]}",
+        "{\"predictions\":[{\"embeddings\":{\"values\":[\"x\"]}}]}",
+        "{\"predictions\":[{\"embeddings\":{\"values\":[1]}}, 7]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        a = JL(bad[i]);
+        out = NULL;
+        assert_int_equal(provider_vertex_embed_answer(a, "m", &out, &u), ERR_PROTO);
+        assert_null(out);
+        json_decref(a);
+    }
+    a = JL(
+        "{\"error\":{\"code\":400,\"message\":\"AIza-canary\",\"status\":\"INVALID_ARGUMENT\"}}");
+    assert_int_equal(provider_vertex_embed_answer(a, "m", &out, &u), ERR_UPSTREAM);
+    assert_null(out);
+    json_decref(a);
+    /* Through the adapter's response function, as the proxy calls it. */
+    const struct provider_adapter *ad = provider_find("vertex");
+    const char body[] = "{\"predictions\":[{\"embeddings\":{\"statistics\":{\"token_count\":2},"
+                        "\"values\":[0.5]}}]}";
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(ad->response(PROVIDER_EMBEDDINGS, body, sizeof(body) - 1, "m", &out, &u),
+                     ERR_OK);
+    assert_int_equal(json_array_size(json_object_get(out, "data")), 1);
+    assert_int_equal(u.prompt_tokens, 2);
+    json_decref(out);
+}
+
+static void test_embed_build(void **state)
+{
+    (void)state;
+    char *v = sa_json(NULL, NULL);
+    char *c = NULL;
+    size_t n = 0;
+    assert_int_equal(gcpkey_compact(v, strlen(v), &c, &n), ERR_OK);
+    struct secret *key = secret_from(c, n);
+    struct secret *api = secret_from("AIzaSyCanary-0123456789abcdefghijklmnopq", 40);
+    struct secret *tok = secret_from("ya29.canary-token", 17);
+    free(c);
+    free(v);
+    json_t *entry = JL("{\"base_url\":\"https://aiplatform.googleapis.com/v1\"}");
+    json_t *req = JL("{\"model\":\"vertex/text-embedding-005\",\"input\":\"alpha\"}");
+    const struct provider_adapter *ad = provider_find("vertex");
+    struct provider_call pc = {.op = PROVIDER_EMBEDDINGS,
+                               .req = req,
+                               .model = "text-embedding-005",
+                               .entry = entry,
+                               .key = key,
+                               .token = tok,
+                               .default_max_tokens = 16};
+    struct provider_http h;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(ad->build(&pc, &h), ERR_OK);
+    assert_string_equal(h.url, "https://us-central1-aiplatform.googleapis.com/v1/projects/" PROJECT
+                               "/locations/us-central1/publishers/google/models/"
+                               "text-embedding-005:predict");
+    assert_true(has_line(h.headers, "Authorization: Bearer ya29.canary-token"));
+    json_t *body = json_loadb(h.body, h.body_len, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(body, "instances"), 0), "content")),
+                        "alpha");
+    json_decref(body);
+    provider_http_done(&h);
+    /* A bad field is named; nothing built. */
+    json_object_set_new(req, "dimensions", json_integer(99999));
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(ad->build(&pc, &h), ERR_INVAL);
+    assert_string_equal(h.bad.param, "dimensions");
+    provider_http_done(&h);
+    json_object_del(req, "dimensions");
+    /* An express-mode API key has no embeddings endpoint: unsupported, for the next candidate. */
+    pc.key = api;
+    pc.token = NULL;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(ad->build(&pc, &h), ERR_UNSUPPORTED);
+    provider_http_done(&h);
+    secret_free(&key);
+    secret_free(&api);
+    secret_free(&tok);
+    json_decref(entry);
+    json_decref(req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -642,6 +885,9 @@ int main(void)
         cmocka_unit_test(test_token_lifetime_and_form),
         cmocka_unit_test(test_sa_prefix),
         cmocka_unit_test(test_build_with_sa_key),
+        cmocka_unit_test(test_embed_request),
+        cmocka_unit_test(test_embed_answer),
+        cmocka_unit_test(test_embed_build),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
