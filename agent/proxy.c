@@ -2041,7 +2041,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         call_skip(c, left, true);
         return;
     }
-    if (gcptoken_wanted(ent) && gcptoken_current(ent) == NULL) {
+    if (strcmp(style, "vertex") == 0 && gcptoken_wanted(ent) && gcptoken_current(ent) == NULL) {
         call_token_fetch(c);
         return;
     }
