@@ -132,6 +132,7 @@ static const struct cfg_field schema_upstream[] = {
      false},
     {"ca_file", CFG_STR, UO(ca_file), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
     {"proxy", CFG_STR, UO(proxy), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
+    {"google_token_url", CFG_STR, UO(google_token_url), 0, CONFIG_MAX_TOKEN_URL, NULL, 0, 0, false},
     F_END,
 };
 #define LO(m) (offsetof(struct config, limits.m) - offsetof(struct config, limits))
@@ -526,6 +527,24 @@ static bool cfg_mount_valid(const char *s)
     return true;
 }
 
+/*
+ * upstream.google_token_url: https, or plain http to the node itself only (a
+ * test double); printable, no spaces. Service-account keys' JWTs go there.
+ */
+static bool cfg_token_url_ok(const char *u)
+{
+    static const char *const loopback[] = {"http://127.0.0.1:", "http://127.0.0.1/",
+                                           "http://localhost:", "http://localhost/",
+                                           "http://[::1]:",     "http://[::1]/"};
+    bool ok = strncmp(u, "https://", 8) == 0 && u[8] != '\0' && u[8] != '/';
+    for (size_t i = 0; !ok && i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+        ok = strncmp(u, loopback[i], strlen(loopback[i])) == 0;
+    }
+    for (const char *p = u; ok && *p != '\0'; p++) {
+        ok = *p > ' ' && *p < 0x7f;
+    }
+    return ok;
+}
 static enum err cfg_validate(struct config *c, char *errbuf)
 {
     char path[CONFIG_ERR_LEN];
@@ -626,6 +645,12 @@ static enum err cfg_validate(struct config *c, char *errbuf)
                     "must be http://host:port or https://host:port (printable, no spaces)");
             return ERR_CONFIG;
         }
+    }
+    if (c->upstream.google_token_url != NULL && !cfg_token_url_ok(c->upstream.google_token_url)) {
+        cfg_err(errbuf, "upstream.google_token_url",
+                "must be an https:// URL (http:// only to 127.0.0.1, [::1] or localhost), "
+                "printable, no spaces, at most 1024 bytes");
+        return ERR_CONFIG;
     }
     int methods = (c->vault.token_file != NULL) + (c->vault.approle.role_id_file != NULL) +
                   (c->vault.kubernetes.role != NULL);

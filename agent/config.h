@@ -95,6 +95,12 @@ struct config {
         long health_demote_s;
         char *ca_file;
         char *proxy; /* http(s)://host:port for provider calls, or NULL: no proxy at all */
+        /*
+         * Where Vertex service-account keys are traded for access tokens
+         * (agent/gcptoken.h); NULL: CONFIG_GOOGLE_TOKEN_URL. Never the key's
+         * own token_uri.
+         */
+        char *google_token_url;
     } upstream;
     struct {
         long max_body_bytes;
@@ -154,6 +160,10 @@ MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *e
 #define CONFIG_DEFAULT_SCHED_SLICE_US 100L
 #define CONFIG_MIN_SCHED_SLICE_US 100L
 
+/* Google's OAuth 2.0 token endpoint, the default of upstream.google_token_url. */
+#define CONFIG_GOOGLE_TOKEN_URL "https://oauth2.googleapis.com/token"
+/* The longest upstream.google_token_url. */
+#define CONFIG_MAX_TOKEN_URL 1024
 /* upstream.retry_after_max_s: default and largest value. */
 #define CONFIG_DEFAULT_RETRY_AFTER_MAX_S 60L
 #define CONFIG_MAX_RETRY_AFTER_S 3600L

@@ -63,6 +63,9 @@ static void kc_entry_destroy(struct keycache_entry *e)
         e->kc->stats.wipes++;
     }
     secret_free(&e->key);
+    if (e->aux_free != NULL) {
+        e->aux_free(e);
+    }
     json_decref(e->creds);
     free(e->tenant);
     free(e->provider);
@@ -92,6 +95,9 @@ static void kc_unlink(struct keycache *kc, struct keycache_entry *e)
     if (e->key != NULL) {
         kc->stats.wipes++;
         secret_free(&e->key);
+    }
+    if (e->aux_wipe != NULL) {
+        e->aux_wipe(e);
     }
 }
 

@@ -44,6 +44,16 @@ struct keycache_entry {
     const json_t *settings;
     const json_t *metadata;
     const json_t *permissions; /* the key's permissions (array of names; empty = any use) */
+    /*
+     * State another module keeps with the key and no longer than it (an
+     * access token traded for a service-account key: agent/gcptoken.h).
+     * aux_wipe is called when the key is wiped (expiry, revocation, a
+     * provider 401, exit) while users may still hold the entry; aux_free
+     * when the entry is freed (no user left). Either may be NULL.
+     */
+    void *aux;
+    void (*aux_wipe)(struct keycache_entry *e);
+    void (*aux_free)(struct keycache_entry *e);
     /* internal */
     int refs;
     bool linked;

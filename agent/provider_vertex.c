@@ -49,6 +49,7 @@
 
 #include "agent/provider_util.h"
 #include "agent/upstream.h"
+#include "common/gcpkey.h"
 #include "common/jsonw.h"
 
 /* The system prompt, and one message's text, are bounded by the app's body cap; this is ours. */
@@ -1086,15 +1087,279 @@ static enum err vx_url(const struct provider_call *c, struct provider_http *out)
     return ERR_OK;
 }
 
-enum err provider_vertex_build(const struct provider_call *c, struct provider_http *out)
+/* ---- embeddings (:predict) ------------------------------------------------------------------ */
+
+/* Vertex's embedding task types (EmbeddingTaskType), as the app may name one in task_type. */
+static const char *const vx_task_types[] = {
+    "RETRIEVAL_QUERY",   "RETRIEVAL_DOCUMENT",   "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",    "CLUSTERING",           "QUESTION_ANSWERING",
+    "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY", NULL};
+
+/* gemini-embedding-* takes one instance per request; the text-embedding models a batch. */
+static bool vx_embed_single(const char *model)
 {
-    if (c->op != PROVIDER_CHAT) {
-        return ERR_UNSUPPORTED; /* text embeddings are :predict, not translated */
+    return strncmp(model, "gemini-embedding", 16) == 0;
+}
+
+enum err provider_vertex_embed_request(const json_t *oreq, const char *model,
+                                       struct provider_bad *bad, json_t **ret)
+{
+    *ret = NULL;
+    /* Base64 is refused, as the Cohere and Bedrock adapters refuse it: the vectors are floats. */
+    const char *fmt = json_string_value(json_object_get(oreq, "encoding_format"));
+    if (fmt != NULL && strcmp(fmt, "float") != 0) {
+        return prov_bad(bad, "must be float for Vertex", "encoding_format");
+    }
+    const json_t *in = json_object_get(oreq, "input");
+    size_t n = json_is_string(in) ? 1 : json_array_size(in);
+    if (!json_is_string(in) && (!json_is_array(in) || n == 0)) {
+        return prov_bad(bad, "must be a string or a non-empty array of strings", "input");
+    }
+    for (size_t i = 0; json_is_array(in) && i < n; i++) {
+        if (!json_is_string(json_array_get(in, i))) {
+            return ERR_UNSUPPORTED; /* token ids: another candidate may take them */
+        }
+    }
+    bool single = vx_embed_single(model);
+    if (single && n > 1) {
+        return ERR_UNSUPPORTED; /* one request per candidate: a batch goes elsewhere */
+    }
+    if (n > VERTEX_MAX_EMBED_TEXTS) {
+        return prov_bad(bad, "has more inputs than Vertex embeds in one call (250)", "input");
+    }
+    const json_t *dims = json_object_get(oreq, "dimensions");
+    json_int_t max_dims = single ? VERTEX_MAX_GEMINI_DIMENSIONS : VERTEX_MAX_TEXT_DIMENSIONS;
+    if (dims != NULL && !json_is_null(dims) &&
+        (!json_is_integer(dims) || json_integer_value(dims) < 1 ||
+         json_integer_value(dims) > max_dims)) {
+        return prov_bad(bad,
+                        single ? "must be 1..3072 for gemini-embedding on Vertex"
+                               : "must be 1..768 for this Vertex embedding model",
+                        "dimensions");
+    }
+    const json_t *tt = json_object_get(oreq, "task_type");
+    const char *task = NULL;
+    if (tt != NULL && !json_is_null(tt)) {
+        for (size_t k = 0; json_is_string(tt) && vx_task_types[k] != NULL; k++) {
+            if (strcmp(json_string_value(tt), vx_task_types[k]) == 0) {
+                task = vx_task_types[k];
+            }
+        }
+        if (task == NULL) {
+            return prov_bad(bad,
+                            "must be one of Vertex's task types (RETRIEVAL_QUERY, "
+                            "RETRIEVAL_DOCUMENT, SEMANTIC_SIMILARITY, CLASSIFICATION, ...)",
+                            "task_type");
+        }
+    }
+    /* autoTruncate false: an input too long is Vertex's 400, never silently cut. */
+    json_t *out = json_pack("{s:[],s:{s:b}}", "instances", "parameters", "autoTruncate", 0);
+    if (out == NULL) {
+        return ERR_NOMEM;
+    }
+    json_t *instances = json_object_get(out, "instances");
+    json_t *params = json_object_get(out, "parameters");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *text = json_is_string(in) ? in : json_array_get(in, i);
+        json_t *inst = json_pack("{s:O}", "content", text);
+        if (inst == NULL || json_array_append_new(instances, inst) != 0 ||
+            (task != NULL && json_object_set_new(inst, "task_type", json_string(task)) != 0)) {
+            json_decref(out); /* inst: appended (freed with out), or freed by the append */
+            return ERR_NOMEM;
+        }
+    }
+    if (json_is_integer(dims) &&
+        json_object_set(params, "outputDimensionality", (json_t *)dims) != 0) {
+        json_decref(out);
+        return ERR_NOMEM;
+    }
+    *ret = out;
+    return ERR_OK;
+}
+
+enum err provider_vertex_embed_answer(const json_t *resp, const char *model, json_t **ret,
+                                      struct provider_usage *ret_usage)
+{
+    *ret = NULL;
+    if (json_object_get(resp, "error") != NULL) {
+        return ERR_UPSTREAM;
+    }
+    const json_t *preds = json_object_get(resp, "predictions");
+    if (!json_is_array(preds) || json_array_size(preds) == 0) {
+        return ERR_PROTO;
+    }
+    json_t *data = json_array();
+    if (data == NULL) {
+        return ERR_NOMEM;
+    }
+    long long prompt = 0;
+    size_t i;
+    const json_t *p;
+    json_array_foreach(preds, i, p)
+    {
+        const json_t *emb = json_object_get(p, "embeddings");
+        const json_t *vals = json_object_get(emb, "values");
+        if (!json_is_array(vals)) {
+            json_decref(data);
+            return ERR_PROTO;
+        }
+        size_t k;
+        const json_t *x;
+        json_array_foreach(vals, k, x)
+        {
+            if (!json_is_number(x)) {
+                json_decref(data);
+                return ERR_PROTO;
+            }
+        }
+        long long tc =
+            prov_count(json_object_get(json_object_get(emb, "statistics"), "token_count"));
+        prompt = prompt + tc > PROVIDER_MAX_TOKENS ? PROVIDER_MAX_TOKENS : prompt + tc;
+        if (json_array_append_new(data, json_pack("{s:s,s:I,s:O}", "object", "embedding", "index",
+                                                  (json_int_t)i, "embedding", vals)) != 0) {
+            json_decref(data);
+            return ERR_NOMEM;
+        }
+    }
+    json_t *out =
+        json_pack("{s:s,s:s,s:{s:I,s:I}}", "object", "list", "model", model != NULL ? model : "",
+                  "usage", "prompt_tokens", (json_int_t)prompt, "total_tokens", (json_int_t)prompt);
+    if (out == NULL || json_object_set_new(out, "data", data) != 0) {
+        json_decref(out); /* data: set_new took it, or it is freed on failure */
+        if (out == NULL) {
+            json_decref(data);
+        }
+        return ERR_NOMEM;
+    }
+    ret_usage->prompt_tokens = prompt;
+    ret_usage->completion_tokens = 0;
+    ret_usage->cached_tokens = 0;
+    ret_usage->seen = true;
+    *ret = out;
+    return ERR_OK;
+}
+
+/* The key metadata's region (a Google Cloud location), or VERTEX_DEFAULT_REGION. */
+static const char *vx_region(const json_t *metadata)
+{
+    const char *r = json_string_value(json_object_get(metadata, "region"));
+    size_t n = r != NULL ? strlen(r) : 0;
+    if (n == 0 || n > VERTEX_MAX_REGION || r[0] == '-' ||
+        strspn(r, "abcdefghijklmnopqrstuvwxyz0123456789-") != n) {
+        return VERTEX_DEFAULT_REGION;
+    }
+    return r;
+}
+
+enum err provider_vertex_sa_prefix(const json_t *entry, const json_t *metadata, const char *project,
+                                   char *out, size_t size, bool *ret_local)
+{
+    const char *base;
+    size_t bl;
+    bool local;
+    enum err e = prov_base_url(entry, &base, &bl, &local);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (bl > INT32_MAX) {
+        return ERR_TOOBIG;
+    }
+    *ret_local = local;
+    int n;
+    if (memmem(base, bl, "/projects/", 10) != NULL) {
+        /* An admin's base_url with its own project and location: used as it is. */
+        n = snprintf(out, size, "%.*s", (int)bl, base);
+    } else {
+        const char *region = vx_region(metadata);
+        static const char global[] = "https://aiplatform.googleapis.com";
+        size_t gl = sizeof(global) - 1;
+        if (bl >= gl && memcmp(base, global, gl) == 0 && (bl == gl || base[gl] == '/') &&
+            strcmp(region, "global") != 0) {
+            /* The built-in global host: the location's own host serves its models. */
+            n = snprintf(out, size,
+                         "https://%s-aiplatform.googleapis.com%.*s/projects/%s/locations/%s",
+                         region, (int)(bl - gl), base + gl, project, region);
+        } else {
+            n = snprintf(out, size, "%.*s/projects/%s/locations/%s", (int)bl, base, project,
+                         region);
+        }
+    }
+    return n < 0 || (size_t)n >= size ? ERR_TOOBIG : ERR_OK;
+}
+
+/*
+ * A service-account key: the regional URL for its project, and the access
+ * token traded for it as a bearer token. The key itself is never sent.
+ */
+static enum err vx_sa_url(const struct provider_call *c, struct provider_http *out,
+                          const char *method)
+{
+    struct gcpkey k;
+    if (c->token == NULL || !gcpkey_parse((const char *)c->key->data, c->key->len, &k, NULL)) {
+        return ERR_CONFIG;
+    }
+    char prefix[UPSTREAM_MAX_URL];
+    bool local = false;
+    enum err e = provider_vertex_sa_prefix(c->entry, c->metadata, k.project_id, prefix,
+                                           sizeof(prefix), &local);
+    if (e != ERR_OK) {
+        return e;
+    }
+    int n = snprintf(out->url, sizeof(out->url), "%s" VERTEX_PATH_MODELS "%s%s", prefix, c->model,
+                     method);
+    if (n < 0 || (size_t)n >= sizeof(out->url)) {
+        return ERR_TOOBIG;
+    }
+    out->allow_http = local;
+    return ERR_OK;
+}
+
+/*
+ * Embeddings: :predict on the regional endpoint, for a service-account key
+ * only (express mode has no embeddings endpoint: ERR_UNSUPPORTED, the router
+ * tries the next candidate).
+ */
+static enum err vx_embed_build(const struct provider_call *c, bool sa, struct provider_http *out)
+{
+    if (!sa) {
+        return ERR_UNSUPPORTED;
     }
     if (!vx_model_ok(c->model)) {
         return prov_bad(&out->bad, "cannot be put in a Vertex URL", "model");
     }
-    enum err e = vx_url(c, out);
+    json_t *body = NULL;
+    enum err e = provider_vertex_embed_request(c->req, c->model, &out->bad, &body);
+    if (e == ERR_OK) {
+        e = vx_sa_url(c, out, ":predict");
+    }
+    if (e == ERR_OK) {
+        e = prov_dump(body, out);
+    }
+    json_decref(body);
+    if (e == ERR_OK) {
+        e = prov_json_headers(out, "Accept: application/json");
+    }
+    if (e == ERR_OK) {
+        e = upstream_header_secret(&out->headers, "Authorization: Bearer ", c->token);
+    }
+    return e;
+}
+
+enum err provider_vertex_build(const struct provider_call *c, struct provider_http *out)
+{
+    bool sa = gcpkey_is_sa((const char *)c->key->data, c->key->len);
+    if (c->op == PROVIDER_EMBEDDINGS) {
+        return vx_embed_build(c, sa, out);
+    }
+    if (c->op != PROVIDER_CHAT) {
+        return ERR_UNSUPPORTED;
+    }
+    if (!vx_model_ok(c->model)) {
+        return prov_bad(&out->bad, "cannot be put in a Vertex URL", "model");
+    }
+    enum err e =
+        sa ? vx_sa_url(c, out, c->stream ? ":streamGenerateContent?alt=sse" : ":generateContent")
+           : vx_url(c, out);
     if (e != ERR_OK) {
         return e;
     }
@@ -1110,7 +1375,8 @@ enum err provider_vertex_build(const struct provider_call *c, struct provider_ht
                               c->stream ? "Accept: text/event-stream" : "Accept: application/json");
     }
     if (e == ERR_OK) {
-        e = upstream_header_secret(&out->headers, "x-goog-api-key: ", c->key);
+        e = sa ? upstream_header_secret(&out->headers, "Authorization: Bearer ", c->token)
+               : upstream_header_secret(&out->headers, "x-goog-api-key: ", c->key);
     }
     return e;
 }
@@ -1289,7 +1555,6 @@ enum err provider_vertex_response(enum provider_op op, const char *body, size_t 
                                   const char *model, json_t **ret_json,
                                   struct provider_usage *ret_usage)
 {
-    (void)op; /* chat only: build refuses embeddings */
     json_t *j = json_loadb(body, len, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
@@ -1297,7 +1562,8 @@ enum err provider_vertex_response(enum provider_op op, const char *body, size_t 
     }
     /* ret_json may be NULL (usage only): the translation is still how usage is read. */
     json_t *out = NULL;
-    enum err e = provider_vertex_answer(j, model, &out, ret_usage);
+    enum err e = op == PROVIDER_EMBEDDINGS ? provider_vertex_embed_answer(j, model, &out, ret_usage)
+                                           : provider_vertex_answer(j, model, &out, ret_usage);
     json_decref(j);
     if (ret_json != NULL) {
         *ret_json = out;

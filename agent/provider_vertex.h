@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
  * The "vertex" adapter: Google Vertex AI in express mode (an API key, no
- * project or location), Gemini's generateContent and streamGenerateContent,
- * translated to and from OpenAI's chat completion shapes, function tools and
- * json_schema response formats included. Chat only: an embeddings call, the
- * legacy functions / function_call fields, n > 1 and images that are not
+ * project or location) or with a service-account key (an access token, the
+ * project's regional endpoint: agent/gcptoken.h), Gemini's generateContent
+ * and streamGenerateContent, translated to and from OpenAI's chat completion
+ * shapes, function tools and json_schema response formats included; with a
+ * service-account key also embeddings (:predict). An embeddings call with an
+ * API key, the legacy functions / function_call fields, n > 1 and images that are not
  * data: URLs are ERR_UNSUPPORTED (the router tries the next candidate); a
  * tool or schema Vertex cannot take as asked is ERR_INVAL naming the field.
  * Registered in providers.c's table; the functions below are the table's
@@ -32,6 +34,52 @@
  * schema), the root being level 1: the translation recurses once per level.
  */
 #define VERTEX_MAX_SCHEMA_DEPTH 32
+
+/* The most texts one :predict call embeds (text-embedding-005, text-multilingual-embedding-002). */
+#define VERTEX_MAX_EMBED_TEXTS 250
+/* outputDimensionality bounds: the text-embedding models make 768, gemini-embedding-001 3072. */
+#define VERTEX_MAX_TEXT_DIMENSIONS 768
+#define VERTEX_MAX_GEMINI_DIMENSIONS 3072
+
+/*
+ * Exposed for tests: an OpenAI embeddings request as a :predict body
+ * {"instances": [{"content", "task_type"?}], "parameters": {"autoTruncate":
+ * false, "outputDimensionality"?}} (new reference). A string or an array of
+ * strings; gemini-embedding-* takes one (a longer array is ERR_UNSUPPORTED,
+ * for another candidate), the others at most VERTEX_MAX_EMBED_TEXTS; token
+ * ids ERR_UNSUPPORTED. dimensions -> outputDimensionality (1..768, or
+ * 1..3072 for gemini-embedding); task_type, when given, one of Vertex's
+ * EmbeddingTaskType names; encoding_format float only. ERR_INVAL with bad
+ * naming the field otherwise.
+ */
+MUST_USE enum err provider_vertex_embed_request(const json_t *oreq, const char *model,
+                                                struct provider_bad *bad, json_t **ret);
+/*
+ * A :predict answer {"predictions": [{"embeddings": {"values", "statistics":
+ * {"token_count"}}}]} to OpenAI's embedding list (new reference), usage the
+ * sum of token_count. ERR_UPSTREAM for Google's error object, ERR_PROTO for
+ * anything else that is not such an answer.
+ */
+MUST_USE enum err provider_vertex_embed_answer(const json_t *resp, const char *model, json_t **ret,
+                                               struct provider_usage *ret_usage);
+
+/* The location a service-account key's calls go to when its metadata names none. */
+#define VERTEX_DEFAULT_REGION "us-central1"
+/* The longest region (key metadata "region") taken. */
+#define VERTEX_MAX_REGION 32
+
+/*
+ * The URL prefix for a service-account key's calls, up to the
+ * "/publishers/..." part: base_url as it is when it already names
+ * "/projects/"; else base_url + "/projects/{project}/locations/{region}",
+ * the built-in global host https://aiplatform.googleapis.com becoming the
+ * region's https://{region}-aiplatform.googleapis.com (unless the region is
+ * "global"). region: the key metadata's, else VERTEX_DEFAULT_REGION.
+ * ERR_CONFIG for an unusable base_url, ERR_TOOBIG past size.
+ */
+MUST_USE enum err provider_vertex_sa_prefix(const json_t *entry, const json_t *metadata,
+                                            const char *project, char *out, size_t size,
+                                            bool *ret_local);
 
 /*
  * The upstream request: base_url + "/publishers/google/models/{model}:generateContent"

@@ -70,6 +70,11 @@ struct provider_call {
     const struct secret *key;
     long default_max_tokens;
     time_t now; /* the time a request is signed at (Bedrock IAM keys); 0: the clock's */
+    /*
+     * The access token traded for a service-account key (agent/gcptoken.h),
+     * sent instead of the key; NULL for every other key.
+     */
+    const struct secret *token;
 };
 
 /*

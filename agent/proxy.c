@@ -41,6 +41,7 @@
 #include "agent/budget.h"
 #include "agent/cooldown.h"
 #include "agent/eventstream.h"
+#include "agent/gcptoken.h"
 #include "agent/health.h"
 #include "agent/keycache.h"
 #include "agent/latency.h"
@@ -118,8 +119,10 @@ struct call {
     /* current attempt */
     struct keycache_wait *wait;
     struct keycache_entry *ent;
-    bool refetched;  /* this candidate's key was wiped once and fetched again */
-    bool key_logged; /* a key-cache failure has been logged for this call */
+    struct gcptoken_wait *twait; /* a Vertex service-account key's token trade (gcptoken.h) */
+    bool token_failed;           /* the last failure: no access token could be had */
+    bool refetched;              /* this candidate's key was wiped once and fetched again */
+    bool key_logged;             /* a key-cache failure has been logged for this call */
     const struct provider_adapter *ad;
     struct upstream_xfer *xfer;
     long up_status;
@@ -237,6 +240,8 @@ static void call_release_attempt(struct call *c)
     c->bwait = NULL;
     ratelease_cancel(c->rlwait);
     c->rlwait = NULL;
+    gcptoken_cancel(c->twait); /* before the entry it waits on is let go */
+    c->twait = NULL;
     keycache_put(&c->ent);
     buf_done(&c->body);
 }
@@ -975,6 +980,7 @@ static void call_failed(struct call *c, enum err e, long status)
     }
     c->last_err = e;
     c->last_status = status;
+    c->token_failed = false;
     c->failed_transient = !permanent;
     c->last_cooling = false;
     c->last_key_limited = false;
@@ -1509,6 +1515,12 @@ static void call_exhausted(struct call *c)
         call_error(c, 502, "upstream_error", "provider_redirect",
                    "the provider answered with a redirect, which is not followed: check its "
                    "base_url in the catalog");
+    } else if (c->token_failed && c->last_err == ERR_AUTH) {
+        call_error(c, 502, "upstream_error", "provider_auth_failed",
+                   "the token endpoint refused the tenant's service-account key");
+    } else if (c->token_failed) {
+        call_error(c, 502, "upstream_error", "provider_error",
+                   "no access token could be had for the tenant's service-account key");
     } else if (c->last_err == ERR_UNAVAIL && c->last_status == -1) {
         call_error(c, 503, "server_error", "vault_unavailable", "the key store is unreachable");
     } else if (c->last_status == -1) {
@@ -1883,6 +1895,7 @@ static void call_on_done(void *arg, enum err e, long status)
          * rotated) one, unless another call already replaced it.
          */
         keycache_invalidate_entry(c->ctx->keys, c->ent);
+        gcptoken_drop(c->ent); /* a token Vertex refused (revoked, the account disabled) */
     }
     if (call_failover_ok(c, e, status)) {
         call_next(c);
@@ -2081,6 +2094,82 @@ static enum err call_messages_build(const struct call *c, const struct keycache_
     return messages_build(&mc, h);
 }
 
+static void call_send(struct call *c);
+
+/*
+ * The token trade for a Vertex service-account key failed. A key the token
+ * endpoint refused (invalid_grant: deleted, disabled, a wrong key) is treated
+ * as a provider 401: the cached key (and its token) is dropped, so the next
+ * call reads it from Vault again, and the call goes on to the next candidate.
+ * Any other failure (the endpoint unreachable, slow or answering 5xx) fails
+ * over too. Logged without the key, the JWT or the endpoint's words.
+ */
+static void call_token_failed(struct call *c, enum err e, long status)
+{
+    const char *provider = c->cands[c->cur].provider;
+    char st[24];
+    snprintf(st, sizeof(st), "%ld", status);
+    log_kv(LOGL_WARN,
+           e == ERR_DENIED ? "the token endpoint refused a service-account key"
+                           : "no access token for a service-account key",
+           "request_id", c->r->id, "tenant", c->r->tenant, "provider", provider, "error",
+           err_name(e), "status", st, NULL);
+    if (e == ERR_CANCELLED) {
+        /* The key was wiped while the trade ran: fetched again, once (call_attempt_with). */
+        call_attempt_with(c, c->ent);
+        return;
+    }
+    if (e == ERR_DENIED) {
+        keycache_invalidate_entry(c->ctx->keys, c->ent);
+        gcptoken_drop(c->ent);
+        call_failed(c, ERR_AUTH, 401);
+    } else {
+        call_failed(c, e == ERR_TIMEOUT ? ERR_TIMEOUT : ERR_UPSTREAM, 0);
+    }
+    c->token_failed = true;
+    call_next(c);
+}
+
+static void call_token_ready(void *arg, enum err e, long status)
+{
+    struct call *c = arg;
+    c->twait = NULL;
+    if (e == ERR_OK && gcptoken_current(c->ent) == NULL) {
+        e = c->ent->key == NULL ? ERR_CANCELLED : ERR_PROTO;
+    }
+    if (e != ERR_OK) {
+        call_token_failed(c, e, status);
+        return;
+    }
+    call_send(c);
+}
+
+/* Trades the current key (a service-account JSON) for an access token, or joins the trade. */
+static void call_token_fetch(struct call *c)
+{
+    const struct config *cfg = c->r->cfg;
+    struct gcptoken_opts o = {
+        .token_url = cfg->upstream.google_token_url != NULL ? cfg->upstream.google_token_url
+                                                            : CONFIG_GOOGLE_TOKEN_URL,
+        .http =
+            {
+                .connect_timeout_ms = cfg->upstream.connect_timeout_ms,
+                .first_byte_timeout_ms = cfg->upstream.first_byte_timeout_ms,
+                .idle_timeout_ms = cfg->upstream.idle_timeout_ms,
+                .total_timeout_ms = cfg->upstream.total_timeout_ms,
+                .ca_file = cfg->upstream.ca_file,
+                .proxy = cfg->upstream.proxy,
+            },
+    };
+    struct gcptoken_wait *w = NULL;
+    enum err e = gcptoken_get(c->ctx->up, &o, c->ent, call_token_ready, c, &w);
+    if (e != ERR_OK) {
+        call_token_failed(c, e, 0);
+        return;
+    }
+    c->twait = w;
+}
+
 /* A lease came (or did not): this candidate is tried again from the top. */
 static void call_budget_ready(void *arg)
 {
@@ -2127,8 +2216,6 @@ static bool call_budget(struct call *c, struct keycache_entry *ent)
 
 static void call_attempt_with(struct call *c, struct keycache_entry *ent)
 {
-    struct request *r = c->r;
-    const struct config *cfg = r->cfg;
     const struct route_candidate *cand = &c->cands[c->cur];
     c->ent = ent;
     if (ent->key == NULL) {
@@ -2215,6 +2302,20 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         call_skip(c, left, true);
         return;
     }
+    if (strcmp(style, "vertex") == 0 && gcptoken_wanted(ent) && gcptoken_current(ent) == NULL) {
+        call_token_fetch(c);
+        return;
+    }
+    call_send(c);
+}
+
+/* Builds the current candidate's request (its key in c->ent) and starts the transfer. */
+static void call_send(struct call *c)
+{
+    struct request *r = c->r;
+    const struct config *cfg = r->cfg;
+    const struct route_candidate *cand = &c->cands[c->cur];
+    struct keycache_entry *ent = c->ent;
     struct provider_call pc = {
         .op = c->op,
         .req = c->req,
@@ -2223,6 +2324,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         .entry = ent->entry,
         .metadata = ent->metadata,
         .key = ent->key,
+        .token = gcptoken_current(ent),
         .default_max_tokens = cfg->default_max_tokens,
     };
     struct provider_http h;

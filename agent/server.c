@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "agent/budget.h"
+#include "agent/gcptoken.h"
 #include "agent/latency.h"
 #include "agent/messages.h"
 #include "agent/metrics.h"
@@ -337,6 +338,18 @@ static void server_metrics(struct request *r)
                        "byok_vault_calls_total{event=\"renewal\"} %llu\n",
                        ks->hits, ks->misses, ks->shared, ks->fetches, ks->wipes, vs->requests,
                        vs->errors, vs->logins, vs->renewals);
+    }
+    if (e == ERR_OK) {
+        const struct gcptoken_stats *gs = gcptoken_stats();
+        e = buf_printf(&b,
+                       "# HELP byok_google_token_total Access tokens for Vertex service-account "
+                       "keys: fetch (a trade with the token endpoint started), shared (a call "
+                       "joined a trade under way), failure (a trade that gave no token).\n"
+                       "# TYPE byok_google_token_total counter\n"
+                       "byok_google_token_total{event=\"fetch\"} %llu\n"
+                       "byok_google_token_total{event=\"shared\"} %llu\n"
+                       "byok_google_token_total{event=\"failure\"} %llu\n",
+                       gs->fetches, gs->shared, gs->failures);
     }
     if (e == ERR_OK) {
         const struct budget_stats *bs = budget_stats(ctx->budget);

@@ -190,8 +190,10 @@ static const struct catalog_def catalog_defs[] = {
      false,
      {"global"},
      /*
-      * A Google API key (Vertex AI express mode). A service-account JSON holds
-      * whitespace and newlines, which a key value may not (it goes into a header).
+      * A Google API key (Vertex AI express mode), or a service-account key
+      * file (common/gcpkey.h: checked by its own rule in paths_keys.c and
+      * keyvalidate.c, not by these; the agent then calls the regional
+      * endpoint of the key's project with an access token).
       */
      {"AIza"},
      39,
@@ -203,7 +205,17 @@ static const struct catalog_def catalog_defs[] = {
        CAPS("chat", "vision", "tools", "json", "streaming", "reasoning"), "MEDIUM", 0.3, 2.5, 0.0,
        0.0},
       {"gemini-2.0-flash-001", 1048576, 8192, CAPS("chat", "vision", "tools", "json", "streaming"),
-       "LOW", 0.15, 0.6, 0.0, 0.0}}},
+       "LOW", 0.15, 0.6, 0.0375, 0.0},
+      /*
+       * Embeddings (:predict), with a service-account key only: express mode
+       * has no embeddings endpoint. 2,048 input tokens each. gemini-embedding-001
+       * is $0.15 per 1M input tokens. Unverified: Google bills the two
+       * text-embedding models per character ($0.025 per 1M characters online);
+       * 0.1 per 1M tokens assumes ~4 characters a token.
+       */
+      {"text-embedding-005", 2048, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0},
+      {"text-multilingual-embedding-002", 2048, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0},
+      {"gemini-embedding-001", 2048, 0, CAPS("embedding"), "LOW", 0.15, 0.0, 0.0, 0.0}}},
     {"gemini",
      "Google Gemini API",
      "openai",

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/awskey.h"
+#include "common/gcpkey.h"
 #include "common/utf8.h"
 
 double keyvalidate_entropy(const unsigned char *s, size_t len)
@@ -108,6 +109,24 @@ json_t *keyvalidate_check(const unsigned char *key, size_t len, const json_t *en
     }
     if (display == NULL) {
         display = "this provider";
+    }
+
+    /*
+     * A Vertex service-account key (common/gcpkey.h; paths_keys.c refused one
+     * that does not parse): no prefix, length or character statistics mean
+     * anything for a JSON document; its strength is its RSA key's, which
+     * Google generates (2048 bits: the full score). What matters is its age:
+     * such keys do not expire unless told to.
+     */
+    struct gcpkey gk;
+    const char *vstyle = json_string_value(json_object_get(entry, "api_style"));
+    if (key != NULL && vstyle != NULL && strcmp(vstyle, "vertex") == 0 &&
+        gcpkey_is_sa((const char *)key, len) && gcpkey_parse((const char *)key, len, &gk, NULL)) {
+        keyvalidate_add(recs, "service-account keys do not expire: set expires_at and rotate the "
+                              "key regularly (Google recommends 90 days)");
+        json_int_t sa_score = gk.bits >= 2048 ? 100 : 50;
+        return json_pack("{sbsIsoso}", "is_valid", true, "strength_score", sa_score, "issues",
+                         issues, "recommendations", recs);
     }
 
     /*

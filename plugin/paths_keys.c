@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/awskey.h"
+#include "common/gcpkey.h"
 #include "common/azure.h"
 #include "common/log.h"
 #include "plugin/catalog.h"
@@ -145,6 +146,70 @@ static bool keys_bedrock_ok(struct fw_request *req, struct fw_response *resp)
     return true;
 }
 
+/*
+ * A key value that is a JSON object (common/gcpkey.h: its first byte that is
+ * not whitespace is '{'): for Vertex (api_style "vertex") a Google
+ * service-account key, parsed, checked (the fields the agent needs, an RSA
+ * private key) and replaced in the request by its compact form (one line, the
+ * PEM's newlines as \n escapes), which is what is sealed, validated and
+ * masked. For any other provider such a value is refused as before: it would
+ * go into a header. The reason names the part, never shows it.
+ */
+static bool keys_value_style_ok(struct fw_request *req, struct fw_response *resp, const char *style)
+{
+    const char *v = fw_provided(req, "key_value") ? fw_str(req, "key_value") : NULL;
+    if (v == NULL || !gcpkey_is_sa(v, strlen(v))) {
+        return true;
+    }
+    if (style == NULL || strcmp(style, "vertex") != 0) {
+        fw_error(resp,
+                 "invalid value for field 'key_value': must be %d..%d printable ASCII "
+                 "characters without whitespace",
+                 KEYSTORE_KEY_MIN, KEYSTORE_KEY_MAX);
+        return false;
+    }
+    const char *why = NULL;
+    struct gcpkey k;
+    if (!gcpkey_parse(v, strlen(v), &k, &why)) {
+        fw_error(resp,
+                 "invalid value for field 'key_value': %s (a Vertex key is a Google API key or "
+                 "a service-account key JSON)",
+                 why);
+        return false;
+    }
+    char *compact = NULL;
+    size_t n = 0;
+    if (gcpkey_compact(v, strlen(v), &compact, &n) != ERR_OK) {
+        fw_error(resp, "invalid value for field 'key_value': the service-account key could not "
+                       "be read");
+        return false;
+    }
+    bool ok = n >= KEYSTORE_KEY_MIN && n <= KEYSTORE_KEY_MAX &&
+              json_object_set_new(req->fields, "key_value", json_string(compact)) == 0;
+    OPENSSL_cleanse(compact, n);
+    free(compact);
+    if (!ok) {
+        fw_error(resp,
+                 "invalid value for field 'key_value': the service-account key is over %d "
+                 "bytes",
+                 KEYSTORE_KEY_MAX);
+    }
+    return ok;
+}
+
+/* A region name (Vertex key metadata "region"): as for Bedrock (keys_region_ok). */
+static bool keys_vertex_ok(struct fw_request *req, struct fw_response *resp)
+{
+    const json_t *md = fw_provided(req, "metadata") ? fw_json(req, "metadata") : NULL;
+    const json_t *region = json_object_get(md, "region");
+    if (region != NULL && !keys_region_ok(json_string_value(region))) {
+        fw_error(resp, "invalid value for field 'metadata': region must be a Google Cloud "
+                       "location (1..32 of a-z 0-9 -, such as us-central1 or europe-west4)");
+        return false;
+    }
+    return true;
+}
+
 /* The provider must be in the catalog and allowed by config. */
 static enum err keys_provider_check(struct fw_request *req, struct fw_response *resp,
                                     const json_t *config, json_t **ret_entry, bool *ret_ok)
@@ -195,7 +260,8 @@ static bool keys_meta_ok(struct fw_request *req, struct fw_response *resp, time_
 {
     if (fw_provided(req, "key_value")) {
         const char *v = fw_str(req, "key_value");
-        if (v == NULL || !keys_value_ok(v, strlen(v))) {
+        /* A service-account JSON is checked once the provider is known (keys_value_style_ok). */
+        if (v == NULL || (!keys_value_ok(v, strlen(v)) && !gcpkey_is_sa(v, strlen(v)))) {
             fw_error(resp,
                      "invalid value for field 'key_value': must be %d..%d printable ASCII "
                      "characters without whitespace",
@@ -318,6 +384,18 @@ static void keys_mask(const char *v, size_t len, const json_t *entry, char *out,
     if (style != NULL && strcmp(style, "bedrock") == 0 && awskey_is_iam(v, len) &&
         awskey_parse(v, len, &k, NULL)) {
         snprintf(out, size, "%.*s:...", (int)k.id_len, k.id);
+        return;
+    }
+    /*
+     * A service-account key shows its client_email (truncated to fit):
+     * not secret (it is the account's name, shown in the console and in
+     * audit logs, and what a tenant matches the key by), unlike anything
+     * else of the JSON, the private_key_id included.
+     */
+    struct gcpkey g;
+    if (style != NULL && strcmp(style, "vertex") == 0 && gcpkey_is_sa(v, len) &&
+        gcpkey_parse(v, len, &g, NULL)) {
+        snprintf(out, size, "sa:%s", g.client_email);
         return;
     }
     /* Never reveal more than a third of the value. */
@@ -487,7 +565,7 @@ static enum err keys_add_version(struct fw_request *req, struct fw_response *res
                             "created_at", now_s, "ct", b64);
     free(b64);
     json_t *validation = keyvalidate_check((const unsigned char *)value, len, entry);
-    char masked[32];
+    char masked[8 + GCPKEY_MAX_EMAIL];
     keys_mask(value, len, entry, masked, sizeof(masked));
     if (ver == NULL || validation == NULL) {
         json_decref(ver);
@@ -686,7 +764,9 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     const char *style = json_string_value(json_object_get(entry, "api_style"));
     if ((fw_provided(req, "metadata") && style != NULL && strcmp(style, "azure") == 0 &&
          !keys_azure_meta_ok(req, resp)) ||
-        (style != NULL && strcmp(style, "bedrock") == 0 && !keys_bedrock_ok(req, resp))) {
+        (style != NULL && strcmp(style, "bedrock") == 0 && !keys_bedrock_ok(req, resp)) ||
+        (style != NULL && strcmp(style, "vertex") == 0 && !keys_vertex_ok(req, resp)) ||
+        !keys_value_style_ok(req, resp, style)) {
         json_decref(entry);
         goto out_config;
     }
@@ -850,7 +930,8 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
         return ERR_OK;
     }
     const char *value = fw_str(req, "key_value");
-    if (value == NULL || !keys_value_ok(value, strlen(value))) {
+    if (value == NULL ||
+        (!keys_value_ok(value, strlen(value)) && !gcpkey_is_sa(value, strlen(value)))) {
         fw_error(resp,
                  "invalid value for field 'key_value': must be %d..%d printable ASCII characters "
                  "without whitespace",
@@ -880,7 +961,9 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
         goto out_config;
     }
     const char *style = json_string_value(json_object_get(entry, "api_style"));
-    if (style != NULL && strcmp(style, "bedrock") == 0 && !keys_bedrock_ok(req, resp)) {
+    if ((style != NULL && strcmp(style, "bedrock") == 0 && !keys_bedrock_ok(req, resp)) ||
+        (style != NULL && strcmp(style, "vertex") == 0 && !keys_vertex_ok(req, resp)) ||
+        !keys_value_style_ok(req, resp, style)) {
         json_decref(entry);
         goto out_config;
     }
@@ -1069,7 +1152,8 @@ static const struct fw_field keys_fields[] = {
      .max_len = KEYSTORE_KEY_MAX + 1, /* one past: refused below with our own message */
      .description = "The provider key (write-only): 8..8192 printable ASCII, no whitespace. For "
                     "Bedrock, an API key or IAM credentials <access_key_id>:<secret_access_key>"
-                    "[:<session_token>]."},
+                    "[:<session_token>]. For Vertex, a Google API key or a service-account key "
+                    "file (JSON, stored compacted)."},
     {.name = "name", .type = FW_TYPE_STRING, .description = "A label for people."},
     {.name = "permissions",
      .type = FW_TYPE_STRINGS,
@@ -1082,7 +1166,8 @@ static const struct fw_field keys_fields[] = {
      .description = "Expiry as RFC 3339 (\"\" clears it)."},
     {.name = "metadata",
      .type = FW_TYPE_KVPAIRS,
-     .description = "Provider extras (Azure api_version, deployment; Bedrock region...)."},
+     .description =
+         "Provider extras (Azure api_version, deployment; Bedrock or Vertex region...)."},
     {.name = NULL},
 };
 

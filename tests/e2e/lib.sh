@@ -249,7 +249,8 @@ mock_start() {
     [ "${MOCK_BENCH:-0}" = 1 ] && rec=(-keep 0)
     lib_spawn "$MOCK_DIR/stderr.log" "$MOCK_BIN" -cert-dir "$MOCK_DIR/certs" \
         -ports-file "$MOCK_DIR/ports.json" -keys-file "$MOCK_KEYS" "${rec[@]}" \
-        -log "$MOCK_DIR/mock.log" -slow 2s -stall-max 60s "$@"
+        -log "$MOCK_DIR/mock.log" -slow 2s -stall-max 60s \
+        -google-accounts "$MOCK_DIR/google-accounts.json" "$@"
     MOCK_PID=$LIB_LAST_PID
     if ! lib_wait_proc "$MOCK_PID" "$LIB_WAIT_START" test -s "$MOCK_DIR/ports.json"; then
         echo "# mockprovider did not start: $(tail -q -n 3 "$MOCK_DIR/stderr.log" "$MOCK_DIR/mock.log" 2>/dev/null)"

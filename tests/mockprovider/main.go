@@ -59,6 +59,7 @@ type options struct {
 	logFile          string
 	defaultScenario  string
 	anthropicVersion string
+	googleAccounts   string
 }
 
 func parseFlags() *options {
@@ -85,6 +86,7 @@ func parseFlags() *options {
 	flag.StringVar(&o.logFile, "log", "", "log file (default stderr)")
 	flag.StringVar(&o.defaultScenario, "scenario", "normal", "scenario when neither model nor /_mock/scenario chooses one")
 	flag.StringVar(&o.anthropicVersion, "anthropic-version", "", "required anthropic-version value (empty: any non-empty value)")
+	flag.StringVar(&o.googleAccounts, "google-accounts", "", "test service accounts for POST /token (JSON, see gtoken.go; re-read on each call)")
 	flag.Parse()
 	return o
 }

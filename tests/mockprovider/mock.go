@@ -281,6 +281,7 @@ func azureMatch(op string) func(string) (string, bool) {
 var routes = []route{
 	{"POST", "vertex", "chat", vertexMatch("generateContent")},
 	{"POST", "vertex", "chat", vertexMatch("streamGenerateContent")},
+	{"POST", "vertex", "embeddings", vertexMatch("predict")},
 	{"POST", "bedrock", "converse", bedrockMatch("converse")},
 	{"POST", "bedrock", "converse-stream", bedrockMatch("converse-stream")},
 	{"POST", "bedrock", "embeddings", bedrockMatch("invoke")},
@@ -320,8 +321,16 @@ type call struct {
 
 func (m *mock) handler(listener string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_mock/google" {
+			m.googleControl(w, r)
+			return
+		}
 		if strings.HasPrefix(r.URL.Path, "/_mock/") {
 			m.controlHandler(w, r)
+			return
+		}
+		if r.URL.Path == "/token" {
+			m.googleToken(listener, w, r)
 			return
 		}
 		m.serveUpstream(listener, w, r)
@@ -458,6 +467,14 @@ func (c *call) checkAuth() string {
 		if c.r.URL.Query().Get("key") != "" {
 			return "bad_scheme" // the agent keeps keys out of URLs
 		}
+		if h := c.r.Header.Get("Authorization"); h != "" {
+			// A service-account key's access token (gtoken.go), on the regional path.
+			if got != "" || len(c.r.Header.Values("Authorization")) > 1 || !strings.HasPrefix(h, "Bearer ") {
+				return "bad_scheme"
+			}
+			return googleBearer(c.r, strings.TrimPrefix(h, "Bearer "))
+		}
+
 	}
 	if got == "" {
 		return "missing"
@@ -812,6 +829,9 @@ func (c *call) chatBody(text string) map[string]interface{} {
 func (c *call) embeddingsBody() map[string]interface{} {
 	if c.style == "bedrock" {
 		return c.bedrockEmbeddingsBody()
+	}
+	if c.style == "vertex" {
+		return c.vertexPredictBody()
 	}
 	if c.style == "cohere" {
 		texts, _ := c.body["texts"].([]interface{})

@@ -52,6 +52,9 @@ var vertexOpenAIFields = []string{"model", "messages", "max_tokens", "max_comple
 // vertexParseBody checks a GenerateContentRequest and takes the deterministic counts from it.
 func (c *call) vertexParseBody() bool {
 	c.model = c.deployment
+	if c.kind == "embeddings" {
+		return c.vertexParsePredict()
+	}
 	c.stream = strings.HasSuffix(c.r.URL.Path, ":streamGenerateContent")
 	if c.stream && c.r.URL.Query().Get("alt") != "sse" {
 		// Without alt=sse Vertex streams one JSON array, not events.
@@ -157,6 +160,15 @@ func (c *call) vertexFail(status int, msg string) {
 // 401 scenario's refusal of a good key) with 401 UNAUTHENTICATED. The key is
 // never echoed.
 func (c *call) vertexAuthFail() {
+	if c.r.Header.Get("Authorization") != "" {
+		// A bearer token: Google answers 401 UNAUTHENTICATED, or 403 for another project's path.
+		if c.rec.Auth == "bad_path" {
+			c.vertexFail(403, "Permission denied on resource project.")
+		} else {
+			c.vertexFail(401, "Request had invalid authentication credentials.")
+		}
+		return
+	}
 	if c.rec.Auth != "bad_key" {
 		c.vertexFail(401, "Request is missing required authentication credential.")
 		return
@@ -512,4 +524,117 @@ func (c *call) vertexToolsAnswer(calls []toolCall) {
 		return
 	}
 	c.sse("", withParts(c.vertexResponse("", "STOP", true), fcs))
+}
+
+// Text embeddings, :predict on the regional path
+// (https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api):
+// {"instances": [{"content", "task_type"?, "title"?}], "parameters":
+// {"autoTruncate"?, "outputDimensionality"?}} -> {"predictions": [{"embeddings":
+// {"values", "statistics": {"token_count", "truncated"}}}], "metadata":
+// {"billableCharacterCount"}}. Express mode has no :predict: a request
+// without a bearer token is 404. gemini-embedding-* takes one instance, the
+// others at most 250; outputDimensionality 1..3072 for gemini-embedding,
+// 1..768 for the others. Mock simplification: a vector has
+// outputDimensionality values when given, else 8.
+
+var vertexTaskTypes = map[string]bool{"RETRIEVAL_QUERY": true, "RETRIEVAL_DOCUMENT": true,
+	"SEMANTIC_SIMILARITY": true, "CLASSIFICATION": true, "CLUSTERING": true,
+	"QUESTION_ANSWERING": true, "FACT_VERIFICATION": true, "CODE_RETRIEVAL_QUERY": true}
+
+func (c *call) vertexParsePredict() bool {
+	bad := func(msg string) bool {
+		c.vertexFail(400, msg)
+		return false
+	}
+	if c.r.Header.Get("Authorization") == "" {
+		c.vertexFail(404, "The requested URL was not found on this server.")
+		return false
+	}
+	for k := range c.body {
+		if k != "instances" && k != "parameters" {
+			return bad(fmt.Sprintf("Invalid JSON payload received. Unknown name %q: Cannot find field.", k))
+		}
+	}
+	inst, ok := c.body["instances"].([]interface{})
+	max := 250
+	if strings.HasPrefix(c.model, "gemini-embedding") {
+		max = 1
+	}
+	if !ok || len(inst) == 0 || len(inst) > max {
+		return bad(fmt.Sprintf("instances: 1 to %d instances per request", max))
+	}
+	var texts []interface{}
+	for i, x := range inst {
+		o, isObj := x.(map[string]interface{})
+		s, isStr := o["content"].(string)
+		if !isObj || !isStr || s == "" {
+			return bad(fmt.Sprintf("instances[%d].content: a non-empty string is required", i))
+		}
+		for k, v := range o {
+			switch k {
+			case "content", "title":
+			case "task_type":
+				if t, _ := v.(string); !vertexTaskTypes[t] {
+					return bad(fmt.Sprintf("instances[%d].task_type: unknown task type", i))
+				}
+			default:
+				return bad(fmt.Sprintf("instances[%d]: unknown field %q", i, k))
+			}
+		}
+		texts = append(texts, s)
+	}
+	if p, ok := c.body["parameters"]; ok {
+		pm, isObj := p.(map[string]interface{})
+		if !isObj {
+			return bad("parameters: must be an object")
+		}
+		for k, v := range pm {
+			switch k {
+			case "autoTruncate":
+				if _, isBool := v.(bool); !isBool {
+					return bad("parameters.autoTruncate: must be a boolean")
+				}
+			case "outputDimensionality":
+				n, _ := v.(json.Number)
+				d, err := n.Int64()
+				lim := int64(768)
+				if max == 1 {
+					lim = 3072
+				}
+				if err != nil || d < 1 || d > lim {
+					return bad("parameters.outputDimensionality: unsupported dimension")
+				}
+			default:
+				return bad(fmt.Sprintf("parameters: unknown field %q", k))
+			}
+		}
+	}
+	c.prompt = countWords(texts)
+	return true
+}
+
+func (c *call) vertexPredictBody() map[string]interface{} {
+	n := 8
+	if pm, ok := c.body["parameters"].(map[string]interface{}); ok {
+		if v, ok := pm["outputDimensionality"].(json.Number); ok {
+			if d, err := v.Int64(); err == nil {
+				n = int(d)
+			}
+		}
+	}
+	inst, _ := c.body["instances"].([]interface{})
+	preds := make([]interface{}, len(inst))
+	chars := 0
+	for i, x := range inst {
+		s, _ := x.(map[string]interface{})["content"].(string)
+		chars += len(s)
+		vec := make([]float64, n)
+		for j := range vec {
+			vec[j] = float64((i+1)*(j+1)) / 100
+		}
+		preds[i] = map[string]interface{}{"embeddings": map[string]interface{}{"values": vec,
+			"statistics": map[string]interface{}{"token_count": countWords(s), "truncated": false}}}
+	}
+	return map[string]interface{}{"predictions": preds,
+		"metadata": map[string]interface{}{"billableCharacterCount": chars}}
 }

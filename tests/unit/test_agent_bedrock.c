@@ -61,7 +61,8 @@ static void test_build_url_and_key(void **state)
     json_t *entry = J("{\"base_url\":\"https://bedrock-runtime.eu-west-1.amazonaws.com/\"}");
     struct provider_call pc = {PROVIDER_CHAT, req,   "anthropic.claude-3-5-haiku-20241022-v1:0",
                                false,         entry, NULL,
-                               key,           100,   0};
+                               key,           100,   0,
+                               NULL};
     const struct provider_adapter *ad = provider_find("bedrock");
     assert_non_null(ad);
     assert_false(ad->stream_passthrough);

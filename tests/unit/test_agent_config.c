@@ -387,6 +387,56 @@ static void test_wrong_types(void **state)
               "upstream.proxy: must be");
 }
 
+/* upstream.google_token_url: https, or http to the node itself; never from a key. */
+static void test_google_token_url(void **state)
+{
+    (void)state;
+    struct config *c = parse_ok("{" BASE_LISTENER "," BASE_VAULT "}");
+    assert_null(c->upstream.google_token_url); /* CONFIG_GOOGLE_TOKEN_URL */
+    config_unref(&c);
+    static const char *const good[] = {
+        "https://oauth2.googleapis.com/token", "https://private.googleapis.com:8443/token",
+        "http://127.0.0.1:8080/token", "http://localhost/token", "http://[::1]:9/token"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"google_token_url\":\"%s\"}}",
+                 good[i]);
+        c = parse_ok(text);
+        assert_string_equal(c->upstream.google_token_url, good[i]);
+        config_unref(&c);
+    }
+    static const char *const bad[] = {"http://169.254.169.254/token",
+                                      "http://127.0.0.1.evil/x",
+                                      "ftp://oauth2.googleapis.com/token",
+                                      "https://",
+                                      "https:///token",
+                                      "https://a b/token",
+                                      "oauth2.googleapis.com"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"google_token_url\":\"%s\"}}",
+                 bad[i]);
+        parse_bad(text, "upstream.google_token_url: must be");
+    }
+    /* The length bound: 1024 bytes, and one past it. */
+    char url[CONFIG_MAX_TOKEN_URL + 2];
+    char text[CONFIG_MAX_TOKEN_URL + 256];
+    memset(url, 'a', sizeof(url));
+    memcpy(url, "https://x/", 10);
+    url[CONFIG_MAX_TOKEN_URL] = '\0';
+    snprintf(text, sizeof(text),
+             "{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"google_token_url\":\"%s\"}}", url);
+    c = parse_ok(text);
+    config_unref(&c);
+    url[CONFIG_MAX_TOKEN_URL] = 'a';
+    url[CONFIG_MAX_TOKEN_URL + 1] = '\0';
+    snprintf(text, sizeof(text),
+             "{" BASE_LISTENER "," BASE_VAULT ",\"upstream\":{\"google_token_url\":\"%s\"}}", url);
+    parse_bad(text, "upstream.google_token_url");
+}
+
 static void test_ranges_at_and_past_limit(void **state)
 {
     (void)state;
@@ -739,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_unknown_keys),
         cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_google_token_url),
         cmocka_unit_test(test_ranges_at_and_past_limit),
         cmocka_unit_test(test_semantic_rules),
         cmocka_unit_test(test_load_file),

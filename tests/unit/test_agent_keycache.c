@@ -245,6 +245,51 @@ static void test_hit_and_invalidate(void **state)
 }
 
 /*
+ * State another module keeps with a key (a Vertex access token: gcptoken.h)
+ * goes with it: aux_wipe when the key is wiped while the entry is still
+ * referenced, aux_free when the entry is freed; each once.
+ */
+static int aux_wipes, aux_frees;
+static void aux_wipe_cb(struct keycache_entry *e)
+{
+    assert_null(e->key); /* the key is already gone */
+    aux_wipes++;
+}
+static void aux_free_cb(struct keycache_entry *e)
+{
+    aux_frees++;
+    free(e->aux);
+    e->aux = NULL;
+}
+
+static void test_aux_goes_with_the_key(void **state)
+{
+    (void)state;
+    keycache_invalidate(E.kc, "acme", "openai");
+    struct got g;
+    get_one("openai", &g);
+    assert_int_equal(g.e, ERR_OK);
+    aux_wipes = aux_frees = 0;
+    g.ent->aux = malloc(16);
+    g.ent->aux_wipe = aux_wipe_cb;
+    g.ent->aux_free = aux_free_cb;
+    keycache_invalidate_entry(E.kc, g.ent); /* a provider 401 while the call holds it */
+    assert_int_equal(aux_wipes, 1);
+    assert_int_equal(aux_frees, 0);
+    keycache_put(&g.ent);
+    assert_int_equal(aux_wipes, 1);
+    assert_int_equal(aux_frees, 1);
+    /* Unreferenced: unlinked and freed at once (expiry, exit). */
+    get_one("openai", &g);
+    g.ent->aux = malloc(16);
+    g.ent->aux_wipe = aux_wipe_cb;
+    g.ent->aux_free = aux_free_cb;
+    keycache_put(&g.ent);
+    keycache_invalidate(E.kc, "acme", "openai");
+    assert_int_equal(aux_frees, 2);
+}
+
+/*
  * Two calls used the same key and both get a 401: the first drops it, a third
  * call fetches the new one, then the second call's late 401 (for the old key)
  * must leave the new entry and its key alone.
@@ -574,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_single_flight),
         cmocka_unit_test(test_hit_and_invalidate),
         cmocka_unit_test(test_late_401_keeps_newer_key),
+        cmocka_unit_test(test_aux_goes_with_the_key),
         cmocka_unit_test(test_denied_path_no_login_storm),
         cmocka_unit_test(test_reload_moves_or_shortens),
         cmocka_unit_test(test_stale_fetch_not_shared_after_reload),

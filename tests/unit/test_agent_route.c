@@ -811,7 +811,7 @@ static void test_build_requests(void **state)
     json_t *req = J("{\"model\":\"openai/gpt-4o\",\"stream\":true,\"messages\":[{\"role\":\"user\","
                     "\"content\":\"hi\"}]}");
     json_t *entry = J("{\"api_style\":\"openai\",\"base_url\":\"https://api.openai.com/v1/\"}");
-    struct provider_call pc = {PROVIDER_CHAT, req, "gpt-4o", true, entry, NULL, key, 100, 0};
+    struct provider_call pc = {PROVIDER_CHAT, req, "gpt-4o", true, entry, NULL, key, 100, 0, NULL};
     struct provider_http h;
     memset(&h, 0, sizeof(h));
     assert_int_equal(provider_find("openai")->build(&pc, &h), ERR_OK);
