@@ -21,6 +21,7 @@
 #include <stddef.h>
 
 #include "agent/providers.h"
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/secret.h"
 
@@ -91,10 +92,11 @@ struct messages_call {
     size_t len;
     const char *model; /* the provider's model name */
     bool stream;
-    bool count;          /* count_tokens */
-    const char *version; /* the app's anthropic-version, or NULL for the default */
-    const char *beta;    /* the app's anthropic-beta, or NULL */
-    const json_t *entry; /* catalog entry: base_url, local */
+    bool count;             /* count_tokens */
+    const char *version;    /* the app's anthropic-version, or NULL for the default */
+    const char *beta;       /* the app's anthropic-beta, or NULL */
+    const json_t *entry;    /* catalog entry: base_url, local */
+    const json_t *metadata; /* the key's metadata (Bedrock: region) or NULL */
     const struct secret *key;
 };
 
@@ -129,6 +131,55 @@ const char *messages_error_type(int status);
  * (new reference, NULL when out of memory); request_id may be NULL (null).
  */
 json_t *messages_error_json(int status, const char *message, const char *request_id);
+
+/* ---- Claude on Amazon Bedrock (InvokeModel) ---------------------------------------------- */
+
+/* The anthropic_version Bedrock's InvokeModel takes in the body of a Claude call. */
+#define MESSAGES_BEDROCK_VERSION "bedrock-2023-05-31"
+
+/*
+ * Is model a Claude model id on Bedrock: "anthropic.claude..." or an
+ * inference profile "<geo>.anthropic.claude..." (us., eu., apac., global. ...)?
+ * Only those are candidates for /v1/messages on a Bedrock provider.
+ */
+bool messages_bedrock_model(const char *model);
+
+/*
+ * The app's body (len bytes, a JSON object jansson has parsed) as Bedrock's
+ * InvokeModel takes it for Claude: its top-level "model" and "stream"
+ * members removed (the model id and the stream are in the URL), then
+ * "anthropic_version": version added first unless the body has one, and
+ * beta (a messages_beta_valid value, or NULL) as "anthropic_beta": [names]
+ * unless the body has that member. Every other byte as it was. *ret is
+ * malloc'd (*ret_len bytes). ERR_PROTO when the body is not an object,
+ * ERR_NOMEM.
+ */
+MUST_USE enum err messages_invoke_body(const char *body, size_t len, const char *version,
+                                       const char *beta, char **ret, size_t *ret_len);
+
+/*
+ * Bedrock's upstream request: POST base_url/model/{id}/invoke (or
+ * /invoke-with-response-stream) with messages_invoke_body, authenticated as
+ * the Bedrock adapter does (provider_bedrock_invoke: bearer or SigV4).
+ * ERR_UNSUPPORTED for count_tokens; the adapter's errors otherwise.
+ */
+MUST_USE enum err messages_bedrock_build(const struct messages_call *m, struct provider_http *out);
+
+/*
+ * The adapter for /v1/messages on Bedrock: its response is the passthrough's
+ * (InvokeModel answers in Anthropic's shape); its stream_event takes the
+ * binary event stream's messages: a "chunk" event's {"bytes": base64} holds
+ * one Anthropic event's JSON, appended to out as the SSE frame
+ * "event: <type>\ndata: <json>\n\n" and read for usage as the passthrough
+ * reads it, with the last chunk's amazon-bedrock-invocationMetrics
+ * (inputTokenCount, outputTokenCount) when Anthropic's usage is missing.
+ * ERR_PROTO for a chunk whose payload, base64 or event is not readable.
+ */
+const struct provider_adapter *messages_bedrock_adapter(void);
+
+/* Exposed for tests and fuzzing: the adapter's stream_event. */
+MUST_USE enum err messages_bedrock_event(struct provider_stream *st, const char *event,
+                                         const char *data, size_t len, struct buf *out);
 
 /* Is route (a request's route label) one of the Messages routes? */
 bool messages_route(const char *route);

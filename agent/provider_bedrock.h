@@ -54,6 +54,16 @@ MUST_USE enum err provider_bedrock_region(const char *host, const json_t *metada
  */
 MUST_USE enum err provider_bedrock_build(const struct provider_call *c, struct provider_http *out);
 /*
+ * InvokeModel with a body the caller made (Claude's Messages body for
+ * /v1/messages: messages.h): out takes body (malloc'd, len bytes) whatever
+ * the outcome, then POST {base_url}/model/{c->model, encoded}/invoke (or
+ * /invoke-with-response-stream for c->stream) with the JSON headers and the
+ * key as provider_bedrock_build sends it (bearer, or SigV4 over this body).
+ * Errors as provider_bedrock_build's.
+ */
+MUST_USE enum err provider_bedrock_invoke(const struct provider_call *c, char *body, size_t len,
+                                          struct provider_http *out);
+/*
  * A 2xx Converse body to OpenAI's chat.completion, or an InvokeModel
  * embedding body to OpenAI's embeddings list (see struct provider_adapter).
  */
