@@ -9,7 +9,11 @@
  * the router needs to know of it (needs, prompt estimate), the body with the
  * model spliced in, the app's anthropic-version and anthropic-beta headers,
  * the upstream request, the usage read from answers and events (the
- * Anthropic adapter's reader), and the errors in Anthropic's shape.
+ * Anthropic adapter's reader), and the errors in Anthropic's shape. Claude on
+ * Amazon Bedrock takes the same body through InvokeModel (Bedrock's
+ * anthropic_version added, model and stream removed, on the bytes) and
+ * answers in Anthropic's shape, its stream's events wrapped in the binary
+ * event stream's chunks: messages_bedrock_* below.
  * Reference: https://docs.anthropic.com/en/api/messages,
  * /en/api/messages-count-tokens, /en/api/messages-streaming, /en/api/errors.
  */

@@ -8,7 +8,9 @@
  * binary event stream (agent/eventstream.h), whose messages reach
  * provider_bedrock_stream_event one by one. Embeddings go through InvokeModel
  * for Titan Text Embeddings V2 (one text per call) and Cohere Embed v3;
- * other embedding models are ERR_UNSUPPORTED. providers.c registers the adapter; this header is its
+ * other embedding models are ERR_UNSUPPORTED. InvokeModel also carries Anthropic's Messages API
+ * for Claude (messages.h), built with provider_bedrock_invoke so that it is authenticated by the
+ * same code. providers.c registers the adapter; this header is its
  * whole API plus the translations, exposed for tests.
  */
 #ifndef BYOK_AGENT_PROVIDER_BEDROCK_H
