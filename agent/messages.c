@@ -17,6 +17,7 @@
 
 #include "agent/provider_bedrock.h"
 #include "agent/provider_util.h"
+#include "agent/provider_vertex.h"
 #include "agent/route.h"
 #include "agent/upstream.h"
 #include "common/jsonw.h"
@@ -644,10 +645,14 @@ static enum err msg_invoke_head(struct buf *b, const char *version, const char *
     return e;
 }
 
-enum err messages_invoke_body(const char *body, size_t len, const char *version, const char *beta,
-                              char **ret, size_t *ret_len)
+/*
+ * The app's body with the top-level members named in drop[0..n_drop)
+ * removed and anthropic_version (and anthropic_beta, for a beta) added first
+ * unless the body has them; every other byte as it was.
+ */
+static enum err msg_cloud_body(const char *body, size_t len, const char *const *drop, size_t n_drop,
+                               const char *version, const char *beta, char **ret, size_t *ret_len)
 {
-    static const char *const drop[] = {"model", "stream"};
     static const char *const have_v[] = {"anthropic_version"};
     static const char *const have_b[] = {"anthropic_beta"};
     size_t i = msg_ws(body, len, 0);
@@ -683,7 +688,7 @@ enum err messages_invoke_body(const char *body, size_t len, const char *version,
     size_t lead = open, tail = open;
     i = open;
     while (e == ERR_OK && msg_next_member(body, len, &i, &m) > 0) {
-        int d = msg_member_in(body, &m, drop, sizeof(drop) / sizeof(drop[0]));
+        int d = msg_member_in(body, &m, drop, n_drop);
         if (d < 0) {
             e = ERR_NOMEM;
         } else if (d == 0) {
@@ -711,6 +716,21 @@ enum err messages_invoke_body(const char *body, size_t len, const char *version,
     return *ret != NULL ? ERR_OK : ERR_NOMEM;
 }
 
+enum err messages_invoke_body(const char *body, size_t len, const char *version, const char *beta,
+                              char **ret, size_t *ret_len)
+{
+    static const char *const drop[] = {"model", "stream"};
+    return msg_cloud_body(body, len, drop, sizeof(drop) / sizeof(drop[0]), version, beta, ret,
+                          ret_len);
+}
+
+enum err messages_raw_predict_body(const char *body, size_t len, const char *version, char **ret,
+                                   size_t *ret_len)
+{
+    static const char *const drop[] = {"model"};
+    return msg_cloud_body(body, len, drop, 1, version, NULL, ret, ret_len);
+}
+
 enum err messages_bedrock_build(const struct messages_call *m, struct provider_http *out)
 {
     if (m->count) {
@@ -732,6 +752,35 @@ enum err messages_bedrock_build(const struct messages_call *m, struct provider_h
         .key = m->key,
     };
     return provider_bedrock_invoke(&pc, body, len, out);
+}
+
+enum err messages_vertex_build(const struct messages_call *m, struct provider_http *out)
+{
+    if (m->count) {
+        return ERR_UNSUPPORTED; /* count_tokens goes to Anthropic-style providers only */
+    }
+    char *body = NULL;
+    size_t len = 0;
+    enum err e = messages_raw_predict_body(m->body, m->len, MESSAGES_VERTEX_VERSION, &body, &len);
+    if (e != ERR_OK) {
+        return e;
+    }
+    struct provider_call pc = {
+        .op = PROVIDER_CHAT,
+        .model = m->model,
+        .stream = m->stream,
+        .entry = m->entry,
+        .metadata = m->metadata,
+        .key = m->key,
+        .token = m->token,
+    };
+    e = provider_vertex_claude(&pc, body, len, out);
+    if (e == ERR_OK && m->beta != NULL) {
+        char line[MESSAGES_MAX_BETA + 32];
+        snprintf(line, sizeof(line), "anthropic-beta: %s", m->beta);
+        e = upstream_header_add(&out->headers, line);
+    }
+    return e;
 }
 
 /* An SSE event name taken from a provider's event: 1..64 of a-z and '_'. */

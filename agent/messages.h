@@ -100,8 +100,9 @@ struct messages_call {
     const char *version;    /* the app's anthropic-version, or NULL for the default */
     const char *beta;       /* the app's anthropic-beta, or NULL */
     const json_t *entry;    /* catalog entry: base_url, local */
-    const json_t *metadata; /* the key's metadata (Bedrock: region) or NULL */
+    const json_t *metadata; /* the key's metadata (Bedrock, Vertex: region) or NULL */
     const struct secret *key;
+    const struct secret *token; /* Vertex: the service-account key's access token */
 };
 
 /*
@@ -184,6 +185,30 @@ const struct provider_adapter *messages_bedrock_adapter(void);
 /* Exposed for tests and fuzzing: the adapter's stream_event. */
 MUST_USE enum err messages_bedrock_event(struct provider_stream *st, const char *event,
                                          const char *data, size_t len, struct buf *out);
+
+/* ---- Claude on Vertex AI (rawPredict) ------------------------------------------------------ */
+
+/* The anthropic_version Vertex AI takes in the body of a Claude call. */
+#define MESSAGES_VERTEX_VERSION "vertex-2023-10-16"
+
+/*
+ * The app's body as Vertex's rawPredict takes it for Claude: its top-level
+ * "model" removed (the model is in the URL; "stream" stays, as Anthropic's
+ * SDK sends it), "anthropic_version": version added first unless the body
+ * has one; every other byte as it was. Errors as messages_invoke_body's.
+ */
+MUST_USE enum err messages_raw_predict_body(const char *body, size_t len, const char *version,
+                                            char **ret, size_t *ret_len);
+
+/*
+ * Vertex's upstream request (provider_vertex_claude: the service-account
+ * key's regional :rawPredict or :streamRawPredict, its access token as a
+ * bearer token) with messages_raw_predict_body, and the app's anthropic-beta
+ * as a header. The answer is Anthropic's message or SSE stream:
+ * messages_adapter reads it. ERR_UNSUPPORTED for count_tokens and an express
+ * API key.
+ */
+MUST_USE enum err messages_vertex_build(const struct messages_call *m, struct provider_http *out);
 
 /* Is route (a request's route label) one of the Messages routes? */
 bool messages_route(const char *route);

@@ -90,6 +90,25 @@ MUST_USE enum err provider_vertex_sa_prefix(const json_t *entry, const json_t *m
  */
 MUST_USE enum err provider_vertex_build(const struct provider_call *c, struct provider_http *out);
 
+/*
+ * Is model Claude on Vertex ("claude-...", e.g. claude-sonnet-4@20250514)?
+ * Claude is a partner model: it takes Anthropic's Messages API
+ * (rawPredict), not generateContent, so chat is ERR_UNSUPPORTED for it.
+ */
+bool provider_vertex_claude_model(const char *model);
+
+/*
+ * Claude's Messages API on Vertex (messages.h makes the body): out takes body
+ * (malloc'd, len bytes) whatever the outcome, then POST {the key's regional
+ * prefix}/publishers/anthropic/models/{c->model}:rawPredict (or
+ * :streamRawPredict for c->stream) with the JSON headers and c->token as a
+ * bearer token. ERR_UNSUPPORTED for an express-mode API key (partner models
+ * take service-account credentials only), ERR_CONFIG for a model that is not
+ * Claude or cannot be put in the URL, or no token.
+ */
+MUST_USE enum err provider_vertex_claude(const struct provider_call *c, char *body, size_t len,
+                                         struct provider_http *out);
+
 /* A 2xx GenerateContentResponse to a chat.completion (see provider_vertex_answer). */
 MUST_USE enum err provider_vertex_response(enum provider_op op, const char *body, size_t len,
                                            const char *model, json_t **ret_json,

@@ -47,6 +47,7 @@
 #include "agent/latency.h"
 #include "agent/messages.h"
 #include "agent/metrics.h"
+#include "agent/provider_vertex.h"
 #include "agent/providers.h"
 #include "agent/ratelease.h"
 #include "agent/ratelimit.h"
@@ -228,6 +229,7 @@ static void call_key_failure_reply(struct call *c, enum err e);
 static void call_stream_complete(struct call *c);
 static struct route_want call_want(const struct call *c, bool context);
 static bool call_messages_model(const json_t *entry, const char *model);
+static bool call_chat_model(const json_t *entry, const char *model);
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
@@ -1968,7 +1970,7 @@ static struct route_want call_want(const struct call *c, bool context)
         .prompt_tokens = context ? call_prompt_estimate(c) : 0,
         .max_output = out,
         .needs = call_needs(c),
-        .model_ok = c->shape == SHAPE_MESSAGES ? call_messages_model : NULL,
+        .model_ok = c->shape == SHAPE_MESSAGES ? call_messages_model : call_chat_model,
     };
     return w;
 }
@@ -2080,19 +2082,29 @@ static bool call_style_is(const json_t *entry, const char *style)
 
 /*
  * SHAPE_MESSAGES: may the catalog entry's provider serve the call?
- * Anthropic-style providers, and Bedrock (for its Claude models,
- * call_messages_model) except for count_tokens.
+ * Anthropic-style providers, and Bedrock and Vertex (for their Claude
+ * models, call_messages_model) except for count_tokens.
  */
 static bool call_messages_style(const struct call *c, const json_t *entry)
 {
     return call_style_is(entry, "anthropic") ||
-           (!c->count_tokens && call_style_is(entry, "bedrock"));
+           (!c->count_tokens &&
+            (call_style_is(entry, "bedrock") || call_style_is(entry, "vertex")));
 }
 
-/* SHAPE_MESSAGES: route_want's model_ok: a Bedrock provider's Claude models only. */
+/* SHAPE_MESSAGES: route_want's model_ok: a Bedrock or Vertex provider's Claude models only. */
 static bool call_messages_model(const json_t *entry, const char *model)
 {
-    return !call_style_is(entry, "bedrock") || messages_bedrock_model(model);
+    if (call_style_is(entry, "bedrock")) {
+        return messages_bedrock_model(model);
+    }
+    return !call_style_is(entry, "vertex") || provider_vertex_claude_model(model);
+}
+
+/* The other shapes' model_ok: Claude on Vertex takes the Messages API only. */
+static bool call_chat_model(const json_t *entry, const char *model)
+{
+    return !call_style_is(entry, "vertex") || !provider_vertex_claude_model(model);
 }
 
 /* SHAPE_MESSAGES: the upstream request for the current candidate (messages_build). */
@@ -2110,9 +2122,13 @@ static enum err call_messages_build(const struct call *c, const struct keycache_
         .entry = ent->entry,
         .metadata = ent->metadata,
         .key = ent->key,
+        .token = gcptoken_current(ent),
     };
-    return call_style_is(ent->entry, "bedrock") ? messages_bedrock_build(&mc, h)
-                                                : messages_build(&mc, h);
+    if (call_style_is(ent->entry, "bedrock")) {
+        return messages_bedrock_build(&mc, h);
+    }
+    return call_style_is(ent->entry, "vertex") ? messages_vertex_build(&mc, h)
+                                               : messages_build(&mc, h);
 }
 
 static void call_send(struct call *c);
@@ -2261,7 +2277,7 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
             server_reply_error(rr, 404, "invalid_request_error", "model_not_found",
                                "the provider does not serve Anthropic's Messages API for this "
                                "model: /v1/messages goes to Anthropic-style providers and to "
-                               "Claude on Bedrock (count_tokens: Anthropic-style only)");
+                               "Claude on Bedrock and Vertex (count_tokens: Anthropic-style only)");
             return;
         }
         if (!messages_output_fits(c->req, ent->entry, cand->model)) {
@@ -2662,9 +2678,8 @@ static void call_plan(struct call *c)
     if (e != ERR_OK) {
         if (n == 0 && c->shape == SHAPE_MESSAGES) {
             call_error(c, 404, "invalid_request_error", "model_not_found",
-                       "the tenant has no key for an Anthropic-style provider or Bedrock (Claude) "
-                       "that serves this "
-                       "model");
+                       "the tenant has no key for an Anthropic-style provider, Bedrock or "
+                       "Vertex (Claude) that serves this model");
         } else if (n == 0) {
             call_error(c, 404, "invalid_request_error", "no_provider_key",
                        "the tenant has no active provider key");

@@ -15,7 +15,8 @@
  *      no CR, LF or space-only token and fits its bound.
  *   4: an app's body through messages_invoke_body (Claude on Bedrock): the
  *      result parses, has no "model" or "stream", anthropic_version is the
- *      app's or Bedrock's, and it equals the app's body otherwise.
+ *      app's or Bedrock's, and it equals the app's body otherwise; and
+ *      through messages_raw_predict_body (Vertex): parses, no "model".
  *   5: Bedrock event stream chunk payloads (split at NUL bytes) through
  *      messages_bedrock_event: what it writes is whole SSE frames
  *      ("event: <name>\ndata: <one line>\n\n"), counts bounded.
@@ -129,6 +130,20 @@ static void check_invoke_body(const char *body, size_t n)
             json_object_set_new(j, "anthropic_beta", json_pack("[ss]", "b-1", "b2"));
         }
         if (!json_equal(o, j)) {
+            abort();
+        }
+        json_decref(o);
+    } else if (e != ERR_NOMEM) {
+        abort();
+    }
+    free(out);
+    /* Vertex's rawPredict body: only the model goes; stream stays the app's. */
+    out = NULL;
+    e = messages_raw_predict_body(body, n, MESSAGES_VERTEX_VERSION, &out, &len);
+    if (e == ERR_OK) {
+        json_t *o = json_loadb(out, len, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(o) || json_object_get(o, "model") != NULL ||
+            !json_is_string(json_object_get(o, "anthropic_version"))) {
             abort();
         }
         json_decref(o);

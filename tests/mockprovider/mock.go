@@ -282,6 +282,8 @@ var routes = []route{
 	{"POST", "vertex", "chat", vertexMatch("generateContent")},
 	{"POST", "vertex", "chat", vertexMatch("streamGenerateContent")},
 	{"POST", "vertex", "embeddings", vertexMatch("predict")},
+	{"POST", "vertex", "claude", vertexClaudeMatch("rawPredict")},
+	{"POST", "vertex", "claude", vertexClaudeMatch("streamRawPredict")},
 	{"POST", "bedrock", "converse", bedrockMatch("converse")},
 	{"POST", "bedrock", "converse-stream", bedrockMatch("converse-stream")},
 	{"POST", "bedrock", "invoke-stream", bedrockMatch("invoke-with-response-stream")},

@@ -11,7 +11,9 @@
  * stream removed, anthropic_version and anthropic_beta added, the rest as the
  * app wrote it), the request (URL, bearer or SigV4), the binary stream's
  * chunks re-framed as Anthropic's SSE events with their usage (Bedrock's
- * invocation metrics when Anthropic's is missing); every JSON-allocating
+ * invocation metrics when Anthropic's is missing); Claude on Vertex (the
+ * rawPredict body, express keys and count_tokens refused, chat never sent
+ * to a Claude model); every JSON-allocating
  * step under a failing allocator.
  */
 #include <setjmp.h>
@@ -29,6 +31,7 @@
 #include <string.h>
 
 #include "agent/messages.h"
+#include "agent/provider_vertex.h"
 #include "agent/route.h"
 #include "common/secret.h"
 #include "tests/unit/oom.h"
@@ -704,6 +707,61 @@ static void test_bedrock_out_of_memory(void **state)
     free(chunk);
 }
 
+/* Claude on Vertex: the rawPredict body, the model names, what is refused before a request. */
+static void test_vertex(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        const char *want;
+    } cases[] = {
+        {"{\"model\": \"auto\", \"max_tokens\": 5, \"stream\": true}",
+         "{\"anthropic_version\":\"vertex-2023-10-16\", \"max_tokens\": 5, \"stream\": true}"},
+        {"{\"max_tokens\":5,\"model\":\"x\"}",
+         "{\"anthropic_version\":\"vertex-2023-10-16\",\"max_tokens\":5}"},
+        {"{\"anthropic_version\":\"v\",\"model\":\"x\"}", "{\"anthropic_version\":\"v\"}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = NULL;
+        size_t n = 0;
+        assert_int_equal(messages_raw_predict_body(cases[i].in, strlen(cases[i].in),
+                                                   MESSAGES_VERTEX_VERSION, &out, &n),
+                         ERR_OK);
+        assert_string_equal(out, cases[i].want);
+        free(out);
+    }
+    assert_true(provider_vertex_claude_model("claude-sonnet-4@20250514"));
+    assert_false(provider_vertex_claude_model("gemini-2.5-flash"));
+    assert_false(provider_vertex_claude_model(NULL));
+    /* An express-mode API key cannot call a partner model; count_tokens is not Vertex's. */
+    json_t *entry = J("{\"base_url\":\"https://aiplatform.googleapis.com/v1\"}");
+    struct secret *key = secret_from("AIzaSy-canary-0123456789abcdef0123456", 37);
+    assert_non_null(key);
+    const char *body = "{\"model\":\"auto\",\"max_tokens\":5}";
+    struct messages_call m = {.body = body,
+                              .len = strlen(body),
+                              .model = "claude-3-5-haiku@20241022",
+                              .entry = entry,
+                              .key = key};
+    struct provider_http h;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(messages_vertex_build(&m, &h), ERR_UNSUPPORTED);
+    assert_null(h.headers);
+    provider_http_done(&h);
+    m.count = true;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(messages_vertex_build(&m, &h), ERR_UNSUPPORTED);
+    provider_http_done(&h);
+    /* Chat never sends a Claude model to generateContent. */
+    struct provider_call pc = {
+        .op = PROVIDER_CHAT, .model = "claude-3-5-haiku@20241022", .entry = entry, .key = key};
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(provider_vertex_build(&pc, &h), ERR_UNSUPPORTED);
+    provider_http_done(&h);
+    json_decref(entry);
+    secret_free(&key);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -720,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_out_of_memory),  cmocka_unit_test(test_bedrock_models),
         cmocka_unit_test(test_invoke_body),    cmocka_unit_test(test_bedrock_build),
         cmocka_unit_test(test_bedrock_stream), cmocka_unit_test(test_bedrock_out_of_memory),
+        cmocka_unit_test(test_vertex),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
