@@ -9,6 +9,9 @@
  * API key, the legacy functions / function_call fields, n > 1 and images that are not
  * data: URLs are ERR_UNSUPPORTED (the router tries the next candidate); a
  * tool or schema Vertex cannot take as asked is ERR_INVAL naming the field.
+ * Claude models ("claude-...") are partner models that take Anthropic's
+ * Messages API on :rawPredict (provider_vertex_claude, for /v1/messages:
+ * messages.h), never generateContent.
  * Registered in providers.c's table; the functions below are the table's
  * entries and, for tests, the pure translations.
  */
