@@ -9,13 +9,18 @@
  */
 #include "agent/messages.h"
 
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/provider_bedrock.h"
 #include "agent/provider_util.h"
+#include "agent/provider_vertex.h"
 #include "agent/route.h"
 #include "agent/upstream.h"
+#include "common/jsonw.h"
 
 /* Tokens per message and per reply of the estimate, as provider_prompt_estimate counts them. */
 #define MESSAGES_EST_PER_MESSAGE 4
@@ -218,22 +223,28 @@ static size_t msg_skip_value(const char *s, size_t len, size_t i)
 }
 
 /*
- * Is the key s[a..b) (quotes included) "model", escapes decoded? 1 yes, 0
+ * Is the key s[a..b) (quotes included) name, escapes decoded? 1 yes, 0
  * no, -1 out of memory (a key jansson parsed once cannot fail otherwise).
  */
-static int msg_key_is_model(const char *s, size_t a, size_t b)
+static int msg_key_is(const char *s, size_t a, size_t b, const char *name)
 {
+    size_t nl = strlen(name);
     if (memchr(s + a, '\\', b - a) == NULL) {
-        return b - a == 7 && memcmp(s + a + 1, "model", 5) == 0;
+        return b - a == nl + 2 && memcmp(s + a + 1, name, nl) == 0;
     }
     json_t *k = json_loadb(s + a, b - a, JSON_DECODE_ANY, NULL);
     if (k == NULL) {
         return -1;
     }
-    int is = json_is_string(k) && strcmp(json_string_value(k), "model") == 0 &&
-             json_string_length(k) == 5;
+    int is =
+        json_is_string(k) && json_string_length(k) == nl && strcmp(json_string_value(k), name) == 0;
     json_decref(k);
     return is;
+}
+
+static int msg_key_is_model(const char *s, size_t a, size_t b)
+{
+    return msg_key_is(s, a, b, "model");
 }
 
 enum err messages_body(const char *body, size_t len, const char *model, char **ret, size_t *ret_len)
@@ -533,4 +544,339 @@ bool messages_route(const char *route)
 {
     return route != NULL &&
            (strcmp(route, MESSAGES_ROUTE) == 0 || strcmp(route, MESSAGES_COUNT_ROUTE) == 0);
+}
+
+/* ---- Claude on Amazon Bedrock --------------------------------------------------------------- */
+
+bool messages_bedrock_model(const char *model)
+{
+    static const char claude[] = "anthropic.claude";
+    if (model == NULL) {
+        return false;
+    }
+    if (strncmp(model, claude, sizeof(claude) - 1) == 0) {
+        return true;
+    }
+    /* An inference profile: one label of letters (us, eu, apac, global ...), a dot, the id. */
+    size_t geo = strspn(model, "abcdefghijklmnopqrstuvwxyz");
+    return geo > 0 && geo <= 8 && model[geo] == '.' &&
+           strncmp(model + geo + 1, claude, sizeof(claude) - 1) == 0;
+}
+
+/* One member of an object: its key's span (quotes included) and its value's. */
+struct msg_member {
+    size_t ks, ke, vs, ve;
+};
+
+/*
+ * The member at *i (whitespace, then a key's quote; or the closing brace):
+ * 1 and *i past it and its comma, 0 at the closing brace, -1 malformed.
+ */
+static int msg_next_member(const char *s, size_t len, size_t *i, struct msg_member *m)
+{
+    size_t at = msg_ws(s, len, *i);
+    if (at >= len || s[at] != '"') {
+        return at < len && s[at] == '}' ? 0 : -1;
+    }
+    m->ks = at;
+    m->ke = msg_skip_string(s, len, at);
+    at = msg_ws(s, len, m->ke);
+    if (at >= len || s[at] != ':') {
+        return -1;
+    }
+    m->vs = msg_ws(s, len, at + 1);
+    m->ve = msg_skip_value(s, len, m->vs);
+    at = msg_ws(s, len, m->ve);
+    if (at < len && s[at] == ',') {
+        at++;
+    }
+    *i = at;
+    return 1;
+}
+
+/* Is member m's key one of names[0..n)? -1 out of memory. */
+static int msg_member_in(const char *s, const struct msg_member *m, const char *const *names,
+                         size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        int is = msg_key_is(s, m->ks, m->ke, names[k]);
+        if (is != 0) {
+            return is;
+        }
+    }
+    return 0;
+}
+
+/* The members added first: anthropic_version and anthropic_beta (each unless the body has it). */
+static enum err msg_invoke_head(struct buf *b, const char *version, const char *beta, bool add_v,
+                                bool add_b)
+{
+    json_t *head = json_object();
+    enum err e = head != NULL ? ERR_OK : ERR_NOMEM;
+    if (e == ERR_OK && add_v &&
+        json_object_set_new(head, "anthropic_version", json_string(version)) != 0) {
+        e = ERR_NOMEM;
+    }
+    json_t *list = add_b && beta != NULL ? json_array() : NULL;
+    if (add_b && beta != NULL &&
+        (list == NULL || json_object_set_new(head, "anthropic_beta", list) != 0)) {
+        e = ERR_NOMEM;
+    }
+    /* beta is messages_beta_valid: names split at commas, spaces after a comma dropped. */
+    for (const char *p = beta; e == ERR_OK && list != NULL && *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        if (json_array_append_new(list, json_stringn(p, n)) != 0) {
+            e = ERR_NOMEM;
+        }
+        p += n;
+        p += strspn(p, ", ");
+    }
+    size_t hl = 0;
+    char *hs = e == ERR_OK ? jsonw_dumps(head, &hl) : NULL;
+    json_decref(head);
+    if (e == ERR_OK && hs == NULL) {
+        e = ERR_NOMEM;
+    }
+    /* Without its braces: "k":v,"k":v (nothing for an empty object). */
+    if (e == ERR_OK && hl > 2) {
+        e = buf_append(b, hs + 1, hl - 2);
+    }
+    free(hs);
+    return e;
+}
+
+/*
+ * The app's body with the top-level members named in drop[0..n_drop)
+ * removed and anthropic_version (and anthropic_beta, for a beta) added first
+ * unless the body has them; every other byte as it was.
+ */
+static enum err msg_cloud_body(const char *body, size_t len, const char *const *drop, size_t n_drop,
+                               const char *version, const char *beta, char **ret, size_t *ret_len)
+{
+    static const char *const have_v[] = {"anthropic_version"};
+    static const char *const have_b[] = {"anthropic_beta"};
+    size_t i = msg_ws(body, len, 0);
+    if (i >= len || body[i] != '{') {
+        return ERR_PROTO;
+    }
+    size_t open = i + 1;
+    /* First pass: does the body set anthropic_version or anthropic_beta itself? */
+    bool add_v = true, add_b = true;
+    struct msg_member m;
+    int r;
+    i = open;
+    while ((r = msg_next_member(body, len, &i, &m)) > 0) {
+        int v = msg_member_in(body, &m, have_v, 1);
+        int bt = msg_member_in(body, &m, have_b, 1);
+        if (v < 0 || bt < 0) {
+            return ERR_NOMEM;
+        }
+        add_v = add_v && v == 0;
+        add_b = add_b && bt == 0;
+    }
+    if (r < 0) {
+        return ERR_PROTO;
+    }
+    struct buf b;
+    /* The head: the version, and at most MESSAGES_MAX_BETA characters of names, each quoted. */
+    buf_init(&b, len + (size_t)MESSAGES_MAX_BETA * 4 + 256);
+    enum err e = buf_append(&b, body, open);
+    if (e == ERR_OK) {
+        e = msg_invoke_head(&b, version, beta, add_v, add_b);
+    }
+    bool any = b.len > open;
+    size_t lead = open, tail = open;
+    i = open;
+    while (e == ERR_OK && msg_next_member(body, len, &i, &m) > 0) {
+        int d = msg_member_in(body, &m, drop, n_drop);
+        if (d < 0) {
+            e = ERR_NOMEM;
+        } else if (d == 0) {
+            /* The whitespace before the key stays with it; the comma is ours. */
+            if (any) {
+                e = buf_append(&b, ",", 1);
+            }
+            if (e == ERR_OK) {
+                e = buf_append(&b, body + lead, m.ve - lead);
+            }
+            any = true;
+        }
+        lead = i;
+        tail = m.ve;
+    }
+    if (e == ERR_OK) {
+        /* The whitespace and the closing brace after the last member (kept or not). */
+        e = buf_append(&b, body + tail, len - tail);
+    }
+    if (e != ERR_OK) {
+        buf_done(&b);
+        return e == ERR_TOOBIG ? ERR_NOMEM : e;
+    }
+    *ret = buf_take(&b, ret_len);
+    return *ret != NULL ? ERR_OK : ERR_NOMEM;
+}
+
+enum err messages_invoke_body(const char *body, size_t len, const char *version, const char *beta,
+                              char **ret, size_t *ret_len)
+{
+    static const char *const drop[] = {"model", "stream"};
+    return msg_cloud_body(body, len, drop, sizeof(drop) / sizeof(drop[0]), version, beta, ret,
+                          ret_len);
+}
+
+enum err messages_raw_predict_body(const char *body, size_t len, const char *version, char **ret,
+                                   size_t *ret_len)
+{
+    static const char *const drop[] = {"model"};
+    return msg_cloud_body(body, len, drop, 1, version, NULL, ret, ret_len);
+}
+
+enum err messages_bedrock_build(const struct messages_call *m, struct provider_http *out)
+{
+    if (m->count) {
+        return ERR_UNSUPPORTED; /* count_tokens goes to Anthropic-style providers only */
+    }
+    char *body = NULL;
+    size_t len = 0;
+    enum err e =
+        messages_invoke_body(m->body, m->len, MESSAGES_BEDROCK_VERSION, m->beta, &body, &len);
+    if (e != ERR_OK) {
+        return e;
+    }
+    struct provider_call pc = {
+        .op = PROVIDER_CHAT,
+        .model = m->model,
+        .stream = m->stream,
+        .entry = m->entry,
+        .metadata = m->metadata,
+        .key = m->key,
+    };
+    return provider_bedrock_invoke(&pc, body, len, out);
+}
+
+enum err messages_vertex_build(const struct messages_call *m, struct provider_http *out)
+{
+    if (m->count) {
+        return ERR_UNSUPPORTED; /* count_tokens goes to Anthropic-style providers only */
+    }
+    char *body = NULL;
+    size_t len = 0;
+    enum err e = messages_raw_predict_body(m->body, m->len, MESSAGES_VERTEX_VERSION, &body, &len);
+    if (e != ERR_OK) {
+        return e;
+    }
+    struct provider_call pc = {
+        .op = PROVIDER_CHAT,
+        .model = m->model,
+        .stream = m->stream,
+        .entry = m->entry,
+        .metadata = m->metadata,
+        .key = m->key,
+        .token = m->token,
+    };
+    e = provider_vertex_claude(&pc, body, len, out);
+    if (e == ERR_OK && m->beta != NULL) {
+        char line[MESSAGES_MAX_BETA + 32];
+        snprintf(line, sizeof(line), "anthropic-beta: %s", m->beta);
+        e = upstream_header_add(&out->headers, line);
+    }
+    return e;
+}
+
+/* An SSE event name taken from a provider's event: 1..64 of a-z and '_'. */
+static bool msg_event_name_ok(const char *t)
+{
+    size_t n = strspn(t, "abcdefghijklmnopqrstuvwxyz_");
+    return n > 0 && n <= 64 && t[n] == '\0';
+}
+
+/* Bedrock's own count, for a stream whose Anthropic usage is missing. */
+static void msg_invocation_metrics(struct provider_stream *st, const json_t *ev)
+{
+    const json_t *mx = json_object_get(ev, "amazon-bedrock-invocationMetrics");
+    const json_t *in = json_object_get(mx, "inputTokenCount");
+    const json_t *outc = json_object_get(mx, "outputTokenCount");
+    if (st->usage_final || !json_is_integer(in) || !json_is_integer(outc) ||
+        json_integer_value(in) < 0 || json_integer_value(outc) < 0) {
+        return;
+    }
+    st->usage.prompt_tokens = prov_min(json_integer_value(in), PROVIDER_MAX_TOKENS);
+    st->usage.completion_tokens = prov_min(json_integer_value(outc), PROVIDER_MAX_TOKENS);
+    st->usage.seen = true;
+    st->usage_final = true;
+}
+
+enum err messages_bedrock_event(struct provider_stream *st, const char *event, const char *data,
+                                size_t len, struct buf *out)
+{
+    if (event != NULL && strcmp(event, "error") == 0) {
+        st->failed = true; /* an exception message: its text is never read */
+        return ERR_OK;
+    }
+    if (event == NULL || strcmp(event, "chunk") != 0) {
+        return ERR_OK; /* no other event carries the answer */
+    }
+    json_t *j = json_loadb(data, len, 0, NULL);
+    const char *b64 = json_string_value(json_object_get(j, "bytes"));
+    size_t bl = b64 != NULL ? json_string_length(json_object_get(j, "bytes")) : 0;
+    if (b64 == NULL || bl == 0 || bl % 4 != 0 || strlen(b64) != bl || bl > (size_t)INT_MAX) {
+        json_decref(j);
+        return ERR_PROTO;
+    }
+    unsigned char *raw = malloc(bl / 4 * 3 + 1);
+    if (raw == NULL) {
+        json_decref(j);
+        return ERR_NOMEM;
+    }
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)bl);
+    /* EVP_DecodeBlock counts the padding's zero bytes too. */
+    size_t rl = n < 0 ? 0 : (size_t)n - (b64[bl - 1] == '=') - (b64[bl - 2] == '=');
+    json_decref(j);
+    json_t *ev = n > 0 ? json_loadb((const char *)raw, rl, 0, NULL) : NULL;
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    if (type == NULL || !msg_event_name_ok(type)) {
+        json_decref(ev);
+        free(raw);
+        return ERR_PROTO;
+    }
+    enum err e = msg_stream_event(st, NULL, (const char *)raw, rl, NULL);
+    if (e == ERR_OK && strcmp(type, "message_stop") == 0) {
+        msg_invocation_metrics(st, ev);
+    }
+    /*
+     * The event goes to the app as its bytes, on one data line: JSON with a
+     * line break in its whitespace is written compact instead.
+     */
+    char *line = NULL;
+    size_t ll = rl;
+    if (e == ERR_OK && (memchr(raw, '\n', rl) != NULL || memchr(raw, '\r', rl) != NULL)) {
+        line = jsonw_dumps(ev, &ll);
+        e = line != NULL ? ERR_OK : ERR_NOMEM;
+    }
+    if (e == ERR_OK && !st->failed) {
+        e = buf_printf(out, "event: %s\ndata: ", type);
+        if (e == ERR_OK) {
+            e = buf_append(out, line != NULL ? line : (const char *)raw, ll);
+        }
+        if (e == ERR_OK) {
+            e = buf_append(out, "\n\n", 2);
+        }
+    }
+    free(line);
+    json_decref(ev);
+    free(raw);
+    return e;
+}
+
+static const struct provider_adapter msg_bedrock_adapter = {
+    .api_style = "bedrock",
+    .build = msg_no_build,
+    .response = msg_response,
+    .stream_event = messages_bedrock_event,
+    .framing = PROVIDER_FRAMING_EVENTSTREAM,
+};
+
+const struct provider_adapter *messages_bedrock_adapter(void)
+{
+    return &msg_bedrock_adapter;
 }

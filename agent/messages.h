@@ -9,7 +9,11 @@
  * the router needs to know of it (needs, prompt estimate), the body with the
  * model spliced in, the app's anthropic-version and anthropic-beta headers,
  * the upstream request, the usage read from answers and events (the
- * Anthropic adapter's reader), and the errors in Anthropic's shape.
+ * Anthropic adapter's reader), and the errors in Anthropic's shape. Claude on
+ * Amazon Bedrock takes the same body through InvokeModel (Bedrock's
+ * anthropic_version added, model and stream removed, on the bytes) and
+ * answers in Anthropic's shape, its stream's events wrapped in the binary
+ * event stream's chunks: messages_bedrock_* below.
  * Reference: https://docs.anthropic.com/en/api/messages,
  * /en/api/messages-count-tokens, /en/api/messages-streaming, /en/api/errors.
  */
@@ -21,6 +25,7 @@
 #include <stddef.h>
 
 #include "agent/providers.h"
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/secret.h"
 
@@ -91,11 +96,13 @@ struct messages_call {
     size_t len;
     const char *model; /* the provider's model name */
     bool stream;
-    bool count;          /* count_tokens */
-    const char *version; /* the app's anthropic-version, or NULL for the default */
-    const char *beta;    /* the app's anthropic-beta, or NULL */
-    const json_t *entry; /* catalog entry: base_url, local */
+    bool count;             /* count_tokens */
+    const char *version;    /* the app's anthropic-version, or NULL for the default */
+    const char *beta;       /* the app's anthropic-beta, or NULL */
+    const json_t *entry;    /* catalog entry: base_url, local */
+    const json_t *metadata; /* the key's metadata (Bedrock, Vertex: region) or NULL */
     const struct secret *key;
+    const struct secret *token; /* Vertex: the service-account key's access token */
 };
 
 /*
@@ -129,6 +136,79 @@ const char *messages_error_type(int status);
  * (new reference, NULL when out of memory); request_id may be NULL (null).
  */
 json_t *messages_error_json(int status, const char *message, const char *request_id);
+
+/* ---- Claude on Amazon Bedrock (InvokeModel) ---------------------------------------------- */
+
+/* The anthropic_version Bedrock's InvokeModel takes in the body of a Claude call. */
+#define MESSAGES_BEDROCK_VERSION "bedrock-2023-05-31"
+
+/*
+ * Is model a Claude model id on Bedrock: "anthropic.claude..." or an
+ * inference profile "<geo>.anthropic.claude..." (us., eu., apac., global. ...)?
+ * Only those are candidates for /v1/messages on a Bedrock provider.
+ */
+bool messages_bedrock_model(const char *model);
+
+/*
+ * The app's body (len bytes, a JSON object jansson has parsed) as Bedrock's
+ * InvokeModel takes it for Claude: its top-level "model" and "stream"
+ * members removed (the model id and the stream are in the URL), then
+ * "anthropic_version": version added first unless the body has one, and
+ * beta (a messages_beta_valid value, or NULL) as "anthropic_beta": [names]
+ * unless the body has that member. Every other byte as it was. *ret is
+ * malloc'd (*ret_len bytes). ERR_PROTO when the body is not an object,
+ * ERR_NOMEM.
+ */
+MUST_USE enum err messages_invoke_body(const char *body, size_t len, const char *version,
+                                       const char *beta, char **ret, size_t *ret_len);
+
+/*
+ * Bedrock's upstream request: POST base_url/model/{id}/invoke (or
+ * /invoke-with-response-stream) with messages_invoke_body, authenticated as
+ * the Bedrock adapter does (provider_bedrock_invoke: bearer or SigV4).
+ * ERR_UNSUPPORTED for count_tokens; the adapter's errors otherwise.
+ */
+MUST_USE enum err messages_bedrock_build(const struct messages_call *m, struct provider_http *out);
+
+/*
+ * The adapter for /v1/messages on Bedrock: its response is the passthrough's
+ * (InvokeModel answers in Anthropic's shape); its stream_event takes the
+ * binary event stream's messages: a "chunk" event's {"bytes": base64} holds
+ * one Anthropic event's JSON, appended to out as the SSE frame
+ * "event: <type>\ndata: <json>\n\n" and read for usage as the passthrough
+ * reads it, with the last chunk's amazon-bedrock-invocationMetrics
+ * (inputTokenCount, outputTokenCount) when Anthropic's usage is missing.
+ * ERR_PROTO for a chunk whose payload, base64 or event is not readable.
+ */
+const struct provider_adapter *messages_bedrock_adapter(void);
+
+/* Exposed for tests and fuzzing: the adapter's stream_event. */
+MUST_USE enum err messages_bedrock_event(struct provider_stream *st, const char *event,
+                                         const char *data, size_t len, struct buf *out);
+
+/* ---- Claude on Vertex AI (rawPredict) ------------------------------------------------------ */
+
+/* The anthropic_version Vertex AI takes in the body of a Claude call. */
+#define MESSAGES_VERTEX_VERSION "vertex-2023-10-16"
+
+/*
+ * The app's body as Vertex's rawPredict takes it for Claude: its top-level
+ * "model" removed (the model is in the URL; "stream" stays, as Anthropic's
+ * SDK sends it), "anthropic_version": version added first unless the body
+ * has one; every other byte as it was. Errors as messages_invoke_body's.
+ */
+MUST_USE enum err messages_raw_predict_body(const char *body, size_t len, const char *version,
+                                            char **ret, size_t *ret_len);
+
+/*
+ * Vertex's upstream request (provider_vertex_claude: the service-account
+ * key's regional :rawPredict or :streamRawPredict, its access token as a
+ * bearer token) with messages_raw_predict_body, and the app's anthropic-beta
+ * as a header. The answer is Anthropic's message or SSE stream:
+ * messages_adapter reads it. ERR_UNSUPPORTED for count_tokens and an express
+ * API key.
+ */
+MUST_USE enum err messages_vertex_build(const struct messages_call *m, struct provider_http *out);
 
 /* Is route (a request's route label) one of the Messages routes? */
 bool messages_route(const char *route);

@@ -915,26 +915,49 @@ static enum err brk_sign(const struct provider_call *c, const struct awskey *k,
     return e;
 }
 
-enum err provider_bedrock_build(const struct provider_call *c, struct provider_http *out)
+/*
+ * An IAM credential (AKIA/ASIA..., or any value with a ':') signs the
+ * request; anything else is a Bedrock API key, sent as a bearer token. The
+ * plugin refused malformed IAM values when they were written: one that does
+ * not parse here is a configuration error, never sent.
+ */
+static enum err brk_key(const struct provider_call *c, struct awskey *k, bool *iam)
 {
     if (c->key == NULL) {
         return ERR_INVAL;
     }
-    bool embed = c->op == PROVIDER_EMBEDDINGS;
-    /*
-     * An IAM credential (AKIA/ASIA..., or any value with a ':') signs the
-     * request; anything else is a Bedrock API key, sent as a bearer token.
-     * The plugin refused malformed IAM values when they were written: one
-     * that does not parse here is a configuration error, never sent.
-     */
-    struct awskey k;
-    bool iam = awskey_is_iam((const char *)c->key->data, c->key->len);
-    if (iam && !awskey_parse((const char *)c->key->data, c->key->len, &k, NULL)) {
+    *iam = awskey_is_iam((const char *)c->key->data, c->key->len);
+    if (*iam && !awskey_parse((const char *)c->key->data, c->key->len, k, NULL)) {
         return ERR_CONFIG;
     }
+    return ERR_OK;
+}
+
+/* The JSON headers and the credential, for out's URL and body as they will be sent. */
+static enum err brk_auth(const struct provider_call *c, const struct awskey *k, bool iam,
+                         bool stream, struct provider_http *out)
+{
+    enum err e = prov_json_headers(out, stream ? "Accept: application/vnd.amazon.eventstream"
+                                               : "Accept: application/json");
+    if (e == ERR_OK && iam) {
+        e = brk_sign(c, k, out);
+    } else if (e == ERR_OK) {
+        e = upstream_header_secret(&out->headers, "Authorization: Bearer ", c->key);
+    }
+    return e;
+}
+
+enum err provider_bedrock_build(const struct provider_call *c, struct provider_http *out)
+{
+    bool embed = c->op == PROVIDER_EMBEDDINGS;
+    struct awskey k;
+    bool iam = false;
+    enum err e = brk_key(c, &k, &iam);
+    if (e != ERR_OK) {
+        return e;
+    }
     json_t *body = NULL;
-    enum err e =
-        embed ? provider_bedrock_embed_request(c->req, c->model, &out->bad, &body) : ERR_OK;
+    e = embed ? provider_bedrock_embed_request(c->req, c->model, &out->bad, &body) : ERR_OK;
     if (e == ERR_OK) {
         e = brk_url(c, embed ? "/invoke" : c->stream ? "/converse-stream" : "/converse", out);
     }
@@ -946,15 +969,27 @@ enum err provider_bedrock_build(const struct provider_call *c, struct provider_h
     }
     json_decref(body);
     if (e == ERR_OK) {
-        e = prov_json_headers(out, c->stream && !embed
-                                       ? "Accept: application/vnd.amazon.eventstream"
-                                       : "Accept: application/json");
+        e = brk_auth(c, &k, iam, c->stream && !embed, out);
     }
-    if (e == ERR_OK && iam) {
-        e = brk_sign(c, &k, out);
-    } else if (e == ERR_OK) {
-        e = upstream_header_secret(&out->headers, "Authorization: Bearer ", c->key);
+    OPENSSL_cleanse(&k, sizeof(k));
+    return e;
+}
+
+enum err provider_bedrock_invoke(const struct provider_call *c, char *body, size_t len,
+                                 struct provider_http *out)
+{
+    out->body = body;
+    out->body_len = len;
+    struct awskey k;
+    bool iam = false;
+    enum err e = brk_key(c, &k, &iam);
+    if (e == ERR_OK) {
+        e = brk_url(c, c->stream ? "/invoke-with-response-stream" : "/invoke", out);
     }
+    if (e == ERR_OK) {
+        e = brk_auth(c, &k, iam, c->stream, out);
+    }
+    OPENSSL_cleanse(&k, sizeof(k));
     return e;
 }
 

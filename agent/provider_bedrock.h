@@ -8,7 +8,9 @@
  * binary event stream (agent/eventstream.h), whose messages reach
  * provider_bedrock_stream_event one by one. Embeddings go through InvokeModel
  * for Titan Text Embeddings V2 (one text per call) and Cohere Embed v3;
- * other embedding models are ERR_UNSUPPORTED. providers.c registers the adapter; this header is its
+ * other embedding models are ERR_UNSUPPORTED. InvokeModel also carries Anthropic's Messages API
+ * for Claude (messages.h), built with provider_bedrock_invoke so that it is authenticated by the
+ * same code. providers.c registers the adapter; this header is its
  * whole API plus the translations, exposed for tests.
  */
 #ifndef BYOK_AGENT_PROVIDER_BEDROCK_H
@@ -53,6 +55,16 @@ MUST_USE enum err provider_bedrock_region(const char *host, const json_t *metada
  * cannot be translated.
  */
 MUST_USE enum err provider_bedrock_build(const struct provider_call *c, struct provider_http *out);
+/*
+ * InvokeModel with a body the caller made (Claude's Messages body for
+ * /v1/messages: messages.h): out takes body (malloc'd, len bytes) whatever
+ * the outcome, then POST {base_url}/model/{c->model, encoded}/invoke (or
+ * /invoke-with-response-stream for c->stream) with the JSON headers and the
+ * key as provider_bedrock_build sends it (bearer, or SigV4 over this body).
+ * Errors as provider_bedrock_build's.
+ */
+MUST_USE enum err provider_bedrock_invoke(const struct provider_call *c, char *body, size_t len,
+                                          struct provider_http *out);
 /*
  * A 2xx Converse body to OpenAI's chat.completion, or an InvokeModel
  * embedding body to OpenAI's embeddings list (see struct provider_adapter).

@@ -55,6 +55,7 @@
 /* The system prompt, and one message's text, are bounded by the app's body cap; this is ours. */
 #define VERTEX_MAX_TEXT ((size_t)16 * 1024 * 1024)
 #define VERTEX_PATH_MODELS "/publishers/google/models/"
+#define VERTEX_PATH_ANTHROPIC "/publishers/anthropic/models/"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -1291,8 +1292,8 @@ enum err provider_vertex_sa_prefix(const json_t *entry, const json_t *metadata, 
  * A service-account key: the regional URL for its project, and the access
  * token traded for it as a bearer token. The key itself is never sent.
  */
-static enum err vx_sa_url(const struct provider_call *c, struct provider_http *out,
-                          const char *method)
+static enum err vx_sa_url_at(const struct provider_call *c, struct provider_http *out,
+                             const char *publisher, const char *method)
 {
     struct gcpkey k;
     if (c->token == NULL || !gcpkey_parse((const char *)c->key->data, c->key->len, &k, NULL)) {
@@ -1305,13 +1306,47 @@ static enum err vx_sa_url(const struct provider_call *c, struct provider_http *o
     if (e != ERR_OK) {
         return e;
     }
-    int n = snprintf(out->url, sizeof(out->url), "%s" VERTEX_PATH_MODELS "%s%s", prefix, c->model,
-                     method);
+    int n = snprintf(out->url, sizeof(out->url), "%s%s%s%s", prefix, publisher, c->model, method);
     if (n < 0 || (size_t)n >= sizeof(out->url)) {
         return ERR_TOOBIG;
     }
     out->allow_http = local;
     return ERR_OK;
+}
+
+static enum err vx_sa_url(const struct provider_call *c, struct provider_http *out,
+                          const char *method)
+{
+    return vx_sa_url_at(c, out, VERTEX_PATH_MODELS, method);
+}
+
+bool provider_vertex_claude_model(const char *model)
+{
+    return model != NULL && strncmp(model, "claude-", 7) == 0;
+}
+
+enum err provider_vertex_claude(const struct provider_call *c, char *body, size_t len,
+                                struct provider_http *out)
+{
+    out->body = body;
+    out->body_len = len;
+    /* Express mode's API keys cannot call partner models: a service-account key only. */
+    if (c->key == NULL || !gcpkey_is_sa((const char *)c->key->data, c->key->len)) {
+        return ERR_UNSUPPORTED;
+    }
+    if (!vx_model_ok(c->model) || !provider_vertex_claude_model(c->model)) {
+        return ERR_CONFIG;
+    }
+    enum err e = vx_sa_url_at(c, out, VERTEX_PATH_ANTHROPIC,
+                              c->stream ? ":streamRawPredict" : ":rawPredict");
+    if (e == ERR_OK) {
+        e = prov_json_headers(out,
+                              c->stream ? "Accept: text/event-stream" : "Accept: application/json");
+    }
+    if (e == ERR_OK) {
+        e = upstream_header_secret(&out->headers, "Authorization: Bearer ", c->token);
+    }
+    return e;
 }
 
 /*
@@ -1351,8 +1386,8 @@ enum err provider_vertex_build(const struct provider_call *c, struct provider_ht
     if (c->op == PROVIDER_EMBEDDINGS) {
         return vx_embed_build(c, sa, out);
     }
-    if (c->op != PROVIDER_CHAT) {
-        return ERR_UNSUPPORTED;
+    if (c->op != PROVIDER_CHAT || provider_vertex_claude_model(c->model)) {
+        return ERR_UNSUPPORTED; /* Claude speaks Anthropic's Messages API only (messages.h) */
     }
     if (!vx_model_ok(c->model)) {
         return prov_bad(&out->bad, "cannot be put in a Vertex URL", "model");

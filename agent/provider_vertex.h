@@ -9,6 +9,9 @@
  * API key, the legacy functions / function_call fields, n > 1 and images that are not
  * data: URLs are ERR_UNSUPPORTED (the router tries the next candidate); a
  * tool or schema Vertex cannot take as asked is ERR_INVAL naming the field.
+ * Claude models ("claude-...") are partner models that take Anthropic's
+ * Messages API on :rawPredict (provider_vertex_claude, for /v1/messages:
+ * messages.h), never generateContent.
  * Registered in providers.c's table; the functions below are the table's
  * entries and, for tests, the pure translations.
  */
@@ -89,6 +92,25 @@ MUST_USE enum err provider_vertex_sa_prefix(const json_t *entry, const json_t *m
  * ERR_INVAL with out->bad naming the field for a request that cannot be.
  */
 MUST_USE enum err provider_vertex_build(const struct provider_call *c, struct provider_http *out);
+
+/*
+ * Is model Claude on Vertex ("claude-...", e.g. claude-sonnet-4@20250514)?
+ * Claude is a partner model: it takes Anthropic's Messages API
+ * (rawPredict), not generateContent, so chat is ERR_UNSUPPORTED for it.
+ */
+bool provider_vertex_claude_model(const char *model);
+
+/*
+ * Claude's Messages API on Vertex (messages.h makes the body): out takes body
+ * (malloc'd, len bytes) whatever the outcome, then POST {the key's regional
+ * prefix}/publishers/anthropic/models/{c->model}:rawPredict (or
+ * :streamRawPredict for c->stream) with the JSON headers and c->token as a
+ * bearer token. ERR_UNSUPPORTED for an express-mode API key (partner models
+ * take service-account credentials only), ERR_CONFIG for a model that is not
+ * Claude or cannot be put in the URL, or no token.
+ */
+MUST_USE enum err provider_vertex_claude(const struct provider_call *c, char *body, size_t len,
+                                         struct provider_http *out);
 
 /* A 2xx GenerateContentResponse to a chat.completion (see provider_vertex_answer). */
 MUST_USE enum err provider_vertex_response(enum provider_op op, const char *body, size_t len,

@@ -47,6 +47,7 @@
 #include "agent/latency.h"
 #include "agent/messages.h"
 #include "agent/metrics.h"
+#include "agent/provider_vertex.h"
 #include "agent/providers.h"
 #include "agent/ratelease.h"
 #include "agent/ratelimit.h"
@@ -227,6 +228,8 @@ static void call_key_failure_log(struct call *c, const char *provider, enum err 
 static void call_key_failure_reply(struct call *c, enum err e);
 static void call_stream_complete(struct call *c);
 static struct route_want call_want(const struct call *c, bool context);
+static bool call_messages_model(const json_t *entry, const char *model);
+static bool call_chat_model(const json_t *entry, const char *model);
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
@@ -1967,6 +1970,7 @@ static struct route_want call_want(const struct call *c, bool context)
         .prompt_tokens = context ? call_prompt_estimate(c) : 0,
         .max_output = out,
         .needs = call_needs(c),
+        .model_ok = c->shape == SHAPE_MESSAGES ? call_messages_model : call_chat_model,
     };
     return w;
 }
@@ -2069,11 +2073,38 @@ static void call_budget_skip(struct call *c, enum err e, double est)
     call_attempt(c);
 }
 
-/* SHAPE_MESSAGES: is the catalog entry's api_style Anthropic's? Only those are candidates. */
-static bool call_messages_style(const json_t *entry)
+/* The catalog entry's api_style is style. */
+static bool call_style_is(const json_t *entry, const char *style)
 {
-    const char *style = json_string_value(json_object_get(entry, "api_style"));
-    return style != NULL && strcmp(style, "anthropic") == 0;
+    const char *s = json_string_value(json_object_get(entry, "api_style"));
+    return s != NULL && strcmp(s, style) == 0;
+}
+
+/*
+ * SHAPE_MESSAGES: may the catalog entry's provider serve the call?
+ * Anthropic-style providers, and Bedrock and Vertex (for their Claude
+ * models, call_messages_model) except for count_tokens.
+ */
+static bool call_messages_style(const struct call *c, const json_t *entry)
+{
+    return call_style_is(entry, "anthropic") ||
+           (!c->count_tokens &&
+            (call_style_is(entry, "bedrock") || call_style_is(entry, "vertex")));
+}
+
+/* SHAPE_MESSAGES: route_want's model_ok: a Bedrock or Vertex provider's Claude models only. */
+static bool call_messages_model(const json_t *entry, const char *model)
+{
+    if (call_style_is(entry, "bedrock")) {
+        return messages_bedrock_model(model);
+    }
+    return !call_style_is(entry, "vertex") || provider_vertex_claude_model(model);
+}
+
+/* The other shapes' model_ok: Claude on Vertex takes the Messages API only. */
+static bool call_chat_model(const json_t *entry, const char *model)
+{
+    return !call_style_is(entry, "vertex") || !provider_vertex_claude_model(model);
 }
 
 /* SHAPE_MESSAGES: the upstream request for the current candidate (messages_build). */
@@ -2089,9 +2120,15 @@ static enum err call_messages_build(const struct call *c, const struct keycache_
         .version = c->anth_version[0] != '\0' ? c->anth_version : NULL,
         .beta = c->anth_beta[0] != '\0' ? c->anth_beta : NULL,
         .entry = ent->entry,
+        .metadata = ent->metadata,
         .key = ent->key,
+        .token = gcptoken_current(ent),
     };
-    return messages_build(&mc, h);
+    if (call_style_is(ent->entry, "bedrock")) {
+        return messages_bedrock_build(&mc, h);
+    }
+    return call_style_is(ent->entry, "vertex") ? messages_vertex_build(&mc, h)
+                                               : messages_build(&mc, h);
 }
 
 static void call_send(struct call *c);
@@ -2234,12 +2271,13 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
     const char *style = json_string_value(json_object_get(ent->entry, "api_style"));
     c->ad = provider_find(style);
     if (c->shape == SHAPE_MESSAGES) {
-        if (!call_messages_style(ent->entry)) {
-            /* An explicit provider/model: the planner leaves other styles out. */
+        if (!call_messages_style(c, ent->entry) || !call_messages_model(ent->entry, cand->model)) {
+            /* An explicit provider/model: the planner leaves other styles and models out. */
             struct request *rr = call_end(c);
             server_reply_error(rr, 404, "invalid_request_error", "model_not_found",
-                               "the provider does not speak Anthropic's Messages API: "
-                               "/v1/messages is passed through to Anthropic-style providers only");
+                               "the provider does not serve Anthropic's Messages API for this "
+                               "model: /v1/messages goes to Anthropic-style providers and to "
+                               "Claude on Bedrock and Vertex (count_tokens: Anthropic-style only)");
             return;
         }
         if (!messages_output_fits(c->req, ent->entry, cand->model)) {
@@ -2248,7 +2286,8 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
                        "max_output_tokens)");
             return;
         }
-        c->ad = messages_adapter();
+        c->ad =
+            call_style_is(ent->entry, "bedrock") ? messages_bedrock_adapter() : messages_adapter();
     }
     c->framing = provider_stream_framing(c->ad);
     if (c->ad == NULL) {
@@ -2593,7 +2632,7 @@ static void call_plan(struct call *c)
     for (size_t i = 0; i < c->n_probes; i++) {
         const struct keycache_entry *ent = c->probes[i].ent;
         if (ent != NULL && ent->entry != NULL &&
-            (c->shape != SHAPE_MESSAGES || call_messages_style(ent->entry))) {
+            (c->shape != SHAPE_MESSAGES || call_messages_style(c, ent->entry))) {
             views[n].provider = ent->provider;
             views[n].entry = ent->entry;
             views[n].settings = ent->settings;
@@ -2639,8 +2678,8 @@ static void call_plan(struct call *c)
     if (e != ERR_OK) {
         if (n == 0 && c->shape == SHAPE_MESSAGES) {
             call_error(c, 404, "invalid_request_error", "model_not_found",
-                       "the tenant has no key for an Anthropic-style provider that serves this "
-                       "model");
+                       "the tenant has no key for an Anthropic-style provider, Bedrock or "
+                       "Vertex (Claude) that serves this model");
         } else if (n == 0) {
             call_error(c, 404, "invalid_request_error", "no_provider_key",
                        "the tenant has no active provider key");

@@ -376,7 +376,7 @@ static const char *route_pick_model(const json_t *entry, const struct route_want
     json_array_foreach(models, i, m)
     {
         const char *name = route_model_name(m);
-        if (name == NULL) {
+        if (name == NULL || (w->model_ok != NULL && !w->model_ok(entry, name))) {
             continue;
         }
         enum route_refusal r = route_refuse(m, l, task_cap, true);
@@ -659,7 +659,8 @@ enum err route_plan(enum route_kind kind, const struct route_want *w,
         const struct route_view *v = &views[order[i]];
         const char *model = NULL;
         const json_t *m = kind == ROUTE_AUTO ? NULL : route_find_model(v->entry, w->model);
-        if (kind != ROUTE_AUTO && m == NULL) {
+        if (kind != ROUTE_AUTO &&
+            (m == NULL || (w->model_ok != NULL && !w->model_ok(v->entry, w->model)))) {
             continue; /* does not serve that model: no reason to give */
         }
         if (!route_serves(v->entry, l.residency)) {

@@ -93,6 +93,12 @@ struct route_want {
     unsigned needs;          /* enum route_need bits (route_needs) */
     enum route_strategy strategy;
     long long default_output; /* output tokens a chat without max_output is priced at (cheapest) */
+    /*
+     * May a catalog model of entry serve the request at all? NULL: any. The
+     * Messages API's filter (Claude models only on Bedrock): a model it
+     * refuses is left out without a reason, as one not listed is.
+     */
+    bool (*model_ok)(const json_t *entry, const char *model);
 };
 
 /* Why a candidate was left out (larger = reported first when nothing is left). */

@@ -40,8 +40,9 @@
  * writes 1.25x; OpenAI (and Azure) cached input 0.5x (gpt-4.1 0.25x), writes
  * not billed apart; Gemini 2.5 reads 0.1x, 2.0 Flash 0.25x; DeepSeek its
  * cache-hit price; Amazon Nova reads 0.25x. Mistral, Perplexity, Cohere,
- * Hugging Face and Meta's models list none. Vertex AI's entry has none yet
- * (its cached tokens cost input_per_1m). They go stale:
+ * Hugging Face and Meta's models list none. Vertex AI's Gemini models have
+ * none yet (their cached tokens cost input_per_1m); its Claude models
+ * Anthropic's. They go stale:
  * admins override entries with `vault write byok/providers/<name> ...`.
  * Local providers cost nothing. Model capabilities and limits are from the
  * providers' model pages of the same date.
@@ -215,7 +216,18 @@ static const struct catalog_def catalog_defs[] = {
        */
       {"text-embedding-005", 2048, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0},
       {"text-multilingual-embedding-002", 2048, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0},
-      {"gemini-embedding-001", 2048, 0, CAPS("embedding"), "LOW", 0.15, 0.0, 0.0, 0.0}}},
+      {"gemini-embedding-001", 2048, 0, CAPS("embedding"), "LOW", 0.15, 0.0, 0.0, 0.0},
+      /*
+       * Claude, a partner model: Anthropic's Messages API on :rawPredict, for
+       * /v1/messages with a service-account key only (never chat, never express
+       * mode). Vertex's ids carry an @version; Anthropic's prices (regional
+       * endpoints may cost more).
+       */
+      {"claude-sonnet-4@20250514", 200000, 64000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0, 0.3,
+       3.75},
+      {"claude-3-5-haiku@20241022", 200000, 8192, CAPS("chat", "vision", "tools", "streaming"),
+       "MEDIUM", 0.8, 4.0, 0.08, 1.0}}},
     {"gemini",
      "Google Gemini API",
      "openai",

@@ -14,6 +14,16 @@
 # provider's model, no key, 5xx, 429, an error mid-stream) with nothing of
 # the provider's text; anthropic-version and anthropic-beta forwarded, a
 # malformed one refused; count_tokens; the route label; the canary scan.
+#
+# Claude on Amazon Bedrock (InvokeModel; the catalog's bedrock entry pointed
+# at the mock, a Claude inference profile its default model): non-streamed
+# and streamed with a Bedrock API key (bearer) and an IAM key (SigV4), the
+# body the mock received (the app's bytes without model and stream, with
+# anthropic_version bedrock-2023-05-31 and the anthropic-beta header as
+# anthropic_beta), Anthropic's SSE events re-framed from the binary event
+# stream, usage and cost at the catalog price (Bedrock's invocation metrics
+# when the events carry no usage), an exception mid-stream, a non-Claude
+# Bedrock model and count_tokens refused, failover anthropic -> bedrock.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("auto: HTTP 200, Anthropic's message with the answer"
@@ -48,6 +58,18 @@ CASES=("auto: HTTP 200, Anthropic's message with the answer"
     "count_tokens: the provider's count, its path, no cost"
     "count_tokens: errors in Anthropic's shape"
     "real SDK: the Python anthropic client"
+    "bedrock auto: HTTP 200, Anthropic's message, X-BYOK-Provider bedrock and a Claude model"
+    "bedrock: InvokeModel's path, the app's bytes without model and stream, anthropic_version added"
+    "bedrock: the Bedrock key as a bearer token, not the app's x-api-key"
+    "bedrock: usage and X-BYOK-Cost-USD from the mock's usage at the catalog price"
+    "bedrock stream: Anthropic's events in order, re-framed from the binary event stream"
+    "bedrock stream: the text of the deltas, the closing usage comment with usage and cost"
+    "bedrock stream without Anthropic usage: Bedrock's invocation metrics count it"
+    "bedrock: anthropic-beta moved into the body's anthropic_beta, no header"
+    "bedrock IAM key: SigV4-signed InvokeModel, non-streamed and streamed 200"
+    "bedrock exception mid-stream: Anthropic's error event, the provider's text dropped"
+    "bedrock/<non-Claude model> and count_tokens on Bedrock: 404 not_found_error, nothing sent"
+    "failover: a 500 from Anthropic, Claude on Bedrock answers"
     "request log and metrics label the route /v1/messages"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
@@ -79,16 +101,48 @@ vault_api PUT byok/tenants/perm/keys/anthropic/production \
 [ "$VAULT_CODE" -lt 300 ] || { LIB_BLOCKED_REASON="key write failed"; t_block_all; }
 APP_KEY=$(lib_canary) # what an Anthropic SDK sends as its own key: never forwarded
 
+# Claude on Bedrock: the catalog's bedrock entry at the mock, a Claude inference profile its
+# default model (the mock's scenario names are not Claude: Bedrock never serves them here).
+BMODEL=us.anthropic.claude-3-5-haiku-20241022-v1:0
+BMODEL_PATH=us.anthropic.claude-3-5-haiku-20241022-v1%3A0
+PROVIDER_MODEL[bedrock]=$BMODEL
+PRICE_IN[bedrock]=7000
+PRICE_OUT[bedrock]=11000
+vault_api PUT byok/providers/bedrock \
+    "$(provider_entry bedrock bedrock "$MOCK_URL" | jq '.key_prefixes = ["ABSK"]')" "$ADMIN_TOKEN" >/dev/null
+[ "$VAULT_CODE" -lt 300 ] || { LIB_BLOCKED_REASON="catalog bedrock: HTTP $VAULT_CODE"; t_block_all; }
+# Tenant bed: a Bedrock API key only. Tenant bedi: an IAM key (signed for its metadata's region).
+# Tenant fo: Anthropic, then Bedrock (the agent's providers order).
+KEY[bedrock]="ABSK-canary-$(lib_random_hex 16)"
+key_put bed bedrock "${KEY[bedrock]}" || { LIB_BLOCKED_REASON="key write failed"; t_block_all; }
+KEY[bedrock_fo]="ABSK-canary-$(lib_random_hex 16)"
+KEY[anthropic_fo]=$(lib_canary)
+key_put fo bedrock "${KEY[bedrock_fo]}" && key_put fo anthropic "${KEY[anthropic_fo]}" ||
+    { LIB_BLOCKED_REASON="key write failed"; t_block_all; }
+IAM_ID="AKIA$(head -c 10 /dev/urandom | base32)"
+IAM_SECRET="CANARYsecret$(lib_random_hex 14)"
+mock_accept "$IAM_ID:$IAM_SECRET"
+vault_api PUT byok/tenants/bedi/keys/bedrock/production \
+    "$(K="$IAM_ID:$IAM_SECRET" jq -n '{key_value: env.K, name: "e2e", metadata: {region: "us-east-1"}}')" \
+    "$ADMIN_TOKEN" >/dev/null
+[ "$VAULT_CODE" -lt 300 ] || { LIB_BLOCKED_REASON="IAM key write: HTTP $VAULT_CODE"; t_block_all; }
+
 SOCK=$AGENT_DIR/acme.sock
 SOCK_B=$AGENT_DIR/beta.sock
 SOCK_O=$AGENT_DIR/oonly.sock
 SOCK_P=$AGENT_DIR/perm.sock
+SOCK_BED=$AGENT_DIR/bed.sock
+SOCK_BEDI=$AGENT_DIR/bedi.sock
+SOCK_FO=$AGENT_DIR/fo.sock
 agent_config "[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"$TENANT\", \"app\": \"messages\", \"metrics\": true},
     {\"path\": \"$SOCK_B\", \"mode\": \"0660\", \"tenant\": \"beta\", \"app\": \"messages\"},
     {\"path\": \"$SOCK_O\", \"mode\": \"0660\", \"tenant\": \"oonly\", \"app\": \"messages\"},
-    {\"path\": \"$SOCK_P\", \"mode\": \"0660\", \"tenant\": \"perm\", \"app\": \"messages\"}]" \
+    {\"path\": \"$SOCK_P\", \"mode\": \"0660\", \"tenant\": \"perm\", \"app\": \"messages\"},
+    {\"path\": \"$SOCK_BED\", \"mode\": \"0660\", \"tenant\": \"bed\", \"app\": \"messages\"},
+    {\"path\": \"$SOCK_BEDI\", \"mode\": \"0660\", \"tenant\": \"bedi\", \"app\": \"messages\"},
+    {\"path\": \"$SOCK_FO\", \"mode\": \"0660\", \"tenant\": \"fo\", \"app\": \"messages\"}]" \
     '.log_level = "info" | .upstream.health_failures = 0 | .limits.max_body_bytes = 65536
-     | .providers = ["openai", "azure", "anthropic", "anthropic2"]'
+     | .providers = ["openai", "azure", "anthropic", "anthropic2", "bedrock"]'
 agent_start || t_block_all
 
 upstream_one() {
@@ -294,6 +348,87 @@ else
     t_skip "real SDK: the Python anthropic client" "python3-anthropic is not packaged for this Debian"
 fi
 
+# ---- Claude on Bedrock ------------------------------------------------------------------------------------
+# The app's body without the field the agent does not know (Bedrock refuses an extraneous key).
+bbody() { mbody "$@" | sed 's/, "x_future_field": {"n": 1e2}//'; }
+since=$(mock_last_seq)
+APP=$(bbody auto)
+call "$SOCK_BED" POST /v1/messages "$APP" -H "x-api-key: $APP_KEY"
+t_eq "bedrock auto: HTTP 200, Anthropic's message, X-BYOK-Provider bedrock and a Claude model" \
+    "$CODE $(echo "$BODY" | jq -r '"\(.type) \(.role) \(.content[0].text)"' 2>/dev/null) $(hdr X-BYOK-Provider) $(hdr X-BYOK-Model)" \
+    "200 message assistant $(words $NTOK) bedrock $BMODEL"
+r=$(upstream_one "$since")
+want=$(printf '%s' "$APP" | sed 's/"model": "auto",/"anthropic_version":"bedrock-2023-05-31",/; s/ "stream": false,//')
+t_eq "bedrock: InvokeModel's path, the app's bytes without model and stream, anthropic_version added" \
+    "$(echo "$r" | jq -r '"\(.kind) \(.path)|\(.body)"')" "bedrock-claude /model/$BMODEL_PATH/invoke|$want"
+t_eq "bedrock: the Bedrock key as a bearer token, not the app's x-api-key" \
+    "$(echo "$r" | jq -c '[.auth, (.headers.Authorization[0] | startswith("Bearer ABSK-")), (.headers["X-Api-Key"] // [] | length)]')" \
+    '["ok",true,0]'
+bcost=$(awk -v c="$(cost_of bedrock $PROMPT_TOKENS $NTOK)" 'BEGIN { printf "%.8f", c }')
+t_eq "bedrock: usage and X-BYOK-Cost-USD from the mock's usage at the catalog price" \
+    "$(echo "$BODY" | jq -c .usage) $(hdr X-BYOK-Cost-USD)" \
+    "{\"input_tokens\":$PROMPT_TOKENS,\"output_tokens\":$NTOK} $bcost"
+
+since=$(mock_last_seq)
+call "$SOCK_BED" POST /v1/messages "$(bbody "bedrock/$BMODEL" true)"
+evs="message_start content_block_start"
+for ((i = 0; i < NTOK; i++)); do evs+=" content_block_delta"; done
+evs+=" content_block_stop message_delta message_stop"
+r=$(upstream_one "$since")
+t_eq "bedrock stream: Anthropic's events in order, re-framed from the binary event stream" \
+    "$CODE $(hdr Content-Type) $(event_names) $(echo "$r" | jq -r '"\(.path) \(.body | fromjson | has("stream"))"')" \
+    "200 text/event-stream $evs /model/$BMODEL_PATH/invoke-with-response-stream false"
+text=$(echo "$BODY" | sed -n 's/^data: //p' | jq -rj 'select(.type == "content_block_delta") | .delta.text' 2>/dev/null)
+u=$(usage_comment)
+t_eq "bedrock stream: the text of the deltas, the closing usage comment with usage and cost" \
+    "$text|$(echo "$u" | jq -c '[.provider, .prompt_tokens, .completion_tokens, .estimated]' 2>/dev/null) $(echo "$u" | jq -r '.cost_usd * 1e8 | round' 2>/dev/null)" \
+    "$(words $NTOK)|[\"bedrock\",$PROMPT_TOKENS,$NTOK,false] $(awk -v c="$bcost" 'BEGIN { printf "%d", c * 1e8 + 0.5 }')"
+
+mock_ctl POST /_mock/scenario '{"scenario":"nousage","count":1}' >/dev/null
+call "$SOCK_BED" POST /v1/messages "$(bbody auto true)"
+mock_ctl DELETE /_mock/scenario >/dev/null
+u=$(usage_comment)
+t_eq "bedrock stream without Anthropic usage: Bedrock's invocation metrics count it" \
+    "$CODE $(echo "$BODY" | grep -c '"input_tokens"') $(echo "$u" | jq -c '[.prompt_tokens, .completion_tokens, .estimated]' 2>/dev/null)" \
+    "200 0 [$PROMPT_TOKENS,$NTOK,false]"
+
+since=$(mock_last_seq)
+call "$SOCK_BED" POST /v1/messages "$(bbody auto)" -H 'anthropic-beta: prompt-caching-2024-07-31, token-efficient-tools-2025-02-19'
+t_eq "bedrock: anthropic-beta moved into the body's anthropic_beta, no header" \
+    "$CODE $(upstream_one "$since" | jq -c '[(.body | fromjson | .anthropic_beta), .headers["Anthropic-Beta"], .headers["Anthropic-Version"]]')" \
+    '200 [["prompt-caching-2024-07-31","token-efficient-tools-2025-02-19"],null,null]'
+
+since=$(mock_last_seq)
+call "$SOCK_BEDI" POST /v1/messages "$(bbody auto)"
+a="$CODE $(echo "$BODY" | jq -r .type 2>/dev/null)"
+call "$SOCK_BEDI" POST /v1/messages "$(bbody auto true)"
+t_eq "bedrock IAM key: SigV4-signed InvokeModel, non-streamed and streamed 200" \
+    "$a $CODE $(event_names | awk '{ print $NF }') $(mock_requests_since "$since" | jq -c '[.[] | [.auth, (.headers.Authorization[0] | test("^AWS4-HMAC-SHA256 Credential=[A-Z0-9]+/[0-9]+/us-east-1/bedrock/aws4_request"))]]')" \
+    '200 message 200 message_stop [["ok",true],["ok",true]]'
+
+mock_ctl POST /_mock/scenario '{"scenario":"streamerror","count":1}' >/dev/null
+call "$SOCK_BED" POST /v1/messages "$(bbody auto true)"
+mock_ctl DELETE /_mock/scenario >/dev/null
+last=$(echo "$BODY" | sed -n 's/^data: //p' | tail -1)
+t_eq "bedrock exception mid-stream: Anthropic's error event, the provider's text dropped" \
+    "$CODE $(event_names | awk '{ print $NF }') $(echo "$last" | jq -r '"\(.type) \(.error.type)"' 2>/dev/null) $(echo "$BODY" | grep -c 'ABSK')" \
+    "200 error error api_error 0"
+
+since=$(mock_last_seq)
+call "$SOCK_BED" POST /v1/messages "$(bbody bedrock/mock-normal)"
+a=$(anth_err)
+call "$SOCK_BED" POST /v1/messages/count_tokens '{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'
+t_eq "bedrock/<non-Claude model> and count_tokens on Bedrock: 404 not_found_error, nothing sent" \
+    "$a | $(anth_err) $(sent_since "$since")" "404 error not_found_error | 404 error not_found_error 0"
+
+since=$(mock_last_seq)
+mock_ctl POST /_mock/scenario '{"scenario":"500","count":1}' >/dev/null
+call "$SOCK_FO" POST /v1/messages "$(bbody auto)"
+mock_ctl DELETE /_mock/scenario >/dev/null
+t_eq "failover: a 500 from Anthropic, Claude on Bedrock answers" \
+    "$CODE $(hdr X-BYOK-Attempts) $(hdr X-BYOK-Provider) $(mock_requests_since "$since" | jq -r '[.[].style] | join(",")') $(echo "$BODY" | jq -r .type 2>/dev/null)" \
+    "200 2 bedrock anthropic,bedrock message"
+
 call "$SOCK" GET /metrics
 n=$(echo "$BODY" | grep '^byok_requests_total{' | grep 'route="/v1/messages"' | grep -c 'status="200"')
 t_check "request log and metrics label the route /v1/messages" \
@@ -301,6 +436,6 @@ t_check "request log and metrics label the route /v1/messages" \
 
 t_check "agent alive" kill -0 "$AGENT_PID"
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
-canary_scan "canary: nowhere but the provider request" "${KEY[@]}" "$APP_KEY"
+canary_scan "canary: nowhere but the provider request" "${KEY[@]}" "$APP_KEY" "$IAM_SECRET"
 t_done
 [ "$T_FAILED" -eq 0 ]

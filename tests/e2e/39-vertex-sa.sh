@@ -15,7 +15,11 @@
 # token near its expiry is traded again; the token endpoint refusing a key
 # (400 invalid_grant) fails over to openai, or is 502 provider_auth_failed
 # when nothing is left, and drops the key from the cache; a 503 from it fails
-# over; Vertex refusing the token (401) drops it; and the private key, the
+# over; Vertex refusing the token (401) drops it; Claude on Vertex through
+# /v1/messages (:rawPredict and :streamRawPredict, the app's body without
+# model and with anthropic_version vertex-2023-10-16, Anthropic's answer and
+# events, usage and cost; an express key and chat to a Claude model send
+# nothing); and the private key, the
 # key file, the access tokens and the private_key_id appear in no log,
 # response or file of the run.
 . "$(dirname "$0")/lib.sh"
@@ -47,6 +51,10 @@ CASES+=("the token endpoint: one JWT bearer grant, verified by the mock (RS256, 
     "embeddings with an express-mode API key: 400 unsupported, nothing sent"
     "Vertex refuses the access token (401): 502 provider_auth_failed, the next call trades again"
     "an express-mode API key on the same agent still uses x-goog-api-key on the global path"
+    "Claude on Vertex: /v1/messages on :rawPredict, the body without model, anthropic_version added"
+    "Claude on Vertex: Anthropic's message, the bearer token, usage and cost at the catalog price"
+    "Claude on Vertex stream: :streamRawPredict, Anthropic's events passed through, usage comment"
+    "Claude on Vertex with an express-mode API key, and chat to vertex/claude-*: nothing sent"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: private key, key file, access tokens and private_key_id nowhere in the run")
 
@@ -66,7 +74,7 @@ vertex_at_mock() {
     vault_api PUT byok/providers/vertex "$(provider_entry vertex vertex "$url" |
         jq --argjson b "$builtin" '.key_prefixes = $b.data.key_prefixes
             | .key_min_length = $b.data.key_min_length | .regions = $b.data.regions
-            | .models += [$b.data.models[] | select(.capabilities | index("embedding"))]')" "$ADMIN_TOKEN" >/dev/null
+            | .models += [$b.data.models[] | select((.capabilities | index("embedding")) or (.name | startswith("claude-")))]')" "$ADMIN_TOKEN" >/dev/null
     [ "$VAULT_CODE" -lt 300 ]
 }
 vertex_at_mock || { LIB_BLOCKED_REASON="vertex catalog override failed (HTTP $VAULT_CODE)"; t_block_all; }
@@ -316,6 +324,36 @@ call "$AGENT_DIR/express.sock" POST /v1/chat/completions "$(chat_body vertex/gem
 t_eq "an express-mode API key on the same agent still uses x-goog-api-key on the global path" \
     "$CODE $(mock_requests_since "$since" | jq -r '.[] | "\(.style) \(.path) \(.auth) \(.headers.Authorization // [] | length)"')" \
     "200 vertex /v1/publishers/google/models/gemini-2.5-flash:generateContent ok 0"
+
+# Claude on Vertex (/v1/messages): acme's service-account key, the built-in catalog's Claude
+# models (auto: the cheapest, claude-3-5-haiku@20241022 at $0.80/$4 per 1M).
+VCLAUDE=claude-3-5-haiku@20241022
+APP='{"model": "auto", "max_tokens": 5, "stream": false,
+  "messages": [{"role": "user", "content": "one two three four"}]}'
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/messages "$APP" -H 'anthropic-beta: b-1'
+r=$(mock_requests_since "$since" | jq -c '[.[] | select(.style == "vertex")][0]')
+want=$(printf '%s' "$APP" | sed 's/"model": "auto",/"anthropic_version":"vertex-2023-10-16",/')
+t_eq "Claude on Vertex: /v1/messages on :rawPredict, the body without model, anthropic_version added" \
+    "$(echo "$r" | jq -r '"\(.kind) \(.path)|\(.body)|\(.headers["Anthropic-Beta"][0])"')" \
+    "claude /v1/projects/$PROJECT/locations/europe-west4/publishers/anthropic/models/$VCLAUDE:rawPredict|$want|b-1"
+t_eq "Claude on Vertex: Anthropic's message, the bearer token, usage and cost at the catalog price" \
+    "$CODE $(echo "$BODY" | jq -r '"\(.type) \(.content[0].text)"' 2>/dev/null) $(hdr X-BYOK-Provider) $(hdr X-BYOK-Model) $(echo "$r" | jq -r '"\(.auth) \(.headers.Authorization[0] | split(" ")[0]) \(.headers["X-Goog-Api-Key"] // [] | length)"') $(echo "$BODY" | jq -c .usage) $(hdr X-BYOK-Cost-USD)" \
+    "200 message $(words 5) vertex $VCLAUDE ok Bearer 0 {\"input_tokens\":4,\"output_tokens\":5} 0.00002320"
+since=$(mock_last_seq)
+call "$SOCK" POST /v1/messages "$(echo "$APP" | sed 's/"stream": false/"stream": true/')"
+evs=$(echo "$BODY" | sed -n 's/^event: //p' | tr '\n' ' ')
+u=$(echo "$BODY" | sed -n 's/^: x-byok-usage //p' | tail -1)
+t_eq "Claude on Vertex stream: :streamRawPredict, Anthropic's events passed through, usage comment" \
+    "$CODE $(echo "$evs" | awk '{ print $1, $NF }') $(mock_requests_since "$since" | jq -r '[.[] | select(.style == "vertex")][0] | "\(.path | split(":")[1]) \(.body | fromjson | .stream)"') $(echo "$u" | jq -c '[.provider, .prompt_tokens, .completion_tokens, .estimated]' 2>/dev/null)" \
+    '200 message_start message_stop streamRawPredict true ["vertex",4,5,false]'
+since=$(mock_last_seq)
+call "$AGENT_DIR/express.sock" POST /v1/messages "$APP"
+a="$CODE $(echo "$BODY" | jq -r .type 2>/dev/null)"
+call "$SOCK" POST /v1/chat/completions "$(chat_body "vertex/$VCLAUDE" false 3)"
+t_eq "Claude on Vertex with an express-mode API key, and chat to vertex/claude-*: nothing sent" \
+    "$a $(echo "$BODY" | jq -r '.error.code // .error.type' 2>/dev/null) $(mock_requests_since "$since" | jq '[.[] | select(.style == "vertex")] | length')" \
+    "400 error unsupported 0"
 
 t_check "agent alive" kill -0 "$AGENT_PID"
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"

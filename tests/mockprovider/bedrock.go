@@ -68,6 +68,13 @@ func (c *call) parseBedrock() bool {
 	c.rec.Path = c.r.URL.EscapedPath()
 	c.m.mu.Unlock()
 	c.usage = true
+	if (c.kind == "embeddings" || c.kind == "invoke-stream") && isBedrockClaude(c.model) {
+		return c.parseBedrockClaude()
+	}
+	if c.kind == "invoke-stream" {
+		c.bedrockFail(400, "The model does not support streaming through InvokeModelWithResponseStream.")
+		return false
+	}
 	if c.kind == "embeddings" {
 		return c.parseBedrockInvoke()
 	}
@@ -279,6 +286,9 @@ func (c *call) bedrockStream(n int, interval time.Duration) {
 // errors, stalls, cut, donecut, gzip, nousage, nostream ... go through the
 // style hooks in mock.go).
 func bedrockScenario(c *call, sc string) bool {
+	if c.claude && sc != "streamerror" && sc != "error200" {
+		return false // Anthropic's events in chunks: the generic scenarios apply
+	}
 	if c.kind == "embeddings" && sc != "error200" {
 		return false // InvokeModel answers are not streams: the generic scenarios apply
 	}

@@ -243,9 +243,9 @@ func googleBearer(r *http.Request, tok string) string {
 		return "bad_path"
 	}
 	seg := strings.Split(p[i+1:], "/")
-	// projects/{project}/locations/{region}/publishers/google/models/{model}:method
+	// projects/{project}/locations/{region}/publishers/{google|anthropic}/models/{model}:method
 	if len(seg) != 8 || seg[1] != is.project || seg[2] != "locations" || seg[3] == "" ||
-		seg[4] != "publishers" || seg[5] != "google" || seg[6] != "models" {
+		seg[4] != "publishers" || (seg[5] != "google" && seg[5] != "anthropic") || seg[6] != "models" {
 		return "bad_path"
 	}
 	return "ok"

@@ -282,8 +282,11 @@ var routes = []route{
 	{"POST", "vertex", "chat", vertexMatch("generateContent")},
 	{"POST", "vertex", "chat", vertexMatch("streamGenerateContent")},
 	{"POST", "vertex", "embeddings", vertexMatch("predict")},
+	{"POST", "vertex", "claude", vertexClaudeMatch("rawPredict")},
+	{"POST", "vertex", "claude", vertexClaudeMatch("streamRawPredict")},
 	{"POST", "bedrock", "converse", bedrockMatch("converse")},
 	{"POST", "bedrock", "converse-stream", bedrockMatch("converse-stream")},
+	{"POST", "bedrock", "invoke-stream", bedrockMatch("invoke-with-response-stream")},
 	{"POST", "bedrock", "embeddings", bedrockMatch("invoke")},
 	{"POST", "azure", "chat", azureMatch("chat/completions")},
 	{"POST", "azure", "embeddings", azureMatch("embeddings")},
@@ -311,6 +314,7 @@ type call struct {
 	model      string
 	stream     bool
 	usage      bool   // OpenAI stream_options.include_usage
+	claude     bool   // Bedrock InvokeModel for Claude (bedrock_claude.go)
 	raw        []byte // the request body as received (Bedrock SigV4 signs it)
 	prompt     int
 	words      int
@@ -808,6 +812,9 @@ func (c *call) chatBody(text string) map[string]interface{} {
 	if c.style == "vertex" {
 		return c.vertexBody(text)
 	}
+	if c.claude {
+		return c.bedrockClaudeBody(text)
+	}
 	if c.style == "bedrock" {
 		return c.bedrockBody(text)
 	}
@@ -903,6 +910,10 @@ func (c *call) normal(interval time.Duration) {
 // the caller then aborts the connection).
 func (c *call) streamWords(n int, interval time.Duration) {
 	c.startStream()
+	if c.claude {
+		c.bedrockClaudeStream(n, interval)
+		return
+	}
 	if c.style == "bedrock" {
 		c.bedrockStream(n, interval)
 		return

@@ -55,6 +55,9 @@ func (c *call) vertexParseBody() bool {
 	if c.kind == "embeddings" {
 		return c.vertexParsePredict()
 	}
+	if c.kind == "claude" {
+		return c.vertexParseClaude()
+	}
 	c.stream = strings.HasSuffix(c.r.URL.Path, ":streamGenerateContent")
 	if c.stream && c.r.URL.Query().Get("alt") != "sse" {
 		// Without alt=sse Vertex streams one JSON array, not events.

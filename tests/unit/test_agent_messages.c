@@ -7,7 +7,14 @@
  * left alone), the anthropic-version and anthropic-beta checks, the upstream
  * request (URL, headers, the key only in x-api-key), usage from answers and
  * stream events, the error shape by status, the catalog's max_output_tokens;
- * every JSON-allocating step under a failing allocator.
+ * Claude on Bedrock: the Claude model ids, the InvokeModel body (model and
+ * stream removed, anthropic_version and anthropic_beta added, the rest as the
+ * app wrote it), the request (URL, bearer or SigV4), the binary stream's
+ * chunks re-framed as Anthropic's SSE events with their usage (Bedrock's
+ * invocation metrics when Anthropic's is missing); Claude on Vertex (the
+ * rawPredict body, express keys and count_tokens refused, chat never sent
+ * to a Claude model); every JSON-allocating
+ * step under a failing allocator.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,12 +24,14 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/messages.h"
+#include "agent/provider_vertex.h"
 #include "agent/route.h"
 #include "common/secret.h"
 #include "tests/unit/oom.h"
@@ -400,6 +409,359 @@ static void test_out_of_memory(void **state)
     assert_false(oom_fired);
 }
 
+/* ---- Claude on Bedrock ---------------------------------------------------------------------- */
+
+static void test_bedrock_models(void **state)
+{
+    (void)state;
+    assert_true(messages_bedrock_model("anthropic.claude-3-5-haiku-20241022-v1:0"));
+    assert_true(messages_bedrock_model("us.anthropic.claude-sonnet-4-20250514-v1:0"));
+    assert_true(messages_bedrock_model("global.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+    assert_true(messages_bedrock_model("apac.anthropic.claude-3-haiku-20240307-v1:0"));
+    assert_false(messages_bedrock_model("meta.llama3-70b-instruct-v1:0"));
+    assert_false(messages_bedrock_model("us.meta.llama3-2-90b-instruct-v1:0"));
+    assert_false(messages_bedrock_model("amazon.titan-embed-text-v2:0"));
+    assert_false(messages_bedrock_model(".anthropic.claude-x"));
+    assert_false(messages_bedrock_model("US.anthropic.claude-x"));
+    assert_false(messages_bedrock_model("a.b.anthropic.claude-x"));
+    assert_false(messages_bedrock_model("anthropic.claud"));
+    assert_false(messages_bedrock_model(""));
+    assert_false(messages_bedrock_model(NULL));
+}
+
+static char *invoked(const char *in, const char *beta)
+{
+    char *out = NULL;
+    size_t n = 0;
+    assert_int_equal(messages_invoke_body(in, strlen(in), MESSAGES_BEDROCK_VERSION, beta, &out, &n),
+                     ERR_OK);
+    assert_int_equal(strlen(out), n);
+    return out;
+}
+
+#define BV "\"anthropic_version\":\"bedrock-2023-05-31\""
+
+static void test_invoke_body(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        const char *beta;
+        const char *want;
+    } cases[] = {
+        {"{\"model\": \"auto\", \"max_tokens\": 5}", NULL, "{" BV ", \"max_tokens\": 5}"},
+        {"{\"max_tokens\":5,\"stream\":true,\"model\":\"x\"}", NULL, "{" BV ",\"max_tokens\":5}"},
+        /* Whitespace and formatting of the members kept; a nested "model" stays. */
+        {"{\n  \"model\" : \"auto\",\n  \"a\": {\"model\":\"x\", \"stream\":1},\n  \"c\": "
+         "1.50\n}\n",
+         NULL, "{" BV ",\n  \"a\": {\"model\":\"x\", \"stream\":1},\n  \"c\": 1.50\n}\n"},
+        /* Escaped keys are the same keys. */
+        {"{\"mod\\u0065l\":\"auto\",\"x\":\"caf\\u00e9\",\"str\\u0065am\":false}", NULL,
+         "{" BV ",\"x\":\"caf\\u00e9\"}"},
+        {"{ }", NULL, "{" BV " }"},
+        {"{\"model\":\"m\"}", NULL, "{" BV "}"},
+        /* The app's own anthropic_version and anthropic_beta win. */
+        {"{\"anthropic_version\":\"v\",\"model\":\"m\",\"max_tokens\":1}", "b-1",
+         "{\"anthropic_beta\":[\"b-1\"],\"anthropic_version\":\"v\",\"max_tokens\":1}"},
+        {"{\"anthropic_beta\":[],\"max_tokens\":1}", "b-1",
+         "{" BV ",\"anthropic_beta\":[],\"max_tokens\":1}"},
+        {"{\"max_tokens\":1}", "b-1,  b_2,c",
+         "{" BV ",\"anthropic_beta\":[\"b-1\",\"b_2\",\"c\"],"
+         "\"max_tokens\":1}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = invoked(cases[i].in, cases[i].beta);
+        assert_string_equal(out, cases[i].want);
+        json_t *j = J(out);
+        assert_null(json_object_get(j, "model"));
+        assert_null(json_object_get(j, "stream"));
+        json_decref(j);
+        free(out);
+    }
+    char *o = NULL;
+    size_t n = 0;
+    assert_int_equal(messages_invoke_body("[1]", 3, "v", NULL, &o, &n), ERR_PROTO);
+    assert_int_equal(messages_invoke_body("", 0, "v", NULL, &o, &n), ERR_PROTO);
+    assert_int_equal(messages_invoke_body("{\"a\" 1}", 7, "v", NULL, &o, &n), ERR_PROTO);
+    assert_null(o);
+}
+
+static void test_bedrock_build(void **state)
+{
+    (void)state;
+    json_t *entry = J("{\"base_url\":\"https://bedrock-runtime.eu-west-1.amazonaws.com\"}");
+    struct secret *key = secret_from("ABSKbedrockcanary0123456789", 27);
+    assert_non_null(key);
+    const char *body = "{\"model\":\"auto\",\"max_tokens\":5,\"stream\":true}";
+    struct messages_call m = {.body = body,
+                              .len = strlen(body),
+                              .model = "us.anthropic.claude-x-v1:0",
+                              .stream = true,
+                              .beta = "b-1",
+                              .entry = entry,
+                              .key = key};
+    struct provider_http h;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(messages_bedrock_build(&m, &h), ERR_OK);
+    assert_string_equal(h.url, "https://bedrock-runtime.eu-west-1.amazonaws.com/model/"
+                               "us.anthropic.claude-x-v1%3A0/invoke-with-response-stream");
+    assert_string_equal(h.body, "{" BV ",\"anthropic_beta\":[\"b-1\"],\"max_tokens\":5}");
+    assert_true(has_header(h.headers, "Authorization: Bearer ABSKbedrockcanary0123456789"));
+    assert_true(has_header(h.headers, "Accept: application/vnd.amazon.eventstream"));
+    assert_false(has_header(h.headers, "anthropic-beta: b-1"));
+    provider_http_done(&h);
+    secret_free(&key);
+    /* An IAM key signs the body as sent (SigV4), the secret never in a header. */
+    key = secret_from("AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", 61);
+    assert_non_null(key);
+    m.key = key;
+    m.stream = false;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(messages_bedrock_build(&m, &h), ERR_OK);
+    assert_string_equal(h.url, "https://bedrock-runtime.eu-west-1.amazonaws.com/model/"
+                               "us.anthropic.claude-x-v1%3A0/invoke");
+    assert_true(has_header(h.headers, "Host: bedrock-runtime.eu-west-1.amazonaws.com"));
+    bool signed_ok = false;
+    for (struct curl_slist *l = h.headers; l != NULL; l = l->next) {
+        assert_null(strstr(l->data, "wJalrXUtnFEMI"));
+        signed_ok = signed_ok || strncmp(l->data,
+                                         "Authorization: AWS4-HMAC-SHA256 Credential="
+                                         "AKIAIOSFODNN7EXAMPLE/",
+                                         63) == 0;
+    }
+    assert_true(signed_ok);
+    provider_http_done(&h);
+    /* count_tokens is not Bedrock's; a catalog placeholder is never sent. */
+    m.count = true;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(messages_bedrock_build(&m, &h), ERR_UNSUPPORTED);
+    provider_http_done(&h);
+    m.count = false;
+    json_decref(entry);
+    entry = J("{\"base_url\":\"https://bedrock-runtime.{region}.amazonaws.com\"}");
+    m.entry = entry;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(messages_bedrock_build(&m, &h), ERR_CONFIG);
+    provider_http_done(&h);
+    json_decref(entry);
+    secret_free(&key);
+}
+
+/* A chunk event's payload: {"bytes": base64 of ev, "p": padding}. */
+static char *chunk_of(const char *ev)
+{
+    size_t n = strlen(ev);
+    unsigned char b64[2048];
+    assert_true(n < sizeof(b64) / 4 * 3 - 4);
+    EVP_EncodeBlock(b64, (const unsigned char *)ev, (int)n);
+    char *out = malloc(strlen((char *)b64) + 32);
+    assert_non_null(out);
+    sprintf(out, "{\"bytes\":\"%s\",\"p\":\"abcd\"}", (char *)b64);
+    return out;
+}
+
+static enum err feed(struct provider_stream *st, const char *event, const char *ev, struct buf *out)
+{
+    char *c = chunk_of(ev);
+    enum err e = messages_bedrock_event(st, event, c, strlen(c), out);
+    free(c);
+    return e;
+}
+
+static void test_bedrock_stream(void **state)
+{
+    (void)state;
+    const struct provider_adapter *ad = messages_bedrock_adapter();
+    assert_false(ad->stream_passthrough);
+    assert_int_equal(ad->framing, PROVIDER_FRAMING_EVENTSTREAM);
+    struct provider_stream st;
+    memset(&st, 0, sizeof(st));
+    struct buf out;
+    buf_init(&out, 4096);
+    const char *start = "{\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":4,"
+                        "\"output_tokens\":1}}}";
+    const char *delta = "{\"type\":\"content_block_delta\",\"index\":0,"
+                        "\"delta\":{\"type\":\"text_delta\",\"text\":\"12345\"}}";
+    const char *mdelta = "{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}";
+    const char *stop = "{\"type\":\"message_stop\",\"amazon-bedrock-invocationMetrics\":"
+                       "{\"inputTokenCount\":40,\"outputTokenCount\":60}}";
+    assert_int_equal(feed(&st, "chunk", start, &out), ERR_OK);
+    assert_int_equal(feed(&st, "chunk", delta, &out), ERR_OK);
+    assert_int_equal(feed(&st, "chunk", mdelta, &out), ERR_OK);
+    assert_false(st.done);
+    assert_int_equal(feed(&st, "chunk", stop, &out), ERR_OK);
+    assert_true(st.done);
+    /* Anthropic's usage wins over the metrics. */
+    assert_int_equal(st.usage.prompt_tokens, 4);
+    assert_int_equal(st.usage.completion_tokens, 6);
+    assert_int_equal(st.est_completion, 2);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "event: message_start\ndata: %s\n\nevent: content_block_delta\ndata: %s\n\n"
+             "event: message_delta\ndata: %s\n\nevent: message_stop\ndata: %s\n\n",
+             start, delta, mdelta, stop);
+    assert_string_equal(out.data, want);
+    /* Without Anthropic's usage: the invocation metrics. */
+    memset(&st, 0, sizeof(st));
+    buf_reset(&out);
+    assert_int_equal(feed(&st, "chunk", "{\"type\":\"message_start\",\"message\":{}}", &out),
+                     ERR_OK);
+    assert_int_equal(feed(&st, "chunk", stop, &out), ERR_OK);
+    assert_true(st.usage.seen);
+    assert_true(st.usage_final);
+    assert_int_equal(st.usage.prompt_tokens, 40);
+    assert_int_equal(st.usage.completion_tokens, 60);
+    /* An event with line breaks goes out compact, on one data line. */
+    buf_reset(&out);
+    assert_int_equal(feed(&st, "chunk", "{\"type\":\n\"ping\"}", &out), ERR_OK);
+    assert_string_equal(out.data, "event: ping\ndata: {\"type\":\"ping\"}\n\n");
+    /* An exception, an error event in a chunk: failed, nothing forwarded. */
+    buf_reset(&out);
+    memset(&st, 0, sizeof(st));
+    assert_int_equal(messages_bedrock_event(&st, "error", "{\"message\":\"k\"}", 15, &out), ERR_OK);
+    assert_true(st.failed);
+    memset(&st, 0, sizeof(st));
+    assert_int_equal(feed(&st, "chunk",
+                          "{\"type\":\"error\",\"error\":{\"type\":\"x\",\"message\":\"k\"}}",
+                          &out),
+                     ERR_OK);
+    assert_true(st.failed);
+    assert_int_equal(out.len, 0);
+    /* Another event type is not the answer's. */
+    memset(&st, 0, sizeof(st));
+    assert_int_equal(messages_bedrock_event(&st, "other", "x", 1, &out), ERR_OK);
+    assert_int_equal(out.len, 0);
+    /* Unreadable chunks. */
+    static const char *const bad[] = {
+        "nope",
+        "{}",
+        "{\"bytes\":1}",
+        "{\"bytes\":\"\"}",
+        "{\"bytes\":\"abc\"}",
+        "{\"bytes\":\"!!!!\"}",
+        "{\"bytes\":\"e30=\"}",                 /* {} : no type */
+        "{\"bytes\":\"WzFd\"}",                 /* [1] */
+        "{\"bytes\":\"eyJ0eXBlIjoiYVxuYiJ9\"}", /* a type that is no event name */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&st, 0, sizeof(st));
+        assert_int_equal(messages_bedrock_event(&st, "chunk", bad[i], strlen(bad[i]), &out),
+                         ERR_PROTO);
+        assert_int_equal(out.len, 0);
+    }
+    /* Past out's cap: ERR_TOOBIG. */
+    struct buf small;
+    buf_init(&small, 8);
+    memset(&st, 0, sizeof(st));
+    assert_int_equal(feed(&st, "chunk", delta, &small), ERR_TOOBIG);
+    buf_done(&small);
+    buf_done(&out);
+}
+
+/* The Bedrock steps under a failing allocator: an error or the same result. */
+static void test_bedrock_out_of_memory(void **state)
+{
+    (void)state;
+    const char *text = "{\"mod\\u0065l\":\"auto\",\"max_tokens\":5,\"stream\":true," MSG "}";
+    char *chunk = chunk_of("{\"type\":\n\"message_stop\",\"amazon-bedrock-invocationMetrics\":"
+                           "{\"inputTokenCount\":4,\"outputTokenCount\":6}}");
+    for (long n = 1; n < 100000; n++) {
+        oom_fired = false;
+        oom_countdown = n;
+        json_set_alloc_funcs(oom_malloc, free);
+        char *out = NULL;
+        size_t len = 0;
+        enum err e1 =
+            messages_invoke_body(text, strlen(text), MESSAGES_BEDROCK_VERSION, "a, b", &out, &len);
+        struct provider_stream st;
+        memset(&st, 0, sizeof(st));
+        struct buf sse;
+        buf_init(&sse, 4096);
+        enum err e2 = messages_bedrock_event(&st, "chunk", chunk, strlen(chunk), &sse);
+        json_set_alloc_funcs(malloc, free);
+        oom_countdown = 0;
+        assert_true(e1 == ERR_OK || e1 == ERR_NOMEM);
+        if (e1 == ERR_OK) {
+            assert_string_equal(out, "{" BV
+                                     ",\"anthropic_beta\":[\"a\",\"b\"],\"max_tokens\":5," MSG "}");
+        }
+        /* A failed allocation in the parse is an unreadable event. */
+        assert_true(e2 == ERR_OK || e2 == ERR_NOMEM || e2 == ERR_PROTO);
+        if (e2 == ERR_OK) {
+            /*
+             * The event's one data line. Its text is not compared: jansson's
+             * lexer drops a character whose buffer cannot grow and goes on.
+             */
+            assert_memory_equal(sse.data, "event: message_stop\ndata: {", 27);
+            assert_true(strchr(sse.data + 27, '\n') == sse.data + sse.len - 2);
+        }
+        free(out);
+        buf_done(&sse);
+        if (!oom_fired) {
+            assert_int_equal(e1, ERR_OK);
+            assert_int_equal(e2, ERR_OK);
+            break;
+        }
+    }
+    assert_false(oom_fired);
+    free(chunk);
+}
+
+/* Claude on Vertex: the rawPredict body, the model names, what is refused before a request. */
+static void test_vertex(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        const char *want;
+    } cases[] = {
+        {"{\"model\": \"auto\", \"max_tokens\": 5, \"stream\": true}",
+         "{\"anthropic_version\":\"vertex-2023-10-16\", \"max_tokens\": 5, \"stream\": true}"},
+        {"{\"max_tokens\":5,\"model\":\"x\"}",
+         "{\"anthropic_version\":\"vertex-2023-10-16\",\"max_tokens\":5}"},
+        {"{\"anthropic_version\":\"v\",\"model\":\"x\"}", "{\"anthropic_version\":\"v\"}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = NULL;
+        size_t n = 0;
+        assert_int_equal(messages_raw_predict_body(cases[i].in, strlen(cases[i].in),
+                                                   MESSAGES_VERTEX_VERSION, &out, &n),
+                         ERR_OK);
+        assert_string_equal(out, cases[i].want);
+        free(out);
+    }
+    assert_true(provider_vertex_claude_model("claude-sonnet-4@20250514"));
+    assert_false(provider_vertex_claude_model("gemini-2.5-flash"));
+    assert_false(provider_vertex_claude_model(NULL));
+    /* An express-mode API key cannot call a partner model; count_tokens is not Vertex's. */
+    json_t *entry = J("{\"base_url\":\"https://aiplatform.googleapis.com/v1\"}");
+    struct secret *key = secret_from("AIzaSy-canary-0123456789abcdef0123456", 37);
+    assert_non_null(key);
+    const char *body = "{\"model\":\"auto\",\"max_tokens\":5}";
+    struct messages_call m = {.body = body,
+                              .len = strlen(body),
+                              .model = "claude-3-5-haiku@20241022",
+                              .entry = entry,
+                              .key = key};
+    struct provider_http h;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(messages_vertex_build(&m, &h), ERR_UNSUPPORTED);
+    assert_null(h.headers);
+    provider_http_done(&h);
+    m.count = true;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(messages_vertex_build(&m, &h), ERR_UNSUPPORTED);
+    provider_http_done(&h);
+    /* Chat never sends a Claude model to generateContent. */
+    struct provider_call pc = {
+        .op = PROVIDER_CHAT, .model = "claude-3-5-haiku@20241022", .entry = entry, .key = key};
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(provider_vertex_build(&pc, &h), ERR_UNSUPPORTED);
+    provider_http_done(&h);
+    json_decref(entry);
+    secret_free(&key);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -409,11 +771,14 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_validate),      cmocka_unit_test(test_needs_and_estimate),
-        cmocka_unit_test(test_body_splice),   cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_build),         cmocka_unit_test(test_answers_and_events),
-        cmocka_unit_test(test_errors),        cmocka_unit_test(test_output_fits),
-        cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_validate),       cmocka_unit_test(test_needs_and_estimate),
+        cmocka_unit_test(test_body_splice),    cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_build),          cmocka_unit_test(test_answers_and_events),
+        cmocka_unit_test(test_errors),         cmocka_unit_test(test_output_fits),
+        cmocka_unit_test(test_out_of_memory),  cmocka_unit_test(test_bedrock_models),
+        cmocka_unit_test(test_invoke_body),    cmocka_unit_test(test_bedrock_build),
+        cmocka_unit_test(test_bedrock_stream), cmocka_unit_test(test_bedrock_out_of_memory),
+        cmocka_unit_test(test_vertex),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -127,7 +127,7 @@ static void test_auto_order_and_models(void **state)
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
-    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0};
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0, NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 3);
     /* preferred, then fallback, then the rest */
@@ -146,7 +146,7 @@ static void test_auto_task_and_tier(void **state)
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
-    struct route_want w = {"auto", "code", "LOW", PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0};
+    struct route_want w = {"auto", "code", "LOW", PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0, NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].model, "claude-haiku");
     /* mistral-small has no capabilities list: chat only, so the code task falls back to chat */
@@ -154,18 +154,20 @@ static void test_auto_task_and_tier(void **state)
     /* openai: gpt-4o has code but is HIGH; falls back to the chat model */
     assert_string_equal(out[2].model, "gpt-4o-mini");
     /* A header cannot raise the tier above the tenant's. */
-    struct route_want hi = {"auto", "vision", "HIGH", PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0};
+    struct route_want hi = {"auto", "vision",      "HIGH", PROVIDER_CHAT, 0, 0,
+                            0,      ROUTE_ORDERED, 0,      NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &hi, f->views, 3, out, &n, &why), ERR_OK);
     assert_string_equal(out[2].model, "gpt-4o-mini");
-    struct route_want emb = {"auto", NULL, NULL, PROVIDER_EMBEDDINGS, 0, 0, 0, ROUTE_ORDERED, 0};
+    struct route_want emb = {"auto",        NULL, NULL, PROVIDER_EMBEDDINGS, 0, 0, 0,
+                             ROUTE_ORDERED, 0,    NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &emb, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].model, "text-embedding-3-small");
     struct route_want badtier = {"auto", NULL,          "PLATINUM", PROVIDER_CHAT, 0, 0,
-                                 0,      ROUTE_ORDERED, 0};
+                                 0,      ROUTE_ORDERED, 0,          NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &badtier, f->views, 3, out, &n, &why), ERR_INVAL);
     struct route_want badtask = {"auto", "juggling",    NULL, PROVIDER_CHAT, 0, 0,
-                                 0,      ROUTE_ORDERED, 0};
+                                 0,      ROUTE_ORDERED, 0,    NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &badtask, f->views, 3, out, &n, &why), ERR_INVAL);
 }
 
@@ -182,7 +184,8 @@ static void test_cheapest(void **state)
     size_t n = 0;
     enum route_refusal why;
     json_object_set_new(f->settings, "budget_tier", json_string("HIGH"));
-    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 1000, 0, 0, ROUTE_ORDERED, 1000};
+    struct route_want w = {"auto", NULL, NULL,          PROVIDER_CHAT, 1000,
+                           0,      0,    ROUTE_ORDERED, 1000,          NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 3);
     /* ordered: the tenant's order, each provider's default_model */
@@ -208,10 +211,12 @@ static void test_cheapest(void **state)
     json_t *a = J("{\"models\":[{\"name\":\"in-cheap\",\"input_per_1m\":1,\"output_per_1m\":10}]}");
     json_t *b = J("{\"models\":[{\"name\":\"out-cheap\",\"input_per_1m\":5,\"output_per_1m\":2}]}");
     struct route_view v[2] = {{"pa", a, f->settings, NULL}, {"pb", b, f->settings, NULL}};
-    struct route_want lp = {"auto", NULL, NULL, PROVIDER_CHAT, 1000, 100, 0, ROUTE_CHEAPEST, 4096};
+    struct route_want lp = {"auto", NULL, NULL,           PROVIDER_CHAT, 1000,
+                            100,    0,    ROUTE_CHEAPEST, 4096,          NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &lp, v, 2, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].provider, "pa"); /* 1000 + 1000 < 5000 + 200 */
-    struct route_want la = {"auto", NULL, NULL, PROVIDER_CHAT, 100, 1000, 0, ROUTE_CHEAPEST, 0};
+    struct route_want la = {"auto", NULL,           NULL, PROVIDER_CHAT, 100, 1000,
+                            0,      ROUTE_CHEAPEST, 0,    NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &la, v, 2, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].provider, "pb"); /* 100 + 10000 > 500 + 2000 */
     /* No max_tokens: the output is priced at default_output. */
@@ -237,14 +242,15 @@ static void test_cheapest(void **state)
 
     /* A bare model name: the same model at different prices. */
     json_object_set_new(f->settings, "budget_tier", json_string("UNLIMITED"));
-    struct route_want bare = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 10, 10, 0, ROUTE_CHEAPEST, 0};
+    struct route_want bare = {"gpt-4o", NULL,           NULL, PROVIDER_CHAT, 10, 10,
+                              0,        ROUTE_CHEAPEST, 0,    NULL};
     assert_int_equal(route_plan(ROUTE_BARE, &bare, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 2);
     assert_string_equal(out[0].provider, "mistral"); /* no price listed: 0 */
     assert_string_equal(out[1].provider, "openai");
     /* Embeddings are priced by their input alone. */
-    struct route_want emb = {"auto", NULL,           NULL, PROVIDER_EMBEDDINGS, 10, 0,
-                             0,      ROUTE_CHEAPEST, 4096};
+    struct route_want emb = {"auto",         NULL, NULL, PROVIDER_EMBEDDINGS, 10, 0, 0,
+                             ROUTE_CHEAPEST, 4096, NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &emb, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].model, "text-embedding-3-small");
@@ -439,7 +445,7 @@ static void test_allowed_tasks(void **state)
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
-    struct route_want w = {"auto", "code", NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0};
+    struct route_want w = {"auto", "code", NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0, NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_DENIED);
     w.task = "chat";
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
@@ -452,7 +458,7 @@ static void test_bare_model(void **state)
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
-    struct route_want w = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0};
+    struct route_want w = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0, NULL};
     assert_int_equal(route_plan(ROUTE_BARE, &w, f->views, 3, out, &n, &why), ERR_OK);
     /* Every provider listing the model within the tenant's tier (MEDIUM): openai's gpt-4o is
        HIGH, mistral's LOW. */
@@ -471,7 +477,7 @@ static void test_bare_model(void **state)
     assert_int_equal(why, ROUTE_TIER);
     /* A chat model asked for embeddings. */
     struct route_want emb = {"gpt-4o-mini", NULL, NULL, PROVIDER_EMBEDDINGS, 0, 0, 0,
-                             ROUTE_ORDERED, 0};
+                             ROUTE_ORDERED, 0,    NULL};
     assert_int_equal(route_plan(ROUTE_BARE, &emb, f->views, 3, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_CAPABILITY);
     w.model = "no-such-model";
@@ -491,7 +497,7 @@ static void test_residency(void **state)
     json_object_set_new(f->anthropic, "regions", json_pack("[s,s]", "global", "us"));
     json_object_set_new(f->mistral, "regions", json_pack("[s]", "eu"));
     json_object_set_new(f->settings, "residency", json_string("eu"));
-    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0};
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0, NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].provider, "mistral");
@@ -508,7 +514,7 @@ static void test_residency(void **state)
     json_object_set_new(f->settings, "residency", json_string("eu"));
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_RESIDENCY);
-    struct route_want bare = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0};
+    struct route_want bare = {"gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0, NULL};
     assert_int_equal(route_plan(ROUTE_BARE, &bare, f->views, 3, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_RESIDENCY);
     /* An explicit choice is held to it too; a local provider (on the node) always serves. */
@@ -597,7 +603,7 @@ static void test_key_permissions(void **state)
     f->views[1].permissions = emb_only; /* anthropic, the preferred provider */
     f->views[2].permissions = chat;     /* mistral */
     struct route_want w = {"auto",          NULL,          NULL, PROVIDER_CHAT, 0, 0,
-                           ROUTE_NEED_CHAT, ROUTE_ORDERED, 0};
+                           ROUTE_NEED_CHAT, ROUTE_ORDERED, 0,    NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 2);
     assert_string_equal(out[0].provider, "mistral");
@@ -614,7 +620,7 @@ static void test_key_permissions(void **state)
     assert_int_equal(why, ROUTE_PERMISSION);
     json_object_set_new(f->settings, "budget_tier", json_string("MEDIUM"));
     struct route_want bare = {"gpt-4o",        NULL,          NULL, PROVIDER_CHAT, 0, 0,
-                              ROUTE_NEED_CHAT, ROUTE_ORDERED, 0};
+                              ROUTE_NEED_CHAT, ROUTE_ORDERED, 0,    NULL};
     assert_int_equal(route_plan(ROUTE_BARE, &bare, f->views, 3, out, &n, &why), ERR_OK);
     assert_int_equal(n, 1); /* mistral's gpt-4o (openai's is HIGH, over MEDIUM) */
     bare.needs |= ROUTE_NEED_STREAMING;
@@ -633,7 +639,8 @@ static void test_key_permissions(void **state)
                             0,
                             ROUTE_NEED_EMBEDDING,
                             ROUTE_ORDERED,
-                            0};
+                            0,
+                            NULL};
     f->views[0].permissions = emb_only;
     assert_int_equal(route_check(&we, &f->views[0], "text-embedding-3-small", &why), ERR_OK);
     f->views[0].permissions = chat;
@@ -658,7 +665,7 @@ static void test_context_window(void **state)
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why;
-    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 950, 50, 0, ROUTE_ORDERED, 0};
+    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 950, 50, 0, ROUTE_ORDERED, 0, NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].model, "small"); /* 950 + 50 fits 1,000 */
     w.max_output = 51;
@@ -671,7 +678,8 @@ static void test_context_window(void **state)
     w.prompt_tokens = 200000; /* no known window holds it; a model without one may */
     assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].model, "unknown");
-    struct route_want bare = {"big", NULL, NULL, PROVIDER_CHAT, 200000, 0, 0, ROUTE_ORDERED, 0};
+    struct route_want bare = {"big", NULL,          NULL, PROVIDER_CHAT, 200000, 0,
+                              0,     ROUTE_ORDERED, 0,    NULL};
     assert_int_equal(route_plan(ROUTE_BARE, &bare, &v, 1, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_CONTEXT);
     assert_int_equal(route_check(&bare, &v, "big", &why), ERR_OK);
@@ -679,8 +687,8 @@ static void test_context_window(void **state)
     json_t *emb = J("{\"models\":[{\"name\":\"e\",\"capabilities\":[\"embedding\"],"
                     "\"context_window\":8191}]}");
     struct route_view ev = {"openai", emb, settings, NULL};
-    struct route_want batch = {"auto", NULL,          NULL, PROVIDER_EMBEDDINGS, 100000, 0,
-                               0,      ROUTE_ORDERED, 0};
+    struct route_want batch = {"auto",        NULL, NULL, PROVIDER_EMBEDDINGS, 100000, 0, 0,
+                               ROUTE_ORDERED, 0,    NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &batch, &ev, 1, out, &n, &why), ERR_OK);
     assert_string_equal(out[0].model, "e");
     batch.model = "e";
@@ -707,7 +715,8 @@ static void test_context_sum_saturates(void **state)
     struct route_candidate out[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
     enum route_refusal why = ROUTE_FITS;
-    struct route_want w = {"auto", NULL, NULL, PROVIDER_CHAT, 10, LLONG_MAX, 0, ROUTE_ORDERED, 0};
+    struct route_want w = {"auto", NULL,          NULL, PROVIDER_CHAT, 10, LLONG_MAX,
+                           0,      ROUTE_ORDERED, 0,    NULL};
     assert_int_equal(route_plan(ROUTE_AUTO, &w, &v, 1, out, &n, &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_CONTEXT);
     w.prompt_tokens = LLONG_MAX;
@@ -727,7 +736,8 @@ static void test_explicit_check(void **state)
 {
     struct fixture *f = *state;
     enum route_refusal why;
-    struct route_want w = {"openai/gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0, 0, ROUTE_ORDERED, 0};
+    struct route_want w = {"openai/gpt-4o", NULL, NULL, PROVIDER_CHAT, 0, 0, 0,
+                           ROUTE_ORDERED,   0,    NULL};
     assert_int_equal(route_check(&w, &f->views[0], "gpt-4o", &why), ERR_NOTFOUND);
     assert_int_equal(why, ROUTE_TIER); /* HIGH, the tenant is MEDIUM */
     assert_int_equal(route_check(&w, &f->views[0], "gpt-4o-mini", &why), ERR_OK);
