@@ -628,15 +628,19 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
         }
         /*
          * A cert login whose TLS handshake failed: the key does not match the
-         * certificate, a file is not PEM, or a Vault that verifies client
-         * certificates in the handshake refused this one. A refusal like a
-         * 400, with the same backoff, not an outage.
+         * certificate, a file is not PEM, a Vault that verifies client
+         * certificates in the handshake refused this one (or Vault's own
+         * certificate failed verification). Retrying at once cannot help: a
+         * refusal like a 400, with the same backoff, ended early by a change
+         * to either file.
          */
         if (e == ERR_CRYPTO && v->cfg->vault.cert.cert_file != NULL) {
             char retry_in[24];
             vault_login_failed(v, keep, retry_in, sizeof(retry_in));
             log_kv(LOGL_ERROR, "vault login failed", "address", v->cfg->vault.address, "method",
-                   "cert", "status", "tls handshake failed (client certificate or key refused)",
+                   "cert", "status",
+                   "tls handshake failed (client certificate or key unusable or refused, or "
+                   "Vault's certificate not trusted)",
                    "retry_in_s", retry_in, NULL);
             e = ERR_OK;
         } else if (e == ERR_OK) {
