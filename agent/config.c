@@ -669,8 +669,7 @@ static enum err cfg_validate(struct config *c, char *errbuf)
         return ERR_CONFIG;
     }
     if (c->vault.cert.cert_file != NULL) {
-        /* The certificate is presented in the TLS handshake: there is none over http or a socket.
-         */
+        /* The certificate goes in the TLS handshake: none over http or a Unix socket. */
         if (strncmp(a, "https://", 8) != 0) {
             cfg_err(errbuf, "vault.address",
                     "must be https:// with vault.cert (the client certificate is presented in "
