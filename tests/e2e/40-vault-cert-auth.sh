@@ -15,7 +15,8 @@
 #   - a certificate from a CA no role trusts is refused (400): calls are 503
 #     vault_unavailable, nothing is sent upstream, the failed logins are few
 #     (backoff) and logged with method and status; a good pair written over
-#     the files is tried at once; so is a key that does not match its
+#     the files is tried at once; so are an expired certificate of the
+#     trusted CA (refused 400) and a key that does not match its
 #     certificate (curl cannot load the pair: "tls handshake failed");
 #   - --check-config refuses a group-readable key, an http:// address and a
 #     missing certificate file, naming the key;
@@ -27,6 +28,7 @@ CASES=("cert: agent logs in with its client certificate and the call succeeds"
     "cert renewed: after a revoked token the next login reads the new pair (role trusts only the new CA) and the call succeeds"
     "cert agent stops cleanly on SIGTERM, no sanitizer report"
     "cert from another CA: 5 calls get 503 vault_unavailable, nothing sent upstream, at most 3 logins and 3 'login failed' lines (method cert, status 400)"
+    "cert expired (trusted CA): the changed files are tried at once, refused 400 (one more 'login failed' line), 503 vault_unavailable, nothing sent"
     "cert whose key does not match: the changed files are tried at once, 'tls handshake failed' logged once for 3 calls, 503 vault_unavailable, nothing sent"
     "cert from another CA: a good pair written over the files is tried at once, the next call succeeds"
     "cert (refused) agent stops cleanly on SIGTERM, no sanitizer report"
@@ -62,6 +64,18 @@ mk_cert node-ca node1 node-1.e2e "$CLIENT_EXT" || pki_ok=0
 mk_cert node-ca2 node1-renewed node-1.e2e "$CLIENT_EXT" || pki_ok=0
 mk_cert other-ca intruder node-1.e2e "$CLIENT_EXT" || pki_ok=0
 mk_cert node-ca2 node1-fixed node-1.e2e "$CLIENT_EXT" || pki_ok=0
+# mk_cert with -days -1: not after the day before (an expired certificate of the trusted CA).
+mk_expired() {
+    (
+        umask 077
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$2" \
+            -keyout "$PKI/$1.key" -out "$PKI/$1.csr" 2>/dev/null
+    )
+    printf '%s\n' "$CLIENT_EXT" >"$PKI/$1.ext"
+    openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/node-ca2.pem" -CAkey "$PKI/node-ca2.key" \
+        -CAcreateserial -days -1 -extfile "$PKI/$1.ext" -out "$PKI/$1.pem" 2>/dev/null
+}
+mk_expired node1-expired node-1.e2e || pki_ok=0
 if [ "$pki_ok" != 1 ]; then
     LIB_BLOCKED_REASON="openssl could not make the test certificates"
     t_block_all
@@ -168,6 +182,16 @@ if agent_start; then
     t_eq "cert from another CA: 5 calls get 503 vault_unavailable, nothing sent upstream, at most 3 logins and 3 'login failed' lines (method cert, status 400)" \
         "$codes, $sent sent, $([ "${n:-99}" -le 3 ] && [ "$failed" -ge 1 ] && [ "$failed" -le 3 ] && echo few || echo "$n logins, $failed lines"), $line" \
         "$(printf ' 503 vault_unavailable%.0s' 1 2 3 4 5), 0 sent, few, cert 400"
+    # cert-manager failed to renew in time: the pair from the trusted CA, expired.
+    use_pair node1-expired
+    failed0=$(log_count "vault login failed")
+    since=$(mock_last_seq)
+    call "$SOCK" POST /v1/chat/completions "$BODY_JSON"
+    line=$(tail -n "+$log_from" "$AGENT_LOG" | grep '"@message":"vault login failed"' | tail -n 1 |
+        jq -r '"\(.method) \(.status)"' 2>/dev/null)
+    t_eq "cert expired (trusted CA): the changed files are tried at once, refused 400 (one more 'login failed' line), 503 vault_unavailable, nothing sent" \
+        "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null), $(mock_requests_since "$since" | jq length) sent, $(($(log_count "vault login failed") - failed0)) new: $line" \
+        "503 vault_unavailable, 0 sent, 1 new: cert 400"
     # The certificate from the right CA, but another certificate's key: curl
     # cannot load the pair, the handshake never starts. A file change ends the
     # backoff (one new login), then the backoff holds the next calls.
@@ -189,7 +213,7 @@ if agent_start; then
         "$CODE $(log_count "vault login ok")" "200 1"
     agent_stop_check "cert (refused) agent stops cleanly on SIGTERM, no sanitizer report"
 else
-    t_blocked "${CASES[@]:4:4}"
+    t_blocked "${CASES[@]:4:5}"
 fi
 
 # ---- --check-config ----
