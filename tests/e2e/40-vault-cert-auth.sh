@@ -88,8 +88,8 @@ export CURL_CA_BUNDLE=$PKI/server-ca.pem
 VAULT_SCHEME=https
 VAULTSIM_FLAGS="-tls-cert $PKI/server.pem -tls-key $PKI/server.key"
 lib_up && lib_require "$AGENT_BIN" || t_block_all
-KEY=$(lib_canary)
-key_put acme openai "$KEY" || t_block_all
+TKEY=$(lib_canary)
+key_put acme openai "$TKEY" || t_block_all
 SOCK=$AGENT_DIR/acme.sock
 LISTENERS="[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"cert\", \"metrics\": true}]"
 BODY_JSON=$(chat_body "openai/$CHAT_MODEL" false 4 "cert auth")
@@ -127,7 +127,7 @@ if agent_start; then
     call "$SOCK" POST /v1/chat/completions "$BODY_JSON"
     got=$(mock_requests_since "$since" | jq -r '.[0].headers.Authorization[0] // "" | sub("^Bearer "; "")')
     t_eq "cert: agent logs in with its client certificate and the call succeeds" \
-        "$CODE $([ "$got" == "$KEY" ] && echo key-ok || echo key-wrong)" "200 key-ok"
+        "$CODE $([ "$got" == "$TKEY" ] && echo key-ok || echo key-wrong)" "200 key-ok"
     # cert_tokens [revoke]: the accessors of tokens issued by auth/cert/login (revoked with "revoke").
     cert_tokens() {
         local acc
@@ -253,6 +253,6 @@ hits=$(grep -rlaF -f <(key_lines) -- "$LIB_TMP" 2>/dev/null |
     grep -v -e "^$PKI/" -e "^$LIB_TMP/agent.key" | tr '\n' ' ')
 t_eq "private keys: no line of any in the agent log, app answers, provider requests or Vault logs" "$hits" ""
 
-canary_scan "canary: nowhere but the provider request" "$KEY"
+canary_scan "canary: nowhere but the provider request" "$TKEY"
 t_done
 [ "$T_FAILED" -eq 0 ]
