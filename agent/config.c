@@ -101,6 +101,13 @@ static const struct cfg_field schema_kubernetes[] = {
     {"mount", CFG_STR, 2 * sizeof(char *), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
     F_END,
 };
+static const struct cfg_field schema_cert[] = {
+    {"cert_file", CFG_STR, 0, 0, CONFIG_MAX_STR, NULL, 0, 0, true},
+    {"key_file", CFG_STR, sizeof(char *), 0, CONFIG_MAX_STR, NULL, 0, 0, true},
+    {"name", CFG_STR, 2 * sizeof(char *), 0, 128, NULL, 0, 0, false},
+    {"mount", CFG_STR, 3 * sizeof(char *), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
+    F_END,
+};
 /* Offsets below are relative to struct config's vault member. */
 #define VO(m) (offsetof(struct config, vault.m) - offsetof(struct config, vault))
 static const struct cfg_field schema_vault[] = {
@@ -113,6 +120,7 @@ static const struct cfg_field schema_vault[] = {
     {"token_file", CFG_STR, VO(token_file), 0, CONFIG_MAX_STR, NULL, 0, 0, false},
     {"approle", CFG_OBJ, VO(approle), 0, 0, schema_approle, 0, 0, false},
     {"kubernetes", CFG_OBJ, VO(kubernetes), 0, 0, schema_kubernetes, 0, 0, false},
+    {"cert", CFG_OBJ, VO(cert), 0, 0, schema_cert, 0, 0, false},
     F_END,
 };
 #define UO(m) (offsetof(struct config, upstream.m) - offsetof(struct config, upstream))
@@ -610,7 +618,7 @@ static enum err cfg_validate(struct config *c, char *errbuf)
         if (memchr(auth, '@', strcspn(auth, "/?#")) != NULL) {
             cfg_err(errbuf, "vault.address",
                     "must not hold user:password@ (the agent logs in with vault.token_file, "
-                    "approle or kubernetes; the address appears in its logs)");
+                    "approle, kubernetes or cert; the address appears in its logs)");
             return ERR_CONFIG;
         }
     }
@@ -622,7 +630,8 @@ static enum err cfg_validate(struct config *c, char *errbuf)
     }
     const char *const mounts[][2] = {{"vault.mount", c->vault.mount},
                                      {"vault.approle.mount", c->vault.approle.mount},
-                                     {"vault.kubernetes.mount", c->vault.kubernetes.mount}};
+                                     {"vault.kubernetes.mount", c->vault.kubernetes.mount},
+                                     {"vault.cert.mount", c->vault.cert.mount}};
     for (size_t i = 0; i < sizeof(mounts) / sizeof(mounts[0]); i++) {
         if (mounts[i][1] != NULL && !cfg_mount_valid(mounts[i][1])) {
             cfg_err(errbuf, mounts[i][0],
@@ -653,11 +662,30 @@ static enum err cfg_validate(struct config *c, char *errbuf)
         return ERR_CONFIG;
     }
     int methods = (c->vault.token_file != NULL) + (c->vault.approle.role_id_file != NULL) +
-                  (c->vault.kubernetes.role != NULL);
+                  (c->vault.kubernetes.role != NULL) + (c->vault.cert.cert_file != NULL);
     if (methods != 1) {
         cfg_err(errbuf, "vault",
-                "needs exactly one of \"token_file\", \"approle\" or \"kubernetes\"");
+                "needs exactly one of \"token_file\", \"approle\", \"kubernetes\" or \"cert\"");
         return ERR_CONFIG;
+    }
+    if (c->vault.cert.cert_file != NULL) {
+        /* The certificate goes in the TLS handshake: none over http or a Unix socket. */
+        if (strncmp(a, "https://", 8) != 0) {
+            cfg_err(errbuf, "vault.address",
+                    "must be https:// with vault.cert (the client certificate is presented in "
+                    "the TLS handshake)");
+            return ERR_CONFIG;
+        }
+        const char *nm = c->vault.cert.name;
+        bool ok = nm == NULL || nm[0] != '\0';
+        for (const char *p = nm; ok && nm != NULL && *p != '\0'; p++) {
+            ok = *p > ' ' && *p < 0x7f;
+        }
+        if (!ok) {
+            cfg_err(errbuf, "vault.cert.name",
+                    "must be a Vault cert role name (printable, no spaces, not empty)");
+            return ERR_CONFIG;
+        }
     }
     if (c->log_level != NULL && log_level_parse(c->log_level) < 0) {
         cfg_err(errbuf, "log_level", "must be one of trace, debug, info, warn, error, off");
@@ -736,6 +764,10 @@ static enum err cfg_validate(struct config *c, char *errbuf)
         (cfg_strdup_default(&c->vault.kubernetes.mount, "kubernetes") != ERR_OK ||
          cfg_strdup_default(&c->vault.kubernetes.jwt_file,
                             "/var/run/secrets/kubernetes.io/serviceaccount/token") != ERR_OK)) {
+        return ERR_NOMEM;
+    }
+    if (c->vault.cert.cert_file != NULL &&
+        cfg_strdup_default(&c->vault.cert.mount, "cert") != ERR_OK) {
         return ERR_NOMEM;
     }
     if (c->usage.node_id == NULL) {
@@ -1006,7 +1038,11 @@ enum err config_check_host(const struct config *c, char *errbuf)
         cfg_check_cred_file(c->vault.approle.secret_id_file, "vault.approle.secret_id_file", true,
                             false, errbuf) != ERR_OK ||
         cfg_check_cred_file(c->vault.kubernetes.jwt_file, "vault.kubernetes.jwt_file", false, false,
-                            errbuf) != ERR_OK) {
+                            errbuf) != ERR_OK ||
+        cfg_check_cred_file(c->vault.cert.cert_file, "vault.cert.cert_file", false, false,
+                            errbuf) != ERR_OK ||
+        cfg_check_cred_file(c->vault.cert.key_file, "vault.cert.key_file", true, false, errbuf) !=
+            ERR_OK) {
         return ERR_CONFIG;
     }
     return ERR_OK;

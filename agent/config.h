@@ -73,6 +73,17 @@ struct config {
             char *jwt_file;
             char *mount;
         } kubernetes;
+        /*
+         * TLS certificate auth: the client certificate (PEM, may hold its
+         * chain) and private key presented at each login; name: the Vault
+         * role (NULL: Vault tries every role).
+         */
+        struct {
+            char *cert_file;
+            char *key_file;
+            char *name;
+            char *mount;
+        } cert;
     } vault;
     struct {
         long connect_timeout_ms;
@@ -185,12 +196,16 @@ MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *e
 #define CONFIG_MIN_LATENCY_TTL_S 10L
 #define CONFIG_MAX_LATENCY_TTL_S 86400L
 
-/* Largest Vault credential file (token, role_id, secret_id, service-account JWT). */
+/*
+ * Largest Vault credential file (token, role_id, secret_id, service-account
+ * JWT, client certificate with its chain, private key).
+ */
 #define CONFIG_MAX_CRED_FILE ((size_t)16 * 1024)
 /*
- * The mode rule for the token, role_id and secret_id files, at login and in
- * config_check_host: no group or world access bits. (The service-account
- * JWT is exempt: the kubelet mounts it 0644.)
+ * The mode rule for the token, role_id, secret_id and client key files, at
+ * login and in config_check_host: no group or world access bits. (The
+ * service-account JWT is exempt: the kubelet mounts it 0644; so is the
+ * client certificate, which is public.)
  */
 #define CONFIG_CRED_MODE_OK(mode) (((mode)&077) == 0)
 #define CONFIG_CRED_MODE_HINT "group/world accessible (chmod 600)"
@@ -198,9 +213,10 @@ MUST_USE enum err config_load(const char *path, struct config **ret_cfg, char *e
 /*
  * What parsing cannot see: each listener's owner and group resolve to ids,
  * the CA files can be read, and the Vault auth files are usable: the AppRole
- * role_id and secret_id files and the Kubernetes JWT file exist, are regular
- * files this user can open, are neither empty nor over CONFIG_MAX_CRED_FILE,
- * and pass CONFIG_CRED_MODE_OK (not the JWT); a token_file may be absent or
+ * role_id and secret_id files, the Kubernetes JWT file and the cert auth's
+ * cert_file and key_file exist, are regular files this user can open, are
+ * neither empty nor over CONFIG_MAX_CRED_FILE, and pass CONFIG_CRED_MODE_OK
+ * (not the JWT, not the certificate); a token_file may be absent or
  * empty (Vault Agent's sink writes it later), else the same rules hold. No
  * file's content is read. ERR_CONFIG with a message naming the key in errbuf
  * (CONFIG_ERR_LEN bytes). Run at start, by --check-config and on reload.

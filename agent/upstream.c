@@ -890,6 +890,15 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     if (opts->sensitive) {
         curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, upstream_ssl_ctx_sensitive);
     }
+    if (opts->client_cert != NULL) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, opts->client_cert);
+        curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(h, CURLOPT_SSLKEY, opts->client_key);
+        curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+        curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+        curl_easy_setopt(h, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+    }
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
     if (opts->total_timeout_ms > 0) {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->total_timeout_ms);

@@ -51,7 +51,15 @@ struct upstream_opts {
                                    (http_proxy, HTTPS_PROXY, ALL_PROXY are never used) */
     bool sensitive;             /* the response carries secrets (Vault): the easy handle is not
                                    pooled (its receive buffer is freed, so wiped) and OpenSSL
-                                   releases its record buffers after each use */
+                                   releases its record buffers after each use */    /*
+     * A TLS client certificate (PEM, may hold its chain) and its private key
+     * to present (Vault cert auth login); NULL = none. Such a transfer runs on
+     * a new connection, closed after it, without TLS session resumption: curl
+     * reads both files at that handshake (a renewed pair is used at once) and
+     * no later transfer reuses the authenticated connection.
+     */
+    const char *client_cert;
+    const char *client_key;
 };
 
 struct upstream_cbs {

@@ -143,7 +143,18 @@ static long vault_backoff_s(unsigned n)
     return n < 5 ? 1L << n : VAULT_MAX_BACKOFF_S;
 }
 
-/* The files the configured auth method reads: token file, role_id + secret_id, or the JWT. */
+/* The configured login method's name, for log lines. */
+static const char *vault_method(const struct config *c)
+{
+    return c->vault.approle.role_id_file != NULL ? "approle"
+           : c->vault.cert.cert_file != NULL     ? "cert"
+                                                 : "kubernetes";
+}
+
+/*
+ * The files the configured auth method reads: token file, role_id +
+ * secret_id, the JWT, or the client certificate + key.
+ */
 static void vault_cred_ids(const struct vault *v, struct file_id out[2])
 {
     const struct config *c = v->cfg;
@@ -151,6 +162,9 @@ static void vault_cred_ids(const struct vault *v, struct file_id out[2])
     if (c->vault.token_file == NULL && c->vault.approle.role_id_file != NULL) {
         files[0] = c->vault.approle.role_id_file;
         files[1] = c->vault.approle.secret_id_file;
+    } else if (c->vault.token_file == NULL && c->vault.cert.cert_file != NULL) {
+        files[0] = c->vault.cert.cert_file;
+        files[1] = c->vault.cert.key_file;
     } else if (c->vault.token_file == NULL) {
         files[0] = c->vault.kubernetes.jwt_file;
     }
@@ -612,7 +626,24 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
         if (trouble) {
             v->login_failures = 0;
         }
-        if (e == ERR_OK) {
+        /*
+         * A cert login whose TLS handshake failed: the key does not match the
+         * certificate, a file is not PEM, a Vault that verifies client
+         * certificates in the handshake refused this one (or Vault's own
+         * certificate failed verification). Retrying at once cannot help: a
+         * refusal like a 400, with the same backoff, ended early by a change
+         * to either file.
+         */
+        if (e == ERR_CRYPTO && v->cfg->vault.cert.cert_file != NULL) {
+            char retry_in[24];
+            vault_login_failed(v, keep, retry_in, sizeof(retry_in));
+            log_kv(LOGL_ERROR, "vault login failed", "address", v->cfg->vault.address, "method",
+                   "cert", "status",
+                   "tls handshake failed (client certificate or key unusable or refused, or "
+                   "Vault's certificate not trusted)",
+                   "retry_in_s", retry_in, NULL);
+            e = ERR_OK;
+        } else if (e == ERR_OK) {
             /* Refused (not unreachable): no new login before the backoff ends. */
             char st[32], retry_in[24];
             if (status == 200) {
@@ -622,8 +653,7 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
             }
             vault_login_failed(v, keep, retry_in, sizeof(retry_in));
             log_kv(LOGL_ERROR, "vault login failed", "address", v->cfg->vault.address, "method",
-                   v->cfg->vault.approle.role_id_file != NULL ? "approle" : "kubernetes", "status",
-                   st, "retry_in_s", retry_in, NULL);
+                   vault_method(v->cfg), "status", st, "retry_in_s", retry_in, NULL);
         }
         if (keep) {
             /* The current token still works: keep it and try again in a while. */
@@ -681,6 +711,24 @@ static void vault_login_start(struct vault *v, bool background)
                             (const char *)b->data, b->len);
         }
         snprintf(path, sizeof(path), "auth/%s/login", c->vault.approle.mount);
+    } else if (c->vault.cert.cert_file != NULL) {
+        /*
+         * curl reads both files itself at the login's handshake (a new
+         * connection each time, upstream.h): these reads check them first
+         * (present, not empty, the key not group/world readable) so a bad
+         * file is a clear log line; the copies are wiped at once.
+         */
+        file = c->vault.cert.cert_file;
+        e = vault_read_file(file, false, &a, NULL);
+        if (e == ERR_OK) {
+            file = c->vault.cert.key_file;
+            e = vault_read_file(file, true, &b, NULL);
+        }
+        if (e == ERR_OK) {
+            req = c->vault.cert.name != NULL ? json_pack("{s:s}", "name", c->vault.cert.name)
+                                             : json_object();
+        }
+        snprintf(path, sizeof(path), "auth/%s/login", c->vault.cert.mount);
     } else {
         file = c->vault.kubernetes.jwt_file;
         e = vault_read_file(file, false, &a, NULL);
@@ -995,6 +1043,12 @@ static void vault_send(struct vault_req *r)
         .ca_file = c->vault.ca_file,
         .unix_socket = NULL,
         .sensitive = true,
+        /*
+         * Only logins present the client certificate (cert auth): Vault reads
+         * it there alone, and other calls keep reusing their connections.
+         */
+        .client_cert = r->no_token ? c->vault.cert.cert_file : NULL,
+        .client_key = r->no_token ? c->vault.cert.key_file : NULL,
     };
     int n;
     if (strncmp(addr, "unix:", 5) == 0) {

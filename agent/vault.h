@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
  * The agent's Vault client: authenticates with a token file (re-read when it
- * changes), AppRole or Kubernetes auth; renews its token before it expires;
+ * changes), AppRole, Kubernetes or TLS certificate auth (the client
+ * certificate and key are read again at each login); renews its token before it expires;
  * logs in again on a 403 that lookup-self shows was a token no longer valid
  * (not a policy refusal) and retries the request once. All calls go through
  * the shared curl multi (upstream.h), so nothing blocks the event loop.
@@ -23,7 +24,7 @@
 
 /* Largest Vault response we read (a creds reply with a 512-model catalog entry fits). */
 #define VAULT_MAX_RESPONSE ((size_t)1024 * 1024)
-/* Largest credential file (token, role_id, secret_id, service-account JWT). */
+/* Largest credential file (token, role_id, secret_id, JWT, client certificate, key). */
 #define VAULT_MAX_CRED_FILE CONFIG_MAX_CRED_FILE
 /* Requests waiting for a login at most; past it new ones fail with ERR_BUSY. */
 #define VAULT_MAX_QUEUED 10000

@@ -285,7 +285,9 @@ vault_start() {
     # A restart (vault_start again) keeps the port: the agent's config names it.
     port=${VAULT_PORT:-$(lib_free_port)}
     VAULT_PORT=$port
-    VAULT_ADDR=http://127.0.0.1:$port
+    # VAULT_SCHEME=https: a script that starts the stand-in with its own TLS
+    # listener (VAULTSIM_FLAGS -tls-cert/-tls-key; curl trusts CURL_CA_BUNDLE).
+    VAULT_ADDR=${VAULT_SCHEME:-http}://127.0.0.1:$port
     export VAULT_ADDR
     if [ "$BYOK_VAULT" = real ]; then
         vault_start_real "$port"

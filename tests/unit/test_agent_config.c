@@ -170,8 +170,10 @@ static void auth_file(char *path, size_t len, const char *name, const char *text
 static enum err check_vault(const char *members, char *err)
 {
     char text[1024];
+    /* Cert auth needs https (its certificate goes in the TLS handshake). */
     snprintf(text, sizeof(text),
-             "{" BASE_LISTENER ",\"vault\":{\"address\":\"http://127.0.0.1:8200\",%s}}", members);
+             "{" BASE_LISTENER ",\"vault\":{\"address\":\"%s://127.0.0.1:8200\",%s}}",
+             strstr(members, "\"cert\":") != NULL ? "https" : "http", members);
     struct config *c = parse_ok(text);
     err[0] = '\0';
     enum err e = config_check_host(c, err);
@@ -294,6 +296,37 @@ static void test_check_host_vault_files(void **state)
     assert_int_equal(check_vault(members, err), ERR_CONFIG);
     assert_string_equal(err, "vault.kubernetes.jwt_file: /nonexistent/token: missing");
 
+    /*
+     * Cert auth: the key is held to the secret_id rules (0600 or stricter);
+     * the certificate is public, 0644 passes; both must be there, not empty.
+     */
+    char crt[128], key[128];
+    auth_file(crt, sizeof(crt), "client.crt", "-----BEGIN CERTIFICATE-----\n", 0644);
+    auth_file(key, sizeof(key), "client.key", canary, 0600);
+#define CERT(c, k)                                                                                 \
+    snprintf(members, sizeof(members), "\"cert\":{\"cert_file\":\"%s\",\"key_file\":\"%s\"}", c, k)
+    CERT(crt, key);
+    assert_int_equal(check_vault(members, err), ERR_OK);
+    assert_int_equal(chmod(key, 0640), 0);
+    expect_refused(members, "vault.cert.key_file: ", ": group/world accessible (chmod 600)");
+    assert_int_equal(chmod(key, 0604), 0);
+    expect_refused(members, "vault.cert.key_file: ", ": group/world accessible (chmod 600)");
+    assert_int_equal(chmod(key, 0400), 0);
+    assert_int_equal(check_vault(members, err), ERR_OK);
+    assert_int_equal(chmod(key, 0600), 0);
+    expect_unreadable(members, key, "vault.cert.key_file: ");
+    CERT("/nonexistent/client.crt", key);
+    assert_int_equal(check_vault(members, err), ERR_CONFIG);
+    assert_string_equal(err, "vault.cert.cert_file: /nonexistent/client.crt: missing");
+    CERT(crt, "/nonexistent/client.key");
+    assert_int_equal(check_vault(members, err), ERR_CONFIG);
+    assert_string_equal(err, "vault.cert.key_file: /nonexistent/client.key: missing");
+    CERT(empty, key);
+    expect_refused(members, "vault.cert.cert_file: ", ": empty");
+    CERT(crt, auth_dir);
+    expect_refused(members, "vault.cert.key_file: ", ": not a regular file");
+#undef CERT
+
     /* token_file: absent is fine (a Vault Agent sink writes it later); present, the rules hold. */
     snprintf(tok, sizeof(tok), "%s/token", auth_dir);
     snprintf(members, sizeof(members), "\"token_file\":\"%s\"", tok);
@@ -309,6 +342,8 @@ static void test_check_host_vault_files(void **state)
     unlink(jwt);
     unlink(empty);
     unlink(tok);
+    unlink(crt);
+    unlink(key);
     assert_int_equal(rmdir(auth_dir), 0);
 }
 
@@ -559,6 +594,52 @@ static void test_semantic_rules(void **state)
               "vault: needs exactly one of");
     parse_bad("{" BASE_LISTENER ",\"vault\":{\"token_file\":\"/t\"}}",
               "vault.address: is required");
+    /* Cert auth: both files required, https only, one method, a sane role name and mount. */
+    parse_bad(
+        "{" BASE_LISTENER ",\"vault\":{\"address\":\"https://v\",\"token_file\":\"/t\","
+        "\"cert\":{\"cert_file\":\"/c\",\"key_file\":\"/k\"}}}",
+        "vault: needs exactly one of \"token_file\", \"approle\", \"kubernetes\" or \"cert\"");
+    parse_bad("{" BASE_LISTENER
+              ",\"vault\":{\"address\":\"https://v\",\"cert\":{\"cert_file\":\"/c\"}}}",
+              "vault.cert.key_file: is required");
+    parse_bad("{" BASE_LISTENER
+              ",\"vault\":{\"address\":\"https://v\",\"cert\":{\"key_file\":\"/k\"}}}",
+              "vault.cert.cert_file: is required");
+    parse_bad("{" BASE_LISTENER ",\"vault\":{\"address\":\"http://127.0.0.1:8200\","
+              "\"cert\":{\"cert_file\":\"/c\",\"key_file\":\"/k\"}}}",
+              "vault.address: must be https:// with vault.cert");
+    parse_bad("{" BASE_LISTENER ",\"vault\":{\"address\":\"unix:/run/vault.sock\","
+              "\"cert\":{\"cert_file\":\"/c\",\"key_file\":\"/k\"}}}",
+              "vault.address: must be https:// with vault.cert");
+    parse_bad("{" BASE_LISTENER
+              ",\"vault\":{\"address\":\"https://v\",\"cert\":{\"cert_file\":\"/c\","
+              "\"key_file\":\"/k\",\"name\":\"a b\"}}}",
+              "vault.cert.name: must be a Vault cert role name");
+    parse_bad("{" BASE_LISTENER
+              ",\"vault\":{\"address\":\"https://v\",\"cert\":{\"cert_file\":\"/c\","
+              "\"key_file\":\"/k\",\"name\":\"\"}}}",
+              "vault.cert.name: must be a Vault cert role name");
+    parse_bad("{" BASE_LISTENER
+              ",\"vault\":{\"address\":\"https://v\",\"cert\":{\"cert_file\":\"/c\","
+              "\"key_file\":\"/k\",\"mount\":\"cert/../sys\"}}}",
+              "vault.cert.mount: must be a Vault mount path");
+    parse_bad("{" BASE_LISTENER
+              ",\"vault\":{\"address\":\"https://v\",\"cert\":{\"cert_file\":\"/c\","
+              "\"key_file\":\"/k\",\"pem\":\"x\"}}}",
+              "vault.cert.pem: ");
+    struct config *cc =
+        parse_ok("{" BASE_LISTENER ",\"vault\":{\"address\":\"https://v\",\"cert\":{"
+                 "\"cert_file\":\"/c\",\"key_file\":\"/k\"}}}");
+    assert_string_equal(cc->vault.cert.mount, "cert");
+    assert_null(cc->vault.cert.name);
+    assert_null(cc->vault.approle.mount);
+    config_unref(&cc);
+    cc = parse_ok("{" BASE_LISTENER ",\"vault\":{\"address\":\"https://v\",\"cert\":{"
+                  "\"cert_file\":\"/c\",\"key_file\":\"/"
+                  "k\",\"name\":\"node-fleet\",\"mount\":\"pki-cert\"}}}");
+    assert_string_equal(cc->vault.cert.name, "node-fleet");
+    assert_string_equal(cc->vault.cert.mount, "pki-cert");
+    config_unref(&cc);
     parse_bad("{" BASE_VAULT "}", "listeners: is required");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"log_level\":\"loud\"}",
               "log_level: must be one");

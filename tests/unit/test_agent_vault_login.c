@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
  * Unit tests for the agent's Vault login backoff, against the fake Vault:
+ * - cert auth: a group-readable key file is refused at login (logged once,
+ *   never its content), and chmod 600 ends the backoff;
  * - a refused AppRole login (wrong secret_id) is not tried again by every
  *   request: requests fail fast (ERR_AUTH, as the key cache turns into 503
  *   vault_unavailable) until the backoff (1 s, then 2 s ...) ends, with one
@@ -115,7 +117,7 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
 }
 
 /* Log lines by message, counted through the log sink. */
-static int lines_failed, lines_unreadable, lines_token;
+static int lines_failed, lines_unreadable, lines_token, lines_canary;
 
 static void count_sink(enum log_level level, const char *line, size_t len, void *arg)
 {
@@ -125,6 +127,7 @@ static void count_sink(enum log_level level, const char *line, size_t len, void 
     lines_failed += strstr(line, "\"@message\":\"vault login failed\"") != NULL;
     lines_unreadable += strstr(line, "\"@message\":\"vault login credentials unreadable\"") != NULL;
     lines_token += strstr(line, "\"@message\":\"vault token file unusable\"") != NULL;
+    lines_canary += strstr(line, "sk-canary") != NULL;
 }
 
 static struct event_base *base;
@@ -181,7 +184,7 @@ static int setup(void **state)
     atomic_store(&first_login_delay_ms, 0);
     read_token[0] = '\0';
     atomic_store(&lease_s, 3600);
-    lines_failed = lines_unreadable = lines_token = 0;
+    lines_failed = lines_unreadable = lines_token = lines_canary = 0;
     fakevault_start(&fv, "unused\n", vault_handle);
     snprintf(role_path, sizeof(role_path), "%s/role_id", fv.dir);
     snprintf(secret_path, sizeof(secret_path), "%s/secret_id", fv.dir);
@@ -368,6 +371,50 @@ static void test_unreadable_credentials_logged_once_per_step(void **state)
 }
 
 /*
+ * Cert auth: the key file is checked again at each login (it may be
+ * replaced at run time by cert-manager): group-readable, the login is not
+ * attempted (nothing reaches the network; the https address is a closed
+ * port), it is logged once for many requests naming the file, and its
+ * content never. Fixed (chmod 600), the backoff ends at once and a login is
+ * attempted (here: the port is closed, so Vault is unreachable).
+ */
+static void test_cert_key_mode_checked_at_login(void **state)
+{
+    (void)state;
+    char crt[200], key[200], members[600], text[1024], err[CONFIG_ERR_LEN];
+    snprintf(crt, sizeof(crt), "%s/node.crt", fv.dir);
+    snprintf(key, sizeof(key), "%s/node.key", fv.dir);
+    write_file(crt, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", 0644);
+    write_file(key, "-----BEGIN PRIVATE KEY-----\nsk-canary-key-line\n-----END PRIVATE KEY-----\n",
+               0640);
+    snprintf(members, sizeof(members), "\"cert\":{\"cert_file\":\"%s\",\"key_file\":\"%s\"}", crt,
+             key);
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
+             "\"vault\":{\"address\":\"https://127.0.0.1:1\",\"timeout_ms\":2000,%s}}",
+             members);
+    assert_int_equal(config_parse(text, strlen(text), &cfg, err), ERR_OK);
+    assert_string_equal(cfg->vault.cert.mount, "cert");
+    base = event_base_new();
+    up = upstream_new(base, 16);
+    vault = vault_new(base, up, cfg);
+    assert_non_null(vault);
+    vault_start(vault);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(one_request(), ERR_AUTH);
+    }
+    assert_int_equal(lines_unreadable, 1);
+    assert_int_equal(lines_failed, 0);
+    assert_int_equal(chmod(key, 0600), 0);
+    enum err e = one_request();
+    assert_true(e == ERR_UNAVAIL || e == ERR_TIMEOUT);
+    assert_int_equal(lines_unreadable, 1);
+    assert_int_equal(lines_canary, 0);
+    unlink(crt);
+    unlink(key);
+}
+
+/*
  * A token file that Vault Agent's sink has not written yet: one log line for
  * many requests, and the file is read as soon as it appears (no waiting out
  * the backoff).
@@ -464,6 +511,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreadable_credentials_logged_once_per_step, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_token_file_appears, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cert_key_mode_checked_at_login, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renewal_5xx_retried_without_login, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_credential_file_does_not_block, setup, teardown),
     };

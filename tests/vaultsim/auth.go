@@ -73,9 +73,11 @@ type authState struct {
 	k8sKeys  []any // parsed public keys
 	k8sPEM   []string
 	k8sRoles map[string]*k8sRole
-	mounts   map[string]*authMount    // enabled auth methods by path (without the slash)
-	userpass map[string]*userpassUser // by user name
-	aliases  map[string]*entityAlias  // by alias id
+	// certRoles: auth/cert/certs/<name> (certauth.go).
+	certRoles map[string]*certRole
+	mounts    map[string]*authMount    // enabled auth methods by path (without the slash)
+	userpass  map[string]*userpassUser // by user name
+	aliases   map[string]*entityAlias  // by alias id
 	// verbatimTemplates: Options.VerbatimTemplates.
 	verbatimTemplates bool
 }
@@ -84,7 +86,8 @@ func newAuthState(root string) *authState {
 	a := &authState{
 		root: root, policies: map[string]*Policy{}, tokens: map[string]*Token{},
 		entities: map[string]*Entity{}, approle: map[string]*approleRole{}, k8sRoles: map[string]*k8sRole{},
-		mounts: newAuthMounts(), userpass: map[string]*userpassUser{}, aliases: map[string]*entityAlias{},
+		certRoles: map[string]*certRole{},
+		mounts:    newAuthMounts(), userpass: map[string]*userpassUser{}, aliases: map[string]*entityAlias{},
 	}
 	a.tokens[root] = &Token{ID: root, Accessor: randHex(12), Policies: []string{"root"},
 		DisplayName: "root", Path: "auth/token/root", Created: time.Now(), Meta: map[string]string{}}
@@ -593,6 +596,8 @@ func (s *Server) handleAuthAPI(rc *reqCtx) error {
 		return s.handleAppRole(rc, strings.TrimPrefix(p, "auth/approle/"))
 	case strings.HasPrefix(p, "auth/kubernetes/") && a.mounted("kubernetes"):
 		return s.handleKubernetes(rc, strings.TrimPrefix(p, "auth/kubernetes/"))
+	case strings.HasPrefix(p, "auth/cert/") && a.mounted("cert"):
+		return s.handleCert(rc, strings.TrimPrefix(p, "auth/cert/"))
 	case strings.HasPrefix(p, "auth/userpass/") && a.mounted("userpass"):
 		return s.handleUserpass(rc, strings.TrimPrefix(p, "auth/userpass/"))
 	}

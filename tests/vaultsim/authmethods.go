@@ -9,7 +9,7 @@ package vaultsim
 // unchanged against a real Vault.
 //
 // Simplifications: an auth method is mounted only at its type's path
-// (approle/, kubernetes/, userpass/), and disabling one forgets its roles
+// (approle/, kubernetes/, userpass/, cert/), and disabling one forgets its roles
 // and users and revokes the tokens it issued, as Vault does.
 
 import (
@@ -51,6 +51,7 @@ type entityAlias struct {
 // authTypes are the methods the stand-in implements besides token.
 var authTypes = map[string]string{
 	"approle":    "AppRole (role_id and secret_id)",
+	"cert":       "TLS client certificates",
 	"kubernetes": "Kubernetes service-account JWTs",
 	"userpass":   "username and password",
 }
@@ -149,6 +150,8 @@ func (s *Server) handleSysAuth(rc *reqCtx, p string) error {
 				a.k8sKeys, a.k8sPEM, a.k8sRoles = nil, nil, map[string]*k8sRole{}
 			case "userpass":
 				a.userpass = map[string]*userpassUser{}
+			case "cert":
+				a.certRoles = map[string]*certRole{}
 			}
 			for id, t := range a.tokens {
 				if strings.HasPrefix(t.Path, "auth/"+path+"/") {

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,11 @@ type Options struct {
 	// prefix or both, else it is refused as Vault refuses a token from
 	// another namespace (403). "" = the root namespace, no header needed.
 	Namespace string
+	// TLSCert and TLSKey: serve HTTPS with this certificate (PEM files) on
+	// the listener, asking for a client certificate as Vault does (the cert
+	// auth method needs one); TLSClientCA: also verify any client certificate
+	// given in the handshake against this CA file. "" = plain HTTP.
+	TLSCert, TLSKey, TLSClientCA string
 }
 
 // Option modifies Options.
@@ -105,6 +111,7 @@ type Server struct {
 	http     *http.Server
 	Addr     string // "unix:/path" or "127.0.0.1:port"
 	sockPath string
+	tls      bool // the listener serves HTTPS (Options.TLSCert)
 	closed   bool
 
 	stopRollback chan struct{}
@@ -250,6 +257,15 @@ func (s *Server) listen() error {
 	if err != nil {
 		return err
 	}
+	if s.opts.TLSCert != "" {
+		cfg, err := serverTLS(s.opts.TLSCert, s.opts.TLSKey, s.opts.TLSClientCA)
+		if err != nil {
+			_ = lis.Close()
+			return err
+		}
+		lis = tls.NewListener(lis, cfg)
+		s.tls = true
+	}
 	s.lis = lis
 	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.http.Serve(lis) }()
@@ -264,15 +280,23 @@ func (s *Server) HTTPClient() (*http.Client, string) {
 }
 
 func (s *Server) newHTTPClient() (*http.Client, string) {
+	tr := &http.Transport{MaxIdleConnsPerHost: 128}
+	scheme := "http://"
+	if s.tls {
+		// The stand-in's own helper client, talking to itself: the server
+		// certificate is the test's, not checked here (the agent checks it).
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec
+		scheme = "https://"
+	}
 	if s.sockPath != "" {
 		path := s.sockPath
-		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
-		}, MaxIdleConnsPerHost: 128}
-		return &http.Client{Transport: tr, Timeout: 2 * time.Minute}, "http://vaultsim"
+		}
+		return &http.Client{Transport: tr, Timeout: 2 * time.Minute}, scheme + "vaultsim"
 	}
-	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}, Timeout: 2 * time.Minute}, "http://" + s.Addr
+	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}, scheme + s.Addr
 }
 
 // Close stops HTTP and kills the plugin (GRPCController/Shutdown, SIGKILL

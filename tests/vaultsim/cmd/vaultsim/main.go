@@ -31,6 +31,9 @@ func main() {
 		ready     = flag.String("ready-file", "", "write the listen address to this file once serving")
 		version   = flag.String("plugin-version", "", "plugin_version in Setup's config")
 		hostDebug = flag.Bool("debug", false, "log go-plugin's host-side messages to stderr")
+		tlsCert   = flag.String("tls-cert", "", "serve HTTPS with this certificate (PEM; with -tls-key); asks clients for a certificate, as Vault does, for the cert auth method")
+		tlsKey    = flag.String("tls-key", "", "the private key of -tls-cert (PEM)")
+		tlsCA     = flag.String("tls-client-ca", "", "with -tls-cert: also verify a client certificate given in the handshake against this CA file")
 		register  = flag.Bool("register", false, "registration mode: Setup with no storage, print PluginVersion, exit (like vault plugin register)")
 	)
 	flag.Parse()
@@ -83,11 +86,15 @@ func main() {
 		vaultsim.WithMountOptions(cfg.MountOptions),
 		vaultsim.WithConfig(cfg),
 		func(o *vaultsim.Options) { o.ReadyFile = pick(*ready, cfg.Resolve(cfg.ReadyFile), "") },
+		func(o *vaultsim.Options) { o.TLSCert, o.TLSKey, o.TLSClientCA = *tlsCert, *tlsKey, *tlsCA },
 	}
 	if *hostDebug {
 		opts = append(opts, func(o *vaultsim.Options) {
 			o.HostLogger = hclog.New(&hclog.LoggerOptions{Name: "vaultsim", Level: hclog.Debug, Output: os.Stderr})
 		})
+	}
+	if (*tlsCert == "") != (*tlsKey == "") || (*tlsCA != "" && *tlsCert == "") {
+		fatal(fmt.Errorf("-tls-cert and -tls-key go together; -tls-client-ca needs them"))
 	}
 	srv, err := vaultsim.New(opts...)
 	if err != nil {
