@@ -551,7 +551,9 @@ static bool cfg_token_url_ok(const char *u)
     for (const char *p = u; ok && *p != '\0'; p++) {
         ok = *p > ' ' && *p < 0x7f;
     }
-    return ok;
+    /* No user:password@: "http://localhost:@elsewhere/" is a remote host, not the loopback. */
+    const char *auth = ok ? strstr(u, "://") + 3 : NULL;
+    return ok && memchr(auth, '@', strcspn(auth, "/?#")) == NULL;
 }
 static enum err cfg_validate(struct config *c, char *errbuf)
 {

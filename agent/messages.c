@@ -87,7 +87,10 @@ enum err messages_validate(const json_t *req, bool count, struct messages_bad *b
     return ERR_OK;
 }
 
-/* Is there an image block in content (a string, or an array of blocks), depth levels down? */
+/*
+ * Is there an image or a document block (a PDF, which Claude reads as page
+ * images) in content (a string, or an array of blocks), depth levels down?
+ */
 static bool msg_has_image(const json_t *content, int depth)
 {
     size_t i;
@@ -95,7 +98,7 @@ static bool msg_has_image(const json_t *content, int depth)
     json_array_foreach(content, i, blk)
     {
         const char *type = json_string_value(json_object_get(blk, "type"));
-        if (type != NULL && strcmp(type, "image") == 0) {
+        if (type != NULL && (strcmp(type, "image") == 0 || strcmp(type, "document") == 0)) {
             return true;
         }
         if (depth > 0 && msg_has_image(json_object_get(blk, "content"), depth - 1)) {
@@ -111,7 +114,9 @@ unsigned messages_needs(const json_t *req, bool count)
     if (!count && json_is_true(json_object_get(req, "stream"))) {
         n |= ROUTE_NEED_STREAMING;
     }
-    if (json_array_size(json_object_get(req, "tools")) > 0) {
+    /* Tools of any kind, and MCP servers (the MCP connector): the tools permission. */
+    if (json_array_size(json_object_get(req, "tools")) > 0 ||
+        json_array_size(json_object_get(req, "mcp_servers")) > 0) {
         n |= ROUTE_NEED_TOOLS;
     }
     size_t i;

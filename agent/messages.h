@@ -58,8 +58,9 @@ MUST_USE enum err messages_validate(const json_t *req, bool count, struct messag
 /*
  * The route_need bits of a Messages body, as route_needs gives them for
  * chat: chat; streaming for "stream": true (never for count); tools for a
- * non-empty tools array; vision for an image content block anywhere in
- * messages (a tool_result's content included).
+ * non-empty tools or mcp_servers array; vision for an image or document
+ * (PDF) content block anywhere in messages (a tool_result's content
+ * included).
  */
 unsigned messages_needs(const json_t *req, bool count);
 

@@ -523,14 +523,73 @@ enum err provider_bedrock_request(const json_t *oreq, long default_max_tokens,
  */
 static bool brk_model_caches(const char *model)
 {
-    return model != NULL &&
-           (strstr(model, "anthropic.claude") != NULL || strstr(model, "amazon.nova") != NULL);
+    /*
+     * Bedrock's prompt caching: Claude 3.5 Haiku, 3.7 Sonnet and the Claude 4
+     * family, and Amazon Nova. The older Claude models refuse a cachePoint
+     * (as do models of other makers): listed by what they are not, so a newer
+     * Claude keeps its hints.
+     */
+    static const char *const old_claude[] = {"claude-3-haiku", "claude-3-sonnet",
+                                             "claude-3-opus",  "claude-3-5-sonnet",
+                                             "claude-v2",      "claude-instant"};
+    if (model == NULL) {
+        return false;
+    }
+    if (strstr(model, "amazon.nova") != NULL) {
+        return true;
+    }
+    if (strstr(model, "anthropic.claude") == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < sizeof(old_claude) / sizeof(old_claude[0]); i++) {
+        if (strstr(model, old_claude[i]) != NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Nova takes cache points in system and messages, not in toolConfig: its tools' hints go. */
+static bool brk_model_caches_tools(const char *model)
+{
+    return model != NULL && strstr(model, "amazon.nova") == NULL;
+}
+
+/* Does a tool of the request carry a cache hint? */
+static bool brk_tools_hinted(const json_t *req)
+{
+    size_t i;
+    const json_t *t;
+    json_array_foreach(json_object_get(req, "tools"), i, t)
+    {
+        if (json_object_get(t, "cache_control") != NULL) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* The Converse body for the call, cache hints dropped for a model that takes none. */
 static enum err brk_chat_request(const struct provider_call *c, struct provider_bad *bad,
                                  json_t **ret)
 {
+    if (brk_model_caches(c->model) && !brk_model_caches_tools(c->model) &&
+        brk_tools_hinted(c->req)) {
+        /* The tools' hints go on a copy; those in system and messages stay. */
+        json_t *copy = json_deep_copy(c->req);
+        if (copy == NULL) {
+            return ERR_NOMEM;
+        }
+        size_t i;
+        json_t *t;
+        json_array_foreach(json_object_get(copy, "tools"), i, t)
+        {
+            json_object_del(t, "cache_control");
+        }
+        enum err e = provider_bedrock_request(copy, c->default_max_tokens, bad, ret);
+        json_decref(copy);
+        return e;
+    }
     if (brk_model_caches(c->model) || !prov_cache_present(c->req)) {
         return provider_bedrock_request(c->req, c->default_max_tokens, bad, ret);
     }

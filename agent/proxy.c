@@ -2817,6 +2817,12 @@ static bool call_headers(struct call *c)
             if (allow_seen[i] || evutil_ascii_strcasecmp(kv->key, allow->items[i]) != 0) {
                 continue;
             }
+            if (c->shape == SHAPE_MESSAGES &&
+                (evutil_ascii_strcasecmp(kv->key, "anthropic-version") == 0 ||
+                 evutil_ascii_strcasecmp(kv->key, "anthropic-beta") == 0)) {
+                /* /v1/messages checks and sends these itself: no second, unchecked copy. */
+                continue;
+            }
             allow_seen[i] = true;
             /* Header injection: a value with CR or LF would start a new upstream header. */
             if (strpbrk(v, "\r\n") != NULL || strlen(v) > PROXY_MAX_FORWARD_VALUE) {

@@ -895,6 +895,13 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
         curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
         curl_easy_setopt(h, CURLOPT_SSLKEY, opts->client_key);
         curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+        /*
+         * An empty passphrase: without one OpenSSL would prompt on the
+         * terminal (or stdin) for an encrypted key and stall the event loop.
+         * An encrypted key thus fails its login like a key that does not
+         * match its certificate.
+         */
+        curl_easy_setopt(h, CURLOPT_KEYPASSWD, "");
         curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
         curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
         curl_easy_setopt(h, CURLOPT_SSL_SESSIONID_CACHE, 0L);

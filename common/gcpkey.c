@@ -177,6 +177,24 @@ bool gcpkey_parse(const char *v, size_t len, struct gcpkey *ret, const char **re
     return ok;
 }
 
+bool gcpkey_parse_fields(const char *v, size_t len, struct gcpkey *ret, const char **ret_why)
+{
+    const char *why = NULL;
+    struct gcpkey k;
+    json_t *j = gcpkey_load(v, len, &why);
+    bool ok = j != NULL && gcpkey_fields(j, &k, &why);
+    json_decref(j);
+    if (ok && ret != NULL) {
+        k.bits = 0;
+        *ret = k;
+    }
+    OPENSSL_cleanse(&k, sizeof(k));
+    if (ret_why != NULL) {
+        *ret_why = ok ? NULL : why;
+    }
+    return ok;
+}
+
 enum err gcpkey_compact(const char *v, size_t len, char **ret, size_t *ret_len)
 {
     *ret = NULL;

@@ -394,7 +394,7 @@ static void keys_mask(const char *v, size_t len, const json_t *entry, char *out,
      */
     struct gcpkey g;
     if (style != NULL && strcmp(style, "vertex") == 0 && gcpkey_is_sa(v, len) &&
-        gcpkey_parse(v, len, &g, NULL)) {
+        gcpkey_parse_fields(v, len, &g, NULL)) {
         snprintf(out, size, "sa:%s", g.client_email);
         return;
     }

@@ -288,14 +288,18 @@ static void test_bedrock_models(void **state)
     (void)state;
     const struct provider_adapter *ad = provider_find("bedrock");
     assert_non_null(ad);
+    /* points: cache points anywhere; tool_points: in toolConfig (Nova takes none there). */
     static const struct {
         const char *model;
-        bool points;
-    } cases[] = {{"anthropic.claude-3-5-haiku-20241022-v1:0", true},
-                 {"us.anthropic.claude-sonnet-4-20250514-v1:0", true},
-                 {"amazon.nova-pro-v1:0", true},
-                 {"meta.llama3-1-70b-instruct-v1:0", false},
-                 {"mistral.mistral-large-2402-v1:0", false}};
+        bool points, tool_points;
+    } cases[] = {{"anthropic.claude-3-5-haiku-20241022-v1:0", true, true},
+                 {"us.anthropic.claude-sonnet-4-20250514-v1:0", true, true},
+                 {"anthropic.claude-opus-4-1-20250805-v1:0", true, true},
+                 {"amazon.nova-pro-v1:0", true, false},
+                 {"anthropic.claude-3-haiku-20240307-v1:0", false, false},
+                 {"anthropic.claude-3-5-sonnet-20241022-v2:0", false, false},
+                 {"meta.llama3-1-70b-instruct-v1:0", false, false},
+                 {"mistral.mistral-large-2402-v1:0", false, false}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *entry = json_pack("{s:s,s:s}", "name", "bedrock", "base_url", "https://r.example");
         struct secret *key = secret_from("ABSK-canary-0123456789", 22);
@@ -310,6 +314,9 @@ static void test_bedrock_models(void **state)
         memset(&h, 0, sizeof(h));
         assert_int_equal(ad->build(&c, &h), ERR_OK);
         assert_true((strstr(h.body, "cachePoint") != NULL) == cases[i].points);
+        const char *tc = strstr(h.body, "\"toolConfig\"");
+        assert_non_null(tc);
+        assert_true((strstr(tc, "cachePoint") != NULL) == cases[i].tool_points);
         assert_null(strstr(h.body, "cache_control"));
         assert_non_null(strstr(h.body, "Long document."));
         provider_http_done(&h);

@@ -441,13 +441,13 @@ static void test_google_token_url(void **state)
         assert_string_equal(c->upstream.google_token_url, good[i]);
         config_unref(&c);
     }
-    static const char *const bad[] = {"http://169.254.169.254/token",
-                                      "http://127.0.0.1.evil/x",
-                                      "ftp://oauth2.googleapis.com/token",
-                                      "https://",
-                                      "https:///token",
-                                      "https://a b/token",
-                                      "oauth2.googleapis.com"};
+    static const char *const bad[] = {
+        "http://169.254.169.254/token", "http://127.0.0.1.evil/x",
+        "ftp://oauth2.googleapis.com/token", "https://", "https:///token", "https://a b/token",
+        "oauth2.googleapis.com",
+        /* userinfo: the host is the one after '@' */
+        "http://localhost:@evil.example/token", "http://127.0.0.1:80@evil.example/",
+        "https://user@oauth2.googleapis.com/token"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char text[512];
         snprintf(text, sizeof(text),
