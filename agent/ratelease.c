@@ -30,15 +30,19 @@ struct rlslot {
     char name[CONFIG_MAX_NAME + 1];
     unsigned long long hash;
     enum ratelease_kind kind;
-    long long limit;       /* the limit seen at the last take */
-    long long left;        /* of the slice, not taken yet; < 0: debt */
-    double window_end;     /* unix seconds the slice's window ends; 0: no slice */
-    double short_until;    /* the plugin gave less than asked: the window is used up until */
-    double fallback_until; /* the shared path failed: per node until */
-    bool unlimited;        /* the plugin knows no such limit (until the limit seen changes) */
-    bool asking;           /* a lease request is in flight */
-    long long asked;       /* what it asked for */
-    struct vault_req *req; /* its handle (NULL while vault_request has not returned) */
+    long long limit;   /* the limit seen at the last take (debt is kept within it) */
+    long long left;    /* of the slice, not taken yet; < 0: debt */
+    double window_id;  /* the plugin's window_end of the slice (as it said it); 0: none */
+    double window_end; /* when the slice ends on our clock (a second from now at least) */
+    long long used;    /* taken in window_id (net of what went back) */
+    double last_id;    /* the window before: its window_id and what it used */
+    long long last_used;
+    double short_until;     /* the plugin gave less than asked: the window is used up until */
+    double fallback_until;  /* the shared path failed: per node until */
+    double unlimited_until; /* the plugin knows no such limit: per node until */
+    bool asking;            /* a lease request is in flight */
+    long long asked;        /* what it asked for */
+    struct vault_req *req;  /* its handle (NULL while vault_request has not returned) */
     struct ratelease_wait *waiters;
     struct ratelease *rl;
     struct rlslot *next;
@@ -134,7 +138,8 @@ const struct ratelease_stats *ratelease_stats(const struct ratelease *rl)
 static bool ratelease_idle(const struct rlslot *s, double now)
 {
     return !s->asking && s->waiters == NULL && (s->window_end <= now || s->left == 0) &&
-           s->left >= 0 && s->fallback_until <= now && s->short_until <= now;
+           s->left >= 0 && s->fallback_until <= now && s->short_until <= now &&
+           s->unlimited_until <= now;
 }
 
 static void ratelease_sweep(struct ratelease *rl, double now)
@@ -234,6 +239,24 @@ static long long ratelease_int(const json_t *data, const char *k, long long lo, 
     return (long long)json_integer_value(v);
 }
 
+/*
+ * The slice's window is over (or the plugin moved to another one): its rest
+ * is dropped, its debt kept, and what it used sizes the next window's first
+ * lease.
+ */
+static void ratelease_roll(struct rlslot *s)
+{
+    if (s->window_id > 0) {
+        s->last_id = s->window_id;
+        s->last_used = s->used;
+    }
+    s->left = s->left < 0 ? s->left : 0;
+    s->window_id = 0;
+    s->window_end = 0;
+    s->used = 0;
+    s->short_until = 0;
+}
+
 static void ratelease_answered(void *arg, enum err e, long status, struct buf *body)
 {
     struct rlslot *s = arg;
@@ -251,20 +274,20 @@ static void ratelease_answered(void *arg, enum err e, long status, struct buf *b
                                   (long long)(now + RATELEASE_MAX_SKEW_S));
     const json_t *unlimited = json_object_get(data, "unlimited");
     if (e == ERR_OK && status == 200 && json_is_true(unlimited)) {
-        /* The plugin knows no such limit (changed since these creds): per node until they change.
+        /*
+         * The plugin knows no such limit (changed since these creds, or
+         * removed): per node for a while, then asked again.
          */
-        s->unlimited = true;
+        s->unlimited_until = now + RATELEASE_RETRY_S;
         rl->stats.unlimited++;
     } else if (e == ERR_OK && status == 200 && json_is_false(unlimited) && granted >= 0 &&
                end > 0) {
-        double w = (double)end;
-        if (s->window_end != w) {
-            /* A new window: the old slice's rest is gone, its debt is not. */
-            s->left = s->left < 0 ? s->left : 0;
-            s->short_until = 0;
+        if (s->window_id != (double)end) {
+            ratelease_roll(s); /* a new window */
+            s->window_id = (double)end;
+            /* A clock ahead of Vault's must not make every slice end at once: a second at least. */
+            s->window_end = s->window_id > now + 1 ? s->window_id : now + 1;
         }
-        /* A clock ahead of Vault's must not make every slice end at once: a second at least. */
-        s->window_end = w > now + 1 ? w : now + 1;
         s->left += granted;
         if (granted < s->asked) {
             /* The plugin gave all the window had left: no more until it ends. */
@@ -318,6 +341,34 @@ static long long ratelease_secs_until(double t, double now)
     return secs < 1 ? 1 : secs;
 }
 
+/*
+ * What a lease asks for: what the call is missing, or more, as the node's
+ * demand says: what it took so far in this window, or in the window before
+ * (a node that used k last minute starts this one with k), at least 1 and at
+ * most rate_lease_percent of the limit. So a quiet node holds about what it
+ * uses, and a busy one doubles its holding with every lease until it asks
+ * for a whole share: many quiet nodes of a tenant do not lock the minute
+ * up between them.
+ */
+static long long ratelease_amount(const struct ratelease *rl, const struct rlslot *s,
+                                  long long need, double now)
+{
+    long long share = s->limit * rl->cfg->limits.rate_lease_percent / 100;
+    long long demand = s->used;
+    if (s->last_id > 0 && now < s->last_id + 60 && s->last_used > demand) {
+        demand = s->last_used; /* the window right before this one */
+    }
+    if (demand > share) {
+        demand = share;
+    }
+    long long missing = need - s->left;
+    long long amount = demand > missing ? demand : missing;
+    if (amount < 1) {
+        amount = 1;
+    }
+    return amount > RATELIMIT_MAX_LIMIT ? RATELIMIT_MAX_LIMIT : amount;
+}
+
 enum ratelease_rc ratelease_take(struct ratelease *rl, const char *tenant, enum ratelease_kind kind,
                                  long long limit, long long n, ratelease_cb cb, void *arg,
                                  struct ratelease_wait **ret_wait, double *ret_window,
@@ -336,29 +387,32 @@ enum ratelease_rc ratelease_take(struct ratelease *rl, const char *tenant, enum 
         return RATELEASE_LOCAL; /* table full or out of memory: per node rather than nothing */
     }
     if (s->limit != limit) {
-        /* The settings changed: what was had under the old limit is dropped. */
+        /*
+         * The settings changed (or two cached creds of the tenant carry the
+         * old and the new limit for a while). What this node holds was
+         * granted in the plugin's count all the same: kept. The plugin's
+         * next answer says whether the limit is still there.
+         */
         s->limit = limit;
-        s->left = 0;
-        s->window_end = 0;
-        s->short_until = 0;
-        s->unlimited = false;
+        s->unlimited_until = 0;
+        if (s->left < -limit) {
+            s->left = -limit;
+        }
     }
-    if (s->unlimited || s->fallback_until > now) {
+    if (s->unlimited_until > now || s->fallback_until > now) {
         return RATELEASE_LOCAL;
     }
     if (s->window_end > 0 && s->window_end <= now) {
-        /* The window ended: the slice's rest is dropped, its debt kept. */
-        s->left = s->left < 0 ? s->left : 0;
-        s->window_end = 0;
-        s->short_until = 0;
+        ratelease_roll(s);
     }
     long long need = n < limit ? n : limit;
     if (need == 0 || (s->window_end > now && s->left >= need)) {
         s->left -= n;
+        s->used += n;
         if (s->left < -limit) {
             s->left = -limit;
         }
-        *ret_window = s->window_end;
+        *ret_window = s->window_id;
         return RATELEASE_OK;
     }
     if (!s->asking) {
@@ -366,16 +420,7 @@ enum ratelease_rc ratelease_take(struct ratelease *rl, const char *tenant, enum 
             *ret_retry_s = ratelease_secs_until(s->short_until, now);
             return RATELEASE_REFUSED;
         }
-        long long share = limit * rl->cfg->limits.rate_lease_percent / 100;
-        long long missing = need - s->left;
-        long long amount = share > missing ? share : missing;
-        if (amount < 1) {
-            amount = 1;
-        }
-        if (amount > RATELIMIT_MAX_LIMIT) {
-            amount = RATELIMIT_MAX_LIMIT;
-        }
-        if (!ratelease_request(rl, s, amount)) {
+        if (!ratelease_request(rl, s, ratelease_amount(rl, s, need, now))) {
             rl->stats.errors++;
             ratelease_fall_back(s, "out of memory", 0, now);
             return RATELEASE_LOCAL;
@@ -417,23 +462,29 @@ void ratelease_cancel(struct ratelease_wait *w)
 void ratelease_give(struct ratelease *rl, const char *tenant, enum ratelease_kind kind,
                     long long limit, long long n, double window)
 {
+    (void)limit; /* the slice's own limit bounds the debt (the settings may have changed) */
     if (rl == NULL || n == 0) {
         return;
     }
     struct rlslot *s = ratelease_slot(rl, tenant, kind, false, 0);
-    if (s == NULL || s->limit != limit) {
-        return; /* gone, or the limit changed: the slice it came from is gone too */
+    if (s == NULL) {
+        return; /* gone with everything it held */
     }
     double now = ratelease_now();
+    bool same = window > 0 && s->window_id == window && s->window_end > now;
     if (n > 0) {
         /* Back to the slice while its window lasts; a slice of an ended window is gone. */
-        if (s->window_end == window && window > now) {
+        if (same) {
             s->left += n;
+            s->used -= n < s->used ? n : s->used;
         }
         return;
     }
     s->left += n;
-    if (s->left < -limit) {
-        s->left = -limit;
+    if (same) {
+        s->used -= n;
+    }
+    if (s->left < -s->limit) {
+        s->left = -s->limit;
     }
 }

@@ -5,9 +5,13 @@
  * current one-minute window (aligned to the wall clock) and grants at most
  * the limit in total; this node takes a slice of it from
  * `tenants/<t>/rate-lease` and takes each call's request (rpm) or token
- * estimate (tpm) from that slice. What is left of a slice when its window
- * ends is dropped; usage beyond a call's estimate is debt the next lease
- * must cover (kept within one limit).
+ * estimate (tpm) from that slice. A slice is sized by this node's demand
+ * (what it used in this window so far, or in the window before), so it
+ * doubles while the node is busy, up to limits.rate_lease_percent of the
+ * limit, and stays near what a quiet node uses: slices are never given back,
+ * so many quiet nodes must not hold the minute between them. What is left
+ * of a slice when its window ends is dropped; usage beyond a call's estimate
+ * is debt the next lease must cover (kept within one limit).
  *
  * One request per tenant × limit at a time; calls that need it meanwhile wait
  * on it. A lease that gave less than asked means the window is used up on
@@ -72,8 +76,10 @@ void ratelease_set_config(struct ratelease *rl, struct config *cfg);
 
 /*
  * Takes n (>= 0) from tenant's slice of kind, whose limit (> 0) is what the
- * call's creds say; a different limit than the last take's drops the slice
- * (and its debt). Taken when the slice holds min(n, limit): a tpm estimate
+ * call's creds say; a different limit than the last take's keeps the slice
+ * (the plugin counted it all the same) and bounds the debt by the new one,
+ * and an "unlimited" answer (the plugin has no such limit) makes the tenant ×
+ * kind per node for RATELEASE_RETRY_S. Taken when the slice holds min(n, limit): a tpm estimate
  * above the whole limit passes a slice of the whole limit and leaves debt.
  * RATELEASE_OK: *ret_window is the window's end the amount belongs to (for
  * ratelease_give). RATELEASE_WAIT: *ret_wait is a handle for

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
  * Unit tests for agent/ratelease (with agent/vault and agent/upstream under
- * it): one lease request shared by the calls that need it, slices of two
- * "nodes" summing to the tenant's limit, a used-up window refusing until it
- * ends without asking again, the window's end dropping what is left (but not
+ * it): one lease request shared by the calls that need it, slices sized by
+ * demand (a busy node ramping up to its share, twenty quiet nodes not
+ * locking the minute up), slices of two "nodes" summing to the tenant's limit, a used-up window
+ * refusing until it ends without asking again, the window's end dropping what is left (but not
  * debt), tpm settling (unused back, overuse owed), the fallback to per-node
  * buckets on 403/404/5xx/unreadable replies and the retry after 60 s, an
  * "unlimited" answer, a changed limit, the config switch, cancellation and a
@@ -237,7 +238,7 @@ static enum ratelease_rc take(struct ratelease *rl, enum ratelease_kind kind, lo
 static void test_one_request_for_many(void **state)
 {
     (void)state;
-    enum { N = 2 };
+    enum { N = 3 };
     int woken = 0;
     struct ratelease_wait *w[N];
     double win;
@@ -253,18 +254,76 @@ static void test_one_request_for_many(void **state)
     assert_string_equal(V.last_path, "/v1/byok/tenants/acme/rate-lease");
     assert_string_equal(V.last_kind, "rpm");
     assert_string_equal(V.last_node, "node-7");
-    assert_int_equal(V.last_amount, 2); /* 10 % of 20 */
+    assert_int_equal(V.last_amount, 1); /* nothing used yet: what the call needs */
     pthread_mutex_unlock(&mu);
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(
-            ratelease_take(E.a, "acme", RATELEASE_RPM, 20, 1, woke, &woken, &w[i], &win, &retry),
-            RATELEASE_OK);
-        assert_true(win == 1795000020.0); /* the minute's end */
-    }
-    /* The slice of 2 is used: the third call asks again. */
+    /* The first woken call takes it; the next asks again, for what the node used (1). */
+    assert_int_equal(
+        ratelease_take(E.a, "acme", RATELEASE_RPM, 20, 1, woke, &woken, &w[0], &win, &retry),
+        RATELEASE_OK);
+    assert_true(win == 1795000020.0); /* the minute's end */
     assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
     assert_int_equal(requests(), 2);
-    assert_int_equal(ratelease_stats(E.a)->granted, 2);
+    assert_int_equal(last_amount(), 1);
+    /* Two used: a slice of 2, the share (10 % of 20), which covers the next two calls. */
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(last_amount(), 2);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(requests(), 3);
+    assert_int_equal(ratelease_stats(E.a)->granted, 3);
+}
+
+/* A busy node doubles what it holds with every lease, up to its share (10 % of 1000). */
+static void test_busy_node_ramps_to_the_share(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&mu);
+    V.limit[0] = 1000;
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < 300; i++) {
+        assert_int_equal(take(E.a, RATELEASE_RPM, 1000, 1), RATELEASE_OK);
+    }
+    /* Asked 1, 1, 2, 4, 8, 16, 32, 64 (128 held), then 100 twice (328). */
+    assert_int_equal(requests(), 10);
+    assert_int_equal(last_amount(), 100);
+    pthread_mutex_lock(&mu);
+    assert_int_equal(V.granted[0], 328);
+    pthread_mutex_unlock(&mu);
+    /* The next minute starts with what this one used, within the share. */
+    advance(60);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 1000, 1), RATELEASE_OK);
+    assert_int_equal(last_amount(), 100);
+    /* A minute with nothing used in between: the history is too old, it starts at 1 again. */
+    advance(120);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 1000, 1), RATELEASE_OK);
+    assert_int_equal(last_amount(), 1);
+}
+
+/*
+ * Many quiet nodes of one tenant (sidecars of many pods): each takes about
+ * what it uses, so together they never lock the minute up. With a fixed
+ * slice of 10 % the first ten would hold all 20 and the others be refused.
+ */
+static void test_quiet_nodes_do_not_hold_the_minute(void **state)
+{
+    (void)state;
+    enum { NODES = 20 };
+    struct ratelease *node[NODES];
+    for (int i = 0; i < NODES; i++) {
+        node[i] = ratelease_new(E.vault, NULL, E.cfg);
+        assert_non_null(node[i]);
+    }
+    for (int minute = 0; minute < 3; minute++) {
+        for (int i = 0; i < NODES; i++) {
+            assert_int_equal(take(node[i], RATELEASE_RPM, 20, 1), RATELEASE_OK);
+        }
+        pthread_mutex_lock(&mu);
+        assert_int_equal(V.granted[0], NODES); /* one each: nothing held unused */
+        pthread_mutex_unlock(&mu);
+        advance(60);
+    }
+    for (int i = 0; i < NODES; i++) {
+        ratelease_free(node[i]);
+    }
 }
 
 /* Two nodes together get the limit, no more; then both refuse until the window ends. */
@@ -297,13 +356,24 @@ static void test_two_nodes_share_the_limit(void **state)
 static void test_window_end_drops_the_rest(void **state)
 {
     (void)state;
-    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK); /* slice of 2, 1 left */
-    advance(55);
-    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
-    assert_int_equal(requests(), 2);
     pthread_mutex_lock(&mu);
-    assert_int_equal(V.granted[0], 2); /* the new window granted 2 */
+    V.limit[0] = 100;
     pthread_mutex_unlock(&mu);
+    /* Asked 1, 1, 2 (rpm 100: a share of 10): 4 held, 1 left. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(take(E.a, RATELEASE_RPM, 100, 1), RATELEASE_OK);
+    }
+    assert_int_equal(requests(), 3);
+    advance(55);
+    /* The 1 left is gone; the new window's first lease is what the last one used (3). */
+    assert_int_equal(take(E.a, RATELEASE_RPM, 100, 1), RATELEASE_OK);
+    assert_int_equal(requests(), 4);
+    pthread_mutex_lock(&mu);
+    assert_int_equal(V.granted[0], 3);
+    pthread_mutex_unlock(&mu);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 100, 1), RATELEASE_OK);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 100, 1), RATELEASE_OK);
+    assert_int_equal(requests(), 4);
 }
 
 /* tpm: an estimate above the share asks for the estimate; unused goes back; overuse is owed. */
@@ -378,7 +448,11 @@ static void test_fallback(void **state)
     assert_int_equal(take(E.b, RATELEASE_TPM, 1000, 1), RATELEASE_OK);
 }
 
-/* "unlimited": per node until the limit seen changes; a new limit drops the slice. */
+/*
+ * "unlimited": per node for 60 s, then asked again. A changed limit keeps the
+ * slice (the plugin counted it): two creds with the old and the new limit
+ * during a change do not throw slices away.
+ */
 static void test_unlimited_and_limit_change(void **state)
 {
     (void)state;
@@ -386,19 +460,37 @@ static void test_unlimited_and_limit_change(void **state)
     V.unlimited = true;
     pthread_mutex_unlock(&mu);
     assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_LOCAL);
+    advance(59);
     assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_LOCAL);
     assert_int_equal(requests(), 1);
     assert_int_equal(ratelease_stats(E.a)->unlimited, 1);
     pthread_mutex_lock(&mu);
     V.unlimited = false;
-    V.limit[0] = 30;
+    V.limit[0] = 100;
+    pthread_mutex_unlock(&mu);
+    advance(1);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(requests(), 2);
+    /* Asked 1, 1, 2: 4 held, 3 used, 1 left. */
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(requests(), 4);
+    /* The new limit's creds and the old one's alternate: the slice serves both. */
+    assert_int_equal(take(E.a, RATELEASE_RPM, 100, 1), RATELEASE_OK);
+    assert_int_equal(requests(), 4);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(requests(), 5);
+    /* A limit seen again after an "unlimited" answer asks at once. */
+    pthread_mutex_lock(&mu);
+    V.unlimited = true;
+    pthread_mutex_unlock(&mu);
+    advance(60);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_LOCAL);
+    pthread_mutex_lock(&mu);
+    V.unlimited = false;
     pthread_mutex_unlock(&mu);
     assert_int_equal(take(E.a, RATELEASE_RPM, 30, 1), RATELEASE_OK);
-    assert_int_equal(last_amount(), 3);
-    /* 2 left of the slice, but the limit changed: asked again. */
-    assert_int_equal(take(E.a, RATELEASE_RPM, 40, 1), RATELEASE_OK);
-    assert_int_equal(requests(), 3);
-    assert_int_equal(last_amount(), 4);
+    assert_int_equal(requests(), 7);
 }
 
 /* limits.shared_rate_limits false: always per node, Vault never asked. */
@@ -475,6 +567,8 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_request_for_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_node_ramps_to_the_share, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quiet_nodes_do_not_hold_the_minute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_nodes_share_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_end_drops_the_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tpm_settle_and_debt, setup, teardown),
