@@ -162,7 +162,8 @@ bool provider_error_parse(const char *body, size_t len, const struct provider_se
     if (out->message[0] != '\0') {
         pe_ident_field(fields, "type", secrets, nsecrets, out->type);
         if (out->type[0] == '\0') {
-            pe_ident_field(fields, "status", secrets, nsecrets, out->type); /* Gemini's INVALID_ARGUMENT */
+            pe_ident_field(fields, "status", secrets, nsecrets,
+                           out->type); /* Gemini's INVALID_ARGUMENT */
         }
         pe_ident_field(fields, "code", secrets, nsecrets, out->code);
         pe_ident_field(fields, "param", secrets, nsecrets, out->param);

@@ -47,6 +47,7 @@
 #include "agent/latency.h"
 #include "agent/messages.h"
 #include "agent/metrics.h"
+#include "agent/provider_error.h"
 #include "agent/provider_vertex.h"
 #include "agent/providers.h"
 #include "agent/ratelease.h"
@@ -135,6 +136,14 @@ struct call {
     bool not_sse;       /* a 2xx stream answer that is not SSE: read whole, never forwarded */
     struct buf body;
     size_t received; /* bytes of a 2xx body received (non-streamed), kept past too_big */
+    /*
+     * The provider's reason of the last attempt that ended on a 4xx (not
+     * 401/403), for the app's error (call_provider_error); allocated on the
+     * first one. perr_status is that attempt's status, 0 when the last
+     * attempt left no reason.
+     */
+    struct provider_error *perr;
+    long perr_status;
     double attempt_start;
     /* streaming */
     bool reply_started;
@@ -277,6 +286,7 @@ static void call_free(struct call *c)
     }
     json_decref(c->req);
     json_decref(c->fwd);
+    free(c->perr);
     if (c->r != NULL) {
         c->r->call = NULL;
         c->r->abort = NULL;
@@ -327,6 +337,65 @@ static void call_error(struct call *c, int status, const char *type, const char 
 {
     struct request *r = call_end(c);
     server_reply_error(r, status, type, code, msg);
+}
+
+/*
+ * An attempt ended on status e/status: when it is a 4xx other than 401/403
+ * (those may quote the key and say nothing the app can fix), the provider's
+ * reason is read from the body (provider_error.h: cleaned, any part of the
+ * key or access token redacted); else the last reason is forgotten. Without
+ * the key in hand (wiped meanwhile) nothing is read: what cannot be
+ * redacted is not shown.
+ */
+static void call_note_provider_error(struct call *c, enum err e, long status)
+{
+    c->perr_status = 0;
+    if (e != ERR_OK || status < 400 || status >= 500 || status == 401 || status == 403 ||
+        c->ent == NULL || c->body.len == 0) {
+        return;
+    }
+    const struct secret *k = gcptoken_wanted(c->ent) ? gcptoken_current(c->ent) : NULL;
+    if (k == NULL) {
+        k = c->ent->key; /* also a service-account key whose token is gone: over-redacts */
+    }
+    if (k == NULL || (c->perr == NULL && (c->perr = malloc(sizeof(*c->perr))) == NULL)) {
+        return;
+    }
+    struct provider_secret secret = {(const char *)k->data, k->len};
+    if (provider_error_parse(c->body.data, c->body.len, &secret, 1, c->perr)) {
+        c->perr_status = status;
+    }
+}
+
+/*
+ * The call ends on a provider's refusal (status): the agent's message, then
+ * the provider's reason when the last attempt had one with that status
+ * (call_note_provider_error); in OpenAI's shape also the provider's code and
+ * param when it gave them (an SDK tests error.code ==
+ * "context_length_exceeded"). Anthropic's shape (/v1/messages) carries the
+ * provider's message as it is (Claude Code acts on "prompt is too long").
+ * The log line keeps the agent's code.
+ */
+static void call_provider_error(struct call *c, int status, const char *type, const char *code,
+                                const char *msg)
+{
+    if (c->perr == NULL || c->perr_status != status) {
+        call_error(c, status, type, code, msg);
+        return;
+    }
+    struct provider_error pe = *c->perr;
+    struct request *r = call_end(c);
+    if (messages_route(r->route)) {
+        server_reply_error(r, status, type, code, pe.message);
+        return;
+    }
+    char text[PROVIDER_ERROR_MAX_MESSAGE + 256];
+    snprintf(text, sizeof(text), "%s: %s", msg, pe.message);
+    r->error_code = code;
+    json_t *body = json_pack("{s:{s:s,s:s,s:s?,s:s}}", "error", "message", text, "type", type,
+                             "param", pe.param[0] != '\0' ? pe.param : NULL, "code",
+                             pe.code[0] != '\0' ? pe.code : code);
+    server_reply_json(r, status, body);
 }
 
 static void call_param_error(struct request *r, const char *param, const char *code,
@@ -1510,10 +1579,11 @@ static void call_exhausted(struct call *c)
                    "after Retry-After seconds");
     } else if (c->last_err == ERR_OK && c->last_status == 429) {
         /* Every 429 noted a wait (COOLDOWN_DEFAULT_MS without a usable Retry-After). */
-        call_error(c, 429, "rate_limit_error", "rate_limited",
-                   c->last_cooling ? "the provider asked to wait before the tenant's key is used "
-                                     "again; retry after Retry-After seconds"
-                                   : "the provider is rate limiting this key");
+        call_provider_error(c, 429, "rate_limit_error", "rate_limited",
+                            c->last_cooling
+                                ? "the provider asked to wait before the tenant's key is used "
+                                  "again; retry after Retry-After seconds"
+                                : "the provider is rate limiting this key");
     } else if (c->last_err == ERR_OK && c->last_status >= 300 && c->last_status < 400) {
         call_error(c, 502, "upstream_error", "provider_redirect",
                    "the provider answered with a redirect, which is not followed: check its "
@@ -1888,6 +1958,7 @@ static void call_on_done(void *arg, enum err e, long status)
         }
         return;
     }
+    call_note_provider_error(c, e, status);
     call_failed(c, e, e == ERR_OK ? status : 0);
     if (e == ERR_OK && (status == 429 || status == 503)) {
         call_cooldown_note(c, status);
@@ -1910,14 +1981,17 @@ static void call_on_done(void *arg, enum err e, long status)
         call_error(c, 502, "upstream_error", "provider_auth_failed",
                    "the provider refused the tenant's key");
     } else if (status == 404) {
-        call_error(c, 404, "invalid_request_error", "model_not_found",
-                   "the provider does not know this model");
+        call_provider_error(c, 404, "invalid_request_error", "model_not_found",
+                            "the provider does not know this model");
     } else if (status == 413) {
-        call_error(c, 413, "invalid_request_error", "request_too_large",
-                   "the provider refused the request size");
+        call_provider_error(c, 413, "invalid_request_error", "request_too_large",
+                            "the provider refused the request size");
     } else {
-        call_error(c, 400, "invalid_request_error", "provider_rejected_request",
-                   "the provider rejected the request");
+        if (c->perr_status != 0) {
+            c->perr_status = 400; /* the app gets a 400 for any other 4xx: the reason with it */
+        }
+        call_provider_error(c, 400, "invalid_request_error", "provider_rejected_request",
+                            "the provider rejected the request");
     }
 }
 

@@ -51,7 +51,7 @@ CASES=("auto, no fault: preferred provider, 1 attempt"
     "skips are counted: byok_cooldown_skips_total{provider}"
     "cooldown logged with a bounded number, never the header's bytes"
     "after the wait: openai is called again"
-    "the last candidate's 429: the app's 429 carries the provider's Retry-After"
+    "the last candidate's 429: the app's 429 carries the provider's Retry-After, code and reason"
     "a 429 (Retry-After 6), then a 2 s timeout: the app's Retry-After is what is left of the wait"
     "Retry-After past retry_after_max_s after a reload: capped (HTTP-date)"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
@@ -243,8 +243,9 @@ t_eq "after the wait: openai is called again" \
 # beta has one callable candidate: its 429 (retry-after-ms wins over Retry-After) is the app's.
 mock_ctl POST /_mock/scenario '{"scenario":"429","count":1,"retry_after":"30","retry_after_ms":"1500"}' >/dev/null
 call "$BSOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false 3)"
-t_eq "the last candidate's 429: the app's 429 carries the provider's Retry-After" \
-    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $(hdr Retry-After)" "429 rate_limited 2"
+t_eq "the last candidate's 429: the app's 429 carries the provider's Retry-After, code and reason" \
+    "$CODE|$(echo "$BODY" | jq -r '"\(.error.code)|\(.error.message)"' 2>/dev/null)|$(hdr Retry-After)" \
+    "429|rate_limit_exceeded|the provider is rate limiting this key: Rate limit reached for requests.|2"
 mock_ctl DELETE /_mock/scenario >/dev/null
 # The app's Retry-After counts from the answer: openai's 429 asks for 6 s, then anthropic
 # stalls until the 2 s first-byte timeout, so about 4 s are left (rounded up: 4 or 5; 3 on a

@@ -1087,7 +1087,7 @@ func scenarioNames() []string {
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
 		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "error200lead", "streamrawerror",
-		"nostream", "length", "cache"}
+		"nostream", "length", "cache", "400"}
 }
 
 // retryHeaders sets Retry-After (and retry-after-ms) on a 429 or 503: the
@@ -1159,6 +1159,29 @@ func init() {
 		"503":        errorScenario(503),
 		"529":        errorScenario(529),
 		"401":        func(c *call) { c.authFail() },
+		// 400: the provider refuses the request in its own words, in its
+		// style's error shape: a context-length refusal (OpenAI's code and
+		// param where the style has them) that quotes the request's
+		// credential in the middle and carries a CR LF, as no real provider
+		// should but one might.
+		"400": func(c *call) {
+			if c.style == "anthropic" {
+				c.fail(400, "invalid_request_error", "",
+					"prompt is too long: 9 tokens > 8 maximum (key "+c.credential()+")\r\nX-Injected: 1")
+				return
+			}
+			c.status = 400
+			if c.style == "openai" || c.style == "azure" {
+				writeJSON(c.w, 400, map[string]interface{}{"error": map[string]interface{}{
+					"message": "This model's maximum context length is 8 tokens. However, your messages " +
+						"resulted in 9 tokens (key " + c.credential() + ").\r\nX-Injected: 1",
+					"type": "invalid_request_error", "param": "messages",
+					"code": "context_length_exceeded"}})
+				return
+			}
+			c.fail(400, "invalid_request_error", "",
+				"input is too long for the model (key "+c.credential()+")\r\nX-Injected: 1")
+		},
 		// stall: headers never come; the mock holds the request until the
 		// client gives up (or -stall-max passes).
 		"stall": func(c *call) {

@@ -193,8 +193,8 @@ static void test_cleaning(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shapes),       cmocka_unit_test(test_no_message),
-        cmocka_unit_test(test_identifiers),  cmocka_unit_test(test_redaction),
+        cmocka_unit_test(test_shapes),      cmocka_unit_test(test_no_message),
+        cmocka_unit_test(test_identifiers), cmocka_unit_test(test_redaction),
         cmocka_unit_test(test_cleaning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
