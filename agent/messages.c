@@ -367,19 +367,10 @@ bool messages_beta_valid(const char *v)
 
 enum err messages_build(const struct messages_call *m, struct provider_http *out)
 {
-    const char *base;
-    size_t bl;
-    bool local;
-    enum err e = prov_base_url(m->entry, &base, &bl, &local);
+    enum err e = prov_url(out, m->entry, m->count ? "/messages/count_tokens" : "/messages");
     if (e != ERR_OK) {
         return e;
     }
-    const char *suffix = m->count ? "/messages/count_tokens" : "/messages";
-    int n = snprintf(out->url, sizeof(out->url), "%.*s%s", (int)bl, base, suffix);
-    if (n < 0 || (size_t)n >= sizeof(out->url)) {
-        return ERR_TOOBIG;
-    }
-    out->allow_http = local;
     e = messages_body(m->body, m->len, m->model, &out->body, &out->body_len);
     if (e != ERR_OK) {
         return e;

@@ -189,29 +189,6 @@ double provider_cost(const json_t *entry, const char *model, const struct provid
     return 0;
 }
 
-/* base_url without trailing slashes + suffix; refuses non-https unless local. */
-static enum err prov_url(struct provider_http *out, const json_t *entry, const char *suffix)
-{
-    const char *base;
-    size_t bl;
-    bool local;
-    enum err e = prov_base_url(entry, &base, &bl, &local);
-    if (e != ERR_OK) {
-        return e;
-    }
-    if (bl >= sizeof(out->url)) {
-        return ERR_TOOBIG;
-    }
-    memcpy(out->url, base, bl);
-    size_t sl = strlen(suffix);
-    if (sl >= sizeof(out->url) - bl) {
-        return ERR_TOOBIG;
-    }
-    memcpy(out->url + bl, suffix, sl + 1);
-    out->allow_http = local;
-    return ERR_OK;
-}
-
 /* The JSON request headers, accepting an SSE stream or a JSON answer. */
 static enum err prov_common_headers(struct provider_http *out, bool stream)
 {
