@@ -380,7 +380,7 @@ enum err messages_build(const struct messages_call *m, struct provider_http *out
     char line[MESSAGES_MAX_BETA + 32];
     if (e == ERR_OK) {
         snprintf(line, sizeof(line), "anthropic-version: %s",
-                 m->version != NULL ? m->version : MESSAGES_DEFAULT_VERSION);
+                 m->version != NULL ? m->version : PROVIDER_ANTHROPIC_VERSION);
         e = upstream_header_add(&out->headers, line);
     }
     if (e == ERR_OK && m->beta != NULL) {

@@ -32,8 +32,6 @@
 /* The routes; every reply on them (errors included) is in Anthropic's shape. */
 #define MESSAGES_ROUTE "/v1/messages"
 #define MESSAGES_COUNT_ROUTE "/v1/messages/count_tokens"
-/* The API version the agent asks for when the app sends none (the Anthropic adapter's). */
-#define MESSAGES_DEFAULT_VERSION "2023-06-01"
 /* The longest anthropic-beta value taken from the app (a list of feature names). */
 #define MESSAGES_MAX_BETA 512
 /* anthropic-version: a date, YYYY-MM-DD. */

@@ -27,7 +27,6 @@
 #include "agent/upstream.h"
 #include "common/azure.h"
 
-#define ANTHROPIC_VERSION "2023-06-01"
 #define AZURE_DEFAULT_API_VERSION "2024-10-21"
 
 void provider_http_done(struct provider_http *h)
@@ -1088,7 +1087,7 @@ static enum err anthropic_build(const struct provider_call *c, struct provider_h
         e = prov_common_headers(out, c->stream);
     }
     if (e == ERR_OK) {
-        e = upstream_header_add(&out->headers, "anthropic-version: " ANTHROPIC_VERSION);
+        e = upstream_header_add(&out->headers, "anthropic-version: " PROVIDER_ANTHROPIC_VERSION);
     }
     if (e == ERR_OK) {
         e = upstream_header_secret(&out->headers, "x-api-key: ", c->key);

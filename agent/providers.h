@@ -41,6 +41,12 @@ enum provider_op { PROVIDER_CHAT, PROVIDER_EMBEDDINGS };
 #define PROVIDER_MAX_TOKENS 100000000LL
 /* The highest catalog price (USD per 1M tokens) a cost is computed from: the plugin's bound. */
 #define PROVIDER_MAX_PRICE 100000.0
+/*
+ * The anthropic-version header the agent sends to Anthropic: always for the
+ * translated chat, and on /v1/messages when the app sends none
+ * (https://docs.anthropic.com/en/api/versioning).
+ */
+#define PROVIDER_ANTHROPIC_VERSION "2023-06-01"
 
 /*
  * One call's tokens. prompt_tokens counts every input token, as OpenAI's does:
