@@ -395,14 +395,6 @@ enum err messages_build(const struct messages_call *m, struct provider_http *out
 
 /* ---- answers and events --------------------------------------------------------------------- */
 
-/* Anthropic's error object: {"type":"error",...} or an "error" object. */
-static bool msg_is_error(const json_t *j)
-{
-    const char *type = json_string_value(json_object_get(j, "type"));
-    return (type != NULL && strcmp(type, "error") == 0) ||
-           json_is_object(json_object_get(j, "error"));
-}
-
 static enum err msg_response(enum provider_op op, const char *body, size_t len, const char *model,
                              json_t **ret_json, struct provider_usage *ret_usage)
 {
@@ -416,7 +408,7 @@ static enum err msg_response(enum provider_op op, const char *body, size_t len, 
         json_decref(j);
         return ERR_PROTO;
     }
-    if (msg_is_error(j)) {
+    if (provider_anthropic_error(j)) {
         /* Its text is never read: it may echo the key. */
         json_decref(j);
         return ERR_UPSTREAM;

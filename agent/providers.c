@@ -1095,6 +1095,13 @@ static enum err anthropic_build(const struct provider_call *c, struct provider_h
     return e;
 }
 
+bool provider_anthropic_error(const json_t *answer)
+{
+    const char *type = json_string_value(json_object_get(answer, "type"));
+    return (type != NULL && strcmp(type, "error") == 0) ||
+           json_is_object(json_object_get(answer, "error"));
+}
+
 static enum err anthropic_response(enum provider_op op, const char *body, size_t len,
                                    const char *model, json_t **ret_json,
                                    struct provider_usage *ret_usage)
@@ -1104,14 +1111,8 @@ static enum err anthropic_response(enum provider_op op, const char *body, size_t
         json_decref(j);
         return ERR_PROTO;
     }
-    /*
-     * Anthropic's error object ({"type":"error","error":{...}}) in a 2xx, as
-     * gateways may send it: the provider's error, as in openai_response, and
-     * its text (which may echo the key) is not read.
-     */
-    const char *type = json_string_value(json_object_get(j, "type"));
-    if ((type != NULL && strcmp(type, "error") == 0) ||
-        json_is_object(json_object_get(j, "error"))) {
+    /* The provider's error in a 2xx, as in openai_response; its text is not read. */
+    if (provider_anthropic_error(j)) {
         json_decref(j);
         return ERR_UPSTREAM;
     }

@@ -271,6 +271,12 @@ MUST_USE enum err provider_anthropic_response(const json_t *msg, json_t **ret,
  * counts are taken even when zero; message_delta's only when it has them.
  */
 void provider_anthropic_usage(const json_t *usage, struct provider_usage *u, bool input_side);
+/*
+ * Is the parsed answer Anthropic's error object ({"type":"error",
+ * "error":{...}}, or any object with an "error" object), as gateways may
+ * send it in a 2xx? Only its shape is looked at: its text may echo the key.
+ */
+bool provider_anthropic_error(const json_t *answer);
 
 /*
  * Exposed for tests: Cohere request/response translation. The request is
