@@ -536,21 +536,6 @@ bool messages_route(const char *route)
 
 /* ---- Claude on Amazon Bedrock --------------------------------------------------------------- */
 
-bool messages_bedrock_model(const char *model)
-{
-    static const char claude[] = "anthropic.claude";
-    if (model == NULL) {
-        return false;
-    }
-    if (strncmp(model, claude, sizeof(claude) - 1) == 0) {
-        return true;
-    }
-    /* An inference profile: one label of letters (us, eu, apac, global ...), a dot, the id. */
-    size_t geo = strspn(model, "abcdefghijklmnopqrstuvwxyz");
-    return geo > 0 && geo <= 8 && model[geo] == '.' &&
-           strncmp(model + geo + 1, claude, sizeof(claude) - 1) == 0;
-}
-
 /* One member of an object: its key's span (quotes included) and its value's. */
 struct msg_member {
     size_t ks, ke, vs, ve;

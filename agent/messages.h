@@ -142,13 +142,6 @@ json_t *messages_error_json(int status, const char *message, const char *request
 #define MESSAGES_BEDROCK_VERSION "bedrock-2023-05-31"
 
 /*
- * Is model a Claude model id on Bedrock: "anthropic.claude..." or an
- * inference profile "<geo>.anthropic.claude..." (us., eu., apac., global. ...)?
- * Only those are candidates for /v1/messages on a Bedrock provider.
- */
-bool messages_bedrock_model(const char *model);
-
-/*
  * The app's body (len bytes, a JSON object jansson has parsed) as Bedrock's
  * InvokeModel takes it for Claude: its top-level "model" and "stream"
  * members removed (the model id and the stream are in the URL), then

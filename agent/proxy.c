@@ -47,6 +47,7 @@
 #include "agent/latency.h"
 #include "agent/messages.h"
 #include "agent/metrics.h"
+#include "agent/provider_bedrock.h"
 #include "agent/provider_vertex.h"
 #include "agent/providers.h"
 #include "agent/ratelease.h"
@@ -2096,7 +2097,7 @@ static bool call_messages_style(const struct call *c, const json_t *entry)
 static bool call_messages_model(const json_t *entry, const char *model)
 {
     if (call_style_is(entry, "bedrock")) {
-        return messages_bedrock_model(model);
+        return provider_bedrock_claude(model);
     }
     return !call_style_is(entry, "vertex") || provider_vertex_claude_model(model);
 }
