@@ -367,19 +367,10 @@ bool messages_beta_valid(const char *v)
 
 enum err messages_build(const struct messages_call *m, struct provider_http *out)
 {
-    const char *base;
-    size_t bl;
-    bool local;
-    enum err e = prov_base_url(m->entry, &base, &bl, &local);
+    enum err e = prov_url(out, m->entry, m->count ? "/messages/count_tokens" : "/messages");
     if (e != ERR_OK) {
         return e;
     }
-    const char *suffix = m->count ? "/messages/count_tokens" : "/messages";
-    int n = snprintf(out->url, sizeof(out->url), "%.*s%s", (int)bl, base, suffix);
-    if (n < 0 || (size_t)n >= sizeof(out->url)) {
-        return ERR_TOOBIG;
-    }
-    out->allow_http = local;
     e = messages_body(m->body, m->len, m->model, &out->body, &out->body_len);
     if (e != ERR_OK) {
         return e;
@@ -389,7 +380,7 @@ enum err messages_build(const struct messages_call *m, struct provider_http *out
     char line[MESSAGES_MAX_BETA + 32];
     if (e == ERR_OK) {
         snprintf(line, sizeof(line), "anthropic-version: %s",
-                 m->version != NULL ? m->version : MESSAGES_DEFAULT_VERSION);
+                 m->version != NULL ? m->version : PROVIDER_ANTHROPIC_VERSION);
         e = upstream_header_add(&out->headers, line);
     }
     if (e == ERR_OK && m->beta != NULL) {
@@ -404,14 +395,6 @@ enum err messages_build(const struct messages_call *m, struct provider_http *out
 
 /* ---- answers and events --------------------------------------------------------------------- */
 
-/* Anthropic's error object: {"type":"error",...} or an "error" object. */
-static bool msg_is_error(const json_t *j)
-{
-    const char *type = json_string_value(json_object_get(j, "type"));
-    return (type != NULL && strcmp(type, "error") == 0) ||
-           json_is_object(json_object_get(j, "error"));
-}
-
 static enum err msg_response(enum provider_op op, const char *body, size_t len, const char *model,
                              json_t **ret_json, struct provider_usage *ret_usage)
 {
@@ -425,7 +408,7 @@ static enum err msg_response(enum provider_op op, const char *body, size_t len, 
         json_decref(j);
         return ERR_PROTO;
     }
-    if (msg_is_error(j)) {
+    if (provider_anthropic_error(j)) {
         /* Its text is never read: it may echo the key. */
         json_decref(j);
         return ERR_UPSTREAM;
@@ -552,21 +535,6 @@ bool messages_route(const char *route)
 }
 
 /* ---- Claude on Amazon Bedrock --------------------------------------------------------------- */
-
-bool messages_bedrock_model(const char *model)
-{
-    static const char claude[] = "anthropic.claude";
-    if (model == NULL) {
-        return false;
-    }
-    if (strncmp(model, claude, sizeof(claude) - 1) == 0) {
-        return true;
-    }
-    /* An inference profile: one label of letters (us, eu, apac, global ...), a dot, the id. */
-    size_t geo = strspn(model, "abcdefghijklmnopqrstuvwxyz");
-    return geo > 0 && geo <= 8 && model[geo] == '.' &&
-           strncmp(model + geo + 1, claude, sizeof(claude) - 1) == 0;
-}
 
 /* One member of an object: its key's span (quotes included) and its value's. */
 struct msg_member {

@@ -32,8 +32,6 @@
 /* The routes; every reply on them (errors included) is in Anthropic's shape. */
 #define MESSAGES_ROUTE "/v1/messages"
 #define MESSAGES_COUNT_ROUTE "/v1/messages/count_tokens"
-/* The API version the agent asks for when the app sends none (the Anthropic adapter's). */
-#define MESSAGES_DEFAULT_VERSION "2023-06-01"
 /* The longest anthropic-beta value taken from the app (a list of feature names). */
 #define MESSAGES_MAX_BETA 512
 /* anthropic-version: a date, YYYY-MM-DD. */
@@ -142,13 +140,6 @@ json_t *messages_error_json(int status, const char *message, const char *request
 
 /* The anthropic_version Bedrock's InvokeModel takes in the body of a Claude call. */
 #define MESSAGES_BEDROCK_VERSION "bedrock-2023-05-31"
-
-/*
- * Is model a Claude model id on Bedrock: "anthropic.claude..." or an
- * inference profile "<geo>.anthropic.claude..." (us., eu., apac., global. ...)?
- * Only those are candidates for /v1/messages on a Bedrock provider.
- */
-bool messages_bedrock_model(const char *model);
 
 /*
  * The app's body (len bytes, a JSON object jansson has parsed) as Bedrock's

@@ -512,6 +512,21 @@ enum err provider_bedrock_request(const json_t *oreq, long default_max_tokens,
     return ERR_OK;
 }
 
+bool provider_bedrock_claude(const char *model)
+{
+    static const char claude[] = "anthropic.claude";
+    if (model == NULL) {
+        return false;
+    }
+    if (strncmp(model, claude, sizeof(claude) - 1) == 0) {
+        return true;
+    }
+    /* An inference profile: one label (us, eu, apac, global, us-gov ...), a dot, the id. */
+    size_t geo = strspn(model, "abcdefghijklmnopqrstuvwxyz-");
+    return geo > 0 && geo <= 8 && model[0] != '-' && model[geo] == '.' &&
+           strncmp(model + geo + 1, claude, sizeof(claude) - 1) == 0;
+}
+
 /*
  * Does Bedrock take prompt-cache points for this model? Claude and Amazon
  * Nova models do (Bedrock's prompt caching page); Converse refuses a
@@ -538,7 +553,9 @@ static bool brk_model_caches(const char *model)
     if (strstr(model, "amazon.nova") != NULL) {
         return true;
     }
-    if (strstr(model, "anthropic.claude") == NULL) {
+    /* A foundation model's or an inference profile's ARN names its id after the last '/'. */
+    const char *id = strrchr(model, '/');
+    if (!provider_bedrock_claude(id != NULL ? id + 1 : model)) {
         return false;
     }
     for (size_t i = 0; i < sizeof(old_claude) / sizeof(old_claude[0]); i++) {

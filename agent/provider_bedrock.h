@@ -35,6 +35,16 @@
 #define BEDROCK_MAX_MODEL_ID 512
 
 /*
+ * Is the Bedrock model id a Claude model: "anthropic.claude..." or a
+ * system-defined inference profile "<geo>.anthropic.claude..." (us., eu.,
+ * apac., jp., global., us-gov. ...: one label of lowercase letters and
+ * hyphens, at most 8)? Only an id, not an ARN. Claude takes Anthropic's
+ * Messages API through InvokeModel (/v1/messages on Bedrock), and the newer
+ * ones prompt-cache points (the adapter's own, narrower rule).
+ */
+bool provider_bedrock_claude(const char *model);
+
+/*
  * The region an IAM key signs for: the one an AWS endpoint's host names
  * (bedrock-runtime[-fips].<region>.amazonaws.com[.cn], VPC endpoints
  * included), else the key's metadata "region" (a host that names none: a

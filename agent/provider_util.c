@@ -41,6 +41,28 @@ enum err prov_base_url(const json_t *entry, const char **ret_base, size_t *ret_l
     return ERR_OK;
 }
 
+enum err prov_url(struct provider_http *out, const json_t *entry, const char *suffix)
+{
+    const char *base;
+    size_t bl;
+    bool local;
+    enum err e = prov_base_url(entry, &base, &bl, &local);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (bl >= sizeof(out->url)) {
+        return ERR_TOOBIG;
+    }
+    memcpy(out->url, base, bl);
+    size_t sl = strlen(suffix);
+    if (sl >= sizeof(out->url) - bl) {
+        return ERR_TOOBIG;
+    }
+    memcpy(out->url + bl, suffix, sl + 1);
+    out->allow_http = local;
+    return ERR_OK;
+}
+
 enum err prov_dump(const json_t *body, struct provider_http *out)
 {
     out->body = jsonw_dumps(body, &out->body_len);

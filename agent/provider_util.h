@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
  * Helpers the provider adapters share (providers.c, provider_bedrock.c,
- * provider_vertex.c): recording why a request cannot be translated, reading
- * a provider's token counts, mapping finish reasons, checking tool calls,
- * and writing the OpenAI shapes every translating adapter answers with
- * (usage, the answer's message, the stream's chunks and its end). Internal
- * to the adapters: nothing else includes it. Like the adapters, these never
- * log and never see the key.
+ * provider_vertex.c, and messages.c's passthrough): building the URL,
+ * recording why a request cannot be translated, reading a provider's token
+ * counts, mapping finish reasons, checking tool calls, and writing the
+ * OpenAI shapes every translating adapter answers with (usage, the answer's
+ * message, the stream's chunks and its end). Internal to the adapters:
+ * nothing else includes it. Like the adapters, these never log and never
+ * see the key.
  */
 #ifndef BYOK_AGENT_PROVIDER_UTIL_H
 #define BYOK_AGENT_PROVIDER_UTIL_H
@@ -27,6 +28,13 @@
  */
 MUST_USE enum err prov_base_url(const json_t *entry, const char **ret_base, size_t *ret_len,
                                 bool *ret_local);
+
+/*
+ * out->url: the entry's base_url without trailing slashes, then suffix;
+ * out->allow_http set for a local entry. ERR_CONFIG as prov_base_url,
+ * ERR_TOOBIG when the URL does not fit out->url.
+ */
+MUST_USE enum err prov_url(struct provider_http *out, const json_t *entry, const char *suffix);
 
 /* The request body: body serialised into out->body (owned by out). ERR_NOMEM. */
 MUST_USE enum err prov_dump(const json_t *body, struct provider_http *out);

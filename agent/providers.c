@@ -27,7 +27,6 @@
 #include "agent/upstream.h"
 #include "common/azure.h"
 
-#define ANTHROPIC_VERSION "2023-06-01"
 #define AZURE_DEFAULT_API_VERSION "2024-10-21"
 
 void provider_http_done(struct provider_http *h)
@@ -187,29 +186,6 @@ double provider_cost(const json_t *entry, const char *model, const struct provid
         }
     }
     return 0;
-}
-
-/* base_url without trailing slashes + suffix; refuses non-https unless local. */
-static enum err prov_url(struct provider_http *out, const json_t *entry, const char *suffix)
-{
-    const char *base;
-    size_t bl;
-    bool local;
-    enum err e = prov_base_url(entry, &base, &bl, &local);
-    if (e != ERR_OK) {
-        return e;
-    }
-    if (bl >= sizeof(out->url)) {
-        return ERR_TOOBIG;
-    }
-    memcpy(out->url, base, bl);
-    size_t sl = strlen(suffix);
-    if (sl >= sizeof(out->url) - bl) {
-        return ERR_TOOBIG;
-    }
-    memcpy(out->url + bl, suffix, sl + 1);
-    out->allow_http = local;
-    return ERR_OK;
 }
 
 /* The JSON request headers, accepting an SSE stream or a JSON answer. */
@@ -1111,12 +1087,19 @@ static enum err anthropic_build(const struct provider_call *c, struct provider_h
         e = prov_common_headers(out, c->stream);
     }
     if (e == ERR_OK) {
-        e = upstream_header_add(&out->headers, "anthropic-version: " ANTHROPIC_VERSION);
+        e = upstream_header_add(&out->headers, "anthropic-version: " PROVIDER_ANTHROPIC_VERSION);
     }
     if (e == ERR_OK) {
         e = upstream_header_secret(&out->headers, "x-api-key: ", c->key);
     }
     return e;
+}
+
+bool provider_anthropic_error(const json_t *answer)
+{
+    const char *type = json_string_value(json_object_get(answer, "type"));
+    return (type != NULL && strcmp(type, "error") == 0) ||
+           json_is_object(json_object_get(answer, "error"));
 }
 
 static enum err anthropic_response(enum provider_op op, const char *body, size_t len,
@@ -1128,14 +1111,8 @@ static enum err anthropic_response(enum provider_op op, const char *body, size_t
         json_decref(j);
         return ERR_PROTO;
     }
-    /*
-     * Anthropic's error object ({"type":"error","error":{...}}) in a 2xx, as
-     * gateways may send it: the provider's error, as in openai_response, and
-     * its text (which may echo the key) is not read.
-     */
-    const char *type = json_string_value(json_object_get(j, "type"));
-    if ((type != NULL && strcmp(type, "error") == 0) ||
-        json_is_object(json_object_get(j, "error"))) {
+    /* The provider's error in a 2xx, as in openai_response; its text is not read. */
+    if (provider_anthropic_error(j)) {
         json_decref(j);
         return ERR_UPSTREAM;
     }

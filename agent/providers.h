@@ -41,6 +41,12 @@ enum provider_op { PROVIDER_CHAT, PROVIDER_EMBEDDINGS };
 #define PROVIDER_MAX_TOKENS 100000000LL
 /* The highest catalog price (USD per 1M tokens) a cost is computed from: the plugin's bound. */
 #define PROVIDER_MAX_PRICE 100000.0
+/*
+ * The anthropic-version header the agent sends to Anthropic: always for the
+ * translated chat, and on /v1/messages when the app sends none
+ * (https://docs.anthropic.com/en/api/versioning).
+ */
+#define PROVIDER_ANTHROPIC_VERSION "2023-06-01"
 
 /*
  * One call's tokens. prompt_tokens counts every input token, as OpenAI's does:
@@ -265,6 +271,12 @@ MUST_USE enum err provider_anthropic_response(const json_t *msg, json_t **ret,
  * counts are taken even when zero; message_delta's only when it has them.
  */
 void provider_anthropic_usage(const json_t *usage, struct provider_usage *u, bool input_side);
+/*
+ * Is the parsed answer Anthropic's error object ({"type":"error",
+ * "error":{...}}, or any object with an "error" object), as gateways may
+ * send it in a 2xx? Only its shape is looked at: its text may echo the key.
+ */
+bool provider_anthropic_error(const json_t *answer);
 
 /*
  * Exposed for tests: Cohere request/response translation. The request is

@@ -47,6 +47,7 @@
 #include "agent/latency.h"
 #include "agent/messages.h"
 #include "agent/metrics.h"
+#include "agent/provider_bedrock.h"
 #include "agent/provider_error.h"
 #include "agent/provider_vertex.h"
 #include "agent/providers.h"
@@ -1662,6 +1663,48 @@ static void call_answered_error(struct call *c, int status, const char *code, co
     call_error(c, status, "upstream_error", code, msg);
 }
 
+/* The success headers, with the cost call_record_usage counted. */
+static void call_success_cost_headers(struct call *c)
+{
+    char cost[32];
+    snprintf(cost, sizeof(cost), "%.8f", c->r->cost_usd);
+    call_success_headers(c);
+    server_header(c->r, "X-BYOK-Cost-USD", cost);
+}
+
+/*
+ * A 2xx answer passed through (OpenAI-shaped passthrough, SHAPE_MESSAGES):
+ * the provider's bytes (c->body) are handed to evhttp without a copy, the
+ * call counted "ok", and the app gets them in a 200. When the agent cannot
+ * hold them for evhttp (out of memory) the call is still counted, as
+ * "internal" (the provider answered and may bill it, as in
+ * call_stream_send_answer), and the app gets a 500 in its route's error
+ * shape (server_reply_error: OpenAI's, or Anthropic's on /v1/messages),
+ * never a 200 with an empty body.
+ */
+static void call_reply_body(struct call *c)
+{
+    size_t len = 0;
+    char *data = buf_take(&c->body, &len);
+    struct evbuffer *eb = evbuffer_new();
+    if (eb == NULL ||
+        (data != NULL && evbuffer_add_reference(eb, data, len, call_free_body, NULL) != 0)) {
+        free(data);
+        if (eb != NULL) {
+            evbuffer_free(eb);
+        }
+        call_name_candidate(c); /* the log line names the provider that answered */
+        call_record_usage(c, "internal");
+        call_error(c, 500, "server_error", "internal", "out of memory");
+        return;
+    }
+    call_record_usage(c, "ok");
+    call_success_cost_headers(c);
+    struct request *r = call_end(c);
+    server_reply_buf(r, 200, "application/json", eb);
+    evbuffer_free(eb);
+}
+
 /*
  * SHAPE_MESSAGES: the provider's 2xx answer goes to the app as its bytes,
  * counted with its usage (Anthropic's usage object; estimated when it has
@@ -1685,27 +1728,7 @@ static void call_messages_reply(struct call *c)
     if (!u.seen && !c->count_tokens) {
         call_usage_estimated(c, (long long)(c->received / 4));
     }
-    call_record_usage(c, "ok");
-    struct request *r = c->r;
-    char cost[32];
-    snprintf(cost, sizeof(cost), "%.8f", r->cost_usd);
-    call_success_headers(c);
-    server_header(r, "X-BYOK-Cost-USD", cost);
-    struct evbuffer *eb = evbuffer_new();
-    if (eb != NULL) {
-        size_t len = 0;
-        char *data = buf_take(&c->body, &len);
-        if (data != NULL && evbuffer_add_reference(eb, data, len, call_free_body, NULL) != 0) {
-            free(data);
-        }
-    }
-    r = call_end(c);
-    if (eb == NULL) {
-        server_reply_error(r, 500, "server_error", "internal", "out of memory");
-        return;
-    }
-    server_reply_buf(r, 200, "application/json", eb);
-    evbuffer_free(eb);
+    call_reply_body(c);
 }
 
 static void call_reply_success(struct call *c)
@@ -1750,11 +1773,13 @@ static void call_reply_success(struct call *c)
             return;
         }
     }
+    if (passthrough) {
+        /* OpenAI-shaped already: forward the provider's bytes without re-serialising. */
+        call_reply_body(c);
+        return;
+    }
     call_record_usage(c, "ok");
-    char cost[32];
-    snprintf(cost, sizeof(cost), "%.8f", r->cost_usd);
-    call_success_headers(c);
-    server_header(r, "X-BYOK-Cost-USD", cost);
+    call_success_cost_headers(c);
     if (c->shape == SHAPE_BRAIN) {
         const json_t *msg =
             json_object_get(json_array_get(json_object_get(out, "choices"), 0), "message");
@@ -1772,25 +1797,6 @@ static void call_reply_success(struct call *c)
     if (c->shape == SHAPE_RESPONSES) {
         r = call_end(c);
         server_reply_json(r, 200, resp);
-        return;
-    }
-    if (passthrough) {
-        /* OpenAI-shaped already: forward the provider's bytes without re-serialising. */
-        struct evbuffer *eb = evbuffer_new();
-        if (eb != NULL) {
-            size_t len = 0;
-            char *data = buf_take(&c->body, &len);
-            if (data != NULL && evbuffer_add_reference(eb, data, len, call_free_body, NULL) != 0) {
-                free(data);
-            }
-        }
-        r = call_end(c);
-        if (eb == NULL) {
-            server_reply_error(r, 500, "server_error", "internal", "out of memory");
-            return;
-        }
-        server_reply_buf(r, 200, "application/json", eb);
-        evbuffer_free(eb);
         return;
     }
     r = call_end(c);
@@ -2170,7 +2176,7 @@ static bool call_messages_style(const struct call *c, const json_t *entry)
 static bool call_messages_model(const json_t *entry, const char *model)
 {
     if (call_style_is(entry, "bedrock")) {
-        return messages_bedrock_model(model);
+        return provider_bedrock_claude(model);
     }
     return !call_style_is(entry, "vertex") || provider_vertex_claude_model(model);
 }

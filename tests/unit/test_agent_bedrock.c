@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
  * Unit tests for the Bedrock adapter (provider_bedrock.c) and the AWS event
- * stream decoder (eventstream.c): request building (URL, Bearer header,
+ * stream decoder (eventstream.c): which model ids are Claude, request building (URL, Bearer header,
  * system and messages, inferenceConfig, tools, refused fields naming the
  * field), answer translation (text, tool use, stop reasons, usage), the
  * decoder (whole messages, split at every byte, several in one read, bad
@@ -47,6 +47,33 @@ static const char *find_header(const struct curl_slist *l, const char *prefix)
         }
     }
     return NULL;
+}
+
+/* ---- Claude models (/v1/messages on Bedrock; the cache rule's first half) ----------------------
+ */
+
+static void test_claude_models(void **state)
+{
+    (void)state;
+    assert_true(provider_bedrock_claude("anthropic.claude-3-5-haiku-20241022-v1:0"));
+    assert_true(provider_bedrock_claude("us.anthropic.claude-sonnet-4-20250514-v1:0"));
+    assert_true(provider_bedrock_claude("global.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+    assert_true(provider_bedrock_claude("apac.anthropic.claude-3-haiku-20240307-v1:0"));
+    assert_true(provider_bedrock_claude("us-gov.anthropic.claude-3-7-sonnet-20250219-v1:0"));
+    assert_false(provider_bedrock_claude("meta.llama3-70b-instruct-v1:0"));
+    assert_false(provider_bedrock_claude("us.meta.llama3-2-90b-instruct-v1:0"));
+    assert_false(provider_bedrock_claude("amazon.titan-embed-text-v2:0"));
+    assert_false(provider_bedrock_claude(".anthropic.claude-x"));
+    assert_false(provider_bedrock_claude("-.anthropic.claude-x"));
+    assert_false(provider_bedrock_claude("US.anthropic.claude-x"));
+    assert_false(provider_bedrock_claude("a.b.anthropic.claude-x"));
+    assert_false(provider_bedrock_claude("toolonggeo.anthropic.claude-x"));
+    assert_false(provider_bedrock_claude("anthropic.claud"));
+    /* An id only: an ARN is the cache rule's to take apart. */
+    assert_false(provider_bedrock_claude(
+        "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-7-sonnet-20250219-v1:0"));
+    assert_false(provider_bedrock_claude(""));
+    assert_false(provider_bedrock_claude(NULL));
 }
 
 /* ---- request building ----------------------------------------------------------------------- */
@@ -1303,6 +1330,7 @@ int main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_claude_models),
         cmocka_unit_test(test_build_url_and_key),
         cmocka_unit_test(test_build_iam),
         cmocka_unit_test(test_region),

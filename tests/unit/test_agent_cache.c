@@ -296,6 +296,18 @@ static void test_bedrock_models(void **state)
                  {"us.anthropic.claude-sonnet-4-20250514-v1:0", true, true},
                  {"anthropic.claude-opus-4-1-20250805-v1:0", true, true},
                  {"amazon.nova-pro-v1:0", true, false},
+                 {"us-gov.anthropic.claude-3-7-sonnet-20250219-v1:0", true, true},
+                 {"arn:aws:bedrock:us-east-1::foundation-model/"
+                  "anthropic.claude-3-7-sonnet-20250219-v1:0",
+                  true, true},
+                 {"arn:aws:bedrock:us-east-1:123456789012:inference-profile/"
+                  "us.anthropic.claude-sonnet-4-20250514-v1:0",
+                  true, true},
+                 {"arn:aws:bedrock:us-east-1::foundation-model/"
+                  "anthropic.claude-3-haiku-20240307-v1:0",
+                  false, false},
+                 {"arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123",
+                  false, false},
                  {"anthropic.claude-3-haiku-20240307-v1:0", false, false},
                  {"anthropic.claude-3-5-sonnet-20241022-v2:0", false, false},
                  {"meta.llama3-1-70b-instruct-v1:0", false, false},
