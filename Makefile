@@ -9,6 +9,7 @@
 #   make bench      benchmarks (figures go to README.md by hand)
 #   make demo       build, start plugin under Vault (or the stand-in), agent, mock provider; one keyless call
 #   make install    PREFIX=/usr/local DESTDIR= PLUGIN_DIR=/etc/vault/plugins; `make uninstall`
+#   make deb        build/deb/byok-agent_*.deb and vault-plugin-secrets-byok_*.deb (dpkg-deb)
 #   make format / lint / clean
 
 O ?= build
@@ -102,7 +103,7 @@ endif
 # what makes a second `make` do nothing.
 .SECONDARY:
 .PHONY: all plugin agent unit fuzzbins fuzz tools deps check asan bench demo format lint clean go vaultsim mockprovider \
-	install install-plugin install-agent uninstall
+	install install-plugin install-agent uninstall deb
 all: plugin agent
 
 plugin: $(PLUGIN)
@@ -280,6 +281,66 @@ uninstall:
 	    rmdir "$$d" 2>/dev/null || true; done
 	$(Q)echo "removed $(PLUGIN_DIR)/$(PLUGIN_FILE): deregister it if Vault still lists it" \
 	    "(vault plugin deregister -version=v$(VERSION) secret vault-plugin-secrets-byok)"
+
+# Two binary packages made with dpkg-deb alone (no debhelper): each tree is staged by
+# install-plugin/install-agent with Debian's paths, stripped, its man page gzipped, a
+# control file written here and the scripts of packaging/deb/ added. Depends comes from
+# dpkg-shlibdeps (dpkg-dev, part of build-essential) run on the staged binaries: the
+# packages of the shared libraries they link and the lowest versions whose symbols they
+# use. The plugin's directory is /usr/lib/vault-plugins (no executables under /etc);
+# docs/admin-guide.md says why and what to set plugin_directory to.
+DEB_OUT ?= $(O)/deb
+# xz is Debian's default; tests/e2e/42-install.sh takes gzip -1, several times faster on the plugin.
+DEB_COMPRESS ?= xz
+DEB_ZLEVEL ?=
+comma := ,
+DEB_ARCH = $(shell dpkg --print-architecture)
+DEB_MAINTAINER ?= byok maintainers <byok@example.invalid>
+DEB_PLUGIN_DIR := /usr/lib/vault-plugins
+DEB_WORK = $(DEB_OUT)/work
+DEB_AGENT_ROOT = $(DEB_WORK)/debian/byok-agent
+DEB_PLUGIN_ROOT = $(DEB_WORK)/debian/vault-plugin-secrets-byok
+
+# deb-control PACKAGE ROOT BINARY EXTRA-DEPENDS: writes ROOT/DEBIAN/control, its Description
+# from packaging/deb/PACKAGE.description (the first line is the synopsis).
+define deb-control
+	$(Q)cd $(DEB_WORK) && dep=$$(dpkg-shlibdeps -O -e$(3) | sed -n 's/^shlibs:Depends=//p') && [ -n "$$dep" ] \
+	    || { echo "deb: dpkg-shlibdeps gave no Depends for $(1) (dpkg-dev is installed by make deps)" >&2; exit 1; }; \
+	    cd $(CURDIR) && { echo "Package: $(1)"; echo "Version: $(VERSION)"; echo "Architecture: $(DEB_ARCH)"; \
+	      echo "Maintainer: $(DEB_MAINTAINER)"; echo "Installed-Size: $$(du -sk --exclude=DEBIAN $(2) | cut -f1)"; \
+	      echo "Depends: $$dep$(4)"; echo "Section: admin"; echo "Priority: optional"; \
+	      sed -n '1s/^/Description: /p' packaging/deb/$(1).description; \
+	      sed '1d; s/^$$/./; s/^/ /' packaging/deb/$(1).description; } >$(2)/DEBIAN/control
+endef
+
+define deb-finish
+	$(Q)for s in preinst postinst prerm postrm; do [ -f packaging/deb/$(1).$$s ] || continue; \
+	    sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@PLUGIN_DIR@|$(DEB_PLUGIN_DIR)|g' packaging/deb/$(1).$$s >$(2)/DEBIAN/$$s; \
+	    chmod 0755 $(2)/DEBIAN/$$s; done
+	$(Q)install -d -m 0755 $(2)/usr/share/doc/$(1)
+	$(Q){ echo "byok $(VERSION): $(1)"; echo "License: MPL-2.0 (/usr/share/common-licenses/MPL-2.0)"; echo; cat LICENSE; } \
+	    >$(2)/usr/share/doc/$(1)/copyright && chmod 0644 $(2)/usr/share/doc/$(1)/copyright
+	$(Q)cd $(2) && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0r md5sum >DEBIAN/md5sums
+	$(Q)chmod 0644 $(2)/DEBIAN/control $(2)/DEBIAN/md5sums
+	$(Q)dpkg-deb --root-owner-group -Z$(DEB_COMPRESS) $(if $(DEB_ZLEVEL),-z$(DEB_ZLEVEL)) --build $(2) $(DEB_OUT)/$(1)_$(VERSION)_$(DEB_ARCH).deb >/dev/null
+	@echo "  DEB     $(DEB_OUT)/$(1)_$(VERSION)_$(DEB_ARCH).deb"
+endef
+
+deb: $(PLUGIN) $(AGENT)
+	$(Q)rm -rf $(DEB_WORK) && mkdir -p -m 0755 $(DEB_AGENT_ROOT)/DEBIAN $(DEB_PLUGIN_ROOT)/DEBIAN
+	$(Q)printf 'Source: byok\n\nPackage: byok-agent\nArchitecture: any\n\nPackage: vault-plugin-secrets-byok\nArchitecture: any\n' \
+	    >$(DEB_WORK)/debian/control
+	$(Q)$(MAKE) --no-print-directory -o $(AGENT) install-agent DESTDIR=$(abspath $(DEB_AGENT_ROOT)) PREFIX=/usr \
+	    SYSTEMDUNITDIR=/lib/systemd/system
+	$(Q)$(MAKE) --no-print-directory -o $(PLUGIN) install-plugin DESTDIR=$(abspath $(DEB_PLUGIN_ROOT)) PREFIX=/usr \
+	    PLUGIN_DIR=$(DEB_PLUGIN_DIR)
+	$(Q)strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+	    $(DEB_AGENT_ROOT)/usr/bin/byok-agent $(DEB_PLUGIN_ROOT)$(DEB_PLUGIN_DIR)/$(PLUGIN_FILE)
+	$(Q)gzip -9n $(DEB_AGENT_ROOT)/usr/share/man/man8/byok-agent.8
+	$(call deb-control,byok-agent,$(DEB_AGENT_ROOT),debian/byok-agent/usr/bin/byok-agent,$(comma) adduser)
+	$(call deb-finish,byok-agent,$(DEB_AGENT_ROOT))
+	$(call deb-control,vault-plugin-secrets-byok,$(DEB_PLUGIN_ROOT),debian/vault-plugin-secrets-byok$(DEB_PLUGIN_DIR)/$(PLUGIN_FILE))
+	$(call deb-finish,vault-plugin-secrets-byok,$(DEB_PLUGIN_ROOT))
 
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h')
 format:
