@@ -8,11 +8,15 @@
 #   make asan       the same binaries with ASan+UBSan under build/asan
 #   make bench      benchmarks (figures go to README.md by hand)
 #   make demo       build, start plugin under Vault (or the stand-in), agent, mock provider; one keyless call
+#   make install    PREFIX=/usr/local DESTDIR= PLUGIN_DIR=/etc/vault/plugins; `make uninstall`
+#   make deb        build/deb/byok-agent_*.deb and vault-plugin-secrets-byok_*.deb (dpkg-deb)
 #   make format / lint / clean
 
 O ?= build
 GEN := build/gen
 GOBUILD := build/go
+# The one version: both binaries' --version (-DBYOK_VERSION), the plugin's version as
+# Vault sees it (v$(VERSION)), its installed file name, the man page and the packages.
 VERSION := 0.1.0
 
 ifeq ($(V),1)
@@ -98,7 +102,8 @@ endif
 # Objects built by pattern rules are not intermediates to delete: keeping them is
 # what makes a second `make` do nothing.
 .SECONDARY:
-.PHONY: all plugin agent unit fuzzbins fuzz tools deps check asan bench demo format lint clean go vaultsim mockprovider
+.PHONY: all plugin agent unit fuzzbins fuzz tools deps check asan bench demo format lint clean go vaultsim mockprovider \
+	install install-plugin install-agent uninstall deb
 all: plugin agent
 
 plugin: $(PLUGIN)
@@ -211,6 +216,131 @@ bench: deps
 demo: deps
 	$(Q)$(MAKE) --no-print-directory tools
 	$(Q)tests/demo.sh
+
+# ---- install, uninstall, Debian packages -------------------------------------------------
+# `make install` copies the built programs; it creates no user and writes nothing under /etc
+# but the plugin into PLUGIN_DIR (Vault's plugin_directory). The agent's config is the
+# administrator's: the example goes to DOCDIR/examples, never over /etc/byok/agent.json.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+DOCDIR ?= $(DATADIR)/doc/byok-agent
+POLICYDIR ?= $(DATADIR)/byok/policies
+# systemd reads /usr/local/lib/systemd/system too (systemd-analyze unit-paths).
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+PLUGIN_DIR ?= /etc/vault/plugins
+PLUGIN_FILE := vault-plugin-secrets-byok-v$(VERSION)
+# A registered plugin file is pinned by its SHA-256: a different file of the same version is
+# never written over it unless PLUGIN_OVERWRITE=1 (docs/admin-guide.md, "Upgrading the plugin").
+PLUGIN_OVERWRITE ?= 0
+# Commands printed for the administrator, with the path Vault sees (without DESTDIR).
+REGISTER_CMD = vault plugin register -sha256=$$sha -command=$(PLUGIN_FILE) -version=v$(VERSION) secret vault-plugin-secrets-byok
+
+install-plugin: $(PLUGIN)
+	$(Q)install -d -m 0755 $(DESTDIR)$(PLUGIN_DIR) $(DESTDIR)$(POLICYDIR)
+	$(Q)dst=$(DESTDIR)$(PLUGIN_DIR)/$(PLUGIN_FILE); \
+	    if [ -e "$$dst" ] && ! cmp -s $(PLUGIN) "$$dst" && [ "$(PLUGIN_OVERWRITE)" != 1 ]; then \
+	        echo "install: $$dst exists and differs: Vault pins a registered version by its SHA-256." >&2; \
+	        echo "install: bump VERSION in the Makefile, or remove the file (PLUGIN_OVERWRITE=1 replaces it)." >&2; \
+	        exit 1; fi; \
+	    install -m 0755 $(PLUGIN) "$$dst"
+	$(Q)install -m 0644 policies/byok-admin.hcl policies/byok-agent.hcl policies/byok-tenant.hcl \
+	    policies/README.md $(DESTDIR)$(POLICYDIR)/
+	$(Q)install -m 0755 policies/render-tenant-policy.sh $(DESTDIR)$(POLICYDIR)/
+
+install-agent: $(AGENT)
+	$(Q)install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+	    $(DESTDIR)$(DOCDIR)/examples
+	$(Q)install -m 0755 $(AGENT) $(DESTDIR)$(BINDIR)/byok-agent
+	$(Q)sed 's/"byok [0-9][^"]*"/"byok $(VERSION)"/' agent/byok-agent.8 >$(DESTDIR)$(MANDIR)/man8/byok-agent.8
+	$(Q)chmod 0644 $(DESTDIR)$(MANDIR)/man8/byok-agent.8
+	$(Q)sed 's|/usr/local/bin/byok-agent|$(BINDIR)/byok-agent|g' agent/byok-agent.service \
+	    >$(DESTDIR)$(SYSTEMDUNITDIR)/byok-agent.service
+	$(Q)chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/byok-agent.service
+	$(Q)install -m 0644 agent/example-config.json $(DESTDIR)$(DOCDIR)/examples/agent.json
+
+install: install-plugin install-agent
+	$(Q)sha=$$(sha256sum $(DESTDIR)$(PLUGIN_DIR)/$(PLUGIN_FILE) | cut -d' ' -f1); \
+	    echo "installed: $(PLUGIN_DIR)/$(PLUGIN_FILE), $(BINDIR)/byok-agent, $(SYSTEMDUNITDIR)/byok-agent.service,"; \
+	    echo "  $(MANDIR)/man8/byok-agent.8, $(POLICYDIR)/, $(DOCDIR)/examples/agent.json"; \
+	    echo "sha256 $$sha  $(PLUGIN_FILE)"; \
+	    echo "register it (once the file is in every Vault node's plugin_directory):"; \
+	    echo "  $(REGISTER_CMD)"; \
+	    echo "agent: create the byok-agent user and /etc/byok/agent.json (docs/admin-guide.md), then"; \
+	    echo "  systemctl daemon-reload && systemctl enable --now byok-agent"
+
+# Removes what `make install` wrote with the same variables; directories only when empty.
+# /etc/byok and /var/lib/byok-agent are the administrator's and stay.
+uninstall:
+	$(Q)rm -f $(DESTDIR)$(PLUGIN_DIR)/$(PLUGIN_FILE) $(DESTDIR)$(BINDIR)/byok-agent \
+	    $(DESTDIR)$(MANDIR)/man8/byok-agent.8 $(DESTDIR)$(SYSTEMDUNITDIR)/byok-agent.service \
+	    $(DESTDIR)$(DOCDIR)/examples/agent.json \
+	    $(addprefix $(DESTDIR)$(POLICYDIR)/,byok-admin.hcl byok-agent.hcl byok-tenant.hcl README.md render-tenant-policy.sh)
+	$(Q)for d in $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) $(DESTDIR)$(POLICYDIR) $(dir $(DESTDIR)$(POLICYDIR)); do \
+	    rmdir "$$d" 2>/dev/null || true; done
+	$(Q)echo "removed $(PLUGIN_DIR)/$(PLUGIN_FILE): deregister it if Vault still lists it" \
+	    "(vault plugin deregister -version=v$(VERSION) secret vault-plugin-secrets-byok)"
+
+# Two binary packages made with dpkg-deb alone (no debhelper): each tree is staged by
+# install-plugin/install-agent with Debian's paths, stripped, its man page gzipped, a
+# control file written here and the scripts of packaging/deb/ added. Depends comes from
+# dpkg-shlibdeps (dpkg-dev, part of build-essential) run on the staged binaries: the
+# packages of the shared libraries they link and the lowest versions whose symbols they
+# use. The plugin's directory is /usr/lib/vault-plugins (no executables under /etc);
+# docs/admin-guide.md says why and what to set plugin_directory to.
+DEB_OUT ?= $(O)/deb
+# xz is Debian's default; tests/e2e/42-install.sh takes gzip -1, several times faster on the plugin.
+DEB_COMPRESS ?= xz
+DEB_ZLEVEL ?=
+comma := ,
+DEB_ARCH = $(shell dpkg --print-architecture)
+DEB_MAINTAINER ?= byok maintainers <byok@example.invalid>
+DEB_PLUGIN_DIR := /usr/lib/vault-plugins
+DEB_WORK = $(DEB_OUT)/work
+DEB_AGENT_ROOT = $(DEB_WORK)/debian/byok-agent
+DEB_PLUGIN_ROOT = $(DEB_WORK)/debian/vault-plugin-secrets-byok
+
+# deb-control PACKAGE ROOT BINARY EXTRA-DEPENDS: writes ROOT/DEBIAN/control, its Description
+# from packaging/deb/PACKAGE.description (the first line is the synopsis).
+define deb-control
+	$(Q)cd $(DEB_WORK) && dep=$$(dpkg-shlibdeps -O -e$(3) | sed -n 's/^shlibs:Depends=//p') && [ -n "$$dep" ] \
+	    || { echo "deb: dpkg-shlibdeps gave no Depends for $(1) (dpkg-dev is installed by make deps)" >&2; exit 1; }; \
+	    cd $(CURDIR) && { echo "Package: $(1)"; echo "Version: $(VERSION)"; echo "Architecture: $(DEB_ARCH)"; \
+	      echo "Maintainer: $(DEB_MAINTAINER)"; echo "Installed-Size: $$(du -sk --exclude=DEBIAN $(2) | cut -f1)"; \
+	      echo "Depends: $$dep$(4)"; echo "Section: admin"; echo "Priority: optional"; \
+	      sed -n '1s/^/Description: /p' packaging/deb/$(1).description; \
+	      sed '1d; s/^$$/./; s/^/ /' packaging/deb/$(1).description; } >$(2)/DEBIAN/control
+endef
+
+define deb-finish
+	$(Q)for s in preinst postinst prerm postrm; do [ -f packaging/deb/$(1).$$s ] || continue; \
+	    sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@PLUGIN_DIR@|$(DEB_PLUGIN_DIR)|g' packaging/deb/$(1).$$s >$(2)/DEBIAN/$$s; \
+	    chmod 0755 $(2)/DEBIAN/$$s; done
+	$(Q)install -d -m 0755 $(2)/usr/share/doc/$(1)
+	$(Q){ echo "byok $(VERSION): $(1)"; echo "License: MPL-2.0 (/usr/share/common-licenses/MPL-2.0)"; echo; cat LICENSE; } \
+	    >$(2)/usr/share/doc/$(1)/copyright && chmod 0644 $(2)/usr/share/doc/$(1)/copyright
+	$(Q)cd $(2) && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0r md5sum >DEBIAN/md5sums
+	$(Q)chmod 0644 $(2)/DEBIAN/control $(2)/DEBIAN/md5sums
+	$(Q)dpkg-deb --root-owner-group -Z$(DEB_COMPRESS) $(if $(DEB_ZLEVEL),-z$(DEB_ZLEVEL)) --build $(2) $(DEB_OUT)/$(1)_$(VERSION)_$(DEB_ARCH).deb >/dev/null
+	@echo "  DEB     $(DEB_OUT)/$(1)_$(VERSION)_$(DEB_ARCH).deb"
+endef
+
+deb: $(PLUGIN) $(AGENT)
+	$(Q)rm -rf $(DEB_WORK) && mkdir -p -m 0755 $(DEB_AGENT_ROOT)/DEBIAN $(DEB_PLUGIN_ROOT)/DEBIAN
+	$(Q)printf 'Source: byok\n\nPackage: byok-agent\nArchitecture: any\n\nPackage: vault-plugin-secrets-byok\nArchitecture: any\n' \
+	    >$(DEB_WORK)/debian/control
+	$(Q)$(MAKE) --no-print-directory -o $(AGENT) install-agent DESTDIR=$(abspath $(DEB_AGENT_ROOT)) PREFIX=/usr \
+	    SYSTEMDUNITDIR=/lib/systemd/system
+	$(Q)$(MAKE) --no-print-directory -o $(PLUGIN) install-plugin DESTDIR=$(abspath $(DEB_PLUGIN_ROOT)) PREFIX=/usr \
+	    PLUGIN_DIR=$(DEB_PLUGIN_DIR)
+	$(Q)strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+	    $(DEB_AGENT_ROOT)/usr/bin/byok-agent $(DEB_PLUGIN_ROOT)$(DEB_PLUGIN_DIR)/$(PLUGIN_FILE)
+	$(Q)gzip -9n $(DEB_AGENT_ROOT)/usr/share/man/man8/byok-agent.8
+	$(call deb-control,byok-agent,$(DEB_AGENT_ROOT),debian/byok-agent/usr/bin/byok-agent,$(comma) adduser)
+	$(call deb-finish,byok-agent,$(DEB_AGENT_ROOT))
+	$(call deb-control,vault-plugin-secrets-byok,$(DEB_PLUGIN_ROOT),debian/vault-plugin-secrets-byok$(DEB_PLUGIN_DIR)/$(PLUGIN_FILE))
+	$(call deb-finish,vault-plugin-secrets-byok,$(DEB_PLUGIN_ROOT))
 
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h')
 format:
