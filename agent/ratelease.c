@@ -23,6 +23,7 @@
 struct ratelease_wait {
     ratelease_cb cb;
     void *arg;
+    long long need; /* what the call needs (ratelease_take's min(n, limit)) */
     struct ratelease_wait *next, **prevp;
 };
 
@@ -40,6 +41,8 @@ struct rlslot {
     double short_until;     /* the plugin gave less than asked: the window is used up until */
     double fallback_until;  /* the shared path failed: per node until */
     double unlimited_until; /* the plugin knows no such limit: per node until */
+    long long woken;        /* while waiters are called back: what those left need in all */
+    int waking;             /* ratelease_wake calls back (nested depth): not to be swept */
     bool asking;            /* a lease request is in flight */
     long long asked;        /* what it asked for */
     struct vault_req *req;  /* its handle (NULL while vault_request has not returned) */
@@ -137,9 +140,9 @@ const struct ratelease_stats *ratelease_stats(const struct ratelease *rl)
 /* An entry with nothing going on and nothing to remember (no slice, debt or fallback). */
 static bool ratelease_idle(const struct rlslot *s, double now)
 {
-    return !s->asking && s->waiters == NULL && (s->window_end <= now || s->left == 0) &&
-           s->left >= 0 && s->fallback_until <= now && s->short_until <= now &&
-           s->unlimited_until <= now;
+    return !s->asking && s->waiters == NULL && s->waking == 0 &&
+           (s->window_end <= now || s->left == 0) && s->left >= 0 && s->fallback_until <= now &&
+           s->short_until <= now && s->unlimited_until <= now;
 }
 
 static void ratelease_sweep(struct ratelease *rl, double now)
@@ -191,13 +194,24 @@ static struct rlslot *ratelease_slot(struct ratelease *rl, const char *name,
     return s;
 }
 
-/* Calls every waiter once (each takes again, and may wait on a new request). */
+/*
+ * Calls every waiter once (each takes again, and may wait on a new request).
+ * s stays (waking keeps the sweep off it) while they run.
+ */
 static void ratelease_wake(struct rlslot *s)
 {
     struct ratelease_wait *list = s->waiters;
     s->waiters = NULL;
     if (list != NULL) {
         list->prevp = &list;
+    }
+    /* The first of them to ask again asks for all of them (ratelease_amount): a burst. */
+    s->woken = 0;
+    for (const struct ratelease_wait *w = list; w != NULL; w = w->next) {
+        s->woken += w->need;
+    }
+    if (s->woken > RATELIMIT_MAX_LIMIT) {
+        s->woken = RATELIMIT_MAX_LIMIT;
     }
     while (list != NULL) {
         struct ratelease_wait *w = list;
@@ -207,9 +221,14 @@ static void ratelease_wake(struct rlslot *s)
         }
         ratelease_cb cb = w->cb;
         void *arg = w->arg;
+        long long need = w->need;
         free(w);
+        s->waking++;
         cb(arg);
+        s->waking--;
+        s->woken -= need < s->woken ? need : s->woken;
     }
+    s->woken = 0;
 }
 
 /* The shared path failed for s: per node for RATELEASE_RETRY_S, said once per that for the node. */
@@ -344,17 +363,18 @@ static long long ratelease_secs_until(double t, double now)
 /*
  * What a lease asks for: what the call is missing, or more, as the node's
  * demand says: what it took so far in this window, or in the window before
- * (a node that used k last minute starts this one with k), at least 1 and at
- * most rate_lease_percent of the limit. So a quiet node holds about what it
- * uses, and a busy one doubles its holding with every lease until it asks
- * for a whole share: many quiet nodes of a tenant do not lock the minute
- * up between them.
+ * (a node that used k last minute starts this one with k), or what the
+ * calls woken with this one need (a burst that waited on the last lease),
+ * at least 1 and at most rate_lease_percent of the limit. So a quiet node
+ * holds about what it uses, and a busy one doubles its holding with every
+ * lease until it asks for a whole share: many quiet nodes of a tenant do
+ * not lock the minute up between them.
  */
 static long long ratelease_amount(const struct ratelease *rl, const struct rlslot *s,
                                   long long need, double now)
 {
     long long share = s->limit * rl->cfg->limits.rate_lease_percent / 100;
-    long long demand = s->used;
+    long long demand = s->used > s->woken ? s->used : s->woken;
     if (s->last_id > 0 && now < s->last_id + 60 && s->last_used > demand) {
         demand = s->last_used; /* the window right before this one */
     }
@@ -437,6 +457,7 @@ enum ratelease_rc ratelease_take(struct ratelease *rl, const char *tenant, enum 
     }
     w->cb = cb;
     w->arg = arg;
+    w->need = need;
     w->next = s->waiters;
     if (w->next != NULL) {
         w->next->prevp = &w->next;

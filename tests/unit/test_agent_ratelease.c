@@ -298,6 +298,51 @@ static void test_busy_node_ramps_to_the_share(void **state)
     assert_int_equal(last_amount(), 1);
 }
 
+/* A call of the burst test: takes again from its callback, as proxy.c does. */
+struct burst_call {
+    struct ratelease_wait *w;
+    bool served;
+    int *served_count;
+};
+
+static void burst_retake(void *arg)
+{
+    struct burst_call *bc = arg;
+    double win;
+    long long retry;
+    enum ratelease_rc rc =
+        ratelease_take(E.a, "acme", RATELEASE_RPM, 1000, 1, burst_retake, bc, &bc->w, &win, &retry);
+    assert_true(rc == RATELEASE_OK || rc == RATELEASE_WAIT);
+    if (rc == RATELEASE_OK) {
+        bc->served = true;
+        (*bc->served_count)++;
+    }
+}
+
+/* A burst that waited on one lease is asked for in one go by the first that asks again. */
+static void test_burst_asked_at_once(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&mu);
+    V.limit[0] = 1000;
+    pthread_mutex_unlock(&mu);
+    enum { N = 10 };
+    struct burst_call bc[N];
+    int served = 0;
+    double win;
+    long long retry;
+    for (int i = 0; i < N; i++) {
+        bc[i] = (struct burst_call){.served_count = &served};
+        assert_int_equal(ratelease_take(E.a, "acme", RATELEASE_RPM, 1000, 1, burst_retake, &bc[i],
+                                        &bc[i].w, &win, &retry),
+                         RATELEASE_WAIT);
+    }
+    run_until(&served, N);
+    /* Asked 1 (the first call alone), then 9 for the rest as one: two requests in all. */
+    assert_int_equal(requests(), 2);
+    assert_int_equal(last_amount(), 9);
+}
+
 /*
  * Many quiet nodes of one tenant (sidecars of many pods): each takes about
  * what it uses, so together they never lock the minute up. With a fixed
@@ -568,6 +613,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_request_for_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_node_ramps_to_the_share, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_burst_asked_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_nodes_do_not_hold_the_minute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_nodes_share_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_end_drops_the_rest, setup, teardown),
