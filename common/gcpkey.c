@@ -9,16 +9,27 @@
 #include "common/gcpkey.h"
 
 #include <jansson.h>
-#include <openssl/bio.h>
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* The PEM text of an RSA private key this size is ~1.7 KB (2048 bits) to ~3.3 KB (4096). */
 #define GCPKEY_MAX_PEM 4096
+/* Its DER: three bytes per four of base64. */
+#define GCPKEY_MAX_DER ((size_t)GCPKEY_MAX_PEM / 4 * 3)
+/* RFC 7468's armour of a PKCS#8 PrivateKeyInfo (what Google's key files hold). */
+#define GCPKEY_PEM_BEGIN "-----BEGIN PRIVATE KEY-----"
+#define GCPKEY_PEM_END "-----END PRIVATE KEY-----"
+/* RFC 8017 A.1.2 RSAPrivateKey, two-prime (version 0): version and eight integers. */
+#define GCPKEY_RSA_FIELDS 9
 
 bool gcpkey_is_sa(const char *v, size_t len)
 {
@@ -29,16 +40,6 @@ bool gcpkey_is_sa(const char *v, size_t len)
         return v[i] == '{';
     }
     return false;
-}
-
-/* Never prompts (an encrypted PEM would make OpenSSL ask on the terminal): no passphrase. */
-static int gcpkey_no_pass(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
 }
 
 static bool gcpkey_project_ok(const char *s)
@@ -90,31 +91,246 @@ static json_t *gcpkey_load(const char *v, size_t len, const char **why)
     return j;
 }
 
+/*
+ * The private key is decoded here rather than by PEM_read_bio_PrivateKey or
+ * d2i_AutoPrivateKey: OpenSSL 3's decoders (providers/implementations/
+ * encode_decode/decode_pem2der.c and decode_der2key.c) copy the DER into
+ * blocks they free without wiping, and the plugin, unlike the agent
+ * (agent/jalloc.c), does not make OpenSSL's free wipe (that would cost every
+ * TLS buffer of gRPC). So the base64 is decoded into a stack buffer wiped
+ * before return, the two DER layers are read with OpenSSL's ASN.1 templates
+ * (which read in place; PKCS8_PRIV_KEY_INFO_free clears the key's octet
+ * string, and the integers are wiped here before they are freed), and the key
+ * is made from BIGNUMs on the secure heap with EVP_PKEY_fromdata.
+ * tests/unit/test_gcpkey_heap.c checks that no block OpenSSL frees holds a
+ * piece of the key.
+ */
+
+/* Strict RFC 7468 armour: BEGIN line, base64 lines, END line, then only line breaks. */
+static bool gcpkey_pem_body(const char *pem, size_t len, const char **body, size_t *body_len)
+{
+    const size_t bl = sizeof(GCPKEY_PEM_BEGIN) - 1, el = sizeof(GCPKEY_PEM_END) - 1;
+    size_t i = 0;
+    if (len < bl || memcmp(pem, GCPKEY_PEM_BEGIN, bl) != 0) {
+        return false;
+    }
+    i = bl;
+    if (i < len && pem[i] == '\r') {
+        i++;
+    }
+    if (i >= len || pem[i] != '\n') {
+        return false;
+    }
+    *body = pem + i + 1;
+    /* The END line: the last line that is not empty. */
+    size_t end = len;
+    while (end > i && (pem[end - 1] == '\n' || pem[end - 1] == '\r')) {
+        end--;
+    }
+    if (end < i + 1 + el || memcmp(pem + end - el, GCPKEY_PEM_END, el) != 0 ||
+        pem[end - el - 1] != '\n') {
+        return false;
+    }
+    *body_len = (size_t)(pem + end - el - *body);
+    return true;
+}
+
+/* 0..63 for a base64 character, -1 for '=', -2 for anything else (no table: no lookup by it). */
+static int gcpkey_b64_val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '+') {
+        return 62;
+    }
+    if (c == '/') {
+        return 63;
+    }
+    return c == '=' ? -1 : -2;
+}
+
+/*
+ * Decodes the base64 lines of body (line breaks \n or \r\n, nothing else
+ * between characters; '=' padding only at the end) into der (room for
+ * GCPKEY_MAX_DER). false when anything else is there.
+ */
+static bool gcpkey_b64_decode(const char *body, size_t len, unsigned char *der, size_t *ret_len)
+{
+    size_t n = 0, pad = 0;
+    unsigned int acc = 0, chars = 0;
+    bool ok = true;
+    for (size_t i = 0; i < len && ok; i++) {
+        unsigned char c = (unsigned char)body[i];
+        if (c == '\n' || (c == '\r' && i + 1 < len && body[i + 1] == '\n')) {
+            continue;
+        }
+        int v = gcpkey_b64_val(c);
+        if (v == -2 || (v >= 0 && pad > 0) || (v == -1 && ++pad > 2)) {
+            ok = false;
+            break;
+        }
+        acc = (acc << 6) | (unsigned int)(v < 0 ? 0 : v);
+        if (++chars == 4) {
+            if (n + 3 > GCPKEY_MAX_DER) {
+                ok = false;
+                break;
+            }
+            der[n++] = (unsigned char)(acc >> 16);
+            der[n++] = (unsigned char)(acc >> 8);
+            der[n++] = (unsigned char)acc;
+            acc = 0;
+            chars = 0;
+        }
+    }
+    ok = ok && chars == 0 && n > pad;
+    if (!ok) {
+        return false;
+    }
+    *ret_len = n - pad;
+    return true;
+}
+
+/* The OSSL_PARAM names of RSAPrivateKey's integers after its version (RFC 8017 A.1.2). */
+static const char *const gcpkey_rsa_params[GCPKEY_RSA_FIELDS] = {
+    NULL,
+    OSSL_PKEY_PARAM_RSA_N,
+    OSSL_PKEY_PARAM_RSA_E,
+    OSSL_PKEY_PARAM_RSA_D,
+    OSSL_PKEY_PARAM_RSA_FACTOR1,
+    OSSL_PKEY_PARAM_RSA_FACTOR2,
+    OSSL_PKEY_PARAM_RSA_EXPONENT1,
+    OSSL_PKEY_PARAM_RSA_EXPONENT2,
+    OSSL_PKEY_PARAM_RSA_COEFFICIENT1,
+};
+
+/*
+ * Wipes every element of a parsed RSAPrivateKey, then frees it (ASN1_TYPE_free
+ * does not wipe). Every type but these three holds an ASN1_STRING (asn1.h).
+ */
+static void gcpkey_seq_free(ASN1_SEQUENCE_ANY *seq)
+{
+    for (int i = 0; i < sk_ASN1_TYPE_num(seq); i++) {
+        ASN1_TYPE *t = sk_ASN1_TYPE_value(seq, i);
+        if (t != NULL && t->type != V_ASN1_BOOLEAN && t->type != V_ASN1_NULL &&
+            t->type != V_ASN1_OBJECT && t->value.asn1_string != NULL &&
+            t->value.asn1_string->data != NULL && t->value.asn1_string->length > 0) {
+            OPENSSL_cleanse(t->value.asn1_string->data, (size_t)t->value.asn1_string->length);
+        }
+    }
+    sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+}
+
+/*
+ * The RSA key of an RSAPrivateKey DER (rsa, rsa_len bytes), or NULL. Its
+ * integers go to BIGNUMs on the secure heap (BN_clear_free), and from there
+ * through OSSL_PARAM_BLD (which puts secure BIGNUMs in its secure block, wiped
+ * by OSSL_PARAM_free) to EVP_PKEY_fromdata.
+ */
+static EVP_PKEY *gcpkey_rsa_from(const unsigned char *rsa, long rsa_len)
+{
+    const unsigned char *p = rsa;
+    ASN1_SEQUENCE_ANY *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, rsa_len);
+    EVP_PKEY *key = NULL;
+    BIGNUM *bn[GCPKEY_RSA_FIELDS] = {NULL};
+    OSSL_PARAM_BLD *bld = NULL;
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    if (seq == NULL || p != rsa + rsa_len || sk_ASN1_TYPE_num(seq) != GCPKEY_RSA_FIELDS) {
+        goto out;
+    }
+    bld = OSSL_PARAM_BLD_new();
+    if (bld == NULL) {
+        goto out;
+    }
+    for (int i = 0; i < GCPKEY_RSA_FIELDS; i++) {
+        const ASN1_TYPE *t = sk_ASN1_TYPE_value(seq, i);
+        if (t == NULL || t->type != V_ASN1_INTEGER) {
+            goto out;
+        }
+        bn[i] = BN_secure_new();
+        if (bn[i] == NULL || ASN1_INTEGER_to_BN(t->value.integer, bn[i]) == NULL) {
+            goto out;
+        }
+        BN_set_flags(bn[i], BN_FLG_CONSTTIME);
+        if (i == 0 ? !BN_is_zero(bn[0])
+                   : OSSL_PARAM_BLD_push_BN(bld, gcpkey_rsa_params[i], bn[i]) != 1) {
+            goto out; /* version 1 is multi-prime, which Google does not make */
+        }
+    }
+    params = OSSL_PARAM_BLD_to_param(bld);
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    if (params == NULL || ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_KEYPAIR, params) != 1) {
+        EVP_PKEY_free(key);
+        key = NULL;
+    }
+out:
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    for (int i = 0; i < GCPKEY_RSA_FIELDS; i++) {
+        BN_clear_free(bn[i]);
+    }
+    gcpkey_seq_free(seq);
+    return key;
+}
+
+/*
+ * The RSA key of a PKCS#8 PrivateKeyInfo DER (RFC 5208), or NULL with *why:
+ * the whole DER is one PrivateKeyInfo, its algorithm rsaEncryption.
+ */
+static EVP_PKEY *gcpkey_pkcs8(const unsigned char *der, size_t der_len, const char **why)
+{
+    const unsigned char *p = der;
+    PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)der_len);
+    const ASN1_OBJECT *alg = NULL;
+    const unsigned char *rsa = NULL;
+    int rsa_len = 0;
+    EVP_PKEY *key = NULL;
+    if (p8 == NULL || p != der + der_len || PKCS8_pkey_get0(&alg, &rsa, &rsa_len, NULL, p8) != 1) {
+        *why = "private_key does not parse as a PEM private key";
+    } else if (OBJ_obj2nid(alg) != NID_rsaEncryption) {
+        *why = "private_key must be an RSA key";
+    } else {
+        key = gcpkey_rsa_from(rsa, rsa_len);
+        if (key == NULL) {
+            *why = "private_key does not parse as a PEM private key";
+        }
+    }
+    PKCS8_PRIV_KEY_INFO_free(p8); /* clears the key's octet string (crypto/asn1/p8_pkey.c) */
+    return key;
+}
+
 /* The private key of a parsed value (a new EVP_PKEY) or NULL with *why. */
 static EVP_PKEY *gcpkey_pkey(const json_t *j, const char **why)
 {
     const json_t *pk = json_object_get(j, "private_key");
     const char *pem = json_string_value(pk);
     size_t pem_len = json_string_length(pk);
+    const char *body = NULL;
+    size_t body_len = 0;
     if (pem == NULL || pem_len == 0 || pem_len > GCPKEY_MAX_PEM ||
-        strstr(pem, "-----BEGIN PRIVATE KEY-----") == NULL) {
+        !gcpkey_pem_body(pem, pem_len, &body, &body_len)) {
         *why = "private_key must be a PEM PKCS#8 private key (-----BEGIN PRIVATE KEY-----)";
         return NULL;
     }
-    BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
-    if (bio == NULL) {
-        *why = "private_key could not be read";
-        return NULL;
-    }
-    EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, gcpkey_no_pass, NULL);
-    BIO_free(bio);
-    if (key == NULL) {
+    unsigned char der[GCPKEY_MAX_DER];
+    size_t der_len = 0;
+    EVP_PKEY *key = NULL;
+    if (!gcpkey_b64_decode(body, body_len, der, &der_len)) {
         *why = "private_key does not parse as a PEM private key";
-        return NULL;
+    } else {
+        key = gcpkey_pkcs8(der, der_len, why);
     }
-    if (!EVP_PKEY_is_a(key, "RSA")) {
-        EVP_PKEY_free(key);
-        *why = "private_key must be an RSA key";
+    OPENSSL_cleanse(der, sizeof(der));
+    if (key == NULL) {
         return NULL;
     }
     int bits = EVP_PKEY_get_bits(key);

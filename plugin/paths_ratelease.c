@@ -26,7 +26,11 @@
  * nothing, so it probes: a storage delete of RATELEASE_PROBE_KEY (which never
  * exists) at most every RATELEASE_PROBE_S seconds while it succeeds, on every
  * request while it fails. On a standby the probe fails and the request is
- * answered with the same read-only error, so Vault forwards it.
+ * answered with the same read-only error, so Vault forwards it. One probe at a
+ * time: requests that find one in flight take the last answer (writable or
+ * read-only) instead of probing too, and wait for the probe only when there is
+ * no answer yet (at start, after Cleanup). Otherwise every request that came
+ * in while a probe was due would probe at once.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -38,6 +42,7 @@
 #include "plugin/config.h"
 #include "plugin/keystore.h"
 #include "plugin/paths.h"
+#include "plugin/pool.h"
 
 #define RATELEASE_MAX_NODE 128
 /* The plugin's bound on rpm_limit and tpm_limit, and on one request's amount. */
@@ -66,6 +71,10 @@ struct ratelease {
     struct ratelease_entry *slot[RATELEASE_SLOTS];
     size_t n;
     time_t writable_until; /* the last probe succeeded: no probe before then */
+    pthread_cond_t probed; /* signalled when a probe ends */
+    bool probing;          /* a probe is in flight: others take last instead */
+    bool answered;         /* last holds a probe's answer */
+    enum err last;         /* ERR_OK (writable) or ERR_READONLY, when answered */
 };
 
 static uint64_t ratelease_hash(enum ratelease_kind kind, const char *tenant)
@@ -85,6 +94,11 @@ static enum err ratelease_init(struct byok *b, void **ret_state)
         return ERR_NOMEM;
     }
     if (pthread_mutex_init(&rl->mu, NULL) != 0) {
+        free(rl);
+        return ERR_NOMEM;
+    }
+    if (pthread_cond_init(&rl->probed, NULL) != 0) {
+        pthread_mutex_destroy(&rl->mu);
         free(rl);
         return ERR_NOMEM;
     }
@@ -113,6 +127,7 @@ static void ratelease_free(void *state)
         return;
     }
     ratelease_clear(rl);
+    pthread_cond_destroy(&rl->probed);
     pthread_mutex_destroy(&rl->mu);
     free(rl);
 }
@@ -125,6 +140,7 @@ static void ratelease_cleanup(struct byok *b)
         pthread_mutex_lock(&rl->mu);
         ratelease_clear(rl);
         rl->writable_until = 0;
+        rl->answered = false; /* a probe in flight still ends and answers */
         pthread_mutex_unlock(&rl->mu);
     }
 }
@@ -194,21 +210,49 @@ static struct ratelease_entry *ratelease_entry(struct ratelease *rl, enum ratele
 /*
  * ERR_OK when this node's storage takes writes (the active node), probed at
  * most every RATELEASE_PROBE_S while it does; ERR_READONLY on a standby.
+ * Single-flight: while one request probes, the others take the last answer,
+ * or, when there is none yet, wait for the probe (a pool blocking wait: the
+ * probe is a storage round trip). An answer is only what tells writable from
+ * read-only: a probe that failed otherwise (a deadline, a lost connection)
+ * answers its own request only, and a waiter then probes itself.
  */
 static enum err ratelease_probe(struct ratelease *rl, struct storage *st, time_t now)
 {
+    bool waited = false;
     pthread_mutex_lock(&rl->mu);
-    bool known = rl->writable_until > now;
-    pthread_mutex_unlock(&rl->mu);
-    if (known) {
-        return ERR_OK;
+    for (;;) {
+        if (rl->writable_until > now) {
+            pthread_mutex_unlock(&rl->mu);
+            return ERR_OK;
+        }
+        /* After a wait, the answer is the awaited probe's (or a later one's). */
+        if (rl->answered && (rl->probing || waited)) {
+            enum err last = rl->last;
+            pthread_mutex_unlock(&rl->mu);
+            return last;
+        }
+        if (!rl->probing) {
+            break;
+        }
+        pool_block_begin();
+        pthread_cond_wait(&rl->probed, &rl->mu);
+        pool_block_end();
+        waited = true;
     }
+    rl->probing = true;
+    pthread_mutex_unlock(&rl->mu);
     enum err e = storage_delete(st, RATELEASE_PROBE_KEY);
     if (e == ERR_NOTFOUND) {
         e = ERR_OK;
     }
     pthread_mutex_lock(&rl->mu);
     rl->writable_until = e == ERR_OK ? now + RATELEASE_PROBE_S : 0;
+    if (e == ERR_OK || e == ERR_READONLY) {
+        rl->last = e;
+        rl->answered = true;
+    }
+    rl->probing = false;
+    pthread_cond_broadcast(&rl->probed);
     pthread_mutex_unlock(&rl->mu);
     return e;
 }

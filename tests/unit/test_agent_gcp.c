@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +220,190 @@ static void test_parse_refused(void **state)
     free(small);
     /* A traditional "BEGIN RSA PRIVATE KEY" is not what Google's key files hold. */
     refuse_with("private_key", json_string("-----BEGIN RSA PRIVATE KEY-----\n"), "PKCS#8");
+}
+
+/*
+ * The PEM of der (der_len bytes) with the given line length and line break,
+ * pre before the BEGIN line and post after the END line; malloc'd.
+ */
+static char *pem_text(const unsigned char *der, size_t der_len, size_t line, const char *nl,
+                      const char *pre, const char *post)
+{
+    size_t b64_size = 4 * ((der_len + 2) / 3) + 1;
+    char *b64 = malloc(b64_size);
+    assert_non_null(b64);
+    int n = EVP_EncodeBlock((unsigned char *)b64, der, (int)der_len);
+    assert_true(n > 0);
+    size_t size = strlen(pre) + strlen(post) + 64 + (size_t)n + ((size_t)n / line + 3) * 2;
+    char *out = malloc(size);
+    assert_non_null(out);
+    size_t used = (size_t)snprintf(out, size, "%s-----BEGIN PRIVATE KEY-----%s", pre, nl);
+    for (size_t i = 0; i < (size_t)n; i += line) {
+        size_t take = (size_t)n - i < line ? (size_t)n - i : line;
+        used += (size_t)snprintf(out + used, size - used, "%.*s%s", (int)take, b64 + i, nl);
+    }
+    snprintf(out + used, size - used, "-----END PRIVATE KEY-----%s", post);
+    free(b64);
+    return out;
+}
+
+/* The test key's PKCS#8 DER; *ret_len bytes, malloc'd. */
+static unsigned char *test_der(size_t extra, size_t *ret_len)
+{
+    unsigned char *der = NULL;
+    PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(test_pkey);
+    assert_non_null(p8);
+    int n = i2d_PKCS8_PRIV_KEY_INFO(p8, NULL);
+    assert_true(n > 0);
+    der = calloc(1, (size_t)n + extra);
+    assert_non_null(der);
+    unsigned char *p = der;
+    assert_int_equal(i2d_PKCS8_PRIV_KEY_INFO(p8, &p), n);
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    *ret_len = (size_t)n + extra;
+    return der;
+}
+
+static void accept_pem(const char *pem)
+{
+    char *v = sa_json("private_key", json_string(pem));
+    struct gcpkey k;
+    const char *why = NULL;
+    if (!gcpkey_parse(v, strlen(v), &k, &why)) {
+        fail_msg("refused: %s", why);
+    }
+    assert_int_equal(k.bits, 2048);
+    char *jwt = NULL;
+    size_t n = 0;
+    assert_int_equal(gcpkey_jwt(v, strlen(v), AUD, GCPTOKEN_SCOPE, 1795846500, &jwt, &n), ERR_OK);
+    free(jwt);
+    free(v);
+}
+
+/*
+ * The PEM is read strictly (RFC 7468): the BEGIN PRIVATE KEY line first, base64
+ * lines (any length, \n or \r\n), the END line, then only line breaks; the
+ * base64 and the DER exactly, nothing after either. An encrypted key is
+ * refused without asking for a passphrase.
+ */
+static void test_pem_armour(void **state)
+{
+    (void)state;
+    size_t dl = 0;
+    unsigned char *der = test_der(0, &dl);
+    /* What gcloud writes, and the same with \r\n, one long line, no final newline. */
+    char *p = pem_text(der, dl, 64, "\n", "", "\n");
+    assert_string_equal(p, test_pem);
+    accept_pem(p);
+    free(p);
+    p = pem_text(der, dl, 64, "\r\n", "", "\r\n");
+    accept_pem(p);
+    free(p);
+    p = pem_text(der, dl, 4096, "\n", "", "");
+    accept_pem(p);
+    free(p);
+    p = pem_text(der, dl, 76, "\n", "", "\n\n");
+    accept_pem(p);
+    free(p);
+
+    /* Armour: text before BEGIN or after END, another label, a missing or cut line. */
+    const char *armour = "PKCS#8";
+    p = pem_text(der, dl, 64, "\n", "Bag Attributes\n", "\n");
+    refuse_with("private_key", json_string(p), armour);
+    free(p);
+    p = pem_text(der, dl, 64, "\n", " ", "\n");
+    refuse_with("private_key", json_string(p), armour);
+    free(p);
+    p = pem_text(der, dl, 64, "\n", "", "\ntrailing junk\n");
+    refuse_with("private_key", json_string(p), armour);
+    free(p);
+    p = pem_text(der, dl, 64, "\n", "", " \n");
+    refuse_with("private_key", json_string(p), armour);
+    free(p);
+    p = pem_text(der, dl, 64, "\n", "", "\n-----BEGIN PRIVATE KEY-----\n");
+    refuse_with("private_key", json_string(p), armour);
+    free(p);
+    p = pem_text(der, dl, 64, "\n", "", "\n");
+    char *end = strstr(p, "-----END");
+    assert_non_null(end);
+    end[-1] = 'A'; /* the END line joined to the last base64 line */
+    refuse_with("private_key", json_string(p), armour);
+    *end = '\0'; /* no END line */
+    refuse_with("private_key", json_string(p), armour);
+    free(p);
+    refuse_with("private_key",
+                json_string("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"), "PEM");
+    refuse_with("private_key", json_string("-----BEGIN PRIVATE KEY----------END PRIVATE KEY-----"),
+                armour);
+
+    /* Base64: a stray character, a space, padding in the middle, a length not a multiple of 4. */
+    const char *b64 = "does not parse";
+    p = pem_text(der, dl, 64, "\n", "", "\n");
+    char *body = strchr(p, '\n') + 1;
+    char save = body[100];
+    body[100] = '*';
+    refuse_with("private_key", json_string(p), b64);
+    body[100] = ' ';
+    refuse_with("private_key", json_string(p), b64);
+    body[100] = '=';
+    refuse_with("private_key", json_string(p), b64);
+    body[100] = save;
+    memmove(body + 100, body + 101, strlen(body + 101) + 1);
+    refuse_with("private_key", json_string(p), b64);
+    free(p);
+    /* A header line (RFC 1421 encryption, which PKCS#8 PEM never has). */
+    p = pem_text(der, dl, 64, "\n", "", "\n");
+    size_t bl = strlen("-----BEGIN PRIVATE KEY-----\n");
+    const char hdr[] =
+        "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n";
+    char *with_hdr = malloc(strlen(p) + sizeof(hdr));
+    assert_non_null(with_hdr);
+    snprintf(with_hdr, strlen(p) + sizeof(hdr), "%.*s%s%s", (int)bl, p, hdr, p + bl);
+    refuse_with("private_key", json_string(with_hdr), b64);
+    free(with_hdr);
+    free(p);
+
+    /* DER: bytes after the PrivateKeyInfo, or a PrivateKeyInfo cut short. */
+    free(der);
+    der = test_der(4, &dl);
+    p = pem_text(der, dl, 64, "\n", "", "\n");
+    refuse_with("private_key", json_string(p), b64);
+    free(p);
+    p = pem_text(der, dl - 8, 64, "\n", "", "\n");
+    refuse_with("private_key", json_string(p), b64);
+    free(p);
+    free(der);
+
+    /* An encrypted PKCS#8 key: refused by its label, never a passphrase prompt. */
+    BIO *b = BIO_new(BIO_s_mem());
+    assert_non_null(b);
+    assert_int_equal(
+        PEM_write_bio_PKCS8PrivateKey(b, test_pkey, EVP_aes_256_cbc(), "pass", 4, NULL, NULL), 1);
+    char *ep = NULL;
+    long en = BIO_get_mem_data(b, &ep);
+    char *enc = strndup(ep, (size_t)en);
+    BIO_free(b);
+    assert_non_null(enc);
+    assert_non_null(strstr(enc, "-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    refuse_with("private_key", json_string(enc), armour);
+    /* The same body under the plain label: its DER is not a PrivateKeyInfo. */
+    char *plain = malloc(strlen(enc) + 1);
+    assert_non_null(plain);
+    const char *eb = strchr(enc, '\n') + 1;
+    const char *ee = strstr(eb, "-----END");
+    snprintf(plain, strlen(enc) + 1, "-----BEGIN PRIVATE KEY-----\n%.*s-----END PRIVATE KEY-----\n",
+             (int)(ee - eb), eb);
+    refuse_with("private_key", json_string(plain), b64);
+    free(plain);
+    free(enc);
+
+    /* Another algorithm in PKCS#8 is named as such. */
+    EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    assert_non_null(ed);
+    char *edp = pem_of(ed);
+    EVP_PKEY_free(ed);
+    refuse_with("private_key", json_string(edp), "RSA");
+    free(edp);
 }
 
 /* The size cap: a value of exactly GCPKEY_MAX_JSON bytes parses, one more does not. */
@@ -877,6 +1062,7 @@ int main(void)
         cmocka_unit_test(test_is_sa),
         cmocka_unit_test(test_parse_ok),
         cmocka_unit_test(test_parse_refused),
+        cmocka_unit_test(test_pem_armour),
         cmocka_unit_test(test_parse_size_limit),
         cmocka_unit_test(test_compact),
         cmocka_unit_test(test_jwt),

@@ -6,7 +6,8 @@
  * tenant without the limit is "unlimited" and keeps nothing, a lowered limit
  * applies at once, bad input is a 400 naming the field and changes nothing,
  * a standby's read-only storage gets the read-only error (Vault forwards),
- * no storage is written, and a failing allocator breaks nothing.
+ * one writability probe at a time however many requests come at once, no
+ * storage is written, and a failing allocator breaks nothing.
  * tests/vaultsim covers the same path through Vault's HTTP API.
  */
 #include <setjmp.h>
@@ -16,6 +17,8 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,6 +338,117 @@ static void test_standby(void **state)
         FW_READONLY);
 }
 
+/*
+ * Storage whose delete (the probe) takes PROBE_MS: requests that arrive while
+ * it is in flight must not probe too (single-flight), whatever the answer.
+ */
+#define PROBE_MS 100
+#define PROBE_THREADS 8
+
+struct slow {
+    struct storage *inner;
+    atomic_bool readonly;
+    atomic_int deletes;
+};
+
+static enum err slow_get(void *ctx, const char *key, unsigned char **v, size_t *n)
+{
+    struct slow *r = ctx;
+    return storage_get(r->inner, key, v, n);
+}
+
+static enum err slow_put(void *ctx, const char *key, const unsigned char *v, size_t n, bool sw)
+{
+    struct slow *r = ctx;
+    return atomic_load(&r->readonly) ? ERR_READONLY : storage_put(r->inner, key, v, n, sw);
+}
+
+static enum err slow_del(void *ctx, const char *key)
+{
+    struct slow *r = ctx;
+    atomic_fetch_add(&r->deletes, 1);
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = PROBE_MS * 1000000L};
+    nanosleep(&ts, NULL);
+    return atomic_load(&r->readonly) ? ERR_READONLY : storage_delete(r->inner, key);
+}
+
+static enum err slow_list(void *ctx, const char *prefix, char ***keys, size_t *n)
+{
+    struct slow *r = ctx;
+    return storage_list(r->inner, prefix, keys, n);
+}
+
+static const struct storage_ops slow_ops = {slow_get, slow_put, slow_del, slow_list};
+
+struct burst {
+    struct env *e;
+    struct storage *st;
+    enum fw_status status;
+};
+
+static void *burst_one(void *arg)
+{
+    struct burst *b = arg;
+    json_t *data = json_pack("{sssIss}", "kind", "rpm", "amount", (json_int_t)1, "node", "a");
+    struct fw_request req = {.op = FW_OP_UPDATE,
+                             .path = "tenants/acme/rate-lease",
+                             .data = data,
+                             .storage = b->st,
+                             .backend = b->e->b};
+    struct fw_response resp;
+    fw_response_init(&resp);
+    enum err rc = fw_handle(byok_path_tables, &req, &resp);
+    b->status = rc == ERR_OK ? resp.status : FW_INTERNAL;
+    fw_response_done(&resp);
+    json_decref(data);
+    return NULL;
+}
+
+/* PROBE_THREADS rate-lease requests at once; each must end with want. */
+static void burst(struct env *e, struct storage *st, enum fw_status want)
+{
+    pthread_t th[PROBE_THREADS];
+    struct burst b[PROBE_THREADS];
+    for (int i = 0; i < PROBE_THREADS; i++) {
+        b[i] = (struct burst){.e = e, .st = st, .status = FW_INTERNAL};
+        assert_int_equal(pthread_create(&th[i], NULL, burst_one, &b[i]), 0);
+    }
+    for (int i = 0; i < PROBE_THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(b[i].status, want);
+    }
+}
+
+static void test_probe_single_flight(void **state)
+{
+    struct env *e = *state;
+    set_limits(e, "acme", 1000, 0);
+    at_minute(5);
+    struct slow r = {.inner = e->st};
+    atomic_init(&r.readonly, false);
+    atomic_init(&r.deletes, 0);
+    struct storage st = {.ops = &slow_ops, .ctx = &r};
+    /* No answer yet: one probes, the others wait for its answer. */
+    byok_cleanup(e->b);
+    burst(e, &st, FW_OK);
+    assert_int_equal(atomic_load(&r.deletes), 1);
+    /* The answer is due again: one probes, the others take the last answer (writable). */
+    pluginenv_now += 10;
+    burst(e, &st, FW_OK);
+    assert_int_equal(atomic_load(&r.deletes), 2);
+    /* Within 10 s of it: none probes. */
+    burst(e, &st, FW_OK);
+    assert_int_equal(atomic_load(&r.deletes), 2);
+    /* A standby from the start: one probe, every request gets the read-only error. */
+    byok_cleanup(e->b);
+    atomic_store(&r.readonly, true);
+    burst(e, &st, FW_READONLY);
+    assert_int_equal(atomic_load(&r.deletes), 3);
+    /* Read-only was the last answer: the next burst probes once and all take it again. */
+    burst(e, &st, FW_READONLY);
+    assert_int_equal(atomic_load(&r.deletes), 4);
+}
+
 /* A failing allocator at every step: an internal error or a good answer, never more granted. */
 static void test_oom(void **state)
 {
@@ -417,6 +531,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unlimited, pluginenv_setup_clock, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, pluginenv_setup_clock, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_standby, pluginenv_setup_clock, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_probe_single_flight, pluginenv_setup_clock,
+                                        pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_oom, pluginenv_setup_clock, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_table_bound, pluginenv_setup_clock,
                                         pluginenv_teardown),
