@@ -63,6 +63,9 @@ static const struct {
                           "Candidates not called because the tenant's monthly budget "
                           "(max_monthly_cost) did not cover their estimate (reason=exceeded) or "
                           "no budget lease could be had (reason=unavailable), by tenant."},
+    [M_SERVER_TOOLS] = {"byok_server_tool_requests_total", "counter",
+                        "Provider-side tool calls billed apart from tokens, by tenant, provider, "
+                        "model and tool (web_search: Anthropic's web search requests)."},
 };
 
 struct mseries {
@@ -89,7 +92,7 @@ static bool metrics_is_hist(enum metric_id id)
 /* Families whose label sets grow with the model names apps and providers use. */
 static bool metrics_by_model(enum metric_id id)
 {
-    return id == M_TOKENS || id == M_COST;
+    return id == M_TOKENS || id == M_COST || id == M_SERVER_TOOLS;
 }
 
 static struct mseries *metrics_get(enum metric_id id, const char *labels)

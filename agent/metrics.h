@@ -37,6 +37,7 @@ enum metric_id {
     M_RATE_LIMITED,     /* byok_rate_limited_total{tenant,limit} */
     M_DEMOTIONS,        /* byok_provider_demotions_total{provider} */
     M_BUDGET_REFUSED,   /* byok_budget_refused_total{tenant,reason} */
+    M_SERVER_TOOLS,     /* byok_server_tool_requests_total{tenant,provider,model,tool} */
     M__COUNT
 };
 

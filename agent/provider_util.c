@@ -358,6 +358,14 @@ json_t *prov_usage_json(const struct provider_usage *u)
         json_decref(j);
         j = NULL;
     }
+    /* Anthropic's server-tool count, in its own shape (LiteLLM passes it so too). */
+    if (j != NULL && u->web_search_requests > 0 &&
+        json_object_set_new(
+            j, "server_tool_use",
+            json_pack("{s:I}", "web_search_requests", (json_int_t)u->web_search_requests)) != 0) {
+        json_decref(j);
+        j = NULL;
+    }
     return j;
 }
 

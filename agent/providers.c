@@ -151,6 +151,52 @@ static bool prov_price(const json_t *m, const char *key, double fallback, double
     return json_is_number(v) && p >= 0 && p <= PROVIDER_MAX_PRICE;
 }
 
+/*
+ * The model's long-context prices when its tier applies to a prompt of that
+ * many tokens (more than long_context_threshold); false when it does not or
+ * the model has no valid tier (each field as the plugin bounds it).
+ */
+static bool prov_long_tier(const json_t *m, long long prompt, double *ret_in, double *ret_out)
+{
+    const json_t *t = json_object_get(m, "long_context_threshold");
+    const json_t *li = json_object_get(m, "long_input_per_1m");
+    const json_t *lo = json_object_get(m, "long_output_per_1m");
+    if (!json_is_integer(t) || json_integer_value(t) < 1 ||
+        json_integer_value(t) > PROVIDER_MAX_TOKENS || prompt <= json_integer_value(t) ||
+        !json_is_number(li) || !json_is_number(lo)) {
+        return false;
+    }
+    double in = json_number_value(li), out = json_number_value(lo);
+    if (!(in >= 0 && in <= PROVIDER_MAX_PRICE && out >= 0 && out <= PROVIDER_MAX_PRICE)) {
+        return false;
+    }
+    *ret_in = in;
+    *ret_out = out;
+    return true;
+}
+
+/* A cache price at the long-context tier: scaled by the tier's input ratio, bounded. */
+static double prov_long_scaled(double price, double in, double long_in)
+{
+    if (!(in > 0)) {
+        return long_in; /* no base to scale from: the tier's input price */
+    }
+    double p = price * (long_in / in);
+    return p < PROVIDER_MAX_PRICE ? p : PROVIDER_MAX_PRICE;
+}
+
+/* USD for u's web searches at the model's web_search_per_1k; 0 without a valid one. */
+static double prov_search_cost(const json_t *m, const struct provider_usage *u)
+{
+    const json_t *v = json_object_get(m, "web_search_per_1k");
+    double p = json_number_value(v);
+    if (!json_is_number(v) || !(p >= 0 && p <= PROVIDER_MAX_SEARCH_PRICE) ||
+        u->web_search_requests <= 0) {
+        return 0;
+    }
+    return (double)prov_min(u->web_search_requests, PROVIDER_MAX_TOKENS) * p / 1000.0;
+}
+
 double provider_cost(const json_t *entry, const char *model, const struct provider_usage *u)
 {
     const json_t *models = json_object_get(entry, "models");
@@ -171,18 +217,28 @@ double provider_cost(const json_t *entry, const char *model, const struct provid
                 return 0;
             }
             /* The parts within the whole, whatever the adapter was given (each is clamped). */
-            long long prompt = u->prompt_tokens > 0 ? u->prompt_tokens : 0;
+            long long prompt =
+                prov_min(u->prompt_tokens > 0 ? u->prompt_tokens : 0, PROVIDER_MAX_TOKENS);
             long long cached = prov_min(u->cached_tokens > 0 ? u->cached_tokens : 0, prompt);
             long long writes =
                 prov_min(u->cache_write_tokens > 0 ? u->cache_write_tokens : 0, prompt - cached);
             long long w1h =
                 prov_min(u->cache_write_1h_tokens > 0 ? u->cache_write_1h_tokens : 0, writes);
+            /* A long prompt is billed at the long prices for all its tokens (Anthropic's
+               1M-context beta, Gemini 2.5 Pro), the cache prices by the same multiplier. */
+            double lin, lout;
+            if (prov_long_tier(m, prompt, &lin, &lout)) {
+                cin = prov_long_scaled(cin, in, lin);
+                cw = prov_long_scaled(cw, in, lin);
+                in = lin;
+                out = lout;
+            }
             /* Anthropic bills 1-hour cache writes at 2x the input price (one catalog price:
                cache_write_per_1m is the 5-minute one, 1.25x there). */
             double usd = (double)(prompt - cached - writes) * in + (double)cached * cin +
                          (double)(writes - w1h) * cw + (double)w1h * 2.0 * in +
                          (double)u->completion_tokens * out;
-            return usd / 1e6;
+            return usd / 1e6 + prov_search_cost(m, u);
         }
     }
     return 0;
@@ -997,6 +1053,16 @@ static void anth_usage(const json_t *u, struct provider_usage *out, bool input_s
     }
     if (json_object_get(u, "output_tokens") != NULL) {
         out->completion_tokens = prov_count(json_object_get(u, "output_tokens"));
+    }
+    /*
+     * Server tools billed apart from tokens: web search ($10 per 1,000 on
+     * Anthropic's price list). message_delta's count is the whole answer's
+     * so far, as its output_tokens is: it replaces message_start's.
+     */
+    const json_t *searches =
+        json_object_get(json_object_get(u, "server_tool_use"), "web_search_requests");
+    if (searches != NULL) {
+        out->web_search_requests = prov_count(searches);
     }
     out->seen = true;
 }

@@ -48,13 +48,18 @@ enum provider_op { PROVIDER_CHAT, PROVIDER_EMBEDDINGS };
  */
 #define PROVIDER_ANTHROPIC_VERSION "2023-06-01"
 
+/* The highest web_search_per_1k (USD per 1,000 searches) a cost is computed from: the plugin's. */
+#define PROVIDER_MAX_SEARCH_PRICE 1000.0
+
 /*
  * One call's tokens. prompt_tokens counts every input token, as OpenAI's does:
  * cached_tokens (prompt-cache reads) and cache_write_tokens (prompt-cache
  * writes, Anthropic's cache_creation_input_tokens, Bedrock's
  * cacheWriteInputTokens) are parts of it, and cache_write_1h_tokens the part
  * of the writes made with Anthropic's 1-hour TTL. provider_cost prices each
- * part at its own catalog price.
+ * part at its own catalog price. web_search_requests: the searches Anthropic's
+ * server-side web search tool made (usage.server_tool_use), billed apart from
+ * tokens; clamped to 0..PROVIDER_MAX_TOKENS like the counts.
  */
 struct provider_usage {
     long long prompt_tokens;
@@ -62,6 +67,7 @@ struct provider_usage {
     long long cached_tokens;
     long long cache_write_tokens;
     long long cache_write_1h_tokens;
+    long long web_search_requests;
     bool seen;
 };
 
@@ -232,9 +238,18 @@ long long provider_completion_estimate(const json_t *answer);
  *   (prompt - cached - cache writes) x input_per_1m
  *   + cached x cached_input_per_1m + 5-minute cache writes x cache_write_per_1m
  *   + 1-hour cache writes x 2 x input_per_1m (Anthropic's multiplier)
- *   + completion x output_per_1m, all per 1M tokens.
+ *   + completion x output_per_1m, all per 1M tokens,
+ *   + web_search_requests x web_search_per_1k / 1000.
  * A model without cached_input_per_1m or cache_write_per_1m (older catalogs,
- * models without prompt caching) has those tokens at input_per_1m.
+ * models without prompt caching) has those tokens at input_per_1m. When the
+ * whole prompt (cache reads and writes included) exceeds the model's
+ * long_context_threshold, input_per_1m and output_per_1m are
+ * long_input_per_1m and long_output_per_1m, and the cache prices are scaled by
+ * long_input_per_1m / input_per_1m (at most PROVIDER_MAX_PRICE; the long
+ * input price itself when input_per_1m is 0). A model without the three
+ * long-context fields, or with one out of the plugin's bounds, has no tier;
+ * without a valid web_search_per_1k, searches cost nothing: the cost is what
+ * it was before those fields existed.
  */
 double provider_cost(const json_t *entry, const char *model, const struct provider_usage *u);
 

@@ -403,6 +403,11 @@ void usage_record(struct usage *u, const struct usage_record *r)
     metrics_labels(labels, sizeof(labels), "tenant", r->tenant, "provider", r->provider, "model",
                    r->model, NULL);
     metrics_add(M_COST, r->cost_usd, labels);
+    if (r->tokens.web_search_requests > 0) {
+        metrics_labels(labels, sizeof(labels), "tenant", r->tenant, "provider", r->provider,
+                       "model", r->model, "tool", "web_search", NULL);
+        metrics_add(M_SERVER_TOOLS, (double)r->tokens.web_search_requests, labels);
+    }
 
     struct utenant *t = usage_tenant(u, r->tenant, true);
     if (t == NULL) {

@@ -34,7 +34,8 @@
 /*
  * Prices are USD per 1M tokens (input / output) from the providers' public
  * pricing pages as of mid-2025 (standard tier, no batch discounts, the
- * smallest context band where a price depends on it). Prompt-cache prices
+ * smallest context band where a price depends on it: the larger bands and
+ * web searches are in catalog_extras below). Prompt-cache prices
  * (cached input, cache write) are the same pages' where they list one:
  * Anthropic (also on Bedrock and OpenRouter) reads 0.1x input, 5-minute
  * writes 1.25x; OpenAI (and Azure) cached input 0.5x (gpt-4.1 0.25x), writes
@@ -391,6 +392,76 @@ static const struct catalog_def catalog_defs[] = {
 #define CATALOG_NBUILTIN (sizeof(catalog_defs) / sizeof(catalog_defs[0]))
 
 /*
+ * What a few built-in models cost beyond their flat token prices, kept apart
+ * from catalog_defs so its ~60 rows need no four more zeros each (a row
+ * without them would be refused by -Wmissing-field-initializers). Each row
+ * names a model of catalog_defs (test_catalog checks that it does).
+ *
+ * Long-context tiers: a request whose whole prompt (cache reads and writes
+ * included) exceeds the threshold is billed at the long prices for all of its
+ * tokens; the agent scales the prompt-cache prices by the same input ratio.
+ * Claude Sonnet 4 (1M-context beta) above 200,000 input tokens: $6 input,
+ * $22.50 output (2x, 1.5x), Anthropic's figures from its August 2025
+ * announcement (as reported, e.g. The New Stack; not checked against the live
+ * pricing page), which names Bedrock and Vertex AI as serving it too (their
+ * own price lists unverified). Gemini 2.5 Pro above 200,000 prompt tokens:
+ * $2.50 input, $15 output, cached input 2x as well ($0.25 on the Gemini API)
+ * (Google's Gemini API pricing page as quoted by third parties; Vertex AI's
+ * assumed the same, unverified). OpenRouter's Claude Sonnet 4 is left flat:
+ * whether OpenRouter passes the tier on is unverified.
+ *
+ * Web search (Anthropic's server tool, usage.server_tool_use.web_search_requests):
+ * $10 per 1,000 searches on Anthropic's API (Anthropic's pricing page, as
+ * reported). Vertex AI serves the same tool for its Claude models (Google's
+ * "Web search with Anthropic Claude models" page, Preview); its price is
+ * assumed to be Anthropic's (unverified). Bedrock does not offer the tool
+ * (its Claude models refuse web_search_20250305), so its entries have none.
+ * web_fetch costs only its tokens.
+ */
+struct catalog_model_extra {
+    const char *provider;
+    const char *model;
+    long long long_context_threshold; /* 0: no long-context tier */
+    double long_input_per_1m;
+    double long_output_per_1m;
+    double web_search_per_1k; /* 0: web searches not priced */
+};
+
+static const struct catalog_model_extra catalog_extras[] = {
+    {"anthropic", "claude-sonnet-4-20250514", 200000, 6.0, 22.5, 10.0},
+    {"anthropic", "claude-opus-4-1-20250805", 0, 0.0, 0.0, 10.0},
+    {"anthropic", "claude-3-5-haiku-20241022", 0, 0.0, 0.0, 10.0},
+    {"bedrock", "anthropic.claude-sonnet-4-20250514-v1:0", 200000, 6.0, 22.5, 0.0},
+    {"vertex", "claude-sonnet-4@20250514", 200000, 6.0, 22.5, 10.0},
+    {"vertex", "claude-3-5-haiku@20241022", 0, 0.0, 0.0, 10.0},
+    {"vertex", "gemini-2.5-pro", 200000, 2.5, 15.0, 0.0},
+    {"gemini", "gemini-2.5-pro", 200000, 2.5, 15.0, 0.0},
+};
+
+/* Adds the extra prices of provider's model m to its JSON; false on out of memory. */
+static bool catalog_extra_json(const char *provider, const char *model, json_t *m)
+{
+    for (size_t i = 0; i < sizeof(catalog_extras) / sizeof(catalog_extras[0]); i++) {
+        const struct catalog_model_extra *x = &catalog_extras[i];
+        if (strcmp(x->provider, provider) != 0 || strcmp(x->model, model) != 0) {
+            continue;
+        }
+        if (x->long_context_threshold > 0 &&
+            (json_object_set_new(m, "long_context_threshold",
+                                 json_integer((json_int_t)x->long_context_threshold)) != 0 ||
+             json_object_set_new(m, "long_input_per_1m", json_real(x->long_input_per_1m)) != 0 ||
+             json_object_set_new(m, "long_output_per_1m", json_real(x->long_output_per_1m)) != 0)) {
+            return false;
+        }
+        if (x->web_search_per_1k > 0 &&
+            json_object_set_new(m, "web_search_per_1k", json_real(x->web_search_per_1k)) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
  * The built-in entries as JSON, built on first use, immutable afterwards. A
  * build that runs out of memory keeps nothing and the next use tries again
  * (pthread_once would never run it again: the built-ins would be gone until
@@ -433,7 +504,8 @@ static json_t *catalog_def_json(const struct catalog_def *d)
                                                    json_real(m->cached_input_per_1m)) != 0) ||
                               (m->cache_write_per_1m > 0 &&
                                json_object_set_new(model, "cache_write_per_1m",
-                                                   json_real(m->cache_write_per_1m)) != 0))) {
+                                                   json_real(m->cache_write_per_1m)) != 0) ||
+                              !catalog_extra_json(d->name, m->name, model))) {
             json_decref(model);
             model = NULL;
         }
@@ -624,8 +696,15 @@ enum err catalog_price(const json_t *entry, const char *model, long long prompt_
     {
         if (json_is_string(json_object_get(m, "name")) &&
             strcmp(json_string_value(json_object_get(m, "name")), model) == 0) {
-            double in = json_number_value(json_object_get(m, "input_per_1m"));
-            double out = json_number_value(json_object_get(m, "output_per_1m"));
+            const char *in_key = "input_per_1m", *out_key = "output_per_1m";
+            const json_t *t = json_object_get(m, "long_context_threshold");
+            if (json_is_integer(t) && json_integer_value(t) > 0 &&
+                prompt_tokens > json_integer_value(t)) {
+                in_key = "long_input_per_1m";
+                out_key = "long_output_per_1m";
+            }
+            double in = json_number_value(json_object_get(m, in_key));
+            double out = json_number_value(json_object_get(m, out_key));
             *ret_usd = ((double)prompt_tokens * in + (double)completion_tokens * out) / 1e6;
             return ERR_OK;
         }
@@ -798,12 +877,68 @@ static bool catalog_url_ok(const char *url, bool local, const json_t *local_host
     return true;
 }
 
+/*
+ * The long-context tier (long_context_threshold, long_input_per_1m,
+ * long_output_per_1m: all three or none, the prices already checked) and
+ * web_search_per_1k; on failure sets resp naming the field and item.
+ */
+static bool catalog_model_extra_ok(const json_t *m, size_t idx, struct fw_response *resp)
+{
+    static const char *const tier[] = {"long_context_threshold", "long_input_per_1m",
+                                       "long_output_per_1m"};
+    const json_t *v = json_object_get(m, "long_context_threshold");
+    if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                      json_integer_value(v) > CATALOG_MAX_TOKENS)) {
+        fw_error(resp,
+                 "invalid value for field 'models': item %zu 'long_context_threshold' must be "
+                 "an integer 1..%d (prompt tokens)",
+                 idx, CATALOG_MAX_TOKENS);
+        return false;
+    }
+    size_t given = 0;
+    for (size_t i = 0; i < 3; i++) {
+        given += json_object_get(m, tier[i]) != NULL;
+    }
+    for (size_t i = 0; given > 0 && given < 3 && i < 3; i++) {
+        if (json_object_get(m, tier[i]) == NULL) {
+            fw_error(resp,
+                     "invalid value for field 'models': item %zu '%s' is missing: "
+                     "long_context_threshold, long_input_per_1m and long_output_per_1m go "
+                     "together",
+                     idx, tier[i]);
+            return false;
+        }
+    }
+    v = json_object_get(m, "web_search_per_1k");
+    if (v != NULL &&
+        (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) < 0 ||
+         json_number_value(v) > CATALOG_MAX_SEARCH_PRICE)) {
+        fw_error(resp,
+                 "invalid value for field 'models': item %zu 'web_search_per_1k' must be a "
+                 "number 0..%.0f (USD per 1,000 web searches)",
+                 idx, CATALOG_MAX_SEARCH_PRICE);
+        return false;
+    }
+    return true;
+}
+
 /* Validates one model object; on failure sets resp naming the field and item. */
 static bool catalog_model_ok(const json_t *m, size_t idx, struct fw_response *resp)
 {
-    static const char *const keys[] = {
-        "name",         "context_window", "max_output_tokens",   "capabilities",       "tier",
-        "input_per_1m", "output_per_1m",  "cached_input_per_1m", "cache_write_per_1m", NULL};
+    static const char *const keys[] = {"name",
+                                       "context_window",
+                                       "max_output_tokens",
+                                       "capabilities",
+                                       "tier",
+                                       "input_per_1m",
+                                       "output_per_1m",
+                                       "cached_input_per_1m",
+                                       "cache_write_per_1m",
+                                       "long_context_threshold",
+                                       "long_input_per_1m",
+                                       "long_output_per_1m",
+                                       "web_search_per_1k",
+                                       NULL};
     if (!json_is_object(m)) {
         fw_error(resp, "invalid value for field 'models': item %zu is not an object", idx);
         return false;
@@ -836,14 +971,16 @@ static bool catalog_model_ok(const json_t *m, size_t idx, struct fw_response *re
             return false;
         }
     }
-    /* The prompt-cache prices are optional: a model without them has input_per_1m there. */
+    /*
+     * The prompt-cache prices are optional: a model without them has
+     * input_per_1m there. So are the long-context ones (checked together below).
+     */
     static const struct {
         const char *name;
         bool optional;
-    } prices[] = {{"input_per_1m", false},
-                  {"output_per_1m", false},
-                  {"cached_input_per_1m", true},
-                  {"cache_write_per_1m", true}};
+    } prices[] = {{"input_per_1m", false},       {"output_per_1m", false},
+                  {"cached_input_per_1m", true}, {"cache_write_per_1m", true},
+                  {"long_input_per_1m", true},   {"long_output_per_1m", true}};
     for (size_t i = 0; i < sizeof(prices) / sizeof(prices[0]); i++) {
         v = json_object_get(m, prices[i].name);
         if (v == NULL && prices[i].optional) {
@@ -857,6 +994,9 @@ static bool catalog_model_ok(const json_t *m, size_t idx, struct fw_response *re
                      idx, prices[i].name);
             return false;
         }
+    }
+    if (!catalog_model_extra_ok(m, idx, resp)) {
+        return false;
     }
     v = json_object_get(m, "tier");
     if (v != NULL && !catalog_in(json_string_value(v), catalog_tiers)) {
@@ -917,13 +1057,16 @@ static json_t *catalog_model_norm(const json_t *m)
      * The prompt-cache prices stay absent when not given rather than being
      * stored as input_per_1m: every reader (the agent's cost) takes the input
      * price for an absent one, as for entries stored before they existed, and
-     * a later change of input_per_1m then applies to them too.
+     * a later change of input_per_1m then applies to them too. The
+     * long-context and web-search prices stay absent too: not priced.
      */
-    static const char *const cache_prices[] = {"cached_input_per_1m", "cache_write_per_1m", NULL};
-    for (size_t i = 0; ok && cache_prices[i] != NULL; i++) {
-        const json_t *v = json_object_get(m, cache_prices[i]);
+    static const char *const optional_prices[] = {"cached_input_per_1m", "cache_write_per_1m",
+                                                  "long_input_per_1m",   "long_output_per_1m",
+                                                  "web_search_per_1k",   NULL};
+    for (size_t i = 0; ok && optional_prices[i] != NULL; i++) {
+        const json_t *v = json_object_get(m, optional_prices[i]);
         if (v != NULL) {
-            ok = json_object_set_new(n, cache_prices[i], json_real(json_number_value(v))) == 0;
+            ok = json_object_set_new(n, optional_prices[i], json_real(json_number_value(v))) == 0;
         }
     }
     if (!ok) {
@@ -975,7 +1118,11 @@ static const struct fw_field catalog_fields[] = {
      .description = "List of models: name, context_window, max_output_tokens, capabilities, "
                     "tier, input_per_1m, output_per_1m (USD per 1M tokens), and optionally "
                     "cached_input_per_1m (prompt-cache reads) and cache_write_per_1m "
-                    "(prompt-cache writes), which are input_per_1m when absent."},
+                    "(prompt-cache writes), which are input_per_1m when absent; "
+                    "long_context_threshold (prompt tokens), long_input_per_1m and "
+                    "long_output_per_1m (all three or none: the prices of a request whose "
+                    "prompt exceeds the threshold); web_search_per_1k (USD per 1,000 web "
+                    "searches)."},
     {.name = NULL},
 };
 

@@ -26,9 +26,10 @@ struct byok;
 #define CATALOG_MAX_PREFIXES 16
 #define CATALOG_MAX_PREFIX_LEN 32
 #define CATALOG_MAX_KEY_MIN_LENGTH 8192
-#define CATALOG_MAX_TOKENS 100000000 /* context window / output tokens */
-#define CATALOG_MAX_PRICE 100000.0   /* USD per 1M tokens: above it is a typo, not a price */
-#define CATALOG_MAX_PROVIDERS 1024   /* admin entries (new providers and overrides) */
+#define CATALOG_MAX_TOKENS 100000000    /* context window / output tokens */
+#define CATALOG_MAX_PRICE 100000.0      /* USD per 1M tokens: above it is a typo, not a price */
+#define CATALOG_MAX_SEARCH_PRICE 1000.0 /* USD per 1,000 web searches ($1 a search) */
+#define CATALOG_MAX_PROVIDERS 1024      /* admin entries (new providers and overrides) */
 
 /*
  * The effective entry for a provider (override if any, else built-in) as a new
@@ -56,9 +57,11 @@ json_t *catalog_builtin(const char *name);
 
 /*
  * Price of a call in USD from an entry's model list: tokens x price per 1M,
- * every prompt token at input_per_1m (no prompt-cache parts: the agent prices
- * those, agent/providers.h provider_cost). ERR_NOTFOUND when the model is not
- * in the entry.
+ * every prompt token at input_per_1m, or at long_input_per_1m (and output at
+ * long_output_per_1m) when prompt_tokens exceed the model's
+ * long_context_threshold (no prompt-cache parts or web searches: the agent
+ * prices those, agent/providers.h provider_cost). ERR_NOTFOUND when the model
+ * is not in the entry.
  */
 MUST_USE enum err catalog_price(const json_t *entry, const char *model, long long prompt_tokens,
                                 long long completion_tokens, double *ret_usd);

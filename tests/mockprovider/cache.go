@@ -161,5 +161,8 @@ func (c *call) anthropicUsage(output int) map[string]interface{} {
 		u["cache_creation"] = map[string]int{"ephemeral_5m_input_tokens": mockCacheWrite - w1h,
 			"ephemeral_1h_input_tokens": w1h}
 	}
+	if c.webSearch {
+		u["server_tool_use"] = serverToolUse()
+	}
 	return u
 }

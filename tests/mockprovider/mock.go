@@ -321,6 +321,7 @@ type call struct {
 	status     int
 	cacheUsage bool // the "cache" scenario: prompt-cache reads and writes in the usage
 	cache1h    bool // an Anthropic hint asked for the 1-hour TTL
+	webSearch  bool // the "websearch" scenario: server_tool_use in Anthropic's usage (pricing.go)
 }
 
 func (m *mock) handler(listener string) http.Handler {
@@ -1015,6 +1016,10 @@ func (c *call) anthropicStream(n int, interval time.Duration) {
 	if n < c.words {
 		return
 	}
+	delta := map[string]interface{}{"output_tokens": c.words}
+	if c.webSearch {
+		delta["server_tool_use"] = serverToolUse()
+	}
 	tail := []struct {
 		name string
 		v    interface{}
@@ -1022,7 +1027,7 @@ func (c *call) anthropicStream(n int, interval time.Duration) {
 		{"content_block_stop", map[string]interface{}{"type": "content_block_stop", "index": 0}},
 		{"message_delta", map[string]interface{}{"type": "message_delta",
 			"delta": map[string]interface{}{"stop_reason": "end_turn", "stop_sequence": nil},
-			"usage": map[string]int{"output_tokens": c.words}}},
+			"usage": delta}},
 		{"message_stop", map[string]string{"type": "message_stop"}},
 	}
 	for _, e := range tail {
@@ -1087,7 +1092,7 @@ func scenarioNames() []string {
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
 		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "error200lead", "streamrawerror",
-		"nostream", "length", "cache", "400"}
+		"nostream", "length", "cache", "400", "websearch", "longprompt"}
 }
 
 // retryHeaders sets Retry-After (and retry-after-ms) on a 429 or 503: the
@@ -1145,6 +1150,15 @@ func init() {
 		// cache: as normal, with prompt-cache reads and writes in the usage (cache.go).
 		"cache": func(c *call) {
 			c.cacheUsage = true
+			c.normal(c.m.o.streamInterval)
+		},
+		// websearch, longprompt: as normal, billed beyond flat tokens (pricing.go).
+		"websearch": func(c *call) {
+			c.webSearch = true
+			c.normal(c.m.o.streamInterval)
+		},
+		"longprompt": func(c *call) {
+			c.prompt = mockLongPrompt
 			c.normal(c.m.o.streamInterval)
 		},
 		"slow": func(c *call) {

@@ -35,7 +35,8 @@ func blocksOf(m map[string]interface{}) []map[string]interface{} {
 // checkAnthropicTools returns what Anthropic would refuse in the request's
 // tools, tool_choice and tool_use/tool_result blocks ("" when nothing): an
 // OpenAI-shaped leftover (a "function" wrapper, a "tool" role, content null,
-// arguments as a string), a tool without input_schema, a tool_use not
+// arguments as a string), a tool without input_schema (but for server
+// tools, which have a type and none), a tool_use not
 // answered by a tool_result in the very next (user) message, a tool_result
 // answering no tool_use of the message just before.
 func checkAnthropicTools(body map[string]interface{}) string {
@@ -49,7 +50,9 @@ func checkAnthropicTools(body map[string]interface{}) string {
 			if name, _ := tm["name"].(string); name == "" {
 				return fmt.Sprintf("tools.%d.name: Field required", i)
 			}
-			if _, isObj := tm["input_schema"].(map[string]interface{}); !isObj {
+			// Server tools (web_search_20250305, web_fetch_...) are typed and have no schema.
+			typ, _ := tm["type"].(string)
+			if _, isObj := tm["input_schema"].(map[string]interface{}); !isObj && (typ == "" || typ == "custom") {
 				return fmt.Sprintf("tools.%d.input_schema: Field required", i)
 			}
 			if _, ok := tm["function"]; ok {

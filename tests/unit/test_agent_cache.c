@@ -4,7 +4,8 @@
  * checked, translated for Anthropic (cache_control on blocks, system blocks,
  * tools) and Bedrock (cachePoint blocks), stripped for OpenAI and Azure and
  * kept for OpenRouter; cache reads and writes read from the providers' usage
- * and priced at the catalog's cache prices (provider_cost).
+ * and priced at the catalog's cache prices (provider_cost), with the
+ * long-context tiers and web searches priced there too.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -573,6 +574,172 @@ static void test_cost_formula(void **state)
     json_decref(entry);
 }
 
+/* Long-context tiers: the whole call at the long prices once the prompt exceeds the threshold. */
+static void test_cost_long_context(void **state)
+{
+    (void)state;
+    json_t *entry = J("{\"models\":[{\"name\":\"s\",\"input_per_1m\":3,\"output_per_1m\":15,"
+                      "\"cached_input_per_1m\":0.3,\"cache_write_per_1m\":3.75,"
+                      "\"long_context_threshold\":200000,\"long_input_per_1m\":6,"
+                      "\"long_output_per_1m\":22.5},"
+                      "{\"name\":\"g\",\"input_per_1m\":1.25,\"output_per_1m\":10,"
+                      "\"long_context_threshold\":200000,\"long_input_per_1m\":2.5,"
+                      "\"long_output_per_1m\":15},"
+                      "{\"name\":\"free\",\"input_per_1m\":0,\"output_per_1m\":0,"
+                      "\"cached_input_per_1m\":0,\"long_context_threshold\":10,"
+                      "\"long_input_per_1m\":4,\"long_output_per_1m\":8},"
+                      "{\"name\":\"part\",\"input_per_1m\":3,\"output_per_1m\":15,"
+                      "\"long_context_threshold\":10,\"long_input_per_1m\":6},"
+                      "{\"name\":\"badt\",\"input_per_1m\":3,\"output_per_1m\":15,"
+                      "\"long_context_threshold\":0,\"long_input_per_1m\":6,"
+                      "\"long_output_per_1m\":22.5},"
+                      "{\"name\":\"badp\",\"input_per_1m\":3,\"output_per_1m\":15,"
+                      "\"long_context_threshold\":10,\"long_input_per_1m\":1e9,"
+                      "\"long_output_per_1m\":22.5},"
+                      "{\"name\":\"strt\",\"input_per_1m\":3,\"output_per_1m\":15,"
+                      "\"long_context_threshold\":\"10\",\"long_input_per_1m\":6,"
+                      "\"long_output_per_1m\":22.5}]}");
+    /* Under and exactly at the threshold: the flat prices. */
+    struct provider_usage u = {.prompt_tokens = 199999, .completion_tokens = 1000};
+    assert_true(fabs(provider_cost(entry, "s", &u) - (199999 * 3.0 + 1000 * 15.0) / 1e6) < 1e-12);
+    u.prompt_tokens = 200000;
+    assert_true(fabs(provider_cost(entry, "s", &u) - (200000 * 3.0 + 1000 * 15.0) / 1e6) < 1e-12);
+    /* One past it: every token at the long prices. */
+    u.prompt_tokens = 200001;
+    assert_true(fabs(provider_cost(entry, "s", &u) - (200001 * 6.0 + 1000 * 22.5) / 1e6) < 1e-12);
+    u.prompt_tokens = 250000;
+    u.completion_tokens = 2000;
+    assert_true(fabs(provider_cost(entry, "g", &u) - (250000 * 2.5 + 2000 * 15.0) / 1e6) < 1e-12);
+    /* Cache reads and writes count toward the threshold and scale by long/input (2x here). */
+    struct provider_usage c = {.prompt_tokens = 300000,
+                               .completion_tokens = 1000,
+                               .cached_tokens = 150000,
+                               .cache_write_tokens = 100000,
+                               .cache_write_1h_tokens = 40000};
+    double want = (50000 * 6.0 + 150000 * 0.6 + 60000 * 7.5 + 40000 * 2 * 6.0 + 1000 * 22.5) / 1e6;
+    assert_true(fabs(provider_cost(entry, "s", &c) - want) < 1e-9);
+    /* A model without cache prices: its cached tokens at the long input price. */
+    want = (300000 * 2.5 - 40000 * 2.5 + 40000 * 2 * 2.5 + 1000 * 15.0) / 1e6;
+    assert_true(fabs(provider_cost(entry, "g", &c) - want) < 1e-9);
+    /* Below the threshold the same parts cost the flat prices. */
+    c.prompt_tokens = 200000;
+    c.cached_tokens = 100000;
+    c.cache_write_tokens = 50000;
+    c.cache_write_1h_tokens = 0;
+    want = (50000 * 3.0 + 100000 * 0.3 + 50000 * 3.75 + 1000 * 15.0) / 1e6;
+    assert_true(fabs(provider_cost(entry, "s", &c) - want) < 1e-9);
+    /* An input price of 0 has no ratio: the cache prices are the long input price. */
+    struct provider_usage f = {.prompt_tokens = 100, .completion_tokens = 10, .cached_tokens = 50};
+    assert_true(fabs(provider_cost(entry, "free", &f) - (100 * 4.0 + 10 * 8.0) / 1e6) < 1e-12);
+    /* A tier not given whole, or out of the plugin's bounds: the flat prices, as before. */
+    struct provider_usage p = {.prompt_tokens = 1000, .completion_tokens = 100};
+    double flat = (1000 * 3.0 + 100 * 15.0) / 1e6;
+    assert_true(fabs(provider_cost(entry, "part", &p) - flat) < 1e-12);
+    assert_true(fabs(provider_cost(entry, "badt", &p) - flat) < 1e-12);
+    assert_true(fabs(provider_cost(entry, "badp", &p) - flat) < 1e-12);
+    assert_true(fabs(provider_cost(entry, "strt", &p) - flat) < 1e-12);
+    /* The largest call at the dearest long prices stays under the plugin's per-record bound. */
+    json_t *dear = J("{\"models\":[{\"name\":\"d\",\"input_per_1m\":0.0001,\"output_per_1m\":"
+                     "100000,\"cached_input_per_1m\":100000,\"cache_write_per_1m\":100000,"
+                     "\"long_context_threshold\":1,\"long_input_per_1m\":100000,"
+                     "\"long_output_per_1m\":100000,\"web_search_per_1k\":1000}]}");
+    struct provider_usage max = {.prompt_tokens = PROVIDER_MAX_TOKENS,
+                                 .completion_tokens = PROVIDER_MAX_TOKENS,
+                                 .cached_tokens = PROVIDER_MAX_TOKENS / 2,
+                                 .cache_write_tokens = PROVIDER_MAX_TOKENS / 2,
+                                 .cache_write_1h_tokens = PROVIDER_MAX_TOKENS / 4,
+                                 .web_search_requests = PROVIDER_MAX_TOKENS};
+    double cmax = provider_cost(dear, "d", &max);
+    assert_true(isfinite(cmax) && cmax > 0 && cmax < 1e9);
+    json_decref(dear);
+    json_decref(entry);
+}
+
+/* Web searches: web_search_requests x web_search_per_1k / 1000, on top of the tokens. */
+static void test_cost_web_search(void **state)
+{
+    (void)state;
+    json_t *entry = J("{\"models\":[{\"name\":\"w\",\"input_per_1m\":3,\"output_per_1m\":15,"
+                      "\"web_search_per_1k\":10},"
+                      "{\"name\":\"none\",\"input_per_1m\":3,\"output_per_1m\":15},"
+                      "{\"name\":\"neg\",\"input_per_1m\":3,\"output_per_1m\":15,"
+                      "\"web_search_per_1k\":-1},"
+                      "{\"name\":\"huge\",\"input_per_1m\":3,\"output_per_1m\":15,"
+                      "\"web_search_per_1k\":1000.5},"
+                      "{\"name\":\"str\",\"input_per_1m\":3,\"output_per_1m\":15,"
+                      "\"web_search_per_1k\":\"10\"}]}");
+    struct provider_usage u = {
+        .prompt_tokens = 1000, .completion_tokens = 100, .web_search_requests = 3};
+    double tokens = (1000 * 3.0 + 100 * 15.0) / 1e6;
+    assert_true(fabs(provider_cost(entry, "w", &u) - (tokens + 0.03)) < 1e-12);
+    /* Not priced, or priced out of the plugin's bounds: the tokens only. */
+    assert_true(fabs(provider_cost(entry, "none", &u) - tokens) < 1e-12);
+    assert_true(fabs(provider_cost(entry, "neg", &u) - tokens) < 1e-12);
+    assert_true(fabs(provider_cost(entry, "huge", &u) - tokens) < 1e-12);
+    assert_true(fabs(provider_cost(entry, "str", &u) - tokens) < 1e-12);
+    u.web_search_requests = -4;
+    assert_true(fabs(provider_cost(entry, "w", &u) - tokens) < 1e-12);
+    json_decref(entry);
+}
+
+/* usage.server_tool_use.web_search_requests, in a whole answer and in a stream. */
+static void test_anthropic_usage_searches(void **state)
+{
+    (void)state;
+    json_t *m = J("{\"id\":\"x\",\"model\":\"m\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],"
+                  "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":10,"
+                  "\"output_tokens\":7,\"server_tool_use\":{\"web_search_requests\":3,"
+                  "\"web_fetch_requests\":2}}}");
+    json_t *out = NULL;
+    struct provider_usage u = {0};
+    assert_int_equal(provider_anthropic_response(m, &out, &u), ERR_OK);
+    assert_int_equal(u.web_search_requests, 3);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(out, "usage"), "server_tool_use"),
+                         "web_search_requests")),
+                     3);
+    json_decref(out);
+    json_decref(m);
+    /* None: no field in the translated usage; a bad count is 0. */
+    m = J("{\"content\":[],\"usage\":{\"input_tokens\":1,\"output_tokens\":1,"
+          "\"server_tool_use\":{\"web_search_requests\":-2}}}");
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(provider_anthropic_response(m, &out, &u), ERR_OK);
+    assert_int_equal(u.web_search_requests, 0);
+    assert_null(json_object_get(json_object_get(out, "usage"), "server_tool_use"));
+    json_decref(out);
+    json_decref(m);
+
+    /* A stream: message_delta's count (the whole answer's) replaces message_start's. */
+    const struct provider_adapter *ad = provider_find("anthropic");
+    assert_non_null(ad);
+    struct provider_stream st;
+    memset(&st, 0, sizeof(st));
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    static const char start[] =
+        "{\"type\":\"message_start\",\"message\":{\"id\":\"m1\",\"model\":\"c\",\"usage\":"
+        "{\"input_tokens\":5,\"output_tokens\":1,\"server_tool_use\":{\"web_search_requests\":0}}}"
+        "}";
+    static const char delta[] =
+        "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},"
+        "\"usage\":{\"output_tokens\":9,\"server_tool_use\":"
+        "{\"web_search_requests\":2}}}";
+    assert_int_equal(ad->stream_event(&st, "message_start", start, strlen(start), &b), ERR_OK);
+    assert_int_equal(st.usage.web_search_requests, 0);
+    assert_int_equal(ad->stream_event(&st, "message_delta", delta, strlen(delta), &b), ERR_OK);
+    assert_int_equal(st.usage.web_search_requests, 2);
+    assert_int_equal(st.usage.prompt_tokens, 5);
+    assert_int_equal(st.usage.completion_tokens, 9);
+    /* The Messages passthrough's reader (agent/messages.c) takes the same object. */
+    json_t *mu = J("{\"input_tokens\":1,\"server_tool_use\":{\"web_search_requests\":4}}");
+    memset(&u, 0, sizeof(u));
+    provider_anthropic_usage(mu, &u, true);
+    assert_int_equal(u.web_search_requests, 4);
+    json_decref(mu);
+    buf_done(&b);
+}
+
 /* Out of memory at every allocation of a hinted translation: an error, never a crash or leak. */
 static void test_out_of_memory(void **state)
 {
@@ -633,6 +800,9 @@ int main(void)
         cmocka_unit_test(test_anthropic_usage_writes),
         cmocka_unit_test(test_bedrock_usage_writes),
         cmocka_unit_test(test_cost_formula),
+        cmocka_unit_test(test_cost_long_context),
+        cmocka_unit_test(test_cost_web_search),
+        cmocka_unit_test(test_anthropic_usage_searches),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

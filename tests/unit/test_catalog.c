@@ -830,6 +830,150 @@ static void test_cache_prices(void **state)
     json_decref(d);
 }
 
+/* A built-in model by provider and name (new reference to its entry in *ret_entry). */
+static const json_t *builtin_model(struct env *e, const char *provider, const char *name,
+                                   json_t **ret_entry)
+{
+    *ret_entry = read_entry(e, provider);
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(*ret_entry, "models"), i, m)
+    {
+        if (strcmp(json_string_value(json_object_get(m, "name")), name) == 0) {
+            return m;
+        }
+    }
+    fail_msg("%s has no model %s", provider, name);
+    return NULL;
+}
+
+/*
+ * Long-context tiers and web-search prices: the built-in ones where the
+ * providers bill them, optional fields checked like the other prices (the
+ * tier's three fields together), stored as given or left absent.
+ */
+static void test_extra_prices(void **state)
+{
+    struct env *e = *state;
+    static const struct {
+        const char *provider, *model;
+        long long threshold;
+        double long_in, long_out, search;
+    } want[] = {
+        {"anthropic", "claude-sonnet-4-20250514", 200000, 6.0, 22.5, 10.0},
+        {"anthropic", "claude-opus-4-1-20250805", 0, 0, 0, 10.0},
+        {"anthropic", "claude-3-5-haiku-20241022", 0, 0, 0, 10.0},
+        {"bedrock", "anthropic.claude-sonnet-4-20250514-v1:0", 200000, 6.0, 22.5, 0},
+        {"bedrock", "anthropic.claude-3-5-haiku-20241022-v1:0", 0, 0, 0, 0},
+        {"vertex", "claude-sonnet-4@20250514", 200000, 6.0, 22.5, 10.0},
+        {"vertex", "claude-3-5-haiku@20241022", 0, 0, 0, 10.0},
+        {"vertex", "gemini-2.5-pro", 200000, 2.5, 15.0, 0},
+        {"vertex", "gemini-2.5-flash", 0, 0, 0, 0},
+        {"gemini", "gemini-2.5-pro", 200000, 2.5, 15.0, 0},
+        {"openrouter", "anthropic/claude-sonnet-4", 0, 0, 0, 0},
+        {"openai", "gpt-4o", 0, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        json_t *d = NULL;
+        const json_t *m = builtin_model(e, want[i].provider, want[i].model, &d);
+        const json_t *t = json_object_get(m, "long_context_threshold");
+        if (want[i].threshold > 0) {
+            assert_int_equal(json_integer_value(t), want[i].threshold);
+            assert_true(json_real_value(json_object_get(m, "long_input_per_1m")) ==
+                        want[i].long_in);
+            assert_true(json_real_value(json_object_get(m, "long_output_per_1m")) ==
+                        want[i].long_out);
+            /* A surcharge: dearer than the flat prices. */
+            assert_true(want[i].long_in > json_number_value(json_object_get(m, "input_per_1m")));
+        } else {
+            assert_null(t);
+            assert_null(json_object_get(m, "long_input_per_1m"));
+            assert_null(json_object_get(m, "long_output_per_1m"));
+        }
+        const json_t *w = json_object_get(m, "web_search_per_1k");
+        if (want[i].search > 0) {
+            assert_true(json_real_value(w) == want[i].search);
+        } else {
+            assert_null(w);
+        }
+        json_decref(d);
+    }
+    /* The plugin's own price of a long prompt (no cache parts) takes the tier. */
+    json_t *entry = NULL;
+    assert_int_equal(catalog_get(e->b, e->st, "anthropic", &entry), ERR_OK);
+    double usd = -1;
+    assert_int_equal(catalog_price(entry, "claude-sonnet-4-20250514", 200000, 1000, &usd), ERR_OK);
+    assert_true(fabs(usd - (200000 * 3.0 + 1000 * 15.0) / 1e6) < 1e-12);
+    assert_int_equal(catalog_price(entry, "claude-sonnet-4-20250514", 200001, 1000, &usd), ERR_OK);
+    assert_true(fabs(usd - (200001 * 6.0 + 1000 * 22.5) / 1e6) < 1e-12);
+    json_decref(entry);
+
+    const char *p = "providers/anthropic";
+#define M1 "{\"models\": [{\"name\": \"m\", \"input_per_1m\": 1, \"output_per_1m\": 1, "
+#define TIER "\"long_input_per_1m\": 2, \"long_output_per_1m\": 3"
+    static const char *const bad[][2] = {
+        {M1 "\"long_context_threshold\": 0, " TIER "}]}", "long_context_threshold"},
+        {M1 "\"long_context_threshold\": 100000001, " TIER "}]}", "long_context_threshold"},
+        {M1 "\"long_context_threshold\": 1.5, " TIER "}]}", "long_context_threshold"},
+        {M1 "\"long_context_threshold\": \"200000\", " TIER "}]}", "long_context_threshold"},
+        {M1 "\"long_context_threshold\": null, " TIER "}]}", "long_context_threshold"},
+        {M1 TIER "}]}", "long_context_threshold"},
+        {M1 "\"long_context_threshold\": 10, \"long_input_per_1m\": 2}]}", "long_output_per_1m"},
+        {M1 "\"long_context_threshold\": 10, \"long_output_per_1m\": 2}]}", "long_input_per_1m"},
+        {M1 "\"long_context_threshold\": 10, \"long_input_per_1m\": -1, "
+            "\"long_output_per_1m\": 3}]}",
+         "long_input_per_1m"},
+        {M1 "\"long_context_threshold\": 10, \"long_input_per_1m\": 2, "
+            "\"long_output_per_1m\": 100000.01}]}",
+         "long_output_per_1m"},
+        {M1 "\"web_search_per_1k\": -0.01}]}", "web_search_per_1k"},
+        {M1 "\"web_search_per_1k\": 1000.01}]}", "web_search_per_1k"},
+        {M1 "\"web_search_per_1k\": \"10\"}]}", "web_search_per_1k"},
+        {M1 "\"web_search_per_1k\": null}]}", "web_search_per_1k"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        expect_400(e, p, bad[i][0], "models");
+        struct result r = write_json(e, p, bad[i][0]);
+        if (strstr(r.msg, bad[i][1]) == NULL || strstr(r.msg, "item 0") == NULL) {
+            fail_msg("%s: message '%s' does not name %s of item 0", bad[i][0], r.msg, bad[i][1]);
+        }
+        result_done(&r);
+    }
+    json_t *d = read_entry(e, "anthropic");
+    assert_true(json_is_false(json_object_get(d, "overridden")));
+    json_decref(d);
+
+    /* At the bounds: prices stored as reals, the threshold as an integer; absent stays absent. */
+    expect_ok(e, p,
+              M1 "\"long_context_threshold\": 1, \"long_input_per_1m\": 0, "
+                 "\"long_output_per_1m\": 100000, \"web_search_per_1k\": 0}, "
+                 "{\"name\": \"n\", \"input_per_1m\": 2, \"output_per_1m\": 2, "
+                 "\"long_context_threshold\": 100000000, \"long_input_per_1m\": 4, "
+                 "\"long_output_per_1m\": 3, \"web_search_per_1k\": 1000}, "
+                 "{\"name\": \"o\", \"input_per_1m\": 2, \"output_per_1m\": 2}], "
+                 "\"default_model\": \"m\"}");
+#undef M1
+#undef TIER
+    d = read_entry(e, "anthropic");
+    const json_t *m = json_array_get(json_object_get(d, "models"), 0);
+    assert_int_equal(json_integer_value(json_object_get(m, "long_context_threshold")), 1);
+    assert_true(json_is_real(json_object_get(m, "long_input_per_1m")));
+    assert_true(json_real_value(json_object_get(m, "long_output_per_1m")) == 100000.0);
+    assert_true(json_is_real(json_object_get(m, "web_search_per_1k")));
+    assert_true(json_real_value(json_object_get(m, "web_search_per_1k")) == 0.0);
+    m = json_array_get(json_object_get(d, "models"), 1);
+    assert_int_equal(json_integer_value(json_object_get(m, "long_context_threshold")),
+                     CATALOG_MAX_TOKENS);
+    assert_true(json_real_value(json_object_get(m, "web_search_per_1k")) ==
+                CATALOG_MAX_SEARCH_PRICE);
+    m = json_array_get(json_object_get(d, "models"), 2);
+    assert_null(json_object_get(m, "long_context_threshold"));
+    assert_null(json_object_get(m, "long_input_per_1m"));
+    assert_null(json_object_get(m, "long_output_per_1m"));
+    assert_null(json_object_get(m, "web_search_per_1k"));
+    json_decref(d);
+}
+
 static void test_price(void **state)
 {
     struct env *e = *state;
@@ -1192,6 +1336,7 @@ int main(void)
                                         pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_price, pluginenv_setup, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_cache_prices, pluginenv_setup, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_extra_prices, pluginenv_setup, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_cache_and_invalidate, pluginenv_setup,
                                         pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_help, pluginenv_setup, pluginenv_teardown),
