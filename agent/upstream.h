@@ -56,7 +56,11 @@ struct upstream_opts {
      * to present (Vault cert auth login); NULL = none. Such a transfer runs on
      * a new connection, closed after it, without TLS session resumption: curl
      * reads both files at that handshake (a renewed pair is used at once) and
-     * no later transfer reuses the authenticated connection.
+     * no later transfer reuses the authenticated connection. Its on_done
+     * tells a refusal from trouble: ERR_CRYPTO when the pair cannot be loaded,
+     * the server's certificate is not trusted or the server refused the
+     * handshake with a fatal TLS alert; a connection reset or closed during
+     * the handshake (no alert) is ERR_UNAVAIL, as a refused connection is.
      */
     const char *client_cert;
     const char *client_key;

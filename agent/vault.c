@@ -629,10 +629,13 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
         /*
          * A cert login whose TLS handshake failed: the key does not match the
          * certificate, a file is not PEM, a Vault that verifies client
-         * certificates in the handshake refused this one (or Vault's own
-         * certificate failed verification). Retrying at once cannot help: a
-         * refusal like a 400, with the same backoff, ended early by a change
-         * to either file.
+         * certificates in the handshake refused this one with a TLS alert (or
+         * Vault's own certificate failed verification). Retrying at once
+         * cannot help: a refusal like a 400, with the same backoff, ended
+         * early by a change to either file. A connection reset or closed
+         * during the handshake (Vault restarting) is not one: upstream.c
+         * makes it ERR_UNAVAIL, Vault unreachable, tried again by the next
+         * batch of waiting calls.
          */
         if (e == ERR_CRYPTO && v->cfg->vault.cert.cert_file != NULL) {
             char retry_in[24];
@@ -1008,7 +1011,16 @@ static void vault_on_done(void *arg, enum err e, long status)
     if (r->too_big) {
         e = ERR_TOOBIG;
     }
-    vault_mark_reachable(v, e == ERR_OK || e == ERR_TOOBIG, e);
+    if (e == ERR_CRYPTO && r->no_token && v->cfg->vault.cert.cert_file != NULL) {
+        /*
+         * A cert login refused in the TLS handshake, or a pair curl could not
+         * load: no outage, and not logged as one; vault_login_done logs the
+         * failed login (and its backoff).
+         */
+        v->stats.errors++;
+    } else {
+        vault_mark_reachable(v, e == ERR_OK || e == ERR_TOOBIG, e);
+    }
     if (e == ERR_OK && status == 403 && !r->no_token && !r->retried) {
         if (r->token_gen != v->token_gen || vault_token_left(v) == 0) {
             /* Sent with a token since replaced, or the token's TTL has run out: retry once. */
