@@ -676,6 +676,11 @@ struct upstream *upstream_new(struct event_base *base, long max_host_connections
     return up;
 }
 
+struct event_base *upstream_base(const struct upstream *up)
+{
+    return up->base;
+}
+
 void upstream_set_max_host_connections(struct upstream *up, long max_host_connections)
 {
     curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);

@@ -85,6 +85,8 @@ struct upstream *upstream_new(struct event_base *base, long max_host_connections
 void upstream_set_max_host_connections(struct upstream *up, long max_host_connections);
 /* Cancels every transfer (no callbacks) and frees. Accepts NULL. */
 void upstream_free(struct upstream *up);
+/* The event loop the transfers run on (for a caller's own deferred callbacks). */
+struct event_base *upstream_base(const struct upstream *up);
 /* Transfers in flight (0 for NULL). */
 size_t upstream_active(const struct upstream *up);
 /*
