@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
  * Access tokens for Vertex service-account keys (gcptoken.h): the JWT bearer
- * grant, made with an upstream transfer, the token kept with its key.
+ * grant, made with an upstream transfer, the token kept with its key, and a
+ * short memory of the keys the token endpoint refused.
  */
 #include "agent/gcptoken.h"
 
+#include <event2/event.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -25,6 +29,9 @@ struct gcptoken_wait {
     struct gcptoken_wait *next;
 };
 
+/* A salted SHA-256 of the token URL and a key: which key was refused, without the key. */
+#define GCPTOKEN_ID_LEN 32
+
 /* What an entry keeps (keycache_entry.aux). */
 struct gcptoken_state {
     struct secret *token;
@@ -33,9 +40,23 @@ struct gcptoken_state {
     struct buf answer;
     bool too_big;
     struct gcptoken_wait *waiters;
+    unsigned char id[GCPTOKEN_ID_LEN]; /* of the key and URL of the trade under way */
+    bool id_ok;
+    struct event *replay; /* a remembered refusal, told to the waiters from the loop */
+    long replay_status;
+};
+
+/* A key the token endpoint refused, remembered until `until` (monotonic seconds). */
+struct gcptoken_refusal {
+    unsigned char id[GCPTOKEN_ID_LEN];
+    time_t until;
+    long status;
 };
 
 static struct gcptoken_stats gcptoken_counts;
+static struct gcptoken_refusal gcptoken_refused[GCPTOKEN_REFUSED_MAX];
+static unsigned char gcptoken_salt[32];
+static bool gcptoken_salted;
 
 static time_t gcptoken_now(void)
 {
@@ -122,6 +143,68 @@ enum err gcptoken_form(const char *jwt, size_t jwt_len, char **ret, size_t *ret_
     return ERR_OK;
 }
 
+void gcptoken_refusals_clear(void)
+{
+    memset(gcptoken_refused, 0, sizeof(gcptoken_refused));
+}
+
+/*
+ * The key's id for the refusal memory: SHA-256 over a per-process random
+ * salt, the token URL and the key's bytes. OpenSSL wipes the digest's state
+ * (which holds a block of the key) when the context is freed.
+ */
+static bool gcptoken_key_id(const char *url, const struct secret *key,
+                            unsigned char out[GCPTOKEN_ID_LEN])
+{
+    if (!gcptoken_salted) {
+        if (RAND_bytes(gcptoken_salt, sizeof(gcptoken_salt)) != 1) {
+            return false;
+        }
+        gcptoken_salted = true;
+    }
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int n = 0;
+    bool ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+              EVP_DigestUpdate(md, gcptoken_salt, sizeof(gcptoken_salt)) == 1 &&
+              EVP_DigestUpdate(md, url, strlen(url) + 1) == 1 &&
+              EVP_DigestUpdate(md, key->data, key->len) == 1 &&
+              EVP_DigestFinal_ex(md, out, &n) == 1 && n == GCPTOKEN_ID_LEN;
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+
+/* The remembered refusal of this key, if one has not ended; else NULL. */
+static const struct gcptoken_refusal *gcptoken_refusal_find(const unsigned char *id)
+{
+    time_t now = gcptoken_now();
+    for (size_t i = 0; i < GCPTOKEN_REFUSED_MAX; i++) {
+        const struct gcptoken_refusal *r = &gcptoken_refused[i];
+        if (r->until > now && CRYPTO_memcmp(r->id, id, GCPTOKEN_ID_LEN) == 0) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* Remembers a refusal, in the slot of an ended one, else of the one ending first. */
+static void gcptoken_refusal_add(const unsigned char *id, long status)
+{
+    struct gcptoken_refusal *slot = &gcptoken_refused[0];
+    for (size_t i = 0; i < GCPTOKEN_REFUSED_MAX; i++) {
+        struct gcptoken_refusal *r = &gcptoken_refused[i];
+        if (CRYPTO_memcmp(r->id, id, GCPTOKEN_ID_LEN) == 0) {
+            slot = r;
+            break;
+        }
+        if (r->until < slot->until) {
+            slot = r;
+        }
+    }
+    memcpy(slot->id, id, GCPTOKEN_ID_LEN);
+    slot->until = gcptoken_now() + GCPTOKEN_REFUSED_S;
+    slot->status = status;
+}
+
 static void gcptoken_entry_wipe(struct keycache_entry *ent)
 {
     struct gcptoken_state *st = ent->aux;
@@ -139,6 +222,9 @@ static void gcptoken_entry_free(struct keycache_entry *ent)
         return;
     }
     upstream_xfer_cancel(st->xfer);
+    if (st->replay != NULL) {
+        event_free(st->replay);
+    }
     struct gcptoken_wait *w = st->waiters;
     while (w != NULL) {
         struct gcptoken_wait *next = w->next;
@@ -232,9 +318,43 @@ static void gcptoken_on_done(void *arg, enum err e, long status)
     if (e != ERR_OK) {
         gcptoken_counts.failures++;
     }
+    if (e == ERR_DENIED && st->id_ok) {
+        gcptoken_refusal_add(st->id, status);
+    }
     ent->refs++;
     gcptoken_deliver(ent, e, status);
     keycache_put(&ent);
+}
+
+/* A remembered refusal, told to the waiters as the trade's refusal would have been. */
+static void gcptoken_replay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct keycache_entry *ent = arg;
+    struct gcptoken_state *st = ent->aux;
+    ent->refs++;
+    gcptoken_deliver(ent, ERR_DENIED, st->replay_status);
+    keycache_put(&ent);
+}
+
+/* Arms the replay of a remembered refusal on the next loop turn. */
+static enum err gcptoken_replay(struct upstream *up, struct keycache_entry *ent,
+                                struct gcptoken_state *st, long status)
+{
+    if (st->replay == NULL) {
+        st->replay = evtimer_new(upstream_base(up), gcptoken_replay_cb, ent);
+        if (st->replay == NULL) {
+            return ERR_NOMEM;
+        }
+    }
+    struct timeval now = {0, 0};
+    if (evtimer_add(st->replay, &now) != 0) {
+        return ERR_NOMEM;
+    }
+    st->replay_status = status;
+    gcptoken_counts.refused_remembered++;
+    return ERR_OK;
 }
 
 /* Signs the JWT and starts the trade. */
@@ -310,8 +430,11 @@ enum err gcptoken_get(struct upstream *up, const struct gcptoken_opts *o,
     w->ent = ent;
     w->cb = cb;
     w->arg = arg;
-    if (st->xfer == NULL) {
-        enum err e = gcptoken_start(up, o, ent, st);
+    if (st->xfer == NULL && (st->replay == NULL || !evtimer_pending(st->replay, NULL))) {
+        st->id_ok = gcptoken_key_id(o->token_url, ent->key, st->id);
+        const struct gcptoken_refusal *r = st->id_ok ? gcptoken_refusal_find(st->id) : NULL;
+        enum err e =
+            r != NULL ? gcptoken_replay(up, ent, st, r->status) : gcptoken_start(up, o, ent, st);
         if (e != ERR_OK) {
             free(w);
             return e;

@@ -17,6 +17,12 @@
  * - The token URL is the agent's config (upstream.google_token_url, default
  *   Google's), never the key's token_uri: a tenant's key cannot point the
  *   agent at another service.
+ * - A refusal of a key (400/401/403: invalid_grant for a clock too far off,
+ *   a deleted or disabled key) is remembered for GCPTOKEN_REFUSED_S by a
+ *   salted SHA-256 of the token URL and the key (never the key): the caller
+ *   drops the refused key and reads it from Vault again, but the same key
+ *   is then refused without being parsed, signed and traded again. A key
+ *   rotated in Vault (other bytes) is traded at once.
  * - Nothing here logs; the caller logs outcomes without the token, the JWT
  *   or any of the key.
  */
@@ -41,6 +47,15 @@
 #define GCPTOKEN_MAX_ANSWER ((size_t)64 * 1024)
 /* The longest expires_in taken (Google's is 3599 s). */
 #define GCPTOKEN_MAX_EXPIRES_IN 86400L
+/*
+ * A key the token endpoint refused (400/401/403) is not traded again for
+ * this long: the same key signs the same kind of JWT, and a clock too far
+ * off, a deleted or disabled key is refused again. Calls meanwhile get the
+ * refusal, from the event loop, without signing or a request.
+ */
+#define GCPTOKEN_REFUSED_S 30
+/* How many refused keys are remembered (the oldest is forgotten first). */
+#define GCPTOKEN_REFUSED_MAX 256
 
 struct gcptoken_wait;
 
@@ -70,7 +85,9 @@ const struct secret *gcptoken_current(const struct keycache_entry *ent);
  * Trades the entry's key for a token, or joins the trade under way. cb is
  * always called later, from the event loop (never from here); *ret_wait is a
  * handle for gcptoken_cancel. On error no callback is called. The caller
- * holds a reference on ent until cb has run or it cancelled.
+ * holds a reference on ent until cb has run or it cancelled. A key refused
+ * less than GCPTOKEN_REFUSED_S ago gets ERR_DENIED with the refusal's status
+ * through cb, with no trade.
  */
 MUST_USE enum err gcptoken_get(struct upstream *up, const struct gcptoken_opts *o,
                                struct keycache_entry *ent, gcptoken_cb cb, void *arg,
@@ -80,11 +97,16 @@ void gcptoken_cancel(struct gcptoken_wait *w);
 /* Wipes the entry's token (Vertex refused it): the next call trades again. */
 void gcptoken_drop(struct keycache_entry *ent);
 
-/* Trades started, calls that joined one under way, and trades that gave no token (metrics). */
+/*
+ * Trades started, calls that joined one under way, trades that gave no token
+ * (metrics), and calls answered with a remembered refusal (no trade).
+ */
 struct gcptoken_stats {
-    unsigned long long fetches, shared, failures;
+    unsigned long long fetches, shared, failures, refused_remembered;
 };
 const struct gcptoken_stats *gcptoken_stats(void);
+/* Exposed for tests: forgets every remembered refusal. */
+void gcptoken_refusals_clear(void);
 
 /*
  * Exposed for tests. The token endpoint's 200 answer: access_token (1..

@@ -77,6 +77,8 @@ struct upstream_xfer {
     enum err
         failed; /* != ERR_OK: curl failed the transfer inside a resume; ended by the deadline */
     bool sensitive;
+    bool client_cert;           /* presents a TLS client certificate (a Vault cert login) */
+    bool tls_refused;           /* client_cert: the server sent a fatal TLS alert */
     struct upstream_sock *sock; /* the connection socket it uses, if known */
     struct upstream_xfer *prev, *next;
 };
@@ -528,6 +530,37 @@ static CURLcode upstream_ssl_ctx_sensitive(CURL *easy, void *ssl_ctx, void *arg)
     return CURLE_OK;
 }
 
+/*
+ * A transfer that presents a client certificate: notes a fatal TLS alert
+ * from the server (bad_certificate, unknown_ca, certificate_required,
+ * handshake_failure ...), which is how a server that verifies client
+ * certificates in the handshake refuses one (RFC 8446 section 6.2, RFC 5246
+ * section 7.2.2). Alerts the client sends are not counted: OpenSSL also sends
+ * one when the peer simply went away (an unexpected EOF). Called by OpenSSL
+ * inside curl, while the transfer's connection lives (it is never reused:
+ * CURLOPT_FORBID_REUSE), so x is valid; it only sets a flag.
+ */
+static void upstream_tls_msg(int write_p, int version, int content_type, const void *buf,
+                             size_t len, SSL *ssl, void *arg)
+{
+    (void)version;
+    (void)ssl;
+    const unsigned char *b = buf;
+    if (!write_p && content_type == SSL3_RT_ALERT && len >= 2 && b[0] == SSL3_AL_FATAL) {
+        struct upstream_xfer *x = arg;
+        x->tls_refused = true;
+    }
+}
+
+/* A client-certificate transfer (always a Vault login, so sensitive too). */
+static CURLcode upstream_ssl_ctx_client_cert(CURL *easy, void *ssl_ctx, void *arg)
+{
+    SSL_CTX_set_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_msg_callback((SSL_CTX *)ssl_ctx, upstream_tls_msg);
+    SSL_CTX_set_msg_callback_arg((SSL_CTX *)ssl_ctx, arg);
+    return CURLE_OK;
+}
+
 static enum err upstream_map_code(CURLcode c)
 {
     switch (c) {
@@ -551,6 +584,31 @@ static enum err upstream_map_code(CURLcode c)
     default:
         return ERR_UPSTREAM;
     }
+}
+
+/*
+ * A transfer's result. For one presenting a client certificate, curl's
+ * CURLE_SSL_CONNECT_ERROR covers both a server refusing the certificate and a
+ * connection reset or closed during the handshake (Vault restarting, a load
+ * balancer dropping it). Only the first is ERR_CRYPTO, known by the server's
+ * fatal alert; the others are ERR_UNAVAIL, as a refused connection is. Any
+ * other failure after such an alert (TLS 1.3 servers verify the certificate
+ * after the client's handshake ends, so the alert comes with the answer) is
+ * the refusal too. Local problems keep their codes: a pair curl cannot load
+ * is CURLE_SSL_CERTPROBLEM, Vault's own certificate not trusted
+ * CURLE_PEER_FAILED_VERIFICATION (both ERR_CRYPTO).
+ */
+static enum err upstream_result(const struct upstream_xfer *x, CURLcode c)
+{
+    if (x->client_cert && c != CURLE_OK && c != CURLE_OPERATION_TIMEDOUT) {
+        if (x->tls_refused) {
+            return ERR_CRYPTO;
+        }
+        if (c == CURLE_SSL_CONNECT_ERROR) {
+            return ERR_UNAVAIL;
+        }
+    }
+    return upstream_map_code(c);
 }
 
 static void upstream_check_done(struct upstream *up)
@@ -583,9 +641,10 @@ static void upstream_check_done(struct upstream *up)
             x->in_curl_cb = false;
             cancelled = x->cancelled;
         }
+        enum err e = upstream_result(x, code);
         upstream_xfer_destroy(x);
         if (!cancelled && cbs.on_done != NULL) {
-            cbs.on_done(arg, upstream_map_code(code), status);
+            cbs.on_done(arg, e, status);
         }
     }
 }
@@ -615,6 +674,11 @@ struct upstream *upstream_new(struct event_base *base, long max_host_connections
     /* Idle connections kept for reuse. */
     curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, UPSTREAM_MAX_IDLE_CONNECTIONS);
     return up;
+}
+
+struct event_base *upstream_base(const struct upstream *up)
+{
+    return up->base;
 }
 
 void upstream_set_max_host_connections(struct upstream *up, long max_host_connections)
@@ -891,6 +955,9 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
         curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, upstream_ssl_ctx_sensitive);
     }
     if (opts->client_cert != NULL) {
+        x->client_cert = true;
+        curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, upstream_ssl_ctx_client_cert);
+        curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, x);
         curl_easy_setopt(h, CURLOPT_SSLCERT, opts->client_cert);
         curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
         curl_easy_setopt(h, CURLOPT_SSLKEY, opts->client_key);

@@ -56,7 +56,11 @@ struct upstream_opts {
      * to present (Vault cert auth login); NULL = none. Such a transfer runs on
      * a new connection, closed after it, without TLS session resumption: curl
      * reads both files at that handshake (a renewed pair is used at once) and
-     * no later transfer reuses the authenticated connection.
+     * no later transfer reuses the authenticated connection. Its on_done
+     * tells a refusal from trouble: ERR_CRYPTO when the pair cannot be loaded,
+     * the server's certificate is not trusted or the server refused the
+     * handshake with a fatal TLS alert; a connection reset or closed during
+     * the handshake (no alert) is ERR_UNAVAIL, as a refused connection is.
      */
     const char *client_cert;
     const char *client_key;
@@ -81,6 +85,8 @@ struct upstream *upstream_new(struct event_base *base, long max_host_connections
 void upstream_set_max_host_connections(struct upstream *up, long max_host_connections);
 /* Cancels every transfer (no callbacks) and frees. Accepts NULL. */
 void upstream_free(struct upstream *up);
+/* The event loop the transfers run on (for a caller's own deferred callbacks). */
+struct event_base *upstream_base(const struct upstream *up);
 /* Transfers in flight (0 for NULL). */
 size_t upstream_active(const struct upstream *up);
 /*

@@ -629,10 +629,13 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
         /*
          * A cert login whose TLS handshake failed: the key does not match the
          * certificate, a file is not PEM, a Vault that verifies client
-         * certificates in the handshake refused this one (or Vault's own
-         * certificate failed verification). Retrying at once cannot help: a
-         * refusal like a 400, with the same backoff, ended early by a change
-         * to either file.
+         * certificates in the handshake refused this one with a TLS alert (or
+         * Vault's own certificate failed verification). Retrying at once
+         * cannot help: a refusal like a 400, with the same backoff, ended
+         * early by a change to either file. A connection reset or closed
+         * during the handshake (Vault restarting) is not one: upstream.c
+         * makes it ERR_UNAVAIL, Vault unreachable, tried again by the next
+         * batch of waiting calls.
          */
         if (e == ERR_CRYPTO && v->cfg->vault.cert.cert_file != NULL) {
             char retry_in[24];
@@ -1008,7 +1011,16 @@ static void vault_on_done(void *arg, enum err e, long status)
     if (r->too_big) {
         e = ERR_TOOBIG;
     }
-    vault_mark_reachable(v, e == ERR_OK || e == ERR_TOOBIG, e);
+    if (e == ERR_CRYPTO && r->no_token && v->cfg->vault.cert.cert_file != NULL) {
+        /*
+         * A cert login refused in the TLS handshake, or a pair curl could not
+         * load: no outage, and not logged as one; vault_login_done logs the
+         * failed login (and its backoff).
+         */
+        v->stats.errors++;
+    } else {
+        vault_mark_reachable(v, e == ERR_OK || e == ERR_TOOBIG, e);
+    }
     if (e == ERR_OK && status == 403 && !r->no_token && !r->retried) {
         if (r->token_gen != v->token_gen || vault_token_left(v) == 0) {
             /* Sent with a token since replaced, or the token's TTL has run out: retry once. */
@@ -1232,16 +1244,65 @@ void vault_start(struct vault *v)
     }
 }
 
+/* Two optional config strings differ (NULL is "not set"). */
+static bool vault_str_differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/*
+ * Whether a reload changed which Vault the agent talks to or who it is
+ * there: the address, the namespace, the auth method, or any setting of it
+ * (a token file, AppRole's files and mount, Kubernetes' role, JWT file and
+ * mount, the certificate, key, role name and mount of cert auth). The token
+ * held was issued to the old identity (its policies, its role's TTLs): it is
+ * not the one the operator configured any more.
+ */
+static bool vault_auth_changed(const struct config *o, const struct config *n)
+{
+    const char *before[] = {
+        o->vault.address,
+        o->vault.ns,
+        o->vault.token_file,
+        o->vault.approle.role_id_file,
+        o->vault.approle.secret_id_file,
+        o->vault.approle.mount,
+        o->vault.kubernetes.role,
+        o->vault.kubernetes.jwt_file,
+        o->vault.kubernetes.mount,
+        o->vault.cert.cert_file,
+        o->vault.cert.key_file,
+        o->vault.cert.name,
+        o->vault.cert.mount,
+    };
+    const char *after[] = {
+        n->vault.address,
+        n->vault.ns,
+        n->vault.token_file,
+        n->vault.approle.role_id_file,
+        n->vault.approle.secret_id_file,
+        n->vault.approle.mount,
+        n->vault.kubernetes.role,
+        n->vault.kubernetes.jwt_file,
+        n->vault.kubernetes.mount,
+        n->vault.cert.cert_file,
+        n->vault.cert.key_file,
+        n->vault.cert.name,
+        n->vault.cert.mount,
+    };
+    for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
+        if (vault_str_differ(before[i], after[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void vault_set_config(struct vault *v, struct config *cfg)
 {
     struct config *old = v->cfg;
     v->cfg = config_ref(cfg);
-    bool auth_changed = (old->vault.token_file == NULL) != (cfg->vault.token_file == NULL) ||
-                        (old->vault.token_file != NULL &&
-                         strcmp(old->vault.token_file, cfg->vault.token_file) != 0) ||
-                        strcmp(old->vault.address, cfg->vault.address) != 0 ||
-                        (old->vault.ns == NULL) != (cfg->vault.ns == NULL) ||
-                        (old->vault.ns != NULL && strcmp(old->vault.ns, cfg->vault.ns) != 0);
+    bool auth_changed = vault_auth_changed(old, cfg);
     config_unref(&old);
     v->login_failures = 0; /* a reload may have fixed the credentials: the next request logs in */
     if (!auth_changed) {
@@ -1250,18 +1311,21 @@ void vault_set_config(struct vault *v, struct config *cfg)
     /*
      * A login, lookup or renewal still in flight is against the old address
      * or about the old token: its answer must not install a token the new
-     * Vault does not know. The calls waiting on a login get one against the
-     * new address.
+     * Vault does not know. The token held is dropped and the agent logs in
+     * (or reads the token file) at once with the new settings, so a refused
+     * new credential shows in the log at the reload, not at the next call;
+     * the calls waiting on a login get this one.
      */
     vault_request_cancel(v->login);
     v->login = NULL;
     v->bg_login = false;
-    if (v->state == VAULT_LOGGING_IN) {
-        v->state = VAULT_NO_TOKEN;
-        vault_login_start(v, false);
-    } else if (v->state == VAULT_READY) {
+    if (v->state == VAULT_READY) {
         vault_set_token(v, NULL);
     }
+    v->state = VAULT_NO_TOKEN;
+    log_kv(LOGL_INFO, "vault settings changed; logging in again", "address", v->cfg->vault.address,
+           "method", v->cfg->vault.token_file != NULL ? "token_file" : vault_method(v->cfg), NULL);
+    vault_login_start(v, false);
 }
 
 void vault_free(struct vault *v)

@@ -14,7 +14,8 @@
 # many calls; concurrent first calls of another tenant share one fetch; a
 # token near its expiry is traded again; the token endpoint refusing a key
 # (400 invalid_grant) fails over to openai, or is 502 provider_auth_failed
-# when nothing is left, and drops the key from the cache; a 503 from it fails
+# when nothing is left, and drops the key from the cache; the refusal is
+# remembered (no new token request for the same key); a 503 from it fails
 # over; Vertex refusing the token (401) drops it; Claude on Vertex through
 # /v1/messages (:rawPredict and :streamRawPredict, the app's body without
 # model and with anthropic_version vertex-2023-10-16, Anthropic's answer and
@@ -41,6 +42,7 @@ CASES+=("the token endpoint: one JWT bearer grant, verified by the mock (RS256, 
     "token endpoint refuses the key, no other candidate: 502 provider_auth_failed, clear message"
     "token endpoint refusal drops the key from the key cache: the next call reads Vault again"
     "token endpoint refusal logged without key material"
+    "token endpoint refusal remembered: two more calls 502 provider_auth_failed, no token request, each logged with status 400"
     "token endpoint 503: failover to openai"
     "embeddings text-embedding-005: a batch of two on :predict, vectors in order, usage and cost"
     "embeddings: the :predict body (instances, autoTruncate false) on the regional path with the bearer token"
@@ -264,6 +266,19 @@ if [ "${lines:-0}" -ge 2 ] && ! grep -qaF -e "$BAD_KID" -e "$PROJECT" -e "BEGIN"
 else
     t_fail "token endpoint refusal logged without key material" "$lines log lines"
 fi
+# The refusal is remembered (GCPTOKEN_REFUSED_S): the same key, read from
+# Vault again, is refused without another JWT or token request.
+G4=$(google_calls)
+l0=$(grep -c '"@message":"the token endpoint refused a service-account key".*"status":"400"' "$AGENT_LOG")
+codes=""
+for i in 1 2; do
+    call "$AGENT_DIR/solo.sock" POST /v1/chat/completions "$(chat_body vertex/gemini-2.5-flash false 3)"
+    codes="$codes $CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)"
+done
+l1=$(grep -c '"@message":"the token endpoint refused a service-account key".*"status":"400"' "$AGENT_LOG")
+t_eq "token endpoint refusal remembered: two more calls 502 provider_auth_failed, no token request, each logged with status 400" \
+    "$codes, $(($(google_calls) - G4)) token calls, $((l1 - l0)) lines" \
+    " 502 provider_auth_failed 502 provider_auth_failed, 0 token calls, 2 lines"
 
 mock_ctl POST /_mock/google '{"fail": 503, "fail_count": 1}' >/dev/null
 since=$(mock_last_seq)

@@ -322,6 +322,9 @@ type call struct {
 	cacheUsage bool // the "cache" scenario: prompt-cache reads and writes in the usage
 	cache1h    bool // an Anthropic hint asked for the 1-hour TTL
 	webSearch  bool // the "websearch" scenario: server_tool_use in Anthropic's usage (pricing.go)
+	// fewerEmbeddings: the "fewerembeddings" scenario, a Vertex :predict
+	// answer with one prediction fewer than the instances.
+	fewerEmbeddings bool
 }
 
 func (m *mock) handler(listener string) http.Handler {
@@ -1092,7 +1095,7 @@ func scenarioNames() []string {
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
 		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "error200lead", "streamrawerror",
-		"nostream", "length", "cache", "400", "websearch", "longprompt"}
+		"nostream", "length", "cache", "400", "websearch", "longprompt", "fewerembeddings"}
 }
 
 // retryHeaders sets Retry-After (and retry-after-ms) on a 429 or 503: the
@@ -1165,6 +1168,12 @@ func init() {
 			if c.pause(c.m.o.slow) == nil {
 				c.normal(c.m.o.streamInterval)
 			}
+		},
+		// fewerembeddings: as normal, but a Vertex :predict answer has one
+		// prediction fewer than the instances sent (a malformed reply).
+		"fewerembeddings": func(c *call) {
+			c.fewerEmbeddings = true
+			c.normal(c.m.o.streamInterval)
 		},
 		"slowstream": func(c *call) { c.normal(c.m.o.slowStream) },
 		"429":        errorScenario(429),

@@ -638,6 +638,9 @@ func (c *call) vertexPredictBody() map[string]interface{} {
 		preds[i] = map[string]interface{}{"embeddings": map[string]interface{}{"values": vec,
 			"statistics": map[string]interface{}{"token_count": countWords(s), "truncated": false}}}
 	}
+	if c.fewerEmbeddings && len(preds) > 0 {
+		preds = preds[:len(preds)-1]
+	}
 	return map[string]interface{}{"predictions": preds,
 		"metadata": map[string]interface{}{"billableCharacterCount": chars}}
 }

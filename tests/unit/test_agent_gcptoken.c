@@ -7,7 +7,8 @@
  * trade shared by concurrent callers, the token kept and reused, wiped with
  * the key, dropped, expired; the endpoint's refusal (400), 503 and a
  * malformed answer; a wait cancelled while the trade goes on; a key wiped
- * during the trade. The service account's RSA key is made at test time.
+ * during the trade; a refused key remembered (no new trade for a while). The service account's RSA
+ * key is made at test time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -280,7 +281,76 @@ static void test_refused_unavailable_malformed(void **state)
         assert_int_equal(gcptoken_stats()->failures, failures + 1);
         atomic_store(&token_mode, 0);
         keycache_put(&ent);
+        gcptoken_refusals_clear(); /* the 400 is remembered: the next case trades again */
     }
+}
+
+/*
+ * A refused key (400 invalid_grant, as for a clock too far off) is remembered
+ * for GCPTOKEN_REFUSED_S: the caller drops it and reads it from Vault again,
+ * and the same key is then refused from the event loop with the same status,
+ * without signing or a request; calls waiting together share the answer. A
+ * key with other bytes, and the same key once forgotten, are traded.
+ */
+static void test_refusal_remembered(void **state)
+{
+    (void)state;
+    keycache_invalidate(E.kc, "acme", "vertex");
+    struct keycache_entry *ent = get_key();
+    atomic_store(&token_mode, 1);
+    int before = atomic_load(&token_calls);
+    struct got g;
+    trade(ent, &g);
+    assert_int_equal(g.e, ERR_DENIED);
+    assert_int_equal(g.status, 400);
+    assert_int_equal(atomic_load(&token_calls), before + 1);
+    /* As the proxy does: the refused key is dropped, the next call reads Vault again. */
+    keycache_invalidate_entry(E.kc, ent);
+    keycache_put(&ent);
+    ent = get_key();
+    unsigned long long remembered = gcptoken_stats()->refused_remembered;
+    struct got a = {0}, b = {0};
+    struct gcptoken_wait *wa = NULL, *wb = NULL;
+    assert_int_equal(gcptoken_get(E.up, &E.o, ent, token_cb, &a, &wa), ERR_OK);
+    assert_int_equal(gcptoken_get(E.up, &E.o, ent, token_cb, &b, &wb), ERR_OK);
+    assert_int_equal(a.calls + b.calls, 0); /* never from gcptoken_get */
+    run_until(&a.calls, 1);
+    run_until(&b.calls, 1);
+    assert_int_equal(a.e, ERR_DENIED);
+    assert_int_equal(a.status, 400);
+    assert_int_equal(b.e, ERR_DENIED);
+    assert_int_equal(b.status, 400);
+    assert_int_equal(atomic_load(&token_calls), before + 1);
+    assert_int_equal(gcptoken_stats()->refused_remembered, remembered + 1);
+    /* A wait cancelled before the remembered refusal is told: no callback. */
+    struct got c = {0};
+    struct gcptoken_wait *wc = NULL;
+    assert_int_equal(gcptoken_get(E.up, &E.o, ent, token_cb, &c, &wc), ERR_OK);
+    gcptoken_cancel(wc);
+    for (int i = 0; i < 5; i++) {
+        event_base_loop(E.base, EVLOOP_NONBLOCK);
+    }
+    assert_int_equal(c.calls, 0);
+    /* Another token URL is another trade (the memory is per URL and key). */
+    struct gcptoken_opts other = E.o;
+    char url[512];
+    snprintf(url, sizeof(url), "%s?other", E.o.token_url);
+    other.token_url = url;
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(gcptoken_get(E.up, &other, ent, token_cb, &c, &wc), ERR_OK);
+    run_until(&c.calls, 1);
+    /* The fake server has no such path: a 404, but a request was made. */
+    assert_int_equal(c.e, ERR_PROTO);
+    assert_int_equal(gcptoken_stats()->refused_remembered, remembered + 2); /* a/b, then c */
+    /* Forgotten (as after GCPTOKEN_REFUSED_S): traded again, and the clock fixed, a token. */
+    atomic_store(&token_mode, 0);
+    gcptoken_refusals_clear();
+    trade(ent, &g);
+    assert_int_equal(g.e, ERR_OK);
+    assert_non_null(gcptoken_current(ent));
+    assert_int_equal(atomic_load(&token_calls), before + 2);
+    keycache_put(&ent);
+    keycache_invalidate(E.kc, "acme", "vertex");
 }
 
 static void test_cancel_and_wiped_during_trade(void **state)
@@ -348,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_refused_unavailable_malformed),
         cmocka_unit_test(test_cancel_and_wiped_during_trade),
         cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_refusal_remembered),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -15,7 +15,8 @@
  *   429 is tried again while the token lasts: no new login;
  * - a login answered 503 holds the next one back 1 s, never a growing backoff;
  * - a credential file replaced by a FIFO is refused without blocking the
- *   event loop (open would wait for a writer).
+ *   event loop (open would wait for a writer);
+ * - a reload that changes the auth settings logs in again at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -348,6 +349,58 @@ static void test_reload_moving_address_drops_login_in_flight(void **state)
     unlink(link);
 }
 
+/* Reloads the agent's config with these AppRole files (the fake Vault's address kept). */
+static void reload_approle(const char *role_id_file, const char *secret_id_file)
+{
+    char text[1024], err[CONFIG_ERR_LEN];
+    snprintf(text, sizeof(text),
+             "{\"listeners\":[{\"path\":\"/x.sock\",\"tenant\":\"acme\"}],"
+             "\"vault\":{\"address\":\"unix:%s\",\"timeout_ms\":5000,"
+             "\"approle\":{\"role_id_file\":\"%s\",\"secret_id_file\":\"%s\"}}}",
+             fv.sock_path, role_id_file, secret_id_file);
+    struct config *next = NULL;
+    assert_int_equal(config_parse(text, strlen(text), &next, err), ERR_OK);
+    vault_set_config(vault, next);
+    config_unref(&next);
+}
+
+/*
+ * A reload that changes the auth method's settings (here AppRole's secret_id
+ * file; the cert auth files, role name and mount, Kubernetes' role, JWT file
+ * and mount are compared the same way) logs in again at once, with no request
+ * waiting, and the next request uses that token. A reload that changes none
+ * of them keeps the token. Before, the token of the old settings was kept
+ * until it needed renewing.
+ */
+static void test_reload_changing_credentials_logs_in_at_once(void **state)
+{
+    (void)state;
+    start_approle("good\n", 0600);
+    assert_int_equal(one_request(), ERR_OK);
+    assert_int_equal(atomic_load(&logins), 1);
+    /* The same settings: nothing happens. */
+    reload_approle(role_path, secret_path);
+    for (int i = 0; i < 20; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        sleep_ms(10);
+    }
+    assert_int_equal(atomic_load(&logins), 1);
+    /* Another secret_id file: a login at once, before any request. */
+    char other[200];
+    snprintf(other, sizeof(other), "%s/secret_id.2", fv.dir);
+    write_file(other, "good\n", 0600);
+    reload_approle(role_path, other);
+    for (int i = 0; i < 200 && atomic_load(&logins) < 2; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        sleep_ms(10);
+    }
+    assert_int_equal(atomic_load(&logins), 2);
+    assert_int_equal(one_request(), ERR_OK);
+    assert_int_equal(atomic_load(&logins), 2);
+    assert_string_equal(read_token, "tok-a");
+    unlink(other);
+}
+
 /*
  * A secret_id file that is group readable: logged once, not once per request;
  * chmod 600 (the inode changes: ctime) lets the next request log in at once.
@@ -507,6 +560,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_login_backs_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_5xx_holds_one_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_moving_address_drops_login_in_flight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reload_changing_credentials_logs_in_at_once, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_credentials_logged_once_per_step, setup,
                                         teardown),
