@@ -63,6 +63,18 @@ static long long prov_content_chars(const json_t *content)
     return n;
 }
 
+size_t provider_embed_inputs(const json_t *req)
+{
+    const json_t *in = json_object_get(req, "input");
+    if (json_is_string(in)) {
+        return 1;
+    }
+    if (!json_is_array(in) || json_array_size(in) == 0) {
+        return 0;
+    }
+    return json_is_integer(json_array_get(in, 0)) ? 1 : json_array_size(in);
+}
+
 long long provider_prompt_estimate(enum provider_op op, const json_t *req)
 {
     /* The request is bounded by limits.max_body_bytes: these sums cannot overflow. */

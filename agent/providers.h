@@ -229,6 +229,14 @@ void provider_usage_from_openai(const json_t *usage, struct provider_usage *u);
  * each. Images, tool definitions and non-text parts are not counted.
  */
 long long provider_prompt_estimate(enum provider_op op, const json_t *req);
+/*
+ * How many embeddings an OpenAI embeddings request asks for, so that an answer
+ * with another number of vectors can be refused (a provider's malformed reply,
+ * never passed on as a shorter or longer list): 1 for a string or one array of
+ * token ids, the array's length for an array of strings or of token-id arrays;
+ * 0 when input is none of these.
+ */
+size_t provider_embed_inputs(const json_t *req);
 /* Completion tokens estimated from an OpenAI-shaped chat answer: its message text / 4. */
 long long provider_completion_estimate(const json_t *answer);
 

@@ -1749,6 +1749,17 @@ static void call_reply_success(struct call *c)
         call_answered_error(c, 502, "provider_error", "the provider answered with an error");
         return;
     }
+    /*
+     * An embeddings answer translated from another shape (Vertex predictions,
+     * Cohere, Bedrock) must hold one vector per input: data[i] is input i, and
+     * a short or long list would pair texts with the wrong vectors.
+     */
+    if (e == ERR_OK && c->op == PROVIDER_EMBEDDINGS && out != NULL &&
+        json_array_size(json_object_get(out, "data")) != provider_embed_inputs(c->req)) {
+        json_decref(out);
+        out = NULL;
+        e = ERR_PROTO;
+    }
     if (e != ERR_OK) {
         call_answered_error(c, 502, "bad_provider_response",
                             "the provider's response could not be read");

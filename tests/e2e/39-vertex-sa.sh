@@ -47,6 +47,7 @@ CASES+=("the token endpoint: one JWT bearer grant, verified by the mock (RS256, 
     "embeddings text-embedding-005: a batch of two on :predict, vectors in order, usage and cost"
     "embeddings: the :predict body (instances, autoTruncate false) on the regional path with the bearer token"
     "embeddings: dimensions as outputDimensionality, task_type passed on"
+    "embeddings: a :predict answer with fewer predictions than inputs is 502 bad_provider_response"
     "embeddings gemini-embedding-001: one text answered"
     "embeddings gemini-embedding-001: a batch is 400 unsupported, nothing sent to vertex"
     "embeddings: encoding_format base64 400 naming it, dimensions out of range 400 naming it, nothing sent"
@@ -303,6 +304,13 @@ call "$SOCK" POST /v1/embeddings '{"model":"vertex/text-multilingual-embedding-0
 t_eq "embeddings: dimensions as outputDimensionality, task_type passed on" \
     "$CODE $(echo "$BODY" | jq -c '[(.data[0].embedding | length), .usage.prompt_tokens]' 2>/dev/null) $(mock_requests_since "$since" | jq -c '.[0].body | fromjson')" \
     '200 [16,2] {"instances":[{"content":"uno dos","task_type":"RETRIEVAL_QUERY"}],"parameters":{"autoTruncate":false,"outputDimensionality":16}}'
+# A :predict answer with fewer predictions than the texts sent (the mock's
+# fewerembeddings scenario): 502 bad_provider_response, never a short list.
+mock_ctl POST /_mock/scenario '{"scenario":"fewerembeddings","count":1}' >/dev/null
+call "$SOCK" POST /v1/embeddings '{"model":"vertex/text-embedding-005","input":["alpha beta","gamma","delta"]}'
+t_eq "embeddings: a :predict answer with fewer predictions than inputs is 502 bad_provider_response" \
+    "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null)" "502 bad_provider_response"
+mock_ctl DELETE /_mock/scenario >/dev/null
 call "$SOCK" POST /v1/embeddings '{"model":"vertex/gemini-embedding-001","input":["just one text"],"dimensions":3072}'
 t_eq "embeddings gemini-embedding-001: one text answered" \
     "$CODE $(echo "$BODY" | jq -c '[(.data | length), (.data[0].embedding | length), .usage.prompt_tokens]' 2>/dev/null)" '200 [1,3072,3]'
