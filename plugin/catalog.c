@@ -39,16 +39,21 @@
  * (cached input, cache write) are the same pages' where they list one:
  * Anthropic (also on Bedrock and OpenRouter) reads 0.1x input, 5-minute
  * writes 1.25x; OpenAI (and Azure) cached input 0.5x (gpt-4.1 0.25x), writes
- * not billed apart; Gemini 2.5 reads 0.1x, 2.0 Flash 0.25x; DeepSeek its
- * cache-hit price; Amazon Nova reads 0.25x. Mistral, Perplexity, Cohere,
- * Hugging Face and Meta's models list none. Vertex AI's Gemini models have
- * none yet (their cached tokens cost input_per_1m); its Claude models
- * Anthropic's. They go stale:
- * admins override entries with `vault write byok/providers/<name> ...`.
- * Local providers cost nothing. Model capabilities and limits are from the
- * providers' model pages of the same date.
+ * not billed apart (gpt-5.6: reads 0.1x, writes 1.25x); Gemini 2.5 reads 0.1x, 2.0 Flash 0.25x;
+ * DeepSeek its cache-hit price; Amazon Nova reads 0.25x. Mistral, Perplexity, Cohere, Hugging Face
+ * and Meta's models list none. Vertex AI's Gemini models have none yet (their cached tokens cost
+ * input_per_1m); its Claude models Anthropic's. They go stale: admins override entries with `vault
+ * write byok/providers/<name> ...`. Local providers cost nothing. Model capabilities and limits are
+ * from the providers' model pages of the same date.
+ *
+ * Models added in November 2026 (read in stored copies of the providers'
+ * pages; each block below names its page and what could not be checked):
+ * Anthropic's Claude Haiku 4.5, Sonnet 5.5, Opus 5.5 and Haiku 5.5 (also on
+ * Bedrock and Vertex AI), OpenAI's gpt-5.6-luna. gpt-5.6-luna bills cache
+ * writes (1.25x input) and prompts above 272K tokens at 2x input, 1.5x output
+ * (catalog_extras).
  */
-#define CATALOG_BUILTIN_MODELS 8
+#define CATALOG_BUILTIN_MODELS 12
 #define CATALOG_BUILTIN_CAPS 8
 
 struct catalog_model_def {
@@ -112,7 +117,18 @@ static const struct catalog_def catalog_defs[] = {
        "HIGH", 2.0, 8.0, 0.5, 0.0},
       {"o3-mini", 200000, 100000, CAPS("chat", "tools", "json", "streaming", "reasoning", "code"),
        "MEDIUM", 1.1, 4.4, 0.55, 0.0},
-      {"text-embedding-3-small", 8191, 0, CAPS("embedding"), "LOW", 0.02, 0.0, 0.0, 0.0}}},
+      {"text-embedding-3-small", 8191, 0, CAPS("embedding"), "LOW", 0.02, 0.0, 0.0, 0.0},
+      /*
+       * https://developers.openai.com/api/docs/models/gpt-5.6-luna (read 2026-11):
+       * 1,050,000 context, 128,000 output, $0.20 input, $0.02 cached input,
+       * $1.20 output; cache writes 1.25x input; prompts above 272K tokens at
+       * 2x input and 1.5x output for the whole request. GPT-5.6 Terra and
+       * Sol are not here: their own pages were not read (third-party
+       * listings disagree on Terra's price).
+       */
+      {"gpt-5.6-luna", 1050000, 128000,
+       CAPS("chat", "vision", "tools", "json", "streaming", "reasoning", "code"), "LOW", 0.2, 1.2,
+       0.02, 0.25}}},
     {"anthropic",
      "Anthropic",
      "anthropic",
@@ -129,7 +145,38 @@ static const struct catalog_def catalog_defs[] = {
        CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 15.0, 75.0, 1.5,
        18.75},
       {"claude-3-5-haiku-20241022", 200000, 8192, CAPS("chat", "vision", "tools", "streaming"),
-       "MEDIUM", 0.8, 4.0, 0.08, 1.0}}},
+       "MEDIUM", 0.8, 4.0, 0.08, 1.0},
+      /*
+       * https://platform.claude.com/docs/en/models/haiku-4-5/overview and
+       * https://platform.claude.com/docs/en/about-claude/pricing (read 2026-11,
+       * in their zh-CN copies):
+       * Claude Haiku 4.5 (legacy, still served), 200K context, 64K output,
+       * $1 / $5, cache hits $0.10, 5-minute writes $1.25.
+       */
+      {"claude-haiku-4-5-20251001", 200000, 64000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "MEDIUM", 1.0, 5.0, 0.1,
+       1.25},
+      /*
+       * https://platform.claude.com/docs/en/models/haiku-5-5/overview (read
+       * 2026-11; its comparison table lists Sonnet 5.5 and Opus 5.5 too): the
+       * current models, 1M context, 128K output; Sonnet 5.5 $2 / $10, Opus 5.5
+       * $4 / $20, Haiku 5.5 "from" $0.10 / $0.50. Ids per
+       * https://platform.claude.com/docs/en/about-claude/models/model-ids-and-versions
+       * (dateless from the 4.6 generation on). Unverified (not read on
+       * Anthropic's pricing page, only in third-party price lists quoting it):
+       * the cache prices (Sonnet 5.5 hits $0.10 and Opus 5.5 hits $0.20, i.e.
+       * 0.05x input; 5-minute writes 1.25x input) and Haiku 5.5's upper band
+       * (catalog_extras: above 100K prompt tokens $0.50 / $2.50).
+       */
+      {"claude-sonnet-5-5", 1000000, 128000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 2.0, 10.0, 0.1,
+       2.5},
+      {"claude-opus-5-5", 1000000, 128000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 4.0, 20.0, 0.2,
+       5.0},
+      {"claude-haiku-5-5", 1000000, 128000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "LOW", 0.1, 0.5, 0.01,
+       0.125}}},
     {"azure",
      "Azure OpenAI",
      "azure",
@@ -179,7 +226,24 @@ static const struct catalog_def catalog_defs[] = {
        */
       {"amazon.titan-embed-text-v2:0", 8192, 0, CAPS("embedding"), "LOW", 0.02, 0.0, 0.0, 0.0},
       {"cohere.embed-english-v3", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0},
-      {"cohere.embed-multilingual-v3", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0}}},
+      {"cohere.embed-multilingual-v3", 512, 0, CAPS("embedding"), "LOW", 0.1, 0.0, 0.0, 0.0},
+      /*
+       * Bedrock ids from Anthropic's models overview and
+       * https://platform.claude.com/docs/en/about-claude/models/model-ids-and-versions
+       * ("anthropic.claude-{name}-{major}-{minor}" from Sonnet 4.6 on; AWS's
+       * model card for Haiku 5.5 lists it, 1M context, 128K output). Prices and
+       * Haiku 5.5's upper band assumed Anthropic's: Bedrock's own pricing
+       * page was not read (unverified).
+       */
+      {"anthropic.claude-haiku-4-5-20251001-v1:0", 200000, 64000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "MEDIUM", 1.0, 5.0, 0.1,
+       1.25},
+      {"anthropic.claude-sonnet-5-5", 1000000, 128000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 2.0, 10.0, 0.1,
+       2.5},
+      {"anthropic.claude-haiku-5-5", 1000000, 128000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "LOW", 0.1, 0.5, 0.01,
+       0.125}}},
     {"vertex",
      "Google Vertex AI",
      "vertex",
@@ -228,7 +292,25 @@ static const struct catalog_def catalog_defs[] = {
        CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0, 0.3,
        3.75},
       {"claude-3-5-haiku@20241022", 200000, 8192, CAPS("chat", "vision", "tools", "streaming"),
-       "MEDIUM", 0.8, 4.0, 0.08, 1.0}}},
+       "MEDIUM", 0.8, 4.0, 0.08, 1.0},
+      /*
+       * Vertex ids: Haiku 4.5 from Anthropic's models overview; from the 4.6
+       * generation on the Claude API's own ids (model-ids-and-versions above;
+       * Google's page
+       * https://docs.cloud.google.com/gemini-enterprise-agent-platform/models/partner-models/claude/sonnet-5-5
+       * names claude-sonnet-5-5, 1,000,000 input tokens). Anthropic's prices,
+       * as for the others; Google's own price list for them was not read
+       * (unverified), nor Haiku 5.5's upper band there.
+       */
+      {"claude-haiku-4-5@20251001", 200000, 64000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "MEDIUM", 1.0, 5.0, 0.1,
+       1.25},
+      {"claude-sonnet-5-5", 1000000, 128000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 2.0, 10.0, 0.1,
+       2.5},
+      {"claude-haiku-5-5", 1000000, 128000,
+       CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "LOW", 0.1, 0.5, 0.01,
+       0.125}}},
     {"gemini",
      "Google Gemini API",
      "openai",
@@ -436,6 +518,16 @@ static const struct catalog_model_extra catalog_extras[] = {
     {"vertex", "claude-3-5-haiku@20241022", 0, 0.0, 0.0, 10.0},
     {"vertex", "gemini-2.5-pro", 200000, 2.5, 15.0, 0.0},
     {"gemini", "gemini-2.5-pro", 200000, 2.5, 15.0, 0.0},
+    /* Added November 2026: see the model comments in catalog_defs for sources. */
+    {"openai", "gpt-5.6-luna", 272000, 0.4, 1.8, 0.0},
+    {"anthropic", "claude-haiku-4-5-20251001", 0, 0.0, 0.0, 10.0},
+    {"anthropic", "claude-sonnet-5-5", 0, 0.0, 0.0, 10.0},
+    {"anthropic", "claude-opus-5-5", 0, 0.0, 0.0, 10.0},
+    {"anthropic", "claude-haiku-5-5", 100000, 0.5, 2.5, 10.0},
+    {"bedrock", "anthropic.claude-haiku-5-5", 100000, 0.5, 2.5, 0.0},
+    {"vertex", "claude-haiku-4-5@20251001", 0, 0.0, 0.0, 10.0},
+    {"vertex", "claude-sonnet-5-5", 0, 0.0, 0.0, 10.0},
+    {"vertex", "claude-haiku-5-5", 100000, 0.5, 2.5, 10.0},
 };
 
 /* Adds the extra prices of provider's model m to its JSON; false on out of memory. */

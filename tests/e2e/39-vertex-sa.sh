@@ -349,8 +349,8 @@ t_eq "an express-mode API key on the same agent still uses x-goog-api-key on the
     "200 vertex /v1/publishers/google/models/gemini-2.5-flash:generateContent ok 0"
 
 # Claude on Vertex (/v1/messages): acme's service-account key, the built-in catalog's Claude
-# models (auto: the cheapest, claude-3-5-haiku@20241022 at $0.80/$4 per 1M).
-VCLAUDE=claude-3-5-haiku@20241022
+# models (auto: the cheapest, claude-haiku-5-5 at $0.10/$0.50 per 1M).
+VCLAUDE=claude-haiku-5-5
 APP='{"model": "auto", "max_tokens": 5, "stream": false,
   "messages": [{"role": "user", "content": "one two three four"}]}'
 since=$(mock_last_seq)
@@ -362,7 +362,7 @@ t_eq "Claude on Vertex: /v1/messages on :rawPredict, the body without model, ant
     "claude /v1/projects/$PROJECT/locations/europe-west4/publishers/anthropic/models/$VCLAUDE:rawPredict|$want|b-1"
 t_eq "Claude on Vertex: Anthropic's message, the bearer token, usage and cost at the catalog price" \
     "$CODE $(echo "$BODY" | jq -r '"\(.type) \(.content[0].text)"' 2>/dev/null) $(hdr X-BYOK-Provider) $(hdr X-BYOK-Model) $(echo "$r" | jq -r '"\(.auth) \(.headers.Authorization[0] | split(" ")[0]) \(.headers["X-Goog-Api-Key"] // [] | length)"') $(echo "$BODY" | jq -c .usage) $(hdr X-BYOK-Cost-USD)" \
-    "200 message $(words 5) vertex $VCLAUDE ok Bearer 0 {\"input_tokens\":4,\"output_tokens\":5} 0.00002320"
+    "200 message $(words 5) vertex $VCLAUDE ok Bearer 0 {\"input_tokens\":4,\"output_tokens\":5} 0.00000290"
 since=$(mock_last_seq)
 call "$SOCK" POST /v1/messages "$(echo "$APP" | sed 's/"stream": false/"stream": true/')"
 evs=$(echo "$BODY" | sed -n 's/^event: //p' | tr '\n' ' ')

@@ -165,7 +165,7 @@ static void test_builtins_complete_and_consistent(void **state)
         assert_true(json_is_array(json_object_get(b, "key_prefixes")));
         assert_true(json_is_integer(json_object_get(b, "key_min_length")));
         json_t *models = json_object_get(b, "models");
-        if (json_array_size(models) < 2 || json_array_size(models) > 8) {
+        if (json_array_size(models) < 2 || json_array_size(models) > 12) {
             fail_msg("%s: %zu models", n, json_array_size(models));
         }
         bool has_default = false;
