@@ -30,21 +30,23 @@ static bool pe_ident(const char *s, size_t len)
     return true;
 }
 
-/* Marks in mask every byte of text that is part of a run of MIN_SECRET bytes found in a secret. */
+/*
+ * Marks in mask every byte of text that is part of a run of
+ * PROVIDER_ERROR_MIN_SECRET bytes (a whole secret when it is shorter) found
+ * in a secret.
+ */
 static void pe_mark(const char *text, size_t len, const struct provider_secret *secrets,
                     size_t nsecrets, bool *mask)
 {
-    if (len < PROVIDER_ERROR_MIN_SECRET) {
-        return;
-    }
     for (size_t k = 0; k < nsecrets; k++) {
         const struct provider_secret *s = &secrets[k];
-        if (s->data == NULL || s->len < PROVIDER_ERROR_MIN_SECRET) {
+        if (s->data == NULL || s->len == 0) {
             continue;
         }
-        for (size_t i = 0; i + PROVIDER_ERROR_MIN_SECRET <= len; i++) {
-            if (memmem(s->data, s->len, text + i, PROVIDER_ERROR_MIN_SECRET) != NULL) {
-                memset(mask + i, 1, PROVIDER_ERROR_MIN_SECRET);
+        size_t run = s->len < PROVIDER_ERROR_MIN_SECRET ? s->len : PROVIDER_ERROR_MIN_SECRET;
+        for (size_t i = 0; i + run <= len; i++) {
+            if (memmem(s->data, s->len, text + i, run) != NULL) {
+                memset(mask + i, 1, run);
             }
         }
     }

@@ -18,11 +18,24 @@
  * What comes out is safe to show: the message is cut to
  * PROVIDER_ERROR_MAX_MESSAGE bytes between whole UTF-8 sequences, control
  * characters become spaces, bytes that are not UTF-8 become U+FFFD, and any
- * run of PROVIDER_ERROR_MIN_SECRET or more bytes that also occurs in one of
- * the secrets given (the tenant's key, an access token) becomes
- * "[redacted]": a provider that quotes a key, or a part of one, in its
+ * run of PROVIDER_ERROR_MIN_SECRET or more bytes (the whole secret when it is
+ * shorter) that also occurs in one of the secrets given (the tenant's key, an
+ * access token) becomes "[redacted]": a provider that quotes a key in its
  * error never gets it to the app. type, code and param are kept only when
- * they are short identifiers.
+ * they are short identifiers holding no such run.
+ *
+ * Why 24 and not less: providers repeat what the app sent ("Unrecognized
+ * request argument supplied: <field>"), so redaction is an oracle: an app
+ * sending a guessed fragment learns from "[redacted]" whether it is part of
+ * the key, and can slide a known window along the key one character at a
+ * time. Starting needs PROVIDER_ERROR_MIN_SECRET - 1 known characters; the
+ * longest public key prefix is about 13 ("sk-ant-api03-"), so the first
+ * window alone is ~62^10 guesses. The price: a provider quoting fewer than 24
+ * characters of a key (a masked "sk-proj-****abcd") passes as it is, as it
+ * would reach an app calling the provider directly. Never pass text a
+ * guessable secret is around (a service-account key file's JSON: its
+ * "-----BEGIN PRIVATE KEY-----" is 28 known characters): the caller gives
+ * the access token, or passes nothing on.
  */
 #ifndef BYOK_AGENT_PROVIDER_ERROR_H
 #define BYOK_AGENT_PROVIDER_ERROR_H
@@ -36,8 +49,8 @@
 #define PROVIDER_ERROR_MAX_IDENT 64
 /* Bodies larger than this are not read (an error answer is small). */
 #define PROVIDER_ERROR_MAX_BODY 65536
-/* The shortest run of a secret's bytes that is redacted. */
-#define PROVIDER_ERROR_MIN_SECRET 8
+/* The shortest run of a secret's bytes that is redacted (a shorter secret: all of it). */
+#define PROVIDER_ERROR_MIN_SECRET 24
 
 struct provider_error {
     char message[PROVIDER_ERROR_MAX_MESSAGE + 4]; /* "" when the body had none */

@@ -343,10 +343,13 @@ static void call_error(struct call *c, int status, const char *type, const char 
 /*
  * An attempt ended on status e/status: when it is a 4xx other than 401/403
  * (those may quote the key and say nothing the app can fix), the provider's
- * reason is read from the body (provider_error.h: cleaned, any part of the
- * key or access token redacted); else the last reason is forgotten. Without
- * the key in hand (wiped meanwhile) nothing is read: what cannot be
- * redacted is not shown.
+ * reason is read from the body (provider_error.h: cleaned, 24-byte runs of
+ * the key, or of the access token sent instead of a service-account key,
+ * redacted); else the last reason is forgotten. Without that secret in hand
+ * (the key wiped meanwhile, the token gone) nothing is read: what cannot be
+ * redacted is not shown. A service-account key file is never the secret
+ * matched: its JSON is mostly known text, around the private key
+ * (provider_error.h).
  */
 static void call_note_provider_error(struct call *c, enum err e, long status)
 {
@@ -355,10 +358,8 @@ static void call_note_provider_error(struct call *c, enum err e, long status)
         c->ent == NULL || c->body.len == 0) {
         return;
     }
-    const struct secret *k = gcptoken_wanted(c->ent) ? gcptoken_current(c->ent) : NULL;
-    if (k == NULL) {
-        k = c->ent->key; /* also a service-account key whose token is gone: over-redacts */
-    }
+    const struct secret *k =
+        gcptoken_wanted(c->ent) ? gcptoken_current(c->ent) : (const struct secret *)c->ent->key;
     if (k == NULL || (c->perr == NULL && (c->perr = malloc(sizeof(*c->perr))) == NULL)) {
         return;
     }

@@ -119,9 +119,11 @@ static void test_identifiers(void **state)
     snprintf(body, sizeof(body), "{\"error\":{\"message\":\"m\",\"code\":\"%065d\"}}", 0);
     assert_true(parse(body));
     assert_string_equal(pe.code, "");
-    /* An identifier made of a part of the key is not kept. */
-    assert_true(parse("{\"error\":{\"message\":\"m\",\"code\":\"CANARYabcdefgh\"}}"));
+    /* An identifier holding 24 bytes of the key is not kept; 23 are (see test_no_oracle). */
+    assert_true(parse("{\"error\":{\"message\":\"m\",\"code\":\"CANARYabcdefghijklmnopqr\"}}"));
     assert_string_equal(pe.code, "");
+    assert_true(parse("{\"error\":{\"message\":\"m\",\"code\":\"CANARYabcdefghijklmnopq\"}}"));
+    assert_string_equal(pe.code, "CANARYabcdefghijklmnopq");
 }
 
 static void test_redaction(void **state)
@@ -133,15 +135,13 @@ static void test_redaction(void **state)
     assert_null(strstr(pe.message, "CANARY"));
     assert_string_equal(pe.message, "Incorrect API key provided: [redacted]. You can find your "
                                     "API key at https://platform.openai.com.");
-    /* A part of it (masked in the middle, as OpenAI's 401 does). */
-    assert_true(parse("{\"error\":{\"message\":\"key sk-proj-CANARYab****6789 refused\"}}"));
-    assert_null(strstr(pe.message, "CANARYab"));
+    /* 24 bytes of it or more, cut short by a mask. */
+    assert_true(parse("{\"error\":{\"message\":\"key sk-proj-CANARYabcdefghijklmnop****6789 "
+                      "refused\"}}"));
+    assert_null(strstr(pe.message, "CANARY"));
     assert_string_equal(pe.message, "key [redacted]****6789 refused");
-    /* Shorter than 8 bytes: not a secret on its own. */
-    assert_true(parse("{\"error\":{\"message\":\"sk-proj is a prefix\"}}"));
-    assert_string_equal(pe.message, "sk-proj is a prefix");
     /* Escaped in JSON: matched on the decoded text. */
-    assert_true(parse("{\"message\":\"\\u0073k-proj-CANARYabcdef\"}"));
+    assert_true(parse("{\"message\":\"\\u0073k-proj-CANARYabcdefghijklmnop\"}"));
     assert_string_equal(pe.message, "[redacted]");
     /* Several secrets (a key and an access token). */
     static const struct provider_secret two[] = {{CANARY, sizeof(CANARY) - 1},
@@ -153,6 +153,39 @@ static void test_redaction(void **state)
     b = "{\"error\":\"quoted " CANARY "\"}";
     assert_true(provider_error_parse(b, strlen(b), NULL, 0, &pe));
     assert_non_null(strstr(pe.message, "CANARY"));
+}
+
+/*
+ * No oracle: an app that sends a guessed fragment of the key (which the
+ * provider repeats, "Unrecognized request argument supplied: <it>") gets
+ * the same answer whether the guess is right or not, for every fragment
+ * shorter than 24 bytes: it cannot slide a window along the key.
+ */
+static void test_no_oracle(void **state)
+{
+    (void)state;
+    const char *k = CANARY;
+    size_t klen = strlen(k);
+    for (size_t n = 1; n < PROVIDER_ERROR_MIN_SECRET; n++) {
+        for (size_t at = 0; at + n <= klen; at++) {
+            char frag[PROVIDER_ERROR_MIN_SECRET + 1], body[256], want[256];
+            memcpy(frag, k + at, n);
+            frag[n] = '\0';
+            snprintf(body, sizeof(body),
+                     "{\"error\":{\"message\":\"Unrecognized request argument supplied: %s\","
+                     "\"param\":\"%s\"}}",
+                     frag, frag);
+            assert_true(parse(body));
+            snprintf(want, sizeof(want), "Unrecognized request argument supplied: %s", frag);
+            assert_string_equal(pe.message, want);
+            assert_string_equal(pe.param, frag);
+        }
+    }
+    /* A short secret (an access token under 24 bytes) is redacted whole. */
+    static const struct provider_secret tok[] = {{"ya29.short-token", 16}};
+    const char *b = "{\"error\":\"bad ya29.short-token and ya29.short\"}";
+    assert_true(provider_error_parse(b, strlen(b), tok, 1, &pe));
+    assert_string_equal(pe.message, "bad [redacted] and ya29.short");
 }
 
 static void test_cleaning(void **state)
@@ -195,7 +228,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),      cmocka_unit_test(test_no_message),
         cmocka_unit_test(test_identifiers), cmocka_unit_test(test_redaction),
-        cmocka_unit_test(test_cleaning),
+        cmocka_unit_test(test_no_oracle),   cmocka_unit_test(test_cleaning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
