@@ -192,6 +192,7 @@ struct call {
     bool failed_transient;
     bool last_cooling;     /* the last failure: a candidate skipped, cooling after a Retry-After */
     bool last_key_limited; /* the last failure: a candidate skipped, its key at its rate_limit */
+    bool last_key_shared;  /* ... by the rate_limit shared across the agents (a rate lease) */
     /* The tenant's rpm_limit and tpm_limit were applied (once a call: call_tenant_limits). */
     bool limits_checked;
     /*
@@ -1359,27 +1360,6 @@ static void call_limit_unrecorded(const struct call *c, const char *limit)
 }
 
 /*
- * Seconds until the candidate's key (ent) is back under its rate_limit
- * (requests per minute, from creds; 0 = none), 0 when it may be called: then
- * the call has taken its token. The bucket is per tenant × provider ×
- * key_id, as a cooldown is, and per agent.
- */
-static double call_key_limit(struct call *c, const struct keycache_entry *ent)
-{
-    long long limit = ratelimit_limit_of(json_object_get(ent->creds, "rate_limit"));
-    if (limit == 0) {
-        return 0;
-    }
-    double wait = 0;
-    int rc = ratelimit_take(c->ctx->rl, RATELIMIT_KEY, c->r->tenant, c->cands[c->cur].provider,
-                            call_key_id(ent), limit, 1, server_now(), &wait);
-    if (rc < 0) {
-        call_limit_unrecorded(c, "rate_limit");
-    }
-    return rc == 0 ? wait : 0;
-}
-
-/*
  * The tenant's limit (rpm_limit or tpm_limit, of value limit) is reached:
  * answered 429 at once, no provider called, with Retry-After (seconds,
  * rounded up, until the bucket holds enough again). The message names the
@@ -1433,6 +1413,53 @@ static void call_limits_ready(void *arg)
     struct call *c = arg;
     c->rlwait = NULL;
     call_attempt_with(c, c->ent);
+}
+
+/*
+ * The candidate's key (ent) against its rate_limit (requests per minute,
+ * from creds; 0 = none): 1 when it may be called (its request taken), 0 when
+ * the call waits for a rate lease (call_limits_ready comes), -1 when the key
+ * is at its limit for *ret_wait seconds (*ret_shared: across the agents). The
+ * limit is shared across the nodes through a rate lease of the key
+ * (tenant/provider/key_type, ratelease.h); when that is not used now
+ * (RATELEASE_LOCAL: per-node config, an older plugin, Vault unreachable) it
+ * is this node's own bucket, per tenant × provider × key_id as a cooldown is.
+ * The request is not given back if the call then fails, as with the bucket.
+ */
+static int call_key_limit(struct call *c, const struct keycache_entry *ent, double *ret_wait,
+                          bool *ret_shared)
+{
+    long long limit = ratelimit_limit_of(json_object_get(ent->creds, "rate_limit"));
+    *ret_shared = false;
+    if (limit == 0) {
+        return 1;
+    }
+    const char *provider = c->cands[c->cur].provider;
+    char name[RATELEASE_MAX_NAME + 1];
+    if (ratelease_key_name(name, sizeof(name), c->r->tenant, provider, c->r->cfg->vault.key_type)) {
+        double window = 0;
+        long long retry = 0;
+        switch (ratelease_take(c->ctx->ratelease, name, RATELEASE_KEY, limit, 1, call_limits_ready,
+                               c, &c->rlwait, &window, &retry)) {
+        case RATELEASE_OK:
+            return 1;
+        case RATELEASE_WAIT:
+            return 0;
+        case RATELEASE_REFUSED:
+            *ret_wait = (double)retry;
+            *ret_shared = true;
+            return -1;
+        case RATELEASE_LOCAL:
+        default:
+            break;
+        }
+    }
+    int rc = ratelimit_take(c->ctx->rl, RATELIMIT_KEY, c->r->tenant, provider, call_key_id(ent),
+                            limit, 1, server_now(), ret_wait);
+    if (rc < 0) {
+        call_limit_unrecorded(c, "rate_limit");
+    }
+    return rc == 0 && *ret_wait > 0 ? -1 : 1;
 }
 
 /*
@@ -1577,8 +1604,11 @@ static void call_exhausted(struct call *c)
                    "the provider did not answer in time");
     } else if (c->last_err == ERR_OK && c->last_status == 429 && c->last_key_limited) {
         call_error(c, 429, "rate_limit_error", "key_rate_limited",
-                   "the tenant's key for the provider is at its rate_limit on this agent; retry "
-                   "after Retry-After seconds");
+                   c->last_key_shared
+                       ? "the tenant's key for the provider is at its rate_limit across the agents "
+                         "(this minute); retry after Retry-After seconds"
+                       : "the tenant's key for the provider is at its rate_limit on this agent; "
+                         "retry after Retry-After seconds");
     } else if (c->last_err == ERR_OK && c->last_status == 429) {
         /* Every 429 noted a wait (COOLDOWN_DEFAULT_MS without a usable Retry-After). */
         call_provider_error(c, 429, "rate_limit_error", "rate_limited",
@@ -2428,8 +2458,13 @@ static void call_attempt_with(struct call *c, struct keycache_entry *ent)
         call_skip(c, left, false);
         return;
     }
-    left = call_key_limit(c, ent);
-    if (left > 0) {
+    bool key_shared = false;
+    int krc = call_key_limit(c, ent, &left, &key_shared);
+    if (krc == 0) {
+        return; /* waits for the key's rate lease: back here from the top */
+    }
+    if (krc < 0) {
+        c->last_key_shared = key_shared;
         call_skip(c, left, true);
         return;
     }

@@ -28,7 +28,6 @@ struct ratelease_wait {
 };
 
 struct rlslot {
-    char name[CONFIG_MAX_NAME + 1];
     unsigned long long hash;
     enum ratelease_kind kind;
     long long limit;   /* the limit seen at the last take (debt is kept within it) */
@@ -49,6 +48,7 @@ struct rlslot {
     struct ratelease_wait *waiters;
     struct ratelease *rl;
     struct rlslot *next;
+    char name[]; /* the tenant, or tenant/provider/key_type (RATELEASE_MAX_NAME at most) */
 };
 
 struct ratelease {
@@ -84,9 +84,50 @@ static unsigned long long ratelease_hash(const char *s, enum ratelease_kind kind
     return h;
 }
 
-static const char *ratelease_kind_name(enum ratelease_kind kind)
+/* The kinds: their wire name and the limit they share, as logs name it. */
+static const struct {
+    const char *wire, *limit;
+} ratelease_kinds[] = {
+    [RATELEASE_RPM] = {"rpm", "rpm_limit"},
+    [RATELEASE_TPM] = {"tpm", "tpm_limit"},
+    [RATELEASE_KEY] = {"key", "rate_limit"},
+};
+
+bool ratelease_key_name(char *out, size_t size, const char *tenant, const char *provider,
+                        const char *key_type)
 {
-    return kind == RATELEASE_RPM ? "rpm" : "tpm";
+    const char *parts[] = {tenant, provider, key_type};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        size_t len = parts[i] != NULL ? strlen(parts[i]) : 0;
+        if (len == 0 || len > CONFIG_MAX_NAME || strchr(parts[i], '/') != NULL) {
+            return false;
+        }
+    }
+    int n = snprintf(out, size, "%s/%s/%s", tenant, provider, key_type);
+    return n > 0 && (size_t)n < size;
+}
+
+/*
+ * The parts of a slot's name: the tenant, and for RATELEASE_KEY the provider
+ * and key_type (else empty). Each out holds CONFIG_MAX_NAME + 1 bytes.
+ */
+static void ratelease_name_split(const struct rlslot *s, char *tenant, char *provider,
+                                 char *key_type)
+{
+    char *outs[] = {tenant, provider, key_type};
+    /* Only a key's name has parts: a tenant's is its first part, whole. */
+    const char *sep = s->kind == RATELEASE_KEY ? "/" : "";
+    const char *p = s->name;
+    for (size_t i = 0; i < sizeof(outs) / sizeof(outs[0]); i++) {
+        size_t len = strcspn(p, sep);
+        size_t keep = len > CONFIG_MAX_NAME ? CONFIG_MAX_NAME : len;
+        memcpy(outs[i], p, keep);
+        outs[i][keep] = '\0';
+        p += len;
+        if (*p == '/') {
+            p++;
+        }
+    }
 }
 
 struct ratelease *ratelease_new(struct vault *v, struct usage *u, struct config *cfg)
@@ -171,7 +212,8 @@ static struct rlslot *ratelease_slot(struct ratelease *rl, const char *name,
             return s;
         }
     }
-    if (!create || strlen(name) > CONFIG_MAX_NAME) {
+    size_t len = strlen(name);
+    if (!create || len > (kind == RATELEASE_KEY ? RATELEASE_MAX_NAME : CONFIG_MAX_NAME)) {
         return NULL;
     }
     if (rl->n >= RATELEASE_MAX_ENTRIES) {
@@ -180,11 +222,11 @@ static struct rlslot *ratelease_slot(struct ratelease *rl, const char *name,
             return NULL;
         }
     }
-    struct rlslot *s = calloc(1, sizeof(*s));
+    struct rlslot *s = calloc(1, sizeof(*s) + len + 1);
     if (s == NULL) {
         return NULL;
     }
-    snprintf(s->name, sizeof(s->name), "%s", name);
+    memcpy(s->name, name, len + 1);
     s->hash = h;
     s->kind = kind;
     s->rl = rl;
@@ -241,10 +283,21 @@ static void ratelease_fall_back(struct rlslot *s, const char *why, long status, 
         rl->warned_until = now + RATELEASE_RETRY_S;
         char st[24];
         snprintf(st, sizeof(st), "%ld", status);
-        log_kv(LOGL_WARN,
-               "rate lease failed; the tenant's rpm_limit/tpm_limit is enforced per node for 60 s",
-               "tenant", s->name, "limit", s->kind == RATELEASE_RPM ? "rpm_limit" : "tpm_limit",
-               "status", st, "error", why, NULL);
+        char tenant[CONFIG_MAX_NAME + 1], provider[CONFIG_MAX_NAME + 1],
+            key_type[CONFIG_MAX_NAME + 1];
+        ratelease_name_split(s, tenant, provider, key_type);
+        if (s->kind == RATELEASE_KEY) {
+            log_kv(LOGL_WARN,
+                   "rate lease failed; the tenant's key rate_limit is enforced per node for 60 s",
+                   "tenant", tenant, "provider", provider, "key_type", key_type, "limit",
+                   "rate_limit", "status", st, "error", why, NULL);
+        } else {
+            log_kv(LOGL_WARN,
+                   "rate lease failed; the tenant's rpm_limit/tpm_limit is enforced per node for "
+                   "60 s",
+                   "tenant", tenant, "limit", ratelease_kinds[s->kind].limit, "status", st, "error",
+                   why, NULL);
+        }
     }
 }
 
@@ -317,9 +370,12 @@ static void ratelease_answered(void *arg, enum err e, long status, struct buf *b
         }
     } else {
         rl->stats.errors++;
+        /* An older plugin answers 400 to a kind it does not know ('key'): not supported. */
+        bool no_kind = status == 400 && s->kind == RATELEASE_KEY;
         const char *why = e != ERR_OK                      ? err_str(e)
                           : status == 403                  ? "refused by the agent's policy"
                           : status == 404 || status == 405 ? "vault has no rate-lease path"
+                          : no_kind                        ? "vault has no key rate leases"
                           : status == 200                  ? "unreadable reply"
                                                            : "vault error";
         ratelease_fall_back(s, why, e == ERR_OK ? status : 0L, now);
@@ -331,15 +387,24 @@ static void ratelease_answered(void *arg, enum err e, long status, struct buf *b
 static bool ratelease_request(struct ratelease *rl, struct rlslot *s, long long amount)
 {
     const char *node = rl->usage != NULL ? usage_lease_node(rl->usage) : rl->cfg->usage.node_id;
-    json_t *j = json_pack("{s:s,s:I,s:s}", "kind", ratelease_kind_name(s->kind), "amount",
+    char tenant[CONFIG_MAX_NAME + 1], provider[CONFIG_MAX_NAME + 1], key_type[CONFIG_MAX_NAME + 1];
+    ratelease_name_split(s, tenant, provider, key_type);
+    json_t *j = json_pack("{s:s,s:I,s:s}", "kind", ratelease_kinds[s->kind].wire, "amount",
                           (json_int_t)amount, "node", node);
+    /* A key's rate_limit names the key; the tenant's limits send no such fields. */
+    if (j != NULL && s->kind == RATELEASE_KEY &&
+        (json_object_set_new(j, "provider", json_string(provider)) != 0 ||
+         json_object_set_new(j, "key_type", json_string(key_type)) != 0)) {
+        json_decref(j);
+        j = NULL;
+    }
     char *text = j != NULL ? jsonw_dumps(j, NULL) : NULL;
     json_decref(j);
     if (text == NULL) {
         return false;
     }
     char path[512];
-    snprintf(path, sizeof(path), "%s/tenants/%s/rate-lease", rl->cfg->vault.mount, s->name);
+    snprintf(path, sizeof(path), "%s/tenants/%s/rate-lease", rl->cfg->vault.mount, tenant);
     s->asked = amount;
     s->asking = true; /* before the call: Vault may answer at once (a failed login) */
     struct vault_req *req = NULL;
@@ -389,7 +454,7 @@ static long long ratelease_amount(const struct ratelease *rl, const struct rlslo
     return amount > RATELIMIT_MAX_LIMIT ? RATELIMIT_MAX_LIMIT : amount;
 }
 
-enum ratelease_rc ratelease_take(struct ratelease *rl, const char *tenant, enum ratelease_kind kind,
+enum ratelease_rc ratelease_take(struct ratelease *rl, const char *name, enum ratelease_kind kind,
                                  long long limit, long long n, ratelease_cb cb, void *arg,
                                  struct ratelease_wait **ret_wait, double *ret_window,
                                  long long *ret_retry_s)
@@ -402,7 +467,7 @@ enum ratelease_rc ratelease_take(struct ratelease *rl, const char *tenant, enum 
         limit = RATELIMIT_MAX_LIMIT;
     }
     double now = ratelease_now();
-    struct rlslot *s = ratelease_slot(rl, tenant, kind, true, now);
+    struct rlslot *s = ratelease_slot(rl, name, kind, true, now);
     if (s == NULL) {
         return RATELEASE_LOCAL; /* table full or out of memory: per node rather than nothing */
     }
@@ -447,7 +512,7 @@ enum ratelease_rc ratelease_take(struct ratelease *rl, const char *tenant, enum 
         }
         if (!s->asking) {
             /* Answered at once (an error before any I/O): take again with that answer. */
-            return ratelease_take(rl, tenant, kind, limit, n, cb, arg, ret_wait, ret_window,
+            return ratelease_take(rl, name, kind, limit, n, cb, arg, ret_wait, ret_window,
                                   ret_retry_s);
         }
     }
@@ -480,14 +545,14 @@ void ratelease_cancel(struct ratelease_wait *w)
     free(w);
 }
 
-void ratelease_give(struct ratelease *rl, const char *tenant, enum ratelease_kind kind,
+void ratelease_give(struct ratelease *rl, const char *name, enum ratelease_kind kind,
                     long long limit, long long n, double window)
 {
     (void)limit; /* the slice's own limit bounds the debt (the settings may have changed) */
     if (rl == NULL || n == 0) {
         return;
     }
-    struct rlslot *s = ratelease_slot(rl, tenant, kind, false, 0);
+    struct rlslot *s = ratelease_slot(rl, name, kind, false, 0);
     if (s == NULL) {
         return; /* gone with everything it held */
     }

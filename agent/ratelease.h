@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MPL-2.0 */
 /*
- * A tenant's rpm_limit and tpm_limit across every agent node, through rate
- * leases. The plugin counts, per tenant and limit, what it granted in the
+ * A tenant's rpm_limit and tpm_limit, and the rate_limit of each of its keys,
+ * across every agent node, through rate leases. The plugin counts, per
+ * tenant and limit (per tenant × provider × key_type for a key's), what it granted in the
  * current one-minute window (aligned to the wall clock) and grants at most
  * the limit in total; this node takes a slice of it from
  * `tenants/<t>/rate-lease` and takes each call's request (rpm) or token
@@ -19,17 +20,20 @@
  * ends, without asking again.
  *
  * When the shared path cannot be used (the policy refuses it: 403; an older
- * plugin: 404/405; Vault unreachable or failing; a reply that makes no
- * sense), the tenant × limit falls back to this node's own token buckets
- * (ratelimit.h, the caller's job on RATELEASE_LOCAL) for RATELEASE_RETRY_S,
- * then the shared path is tried again. Said at warn once per
- * RATELEASE_RETRY_S for the whole node. A Vault outage neither stops the
- * calls of limited tenants nor lifts their limits.
+ * plugin: 404/405, or 400 for kind "key", which it does not know; Vault
+ * unreachable or failing; a reply that makes no sense), the tenant × limit falls back to this
+ * node's own token buckets (ratelimit.h, the caller's job on RATELEASE_LOCAL) for
+ * RATELEASE_RETRY_S, then the shared path is tried again. Said at warn once per RATELEASE_RETRY_S
+ * for the whole node. A Vault outage neither stops the calls of limited tenants nor lifts their
+ * limits.
  *
  * Single-threaded (the event loop).
  */
 #ifndef BYOK_AGENT_RATELEASE_H
 #define BYOK_AGENT_RATELEASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "agent/config.h"
 #include "agent/usage.h"
@@ -37,12 +41,15 @@
 
 /* Tenant × limit entries at most; past it idle ones are dropped, then new ones are per node. */
 #define RATELEASE_MAX_ENTRIES 65536
+/* A name: the tenant, or tenant/provider/key_type for RATELEASE_KEY (ratelease_key_name). */
+#define RATELEASE_MAX_NAME (3 * CONFIG_MAX_NAME + 2)
 /* After the shared path failed: how long this tenant × limit is enforced per node only. */
 #define RATELEASE_RETRY_S 60.0
 
 enum ratelease_kind {
     RATELEASE_RPM, /* rpm_limit: requests */
     RATELEASE_TPM, /* tpm_limit: tokens */
+    RATELEASE_KEY, /* a key's rate_limit: requests; named by ratelease_key_name */
 };
 
 enum ratelease_rc {
@@ -75,7 +82,16 @@ void ratelease_free(struct ratelease *rl);
 void ratelease_set_config(struct ratelease *rl, struct config *cfg);
 
 /*
- * Takes n (>= 0) from tenant's slice of kind, whose limit (> 0) is what the
+ * The name of a key's rate_limit for ratelease_take and ratelease_give:
+ * tenant/provider/key_type (names never hold '/'). out holds
+ * RATELEASE_MAX_NAME + 1 bytes; false when a part is empty or too long.
+ */
+bool ratelease_key_name(char *out, size_t size, const char *tenant, const char *provider,
+                        const char *key_type);
+
+/*
+ * Takes n (>= 0) from name's slice of kind (name: the tenant, or for
+ * RATELEASE_KEY ratelease_key_name's), whose limit (> 0) is what the
  * call's creds say; a different limit than the last take's keeps the slice
  * (the plugin counted it all the same) and bounds the debt by the new one,
  * and an "unlimited" answer (the plugin has no such limit) makes the tenant ×
@@ -87,7 +103,7 @@ void ratelease_set_config(struct ratelease *rl, struct config *cfg);
  * whole seconds (>= 1) until the window ends. With
  * limits.shared_rate_limits false, always RATELEASE_LOCAL.
  */
-enum ratelease_rc ratelease_take(struct ratelease *rl, const char *tenant, enum ratelease_kind kind,
+enum ratelease_rc ratelease_take(struct ratelease *rl, const char *name, enum ratelease_kind kind,
                                  long long limit, long long n, ratelease_cb cb, void *arg,
                                  struct ratelease_wait **ret_wait, double *ret_window,
                                  long long *ret_retry_s);
@@ -97,7 +113,7 @@ void ratelease_cancel(struct ratelease_wait *w);
  * goes back to the slice while that window lasts (dropped after it); n < 0
  * is debt (used beyond the estimate), kept within one limit.
  */
-void ratelease_give(struct ratelease *rl, const char *tenant, enum ratelease_kind kind,
+void ratelease_give(struct ratelease *rl, const char *name, enum ratelease_kind kind,
                     long long limit, long long n, double window);
 const struct ratelease_stats *ratelease_stats(const struct ratelease *rl);
 

@@ -15,6 +15,11 @@
 #            counted with 20): three answered across the nodes, the fourth
 #            is 429 tenant_tpm_exceeded (each node alone, per node, would
 #            have answered three).
+#   key      the tenant's openai key with rate_limit 4 (no tenant limits), calls
+#            alternating between the nodes: four answered in total (the
+#            key's rate lease, kind "key"), the fifth is 429 key_rate_limited
+#            on both nodes with Retry-After until the window ends, "across the
+#            agents"; the mock saw four.
 #   fallback agent C's Vault token has an older agent policy without the
 #            rate-lease rule: C logs the fallback at warn (status 403), counts
 #            it, and enforces rpm_limit 2 per node with its own bucket.
@@ -30,6 +35,8 @@ CASES=("rpm_limit 6 on two nodes: six calls answered in total"
     "rpm_limit 6 on two nodes: the seventh is 429 tenant_rpm_exceeded on both, Retry-After until the window ends"
     "rpm_limit 6 on two nodes: the mock saw six requests"
     "tpm_limit 60 on two nodes: three calls answered, the fourth is 429 tenant_tpm_exceeded, nothing sent"
+    "key rate_limit 4 on two nodes: four calls answered in total, the mock saw four"
+    "key rate_limit 4 on two nodes: the fifth is 429 key_rate_limited on both, Retry-After until the window ends"
     "leases counted: byok_rate_leases_total on both nodes"
     "fallback: no rate-lease in the policy: warn logged once with status 403, fallback counted"
     "fallback: rpm_limit 2 enforced per node: two answered, the third 429 tenant_rpm_exceeded"
@@ -53,9 +60,12 @@ tenant_setup rpm '{"preferred_providers":["openai"],"rpm_limit":6}'
 tenant_setup tpm '{"preferred_providers":["openai"],"tpm_limit":60}'
 tenant_setup old '{"preferred_providers":["openai"],"rpm_limit":2}'
 tenant_setup down '{"preferred_providers":["openai"],"rpm_limit":2}'
+tenant_setup key '{"preferred_providers":["openai"]}'
+vault_api PUT byok/tenants/key/keys/openai/production '{"rate_limit": 4}' "$ADMIN_TOKEN"
+[ "$VAULT_CODE" -lt 300 ] || t_diag "key rate_limit: HTTP $VAULT_CODE $VAULT_BODY"
 
 sock_json() { echo "{\"path\": \"$2/$1.sock\", \"mode\": \"0660\", \"tenant\": \"$1\", \"app\": \"srl\", \"metrics\": true}"; }
-agent_config "[$(sock_json rpm "$AGENT_DIR"),$(sock_json tpm "$AGENT_DIR"),$(sock_json down "$AGENT_DIR")]"
+agent_config "[$(sock_json rpm "$AGENT_DIR"),$(sock_json tpm "$AGENT_DIR"),$(sock_json down "$AGENT_DIR"),$(sock_json key "$AGENT_DIR")]"
 agent_start || t_block_all
 
 # another_agent NAME LISTENERS_JSON [JQ_FILTER]: a second node from AGENT_CONFIG in
@@ -74,7 +84,7 @@ another_agent() {
     done
 }
 B_DIR=$LIB_TMP/agent-b
-another_agent b "[$(sock_json rpm "$B_DIR"),$(sock_json tpm "$B_DIR")]" || t_block_all
+another_agent b "[$(sock_json rpm "$B_DIR"),$(sock_json tpm "$B_DIR"),$(sock_json key "$B_DIR")]" || t_block_all
 B_PID=$NODE_PID
 
 # Agent C: a token of an agent policy written before rate-lease existed.
@@ -133,6 +143,28 @@ for sock in "$AGENT_DIR/tpm.sock" "$B_DIR/tpm.sock" "$AGENT_DIR/tpm.sock" "$B_DI
 done
 t_eq "${CASES[3]}" "$codes$(error_code) $(mock_requests_since "$since" | jq length)" \
     "200 200 200 429 tenant_tpm_exceeded 3"
+
+# ---- a key's rate_limit across nodes ----------------------------------------------------------
+since=$(mock_last_seq)
+answered=0
+for i in 1 2 3 4; do
+    if [ $((i % 2)) = 1 ]; then sock=$AGENT_DIR/key.sock; else sock=$B_DIR/key.sock; fi
+    call "$sock" POST /v1/chat/completions "$(chat_body auto false 3)"
+    [ "$CODE" = 200 ] && answered=$((answered + 1))
+done
+t_eq "${CASES[4]}" "$answered $(mock_requests_since "$since" | jq length)" "4 4"
+fifth=""
+for sock in "$AGENT_DIR/key.sock" "$B_DIR/key.sock"; do
+    call "$sock" POST /v1/chat/completions "$(chat_body auto false 3)"
+    ra=$(hdr Retry-After)
+    want=$((window_end - $(date +%s)))
+    if [[ $ra =~ ^[0-9]+$ ]] && [ "$ra" -ge $((want - 2)) ] && [ "$ra" -le $((want + 1)) ]; then
+        ra=ra-ok
+    else ra="ra='$ra' (want about $want)"; fi
+    fifth+="$CODE $(error_code) $(echo "$BODY" | jq -r '.error.message | test("rate_limit across the agents")' 2>/dev/null) $ra; "
+done
+t_eq "${CASES[5]}" "$fifth$(mock_requests_since "$since" | jq length)" \
+    "429 key_rate_limited true ra-ok; 429 key_rate_limited true ra-ok; 4"
 t_diag "done $(($(date +%s) - window_end + 60)) s into the window"
 
 # leases NODE_SOCKET: the node's rate leases answered (granted + short).
@@ -142,7 +174,7 @@ leases() {
 }
 la=$(leases "$AGENT_DIR/rpm.sock")
 lb=$(leases "$B_DIR/rpm.sock")
-t_eq "${CASES[4]}" "$([ "$la" -ge 2 ] && [ "$lb" -ge 2 ] && echo both)" both
+t_eq "${CASES[6]}" "$([ "$la" -ge 2 ] && [ "$lb" -ge 2 ] && echo both)" both
 t_diag "rate leases: node A $la, node B $lb"
 
 # ---- fallback: an agent policy without rate-lease ---------------------------------------------
@@ -156,8 +188,8 @@ warns=$(grep -c '"rate lease failed; the tenant' "$C_DIR/agent.log")
 status=$(grep -m1 '"rate lease failed; the tenant' "$C_DIR/agent.log" | jq -r '"\(.["@level"]) \(.status) \(.tenant)"' 2>/dev/null)
 fallbacks=$(curl -s -m 5 --unix-socket "$C_DIR/old.sock" http://localhost/metrics |
     awk '/^byok_rate_lease_fallbacks_total / { print $2 }')
-t_eq "${CASES[5]}" "$warns $status $fallbacks" "1 warn 403 old 1"
-t_eq "${CASES[6]}" "$codes" "200 200 429 tenant_rpm_exceeded"
+t_eq "${CASES[7]}" "$warns $status $fallbacks" "1 warn 403 old 1"
+t_eq "${CASES[8]}" "$codes" "200 200 429 tenant_rpm_exceeded"
 
 # ---- down: Vault unreachable ------------------------------------------------------------------
 call "$AGENT_DIR/down.sock" POST /v1/chat/completions "$(chat_body auto false 3)"
@@ -170,15 +202,15 @@ done
 kill -CONT "$VAULT_PID"
 codes+="$(echo "$BODY" | jq -r '.error.message | test("on this agent")' 2>/dev/null) "
 codes+=$(grep '"rate lease failed; the tenant' "$AGENT_LOG" | jq -r 'select(.tenant == "down") | .["@level"]' 2>/dev/null | head -1)
-t_eq "${CASES[7]}" "$codes" "200 200 200 429 true warn"
+t_eq "${CASES[9]}" "$codes" "200 200 200 429 true warn"
 
 SAVED_PID=$AGENT_PID SAVED_LOG=$AGENT_LOG
 AGENT_PID=$B_PID AGENT_LOG=$B_DIR/agent.log
-agent_stop_check "${CASES[8]}"
-AGENT_PID=$C_PID AGENT_LOG=$C_DIR/agent.log
-agent_stop_check "${CASES[9]}"
-AGENT_PID=$SAVED_PID AGENT_LOG=$SAVED_LOG
 agent_stop_check "${CASES[10]}"
-canary_scan "${CASES[11]}" "${KEYS[@]}"
+AGENT_PID=$C_PID AGENT_LOG=$C_DIR/agent.log
+agent_stop_check "${CASES[11]}"
+AGENT_PID=$SAVED_PID AGENT_LOG=$SAVED_LOG
+agent_stop_check "${CASES[12]}"
+canary_scan "${CASES[13]}" "${KEYS[@]}"
 t_done
 [ "$T_FAILED" -eq 0 ]

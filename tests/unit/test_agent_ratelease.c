@@ -7,9 +7,10 @@
  * refusing until it ends without asking again, the window's end dropping what is left (but not
  * debt), tpm settling (unused back, overuse owed), the fallback to per-node
  * buckets on 403/404/5xx/unreadable replies and the retry after 60 s, an
- * "unlimited" answer, a changed limit, the config switch, cancellation and a
- * failing allocator. Vault is tests/unit/helpers/fakevault playing the
- * plugin's window table on a fake clock.
+ * "unlimited" answer, a changed limit, the config switch, cancellation, a
+ * key's rate_limit (kind "key": its own slice, provider and key_type sent,
+ * an older plugin's 400 falling back per node) and a failing allocator. Vault is
+ * tests/unit/helpers/fakevault playing the plugin's window table on a fake clock.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,21 +39,35 @@
 static struct fakevault fv;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 /*
- * The fake plugin: a limit per kind, what it granted in the current window
- * (of the fake clock), or a status/reply to answer instead (status != 0).
- * Under mu.
+ * The fake plugin: a limit per kind (rpm, tpm, key: one key's), what it
+ * granted in the current window (of the fake clock), or a status/reply to
+ * answer instead (status != 0; key_status for kind "key" only: an older
+ * plugin). Under mu.
  */
 static struct {
     double now;
-    long long limit[2], granted[2];
-    long long window[2];
-    int status;
+    long long limit[3], granted[3];
+    long long window[3];
+    int status, key_status;
     char reply[512];
     bool unlimited;
     int requests;
     long long last_amount;
-    char last_kind[8], last_node[160], last_path[256];
+    char last_kind[8], last_node[160], last_path[256], last_provider[80], last_key_type[80];
 } V;
+
+/* The string member "name": of a body, by hand (into out; "" when absent). */
+static void body_str(const char *body, const char *name, char *out, size_t size)
+{
+    char pat[32];
+    snprintf(pat, sizeof(pat), "\"%s\":", name);
+    const char *v = strstr(body, pat);
+    out[0] = '\0';
+    if (v != NULL && (v = strchr(v + strlen(pat), '"')) != NULL) {
+        size_t len = strcspn(v + 1, "\"");
+        snprintf(out, size, "%.*s", (int)len, v + 1);
+    }
+}
 
 static double fake_now(void)
 {
@@ -80,22 +95,22 @@ static void vault_handle(const struct fakevault_req *r, int *status, char *out)
     V.requests++;
     snprintf(V.last_path, sizeof(V.last_path), "%s", r->path);
     /* Parsed by hand: jansson's allocator may be the failing one of test_oom. */
-    snprintf(V.last_kind, sizeof(V.last_kind), "%s",
-             strstr(r->body, "\"tpm\"") != NULL ? "tpm" : "rpm");
-    const char *nd = strstr(r->body, "\"node\":");
-    V.last_node[0] = '\0';
-    if (nd != NULL && (nd = strchr(nd + 7, '"')) != NULL) {
-        size_t len = strcspn(nd + 1, "\"");
-        snprintf(V.last_node, sizeof(V.last_node), "%.*s", (int)len, nd + 1);
-    }
+    body_str(r->body, "kind", V.last_kind, sizeof(V.last_kind));
+    body_str(r->body, "node", V.last_node, sizeof(V.last_node));
+    body_str(r->body, "provider", V.last_provider, sizeof(V.last_provider));
+    body_str(r->body, "key_type", V.last_key_type, sizeof(V.last_key_type));
     const char *am = strstr(r->body, "\"amount\":");
     V.last_amount = am != NULL ? strtoll(am + 9, NULL, 10) : 0;
-    int k = strcmp(V.last_kind, "tpm") == 0 ? 1 : 0;
+    int k = strcmp(V.last_kind, "key") == 0 ? 2 : strcmp(V.last_kind, "tpm") == 0 ? 1 : 0;
     long long t = (long long)V.now;
     long long window = t - t % 60;
     if (V.status != 0) {
         *status = V.status;
         snprintf(out, FAKEVAULT_MAX_REPLY, "%s", V.reply);
+    } else if (k == 2 && V.key_status != 0) {
+        *status = V.key_status;
+        snprintf(out, FAKEVAULT_MAX_REPLY,
+                 "{\"errors\":[\"invalid value for field 'kind': must be 'rpm' or 'tpm'\"]}");
     } else if (V.unlimited) {
         *status = 200;
         snprintf(out, FAKEVAULT_MAX_REPLY,
@@ -157,6 +172,7 @@ static int setup_with(const char *limits)
     V.now = 1794999965.0; /* 5 s into a minute (it ends at 1795000020) */
     V.limit[0] = 20;
     V.limit[1] = 1000;
+    V.limit[2] = 4;
     ratelease_set_clock(fake_now);
     fakevault_start(&fv, "tok1\n", vault_handle);
     char text[1024], err[CONFIG_ERR_LEN];
@@ -217,22 +233,29 @@ static void run_until(const int *counter, int want)
 static double last_window;
 static long long last_retry;
 
-/* Takes n; when it waits, runs the loop until woken and takes again. */
-static enum ratelease_rc take(struct ratelease *rl, enum ratelease_kind kind, long long limit,
-                              long long n)
+/* Takes n of name's limit; when it waits, runs the loop until woken and takes again. */
+static enum ratelease_rc take_of(struct ratelease *rl, const char *name, enum ratelease_kind kind,
+                                 long long limit, long long n)
 {
     int woken = 0;
     struct ratelease_wait *w = NULL;
     enum ratelease_rc rc =
-        ratelease_take(rl, "acme", kind, limit, n, woke, &woken, &w, &last_window, &last_retry);
+        ratelease_take(rl, name, kind, limit, n, woke, &woken, &w, &last_window, &last_retry);
     if (rc != RATELEASE_WAIT) {
         return rc;
     }
     assert_non_null(w);
     run_until(&woken, 1);
-    rc = ratelease_take(rl, "acme", kind, limit, n, woke, &woken, &w, &last_window, &last_retry);
+    rc = ratelease_take(rl, name, kind, limit, n, woke, &woken, &w, &last_window, &last_retry);
     assert_int_not_equal(rc, RATELEASE_WAIT);
     return rc;
+}
+
+/* The same of tenant acme's rpm_limit or tpm_limit. */
+static enum ratelease_rc take(struct ratelease *rl, enum ratelease_kind kind, long long limit,
+                              long long n)
+{
+    return take_of(rl, "acme", kind, limit, n);
 }
 
 static void test_one_request_for_many(void **state)
@@ -571,6 +594,96 @@ static void test_cancel(void **state)
 }
 
 /* A failing allocator at every step of a take and its answer: a result, never a crash. */
+/* ratelease_key_name: tenant/provider/key_type, each part 1..63 characters without '/'. */
+static void test_key_name(void **state)
+{
+    (void)state;
+    char name[RATELEASE_MAX_NAME + 1], long63[CONFIG_MAX_NAME + 1], long64[CONFIG_MAX_NAME + 2];
+    memset(long63, 'a', CONFIG_MAX_NAME);
+    long63[CONFIG_MAX_NAME] = '\0';
+    memset(long64, 'a', CONFIG_MAX_NAME + 1);
+    long64[CONFIG_MAX_NAME + 1] = '\0';
+    assert_true(ratelease_key_name(name, sizeof(name), "acme", "openai", "production"));
+    assert_string_equal(name, "acme/openai/production");
+    assert_true(ratelease_key_name(name, sizeof(name), long63, long63, long63));
+    assert_int_equal(strlen(name), RATELEASE_MAX_NAME);
+    assert_false(ratelease_key_name(name, sizeof(name), long64, "openai", "production"));
+    assert_false(ratelease_key_name(name, sizeof(name), "acme", long64, "production"));
+    assert_false(ratelease_key_name(name, sizeof(name), "acme", "openai", long64));
+    assert_false(ratelease_key_name(name, sizeof(name), "acme", "", "production"));
+    assert_false(ratelease_key_name(name, sizeof(name), "acme", "openai", NULL));
+    assert_false(ratelease_key_name(name, sizeof(name), "acme", "open/ai", "production"));
+    assert_false(ratelease_key_name(name, 8, "acme", "openai", "production"));
+}
+
+/*
+ * A key's rate_limit (RATELEASE_KEY): the request names the key (provider,
+ * key_type) under the tenant's path, two nodes together get the key's limit,
+ * and the key's slice is apart from the tenant's rpm and from another key's.
+ */
+static void test_key_kind(void **state)
+{
+    (void)state;
+    char key[RATELEASE_MAX_NAME + 1], other[RATELEASE_MAX_NAME + 1];
+    assert_true(ratelease_key_name(key, sizeof(key), "acme", "openai", "production"));
+    assert_true(ratelease_key_name(other, sizeof(other), "acme", "openai", "batch"));
+    int ok = 0;
+    for (int i = 0; i < 10; i++) {
+        ok += take_of(i % 2 ? E.b : E.a, key, RATELEASE_KEY, 4, 1) == RATELEASE_OK;
+    }
+    assert_int_equal(ok, 4);
+    assert_string_equal(V.last_path, "/v1/byok/tenants/acme/rate-lease");
+    assert_string_equal(V.last_kind, "key");
+    assert_string_equal(V.last_provider, "openai");
+    assert_string_equal(V.last_key_type, "production");
+    assert_int_equal(take_of(E.a, key, RATELEASE_KEY, 4, 1), RATELEASE_REFUSED);
+    assert_int_equal(last_retry, 55);
+    assert_int_equal(take_of(E.b, key, RATELEASE_KEY, 4, 1), RATELEASE_REFUSED);
+    /* The tenant's rpm is its own slice: its lease sends no key. */
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_string_equal(V.last_kind, "rpm");
+    assert_string_equal(V.last_provider, "");
+    assert_string_equal(V.last_key_type, "");
+    /* Another key is another slice (the fake counts every key together: it has none left). */
+    assert_int_equal(take_of(E.a, other, RATELEASE_KEY, 4, 1), RATELEASE_REFUSED);
+    assert_string_equal(V.last_key_type, "batch");
+    /* The next minute: the key is granted again. */
+    advance(55);
+    assert_int_equal(take_of(E.a, key, RATELEASE_KEY, 4, 1), RATELEASE_OK);
+}
+
+/*
+ * An older plugin answers 400 to kind "key": the key's rate_limit is per
+ * node for RATELEASE_RETRY_S (no request meanwhile), then asked again; the
+ * tenant's limits stay shared.
+ */
+static void test_key_older_plugin(void **state)
+{
+    (void)state;
+    char key[RATELEASE_MAX_NAME + 1];
+    assert_true(ratelease_key_name(key, sizeof(key), "acme", "openai", "production"));
+    pthread_mutex_lock(&mu);
+    V.key_status = 400;
+    pthread_mutex_unlock(&mu);
+    int before = requests();
+    assert_int_equal(take_of(E.a, key, RATELEASE_KEY, 4, 1), RATELEASE_LOCAL);
+    assert_int_equal(requests(), before + 1);
+    assert_int_equal(ratelease_stats(E.a)->fallbacks, 1);
+    advance(59);
+    assert_int_equal(take_of(E.a, key, RATELEASE_KEY, 4, 1), RATELEASE_LOCAL);
+    assert_int_equal(requests(), before + 1);
+    assert_int_equal(take(E.a, RATELEASE_RPM, 20, 1), RATELEASE_OK);
+    assert_int_equal(ratelease_stats(E.a)->fallbacks, 1);
+    /* After RATELEASE_RETRY_S: asked again, and a plugin that knows the kind shares it. */
+    advance(1);
+    pthread_mutex_lock(&mu);
+    V.key_status = 0;
+    pthread_mutex_unlock(&mu);
+    before = requests();
+    assert_int_equal(take_of(E.a, key, RATELEASE_KEY, 4, 1), RATELEASE_OK);
+    assert_int_equal(requests(), before + 1);
+}
+
 static void test_oom(void **state)
 {
     (void)state;
@@ -622,6 +735,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unlimited_and_limit_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_off, setup_off, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_kind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_older_plugin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

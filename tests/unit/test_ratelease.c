@@ -4,7 +4,9 @@
  * in-memory storage and a fake clock: grants of several nodes sum to the
  * limit, the window rolls over on the minute, rpm and tpm count apart, a
  * tenant without the limit is "unlimited" and keeps nothing, a lowered limit
- * applies at once, bad input is a 400 naming the field and changes nothing,
+ * applies at once, a key's rate_limit (kind "key") counts per tenant ×
+ * provider × key_type and is "unlimited" for a key that is absent, revoked,
+ * expired or without one, bad input is a 400 naming the field and changes nothing,
  * a standby's read-only storage gets the read-only error (Vault forwards),
  * one writability probe at a time however many requests come at once, no
  * storage is written, and a failing allocator breaks nothing.
@@ -106,6 +108,51 @@ static long long num(const json_t *d, const char *k)
     return (long long)json_integer_value(v);
 }
 
+/* A lease of the key tenant/provider/key_type's rate_limit (kind "key"). */
+static json_t *key_lease(struct env *e, const char *tenant, const char *provider,
+                         const char *key_type, long long amount, const char *node)
+{
+    char path[128], body[384];
+    snprintf(path, sizeof(path), "tenants/%s/rate-lease", tenant);
+    snprintf(body, sizeof(body),
+             "{\"kind\": \"key\", \"provider\": \"%s\", \"key_type\": \"%s\", \"amount\": "
+             "%lld, \"node\": \"%s\"}",
+             provider, key_type, amount, node);
+    return ok(e, FW_OP_UPDATE, path, body);
+}
+
+static long long key_take(struct env *e, const char *tenant, const char *provider,
+                          const char *key_type, long long amount, const char *node)
+{
+    json_t *d = key_lease(e, tenant, provider, key_type, amount, node);
+    if (!json_is_false(json_object_get(d, "unlimited"))) {
+        fail_msg("key %s/%s/%s: unlimited, want a limit", tenant, provider, key_type);
+    }
+    long long g = num(d, "granted");
+    json_decref(d);
+    return g;
+}
+
+static bool key_unlimited(struct env *e, const char *tenant, const char *provider,
+                          const char *key_type)
+{
+    json_t *d = key_lease(e, tenant, provider, key_type, 7, "a");
+    bool u = json_is_true(json_object_get(d, "unlimited")) && num(d, "granted") == 7;
+    json_decref(d);
+    return u;
+}
+
+/* Writes tenants/<tenant>/keys/<p>/<kt> with a test value and extra members (JSON, or NULL). */
+static void put_key(struct env *e, const char *tenant, const char *provider, const char *key_type,
+                    const char *extra)
+{
+    char path[192], body[256];
+    snprintf(path, sizeof(path), "tenants/%s/keys/%s/%s", tenant, provider, key_type);
+    snprintf(body, sizeof(body), "{\"key_value\": \"sk-abcdefghijklmnop\"%s%s}",
+             extra != NULL ? ", " : "", extra != NULL ? extra : "");
+    json_decref(ok(e, FW_OP_UPDATE, path, body));
+}
+
 /* Granted amount of one lease. */
 static long long take(struct env *e, const char *tenant, const char *kind, long long amount,
                       const char *node)
@@ -204,6 +251,69 @@ static void test_unlimited(void **state)
     storage_keys_free(keys, n);
 }
 
+/*
+ * Kind "key": the key's rate_limit, counted per tenant × provider × key_type
+ * and apart from the tenant's rpm; a changed rate_limit applies at once.
+ */
+static void test_key_kind(void **state)
+{
+    struct env *e = *state;
+    set_limits(e, "acme", 5, 0);
+    put_key(e, "acme", "openai", "production", "\"rate_limit\": 4");
+    put_key(e, "acme", "openai", "batch", "\"rate_limit\": 2");
+    put_key(e, "beta", "openai", "production", "\"rate_limit\": 3");
+    at_minute(3);
+    json_t *d = key_lease(e, "acme", "openai", "production", 3, "node-a");
+    assert_int_equal(num(d, "granted"), 3);
+    assert_int_equal(num(d, "limit"), 4);
+    assert_int_equal(num(d, "remaining"), 1);
+    assert_int_equal(num(d, "window_end"), pluginenv_now - 3 + 60);
+    assert_string_equal(json_string_value(json_object_get(d, "kind")), "key");
+    json_decref(d);
+    assert_int_equal(key_take(e, "acme", "openai", "production", 3, "node-b"), 1);
+    assert_int_equal(key_take(e, "acme", "openai", "production", 1, "node-a"), 0);
+    /* Another key type, another tenant's key and the tenant's rpm count apart. */
+    assert_int_equal(key_take(e, "acme", "openai", "batch", 5, "node-a"), 2);
+    assert_int_equal(key_take(e, "beta", "openai", "production", 5, "node-a"), 3);
+    assert_int_equal(take(e, "acme", "rpm", 9, "node-a"), 5);
+    /* A raised rate_limit applies at once; the next window starts again. */
+    put_key(e, "acme", "openai", "production", "\"rate_limit\": 6");
+    assert_int_equal(key_take(e, "acme", "openai", "production", 9, "node-a"), 2);
+    pluginenv_now += 60;
+    assert_int_equal(key_take(e, "acme", "openai", "production", 9, "node-b"), 6);
+}
+
+/* A key absent, without rate_limit, expired or revoked: "unlimited", nothing kept. */
+static void test_key_unlimited(void **state)
+{
+    struct env *e = *state;
+    at_minute(4);
+    assert_true(key_unlimited(e, "acme", "openai", "production"));
+    assert_true(key_unlimited(e, "nobody", "openai", "production"));
+    put_key(e, "acme", "openai", "production", NULL);
+    assert_true(key_unlimited(e, "acme", "openai", "production"));
+    put_key(e, "acme", "openai", "production", "\"rate_limit\": 0");
+    assert_true(key_unlimited(e, "acme", "openai", "production"));
+    put_key(e, "acme", "openai", "production", "\"rate_limit\": 2");
+    assert_int_equal(key_take(e, "acme", "openai", "production", 1, "a"), 1);
+    json_decref(ok(e, FW_OP_DELETE, "tenants/acme/keys/openai/production", NULL));
+    assert_true(key_unlimited(e, "acme", "openai", "production"));
+    /* Expired: a key whose expires_at the clock passes. */
+    char exp[32], extra[96];
+    keystore_time_format(pluginenv_now + 30, exp, sizeof(exp));
+    snprintf(extra, sizeof(extra), "\"rate_limit\": 2, \"expires_at\": \"%s\"", exp);
+    put_key(e, "acme", "openai", "batch", extra);
+    assert_int_equal(key_take(e, "acme", "openai", "batch", 1, "a"), 1);
+    pluginenv_now += 31;
+    assert_true(key_unlimited(e, "acme", "openai", "batch"));
+    /* Nothing of this path is in storage. */
+    char **keys = NULL;
+    size_t n = 0;
+    assert_int_equal(storage_list(e->st, "rate-lease/", &keys, &n), ERR_OK);
+    assert_int_equal(n, 0);
+    storage_keys_free(keys, n);
+}
+
 /* Every bad field is a 400 that names it, and changes nothing. */
 static void test_bad_input(void **state)
 {
@@ -226,6 +336,32 @@ static void test_bad_input(void **state)
         {"{\"kind\": \"rpm\", \"amount\": 1, \"node\": \"a b\"}", "'node'"},
         {"{\"kind\": \"rpm\", \"amount\": 1, \"node\": \"\"}", "'node'"},
         {"{\"kind\": \"rpm\", \"amount\": 1}", "'node'"},
+        /* Kind "key": provider and key_type required, named as the keys paths name them. */
+        {"{\"kind\": \"key\", \"key_type\": \"production\", \"amount\": 1, \"node\": \"a\"}",
+         "'provider'"},
+        {"{\"kind\": \"key\", \"provider\": \"Open AI\", \"key_type\": \"production\", "
+         "\"amount\": 1, \"node\": \"a\"}",
+         "'provider'"},
+        {"{\"kind\": \"key\", \"provider\": \"_openai\", \"key_type\": \"production\", "
+         "\"amount\": 1, \"node\": \"a\"}",
+         "'provider'"},
+        {"{\"kind\": \"key\", \"provider\": \"openai\", \"amount\": 1, \"node\": \"a\"}",
+         "'key_type'"},
+        {"{\"kind\": \"key\", \"provider\": \"openai\", \"key_type\": \"a/b\", \"amount\": 1, "
+         "\"node\": \"a\"}",
+         "'key_type'"},
+        {"{\"kind\": \"key\", \"provider\": \"openai\", \"key_type\": "
+         "\"k234567890123456789012345678901234567890123456789012345678901234\", \"amount\": 1, "
+         "\"node\": \"a\"}",
+         "'key_type'"},
+        {"{\"kind\": \"key\", \"provider\": \"openai\", \"key_type\": \"production\", "
+         "\"amount\": 1, \"node\": \"a b\"}",
+         "'node'"},
+        /* On the tenant's limits, a key is a mistake. */
+        {"{\"kind\": \"rpm\", \"provider\": \"openai\", \"amount\": 1, \"node\": \"a\"}",
+         "'provider'"},
+        {"{\"kind\": \"tpm\", \"key_type\": \"production\", \"amount\": 1, \"node\": \"a\"}",
+         "'key_type'"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char msg[FW_MAX_MESSAGE];
@@ -259,6 +395,8 @@ static void test_bad_input(void **state)
         FW_UNSUPPORTED_OPERATION);
     /* Nothing was counted. */
     assert_int_equal(take(e, "acme", "rpm", 10, "a"), 4);
+    put_key(e, "acme", "openai", "production", "\"rate_limit\": 3");
+    assert_int_equal(key_take(e, "acme", "openai", "production", 10, "a"), 3);
 }
 
 /* A standby's storage: writes refused. The probe sees it, the request gets the read-only error. */
@@ -454,34 +592,42 @@ static void test_oom(void **state)
 {
     struct env *e = *state;
     set_limits(e, "acme", 1000000, 0);
+    put_key(e, "acme", "openai", "production", "\"rate_limit\": 1000000");
     at_minute(4);
-    long long total = 0;
-    bool fired = true;
-    json_t *body = json_pack("{sssIss}", "kind", "rpm", "amount", (json_int_t)1, "node", "a");
-    assert_non_null(body);
-    for (long n = 1; fired && n < 500; n++) {
-        json_t *d = NULL;
-        char msg[FW_MAX_MESSAGE];
-        oom_fired = false;
-        oom_countdown = n;
-        json_set_alloc_funcs(oom_malloc, free);
-        enum fw_status s = call_data(e, e->st, FW_OP_UPDATE, "tenants/acme/rate-lease", body, &d,
-                                     msg, sizeof(msg));
-        json_set_alloc_funcs(malloc, free);
-        oom_countdown = 0;
-        fired = oom_fired;
-        assert_true(s == FW_OK || s == FW_INTERNAL || s == FW_BAD_REQUEST);
-        if (s == FW_OK && d != NULL) {
-            total += num(d, "granted");
+    json_t *bodies[] = {
+        json_pack("{sssIss}", "kind", "rpm", "amount", (json_int_t)1, "node", "a"),
+        json_pack("{sssssssIss}", "kind", "key", "provider", "openai", "key_type", "production",
+                  "amount", (json_int_t)1, "node", "a"),
+    };
+    for (size_t k = 0; k < sizeof(bodies) / sizeof(bodies[0]); k++) {
+        assert_non_null(bodies[k]);
+        long long total = 0;
+        bool fired = true;
+        for (long n = 1; fired && n < 500; n++) {
+            json_t *d = NULL;
+            char msg[FW_MAX_MESSAGE];
+            oom_fired = false;
+            oom_countdown = n;
+            json_set_alloc_funcs(oom_malloc, free);
+            enum fw_status s = call_data(e, e->st, FW_OP_UPDATE, "tenants/acme/rate-lease",
+                                         bodies[k], &d, msg, sizeof(msg));
+            json_set_alloc_funcs(malloc, free);
+            oom_countdown = 0;
+            fired = oom_fired;
+            assert_true(s == FW_OK || s == FW_INTERNAL || s == FW_BAD_REQUEST);
+            if (s == FW_OK && d != NULL) {
+                total += num(d, "granted");
+            }
+            json_decref(d);
         }
-        json_decref(d);
+        json_decref(bodies[k]);
+        assert_false(fired);
+        /* What was granted (answered or not) is never more than was asked. */
+        long long left = k == 0 ? take(e, "acme", "rpm", 1000000, "a")
+                                : key_take(e, "acme", "openai", "production", 1000000, "a");
+        assert_true(left + total <= 1000000);
+        assert_true(left >= 1000000 - 500);
     }
-    json_decref(body);
-    assert_false(fired);
-    /* What was granted (answered or not) is never more than was asked. */
-    long long left = take(e, "acme", "rpm", 1000000, "a");
-    assert_true(left + total <= 1000000);
-    assert_true(left >= 1000000 - 500);
 }
 
 /*
@@ -529,6 +675,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kinds_and_changes, pluginenv_setup_clock,
                                         pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_unlimited, pluginenv_setup_clock, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_key_kind, pluginenv_setup_clock, pluginenv_teardown),
+        cmocka_unit_test_setup_teardown(test_key_unlimited, pluginenv_setup_clock,
+                                        pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, pluginenv_setup_clock, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_standby, pluginenv_setup_clock, pluginenv_teardown),
         cmocka_unit_test_setup_teardown(test_probe_single_flight, pluginenv_setup_clock,

@@ -3,7 +3,8 @@
 package vaultsim
 
 // Rate leases (tenants/<t>/rate-lease) through Vault's HTTP API: agents take
-// slices of the current minute of a tenant's rpm_limit or tpm_limit, and the
+// slices of the current minute of a tenant's rpm_limit or tpm_limit, or of a
+// key's rate_limit (kind "key" with provider and key_type), and the
 // plugin counts what every node was granted so that nodes together never get
 // more than the limit in one window. The window's rollover to the second is
 // tested in tests/unit/test_ratelease.c (fake clock); here the real clock.
@@ -101,6 +102,58 @@ func TestRateLeaseUnlimited(t *testing.T) {
 	}
 }
 
+// Kind "key": a key's rate_limit is shared like the tenant's limits, per
+// provider × key_type; a key without one (or no key) is "unlimited".
+func TestRateLeaseKey(t *testing.T) {
+	s := newSim(t)
+	s.MustCall(t, 200, s.RootToken, "PUT", "byok/tenants/acme/keys/openai/production",
+		map[string]any{"key_value": "sk-ratelease-test-0001", "rate_limit": 6})
+	s.MustCall(t, 200, s.RootToken, "PUT", "byok/tenants/acme/keys/openai/batch",
+		map[string]any{"key_value": "sk-ratelease-test-0002"})
+	keyLease := func(keyType string, amount int, node string) map[string]any {
+		return Data(s.MustCall(t, 200, s.RootToken, "PUT", "byok/tenants/acme/rate-lease",
+			map[string]any{"kind": "key", "provider": "openai", "key_type": keyType,
+				"amount": amount, "node": node}))
+	}
+	waitWindow(20)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sum := 0
+	for n := 0; n < 4; n++ {
+		wg.Add(1)
+		go func(n int) {
+			defer wg.Done()
+			for i := 0; i < 3; i++ {
+				d := keyLease("production", 1, "node-"+string(rune('a'+n)))
+				mu.Lock()
+				sum += int(fnum(t, d, "granted"))
+				if d["unlimited"] != false || fnum(t, d, "limit") != 6 || d["kind"] != "key" {
+					t.Errorf("key lease: %v", d)
+				}
+				mu.Unlock()
+			}
+		}(n)
+	}
+	wg.Wait()
+	if sum != 6 {
+		t.Errorf("granted %d of the key's rate_limit 6 across four nodes", sum)
+	}
+	// The tenant's rpm (no rpm_limit) and the key without a rate_limit are unlimited.
+	if d := rateLease(t, s, s.RootToken, "acme", "rpm", 9, "n1"); d["unlimited"] != true {
+		t.Errorf("rpm of a tenant without rpm_limit: %v", d)
+	}
+	for _, kt := range []string{"batch", "absent"} {
+		if d := keyLease(kt, 9, "n1"); d["unlimited"] != true || fnum(t, d, "granted") != 9 {
+			t.Errorf("key %s: %v", kt, d)
+		}
+	}
+	for k := range s.RawStorage() {
+		if strings.Contains(k, "rate") {
+			t.Errorf("rate-lease left a storage key: %s", k)
+		}
+	}
+}
+
 // Every bad field is a 400 naming it; nothing is counted.
 func TestRateLeaseValidation(t *testing.T) {
 	s := newSim(t)
@@ -119,6 +172,11 @@ func TestRateLeaseValidation(t *testing.T) {
 		{map[string]any{"kind": "rpm", "amount": 1, "node": "n 1"}, "'node'"},
 		{map[string]any{"kind": "rpm", "amount": 1, "node": strings.Repeat("n", 129)}, "'node'"},
 		{map[string]any{"kind": "rpm", "amount": 1}, "'node'"},
+		{map[string]any{"kind": "key", "key_type": "production", "amount": 1, "node": "n1"}, "'provider'"},
+		{map[string]any{"kind": "key", "provider": "Open AI", "key_type": "production", "amount": 1, "node": "n1"}, "'provider'"},
+		{map[string]any{"kind": "key", "provider": "openai", "amount": 1, "node": "n1"}, "'key_type'"},
+		{map[string]any{"kind": "key", "provider": "openai", "key_type": strings.Repeat("k", 64), "amount": 1, "node": "n1"}, "'key_type'"},
+		{map[string]any{"kind": "rpm", "provider": "openai", "amount": 1, "node": "n1"}, "'provider'"},
 	} {
 		code, m := s.Call(t, s.RootToken, "PUT", "byok/tenants/acme/rate-lease", c.body)
 		if code != 400 || !strings.Contains(Errors(m), c.field) {
