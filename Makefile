@@ -297,7 +297,9 @@ comma := ,
 DEB_ARCH = $(shell dpkg --print-architecture)
 DEB_MAINTAINER ?= byok maintainers <byok@example.invalid>
 DEB_PLUGIN_DIR := /usr/lib/vault-plugins
-DEB_WORK = $(DEB_OUT)/work
+# The staging tree is the build directory's own (rm -rf'd on each run), never under DEB_OUT,
+# which may be any existing directory.
+DEB_WORK = $(O)/deb-stage
 DEB_AGENT_ROOT = $(DEB_WORK)/debian/byok-agent
 DEB_PLUGIN_ROOT = $(DEB_WORK)/debian/vault-plugin-secrets-byok
 
@@ -327,7 +329,9 @@ define deb-finish
 endef
 
 deb: $(PLUGIN) $(AGENT)
-	$(Q)rm -rf $(DEB_WORK) && mkdir -p -m 0755 $(DEB_AGENT_ROOT)/DEBIAN $(DEB_PLUGIN_ROOT)/DEBIAN
+	$(Q)[ -n "$(strip $(O))" ] && [ -n "$(strip $(DEB_OUT))" ] \
+	    || { echo "deb: O and DEB_OUT must not be empty" >&2; exit 1; }
+	$(Q)rm -rf $(DEB_WORK) && mkdir -p -m 0755 $(DEB_OUT) $(DEB_AGENT_ROOT)/DEBIAN $(DEB_PLUGIN_ROOT)/DEBIAN
 	$(Q)printf 'Source: byok\n\nPackage: byok-agent\nArchitecture: any\n\nPackage: vault-plugin-secrets-byok\nArchitecture: any\n' \
 	    >$(DEB_WORK)/debian/control
 	$(Q)$(MAKE) --no-print-directory -o $(AGENT) install-agent DESTDIR=$(abspath $(DEB_AGENT_ROOT)) PREFIX=/usr \

@@ -115,6 +115,19 @@ static void upstream_xfer_destroy(struct upstream_xfer *x)
     if (x->deadline != NULL) {
         event_free(x->deadline);
     }
+    if (x->client_cert) {
+        /*
+         * The TLS message callback's argument is x: detached before x goes,
+         * for a curl that shuts the connection down after the transfer (8.x
+         * may; 7.88 closes it in curl_multi_remove_handle) and reads a last
+         * record then.
+         */
+        struct curl_tlssessioninfo *ti = NULL;
+        if (curl_easy_getinfo(x->easy, CURLINFO_TLS_SSL_PTR, &ti) == CURLE_OK && ti != NULL &&
+            ti->backend == CURLSSLBACKEND_OPENSSL && ti->internals != NULL) {
+            SSL_set_msg_callback_arg((SSL *)ti->internals, NULL);
+        }
+    }
     curl_multi_remove_handle(up->multi, x->easy);
     if (up->n_pool < UPSTREAM_POOL_MAX && !x->sensitive) {
         curl_easy_reset(x->easy);
@@ -546,9 +559,10 @@ static void upstream_tls_msg(int write_p, int version, int content_type, const v
     (void)version;
     (void)ssl;
     const unsigned char *b = buf;
-    if (!write_p && content_type == SSL3_RT_ALERT && len >= 2 && b[0] == SSL3_AL_FATAL) {
+    if (arg != NULL && !write_p && content_type == SSL3_RT_ALERT && len >= 2 &&
+        b[0] == SSL3_AL_FATAL) {
         struct upstream_xfer *x = arg;
-        x->tls_refused = true;
+        x->tls_refused = true; /* arg is NULL once x is gone (upstream_xfer_destroy) */
     }
 }
 
