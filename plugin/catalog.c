@@ -137,7 +137,7 @@ static const struct catalog_def catalog_defs[] = {
      {"us"},
      {"sk-ant-"},
      40,
-     "claude-3-5-haiku-20241022",
+     "claude-haiku-4-5-20251001",
      {{"claude-sonnet-4-20250514", 200000, 64000,
        CAPS("chat", "vision", "tools", "streaming", "reasoning", "code"), "HIGH", 3.0, 15.0, 0.3,
        3.75},
