@@ -1416,6 +1416,35 @@ static void call_limits_ready(void *arg)
 }
 
 /*
+ * Takes n from name's rate lease of kind (ratelease.h). 1: taken; 0: the
+ * call waits for a lease (call_limits_ready comes); -1: refused across the
+ * nodes, for *ret_wait seconds; 2: not shared now (RATELEASE_LOCAL: the
+ * caller applies this node's bucket). *ret_shared: taken or refused by the
+ * shared limit.
+ */
+static int call_lease_take(struct call *c, const char *name, enum ratelease_kind kind,
+                           long long limit, long long n, bool *ret_shared, double *ret_window,
+                           double *ret_wait)
+{
+    long long retry = 0;
+    enum ratelease_rc rc = ratelease_take(c->ctx->ratelease, name, kind, limit, n,
+                                          call_limits_ready, c, &c->rlwait, ret_window, &retry);
+    *ret_shared = rc == RATELEASE_OK || rc == RATELEASE_REFUSED;
+    switch (rc) {
+    case RATELEASE_OK:
+        return 1;
+    case RATELEASE_WAIT:
+        return 0;
+    case RATELEASE_REFUSED:
+        *ret_wait = (double)retry;
+        return -1;
+    case RATELEASE_LOCAL:
+    default:
+        return 2;
+    }
+}
+
+/*
  * The candidate's key (ent) against its rate_limit (requests per minute,
  * from creds; 0 = none): 1 when it may be called (its request taken), 0 when
  * the call waits for a rate lease (call_limits_ready comes), -1 when the key
@@ -1438,20 +1467,9 @@ static int call_key_limit(struct call *c, const struct keycache_entry *ent, doub
     char name[RATELEASE_MAX_NAME + 1];
     if (ratelease_key_name(name, sizeof(name), c->r->tenant, provider, c->r->cfg->vault.key_type)) {
         double window = 0;
-        long long retry = 0;
-        switch (ratelease_take(c->ctx->ratelease, name, RATELEASE_KEY, limit, 1, call_limits_ready,
-                               c, &c->rlwait, &window, &retry)) {
-        case RATELEASE_OK:
-            return 1;
-        case RATELEASE_WAIT:
-            return 0;
-        case RATELEASE_REFUSED:
-            *ret_wait = (double)retry;
-            *ret_shared = true;
-            return -1;
-        case RATELEASE_LOCAL:
-        default:
-            break;
+        int lrc = call_lease_take(c, name, RATELEASE_KEY, limit, 1, ret_shared, &window, ret_wait);
+        if (lrc != 2) {
+            return lrc;
         }
     }
     int rc = ratelimit_take(c->ctx->rl, RATELIMIT_KEY, c->r->tenant, provider, call_key_id(ent),
@@ -1475,21 +1493,9 @@ static int call_key_limit(struct call *c, const struct keycache_entry *ent, doub
 static int call_limit_take(struct call *c, enum ratelease_kind kind, long long limit, long long n,
                            bool *ret_shared, double *ret_window, double *ret_wait)
 {
-    long long retry = 0;
-    enum ratelease_rc rc = ratelease_take(c->ctx->ratelease, c->r->tenant, kind, limit, n,
-                                          call_limits_ready, c, &c->rlwait, ret_window, &retry);
-    *ret_shared = rc == RATELEASE_OK || rc == RATELEASE_REFUSED;
-    switch (rc) {
-    case RATELEASE_OK:
-        return 1;
-    case RATELEASE_WAIT:
-        return 0;
-    case RATELEASE_REFUSED:
-        *ret_wait = (double)retry;
-        return -1;
-    case RATELEASE_LOCAL:
-    default:
-        break;
+    int rc = call_lease_take(c, c->r->tenant, kind, limit, n, ret_shared, ret_window, ret_wait);
+    if (rc != 2) {
+        return rc;
     }
     int lrc = ratelimit_take(c->ctx->rl, kind == RATELEASE_RPM ? RATELIMIT_RPM : RATELIMIT_TPM,
                              c->r->tenant, NULL, NULL, limit, n, server_now(), ret_wait);

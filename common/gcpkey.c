@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/b64.h"
+
 /* The PEM text of an RSA private key this size is ~1.7 KB (2048 bits) to ~3.3 KB (4096). */
 #define GCPKEY_MAX_PEM 4096
 /* Its DER: three bytes per four of base64. */
@@ -135,66 +137,14 @@ static bool gcpkey_pem_body(const char *pem, size_t len, const char **body, size
     return true;
 }
 
-/* 0..63 for a base64 character, -1 for '=', -2 for anything else (no table: no lookup by it). */
-static int gcpkey_b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return c == '=' ? -1 : -2;
-}
-
 /*
  * Decodes the base64 lines of body (line breaks \n or \r\n, nothing else
- * between characters; '=' padding only at the end) into der (room for
- * GCPKEY_MAX_DER). false when anything else is there.
+ * between characters; '=' padding only at the end, canonical) into der
+ * (room for GCPKEY_MAX_DER). false when anything else is there, or nothing.
  */
 static bool gcpkey_b64_decode(const char *body, size_t len, unsigned char *der, size_t *ret_len)
 {
-    size_t n = 0, pad = 0;
-    unsigned int acc = 0, chars = 0;
-    bool ok = true;
-    for (size_t i = 0; i < len && ok; i++) {
-        unsigned char c = (unsigned char)body[i];
-        if (c == '\n' || (c == '\r' && i + 1 < len && body[i + 1] == '\n')) {
-            continue;
-        }
-        int v = gcpkey_b64_val(c);
-        if (v == -2 || (v >= 0 && pad > 0) || (v == -1 && ++pad > 2)) {
-            ok = false;
-            break;
-        }
-        acc = (acc << 6) | (unsigned int)(v < 0 ? 0 : v);
-        if (++chars == 4) {
-            if (n + 3 > GCPKEY_MAX_DER) {
-                ok = false;
-                break;
-            }
-            der[n++] = (unsigned char)(acc >> 16);
-            der[n++] = (unsigned char)(acc >> 8);
-            der[n++] = (unsigned char)acc;
-            acc = 0;
-            chars = 0;
-        }
-    }
-    ok = ok && chars == 0 && n > pad;
-    if (!ok) {
-        return false;
-    }
-    *ret_len = n - pad;
-    return true;
+    return b64_decode(body, len, true, der, GCPKEY_MAX_DER, ret_len) && *ret_len > 0;
 }
 
 /* The OSSL_PARAM names of RSAPrivateKey's integers after its version (RFC 8017 A.1.2). */

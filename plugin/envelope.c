@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/b64.h"
 #include "common/log.h"
 #include "plugin/pool.h"
 
@@ -198,32 +199,12 @@ enum err envelope_b64_encode(const unsigned char *in, size_t len, char **ret)
     return ERR_OK;
 }
 
-static int envelope_b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return -1;
-}
-
 enum err envelope_b64_decode(const char *in, unsigned char **ret, size_t *ret_len)
 {
     if (in == NULL || ret == NULL || ret_len == NULL) {
         return ERR_INVAL;
     }
-    /* Strict (RFC 4648 section 4, padded): EVP_DecodeBlock lets stray '=' through. */
+    /* Strict (common/b64.h): EVP_DecodeBlock lets stray '=' through. */
     size_t len = strlen(in);
     if (len % 4 != 0 || len > INT_MAX / 2) {
         return ERR_INVAL;
@@ -233,37 +214,9 @@ enum err envelope_b64_decode(const char *in, unsigned char **ret, size_t *ret_le
         return ERR_NOMEM;
     }
     size_t n = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        bool last = i + 4 == len;
-        int v[4];
-        size_t pad = 0;
-        for (size_t j = 0; j < 4; j++) {
-            unsigned char c = (unsigned char)in[i + j];
-            if (c == '=' && last && j >= 2 && (j == 3 || in[i + 3] == '=')) {
-                v[j] = 0;
-                pad++;
-                continue;
-            }
-            v[j] = envelope_b64_value(c);
-            if (v[j] < 0) {
-                free(out);
-                return ERR_INVAL;
-            }
-        }
-        /* Canonical only: the bits that padding drops must be zero (RFC 4648 3.5). */
-        if ((pad == 1 && (v[2] & 0x3) != 0) || (pad == 2 && (v[1] & 0xf) != 0)) {
-            free(out);
-            return ERR_INVAL;
-        }
-        unsigned long w = ((unsigned long)v[0] << 18) | ((unsigned long)v[1] << 12) |
-                          ((unsigned long)v[2] << 6) | (unsigned long)v[3];
-        out[n++] = (unsigned char)(w >> 16);
-        if (pad < 2) {
-            out[n++] = (unsigned char)(w >> 8);
-        }
-        if (pad < 1) {
-            out[n++] = (unsigned char)w;
-        }
+    if (!b64_decode(in, len, false, out, len / 4 * 3, &n)) {
+        free(out);
+        return ERR_INVAL;
     }
     *ret = out;
     *ret_len = n;
