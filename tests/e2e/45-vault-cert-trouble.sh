@@ -35,24 +35,7 @@ if [ "${BYOK_VAULT:-sim}" = real ]; then
     exit 0
 fi
 
-PKI=$LIB_TMP/pki
-mkdir -p "$PKI"
-chmod 0700 "$PKI"
-mk_ca() {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-        -subj "/CN=$1" -keyout "$PKI/$1.key" -out "$PKI/$1.pem" 2>/dev/null
-}
-# mk_cert CA NAME CN EXT: a certificate signed by CA; key 0600.
-mk_cert() {
-    (
-        umask 077
-        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$3" \
-            -keyout "$PKI/$2.key" -out "$PKI/$2.csr" 2>/dev/null
-    )
-    printf '%s\n' "$4" >"$PKI/$2.ext"
-    openssl x509 -req -in "$PKI/$2.csr" -CA "$PKI/$1.pem" -CAkey "$PKI/$1.key" -CAcreateserial \
-        -days 1 -extfile "$PKI/$2.ext" -out "$PKI/$2.pem" 2>/dev/null
-}
+pki_init
 CLIENT_EXT="extendedKeyUsage=clientAuth"
 pki_ok=1
 mk_ca server-ca && mk_ca node-ca && mk_ca node-ca2 && mk_ca other-ca || pki_ok=0

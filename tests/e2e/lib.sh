@@ -227,6 +227,31 @@ lib_require() {
     return 0
 }
 
+# pki_init: PKI=$LIB_TMP/pki (0700) for mk_ca and mk_cert.
+pki_init() {
+    PKI=$LIB_TMP/pki
+    mkdir -p "$PKI"
+    chmod 0700 "$PKI"
+}
+
+# mk_ca NAME: a self-signed CA (EC P-256) in $PKI/NAME.pem, its key NAME.key.
+mk_ca() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+        -subj "/CN=$1" -keyout "$PKI/$1.key" -out "$PKI/$1.pem" 2>/dev/null
+}
+
+# mk_cert CA NAME CN EXT: a certificate signed by CA in $PKI/NAME.pem; key 0600.
+mk_cert() {
+    (
+        umask 077
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$3" \
+            -keyout "$PKI/$2.key" -out "$PKI/$2.csr" 2>/dev/null
+    )
+    printf '%s\n' "$4" >"$PKI/$2.ext"
+    openssl x509 -req -in "$PKI/$2.csr" -CA "$PKI/$1.pem" -CAkey "$PKI/$1.key" -CAcreateserial \
+        -days 1 -extfile "$PKI/$2.ext" -out "$PKI/$2.pem" 2>/dev/null
+}
+
 lib_random_hex() { openssl rand -hex "${1:-16}"; }
 
 # A canary key: unique, valid for every overridden catalog entry (prefix sk-, >= 20 chars).
