@@ -36,6 +36,13 @@ struct gcptoken_wait {
 struct gcptoken_state {
     struct secret *token;
     time_t expires; /* monotonic seconds; the token is not used from then on */
+    /*
+     * The token this one replaced, kept (not used) so that a call that sent
+     * it before the refresh can still redact it from the provider's answer
+     * (gcptoken_sent); gen counts the tokens the entry has held.
+     */
+    struct secret *prev;
+    unsigned long gen;
     struct upstream_xfer *xfer;
     struct buf answer;
     bool too_big;
@@ -83,6 +90,24 @@ const struct secret *gcptoken_current(const struct keycache_entry *ent)
         return NULL;
     }
     return st->token;
+}
+
+unsigned long gcptoken_generation(const struct keycache_entry *ent)
+{
+    const struct gcptoken_state *st = ent != NULL ? ent->aux : NULL;
+    return st != NULL && st->token != NULL ? st->gen : 0;
+}
+
+const struct secret *gcptoken_sent(const struct keycache_entry *ent, unsigned long gen)
+{
+    const struct gcptoken_state *st = ent != NULL ? ent->aux : NULL;
+    if (st == NULL || gen == 0 || ent->key == NULL) {
+        return NULL;
+    }
+    if (gen == st->gen) {
+        return st->token;
+    }
+    return gen + 1 == st->gen ? st->prev : NULL;
 }
 
 long gcptoken_lifetime(long expires_in)
@@ -210,6 +235,7 @@ static void gcptoken_entry_wipe(struct keycache_entry *ent)
     struct gcptoken_state *st = ent->aux;
     if (st != NULL) {
         secret_free(&st->token);
+        secret_free(&st->prev);
         st->expires = 0;
     }
 }
@@ -232,6 +258,7 @@ static void gcptoken_entry_free(struct keycache_entry *ent)
         w = next;
     }
     secret_free(&st->token);
+    secret_free(&st->prev);
     buf_done(&st->answer);
     free(st);
     ent->aux = NULL;
@@ -309,8 +336,10 @@ static void gcptoken_on_done(void *arg, enum err e, long status)
             secret_free(&tok);
         }
         if (e == ERR_OK) {
-            secret_free(&st->token);
+            secret_free(&st->prev);
+            st->prev = st->token; /* NULL after a wipe or drop: gen then skips it */
             st->token = tok;
+            st->gen += st->prev != NULL ? 1 : 2;
             st->expires = gcptoken_now() + gcptoken_lifetime(expires_in);
         }
     }

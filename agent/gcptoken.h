@@ -80,6 +80,15 @@ bool gcptoken_wanted(const struct keycache_entry *ent);
 
 /* The entry's access token when it holds one that is not near its expiry; else NULL. */
 const struct secret *gcptoken_current(const struct keycache_entry *ent);
+/*
+ * Which token the entry holds (a number that changes with every new token; 0
+ * for none), taken when a call sends it: gcptoken_sent(ent, gen) gives that
+ * token back while the entry still has it (the current one, or the one the
+ * last refresh replaced), else NULL (replaced twice, dropped or wiped). For
+ * redacting a provider's answer with the token the call sent (proxy.c).
+ */
+unsigned long gcptoken_generation(const struct keycache_entry *ent);
+const struct secret *gcptoken_sent(const struct keycache_entry *ent, unsigned long gen);
 
 /*
  * Trades the entry's key for a token, or joins the trade under way. cb is

@@ -124,6 +124,7 @@ struct call {
     struct keycache_entry *ent;
     struct gcptoken_wait *twait; /* a Vertex service-account key's token trade (gcptoken.h) */
     bool token_failed;           /* the last failure: no access token could be had */
+    unsigned long token_gen;     /* which access token the attempt sent (gcptoken_generation) */
     bool refetched;              /* this candidate's key was wiped once and fetched again */
     bool key_logged;             /* a key-cache failure has been logged for this call */
     const struct provider_adapter *ad;
@@ -346,9 +347,10 @@ static void call_error(struct call *c, int status, const char *type, const char 
  * (those may quote the key and say nothing the app can fix), the provider's
  * reason is read from the body (provider_error.h: cleaned, 24-byte runs of
  * the key, or of the access token sent instead of a service-account key,
- * redacted); else the last reason is forgotten. Without that secret in hand
- * (the key wiped meanwhile, the token gone) nothing is read: what cannot be
- * redacted is not shown. A service-account key file is never the secret
+ * redacted: the one this attempt sent, kept by gcptoken.c across one
+ * refresh); else the last reason is forgotten. Without that secret in hand
+ * (the key wiped meanwhile, the token dropped or replaced twice) nothing is
+ * read: what cannot be redacted is not shown. A service-account key file is never the secret
  * matched: its JSON is mostly known text, around the private key
  * (provider_error.h).
  */
@@ -359,8 +361,8 @@ static void call_note_provider_error(struct call *c, enum err e, long status)
         c->ent == NULL || c->body.len == 0) {
         return;
     }
-    const struct secret *k =
-        gcptoken_wanted(c->ent) ? gcptoken_current(c->ent) : (const struct secret *)c->ent->key;
+    const struct secret *k = gcptoken_wanted(c->ent) ? gcptoken_sent(c->ent, c->token_gen)
+                                                     : (const struct secret *)c->ent->key;
     if (k == NULL || (c->perr == NULL && (c->perr = malloc(sizeof(*c->perr))) == NULL)) {
         return;
     }
@@ -2499,6 +2501,7 @@ static void call_send(struct call *c)
         .token = gcptoken_current(ent),
         .default_max_tokens = cfg->default_max_tokens,
     };
+    c->token_gen = gcptoken_generation(ent);
     struct provider_http h;
     memset(&h, 0, sizeof(h));
     enum err e =

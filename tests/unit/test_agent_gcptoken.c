@@ -400,6 +400,9 @@ static void test_expiry(void **state)
     trade(ent, &g);
     assert_int_equal(g.e, ERR_OK);
     assert_non_null(gcptoken_current(ent));
+    unsigned long g1 = gcptoken_generation(ent);
+    assert_true(g1 != 0);
+    assert_ptr_equal(gcptoken_sent(ent, g1), gcptoken_current(ent));
     sleep(2);
     assert_null(gcptoken_current(ent));
     int before = atomic_load(&token_calls);
@@ -408,6 +411,32 @@ static void test_expiry(void **state)
     assert_int_equal(g.e, ERR_OK);
     assert_non_null(gcptoken_current(ent));
     assert_int_equal(atomic_load(&token_calls), before + 1);
+    /*
+     * A call that sent the replaced token still has it for redacting the
+     * provider's answer (proxy.c); one replaced twice, dropped or wiped is
+     * gone, and then nothing of the answer is shown.
+     */
+    unsigned long g2 = gcptoken_generation(ent);
+    assert_int_equal(g2, g1 + 1);
+    const struct secret *old = gcptoken_sent(ent, g1);
+    assert_non_null(old);
+    assert_ptr_not_equal(old, gcptoken_current(ent));
+    assert_memory_equal(old->data, TOKEN, old->len);
+    assert_ptr_equal(gcptoken_sent(ent, g2), gcptoken_current(ent));
+    assert_null(gcptoken_sent(ent, 0));
+    assert_null(gcptoken_sent(ent, g2 + 1));
+    gcptoken_drop(ent);
+    assert_null(gcptoken_sent(ent, g1));
+    assert_null(gcptoken_sent(ent, g2));
+    assert_int_equal(gcptoken_generation(ent), 0);
+    trade(ent, &g);
+    assert_int_equal(g.e, ERR_OK);
+    unsigned long g3 = gcptoken_generation(ent);
+    assert_true(g3 > g2 + 1); /* the dropped token's successor is not "one refresh later" */
+    assert_null(gcptoken_sent(ent, g2));
+    assert_ptr_equal(gcptoken_sent(ent, g3), gcptoken_current(ent));
+    keycache_invalidate_entry(E.kc, ent);
+    assert_null(gcptoken_sent(ent, g3));
     keycache_put(&ent);
 }
 

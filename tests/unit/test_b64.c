@@ -27,8 +27,13 @@ static void test_vectors(void **state)
     (void)state;
     static const struct {
         const char *in, *out;
-    } v[] = {{"", ""},          {"Zg==", "f"},         {"Zm8=", "fo"},         {"Zm9v", "foo"},
-             {"Zm9vYg==", "foob"}, {"Zm9vYmE=", "fooba"}, {"Zm9vYmFy", "foobar"}};
+    } v[] = {{"", ""},
+             {"Zg==", "f"},
+             {"Zm8=", "fo"},
+             {"Zm9v", "foo"},
+             {"Zm9vYg==", "foob"},
+             {"Zm9vYmE=", "fooba"},
+             {"Zm9vYmFy", "foobar"}};
     char out[16];
     size_t n = 99;
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
