@@ -49,9 +49,9 @@
  * Models added in November 2026 (read in stored copies of the providers'
  * pages; each block below names its page and what could not be checked):
  * Anthropic's Claude Haiku 4.5, Sonnet 5.5, Opus 5.5 and Haiku 5.5 (also on
- * Bedrock and Vertex AI), OpenAI's gpt-5.6-luna. gpt-5.6-luna bills cache
- * writes (1.25x input) and prompts above 272K tokens at 2x input, 1.5x output
- * (catalog_extras).
+ * Bedrock and Vertex AI), OpenAI's gpt-5.6-luna and gpt-5.6-terra. Both bill
+ * cache writes (1.25x input) and prompts above 272K tokens at 2x input, 1.5x
+ * output (catalog_extras).
  */
 #define CATALOG_BUILTIN_MODELS 12
 #define CATALOG_BUILTIN_CAPS 8
@@ -128,7 +128,18 @@ static const struct catalog_def catalog_defs[] = {
        */
       {"gpt-5.6-luna", 1050000, 128000,
        CAPS("chat", "vision", "tools", "json", "streaming", "reasoning", "code"), "LOW", 0.2, 1.2,
-       0.02, 0.25}}},
+       0.02, 0.25},
+      /*
+       * https://developers.openai.com/de-DE/api/docs/models/gpt-5.6-terra
+       * (read 2026-11; Luna's page quotes the same input price): 1,050,000
+       * context, 128,000 output, $2.00 input, $0.20 cached input, $12.00
+       * output; cache writes 1.25x input; above 272K prompt tokens 2x input
+       * and 1.5x output. GPT-5.6 Sol is not here: its page gives promotional
+       * prices "at least until November 21, 2026" and not the price after.
+       */
+      {"gpt-5.6-terra", 1050000, 128000,
+       CAPS("chat", "vision", "tools", "json", "streaming", "reasoning", "code"), "MEDIUM", 2.0,
+       12.0, 0.2, 2.5}}},
     {"anthropic",
      "Anthropic",
      "anthropic",
@@ -520,6 +531,7 @@ static const struct catalog_model_extra catalog_extras[] = {
     {"gemini", "gemini-2.5-pro", 200000, 2.5, 15.0, 0.0},
     /* Added November 2026: see the model comments in catalog_defs for sources. */
     {"openai", "gpt-5.6-luna", 272000, 0.4, 1.8, 0.0},
+    {"openai", "gpt-5.6-terra", 272000, 4.0, 18.0, 0.0},
     {"anthropic", "claude-haiku-4-5-20251001", 0, 0.0, 0.0, 10.0},
     {"anthropic", "claude-sonnet-5-5", 0, 0.0, 0.0, 10.0},
     {"anthropic", "claude-opus-5-5", 0, 0.0, 0.0, 10.0},
