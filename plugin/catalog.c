@@ -52,6 +52,12 @@
  * Bedrock and Vertex AI), OpenAI's gpt-5.6-luna and gpt-5.6-terra. Both bill
  * cache writes (1.25x input) and prompts above 272K tokens at 2x input, 1.5x
  * output (catalog_extras).
+ *
+ * Removed: OpenAI's o3-mini, shut down on 2026-10-23 (OpenAI's deprecations
+ * page, as quoted by several stored copies; replacement gpt-5.6-sol, and
+ * gpt-5.6-terra for o4-mini). Its gpt-4o, gpt-4o-mini and gpt-4.1 are to shut
+ * down on 2027-01-14 (Azure's later): kept until then, gpt-4o-mini still the
+ * openai default (admins override default_model).
  */
 #define CATALOG_BUILTIN_MODELS 12
 #define CATALOG_BUILTIN_CAPS 8
@@ -115,8 +121,6 @@ static const struct catalog_def catalog_defs[] = {
        0.15, 0.6, 0.075, 0.0},
       {"gpt-4.1", 1047576, 32768, CAPS("chat", "vision", "tools", "json", "streaming", "code"),
        "HIGH", 2.0, 8.0, 0.5, 0.0},
-      {"o3-mini", 200000, 100000, CAPS("chat", "tools", "json", "streaming", "reasoning", "code"),
-       "MEDIUM", 1.1, 4.4, 0.55, 0.0},
       {"text-embedding-3-small", 8191, 0, CAPS("embedding"), "LOW", 0.02, 0.0, 0.0, 0.0},
       /*
        * https://developers.openai.com/api/docs/models/gpt-5.6-luna (read 2026-11):
