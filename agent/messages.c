@@ -131,39 +131,17 @@ unsigned messages_needs(const json_t *req, bool count)
     return n;
 }
 
-/* Text characters of content: a string, or the text of its blocks and of their content. */
-static long long msg_chars(const json_t *content, int depth)
-{
-    if (json_is_string(content)) {
-        return (long long)json_string_length(content);
-    }
-    long long n = 0;
-    size_t i;
-    const json_t *blk;
-    json_array_foreach(content, i, blk)
-    {
-        const json_t *text = json_object_get(blk, "text");
-        if (json_is_string(text)) {
-            n += (long long)json_string_length(text);
-        }
-        if (depth > 0) {
-            n += msg_chars(json_object_get(blk, "content"), depth - 1);
-        }
-    }
-    return n;
-}
-
 long long messages_prompt_estimate(const json_t *req)
 {
     /* The body is bounded by limits.max_body_bytes: these sums cannot overflow. */
-    long long chars = msg_chars(json_object_get(req, "system"), 0);
+    long long chars = prov_content_chars(json_object_get(req, "system"), 0);
     long long tokens = 0;
     size_t i;
     const json_t *m;
     const json_t *msgs = json_object_get(req, "messages");
     json_array_foreach(msgs, i, m)
     {
-        chars += msg_chars(json_object_get(m, "content"), MESSAGES_MAX_DEPTH);
+        chars += prov_content_chars(json_object_get(m, "content"), MESSAGES_MAX_DEPTH);
         tokens += MESSAGES_EST_PER_MESSAGE;
     }
     if (json_array_size(msgs) > 0) {

@@ -333,6 +333,27 @@ long long prov_max_output(const json_t *oreq)
     return 0;
 }
 
+long long prov_content_chars(const json_t *content, int depth)
+{
+    if (json_is_string(content)) {
+        return (long long)json_string_length(content);
+    }
+    long long n = 0;
+    size_t i;
+    const json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        const json_t *text = json_object_get(part, "text");
+        if (json_is_string(text)) {
+            n += (long long)json_string_length(text);
+        }
+        if (depth > 0) {
+            n += prov_content_chars(json_object_get(part, "content"), depth - 1);
+        }
+    }
+    return n;
+}
+
 long long prov_est_tokens(long long chars)
 {
     if (chars <= 0) {

@@ -172,6 +172,15 @@ long long prov_count(const json_t *v);
 /* The smaller of a and b. */
 long long prov_min(long long a, long long b);
 
+/*
+ * Text characters of a message content, for the prompt estimates: a string's
+ * length, or the lengths of the "text" strings of an array's parts (OpenAI's
+ * parts, Anthropic's blocks); while depth > 0, also those of each part's own
+ * "content" (a tool_result's), depth levels down. 0 for anything else. The
+ * caller bounds the sums (the request body is capped).
+ */
+long long prov_content_chars(const json_t *content, int depth);
+
 /* Tokens for n characters of text (4 a token, rounded up), at most PROVIDER_MAX_TOKENS. */
 long long prov_est_tokens(long long chars);
 

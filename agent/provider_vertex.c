@@ -56,6 +56,9 @@
 #define VERTEX_MAX_TEXT ((size_t)16 * 1024 * 1024)
 #define VERTEX_PATH_MODELS "/publishers/google/models/"
 #define VERTEX_PATH_ANTHROPIC "/publishers/anthropic/models/"
+/* Gemini's methods on a model: the answer at once, or as server-sent events. */
+#define VERTEX_METHOD_GENERATE ":generateContent"
+#define VERTEX_METHOD_STREAM ":streamGenerateContent?alt=sse"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -1066,26 +1069,19 @@ static bool vx_model_ok(const char *model)
     return strcmp(model, ".") != 0 && strcmp(model, "..") != 0;
 }
 
-/* base_url (https, or http for a local entry) + the model's method path. */
+/*
+ * base_url (https, or http for a local entry) + the model's method path. The
+ * model is checked first (vx_model_ok), so the path always fits its buffer.
+ */
 static enum err vx_url(const struct provider_call *c, struct provider_http *out)
 {
-    const char *base;
-    size_t bl;
-    bool local;
-    enum err e = prov_base_url(c->entry, &base, &bl, &local);
-    if (e != ERR_OK) {
-        return e;
-    }
-    if (bl > INT32_MAX) {
+    char path[sizeof(VERTEX_PATH_MODELS) + VERTEX_MAX_MODEL + sizeof(VERTEX_METHOD_STREAM)];
+    int n = snprintf(path, sizeof(path), VERTEX_PATH_MODELS "%s%s", c->model,
+                     c->stream ? VERTEX_METHOD_STREAM : VERTEX_METHOD_GENERATE);
+    if (n < 0 || (size_t)n >= sizeof(path)) {
         return ERR_TOOBIG;
     }
-    int n = snprintf(out->url, sizeof(out->url), "%.*s" VERTEX_PATH_MODELS "%s%s", (int)bl, base,
-                     c->model, c->stream ? ":streamGenerateContent?alt=sse" : ":generateContent");
-    if (n < 0 || (size_t)n >= sizeof(out->url)) {
-        return ERR_TOOBIG;
-    }
-    out->allow_http = local;
-    return ERR_OK;
+    return prov_url(out, c->entry, path);
 }
 
 /* ---- embeddings (:predict) ------------------------------------------------------------------ */
@@ -1394,9 +1390,8 @@ enum err provider_vertex_build(const struct provider_call *c, struct provider_ht
     if (!vx_model_ok(c->model)) {
         return prov_bad(&out->bad, "cannot be put in a Vertex URL", "model");
     }
-    enum err e =
-        sa ? vx_sa_url(c, out, c->stream ? ":streamGenerateContent?alt=sse" : ":generateContent")
-           : vx_url(c, out);
+    enum err e = sa ? vx_sa_url(c, out, c->stream ? VERTEX_METHOD_STREAM : VERTEX_METHOD_GENERATE)
+                    : vx_url(c, out);
     if (e != ERR_OK) {
         return e;
     }

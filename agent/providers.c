@@ -44,25 +44,6 @@ void provider_http_done(struct provider_http *h)
 #define PROV_EST_TOKENS_PER_MESSAGE 4
 #define PROV_EST_TOKENS_REPLY 3
 
-/* Text characters of a message content: a string, or the text of its parts. */
-static long long prov_content_chars(const json_t *content)
-{
-    if (json_is_string(content)) {
-        return (long long)json_string_length(content);
-    }
-    long long n = 0;
-    size_t i;
-    const json_t *part;
-    json_array_foreach(content, i, part)
-    {
-        const json_t *text = json_object_get(part, "text");
-        if (json_is_string(text)) {
-            n += (long long)json_string_length(text);
-        }
-    }
-    return n;
-}
-
 size_t provider_embed_inputs(const json_t *req)
 {
     const json_t *in = json_object_get(req, "input");
@@ -100,7 +81,7 @@ long long provider_prompt_estimate(enum provider_op op, const json_t *req)
         const json_t *msgs = json_object_get(req, "messages");
         json_array_foreach(msgs, i, v)
         {
-            chars += prov_content_chars(json_object_get(v, "content"));
+            chars += prov_content_chars(json_object_get(v, "content"), 0);
             tokens += PROV_EST_TOKENS_PER_MESSAGE;
         }
         if (json_array_size(msgs) > 0) {
@@ -117,7 +98,8 @@ long long provider_completion_estimate(const json_t *answer)
     const json_t *choice;
     json_array_foreach(json_object_get(answer, "choices"), i, choice)
     {
-        chars += prov_content_chars(json_object_get(json_object_get(choice, "message"), "content"));
+        chars +=
+            prov_content_chars(json_object_get(json_object_get(choice, "message"), "content"), 0);
     }
     return prov_est_tokens(chars);
 }

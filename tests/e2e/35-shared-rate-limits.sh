@@ -103,6 +103,21 @@ C_PID=$NODE_PID
 error_code() { echo "$BODY" | jq -r .error.code 2>/dev/null; }
 NOMAX='{"model":"auto","messages":[{"role":"user","content":"one two three four"}]}'
 
+# refusal PATTERN: the last reply as "CODE error-code MATCH RA; ", MATCH whether its message
+# matches PATTERN (a jq regex), RA "ra-ok" when its Retry-After is the seconds left of the window
+# (window_end; 2 s early to 1 s late allowed), else what it was and what was wanted.
+refusal() {
+    local ra want
+    ra=$(hdr Retry-After)
+    want=$((window_end - $(date +%s)))
+    if [[ $ra =~ ^[0-9]+$ ]] && [ "$ra" -ge $((want - 2)) ] && [ "$ra" -le $((want + 1)) ]; then
+        ra=ra-ok
+    else
+        ra="ra='$ra' (want about $want)"
+    fi
+    echo "$CODE $(error_code) $(echo "$BODY" | jq -r --arg p "$1" '.error.message | test($p)' 2>/dev/null) $ra; "
+}
+
 # One window for the shared cases (they take about 3 s, under ASan too): at least 15 s of this
 # minute left, or wait for the next one.
 left=$((60 - $(date +%s) % 60))
@@ -124,12 +139,7 @@ t_eq "${CASES[0]}" "$answered" 6
 seventh=""
 for sock in "$AGENT_DIR/rpm.sock" "$B_DIR/rpm.sock"; do
     call "$sock" POST /v1/chat/completions "$(chat_body auto false 3)"
-    ra=$(hdr Retry-After)
-    want=$((window_end - $(date +%s)))
-    if [[ $ra =~ ^[0-9]+$ ]] && [ "$ra" -ge $((want - 2)) ] && [ "$ra" -le $((want + 1)) ]; then
-        ra=ra-ok
-    else ra="ra='$ra' (want about $want)"; fi
-    seventh+="$CODE $(error_code) $(echo "$BODY" | jq -r '.error.message | test("rpm_limit of 6 requests per minute is reached across")' 2>/dev/null) $ra; "
+    seventh+=$(refusal "rpm_limit of 6 requests per minute is reached across")
 done
 t_eq "${CASES[1]}" "$seventh" "429 tenant_rpm_exceeded true ra-ok; 429 tenant_rpm_exceeded true ra-ok; "
 t_eq "${CASES[2]}" "$(mock_requests_since "$since" | jq length)" 6
@@ -156,12 +166,7 @@ t_eq "${CASES[4]}" "$answered $(mock_requests_since "$since" | jq length)" "4 4"
 fifth=""
 for sock in "$AGENT_DIR/key.sock" "$B_DIR/key.sock"; do
     call "$sock" POST /v1/chat/completions "$(chat_body auto false 3)"
-    ra=$(hdr Retry-After)
-    want=$((window_end - $(date +%s)))
-    if [[ $ra =~ ^[0-9]+$ ]] && [ "$ra" -ge $((want - 2)) ] && [ "$ra" -le $((want + 1)) ]; then
-        ra=ra-ok
-    else ra="ra='$ra' (want about $want)"; fi
-    fifth+="$CODE $(error_code) $(echo "$BODY" | jq -r '.error.message | test("rate_limit across the agents")' 2>/dev/null) $ra; "
+    fifth+=$(refusal "rate_limit across the agents")
 done
 t_eq "${CASES[5]}" "$fifth$(mock_requests_since "$since" | jq length)" \
     "429 key_rate_limited true ra-ok; 429 key_rate_limited true ra-ok; 4"
