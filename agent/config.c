@@ -725,6 +725,7 @@ static enum err cfg_validate(struct config *c, char *errbuf)
         static const char *const forbidden[] = {"authorization",
                                                 "x-api-key",
                                                 "api-key",
+                                                "x-goog-api-key",
                                                 "host",
                                                 "content-length",
                                                 "transfer-encoding",

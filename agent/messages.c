@@ -412,7 +412,9 @@ static enum err msg_stream_event(struct provider_stream *st, const char *event, 
     if (type == NULL) {
         type = event != NULL ? event : "";
     }
-    if (strcmp(type, "message_start") == 0) {
+    if (prov_stream_error_frame(event, j, type)) {
+        st->failed = true; /* never forwarded, its text never read */
+    } else if (strcmp(type, "message_start") == 0) {
         st->started = true;
         provider_anthropic_usage(json_object_get(json_object_get(j, "message"), "usage"),
                                  &st->usage, true);
@@ -432,8 +434,6 @@ static enum err msg_stream_event(struct provider_stream *st, const char *event, 
         }
     } else if (strcmp(type, "message_stop") == 0) {
         st->done = true;
-    } else if (strcmp(type, "error") == 0) {
-        st->failed = true; /* its text is never read */
     }
     json_decref(j);
     return ERR_OK;

@@ -714,3 +714,11 @@ bool prov_cache_present(const json_t *req)
     }
     return false;
 }
+
+bool prov_stream_error_frame(const char *event, const json_t *j, const char *type)
+{
+    const json_t *err = json_object_get(j, "error");
+    return (event != NULL && strcmp(event, "error") == 0) ||
+           (type != NULL && strcmp(type, "error") == 0) || json_is_object(err) ||
+           json_is_string(err);
+}

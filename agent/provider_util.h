@@ -210,6 +210,15 @@ json_t *prov_tool_call(const json_t *blk, const char *id_key);
  * A tool call block's id (under id_key) and name: non-empty strings of at most
  * PROVIDER_MAX_TOOL_ID and PROVIDER_MAX_TOOL_NAME bytes, else false.
  */
+/*
+ * Whether an Anthropic-style stream frame (event name, parsed data j, its
+ * "type" or NULL) is the provider failing: an "error" event whatever its
+ * data says, a data type "error", or a top-level "error" object or string
+ * (a gateway's or proxy's shape). Such a frame is never forwarded nor read:
+ * its text may echo the request, and the key with it.
+ */
+bool prov_stream_error_frame(const char *event, const json_t *j, const char *type);
+
 bool prov_tool_ident(const json_t *blk, const char *id_key, const char **ret_id,
                      const char **ret_name);
 

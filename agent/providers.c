@@ -1219,10 +1219,12 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
     }
     const char *type = json_string_value(json_object_get(j, "type"));
     if (type == NULL) {
-        type = event;
+        type = event != NULL ? event : "";
     }
     enum err e = ERR_OK;
-    if (strcmp(type, "message_start") == 0) {
+    if (prov_stream_error_frame(event, j, type)) {
+        st->failed = true; /* its text is never read: it may echo the request */
+    } else if (strcmp(type, "message_start") == 0) {
         const json_t *m = json_object_get(j, "message");
         const char *id = json_string_value(json_object_get(m, "id"));
         const char *model = json_string_value(json_object_get(m, "model"));
@@ -1264,8 +1266,6 @@ static enum err anthropic_stream_event(struct provider_stream *st, const char *e
     } else if (strcmp(type, "message_stop") == 0) {
         /* OpenAI's include_usage shape: a last chunk with empty choices, then [DONE]. */
         e = prov_stream_end(st, NULL, out);
-    } else if (strcmp(type, "error") == 0) {
-        st->failed = true; /* its text is never read: it may echo the request */
     }
     /* ping, and the start and stop of text blocks, carry nothing OpenAI clients need. */
     json_decref(j);
@@ -1978,11 +1978,13 @@ static enum err cohere_stream_event(struct provider_stream *st, const char *even
     }
     const char *type = json_string_value(json_object_get(j, "type"));
     if (type == NULL) {
-        type = event;
+        type = event != NULL ? event : "";
     }
     const json_t *dm = coh_delta_message(j);
     enum err e = ERR_OK;
-    if (strcmp(type, "message-start") == 0) {
+    if (prov_stream_error_frame(event, j, type)) {
+        st->failed = true; /* a gateway's error event: its text is never read */
+    } else if (strcmp(type, "message-start") == 0) {
         const char *id = json_string_value(json_object_get(j, "id"));
         if (id != NULL) {
             snprintf(st->id, sizeof(st->id), "%s", id);
@@ -2010,8 +2012,6 @@ static enum err cohere_stream_event(struct provider_stream *st, const char *even
         prov_stream_tool_stop(st, prov_index(j));
     } else if (strcmp(type, "message-end") == 0) {
         e = coh_message_end(st, j, out);
-    } else if (strcmp(type, "error") == 0) {
-        st->failed = true; /* a gateway's error event: its text is never read */
     }
     /* content-end, citation-start/end, debug: nothing an OpenAI client needs. */
     json_decref(j);

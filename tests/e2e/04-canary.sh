@@ -56,6 +56,9 @@ for p in openai azure; do
     CASES+=("$p stream: one 7.5 MB event in many reads: passed through whole in linear time")
 done
 CASES+=("anthropic stream: an event that is not JSON: frames before it, then stream_parse_error, logged")
+for f in streamerrorevent streamerrortext; do
+    CASES+=("anthropic stream ($f): an error frame of another shape echoing the key, then message_stop: the agent's own error event, no [DONE], logged")
+done
 CASES+=("metrics and usage endpoints answer" "usage endpoint: only the caller's tenant"
     "metrics: 404 on a listener without metrics: true" "core dump after key expiry: taken"
     "core dump after key expiry: holds agent memory" "core dump after key expiry: no key"
@@ -371,6 +374,24 @@ if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "w0 w1" ] &&
 else
     t_fail "$c" "HTTP $CODE logged '$logged' body ${BODY:0:400}"
 fi
+# Anthropic error frames in other shapes ("event: error" with another type, a top-level error
+# without a type): they end the translated stream too, the provider's message_stop after them
+# is not read (it would have made a clean end with [DONE]).
+for f in streamerrorevent streamerrortext; do
+    c="anthropic stream ($f): an error frame of another shape echoing the key, then message_stop: the agent's own error event, no [DONE], logged"
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "anthropic/mock-$f" true 8)" -N -m 10
+    sleep 0.3
+    logged=$(grep '"@message":"request"' "$AGENT_LOG" | grep "\"model\":\"mock-$f\"" | tail -1 |
+        jq -r '"\(.status) \(.error)"')
+    if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "w0 w1" ] &&
+        ! grep -qx 'data: \[DONE\]' <<<"$BODY" && [[ $BODY == *'"code":"provider_stream_error"'* ]] &&
+        [[ $BODY != *"failed for key"* ]] && [[ $BODY != *"${KEY[anthropic]}"* ]] &&
+        [ "$logged" = "200 provider_stream_error" ]; then
+        t_ok "$c"
+    else
+        t_fail "$c" "HTTP $CODE logged '$logged' body ${BODY:0:400}"
+    fi
+done
 
 call "$SOCK" GET /metrics ""
 m=$CODE

@@ -55,6 +55,8 @@ CASES=("auto: HTTP 200, Anthropic's message with the answer"
     "provider 500: 502 api_error in the agent's words"
     "provider 429: 429 rate_limit_error with Retry-After"
     "stream error mid-answer: Anthropic's error event, the provider's text dropped"
+    "stream 'event: error' of another type, then message_stop: the agent's error event, nothing of the provider's"
+    "stream frame with a top-level error and no type, then message_stop: the agent's error event, nothing of the provider's"
     "count_tokens: the provider's count, its path, no cost"
     "count_tokens: errors in Anthropic's shape"
     "real SDK: the Python anthropic client"
@@ -313,6 +315,18 @@ last=$(echo "$BODY" | sed -n 's/^data: //p' | tail -1)
 t_eq "stream error mid-answer: Anthropic's error event, the provider's text dropped" \
     "$CODE $(event_names | awk '{ print $NF }') $(echo "$last" | jq -r '"\(.type) \(.error.type)"' 2>/dev/null) $(echo "$BODY" | grep -c 'x-api-key')" \
     "200 error error api_error 0"
+# Error frames in the shapes gateways and other servers use: never forwarded (they echo the
+# key), the stream ends with the agent's error event, not the provider's message_stop after them.
+for f in streamerrorevent streamerrortext; do
+    [ $f = streamerrorevent ] &&
+        c="stream 'event: error' of another type, then message_stop: the agent's error event, nothing of the provider's" ||
+        c="stream frame with a top-level error and no type, then message_stop: the agent's error event, nothing of the provider's"
+    call "$SOCK" POST /v1/messages "$(mbody anthropic/mock-$f true)"
+    last=$(echo "$BODY" | sed -n 's/^data: //p' | tail -1)
+    t_eq "$c" \
+        "$CODE $(event_names | awk '{ print $NF }') $(echo "$last" | jq -r '"\(.type) \(.error.type)"' 2>/dev/null) $(echo "$BODY" | grep -c -e 'failed for key' -e overloaded) $(echo "$BODY" | grep -c message_stop)" \
+        "200 error error api_error 0 0"
+done
 
 # ---- count_tokens ---------------------------------------------------------------------------------------
 since=$(mock_last_seq)

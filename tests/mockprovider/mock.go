@@ -1462,7 +1462,16 @@ func init() {
 		},
 		// streamerrortext: as streamerror, in the shape of older servers
 		// (TGI): a top-level "error" that is a string, echoing the credential.
+		// Anthropic style: a data-only frame {"error": {...}} without a type
+		// (a gateway's shape), then the stream's end as if nothing happened.
 		"streamerrortext": func(c *call) {
+			if c.stream && c.style == "anthropic" {
+				c.streamWords(2, c.m.o.streamInterval)
+				c.sse("", map[string]interface{}{"error": map[string]interface{}{
+					"message": "upstream failed for key " + c.credential()}})
+				c.sse("message_stop", map[string]string{"type": "message_stop"})
+				return
+			}
 			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return
@@ -1472,8 +1481,17 @@ func init() {
 		},
 		// streamerrorevent: an "event: error" whose data has no "error" member
 		// ({"message": ...} echoing the credential), then a usage chunk and
-		// [DONE] as if nothing had happened.
+		// [DONE] as if nothing had happened. Anthropic style: "event: error"
+		// whose data's type is not "error" ({"type": "overloaded", "error":
+		// {...}} echoing the credential), then message_stop.
 		"streamerrorevent": func(c *call) {
+			if c.stream && c.style == "anthropic" {
+				c.streamWords(2, c.m.o.streamInterval)
+				c.sse("error", map[string]interface{}{"type": "overloaded", "error": map[string]interface{}{
+					"message": "failed for key " + c.credential()}})
+				c.sse("message_stop", map[string]string{"type": "message_stop"})
+				return
+			}
 			if !c.stream || !c.openaiStream() {
 				c.normal(c.m.o.streamInterval)
 				return

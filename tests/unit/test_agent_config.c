@@ -718,11 +718,14 @@ static void test_semantic_rules(void **state)
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"router\":[]}", "router");
     parse_bad("{" BASE_LISTENER "," BASE_VAULT ",\"forward_headers\":[\"Authorization\"]}",
               "forward_headers[0]: may not forward");
-    /* Hop, proxy and encoding headers too, in any case, and those a SigV4 signature covers. */
+    /*
+     * Hop, proxy and encoding headers too, in any case, those a SigV4 signature
+     * covers, and Vertex express mode's key header.
+     */
     static const char *const hop[] = {
-        "Proxy-Authorization", "expect",       "TE",         "Upgrade",
-        "Accept-Encoding",     "content-type", "X-Amz-Date", "x-amz-security-token",
-        "X-Amz-Content-Sha256"};
+        "Proxy-Authorization",  "expect",        "TE",         "Upgrade",
+        "Accept-Encoding",      "content-type",  "X-Amz-Date", "x-amz-security-token",
+        "X-Amz-Content-Sha256", "X-Goog-Api-Key"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
         char text[512];
         snprintf(text, sizeof(text),
