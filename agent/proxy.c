@@ -691,15 +691,44 @@ static void call_stream_start(struct call *c)
  * and everything after are dropped) or after the end marker's frame (which
  * goes on; everything after it is dropped).
  */
+/*
+ * Queues whole frames for the app as they came, but for comments (their text
+ * dropped) and id and retry lines (dropped): sse_scrub. The copy is made only
+ * for frames that hold one, which providers rarely send.
+ */
+static enum err call_add_frames(struct call *c, const char *data, size_t len)
+{
+    if (!sse_needs_scrub(data, len)) {
+        return evbuffer_add(c->chunk, data, len) == 0 ? ERR_OK : ERR_NOMEM;
+    }
+    char *tmp = malloc(len);
+    if (tmp == NULL) {
+        return ERR_NOMEM;
+    }
+    size_t n = sse_scrub(data, len, tmp);
+    int rc = evbuffer_add(c->chunk, tmp, n);
+    free(tmp);
+    return rc == 0 ? ERR_OK : ERR_NOMEM;
+}
+
 static enum err call_forward_frames(struct call *c, const char *data, size_t len, bool last)
 {
     size_t end = sse_frame_end(&c->sse);
     if (end > 0) {
+        enum err e = ERR_OK;
         if (c->hold.len > 0) {
-            evbuffer_add(c->chunk, c->hold.data, c->hold.len);
+            /* A frame begun in an earlier read: scrubbed whole, its lines may straddle. */
+            e = buf_append(&c->hold, data, end);
+            if (e == ERR_OK) {
+                e = call_add_frames(c, c->hold.data, c->hold.len);
+            }
             buf_reset(&c->hold);
+        } else {
+            e = call_add_frames(c, data, end);
         }
-        evbuffer_add(c->chunk, data, end);
+        if (e != ERR_OK) {
+            return e;
+        }
     }
     if (last) {
         buf_reset(&c->hold);

@@ -186,3 +186,72 @@ enum err sse_feed(struct sse *p, const char *data, size_t len)
     }
     return ERR_OK;
 }
+
+/* The line at data (len bytes left): its length without its end, and with it (*full). */
+static size_t sse_line_at(const char *data, size_t len, size_t *full)
+{
+    size_t i = 0;
+    while (i < len && data[i] != '\n' && data[i] != '\r') {
+        i++;
+    }
+    size_t end = i;
+    if (i < len && data[i] == '\r') {
+        i++;
+        if (i < len && data[i] == '\n') {
+            i++;
+        }
+    } else if (i < len) {
+        i++;
+    }
+    *full = i;
+    return end;
+}
+
+/* 0: keep the line; 1: a comment (keep its ':'); 2: an id or retry field (drop it). */
+static int sse_scrub_kind(const char *line, size_t n)
+{
+    if (n > 0 && line[0] == ':') {
+        return 1;
+    }
+    const char *colon = memchr(line, ':', n);
+    size_t flen = colon != NULL ? (size_t)(colon - line) : n;
+    if ((flen == 2 && memcmp(line, "id", 2) == 0) || (flen == 5 && memcmp(line, "retry", 5) == 0)) {
+        return 2;
+    }
+    return 0;
+}
+
+bool sse_needs_scrub(const char *data, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t full = 0;
+        size_t n = sse_line_at(data + i, len - i, &full);
+        int kind = sse_scrub_kind(data + i, n);
+        if (kind == 2 || (kind == 1 && n > 1)) {
+            return true;
+        }
+        i += full;
+    }
+    return false;
+}
+
+size_t sse_scrub(const char *data, size_t len, char *out)
+{
+    size_t i = 0, o = 0;
+    while (i < len) {
+        size_t full = 0;
+        size_t n = sse_line_at(data + i, len - i, &full);
+        int kind = sse_scrub_kind(data + i, n);
+        if (kind == 1) {
+            out[o++] = ':';
+            memcpy(out + o, data + i + n, full - n);
+            o += full - n;
+        } else if (kind == 0) {
+            memcpy(out + o, data + i, full);
+            o += full;
+        }
+        i += full;
+    }
+    return o;
+}

@@ -71,4 +71,17 @@ bool sse_ended(const struct sse *p);
  */
 size_t sse_frame_end(const struct sse *p);
 
+/*
+ * For a passthrough: whether whole frames (data, len bytes, from a line
+ * start) hold a line sse_scrub would change, and their scrubbed copy into out
+ * (room for len bytes; returns its length). A comment keeps only its ':' (a
+ * keep-alive still, its text gone), an "id" or "retry" line is dropped, every
+ * other line (event, data, blank) and every line end is kept as it came. A
+ * provider's text never reaches the app outside the event data the adapter
+ * read, and no provider comment can pass for the agent's closing
+ * ": x-byok-usage" line.
+ */
+bool sse_needs_scrub(const char *data, size_t len);
+size_t sse_scrub(const char *data, size_t len, char *out);
+
 #endif

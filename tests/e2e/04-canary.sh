@@ -54,6 +54,7 @@ for p in openai azure; do
     CASES+=("$p stream: a line past the SSE line limit: frames before it, then stream_event_too_large, logged")
     CASES+=("$p stream: a frame of comment lines past upstream.max_response_bytes: frames before it, then stream_event_too_large, logged")
     CASES+=("$p stream: one 7.5 MB event in many reads: passed through whole in linear time")
+    CASES+=("$p stream with provider comments and id/retry lines: comments without their text, no id or retry, one x-byok-usage line (the agent's)")
 done
 CASES+=("anthropic stream: an event that is not JSON: frames before it, then stream_parse_error, logged")
 for f in streamerrorevent streamerrortext; do
@@ -361,6 +362,19 @@ for p in openai azure; do
         t_ok "$c"
     else
         t_fail "$c" "HTTP $CODE ${#BODY} bytes, agent CPU $ticks ticks (limit $hz) body ${BODY:0:200}"
+    fi
+done
+for p in openai azure; do
+    c="$p stream with provider comments and id/retry lines: comments without their text, no id or retry, one x-byok-usage line (the agent's)"
+    call "$SOCK" POST /v1/chat/completions "$(chat_body "$p/mock-streamnoise" true 4)" -N -m 10
+    if [ "$CODE" = 200 ] && [ "$(echo "$BODY" | sse_content)" = "$(words 4)" ] &&
+        [ "$(grep -c '^data: \[DONE\]' <<<"$BODY")" = 1 ] && [ "$(grep -c 'x-byok-usage' <<<"$BODY")" = 1 ] &&
+        [ "$(tail -2 <<<"$BODY" | grep -c '^: x-byok-usage {"')" = 1 ] && ! grep -q spoofed <<<"$BODY" &&
+        ! grep -q -e '^id' -e '^retry' <<<"$BODY" && [ "$(grep -cx ':' <<<"$BODY")" = 2 ] &&
+        [[ $BODY != *"${KEY[$p]}"* ]]; then
+        t_ok "$c"
+    else
+        t_fail "$c" "HTTP $CODE body ${BODY:0:600}"
     fi
 done
 c="anthropic stream: an event that is not JSON: frames before it, then stream_parse_error, logged"

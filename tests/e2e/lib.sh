@@ -425,7 +425,7 @@ MOCK_MODELS=(mock-normal mock-slow mock-slowstream mock-429 mock-500 mock-502 mo
     mock-401 mock-stall mock-stallbody mock-cut mock-malformed mock-oversized mock-nousage
     mock-302 mock-streamerror mock-htmlusage mock-bursterror mock-crstream mock-stallmid
     mock-streamerrortext mock-streamerrorevent mock-concatjson mock-filtererror mock-bigevent
-    mock-hugeline mock-badevent mock-bigframe mock-donecut mock-donetail mock-gzip)
+    mock-hugeline mock-badevent mock-bigframe mock-donecut mock-donetail mock-gzip mock-streamnoise)
 CHAT_MODEL=gpt-4o-mini
 declare -A PROVIDER_MODEL=([openai]=gpt-4o-mini [azure]=gpt-4o-mini [anthropic]=claude-3-5-haiku)
 

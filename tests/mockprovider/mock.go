@@ -1503,6 +1503,20 @@ func init() {
 				"model": c.model, "choices": []interface{}{}, "usage": c.openaiUsage()})
 			c.sse("", "[DONE]")
 		},
+		// streamnoise: a normal stream with, after its first frame, comment
+		// lines (one posing as the agent's ": x-byok-usage" line, one quoting
+		// the credential) and id and retry lines (the id the credential).
+		"streamnoise": func(c *call) {
+			if !c.stream || !c.openaiStream() {
+				c.normal(c.m.o.streamInterval)
+				return
+			}
+			cred := c.credential()
+			c.w = &tailWriter{ResponseWriter: c.w, marker: "\n\n",
+				tail: `: x-byok-usage {"cost_usd":0,"note":"spoofed"}` + "\n: key " + cred + "\n\n" +
+					"id: " + cred + "\nretry: 5\n\n"}
+			c.streamWords(c.words, c.m.o.streamInterval)
+		},
 		// concatjson: a 200 whose body is two JSON objects back to back, the
 		// second a usage block: starts with '{', ends with '}', not one document.
 		"concatjson": func(c *call) {

@@ -412,6 +412,37 @@ static void test_end_ignores_the_rest(void **state)
     }
 }
 
+/* What a passthrough forwards: comments without their text, no id or retry line, the rest as it
+ * came. */
+static void test_scrub(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+        bool changes;
+    } v[] = {
+        {"data: {\"a\":1}\n\n", "data: {\"a\":1}\n\n", false},
+        {"event: x\r\ndata: 1\r\n\r\n", "event: x\r\ndata: 1\r\n\r\n", false},
+        {":\n\n", ":\n\n", false},
+        {": OPENROUTER PROCESSING\n\n", ":\n\n", true},
+        {": x-byok-usage {\"cost_usd\":0}\r\ndata: 1\r\n\r\n", ":\r\ndata: 1\r\n\r\n", true},
+        {"id: sk-secret\ndata: 1\n\n", "data: 1\n\n", true},
+        {"retry: 10\rdata: 1\r\r", "data: 1\r\r", true},
+        {"id\ndata: 2\n\n", "data: 2\n\n", true},
+        {"idx: 1\ndata: 3\n\n", "idx: 1\ndata: 3\n\n", false},
+        {"\ndata: 4\n\n", "\ndata: 4\n\n", false},
+        {"data: :not a comment\n\n", "data: :not a comment\n\n", false},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        size_t len = strlen(v[i].in);
+        assert_int_equal(sse_needs_scrub(v[i].in, len), v[i].changes);
+        char out[128];
+        size_t n = sse_scrub(v[i].in, len, out);
+        assert_int_equal(n, strlen(v[i].out));
+        assert_memory_equal(out, v[i].out, n);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_frame_end_split_everywhere),
         cmocka_unit_test(test_frame_end_at_failure),
         cmocka_unit_test(test_end_ignores_the_rest),
+        cmocka_unit_test(test_scrub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
