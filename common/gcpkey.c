@@ -24,6 +24,7 @@
 #define GCPKEY_MAX_PEM 4096
 /* Its DER: three bytes per four of base64. */
 #define GCPKEY_MAX_DER ((size_t)GCPKEY_MAX_PEM / 4 * 3)
+_Static_assert(GCPKEY_MAX_DER <= 0xffff, "gcpkey_der_get reads lengths of two octets at most");
 /* RFC 7468's armour of a PKCS#8 PrivateKeyInfo (what Google's key files hold). */
 #define GCPKEY_PEM_BEGIN "-----BEGIN PRIVATE KEY-----"
 #define GCPKEY_PEM_END "-----END PRIVATE KEY-----"
@@ -190,7 +191,6 @@ static bool gcpkey_der_done(const struct gcpkey_der *d)
  * leading zero octet, in at most two octets (GCPKEY_MAX_DER fits in two).
  * false, d unchanged, when the element is not that or runs past d->end.
  */
-_Static_assert(GCPKEY_MAX_DER <= 0xffff, "a DER length fits in two octets");
 static bool gcpkey_der_get(struct gcpkey_der *d, unsigned char tag, struct gcpkey_der *ret)
 {
     const unsigned char *p = d->p;
