@@ -9,14 +9,11 @@
 #include "common/gcpkey.h"
 
 #include <jansson.h>
-#include <openssl/asn1.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/objects.h>
 #include <openssl/param_build.h>
-#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +24,7 @@
 #define GCPKEY_MAX_PEM 4096
 /* Its DER: three bytes per four of base64. */
 #define GCPKEY_MAX_DER ((size_t)GCPKEY_MAX_PEM / 4 * 3)
+_Static_assert(GCPKEY_MAX_DER <= 0xffff, "gcpkey_der_get reads lengths of two octets at most");
 /* RFC 7468's armour of a PKCS#8 PrivateKeyInfo (what Google's key files hold). */
 #define GCPKEY_PEM_BEGIN "-----BEGIN PRIVATE KEY-----"
 #define GCPKEY_PEM_END "-----END PRIVATE KEY-----"
@@ -99,13 +97,30 @@ static json_t *gcpkey_load(const char *v, size_t len, const char **why)
  * encode_decode/decode_pem2der.c and decode_der2key.c) copy the DER into
  * blocks they free without wiping, and the plugin, unlike the agent
  * (agent/jalloc.c), does not make OpenSSL's free wipe (that would cost every
- * TLS buffer of gRPC). So the base64 is decoded into a stack buffer wiped
- * before return, the two DER layers are read with OpenSSL's ASN.1 templates
- * (which read in place; PKCS8_PRIV_KEY_INFO_free clears the key's octet
- * string, and the integers are wiped here before they are freed), and the key
- * is made from BIGNUMs on the secure heap with EVP_PKEY_fromdata.
- * tests/unit/test_gcpkey_heap.c checks that no block OpenSSL frees holds a
- * piece of the key.
+ * TLS buffer of gRPC). OpenSSL's ASN.1 templates (d2i_PKCS8_PRIV_KEY_INFO,
+ * d2i_ASN1_SEQUENCE_ANY) are no better on a malformed key: when a decode
+ * fails part-way, crypto/asn1/tasn_dec.c frees the INTEGERs it had already
+ * copied, and the chunks of a BER constructed OCTET STRING it had collected,
+ * without wiping them. So the base64 is decoded into a stack buffer wiped
+ * before return, the two DER layers are read in place from that buffer by
+ * the small strict DER reader below (X.690 section 10), and each integer
+ * goes straight from the buffer into a BIGNUM on the secure heap, from
+ * which EVP_PKEY_fromdata makes the key. No copy of a key byte is made
+ * anywhere else. tests/unit/test_gcpkey_heap.c checks that no block OpenSSL
+ * frees holds a piece of the key, for good keys and malformed ones.
+ *
+ * What is read, and nothing else (anything else is refused):
+ *   PrivateKeyInfo ::= SEQUENCE {                       -- RFC 5208
+ *       version INTEGER 0,
+ *       AlgorithmIdentifier SEQUENCE { OID rsaEncryption, NULL or absent },
+ *       privateKey OCTET STRING (primitive) }            -- no [0] attributes
+ *   RSAPrivateKey ::= SEQUENCE {                        -- RFC 8017 A.1.2
+ *       version INTEGER 0, n, e, d, p, q, dP, dQ, qInv INTEGER > 0 }
+ * Lengths are definite and minimal, integers minimal, and nothing follows
+ * an element at any level. Attributes are refused: Google's key files have
+ * none, and nothing here would read them. A
+ * PKCS#8 version 1 (RFC 5958, with a public key) and a multi-prime
+ * RSAPrivateKey (version 1) are refused too: Google makes neither.
  */
 
 /* Strict RFC 7468 armour: BEGIN line, base64 lines, END line, then only line breaks. */
@@ -147,6 +162,87 @@ static bool gcpkey_b64_decode(const char *body, size_t len, unsigned char *der, 
     return b64_decode(body, len, true, der, GCPKEY_MAX_DER, ret_len) && *ret_len > 0;
 }
 
+/* DER tags (X.690 8.1.2): universal class, primitive except SEQUENCE. */
+#define GCPKEY_DER_INTEGER 0x02
+#define GCPKEY_DER_OCTETS 0x04
+#define GCPKEY_DER_NULL 0x05
+#define GCPKEY_DER_OID 0x06
+#define GCPKEY_DER_SEQUENCE 0x30
+
+/* rsaEncryption, 1.2.840.113549.1.1.1 (RFC 8017 A.1), as an OID's content octets. */
+static const unsigned char gcpkey_rsa_oid[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
+                                               0x0d, 0x01, 0x01, 0x01};
+
+/* A borrowed view of DER: the bytes from p up to end, read front to back. */
+struct gcpkey_der {
+    const unsigned char *p;
+    const unsigned char *end;
+};
+
+static bool gcpkey_der_done(const struct gcpkey_der *d)
+{
+    return d->p == d->end;
+}
+
+/*
+ * Reads the element at d->p, which must have the given tag: *ret is its
+ * content, and d moves past it. The length must be definite and minimal
+ * (X.690 10.1): the short form below 128, else the long form without a
+ * leading zero octet, in at most two octets (GCPKEY_MAX_DER fits in two).
+ * false, d unchanged, when the element is not that or runs past d->end.
+ */
+static bool gcpkey_der_get(struct gcpkey_der *d, unsigned char tag, struct gcpkey_der *ret)
+{
+    const unsigned char *p = d->p;
+    if (d->end - p < 2 || p[0] != tag) {
+        return false;
+    }
+    size_t len = p[1];
+    p += 2;
+    if (len >= 0x80) {
+        size_t octets = len & 0x7f; /* 0 is BER's indefinite length */
+        if (octets == 0 || octets > 2 || (size_t)(d->end - p) < octets || p[0] == 0) {
+            return false;
+        }
+        len = 0;
+        for (size_t i = 0; i < octets; i++) {
+            len = len << 8 | p[i];
+        }
+        p += octets;
+        if (len < 0x80) {
+            return false;
+        }
+    }
+    if (len > (size_t)(d->end - p)) {
+        return false;
+    }
+    ret->p = p;
+    ret->end = p + len;
+    d->p = p + len;
+    return true;
+}
+
+/*
+ * Reads an INTEGER that is not negative, in minimal form (X.690 8.3.2): *ret
+ * is its magnitude, big-endian without the leading zero octet (empty for 0).
+ */
+static bool gcpkey_der_uint(struct gcpkey_der *d, struct gcpkey_der *ret)
+{
+    struct gcpkey_der v;
+    if (!gcpkey_der_get(d, GCPKEY_DER_INTEGER, &v)) {
+        return false;
+    }
+    size_t n = (size_t)(v.end - v.p);
+    if (n == 0 || (v.p[0] & 0x80) != 0 || (n > 1 && v.p[0] == 0 && (v.p[1] & 0x80) == 0)) {
+        return false; /* empty, negative, or a leading zero octet not needed */
+    }
+    if (v.p[0] == 0) {
+        v.p++;
+    }
+    *ret = v;
+    return true;
+}
+
 /* The OSSL_PARAM names of RSAPrivateKey's integers after its version (RFC 8017 A.1.2). */
 static const char *const gcpkey_rsa_params[GCPKEY_RSA_FIELDS] = {
     NULL,
@@ -161,58 +257,42 @@ static const char *const gcpkey_rsa_params[GCPKEY_RSA_FIELDS] = {
 };
 
 /*
- * Wipes every element of a parsed RSAPrivateKey, then frees it (ASN1_TYPE_free
- * does not wipe). Every type but these three holds an ASN1_STRING (asn1.h).
+ * The RSA key of an RSAPrivateKey DER that fills rsa exactly, or NULL. Its
+ * integers go from the DER to BIGNUMs on the secure heap (BN_bin2bn,
+ * BN_clear_free), and from there through OSSL_PARAM_BLD (which puts secure
+ * BIGNUMs in its secure block, wiped by OSSL_PARAM_free) to EVP_PKEY_fromdata.
  */
-static void gcpkey_seq_free(ASN1_SEQUENCE_ANY *seq)
+static EVP_PKEY *gcpkey_rsa_from(struct gcpkey_der rsa)
 {
-    for (int i = 0; i < sk_ASN1_TYPE_num(seq); i++) {
-        ASN1_TYPE *t = sk_ASN1_TYPE_value(seq, i);
-        if (t != NULL && t->type != V_ASN1_BOOLEAN && t->type != V_ASN1_NULL &&
-            t->type != V_ASN1_OBJECT && t->value.asn1_string != NULL &&
-            t->value.asn1_string->data != NULL && t->value.asn1_string->length > 0) {
-            OPENSSL_cleanse(t->value.asn1_string->data, (size_t)t->value.asn1_string->length);
-        }
-    }
-    sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
-}
-
-/*
- * The RSA key of an RSAPrivateKey DER (rsa, rsa_len bytes), or NULL. Its
- * integers go to BIGNUMs on the secure heap (BN_clear_free), and from there
- * through OSSL_PARAM_BLD (which puts secure BIGNUMs in its secure block, wiped
- * by OSSL_PARAM_free) to EVP_PKEY_fromdata.
- */
-static EVP_PKEY *gcpkey_rsa_from(const unsigned char *rsa, long rsa_len)
-{
-    const unsigned char *p = rsa;
-    ASN1_SEQUENCE_ANY *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, rsa_len);
+    struct gcpkey_der seq, v;
     EVP_PKEY *key = NULL;
     BIGNUM *bn[GCPKEY_RSA_FIELDS] = {NULL};
     OSSL_PARAM_BLD *bld = NULL;
     OSSL_PARAM *params = NULL;
     EVP_PKEY_CTX *ctx = NULL;
-    if (seq == NULL || p != rsa + rsa_len || sk_ASN1_TYPE_num(seq) != GCPKEY_RSA_FIELDS) {
-        goto out;
+    if (!gcpkey_der_get(&rsa, GCPKEY_DER_SEQUENCE, &seq) || !gcpkey_der_done(&rsa) ||
+        !gcpkey_der_uint(&seq, &v) || v.p != v.end) {
+        goto out; /* version 1 is multi-prime, which Google does not make */
     }
     bld = OSSL_PARAM_BLD_new();
     if (bld == NULL) {
         goto out;
     }
-    for (int i = 0; i < GCPKEY_RSA_FIELDS; i++) {
-        const ASN1_TYPE *t = sk_ASN1_TYPE_value(seq, i);
-        if (t == NULL || t->type != V_ASN1_INTEGER) {
-            goto out;
+    for (int i = 1; i < GCPKEY_RSA_FIELDS; i++) {
+        if (!gcpkey_der_uint(&seq, &v) || v.p == v.end) {
+            goto out; /* each integer of a key is positive */
         }
         bn[i] = BN_secure_new();
-        if (bn[i] == NULL || ASN1_INTEGER_to_BN(t->value.integer, bn[i]) == NULL) {
+        if (bn[i] == NULL || BN_bin2bn(v.p, (int)(v.end - v.p), bn[i]) == NULL) {
             goto out;
         }
         BN_set_flags(bn[i], BN_FLG_CONSTTIME);
-        if (i == 0 ? !BN_is_zero(bn[0])
-                   : OSSL_PARAM_BLD_push_BN(bld, gcpkey_rsa_params[i], bn[i]) != 1) {
-            goto out; /* version 1 is multi-prime, which Google does not make */
+        if (OSSL_PARAM_BLD_push_BN(bld, gcpkey_rsa_params[i], bn[i]) != 1) {
+            goto out;
         }
+    }
+    if (!gcpkey_der_done(&seq)) {
+        goto out;
     }
     params = OSSL_PARAM_BLD_to_param(bld);
     ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
@@ -228,33 +308,46 @@ out:
     for (int i = 0; i < GCPKEY_RSA_FIELDS; i++) {
         BN_clear_free(bn[i]);
     }
-    gcpkey_seq_free(seq);
     return key;
 }
 
 /*
  * The RSA key of a PKCS#8 PrivateKeyInfo DER (RFC 5208), or NULL with *why:
- * the whole DER is one PrivateKeyInfo, its algorithm rsaEncryption.
+ * the whole DER is one PrivateKeyInfo as the comment above gcpkey_pem_body
+ * says. Its algorithm is checked before its parameters, so that another
+ * kind of key (EC, Ed25519) is named as such.
  */
 static EVP_PKEY *gcpkey_pkcs8(const unsigned char *der, size_t der_len, const char **why)
 {
-    const unsigned char *p = der;
-    PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)der_len);
-    const ASN1_OBJECT *alg = NULL;
-    const unsigned char *rsa = NULL;
-    int rsa_len = 0;
-    EVP_PKEY *key = NULL;
-    if (p8 == NULL || p != der + der_len || PKCS8_pkey_get0(&alg, &rsa, &rsa_len, NULL, p8) != 1) {
-        *why = "private_key does not parse as a PEM private key";
-    } else if (OBJ_obj2nid(alg) != NID_rsaEncryption) {
-        *why = "private_key must be an RSA key";
-    } else {
-        key = gcpkey_rsa_from(rsa, rsa_len);
-        if (key == NULL) {
-            *why = "private_key does not parse as a PEM private key";
-        }
+    struct gcpkey_der d = {der, der + der_len}, info, v, alg, oid, rsa;
+    *why = "private_key does not parse as a PEM private key";
+    if (!gcpkey_der_get(&d, GCPKEY_DER_SEQUENCE, &info) || !gcpkey_der_done(&d) ||
+        !gcpkey_der_uint(&info, &v) || v.p != v.end ||
+        !gcpkey_der_get(&info, GCPKEY_DER_SEQUENCE, &alg) ||
+        !gcpkey_der_get(&alg, GCPKEY_DER_OID, &oid)) {
+        return NULL;
     }
-    PKCS8_PRIV_KEY_INFO_free(p8); /* clears the key's octet string (crypto/asn1/p8_pkey.c) */
+    if ((size_t)(oid.end - oid.p) != sizeof(gcpkey_rsa_oid) ||
+        memcmp(oid.p, gcpkey_rsa_oid, sizeof(gcpkey_rsa_oid)) != 0) {
+        *why = "private_key must be an RSA key";
+        return NULL;
+    }
+    /*
+     * RFC 8017 A.1: the parameters "shall" be NULL. Absent is taken too: they
+     * carry nothing for this OID, and OpenSSL's own RSA decoder does not look
+     * at them (crypto/rsa/rsa_ameth.c, rsa_param_decode).
+     */
+    if (!gcpkey_der_done(&alg) &&
+        (!gcpkey_der_get(&alg, GCPKEY_DER_NULL, &v) || v.p != v.end || !gcpkey_der_done(&alg))) {
+        return NULL;
+    }
+    if (!gcpkey_der_get(&info, GCPKEY_DER_OCTETS, &rsa) || !gcpkey_der_done(&info)) {
+        return NULL;
+    }
+    EVP_PKEY *key = gcpkey_rsa_from(rsa);
+    if (key != NULL) {
+        *why = NULL;
+    }
     return key;
 }
 
