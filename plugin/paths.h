@@ -108,6 +108,8 @@ struct byok_hooks {
 extern const struct byok_hooks byok_hooks_keys;
 /* The rate-lease windows (paths_ratelease.c: an in-memory table, dropped by cleanup). */
 extern const struct byok_hooks byok_hooks_ratelease;
+/* paths_tenants.c: periodic finishes tenant deletes that did not finish. */
+extern const struct byok_hooks byok_hooks_tenants;
 
 /* A module's state slot (what its init returned), or NULL. */
 void *byok_hooks_state(struct byok *b, const struct byok_hooks *hooks);

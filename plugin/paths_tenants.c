@@ -360,13 +360,17 @@ static enum err tenants_delete_grace(struct storage *st, const char *tenant)
     return e;
 }
 
-static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
+/*
+ * The whole delete of tenant t: marker, shred, walk, grace marks, marker
+ * removal, under the write lock. Run by DELETE tenants/<t> and, for a delete
+ * that did not finish, by the periodic function.
+ */
+static enum err tenants_delete_run(struct byok *b, struct storage *st, const char *t)
 {
-    struct keystore *ks = keystore_of(req->backend);
+    struct keystore *ks = keystore_of(b);
     if (ks == NULL) {
         return ERR_INTERNAL;
     }
-    const char *t = fw_str(req, "tenant");
     char prefix[STORAGE_MAX_KEY], settings_key[STORAGE_MAX_KEY], marker[STORAGE_MAX_KEY];
     enum err e = keystore_path_tenant(prefix, sizeof(prefix), t, "");
     if (e == ERR_OK) {
@@ -392,25 +396,25 @@ static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
      * the records left never appear under a new tenant of the same name.
      * Written again by a repeated delete (the same document).
      */
-    e = storage_put_json(req->storage, marker, mark, false);
+    e = storage_put_json(st, marker, mark, false);
     /* The shred next: if anything below fails, the ciphertexts left are already useless. */
     if (e == ERR_OK) {
-        e = envelope_tenant_shred(keystore_envelope(ks), req->storage, t);
+        e = envelope_tenant_shred(keystore_envelope(ks), st, t);
     }
     if (e == ERR_OK) {
-        e = tenants_delete_tree(req->storage, prefix, 0);
+        e = tenants_delete_tree(st, prefix, 0);
     }
     /*
      * Drop the cached settings (InvalidateKey does the same on other nodes)
      * before the lock goes: a settings write waiting on it merges into the
      * cached document, and would store the deleted tenant's settings again.
      */
-    byok_invalidate(req->backend, settings_key);
+    byok_invalidate(b, settings_key);
     if (e == ERR_OK) {
-        e = tenants_delete_grace(req->storage, t);
+        e = tenants_delete_grace(st, t);
     }
     if (e == ERR_OK) {
-        e = storage_delete(req->storage, marker);
+        e = storage_delete(st, marker);
         e = e == ERR_NOTFOUND ? ERR_OK : e;
     }
     keystore_usage_forget(ks, t, NULL, NULL);
@@ -419,12 +423,51 @@ static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
     json_decref(mark);
     if (e != ERR_OK) {
         log_kv(LOGL_WARN,
-               "tenant delete did not finish; writes to the tenant are refused until "
-               "it is deleted again",
+               "tenant delete did not finish; writes to the tenant are refused until it is "
+               "deleted again (the periodic function retries it)",
                "tenant", t, "error", err_name(e), NULL);
     }
     return e;
 }
+
+static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
+{
+    (void)resp;
+    return tenants_delete_run(req->backend, req->storage, fw_str(req, "tenant"));
+}
+
+/*
+ * Vault's periodic function: finishes the deletes left unfinished (a failed
+ * Delete, the request's deadline, a crash); one List of deleting/ when there
+ * are none. Every pending tenant is tried; the first error is returned.
+ */
+static enum err tenants_periodic(struct byok *b, struct storage *st)
+{
+    char **names = NULL;
+    size_t n = 0;
+    enum err e = storage_list(st, TENANTS_DELETING_PREFIX, &names, &n);
+    if (e == ERR_NOTFOUND) {
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* Only what a delete writes: a tenant name (the paths' rule), never a folder. */
+        if (!fw_name_valid(names[i])) {
+            continue;
+        }
+        log_kv(LOGL_INFO, "finishing an unfinished tenant delete", "tenant", names[i], NULL);
+        enum err de = tenants_delete_run(b, st, names[i]);
+        if (de != ERR_OK && e == ERR_OK) {
+            e = de;
+        }
+    }
+    storage_keys_free(names, n);
+    return e;
+}
+
+const struct byok_hooks byok_hooks_tenants = {.periodic = tenants_periodic};
 
 /* ---- settings ------------------------------------------------------------------------- */
 

@@ -1556,6 +1556,28 @@ static void test_delete_cut_refuses_reuse(void **state)
     expect_creds_404(e, "tenants/acme/creds/anthropic", NULL);
 }
 
+/* The periodic function finishes a delete that did not: the name is then free. */
+static void test_delete_cut_finished_by_periodic(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"rpm_limit\": 5}");
+    fault_on(e, NULL, "tenants/acme/keys/");
+    struct result r = call(e, FW_OP_DELETE, "tenants/acme", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    assert_int_not_equal(byok_periodic(e->b, e->st), ERR_OK); /* still failing: kept */
+    fault_off(e);
+    assert_int_equal(count_prefix(e, "deleting/acme"), 1);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(count_prefix(e, "tenants/acme/"), 0);
+    assert_int_equal(count_prefix(e, "deleting/"), 0);
+    put_key(e, KP, canary2, NULL);
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_int_equal(num(d, "rpm_limit"), 0);
+    json_decref(d);
+}
+
 /* A delete that cannot write its marker destroys nothing. */
 static void test_delete_marker_fails(void **state)
 {
@@ -3378,6 +3400,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_partly_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_cut_refuses_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_marker_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_cut_finished_by_periodic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grace_unmark_fails_answers_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_summary_storage_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_keeps_pending_usage, setup, teardown),
