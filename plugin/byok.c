@@ -52,6 +52,7 @@ struct byok *byok_new(void)
     }
     b->hooks[b->nhooks++] = &byok_hooks_keys;
     b->hooks[b->nhooks++] = &byok_hooks_ratelease;
+    b->hooks[b->nhooks++] = &byok_hooks_tenants;
     for (size_t i = 0; i < b->nhooks; i++) {
         if (b->hooks[i]->init != NULL && b->hooks[i]->init(b, &b->state[i]) != ERR_OK) {
             goto out_free;

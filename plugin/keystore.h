@@ -36,9 +36,14 @@
  *                                       (paths_ratelease.c)
  *   grace/<t>:<p>:<kt>                 {} while a version of that key waits for its grace period
  *                                       to end; byok_periodic revokes and removes it
+ *   deleting/<t>                       {"started_at"}: a tenant delete under way or cut part-way
+ *                                       (paths_tenants.c); written before the DEK is shredded,
+ *                                       removed after the last record; writers refuse the tenant
+ *                                       while it exists; byok_periodic finishes the delete
  *
  * Everything of one tenant lives under tenants/<t>/, so a tenant delete is the
- * DEK shred plus a walk of that prefix.
+ * DEK shred plus a walk of that prefix (and its grace/ marks), between writing
+ * and removing deleting/<t>.
  */
 #ifndef BYOK_PLUGIN_KEYSTORE_H
 #define BYOK_PLUGIN_KEYSTORE_H

@@ -67,6 +67,19 @@ MUST_USE enum err paths_usage_tenant_exists(struct keystore *ks, struct storage 
                                             const char *tenant);
 
 /*
+ * paths_tenants.c: the marker of a tenant delete that has not finished,
+ * deleting/<t> (written before the data key is destroyed, removed after the
+ * last record: docs/internals/keys-engine.md "Tenant delete"). ERR_EXISTS
+ * while it is stored, ERR_OK when not, or the storage error. Writers that
+ * would store something for the tenant (a key's first data key, settings,
+ * usage, budget leases) call it under keystore_lock, which the delete holds
+ * from writing the marker to removing it, and refuse with
+ * PATHS_TENANT_DELETING (one %s: the tenant).
+ */
+MUST_USE enum err paths_tenant_deleting(struct storage *st, const char *tenant);
+#define PATHS_TENANT_DELETING "tenant '%s': an earlier delete did not finish; delete it again"
+
+/*
  * paths_budget.c: the `budget` object of the tenant summary, from the
  * tenant's effective settings and its month-to-date usage (as
  * paths_usage_month_to_date gives it) plus the budget holds in storage.
@@ -95,6 +108,8 @@ struct byok_hooks {
 extern const struct byok_hooks byok_hooks_keys;
 /* The rate-lease windows (paths_ratelease.c: an in-memory table, dropped by cleanup). */
 extern const struct byok_hooks byok_hooks_ratelease;
+/* paths_tenants.c: periodic finishes tenant deletes that did not finish. */
+extern const struct byok_hooks byok_hooks_tenants;
 
 /* A module's state slot (what its init returned), or NULL. */
 void *byok_hooks_state(struct byok *b, const struct byok_hooks *hooks);

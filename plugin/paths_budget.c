@@ -207,7 +207,19 @@ static enum err budget_lease(struct fw_request *req, struct fw_response *resp)
     json_t *settings = NULL, *usage = NULL, *stored = NULL, *live = NULL;
     keystore_lock(ks);
     /* As for usage: a lease must not bring back a deleted tenant's tree, nor make one up. */
-    e = paths_usage_tenant_exists(ks, req->storage, t);
+    e = paths_tenant_deleting(req->storage, t);
+    if (e == ERR_EXISTS) {
+        /* A 400 as for a deleted tenant: the agent drops it rather than retrying for ever. */
+        fw_error(resp,
+                 "invalid value for field 'tenant': " PATHS_TENANT_DELETING
+                 "; no budget is leased for it",
+                 t);
+        e = ERR_OK;
+        goto out_unlock;
+    }
+    if (e == ERR_OK) {
+        e = paths_usage_tenant_exists(ks, req->storage, t);
+    }
     if (e == ERR_NOTFOUND) {
         fw_error(resp,
                  "invalid value for field 'tenant': tenant '%s' does not exist (deleted, or it "

@@ -503,6 +503,23 @@ static bool keys_grace_pending(const json_t *rec)
 }
 
 /* Revokes every version except keep_a and keep_b (-1: none), destroying ciphertexts. */
+/*
+ * Removes the key's grace mark after a save that left no version in grace.
+ * Best effort: the record is saved, so the write has happened and answers
+ * 200 (a 500 would invite a retry that adds another version); a mark left
+ * with nothing pending is harmless, the sweep drops it. Logged by path only.
+ */
+static void keys_grace_unmark(struct fw_request *req)
+{
+    const char *t = fw_str(req, "tenant"), *p = fw_str(req, "provider"),
+               *kt = fw_str(req, "key_type");
+    enum err e = keystore_grace_mark(req->storage, t, p, kt, false);
+    if (e != ERR_OK && e != ERR_NOTFOUND) {
+        log_kv(LOGL_WARN, "key saved; its grace mark was not removed (the grace sweep drops it)",
+               "tenant", t, "provider", p, "key_type", kt, "error", err_name(e), NULL);
+    }
+}
+
 static void keys_revoke_versions(json_t *rec, const char *now_s, int64_t keep_a, int64_t keep_b)
 {
     size_t i;
@@ -587,6 +604,34 @@ static enum err keys_add_version(struct fw_request *req, struct fw_response *res
     json_object_set_new(rec, "validation", validation);
     *ret_version = version;
     return ERR_OK;
+}
+
+/*
+ * Whether a key write may store for the tenant, under the write lock: not
+ * while an earlier tenant delete is unfinished (paths_tenant_deleting), since
+ * the data key the write would make would pass the records that delete left
+ * off as the new tenant's. The marker is looked up only when the tenant has
+ * no data key: a delete destroys it right after writing the marker, so a
+ * write to a tenant that has one (the DEK cache: no storage round trip when
+ * warm) costs nothing more. false with a 409 in resp when refused.
+ */
+static enum err keys_tenant_open(struct fw_request *req, struct fw_response *resp, bool *ret_ok)
+{
+    struct keystore *ks = keystore_of(req->backend);
+    const char *t = fw_str(req, "tenant");
+    struct secret *dek = NULL;
+    enum err e = envelope_tenant_dek(keystore_envelope(ks), req->storage, t, false, &dek, NULL);
+    secret_free(&dek);
+    if (e == ERR_NOTFOUND) {
+        e = paths_tenant_deleting(req->storage, t);
+    }
+    if (e == ERR_EXISTS) {
+        fw_error_coded(resp, 409, PATHS_TENANT_DELETING, t);
+        *ret_ok = false;
+        return ERR_OK;
+    }
+    *ret_ok = e == ERR_OK;
+    return e;
 }
 
 /*
@@ -773,9 +818,13 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
     char now_s[32];
     keystore_time_format(now, now_s, sizeof(now_s));
     bool has_value = fw_provided(req, "key_value");
-    bool dek_created = false, saved = false;
+    bool dek_created = false, saved = false, open = false;
 
     keystore_lock(ks);
+    e = keys_tenant_open(req, resp, &open);
+    if (e != ERR_OK || !open) {
+        goto out_unlock;
+    }
     rec = keys_load(req, true, &e);
     if (e == ERR_NOTFOUND) {
         if (!has_value) {
@@ -826,8 +875,7 @@ static enum err keys_write(struct fw_request *req, struct fw_response *resp)
      * sweep never revokes). No extra round trip otherwise.
      */
     if (e == ERR_OK && had_grace) {
-        e = keystore_grace_mark(req->storage, fw_str(req, "tenant"), fw_str(req, "provider"),
-                                fw_str(req, "key_type"), false);
+        keys_grace_unmark(req);
     }
     if (e == ERR_OK) {
         e = keys_reply_summary(resp, rec, now);
@@ -912,7 +960,7 @@ static enum err keys_delete(struct fw_request *req, struct fw_response *resp)
     e = keys_save(req, rec);
     keystore_usage_save_end(ks, t, p, kt, rec, hits, e);
     if (e == ERR_OK && had_grace) {
-        e = keystore_grace_mark(req->storage, t, p, kt, false);
+        keys_grace_unmark(req);
     }
 out_unlock:
     keystore_unlock(ks);
@@ -970,8 +1018,12 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
     char now_s[32];
     keystore_time_format(now, now_s, sizeof(now_s));
 
-    bool dek_created = false, saved = false;
+    bool dek_created = false, saved = false, open = false;
     keystore_lock(ks);
+    e = keys_tenant_open(req, resp, &open);
+    if (e != ERR_OK || !open) {
+        goto out_unlock;
+    }
     rec = keys_load(req, false, &e);
     if (e == ERR_NOTFOUND) {
         fw_error_coded(resp, 404, "no key to rotate");
@@ -1040,7 +1092,7 @@ static enum err keys_rotate(struct fw_request *req, struct fw_response *resp)
         saved = e == ERR_OK;
     }
     if (e == ERR_OK && !keep_old) {
-        e = keystore_grace_mark(req->storage, t, p, kt, false);
+        keys_grace_unmark(req);
     }
     if (e == ERR_OK) {
         e = keys_reply_view(req, resp, rec, now);

@@ -6,13 +6,19 @@
  *
  * Delete is a crypto-shred: the tenant's DEK is destroyed first, so every
  * ciphertext of the tenant, including copies in old snapshots and backups,
- * can never be opened again; then the tenant's records are removed.
+ * can never be opened again; then the tenant's records are removed. A marker,
+ * deleting/<t>, is stored before the DEK is destroyed and removed after the
+ * last record: while it exists the name is not free (writes are refused, reads
+ * answer as for a deleted tenant), so a delete cut part-way never hands its
+ * leftovers to a new tenant of the same name. Delete again to finish.
  */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "plugin/byok.h"
 #include "plugin/catalog.h"
 #include "plugin/config.h"
@@ -72,6 +78,36 @@ static enum err tenants_fold(struct fw_request *req, const char *name, bool uppe
     return json_object_set_new(req->fields, name, json_string(out)) == 0 ? ERR_OK : ERR_NOMEM;
 }
 
+/* ---- the marker of an unfinished delete ----------------------------------------------- */
+
+/* Outside tenants/<t>/: the walk does not remove it part-way, and one List finds them all. */
+#define TENANTS_DELETING_PREFIX "deleting/"
+
+static enum err tenants_deleting_key(char *out, size_t size, const char *tenant)
+{
+    if (tenant == NULL ||
+        (size_t)snprintf(out, size, TENANTS_DELETING_PREFIX "%s", tenant) >= size) {
+        return ERR_TOOBIG;
+    }
+    return ERR_OK;
+}
+
+enum err paths_tenant_deleting(struct storage *st, const char *tenant)
+{
+    char key[STORAGE_MAX_KEY];
+    enum err e = tenants_deleting_key(key, sizeof(key), tenant);
+    unsigned char *val = NULL;
+    size_t len = 0;
+    if (e == ERR_OK) {
+        e = storage_get(st, key, &val, &len);
+    }
+    free(val);
+    if (e == ERR_OK) {
+        return ERR_EXISTS;
+    }
+    return e == ERR_NOTFOUND ? ERR_OK : e;
+}
+
 /* ---- list, summary ------------------------------------------------------------------ */
 
 static enum err tenants_list(struct fw_request *req, struct fw_response *resp)
@@ -85,23 +121,49 @@ static enum err tenants_list(struct fw_request *req, struct fw_response *resp)
     if (e != ERR_OK) {
         return e;
     }
-    json_t *keys = json_array();
-    for (size_t i = 0; i < n && keys != NULL; i++) {
+    /*
+     * A tenant whose delete did not finish is listed while records of it are
+     * left, marked in key_info ("deleting": true) so that the operator can
+     * finish it; its read answers 404.
+     */
+    char **gone = NULL;
+    size_t ng = 0;
+    e = storage_list(req->storage, TENANTS_DELETING_PREFIX, &gone, &ng);
+    if (e != ERR_OK && e != ERR_NOTFOUND) {
+        storage_keys_free(names, n);
+        return e;
+    }
+    json_t *keys = json_array(), *info = json_object();
+    for (size_t i = 0; i < n && keys != NULL && info != NULL; i++) {
         size_t len = strlen(names[i]);
         if (len > 1 && names[i][len - 1] == '/') {
             names[i][len - 1] = '\0';
             json_array_append_new(keys, json_string(names[i]));
+            for (size_t j = 0; j < ng; j++) {
+                if (strcmp(gone[j], names[i]) == 0) {
+                    json_object_set_new(info, names[i], json_pack("{sb}", "deleting", true));
+                }
+            }
         }
     }
     storage_keys_free(names, n);
-    if (keys == NULL) {
+    storage_keys_free(gone, ng);
+    if (keys == NULL || info == NULL) {
+        json_decref(keys);
+        json_decref(info);
         return ERR_NOMEM;
     }
     if (json_array_size(keys) == 0) {
         json_decref(keys);
+        json_decref(info);
         return ERR_OK;
     }
-    fw_reply(resp, json_pack("{so}", "keys", keys));
+    if (json_object_size(info) == 0) {
+        json_decref(info);
+        fw_reply(resp, json_pack("{so}", "keys", keys));
+    } else {
+        fw_reply(resp, json_pack("{soso}", "keys", keys, "key_info", info));
+    }
     return ERR_OK;
 }
 
@@ -130,7 +192,15 @@ static enum err tenants_read(struct fw_request *req, struct fw_response *resp)
 {
     const char *t = fw_str(req, "tenant");
     bool exists = false;
-    enum err e = tenants_exists_in_storage(req->storage, t, &exists);
+    enum err e = paths_tenant_deleting(req->storage, t);
+    if (e == ERR_EXISTS) {
+        /* What is left of it belongs to nobody: answered as for a deleted tenant. */
+        fw_error_coded(resp, 404, PATHS_TENANT_DELETING, t);
+        return ERR_OK;
+    }
+    if (e == ERR_OK) {
+        e = tenants_exists_in_storage(req->storage, t, &exists);
+    }
     if (e != ERR_OK || !exists) {
         return e; /* no data: 404 */
     }
@@ -290,41 +360,114 @@ static enum err tenants_delete_grace(struct storage *st, const char *tenant)
     return e;
 }
 
-static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
+/*
+ * The whole delete of tenant t: marker, shred, walk, grace marks, marker
+ * removal, under the write lock. Run by DELETE tenants/<t> and, for a delete
+ * that did not finish, by the periodic function.
+ */
+static enum err tenants_delete_run(struct byok *b, struct storage *st, const char *t)
 {
-    struct keystore *ks = keystore_of(req->backend);
+    struct keystore *ks = keystore_of(b);
     if (ks == NULL) {
         return ERR_INTERNAL;
     }
-    const char *t = fw_str(req, "tenant");
-    char prefix[STORAGE_MAX_KEY], settings_key[STORAGE_MAX_KEY];
+    char prefix[STORAGE_MAX_KEY], settings_key[STORAGE_MAX_KEY], marker[STORAGE_MAX_KEY];
     enum err e = keystore_path_tenant(prefix, sizeof(prefix), t, "");
     if (e == ERR_OK) {
         e = keystore_path_tenant(settings_key, sizeof(settings_key), t, "settings");
     }
+    if (e == ERR_OK) {
+        e = tenants_deleting_key(marker, sizeof(marker), t);
+    }
     if (e != ERR_OK) {
         return e;
     }
+    char now_s[32];
+    keystore_time_format(keystore_now(), now_s, sizeof(now_s));
+    json_t *mark = json_pack("{ss}", "started_at", now_s);
+    if (mark == NULL) {
+        return ERR_NOMEM;
+    }
     keystore_lock(ks);
-    /* The shred first: if anything below fails, the ciphertexts left are already useless. */
-    e = envelope_tenant_shred(keystore_envelope(ks), req->storage, t);
+    /*
+     * The marker before anything is destroyed, removed after the last record:
+     * a delete cut anywhere in between (a failed Delete, the deadline, a
+     * crash) leaves the name refused to writers until a delete completes, so
+     * the records left never appear under a new tenant of the same name.
+     * Written again by a repeated delete (the same document).
+     */
+    e = storage_put_json(st, marker, mark, false);
+    /* The shred next: if anything below fails, the ciphertexts left are already useless. */
     if (e == ERR_OK) {
-        e = tenants_delete_tree(req->storage, prefix, 0);
+        e = envelope_tenant_shred(keystore_envelope(ks), st, t);
+    }
+    if (e == ERR_OK) {
+        e = tenants_delete_tree(st, prefix, 0);
     }
     /*
      * Drop the cached settings (InvalidateKey does the same on other nodes)
      * before the lock goes: a settings write waiting on it merges into the
      * cached document, and would store the deleted tenant's settings again.
      */
-    byok_invalidate(req->backend, settings_key);
+    byok_invalidate(b, settings_key);
     if (e == ERR_OK) {
-        e = tenants_delete_grace(req->storage, t);
+        e = tenants_delete_grace(st, t);
+    }
+    if (e == ERR_OK) {
+        e = storage_delete(st, marker);
+        e = e == ERR_NOTFOUND ? ERR_OK : e;
     }
     keystore_usage_forget(ks, t, NULL, NULL);
     keystore_record_forget(ks, NULL); /* rare: simpler than walking the cache by prefix */
     keystore_unlock(ks);
+    json_decref(mark);
+    if (e != ERR_OK) {
+        log_kv(LOGL_WARN,
+               "tenant delete did not finish; writes to the tenant are refused until it is "
+               "deleted again (the periodic function retries it)",
+               "tenant", t, "error", err_name(e), NULL);
+    }
     return e;
 }
+
+static enum err tenants_delete(struct fw_request *req, struct fw_response *resp)
+{
+    (void)resp;
+    return tenants_delete_run(req->backend, req->storage, fw_str(req, "tenant"));
+}
+
+/*
+ * Vault's periodic function: finishes the deletes left unfinished (a failed
+ * Delete, the request's deadline, a crash); one List of deleting/ when there
+ * are none. Every pending tenant is tried; the first error is returned.
+ */
+static enum err tenants_periodic(struct byok *b, struct storage *st)
+{
+    char **names = NULL;
+    size_t n = 0;
+    enum err e = storage_list(st, TENANTS_DELETING_PREFIX, &names, &n);
+    if (e == ERR_NOTFOUND) {
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* Only what a delete writes: a tenant name (the paths' rule), never a folder. */
+        if (!fw_name_valid(names[i])) {
+            continue;
+        }
+        log_kv(LOGL_INFO, "finishing an unfinished tenant delete", "tenant", names[i], NULL);
+        enum err de = tenants_delete_run(b, st, names[i]);
+        if (de != ERR_OK && e == ERR_OK) {
+            e = de;
+        }
+    }
+    storage_keys_free(names, n);
+    return e;
+}
+
+const struct byok_hooks byok_hooks_tenants = {.periodic = tenants_periodic};
 
 /* ---- settings ------------------------------------------------------------------------- */
 
@@ -450,8 +593,15 @@ static bool tenants_weights_ok(struct fw_request *req, struct fw_response *resp,
 static enum err tenants_settings_read(struct fw_request *req, struct fw_response *resp)
 {
     json_t *settings = NULL;
-    enum err e =
-        keystore_settings_get(req->backend, req->storage, fw_str(req, "tenant"), &settings);
+    const char *t = fw_str(req, "tenant");
+    enum err e = paths_tenant_deleting(req->storage, t);
+    if (e == ERR_EXISTS) {
+        fw_error_coded(resp, 404, PATHS_TENANT_DELETING, t);
+        return ERR_OK;
+    }
+    if (e == ERR_OK) {
+        e = keystore_settings_get(req->backend, req->storage, t, &settings);
+    }
     if (e == ERR_OK) {
         fw_reply(resp, settings);
     }
@@ -555,7 +705,15 @@ static enum err tenants_settings_write(struct fw_request *req, struct fw_respons
         "routing_strategy", "provider_weights",    "speed_weight"};
     keystore_lock(ks);
     json_t *stored = NULL, *settings = NULL;
-    e = keystore_settings_cached(req->backend, req->storage, t, &stored);
+    e = paths_tenant_deleting(req->storage, t);
+    if (e == ERR_EXISTS) {
+        fw_error_coded(resp, 409, PATHS_TENANT_DELETING, t);
+        e = ERR_OK;
+        goto out_unlock;
+    }
+    if (e == ERR_OK) {
+        e = keystore_settings_cached(req->backend, req->storage, t, &stored);
+    }
     if (e != ERR_OK) {
         goto out_unlock;
     }
@@ -658,7 +816,9 @@ const struct fw_path paths_tenants[] = {
         .handlers = {[FW_OP_READ] = tenants_read, [FW_OP_DELETE] = tenants_delete},
         .synopsis = "A tenant's summary; delete crypto-shreds the tenant.",
         .description = "Delete destroys the tenant's data key first, then its keys, settings and "
-                       "usage: nothing sealed for the tenant can be opened again.",
+                       "usage: nothing sealed for the tenant can be opened again. A delete that "
+                       "did not finish leaves the name refused to writers until it is deleted "
+                       "again.",
     },
     {.pattern = NULL},
 };

@@ -518,7 +518,19 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
      * not bring back a ledger under tenants/<t>/. Checked under the lock tenant
      * delete holds.
      */
-    e = paths_usage_tenant_exists(ks, req->storage, t);
+    e = paths_tenant_deleting(req->storage, t);
+    if (e == ERR_EXISTS) {
+        /* A 400 as for a deleted tenant: the agent drops it rather than retrying for ever. */
+        fw_error(resp,
+                 "invalid value for field 'tenant': " PATHS_TENANT_DELETING
+                 "; usage for it is not recorded",
+                 t);
+        e = ERR_OK;
+        goto out_unlock;
+    }
+    if (e == ERR_OK) {
+        e = paths_usage_tenant_exists(ks, req->storage, t);
+    }
     if (e == ERR_NOTFOUND) {
         fw_error(resp,
                  "invalid value for field 'tenant': tenant '%s' does not exist (deleted, or it "

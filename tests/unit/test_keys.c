@@ -771,6 +771,7 @@ static bool fault_put_lands;
 /* What a failing Put returns (ERR_STORAGE unless set: Vault's `err` string). */
 static enum err fault_put_err;
 static const char *fault_get_prefix, *fault_list_prefix; /* set after fault_on; fault_off clears */
+static const char *fault_del_prefix2; /* a second prefix whose Deletes fail, as fault_get_prefix */
 
 static bool fault_match(const char *prefix, const char *key)
 {
@@ -796,7 +797,9 @@ static enum err fault_put(void *c, const char *k, const unsigned char *v, size_t
 
 static enum err fault_del(void *c, const char *k)
 {
-    return fault_match(fault_del_prefix, k) ? ERR_STORAGE : fault_orig->del(c, k);
+    return fault_match(fault_del_prefix, k) || fault_match(fault_del_prefix2, k)
+               ? ERR_STORAGE
+               : fault_orig->del(c, k);
 }
 
 static enum err fault_list(void *c, const char *prefix, char ***k, size_t *n)
@@ -818,6 +821,7 @@ static void fault_off(struct env *e)
 {
     e->st->ops = fault_orig;
     fault_put_prefix = fault_del_prefix = fault_get_prefix = fault_list_prefix = NULL;
+    fault_del_prefix2 = NULL;
     fault_put_lands = false;
     fault_put_err = ERR_OK;
 }
@@ -1435,6 +1439,224 @@ static void test_delete_partly_failed(void **state)
     ok0(e, FW_OP_DELETE, "tenants/acme", NULL);
     assert_int_equal(count_prefix(e, "tenants/acme/"), 0);
     expect_creds_404(e, "tenants/acme/creds/openai", NULL);
+}
+
+/* A refusal naming the unfinished delete: status, http code (0: not coded), nothing stored. */
+static void expect_deleting(struct env *e, enum fw_op op, const char *path, const char *body,
+                            enum fw_status status, int http)
+{
+    struct result r = call(e, op, path, body);
+    if (r.status != status || (http != 0 && r.http != http) ||
+        strstr(r.message, "an earlier delete did not finish; delete it again") == NULL) {
+        fail_msg("%s: status %d http %d (%s), want the unfinished-delete refusal", path, r.status,
+                 r.http, r.message);
+    }
+    assert_null(r.data);
+    done(&r);
+}
+
+/*
+ * A tenant delete cut part-way (every Delete under tenants/acme/ fails after
+ * the data key is destroyed) leaves its marker: until a delete completes,
+ * writers are refused and store nothing, reads answer as for a deleted
+ * tenant. Before, a key write made a new data key and the name's new owner
+ * got the old keys (active in the summary, creds 500), the old usage and the
+ * old spend in its budget lease. The second delete finishes, and a new
+ * tenant of that name then starts clean.
+ */
+static void test_delete_cut_refuses_reuse(void **state)
+{
+    struct env *e = *state;
+    const char *akp = "tenants/acme/keys/anthropic/production";
+    put_key(e, KP, canary1, NULL);
+    put_key(e, akp, canary2, NULL);
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"max_monthly_cost\": 100}");
+    const char *batch = "{\"batch_id\": \"b1\", \"records\": [{\"ts\": \"2026-11-18T00:00:00Z\", "
+                        "\"provider\": \"openai\", \"model\": \"gpt-4o\", \"requests\": 1, "
+                        "\"cost_usd\": 42}]}";
+    json_decref(ok(e, FW_OP_UPDATE, "tenants/acme/usage", batch));
+    const char *lease = "{\"node\": \"n1\", \"request_usd\": 1}";
+    json_decref(ok(e, FW_OP_UPDATE, "tenants/acme/budget-lease", lease));
+    assert_int_equal(count_prefix(e, "tenants/acme/budget"), 1);
+
+    /* The keys and the usage ledger are left; the settings and the budget holds go. */
+    fault_on(e, NULL, "tenants/acme/keys/");
+    fault_del_prefix2 = "tenants/acme/usage/";
+    struct result r = call(e, FW_OP_DELETE, "tenants/acme", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(count_prefix(e, "deleting/acme"), 1);
+    assert_int_equal(count_prefix(e, "tenants/acme/dek"), 0);
+    assert_int_equal(count_prefix(e, "tenants/acme/settings"), 0);
+    assert_int_equal(count_prefix(e, "tenants/acme/keys/"), 2);
+    size_t left = count_prefix(e, "tenants/acme/");
+    assert_true(left >= 3); /* two keys, the usage month and its batch ids */
+
+    /* Writers: refused, nothing stored (no data key made, no record added or changed). */
+    char body[256];
+    snprintf(body, sizeof(body), "{\"key_value\": \"%s\"}", canary3);
+    expect_deleting(e, FW_OP_UPDATE, KP, body, FW_CODED, 409);
+    expect_deleting(e, FW_OP_UPDATE, "tenants/acme/keys/mistral/production", body, FW_CODED, 409);
+    expect_deleting(e, FW_OP_UPDATE, KP "/rotate",
+                    ROTATE_GRACE("sk-CANARY4acme3333333333333333333333333333wT"), FW_CODED, 409);
+    expect_deleting(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"rpm_limit\": 5}", FW_CODED, 409);
+    const char *batch2 = "{\"batch_id\": \"b2\", \"records\": [{\"ts\": \"2026-11-18T00:00:00Z\", "
+                         "\"provider\": \"openai\", \"model\": \"gpt-4o\", \"requests\": 1}]}";
+    expect_deleting(e, FW_OP_UPDATE, "tenants/acme/usage", batch2, FW_BAD_REQUEST, 0);
+    expect_deleting(e, FW_OP_UPDATE, "tenants/acme/budget-lease", lease, FW_BAD_REQUEST, 0);
+    assert_int_equal(count_prefix(e, "tenants/acme/dek"), 0);
+    assert_int_equal(count_prefix(e, "tenants/acme/keys/mistral/"), 0);
+    assert_int_equal(count_prefix(e, "tenants/acme/"), left);
+    json_t *raw = NULL;
+    assert_int_equal(storage_get_json(e->st, KP, &raw), ERR_OK);
+    assert_int_equal(num(raw, "current_version"), 1);
+    json_decref(raw);
+    assert_int_equal(count_prefix(e, "tenants/acme/settings"), 0);
+
+    /* Readers: as for a deleted tenant; the list marks it. */
+    expect_deleting(e, FW_OP_READ, "tenants/acme", NULL, FW_CODED, 404);
+    expect_deleting(e, FW_OP_READ, "tenants/acme/settings", NULL, FW_CODED, 404);
+    expect_creds_404(e, CREDS, NULL);
+    expect_creds_404(e, "tenants/acme/creds/anthropic", NULL);
+    json_t *d = ok(e, FW_OP_LIST, "tenants/", NULL);
+    assert_true(json_is_true(
+        json_object_get(json_object_get(json_object_get(d, "key_info"), "acme"), "deleting")));
+    json_decref(d);
+
+    /* Deleting again finishes it, marker last. */
+    ok0(e, FW_OP_DELETE, "tenants/acme", NULL);
+    assert_int_equal(count_prefix(e, "tenants/acme/"), 0);
+    assert_int_equal(count_prefix(e, "deleting/"), 0);
+    r = call(e, FW_OP_LIST, "tenants/", NULL);
+    assert_null(r.data);
+    done(&r);
+
+    /* A new tenant of the name starts clean. */
+    put_key(e, KP, canary3, NULL);
+    d = ok(e, FW_OP_READ, "tenants/acme", NULL);
+    json_t *keys = json_object_get(d, "keys");
+    assert_int_equal(num(keys, "total"), 1);
+    assert_int_equal(num(keys, "active"), 1);
+    assert_int_equal(num(json_object_get(d, "usage"), "requests"), 0);
+    json_decref(d);
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"max_monthly_cost\": 100}");
+    d = ok(e, FW_OP_UPDATE, "tenants/acme/budget-lease", lease);
+    assert_true(json_number_value(json_object_get(d, "spent_usd")) == 0.0);
+    json_decref(d);
+    d = ok(e, FW_OP_READ, "tenants/acme/usage", NULL);
+    assert_int_equal(num(d, "requests"), 0);
+    json_decref(d);
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, CREDS, &c), canary3);
+    json_decref(c);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "current_version"), 1);
+    json_decref(d);
+    expect_creds_404(e, "tenants/acme/creds/anthropic", NULL);
+}
+
+/* The periodic function finishes a delete that did not: the name is then free. */
+static void test_delete_cut_finished_by_periodic(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"rpm_limit\": 5}");
+    fault_on(e, NULL, "tenants/acme/keys/");
+    struct result r = call(e, FW_OP_DELETE, "tenants/acme", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    assert_int_not_equal(byok_periodic(e->b, e->st), ERR_OK); /* still failing: kept */
+    fault_off(e);
+    assert_int_equal(count_prefix(e, "deleting/acme"), 1);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(count_prefix(e, "tenants/acme/"), 0);
+    assert_int_equal(count_prefix(e, "deleting/"), 0);
+    put_key(e, KP, canary2, NULL);
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_int_equal(num(d, "rpm_limit"), 0);
+    json_decref(d);
+}
+
+/* A delete that cannot write its marker destroys nothing. */
+static void test_delete_marker_fails(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    fault_on(e, "deleting/", NULL);
+    struct result r = call(e, FW_OP_DELETE, "tenants/acme", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    fault_off(e);
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, CREDS, &c), canary1);
+    json_decref(c);
+    /* One whose marker cannot be removed stays refused until deleted again. */
+    fault_on(e, NULL, "deleting/");
+    r = call(e, FW_OP_DELETE, "tenants/acme", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(count_prefix(e, "tenants/acme/"), 0);
+    char body[256];
+    snprintf(body, sizeof(body), "{\"key_value\": \"%s\"}", canary2);
+    expect_deleting(e, FW_OP_UPDATE, KP, body, FW_CODED, 409);
+    ok0(e, FW_OP_DELETE, "tenants/acme", NULL);
+    assert_int_equal(count_prefix(e, "deleting/"), 0);
+    put_key(e, KP, canary2, NULL);
+}
+
+/*
+ * A save that landed answers 200 even when removing the grace mark after it
+ * fails: the version is counted once, and a stale mark is dropped by the
+ * sweep. Before, the client got a 500 with the version saved, and a retry
+ * added another. Plain write, rotate with grace 0 and delete.
+ */
+static void test_grace_unmark_fails_answers_ok(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        ROTATE_GRACE("sk-CANARY2acme1111111111111111111111111111yR"));
+    assert_int_equal(grace_marks(e), 1);
+    fault_on(e, NULL, "grace/");
+    put_key(e, KP, canary3, NULL);
+    fault_off(e);
+    json_t *d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "current_version"), 3);
+    json_decref(d);
+    assert_int_equal(grace_marks(e), 1); /* stale: nothing pending */
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(grace_marks(e), 0);
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, CREDS, &c), canary3);
+    json_decref(c);
+
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        ROTATE_GRACE("sk-CANARY4acme3333333333333333333333333333wT"));
+    fault_on(e, NULL, "grace/");
+    char body[256];
+    snprintf(body, sizeof(body), "{\"key_value\": \"%s\", \"grace_period\": 0}", canary5);
+    ok0(e, FW_OP_UPDATE, KP "/rotate", body);
+    fault_off(e);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_int_equal(num(d, "current_version"), 5);
+    json_decref(d);
+    assert_string_equal(creds_value(e, CREDS, &c), canary5);
+    json_decref(c);
+    expect_creds_404(e, CREDS, "{\"version\": 4}");
+
+    ok0(e, FW_OP_UPDATE, KP "/rotate",
+        ROTATE_GRACE("sk-CANARY1acme0000000000000000000000000000zQ"));
+    fault_on(e, NULL, "grace/");
+    ok0(e, FW_OP_DELETE, KP, NULL);
+    fault_off(e);
+    d = ok(e, FW_OP_READ, KP, NULL);
+    assert_string_equal(str(d, "status"), "revoked");
+    assert_int_equal(num(d, "current_version"), 6);
+    json_decref(d);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(grace_marks(e), 0);
 }
 
 /*
@@ -3176,6 +3398,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_before_1970, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_fails_keeps_hits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_partly_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_cut_refuses_reuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_marker_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_cut_finished_by_periodic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grace_unmark_fails_answers_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_summary_storage_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_keeps_pending_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_flush_landed_counted_once, setup, teardown),
