@@ -306,10 +306,16 @@ void server_reply_error(struct request *r, int status, const char *type, const c
 static void server_healthz(struct request *r)
 {
     const struct agent_ctx *ctx = r->ctx;
-    json_t *body = json_pack(
-        "{s:s,s:s,s:s,s:I,s:I}", "status", ctx->draining ? "draining" : "ok", "version",
-        BYOK_VERSION, "vault", vault_ok(ctx->vault) ? "ok" : "unavailable", "inflight",
-        (json_int_t)ctx->inflight, "connections", (json_int_t)server_connections(ctx->server));
+    const char *reason;
+    enum vault_health vh = vault_health(ctx->vault, &reason);
+    /* vault_reason only when Vault is not ok: a short text of the agent's, never a secret. */
+    json_t *body = json_pack("{s:s,s:s,s:s,s:I,s:I}", "status", ctx->draining ? "draining" : "ok",
+                             "version", BYOK_VERSION, "vault", vault_health_name(vh), "inflight",
+                             (json_int_t)ctx->inflight, "connections",
+                             (json_int_t)server_connections(ctx->server));
+    if (body != NULL && reason != NULL) {
+        json_object_set_new(body, "vault_reason", json_string(reason));
+    }
     server_reply_json(r, ctx->draining ? 503 : 200, body);
 }
 
