@@ -323,7 +323,8 @@ static void vault_mark_reachable(struct vault *v, bool ok, enum err e)
         return;
     }
     v->stats.errors++;
-    snprintf(v->unreach_reason, sizeof(v->unreach_reason), "unreachable (%s)", err_str(e));
+    snprintf(v->unreach_reason, sizeof(v->unreach_reason), "unreachable (%s)",
+             e == ERR_UNAVAIL ? "connection failed or reset" : err_str(e));
     time_t now = vault_now();
     if (v->reachable || v->last_unreach_log == 0 ||
         now - v->last_unreach_log >= VAULT_LOG_INTERVAL_S) {
