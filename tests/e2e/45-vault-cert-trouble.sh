@@ -234,7 +234,7 @@ if agent_start; then
         sleep 0.25
     done
     n=$(($(relay_conns) - conns0))
-    t_eq "${CASES[9]}" "$(printf '%s\n' $out | sort | uniq -c | awk '{ printf "%s %s;", $1, $2 }'), $([ "$n" -le 4 ] && echo few || echo "$n") handshakes" \
+    t_eq "${CASES[9]}" "$(echo "$out" | xargs -n1 | sort | uniq -c | awk '{ printf "%s %s;", $1, $2 }'), $([ "$n" -le 4 ] && echo few || echo "$n") handshakes" \
         "16 503;16 vault_unavailable;, few handshakes"
     jq "$(cert_filter node1 nodes)" "$AGENT_CONFIG" >"$AGENT_CONFIG.new" && mv "$AGENT_CONFIG.new" "$AGENT_CONFIG"
     kill -HUP "$AGENT_PID"
