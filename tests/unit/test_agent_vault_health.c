@@ -234,8 +234,8 @@ static void assert_health(enum vault_health want, const char *want_reason)
     if (want_reason == NULL) {
         assert_null(reason);
     } else {
-        assert_non_null(reason);
-        assert_int_equal(strncmp(reason, want_reason, strlen(want_reason)), 0);
+        /* One assertion: the analyzer does not know that a failed cmocka assertion returns not. */
+        assert_true(reason != NULL && strncmp(reason, want_reason, strlen(want_reason)) == 0);
     }
     assert_int_equal(vault_ok(vault), want == VAULT_HEALTH_OK);
 }
