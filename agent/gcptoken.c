@@ -422,7 +422,7 @@ static enum err gcptoken_start(struct upstream *up, const struct gcptoken_opts *
     buf_done(&st->answer);
     buf_init(&st->answer, GCPTOKEN_MAX_ANSWER);
     st->too_big = false;
-    static const struct upstream_cbs cbs = {NULL, gcptoken_on_data, gcptoken_on_done};
+    static const struct upstream_cbs cbs = {NULL, gcptoken_on_data, gcptoken_on_done, NULL};
     /* Body and headers are taken over (and wiped) in every case. */
     e = upstream_xfer_start(up, "POST", o->token_url, body, body_len, h, &uo, &cbs, ent, &st->xfer);
     if (e == ERR_OK) {

@@ -2575,7 +2575,7 @@ static void call_send(struct call *c)
         /* A provider on the node is reached directly, never through the proxy. */
         .proxy = json_is_true(json_object_get(c->ent->entry, "local")) ? NULL : cfg->upstream.proxy,
     };
-    static const struct upstream_cbs cbs = {call_on_status, call_on_data, call_on_done};
+    static const struct upstream_cbs cbs = {call_on_status, call_on_data, call_on_done, NULL};
     c->up_status = 0;
     c->up_ok = false;
     c->health_noted = false;

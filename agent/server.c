@@ -306,9 +306,16 @@ void server_reply_error(struct request *r, int status, const char *type, const c
 static void server_healthz(struct request *r)
 {
     const struct agent_ctx *ctx = r->ctx;
+    const char *reason;
+    enum vault_health vh = vault_health(ctx->vault, &reason);
+    /*
+     * vault_reason only when Vault is not ok ("s*" leaves it out when NULL): a
+     * short text of the agent's, never a secret. Before inflight, so that the
+     * fields that were there keep their order.
+     */
     json_t *body = json_pack(
-        "{s:s,s:s,s:s,s:I,s:I}", "status", ctx->draining ? "draining" : "ok", "version",
-        BYOK_VERSION, "vault", vault_ok(ctx->vault) ? "ok" : "unavailable", "inflight",
+        "{s:s,s:s,s:s,s:s*,s:I,s:I}", "status", ctx->draining ? "draining" : "ok", "version",
+        BYOK_VERSION, "vault", vault_health_name(vh), "vault_reason", reason, "inflight",
         (json_int_t)ctx->inflight, "connections", (json_int_t)server_connections(ctx->server));
     server_reply_json(r, ctx->draining ? 503 : 200, body);
 }
@@ -397,7 +404,8 @@ static void server_metrics(struct request *r)
                           (double)(upstream_active(ctx->up) + upstream_active(ctx->vault_up)));
     }
     if (e == ERR_OK) {
-        e = metrics_gauge(&b, "byok_vault_up", "1 when Vault answered the last call.",
+        e = metrics_gauge(&b, "byok_vault_up",
+                          "1 when /healthz says vault ok (a usable token, Vault reached).",
                           vault_ok(ctx->vault) ? 1 : 0);
     }
     if (e == ERR_OK) {

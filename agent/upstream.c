@@ -78,6 +78,7 @@ struct upstream_xfer {
         failed; /* != ERR_OK: curl failed the transfer inside a resume; ended by the deadline */
     bool sensitive;
     bool client_cert;           /* presents a TLS client certificate (a Vault cert login) */
+    bool classify_tls;          /* opts->classify_tls: see upstream_classify */
     bool tls_refused;           /* client_cert: the server sent a fatal TLS alert */
     struct upstream_sock *sock; /* the connection socket it uses, if known */
     struct upstream_xfer *prev, *next;
@@ -600,29 +601,64 @@ static enum err upstream_map_code(CURLcode c)
     }
 }
 
-/*
- * A transfer's result. For one presenting a client certificate, curl's
- * CURLE_SSL_CONNECT_ERROR covers both a server refusing the certificate and a
- * connection reset or closed during the handshake (Vault restarting, a load
- * balancer dropping it). Only the first is ERR_CRYPTO, known by the server's
- * fatal alert; the others are ERR_UNAVAIL, as a refused connection is. Any
- * other failure after such an alert (TLS 1.3 servers verify the certificate
- * after the client's handshake ends, so the alert comes with the answer) is
- * the refusal too. Local problems keep their codes: a pair curl cannot load
- * is CURLE_SSL_CERTPROBLEM, Vault's own certificate not trusted
- * CURLE_PEER_FAILED_VERIFICATION (both ERR_CRYPTO).
- */
-static enum err upstream_result(const struct upstream_xfer *x, CURLcode c)
+enum err upstream_classify(CURLcode c, bool classify, bool alert, enum upstream_tls *ret_tls)
 {
-    if (x->client_cert && c != CURLE_OK && c != CURLE_OPERATION_TIMEDOUT) {
-        if (x->tls_refused) {
-            return ERR_CRYPTO;
-        }
-        if (c == CURLE_SSL_CONNECT_ERROR) {
-            return ERR_UNAVAIL;
-        }
+    *ret_tls = UPSTREAM_TLS_NONE;
+    if (!classify || c == CURLE_OK || c == CURLE_OPERATION_TIMEDOUT) {
+        return upstream_map_code(c);
+    }
+    switch (c) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        *ret_tls = UPSTREAM_TLS_UNTRUSTED;
+        return ERR_CRYPTO;
+    case CURLE_SSL_CACERT_BADFILE:
+        *ret_tls = UPSTREAM_TLS_CA_FILE;
+        return ERR_CRYPTO;
+    case CURLE_SSL_CERTPROBLEM:
+        *ret_tls = UPSTREAM_TLS_CLIENT_PAIR;
+        return ERR_CRYPTO;
+    case CURLE_SSL_CLIENTCERT: /* OpenSSL's "certificate required" alert, in the handshake */
+        *ret_tls = UPSTREAM_TLS_REFUSED;
+        return ERR_CRYPTO;
+    default:
+        break;
+    }
+    /*
+     * Any other failure after a fatal alert from the server is its refusal
+     * (TLS 1.3 servers verify a client certificate after the client's
+     * Finished, so the alert comes where curl expects the answer: measured
+     * CURLE_RECV_ERROR).
+     */
+    if (alert) {
+        *ret_tls = UPSTREAM_TLS_REFUSED;
+        return ERR_CRYPTO;
+    }
+    /*
+     * No alert either way: the connection was reset or closed during the
+     * handshake (measured: "Connection reset by peer", SSL_ERROR_SYSCALL):
+     * Vault restarting or a load balancer dropping it, as a refused
+     * connection is. A plain-http server at an https address ends the same
+     * way (OpenSSL's "wrong version number", no alert sent either way) and
+     * is counted the same: curl's code cannot tell them apart.
+     */
+    if (c == CURLE_SSL_CONNECT_ERROR) {
+        return ERR_UNAVAIL;
     }
     return upstream_map_code(c);
+}
+
+/*
+ * A transfer's result. Transfers that present a client certificate, or ask
+ * with classify_tls (Vault's), tell a TLS configuration problem (ERR_CRYPTO,
+ * its reason in *ret_tls) from a peer gone during the handshake
+ * (ERR_UNAVAIL). Only client-certificate transfers see the server's alerts:
+ * the message callback is installed on their connections alone, which are
+ * never reused, so its argument cannot outlive the transfer.
+ */
+static enum err upstream_result(const struct upstream_xfer *x, CURLcode c,
+                                enum upstream_tls *ret_tls)
+{
+    return upstream_classify(c, x->client_cert || x->classify_tls, x->tls_refused, ret_tls);
 }
 
 static void upstream_check_done(struct upstream *up)
@@ -655,8 +691,12 @@ static void upstream_check_done(struct upstream *up)
             x->in_curl_cb = false;
             cancelled = x->cancelled;
         }
-        enum err e = upstream_result(x, code);
+        enum upstream_tls tls;
+        enum err e = upstream_result(x, code, &tls);
         upstream_xfer_destroy(x);
+        if (!cancelled && tls != UPSTREAM_TLS_NONE && cbs.on_tls_fail != NULL) {
+            cbs.on_tls_fail(arg, tls);
+        }
         if (!cancelled && cbs.on_done != NULL) {
             cbs.on_done(arg, e, status);
         }
@@ -915,6 +955,7 @@ enum err upstream_xfer_start(struct upstream *up, const char *method, const char
     x->arg = arg;
     x->first_byte_ms = opts->first_byte_timeout_ms;
     x->sensitive = opts->sensitive;
+    x->classify_tls = opts->classify_tls;
     x->idle_ms = opts->idle_timeout_ms;
     x->easy = up->n_pool > 0 ? up->pool[--up->n_pool] : curl_easy_init();
     x->deadline = evtimer_new(up->base, upstream_deadline_cb, x);

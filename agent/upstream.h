@@ -51,7 +51,14 @@ struct upstream_opts {
                                    (http_proxy, HTTPS_PROXY, ALL_PROXY are never used) */
     bool sensitive;             /* the response carries secrets (Vault): the easy handle is not
                                    pooled (its receive buffer is freed, so wiped) and OpenSSL
-                                   releases its record buffers after each use */    /*
+                                   releases its record buffers after each use */
+    /*
+     * Tell a TLS failure that is a configuration problem from a peer gone
+     * during the handshake (Vault transfers; provider transfers keep the
+     * plain mapping). See upstream_classify.
+     */
+    bool classify_tls;
+    /*
      * A TLS client certificate (PEM, may hold its chain) and its private key
      * to present (Vault cert auth login); NULL = none. Such a transfer runs on
      * a new connection, closed after it, without TLS session resumption: curl
@@ -66,11 +73,47 @@ struct upstream_opts {
     const char *client_key;
 };
 
+/*
+ * Why a transfer with classify_tls (or a client certificate) failed in TLS
+ * when the failure is a configuration problem: on_done then gets ERR_CRYPTO.
+ */
+enum upstream_tls {
+    UPSTREAM_TLS_NONE = 0,    /* not a TLS configuration failure */
+    UPSTREAM_TLS_UNTRUSTED,   /* our side rejected the server's certificate (CA, name, dates) */
+    UPSTREAM_TLS_CA_FILE,     /* the CA file could not be read or holds no certificate */
+    UPSTREAM_TLS_CLIENT_PAIR, /* our client certificate or key cannot be loaded, or do not match */
+    UPSTREAM_TLS_REFUSED,     /* the server refused the handshake with a fatal TLS alert */
+};
+
 struct upstream_cbs {
     void (*on_status)(void *arg, long status);
     enum upstream_data_rc (*on_data)(void *arg, const char *data, size_t len);
     void (*on_done)(void *arg, enum err e, long status);
+    /* Optional: called just before on_done when e will be ERR_CRYPTO for that reason. */
+    void (*on_tls_fail)(void *arg, enum upstream_tls why);
 };
+
+/*
+ * The outcome of a finished transfer from curl's result (pure; exposed for
+ * the unit test). classify: the transfer asked for TLS failures to be told
+ * apart (classify_tls or a client certificate); alert: the server sent a
+ * fatal TLS alert (seen only on client-certificate transfers). What libcurl
+ * 7.88 with OpenSSL 3 returns (measured, Debian 12):
+ *   CURLE_PEER_FAILED_VERIFICATION  our side rejected the server's certificate
+ *                                   (untrusted CA, name, expired); we send the alert
+ *   CURLE_SSL_CACERT_BADFILE        CA file missing or not PEM
+ *   CURLE_SSL_CERTPROBLEM           client certificate or key unusable, or a key
+ *                                   that does not match (before any byte is sent)
+ *   CURLE_SSL_CONNECT_ERROR         a TLS 1.2 server's fatal alert, or the
+ *                                   connection reset or closed during the handshake
+ *   CURLE_RECV_ERROR                a TLS 1.3 server's alert after our Finished
+ * With classify, the first three are ERR_CRYPTO with their reason, any
+ * failure after a fatal alert is ERR_CRYPTO (refused), and
+ * CURLE_SSL_CONNECT_ERROR without one is ERR_UNAVAIL (the peer went away:
+ * Vault restarting). Without classify the plain mapping holds (every TLS
+ * failure ERR_CRYPTO, no reason). *ret_tls is always written.
+ */
+enum err upstream_classify(CURLcode c, bool classify, bool alert, enum upstream_tls *ret_tls);
 
 struct upstream;
 struct upstream_xfer;

@@ -66,8 +66,9 @@ struct vault_req {
     bool retried;
     bool no_token; /* login calls */
     bool too_big;
-    struct vault_list *list;                 /* the queue it waits in, or NULL */
-    struct vault_req *prev, *next;           /* that queue's links */
+    enum upstream_tls tls;         /* its TLS handshake failed on configuration (on_tls_fail) */
+    struct vault_list *list;       /* the queue it waits in, or NULL */
+    struct vault_req *prev, *next; /* that queue's links */
     struct vault_req *sent_prev, *sent_next; /* v->sent, while its transfer runs */
 };
 
@@ -117,6 +118,20 @@ struct vault {
     struct file_id cred_ids[2];
     bool reachable;
     time_t last_unreach_log;
+    char unreach_reason[64]; /* why the last call did not reach Vault, for vault_health */
+    /*
+     * A call made with the token failed in TLS on configuration (Vault's
+     * certificate not trusted, the CA file unusable): not an outage, logged
+     * as such; cleared by the next call that reaches Vault.
+     */
+    enum upstream_tls tls_fail;
+    char tls_reason[80]; /* "tls: " and its reason, for vault_health */
+    time_t last_tls_log;
+    enum upstream_tls login_tls; /* the same for the last login's transfer (NONE if it did not) */
+    bool token_refused; /* lookup-self answered 403 for the current token, no 200 call since */
+    /* What the last failed login makes vault_health say once no usable token is held. */
+    enum vault_health login_health;
+    char login_reason[96];
     struct vault_stats stats;
 };
 
@@ -149,6 +164,33 @@ static const char *vault_method(const struct config *c)
     return c->vault.approle.role_id_file != NULL ? "approle"
            : c->vault.cert.cert_file != NULL     ? "cert"
                                                  : "kubernetes";
+}
+
+/* What a TLS configuration failure is, for log lines and /healthz (no path, no server text). */
+static const char *const vault_tls_reasons[] = {
+    [UPSTREAM_TLS_NONE] = "handshake failed",
+    [UPSTREAM_TLS_UNTRUSTED] = "Vault's certificate not trusted",
+    [UPSTREAM_TLS_CA_FILE] = "vault.ca_file unusable",
+    [UPSTREAM_TLS_CLIENT_PAIR] = "client certificate or key unusable",
+    [UPSTREAM_TLS_REFUSED] = "Vault refused the client certificate (TLS alert)",
+};
+
+static const char *vault_tls_reason(enum upstream_tls t)
+{
+    return (size_t)t < sizeof(vault_tls_reasons) / sizeof(vault_tls_reasons[0])
+               ? vault_tls_reasons[t]
+               : vault_tls_reasons[UPSTREAM_TLS_NONE];
+}
+
+/*
+ * Records what the last login's failure makes /healthz say (VAULT_HEALTH_OK
+ * clears it: a login that worked, or one that did not reach Vault and so
+ * says nothing of the credentials).
+ */
+static void vault_login_health(struct vault *v, enum vault_health h, const char *reason)
+{
+    v->login_health = h;
+    snprintf(v->login_reason, sizeof(v->login_reason), "%s", h != VAULT_HEALTH_OK ? reason : "");
 }
 
 /*
@@ -277,9 +319,12 @@ static void vault_mark_reachable(struct vault *v, bool ok, enum err e)
             log_kv(LOGL_INFO, "vault reachable again", "address", v->cfg->vault.address, NULL);
         }
         v->reachable = true;
+        v->tls_fail = UPSTREAM_TLS_NONE;
         return;
     }
     v->stats.errors++;
+    snprintf(v->unreach_reason, sizeof(v->unreach_reason), "unreachable (%s)",
+             e == ERR_UNAVAIL ? "connection failed or reset" : err_str(e));
     time_t now = vault_now();
     if (v->reachable || v->last_unreach_log == 0 ||
         now - v->last_unreach_log >= VAULT_LOG_INTERVAL_S) {
@@ -288,6 +333,25 @@ static void vault_mark_reachable(struct vault *v, bool ok, enum err e)
         v->last_unreach_log = now;
     }
     v->reachable = false;
+}
+
+/*
+ * A call made with the token failed in its TLS handshake on configuration:
+ * no outage ("vault unreachable" is not logged), and no retry can fix it.
+ * Logged at error when it starts or changes, then at most once per
+ * VAULT_LOG_INTERVAL_S, as an outage is.
+ */
+static void vault_tls_failed(struct vault *v, enum upstream_tls why)
+{
+    time_t now = vault_now();
+    if (v->tls_fail != why || v->last_tls_log == 0 ||
+        now - v->last_tls_log >= VAULT_LOG_INTERVAL_S) {
+        log_kv(LOGL_ERROR, "vault tls handshake failed", "address", v->cfg->vault.address, "status",
+               vault_tls_reason(why), NULL);
+        v->last_tls_log = now;
+    }
+    v->tls_fail = why;
+    snprintf(v->tls_reason, sizeof(v->tls_reason), "tls: %s", vault_tls_reason(why));
 }
 
 static void vault_sent_push(struct vault *v, struct vault_req *r)
@@ -543,6 +607,9 @@ static void vault_lookup_done(void *arg, enum err e, long status, struct buf *bo
     if (e != ERR_OK || status != 200) {
         char st[32];
         snprintf(st, sizeof(st), "http status %ld", status);
+        if (e == ERR_OK && status == 403) {
+            v->token_refused = true; /* revoked, expired, or of another namespace */
+        }
         vault_lookup_retry(v, e != ERR_OK ? err_name(e) : st);
         return;
     }
@@ -576,6 +643,7 @@ static void vault_token_file_load(struct vault *v)
         log_kv(LOGL_ERROR, "vault token file unusable", "file", v->cfg->vault.token_file, "error",
                err_name(e), "detail", e == ERR_DENIED ? CONFIG_CRED_MODE_HINT : err_str(e),
                "retry_in_s", retry_in, NULL);
+        vault_login_health(v, VAULT_HEALTH_LOGIN_FAILED, "token file unusable");
         vault_set_token(v, NULL);
         vault_fail_queue(v, ERR_AUTH);
         return;
@@ -583,6 +651,8 @@ static void vault_token_file_load(struct vault *v)
     v->token_st = st;
     vault_set_token(v, tok);
     v->login_failures = 0;
+    /* token_refused stays until a call with this token is answered 200 (the lookup just below). */
+    vault_login_health(v, VAULT_HEALTH_OK, NULL);
     v->stats.logins++;
     vault_flush_queue(v);
     /* A lookup or renewal in flight was about the previous token. */
@@ -627,24 +697,25 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
             v->login_failures = 0;
         }
         /*
-         * A cert login whose TLS handshake failed: the key does not match the
-         * certificate, a file is not PEM, a Vault that verifies client
-         * certificates in the handshake refused this one with a TLS alert (or
-         * Vault's own certificate failed verification). Retrying at once
-         * cannot help: a refusal like a 400, with the same backoff, ended
-         * early by a change to either file. A connection reset or closed
-         * during the handshake (Vault restarting) is not one: upstream.c
-         * makes it ERR_UNAVAIL, Vault unreachable, tried again by the next
-         * batch of waiting calls.
+         * A login whose TLS handshake failed on configuration (upstream.c
+         * tells which): Vault's certificate not trusted by vault.ca_file, the
+         * CA file unusable, a cert login's key that does not match its
+         * certificate or a file that is not PEM, a Vault that verifies client
+         * certificates in the handshake refusing this one with a TLS alert.
+         * Retrying at once cannot help: a refusal like a 400, with the same
+         * backoff, ended early by a change to a credential file or a reload.
+         * A connection reset or closed during the handshake (Vault
+         * restarting) is not one: upstream.c makes it ERR_UNAVAIL, Vault
+         * unreachable, tried again by the next batch of waiting calls.
          */
-        if (e == ERR_CRYPTO && v->cfg->vault.cert.cert_file != NULL) {
-            char retry_in[24];
+        if (e == ERR_CRYPTO && v->login_tls != UPSTREAM_TLS_NONE) {
+            char st[128], reason[96], retry_in[24];
+            snprintf(st, sizeof(st), "tls handshake failed (%s)", vault_tls_reason(v->login_tls));
+            snprintf(reason, sizeof(reason), "tls: %s", vault_tls_reason(v->login_tls));
             vault_login_failed(v, keep, retry_in, sizeof(retry_in));
             log_kv(LOGL_ERROR, "vault login failed", "address", v->cfg->vault.address, "method",
-                   "cert", "status",
-                   "tls handshake failed (client certificate or key unusable or refused, or "
-                   "Vault's certificate not trusted)",
-                   "retry_in_s", retry_in, NULL);
+                   vault_method(v->cfg), "status", st, "retry_in_s", retry_in, NULL);
+            vault_login_health(v, VAULT_HEALTH_LOGIN_FAILED, reason);
             e = ERR_OK;
         } else if (e == ERR_OK) {
             /* Refused (not unreachable): no new login before the backoff ends. */
@@ -657,6 +728,14 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
             vault_login_failed(v, keep, retry_in, sizeof(retry_in));
             log_kv(LOGL_ERROR, "vault login failed", "address", v->cfg->vault.address, "method",
                    vault_method(v->cfg), "status", st, "retry_in_s", retry_in, NULL);
+            char reason[64];
+            snprintf(reason, sizeof(reason), "%s (HTTP %s)",
+                     trouble ? "login not answered" : "login refused", st);
+            vault_login_health(v, trouble ? VAULT_HEALTH_UNAVAILABLE : VAULT_HEALTH_LOGIN_FAILED,
+                               reason);
+        } else {
+            /* Vault not reached: nothing learnt about the credentials. */
+            vault_login_health(v, VAULT_HEALTH_OK, NULL);
         }
         if (keep) {
             /* The current token still works: keep it and try again in a while. */
@@ -669,6 +748,8 @@ static void vault_login_done(void *arg, enum err e, long status, struct buf *bod
     }
     v->stats.logins++;
     v->login_failures = 0;
+    v->token_refused = false;
+    vault_login_health(v, VAULT_HEALTH_OK, NULL);
     vault_set_token(v, tok);
     vault_schedule_renew(v, ttl, renewable, true);
     log_kv(LOGL_INFO, "vault login ok", "address", v->cfg->vault.address, NULL);
@@ -750,6 +831,7 @@ static void vault_login_start(struct vault *v, bool background)
                err_name(e != ERR_OK ? e : ERR_NOMEM), "detail",
                e == ERR_DENIED ? CONFIG_CRED_MODE_HINT : err_str(e != ERR_OK ? e : ERR_NOMEM),
                "retry_in_s", retry_in, NULL);
+        vault_login_health(v, VAULT_HEALTH_LOGIN_FAILED, "login credentials unreadable");
         json_decref(req);
         if (background) {
             vault_replace_later(v); /* the current token still serves; the file may be back */
@@ -881,6 +963,12 @@ static void vault_renew_cb(evutil_socket_t fd, short what, void *arg)
                          &v->login);
 }
 
+static void vault_on_tls_fail(void *arg, enum upstream_tls why)
+{
+    struct vault_req *r = arg;
+    r->tls = why;
+}
+
 static enum upstream_data_rc vault_on_data(void *arg, const char *data, size_t len)
 {
     struct vault_req *r = arg;
@@ -954,6 +1042,7 @@ static void vault_check_done(void *arg, enum err e, long status, struct buf *bod
     if (e == ERR_OK && status == 403) {
         log_kv(LOGL_WARN, "vault token no longer valid (lookup-self refused); logging in again",
                NULL);
+        v->token_refused = true; /* until a call is answered 200, or a login gives a new token */
         while ((r = vault_list_pop(&v->checkq)) != NULL) {
             vault_retry(v, r);
         }
@@ -1011,15 +1100,25 @@ static void vault_on_done(void *arg, enum err e, long status)
     if (r->too_big) {
         e = ERR_TOOBIG;
     }
-    if (e == ERR_CRYPTO && r->no_token && v->cfg->vault.cert.cert_file != NULL) {
+    if (r->no_token) {
+        v->login_tls = r->tls; /* read by vault_login_done, just below */
+    }
+    if (e == ERR_CRYPTO && r->tls != UPSTREAM_TLS_NONE) {
         /*
-         * A cert login refused in the TLS handshake, or a pair curl could not
-         * load: no outage, and not logged as one; vault_login_done logs the
-         * failed login (and its backoff).
+         * A TLS handshake that failed on configuration (either side's
+         * certificate, the CA file, a refusal by TLS alert): no outage, and
+         * not logged as one. vault_login_done logs a failed login (and its
+         * backoff); any other call is logged here.
          */
         v->stats.errors++;
+        if (!r->no_token) {
+            vault_tls_failed(v, r->tls);
+        }
     } else {
         vault_mark_reachable(v, e == ERR_OK || e == ERR_TOOBIG, e);
+    }
+    if (e == ERR_OK && status == 200 && !r->no_token && r->token_gen == v->token_gen) {
+        v->token_refused = false; /* Vault took the current token */
     }
     if (e == ERR_OK && status == 403 && !r->no_token && !r->retried) {
         if (r->token_gen != v->token_gen || vault_token_left(v) == 0) {
@@ -1055,6 +1154,7 @@ static void vault_send(struct vault_req *r)
         .ca_file = c->vault.ca_file,
         .unix_socket = NULL,
         .sensitive = true,
+        .classify_tls = true,
         /*
          * Only logins present the client certificate (cert auth): Vault reads
          * it there alone, and other calls keep reusing their connections.
@@ -1113,10 +1213,11 @@ static void vault_send(struct vault_req *r)
             goto fail;
         }
     }
-    static const struct upstream_cbs cbs = {NULL, vault_on_data, vault_on_done};
+    static const struct upstream_cbs cbs = {NULL, vault_on_data, vault_on_done, vault_on_tls_fail};
     buf_done(&r->resp);
     buf_init(&r->resp, VAULT_MAX_RESPONSE);
     r->too_big = false;
+    r->tls = UPSTREAM_TLS_NONE;
     v->stats.requests++;
     e = upstream_xfer_start(v->up, r->method, url, body, r->body_len, h, &o, &cbs, r, &r->xfer);
     if (e != ERR_OK) {
@@ -1306,6 +1407,14 @@ void vault_set_config(struct vault *v, struct config *cfg)
     config_unref(&old);
     v->login_failures = 0; /* a reload may have fixed the credentials: the next request logs in */
     if (!auth_changed) {
+        /*
+         * No token held (the last login failed, e.g. Vault's certificate
+         * not trusted and vault.ca_file fixed since): log in now rather than
+         * at the next call, so /healthz turns ok without traffic.
+         */
+        if (v->state == VAULT_NO_TOKEN) {
+            vault_login_start(v, false);
+        }
         return;
     }
     /*
@@ -1360,9 +1469,58 @@ void vault_free(struct vault *v)
     free(v);
 }
 
+enum vault_health vault_health(const struct vault *v, const char **ret_reason)
+{
+    *ret_reason = NULL;
+    if (v->state == VAULT_READY && vault_token_left(v) != 0 && !v->token_refused) {
+        if (v->tls_fail != UPSTREAM_TLS_NONE) {
+            *ret_reason = v->tls_reason;
+            return VAULT_HEALTH_UNAVAILABLE;
+        }
+        if (!v->reachable) {
+            *ret_reason = v->unreach_reason;
+            return VAULT_HEALTH_UNAVAILABLE;
+        }
+        return VAULT_HEALTH_OK;
+    }
+    if (v->state == VAULT_READY && v->token_refused) {
+        *ret_reason = "token refused by Vault (403)";
+        return VAULT_HEALTH_LOGIN_FAILED;
+    }
+    if (v->login_health != VAULT_HEALTH_OK) {
+        *ret_reason = v->login_reason;
+        return v->login_health;
+    }
+    if (v->state == VAULT_READY) {
+        *ret_reason = "token expired";
+        return VAULT_HEALTH_LOGIN_FAILED;
+    }
+    if (v->tls_fail != UPSTREAM_TLS_NONE) {
+        *ret_reason = v->tls_reason;
+        return VAULT_HEALTH_UNAVAILABLE;
+    }
+    if (!v->reachable) {
+        *ret_reason = v->unreach_reason;
+        return VAULT_HEALTH_UNAVAILABLE;
+    }
+    *ret_reason = v->state == VAULT_LOGGING_IN ? "logging in" : "no token yet";
+    return VAULT_HEALTH_UNAVAILABLE;
+}
+
+const char *vault_health_name(enum vault_health h)
+{
+    static const char *const names[] = {
+        [VAULT_HEALTH_OK] = "ok",
+        [VAULT_HEALTH_UNAVAILABLE] = "unavailable",
+        [VAULT_HEALTH_LOGIN_FAILED] = "login_failed",
+    };
+    return (size_t)h < sizeof(names) / sizeof(names[0]) ? names[h] : "unavailable";
+}
+
 bool vault_ok(const struct vault *v)
 {
-    return v->reachable && v->state == VAULT_READY;
+    const char *reason;
+    return vault_health(v, &reason) == VAULT_HEALTH_OK;
 }
 
 const struct vault_stats *vault_stats(const struct vault *v)

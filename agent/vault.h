@@ -60,7 +60,29 @@ MUST_USE enum err vault_request(struct vault *v, const char *method, const char 
 /* No callback after this. Accepts NULL. */
 void vault_request_cancel(struct vault_req *r);
 
-/* True when the last call reached Vault and a token is held. */
+/*
+ * What /healthz says of Vault. OK: a token is held that has not expired and
+ * that Vault has not refused, and the last call reached Vault (TLS included).
+ * UNAVAILABLE: Vault cannot be used now for a reason that is not the
+ * credentials: unreachable (refused, reset, timed out), a TLS configuration
+ * problem on a call made with the token (Vault's certificate not trusted),
+ * a login answered 5xx or 429, or no login finished yet. LOGIN_FAILED: no
+ * usable token, and the last login failed for a reason a retry alone will
+ * not fix: refused by Vault, credential or token files unusable, a TLS
+ * handshake failing on configuration (either side's certificate), a token
+ * Vault refused (lookup-self 403) or one that expired without a
+ * replacement.
+ */
+enum vault_health { VAULT_HEALTH_OK, VAULT_HEALTH_UNAVAILABLE, VAULT_HEALTH_LOGIN_FAILED };
+/*
+ * *ret_reason: why it is not OK, a short text for operators (never a
+ * secret, a path or a server's text), owned by v and valid until the next
+ * call into it; NULL when OK.
+ */
+enum vault_health vault_health(const struct vault *v, const char **ret_reason);
+/* "ok", "unavailable", "login_failed". */
+const char *vault_health_name(enum vault_health h);
+/* vault_health(v) == VAULT_HEALTH_OK. */
 bool vault_ok(const struct vault *v);
 /* Counters for metrics. */
 struct vault_stats {

@@ -9,15 +9,17 @@
 #     from creds over TLS and is answered;
 #   - with vault.ca_file naming a CA that did not sign the certificate (the
 #     system bundle), verification fails: the call is a 503
-#     vault_unavailable, the log says Vault is unreachable, and nothing reaches
-#     the provider.
+#     vault_unavailable and nothing reaches the provider; the log names the
+#     configuration error ("vault tls handshake failed", Vault's certificate
+#     not trusted), not an outage ("vault unreachable"), and /healthz says
+#     why.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("trusted CA: a call gets the key from Vault over TLS and is answered"
     "trusted CA: the agent talked to Vault through the TLS front"
     "agent stops cleanly on SIGTERM, no sanitizer report"
     "untrusted CA: 503 vault_unavailable, nothing sent to the provider"
-    "untrusted CA: logged as Vault unreachable"
+    "untrusted CA: 'vault tls handshake failed' (Vault's certificate not trusted), no 'vault unreachable'; /healthz vault unavailable with that reason"
     "agent stops cleanly on SIGTERM (untrusted CA), no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -92,7 +94,10 @@ call "$GSOCK" POST /v1/chat/completions "$BODY_JSON"
 n=$(mock_requests_since "$since" | jq length)
 t_eq "untrusted CA: 503 vault_unavailable, nothing sent to the provider" \
     "$CODE $(echo "$BODY" | jq -r .error.code 2>/dev/null) $n" "503 vault_unavailable 0"
-t_match "untrusted CA: logged as Vault unreachable" "$(grep -c '"@message":"vault unreachable' "$AGENT_LOG")" '^[1-9]'
+call "$GSOCK" GET /healthz ""
+t_eq "${CASES[4]}" \
+    "$(grep '"@message":"vault tls handshake failed"' "$AGENT_LOG" | grep -c '"status":"Vault'"'"'s certificate not trusted"' | sed 's/^[1-9][0-9]*$/logged/'), $(grep -c '"@message":"vault unreachable' "$AGENT_LOG") unreachable, $(echo "$BODY" | jq -r '"\(.vault) \(.vault_reason)"')" \
+    "logged, 0 unreachable, unavailable tls: Vault's certificate not trusted"
 agent_stop_check "agent stops cleanly on SIGTERM (untrusted CA), no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "${KEY[@]}"
 t_done

@@ -44,9 +44,7 @@ fi
 pki_init
 CLIENT_EXT="extendedKeyUsage=clientAuth"
 pki_ok=1
-mk_ca server-ca && mk_ca node-ca && mk_ca node-ca2 && mk_ca other-ca || pki_ok=0
-mk_cert server-ca server vault "subjectAltName=IP:127.0.0.1
-extendedKeyUsage=serverAuth" || pki_ok=0
+mk_ca node-ca && mk_ca node-ca2 && mk_ca other-ca || pki_ok=0
 mk_cert node-ca node1 node-1.e2e "$CLIENT_EXT" || pki_ok=0
 mk_cert node-ca2 node1-renewed node-1.e2e "$CLIENT_EXT" || pki_ok=0
 mk_cert other-ca intruder node-1.e2e "$CLIENT_EXT" || pki_ok=0
@@ -67,18 +65,13 @@ if [ "$pki_ok" != 1 ]; then
     LIB_BLOCKED_REASON="openssl could not make the test certificates"
     t_block_all
 fi
-export CURL_CA_BUNDLE=$PKI/server-ca.pem
-VAULT_SCHEME=https
-VAULTSIM_FLAGS="-tls-cert $PKI/server.pem -tls-key $PKI/server.key"
-lib_up && lib_require "$AGENT_BIN" || t_block_all
+lib_up_tls && lib_require "$AGENT_BIN" || t_block_all
 TKEY=$(lib_canary)
 key_put acme openai "$TKEY" || t_block_all
 SOCK=$AGENT_DIR/acme.sock
 LISTENERS="[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"cert\", \"metrics\": true}]"
 BODY_JSON=$(chat_body "openai/$CHAT_MODEL" false 4 "cert auth")
 
-vault_api POST sys/auth/cert '{"type":"cert"}'
-[ "$VAULT_CODE" -lt 300 ] || t_diag "enable cert: HTTP $VAULT_CODE $VAULT_BODY"
 # cert_role CA_NAME [TTLS]: role "nodes" trusting that CA for CNs node-*, policy byok-agent.
 cert_role() {
     vault_api POST auth/cert/certs/nodes "$(jq -n --rawfile ca "$PKI/$1.pem" --arg ttl "${2:-1h}" \

@@ -17,7 +17,13 @@
 #     succeeds;
 #   - a certificate the handshake refuses (a fatal TLS alert: a CA the
 #     stand-in's listener does not trust) is still a refused login: "tls
-#     handshake failed", backoff, few logins for many calls.
+#     handshake failed", backoff, few logins for many calls;
+#   - Vault's own certificate not trusted (vault.ca_file names another CA):
+#     the agent's side aborts the handshake, a configuration error and not an
+#     outage: /healthz says login_failed with the reason, the log line names
+#     it, the login backoff holds the handshakes to a few (counted at the
+#     relay) for many calls; a reload with the right CA file logs in at once
+#     and /healthz is ok again without a call.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("handshake reset: 4 calls get 503 vault_unavailable, 'vault unreachable' logged, no 'vault login failed' line"
@@ -28,6 +34,10 @@ CASES=("handshake reset: 4 calls get 503 vault_unavailable, 'vault unreachable' 
     "cert agent stops cleanly on SIGTERM, no sanitizer report"
     "handshake refusal (TLS alert): 5 calls get 503 vault_unavailable, at most 3 logins, 'tls handshake failed' logged, no 'vault unreachable'"
     "refused-cert agent stops cleanly on SIGTERM, no sanitizer report"
+    "Vault's certificate not trusted: /healthz vault login_failed, vault_reason 'tls: Vault's certificate not trusted', 'vault login failed' names it, no 'vault unreachable'"
+    "Vault's certificate not trusted: 16 calls over 4 s get 503 vault_unavailable, at most 4 handshakes reach the relay (login backoff, no storm)"
+    "vault.ca_file fixed and SIGHUP: a login at once, /healthz vault ok without vault_reason (no call needed), the next call succeeds"
+    "untrusted-CA agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 if [ "${BYOK_VAULT:-sim}" = real ]; then
     for c in "${CASES[@]}"; do t_skip "$c" "needs the stand-in's TLS listener (a dev-mode Vault serves plain http)"; done
@@ -38,9 +48,7 @@ fi
 pki_init
 CLIENT_EXT="extendedKeyUsage=clientAuth"
 pki_ok=1
-mk_ca server-ca && mk_ca node-ca && mk_ca node-ca2 && mk_ca other-ca || pki_ok=0
-mk_cert server-ca server vault "subjectAltName=IP:127.0.0.1
-extendedKeyUsage=serverAuth" || pki_ok=0
+mk_ca node-ca && mk_ca node-ca2 && mk_ca other-ca || pki_ok=0
 mk_cert node-ca node1 node-1.e2e "$CLIENT_EXT" || pki_ok=0
 mk_cert node-ca2 node2 node-2.e2e "$CLIENT_EXT" || pki_ok=0
 mk_cert other-ca intruder node-1.e2e "$CLIENT_EXT" || pki_ok=0
@@ -49,18 +57,13 @@ if [ "$pki_ok" != 1 ]; then
     LIB_BLOCKED_REASON="openssl could not make the test certificates"
     t_block_all
 fi
-export CURL_CA_BUNDLE=$PKI/server-ca.pem
-VAULT_SCHEME=https
-VAULTSIM_FLAGS="-tls-cert $PKI/server.pem -tls-key $PKI/server.key -tls-client-ca $PKI/client-cas.pem"
-lib_up && lib_require "$AGENT_BIN" || t_block_all
+lib_up_tls -tls-client-ca "$PKI/client-cas.pem" && lib_require "$AGENT_BIN" || t_block_all
 TKEY=$(lib_canary)
 key_put acme openai "$TKEY" || t_block_all
 SOCK=$AGENT_DIR/acme.sock
 LISTENERS="[{\"path\": \"$SOCK\", \"mode\": \"0660\", \"tenant\": \"acme\", \"app\": \"cert\", \"metrics\": true}]"
 BODY_JSON=$(chat_body "openai/$CHAT_MODEL" false 4 "cert trouble")
 
-vault_api POST sys/auth/cert '{"type":"cert"}'
-[ "$VAULT_CODE" -lt 300 ] || t_diag "enable cert: HTTP $VAULT_CODE $VAULT_BODY"
 # cert_role NAME CA_NAME CN_GLOB: a role trusting that CA for those CNs, policy byok-agent.
 cert_role() {
     vault_api POST "auth/cert/certs/$1" "$(jq -n --rawfile ca "$PKI/$2.pem" --arg cn "$3" \
@@ -104,6 +107,8 @@ def pipe(a, b):
         except OSError:
             pass
 def serve(c):
+    with open(mode_file + ".conns", "a") as f:
+        f.write("c\n")
     if open(mode_file).read().strip() == "reset":
         try:
             c.recv(4096)
@@ -134,9 +139,10 @@ use_pair() {
         cp "$PKI/$1.key" "$LIB_TMP/$1.agent.key"
     )
 }
-# cert_filter NAME ROLE: the agent's vault settings for pair NAME, role ROLE, through the relay.
+# cert_filter NAME ROLE [CA]: the agent's vault settings for pair NAME, role ROLE,
+# through the relay, trusting CA (default server-ca, the one that signed Vault's).
 cert_filter() {
-    echo ".vault |= (del(.token_file) | .ca_file = \"$PKI/server-ca.pem\"
+    echo ".vault |= (del(.token_file) | .ca_file = \"$PKI/${3:-server-ca}.pem\"
         | .address = \"https://127.0.0.1:$RELAY_PORT\"
         | .cert = {cert_file: \"$LIB_TMP/$1.crt\", key_file: \"$LIB_TMP/$1.agent.key\", name: \"$2\"})"
 }
@@ -203,6 +209,44 @@ else
     t_blocked "${CASES[@]:6:2}"
 fi
 
-canary_scan "${CASES[8]}" "$TKEY"
+# ---- Vault's certificate not trusted (the agent's CA file names another CA) ----
+# healthz_vault: "VAULT REASON" from /healthz (REASON "-" when absent).
+healthz_vault() {
+    call "$SOCK" GET /healthz ""
+    echo "$BODY" | jq -r '"\(.vault) \(.vault_reason // "-")"'
+}
+relay_conns() { wc -l <"$RELAY_MODE.conns" 2>/dev/null || echo 0; }
+echo pass >"$RELAY_MODE"
+use_pair node1
+agent_config "$LISTENERS" "$(cert_filter node1 nodes node-ca)"
+log_from=$(($(wc -l <"$AGENT_LOG") + 1))
+if agent_start; then
+    conns0=$(relay_conns)
+    codes=$(calls 1)
+    hz=$(healthz_vault)
+    nt=$(tail -n "+$log_from" "$AGENT_LOG" | grep '"@message":"vault login failed"' |
+        grep -c "\"status\":\"tls handshake failed (Vault's certificate not trusted)\"")
+    t_eq "${CASES[8]}" "$codes, $hz, $([ "$nt" -ge 1 ] && echo named), $(log_count "vault unreachable") unreachable" \
+        " 503 vault_unavailable, login_failed tls: Vault's certificate not trusted, named, 0 unreachable"
+    out=""
+    for ((i = 0; i < 16; i++)); do
+        out="$out$(calls 1)"
+        sleep 0.25
+    done
+    n=$(($(relay_conns) - conns0))
+    t_eq "${CASES[9]}" "$(echo "$out" | xargs -n1 | sort | uniq -c | awk '{ printf "%s %s;", $1, $2 }'), $([ "$n" -le 4 ] && echo few || echo "$n") handshakes" \
+        "16 503;16 vault_unavailable;, few handshakes"
+    jq "$(cert_filter node1 nodes)" "$AGENT_CONFIG" >"$AGENT_CONFIG.new" && mv "$AGENT_CONFIG.new" "$AGENT_CONFIG"
+    kill -HUP "$AGENT_PID"
+    lib_wait_for 10 bash -c "[ \$(tail -n +$log_from '$AGENT_LOG' | grep -c '\"@message\":\"vault login ok\"') -ge 1 ]"
+    hz=$(healthz_vault)
+    codes=$(calls 1)
+    t_eq "${CASES[10]}" "$(log_count "vault login ok") login ok, $hz,$codes" "1 login ok, ok -, 200 ok"
+    agent_stop_check "${CASES[11]}"
+else
+    t_blocked "${CASES[@]:8:4}"
+fi
+
+canary_scan "${CASES[12]}" "$TKEY"
 t_done
 [ "$T_FAILED" -eq 0 ]

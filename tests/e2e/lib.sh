@@ -518,6 +518,29 @@ canary_keys() {
     done
 }
 
+# lib_up_tls [STAND_IN_FLAG...]: lib_up with the stand-in listening with TLS
+# itself (40-vault-cert-auth.sh, 45-vault-cert-trouble.sh): a CA server-ca
+# and its certificate "server" for 127.0.0.1 in $PKI (pki_init first),
+# vault_api's curl trusting that CA, the extra flags given to the stand-in
+# (e.g. -tls-client-ca FILE), and Vault's cert auth method enabled at
+# auth/cert. Returns 1 with LIB_BLOCKED_REASON.
+lib_up_tls() {
+    if ! mk_ca server-ca || ! mk_cert server-ca server vault "subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth"; then
+        LIB_BLOCKED_REASON="openssl could not make the test certificates"
+        return 1
+    fi
+    export CURL_CA_BUNDLE=$PKI/server-ca.pem
+    VAULT_SCHEME=https
+    VAULTSIM_FLAGS="-tls-cert $PKI/server.pem -tls-key $PKI/server.key${1:+ $*}"
+    lib_up || return 1
+    vault_api POST sys/auth/cert '{"type":"cert"}'
+    [ "$VAULT_CODE" -lt 300 ] || {
+        LIB_BLOCKED_REASON="enabling cert auth failed (HTTP $VAULT_CODE)"
+        return 1
+    }
+}
+
 # ---- the agent ------------------------------------------------------------------------
 
 AGENT_DIR=$LIB_TMP/agent

@@ -270,7 +270,7 @@ static void run_on(struct run *r, const char *path, long deadline_ms, int guard_
                               .first_byte_timeout_ms = deadline_ms,
                               .idle_timeout_ms = deadline_ms,
                               .allow_http = true};
-    static const struct upstream_cbs cbs = {on_status, on_data, on_done};
+    static const struct upstream_cbs cbs = {on_status, on_data, on_done, NULL};
     assert_int_equal(upstream_xfer_start(r->up, "GET", url, NULL, 0, NULL, &o, &cbs, r, &r->x),
                      ERR_OK);
     struct timeval tv = {guard_s, 0};
