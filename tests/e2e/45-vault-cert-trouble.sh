@@ -32,7 +32,7 @@ CASES=("handshake reset: 4 calls get 503 vault_unavailable, 'vault unreachable' 
     "reload with a new certificate: the next call succeeds"
     "reload changing only cert.name: a login at once, a second token of role nodes, the next call succeeds"
     "cert agent stops cleanly on SIGTERM, no sanitizer report"
-    "handshake refusal (TLS alert): 5 calls get 503 vault_unavailable, at most 3 logins, 'tls handshake failed' logged, no 'vault unreachable'"
+    "handshake refusal (TLS alert): 5 calls get 503 vault_unavailable, at most 3 logins, 'tls handshake failed' logged, 'vault unreachable' at most once"
     "refused-cert agent stops cleanly on SIGTERM, no sanitizer report"
     "Vault's certificate not trusted: /healthz vault login_failed, vault_reason 'tls: Vault's certificate not trusted', 'vault login failed' names it, no 'vault unreachable'"
     "Vault's certificate not trusted: 16 calls over 4 s get 503 vault_unavailable, at most 4 handshakes reach the relay (login backoff, no storm)"
@@ -201,9 +201,13 @@ if agent_start; then
     call "$SOCK" GET /metrics ""
     n=$(echo "$BODY" | awk '$1 == "byok_vault_calls_total{event=\"request\"}" { print $2 }')
     hs=$(tail -n "+$log_from" "$AGENT_LOG" | grep '"@message":"vault login failed"' | grep -c '"status":"tls handshake failed')
+    # Under TLS 1.3 the server refuses the certificate after the client has sent its request:
+    # its alert can be lost to the reset of the unread request, and that login then reads as
+    # Vault unreachable (the client cannot tell it from a restarting Vault). Once at most.
+    un=$(log_count "vault unreachable")
     t_eq "${CASES[6]}" \
-        "$codes, $([ "${n:-99}" -le 3 ] && echo few || echo "$n") logins, $([ "$hs" -ge 1 ] && echo handshake-logged), $(log_count "vault unreachable") unreachable" \
-        "$(printf ' 503 vault_unavailable%.0s' 1 2 3 4 5), few logins, handshake-logged, 0 unreachable"
+        "$codes, $([ "${n:-99}" -le 3 ] && echo few || echo "$n") logins, $([ "$hs" -ge 1 ] && echo handshake-logged), $([ "$un" -le 1 ] && echo "at most once" || echo "$un") unreachable" \
+        "$(printf ' 503 vault_unavailable%.0s' 1 2 3 4 5), few logins, handshake-logged, at most once unreachable"
     agent_stop_check "${CASES[7]}"
 else
     t_blocked "${CASES[@]:6:2}"
