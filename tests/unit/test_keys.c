@@ -1888,7 +1888,7 @@ static void test_late_write_window_ends(void **state)
     late_val = NULL;
     late_held = false;
     creds_serves(e, canary1);
-    struct timespec ts = {0, 40 * 1000 * 1000};
+    struct timespec ts = {0, 40L * 1000 * 1000};
     nanosleep(&ts, NULL);
     creds_serves(e, canary1); /* cached again */
     /* Served from the cache: storage that refuses reads does not matter now. */
