@@ -1552,7 +1552,12 @@ static enum err catalog_write_unlocked(struct fw_request *req, struct fw_respons
     char key[STORAGE_MAX_KEY];
     snprintf(key, sizeof(key), "%s%s", CATALOG_STORAGE_PREFIX, name);
     e = storage_put_json(req->storage, key, entry, false);
-    cache_invalidate(byok_cache(req->backend), key);
+    /* A failed write may land later: keep the entry out of the cache a while (cache.h). */
+    if (e != ERR_OK) {
+        cache_doubt(byok_cache(req->backend), key);
+    } else {
+        cache_invalidate(byok_cache(req->backend), key);
+    }
 out:
     json_decref(config);
     json_decref(entry);
@@ -1592,7 +1597,11 @@ static enum err catalog_delete_unlocked(struct fw_request *req, struct fw_respon
     char key[STORAGE_MAX_KEY];
     snprintf(key, sizeof(key), "%s%s", CATALOG_STORAGE_PREFIX, name);
     e = storage_delete(req->storage, key);
-    cache_invalidate(byok_cache(req->backend), key);
+    if (e != ERR_OK && e != ERR_NOTFOUND) {
+        cache_doubt(byok_cache(req->backend), key); /* it may land later (cache.h) */
+    } else {
+        cache_invalidate(byok_cache(req->backend), key);
+    }
     return e;
 }
 

@@ -352,8 +352,12 @@ static enum err config_write_unlocked(struct fw_request *req, struct fw_response
     }
 
     e = storage_put_json(req->storage, CONFIG_STORAGE_KEY, next, false);
-    /* Drop the entry even on failure: the write may have landed. */
-    cache_invalidate(byok_cache(b), CONFIG_STORAGE_KEY);
+    /* On failure the write may land later: keep config out of the cache a while (cache.h). */
+    if (e != ERR_OK) {
+        cache_doubt(byok_cache(b), CONFIG_STORAGE_KEY);
+    } else {
+        cache_invalidate(byok_cache(b), CONFIG_STORAGE_KEY);
+    }
 out:
     json_decref(next);
     return e;

@@ -36,6 +36,7 @@
 
 #include "common/b64.h"
 #include "common/log.h"
+#include "plugin/cache.h"
 #include "plugin/pool.h"
 
 #define ENVELOPE_FORMAT_V1 0x01
@@ -245,6 +246,8 @@ struct envelope {
     uint64_t gen;    /* bumped by every DEK invalidation */
     size_t n_dek;
     struct envelope_dek_entry *dek[ENVELOPE_DEK_BUCKETS];
+    /* Tenants whose DEK delete was reported failed: not cached a while (cache.h). */
+    struct cache_doubts *dek_doubt;
     struct envelope_kek_entry kek[ENVELOPE_KEK_CACHE_MAX];
     size_t kek_next; /* round-robin eviction */
     /*
@@ -286,6 +289,11 @@ struct envelope *envelope_new(void)
         goto out_rot;
     }
     if (pthread_mutex_init(&env->cache_mu, NULL) != 0) {
+        goto out_rw;
+    }
+    env->dek_doubt = cache_doubts_new();
+    if (env->dek_doubt == NULL) {
+        pthread_mutex_destroy(&env->cache_mu);
         goto out_rw;
     }
     return env;
@@ -357,6 +365,7 @@ void envelope_free(struct envelope *env)
         return;
     }
     envelope_drop_all(env);
+    cache_doubts_free(env->dek_doubt);
     pthread_mutex_destroy(&env->cache_mu);
     pthread_rwlock_destroy(&env->kek_rw);
     pthread_mutex_destroy(&env->rot_mu);
@@ -745,7 +754,7 @@ static void envelope_dek_cache_put(struct envelope *env, const char *tenant,
     }
     snprintf(ne->tenant, sizeof(ne->tenant), "%s", tenant);
     pthread_mutex_lock(&env->cache_mu);
-    if (gen != env->gen) {
+    if (gen != env->gen || cache_doubts_has(env->dek_doubt, tenant)) {
         goto out_unlock; /* invalidated (shred, rotation on another node) while we read */
     }
     size_t h = envelope_hash(tenant);
@@ -777,9 +786,11 @@ enum err envelope_tenant_dek(struct envelope *env, struct storage *st, const cha
         return ERR_INVAL;
     }
     struct secret *dek = NULL;
+    bool doubt = cache_doubts_has(env->dek_doubt, tenant); /* a shred that may land later */
     pthread_mutex_lock(&env->cache_mu);
     uint64_t gen = env->gen;
-    for (struct envelope_dek_entry *e = env->dek[envelope_hash(tenant)]; e != NULL; e = e->next) {
+    for (struct envelope_dek_entry *e = doubt ? NULL : env->dek[envelope_hash(tenant)]; e != NULL;
+         e = e->next) {
         if (strcmp(e->tenant, tenant) == 0) {
             dek = secret_from(e->dek->data, e->dek->len);
             break;
@@ -855,6 +866,9 @@ enum err envelope_tenant_shred(struct envelope *env, struct storage *st, const c
     envelope_dek_drop_locked(env, tenant);
     pthread_mutex_unlock(&env->cache_mu);
     e = storage_delete(st, key);
+    if (e != ERR_OK && e != ERR_NOTFOUND) {
+        cache_doubts_add(env->dek_doubt, tenant); /* it may land later: before the drop */
+    }
     /* Again: a reader that fetched the record before the delete must not re-cache it. */
     pthread_mutex_lock(&env->cache_mu);
     envelope_dek_drop_locked(env, tenant);

@@ -481,7 +481,9 @@ enum err keystore_settings_put(struct byok *b, struct storage *st, const char *t
         cache_invalidate(ks->settings, key);
     }
     e = storage_put_json(st, key, stored, false);
-    if (ks != NULL) {
+    if (ks != NULL && e != ERR_OK) {
+        cache_doubt(ks->settings, key); /* it may land later: keystore_record_put */
+    } else if (ks != NULL) {
         /* As keystore_record_put: drop, write, drop, then cache what was written. */
         cache_invalidate(ks->settings, key);
         json_t *copy = e == ERR_OK ? json_deep_copy(stored) : NULL;
@@ -543,14 +545,24 @@ enum err keystore_record_put(struct keystore *ks, struct storage *st, const char
         OPENSSL_cleanse(text, len);
         free(text);
     }
-    cache_invalidate(ks->records, key);
-    if (e == ERR_OK) {
-        uint64_t gen = 0;
-        json_t *none = cache_get(ks->records, key, &gen);
-        json_decref(none);
-        cache_put(ks->records, key, (json_t *)rec, gen); /* shared from now on: see keystore.h */
+    if (e != ERR_OK) {
+        /*
+         * Reported failed, it may be applied all the same, later (a timeout
+         * or cancellation: transport.md, "ambiguous writes"), and no
+         * InvalidateKey follows our own writes on the active node: a reader
+         * caching the old record before it lands would serve it for good
+         * (a revoked key from creds, a later write starting from it). So the
+         * key stays out of the cache for a while (cache.h, writes in doubt).
+         */
+        cache_doubt(ks->records, key);
+        return e;
     }
-    return e;
+    cache_invalidate(ks->records, key);
+    uint64_t gen = 0;
+    json_t *none = cache_get(ks->records, key, &gen);
+    json_decref(none);
+    cache_put(ks->records, key, (json_t *)rec, gen); /* shared from now on: see keystore.h */
+    return ERR_OK;
 }
 
 json_t *keystore_record_clone(const json_t *rec)

@@ -139,9 +139,10 @@ MUST_USE enum err keystore_settings_stored(struct storage *st, const char *tenan
  * warm creds read and a key write's existence check need no storage round
  * trip. InvalidateKey drops entries (Vault sends it when another node
  * writes); every local write goes through keystore_record_put, which drops
- * the entry too. record_get returns a SHARED document: never modify it
- * (json_deep_copy first). ERR_NOTFOUND when absent. record_put caches rec
- * itself (a new reference): the caller must not modify rec afterwards.
+ * the entry too, and after a write reported failed keeps the key out of the
+ * cache for CACHE_DOUBT_MS (it may land later: cache.h). record_get returns a SHARED document:
+ * never modify it (json_deep_copy first). ERR_NOTFOUND when absent. record_put caches rec itself (a
+ * new reference): the caller must not modify rec afterwards.
  */
 MUST_USE enum err keystore_record_get(struct keystore *ks, struct storage *st, const char *key,
                                       json_t **ret_shared);

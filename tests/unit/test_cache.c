@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "plugin/cache.h"
 
@@ -141,6 +142,115 @@ static void test_concurrent(void **state)
     cache_free(c); /* ASan/LSan runs of this test catch reference-count mistakes */
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/*
+ * A key whose write was reported failed is neither served nor stored until
+ * the doubt window ends, whatever is put meanwhile; other keys are not
+ * affected; after the window it caches again.
+ */
+static void test_doubt(void **state)
+{
+    (void)state;
+    cache_set_doubt_ms(50);
+    struct cache *c = cache_new();
+    assert_non_null(c);
+    json_t *v = json_pack("{s:i}", "x", 1);
+    uint64_t gen = 0;
+    assert_null(cache_get(c, "k", &gen));
+    cache_put(c, "k", v, gen);
+    cache_put(c, "other", v, gen);
+    json_t *got = cache_get(c, "k", NULL);
+    assert_ptr_equal(got, v);
+    json_decref(got);
+
+    /* A reader that missed before the doubt cannot put after it (generation). */
+    uint64_t old_gen = 0;
+    json_decref(cache_get(c, "k2", &old_gen));
+    cache_doubt(c, "k");
+    cache_put(c, "k2", v, old_gen);
+    assert_null(cache_get(c, "k2", NULL));
+
+    /* In doubt: dropped, misses, and a put with a current generation is refused. */
+    assert_null(cache_get(c, "k", &gen));
+    cache_put(c, "k", v, gen);
+    assert_null(cache_get(c, "k", &gen));
+    got = cache_get(c, "other", NULL);
+    assert_ptr_equal(got, v);
+    json_decref(got);
+
+    /* The window ends: cached again. */
+    sleep_ms(80);
+    assert_null(cache_get(c, "k", &gen));
+    cache_put(c, "k", v, gen);
+    got = cache_get(c, "k", NULL);
+    assert_ptr_equal(got, v);
+    json_decref(got);
+
+    /* A second failure renews the window. */
+    cache_doubt(c, "k");
+    sleep_ms(30);
+    cache_doubt(c, "k");
+    sleep_ms(30);
+    assert_null(cache_get(c, "k", &gen));
+    cache_put(c, "k", v, gen);
+    assert_null(cache_get(c, "k", NULL));
+
+    json_decref(v);
+    cache_free(c);
+    cache_set_doubt_ms(0);
+}
+
+/* Past CACHE_DOUBT_MAX keys in doubt, every key is, until the window of the last one ends. */
+static void test_doubt_limit(void **state)
+{
+    (void)state;
+    cache_set_doubt_ms(200);
+    struct cache *c = cache_new();
+    json_t *v = json_pack("{s:i}", "x", 1);
+    char key[32];
+    for (int i = 0; i < CACHE_DOUBT_MAX; i++) {
+        snprintf(key, sizeof(key), "d%d", i);
+        cache_doubt(c, key);
+    }
+    uint64_t gen = 0;
+    json_decref(cache_get(c, "free", &gen));
+    cache_put(c, "free", v, gen); /* at the limit: other keys still cache */
+    json_t *got = cache_get(c, "free", NULL);
+    assert_ptr_equal(got, v);
+    json_decref(got);
+    cache_doubt(c, "one-past"); /* one past: everything is in doubt */
+    assert_null(cache_get(c, "free", &gen));
+    cache_put(c, "free", v, gen);
+    assert_null(cache_get(c, "free", NULL));
+    sleep_ms(250);
+    json_decref(cache_get(c, "free", &gen));
+    cache_put(c, "free", v, gen);
+    got = cache_get(c, "free", NULL);
+    assert_ptr_equal(got, v);
+    json_decref(got);
+
+    /* The standalone set (envelope.c's DEKs). */
+    struct cache_doubts *d = cache_doubts_new();
+    assert_non_null(d);
+    assert_false(cache_doubts_has(d, "acme"));
+    cache_doubts_add(d, "acme");
+    assert_true(cache_doubts_has(d, "acme"));
+    assert_false(cache_doubts_has(d, "globex"));
+    sleep_ms(250);
+    assert_false(cache_doubts_has(d, "acme"));
+    cache_doubts_free(d);
+    cache_doubts_free(NULL);
+
+    json_decref(v);
+    cache_free(c);
+    cache_set_doubt_ms(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -148,6 +258,8 @@ int main(void)
         cmocka_unit_test(test_stale_put_is_dropped),
         cmocka_unit_test(test_entry_limit),
         cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_doubt),
+        cmocka_unit_test(test_doubt_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@
 
 #include "common/secret.h"
 #include "plugin/byok.h"
+#include "plugin/cache.h"
 #include "plugin/envelope.h"
 #include "plugin/framework.h"
 #include "plugin/keystore.h"
@@ -1865,6 +1866,261 @@ static void test_usage_flush_in_doubt_then_delete(void **state)
 #undef KP2
 }
 
+/* ---- late-landing writes: reported failed, applied later ------------------------------ */
+
+/*
+ * The first Put or Delete under late_prefix is held: the call reports
+ * ERR_TIMEOUT (Vault's reply never came) and the write is applied only when
+ * the test calls late_land, as Vault may do after the request's deadline
+ * (docs/internals/transport.md, "ambiguous writes"). Every other call goes
+ * through.
+ */
+static const struct storage_ops *late_orig;
+static const char *late_prefix;
+static bool late_held, late_is_del;
+static char late_key[STORAGE_MAX_KEY];
+static unsigned char *late_val;
+static size_t late_len;
+static bool late_seal;
+
+static enum err late_get(void *c, const char *k, unsigned char **v, size_t *l)
+{
+    return late_orig->get(c, k, v, l);
+}
+
+static enum err late_put(void *c, const char *k, const unsigned char *v, size_t l, bool seal)
+{
+    if (late_held || !fault_match(late_prefix, k)) {
+        return late_orig->put(c, k, v, l, seal);
+    }
+    late_held = true;
+    late_is_del = false;
+    snprintf(late_key, sizeof(late_key), "%s", k);
+    late_val = malloc(l > 0 ? l : 1);
+    assert_non_null(late_val);
+    memcpy(late_val, v, l);
+    late_len = l;
+    late_seal = seal;
+    return ERR_TIMEOUT;
+}
+
+static enum err late_del(void *c, const char *k)
+{
+    if (late_held || !fault_match(late_prefix, k)) {
+        return late_orig->del(c, k);
+    }
+    late_held = true;
+    late_is_del = true;
+    snprintf(late_key, sizeof(late_key), "%s", k);
+    return ERR_TIMEOUT;
+}
+
+static enum err late_list(void *c, const char *prefix, char ***k, size_t *n)
+{
+    return late_orig->list(c, prefix, k, n);
+}
+
+static const struct storage_ops late_ops = {late_get, late_put, late_del, late_list};
+
+static void late_on(struct env *e, const char *prefix)
+{
+    late_orig = e->st->ops;
+    e->st->ops = &late_ops;
+    late_prefix = prefix;
+    late_held = false;
+}
+
+/* Vault applies the held write now; storage is plain again. */
+static void late_land(struct env *e)
+{
+    assert_true(late_held);
+    e->st->ops = late_orig;
+    if (late_is_del) {
+        assert_int_equal(storage_delete(e->st, late_key), ERR_OK);
+    } else {
+        assert_int_equal(late_orig->put(e->st->ctx, late_key, late_val, late_len, late_seal),
+                         ERR_OK);
+    }
+    free(late_val);
+    late_val = NULL;
+    late_held = false;
+    late_prefix = NULL;
+}
+
+static void creds_serves(struct env *e, const char *want)
+{
+    json_t *c = NULL;
+    assert_string_equal(creds_value(e, CREDS, &c), want);
+    json_decref(c);
+}
+
+static void expect_fails(struct env *e, enum fw_op op, const char *path, const char *body)
+{
+    struct result r = call(e, op, path, body);
+    assert_int_not_equal(r.status, FW_OK);
+    done(&r);
+}
+
+static const char *stored_status(struct env *e, json_t **ret_rec)
+{
+    assert_int_equal(storage_get_json(e->st, KP, ret_rec), ERR_OK);
+    return str(*ret_rec, "status");
+}
+
+/*
+ * A revoke whose Put timed out and landed later, with a creds read in
+ * between (which loads the record from storage: still active). Before, that
+ * read cached the old record for good: creds served the revoked key after
+ * the write landed, an hour later too.
+ */
+static void test_late_revoke_stops_creds(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    creds_serves(e, canary1); /* cached */
+    late_on(e, KP);
+    expect_fails(e, FW_OP_DELETE, KP, NULL);
+    creds_serves(e, canary1); /* storage still says active: right */
+    late_land(e);
+    expect_creds_404(e, CREDS, NULL);
+    fake_now += 3600;
+    expect_creds_404(e, CREDS, NULL);
+    json_t *rec = NULL;
+    assert_string_equal(stored_status(e, &rec), "revoked");
+    json_decref(rec);
+}
+
+/*
+ * A metadata write after the late revoke landed starts from the stored
+ * record. Before, it took the stale cached one and saved it back: the key
+ * was active again.
+ */
+static void test_late_revoke_then_metadata_write(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    creds_serves(e, canary1);
+    late_on(e, KP);
+    expect_fails(e, FW_OP_DELETE, KP, NULL);
+    creds_serves(e, canary1);
+    late_land(e);
+    struct result r = call(e, FW_OP_UPDATE, KP, "{\"name\": \"renamed\"}");
+    done(&r); /* refused or not: it must not bring the key back */
+    json_t *rec = NULL;
+    assert_string_equal(stored_status(e, &rec), "revoked");
+    json_decref(rec);
+    expect_creds_404(e, CREDS, NULL);
+}
+
+/*
+ * A usage flush whose Put timed out and landed after a creds read: 4 reads
+ * are counted 4 times. Before, the key read settled the flush in doubt
+ * against the stale cached record (no token: "did not land") and the next
+ * flush added the 3 again: 7.
+ */
+static void test_late_usage_flush_exact(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    creds_reads(e, 3);
+    late_on(e, KP);
+    assert_int_not_equal(byok_periodic(e->b, e->st), ERR_OK);
+    creds_reads(e, 1);
+    late_land(e);
+    assert_int_equal(stored_usage(e), 3);
+    assert_int_equal(read_usage(e), 4);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 4);
+    assert_int_equal(read_usage(e), 4);
+    assert_int_equal(byok_periodic(e->b, e->st), ERR_OK);
+    assert_int_equal(stored_usage(e), 4);
+}
+
+static int64_t settings_rpm(struct env *e)
+{
+    json_t *d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    int64_t n = num(d, "rpm_limit");
+    json_decref(d);
+    return n;
+}
+
+/* Settings and config writes that time out and land later: reads converge on storage. */
+static void test_late_settings_and_config(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    ok0(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"rpm_limit\": 5}");
+    assert_int_equal(settings_rpm(e), 5); /* cached */
+    late_on(e, "tenants/acme/settings");
+    expect_fails(e, FW_OP_UPDATE, "tenants/acme/settings", "{\"rpm_limit\": 9}");
+    assert_int_equal(settings_rpm(e), 5); /* storage still has 5 */
+    late_land(e);
+    assert_int_equal(settings_rpm(e), 9);
+    assert_int_equal(settings_rpm(e), 9);
+
+    ok0(e, FW_OP_UPDATE, "config", "{\"default_budget_tier\": \"LOW\"}");
+    json_t *d = ok(e, FW_OP_READ, "config", NULL);
+    assert_string_equal(str(d, "default_budget_tier"), "LOW");
+    json_decref(d);
+    late_on(e, "config");
+    expect_fails(e, FW_OP_UPDATE, "config", "{\"default_budget_tier\": \"HIGH\"}");
+    d = ok(e, FW_OP_READ, "config", NULL);
+    assert_string_equal(str(d, "default_budget_tier"), "LOW");
+    json_decref(d);
+    late_land(e);
+    for (int i = 0; i < 2; i++) {
+        d = ok(e, FW_OP_READ, "config", NULL);
+        assert_string_equal(str(d, "default_budget_tier"), "HIGH");
+        json_decref(d);
+    }
+    /* Settings take their defaults from config: the landed tier shows there too. */
+    d = ok(e, FW_OP_READ, "tenants/acme/settings", NULL);
+    assert_string_equal(str(d, "budget_tier"), "HIGH");
+    json_decref(d);
+}
+
+/*
+ * A tenant delete whose DEK Delete (the shred) timed out and landed later,
+ * with a creds read in between (which unwraps the DEK from storage). Before,
+ * that DEK stayed cached: creds kept serving a shredded tenant's key.
+ */
+static void test_late_shred_drops_dek(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    creds_serves(e, canary1); /* record and DEK cached */
+    late_on(e, "tenants/acme/dek");
+    expect_fails(e, FW_OP_DELETE, "tenants/acme", NULL);
+    creds_serves(e, canary1); /* the DEK is still in storage */
+    late_land(e);
+    expect_fails(e, FW_OP_READ, CREDS, NULL);
+    expect_fails(e, FW_OP_READ, CREDS, NULL);
+}
+
+/* After the doubt window, a write that never landed no longer keeps the key uncached. */
+static void test_late_write_window_ends(void **state)
+{
+    struct env *e = *state;
+    cache_set_doubt_ms(20);
+    put_key(e, KP, canary1, NULL);
+    late_on(e, KP);
+    expect_fails(e, FW_OP_DELETE, KP, NULL);
+    e->st->ops = late_orig; /* it never lands */
+    free(late_val);
+    late_val = NULL;
+    late_held = false;
+    creds_serves(e, canary1);
+    struct timespec ts = {0, 40L * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    creds_serves(e, canary1); /* cached again */
+    /* Served from the cache: storage that refuses reads does not matter now. */
+    fault_on(e, NULL, NULL);
+    fault_get_prefix = KP;
+    creds_serves(e, canary1);
+    fault_off(e);
+    cache_set_doubt_ms(0);
+}
+
 /*
  * An expiry belongs to the value it came with: a rotated or rewritten value
  * without one has none, one given with the rotation applies, and creds serves
@@ -3409,6 +3665,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_flush_in_doubt_key_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_flush_in_doubt_then_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_flush_in_doubt_then_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_revoke_stops_creds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_revoke_then_metadata_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_usage_flush_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_settings_and_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_shred_drops_dek, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_write_window_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_value_has_its_own_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grace_ends_at_own_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grace_record_without_version_expiry, setup, teardown),
