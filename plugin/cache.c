@@ -73,11 +73,19 @@ void cache_set_doubt_ms(long ms)
     cache_doubt_ms = ms > 0 ? ms : CACHE_DOUBT_MS;
 }
 
+/* Tests move the doubt windows' clock forward instead of sleeping (cache_advance_ms). */
+static int64_t cache_skew_ms;
+
+void cache_advance_ms(int64_t ms)
+{
+    cache_skew_ms += ms;
+}
+
 static int64_t cache_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + cache_skew_ms;
 }
 
 static int cache_doubts_init(struct cache_doubts *d)

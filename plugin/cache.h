@@ -70,5 +70,7 @@ void cache_doubts_add(struct cache_doubts *d, const char *key);
 bool cache_doubts_has(struct cache_doubts *d, const char *key);
 /* Tests: shortens the doubt window (ms > 0), or restores CACHE_DOUBT_MS (0). */
 void cache_set_doubt_ms(long ms);
+/* Tests: moves the doubt windows' clock forward by ms (no sleeping, no race with the machine). */
+void cache_advance_ms(int64_t ms);
 
 #endif
