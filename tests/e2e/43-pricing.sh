@@ -38,10 +38,11 @@ MOCK_MODELS+=(mock-websearch mock-longprompt)
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 
 # The tier on every model of the entry but gpt-4o-mini (the model without one, not a mock
-# scenario's name: the mock's scenario control then picks its answer); web searches priced on
-# anthropic's.
+# scenario's name: the mock's scenario control then picks its answer; its window takes the
+# longprompt scenario's 250,000 prompt tokens, which the agent bounds by it); web searches priced
+# on anthropic's.
 with_tier() {
-    jq --argjson ws "$1" '.models |= map(if .name == "gpt-4o-mini" then . else
+    jq --argjson ws "$1" '.models |= map(if .name == "gpt-4o-mini" then . + {context_window: 400000} else
         . + {long_context_threshold: 200000, long_input_per_1m: (.input_per_1m * 2),
              long_output_per_1m: (.output_per_1m * 1.5)} end
         + (if $ws > 0 then {web_search_per_1k: $ws} else {} end))'
