@@ -423,10 +423,14 @@ static void call_param_error(struct request *r, const char *param, const char *c
  * call at an absurd cost. A count the provider reported that was lowered is
  * logged (the field, never the provider's text) and counted in
  * byok_usage_clamped_total; the agent's own estimates (usage_estimated) are
- * bounded silently.
+ * bounded silently. Idempotent: a stream's usage, bounded before its last
+ * events (call_stream_end), is not reported again when it is recorded.
  */
 static void call_usage_bound(struct call *c)
 {
+    if (c->ent == NULL || c->ent->entry == NULL) {
+        return; /* no catalog: nothing to bound by, and no price either */
+    }
     const struct route_candidate *cand = &c->cands[c->cur];
     unsigned clamped = usagebound_clamp(c->ent->entry, cand->model, c->op, c->req, &c->usage);
     if (clamped == 0 || c->r->usage_estimated) {
@@ -456,8 +460,8 @@ static void call_record_usage(struct call *c, const char *status)
     }
     const struct route_candidate *cand = &c->cands[c->cur];
     double cost = 0;
+    call_usage_bound(c);
     if (c->ent != NULL && c->ent->entry != NULL) {
-        call_usage_bound(c);
         cost = provider_cost(c->ent->entry, cand->model, &c->usage);
     }
     r->prompt_tokens = c->usage.prompt_tokens;
@@ -980,6 +984,7 @@ static void call_stream_end(struct call *c, const char *error_code, const char *
     struct request *r = c->r;
     /* Before the events: the Responses ones carry the usage the call is counted with. */
     call_usage_settle(c);
+    call_usage_bound(c);
     if (c->rs != NULL && r->ev != NULL) {
         if (error_code != NULL) {
             r->error_code = error_code;

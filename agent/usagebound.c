@@ -44,6 +44,30 @@ static bool usagebound_media_data(const json_t *obj, const char *key, const json
            (json_object_get(obj, "media_type") != NULL || json_object_get(obj, "format") != NULL);
 }
 
+/*
+ * The request's frame, which the per-message and per-reply tokens stand for
+ * (provider_prompt_estimate's): these names are not counted, nor a value of
+ * model, role or type up to USAGEBOUND_TAG_CHARS (a longer one is: it could
+ * hold anything). All are short constants, so no bulk can hide in them.
+ */
+static bool usagebound_frame_key(const char *key)
+{
+    static const char *const names[] = {"model", "messages", "role",   "content",
+                                        "text",  "type",     "stream", "max_tokens"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(key, names[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool usagebound_frame_value(const char *key, const json_t *v)
+{
+    return (strcmp(key, "model") == 0 || strcmp(key, "role") == 0 || strcmp(key, "type") == 0) &&
+           json_string_length(v) <= USAGEBOUND_TAG_CHARS;
+}
+
 struct usagebound_count {
     long long chars;
     long long media;
@@ -78,8 +102,11 @@ static void usagebound_walk(const json_t *v, int depth, struct usagebound_count 
     const char *key;
     json_object_foreach((json_t *)v, key, e)
     {
-        n->chars += (long long)strlen(key);
-        if (json_is_string(e) && usagebound_media_data(v, key, e)) {
+        if (!usagebound_frame_key(key)) {
+            n->chars += (long long)strlen(key);
+        }
+        if (json_is_string(e) &&
+            (usagebound_media_data(v, key, e) || usagebound_frame_value(key, e))) {
             continue;
         }
         usagebound_walk(e, depth - 1, n);

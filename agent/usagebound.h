@@ -34,6 +34,8 @@
 /* Tokens per chat message and per reply, as provider_prompt_estimate counts them. */
 #define USAGEBOUND_TOKENS_PER_MESSAGE 4
 #define USAGEBOUND_TOKENS_REPLY 3
+/* The longest value of model, role or type not counted (the request's frame). */
+#define USAGEBOUND_TAG_CHARS 64
 /* Nesting walked key by key; deeper values count their compact JSON text. */
 #define USAGEBOUND_MAX_DEPTH 64
 /*
@@ -56,7 +58,10 @@
  * Prompt tokens a request is reserved at (tpm_limit, monthly budget): the
  * characters of every key and string value of req / 4 (rounded up, the rate
  * of provider_prompt_estimate), except base64 media (data: URLs, "data" of
- * an object with a media_type or format), plus USAGEBOUND_MEDIA_TOKENS per
+ * an object with a media_type or format) and the request's frame (the names
+ * model, messages, role, content, text, type, stream and max_tokens, and
+ * values of model, role and type up to USAGEBOUND_TAG_CHARS, which the
+ * per-message tokens stand for), plus USAGEBOUND_MEDIA_TOKENS per
  * media part, USAGEBOUND_TOKENS_PER_MESSAGE per element of messages (or
  * input), USAGEBOUND_TOKENS_REPLY when there is one. For any shape of
  * request (chat, Messages, the Responses API's chat translation,

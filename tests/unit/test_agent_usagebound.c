@@ -124,6 +124,25 @@ static void test_message_text_as_before(void **state)
     free(big);
 }
 
+/* A plain chat body: the frame (names, model, role) is what the per-message tokens stand for. */
+static void test_frame_not_counted(void **state)
+{
+    (void)state;
+    json_t *req = parse("{\"model\": \"auto\", \"stream\": false, \"max_tokens\": 3, \"messages\":"
+                        " [{\"role\": \"user\", \"content\": \"one two three four\"}]}");
+    assert_int_equal(provider_prompt_estimate(PROVIDER_CHAT, req), 12);
+    assert_int_equal(usagebound_request_tokens(req), 12);
+    json_decref(req);
+    /* A role or model longer than USAGEBOUND_TAG_CHARS is counted: no bulk hides there. */
+    char *big = filler(BIG);
+    json_t *role =
+        json_pack("{s:s,s:[{s:s,s:s}]}", "model", big, "messages", "role", big, "content", "hi");
+    assert_non_null(role);
+    assert_true(usagebound_request_tokens(role) >= 2 * (BIG / 4));
+    json_decref(role);
+    free(big);
+}
+
 /* An image's base64 counts its fixed cost, not 250,000 tokens of text. */
 static void test_media_fixed_cost(void **state)
 {
@@ -344,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_response_format_counted),
         cmocka_unit_test(test_messages_tools_and_tool_use_counted),
         cmocka_unit_test(test_message_text_as_before),
+        cmocka_unit_test(test_frame_not_counted),
         cmocka_unit_test(test_media_fixed_cost),
         cmocka_unit_test(test_deep_nesting_counted),
         cmocka_unit_test(test_embeddings_and_edges),
