@@ -138,7 +138,7 @@ static void test_frame_not_counted(void **state)
     json_t *role =
         json_pack("{s:s,s:[{s:s,s:s}]}", "model", big, "messages", "role", big, "content", "hi");
     assert_non_null(role);
-    assert_true(usagebound_request_tokens(role) >= 2 * (BIG / 4));
+    assert_true(usagebound_request_tokens(role) >= 2LL * (BIG / 4));
     json_decref(role);
     free(big);
 }
@@ -161,7 +161,7 @@ static void test_media_fixed_cost(void **state)
     assert_non_null(chat);
     assert_non_null(msgs);
     long long c = usagebound_request_tokens(chat);
-    assert_true(c >= 2 * USAGEBOUND_MEDIA_TOKENS && c < 2 * USAGEBOUND_MEDIA_TOKENS + 100);
+    assert_true(c >= 2LL * USAGEBOUND_MEDIA_TOKENS && c < 2LL * USAGEBOUND_MEDIA_TOKENS + 100);
     long long m = usagebound_request_tokens(msgs);
     assert_true(m >= USAGEBOUND_MEDIA_TOKENS && m < USAGEBOUND_MEDIA_TOKENS + 100);
     json_decref(chat);
@@ -302,14 +302,14 @@ static void test_clamp_web_searches(void **state)
     assert_true(provider_cost(entry, "small", &u) <= 100.01);
     /* Each search turn reads the conversation again: the bounds grow with them. */
     u.web_search_requests = 5;
-    u.prompt_tokens = 6 * 128000;
+    u.prompt_tokens = 6LL * 128000;
     u.completion_tokens = 600;
     assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, limited, &u), 0);
-    u.prompt_tokens = 6 * 128000 + 1;
+    u.prompt_tokens = 6LL * 128000 + 1;
     u.completion_tokens = 601;
     assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, limited, &u),
                      USAGEBOUND_PROMPT | USAGEBOUND_COMPLETION);
-    assert_int_equal(u.prompt_tokens, 6 * 128000);
+    assert_int_equal(u.prompt_tokens, 6LL * 128000);
     assert_int_equal(u.completion_tokens, 600);
     json_decref(limited);
     json_decref(open);
@@ -329,9 +329,9 @@ static void test_clamp_long_tier_embeddings_unknown(void **state)
     assert_int_equal(u.prompt_tokens, USAGEBOUND_LONG_CONTEXT_WINDOW);
     /* Embeddings: the window per input. */
     json_t *emb = parse("{\"input\": [\"a\", \"b\", \"c\"]}");
-    struct provider_usage e = {.prompt_tokens = 3 * 8192};
+    struct provider_usage e = {.prompt_tokens = 3LL * 8192};
     assert_int_equal(usagebound_clamp(entry, "embed", PROVIDER_EMBEDDINGS, emb, &e), 0);
-    e.prompt_tokens = 3 * 8192 + 1;
+    e.prompt_tokens = 3LL * 8192 + 1;
     assert_int_equal(usagebound_clamp(entry, "embed", PROVIDER_EMBEDDINGS, emb, &e),
                      USAGEBOUND_PROMPT);
     /* No window in the catalog, or no such model: the parsers' own bound only. */
