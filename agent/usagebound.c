@@ -122,9 +122,6 @@ long long usagebound_request_tokens(const json_t *req)
     struct usagebound_count n = {0, 0};
     usagebound_walk(req, USAGEBOUND_MAX_DEPTH, &n);
     const json_t *msgs = json_object_get(req, "messages");
-    if (!json_is_array(msgs)) {
-        msgs = json_object_get(req, "input");
-    }
     long long turns = json_is_array(msgs) ? (long long)json_array_size(msgs) : 0;
     long long tokens = prov_est_tokens(n.chars) + n.media * USAGEBOUND_MEDIA_TOKENS +
                        turns * USAGEBOUND_TOKENS_PER_MESSAGE +

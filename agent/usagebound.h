@@ -62,8 +62,8 @@
  * model, messages, role, content, text, type, stream and max_tokens, and
  * values of model, role and type up to USAGEBOUND_TAG_CHARS, which the
  * per-message tokens stand for), plus USAGEBOUND_MEDIA_TOKENS per
- * media part, USAGEBOUND_TOKENS_PER_MESSAGE per element of messages (or
- * input), USAGEBOUND_TOKENS_REPLY when there is one. For any shape of
+ * media part, USAGEBOUND_TOKENS_PER_MESSAGE per element of messages,
+ * USAGEBOUND_TOKENS_REPLY when there is one. For any shape of
  * request (chat, Messages, the Responses API's chat translation,
  * embeddings). At most PROVIDER_MAX_TOKENS; 0 for NULL. Never less than
  * the text alone: the caller takes the larger of this and its prompt
