@@ -66,6 +66,10 @@ static const struct {
     [M_SERVER_TOOLS] = {"byok_server_tool_requests_total", "counter",
                         "Provider-side tool calls billed apart from tokens, by tenant, provider, "
                         "model and tool (web_search: Anthropic's web search requests)."},
+    [M_USAGE_CLAMPED] = {"byok_usage_clamped_total", "counter",
+                         "Calls whose provider-reported usage exceeded what the request and the "
+                         "model allow and was lowered to it, by provider and field (prompt, "
+                         "completion, web_search)."},
 };
 
 struct mseries {

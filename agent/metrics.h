@@ -38,6 +38,7 @@ enum metric_id {
     M_DEMOTIONS,        /* byok_provider_demotions_total{provider} */
     M_BUDGET_REFUSED,   /* byok_budget_refused_total{tenant,reason} */
     M_SERVER_TOOLS,     /* byok_server_tool_requests_total{tenant,provider,model,tool} */
+    M_USAGE_CLAMPED,    /* byok_usage_clamped_total{provider,field} */
     M__COUNT
 };
 

@@ -226,7 +226,9 @@ void provider_usage_from_openai(const json_t *usage, struct provider_usage *u);
  * Prompt tokens estimated from an OpenAI-shaped request, for a call the
  * provider billed but never reported: text characters / 4 (OpenAI's rule of
  * thumb for English) + 4 per chat message + 3; token-id inputs count one
- * each. Images, tool definitions and non-text parts are not counted.
+ * each. Images, tool definitions and non-text parts are not counted: this is
+ * the router's context-window estimate; what tpm_limit and budgets reserve
+ * counts the whole request (usagebound_request_tokens).
  */
 long long provider_prompt_estimate(enum provider_op op, const json_t *req);
 /*

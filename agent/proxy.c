@@ -58,6 +58,7 @@
 #include "agent/sse.h"
 #include "agent/upstream.h"
 #include "agent/usage.h"
+#include "agent/usagebound.h"
 #include "common/jsonw.h"
 #include "common/log.h"
 
@@ -416,6 +417,41 @@ static void call_param_error(struct request *r, const char *param, const char *c
     server_reply_json(r, 400, body);
 }
 
+/*
+ * The usage the call is counted with, bounded by what the request and the
+ * model allow (usagebound_clamp): a provider's absurd count must not book the
+ * call at an absurd cost. A count the provider reported that was lowered is
+ * logged (the field, never the provider's text) and counted in
+ * byok_usage_clamped_total; the agent's own estimates (usage_estimated) are
+ * bounded silently. Idempotent: a stream's usage, bounded before its last
+ * events (call_stream_end), is not reported again when it is recorded.
+ */
+static void call_usage_bound(struct call *c)
+{
+    if (c->ent == NULL || c->ent->entry == NULL) {
+        return; /* no catalog: nothing to bound by, and no price either */
+    }
+    const struct route_candidate *cand = &c->cands[c->cur];
+    unsigned clamped = usagebound_clamp(c->ent->entry, cand->model, c->op, c->req, &c->usage);
+    if (clamped == 0 || c->r->usage_estimated) {
+        return;
+    }
+    for (unsigned i = 0; i < USAGEBOUND_FIELDS; i++) {
+        unsigned bit = 1U << i;
+        if ((clamped & bit) == 0) {
+            continue;
+        }
+        const char *field = usagebound_field_name(bit);
+        char labels[METRICS_MAX_LABELS];
+        metrics_labels(labels, sizeof(labels), "provider", cand->provider, "field", field, NULL);
+        metrics_add(M_USAGE_CLAMPED, 1, labels);
+        log_kv(LOGL_WARN,
+               "provider usage above what the request and model allow; counted at the bound",
+               "request_id", c->r->id, "tenant", c->r->tenant, "provider", cand->provider, "model",
+               cand->model, "field", field, NULL);
+    }
+}
+
 static void call_record_usage(struct call *c, const char *status)
 {
     struct request *r = c->r;
@@ -424,6 +460,7 @@ static void call_record_usage(struct call *c, const char *status)
     }
     const struct route_candidate *cand = &c->cands[c->cur];
     double cost = 0;
+    call_usage_bound(c);
     if (c->ent != NULL && c->ent->entry != NULL) {
         cost = provider_cost(c->ent->entry, cand->model, &c->usage);
     }
@@ -976,6 +1013,7 @@ static void call_stream_end(struct call *c, const char *error_code, const char *
     struct request *r = c->r;
     /* Before the events: the Responses ones carry the usage the call is counted with. */
     call_usage_settle(c);
+    call_usage_bound(c);
     if (c->rs != NULL && r->ev != NULL) {
         if (error_code != NULL) {
             r->error_code = error_code;
@@ -1421,8 +1459,22 @@ static void call_tenant_limited(struct call *c, const char *name, long long limi
 }
 
 /*
- * The tokens a call reserves in the tenant's tpm bucket: the prompt as the
- * router estimates it, plus the output the app capped (max_tokens or
+ * The prompt tokens a call reserves of the tenant's tpm_limit and budget: the
+ * whole request (usagebound_request_tokens: tools, tool call arguments,
+ * tool_use input, schemas and media too), never less than the router's
+ * estimate (call_prompt_estimate, which counts message text only: the context
+ * window check must not refuse calls that fit, so it keeps its own).
+ */
+static long long call_reserve_prompt(const struct call *c)
+{
+    long long text = call_prompt_estimate(c);
+    long long all = usagebound_request_tokens(c->req);
+    return all > text ? all : text;
+}
+
+/*
+ * The tokens a call reserves in the tenant's tpm bucket: the whole request
+ * (call_reserve_prompt), plus the output the app capped (max_tokens or
  * max_completion_tokens). Without a cap nothing is reserved for the output:
  * no bound is known (a guess would refuse calls that fit, or mean nothing),
  * and what the call used is settled when it ends, the bucket going into debt.
@@ -1432,8 +1484,8 @@ static long long call_tpm_estimate(const struct call *c)
     if (c->count_tokens) {
         return 0; /* counting tokens uses none */
     }
-    struct route_want w = call_want(c, true);
-    return w.prompt_tokens + w.max_output;
+    struct route_want w = call_want(c, false);
+    return call_reserve_prompt(c) + w.max_output;
 }
 
 static void call_attempt_with(struct call *c, struct keycache_entry *ent);
@@ -2190,7 +2242,7 @@ static double call_budget_cap(const struct keycache_entry *ent)
 
 /*
  * What calling this candidate may cost, as far as the request tells: the
- * prompt as the router estimates it plus the output the app capped
+ * whole request (call_reserve_prompt) plus the output the app capped
  * (max_tokens), or default_max_tokens when it did not, at the catalog's
  * prices. What the call really cost replaces it when the call ends.
  */
@@ -2199,8 +2251,8 @@ static double call_budget_estimate(const struct call *c, const struct keycache_e
     if (c->count_tokens) {
         return 0; /* counting tokens costs nothing */
     }
-    struct route_want w = call_want(c, true);
-    struct provider_usage u = {.prompt_tokens = w.prompt_tokens};
+    struct route_want w = call_want(c, false);
+    struct provider_usage u = {.prompt_tokens = call_reserve_prompt(c)};
     if (c->op == PROVIDER_CHAT) {
         u.completion_tokens = w.max_output > 0 ? w.max_output : c->r->cfg->default_max_tokens;
     }

@@ -215,7 +215,14 @@ static struct ratelimit_entry *ratelimit_add(struct ratelimit *rl, enum ratelimi
     return e;
 }
 
-/* Removes n tokens, keeping the debt within one limit (bounded waits, bounded arithmetic). */
+/*
+ * Removes n tokens, keeping the debt within one limit (bounded waits, bounded
+ * arithmetic). Deliberate: a call reserves its whole request (usagebound.h),
+ * so only answers without max_tokens go past their reservation, and those are
+ * bounded by the model (usagebound_clamp); deeper debt would turn one long
+ * answer into a lock-out longer than Retry-After can tell (docs/agent.md,
+ * "Why the debt stops at one limit").
+ */
 static void ratelimit_spend(struct ratelimit_entry *e, double n)
 {
     e->level -= n;

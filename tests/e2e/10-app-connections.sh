@@ -196,11 +196,11 @@ line=$(grep '"model":"mock-nousage"' "$AGENT_LOG" | tail -1)
 t_eq "provider reports no usage: a non-streamed answer is counted with estimated tokens and cost" \
     "$CODE $(echo "$line" | jq -r '[.prompt_tokens, .completion_tokens, .usage_estimated] | join(" ")') $cost" \
     "200 12 6 true $(awk -v c="$(cost_of openai 12 6)" 'BEGIN { printf "%.8f", c }')"
-# Role chunk, 8 words, finish chunk: 10 chunks -> 10 tokens.
+# Role chunk, 8 words, finish chunk: 10 chunks -> 10 tokens, at most max_tokens (8).
 call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-nousage true 8)" -N
 t_eq "provider reports no usage: a stream ignoring include_usage is counted with estimated tokens" \
     "$CODE $(sed -n 's/^: x-byok-usage //p' "$LIB_TMP/last.body" | jq -c '[.estimated, .prompt_tokens, .completion_tokens]')" \
-    '200 [true,12,10]'
+    '200 [true,12,8]'
 
 # Every provider call so far is in the ledger with the tokens its log line shows.
 logged() {

@@ -8,7 +8,7 @@
 #   - a non-streamed 2xx that does not parse (502 bad_provider_response) or
 #     exceeds upstream.max_response_bytes (502 response_too_large) is counted
 #     with estimated tokens: the prompt from the request, the completion from
-#     the bytes received / 4;
+#     the bytes received / 4 (at most max_tokens);
 #   - a non-streamed answer cut after its 2xx is not failed over (the fallback
 #     provider is never called): 502 provider_error, counted under the
 #     provider that answered;
@@ -55,12 +55,13 @@ fields() { echo "$1" | jq -r '[.status, .error, .prompt_tokens, .completion_toke
 
 # ---- a 2xx the agent cannot read ----
 # "one two three four": prompt 12 (ceil(18 / 4) + 4 + 3). The mock's malformed
-# body is 84 bytes: completion 21.
-call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-malformed false 3)"
+# body is 84 bytes: completion 21. max_tokens 40000: the estimates are bounded by
+# it (docs/agent.md "Usage bounds"), here above them.
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-malformed false 40000)"
 t_eq "malformed 2xx: 502 bad_provider_response, logged with estimated tokens" \
     "$CODE $(fields "$(line mock-malformed)")" "502 502 bad_provider_response 12 21 true"
 # Stopped past upstream.max_response_bytes (64 KiB): about 16384 completion tokens.
-call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-oversized false 3)"
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-oversized false 40000)"
 f=$(fields "$(line mock-oversized)")
 read -r st er pt ct est <<<"$f"
 if [ "$CODE $st $er $pt $est" = "502 502 response_too_large 12 true" ] && [ "$ct" -ge 16384 ] && [ "$ct" -lt 32768 ]; then

@@ -15,7 +15,8 @@
 # the plugin: tokens at the flat or long prices + searches x web_search_per_1k
 # / 1000, web fetches free. A model without a tier costs what it did; the
 # searches are counted in byok_server_tool_requests_total. The plugin refuses a
-# tier not given whole, naming the missing field.
+# tier not given whole, naming the missing field. The "hugeusage" scenario's
+# absurd prompt count is counted at the model's context window.
 . "$(dirname "$0")/lib.sh"
 
 CASES=("catalog: a long-context tier without long_output_per_1m is a 400 naming it"
@@ -26,10 +27,12 @@ CASES=("catalog: a long-context tier without long_output_per_1m is a 400 naming 
     "chat via Anthropic, 250,000 prompt tokens: every token at the long prices"
     "chat stream via OpenAI, 250,000 prompt tokens: comment cost at the long prices"
     "a model without a tier, 250,000 prompt tokens: the flat prices, as before"
+    "absurd provider usage: counted at the model's context window, warned"
     "a short prompt on a model with a tier: the flat prices"
     "agent usage endpoint: cost per provider = sum of the calls"
     "usage reported to Vault: cost per provider = sum of the calls"
     "metrics: byok_server_tool_requests_total{tool=\"web_search\"} counts the searches"
+    "metrics: byok_usage_clamped_total{field=\"prompt\"} counts the clamped call"
     "agent alive" "agent stops cleanly on SIGTERM, no sanitizer report"
     "canary: nowhere but the provider request")
 
@@ -38,10 +41,11 @@ MOCK_MODELS+=(mock-websearch mock-longprompt)
 lib_up && lib_require "$AGENT_BIN" || t_block_all
 
 # The tier on every model of the entry but gpt-4o-mini (the model without one, not a mock
-# scenario's name: the mock's scenario control then picks its answer); web searches priced on
-# anthropic's.
+# scenario's name: the mock's scenario control then picks its answer; its window takes the
+# longprompt scenario's 250,000 prompt tokens, which the agent bounds by it); web searches priced
+# on anthropic's.
 with_tier() {
-    jq --argjson ws "$1" '.models |= map(if .name == "gpt-4o-mini" then . else
+    jq --argjson ws "$1" '.models |= map(if .name == "gpt-4o-mini" then . + {context_window: 400000} else
         . + {long_context_threshold: 200000, long_input_per_1m: (.input_per_1m * 2),
              long_output_per_1m: (.output_per_1m * 1.5)} end
         + (if $ws > 0 then {web_search_per_1k: $ws} else {} end))'
@@ -197,6 +201,21 @@ else
 fi
 add_cost openai "$want"
 
+# A buggy provider's absurd prompt count: the call is counted at the model's context window
+# (400,000 here), logged and counted in byok_usage_clamped_total, not at 10^17 tokens.
+mock_ctl POST /_mock/scenario '{"scenario": "hugeusage", "count": 1}' >/dev/null
+call "$SOCK" POST /v1/chat/completions "$(chat_body openai/gpt-4o-mini false $NTOK)"
+want=$(cost openai gpt-4o-mini 400000 $NTOK 0)
+warned=$(grep '"provider usage above what the request and model allow' "$AGENT_LOG" |
+    jq -r 'select(.provider == "openai" and .model == "gpt-4o-mini") | .field' 2>/dev/null | tail -n 1)
+if [ "$CODE" = 200 ] && near "$(hdr X-BYOK-Cost-USD)" "$want" && [ "$warned" = prompt ]; then
+    t_ok "absurd provider usage: counted at the model's context window, warned"
+else
+    t_fail "absurd provider usage: counted at the model's context window, warned" \
+        "code $CODE usage $(echo "$BODY" | jq -c .usage 2>/dev/null) cost $(hdr X-BYOK-Cost-USD), want $want; warned '$warned'"
+fi
+add_cost openai "$want"
+
 call "$SOCK" POST /v1/chat/completions "$(chat_body openai/mock-websearch false $NTOK)"
 p=$(echo "$BODY" | jq -r .usage.prompt_tokens 2>/dev/null)
 want=$(cost openai mock-websearch "$p" $NTOK 0)
@@ -238,6 +257,9 @@ call "$SOCK" GET /metrics
 got=$(echo "$BODY" | grep '^byok_server_tool_requests_total{' | grep 'tenant="acme"' | grep 'provider="anthropic"' |
     grep 'model="mock-websearch"' | grep 'tool="web_search"' | awk '{ print $NF }')
 t_num_eq "metrics: byok_server_tool_requests_total{tool=\"web_search\"} counts the searches" "$got" $((3 * SEARCHES)) 0
+got=$(echo "$BODY" | grep '^byok_usage_clamped_total{' | grep 'provider="openai"' | grep 'field="prompt"' |
+    awk '{ print $NF }')
+t_num_eq "metrics: byok_usage_clamped_total{field=\"prompt\"} counts the clamped call" "$got" 1 0
 
 t_check "agent alive" kill -0 "$AGENT_PID"
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"

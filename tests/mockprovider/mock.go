@@ -1095,7 +1095,7 @@ func scenarioNames() []string {
 		"streamerror", "htmlusage", "endlesserror", "bursterror", "crstream", "stallmid",
 		"streamerrortext", "streamerrorevent", "concatjson", "filtererror", "bigevent", "hugeline",
 		"badevent", "bigframe", "donecut", "donetail", "gzip", "error200", "error200lead", "streamrawerror",
-		"nostream", "length", "cache", "400", "websearch", "longprompt", "fewerembeddings"}
+		"nostream", "length", "cache", "400", "websearch", "longprompt", "hugeusage", "fewerembeddings"}
 }
 
 // retryHeaders sets Retry-After (and retry-after-ms) on a 429 or 503: the
@@ -1162,6 +1162,10 @@ func init() {
 		},
 		"longprompt": func(c *call) {
 			c.prompt = mockLongPrompt
+			c.normal(c.m.o.streamInterval)
+		},
+		"hugeusage": func(c *call) {
+			c.prompt = mockHugePrompt
 			c.normal(c.m.o.streamInterval)
 		},
 		"slow": func(c *call) {

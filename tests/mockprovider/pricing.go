@@ -12,10 +12,13 @@ package main
 //	longprompt: as normal, with mockLongPrompt prompt tokens reported whatever
 //	            the request held (every style's usage reads c.prompt), past
 //	            the built-in long-context thresholds (200,000).
+//	hugeusage:  as normal, with mockHugePrompt prompt tokens reported (a buggy
+//	            provider's count): the agent bounds it by the model's window.
 const (
 	mockWebSearches = 3
 	mockWebFetches  = 1
 	mockLongPrompt  = 250000
+	mockHugePrompt  = 99999999999999999
 )
 
 // serverToolUse is an Anthropic usage's server_tool_use for the websearch scenario.
