@@ -432,7 +432,8 @@ static void call_usage_bound(struct call *c)
         return; /* no catalog: nothing to bound by, and no price either */
     }
     const struct route_candidate *cand = &c->cands[c->cur];
-    unsigned clamped = usagebound_clamp(c->ent->entry, cand->model, c->op, c->req, &c->usage);
+    unsigned clamped = usagebound_clamp(c->ent->entry, cand->model, c->op, c->req,
+                                        !c->r->usage_estimated, &c->usage);
     if (clamped == 0 || c->r->usage_estimated) {
         return;
     }

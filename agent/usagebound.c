@@ -206,7 +206,7 @@ static bool usagebound_cap(long long *v, long long max)
 }
 
 unsigned usagebound_clamp(const json_t *entry, const char *model, enum provider_op op,
-                          const json_t *req, struct provider_usage *u)
+                          const json_t *req, bool reported, struct provider_usage *u)
 {
     unsigned clamped = 0;
     const json_t *m = usagebound_model(entry, model);
@@ -238,7 +238,7 @@ unsigned usagebound_clamp(const json_t *entry, const char *model, enum provider_
 
     long long out = prov_max_output(req);
     long long model_out = usagebound_count_of(m, "max_output_tokens");
-    if (out <= 0 || (model_out > 0 && model_out < out)) {
+    if (out <= 0 || (model_out > 0 && (reported || model_out < out))) {
         out = model_out > 0 ? model_out : window;
     }
     long long completion_max = PROVIDER_MAX_TOKENS;

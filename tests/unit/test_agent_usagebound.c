@@ -228,7 +228,8 @@ static void test_clamp_absurd_prompt(void **state)
                                .seen = true};
     double before = provider_cost(entry, "small", &u);
     assert_true(before > 100.0); /* what the finding booked: hundreds of dollars a call */
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, req, &u), USAGEBOUND_PROMPT);
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, req, false, &u),
+                     USAGEBOUND_PROMPT);
     assert_int_equal(u.prompt_tokens, 128000);
     assert_int_equal(u.cached_tokens, 128000);
     assert_int_equal(u.completion_tokens, 10);
@@ -246,29 +247,40 @@ static void test_clamp_completion(void **state)
     json_t *none = parse("{\"messages\": []}");
     struct provider_usage u = {.prompt_tokens = 10, .completion_tokens = 100};
     /* At the bound: unchanged. */
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, capped, &u), 0);
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, capped, false, &u), 0);
     assert_int_equal(u.completion_tokens, 100);
     /* One past: lowered. */
     u.completion_tokens = 101;
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, capped, &u),
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, capped, false, &u),
                      USAGEBOUND_COMPLETION);
     assert_int_equal(u.completion_tokens, 100);
+    /*
+     * Reported by the provider: the model's maximum, not the request's cap (a
+     * provider may bill reasoning tokens beyond it; they are not cut).
+     */
+    u.completion_tokens = 101;
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, capped, true, &u), 0);
+    assert_int_equal(u.completion_tokens, 101);
+    u.completion_tokens = 5000;
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, capped, true, &u),
+                     USAGEBOUND_COMPLETION);
+    assert_int_equal(u.completion_tokens, 4096);
     /* n completions of max_completion_tokens each. */
     u.completion_tokens = 600;
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, newer, &u), 0);
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, newer, false, &u), 0);
     u.completion_tokens = 601;
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, newer, &u),
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, newer, false, &u),
                      USAGEBOUND_COMPLETION);
     assert_int_equal(u.completion_tokens, 600);
     /* No max_tokens: the model's maximum output. */
     u.completion_tokens = 99999999;
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, none, &u),
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, none, false, &u),
                      USAGEBOUND_COMPLETION);
     assert_int_equal(u.completion_tokens, 4096);
     /* A max_tokens above the model's maximum: the model's. */
     json_t *over = parse("{\"max_tokens\": 1000000, \"messages\": []}");
     u.completion_tokens = 5000;
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, over, &u),
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, over, false, &u),
                      USAGEBOUND_COMPLETION);
     assert_int_equal(u.completion_tokens, 4096);
     json_decref(over);
@@ -289,13 +301,13 @@ static void test_clamp_web_searches(void **state)
                          " \"web_search_20250305\", \"name\": \"web_search\"}]}");
     struct provider_usage u = {
         .prompt_tokens = 10, .completion_tokens = 1, .web_search_requests = 5};
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, limited, &u), 0);
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, limited, false, &u), 0);
     u.web_search_requests = 6;
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, limited, &u),
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, limited, false, &u),
                      USAGEBOUND_SEARCHES);
     assert_int_equal(u.web_search_requests, 5);
     u.web_search_requests = PROVIDER_MAX_TOKENS;
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, open, &u),
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, open, false, &u),
                      USAGEBOUND_SEARCHES);
     assert_int_equal(u.web_search_requests, USAGEBOUND_MAX_WEB_SEARCHES);
     /* $1000 per 1k searches: at most $100, not $100,000. */
@@ -304,10 +316,10 @@ static void test_clamp_web_searches(void **state)
     u.web_search_requests = 5;
     u.prompt_tokens = 6LL * 128000;
     u.completion_tokens = 600;
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, limited, &u), 0);
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, limited, false, &u), 0);
     u.prompt_tokens = 6LL * 128000 + 1;
     u.completion_tokens = 601;
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, limited, &u),
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, limited, false, &u),
                      USAGEBOUND_PROMPT | USAGEBOUND_COMPLETION);
     assert_int_equal(u.prompt_tokens, 6LL * 128000);
     assert_int_equal(u.completion_tokens, 600);
@@ -323,27 +335,28 @@ static void test_clamp_long_tier_embeddings_unknown(void **state)
     json_t *req = parse("{\"messages\": []}");
     /* A long-context tier: the 1M window, not the catalog's standard one. */
     struct provider_usage u = {.prompt_tokens = 250000};
-    assert_int_equal(usagebound_clamp(entry, "tiered", PROVIDER_CHAT, req, &u), 0);
+    assert_int_equal(usagebound_clamp(entry, "tiered", PROVIDER_CHAT, req, false, &u), 0);
     u.prompt_tokens = USAGEBOUND_LONG_CONTEXT_WINDOW + 1;
-    assert_int_equal(usagebound_clamp(entry, "tiered", PROVIDER_CHAT, req, &u), USAGEBOUND_PROMPT);
+    assert_int_equal(usagebound_clamp(entry, "tiered", PROVIDER_CHAT, req, false, &u),
+                     USAGEBOUND_PROMPT);
     assert_int_equal(u.prompt_tokens, USAGEBOUND_LONG_CONTEXT_WINDOW);
     /* Embeddings: the window per input. */
     json_t *emb = parse("{\"input\": [\"a\", \"b\", \"c\"]}");
     struct provider_usage e = {.prompt_tokens = 3LL * 8192};
-    assert_int_equal(usagebound_clamp(entry, "embed", PROVIDER_EMBEDDINGS, emb, &e), 0);
+    assert_int_equal(usagebound_clamp(entry, "embed", PROVIDER_EMBEDDINGS, emb, false, &e), 0);
     e.prompt_tokens = 3LL * 8192 + 1;
-    assert_int_equal(usagebound_clamp(entry, "embed", PROVIDER_EMBEDDINGS, emb, &e),
+    assert_int_equal(usagebound_clamp(entry, "embed", PROVIDER_EMBEDDINGS, emb, false, &e),
                      USAGEBOUND_PROMPT);
     /* No window in the catalog, or no such model: the parsers' own bound only. */
     struct provider_usage b = {.prompt_tokens = PROVIDER_MAX_TOKENS,
                                .completion_tokens = PROVIDER_MAX_TOKENS};
-    assert_int_equal(usagebound_clamp(entry, "bare", PROVIDER_CHAT, req, &b), 0);
-    assert_int_equal(usagebound_clamp(entry, "nosuch", PROVIDER_CHAT, req, &b), 0);
-    assert_int_equal(usagebound_clamp(NULL, NULL, PROVIDER_CHAT, NULL, &b), 0);
+    assert_int_equal(usagebound_clamp(entry, "bare", PROVIDER_CHAT, req, false, &b), 0);
+    assert_int_equal(usagebound_clamp(entry, "nosuch", PROVIDER_CHAT, req, false, &b), 0);
+    assert_int_equal(usagebound_clamp(NULL, NULL, PROVIDER_CHAT, NULL, false, &b), 0);
     assert_int_equal(b.prompt_tokens, PROVIDER_MAX_TOKENS);
     /* Negative counts become 0 (not a clamp). */
     struct provider_usage n = {.prompt_tokens = -5, .completion_tokens = -1};
-    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, req, &n), 0);
+    assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, req, false, &n), 0);
     assert_int_equal(n.prompt_tokens, 0);
     assert_int_equal(n.completion_tokens, 0);
     assert_string_equal(usagebound_field_name(USAGEBOUND_PROMPT), "prompt");
