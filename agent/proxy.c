@@ -67,6 +67,8 @@
 #define PROXY_MAX_FORWARD_VALUE 1024
 /* Stream bytes queued to the app in one curl read loop before the provider is held. */
 #define PROXY_ROUND_BYTES ((size_t)4096)
+/* More than one curl read (CURLOPT_BUFFERSIZE, upstream.c): the hold buffer's room past a frame. */
+#define PROXY_HOLD_SLACK ((size_t)64 * 1024)
 /* The Content-Type of an AWS event stream (Bedrock's ConverseStream). */
 #define PROXY_EVENTSTREAM_TYPE "application/vnd.amazon.eventstream"
 
@@ -2653,7 +2655,12 @@ static void call_send(struct call *c)
         memset(&c->st, 0, sizeof(c->st));
         c->st.skip_usage_chunk = !c->include_usage;
         buf_done(&c->hold);
-        buf_init(&c->hold, (size_t)cfg->upstream.max_response_bytes);
+        /*
+         * The unfinished frame (at most max_response_bytes), plus one read's
+         * frames after it: a frame begun in an earlier read is scrubbed
+         * together with the rest of the read (call_forward_frames).
+         */
+        buf_init(&c->hold, (size_t)cfg->upstream.max_response_bytes + PROXY_HOLD_SLACK);
         snprintf(c->st.model, sizeof(c->st.model), "%s", cand->model);
     }
     c->attempt_start = server_now();

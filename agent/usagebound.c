@@ -31,9 +31,10 @@ static bool usagebound_media_part(const json_t *obj)
     return false;
 }
 
-/* Media bytes, counted by their part's fixed cost rather than as text: a data: URL
-   (OpenAI's image_url.url, file.file_data), or "data" beside a media_type (Anthropic's
-   base64 source) or a format (OpenAI's input_audio). */
+/* Media bytes inside a media part, counted by the part's fixed cost rather than as text:
+   a data: URL (OpenAI's image_url.url, file.file_data), or "data" beside a media_type
+   (Anthropic's base64 source) or a format (OpenAI's input_audio). Elsewhere (a tool's
+   description, a schema) such strings are text like any other. */
 static bool usagebound_media_data(const json_t *obj, const char *key, const json_t *v)
 {
     const char *s = json_string_value(v);
@@ -73,7 +74,12 @@ struct usagebound_count {
     long long media;
 };
 
-static void usagebound_walk(const json_t *v, int depth, struct usagebound_count *n)
+/*
+ * part: v is an element of a "content" array (a content part: only there is
+ * a media part one); in_media: v lies inside a media part.
+ */
+static void usagebound_walk(const json_t *v, int depth, bool part, bool in_media,
+                            struct usagebound_count *n)
 {
     if (json_is_string(v)) {
         n->chars += (long long)json_string_length(v);
@@ -92,12 +98,13 @@ static void usagebound_walk(const json_t *v, int depth, struct usagebound_count 
     if (json_is_array(v)) {
         json_array_foreach(v, i, e)
         {
-            usagebound_walk(e, depth - 1, n);
+            usagebound_walk(e, depth - 1, part, in_media, n); /* part: this is a content array */
         }
         return;
     }
-    if (usagebound_media_part(v)) {
+    if (part && !in_media && usagebound_media_part(v)) {
         n->media++;
+        in_media = true;
     }
     const char *key;
     json_object_foreach((json_t *)v, key, e)
@@ -106,10 +113,10 @@ static void usagebound_walk(const json_t *v, int depth, struct usagebound_count 
             n->chars += (long long)strlen(key);
         }
         if (json_is_string(e) &&
-            (usagebound_media_data(v, key, e) || usagebound_frame_value(key, e))) {
+            ((in_media && usagebound_media_data(v, key, e)) || usagebound_frame_value(key, e))) {
             continue;
         }
-        usagebound_walk(e, depth - 1, n);
+        usagebound_walk(e, depth - 1, json_is_array(e) && strcmp(key, "content") == 0, in_media, n);
     }
 }
 
@@ -120,7 +127,7 @@ long long usagebound_request_tokens(const json_t *req)
     }
     /* The request is bounded by limits.max_body_bytes: these sums cannot overflow. */
     struct usagebound_count n = {0, 0};
-    usagebound_walk(req, USAGEBOUND_MAX_DEPTH, &n);
+    usagebound_walk(req, USAGEBOUND_MAX_DEPTH, false, false, &n);
     const json_t *msgs = json_object_get(req, "messages");
     long long turns = json_is_array(msgs) ? (long long)json_array_size(msgs) : 0;
     long long tokens = prov_est_tokens(n.chars) + n.media * USAGEBOUND_MEDIA_TOKENS +
@@ -238,7 +245,9 @@ unsigned usagebound_clamp(const json_t *entry, const char *model, enum provider_
 
     long long out = prov_max_output(req);
     long long model_out = usagebound_count_of(m, "max_output_tokens");
-    if (out <= 0 || (model_out > 0 && (reported || model_out < out))) {
+    if (reported) {
+        out = model_out > 0 ? model_out : window; /* never the request's cap (usagebound.h) */
+    } else if (out <= 0 || (model_out > 0 && model_out < out)) {
         out = model_out > 0 ? model_out : window;
     }
     long long completion_max = PROVIDER_MAX_TOKENS;

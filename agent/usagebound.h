@@ -97,10 +97,10 @@ const char *usagebound_field_name(unsigned bit);
  *   completion_tokens <= the request's max_completion_tokens or max_tokens,
  *     else the model's max_output_tokens, else its context_window, x n
  *     (at most USAGEBOUND_MAX_CHOICES) x (1 + the searches). For a count the
- *     provider reported (reported true), the model's max_output_tokens comes
- *     first: a provider may count reasoning or thinking tokens beyond the
- *     request's cap, and what it bills must not be cut to the cap (the agent's
- *     own estimates, reported false, are bounded by the cap).
+ *     provider reported (reported true), never the request's cap: the model's
+ *     max_output_tokens, else its context_window (a provider may count
+ *     reasoning or thinking tokens beyond the cap, and what it bills must not
+ *     be cut to it; the agent's own estimates, reported false, are).
  * A bound the catalog does not give (no such model, no context_window) is
  * PROVIDER_MAX_TOKENS, the parsers' own. Returns the enum usagebound_field
  * bits of the counts it lowered (0: u unchanged).

@@ -73,6 +73,12 @@ void cache_set_doubt_ms(long ms)
     cache_doubt_ms = ms > 0 ? ms : CACHE_DOUBT_MS;
 }
 
+bool cache_write_may_land(enum err e)
+{
+    return e != ERR_OK && e != ERR_READONLY && e != ERR_NOTFOUND && e != ERR_INVAL &&
+           e != ERR_TOOBIG && e != ERR_DENIED;
+}
+
 /* Tests move the doubt windows' clock forward instead of sleeping (cache_advance_ms). */
 static int64_t cache_skew_ms;
 

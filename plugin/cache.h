@@ -30,6 +30,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/err.h"
+
 /* Entries held at most; past it the cache is emptied (simple and bounded). */
 #define CACHE_MAX_ENTRIES 65536
 
@@ -68,6 +70,15 @@ struct cache_doubts *cache_doubts_new(void);
 void cache_doubts_free(struct cache_doubts *d);
 void cache_doubts_add(struct cache_doubts *d, const char *key);
 bool cache_doubts_has(struct cache_doubts *d, const char *key);
+/*
+ * Whether a storage write or delete that failed with e may still be applied
+ * later (a timeout, a cancellation, a broken connection: cache_doubt), or
+ * surely was not (refused: a read-only standby, a bad or too large request,
+ * denied; a delete of nothing): then cache_invalidate is enough. A standby
+ * refuses every write, and its caches must go on working.
+ */
+bool cache_write_may_land(enum err e);
+
 /* Tests: shortens the doubt window (ms > 0), or restores CACHE_DOUBT_MS (0). */
 void cache_set_doubt_ms(long ms);
 /* Tests: moves the doubt windows' clock forward by ms (no sleeping, no race with the machine). */

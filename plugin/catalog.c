@@ -1553,7 +1553,7 @@ static enum err catalog_write_unlocked(struct fw_request *req, struct fw_respons
     snprintf(key, sizeof(key), "%s%s", CATALOG_STORAGE_PREFIX, name);
     e = storage_put_json(req->storage, key, entry, false);
     /* A failed write may land later: keep the entry out of the cache a while (cache.h). */
-    if (e != ERR_OK) {
+    if (cache_write_may_land(e)) {
         cache_doubt(byok_cache(req->backend), key);
     } else {
         cache_invalidate(byok_cache(req->backend), key);
@@ -1597,7 +1597,7 @@ static enum err catalog_delete_unlocked(struct fw_request *req, struct fw_respon
     char key[STORAGE_MAX_KEY];
     snprintf(key, sizeof(key), "%s%s", CATALOG_STORAGE_PREFIX, name);
     e = storage_delete(req->storage, key);
-    if (e != ERR_OK && e != ERR_NOTFOUND) {
+    if (cache_write_may_land(e)) {
         cache_doubt(byok_cache(req->backend), key); /* it may land later (cache.h) */
     } else {
         cache_invalidate(byok_cache(req->backend), key);

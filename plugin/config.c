@@ -353,7 +353,7 @@ static enum err config_write_unlocked(struct fw_request *req, struct fw_response
 
     e = storage_put_json(req->storage, CONFIG_STORAGE_KEY, next, false);
     /* On failure the write may land later: keep config out of the cache a while (cache.h). */
-    if (e != ERR_OK) {
+    if (cache_write_may_land(e)) {
         cache_doubt(byok_cache(b), CONFIG_STORAGE_KEY);
     } else {
         cache_invalidate(byok_cache(b), CONFIG_STORAGE_KEY);

@@ -866,7 +866,7 @@ enum err envelope_tenant_shred(struct envelope *env, struct storage *st, const c
     envelope_dek_drop_locked(env, tenant);
     pthread_mutex_unlock(&env->cache_mu);
     e = storage_delete(st, key);
-    if (e != ERR_OK && e != ERR_NOTFOUND) {
+    if (cache_write_may_land(e)) {
         cache_doubts_add(env->dek_doubt, tenant); /* it may land later: before the drop */
     }
     /* Again: a reader that fetched the record before the delete must not re-cache it. */

@@ -481,7 +481,7 @@ enum err keystore_settings_put(struct byok *b, struct storage *st, const char *t
         cache_invalidate(ks->settings, key);
     }
     e = storage_put_json(st, key, stored, false);
-    if (ks != NULL && e != ERR_OK) {
+    if (ks != NULL && cache_write_may_land(e)) {
         cache_doubt(ks->settings, key); /* it may land later: keystore_record_put */
     } else if (ks != NULL) {
         /* As keystore_record_put: drop, write, drop, then cache what was written. */
@@ -553,8 +553,13 @@ enum err keystore_record_put(struct keystore *ks, struct storage *st, const char
          * caching the old record before it lands would serve it for good
          * (a revoked key from creds, a later write starting from it). So the
          * key stays out of the cache for a while (cache.h, writes in doubt).
+         * A refusal (a read-only standby) wrote nothing: dropped only.
          */
-        cache_doubt(ks->records, key);
+        if (cache_write_may_land(e)) {
+            cache_doubt(ks->records, key);
+        } else {
+            cache_invalidate(ks->records, key);
+        }
         return e;
     }
     cache_invalidate(ks->records, key);

@@ -397,6 +397,13 @@ static enum err tenants_delete_run(struct byok *b, struct storage *st, const cha
      * Written again by a repeated delete (the same document).
      */
     e = storage_put_json(st, marker, mark, false);
+    if (e == ERR_READONLY) {
+        /* A standby (Vault forwards the request; the periodic function leaves it to the active
+         * node). */
+        keystore_unlock(ks);
+        json_decref(mark);
+        return e;
+    }
     /* The shred next: if anything below fails, the ciphertexts left are already useless. */
     if (e == ERR_OK) {
         e = envelope_tenant_shred(keystore_envelope(ks), st, t);
@@ -457,9 +464,13 @@ static enum err tenants_periodic(struct byok *b, struct storage *st)
         if (!fw_name_valid(names[i])) {
             continue;
         }
-        log_kv(LOGL_INFO, "finishing an unfinished tenant delete", "tenant", names[i], NULL);
         enum err de = tenants_delete_run(b, st, names[i]);
-        if (de != ERR_OK && e == ERR_OK) {
+        if (de == ERR_READONLY) {
+            break; /* a standby: the active node finishes them */
+        }
+        if (de == ERR_OK) {
+            log_kv(LOGL_INFO, "finished an unfinished tenant delete", "tenant", names[i], NULL);
+        } else if (e == ERR_OK) {
             e = de;
         }
     }

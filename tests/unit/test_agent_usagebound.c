@@ -170,6 +170,41 @@ static void test_media_fixed_cost(void **state)
     free(b64);
 }
 
+/*
+ * Media-looking text outside a content part is text: a tool description
+ * beginning "data:", or a "data" beside a "format" in a schema (review: each
+ * reserved a few tokens for 400 KB). A media part elsewhere than in a content
+ * array (a tool's schema shaped like one) is no media part either.
+ */
+static void test_media_only_in_content_parts(void **state)
+{
+    (void)state;
+    char *big = filler(BIG);
+    size_t n = BIG + 6;
+    char *url = malloc(n);
+    assert_non_null(url);
+    snprintf(url, n, "data:%s", big);
+    json_t *desc =
+        json_pack("{s:[{s:s,s:s}],s:[{s:s,s:{s:s,s:s}}]}", "messages", "role", "user", "content",
+                  "hi", "tools", "type", "function", "function", "name", "f", "description", url);
+    json_t *fmt = json_pack("{s:[{s:s,s:s}],s:{s:s,s:s}}", "messages", "role", "user", "content",
+                            "hi", "metadata", "format", "x", "data", big);
+    json_t *fake =
+        json_pack("{s:[{s:s,s:s}],s:[{s:s,s:{s:s,s:s}}]}", "messages", "role", "user", "content",
+                  "hi", "tools", "type", "image", "source", "media_type", "image/png", "data", big);
+    assert_non_null(desc);
+    assert_non_null(fmt);
+    assert_non_null(fake);
+    assert_about_big(usagebound_request_tokens(desc));
+    assert_about_big(usagebound_request_tokens(fmt));
+    assert_about_big(usagebound_request_tokens(fake));
+    json_decref(desc);
+    json_decref(fmt);
+    json_decref(fake);
+    free(url);
+    free(big);
+}
+
 /* Past USAGEBOUND_MAX_DEPTH a value still counts (its JSON text). */
 static void test_deep_nesting_counted(void **state)
 {
@@ -265,6 +300,10 @@ static void test_clamp_completion(void **state)
     assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, capped, true, &u),
                      USAGEBOUND_COMPLETION);
     assert_int_equal(u.completion_tokens, 4096);
+    /* Reported, for a model the catalog gives no maximum: not cut to the request's cap. */
+    struct provider_usage r = {.prompt_tokens = 10, .completion_tokens = 400};
+    assert_int_equal(usagebound_clamp(entry, "nosuch", PROVIDER_CHAT, capped, true, &r), 0);
+    assert_int_equal(r.completion_tokens, 400);
     /* n completions of max_completion_tokens each. */
     u.completion_tokens = 600;
     assert_int_equal(usagebound_clamp(entry, "small", PROVIDER_CHAT, newer, false, &u), 0);
@@ -378,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_message_text_as_before),
         cmocka_unit_test(test_frame_not_counted),
         cmocka_unit_test(test_media_fixed_cost),
+        cmocka_unit_test(test_media_only_in_content_parts),
         cmocka_unit_test(test_deep_nesting_counted),
         cmocka_unit_test(test_embeddings_and_edges),
         cmocka_unit_test(test_clamp_absurd_prompt),

@@ -1991,6 +1991,28 @@ static void test_late_revoke_stops_creds(void **state)
 }
 
 /*
+ * A write refused outright (a read-only standby) wrote nothing: the record is
+ * dropped from the cache and cached again at the next read, not kept out of
+ * it for the doubt window. Before, every write a standby tried first (and its
+ * periodic usage flush) stopped its creds cache for two minutes.
+ */
+static void test_readonly_refusal_no_doubt(void **state)
+{
+    struct env *e = *state;
+    put_key(e, KP, canary1, NULL);
+    creds_serves(e, canary1);
+    fault_on(e, KP, NULL);
+    fault_put_err = ERR_READONLY;
+    expect_fails(e, FW_OP_DELETE, KP, NULL);
+    fault_off(e);
+    creds_serves(e, canary1); /* read from storage, cached again */
+    fault_on(e, NULL, NULL);
+    fault_get_prefix = KP;
+    creds_serves(e, canary1); /* from the cache: storage refuses reads of it now */
+    fault_off(e);
+}
+
+/*
  * A metadata write after the late revoke landed starts from the stored
  * record. Before, it took the stale cached one and saved it back: the key
  * was active again.
@@ -3670,6 +3692,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_late_settings_and_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_shred_drops_dek, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_write_window_ends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_refusal_no_doubt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_value_has_its_own_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grace_ends_at_own_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grace_record_without_version_expiry, setup, teardown),
