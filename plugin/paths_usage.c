@@ -603,7 +603,9 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
      * key, which creds needs before any call) or settings. A batch replayed
      * after the tenant was deleted, or naming a tenant that never existed, must
      * not bring back a ledger under tenants/<t>/. Checked under the lock tenant
-     * delete holds.
+     * delete holds. A data key naming a KEK version storage lacks is not "no
+     * data key" (envelope_dek_unwrap: ERR_STORAGE): a 500, which the agent
+     * resends, where this 400 would make it drop the batch.
      */
     e = paths_tenant_deleting(req->storage, t);
     if (e == ERR_EXISTS) {
