@@ -17,7 +17,9 @@
  *
  * This module does not decide who may read which tenant: the path handlers
  * and Vault's ACLs do. It logs only what a rotation could not rewrap (the
- * tenant name and an error name): the request that ran it sees a bare 500.
+ * tenant name and an error name), and a data key naming a KEK version that
+ * storage does not hold (the tenant name and the version): the request that
+ * ran into either sees a bare 500.
  */
 #include "plugin/envelope.h"
 
@@ -498,6 +500,32 @@ out_wipe:
     return e;
 }
 
+/* Whether storage holds KEK `version` (its value wiped at once). */
+static enum err envelope_kek_exists(struct storage *st, int64_t version, bool *ret)
+{
+    char key[64];
+    enum err e = envelope_kek_key(version, key, sizeof(key));
+    if (e != ERR_OK) {
+        return e;
+    }
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    e = storage_get(st, key, &raw, &len);
+    if (raw != NULL) {
+        OPENSSL_cleanse(raw, len);
+        free(raw);
+    }
+    if (e == ERR_NOTFOUND) {
+        *ret = false;
+        return ERR_OK;
+    }
+    if (e != ERR_OK) {
+        return e;
+    }
+    *ret = true;
+    return ERR_OK;
+}
+
 /*
  * The first KEK version after cur that storage does not hold. A KEK is never
  * overwritten: a version left by a rotation that failed half-way may already
@@ -613,7 +641,19 @@ enum err envelope_initialize(struct envelope *env, struct storage *st)
     int64_t cur = 0;
     enum err e = envelope_current_load(env, st, &cur);
     if (e == ERR_OK && cur == 0) {
-        e = envelope_kek_create(st, 1);
+        /*
+         * A KEK is never overwritten. kek/1 without kek/current is a first
+         * initialize cut between its two writes (or a restore that lost
+         * kek/current): data keys may already be wrapped by it, so it is
+         * adopted as the current version, not replaced.
+         */
+        bool exists = false;
+        e = envelope_kek_exists(st, 1, &exists);
+        if (e == ERR_OK && exists) {
+            log_kv(LOGL_WARN, "initialize: KEK version 1 found without kek/current; adopted", NULL);
+        } else if (e == ERR_OK) {
+            e = envelope_kek_create(st, 1);
+        }
         if (e == ERR_OK) {
             e = envelope_current_put(st, 1);
         }
@@ -668,6 +708,21 @@ static enum err envelope_dek_unwrap(struct envelope *env, struct storage *st, co
     }
     struct secret *kek = NULL;
     e = envelope_kek_get(env, st, kv, &kek);
+    if (e == ERR_NOTFOUND) {
+        /*
+         * The data key is there but the KEK it names is not: storage is
+         * inconsistent (a partial restore, or a performance standby whose
+         * replica saw a rotation's prune before its rewrap). That is not "no
+         * data key": ERR_NOTFOUND would read as a deleted tenant to the
+         * callers (creds answer 404 and agents cache it, a usage batch is
+         * refused and dropped). A storage error is a 500: callers retry.
+         */
+        char ver[24];
+        (void)snprintf(ver, sizeof(ver), "%" PRId64, kv);
+        log_kv(LOGL_ERROR, "KEK version named by the tenant's data key is missing from storage",
+               "tenant", tenant, "kek_version", ver, NULL);
+        e = ERR_STORAGE;
+    }
     if (e != ERR_OK) {
         goto out_free_ct;
     }

@@ -90,7 +90,11 @@ static enum err creds_open(struct fw_request *req, const json_t *ver, int64_t ve
     struct secret *dek = NULL;
     e = envelope_tenant_dek(keystore_envelope(keystore_of(req->backend)), req->storage, t, false,
                             &dek, NULL);
-    /* ERR_NOTFOUND passes through: a key record without a DEK (the tenant was shredded). */
+    /*
+     * ERR_NOTFOUND passes through: a key record without a DEK (the tenant was
+     * shredded). A DEK naming a KEK version storage lacks is ERR_STORAGE
+     * (envelope_dek_unwrap): a 500 the agent retries, never this 404.
+     */
     if (e == ERR_OK) {
         e = envelope_open(dek, ad, strlen(ad), ct, ct_len, ret_key);
         secret_free(&dek);

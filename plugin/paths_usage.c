@@ -14,11 +14,20 @@
  * The set is written after the totals, so a failure in between (a storage
  * error, a crash, a batch whose second month's write fails) leaves a batch
  * counted but not marked; the agent then resends it. So each month document
- * also names the last USAGE_MONTH_BATCHES batches whose records it holds, in
- * the same write as the counts: a resent batch skips the months that already
- * have it, completes the others, then is marked. Nothing is counted twice
- * and nothing is lost (agents keep a batch in their journal until it is
- * acknowledged). Reads leave that list out.
+ * also names the batches whose records it holds, in the same write as the
+ * counts: a resent batch skips the months that already have it, completes
+ * the others, then is marked. Nothing is counted twice and nothing is lost
+ * (agents keep a batch in their journal until it is acknowledged). Reads
+ * leave that list out.
+ *
+ * That list is pruned only of ids that no longer need it, never by count
+ * alone: once it holds USAGE_MONTH_BATCHES ids, the next batch reads the
+ * shards they belong to and drops the ids found there (confirmed: a resend
+ * is answered by the shard) and those of months whose sets are pruned. An id
+ * whose shard write failed stays until it is resent, however many batches
+ * come first. If USAGE_MONTH_MAX_BATCHES unconfirmed ids are left (a storage
+ * that failed every shard write for a while), a new batch gets a 503 and is
+ * resent later rather than push one out: the document stays bounded.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -47,8 +56,13 @@
 /* Shards of a month's set of seen batch ids, and ids kept per shard (oldest dropped past it). */
 #define USAGE_BATCH_SHARDS 64
 #define USAGE_MAX_SHARD_IDS 4096
-/* Batch ids a month document keeps of its own: resends come within minutes, not 128 batches. */
+/*
+ * Batch ids a month document keeps of its own before it drops those that
+ * their shards confirm, and the most it keeps (all unconfirmed: a new batch
+ * is refused with a 503). About 160 bytes an id at most.
+ */
 #define USAGE_MONTH_BATCHES 128
+#define USAGE_MONTH_MAX_BATCHES 512
 /* Months one batch may touch (records are ordered by time; a batch spans minutes). */
 #define USAGE_MAX_MONTHS 3
 
@@ -329,8 +343,12 @@ static void usage_ids_evict(json_t *ids, size_t max)
     }
 }
 
-/* Names batch (with its record count in this month) in a month document's own list. */
-static enum err usage_month_mark(json_t *doc, const char *batch, size_t records)
+/*
+ * Names batch (its record count in this month, and the month of its shard)
+ * in a month document's own list. usage_month_ids_room has made room.
+ */
+static enum err usage_month_mark(json_t *doc, const char *batch, size_t records,
+                                 const char *shard_month)
 {
     json_t *ids = json_object_get(doc, "batches");
     if (!json_is_object(ids)) {
@@ -339,10 +357,10 @@ static enum err usage_month_mark(json_t *doc, const char *batch, size_t records)
             return ERR_NOMEM;
         }
     }
-    usage_ids_evict(ids, USAGE_MONTH_BATCHES);
     json_int_t seq = json_integer_value(json_object_get(doc, "batch_seq")) + 1;
     if (json_object_set_new(doc, "batch_seq", json_integer(seq)) != 0 ||
-        json_object_set_new(ids, batch, json_pack("[II]", (json_int_t)records, seq)) != 0) {
+        json_object_set_new(ids, batch,
+                            json_pack("[IIs]", (json_int_t)records, seq, shard_month)) != 0) {
         return ERR_NOMEM;
     }
     return ERR_OK;
@@ -382,6 +400,75 @@ static long usage_month_index(const char *m)
         }
     }
     return y * 12 + mo - 1;
+}
+
+/*
+ * Makes room in month document doc's own list of batch ids for one more
+ * (see the top of this file). Below USAGE_MONTH_BATCHES ids it does
+ * nothing. Else it drops the ids that their shard holds (a resend is
+ * answered there) and those whose shard month is before the one preceding
+ * now_month (usage_prune deletes those sets: the replay window has closed),
+ * reading each shard once. Ids written before the shard month was recorded
+ * ([records, seq]) are looked up under the document's own month. Sets
+ * *ret_full when USAGE_MONTH_MAX_BATCHES ids remain: none may be dropped.
+ */
+static enum err usage_month_ids_room(struct storage *st, const char *tenant, json_t *doc,
+                                     const char *now_month, bool *ret_full)
+{
+    json_t *ids = json_object_get(doc, "batches");
+    if (!json_is_object(ids) || json_object_size(ids) < USAGE_MONTH_BATCHES) {
+        *ret_full = false;
+        return ERR_OK;
+    }
+    const char *doc_month = json_string_value(json_object_get(doc, "month"));
+    long keep_from = usage_month_index(now_month) - 1;
+    json_t *shards = json_object(); /* shard key -> that shard's document ({} if none) */
+    if (shards == NULL) {
+        return ERR_NOMEM;
+    }
+    enum err e = ERR_OK;
+    const char *id;
+    json_t *v, *tmp;
+    json_object_foreach_safe(ids, tmp, id, v)
+    {
+        const char *m = json_string_value(json_array_get(v, 2));
+        if (m == NULL) {
+            m = doc_month;
+        }
+        if (m == NULL || usage_month_index(m) < keep_from) {
+            json_object_del(ids, id);
+            continue;
+        }
+        char key[STORAGE_MAX_KEY];
+        e = usage_shard_key(tenant, m, id, key, sizeof(key));
+        if (e != ERR_OK) {
+            break;
+        }
+        json_t *shard = json_object_get(shards, key);
+        if (shard == NULL) {
+            e = storage_get_json(st, key, &shard);
+            if (e == ERR_NOTFOUND) {
+                shard = json_object();
+                e = shard != NULL ? ERR_OK : ERR_NOMEM;
+            }
+            if (e != ERR_OK) {
+                break;
+            }
+            if (json_object_set_new(shards, key, shard) != 0) {
+                e = ERR_NOMEM;
+                break;
+            }
+        }
+        if (json_object_get(json_object_get(shard, "ids"), id) != NULL) {
+            json_object_del(ids, id); /* confirmed */
+        }
+    }
+    json_decref(shards);
+    if (e != ERR_OK) {
+        return e;
+    }
+    *ret_full = json_object_size(ids) >= USAGE_MONTH_MAX_BATCHES;
+    return ERR_OK;
 }
 
 /*
@@ -516,7 +603,9 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
      * key, which creds needs before any call) or settings. A batch replayed
      * after the tenant was deleted, or naming a tenant that never existed, must
      * not bring back a ledger under tenants/<t>/. Checked under the lock tenant
-     * delete holds.
+     * delete holds. A data key naming a KEK version storage lacks is not "no
+     * data key" (envelope_dek_unwrap: ERR_STORAGE): a 500, which the agent
+     * resends, where this 400 would make it drop the batch.
      */
     e = paths_tenant_deleting(req->storage, t);
     if (e == ERR_EXISTS) {
@@ -572,6 +661,18 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
         done[m] =
             e == ERR_OK && json_object_get(json_object_get(docs[m], "batches"), batch) != NULL;
         refused = e == ERR_OK && !done[m] && !usage_month_room(docs[m], records, months[m], resp);
+        if (e == ERR_OK && !done[m] && !refused) {
+            bool full = false;
+            e = usage_month_ids_room(req->storage, t, docs[m], now_month, &full);
+            if (e == ERR_OK && full) {
+                /* Retryable: the agent resends; the batches named are resent meanwhile. */
+                fw_error_coded(resp, 503,
+                               "usage for %s cannot be recorded now: %d batches counted in it "
+                               "are not yet marked seen (storage writes failed); retry later",
+                               months[m], USAGE_MONTH_MAX_BATCHES);
+                refused = true;
+            }
+        }
     }
     for (size_t m = 0; m < n_months && e == ERR_OK && !refused; m++) {
         if (done[m]) {
@@ -613,7 +714,7 @@ static enum err usage_update(struct fw_request *req, struct fw_response *resp)
             }
         }
         if (e == ERR_OK) {
-            e = usage_month_mark(doc, batch, in_month);
+            e = usage_month_mark(doc, batch, in_month, batch_month);
         }
         char mrest[32], key[STORAGE_MAX_KEY];
         snprintf(mrest, sizeof(mrest), "usage/%s", months[m]);

@@ -1326,6 +1326,142 @@ static void test_usage_resend_after_partial_write(void **state)
     json_decref(raw);
 }
 
+/*
+ * A batch counted in its month whose shard write failed (the call answered
+ * 500) keeps its name in the month's own list however many batches reach
+ * the month before it is resent: the resend is counted once. The list stays
+ * bounded: confirmed ids are dropped once it is long, and once it holds
+ * USAGE_MONTH_MAX_BATCHES (512) unconfirmed ids a new batch is refused with a
+ * 503 (retryable) instead of pushing one out.
+ */
+static void test_usage_resend_after_many_batches(void **state)
+{
+    struct env *e = *state;
+    usage_tenant(e);
+    fault_on(e, "tenants/acme/usage/2026-11/batches/", NULL);
+    usage_post(e, "b-lost", "2026-11-18T10:00:00Z", "openai", 1, FW_INTERNAL);
+    fault_off(e);
+    for (int i = 0; i < 300; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "other-%d", i);
+        usage_post(e, id, "2026-11-18T10:05:00Z", "openai", 1, FW_OK);
+    }
+    assert_int_equal(usage_requests(e, "2026-11"), 301);
+    json_t *raw = NULL;
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/usage/2026-11", &raw), ERR_OK);
+    json_t *ids = json_object_get(raw, "batches");
+    assert_true(json_object_size(ids) <= 128);
+    assert_non_null(json_object_get(ids, "b-lost")); /* unconfirmed: kept */
+    json_decref(raw);
+    usage_post(e, "b-lost", "2026-11-18T10:00:00Z", "openai", 1, FW_OK); /* the resend */
+    assert_int_equal(usage_requests(e, "2026-11"), 301);
+    json_t *d = ok(e, FW_OP_UPDATE, "tenants/acme/usage",
+                   "{\"batch_id\": \"b-lost\", \"records\": [{\"ts\": "
+                   "\"2026-11-18T10:00:00Z\", \"provider\": \"openai\", \"model\": \"m\", "
+                   "\"requests\": 1, \"prompt_tokens\": 1}]}");
+    assert_true(json_is_true(json_object_get(d, "duplicate")));
+    json_decref(d);
+    assert_int_equal(usage_requests(e, "2026-11"), 301);
+
+    /* Every shard write fails: 512 unconfirmed ids at most, then 503s. */
+    fault_on(e, "tenants/acme/usage/2026-11/batches/", NULL);
+    for (int i = 0; i < 512; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "unmarked-%d", i);
+        usage_post(e, id, "2026-11-18T11:00:00Z", "openai", 1, FW_INTERNAL);
+    }
+    struct result r = call(e, FW_OP_UPDATE, "tenants/acme/usage",
+                           "{\"batch_id\": \"refused\", \"records\": [{\"ts\": "
+                           "\"2026-11-18T11:00:00Z\", \"provider\": \"openai\", \"model\": "
+                           "\"m\", \"requests\": 1}]}");
+    assert_int_equal(r.status, FW_CODED);
+    assert_int_equal(r.http, 503);
+    done(&r);
+    fault_off(e);
+    assert_int_equal(usage_requests(e, "2026-11"), 301 + 512); /* the 503 counted nothing */
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/usage/2026-11", &raw), ERR_OK);
+    assert_true(json_object_size(json_object_get(raw, "batches")) <= 512);
+    json_decref(raw);
+    /* Resends complete them without counting again; then there is room. */
+    for (int i = 0; i < 512; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "unmarked-%d", i);
+        usage_post(e, id, "2026-11-18T11:00:00Z", "openai", 1, FW_OK);
+    }
+    assert_int_equal(usage_requests(e, "2026-11"), 301 + 512);
+    usage_post(e, "refused", "2026-11-18T11:00:00Z", "openai", 1, FW_OK);
+    assert_int_equal(usage_requests(e, "2026-11"), 301 + 513);
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/usage/2026-11", &raw), ERR_OK);
+    assert_true(json_object_size(json_object_get(raw, "batches")) <= 128);
+    json_decref(raw);
+}
+
+/* The backend as after a restart: nothing cached, everything read from e->st again. */
+static void keys_reopen(struct env *e)
+{
+    byok_cleanup(e->b);
+    byok_free(e->b);
+    e->b = byok_new();
+    assert_non_null(e->b);
+    assert_int_equal(byok_initialize(e->b, e->st), ERR_OK);
+}
+
+/*
+ * A data key naming a KEK version that storage does not hold (a partial
+ * restore, a standby's replica behind a rotation) is a storage error, not
+ * a deleted tenant: creds, a usage batch and a budget lease answer 500
+ * (retried), never 404 or 400 (cached or dropped by the agent). Nothing is
+ * written.
+ */
+static void test_missing_kek_is_not_a_deleted_tenant(void **state)
+{
+    struct env *e = *state;
+    usage_tenant(e);
+    json_t *rec = NULL;
+    assert_int_equal(storage_get_json(e->st, "tenants/acme/dek", &rec), ERR_OK);
+    assert_int_equal(json_object_set_new(rec, "kek_version", json_integer(9)), 0);
+    assert_int_equal(storage_put_json(e->st, "tenants/acme/dek", rec, false), ERR_OK);
+    json_decref(rec);
+    keys_reopen(e);
+    struct result r = call(e, FW_OP_READ, "tenants/acme/creds/openai", NULL);
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    usage_post(e, "b1", "2026-11-18T10:00:00Z", "openai", 1, FW_INTERNAL);
+    r = call(e, FW_OP_UPDATE, "tenants/acme/budget-lease", "{\"node\": \"n1\"}");
+    assert_int_equal(r.status, FW_INTERNAL);
+    done(&r);
+    assert_int_equal(count_prefix(e, "tenants/acme/usage/"), 0);
+    assert_int_equal(count_prefix(e, "tenants/acme/budget"), 0);
+}
+
+/*
+ * kek/1 without kek/current (a first initialize cut between its writes, a
+ * restore that lost kek/current): initialize adopts kek/1, never overwrites
+ * it, so the data keys it wraps still open.
+ */
+static void test_initialize_keeps_kek1(void **state)
+{
+    struct env *e = *state;
+    usage_tenant(e);
+    unsigned char *before = NULL, *after = NULL;
+    size_t before_len = 0, after_len = 0;
+    assert_int_equal(storage_get(e->st, "kek/1", &before, &before_len), ERR_OK);
+    assert_int_equal(storage_delete(e->st, "kek/current"), ERR_OK);
+    keys_reopen(e);
+    assert_int_equal(storage_get(e->st, "kek/1", &after, &after_len), ERR_OK);
+    assert_int_equal(after_len, before_len);
+    assert_memory_equal(after, before, before_len);
+    free(before);
+    free(after);
+    json_t *cur = NULL;
+    assert_int_equal(storage_get_json(e->st, "kek/current", &cur), ERR_OK);
+    assert_int_equal(json_integer_value(json_object_get(cur, "version")), 1);
+    json_decref(cur);
+    json_t *d = NULL;
+    assert_string_equal(creds_value(e, "tenants/acme/creds/openai", &d), canary1);
+    json_decref(d);
+}
+
 static void test_usage_unknown_tenant(void **state)
 {
     struct env *e = *state;
@@ -3704,6 +3840,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_first_write_that_landed_keeps_dek, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_usage_resend_after_partial_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_resend_after_many_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_kek_is_not_a_deleted_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_initialize_keeps_kek1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_out_of_memory, setup, teardown),
