@@ -245,9 +245,8 @@ unsigned usagebound_clamp(const json_t *entry, const char *model, enum provider_
 
     long long out = prov_max_output(req);
     long long model_out = usagebound_count_of(m, "max_output_tokens");
-    if (reported) {
-        out = model_out > 0 ? model_out : window; /* never the request's cap (usagebound.h) */
-    } else if (out <= 0 || (model_out > 0 && model_out < out)) {
+    /* A reported count: never the request's cap (usagebound.h). */
+    if (reported || out <= 0 || (model_out > 0 && model_out < out)) {
         out = model_out > 0 ? model_out : window;
     }
     long long completion_max = PROVIDER_MAX_TOKENS;
