@@ -1636,7 +1636,14 @@ static bool call_tenant_limits(struct call *c, const struct keycache_entry *ent)
         c->rpm_taken = true;
     }
     if (tpm > 0) {
+        /*
+         * At most one limit: a bucket or slice is debited no deeper than one
+         * limit below zero (ratelimit_spend), so a larger reservation would be
+         * settled against tokens never taken and the call would cost less
+         * than it used. What it uses beyond is taken at settlement.
+         */
         long long est = call_tpm_estimate(c);
+        est = est < tpm ? est : tpm;
         bool shared = false;
         double window = 0;
         int rc = call_limit_take(c, RATELEASE_TPM, tpm, est, &shared, &window, &wait);

@@ -15,6 +15,12 @@
 #           so the fourth is 429 tenant_tpm_exceeded and never sent. Counted
 #           by their reservations only (36 of 60), it would have passed;
 #           without the streams settled at their end, too.
+#   tpmbig  tpm_limit 60: a call whose estimate is far above the limit (a long
+#           tool description) reserves one limit, not its estimate, and is
+#           settled with what it used (20): two more calls pass, the third is
+#           429. Reserving the estimate sank the bucket to its debt bound, and
+#           the settlement gave back tokens never taken: the call was free and
+#           a third call passed too.
 #   keyrl   openai key with rate_limit 1, anthropic fallback: the second call
 #           skips openai (X-BYOK-Attempts 2, the mock sees anthropic only); a
 #           call pinned to openai is 429 key_rate_limited with Retry-After.
@@ -30,6 +36,7 @@ CASES=("rpm_limit 3: three calls answered"
     "rpm_limit 3: after a reload the bucket is kept (still 429, nothing sent)"
     "tpm_limit 60: two streams and a call counted with their usage (60 tokens): answered"
     "tpm_limit 60: the next call is 429 tenant_tpm_exceeded with Retry-After, nothing sent"
+    "tpm_limit 60: a call estimated far above the limit costs what it used: two more calls pass, the third is 429"
     "key rate_limit 1: the first call goes to the preferred provider"
     "key rate_limit 1: the second call fails over (X-BYOK-Attempts 2, the mock sees anthropic only)"
     "key rate_limit 1: pinned to the limited provider: 429 key_rate_limited with Retry-After, nothing sent"
@@ -60,13 +67,14 @@ key_rate() {
 }
 tenant_setup rpm '{"preferred_providers":["openai"],"rpm_limit":3}' openai
 tenant_setup tpm '{"preferred_providers":["openai"],"tpm_limit":60}' openai
+tenant_setup tpmbig '{"preferred_providers":["openai"],"tpm_limit":60}' openai
 tenant_setup keyrl '{"preferred_providers":["openai"],"fallback_providers":["anthropic"]}' openai anthropic
 tenant_setup single '{"preferred_providers":["openai"]}' openai
 key_rate keyrl openai 1
 key_rate single openai 1
 
 listeners=""
-for t in rpm tpm keyrl single; do
+for t in rpm tpm tpmbig keyrl single; do
     listeners+="${listeners:+,}{\"path\": \"$AGENT_DIR/$t.sock\", \"mode\": \"0660\", \"tenant\": \"$t\", \"app\": \"rl\", \"metrics\": true}"
 done
 agent_config "[$listeners]" '.limits.shared_rate_limits = false'
@@ -127,6 +135,20 @@ t_eq "tpm_limit 60: the next call is 429 tenant_tpm_exceeded with Retry-After, n
     "$CODE $(error_of) $(echo "$BODY" | jq -r '.error.message | test("tpm_limit of 60 tokens per minute")' 2>/dev/null) $(ra_in 5 12) $(mock_requests_since "$since" | jq length)" \
     "429 tenant_tpm_exceeded rate_limit_error msg true ra-ok 0"
 
+# A tool description of 2,000 characters: an estimate of about 500 tokens, above the
+# bucket plus its debt bound (120). It reserves 60, uses 20 (4 + 16): 40 left; each
+# plain call reserves 12 and uses 20: 40 -> 20 -> 0 (plus a token a second of refill).
+SOCK=$AGENT_DIR/tpmbig.sock
+BIG=$(printf '{"model":"auto","messages":[{"role":"user","content":"one two three four"}],"tools":[{"type":"function","function":{"name":"f","description":"%s","parameters":{"type":"object","properties":{}}}}]}' "$(head -c 2000 /dev/zero | tr '\0' x)")
+since=$(mock_last_seq)
+codes=""
+for b in "$BIG" "$NOMAX" "$NOMAX" "$NOMAX"; do
+    call "$SOCK" POST /v1/chat/completions "$b"
+    codes+="$CODE "
+done
+t_eq "tpm_limit 60: a call estimated far above the limit costs what it used: two more calls pass, the third is 429" \
+    "$codes$(sent "$since")" "200 200 200 429 openai,openai,openai"
+
 # ---- a key's rate_limit -----------------------------------------------------------------------
 SOCK=$AGENT_DIR/keyrl.sock
 since=$(mock_last_seq)
@@ -154,10 +176,10 @@ t_eq "key rate_limit 1, a single provider: the second call is 429 key_rate_limit
 # ---- metrics and logs ---------------------------------------------------------------------------
 metrics=$(curl -s -m 5 --unix-socket "$AGENT_DIR/rpm.sock" http://localhost/metrics | grep '^byok_rate_limited_total' | sort | tr '\n' ' ')
 t_eq "refusals counted: byok_rate_limited_total{tenant,limit}" "$metrics" \
-    'byok_rate_limited_total{tenant="keyrl",limit="rate_limit"} 2 byok_rate_limited_total{tenant="rpm",limit="rpm_limit"} 2 byok_rate_limited_total{tenant="single",limit="rate_limit"} 1 byok_rate_limited_total{tenant="tpm",limit="tpm_limit"} 1 '
+    'byok_rate_limited_total{tenant="keyrl",limit="rate_limit"} 2 byok_rate_limited_total{tenant="rpm",limit="rpm_limit"} 2 byok_rate_limited_total{tenant="single",limit="rate_limit"} 1 byok_rate_limited_total{tenant="tpm",limit="tpm_limit"} 1 byok_rate_limited_total{tenant="tpmbig",limit="tpm_limit"} 1 '
 logged=$(jq -r 'select(.["@message"] == "call refused: the tenant'"'"'s rate limit is reached") |
     "\(.tenant):\(.limit):\(.value)"' "$AGENT_LOG" 2>/dev/null | sort -u | tr '\n' ' ')
-t_eq "refusal logged with the limit's name and value" "$logged" "rpm:rpm_limit:3 tpm:tpm_limit:60 "
+t_eq "refusal logged with the limit's name and value" "$logged" "rpm:rpm_limit:3 tpm:tpm_limit:60 tpmbig:tpm_limit:60 "
 
 agent_stop_check "agent stops cleanly on SIGTERM, no sanitizer report"
 canary_scan "canary: nowhere but the provider request" "${KEYS[@]}"
